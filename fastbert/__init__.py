@@ -1,0 +1,61 @@
+"""fastbert: a drop-in accelerated BERT for PyTorch.
+
+Public names mirror Hugging Face transformers' BERT family. Imports are lazy: ``import fastbert``
+imports neither triton nor transformers; each name is loaded from its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    # configuration and tokenizers
+    "BertConfig": "fastbert.config",
+    "BertTokenizer": "fastbert.tokenization",
+    "BertTokenizerFast": "fastbert.tokenization",
+    "BatchEncoding": "fastbert.tokenization",
+    # models
+    "BertPreTrainedModel": "fastbert.modeling",
+    "BertModel": "fastbert.modeling",
+    "BertForPreTraining": "fastbert.modeling",
+    "BertLMHeadModel": "fastbert.modeling",
+    "BertForMaskedLM": "fastbert.modeling",
+    "BertForNextSentencePrediction": "fastbert.modeling",
+    "BertForSequenceClassification": "fastbert.modeling",
+    "BertForMultipleChoice": "fastbert.modeling",
+    "BertForTokenClassification": "fastbert.modeling",
+    "BertForQuestionAnswering": "fastbert.modeling",
+    # auto classes
+    "AutoConfig": "fastbert.auto",
+    "AutoTokenizer": "fastbert.auto",
+    "AutoModel": "fastbert.auto",
+    "AutoModelForPreTraining": "fastbert.auto",
+    "AutoModelForCausalLM": "fastbert.auto",
+    "AutoModelForMaskedLM": "fastbert.auto",
+    "AutoModelForNextSentencePrediction": "fastbert.auto",
+    "AutoModelForSequenceClassification": "fastbert.auto",
+    "AutoModelForMultipleChoice": "fastbert.auto",
+    "AutoModelForTokenClassification": "fastbert.auto",
+    "AutoModelForQuestionAnswering": "fastbert.auto",
+    # conversion, pipelines
+    "from_transformers": "fastbert.loading",
+    "pipeline": "fastbert.pipelines",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastbert' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,110 @@
+"""Finding files of a model: a local folder, or a Hugging Face hub id through ``huggingface_hub``."""
+
+from __future__ import annotations
+
+import os
+
+
+def is_local(path_or_id: str | os.PathLike) -> bool:
+    return os.path.isdir(path_or_id)
+
+
+def resolve_file(
+    path_or_id: str | os.PathLike,
+    filename: str,
+    *,
+    required: bool = True,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    subfolder: str = "",
+) -> str | None:
+    """The local path of ``filename`` in a model folder or hub repository.
+
+    Returns None for a missing file unless ``required``, when it raises ``OSError``. A hub that cannot
+    be reached (offline, ``HF_HUB_OFFLINE=1``, ``local_files_only``) falls back to the local cache, and
+    when the file is not cached either, the error says to pass a local folder.
+    """
+    path_or_id = str(path_or_id)
+    if os.path.isdir(path_or_id):
+        candidate = os.path.join(path_or_id, subfolder, filename)
+        if os.path.isfile(candidate):
+            return candidate
+        if required:
+            raise OSError(f"{os.path.join(path_or_id, subfolder)} has no file named {filename}")
+        return None
+    if os.path.isfile(path_or_id):
+        raise OSError(f"{path_or_id} is a file; pass the folder that holds it")
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return hf_hub_download(
+            path_or_id,
+            filename,
+            subfolder=subfolder or None,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except EntryNotFoundError:
+        if required:
+            raise OSError(f"{path_or_id} has no file named {filename}") from None
+        return None
+    except RepositoryNotFoundError:
+        raise OSError(
+            f"{path_or_id!r} is neither a local folder nor a model id on the Hugging Face hub"
+        ) from None
+    except RevisionNotFoundError:
+        raise OSError(f"{path_or_id!r} has no revision {revision!r}") from None
+    except LocalEntryNotFoundError:
+        # Offline and not cached. Only the first file of a model decides that it cannot be had;
+        # optional files are simply absent.
+        if not required:
+            return None
+        raise OSError(
+            f"could not reach the Hugging Face hub to fetch {filename} of {path_or_id!r}, and it is not in "
+            "the local cache: pass a local folder that holds the model instead"
+        ) from None
+    except Exception as e:  # network errors of every kind: say what to do
+        if not required and "404" in str(e):
+            return None
+        raise OSError(
+            f"could not fetch {filename} of {path_or_id!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
+            "pass a local folder that holds the model instead"
+        ) from e
+
+
+def list_files(
+    path_or_id: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    subfolder: str = "",
+) -> list[str] | None:
+    """Files of a local folder or hub repository; None when the hub cannot be asked."""
+    path_or_id = str(path_or_id)
+    if os.path.isdir(path_or_id):
+        root = os.path.join(path_or_id, subfolder)
+        return sorted(os.listdir(root)) if os.path.isdir(root) else []
+    if local_files_only or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return None
+    try:
+        from huggingface_hub import list_repo_files
+
+        files = list_repo_files(path_or_id, revision=revision, token=token)
+    except Exception:
+        return None
+    if subfolder:
+        prefix = subfolder.rstrip("/") + "/"
+        files = [f[len(prefix) :] for f in files if f.startswith(prefix)]
+    return sorted(files)
