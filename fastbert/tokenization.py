@@ -1,0 +1,1443 @@
+"""BERT tokenizer on the ``tokenizers`` library, with transformers' ``BertTokenizerFast`` API.
+
+``BertTokenizer`` (and its alias ``BertTokenizerFast``) loads ``tokenizer.json`` when a model folder has one,
+or builds the WordPiece pipeline from ``vocab.txt`` (BertNormalizer + BertPreTokenizer + WordPiece +
+``[CLS] A [SEP] B [SEP]`` template + WordPiece decoder) exactly as transformers converts a slow BERT tokenizer.
+Calls return a ``BatchEncoding``: a dict with attribute access, ``.to(device)`` and the alignment helpers
+(``word_ids``, ``sequence_ids``, ``char_to_token``, ...) of transformers' fast tokenizers.
+
+transformers is not imported here: it is a test-only dependency.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Mapping, Sequence, Sized
+from typing import Any, NamedTuple
+
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from . import hub
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BatchEncoding", "BertTokenizer", "BertTokenizerFast", "CharSpan", "TokenSpan"]
+
+VERY_LARGE_INTEGER = int(1e30)  # what transformers uses when a model has no maximum length
+LARGE_INTEGER = int(1e20)
+
+VOCAB_FILE = "vocab.txt"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
+
+SPECIAL_TOKENS_ATTRIBUTES = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
+
+_UNSET: Any = object()
+
+_PADDING = {"longest", "max_length", "do_not_pad"}
+_TRUNCATION = {"longest_first", "only_first", "only_second", "do_not_truncate"}
+
+
+class CharSpan(NamedTuple):
+    start: int
+    end: int
+
+
+class TokenSpan(NamedTuple):
+    start: int
+    end: int
+
+
+def _enum_value(x: Any) -> Any:
+    """transformers' PaddingStrategy / TruncationStrategy / TensorType enums → their string value."""
+    value = getattr(x, "value", None)
+    return value if isinstance(value, str) else x
+
+
+def _to_py(obj: Any) -> Any:
+    """Tensors, arrays and numpy scalars → python ints and lists."""
+    if isinstance(obj, (int, float, str)) or obj is None:
+        return obj
+    if isinstance(obj, Mapping):
+        return {k: _to_py(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_py(o) for o in obj]
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return obj
+
+
+def _token_content(value: Any) -> Any:
+    """A special token as written in tokenizer_config / special_tokens_map (a str or an AddedToken dict) → str."""
+    if isinstance(value, dict):
+        return value.get("content")
+    if isinstance(value, AddedToken):
+        return value.content
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------------
+# BatchEncoding
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BatchEncoding(dict):
+    """What a tokenizer call returns: a dict of model inputs (``input_ids``, ``token_type_ids``,
+    ``attention_mask``, ...) with attribute access, ``.to(device)`` and, when it comes from the ``tokenizers``
+    backend, the per-sequence ``encodings`` and their alignment helpers."""
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        encoding: Any = None,
+        tensor_type: str | None = None,
+        prepend_batch_axis: bool = False,
+        n_sequences: int | None = None,
+    ):
+        super().__init__(data or {})
+        if encoding is not None and not isinstance(encoding, (list, tuple)):
+            encoding = [encoding]
+        self._encodings = list(encoding) if encoding is not None else None
+        if n_sequences is None and self._encodings:
+            n_sequences = self._encodings[0].n_sequences
+        self._n_sequences = n_sequences
+        self.convert_to_tensors(tensor_type=tensor_type, prepend_batch_axis=prepend_batch_axis)
+
+    # dict access ---------------------------------------------------------------------------------------------
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, str):
+            return dict.__getitem__(self, item)
+        if isinstance(item, int):
+            if self._encodings is None:
+                raise KeyError(
+                    "Indexing with integers is not available when using Python based tokenizers"
+                )
+            return self._encodings[item]
+        if isinstance(item, slice):
+            return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
+        raise KeyError("Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices.")
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__") or item in ("_encodings", "_n_sequences"):
+            raise AttributeError(item)
+        try:
+            return dict.__getitem__(self, item)
+        except KeyError:
+            raise AttributeError(f"'BatchEncoding' object has no attribute {item!r}") from None
+
+    def __getstate__(self) -> dict:
+        return {"data": dict(self), "encodings": self._encodings, "n_sequences": self._n_sequences}
+
+    def __setstate__(self, state: dict) -> None:
+        self.update(state.get("data", {}))
+        self._encodings = state.get("encodings")
+        self._n_sequences = state.get("n_sequences")
+
+    def __reduce__(self):
+        return (self.__class__, (), self.__getstate__())
+
+    def __copy__(self) -> BatchEncoding:
+        new = BatchEncoding(dict(self), self._encodings, n_sequences=self._n_sequences)
+        return new
+
+    def __deepcopy__(self, memo: dict) -> BatchEncoding:
+        return BatchEncoding(
+            copy.deepcopy(dict(self), memo), copy.deepcopy(self._encodings, memo), n_sequences=self._n_sequences
+        )
+
+    @property
+    def data(self) -> BatchEncoding:
+        """The mapping itself (transformers' BatchEncoding is a UserDict with a ``data`` dict)."""
+        return self
+
+    @property
+    def encodings(self) -> list | None:
+        """The ``tokenizers.Encoding`` of each sequence (None when built by hand or by ``pad``)."""
+        return self._encodings
+
+    @property
+    def n_sequences(self) -> int | None:
+        """1 for single sentences, 2 for pairs; None when unknown."""
+        return self._n_sequences
+
+    @property
+    def is_fast(self) -> bool:
+        return self._encodings is not None
+
+    # alignment helpers --------------------------------------------------------------------------------------
+    def _encoding(self, batch_index: int, what: str) -> Any:
+        if not self._encodings:
+            raise ValueError(f"{what}() is not available when the BatchEncoding has no encodings (built by hand or by pad)")
+        return self._encodings[batch_index]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        return self._encoding(batch_index, "tokens").tokens
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._encoding(batch_index, "sequence_ids").sequence_ids
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._encoding(batch_index, "word_ids").word_ids
+
+    def words(self, batch_index: int = 0) -> list[int | None]:
+        return self.word_ids(batch_index)
+
+    @staticmethod
+    def _two(first: int, second: int | None) -> tuple[int, int]:
+        return (first, second) if second is not None else (0, first)
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        b, t = self._two(batch_or_token_index, token_index)
+        if t < 0:
+            t = len(self._encoding(b, "token_to_sequence")) + t
+        return self._encoding(b, "token_to_sequence").token_to_sequence(t)
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        b, t = self._two(batch_or_token_index, token_index)
+        if t < 0:
+            t = len(self._encoding(b, "token_to_word")) + t
+        return self._encoding(b, "token_to_word").token_to_word(t)
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        b, t = self._two(batch_or_token_index, token_index)
+        span = self._encoding(b, "token_to_chars").token_to_chars(t)
+        return CharSpan(*span) if span is not None else None
+
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        b, c = self._two(batch_or_char_index, char_index)
+        return self._encoding(b, "char_to_token").char_to_token(c, sequence_index)
+
+    def char_to_word(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        b, c = self._two(batch_or_char_index, char_index)
+        return self._encoding(b, "char_to_word").char_to_word(c, sequence_index)
+
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> TokenSpan | None:
+        b, w = self._two(batch_or_word_index, word_index)
+        span = self._encoding(b, "word_to_tokens").word_to_tokens(w, sequence_index)
+        return TokenSpan(*span) if span is not None else None
+
+    def word_to_chars(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> CharSpan | None:
+        b, w = self._two(batch_or_word_index, word_index)
+        span = self._encoding(b, "word_to_chars").word_to_chars(w, sequence_index)
+        return CharSpan(*span) if span is not None else None
+
+    # tensors ------------------------------------------------------------------------------------------------
+    def convert_to_tensors(self, tensor_type: str | None = None, prepend_batch_axis: bool = False) -> BatchEncoding:
+        """Turn the python lists into torch tensors (``"pt"``) or numpy arrays (``"np"``), in place."""
+        tensor_type = _enum_value(tensor_type)
+        if tensor_type is None:
+            return self
+        if tensor_type == "pt":
+            import torch
+
+            def is_tensor(x: Any) -> bool:
+                return isinstance(x, torch.Tensor)
+
+            def as_tensor(x: Any) -> Any:
+                if isinstance(x, list) and x and hasattr(x[0], "__array__") and not isinstance(x[0], list):
+                    import numpy as np
+
+                    return torch.from_numpy(np.array(x))
+                return torch.tensor(x)
+        elif tensor_type == "np":
+            import numpy as np
+
+            def is_tensor(x: Any) -> bool:
+                return isinstance(x, np.ndarray)
+
+            def as_tensor(x: Any) -> Any:
+                return np.asarray(x)
+        else:
+            raise ValueError(
+                f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
+            )
+
+        for key in list(self.keys()):
+            value = dict.__getitem__(self, key)
+            if prepend_batch_axis:
+                value = [value]
+            if is_tensor(value):
+                continue
+            try:
+                tensor = as_tensor(value)
+            except Exception as e:
+                if key == "overflowing_tokens":
+                    raise ValueError(
+                        "Unable to create tensor returning overflowing tokens of different lengths. "
+                        "Please see if a fast version of this tokenizer is available to have this feature available."
+                    ) from e
+                raise ValueError(
+                    "Unable to create tensor, you should probably activate truncation and/or padding with "
+                    "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
+                    f"features (`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is "
+                    "expected)."
+                ) from e
+            if tensor_type == "np" and tensor.dtype == object:
+                raise ValueError(
+                    "Unable to create tensor, you should probably activate truncation and/or padding with "
+                    f"'padding=True' 'truncation=True' to have batched tensors with the same length (`{key}`)."
+                )
+            dict.__setitem__(self, key, tensor)
+        return self
+
+    def to(self, device: Any, non_blocking: bool = False) -> BatchEncoding:
+        """Move every tensor to ``device`` (a str, int or ``torch.device``), in place; returns ``self``."""
+        import torch
+
+        if isinstance(device, (str, int, torch.device)):
+            for key in list(self.keys()):
+                value = dict.__getitem__(self, key)
+                if isinstance(value, torch.Tensor):
+                    dict.__setitem__(self, key, value.to(device=device, non_blocking=non_blocking))
+        else:
+            logger.warning(f"Attempting to cast a BatchEncoding to type {device!s}. This is not supported.")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers to build and configure the backend
+# --------------------------------------------------------------------------------------------------------------
+
+
+def load_vocab(vocab_file: str) -> dict[str, int]:
+    """vocab.txt → {token: index}, one token a line, as transformers reads it."""
+    vocab: dict[str, int] = {}
+    with open(vocab_file, encoding="utf-8") as reader:
+        for index, token in enumerate(reader.readlines()):
+            vocab[token.rstrip("\n")] = index
+    return vocab
+
+
+def _build_wordpiece_backend(
+    vocab: dict[str, int],
+    *,
+    unk_token: str,
+    do_lower_case: bool,
+    strip_accents: bool | None,
+    tokenize_chinese_chars: bool,
+) -> Tokenizer:
+    backend = Tokenizer(WordPiece(vocab, unk_token=str(unk_token), max_input_chars_per_word=100, continuing_subword_prefix="##"))
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=tokenize_chinese_chars,
+        strip_accents=strip_accents,
+        lowercase=do_lower_case,
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    return backend
+
+
+def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: str, sep_id: int) -> None:
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{cls_token}:0 $A:0 {sep_token}:0",
+        pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
+        special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
+    )
+
+
+def _is_str_list(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and all(isinstance(t, str) for t in x)
+
+
+def _is_valid_text_input(t: Any) -> bool:
+    if isinstance(t, str):
+        return True
+    if isinstance(t, (list, tuple)):
+        if len(t) == 0:
+            return True
+        if isinstance(t[0], str):
+            return True
+        if isinstance(t[0], (list, tuple)):
+            return len(t[0]) == 0 or isinstance(t[0][0], str)
+    return False
+
+
+_TEXT_TYPE_ERROR = (
+    "text input must be of type `str` (single example), `list[str]` (batch or single pretokenized example) "
+    "or `list[list[str]]` (batch of pretokenized examples)."
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the tokenizer
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BertTokenizer:
+    """BERT WordPiece tokenizer with the API of transformers' ``BertTokenizerFast``.
+
+    Construct it from a model folder or hub id with :meth:`from_pretrained`, or directly from a ``vocab.txt``
+    (``vocab_file=``), a ``tokenizer.json`` (``tokenizer_file=``), a ``{token: id}`` dict (``vocab=``) or a
+    ``tokenizers.Tokenizer`` (``tokenizer_object=``).
+
+    ``do_lower_case``, ``strip_accents`` and ``tokenize_chinese_chars`` set the BertNormalizer; left out with
+    a ``tokenizer.json``, the file's own normalizer settings are kept. ``never_split`` tokens found in the
+    vocabulary are matched whole in the raw text (like transformers' slow tokenizer) instead of being split
+    on punctuation.
+    """
+
+    vocab_files_names = {"vocab_file": VOCAB_FILE, "tokenizer_file": TOKENIZER_FILE}
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    is_fast = True
+    slow_tokenizer_class = None
+
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        tokenizer_file: str | None = None,
+        do_lower_case: bool = _UNSET,
+        do_basic_tokenize: bool = True,
+        never_split: Sequence[str] | None = None,
+        unk_token: str = "[UNK]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        tokenize_chinese_chars: bool = _UNSET,
+        strip_accents: bool | None = _UNSET,
+        *,
+        vocab: dict[str, int] | str | None = None,
+        tokenizer_object: Tokenizer | None = None,
+        model_max_length: int | None = None,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        clean_up_tokenization_spaces: bool = True,
+        additional_special_tokens: Sequence[str] | None = None,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        name_or_path: str = "",
+        added_tokens_decoder: Mapping | None = None,
+        **kwargs: Any,
+    ):
+        self._lock = threading.RLock()
+        self.name_or_path = str(name_or_path or kwargs.pop("_name_or_path", "") or "")
+        unk_token, sep_token, pad_token, cls_token, mask_token = (
+            _token_content(t) for t in (unk_token, sep_token, pad_token, cls_token, mask_token)
+        )
+
+        if tokenizer_object is not None:
+            backend = Tokenizer.from_str(tokenizer_object.to_str())
+        elif tokenizer_file is not None and os.path.isfile(tokenizer_file):
+            backend = Tokenizer.from_file(tokenizer_file)
+        else:
+            if vocab is None and vocab_file is not None:
+                if not os.path.isfile(vocab_file):
+                    raise ValueError(f"Can't find a vocabulary file at path '{vocab_file}'.")
+                vocab = load_vocab(vocab_file)
+            elif isinstance(vocab, (str, os.PathLike)):
+                vocab = load_vocab(str(vocab))
+            if vocab is None:
+                raise ValueError(
+                    "BertTokenizer needs a vocabulary: pass vocab_file= (vocab.txt), tokenizer_file= (tokenizer.json), "
+                    "vocab= (a dict), or use BertTokenizer.from_pretrained(folder_or_hub_id)"
+                )
+            backend = _build_wordpiece_backend(
+                dict(vocab),
+                unk_token=unk_token,
+                do_lower_case=True if do_lower_case is _UNSET else bool(do_lower_case),
+                strip_accents=None if strip_accents is _UNSET else strip_accents,
+                tokenize_chinese_chars=True if tokenize_chinese_chars is _UNSET else bool(tokenize_chinese_chars),
+            )
+        # Padding and truncation are set per call (a tokenizer.json may carry its own: drop them).
+        backend.no_padding()
+        backend.no_truncation()
+
+        # Normalizer settings: the arguments win over a tokenizer.json's BertNormalizer (as in transformers).
+        state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+        if state.get("type") == "BertNormalizer":
+            if do_lower_case is _UNSET:
+                do_lower_case = state.get("lowercase", True)
+            if strip_accents is _UNSET:
+                strip_accents = state.get("strip_accents")
+            if tokenize_chinese_chars is _UNSET:
+                tokenize_chinese_chars = state.get("handle_chinese_chars", True)
+            wanted = {
+                "lowercase": bool(do_lower_case),
+                "strip_accents": strip_accents,
+                "handle_chinese_chars": bool(tokenize_chinese_chars),
+            }
+            if any(state.get(k) != v for k, v in wanted.items()):
+                backend.normalizer = normalizers.BertNormalizer(
+                    clean_text=state.get("clean_text", True),
+                    handle_chinese_chars=wanted["handle_chinese_chars"],
+                    strip_accents=wanted["strip_accents"],
+                    lowercase=wanted["lowercase"],
+                )
+        else:
+            do_lower_case = True if do_lower_case is _UNSET else do_lower_case
+            strip_accents = None if strip_accents is _UNSET else strip_accents
+            tokenize_chinese_chars = True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars
+
+        self.do_lower_case = bool(do_lower_case)
+        self.strip_accents = strip_accents
+        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
+        self.do_basic_tokenize = do_basic_tokenize
+        self.never_split = list(never_split) if never_split else None
+
+        self._tokenizer = backend
+        self.unk_token = unk_token
+        self.sep_token = sep_token
+        self.pad_token = pad_token
+        self.cls_token = cls_token
+        self.mask_token = mask_token
+        self.bos_token = _token_content(bos_token)
+        self.eos_token = _token_content(eos_token)
+        self.additional_special_tokens = [_token_content(t) for t in (additional_special_tokens or [])]
+
+        # Special tokens are matched whole in the raw text, before normalization.
+        specials = [t for t in (unk_token, sep_token, pad_token, cls_token, mask_token, self.bos_token, self.eos_token) if t]
+        specials += self.additional_special_tokens
+        existing = {t.content for t in backend.get_added_tokens_decoder().values()}
+        missing = [t for t in dict.fromkeys(specials) if t not in existing]
+        if missing:
+            backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+        # Extra added tokens listed in tokenizer_config (when built from vocab.txt).
+        for entry in (added_tokens_decoder or {}).values():
+            content = _token_content(entry)
+            if not content or content in existing or content in specials:
+                continue
+            flags = entry if isinstance(entry, dict) else {}
+            token = AddedToken(
+                content,
+                single_word=flags.get("single_word", False),
+                lstrip=flags.get("lstrip", False),
+                rstrip=flags.get("rstrip", False),
+                normalized=flags.get("normalized", not flags.get("special", False)),
+                special=flags.get("special", False),
+            )
+            if token.special:
+                backend.add_special_tokens([token])
+            else:
+                backend.add_tokens([token])
+        if self.never_split:
+            in_vocab = [t for t in self.never_split if backend.token_to_id(t) is not None and t not in specials]
+            if in_vocab:
+                backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
+            skipped = [t for t in self.never_split if backend.token_to_id(t) is None]
+            if skipped:
+                logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+
+        # The [CLS] A [SEP] B [SEP] template, unless a tokenizer.json brought one that matches.
+        cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
+        if cls_id is not None and sep_id is not None:
+            post = backend.post_processor
+            post_state = json.loads(post.__getstate__()) if post is not None else {}
+            keep = post_state.get("type") in ("TemplateProcessing", "BertProcessing")
+            if keep and post_state.get("type") == "TemplateProcessing":
+                ids = {k: v.get("ids") for k, v in post_state.get("special_tokens", {}).items()}
+                keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
+            elif keep:
+                keep = post_state.get("cls") == [cls_token, cls_id] and post_state.get("sep") == [sep_token, sep_id]
+            if not keep:
+                _set_template(backend, cls_token, cls_id, sep_token, sep_id)
+
+        if model_max_length is None:
+            model_max_length = VERY_LARGE_INTEGER
+        self.model_max_length = int(model_max_length)
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"Padding side should be selected between 'right' and 'left', current value: {padding_side}")
+        if truncation_side not in ("right", "left"):
+            raise ValueError(
+                f"Truncation side should be selected between 'right' and 'left', current value: {truncation_side}"
+            )
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.pad_token_type_id = 0
+        self._warned: set[str] = set()
+        for key in ("max_length", "stride", "truncation_strategy", "pad_to_multiple_of", "pad_token_type_id"):
+            kwargs.pop(key, None)
+        self.init_kwargs = {
+            "do_lower_case": self.do_lower_case,
+            "do_basic_tokenize": self.do_basic_tokenize,
+            "never_split": self.never_split,
+            "unk_token": unk_token,
+            "sep_token": sep_token,
+            "pad_token": pad_token,
+            "cls_token": cls_token,
+            "mask_token": mask_token,
+            "tokenize_chinese_chars": self.tokenize_chinese_chars,
+            "strip_accents": self.strip_accents,
+            **{k: v for k, v in kwargs.items() if _is_jsonable(v)},
+        }
+
+    # ---------------------------------------------------------------------------------------------------------
+    # loading and saving
+    # ---------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *init_inputs: Any,
+        cache_dir: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        subfolder: str = "",
+        **kwargs: Any,
+    ) -> BertTokenizer:
+        """Load from a model folder or hub id that holds ``tokenizer.json`` and/or ``vocab.txt``, with
+        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them."""
+        path = str(pretrained_model_name_or_path)
+        for key in ("force_download", "resume_download", "proxies", "trust_remote_code", "use_fast", "_from_auto",
+                    "use_auth_token", "_commit_hash"):
+            value = kwargs.pop(key, None)
+            if key == "use_auth_token" and value is not None and token is None:
+                token = value
+
+        def find(name: str) -> str | None:
+            return hub.resolve_file(
+                path,
+                name,
+                required=False,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+                subfolder=subfolder,
+            )
+
+        tokenizer_file = kwargs.pop("tokenizer_file", None) or find(TOKENIZER_FILE)
+        vocab_file = kwargs.pop("vocab_file", None) or find(VOCAB_FILE)
+        if tokenizer_file is None and vocab_file is None:
+            where = os.path.join(path, subfolder) if subfolder else path
+            if os.path.isdir(path):
+                raise OSError(f"{where} has neither {TOKENIZER_FILE} nor {VOCAB_FILE}: it is not a BERT tokenizer folder")
+            raise OSError(
+                f"could not find {TOKENIZER_FILE} or {VOCAB_FILE} for {where!r}: pass a local folder that holds them, "
+                "or a hub model id of a BERT tokenizer (the hub may be unreachable)"
+            )
+        init_kwargs: dict[str, Any] = {}
+        config_file = find(TOKENIZER_CONFIG_FILE)
+        if config_file is not None:
+            with open(config_file, encoding="utf-8") as f:
+                init_kwargs.update(json.load(f))
+        special_file = find(SPECIAL_TOKENS_MAP_FILE)
+        if special_file is not None:
+            with open(special_file, encoding="utf-8") as f:
+                for key, value in json.load(f).items():
+                    if key == "additional_special_tokens":
+                        value = [_token_content(v) for v in value]
+                    else:
+                        value = _token_content(value)
+                    init_kwargs[key] = value
+        for key in ("tokenizer_class", "auto_map", "name_or_path", "processor_class", "backend", "is_local",
+                    "local_files_only", "model_input_names", "tokenizer_file", "vocab_file", "extra_special_tokens"):
+            init_kwargs.pop(key, None)
+        if init_kwargs.get("model_max_length") is not None:
+            init_kwargs["model_max_length"] = int(init_kwargs["model_max_length"])
+        init_kwargs.update(kwargs)
+        init_kwargs.setdefault("name_or_path", path)
+        # A tokenizer.json decides the vocabulary; vocab.txt alone is the fallback.
+        return cls(*init_inputs, vocab_file=vocab_file, tokenizer_file=tokenizer_file, **init_kwargs)
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``; returns its path in a tuple."""
+        if not os.path.isdir(save_directory):
+            raise OSError(f"Vocabulary path ({save_directory}) should be a directory")
+        model = self._tokenizer.model
+        if not isinstance(model, WordPiece):
+            raise ValueError("save_vocabulary needs a WordPiece model")
+        files = model.save(save_directory, name=filename_prefix)
+        return tuple(files)
+
+    def _config_for_save(self) -> dict[str, Any]:
+        config = dict(self.init_kwargs)
+        config.update(
+            {
+                "do_lower_case": self.do_lower_case,
+                "strip_accents": self.strip_accents,
+                "tokenize_chinese_chars": self.tokenize_chinese_chars,
+                "model_max_length": self.model_max_length,
+                "padding_side": self.padding_side,
+                "truncation_side": self.truncation_side,
+                "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+                "tokenizer_class": "BertTokenizer",
+                "model_input_names": list(self.model_input_names),
+            }
+        )
+        config.update(self.special_tokens_map)
+        return config
+
+    def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any) -> tuple[str, ...]:
+        """Write tokenizer_config.json, special_tokens_map.json, vocab.txt and tokenizer.json; transformers'
+        ``AutoTokenizer`` loads the folder back to the same ids. Returns the written paths."""
+        save_directory = str(save_directory)
+        if os.path.isfile(save_directory):
+            raise OSError(f"Provided path ({save_directory}) should be a directory, not a file")
+        os.makedirs(save_directory, exist_ok=True)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        config_path = os.path.join(save_directory, prefix + TOKENIZER_CONFIG_FILE)
+        special_path = os.path.join(save_directory, prefix + SPECIAL_TOKENS_MAP_FILE)
+        tokenizer_path = os.path.join(save_directory, prefix + TOKENIZER_FILE)
+
+        config = self._config_for_save()
+        added = {}
+        for index, token in sorted(self._tokenizer.get_added_tokens_decoder().items()):
+            added[str(index)] = {
+                "content": token.content,
+                "lstrip": token.lstrip,
+                "normalized": token.normalized,
+                "rstrip": token.rstrip,
+                "single_word": token.single_word,
+                "special": token.special,
+            }
+        config["added_tokens_decoder"] = added
+        with open(config_path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        with open(special_path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.special_tokens_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        vocab_files = self.save_vocabulary(save_directory, filename_prefix=filename_prefix)
+        with self._lock:
+            clean = Tokenizer.from_str(self._tokenizer.to_str())
+        clean.no_padding()
+        clean.no_truncation()
+        clean.save(tokenizer_path)
+        return (config_path, special_path, *vocab_files, tokenizer_path)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # vocabulary and special tokens
+    # ---------------------------------------------------------------------------------------------------------
+    @property
+    def backend_tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    @property
+    def decoder(self) -> Any:
+        return self._tokenizer.decoder
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary (without added tokens)."""
+        return self._tokenizer.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        """Size of the full vocabulary, added tokens included."""
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tokenizer.get_vocab(with_added_tokens=True)
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        return self.get_vocab()
+
+    def get_added_vocab(self) -> dict[str, int]:
+        return {t.content: i for i, t in sorted(self._tokenizer.get_added_tokens_decoder().items())}
+
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        return dict(sorted(self._tokenizer.get_added_tokens_decoder().items()))
+
+    def _id(self, token: str | None) -> int | None:
+        if token is None:
+            return None
+        i = self._tokenizer.token_to_id(token)
+        return i if i is not None else self._tokenizer.token_to_id(self.unk_token) if self.unk_token else None
+
+    unk_token_id = property(lambda self: self._id(self.unk_token))
+    sep_token_id = property(lambda self: self._id(self.sep_token))
+    pad_token_id = property(lambda self: self._id(self.pad_token))
+    cls_token_id = property(lambda self: self._id(self.cls_token))
+    mask_token_id = property(lambda self: self._id(self.mask_token))
+    bos_token_id = property(lambda self: self._id(self.bos_token))
+    eos_token_id = property(lambda self: self._id(self.eos_token))
+
+    @property
+    def additional_special_tokens_ids(self) -> list[int]:
+        return [self._id(t) for t in self.additional_special_tokens]
+
+    @property
+    def special_tokens_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attr in SPECIAL_TOKENS_ATTRIBUTES:
+            value = getattr(self, attr)
+            if value is not None:
+                out[attr] = value
+        if self.additional_special_tokens:
+            out["additional_special_tokens"] = list(self.additional_special_tokens)
+        return out
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """Special tokens in transformers' order: unk, sep, pad, cls, mask (then bos/eos, additional)."""
+        tokens: list[str] = []
+        for attr in SPECIAL_TOKENS_ATTRIBUTES:
+            value = getattr(self, attr)
+            if value is not None and value not in tokens:
+                tokens.append(value)
+        for t in self.additional_special_tokens:
+            if t not in tokens:
+                tokens.append(t)
+        return tokens
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self._id(t) for t in self.all_special_tokens]
+
+    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
+        """Add tokens to the vocabulary; returns how many were new."""
+        if isinstance(new_tokens, (str, AddedToken)):
+            new_tokens = [new_tokens]
+        tokens = [
+            t if isinstance(t, AddedToken) else AddedToken(t, special=special_tokens, normalized=not special_tokens)
+            for t in new_tokens
+        ]
+        with self._lock:
+            if special_tokens:
+                return self._tokenizer.add_special_tokens(tokens)
+            return self._tokenizer.add_tokens(tokens)
+
+    def add_special_tokens(self, special_tokens_dict: Mapping[str, Any], replace_additional_special_tokens: bool = True) -> int:
+        """Add/set special tokens (``{"pad_token": "[PAD]", "additional_special_tokens": [...]}``)."""
+        added = 0
+        for key, value in special_tokens_dict.items():
+            if key == "additional_special_tokens":
+                values = [_token_content(v) for v in value]
+                added += self.add_tokens(list(value), special_tokens=True)
+                if replace_additional_special_tokens:
+                    self.additional_special_tokens = values
+                else:
+                    self.additional_special_tokens += [v for v in values if v not in self.additional_special_tokens]
+            elif key in SPECIAL_TOKENS_ATTRIBUTES:
+                added += self.add_tokens([value], special_tokens=True)
+                setattr(self, key, _token_content(value))
+                self.init_kwargs[key] = _token_content(value)
+            else:
+                raise ValueError(f"Key {key} is not a special token")
+        if "cls_token" in special_tokens_dict or "sep_token" in special_tokens_dict:
+            _set_template(self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id)
+        return added
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str] | None) -> int | list[int] | None:
+        if tokens is None:
+            return None
+        if isinstance(tokens, str):
+            return self._id(tokens)
+        return [self._id(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
+        ids = _to_py(ids)
+        if isinstance(ids, int):
+            return self._tokenizer.id_to_token(ids)
+        special = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in special]
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        return self._tokenizer.decoder.decode(tokens) if self._tokenizer.decoder is not None else " ".join(tokens)
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 3 if pair else 2
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
+    # the four methods of BERT's documentation (transformers 4 semantics) ---------------------------------------
+    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]``."""
+        output = [self.cls_token_id] + list(token_ids_0) + [self.sep_token_id]
+        if token_ids_1 is not None:
+            output += list(token_ids_1) + [self.sep_token_id]
+        return output
+
+    def get_special_tokens_mask(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
+    ) -> list[int]:
+        """1 for a special token, 0 for a sequence token, of the sequence(s) as built by
+        ``build_inputs_with_special_tokens`` (or as given, with ``already_has_special_tokens``)."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError(
+                    "You should not supply a second sequence if the provided sequence of "
+                    "ids is already formatted with special tokens for the model."
+                )
+            special = set(self.all_special_ids)
+            return [1 if token in special else 0 for token in token_ids_0]
+        if token_ids_1 is not None:
+            return [1] + [0] * len(token_ids_0) + [1] + [0] * len(token_ids_1) + [1]
+        return [1] + [0] * len(token_ids_0) + [1]
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
+        """0 for ``[CLS] A [SEP]``, 1 for ``B [SEP]``."""
+        first = [0] * (len(token_ids_0) + 2)
+        if token_ids_1 is None:
+            return first
+        return first + [1] * (len(token_ids_1) + 1)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # encoding
+    # ---------------------------------------------------------------------------------------------------------
+    def _strategies(
+        self,
+        padding: Any = False,
+        truncation: Any = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        verbose: bool = True,
+    ) -> tuple[str, str, int | None]:
+        """transformers' _get_padding_truncation_strategies: → (padding, truncation, max_length)."""
+        padding, truncation = _enum_value(padding), _enum_value(truncation)
+        if max_length is not None and padding is False and truncation is None:
+            if verbose and "truncation-not-explicitly-activated" not in self._warned:
+                self._warned.add("truncation-not-explicitly-activated")
+                logger.warning(
+                    "Truncation was not explicitly activated but `max_length` is provided a specific value, please"
+                    " use `truncation=True` to explicitly truncate examples to max length. Defaulting to"
+                    " 'longest_first' truncation strategy. If you encode pairs of sequences (GLUE-style) with the"
+                    " tokenizer you can select this strategy more precisely by providing a specific strategy to"
+                    " `truncation`."
+                )
+            truncation = "longest_first"
+
+        if padding is True:
+            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
+                warnings.warn(
+                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
+                    "To pad to max length, use `padding='max_length'`.",
+                    stacklevel=3,
+                )
+            padding_strategy = "longest"
+        elif padding is False or padding is None:
+            padding_strategy = "do_not_pad"
+        elif isinstance(padding, str) and padding in _PADDING:
+            padding_strategy = padding
+        else:
+            raise ValueError(f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'")
+
+        if truncation is True:
+            truncation_strategy = "longest_first"
+        elif truncation is False or truncation is None:
+            truncation_strategy = "do_not_truncate"
+        elif isinstance(truncation, str) and truncation in _TRUNCATION:
+            truncation_strategy = truncation
+        else:
+            raise ValueError(
+                f"truncation={truncation!r} is not valid: use True, False, 'longest_first', 'only_first', "
+                "'only_second' or 'do_not_truncate'"
+            )
+
+        if max_length is None:
+            if padding_strategy == "max_length":
+                if self.model_max_length > LARGE_INTEGER:
+                    if verbose and "asking-to-pad-to-max_length" not in self._warned:
+                        self._warned.add("asking-to-pad-to-max_length")
+                        logger.warning(
+                            "Asking to pad to max_length but no maximum length is provided and the model has no "
+                            "predefined maximum length. Default to no padding."
+                        )
+                    padding_strategy = "do_not_pad"
+                else:
+                    max_length = self.model_max_length
+            if truncation_strategy != "do_not_truncate":
+                if self.model_max_length > LARGE_INTEGER:
+                    if verbose and "asking-to-truncate-to-max_length" not in self._warned:
+                        self._warned.add("asking-to-truncate-to-max_length")
+                        logger.warning(
+                            "Asking to truncate to max_length but no maximum length is provided and the model has "
+                            "no predefined maximum length. Default to no truncation."
+                        )
+                    truncation_strategy = "do_not_truncate"
+                else:
+                    max_length = self.model_max_length
+
+        if padding_strategy != "do_not_pad" and (self.pad_token is None or self.pad_token_id is None):
+            raise ValueError(
+                "Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
+                "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
+                "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."
+            )
+        if (
+            truncation_strategy != "do_not_truncate"
+            and padding_strategy != "do_not_pad"
+            and pad_to_multiple_of is not None
+            and max_length is not None
+            and max_length % pad_to_multiple_of != 0
+        ):
+            raise ValueError(
+                "Truncation and padding are both activated but "
+                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
+            )
+        return padding_strategy, truncation_strategy, max_length
+
+    def _configure_backend(
+        self,
+        padding_strategy: str,
+        truncation_strategy: str,
+        max_length: int | None,
+        stride: int,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+    ) -> None:
+        backend = self._tokenizer
+        if truncation_strategy == "do_not_truncate":
+            if backend.truncation is not None:
+                backend.no_truncation()
+        else:
+            target = {
+                "max_length": max_length,
+                "stride": stride,
+                "strategy": truncation_strategy,
+                "direction": self.truncation_side,
+            }
+            current = backend.truncation
+            if current is None or {k: current.get(k) for k in target} != target:
+                backend.enable_truncation(**target)
+        if padding_strategy == "do_not_pad":
+            if backend.padding is not None:
+                backend.no_padding()
+        else:
+            side = padding_side if padding_side is not None else self.padding_side
+            if side not in ("right", "left"):
+                raise ValueError(f"Padding side should be selected between 'right' and 'left', current value: {side}")
+            target = {
+                "length": max_length if padding_strategy == "max_length" else None,
+                "direction": side,
+                "pad_id": self.pad_token_id,
+                "pad_token": self.pad_token,
+                "pad_type_id": self.pad_token_type_id,
+                "pad_to_multiple_of": pad_to_multiple_of,
+            }
+            if backend.padding != target:
+                backend.enable_padding(**target)
+
+    def _warn_too_long(self, ids: Any, max_length: int | None, verbose: bool) -> None:
+        if max_length is not None or not verbose or "sequence-too-long" in self._warned:
+            return
+        rows = ids if ids and isinstance(ids[0], list) else [ids]
+        for row in rows:
+            if len(row) > self.model_max_length:
+                self._warned.add("sequence-too-long")
+                logger.warning(
+                    "Token indices sequence length is longer than the specified maximum sequence length for this "
+                    f"model ({len(row)} > {self.model_max_length}). Running this sequence through the model will "
+                    "result in indexing errors"
+                )
+                return
+
+    def __call__(
+        self,
+        text: Any = None,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Tokenize a text, a batch of texts, pairs (``text_pair``) or pre-tokenized words
+        (``is_split_into_words=True``) into model inputs, as transformers' ``BertTokenizerFast`` does."""
+        if text is None:
+            if kwargs.get("text_target") is not None:
+                raise ValueError("fastbert's BertTokenizer does not take `text_target`: BERT has no target text")
+            raise ValueError("You need to specify either `text` or `text_target`.")
+        kwargs.pop("text_target", None)
+        kwargs.pop("split_special_tokens", None)
+        if kwargs:
+            logger.warning(f"Keyword arguments {kwargs} not recognized.")
+        if not _is_valid_text_input(text):
+            raise ValueError(_TEXT_TYPE_ERROR + f" Got {type(text).__name__}.")
+        if text_pair is not None and not _is_valid_text_input(text_pair):
+            raise ValueError(_TEXT_TYPE_ERROR + f" Got text_pair of type {type(text_pair).__name__}.")
+
+        if is_split_into_words:
+            is_batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+        else:
+            is_batched = isinstance(text, (list, tuple))
+        if is_batched:
+            if isinstance(text_pair, str):
+                raise TypeError(
+                    "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
+                )
+            if text_pair is not None and len(text) != len(text_pair):
+                raise ValueError(
+                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
+                )
+            batch = list(zip(text, text_pair)) if text_pair is not None else list(text)
+        else:
+            batch = [(text, text_pair)] if text_pair is not None else [text]
+
+        padding_strategy, truncation_strategy, max_length = self._strategies(
+            padding, truncation, max_length, pad_to_multiple_of, verbose
+        )
+        output = self._encode_batch(
+            batch,
+            add_special_tokens=add_special_tokens,
+            padding_strategy=padding_strategy,
+            truncation_strategy=truncation_strategy,
+            max_length=max_length,
+            stride=stride,
+            is_split_into_words=is_split_into_words,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_length=return_length,
+            verbose=verbose,
+        )
+        if not is_batched and return_tensors is None and not return_overflowing_tokens:
+            output = BatchEncoding(
+                {k: (v[0] if len(v) > 0 and isinstance(v[0], list) else v) for k, v in output.items()},
+                output.encodings,
+            )
+            self._warn_too_long(output["input_ids"], max_length, verbose)
+        return output
+
+    def _encode_batch(
+        self,
+        batch: list,
+        *,
+        add_special_tokens: bool,
+        padding_strategy: str,
+        truncation_strategy: str,
+        max_length: int | None,
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_tensors: str | None,
+        return_token_type_ids: bool | None,
+        return_attention_mask: bool | None,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+        verbose: bool,
+    ) -> BatchEncoding:
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        for item in batch:
+            if is_split_into_words:
+                ok = _is_str_list(item) or (
+                    isinstance(item, tuple) and len(item) == 2 and all(_is_str_list(p) for p in item)
+                )
+            else:
+                ok = isinstance(item, str) or (isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item))
+            if not ok:
+                raise ValueError(_TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}.")
+        with self._lock:
+            self._configure_backend(
+                padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
+            )
+            encodings = self._tokenizer.encode_batch(
+                batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+            )
+
+        keys = ["input_ids"]
+        if return_token_type_ids:
+            keys.append("token_type_ids")
+        if return_attention_mask:
+            keys.append("attention_mask")
+        if return_special_tokens_mask:
+            keys.append("special_tokens_mask")
+        if return_offsets_mapping:
+            keys.append("offset_mapping")
+        if return_length:
+            keys.append("length")
+        data: dict[str, list] = {k: [] for k in keys}
+        flat: list = []
+        sample_mapping: list[int] = []
+        for sample, encoding in enumerate(encodings):
+            group = [encoding] + list(encoding.overflowing) if return_overflowing_tokens else [encoding]
+            for e in group:
+                data["input_ids"].append(e.ids)
+                if return_token_type_ids:
+                    data["token_type_ids"].append(e.type_ids)
+                if return_attention_mask:
+                    data["attention_mask"].append(e.attention_mask)
+                if return_special_tokens_mask:
+                    data["special_tokens_mask"].append(e.special_tokens_mask)
+                if return_offsets_mapping:
+                    data["offset_mapping"].append(e.offsets)
+                if return_length:
+                    data["length"].append(len(e.ids))
+                flat.append(e)
+                sample_mapping.append(sample)
+        if return_overflowing_tokens:
+            data["overflow_to_sample_mapping"] = sample_mapping
+        for ids in data["input_ids"]:
+            self._warn_too_long(ids, max_length, verbose)
+        return BatchEncoding(data, flat, tensor_type=return_tensors)
+
+    def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
+        return self(text, text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence, **kwargs: Any) -> BatchEncoding:
+        if not isinstance(batch_text_or_text_pairs, (list, tuple)):
+            raise TypeError(
+                f"batch_text_or_text_pairs has to be a list or a tuple (got {type(batch_text_or_text_pairs)})"
+            )
+        return self(list(batch_text_or_text_pairs), **kwargs)
+
+    def encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The ``input_ids`` of one text (or pair)."""
+        return self(
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            return_tensors=return_tensors,
+            **kwargs,
+        )["input_ids"]
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+        """WordPiece tokens of a text (without [CLS]/[SEP] unless ``add_special_tokens``)."""
+        if not isinstance(text, str):
+            raise TypeError(f"tokenize() takes a str, got {type(text).__name__}")
+        return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
+
+    # ---------------------------------------------------------------------------------------------------------
+    # decoding
+    # ---------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def clean_up_tokenization(out_string: str) -> str:
+        """transformers' clean-up of spaces before punctuation and English contractions."""
+        return (
+            out_string.replace(" .", ".")
+            .replace(" ?", "?")
+            .replace(" !", "!")
+            .replace(" ,", ",")
+            .replace(" ' ", "'")
+            .replace(" n't", "n't")
+            .replace(" 'm", "'m")
+            .replace(" 's", "'s")
+            .replace(" 've", "'ve")
+            .replace(" 're", "'re")
+        )
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Ids (int, list, tensor or array) → text."""
+        token_ids = _to_py(token_ids)
+        if isinstance(token_ids, int):
+            token_ids = [token_ids]
+        if not isinstance(token_ids, list) or any(isinstance(t, list) for t in token_ids):
+            raise TypeError("decode() takes a sequence of ids (use batch_decode for a batch)")
+        text = self._tokenizer.decode([int(t) for t in token_ids], skip_special_tokens=skip_special_tokens)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        if clean_up_tokenization_spaces:
+            text = self.clean_up_tokenization(text)
+        return text
+
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        return [
+            self.decode(seq, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+            for seq in _to_py(sequences)
+        ]
+
+    # ---------------------------------------------------------------------------------------------------------
+    # padding already-encoded inputs (data collators)
+    # ---------------------------------------------------------------------------------------------------------
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad one encoding, a dict of batched lists, or a list of encodings (dicts / BatchEncoding), as
+        transformers' ``pad`` (used by data collators). Other keys (``labels``...) are left as they are."""
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+        if not isinstance(encoded_inputs, Mapping):
+            raise ValueError(
+                "pad() takes an encoding (a dict / BatchEncoding) or a list of encodings, "
+                f"got {type(encoded_inputs).__name__}"
+            )
+        encoded_inputs = dict(encoded_inputs)
+        main = self.model_input_names[0]
+        if main not in encoded_inputs:
+            raise ValueError(
+                "You should supply an encoding or a list of encodings to this method "
+                f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
+            )
+        required = encoded_inputs[main]
+        if required is None or (isinstance(required, Sized) and len(required) == 0):
+            if return_attention_mask:
+                encoded_inputs["attention_mask"] = []
+            return BatchEncoding(encoded_inputs)
+
+        first = required[0]
+        if isinstance(first, (list, tuple)):
+            for item in required:
+                if len(item) != 0:
+                    first = item[0]
+                    break
+        if not isinstance(first, (int, list, tuple)):
+            kind = type(first).__module__.split(".")[0]
+            if return_tensors is None:
+                if kind == "torch" or (isinstance(required, list) and type(required[0]).__module__.startswith("torch")):
+                    return_tensors = "pt"
+                elif kind == "numpy":
+                    return_tensors = "np"
+            encoded_inputs = {k: _to_py(v) for k, v in encoded_inputs.items()}
+
+        padding_strategy, _, max_length = self._strategies(padding, False, max_length, pad_to_multiple_of, verbose)
+        required = encoded_inputs[main]
+        if required and not isinstance(required[0], (list, tuple)):
+            out = self._pad(encoded_inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
+            return BatchEncoding(out, tensor_type=return_tensors)
+
+        batch_size = len(required)
+        for key, value in encoded_inputs.items():
+            if not isinstance(value, Sized) or len(value) != batch_size:
+                raise ValueError(f"Some items in the output dictionary have a different batch size than others ({key}).")
+        if padding_strategy == "longest":
+            max_length = max(len(inputs) for inputs in required)
+            padding_strategy = "max_length"
+        batch_outputs: dict[str, list] = {}
+        for i in range(batch_size):
+            inputs = {k: v[i] for k, v in encoded_inputs.items()}
+            outputs = self._pad(inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
+            for key, value in outputs.items():
+                batch_outputs.setdefault(key, []).append(value)
+        return BatchEncoding(batch_outputs, tensor_type=return_tensors)
+
+    def _pad(
+        self,
+        encoded_inputs: dict,
+        max_length: int | None,
+        padding_strategy: str,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_attention_mask: bool | None,
+    ) -> dict:
+        encoded_inputs = dict(encoded_inputs)
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        main = self.model_input_names[0]
+        required = list(encoded_inputs[main])
+        if padding_strategy == "longest":
+            max_length = len(required)
+        if max_length is not None and pad_to_multiple_of is not None and max_length % pad_to_multiple_of != 0:
+            max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
+        needs_padding = padding_strategy != "do_not_pad" and max_length is not None and len(required) < max_length
+        if return_attention_mask and "attention_mask" not in encoded_inputs:
+            encoded_inputs["attention_mask"] = [1] * len(required)
+        if needs_padding:
+            difference = max_length - len(required)
+            side = padding_side if padding_side is not None else self.padding_side
+            pads = {
+                "attention_mask": 0,
+                "token_type_ids": self.pad_token_type_id,
+                "special_tokens_mask": 1,
+                main: self.pad_token_id,
+            }
+            for key, pad_value in pads.items():
+                if key not in encoded_inputs or (key == "attention_mask" and not return_attention_mask):
+                    continue
+                values = list(encoded_inputs[key])
+                if side == "right":
+                    encoded_inputs[key] = values + [pad_value] * difference
+                elif side == "left":
+                    encoded_inputs[key] = [pad_value] * difference + values
+                else:
+                    raise ValueError(f"Invalid padding strategy:{side}")
+        return encoded_inputs
+
+    # ---------------------------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+            f"model_max_length={self.model_max_length}, is_fast=True, padding_side={self.padding_side!r}, "
+            f"truncation_side={self.truncation_side!r}, special_tokens={self.special_tokens_map}, "
+            f"do_lower_case={self.do_lower_case})"
+        )
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_tokenizer"] = self._tokenizer.to_str()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state["_tokenizer"] = Tokenizer.from_str(state["_tokenizer"])
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+def _is_jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+BertTokenizerFast = BertTokenizer
