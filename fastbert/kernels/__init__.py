@@ -1,0 +1,21 @@
+"""fastbert's Triton kernels, one module per op family, each registered as ``torch.ops.fastbert.*``.
+
+Importing this package imports triton and registers the custom ops; ``fastbert.ops`` imports it
+only when the "triton" backend is asked for. The launchers below validate on the host and call
+the custom ops; signatures match ``fastbert.ops``.
+"""
+
+from .activation import ACTIVATIONS, bias_act
+from .attention import attention_padded, attention_varlen
+from .embedding import embed_layernorm
+from .layernorm import add_layernorm, bias_act_layernorm
+
+__all__ = [
+    "ACTIVATIONS",
+    "add_layernorm",
+    "attention_padded",
+    "attention_varlen",
+    "bias_act",
+    "bias_act_layernorm",
+    "embed_layernorm",
+]

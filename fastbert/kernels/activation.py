@@ -1,0 +1,152 @@
+"""Bias + activation, the intermediate layer of a BERT block: ``y = act(x + bias)``.
+
+In:  x (M, N) fp32/fp16/bf16, any strides (leading dims beyond 2 are flattened); bias (N,) in
+     x's dtype, or None.
+Out: y, x's shape, contiguous, x's dtype. Math in fp32, one rounding on store.
+
+Activations (Hugging Face ``hidden_act`` names): "gelu"/"gelu_python" (erf, BERT's default),
+"gelu_new"/"gelu_pytorch_tanh"/"gelu_fast" (tanh approximation), "quick_gelu", "relu",
+"silu"/"swish". Reference: ``fastbert.ops.TorchOps.bias_act``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from ._compat import erf, tanh
+
+# activation name -> ACT code of apply_activation (0 is "none", used by the LayerNorm kernels)
+ACTIVATIONS: dict[str, int] = {
+    "gelu": 1,
+    "gelu_python": 1,
+    "gelu_new": 2,
+    "gelu_pytorch_tanh": 2,
+    "gelu_fast": 2,
+    "relu": 3,
+    "quick_gelu": 4,
+    "silu": 5,
+    "swish": 5,
+}
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def activation_code(activation: str) -> int:
+    """ACT code of a Hugging Face activation name; ValueError for names without a kernel."""
+    code = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    if code is None:
+        raise ValueError(
+            f"unsupported activation {activation!r}; supported: {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return code
+
+
+@triton.jit
+def apply_activation(x, ACT: tl.constexpr):
+    """act(x) on an fp32 block; ACT codes as in ``ACTIVATIONS`` (0 = identity)."""
+    if ACT == 1:  # erf GELU
+        x = 0.5 * x * (1.0 + erf(x * 0.7071067811865476))
+    elif ACT == 2:  # tanh GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        x = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    elif ACT == 3:
+        x = tl.maximum(x, 0.0)
+    elif ACT == 4:
+        x = x * tl.sigmoid(1.702 * x)
+    elif ACT == 5:
+        x = x * tl.sigmoid(x)
+    return x
+
+
+@triton.jit
+def _bias_act_kernel(
+    X,  # input, shape (M, N), strides (stride_xm, stride_xn)
+    B,  # bias, shape (N,); unused when HAS_BIAS is False
+    Y,  # output, shape (M, N), contiguous
+    stride_xm,
+    stride_xn,
+    M,
+    N,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    x = tl.load(X + rows[:, None] * stride_xm + cols[None, :] * stride_xn, mask=mask, other=0.0)
+    x = x.to(tl.float32)
+    if HAS_BIAS:
+        x += tl.load(B + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    y = apply_activation(x, ACT)
+    tl.store(Y + rows[:, None] * N + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+
+
+def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps) for a row-tiled elementwise kernel: ~``tile`` elements a program."""
+    block_n = min(triton.next_power_of_2(max(n_cols, 16)), 2048)
+    block_m = max(1, min(64, tile // block_n))
+    num_warps = 8 if block_m * block_n >= 8192 else 4
+    return block_m, block_n, num_warps
+
+
+@triton_op("fastbert::bias_act", mutates_args=())
+def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    """Custom op behind ``bias_act``; inputs already validated."""
+    n = x.shape[-1]
+    x2 = x if x.dim() == 2 else x.reshape(-1, n)
+    m = x2.shape[0]
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y
+    block_m, block_n, num_warps = elementwise_settings(n)
+    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
+    wrap_triton(_bias_act_kernel)[grid](
+        x2,
+        bias if bias is not None else x2,
+        y,
+        x2.stride(0),
+        x2.stride(1),
+        m,
+        n,
+        HAS_BIAS=bias is not None,
+        ACT=activation_code(activation),
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+    )
+    return y
+
+
+def check_vector(name: str, t: torch.Tensor | None, n: int, x: torch.Tensor) -> None:
+    """ValueError unless ``t`` is None or a (n,) tensor of x's dtype on x's device."""
+    if t is None:
+        return
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor or None, got {type(t).__name__}")
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
+    if t.dtype != x.dtype:
+        raise ValueError(f"{name} dtype {t.dtype} does not match input dtype {x.dtype}")
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device}, input on {x.device}")
+
+
+def check_input(name: str, x: torch.Tensor) -> None:
+    """ValueError unless x is a floating tensor (fp32/fp16/bf16) with at least one dimension."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} dtype must be float32, float16 or bfloat16, got {x.dtype}")
+    if x.dim() < 1:
+        raise ValueError(f"{name} must have at least one dimension, got a scalar")
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu") -> torch.Tensor:
+    """``act(x + bias)`` in one pass (validates on the host, then runs ``fastbert::bias_act``)."""
+    check_input("x", x)
+    check_vector("bias", bias, x.shape[-1], x)
+    activation_code(activation)
+    return torch.ops.fastbert.bias_act(x, bias, activation)

@@ -1,0 +1,385 @@
+"""Flash-attention forward (online softmax, fp32 statistics, no L x L matrix in memory).
+
+Two layouts, one kernel:
+- padded: q (B, Lq, heads, D), k/v (B, Lk, heads, D), optional key-padding mask (B, Lk)
+  (True/nonzero = attend);
+- varlen: packed tokens q (Tq, heads, D), k/v (Tk, heads, D), ``cu_seqlens_q``/``cu_seqlens_k``
+  int32 (B+1,) sequence starts, ``max_seqlen_q`` (the grid's query extent).
+q, k, v: one dtype (fp32, fp16, bf16), any strides (e.g. views of a fused (T, 3, heads, D) QKV
+output), head dim D <= 128 (padded to a power of two >= 16 inside, masked). Lq != Lk gives
+cross-attention. ``causal``: query i sees key j iff j <= i + Lk - Lq (bottom-right aligned, per
+sequence). ``scale`` multiplies q.k. Out: q's shape with v's head dim, contiguous, q's dtype.
+A query with nothing to attend to (fully padded, empty key sequence) gets zeros.
+
+Numerics: q.k and p.v on tensor cores (fp32 inputs: IEEE fp32, no TF32) with fp32 accumulation;
+running max / sum in fp32 (base-2 exponentials with log2(e) folded into the scale); p rounded to
+v's dtype before p.v, as flash-attention does.
+Reference: ``fastbert.ops.TorchOps.attention_padded`` / ``.attention_varlen`` (SDPA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from ._compat import autotune
+
+MAX_HEAD_DIM = 128
+MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
+_LOG2E = 1.4426950408889634
+
+# Hopper-leaning configs, few on purpose: each costs a compile on first call. First entry is the
+# interpreter's (and a safe default for short sequences).
+_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
+]
+
+
+@triton.jit
+def _attn_inner(
+    acc,  # (BLOCK_M, BLOCK_D) fp32 running p.v
+    l_i,  # (BLOCK_M,) fp32 running sum of p
+    m_i,  # (BLOCK_M,) fp32 running max of the base-2 logits (-inf: nothing seen yet)
+    q,  # (BLOCK_M, BLOCK_D) query block
+    k_base,  # K + this sequence's and head's offset
+    v_base,  # V + this sequence's and head's offset
+    kpm_base,  # key-padding mask row of this batch entry
+    stride_kt,
+    stride_kd,
+    stride_vt,
+    stride_vd,
+    stride_mn,
+    offs_m,  # (BLOCK_M,) query positions within the sequence
+    offs_d,  # (BLOCK_D,)
+    lo,
+    hi,  # key blocks [lo, hi) in steps of BLOCK_N
+    seqlen_k,
+    diag,  # seqlen_k - seqlen_q: causal offset
+    qk_scale,  # scale * log2(e)
+    HEAD_DIM: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    MASK: tl.constexpr,  # True: blocks that may cross seqlen_k or the causal diagonal
+    HAS_KPM: tl.constexpr,
+    IS_CAUSAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    offs_n = tl.arange(0, BLOCK_N)
+    d_ok = offs_d < HEAD_DIM
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        if MASK:
+            kv_mask = (cols < seqlen_k)[:, None] & d_ok[None, :]
+        else:
+            kv_mask = d_ok[None, :]
+        k = tl.load(k_base + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd, mask=kv_mask, other=0.0)
+        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
+        if MASK:
+            valid = (cols < seqlen_k)[None, :]
+            if IS_CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None] + diag)
+            qk = tl.where(valid, qk, float("-inf"))
+        if HAS_KPM:
+            keep = tl.load(kpm_base + cols * stride_mn, mask=cols < seqlen_k, other=0)
+            qk = tl.where((keep != 0)[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # all masked so far: keep exp2 finite
+        p = tl.math.exp2(qk - m_use[:, None])
+        alpha = tl.math.exp2(m_i - m_use)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_base + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd, mask=kv_mask, other=0.0)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@autotune(_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "IS_VARLEN", "HAS_KPM", "seqlen_bucket"])
+@triton.jit
+def _attn_fwd_kernel(
+    Q,  # queries: (B, Lq, heads, D) padded or (Tq, heads, D) varlen, strides stride_q*
+    K,  # keys: (B, Lk, heads, D) or (Tk, heads, D), strides stride_k*
+    V,  # values: like K, strides stride_v*
+    O,  # output: like Q, strides stride_o*
+    KPM,  # key-padding mask (B, Lk) uint8, nonzero = attend; unused unless HAS_KPM
+    CU_Q,  # cu_seqlens_q int32 (B+1,); unused unless IS_VARLEN
+    CU_K,  # cu_seqlens_k int32 (B+1,); unused unless IS_VARLEN
+    stride_qb,  # 0 when IS_VARLEN
+    stride_qt,
+    stride_qh,
+    stride_qd,
+    stride_kb,
+    stride_kt,
+    stride_kh,
+    stride_kd,
+    stride_vb,
+    stride_vt,
+    stride_vh,
+    stride_vd,
+    stride_ob,
+    stride_ot,
+    stride_oh,
+    stride_od,
+    stride_mb,
+    stride_mn,
+    seqlen_q,  # Lq (padded); ignored when IS_VARLEN
+    seqlen_k,  # Lk (padded); ignored when IS_VARLEN
+    qk_scale,  # softmax scale * log2(e)
+    seqlen_bucket,  # power of two >= max query length: autotuning key only
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    HAS_KPM: tl.constexpr,
+    IS_CAUSAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    start_m = tl.program_id(0)
+    off_h = tl.program_id(1).to(tl.int64)
+    off_b = tl.program_id(2).to(tl.int64)
+    if IS_VARLEN:
+        q_start = tl.load(CU_Q + off_b).to(tl.int64)
+        seqlen_q = tl.load(CU_Q + off_b + 1) - tl.load(CU_Q + off_b)
+        k_start = tl.load(CU_K + off_b).to(tl.int64)
+        seqlen_k = tl.load(CU_K + off_b + 1) - tl.load(CU_K + off_b)
+    else:
+        q_start = 0
+        k_start = 0
+    if start_m * BLOCK_M >= seqlen_q:
+        return
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q_base = Q + off_b * stride_qb + q_start * stride_qt + off_h * stride_qh
+    k_base = K + off_b * stride_kb + k_start * stride_kt + off_h * stride_kh
+    v_base = V + off_b * stride_vb + k_start * stride_vt + off_h * stride_vh
+    o_base = O + off_b * stride_ob + q_start * stride_ot + off_h * stride_oh
+    kpm_base = KPM + off_b * stride_mb
+
+    q_mask = (offs_m < seqlen_q)[:, None] & (offs_d < HEAD_DIM)[None, :]
+    q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=q_mask, other=0.0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    diag = seqlen_k - seqlen_q
+    # key blocks needing no bounds/causal mask: [0, full_end); the rest up to hi are masked
+    full_end = (seqlen_k // BLOCK_N) * BLOCK_N
+    hi = seqlen_k
+    if IS_CAUSAL:
+        full_end = tl.minimum(full_end, ((start_m * BLOCK_M + diag + 1) // BLOCK_N) * BLOCK_N)
+        full_end = tl.maximum(full_end, 0)
+        hi = tl.minimum(hi, (start_m + 1) * BLOCK_M + diag)
+        hi = tl.maximum(hi, full_end)
+
+    acc, l_i, m_i = _attn_inner(
+        acc, l_i, m_i, q, k_base, v_base, kpm_base,
+        stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
+        offs_m, offs_d, 0, full_end, seqlen_k, diag, qk_scale,
+        HEAD_DIM, BLOCK_N, BLOCK_D, False, HAS_KPM, IS_CAUSAL, PRECISION,
+    )  # fmt: skip
+    acc, l_i, m_i = _attn_inner(
+        acc, l_i, m_i, q, k_base, v_base, kpm_base,
+        stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
+        offs_m, offs_d, full_end, hi, seqlen_k, diag, qk_scale,
+        HEAD_DIM, BLOCK_N, BLOCK_D, True, HAS_KPM, IS_CAUSAL, PRECISION,
+    )  # fmt: skip
+
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # nothing attended: acc is 0, output 0
+    out = acc / l_safe[:, None]
+    tl.store(
+        o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
+        out.to(O.dtype.element_ty),
+        mask=q_mask,
+    )
+
+
+def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal):
+    heads, d = q.shape[-2], q.shape[-1]
+    if batch == 0 or max_seqlen_q == 0:
+        return
+    sqb, skb, svb, sob, smb = strides_b
+    grid = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch)
+    varlen = cu_q is not None
+    wrap_triton(_attn_fwd_kernel)[grid](
+        q, k, v, o,
+        kpm if kpm is not None else q,
+        cu_q if varlen else q,
+        cu_k if varlen else q,
+        sqb, q.stride(-3), q.stride(-2), q.stride(-1),
+        skb, k.stride(-3), k.stride(-2), k.stride(-1),
+        svb, v.stride(-3), v.stride(-2), v.stride(-1),
+        sob, o.stride(-3), o.stride(-2), o.stride(-1),
+        smb, kpm.stride(1) if kpm is not None else 0,
+        seqlen_q, seqlen_k,
+        scale * _LOG2E,
+        min(triton.next_power_of_2(max(max_seqlen_q, 1)), 4096),
+        HEAD_DIM=d,
+        BLOCK_D=max(16, triton.next_power_of_2(d)),
+        IS_VARLEN=varlen,
+        HAS_KPM=kpm is not None,
+        IS_CAUSAL=causal,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )  # fmt: skip
+
+
+@triton_op("fastbert::attention_varlen", mutates_args=())
+def attention_varlen_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+    causal: bool,
+) -> torch.Tensor:
+    """Custom op behind ``attention_varlen``; inputs already validated."""
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    _launch(q, k, v, o, None, cu_seqlens_q, cu_seqlens_k, (0, 0, 0, 0, 0), 0, 0, max_seqlen_q,
+            cu_seqlens_q.shape[0] - 1, scale, causal)  # fmt: skip
+    return o
+
+
+@triton_op("fastbert::attention_padded", mutates_args=())
+def attention_padded_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    scale: float,
+    causal: bool,
+) -> torch.Tensor:
+    """Custom op behind ``attention_padded``; inputs already validated, mask uint8 or None."""
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    kpm = key_padding_mask
+    strides_b = (q.stride(0), k.stride(0), v.stride(0), o.stride(0), kpm.stride(0) if kpm is not None else 0)
+    _launch(
+        q, k, v, o, kpm, None, None, strides_b, q.shape[1], k.shape[1], q.shape[1], q.shape[0], scale, causal
+    )
+    return o
+
+
+# ---------------------------------------------------------------------------------------------
+# host-side validation and launchers
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_qkv(q, k, v, ndim: int, layout: str) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != ndim:
+            raise ValueError(f"{name} must be {layout}, got shape {tuple(t.shape)}")
+        if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"{name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v devices differ: {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(f"k shape {tuple(k.shape)} != v shape {tuple(v.shape)}")
+    if q.shape[-2:] != k.shape[-2:]:
+        raise ValueError(f"q heads/head dim {tuple(q.shape[-2:])} != k's {tuple(k.shape[-2:])}")
+    d = q.shape[-1]
+    if not 1 <= d <= MAX_HEAD_DIM:
+        raise ValueError(f"head dim must be in 1..{MAX_HEAD_DIM}, got {d}")
+
+
+def _check_scale(scale) -> float:
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite float, got {scale!r}")
+    return float(scale)
+
+
+def attention_padded(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    scale: float,
+    causal: bool = False,
+) -> torch.Tensor:
+    """Attention over padded batches: q (B, Lq, heads, D), k/v (B, Lk, heads, D) -> (B, Lq, heads, D).
+
+    ``key_padding_mask``: bool (B, Lk), True = attend, or None (all keys).
+    """
+    _check_qkv(q, k, v, 4, "(batch, seqlen, heads, head_dim)")
+    if q.shape[0] != k.shape[0]:
+        raise ValueError(f"q batch {q.shape[0]} != k batch {k.shape[0]}")
+    if q.shape[0] > MAX_GRID_BATCH:
+        raise ValueError(f"batch {q.shape[0]} exceeds {MAX_GRID_BATCH}; split it")
+    if key_padding_mask is not None:
+        m = key_padding_mask
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+            raise ValueError(f"key_padding_mask must be a bool tensor, got {getattr(m, 'dtype', type(m))}")
+        if m.shape != (k.shape[0], k.shape[1]):
+            raise ValueError(f"key_padding_mask shape {tuple(m.shape)} != (batch, Lk) = {tuple(k.shape[:2])}")
+        if m.device != q.device:
+            raise ValueError(f"key_padding_mask is on {m.device}, q on {q.device}")
+        key_padding_mask = m.view(torch.uint8)
+    return torch.ops.fastbert.attention_padded(q, k, v, key_padding_mask, _check_scale(scale), bool(causal))
+
+
+def _check_cu(name: str, cu, batch_plus_one: int | None, total: int, max_seqlen, validate: bool) -> None:
+    if not isinstance(cu, torch.Tensor) or cu.dtype != torch.int32 or cu.dim() != 1:
+        raise ValueError(
+            f"{name} must be a 1-D int32 tensor, got {getattr(cu, 'dtype', type(cu))} {getattr(cu, 'shape', '')}"
+        )
+    if cu.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one value (0)")
+    if batch_plus_one is not None and cu.shape[0] != batch_plus_one:
+        raise ValueError(f"{name} has {cu.shape[0]} entries, cu_seqlens_q has {batch_plus_one}")
+    if not cu.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+    if not isinstance(max_seqlen, int) or max_seqlen < 0:
+        raise ValueError(f"max_seqlen for {name} must be a non-negative python int, got {max_seqlen!r}")
+    if validate:
+        vals = cu.tolist()  # device -> host sync
+        if vals[0] != 0:
+            raise ValueError(f"{name} must start at 0, got {vals[0]}")
+        lengths = [b - a for a, b in zip(vals[:-1], vals[1:])]
+        if any(n < 0 for n in lengths):
+            raise ValueError(f"{name} must be non-decreasing, got {vals}")
+        if vals[-1] != total:
+            raise ValueError(f"{name} must end at the token count {total}, ends at {vals[-1]}")
+        if lengths and max(lengths) > max_seqlen:
+            raise ValueError(f"{name} has a sequence of {max(lengths)} tokens > max_seqlen {max_seqlen}")
+
+
+def attention_varlen(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+    causal: bool = False,
+    validate: bool = True,
+) -> torch.Tensor:
+    """Attention over packed sequences: q (Tq, heads, D), k/v (Tk, heads, D) -> (Tq, heads, D).
+
+    ``cu_seqlens_*``: int32 (B+1,), 0 then cumulative lengths. ``validate=True`` checks their
+    values (one device->host sync); ``validate=False`` trusts them (dtype/shape still checked).
+    """
+    _check_qkv(q, k, v, 3, "(tokens, heads, head_dim)")
+    _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q, validate)
+    _check_cu("cu_seqlens_k", cu_seqlens_k, cu_seqlens_q.shape[0], k.shape[0], max_seqlen_k, validate)
+    if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
+        raise ValueError(f"cu_seqlens are on {cu_seqlens_q.device}/{cu_seqlens_k.device}, q on {q.device}")
+    if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
+        raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
+    return torch.ops.fastbert.attention_varlen(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, _check_scale(scale), bool(causal)
+    )

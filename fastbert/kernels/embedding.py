@@ -1,0 +1,205 @@
+"""BERT embeddings in one kernel: word + position + token-type row gather, add, LayerNorm.
+
+In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_type_ids (T,)
+     or None (= all type 0); word_weight (V, H), position_weight (P, H), type_weight (TV, H),
+     ln_weight (H,), ln_bias (H,): one dtype, fp32/fp16/bf16, any row/column strides.
+Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given.
+Reference: ``fastbert.ops.TorchOps.embed_layernorm``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from .activation import check_vector
+from .layernorm import MAX_HIDDEN, row_settings
+
+
+@triton.jit
+def _embed_layernorm_kernel(
+    IDS,  # token ids, shape (T,), contiguous
+    POS,  # position ids, shape (T,), contiguous; unused unless HAS_POS (then position = row)
+    TT,  # token type ids, shape (T,), contiguous; unused unless HAS_TT (then type = 0)
+    WE,  # word embeddings, shape (V, H), strides (stride_we0, stride_we1)
+    PE,  # position embeddings, shape (P, H), strides (stride_pe0, stride_pe1)
+    TE,  # token type embeddings, shape (TV, H), strides (stride_te0, stride_te1)
+    W,  # LayerNorm weight, shape (H,)
+    LB,  # LayerNorm bias, shape (H,)
+    Y,  # output, shape (T, H), contiguous
+    stride_we0,
+    stride_we1,
+    stride_pe0,
+    stride_pe1,
+    stride_te0,
+    stride_te1,
+    T,
+    H,
+    eps,
+    HAS_POS: tl.constexpr,
+    HAS_TT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < T
+    cols = tl.arange(0, BLOCK_N)
+    col_ok = cols < H
+    mask = row_ok[:, None] & col_ok[None, :]
+    ids = tl.load(IDS + rows, mask=row_ok, other=0).to(tl.int64)
+    if HAS_POS:
+        pos = tl.load(POS + rows, mask=row_ok, other=0).to(tl.int64)
+    else:
+        pos = rows
+    h = tl.load(WE + ids[:, None] * stride_we0 + cols[None, :] * stride_we1, mask=mask, other=0.0)
+    h = h.to(tl.float32)
+    h += tl.load(PE + pos[:, None] * stride_pe0 + cols[None, :] * stride_pe1, mask=mask, other=0.0).to(
+        tl.float32
+    )
+    if HAS_TT:
+        tt = tl.load(TT + rows, mask=row_ok, other=0).to(tl.int64)
+        h += tl.load(TE + tt[:, None] * stride_te0 + cols[None, :] * stride_te1, mask=mask, other=0.0).to(
+            tl.float32
+        )
+    else:
+        h += tl.load(TE + cols * stride_te1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    mean = tl.sum(h, axis=1) / H
+    d = tl.where(col_ok[None, :], h - mean[:, None], 0.0)
+    var = tl.sum(d * d, axis=1) / H
+    rstd = 1.0 / tl.sqrt(var + eps)
+    w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
+    lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
+    y = d * rstd[:, None] * w[None, :] + lb[None, :]
+    tl.store(Y + rows[:, None] * H + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton_op("fastbert::embed_layernorm", mutates_args=())
+def embed_layernorm_op(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    word_weight: torch.Tensor,
+    position_weight: torch.Tensor,
+    type_weight: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Custom op behind ``embed_layernorm``; inputs already validated, id tensors contiguous."""
+    t = input_ids.shape[0]
+    h = word_weight.shape[1]
+    y = torch.empty((t, h), dtype=word_weight.dtype, device=word_weight.device)
+    if t == 0:
+        return y
+    block_m, block_n, num_warps = row_settings(h)
+    wrap_triton(_embed_layernorm_kernel)[(triton.cdiv(t, block_m),)](
+        input_ids,
+        position_ids if position_ids is not None else input_ids,
+        token_type_ids if token_type_ids is not None else input_ids,
+        word_weight,
+        position_weight,
+        type_weight,
+        ln_weight,
+        ln_bias,
+        y,
+        word_weight.stride(0),
+        word_weight.stride(1),
+        position_weight.stride(0),
+        position_weight.stride(1),
+        type_weight.stride(0),
+        type_weight.stride(1),
+        t,
+        h,
+        eps,
+        HAS_POS=position_ids is not None,
+        HAS_TT=token_type_ids is not None,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+    )
+    return y
+
+
+_INDEX_DTYPES = (torch.int64, torch.int32)
+
+
+def _check_ids(name: str, ids: torch.Tensor | None, t: int, rows: int, device, validate: bool) -> None:
+    if ids is None:
+        return
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in _INDEX_DTYPES:
+        raise ValueError(f"{name} must be an int64 or int32 tensor, got {getattr(ids, 'dtype', type(ids))}")
+    if ids.dim() != 1 or ids.shape[0] != t:
+        raise ValueError(f"{name} must have shape ({t},), got {tuple(ids.shape)}")
+    if ids.device != device:
+        raise ValueError(f"{name} is on {ids.device}, weights on {device}")
+    if validate and t > 0:
+        lo, hi = int(ids.min()), int(ids.max())  # device -> host sync
+        if lo < 0 or hi >= rows:
+            raise ValueError(f"{name} out of range: values in [{lo}, {hi}], table has {rows} rows")
+
+
+def embed_layernorm(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    word_weight: torch.Tensor,
+    position_weight: torch.Tensor,
+    type_weight: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    validate: bool = True,
+) -> torch.Tensor:
+    """Gather + add + LayerNorm of BERT's three embeddings -> (T, H) in the weights' dtype.
+
+    ``validate=True`` also checks every id against its table (one device->host sync);
+    ``validate=False`` skips that value check (shapes and dtypes are always checked).
+    """
+    for name, w in (
+        ("word_weight", word_weight),
+        ("position_weight", position_weight),
+        ("type_weight", type_weight),
+    ):
+        if not isinstance(w, torch.Tensor) or w.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D tensor, got {getattr(w, 'shape', type(w))}")
+        if w.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"{name} dtype must be float32, float16 or bfloat16, got {w.dtype}")
+    h = word_weight.shape[1]
+    if h == 0 or h > MAX_HIDDEN:
+        raise ValueError(f"hidden size must be in 1..{MAX_HIDDEN}, got {h}")
+    for name, w in (("position_weight", position_weight), ("type_weight", type_weight)):
+        if w.shape[1] != h or w.dtype != word_weight.dtype or w.device != word_weight.device:
+            raise ValueError(
+                f"{name} is {tuple(w.shape)} {w.dtype} on {w.device}; word_weight is "
+                f"{tuple(word_weight.shape)} {word_weight.dtype} on {word_weight.device}"
+            )
+    if type_weight.shape[0] == 0:
+        raise ValueError("type_weight has no rows")
+    check_vector("ln_weight", ln_weight, h, word_weight)
+    check_vector("ln_bias", ln_bias, h, word_weight)
+    if ln_weight is None or ln_bias is None:
+        raise ValueError("ln_weight and ln_bias are required")
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 1:
+        raise ValueError(
+            f"input_ids must be a 1-D tensor (T,), got {getattr(input_ids, 'shape', type(input_ids))}"
+        )
+    t = input_ids.shape[0]
+    dev = word_weight.device
+    _check_ids("input_ids", input_ids, t, word_weight.shape[0], dev, validate)
+    _check_ids("position_ids", position_ids, t, position_weight.shape[0], dev, validate)
+    _check_ids("token_type_ids", token_type_ids, t, type_weight.shape[0], dev, validate)
+    if position_ids is None and t > position_weight.shape[0]:
+        raise ValueError(f"{t} tokens but only {position_weight.shape[0]} positions (position_ids=None)")
+    return torch.ops.fastbert.embed_layernorm(
+        input_ids.contiguous(),
+        None if position_ids is None else position_ids.contiguous(),
+        None if token_type_ids is None else token_type_ids.contiguous(),
+        word_weight,
+        position_weight,
+        type_weight,
+        ln_weight,
+        ln_bias,
+        float(eps),
+    )

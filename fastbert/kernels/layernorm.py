@@ -1,0 +1,184 @@
+"""Fused LayerNorm forward: the two places BERT normalises after a dense layer.
+
+- ``add_layernorm``: ``y = LN(x + bias + residual)``: the output/self-output sublayers, with the
+  dense layer's bias folded in. ``bias`` and ``residual`` are optional.
+- ``bias_act_layernorm``: ``y = LN(act(x + bias))``: the masked-LM head transform.
+
+In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, ln_weight,
+     ln_bias (N,); all one dtype: fp32, fp16 or bf16.
+Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given.
+Reference: ``fastbert.ops.TorchOps.add_layernorm`` / ``.bias_act_layernorm``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from .activation import activation_code, apply_activation, check_input, check_vector
+
+MAX_HIDDEN = 16384  # one row must fit one block
+
+
+@triton.jit
+def _layernorm_fwd_kernel(
+    X,  # input, shape (M, N), strides (stride_xm, stride_xn)
+    R,  # residual, shape (M, N), strides (stride_rm, stride_rn); unused unless HAS_RES
+    B,  # dense bias, shape (N,); unused unless HAS_BIAS
+    W,  # LayerNorm weight, shape (N,)
+    LB,  # LayerNorm bias, shape (N,)
+    Y,  # output, shape (M, N), contiguous
+    stride_xm,
+    stride_xn,
+    stride_rm,
+    stride_rn,
+    M,
+    N,
+    eps,
+    HAS_RES: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,  # activation code applied to x + bias before the residual (0 = none)
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    col_ok = cols < N
+    mask = (rows < M)[:, None] & col_ok[None, :]
+    h = tl.load(X + rows[:, None] * stride_xm + cols[None, :] * stride_xn, mask=mask, other=0.0)
+    h = h.to(tl.float32)
+    if HAS_BIAS:
+        h += tl.load(B + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if ACT != 0:
+        h = apply_activation(h, ACT)
+    if HAS_RES:
+        r = tl.load(R + rows[:, None] * stride_rm + cols[None, :] * stride_rn, mask=mask, other=0.0)
+        h += r.to(tl.float32)
+    h = tl.where(col_ok[None, :], h, 0.0)  # padding columns out of the statistics
+    mean = tl.sum(h, axis=1) / N
+    d = tl.where(col_ok[None, :], h - mean[:, None], 0.0)
+    var = tl.sum(d * d, axis=1) / N
+    rstd = 1.0 / tl.sqrt(var + eps)
+    w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
+    lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
+    y = d * rstd[:, None] * w[None, :] + lb[None, :]
+    tl.store(Y + rows[:, None] * N + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+
+
+def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps) for a kernel that holds whole rows: ~``tile`` elements a program."""
+    block_n = triton.next_power_of_2(max(n_cols, 16))
+    block_m = max(1, min(16, tile // block_n))
+    size = block_m * block_n
+    num_warps = 16 if size >= 16384 else 8 if size >= 4096 else 4
+    return block_m, block_n, num_warps
+
+
+def _launch(x, residual, bias, ln_weight, ln_bias, eps, act):
+    n = x.shape[-1]
+    x2 = x if x.dim() == 2 else x.reshape(-1, n)
+    r2 = None if residual is None else (residual if residual.dim() == 2 else residual.reshape(-1, n))
+    m = x2.shape[0]
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if m == 0:
+        return y
+    block_m, block_n, num_warps = row_settings(n)
+    wrap_triton(_layernorm_fwd_kernel)[(triton.cdiv(m, block_m),)](
+        x2,
+        r2 if r2 is not None else x2,
+        bias if bias is not None else ln_weight,
+        ln_weight,
+        ln_bias,
+        y,
+        x2.stride(0),
+        x2.stride(1),
+        r2.stride(0) if r2 is not None else 0,
+        r2.stride(1) if r2 is not None else 0,
+        m,
+        n,
+        eps,
+        HAS_RES=r2 is not None,
+        HAS_BIAS=bias is not None,
+        ACT=act,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+    )
+    return y
+
+
+@triton_op("fastbert::add_layernorm", mutates_args=())
+def add_layernorm_op(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Custom op behind ``add_layernorm``; inputs already validated."""
+    return _launch(x, residual, bias, ln_weight, ln_bias, eps, 0)
+
+
+@triton_op("fastbert::bias_act_layernorm", mutates_args=())
+def bias_act_layernorm_op(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    activation: str,
+) -> torch.Tensor:
+    """Custom op behind ``bias_act_layernorm``; inputs already validated."""
+    return _launch(x, None, bias, ln_weight, ln_bias, eps, activation_code(activation))
+
+
+def _check(x, residual, bias, ln_weight, ln_bias, eps):
+    check_input("x", x)
+    n = x.shape[-1]
+    if n == 0 or n > MAX_HIDDEN:
+        raise ValueError(f"hidden size must be in 1..{MAX_HIDDEN}, got {n}")
+    if residual is not None:
+        check_input("residual", residual)
+        if residual.shape != x.shape:
+            raise ValueError(f"residual shape {tuple(residual.shape)} != x shape {tuple(x.shape)}")
+        if residual.dtype != x.dtype or residual.device != x.device:
+            raise ValueError(
+                f"residual is {residual.dtype} on {residual.device}, x is {x.dtype} on {x.device}"
+            )
+    check_vector("bias", bias, n, x)
+    if ln_weight is None or ln_bias is None:
+        raise ValueError("ln_weight and ln_bias are required")
+    check_vector("ln_weight", ln_weight, n, x)
+    check_vector("ln_bias", ln_bias, n, x)
+    if not isinstance(eps, (int, float)) or eps < 0:
+        raise ValueError(f"eps must be a non-negative float, got {eps!r}")
+
+
+def add_layernorm(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """``LayerNorm(x + bias + residual)`` in one pass (host validation, then ``fastbert::add_layernorm``)."""
+    _check(x, residual, bias, ln_weight, ln_bias, eps)
+    return torch.ops.fastbert.add_layernorm(x, residual, bias, ln_weight, ln_bias, float(eps))
+
+
+def bias_act_layernorm(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    activation: str = "gelu",
+) -> torch.Tensor:
+    """``LayerNorm(act(x + bias))`` in one pass (host validation, then ``fastbert::bias_act_layernorm``)."""
+    _check(x, None, bias, ln_weight, ln_bias, eps)
+    activation_code(activation)
+    return torch.ops.fastbert.bias_act_layernorm(x, bias, ln_weight, ln_bias, float(eps), activation)
