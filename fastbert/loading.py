@@ -1,0 +1,379 @@
+"""``from_pretrained`` / ``save_pretrained`` / ``from_transformers``.
+
+Weights come from a local folder or a hub id (``huggingface_hub``): ``model.safetensors`` first, then a
+sharded ``model.safetensors.index.json``, then ``pytorch_model.bin`` (and its index), loaded with
+``weights_only=True``; then, with no PyTorch weights, TF 2 / Flax / Google TF1 checkpoints
+(``fastbert.legacy``). Keys are renamed as transformers does: legacy ``gamma``/``beta``, the ``bert.``
+prefix added or stripped between base and head models. Missing and unexpected keys are reported like
+transformers; heads that are not in the checkpoint are initialised with ``initializer_range``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import BertConfig
+from .hub import resolve_file
+
+logger = logging.getLogger("fastbert")
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+WEIGHTS_NAME = "pytorch_model.bin"
+WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def parse_dtype(dtype: Any) -> torch.dtype | str | None:
+    """A torch dtype from a dtype, a name ("float16", "bf16", "torch.float16") or "auto"."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        if name in _DTYPES:
+            return _DTYPES[name]
+    raise ValueError(f"unsupported torch_dtype {dtype!r}: use a torch dtype, 'auto', or one of {sorted(_DTYPES)}")
+
+
+def parse_device_map(device_map: Any) -> torch.device | None:
+    """transformers' ``device_map`` for a model that fits one device: "auto", "cpu", "cuda", "cuda:1", an int,
+    a torch.device, or a dict that maps every module to one device."""
+    if device_map is None:
+        return None
+    if isinstance(device_map, dict):
+        devices = set(device_map.values())
+        if len(devices) != 1:
+            raise ValueError(
+                "fastbert places the whole model on one device: device_map must map every module to the same device"
+            )
+        device_map = devices.pop()
+    if device_map == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
+    if device_map in ("balanced", "balanced_low_0", "sequential"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device_map)
+
+
+# --------------------------------------------------------------------------------------------- reading files
+def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of one checkpoint file (safetensors or a torch pickle), with a clear error when corrupt."""
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise OSError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+    except Exception as e:  # pickle errors, zip errors, EOF: all mean a damaged or foreign file
+        raise OSError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OSError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
+    try:
+        with open(index_file, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise OSError(f"{index_file} is not a valid checkpoint index: {e}") from e
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = resolve_file(path_or_id, shard, required=False, **hub_kwargs)
+        if shard_path is None:
+            raise OSError(f"{path_or_id}: shard {shard} listed in {os.path.basename(index_file)} is missing")
+        state.update(load_state_dict_file(shard_path))
+    missing = sorted(set(weight_map) - set(state))
+    if missing:
+        raise OSError(f"{index_file}: tensors {missing[:5]} are listed but not found in the shards")
+    return state
+
+
+def find_and_load_weights(
+    path_or_id: str,
+    hub_kwargs: dict,
+    *,
+    use_safetensors: bool | None = None,
+    from_tf: bool = False,
+    from_flax: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors, by transformers 4's order of preference."""
+    if not (from_tf or from_flax):
+        candidates = []
+        if use_safetensors is not False:
+            candidates += [(SAFE_WEIGHTS_NAME, False), (SAFE_WEIGHTS_INDEX_NAME, True)]
+        if use_safetensors is not True:
+            candidates += [(WEIGHTS_NAME, False), (WEIGHTS_INDEX_NAME, True)]
+        for name, sharded in candidates:
+            path = resolve_file(path_or_id, name, required=False, **hub_kwargs)
+            if path is not None:
+                return _load_sharded(path, path_or_id, hub_kwargs) if sharded else load_state_dict_file(path)
+    try:
+        from . import legacy
+    except ImportError:  # pragma: no cover - legacy formats are optional
+        legacy = None
+    if legacy is not None:
+        found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, **hub_kwargs)
+        if found is not None:
+            kind, files = found
+            return legacy.load_legacy_checkpoint(kind, files)
+    raise OSError(
+        f"{path_or_id} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
+        "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt"
+    )
+
+
+# --------------------------------------------------------------------------------------------- key mapping
+def rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Old checkpoints name LayerNorm parameters gamma/beta."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(".gamma"):
+            key = key[: -len(".gamma")] + ".weight"
+        elif key.endswith(".beta"):
+            key = key[: -len(".beta")] + ".bias"
+        out[key] = value
+    return out
+
+
+def adapt_prefix(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    """Add or strip the ``bert.`` prefix so a base checkpoint loads in a head model and the reverse."""
+    model_keys = set(model.state_dict().keys())
+    has_prefix_module = hasattr(model, prefix)
+    ckpt_has_prefix = any(k.startswith(prefix + ".") for k in state)
+    if has_prefix_module and not ckpt_has_prefix:
+        base_keys = {k.split(".", 1)[1] for k in model_keys if k.startswith(prefix + ".")}
+        return {(f"{prefix}.{k}" if k in base_keys else k): v for k, v in state.items()}
+    if not has_prefix_module and ckpt_has_prefix:
+        return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")} | {
+            k: v for k, v in state.items() if not k.startswith(prefix + ".") and k in model_keys
+        }
+    return state
+
+
+def load_into_model(
+    model: nn.Module, state: dict[str, torch.Tensor], *, ignore_mismatched_sizes: bool = False, source: str = ""
+) -> dict[str, list]:
+    """Copy a checkpoint into ``model``; returns transformers' loading info (missing, unexpected, mismatched)."""
+    state = rename_legacy_keys(state)
+    state = adapt_prefix(state, model, model.base_model_prefix)
+    expected = model.state_dict()
+    tied = set(getattr(model, "_tied_weights_keys", {}) or {})
+    missing, mismatched, loaded = [], [], set()
+    for key, param in expected.items():
+        if key not in state:
+            if key not in tied:
+                missing.append(key)
+            continue
+        value = state[key]
+        if tuple(value.shape) != tuple(param.shape):
+            if ignore_mismatched_sizes:
+                mismatched.append((key, tuple(value.shape), tuple(param.shape)))
+                missing.append(key)
+                continue
+            raise ValueError(
+                f"{source or 'checkpoint'}: tensor {key} has shape {tuple(value.shape)}, the model (from its config) "
+                f"expects {tuple(param.shape)}; pass ignore_mismatched_sizes=True to re-initialise it"
+            )
+        loaded.add(key)
+    unexpected = sorted(
+        k for k in state if k not in expected and not k.endswith(("position_ids", "token_type_ids"))
+    )
+    with torch.no_grad():
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+            if name in loaded:
+                tensor.copy_(state[name].to(tensor.dtype))
+    return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched, "error_msgs": []}
+
+
+# --------------------------------------------------------------------------------------------- the mixin
+class PreTrainedMixin:
+    """``from_pretrained`` / ``save_pretrained`` for the BERT classes (mixed into BertPreTrainedModel)."""
+
+    base_model_prefix = "bert"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args: Any,
+        config: BertConfig | str | None = None,
+        torch_dtype: Any = None,
+        dtype: Any = None,
+        device_map: Any = None,
+        attn_implementation: str | None = None,
+        output_loading_info: bool = False,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        subfolder: str = "",
+        use_safetensors: bool | None = None,
+        from_tf: bool = False,
+        from_flax: bool = False,
+        ignore_mismatched_sizes: bool = False,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        low_cpu_mem_usage: bool | None = None,
+        trust_remote_code: bool | None = None,
+        **kwargs: Any,
+    ):
+        """Load a model from a folder or hub id, like transformers' ``from_pretrained``."""
+        from .modeling import check_backend
+
+        path = str(pretrained_model_name_or_path)
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            local_files_only = True
+        hub_kwargs = dict(
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+            subfolder=subfolder,
+        )
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config = BertConfig.from_pretrained(config or path, **hub_kwargs)
+        else:
+            config = BertConfig.from_dict(config.to_dict())
+        for key, value in kwargs.items():  # config overrides, as transformers
+            if key == "num_labels":
+                config.num_labels = value
+            else:
+                setattr(config, key, value)
+        config._attn_implementation = check_backend(attn_implementation)
+
+        torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
+        device = parse_device_map(device_map)
+        if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device_map={device_map!r} asks for CUDA, but torch.cuda.is_available() is False")
+
+        if state_dict is None:
+            state_dict = find_and_load_weights(
+                path, hub_kwargs, use_safetensors=use_safetensors, from_tf=from_tf, from_flax=from_flax
+            )
+        if torch_dtype == "auto":
+            torch_dtype = config.torch_dtype if isinstance(config.torch_dtype, torch.dtype) else None
+            if torch_dtype is None:
+                torch_dtype = next((v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
+        torch_dtype = torch_dtype or torch.float32
+
+        model = cls._build(config, model_args, torch_dtype, device)
+        info = load_into_model(model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path)
+        del state_dict
+        model.tie_weights()
+        # weights the checkpoint did not have are freshly initialised
+        _init_missing(model, info["missing_keys"])
+        if info["missing_keys"]:
+            logger.warning(
+                "Some weights of %s were not initialized from the checkpoint at %s and are newly initialized: %s\n"
+                "You should probably TRAIN this model on a down-stream task to be able to use it for predictions "
+                "and inference.", cls.__name__, path, info["missing_keys"],
+            )
+        if info["unexpected_keys"]:
+            logger.warning(
+                "Some weights of the checkpoint at %s were not used when initializing %s: %s",
+                path, cls.__name__, info["unexpected_keys"],
+            )
+        model.config.torch_dtype = torch_dtype
+        model.config._name_or_path = path
+        model.eval()
+        return (model, info) if output_loading_info else model
+
+    @classmethod
+    def _build(cls, config, model_args, dtype, device):
+        """The model with uninitialised storage on the target device (no time spent on random init)."""
+        with torch.device("meta"):
+            model = cls(config, *model_args)
+        model = model.to_empty(device=device or torch.device("cpu")).to(dtype)
+        # non-persistent buffers are not in checkpoints: rebuild them
+        for module in model.modules():
+            if hasattr(module, "position_ids") and isinstance(module.position_ids, torch.Tensor):
+                n = module.position_ids.shape[-1]
+                module.position_ids.copy_(torch.arange(n, device=module.position_ids.device).expand(1, -1))
+                module.token_type_ids.zero_()
+        return model
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        safe_serialization: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        max_shard_size: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) that transformers loads."""
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_directory {save_directory!r} is a file, not a folder")
+        os.makedirs(save_directory, exist_ok=True)
+        config = BertConfig.from_dict(self.config.to_dict())
+        config.architectures = [type(self).__name__]
+        config.torch_dtype = self.dtype
+        config.save_pretrained(save_directory)
+        state = state_dict if state_dict is not None else self.state_dict()
+        # tied tensors are written once, as transformers does
+        for key in getattr(self, "_tied_weights_keys", {}) or {}:
+            state.pop(key, None)
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        if safe_serialization:
+            from safetensors.torch import save_file
+
+            save_file(state, os.path.join(save_directory, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
+        else:
+            torch.save(state, os.path.join(save_directory, WEIGHTS_NAME))
+
+
+def _init_missing(model: nn.Module, missing: list[str]) -> None:
+    """Initialise the modules whose parameters were missing from the checkpoint, as transformers."""
+    if not missing:
+        return
+    missing_set = set(missing)
+    for name, module in model.named_modules():
+        own = [f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)]
+        if own and any(k in missing_set for k in own):
+            # keep what was loaded: re-init, then restore loaded tensors of the same module
+            saved = {p: t.detach().clone() for p, t in module.named_parameters(recurse=False)
+                     if (f"{name}.{p}" if name else p) not in missing_set}
+            model._init_weights(module)
+            with torch.no_grad():
+                for p, t in module.named_parameters(recurse=False):
+                    if p in saved:
+                        t.copy_(saved[p])
+    model.tie_weights()
+
+
+def from_transformers(hf_model: nn.Module, attn_implementation: str | None = None):
+    """A fastbert model with the weights, config, dtype and device of a loaded transformers BERT."""
+    from .modeling import MODEL_CLASSES, check_backend
+
+    name = type(hf_model).__name__
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"{name} is not one of the BERT classes fastbert converts: {sorted(MODEL_CLASSES)}")
+    cfg = hf_model.config.to_dict()
+    cfg.pop("_attn_implementation_autoset", None)
+    config = BertConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+    config._attn_implementation = check_backend(attn_implementation)
+    param = next(hf_model.parameters())
+    args = (False,) if name == "BertModel" and getattr(hf_model, "pooler", None) is None else ()
+    model = MODEL_CLASSES[name]._build(config, args, param.dtype, param.device)
+    info = load_into_model(model, hf_model.state_dict())
+    model.tie_weights()
+    if info["missing_keys"]:
+        raise ValueError(f"converting {name}: weights missing from the transformers model: {info['missing_keys']}")
+    model.train(hf_model.training)
+    return model
