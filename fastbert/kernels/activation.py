@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from ._compat import erf, tanh
+from ._compat import cast_out, erf, tanh
 
 # activation name -> ACT code of apply_activation (0 is "none", used by the LayerNorm kernels)
 ACTIVATIONS: dict[str, int] = {
@@ -81,7 +81,7 @@ def _bias_act_kernel(
     if HAS_BIAS:
         x += tl.load(B + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
     y = apply_activation(x, ACT)
-    tl.store(Y + rows[:, None] * N + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
 def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:

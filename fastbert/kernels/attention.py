@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from ._compat import autotune
+from ._compat import autotune, cast_out
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
@@ -197,7 +197,7 @@ def _attn_fwd_kernel(
     out = acc / l_safe[:, None]
     tl.store(
         o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
-        out.to(O.dtype.element_ty),
+        cast_out(out, O.dtype.element_ty),
         mask=q_mask,
     )
 

@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from ._compat import cast_out
 from .activation import check_vector
 from .layernorm import MAX_HIDDEN, row_settings
 
@@ -72,7 +73,7 @@ def _embed_layernorm_kernel(
     w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
     lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
     y = d * rstd[:, None] * w[None, :] + lb[None, :]
-    tl.store(Y + rows[:, None] * H + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + rows[:, None] * H + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
 @triton_op("fastbert::embed_layernorm", mutates_args=())

@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from ._compat import cast_out
 from .activation import activation_code, apply_activation, check_input, check_vector
 
 MAX_HIDDEN = 16384  # one row must fit one block
@@ -64,7 +65,7 @@ def _layernorm_fwd_kernel(
     w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
     lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
     y = d * rstd[:, None] * w[None, :] + lb[None, :]
-    tl.store(Y + rows[:, None] * N + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
 def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:

@@ -1,0 +1,75 @@
+"""fastbert.kernels.activation: bias + activation against its torch reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kernel_checks import DTYPES, check_against_reference, requires_cuda, run_both
+
+ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "relu", "silu"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("shape", [(1, 36), (7, 384), (65, 1000)])
+def test_bias_act(dtype, activation, shape, device):
+    x = 3 * torch.randn(*shape, dtype=dtype, device=device)
+    b = torch.randn(shape[1], dtype=dtype, device=device)
+    check_against_reference(*run_both("bias_act", x, b, activation), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_act_no_bias_strided_3d(dtype, device):
+    x = torch.randn(384, 7, dtype=dtype, device=device).t()
+    check_against_reference(*run_both("bias_act", x, None, "gelu"), dtype)
+    x3 = torch.randn(2, 9, 36, dtype=dtype, device=device)[:, ::2]  # (2, 5, 36), strided
+    b = torch.randn(36, dtype=dtype, device=device)
+    check_against_reference(*run_both("bias_act", x3, b, "gelu"), dtype)
+
+
+def test_extreme_values_finite(device):
+    from fastbert.ops import get_ops
+
+    x = torch.tensor([[-1e4, -30.0, -1e-3, 0.0, 1e-3, 30.0, 1e4, 65504.0]], device=device).repeat(1, 2)
+    for act in ACTIVATIONS:
+        y = get_ops("triton").bias_act(x, None, act)
+        ref = get_ops("torch").bias_act(x.double(), None, act)
+        assert torch.isfinite(y).all(), act
+        torch.testing.assert_close(y.double(), ref, rtol=1e-6, atol=1e-6, msg=act)
+
+
+def test_bad_inputs(device):
+    from fastbert.ops import get_ops
+
+    ops = get_ops("triton")
+    x = torch.randn(3, 36, device=device)
+    with pytest.raises(ValueError, match="unsupported activation 'swiglu'"):
+        ops.bias_act(x, None, "swiglu")
+    with pytest.raises(ValueError, match="unsupported activation"):
+        get_ops("torch").bias_act(x, None, "swiglu")
+    with pytest.raises(ValueError, match="bias must have shape"):
+        ops.bias_act(x, torch.randn(35, device=device), "gelu")
+    with pytest.raises(ValueError, match="bias dtype"):
+        ops.bias_act(x, torch.randn(36, device=device).half(), "gelu")
+    with pytest.raises(ValueError, match="dtype must be"):
+        ops.bias_act(x.double(), None, "gelu")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
+def test_gpu_realistic(dtype, activation, device):
+    x = torch.randn(4096, 3072, dtype=dtype, device=device)
+    b = torch.randn(3072, dtype=dtype, device=device)
+    check_against_reference(*run_both("bias_act", x, b, activation), dtype)
+
+
+@requires_cuda
+def test_gpu_compile_no_graph_break(device):
+    from fastbert.ops import get_ops
+
+    ops = get_ops("triton")
+    x = torch.randn(64, 3072, dtype=torch.float16, device=device)
+    b = torch.randn(3072, dtype=torch.float16, device=device)
+    f = torch.compile(lambda x, b: ops.bias_act(x, b, "gelu"), fullgraph=True)
+    torch.testing.assert_close(f(x, b), ops.bias_act(x, b, "gelu"))

@@ -1,0 +1,76 @@
+"""fastbert.kernels.embedding: word + position + type gather, add, LayerNorm against its reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kernel_checks import DTYPES, check_against_reference, requires_cuda, run_both
+
+V, P, TV = 50, 80, 2
+
+
+def _tables(h, dtype, device):
+    mk = lambda *s: torch.randn(*s, dtype=dtype, device=device)
+    return mk(V, h), mk(P, h), mk(TV, h), 1 + 0.1 * mk(h), mk(h)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t", [1, 7, 65])
+@pytest.mark.parametrize("hidden", [36, 384])
+@pytest.mark.parametrize("with_pos", [True, False])
+@pytest.mark.parametrize("with_type", [True, False])
+def test_embed_layernorm(dtype, t, hidden, with_pos, with_type, device):
+    ids = torch.randint(0, V, (t,), device=device)
+    pos = torch.randint(0, P, (t,), device=device) if with_pos else None
+    tt = torch.randint(0, TV, (t,), device=device) if with_type else None
+    out = run_both("embed_layernorm", ids, pos, tt, *_tables(hidden, dtype, device), 1e-12)
+    check_against_reference(*out, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_tables_int32_ids(dtype, device):
+    h = 36
+    w, p, tw, lw, lb = _tables(h, dtype, device)
+    w = torch.randn(V, 2 * h, dtype=dtype, device=device)[:, h:]  # row stride 2h
+    p = torch.randn(h, P, dtype=dtype, device=device).t()  # transposed table
+    ids = torch.randint(0, V, (9,), device=device, dtype=torch.int32)
+    tt = torch.randint(0, TV, (9,), device=device)
+    pos = torch.randint(0, P, (18,), device=device)[::2]  # non-contiguous ids
+    check_against_reference(*run_both("embed_layernorm", ids, pos, tt, w, p, tw, lw, lb, 1e-12), dtype)
+
+
+def test_bad_inputs(device):
+    from fastbert.ops import get_ops
+
+    ops = get_ops("triton")
+    tabs = _tables(36, torch.float32, device)
+    ids = torch.randint(0, V, (5,), device=device)
+    with pytest.raises(ValueError, match="input_ids out of range"):
+        ops.embed_layernorm(torch.tensor([0, V], device=device), None, None, *tabs, 1e-12)
+    with pytest.raises(ValueError, match="token_type_ids out of range"):
+        ops.embed_layernorm(ids, None, torch.full((5,), TV, device=device), *tabs, 1e-12)
+    with pytest.raises(ValueError, match="int64 or int32"):
+        ops.embed_layernorm(ids.float(), None, None, *tabs, 1e-12)
+    with pytest.raises(ValueError, match="position_ids must have shape"):
+        ops.embed_layernorm(ids, ids[:3], None, *tabs, 1e-12)
+    w, p, tw, lw, lb = tabs
+    with pytest.raises(ValueError, match="position_weight"):
+        ops.embed_layernorm(ids, None, None, w, p.half(), tw, lw, lb, 1e-12)
+    with pytest.raises(ValueError, match="positions"):
+        ops.embed_layernorm(torch.zeros(P + 1, dtype=torch.long, device=device), None, None, *tabs, 1e-12)
+    # validate=False skips the value check (valid ids here), shapes still checked
+    out = ops.embed_layernorm(ids, None, None, *tabs, 1e-12, validate=False)
+    assert out.shape == (5, 36)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", [384, 768, 1024])
+def test_gpu_realistic(dtype, hidden, device):
+    mk = lambda *s: torch.randn(*s, dtype=dtype, device=device)
+    tabs = (mk(30522, hidden), mk(512, hidden), mk(2, hidden), mk(hidden), mk(hidden))
+    t = 8192
+    ids = torch.randint(0, 30522, (t,), device=device)
+    pos = torch.arange(512, device=device).repeat(t // 512)
+    tt = torch.randint(0, 2, (t,), device=device)
+    check_against_reference(*run_both("embed_layernorm", ids, pos, tt, *tabs, 1e-12), dtype)

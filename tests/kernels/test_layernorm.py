@@ -1,0 +1,98 @@
+"""fastbert.kernels.layernorm: add_layernorm and bias_act_layernorm against their torch references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernel_checks import DTYPES, check_against_reference, requires_cuda, run_both
+
+SHAPES = [(1, 36), (7, 384), (65, 36), (3, 1000)]
+
+
+def _params(m, n, dtype, device):
+    mk = lambda *s: torch.randn(*s, dtype=dtype, device=device)
+    return mk(m, n), mk(m, n), mk(n), 1 + 0.1 * mk(n), mk(n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("with_residual", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_add_layernorm(dtype, shape, with_residual, with_bias, device):
+    x, r, b, w, lb = _params(*shape, dtype, device)
+    out = run_both("add_layernorm", x, r if with_residual else None, b if with_bias else None, w, lb, 1e-12)
+    check_against_reference(*out, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", [768, 1024])
+def test_add_layernorm_bert_sizes(dtype, hidden, device):
+    x, r, b, w, lb = _params(5, hidden, dtype, device)
+    check_against_reference(*run_both("add_layernorm", x, r, b, w, lb, 1e-5), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_layernorm_strided_and_3d(dtype, device):
+    base = torch.randn(7, 2 * 384, dtype=dtype, device=device)
+    x = base[:, ::2]  # column stride 2
+    r = torch.randn(384, 7, dtype=dtype, device=device).t()  # transposed
+    _, _, b, w, lb = _params(7, 384, dtype, device)
+    check_against_reference(*run_both("add_layernorm", x, r, b, w, lb, 1e-12), dtype)
+    x3 = torch.randn(2, 5, 36, dtype=dtype, device=device)[:, 1:]  # (2, 4, 36), non-contiguous
+    r3 = torch.randn(2, 4, 36, dtype=dtype, device=device)
+    _, _, b, w, lb = _params(1, 36, dtype, device)
+    check_against_reference(*run_both("add_layernorm", x3, r3, b, w, lb, 1e-12), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
+@pytest.mark.parametrize("shape", [(1, 36), (7, 384), (65, 36)])
+def test_bias_act_layernorm(dtype, activation, shape, device):
+    x, _, b, w, lb = _params(*shape, dtype, device)
+    check_against_reference(*run_both("bias_act_layernorm", x, b, w, lb, 1e-12, activation), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_act_layernorm_no_bias_strided(dtype, device):
+    x = torch.randn(384, 7, dtype=dtype, device=device).t()
+    _, _, _, w, lb = _params(1, 384, dtype, device)
+    check_against_reference(*run_both("bias_act_layernorm", x, None, w, lb, 1e-5, "gelu"), dtype)
+
+
+def test_bad_inputs(device):
+    from fastbert.ops import get_ops
+
+    ops = get_ops("triton")
+    x, r, b, w, lb = _params(3, 36, torch.float32, device)
+    with pytest.raises(ValueError, match="dtype"):
+        ops.add_layernorm(x.to(torch.int32), r, b, w, lb, 1e-12)
+    with pytest.raises(ValueError, match="residual shape"):
+        ops.add_layernorm(x, r[:2], b, w, lb, 1e-12)
+    with pytest.raises(ValueError, match="residual"):
+        ops.add_layernorm(x, r.half(), b, w, lb, 1e-12)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        ops.add_layernorm(x, r, b[:5], w, lb, 1e-12)
+    with pytest.raises(ValueError, match="ln_weight dtype"):
+        ops.add_layernorm(x, r, b, w.half(), lb, 1e-12)
+    with pytest.raises(ValueError, match="unsupported activation"):
+        ops.bias_act_layernorm(x, b, w, lb, 1e-12, "tanh_but_not_really")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", [384, 768, 1000, 1024])
+def test_gpu_realistic(dtype, hidden, device):
+    x, r, b, w, lb = _params(4096, hidden, dtype, device)
+    check_against_reference(*run_both("add_layernorm", x, r, b, w, lb, 1e-12), dtype)
+    check_against_reference(*run_both("bias_act_layernorm", x, b, w, lb, 1e-12, "gelu"), dtype)
+
+
+@requires_cuda
+def test_gpu_compile_no_graph_break(device):
+    x, r, b, w, lb = _params(64, 768, torch.float16, device)
+    from fastbert.ops import get_ops
+
+    ops = get_ops("triton")
+    f = torch.compile(lambda *a: ops.add_layernorm(*a, 1e-12), fullgraph=True)
+    torch.testing.assert_close(f(x, r, b, w, lb), ops.add_layernorm(x, r, b, w, lb, 1e-12))
