@@ -38,7 +38,15 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 ADDED_TOKENS_FILE = "added_tokens.json"
 
-SPECIAL_TOKENS_ATTRIBUTES = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
+SPECIAL_TOKENS_ATTRIBUTES = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+]
 
 _UNSET: Any = object()
 
@@ -118,13 +126,13 @@ class BatchEncoding(dict):
             return dict.__getitem__(self, item)
         if isinstance(item, int):
             if self._encodings is None:
-                raise KeyError(
-                    "Indexing with integers is not available when using Python based tokenizers"
-                )
+                raise KeyError("Indexing with integers is not available when using Python based tokenizers")
             return self._encodings[item]
         if isinstance(item, slice):
             return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
-        raise KeyError("Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices.")
+        raise KeyError(
+            "Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices."
+        )
 
     def __getattr__(self, item: str) -> Any:
         if item.startswith("__") or item in ("_encodings", "_n_sequences"):
@@ -151,7 +159,9 @@ class BatchEncoding(dict):
 
     def __deepcopy__(self, memo: dict) -> BatchEncoding:
         return BatchEncoding(
-            copy.deepcopy(dict(self), memo), copy.deepcopy(self._encodings, memo), n_sequences=self._n_sequences
+            copy.deepcopy(dict(self), memo),
+            copy.deepcopy(self._encodings, memo),
+            n_sequences=self._n_sequences,
         )
 
     @property
@@ -176,7 +186,9 @@ class BatchEncoding(dict):
     # alignment helpers --------------------------------------------------------------------------------------
     def _encoding(self, batch_index: int, what: str) -> Any:
         if not self._encodings:
-            raise ValueError(f"{what}() is not available when the BatchEncoding has no encodings (built by hand or by pad)")
+            raise ValueError(
+                f"{what}() is not available when the BatchEncoding has no encodings (built by hand or by pad)"
+            )
         return self._encodings[batch_index]
 
     def tokens(self, batch_index: int = 0) -> list[str]:
@@ -239,7 +251,9 @@ class BatchEncoding(dict):
         return CharSpan(*span) if span is not None else None
 
     # tensors ------------------------------------------------------------------------------------------------
-    def convert_to_tensors(self, tensor_type: str | None = None, prepend_batch_axis: bool = False) -> BatchEncoding:
+    def convert_to_tensors(
+        self, tensor_type: str | None = None, prepend_batch_axis: bool = False
+    ) -> BatchEncoding:
         """Turn the python lists into torch tensors (``"pt"``) or numpy arrays (``"np"``), in place."""
         tensor_type = _enum_value(tensor_type)
         if tensor_type is None:
@@ -333,7 +347,11 @@ def _build_wordpiece_backend(
     strip_accents: bool | None,
     tokenize_chinese_chars: bool,
 ) -> Tokenizer:
-    backend = Tokenizer(WordPiece(vocab, unk_token=str(unk_token), max_input_chars_per_word=100, continuing_subword_prefix="##"))
+    backend = Tokenizer(
+        WordPiece(
+            vocab, unk_token=str(unk_token), max_input_chars_per_word=100, continuing_subword_prefix="##"
+        )
+    )
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True,
         handle_chinese_chars=tokenize_chinese_chars,
@@ -454,7 +472,9 @@ class BertTokenizer:
                 unk_token=unk_token,
                 do_lower_case=True if do_lower_case is _UNSET else bool(do_lower_case),
                 strip_accents=None if strip_accents is _UNSET else strip_accents,
-                tokenize_chinese_chars=True if tokenize_chinese_chars is _UNSET else bool(tokenize_chinese_chars),
+                tokenize_chinese_chars=True
+                if tokenize_chinese_chars is _UNSET
+                else bool(tokenize_chinese_chars),
             )
         # Padding and truncation are set per call (a tokenizer.json may carry its own: drop them).
         backend.no_padding()
@@ -503,7 +523,11 @@ class BertTokenizer:
         self.additional_special_tokens = [_token_content(t) for t in (additional_special_tokens or [])]
 
         # Special tokens are matched whole in the raw text, before normalization.
-        specials = [t for t in (unk_token, sep_token, pad_token, cls_token, mask_token, self.bos_token, self.eos_token) if t]
+        specials = [
+            t
+            for t in (unk_token, sep_token, pad_token, cls_token, mask_token, self.bos_token, self.eos_token)
+            if t
+        ]
         specials += self.additional_special_tokens
         existing = {t.content for t in backend.get_added_tokens_decoder().values()}
         missing = [t for t in dict.fromkeys(specials) if t not in existing]
@@ -528,7 +552,9 @@ class BertTokenizer:
             else:
                 backend.add_tokens([token])
         if self.never_split:
-            in_vocab = [t for t in self.never_split if backend.token_to_id(t) is not None and t not in specials]
+            in_vocab = [
+                t for t in self.never_split if backend.token_to_id(t) is not None and t not in specials
+            ]
             if in_vocab:
                 backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
             skipped = [t for t in self.never_split if backend.token_to_id(t) is None]
@@ -545,7 +571,10 @@ class BertTokenizer:
                 ids = {k: v.get("ids") for k, v in post_state.get("special_tokens", {}).items()}
                 keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
             elif keep:
-                keep = post_state.get("cls") == [cls_token, cls_id] and post_state.get("sep") == [sep_token, sep_id]
+                keep = post_state.get("cls") == [cls_token, cls_id] and post_state.get("sep") == [
+                    sep_token,
+                    sep_id,
+                ]
             if not keep:
                 _set_template(backend, cls_token, cls_id, sep_token, sep_id)
 
@@ -553,7 +582,9 @@ class BertTokenizer:
             model_max_length = VERY_LARGE_INTEGER
         self.model_max_length = int(model_max_length)
         if padding_side not in ("right", "left"):
-            raise ValueError(f"Padding side should be selected between 'right' and 'left', current value: {padding_side}")
+            raise ValueError(
+                f"Padding side should be selected between 'right' and 'left', current value: {padding_side}"
+            )
         if truncation_side not in ("right", "left"):
             raise ValueError(
                 f"Truncation side should be selected between 'right' and 'left', current value: {truncation_side}"
@@ -597,8 +628,16 @@ class BertTokenizer:
         """Load from a model folder or hub id that holds ``tokenizer.json`` and/or ``vocab.txt``, with
         ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them."""
         path = str(pretrained_model_name_or_path)
-        for key in ("force_download", "resume_download", "proxies", "trust_remote_code", "use_fast", "_from_auto",
-                    "use_auth_token", "_commit_hash"):
+        for key in (
+            "force_download",
+            "resume_download",
+            "proxies",
+            "trust_remote_code",
+            "use_fast",
+            "_from_auto",
+            "use_auth_token",
+            "_commit_hash",
+        ):
             value = kwargs.pop(key, None)
             if key == "use_auth_token" and value is not None and token is None:
                 token = value
@@ -620,7 +659,9 @@ class BertTokenizer:
         if tokenizer_file is None and vocab_file is None:
             where = os.path.join(path, subfolder) if subfolder else path
             if os.path.isdir(path):
-                raise OSError(f"{where} has neither {TOKENIZER_FILE} nor {VOCAB_FILE}: it is not a BERT tokenizer folder")
+                raise OSError(
+                    f"{where} has neither {TOKENIZER_FILE} nor {VOCAB_FILE}: it is not a BERT tokenizer folder"
+                )
             raise OSError(
                 f"could not find {TOKENIZER_FILE} or {VOCAB_FILE} for {where!r}: pass a local folder that holds them, "
                 "or a hub model id of a BERT tokenizer (the hub may be unreachable)"
@@ -639,8 +680,19 @@ class BertTokenizer:
                     else:
                         value = _token_content(value)
                     init_kwargs[key] = value
-        for key in ("tokenizer_class", "auto_map", "name_or_path", "processor_class", "backend", "is_local",
-                    "local_files_only", "model_input_names", "tokenizer_file", "vocab_file", "extra_special_tokens"):
+        for key in (
+            "tokenizer_class",
+            "auto_map",
+            "name_or_path",
+            "processor_class",
+            "backend",
+            "is_local",
+            "local_files_only",
+            "model_input_names",
+            "tokenizer_file",
+            "vocab_file",
+            "extra_special_tokens",
+        ):
             init_kwargs.pop(key, None)
         if init_kwargs.get("model_max_length") is not None:
             init_kwargs["model_max_length"] = int(init_kwargs["model_max_length"])
@@ -656,7 +708,7 @@ class BertTokenizer:
         model = self._tokenizer.model
         if not isinstance(model, WordPiece):
             raise ValueError("save_vocabulary needs a WordPiece model")
-        files = model.save(save_directory, name=filename_prefix)
+        files = model.save(save_directory, filename_prefix)
         return tuple(files)
 
     def _config_for_save(self) -> dict[str, Any]:
@@ -677,7 +729,9 @@ class BertTokenizer:
         config.update(self.special_tokens_map)
         return config
 
-    def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any) -> tuple[str, ...]:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any
+    ) -> tuple[str, ...]:
         """Write tokenizer_config.json, special_tokens_map.json, vocab.txt and tokenizer.json; transformers'
         ``AutoTokenizer`` loads the folder back to the same ids. Returns the written paths."""
         save_directory = str(save_directory)
@@ -796,12 +850,16 @@ class BertTokenizer:
     def all_special_ids(self) -> list[int]:
         return [self._id(t) for t in self.all_special_tokens]
 
-    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
+    def add_tokens(
+        self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False
+    ) -> int:
         """Add tokens to the vocabulary; returns how many were new."""
         if isinstance(new_tokens, (str, AddedToken)):
             new_tokens = [new_tokens]
         tokens = [
-            t if isinstance(t, AddedToken) else AddedToken(t, special=special_tokens, normalized=not special_tokens)
+            t
+            if isinstance(t, AddedToken)
+            else AddedToken(t, special=special_tokens, normalized=not special_tokens)
             for t in new_tokens
         ]
         with self._lock:
@@ -809,7 +867,9 @@ class BertTokenizer:
                 return self._tokenizer.add_special_tokens(tokens)
             return self._tokenizer.add_tokens(tokens)
 
-    def add_special_tokens(self, special_tokens_dict: Mapping[str, Any], replace_additional_special_tokens: bool = True) -> int:
+    def add_special_tokens(
+        self, special_tokens_dict: Mapping[str, Any], replace_additional_special_tokens: bool = True
+    ) -> int:
         """Add/set special tokens (``{"pad_token": "[PAD]", "additional_special_tokens": [...]}``)."""
         added = 0
         for key, value in special_tokens_dict.items():
@@ -819,7 +879,9 @@ class BertTokenizer:
                 if replace_additional_special_tokens:
                     self.additional_special_tokens = values
                 else:
-                    self.additional_special_tokens += [v for v in values if v not in self.additional_special_tokens]
+                    self.additional_special_tokens += [
+                        v for v in values if v not in self.additional_special_tokens
+                    ]
             elif key in SPECIAL_TOKENS_ATTRIBUTES:
                 added += self.add_tokens([value], special_tokens=True)
                 setattr(self, key, _token_content(value))
@@ -827,7 +889,9 @@ class BertTokenizer:
             else:
                 raise ValueError(f"Key {key} is not a special token")
         if "cls_token" in special_tokens_dict or "sep_token" in special_tokens_dict:
-            _set_template(self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id)
+            _set_template(
+                self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id
+            )
         return added
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str] | None) -> int | list[int] | None:
@@ -837,7 +901,9 @@ class BertTokenizer:
             return self._id(tokens)
         return [self._id(t) for t in tokens]
 
-    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
+    def convert_ids_to_tokens(
+        self, ids: int | Sequence[int], skip_special_tokens: bool = False
+    ) -> str | list[str]:
         ids = _to_py(ids)
         if isinstance(ids, int):
             return self._tokenizer.id_to_token(ids)
@@ -845,7 +911,11 @@ class BertTokenizer:
         return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in special]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        return self._tokenizer.decoder.decode(tokens) if self._tokenizer.decoder is not None else " ".join(tokens)
+        return (
+            self._tokenizer.decoder.decode(tokens)
+            if self._tokenizer.decoder is not None
+            else " ".join(tokens)
+        )
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return 3 if pair else 2
@@ -859,7 +929,9 @@ class BertTokenizer:
         return self.model_max_length - self.num_special_tokens_to_add(pair=True)
 
     # the four methods of BERT's documentation (transformers 4 semantics) ---------------------------------------
-    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
         """``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]``."""
         output = [self.cls_token_id] + list(token_ids_0) + [self.sep_token_id]
         if token_ids_1 is not None:
@@ -867,7 +939,10 @@ class BertTokenizer:
         return output
 
     def get_special_tokens_mask(
-        self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
+        self,
+        token_ids_0: list[int],
+        token_ids_1: list[int] | None = None,
+        already_has_special_tokens: bool = False,
     ) -> list[int]:
         """1 for a special token, 0 for a sequence token, of the sequence(s) as built by
         ``build_inputs_with_special_tokens`` (or as given, with ``already_has_special_tokens``)."""
@@ -930,7 +1005,9 @@ class BertTokenizer:
         elif isinstance(padding, str) and padding in _PADDING:
             padding_strategy = padding
         else:
-            raise ValueError(f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'")
+            raise ValueError(
+                f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'"
+            )
 
         if truncation is True:
             truncation_strategy = "longest_first"
@@ -1016,7 +1093,9 @@ class BertTokenizer:
         else:
             side = padding_side if padding_side is not None else self.padding_side
             if side not in ("right", "left"):
-                raise ValueError(f"Padding side should be selected between 'right' and 'left', current value: {side}")
+                raise ValueError(
+                    f"Padding side should be selected between 'right' and 'left', current value: {side}"
+                )
             target = {
                 "length": max_length if padding_strategy == "max_length" else None,
                 "direction": side,
@@ -1068,7 +1147,9 @@ class BertTokenizer:
         (``is_split_into_words=True``) into model inputs, as transformers' ``BertTokenizerFast`` does."""
         if text is None:
             if kwargs.get("text_target") is not None:
-                raise ValueError("fastbert's BertTokenizer does not take `text_target`: BERT has no target text")
+                raise ValueError(
+                    "fastbert's BertTokenizer does not take `text_target`: BERT has no target text"
+                )
             raise ValueError("You need to specify either `text` or `text_target`.")
         kwargs.pop("text_target", None)
         kwargs.pop("split_special_tokens", None)
@@ -1080,7 +1161,9 @@ class BertTokenizer:
             raise ValueError(_TEXT_TYPE_ERROR + f" Got text_pair of type {type(text_pair).__name__}.")
 
         if is_split_into_words:
-            is_batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+            is_batched = (
+                isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+            )
         else:
             is_batched = isinstance(text, (list, tuple))
         if is_batched:
@@ -1094,7 +1177,8 @@ class BertTokenizer:
                 )
             batch = list(zip(text, text_pair)) if text_pair is not None else list(text)
         else:
-            batch = [(text, text_pair)] if text_pair is not None else [text]
+            # as transformers: an empty text_pair of a single example means no pair
+            batch = [(text, text_pair)] if text_pair else [text]
 
         padding_strategy, truncation_strategy, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of, verbose
@@ -1157,9 +1241,13 @@ class BertTokenizer:
                     isinstance(item, tuple) and len(item) == 2 and all(_is_str_list(p) for p in item)
                 )
             else:
-                ok = isinstance(item, str) or (isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item))
+                ok = isinstance(item, str) or (
+                    isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item)
+                )
             if not ok:
-                raise ValueError(_TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}.")
+                raise ValueError(
+                    _TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}."
+                )
         with self._lock:
             self._configure_backend(
                 padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
@@ -1239,7 +1327,9 @@ class BertTokenizer:
             **kwargs,
         )["input_ids"]
 
-    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+    def tokenize(
+        self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any
+    ) -> list[str]:
         """WordPiece tokens of a text (without [CLS]/[SEP] unless ``add_special_tokens``)."""
         if not isinstance(text, str):
             raise TypeError(f"tokenize() takes a str, got {type(text).__name__}")
@@ -1292,7 +1382,11 @@ class BertTokenizer:
         **kwargs: Any,
     ) -> list[str]:
         return [
-            self.decode(seq, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+            self.decode(
+                seq,
+                skip_special_tokens=skip_special_tokens,
+                clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+            )
             for seq in _to_py(sequences)
         ]
 
@@ -1312,8 +1406,14 @@ class BertTokenizer:
     ) -> BatchEncoding:
         """Pad one encoding, a dict of batched lists, or a list of encodings (dicts / BatchEncoding), as
         transformers' ``pad`` (used by data collators). Other keys (``labels``...) are left as they are."""
-        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
-            encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+        if (
+            isinstance(encoded_inputs, (list, tuple))
+            and encoded_inputs
+            and isinstance(encoded_inputs[0], Mapping)
+        ):
+            encoded_inputs = {
+                key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()
+            }
         if not isinstance(encoded_inputs, Mapping):
             raise ValueError(
                 "pad() takes an encoding (a dict / BatchEncoding) or a list of encodings, "
@@ -1341,29 +1441,44 @@ class BertTokenizer:
         if not isinstance(first, (int, list, tuple)):
             kind = type(first).__module__.split(".")[0]
             if return_tensors is None:
-                if kind == "torch" or (isinstance(required, list) and type(required[0]).__module__.startswith("torch")):
+                if kind == "torch" or (
+                    isinstance(required, list) and type(required[0]).__module__.startswith("torch")
+                ):
                     return_tensors = "pt"
                 elif kind == "numpy":
                     return_tensors = "np"
             encoded_inputs = {k: _to_py(v) for k, v in encoded_inputs.items()}
 
-        padding_strategy, _, max_length = self._strategies(padding, False, max_length, pad_to_multiple_of, verbose)
+        padding_strategy, _, max_length = self._strategies(
+            padding, False, max_length, pad_to_multiple_of, verbose
+        )
         required = encoded_inputs[main]
         if required and not isinstance(required[0], (list, tuple)):
-            out = self._pad(encoded_inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
+            out = self._pad(
+                encoded_inputs,
+                max_length,
+                padding_strategy,
+                pad_to_multiple_of,
+                padding_side,
+                return_attention_mask,
+            )
             return BatchEncoding(out, tensor_type=return_tensors)
 
         batch_size = len(required)
         for key, value in encoded_inputs.items():
             if not isinstance(value, Sized) or len(value) != batch_size:
-                raise ValueError(f"Some items in the output dictionary have a different batch size than others ({key}).")
+                raise ValueError(
+                    f"Some items in the output dictionary have a different batch size than others ({key})."
+                )
         if padding_strategy == "longest":
             max_length = max(len(inputs) for inputs in required)
             padding_strategy = "max_length"
         batch_outputs: dict[str, list] = {}
         for i in range(batch_size):
             inputs = {k: v[i] for k, v in encoded_inputs.items()}
-            outputs = self._pad(inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
+            outputs = self._pad(
+                inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask
+            )
             for key, value in outputs.items():
                 batch_outputs.setdefault(key, []).append(value)
         return BatchEncoding(batch_outputs, tensor_type=return_tensors)
@@ -1386,7 +1501,9 @@ class BertTokenizer:
             max_length = len(required)
         if max_length is not None and pad_to_multiple_of is not None and max_length % pad_to_multiple_of != 0:
             max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
-        needs_padding = padding_strategy != "do_not_pad" and max_length is not None and len(required) < max_length
+        needs_padding = (
+            padding_strategy != "do_not_pad" and max_length is not None and len(required) < max_length
+        )
         if return_attention_mask and "attention_mask" not in encoded_inputs:
             encoded_inputs["attention_mask"] = [1] * len(required)
         if needs_padding:

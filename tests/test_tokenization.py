@@ -1,0 +1,791 @@
+"""fastbert.BertTokenizer against transformers' BertTokenizerFast (a test-only dependency).
+
+Four vocabularies: the MiniLM tokenizer.json, a vocab.txt-only copy of it, a small hand-written vocab and
+antiberty's amino-acid vocab.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastbert
+from fastbert.hub import embedded_model_path
+from fastbert.tokenization import BatchEncoding, BertTokenizer, BertTokenizerFast
+
+transformers = pytest.importorskip("transformers")
+
+MINILM = embedded_model_path()
+
+TEXTS = [
+    "Hello, world! This is fastbert.",
+    "Plants create [MASK] through a process known as photosynthesis.",
+    "The quick brown fox jumps over the lazy dog; isn't it?",
+    "Héllo Crème brûlée à la carte, naïve façade, Ångström, São Paulo",
+    "ÉCOLE Zürich ÀÉÎÕÜ",
+    "北京是中国的首都。我爱自然语言处理",
+    "日本語のテキストと한국어 텍스트",
+    "emoji 😀🎉👍🏽 and ❤️ and 🇫🇷",
+    "control\x00chars\x07\x1b here\tand\r\nnewlines\u200b\ufeff",
+    "   ",
+    "\t\n ",
+    "",
+    "a",
+    "[CLS] [SEP] [PAD] [UNK] [mask] [MASK]",
+    "don't won't it's they're I'm we've",
+    "e-mail: someone@example.com, url https://example.org/a_b?c=d#e",
+    "numbers 3.14159 1,000,000 42nd 2026-11-25",
+    "supercalifragilisticexpialidocious " + "x" * 150,
+    " ".join(["word"] * 700),
+]
+
+PAIRS = [
+    ("What is the capital of France?", "Paris is the capital and largest city of France."),
+    ("Who?", ""),
+    ("", "Only second."),
+    ("Crème brûlée", "北京 emoji 😀"),
+]
+
+SMALL_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "dog",
+    "##s",
+    "##ing",
+    "run",
+    "play",
+    ".",
+    ",",
+    "!",
+    "?",
+    "a",
+    "b",
+    "c",
+    "##a",
+    "##b",
+    "##c",
+    "hello",
+    "world",
+    "foo",
+    "bar",
+    "foo.bar",
+    "北",
+    "京",
+    "é",
+    "e",
+    "Hello",
+    "The",
+    "Cat",
+]
+
+ANTIBERTY_SEQS = [
+    "E V Q L V E S G G G L V Q P G G S L R L S C A A S G F T F S",
+    "Q V Q L Q E S G P G L V K P S E T L S L T C T V S",
+    "D I Q M T Q S P S S L S A S V G D R V T I T C",
+    "E V Q L X B Z",  # letters not in the vocabulary
+    "E",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _antiberty_dir() -> str:
+    antiberty = pytest.importorskip("antiberty")
+    folder = os.path.join(os.path.dirname(antiberty.__file__), "trained_models")
+    if not os.path.isfile(os.path.join(folder, "vocab.txt")):
+        pytest.skip("antiberty has no trained_models/vocab.txt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vocab_only_dir(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("vocab_only")
+    shutil.copy(os.path.join(MINILM, "vocab.txt"), d / "vocab.txt")
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("small_vocab")
+    (d / "vocab.txt").write_text("\n".join(SMALL_VOCAB) + "\n", encoding="utf-8")
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def minilm_pair():
+    return BertTokenizer.from_pretrained(MINILM), transformers.BertTokenizerFast.from_pretrained(MINILM)
+
+
+@pytest.fixture(scope="module")
+def vocab_only_pair(vocab_only_dir):
+    return (
+        BertTokenizer.from_pretrained(vocab_only_dir),
+        transformers.BertTokenizerFast.from_pretrained(vocab_only_dir),
+    )
+
+
+@pytest.fixture(scope="module", params=["minilm", "vocab_only"])
+def pair(request, minilm_pair, vocab_only_pair):
+    return minilm_pair if request.param == "minilm" else vocab_only_pair
+
+
+def _same_encoding(ours, theirs, keys=None):
+    keys = keys or list(theirs.keys())
+    for k in keys:
+        a, b = ours[k], theirs[k]
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == b.dtype, k
+            assert torch.equal(a, b), k
+        else:
+            assert _norm(a) == _norm(b), k
+
+
+def _norm(x):
+    if isinstance(x, (list, tuple)):
+        return [_norm(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ids equal transformers'
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_public_names_and_alias():
+    assert fastbert.BertTokenizer is BertTokenizer
+    assert fastbert.BertTokenizerFast is BertTokenizer
+    assert BertTokenizerFast is BertTokenizer
+    assert fastbert.BatchEncoding is BatchEncoding
+
+
+def test_import_fastbert_does_not_import_transformers():
+    code = "import sys, fastbert; fastbert.BertTokenizer; fastbert.BatchEncoding; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_ids_equal_transformers(pair, text):
+    ours, theirs = pair
+    _same_encoding(ours(text), theirs(text))
+    assert ours.tokenize(text) == theirs.tokenize(text)
+
+
+def test_batch_and_pairs_equal_transformers(pair):
+    ours, theirs = pair
+    _same_encoding(ours(TEXTS[:-1], padding=True), theirs(TEXTS[:-1], padding=True))
+    a = [p[0] for p in PAIRS]
+    b = [p[1] for p in PAIRS]
+    _same_encoding(ours(a, b, padding=True), theirs(a, b, padding=True))
+    _same_encoding(ours([list(p) for p in PAIRS]), theirs([list(p) for p in PAIRS]))
+    _same_encoding(ours(PAIRS), theirs(PAIRS))  # a list of (a, b) tuples
+    for x, y in PAIRS:
+        _same_encoding(ours(x, y), theirs(x, y))
+        assert ours.encode(x, y) == theirs.encode(x, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"do_lower_case": False},
+        {"do_lower_case": False, "strip_accents": True},
+        {"do_lower_case": True, "strip_accents": False},
+        {"do_lower_case": True, "strip_accents": True},
+        {"tokenize_chinese_chars": False},
+    ],
+)
+@pytest.mark.parametrize("source", ["minilm", "vocab_only"])
+def test_normalizer_options_equal_transformers(kwargs, source, vocab_only_dir):
+    folder = MINILM if source == "minilm" else vocab_only_dir
+    ours = BertTokenizer.from_pretrained(folder, **kwargs)
+    theirs = transformers.BertTokenizerFast.from_pretrained(folder, **kwargs)
+    for key, value in kwargs.items():
+        assert getattr(ours, key) == value
+    for text in TEXTS:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"], text
+
+
+def test_direct_construction(vocab_only_dir):
+    vocab = os.path.join(vocab_only_dir, "vocab.txt")
+    ours = BertTokenizer(vocab_file=vocab, do_lower_case=False)
+    theirs = transformers.BertTokenizerFast.from_pretrained(vocab_only_dir, do_lower_case=False)
+    for text in TEXTS[:8]:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"]
+    from_json = BertTokenizer(tokenizer_file=os.path.join(MINILM, "tokenizer.json"))
+    assert from_json("Hello World")["input_ids"] == [101, 7592, 2088, 102]
+    from_dict = BertTokenizer(vocab={t: i for i, t in enumerate(SMALL_VOCAB)})
+    assert from_dict("the cats")["input_ids"] == [2, 5, 6, 11, 3]
+    with pytest.raises(ValueError):
+        BertTokenizer()
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_small_vocab_equals_transformers(small_dir, lower):
+    ours = BertTokenizer.from_pretrained(small_dir, do_lower_case=lower)
+    theirs = transformers.BertTokenizerFast.from_pretrained(small_dir, do_lower_case=lower)
+    texts = TEXTS + [
+        "The cats sat on the mat.",
+        "Hello world!",
+        "foo.bar foo bar",
+        "北京 é É",
+        "dogs running",
+    ]
+    for text in texts:
+        _same_encoding(ours(text), theirs(text))
+    assert ours.vocab_size == len(SMALL_VOCAB) == len(ours)
+    assert ours("the cats")["input_ids"] == [2, 5, 6, 11, 3]
+    assert ours.tokenize("the cats zzz") == ["the", "cat", "##s", "[UNK]"]
+
+
+def test_antiberty_vocab_equals_transformers():
+    folder = _antiberty_dir()
+    # as antiberty's own runner: BertTokenizer(vocab_file=..., do_lower_case=False)
+    ours = BertTokenizer(vocab_file=os.path.join(folder, "vocab.txt"), do_lower_case=False)
+    assert BertTokenizer.from_pretrained(folder, do_lower_case=False)("E V")["input_ids"] == [2, 8, 22, 3]
+    theirs = transformers.BertTokenizerFast.from_pretrained(folder, do_lower_case=False)
+    lowered = BertTokenizer.from_pretrained(folder)  # the BERT default lowercases: all [UNK], as transformers
+    assert (
+        lowered("E V Q")["input_ids"]
+        == transformers.BertTokenizerFast.from_pretrained(folder)("E V Q")["input_ids"]
+    )
+    for seq in ANTIBERTY_SEQS:
+        _same_encoding(ours(seq), theirs(seq))
+    _same_encoding(
+        ours(ANTIBERTY_SEQS, padding=True, return_tensors="pt"),
+        theirs(ANTIBERTY_SEQS, padding=True, return_tensors="pt"),
+    )
+    enc = ours("E V Q L")
+    assert enc["input_ids"] == [2, 8, 22, 18, 14, 3]
+    assert ours.convert_ids_to_tokens(enc["input_ids"]) == ["[CLS]", "E", "V", "Q", "L", "[SEP]"]
+    assert ours.mask_token_id == 4 and ours.pad_token_id == 0 and ours.vocab_size == 25
+
+
+def test_special_tokens(minilm_pair, small_dir):
+    ours, theirs = minilm_pair
+    for name in ("unk", "sep", "pad", "cls", "mask"):
+        assert getattr(ours, f"{name}_token") == getattr(theirs, f"{name}_token")
+        assert getattr(ours, f"{name}_token_id") == getattr(theirs, f"{name}_token_id")
+    assert ours.all_special_tokens == ["[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"]
+    assert ours.all_special_ids == [100, 102, 0, 101, 103]
+    assert sorted(ours.all_special_ids) == sorted(theirs.all_special_ids)
+    assert ours.special_tokens_map == {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+    small = BertTokenizer.from_pretrained(small_dir)
+    assert (
+        small.pad_token_id,
+        small.unk_token_id,
+        small.cls_token_id,
+        small.sep_token_id,
+        small.mask_token_id,
+    ) == (0, 1, 2, 3, 4)
+    # special tokens whole in raw text, not after lowercasing
+    assert ours.tokenize("a [MASK] b [mask]") == theirs.tokenize("a [MASK] b [mask]")
+    # a special token missing from the vocabulary gets a new id
+    custom = BertTokenizer.from_pretrained(small_dir, mask_token="<mask>")
+    assert custom.mask_token_id == len(SMALL_VOCAB)
+    assert custom("a <mask> b")["input_ids"][2] == custom.mask_token_id
+
+
+def test_vocab_helpers(minilm_pair):
+    ours, theirs = minilm_pair
+    assert ours.vocab_size == theirs.vocab_size == 30522
+    assert len(ours) == len(theirs)
+    assert ours.get_vocab() == theirs.get_vocab()
+    assert ours.convert_tokens_to_ids("hello") == 7592
+    assert ours.convert_tokens_to_ids(["hello", "world", "qqqqzz"]) == [7592, 2088, 100]
+    assert ours.convert_ids_to_tokens(7592) == "hello"
+    assert ours.convert_ids_to_tokens([101, 7592, 102]) == ["[CLS]", "hello", "[SEP]"]
+    assert ours.convert_ids_to_tokens([101, 7592, 102], skip_special_tokens=True) == ["hello"]
+    assert ours.convert_ids_to_tokens(torch.tensor([7592, 2088])) == ["hello", "world"]
+    tokens = ours.tokenize("unaffable playing")
+    assert (
+        ours.convert_tokens_to_string(tokens)
+        == theirs.convert_tokens_to_string(tokens)
+        == "unaffable playing"
+    )
+    assert ours.model_max_length == theirs.model_max_length == 512
+
+
+def test_never_split(small_dir):
+    # never_split tokens of the vocabulary are kept whole, as transformers' slow (python) BertTokenizer does
+    legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+    vocab = os.path.join(small_dir, "vocab.txt")
+    ours = BertTokenizer.from_pretrained(small_dir, never_split=["foo.bar"])
+    slow = legacy.BertTokenizerLegacy(vocab, never_split=["foo.bar"])
+    for text in ["foo.bar", "the foo.bar cat", "foo bar foo.bar"]:
+        assert ours.tokenize(text) == slow.tokenize(text), text
+    assert ours.tokenize("the foo.bar cat") == ["the", "foo.bar", "cat"]
+    assert BertTokenizer.from_pretrained(small_dir).tokenize("foo.bar") == ["foo", ".", "bar"]
+    # none given: ids equal the fast tokenizer's
+    theirs = transformers.BertTokenizerFast.from_pretrained(small_dir)
+    assert BertTokenizer.from_pretrained(small_dir)("foo.bar")["input_ids"] == theirs("foo.bar")["input_ids"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# padding, truncation, overflow, offsets
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"padding": True},
+        {"padding": "longest"},
+        {"padding": "max_length", "max_length": 24},
+        {"padding": "max_length", "max_length": 24, "truncation": True},
+        {"padding": "do_not_pad", "truncation": True, "max_length": 8},
+        {"padding": False, "truncation": "longest_first", "max_length": 10},
+        {"padding": True, "pad_to_multiple_of": 8},
+        {"padding": True, "truncation": True, "max_length": 16, "pad_to_multiple_of": 8},
+        {"padding": True, "padding_side": "left"},
+        {
+            "padding": True,
+            "return_special_tokens_mask": True,
+            "return_offsets_mapping": True,
+            "return_length": True,
+        },
+        {"padding": True, "return_token_type_ids": False, "return_attention_mask": False},
+        {"padding": True, "add_special_tokens": False},
+        {"truncation": True},
+        {"max_length": 6},
+    ],
+)
+def test_padding_truncation_equal_transformers(pair, kwargs):
+    ours, theirs = pair
+    texts = TEXTS[:-1]
+    a, b = ours(texts, **kwargs), theirs(texts, **kwargs)
+    assert list(a.keys()) == list(b.keys())
+    _same_encoding(a, b)
+    if len({len(ids) for ids in a["input_ids"]}) == 1:
+        a, b = ours(texts, return_tensors="pt", **kwargs), theirs(texts, return_tensors="pt", **kwargs)
+        _same_encoding(a, b)
+    else:  # ragged: no tensors, in both
+        with pytest.raises(ValueError):
+            theirs(texts, return_tensors="pt", **kwargs)
+        with pytest.raises(ValueError, match="padding"):
+            ours(texts, return_tensors="pt", **kwargs)
+
+
+@pytest.mark.parametrize("strategy", ["longest_first", "only_first", "only_second"])
+def test_pair_truncation_equal_transformers(minilm_pair, strategy):
+    ours, theirs = minilm_pair
+    q = "How many words does this rather long question have in it?"
+    c = "The context is a paragraph that is long enough to need truncation; it has many words in it indeed."
+    kwargs = {"truncation": strategy, "max_length": 20, "padding": "max_length"}
+    if strategy == "only_first":
+        q, c = c, q
+    _same_encoding(ours(q, c, **kwargs), theirs(q, c, **kwargs))
+
+
+def test_truncation_side_left(minilm_pair):
+    ours, theirs = minilm_pair
+    text = "one two three four five six seven eight nine ten"
+    ours.truncation_side = theirs.truncation_side = "left"
+    try:
+        _same_encoding(ours(text, truncation=True, max_length=6), theirs(text, truncation=True, max_length=6))
+        assert (
+            ours.decode(ours(text, truncation=True, max_length=6)["input_ids"])
+            == "[CLS] seven eight nine ten [SEP]"
+        )
+    finally:
+        ours.truncation_side = theirs.truncation_side = "right"
+
+
+def test_overflow_with_stride_equals_transformers(minilm_pair):
+    """What the question-answering pipeline asks for."""
+    ours, theirs = minilm_pair
+    questions = ["Where do plants make food?", "What is photosynthesis?"]
+    context = " ".join(
+        ["Plants create energy through a process known as photosynthesis, in their leaves."] * 6
+    )
+    kwargs = dict(
+        truncation="only_second",
+        max_length=48,
+        stride=12,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    a = ours(questions, [context, context], **kwargs)
+    b = theirs(questions, [context, context], **kwargs)
+    assert list(a.keys()) == list(b.keys())
+    assert "overflow_to_sample_mapping" in a
+    _same_encoding(a, b)
+    assert len(a["input_ids"]) > 2 and a["overflow_to_sample_mapping"][0] == 0
+    for i in range(len(a["input_ids"])):
+        assert a.sequence_ids(i) == b.sequence_ids(i)
+        assert a.word_ids(i) == b.word_ids(i)
+    # a single example keeps its batch axis when overflowing
+    single_a = ours(questions[0], context, **kwargs)
+    single_b = theirs(questions[0], context, **kwargs)
+    _same_encoding(single_a, single_b)
+    assert isinstance(single_a["input_ids"][0], list)
+    ta = ours(questions[0], context, return_tensors="pt", **kwargs)
+    tb = theirs(questions[0], context, return_tensors="pt", **kwargs)
+    _same_encoding(ta, tb)
+    assert ta["overflow_to_sample_mapping"].dtype == torch.int64
+
+
+def test_offsets_equal_transformers(pair):
+    ours, theirs = pair
+    for text in TEXTS[:-1]:
+        _same_encoding(ours(text, return_offsets_mapping=True), theirs(text, return_offsets_mapping=True))
+    a = ours("Crème brûlée", "北京 😀", return_offsets_mapping=True)
+    b = theirs("Crème brûlée", "北京 😀", return_offsets_mapping=True)
+    _same_encoding(a, b)
+
+
+def test_pretokenized_equals_transformers(pair):
+    ours, theirs = pair
+    words = ["Hello", "world", "Crème", "brûlée", "北京", "don't"]
+    _same_encoding(
+        ours(words, is_split_into_words=True, return_offsets_mapping=True),
+        theirs(words, is_split_into_words=True, return_offsets_mapping=True),
+    )
+    batch = [words, ["a", "b"], ["single"]]
+    a = ours(batch, is_split_into_words=True, padding=True, return_tensors="pt")
+    b = theirs(batch, is_split_into_words=True, padding=True, return_tensors="pt")
+    _same_encoding(a, b)
+    for i in range(3):
+        assert a.word_ids(i) == b.word_ids(i)
+    _same_encoding(
+        ours(words, ["x", "y"], is_split_into_words=True), theirs(words, ["x", "y"], is_split_into_words=True)
+    )
+
+
+def test_too_long_warns_not_raises(minilm_pair, caplog):
+    ours, _ = minilm_pair
+    ours._warned.discard("sequence-too-long")
+    with caplog.at_level(logging.WARNING, logger="fastbert.tokenization"):
+        enc = ours(" ".join(["word"] * 700))
+    assert len(enc["input_ids"]) == 702
+    assert "longer than the specified maximum sequence length" in caplog.text
+    truncated = ours(" ".join(["word"] * 700), truncation=True)
+    assert len(truncated["input_ids"]) == 512
+
+
+def test_no_max_length_model(small_dir, caplog):
+    tok = BertTokenizer.from_pretrained(small_dir)
+    assert tok.model_max_length == int(1e30)
+    with caplog.at_level(logging.WARNING, logger="fastbert.tokenization"):
+        enc = tok("the cat " * 10, truncation=True)
+    assert len(enc["input_ids"]) == 22
+    assert "no maximum length" in caplog.text
+    assert BertTokenizer.from_pretrained(small_dir, model_max_length=5)("the cat sat on", truncation=True)[
+        "input_ids"
+    ] == [2, 5, 6, 7, 3]
+
+
+def test_padding_side_left(minilm_pair):
+    ours, theirs = minilm_pair
+    texts = ["short", "a much longer sentence here"]
+    a = ours(texts, padding=True, padding_side="left")
+    assert a["input_ids"][0][:3] == [0, 0, 0] and a["attention_mask"][0][:3] == [0, 0, 0]
+    left = BertTokenizer.from_pretrained(MINILM, padding_side="left")
+    assert left.padding_side == "left"
+    assert left(texts, padding=True)["input_ids"] == a["input_ids"]
+    theirs_left = transformers.BertTokenizerFast.from_pretrained(MINILM, padding_side="left")
+    _same_encoding(left(texts, padding=True), theirs_left(texts, padding=True))
+    ours.padding_side = "left"
+    try:
+        assert ours(texts, padding=True)["input_ids"] == a["input_ids"]
+    finally:
+        ours.padding_side = "right"
+    assert ours(texts, padding=True)["input_ids"][0][-1] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# BatchEncoding
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_batch_encoding_api(minilm_pair):
+    ours, theirs = minilm_pair
+    enc = ours(["Hello world", "Crème brûlée"], ["pair one", "two"], padding=True, return_tensors="pt")
+    assert isinstance(enc, dict) and isinstance(enc, BatchEncoding)
+    assert list(enc.keys()) == ["input_ids", "token_type_ids", "attention_mask"]
+    assert enc.input_ids is enc["input_ids"]
+    for k in enc:
+        assert enc[k].dtype == torch.int64
+    assert enc.to("cpu") is enc
+    assert enc.to(torch.device("cpu")) is enc
+    unpacked = dict(**enc)
+    assert set(unpacked) == {"input_ids", "token_type_ids", "attention_mask"}
+    assert len(enc.encodings) == 2 and enc.n_sequences == 2
+    ref = theirs(["Hello world", "Crème brûlée"], ["pair one", "two"], padding=True, return_tensors="pt")
+    for i in range(2):
+        assert enc.tokens(i) == ref.tokens(i)
+        assert enc.word_ids(i) == ref.word_ids(i)
+        assert enc.sequence_ids(i) == ref.sequence_ids(i)
+    assert enc.token_to_chars(1, 1) == ref.token_to_chars(1, 1)
+    assert tuple(enc.token_to_chars(0, 1)) == (0, 5)
+    assert enc.char_to_token(1, 7) == ref.char_to_token(1, 7)
+    assert enc.char_to_token(0, 1, sequence_index=1) == ref.char_to_token(0, 1, sequence_index=1)
+    assert enc.token_to_word(0, 2) == ref.token_to_word(0, 2)
+    assert enc.word_to_tokens(0, 1) == ref.word_to_tokens(0, 1)
+    assert enc.char_to_word(0, 7) == ref.char_to_word(0, 7)
+    assert enc.token_to_sequence(0, 1) == ref.token_to_sequence(0, 1)
+    single = ours("Hello world")
+    assert single.tokens() == ["[CLS]", "hello", "world", "[SEP]"]
+    assert single.char_to_token(7) == 2
+    assert single.n_sequences == 1
+    assert single[0].ids == single["input_ids"]
+    assert single[:2] == {k: v[:2] for k, v in single.items()}
+    with pytest.raises(AttributeError):
+        _ = single.not_a_key
+    # non-tensors untouched by .to()
+    mixed = BatchEncoding({"input_ids": torch.tensor([[1, 2]]), "meta": ["x"]})
+    assert mixed.to("cpu")["meta"] == ["x"]
+    # pickling and copying keep the encodings
+    again = pickle.loads(pickle.dumps(enc))
+    assert torch.equal(again["input_ids"], enc["input_ids"]) and again.tokens(0) == enc.tokens(0)
+    import copy
+
+    assert copy.deepcopy(single).tokens() == single.tokens()
+
+
+def test_return_tensors_dtypes_and_numpy(minilm_pair):
+    ours, _ = minilm_pair
+    enc = ours(
+        "Hello world", return_tensors="pt", return_offsets_mapping=True, return_special_tokens_mask=True
+    )
+    assert enc["input_ids"].shape == (1, 4)
+    for k, v in enc.items():
+        assert v.dtype == torch.int64, k
+    np = pytest.importorskip("numpy")
+    arr = ours(["Hello world", "a"], padding=True, return_tensors="np")
+    assert isinstance(arr["input_ids"], np.ndarray) and arr["input_ids"].dtype == np.int64
+    assert arr["input_ids"].shape == (2, 4)
+    with pytest.raises(ValueError, match="padding"):
+        ours(["Hello world", "a"], return_tensors="pt")
+    with pytest.raises(ValueError):
+        ours("a", return_tensors="tf")
+
+
+def test_cuda_to(minilm_pair):
+    ours, _ = minilm_pair
+    enc = ours("Hello", return_tensors="pt")
+    if torch.cuda.is_available():
+        assert enc.to("cuda")["input_ids"].is_cuda
+    else:
+        with pytest.raises((AssertionError, RuntimeError)):
+            enc.to("cuda")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decode, pad, the four BERT methods
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_decode(minilm_pair):
+    ours, theirs = minilm_pair
+    ids = ours("Hello, world! Isn't it nice? Crème brûlée.")["input_ids"]
+    assert ours.decode(ids) == "[CLS] hello, world! isn't it nice? creme brulee. [SEP]"
+    assert ours.decode(ids, skip_special_tokens=True) == "hello, world! isn't it nice? creme brulee."
+    assert ours.decode(ids, clean_up_tokenization_spaces=False) == theirs.decode(
+        ids, clean_up_tokenization_spaces=False
+    )
+    assert ours.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True) == theirs.decode(
+        ids, skip_special_tokens=True, clean_up_tokenization_spaces=True
+    )
+    assert ours.decode([101, 7592, 1012, 2023, 1005, 1055, 102]) == "[CLS] hello. this's [SEP]"
+    assert ours.decode(torch.tensor([7592])) == "hello"
+    assert ours.decode(torch.tensor(7592)) == "hello"
+    assert ours.decode(7592) == "hello"
+    batch = ours(["Hello world", "a b c"], padding=True, return_tensors="pt")["input_ids"]
+    assert ours.batch_decode(batch, skip_special_tokens=True) == ["hello world", "a b c"]
+    assert ours.batch_decode(batch) == theirs.batch_decode(batch, clean_up_tokenization_spaces=True)
+
+
+def test_pad(minilm_pair):
+    ours, theirs = minilm_pair
+    feats = [ours(t) for t in ["Hello world", "a", "a longer sentence than the others"]]
+    a = ours.pad(feats, return_tensors="pt")
+    b = theirs.pad(
+        [theirs(t) for t in ["Hello world", "a", "a longer sentence than the others"]], return_tensors="pt"
+    )
+    _same_encoding(a, b)
+    assert list(a.keys()) == ["input_ids", "token_type_ids", "attention_mask"]
+    plain = [{"input_ids": f["input_ids"]} for f in feats]
+    a = ours.pad(plain, padding="max_length", max_length=12)
+    b = theirs.pad(plain, padding="max_length", max_length=12)
+    _same_encoding(a, b)
+    a = ours.pad(plain, pad_to_multiple_of=8, padding_side="left")
+    b = theirs.pad(plain, pad_to_multiple_of=8, padding_side="left")
+    _same_encoding(a, b)
+    # tensors in → tensors out; other keys left alone
+    tens = [{"input_ids": torch.tensor(f["input_ids"]), "label": 1} for f in feats]
+    out = ours.pad(tens)
+    assert isinstance(out["input_ids"], torch.Tensor) and out["input_ids"].shape == (3, 8)
+    assert out["label"].tolist() == [1, 1, 1]
+    one = ours.pad({"input_ids": [101, 102]}, padding="max_length", max_length=4)
+    assert one["input_ids"] == [101, 102, 0, 0] and one["attention_mask"] == [1, 1, 0, 0]
+    with pytest.raises(ValueError):
+        ours.pad([{"attention_mask": [1]}])
+
+
+def test_bert_special_token_methods(minilm_pair):
+    ours, _ = minilm_pair
+    a, b = [7592, 2088], [1037, 1038, 1039]
+    assert ours.build_inputs_with_special_tokens(a) == [101, 7592, 2088, 102]
+    assert ours.build_inputs_with_special_tokens(a, b) == [101, 7592, 2088, 102, 1037, 1038, 1039, 102]
+    assert ours.get_special_tokens_mask(a) == [1, 0, 0, 1]
+    assert ours.get_special_tokens_mask(a, b) == [1, 0, 0, 1, 0, 0, 0, 1]
+    assert ours.get_special_tokens_mask([101, 7592, 102, 0], already_has_special_tokens=True) == [1, 0, 1, 1]
+    with pytest.raises(ValueError):
+        ours.get_special_tokens_mask([101], [102], already_has_special_tokens=True)
+    assert ours.create_token_type_ids_from_sequences(a) == [0, 0, 0, 0]
+    assert ours.create_token_type_ids_from_sequences(a, b) == [0, 0, 0, 0, 1, 1, 1, 1]
+    # they agree with what a call produces
+    enc = ours("hello world", "a b c", return_special_tokens_mask=True)
+    assert enc["input_ids"] == ours.build_inputs_with_special_tokens(a, b)
+    assert enc["token_type_ids"] == ours.create_token_type_ids_from_sequences(a, b)
+    assert enc["special_tokens_mask"] == ours.get_special_tokens_mask(a, b)
+
+
+def test_save_vocabulary(minilm_pair, tmp_path):
+    ours, _ = minilm_pair
+    files = ours.save_vocabulary(str(tmp_path))
+    assert isinstance(files, tuple) and files == (str(tmp_path / "vocab.txt"),)
+    with open(os.path.join(MINILM, "vocab.txt"), encoding="utf-8") as f:
+        assert (tmp_path / "vocab.txt").read_text(encoding="utf-8") == f.read()
+    assert ours.save_vocabulary(str(tmp_path), filename_prefix="pre") == (str(tmp_path / "pre-vocab.txt"),)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# save / load
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["minilm", "vocab_only", "cased"])
+def test_save_pretrained_round_trip_with_transformers(source, tmp_path, vocab_only_dir):
+    kwargs = {"do_lower_case": False} if source == "cased" else {}
+    folder = MINILM if source != "vocab_only" else vocab_only_dir
+    ours = BertTokenizer.from_pretrained(folder, **kwargs)
+    files = ours.save_pretrained(tmp_path / "saved")
+    names = {os.path.basename(f) for f in files}
+    assert {"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"} <= names
+    loaded = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"))
+    back = BertTokenizer.from_pretrained(tmp_path / "saved")
+    for text in TEXTS:
+        assert loaded(text)["input_ids"] == ours(text)["input_ids"], text
+        assert back(text)["input_ids"] == ours(text)["input_ids"], text
+    assert loaded.model_max_length == ours.model_max_length == back.model_max_length
+    assert loaded.all_special_ids == ours.all_special_ids or sorted(loaded.all_special_ids) == sorted(
+        ours.all_special_ids
+    )
+    # the saved tokenizer.json carries no padding/truncation state from earlier calls
+    ours(["a", "b c"], padding=True, truncation=True, max_length=8)
+    ours.save_pretrained(tmp_path / "again")
+    with open(tmp_path / "again" / "tokenizer.json", encoding="utf-8") as f:
+        saved = json.load(f)
+    assert saved["padding"] is None and saved["truncation"] is None
+    # vocab.txt alone of the saved folder gives the same ids
+    only = tmp_path / "only_vocab"
+    only.mkdir()
+    shutil.copy(tmp_path / "saved" / "vocab.txt", only / "vocab.txt")
+    shutil.copy(tmp_path / "saved" / "tokenizer_config.json", only / "tokenizer_config.json")
+    assert BertTokenizer.from_pretrained(only)(TEXTS[3])["input_ids"] == ours(TEXTS[3])["input_ids"]
+
+
+def test_tokenizer_config_is_read(tmp_path, small_dir):
+    shutil.copy(os.path.join(small_dir, "vocab.txt"), tmp_path / "vocab.txt")
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"do_lower_case": False, "model_max_length": 7, "tokenizer_class": "BertTokenizer"})
+    )
+    tok = BertTokenizer.from_pretrained(tmp_path)
+    assert tok.do_lower_case is False and tok.model_max_length == 7
+    assert tok.tokenize("Hello The") == ["Hello", "The"]
+    # kwargs override tokenizer_config
+    assert BertTokenizer.from_pretrained(tmp_path, do_lower_case=True).tokenize("Hello The") == [
+        "hello",
+        "the",
+    ]
+
+
+def test_pickle_tokenizer(minilm_pair):
+    ours, _ = minilm_pair
+    again = pickle.loads(pickle.dumps(ours))
+    assert again(TEXTS[0])["input_ids"] == ours(TEXTS[0])["input_ids"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_missing_files_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(OSError, match=str(tmp_path).replace("\\", "\\\\")):
+        BertTokenizer.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [123, 4.5, {"a": 1}, [1, 2], [[1, 2]], object()])
+def test_bad_input_types(minilm_pair, bad):
+    ours, _ = minilm_pair
+    with pytest.raises((ValueError, TypeError)):
+        ours(bad)
+
+
+def test_bad_arguments(minilm_pair):
+    ours, _ = minilm_pair
+    with pytest.raises(ValueError):
+        ours()
+    with pytest.raises(ValueError):
+        ours("a", padding="sideways")
+    with pytest.raises(ValueError):
+        ours("a", truncation="middle")
+    with pytest.raises(ValueError):
+        ours(["a", "b"], ["c"])
+    with pytest.raises(TypeError):
+        ours(["a", "b"], "c")
+    with pytest.raises(ValueError, match="multiple"):
+        ours("a", padding=True, truncation=True, max_length=10, pad_to_multiple_of=8)
+    with pytest.raises(TypeError):
+        ours.tokenize(["a"])
+    with pytest.raises(ValueError):
+        ours("a", padding_side="middle", padding=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# random text
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_random_text_property(minilm_pair):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    ours, theirs = minilm_pair
+
+    @hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
+    @hypothesis.given(st.text(max_size=80), st.one_of(st.none(), st.text(max_size=40)))
+    def check(text, text_pair):
+        a = ours(text, text_pair, return_offsets_mapping=True)
+        b = theirs(text, text_pair, return_offsets_mapping=True)
+        _same_encoding(a, b)
+
+    check()
