@@ -1132,9 +1132,9 @@ def convert(
         subfolder=subfolder,
     )
     if found is None:
-        kinds = "a TF checkpoint (tf_model.h5 or *.ckpt.index)" if from_tf else (
-            "a Flax checkpoint (flax_model.msgpack)" if from_flax else
-            "a TF 2 (tf_model.h5), Flax (flax_model.msgpack) or Google TF1 (*.ckpt.index + data shards) checkpoint"
+        kinds = "TF checkpoint (tf_model.h5 or *.ckpt.index)" if from_tf else (
+            "Flax checkpoint (flax_model.msgpack)" if from_flax else
+            "TF 2 (tf_model.h5), Flax (flax_model.msgpack) or Google TF1 (*.ckpt.index + data shards) checkpoint"
         )
         raise OSError(f"{src} holds no {kinds}")
     kind, files = found
