@@ -709,7 +709,7 @@ class BertModel(BertPreTrainedModel):
     def _forward(
         self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=None,
-        output_attentions=None, output_hidden_states=None, keep_packed=False, **kwargs,
+        output_attentions=None, output_hidden_states=None, keep_packed=False, allow_pack=True, **kwargs,
     ):
         """The forward pass. With ``keep_packed``, the sequence output stays packed (heads that work per
         token run on real tokens only, and re-pad their own result); the returned Packing says how."""
@@ -748,7 +748,7 @@ class BertModel(BertPreTrainedModel):
         causal = cfg.is_decoder
         can_pack = (
             backend != "eager" and not output_attentions and past is None and not use_cache
-            and cfg.position_embedding_type == "absolute"
+            and cfg.position_embedding_type == "absolute" and allow_pack
         )
         if attention_mask is not None and has_padding(attention_mask):
             if can_pack:
@@ -834,6 +834,16 @@ def _token_head(model: BertPreTrainedModel, head, sequence_output, packed):
     return head(sequence_output, ops)
 
 
+def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Tensor | None) -> bool:
+    """Per-token labels that ignore (-100) every padded position: the loss then needs no padded logits,
+    and the forward may run on packed tokens. Otherwise it runs padded, so the loss equals transformers'."""
+    if labels is None or attention_mask is None:
+        return True
+    if labels.shape != attention_mask.shape:
+        return False
+    return bool((labels[attention_mask == 0] == -100).all())
+
+
 def _check_labels(labels: torch.Tensor | None, shape: tuple, name: str = "labels") -> None:
     if labels is not None and tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
@@ -862,7 +872,7 @@ class BertForPreTraining(BertPreTrainedModel):
         out, packed = self.bert._forward(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, keep_packed=True,
-            **_bert_kwargs(kwargs),
+            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
         )
         batch_shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         _check_labels(labels, batch_shape)
@@ -901,7 +911,8 @@ class BertLMHeadModel(BertPreTrainedModel):
         out, packed = self.bert._forward(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
             encoder_attention_mask, past_key_values if past_key_values is not None else cache, use_cache,
-            output_attentions, output_hidden_states, keep_packed=True, **_bert_kwargs(kwargs),
+            output_attentions, output_hidden_states, keep_packed=True,
+            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
@@ -939,7 +950,8 @@ class BertForMaskedLM(BertPreTrainedModel):
         out, packed = self.bert._forward(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
             encoder_attention_mask, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, keep_packed=True, **_bert_kwargs(kwargs),
+            output_hidden_states=output_hidden_states, keep_packed=True,
+            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
@@ -1072,7 +1084,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         out, packed = self.bert._forward(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, keep_packed=True,
-            **_bert_kwargs(kwargs),
+            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self._head, out.last_hidden_state, packed)
@@ -1096,7 +1108,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         out, packed = self.bert._forward(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, keep_packed=True,
-            **_bert_kwargs(kwargs),
+            allow_pack=start_positions is None and end_positions is None, **_bert_kwargs(kwargs),
         )
         logits = _token_head(self, lambda x, ops=None: self.qa_outputs(x), out.last_hidden_state, packed)
         start_logits, end_logits = logits.split(1, dim=-1)

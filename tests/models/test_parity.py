@@ -1,0 +1,244 @@
+"""Parity with transformers for all nine classes, on tiny random configs with odd sizes.
+
+fp32: fastbert (eager and sdpa) against transformers eager, tight absolute tolerance on valid tokens.
+bf16: fastbert's error against transformers fp32 is bounded by a small multiple of transformers' own
+bf16 error against its fp32 (plus a floor), on valid tokens.
+"""
+
+import pytest
+import torch
+
+import fastbert
+
+transformers = pytest.importorskip("transformers")
+
+CFG = dict(
+    vocab_size=99, hidden_size=36, num_hidden_layers=3, num_attention_heads=3, intermediate_size=37,
+    max_position_embeddings=64, type_vocab_size=3, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+)
+CLASSES = [
+    "BertModel", "BertForPreTraining", "BertLMHeadModel", "BertForMaskedLM", "BertForNextSentencePrediction",
+    "BertForSequenceClassification", "BertForMultipleChoice", "BertForTokenClassification",
+    "BertForQuestionAnswering",
+]
+
+
+def hf_model(name, **overrides):
+    cfg = dict(CFG, **overrides)
+    if name == "BertLMHeadModel":
+        cfg.setdefault("is_decoder", True)
+    config = transformers.BertConfig(**cfg)
+    config._attn_implementation = "eager"
+    torch.manual_seed(1)
+    model = getattr(transformers, name)(config).eval()
+    with torch.no_grad():  # noise on LayerNorm and biases, so a wrong wiring shows
+        for n, p in model.named_parameters():
+            if "LayerNorm" in n or n.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def batch(name, b=3, seq=11):
+    g = torch.Generator().manual_seed(3)
+    shape = (b, 2, seq) if name == "BertForMultipleChoice" else (b, seq)
+    ids = torch.randint(1, CFG["vocab_size"], shape, generator=g)
+    mask = torch.ones(shape, dtype=torch.long)
+    mask[1, ..., 7:] = 0  # padded
+    mask[2, ..., 1:] = 0  # length 1
+    tt = torch.randint(0, CFG["type_vocab_size"], shape, generator=g)
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=tt)
+
+
+def outputs_of(out):
+    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def valid(t, mask):
+    """Entries of t on valid tokens when t is per token, else all of t."""
+    if t.dim() >= mask.dim() and tuple(t.shape[: mask.dim()]) == tuple(mask.shape):
+        return t[mask.bool()]
+    return t
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", CLASSES)
+def test_fp32_parity_with_transformers(name, backend):
+    hf = hf_model(name)
+    fb = fastbert.from_transformers(hf, attn_implementation=backend)
+    inputs = batch(name)
+    kw = {} if name == "BertLMHeadModel" else {}
+    with torch.no_grad():
+        ref = hf(**inputs, output_hidden_states=True, **kw)
+        out = fb(**inputs, output_hidden_states=True, **kw)
+    ref_t, out_t = outputs_of(ref), outputs_of(out)
+    ref_t.pop("past_key_values", None), ref_t.pop("cache", None)
+    out_t.pop("past_key_values", None)
+    assert set(out_t) == set(ref_t), (out_t.keys(), ref_t.keys())
+    mask = inputs["attention_mask"].reshape(-1, inputs["attention_mask"].shape[-1])
+    for key in ref_t:
+        a, b = out_t[key], ref_t[key]
+        assert a.shape == b.shape, key
+        m = mask if a.shape[:2] == mask.shape else inputs["attention_mask"]
+        torch.testing.assert_close(valid(a, m), valid(b, m), atol=2e-5, rtol=1e-5, msg=key)
+    assert len(out.hidden_states) == CFG["num_hidden_layers"] + 1
+    for hs_a, hs_b in zip(out.hidden_states, ref.hidden_states):
+        torch.testing.assert_close(valid(hs_a, mask), valid(hs_b, mask), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["BertModel", "BertForMaskedLM", "BertForSequenceClassification"])
+def test_bf16_error_within_transformers_own(name):
+    hf = hf_model(name)
+    inputs = batch(name)
+    mask = inputs["attention_mask"]
+    with torch.no_grad():
+        ref32 = outputs_of(hf(**inputs))
+        hf16 = outputs_of(hf.to(torch.bfloat16)(**inputs))
+        hf.float()
+        fb = fastbert.from_transformers(hf, attn_implementation="sdpa").to(torch.bfloat16)
+        out16 = outputs_of(fb(**inputs))
+    for key in ref32:
+        r = valid(ref32[key], mask)
+        err_hf = (valid(hf16[key], mask).float() - r).abs().max().item()
+        err_fb = (valid(out16[key], mask).float() - r).abs().max().item()
+        assert out16[key].dtype == torch.bfloat16
+        assert err_fb <= 2 * err_hf + 1e-2, (key, err_fb, err_hf)
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_labels_and_loss(name):
+    hf = hf_model(name)
+    fb = fastbert.from_transformers(hf, attn_implementation="sdpa")
+    inputs = batch(name)
+    b, seq = 3, inputs["input_ids"].shape[-1]
+    g = torch.Generator().manual_seed(5)
+    labels = {
+        "BertModel": {},
+        "BertForPreTraining": dict(labels=torch.randint(0, 99, (b, seq), generator=g), next_sentence_label=torch.tensor([0, 1, 1])),
+        "BertLMHeadModel": dict(labels=torch.randint(0, 99, (b, seq), generator=g)),
+        "BertForMaskedLM": dict(labels=torch.where(torch.rand(b, seq, generator=g) < 0.5, -100, torch.randint(0, 99, (b, seq), generator=g))),
+        "BertForNextSentencePrediction": dict(labels=torch.tensor([1, 0, 1])),
+        "BertForSequenceClassification": dict(labels=torch.tensor([1, 0, 1])),
+        "BertForMultipleChoice": dict(labels=torch.tensor([1, 0, 1])),
+        "BertForTokenClassification": dict(labels=torch.randint(0, 2, (b, seq), generator=g)),
+        "BertForQuestionAnswering": dict(start_positions=torch.tensor([1, 3, 40]), end_positions=torch.tensor([2, 5, 0])),
+    }[name]
+    if not labels:
+        pytest.skip("BertModel takes no labels")
+    if "labels" in labels and labels["labels"].dim() == 2:  # no loss on padding, as a collator would do
+        labels["labels"] = labels["labels"].masked_fill(inputs["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        ref = hf(**inputs, **labels)
+        out = fb(**inputs, **labels)
+    torch.testing.assert_close(out.loss, ref.loss, atol=2e-5, rtol=1e-5)
+    assert out[0] is out.loss  # tuple order as transformers: loss first
+
+
+@pytest.mark.parametrize("problem", ["regression", "single_label_classification", "multi_label_classification", None])
+def test_sequence_classification_problem_types(problem):
+    num_labels = 1 if problem == "regression" else 3
+    hf = hf_model("BertForSequenceClassification", num_labels=num_labels, problem_type=problem)
+    fb = fastbert.from_transformers(hf, attn_implementation="sdpa")
+    inputs = batch("BertForSequenceClassification")
+    if problem == "regression":
+        labels = torch.randn(3)
+    elif problem == "multi_label_classification":
+        labels = torch.randint(0, 2, (3, 3)).float()
+    else:
+        labels = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        ref = hf(**inputs, labels=labels)
+        out = fb(**inputs, labels=labels)
+    torch.testing.assert_close(out.loss, ref.loss, atol=2e-5, rtol=1e-5)
+    assert fb.config.problem_type == hf.config.problem_type
+
+
+def test_return_dict_false_gives_tuples():
+    hf = hf_model("BertForMaskedLM")
+    fb = fastbert.from_transformers(hf)
+    inputs = batch("BertForMaskedLM")
+    with torch.no_grad():
+        out = fb(**inputs, return_dict=False)
+        ref = hf(**inputs, return_dict=False)
+    assert isinstance(out, tuple) and len(out) == len(ref) == 1
+    torch.testing.assert_close(out[0][inputs["attention_mask"].bool()], ref[0][inputs["attention_mask"].bool()], atol=2e-5, rtol=1e-5)
+
+
+def test_output_attentions_eager_and_fallback():
+    hf = hf_model("BertModel")
+    inputs = batch("BertModel")
+    with torch.no_grad():
+        ref = hf(**inputs, output_attentions=True)
+        fb = fastbert.from_transformers(hf, attn_implementation="eager")
+        out = fb(**inputs, output_attentions=True)
+        assert len(out.attentions) == CFG["num_hidden_layers"]
+        for a, b in zip(out.attentions, ref.attentions):
+            torch.testing.assert_close(a[0], b[0], atol=1e-6, rtol=1e-5)  # unpadded row
+        fb_sdpa = fastbert.from_transformers(hf, attn_implementation="sdpa")
+        with pytest.warns(UserWarning, match="output_attentions"):
+            out2 = fb_sdpa(**inputs, output_attentions=True)
+    torch.testing.assert_close(out2.attentions[0], out.attentions[0])
+
+
+def test_base_model_without_pooler():
+    config = transformers.BertConfig(**CFG)
+    hf = transformers.BertModel(config, add_pooling_layer=False).eval()
+    fb = fastbert.from_transformers(hf)
+    assert fb.pooler is None
+    inputs = batch("BertModel")
+    with torch.no_grad():
+        out = fb(**inputs)
+    assert out.pooler_output is None and "pooler_output" not in out
+
+
+def test_causal_decoder_with_cache_matches_full_pass():
+    hf = hf_model("BertLMHeadModel")
+    fb = fastbert.from_transformers(hf, attn_implementation="sdpa")
+    ids = torch.randint(1, 99, (2, 9))
+    with torch.no_grad():
+        full = fb(input_ids=ids, use_cache=False).logits
+        ref = hf(input_ids=ids, use_cache=False).logits
+        torch.testing.assert_close(full, ref, atol=2e-5, rtol=1e-5)
+        first = fb(input_ids=ids[:, :6], use_cache=True)
+        step = fb(input_ids=ids[:, 6:], past_key_values=first.past_key_values, use_cache=True)
+    torch.testing.assert_close(step.logits, full[:, 6:], atol=2e-5, rtol=1e-5)
+    assert len(step.past_key_values) == CFG["num_hidden_layers"]
+    assert step.past_key_values[0][0].shape == (2, 3, 9, 12)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_cross_attention_decoder(backend):
+    hf = hf_model("BertLMHeadModel", add_cross_attention=True)
+    fb = fastbert.from_transformers(hf, attn_implementation=backend)
+    inputs = batch("BertLMHeadModel")
+    enc = torch.randn(3, 5, CFG["hidden_size"])
+    enc_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    with torch.no_grad():
+        ref = hf(**inputs, encoder_hidden_states=enc, encoder_attention_mask=enc_mask, use_cache=False)
+        out = fb(**inputs, encoder_hidden_states=enc, encoder_attention_mask=enc_mask, use_cache=False)
+    m = inputs["attention_mask"].bool()
+    torch.testing.assert_close(out.logits[m], ref.logits[m], atol=2e-5, rtol=1e-5)
+
+
+def test_left_padding_same_positions_as_padded_reference():
+    """Left-padded input, packed by sdpa, equals the padded eager pass with the same positions."""
+    hf = hf_model("BertModel")
+    eager = fastbert.from_transformers(hf, attn_implementation="eager")
+    sdpa = fastbert.from_transformers(hf, attn_implementation="sdpa")
+    ids = torch.randint(1, 99, (2, 8))
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        a = eager(input_ids=ids, attention_mask=mask).last_hidden_state
+        b = sdpa(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(a[mask.bool()], b[mask.bool()], atol=2e-6, rtol=1e-5)
+    assert b[0, :3].abs().max() == 0  # padded positions are zero
+
+
+def test_fully_padded_row_is_finite():
+    hf = hf_model("BertForMaskedLM")
+    for backend in ("eager", "sdpa"):
+        fb = fastbert.from_transformers(hf, attn_implementation=backend)
+        ids = torch.randint(1, 99, (2, 6))
+        mask = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]])
+        with torch.no_grad():
+            out = fb(input_ids=ids, attention_mask=mask)
+        assert torch.isfinite(out.logits).all(), backend
