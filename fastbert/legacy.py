@@ -105,7 +105,9 @@ def _shard_files_from_index_json(index_file: str) -> list[str]:
             weight_map = json.load(f)["weight_map"]
         return sorted(set(weight_map.values()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise OSError(f"{index_file}: not a valid sharded-checkpoint index ({type(e).__name__}: {e})") from None
+        raise OSError(
+            f"{index_file}: not a valid sharded-checkpoint index ({type(e).__name__}: {e})"
+        ) from None
 
 
 def find_legacy_checkpoint(
@@ -138,7 +140,10 @@ def find_legacy_checkpoint(
             path = path + ".index"
         if path.endswith(".index") and want_tf:
             header = read_tf1_header(path)
-            shards = [os.path.join(os.path.dirname(path), n) for n in tf1_shard_names(os.path.basename(path), header["num_shards"])]
+            shards = [
+                os.path.join(os.path.dirname(path), n)
+                for n in tf1_shard_names(os.path.basename(path), header["num_shards"])
+            ]
             return "tf1", [path, *shards]
         if path.endswith(".h5") and want_tf:
             return "tf2", [path]
@@ -147,9 +152,15 @@ def find_legacy_checkpoint(
         return None
 
     hub_kwargs = dict(
-        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token, subfolder=subfolder
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
+        subfolder=subfolder,
     )
-    listing = list_files(path, revision=revision, token=token, local_files_only=local_files_only, subfolder=subfolder)
+    listing = list_files(
+        path, revision=revision, token=token, local_files_only=local_files_only, subfolder=subfolder
+    )
 
     def present(name: str) -> str | None:
         if listing is not None and name not in listing:
@@ -167,7 +178,10 @@ def find_legacy_checkpoint(
             index = present(name)
             if index is not None:
                 header = read_tf1_header(index)
-                return "tf1", [index, *(resolve_required(n) for n in tf1_shard_names(name, header["num_shards"]))]
+                return "tf1", [
+                    index,
+                    *(resolve_required(n) for n in tf1_shard_names(name, header["num_shards"])),
+                ]
         h5 = present(TF2_WEIGHTS_NAME)
         if h5 is not None:
             return "tf2", [h5]
@@ -226,7 +240,9 @@ def _finish_name(parts: list[str]) -> str:
 
 def _as_linear(tensor: torch.Tensor, name: str, source: str) -> torch.Tensor:
     if tensor.dim() != 2:
-        raise ValueError(f"{source}: kernel {name} has shape {list(tensor.shape)}, expected a 2-D [in, out] matrix")
+        raise ValueError(
+            f"{source}: kernel {name} has shape {list(tensor.shape)}, expected a 2-D [in, out] matrix"
+        )
     return tensor.t().contiguous()
 
 
@@ -400,8 +416,12 @@ def _tf2_entries(f, h5py) -> list[tuple[str, str, Any, list[str]]]:
             weight_names = _h5_attr_list(obj, "weight_names") or []
             for weight_name in weight_names:
                 if weight_name not in obj:
-                    raise OSError(f"{f.filename}: tensor {layer}/{weight_name} is listed but not stored (truncated file?)")
-                entries.append((layer, weight_name, obj[weight_name], _keras_name(weight_name, drop_model_level=True)))
+                    raise OSError(
+                        f"{f.filename}: tensor {layer}/{weight_name} is listed but not stored (truncated file?)"
+                    )
+                entries.append(
+                    (layer, weight_name, obj[weight_name], _keras_name(weight_name, drop_model_level=True))
+                )
 
     # The embeddings' own group first, so a head group's duplicated copy is the one dropped.
     def rank(entry):
@@ -477,7 +497,9 @@ def _read_flax(files: list[str]) -> list[tuple[str, torch.Tensor, str]]:
         try:
             tree = msgpack.unpackb(raw, ext_hook=_flax_ext_hook, raw=False, strict_map_key=False)
         except Exception as e:
-            raise OSError(f"{path}: not a valid Flax msgpack file (truncated or corrupt: {type(e).__name__}: {e})") from None
+            raise OSError(
+                f"{path}: not a valid Flax msgpack file (truncated or corrupt: {type(e).__name__}: {e})"
+            ) from None
         del raw
         if not isinstance(tree, dict) or not tree:
             raise OSError(f"{path}: not a Flax checkpoint (expected a nested map of arrays)")
@@ -751,7 +773,9 @@ def _read_sstable(path: str) -> list[tuple[bytes, bytes]]:
         footer = data[-_FOOTER_SIZE:]
         (magic,) = struct.unpack_from("<Q", footer, _FOOTER_SIZE - 8)
         if magic != _TABLE_MAGIC:
-            raise _Corrupt("no table magic number at the end (truncated, or not a TensorFlow checkpoint index)")
+            raise _Corrupt(
+                "no table magic number at the end (truncated, or not a TensorFlow checkpoint index)"
+            )
         pos = 0
         _meta_off, pos = _varint(footer, pos)
         _meta_size, pos = _varint(footer, pos)
@@ -831,7 +855,11 @@ def _parse_entry(value: bytes, name: str, path: str) -> dict[str, Any]:
 
 
 def read_tf1_bundle(
-    index_path: str, shard_paths: list[str] | None = None, *, verify_checksums: bool = True, skip=tf1_is_skipped
+    index_path: str,
+    shard_paths: list[str] | None = None,
+    *,
+    verify_checksums: bool = True,
+    skip=tf1_is_skipped,
 ) -> list[tuple[str, torch.Tensor]]:
     """All tensors of a TensorFlow tensor bundle as (TF variable name, tensor), in index order.
 
@@ -849,12 +877,16 @@ def read_tf1_bundle(
         try:
             name = key.decode("utf8")
         except UnicodeDecodeError:
-            raise OSError(f"{index_path}: corrupt TensorFlow checkpoint index: undecodable tensor name {key!r}") from None
+            raise OSError(
+                f"{index_path}: corrupt TensorFlow checkpoint index: undecodable tensor name {key!r}"
+            ) from None
         if skip is not None and skip(name):
             continue
         tensors.append((name, _parse_entry(value, name, index_path)))
     if header is None:
-        raise OSError(f"{index_path}: no BundleHeaderProto (the empty key): not a TensorFlow checkpoint index")
+        raise OSError(
+            f"{index_path}: no BundleHeaderProto (the empty key): not a TensorFlow checkpoint index"
+        )
 
     prefix_dir = os.path.dirname(index_path)
     expected = tf1_shard_names(os.path.basename(index_path), header["num_shards"])
@@ -867,18 +899,24 @@ def read_tf1_bundle(
         for name, e in tensors:
             source = f"{index_path}: tensor {name}"
             if e["sliced"]:
-                raise ValueError(f"{source} is a partitioned variable (tensor slices), which is not supported")
+                raise ValueError(
+                    f"{source} is a partitioned variable (tensor slices), which is not supported"
+                )
             dtype = _TF_DTYPES.get(e["dtype"] - 100 if e["dtype"] > 100 else e["dtype"])
             if dtype is None:
                 raise ValueError(f"{source} has unsupported TensorFlow dtype enum {e['dtype']}")
             if not 0 <= e["shard_id"] < header["num_shards"]:
-                raise OSError(f"{source} points to shard {e['shard_id']} of a {header['num_shards']}-shard checkpoint")
+                raise OSError(
+                    f"{source} points to shard {e['shard_id']} of a {header['num_shards']}-shard checkpoint"
+                )
             shard = shards[e["shard_id"]]
             if e["shard_id"] not in handles:
                 try:
                     handles[e["shard_id"]] = open(shard, "rb")
                 except FileNotFoundError:
-                    raise OSError(f"{shard}: data shard not found (needed for tensor {name} of {index_path})") from None
+                    raise OSError(
+                        f"{shard}: data shard not found (needed for tensor {name} of {index_path})"
+                    ) from None
             fh = handles[e["shard_id"]]
             file_size = os.fstat(fh.fileno()).st_size
             if e["offset"] < 0 or e["size"] < 0 or e["offset"] + e["size"] > file_size:
@@ -892,7 +930,9 @@ def read_tf1_bundle(
                 raise OSError(f"{shard}: short read for tensor {name}")
             if verify_checksums and e["crc32c"] is not None and _masked_crc(crc32c(buf)) != e["crc32c"]:
                 raise OSError(f"{shard}: checksum mismatch for tensor {name} (corrupt data shard)")
-            tensor = _tensor_from_bytes(buf, dtype, e["shape"], f"{shard}: tensor {name}", byteswap=header["endianness"] == 1)
+            tensor = _tensor_from_bytes(
+                buf, dtype, e["shape"], f"{shard}: tensor {name}", byteswap=header["endianness"] == 1
+            )
             out.append((name, tensor))
     finally:
         for fh in handles.values():
@@ -917,7 +957,7 @@ def expected_shapes(config, state_dict: dict[str, torch.Tensor]) -> dict[str, tu
     """For each key of ``state_dict``, the shape the config implies (None: any shape, e.g. a classifier),
     or a missing entry when the config has no such parameter (a layer beyond ``num_hidden_layers``)."""
     V, H, P = config.vocab_size, config.hidden_size, config.max_position_embeddings
-    T, I, L = config.type_vocab_size, config.intermediate_size, config.num_hidden_layers
+    T, F, L = config.type_vocab_size, config.intermediate_size, config.num_hidden_layers
     shapes: dict[str, tuple[int, ...] | None] = {
         "embeddings.word_embeddings.weight": (V, H),
         "embeddings.position_embeddings.weight": (P, H),
@@ -951,9 +991,9 @@ def expected_shapes(config, state_dict: dict[str, torch.Tensor]) -> dict[str, tu
         "attention.output.dense.bias": (H,),
         "attention.output.LayerNorm.weight": (H,),
         "attention.output.LayerNorm.bias": (H,),
-        "intermediate.dense.weight": (I, H),
-        "intermediate.dense.bias": (I,),
-        "output.dense.weight": (H, I),
+        "intermediate.dense.weight": (F, H),
+        "intermediate.dense.bias": (F,),
+        "output.dense.weight": (H, F),
         "output.dense.bias": (H,),
         "output.LayerNorm.weight": (H,),
         "output.LayerNorm.bias": (H,),
@@ -987,9 +1027,13 @@ def check_shapes(config, state_dict: LegacyStateDict | dict[str, torch.Tensor], 
     for key in ("classifier.weight", "classifier.bias"):
         if key in state_dict:
             t = state_dict[key]
-            bad = (t.dim() != 2 or t.shape[1] != config.hidden_size) if key.endswith("weight") else t.dim() != 1
+            bad = (
+                (t.dim() != 2 or t.shape[1] != config.hidden_size) if key.endswith("weight") else t.dim() != 1
+            )
             if bad:
-                raise ValueError(f"{sources.get(key, key)}: shape {list(t.shape)} does not fit hidden_size={config.hidden_size}")
+                raise ValueError(
+                    f"{sources.get(key, key)}: shape {list(t.shape)} does not fit hidden_size={config.hidden_size}"
+                )
 
 
 # =============================================================================================== convert
@@ -1132,9 +1176,14 @@ def convert(
         subfolder=subfolder,
     )
     if found is None:
-        kinds = "TF checkpoint (tf_model.h5 or *.ckpt.index)" if from_tf else (
-            "Flax checkpoint (flax_model.msgpack)" if from_flax else
-            "TF 2 (tf_model.h5), Flax (flax_model.msgpack) or Google TF1 (*.ckpt.index + data shards) checkpoint"
+        kinds = (
+            "TF checkpoint (tf_model.h5 or *.ckpt.index)"
+            if from_tf
+            else (
+                "Flax checkpoint (flax_model.msgpack)"
+                if from_flax
+                else "TF 2 (tf_model.h5), Flax (flax_model.msgpack) or Google TF1 (*.ckpt.index + data shards) checkpoint"
+            )
         )
         raise OSError(f"{src} holds no {kinds}")
     kind, files = found
@@ -1185,8 +1234,16 @@ def convert(
     os.makedirs(dst, exist_ok=True)
     save_file(out, out_model, metadata={"format": "pt"})
     config.save_pretrained(dst)
-    _copy_tokenizer_files(src, dst, config_src, revision=revision, cache_dir=cache_dir, token=token,
-                          local_files_only=local_files_only, subfolder=subfolder)
+    _copy_tokenizer_files(
+        src,
+        dst,
+        config_src,
+        revision=revision,
+        cache_dir=cache_dir,
+        token=token,
+        local_files_only=local_files_only,
+        subfolder=subfolder,
+    )
     log(f"fastbert convert: wrote {arch} ({len(out)} tensors, from {kind} {files[0]}) to {dst}")
     return arch
 
@@ -1197,7 +1254,13 @@ def _copy_tokenizer_files(src, dst, config_src, **hub_kwargs) -> None:
     subfolder = hub_kwargs.pop("subfolder", "")
     for name in TOKENIZER_FILES:
         try:
-            path = resolve_file(config_src, name, required=False, subfolder=subfolder if config_src == src else "", **hub_kwargs)
+            path = resolve_file(
+                config_src,
+                name,
+                required=False,
+                subfolder=subfolder if config_src == src else "",
+                **hub_kwargs,
+            )
         except OSError:
             path = None
         if path is not None and not os.path.exists(os.path.join(dst, name)):
@@ -1206,10 +1269,14 @@ def _copy_tokenizer_files(src, dst, config_src, **hub_kwargs) -> None:
 
 # =============================================================================================== CLI
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", metavar="SRC", help="folder, hub id or file of a TF 2, Flax or Google TF1 checkpoint")
+    parser.add_argument(
+        "src", metavar="SRC", help="folder, hub id or file of a TF 2, Flax or Google TF1 checkpoint"
+    )
     parser.add_argument("dst", metavar="DST", help="folder to write model.safetensors + config.json into")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--from-tf", action="store_true", help="read a TF checkpoint (TF1 index or tf_model.h5)")
+    group.add_argument(
+        "--from-tf", action="store_true", help="read a TF checkpoint (TF1 index or tf_model.h5)"
+    )
     group.add_argument("--from-flax", action="store_true", help="read a Flax checkpoint (flax_model.msgpack)")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     parser.add_argument("--subfolder", default="", help="subfolder of SRC that holds the checkpoint")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from fastbert import legacy
 from fastbert.config import BertConfig
@@ -141,7 +141,9 @@ def write_tf2_h5(
         for layer in layer_names:
             g = f.create_group(layer)
             items = groups.get(layer, [])
-            g.attrs["weight_names"] = [f"{model_name}/{p}".encode() for p, _ in items] if items else np.array([], dtype=np.float64)
+            g.attrs["weight_names"] = (
+                [f"{model_name}/{p}".encode() for p, _ in items] if items else np.array([], dtype=np.float64)
+            )
             for wpath, array in items:
                 g.create_dataset(f"{model_name}/{wpath}", data=array)
 
@@ -173,7 +175,11 @@ def write_flax_msgpack(path, state: dict[str, torch.Tensor], *, base_only: bool 
 
     def default(obj):
         if isinstance(obj, torch.Tensor):
-            raw = obj.numpy().tobytes() if obj.dtype != torch.bfloat16 else obj.view(torch.int16).numpy().tobytes()
+            raw = (
+                obj.numpy().tobytes()
+                if obj.dtype != torch.bfloat16
+                else obj.view(torch.int16).numpy().tobytes()
+            )
             dtype = str(obj.dtype).removeprefix("torch.")
             return msgpack.ExtType(1, msgpack.packb((list(obj.shape), dtype, raw), use_bin_type=True))
         raise TypeError(type(obj))
@@ -208,7 +214,14 @@ def _pb_bytes(number: int, value: bytes) -> bytes:
     return _field(number, 2, _varint(len(value)) + value)
 
 
-_TF_DTYPE = {torch.float32: 1, torch.float64: 2, torch.int32: 3, torch.int64: 9, torch.float16: 19, torch.bfloat16: 14}
+_TF_DTYPE = {
+    torch.float32: 1,
+    torch.float64: 2,
+    torch.int32: 3,
+    torch.int64: 9,
+    torch.float16: 19,
+    torch.bfloat16: 14,
+}
 
 
 def _block(entries: list[tuple[bytes, bytes]], restart_interval: int = 4) -> bytes:
@@ -227,16 +240,33 @@ def _block(entries: list[tuple[bytes, bytes]], restart_interval: int = 4) -> byt
     return bytes(out)
 
 
-def _write_block(f, contents: bytes) -> bytes:
+def _snappy_literals(data: bytes) -> bytes:
+    """Valid snappy that stores ``data`` as literals only (enough to exercise the reader's decoder)."""
+    out = bytearray(_varint(len(data)))
+    for start in range(0, len(data), 60):
+        chunk = data[start : start + 60]
+        out.append((len(chunk) - 1) << 2)
+        out += chunk
+    return bytes(out)
+
+
+def _write_block(f, contents: bytes, snappy: bool = False) -> bytes:
     """Write block + trailer; returns its BlockHandle encoding."""
     offset = f.tell()
-    f.write(contents + b"\0")
-    f.write(struct.pack("<I", legacy._masked_crc(legacy.crc32c(contents + b"\0"))))
-    return _varint(offset) + _varint(len(contents))
+    kind = b"\1" if snappy else b"\0"
+    stored = _snappy_literals(contents) if snappy else contents
+    f.write(stored + kind)
+    f.write(struct.pack("<I", legacy._masked_crc(legacy.crc32c(stored + kind))))
+    return _varint(offset) + _varint(len(stored))
 
 
 def write_tf1_bundle(
-    prefix, tensors: dict[str, torch.Tensor], *, num_shards: int = 1, entries_per_block: int = 5
+    prefix,
+    tensors: dict[str, torch.Tensor],
+    *,
+    num_shards: int = 1,
+    entries_per_block: int = 5,
+    snappy: bool = False,
 ) -> list[str]:
     """A TensorFlow V2 checkpoint (``prefix.index`` + ``prefix.data-*``) of {TF variable name: tensor}."""
     prefix = str(prefix)
@@ -267,7 +297,7 @@ def write_tf1_bundle(
         index_entries = []
         for start in range(0, len(table), entries_per_block):
             chunk = table[start : start + entries_per_block]
-            index_entries.append((chunk[-1][0], _write_block(f, _block(chunk))))
+            index_entries.append((chunk[-1][0], _write_block(f, _block(chunk), snappy)))
         meta = _write_block(f, _block([]))
         index = _write_block(f, _block(index_entries, restart_interval=1))
         footer = (meta + index).ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
@@ -339,8 +369,15 @@ def test_google_bert_config(config):
     google = BertConfig.from_pretrained(GOOGLE)
     assert google.layer_norm_eps == 1e-12
     assert google.hidden_act == "gelu"
-    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size"):
+    for key in (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "type_vocab_size",
+    ):
         assert getattr(google, key) == getattr(config, key), key
     assert google.to_dict()["model_type"] == "bert"
 
@@ -363,7 +400,9 @@ def test_preference_order(tmp_path):
     _link_all(GOOGLE, everything, ["bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001"])
     kind, files = legacy.find_legacy_checkpoint(str(everything))
     assert kind == "tf1" and [os.path.basename(f) for f in files] == [
-        "bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001"]
+        "bert_model.ckpt.index",
+        "bert_model.ckpt.data-00000-of-00001",
+    ]
     assert legacy.find_legacy_checkpoint(str(everything), from_tf=True)[0] == "tf1"
     assert legacy.find_legacy_checkpoint(str(everything), from_flax=True)[0] == "flax"
 
@@ -380,7 +419,10 @@ def test_preference_order(tmp_path):
 
 
 def test_files_given_directly():
-    assert legacy.find_legacy_checkpoint(str(FIXTURES / "tf_model.h5")) == ("tf2", [str(FIXTURES / "tf_model.h5")])
+    assert legacy.find_legacy_checkpoint(str(FIXTURES / "tf_model.h5")) == (
+        "tf2",
+        [str(FIXTURES / "tf_model.h5")],
+    )
     assert legacy.find_legacy_checkpoint(str(FIXTURES / "flax_model.msgpack"))[0] == "flax"
     for given in (GOOGLE / "bert_model.ckpt", GOOGLE / "bert_model.ckpt.index"):
         kind, files = legacy.find_legacy_checkpoint(str(given))
@@ -416,7 +458,9 @@ def test_convert_loads_in_transformers(fmt, tmp_path, inputs, expected):
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
     torch.testing.assert_close(out.prediction_logits, expected["prediction_logits"], atol=ATOL, rtol=0)
-    torch.testing.assert_close(out.seq_relationship_logits, expected["seq_relationship_logits"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        out.seq_relationship_logits, expected["seq_relationship_logits"], atol=ATOL, rtol=0
+    )
     for i in range(3):
         torch.testing.assert_close(out.hidden_states[i], expected[f"hidden_states.{i}"], atol=ATOL, rtol=0)
 
@@ -436,8 +480,11 @@ def test_cli_convert(tmp_path, capsys):
 
 
 def _hf_logits(transformers, cls_name, config, state, inputs):
-    model = getattr(transformers, cls_name)(transformers.BertConfig(**{
-        k: v for k, v in config.to_dict().items() if k not in ("torch_dtype", "architectures")}))
+    model = getattr(transformers, cls_name)(
+        transformers.BertConfig(
+            **{k: v for k, v in config.to_dict().items() if k not in ("torch_dtype", "architectures")}
+        )
+    )
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
     model.eval()
@@ -451,8 +498,13 @@ def test_tf2_sequence_classification(tmp_path, reference, config, inputs):
     state = with_head(reference, "classifier", n=3)
     folder = tmp_path / "tf2_cls"
     folder.mkdir()
-    write_tf2_h5(folder / "tf_model.h5", state, model_name="tf_bert_for_sequence_classification_1",
-                 top_level_group=False, dropout_groups=1)
+    write_tf2_h5(
+        folder / "tf_model.h5",
+        state,
+        model_name="tf_bert_for_sequence_classification_1",
+        top_level_group=False,
+        dropout_groups=1,
+    )
     copy_config(folder, config, architectures=["TFBertForSequenceClassification"], num_labels=3)
     found = legacy.find_legacy_checkpoint(str(folder))
     assert found[0] == "tf2"
@@ -465,7 +517,9 @@ def test_tf2_sequence_classification(tmp_path, reference, config, inputs):
     assert hf.config.num_labels == 3
     with torch.no_grad():
         got = hf(**inputs).logits
-    want = _hf_logits(transformers, "BertForSequenceClassification", BertConfig.from_pretrained(folder), state, inputs).logits
+    want = _hf_logits(
+        transformers, "BertForSequenceClassification", BertConfig.from_pretrained(folder), state, inputs
+    ).logits
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 
@@ -540,7 +594,9 @@ def test_tf1_optimizer_slots_global_step_and_shards(tmp_path, reference):
         slots[f"{name}/adam_m"] = torch.randn(t.shape, generator=g)
         slots[f"{name}/adam_v"] = torch.rand(t.shape, generator=g)
     extra = {"global_step": torch.tensor(123456, dtype=torch.int64)}
-    files = write_tf1_bundle(tmp_path / "bert_model.ckpt", tf | slots | extra, num_shards=3, entries_per_block=7)
+    files = write_tf1_bundle(
+        tmp_path / "bert_model.ckpt", tf | slots | extra, num_shards=3, entries_per_block=7
+    )
     found = legacy.find_legacy_checkpoint(str(tmp_path))
     assert found == ("tf1", files)
     state = legacy.load_legacy_checkpoint(*found)
@@ -566,7 +622,9 @@ def test_tf1_google_classifier_and_squad_heads(tmp_path, reference, config, inpu
     shutil.copyfile(GOOGLE / "bert_config.json", tmp_path / "cls" / "bert_config.json")
     transformers = _transformers()
     dst = tmp_path / "converted"
-    assert legacy.convert(str(tmp_path / "cls"), str(dst), log=lambda _: None) == "BertForSequenceClassification"
+    assert (
+        legacy.convert(str(tmp_path / "cls"), str(dst), log=lambda _: None) == "BertForSequenceClassification"
+    )
     hf = transformers.BertForSequenceClassification.from_pretrained(dst).eval()
     with torch.no_grad():
         got = hf(**inputs).logits
@@ -578,8 +636,98 @@ def test_tf1_float16_and_big_tensor_checksum(tmp_path):
     big = {"bert/embeddings/word_embeddings": torch.randn(300, 128).half(), "other/x": torch.arange(5.0)}
     files = write_tf1_bundle(tmp_path / "m.ckpt", big)
     state = legacy.load_legacy_checkpoint("tf1", files)
-    assert torch.equal(state["bert.embeddings.word_embeddings.weight"], big["bert/embeddings/word_embeddings"])
+    assert torch.equal(
+        state["bert.embeddings.word_embeddings.weight"], big["bert/embeddings/word_embeddings"]
+    )
     assert "other.x" in state  # unknown variables come back under their own name, to be reported unexpected
+
+
+def test_tf1_snappy_blocks(tmp_path, reference):
+    assert legacy._snappy_decompress(bytes([9, 0x08]) + b"abc" + bytes([0x09, 3])) == b"abcabcabc"
+    files = write_tf1_bundle(tmp_path / "model.ckpt", google_names(reference), snappy=True)
+    assert_same_weights(legacy.load_legacy_checkpoint("tf1", files), reference)
+
+
+def _split(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    keys = sorted(state)
+    return {k: state[k] for k in keys[::2]}, {k: state[k] for k in keys[1::2]}
+
+
+def test_sharded_h5_and_msgpack(tmp_path, reference):
+    """``tf_model.h5.index.json`` / ``flax_model.msgpack.index.json`` with their shards."""
+    import json
+
+    parts = _split(reference)
+    tf2 = tmp_path / "tf2"
+    tf2.mkdir()
+    weight_map = {}
+    for i, part in enumerate(parts):
+        name = f"tf_model-{i + 1:05d}-of-00002.h5"
+        write_tf2_h5(tf2 / name, part, sharded_layout=True)
+        weight_map |= {keras_path(k)[1]: name for k in part}
+    (tf2 / "tf_model.h5.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    found = legacy.find_legacy_checkpoint(str(tf2))
+    assert found[0] == "tf2" and len(found[1]) == 2
+    assert_same_weights(legacy.load_legacy_checkpoint(*found), reference)
+
+    flax = tmp_path / "flax"
+    flax.mkdir()
+    weight_map = {}
+    for i, part in enumerate(parts):
+        name = f"flax_model-{i + 1:05d}-of-00002.msgpack"
+        write_flax_msgpack(flax / name, part)
+        weight_map |= {k.replace(".", "/"): name for k in part}
+    (flax / "flax_model.msgpack.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    found = legacy.find_legacy_checkpoint(str(flax))
+    assert found[0] == "flax" and len(found[1]) == 2
+    assert_same_weights(legacy.load_legacy_checkpoint(*found), reference)
+
+
+def test_hub_resolution(tmp_path, monkeypatch, reference):
+    """A hub id: the listing decides, and every file (TF1 shards included) is fetched through resolve_file."""
+    import fastbert.hub as hub
+
+    repo = tmp_path / "hub" / "google" / "bert-tiny"
+    tf = google_names(reference)
+    repo.mkdir(parents=True)
+    write_tf1_bundle(repo / "bert_model.ckpt", tf | {"global_step": torch.tensor(1)}, num_shards=2)
+    shutil.copyfile(FIXTURES / "flax_model.msgpack", repo / "flax_model.msgpack")
+    fetched = []
+
+    def fake_list(path_or_id, **kwargs):
+        assert path_or_id == "google/bert-tiny" and kwargs["revision"] == "v1"
+        return sorted(os.listdir(repo))
+
+    def fake_resolve(path_or_id, filename, *, required=True, **kwargs):
+        assert path_or_id == "google/bert-tiny" and kwargs["revision"] == "v1"
+        fetched.append(filename)
+        if (repo / filename).is_file():
+            return str(repo / filename)
+        if required:
+            raise OSError(f"{path_or_id} has no file named {filename}")
+        return None
+
+    monkeypatch.setattr(hub, "list_files", fake_list)
+    monkeypatch.setattr(hub, "resolve_file", fake_resolve)
+    kind, files = legacy.find_legacy_checkpoint("google/bert-tiny", revision="v1")
+    assert kind == "tf1" and fetched == [
+        "bert_model.ckpt.index",
+        "bert_model.ckpt.data-00000-of-00002",
+        "bert_model.ckpt.data-00001-of-00002",
+    ]
+    assert_same_weights(legacy.load_legacy_checkpoint(kind, files), reference)
+    assert legacy.find_legacy_checkpoint("google/bert-tiny", revision="v1", from_flax=True)[0] == "flax"
+
+    (repo / "bert_model.ckpt.data-00001-of-00002").unlink()
+    with pytest.raises(OSError, match="data-00001-of-00002"):
+        legacy.find_legacy_checkpoint("google/bert-tiny", revision="v1")
+
+    # Offline (no listing): the known names are tried in order.
+    monkeypatch.setattr(hub, "list_files", lambda *a, **k: None)
+    (repo / "bert_model.ckpt.index").unlink()
+    assert legacy.find_legacy_checkpoint("google/bert-tiny", revision="v1")[0] == "flax"
 
 
 # ============================================================================ bad input
@@ -734,8 +882,16 @@ E2E = {
     "tf2": (FIXTURES, ["tf_model.h5", "config.json"], {}),
     "flax": (FIXTURES, ["flax_model.msgpack", "config.json"], {}),
     "tf1": (GOOGLE, [INDEX, SHARD, "bert_config.json"], {}),
-    "tf2-from_tf": (FIXTURES, ["tf_model.h5", "flax_model.msgpack", "config.json", "model.safetensors"], {"from_tf": True}),
-    "flax-from_flax": (FIXTURES, ["tf_model.h5", "flax_model.msgpack", "config.json", "model.safetensors"], {"from_flax": True}),
+    "tf2-from_tf": (
+        FIXTURES,
+        ["tf_model.h5", "flax_model.msgpack", "config.json", "model.safetensors"],
+        {"from_tf": True},
+    ),
+    "flax-from_flax": (
+        FIXTURES,
+        ["tf_model.h5", "flax_model.msgpack", "config.json", "model.safetensors"],
+        {"from_flax": True},
+    ),
 }
 
 
@@ -744,7 +900,9 @@ def test_fastbert_from_pretrained_pretraining(case, tmp_path, inputs, expected):
     fastbert = _fastbert_modeling()
     src, names, kwargs = E2E[case]
     folder = _only(tmp_path, src, names)
-    model = fastbert.BertForPreTraining.from_pretrained(str(folder), attn_implementation="eager", **kwargs).eval()
+    model = fastbert.BertForPreTraining.from_pretrained(
+        str(folder), attn_implementation="eager", **kwargs
+    ).eval()
     reference = load_file(FIXTURES / "model.safetensors")
     own = model.state_dict()
     for k, v in reference.items():
@@ -752,7 +910,9 @@ def test_fastbert_from_pretrained_pretraining(case, tmp_path, inputs, expected):
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
     torch.testing.assert_close(out.prediction_logits, expected["prediction_logits"], atol=ATOL, rtol=0)
-    torch.testing.assert_close(out.seq_relationship_logits, expected["seq_relationship_logits"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        out.seq_relationship_logits, expected["seq_relationship_logits"], atol=ATOL, rtol=0
+    )
     for i in range(3):
         torch.testing.assert_close(out.hidden_states[i], expected[f"hidden_states.{i}"], atol=ATOL, rtol=0)
 
@@ -779,8 +939,12 @@ def test_fastbert_from_pretrained_heads(tmp_path, reference, config, inputs):
     tf2.mkdir()
     write_tf2_h5(tf2 / "tf_model.h5", cls_state, model_name="tf_bert_for_sequence_classification_1")
     copy_config(tf2, config, num_labels=3)
-    model = fastbert.BertForSequenceClassification.from_pretrained(str(tf2), attn_implementation="eager").eval()
-    want = _hf_logits(transformers, "BertForSequenceClassification", BertConfig.from_pretrained(tf2), cls_state, inputs)
+    model = fastbert.BertForSequenceClassification.from_pretrained(
+        str(tf2), attn_implementation="eager"
+    ).eval()
+    want = _hf_logits(
+        transformers, "BertForSequenceClassification", BertConfig.from_pretrained(tf2), cls_state, inputs
+    )
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs).logits, want.logits, atol=ATOL, rtol=0)
 
@@ -803,5 +967,7 @@ def test_fastbert_from_pretrained_heads(tmp_path, reference, config, inputs):
     write_tf1_bundle(tf1 / "bert_model.ckpt", tf | slots | {"global_step": torch.tensor(5)}, num_shards=2)
     shutil.copyfile(GOOGLE / "bert_config.json", tf1 / "bert_config.json")
     model = fastbert.BertForMaskedLM.from_pretrained(str(tf1), attn_implementation="eager")
-    assert torch.equal(model.cls.predictions.decoder.weight, reference["bert.embeddings.word_embeddings.weight"])
+    assert torch.equal(
+        model.cls.predictions.decoder.weight, reference["bert.embeddings.word_embeddings.weight"]
+    )
     assert torch.equal(model.cls.predictions.bias, reference["cls.predictions.bias"])
