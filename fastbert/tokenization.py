@@ -446,6 +446,8 @@ class BertTokenizer:
         **kwargs: Any,
     ):
         self._lock = threading.RLock()
+        if isinstance(vocab_file, Mapping) and vocab is None:  # BertTokenizer({token: id}) as transformers 5
+            vocab, vocab_file = dict(vocab_file), None
         self.name_or_path = str(name_or_path or kwargs.pop("_name_or_path", "") or "")
         unk_token, sep_token, pad_token, cls_token, mask_token = (
             _token_content(t) for t in (unk_token, sep_token, pad_token, cls_token, mask_token)
@@ -594,6 +596,7 @@ class BertTokenizer:
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.pad_token_type_id = 0
         self._warned: set[str] = set()
+        self.deprecation_warnings: dict[str, bool] = {}  # read by transformers' data collators
         for key in ("max_length", "stride", "truncation_strategy", "pad_to_multiple_of", "pad_token_type_id"):
             kwargs.pop(key, None)
         self.init_kwargs = {
@@ -817,6 +820,10 @@ class BertTokenizer:
     mask_token_id = property(lambda self: self._id(self.mask_token))
     bos_token_id = property(lambda self: self._id(self.bos_token))
     eos_token_id = property(lambda self: self._id(self.eos_token))
+
+    @property
+    def _pad_token(self) -> str | None:  # transformers' data collators look at it
+        return self.pad_token
 
     @property
     def additional_special_tokens_ids(self) -> list[int]:

@@ -234,6 +234,14 @@ def test_direct_construction(vocab_only_dir):
     assert from_json("Hello World")["input_ids"] == [101, 7592, 2088, 102]
     from_dict = BertTokenizer(vocab={t: i for i, t in enumerate(SMALL_VOCAB)})
     assert from_dict("the cats")["input_ids"] == [2, 5, 6, 11, 3]
+    assert BertTokenizer({t: i for i, t in enumerate(SMALL_VOCAB)})("the cats")["input_ids"] == [
+        2,
+        5,
+        6,
+        11,
+        3,
+    ]
+    assert BertTokenizer(vocab)("Hello")["input_ids"] == [101, 7592, 102]
     with pytest.raises(ValueError):
         BertTokenizer()
 
@@ -789,3 +797,27 @@ def test_random_text_property(minilm_pair):
         _same_encoding(a, b)
 
     check()
+
+
+def test_transformers_data_collators(minilm_pair):
+    """transformers' collators take fastbert's tokenizer (pad, special tokens mask, mask token, len)."""
+    ours, _ = minilm_pair
+    feats = [dict(ours(t, return_special_tokens_mask=True)) for t in ["hello world", "a b c d e f"]]
+    out = transformers.DataCollatorWithPadding(tokenizer=ours)(feats)
+    assert out["input_ids"].shape == (2, 8) and out["attention_mask"][0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    mlm = transformers.DataCollatorForLanguageModeling(tokenizer=ours, mlm_probability=0.5)
+    out = mlm(feats)
+    assert out["labels"].shape == (2, 8)
+    assert (out["labels"][out["attention_mask"] == 0] == -100).all()
+    tc = transformers.DataCollatorForTokenClassification(tokenizer=ours)
+    out = tc([{"input_ids": f["input_ids"], "labels": [0] * len(f["input_ids"])} for f in feats])
+    assert out["labels"][0].tolist() == [0, 0, 0, 0, -100, -100, -100, -100]
+
+
+def test_loads_a_folder_saved_by_transformers(tmp_path):
+    theirs = transformers.BertTokenizerFast.from_pretrained(MINILM)
+    theirs.save_pretrained(tmp_path)
+    ours = BertTokenizer.from_pretrained(tmp_path)
+    assert ours.model_max_length == 512
+    for text in TEXTS:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"]
