@@ -200,9 +200,11 @@ class BertConfig:
             if config_file is None:
                 config_file = resolve_file(path, GOOGLE_CONFIG_NAME, required=False, **hub_kwargs)
             if config_file is None:
+                if os.path.isdir(path):
+                    raise OSError(f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a BERT model folder?")
                 raise OSError(
-                    f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): "
-                    "is it a BERT model folder or hub id?"
+                    f"{path!r} is not a local folder, and no {CONFIG_NAME} could be had for it from the Hugging Face "
+                    "hub (offline, not cached, or no such model): pass a local folder that holds the model"
                 )
         config = cls.from_json_file(config_file)
         unused = {}

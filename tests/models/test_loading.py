@@ -1,0 +1,241 @@
+"""from_pretrained / save_pretrained: real checkpoints, key renames, round trips, bad checkpoints."""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import fastbert
+from fastbert.hub import embedded_model_path
+
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(vocab_size=99, hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37,
+            max_position_embeddings=64, type_vocab_size=2)
+
+
+def antiberty_dir(tmp_path):
+    antiberty = pytest.importorskip("antiberty")
+    root = os.path.join(os.path.dirname(antiberty.__file__), "trained_models")
+    folder = tmp_path / "antiberty"
+    shutil.copytree(os.path.join(root, "AntiBERTy_md_smooth"), folder)
+    shutil.copy(os.path.join(root, "vocab.txt"), folder / "vocab.txt")
+    return str(folder)
+
+
+def save_tiny(tmp_path, name="BertForMaskedLM", **overrides):
+    torch.manual_seed(0)
+    hf = getattr(transformers, name)(transformers.BertConfig(**TINY, **overrides)).eval()
+    hf.save_pretrained(tmp_path)
+    return hf
+
+
+def test_minilm_sentence_embedding_matches_transformers():
+    path = embedded_model_path()
+    tok = fastbert.AutoTokenizer.from_pretrained(path)
+    sentences = ["A man is eating food.", "Plants create energy through photosynthesis, a process.", "Hi"]
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    fb = fastbert.AutoModel.from_pretrained(path)
+    hf = transformers.AutoModel.from_pretrained(path).eval()
+    assert type(fb).__name__ == "BertModel" and fb.attn_implementation == "sdpa"
+
+    def mean_pool(h, mask):
+        m = mask[..., None].float()
+        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+
+    with torch.no_grad():
+        a = mean_pool(fb(**enc).last_hidden_state, enc["attention_mask"])
+        b = mean_pool(hf(**enc).last_hidden_state, enc["attention_mask"])
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_antiberty_masked_lm_logits_match_transformers(tmp_path):
+    folder = antiberty_dir(tmp_path)
+    tok = fastbert.BertTokenizer.from_pretrained(folder)
+    enc = tok(["E V Q L V E S G G G L V Q P G", "Q V Q L [MASK] Q S"], padding=True, return_tensors="pt")
+    # architectures is ["AntiBERTy"]: the auto class falls back to the class asked for
+    fb, info = fastbert.AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
+    assert type(fb).__name__ == "BertForMaskedLM"
+    assert sorted(info["unexpected_keys"]) == [
+        "bert.pooler.dense.bias", "bert.pooler.dense.weight", "cls.chain.bias", "cls.chain.weight", "cls.graft.bias", "cls.graft.weight",
+        "cls.species.bias", "cls.species.weight",
+    ]
+    assert info["missing_keys"] == []
+    hf = transformers.BertForMaskedLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        a = fb(**enc).logits
+        b = hf(**enc).logits
+    m = enc["attention_mask"].bool()
+    torch.testing.assert_close(a[m], b[m], atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["BertForPreTraining", "BertForSequenceClassification", "BertLMHeadModel"])
+def test_save_then_transformers_loads_same_outputs(tmp_path, name):
+    torch.manual_seed(0)
+    config = fastbert.BertConfig(**TINY, is_decoder=name == "BertLMHeadModel", num_labels=3)
+    fb = getattr(fastbert, name)(config).eval()
+    fb.save_pretrained(tmp_path)
+    assert os.path.exists(tmp_path / "model.safetensors")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["architectures"] == [name] and saved["model_type"] == "bert"
+    hf = getattr(transformers, name).from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 99, (2, 9))
+    with torch.no_grad():
+        a = fb(input_ids=ids).to_tuple()[0]
+        b = hf(input_ids=ids).to_tuple()[0]
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+    # and back into fastbert, with the tied decoder
+    again = getattr(fastbert, name).from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=ids).to_tuple()[0], a)
+    if name != "BertForSequenceClassification":
+        assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+
+
+def test_bin_checkpoint_with_legacy_names_and_no_model_type(tmp_path):
+    hf = save_tiny(tmp_path)
+    state = hf.state_dict()
+    legacy = {}
+    for k, v in state.items():  # gamma/beta, old style
+        if "LayerNorm.weight" in k:
+            k = k.replace("LayerNorm.weight", "LayerNorm.gamma")
+        elif "LayerNorm.bias" in k:
+            k = k.replace("LayerNorm.bias", "LayerNorm.beta")
+        legacy[k] = v.clone()
+    os.remove(tmp_path / "model.safetensors")
+    torch.save(legacy, tmp_path / "pytorch_model.bin")
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.pop("model_type")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    fb = fastbert.BertForMaskedLM.from_pretrained(tmp_path)
+    ids = torch.randint(0, 99, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(fb(input_ids=ids).logits, hf(input_ids=ids).logits, atol=2e-5, rtol=1e-5)
+
+
+def test_bert_prefix_added_and_stripped(tmp_path):
+    hf = save_tiny(tmp_path, "BertModel")
+    # a base checkpoint (no prefix) into a head model: base weights load, the head is initialised
+    model, info = fastbert.BertForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["classifier.bias", "classifier.weight"]
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight, hf.embeddings.word_embeddings.weight)
+    assert model.classifier.weight.std().item() == pytest.approx(0.02, rel=0.5)
+    # a head checkpoint (with prefix) into the base model
+    head_dir = tmp_path / "head"
+    save_tiny(head_dir, "BertForMaskedLM")
+    base, info = fastbert.BertModel.from_pretrained(head_dir, output_loading_info=True)
+    assert "pooler.dense.weight" in info["missing_keys"]
+    assert all(not k.startswith("bert.") for k in info["missing_keys"])
+
+
+def test_sharded_checkpoint(tmp_path):
+    hf = save_tiny(tmp_path, "BertModel")
+    state = load_file(tmp_path / "model.safetensors")
+    os.remove(tmp_path / "model.safetensors")
+    keys = sorted(state)
+    half = len(keys) // 2
+    shards = {"model-00001-of-00002.safetensors": keys[:half], "model-00002-of-00002.safetensors": keys[half:]}
+    weight_map = {}
+    for fname, ks in shards.items():
+        save_file({k: state[k].contiguous() for k in ks}, tmp_path / fname)
+        weight_map.update({k: fname for k in ks})
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    fb = fastbert.BertModel.from_pretrained(tmp_path)
+    torch.testing.assert_close(fb.encoder.layer[1].output.dense.weight, hf.encoder.layer[1].output.dense.weight)
+    os.remove(tmp_path / "model-00002-of-00002.safetensors")
+    with pytest.raises(OSError, match="model-00002-of-00002"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "auto"])
+def test_torch_dtype_and_device_map(tmp_path, dtype):
+    hf = save_tiny(tmp_path, "BertModel")
+    if dtype == "auto":
+        hf.to(torch.bfloat16).save_pretrained(tmp_path)
+    fb = fastbert.BertModel.from_pretrained(tmp_path, torch_dtype=dtype, device_map="auto")
+    expected = torch.bfloat16 if dtype == "auto" else dtype
+    assert fb.dtype == expected and fb.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert not fb.training
+
+
+def test_config_kwargs_override(tmp_path):
+    save_tiny(tmp_path, "BertModel")
+    model = fastbert.BertForTokenClassification.from_pretrained(tmp_path, num_labels=5)
+    assert model.classifier.out_features == 5 and model.config.num_labels == 5
+
+
+def test_mismatched_shapes_raise_unless_ignored(tmp_path):
+    save_tiny(tmp_path, "BertForSequenceClassification", num_labels=2)
+    with pytest.raises(ValueError, match="classifier.weight"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=4)
+    model, info = fastbert.BertForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=4, ignore_mismatched_sizes=True, output_loading_info=True
+    )
+    assert [m[0] for m in info["mismatched_keys"]] == ["classifier.weight", "classifier.bias"]
+
+
+def test_folder_without_weights(tmp_path):
+    fastbert.BertConfig(**TINY).save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="holds no model weights"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(OSError, match="config.json"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
+def test_truncated_safetensors(tmp_path):
+    save_tiny(tmp_path, "BertModel")
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError, match="model.safetensors"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
+def test_corrupt_bin(tmp_path):
+    save_tiny(tmp_path, "BertModel")
+    os.remove(tmp_path / "model.safetensors")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(OSError, match="pytorch_model.bin"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
+def test_unreachable_hub_id_says_pass_a_local_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(OSError, match="local folder"):
+        fastbert.BertModel.from_pretrained("google-bert/bert-base-uncased")
+
+
+def test_from_transformers_every_class():
+    for name in ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForQuestionAnswering"]:
+        hf = getattr(transformers, name)(transformers.BertConfig(**TINY)).eval()
+        fb = fastbert.from_transformers(hf)
+        assert type(fb).__name__ == name
+        for (k1, v1), (k2, v2) in zip(sorted(fb.state_dict().items()), sorted(hf.state_dict().items())):
+            assert k1 == k2
+            torch.testing.assert_close(v1, v2)
+    with pytest.raises(ValueError, match="not one of the BERT classes"):
+        fastbert.from_transformers(torch.nn.Linear(2, 2))
+
+
+def test_auto_classes_dispatch_on_architectures(tmp_path):
+    save_tiny(tmp_path, "BertForPreTraining")
+    assert type(fastbert.AutoModelForPreTraining.from_pretrained(tmp_path)).__name__ == "BertForPreTraining"
+    assert type(fastbert.AutoModelForMaskedLM.from_pretrained(tmp_path)).__name__ == "BertForMaskedLM"
+    assert type(fastbert.AutoModel.from_pretrained(tmp_path)).__name__ == "BertModel"
+    assert type(fastbert.AutoModelForQuestionAnswering.from_pretrained(tmp_path)).__name__ == "BertForQuestionAnswering"
+    assert fastbert.AutoConfig.from_pretrained(tmp_path).hidden_size == 36
+
+
+def test_attn_implementation_choice(tmp_path):
+    save_tiny(tmp_path, "BertModel")
+    assert fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="eager").attn_implementation == "eager"
+    with pytest.raises(ValueError, match="attn_implementation"):
+        fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")
+    with pytest.raises(ValueError, match="attn_implementation"):
+        fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="nope")
