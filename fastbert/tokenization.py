@@ -269,6 +269,8 @@ class BatchEncoding(dict):
                     import numpy as np
 
                     return torch.from_numpy(np.array(x))
+                if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
+                    return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
                 return torch.tensor(x)
         elif tensor_type == "np":
             import numpy as np

@@ -821,3 +821,22 @@ def test_loads_a_folder_saved_by_transformers(tmp_path):
     assert ours.model_max_length == 512
     for text in TEXTS:
         assert ours(text)["input_ids"] == theirs(text)["input_ids"]
+
+
+def test_tokenizer_json_normalizer_kept_without_config(tmp_path):
+    """With no do_lower_case anywhere, a tokenizer.json keeps its own BertNormalizer settings."""
+    BertTokenizer.from_pretrained(MINILM, do_lower_case=False).save_pretrained(tmp_path)
+    os.remove(tmp_path / "tokenizer_config.json")
+    os.remove(tmp_path / "vocab.txt")
+    tok = BertTokenizer.from_pretrained(tmp_path)
+    assert tok.do_lower_case is False and tok.tokenize("Hello") == BertTokenizer.from_pretrained(
+        MINILM, do_lower_case=False
+    ).tokenize("Hello")
+    assert BertTokenizer.from_pretrained(tmp_path, do_lower_case=True).tokenize("Hello") == ["hello"]
+
+
+def test_empty_batch(minilm_pair):
+    ours, _ = minilm_pair
+    assert ours([])["input_ids"] == []
+    assert ours([], return_tensors="pt")["input_ids"].dtype == torch.int64
+    assert ours("", add_special_tokens=False, return_tensors="pt")["input_ids"].shape == (1, 0)
