@@ -1,0 +1,69 @@
+"""Bad input raises a clear ValueError naming the problem, before anything runs, in every backend."""
+
+import pytest
+import torch
+
+import fastbert
+
+CFG = fastbert.BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=30, max_position_embeddings=16, type_vocab_size=2)
+
+
+@pytest.fixture(params=["eager", "sdpa"])
+def model(request):
+    m = fastbert.BertForMaskedLM(CFG).eval()
+    m.set_attn_implementation(request.param)
+    return m
+
+
+def test_token_id_outside_vocab(model):
+    ids = torch.tensor([[1, 2, 50]])
+    with pytest.raises(ValueError, match=r"input_ids holds 50, outside \[0, 50\) \(vocab_size"):
+        model(input_ids=ids)
+    with pytest.raises(ValueError, match="input_ids holds -1"):
+        model(input_ids=torch.tensor([[1, -1]]))
+
+
+def test_token_type_outside_range(model):
+    with pytest.raises(ValueError, match="token_type_ids holds 2.*type_vocab_size"):
+        model(input_ids=torch.tensor([[1, 2]]), token_type_ids=torch.tensor([[0, 2]]))
+
+
+def test_sequence_longer_than_max_positions(model):
+    with pytest.raises(ValueError, match="longer than max_position_embeddings"):
+        model(input_ids=torch.ones(1, 17, dtype=torch.long))
+    model(input_ids=torch.ones(1, 16, dtype=torch.long))  # exactly the maximum is fine
+
+
+def test_mask_of_wrong_shape(model):
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model(input_ids=torch.ones(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 4))
+
+
+def test_labels_of_wrong_shape(model):
+    with pytest.raises(ValueError, match="labels has shape"):
+        model(input_ids=torch.ones(2, 5, dtype=torch.long), labels=torch.ones(2, 4, dtype=torch.long))
+
+
+def test_ids_of_wrong_rank_or_dtype(model):
+    with pytest.raises(ValueError, match="batch, sequence_length"):
+        model(input_ids=torch.ones(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(input_ids=torch.ones(1, 5))
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model()
+
+
+def test_unknown_forward_argument(model):
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), bogus=1)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="not a multiple of num_attention_heads"):
+        fastbert.BertConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="position_embedding_type"):
+        fastbert.BertConfig(position_embedding_type="rotary")
+    with pytest.raises(ValueError, match="hidden_act"):
+        fastbert.BertModel(fastbert.BertConfig(hidden_size=8, num_attention_heads=2, num_hidden_layers=1,
+                                               intermediate_size=8, hidden_act="nope"))

@@ -1,0 +1,87 @@
+"""position_embedding_type "relative_key" / "relative_key_query": transformers 4's published formula.
+
+transformers 5 silently ignores these types, so the expected values come from a direct, loop-by-loop
+implementation of transformers 4's formula in this file:
+    score[i, j] = (q_i · k_j + q_i · D[i - j]  (+ k_j · D[i - j] for relative_key_query)) / sqrt(d)
+with D the distance embedding indexed at (i - j) + max_position_embeddings - 1, and no absolute position
+embedding added to the input.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastbert
+
+CFG = dict(vocab_size=40, hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20,
+           max_position_embeddings=10, type_vocab_size=2)
+
+
+def reference_hidden(model, ids, mask):
+    """The 1-layer encoder output computed with explicit loops (transformers 4's formula)."""
+    emb = model.embeddings
+    x = emb.word_embeddings(ids) + emb.token_type_embeddings(torch.zeros_like(ids))
+    x = emb.LayerNorm(x)
+    layer = model.encoder.layer[0]
+    att = layer.attention.self
+    h, d = att.num_attention_heads, att.attention_head_size
+    b, n = ids.shape
+    q = att.query(x).view(b, n, h, d)
+    k = att.key(x).view(b, n, h, d)
+    v = att.value(x).view(b, n, h, d)
+    D = att.distance_embedding.weight
+    P = CFG["max_position_embeddings"]
+    ctx = torch.zeros(b, n, h, d)
+    for bi in range(b):
+        for hi in range(h):
+            for i in range(n):
+                scores = []
+                for j in range(n):
+                    r = D[i - j + P - 1]
+                    s = q[bi, i, hi] @ k[bi, j, hi] + q[bi, i, hi] @ r
+                    if att.position_embedding_type == "relative_key_query":
+                        s = s + k[bi, j, hi] @ r
+                    s = s / math.sqrt(d)
+                    if mask[bi, j] == 0:
+                        s = s + torch.finfo(torch.float32).min
+                    scores.append(s)
+                p = torch.softmax(torch.stack(scores), dim=0)
+                ctx[bi, i, hi] = (p[:, None] * v[bi, :, hi]).sum(0)
+    ctx = ctx.reshape(b, n, h * d)
+    a = layer.attention.output.LayerNorm(layer.attention.output.dense(ctx) + x)
+    inter = F.gelu(layer.intermediate.dense(a))
+    return layer.output.LayerNorm(layer.output.dense(inter) + a)
+
+
+@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_relative_positions_match_published_formula(kind, backend):
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**CFG, position_embedding_type=kind)).eval()
+    with torch.no_grad():
+        att = model.encoder.layer[0].attention.self
+        for w in (att.distance_embedding.weight, att.query.weight, att.key.weight, att.value.weight):
+            w.normal_(0, 0.5)  # scores of order one, so the distance term matters
+    model.set_attn_implementation(backend)
+    ids = torch.randint(1, 40, (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref = reference_hidden(model, ids, mask)
+    m = mask.bool()
+    torch.testing.assert_close(out[m], ref[m], atol=1e-5, rtol=1e-5)
+    # the distance embedding changes the result: the test can fail
+    with torch.no_grad():
+        model.encoder.layer[0].attention.self.distance_embedding.weight.zero_()
+        plain = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert (plain[m] - out[m]).abs().max() > 1e-3
+
+
+def test_relative_checkpoint_round_trip(tmp_path):
+    model = fastbert.BertModel(fastbert.BertConfig(**CFG, position_embedding_type="relative_key")).eval()
+    model.save_pretrained(tmp_path)
+    again = fastbert.BertModel.from_pretrained(tmp_path)
+    key = "encoder.layer.0.attention.self.distance_embedding.weight"
+    torch.testing.assert_close(again.state_dict()[key], model.state_dict()[key])
