@@ -59,4 +59,3 @@ def run_both(name: str, *args, **kwargs):
     torch_out = getattr(get_ops("torch"), name)(*args, **kwargs)
     ref64 = getattr(get_ops("torch"), name)(*[to64(a) for a in args], **kwargs)
     return out, torch_out, ref64
-

@@ -149,9 +149,9 @@ def test_custom_ops_registered():
 @pytest.mark.parametrize("head_dim", [32, 64, 80, 96, 128])
 @pytest.mark.parametrize("causal", [False, True])
 def test_gpu_padded_realistic(dtype, head_dim, causal, device):
-    b, l, heads = 8, 512, 12
-    q, k, v = (_rand(b, l, heads, head_dim, dtype=dtype, device=device) for _ in range(3))
-    mask = torch.arange(l, device=device)[None, :] < torch.randint(1, l + 1, (b, 1), device=device)
+    b, length, heads = 8, 512, 12
+    q, k, v = (_rand(b, length, heads, head_dim, dtype=dtype, device=device) for _ in range(3))
+    mask = torch.arange(length, device=device)[None, :] < torch.randint(1, length + 1, (b, 1), device=device)
     mask[-1] = False
     out = run_both("attention_padded", q, k, v, mask, head_dim**-0.5, causal)
     check_against_reference(*out, dtype)

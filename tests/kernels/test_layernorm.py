@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kernel_checks import DTYPES, check_against_reference, requires_cuda, run_both
 
 SHAPES = [(1, 36), (7, 384), (65, 36), (3, 1000)]
