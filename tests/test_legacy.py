@@ -822,6 +822,14 @@ def test_corrupt_tf1_shard(google_copy):
         legacy.load_legacy_checkpoint(*legacy.find_legacy_checkpoint(str(google_copy)))
 
 
+def test_checksums_can_be_skipped(google_copy, monkeypatch):
+    _corrupt(GOOGLE / SHARD, google_copy / SHARD, flip=30_000)
+    found = legacy.find_legacy_checkpoint(str(google_copy))
+    assert len(legacy.load_legacy_checkpoint(*found, verify_checksums=False)) == 46
+    monkeypatch.setenv("FASTBERT_VERIFY_CHECKSUMS", "0")
+    assert len(legacy.load_legacy_checkpoint(*found)) == 46
+
+
 def test_shapes_that_do_not_fit_the_config(google_copy, tmp_path):
     cfg = (google_copy / "bert_config.json").read_text().replace('"vocab_size": 99', '"vocab_size": 100')
     (google_copy / "bert_config.json").write_text(cfg)
