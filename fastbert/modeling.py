@@ -24,6 +24,7 @@ from torch import nn
 from . import outputs as O
 from .config import BertConfig
 from .loading import PreTrainedMixin
+from .ops import ACTIVATION_NAMES
 from .padding import Packing, has_padding, pack, packing_from_mask, unpack
 
 BACKENDS = ("eager", "sdpa", "triton")
@@ -213,6 +214,7 @@ class BertSelfAttention(nn.Module):
                 context = ops.attention_varlen(
                     q, k, v, meta.packing.cu_seqlens, k_packing.cu_seqlens,
                     meta.packing.max_seqlen, k_packing.max_seqlen, self.scaling, causal,
+                    validate=False,  # cu_seqlens built by padding.packing_from_mask
                 )
             else:
                 context = sdpa_varlen(q, k, v, meta.packing, k_packing, self.scaling, causal, dropout_p)
@@ -286,7 +288,7 @@ class BertIntermediate(nn.Module):
         self.intermediate_act_fn = get_activation(config.hidden_act)
 
     def forward(self, hidden_states, ops=None):
-        if ops is None or not isinstance(self.hidden_act, str):
+        if ops is None or self.hidden_act not in ACTIVATION_NAMES:
             return self.intermediate_act_fn(self.dense(hidden_states))
         return ops.bias_act(F.linear(hidden_states, self.dense.weight), self.dense.bias, self.hidden_act)
 
@@ -373,7 +375,7 @@ class BertEmbeddings(nn.Module):
             out = ops.embed_layernorm(
                 input_ids.reshape(-1), position_ids.reshape(-1), token_type_ids.reshape(-1),
                 self.word_embeddings.weight, self.position_embeddings.weight, self.token_type_embeddings.weight,
-                ln.weight, ln.bias, ln.eps,
+                ln.weight, ln.bias, ln.eps, validate=False,  # ids were validated by the model
             )
             return out.view(*shape, -1)
         if inputs_embeds is None:
@@ -403,7 +405,7 @@ class BertPredictionHeadTransform(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states, ops=None):
-        if ops is None or not isinstance(self.hidden_act, str):
+        if ops is None or self.hidden_act not in ACTIVATION_NAMES:
             return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
         ln = self.LayerNorm
         return ops.bias_act_layernorm(
