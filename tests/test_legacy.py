@@ -979,3 +979,20 @@ def test_fastbert_from_pretrained_heads(tmp_path, reference, config, inputs):
         model.cls.predictions.decoder.weight, reference["bert.embeddings.word_embeddings.weight"]
     )
     assert torch.equal(model.cls.predictions.bias, reference["cls.predictions.bias"])
+
+
+def test_fastbert_from_pretrained_bad_files(tmp_path):
+    fastbert = _fastbert_modeling()
+    h5 = _only(tmp_path / "h5", FIXTURES, ["config.json"])
+    _corrupt(FIXTURES / "tf_model.h5", h5 / "tf_model.h5", truncate=4000)
+    with pytest.raises(OSError, match="tf_model.h5"):
+        fastbert.BertForPreTraining.from_pretrained(str(h5))
+    google = _only(tmp_path / "tf1", GOOGLE, [INDEX, "bert_config.json"])
+    with pytest.raises(OSError, match=f"{SHARD}: data shard not found"):
+        fastbert.BertForPreTraining.from_pretrained(str(google))
+    big = _only(tmp_path / "vocab", GOOGLE, [INDEX, SHARD])
+    (big / "bert_config.json").write_text(
+        (GOOGLE / "bert_config.json").read_text().replace('"vocab_size": 99', '"vocab_size": 100')
+    )
+    with pytest.raises(ValueError, match="word_embeddings"):
+        fastbert.BertForPreTraining.from_pretrained(str(big))
