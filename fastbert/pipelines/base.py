@@ -1,0 +1,370 @@
+"""The pipeline machinery shared by every task: loading, device and dtype, length-sorted batching.
+
+A task turns each input into one or more *features* (token ids of one model row, plus what its
+post-processing needs), the engine runs the features of a window of inputs through the model in
+batches of similar length (sorted longest first, padded on the right to the longest of the batch
+only), keeps what each feature needs of the output, and hands the features of each input back to the
+task in input order. Windows bound the memory: a generator is consumed a window at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import types
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+
+# Rows of one forward, unless batch_size says otherwise.
+DEFAULT_BATCH_SIZE = 32
+# Inputs read (and length-sorted together) per window, in batches.
+WINDOW_BATCHES = 16
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: Any) -> torch.dtype | str | None:
+    """A torch dtype from a dtype, its name (``"float16"``, ``"fp16"``, ``"bf16"``...), ``"auto"`` or None."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype.lower().removeprefix("torch.")
+        if name == "auto":
+            return "auto"
+        if name in _DTYPES:
+            return _DTYPES[name]
+    raise ValueError(f"unknown dtype {dtype!r}: use one of float32, float16 (fp16), bfloat16 (bf16) or 'auto'")
+
+
+def resolve_device(device: Any, model: Any = None) -> torch.device:
+    """transformers' convention: an int is a CUDA ordinal (-1 is the CPU), a string or torch.device as is;
+    None keeps a loaded model where it is, and is the CPU otherwise."""
+    if device is None:
+        if model is not None and isinstance(model, torch.nn.Module):
+            return model_device(model)
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        return device
+    if isinstance(device, bool):
+        raise ValueError(f"device must be an int, a string or a torch.device, not {device!r}")
+    if isinstance(device, int):
+        return torch.device("cpu") if device < 0 else torch.device(f"cuda:{device}")
+    if isinstance(device, str):
+        text = device.strip()
+        if text.lstrip("-").isdigit():
+            return resolve_device(int(text))
+        if text == "gpu":
+            text = "cuda"
+        return torch.device(text)
+    raise ValueError(f"device must be an int, a string or a torch.device, not {device!r}")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    dt = getattr(model, "dtype", None)
+    if isinstance(dt, torch.dtype):
+        return dt
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _progress_wanted(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Progress:
+    """A tqdm bar over inputs, opened only when the inputs are more than one batch."""
+
+    def __init__(self, enabled: bool, total: int | None, batch_size: int, desc: str) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.batch_size = batch_size
+        self.desc = desc
+        self.bar = None
+        self.pending = 0
+
+    def update(self, n: int, seen: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            longer = (self.total if self.total is not None else seen) > self.batch_size
+            if not longer:
+                self.pending += n
+                return
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="input", leave=False, file=sys.stderr)
+            n += self.pending
+            self.pending = 0
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Pipeline:
+    """Base of the task pipelines: ``pipeline(inputs, **params)`` like transformers' pipelines.
+
+    A list (or tuple) of inputs returns a list of results in input order; a generator or other
+    iterator returns a generator that reads its inputs a window at a time; one input returns one result.
+    """
+
+    task: str = ""
+    # Output attribute a feature reads from the model output.
+    output_names: tuple[str, ...] = ("logits",)
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        device: torch.device | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        task: str | None = None,
+        max_length: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device if device is not None else model_device(model)
+        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.progress = progress
+        if task:
+            self.task = task
+        self.max_length = max_length or self._default_max_length()
+        # parameters given at construction: defaults of every call
+        self._init_params = dict(kwargs)
+        self._check_params(self._init_params)
+
+    # ----------------------------------------------------------------------------------------- config
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return model_dtype(self.model)
+
+    def _default_max_length(self) -> int:
+        limits = []
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            limits.append(tok_max)
+        pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if isinstance(pos, int) and pos > 0:
+            limits.append(pos)
+        return min(limits) if limits else 512
+
+    def _check_params(self, params: dict[str, Any]) -> None:
+        """Raise on parameters this task does not know (subclasses list theirs in ``_sanitize``)."""
+        self._sanitize(**params)
+
+    def _sanitize(self, **params: Any) -> dict[str, Any]:  # pragma: no cover - overridden
+        if params:
+            raise TypeError(f"{self.task} pipeline got unknown parameters {sorted(params)}")
+        return {}
+
+    # -------------------------------------------------------------------------------------- tokenizing
+    def _encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        *,
+        truncation: bool | str | None = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Tokenize one input; longer than ``max_length``: truncated with a warning, or an error when
+        ``truncation=False``."""
+        enc = self.tokenizer(text, text_pair, verbose=False, **kwargs)
+        n = len(enc["input_ids"])
+        if n <= self.max_length:
+            return enc
+        what = "input" if text_pair is None else "input pair"
+        if truncation is False or truncation == "do_not_truncate":
+            raise ValueError(
+                f"{what} is {n} tokens long, longer than the model's maximum of {self.max_length} "
+                f"(truncation=False): shorten it or allow truncation. Input starts: {_preview(text)}"
+            )
+        warnings.warn(
+            f"{what} of {n} tokens truncated to the model's maximum of {self.max_length}: {_preview(text)}",
+            UserWarning,
+            stacklevel=4,
+        )
+        strategy = truncation if isinstance(truncation, str) else "longest_first"
+        return self.tokenizer(
+            text, text_pair, truncation=strategy, max_length=self.max_length, verbose=False, **kwargs
+        )
+
+    @staticmethod
+    def _feature(enc: Any, index: int | None = None, **meta: Any) -> dict[str, Any]:
+        def row(key: str) -> Any:
+            v = enc.get(key) if hasattr(enc, "get") else None
+            if v is None:
+                return None
+            return v[index] if index is not None else v
+
+        feat = {"input_ids": list(row("input_ids")), "token_type_ids": row("token_type_ids")}
+        if feat["token_type_ids"] is not None:
+            feat["token_type_ids"] = list(feat["token_type_ids"])
+        feat.update(meta)
+        return feat
+
+    # --------------------------------------------------------------------------------- task interface
+    def preprocess(self, item: Any, **params: Any) -> list[dict[str, Any]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def extract(self, output: Any, rows: torch.Tensor, lengths: list[int], features: list[dict], **params: Any) -> list[Any]:
+        """What each feature keeps of a batch's output (on the CPU)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def postprocess(self, item: Any, features: list[dict[str, Any]], **params: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------------- the engine
+    def _forward_batch(self, features: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
+        lengths = [len(f["input_ids"]) for f in features]
+        width = max(lengths)
+        pad_id = getattr(self.tokenizer, "pad_token_id", None) or 0
+        n = len(features)
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        has_types = all(f.get("token_type_ids") is not None for f in features)
+        types_ = torch.zeros((n, width), dtype=torch.long) if has_types else None
+        for r, f in enumerate(features):
+            L = lengths[r]
+            ids[r, :L] = torch.tensor(f["input_ids"], dtype=torch.long)
+            mask[r, :L] = 1
+            if types_ is not None:
+                types_[r, :L] = torch.tensor(f["token_type_ids"], dtype=torch.long)
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if types_ is not None:
+            inputs["token_type_ids"] = types_.to(self.device)
+        with torch.inference_mode():
+            output = self.model(**inputs)
+            return self.extract(output, inputs["attention_mask"], lengths, features, **params)
+
+    def _run(self, items: Iterable[Any], params: dict[str, Any], total: int | None) -> Iterator[Any]:
+        pre, post = params["preprocess"], params["postprocess"]
+        fwd = params.get("forward", {})
+        batch_size = params.get("batch_size") or self.batch_size
+        progress = _Progress(
+            _progress_wanted(params.get("progress", self.progress)), total, batch_size, self.task
+        )
+        window = max(batch_size * WINDOW_BATCHES, 64)
+        it = iter(items)
+        seen = 0
+        try:
+            while True:
+                chunk = list(itertools.islice(it, window))
+                if not chunk:
+                    break
+                seen += len(chunk)
+                per_item = [self.preprocess(x, **pre) for x in chunk]
+                flat = [(i, f) for i, feats in enumerate(per_item) for f in feats]
+                left = [len(feats) for feats in per_item]
+                done = sum(1 for c in left if c == 0)
+                order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]["input_ids"]), reverse=True)
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    outs = self._forward_batch([flat[k][1] for k in idx], fwd)
+                    finished = 0
+                    for k, out in zip(idx, outs):
+                        flat[k][1]["output"] = out
+                        i = flat[k][0]
+                        left[i] -= 1
+                        finished += left[i] == 0
+                    progress.update(finished + done, seen)
+                    done = 0
+                if done:
+                    progress.update(done, seen)
+                for item, feats in zip(chunk, per_item):
+                    yield self.postprocess(item, feats, **post)
+        finally:
+            progress.close()
+
+    def _split_params(self, **kwargs: Any) -> dict[str, Any]:
+        merged = {**self._init_params, **kwargs}
+        batch_size = merged.pop("batch_size", None)
+        progress = merged.pop("progress", None)
+        params = self._sanitize(**merged)
+        params.setdefault("preprocess", {})
+        params.setdefault("postprocess", {})
+        params["batch_size"] = batch_size
+        if progress is not None:
+            params["progress"] = progress
+        return params
+
+    def _single(self, item: Any, params: dict[str, Any]) -> Any:
+        return next(iter(self._run([item], params, 1)))
+
+    def _many(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        return list(self._run(items, params, len(items)))
+
+    def _stream(self, items: Iterable[Any], params: dict[str, Any]) -> Iterator[Any]:
+        yield from self._run(items, params, None)
+
+    def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        params = self._split_params(**kwargs)
+        if isinstance(inputs, (list, tuple)):
+            return self._many(list(inputs), params)
+        if _is_stream(inputs):
+            return self._stream(inputs, params)
+        return self._single(inputs, params)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, device={self.device})"
+
+
+def _is_stream(x: Any) -> bool:
+    if isinstance(x, (str, bytes, dict, list, tuple)):
+        return False
+    if isinstance(x, types.GeneratorType):
+        return True
+    return isinstance(x, Iterator) or (isinstance(x, Iterable) and not isinstance(x, (torch.Tensor,)))
+
+
+def _preview(text: Any, n: int = 60) -> str:
+    s = text if isinstance(text, str) else str(text)
+    s = s.replace("\n", " ")
+    return repr(s[:n] + ("..." if len(s) > n else ""))
+
+
+def read_json_file(path: str | None) -> Any:
+    if path is None or not os.path.isfile(path):
+        return None
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,483 @@
+"""fastbert.pipeline against transformers.pipeline (a test-only dependency) on tiny random checkpoints of
+every head, against sentence-transformers on the real MiniLM, and on antiberty's masked LM.
+
+transformers 5 dropped the extractive question-answering pipeline; question-answering is checked
+against a brute-force reference written here on transformers' model and tokenizer (its ``Encoding``
+word/char maps), following transformers 4's pipeline: span softmax over context tokens, doc_stride
+spans, answers aligned to words, equal answers merged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import fastbert
+from fastbert.hub import embedded_model_path
+from fastbert.pipelines import SUPPORTED_TASKS, check_task
+
+transformers = pytest.importorskip("transformers")
+
+WORDS = (
+    "the a of and to in is was he she it that for on with as his her at by plants create energy through "
+    "process known photosynthesis paris capital france city john lives new york works google what where who "
+    "does answer question sun light green leaf river long old born"
+).split()
+VOCAB = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + WORDS
+    + ["##s", "##ing", "##ed", "##er", ".", ",", "?", "!"]
+    + list("abcdefghijklmnopqrstuvwxyz")
+    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+)
+HEADS = {
+    "mlm": ("BertForMaskedLM", {}),
+    "seq": ("BertForSequenceClassification", {"id2label": {0: "NEG", 1: "POS", 2: "NEU"}}),
+    "seq1": ("BertForSequenceClassification", {"id2label": {0: "SCORE"}}),
+    "tok": ("BertForTokenClassification", {"id2label": {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}}),
+    "qa": ("BertForQuestionAnswering", {}),
+    "base": ("BertModel", {}),
+}
+MAX_POS = 64
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """Folders of tiny random checkpoints of every head, each with a tokenizer of VOCAB."""
+    root = tmp_path_factory.mktemp("pipelines")
+    vocab_dir = root / "vocab"
+    vocab_dir.mkdir()
+    (vocab_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    tok = transformers.BertTokenizerFast.from_pretrained(str(vocab_dir), model_max_length=MAX_POS)
+    out = {}
+    for i, (name, (cls_name, extra)) in enumerate(HEADS.items()):
+        torch.manual_seed(i)
+        extra = dict(extra)
+        if "id2label" in extra:
+            extra["label2id"] = {v: k for k, v in extra["id2label"].items()}
+        cfg = transformers.BertConfig(
+            vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=MAX_POS, **extra,
+        )
+        model = getattr(transformers, cls_name)(cfg).eval()
+        path = root / name
+        model.save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        out[name] = str(path)
+    return out
+
+
+_HF: dict = {}
+_FB: dict = {}
+
+
+def hf_pipe(task, path, **kw):
+    key = (task, path, tuple(sorted(kw.items())))
+    if key not in _HF:
+        _HF[key] = transformers.pipeline(task, model=path, **kw)
+    return _HF[key]
+
+
+def fb_pipe(task, path, **kw):
+    key = (task, path, tuple(sorted(kw.items())))
+    if key not in _FB:
+        _FB[key] = fastbert.pipeline(task, model=path, **kw)
+    return _FB[key]
+
+
+def assert_same(a, b, atol=1e-4, path="out"):
+    """Same structure, keys in the same order, same strings and ints, floats within atol."""
+    if isinstance(b, dict):
+        assert isinstance(a, dict), f"{path}: {type(a).__name__} vs dict"
+        assert list(a) == list(b), f"{path}: keys {list(a)} vs {list(b)}"
+        for k in b:
+            assert_same(a[k], b[k], atol, f"{path}.{k}")
+    elif isinstance(b, (list, tuple)):
+        assert isinstance(a, (list, tuple)), f"{path}: {type(a).__name__} vs list"
+        assert len(a) == len(b), f"{path}: length {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, atol, f"{path}[{i}]")
+    elif isinstance(b, (float, np.floating)):
+        assert isinstance(a, (float, np.floating)), f"{path}: {a!r} vs {b!r}"
+        assert abs(float(a) - float(b)) <= atol, f"{path}: {a} vs {b}"
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+# ======================================================================================= task names
+
+
+def test_unknown_task_lists_tasks():
+    with pytest.raises(ValueError) as e:
+        fastbert.pipeline("summarization", model="x")
+    for task in SUPPORTED_TASKS:
+        assert task in str(e.value)
+    assert check_task("ner") == "token-classification"
+    assert check_task("sentiment-analysis") == "text-classification"
+
+
+def test_no_transformers_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastbert\n"
+        "from fastbert.pipelines import pipeline\n"
+        "assert 'transformers' not in sys.modules, 'transformers imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ======================================================================================= fill-mask
+
+FILL_INPUTS = [
+    "plants create [MASK] through a process known as photosynthesis.",
+    "the [MASK] of france is paris.",
+    "[MASK] lives in new [MASK].",
+]
+
+
+def test_fill_mask_matches_transformers(ckpt):
+    ours, ref = fb_pipe("fill-mask", ckpt["mlm"]), hf_pipe("fill-mask", ckpt["mlm"])
+    for x in FILL_INPUTS:  # one mask, several masks
+        assert_same(ours(x), ref(x))
+    assert_same(ours(FILL_INPUTS), ref(FILL_INPUTS))  # a list, mixed one/several masks
+    assert_same(ours(FILL_INPUTS[:1]), ref(FILL_INPUTS[:1]))  # a one-element list
+    assert_same(ours(FILL_INPUTS, top_k=2), ref(FILL_INPUTS, top_k=2))
+    assert_same(ours(FILL_INPUTS, top_k=3, batch_size=2), ref(FILL_INPUTS, top_k=3))
+    r = ours(FILL_INPUTS[0])
+    assert list(r[0]) == ["score", "token", "token_str", "sequence"]
+
+
+def test_fill_mask_targets(ckpt):
+    ours, ref = fb_pipe("fill-mask", ckpt["mlm"]), hf_pipe("fill-mask", ckpt["mlm"])
+    targets = ["paris", "city", "energy"]
+    assert_same(ours(FILL_INPUTS, targets=targets), ref(FILL_INPUTS, targets=targets))
+    assert_same(ours(FILL_INPUTS[0], targets="paris"), ref(FILL_INPUTS[0], targets="paris"))
+    with pytest.warns(UserWarning, match="does not exist in the model vocabulary"):
+        got = ours(FILL_INPUTS[1], targets=["parisian"])
+    assert len(got) == 1
+
+
+def test_fill_mask_without_mask_is_a_clear_error(ckpt):
+    fill = fb_pipe("fill-mask", ckpt["mlm"])
+    with pytest.raises(ValueError, match=r"no mask token \(\[MASK\]\)"):
+        fill("paris is the capital of france.")
+    with pytest.raises(ValueError, match="no mask token"):
+        fill(["the [MASK] of france", "no mask here"])
+
+
+def test_long_input_truncated_with_warning_or_error(ckpt):
+    fill = fb_pipe("fill-mask", ckpt["mlm"])
+    text = "the [MASK] of france. " + "the city is old. " * 40
+    with pytest.warns(UserWarning, match="truncated to the model's maximum of 64"):
+        out = fill(text)
+    assert len(out) == 5
+    with pytest.raises(ValueError, match="longer than the model's maximum of 64"):
+        fill(text, truncation=False)
+    cls = fb_pipe("text-classification", ckpt["seq"])
+    with pytest.warns(UserWarning, match="truncated"):
+        cls(text)
+
+
+def test_batching_order_and_generators(ckpt):
+    fill = fb_pipe("fill-mask", ckpt["mlm"])
+    texts = [("the city " * (i % 7)) + "[MASK] is old." for i in range(23)]
+    one_by_one = [fill(t) for t in texts]
+    batched = fill(texts, batch_size=4)
+    assert_same(batched, one_by_one)
+    gen = fill((t for t in texts), batch_size=4)
+    assert not isinstance(gen, list)
+    assert_same(list(gen), one_by_one)
+
+    # a generator is read a window at a time, not all at once
+    import fastbert.pipelines.base as base
+
+    read = []
+
+    def source():
+        for i, t in enumerate(texts * 20):
+            read.append(i)
+            yield t
+
+    it = fill(source(), batch_size=2)
+    first = next(it)
+    assert_same(first, one_by_one[0])
+    assert len(read) <= max(2 * base.WINDOW_BATCHES, 64) + 1 < len(texts) * 20
+
+
+def test_progress_bar_only_when_asked_or_terminal(ckpt, capsys):
+    fill = fb_pipe("fill-mask", ckpt["mlm"])
+    texts = ["the [MASK] of france."] * 5
+    fill(texts, batch_size=2)  # stderr is not a terminal: no bar
+    assert "input" not in capsys.readouterr().err
+    fill(texts, batch_size=2, progress=True)
+    assert "fill-mask" in capsys.readouterr().err
+    fill(texts, batch_size=8, progress=True)  # one batch: no bar
+    assert "fill-mask" not in capsys.readouterr().err
+
+
+# =========================================================================== feature extraction
+
+
+def test_feature_extraction_matches_transformers(ckpt):
+    ours, ref = fb_pipe("feature-extraction", ckpt["base"]), hf_pipe("feature-extraction", ckpt["base"])
+    texts = ["the sun light", "a", "green leaf of the old river, known as paris"]
+    assert_same(ours(texts[0]), ref(texts[0]))
+    assert_same(ours(texts), ref(texts))
+    t = ours(texts[2], return_tensors=True)
+    assert isinstance(t, torch.Tensor) and t.shape == (1, len(ref(texts[2])[0]), 32)
+    # any head's folder gives its encoder's states
+    enc = fb_pipe("feature-extraction", ckpt["mlm"])("the sun")
+    assert np.asarray(enc).shape[-1] == 32
+
+
+# ======================================================================================= text-classification
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"top_k": None}, {"top_k": 2}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"function_to_apply": "none", "top_k": None}],
+)
+def test_text_classification_matches_transformers(ckpt, kw):
+    ours, ref = fb_pipe("text-classification", ckpt["seq"]), hf_pipe("text-classification", ckpt["seq"])
+    inputs = [
+        "the capital of france",
+        ["a b c", "paris is a city"],
+        {"text": "who lives in paris", "text_pair": "john lives in paris"},
+        [{"text": "who", "text_pair": "john"}, {"text": "what is", "text_pair": "the sun"}],
+    ]
+    for x in inputs:
+        assert_same(ours(x, **kw), ref(x, **kw))
+
+
+def test_text_classification_single_label_and_id2label(ckpt):
+    ours, ref = fb_pipe("text-classification", ckpt["seq1"]), hf_pipe("text-classification", ckpt["seq1"])
+    assert_same(ours(["the sun", "paris"]), ref(["the sun", "paris"]))  # one label: sigmoid
+    assert ours("the sun")[0]["label"] == "SCORE"
+    assert {r["label"] for r in fb_pipe("text-classification", ckpt["seq"])("x", top_k=None)} == {"NEG", "POS", "NEU"}
+
+
+# ====================================================================================== token-classification
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+def test_token_classification_matches_transformers(ckpt, strategy):
+    ours = fb_pipe("token-classification", ckpt["tok"], aggregation_strategy=strategy)
+    ref = hf_pipe("token-classification", ckpt["tok"], aggregation_strategy=strategy)
+    texts = ["John lives in New York, works at Googles.", "photosynthesising plants xyzzy", "Où est Zürich?"]
+    for x in texts:
+        assert_same(ours(x), ref(x))
+        assert_same(ours(x, ignore_labels=[]), ref(x, ignore_labels=[]))
+    assert_same(ours(texts, ignore_labels=[]), ref(texts, ignore_labels=[]))
+    for ent in ours(texts[0], ignore_labels=[]):
+        assert texts[0][ent["start"] : ent["end"]].lower().replace(" ", "") == ent["word"].replace("##", "").replace(" ", "")
+
+
+def test_token_classification_stride(ckpt):
+    text = "John lives in New York and works at the old city of paris. " * 12
+    ours = fb_pipe("token-classification", ckpt["tok"], aggregation_strategy="simple")
+    ref = hf_pipe("token-classification", ckpt["tok"], aggregation_strategy="simple")
+    assert_same(ours(text, stride=16, ignore_labels=[]), ref(text, stride=16, ignore_labels=[]))
+    with pytest.raises(ValueError, match="stride"):
+        fb_pipe("token-classification", ckpt["tok"])(text, stride=16)
+
+
+# ======================================================================================== question-answering
+
+
+def _ref_qa(model, tok, question, context, top_k=1, doc_stride=None, max_seq_len=None, max_answer_len=15, handle_impossible_answer=False):
+    """transformers 4's extractive QA, brute force over spans, with the tokenizer's Encoding word maps."""
+    max_seq_len = max_seq_len or min(tok.model_max_length, 384)
+    doc_stride = doc_stride if doc_stride is not None else min(max_seq_len // 2, 128)
+    enc = tok(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
+              return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True)
+    answers, null = [], 1e6
+    for i, encoding in enumerate(enc.encodings):
+        ids = torch.tensor([encoding.ids])
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.tensor([encoding.type_ids]))
+        ok = torch.tensor([s == 1 or t == tok.cls_token_id for s, t in zip(encoding.sequence_ids, encoding.ids)])
+        ps = torch.where(ok, out.start_logits[0], torch.tensor(-10000.0)).softmax(-1)
+        pe = torch.where(ok, out.end_logits[0], torch.tensor(-10000.0)).softmax(-1)
+        null = min(null, (ps[0] * pe[0]).item())
+        spans = []
+        ctx = [j for j, s in enumerate(encoding.sequence_ids) if s == 1]
+        for s in ctx:
+            for e in ctx:
+                if s <= e < s + max_answer_len:
+                    spans.append(((ps[s] * pe[e]).item(), s, e))
+        spans.sort(reverse=True)
+        for score, s, e in spans[:top_k]:
+            a = encoding.word_to_chars(encoding.token_to_word(s), 1)[0]
+            b = encoding.word_to_chars(encoding.token_to_word(e), 1)[1]
+            text = context[a:b]
+            same = [x for x in answers if x["answer"].lower() == text.lower()]
+            if same:
+                same[0]["score"] += score
+            else:
+                answers.append({"score": score, "start": a, "end": b, "answer": text})
+    if handle_impossible_answer:
+        answers.append({"score": null, "start": 0, "end": 0, "answer": ""})
+    answers = sorted(answers, key=lambda x: x["score"], reverse=True)[:top_k]
+    return answers[0] if len(answers) == 1 else answers
+
+
+@pytest.fixture(scope="module")
+def qa_ref(ckpt):
+    model = transformers.BertForQuestionAnswering.from_pretrained(ckpt["qa"]).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(ckpt["qa"])
+    return model, tok
+
+
+QA = [
+    {"question": "where does john live?", "context": "John lives in New York and works at Google. His sister lives in Paris."},
+    {"question": "what is the capital?", "context": "Paris is the capital of France, an old city on a long river."},
+]
+
+
+@pytest.mark.parametrize("kw", [{}, {"top_k": 3}, {"handle_impossible_answer": True}, {"max_answer_len": 2, "top_k": 2}])
+def test_question_answering_matches_reference(ckpt, qa_ref, kw):
+    qa = fb_pipe("question-answering", ckpt["qa"])
+    for ex in QA:
+        got = qa(question=ex["question"], context=ex["context"], **kw)
+        assert_same(got, _ref_qa(*qa_ref, ex["question"], ex["context"], **kw), atol=1e-5)
+    many = qa(QA, **kw)
+    assert_same(many, [_ref_qa(*qa_ref, ex["question"], ex["context"], **kw) for ex in QA], atol=1e-5)
+    one = qa(QA[0], **kw)
+    assert_same(one, _ref_qa(*qa_ref, QA[0]["question"], QA[0]["context"], **kw), atol=1e-5)
+
+
+def test_question_answering_long_context_doc_stride(ckpt, qa_ref):
+    qa = fb_pipe("question-answering", ckpt["qa"])
+    context = " ".join(
+        f"{w} lives in the old city of paris and works at google near the {v} river." for w, v in zip(WORDS * 2, WORDS[::-1] * 2)
+    )
+    q = "where does john work?"
+    for kw in [{"doc_stride": 16}, {"doc_stride": 8, "top_k": 4}, {"doc_stride": 20, "handle_impossible_answer": True, "top_k": 2}]:
+        got = qa(question=q, context=context, **kw)
+        assert_same(got, _ref_qa(*qa_ref, q, context, **kw), atol=1e-5)
+    ans = qa({"question": q, "context": context}, doc_stride=16)
+    assert context[ans["start"] : ans["end"]] == ans["answer"]
+    assert list(ans) == ["score", "start", "end", "answer"]
+    with pytest.raises(ValueError, match="context"):
+        qa(question=q, context="")
+
+
+# ==================================================================== loaded models, wrong heads, devices
+
+
+def test_loaded_transformers_objects(ckpt):
+    """The pipeline logic on transformers' own model and tokenizer objects (same API by design)."""
+    model = transformers.BertForMaskedLM.from_pretrained(ckpt["mlm"]).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(ckpt["mlm"])
+    ours = fastbert.pipeline("fill-mask", model=model, tokenizer=tok)
+    assert ours.device == torch.device("cpu")
+    assert_same(ours(FILL_INPUTS), hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS))
+    fb_model = fastbert.AutoModelForMaskedLM.from_pretrained(ckpt["mlm"])
+    ours = fastbert.pipeline("fill-mask", model=fb_model, tokenizer=ckpt["mlm"])
+    assert_same(ours(FILL_INPUTS), hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS))
+
+
+def test_wrong_architecture_is_a_clear_error(ckpt):
+    with pytest.raises(ValueError, match="BertForSequenceClassification.*no head for fill-mask"):
+        fastbert.pipeline("fill-mask", model=ckpt["seq"])
+    with pytest.raises(ValueError, match="BertModel.*no head for question-answering"):
+        fastbert.pipeline("question-answering", model=ckpt["base"])
+    with pytest.raises(ValueError, match="no head for text-classification"):
+        fastbert.pipeline("text-classification", model=fastbert.AutoModel.from_pretrained(ckpt["base"]), tokenizer=ckpt["base"])
+    with pytest.raises(ValueError, match="needs a model"):
+        fastbert.pipeline("fill-mask")
+
+
+def test_task_inferred_from_architecture(ckpt):
+    assert fastbert.pipeline(model=ckpt["tok"]).task == "token-classification"
+    assert fastbert.pipeline(model=embedded_model_path()).task == "sentence-embedding"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_device_0_without_cuda_fails_like_torch(ckpt):
+    with pytest.raises((AssertionError, RuntimeError), match="(?i)cuda"):
+        fastbert.pipeline("fill-mask", model=ckpt["mlm"], device=0)
+
+
+def test_dtype_and_attn_implementation(ckpt):
+    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1)
+    assert fill.model.dtype == torch.bfloat16
+    ref = hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS[0])
+    got = fill(FILL_INPUTS[0])
+    assert [r["token_str"] for r in got][:1] == [r["token_str"] for r in ref][:1]
+    assert abs(got[0]["score"] - ref[0]["score"]) < 0.05
+    with pytest.raises(ValueError, match="unknown dtype"):
+        fastbert.pipeline("fill-mask", model=ckpt["mlm"], torch_dtype="int3")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("attn", ["sdpa", "triton"])
+def test_fill_mask_fp16_cuda(ckpt, attn):
+    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"], torch_dtype=torch.float16, device=0, attn_implementation=attn)
+    assert fill.model.device.type == "cuda"
+    ref = hf_pipe("fill-mask", ckpt["mlm"])
+    assert_same(fill(FILL_INPUTS, batch_size=2), ref(FILL_INPUTS), atol=5e-3)
+
+
+# ====================================================================================== real models
+
+
+def test_minilm_sentence_embedding_matches_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["A man is eating food.", "Plants create energy through photosynthesis.", "hi", "The quick brown fox " * 10]
+    ref = st.SentenceTransformer(embedded_model_path(), device="cpu").encode(texts, convert_to_numpy=True)
+    emb = fastbert.pipeline("sentence-embedding")  # the MiniLM that ships offline
+    got = np.asarray(emb(texts, batch_size=3))
+    assert got.shape == ref.shape == (4, 384)
+    np.testing.assert_allclose(got, ref, atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # modules.json: Normalize
+    one = emb(texts[0])
+    assert isinstance(one, list) and len(one) == 384
+    t = emb(texts, return_tensors=True)
+    assert isinstance(t, torch.Tensor) and t.shape == (4, 384)
+    # pooling override: CLS, not normalized
+    cls = fastbert.pipeline("sentence-embedding", pooling="cls", normalize=False)(texts[1])
+    fe = fastbert.pipeline("feature-extraction")(texts[1])
+    np.testing.assert_allclose(cls, fe[0][0], atol=1e-5)
+
+
+def test_minilm_feature_extraction_matches_transformers():
+    ours = fastbert.pipeline("feature-extraction")
+    ref = hf_pipe("feature-extraction", embedded_model_path())
+    text = "Plants create energy through a process known as photosynthesis."
+    np.testing.assert_allclose(np.asarray(ours(text)), np.asarray(ref(text)), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def antiberty_folder(tmp_path_factory):
+    pytest.importorskip("antiberty")
+    import antiberty
+
+    src = os.path.join(os.path.dirname(antiberty.__file__), "trained_models")
+    dst = tmp_path_factory.mktemp("antiberty")
+    for name in ("config.json", "pytorch_model.bin"):
+        os.symlink(os.path.join(src, "AntiBERTy_md_smooth", name), dst / name)
+    shutil.copy(os.path.join(src, "vocab.txt"), dst / "vocab.txt")
+    (dst / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512}))
+    return str(dst)
+
+
+def test_antiberty_fill_mask_matches_transformers(antiberty_folder):
+    model = transformers.BertForMaskedLM.from_pretrained(antiberty_folder).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(antiberty_folder)
+    ref = transformers.pipeline("fill-mask", model=model, tokenizer=tok)
+    ours = fastbert.pipeline("fill-mask", model=antiberty_folder)
+    seqs = [
+        "E V Q L [MASK] E S G G G L V Q P G G S L R L S C A A S",
+        "Q V Q L V Q S G A E V K K P G [MASK] S V K V S C K [MASK] S",
+    ]
+    assert_same(ours(seqs, top_k=3), ref(seqs, top_k=3), atol=1e-4)
+    assert ours(seqs[0])[0]["token_str"] in list("ACDEFGHIKLMNPQRSTVWY")
