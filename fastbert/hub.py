@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 
+_UNREACHABLE: set[tuple[str, str | None]] = set()
+
+
 def is_local(path_or_id: str | os.PathLike) -> bool:
     return os.path.isdir(path_or_id)
 
@@ -45,6 +48,9 @@ def resolve_file(
         RevisionNotFoundError,
     )
 
+    # once the hub could not be reached for a repository, later files of it come from the cache only:
+    # one network timeout per model, not one per file
+    offline = local_files_only or (path_or_id, revision) in _UNREACHABLE
     try:
         return hf_hub_download(
             path_or_id,
@@ -52,9 +58,20 @@ def resolve_file(
             subfolder=subfolder or None,
             revision=revision,
             cache_dir=cache_dir,
-            local_files_only=local_files_only,
+            local_files_only=offline,
             token=token,
         )
+    # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first
+    except LocalEntryNotFoundError:
+        _UNREACHABLE.add((path_or_id, revision))
+        # Offline and not cached. Only the first file of a model decides that it cannot be had;
+        # optional files are simply absent.
+        if not required:
+            return None
+        raise OSError(
+            f"could not reach the Hugging Face hub to fetch {filename} of {path_or_id!r}, and it is not in "
+            "the local cache: pass a local folder that holds the model instead"
+        ) from None
     except EntryNotFoundError:
         if required:
             raise OSError(f"{path_or_id} has no file named {filename}") from None
@@ -65,18 +82,10 @@ def resolve_file(
         ) from None
     except RevisionNotFoundError:
         raise OSError(f"{path_or_id!r} has no revision {revision!r}") from None
-    except LocalEntryNotFoundError:
-        # Offline and not cached. Only the first file of a model decides that it cannot be had;
-        # optional files are simply absent.
-        if not required:
-            return None
-        raise OSError(
-            f"could not reach the Hugging Face hub to fetch {filename} of {path_or_id!r}, and it is not in "
-            "the local cache: pass a local folder that holds the model instead"
-        ) from None
     except Exception as e:  # network errors of every kind: say what to do
         if not required and "404" in str(e):
             return None
+        _UNREACHABLE.add((path_or_id, revision))
         raise OSError(
             f"could not fetch {filename} of {path_or_id!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
             "pass a local folder that holds the model instead"

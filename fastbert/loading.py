@@ -116,8 +116,10 @@ def find_and_load_weights(
     from_tf: bool = False,
     from_flax: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors, by transformers 4's order of preference."""
-    if not (from_tf or from_flax):
+    """The checkpoint's tensors, by transformers 4's order of preference (with ``from_tf``/``from_flax``,
+    those formats first, then PyTorch weights when the folder has none of them, as transformers 4)."""
+
+    def pytorch_weights():
         candidates = []
         if use_safetensors is not False:
             candidates += [(SAFE_WEIGHTS_NAME, False), (SAFE_WEIGHTS_INDEX_NAME, True)]
@@ -127,6 +129,12 @@ def find_and_load_weights(
             path = resolve_file(path_or_id, name, required=False, **hub_kwargs)
             if path is not None:
                 return _load_sharded(path, path_or_id, hub_kwargs) if sharded else load_state_dict_file(path)
+        return None
+
+    if not (from_tf or from_flax):
+        state = pytorch_weights()
+        if state is not None:
+            return state
     try:
         from . import legacy
     except ImportError:  # pragma: no cover - legacy formats are optional
@@ -136,6 +144,10 @@ def find_and_load_weights(
         if found is not None:
             kind, files = found
             return legacy.load_legacy_checkpoint(kind, files)
+    if from_tf or from_flax:
+        state = pytorch_weights()
+        if state is not None:
+            return state
     raise OSError(
         f"{path_or_id} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
         "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt"
@@ -174,8 +186,14 @@ def load_into_model(
     model: nn.Module, state: dict[str, torch.Tensor], *, ignore_mismatched_sizes: bool = False, source: str = ""
 ) -> dict[str, list]:
     """Copy a checkpoint into ``model``; returns transformers' loading info (missing, unexpected, mismatched)."""
+    sources = getattr(state, "sources", {})  # legacy readers say which file and tensor each key came from
     state = rename_legacy_keys(state)
     state = adapt_prefix(state, model, model.base_model_prefix)
+    prefix = model.base_model_prefix + "."
+
+    def origin(key: str) -> str:
+        src = sources.get(key) or sources.get(prefix + key) or sources.get(key.removeprefix(prefix))
+        return f" (from {src})" if src else ""
     expected = model.state_dict()
     tied = set(getattr(model, "_tied_weights_keys", {}) or {})
     missing, mismatched, loaded = [], [], set()
@@ -191,7 +209,7 @@ def load_into_model(
                 missing.append(key)
                 continue
             raise ValueError(
-                f"{source or 'checkpoint'}: tensor {key} has shape {tuple(value.shape)}, the model (from its config) "
+                f"{source or 'checkpoint'}: tensor {key}{origin(key)} has shape {tuple(value.shape)}, the model (from its config) "
                 f"expects {tuple(param.shape)}; pass ignore_mismatched_sizes=True to re-initialise it"
             )
         loaded.add(key)

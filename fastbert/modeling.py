@@ -531,6 +531,24 @@ class BertPreTrainedModel(PreTrainedMixin, nn.Module):
     def num_parameters(self, only_trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
+    def cuda_graphs(self, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
+        """Opt in to CUDA graphs for small batches on the triton backend (see ``fastbert.cuda_graphs``).
+
+        Each (batch, length) bucket up to ``max_batch`` × ``max_seqlen`` is captured on first use and
+        replayed after; other shapes and calls run the normal forward. ``enabled=False`` turns it off.
+        Returns the model.
+        """
+        from .cuda_graphs import GraphRunner
+
+        base = self._base() if self.base_model_prefix and hasattr(self, self.base_model_prefix) else self
+        if not enabled:
+            base._graph_runner = None
+        else:
+            if base.device.type != "cuda":
+                raise ValueError("CUDA graphs need the model on a CUDA device")
+            base._graph_runner = runner or GraphRunner(base, max_batch, max_seqlen)
+        return self
+
     def _warn_fallback(self, reason: str) -> None:
         if reason not in self._fallback_warned:
             self._fallback_warned.add(reason)
@@ -587,6 +605,7 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+        self._graph_runner = None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -734,6 +753,16 @@ class BertModel(BertPreTrainedModel):
         ops = self._ops(backend)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
 
+        runner = self._graph_runner
+        if runner is not None and backend == "triton" and position_ids is None and runner.covers(
+            input_ids, attention_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
+            past=past, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            use_cache=use_cache,
+        ):
+            hidden, pooled = runner.run(input_ids, attention_mask, token_type_ids)
+            out = O.BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden, pooler_output=pooled)
+            return out, (None, None, ops)
+
         emb = self.embeddings
         if position_ids is None:
             position_ids = emb.position_ids[:, past_length : past_length + seqlen].expand(batch, seqlen)
@@ -825,6 +854,23 @@ class BertModel(BertPreTrainedModel):
             cross_attentions=all_cross,
         )
         return out, (sequence_packed, packing, ops if backend != "eager" else None)
+
+
+    def _padded_body(self, input_ids, attention_mask, token_type_ids):
+        """The triton forward on a padded batch with a key-padding mask: no host reads, so a CUDA graph
+        can capture it. Returns (last_hidden_state, pooler_output)."""
+        ops = self._ops("triton")
+        batch, seqlen = input_ids.shape
+        position_ids = self.embeddings.position_ids[:, :seqlen].expand(batch, seqlen)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, None, ops)
+        meta = AttentionMeta(packing=None, key_mask=attention_mask.bool(), causal=False)
+        for layer in self.encoder.layer:
+            hidden = layer(hidden, meta, "triton", ops)[0]
+        pooled = None
+        if self.pooler is not None:  # a padded first position pools zeros, as in the packed path
+            first = hidden[:, 0] * attention_mask[:, :1].to(hidden.dtype)
+            pooled = self.pooler.activation(self.pooler.dense(first))
+        return hidden, pooled
 
 
 # --------------------------------------------------------------------------------------------- heads

@@ -239,3 +239,9 @@ def test_attn_implementation_choice(tmp_path):
         fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")
     with pytest.raises(ValueError, match="attn_implementation"):
         fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="nope")
+
+
+def test_from_tf_falls_back_to_pytorch_weights(tmp_path):
+    hf = save_tiny(tmp_path, "BertModel")
+    fb = fastbert.BertModel.from_pretrained(tmp_path, from_tf=True)
+    torch.testing.assert_close(fb.embeddings.word_embeddings.weight, hf.embeddings.word_embeddings.weight)
