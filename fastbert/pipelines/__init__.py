@@ -167,6 +167,41 @@ def _pooling_config(path: str | None) -> tuple[tuple[str, ...] | None, bool | No
     return modes, normalize, int(max_len) if max_len else None
 
 
+def _check_hub_reachable(model_id: str) -> None:
+    """Fail fast, with one message, for a hub id that is neither cached nor downloadable.
+
+    Without this, an unreachable hub costs a minute of retries before the loader gives up.
+    """
+    if os.path.isdir(model_id):
+        return
+    if os.path.isfile(model_id):
+        raise OSError(f"{model_id} is a file: pass the folder that holds the model")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return  # the loader reads the cache only, and says so
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # a proxy decides what is reachable
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+            return
+    except Exception:
+        pass
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError:
+        raise OSError(
+            f"{model_id!r} is not a local folder, and the Hugging Face hub ({host}) cannot be reached to "
+            "download it: pass a local folder that holds the model instead"
+        ) from None
+
+
 def _model_path(model: Any) -> str | None:
     for obj in (model, getattr(model, "config", None)):
         for attr in ("name_or_path", "_name_or_path"):
@@ -224,6 +259,7 @@ def pipeline(
 
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
+        _check_hub_reachable(path)
         from fastbert import auto
         from fastbert.config import BertConfig
 
