@@ -11,7 +11,7 @@ cross-attention. ``causal``: query i sees key j iff j <= i + Lk - Lq (bottom-rig
 sequence). ``scale`` multiplies q.k. Out: q's shape with v's head dim, contiguous, q's dtype.
 A query with nothing to attend to (fully padded, empty key sequence) gets zeros.
 
-Numerics: q.k and p.v on tensor cores (fp32 inputs: IEEE fp32, no TF32) with fp32 accumulation;
+Numerics: q.k and p.v on tensor cores with fp32 accumulation (fp32 inputs: IEEE fp32, no TF32);
 running max / sum in fp32 (base-2 exponentials with log2(e) folded into the scale); p rounded to
 v's dtype before p.v, as flash-attention does.
 Reference: ``fastbert.ops.TorchOps.attention_padded`` / ``.attention_varlen`` (SDPA).
@@ -32,14 +32,17 @@ MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
 _LOG2E = 1.4426950408889634
 
-# Hopper-leaning configs, few on purpose: each costs a compile on first call. First entry is the
-# interpreter's (and a safe default for short sequences).
+# fp16/bf16: Hopper-leaning configs, few on purpose: each costs a compile on the first call of a
+# (head dim, causal, layout) combination. The first entry is the interpreter's.
 _CONFIGS = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
 ]
+# fp32 (IEEE dots run on CUDA cores, compile is slow and shared memory large): one fixed config
+# that fits sm_80/sm_90 shared memory at head dim 128, no autotuning.
+_FP32_META = {"BLOCK_M": 64, "BLOCK_N": 32, "num_warps": 4, "num_stages": 2}
 
 
 @triton.jit
@@ -100,7 +103,6 @@ def _attn_inner(
     return acc, l_i, m_i
 
 
-@autotune(_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "IS_VARLEN", "HAS_KPM", "seqlen_bucket"])
 @triton.jit
 def _attn_fwd_kernel(
     Q,  # queries: (B, Lq, heads, D) padded or (Tq, heads, D) varlen, strides stride_q*
@@ -202,6 +204,11 @@ def _attn_fwd_kernel(
     )
 
 
+_attn_fwd_tuned = autotune(_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "IS_VARLEN", "HAS_KPM", "seqlen_bucket"])(
+    _attn_fwd_kernel
+)
+
+
 def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal):
     heads, d = q.shape[-2], q.shape[-1]
     if batch == 0 or max_seqlen_q == 0:
@@ -209,7 +216,9 @@ def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seql
     sqb, skb, svb, sob, smb = strides_b
     grid = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch)
     varlen = cu_q is not None
-    wrap_triton(_attn_fwd_kernel)[grid](
+    fp32 = q.dtype == torch.float32
+    kernel = _attn_fwd_kernel if fp32 else _attn_fwd_tuned
+    wrap_triton(kernel)[grid](
         q, k, v, o,
         kpm if kpm is not None else q,
         cu_q if varlen else q,
@@ -227,7 +236,8 @@ def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seql
         IS_VARLEN=varlen,
         HAS_KPM=kpm is not None,
         IS_CAUSAL=causal,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        PRECISION="ieee" if fp32 else "tf32",
+        **(_FP32_META if fp32 else {}),
     )  # fmt: skip
 
 
