@@ -14,9 +14,15 @@ import pytest
 import torch
 
 import fastbert
-from test_pipelines import FILL_INPUTS, assert_same, ckpt  # noqa: F401  (ckpt: the tiny checkpoints fixture)
 
 pytest.importorskip("transformers")
+
+from test_pipelines import FILL_INPUTS, assert_same, build_checkpoints  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return build_checkpoints(tmp_path_factory.mktemp("cli"))
 
 
 def run(*args, stdin="", env=None, cwd=None):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 
 import numpy as np
 import pytest
@@ -47,10 +46,8 @@ HEADS = {
 MAX_POS = 64
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
+def build_checkpoints(root) -> dict[str, str]:
     """Folders of tiny random checkpoints of every head, each with a tokenizer of VOCAB."""
-    root = tmp_path_factory.mktemp("pipelines")
     vocab_dir = root / "vocab"
     vocab_dir.mkdir()
     (vocab_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
@@ -71,6 +68,11 @@ def ckpt(tmp_path_factory):
         tok.save_pretrained(str(path))
         out[name] = str(path)
     return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return build_checkpoints(tmp_path_factory.mktemp("pipelines"))
 
 
 _HF: dict = {}
@@ -257,6 +259,14 @@ def test_text_classification_matches_transformers(ckpt, kw):
         assert_same(ours(x, **kw), ref(x, **kw))
 
 
+@pytest.mark.parametrize("init", [{"top_k": None}, {"top_k": 2}, {"function_to_apply": "none"}])
+def test_text_classification_construction_defaults(ckpt, init):
+    ours, ref = fb_pipe("text-classification", ckpt["seq"], **init), hf_pipe("text-classification", ckpt["seq"], **init)
+    for x in ["the capital of france", ["a b c", "paris is a city"], {"text": "who", "text_pair": "john"}]:
+        assert_same(ours(x), ref(x))
+    assert_same(ours("the sun", top_k=1), ref("the sun", top_k=1))
+
+
 def test_text_classification_single_label_and_id2label(ckpt):
     ours, ref = fb_pipe("text-classification", ckpt["seq1"]), hf_pipe("text-classification", ckpt["seq1"])
     assert_same(ours(["the sun", "paris"]), ref(["the sun", "paris"]))  # one label: sigmoid
@@ -299,7 +309,7 @@ def _ref_qa(model, tok, question, context, top_k=1, doc_stride=None, max_seq_len
     enc = tok(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
               return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True)
     answers, null = [], 1e6
-    for i, encoding in enumerate(enc.encodings):
+    for encoding in enc.encodings:
         ids = torch.tensor([encoding.ids])
         with torch.no_grad():
             out = model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.tensor([encoding.type_ids]))

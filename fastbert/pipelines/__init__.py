@@ -146,6 +146,7 @@ def _pooling_config(path: str | None) -> tuple[tuple[str, ...] | None, bool | No
     if not path:
         return None, None, None
     from fastbert.hub import resolve_file
+
     from .tasks import pooling_modes_from_config
 
     def find(name: str) -> str | None:

@@ -244,7 +244,19 @@ class _Writer:
         self.tmp = None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fastbert run: warning: {message}", file=sys.stderr)
+
+
 def cli_main(args: argparse.Namespace) -> int:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _cli_main(args)
+
+
+def _cli_main(args: argparse.Namespace) -> int:
     from . import check_task, pipeline
 
     try:

@@ -343,9 +343,10 @@ class TextClassificationPipeline(Pipeline):
                 result = result[:top_k]
         return result
 
-    def _single(self, item, params):
-        out = super()._single(item, params)
-        if isinstance(item, str) and params["postprocess"].get("_legacy", True):
+    def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        out = super().__call__(inputs, **kwargs)
+        # as transformers: one text gives a list, unless top_k is given to this call
+        if isinstance(inputs, str) and "top_k" not in kwargs:
             return [out]
         return out
 
