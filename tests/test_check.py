@@ -1,0 +1,51 @@
+"""fastbert check: the comparison table users run, on a tiny random config."""
+
+import subprocess
+import sys
+
+import torch
+
+from fastbert import check
+
+
+def test_check_rows_and_tolerances():
+    rows = check.run_check(config="tiny", dtypes=("fp32", "bf16"), backends=("eager", "sdpa"), batch=3, seqlen=9)
+    names = {(r.provider, r.dtype) for r in rows}
+    assert ("fastbert sdpa", "bf16") in names and ("fastbert eager", "fp32") in names
+    assert ("transformers sdpa", "fp32") in names
+    ref = next(r for r in rows if r.provider == "fastbert eager" and r.dtype == "fp32")
+    assert ref.tolerance is None and ref.max_err == 0
+    sdpa32 = next(r for r in rows if r.provider == "fastbert sdpa" and r.dtype == "fp32")
+    assert sdpa32.ok and sdpa32.max_err < 1e-5
+    bf16 = next(r for r in rows if r.provider == "fastbert sdpa" and r.dtype == "bf16")
+    assert bf16.max_err > 1e-4  # bf16 really ran
+    table = check.format_table(rows)
+    assert "fastbert sdpa" in table and "tolerance" in table
+
+
+def test_check_flags_a_wrong_backend(monkeypatch):
+    """A backend that computes something else must fail the check (the check can fail)."""
+    import fastbert.modeling as modeling
+
+    real = modeling.sdpa_varlen
+    monkeypatch.setattr(modeling, "sdpa_varlen", lambda q, k, v, *a, **kw: real(q, k, v, *a, **kw) * 1.01)
+    rows = check.run_check(config="tiny", dtypes=("fp32",), backends=("eager", "sdpa"), batch=3, seqlen=9,
+                           with_transformers=False)
+    assert not next(r for r in rows if r.provider == "fastbert sdpa").ok
+
+
+def test_check_cli_exit_status():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbert", "check", "--config", "tiny", "--dtypes", "fp32", "--backends",
+         "eager,sdpa", "--no-transformers"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "all rows within tolerance" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "fastbert", "check", "--dtypes", "fp8"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown dtypes" in bad.stderr
+
+
+def test_check_default_model_is_the_embedded_minilm():
+    rows = check.run_check(dtypes=("fp32",), backends=("sdpa",), with_transformers=False)
+    assert rows[0].ok and torch.isfinite(torch.tensor(rows[0].max_err))

@@ -1,0 +1,83 @@
+"""BertConfig: transformers' fields and defaults, JSON round trips, unknown keys kept."""
+
+import json
+
+import pytest
+
+import fastbert
+
+transformers = pytest.importorskip("transformers")
+
+FIELDS = [
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
+    "initializer_range", "layer_norm_eps", "pad_token_id", "is_decoder", "add_cross_attention", "use_cache",
+    "classifier_dropout", "num_labels", "id2label", "label2id", "problem_type", "architectures",
+    "tie_word_embeddings", "output_hidden_states", "return_dict", "chunk_size_feed_forward",
+]
+
+
+def test_defaults_equal_transformers():
+    ours, theirs = fastbert.BertConfig(), transformers.BertConfig()
+    for field in FIELDS:
+        assert getattr(ours, field) == getattr(theirs, field), field
+    assert ours.position_embedding_type == "absolute"
+
+
+def test_json_round_trip_and_unknown_keys(tmp_path):
+    config = fastbert.BertConfig(hidden_size=48, num_attention_heads=4, num_labels=3, my_custom_key=[1, 2])
+    config.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["model_type"] == "bert" and data["my_custom_key"] == [1, 2]
+    assert data["id2label"] == {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}
+    again = fastbert.BertConfig.from_pretrained(tmp_path)
+    assert again == config and again.my_custom_key == [1, 2] and again.num_labels == 3
+    assert again.id2label[2] == "LABEL_2" and again.label2id["LABEL_1"] == 1
+    # transformers reads ours, we read transformers'
+    theirs = transformers.BertConfig.from_pretrained(tmp_path)
+    assert theirs.hidden_size == 48 and theirs.num_labels == 3
+    theirs.save_pretrained(tmp_path / "t")
+    assert fastbert.BertConfig.from_pretrained(tmp_path / "t").to_dict()["hidden_size"] == 48
+
+
+def test_config_without_model_type_and_google_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4}))
+    assert fastbert.BertConfig.from_pretrained(tmp_path).hidden_size == 64
+    google = tmp_path / "google"
+    google.mkdir()
+    (google / "bert_config.json").write_text(json.dumps({
+        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 32,
+        "initializer_range": 0.02, "intermediate_size": 37, "max_position_embeddings": 64,
+        "num_attention_heads": 4, "num_hidden_layers": 2, "type_vocab_size": 2, "vocab_size": 99,
+    }))
+    config = fastbert.BertConfig.from_pretrained(google)
+    assert config.layer_norm_eps == 1e-12 and config.vocab_size == 99
+
+
+def test_other_model_type_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="gpt2"):
+        fastbert.BertConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(OSError, match="not valid JSON"):
+        fastbert.BertConfig.from_pretrained(tmp_path)
+
+
+def test_num_labels_setter_and_label_maps():
+    config = fastbert.BertConfig(id2label={"0": "NEG", "1": "POS"})
+    assert config.num_labels == 2 and config.label2id == {"NEG": 0, "POS": 1}
+    config.num_labels = 4
+    assert list(config.id2label.values()) == ["LABEL_0", "LABEL_1", "LABEL_2", "LABEL_3"]
+    with pytest.raises(ValueError, match="num_labels"):
+        fastbert.BertConfig(num_labels=3, id2label={0: "a"})
+    with pytest.raises(ValueError, match="problem_type"):
+        fastbert.BertConfig(problem_type="ranking")
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, fastbert; fastbert.BertConfig; print('triton' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
