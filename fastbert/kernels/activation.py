@@ -84,9 +84,14 @@ def _bias_act_kernel(
     tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
+def contiguous_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t.contiguous()`` (a no-op when it already is), None stays None: (N,) vectors are read unit-stride."""
+    return None if t is None else t.contiguous()
+
+
 def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) for a row-tiled elementwise kernel: ~``tile`` elements a program."""
-    block_n = min(triton.next_power_of_2(max(n_cols, 16)), 2048)
+    block_n = min(triton.next_power_of_2(max(n_cols, 16)), 1024)
     block_m = max(1, min(64, tile // block_n))
     num_warps = 8 if block_m * block_n >= 8192 else 4
     return block_m, block_n, num_warps
@@ -101,6 +106,7 @@ def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> 
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return y
+    bias = contiguous_or_none(bias)
     block_m, block_n, num_warps = elementwise_settings(n)
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
     wrap_triton(_bias_act_kernel)[grid](

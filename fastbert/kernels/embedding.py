@@ -15,7 +15,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from ._compat import cast_out
-from .activation import check_vector
+from .activation import check_vector, contiguous_or_none
 from .layernorm import MAX_HIDDEN, row_settings
 
 
@@ -94,6 +94,7 @@ def embed_layernorm_op(
     y = torch.empty((t, h), dtype=word_weight.dtype, device=word_weight.device)
     if t == 0:
         return y
+    ln_weight, ln_bias = contiguous_or_none(ln_weight), contiguous_or_none(ln_bias)
     block_m, block_n, num_warps = row_settings(h)
     wrap_triton(_embed_layernorm_kernel)[(triton.cdiv(t, block_m),)](
         input_ids,

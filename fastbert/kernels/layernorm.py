@@ -18,7 +18,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from ._compat import cast_out
-from .activation import activation_code, apply_activation, check_input, check_vector
+from .activation import activation_code, apply_activation, check_input, check_vector, contiguous_or_none
 
 MAX_HIDDEN = 16384  # one row must fit one block
 
@@ -85,6 +85,7 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act):
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
+    bias, ln_weight, ln_bias = (contiguous_or_none(t) for t in (bias, ln_weight, ln_bias))
     block_m, block_n, num_warps = row_settings(n)
     wrap_triton(_layernorm_fwd_kernel)[(triton.cdiv(m, block_m),)](
         x2,

@@ -73,3 +73,10 @@ def test_gpu_compile_no_graph_break(device):
     b = torch.randn(3072, dtype=torch.float16, device=device)
     f = torch.compile(lambda x, b: ops.bias_act(x, b, "gelu"), fullgraph=True)
     torch.testing.assert_close(f(x, b), ops.bias_act(x, b, "gelu"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_bias(dtype, device):
+    x = torch.randn(7, 36, dtype=dtype, device=device)
+    b = torch.randn(72, dtype=dtype, device=device)[::2]
+    check_against_reference(*run_both("bias_act", x, b, "gelu"), dtype)

@@ -31,6 +31,7 @@ def test_embed_layernorm(dtype, t, hidden, with_pos, with_type, device):
 def test_strided_tables_int32_ids(dtype, device):
     h = 36
     w, p, tw, lw, lb = _tables(h, dtype, device)
+    lw = 1 + 0.1 * torch.randn(2 * h, dtype=dtype, device=device)[::2]  # strided LayerNorm weight
     w = torch.randn(V, 2 * h, dtype=dtype, device=device)[:, h:]  # row stride 2h
     p = torch.randn(h, P, dtype=dtype, device=device).t()  # transposed table
     ids = torch.randint(0, V, (9,), device=device, dtype=torch.int32)

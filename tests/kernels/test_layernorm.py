@@ -95,3 +95,13 @@ def test_gpu_compile_no_graph_break(device):
     ops = get_ops("triton")
     f = torch.compile(lambda *a: ops.add_layernorm(*a, 1e-12), fullgraph=True)
     torch.testing.assert_close(f(x, r, b, w, lb), ops.add_layernorm(x, r, b, w, lb, 1e-12))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_vectors(dtype, device):
+    """bias / LayerNorm weight and bias given as strided views (e.g. slices of a packed buffer)."""
+    x, r, _, _, _ = _params(7, 36, dtype, device)
+    packed = torch.randn(3, 72, dtype=dtype, device=device)
+    b, w, lb = packed[0, ::2], 1 + 0.1 * packed[1, 1::2], packed[2, ::2]
+    check_against_reference(*run_both("add_layernorm", x, r, b, w, lb, 1e-12), dtype)
+    check_against_reference(*run_both("bias_act_layernorm", x, b, w, lb, 1e-12, "gelu"), dtype)
