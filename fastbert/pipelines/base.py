@@ -282,7 +282,8 @@ class Pipeline:
         progress = _Progress(
             _progress_wanted(params.get("progress", self.progress)), total, batch_size, self.task
         )
-        window = max(batch_size * WINDOW_BATCHES, 64)
+        # inputs read and length-sorted together; ``window=1`` answers each input as it comes
+        window = params.get("window") or max(batch_size * WINDOW_BATCHES, 64)
         it = iter(items)
         seen = 0
         try:
@@ -318,12 +319,15 @@ class Pipeline:
         merged = {**self._init_params, **kwargs}
         batch_size = merged.pop("batch_size", None)
         progress = merged.pop("progress", None)
+        window = merged.pop("window", None)
         params = self._sanitize(**merged)
         params.setdefault("preprocess", {})
         params.setdefault("postprocess", {})
         params["batch_size"] = batch_size
         if progress is not None:
             params["progress"] = progress
+        if window is not None:
+            params["window"] = int(window)
         return params
 
     def _single(self, item: Any, params: dict[str, Any]) -> Any:

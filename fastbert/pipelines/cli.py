@@ -293,6 +293,8 @@ def _cli_main(args: argparse.Namespace) -> int:
     source = sys.stdin if args.input in (None, "-") else open(args.input, encoding="utf-8")
     try:
         inputs = _read_inputs(task, source, args.skip_empty)
+        if source.isatty():  # typed by hand: answer each line as it comes
+            kwargs["window"] = 1
         for i, result in enumerate(pipe(inputs, **kwargs)):
             writer.write(i, result)
         writer.finish()
