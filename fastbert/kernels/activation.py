@@ -1,7 +1,7 @@
 """Bias + activation, the intermediate layer of a BERT block: ``y = act(x + bias)``.
 
-In:  x (M, N) fp32/fp16/bf16, any strides (leading dims beyond 2 are flattened); bias (N,) in
-     x's dtype, or None.
+In:  x (M, N) fp32/fp16/bf16, any strides (leading dims beyond 2 are flattened); bias (N,) or
+     None (fp32/fp16/bf16, may differ from x's dtype).
 Out: y, x's shape, contiguous, x's dtype. Math in fp32, one rounding on store.
 
 Activations (Hugging Face ``hidden_act`` names): "gelu"/"gelu_python" (erf, BERT's default),
@@ -127,15 +127,19 @@ def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> 
 
 
 def check_vector(name: str, t: torch.Tensor | None, n: int, x: torch.Tensor) -> None:
-    """ValueError unless ``t`` is None or a (n,) tensor of x's dtype on x's device."""
+    """ValueError unless ``t`` is None or a (n,) fp32/fp16/bf16 tensor on x's device.
+
+    Its dtype may differ from x's (e.g. fp32 LayerNorm parameters with fp16 activations): kernels
+    read every operand in its own dtype into fp32.
+    """
     if t is None:
         return
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a tensor or None, got {type(t).__name__}")
     if t.dim() != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
-    if t.dtype != x.dtype:
-        raise ValueError(f"{name} dtype {t.dtype} does not match input dtype {x.dtype}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} dtype must be float32, float16 or bfloat16, got {t.dtype}")
     if t.device != x.device:
         raise ValueError(f"{name} is on {t.device}, input on {x.device}")
 

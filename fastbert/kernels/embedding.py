@@ -2,7 +2,8 @@
 
 In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_type_ids (T,)
      or None (= all type 0); word_weight (V, H), position_weight (P, H), type_weight (TV, H),
-     ln_weight (H,), ln_bias (H,): one dtype, fp32/fp16/bf16, any row/column strides.
+     ln_weight (H,), ln_bias (H,): tables of one dtype (fp32/fp16/bf16), any row/column strides;
+     LayerNorm parameters fp32/fp16/bf16.
 Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given.
 Reference: ``fastbert.ops.TorchOps.embed_layernorm``.
 """

@@ -5,7 +5,8 @@
 - ``bias_act_layernorm``: ``y = LN(act(x + bias))``: the masked-LM head transform.
 
 In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, ln_weight,
-     ln_bias (N,); all one dtype: fp32, fp16 or bf16.
+     ln_bias (N,); each fp32, fp16 or bf16 (operands may differ, e.g. fp32 LayerNorm parameters
+     with fp16 activations; each is read in its own dtype into fp32).
 Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given.
 Reference: ``fastbert.ops.TorchOps.add_layernorm`` / ``.bias_act_layernorm``.
 """
@@ -146,10 +147,8 @@ def _check(x, residual, bias, ln_weight, ln_bias, eps):
         check_input("residual", residual)
         if residual.shape != x.shape:
             raise ValueError(f"residual shape {tuple(residual.shape)} != x shape {tuple(x.shape)}")
-        if residual.dtype != x.dtype or residual.device != x.device:
-            raise ValueError(
-                f"residual is {residual.dtype} on {residual.device}, x is {x.dtype} on {x.device}"
-            )
+        if residual.device != x.device:
+            raise ValueError(f"residual is on {residual.device}, x on {x.device}")
     check_vector("bias", bias, n, x)
     if ln_weight is None or ln_bias is None:
         raise ValueError("ln_weight and ln_bias are required")

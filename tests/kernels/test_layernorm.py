@@ -68,12 +68,14 @@ def test_bad_inputs(device):
         ops.add_layernorm(x.to(torch.int32), r, b, w, lb, 1e-12)
     with pytest.raises(ValueError, match="residual shape"):
         ops.add_layernorm(x, r[:2], b, w, lb, 1e-12)
-    with pytest.raises(ValueError, match="residual"):
-        ops.add_layernorm(x, r.half(), b, w, lb, 1e-12)
+    with pytest.raises(ValueError, match="residual dtype"):
+        ops.add_layernorm(x, r.double(), b, w, lb, 1e-12)
     with pytest.raises(ValueError, match="bias must have shape"):
         ops.add_layernorm(x, r, b[:5], w, lb, 1e-12)
     with pytest.raises(ValueError, match="ln_weight dtype"):
-        ops.add_layernorm(x, r, b, w.half(), lb, 1e-12)
+        ops.add_layernorm(x, r, b, w.double(), lb, 1e-12)
+    with pytest.raises(ValueError, match="ln_weight and ln_bias are required"):
+        ops.add_layernorm(x, r, b, None, lb, 1e-12)
     with pytest.raises(ValueError, match="unsupported activation"):
         ops.bias_act_layernorm(x, b, w, lb, 1e-12, "tanh_but_not_really")
 
@@ -105,3 +107,17 @@ def test_strided_vectors(dtype, device):
     b, w, lb = packed[0, ::2], 1 + 0.1 * packed[1, 1::2], packed[2, ::2]
     check_against_reference(*run_both("add_layernorm", x, r, b, w, lb, 1e-12), dtype)
     check_against_reference(*run_both("bias_act_layernorm", x, b, w, lb, 1e-12, "gelu"), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fp32_parameters_low_precision_activations(dtype, device):
+    """fp32 bias / LayerNorm parameters with fp16/bf16 activations: output in x's dtype, error as
+    small as the torch op's with all operands in x's dtype."""
+    from fastbert.ops import get_ops
+
+    x, r, b, w, lb = _params(7, 384, dtype, device)
+    b32, w32, lb32 = b.float(), w.float(), lb.float()
+    out = get_ops("triton").add_layernorm(x, r, b32, w32, lb32, 1e-12)
+    torch_out = get_ops("torch").add_layernorm(x, r, b, w, lb, 1e-12)
+    ref64 = get_ops("torch").add_layernorm(*(t.double() for t in (x, r, b, w, lb)), 1e-12)
+    check_against_reference(out, torch_out, ref64, dtype)
