@@ -130,9 +130,15 @@ def build_cases(args, device: str, compile_ok: bool):
         return p
 
     if args.tiny:
-        tokens, hiddens, attn_batch, attn_lens, heads = [7], [36], 2, [16], 2
+        tokens, hiddens, attn_batch, attn_lens, heads = [7], [36], 2, [16, 32], 2
     else:
-        tokens, hiddens, attn_batch, attn_lens, heads = [4096, 16384], [384, 768, 1024], 32, [128, 512], 12
+        tokens, hiddens, attn_batch, attn_lens, heads = (
+            [4096, 16384],
+            [384, 768, 1024],
+            32,
+            [64, 128, 256, 512],
+            12,
+        )
 
     for dname in args.dtypes:
         dtype = DTYPES[dname]
@@ -304,7 +310,54 @@ def write(rows: list[dict], out: Path) -> None:
         fig.savefig(out / "kernels_speedup.png", dpi=130)
         plt.close(fig)
         written.append("kernels_speedup.png")
+        if _plot_attention_vs_length(plt, rows, out / "attention_speedup_vs_length.png"):
+            written.append("attention_speedup_vs_length.png")
     print(f"# wrote {', '.join(written)} to {out}")
+
+
+def _plot_attention_vs_length(plt, rows: list[dict], path: Path) -> bool:
+    """Speed-up of the padded attention kernel over SDPA against sequence length, one line per dtype."""
+    pts = {}
+    for r in rows:
+        if r["kernel"] == "attention_padded" and r["provider"] == "triton" and r["speedup_vs_torch"]:
+            length = int(r["shape"].split("L=")[1].split(",")[0])
+            pts.setdefault(r["dtype"], []).append((length, r["speedup_vs_torch"]))
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for dname, xy in sorted(pts.items()):
+        xy.sort()
+        ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=dname)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length L (B=32 padded, no mask)")
+    ax.set_ylabel("speed-up over torch SDPA")
+    ax.set_title(f"attention, {rows[0]['device']}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return True
+
+
+def summarize_targets(rows: list[dict]) -> list[str]:
+    """One line per case against the H100 targets of the kernels (see the module docstring)."""
+    lines = []
+    copy = next(r["value"] for r in rows if r["kernel"] == "copy")
+    for r in rows:
+        if r["provider"] != "triton":
+            continue
+        sp = r["speedup_vs_torch"] or 0.0
+        if r["metric"] == "GB/s":
+            pct = 100 * r["value"] / copy
+            ok = pct >= 80 and sp >= 1.5
+            lines.append(f"{'ok  ' if ok else 'MISS'} {r['kernel']:<20} {r['shape']:<28} {r['dtype']:<5} "
+                         f"{pct:5.1f} % of copy (>= 80), {sp:4.2f}x eager (>= 1.5)")  # fmt: skip
+        elif r["dtype"] in ("fp16", "bf16"):
+            need = 2.0 if r["kernel"] == "attention_varlen" else 1.0
+            lines.append(f"{'ok  ' if sp >= need else 'MISS'} {r['kernel']:<20} {r['shape']:<28} {r['dtype']:<5} "
+                         f"{sp:4.2f}x SDPA (>= {need:g})")  # fmt: skip
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     rows = run(args)
+    print("# targets (H100): memory-bound >= 80 % copy and >= 1.5x eager; attention >= SDPA, varlen >= 2x")
+    for line in summarize_targets(rows):
+        print(line)
     out = args.out
     if out is None:
         slug = "".join(c if c.isalnum() else "_" for c in rows[0]["device"].lower()).strip("_")[:40]
