@@ -378,6 +378,12 @@ def test_question_answering_long_context_doc_stride(ckpt, qa_ref):
     assert list(ans) == ["score", "start", "end", "answer"]
     with pytest.raises(ValueError, match="context"):
         qa(question=q, context="")
+    # a question or a stride that leaves no room for the context: a clear error, not a tokenizer panic
+    with pytest.raises(ValueError, match="leave no room for the context"):
+        qa(question=q * 12, context=context)
+    with pytest.raises(ValueError, match="leave no room for the context"):
+        qa(question=q, context=context, doc_stride=60)
+    assert qa(question=q * 7, context=context)["answer"]  # the default stride shrinks to fit
 
 
 # ==================================================================== loaded models, wrong heads, devices

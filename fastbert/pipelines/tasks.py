@@ -665,11 +665,22 @@ class QuestionAnsweringPipeline(Pipeline):
         if max_seq_len is None:
             max_seq_len = min(self.max_length, 384)
         max_seq_len = min(max_seq_len, self.max_length)
+        stride_given = doc_stride is not None
         if doc_stride is None:
             doc_stride = min(max_seq_len // 2, 128)
         if doc_stride > max_seq_len:
             raise ValueError(f"`doc_stride` ({doc_stride}) is larger than `max_seq_len` ({max_seq_len})")
         question_first = getattr(self.tokenizer, "padding_side", "right") == "right"
+        # room for the context in each span; the tokenizers library panics when the stride does not fit
+        n_question = len(self.tokenizer(ex["question"], add_special_tokens=False, verbose=False)["input_ids"])
+        room = max_seq_len - n_question - self.tokenizer.num_special_tokens_to_add(pair=True)
+        if room <= 0 or (stride_given and doc_stride >= room):
+            raise ValueError(
+                f"question-answering: a question of {n_question} tokens and doc_stride={doc_stride} leave no room "
+                f"for the context in max_seq_len={max_seq_len} tokens: shorten the question, lower doc_stride "
+                f"or raise max_seq_len (the model takes {self.max_length})"
+            )
+        doc_stride = min(doc_stride, room - 1)
         enc = self.tokenizer(
             text=ex["question"] if question_first else ex["context"],
             text_pair=ex["context"] if question_first else ex["question"],
