@@ -14,7 +14,7 @@ A query with nothing to attend to (fully padded, empty key sequence) gets zeros.
 Numerics: q.k and p.v on tensor cores with fp32 accumulation (fp32 inputs: IEEE fp32, no TF32);
 running max / sum in fp32 (base-2 exponentials with log2(e) folded into the scale); p rounded to
 v's dtype before p.v, as flash-attention does.
-Reference: ``fastbert.ops.TorchOps.attention_padded`` / ``.attention_varlen`` (SDPA).
+Reference: ``get_ops("torch").attention_padded`` / ``.attention_varlen`` in ``fastbert.ops`` (SDPA).
 """
 
 from __future__ import annotations

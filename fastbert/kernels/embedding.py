@@ -5,7 +5,7 @@ In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_
      ln_weight (H,), ln_bias (H,): tables of one dtype (fp32/fp16/bf16), any row/column strides;
      LayerNorm parameters fp32/fp16/bf16.
 Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given.
-Reference: ``fastbert.ops.TorchOps.embed_layernorm``.
+Reference: ``get_ops("torch").embed_layernorm`` in ``fastbert.ops``.
 """
 
 from __future__ import annotations

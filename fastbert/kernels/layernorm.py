@@ -8,7 +8,7 @@ In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, 
      ln_bias (N,); each fp32, fp16 or bf16 (operands may differ, e.g. fp32 LayerNorm parameters
      with fp16 activations; each is read in its own dtype into fp32).
 Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given.
-Reference: ``fastbert.ops.TorchOps.add_layernorm`` / ``.bias_act_layernorm``.
+Reference: ``get_ops("torch").add_layernorm`` / ``.bias_act_layernorm`` in ``fastbert.ops``.
 """
 
 from __future__ import annotations

@@ -77,6 +77,17 @@ def test_varlen_cross_attention(dtype, causal, device):
     assert (out[0][3:10] == 0).all(), "queries of a sequence with no keys must give zeros"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_arbitrary_strides(dtype, device):
+    """Head-dim stride != 1 and a batch-major layout with gaps: every stride goes to the kernel."""
+    b, lq, lk, heads, d = 2, 7, 9, 2, 32
+    q = _rand(b, heads, d, lq, dtype=dtype, device=device).permute(0, 3, 1, 2)  # (B, Lq, h, D), D stride Lq
+    k = _rand(lk, b, heads, 2 * d, dtype=dtype, device=device).transpose(0, 1)[..., ::2]  # D stride 2
+    v = _rand(b, lk, heads + 1, d, dtype=dtype, device=device)[:, :, 1:]  # gap between tokens
+    mask = _key_padding_mask(b, lk, device)[:, None].expand(b, 3, lk)[:, 1]  # strided bool mask
+    check_against_reference(*run_both("attention_padded", q, k, v, mask, 0.2, True), dtype)
+
+
 @pytest.mark.parametrize("head_dim", [8, 128])
 def test_head_dim_extremes(head_dim, device):
     dtype = torch.float16
