@@ -72,7 +72,7 @@ def _attn_inner(
     MASK: tl.constexpr,  # True: blocks that may cross seqlen_k or the causal diagonal
     HAS_KPM: tl.constexpr,
     IS_CAUSAL: tl.constexpr,
-    PRECISION: tl.constexpr,
+    IEEE: tl.constexpr,  # fp32 inputs: IEEE dots
 ):
     offs_n = tl.arange(0, BLOCK_N)
     d_ok = offs_d < HEAD_DIM
@@ -83,7 +83,11 @@ def _attn_inner(
         else:
             kv_mask = d_ok[None, :]
         k = tl.load(k_base + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd, mask=kv_mask, other=0.0)
-        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
+        if IEEE:  # fp32 inputs: full fp32 products, no TF32
+            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            qk = tl.dot(q, tl.trans(k))
+        qk = qk * qk_scale  # (BLOCK_M, BLOCK_N), base-2 logits
         if MASK:
             valid = (cols < seqlen_k)[None, :]
             if IS_CAUSAL:
@@ -98,7 +102,10 @@ def _attn_inner(
         alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_base + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd, mask=kv_mask, other=0.0)
-        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
+        if IEEE:
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision="ieee")
+        else:
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
         m_i = m_new
     return acc, l_i, m_i
 
@@ -139,7 +146,7 @@ def _attn_fwd_kernel(
     IS_VARLEN: tl.constexpr,
     HAS_KPM: tl.constexpr,
     IS_CAUSAL: tl.constexpr,
-    PRECISION: tl.constexpr,
+    IEEE: tl.constexpr,  # fp32 inputs: IEEE dots (no TF32)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -186,13 +193,13 @@ def _attn_fwd_kernel(
         acc, l_i, m_i, q, k_base, v_base, kpm_base,
         stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
         offs_m, offs_d, 0, full_end, seqlen_k, diag, qk_scale,
-        HEAD_DIM, BLOCK_N, BLOCK_D, False, HAS_KPM, IS_CAUSAL, PRECISION,
+        HEAD_DIM, BLOCK_N, BLOCK_D, False, HAS_KPM, IS_CAUSAL, IEEE,
     )  # fmt: skip
     acc, l_i, m_i = _attn_inner(
         acc, l_i, m_i, q, k_base, v_base, kpm_base,
         stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
         offs_m, offs_d, full_end, hi, seqlen_k, diag, qk_scale,
-        HEAD_DIM, BLOCK_N, BLOCK_D, True, HAS_KPM, IS_CAUSAL, PRECISION,
+        HEAD_DIM, BLOCK_N, BLOCK_D, True, HAS_KPM, IS_CAUSAL, IEEE,
     )  # fmt: skip
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # nothing attended: acc is 0, output 0
@@ -236,7 +243,7 @@ def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seql
         IS_VARLEN=varlen,
         HAS_KPM=kpm is not None,
         IS_CAUSAL=causal,
-        PRECISION="ieee" if fp32 else "tf32",
+        IEEE=fp32,
         **(_FP32_META if fp32 else {}),
     )  # fmt: skip
 

@@ -56,7 +56,7 @@ def variants():
             meta = dict(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         nw, ns = meta.pop("num_warps"), meta.pop("num_stages")
         consts = dict(HEAD_DIM=d, BLOCK_D=max(16, triton.next_power_of_2(d)), IS_VARLEN=varlen, HAS_KPM=kpm,
-                      IS_CAUSAL=causal, PRECISION="ieee" if dt == "fp32" else "tf32", **meta)  # fmt: skip
+                      IS_CAUSAL=causal, IEEE=dt == "fp32", **meta)  # fmt: skip
         yield (f"attention {dt} D={d} varlen={varlen} kpm={kpm} causal={causal}", attention._attn_fwd_kernel,
                types, consts, nw, ns)  # fmt: skip
 
