@@ -465,6 +465,15 @@ def test_minilm_sentence_embedding_matches_sentence_transformers():
     np.testing.assert_allclose(cls, fe[0][0], atol=1e-5)
 
 
+def test_minilm_long_input_truncated_like_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers")
+    text = "plants create energy through photosynthesis " * 60  # > 256 tokens: sentence_bert_config's max_seq_length
+    ref = st.SentenceTransformer(embedded_model_path(), device="cpu").encode([text], convert_to_numpy=True)
+    with pytest.warns(UserWarning, match="truncated to the model's maximum of 256"):
+        got = fastbert.pipeline("sentence-embedding")(text)
+    np.testing.assert_allclose(np.asarray(got)[None], ref, atol=2e-5)
+
+
 def test_minilm_feature_extraction_matches_transformers():
     ours = fastbert.pipeline("feature-extraction")
     ref = hf_pipe("feature-extraction", embedded_model_path())

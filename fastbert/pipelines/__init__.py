@@ -225,6 +225,10 @@ def pipeline(
     device_map: Any = None,
     progress: bool | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    use_fast: bool = True,
+    trust_remote_code: bool | None = None,
     **kwargs: Any,
 ) -> Pipeline:
     """Build the pipeline of ``task`` on ``model`` (a local folder, a hub id or a loaded model).
@@ -264,9 +268,10 @@ def pipeline(
         from fastbert import auto
         from fastbert.config import BertConfig
 
-        config = BertConfig.from_pretrained(path)
+        hub_kwargs = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
+        config = BertConfig.from_pretrained(path, **hub_kwargs)
         _check_architecture(task, config.architectures, repr(path))
-        load_kwargs = dict(model_kwargs or {})
+        load_kwargs = {**hub_kwargs, **(model_kwargs or {})}
         if torch_dtype is not None:
             load_kwargs.setdefault("torch_dtype", torch_dtype)
         if attn_implementation is not None:
@@ -301,7 +306,8 @@ def pipeline(
     if isinstance(tokenizer, (str, os.PathLike)):
         from fastbert.auto import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer))
+        tok_kwargs = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **tok_kwargs)
 
     extra: dict[str, Any] = {}
     if task == "sentence-embedding":

@@ -189,7 +189,7 @@ class Pipeline:
 
     def _check_params(self, params: dict[str, Any]) -> None:
         """Raise on parameters this task does not know (subclasses list theirs in ``_sanitize``)."""
-        self._sanitize(**params)
+        self._split_params()
 
     def _sanitize(self, **params: Any) -> dict[str, Any]:  # pragma: no cover - overridden
         if params:
@@ -320,6 +320,14 @@ class Pipeline:
         batch_size = merged.pop("batch_size", None)
         progress = merged.pop("progress", None)
         window = merged.pop("window", None)
+        import inspect
+
+        sig = inspect.signature(self._sanitize)
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            unknown = sorted(set(merged) - set(sig.parameters))
+            if unknown:
+                known = ", ".join(list(sig.parameters) + ["batch_size", "progress"])
+                raise TypeError(f"{self.task} pipeline got unknown parameter(s) {', '.join(unknown)}; it takes {known}")
         params = self._sanitize(**merged)
         params.setdefault("preprocess", {})
         params.setdefault("postprocess", {})
