@@ -50,10 +50,12 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -533,8 +535,6 @@ def _compile_missing(device: str, dtype: torch.dtype) -> str | None:
     if missing:
         return missing
     if not str(device).startswith("cuda"):
-        import shutil
-
         if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
             return "torch.compile on CPU needs a C++ compiler"
     elif _version("triton") is None:
@@ -544,7 +544,9 @@ def _compile_missing(device: str, dtype: torch.dtype) -> str | None:
 
 def _onnx_missing(device: str, dtype: torch.dtype) -> str | None:
     if _version("onnxruntime") is None and _version("onnxruntime-gpu") is None:
-        return "onnxruntime is not installed (pip install onnxruntime)"
+        return "onnxruntime is not installed (pip install onnxruntime onnx)"
+    if _version("onnx") is None:
+        return "onnx is not installed (torch.onnx.export needs it: pip install onnx)"
     if dtype != torch.float32:
         return "benchmarked in fp32 only"
     if str(device).startswith("cuda"):
@@ -602,27 +604,32 @@ def _build_onnx(ctx: BuildContext) -> RunFn:
             return task_output(task, self.model(**inputs), attention_mask)
 
     example = make_inputs(Shape(batch=2, seqlen=16), ctx.reference.config.vocab_size, ctx.device)
+    example["attention_mask"][0, 9:] = 0  # padded while traced: no all-ones shortcut baked into the graph
     names = ["input_ids", "token_type_ids", "attention_mask"]
     tmp = tempfile.mkdtemp(prefix="fastbert-onnx-")
     path = os.path.join(tmp, "model.onnx")
     axes = {n: {0: "batch", 1: "seq"} for n in names}
     axes["output"] = {0: "batch"} if task == "embed" else {0: "batch", 1: "seq"}
-    torch.onnx.export(
-        _Export().eval(),
-        tuple(example[n] for n in names),
-        path,
-        input_names=names,
-        output_names=["output"],
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Export().eval(),
+            tuple(example[n] for n in names),
+            path,
+            input_names=names,
+            output_names=["output"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
     on_cuda = str(ctx.device).startswith("cuda")
     session = ort.InferenceSession(
         path, options, providers=["CUDAExecutionProvider"] if on_cuda else ["CPUExecutionProvider"]
     )
+    shutil.rmtree(tmp, ignore_errors=True)
 
     def run(inputs):
         feed = {n: inputs[n].cpu().numpy() for n in names}
@@ -977,7 +984,10 @@ def run_benchmark(
     log: Callable[[str], None] | None = None,
     on_group_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Runs every workload x dtype x provider of ``opts``; returns the result (the bench.json content)."""
+    """Runs every workload x dtype x provider of ``opts``; returns the result (the bench.json content).
+
+    ``on_group_done(result)`` is called after each provider's block of rows (to save partial results).
+    """
     from tqdm.auto import tqdm
 
     device = opts.device or default_device()
@@ -1064,6 +1074,16 @@ def run_benchmark(
     peak = env.get("peak_tflops")
 
     for (model_name, task), ws in groups.items():
+        if opts.max_time_s is not None and time.perf_counter() - start > opts.max_time_s:
+            for dtype in dtypes:
+                for pname in wanted:
+                    if available[(pname, dtype)]:
+                        for w in ws:
+                            row = _empty_row(w, dtype, pname)
+                            row.update(status="skipped", note="time budget (--max-time) spent")
+                            result["rows"].append(row)
+            bar.update(len(ws) * sum(available.values()))
+            continue
         reference = load_reference_model(model_name, task, device, seed=opts.seed)
         config = reference.config
         inputs = {w: make_inputs(w.shape, config.vocab_size, device) for w in ws}
@@ -1101,6 +1121,9 @@ def run_benchmark(
                             f"{pname} {dtype} {w.label}: {row['status']}: {row['note'] or ''} error={row['error']}"
                         )
                 del fn
+                if on_group_done is not None:  # partial results survive a killed run
+                    add_speedups(result["rows"])
+                    on_group_done(result)
                 gc.collect()
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
@@ -1110,9 +1133,6 @@ def run_benchmark(
         gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-        add_speedups(result["rows"])
-        if on_group_done is not None:
-            on_group_done(result)
     bar.close()
 
     if opts.memory and not device.startswith("cuda"):

@@ -174,6 +174,16 @@ def test_build_failure_is_reported_not_fatal():
     assert bad[0]["status"] == "error" and "no kernel for this" in bad[0]["note"]
 
 
+def test_onnxruntime_provider_when_installed():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    opts = fb.BenchOptions(
+        models=["tiny"], tasks=["embed"], shapes=["3xskewed4-24"], providers=["onnxruntime"], **FAST
+    )
+    rows = fb.run_benchmark(opts, progress=False, log=lambda s: None)["rows"]
+    assert rows[0]["status"] == "ok", rows[0]["note"]
+
+
 def test_measure_repeats_bounds():
     calls = []
     fn = lambda inputs: calls.append(1)
