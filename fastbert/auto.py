@@ -64,13 +64,21 @@ class _AutoModel:
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
         config = kwargs.pop("config", None)
         if not isinstance(config, BertConfig):
-            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token", "subfolder") if k in kwargs}
+            hub = {
+                k: kwargs[k]
+                for k in ("revision", "cache_dir", "local_files_only", "token", "subfolder")
+                if k in kwargs
+            }
             config = BertConfig.from_pretrained(config or pretrained_model_name_or_path, **hub)
-        return cls._class_for(config).from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
+        return cls._class_for(config).from_pretrained(
+            pretrained_model_name_or_path, *args, config=config, **kwargs
+        )
 
 
 def _auto(name: str, default: str, accepts: tuple[str, ...]) -> type[_AutoModel]:
-    return type(name, (_AutoModel,), {"default": default, "accepts": accepts, "__doc__": f"Builds {default}."})
+    return type(
+        name, (_AutoModel,), {"default": default, "accepts": accepts, "__doc__": f"Builds {default}."}
+    )
 
 
 AutoModel = _auto("AutoModel", "BertModel", ("BertModel",))
@@ -83,7 +91,9 @@ AutoModelForNextSentencePrediction = _auto(
 AutoModelForSequenceClassification = _auto(
     "AutoModelForSequenceClassification", "BertForSequenceClassification", ("BertForSequenceClassification",)
 )
-AutoModelForMultipleChoice = _auto("AutoModelForMultipleChoice", "BertForMultipleChoice", ("BertForMultipleChoice",))
+AutoModelForMultipleChoice = _auto(
+    "AutoModelForMultipleChoice", "BertForMultipleChoice", ("BertForMultipleChoice",)
+)
 AutoModelForTokenClassification = _auto(
     "AutoModelForTokenClassification", "BertForTokenClassification", ("BertForTokenClassification",)
 )

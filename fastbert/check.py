@@ -27,7 +27,9 @@ SENTENCES = [
 
 CONFIGS = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "bert-large": dict(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+    ),
     "tiny": dict(hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37),
 }
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -93,7 +95,9 @@ def run_check(
 
     def build(backend: str, dtype: torch.dtype):
         if path is not None:
-            return modeling.BertModel.from_pretrained(path, torch_dtype=dtype, device_map=dev, attn_implementation=backend)
+            return modeling.BertModel.from_pretrained(
+                path, torch_dtype=dtype, device_map=dev, attn_implementation=backend
+            )
         torch.manual_seed(0)
         m = modeling.BertModel(cfg).to(dev).eval()
         m.set_attn_implementation(backend)
@@ -127,7 +131,11 @@ def run_check(
             out = run(build(backend, dtype))
             err = (out - ref).abs()
             is_ref = backend == "eager" and dtype == torch.float32
-            rows.append(Row(f"fastbert {backend}", dname, err.max().item(), err.mean().item(), None if is_ref else tol))
+            rows.append(
+                Row(
+                    f"fastbert {backend}", dname, err.max().item(), err.mean().item(), None if is_ref else tol
+                )
+            )
         if hf is not None:
             for impl in ("eager", "sdpa"):
                 hf.config._attn_implementation = impl
@@ -160,7 +168,9 @@ def format_table(rows: list[Row]) -> str:
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder or hub id (default: the embedded MiniLM)")
-    parser.add_argument("--config", choices=sorted(CONFIGS), help="random weights of this config instead of a model")
+    parser.add_argument(
+        "--config", choices=sorted(CONFIGS), help="random weights of this config instead of a model"
+    )
     parser.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma-separated: fp32,fp16,bf16")
     parser.add_argument("--backends", help="comma-separated: eager,sdpa,triton (default: all available)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
@@ -176,8 +186,10 @@ def cli_main(args: argparse.Namespace) -> int:
     rows = run_check(args.model, args.config, dtypes, backends, args.device, not args.no_transformers)
     dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
-    print(f"fastbert check: {args.model or args.config or 'embedded MiniLM'} on {name}; reference: fastbert eager fp32;"
-          f" max/mean |error| of last_hidden_state on valid tokens")
+    print(
+        f"fastbert check: {args.model or args.config or 'embedded MiniLM'} on {name}; reference: fastbert eager fp32;"
+        f" max/mean |error| of last_hidden_state on valid tokens"
+    )
     print(format_table(rows))
     failed = [r for r in rows if not r.ok]
     if failed:

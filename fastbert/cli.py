@@ -11,7 +11,10 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("fastbert.pipelines", "run a pipeline (fill-mask, embeddings, classification, QA) over stdin or a file"),
+    "run": (
+        "fastbert.pipelines",
+        "run a pipeline (fill-mask, embeddings, classification, QA) over stdin or a file",
+    ),
     "check": ("fastbert.check", "compare every backend and dtype against an fp32 eager reference"),
     "bench": ("fastbert.benchmark", "benchmark fastbert against transformers and torch.compile"),
     "convert": ("fastbert.legacy", "convert a TF 2, Flax or Google TF1 checkpoint into a safetensors folder"),

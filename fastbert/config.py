@@ -201,7 +201,9 @@ class BertConfig:
                 config_file = resolve_file(path, GOOGLE_CONFIG_NAME, required=False, **hub_kwargs)
             if config_file is None:
                 if os.path.isdir(path):
-                    raise OSError(f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a BERT model folder?")
+                    raise OSError(
+                        f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a BERT model folder?"
+                    )
                 raise OSError(
                     f"{path!r} is not a local folder, and no {CONFIG_NAME} could be had for it from the Hugging Face "
                     "hub (offline, not cached, or no such model): pass a local folder that holds the model"

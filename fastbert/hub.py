@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-
 _UNREACHABLE: set[tuple[str, str | None]] = set()
 
 

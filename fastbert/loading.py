@@ -29,9 +29,14 @@ WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
     "float64": torch.float64,
 }
 
@@ -44,7 +49,9 @@ def parse_dtype(dtype: Any) -> torch.dtype | str | None:
         name = dtype.removeprefix("torch.")
         if name in _DTYPES:
             return _DTYPES[name]
-    raise ValueError(f"unsupported torch_dtype {dtype!r}: use a torch dtype, 'auto', or one of {sorted(_DTYPES)}")
+    raise ValueError(
+        f"unsupported torch_dtype {dtype!r}: use a torch dtype, 'auto', or one of {sorted(_DTYPES)}"
+    )
 
 
 def parse_device_map(device_map: Any) -> torch.device | None:
@@ -183,7 +190,11 @@ def adapt_prefix(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) 
 
 
 def load_into_model(
-    model: nn.Module, state: dict[str, torch.Tensor], *, ignore_mismatched_sizes: bool = False, source: str = ""
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    ignore_mismatched_sizes: bool = False,
+    source: str = "",
 ) -> dict[str, list]:
     """Copy a checkpoint into ``model``; returns transformers' loading info (missing, unexpected, mismatched)."""
     sources = getattr(state, "sources", {})  # legacy readers say which file and tensor each key came from
@@ -194,6 +205,7 @@ def load_into_model(
     def origin(key: str) -> str:
         src = sources.get(key) or sources.get(prefix + key) or sources.get(key.removeprefix(prefix))
         return f" (from {src})" if src else ""
+
     expected = model.state_dict()
     tied = set(getattr(model, "_tied_weights_keys", {}) or {})
     missing, mismatched, loaded = [], [], set()
@@ -220,7 +232,12 @@ def load_into_model(
         for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
             if name in loaded:
                 tensor.copy_(state[name].to(tensor.dtype))
-    return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched, "error_msgs": []}
+    return {
+        "missing_keys": missing,
+        "unexpected_keys": unexpected,
+        "mismatched_keys": mismatched,
+        "error_msgs": [],
+    }
 
 
 # --------------------------------------------------------------------------------------------- the mixin
@@ -261,7 +278,10 @@ class PreTrainedMixin:
         if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
             local_files_only = True
         hub_kwargs = dict(
-            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
             subfolder=subfolder,
         )
         if config is None or isinstance(config, (str, os.PathLike)):
@@ -278,7 +298,9 @@ class PreTrainedMixin:
         torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
         device = parse_device_map(device_map)
         if device is not None and device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device_map={device_map!r} asks for CUDA, but torch.cuda.is_available() is False")
+            raise RuntimeError(
+                f"device_map={device_map!r} asks for CUDA, but torch.cuda.is_available() is False"
+            )
 
         if state_dict is None:
             state_dict = find_and_load_weights(
@@ -287,11 +309,15 @@ class PreTrainedMixin:
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype if isinstance(config.torch_dtype, torch.dtype) else None
             if torch_dtype is None:
-                torch_dtype = next((v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
+                torch_dtype = next(
+                    (v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32
+                )
         torch_dtype = torch_dtype or torch.float32
 
         model = cls._build(config, model_args, torch_dtype, device)
-        info = load_into_model(model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path)
+        info = load_into_model(
+            model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
+        )
         del state_dict
         model.tie_weights()
         # weights the checkpoint did not have are freshly initialised
@@ -300,12 +326,17 @@ class PreTrainedMixin:
             logger.warning(
                 "Some weights of %s were not initialized from the checkpoint at %s and are newly initialized: %s\n"
                 "You should probably TRAIN this model on a down-stream task to be able to use it for predictions "
-                "and inference.", cls.__name__, path, info["missing_keys"],
+                "and inference.",
+                cls.__name__,
+                path,
+                info["missing_keys"],
             )
         if info["unexpected_keys"]:
             logger.warning(
                 "Some weights of the checkpoint at %s were not used when initializing %s: %s",
-                path, cls.__name__, info["unexpected_keys"],
+                path,
+                cls.__name__,
+                info["unexpected_keys"],
             )
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
@@ -365,8 +396,11 @@ def _init_missing(model: nn.Module, missing: list[str]) -> None:
         own = [f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)]
         if own and any(k in missing_set for k in own):
             # keep what was loaded: re-init, then restore loaded tensors of the same module
-            saved = {p: t.detach().clone() for p, t in module.named_parameters(recurse=False)
-                     if (f"{name}.{p}" if name else p) not in missing_set}
+            saved = {
+                p: t.detach().clone()
+                for p, t in module.named_parameters(recurse=False)
+                if (f"{name}.{p}" if name else p) not in missing_set
+            }
             model._init_weights(module)
             with torch.no_grad():
                 for p, t in module.named_parameters(recurse=False):
@@ -392,6 +426,8 @@ def from_transformers(hf_model: nn.Module, attn_implementation: str | None = Non
     info = load_into_model(model, hf_model.state_dict())
     model.tie_weights()
     if info["missing_keys"]:
-        raise ValueError(f"converting {name}: weights missing from the transformers model: {info['missing_keys']}")
+        raise ValueError(
+            f"converting {name}: weights missing from the transformers model: {info['missing_keys']}"
+        )
     model.train(hf_model.training)
     return model

@@ -151,12 +151,21 @@ class BertSelfAttention(nn.Module):
         self.position_embedding_type = config.position_embedding_type
         if self.position_embedding_type in ("relative_key", "relative_key_query"):
             self.max_position_embeddings = config.max_position_embeddings
-            self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.attention_head_size)
+            self.distance_embedding = nn.Embedding(
+                2 * config.max_position_embeddings - 1, self.attention_head_size
+            )
         self._qkv_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     # -- the fused QKV weight, built from query/key/value (which stay the parameters, under their names)
     def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
-        params = (self.query.weight, self.key.weight, self.value.weight, self.query.bias, self.key.bias, self.value.bias)
+        params = (
+            self.query.weight,
+            self.key.weight,
+            self.value.weight,
+            self.query.bias,
+            self.key.bias,
+            self.value.bias,
+        )
         if torch.compiler.is_compiling():
             if self._qkv_cache is not None:
                 return self._qkv_cache[1], self._qkv_cache[2]
@@ -231,8 +240,15 @@ class BertSelfAttention(nn.Module):
             k_packing = meta.enc_packing if cross else meta.packing
             if backend == "triton":
                 context = ops.attention_varlen(
-                    q, k, v, meta.packing.cu_seqlens, k_packing.cu_seqlens,
-                    meta.packing.max_seqlen, k_packing.max_seqlen, self.scaling, causal,
+                    q,
+                    k,
+                    v,
+                    meta.packing.cu_seqlens,
+                    k_packing.cu_seqlens,
+                    meta.packing.max_seqlen,
+                    k_packing.max_seqlen,
+                    self.scaling,
+                    causal,
                     validate=False,  # cu_seqlens built by padding.packing_from_mask
                 )
             else:
@@ -241,7 +257,9 @@ class BertSelfAttention(nn.Module):
             key_mask = meta.enc_key_mask if cross else meta.key_mask
             bias = None
             if relative and not cross:
-                bias = self._relative_bias(q.transpose(1, 2), k.transpose(1, 2), meta.past_length) * self.scaling
+                bias = (
+                    self._relative_bias(q.transpose(1, 2), k.transpose(1, 2), meta.past_length) * self.scaling
+                )
             if backend == "triton" and bias is None and dropout_p == 0.0:
                 context = ops.attention_padded(q, k, v, key_mask, self.scaling, causal)
             else:
@@ -281,7 +299,12 @@ def _dense_residual_layernorm(module, hidden_states, input_tensor, ops):
         return module.LayerNorm(module.dropout(module.dense(hidden_states)) + input_tensor)
     ln = module.LayerNorm
     return ops.add_layernorm(
-        F.linear(hidden_states, module.dense.weight), input_tensor, module.dense.bias, ln.weight, ln.bias, ln.eps
+        F.linear(hidden_states, module.dense.weight),
+        input_tensor,
+        module.dense.bias,
+        ln.weight,
+        ln.bias,
+        ln.eps,
     )
 
 
@@ -291,8 +314,16 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config, is_cross_attention=is_cross_attention)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden_states, meta, backend, ops, encoder_hidden_states=None, past_key_value=None,
-                output_attentions=False):
+    def forward(
+        self,
+        hidden_states,
+        meta,
+        backend,
+        ops,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        output_attentions=False,
+    ):
         context, probs, present = self.self(
             hidden_states, meta, backend, ops, encoder_hidden_states, past_key_value, output_attentions
         )
@@ -336,8 +367,16 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, hidden_states, meta, backend, ops, encoder_hidden_states=None, past_key_value=None,
-                output_attentions=False):
+    def forward(
+        self,
+        hidden_states,
+        meta,
+        backend,
+        ops,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        output_attentions=False,
+    ):
         self_past = past_key_value[:2] if past_key_value is not None else None
         attention_output, probs, present = self.attention(
             hidden_states, meta, backend, ops, past_key_value=self_past, output_attentions=output_attentions
@@ -349,7 +388,9 @@ class BertLayer(nn.Module):
                     "encoder_hidden_states were given, but the model has no cross-attention layers: "
                     "set add_cross_attention=True in the config"
                 )
-            cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+            cross_past = (
+                past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+            )
             attention_output, cross_probs, cross_present = self.crossattention(
                 attention_output, meta, backend, ops, encoder_hidden_states, cross_past, output_attentions
             )
@@ -372,7 +413,9 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -388,13 +431,25 @@ class BertEmbeddings(nn.Module):
     def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds=None, ops=None):
         """All ids have the same shape, (T,) packed or (B, L) padded; returns (..., H)."""
         absolute = self.position_embedding_type == "absolute"
-        if ops is not None and inputs_embeds is None and absolute and not (self.training and self.dropout.p > 0):
+        if (
+            ops is not None
+            and inputs_embeds is None
+            and absolute
+            and not (self.training and self.dropout.p > 0)
+        ):
             shape = input_ids.shape
             ln = self.LayerNorm
             out = ops.embed_layernorm(
-                input_ids.reshape(-1), position_ids.reshape(-1), token_type_ids.reshape(-1),
-                self.word_embeddings.weight, self.position_embeddings.weight, self.token_type_embeddings.weight,
-                ln.weight, ln.bias, ln.eps, validate=False,  # ids were validated by the model
+                input_ids.reshape(-1),
+                position_ids.reshape(-1),
+                token_type_ids.reshape(-1),
+                self.word_embeddings.weight,
+                self.position_embeddings.weight,
+                self.token_type_embeddings.weight,
+                ln.weight,
+                ln.bias,
+                ln.eps,
+                validate=False,  # ids were validated by the model
             )
             return out.view(*shape, -1)
         if inputs_embeds is None:
@@ -428,7 +483,12 @@ class BertPredictionHeadTransform(nn.Module):
             return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
         ln = self.LayerNorm
         return ops.bias_act_layernorm(
-            F.linear(hidden_states, self.dense.weight), self.dense.bias, ln.weight, ln.bias, ln.eps, self.hidden_act
+            F.linear(hidden_states, self.dense.weight),
+            self.dense.bias,
+            ln.weight,
+            ln.bias,
+            ln.eps,
+            self.hidden_act,
         )
 
 
@@ -634,14 +694,25 @@ class BertModel(BertPreTrainedModel):
         self.embeddings.word_embeddings = value
 
     # -- validation: on the host, before anything runs
-    def _validate(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length,
-                  encoder_hidden_states, encoder_attention_mask):
+    def _validate(
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids,
+        position_ids,
+        inputs_embeds,
+        past_length,
+        encoder_hidden_states,
+        encoder_attention_mask,
+    ):
         cfg = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids or inputs_embeds")
         if input_ids is not None:
             if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must be (batch, sequence_length), got shape {tuple(input_ids.shape)}")
+                raise ValueError(
+                    f"input_ids must be (batch, sequence_length), got shape {tuple(input_ids.shape)}"
+                )
             if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
                 raise ValueError(f"input_ids must be integer token ids, got {input_ids.dtype}")
             shape = tuple(input_ids.shape)
@@ -657,7 +728,11 @@ class BertModel(BertPreTrainedModel):
                 "(batch, past + sequence length)"
             )
         for name, t in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
-            if t is not None and tuple(t.shape) != shape and not (t.dim() == 2 and t.shape[0] == 1 and t.shape[1] == shape[1]):
+            if (
+                t is not None
+                and tuple(t.shape) != shape
+                and not (t.dim() == 2 and t.shape[0] == 1 and t.shape[1] == shape[1])
+            ):
                 raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape} like input_ids")
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
             if tuple(encoder_attention_mask.shape) != tuple(encoder_hidden_states.shape[:2]):
@@ -665,7 +740,11 @@ class BertModel(BertPreTrainedModel):
                     f"encoder_attention_mask has shape {tuple(encoder_attention_mask.shape)}, expected "
                     f"{tuple(encoder_hidden_states.shape[:2])}"
                 )
-        if cfg.position_embedding_type == "absolute" and position_ids is None and shape[1] + past_length > cfg.max_position_embeddings:
+        if (
+            cfg.position_embedding_type == "absolute"
+            and position_ids is None
+            and shape[1] + past_length > cfg.max_position_embeddings
+        ):
             raise ValueError(
                 f"sequence length {shape[1] + past_length} is longer than max_position_embeddings "
                 f"({cfg.max_position_embeddings}): truncate the input"
@@ -679,12 +758,17 @@ class BertModel(BertPreTrainedModel):
         if position_ids is not None and position_ids.numel() and cfg.position_embedding_type == "absolute":
             checks += [("position_ids", position_ids, cfg.max_position_embeddings)]
         if checks:
-            stats = torch.stack([torch.stack([t.min(), t.max()]).to(torch.long).cpu() for _, t, _ in checks]).tolist()
+            stats = torch.stack(
+                [torch.stack([t.min(), t.max()]).to(torch.long).cpu() for _, t, _ in checks]
+            ).tolist()
             for (name, _, limit), (lo, hi) in zip(checks, stats):
                 if lo < 0 or hi >= limit:
                     bad = lo if lo < 0 else hi
-                    what = {"input_ids": "vocab_size", "token_type_ids": "type_vocab_size",
-                            "position_ids": "max_position_embeddings"}[name]
+                    what = {
+                        "input_ids": "vocab_size",
+                        "token_type_ids": "type_vocab_size",
+                        "position_ids": "max_position_embeddings",
+                    }[name]
                     raise ValueError(f"{name} holds {bad}, outside [0, {limit}) ({what} = {limit})")
         return shape
 
@@ -705,11 +789,17 @@ class BertModel(BertPreTrainedModel):
         if backend == "triton":
             reason = None
             if self.config.position_embedding_type != "absolute":
-                reason = f"position_embedding_type={self.config.position_embedding_type!r} has no Triton kernel"
-            elif self.training and (self.config.hidden_dropout_prob > 0 or self.config.attention_probs_dropout_prob > 0):
+                reason = (
+                    f"position_embedding_type={self.config.position_embedding_type!r} has no Triton kernel"
+                )
+            elif self.training and (
+                self.config.hidden_dropout_prob > 0 or self.config.attention_probs_dropout_prob > 0
+            ):
                 reason = "training mode (dropout) has no Triton kernel"
             elif torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-                reason = "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
+                reason = (
+                    "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
+                )
             elif past is not None:
                 reason = "incremental decoding with a KV cache"
             elif self.device.type != "cuda":
@@ -740,16 +830,38 @@ class BertModel(BertPreTrainedModel):
         **kwargs: Any,
     ):
         out, _ = self._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
-            encoder_attention_mask, past_key_values if past_key_values is not None else cache, use_cache,
-            output_attentions, output_hidden_states, keep_packed=False, **kwargs,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            past_key_values if past_key_values is not None else cache,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+            keep_packed=False,
+            **kwargs,
         )
         return self._return(out, return_dict)
 
     def _forward(
-        self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-        encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None, use_cache=None,
-        output_attentions=None, output_hidden_states=None, keep_packed=False, allow_pack=True, **kwargs,
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        keep_packed=False,
+        allow_pack=True,
+        **kwargs,
     ):
         """The forward pass. With ``keep_packed``, the sequence output stays packed (heads that work per
         token run on real tokens only, and re-pad their own result); the returned Packing says how."""
@@ -759,27 +871,47 @@ class BertModel(BertPreTrainedModel):
                 raise TypeError(f"forward() got unexpected keyword arguments {unknown}")
         cfg = self.config
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_hidden_states = (
+            cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         use_cache = (cfg.use_cache if use_cache is None else use_cache) if cfg.is_decoder else False
         past = _as_legacy_cache(past_key_values)
         past_length = past[0][0].shape[2] if past is not None else 0
 
         batch, seqlen = self._validate(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length,
-            encoder_hidden_states, encoder_attention_mask,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            past_length,
+            encoder_hidden_states,
+            encoder_attention_mask,
         )
         backend = self._resolve_backend(output_attentions, past, inputs_embeds)
         ops = self._ops(backend)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
 
         runner = self._graph_runner
-        if runner is not None and backend == "triton" and position_ids is None and runner.covers(
-            input_ids, attention_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
-            past=past, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-            use_cache=use_cache,
+        if (
+            runner is not None
+            and backend == "triton"
+            and position_ids is None
+            and runner.covers(
+                input_ids,
+                attention_mask,
+                inputs_embeds=inputs_embeds,
+                encoder_hidden_states=encoder_hidden_states,
+                past=past,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                use_cache=use_cache,
+            )
         ):
             hidden, pooled = runner.run(input_ids, attention_mask, token_type_ids)
-            out = O.BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden, pooler_output=pooled)
+            out = O.BaseModelOutputWithPoolingAndCrossAttentions(
+                last_hidden_state=hidden, pooler_output=pooled
+            )
             return out, (None, None, ops)
 
         emb = self.embeddings
@@ -797,8 +929,12 @@ class BertModel(BertPreTrainedModel):
         key_mask = None
         causal = cfg.is_decoder
         can_pack = (
-            backend != "eager" and not output_attentions and past is None and not use_cache
-            and cfg.position_embedding_type == "absolute" and allow_pack
+            backend != "eager"
+            and not output_attentions
+            and past is None
+            and not use_cache
+            and cfg.position_embedding_type == "absolute"
+            and allow_pack
         )
         if attention_mask is not None and has_padding(attention_mask):
             if can_pack:
@@ -817,15 +953,24 @@ class BertModel(BertPreTrainedModel):
                     torch.ones(encoder_hidden_states.shape[:2], dtype=torch.bool, device=device)
                 )
         meta = AttentionMeta(
-            packing=packing, key_mask=key_mask, causal=causal, past_length=past_length, use_cache=use_cache,
-            enc_packing=enc_packing, enc_key_mask=enc_key_mask,
+            packing=packing,
+            key_mask=key_mask,
+            causal=causal,
+            past_length=past_length,
+            use_cache=use_cache,
+            enc_packing=enc_packing,
+            enc_key_mask=enc_key_mask,
         )
 
         if packing is not None:
             ids = pack(input_ids, packing) if input_ids is not None else None
             embeds = pack(inputs_embeds, packing) if inputs_embeds is not None else None
-            hidden = emb(ids, pack(token_type_ids, packing), pack(position_ids, packing), embeds, ops)  # (T, H)
-            enc_states = pack(encoder_hidden_states, enc_packing) if encoder_hidden_states is not None else None
+            hidden = emb(
+                ids, pack(token_type_ids, packing), pack(position_ids, packing), embeds, ops
+            )  # (T, H)
+            enc_states = (
+                pack(encoder_hidden_states, enc_packing) if encoder_hidden_states is not None else None
+            )
         else:
             hidden = emb(input_ids, token_type_ids, position_ids, inputs_embeds, ops)  # (B, L, H)
             enc_states = encoder_hidden_states
@@ -839,7 +984,13 @@ class BertModel(BertPreTrainedModel):
         presents = () if use_cache else None
         for i, layer in enumerate(self.encoder.layer):
             hidden, probs, cross_probs, present = layer(
-                hidden, meta, backend, ops, enc_states, past[i] if past is not None else None, output_attentions
+                hidden,
+                meta,
+                backend,
+                ops,
+                enc_states,
+                past[i] if past is not None else None,
+                output_attentions,
             )
             if output_hidden_states:
                 all_hidden += (repad(hidden),)
@@ -873,7 +1024,6 @@ class BertModel(BertPreTrainedModel):
             cross_attentions=all_cross,
         )
         return out, (sequence_packed, packing, ops if backend != "eager" else None)
-
 
     def _padded_body(self, input_ids, attention_mask, token_type_ids):
         """The triton forward on a padded batch with a key-padding mask: no host reads, so a CUDA graph
@@ -933,13 +1083,31 @@ class BertForPreTraining(BertPreTrainedModel):
         self.cls = BertPreTrainingHeads(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        next_sentence_label=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         out, packed = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            keep_packed=True,
+            allow_pack=_labels_ignore_padding(labels, attention_mask),
+            **_bert_kwargs(kwargs),
         )
         batch_shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         _check_labels(labels, batch_shape)
@@ -948,12 +1116,19 @@ class BertForPreTraining(BertPreTrainedModel):
         seq_relationship_score = self.cls.seq_relationship(out.pooler_output)
         loss = None
         if labels is not None and next_sentence_label is not None:
-            loss = F.cross_entropy(prediction_scores.view(-1, self.config.vocab_size), labels.view(-1)) + \
-                F.cross_entropy(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
-        return self._return(O.BertForPreTrainingOutput(
-            loss=loss, prediction_logits=prediction_scores, seq_relationship_logits=seq_relationship_score,
-            hidden_states=out.hidden_states, attentions=out.attentions,
-        ), return_dict)
+            loss = F.cross_entropy(
+                prediction_scores.view(-1, self.config.vocab_size), labels.view(-1)
+            ) + F.cross_entropy(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
+        return self._return(
+            O.BertForPreTrainingOutput(
+                loss=loss,
+                prediction_logits=prediction_scores,
+                seq_relationship_logits=seq_relationship_score,
+                hidden_states=out.hidden_states,
+                attentions=out.attentions,
+            ),
+            return_dict,
+        )
 
 
 class BertLMHeadModel(BertPreTrainedModel):
@@ -964,40 +1139,79 @@ class BertLMHeadModel(BertPreTrainedModel):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         if not config.is_decoder:
-            warnings.warn("BertLMHeadModel is meant to be used with is_decoder=True in the config", stacklevel=2)
+            warnings.warn(
+                "BertLMHeadModel is meant to be used with is_decoder=True in the config", stacklevel=2
+            )
         self.bert = BertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
-                past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        cache=None,
+        **kwargs,
+    ):
         if labels is not None:
             use_cache = False
         out, packed = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
-            encoder_attention_mask, past_key_values if past_key_values is not None else cache, use_cache,
-            output_attentions, output_hidden_states, keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            past_key_values if past_key_values is not None else cache,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+            keep_packed=True,
+            allow_pack=_labels_ignore_padding(labels, attention_mask),
+            **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
         loss = None
         if labels is not None:  # shifted: token t predicts token t + 1
             shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]
-            loss = F.cross_entropy(logits.float().view(-1, self.config.vocab_size), shifted.reshape(-1), ignore_index=-100)
-        return self._return(O.CausalLMOutputWithCrossAttentions(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions, cross_attentions=out.cross_attentions,
-        ), return_dict)
+            loss = F.cross_entropy(
+                logits.float().view(-1, self.config.vocab_size), shifted.reshape(-1), ignore_index=-100
+            )
+        return self._return(
+            O.CausalLMOutputWithCrossAttentions(
+                loss=loss,
+                logits=logits,
+                past_key_values=out.past_key_values,
+                hidden_states=out.hidden_states,
+                attentions=out.attentions,
+                cross_attentions=out.cross_attentions,
+            ),
+            return_dict,
+        )
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
         if past_key_values is not None:
             past_length = _as_legacy_cache(past_key_values)[0][0].shape[2]
             input_ids = input_ids[:, past_length:]
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": past_key_values,
-                "use_cache": kwargs.get("use_cache")}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "past_key_values": past_key_values,
+            "use_cache": kwargs.get("use_cache"),
+        }
 
 
 class BertForMaskedLM(BertPreTrainedModel):
@@ -1006,28 +1220,53 @@ class BertForMaskedLM(BertPreTrainedModel):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         if config.is_decoder:
-            warnings.warn("BertForMaskedLM wants bi-directional attention: set is_decoder=False", stacklevel=2)
+            warnings.warn(
+                "BertForMaskedLM wants bi-directional attention: set is_decoder=False", stacklevel=2
+            )
         self.bert = BertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         out, packed = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
-            encoder_attention_mask, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            keep_packed=True,
+            allow_pack=_labels_ignore_padding(labels, attention_mask),
+            **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
-        return self._return(O.MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        ), return_dict)
+        return self._return(
+            O.MaskedLMOutput(
+                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+            ),
+            return_dict,
+        )
 
 
 class BertForNextSentencePrediction(BertPreTrainedModel):
@@ -1037,20 +1276,38 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
         self.cls = BertOnlyNSPHead(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         out, _ = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:1])
         logits = self.cls(out.pooler_output)
         loss = F.cross_entropy(logits.view(-1, 2), labels.view(-1)) if labels is not None else None
-        return self._return(O.NextSentencePredictorOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        ), return_dict)
+        return self._return(
+            O.NextSentencePredictorOutput(
+                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+            ),
+            return_dict,
+        )
 
 
 def _classifier_dropout(config: BertConfig) -> nn.Dropout:
@@ -1067,12 +1324,27 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         out, _ = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             **_bert_kwargs(kwargs),
         )
         logits = self.classifier(self.dropout(out.pooler_output))
@@ -1089,16 +1361,25 @@ class BertForSequenceClassification(BertPreTrainedModel):
                 else:
                     self.config.problem_type = "multi_label_classification"
             if self.config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(), labels.squeeze()) if self.num_labels == 1 else F.mse_loss(logits, labels)
+                loss = (
+                    F.mse_loss(logits.squeeze(), labels.squeeze())
+                    if self.num_labels == 1
+                    else F.mse_loss(logits, labels)
+                )
             elif self.config.problem_type == "single_label_classification":
                 loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
             else:
                 if tuple(labels.shape) != tuple(logits.shape):
-                    raise ValueError(f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+                    raise ValueError(
+                        f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
+                    )
                 loss = F.binary_cross_entropy_with_logits(logits, labels)
-        return self._return(O.SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        ), return_dict)
+        return self._return(
+            O.SequenceClassifierOutput(
+                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+            ),
+            return_dict,
+        )
 
 
 class BertForMultipleChoice(BertPreTrainedModel):
@@ -1109,28 +1390,48 @@ class BertForMultipleChoice(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None or ref.dim() < 3:
-            raise ValueError("BertForMultipleChoice takes input of shape (batch, num_choices, sequence_length)")
+            raise ValueError(
+                "BertForMultipleChoice takes input of shape (batch, num_choices, sequence_length)"
+            )
         num_choices = ref.shape[1]
 
         def flat(t, extra=0):
             return t.reshape(-1, *t.shape[2:]) if t is not None else None
 
         out, _ = self.bert._forward(
-            flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), flat(inputs_embeds),
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            flat(input_ids),
+            flat(attention_mask),
+            flat(token_type_ids),
+            flat(position_ids),
+            flat(inputs_embeds),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             **_bert_kwargs(kwargs),
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
         _check_labels(labels, ref.shape[:1])
         loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return self._return(O.MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        ), return_dict)
+        return self._return(
+            O.MultipleChoiceModelOutput(
+                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+            ),
+            return_dict,
+        )
 
 
 class BertForTokenClassification(BertPreTrainedModel):
@@ -1145,20 +1446,42 @@ class BertForTokenClassification(BertPreTrainedModel):
     def _head(self, x, ops=None):
         return self.classifier(self.dropout(x))
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         out, packed = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask), **_bert_kwargs(kwargs),
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            keep_packed=True,
+            allow_pack=_labels_ignore_padding(labels, attention_mask),
+            **_bert_kwargs(kwargs),
         )
         _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self._head, out.last_hidden_state, packed)
-        loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)) if labels is not None else None
-        return self._return(O.TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        ), return_dict)
+        loss = (
+            F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)) if labels is not None else None
+        )
+        return self._return(
+            O.TokenClassifierOutput(
+                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+            ),
+            return_dict,
+        )
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
@@ -1169,13 +1492,31 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
         out, packed = self.bert._forward(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, keep_packed=True,
-            allow_pack=start_positions is None and end_positions is None, **_bert_kwargs(kwargs),
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            keep_packed=True,
+            allow_pack=start_positions is None and end_positions is None,
+            **_bert_kwargs(kwargs),
         )
         logits = _token_head(self, lambda x, ops=None: self.qa_outputs(x), out.last_hidden_state, packed)
         start_logits, end_logits = logits.split(1, dim=-1)
@@ -1190,18 +1531,33 @@ class BertForQuestionAnswering(BertPreTrainedModel):
             ignored_index = start_logits.size(1)  # positions outside the input are ignored, as transformers
             start_positions = start_positions.clamp(0, ignored_index)
             end_positions = end_positions.clamp(0, ignored_index)
-            loss = (F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
-                    + F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)) / 2
-        return self._return(O.QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        ), return_dict)
+            loss = (
+                F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
+                + F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)
+            ) / 2
+        return self._return(
+            O.QuestionAnsweringModelOutput(
+                loss=loss,
+                start_logits=start_logits,
+                end_logits=end_logits,
+                hidden_states=out.hidden_states,
+                attentions=out.attentions,
+            ),
+            return_dict,
+        )
 
 
 MODEL_CLASSES: dict[str, type[BertPreTrainedModel]] = {
     cls.__name__: cls
     for cls in (
-        BertModel, BertForPreTraining, BertLMHeadModel, BertForMaskedLM, BertForNextSentencePrediction,
-        BertForSequenceClassification, BertForMultipleChoice, BertForTokenClassification, BertForQuestionAnswering,
+        BertModel,
+        BertForPreTraining,
+        BertLMHeadModel,
+        BertForMaskedLM,
+        BertForNextSentencePrediction,
+        BertForSequenceClassification,
+        BertForMultipleChoice,
+        BertForTokenClassification,
+        BertForQuestionAnswering,
     )
 }

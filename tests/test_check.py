@@ -9,7 +9,9 @@ from fastbert import check
 
 
 def test_check_rows_and_tolerances():
-    rows = check.run_check(config="tiny", dtypes=("fp32", "bf16"), backends=("eager", "sdpa"), batch=3, seqlen=9)
+    rows = check.run_check(
+        config="tiny", dtypes=("fp32", "bf16"), backends=("eager", "sdpa"), batch=3, seqlen=9
+    )
     names = {(r.provider, r.dtype) for r in rows}
     assert ("fastbert sdpa", "bf16") in names and ("fastbert eager", "fp32") in names
     assert ("transformers sdpa", "fp32") in names
@@ -29,20 +31,40 @@ def test_check_flags_a_wrong_backend(monkeypatch):
 
     real = modeling.sdpa_varlen
     monkeypatch.setattr(modeling, "sdpa_varlen", lambda q, k, v, *a, **kw: real(q, k, v, *a, **kw) * 1.01)
-    rows = check.run_check(config="tiny", dtypes=("fp32",), backends=("eager", "sdpa"), batch=3, seqlen=9,
-                           with_transformers=False)
+    rows = check.run_check(
+        config="tiny",
+        dtypes=("fp32",),
+        backends=("eager", "sdpa"),
+        batch=3,
+        seqlen=9,
+        with_transformers=False,
+    )
     assert not next(r for r in rows if r.provider == "fastbert sdpa").ok
 
 
 def test_check_cli_exit_status():
     proc = subprocess.run(
-        [sys.executable, "-m", "fastbert", "check", "--config", "tiny", "--dtypes", "fp32", "--backends",
-         "eager,sdpa", "--no-transformers"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "fastbert",
+            "check",
+            "--config",
+            "tiny",
+            "--dtypes",
+            "fp32",
+            "--backends",
+            "eager,sdpa",
+            "--no-transformers",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "all rows within tolerance" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "fastbert", "check", "--dtypes", "fp8"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "fastbert", "check", "--dtypes", "fp8"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "unknown dtypes" in bad.stderr
 
 

@@ -9,11 +9,32 @@ import fastbert
 transformers = pytest.importorskip("transformers")
 
 FIELDS = [
-    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
-    "initializer_range", "layer_norm_eps", "pad_token_id", "is_decoder", "add_cross_attention", "use_cache",
-    "classifier_dropout", "num_labels", "id2label", "label2id", "problem_type", "architectures",
-    "tie_word_embeddings", "output_hidden_states", "return_dict", "chunk_size_feed_forward",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "initializer_range",
+    "layer_norm_eps",
+    "pad_token_id",
+    "is_decoder",
+    "add_cross_attention",
+    "use_cache",
+    "classifier_dropout",
+    "num_labels",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "architectures",
+    "tie_word_embeddings",
+    "output_hidden_states",
+    "return_dict",
+    "chunk_size_feed_forward",
 ]
 
 
@@ -45,11 +66,23 @@ def test_config_without_model_type_and_google_config(tmp_path):
     assert fastbert.BertConfig.from_pretrained(tmp_path).hidden_size == 64
     google = tmp_path / "google"
     google.mkdir()
-    (google / "bert_config.json").write_text(json.dumps({
-        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 32,
-        "initializer_range": 0.02, "intermediate_size": 37, "max_position_embeddings": 64,
-        "num_attention_heads": 4, "num_hidden_layers": 2, "type_vocab_size": 2, "vocab_size": 99,
-    }))
+    (google / "bert_config.json").write_text(
+        json.dumps(
+            {
+                "attention_probs_dropout_prob": 0.1,
+                "hidden_act": "gelu",
+                "hidden_dropout_prob": 0.1,
+                "hidden_size": 32,
+                "initializer_range": 0.02,
+                "intermediate_size": 37,
+                "max_position_embeddings": 64,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "type_vocab_size": 2,
+                "vocab_size": 99,
+            }
+        )
+    )
     config = fastbert.BertConfig.from_pretrained(google)
     assert config.layer_norm_eps == 1e-12 and config.vocab_size == 99
 

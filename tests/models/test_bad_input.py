@@ -5,8 +5,15 @@ import torch
 
 import fastbert
 
-CFG = fastbert.BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=30, max_position_embeddings=16, type_vocab_size=2)
+CFG = fastbert.BertConfig(
+    vocab_size=50,
+    hidden_size=24,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=30,
+    max_position_embeddings=16,
+    type_vocab_size=2,
+)
 
 
 @pytest.fixture(params=["eager", "sdpa"])
@@ -65,5 +72,12 @@ def test_config_validation():
     with pytest.raises(ValueError, match="position_embedding_type"):
         fastbert.BertConfig(position_embedding_type="rotary")
     with pytest.raises(ValueError, match="hidden_act"):
-        fastbert.BertModel(fastbert.BertConfig(hidden_size=8, num_attention_heads=2, num_hidden_layers=1,
-                                               intermediate_size=8, hidden_act="nope"))
+        fastbert.BertModel(
+            fastbert.BertConfig(
+                hidden_size=8,
+                num_attention_heads=2,
+                num_hidden_layers=1,
+                intermediate_size=8,
+                hidden_act="nope",
+            )
+        )

@@ -13,8 +13,15 @@ from fastbert.hub import embedded_model_path
 
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(vocab_size=99, hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37,
-            max_position_embeddings=64, type_vocab_size=2)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=36,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+)
 
 
 def antiberty_dir(tmp_path):
@@ -60,8 +67,14 @@ def test_antiberty_masked_lm_logits_match_transformers(tmp_path):
     fb, info = fastbert.AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
     assert type(fb).__name__ == "BertForMaskedLM"
     assert sorted(info["unexpected_keys"]) == [
-        "bert.pooler.dense.bias", "bert.pooler.dense.weight", "cls.chain.bias", "cls.chain.weight", "cls.graft.bias", "cls.graft.weight",
-        "cls.species.bias", "cls.species.weight",
+        "bert.pooler.dense.bias",
+        "bert.pooler.dense.weight",
+        "cls.chain.bias",
+        "cls.chain.weight",
+        "cls.graft.bias",
+        "cls.graft.weight",
+        "cls.species.bias",
+        "cls.species.weight",
     ]
     assert info["missing_keys"] == []
     hf = transformers.BertForMaskedLM.from_pretrained(folder).eval()
@@ -121,7 +134,9 @@ def test_bert_prefix_added_and_stripped(tmp_path):
     # a base checkpoint (no prefix) into a head model: base weights load, the head is initialised
     model, info = fastbert.BertForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert sorted(info["missing_keys"]) == ["classifier.bias", "classifier.weight"]
-    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight, hf.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        model.bert.embeddings.word_embeddings.weight, hf.embeddings.word_embeddings.weight
+    )
     assert model.classifier.weight.std().item() == pytest.approx(0.02, rel=0.5)
     # a head checkpoint (with prefix) into the base model
     head_dir = tmp_path / "head"
@@ -137,14 +152,21 @@ def test_sharded_checkpoint(tmp_path):
     os.remove(tmp_path / "model.safetensors")
     keys = sorted(state)
     half = len(keys) // 2
-    shards = {"model-00001-of-00002.safetensors": keys[:half], "model-00002-of-00002.safetensors": keys[half:]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[:half],
+        "model-00002-of-00002.safetensors": keys[half:],
+    }
     weight_map = {}
     for fname, ks in shards.items():
         save_file({k: state[k].contiguous() for k in ks}, tmp_path / fname)
         weight_map.update({k: fname for k in ks})
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
     fb = fastbert.BertModel.from_pretrained(tmp_path)
-    torch.testing.assert_close(fb.encoder.layer[1].output.dense.weight, hf.encoder.layer[1].output.dense.weight)
+    torch.testing.assert_close(
+        fb.encoder.layer[1].output.dense.weight, hf.encoder.layer[1].output.dense.weight
+    )
     os.remove(tmp_path / "model-00002-of-00002.safetensors")
     with pytest.raises(OSError, match="model-00002-of-00002"):
         fastbert.BertModel.from_pretrained(tmp_path)
@@ -228,13 +250,19 @@ def test_auto_classes_dispatch_on_architectures(tmp_path):
     assert type(fastbert.AutoModelForPreTraining.from_pretrained(tmp_path)).__name__ == "BertForPreTraining"
     assert type(fastbert.AutoModelForMaskedLM.from_pretrained(tmp_path)).__name__ == "BertForMaskedLM"
     assert type(fastbert.AutoModel.from_pretrained(tmp_path)).__name__ == "BertModel"
-    assert type(fastbert.AutoModelForQuestionAnswering.from_pretrained(tmp_path)).__name__ == "BertForQuestionAnswering"
+    assert (
+        type(fastbert.AutoModelForQuestionAnswering.from_pretrained(tmp_path)).__name__
+        == "BertForQuestionAnswering"
+    )
     assert fastbert.AutoConfig.from_pretrained(tmp_path).hidden_size == 36
 
 
 def test_attn_implementation_choice(tmp_path):
     save_tiny(tmp_path, "BertModel")
-    assert fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="eager").attn_implementation == "eager"
+    assert (
+        fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="eager").attn_implementation
+        == "eager"
+    )
     with pytest.raises(ValueError, match="attn_implementation"):
         fastbert.BertModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")
     with pytest.raises(ValueError, match="attn_implementation"):

@@ -13,12 +13,25 @@ import fastbert
 transformers = pytest.importorskip("transformers")
 
 CFG = dict(
-    vocab_size=99, hidden_size=36, num_hidden_layers=3, num_attention_heads=3, intermediate_size=37,
-    max_position_embeddings=64, type_vocab_size=3, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+    vocab_size=99,
+    hidden_size=36,
+    num_hidden_layers=3,
+    num_attention_heads=3,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    type_vocab_size=3,
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
 )
 CLASSES = [
-    "BertModel", "BertForPreTraining", "BertLMHeadModel", "BertForMaskedLM", "BertForNextSentencePrediction",
-    "BertForSequenceClassification", "BertForMultipleChoice", "BertForTokenClassification",
+    "BertModel",
+    "BertForPreTraining",
+    "BertLMHeadModel",
+    "BertForMaskedLM",
+    "BertForNextSentencePrediction",
+    "BertForSequenceClassification",
+    "BertForMultipleChoice",
+    "BertForTokenClassification",
     "BertForQuestionAnswering",
 ]
 
@@ -113,14 +126,22 @@ def test_labels_and_loss(name):
     g = torch.Generator().manual_seed(5)
     labels = {
         "BertModel": {},
-        "BertForPreTraining": dict(labels=torch.randint(0, 99, (b, seq), generator=g), next_sentence_label=torch.tensor([0, 1, 1])),
+        "BertForPreTraining": dict(
+            labels=torch.randint(0, 99, (b, seq), generator=g), next_sentence_label=torch.tensor([0, 1, 1])
+        ),
         "BertLMHeadModel": dict(labels=torch.randint(0, 99, (b, seq), generator=g)),
-        "BertForMaskedLM": dict(labels=torch.where(torch.rand(b, seq, generator=g) < 0.5, -100, torch.randint(0, 99, (b, seq), generator=g))),
+        "BertForMaskedLM": dict(
+            labels=torch.where(
+                torch.rand(b, seq, generator=g) < 0.5, -100, torch.randint(0, 99, (b, seq), generator=g)
+            )
+        ),
         "BertForNextSentencePrediction": dict(labels=torch.tensor([1, 0, 1])),
         "BertForSequenceClassification": dict(labels=torch.tensor([1, 0, 1])),
         "BertForMultipleChoice": dict(labels=torch.tensor([1, 0, 1])),
         "BertForTokenClassification": dict(labels=torch.randint(0, 2, (b, seq), generator=g)),
-        "BertForQuestionAnswering": dict(start_positions=torch.tensor([1, 3, 40]), end_positions=torch.tensor([2, 5, 0])),
+        "BertForQuestionAnswering": dict(
+            start_positions=torch.tensor([1, 3, 40]), end_positions=torch.tensor([2, 5, 0])
+        ),
     }[name]
     if not labels:
         pytest.skip("BertModel takes no labels")
@@ -133,7 +154,9 @@ def test_labels_and_loss(name):
     assert out[0] is out.loss  # tuple order as transformers: loss first
 
 
-@pytest.mark.parametrize("problem", ["regression", "single_label_classification", "multi_label_classification", None])
+@pytest.mark.parametrize(
+    "problem", ["regression", "single_label_classification", "multi_label_classification", None]
+)
 def test_sequence_classification_problem_types(problem):
     num_labels = 1 if problem == "regression" else 3
     hf = hf_model("BertForSequenceClassification", num_labels=num_labels, problem_type=problem)
@@ -160,7 +183,9 @@ def test_return_dict_false_gives_tuples():
         out = fb(**inputs, return_dict=False)
         ref = hf(**inputs, return_dict=False)
     assert isinstance(out, tuple) and len(out) == len(ref) == 1
-    torch.testing.assert_close(out[0][inputs["attention_mask"].bool()], ref[0][inputs["attention_mask"].bool()], atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out[0][inputs["attention_mask"].bool()], ref[0][inputs["attention_mask"].bool()], atol=2e-5, rtol=1e-5
+    )
 
 
 def test_output_attentions_eager_and_fallback():

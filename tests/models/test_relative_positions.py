@@ -15,8 +15,15 @@ import torch.nn.functional as F
 
 import fastbert
 
-CFG = dict(vocab_size=40, hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20,
-           max_position_embeddings=10, type_vocab_size=2)
+CFG = dict(
+    vocab_size=40,
+    hidden_size=12,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=20,
+    max_position_embeddings=10,
+    type_vocab_size=2,
+)
 
 
 def reference_hidden(model, ids, mask):

@@ -20,8 +20,14 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 pytestmark = pytest.mark.skipif(not triton_available(), reason="needs triton on CUDA or TRITON_INTERPRET=1")
 
 CLASSES = [
-    "BertModel", "BertForPreTraining", "BertLMHeadModel", "BertForMaskedLM", "BertForNextSentencePrediction",
-    "BertForSequenceClassification", "BertForMultipleChoice", "BertForTokenClassification",
+    "BertModel",
+    "BertForPreTraining",
+    "BertLMHeadModel",
+    "BertForMaskedLM",
+    "BertForNextSentencePrediction",
+    "BertForSequenceClassification",
+    "BertForMultipleChoice",
+    "BertForTokenClassification",
     "BertForQuestionAnswering",
 ]
 FLOOR = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
@@ -29,8 +35,16 @@ DEVICE = "cuda" if CUDA else "cpu"
 
 
 def tiny(name, **kw):
-    cfg = dict(vocab_size=97, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-               max_position_embeddings=80, type_vocab_size=2, is_decoder=name == "BertLMHeadModel")
+    cfg = dict(
+        vocab_size=97,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=80,
+        type_vocab_size=2,
+        is_decoder=name == "BertLMHeadModel",
+    )
     cfg.update(kw)
     torch.manual_seed(0)
     model = getattr(fastbert, name)(fastbert.BertConfig(**cfg)).eval()
@@ -121,7 +135,9 @@ def test_triton_cross_attention():
     model = tiny("BertLMHeadModel", add_cross_attention=True)
     inputs = inputs_for("BertLMHeadModel")
     inputs["encoder_hidden_states"] = torch.randn(3, 5, 64, device=DEVICE)
-    inputs["encoder_attention_mask"] = torch.tensor([[1] * 5, [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], device=DEVICE)
+    inputs["encoder_attention_mask"] = torch.tensor(
+        [[1] * 5, [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], device=DEVICE
+    )
     compare("BertLMHeadModel", torch.float32, inputs, model)
 
 
