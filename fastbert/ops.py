@@ -33,6 +33,7 @@ values on the host (a device->host sync); False skips that once the caller has v
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,10 +57,15 @@ ACTIVATION_NAMES = (
 
 
 def triton_available() -> bool:
-    """True when triton imports and kernels can run: a CUDA GPU, or ``TRITON_INTERPRET=1``."""
+    """True when triton is installed and kernels can run: a CUDA GPU, or ``TRITON_INTERPRET=1``.
+
+    Looks triton up without importing it (importing costs about a second and is left to
+    ``get_ops("triton")``).
+    """
     try:
-        import triton  # noqa: F401
-    except Exception:
+        if importlib.util.find_spec("triton") is None:
+            return False
+    except (ImportError, ValueError):
         return False
     return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1"
 
