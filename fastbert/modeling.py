@@ -1061,8 +1061,14 @@ def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Te
     return bool((labels[attention_mask == 0] == -100).all())
 
 
-def _check_labels(labels: torch.Tensor | None, shape: tuple, name: str = "labels") -> None:
-    if labels is not None and tuple(labels.shape) != tuple(shape):
+def _input_shape(input_ids, inputs_embeds, dims: int = 2) -> tuple | None:
+    ref = input_ids if input_ids is not None else inputs_embeds
+    return tuple(ref.shape[:dims]) if ref is not None else None
+
+
+def _check_labels(labels: torch.Tensor | None, shape: tuple | None, name: str = "labels") -> None:
+    """Labels of the wrong shape: a ValueError before the forward runs."""
+    if labels is not None and shape is not None and tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
 
 
@@ -1097,6 +1103,9 @@ class BertForPreTraining(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
+        batch_shape = _input_shape(input_ids, inputs_embeds)
+        _check_labels(labels, batch_shape)
+        _check_labels(next_sentence_label, batch_shape and batch_shape[:1], "next_sentence_label")
         out, packed = self.bert._forward(
             input_ids,
             attention_mask,
@@ -1109,9 +1118,6 @@ class BertForPreTraining(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        batch_shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        _check_labels(labels, batch_shape)
-        _check_labels(next_sentence_label, batch_shape[:1], "next_sentence_label")
         prediction_scores = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
         seq_relationship_score = self.cls.seq_relationship(out.pooler_output)
         loss = None
@@ -1166,6 +1172,7 @@ class BertLMHeadModel(BertPreTrainedModel):
     ):
         if labels is not None:
             use_cache = False
+        _check_labels(labels, _input_shape(input_ids, inputs_embeds))
         out, packed = self.bert._forward(
             input_ids,
             attention_mask,
@@ -1182,7 +1189,6 @@ class BertLMHeadModel(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
         loss = None
         if labels is not None:  # shifted: token t predicts token t + 1
@@ -1242,6 +1248,7 @@ class BertForMaskedLM(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
+        _check_labels(labels, _input_shape(input_ids, inputs_embeds))
         out, packed = self.bert._forward(
             input_ids,
             attention_mask,
@@ -1256,7 +1263,6 @@ class BertForMaskedLM(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
         loss = None
         if labels is not None:
@@ -1289,6 +1295,7 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
+        _check_labels(labels, _input_shape(input_ids, inputs_embeds, 1))
         out, _ = self.bert._forward(
             input_ids,
             attention_mask,
@@ -1299,7 +1306,6 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             **_bert_kwargs(kwargs),
         )
-        _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:1])
         logits = self.cls(out.pooler_output)
         loss = F.cross_entropy(logits.view(-1, 2), labels.view(-1)) if labels is not None else None
         return self._return(
@@ -1409,8 +1415,9 @@ class BertForMultipleChoice(BertPreTrainedModel):
                 "BertForMultipleChoice takes input of shape (batch, num_choices, sequence_length)"
             )
         num_choices = ref.shape[1]
+        _check_labels(labels, ref.shape[:1])
 
-        def flat(t, extra=0):
+        def flat(t):
             return t.reshape(-1, *t.shape[2:]) if t is not None else None
 
         out, _ = self.bert._forward(
@@ -1424,7 +1431,6 @@ class BertForMultipleChoice(BertPreTrainedModel):
             **_bert_kwargs(kwargs),
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
-        _check_labels(labels, ref.shape[:1])
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return self._return(
             O.MultipleChoiceModelOutput(
@@ -1459,6 +1465,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
+        _check_labels(labels, _input_shape(input_ids, inputs_embeds))
         out, packed = self.bert._forward(
             input_ids,
             attention_mask,
@@ -1471,7 +1478,6 @@ class BertForTokenClassification(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        _check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[:2])
         logits = _token_head(self, self._head, out.last_hidden_state, packed)
         loss = (
             F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)) if labels is not None else None
