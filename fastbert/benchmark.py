@@ -14,8 +14,9 @@ What one run does, on CUDA when present, else on CPU:
    support or that is not installed is skipped with a line saying why.
 3. **Parity gate**: every provider's output (real tokens only) is compared with transformers'
    ``eager`` fp32 output on the same weights, computed in the same run. The error is
-   ``max|out - ref| / max|ref|``; above :data:`TOLERANCES` for its dtype the row is ``wrong`` and gets
-   no time.
+   ``max|out - ref| / max|ref|``; above its tolerance (:data:`TOLERANCES` for the dtype, or in fp16/bf16
+   :data:`TORCH_ERROR_FACTOR` x transformers eager's own error in that dtype, whichever is larger) the
+   row is ``wrong`` and gets no time.
 4. **Timing** (:func:`measure`): the first call is timed on its own (compile, autotune, graph
    capture: ``first_call_s``), then warm-up calls, then repeats timed with CUDA events (CUDA) or
    ``time.perf_counter`` (CPU); median and p90. ``flush_l2`` writes a buffer twice the L2 size
@@ -110,6 +111,9 @@ DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, 
 #: fp16/bf16 for one rounding of the activations per op over up to 24 layers. A wrong kernel
 #: (a missing mask, a swapped head) is off by O(1).
 TOLERANCES: dict[str, float] = {"fp32": 2e-3, "fp16": 2e-2, "bf16": 8e-2}
+#: In fp16/bf16 the tolerance of a row is also at least this multiple of PyTorch's own error there
+#: (transformers ``eager`` run in that dtype, same weights and inputs): the house rule of ``fastbert check``.
+TORCH_ERROR_FACTOR = 4.0
 
 #: Dense (no sparsity) bf16/fp16 tensor-core peak in TFLOP/s, matched in order against the
 #: lower-cased GPU name (more specific names first).
@@ -486,6 +490,7 @@ class BuildContext:
     device: str
     max_batch: int
     max_seqlen: int
+    compile_dynamic: bool | None = None  # torch.compile(dynamic=...): None is torch's default
 
 
 RunFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -567,8 +572,12 @@ def _build_hf(impl: str) -> Callable[[BuildContext], RunFn]:
 def _build_compile(mode: str | None) -> Callable[[BuildContext], RunFn]:
     def build(ctx: BuildContext) -> RunFn:
         model = hf_variant(ctx.reference, "sdpa", ctx.dtype)
-        compiled = torch.compile(model, mode=mode) if mode else torch.compile(model)
-        return _wrap(compiled, ctx.task)
+        if ctx.compile_dynamic is False:  # a graph per shape: keep them all instead of falling back to eager
+            config = torch._dynamo.config
+            name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+            setattr(config, name, max(getattr(config, name), 64))
+        kwargs = {"mode": mode} if mode else {}
+        return _wrap(torch.compile(model, dynamic=ctx.compile_dynamic, **kwargs), ctx.task)
 
     return build
 
@@ -851,7 +860,15 @@ def memory_worker(spec_json: str) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     shape = Shape(**spec["shape"])
     reference = load_reference_model(spec["model"], spec["task"], "cpu", seed=spec["seed"])
-    ctx = BuildContext(reference, spec["task"], DTYPES[spec["dtype"]], "cpu", shape.batch, shape.padded_len)
+    ctx = BuildContext(
+        reference,
+        spec["task"],
+        DTYPES[spec["dtype"]],
+        "cpu",
+        shape.batch,
+        shape.padded_len,
+        spec["compile_dynamic"],
+    )
     fn = PROVIDERS[spec["provider"]].build(ctx)
     inputs = make_inputs(shape, reference.config.vocab_size, "cpu")
     with torch.inference_mode():
@@ -862,7 +879,14 @@ def memory_worker(spec_json: str) -> dict[str, Any]:
 
 
 def cpu_peak_memory_subprocess(
-    provider: str, workload: Workload, dtype: str, *, threads: int, seed: int = 0, timeout: float = 900
+    provider: str,
+    workload: Workload,
+    dtype: str,
+    *,
+    threads: int,
+    seed: int = 0,
+    compile_dynamic: bool | None = None,
+    timeout: float = 900,
 ) -> tuple[float | None, str | None]:
     """Peak RSS (MiB above the resident set) of one forward in a fresh Python process; (None, why) on failure."""
     spec = json.dumps(
@@ -873,6 +897,7 @@ def cpu_peak_memory_subprocess(
             dtype=dtype,
             threads=threads,
             seed=seed,
+            compile_dynamic=compile_dynamic,
             shape=asdict(workload.shape),
         )
     )
@@ -924,6 +949,7 @@ class BenchOptions:
     seed: int = 0
     max_time_s: float | None = None
     mlm_max_tokens: int = 16384
+    compile_dynamic: bool | None = None  # torch.compile(dynamic=...); None: torch's default
     command: str = ""
     extra_providers: dict[str, Provider] = field(default_factory=dict)  # for tests
 
@@ -941,6 +967,7 @@ ROW_FIELDS: tuple[str, ...] = (
     "tokens",
     "status",
     "error",
+    "torch_error",
     "tolerance",
     "first_call_s",
     "median_ms",
@@ -1090,10 +1117,18 @@ def run_benchmark(
         with torch.inference_mode():
             refs = {w: task_output(task, reference(**inputs[w]), inputs[w]["attention_mask"]) for w in ws}
         for dtype in dtypes:
+            if not any(available[(p, dtype)] for p in wanted):
+                continue
+            torch_errors = _torch_errors(reference, task, dtype, ws, inputs, refs)
             for pname in wanted:
                 if not available[(pname, dtype)]:
                     continue
                 rows = [_empty_row(w, dtype, pname) for w in ws]
+                for w, row in zip(ws, rows):
+                    row["torch_error"] = torch_errors.get(w)
+                    row["tolerance"] = max(
+                        TOLERANCES[dtype], TORCH_ERROR_FACTOR * (torch_errors.get(w) or 0.0)
+                    )
                 result["rows"].extend(rows)
                 if opts.max_time_s is not None and time.perf_counter() - start > opts.max_time_s:
                     for row in rows:
@@ -1101,7 +1136,9 @@ def run_benchmark(
                     bar.update(len(rows))
                     continue
                 bar.set_description(f"{model_name}/{task} {dtype} {pname}")
-                ctx = BuildContext(reference, task, DTYPES[dtype], device, max_batch, max_seqlen)
+                ctx = BuildContext(
+                    reference, task, DTYPES[dtype], device, max_batch, max_seqlen, opts.compile_dynamic
+                )
                 try:
                     fn = registry[pname].build(ctx)
                 except Exception as e:  # a provider that cannot build is reported, not fatal
@@ -1140,6 +1177,25 @@ def run_benchmark(
     add_speedups(result["rows"])
     result["meta"]["wall_s"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def _torch_errors(reference, task: str, dtype: str, ws, inputs, refs) -> dict[Workload, float]:
+    """transformers eager's own error in ``dtype`` per workload (empty in fp32, where it is the reference)."""
+    if dtype == "fp32":
+        return {}
+    model = hf_variant(reference, "eager", DTYPES[dtype])
+    errors = {}
+    with torch.inference_mode():
+        for w in ws:
+            try:
+                out = task_output(task, model(**inputs[w]), inputs[w]["attention_mask"])
+            except RuntimeError:  # e.g. an op without a kernel for this dtype on this device
+                continue
+            err = parity_error(out, refs[w], inputs[w]["attention_mask"], task)
+            if math.isfinite(err):
+                errors[w] = err
+    del model
+    return errors
 
 
 def _run_row(row, fn, w: Workload, inputs, ref, config, device, opts: BenchOptions, flush, peak) -> None:
@@ -1206,7 +1262,12 @@ def _cpu_memory_pass(result, workloads, opts: BenchOptions, say, progress: bool)
             continue
         w = by_key[(row["model"], row["task"], row["shape"])]
         mb, why = cpu_peak_memory_subprocess(
-            row["provider"], w, row["dtype"], threads=threads, seed=opts.seed
+            row["provider"],
+            w,
+            row["dtype"],
+            threads=threads,
+            seed=opts.seed,
+            compile_dynamic=opts.compile_dynamic,
         )
         row["peak_mem_mb"] = round(mb, 1) if mb is not None else None
         if why:
@@ -1414,6 +1475,37 @@ def write_plots(result: dict[str, Any], out_dir: str) -> list[str]:
     return written
 
 
+def speedup_markdown(result: dict[str, Any]) -> str:
+    """The README table: one line per model x task x dtype x shape, a column per provider with its median
+    latency and speed-up over transformers sdpa (``wrong``: failed the parity gate, ``-``: not run)."""
+    rows = [r for r in result["rows"] if r["status"] in ("ok", "wrong", "error")]
+    providers = [p for p in PROVIDERS if any(r["provider"] == p for r in rows)]
+    providers += sorted({r["provider"] for r in rows} - set(providers))
+    keys: list[tuple] = []
+    for r in rows:
+        key = (r["model"], r["task"], r["dtype"], r["shape"], r["tokens"])
+        if key not in keys:
+            keys.append(key)
+    cells = {(r["model"], r["task"], r["dtype"], r["shape"], r["tokens"], r["provider"]): r for r in rows}
+    head = ["model", "task", "dtype", "shape", "real tokens"] + providers
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    for key in keys:
+        line = list(key[:4]) + [str(key[4])]
+        for p in providers:
+            r = cells.get((*key, p))
+            if r is None:
+                line.append("-")
+            elif r["status"] != "ok":
+                line.append(r["status"])
+            else:
+                speed = (
+                    f" (**{r['speedup_vs_hf_sdpa']:.2f}x**)" if r["speedup_vs_hf_sdpa"] is not None else ""
+                )
+                line.append(f"{r['median_ms']:.1f} ms{speed}")
+        out.append("| " + " | ".join(str(c) for c in line) + " |")
+    return "\n".join(out)
+
+
 def summary_markdown(result: dict[str, Any]) -> str:
     """The speed-up table for README: device, command, and one line per timed row."""
     meta = result["meta"]
@@ -1426,7 +1518,15 @@ def summary_markdown(result: dict[str, Any]) -> str:
         meta.get("command") or "fastbert bench",
         "```",
         "",
+        "Median latency per call and speed-up over transformers `sdpa` (same run, same weights and inputs):",
+        "",
+        speedup_markdown(result),
+        "",
+        "<details><summary>all columns</summary>",
+        "",
         format_table(rows, markdown=True),
+        "",
+        "</details>",
     ]
     if result.get("skipped"):
         lines += [
@@ -1529,6 +1629,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-time", type=float, help="stop timing new rows after this many seconds (rest: skipped)"
     )
+    parser.add_argument(
+        "--compile-dynamic",
+        choices=("auto", "true", "false"),
+        default=None,
+        help="torch.compile(dynamic=...) of the hf-compile providers: auto is torch's default (static, then dynamic "
+        "after a recompile); false compiles a graph per shape, the best case for torch.compile "
+        "(default: auto; --suite cpu: false)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--out", help="folder for bench.json, bench.csv, TABLE.md and PNG plots")
     parser.add_argument("--no-plots", action="store_true", help="no PNG plots")
@@ -1561,9 +1669,12 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         if sys.argv[1:2] == ["bench"]
         else "fastbert bench",
     )
+    dynamic = {"auto": None, "true": True, "false": False, None: None}[args.compile_dynamic]
+    opts = replace(opts, compile_dynamic=dynamic)
     if args.suite == "cpu":
         opts = replace(
             opts,
+            compile_dynamic=dynamic if args.compile_dynamic else False,
             device=args.device or "cpu",
             models=args.models or CPU_SUITE["models"],
             tasks=args.tasks or CPU_SUITE["tasks"],

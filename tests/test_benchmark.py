@@ -135,7 +135,7 @@ def test_wrong_answer_gets_no_time():
     for r in rows:
         if r["provider"] == "hf-sdpa":
             assert r["status"] == "ok" and r["median_ms"] > 0 and r["speedup_vs_hf_sdpa"] == 1.0
-            assert r["error"] <= fb.TOLERANCES["fp32"] and r["repeats"] == 2
+            assert r["error"] <= r["tolerance"] == fb.TOLERANCES["fp32"] and r["repeats"] == 2
             assert r["p90_ms"] >= r["median_ms"] >= r["min_ms"]
         else:
             assert r["status"] == "wrong", r
@@ -144,6 +144,16 @@ def test_wrong_answer_gets_no_time():
     assert sum(r["tokens"] for r in rows if r["provider"] == "nan" and r["task"] == "model") == 32 + sum(
         fb.parse_shape("4xskewed4-32").lengths()
     )
+
+
+def test_half_precision_tolerance_follows_torch_error():
+    opts = fb.BenchOptions(
+        models=["tiny"], tasks=["model"], shapes=["2x16"], providers=["hf-sdpa"], dtypes=["bf16"], **FAST
+    )
+    (row,) = fb.run_benchmark(opts, progress=False, log=lambda s: None)["rows"]
+    assert row["torch_error"] > 0
+    assert row["tolerance"] == max(fb.TOLERANCES["bf16"], fb.TORCH_ERROR_FACTOR * row["torch_error"])
+    assert row["status"] == "ok", row
 
 
 def test_unavailable_provider_is_skipped_with_a_line():
@@ -242,6 +252,7 @@ def test_json_csv_schema_and_plots(small_result, tmp_path):
     assert {r["provider"] for r in ok} == {"hf-eager", "hf-sdpa", "fastbert-sdpa"}, data["log"]
     table = (tmp_path / "TABLE.md").read_text()
     assert "fastbert bench --test" in table and "| fastbert-sdpa |" in table
+    assert "| tiny | model | fp32 | 4xskewed4-32 |" in table  # the README speed-up table
     pytest.importorskip("matplotlib")
     for png in ("speedup_vs_seqlen.png", "varlen_throughput.png"):
         assert png in names and (tmp_path / png).stat().st_size > 1000
@@ -305,5 +316,6 @@ def test_cpu_suite_preset():
     assert opts.device == "cpu" and opts.threads == 2 and list(opts.models) == ["minilm", "bert-base"]
     assert "32xskewed8-256" in opts.shapes and "8x128" in opts.shapes
     assert {"fastbert-sdpa", "hf-sdpa", "hf-compile", "onnxruntime"} <= set(opts.providers)
+    assert opts.compile_dynamic is False  # a graph per shape: torch.compile's best case
     quick = fb.options_from_args(parser.parse_args(["--quick", "--tasks", "model"]))
     assert quick.quick and quick.repeats == 10 and list(quick.models) == ["minilm", "bert-base"]
