@@ -50,7 +50,7 @@ def parse_dtype(dtype: Any) -> torch.dtype | str | None:
         if name in _DTYPES:
             return _DTYPES[name]
     raise ValueError(
-        f"unsupported torch_dtype {dtype!r}: use a torch dtype, 'auto', or one of {sorted(_DTYPES)}"
+        f"unknown dtype {dtype!r}: use a torch dtype, 'auto', or one of float32, float16 (fp16), bfloat16 (bf16)"
     )
 
 

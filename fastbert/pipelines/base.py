@@ -24,29 +24,12 @@ DEFAULT_BATCH_SIZE = 32
 # Inputs read (and length-sorted together) per window, in batches.
 WINDOW_BATCHES = 16
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
 
 def resolve_dtype(dtype: Any) -> torch.dtype | str | None:
     """A torch dtype from a dtype, its name (``"float16"``, ``"fp16"``, ``"bf16"``...), ``"auto"`` or None."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if isinstance(dtype, str):
-        name = dtype.lower().removeprefix("torch.")
-        if name == "auto":
-            return "auto"
-        if name in _DTYPES:
-            return _DTYPES[name]
-    raise ValueError(f"unknown dtype {dtype!r}: use one of float32, float16 (fp16), bfloat16 (bf16) or 'auto'")
+    from ..loading import parse_dtype
+
+    return parse_dtype(dtype.lower() if isinstance(dtype, str) else dtype)
 
 
 def resolve_device(device: Any, model: Any = None) -> torch.device:
@@ -245,11 +228,15 @@ class Pipeline:
     def preprocess(self, item: Any, **params: Any) -> list[dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError
 
-    def extract(self, output: Any, rows: torch.Tensor, lengths: list[int], features: list[dict], **params: Any) -> list[Any]:
+    def extract(
+        self, output: Any, rows: torch.Tensor, lengths: list[int], features: list[dict], **params: Any
+    ) -> list[Any]:
         """What each feature keeps of a batch's output (on the CPU)."""
         raise NotImplementedError  # pragma: no cover
 
-    def postprocess(self, item: Any, features: list[dict[str, Any]], **params: Any) -> Any:  # pragma: no cover
+    def postprocess(
+        self, item: Any, features: list[dict[str, Any]], **params: Any
+    ) -> Any:  # pragma: no cover
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------------- the engine
@@ -327,7 +314,9 @@ class Pipeline:
             unknown = sorted(set(merged) - set(sig.parameters))
             if unknown:
                 known = ", ".join(list(sig.parameters) + ["batch_size", "progress"])
-                raise TypeError(f"{self.task} pipeline got unknown parameter(s) {', '.join(unknown)}; it takes {known}")
+                raise TypeError(
+                    f"{self.task} pipeline got unknown parameter(s) {', '.join(unknown)}; it takes {known}"
+                )
         params = self._sanitize(**merged)
         params.setdefault("preprocess", {})
         params.setdefault("postprocess", {})
