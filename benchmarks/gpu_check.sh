@@ -8,6 +8,8 @@
 # stays under the device's 10 minutes and a step that hangs costs only its own share:
 #   GPU_CHECK_TESTS_S=150 GPU_CHECK_CHECK_S=50 GPU_CHECK_KERNELS_S=80 GPU_CHECK_BENCH_S=160 GPU_CHECK_AUTOTUNE_S=60
 # (GPU_CHECK_SKIP_INSTALL=1 skips the pip install, for a dry run on a machine that has the checkout installed).
+# GPU_CHECK_STEPS picks steps (default "tests check kernels bench autotune"); a second call can spend its
+# whole 10 minutes on the end-to-end grid:  GPU_CHECK_STEPS=bench GPU_CHECK_BENCH_S=540 bash benchmarks/gpu_check.sh
 # A step that fails is logged and the next one runs; the exit status is the number of failed steps.
 # Files in $OUT: gpu_check.log, bench.json, bench.csv, speedup_vs_seqlen.png, varlen_throughput.png,
 # kernels.csv, kernels_speedup.png, autotune.json.
@@ -31,9 +33,12 @@ collect() {  # copy what exists so far: a killed call still returns it
     return 0
 }
 
+STEPS=" ${GPU_CHECK_STEPS:-tests check kernels bench autotune} "
+
 step() {  # step NAME SECONDS COMMAND...
     local name="$1" limit="$2"
     shift 2
+    case "$STEPS" in *" $name "*|*" ${name%%-*} "*) ;; *) [ "$name" != install ] && return 0 ;; esac
     echo "=== $name (limit ${limit}s): $*" | tee -a "$LOG"
     local t0=$SECONDS
     timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1

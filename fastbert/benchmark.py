@@ -142,7 +142,7 @@ CPU_SUITE = dict(
     dtypes=("fp32",),
     threads=2,
     shapes=("8x128", "32xskewed8-256"),
-    providers=("fastbert-sdpa", "hf-eager", "hf-sdpa", "hf-compile", "onnxruntime"),
+    providers=("fastbert-sdpa", "hf-sdpa", "hf-compile", "onnxruntime"),
 )
 
 
