@@ -57,7 +57,10 @@ class BenchRunner:
             pytest.skip(f"{provider}: {reason}")
         reference = self._reference(w.model, w.task)
         inputs = fb.make_inputs(w.shape, reference.config.vocab_size, self.device)
-        fn = self._fn(w, dtype, provider)  # built outside inference mode: parameters stay normal tensors
+        try:  # built outside inference mode: parameters stay normal tensors
+            fn = self._fn(w, dtype, provider)
+        except NotImplementedError as e:  # e.g. fastbert without cuda_graphs() yet
+            pytest.skip(f"{provider}: {e}")
         with torch.inference_mode():
             ref = fb.task_output(w.task, reference(**inputs), inputs["attention_mask"])
             out, first_s = fb.first_call(fn, inputs, self.device)

@@ -2,7 +2,7 @@
 
 ``pytest benchmarks/test_bench_models.py`` on CUDA or CPU, whichever is present: every workload x
 dtype x provider, the output checked against transformers' fp32 eager output before it is timed.
-``FASTBERT_BENCH_FULL=1`` for the full grid; see ``benchmarks/conftest.py`` for the other knobs.
+``FASTBERT_BENCH_FULL=1`` for the full grid (CPU default: MiniLM only); see ``benchmarks/conftest.py`` for the other knobs.
 Compare providers with ``--benchmark-group-by=group`` (the default groups by workload and dtype).
 """
 
@@ -21,7 +21,12 @@ def env_list(name, default):
 DEVICE = fb.default_device()
 FULL = os.environ.get("FASTBERT_BENCH_FULL") == "1"
 MODELS = env_list(
-    "FASTBERT_BENCH_MODELS", ("minilm", "bert-base", "bert-large") if FULL else ("minilm", "bert-base")
+    "FASTBERT_BENCH_MODELS",
+    ("minilm", "bert-base", "bert-large")
+    if FULL
+    else ("minilm", "bert-base")
+    if DEVICE == "cuda"
+    else ("minilm",),
 )
 DTYPES = env_list("FASTBERT_BENCH_DTYPES", ("fp16", "bf16", "fp32") if DEVICE == "cuda" else ("fp32",))
 PROVIDERS = env_list("FASTBERT_BENCH_PROVIDERS", fb.PROVIDERS)
