@@ -1693,11 +1693,13 @@ def cli_main(args: argparse.Namespace) -> int:
     if args.list_providers:
         for name, p in PROVIDERS.items():
             reasons = {d: p.unavailable(device, DTYPES[d]) for d in DTYPES}
-            state = (
-                "runs"
-                if all(r is None for r in reasons.values())
-                else "; ".join(f"{d}: {r}" for d, r in reasons.items() if r) or "runs"
-            )
+            distinct = {r for r in reasons.values() if r}
+            if not distinct:
+                state = "runs"
+            elif len(distinct) == 1 and all(reasons.values()):
+                state = distinct.pop()
+            else:
+                state = "; ".join(f"{d}: {r}" for d, r in reasons.items() if r)
             print(f"{name:26s} {p.description}  [{state}]")
         return 0
     out = args.out
