@@ -9,7 +9,8 @@
 #   GPU_CHECK_TESTS_S=150 GPU_CHECK_CHECK_S=50 GPU_CHECK_KERNELS_S=80 GPU_CHECK_BENCH_S=160 GPU_CHECK_AUTOTUNE_S=60
 # (GPU_CHECK_SKIP_INSTALL=1 skips the pip install, for a dry run on a machine that has the checkout installed).
 # GPU_CHECK_STEPS picks steps (default "tests check kernels bench autotune"); a second call can spend its
-# whole 10 minutes on the end-to-end grid:  GPU_CHECK_STEPS=bench GPU_CHECK_BENCH_S=540 bash benchmarks/gpu_check.sh
+# 10 minutes on the end-to-end grid and torch.compile:
+#   GPU_CHECK_STEPS="bench autotune" GPU_CHECK_BENCH_S=300 GPU_CHECK_AUTOTUNE_S=260 bash benchmarks/gpu_check.sh
 # A step that fails is logged and the next one runs; the exit status is the number of failed steps.
 # Files in $OUT: gpu_check.log, bench.json, bench.csv, speedup_vs_seqlen.png, varlen_throughput.png,
 # kernels.csv, kernels_speedup.png, autotune.json.
@@ -73,17 +74,19 @@ EOF
 step tests "${GPU_CHECK_TESTS_S:-150}" python -m pytest tests -q -x -p no:cacheprovider
 step check "${GPU_CHECK_CHECK_S:-50}" python -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
 step kernels "${GPU_CHECK_KERNELS_S:-80}" python benchmarks/bench_kernels.py --out "$WORK/kernels"
-# End to end, every provider but max-autotune (minutes of autotuning per shape): --quick grid,
-# BERT-base first so it is measured whole; --max-time stops timing new rows in time to write.
+# End to end on the --quick grid, every provider but torch.compile (tens of seconds of compiling per
+# model x task x dtype): BERT-base first so it is measured whole; --max-time stops timing new rows in
+# time to write what was measured.
 BENCH_S="${GPU_CHECK_BENCH_S:-160}"
 step bench "$BENCH_S" python -m fastbert bench --quick --models bert-base,minilm --tasks model,embed,mlm \
-    --dtypes fp16,bf16,fp32 --no-progress --max-time "$((BENCH_S - 40))" --out "$WORK/bench" \
-    --providers fastbert-triton,fastbert-triton-graphs,fastbert-sdpa,hf-eager,hf-sdpa,hf-compile,onnxruntime
-# max-autotune-no-cudagraphs on two shapes, against the same baseline.
+    --dtypes bf16,fp16,fp32 --no-progress --max-time "$((BENCH_S - 30))" --out "$WORK/bench" \
+    --providers fastbert-triton,fastbert-triton-graphs,fastbert-sdpa,hf-eager,hf-sdpa,onnxruntime
+# torch.compile of transformers (default mode, then max-autotune-no-cudagraphs) on BERT-base bf16,
+# against fastbert triton and the same baseline.
 AUTOTUNE_S="${GPU_CHECK_AUTOTUNE_S:-60}"
 step autotune "$AUTOTUNE_S" python -m fastbert bench --models bert-base --tasks model --dtypes bf16 \
     --shapes 32x128,32xskewed8-512 --no-progress --no-plots --max-time "$((AUTOTUNE_S - 15))" \
-    --out "$WORK/autotune" --providers fastbert-triton,hf-sdpa,hf-compile-max-autotune
+    --out "$WORK/autotune" --providers fastbert-triton,fastbert-triton-graphs,hf-sdpa,hf-compile,hf-compile-max-autotune
 
 for t in bench autotune; do
     [ -f "$WORK/$t/TABLE.md" ] && { echo "=== $t/TABLE.md"; cat "$WORK/$t/TABLE.md"; } >>"$LOG"
