@@ -44,6 +44,7 @@ class GraphRunner:
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None
         self.captures = 0
+        self.stamp: tuple | None = None
 
     def bucket(self, batch: int, seqlen: int) -> tuple[int, int] | None:
         b = next((x for x in self.batch_buckets if x >= batch), None)
@@ -65,12 +66,17 @@ class GraphRunner:
             and self.bucket(*input_ids.shape) is not None
         )
 
+    def weights_stamp(self) -> tuple:
+        """Where the weights live and how often they changed: a graph reads them by address."""
+        return tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+
     def _capture(self, key):
-        b, s, dtype = key
+        b, s = key[0], key[1]
         dev = self.model.device
-        ids = torch.zeros(b, s, dtype=torch.long, device=dev)
-        mask = torch.zeros(b, s, dtype=torch.long, device=dev)
-        tt = torch.zeros(b, s, dtype=torch.long, device=dev)
+        with torch.inference_mode(False):  # static buffers must accept writes under no_grad later
+            ids = torch.zeros(b, s, dtype=torch.long, device=dev)
+            mask = torch.zeros(b, s, dtype=torch.long, device=dev)
+            tt = torch.zeros(b, s, dtype=torch.long, device=dev)
         mask[:, 0] = 1
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
@@ -91,7 +97,12 @@ class GraphRunner:
     def run(self, input_ids, attention_mask, token_type_ids):
         batch, seqlen = input_ids.shape
         b, s = self.bucket(batch, seqlen)
-        key = (b, s, self.model.dtype)
+        autocast = torch.is_autocast_enabled("cuda")
+        key = (b, s, self.model.dtype, autocast, torch.get_autocast_dtype("cuda") if autocast else None)
+        stamp = self.weights_stamp()
+        if stamp != self.stamp:  # weights moved, converted or edited: the graphs point at stale memory
+            self.graphs.clear()
+            self.stamp = stamp
         graph, ids, mask, tt, (hidden, pooled) = self.graphs.get(key) or self._capture(key)
         ids.zero_()
         mask.zero_()

@@ -218,7 +218,8 @@ class BertSelfAttention(nn.Module):
             enc_lead = encoder_hidden_states.shape[:-1]
             k = self.key(encoder_hidden_states).view(*enc_lead, h, d)
             v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
-        elif backend == "eager" or self.training:
+        elif backend == "eager" or self.training or torch.is_grad_enabled():
+            # the fused weight is a no-grad copy: with gradients, the three projections run as themselves
             q = self.query(hidden_states).view(*lead, h, d)
             k = self.key(hidden_states).view(*lead, h, d)
             v = self.value(hidden_states).view(*lead, h, d)
@@ -896,6 +897,7 @@ class BertModel(BertPreTrainedModel):
         if (
             runner is not None
             and backend == "triton"
+            and allow_pack  # a loss over padded positions needs their real values: not the graph path
             and position_ids is None
             and runner.covers(
                 input_ids,

@@ -267,3 +267,17 @@ def test_fully_padded_row_is_finite():
         with torch.no_grad():
             out = fb(input_ids=ids, attention_mask=mask)
         assert torch.isfinite(out.logits).all(), backend
+
+
+def test_gradients_reach_query_key_value_in_eval_mode():
+    """The fused QKV weight is a no-grad copy: with gradients on, the projections run as themselves."""
+    hf = hf_model("BertModel")
+    fb = fastbert.from_transformers(hf, attn_implementation="sdpa").eval()
+    inputs = batch("BertModel")
+    with torch.inference_mode():
+        fb(**inputs)  # builds the fused cache under inference mode
+    out = fb(**inputs).last_hidden_state
+    out[inputs["attention_mask"].bool()].sum().backward()
+    attn = fb.encoder.layer[0].attention.self
+    for lin in (attn.query, attn.key, attn.value):
+        assert lin.weight.grad is not None and lin.weight.grad.abs().max() > 0

@@ -211,6 +211,17 @@ def test_cuda_graphs_match_and_do_not_recapture():
     with torch.no_grad():  # outside the buckets: runs normally
         model(input_ids=torch.randint(1, 1000, (16, 20), device="cuda"))
     assert runner.captures == 4
+    # first capture under inference_mode, then a call under no_grad; then changed weights re-capture
+    model.cuda_graphs(max_batch=2, max_seqlen=32)
+    ids = torch.randint(1, 1000, (1, 20), device="cuda")
+    with torch.inference_mode():
+        model(input_ids=ids)
+    with torch.no_grad():
+        before = model(input_ids=ids).last_hidden_state
+        model.encoder.layer[0].output.dense.bias.add_(1.0)
+        after = model(input_ids=ids).last_hidden_state
+    assert model._graph_runner.captures == 2
+    assert (after - before).abs().max() > 1e-2
 
 
 @pytest.mark.skipif(not CUDA, reason="torch.compile over the Triton custom ops needs CUDA")
@@ -223,5 +234,11 @@ def test_torch_compile_over_triton_backend():
         compiled = torch.compile(model)
         out = compiled(input_ids=ids).last_hidden_state
     torch.testing.assert_close(out, ref, atol=1e-2, rtol=1e-2)
-    explanation = torch._dynamo.explain(model)(input_ids=ids)
-    assert not any("fastbert" in str(b.reason) for b in explanation.break_reasons), explanation.break_reasons
+    with torch.no_grad():  # with gradients the model would fall back to sdpa
+        explanation = torch._dynamo.explain(model)(input_ids=ids)
+    graphs = "\n".join(str(g.graph) for g in explanation.graphs)
+    for op in ("embed_layernorm", "attention_padded", "add_layernorm", "bias_act"):
+        assert f"fastbert.{op}" in graphs, op  # the kernels are in the traced graphs...
+    for brk in explanation.break_reasons:  # ...and no graph break happens inside them
+        frames = [f.filename for f in brk.user_stack]
+        assert not any("fastbert/kernels" in f or f.endswith("fastbert/ops.py") for f in frames), brk
