@@ -341,6 +341,8 @@ class PreTrainedMixin:
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
         model.eval()
+        if model.attn_implementation != "eager":
+            model.prepare_fused_weights()  # the QKV projection is one GEMM over a concatenated weight
         return (model, info) if output_loading_info else model
 
     @classmethod

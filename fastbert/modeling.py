@@ -626,6 +626,13 @@ class BertPreTrainedModel(PreTrainedMixin, nn.Module):
             base._graph_runner = runner or GraphRunner(base, max_batch, max_seqlen)
         return self
 
+    def prepare_fused_weights(self) -> None:
+        """Build each layer's concatenated QKV weight now (from_pretrained does, for sdpa and triton) rather
+        than on the first forward. It is rebuilt by itself when the weights move or change."""
+        for module in self.modules():
+            if isinstance(module, BertSelfAttention) and not module.is_cross_attention:
+                module.fused_qkv()
+
     def _warn_fallback(self, reason: str) -> None:
         if reason not in self._fallback_warned:
             self._fallback_warned.add(reason)
