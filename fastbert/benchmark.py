@@ -1498,9 +1498,7 @@ def speedup_markdown(result: dict[str, Any]) -> str:
             elif r["status"] != "ok":
                 line.append(r["status"])
             else:
-                speed = (
-                    f" (**{r['speedup_vs_hf_sdpa']:.2f}x**)" if r["speedup_vs_hf_sdpa"] is not None else ""
-                )
+                speed = f" ({r['speedup_vs_hf_sdpa']:.2f}x)" if r["speedup_vs_hf_sdpa"] is not None else ""
                 line.append(f"{r['median_ms']:.1f} ms{speed}")
         out.append("| " + " | ".join(str(c) for c in line) + " |")
     return "\n".join(out)
