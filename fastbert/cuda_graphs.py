@@ -68,7 +68,9 @@ class GraphRunner:
 
     def weights_stamp(self) -> tuple:
         """Where the weights live and how often they changed: a graph reads them by address."""
-        return tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+        from .modeling import _version
+
+        return tuple((p.data_ptr(), _version(p)) for p in self.model.parameters())
 
     def _capture(self, key):
         b, s = key[0], key[1]

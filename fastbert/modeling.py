@@ -135,6 +135,12 @@ def q_packing_rows(packing: Packing) -> torch.Tensor:
     return packing.indices // packing.seqlen
 
 
+def _version(t: torch.Tensor) -> int:
+    """In-place update counter of a tensor (inference tensors have none: they cannot be updated outside
+    inference mode)."""
+    return 0 if t.is_inference() else t._version
+
+
 class BertSelfAttention(nn.Module):
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
@@ -170,7 +176,7 @@ class BertSelfAttention(nn.Module):
             if self._qkv_cache is not None:
                 return self._qkv_cache[1], self._qkv_cache[2]
             return torch.cat(params[:3]), torch.cat(params[3:])
-        stamp = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        stamp = tuple((p.data_ptr(), _version(p), p.dtype) for p in params)
         if self._qkv_cache is None or self._qkv_cache[0] != stamp:
             with torch.no_grad():
                 w, b = torch.cat(params[:3]), torch.cat(params[3:])

@@ -281,3 +281,14 @@ def test_gradients_reach_query_key_value_in_eval_mode():
     attn = fb.encoder.layer[0].attention.self
     for lin in (attn.query, attn.key, attn.value):
         assert lin.weight.grad is not None and lin.weight.grad.abs().max() > 0
+
+
+def test_model_built_in_inference_mode():
+    hf = hf_model("BertModel")
+    inputs = batch("BertModel")
+    with torch.inference_mode():
+        fb = fastbert.from_transformers(hf, attn_implementation="sdpa")
+        out = fb(**inputs).last_hidden_state
+        ref = hf(**inputs).last_hidden_state
+    m = inputs["attention_mask"].bool()
+    torch.testing.assert_close(out[m], ref[m], atol=2e-5, rtol=1e-5)
