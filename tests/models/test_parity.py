@@ -7,6 +7,7 @@ bf16 error against its fp32 (plus a floor), on valid tokens.
 
 import pytest
 import torch
+from model_helpers import CLASSES, perturb_norms_and_biases
 
 import fastbert
 
@@ -23,17 +24,6 @@ CFG = dict(
     hidden_dropout_prob=0.1,
     attention_probs_dropout_prob=0.1,
 )
-CLASSES = [
-    "BertModel",
-    "BertForPreTraining",
-    "BertLMHeadModel",
-    "BertForMaskedLM",
-    "BertForNextSentencePrediction",
-    "BertForSequenceClassification",
-    "BertForMultipleChoice",
-    "BertForTokenClassification",
-    "BertForQuestionAnswering",
-]
 
 
 def hf_model(name, **overrides):
@@ -44,11 +34,7 @@ def hf_model(name, **overrides):
     config._attn_implementation = "eager"
     torch.manual_seed(1)
     model = getattr(transformers, name)(config).eval()
-    with torch.no_grad():  # noise on LayerNorm and biases, so a wrong wiring shows
-        for n, p in model.named_parameters():
-            if "LayerNorm" in n or n.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    return model
+    return perturb_norms_and_biases(model)
 
 
 def batch(name, b=3, seq=11):

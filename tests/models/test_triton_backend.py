@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from model_helpers import CLASSES, perturb_norms_and_biases
 
 import fastbert
 from fastbert.ops import triton_available
@@ -19,17 +20,6 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason="needs triton on CUDA or TRITON_INTERPRET=1")
 
-CLASSES = [
-    "BertModel",
-    "BertForPreTraining",
-    "BertLMHeadModel",
-    "BertForMaskedLM",
-    "BertForNextSentencePrediction",
-    "BertForSequenceClassification",
-    "BertForMultipleChoice",
-    "BertForTokenClassification",
-    "BertForQuestionAnswering",
-]
 FLOOR = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 DEVICE = "cuda" if CUDA else "cpu"
 
@@ -48,11 +38,7 @@ def tiny(name, **kw):
     cfg.update(kw)
     torch.manual_seed(0)
     model = getattr(fastbert, name)(fastbert.BertConfig(**cfg)).eval()
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "LayerNorm" in n or n.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    return model.to(DEVICE)
+    return perturb_norms_and_biases(model).to(DEVICE)
 
 
 def inputs_for(name, b=3, seq=13, vocab=97):
