@@ -34,7 +34,12 @@ def run(*args, stdin="", env=None, cwd=None):
             e[k] = v
     return subprocess.run(
         [sys.executable, "-m", "fastbert", "run", *args],
-        input=stdin, capture_output=True, text=True, env=e, cwd=cwd, timeout=300,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -43,7 +48,17 @@ def jsonl(text):
 
 
 def test_fill_mask_stdin_to_jsonl_stdout(ckpt):
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--top-k", "3", "--batch-size", "2", stdin="\n".join(FILL_INPUTS) + "\n")
+    p = run(
+        "--task",
+        "fill-mask",
+        "--model",
+        ckpt["mlm"],
+        "--top-k",
+        "3",
+        "--batch-size",
+        "2",
+        stdin="\n".join(FILL_INPUTS) + "\n",
+    )
     assert p.returncode == 0, p.stderr
     got = jsonl(p.stdout)
     ref = fastbert.pipeline("fill-mask", model=ckpt["mlm"])(FILL_INPUTS, top_k=3)
@@ -59,8 +74,23 @@ def test_input_file_output_formats(ckpt, tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout == ""
     data = json.loads(out_json.read_text())
-    assert len(data) == 2 and len(data[0]) == 5 and list(data[0][0]) == ["score", "token", "token_str", "sequence"]
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--input", str(src), "--output", str(out_csv), "--top-k", "2")
+    assert (
+        len(data) == 2
+        and len(data[0]) == 5
+        and list(data[0][0]) == ["score", "token", "token_str", "sequence"]
+    )
+    p = run(
+        "--task",
+        "fill-mask",
+        "--model",
+        ckpt["mlm"],
+        "--input",
+        str(src),
+        "--output",
+        str(out_csv),
+        "--top-k",
+        "2",
+    )
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert len(rows) == 4 and list(rows[0]) == ["index", "rank", "score", "token", "token_str", "sequence"]
@@ -68,15 +98,33 @@ def test_input_file_output_formats(ckpt, tmp_path):
 
 
 def test_pairs_and_question_answering_json_lines(ckpt):
-    lines = [json.dumps({"text": "who lives here", "text_pair": "john lives in paris"}), "the capital of france"]
+    lines = [
+        json.dumps({"text": "who lives here", "text_pair": "john lives in paris"}),
+        "the capital of france",
+    ]
     p = run("--task", "text-classification", "--model", ckpt["seq"], stdin="\n".join(lines) + "\n")
     assert p.returncode == 0, p.stderr
     pipe = fastbert.pipeline("text-classification", model=ckpt["seq"])
-    assert_same(jsonl(p.stdout), [pipe({"text": "who lives here", "text_pair": "john lives in paris"}), pipe("the capital of france")[0]])
+    assert_same(
+        jsonl(p.stdout),
+        [
+            pipe({"text": "who lives here", "text_pair": "john lives in paris"}),
+            pipe("the capital of france")[0],
+        ],
+    )
 
     qa = [{"question": "where does john live?", "context": "John lives in New York and works at Google."}]
-    p = run("--task", "question-answering", "--model", ckpt["qa"], "--top-k", "2", "--doc-stride", "8",
-            stdin="\n".join(json.dumps(q) for q in qa) + "\n")
+    p = run(
+        "--task",
+        "question-answering",
+        "--model",
+        ckpt["qa"],
+        "--top-k",
+        "2",
+        "--doc-stride",
+        "8",
+        stdin="\n".join(json.dumps(q) for q in qa) + "\n",
+    )
     assert p.returncode == 0, p.stderr
     ref = fastbert.pipeline("question-answering", model=ckpt["qa"])(qa[0], top_k=2, doc_stride=8)
     assert_same(jsonl(p.stdout), [json.loads(json.dumps(ref))])
@@ -93,7 +141,9 @@ def test_embeddings_default_model_npy_and_safetensors(tmp_path):
     np.testing.assert_allclose(np.load(npy), ref, atol=1e-5)
 
     st = tmp_path / "tokens.safetensors"
-    p = run("--task", "feature-extraction", "--output", str(st), "--dtype", "fp32", stdin="\n".join(texts) + "\n")
+    p = run(
+        "--task", "feature-extraction", "--output", str(st), "--dtype", "fp32", stdin="\n".join(texts) + "\n"
+    )
     assert p.returncode == 0, p.stderr
     from safetensors.numpy import load_file
 
@@ -113,18 +163,50 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path):
     p = run("--task", "fill-mask", "--model", ckpt["seq"], "--output", str(out), stdin="the [MASK]\n")
     assert p.returncode == 2 and "BertForSequenceClassification" in p.stderr
     # an input without a mask, after good ones
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--output", str(out), stdin="the [MASK] city\nno mask\n")
+    p = run(
+        "--task",
+        "fill-mask",
+        "--model",
+        ckpt["mlm"],
+        "--output",
+        str(out),
+        stdin="the [MASK] city\nno mask\n",
+    )
     assert p.returncode == 2 and "no mask token" in p.stderr and "Traceback" not in p.stderr
     # empty lines: an error naming the line, or skipped with --skip-empty
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--output", str(out), stdin="the [MASK] city\n\nthe [MASK]\n")
+    p = run(
+        "--task",
+        "fill-mask",
+        "--model",
+        ckpt["mlm"],
+        "--output",
+        str(out),
+        stdin="the [MASK] city\n\nthe [MASK]\n",
+    )
     assert p.returncode == 2 and "line 2" in p.stderr
     assert out.read_text() == "previous\n"
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--output", str(out), "--skip-empty", stdin="the [MASK] city\n\nthe [MASK]\n")
+    p = run(
+        "--task",
+        "fill-mask",
+        "--model",
+        ckpt["mlm"],
+        "--output",
+        str(out),
+        "--skip-empty",
+        stdin="the [MASK] city\n\nthe [MASK]\n",
+    )
     assert p.returncode == 0, p.stderr
     assert len(jsonl(out.read_text())) == 2
     # too long with --no-truncation
-    p = run("--task", "text-classification", "--model", ckpt["seq"], "--no-truncation", stdin="the city " * 60 + "\n")
+    p = run(
+        "--task",
+        "text-classification",
+        "--model",
+        ckpt["seq"],
+        "--no-truncation",
+        stdin="the city " * 60 + "\n",
+    )
     assert p.returncode == 2 and "longer than the model's maximum" in p.stderr
     # an option of another task
     p = run("--task", "text-classification", "--model", ckpt["seq"], "--targets", "a", stdin="x\n")
@@ -132,8 +214,14 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path):
 
 
 def test_unreachable_hub_id_says_pass_a_local_folder():
-    p = run("--task", "fill-mask", "--model", "google-bert/bert-base-uncased", stdin="x [MASK]\n",
-            env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "", "HTTPS_PROXY": "", "https_proxy": ""})
+    p = run(
+        "--task",
+        "fill-mask",
+        "--model",
+        "google-bert/bert-base-uncased",
+        stdin="x [MASK]\n",
+        env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "", "HTTPS_PROXY": "", "https_proxy": ""},
+    )
     assert p.returncode == 2
     assert "pass a local folder" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr

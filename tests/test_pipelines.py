@@ -39,7 +39,10 @@ HEADS = {
     "mlm": ("BertForMaskedLM", {}),
     "seq": ("BertForSequenceClassification", {"id2label": {0: "NEG", 1: "POS", 2: "NEU"}}),
     "seq1": ("BertForSequenceClassification", {"id2label": {0: "SCORE"}}),
-    "tok": ("BertForTokenClassification", {"id2label": {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}}),
+    "tok": (
+        "BertForTokenClassification",
+        {"id2label": {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}},
+    ),
     "qa": ("BertForQuestionAnswering", {}),
     "base": ("BertModel", {}),
 }
@@ -59,8 +62,13 @@ def build_checkpoints(root) -> dict[str, str]:
         if "id2label" in extra:
             extra["label2id"] = {v: k for k, v in extra["id2label"].items()}
         cfg = transformers.BertConfig(
-            vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=64, max_position_embeddings=MAX_POS, **extra,
+            vocab_size=len(VOCAB),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=MAX_POS,
+            **extra,
         )
         model = getattr(transformers, cls_name)(cfg).eval()
         path = root / name
@@ -247,7 +255,14 @@ def test_feature_extraction_matches_transformers(ckpt):
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"top_k": None}, {"top_k": 2}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"function_to_apply": "none", "top_k": None}],
+    [
+        {},
+        {"top_k": None},
+        {"top_k": 2},
+        {"top_k": 1},
+        {"function_to_apply": "sigmoid"},
+        {"function_to_apply": "none", "top_k": None},
+    ],
 )
 def test_text_classification_matches_transformers(ckpt, kw):
     ours, ref = fb_pipe("text-classification", ckpt["seq"]), hf_pipe("text-classification", ckpt["seq"])
@@ -263,7 +278,10 @@ def test_text_classification_matches_transformers(ckpt, kw):
 
 @pytest.mark.parametrize("init", [{"top_k": None}, {"top_k": 2}, {"function_to_apply": "none"}])
 def test_text_classification_construction_defaults(ckpt, init):
-    ours, ref = fb_pipe("text-classification", ckpt["seq"], **init), hf_pipe("text-classification", ckpt["seq"], **init)
+    ours, ref = (
+        fb_pipe("text-classification", ckpt["seq"], **init),
+        hf_pipe("text-classification", ckpt["seq"], **init),
+    )
     for x in ["the capital of france", ["a b c", "paris is a city"], {"text": "who", "text_pair": "john"}]:
         assert_same(ours(x), ref(x))
     assert_same(ours("the sun", top_k=1), ref("the sun", top_k=1))
@@ -273,7 +291,11 @@ def test_text_classification_single_label_and_id2label(ckpt):
     ours, ref = fb_pipe("text-classification", ckpt["seq1"]), hf_pipe("text-classification", ckpt["seq1"])
     assert_same(ours(["the sun", "paris"]), ref(["the sun", "paris"]))  # one label: sigmoid
     assert ours("the sun")[0]["label"] == "SCORE"
-    assert {r["label"] for r in fb_pipe("text-classification", ckpt["seq"])("x", top_k=None)} == {"NEG", "POS", "NEU"}
+    assert {r["label"] for r in fb_pipe("text-classification", ckpt["seq"])("x", top_k=None)} == {
+        "NEG",
+        "POS",
+        "NEU",
+    }
 
 
 # ====================================================================================== token-classification
@@ -289,7 +311,9 @@ def test_token_classification_matches_transformers(ckpt, strategy):
         assert_same(ours(x, ignore_labels=[]), ref(x, ignore_labels=[]))
     assert_same(ours(texts, ignore_labels=[]), ref(texts, ignore_labels=[]))
     for ent in ours(texts[0], ignore_labels=[]):
-        assert texts[0][ent["start"] : ent["end"]].lower().replace(" ", "") == ent["word"].replace("##", "").replace(" ", "")
+        assert texts[0][ent["start"] : ent["end"]].lower().replace(" ", "") == ent["word"].replace(
+            "##", ""
+        ).replace(" ", "")
 
 
 def test_token_classification_stride(ckpt):
@@ -304,18 +328,42 @@ def test_token_classification_stride(ckpt):
 # ======================================================================================== question-answering
 
 
-def _ref_qa(model, tok, question, context, top_k=1, doc_stride=None, max_seq_len=None, max_answer_len=15, handle_impossible_answer=False):
+def _ref_qa(
+    model,
+    tok,
+    question,
+    context,
+    top_k=1,
+    doc_stride=None,
+    max_seq_len=None,
+    max_answer_len=15,
+    handle_impossible_answer=False,
+):
     """transformers 4's extractive QA, brute force over spans, with the tokenizer's Encoding word maps."""
     max_seq_len = max_seq_len or min(tok.model_max_length, 384)
     doc_stride = doc_stride if doc_stride is not None else min(max_seq_len // 2, 128)
-    enc = tok(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
-              return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True)
+    enc = tok(
+        question,
+        context,
+        truncation="only_second",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=True,
+    )
     answers, null = [], 1e6
     for encoding in enc.encodings:
         ids = torch.tensor([encoding.ids])
         with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.tensor([encoding.type_ids]))
-        ok = torch.tensor([s == 1 or t == tok.cls_token_id for s, t in zip(encoding.sequence_ids, encoding.ids)])
+            out = model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                token_type_ids=torch.tensor([encoding.type_ids]),
+            )
+        ok = torch.tensor(
+            [s == 1 or t == tok.cls_token_id for s, t in zip(encoding.sequence_ids, encoding.ids)]
+        )
         ps = torch.where(ok, out.start_logits[0], torch.tensor(-10000.0)).softmax(-1)
         pe = torch.where(ok, out.end_logits[0], torch.tensor(-10000.0)).softmax(-1)
         null = min(null, (ps[0] * pe[0]).item())
@@ -349,12 +397,20 @@ def qa_ref(ckpt):
 
 
 QA = [
-    {"question": "where does john live?", "context": "John lives in New York and works at Google. His sister lives in Paris."},
-    {"question": "what is the capital?", "context": "Paris is the capital of France, an old city on a long river."},
+    {
+        "question": "where does john live?",
+        "context": "John lives in New York and works at Google. His sister lives in Paris.",
+    },
+    {
+        "question": "what is the capital?",
+        "context": "Paris is the capital of France, an old city on a long river.",
+    },
 ]
 
 
-@pytest.mark.parametrize("kw", [{}, {"top_k": 3}, {"handle_impossible_answer": True}, {"max_answer_len": 2, "top_k": 2}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"top_k": 3}, {"handle_impossible_answer": True}, {"max_answer_len": 2, "top_k": 2}]
+)
 def test_question_answering_matches_reference(ckpt, qa_ref, kw):
     qa = fb_pipe("question-answering", ckpt["qa"])
     for ex in QA:
@@ -369,10 +425,15 @@ def test_question_answering_matches_reference(ckpt, qa_ref, kw):
 def test_question_answering_long_context_doc_stride(ckpt, qa_ref):
     qa = fb_pipe("question-answering", ckpt["qa"])
     context = " ".join(
-        f"{w} lives in the old city of paris and works at google near the {v} river." for w, v in zip(WORDS * 2, WORDS[::-1] * 2)
+        f"{w} lives in the old city of paris and works at google near the {v} river."
+        for w, v in zip(WORDS * 2, WORDS[::-1] * 2)
     )
     q = "where does john work?"
-    for kw in [{"doc_stride": 16}, {"doc_stride": 8, "top_k": 4}, {"doc_stride": 20, "handle_impossible_answer": True, "top_k": 2}]:
+    for kw in [
+        {"doc_stride": 16},
+        {"doc_stride": 8, "top_k": 4},
+        {"doc_stride": 20, "handle_impossible_answer": True, "top_k": 2},
+    ]:
         got = qa(question=q, context=context, **kw)
         assert_same(got, _ref_qa(*qa_ref, q, context, **kw), atol=1e-5)
     ans = qa({"question": q, "context": context}, doc_stride=16)
@@ -409,7 +470,11 @@ def test_wrong_architecture_is_a_clear_error(ckpt):
     with pytest.raises(ValueError, match="BertModel.*no head for question-answering"):
         fastbert.pipeline("question-answering", model=ckpt["base"])
     with pytest.raises(ValueError, match="no head for text-classification"):
-        fastbert.pipeline("text-classification", model=fastbert.AutoModel.from_pretrained(ckpt["base"]), tokenizer=ckpt["base"])
+        fastbert.pipeline(
+            "text-classification",
+            model=fastbert.AutoModel.from_pretrained(ckpt["base"]),
+            tokenizer=ckpt["base"],
+        )
     with pytest.raises(ValueError, match="needs a model"):
         fastbert.pipeline("fill-mask")
 
@@ -426,7 +491,9 @@ def test_device_0_without_cuda_fails_like_torch(ckpt):
 
 
 def test_dtype_and_attn_implementation(ckpt):
-    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1)
+    fill = fastbert.pipeline(
+        "fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1
+    )
     assert fill.model.dtype == torch.bfloat16
     ref = hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS[0])
     got = fill(FILL_INPUTS[0])
@@ -439,7 +506,9 @@ def test_dtype_and_attn_implementation(ckpt):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("attn", ["sdpa", "triton"])
 def test_fill_mask_fp16_cuda(ckpt, attn):
-    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"], torch_dtype=torch.float16, device=0, attn_implementation=attn)
+    fill = fastbert.pipeline(
+        "fill-mask", model=ckpt["mlm"], torch_dtype=torch.float16, device=0, attn_implementation=attn
+    )
     assert fill.model.device.type == "cuda"
     ref = hf_pipe("fill-mask", ckpt["mlm"])
     assert_same(fill(FILL_INPUTS, batch_size=2), ref(FILL_INPUTS), atol=5e-3)
@@ -450,7 +519,12 @@ def test_fill_mask_fp16_cuda(ckpt, attn):
 
 def test_minilm_sentence_embedding_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
-    texts = ["A man is eating food.", "Plants create energy through photosynthesis.", "hi", "The quick brown fox " * 10]
+    texts = [
+        "A man is eating food.",
+        "Plants create energy through photosynthesis.",
+        "hi",
+        "The quick brown fox " * 10,
+    ]
     ref = st.SentenceTransformer(embedded_model_path(), device="cpu").encode(texts, convert_to_numpy=True)
     emb = fastbert.pipeline("sentence-embedding")  # the MiniLM that ships offline
     got = np.asarray(emb(texts, batch_size=3))
@@ -469,7 +543,9 @@ def test_minilm_sentence_embedding_matches_sentence_transformers():
 
 def test_minilm_long_input_truncated_like_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
-    text = "plants create energy through photosynthesis " * 60  # > 256 tokens: sentence_bert_config's max_seq_length
+    text = (
+        "plants create energy through photosynthesis " * 60
+    )  # > 256 tokens: sentence_bert_config's max_seq_length
     ref = st.SentenceTransformer(embedded_model_path(), device="cpu").encode([text], convert_to_numpy=True)
     with pytest.warns(UserWarning, match="truncated to the model's maximum of 256"):
         got = fastbert.pipeline("sentence-embedding")(text)

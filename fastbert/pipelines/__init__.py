@@ -161,7 +161,9 @@ def _pooling_config(path: str | None) -> tuple[tuple[str, ...] | None, bool | No
     pooling_dir = next(
         (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
     )
-    modes = pooling_modes_from_config(read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None))
+    modes = pooling_modes_from_config(
+        read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None)
+    )
     normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
     st_config = read_json_file(find("sentence_bert_config.json")) or {}
     max_len = st_config.get("max_seq_length")
@@ -255,7 +257,9 @@ def pipeline(
 
     if model is None:
         if task not in DEFAULT_MODEL_TASKS:
-            raise ValueError(f"{task} needs a model: pass model= a local folder or a hub id of a {spec['architectures'][0]}")
+            raise ValueError(
+                f"{task} needs a model: pass model= a local folder or a hub id of a {spec['architectures'][0]}"
+            )
         from fastbert.hub import embedded_model_path
 
         model = embedded_model_path()
@@ -287,7 +291,9 @@ def pipeline(
         name = type(model).__name__
         accepted = _MODEL_CLASSES.get(task)
         if accepted and name.startswith("Bert") and name not in accepted:
-            raise ValueError(f"the model given is a {name}, which has no head for {task}: {task} needs a {accepted[0]}")
+            raise ValueError(
+                f"the model given is a {name}, which has no head for {task}: {task} needs a {accepted[0]}"
+            )
         if attn_implementation is not None and hasattr(model, "set_attn_implementation"):
             model.set_attn_implementation(attn_implementation)
         if torch_dtype is not None and torch_dtype != "auto":
@@ -301,7 +307,9 @@ def pipeline(
 
     if tokenizer is None:
         if path is None:
-            raise ValueError("the model given has no name_or_path to load its tokenizer from: pass tokenizer=")
+            raise ValueError(
+                "the model given has no name_or_path to load its tokenizer from: pass tokenizer="
+            )
         tokenizer = path
     if isinstance(tokenizer, (str, os.PathLike)):
         from fastbert.auto import AutoTokenizer

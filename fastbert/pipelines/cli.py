@@ -17,34 +17,102 @@ from collections.abc import Iterator
 from typing import Any
 
 FORMATS = ("jsonl", "json", "csv", "npy", "safetensors")
-_EXT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".npy": "npy", ".safetensors": "safetensors"}
+_EXT_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".npy": "npy",
+    ".safetensors": "safetensors",
+}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, help="fill-mask, feature-extraction, sentence-embedding, text-classification, token-classification or question-answering")
-    parser.add_argument("--model", default=None, help="local model folder or hub id (default for feature-extraction and sentence-embedding: the MiniLM that ships offline)")
+    parser.add_argument(
+        "--task",
+        required=True,
+        help="fill-mask, feature-extraction, sentence-embedding, text-classification, token-classification or question-answering",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="local model folder or hub id (default for feature-extraction and sentence-embedding: the MiniLM that ships offline)",
+    )
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default: the model's)")
-    parser.add_argument("--device", default=None, help="CUDA ordinal (0), 'cpu', 'cuda:1'...; default: the CPU")
+    parser.add_argument(
+        "--device", default=None, help="CUDA ordinal (0), 'cpu', 'cuda:1'...; default: the CPU"
+    )
     parser.add_argument("--dtype", default=None, help="float32, float16 (fp16) or bfloat16 (bf16)")
-    parser.add_argument("--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="attention backend")
+    parser.add_argument(
+        "--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="attention backend"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="rows per forward (default 32)")
-    parser.add_argument("--input", default=None, help="input file, one input per line (JSON lines for text pairs and QA); default stdin")
-    parser.add_argument("--output", default=None, help="output file (.jsonl, .json, .csv; embeddings also .npy, .safetensors); default stdout")
-    parser.add_argument("--format", default=None, choices=FORMATS, help="output format (default: from --output's extension, else jsonl)")
-    parser.add_argument("--skip-empty", action="store_true", help="skip empty input lines instead of stopping at them")
-    parser.add_argument("--no-truncation", action="store_true", help="stop at inputs longer than the model's maximum instead of truncating them")
-    parser.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show a progress bar")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
+    parser.add_argument(
+        "--input",
+        default=None,
+        help="input file, one input per line (JSON lines for text pairs and QA); default stdin",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="output file (.jsonl, .json, .csv; embeddings also .npy, .safetensors); default stdout",
+    )
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=FORMATS,
+        help="output format (default: from --output's extension, else jsonl)",
+    )
+    parser.add_argument(
+        "--skip-empty", action="store_true", help="skip empty input lines instead of stopping at them"
+    )
+    parser.add_argument(
+        "--no-truncation",
+        action="store_true",
+        help="stop at inputs longer than the model's maximum instead of truncating them",
+    )
+    parser.add_argument(
+        "--progress", dest="progress", action="store_true", default=None, help="always show a progress bar"
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
+    )
     g = parser.add_argument_group("task options")
-    g.add_argument("--top-k", type=int, default=None, help="fill-mask, text-classification, question-answering: how many results")
+    g.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="fill-mask, text-classification, question-answering: how many results",
+    )
     g.add_argument("--targets", default=None, help="fill-mask: comma-separated candidate tokens")
-    g.add_argument("--function-to-apply", default=None, choices=("sigmoid", "softmax", "none"), help="text-classification")
-    g.add_argument("--aggregation-strategy", default=None, choices=("none", "simple", "first", "average", "max"), help="token-classification")
-    g.add_argument("--doc-stride", type=int, default=None, help="question-answering: overlap of the spans of a long context")
+    g.add_argument(
+        "--function-to-apply",
+        default=None,
+        choices=("sigmoid", "softmax", "none"),
+        help="text-classification",
+    )
+    g.add_argument(
+        "--aggregation-strategy",
+        default=None,
+        choices=("none", "simple", "first", "average", "max"),
+        help="token-classification",
+    )
+    g.add_argument(
+        "--doc-stride",
+        type=int,
+        default=None,
+        help="question-answering: overlap of the spans of a long context",
+    )
     g.add_argument("--max-answer-len", type=int, default=None, help="question-answering")
     g.add_argument("--handle-impossible-answer", action="store_true", default=None, help="question-answering")
-    g.add_argument("--pooling", default=None, help="sentence-embedding: mean, cls, max... (default: the folder's pooling config)")
-    g.add_argument("--normalize", action="store_true", default=None, help="sentence-embedding: L2-normalize the vectors")
+    g.add_argument(
+        "--pooling",
+        default=None,
+        help="sentence-embedding: mean, cls, max... (default: the folder's pooling config)",
+    )
+    g.add_argument(
+        "--normalize", action="store_true", default=None, help="sentence-embedding: L2-normalize the vectors"
+    )
 
 
 def _format_of(args: argparse.Namespace) -> str:
@@ -71,7 +139,9 @@ def _parse_line(task: str, line: str, lineno: int) -> Any:
             return text
         if task == "question-answering":
             if not isinstance(obj.get("question"), str) or not isinstance(obj.get("context"), str):
-                raise ValueError(f'line {lineno}: question-answering takes {{"question": "...", "context": "..."}}')
+                raise ValueError(
+                    f'line {lineno}: question-answering takes {{"question": "...", "context": "..."}}'
+                )
             return {"question": obj["question"], "context": obj["context"]}
         if "text" not in obj:
             raise ValueError(f'line {lineno}: a JSON input needs a "text" key (and "text_pair" for pairs)')
@@ -81,7 +151,9 @@ def _parse_line(task: str, line: str, lineno: int) -> Any:
             return {"text": obj["text"], "text_pair": obj["text_pair"]}
         return obj["text"]
     if task == "question-answering":
-        raise ValueError(f'line {lineno}: question-answering reads JSON lines {{"question": "...", "context": "..."}}')
+        raise ValueError(
+            f'line {lineno}: question-answering reads JSON lines {{"question": "...", "context": "..."}}'
+        )
     return text
 
 
@@ -168,16 +240,22 @@ class _Writer:
         self.first = True
         if fmt in ("npy", "safetensors"):
             if task not in ("sentence-embedding", "feature-extraction"):
-                raise ValueError(f"--format {fmt} is for embeddings (sentence-embedding, feature-extraction), not {task}")
+                raise ValueError(
+                    f"--format {fmt} is for embeddings (sentence-embedding, feature-extraction), not {task}"
+                )
             if path is None:
                 raise ValueError(f"--format {fmt} writes a binary file: pass --output FILE.{fmt}")
         if path is not None:
             directory = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(directory):
                 raise OSError(f"cannot write {path}: folder {directory} does not exist")
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+            fd, self.tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+            )
             os.close(fd)
-            self.out = open(self.tmp, "w", encoding="utf-8", newline="") if fmt in ("jsonl", "json", "csv") else None
+            self.out = (
+                open(self.tmp, "w", encoding="utf-8", newline="") if fmt in ("jsonl", "json", "csv") else None
+            )
         else:
             self.out = sys.stdout
 
@@ -234,7 +312,11 @@ class _Writer:
         else:
             from safetensors.numpy import save_file
 
-            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, self.tmp, metadata={"task": self.task})
+            save_file(
+                {k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                self.tmp,
+                metadata={"task": self.task},
+            )
 
     def abort(self) -> None:
         if self.out is not None and self.out is not sys.stdout:

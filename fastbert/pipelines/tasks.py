@@ -22,7 +22,13 @@ class FillMaskPipeline(Pipeline):
 
     task = "fill-mask"
 
-    def _sanitize(self, top_k: int | None = None, targets: Any = None, truncation: Any = None, tokenizer_kwargs: dict | None = None):
+    def _sanitize(
+        self,
+        top_k: int | None = None,
+        targets: Any = None,
+        truncation: Any = None,
+        tokenizer_kwargs: dict | None = None,
+    ):
         if getattr(self.tokenizer, "mask_token_id", None) is None:
             raise ValueError("fill-mask: the tokenizer defines no mask token")
         post: dict[str, Any] = {}
@@ -119,7 +125,9 @@ class FillMaskPipeline(Pipeline):
                 tokens[feat["positions"][i]] = p
                 tokens = tokens[np.where(tokens != pad_id)]
                 sequence = self.tokenizer.decode(tokens.tolist(), skip_special_tokens=single)
-                row.append({"score": v, "token": p, "token_str": self.tokenizer.decode([p]), "sequence": sequence})
+                row.append(
+                    {"score": v, "token": p, "token_str": self.tokenizer.decode([p]), "sequence": sequence}
+                )
             result.append(row)
         return result[0] if single else result
 
@@ -136,11 +144,15 @@ class FeatureExtractionPipeline(Pipeline):
 
     task = "feature-extraction"
 
-    def _sanitize(self, truncation: Any = None, tokenize_kwargs: dict | None = None, return_tensors: bool | None = None):
+    def _sanitize(
+        self, truncation: Any = None, tokenize_kwargs: dict | None = None, return_tensors: bool | None = None
+    ):
         pre: dict[str, Any] = {"tokenize_kwargs": dict(tokenize_kwargs or {})}
         if truncation is not None:
             if "truncation" in pre["tokenize_kwargs"]:
-                raise ValueError("truncation parameter defined twice (given as keyword argument as well as in tokenize_kwargs)")
+                raise ValueError(
+                    "truncation parameter defined twice (given as keyword argument as well as in tokenize_kwargs)"
+                )
             pre["truncation"] = truncation
         post = {"return_tensors": bool(return_tensors)} if return_tensors is not None else {}
         return {"preprocess": pre, "postprocess": post}
@@ -230,7 +242,12 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
                 count = mask.sum(dim=1).clamp(min=1e-9)
                 vectors.append(total / (count if mode == "mean" else count.sqrt()))
             elif mode == "weightedmean":
-                w = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype).view(1, -1, 1) * mask
+                w = (
+                    torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype).view(
+                        1, -1, 1
+                    )
+                    * mask
+                )
                 vectors.append((hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-9))
             elif mode == "lasttoken":
                 last = torch.tensor([L - 1 for L in lengths], device=hidden.device)
@@ -272,7 +289,13 @@ class TextClassificationPipeline(Pipeline):
     task = "text-classification"
     _NO_TOP_K = object()
 
-    def _sanitize(self, function_to_apply: Any = None, top_k: Any = _NO_TOP_K, truncation: Any = None, **tokenizer_kwargs: Any):
+    def _sanitize(
+        self,
+        function_to_apply: Any = None,
+        top_k: Any = _NO_TOP_K,
+        truncation: Any = None,
+        **tokenizer_kwargs: Any,
+    ):
         post: dict[str, Any] = {}
         if top_k is not self._NO_TOP_K:
             if top_k is not None and int(top_k) < 1:
@@ -283,7 +306,9 @@ class TextClassificationPipeline(Pipeline):
             name = getattr(function_to_apply, "value", function_to_apply)
             name = str(name).lower()
             if name not in _FUNCTIONS:
-                raise ValueError(f"Unrecognized `function_to_apply` argument: {function_to_apply!r} (use sigmoid, softmax or none)")
+                raise ValueError(
+                    f"Unrecognized `function_to_apply` argument: {function_to_apply!r} (use sigmoid, softmax or none)"
+                )
             post["function_to_apply"] = name
         pre: dict[str, Any] = {"tokenizer_kwargs": tokenizer_kwargs}
         if truncation is not None:
@@ -330,7 +355,9 @@ class TextClassificationPipeline(Pipeline):
             return id2label[i]
         return id2label.get(str(i), f"LABEL_{i}")
 
-    def postprocess(self, item, features, function_to_apply: str | None = None, top_k: Any = 1, _legacy: bool = True):
+    def postprocess(
+        self, item, features, function_to_apply: str | None = None, top_k: Any = 1, _legacy: bool = True
+    ):
         fn = function_to_apply or self._default_function()
         outputs = features[0]["output"].numpy()
         scores = _sigmoid(outputs) if fn == "sigmoid" else _softmax(outputs) if fn == "softmax" else outputs
@@ -361,7 +388,13 @@ class TokenClassificationPipeline(Pipeline):
 
     task = "token-classification"
 
-    def _sanitize(self, ignore_labels: list[str] | None = None, aggregation_strategy: Any = None, stride: int | None = None, truncation: Any = None):
+    def _sanitize(
+        self,
+        ignore_labels: list[str] | None = None,
+        aggregation_strategy: Any = None,
+        stride: int | None = None,
+        truncation: Any = None,
+    ):
         pre: dict[str, Any] = {}
         post: dict[str, Any] = {}
         strategy = None
@@ -395,8 +428,14 @@ class TokenClassificationPipeline(Pipeline):
         common = dict(return_special_tokens_mask=True, return_offsets_mapping=True)
         if stride is None:
             enc = self._encode(sentence, truncation=truncation, **common)
-            return [self._feature(enc, sentence=sentence, offsets=[tuple(o) for o in enc["offset_mapping"]],
-                                  special=list(enc["special_tokens_mask"]))]
+            return [
+                self._feature(
+                    enc,
+                    sentence=sentence,
+                    offsets=[tuple(o) for o in enc["offset_mapping"]],
+                    special=list(enc["special_tokens_mask"]),
+                )
+            ]
         enc = self.tokenizer(
             sentence,
             truncation=True,
@@ -409,8 +448,13 @@ class TokenClassificationPipeline(Pipeline):
         feats = []
         for i in range(len(enc["input_ids"])):
             feats.append(
-                self._feature(enc, i, sentence=sentence, offsets=[tuple(o) for o in enc["offset_mapping"][i]],
-                              special=list(enc["special_tokens_mask"][i]))
+                self._feature(
+                    enc,
+                    i,
+                    sentence=sentence,
+                    offsets=[tuple(o) for o in enc["offset_mapping"][i]],
+                    special=list(enc["special_tokens_mask"][i]),
+                )
             )
         return feats
 
@@ -418,17 +462,28 @@ class TokenClassificationPipeline(Pipeline):
         logits = output["logits"] if isinstance(output, dict) else output.logits
         return [logits[r, :L].float().cpu().numpy() for r, L in enumerate(lengths)]
 
-    def postprocess(self, item, features, aggregation_strategy: str = "none", ignore_labels: list[str] | None = None):
+    def postprocess(
+        self, item, features, aggregation_strategy: str = "none", ignore_labels: list[str] | None = None
+    ):
         if ignore_labels is None:
             ignore_labels = ["O"]
         entities: list[dict[str, Any]] = []
         for feat in features:
             logits = feat["output"]
             scores = _softmax(logits)
-            pre = self._gather_pre_entities(feat["sentence"], feat["input_ids"], scores, feat["offsets"], feat["special"], aggregation_strategy)
+            pre = self._gather_pre_entities(
+                feat["sentence"],
+                feat["input_ids"],
+                scores,
+                feat["offsets"],
+                feat["special"],
+                aggregation_strategy,
+            )
             grouped = self._aggregate(pre, aggregation_strategy)
             entities.extend(
-                e for e in grouped if e.get("entity") not in ignore_labels and e.get("entity_group") not in ignore_labels
+                e
+                for e in grouped
+                if e.get("entity") not in ignore_labels and e.get("entity_group") not in ignore_labels
             )
         if len(features) > 1:
             entities = self._aggregate_overlapping(entities)
@@ -455,7 +510,16 @@ class TokenClassificationPipeline(Pipeline):
             if int(input_ids[idx]) == unk:
                 word = word_ref
                 is_subword = False
-            pre.append({"word": word, "scores": token_scores, "start": start, "end": end, "index": idx, "is_subword": is_subword})
+            pre.append(
+                {
+                    "word": word,
+                    "scores": token_scores,
+                    "start": start,
+                    "end": end,
+                    "index": idx,
+                    "is_subword": is_subword,
+                }
+            )
         return pre
 
     def _aggregate(self, pre, strategy):
@@ -464,7 +528,14 @@ class TokenClassificationPipeline(Pipeline):
             for p in pre:
                 i = int(p["scores"].argmax())
                 entities.append(
-                    {"entity": self._label(i), "score": p["scores"][i], "index": p["index"], "word": p["word"], "start": p["start"], "end": p["end"]}
+                    {
+                        "entity": self._label(i),
+                        "score": p["scores"][i],
+                        "index": p["index"],
+                        "word": p["word"],
+                        "start": p["start"],
+                        "end": p["end"],
+                    }
                 )
         else:
             entities = self._aggregate_words(pre, strategy)
@@ -489,7 +560,13 @@ class TokenClassificationPipeline(Pipeline):
             score = avg[idx]
         else:
             raise ValueError("Invalid aggregation_strategy")
-        return {"entity": self._label(idx), "score": score, "word": word, "start": entities[0]["start"], "end": entities[-1]["end"]}
+        return {
+            "entity": self._label(idx),
+            "score": score,
+            "word": word,
+            "start": entities[0]["start"],
+            "end": entities[-1]["end"],
+        }
 
     def _aggregate_words(self, entities, strategy):
         words = []
@@ -620,13 +697,17 @@ class QuestionAnsweringPipeline(Pipeline):
         if isinstance(item, dict):
             for k in ("question", "context"):
                 if k not in item:
-                    raise ValueError("question-answering takes a dictionary with keys {question:..., context:...}")
+                    raise ValueError(
+                        "question-answering takes a dictionary with keys {question:..., context:...}"
+                    )
                 if item[k] is None:
                     raise ValueError(f"`{k}` cannot be None")
                 if isinstance(item[k], str) and len(item[k]) == 0:
                     raise ValueError(f"`{k}` cannot be empty")
             return {"question": item["question"], "context": item["context"]}
-        raise ValueError(f"question-answering takes {{'question': ..., 'context': ...}} dictionaries, got {type(item).__name__}")
+        raise ValueError(
+            f"question-answering takes {{'question': ..., 'context': ...}} dictionaries, got {type(item).__name__}"
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         question = kwargs.pop("question", None)
@@ -653,7 +734,9 @@ class QuestionAnsweringPipeline(Pipeline):
             else:
                 raise ValueError("Arguments can't be understood")
         else:
-            raise ValueError("question-answering needs question= and context=, or {'question': ..., 'context': ...} inputs")
+            raise ValueError(
+                "question-answering needs question= and context=, or {'question': ..., 'context': ...} inputs"
+            )
         if isinstance(inputs, (list, tuple)):
             inputs = [self._example(x) for x in inputs]
             if len(inputs) == 1:
@@ -725,14 +808,28 @@ class QuestionAnsweringPipeline(Pipeline):
         end = end.float().cpu().numpy()
         return [(start[r, :L], end[r, :L]) for r, L in enumerate(lengths)]
 
-    def postprocess(self, item, features, top_k: int = 1, handle_impossible_answer: bool = False, max_answer_len: int = 15, align_to_words: bool = True):
+    def postprocess(
+        self,
+        item,
+        features,
+        top_k: int = 1,
+        handle_impossible_answer: bool = False,
+        max_answer_len: int = 15,
+        align_to_words: bool = True,
+    ):
         min_null_score = 1000000.0
         answers: list[dict[str, Any]] = []
         for feat in features:
             start, end = feat["output"]
             starts, ends, scores, min_null_score = _select_starts_ends(
-                start, end, np.array(feat["p_mask"]), np.ones(len(start), dtype=np.int64),
-                min_null_score, top_k, handle_impossible_answer, max_answer_len,
+                start,
+                end,
+                np.array(feat["p_mask"]),
+                np.ones(len(start), dtype=np.int64),
+                min_null_score,
+                top_k,
+                handle_impossible_answer,
+                max_answer_len,
             )
             for s, e, score in zip(starts, ends, scores):
                 s_char, e_char = self._char_span(feat, int(s), int(e), align_to_words)
@@ -788,7 +885,9 @@ def _decode_spans(start: np.ndarray, end: np.ndarray, topk: int, max_answer_len:
     return starts, ends, candidates[0, starts, ends]
 
 
-def _select_starts_ends(start, end, p_mask, attention_mask, min_null_score, top_k, handle_impossible_answer, max_answer_len):
+def _select_starts_ends(
+    start, end, p_mask, attention_mask, min_null_score, top_k, handle_impossible_answer, max_answer_len
+):
     start = np.asarray(start, dtype=np.float32)[None]
     end = np.asarray(end, dtype=np.float32)[None]
     undesired = np.abs(np.asarray(p_mask)[None] - 1) & np.asarray(attention_mask)[None]
