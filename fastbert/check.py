@@ -50,7 +50,7 @@ class Row:
         return self.tolerance is None or self.max_err <= self.tolerance
 
 
-def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen: int, device):
+def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen: int):
     """(model_config, inputs dict): real sentences through the model's tokenizer, or random ids."""
     from .config import BertConfig
 
@@ -87,7 +87,7 @@ def run_check(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if model is None and config is None:
         model = embedded_model_path()
-    cfg, path, inputs = _inputs(model, config, batch, seqlen, dev)
+    cfg, path, inputs = _inputs(model, config, batch, seqlen)
     inputs = {k: v.to(dev) for k, v in inputs.items()}
     mask = inputs["attention_mask"].bool()
     if backends is None:
@@ -107,17 +107,16 @@ def run_check(
     def run(m) -> torch.Tensor:
         return m(**inputs).last_hidden_state[mask].float()
 
-    ref = run(build("eager", torch.float32))
+    ref_model = build("eager", torch.float32)
+    ref = run(ref_model)
     hf = None
     if with_transformers:
         try:
             import transformers  # noqa: F401
-
-            from .loading import load_into_model  # noqa: F401
         except ImportError:
             print("transformers is not installed: its rows are skipped", file=sys.stderr)
         else:
-            hf = _transformers_model(path, cfg, build("eager", torch.float32), dev)
+            hf = _transformers_model(path, cfg, ref_model, dev)
 
     rows: list[Row] = []
     for dname in dtypes:

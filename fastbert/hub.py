@@ -7,10 +7,6 @@ import os
 _UNREACHABLE: set[tuple[str, str | None]] = set()
 
 
-def is_local(path_or_id: str | os.PathLike) -> bool:
-    return os.path.isdir(path_or_id)
-
-
 def resolve_file(
     path_or_id: str | os.PathLike,
     filename: str,

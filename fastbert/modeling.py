@@ -790,7 +790,7 @@ class BertModel(BertPreTrainedModel):
 
         return get_ops("triton" if backend == "triton" else "torch")
 
-    def _resolve_backend(self, output_attentions: bool, past: Any, inputs_embeds) -> str:
+    def _resolve_backend(self, output_attentions: bool, past: Any) -> str:
         backend = self.attn_implementation
         if backend != "eager" and output_attentions:
             self._warn_fallback(
@@ -899,7 +899,7 @@ class BertModel(BertPreTrainedModel):
             encoder_hidden_states,
             encoder_attention_mask,
         )
-        backend = self._resolve_backend(output_attentions, past, inputs_embeds)
+        backend = self._resolve_backend(output_attentions, past)
         ops = self._ops(backend)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
 
@@ -1055,7 +1055,7 @@ class BertModel(BertPreTrainedModel):
 
 
 # --------------------------------------------------------------------------------------------- heads
-def _token_head(model: BertPreTrainedModel, head, sequence_output, packed):
+def _token_head(head, sequence_output, packed):
     """Apply a per-token head on packed tokens when the encoder packed them, then re-pad once."""
     sequence_packed, packing, ops = packed
     if sequence_packed is not None:
@@ -1130,7 +1130,7 @@ class BertForPreTraining(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        prediction_scores = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
+        prediction_scores = _token_head(self.cls.predictions, out.last_hidden_state, packed)
         seq_relationship_score = self.cls.seq_relationship(out.pooler_output)
         loss = None
         if labels is not None and next_sentence_label is not None:
@@ -1201,7 +1201,7 @@ class BertLMHeadModel(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
+        logits = _token_head(self.cls.predictions, out.last_hidden_state, packed)
         loss = None
         if labels is not None:  # shifted: token t predicts token t + 1
             shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -1275,7 +1275,7 @@ class BertForMaskedLM(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        logits = _token_head(self, self.cls.predictions, out.last_hidden_state, packed)
+        logits = _token_head(self.cls.predictions, out.last_hidden_state, packed)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
@@ -1490,7 +1490,7 @@ class BertForTokenClassification(BertPreTrainedModel):
             allow_pack=_labels_ignore_padding(labels, attention_mask),
             **_bert_kwargs(kwargs),
         )
-        logits = _token_head(self, self._head, out.last_hidden_state, packed)
+        logits = _token_head(self._head, out.last_hidden_state, packed)
         loss = (
             F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)) if labels is not None else None
         )
@@ -1536,7 +1536,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
             allow_pack=start_positions is None and end_positions is None,
             **_bert_kwargs(kwargs),
         )
-        logits = _token_head(self, lambda x, ops=None: self.qa_outputs(x), out.last_hidden_state, packed)
+        logits = _token_head(lambda x, ops=None: self.qa_outputs(x), out.last_hidden_state, packed)
         start_logits, end_logits = logits.split(1, dim=-1)
         start_logits = start_logits.squeeze(-1).contiguous()
         end_logits = end_logits.squeeze(-1).contiguous()
