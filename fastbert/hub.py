@@ -3,6 +3,29 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
+
+HUB_FIELDS = ("revision", "cache_dir", "local_files_only", "token", "subfolder")
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    """Where and how to fetch a model's files: the hub keyword arguments of ``from_pretrained``, as one value."""
+
+    revision: str | None = None
+    cache_dir: str | None = None
+    local_files_only: bool = False
+    token: str | bool | None = None
+    subfolder: str = ""
+
+    @classmethod
+    def pop_from(cls, kwargs: dict) -> HubOptions:
+        """The options named in ``kwargs`` (removed from it); the rest keep their defaults."""
+        return cls(**{k: kwargs.pop(k) for k in HUB_FIELDS if k in kwargs and kwargs[k] is not None})
+
+    def as_kwargs(self) -> dict:
+        return asdict(self)
+
 
 _UNREACHABLE: set[tuple[str, str | None]] = set()
 
@@ -10,6 +33,7 @@ _UNREACHABLE: set[tuple[str, str | None]] = set()
 def resolve_file(
     path_or_id: str | os.PathLike,
     filename: str,
+    hub: HubOptions | None = None,
     *,
     required: bool = True,
     revision: str | None = None,
@@ -24,6 +48,14 @@ def resolve_file(
     be reached (offline, ``HF_HUB_OFFLINE=1``, ``local_files_only``) falls back to the local cache, and
     when the file is not cached either, the error says to pass a local folder.
     """
+    if hub is not None:
+        revision, cache_dir, local_files_only, token, subfolder = (
+            hub.revision,
+            hub.cache_dir,
+            hub.local_files_only,
+            hub.token,
+            hub.subfolder,
+        )
     path_or_id = str(path_or_id)
     if os.path.isdir(path_or_id):
         candidate = os.path.join(path_or_id, subfolder, filename)

@@ -1,0 +1,121 @@
+"""The one parity rule of fastbert: kernel tests, model tests, ``fastbert check`` and ``fastbert bench``.
+
+An output is judged against a reference computed in higher precision (float64 for ops and, where the
+device allows it, for models; else fp32). PyTorch's own output in the dtype under test, computed the
+plain way, has its own error against that reference. fastbert passes when
+
+    max|ours - ref| <= FACTOR * max|torch - ref| + FLOOR[dtype] * max(1, max|ref|)
+
+on the positions that count (valid tokens: padded positions are excluded by the caller's mask). The
+floor is a few units in the last place of the dtype at the reference's magnitude: it covers outputs that
+the torch op happens to get exactly right (relu, tiny rows, an fp32 reference against itself) and nothing
+more. Quantized rivals (int8) cannot meet an error bound of their dtype; they are judged by cosine
+similarity instead (:data:`MIN_COSINE_QUANTIZED`).
+
+```python
+from fastbert.tolerances import judge
+v = judge(ours, torch_out, ref, torch.float16, mask=attention_mask.bool())
+assert v.ok, v.message("last_hidden_state")
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: ours may be this many times worse than PyTorch's own error in the same dtype
+FACTOR = 4.0
+
+#: the floor, in units of the reference's magnitude (at least 1): about 8 ulps of fp32, one of fp16/bf16
+FLOOR: dict[torch.dtype, float] = {
+    torch.float64: 1e-12,
+    torch.float32: 2.0**-20,
+    torch.float16: 2.0**-10,
+    torch.bfloat16: 2.0**-7,
+}
+
+#: int8-quantized rivals: minimum cosine similarity of each output row to the fp32 reference
+MIN_COSINE_QUANTIZED = 0.999
+
+
+def _select(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    t = t.detach().double()
+    return t if mask is None else t[mask.to(device=t.device, dtype=torch.bool)]
+
+
+def max_error(out: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """max |out - ref| (on ``mask``'s positions when given; 0 for empty tensors)."""
+    diff = _select(out, mask) - _select(ref, mask).to(out.device)
+    return diff.abs().max().item() if diff.numel() else 0.0
+
+
+def bound(torch_error: float, dtype: torch.dtype, ref_magnitude: float = 1.0) -> float:
+    """The largest error the rule allows for a dtype, given PyTorch's own error there."""
+    return FACTOR * torch_error + FLOOR[dtype] * max(1.0, ref_magnitude)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One comparison: our error, PyTorch's own error, the bound they imply."""
+
+    error: float
+    torch_error: float
+    bound: float
+    finite: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.finite and self.error <= self.bound
+
+    def message(self, what: str = "output") -> str:
+        if not self.finite:
+            return f"{what}: NaN or inf in the output"
+        verb = "<=" if self.ok else ">"
+        return (
+            f"{what}: max|ours - ref| = {self.error:.3g} {verb} {FACTOR:g} * torch's own {self.torch_error:.3g}"
+            f" + floor = {self.bound:.3g}"
+        )
+
+
+def judge(
+    out: torch.Tensor,
+    torch_out: torch.Tensor | None,
+    ref: torch.Tensor,
+    dtype: torch.dtype,
+    mask: torch.Tensor | None = None,
+) -> Verdict:
+    """Apply the rule. ``torch_out`` is PyTorch's own output in ``dtype`` (None: the floor alone, as for an
+    fp32 output judged against an fp32 reference); ``mask`` selects the positions that count."""
+    ours = _select(out, mask)
+    finite = bool(torch.isfinite(ours).all()) if ours.numel() else True
+    reference = _select(ref, mask).to(ours.device)
+    magnitude = reference.abs().max().item() if reference.numel() else 1.0
+    torch_error = 0.0 if torch_out is None else max_error(torch_out, ref, mask)
+    error = max_error(out, ref, mask) if finite else float("inf")
+    return Verdict(error, torch_error, bound(torch_error, dtype, magnitude), finite)
+
+
+def assert_close(
+    out: torch.Tensor,
+    torch_out: torch.Tensor | None,
+    ref: torch.Tensor,
+    dtype: torch.dtype,
+    mask: torch.Tensor | None = None,
+    what: str = "output",
+) -> Verdict:
+    """:func:`judge`, raising AssertionError with the figures when the rule is broken."""
+    verdict = judge(out, torch_out, ref, dtype, mask)
+    if not verdict.ok:
+        raise AssertionError(verdict.message(what))
+    return verdict
+
+
+def min_cosine(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """The smallest cosine similarity between matching rows (last dimension) of two outputs."""
+    a = out.detach().double().reshape(-1, out.shape[-1])
+    b = ref.detach().double().reshape(-1, ref.shape[-1]).to(a.device)
+    if not a.numel():
+        return 1.0
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1).min().item()

@@ -1,0 +1,41 @@
+"""The parity rule itself: it passes what PyTorch's own error allows and fails what it does not."""
+
+import pytest
+import torch
+
+from fastbert import tolerances as tol
+
+
+def test_bound_is_factor_times_torch_error_plus_floor():
+    assert tol.bound(1e-3, torch.float16) == pytest.approx(tol.FACTOR * 1e-3 + 2.0**-10)
+    assert tol.bound(0.0, torch.float32, ref_magnitude=8.0) == pytest.approx(8 * 2.0**-20)
+
+
+def test_judge_passes_within_and_fails_beyond_the_rule():
+    ref = torch.randn(4, 5, dtype=torch.float64)
+    torch_out = ref + 1e-2
+    ok = tol.judge(ref + 0.9 * tol.FACTOR * 1e-2, torch_out, ref, torch.float16)
+    bad = tol.judge(ref + 1.1 * tol.FACTOR * 1e-2 + 2e-3 * ref.abs().max(), torch_out, ref, torch.float16)
+    assert ok.ok and not bad.ok
+    assert "ours - ref" in bad.message("x")
+
+
+def test_mask_excludes_padded_positions():
+    ref = torch.zeros(2, 3, 4)
+    out = ref.clone()
+    out[1, 2] = 100.0  # a padded position: does not count
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    mask[1, 2] = False
+    assert tol.judge(out, None, ref, torch.float32, mask=mask).ok
+    assert not tol.judge(out, None, ref, torch.float32).ok
+
+
+def test_nan_fails_and_cosine():
+    ref = torch.ones(2, 3)
+    out = ref.clone()
+    out[0, 0] = float("nan")
+    assert not tol.judge(out, ref, ref, torch.float32).ok
+    with pytest.raises(AssertionError, match="NaN"):
+        tol.assert_close(out, ref, ref, torch.float32)
+    assert tol.min_cosine(ref * 3, ref) == pytest.approx(1.0)
+    assert tol.min_cosine(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])) == pytest.approx(0.0)
