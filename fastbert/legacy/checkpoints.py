@@ -13,6 +13,12 @@ from .flax_msgpack import FLAX_WEIGHTS_INDEX_NAME, FLAX_WEIGHTS_NAME, read_flax
 from .tf1_bundle import TF1_INDEX_NAMES, read_tf1, read_tf1_header, tf1_shard_names
 from .tf2_h5 import TF2_WEIGHTS_INDEX_NAME, TF2_WEIGHTS_NAME, read_tf2
 
+# the formats of one weights file, or shards listed by an index (.index.json)
+_ONE_FILE_FORMATS = {
+    "tf2": (TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME),
+    "flax": (FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME),
+}
+
 
 def hub_options(hub: HubOptions | None, hub_kwargs: dict, function: str) -> HubOptions:
     """``hub``, or the same options given the old way, as separate keyword arguments (``revision=``,
@@ -122,19 +128,14 @@ def find_legacy_checkpoint(
             if index is not None:
                 header = read_tf1_header(index)
                 return "tf1", [index, *map(resolve_required, tf1_shard_names(name, header["num_shards"]))]
-        h5 = present(TF2_WEIGHTS_NAME)
-        if h5 is not None:
-            return "tf2", [h5]
-        index = present(TF2_WEIGHTS_INDEX_NAME)
+    for kind in (["tf2"] if want_tf else []) + (["flax"] if want_flax else []):
+        weights_name, index_name = _ONE_FILE_FORMATS[kind]
+        weights = present(weights_name)
+        if weights is not None:
+            return kind, [weights]
+        index = present(index_name)
         if index is not None:
-            return "tf2", [resolve_required(n) for n in _shard_files_from_index_json(index)]
-    if want_flax:
-        msgpack_file = present(FLAX_WEIGHTS_NAME)
-        if msgpack_file is not None:
-            return "flax", [msgpack_file]
-        index = present(FLAX_WEIGHTS_INDEX_NAME)
-        if index is not None:
-            return "flax", [resolve_required(n) for n in _shard_files_from_index_json(index)]
+            return kind, [resolve_required(n) for n in _shard_files_from_index_json(index)]
     return None
 
 

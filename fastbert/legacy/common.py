@@ -38,6 +38,15 @@ def require(module: str, what: str) -> ModuleType:
         ) from None
 
 
+def read_file(path: str, what: str) -> bytes:
+    """The bytes of ``path``; a missing file is an ``OSError`` that says what it is (``what``)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise OSError(f"{path}: file not found ({what})") from None
+
+
 def tensor_from_bytes(
     raw: bytes | bytearray, dtype: torch.dtype, shape, source: str, byteswap: bool = False
 ) -> torch.Tensor:

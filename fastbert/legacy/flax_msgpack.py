@@ -13,25 +13,26 @@ from typing import Any
 
 import torch
 
-from .common import require, tensor_from_bytes
+from .common import read_file, require, tensor_from_bytes
 from .names import map_keras_or_flax
 
 FLAX_WEIGHTS_NAME = "flax_model.msgpack"
 FLAX_WEIGHTS_INDEX_NAME = "flax_model.msgpack.index.json"
 
 
-_FLAX_DTYPES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "int8": torch.int8,
-    "uint8": torch.uint8,
-    "int16": torch.int16,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "bool": torch.bool,
-}
+# numpy's names of the dtypes Flax arrays come in; torch has a dtype of each name
+_FLAX_DTYPES = (
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int8",
+    "uint8",
+    "int16",
+    "int32",
+    "int64",
+    "bool",
+)
 
 
 class _FlaxArray:
@@ -57,11 +58,7 @@ def read_flax(files: list[str]) -> list[tuple[str, torch.Tensor, str]]:
     msgpack = require("msgpack", "a Flax checkpoint (flax_model.msgpack)")
     results = []
     for path in files:
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
-            raise OSError(f"{path}: file not found (part of the Flax checkpoint)") from None
+        raw = read_file(path, "part of the Flax checkpoint")
         try:
             tree = msgpack.unpackb(raw, ext_hook=_flax_ext_hook, raw=False, strict_map_key=False)
         except Exception as e:
@@ -102,7 +99,6 @@ def _flax_tensor(leaf, source: str) -> torch.Tensor:
             raise ValueError(f"{source}: damaged chunked array ({type(e).__name__}: {e})") from None
     if not isinstance(leaf, _FlaxArray):
         raise ValueError(f"{source}: expected an array, found {type(leaf).__name__}")
-    dtype = _FLAX_DTYPES.get(leaf.dtype)
-    if dtype is None:
+    if leaf.dtype not in _FLAX_DTYPES:
         raise ValueError(f"{source}: unsupported dtype {leaf.dtype!r}")
-    return tensor_from_bytes(leaf.data, dtype, leaf.shape, source)
+    return tensor_from_bytes(leaf.data, getattr(torch, leaf.dtype), leaf.shape, source)

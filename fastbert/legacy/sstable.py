@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from .common import Corrupt, require
+from .common import Corrupt, read_file, require
 from .protobuf import varint
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -79,11 +79,7 @@ def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
 def read_sstable(path: str) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of the table at ``path``, in key order; ``OSError`` naming ``path`` when it is
     missing, truncated or corrupt."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise OSError(f"{path}: file not found (TF1 checkpoint index)") from None
+    data = read_file(path, "TF1 checkpoint index")
     try:
         if len(data) < FOOTER_SIZE:
             raise Corrupt(f"only {len(data)} bytes, shorter than the 48-byte table footer")
