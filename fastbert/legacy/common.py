@@ -33,8 +33,9 @@ def require(module: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
+        package = module.replace("_", "-")  # google_crc32c is imported from google-crc32c
         raise ImportError(
-            f"reading {what} needs the {module} package, which is not installed: {EXTRA_HINT}"
+            f"reading {what} needs the {package} package, which is not installed: {EXTRA_HINT}"
         ) from None
 
 

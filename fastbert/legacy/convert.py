@@ -145,7 +145,6 @@ _ARCH_HEADS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(_CLASSIFIER_ARCHS, ("classifier",)),
     "BertForQuestionAnswering": ("qa",),
 }
-ARCHITECTURES = tuple(_ARCH_HEADS)
 
 
 def infer_architecture(state_dict: dict[str, torch.Tensor], config=None) -> str:

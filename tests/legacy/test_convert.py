@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
 from legacy_helpers import (
+    EXTRA_HINT,
     FIXTURES,
     GOOGLE,
     INDEX,
@@ -55,6 +57,13 @@ def test_cli_convert(tmp_path, capsys):
     assert main(["convert", "--from-flax", str(GOOGLE), str(tmp_path / "x")]) == 2
     assert "holds no Flax checkpoint" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "does-not-exist"), str(tmp_path / "y")]) == 2
+
+
+def test_cli_convert_without_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "google_crc32c", None)
+    assert main(["convert", str(GOOGLE), str(tmp_path / "out")]) == 2
+    assert EXTRA_HINT.replace("\\", "") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_shapes_that_do_not_fit_the_config(google_copy, tmp_path):

@@ -145,5 +145,5 @@ def test_checksums_can_be_skipped(google_copy, monkeypatch):
 
 def test_missing_crc32c_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "google_crc32c", None)
-    with pytest.raises(ImportError, match=f"google_crc32c .*{EXTRA_HINT}"):
+    with pytest.raises(ImportError, match=f"google-crc32c package, .*{EXTRA_HINT}"):
         legacy.load_legacy_checkpoint("tf1", [str(GOOGLE / INDEX)])
