@@ -36,6 +36,14 @@ def assert_same_outputs(got, want, names: list[str]) -> None:
         assert_close(ours, None, ref, torch.float32, what=name)
 
 
+def assert_pretraining_outputs(out, expected) -> None:
+    """A BertForPreTraining's outputs (with hidden states) are the fixture's expected outputs."""
+    assert_same_outputs(out, expected, ["prediction_logits", "seq_relationship_logits"])
+    hidden = {f"hidden_states.{i}": h for i, h in enumerate(out.hidden_states)}
+    assert len(hidden) == 3
+    assert_same_outputs(hidden, expected, list(hidden))
+
+
 def with_head(reference, head: str, n: int = 3) -> dict[str, torch.Tensor]:
     """The fixture's base model plus a random head (``classifier`` with n labels, or ``qa_outputs``)."""
     g = torch.Generator().manual_seed(1234)
