@@ -1,7 +1,8 @@
 """``fastbert`` command line: ``run``, ``check``, ``bench``, ``convert``.
 
-Each subcommand lives in its own module, which provides ``add_cli_arguments(parser)`` and
-``cli_main(args) -> int``; only the module of the command asked for is imported.
+Each subcommand is an object that provides ``add_cli_arguments(parser)`` and ``cli_main(args) -> int``:
+its own module, or ``module:attribute`` (``convert``'s glue lives here: the library of legacy formats
+has no command line of its own); only the module of the command asked for is imported.
 """
 
 from __future__ import annotations
@@ -17,18 +18,74 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "check": ("fastbert.check", "compare every backend and dtype against an fp32 eager reference"),
     "bench": ("fastbert.benchmark", "benchmark fastbert against transformers and torch.compile"),
-    "convert": ("fastbert.legacy", "convert a TF 2, Flax or Google TF1 checkpoint into a safetensors folder"),
+    "convert": (
+        "fastbert.cli:ConvertCommand",
+        "convert a TF 2, Flax or Google TF1 checkpoint into a safetensors folder",
+    ),
 }
+
+
+def _command(name: str):
+    """The module (or ``module:attribute``) that provides the ``add_cli_arguments``/``cli_main`` of ``name``."""
+    module, _, attribute = COMMANDS[name][0].partition(":")
+    found = importlib.import_module(module)
+    return getattr(found, attribute) if attribute else found
+
+
+class ConvertCommand:
+    """``fastbert convert SRC DST``: the argparse glue of :func:`fastbert.legacy.convert_checkpoint`."""
+
+    @staticmethod
+    def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "src", metavar="SRC", help="folder, hub id or file of a TF 2, Flax or Google TF1 checkpoint"
+        )
+        parser.add_argument("dst", metavar="DST", help="folder to write model.safetensors + config.json into")
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            "--from-tf", action="store_true", help="read a TF checkpoint (TF1 index or tf_model.h5)"
+        )
+        group.add_argument(
+            "--from-flax", action="store_true", help="read a Flax checkpoint (flax_model.msgpack)"
+        )
+        parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+        parser.add_argument("--subfolder", default="", help="subfolder of SRC that holds the checkpoint")
+        parser.add_argument("--local-files-only", action="store_true", help="do not reach the hub")
+        parser.add_argument(
+            "--overwrite", action="store_true", help="replace DST/model.safetensors if it exists"
+        )
+
+    @staticmethod
+    def cli_main(args: argparse.Namespace) -> int:
+        from fastbert.hub import HubOptions
+        from fastbert.legacy import convert_checkpoint
+
+        hub = HubOptions(
+            revision=args.revision, subfolder=args.subfolder, local_files_only=args.local_files_only
+        )
+        try:
+            convert_checkpoint(
+                args.src,
+                args.dst,
+                from_tf=args.from_tf,
+                from_flax=args.from_flax,
+                hub=hub,
+                overwrite=args.overwrite,
+            )
+        except ImportError as e:  # the [legacy] extra is missing: the message says how to install it
+            print(f"fastbert convert: error: {e}", file=sys.stderr)
+            return 2
+        return 0
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastbert", description="fastbert: a drop-in accelerated BERT.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:  # import only the module of the command that runs
-            importlib.import_module(module).add_cli_arguments(p)
+            _command(name).add_cli_arguments(p)
     return parser
 
 
@@ -45,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = _command(args.command)
     try:
         return int(module.cli_main(args) or 0)
     except (ValueError, OSError) as e:

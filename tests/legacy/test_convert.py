@@ -1,0 +1,86 @@
+"""``convert_checkpoint`` and ``fastbert convert``: legacy checkpoints into folders transformers 5 loads."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+from legacy_helpers import (
+    EXTRA_HINT,
+    FIXTURES,
+    GOOGLE,
+    INDEX,
+    assert_pretraining_outputs,
+    assert_same_weights,
+    convert,
+    copy_config,
+)
+from legacy_writers import write_tf2_h5
+from safetensors.torch import load_file
+
+from fastbert import legacy
+from fastbert.cli import main
+
+FORMATS = {
+    "tf2": (FIXTURES, {}),
+    "flax": (FIXTURES, {"from_flax": True}),
+    "tf1": (GOOGLE, {}),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_convert_loads_in_transformers(fmt, tmp_path, reference, inputs, expected, transformers):
+    folder, kwargs = FORMATS[fmt]
+    dst = tmp_path / "converted"
+    assert convert(folder, dst, **kwargs) == "BertForPreTraining"
+    assert sorted(os.listdir(dst)) == ["config.json", "model.safetensors"]
+    assert_same_weights(load_file(dst / "model.safetensors"), reference)
+    model = transformers.BertForPreTraining.from_pretrained(dst, attn_implementation="eager").eval()
+    assert model.config.architectures == ["BertForPreTraining"]
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    assert_pretraining_outputs(out, expected)
+
+
+def test_cli_convert(tmp_path, capsys):
+    dst = tmp_path / "out"
+    assert main(["convert", str(GOOGLE), str(dst)]) == 0
+    assert (dst / "model.safetensors").is_file() and (dst / "config.json").is_file()
+    assert main(["convert", str(GOOGLE), str(dst)]) == 2  # exists: refuses without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", "--overwrite", str(GOOGLE), str(dst)]) == 0
+    assert main(["convert", "--from-flax", str(GOOGLE), str(tmp_path / "x")]) == 2
+    assert "holds no Flax checkpoint" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "does-not-exist"), str(tmp_path / "y")]) == 2
+
+
+def test_cli_convert_without_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "google_crc32c", None)
+    assert main(["convert", str(GOOGLE), str(tmp_path / "out")]) == 2
+    assert EXTRA_HINT.replace("\\", "") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_shapes_that_do_not_fit_the_config(google_copy, tmp_path):
+    cfg = (google_copy / "bert_config.json").read_text().replace('"vocab_size": 99', '"vocab_size": 100')
+    (google_copy / "bert_config.json").write_text(cfg)
+    with pytest.raises(ValueError, match=rf"{INDEX}: bert/embeddings/word_embeddings: shape \[99, 32\]"):
+        convert(google_copy, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_partial_checkpoint_refused_by_convert(tmp_path, reference, config):
+    partial = {k: v for k, v in reference.items() if "layer.1." not in k}
+    write_tf2_h5(tmp_path / "tf_model.h5", partial, model_name="tf_bert_for_pre_training")
+    copy_config(tmp_path, config)
+    with pytest.raises(ValueError, match="lacks weights .*layer.1"):
+        convert(tmp_path, tmp_path / "out")
+
+
+def test_convert_under_its_old_name_with_separate_hub_keywords(tmp_path):
+    assert legacy.convert is legacy.convert_checkpoint
+    dst = tmp_path / "out"
+    arch = legacy.convert(str(GOOGLE), str(dst), revision=None, local_files_only=True, log=lambda _: None)
+    assert arch == "BertForPreTraining" and (dst / "model.safetensors").is_file()

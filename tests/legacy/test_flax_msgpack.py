@@ -1,0 +1,73 @@
+"""transformers' Flax checkpoints (``flax_model.msgpack``): heads, base model, dtypes, damaged files."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import torch
+from legacy_helpers import (
+    FIXTURES,
+    assert_converted_like,
+    assert_same_weights,
+    convert,
+    copy_config,
+    corrupt,
+    with_head,
+)
+from legacy_writers import write_flax_msgpack
+from safetensors.torch import load_file
+
+from fastbert import legacy
+
+
+def test_flax_question_answering(tmp_path, reference, config, inputs, transformers):
+    state = with_head(reference, "qa_outputs")
+    folder = tmp_path / "flax_qa"
+    folder.mkdir()
+    write_flax_msgpack(folder / "flax_model.msgpack", state)
+    copy_config(folder, config, architectures=["FlaxBertForQuestionAnswering"])
+    found = legacy.find_legacy_checkpoint(str(folder))
+    assert found[0] == "flax"
+    assert_same_weights(legacy.load_legacy_checkpoint(*found), state)
+
+    dst = tmp_path / "converted"
+    assert convert(folder, dst) == "BertForQuestionAnswering"
+    assert_converted_like(
+        transformers, dst, "BertForQuestionAnswering", config, state, inputs, ["start_logits", "end_logits"]
+    )
+
+
+def test_flax_base_model_gets_bert_prefix(tmp_path, reference, config):
+    """FlaxBertModel stores embeddings/encoder/pooler at the top level, with no ``bert`` level."""
+    base = {k: v for k, v in reference.items() if k.startswith("bert.")}
+    write_flax_msgpack(tmp_path / "flax_model.msgpack", base, base_only=True)
+    state = legacy.load_legacy_checkpoint("flax", [str(tmp_path / "flax_model.msgpack")])
+    assert_same_weights(state, base)
+    copy_config(tmp_path, config, architectures=["FlaxBertModel"])
+    dst = tmp_path / "converted"
+    assert convert(tmp_path, dst) == "BertModel"
+    saved = load_file(dst / "model.safetensors")  # as transformers writes a BertModel: no prefix
+    assert sorted(saved) == sorted(k.removeprefix("bert.") for k in base)
+
+
+def test_flax_bfloat16(tmp_path, reference):
+    half = {k: v.to(torch.bfloat16) for k, v in reference.items()}
+    write_flax_msgpack(tmp_path / "bf16.msgpack", half)
+    assert_same_weights(legacy.load_legacy_checkpoint("flax", [str(tmp_path / "bf16.msgpack")]), half)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 50, 40_000, 86_535])
+def test_truncated_msgpack(tmp_path, cut):
+    bad = corrupt(FIXTURES / "flax_model.msgpack", tmp_path / "flax_model.msgpack", truncate=cut)
+    with pytest.raises(OSError, match="flax_model.msgpack"):
+        legacy.load_legacy_checkpoint("flax", [str(bad)])
+
+
+def test_msgpack_garbage_and_wrong_sizes(tmp_path):
+    (tmp_path / "garbage.msgpack").write_bytes(b"\xc1" * 64)
+    with pytest.raises(OSError, match="garbage.msgpack"):
+        legacy.load_legacy_checkpoint("flax", [str(tmp_path / "garbage.msgpack")])
+    arr = msgpack.ExtType(1, msgpack.packb(([4, 4], "float32", b"\0" * 60), use_bin_type=True))
+    (tmp_path / "short.msgpack").write_bytes(msgpack.packb({"bert": {"pooler": {"dense": {"kernel": arr}}}}))
+    with pytest.raises(ValueError, match=r"short.msgpack: bert/pooler/dense/kernel"):
+        legacy.load_legacy_checkpoint("flax", [str(tmp_path / "short.msgpack")])

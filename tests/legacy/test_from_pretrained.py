@@ -1,0 +1,118 @@
+"""Legacy checkpoints through fastbert's own ``from_pretrained``, end to end."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from legacy_helpers import (
+    FIXTURES,
+    GOOGLE,
+    INDEX,
+    SHARD,
+    assert_pretraining_outputs,
+    assert_same_outputs,
+    copy_config,
+    copy_files,
+    corrupt,
+    hf_outputs,
+    with_head,
+)
+from legacy_writers import google_names, write_flax_msgpack, write_tf1_bundle, write_tf2_h5
+
+import fastbert
+from fastbert.config import BertConfig
+
+CASES = {
+    "tf2": (FIXTURES, ["tf_model.h5", "config.json"], {}),
+    "flax": (FIXTURES, ["flax_model.msgpack", "config.json"], {}),
+    "tf1": (GOOGLE, [INDEX, SHARD, "bert_config.json"], {}),
+    "tf2-from_tf": (
+        FIXTURES,
+        ["tf_model.h5", "flax_model.msgpack", "config.json", "model.safetensors"],
+        {"from_tf": True},
+    ),
+    "flax-from_flax": (
+        FIXTURES,
+        ["tf_model.h5", "flax_model.msgpack", "config.json", "model.safetensors"],
+        {"from_flax": True},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pretraining(case, tmp_path, reference, inputs, expected):
+    src, names, kwargs = CASES[case]
+    folder = copy_files(src, tmp_path / "only", names)
+    model = fastbert.BertForPreTraining.from_pretrained(str(folder), attn_implementation="eager", **kwargs)
+    own = model.eval().state_dict()
+    for k, v in reference.items():
+        assert torch.equal(own[k], v), k
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    assert_pretraining_outputs(out, expected)
+
+
+@pytest.mark.parametrize("case", ["tf2", "flax", "tf1"])
+def test_base_model(case, tmp_path, inputs, expected):
+    src, names, kwargs = CASES[case]
+    folder = copy_files(src, tmp_path / "only", names)
+    model = fastbert.BertModel.from_pretrained(str(folder), attn_implementation="eager", **kwargs).eval()
+    with torch.no_grad():
+        out = model(**inputs)
+    assert_same_outputs(out, expected, ["last_hidden_state", "pooler_output"])
+
+
+def test_heads(tmp_path, reference, config, inputs, transformers):
+    """TF 2 sequence classification, Flax QA, TF1 with optimizer slots into fastbert's classes."""
+    cls_state = with_head(reference, "classifier", n=3)
+    tf2 = tmp_path / "tf2"
+    tf2.mkdir()
+    write_tf2_h5(tf2 / "tf_model.h5", cls_state, model_name="tf_bert_for_sequence_classification_1")
+    copy_config(tf2, config, num_labels=3)
+    model = fastbert.BertForSequenceClassification.from_pretrained(str(tf2), attn_implementation="eager")
+    with torch.no_grad():
+        got = model.eval()(**inputs)
+    cls_config = BertConfig.from_pretrained(tf2)
+    want = hf_outputs(transformers, "BertForSequenceClassification", cls_config, cls_state, inputs)
+    assert_same_outputs(got, want, ["logits"])
+
+    qa_state = with_head(reference, "qa_outputs")
+    fl = tmp_path / "flax"
+    fl.mkdir()
+    write_flax_msgpack(fl / "flax_model.msgpack", qa_state)
+    copy_config(fl, config)
+    model = fastbert.BertForQuestionAnswering.from_pretrained(str(fl), attn_implementation="eager")
+    with torch.no_grad():
+        got = model.eval()(**inputs)
+    want = hf_outputs(transformers, "BertForQuestionAnswering", config, qa_state, inputs)
+    assert_same_outputs(got, want, ["start_logits", "end_logits"])
+
+    tf1 = tmp_path / "tf1"
+    tf1.mkdir()
+    tf = google_names(reference)
+    slots = {f"{k}/adam_m": torch.zeros_like(v) for k, v in tf.items()}
+    write_tf1_bundle(tf1 / "bert_model.ckpt", tf | slots | {"global_step": torch.tensor(5)}, num_shards=2)
+    shutil.copyfile(GOOGLE / "bert_config.json", tf1 / "bert_config.json")
+    model = fastbert.BertForMaskedLM.from_pretrained(str(tf1), attn_implementation="eager")
+    assert torch.equal(
+        model.cls.predictions.decoder.weight, reference["bert.embeddings.word_embeddings.weight"]
+    )
+    assert torch.equal(model.cls.predictions.bias, reference["cls.predictions.bias"])
+
+
+def test_bad_files(tmp_path):
+    h5 = copy_files(FIXTURES, tmp_path / "h5", ["config.json"])
+    corrupt(FIXTURES / "tf_model.h5", h5 / "tf_model.h5", truncate=4000)
+    with pytest.raises(OSError, match="tf_model.h5"):
+        fastbert.BertForPreTraining.from_pretrained(str(h5))
+    google = copy_files(GOOGLE, tmp_path / "tf1", [INDEX, "bert_config.json"])
+    with pytest.raises(OSError, match=f"{SHARD}: data shard not found"):
+        fastbert.BertForPreTraining.from_pretrained(str(google))
+    big = copy_files(GOOGLE, tmp_path / "vocab", [INDEX, SHARD])
+    (big / "bert_config.json").write_text(
+        (GOOGLE / "bert_config.json").read_text().replace('"vocab_size": 99', '"vocab_size": 100')
+    )
+    with pytest.raises(ValueError, match="word_embeddings"):
+        fastbert.BertForPreTraining.from_pretrained(str(big))

@@ -1,0 +1,82 @@
+"""transformers' TF 2 checkpoints (``tf_model.h5``): Keras layouts, heads, damaged files."""
+
+from __future__ import annotations
+
+import h5py
+import pytest
+from legacy_helpers import (
+    FIXTURES,
+    assert_converted_like,
+    assert_same_weights,
+    convert,
+    copy_config,
+    corrupt,
+    with_head,
+)
+from legacy_writers import write_tf2_h5
+
+from fastbert import legacy
+from fastbert.config import BertConfig
+
+
+def test_tf2_sequence_classification(tmp_path, reference, config, inputs, transformers):
+    """Keras model name with a ``_1`` suffix, no ``top_level_model_weights``, empty dropout groups."""
+    state = with_head(reference, "classifier", n=3)
+    folder = tmp_path / "tf2_cls"
+    folder.mkdir()
+    write_tf2_h5(
+        folder / "tf_model.h5",
+        state,
+        model_name="tf_bert_for_sequence_classification_1",
+        top_level_group=False,
+        dropout_groups=1,
+    )
+    copy_config(folder, config, architectures=["TFBertForSequenceClassification"], num_labels=3)
+    found = legacy.find_legacy_checkpoint(str(folder))
+    assert found[0] == "tf2"
+    assert_same_weights(legacy.load_legacy_checkpoint(*found), state)
+
+    dst = tmp_path / "converted"
+    assert convert(folder, dst) == "BertForSequenceClassification"
+    assert BertConfig.from_pretrained(dst).num_labels == 3
+    cls_config = BertConfig.from_pretrained(folder)
+    assert_converted_like(
+        transformers, dst, "BertForSequenceClassification", cls_config, state, inputs, ["logits"]
+    )
+
+
+def test_tf2_masked_lm_and_sharded_layout(tmp_path, reference):
+    mlm = {k: v for k, v in reference.items() if not k.startswith("cls.seq_relationship")}
+    write_tf2_h5(tmp_path / "mlm.h5", mlm, model_name="tf_bert_for_masked_lm")
+    state = legacy.load_legacy_checkpoint("tf2", [str(tmp_path / "mlm.h5")])
+    assert_same_weights(state, mlm)
+    assert legacy.infer_architecture(state) == "BertForMaskedLM"
+
+    write_tf2_h5(tmp_path / "sharded.h5", reference, sharded_layout=True)
+    assert_same_weights(legacy.load_legacy_checkpoint("tf2", [str(tmp_path / "sharded.h5")]), reference)
+
+
+def test_tf2_token_classification_declared_in_config(tmp_path, reference, config):
+    state = with_head(reference, "classifier", n=5)
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    write_tf2_h5(folder / "tf_model.h5", state, model_name="tf_bert_for_token_classification")
+    copy_config(folder, config, architectures=["TFBertForTokenClassification"])
+    dst = tmp_path / "converted"
+    assert convert(folder, dst) == "BertForTokenClassification"
+    saved = BertConfig.from_pretrained(dst)
+    assert saved.architectures == ["BertForTokenClassification"] and saved.num_labels == 5
+
+
+@pytest.mark.parametrize("cut", [0, 100, 4000, 100_000])
+def test_truncated_h5(tmp_path, cut):
+    bad = corrupt(FIXTURES / "tf_model.h5", tmp_path / "tf_model.h5", truncate=cut)
+    with pytest.raises(OSError, match="tf_model.h5"):
+        legacy.load_legacy_checkpoint("tf2", [str(bad)])
+
+
+def test_h5_without_keras_weights(tmp_path):
+    with h5py.File(tmp_path / "tf_model.h5", "w") as f:
+        f.attrs["layer_names"] = [b"bert"]
+    with pytest.raises(OSError, match="tf_model.h5"):
+        legacy.load_legacy_checkpoint("tf2", [str(tmp_path / "tf_model.h5")])
