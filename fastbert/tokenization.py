@@ -3,27 +3,30 @@
 ``BertTokenizer`` (and its alias ``BertTokenizerFast``) loads ``tokenizer.json`` when a model folder has one,
 or builds the WordPiece pipeline from ``vocab.txt`` (BertNormalizer + BertPreTokenizer + WordPiece +
 ``[CLS] A [SEP] B [SEP]`` template + WordPiece decoder) exactly as transformers converts a slow BERT tokenizer.
-Calls return a ``BatchEncoding``: a dict with attribute access, ``.to(device)`` and the alignment helpers
-(``word_ids``, ``sequence_ids``, ``char_to_token``, ...) of transformers' fast tokenizers.
+Calls return a :class:`fastbert.encoding.BatchEncoding` (re-exported here).
+
+A tokenizer file that cannot be used (not UTF-8, not JSON, not a tokenizer, a field of the wrong type, a
+vocabulary without its unk token) raises ``ValueError`` or ``OSError`` naming the file and what was expected.
 
 transformers is not imported here: it is a test-only dependency.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Mapping, Sequence, Sized
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence, Sized
+from typing import Any
 
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from . import hub
+from .encoding import BatchEncoding, CharSpan, TokenSpan, _enum_value
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,6 @@ VOCAB_FILE = "vocab.txt"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-ADDED_TOKENS_FILE = "added_tokens.json"
 
 SPECIAL_TOKENS_ATTRIBUTES = [
     "bos_token",
@@ -53,21 +55,38 @@ _UNSET: Any = object()
 _PADDING = {"longest", "max_length", "do_not_pad"}
 _TRUNCATION = {"longest_first", "only_first", "only_second", "do_not_truncate"}
 
-
-class CharSpan(NamedTuple):
-    start: int
-    end: int
-
-
-class TokenSpan(NamedTuple):
-    start: int
-    end: int
-
-
-def _enum_value(x: Any) -> Any:
-    """transformers' PaddingStrategy / TruncationStrategy / TensorType enums → their string value."""
-    value = getattr(x, "value", None)
-    return value if isinstance(value, str) else x
+# transformers' from_pretrained arguments that mean nothing here
+_IGNORED_LOAD_KWARGS = (
+    "force_download",
+    "resume_download",
+    "proxies",
+    "trust_remote_code",
+    "use_fast",
+    "_from_auto",
+    "_commit_hash",
+)
+# tokenizer_config.json keys that describe the file or transformers' classes, not the tokenizer
+_CONFIG_KEYS_IGNORED = (
+    "tokenizer_class",
+    "auto_map",
+    "name_or_path",
+    "processor_class",
+    "backend",
+    "is_local",
+    "local_files_only",
+    "model_input_names",
+    "tokenizer_file",
+    "vocab_file",
+    "extra_special_tokens",
+)
+# per-call settings that transformers may save in tokenizer_config.json: not constructor state
+_CALL_KEYS_IGNORED = (
+    "max_length",
+    "stride",
+    "truncation_strategy",
+    "pad_to_multiple_of",
+    "pad_token_type_id",
+)
 
 
 def _to_py(obj: Any) -> Any:
@@ -94,275 +113,339 @@ def _token_content(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# BatchEncoding
+# reading tokenizer files: every error names the file and what was expected
 # --------------------------------------------------------------------------------------------------------------
 
 
-class BatchEncoding(dict):
-    """What a tokenizer call returns: a dict of model inputs (``input_ids``, ``token_type_ids``,
-    ``attention_mask``, ...) with attribute access, ``.to(device)`` and, when it comes from the ``tokenizers``
-    backend, the per-sequence ``encodings`` and their alignment helpers."""
-
-    def __init__(
-        self,
-        data: Mapping[str, Any] | None = None,
-        encoding: Any = None,
-        tensor_type: str | None = None,
-        prepend_batch_axis: bool = False,
-        n_sequences: int | None = None,
-    ):
-        super().__init__(data or {})
-        if encoding is not None and not isinstance(encoding, (list, tuple)):
-            encoding = [encoding]
-        self._encodings = list(encoding) if encoding is not None else None
-        if n_sequences is None and self._encodings:
-            n_sequences = self._encodings[0].n_sequences
-        self._n_sequences = n_sequences
-        self.convert_to_tensors(tensor_type=tensor_type, prepend_batch_axis=prepend_batch_axis)
-
-    # dict access ---------------------------------------------------------------------------------------------
-    def __getitem__(self, item: Any) -> Any:
-        if isinstance(item, str):
-            return dict.__getitem__(self, item)
-        if isinstance(item, int):
-            if self._encodings is None:
-                raise KeyError("Indexing with integers is not available when using Python based tokenizers")
-            return self._encodings[item]
-        if isinstance(item, slice):
-            return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
-        raise KeyError(
-            "Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices."
-        )
-
-    def __getattr__(self, item: str) -> Any:
-        if item.startswith("__") or item in ("_encodings", "_n_sequences"):
-            raise AttributeError(item)
-        try:
-            return dict.__getitem__(self, item)
-        except KeyError:
-            raise AttributeError(f"'BatchEncoding' object has no attribute {item!r}") from None
-
-    def __getstate__(self) -> dict:
-        return {"data": dict(self), "encodings": self._encodings, "n_sequences": self._n_sequences}
-
-    def __setstate__(self, state: dict) -> None:
-        self.update(state.get("data", {}))
-        self._encodings = state.get("encodings")
-        self._n_sequences = state.get("n_sequences")
-
-    def __reduce__(self):
-        return (self.__class__, (), self.__getstate__())
-
-    def __copy__(self) -> BatchEncoding:
-        new = BatchEncoding(dict(self), self._encodings, n_sequences=self._n_sequences)
-        return new
-
-    def __deepcopy__(self, memo: dict) -> BatchEncoding:
-        return BatchEncoding(
-            copy.deepcopy(dict(self), memo),
-            copy.deepcopy(self._encodings, memo),
-            n_sequences=self._n_sequences,
-        )
-
-    @property
-    def data(self) -> BatchEncoding:
-        """The mapping itself (transformers' BatchEncoding is a UserDict with a ``data`` dict)."""
-        return self
-
-    @property
-    def encodings(self) -> list | None:
-        """The ``tokenizers.Encoding`` of each sequence (None when built by hand or by ``pad``)."""
-        return self._encodings
-
-    @property
-    def n_sequences(self) -> int | None:
-        """1 for single sentences, 2 for pairs; None when unknown."""
-        return self._n_sequences
-
-    @property
-    def is_fast(self) -> bool:
-        return self._encodings is not None
-
-    # alignment helpers --------------------------------------------------------------------------------------
-    def _encoding(self, batch_index: int, what: str) -> Any:
-        if not self._encodings:
-            raise ValueError(
-                f"{what}() is not available when the BatchEncoding has no encodings (built by hand or by pad)"
-            )
-        return self._encodings[batch_index]
-
-    def tokens(self, batch_index: int = 0) -> list[str]:
-        return self._encoding(batch_index, "tokens").tokens
-
-    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
-        return self._encoding(batch_index, "sequence_ids").sequence_ids
-
-    def word_ids(self, batch_index: int = 0) -> list[int | None]:
-        return self._encoding(batch_index, "word_ids").word_ids
-
-    def words(self, batch_index: int = 0) -> list[int | None]:
-        return self.word_ids(batch_index)
-
-    @staticmethod
-    def _two(first: int, second: int | None) -> tuple[int, int]:
-        return (first, second) if second is not None else (0, first)
-
-    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        if t < 0:
-            t = len(self._encoding(b, "token_to_sequence")) + t
-        return self._encoding(b, "token_to_sequence").token_to_sequence(t)
-
-    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        if t < 0:
-            t = len(self._encoding(b, "token_to_word")) + t
-        return self._encoding(b, "token_to_word").token_to_word(t)
-
-    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        span = self._encoding(b, "token_to_chars").token_to_chars(t)
-        return CharSpan(*span) if span is not None else None
-
-    def char_to_token(
-        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
-    ) -> int | None:
-        b, c = self._two(batch_or_char_index, char_index)
-        return self._encoding(b, "char_to_token").char_to_token(c, sequence_index)
-
-    def char_to_word(
-        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
-    ) -> int | None:
-        b, c = self._two(batch_or_char_index, char_index)
-        return self._encoding(b, "char_to_word").char_to_word(c, sequence_index)
-
-    def word_to_tokens(
-        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
-    ) -> TokenSpan | None:
-        b, w = self._two(batch_or_word_index, word_index)
-        span = self._encoding(b, "word_to_tokens").word_to_tokens(w, sequence_index)
-        return TokenSpan(*span) if span is not None else None
-
-    def word_to_chars(
-        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
-    ) -> CharSpan | None:
-        b, w = self._two(batch_or_word_index, word_index)
-        span = self._encoding(b, "word_to_chars").word_to_chars(w, sequence_index)
-        return CharSpan(*span) if span is not None else None
-
-    # tensors ------------------------------------------------------------------------------------------------
-    def convert_to_tensors(
-        self, tensor_type: str | None = None, prepend_batch_axis: bool = False
-    ) -> BatchEncoding:
-        """Turn the python lists into torch tensors (``"pt"``) or numpy arrays (``"np"``), in place."""
-        tensor_type = _enum_value(tensor_type)
-        if tensor_type is None:
-            return self
-        if tensor_type == "pt":
-            import torch
-
-            def is_tensor(x: Any) -> bool:
-                return isinstance(x, torch.Tensor)
-
-            def as_tensor(x: Any) -> Any:
-                if isinstance(x, list) and x and hasattr(x[0], "__array__") and not isinstance(x[0], list):
-                    import numpy as np
-
-                    return torch.from_numpy(np.array(x))
-                if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
-                    return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
-                return torch.tensor(x)
-        elif tensor_type == "np":
-            import numpy as np
-
-            def is_tensor(x: Any) -> bool:
-                return isinstance(x, np.ndarray)
-
-            def as_tensor(x: Any) -> Any:
-                return np.asarray(x)
-        else:
-            raise ValueError(
-                f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
-            )
-
-        for key in list(self.keys()):
-            value = dict.__getitem__(self, key)
-            if prepend_batch_axis:
-                value = [value]
-            if is_tensor(value):
-                continue
-            try:
-                tensor = as_tensor(value)
-            except Exception as e:
-                if key == "overflowing_tokens":
-                    raise ValueError(
-                        "Unable to create tensor returning overflowing tokens of different lengths. "
-                        "Please see if a fast version of this tokenizer is available to have this feature available."
-                    ) from e
-                raise ValueError(
-                    "Unable to create tensor, you should probably activate truncation and/or padding with "
-                    "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
-                    f"features (`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is "
-                    "expected)."
-                ) from e
-            if tensor_type == "np" and tensor.dtype == object:
-                raise ValueError(
-                    "Unable to create tensor, you should probably activate truncation and/or padding with "
-                    f"'padding=True' 'truncation=True' to have batched tensors with the same length (`{key}`)."
-                )
-            dict.__setitem__(self, key, tensor)
-        return self
-
-    def to(self, device: Any, non_blocking: bool = False) -> BatchEncoding:
-        """Move every tensor to ``device`` (a str, int or ``torch.device``), in place; returns ``self``."""
-        import torch
-
-        if isinstance(device, (str, int, torch.device)):
-            for key in list(self.keys()):
-                value = dict.__getitem__(self, key)
-                if isinstance(value, torch.Tensor):
-                    dict.__setitem__(self, key, value.to(device=device, non_blocking=non_blocking))
-        else:
-            logger.warning(f"Attempting to cast a BatchEncoding to type {device!s}. This is not supported.")
-        return self
+def _read_text(path: str) -> str:
+    """The UTF-8 text of a tokenizer file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except IsADirectoryError:
+        raise OSError(f"{path} is a directory, not a file") from None
 
 
-# --------------------------------------------------------------------------------------------------------------
-# helpers to build and configure the backend
-# --------------------------------------------------------------------------------------------------------------
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _parse_json_object(text: str, path: str) -> dict[str, Any]:
+    """The JSON object that a tokenizer file holds."""
+    if not text.strip():
+        raise ValueError(f"{path} is empty: it should hold a JSON object")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a tokenizer file: its JSON is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} should hold a JSON object, not a JSON {_json_type(data)}")
+    return data
+
+
+def _read_json_object(path: str) -> dict[str, Any]:
+    return _parse_json_object(_read_text(path), path)
 
 
 def load_vocab(vocab_file: str) -> dict[str, int]:
     """vocab.txt → {token: index}, one token a line, as transformers reads it."""
-    vocab: dict[str, int] = {}
-    with open(vocab_file, encoding="utf-8") as reader:
-        for index, token in enumerate(reader.readlines()):
-            vocab[token.rstrip("\n")] = index
-    return vocab
+    text = _read_text(vocab_file)
+    if not text:
+        raise ValueError(f"{vocab_file} is empty: a vocab.txt holds one token a line")
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return {token: index for index, token in enumerate(lines)}
 
 
-def _build_wordpiece_backend(
-    vocab: dict[str, int],
-    *,
-    unk_token: str,
-    do_lower_case: bool,
-    strip_accents: bool | None,
-    tokenize_chinese_chars: bool,
-) -> Tokenizer:
+def _read_tokenizer_json(path: str) -> Tokenizer:
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json."""
+    text = _read_text(path)
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as e:  # the tokenizers library raises a bare Exception for every kind of bad file
+        _parse_json_object(text, path)  # empty, not JSON, not an object: say so
+        raise ValueError(
+            f"{path} is JSON but not a tokenizer.json that the tokenizers library can read ({e})"
+        ) from None
+
+
+def _check_unk_token(backend: Tokenizer, source: str) -> None:
+    """WordPiece replaces unknown words by its unk token: without it in the vocabulary, encoding fails later."""
+    model = backend.model
+    if isinstance(model, WordPiece) and model.token_to_id(model.unk_token) is None:
+        raise ValueError(
+            f"{source}: the vocabulary has no unk_token {model.unk_token!r}; WordPiece needs it for unknown words"
+        )
+
+
+def _find_file(path: str, name: str, options: hub.HubOptions) -> str | None:
+    """A tokenizer file of a folder or hub repository; None when there is none."""
+    found = hub.resolve_file(path, name, hub=options, required=False)
+    if found is None and os.path.isdir(path):
+        candidate = os.path.join(path, options.subfolder, name)
+        if os.path.isdir(candidate):
+            raise OSError(f"{candidate} is a directory, not a file")
+        if os.path.islink(candidate) and not os.path.exists(candidate):
+            raise OSError(f"{candidate} is a symbolic link to nothing")
+        if os.path.exists(candidate):
+            raise OSError(f"{candidate} is not a regular file")
+    return found
+
+
+def _pop_hub_options(kwargs: dict[str, Any]) -> hub.HubOptions:
+    """The hub options of a ``from_pretrained`` call, removed from ``kwargs`` with the ignored arguments."""
+    legacy_token = kwargs.pop("use_auth_token", None)
+    for key in _IGNORED_LOAD_KWARGS:
+        kwargs.pop(key, None)
+    options = hub.HubOptions.pop_from(kwargs)
+    for key in hub.HUB_FIELDS:  # pop_from leaves the ones given as None
+        kwargs.pop(key, None)
+    if options.token is None and legacy_token is not None:
+        options = dataclasses.replace(options, token=legacy_token)
+    return options
+
+
+# --------------------------------------------------------------------------------------------------------------
+# settings of a tokenizer: what each may be (checked for the arguments and for the files)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _is_flag(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and value in (0, 1))
+
+
+def _is_length(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value.is_integer() and value >= 1
+    return value is None or (isinstance(value, int) and value >= 1)
+
+
+def _is_token(value: Any) -> bool:
+    if value is None or isinstance(value, (str, AddedToken)):
+        return True
+    return isinstance(value, Mapping) and isinstance(value.get("content"), str)
+
+
+def _is_token_list(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (list, tuple)) and all(t is not None and _is_token(t) for t in value)
+    )
+
+
+_ADDED_TOKEN_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _is_added_tokens_decoder(value: Any) -> bool:
+    """``{id: token}``, a token being a str, an AddedToken or ``{"content": str, <flag>: bool, ...}``."""
+    if value is None:
+        return True
+    if not isinstance(value, Mapping):
+        return False
+    for index, token in value.items():
+        if not (isinstance(index, int) or (isinstance(index, str) and index.isdigit())):
+            return False
+        if token is None or not _is_token(token):
+            return False
+        if isinstance(token, Mapping) and any(
+            not isinstance(token.get(flag, False), bool) for flag in _ADDED_TOKEN_FLAGS
+        ):
+            return False
+    return True
+
+
+_TOKEN = 'a string or an object with a string "content"'
+_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "do_lower_case": (_is_flag, "true or false"),
+    "do_basic_tokenize": (_is_flag, "true or false"),
+    "tokenize_chinese_chars": (_is_flag, "true or false"),
+    "strip_accents": (_is_flag, "true, false or null"),
+    "clean_up_tokenization_spaces": (_is_flag, "true or false"),
+    "model_max_length": (_is_length, "a whole number of tokens, at least 1"),
+    "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
+    "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
+    "never_split": (lambda v: v is None or _is_str_list(v), "a list of strings"),
+    "additional_special_tokens": (_is_token_list, f"a list of tokens, each {_TOKEN}"),
+    "added_tokens_decoder": (
+        _is_added_tokens_decoder,
+        f"an object {{id: token}}, each token {_TOKEN} and true/false flags ({', '.join(_ADDED_TOKEN_FLAGS)})",
+    ),
+    **{name: (_is_token, _TOKEN) for name in SPECIAL_TOKENS_ATTRIBUTES},
+}
+
+
+def _check_settings(settings: Mapping[str, Any], where: str | None = None) -> None:
+    """``ValueError`` naming the setting (and the file ``where`` it was read from) that is not what it may be."""
+    for name, value in settings.items():
+        check = _SETTINGS.get(name)
+        if check is not None and value is not _UNSET and not check[0](value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            prefix = f"{where}: " if where else ""
+            raise ValueError(f"{prefix}{name} should be {check[1]}, got {shown}")
+
+
+def _read_settings(path: str, options: hub.HubOptions) -> dict[str, Any]:
+    """Constructor arguments from tokenizer_config.json and special_tokens_map.json, when present."""
+    settings: dict[str, Any] = {}
+    config_file = _find_file(path, TOKENIZER_CONFIG_FILE, options)
+    if config_file is not None:
+        config = _read_json_object(config_file)
+        _check_settings(config, config_file)
+        settings.update(config)
+    special_file = _find_file(path, SPECIAL_TOKENS_MAP_FILE, options)
+    if special_file is not None:
+        special = _read_json_object(special_file)
+        _check_settings(special, special_file)
+        for key, value in special.items():
+            if key == "additional_special_tokens":
+                settings[key] = [_token_content(v) for v in value or ()]
+            else:
+                settings[key] = _token_content(value)
+    for key in _CONFIG_KEYS_IGNORED:
+        settings.pop(key, None)
+    return settings
+
+
+# --------------------------------------------------------------------------------------------------------------
+# building the tokenizers backend
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _build_wordpiece_backend(vocab: dict[str, int], unk_token: str) -> Tokenizer:
+    """transformers' conversion of a slow BERT tokenizer, with the default BertNormalizer."""
     backend = Tokenizer(
         WordPiece(
             vocab, unk_token=str(unk_token), max_input_chars_per_word=100, continuing_subword_prefix="##"
         )
     )
     backend.normalizer = normalizers.BertNormalizer(
-        clean_text=True,
-        handle_chinese_chars=tokenize_chinese_chars,
-        strip_accents=strip_accents,
-        lowercase=do_lower_case,
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
     )
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     return backend
+
+
+def _load_backend(
+    tokenizer_object: Tokenizer | None,
+    tokenizer_file: str | None,
+    vocab_file: str | None,
+    vocab: Mapping[str, int] | str | os.PathLike | None,
+    unk_token: str,
+) -> Tokenizer:
+    """The backend from the first source given: a Tokenizer, a tokenizer.json, a vocab.txt or a vocab dict.
+
+    Its padding and truncation are dropped: they are set per call.
+    """
+    if tokenizer_object is not None:
+        backend = Tokenizer.from_str(tokenizer_object.to_str())
+    elif tokenizer_file is not None:
+        if not os.path.exists(tokenizer_file):
+            raise OSError(f"tokenizer_file {tokenizer_file} does not exist")
+        backend = _read_tokenizer_json(tokenizer_file)
+        _check_unk_token(backend, tokenizer_file)
+    else:
+        source = "vocab"
+        if vocab is None and vocab_file is not None:
+            if not os.path.isfile(vocab_file):
+                raise ValueError(f"Can't find a vocabulary file at path '{vocab_file}'.")
+            vocab, source = load_vocab(vocab_file), vocab_file
+        elif isinstance(vocab, (str, os.PathLike)):
+            vocab, source = load_vocab(str(vocab)), str(vocab)
+        if vocab is None:
+            raise ValueError(
+                "BertTokenizer needs a vocabulary: pass vocab_file= (vocab.txt), tokenizer_file= (tokenizer.json), "
+                "vocab= (a dict), or use BertTokenizer.from_pretrained(folder_or_hub_id)"
+            )
+        backend = _build_wordpiece_backend(dict(vocab), unk_token)
+        _check_unk_token(backend, source)
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def _apply_normalizer_options(
+    backend: Tokenizer, do_lower_case: Any, strip_accents: Any, tokenize_chinese_chars: Any
+) -> tuple[bool, bool | None, bool]:
+    """Set the BertNormalizer of ``backend`` from the arguments; those left unset keep the backend's own.
+
+    Returns the settings in force (transformers' defaults where the backend has no BertNormalizer).
+    """
+    state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    if state.get("type") != "BertNormalizer":
+        return (
+            bool(True if do_lower_case is _UNSET else do_lower_case),
+            None if strip_accents is _UNSET else strip_accents,
+            bool(True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars),
+        )
+    wanted = {
+        "lowercase": bool(state.get("lowercase", True) if do_lower_case is _UNSET else do_lower_case),
+        "strip_accents": state.get("strip_accents") if strip_accents is _UNSET else strip_accents,
+        "handle_chinese_chars": bool(
+            state.get("handle_chinese_chars", True)
+            if tokenize_chinese_chars is _UNSET
+            else tokenize_chinese_chars
+        ),
+    }
+    if any(state.get(k) != v for k, v in wanted.items()):
+        backend.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
+    return wanted["lowercase"], wanted["strip_accents"], wanted["handle_chinese_chars"]
+
+
+def _add_special_tokens(backend: Tokenizer, specials: list[str]) -> None:
+    """Special tokens are matched whole in the raw text, before normalization: those the backend lacks."""
+    existing = {t.content for t in backend.get_added_tokens_decoder().values()}
+    missing = [t for t in dict.fromkeys(specials) if t not in existing]
+    if missing:
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+
+
+def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None, specials: list[str]) -> None:
+    """The added tokens a tokenizer_config lists (when the backend was built from vocab.txt)."""
+    existing = {t.content for t in backend.get_added_tokens_decoder().values()}
+    for entry in (added_tokens_decoder or {}).values():
+        if isinstance(entry, AddedToken):
+            token = entry
+        else:
+            content = _token_content(entry)
+            if not content:
+                continue
+            flags = entry if isinstance(entry, dict) else {}
+            special = flags.get("special", False)
+            token = AddedToken(
+                content,
+                single_word=flags.get("single_word", False),
+                lstrip=flags.get("lstrip", False),
+                rstrip=flags.get("rstrip", False),
+                normalized=flags.get("normalized", not special),
+                special=special,
+            )
+        if token.content in existing or token.content in specials:
+            continue
+        if token.special:
+            backend.add_special_tokens([token])
+        else:
+            backend.add_tokens([token])
+
+
+def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials: list[str]) -> None:
+    """``never_split`` tokens of the vocabulary are matched whole, like transformers' slow tokenizer does."""
+    if not never_split:
+        return
+    in_vocab = [t for t in never_split if backend.token_to_id(t) is not None and t not in specials]
+    if in_vocab:
+        backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
+    skipped = [t for t in never_split if backend.token_to_id(t) is None]
+    if skipped:
+        logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
 
 
 def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: str, sep_id: int) -> None:
@@ -371,6 +454,24 @@ def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: st
         pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
         special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
     )
+
+
+def _ensure_template(backend: Tokenizer, cls_token: str, sep_token: str) -> None:
+    """The ``[CLS] A [SEP] B [SEP]`` template, unless the backend brought one with the same tokens and ids."""
+    cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
+    if cls_id is None or sep_id is None:
+        return
+    post = backend.post_processor
+    state = json.loads(post.__getstate__()) if post is not None else {}
+    if state.get("type") == "TemplateProcessing":
+        ids = {k: v.get("ids") for k, v in state.get("special_tokens", {}).items()}
+        keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
+    elif state.get("type") == "BertProcessing":
+        keep = state.get("cls") == [cls_token, cls_id] and state.get("sep") == [sep_token, sep_id]
+    else:
+        keep = False
+    if not keep:
+        _set_template(backend, cls_token, cls_id, sep_token, sep_id)
 
 
 def _is_str_list(x: Any) -> bool:
@@ -450,219 +551,104 @@ class BertTokenizer:
         self._lock = threading.RLock()
         if isinstance(vocab_file, Mapping) and vocab is None:  # BertTokenizer({token: id}) as transformers 5
             vocab, vocab_file = dict(vocab_file), None
+        _check_settings(
+            {
+                "do_lower_case": do_lower_case,
+                "do_basic_tokenize": do_basic_tokenize,
+                "never_split": never_split,
+                "tokenize_chinese_chars": tokenize_chinese_chars,
+                "strip_accents": strip_accents,
+                "model_max_length": model_max_length,
+                "padding_side": padding_side,
+                "truncation_side": truncation_side,
+                "clean_up_tokenization_spaces": clean_up_tokenization_spaces,
+                "additional_special_tokens": additional_special_tokens,
+                "added_tokens_decoder": added_tokens_decoder,
+                "unk_token": unk_token,
+                "sep_token": sep_token,
+                "pad_token": pad_token,
+                "cls_token": cls_token,
+                "mask_token": mask_token,
+                "bos_token": bos_token,
+                "eos_token": eos_token,
+            }
+        )
         self.name_or_path = str(name_or_path or kwargs.pop("_name_or_path", "") or "")
-        unk_token, sep_token, pad_token, cls_token, mask_token = (
+        self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token = (
             _token_content(t) for t in (unk_token, sep_token, pad_token, cls_token, mask_token)
         )
-
-        if tokenizer_object is not None:
-            backend = Tokenizer.from_str(tokenizer_object.to_str())
-        elif tokenizer_file is not None and os.path.isfile(tokenizer_file):
-            backend = Tokenizer.from_file(tokenizer_file)
-        else:
-            if vocab is None and vocab_file is not None:
-                if not os.path.isfile(vocab_file):
-                    raise ValueError(f"Can't find a vocabulary file at path '{vocab_file}'.")
-                vocab = load_vocab(vocab_file)
-            elif isinstance(vocab, (str, os.PathLike)):
-                vocab = load_vocab(str(vocab))
-            if vocab is None:
-                raise ValueError(
-                    "BertTokenizer needs a vocabulary: pass vocab_file= (vocab.txt), tokenizer_file= (tokenizer.json), "
-                    "vocab= (a dict), or use BertTokenizer.from_pretrained(folder_or_hub_id)"
-                )
-            backend = _build_wordpiece_backend(
-                dict(vocab),
-                unk_token=unk_token,
-                do_lower_case=True if do_lower_case is _UNSET else bool(do_lower_case),
-                strip_accents=None if strip_accents is _UNSET else strip_accents,
-                tokenize_chinese_chars=True
-                if tokenize_chinese_chars is _UNSET
-                else bool(tokenize_chinese_chars),
-            )
-        # Padding and truncation are set per call (a tokenizer.json may carry its own: drop them).
-        backend.no_padding()
-        backend.no_truncation()
-
-        # Normalizer settings: the arguments win over a tokenizer.json's BertNormalizer (as in transformers).
-        state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
-        if state.get("type") == "BertNormalizer":
-            if do_lower_case is _UNSET:
-                do_lower_case = state.get("lowercase", True)
-            if strip_accents is _UNSET:
-                strip_accents = state.get("strip_accents")
-            if tokenize_chinese_chars is _UNSET:
-                tokenize_chinese_chars = state.get("handle_chinese_chars", True)
-            wanted = {
-                "lowercase": bool(do_lower_case),
-                "strip_accents": strip_accents,
-                "handle_chinese_chars": bool(tokenize_chinese_chars),
-            }
-            if any(state.get(k) != v for k, v in wanted.items()):
-                backend.normalizer = normalizers.BertNormalizer(
-                    clean_text=state.get("clean_text", True),
-                    handle_chinese_chars=wanted["handle_chinese_chars"],
-                    strip_accents=wanted["strip_accents"],
-                    lowercase=wanted["lowercase"],
-                )
-        else:
-            do_lower_case = True if do_lower_case is _UNSET else do_lower_case
-            strip_accents = None if strip_accents is _UNSET else strip_accents
-            tokenize_chinese_chars = True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars
-
-        self.do_lower_case = bool(do_lower_case)
-        self.strip_accents = strip_accents
-        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
-        self.do_basic_tokenize = do_basic_tokenize
-        self.never_split = list(never_split) if never_split else None
-
-        self._tokenizer = backend
-        self.unk_token = unk_token
-        self.sep_token = sep_token
-        self.pad_token = pad_token
-        self.cls_token = cls_token
-        self.mask_token = mask_token
         self.bos_token = _token_content(bos_token)
         self.eos_token = _token_content(eos_token)
         self.additional_special_tokens = [_token_content(t) for t in (additional_special_tokens or [])]
 
-        # Special tokens are matched whole in the raw text, before normalization.
-        specials = [
-            t
-            for t in (unk_token, sep_token, pad_token, cls_token, mask_token, self.bos_token, self.eos_token)
-            if t
-        ]
-        specials += self.additional_special_tokens
-        existing = {t.content for t in backend.get_added_tokens_decoder().values()}
-        missing = [t for t in dict.fromkeys(specials) if t not in existing]
-        if missing:
-            backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
-        # Extra added tokens listed in tokenizer_config (when built from vocab.txt).
-        for entry in (added_tokens_decoder or {}).values():
-            content = _token_content(entry)
-            if not content or content in existing or content in specials:
-                continue
-            flags = entry if isinstance(entry, dict) else {}
-            token = AddedToken(
-                content,
-                single_word=flags.get("single_word", False),
-                lstrip=flags.get("lstrip", False),
-                rstrip=flags.get("rstrip", False),
-                normalized=flags.get("normalized", not flags.get("special", False)),
-                special=flags.get("special", False),
-            )
-            if token.special:
-                backend.add_special_tokens([token])
-            else:
-                backend.add_tokens([token])
-        if self.never_split:
-            in_vocab = [
-                t for t in self.never_split if backend.token_to_id(t) is not None and t not in specials
-            ]
-            if in_vocab:
-                backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
-            skipped = [t for t in self.never_split if backend.token_to_id(t) is None]
-            if skipped:
-                logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+        backend = _load_backend(tokenizer_object, tokenizer_file, vocab_file, vocab, self.unk_token)
+        self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars = _apply_normalizer_options(
+            backend, do_lower_case, strip_accents, tokenize_chinese_chars
+        )
+        self.do_basic_tokenize = do_basic_tokenize
+        self.never_split = list(never_split) if never_split else None
+        specials = [t for t in self._special_token_values() if t]
+        _add_special_tokens(backend, specials)
+        _add_config_tokens(backend, added_tokens_decoder, specials)
+        _add_never_split(backend, self.never_split, specials)
+        _ensure_template(backend, self.cls_token, self.sep_token)
+        self._tokenizer = backend
 
-        # The [CLS] A [SEP] B [SEP] template, unless a tokenizer.json brought one that matches.
-        cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
-        if cls_id is not None and sep_id is not None:
-            post = backend.post_processor
-            post_state = json.loads(post.__getstate__()) if post is not None else {}
-            keep = post_state.get("type") in ("TemplateProcessing", "BertProcessing")
-            if keep and post_state.get("type") == "TemplateProcessing":
-                ids = {k: v.get("ids") for k, v in post_state.get("special_tokens", {}).items()}
-                keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
-            elif keep:
-                keep = post_state.get("cls") == [cls_token, cls_id] and post_state.get("sep") == [
-                    sep_token,
-                    sep_id,
-                ]
-            if not keep:
-                _set_template(backend, cls_token, cls_id, sep_token, sep_id)
-
-        if model_max_length is None:
-            model_max_length = VERY_LARGE_INTEGER
-        self.model_max_length = int(model_max_length)
-        if padding_side not in ("right", "left"):
-            raise ValueError(
-                f"Padding side should be selected between 'right' and 'left', current value: {padding_side}"
-            )
-        if truncation_side not in ("right", "left"):
-            raise ValueError(
-                f"Truncation side should be selected between 'right' and 'left', current value: {truncation_side}"
-            )
+        self.model_max_length = int(VERY_LARGE_INTEGER if model_max_length is None else model_max_length)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.pad_token_type_id = 0
         self._warned: set[str] = set()
         self.deprecation_warnings: dict[str, bool] = {}  # read by transformers' data collators
-        for key in ("max_length", "stride", "truncation_strategy", "pad_to_multiple_of", "pad_token_type_id"):
+        for key in _CALL_KEYS_IGNORED:
             kwargs.pop(key, None)
         self.init_kwargs = {
             "do_lower_case": self.do_lower_case,
             "do_basic_tokenize": self.do_basic_tokenize,
             "never_split": self.never_split,
-            "unk_token": unk_token,
-            "sep_token": sep_token,
-            "pad_token": pad_token,
-            "cls_token": cls_token,
-            "mask_token": mask_token,
+            "unk_token": self.unk_token,
+            "sep_token": self.sep_token,
+            "pad_token": self.pad_token,
+            "cls_token": self.cls_token,
+            "mask_token": self.mask_token,
             "tokenize_chinese_chars": self.tokenize_chinese_chars,
             "strip_accents": self.strip_accents,
             **{k: v for k, v in kwargs.items() if _is_jsonable(v)},
         }
+
+    def _special_token_values(self) -> list[str | None]:
+        """The special tokens in the order they are added to the backend (None where unset)."""
+        return [
+            self.unk_token,
+            self.sep_token,
+            self.pad_token,
+            self.cls_token,
+            self.mask_token,
+            self.bos_token,
+            self.eos_token,
+            *self.additional_special_tokens,
+        ]
 
     # ---------------------------------------------------------------------------------------------------------
     # loading and saving
     # ---------------------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike,
-        *init_inputs: Any,
-        cache_dir: str | None = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        subfolder: str = "",
-        **kwargs: Any,
+        cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs: Any, **kwargs: Any
     ) -> BertTokenizer:
         """Load from a model folder or hub id that holds ``tokenizer.json`` and/or ``vocab.txt``, with
-        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them."""
+        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them.
+
+        The hub options are those of :class:`fastbert.hub.HubOptions` (``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``, ``subfolder``); transformers' ``use_auth_token`` is read as ``token``.
+        """
         path = str(pretrained_model_name_or_path)
-        for key in (
-            "force_download",
-            "resume_download",
-            "proxies",
-            "trust_remote_code",
-            "use_fast",
-            "_from_auto",
-            "use_auth_token",
-            "_commit_hash",
-        ):
-            value = kwargs.pop(key, None)
-            if key == "use_auth_token" and value is not None and token is None:
-                token = value
-
-        def find(name: str) -> str | None:
-            return hub.resolve_file(
-                path,
-                name,
-                required=False,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                token=token,
-                subfolder=subfolder,
-            )
-
-        tokenizer_file = kwargs.pop("tokenizer_file", None) or find(TOKENIZER_FILE)
-        vocab_file = kwargs.pop("vocab_file", None) or find(VOCAB_FILE)
+        options = _pop_hub_options(kwargs)
+        tokenizer_file = kwargs.pop("tokenizer_file", None) or _find_file(path, TOKENIZER_FILE, options)
+        vocab_file = kwargs.pop("vocab_file", None) or _find_file(path, VOCAB_FILE, options)
         if tokenizer_file is None and vocab_file is None:
-            where = os.path.join(path, subfolder) if subfolder else path
+            where = os.path.join(path, options.subfolder) if options.subfolder else path
             if os.path.isdir(path):
                 raise OSError(
                     f"{where} has neither {TOKENIZER_FILE} nor {VOCAB_FILE}: it is not a BERT tokenizer folder"
@@ -671,40 +657,11 @@ class BertTokenizer:
                 f"could not find {TOKENIZER_FILE} or {VOCAB_FILE} for {where!r}: pass a local folder that holds them, "
                 "or a hub model id of a BERT tokenizer (the hub may be unreachable)"
             )
-        init_kwargs: dict[str, Any] = {}
-        config_file = find(TOKENIZER_CONFIG_FILE)
-        if config_file is not None:
-            with open(config_file, encoding="utf-8") as f:
-                init_kwargs.update(json.load(f))
-        special_file = find(SPECIAL_TOKENS_MAP_FILE)
-        if special_file is not None:
-            with open(special_file, encoding="utf-8") as f:
-                for key, value in json.load(f).items():
-                    if key == "additional_special_tokens":
-                        value = [_token_content(v) for v in value]
-                    else:
-                        value = _token_content(value)
-                    init_kwargs[key] = value
-        for key in (
-            "tokenizer_class",
-            "auto_map",
-            "name_or_path",
-            "processor_class",
-            "backend",
-            "is_local",
-            "local_files_only",
-            "model_input_names",
-            "tokenizer_file",
-            "vocab_file",
-            "extra_special_tokens",
-        ):
-            init_kwargs.pop(key, None)
-        if init_kwargs.get("model_max_length") is not None:
-            init_kwargs["model_max_length"] = int(init_kwargs["model_max_length"])
-        init_kwargs.update(kwargs)
-        init_kwargs.setdefault("name_or_path", path)
+        settings = _read_settings(path, options)
+        settings.update(kwargs)
+        settings.setdefault("name_or_path", path)
         # A tokenizer.json decides the vocabulary; vocab.txt alone is the fallback.
-        return cls(*init_inputs, vocab_file=vocab_file, tokenizer_file=tokenizer_file, **init_kwargs)
+        return cls(*init_inputs, vocab_file=vocab_file, tokenizer_file=tokenizer_file, **settings)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``; returns its path in a tuple."""

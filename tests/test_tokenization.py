@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import fastbert
+from fastbert import encoding
 from fastbert.hub import embedded_model_path
 from fastbert.tokenization import BatchEncoding, BertTokenizer, BertTokenizerFast
 
@@ -175,6 +176,8 @@ def test_public_names_and_alias():
     assert fastbert.BertTokenizerFast is BertTokenizer
     assert BertTokenizerFast is BertTokenizer
     assert fastbert.BatchEncoding is BatchEncoding
+    # BatchEncoding lives in its own module; the tokenizer module re-exports it
+    assert encoding.BatchEncoding is BatchEncoding
 
 
 def test_import_fastbert_does_not_import_transformers():
