@@ -292,17 +292,19 @@ def _check_settings(settings: Mapping[str, Any], where: str | None = None) -> No
             raise ValueError(f"{prefix}{name} should be {check[1]}, got {shown}")
 
 
-def _read_settings(path: str, options: hub.HubOptions) -> dict[str, Any]:
-    """Constructor arguments from tokenizer_config.json and special_tokens_map.json, when present."""
+def _read_settings(path: str, options: hub.HubOptions, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from tokenizer_config.json and special_tokens_map.json, when present, then
+    ``overrides`` (a bad field that an override replaces is not an error)."""
     settings: dict[str, Any] = {}
     config_file = _find_file(path, TOKENIZER_CONFIG_FILE, options)
     if config_file is not None:
         config = _read_json_object(config_file)
-        _check_settings(config, config_file)
+        _check_settings({k: v for k, v in config.items() if k not in overrides}, config_file)
         settings.update(config)
     special_file = _find_file(path, SPECIAL_TOKENS_MAP_FILE, options)
     if special_file is not None:
         special = _read_json_object(special_file)
+        special = {k: v for k, v in special.items() if k not in overrides}
         _check_settings(special, special_file)
         for key, value in special.items():
             if key == "additional_special_tokens":
@@ -311,6 +313,7 @@ def _read_settings(path: str, options: hub.HubOptions) -> dict[str, Any]:
                 settings[key] = _token_content(value)
     for key in _CONFIG_KEYS_IGNORED:
         settings.pop(key, None)
+    settings.update(overrides)
     return settings
 
 
@@ -657,8 +660,7 @@ class BertTokenizer:
                 f"could not find {TOKENIZER_FILE} or {VOCAB_FILE} for {where!r}: pass a local folder that holds them, "
                 "or a hub model id of a BERT tokenizer (the hub may be unreachable)"
             )
-        settings = _read_settings(path, options)
-        settings.update(kwargs)
+        settings = _read_settings(path, options, kwargs)
         settings.setdefault("name_or_path", path)
         # A tokenizer.json decides the vocabulary; vocab.txt alone is the fallback.
         return cls(*init_inputs, vocab_file=vocab_file, tokenizer_file=tokenizer_file, **settings)
