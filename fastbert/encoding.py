@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
@@ -194,53 +194,17 @@ class BatchEncoding(dict):
         tensor_type = _enum_value(tensor_type)
         if tensor_type is None:
             return self
-        if tensor_type == "pt":
-            import torch
-
-            def is_tensor(x: Any) -> bool:
-                return isinstance(x, torch.Tensor)
-
-            def as_tensor(x: Any) -> Any:
-                if isinstance(x, list) and x and hasattr(x[0], "__array__") and not isinstance(x[0], list):
-                    import numpy as np
-
-                    return torch.from_numpy(np.array(x))
-                if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
-                    return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
-                return torch.tensor(x)
-        elif tensor_type == "np":
-            import numpy as np
-
-            def is_tensor(x: Any) -> bool:
-                return isinstance(x, np.ndarray)
-
-            def as_tensor(x: Any) -> Any:
-                return np.asarray(x)
-        else:
-            raise ValueError(
-                f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
-            )
-
+        tensor_class, as_tensor = _converter(tensor_type)
         for key in list(self.keys()):
             value = dict.__getitem__(self, key)
             if prepend_batch_axis:
                 value = [value]
-            if is_tensor(value):
+            if isinstance(value, tensor_class):
                 continue
             try:
                 tensor = as_tensor(value)
             except Exception as e:
-                if key == "overflowing_tokens":
-                    raise ValueError(
-                        "Unable to create tensor returning overflowing tokens of different lengths. "
-                        "Please see if a fast version of this tokenizer is available to have this feature available."
-                    ) from e
-                raise ValueError(
-                    "Unable to create tensor, you should probably activate truncation and/or padding with "
-                    "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
-                    f"features (`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is "
-                    "expected)."
-                ) from e
+                raise _tensor_error(key) from e
             if tensor_type == "np" and tensor.dtype == object:
                 raise ValueError(
                     "Unable to create tensor, you should probably activate truncation and/or padding with "
@@ -261,3 +225,44 @@ class BatchEncoding(dict):
         else:
             logger.warning(f"Attempting to cast a BatchEncoding to type {device!s}. This is not supported.")
         return self
+
+
+def _torch_tensor(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, list) and x and hasattr(x[0], "__array__") and not isinstance(x[0], list):
+        import numpy as np
+
+        return torch.from_numpy(np.array(x))
+    if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
+        return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
+    return torch.tensor(x)
+
+
+def _converter(tensor_type: str) -> tuple[type, Callable[[Any], Any]]:
+    """The tensor class of ``tensor_type`` and the function that makes one from python lists."""
+    if tensor_type == "pt":
+        import torch
+
+        return torch.Tensor, _torch_tensor
+    if tensor_type == "np":
+        import numpy as np
+
+        return np.ndarray, np.asarray
+    raise ValueError(
+        f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
+    )
+
+
+def _tensor_error(key: str) -> ValueError:
+    if key == "overflowing_tokens":
+        return ValueError(
+            "Unable to create tensor returning overflowing tokens of different lengths. "
+            "Please see if a fast version of this tokenizer is available to have this feature available."
+        )
+    return ValueError(
+        "Unable to create tensor, you should probably activate truncation and/or padding with "
+        "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
+        f"features (`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is "
+        "expected)."
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import numbers
 import os
 import threading
 import warnings
@@ -554,28 +555,8 @@ class BertTokenizer:
         self._lock = threading.RLock()
         if isinstance(vocab_file, Mapping) and vocab is None:  # BertTokenizer({token: id}) as transformers 5
             vocab, vocab_file = dict(vocab_file), None
-        _check_settings(
-            {
-                "do_lower_case": do_lower_case,
-                "do_basic_tokenize": do_basic_tokenize,
-                "never_split": never_split,
-                "tokenize_chinese_chars": tokenize_chinese_chars,
-                "strip_accents": strip_accents,
-                "model_max_length": model_max_length,
-                "padding_side": padding_side,
-                "truncation_side": truncation_side,
-                "clean_up_tokenization_spaces": clean_up_tokenization_spaces,
-                "additional_special_tokens": additional_special_tokens,
-                "added_tokens_decoder": added_tokens_decoder,
-                "unk_token": unk_token,
-                "sep_token": sep_token,
-                "pad_token": pad_token,
-                "cls_token": cls_token,
-                "mask_token": mask_token,
-                "bos_token": bos_token,
-                "eos_token": eos_token,
-            }
-        )
+        # every argument that has a rule in _SETTINGS, checked before anything is built
+        _check_settings({name: value for name, value in locals().items() if name in _SETTINGS})
         self.name_or_path = str(name_or_path or kwargs.pop("_name_or_path", "") or "")
         self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token = (
             _token_content(t) for t in (unk_token, sep_token, pad_token, cls_token, mask_token)
@@ -947,71 +928,55 @@ class BertTokenizer:
         verbose: bool = True,
     ) -> tuple[str, str, int | None]:
         """transformers' _get_padding_truncation_strategies: → (padding, truncation, max_length)."""
+        _check_count("max_length", max_length)
+        _check_count("pad_to_multiple_of", pad_to_multiple_of)
         padding, truncation = _enum_value(padding), _enum_value(truncation)
         if max_length is not None and padding is False and truncation is None:
-            if verbose and "truncation-not-explicitly-activated" not in self._warned:
-                self._warned.add("truncation-not-explicitly-activated")
-                logger.warning(
-                    "Truncation was not explicitly activated but `max_length` is provided a specific value, please"
-                    " use `truncation=True` to explicitly truncate examples to max length. Defaulting to"
-                    " 'longest_first' truncation strategy. If you encode pairs of sequences (GLUE-style) with the"
-                    " tokenizer you can select this strategy more precisely by providing a specific strategy to"
-                    " `truncation`."
-                )
+            self._warn_once(
+                "truncation-not-explicitly-activated",
+                verbose,
+                "Truncation was not explicitly activated but `max_length` is provided a specific value, please"
+                " use `truncation=True` to explicitly truncate examples to max length. Defaulting to"
+                " 'longest_first' truncation strategy. If you encode pairs of sequences (GLUE-style) with the"
+                " tokenizer you can select this strategy more precisely by providing a specific strategy to"
+                " `truncation`.",
+            )
             truncation = "longest_first"
-
-        if padding is True:
-            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
-                warnings.warn(
-                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
-                    "To pad to max length, use `padding='max_length'`.",
-                    stacklevel=3,
-                )
-            padding_strategy = "longest"
-        elif padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif isinstance(padding, str) and padding in _PADDING:
-            padding_strategy = padding
-        else:
-            raise ValueError(
-                f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'"
+        if (
+            padding is True
+            and verbose
+            and max_length is not None
+            and truncation in (None, False, "do_not_truncate")
+        ):
+            warnings.warn(
+                "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
+                "To pad to max length, use `padding='max_length'`.",
+                stacklevel=3,
             )
+        padding_strategy = _padding_strategy(padding)
+        truncation_strategy = _truncation_strategy(truncation)
 
-        if truncation is True:
-            truncation_strategy = "longest_first"
-        elif truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif isinstance(truncation, str) and truncation in _TRUNCATION:
-            truncation_strategy = truncation
-        else:
-            raise ValueError(
-                f"truncation={truncation!r} is not valid: use True, False, 'longest_first', 'only_first', "
-                "'only_second' or 'do_not_truncate'"
-            )
-
-        if max_length is None:
+        if max_length is None and self.model_max_length > LARGE_INTEGER:
             if padding_strategy == "max_length":
-                if self.model_max_length > LARGE_INTEGER:
-                    if verbose and "asking-to-pad-to-max_length" not in self._warned:
-                        self._warned.add("asking-to-pad-to-max_length")
-                        logger.warning(
-                            "Asking to pad to max_length but no maximum length is provided and the model has no "
-                            "predefined maximum length. Default to no padding."
-                        )
-                    padding_strategy = "do_not_pad"
-                else:
-                    max_length = self.model_max_length
+                self._warn_once(
+                    "asking-to-pad-to-max_length",
+                    verbose,
+                    "Asking to pad to max_length but no maximum length is provided and the model has no "
+                    "predefined maximum length. Default to no padding.",
+                )
+                padding_strategy = "do_not_pad"
             if truncation_strategy != "do_not_truncate":
-                if self.model_max_length > LARGE_INTEGER:
-                    if verbose and "asking-to-truncate-to-max_length" not in self._warned:
-                        self._warned.add("asking-to-truncate-to-max_length")
-                        logger.warning(
-                            "Asking to truncate to max_length but no maximum length is provided and the model has "
-                            "no predefined maximum length. Default to no truncation."
-                        )
-                    truncation_strategy = "do_not_truncate"
-                else:
-                    max_length = self.model_max_length
+                self._warn_once(
+                    "asking-to-truncate-to-max_length",
+                    verbose,
+                    "Asking to truncate to max_length but no maximum length is provided and the model has "
+                    "no predefined maximum length. Default to no truncation.",
+                )
+                truncation_strategy = "do_not_truncate"
+        elif max_length is None and (
+            padding_strategy == "max_length" or truncation_strategy != "do_not_truncate"
+        ):
+            max_length = self.model_max_length
 
         if padding_strategy != "do_not_pad" and (self.pad_token is None or self.pad_token_id is None):
             raise ValueError(
@@ -1022,7 +987,7 @@ class BertTokenizer:
         if (
             truncation_strategy != "do_not_truncate"
             and padding_strategy != "do_not_pad"
-            and pad_to_multiple_of is not None
+            and pad_to_multiple_of
             and max_length is not None
             and max_length % pad_to_multiple_of != 0
         ):
@@ -1031,6 +996,12 @@ class BertTokenizer:
                 f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
             )
         return padding_strategy, truncation_strategy, max_length
+
+    def _warn_once(self, key: str, verbose: bool, message: str) -> None:
+        """Log ``message`` the first time ``key`` comes up for this tokenizer (never when not ``verbose``)."""
+        if verbose and key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message)
 
     def _configure_backend(
         self,
@@ -1075,19 +1046,27 @@ class BertTokenizer:
             if backend.padding != target:
                 backend.enable_padding(**target)
 
-    def _warn_too_long(self, ids: Any, max_length: int | None, verbose: bool) -> None:
+    def _warn_too_long(self, encodings: list, max_length: int | None, verbose: bool) -> None:
+        """transformers' warning (once) when a sequence is longer than the model takes and nothing truncates."""
         if max_length is not None or not verbose or "sequence-too-long" in self._warned:
             return
-        rows = ids if ids and isinstance(ids[0], list) else [ids]
-        for row in rows:
-            if len(row) > self.model_max_length:
-                self._warned.add("sequence-too-long")
-                logger.warning(
-                    "Token indices sequence length is longer than the specified maximum sequence length for this "
-                    f"model ({len(row)} > {self.model_max_length}). Running this sequence through the model will "
-                    "result in indexing errors"
-                )
-                return
+        longest = max((len(e) for e in encodings), default=0)
+        if longest > self.model_max_length:
+            self._warned.add("sequence-too-long")
+            logger.warning(
+                "Token indices sequence length is longer than the specified maximum sequence length for this "
+                f"model ({longest} > {self.model_max_length}). Running this sequence through the model will "
+                "result in indexing errors"
+            )
+
+    def _output_keys(self, **wanted: bool | None) -> list[str]:
+        """The keys a call returns: ``input_ids``, then each ``return_<key>`` asked for (None: the model's)."""
+        keys = ["input_ids"]
+        for key in ("token_type_ids", "attention_mask", "special_tokens_mask", "offset_mapping", "length"):
+            flag = wanted[key]
+            if flag or (flag is None and key in self.model_input_names):
+                keys.append(key)
+        return keys
 
     def __call__(
         self,
@@ -1123,99 +1102,11 @@ class BertTokenizer:
         kwargs.pop("split_special_tokens", None)
         if kwargs:
             logger.warning(f"Keyword arguments {kwargs} not recognized.")
-        if not _is_valid_text_input(text):
-            raise ValueError(_TEXT_TYPE_ERROR + f" Got {type(text).__name__}.")
-        if text_pair is not None and not _is_valid_text_input(text_pair):
-            raise ValueError(_TEXT_TYPE_ERROR + f" Got text_pair of type {type(text_pair).__name__}.")
-
-        if is_split_into_words:
-            is_batched = (
-                isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
-            )
-        else:
-            is_batched = isinstance(text, (list, tuple))
-        if is_batched:
-            if isinstance(text_pair, str):
-                raise TypeError(
-                    "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
-                )
-            if text_pair is not None and len(text) != len(text_pair):
-                raise ValueError(
-                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
-                )
-            batch = list(zip(text, text_pair)) if text_pair is not None else list(text)
-        else:
-            # as transformers: an empty text_pair of a single example means no pair
-            batch = [(text, text_pair)] if text_pair else [text]
-
+        _check_count("stride", stride)
+        batch, is_batched = _as_batch(text, text_pair, is_split_into_words)
         padding_strategy, truncation_strategy, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of, verbose
         )
-        output = self._encode_batch(
-            batch,
-            add_special_tokens=add_special_tokens,
-            padding_strategy=padding_strategy,
-            truncation_strategy=truncation_strategy,
-            max_length=max_length,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            return_token_type_ids=return_token_type_ids,
-            return_attention_mask=return_attention_mask,
-            return_overflowing_tokens=return_overflowing_tokens,
-            return_special_tokens_mask=return_special_tokens_mask,
-            return_offsets_mapping=return_offsets_mapping,
-            return_length=return_length,
-            verbose=verbose,
-        )
-        if not is_batched and return_tensors is None and not return_overflowing_tokens:
-            output = BatchEncoding(
-                {k: (v[0] if len(v) > 0 and isinstance(v[0], list) else v) for k, v in output.items()},
-                output.encodings,
-            )
-            self._warn_too_long(output["input_ids"], max_length, verbose)
-        return output
-
-    def _encode_batch(
-        self,
-        batch: list,
-        *,
-        add_special_tokens: bool,
-        padding_strategy: str,
-        truncation_strategy: str,
-        max_length: int | None,
-        stride: int,
-        is_split_into_words: bool,
-        pad_to_multiple_of: int | None,
-        padding_side: str | None,
-        return_tensors: str | None,
-        return_token_type_ids: bool | None,
-        return_attention_mask: bool | None,
-        return_overflowing_tokens: bool,
-        return_special_tokens_mask: bool,
-        return_offsets_mapping: bool,
-        return_length: bool,
-        verbose: bool,
-    ) -> BatchEncoding:
-        if return_token_type_ids is None:
-            return_token_type_ids = "token_type_ids" in self.model_input_names
-        if return_attention_mask is None:
-            return_attention_mask = "attention_mask" in self.model_input_names
-        for item in batch:
-            if is_split_into_words:
-                ok = _is_str_list(item) or (
-                    isinstance(item, tuple) and len(item) == 2 and all(_is_str_list(p) for p in item)
-                )
-            else:
-                ok = isinstance(item, str) or (
-                    isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item)
-                )
-            if not ok:
-                raise ValueError(
-                    _TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}."
-                )
         with self._lock:
             self._configure_backend(
                 padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
@@ -1223,42 +1114,22 @@ class BertTokenizer:
             encodings = self._tokenizer.encode_batch(
                 batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
             )
-
-        keys = ["input_ids"]
-        if return_token_type_ids:
-            keys.append("token_type_ids")
-        if return_attention_mask:
-            keys.append("attention_mask")
-        if return_special_tokens_mask:
-            keys.append("special_tokens_mask")
-        if return_offsets_mapping:
-            keys.append("offset_mapping")
-        if return_length:
-            keys.append("length")
-        data: dict[str, list] = {k: [] for k in keys}
-        flat: list = []
-        sample_mapping: list[int] = []
-        for sample, encoding in enumerate(encodings):
-            group = [encoding] + list(encoding.overflowing) if return_overflowing_tokens else [encoding]
-            for e in group:
-                data["input_ids"].append(e.ids)
-                if return_token_type_ids:
-                    data["token_type_ids"].append(e.type_ids)
-                if return_attention_mask:
-                    data["attention_mask"].append(e.attention_mask)
-                if return_special_tokens_mask:
-                    data["special_tokens_mask"].append(e.special_tokens_mask)
-                if return_offsets_mapping:
-                    data["offset_mapping"].append(e.offsets)
-                if return_length:
-                    data["length"].append(len(e.ids))
-                flat.append(e)
-                sample_mapping.append(sample)
-        if return_overflowing_tokens:
-            data["overflow_to_sample_mapping"] = sample_mapping
-        for ids in data["input_ids"]:
-            self._warn_too_long(ids, max_length, verbose)
-        return BatchEncoding(data, flat, tensor_type=return_tensors)
+        keys = self._output_keys(
+            token_type_ids=return_token_type_ids,
+            attention_mask=return_attention_mask,
+            special_tokens_mask=return_special_tokens_mask,
+            offset_mapping=return_offsets_mapping,
+            length=return_length,
+        )
+        output = _batch_encoding(encodings, keys, return_overflowing_tokens, return_tensors)
+        self._warn_too_long(output.encodings, max_length, verbose)
+        if not is_batched and return_tensors is None and not return_overflowing_tokens:
+            # one example: its rows unwrapped (``length`` stays a one-item list, as in transformers)
+            output = BatchEncoding(
+                {k: (v[0] if len(v) > 0 and isinstance(v[0], list) else v) for k, v in output.items()},
+                output.encodings,
+            )
+        return output
 
     def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
         return self(text, text_pair, **kwargs)
@@ -1359,7 +1230,7 @@ class BertTokenizer:
         ]
 
     # ---------------------------------------------------------------------------------------------------------
-    # padding already-encoded inputs (data collators)
+    # padding already-encoded inputs (data collators, pipelines)
     # ---------------------------------------------------------------------------------------------------------
     def pad(
         self,
@@ -1372,127 +1243,100 @@ class BertTokenizer:
         return_tensors: str | None = None,
         verbose: bool = True,
     ) -> BatchEncoding:
-        """Pad one encoding, a dict of batched lists, or a list of encodings (dicts / BatchEncoding), as
-        transformers' ``pad`` (used by data collators). Other keys (``labels``...) are left as they are."""
-        if (
-            isinstance(encoded_inputs, (list, tuple))
-            and encoded_inputs
-            and isinstance(encoded_inputs[0], Mapping)
-        ):
-            encoded_inputs = {
-                key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()
-            }
-        if not isinstance(encoded_inputs, Mapping):
-            raise ValueError(
-                "pad() takes an encoding (a dict / BatchEncoding) or a list of encodings, "
-                f"got {type(encoded_inputs).__name__}"
-            )
-        encoded_inputs = dict(encoded_inputs)
+        """Pad encodings that were tokenized without padding, as transformers' ``pad`` does.
+
+        ``encoded_inputs`` is one encoding (a dict / ``BatchEncoding`` of lists of ids), a dict of batched
+        lists, or a list of encodings (each with the keys of the first). ``input_ids`` is padded with
+        ``pad_token_id``, ``token_type_ids`` with ``pad_token_type_id`` (0), ``special_tokens_mask`` with 1
+        and ``attention_mask`` with 0 (built as all ones first where absent, unless
+        ``return_attention_mask=False``); every other key (``labels``, ``offset_mapping``, ``length``...)
+        is left as it is. ``padding``: ``True``/``"longest"`` (the longest of the batch), ``"max_length"``
+        (``max_length``, else ``model_max_length``), ``False``/``"do_not_pad"``; then up to a multiple of
+        ``pad_to_multiple_of``. Sequences longer than the target are kept whole. ``padding_side`` defaults
+        to the tokenizer's. Tensors or arrays in give tensors or arrays out unless ``return_tensors`` says
+        otherwise (``"pt"``, ``"np"`` or None for lists); a key whose rows still differ in length cannot
+        become a tensor and raises ``ValueError`` naming it. Returns a ``BatchEncoding`` without encodings.
+        """
+        if padding_side not in (None, "right", "left"):
+            raise ValueError(f"padding_side should be 'right' or 'left', got {padding_side!r}")
         main = self.model_input_names[0]
-        if main not in encoded_inputs:
-            raise ValueError(
-                "You should supply an encoding or a list of encodings to this method "
-                f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
-            )
-        required = encoded_inputs[main]
+        inputs = _as_dict_of_lists(encoded_inputs, main)
+        required = inputs[main]
         if required is None or (isinstance(required, Sized) and len(required) == 0):
             if return_attention_mask:
-                encoded_inputs["attention_mask"] = []
-            return BatchEncoding(encoded_inputs)
-
-        first = required[0]
-        if isinstance(first, (list, tuple)):
-            for item in required:
-                if len(item) != 0:
-                    first = item[0]
-                    break
-        if not isinstance(first, (int, list, tuple)):
-            kind = type(first).__module__.split(".")[0]
-            if return_tensors is None:
-                if kind == "torch" or (
-                    isinstance(required, list) and type(required[0]).__module__.startswith("torch")
-                ):
-                    return_tensors = "pt"
-                elif kind == "numpy":
-                    return_tensors = "np"
-            encoded_inputs = {k: _to_py(v) for k, v in encoded_inputs.items()}
+                inputs["attention_mask"] = []
+            return BatchEncoding(inputs)
+        inputs, tensor_type = _tensors_to_lists(inputs, main)
+        if return_tensors is None:
+            return_tensors = tensor_type
 
         padding_strategy, _, max_length = self._strategies(
             padding, False, max_length, pad_to_multiple_of, verbose
         )
-        required = encoded_inputs[main]
-        if required and not isinstance(required[0], (list, tuple)):
-            out = self._pad(
-                encoded_inputs,
-                max_length,
-                padding_strategy,
-                pad_to_multiple_of,
-                padding_side,
-                return_attention_mask,
-            )
+        settings = dict(
+            padding_side=padding_side,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=return_attention_mask,
+        )
+        required = inputs[main]
+        if not isinstance(required[0], (list, tuple)):  # one encoding
+            out = self._pad(inputs, max_length, padding_strategy, **settings)
             return BatchEncoding(out, tensor_type=return_tensors)
 
         batch_size = len(required)
-        for key, value in encoded_inputs.items():
+        for key, value in inputs.items():
             if not isinstance(value, Sized) or len(value) != batch_size:
                 raise ValueError(
                     f"Some items in the output dictionary have a different batch size than others ({key})."
                 )
         if padding_strategy == "longest":
-            max_length = max(len(inputs) for inputs in required)
+            max_length = max(len(ids) for ids in required)
             padding_strategy = "max_length"
-        batch_outputs: dict[str, list] = {}
-        for i in range(batch_size):
-            inputs = {k: v[i] for k, v in encoded_inputs.items()}
-            outputs = self._pad(
-                inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask
-            )
-            for key, value in outputs.items():
-                batch_outputs.setdefault(key, []).append(value)
-        return BatchEncoding(batch_outputs, tensor_type=return_tensors)
+        rows = [
+            self._pad({k: v[i] for k, v in inputs.items()}, max_length, padding_strategy, **settings)
+            for i in range(batch_size)
+        ]
+        return BatchEncoding({k: [row[k] for row in rows] for k in rows[0]}, tensor_type=return_tensors)
 
     def _pad(
         self,
         encoded_inputs: dict,
         max_length: int | None,
         padding_strategy: str,
+        *,
         pad_to_multiple_of: int | None,
         padding_side: str | None,
         return_attention_mask: bool | None,
     ) -> dict:
+        """One encoding (a dict of lists) padded to ``max_length`` (rounded up to ``pad_to_multiple_of``)."""
         encoded_inputs = dict(encoded_inputs)
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
         main = self.model_input_names[0]
-        required = list(encoded_inputs[main])
+        length = len(encoded_inputs[main])
         if padding_strategy == "longest":
-            max_length = len(required)
-        if max_length is not None and pad_to_multiple_of is not None and max_length % pad_to_multiple_of != 0:
+            max_length = length
+        if max_length is not None and pad_to_multiple_of and max_length % pad_to_multiple_of != 0:
             max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
-        needs_padding = (
-            padding_strategy != "do_not_pad" and max_length is not None and len(required) < max_length
-        )
         if return_attention_mask and "attention_mask" not in encoded_inputs:
-            encoded_inputs["attention_mask"] = [1] * len(required)
-        if needs_padding:
-            difference = max_length - len(required)
-            side = padding_side if padding_side is not None else self.padding_side
-            pads = {
-                "attention_mask": 0,
-                "token_type_ids": self.pad_token_type_id,
-                "special_tokens_mask": 1,
-                main: self.pad_token_id,
-            }
-            for key, pad_value in pads.items():
-                if key not in encoded_inputs or (key == "attention_mask" and not return_attention_mask):
-                    continue
-                values = list(encoded_inputs[key])
-                if side == "right":
-                    encoded_inputs[key] = values + [pad_value] * difference
-                elif side == "left":
-                    encoded_inputs[key] = [pad_value] * difference + values
-                else:
-                    raise ValueError(f"Invalid padding strategy:{side}")
+            encoded_inputs["attention_mask"] = [1] * length
+        if padding_strategy == "do_not_pad" or max_length is None or length >= max_length:
+            return encoded_inputs
+        pads = {
+            "attention_mask": 0,
+            "token_type_ids": self.pad_token_type_id,
+            "special_tokens_mask": 1,
+            main: self.pad_token_id,
+        }
+        left = (padding_side if padding_side is not None else self.padding_side) == "left"
+        for key, pad_value in pads.items():
+            if key not in encoded_inputs or (key == "attention_mask" and not return_attention_mask):
+                continue
+            values = encoded_inputs[key]
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"pad(): {key} should be a list of ids, got {type(values).__name__}")
+            padding = [pad_value] * (max_length - length)
+            encoded_inputs[key] = padding + list(values) if left else list(values) + padding
         return encoded_inputs
 
     # ---------------------------------------------------------------------------------------------------------
@@ -1515,6 +1359,158 @@ class BertTokenizer:
         state["_tokenizer"] = Tokenizer.from_str(state["_tokenizer"])
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+
+def _as_batch(text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[list, bool]:
+    """The inputs of a call as the list ``encode_batch`` takes, and whether they were a batch."""
+    if not _is_valid_text_input(text):
+        raise ValueError(_TEXT_TYPE_ERROR + f" Got {type(text).__name__}.")
+    if text_pair is not None and not _is_valid_text_input(text_pair):
+        raise ValueError(_TEXT_TYPE_ERROR + f" Got text_pair of type {type(text_pair).__name__}.")
+    if is_split_into_words:
+        is_batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+    else:
+        is_batched = isinstance(text, (list, tuple))
+    if is_batched:
+        if isinstance(text_pair, str):
+            raise TypeError(
+                "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
+            )
+        if text_pair is not None and len(text) != len(text_pair):
+            raise ValueError(
+                f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
+            )
+        batch = list(zip(text, text_pair)) if text_pair is not None else list(text)
+    else:
+        # as transformers: an empty text_pair of a single example means no pair
+        batch = [(text, text_pair)] if text_pair else [text]
+    for item in batch:
+        if is_split_into_words:
+            ok = _is_str_list(item) or (
+                isinstance(item, tuple) and len(item) == 2 and all(_is_str_list(p) for p in item)
+            )
+        else:
+            ok = isinstance(item, str) or (
+                isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item)
+            )
+        if not ok:
+            raise ValueError(_TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}.")
+    return batch, is_batched
+
+
+# the attribute of ``tokenizers.Encoding`` behind each output key
+_ENCODING_ATTRIBUTES = {
+    "input_ids": "ids",
+    "token_type_ids": "type_ids",
+    "attention_mask": "attention_mask",
+    "special_tokens_mask": "special_tokens_mask",
+    "offset_mapping": "offsets",
+}
+
+
+def _batch_encoding(
+    encodings: list, keys: list[str], overflowing: bool, tensor_type: str | None
+) -> BatchEncoding:
+    """The ``keys`` of each encoding (and of its overflowing windows, with ``overflow_to_sample_mapping``)."""
+    rows: list = []
+    sample_mapping: list[int] = []
+    for sample, encoding in enumerate(encodings):
+        group = [encoding, *encoding.overflowing] if overflowing else [encoding]
+        rows += group
+        sample_mapping += [sample] * len(group)
+    data: dict[str, list] = {
+        key: [len(e) for e in rows]
+        if key == "length"
+        else [getattr(e, _ENCODING_ATTRIBUTES[key]) for e in rows]
+        for key in keys
+    }
+    if overflowing:
+        data["overflow_to_sample_mapping"] = sample_mapping
+    return BatchEncoding(data, rows, tensor_type=tensor_type)
+
+
+def _check_count(name: str, value: Any) -> None:
+    """``value`` of the argument ``name`` is None or a whole number ≥ 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be a whole number or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} should be at least 0, got {value}")
+
+
+def _padding_strategy(padding: Any) -> str:
+    if padding is True:
+        return "longest"
+    if padding is False or padding is None:
+        return "do_not_pad"
+    if isinstance(padding, str) and padding in _PADDING:
+        return padding
+    raise ValueError(
+        f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'"
+    )
+
+
+def _truncation_strategy(truncation: Any) -> str:
+    if truncation is True:
+        return "longest_first"
+    if truncation is False or truncation is None:
+        return "do_not_truncate"
+    if isinstance(truncation, str) and truncation in _TRUNCATION:
+        return truncation
+    raise ValueError(
+        f"truncation={truncation!r} is not valid: use True, False, 'longest_first', 'only_first', "
+        "'only_second' or 'do_not_truncate'"
+    )
+
+
+def _as_dict_of_lists(encoded_inputs: Any, main: str) -> dict[str, Any]:
+    """What ``pad`` takes (one encoding, a dict of batched lists, a list of encodings) as one dict."""
+    if (
+        isinstance(encoded_inputs, (list, tuple))
+        and encoded_inputs
+        and isinstance(encoded_inputs[0], Mapping)
+    ):
+        keys = list(encoded_inputs[0].keys())
+        for index, example in enumerate(encoded_inputs):
+            if not isinstance(example, Mapping):
+                raise ValueError(
+                    f"pad(): encoded_inputs[{index}] is a {type(example).__name__}, not an encoding (a dict)"
+                )
+            missing = [k for k in keys if k not in example]
+            if missing:
+                raise ValueError(
+                    f"pad(): encoded_inputs[{index}] has no {missing[0]!r}, which encoded_inputs[0] has"
+                )
+        encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in keys}
+    if not isinstance(encoded_inputs, Mapping):
+        raise ValueError(
+            "pad() takes an encoding (a dict / BatchEncoding) or a list of encodings, "
+            f"got {type(encoded_inputs).__name__}"
+        )
+    if main not in encoded_inputs:
+        raise ValueError(
+            "You should supply an encoding or a list of encodings to this method "
+            f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
+        )
+    return dict(encoded_inputs)
+
+
+def _tensors_to_lists(inputs: dict[str, Any], main: str) -> tuple[dict[str, Any], str | None]:
+    """Torch tensors or numpy arrays → python lists, and the tensor type they came as (None for lists)."""
+    required = inputs[main]
+    first = required[0]
+    if isinstance(first, (list, tuple)):
+        first = next((row[0] for row in required if len(row) != 0), first)
+    if isinstance(first, (int, list, tuple)):
+        return inputs, None
+    kind = type(first).__module__.split(".")[0]
+    tensor_type = None
+    if kind == "torch" or (isinstance(required, list) and type(required[0]).__module__.startswith("torch")):
+        tensor_type = "pt"
+    elif kind == "numpy":
+        tensor_type = "np"
+    return {k: _to_py(v) for k, v in inputs.items()}, tensor_type
 
 
 def _is_jsonable(value: Any) -> bool:
