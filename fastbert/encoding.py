@@ -139,51 +139,47 @@ class BatchEncoding(dict):
     def words(self, batch_index: int = 0) -> list[int | None]:
         return self.word_ids(batch_index)
 
-    @staticmethod
-    def _two(first: int, second: int | None) -> tuple[int, int]:
-        return (first, second) if second is not None else (0, first)
+    def _ask(
+        self, method: str, batch_or_index: int, index: int | None, *args: Any, from_end: bool = False
+    ) -> Any:
+        """``Encoding.<method>(index, *args)`` of one sequence: ``(index)`` is of sequence 0,
+        ``(batch_index, index)`` of another; with ``from_end``, a negative index counts from the end."""
+        batch, index = (batch_or_index, index) if index is not None else (0, batch_or_index)
+        encoding = self._encoding(batch, method)
+        if from_end and index < 0:
+            index += len(encoding)
+        return getattr(encoding, method)(index, *args)
 
     def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        if t < 0:
-            t = len(self._encoding(b, "token_to_sequence")) + t
-        return self._encoding(b, "token_to_sequence").token_to_sequence(t)
+        return self._ask("token_to_sequence", batch_or_token_index, token_index, from_end=True)
 
     def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        if t < 0:
-            t = len(self._encoding(b, "token_to_word")) + t
-        return self._encoding(b, "token_to_word").token_to_word(t)
+        return self._ask("token_to_word", batch_or_token_index, token_index, from_end=True)
 
     def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        span = self._encoding(b, "token_to_chars").token_to_chars(t)
+        span = self._ask("token_to_chars", batch_or_token_index, token_index)
         return CharSpan(*span) if span is not None else None
 
     def char_to_token(
         self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
     ) -> int | None:
-        b, c = self._two(batch_or_char_index, char_index)
-        return self._encoding(b, "char_to_token").char_to_token(c, sequence_index)
+        return self._ask("char_to_token", batch_or_char_index, char_index, sequence_index)
 
     def char_to_word(
         self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
     ) -> int | None:
-        b, c = self._two(batch_or_char_index, char_index)
-        return self._encoding(b, "char_to_word").char_to_word(c, sequence_index)
+        return self._ask("char_to_word", batch_or_char_index, char_index, sequence_index)
 
     def word_to_tokens(
         self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
     ) -> TokenSpan | None:
-        b, w = self._two(batch_or_word_index, word_index)
-        span = self._encoding(b, "word_to_tokens").word_to_tokens(w, sequence_index)
+        span = self._ask("word_to_tokens", batch_or_word_index, word_index, sequence_index)
         return TokenSpan(*span) if span is not None else None
 
     def word_to_chars(
         self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
     ) -> CharSpan | None:
-        b, w = self._two(batch_or_word_index, word_index)
-        span = self._encoding(b, "word_to_chars").word_to_chars(w, sequence_index)
+        span = self._ask("word_to_chars", batch_or_word_index, word_index, sequence_index)
         return CharSpan(*span) if span is not None else None
 
     # tensors ------------------------------------------------------------------------------------------------

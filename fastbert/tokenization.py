@@ -53,8 +53,8 @@ SPECIAL_TOKENS_ATTRIBUTES = [
 
 _UNSET: Any = object()
 
-_PADDING = {"longest", "max_length", "do_not_pad"}
-_TRUNCATION = {"longest_first", "only_first", "only_second", "do_not_truncate"}
+_PADDING = ("longest", "max_length", "do_not_pad")
+_TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
 
 # transformers' from_pretrained arguments that mean nothing here
 _IGNORED_LOAD_KWARGS = (
@@ -953,8 +953,10 @@ class BertTokenizer:
                 "To pad to max length, use `padding='max_length'`.",
                 stacklevel=3,
             )
-        padding_strategy = _padding_strategy(padding)
-        truncation_strategy = _truncation_strategy(truncation)
+        padding_strategy = _strategy("padding", padding, _PADDING, "longest", "do_not_pad")
+        truncation_strategy = _strategy(
+            "truncation", truncation, _TRUNCATION, "longest_first", "do_not_truncate"
+        )
 
         if max_length is None and self.model_max_length > LARGE_INTEGER:
             if padding_strategy == "max_length":
@@ -1439,29 +1441,15 @@ def _check_count(name: str, value: Any) -> None:
         raise ValueError(f"{name} should be at least 0, got {value}")
 
 
-def _padding_strategy(padding: Any) -> str:
-    if padding is True:
-        return "longest"
-    if padding is False or padding is None:
-        return "do_not_pad"
-    if isinstance(padding, str) and padding in _PADDING:
-        return padding
-    raise ValueError(
-        f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'"
-    )
-
-
-def _truncation_strategy(truncation: Any) -> str:
-    if truncation is True:
-        return "longest_first"
-    if truncation is False or truncation is None:
-        return "do_not_truncate"
-    if isinstance(truncation, str) and truncation in _TRUNCATION:
-        return truncation
-    raise ValueError(
-        f"truncation={truncation!r} is not valid: use True, False, 'longest_first', 'only_first', "
-        "'only_second' or 'do_not_truncate'"
-    )
+def _strategy(name: str, value: Any, choices: tuple[str, ...], when_true: str, when_false: str) -> str:
+    """A ``padding`` / ``truncation`` argument (True, False, None or one of ``choices``) → its strategy name."""
+    if value is True:
+        return when_true
+    if value is False or value is None:
+        return when_false
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValueError(f"{name}={value!r} is not valid: use True, False, " + ", ".join(map(repr, choices)))
 
 
 def _as_dict_of_lists(encoded_inputs: Any, main: str) -> dict[str, Any]:
