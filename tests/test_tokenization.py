@@ -915,6 +915,36 @@ def test_tokenizer_config_is_read(tmp_path, small_dir):
     ]
 
 
+def test_hub_options_travel_as_one_value(tmp_path, monkeypatch):
+    """from_pretrained passes its hub keyword arguments to every file lookup as one HubOptions; None values
+    and transformers-only arguments never reach the tokenizer's saved settings."""
+    from fastbert import hub
+
+    shutil.copytree(MINILM, tmp_path / "tok")
+    seen = []
+    resolve = hub.resolve_file
+
+    def recording(path, name, hub=None, **kwargs):
+        seen.append((name, hub, kwargs))
+        return resolve(path, name, hub=hub, **kwargs)
+
+    monkeypatch.setattr(hub, "resolve_file", recording)
+    tok = BertTokenizer.from_pretrained(
+        tmp_path, subfolder="tok", revision="main", token=None, cache_dir=None, use_auth_token="legacy"
+    )
+    assert tok("Hello")["input_ids"] == [101, 7592, 102]
+    expected = hub.HubOptions(revision="main", subfolder="tok", token="legacy")
+    assert {name for name, _, _ in seen} == {
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
+    assert all(options == expected and kwargs == {"required": False} for _, options, kwargs in seen)
+    for key in (*hub.HUB_FIELDS, "use_auth_token"):
+        assert key not in tok.init_kwargs
+
+
 def test_pickle_tokenizer(minilm_pair):
     ours, _ = minilm_pair
     again = pickle.loads(pickle.dumps(ours))
