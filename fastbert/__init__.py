@@ -16,7 +16,7 @@ _LAZY: dict[str, str] = {
     "BertConfig": "fastbert.config",
     "BertTokenizer": "fastbert.tokenization",
     "BertTokenizerFast": "fastbert.tokenization",
-    "BatchEncoding": "fastbert.tokenization",
+    "BatchEncoding": "fastbert.encoding",
     # models
     "BertPreTrainedModel": "fastbert.modeling",
     "BertModel": "fastbert.modeling",

@@ -3,27 +3,31 @@
 ``BertTokenizer`` (and its alias ``BertTokenizerFast``) loads ``tokenizer.json`` when a model folder has one,
 or builds the WordPiece pipeline from ``vocab.txt`` (BertNormalizer + BertPreTokenizer + WordPiece +
 ``[CLS] A [SEP] B [SEP]`` template + WordPiece decoder) exactly as transformers converts a slow BERT tokenizer.
-Calls return a ``BatchEncoding``: a dict with attribute access, ``.to(device)`` and the alignment helpers
-(``word_ids``, ``sequence_ids``, ``char_to_token``, ...) of transformers' fast tokenizers.
+Calls return a :class:`fastbert.encoding.BatchEncoding` (re-exported here).
+
+A tokenizer file that cannot be used (not UTF-8, not JSON, not a tokenizer, a field of the wrong type, a
+vocabulary without its unk token) raises ``ValueError`` or ``OSError`` naming the file and what was expected.
 
 transformers is not imported here: it is a test-only dependency.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import logging
+import numbers
 import os
 import threading
 import warnings
-from collections.abc import Mapping, Sequence, Sized
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence, Sized
+from typing import Any
 
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from . import hub
+from .encoding import BatchEncoding, CharSpan, TokenSpan, _enum_value
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,6 @@ VOCAB_FILE = "vocab.txt"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-ADDED_TOKENS_FILE = "added_tokens.json"
 
 SPECIAL_TOKENS_ATTRIBUTES = [
     "bos_token",
@@ -50,24 +53,41 @@ SPECIAL_TOKENS_ATTRIBUTES = [
 
 _UNSET: Any = object()
 
-_PADDING = {"longest", "max_length", "do_not_pad"}
-_TRUNCATION = {"longest_first", "only_first", "only_second", "do_not_truncate"}
+_PADDING = ("longest", "max_length", "do_not_pad")
+_TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
 
-
-class CharSpan(NamedTuple):
-    start: int
-    end: int
-
-
-class TokenSpan(NamedTuple):
-    start: int
-    end: int
-
-
-def _enum_value(x: Any) -> Any:
-    """transformers' PaddingStrategy / TruncationStrategy / TensorType enums → their string value."""
-    value = getattr(x, "value", None)
-    return value if isinstance(value, str) else x
+# transformers' from_pretrained arguments that mean nothing here
+_IGNORED_LOAD_KWARGS = (
+    "force_download",
+    "resume_download",
+    "proxies",
+    "trust_remote_code",
+    "use_fast",
+    "_from_auto",
+    "_commit_hash",
+)
+# tokenizer_config.json keys that describe the file or transformers' classes, not the tokenizer
+_CONFIG_KEYS_IGNORED = (
+    "tokenizer_class",
+    "auto_map",
+    "name_or_path",
+    "processor_class",
+    "backend",
+    "is_local",
+    "local_files_only",
+    "model_input_names",
+    "tokenizer_file",
+    "vocab_file",
+    "extra_special_tokens",
+)
+# per-call settings that transformers may save in tokenizer_config.json: not constructor state
+_CALL_KEYS_IGNORED = (
+    "max_length",
+    "stride",
+    "truncation_strategy",
+    "pad_to_multiple_of",
+    "pad_token_type_id",
+)
 
 
 def _to_py(obj: Any) -> Any:
@@ -94,275 +114,342 @@ def _token_content(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# BatchEncoding
+# reading tokenizer files: every error names the file and what was expected
 # --------------------------------------------------------------------------------------------------------------
 
 
-class BatchEncoding(dict):
-    """What a tokenizer call returns: a dict of model inputs (``input_ids``, ``token_type_ids``,
-    ``attention_mask``, ...) with attribute access, ``.to(device)`` and, when it comes from the ``tokenizers``
-    backend, the per-sequence ``encodings`` and their alignment helpers."""
-
-    def __init__(
-        self,
-        data: Mapping[str, Any] | None = None,
-        encoding: Any = None,
-        tensor_type: str | None = None,
-        prepend_batch_axis: bool = False,
-        n_sequences: int | None = None,
-    ):
-        super().__init__(data or {})
-        if encoding is not None and not isinstance(encoding, (list, tuple)):
-            encoding = [encoding]
-        self._encodings = list(encoding) if encoding is not None else None
-        if n_sequences is None and self._encodings:
-            n_sequences = self._encodings[0].n_sequences
-        self._n_sequences = n_sequences
-        self.convert_to_tensors(tensor_type=tensor_type, prepend_batch_axis=prepend_batch_axis)
-
-    # dict access ---------------------------------------------------------------------------------------------
-    def __getitem__(self, item: Any) -> Any:
-        if isinstance(item, str):
-            return dict.__getitem__(self, item)
-        if isinstance(item, int):
-            if self._encodings is None:
-                raise KeyError("Indexing with integers is not available when using Python based tokenizers")
-            return self._encodings[item]
-        if isinstance(item, slice):
-            return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
-        raise KeyError(
-            "Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices."
-        )
-
-    def __getattr__(self, item: str) -> Any:
-        if item.startswith("__") or item in ("_encodings", "_n_sequences"):
-            raise AttributeError(item)
-        try:
-            return dict.__getitem__(self, item)
-        except KeyError:
-            raise AttributeError(f"'BatchEncoding' object has no attribute {item!r}") from None
-
-    def __getstate__(self) -> dict:
-        return {"data": dict(self), "encodings": self._encodings, "n_sequences": self._n_sequences}
-
-    def __setstate__(self, state: dict) -> None:
-        self.update(state.get("data", {}))
-        self._encodings = state.get("encodings")
-        self._n_sequences = state.get("n_sequences")
-
-    def __reduce__(self):
-        return (self.__class__, (), self.__getstate__())
-
-    def __copy__(self) -> BatchEncoding:
-        new = BatchEncoding(dict(self), self._encodings, n_sequences=self._n_sequences)
-        return new
-
-    def __deepcopy__(self, memo: dict) -> BatchEncoding:
-        return BatchEncoding(
-            copy.deepcopy(dict(self), memo),
-            copy.deepcopy(self._encodings, memo),
-            n_sequences=self._n_sequences,
-        )
-
-    @property
-    def data(self) -> BatchEncoding:
-        """The mapping itself (transformers' BatchEncoding is a UserDict with a ``data`` dict)."""
-        return self
-
-    @property
-    def encodings(self) -> list | None:
-        """The ``tokenizers.Encoding`` of each sequence (None when built by hand or by ``pad``)."""
-        return self._encodings
-
-    @property
-    def n_sequences(self) -> int | None:
-        """1 for single sentences, 2 for pairs; None when unknown."""
-        return self._n_sequences
-
-    @property
-    def is_fast(self) -> bool:
-        return self._encodings is not None
-
-    # alignment helpers --------------------------------------------------------------------------------------
-    def _encoding(self, batch_index: int, what: str) -> Any:
-        if not self._encodings:
-            raise ValueError(
-                f"{what}() is not available when the BatchEncoding has no encodings (built by hand or by pad)"
-            )
-        return self._encodings[batch_index]
-
-    def tokens(self, batch_index: int = 0) -> list[str]:
-        return self._encoding(batch_index, "tokens").tokens
-
-    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
-        return self._encoding(batch_index, "sequence_ids").sequence_ids
-
-    def word_ids(self, batch_index: int = 0) -> list[int | None]:
-        return self._encoding(batch_index, "word_ids").word_ids
-
-    def words(self, batch_index: int = 0) -> list[int | None]:
-        return self.word_ids(batch_index)
-
-    @staticmethod
-    def _two(first: int, second: int | None) -> tuple[int, int]:
-        return (first, second) if second is not None else (0, first)
-
-    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        if t < 0:
-            t = len(self._encoding(b, "token_to_sequence")) + t
-        return self._encoding(b, "token_to_sequence").token_to_sequence(t)
-
-    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        if t < 0:
-            t = len(self._encoding(b, "token_to_word")) + t
-        return self._encoding(b, "token_to_word").token_to_word(t)
-
-    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
-        b, t = self._two(batch_or_token_index, token_index)
-        span = self._encoding(b, "token_to_chars").token_to_chars(t)
-        return CharSpan(*span) if span is not None else None
-
-    def char_to_token(
-        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
-    ) -> int | None:
-        b, c = self._two(batch_or_char_index, char_index)
-        return self._encoding(b, "char_to_token").char_to_token(c, sequence_index)
-
-    def char_to_word(
-        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
-    ) -> int | None:
-        b, c = self._two(batch_or_char_index, char_index)
-        return self._encoding(b, "char_to_word").char_to_word(c, sequence_index)
-
-    def word_to_tokens(
-        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
-    ) -> TokenSpan | None:
-        b, w = self._two(batch_or_word_index, word_index)
-        span = self._encoding(b, "word_to_tokens").word_to_tokens(w, sequence_index)
-        return TokenSpan(*span) if span is not None else None
-
-    def word_to_chars(
-        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
-    ) -> CharSpan | None:
-        b, w = self._two(batch_or_word_index, word_index)
-        span = self._encoding(b, "word_to_chars").word_to_chars(w, sequence_index)
-        return CharSpan(*span) if span is not None else None
-
-    # tensors ------------------------------------------------------------------------------------------------
-    def convert_to_tensors(
-        self, tensor_type: str | None = None, prepend_batch_axis: bool = False
-    ) -> BatchEncoding:
-        """Turn the python lists into torch tensors (``"pt"``) or numpy arrays (``"np"``), in place."""
-        tensor_type = _enum_value(tensor_type)
-        if tensor_type is None:
-            return self
-        if tensor_type == "pt":
-            import torch
-
-            def is_tensor(x: Any) -> bool:
-                return isinstance(x, torch.Tensor)
-
-            def as_tensor(x: Any) -> Any:
-                if isinstance(x, list) and x and hasattr(x[0], "__array__") and not isinstance(x[0], list):
-                    import numpy as np
-
-                    return torch.from_numpy(np.array(x))
-                if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
-                    return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
-                return torch.tensor(x)
-        elif tensor_type == "np":
-            import numpy as np
-
-            def is_tensor(x: Any) -> bool:
-                return isinstance(x, np.ndarray)
-
-            def as_tensor(x: Any) -> Any:
-                return np.asarray(x)
-        else:
-            raise ValueError(
-                f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
-            )
-
-        for key in list(self.keys()):
-            value = dict.__getitem__(self, key)
-            if prepend_batch_axis:
-                value = [value]
-            if is_tensor(value):
-                continue
-            try:
-                tensor = as_tensor(value)
-            except Exception as e:
-                if key == "overflowing_tokens":
-                    raise ValueError(
-                        "Unable to create tensor returning overflowing tokens of different lengths. "
-                        "Please see if a fast version of this tokenizer is available to have this feature available."
-                    ) from e
-                raise ValueError(
-                    "Unable to create tensor, you should probably activate truncation and/or padding with "
-                    "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
-                    f"features (`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is "
-                    "expected)."
-                ) from e
-            if tensor_type == "np" and tensor.dtype == object:
-                raise ValueError(
-                    "Unable to create tensor, you should probably activate truncation and/or padding with "
-                    f"'padding=True' 'truncation=True' to have batched tensors with the same length (`{key}`)."
-                )
-            dict.__setitem__(self, key, tensor)
-        return self
-
-    def to(self, device: Any, non_blocking: bool = False) -> BatchEncoding:
-        """Move every tensor to ``device`` (a str, int or ``torch.device``), in place; returns ``self``."""
-        import torch
-
-        if isinstance(device, (str, int, torch.device)):
-            for key in list(self.keys()):
-                value = dict.__getitem__(self, key)
-                if isinstance(value, torch.Tensor):
-                    dict.__setitem__(self, key, value.to(device=device, non_blocking=non_blocking))
-        else:
-            logger.warning(f"Attempting to cast a BatchEncoding to type {device!s}. This is not supported.")
-        return self
+def _read_text(path: str) -> str:
+    """The UTF-8 text of a tokenizer file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except IsADirectoryError:
+        raise OSError(f"{path} is a directory, not a file") from None
 
 
-# --------------------------------------------------------------------------------------------------------------
-# helpers to build and configure the backend
-# --------------------------------------------------------------------------------------------------------------
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _parse_json_object(text: str, path: str) -> dict[str, Any]:
+    """The JSON object that a tokenizer file holds."""
+    if not text.strip():
+        raise ValueError(f"{path} is empty: it should hold a JSON object")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a tokenizer file: its JSON is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} should hold a JSON object, not a JSON {_json_type(data)}")
+    return data
+
+
+def _read_json_object(path: str) -> dict[str, Any]:
+    return _parse_json_object(_read_text(path), path)
 
 
 def load_vocab(vocab_file: str) -> dict[str, int]:
     """vocab.txt → {token: index}, one token a line, as transformers reads it."""
-    vocab: dict[str, int] = {}
-    with open(vocab_file, encoding="utf-8") as reader:
-        for index, token in enumerate(reader.readlines()):
-            vocab[token.rstrip("\n")] = index
-    return vocab
+    text = _read_text(vocab_file)
+    if not text:
+        raise ValueError(f"{vocab_file} is empty: a vocab.txt holds one token a line")
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return {token: index for index, token in enumerate(lines)}
 
 
-def _build_wordpiece_backend(
-    vocab: dict[str, int],
-    *,
-    unk_token: str,
-    do_lower_case: bool,
-    strip_accents: bool | None,
-    tokenize_chinese_chars: bool,
-) -> Tokenizer:
+def _read_tokenizer_json(path: str) -> Tokenizer:
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json."""
+    text = _read_text(path)
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as e:  # the tokenizers library raises a bare Exception for every kind of bad file
+        _parse_json_object(text, path)  # empty, not JSON, not an object: say so
+        raise ValueError(
+            f"{path} is JSON but not a tokenizer.json that the tokenizers library can read ({e})"
+        ) from None
+
+
+def _check_unk_token(backend: Tokenizer, source: str) -> None:
+    """WordPiece replaces unknown words by its unk token: without it in the vocabulary, encoding fails later."""
+    model = backend.model
+    if isinstance(model, WordPiece) and model.token_to_id(model.unk_token) is None:
+        raise ValueError(
+            f"{source}: the vocabulary has no unk_token {model.unk_token!r}; WordPiece needs it for unknown words"
+        )
+
+
+def _find_file(path: str, name: str, options: hub.HubOptions) -> str | None:
+    """A tokenizer file of a folder or hub repository; None when there is none."""
+    found = hub.resolve_file(path, name, hub=options, required=False)
+    if found is None and os.path.isdir(path):
+        candidate = os.path.join(path, options.subfolder, name)
+        if os.path.isdir(candidate):
+            raise OSError(f"{candidate} is a directory, not a file")
+        if os.path.islink(candidate) and not os.path.exists(candidate):
+            raise OSError(f"{candidate} is a symbolic link to nothing")
+        if os.path.exists(candidate):
+            raise OSError(f"{candidate} is not a regular file")
+    return found
+
+
+def _pop_hub_options(kwargs: dict[str, Any]) -> hub.HubOptions:
+    """The hub options of a ``from_pretrained`` call, removed from ``kwargs`` with the ignored arguments."""
+    legacy_token = kwargs.pop("use_auth_token", None)
+    for key in _IGNORED_LOAD_KWARGS:
+        kwargs.pop(key, None)
+    options = hub.HubOptions.pop_from(kwargs)
+    for key in hub.HUB_FIELDS:  # pop_from leaves the ones given as None
+        kwargs.pop(key, None)
+    if options.token is None and legacy_token is not None:
+        options = dataclasses.replace(options, token=legacy_token)
+    return options
+
+
+# --------------------------------------------------------------------------------------------------------------
+# settings of a tokenizer: what each may be (checked for the arguments and for the files)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _is_flag(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and value in (0, 1))
+
+
+def _is_length(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value.is_integer() and value >= 1
+    return value is None or (isinstance(value, int) and value >= 1)
+
+
+def _is_token(value: Any) -> bool:
+    if value is None or isinstance(value, (str, AddedToken)):
+        return True
+    return isinstance(value, Mapping) and isinstance(value.get("content"), str)
+
+
+def _is_token_list(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (list, tuple)) and all(t is not None and _is_token(t) for t in value)
+    )
+
+
+_ADDED_TOKEN_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _is_added_tokens_decoder(value: Any) -> bool:
+    """``{id: token}``, a token being a str, an AddedToken or ``{"content": str, <flag>: bool, ...}``."""
+    if value is None:
+        return True
+    if not isinstance(value, Mapping):
+        return False
+    for index, token in value.items():
+        if not (isinstance(index, int) or (isinstance(index, str) and index.isdigit())):
+            return False
+        if token is None or not _is_token(token):
+            return False
+        if isinstance(token, Mapping) and any(
+            not isinstance(token.get(flag, False), bool) for flag in _ADDED_TOKEN_FLAGS
+        ):
+            return False
+    return True
+
+
+_TOKEN = 'a string or an object with a string "content"'
+_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "do_lower_case": (_is_flag, "true or false"),
+    "do_basic_tokenize": (_is_flag, "true or false"),
+    "tokenize_chinese_chars": (_is_flag, "true or false"),
+    "strip_accents": (_is_flag, "true, false or null"),
+    "clean_up_tokenization_spaces": (_is_flag, "true or false"),
+    "model_max_length": (_is_length, "a whole number of tokens, at least 1"),
+    "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
+    "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
+    "never_split": (lambda v: v is None or _is_str_list(v), "a list of strings"),
+    "additional_special_tokens": (_is_token_list, f"a list of tokens, each {_TOKEN}"),
+    "added_tokens_decoder": (
+        _is_added_tokens_decoder,
+        f"an object {{id: token}}, each token {_TOKEN} and true/false flags ({', '.join(_ADDED_TOKEN_FLAGS)})",
+    ),
+    **{name: (_is_token, _TOKEN) for name in SPECIAL_TOKENS_ATTRIBUTES},
+}
+
+
+def _check_settings(settings: Mapping[str, Any], where: str | None = None) -> None:
+    """``ValueError`` naming the setting (and the file ``where`` it was read from) that is not what it may be."""
+    for name, value in settings.items():
+        check = _SETTINGS.get(name)
+        if check is not None and value is not _UNSET and not check[0](value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            prefix = f"{where}: " if where else ""
+            raise ValueError(f"{prefix}{name} should be {check[1]}, got {shown}")
+
+
+def _read_settings(path: str, options: hub.HubOptions, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from tokenizer_config.json and special_tokens_map.json, when present, then
+    ``overrides`` (a bad field that an override replaces is not an error)."""
+    settings: dict[str, Any] = {}
+    config_file = _find_file(path, TOKENIZER_CONFIG_FILE, options)
+    if config_file is not None:
+        config = _read_json_object(config_file)
+        _check_settings({k: v for k, v in config.items() if k not in overrides}, config_file)
+        settings.update(config)
+    special_file = _find_file(path, SPECIAL_TOKENS_MAP_FILE, options)
+    if special_file is not None:
+        special = _read_json_object(special_file)
+        special = {k: v for k, v in special.items() if k not in overrides}
+        _check_settings(special, special_file)
+        for key, value in special.items():
+            if key == "additional_special_tokens":
+                settings[key] = [_token_content(v) for v in value or ()]
+            else:
+                settings[key] = _token_content(value)
+    for key in _CONFIG_KEYS_IGNORED:
+        settings.pop(key, None)
+    settings.update(overrides)
+    return settings
+
+
+# --------------------------------------------------------------------------------------------------------------
+# building the tokenizers backend
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _build_wordpiece_backend(vocab: dict[str, int], unk_token: str) -> Tokenizer:
+    """transformers' conversion of a slow BERT tokenizer, with the default BertNormalizer."""
     backend = Tokenizer(
         WordPiece(
             vocab, unk_token=str(unk_token), max_input_chars_per_word=100, continuing_subword_prefix="##"
         )
     )
     backend.normalizer = normalizers.BertNormalizer(
-        clean_text=True,
-        handle_chinese_chars=tokenize_chinese_chars,
-        strip_accents=strip_accents,
-        lowercase=do_lower_case,
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
     )
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     return backend
+
+
+def _load_backend(
+    tokenizer_object: Tokenizer | None,
+    tokenizer_file: str | None,
+    vocab_file: str | None,
+    vocab: Mapping[str, int] | str | os.PathLike | None,
+    unk_token: str,
+) -> Tokenizer:
+    """The backend from the first source given: a Tokenizer, a tokenizer.json, a vocab.txt or a vocab dict.
+
+    Its padding and truncation are dropped: they are set per call.
+    """
+    if tokenizer_object is not None:
+        backend = Tokenizer.from_str(tokenizer_object.to_str())
+    elif tokenizer_file is not None:
+        if not os.path.exists(tokenizer_file):
+            raise OSError(f"tokenizer_file {tokenizer_file} does not exist")
+        backend = _read_tokenizer_json(tokenizer_file)
+        _check_unk_token(backend, tokenizer_file)
+    else:
+        source = "vocab"
+        if vocab is None and vocab_file is not None:
+            if not os.path.isfile(vocab_file):
+                raise ValueError(f"Can't find a vocabulary file at path '{vocab_file}'.")
+            vocab, source = load_vocab(vocab_file), vocab_file
+        elif isinstance(vocab, (str, os.PathLike)):
+            vocab, source = load_vocab(str(vocab)), str(vocab)
+        if vocab is None:
+            raise ValueError(
+                "BertTokenizer needs a vocabulary: pass vocab_file= (vocab.txt), tokenizer_file= (tokenizer.json), "
+                "vocab= (a dict), or use BertTokenizer.from_pretrained(folder_or_hub_id)"
+            )
+        backend = _build_wordpiece_backend(dict(vocab), unk_token)
+        _check_unk_token(backend, source)
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def _apply_normalizer_options(
+    backend: Tokenizer, do_lower_case: Any, strip_accents: Any, tokenize_chinese_chars: Any
+) -> tuple[bool, bool | None, bool]:
+    """Set the BertNormalizer of ``backend`` from the arguments; those left unset keep the backend's own.
+
+    Returns the settings in force (transformers' defaults where the backend has no BertNormalizer).
+    """
+    state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    if state.get("type") != "BertNormalizer":
+        return (
+            bool(True if do_lower_case is _UNSET else do_lower_case),
+            None if strip_accents is _UNSET else strip_accents,
+            bool(True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars),
+        )
+    wanted = {
+        "lowercase": bool(state.get("lowercase", True) if do_lower_case is _UNSET else do_lower_case),
+        "strip_accents": state.get("strip_accents") if strip_accents is _UNSET else strip_accents,
+        "handle_chinese_chars": bool(
+            state.get("handle_chinese_chars", True)
+            if tokenize_chinese_chars is _UNSET
+            else tokenize_chinese_chars
+        ),
+    }
+    if any(state.get(k) != v for k, v in wanted.items()):
+        backend.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
+    return wanted["lowercase"], wanted["strip_accents"], wanted["handle_chinese_chars"]
+
+
+def _add_special_tokens(backend: Tokenizer, specials: list[str]) -> None:
+    """Special tokens are matched whole in the raw text, before normalization: those the backend lacks."""
+    existing = {t.content for t in backend.get_added_tokens_decoder().values()}
+    missing = [t for t in dict.fromkeys(specials) if t not in existing]
+    if missing:
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+
+
+def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None, specials: list[str]) -> None:
+    """The added tokens a tokenizer_config lists (when the backend was built from vocab.txt)."""
+    existing = {t.content for t in backend.get_added_tokens_decoder().values()}
+    for entry in (added_tokens_decoder or {}).values():
+        if isinstance(entry, AddedToken):
+            token = entry
+        else:
+            content = _token_content(entry)
+            if not content:
+                continue
+            flags = entry if isinstance(entry, dict) else {}
+            special = flags.get("special", False)
+            token = AddedToken(
+                content,
+                single_word=flags.get("single_word", False),
+                lstrip=flags.get("lstrip", False),
+                rstrip=flags.get("rstrip", False),
+                normalized=flags.get("normalized", not special),
+                special=special,
+            )
+        if token.content in existing or token.content in specials:
+            continue
+        if token.special:
+            backend.add_special_tokens([token])
+        else:
+            backend.add_tokens([token])
+
+
+def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials: list[str]) -> None:
+    """``never_split`` tokens of the vocabulary are matched whole, like transformers' slow tokenizer does."""
+    if not never_split:
+        return
+    in_vocab = [t for t in never_split if backend.token_to_id(t) is not None and t not in specials]
+    if in_vocab:
+        backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
+    skipped = [t for t in never_split if backend.token_to_id(t) is None]
+    if skipped:
+        logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
 
 
 def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: str, sep_id: int) -> None:
@@ -371,6 +458,24 @@ def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: st
         pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
         special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
     )
+
+
+def _ensure_template(backend: Tokenizer, cls_token: str, sep_token: str) -> None:
+    """The ``[CLS] A [SEP] B [SEP]`` template, unless the backend brought one with the same tokens and ids."""
+    cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
+    if cls_id is None or sep_id is None:
+        return
+    post = backend.post_processor
+    state = json.loads(post.__getstate__()) if post is not None else {}
+    if state.get("type") == "TemplateProcessing":
+        ids = {k: v.get("ids") for k, v in state.get("special_tokens", {}).items()}
+        keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
+    elif state.get("type") == "BertProcessing":
+        keep = state.get("cls") == [cls_token, cls_id] and state.get("sep") == [sep_token, sep_id]
+    else:
+        keep = False
+    if not keep:
+        _set_template(backend, cls_token, cls_id, sep_token, sep_id)
 
 
 def _is_str_list(x: Any) -> bool:
@@ -450,219 +555,84 @@ class BertTokenizer:
         self._lock = threading.RLock()
         if isinstance(vocab_file, Mapping) and vocab is None:  # BertTokenizer({token: id}) as transformers 5
             vocab, vocab_file = dict(vocab_file), None
+        # every argument that has a rule in _SETTINGS, checked before anything is built
+        _check_settings({name: value for name, value in locals().items() if name in _SETTINGS})
         self.name_or_path = str(name_or_path or kwargs.pop("_name_or_path", "") or "")
-        unk_token, sep_token, pad_token, cls_token, mask_token = (
+        self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token = (
             _token_content(t) for t in (unk_token, sep_token, pad_token, cls_token, mask_token)
         )
-
-        if tokenizer_object is not None:
-            backend = Tokenizer.from_str(tokenizer_object.to_str())
-        elif tokenizer_file is not None and os.path.isfile(tokenizer_file):
-            backend = Tokenizer.from_file(tokenizer_file)
-        else:
-            if vocab is None and vocab_file is not None:
-                if not os.path.isfile(vocab_file):
-                    raise ValueError(f"Can't find a vocabulary file at path '{vocab_file}'.")
-                vocab = load_vocab(vocab_file)
-            elif isinstance(vocab, (str, os.PathLike)):
-                vocab = load_vocab(str(vocab))
-            if vocab is None:
-                raise ValueError(
-                    "BertTokenizer needs a vocabulary: pass vocab_file= (vocab.txt), tokenizer_file= (tokenizer.json), "
-                    "vocab= (a dict), or use BertTokenizer.from_pretrained(folder_or_hub_id)"
-                )
-            backend = _build_wordpiece_backend(
-                dict(vocab),
-                unk_token=unk_token,
-                do_lower_case=True if do_lower_case is _UNSET else bool(do_lower_case),
-                strip_accents=None if strip_accents is _UNSET else strip_accents,
-                tokenize_chinese_chars=True
-                if tokenize_chinese_chars is _UNSET
-                else bool(tokenize_chinese_chars),
-            )
-        # Padding and truncation are set per call (a tokenizer.json may carry its own: drop them).
-        backend.no_padding()
-        backend.no_truncation()
-
-        # Normalizer settings: the arguments win over a tokenizer.json's BertNormalizer (as in transformers).
-        state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
-        if state.get("type") == "BertNormalizer":
-            if do_lower_case is _UNSET:
-                do_lower_case = state.get("lowercase", True)
-            if strip_accents is _UNSET:
-                strip_accents = state.get("strip_accents")
-            if tokenize_chinese_chars is _UNSET:
-                tokenize_chinese_chars = state.get("handle_chinese_chars", True)
-            wanted = {
-                "lowercase": bool(do_lower_case),
-                "strip_accents": strip_accents,
-                "handle_chinese_chars": bool(tokenize_chinese_chars),
-            }
-            if any(state.get(k) != v for k, v in wanted.items()):
-                backend.normalizer = normalizers.BertNormalizer(
-                    clean_text=state.get("clean_text", True),
-                    handle_chinese_chars=wanted["handle_chinese_chars"],
-                    strip_accents=wanted["strip_accents"],
-                    lowercase=wanted["lowercase"],
-                )
-        else:
-            do_lower_case = True if do_lower_case is _UNSET else do_lower_case
-            strip_accents = None if strip_accents is _UNSET else strip_accents
-            tokenize_chinese_chars = True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars
-
-        self.do_lower_case = bool(do_lower_case)
-        self.strip_accents = strip_accents
-        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
-        self.do_basic_tokenize = do_basic_tokenize
-        self.never_split = list(never_split) if never_split else None
-
-        self._tokenizer = backend
-        self.unk_token = unk_token
-        self.sep_token = sep_token
-        self.pad_token = pad_token
-        self.cls_token = cls_token
-        self.mask_token = mask_token
         self.bos_token = _token_content(bos_token)
         self.eos_token = _token_content(eos_token)
         self.additional_special_tokens = [_token_content(t) for t in (additional_special_tokens or [])]
 
-        # Special tokens are matched whole in the raw text, before normalization.
-        specials = [
-            t
-            for t in (unk_token, sep_token, pad_token, cls_token, mask_token, self.bos_token, self.eos_token)
-            if t
-        ]
-        specials += self.additional_special_tokens
-        existing = {t.content for t in backend.get_added_tokens_decoder().values()}
-        missing = [t for t in dict.fromkeys(specials) if t not in existing]
-        if missing:
-            backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
-        # Extra added tokens listed in tokenizer_config (when built from vocab.txt).
-        for entry in (added_tokens_decoder or {}).values():
-            content = _token_content(entry)
-            if not content or content in existing or content in specials:
-                continue
-            flags = entry if isinstance(entry, dict) else {}
-            token = AddedToken(
-                content,
-                single_word=flags.get("single_word", False),
-                lstrip=flags.get("lstrip", False),
-                rstrip=flags.get("rstrip", False),
-                normalized=flags.get("normalized", not flags.get("special", False)),
-                special=flags.get("special", False),
-            )
-            if token.special:
-                backend.add_special_tokens([token])
-            else:
-                backend.add_tokens([token])
-        if self.never_split:
-            in_vocab = [
-                t for t in self.never_split if backend.token_to_id(t) is not None and t not in specials
-            ]
-            if in_vocab:
-                backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
-            skipped = [t for t in self.never_split if backend.token_to_id(t) is None]
-            if skipped:
-                logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+        backend = _load_backend(tokenizer_object, tokenizer_file, vocab_file, vocab, self.unk_token)
+        self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars = _apply_normalizer_options(
+            backend, do_lower_case, strip_accents, tokenize_chinese_chars
+        )
+        self.do_basic_tokenize = do_basic_tokenize
+        self.never_split = list(never_split) if never_split else None
+        specials = [t for t in self._special_token_values() if t]
+        _add_special_tokens(backend, specials)
+        _add_config_tokens(backend, added_tokens_decoder, specials)
+        _add_never_split(backend, self.never_split, specials)
+        _ensure_template(backend, self.cls_token, self.sep_token)
+        self._tokenizer = backend
 
-        # The [CLS] A [SEP] B [SEP] template, unless a tokenizer.json brought one that matches.
-        cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
-        if cls_id is not None and sep_id is not None:
-            post = backend.post_processor
-            post_state = json.loads(post.__getstate__()) if post is not None else {}
-            keep = post_state.get("type") in ("TemplateProcessing", "BertProcessing")
-            if keep and post_state.get("type") == "TemplateProcessing":
-                ids = {k: v.get("ids") for k, v in post_state.get("special_tokens", {}).items()}
-                keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
-            elif keep:
-                keep = post_state.get("cls") == [cls_token, cls_id] and post_state.get("sep") == [
-                    sep_token,
-                    sep_id,
-                ]
-            if not keep:
-                _set_template(backend, cls_token, cls_id, sep_token, sep_id)
-
-        if model_max_length is None:
-            model_max_length = VERY_LARGE_INTEGER
-        self.model_max_length = int(model_max_length)
-        if padding_side not in ("right", "left"):
-            raise ValueError(
-                f"Padding side should be selected between 'right' and 'left', current value: {padding_side}"
-            )
-        if truncation_side not in ("right", "left"):
-            raise ValueError(
-                f"Truncation side should be selected between 'right' and 'left', current value: {truncation_side}"
-            )
+        self.model_max_length = int(VERY_LARGE_INTEGER if model_max_length is None else model_max_length)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.pad_token_type_id = 0
         self._warned: set[str] = set()
         self.deprecation_warnings: dict[str, bool] = {}  # read by transformers' data collators
-        for key in ("max_length", "stride", "truncation_strategy", "pad_to_multiple_of", "pad_token_type_id"):
+        for key in _CALL_KEYS_IGNORED:
             kwargs.pop(key, None)
         self.init_kwargs = {
             "do_lower_case": self.do_lower_case,
             "do_basic_tokenize": self.do_basic_tokenize,
             "never_split": self.never_split,
-            "unk_token": unk_token,
-            "sep_token": sep_token,
-            "pad_token": pad_token,
-            "cls_token": cls_token,
-            "mask_token": mask_token,
+            "unk_token": self.unk_token,
+            "sep_token": self.sep_token,
+            "pad_token": self.pad_token,
+            "cls_token": self.cls_token,
+            "mask_token": self.mask_token,
             "tokenize_chinese_chars": self.tokenize_chinese_chars,
             "strip_accents": self.strip_accents,
             **{k: v for k, v in kwargs.items() if _is_jsonable(v)},
         }
+
+    def _special_token_values(self) -> list[str | None]:
+        """The special tokens in the order they are added to the backend (None where unset)."""
+        return [
+            self.unk_token,
+            self.sep_token,
+            self.pad_token,
+            self.cls_token,
+            self.mask_token,
+            self.bos_token,
+            self.eos_token,
+            *self.additional_special_tokens,
+        ]
 
     # ---------------------------------------------------------------------------------------------------------
     # loading and saving
     # ---------------------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike,
-        *init_inputs: Any,
-        cache_dir: str | None = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        subfolder: str = "",
-        **kwargs: Any,
+        cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs: Any, **kwargs: Any
     ) -> BertTokenizer:
         """Load from a model folder or hub id that holds ``tokenizer.json`` and/or ``vocab.txt``, with
-        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them."""
+        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them.
+
+        The hub options are those of :class:`fastbert.hub.HubOptions` (``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``, ``subfolder``); transformers' ``use_auth_token`` is read as ``token``.
+        """
         path = str(pretrained_model_name_or_path)
-        for key in (
-            "force_download",
-            "resume_download",
-            "proxies",
-            "trust_remote_code",
-            "use_fast",
-            "_from_auto",
-            "use_auth_token",
-            "_commit_hash",
-        ):
-            value = kwargs.pop(key, None)
-            if key == "use_auth_token" and value is not None and token is None:
-                token = value
-
-        def find(name: str) -> str | None:
-            return hub.resolve_file(
-                path,
-                name,
-                required=False,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                token=token,
-                subfolder=subfolder,
-            )
-
-        tokenizer_file = kwargs.pop("tokenizer_file", None) or find(TOKENIZER_FILE)
-        vocab_file = kwargs.pop("vocab_file", None) or find(VOCAB_FILE)
+        options = _pop_hub_options(kwargs)
+        tokenizer_file = kwargs.pop("tokenizer_file", None) or _find_file(path, TOKENIZER_FILE, options)
+        vocab_file = kwargs.pop("vocab_file", None) or _find_file(path, VOCAB_FILE, options)
         if tokenizer_file is None and vocab_file is None:
-            where = os.path.join(path, subfolder) if subfolder else path
+            where = os.path.join(path, options.subfolder) if options.subfolder else path
             if os.path.isdir(path):
                 raise OSError(
                     f"{where} has neither {TOKENIZER_FILE} nor {VOCAB_FILE}: it is not a BERT tokenizer folder"
@@ -671,40 +641,10 @@ class BertTokenizer:
                 f"could not find {TOKENIZER_FILE} or {VOCAB_FILE} for {where!r}: pass a local folder that holds them, "
                 "or a hub model id of a BERT tokenizer (the hub may be unreachable)"
             )
-        init_kwargs: dict[str, Any] = {}
-        config_file = find(TOKENIZER_CONFIG_FILE)
-        if config_file is not None:
-            with open(config_file, encoding="utf-8") as f:
-                init_kwargs.update(json.load(f))
-        special_file = find(SPECIAL_TOKENS_MAP_FILE)
-        if special_file is not None:
-            with open(special_file, encoding="utf-8") as f:
-                for key, value in json.load(f).items():
-                    if key == "additional_special_tokens":
-                        value = [_token_content(v) for v in value]
-                    else:
-                        value = _token_content(value)
-                    init_kwargs[key] = value
-        for key in (
-            "tokenizer_class",
-            "auto_map",
-            "name_or_path",
-            "processor_class",
-            "backend",
-            "is_local",
-            "local_files_only",
-            "model_input_names",
-            "tokenizer_file",
-            "vocab_file",
-            "extra_special_tokens",
-        ):
-            init_kwargs.pop(key, None)
-        if init_kwargs.get("model_max_length") is not None:
-            init_kwargs["model_max_length"] = int(init_kwargs["model_max_length"])
-        init_kwargs.update(kwargs)
-        init_kwargs.setdefault("name_or_path", path)
+        settings = _read_settings(path, options, kwargs)
+        settings.setdefault("name_or_path", path)
         # A tokenizer.json decides the vocabulary; vocab.txt alone is the fallback.
-        return cls(*init_inputs, vocab_file=vocab_file, tokenizer_file=tokenizer_file, **init_kwargs)
+        return cls(*init_inputs, vocab_file=vocab_file, tokenizer_file=tokenizer_file, **settings)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``; returns its path in a tuple."""
@@ -988,71 +928,57 @@ class BertTokenizer:
         verbose: bool = True,
     ) -> tuple[str, str, int | None]:
         """transformers' _get_padding_truncation_strategies: → (padding, truncation, max_length)."""
+        _check_count("max_length", max_length)
+        _check_count("pad_to_multiple_of", pad_to_multiple_of)
         padding, truncation = _enum_value(padding), _enum_value(truncation)
         if max_length is not None and padding is False and truncation is None:
-            if verbose and "truncation-not-explicitly-activated" not in self._warned:
-                self._warned.add("truncation-not-explicitly-activated")
-                logger.warning(
-                    "Truncation was not explicitly activated but `max_length` is provided a specific value, please"
-                    " use `truncation=True` to explicitly truncate examples to max length. Defaulting to"
-                    " 'longest_first' truncation strategy. If you encode pairs of sequences (GLUE-style) with the"
-                    " tokenizer you can select this strategy more precisely by providing a specific strategy to"
-                    " `truncation`."
-                )
+            self._warn_once(
+                "truncation-not-explicitly-activated",
+                verbose,
+                "Truncation was not explicitly activated but `max_length` is provided a specific value, please"
+                " use `truncation=True` to explicitly truncate examples to max length. Defaulting to"
+                " 'longest_first' truncation strategy. If you encode pairs of sequences (GLUE-style) with the"
+                " tokenizer you can select this strategy more precisely by providing a specific strategy to"
+                " `truncation`.",
+            )
             truncation = "longest_first"
-
-        if padding is True:
-            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
-                warnings.warn(
-                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
-                    "To pad to max length, use `padding='max_length'`.",
-                    stacklevel=3,
-                )
-            padding_strategy = "longest"
-        elif padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif isinstance(padding, str) and padding in _PADDING:
-            padding_strategy = padding
-        else:
-            raise ValueError(
-                f"padding={padding!r} is not valid: use True, False, 'longest', 'max_length' or 'do_not_pad'"
+        if (
+            padding is True
+            and verbose
+            and max_length is not None
+            and truncation in (None, False, "do_not_truncate")
+        ):
+            warnings.warn(
+                "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
+                "To pad to max length, use `padding='max_length'`.",
+                stacklevel=3,
             )
+        padding_strategy = _strategy("padding", padding, _PADDING, "longest", "do_not_pad")
+        truncation_strategy = _strategy(
+            "truncation", truncation, _TRUNCATION, "longest_first", "do_not_truncate"
+        )
 
-        if truncation is True:
-            truncation_strategy = "longest_first"
-        elif truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif isinstance(truncation, str) and truncation in _TRUNCATION:
-            truncation_strategy = truncation
-        else:
-            raise ValueError(
-                f"truncation={truncation!r} is not valid: use True, False, 'longest_first', 'only_first', "
-                "'only_second' or 'do_not_truncate'"
-            )
-
-        if max_length is None:
+        if max_length is None and self.model_max_length > LARGE_INTEGER:
             if padding_strategy == "max_length":
-                if self.model_max_length > LARGE_INTEGER:
-                    if verbose and "asking-to-pad-to-max_length" not in self._warned:
-                        self._warned.add("asking-to-pad-to-max_length")
-                        logger.warning(
-                            "Asking to pad to max_length but no maximum length is provided and the model has no "
-                            "predefined maximum length. Default to no padding."
-                        )
-                    padding_strategy = "do_not_pad"
-                else:
-                    max_length = self.model_max_length
+                self._warn_once(
+                    "asking-to-pad-to-max_length",
+                    verbose,
+                    "Asking to pad to max_length but no maximum length is provided and the model has no "
+                    "predefined maximum length. Default to no padding.",
+                )
+                padding_strategy = "do_not_pad"
             if truncation_strategy != "do_not_truncate":
-                if self.model_max_length > LARGE_INTEGER:
-                    if verbose and "asking-to-truncate-to-max_length" not in self._warned:
-                        self._warned.add("asking-to-truncate-to-max_length")
-                        logger.warning(
-                            "Asking to truncate to max_length but no maximum length is provided and the model has "
-                            "no predefined maximum length. Default to no truncation."
-                        )
-                    truncation_strategy = "do_not_truncate"
-                else:
-                    max_length = self.model_max_length
+                self._warn_once(
+                    "asking-to-truncate-to-max_length",
+                    verbose,
+                    "Asking to truncate to max_length but no maximum length is provided and the model has "
+                    "no predefined maximum length. Default to no truncation.",
+                )
+                truncation_strategy = "do_not_truncate"
+        elif max_length is None and (
+            padding_strategy == "max_length" or truncation_strategy != "do_not_truncate"
+        ):
+            max_length = self.model_max_length
 
         if padding_strategy != "do_not_pad" and (self.pad_token is None or self.pad_token_id is None):
             raise ValueError(
@@ -1063,7 +989,7 @@ class BertTokenizer:
         if (
             truncation_strategy != "do_not_truncate"
             and padding_strategy != "do_not_pad"
-            and pad_to_multiple_of is not None
+            and pad_to_multiple_of
             and max_length is not None
             and max_length % pad_to_multiple_of != 0
         ):
@@ -1072,6 +998,12 @@ class BertTokenizer:
                 f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
             )
         return padding_strategy, truncation_strategy, max_length
+
+    def _warn_once(self, key: str, verbose: bool, message: str) -> None:
+        """Log ``message`` the first time ``key`` comes up for this tokenizer (never when not ``verbose``)."""
+        if verbose and key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message)
 
     def _configure_backend(
         self,
@@ -1116,19 +1048,27 @@ class BertTokenizer:
             if backend.padding != target:
                 backend.enable_padding(**target)
 
-    def _warn_too_long(self, ids: Any, max_length: int | None, verbose: bool) -> None:
+    def _warn_too_long(self, encodings: list, max_length: int | None, verbose: bool) -> None:
+        """transformers' warning (once) when a sequence is longer than the model takes and nothing truncates."""
         if max_length is not None or not verbose or "sequence-too-long" in self._warned:
             return
-        rows = ids if ids and isinstance(ids[0], list) else [ids]
-        for row in rows:
-            if len(row) > self.model_max_length:
-                self._warned.add("sequence-too-long")
-                logger.warning(
-                    "Token indices sequence length is longer than the specified maximum sequence length for this "
-                    f"model ({len(row)} > {self.model_max_length}). Running this sequence through the model will "
-                    "result in indexing errors"
-                )
-                return
+        longest = max((len(e) for e in encodings), default=0)
+        if longest > self.model_max_length:
+            self._warned.add("sequence-too-long")
+            logger.warning(
+                "Token indices sequence length is longer than the specified maximum sequence length for this "
+                f"model ({longest} > {self.model_max_length}). Running this sequence through the model will "
+                "result in indexing errors"
+            )
+
+    def _output_keys(self, **wanted: bool | None) -> list[str]:
+        """The keys a call returns: ``input_ids``, then each ``return_<key>`` asked for (None: the model's)."""
+        keys = ["input_ids"]
+        for key in ("token_type_ids", "attention_mask", "special_tokens_mask", "offset_mapping", "length"):
+            flag = wanted[key]
+            if flag or (flag is None and key in self.model_input_names):
+                keys.append(key)
+        return keys
 
     def __call__(
         self,
@@ -1164,99 +1104,11 @@ class BertTokenizer:
         kwargs.pop("split_special_tokens", None)
         if kwargs:
             logger.warning(f"Keyword arguments {kwargs} not recognized.")
-        if not _is_valid_text_input(text):
-            raise ValueError(_TEXT_TYPE_ERROR + f" Got {type(text).__name__}.")
-        if text_pair is not None and not _is_valid_text_input(text_pair):
-            raise ValueError(_TEXT_TYPE_ERROR + f" Got text_pair of type {type(text_pair).__name__}.")
-
-        if is_split_into_words:
-            is_batched = (
-                isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
-            )
-        else:
-            is_batched = isinstance(text, (list, tuple))
-        if is_batched:
-            if isinstance(text_pair, str):
-                raise TypeError(
-                    "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
-                )
-            if text_pair is not None and len(text) != len(text_pair):
-                raise ValueError(
-                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
-                )
-            batch = list(zip(text, text_pair)) if text_pair is not None else list(text)
-        else:
-            # as transformers: an empty text_pair of a single example means no pair
-            batch = [(text, text_pair)] if text_pair else [text]
-
+        _check_count("stride", stride)
+        batch, is_batched = _as_batch(text, text_pair, is_split_into_words)
         padding_strategy, truncation_strategy, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of, verbose
         )
-        output = self._encode_batch(
-            batch,
-            add_special_tokens=add_special_tokens,
-            padding_strategy=padding_strategy,
-            truncation_strategy=truncation_strategy,
-            max_length=max_length,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            return_token_type_ids=return_token_type_ids,
-            return_attention_mask=return_attention_mask,
-            return_overflowing_tokens=return_overflowing_tokens,
-            return_special_tokens_mask=return_special_tokens_mask,
-            return_offsets_mapping=return_offsets_mapping,
-            return_length=return_length,
-            verbose=verbose,
-        )
-        if not is_batched and return_tensors is None and not return_overflowing_tokens:
-            output = BatchEncoding(
-                {k: (v[0] if len(v) > 0 and isinstance(v[0], list) else v) for k, v in output.items()},
-                output.encodings,
-            )
-            self._warn_too_long(output["input_ids"], max_length, verbose)
-        return output
-
-    def _encode_batch(
-        self,
-        batch: list,
-        *,
-        add_special_tokens: bool,
-        padding_strategy: str,
-        truncation_strategy: str,
-        max_length: int | None,
-        stride: int,
-        is_split_into_words: bool,
-        pad_to_multiple_of: int | None,
-        padding_side: str | None,
-        return_tensors: str | None,
-        return_token_type_ids: bool | None,
-        return_attention_mask: bool | None,
-        return_overflowing_tokens: bool,
-        return_special_tokens_mask: bool,
-        return_offsets_mapping: bool,
-        return_length: bool,
-        verbose: bool,
-    ) -> BatchEncoding:
-        if return_token_type_ids is None:
-            return_token_type_ids = "token_type_ids" in self.model_input_names
-        if return_attention_mask is None:
-            return_attention_mask = "attention_mask" in self.model_input_names
-        for item in batch:
-            if is_split_into_words:
-                ok = _is_str_list(item) or (
-                    isinstance(item, tuple) and len(item) == 2 and all(_is_str_list(p) for p in item)
-                )
-            else:
-                ok = isinstance(item, str) or (
-                    isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item)
-                )
-            if not ok:
-                raise ValueError(
-                    _TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}."
-                )
         with self._lock:
             self._configure_backend(
                 padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
@@ -1264,42 +1116,22 @@ class BertTokenizer:
             encodings = self._tokenizer.encode_batch(
                 batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
             )
-
-        keys = ["input_ids"]
-        if return_token_type_ids:
-            keys.append("token_type_ids")
-        if return_attention_mask:
-            keys.append("attention_mask")
-        if return_special_tokens_mask:
-            keys.append("special_tokens_mask")
-        if return_offsets_mapping:
-            keys.append("offset_mapping")
-        if return_length:
-            keys.append("length")
-        data: dict[str, list] = {k: [] for k in keys}
-        flat: list = []
-        sample_mapping: list[int] = []
-        for sample, encoding in enumerate(encodings):
-            group = [encoding] + list(encoding.overflowing) if return_overflowing_tokens else [encoding]
-            for e in group:
-                data["input_ids"].append(e.ids)
-                if return_token_type_ids:
-                    data["token_type_ids"].append(e.type_ids)
-                if return_attention_mask:
-                    data["attention_mask"].append(e.attention_mask)
-                if return_special_tokens_mask:
-                    data["special_tokens_mask"].append(e.special_tokens_mask)
-                if return_offsets_mapping:
-                    data["offset_mapping"].append(e.offsets)
-                if return_length:
-                    data["length"].append(len(e.ids))
-                flat.append(e)
-                sample_mapping.append(sample)
-        if return_overflowing_tokens:
-            data["overflow_to_sample_mapping"] = sample_mapping
-        for ids in data["input_ids"]:
-            self._warn_too_long(ids, max_length, verbose)
-        return BatchEncoding(data, flat, tensor_type=return_tensors)
+        keys = self._output_keys(
+            token_type_ids=return_token_type_ids,
+            attention_mask=return_attention_mask,
+            special_tokens_mask=return_special_tokens_mask,
+            offset_mapping=return_offsets_mapping,
+            length=return_length,
+        )
+        output = _batch_encoding(encodings, keys, return_overflowing_tokens, return_tensors)
+        self._warn_too_long(output.encodings, max_length, verbose)
+        if not is_batched and return_tensors is None and not return_overflowing_tokens:
+            # one example: its rows unwrapped (``length`` stays a one-item list, as in transformers)
+            output = BatchEncoding(
+                {k: (v[0] if len(v) > 0 and isinstance(v[0], list) else v) for k, v in output.items()},
+                output.encodings,
+            )
+        return output
 
     def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
         return self(text, text_pair, **kwargs)
@@ -1400,7 +1232,7 @@ class BertTokenizer:
         ]
 
     # ---------------------------------------------------------------------------------------------------------
-    # padding already-encoded inputs (data collators)
+    # padding already-encoded inputs (data collators, pipelines)
     # ---------------------------------------------------------------------------------------------------------
     def pad(
         self,
@@ -1413,127 +1245,100 @@ class BertTokenizer:
         return_tensors: str | None = None,
         verbose: bool = True,
     ) -> BatchEncoding:
-        """Pad one encoding, a dict of batched lists, or a list of encodings (dicts / BatchEncoding), as
-        transformers' ``pad`` (used by data collators). Other keys (``labels``...) are left as they are."""
-        if (
-            isinstance(encoded_inputs, (list, tuple))
-            and encoded_inputs
-            and isinstance(encoded_inputs[0], Mapping)
-        ):
-            encoded_inputs = {
-                key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()
-            }
-        if not isinstance(encoded_inputs, Mapping):
-            raise ValueError(
-                "pad() takes an encoding (a dict / BatchEncoding) or a list of encodings, "
-                f"got {type(encoded_inputs).__name__}"
-            )
-        encoded_inputs = dict(encoded_inputs)
+        """Pad encodings that were tokenized without padding, as transformers' ``pad`` does.
+
+        ``encoded_inputs`` is one encoding (a dict / ``BatchEncoding`` of lists of ids), a dict of batched
+        lists, or a list of encodings (each with the keys of the first). ``input_ids`` is padded with
+        ``pad_token_id``, ``token_type_ids`` with ``pad_token_type_id`` (0), ``special_tokens_mask`` with 1
+        and ``attention_mask`` with 0 (built as all ones first where absent, unless
+        ``return_attention_mask=False``); every other key (``labels``, ``offset_mapping``, ``length``...)
+        is left as it is. ``padding``: ``True``/``"longest"`` (the longest of the batch), ``"max_length"``
+        (``max_length``, else ``model_max_length``), ``False``/``"do_not_pad"``; then up to a multiple of
+        ``pad_to_multiple_of``. Sequences longer than the target are kept whole. ``padding_side`` defaults
+        to the tokenizer's. Tensors or arrays in give tensors or arrays out unless ``return_tensors`` says
+        otherwise (``"pt"``, ``"np"`` or None for lists); a key whose rows still differ in length cannot
+        become a tensor and raises ``ValueError`` naming it. Returns a ``BatchEncoding`` without encodings.
+        """
+        if padding_side not in (None, "right", "left"):
+            raise ValueError(f"padding_side should be 'right' or 'left', got {padding_side!r}")
         main = self.model_input_names[0]
-        if main not in encoded_inputs:
-            raise ValueError(
-                "You should supply an encoding or a list of encodings to this method "
-                f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
-            )
-        required = encoded_inputs[main]
+        inputs = _as_dict_of_lists(encoded_inputs, main)
+        required = inputs[main]
         if required is None or (isinstance(required, Sized) and len(required) == 0):
             if return_attention_mask:
-                encoded_inputs["attention_mask"] = []
-            return BatchEncoding(encoded_inputs)
-
-        first = required[0]
-        if isinstance(first, (list, tuple)):
-            for item in required:
-                if len(item) != 0:
-                    first = item[0]
-                    break
-        if not isinstance(first, (int, list, tuple)):
-            kind = type(first).__module__.split(".")[0]
-            if return_tensors is None:
-                if kind == "torch" or (
-                    isinstance(required, list) and type(required[0]).__module__.startswith("torch")
-                ):
-                    return_tensors = "pt"
-                elif kind == "numpy":
-                    return_tensors = "np"
-            encoded_inputs = {k: _to_py(v) for k, v in encoded_inputs.items()}
+                inputs["attention_mask"] = []
+            return BatchEncoding(inputs)
+        inputs, tensor_type = _tensors_to_lists(inputs, main)
+        if return_tensors is None:
+            return_tensors = tensor_type
 
         padding_strategy, _, max_length = self._strategies(
             padding, False, max_length, pad_to_multiple_of, verbose
         )
-        required = encoded_inputs[main]
-        if required and not isinstance(required[0], (list, tuple)):
-            out = self._pad(
-                encoded_inputs,
-                max_length,
-                padding_strategy,
-                pad_to_multiple_of,
-                padding_side,
-                return_attention_mask,
-            )
+        settings = dict(
+            padding_side=padding_side,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=return_attention_mask,
+        )
+        required = inputs[main]
+        if not isinstance(required[0], (list, tuple)):  # one encoding
+            out = self._pad(inputs, max_length, padding_strategy, **settings)
             return BatchEncoding(out, tensor_type=return_tensors)
 
         batch_size = len(required)
-        for key, value in encoded_inputs.items():
+        for key, value in inputs.items():
             if not isinstance(value, Sized) or len(value) != batch_size:
                 raise ValueError(
                     f"Some items in the output dictionary have a different batch size than others ({key})."
                 )
         if padding_strategy == "longest":
-            max_length = max(len(inputs) for inputs in required)
+            max_length = max(len(ids) for ids in required)
             padding_strategy = "max_length"
-        batch_outputs: dict[str, list] = {}
-        for i in range(batch_size):
-            inputs = {k: v[i] for k, v in encoded_inputs.items()}
-            outputs = self._pad(
-                inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask
-            )
-            for key, value in outputs.items():
-                batch_outputs.setdefault(key, []).append(value)
-        return BatchEncoding(batch_outputs, tensor_type=return_tensors)
+        rows = [
+            self._pad({k: v[i] for k, v in inputs.items()}, max_length, padding_strategy, **settings)
+            for i in range(batch_size)
+        ]
+        return BatchEncoding({k: [row[k] for row in rows] for k in rows[0]}, tensor_type=return_tensors)
 
     def _pad(
         self,
         encoded_inputs: dict,
         max_length: int | None,
         padding_strategy: str,
+        *,
         pad_to_multiple_of: int | None,
         padding_side: str | None,
         return_attention_mask: bool | None,
     ) -> dict:
+        """One encoding (a dict of lists) padded to ``max_length`` (rounded up to ``pad_to_multiple_of``)."""
         encoded_inputs = dict(encoded_inputs)
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
         main = self.model_input_names[0]
-        required = list(encoded_inputs[main])
+        length = len(encoded_inputs[main])
         if padding_strategy == "longest":
-            max_length = len(required)
-        if max_length is not None and pad_to_multiple_of is not None and max_length % pad_to_multiple_of != 0:
+            max_length = length
+        if max_length is not None and pad_to_multiple_of and max_length % pad_to_multiple_of != 0:
             max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
-        needs_padding = (
-            padding_strategy != "do_not_pad" and max_length is not None and len(required) < max_length
-        )
         if return_attention_mask and "attention_mask" not in encoded_inputs:
-            encoded_inputs["attention_mask"] = [1] * len(required)
-        if needs_padding:
-            difference = max_length - len(required)
-            side = padding_side if padding_side is not None else self.padding_side
-            pads = {
-                "attention_mask": 0,
-                "token_type_ids": self.pad_token_type_id,
-                "special_tokens_mask": 1,
-                main: self.pad_token_id,
-            }
-            for key, pad_value in pads.items():
-                if key not in encoded_inputs or (key == "attention_mask" and not return_attention_mask):
-                    continue
-                values = list(encoded_inputs[key])
-                if side == "right":
-                    encoded_inputs[key] = values + [pad_value] * difference
-                elif side == "left":
-                    encoded_inputs[key] = [pad_value] * difference + values
-                else:
-                    raise ValueError(f"Invalid padding strategy:{side}")
+            encoded_inputs["attention_mask"] = [1] * length
+        if padding_strategy == "do_not_pad" or max_length is None or length >= max_length:
+            return encoded_inputs
+        pads = {
+            "attention_mask": 0,
+            "token_type_ids": self.pad_token_type_id,
+            "special_tokens_mask": 1,
+            main: self.pad_token_id,
+        }
+        left = (padding_side if padding_side is not None else self.padding_side) == "left"
+        for key, pad_value in pads.items():
+            if key not in encoded_inputs or (key == "attention_mask" and not return_attention_mask):
+                continue
+            values = encoded_inputs[key]
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"pad(): {key} should be a list of ids, got {type(values).__name__}")
+            padding = [pad_value] * (max_length - length)
+            encoded_inputs[key] = padding + list(values) if left else list(values) + padding
         return encoded_inputs
 
     # ---------------------------------------------------------------------------------------------------------
@@ -1556,6 +1361,144 @@ class BertTokenizer:
         state["_tokenizer"] = Tokenizer.from_str(state["_tokenizer"])
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+
+def _as_batch(text: Any, text_pair: Any, is_split_into_words: bool) -> tuple[list, bool]:
+    """The inputs of a call as the list ``encode_batch`` takes, and whether they were a batch."""
+    if not _is_valid_text_input(text):
+        raise ValueError(_TEXT_TYPE_ERROR + f" Got {type(text).__name__}.")
+    if text_pair is not None and not _is_valid_text_input(text_pair):
+        raise ValueError(_TEXT_TYPE_ERROR + f" Got text_pair of type {type(text_pair).__name__}.")
+    if is_split_into_words:
+        is_batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+    else:
+        is_batched = isinstance(text, (list, tuple))
+    if is_batched:
+        if isinstance(text_pair, str):
+            raise TypeError(
+                "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as `text`."
+            )
+        if text_pair is not None and len(text) != len(text_pair):
+            raise ValueError(
+                f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
+            )
+        batch = list(zip(text, text_pair)) if text_pair is not None else list(text)
+    else:
+        # as transformers: an empty text_pair of a single example means no pair
+        batch = [(text, text_pair)] if text_pair else [text]
+    for item in batch:
+        if is_split_into_words:
+            ok = _is_str_list(item) or (
+                isinstance(item, tuple) and len(item) == 2 and all(_is_str_list(p) for p in item)
+            )
+        else:
+            ok = isinstance(item, str) or (
+                isinstance(item, (list, tuple)) and len(item) == 2 and _is_str_list(item)
+            )
+        if not ok:
+            raise ValueError(_TEXT_TYPE_ERROR + f" Got an element {type(item).__name__}: {str(item)[:80]!r}.")
+    return batch, is_batched
+
+
+# the attribute of ``tokenizers.Encoding`` behind each output key
+_ENCODING_ATTRIBUTES = {
+    "input_ids": "ids",
+    "token_type_ids": "type_ids",
+    "attention_mask": "attention_mask",
+    "special_tokens_mask": "special_tokens_mask",
+    "offset_mapping": "offsets",
+}
+
+
+def _batch_encoding(
+    encodings: list, keys: list[str], overflowing: bool, tensor_type: str | None
+) -> BatchEncoding:
+    """The ``keys`` of each encoding (and of its overflowing windows, with ``overflow_to_sample_mapping``)."""
+    rows: list = []
+    sample_mapping: list[int] = []
+    for sample, encoding in enumerate(encodings):
+        group = [encoding, *encoding.overflowing] if overflowing else [encoding]
+        rows += group
+        sample_mapping += [sample] * len(group)
+    data: dict[str, list] = {
+        key: [len(e) for e in rows]
+        if key == "length"
+        else [getattr(e, _ENCODING_ATTRIBUTES[key]) for e in rows]
+        for key in keys
+    }
+    if overflowing:
+        data["overflow_to_sample_mapping"] = sample_mapping
+    return BatchEncoding(data, rows, tensor_type=tensor_type)
+
+
+def _check_count(name: str, value: Any) -> None:
+    """``value`` of the argument ``name`` is None or a whole number ≥ 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be a whole number or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} should be at least 0, got {value}")
+
+
+def _strategy(name: str, value: Any, choices: tuple[str, ...], when_true: str, when_false: str) -> str:
+    """A ``padding`` / ``truncation`` argument (True, False, None or one of ``choices``) → its strategy name."""
+    if value is True:
+        return when_true
+    if value is False or value is None:
+        return when_false
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValueError(f"{name}={value!r} is not valid: use True, False, " + ", ".join(map(repr, choices)))
+
+
+def _as_dict_of_lists(encoded_inputs: Any, main: str) -> dict[str, Any]:
+    """What ``pad`` takes (one encoding, a dict of batched lists, a list of encodings) as one dict."""
+    if (
+        isinstance(encoded_inputs, (list, tuple))
+        and encoded_inputs
+        and isinstance(encoded_inputs[0], Mapping)
+    ):
+        keys = list(encoded_inputs[0].keys())
+        for index, example in enumerate(encoded_inputs):
+            if not isinstance(example, Mapping):
+                raise ValueError(
+                    f"pad(): encoded_inputs[{index}] is a {type(example).__name__}, not an encoding (a dict)"
+                )
+            missing = [k for k in keys if k not in example]
+            if missing:
+                raise ValueError(
+                    f"pad(): encoded_inputs[{index}] has no {missing[0]!r}, which encoded_inputs[0] has"
+                )
+        encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in keys}
+    if not isinstance(encoded_inputs, Mapping):
+        raise ValueError(
+            "pad() takes an encoding (a dict / BatchEncoding) or a list of encodings, "
+            f"got {type(encoded_inputs).__name__}"
+        )
+    if main not in encoded_inputs:
+        raise ValueError(
+            "You should supply an encoding or a list of encodings to this method "
+            f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
+        )
+    return dict(encoded_inputs)
+
+
+def _tensors_to_lists(inputs: dict[str, Any], main: str) -> tuple[dict[str, Any], str | None]:
+    """Torch tensors or numpy arrays → python lists, and the tensor type they came as (None for lists)."""
+    required = inputs[main]
+    first = required[0]
+    if isinstance(first, (list, tuple)):
+        first = next((row[0] for row in required if len(row) != 0), first)
+    if isinstance(first, (int, list, tuple)):
+        return inputs, None
+    kind = type(first).__module__.split(".")[0]
+    tensor_type = None
+    if kind == "torch" or (isinstance(required, list) and type(required[0]).__module__.startswith("torch")):
+        tensor_type = "pt"
+    elif kind == "numpy":
+        tensor_type = "np"
+    return {k: _to_py(v) for k, v in inputs.items()}, tensor_type
 
 
 def _is_jsonable(value: Any) -> bool:

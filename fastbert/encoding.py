@@ -1,0 +1,264 @@
+"""``BatchEncoding``: what a tokenizer call returns, with transformers' ``BatchEncoding`` API.
+
+A dict of model inputs (``input_ids``, ``token_type_ids``, ``attention_mask``, ...) with attribute access,
+``.to(device)``, conversion to torch tensors or numpy arrays, and, when it comes from the ``tokenizers``
+backend, the per-sequence ``tokenizers.Encoding`` objects and their alignment helpers (``word_ids``,
+``sequence_ids``, ``char_to_token``, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BatchEncoding", "CharSpan", "TokenSpan"]
+
+
+class CharSpan(NamedTuple):
+    start: int
+    end: int
+
+
+class TokenSpan(NamedTuple):
+    start: int
+    end: int
+
+
+def _enum_value(x: Any) -> Any:
+    """transformers' PaddingStrategy / TruncationStrategy / TensorType enums → their string value."""
+    value = getattr(x, "value", None)
+    return value if isinstance(value, str) else x
+
+
+class BatchEncoding(dict):
+    """What a tokenizer call returns: a dict of model inputs (``input_ids``, ``token_type_ids``,
+    ``attention_mask``, ...) with attribute access, ``.to(device)`` and, when it comes from the ``tokenizers``
+    backend, the per-sequence ``encodings`` and their alignment helpers."""
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        encoding: Any = None,
+        tensor_type: str | None = None,
+        prepend_batch_axis: bool = False,
+        n_sequences: int | None = None,
+    ):
+        super().__init__(data or {})
+        if encoding is not None and not isinstance(encoding, (list, tuple)):
+            encoding = [encoding]
+        self._encodings = list(encoding) if encoding is not None else None
+        if n_sequences is None and self._encodings:
+            n_sequences = self._encodings[0].n_sequences
+        self._n_sequences = n_sequences
+        self.convert_to_tensors(tensor_type=tensor_type, prepend_batch_axis=prepend_batch_axis)
+
+    # dict access ---------------------------------------------------------------------------------------------
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, str):
+            return dict.__getitem__(self, item)
+        if isinstance(item, int):
+            if self._encodings is None:
+                raise KeyError("Indexing with integers is not available when using Python based tokenizers")
+            return self._encodings[item]
+        if isinstance(item, slice):
+            return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
+        raise KeyError(
+            "Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices."
+        )
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__") or item in ("_encodings", "_n_sequences"):
+            raise AttributeError(item)
+        try:
+            return dict.__getitem__(self, item)
+        except KeyError:
+            raise AttributeError(f"'BatchEncoding' object has no attribute {item!r}") from None
+
+    def __getstate__(self) -> dict:
+        return {"data": dict(self), "encodings": self._encodings, "n_sequences": self._n_sequences}
+
+    def __setstate__(self, state: dict) -> None:
+        self.update(state.get("data", {}))
+        self._encodings = state.get("encodings")
+        self._n_sequences = state.get("n_sequences")
+
+    def __reduce__(self):
+        return (self.__class__, (), self.__getstate__())
+
+    def __copy__(self) -> BatchEncoding:
+        new = BatchEncoding(dict(self), self._encodings, n_sequences=self._n_sequences)
+        return new
+
+    def __deepcopy__(self, memo: dict) -> BatchEncoding:
+        return BatchEncoding(
+            copy.deepcopy(dict(self), memo),
+            copy.deepcopy(self._encodings, memo),
+            n_sequences=self._n_sequences,
+        )
+
+    @property
+    def data(self) -> BatchEncoding:
+        """The mapping itself (transformers' BatchEncoding is a UserDict with a ``data`` dict)."""
+        return self
+
+    @property
+    def encodings(self) -> list | None:
+        """The ``tokenizers.Encoding`` of each sequence (None when built by hand or by ``pad``)."""
+        return self._encodings
+
+    @property
+    def n_sequences(self) -> int | None:
+        """1 for single sentences, 2 for pairs; None when unknown."""
+        return self._n_sequences
+
+    @property
+    def is_fast(self) -> bool:
+        return self._encodings is not None
+
+    # alignment helpers --------------------------------------------------------------------------------------
+    def _encoding(self, batch_index: int, what: str) -> Any:
+        if not self._encodings:
+            raise ValueError(
+                f"{what}() is not available when the BatchEncoding has no encodings (built by hand or by pad)"
+            )
+        return self._encodings[batch_index]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        return self._encoding(batch_index, "tokens").tokens
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._encoding(batch_index, "sequence_ids").sequence_ids
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._encoding(batch_index, "word_ids").word_ids
+
+    def words(self, batch_index: int = 0) -> list[int | None]:
+        return self.word_ids(batch_index)
+
+    def _ask(
+        self, method: str, batch_or_index: int, index: int | None, *args: Any, from_end: bool = False
+    ) -> Any:
+        """``Encoding.<method>(index, *args)`` of one sequence: ``(index)`` is of sequence 0,
+        ``(batch_index, index)`` of another; with ``from_end``, a negative index counts from the end."""
+        batch, index = (batch_or_index, index) if index is not None else (0, batch_or_index)
+        encoding = self._encoding(batch, method)
+        if from_end and index < 0:
+            index += len(encoding)
+        return getattr(encoding, method)(index, *args)
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        return self._ask("token_to_sequence", batch_or_token_index, token_index, from_end=True)
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        return self._ask("token_to_word", batch_or_token_index, token_index, from_end=True)
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        span = self._ask("token_to_chars", batch_or_token_index, token_index)
+        return CharSpan(*span) if span is not None else None
+
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        return self._ask("char_to_token", batch_or_char_index, char_index, sequence_index)
+
+    def char_to_word(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        return self._ask("char_to_word", batch_or_char_index, char_index, sequence_index)
+
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> TokenSpan | None:
+        span = self._ask("word_to_tokens", batch_or_word_index, word_index, sequence_index)
+        return TokenSpan(*span) if span is not None else None
+
+    def word_to_chars(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> CharSpan | None:
+        span = self._ask("word_to_chars", batch_or_word_index, word_index, sequence_index)
+        return CharSpan(*span) if span is not None else None
+
+    # tensors ------------------------------------------------------------------------------------------------
+    def convert_to_tensors(
+        self, tensor_type: str | None = None, prepend_batch_axis: bool = False
+    ) -> BatchEncoding:
+        """Turn the python lists into torch tensors (``"pt"``) or numpy arrays (``"np"``), in place."""
+        tensor_type = _enum_value(tensor_type)
+        if tensor_type is None:
+            return self
+        tensor_class, as_tensor = _converter(tensor_type)
+        for key in list(self.keys()):
+            value = dict.__getitem__(self, key)
+            if prepend_batch_axis:
+                value = [value]
+            if isinstance(value, tensor_class):
+                continue
+            try:
+                tensor = as_tensor(value)
+            except Exception as e:
+                raise _tensor_error(key) from e
+            if tensor_type == "np" and tensor.dtype == object:
+                raise ValueError(
+                    "Unable to create tensor, you should probably activate truncation and/or padding with "
+                    f"'padding=True' 'truncation=True' to have batched tensors with the same length (`{key}`)."
+                )
+            dict.__setitem__(self, key, tensor)
+        return self
+
+    def to(self, device: Any, non_blocking: bool = False) -> BatchEncoding:
+        """Move every tensor to ``device`` (a str, int or ``torch.device``), in place; returns ``self``."""
+        import torch
+
+        if isinstance(device, (str, int, torch.device)):
+            for key in list(self.keys()):
+                value = dict.__getitem__(self, key)
+                if isinstance(value, torch.Tensor):
+                    dict.__setitem__(self, key, value.to(device=device, non_blocking=non_blocking))
+        else:
+            logger.warning(f"Attempting to cast a BatchEncoding to type {device!s}. This is not supported.")
+        return self
+
+
+def _torch_tensor(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, list) and x and hasattr(x[0], "__array__") and not isinstance(x[0], list):
+        import numpy as np
+
+        return torch.from_numpy(np.array(x))
+    if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
+        return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
+    return torch.tensor(x)
+
+
+def _converter(tensor_type: str) -> tuple[type, Callable[[Any], Any]]:
+    """The tensor class of ``tensor_type`` and the function that makes one from python lists."""
+    if tensor_type == "pt":
+        import torch
+
+        return torch.Tensor, _torch_tensor
+    if tensor_type == "np":
+        import numpy as np
+
+        return np.ndarray, np.asarray
+    raise ValueError(
+        f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
+    )
+
+
+def _tensor_error(key: str) -> ValueError:
+    if key == "overflowing_tokens":
+        return ValueError(
+            "Unable to create tensor returning overflowing tokens of different lengths. "
+            "Please see if a fast version of this tokenizer is available to have this feature available."
+        )
+    return ValueError(
+        "Unable to create tensor, you should probably activate truncation and/or padding with "
+        "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
+        f"features (`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is "
+        "expected)."
+    )
