@@ -132,18 +132,31 @@ class _Flush:
         self.buffer.zero_()
 
 
-def resolve_groups(opts: BenchOptions, device: str) -> list[Group]:
-    """The suite's groups with the options' replacements (and ``--tiny``) applied."""
+def resolve_groups(
+    opts: BenchOptions, device: str, registry: dict[str, Provider] | None = None
+) -> list[Group]:
+    """The suite's groups with the options' replacements (and ``--tiny``) applied. ``providers`` replaces
+    the providers of the groups of their kind (a group left with none is dropped); ``models``, ``tasks``
+    and ``shapes`` apply to the tensor groups, ``dtypes`` to all."""
+    registry = registry or PROVIDERS
     groups = list(opts.groups) if opts.groups is not None else suite_groups(opts.suite, device)
     if opts.tiny:
         groups = [tiny(g) for g in groups]
+    for p in opts.providers or ():
+        if p not in registry:
+            raise ValueError(f"unknown provider {p!r}; known: {', '.join(registry)}")
     out = []
     for g in groups:
         changes: dict[str, Any] = {}
-        for name in ("models", "tasks", "shapes", "dtypes", "providers"):
+        names = ("dtypes",) if g.kind == "sentences" else ("models", "tasks", "shapes", "dtypes")
+        for name in names:
             value = getattr(opts, name)
             if value:
                 changes[name] = tuple(value)
+        if opts.providers:
+            changes["providers"] = tuple(p for p in opts.providers if registry[p].kind == g.kind)
+            if not changes["providers"]:
+                continue
         g = replace(g, **changes)
         for s in g.shapes:
             parse_shape(s)  # a bad shape fails before anything loads
@@ -163,7 +176,7 @@ class Runner:
         if opts.threads:
             torch.set_num_threads(opts.threads)
         self.registry = {**PROVIDERS, **opts.extra_providers}
-        self.groups = resolve_groups(opts, self.device)
+        self.groups = resolve_groups(opts, self.device, self.registry)
         for g in self.groups:
             for p in g.providers:
                 if p not in self.registry:
