@@ -207,7 +207,10 @@ def _ordered(values: Iterable[Any]) -> list[Any]:
 def group_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
     """Per group: (group name, markdown pivot table, lines of skipped / wrong providers)."""
     out = []
-    for group in _ordered(r["group"] for r in rows):
+    groups = _ordered(r["group"] for r in rows)
+    order = list(GROUP_TITLES)
+    groups.sort(key=lambda g: order.index(g) if g in order else len(order))
+    for group in groups:
         rs = [r for r in rows if r["group"] == group]
         measured = [r for r in rs if r["status"] != "skipped" or r.get("shape")]
         providers = _ordered(r["provider"] for r in rs if r["status"] != "skipped")
