@@ -179,10 +179,10 @@ def test_build_failure_is_reported_not_fatal():
 
 def test_missing_providers_are_listed_with_their_pip_command():
     missing = _fake("ghost", unavailable=lambda d, t: _needs(("no_such_module_xyz", "no-such-package")))
-    rows = _run(["hf-sdpa", "ghost", "fastbert-triton"], {"ghost": missing})
+    rows = _run(["hf-sdpa", "ghost", "fastbert-triton-graphs"], {"ghost": missing})
     (ghost,) = _by(rows, "ghost")
     assert ghost["status"] == "skipped" and "pip install no-such-package" in ghost["note"]
-    assert _by(rows, "fastbert-triton")[0]["note"] == "needs a CUDA GPU"
+    assert _by(rows, "fastbert-triton-graphs")[0]["note"] == "needs a CUDA GPU"
     notes = report.group_tables(rows)[0][2]
     assert any("ghost" in n and "pip install no-such-package" in n for n in notes)
 

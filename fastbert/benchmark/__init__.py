@@ -8,61 +8,54 @@ ONNX Runtime, OpenVINO and sentence-transformers, on the same weights and inputs
 - :mod:`~fastbert.benchmark.run`: the parity gate and the row loop (``rows.jsonl`` as measured);
 - :mod:`~fastbert.benchmark.report`: tables (:func:`format_table`), JSON/CSV/TABLE.md/PNG, README tables;
 - :mod:`~fastbert.benchmark.cli`: argparse glue.
+
+The names below are imported lazily (``import fastbert.benchmark`` imports nothing but this table), so
+``python -m fastbert.benchmark.report`` and ``fastbert check`` (which uses :func:`format_table`) stay light.
 """
 
-from fastbert.benchmark.cli import add_cli_arguments, cli_main
-from fastbert.benchmark.providers import PROVIDERS, BuildContext, Provider
-from fastbert.benchmark.report import ENV_FIELDS, ROW_FIELDS, format_table, markdown_table, read_rows
-from fastbert.benchmark.run import SCHEMA, BenchOptions, default_device, environment, run_benchmark
-from fastbert.benchmark.suites import SUITE_NAMES, Group, suite_groups
-from fastbert.benchmark.timing import Budget, BudgetSpent, interleave
-from fastbert.benchmark.workloads import (
-    DTYPES,
-    MODEL_CONFIGS,
-    TASKS,
-    Shape,
-    hf_config,
-    hf_variant,
-    load_source_model,
-    make_inputs,
-    model_flops,
-    output_mask,
-    parse_shape,
-    task_output,
-)
+import importlib
 
-__all__ = [
-    "BenchOptions",
-    "Budget",
-    "BudgetSpent",
-    "BuildContext",
-    "DTYPES",
-    "ENV_FIELDS",
-    "Group",
-    "MODEL_CONFIGS",
-    "PROVIDERS",
-    "Provider",
-    "ROW_FIELDS",
-    "SCHEMA",
-    "SUITE_NAMES",
-    "Shape",
-    "TASKS",
-    "add_cli_arguments",
-    "cli_main",
-    "default_device",
-    "environment",
-    "format_table",
-    "hf_config",
-    "hf_variant",
-    "interleave",
-    "load_source_model",
-    "make_inputs",
-    "markdown_table",
-    "model_flops",
-    "output_mask",
-    "parse_shape",
-    "read_rows",
-    "run_benchmark",
-    "suite_groups",
-    "task_output",
-]
+_LAZY: dict[str, str] = {
+    "add_cli_arguments": "fastbert.benchmark.cli",
+    "cli_main": "fastbert.benchmark.cli",
+    "PROVIDERS": "fastbert.benchmark.providers",
+    "BuildContext": "fastbert.benchmark.providers",
+    "Provider": "fastbert.benchmark.providers",
+    "ENV_FIELDS": "fastbert.benchmark.report",
+    "ROW_FIELDS": "fastbert.benchmark.report",
+    "format_table": "fastbert.benchmark.report",
+    "markdown_table": "fastbert.benchmark.report",
+    "read_rows": "fastbert.benchmark.report",
+    "SCHEMA": "fastbert.benchmark.run",
+    "BenchOptions": "fastbert.benchmark.run",
+    "default_device": "fastbert.benchmark.run",
+    "environment": "fastbert.benchmark.run",
+    "run_benchmark": "fastbert.benchmark.run",
+    "SUITE_NAMES": "fastbert.benchmark.suites",
+    "Group": "fastbert.benchmark.suites",
+    "suite_groups": "fastbert.benchmark.suites",
+    "Budget": "fastbert.benchmark.timing",
+    "BudgetSpent": "fastbert.benchmark.timing",
+    "interleave": "fastbert.benchmark.timing",
+    "DTYPES": "fastbert.benchmark.workloads",
+    "MODEL_CONFIGS": "fastbert.benchmark.workloads",
+    "TASKS": "fastbert.benchmark.workloads",
+    "Shape": "fastbert.benchmark.workloads",
+    "hf_config": "fastbert.benchmark.workloads",
+    "hf_variant": "fastbert.benchmark.workloads",
+    "load_source_model": "fastbert.benchmark.workloads",
+    "make_inputs": "fastbert.benchmark.workloads",
+    "model_flops": "fastbert.benchmark.workloads",
+    "output_mask": "fastbert.benchmark.workloads",
+    "parse_shape": "fastbert.benchmark.workloads",
+    "task_output": "fastbert.benchmark.workloads",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fastbert.benchmark' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

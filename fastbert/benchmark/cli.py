@@ -79,6 +79,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="accepted for older scripts; rows print as they end"
     )
+    parser.add_argument("--no-plots", action="store_true", help="no PNG")
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
 
 
@@ -116,6 +117,7 @@ def options_from_args(args: argparse.Namespace):
         flush_l2=args.flush_l2,
         compile_dynamic={"auto": None, "true": True, "false": False}[args.compile_dynamic],
         out=args.out,
+        plots=not args.no_plots,
         command=command_line(),
     )
 

@@ -96,10 +96,18 @@ def _fastbert_sdpa_missing(device: str, dtype: torch.dtype) -> str | None:
     return _transformers_missing(device, dtype)  # fastbert converts transformers' model of the row
 
 
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def _triton_missing(device: str, dtype: torch.dtype) -> str | None:
-    if not _cuda(device):
-        return "needs a CUDA GPU"
+    if not _cuda(device) and not _interpreted():  # the interpreter runs the kernels on CPU tensors (dry runs)
+        return "needs a CUDA GPU (or TRITON_INTERPRET=1 for a dry run)"
     return _needs(("triton", "triton"), ("transformers", "transformers"))
+
+
+def _graphs_missing(device: str, dtype: torch.dtype) -> str | None:
+    return "needs a CUDA GPU" if not _cuda(device) else _triton_missing(device, dtype)
 
 
 def _varlen_missing(device: str, dtype: torch.dtype) -> str | None:
@@ -420,7 +428,7 @@ PROVIDERS: dict[str, Provider] = {
             "fastbert-triton-graphs",
             "fastbert 'triton' replayed through CUDA graphs (model.cuda_graphs())",
             _build_fastbert("triton", graphs=True),
-            _triton_missing,
+            _graphs_missing,
         ),
         Provider(
             "fastbert-sdpa",

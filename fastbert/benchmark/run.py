@@ -69,6 +69,7 @@ class BenchOptions:
     flush_l2: bool = False
     compile_dynamic: bool | None = False  # torch.compile(dynamic=...): a graph per shape
     out: str | None = None
+    plots: bool = True
     command: str = ""
     extra_providers: dict[str, Provider] = field(default_factory=dict)  # for tests
 
@@ -142,6 +143,8 @@ def resolve_groups(
     groups = list(opts.groups) if opts.groups is not None else suite_groups(opts.suite, device)
     if opts.tiny:
         groups = [tiny(g) for g in groups]
+        if not str(device).startswith("cuda"):  # Triton's interpreter computes bf16 tl.dot wrongly
+            groups = [replace(g, dtypes=("fp32",)) for g in groups]
     for p in opts.providers or ():
         if p not in registry:
             raise ValueError(f"unknown provider {p!r}; known: {', '.join(registry)}")
@@ -598,7 +601,7 @@ def run_benchmark(opts: BenchOptions, log: Callable[[str], None] | None = None) 
     runner = Runner(opts, log=log)
     result = runner.run()
     if opts.out:
-        report.write_outputs(result, opts.out)
+        report.write_outputs(result, opts.out, plots=opts.plots)
     return result
 
 
