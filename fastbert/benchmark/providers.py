@@ -357,8 +357,11 @@ def _build_openvino(int8: bool) -> Callable[[BuildContext], RunFn]:
         core = ov.Core()
         model = core.read_model(export_onnx(ctx))
         if int8:  # data-free: int8 weights, fp32 activations (no calibration set)
+            import logging
+
             import nncf
 
+            nncf.set_log_level(logging.ERROR)  # no statistics table or progress bar in the bench log
             model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
         config = {
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
