@@ -342,3 +342,32 @@ def test_suites():
         fb.suite_groups("nope", "cpu")
     with pytest.raises(ValueError, match="unknown provider"):
         _run(["hf-sdpa", "nope"], {})
+
+
+def test_cli_options_and_overrides():
+    import argparse
+
+    from fastbert.benchmark.cli import options_from_args
+    from fastbert.benchmark.run import resolve_groups
+
+    parser = argparse.ArgumentParser()
+    fb.add_cli_arguments(parser)
+    quick = options_from_args(parser.parse_args(["--quick", "--device", "cpu"]))
+    assert quick.suite == "quick" and quick.time_budget_s == 45
+    assert options_from_args(parser.parse_args(["--quick", "--time-budget", "9"])).time_budget_s == 9
+    cpu = options_from_args(parser.parse_args(["--suite", "cpu", "--max-time", "30"]))
+    assert (
+        cpu.device == "cpu" and cpu.threads == 2 and cpu.time_budget_s == 30 and cpu.compile_dynamic is False
+    )
+    # --providers keeps the groups of their kind; sentence groups keep their own model
+    only = resolve_groups(
+        fb.BenchOptions(suite="cpu", providers=["hf-sdpa", "st-torch"], models=["tiny"]), "cpu"
+    )
+    assert {g.name: g.providers for g in only}["sentences"] == ("st-torch",)
+    assert {g.name: g.models for g in only}["sentences"] == ("minilm",)
+    assert all(g.providers == ("hf-sdpa",) for g in only if g.kind == "tensor")
+    assert not resolve_groups(fb.BenchOptions(suite="cpu", providers=["st-torch"]), "cpu")[0].kind == "tensor"
+    # --tiny off CUDA: fp32 (Triton's interpreter computes bf16 tl.dot wrongly)
+    dry = resolve_groups(fb.BenchOptions(suite="gpu-e2e", tiny=True), "cpu")
+    assert all(g.dtypes == ("fp32",) for g in dry) and dry[0].models == ("tiny",)
+    assert resolve_groups(fb.BenchOptions(suite="gpu-e2e"), "cuda")[0].dtypes == ("bf16",)
