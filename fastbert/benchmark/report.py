@@ -225,7 +225,7 @@ def group_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[st
         head = ["model", "task", "dtype", "shape", "real tokens"] + providers
         body = [list(k) + [result_cell(cells.get((*k, p))) for p in providers] for k in keys]
         notes = _ordered(
-            f"`{r['provider']}` ({r['dtype']}): {r['status']}: {r['note']}"
+            f"`{r['provider']}` ({r['model']} {r['dtype']}): {r['status']}: {r['note']}"
             for r in rs
             if r["status"] in ("skipped", "wrong", "error") and r.get("note")
         )
