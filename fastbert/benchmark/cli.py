@@ -1,0 +1,164 @@
+"""``fastbert bench``: argparse glue over :mod:`fastbert.benchmark.run`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastbert.benchmark.suites import SUITE_NAMES
+
+#: Per suite: threads, warm-up rounds, most rounds, fewest rounds, seconds of timed rounds per row.
+SUITE_DEFAULTS = {
+    "quick": dict(threads=None, warmup=1, rounds=15, min_rounds=5, target_s=1.5),
+    "cpu": dict(threads=2, warmup=0, rounds=20, min_rounds=5, target_s=3.0),
+    "gpu-e2e": dict(threads=None, warmup=3, rounds=50, min_rounds=10, target_s=1.0),
+    "gpu-compile": dict(threads=None, warmup=3, rounds=50, min_rounds=10, target_s=1.0),
+}
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``fastbert bench``."""
+    parser.add_argument(
+        "--suite",
+        choices=SUITE_NAMES,
+        default=None,
+        help="quick (default): fastbert vs transformers sdpa on MiniLM, two rows; cpu: the full CPU suite "
+        "(rivals, sentence-transformers, scaling, host overhead); gpu-e2e, gpu-compile: the GPU check's rows",
+    )
+    parser.add_argument("--quick", action="store_true", help="the same as --suite quick")
+    parser.add_argument("--tiny", action="store_true", help="tiny configs and shapes: a dry run in seconds")
+    parser.add_argument(
+        "--out", help="folder for rows.jsonl (written row by row), bench.json/csv, TABLE.md, PNG"
+    )
+    parser.add_argument(
+        "--time-budget",
+        "--max-time",
+        dest="time_budget",
+        type=float,
+        help="seconds for the whole run, enforced inside rows (a row that would overrun is cut and marked); "
+        "--quick: 45 on the CPU, 160 on CUDA unless given",
+    )
+    parser.add_argument(
+        "--models", type=_csv_list, help="replace the suite's models (bert-base, minilm, tiny, a folder)"
+    )
+    parser.add_argument("--tasks", type=_csv_list, help="replace the suite's tasks (model, mlm, embed)")
+    parser.add_argument(
+        "--shapes", type=_csv_list, help="replace the suite's shapes: 8x128, 16x128p75, 32xskewed8-256, ..."
+    )
+    parser.add_argument("--dtypes", type=_csv_list, help="replace the suite's dtypes (fp32, fp16, bf16)")
+    parser.add_argument(
+        "--providers", type=_csv_list, help="replace the suite's providers (see --list-providers)"
+    )
+    parser.add_argument(
+        "--list-providers", action="store_true", help="list the providers and whether they run here"
+    )
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: 2 for --suite cpu)")
+    parser.add_argument(
+        "--warmup", type=int, help="untimed warm-up rounds after the parity gate's two calls (cpu suite: 0)"
+    )
+    parser.add_argument("--rounds", type=int, help="most timed rounds per row")
+    parser.add_argument(
+        "--min-rounds", type=int, help="fewest timed rounds per row (unless the budget cuts it)"
+    )
+    parser.add_argument("--target-time", type=float, help="seconds of timed rounds aimed for per row")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    parser.add_argument(
+        "--flush-l2", action="store_true", help="overwrite a buffer larger than the L2 before each call"
+    )
+    parser.add_argument(
+        "--compile-dynamic",
+        choices=("auto", "true", "false"),
+        default="false",
+        help="torch.compile(dynamic=...): false (default) compiles a graph per shape, torch.compile's best case",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="accepted for older scripts; rows print as they end"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="no PNG")
+    parser.add_argument("--quiet", action="store_true", help="print only the final table")
+
+
+#: ``--quick``'s own time budget when none is given (seconds; on CUDA the first calls compile kernels):
+#: a row that would overrun is cut and marked, so the whole command ends within a minute on the CPU.
+QUICK_BUDGET_S = {"cpu": 45.0, "cuda": 160.0}
+
+
+def options_from_args(args: argparse.Namespace):
+    """The :class:`~fastbert.benchmark.run.BenchOptions` of parsed arguments."""
+    from fastbert.benchmark.run import BenchOptions, command_line, default_device
+
+    suite = "quick" if args.quick else (args.suite or "quick")
+    d = SUITE_DEFAULTS[suite]
+    budget = args.time_budget
+    if budget is None and suite == "quick":
+        budget = QUICK_BUDGET_S["cuda" if (args.device or default_device()).startswith("cuda") else "cpu"]
+    pick = lambda value, key: d[key] if value is None else value
+    return BenchOptions(
+        suite=suite,
+        device=args.device or ("cpu" if suite == "cpu" else None),
+        threads=pick(args.threads, "threads"),
+        tiny=args.tiny,
+        models=args.models,
+        tasks=args.tasks,
+        shapes=args.shapes,
+        dtypes=args.dtypes,
+        providers=args.providers,
+        warmup=pick(args.warmup, "warmup"),
+        rounds=pick(args.rounds, "rounds"),
+        min_rounds=pick(args.min_rounds, "min_rounds"),
+        target_s=pick(args.target_time, "target_s"),
+        time_budget_s=budget,
+        seed=args.seed,
+        flush_l2=args.flush_l2,
+        compile_dynamic={"auto": None, "true": True, "false": False}[args.compile_dynamic],
+        out=args.out,
+        plots=not args.no_plots,
+        command=command_line(),
+    )
+
+
+def list_providers(device: str) -> str:
+    """One line per provider: name, description, and whether it runs here (or the pip command)."""
+    import torch
+
+    from fastbert.benchmark.providers import PROVIDERS
+    from fastbert.benchmark.report import format_table
+
+    rows = []
+    for name, p in PROVIDERS.items():
+        reasons = {
+            d: p.unavailable(device, dt) for d, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+        }
+        state = "runs" if not any(reasons.values()) else "; ".join(sorted({r for r in reasons.values() if r}))
+        if reasons["fp32"] is None and reasons["bf16"]:
+            state = f"fp32 only ({reasons['bf16']})"
+        rows.append((name, p.kind, state, p.description))
+    return format_table(["provider", "kind", f"on {device}", "what"], rows)
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """``fastbert bench``: runs a suite, prints the table; 1 when a fastbert row is wrong or failed."""
+    from fastbert.benchmark import report
+    from fastbert.benchmark.run import default_device, run_benchmark
+
+    opts = options_from_args(args)
+    if args.list_providers:
+        print(list_providers(opts.device or default_device()))
+        return 0
+    result = run_benchmark(opts, log=(lambda s: None) if args.quiet else None)
+    print()
+    print(report.summary_markdown(result["rows"], opts.command))
+    print(f"wall time {result['meta']['wall_s']} s" + (f"; wrote {opts.out}" if opts.out else ""))
+    bad = [
+        r
+        for r in result["rows"]
+        if r["status"] in ("wrong", "error") and r["provider"].startswith(("fastbert", "st-fastbert"))
+    ]
+    for r in bad:
+        print(f"fastbert bench: {r['provider']} {r['shape']}: {r['status']}: {r['note']}", file=sys.stderr)
+    return 1 if bad else 0

@@ -1,0 +1,534 @@
+"""Providers: the ways a row can be run (fastbert's backends, transformers, torch.compile, ONNX Runtime,
+OpenVINO, sentence-transformers). Each says whether it can run here (and the ``pip install`` that
+would make it run), builds a callable once per model x task x dtype, and that callable runs a batch.
+
+Two kinds: ``tensor`` providers take the tokenizer's tensors (``input_ids``, ``token_type_ids``,
+``attention_mask``) and return the task's output tensor; ``sentences`` providers (sentence-transformers)
+take a list of strings and return one embedding per string.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from fastbert.benchmark.workloads import Shape, fastbert_model, hf_variant, make_inputs, task_output
+
+RunFn = Callable[[Any], torch.Tensor]
+
+
+@dataclass
+class BuildContext:
+    """What a provider needs to build its callable. ``source``: transformers' fp32 model of the row
+    (``tensor`` providers); ``st_folder``/``batch_size``: the sentence-transformers model and batch size
+    (``sentences`` providers); ``cache``: shared by the providers of one model x task (an ONNX export)."""
+
+    task: str
+    dtype: torch.dtype
+    device: str
+    source: Any = None
+    max_batch: int = 1
+    max_seqlen: int = 128
+    compile_dynamic: bool | None = None
+    st_folder: str | None = None
+    batch_size: int = 32
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Provider:
+    """A way to run a row. ``unavailable(device, dtype)`` says why it cannot run here (None: it can);
+    ``build(ctx)`` returns the callable. ``quantized`` rivals are judged by cosine similarity."""
+
+    name: str
+    description: str
+    build: Callable[[BuildContext], RunFn]
+    unavailable: Callable[[str, torch.dtype], str | None] = lambda device, dtype: None
+    quantized: bool = False
+    kind: str = "tensor"
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
+# --------------------------------------------------------------------------------------------------
+# availability
+# --------------------------------------------------------------------------------------------------
+
+
+def _needs(*modules_and_pip: tuple[str, str]) -> str | None:
+    for module, pip in modules_and_pip:
+        if not _has_module(module):
+            return f"{module} is not installed (pip install {pip})"
+    return None
+
+
+def _transformers_missing(device: str, dtype: torch.dtype) -> str | None:
+    return _needs(("transformers", "transformers"))
+
+
+def _fastbert_sdpa_missing(device: str, dtype: torch.dtype) -> str | None:
+    return _transformers_missing(device, dtype)  # fastbert converts transformers' model of the row
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _triton_missing(device: str, dtype: torch.dtype) -> str | None:
+    if not _cuda(device) and not _interpreted():  # the interpreter runs the kernels on CPU tensors (dry runs)
+        return "needs a CUDA GPU (or TRITON_INTERPRET=1 for a dry run)"
+    return _needs(("triton", "triton"), ("transformers", "transformers"))
+
+
+def _graphs_missing(device: str, dtype: torch.dtype) -> str | None:
+    return "needs a CUDA GPU" if not _cuda(device) else _triton_missing(device, dtype)
+
+
+def _varlen_missing(device: str, dtype: torch.dtype) -> str | None:
+    if not _cuda(device):
+        return "needs a CUDA GPU (torch's varlen flash attention)"
+    if not _has_module("torch.nn.attention.varlen"):
+        return f"torch {torch.__version__} has no torch.nn.attention.varlen (pip install 'torch>=2.10')"
+    return _transformers_missing(device, dtype)
+
+
+def _compile_missing(device: str, dtype: torch.dtype) -> str | None:
+    missing = _transformers_missing(device, dtype)
+    if missing:
+        return missing
+    if not _cuda(device) and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
+        return "torch.compile on CPU needs a C++ compiler (apt-get install g++)"
+    if _cuda(device) and not _has_module("triton"):
+        return "torch.compile on CUDA needs triton (pip install triton)"
+    return None
+
+
+def _fp32_cpu_only(device: str, dtype: torch.dtype) -> str | None:
+    if dtype != torch.float32:
+        return "benchmarked in fp32 only"
+    if _cuda(device):
+        return "benchmarked on the CPU only"
+    return None
+
+
+def _onnx_missing(device: str, dtype: torch.dtype) -> str | None:
+    missing = _needs(("onnxruntime", "onnxruntime onnx"), ("onnx", "onnx"), ("transformers", "transformers"))
+    if missing:
+        return missing
+    if dtype != torch.float32:
+        return "benchmarked in fp32 only"
+    if _cuda(device):
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
+    return None
+
+
+def _ort_rival_missing(device: str, dtype: torch.dtype) -> str | None:
+    return _onnx_missing(device, dtype) or _fp32_cpu_only(device, dtype)
+
+
+def _openvino_missing(device: str, dtype: torch.dtype) -> str | None:
+    return _needs(
+        ("openvino", "openvino onnx"), ("onnx", "onnx"), ("transformers", "transformers")
+    ) or _fp32_cpu_only(device, dtype)
+
+
+def _openvino_int8_missing(device: str, dtype: torch.dtype) -> str | None:
+    return _openvino_missing(device, dtype) or _needs(("nncf", "nncf"))
+
+
+def _st_missing(device: str, dtype: torch.dtype) -> str | None:
+    return _needs(("sentence_transformers", "sentence-transformers"))
+
+
+def _st_fastbert_missing(device: str, dtype: torch.dtype) -> str | None:
+    missing = _st_missing(device, dtype)
+    if missing:
+        return missing
+    import fastbert
+
+    try:
+        fastbert.accelerate  # noqa: B018 (lazy: imports the module)
+    except (AttributeError, ImportError):
+        return "fastbert.accelerate not available"
+    return None
+
+
+def _st_onnx_missing(device: str, dtype: torch.dtype) -> str | None:
+    return (
+        _st_missing(device, dtype)
+        or _needs(("optimum.onnxruntime", "'sentence-transformers[onnx]'"))
+        or (None if dtype == torch.float32 else "benchmarked in fp32 only")
+    )
+
+
+def _st_openvino_missing(device: str, dtype: torch.dtype) -> str | None:
+    return (
+        _st_missing(device, dtype)
+        or _needs(("optimum.intel", "'sentence-transformers[openvino]'"))
+        or _fp32_cpu_only(device, dtype)
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# builders
+# --------------------------------------------------------------------------------------------------
+
+
+def _wrap(model, task: str) -> RunFn:
+    def run(inputs):
+        return task_output(task, model(**inputs), inputs["attention_mask"])
+
+    return run
+
+
+def _build_hf(impl: str) -> Callable[[BuildContext], RunFn]:
+    def build(ctx: BuildContext) -> RunFn:
+        return _wrap(hf_variant(ctx.source, impl, ctx.dtype), ctx.task)
+
+    return build
+
+
+def _allow_recompiles() -> None:
+    """A graph per shape (``dynamic=False``): keep them all instead of falling back to eager."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), 64))
+
+
+def _build_hf_compile(mode: str | None) -> Callable[[BuildContext], RunFn]:
+    def build(ctx: BuildContext) -> RunFn:
+        model = hf_variant(ctx.source, "sdpa", ctx.dtype)
+        if ctx.compile_dynamic is False:
+            _allow_recompiles()
+        kwargs = {"mode": mode} if mode else {}
+        return _wrap(torch.compile(model, dynamic=ctx.compile_dynamic, **kwargs), ctx.task)
+
+    return build
+
+
+def _build_fastbert(
+    impl: str, graphs: bool = False, compiled: bool = False
+) -> Callable[[BuildContext], RunFn]:
+    def build(ctx: BuildContext) -> RunFn:
+        backend = ("triton" if _cuda(ctx.device) else "sdpa") if impl == "default" else impl
+        model = fastbert_model(ctx.source, backend, ctx.dtype)
+        if graphs:
+            max_seqlen = min(ctx.max_seqlen, model.config.max_position_embeddings)
+            model = model.cuda_graphs(max_batch=ctx.max_batch, max_seqlen=max_seqlen) or model
+        if compiled:
+            if ctx.compile_dynamic is False:
+                _allow_recompiles()
+            model = torch.compile(model, dynamic=ctx.compile_dynamic)
+        return _wrap(model, ctx.task)
+
+    return build
+
+
+_ONNX_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
+
+
+def export_onnx(ctx: BuildContext) -> str:
+    """transformers' fp32 eager model of the row (with the task's output) as ONNX, once per context."""
+    if "onnx" in ctx.cache:
+        return ctx.cache["onnx"]
+    model = hf_variant(ctx.source, "eager", torch.float32).cpu()
+    task = ctx.task
+
+    class _Export(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, token_type_ids, attention_mask):
+            inputs = dict(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+            return task_output(task, self.model(**inputs), attention_mask)
+
+    example = make_inputs(Shape(batch=2, seqlen=16), ctx.source.config.vocab_size, "cpu")
+    example["attention_mask"][0, 9:] = 0  # padded while traced: no all-ones shortcut in the graph
+    tmp = ctx.cache.setdefault("tmpdir", tempfile.mkdtemp(prefix="fastbert-bench-"))
+    path = os.path.join(tmp, "model.onnx")
+    axes = {n: {0: "batch", 1: "seq"} for n in _ONNX_INPUTS}
+    axes["output"] = {0: "batch"} if task == "embed" else {0: "batch", 1: "seq"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Export().eval(),
+            tuple(example[n] for n in _ONNX_INPUTS),
+            path,
+            input_names=_ONNX_INPUTS,
+            output_names=["output"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    ctx.cache["onnx"] = path
+    return path
+
+
+def _ort_session(path: str, device: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider"] if _cuda(device) else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(path, options, providers=providers)
+
+    def run(inputs):
+        feed = {n: inputs[n].cpu().numpy() for n in _ONNX_INPUTS}
+        return torch.from_numpy(session.run(None, feed)[0]).to(device)
+
+    return run
+
+
+def _build_ort(ctx: BuildContext) -> RunFn:
+    return _ort_session(export_onnx(ctx), ctx.device)
+
+
+def _ort_optimized_path(ctx: BuildContext) -> str:
+    if "onnx-optimized" in ctx.cache:
+        return ctx.cache["onnx-optimized"]
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = ctx.source.config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimized = optimize_model(
+            export_onnx(ctx),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+        )
+    path = os.path.join(ctx.cache["tmpdir"], "model-optimized.onnx")
+    optimized.save_model_to_file(path)
+    ctx.cache["onnx-optimized"] = path
+    return path
+
+
+def _build_ort_optimized(ctx: BuildContext) -> RunFn:
+    return _ort_session(_ort_optimized_path(ctx), ctx.device)
+
+
+def _build_ort_int8(ctx: BuildContext) -> RunFn:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = os.path.join(
+        ctx.cache.setdefault("tmpdir", tempfile.mkdtemp(prefix="fastbert-bench-")), "int8.onnx"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(export_onnx(ctx), path, weight_type=QuantType.QInt8)
+    return _ort_session(path, ctx.device)
+
+
+def _build_openvino(int8: bool) -> Callable[[BuildContext], RunFn]:
+    def build(ctx: BuildContext) -> RunFn:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(export_onnx(ctx))
+        if int8:  # data-free: int8 weights, fp32 activations (no calibration set)
+            import logging
+
+            import nncf
+
+            nncf.set_log_level(logging.ERROR)  # no statistics table or progress bar in the bench log
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        config = {
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "INFERENCE_PRECISION_HINT": "f32",  # else bf16 on CPUs that have it: not an fp32 row
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        compiled = core.compile_model(model, "CPU", config)
+        output = compiled.output(0)
+
+        def run(inputs):
+            feed = {n: inputs[n].cpu().numpy() for n in _ONNX_INPUTS}
+            return torch.from_numpy(compiled(feed)[output].copy())
+
+        return run
+
+    return build
+
+
+def _st_model(ctx: BuildContext, **kwargs):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(ctx.st_folder, device=ctx.device, **kwargs)
+    if not kwargs.get("backend"):
+        model = model.to(ctx.dtype)
+    return model.eval()
+
+
+def _encode(model, batch_size: int) -> RunFn:
+    def run(sentences):
+        with torch.inference_mode():
+            out = model.encode(
+                sentences, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False
+            )
+        return torch.as_tensor(out)
+
+    return run
+
+
+def _build_st(backend: str) -> Callable[[BuildContext], RunFn]:
+    def build(ctx: BuildContext) -> RunFn:
+        if backend == "fastbert":
+            import fastbert
+
+            model = fastbert.accelerate(_st_model(ctx))
+        elif backend == "torch":
+            model = _st_model(ctx)
+        else:
+            kwargs = {"backend": backend}
+            if backend == "openvino":
+                kwargs["model_kwargs"] = {"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}}
+            model = _st_model(ctx, **kwargs)
+        return _encode(model, ctx.batch_size)
+
+    return build
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in [
+        Provider(
+            "fastbert-triton",
+            "fastbert, attn_implementation='triton' (fused Triton kernels, packed tokens)",
+            _build_fastbert("triton"),
+            _triton_missing,
+        ),
+        Provider(
+            "fastbert-triton-graphs",
+            "fastbert 'triton' replayed through CUDA graphs (model.cuda_graphs())",
+            _build_fastbert("triton", graphs=True),
+            _graphs_missing,
+        ),
+        Provider(
+            "fastbert-sdpa",
+            "fastbert, attn_implementation='sdpa' (plain torch ops on packed tokens, padding removed once)",
+            _build_fastbert("sdpa"),
+            _fastbert_sdpa_missing,
+        ),
+        Provider(
+            "torch-varlen",
+            "packed tokens through torch's varlen flash attention (torch.nn.attention.varlen.varlen_attn), "
+            "plain torch ops elsewhere: fastbert's 'sdpa' path on CUDA, the strongest plain-PyTorch rival",
+            _build_fastbert("sdpa"),
+            _varlen_missing,
+        ),
+        Provider(
+            "fastbert-compile",
+            "torch.compile(fastbert) ('triton' on CUDA, 'sdpa' on the CPU)",
+            _build_fastbert("default", compiled=True),
+            _compile_missing,
+        ),
+        Provider(
+            "hf-eager", "transformers, attn_implementation='eager'", _build_hf("eager"), _transformers_missing
+        ),
+        Provider(
+            "hf-sdpa",
+            "transformers, attn_implementation='sdpa' (the baseline of every ratio)",
+            _build_hf("sdpa"),
+            _transformers_missing,
+        ),
+        Provider(
+            "hf-compile", "torch.compile(transformers' sdpa model)", _build_hf_compile(None), _compile_missing
+        ),
+        Provider(
+            "hf-compile-max-autotune",
+            "torch.compile(transformers' sdpa model, mode='max-autotune-no-cudagraphs')",
+            _build_hf_compile("max-autotune-no-cudagraphs"),
+            _compile_missing,
+        ),
+        Provider(
+            "onnxruntime",
+            "ONNX Runtime session of transformers' model exported to ONNX (fp32, no graph optimizer)",
+            _build_ort,
+            _onnx_missing,
+        ),
+        Provider(
+            "ort-optimized",
+            "ONNX Runtime fp32 after its BERT optimizer (onnxruntime.transformers.optimizer, fused ops)",
+            _build_ort_optimized,
+            _ort_rival_missing,
+        ),
+        Provider(
+            "ort-int8",
+            "ONNX Runtime dynamic int8 (onnxruntime.quantization.quantize_dynamic of the fp32 export)",
+            _build_ort_int8,
+            _ort_rival_missing,
+            quantized=True,
+        ),
+        Provider(
+            "openvino",
+            "OpenVINO fp32 (the ONNX export read by openvino, INFERENCE_PRECISION_HINT=f32)",
+            _build_openvino(int8=False),
+            _openvino_missing,
+        ),
+        Provider(
+            "openvino-int8",
+            "OpenVINO with int8 weights (nncf.compress_weights, data-free: no calibration set)",
+            _build_openvino(int8=True),
+            _openvino_int8_missing,
+            quantized=True,
+        ),
+        Provider(
+            "st-torch",
+            "sentence-transformers encode(), its torch backend (the baseline of the sentence rows)",
+            _build_st("torch"),
+            _st_missing,
+            kind="sentences",
+        ),
+        Provider(
+            "st-fastbert",
+            "fastbert.accelerate(SentenceTransformer(...)).encode()",
+            _build_st("fastbert"),
+            _st_fastbert_missing,
+            kind="sentences",
+        ),
+        Provider(
+            "st-onnx",
+            "sentence-transformers encode() with backend='onnx'",
+            _build_st("onnx"),
+            _st_onnx_missing,
+            kind="sentences",
+        ),
+        Provider(
+            "st-openvino",
+            "sentence-transformers encode() with backend='openvino'",
+            _build_st("openvino"),
+            _st_openvino_missing,
+            kind="sentences",
+        ),
+    ]
+}

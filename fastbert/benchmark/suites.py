@@ -1,0 +1,123 @@
+"""The suites of ``fastbert bench``: each a list of row groups (models x tasks x dtypes x shapes, with the
+providers measured together in every row of the group).
+
+- ``quick``: fastbert against transformers ``sdpa`` on the embedded MiniLM, one shape without padding
+  and one variable-length batch: the answer a new user wants, in well under a minute on two cores.
+- ``cpu``: the full CPU suite: MiniLM and BERT-base against transformers, torch.compile, ONNX Runtime
+  (plain, BERT-optimized, dynamic int8) and OpenVINO (fp32, int8 weights); sentence-transformers
+  ``encode`` on a 2,000-sentence corpus; the scaling rows (batch size, padding fraction) of the PNG;
+  the host-overhead rows (a 12-layer, hidden-32 BERT).
+- ``gpu-e2e``: BERT-base bf16 against transformers ``sdpa`` and torch's varlen flash attention on
+  packed tokens; the host-overhead rows on the GPU.
+- ``gpu-compile``: torch.compile of transformers and of fastbert, CUDA graphs at 1 x 128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Group:
+    """Rows measured with the same providers, interleaved inside each row."""
+
+    name: str
+    models: tuple[str, ...]
+    shapes: tuple[str, ...]
+    providers: tuple[str, ...]
+    tasks: tuple[str, ...] = ("model",)
+    dtypes: tuple[str, ...] = ("fp32",)
+    baseline: str = "hf-sdpa"
+    kind: str = "tensor"  # "sentences": sentence-transformers encode over a corpus
+    corpus: int = 2000  # sentences (kind "sentences")
+    corpus_lengths: tuple[int, int] = (5, 300)  # words per sentence, skewed
+    batch_size: int = 32  # encode(batch_size=...) (kind "sentences")
+    first_call_limit_s: float | None = None  # a provider whose first call takes longer is cut
+
+
+CPU_RIVALS = ("onnxruntime", "ort-optimized", "ort-int8", "openvino", "openvino-int8")
+ST_PROVIDERS = ("st-torch", "st-fastbert", "st-onnx", "st-openvino")
+SCALING_BATCHES = ("1x128", "2x128", "4x128", "8x128", "16x128", "32x128")
+SCALING_PADDING = ("16x128p25", "16x128p50", "16x128p75")  # with 16x128: 0% padding
+OVERHEAD_SHAPES = ("1x8", "2x8p25")  # one row of 8 tokens; 2 rows padded to 8, one of them 4 long
+
+SUITE_NAMES = ("quick", "cpu", "gpu-e2e", "gpu-compile")
+
+
+def suite_groups(name: str, device: str) -> list[Group]:
+    """The row groups of a suite on a device (``cuda...`` or ``cpu``)."""
+    cuda = str(device).startswith("cuda")
+    fast = "fastbert-triton" if cuda else "fastbert-sdpa"
+    half = ("bf16",) if cuda else ("fp32",)
+    if name == "quick":
+        return [Group("quick", ("minilm",), ("8x128", "32xskewed8-256"), (fast, "hf-sdpa"), dtypes=half)]
+    if name == "cpu":  # cheap groups first: a time budget cuts only the last BERT-base rows
+        return [
+            Group("overhead", ("overhead",), OVERHEAD_SHAPES, ("fastbert-sdpa", "hf-sdpa")),
+            Group("scaling", ("minilm",), SCALING_BATCHES + SCALING_PADDING, ("fastbert-sdpa", "hf-sdpa")),
+            Group("sentences", ("minilm",), (), ST_PROVIDERS, baseline="st-torch", kind="sentences"),
+            Group(
+                "e2e",
+                ("minilm", "bert-base"),
+                ("8x128", "32xskewed8-256"),
+                ("fastbert-sdpa", "hf-sdpa", "hf-compile", *CPU_RIVALS),
+                first_call_limit_s=180,
+            ),
+        ]
+    if name == "gpu-e2e":
+        return [
+            Group(
+                "e2e",
+                ("bert-base",),
+                ("32x128", "32x512", "32xuniform16-512", "1x128"),
+                ("fastbert-triton", "hf-sdpa", "torch-varlen"),
+                dtypes=("bf16",),
+            ),
+            Group(
+                "overhead",
+                ("overhead",),
+                OVERHEAD_SHAPES,
+                ("fastbert-triton", "fastbert-sdpa", "hf-sdpa"),
+                dtypes=("bf16",),
+            ),
+        ]
+    if name == "gpu-compile":
+        return [
+            Group(
+                "compile",
+                ("bert-base",),
+                ("32x128", "32xuniform16-512"),
+                ("fastbert-triton", "hf-sdpa", "hf-compile", "fastbert-compile", "hf-compile-max-autotune"),
+                dtypes=("bf16",),
+                first_call_limit_s=150,
+            ),
+            Group(
+                "graphs",
+                ("bert-base",),
+                ("1x128",),
+                ("fastbert-triton", "fastbert-triton-graphs", "hf-sdpa", "hf-compile"),
+                dtypes=("bf16",),
+                first_call_limit_s=120,
+            ),
+        ]
+    raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITE_NAMES)}")
+
+
+#: ``--tiny``: the same groups on tiny configs and shapes (a dry run in seconds on the CPU).
+TINY_SHAPES = {
+    "quick": ("2x16", "4xskewed4-32"),
+    "e2e": ("2x16", "4xskewed4-32"),
+    "compile": ("2x16", "4xuniform4-32"),
+    "graphs": ("1x16",),
+    "scaling": ("1x16", "2x16", "4x16", "4x16p50"),
+    "overhead": OVERHEAD_SHAPES,
+}
+
+
+def tiny(group: Group) -> Group:
+    """A group's dry-run version: the ``tiny`` config (the host-overhead model stays), tiny shapes, a
+    corpus of 24 short sentences."""
+    if group.kind == "sentences":
+        return replace(group, corpus=24, corpus_lengths=(3, 40), batch_size=8)
+    models = group.models if group.models == ("overhead",) else ("tiny",)
+    return replace(group, models=models, shapes=TINY_SHAPES.get(group.name, ("2x16",)))
