@@ -206,12 +206,19 @@ def _unsupported_reason(model: nn.Module) -> str | None:
         where = path or "the model"
         if hasattr(module, "_hf_hook"):
             return f"{where} has an accelerate hook (device_map offloading)"
-        if module._forward_hooks or module._forward_pre_hooks:
+        if _foreign_hooks(module):
             return f"{where} has forward hooks, which fastbert's modules would not run"
         owner = type(module).__module__
         if not (owner.startswith("transformers.") or owner.startswith("torch.")):
             return f"{where} is a {type(module).__name__} from {owner}, not transformers' own module"
     return None
+
+
+def _foreign_hooks(module: nn.Module) -> list:
+    """Forward hooks other than transformers' own output recording (transformers 5 leaves those on the
+    layers after a call with ``output_hidden_states``; fastbert returns hidden states itself)."""
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    return [h for h in hooks if not str(getattr(h, "__module__", None)).startswith("transformers.")]
 
 
 def _refuse(reason: str, strict: bool) -> None:
