@@ -192,13 +192,24 @@ def test_device_move_keeps_working(fast, plain):
     assert (encode(fast) - encode(plain)).abs().max().item() <= 1e-5
 
 
+def test_dtype_casts_the_whole_sentence_transformer(folder, plain, ref64):
+    model = accelerate_quietly(SentenceTransformer(folder, device="cpu"), dtype=torch.bfloat16)
+    assert model[0].auto_model.dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    theirs = encode(copy.deepcopy(plain).to(torch.bfloat16))
+    ours = encode(model)
+    assert ours.dtype == torch.bfloat16
+    assert_close(ours, theirs, encode(ref64), torch.bfloat16, what="bf16 sentence_embedding")
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-def test_cuda_encode(folder, plain):
+def test_cuda_encode(folder, plain, ref64):
+    """On CUDA the default backend is triton; judged against transformers fp32 on the same GPU."""
     model = accelerate_quietly(SentenceTransformer(folder, device="cpu")).to("cuda")
     assert model[0].auto_model.attn_implementation == "triton"
+    theirs = encode(copy.deepcopy(plain).to("cuda")).cpu()
     ours = encode(model).cpu()
-    theirs = encode(plain)
-    assert torch.nn.functional.cosine_similarity(ours, theirs).min().item() > 0.9999
+    assert_close(ours, theirs, encode(ref64), torch.float32, what="cuda sentence_embedding")
 
 
 @pytest.mark.xfail(strict=True, reason="needs core's storage-sharing from_transformers")
