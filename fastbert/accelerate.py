@@ -81,20 +81,20 @@ def accelerate(
         )
 
     if _is_transformers_model(obj):
-        reason = _unsupported_reason(obj)
-        if reason is not None:
+        _check_cuda_graphs_device(obj, cuda_graphs)
+        fast, reason = _try_convert(obj, attn_implementation)
+        if fast is None:
             _refuse(f"{type(obj).__name__} is left as it is: {reason}", strict)
             return obj
-        _check_cuda_graphs_device(obj, cuda_graphs)
-        fast = _convert(obj, attn_implementation, cuda_graphs)
+        _configure(fast, None, cuda_graphs)
         return fast.to(dtype) if dtype is not None else fast
 
     slots = list(_backbone_slots(obj))
     if not slots:
-        if any(isinstance(m, BertPreTrainedModel) for m in obj.modules()):
-            for m in obj.modules():
-                if isinstance(m, BertPreTrainedModel):
-                    _configure(m, attn_implementation, cuda_graphs)
+        accelerated = [m for m in obj.modules() if isinstance(m, BertPreTrainedModel)]
+        if accelerated:  # accelerated before: apply the options only
+            for m in accelerated:
+                _configure(m, attn_implementation, cuda_graphs)
             return obj.to(dtype) if dtype is not None else obj
         _refuse(
             f"{type(obj).__name__} holds no transformers model as a submodule (a model loaded with "
@@ -102,24 +102,30 @@ def accelerate(
             strict,
         )
         return obj
-    refused, todo = [], []
+    for _, _, child in slots:
+        _check_cuda_graphs_device(child, cuda_graphs)
+    # every backbone is converted before any is swapped: a refusal under strict changes nothing
+    swaps, refused = [], []
     for parent, name, child in slots:
-        reason = _unsupported_reason(child)
-        if reason is None:
-            todo.append((parent, name, child))
-        else:
+        fast, reason = _try_convert(child, attn_implementation)
+        if fast is None:
             refused.append(f"{_path(obj, parent, name)} ({type(child).__name__}): {reason}")
+        else:
+            swaps.append((parent, name, fast))
     if refused and strict:
         raise ValueError("fastbert.accelerate cannot accelerate " + "; ".join(refused))
-    for _, _, child in todo:
-        _check_cuda_graphs_device(child, cuda_graphs)
-    for parent, name, child in todo:
-        setattr(parent, name, _convert(child, attn_implementation, cuda_graphs))
+    for parent, name, fast in swaps:
+        setattr(parent, name, fast)
+        _configure(fast, None, cuda_graphs)
         _refresh_unpadding(parent)
     if refused:
-        what = "left as they were" if todo else f"so {type(obj).__name__} is left as it is"
-        _refuse("these backbones are " + what + ": " + "; ".join(refused), strict=False)
-    if dtype is not None and todo:
+        head = (
+            f"accelerated {len(swaps)} backbone(s) of {type(obj).__name__} and left the others as they were"
+            if swaps
+            else f"{type(obj).__name__} is left as it is"
+        )
+        _refuse(f"{head}: " + "; ".join(refused), strict=False)
+    if dtype is not None and swaps:
         obj.to(dtype)
     return obj
 
@@ -183,8 +189,10 @@ def _unsupported_reason(model: nn.Module) -> str | None:
     position = getattr(config, "position_embedding_type", "absolute")
     if position != "absolute":
         return f"position_embedding_type={position!r}: fastbert's packed and Triton paths cover absolute positions only"
-    if getattr(config, "pruned_heads", None):
-        return "it has pruned attention heads"
+    for path, module in model.named_modules():
+        query = getattr(module, "query", None)
+        if isinstance(query, nn.Linear) and query.out_features != config.hidden_size:
+            return f"{path} has pruned attention heads ({query.out_features} of {config.hidden_size} outputs)"
     if getattr(model, "_hf_peft_config_loaded", False) or getattr(model, "peft_config", None):
         return "it has adapters (PEFT) loaded"
     if getattr(model, "hf_quantizer", None) is not None or getattr(config, "quantization_config", None):
@@ -252,16 +260,22 @@ def _path(root: nn.Module, parent: nn.Module, name: str) -> str:
     return name
 
 
-def _convert(hf_model: nn.Module, attn_implementation: str | None, cuda_graphs) -> nn.Module:
+def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
+    """(the fastbert model, None), or (None, why not)."""
+    reason = _unsupported_reason(hf_model)
+    if reason is not None:
+        return None, reason
     import fastbert
 
-    fast = fastbert.from_transformers(hf_model, attn_implementation=attn_implementation)
+    try:
+        fast = fastbert.from_transformers(hf_model, attn_implementation=attn_implementation)
+    except (ValueError, TypeError) as error:  # e.g. an activation fastbert does not have
+        return None, str(error)
     frozen = {name for name, p in hf_model.named_parameters() if not p.requires_grad}
     for name, p in fast.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
-    _configure(fast, None, cuda_graphs)
-    return fast
+    return fast, None
 
 
 def _configure(model: nn.Module, attn_implementation: str | None, cuda_graphs) -> None:

@@ -416,6 +416,17 @@ def mixed_dtype():
     return model
 
 
+@torch.no_grad()
+def pruned():
+    """A layer with one of its three heads removed, as transformers 4's prune_heads leaves it."""
+    model = tiny_hf("BertModel")
+    attention = model.encoder.layer[0].attention
+    for name in ("query", "key", "value"):
+        setattr(attention.self, name, torch.nn.Linear(36, 24))
+    attention.output.dense = torch.nn.Linear(24, 36)
+    return model
+
+
 def checkpointing():
     model = tiny_hf("BertModel")
     enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
@@ -437,6 +448,8 @@ UNSUPPORTED = {
     ),
     "relative": (lambda: tiny_hf("BertModel", position_embedding_type="relative_key"), "relative_key"),
     "hook": (with_hook, "forward hooks"),
+    "pruned": (pruned, "pruned attention heads"),
+    "activation": (lambda: tiny_hf("BertModel", hidden_act="mish"), "hidden_act"),
     "checkpointing": (checkpointing, "gradient checkpointing"),
     "mixed dtype": (mixed_dtype, "not all one of"),
 }
