@@ -141,6 +141,30 @@ def test_all_outputs_padded_positions_zero(fast, plain):
         torch.testing.assert_close(a["sentence_embedding"], b["sentence_embedding"], atol=1e-5, rtol=0)
 
 
+def test_all_layer_embeddings(fast, plain, ref64):
+    """config.output_hidden_states makes sentence-transformers return every layer's token embeddings."""
+    models = (fast, plain, ref64)
+    outs = []
+    for model in models:
+        model[0].auto_model.config.output_hidden_states = True
+        tokenize = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers 6 / 5
+        try:
+            with torch.no_grad():
+                outs.append(model(tokenize(SENTENCES)))
+        finally:
+            model[0].auto_model.config.output_hidden_states = False
+    ours, theirs, ref = outs
+    mask = ours["attention_mask"].bool()
+    assert len(ours["all_layer_embeddings"]) == len(theirs["all_layer_embeddings"]) == 7
+    for x, y, z in zip(
+        ours["all_layer_embeddings"], theirs["all_layer_embeddings"], ref["all_layer_embeddings"]
+    ):
+        assert_close(x, y, z, torch.float32, mask, what="all_layer_embeddings")
+    assert_close(
+        ours["sentence_embedding"], theirs["sentence_embedding"], ref["sentence_embedding"], torch.float32
+    )
+
+
 @pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
 def test_precision_variants(fast, plain, precision):
     ours = fast.encode(SENTENCES, precision=precision)
