@@ -267,11 +267,12 @@ def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
         return None, reason
     import fastbert
 
+    # read before converting: the conversion may turn the transformers model's q/k/v into views
+    frozen = {name for name, p in hf_model.named_parameters() if not p.requires_grad}
     try:
         fast = fastbert.from_transformers(hf_model, attn_implementation=attn_implementation)
     except (ValueError, TypeError) as error:  # e.g. an activation fastbert does not have
         return None, str(error)
-    frozen = {name for name, p in hf_model.named_parameters() if not p.requires_grad}
     for name, p in fast.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
