@@ -308,6 +308,38 @@ def test_cross_encoder_save_reload(cross_encoder_folder, tmp_path):
     )
 
 
+# --------------------------------------------------------------------------------------------- SparseEncoder
+def test_sparse_encoder_splade(cross_encoder_folder, tmp_path):
+    """A SPLADE SparseEncoder: its masked-LM backbone (BertForMaskedLM) is swapped; same sparse vectors."""
+    if not hasattr(st, "SparseEncoder"):
+        pytest.skip("sentence-transformers < 5 has no SparseEncoder")
+    try:  # sentence-transformers 6
+        from sentence_transformers.base.modules import Transformer
+        from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+        def backbone(path):
+            return Transformer(path, transformer_task="fill-mask")
+    except ImportError:  # sentence-transformers 5
+        from sentence_transformers.sparse_encoder.models import MLMTransformer as backbone
+        from sentence_transformers.sparse_encoder.models import SpladePooling
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(cross_encoder_folder)
+    config = transformers.BertConfig(**dict(TINY, vocab_size=tokenizer.vocab_size))
+    torch.manual_seed(2)
+    perturb(transformers.BertForMaskedLM(config)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    def splade():
+        return st.SparseEncoder(modules=[backbone(str(tmp_path)), SpladePooling("max")], device="cpu")
+
+    texts = SHORT[:4]
+    plain, ref = splade(), splade().to(torch.float64)
+    fast = accelerate_quietly(splade())
+    assert type(fast[0].auto_model) is fastbert.BertForMaskedLM
+    ours, theirs, r = (m.encode(texts, convert_to_tensor=True).to_dense() for m in (fast, plain, ref))
+    assert_close(ours, theirs, r, torch.float32, what="splade")
+
+
 # --------------------------------------------------------------------------------------------- transformers
 TINY = dict(
     vocab_size=99,
