@@ -401,6 +401,20 @@ def test_transformers_model_of_each_class(name):
         )
 
 
+@pytest.mark.parametrize("name", ["BertForMaskedLM", "BertForSequenceClassification"])
+def test_transformers_model_save_pretrained_reloads_in_transformers(name, tmp_path):
+    hf = tiny_hf(name)
+    inputs = tiny_batch(name)
+    with torch.no_grad():
+        theirs = tensors(hf(**inputs))
+        accelerate_quietly(hf).save_pretrained(tmp_path)
+        reloaded = getattr(transformers, name).from_pretrained(tmp_path).eval()
+        again = tensors(reloaded(**inputs))
+    assert set(again) == set(theirs)
+    for key in theirs:
+        assert torch.equal(again[key], theirs[key]), key  # the same weights, run by transformers
+
+
 def test_transformers_model_options():
     hf = tiny_hf("BertForMaskedLM")
     inputs = tiny_batch("BertForMaskedLM")
