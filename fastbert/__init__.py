@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "AutoModelForQuestionAnswering": "fastbert.auto",
     # conversion, pipelines
     "from_transformers": "fastbert.loading",
+    "accelerate": "fastbert.accelerate",
     "pipeline": "fastbert.pipelines",
 }
 

@@ -1,0 +1,308 @@
+"""``fastbert.accelerate``: put fastbert under the code people already have.
+
+It takes a sentence-transformers ``SentenceTransformer`` or ``CrossEncoder``, or a transformers BERT model
+of one of the nine classes, and swaps every BERT backbone for the fastbert model of the same class built
+by :func:`fastbert.from_transformers` on the same weights. The swap goes through the public attribute
+that holds the backbone (sentence-transformers' ``Transformer`` module keeps it in ``model``, older
+versions in ``auto_model``; a ``CrossEncoder`` of sentence-transformers < 6 in ``model``): no class or
+function of another library is patched, so tokenisation, prompts, truncation, pooling, normalisation,
+``similarity``, ``rank``, device moves and ``save`` keep running their own code.
+
+What fastbert cannot compute exactly as transformers does (another architecture, a subclass with its own
+code, relative position embeddings, pruned heads, adapters, quantised or offloaded weights, hooks,
+gradient checkpointing) is left as it is, with one warning that says why (``strict=True``: a
+``ValueError`` instead). Never silently different numbers.
+
+The caller's padding is removed once inside fastbert's forward (the ``sdpa`` and ``triton`` backends pack
+the real tokens once per forward). Per-token outputs are zero at padded positions; every pooling of
+sentence-transformers (mean, max, cls, weighted mean, last token) weights or masks them by the attention
+mask, and ``encode(output_value="token_embeddings")`` cuts them off, so sentence embeddings are the
+transformers ones up to float rounding.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["AccelerateWarning", "accelerate"]
+
+#: the backends ``attn_implementation`` may name (None: fastbert's default for the device)
+_BACKENDS = ("eager", "sdpa", "triton")
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class AccelerateWarning(UserWarning):
+    """``fastbert.accelerate`` left a model (or part of it) as it was, and says why."""
+
+
+def accelerate(
+    obj: Any,
+    attn_implementation: str | None = None,
+    dtype: torch.dtype | None = None,
+    cuda_graphs: bool | dict[str, Any] | None = None,
+    strict: bool = False,
+) -> Any:
+    """Replace every BERT backbone of ``obj`` by fastbert's, on the same weights.
+
+    Args:
+        obj: a ``SentenceTransformer``, a ``CrossEncoder`` (or any ``nn.Module`` holding transformers
+            BERT models as public submodules), or a transformers BERT model of one of the nine classes.
+        attn_implementation: fastbert backend, ``"eager"``, ``"sdpa"`` or ``"triton"``; None picks
+            ``triton`` on CUDA and ``sdpa`` elsewhere.
+        dtype: cast to this dtype (``torch.float32``, ``torch.float16`` or ``torch.bfloat16``) after the
+            swap: the whole object for sentence-transformers (as ``model.to(dtype)``), the fastbert model
+            otherwise. The cast makes new storage in that dtype, as ``.to`` does. None keeps the dtype.
+        cuda_graphs: True (or a dict of ``BertPreTrainedModel.cuda_graphs`` arguments such as
+            ``{"max_batch": 8, "max_seqlen": 128}``) turns on CUDA-graph replay of small batches on each
+            fastbert backbone; needs the model on a CUDA device. None / False: off.
+        strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.
+
+    Returns:
+        The same ``SentenceTransformer`` / ``CrossEncoder`` object with its backbones swapped, or, for a
+        transformers model, the fastbert model of the same class. A model that cannot be accelerated is
+        returned unchanged, after one :class:`AccelerateWarning` saying why.
+    """
+    _check_options(attn_implementation, dtype, cuda_graphs, strict)
+    from .modeling import BertPreTrainedModel
+
+    if isinstance(obj, BertPreTrainedModel):  # already fastbert: apply the options only
+        _configure(obj, attn_implementation, cuda_graphs)
+        return obj.to(dtype) if dtype is not None else obj
+    if not isinstance(obj, nn.Module):
+        raise TypeError(
+            "accelerate takes a SentenceTransformer, a CrossEncoder or a transformers BERT model, "
+            f"got {type(obj).__name__}"
+        )
+
+    if _is_transformers_model(obj):
+        _check_cuda_graphs_device(obj, cuda_graphs)
+        fast, reason = _try_convert(obj, attn_implementation)
+        if fast is None:
+            _refuse(f"{type(obj).__name__} is left as it is: {reason}", strict)
+            return obj
+        _configure(fast, None, cuda_graphs)
+        return fast.to(dtype) if dtype is not None else fast
+
+    slots = list(_backbone_slots(obj))
+    if not slots:
+        accelerated = [m for m in obj.modules() if isinstance(m, BertPreTrainedModel)]
+        if accelerated:  # accelerated before: apply the options only
+            for m in accelerated:
+                _configure(m, attn_implementation, cuda_graphs)
+            return obj.to(dtype) if dtype is not None else obj
+        _refuse(
+            f"{type(obj).__name__} holds no transformers model as a submodule (a model loaded with "
+            "backend='onnx' or 'openvino', or one without a transformer), so nothing was accelerated",
+            strict,
+        )
+        return obj
+    for _, _, child in slots:
+        _check_cuda_graphs_device(child, cuda_graphs)
+    # every backbone is converted before any is swapped: a refusal under strict changes nothing
+    swaps, refused = [], []
+    for parent, name, child in slots:
+        fast, reason = _try_convert(child, attn_implementation)
+        if fast is None:
+            refused.append(f"{_path(obj, parent, name)} ({type(child).__name__}): {reason}")
+        else:
+            swaps.append((parent, name, fast))
+    if refused and strict:
+        raise ValueError("fastbert.accelerate cannot accelerate " + "; ".join(refused))
+    for parent, name, fast in swaps:
+        setattr(parent, name, fast)
+        _configure(fast, None, cuda_graphs)
+        _refresh_unpadding(parent)
+    if refused:
+        head = (
+            f"accelerated {len(swaps)} backbone(s) of {type(obj).__name__} and left the others as they were"
+            if swaps
+            else f"{type(obj).__name__} is left as it is"
+        )
+        _refuse(f"{head}: " + "; ".join(refused), strict=False)
+    if dtype is not None and swaps:
+        obj.to(dtype)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _check_options(attn_implementation, dtype, cuda_graphs, strict) -> None:
+    """Bad options: a clear exception before anything is changed."""
+    if attn_implementation is not None and attn_implementation not in _BACKENDS:
+        raise ValueError(
+            f"attn_implementation must be one of {_BACKENDS} or None, got {attn_implementation!r}"
+        )
+    if dtype is not None and dtype not in _DTYPES:
+        raise ValueError(
+            f"dtype must be one of torch.float32, torch.float16, torch.bfloat16 or None, got {dtype!r}"
+        )
+    if cuda_graphs is not None and not isinstance(cuda_graphs, (bool, dict)):
+        raise TypeError(
+            f"cuda_graphs must be None, a bool or a dict of cuda_graphs() arguments, got {type(cuda_graphs).__name__}"
+        )
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+
+
+def _check_cuda_graphs_device(model: nn.Module, cuda_graphs) -> None:
+    if cuda_graphs:
+        p = next(model.parameters(), None)
+        if p is None or p.device.type != "cuda":
+            device = p.device if p is not None else "no parameters"
+            raise ValueError(f"cuda_graphs needs the model on a CUDA device, it is on {device}")
+
+
+def _transformers():
+    """The transformers module when it is imported (a transformers model cannot exist otherwise)."""
+    return sys.modules.get("transformers")
+
+
+def _is_transformers_model(module: nn.Module) -> bool:
+    tf = _transformers()
+    return tf is not None and isinstance(module, tf.PreTrainedModel)
+
+
+def _unsupported_reason(model: nn.Module) -> str | None:
+    """Why fastbert cannot stand in for this transformers model with the same numbers; None when it can."""
+    from .modeling import MODEL_CLASSES
+
+    tf = _transformers()
+    name = type(model).__name__
+    hf_class = getattr(tf, name, None) if tf is not None else None
+    if name not in MODEL_CLASSES or hf_class is None:
+        bert_base = next((c.__name__ for c in type(model).__mro__ if c.__name__ in MODEL_CLASSES), None)
+        if bert_base is not None:
+            return f"it subclasses transformers' {bert_base} with code of its own"
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        return (
+            f"{name} (model_type {model_type!r}) is not a BERT model; fastbert accelerates transformers' "
+            f"{', '.join(MODEL_CLASSES)}"
+        )
+    if type(model) is not hf_class:
+        return f"it subclasses transformers' {name} with code of its own"
+    config = model.config
+    position = getattr(config, "position_embedding_type", "absolute")
+    if position != "absolute":
+        return f"position_embedding_type={position!r}: fastbert's packed and Triton paths cover absolute positions only"
+    for path, module in model.named_modules():
+        query = getattr(module, "query", None)
+        if isinstance(query, nn.Linear) and query.out_features != config.hidden_size:
+            return f"{path} has pruned attention heads ({query.out_features} of {config.hidden_size} outputs)"
+    if getattr(model, "_hf_peft_config_loaded", False) or getattr(model, "peft_config", None):
+        return "it has adapters (PEFT) loaded"
+    if getattr(model, "hf_quantizer", None) is not None or getattr(config, "quantization_config", None):
+        return "its weights are quantised"
+    checkpointing = (
+        "is_activation_checkpointing"  # the name since transformers 5
+        if hasattr(type(model), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
+    if getattr(model, checkpointing, False):
+        return "gradient checkpointing is on, which fastbert does not do"
+    dtypes = {p.dtype for p in model.parameters()}
+    devices = {p.device for p in model.parameters()}
+    if len(dtypes) > 1 or not dtypes <= set(_DTYPES):
+        return f"its parameters are {sorted(map(str, dtypes))}, not all one of float32/float16/bfloat16"
+    if len(devices) > 1 or any(d.type == "meta" for d in devices):
+        return f"its parameters are on {sorted(map(str, devices))}, not on one device (offloaded or sharded)"
+    for path, module in model.named_modules():
+        where = path or "the model"
+        if hasattr(module, "_hf_hook"):
+            return f"{where} has an accelerate hook (device_map offloading)"
+        if _foreign_hooks(module):
+            return f"{where} has forward hooks, which fastbert's modules would not run"
+        owner = type(module).__module__
+        if not (owner.startswith("transformers.") or owner.startswith("torch.")):
+            return f"{where} is a {type(module).__name__} from {owner}, not transformers' own module"
+    return None
+
+
+def _foreign_hooks(module: nn.Module) -> list:
+    """Forward hooks other than transformers' own output recording (transformers 5 leaves those on the
+    layers after a call with ``output_hidden_states``; fastbert returns hidden states itself)."""
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    return [h for h in hooks if not str(getattr(h, "__module__", None)).startswith("transformers.")]
+
+
+def _refuse(reason: str, strict: bool) -> None:
+    if strict:
+        raise ValueError(f"fastbert.accelerate: {reason}")
+    warnings.warn(f"fastbert.accelerate: {reason}", AccelerateWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------------------------- the swap
+def _backbone_slots(root: nn.Module):
+    """(parent, attribute, model) for every transformers model held as a public submodule of ``root``,
+    outermost first (a model inside a transformers model is part of it)."""
+    from .modeling import BertPreTrainedModel
+
+    stack = [root]
+    while stack:
+        parent = stack.pop()
+        for name, child in parent.named_children():
+            if name.startswith("_") or isinstance(child, BertPreTrainedModel):
+                continue
+            if _is_transformers_model(child):
+                yield parent, name, child
+            else:
+                stack.append(child)
+
+
+def _path(root: nn.Module, parent: nn.Module, name: str) -> str:
+    for path, module in root.named_modules():
+        if module is parent:
+            return f"{path}.{name}" if path else name
+    return name
+
+
+def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
+    """(the fastbert model, None), or (None, why not)."""
+    reason = _unsupported_reason(hf_model)
+    if reason is not None:
+        return None, reason
+    import fastbert
+
+    # read before converting: the conversion may turn the transformers model's q/k/v into views
+    frozen = {name for name, p in hf_model.named_parameters() if not p.requires_grad}
+    try:
+        fast = fastbert.from_transformers(hf_model, attn_implementation=attn_implementation)
+    except (ValueError, TypeError) as error:  # e.g. an activation fastbert does not have
+        return None, str(error)
+    for name, p in fast.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+    return fast, None
+
+
+def _configure(model: nn.Module, attn_implementation: str | None, cuda_graphs) -> None:
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    if cuda_graphs:
+        _check_cuda_graphs_device(model, cuda_graphs)
+        model.cuda_graphs(**(cuda_graphs if isinstance(cuda_graphs, dict) else {}))
+    elif cuda_graphs is False:
+        model.cuda_graphs(enabled=False)
+
+
+def _refresh_unpadding(parent: nn.Module) -> None:
+    """sentence-transformers >= 5.2's ``Transformer`` decides once whether to flatten a batch into one
+    sequence for a flash-attention transformers model; assigning its public ``unpad_inputs`` property
+    decides again for the new backbone (fastbert takes padded batches and unpads them itself)."""
+    if isinstance(getattr(type(parent), "unpad_inputs", None), property):
+        parent.unpad_inputs = parent.unpad_inputs
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``fastbert.accelerate`` (the module) binds the module to the package attribute of the same
+    name as the function; calling it then still calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return accelerate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
