@@ -16,10 +16,11 @@
 #   targets.txt          the targets table (benchmarks/gpu_targets.py), also printed last
 # A copy of step 1's files is kept in $GPU_CHECK_KEEP (default /tmp/fastbert_gpu_keep) so that step 2, on the
 # same warm machine, judges the targets that need both steps' rows.
-# Time limits (seconds, environment): GPU_CHECK_INSTALL_S=40, step 1: GPU_CHECK_TESTS_S=130
-# GPU_CHECK_CHECK_S=50 GPU_CHECK_KERNELS_S=80 GPU_CHECK_E2E_S=130 (sum 430, 480 with every kill grace);
-# step 2: GPU_CHECK_COMPILE_S=360.
-# GPU_CHECK_TESTS overrides the CUDA tier's paths; FASTBERT_KERNEL_CONFIG (default "first") its kernel config.
+# Time limits (seconds, environment): GPU_CHECK_INSTALL_S=40, step 1: GPU_CHECK_TESTS_MODELS_S=50
+# GPU_CHECK_TESTS_KERNELS_S=90 GPU_CHECK_CHECK_S=50 GPU_CHECK_KERNELS_S=80 GPU_CHECK_E2E_S=120 (sum 430, 480
+# with every kill grace); step 2: GPU_CHECK_COMPILE_S=360.
+# GPU_CHECK_TESTS_MODELS / GPU_CHECK_TESTS_KERNELS override the CUDA tier's paths; FASTBERT_KERNEL_CONFIG
+# (default "first") its kernel config.
 # The exit status is the number of sub-steps that failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -94,18 +95,25 @@ EOF
 } 2>&1 | tee -a "$LOG"
 
 if [ "$STEP" = 1 ]; then
-    # CUDA test tier: one forced kernel config (no autotuning), every result named (-rA), no -x; a per-test
-    # timeout where pytest-timeout is installed. The dry run runs a small CPU selection through the same line.
+    # CUDA test tier: one forced kernel config (no autotuning, lengths unspecialised: a few compiles per
+    # kernel variant), each test named as it finishes (-v) and every result summed up (-rA), no -x; a per-test
+    # timeout where pytest-timeout is installed. Two sub-steps, so that a killed one leaves the other's
+    # results: the models (parity of every class) first, then the kernels. The dry run runs small CPU
+    # selections through the same lines.
     export FASTBERT_KERNEL_CONFIG="${FASTBERT_KERNEL_CONFIG:-first}"
     TIMEOUT_ARGS=()
     python -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS=(--timeout=60)
     if [ "$DRY" = 1 ]; then
-        read -r -a TESTS <<<"${GPU_CHECK_TESTS:-tests/kernels/test_configs.py}"
+        read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/test_tolerances.py}"
+        read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels/test_configs.py}"
     else
-        read -r -a TESTS <<<"${GPU_CHECK_TESTS:-tests/kernels tests/models}"
+        read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/models}"
+        read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels}"
     fi
-    sub tests "${GPU_CHECK_TESTS_S:-130}" python -m pytest -rA -p no:cacheprovider -m "not slow" \
-        "${TIMEOUT_ARGS[@]}" "${TESTS[@]}"
+    sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-50}" python -m pytest -v -rA -p no:cacheprovider -m "not slow" \
+        "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
+    sub tests-kernels "${GPU_CHECK_TESTS_KERNELS_S:-90}" python -m pytest -v -rA -p no:cacheprovider -m "not slow" \
+        "${TIMEOUT_ARGS[@]}" "${TESTS_KERNELS[@]}"
     unset FASTBERT_KERNEL_CONFIG
     if [ "$DRY" = 1 ]; then
         # bf16 left out: the interpreter computes bf16 tl.dot wrongly (a known interpreter defect)
@@ -121,7 +129,7 @@ if [ "$STEP" = 1 ]; then
     fi
     sub kernels "$KS" python benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
         --time-budget "$((KS - 20))" --csv "$OUT/kernels.csv" --out "$KEEP/kernels"
-    ES="${GPU_CHECK_E2E_S:-130}"
+    ES="${GPU_CHECK_E2E_S:-120}"
     sub e2e "$ES" python -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$((ES - 20))" --out "$OUT/e2e"
     keep_only_rows "$OUT/e2e"

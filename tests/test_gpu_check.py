@@ -57,7 +57,9 @@ def test_dry_run_of_both_steps(tmp_path):
     rows = [json.loads(line) for line in (out / "e2e" / "rows.jsonl").read_text().splitlines() if line]
     assert rows, "the end-to-end bench wrote no row"
     steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
-    assert [s[0] for s in steps] == ["tests", "check", "kernels", "e2e"] and all(s[1] == "0" for s in steps)
+    assert [s[0] for s in steps] == ["tests-models", "tests-kernels", "check", "kernels", "e2e"] and all(
+        s[1] == "0" for s in steps
+    )
     table1 = (out / "targets.txt").read_text()
     assert "CUDA test tier" in table1 and "PASS" in table1
 
@@ -106,7 +108,7 @@ def test_targets_from_rows(tmp_path):
         'bias_act(gelu),"T=16384,N=3072",bf16,triton,0.1,70\n'
     )
     steps = tmp_path / "steps.tsv"
-    steps.write_text("tests\t0\t100\ncheck\t1\t30\n")
+    steps.write_text("tests-models\t0\t40\ntests-kernels\t0\t80\ncheck\t1\t30\n")
     found = {
         t.name: t.verdict
         for t in gpu_targets.targets(
