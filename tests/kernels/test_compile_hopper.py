@@ -2,7 +2,7 @@
 
 Against the installed triton and, when ``FASTBERT_TRITON36`` names a folder holding triton 3.6 (the
 oldest supported, the device's: ``pip install --target DIR --no-deps triton==3.6.0``), against that
-one too. ``FASTBERT_HOPPER_FULL=1`` adds bf16 and the causal variants (see hopper_compile.py). Fails on compile errors, register spills, shared memory over Hopper's limit, approximate fp32
+one too. ``FASTBERT_HOPPER_FULL=1`` adds bf16, the causal and the unmasked padded variants (see hopper_compile.py). Fails on compile errors, register spills, shared memory over Hopper's limit, approximate fp32
 division/square root, and lengths that would compile a second binary.
 """
 
