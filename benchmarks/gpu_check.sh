@@ -108,7 +108,13 @@ if [ "$STEP" = 1 ]; then
         read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels/test_configs.py}"
     else
         read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/models}"
-        read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels}"
+        # the attention tests (most compiles) last, so that a time-out costs them and not the others
+        if [ -n "${GPU_CHECK_TESTS_KERNELS:-}" ]; then
+            read -r -a TESTS_KERNELS <<<"$GPU_CHECK_TESTS_KERNELS"
+        else
+            mapfile -t TESTS_KERNELS < <(ls tests/kernels/test_*.py | grep -v /test_attention.py)
+            TESTS_KERNELS+=(tests/kernels/test_attention.py)
+        fi
     fi
     sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-50}" python -m pytest -v -rA -p no:cacheprovider -m "not slow" \
         "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
