@@ -19,9 +19,13 @@ median time (ms, with 20th/80th percentiles) and
 Targets (H100): memory-bound >= 80 % of copy bandwidth and >= 1.5x eager torch; attention >= SDPA
 flash at B=32, L=128/512, 12 heads, D=64, and >= 2x padded SDPA on a varlen batch of lengths 16-512.
 
-Writes ``kernels.json`` and ``kernels.csv`` (one row per kernel x shape x dtype x provider, each
-with device name, torch/triton versions and UTC date) and, when matplotlib is installed,
-``kernels_speedup.png`` (speed-up over eager torch per case) to --out.
+Writes ``kernels.csv`` row by row as each row is measured (``--csv``, default ``<out>/kernels.csv``;
+one row per kernel x shape x dtype x provider, each with device name, torch/triton versions and UTC
+date: a killed run keeps what it measured), then ``kernels.json`` and, when matplotlib is installed,
+``kernels_speedup.png`` (speed-up over eager torch per case) to --out. ``--time-budget`` stops
+starting new cases after that many seconds. The cases behind the targets come first (per dtype:
+attention, then the memory-bound kernels at BERT-base's hidden size). On CUDA the unmasked padded
+attention baseline is SDPA with its flash backend forced (provider ``sdpa_flash``).
 """
 
 from __future__ import annotations
@@ -115,13 +119,25 @@ def _attn_flops(heads, d, lens_q, lens_k, causal):
 
 
 def build_cases(args, device: str, compile_ok: bool):
+    from fastbert import kernels as tri
     from fastbert.ops import get_ops
 
-    ref, tri = get_ops("torch"), get_ops("triton")
+    ref = get_ops("torch")
     mk = lambda *s, dtype: torch.randn(*s, dtype=dtype, device=device)
     cases = []
     d = 64  # attention head dim (BERT-base)
     sdpa = lambda q, k, v, m=None: F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=d**-0.5)
+    cuda = str(device).startswith("cuda")
+
+    def sdpa_flash(q, k, v):  # SDPA's flash backend on CUDA (plain SDPA elsewhere: there is none)
+        if not cuda:
+            return sdpa(q, k, v)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return sdpa(q, k, v)
+
+    flash_name = "sdpa_flash" if cuda else "sdpa"
 
     def providers(triton_fn, torch_fn):
         p = {"triton": triton_fn, "torch": torch_fn}
@@ -133,16 +149,38 @@ def build_cases(args, device: str, compile_ok: bool):
         tokens, hiddens, attn_batch, attn_lens, heads = [7], [36], 2, [16, 32], 2
     else:
         tokens, hiddens, attn_batch, attn_lens, heads = (
-            [4096, 16384],
-            [384, 768, 1024],
+            [16384, 4096],
+            [768, 384, 1024],  # BERT-base first: the targets are read there
             32,
-            [64, 128, 256, 512],
+            [512, 128, 256, 64],  # L=512 first: the attention target
             12,
         )
 
     for dname in args.dtypes:
         dtype = DTYPES[dname]
         es = torch.finfo(dtype).bits // 8
+        # attention targets are fp16/bf16; fp32 correctness lives in the tests
+        attn_cases = [] if dname == "fp32" and not args.tiny else attn_lens
+        for length in attn_cases:
+            b = attn_batch
+            qkv = mk(b, length, 3, heads, d, dtype=dtype)
+            q, k, v = qkv.unbind(2)  # (B, L, heads, D) strided views, as the model feeds them
+            qt, kt, vt = (mk(b, heads, length, d, dtype=dtype) for _ in range(3))  # SDPA's layout
+            flops = _attn_flops(heads, d, [length] * b, [length] * b, False)
+            p = {
+                "triton": lambda q=q, k=k, v=v: tri.attention_padded(q, k, v, None, d**-0.5),
+                flash_name: lambda qt=qt, kt=kt, vt=vt: sdpa_flash(qt, kt, vt),
+            }
+            if compile_ok:
+                p["sdpa_compile"] = ("compile", p[flash_name])
+            cases.append(
+                ("attention_padded", f"B={b},L={length},h={heads},D={d}", dname, p, "TFLOP/s", flops)
+            )
+        # varlen batch, lengths uniform in 16..512 (seeded), vs SDPA on the padded batch with a mask
+        if attn_cases:
+            cases.append(
+                _varlen_case(args, mk, dname, dtype, attn_batch, heads, d, sdpa, tri, compile_ok, device)
+            )
         for t in tokens:
             for h in hiddens:
                 x, r = mk(t, h, dtype=dtype), mk(t, h, dtype=dtype)
@@ -172,45 +210,30 @@ def build_cases(args, device: str, compile_ok: bool):
                     lambda ids=ids, pos=pos, tt=tt, tb=tables: ref.embed_layernorm(ids, pos, tt, *tb, 1e-12),
                 ), "GB/s", _bytes_embed(t, h, es)))  # fmt: skip
 
-        if dname == "fp32" and not args.tiny:
-            continue  # attention targets are fp16/bf16; fp32 correctness lives in the tests
-        for length in attn_lens:
-            b = attn_batch
-            qkv = mk(b, length, 3, heads, d, dtype=dtype)
-            q, k, v = qkv.unbind(2)  # (B, L, heads, D) strided views, as the model feeds them
-            qt, kt, vt = (mk(b, heads, length, d, dtype=dtype) for _ in range(3))  # SDPA's layout
-            flops = _attn_flops(heads, d, [length] * b, [length] * b, False)
-            p = {
-                "triton": lambda q=q, k=k, v=v: tri.attention_padded(q, k, v, None, d**-0.5),
-                "sdpa": lambda qt=qt, kt=kt, vt=vt: sdpa(qt, kt, vt),
-            }
-            if compile_ok:
-                p["sdpa_compile"] = ("compile", p["sdpa"])
-            cases.append(
-                ("attention_padded", f"B={b},L={length},h={heads},D={d}", dname, p, "TFLOP/s", flops)
-            )
-        # varlen batch, lengths uniform in 16..512 (seeded), vs SDPA on the padded batch with a mask
-        gen = torch.Generator().manual_seed(0)
-        b = attn_batch
-        lo, hi = (4, 16) if args.tiny else (16, 512)
-        lens = torch.randint(lo, hi + 1, (b,), generator=gen).tolist()
-        lmax = max(lens)
-        qkv = mk(sum(lens), 3, heads, d, dtype=dtype)
-        q, k, v = qkv.unbind(1)
-        cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
-        qt, kt, vt = (mk(b, heads, lmax, d, dtype=dtype) for _ in range(3))
-        mask = (torch.arange(lmax)[None, :] < torch.tensor(lens)[:, None]).to(device)[:, None, None, :]
-        flops = _attn_flops(heads, d, lens, lens, False)
-        p = {
-            "triton": lambda q=q, k=k, v=v, cu=cu, m=lmax: tri.attention_varlen(
-                q, k, v, cu, cu, m, m, d**-0.5, validate=False
-            ),
-            "sdpa": lambda qt=qt, kt=kt, vt=vt, mask=mask: sdpa(qt, kt, vt, mask),
-        }
-        if compile_ok:
-            p["sdpa_compile"] = ("compile", p["sdpa"])
-        cases.append(("attention_varlen", f"B={b},L={lo}-{hi},h={heads},D={d}", dname, p, "TFLOP/s", flops))
     return cases
+
+
+def _varlen_case(args, mk, dname, dtype, b, heads, d, sdpa, tri, compile_ok, device):
+    """attention_varlen on lengths uniform in 16..512 (seeded) against SDPA on the padded, masked batch."""
+    gen = torch.Generator().manual_seed(0)
+    lo, hi = (4, 16) if args.tiny else (16, 512)
+    lens = torch.randint(lo, hi + 1, (b,), generator=gen).tolist()
+    lmax = max(lens)
+    qkv = mk(sum(lens), 3, heads, d, dtype=dtype)
+    q, k, v = qkv.unbind(1)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    qt, kt, vt = (mk(b, heads, lmax, d, dtype=dtype) for _ in range(3))
+    mask = (torch.arange(lmax)[None, :] < torch.tensor(lens)[:, None]).to(device)[:, None, None, :]
+    flops = _attn_flops(heads, d, lens, lens, False)
+    p = {
+        "triton": lambda q=q, k=k, v=v, cu=cu, m=lmax: tri.attention_varlen(
+            q, k, v, cu, cu, m, m, d**-0.5, validate=False
+        ),
+        "sdpa": lambda qt=qt, kt=kt, vt=vt, mask=mask: sdpa(qt, kt, vt, mask),
+    }
+    if compile_ok:
+        p["sdpa_compile"] = ("compile", p["sdpa"])
+    return ("attention_varlen", f"B={b},L={lo}-{hi},h={heads},D={d}", dname, p, "TFLOP/s", flops)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,8 +247,24 @@ def device_name(cuda: bool) -> str:
     return f"CPU {platform.machine()} (TRITON_INTERPRET=1, timings meaningless)"
 
 
-def run(args) -> list[dict]:
+FIELDS = ["device", "torch", "triton", "date", "kernel", "shape", "dtype", "provider", "ms", "ms_p20", "ms_p80",
+          "metric", "value", "pct_copy_bw", "speedup_vs_torch"]  # fmt: skip
+BASELINES = ("torch", "sdpa", "sdpa_flash")  # the provider each case's speed-up is measured against
+
+
+def run(args, csv_path: Path) -> list[dict]:
+    """Time every case; each case's rows are appended to ``csv_path`` (flushed) as soon as it is done."""
     import triton
+
+    t_start = time.perf_counter()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    stream = open(csv_path, "w", newline="")  # noqa: SIM115 - closed at the end, flushed per case
+    writer = csv.DictWriter(stream, fieldnames=FIELDS)
+    writer.writeheader()
+
+    def emit(new_rows: list[dict]) -> None:
+        writer.writerows(new_rows)
+        stream.flush()
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -238,11 +277,16 @@ def run(args) -> list[dict]:
     print(f"# device-to-device copy bandwidth: {copy_gbps:.0f} GB/s")
     rows = [dict(meta, kernel="copy", shape="", dtype="", provider="torch", ms=None, ms_p20=None,
                  ms_p80=None, metric="GB/s", value=copy_gbps, pct_copy_bw=100.0, speedup_vs_torch=None)]  # fmt: skip
+    emit(rows)
+    skipped = 0
     header = f"{'kernel':<20} {'shape':<28} {'dtype':<5} {'provider':<14} {'ms':>9} {'value':>10}  {'%copy':>6} {'vs torch':>8}"
     print(header)
     print("-" * len(header))
     for kernel, shape, dname, providers, metric, amount in build_cases(args, device, compile_ok):
         if args.kernels and not any(s in kernel for s in args.kernels):
+            continue
+        if args.time_budget is not None and time.perf_counter() - t_start > args.time_budget:
+            skipped += 1
             continue
         case_rows = []
         for prov, fn in providers.items():
@@ -258,7 +302,7 @@ def run(args) -> list[dict]:
             case_rows.append(dict(meta, kernel=kernel, shape=shape, dtype=dname, provider=prov, ms=ms,
                                   ms_p20=p20, ms_p80=p80, metric=metric, value=value,
                                   pct_copy_bw=100 * value / copy_gbps if metric == "GB/s" else None))  # fmt: skip
-        base = next((r["ms"] for r in case_rows if r["provider"] in ("torch", "sdpa")), None)
+        base = next((r["ms"] for r in case_rows if r["provider"] in BASELINES), None)
         for r in case_rows:
             r["speedup_vs_torch"] = base / r["ms"] if base else None
             pct = f"{r['pct_copy_bw']:6.1f}" if r["pct_copy_bw"] is not None else f"{'':>6}"
@@ -266,17 +310,18 @@ def run(args) -> list[dict]:
             print(f"{kernel:<20} {shape:<28} {dname:<5} {r['provider']:<14} {r['ms']:9.4f} "
                   f"{r['value']:7.1f} {metric:<7}{pct} {sp}")  # fmt: skip
         rows.extend(case_rows)
+        emit(case_rows)
+    stream.close()
+    if skipped:
+        print(f"# time budget of {args.time_budget:g} s reached: {skipped} case(s) not measured")
     return rows
 
 
 def write(rows: list[dict], out: Path) -> None:
+    """``kernels.json`` and the plots (the CSV was written while measuring)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernels.json").write_text(json.dumps(rows, indent=1))
-    with open(out / "kernels.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    written = ["kernels.json", "kernels.csv"]
+    written = ["kernels.json"]
     try:
         import matplotlib
 
@@ -365,24 +410,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--out", type=Path, default=None, help="folder for JSON/CSV/PNG (default benchmarks/results/<device>)"
     )
+    ap.add_argument(
+        "--csv", type=Path, default=None, help="CSV written row by row (default <out>/kernels.csv)"
+    )
     ap.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp32"], choices=list(DTYPES))
     ap.add_argument(
         "--kernels", nargs="*", default=None, help="only kernels whose name contains one of these"
     )
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
+    ap.add_argument("--no-plots", action="store_true", help="write no PNG")
+    ap.add_argument(
+        "--time-budget", type=float, default=None, help="start no new case after this many seconds"
+    )
     ap.add_argument(
         "--tiny", action="store_true", help="tiny shapes, few repetitions (interpreter smoke run)"
     )
     args = ap.parse_args(argv)
-    rows = run(args)
+    out = args.out
+    if out is None:
+        slug = "".join(c if c.isalnum() else "_" for c in device_name(torch.cuda.is_available()).lower())
+        out = ROOT / "benchmarks" / "results" / slug.strip("_")[:40]
+    rows = run(args, args.csv or out / "kernels.csv")
     print("# targets (H100): memory-bound >= 80 % copy and >= 1.5x eager; attention >= SDPA, varlen >= 2x")
     for line in summarize_targets(rows):
         print(line)
-    out = args.out
-    if out is None:
-        slug = "".join(c if c.isalnum() else "_" for c in rows[0]["device"].lower()).strip("_")[:40]
-        out = ROOT / "benchmarks" / "results" / slug
-    write(rows, out)
+    if args.no_plots:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "kernels.json").write_text(json.dumps(rows, indent=1))
+    else:
+        write(rows, out)
     return 0
 
 

@@ -1,8 +1,10 @@
 """fastbert's Triton kernels, one module per op family, each registered as ``torch.ops.fastbert.*``.
 
 Importing this package imports triton and registers the custom ops; ``fastbert.ops`` imports it
-only when the "triton" backend is asked for. The launchers below validate on the host and call
-the custom ops; signatures match ``fastbert.ops``.
+only when the "triton" backend is asked for. The functions below validate on the host, then launch
+the kernel directly (on the tensors' device) or, while torch.compile traces, call the custom op;
+signatures match ``fastbert.ops``. ``FASTBERT_KERNEL_CONFIG`` (``first`` or ``BLOCK_M,BLOCK_N,warps,
+stages``) makes the autotuned attention run one config, for test tiers (see ``_compat``).
 """
 
 from .activation import ACTIVATIONS, bias_act

@@ -1,4 +1,4 @@
-"""Everything in fastbert's kernels that depends on the Triton version, in one place.
+"""Everything in fastbert's kernels that depends on the Triton version or the launch context, in one place.
 
 Supported: triton >= 3.6. Kernels import the math helpers below instead of reaching into
 ``triton.language.extra.*`` themselves, so an API move is fixed here once.
@@ -6,23 +6,41 @@ Supported: triton >= 3.6. Kernels import the math helpers below instead of reach
 - ``erf(x)``: fp32 erf, ``tl.erf`` where the language has it, else libdevice's.
 - ``tanh(x)``: fp32 tanh from ``exp`` (libdevice ``tanh`` has no interpreter implementation in
   triton 3.9); exact +-1 beyond |x| = 20, absolute error ~1e-7 near 0.
+- ``div_rn(x, y)``, ``sqrt_rn(x)``: IEEE round-to-nearest division and square root (a plain ``/``
+  on fp32 compiles to ``div.full.f32`` and ``tl.sqrt`` to ``sqrt.approx.f32``, each off by up to
+  two ulps): the fp32 paths use these.
 - ``INTERPRET``: True when kernels run under ``TRITON_INTERPRET=1`` (CPU tensors).
 - ``cast_out(x, dtype)``: the one rounding of an fp32 result to the output dtype. Round-to-nearest-
   even everywhere; under the interpreter (triton 3.9 truncates fp32 -> bf16 there, even with
   ``fp_downcast_rounding="rtne"``) bf16 is rounded by hand first, on a GPU it is a plain ``.to``.
-- ``autotune(configs, key)``: ``triton.autotune`` on a GPU; the first config only under the
-  interpreter (benchmarking configs there would only cost time).
+- ``autotune(configs, key, prune)``: ``triton.autotune`` with an early pruning function.
+- ``forced_config()``: the config that ``FASTBERT_KERNEL_CONFIG`` forces on autotuned kernels
+  (``first``: the first config left after pruning; ``BLOCK_M,BLOCK_N,num_warps,num_stages``: that
+  one), for test tiers that must not autotune. None when unset.
+- ``device_guard(device)``: makes ``device`` the current CUDA device for a launch (Triton launches
+  on the current device); a no-op context for CPU tensors and when it already is current.
+- ``launch(kernel, grid, args, meta, device, wrap)``: the one place every kernel is launched:
+  ``kernel[grid](*args, **meta)`` under ``device_guard``; ``wrap=True`` (inside a custom op) goes
+  through ``torch.library.wrap_triton`` so that torch.compile can trace the launch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
+import torch
 import triton
 import triton.language as tl
 
 TRITON_VERSION: tuple[int, int] = tuple(int(p) for p in triton.__version__.split(".")[:2])  # type: ignore[assignment]
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
+CONFIG_ENV = "FASTBERT_KERNEL_CONFIG"
+
+try:
+    from triton.language.extra import libdevice as _libdevice
+except ImportError:  # pragma: no cover - older layout of the libdevice module
+    from triton.language.extra.cuda import libdevice as _libdevice
 
 if hasattr(tl, "erf"):
 
@@ -30,15 +48,32 @@ if hasattr(tl, "erf"):
     def erf(x):
         return tl.erf(x)
 
-else:  # pragma: no cover - older layouts of the libdevice module
-    try:
-        from triton.language.extra import libdevice as _libdevice
-    except ImportError:
-        from triton.language.extra.cuda import libdevice as _libdevice
+else:  # pragma: no cover - languages without tl.erf
 
     @triton.jit
     def erf(x):
         return _libdevice.erf(x)
+
+
+if hasattr(tl, "div_rn") and hasattr(tl, "sqrt_rn"):
+
+    @triton.jit
+    def div_rn(x, y):
+        return tl.div_rn(x, y)
+
+    @triton.jit
+    def sqrt_rn(x):
+        return tl.sqrt_rn(x)
+
+else:  # pragma: no cover - languages without the precise helpers
+
+    @triton.jit
+    def div_rn(x, y):
+        return _libdevice.div_rn(x, y)
+
+    @triton.jit
+    def sqrt_rn(x):
+        return _libdevice.sqrt_rn(x)
 
 
 @triton.jit
@@ -59,6 +94,41 @@ def cast_out(x, dtype: tl.constexpr):
     return x.to(dtype)
 
 
-def autotune(configs: list[triton.Config], key: list[str]):
-    """``triton.autotune`` over ``configs`` on a GPU, over ``configs[:1]`` under the interpreter."""
-    return triton.autotune(configs=configs[:1] if INTERPRET else configs, key=key)
+def forced_config() -> str | tuple[int, int, int, int] | None:
+    """``FASTBERT_KERNEL_CONFIG`` parsed: None, ``"first"``, or (BLOCK_M, BLOCK_N, num_warps, num_stages)."""
+    raw = os.environ.get(CONFIG_ENV, "").strip()
+    if not raw:
+        return None
+    if raw == "first":
+        return "first"
+    try:
+        values = tuple(int(p) for p in raw.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 1:
+        raise ValueError(
+            f"{CONFIG_ENV} must be 'first' or 'BLOCK_M,BLOCK_N,num_warps,num_stages' (positive ints), got {raw!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def autotune(configs: list[triton.Config], key: list[str], prune):
+    """``triton.autotune`` over ``configs``, pruned on each new key by ``prune(configs, named_args, **kwargs)``."""
+    return triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune})
+
+
+def device_guard(device: torch.device):
+    """A context making ``device`` current for a Triton launch; a no-op one when nothing needs switching."""
+    if device.type != "cuda" or device.index is None or device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(device.index)
+
+
+def launch(kernel, grid, args: tuple, meta: dict, device: torch.device, wrap: bool) -> None:
+    """``kernel[grid](*args, **meta)`` on ``device``; through ``wrap_triton`` when ``wrap`` (inside a custom op)."""
+    if wrap:
+        from torch.library import wrap_triton
+
+        kernel = wrap_triton(kernel)
+    with device_guard(device):
+        kernel[grid](*args, **meta)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
+from . import _compat
 from ._compat import cast_out, erf, tanh
 
 # activation name -> ACT code of apply_activation (0 is "none", used by the LayerNorm kernels)
@@ -59,7 +60,7 @@ def apply_activation(x, ACT: tl.constexpr):
     return x
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])  # the row count changes with every batch: one binary for all
 def _bias_act_kernel(
     X,  # input, shape (M, N), strides (stride_xm, stride_xn)
     B,  # bias, shape (N,); unused when HAS_BIAS is False
@@ -97,9 +98,7 @@ def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:
     return block_m, block_n, num_warps
 
 
-@triton_op("fastbert::bias_act", mutates_args=())
-def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
-    """Custom op behind ``bias_act``; inputs already validated."""
+def _bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str, wrap: bool) -> torch.Tensor:
     n = x.shape[-1]
     x2 = x if x.dim() == 2 else x.reshape(-1, n)
     m = x2.shape[0]
@@ -109,21 +108,22 @@ def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> 
     bias = contiguous_or_none(bias)
     block_m, block_n, num_warps = elementwise_settings(n)
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
-    wrap_triton(_bias_act_kernel)[grid](
-        x2,
-        bias if bias is not None else x2,
-        y,
-        x2.stride(0),
-        x2.stride(1),
-        m,
-        n,
+    args = (x2, bias if bias is not None else x2, y, x2.stride(0), x2.stride(1), m, n)
+    meta = dict(
         HAS_BIAS=bias is not None,
         ACT=activation_code(activation),
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         num_warps=num_warps,
     )
+    _compat.launch(_bias_act_kernel, grid, args, meta, x.device, wrap)
     return y
+
+
+@triton_op("fastbert::bias_act", mutates_args=())
+def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    """Custom op behind ``bias_act`` (what torch.compile traces); inputs already validated."""
+    return _bias_act(x, bias, activation, wrap=True)
 
 
 def check_vector(name: str, t: torch.Tensor | None, n: int, x: torch.Tensor) -> None:
@@ -155,8 +155,10 @@ def check_input(name: str, x: torch.Tensor) -> None:
 
 
 def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu") -> torch.Tensor:
-    """``act(x + bias)`` in one pass (validates on the host, then runs ``fastbert::bias_act``)."""
+    """``act(x + bias)`` in one pass: host validation, then the launcher (``fastbert::bias_act`` under compile)."""
     check_input("x", x)
     check_vector("bias", bias, x.shape[-1], x)
     activation_code(activation)
-    return torch.ops.fastbert.bias_act(x, bias, activation)
+    if torch.compiler.is_compiling():
+        return torch.ops.fastbert.bias_act(x, bias, activation)
+    return _bias_act(x, bias, activation, wrap=False)

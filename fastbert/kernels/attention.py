@@ -13,7 +13,11 @@ A query with nothing to attend to (fully padded, empty key sequence) gets zeros.
 
 Numerics: q.k and p.v on tensor cores with fp32 accumulation (fp32 inputs: IEEE fp32, no TF32);
 running max / sum in fp32 (base-2 exponentials with log2(e) folded into the scale); p rounded to
-v's dtype before p.v, as flash-attention does.
+v's dtype before p.v, as flash-attention does. fp32 inputs end with an IEEE division; ``exp2`` is the
+hardware's (``ex2.approx``, ~2 ulp), within the tolerance rule over a 12-layer encoder in fp32
+(tests/kernels/test_fp32_exactness.py emulates that error).
+Padded layout with ``seqlens_k``: each row's key loop stops at its length and query blocks past it
+load nothing and store zeros (the lengths stay on the device).
 Reference: ``get_ops("torch").attention_padded`` / ``.attention_varlen`` in ``fastbert.ops`` (SDPA).
 """
 
@@ -24,25 +28,64 @@ import math
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
-from ._compat import autotune, cast_out
+from . import _compat
+from ._compat import cast_out, div_rn
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
 _LOG2E = 1.4426950408889634
 
-# fp16/bf16: Hopper-leaning configs, few on purpose: each costs a compile on the first call of a
-# (head dim, causal, layout) combination. The first entry is the interpreter's.
-_CONFIGS = [
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
-]
-# fp32 (IEEE dots run on CUDA cores, compile is slow and shared memory large): one fixed config
-# that fits sm_80/sm_90 shared memory at head dim 128, no autotuning.
-_FP32_META = {"BLOCK_M": 64, "BLOCK_N": 32, "num_warps": 4, "num_stages": 2}
+# Candidates (BLOCK_M, BLOCK_N, num_warps, num_stages) by dtype class and padded head dim. Each was
+# compiled for sm_90 as launched (tests/kernels/hopper_compile.py, triton 3.6 and later) with no
+# register spill and within Hopper's shared memory, in the heaviest variant (mask, lengths, causal);
+# left out for spilling: (128, 64, 4, 3) at D=64 (triton 3.6), (64, 128, 4, 2) and (128, 64, 4, 2)
+# at D=128, fp32 (64, 32, 4, *).
+# fp16/bf16 are autotuned over theirs (one compile each on the first call of a dtype, head dim and
+# layout; lengths are not specialised, so later shapes reuse those binaries); fp32 (IEEE dots on CUDA
+# cores: correctness, not speed) runs its one config.
+_CANDIDATES: dict[int, list[tuple[int, int, int, int]]] = {
+    16: [(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2)],
+    32: [(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2)],
+    64: [(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2)],
+    128: [(128, 64, 8, 3), (64, 32, 4, 3), (128, 32, 8, 3)],
+}
+_FP32_CANDIDATES: dict[int, tuple[int, int, int, int]] = {
+    16: (64, 32, 8, 2),
+    32: (64, 32, 8, 2),
+    64: (64, 32, 8, 2),
+    128: (32, 16, 8, 2),
+}
+LENGTH_BUCKETS = (128, 512)  # autotuning key: <= 128, <= 512, longer
+
+
+def _config(c: tuple[int, int, int, int]) -> triton.Config:
+    return triton.Config({"BLOCK_M": c[0], "BLOCK_N": c[1]}, num_warps=c[2], num_stages=c[3])
+
+
+_CONFIGS = [_config(c) for c in dict.fromkeys(c for cs in _CANDIDATES.values() for c in cs)]
+
+
+def candidates(dtype: torch.dtype, block_d: int) -> list[tuple[int, int, int, int]]:
+    """The configs the autotuner may pick for ``dtype`` at padded head dim ``block_d`` (fp32: one)."""
+    if dtype == torch.float32:
+        return [_FP32_CANDIDATES[block_d]]
+    return _CANDIDATES[block_d]
+
+
+def length_bucket(max_seqlen: int) -> int:
+    """The autotuning key of a query length: the first of ``LENGTH_BUCKETS`` it fits in, else 4096."""
+    return next((b for b in LENGTH_BUCKETS if max_seqlen <= b), 4096)
+
+
+def _prune(configs, named_args, **kwargs):
+    """Early pruning of the autotuner: only the candidates of this dtype and head dim."""
+    allowed = set(candidates(named_args["Q"].dtype, kwargs["BLOCK_D"]))
+    keep = [
+        c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in allowed
+    ]
+    return keep or configs[:1]
 
 
 @triton.jit
@@ -110,7 +153,8 @@ def _attn_inner(
     return acc, l_i, m_i
 
 
-@triton.jit
+# lengths (and the mask's row stride, Lk) change with every batch: not specialised, one binary for all
+@triton.jit(do_not_specialize=["seqlen_q", "seqlen_k", "seqlen_bucket", "stride_mb"])
 def _attn_fwd_kernel(
     Q,  # queries: (B, Lq, heads, D) padded or (Tq, heads, D) varlen, strides stride_q*
     K,  # keys: (B, Lk, heads, D) or (Tk, heads, D), strides stride_k*
@@ -119,6 +163,7 @@ def _attn_fwd_kernel(
     KPM,  # key-padding mask (B, Lk) uint8, nonzero = attend; unused unless HAS_KPM
     CU_Q,  # cu_seqlens_q int32 (B+1,); unused unless IS_VARLEN
     CU_K,  # cu_seqlens_k int32 (B+1,); unused unless IS_VARLEN
+    SEQLENS,  # real keys (and queries) per batch row, int32 (B,); unused unless HAS_SEQLENS
     stride_qb,  # 0 when IS_VARLEN
     stride_qt,
     stride_qh,
@@ -140,13 +185,14 @@ def _attn_fwd_kernel(
     seqlen_q,  # Lq (padded); ignored when IS_VARLEN
     seqlen_k,  # Lk (padded); ignored when IS_VARLEN
     qk_scale,  # softmax scale * log2(e)
-    seqlen_bucket,  # power of two >= max query length: autotuning key only
+    seqlen_bucket,  # length_bucket(max query length): autotuning key only
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     IS_VARLEN: tl.constexpr,
     HAS_KPM: tl.constexpr,
+    HAS_SEQLENS: tl.constexpr,  # padded layout with per-row lengths (self-attention, Lq == Lk)
     IS_CAUSAL: tl.constexpr,
-    IEEE: tl.constexpr,  # fp32 inputs: IEEE dots (no TF32)
+    IEEE: tl.constexpr,  # fp32 inputs: IEEE dots (no TF32), IEEE division
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -163,6 +209,13 @@ def _attn_fwd_kernel(
         k_start = 0
     if start_m * BLOCK_M >= seqlen_q:
         return
+    diag = seqlen_k - seqlen_q  # causal offset (0 with per-row lengths: Lq == Lk)
+    q_real = seqlen_q
+    if HAS_SEQLENS:
+        n_real = tl.minimum(tl.maximum(tl.load(SEQLENS + off_b), 0), seqlen_k)
+        q_real = n_real
+        # a query block past the row's real queries loads no keys and writes zeros
+        seqlen_k = tl.where(start_m * BLOCK_M < n_real, n_real, 0)
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -179,7 +232,6 @@ def _attn_fwd_kernel(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    diag = seqlen_k - seqlen_q
     # key blocks needing no bounds/causal mask: [0, full_end); the rest up to hi are masked
     full_end = (seqlen_k // BLOCK_N) * BLOCK_N
     hi = seqlen_k
@@ -203,7 +255,12 @@ def _attn_fwd_kernel(
     )  # fmt: skip
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # nothing attended: acc is 0, output 0
-    out = acc / l_safe[:, None]
+    if IEEE:
+        out = div_rn(acc, tl.broadcast_to(l_safe[:, None], acc.shape))
+    else:
+        out = acc / l_safe[:, None]
+    if HAS_SEQLENS:
+        out = tl.where((offs_m < q_real)[:, None], out, 0.0)
     tl.store(
         o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
         cast_out(out, O.dtype.element_ty),
@@ -211,25 +268,40 @@ def _attn_fwd_kernel(
     )
 
 
-_attn_fwd_tuned = autotune(_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "IS_VARLEN", "HAS_KPM", "seqlen_bucket"])(
-    _attn_fwd_kernel
-)
+_attn_fwd_tuned = _compat.autotune(
+    _CONFIGS,
+    key=["HEAD_DIM", "IS_CAUSAL", "IS_VARLEN", "HAS_KPM", "HAS_SEQLENS", "seqlen_bucket"],
+    prune=_prune,
+)(_attn_fwd_kernel)
 
 
-def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal):
+def _forced(dtype: torch.dtype, block_d: int) -> tuple[int, int, int, int] | None:
+    """The one config to run without autotuning: fp32, the interpreter, or ``FASTBERT_KERNEL_CONFIG``."""
+    if dtype == torch.float32:
+        return _FP32_CANDIDATES[block_d]
+    forced = _compat.forced_config()
+    if forced is None and not _compat.INTERPRET:
+        return None
+    if isinstance(forced, tuple):
+        return forced
+    return candidates(dtype, block_d)[0]
+
+
+def _launch(q, k, v, o, kpm, cu_q, cu_k, seqlens, strides_b, seqlen_q, seqlen_k, max_seqlen_q, batch, scale,
+            causal, wrap):  # fmt: skip
     heads, d = q.shape[-2], q.shape[-1]
     if batch == 0 or max_seqlen_q == 0:
         return
     sqb, skb, svb, sob, smb = strides_b
     grid = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch)
     varlen = cu_q is not None
-    fp32 = q.dtype == torch.float32
-    kernel = _attn_fwd_kernel if fp32 else _attn_fwd_tuned
-    wrap_triton(kernel)[grid](
+    block_d = max(16, triton.next_power_of_2(d))
+    args = (
         q, k, v, o,
         kpm if kpm is not None else q,
         cu_q if varlen else q,
         cu_k if varlen else q,
+        seqlens if seqlens is not None else q,
         sqb, q.stride(-3), q.stride(-2), q.stride(-1),
         skb, k.stride(-3), k.stride(-2), k.stride(-1),
         svb, v.stride(-3), v.stride(-2), v.stride(-1),
@@ -237,15 +309,39 @@ def _launch(q, k, v, o, kpm, cu_q, cu_k, strides_b, seqlen_q, seqlen_k, max_seql
         smb, kpm.stride(1) if kpm is not None else 0,
         seqlen_q, seqlen_k,
         scale * _LOG2E,
-        min(triton.next_power_of_2(max(max_seqlen_q, 1)), 4096),
+        length_bucket(max_seqlen_q),
+    )  # fmt: skip
+    meta = dict(
         HEAD_DIM=d,
-        BLOCK_D=max(16, triton.next_power_of_2(d)),
+        BLOCK_D=block_d,
         IS_VARLEN=varlen,
         HAS_KPM=kpm is not None,
+        HAS_SEQLENS=seqlens is not None,
         IS_CAUSAL=causal,
-        IEEE=fp32,
-        **(_FP32_META if fp32 else {}),
-    )  # fmt: skip
+        IEEE=q.dtype == torch.float32,
+    )
+    forced = _forced(q.dtype, block_d)
+    kernel = _attn_fwd_tuned
+    if forced is not None:
+        kernel = _attn_fwd_kernel
+        bm, bn, nw, ns = forced
+        meta.update(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns)
+    _compat.launch(kernel, grid, args, meta, q.device, wrap)
+
+
+def _attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, causal, wrap):
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    _launch(q, k, v, o, None, cu_seqlens_q, cu_seqlens_k, None, (0, 0, 0, 0, 0), 0, 0, max_seqlen_q,
+            cu_seqlens_q.shape[0] - 1, scale, causal, wrap)  # fmt: skip
+    return o
+
+
+def _attention_padded(q, k, v, kpm, seqlens_k, scale, causal, wrap):
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    strides_b = (q.stride(0), k.stride(0), v.stride(0), o.stride(0), kpm.stride(0) if kpm is not None else 0)
+    _launch(q, k, v, o, kpm, None, None, seqlens_k, strides_b, q.shape[1], k.shape[1], q.shape[1], q.shape[0],
+            scale, causal, wrap)  # fmt: skip
+    return o
 
 
 @triton_op("fastbert::attention_varlen", mutates_args=())
@@ -260,11 +356,8 @@ def attention_varlen_op(
     scale: float,
     causal: bool,
 ) -> torch.Tensor:
-    """Custom op behind ``attention_varlen``; inputs already validated."""
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    _launch(q, k, v, o, None, cu_seqlens_q, cu_seqlens_k, (0, 0, 0, 0, 0), 0, 0, max_seqlen_q,
-            cu_seqlens_q.shape[0] - 1, scale, causal)  # fmt: skip
-    return o
+    """Custom op behind ``attention_varlen`` (what torch.compile traces); inputs already validated."""
+    return _attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, causal, wrap=True)
 
 
 @triton_op("fastbert::attention_padded", mutates_args=())
@@ -275,15 +368,10 @@ def attention_padded_op(
     key_padding_mask: torch.Tensor | None,
     scale: float,
     causal: bool,
+    seqlens_k: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Custom op behind ``attention_padded``; inputs already validated, mask uint8 or None."""
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    kpm = key_padding_mask
-    strides_b = (q.stride(0), k.stride(0), v.stride(0), o.stride(0), kpm.stride(0) if kpm is not None else 0)
-    _launch(
-        q, k, v, o, kpm, None, None, strides_b, q.shape[1], k.shape[1], q.shape[1], q.shape[0], scale, causal
-    )
-    return o
+    """Custom op behind ``attention_padded`` (what torch.compile traces); inputs validated, mask uint8 or None."""
+    return _attention_padded(q, k, v, key_padding_mask, seqlens_k, scale, causal, wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,10 +413,16 @@ def attention_padded(
     key_padding_mask: torch.Tensor | None,
     scale: float,
     causal: bool = False,
+    seqlens_k: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention over padded batches: q (B, Lq, heads, D), k/v (B, Lk, heads, D) -> (B, Lq, heads, D).
 
     ``key_padding_mask``: bool (B, Lk), True = attend, or None (all keys).
+    ``seqlens_k``: None, or an int32 tensor (B,) on q's device with the real length of each row of a
+    self-attention batch (Lq == Lk, the real tokens first): row b's key loop stops at
+    ``seqlens_k[b]`` and its queries from ``seqlens_k[b]`` on are zeros, without computing them.
+    Its values are read on the device only (no host sync; safe inside a CUDA graph) and clamped to
+    [0, Lk]. It may be combined with ``key_padding_mask``.
     """
     _check_qkv(q, k, v, 4, "(batch, seqlen, heads, head_dim)")
     if q.shape[0] != k.shape[0]:
@@ -344,7 +438,24 @@ def attention_padded(
         if m.device != q.device:
             raise ValueError(f"key_padding_mask is on {m.device}, q on {q.device}")
         key_padding_mask = m.view(torch.uint8)
-    return torch.ops.fastbert.attention_padded(q, k, v, key_padding_mask, _check_scale(scale), bool(causal))
+    if seqlens_k is not None:
+        n = seqlens_k
+        if not isinstance(n, torch.Tensor) or n.dtype != torch.int32 or n.shape != (q.shape[0],):
+            raise ValueError(
+                f"seqlens_k must be an int32 tensor of shape (batch,) = ({q.shape[0]},), got "
+                f"{getattr(n, 'dtype', type(n).__name__)} {tuple(getattr(n, 'shape', ()))}"
+            )
+        if n.device != q.device:
+            raise ValueError(f"seqlens_k is on {n.device}, q on {q.device}")
+        if q.shape[1] != k.shape[1]:
+            raise ValueError(
+                f"seqlens_k needs self-attention shapes (Lq == Lk), got Lq {q.shape[1]}, Lk {k.shape[1]}"
+            )
+        seqlens_k = n.contiguous()
+    scale = _check_scale(scale)
+    if torch.compiler.is_compiling():
+        return torch.ops.fastbert.attention_padded(q, k, v, key_padding_mask, scale, bool(causal), seqlens_k)
+    return _attention_padded(q, k, v, key_padding_mask, seqlens_k, scale, bool(causal), wrap=False)
 
 
 def _check_cu(name: str, cu, batch_plus_one: int | None, total: int, max_seqlen, validate: bool) -> None:
@@ -389,6 +500,7 @@ def attention_varlen(
 
     ``cu_seqlens_*``: int32 (B+1,), 0 then cumulative lengths. ``validate=True`` checks their
     values (one device->host sync); ``validate=False`` trusts them (dtype/shape still checked).
+    Runs the launcher directly, ``fastbert::attention_varlen`` under torch.compile.
     """
     _check_qkv(q, k, v, 3, "(tokens, heads, head_dim)")
     _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q, validate)
@@ -397,6 +509,11 @@ def attention_varlen(
         raise ValueError(f"cu_seqlens are on {cu_seqlens_q.device}/{cu_seqlens_k.device}, q on {q.device}")
     if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
         raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
-    return torch.ops.fastbert.attention_varlen(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, _check_scale(scale), bool(causal)
+    scale = _check_scale(scale)
+    if torch.compiler.is_compiling():
+        return torch.ops.fastbert.attention_varlen(
+            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, bool(causal)
+        )
+    return _attention_varlen(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, bool(causal), wrap=False
     )

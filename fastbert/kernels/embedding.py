@@ -4,7 +4,8 @@ In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_
      or None (= all type 0); word_weight (V, H), position_weight (P, H), type_weight (TV, H),
      ln_weight (H,), ln_bias (H,): tables of one dtype (fp32/fp16/bf16), any row/column strides;
      LayerNorm parameters fp32/fp16/bf16.
-Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given.
+Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given
+     (IEEE division and square root for an fp32 output, as in ``layernorm``).
 Reference: ``get_ops("torch").embed_layernorm`` in ``fastbert.ops``.
 """
 
@@ -13,14 +14,15 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
+from . import _compat
 from ._compat import cast_out
 from .activation import check_vector, contiguous_or_none
-from .layernorm import MAX_HIDDEN, row_settings
+from .layernorm import MAX_HIDDEN, normalize, row_settings
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])  # the token count changes with every batch: one binary for all
 def _embed_layernorm_kernel(
     IDS,  # token ids, shape (T,), contiguous
     POS,  # position ids, shape (T,), contiguous; unused unless HAS_POS (then position = row)
@@ -42,6 +44,7 @@ def _embed_layernorm_kernel(
     eps,
     HAS_POS: tl.constexpr,
     HAS_TT: tl.constexpr,
+    EXACT: tl.constexpr,  # fp32 output: IEEE division and square root
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -67,29 +70,14 @@ def _embed_layernorm_kernel(
         )
     else:
         h += tl.load(TE + cols * stride_te1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    mean = tl.sum(h, axis=1) / H
-    d = tl.where(col_ok[None, :], h - mean[:, None], 0.0)
-    var = tl.sum(d * d, axis=1) / H
-    rstd = 1.0 / tl.sqrt(var + eps)
-    w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
-    lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
-    y = d * rstd[:, None] * w[None, :] + lb[None, :]
+    y = normalize(h, col_ok, H, eps, W, LB, cols, EXACT)  # h is 0 on padding columns (masked loads)
     tl.store(Y + rows[:, None] * H + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
-@triton_op("fastbert::embed_layernorm", mutates_args=())
-def embed_layernorm_op(
-    input_ids: torch.Tensor,
-    position_ids: torch.Tensor | None,
-    token_type_ids: torch.Tensor | None,
-    word_weight: torch.Tensor,
-    position_weight: torch.Tensor,
-    type_weight: torch.Tensor,
-    ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
-    eps: float,
-) -> torch.Tensor:
-    """Custom op behind ``embed_layernorm``; inputs already validated, id tensors contiguous."""
+def _embed_layernorm(
+    input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight, ln_weight, ln_bias, eps,
+    wrap: bool,
+) -> torch.Tensor:  # fmt: skip
     t = input_ids.shape[0]
     h = word_weight.shape[1]
     y = torch.empty((t, h), dtype=word_weight.dtype, device=word_weight.device)
@@ -97,7 +85,7 @@ def embed_layernorm_op(
         return y
     ln_weight, ln_bias = contiguous_or_none(ln_weight), contiguous_or_none(ln_bias)
     block_m, block_n, num_warps = row_settings(h)
-    wrap_triton(_embed_layernorm_kernel)[(triton.cdiv(t, block_m),)](
+    args = (
         input_ids,
         position_ids if position_ids is not None else input_ids,
         token_type_ids if token_type_ids is not None else input_ids,
@@ -116,13 +104,36 @@ def embed_layernorm_op(
         t,
         h,
         eps,
+    )
+    meta = dict(
         HAS_POS=position_ids is not None,
         HAS_TT=token_type_ids is not None,
+        EXACT=word_weight.dtype == torch.float32,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         num_warps=num_warps,
     )
+    _compat.launch(_embed_layernorm_kernel, (triton.cdiv(t, block_m),), args, meta, word_weight.device, wrap)
     return y
+
+
+@triton_op("fastbert::embed_layernorm", mutates_args=())
+def embed_layernorm_op(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    word_weight: torch.Tensor,
+    position_weight: torch.Tensor,
+    type_weight: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Custom op behind ``embed_layernorm`` (what torch.compile traces); inputs validated, ids contiguous."""
+    return _embed_layernorm(
+        input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight, ln_weight, ln_bias, eps,
+        wrap=True,
+    )  # fmt: skip
 
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
@@ -158,7 +169,8 @@ def embed_layernorm(
     """Gather + add + LayerNorm of BERT's three embeddings -> (T, H) in the weights' dtype.
 
     ``validate=True`` also checks every id against its table (one device->host sync);
-    ``validate=False`` skips that value check (shapes and dtypes are always checked).
+    ``validate=False`` skips that value check (shapes and dtypes are always checked). Runs the
+    launcher directly, ``fastbert::embed_layernorm`` under torch.compile.
     """
     for name, w in (
         ("word_weight", word_weight),
@@ -195,7 +207,7 @@ def embed_layernorm(
     _check_ids("token_type_ids", token_type_ids, t, type_weight.shape[0], dev, validate)
     if position_ids is None and t > position_weight.shape[0]:
         raise ValueError(f"{t} tokens but only {position_weight.shape[0]} positions (position_ids=None)")
-    return torch.ops.fastbert.embed_layernorm(
+    args = (
         input_ids.contiguous(),
         None if position_ids is None else position_ids.contiguous(),
         None if token_type_ids is None else token_type_ids.contiguous(),
@@ -206,3 +218,6 @@ def embed_layernorm(
         ln_bias,
         float(eps),
     )
+    if torch.compiler.is_compiling():
+        return torch.ops.fastbert.embed_layernorm(*args)
+    return _embed_layernorm(*args, wrap=False)

@@ -7,7 +7,8 @@
 In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, ln_weight,
      ln_bias (N,); each fp32, fp16 or bf16 (operands may differ, e.g. fp32 LayerNorm parameters
      with fp16 activations; each is read in its own dtype into fp32).
-Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given.
+Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given; an fp32
+     output uses IEEE division and square root (``div_rn``/``sqrt_rn``), fp16/bf16 the fast ones.
 Reference: ``get_ops("torch").add_layernorm`` / ``.bias_act_layernorm`` in ``fastbert.ops``.
 """
 
@@ -16,15 +17,16 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
-from ._compat import cast_out
+from . import _compat
+from ._compat import cast_out, div_rn, sqrt_rn
 from .activation import activation_code, apply_activation, check_input, check_vector, contiguous_or_none
 
 MAX_HIDDEN = 16384  # one row must fit one block
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])  # the row count changes with every batch: one binary for all
 def _layernorm_fwd_kernel(
     X,  # input, shape (M, N), strides (stride_xm, stride_xn)
     R,  # residual, shape (M, N), strides (stride_rm, stride_rn); unused unless HAS_RES
@@ -42,6 +44,7 @@ def _layernorm_fwd_kernel(
     HAS_RES: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr,  # activation code applied to x + bias before the residual (0 = none)
+    EXACT: tl.constexpr,  # fp32 output: IEEE division and square root
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -59,14 +62,27 @@ def _layernorm_fwd_kernel(
         r = tl.load(R + rows[:, None] * stride_rm + cols[None, :] * stride_rn, mask=mask, other=0.0)
         h += r.to(tl.float32)
     h = tl.where(col_ok[None, :], h, 0.0)  # padding columns out of the statistics
-    mean = tl.sum(h, axis=1) / N
+    y = normalize(h, col_ok, N, eps, W, LB, cols, EXACT)
+    tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def normalize(h, col_ok, N, eps, W, LB, cols, EXACT: tl.constexpr):
+    """LayerNorm of the fp32 rows ``h`` (padding columns zero), weight ``W`` and bias ``LB`` read at ``cols``."""
+    total = tl.sum(h, axis=1)
+    if EXACT:
+        n = tl.zeros_like(total) + N  # the precise helpers take operands of one shape
+        mean = div_rn(total, n)
+    else:
+        mean = total / N
     d = tl.where(col_ok[None, :], h - mean[:, None], 0.0)
-    var = tl.sum(d * d, axis=1) / N
-    rstd = 1.0 / tl.sqrt(var + eps)
+    if EXACT:
+        rstd = div_rn(tl.zeros_like(total) + 1.0, sqrt_rn(div_rn(tl.sum(d * d, axis=1), n) + eps))
+    else:
+        rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / N + eps)
     w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
     lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
-    y = d * rstd[:, None] * w[None, :] + lb[None, :]
-    tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
+    return d * rstd[:, None] * w[None, :] + lb[None, :]
 
 
 def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:
@@ -78,7 +94,7 @@ def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:
     return block_m, block_n, num_warps
 
 
-def _launch(x, residual, bias, ln_weight, ln_bias, eps, act):
+def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool) -> torch.Tensor:
     n = x.shape[-1]
     x2 = x if x.dim() == 2 else x.reshape(-1, n)
     r2 = None if residual is None else (residual if residual.dim() == 2 else residual.reshape(-1, n))
@@ -88,7 +104,7 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act):
         return y
     bias, ln_weight, ln_bias = (contiguous_or_none(t) for t in (bias, ln_weight, ln_bias))
     block_m, block_n, num_warps = row_settings(n)
-    wrap_triton(_layernorm_fwd_kernel)[(triton.cdiv(m, block_m),)](
+    args = (
         x2,
         r2 if r2 is not None else x2,
         bias if bias is not None else ln_weight,
@@ -102,13 +118,17 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act):
         m,
         n,
         eps,
+    )
+    meta = dict(
         HAS_RES=r2 is not None,
         HAS_BIAS=bias is not None,
         ACT=act,
+        EXACT=x.dtype == torch.float32,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         num_warps=num_warps,
     )
+    _compat.launch(_layernorm_fwd_kernel, (triton.cdiv(m, block_m),), args, meta, x.device, wrap)
     return y
 
 
@@ -121,8 +141,8 @@ def add_layernorm_op(
     ln_bias: torch.Tensor,
     eps: float,
 ) -> torch.Tensor:
-    """Custom op behind ``add_layernorm``; inputs already validated."""
-    return _launch(x, residual, bias, ln_weight, ln_bias, eps, 0)
+    """Custom op behind ``add_layernorm`` (what torch.compile traces); inputs already validated."""
+    return _launch(x, residual, bias, ln_weight, ln_bias, eps, 0, wrap=True)
 
 
 @triton_op("fastbert::bias_act_layernorm", mutates_args=())
@@ -134,8 +154,8 @@ def bias_act_layernorm_op(
     eps: float,
     activation: str,
 ) -> torch.Tensor:
-    """Custom op behind ``bias_act_layernorm``; inputs already validated."""
-    return _launch(x, None, bias, ln_weight, ln_bias, eps, activation_code(activation))
+    """Custom op behind ``bias_act_layernorm`` (what torch.compile traces); inputs already validated."""
+    return _launch(x, None, bias, ln_weight, ln_bias, eps, activation_code(activation), wrap=True)
 
 
 def _check(x, residual, bias, ln_weight, ln_bias, eps):
@@ -166,9 +186,12 @@ def add_layernorm(
     ln_bias: torch.Tensor,
     eps: float,
 ) -> torch.Tensor:
-    """``LayerNorm(x + bias + residual)`` in one pass (host validation, then ``fastbert::add_layernorm``)."""
+    """``LayerNorm(x + bias + residual)`` in one pass: host validation, then the launcher
+    (``fastbert::add_layernorm`` under torch.compile)."""
     _check(x, residual, bias, ln_weight, ln_bias, eps)
-    return torch.ops.fastbert.add_layernorm(x, residual, bias, ln_weight, ln_bias, float(eps))
+    if torch.compiler.is_compiling():
+        return torch.ops.fastbert.add_layernorm(x, residual, bias, ln_weight, ln_bias, float(eps))
+    return _launch(x, residual, bias, ln_weight, ln_bias, float(eps), 0, wrap=False)
 
 
 def bias_act_layernorm(
@@ -179,7 +202,10 @@ def bias_act_layernorm(
     eps: float,
     activation: str = "gelu",
 ) -> torch.Tensor:
-    """``LayerNorm(act(x + bias))`` in one pass (host validation, then ``fastbert::bias_act_layernorm``)."""
+    """``LayerNorm(act(x + bias))`` in one pass: host validation, then the launcher
+    (``fastbert::bias_act_layernorm`` under torch.compile)."""
     _check(x, None, bias, ln_weight, ln_bias, eps)
-    activation_code(activation)
-    return torch.ops.fastbert.bias_act_layernorm(x, bias, ln_weight, ln_bias, float(eps), activation)
+    code = activation_code(activation)
+    if torch.compiler.is_compiling():
+        return torch.ops.fastbert.bias_act_layernorm(x, bias, ln_weight, ln_bias, float(eps), activation)
+    return _launch(x, None, bias, ln_weight, ln_bias, float(eps), code, wrap=False)

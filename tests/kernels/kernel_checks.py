@@ -1,14 +1,14 @@
-"""Helpers of the kernel tests: device, dtypes, and the one tolerance rule.
+"""Helpers of the kernel tests: device, dtypes, the reference, and the one parity rule.
 
-Tolerance (every kernel, every dtype): the reference is the torch op on inputs upcast to float64
-(``ref64``; for fp16/bf16 inputs this is the usual "fp32 reference on upcast inputs", float64 also
-gives fp32 inputs a reference that is not the op under test). The torch op run in the input
-dtype has its own error ``err_torch = max|torch_in_dtype - ref64|``; the kernel passes when
+Parity: ``fastbert.tolerances`` (the rule every parity check of fastbert uses). The reference is the
+torch op on inputs upcast to float64 (``ref64``; for fp16/bf16 inputs this is the usual "high-precision
+reference on upcast inputs", float64 also gives fp32 inputs a reference that is not the op under test);
+the torch op run in the input dtype has its own error against it, and the kernel may be at most
+``tolerances.FACTOR`` times worse, plus the floor. Masked positions take part like any other (zeros
+compared) unless a test passes ``mask``.
 
-    max|kernel - ref64| <= K * err_torch + ATOL_FLOOR[dtype],   K = 3
-
-The floor (one ulp at 1.0 for fp16/bf16, 1e-6 for fp32) covers outputs the torch op happens to
-get exactly right (relu, tiny rows). Masked positions take part like any other (zeros compared).
+The kernels under test are the public functions of ``fastbert.kernels``; the torch reference is the
+op table of ``fastbert.ops`` named in ``REFERENCE_BACKEND`` (the one place the tests name it).
 
 Without CUDA the kernels run on CPU tensors under TRITON_INTERPRET=1 (tests/conftest.py sets it),
 with tiny shapes; with CUDA the same tests run on the GPU, plus realistic shapes (``requires_cuda``).
@@ -21,13 +21,13 @@ import os
 import pytest
 import torch
 
+from fastbert import tolerances
+
 CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICE = "cuda" if CUDA else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-K = 3.0
-ATOL_FLOOR = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+REFERENCE_BACKEND = "torch"
 
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 
@@ -37,22 +37,30 @@ def to64(a):
     return a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
 
 
-def check_against_reference(out: torch.Tensor, torch_out: torch.Tensor, ref64: torch.Tensor, dtype) -> None:
-    """Assert the tolerance rule above (and equal shapes, out's dtype, no NaN)."""
+def reference(name: str):
+    """The torch reference of kernel ``name`` (same signature as ``fastbert.kernels.<name>``)."""
+    from fastbert.ops import get_ops
+
+    return getattr(get_ops(REFERENCE_BACKEND), name)
+
+
+def kernel(name: str):
+    """The public kernel function ``fastbert.kernels.<name>``."""
+    from fastbert import kernels
+
+    return getattr(kernels, name)
+
+
+def check_against_reference(out, torch_out, ref64, dtype, mask=None) -> tolerances.Verdict:
+    """Equal shapes, out's dtype, and the parity rule of ``fastbert.tolerances`` (NaN never passes)."""
     assert out.shape == ref64.shape, (out.shape, ref64.shape)
     assert out.dtype == dtype, (out.dtype, dtype)
-    assert not torch.isnan(out).any(), "kernel produced NaN"
-    err = (out.double() - ref64).abs().max().item() if out.numel() else 0.0
-    err_torch = (torch_out.double() - ref64).abs().max().item() if out.numel() else 0.0
-    bound = K * err_torch + ATOL_FLOOR[dtype]
-    assert err <= bound, f"max|kernel - ref64| = {err:.3g} > {K} * {err_torch:.3g} + {ATOL_FLOOR[dtype]:g}"
+    return tolerances.assert_close(out, torch_out, ref64, dtype, mask=mask, what=f"kernel ({dtype})")
 
 
 def run_both(name: str, *args, **kwargs):
-    """(triton output, torch output in dtype, torch output on float64 inputs) of op ``name``."""
-    from fastbert.ops import get_ops
-
-    out = getattr(get_ops("triton"), name)(*args, **kwargs)
-    torch_out = getattr(get_ops("torch"), name)(*args, **kwargs)
-    ref64 = getattr(get_ops("torch"), name)(*[to64(a) for a in args], **kwargs)
+    """(kernel output, torch output in dtype, torch output on float64 inputs) of op ``name``."""
+    out = kernel(name)(*args, **kwargs)
+    torch_out = reference(name)(*args, **kwargs)
+    ref64 = reference(name)(*[to64(a) for a in args], **kwargs)
     return out, torch_out, ref64

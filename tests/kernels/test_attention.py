@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_checks import CUDA, DTYPES, INTERPRET, check_against_reference, requires_cuda, run_both
+from kernel_checks import CUDA, DTYPES, INTERPRET, check_against_reference, reference, requires_cuda, run_both
 
 HEAD_DIMS = [32, 64, 80]  # MiniLM, BERT-base, and a non-power of two (masked head dim)
 # (batch, Lq, Lk): self-attention of lengths 1, 7, 65; cross-attention both ways
@@ -28,7 +28,7 @@ def _key_padding_mask(b, lk, device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("head_dim", HEAD_DIMS)
+@pytest.mark.parametrize("head_dim", [64, 80])  # 32 (same code, another BLOCK_D) in the varlen tests
 @pytest.mark.parametrize("shape", PADDED_SHAPES)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("masked", [True, False])
@@ -47,7 +47,7 @@ def test_padded(dtype, head_dim, shape, causal, masked, device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("head_dim", [32, 64, 80])
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
 @pytest.mark.parametrize("causal", [False, True])
 def test_varlen_fused_qkv_views(dtype, head_dim, causal, device):
     """q, k, v as strided views of one (T, 3, heads, D) QKV output, as the model feeds them."""
@@ -96,9 +96,9 @@ def test_head_dim_extremes(head_dim, device):
 
 
 def test_bad_inputs(device):
-    from fastbert.ops import get_ops
+    from fastbert import kernels
 
-    ops = get_ops("triton")
+    ops = kernels
     q = _rand(5, 2, 32, dtype=torch.float16, device=device)
     cu = torch.tensor([0, 2, 5], dtype=torch.int32, device=device)
     args = (q, q, q, cu, cu, 3, 3, 0.1)
@@ -144,6 +144,64 @@ def test_bad_inputs(device):
         ops.attention_padded(qp, kp[:1], kp[:1], None, 0.1)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_padded_seqlens_k(dtype, causal, with_mask, device):
+    """Per-row lengths bound the key loop and skip query blocks: equal to the masked result on the real
+    tokens, zeros on the padding, a fully padded row finite (zeros)."""
+    from fastbert import kernels
+
+    b, length, heads, d = 4, 70, 2, 32
+    lens = torch.tensor([70, 33, 1, 0], dtype=torch.int32, device=device)  # full, crosses a block, 1, none
+    q, k, v = (_rand(b, length, heads, d, dtype=dtype, device=device) for _ in range(3))
+    valid = torch.arange(length, device=device)[None, :] < lens[:, None]  # (B, L): real tokens
+    out = kernels.attention_padded(q, k, v, valid if with_mask else None, 0.2, causal, seqlens_k=lens)
+    torch_out = reference("attention_padded")(q, k, v, valid, 0.2, causal)
+    ref64 = reference("attention_padded")(q.double(), k.double(), v.double(), valid, 0.2, causal)
+    where = valid[:, :, None, None].expand_as(out)
+    check_against_reference(out, torch_out, ref64, dtype, mask=where)
+    assert (out[~valid] == 0).all(), "queries past a row's length must be zeros"
+    assert torch.isfinite(out).all()
+
+
+def test_padded_seqlens_k_no_host_read(device):
+    """The lengths stay on the device: no ``.item()``/``.tolist()``/``int()`` of a tensor (graph-safe)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fastbert import kernels
+
+    class Scalars(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                Scalars.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    q = _rand(2, 9, 1, 16, dtype=torch.float16, device=device)
+    lens = torch.tensor([9, 4], dtype=torch.int32, device=device)
+    with Scalars():
+        kernels.attention_padded(q, q, q, None, 0.25, False, seqlens_k=lens)
+    assert Scalars.reads == 0
+
+
+def test_padded_seqlens_k_bad_inputs(device):
+    from fastbert import kernels
+
+    q = _rand(2, 5, 1, 16, dtype=torch.float16, device=device)
+    good = torch.tensor([5, 2], dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="seqlens_k must be an int32 tensor of shape"):
+        kernels.attention_padded(q, q, q, None, 0.1, seqlens_k=good.long())
+    with pytest.raises(ValueError, match="seqlens_k must be an int32 tensor of shape"):
+        kernels.attention_padded(q, q, q, None, 0.1, seqlens_k=good[:1])
+    with pytest.raises(ValueError, match="Lq == Lk"):
+        kernels.attention_padded(q, q[:, :4], q[:, :4], None, 0.1, seqlens_k=good)
+    # values past Lk or below 0 are clamped on the device (no host read to check them)
+    out = kernels.attention_padded(q, q, q, None, 0.1, seqlens_k=torch.tensor([99, -3], dtype=torch.int32))
+    assert (out[1] == 0).all() and torch.isfinite(out).all()
+
+
 # ----------------------------------------------------------------------------------------- GPU
 
 
@@ -175,9 +233,9 @@ def test_gpu_varlen_realistic(dtype, head_dim, device):
 
 @requires_cuda
 def test_gpu_compile_no_graph_break(device):
-    from fastbert.ops import get_ops
+    from fastbert import kernels
 
-    ops = get_ops("triton")
+    ops = kernels
     lens = [5, 100, 37]
     qkv = _rand(sum(lens), 3, 12, 64, dtype=torch.float16, device=device)
     cu = torch.tensor([0, 5, 105, 142], dtype=torch.int32, device=device)

@@ -1,15 +1,20 @@
-"""The kernels are torch custom ops that torch.compile can trace (fake/meta impls, schemas).
+"""The kernels are torch custom ops that torch.compile can trace (fake/meta impls, schemas), and the
+public kernel functions reach the launchers directly outside torch.compile (the custom-op dispatch
+costs tens of microseconds a call), each launch on the tensors' device.
 
 Fake-tensor checks need real Triton launches to be skippable: under TRITON_INTERPRET=1,
 ``wrap_triton`` hands back the interpreted kernel, which then runs on fake tensors, so these
-checks are GPU-only; the registration itself is checked everywhere.
+checks are GPU-only; the registration, the dispatch choice and the device guard are checked everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
-from kernel_checks import requires_cuda
+from kernel_checks import DEVICE, requires_cuda
+from torch.utils._python_dispatch import TorchDispatchMode
 
 OPS = [
     "attention_varlen",
@@ -67,3 +72,101 @@ def test_opcheck(name):
 
     args = _samples("cuda")[name]
     torch.library.opcheck(getattr(torch.ops.fastbert, name).default, args)
+
+
+def _public_calls(dev):
+    """name -> zero-argument call of the public kernel function with valid sample inputs."""
+    from fastbert import kernels
+
+    mk = lambda *s: torch.randn(*s, dtype=torch.float32, device=dev)
+    cu = torch.tensor([0, 5, 12], dtype=torch.int32, device=dev)
+    q, k, v = mk(12, 3, 2, 32).unbind(1)
+    x, r, b, w, lb = mk(5, 48), mk(5, 48), mk(48), mk(48), mk(48)
+    ids = torch.randint(0, 50, (7,), device=dev)
+    mask = torch.ones(1, 12, dtype=torch.bool, device=dev)
+    lens = torch.tensor([9], dtype=torch.int32, device=dev)
+    tables = (mk(50, 48), mk(9, 48), mk(2, 48), w, lb)
+    return {
+        "attention_varlen": lambda: kernels.attention_varlen(q, k, v, cu, cu, 7, 7, 0.125, validate=False),
+        "attention_padded": lambda: kernels.attention_padded(
+            q[None], k[None], v[None], mask, 0.125, True, lens
+        ),
+        "add_layernorm": lambda: kernels.add_layernorm(x, r, b, w, lb, 1e-12),
+        "bias_act": lambda: kernels.bias_act(x, b, "gelu"),
+        "bias_act_layernorm": lambda: kernels.bias_act_layernorm(x, b, w, lb, 1e-12, "gelu_new"),
+        "embed_layernorm": lambda: kernels.embed_layernorm(ids, None, None, *tables, 1e-12, validate=False),
+    }
+
+
+class _RecordOps(TorchDispatchMode):
+    """Names of the ops that reach the dispatcher's Python key (custom ops included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_direct_launch_outside_compile(name):
+    """Outside torch.compile the public function launches the kernel without the custom op; the op,
+    called through ``torch.ops.fastbert``, still works and gives the same output."""
+    calls = _public_calls(DEVICE)
+    with _RecordOps() as rec:
+        out = calls[name]()
+    assert not [n for n in rec.names if n.startswith("fastbert.")], rec.names
+    with _RecordOps() as rec, _compiling():
+        out_op = calls[name]()
+    assert f"fastbert.{name}.default" in rec.names, rec.names
+    torch.testing.assert_close(out_op, out, rtol=0, atol=0)
+
+
+@contextlib.contextmanager
+def _compiling():
+    """``torch.compiler.is_compiling()`` answers True, as while dynamo traces."""
+    original = torch.compiler.is_compiling
+    torch.compiler.is_compiling = lambda: True
+    try:
+        yield
+    finally:
+        torch.compiler.is_compiling = original
+
+
+def test_device_guard_switches_only_when_needed(monkeypatch):
+    from fastbert.kernels import _compat
+
+    entered = []
+
+    class FakeDevice:
+        def __init__(self, index):
+            self.index = index
+
+        def __enter__(self):
+            entered.append(self.index)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+    with _compat.device_guard(torch.device("cuda", 1)):
+        pass
+    assert entered == [1], "a tensor on cuda:1 while cuda:0 is current: the launch must switch to cuda:1"
+    for dev in (torch.device("cuda", 0), torch.device("cuda"), torch.device("cpu")):
+        with _compat.device_guard(dev):
+            pass
+    assert entered == [1], "no switch for the current device, an unindexed cuda device or the CPU"
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_every_launch_guarded_with_the_tensors_device(name, monkeypatch):
+    from fastbert.kernels import _compat
+
+    seen = []
+    real = _compat.device_guard
+    monkeypatch.setattr(_compat, "device_guard", lambda dev: seen.append(dev) or real(dev))
+    _public_calls(DEVICE)[name]()
+    assert seen == [torch.device(DEVICE)], seen

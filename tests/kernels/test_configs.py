@@ -1,0 +1,62 @@
+"""Kernel configs: the autotuner's pruning by dtype and head dim, the length buckets of its key, and the
+``FASTBERT_KERNEL_CONFIG`` override that test tiers use to run one config without autotuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kernel_checks import check_against_reference, run_both
+
+from fastbert.kernels import _compat, attention
+
+
+def test_forced_config_parsing(monkeypatch):
+    monkeypatch.delenv(_compat.CONFIG_ENV, raising=False)
+    assert _compat.forced_config() is None
+    monkeypatch.setenv(_compat.CONFIG_ENV, "first")
+    assert _compat.forced_config() == "first"
+    monkeypatch.setenv(_compat.CONFIG_ENV, "64, 32,4,2")
+    assert _compat.forced_config() == (64, 32, 4, 2)
+    for bad in ("fast", "64,32,4", "64,32,0,2", "a,b,c,d"):
+        monkeypatch.setenv(_compat.CONFIG_ENV, bad)
+        with pytest.raises(ValueError, match="FASTBERT_KERNEL_CONFIG must be 'first' or"):
+            _compat.forced_config()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("block_d", [16, 32, 64, 128])
+def test_prune_keeps_only_the_candidates_of_dtype_and_head_dim(dtype, block_d):
+    q = torch.empty(1, dtype=dtype)
+    kept = attention._prune(attention._CONFIGS, {"Q": q}, BLOCK_D=block_d)
+    got = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in kept]
+    if dtype == torch.float32:  # fp32 never autotunes; the pruning still names one config
+        assert len(got) == 1
+    else:
+        assert got == attention.candidates(dtype, block_d)
+    assert len(attention.candidates(dtype, block_d)) <= 4, "each candidate is one cold compile"
+
+
+def test_length_buckets():
+    assert [attention.length_bucket(n) for n in (1, 128, 129, 512, 513, 4096)] == [
+        128,
+        128,
+        512,
+        512,
+        4096,
+        4096,
+    ]
+
+
+@pytest.mark.parametrize("forced", ["first", "32,16,4,1"])
+def test_forced_config_is_the_one_launched(forced, monkeypatch, device):
+    monkeypatch.setenv(_compat.CONFIG_ENV, forced)
+    launched = []
+    real = _compat.launch
+    monkeypatch.setattr(
+        _compat, "launch", lambda k, g, a, meta, *rest: launched.append(meta) or real(k, g, a, meta, *rest)
+    )
+    q, k, v = (torch.randn(2, 40, 2, 64, dtype=torch.float16, device=device) for _ in range(3))
+    check_against_reference(*run_both("attention_padded", q, k, v, None, 0.125, False), torch.float16)
+    meta = launched[-1]
+    want = attention.candidates(torch.float16, 64)[0] if forced == "first" else (32, 16, 4, 1)
+    assert (meta["BLOCK_M"], meta["BLOCK_N"], meta["num_warps"], meta["num_stages"]) == want

@@ -1,0 +1,141 @@
+"""``benchmarks/gpu_check.sh`` cannot rot: its dry run (same script, CPU, interpreter, tiny shapes) writes the
+files a GPU run writes, and ``benchmarks/gpu_targets.py`` judges the targets from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_targets  # noqa: E402
+
+
+def _env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTBERT_KERNEL_CONFIG",)}
+    env.update(OUT=str(tmp_path / "out"), GPU_CHECK_KEEP=str(tmp_path / "keep"), PYTHONPATH=str(ROOT))
+    return env
+
+
+def _bench_has_tiny() -> bool:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbert", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return "--tiny" in proc.stdout
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_dry_run_of_both_steps(tmp_path):
+    if not _bench_has_tiny():
+        pytest.skip(
+            "fastbert bench has no --tiny (its gpu-e2e/gpu-compile suites are not on this branch yet)"
+        )
+    env = _env(tmp_path)
+    out = tmp_path / "out"
+    step1 = subprocess.run(["bash", str(SCRIPT), "1", "--dry-run"], env=env, capture_output=True, text=True)
+    log1 = (out / "gpu_check.log").read_text() if (out / "gpu_check.log").exists() else step1.stdout
+    assert step1.returncode == 0, log1[-4000:]
+    files = _files(out)
+    for name in ("gpu_check.log", "steps.tsv", "kernels.csv", "e2e/rows.jsonl", "targets.txt"):
+        assert Path(name) in files, (name, files)
+    assert len(files) <= 8 and all(len(f.parts) <= 2 for f in files), files
+    assert "fastbert check" in log1 and "copy" in (out / "kernels.csv").read_text()
+    rows = [json.loads(line) for line in (out / "e2e" / "rows.jsonl").read_text().splitlines() if line]
+    assert rows, "the end-to-end bench wrote no row"
+    steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
+    assert [s[0] for s in steps] == ["tests-models", "tests-kernels", "check", "kernels", "e2e"] and all(
+        s[1] == "0" for s in steps
+    )
+    table1 = (out / "targets.txt").read_text()
+    assert "CUDA test tier" in table1 and "PASS" in table1
+
+    step2 = subprocess.run(["bash", str(SCRIPT), "2", "--dry-run"], env=env, capture_output=True, text=True)
+    assert step2.returncode == 0, (out / "gpu_check.log").read_text()[-4000:]
+    files = _files(out)
+    for name in ("gpu_check.log", "steps.tsv", "compile/rows.jsonl", "targets.txt"):
+        assert Path(name) in files, (name, files)
+    assert "1x128 with CUDA graphs" in (out / "targets.txt").read_text()
+
+
+def test_usage_error():
+    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage: bash benchmarks/gpu_check.sh 1|2" in proc.stderr
+
+
+def test_targets_from_rows(tmp_path):
+    def row(shape, provider, ms, **kw):
+        base = dict(suite="gpu-e2e", model="bert-base", task="model", shape=shape, dtype="bf16",
+                    provider=provider, status="ok", median_ms=ms)  # fmt: skip
+        return {**base, **kw}
+
+    rows = [
+        row("32x128", "fastbert-triton", 1.0),
+        row("32x128", "hf-sdpa", 1.5),  # 1.5x: pass
+        row("32x128", "hf-compile", 0.9),  # slower than compile: fail
+        row("32x512", "fastbert-triton", 4.0),
+        row("32x512", "hf-sdpa", 4.4),  # 1.1x: fail
+        row("32xuniform16-512", "fastbert-triton", 2.0),
+        row("32xuniform16-512", "hf-sdpa", 6.0),  # 3x: pass
+        row("32xuniform16-512", "hf-sdpa-varlen-flash", 2.5),  # faster: pass
+        row("1x128", "fastbert-triton-graphs", 0.3),
+        row("1x128", "fastbert-triton-graphs", 9.0, status="error"),  # not ok: ignored
+        row("32x128", "fastbert-triton", 0.1, dtype="fp16"),  # other dtype: ignored
+    ]
+    rows_path = tmp_path / "rows.jsonl"
+    rows_path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{cut by a kill")
+    kernels = tmp_path / "kernels.csv"
+    kernels.write_text(
+        "kernel,shape,dtype,provider,ms,pct_copy_bw\n"
+        "copy,,,torch,,100\n"
+        'attention_padded,"B=32,L=512,h=12,D=64",bf16,triton,1.0,\n'
+        'attention_padded,"B=32,L=512,h=12,D=64",bf16,sdpa_flash,1.1,\n'
+        'add_layernorm,"T=16384,H=768",bf16,triton,0.1,85\n'
+        'add_layernorm,"T=4096,H=768",bf16,triton,0.1,40\n'
+        'bias_act(gelu),"T=16384,N=3072",bf16,triton,0.1,70\n'
+    )
+    steps = tmp_path / "steps.tsv"
+    steps.write_text("tests-models\t0\t40\ntests-kernels\t0\t80\ncheck\t1\t30\n")
+    found = {
+        t.name: t.verdict
+        for t in gpu_targets.targets(
+            gpu_targets.read_rows([rows_path, tmp_path / "missing.jsonl"]),
+            gpu_targets.read_kernels(kernels),
+            gpu_targets.read_steps(steps),
+        )
+    }
+    assert found == {
+        "bf16 32x128 vs transformers sdpa": "PASS",
+        "bf16 32x128 vs torch.compile(transformers)": "FAIL",
+        "bf16 32x512 vs transformers sdpa": "FAIL",
+        "bf16 32x512 vs torch.compile(transformers)": "n/a",
+        "varlen 32xuniform16-512 vs transformers sdpa": "PASS",
+        "varlen 32xuniform16-512 vs transformers varlen flash": "PASS",
+        "1x128 with CUDA graphs": "PASS",
+        "attention kernel vs SDPA flash, L=512 D=64 bf16": "PASS",
+        "LayerNorm kernel, % of copy bandwidth, bf16": "PASS",
+        "GELU kernel, % of copy bandwidth, bf16": "FAIL",
+        "attention kernel vs SDPA flash, L=512 D=64 fp16": "n/a",
+        "LayerNorm kernel, % of copy bandwidth, fp16": "n/a",
+        "GELU kernel, % of copy bandwidth, fp16": "n/a",
+        "CUDA test tier": "PASS",
+        "fastbert check (parity)": "FAIL",
+    }
+    out = tmp_path / "targets.txt"
+    assert gpu_targets.main(["--rows", str(rows_path), "--kernels", str(kernels), "--out", str(out)]) == 0
+    assert (
+        out.read_text().splitlines()[-1] == "6 pass, 3 fail, 6 not measured"
+    )  # no --steps: parity unmeasured
