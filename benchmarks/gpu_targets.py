@@ -19,7 +19,8 @@ sub-steps, ``tests*``, and ``fastbert check`` exit 0).
 Provider names are matched by role, so that a renamed provider is still found: fastbert = ``fastbert-triton``
 (exactly), graphs = a fastbert provider naming ``graph``, transformers sdpa = ``hf-sdpa``, torch.compile of
 transformers = an ``hf-`` provider naming ``compile``, varlen flash = an ``hf-`` provider naming
-``varlen`` or ``packed``. Shapes: ``32x128``, ``32x512``, ``32xuniform16-512``, ``1x128``.
+``varlen`` or ``packed``, or ``torch-varlen`` (packed tokens through torch's varlen attention).
+Shapes: ``32x128``, ``32x512``, ``32xuniform16-512``, ``1x128``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ FASTBERT: Role = lambda p: p == "fastbert-triton"
 GRAPHS: Role = lambda p: p.startswith("fastbert") and "graph" in p
 HF_SDPA: Role = lambda p: p == "hf-sdpa"
 HF_COMPILE: Role = lambda p: p.startswith("hf-") and "compile" in p
-HF_VARLEN: Role = lambda p: p.startswith("hf-") and ("varlen" in p or "packed" in p)
+HF_VARLEN: Role = lambda p: p == "torch-varlen" or (p.startswith("hf-") and ("varlen" in p or "packed" in p))
 
 
 def _ok_row(row: dict) -> bool:

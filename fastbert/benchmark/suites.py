@@ -86,7 +86,7 @@ def suite_groups(name: str, device: str) -> list[Group]:
             Group(
                 "compile",
                 ("bert-base",),
-                ("32x128", "32xuniform16-512"),
+                ("32x128", "32x512", "32xuniform16-512"),
                 ("fastbert-triton", "hf-sdpa", "hf-compile", "fastbert-compile", "hf-compile-max-autotune"),
                 dtypes=("bf16",),
                 first_call_limit_s=150,
