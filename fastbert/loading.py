@@ -1,4 +1,5 @@
-"""``from_pretrained`` / ``save_pretrained`` / ``from_transformers``.
+"""``from_pretrained`` / ``save_pretrained`` for the model classes (which this module never imports: the
+class to build is the one ``from_pretrained`` is called on).
 
 Weights come from a local folder or a hub id (``huggingface_hub``): ``model.safetensors`` first, then a
 sharded ``model.safetensors.index.json``, then ``pytorch_model.bin`` (and its index), loaded with
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BertConfig
+from .config import BertConfig, check_attn_implementation
 from .hub import resolve_file
 
 logger = logging.getLogger("fastbert")
@@ -228,10 +229,9 @@ def load_into_model(
     unexpected = sorted(
         k for k in state if k not in expected and not k.endswith(("position_ids", "token_type_ids"))
     )
-    with torch.no_grad():
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if name in loaded:
-                tensor.copy_(state[name].to(tensor.dtype))
+    with torch.no_grad():  # the state dict's tensors are views of the parameters: copying fills them
+        for name in loaded:
+            expected[name].copy_(state[name])
     return {
         "missing_keys": missing,
         "unexpected_keys": unexpected,
@@ -272,8 +272,6 @@ class PreTrainedMixin:
         **kwargs: Any,
     ):
         """Load a model from a folder or hub id, like transformers' ``from_pretrained``."""
-        from .modeling import check_backend
-
         path = str(pretrained_model_name_or_path)
         if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
             local_files_only = True
@@ -293,7 +291,7 @@ class PreTrainedMixin:
                 config.num_labels = value
             else:
                 setattr(config, key, value)
-        config._attn_implementation = check_backend(attn_implementation)
+        config._attn_implementation = check_attn_implementation(attn_implementation)
 
         torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
         device = parse_device_map(device_map)
@@ -341,8 +339,6 @@ class PreTrainedMixin:
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
         model.eval()
-        if model.attn_implementation != "eager":
-            model.prepare_fused_weights()  # the QKV projection is one GEMM over a concatenated weight
         return (model, info) if output_loading_info else model
 
     @classmethod
@@ -376,10 +372,11 @@ class PreTrainedMixin:
         config.architectures = [type(self).__name__]
         config.torch_dtype = self.dtype
         config.save_pretrained(save_directory)
-        state = state_dict if state_dict is not None else self.state_dict()
-        # tied tensors are written once, as transformers does
-        for key in getattr(self, "_tied_weights_keys", {}) or {}:
-            state.pop(key, None)
+        state = dict(state_dict if state_dict is not None else self.state_dict())  # the caller's dict is kept
+        # tied tensors are written once, as transformers does (only when they are tied)
+        for key, target in (getattr(self, "_tied_weights_keys", {}) or {}).items():
+            if key in state and target in state and _same_tensor(state[key], state[target]):
+                del state[key]
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         if safe_serialization:
             from safetensors.torch import save_file
@@ -387,6 +384,11 @@ class PreTrainedMixin:
             save_file(state, os.path.join(save_directory, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
         else:
             torch.save(state, os.path.join(save_directory, WEIGHTS_NAME))
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same storage, shape and strides: one tensor under two names."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
 def _init_missing(model: nn.Module, missing: list[str]) -> None:
@@ -409,27 +411,3 @@ def _init_missing(model: nn.Module, missing: list[str]) -> None:
                     if p in saved:
                         t.copy_(saved[p])
     model.tie_weights()
-
-
-def from_transformers(hf_model: nn.Module, attn_implementation: str | None = None):
-    """A fastbert model with the weights, config, dtype and device of a loaded transformers BERT."""
-    from .modeling import MODEL_CLASSES, check_backend
-
-    name = type(hf_model).__name__
-    if name not in MODEL_CLASSES:
-        raise ValueError(f"{name} is not one of the BERT classes fastbert converts: {sorted(MODEL_CLASSES)}")
-    cfg = hf_model.config.to_dict()
-    cfg.pop("_attn_implementation_autoset", None)
-    config = BertConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    config._attn_implementation = check_backend(attn_implementation)
-    param = next(hf_model.parameters())
-    args = (False,) if name == "BertModel" and getattr(hf_model, "pooler", None) is None else ()
-    model = MODEL_CLASSES[name]._build(config, args, param.dtype, param.device)
-    info = load_into_model(model, hf_model.state_dict())
-    model.tie_weights()
-    if info["missing_keys"]:
-        raise ValueError(
-            f"converting {name}: weights missing from the transformers model: {info['missing_keys']}"
-        )
-    model.train(hf_model.training)
-    return model

@@ -27,10 +27,17 @@ def test_check_rows_and_tolerances():
 
 def test_check_flags_a_wrong_backend(monkeypatch):
     """A backend that computes something else must fail the check (the check can fail)."""
-    import fastbert.modeling as modeling
+    import dataclasses
 
-    real = modeling.sdpa_varlen
-    monkeypatch.setattr(modeling, "sdpa_varlen", lambda q, k, v, *a, **kw: real(q, k, v, *a, **kw) * 1.01)
+    from fastbert import ops
+
+    real = ops.TABLES["sdpa"]
+
+    def wrong_attention(*args, **kwargs):
+        context, probs = real.attention(*args, **kwargs)
+        return context * 1.01, probs
+
+    monkeypatch.setitem(ops.TABLES, "sdpa", dataclasses.replace(real, attention=wrong_attention))
     rows = check.run_check(
         config="tiny",
         dtypes=("fp32",),

@@ -65,10 +65,9 @@ def test_fp32_parity_with_transformers(name, backend):
     hf = hf_model(name)
     fb = fastbert.from_transformers(hf, attn_implementation=backend)
     inputs = batch(name)
-    kw = {} if name == "BertLMHeadModel" else {}
     with torch.no_grad():
-        ref = hf(**inputs, output_hidden_states=True, **kw)
-        out = fb(**inputs, output_hidden_states=True, **kw)
+        ref = hf(**inputs, output_hidden_states=True)
+        out = fb(**inputs, output_hidden_states=True)
     ref_t, out_t = outputs_of(ref), outputs_of(out)
     ref_t.pop("past_key_values", None), ref_t.pop("cache", None)
     out_t.pop("past_key_values", None)
@@ -256,17 +255,21 @@ def test_fully_padded_row_is_finite():
 
 
 def test_gradients_reach_query_key_value_in_eval_mode():
-    """The fused QKV weight is a no-grad copy: with gradients on, the projections run as themselves."""
+    """The fused QKV weight is the parameter: gradients reach its query, key and value rows."""
     hf = hf_model("BertModel")
     fb = fastbert.from_transformers(hf, attn_implementation="sdpa").eval()
     inputs = batch("BertModel")
     with torch.inference_mode():
-        fb(**inputs)  # builds the fused cache under inference mode
+        fb(**inputs)  # a forward under inference mode first changes nothing
     out = fb(**inputs).last_hidden_state
     out[inputs["attention_mask"].bool()].sum().backward()
     attn = fb.encoder.layer[0].attention.self
-    for lin in (attn.query, attn.key, attn.value):
-        assert lin.weight.grad is not None and lin.weight.grad.abs().max() > 0
+    grad_w, grad_b = attn.qkv.weight.grad, attn.qkv.bias.grad
+    assert grad_w is not None and grad_b is not None
+    for rows in grad_w.chunk(3):  # query, key, value
+        assert rows.abs().max() > 0
+    q_bias, _, v_bias = grad_b.chunk(3)  # the key bias cancels in the softmax: its gradient is zero
+    assert q_bias.abs().max() > 0 and v_bias.abs().max() > 0
 
 
 def test_model_built_in_inference_mode():

@@ -177,28 +177,40 @@ def test_triton_parity_bert_base_cuda(dtype, seq):
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_cuda_graphs_match_and_do_not_recapture():
-    model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda().half()
-    model.set_attn_implementation("triton")
+    import copy
+
+    from fastbert.cuda_graphs import runner_of
+    from fastbert.tolerances import assert_close
+
+    model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda()
+    reference = copy.deepcopy(model)  # fp32 eager: the reference of the rule
+    reference.set_attn_implementation("eager")
+    torch_fp16 = copy.deepcopy(model).half()  # PyTorch's own fp16 error
+    torch_fp16.set_attn_implementation("sdpa")
+    model.half().set_attn_implementation("triton")
     model.cuda_graphs(max_batch=8, max_seqlen=128)
-    runner = model._graph_runner
+    runner = runner_of(model)
     for b, seq in ((1, 128), (3, 50), (1, 100), (8, 128), (2, 60)):
         ids = torch.randint(1, 1000, (b, seq), device="cuda")
         mask = torch.ones(b, seq, dtype=torch.long, device="cuda")
         mask[0, seq // 2 :] = 0
         with torch.no_grad():
-            a = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            model.cuda_graphs(enabled=False)
-            b_ = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            model.cuda_graphs(max_batch=8, max_seqlen=128, runner=runner)
+            graphed = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            again = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            ref = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+            plain16 = torch_fp16(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert torch.equal(graphed, again)  # two replays of one graph: the same bits
         m = mask.bool()
-        torch.testing.assert_close(a[m].float(), b_[m].float(), atol=2e-2, rtol=2e-2)
+        assert_close(graphed, plain16, ref, torch.float16, mask=m, what=f"graphed {b}x{seq}")
+        assert (graphed[~m] == 0).all()
     # buckets: (1,128), (4,64), (1,128) again, (8,128), (2,64) -> 4 captures, not 5
     assert runner.captures == 4
     with torch.no_grad():  # outside the buckets: runs normally
         model(input_ids=torch.randint(1, 1000, (16, 20), device="cuda"))
     assert runner.captures == 4
-    # first capture under inference_mode, then a call under no_grad; then changed weights re-capture
+    # a graph reads weights by address: an in-place edit is seen without a capture; a move re-captures
     model.cuda_graphs(max_batch=2, max_seqlen=32)
+    runner = runner_of(model)
     ids = torch.randint(1, 1000, (1, 20), device="cuda")
     with torch.inference_mode():
         model(input_ids=ids)
@@ -206,8 +218,20 @@ def test_cuda_graphs_match_and_do_not_recapture():
         before = model(input_ids=ids).last_hidden_state
         model.encoder.layer[0].output.dense.bias.add_(1.0)
         after = model(input_ids=ids).last_hidden_state
-    assert model._graph_runner.captures == 2
-    assert (after - before).abs().max() > 1e-2
+        assert runner.captures == 1 and (after - before).abs().max() > 1e-2
+        model.float().half()  # the parameters moved
+        moved = model(input_ids=ids).last_hidden_state
+        assert runner.captures == 2
+        torch.testing.assert_close(moved, after, rtol=0, atol=0)
+        runner.invalidate()
+        model(input_ids=ids)
+        assert runner.captures == 3
+        with torch.autocast("cuda", dtype=torch.float16):  # captured without the weight-cast cache
+            model.float()
+            first = model(input_ids=ids).last_hidden_state.clone()
+        with torch.autocast("cuda", dtype=torch.float16):
+            second = model(input_ids=ids).last_hidden_state
+        assert torch.equal(first, second)
 
 
 @pytest.mark.skipif(not CUDA, reason="torch.compile over the Triton custom ops needs CUDA")
