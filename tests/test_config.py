@@ -1,12 +1,16 @@
 """BertConfig: transformers' fields and defaults, JSON round trips, unknown keys kept."""
 
 import json
+import os
 
 import pytest
 
 import fastbert
 
-transformers = pytest.importorskip("transformers")
+if os.environ.get("FASTBERT_ALLOW_NO_TRANSFORMERS") == "1":  # else a missing test extra fails the run
+    transformers = pytest.importorskip("transformers")
+else:
+    import transformers
 
 FIELDS = [
     "vocab_size",

@@ -14,3 +14,16 @@ def perturb_norms_and_biases(model: torch.nn.Module, scale: float = 0.1) -> torc
         if "LayerNorm" in name or name.endswith("bias"):
             p.add_(torch.randn_like(p) * scale)
     return model
+
+
+def require_transformers():
+    """transformers, the test extra: a missing one fails the run (set FASTBERT_ALLOW_NO_TRANSFORMERS=1 to
+    skip these tests instead, e.g. for a minimal install)."""
+    import importlib
+    import os
+
+    import pytest
+
+    if os.environ.get("FASTBERT_ALLOW_NO_TRANSFORMERS") == "1":
+        return pytest.importorskip("transformers")
+    return importlib.import_module("transformers")

@@ -7,11 +7,11 @@ bf16 error against its fp32 (plus a floor), on valid tokens.
 
 import pytest
 import torch
-from model_helpers import CLASSES, perturb_norms_and_biases
+from model_helpers import CLASSES, perturb_norms_and_biases, require_transformers
 
 import fastbert
 
-transformers = pytest.importorskip("transformers")
+transformers = require_transformers()
 
 CFG = dict(
     vocab_size=99,
