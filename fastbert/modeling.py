@@ -224,7 +224,8 @@ class BertSelfAttention(nn.Module):
                 v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
         else:
             spec = ctx.attn
-            qkv = F.linear(hidden_states, self.qkv.weight, self.qkv.bias)
+            proj = self.qkv
+            qkv = F.linear(hidden_states, proj.weight, proj.bias)
             q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
             if past_key_value is not None:
                 k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)
@@ -242,9 +243,10 @@ def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
     """LayerNorm(dropout(dense(x)) + residual): the table's GEMM and fused add + LayerNorm."""
     if ctx.dropout:
         return module.LayerNorm(module.dropout(module.dense(hidden_states)) + residual)
-    ln = module.LayerNorm
-    y, bias = ctx.ops.linear(hidden_states, module.dense.weight, module.dense.bias)
-    return ctx.ops.add_layernorm(y, residual, bias, ln.weight, ln.bias, ln.eps)
+    dense, ln = module.dense, module.LayerNorm
+    return ctx.ops.dense_add_layernorm(
+        hidden_states, dense.weight, dense.bias, residual, ln.weight, ln.bias, ln.eps
+    )
 
 
 class BertSelfOutput(nn.Module):
@@ -277,8 +279,8 @@ class BertIntermediate(nn.Module):
         self.intermediate_act_fn = activation(config.hidden_act)
 
     def forward(self, hidden_states, ctx: LayerContext):
-        y, bias = ctx.ops.linear(hidden_states, self.dense.weight, self.dense.bias)
-        return ctx.ops.bias_act(y, bias, self.hidden_act)
+        dense = self.dense
+        return ctx.ops.dense_act(hidden_states, dense.weight, dense.bias, self.hidden_act)
 
 
 class BertOutput(nn.Module):
@@ -399,9 +401,10 @@ class BertPredictionHeadTransform(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states, ops: OpTable):
-        ln = self.LayerNorm
-        y, bias = ops.linear(hidden_states, self.dense.weight, self.dense.bias)
-        return ops.bias_act_layernorm(y, bias, ln.weight, ln.bias, ln.eps, self.hidden_act)
+        dense, ln = self.dense, self.LayerNorm
+        return ops.dense_act_layernorm(
+            hidden_states, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, self.hidden_act
+        )
 
 
 class BertLMPredictionHead(nn.Module):
@@ -842,7 +845,7 @@ class BertModel(BertPreTrainedModel):
         )
         enc.pooled = self._pool(enc, inputs.attention_mask, zero_padded_first=not host_reads)
         if not keep_packed and packing is not None:
-            enc = dataclasses.replace(enc, sequence=enc.last_hidden_state, packing=None)
+            enc.sequence, enc.packing = enc.last_hidden_state, None
         return enc
 
     def _context(self, inputs: BertInputs, checked: _Checked, ops: OpTable, can_pack, past_length, use_cache):

@@ -17,8 +17,11 @@ fp32 statistics and the input dtype out.
 Importing this module imports neither triton nor ``fastbert.kernels``; ``get_ops("triton")`` does.
 
 Ops (T tokens, H hidden, N features, heads, D head dim):
-- ``linear(x, weight, bias)`` -> ``(x @ weight.T [+ bias], bias still to add)``: the torch tables add
-  the bias inside the GEMM (addmm), the triton table leaves it to the fused kernel that follows.
+- ``dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps)`` ->
+  LN(x @ weight.T + bias + residual); ``dense_act(x, weight, bias, activation)`` -> act(x @ weight.T +
+  bias); ``dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation)``: a GEMM and the
+  fused op after it. The torch tables add the bias inside the GEMM (addmm); the triton table leaves it
+  to the kernel that follows.
 - ``embed_layernorm(input_ids, position_ids, token_type_ids, word_weight, position_weight,
   type_weight, ln_weight, ln_bias, eps)`` -> (T, H) in the weights' dtype; position_ids None =
   arange(T), token_type_ids None = type 0.
@@ -155,8 +158,17 @@ class AttentionSpec:
 # ---------------------------------------------------------------------------------------------
 
 
-def _torch_linear(x, weight, bias):
-    return F.linear(x, weight, bias), None
+def _torch_dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
+    return F.layer_norm(F.linear(x, weight, bias) + residual, (residual.shape[-1],), ln_weight, ln_bias, eps)
+
+
+def _torch_dense_act(x, weight, bias, activation_name):
+    return activation(activation_name)(F.linear(x, weight, bias))
+
+
+def _torch_dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
+    h = activation(activation_name)(F.linear(x, weight, bias))
+    return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
 
 
 def _torch_embed_layernorm(
@@ -321,40 +333,65 @@ def _varlen_attn() -> Callable | None:
     return _varlen_attn_caller()
 
 
+def _sdpa_padded_once(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
+    """Packed q/k/v padded with the packing's index, one masked SDPA call, packed back."""
+    qp, kp = spec.q_packing, spec.k_packing
+    if spec.causal:
+        mask = _additive(_allowed(kp.mask, qp.seqlen, kp.seqlen, True, q.device), q.dtype)
+    else:
+        mask = kp.additive_mask(q.dtype)  # computed once per forward
+    out = F.scaled_dot_product_attention(
+        unpack(q, qp).transpose(1, 2),
+        unpack(k, kp).transpose(1, 2),
+        unpack(v, kp).transpose(1, 2),
+        attn_mask=mask,
+        dropout_p=dropout_p,
+        scale=scale,
+    )
+    out = pack(out.transpose(1, 2), qp)
+    if qp is not kp:  # cross-attention: a query whose sequence has no key gets zeros
+        out = out * qp.rows_with_keys(kp)[:, None, None]
+    return out
+
+
 def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
     """Attention on packed tokens with torch's own kernels; q (Tq, h, d), k/v (Tk, h, d) -> (Tq, h, d).
 
-    On the CPU, sequence by sequence (the fastest layout there, measured). On CUDA, torch's varlen
-    flash attention (fp16/bf16, where torch has it), else one masked SDPA call over the batch padded
-    with the index and mask the packing computed once for the whole forward.
+    On CUDA, torch's varlen flash attention (fp16/bf16, where torch has it), else one masked SDPA call
+    over the batch padded with the index and mask the packing computed once for the whole forward. On
+    the CPU, sequence by sequence (the fastest layout there, measured: no work on padding).
     """
     qp, kp = spec.q_packing, spec.k_packing
     if q.is_cuda:
         varlen = _varlen_attn()
         if varlen is not None and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0:
             out = varlen(q, k, v, qp, kp, scale, spec.causal)
-        else:
-            padded = AttentionSpec(causal=spec.causal, key_mask=kp.mask)
-            out = pack(
-                _sdpa_padded(unpack(q, qp), unpack(k, kp), unpack(v, kp), padded, scale, dropout_p), qp
-            )
-        return out * qp.rows_with_keys(kp)[:, None, None]  # a query with no key gets zeros
-    out = q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
+            return out if qp is kp else out * qp.rows_with_keys(kp)[:, None, None]
+        return _sdpa_padded_once(q, k, v, spec, scale, dropout_p)
+    # (1, h, T, d) views: SDPA's fused CPU kernel takes 4-D inputs (3-D ones run twice as slow)
+    qt, kt, vt = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    parts = []
     qs = ks = 0
     for lq, lk in zip(qp.seqlens_host, kp.seqlens_host):
         if lq and lk:
-            o = F.scaled_dot_product_attention(
-                q[qs : qs + lq].transpose(0, 1).unsqueeze(0),
-                k[ks : ks + lk].transpose(0, 1).unsqueeze(0),
-                v[ks : ks + lk].transpose(0, 1).unsqueeze(0),
-                dropout_p=dropout_p,
-                is_causal=spec.causal and lq > 1,
-                scale=scale,
+            parts.append(
+                F.scaled_dot_product_attention(
+                    qt[:, :, qs : qs + lq],
+                    kt[:, :, ks : ks + lk],
+                    vt[:, :, ks : ks + lk],
+                    dropout_p=dropout_p,
+                    is_causal=spec.causal and lq > 1,
+                    scale=scale,
+                )
             )
-            out[qs : qs + lq] = o[0].transpose(0, 1)
+        elif lq:  # a query with no key gets zeros
+            parts.append(qt.new_zeros(1, q.shape[1], lq, v.shape[2]))
         qs += lq
         ks += lk
-    return out
+    if not parts:
+        return q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    return out[0].transpose(0, 1)  # (Tq, h, d)
 
 
 def _sdpa_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
@@ -377,7 +414,9 @@ class OpTable:
     """One backend's ops (see the module docstring for signatures)."""
 
     name: str
-    linear: Callable[..., tuple]
+    dense_add_layernorm: Callable[..., torch.Tensor]
+    dense_act: Callable[..., torch.Tensor]
+    dense_act_layernorm: Callable[..., torch.Tensor]
     embed_layernorm: Callable[..., torch.Tensor]
     add_layernorm: Callable[..., torch.Tensor]
     bias_act: Callable[..., torch.Tensor]
@@ -393,7 +432,9 @@ class OpTable:
 
 EAGER_OPS = OpTable(
     name="eager",
-    linear=_torch_linear,
+    dense_add_layernorm=_torch_dense_add_layernorm,
+    dense_act=_torch_dense_act,
+    dense_act_layernorm=_torch_dense_act_layernorm,
     embed_layernorm=_torch_embed_layernorm,
     add_layernorm=_torch_add_layernorm,
     bias_act=_torch_bias_act,
@@ -406,7 +447,9 @@ EAGER_OPS = OpTable(
 
 SDPA_OPS = OpTable(
     name="sdpa",
-    linear=_torch_linear,
+    dense_add_layernorm=_torch_dense_add_layernorm,
+    dense_act=_torch_dense_act,
+    dense_act_layernorm=_torch_dense_act_layernorm,
     embed_layernorm=_torch_embed_layernorm,
     add_layernorm=_torch_add_layernorm,
     bias_act=_torch_bias_act,
@@ -427,8 +470,15 @@ def _triton_table() -> OpTable:
     padded_kernel = kernels.attention_padded
     key_lengths_arg = "seqlens_k" in inspect.signature(padded_kernel).parameters
 
-    def linear(x, weight, bias):
-        return F.linear(x, weight), bias  # the bias goes into the fused kernel that follows
+    # the GEMM without its bias: the bias goes into the fused kernel that follows
+    def dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
+        return kernels.add_layernorm(F.linear(x, weight), residual, bias, ln_weight, ln_bias, eps)
+
+    def dense_act(x, weight, bias, activation_name):
+        return bias_act(F.linear(x, weight), bias, activation_name)
+
+    def dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
+        return bias_act_layernorm(F.linear(x, weight), bias, ln_weight, ln_bias, eps, activation_name)
 
     def bias_act(x, bias, activation_name):
         if activation_name in kernel_acts:
@@ -456,7 +506,9 @@ def _triton_table() -> OpTable:
 
     return OpTable(
         name="triton",
-        linear=linear,
+        dense_add_layernorm=dense_add_layernorm,
+        dense_act=dense_act,
+        dense_act_layernorm=dense_act_layernorm,
         embed_layernorm=kernels.embed_layernorm,
         add_layernorm=kernels.add_layernorm,
         bias_act=bias_act,

@@ -63,11 +63,21 @@ class Packing:
         return self.indices // max(self.seqlen, 1)
 
     def rows_with_keys(self, keys: Packing) -> torch.Tensor:
-        """(total,) in ``self``'s dtype-free 0/1 form: 1 where the token's sequence has keys in ``keys``."""
+        """(total,) bool: True where the token's sequence has at least one key in ``keys``."""
         cache = self.__dict__.setdefault("_rows_with_keys", {})
         out = cache.get(id(keys))
         if out is None:
-            out = cache[id(keys)] = (keys.seqlens[self.rows] > 0).to(torch.uint8)
+            out = cache[id(keys)] = keys.seqlens[self.rows] > 0
+        return out
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        """(batch, 1, 1, seqlen) attention mask of these keys: 0 at real tokens, dtype's min at padding
+        (transformers' convention), computed once per dtype."""
+        cache = self.__dict__.setdefault("_additive", {})
+        out = cache.get(dtype)
+        if out is None:
+            out = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device)
+            out = cache[dtype] = out.masked_fill_(~self.mask, torch.finfo(dtype).min)[:, None, None, :]
         return out
 
 
