@@ -63,16 +63,14 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        from .hub import HubOptions
+
         config = kwargs.pop("config", None)
+        hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         if not isinstance(config, BertConfig):
-            hub = {
-                k: kwargs[k]
-                for k in ("revision", "cache_dir", "local_files_only", "token", "subfolder")
-                if k in kwargs
-            }
-            config = BertConfig.from_pretrained(config or pretrained_model_name_or_path, **hub)
+            config = BertConfig.from_pretrained(config or pretrained_model_name_or_path, hub=hub)
         return cls._class_for(config).from_pretrained(
-            pretrained_model_name_or_path, *args, config=config, **kwargs
+            pretrained_model_name_or_path, *args, config=config, hub=hub, **kwargs
         )
 
 

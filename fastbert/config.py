@@ -251,26 +251,24 @@ class BertConfig:
         local_files_only: bool = False,
         token: str | bool | None = None,
         subfolder: str = "",
+        hub: Any = None,
         return_unused_kwargs: bool = False,
         **kwargs: Any,
     ) -> BertConfig:
-        """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id."""
-        from .hub import resolve_file
+        """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id.
+
+        ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords."""
+        from .hub import HubOptions, resolve_file
 
         path = str(pretrained_model_name_or_path)
         if os.path.isfile(path):
             config_file = path
         else:
-            hub_kwargs = dict(
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                token=token,
-                subfolder=subfolder,
-            )
-            config_file = resolve_file(path, CONFIG_NAME, required=False, **hub_kwargs)
+            if hub is None:
+                hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
+            config_file = resolve_file(path, CONFIG_NAME, hub, required=False)
             if config_file is None:
-                config_file = resolve_file(path, GOOGLE_CONFIG_NAME, required=False, **hub_kwargs)
+                config_file = resolve_file(path, GOOGLE_CONFIG_NAME, hub, required=False)
             if config_file is None:
                 if os.path.isdir(path):
                     raise OSError(

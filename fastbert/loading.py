@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import BertConfig, check_attn_implementation
-from .hub import resolve_file
+from .hub import HubOptions, resolve_file
 
 logger = logging.getLogger("fastbert")
 
@@ -98,7 +98,7 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
+def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str, torch.Tensor]:
     try:
         with open(index_file, encoding="utf-8") as f:
             weight_map = json.load(f)["weight_map"]
@@ -106,7 +106,7 @@ def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[st
         raise OSError(f"{index_file} is not a valid checkpoint index: {e}") from e
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = resolve_file(path_or_id, shard, required=False, **hub_kwargs)
+        shard_path = resolve_file(path_or_id, shard, hub, required=False)
         if shard_path is None:
             raise OSError(f"{path_or_id}: shard {shard} listed in {os.path.basename(index_file)} is missing")
         state.update(load_state_dict_file(shard_path))
@@ -118,7 +118,7 @@ def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[st
 
 def find_and_load_weights(
     path_or_id: str,
-    hub_kwargs: dict,
+    hub: HubOptions,
     *,
     use_safetensors: bool | None = None,
     from_tf: bool = False,
@@ -134,9 +134,9 @@ def find_and_load_weights(
         if use_safetensors is not True:
             candidates += [(WEIGHTS_NAME, False), (WEIGHTS_INDEX_NAME, True)]
         for name, sharded in candidates:
-            path = resolve_file(path_or_id, name, required=False, **hub_kwargs)
+            path = resolve_file(path_or_id, name, hub, required=False)
             if path is not None:
-                return _load_sharded(path, path_or_id, hub_kwargs) if sharded else load_state_dict_file(path)
+                return _load_sharded(path, path_or_id, hub) if sharded else load_state_dict_file(path)
         return None
 
     if not (from_tf or from_flax):
@@ -148,7 +148,9 @@ def find_and_load_weights(
     except ImportError:  # pragma: no cover - legacy formats are optional
         legacy = None
     if legacy is not None:
-        found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, **hub_kwargs)
+        found = legacy.find_legacy_checkpoint(
+            path_or_id, from_tf=from_tf, from_flax=from_flax, **hub.as_kwargs()
+        )
         if found is not None:
             kind, files = found
             return legacy.load_legacy_checkpoint(kind, files)
@@ -262,6 +264,7 @@ class PreTrainedMixin:
         local_files_only: bool = False,
         token: str | bool | None = None,
         subfolder: str = "",
+        hub: HubOptions | None = None,
         use_safetensors: bool | None = None,
         from_tf: bool = False,
         from_flax: bool = False,
@@ -271,19 +274,15 @@ class PreTrainedMixin:
         trust_remote_code: bool | None = None,
         **kwargs: Any,
     ):
-        """Load a model from a folder or hub id, like transformers' ``from_pretrained``."""
+        """Load a model from a folder or hub id, like transformers' ``from_pretrained``.
+
+        ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords (revision,
+        cache_dir, local_files_only, token, subfolder)."""
         path = str(pretrained_model_name_or_path)
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-            local_files_only = True
-        hub_kwargs = dict(
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            subfolder=subfolder,
-        )
+        if hub is None:
+            hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         if config is None or isinstance(config, (str, os.PathLike)):
-            config = BertConfig.from_pretrained(config or path, **hub_kwargs)
+            config = BertConfig.from_pretrained(config or path, hub=hub)
         else:
             config = BertConfig.from_dict(config.to_dict())
         for key, value in kwargs.items():  # config overrides, as transformers
@@ -302,7 +301,7 @@ class PreTrainedMixin:
 
         if state_dict is None:
             state_dict = find_and_load_weights(
-                path, hub_kwargs, use_safetensors=use_safetensors, from_tf=from_tf, from_flax=from_flax
+                path, hub, use_safetensors=use_safetensors, from_tf=from_tf, from_flax=from_flax
             )
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype if isinstance(config.torch_dtype, torch.dtype) else None
