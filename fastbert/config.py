@@ -234,12 +234,17 @@ class BertConfig:
                 data = json.load(f)
         except json.JSONDecodeError as e:
             raise OSError(f"{path} is not valid JSON: {e}") from e
+        except UnicodeDecodeError as e:
+            raise OSError(f"{path} is not UTF-8 text (a JSON file): {e}") from e
         if not isinstance(data, dict):
             raise OSError(f"{path} does not hold a JSON object")
         model_type = data.get("model_type")
         if model_type not in (None, "bert"):
             raise ValueError(f"{path} describes a {model_type!r} model, not a BERT model")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as e:  # a bad field: say which file holds it
+            raise type(e)(f"{path}: {e}") from None
 
     @classmethod
     def from_pretrained(
