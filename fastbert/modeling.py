@@ -954,6 +954,21 @@ class _BertHead(BertPreTrainedModel):
 
     per_token = False
 
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
     def _run(self, inputs: BertInputs, return_dict: bool | None, **targets):
         self.check_targets(inputs, **targets)
         allow_pack = self.allow_pack(inputs, **targets)
@@ -1160,21 +1175,6 @@ class BertForNextSentencePrediction(_BertHead):
         self.cls = BertOnlyNSPHead(config)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
-
     def head(self, enc, **targets):
         return self.cls(enc.pooled)
 
@@ -1200,21 +1200,6 @@ class BertForSequenceClassification(_BertHead):
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def check_targets(self, inputs, labels=None):
         batch = inputs.batch_shape(1)
@@ -1262,20 +1247,7 @@ class BertForMultipleChoice(_BertHead):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        inputs = BertInputs.of(locals())
+    def _run(self, inputs: BertInputs, return_dict: bool | None, labels=None):
         ref = inputs.reference
         if ref is None or ref.dim() < 3:
             raise ValueError(
@@ -1286,7 +1258,7 @@ class BertForMultipleChoice(_BertHead):
             t = getattr(inputs, name)
             if t is not None:  # (batch, choices, ...) → (batch * choices, ...)
                 setattr(inputs, name, t.reshape(-1, *t.shape[2:]))
-        return self._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
+        return super()._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
 
     def check_targets(self, inputs, labels=None, num_choices=None):
         pass  # checked against the unflattened batch in forward
@@ -1316,21 +1288,6 @@ class BertForTokenClassification(_BertHead):
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def head(self, enc, **targets):
         return enc.per_token(lambda x, ops: self.classifier(self.dropout(x)))
