@@ -104,10 +104,12 @@ AutoModelForQuestionAnswering = _auto(
 # --------------------------------------------------------------------------------------------- transformers
 def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     """A fastbert model over the weights of a loaded transformers BERT: the same class, config, dtype
-    and device, and **the same storage** — every fastbert parameter is the transformers parameter,
-    except self-attention's fused QKV weight, which is built once from query/key/value; the
+    and device, and **the same storage** — every fastbert parameter holds the transformers parameter's
+    tensor, except self-attention's fused QKV weight, which is built once from query/key/value; the
     transformers model's query/key/value parameters are then replaced by views of it (public attribute
-    assignment), so there is one copy of every weight and editing either model edits both."""
+    assignment), so there is one copy of every weight and an in-place edit of either model edits both.
+    Moving or converting one model (``.to(dtype)``, ``.cuda()``) gives it new tensors and leaves the
+    other as it was."""
     import torch
     from torch import nn
 
@@ -139,7 +141,9 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
             if not isinstance(hf_param, nn.Parameter) or hf_param.shape != p.shape:
                 missing.append(f"{path}.{pname}" if path else pname)
                 continue
-            setattr(module, pname, hf_param)
+            # the same storage under a parameter of our own: in-place edits are shared, while a move or
+            # a conversion of one model (``.to()``, ``.half()``) leaves the other as it was
+            setattr(module, pname, nn.Parameter(hf_param.data, requires_grad=hf_param.requires_grad))
     missing += [n for n, p in model.named_parameters() if p.is_meta and n not in missing]
     if missing:
         raise ValueError(f"converting {name}: weights missing from the transformers model: {missing}")

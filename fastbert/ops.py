@@ -364,7 +364,8 @@ def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
     qp, kp = spec.q_packing, spec.k_packing
     if q.is_cuda:
         varlen = _varlen_attn()
-        if varlen is not None and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0:
+        flash_ok = q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256
+        if varlen is not None and flash_ok and dropout_p == 0.0:
             out = varlen(q, k, v, qp, kp, scale, spec.causal)
             return out if qp is kp else out * qp.rows_with_keys(kp)[:, None, None]
         return _sdpa_padded_once(q, k, v, spec, scale, dropout_p)

@@ -150,14 +150,3 @@ def unpack(x: torch.Tensor, packing: Packing) -> torch.Tensor:
 def has_padding(attention_mask: torch.Tensor | None) -> bool:
     """True when a mask marks at least one padded position (one host read)."""
     return attention_mask is not None and not host_read(attention_mask.bool().all())
-
-
-# the names these had in fastbert.modeling
-def k_packing_mask(packing: Packing) -> torch.Tensor:
-    """(batch, seqlen) bool key mask of a packing: True at real tokens."""
-    return packing.mask
-
-
-def q_packing_rows(packing: Packing) -> torch.Tensor:
-    """(total,) sequence index of each packed token."""
-    return packing.rows

@@ -138,3 +138,43 @@ def test_table_names():
     assert ops.get_ops("torch") is ops.SDPA_OPS  # the old name, kept for the kernel tests
     with pytest.raises(ValueError, match="unknown attn_implementation"):
         ops.get_ops("flash")
+
+
+@pytest.mark.parametrize("style", ["window_size", "is_causal", "no_scale"])
+def test_varlen_attn_adapter_follows_the_installed_signature(monkeypatch, style):
+    """torch's varlen attention changed its keywords between releases: the adapter reads the signature."""
+    import types
+
+    calls = {}
+
+    if style == "window_size":
+
+        def fake(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1)):
+            calls.update(scale=scale, window_size=window_size)
+            return query
+
+    elif style == "is_causal":
+
+        def fake(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, scale=None):
+            calls.update(scale=scale, is_causal=is_causal)
+            return query
+
+    else:
+
+        def fake(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False):
+            calls.update(is_causal=is_causal, q=query)
+            return query
+
+    monkeypatch.setitem(
+        __import__("sys").modules, "torch.nn.attention.varlen", types.SimpleNamespace(varlen_attn=fake)
+    )
+    call = ops._varlen_attn_caller()
+    p = packing_from_mask(torch.ones(1, 3))
+    q = torch.ones(3, 2, 4)
+    call(q, q, q, p, p, 0.25, True)
+    if style == "window_size":
+        assert calls == {"scale": 0.25, "window_size": (-1, 0)}
+    elif style == "is_causal":
+        assert calls == {"scale": 0.25, "is_causal": True}
+    else:  # no scale keyword: q pre-scaled so that its default 1/sqrt(D) gives the asked scale
+        assert calls["is_causal"] and torch.allclose(calls["q"], torch.full_like(q, 0.25 * 2.0))

@@ -80,6 +80,18 @@ def test_from_transformers_every_class_same_keys_and_storage(name):
         )
 
 
+def test_converting_fastbert_leaves_transformers_intact():
+    hf = hf_of("BertForMaskedLM")
+    inputs = batch("BertForMaskedLM")
+    m = inputs["attention_mask"]
+    with torch.no_grad():
+        before = first_tensor(hf(**inputs), m)
+        fb = fastbert.from_transformers(hf).to(torch.bfloat16)
+        assert all(p.dtype == torch.float32 for p in hf.parameters())
+        torch.testing.assert_close(first_tensor(hf(**inputs), m), before, rtol=0, atol=0)
+        assert fb.dtype == torch.bfloat16 and fb(**inputs).logits.dtype == torch.bfloat16
+
+
 def test_from_transformers_refuses_other_modules():
     with pytest.raises(ValueError, match="not one of the BERT classes"):
         fastbert.from_transformers(torch.nn.Linear(2, 2))
