@@ -164,7 +164,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", choices=sorted(CONFIGS), help="random weights of this config instead of a model"
     )
     parser.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma-separated: fp32,fp16,bf16")
-    parser.add_argument("--backends", help="comma-separated: eager,sdpa,triton (default: all available)")
+    parser.add_argument(
+        "--attn-implementation",
+        "--backends",
+        dest="backends",
+        help="comma-separated attn_implementation values: eager,sdpa,triton (default: all available)",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
     parser.add_argument("--no-transformers", action="store_true", help="skip transformers' rows")
 

@@ -25,7 +25,7 @@ from torch import nn
 from . import outputs
 from .config import BertConfig, check_attn_implementation, default_attn_implementation
 from .loading import PreTrainedMixin
-from .ops import AttentionSpec, OpTable, activation, get_ops, triton_available
+from .ops import AttentionSpec, OpTable, activation, resolve
 from .padding import Packing, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 
 # --------------------------------------------------------------------------------------------- per forward
@@ -745,32 +745,18 @@ class BertModel(BertPreTrainedModel):
     def _resolve(self, output_attentions: bool, past: Any) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
         once per reason)."""
-        backend = self.attn_implementation
-        if backend != "eager" and output_attentions:
-            self._warn_fallback(
-                f"output_attentions=True needs the attention probabilities, which the {backend} backend "
-                "never materialises: this call runs attention eagerly"
-            )
-            return get_ops("eager")
-        if backend == "triton":
-            reason = None
-            cfg = self.config
-            if cfg.position_embedding_type != "absolute":
-                reason = f"position_embedding_type={cfg.position_embedding_type!r} has no Triton kernel"
-            elif self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0):
-                reason = "training mode (dropout) has no Triton kernel"
-            elif torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-                reason = (
-                    "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
-                )
-            elif past is not None:
-                reason = "incremental decoding with a KV cache"
-            elif not triton_available():
-                reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
-            if reason is not None:
-                self._warn_fallback(f"{reason}: falling back to the sdpa backend")
-                backend = "sdpa"
-        return get_ops(backend)
+        cfg = self.config
+        table, reason = resolve(
+            self.attn_implementation,
+            output_attentions=output_attentions,
+            position_embedding_type=cfg.position_embedding_type,
+            dropout=self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0),
+            needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
+            cache=past is not None,
+        )
+        if reason is not None:
+            self._warn_fallback(reason)
+        return table
 
     # -- the forward, in parts
     def encode(

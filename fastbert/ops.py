@@ -521,6 +521,44 @@ def _triton_table() -> OpTable:
     )
 
 
+def resolve(
+    attn_implementation: str,
+    *,
+    output_attentions: bool = False,
+    position_embedding_type: str = "absolute",
+    dropout: bool = False,
+    needs_grad: Callable[[], bool] = lambda: False,
+    cache: bool = False,
+) -> tuple[OpTable, str | None]:
+    """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
+
+    The fallback rules: attention probabilities need the eager table; the triton kernels have no
+    relative positions, dropout, gradients or KV cache, and need CUDA (or the interpreter).
+    """
+    name = attn_implementation
+    if name != "eager" and output_attentions:
+        return get_ops("eager"), (
+            f"output_attentions=True needs the attention probabilities, which the {name} backend "
+            "never materialises: this call runs attention eagerly"
+        )
+    if name != "triton":
+        return get_ops(name), None
+    reason = None
+    if position_embedding_type != "absolute":
+        reason = f"position_embedding_type={position_embedding_type!r} has no Triton kernel"
+    elif dropout:
+        reason = "training mode (dropout) has no Triton kernel"
+    elif needs_grad():
+        reason = "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
+    elif cache:
+        reason = "incremental decoding with a KV cache"
+    elif not triton_available():
+        reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
+    if reason is not None:
+        return get_ops("sdpa"), f"{reason}: falling back to the sdpa backend"
+    return get_ops("triton"), None
+
+
 def get_ops(attn_implementation: str = "sdpa") -> OpTable:
     """The op table of ``attn_implementation``: "eager", "sdpa" (the torch reference) or "triton"."""
     if attn_implementation == "torch":  # the old name of the sdpa table, kept for callers of the kernels

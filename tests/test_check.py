@@ -62,7 +62,7 @@ def test_check_cli_exit_status():
             "tiny",
             "--dtypes",
             "fp32",
-            "--backends",
+            "--attn-implementation",
             "eager,sdpa",
             "--no-transformers",
         ],
