@@ -10,6 +10,7 @@ import torch
 from model_helpers import CLASSES, perturb_norms_and_biases, require_transformers
 
 import fastbert
+from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 
@@ -95,11 +96,10 @@ def test_bf16_error_within_transformers_own(name):
         fb = fastbert.from_transformers(hf, attn_implementation="sdpa").to(torch.bfloat16)
         out16 = outputs_of(fb(**inputs))
     for key in ref32:
-        r = valid(ref32[key], mask)
-        err_hf = (valid(hf16[key], mask).float() - r).abs().max().item()
-        err_fb = (valid(out16[key], mask).float() - r).abs().max().item()
         assert out16[key].dtype == torch.bfloat16
-        assert err_fb <= 2 * err_hf + 1e-2, (key, err_fb, err_hf)
+        assert_close(
+            valid(out16[key], mask), valid(hf16[key], mask), valid(ref32[key], mask), torch.bfloat16, what=key
+        )
 
 
 @pytest.mark.parametrize("name", CLASSES)

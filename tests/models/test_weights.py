@@ -175,3 +175,18 @@ def test_one_host_read_per_forward(backend, monkeypatch):
         model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
     assert padding.HOST_READS - before == 1
     assert counts["reads"] == 1, counts
+
+
+def test_weights_version_marks_moves_not_in_place_edits():
+    """What a CUDA graph compares: bumped when the parameters may have moved, not on in-place edits."""
+    model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY)).eval()
+    base = model.bert
+    v0 = base.weights_version
+    with torch.no_grad():
+        base.encoder.layer[0].output.dense.bias.add_(1.0)
+    assert base.weights_version == v0
+    model.to(torch.float64)
+    assert base.weights_version > v0
+    v1 = base.weights_version
+    model.load_state_dict(model.state_dict(), assign=True)
+    assert base.weights_version > v1
