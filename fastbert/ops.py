@@ -232,22 +232,6 @@ def _additive(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor 
     )
 
 
-def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False):
-    b, lq, _, _ = q.shape
-    lk = k.shape[1]
-    if lk == 0:
-        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
-    allowed = torch.ones(b, 1, lq, lk, dtype=torch.bool, device=q.device)  # (B, 1, Lq, Lk)
-    mask = _allowed(key_padding_mask, lq, lk, causal, q.device)
-    if mask is not None:
-        allowed = allowed & mask
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=allowed, scale=scale
-    ).transpose(1, 2)  # (B, Lq, heads, D)
-    row_ok = allowed.any(-1).transpose(1, 2)[..., None]  # (B, Lq, 1, 1)
-    return torch.where(row_ok, out, out.new_zeros(()))
-
-
 def _torch_attention_varlen(
     q,
     k,
@@ -301,6 +285,19 @@ def _sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
         scale=scale,
     )
     return out.transpose(1, 2)
+
+
+def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False):
+    """The kernel's signature over torch SDPA (the reference of ``attention_padded``): a query with no
+    key to attend to gets zeros."""
+    if k.shape[1] == 0:
+        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
+    out = _sdpa_padded(q, k, v, AttentionSpec(causal=causal, key_mask=key_padding_mask), scale)
+    allowed = _allowed(key_padding_mask, q.shape[1], k.shape[1], causal, q.device)
+    if allowed is None:
+        return out
+    row_ok = allowed.expand(q.shape[0], 1, q.shape[1], k.shape[1]).any(-1).transpose(1, 2)[..., None]
+    return torch.where(row_ok, out, out.new_zeros(()))  # (B, Lq, heads, D)
 
 
 def _varlen_attn_caller() -> Callable | None:
