@@ -107,8 +107,30 @@ class Encoded:
         return unpack(y, self.packing) if self.packing is not None else y
 
 
+# --------------------------------------------------------------------------------------------- modules
+class _Module(nn.Module):
+    """An ``nn.Module`` whose submodules are also plain instance attributes.
+
+    Reading ``self.dense`` then skips ``nn.Module.__getattr__`` (a Python call per access, about a tenth
+    of a small forward's host time). Registration is unchanged (``_modules`` holds them: state dicts,
+    ``apply``, ``to`` see nothing different); assigning or deleting a submodule keeps both in step.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, nn.Module):
+            self.__dict__[name] = value
+        elif name in self.__dict__.get("_modules", ()):
+            self.__dict__.pop(name, None)  # a submodule set to None
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._modules:
+            self.__dict__.pop(name, None)
+        super().__delattr__(name)
+
+
 # --------------------------------------------------------------------------------------------- attention
-class _QKVSlice(nn.Module):
+class _QKVSlice(_Module):
     """``query``, ``key`` or ``value`` of a self-attention: a Linear whose weight and bias are rows of the
     fused QKV parameter (views: editing them edits the parameter)."""
 
@@ -161,7 +183,7 @@ def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
             state_dict[f"{prefix}qkv.{kind}"] = torch.cat([state_dict.pop(k) for k in keys])
 
 
-class BertSelfAttention(nn.Module):
+class BertSelfAttention(_Module):
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
@@ -249,7 +271,7 @@ def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
     )
 
 
-class BertSelfOutput(nn.Module):
+class BertSelfOutput(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
@@ -260,7 +282,7 @@ class BertSelfOutput(nn.Module):
         return _dense_add_layernorm(self, hidden_states, input_tensor, ctx)
 
 
-class BertAttention(nn.Module):
+class BertAttention(_Module):
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
         self.self = BertSelfAttention(config, is_cross_attention=is_cross_attention)
@@ -271,7 +293,7 @@ class BertAttention(nn.Module):
         return self.output(context, hidden_states, ctx), probs, present
 
 
-class BertIntermediate(nn.Module):
+class BertIntermediate(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -283,7 +305,7 @@ class BertIntermediate(nn.Module):
         return ctx.ops.dense_act(hidden_states, dense.weight, dense.bias, self.hidden_act)
 
 
-class BertOutput(nn.Module):
+class BertOutput(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
@@ -294,7 +316,7 @@ class BertOutput(nn.Module):
         return _dense_add_layernorm(self, hidden_states, input_tensor, ctx)
 
 
-class BertLayer(nn.Module):
+class BertLayer(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.attention = BertAttention(config)
@@ -324,14 +346,14 @@ class BertLayer(nn.Module):
         return layer_output, probs, cross_probs, present
 
 
-class BertEncoder(nn.Module):
+class BertEncoder(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
 
-class BertEmbeddings(nn.Module):
+class BertEmbeddings(_Module):
     """word + position + token-type embeddings, LayerNorm, dropout."""
 
     def __init__(self, config: BertConfig):
@@ -377,7 +399,7 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
-class BertPooler(nn.Module):
+class BertPooler(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
@@ -392,7 +414,7 @@ class BertPooler(nn.Module):
         return self.activation(self.dense(first))
 
 
-class BertPredictionHeadTransform(nn.Module):
+class BertPredictionHeadTransform(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
@@ -407,7 +429,7 @@ class BertPredictionHeadTransform(nn.Module):
         )
 
 
-class BertLMPredictionHead(nn.Module):
+class BertLMPredictionHead(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
@@ -419,7 +441,7 @@ class BertLMPredictionHead(nn.Module):
         return self.decoder(self.transform(hidden_states, ops))
 
 
-class BertOnlyMLMHead(nn.Module):
+class BertOnlyMLMHead(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
@@ -428,7 +450,7 @@ class BertOnlyMLMHead(nn.Module):
         return self.predictions(sequence_output, ops)
 
 
-class BertOnlyNSPHead(nn.Module):
+class BertOnlyNSPHead(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
@@ -437,7 +459,7 @@ class BertOnlyNSPHead(nn.Module):
         return self.seq_relationship(pooled_output)
 
 
-class BertPreTrainingHeads(nn.Module):
+class BertPreTrainingHeads(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
@@ -448,7 +470,7 @@ class BertPreTrainingHeads(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- base class
-class BertPreTrainedModel(PreTrainedMixin, nn.Module):
+class BertPreTrainedModel(PreTrainedMixin, _Module):
     """Weight initialisation, backend choice, loading/saving (``PreTrainedMixin``)."""
 
     config_class = BertConfig

@@ -190,3 +190,19 @@ def test_weights_version_marks_moves_not_in_place_edits():
     v1 = base.weights_version
     model.load_state_dict(model.state_dict(), assign=True)
     assert base.weights_version > v1
+
+
+def test_submodule_attributes_follow_assignment_and_deletion():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    layer = model.encoder.layer[0]
+    new = torch.nn.Linear(37, 36)
+    layer.output.dense = new
+    assert layer.output.dense is new and layer.output._modules["dense"] is new
+    assert model.state_dict()["encoder.layer.0.output.dense.weight"].data_ptr() == new.weight.data_ptr()
+    model.pooler = None
+    assert model.pooler is None and model(input_ids=torch.ones(1, 3, dtype=torch.long)).pooler_output is None
+    del layer.intermediate
+    assert not hasattr(layer, "intermediate") and "intermediate" not in layer._modules
+    clone = __import__("copy").deepcopy(model)
+    assert clone.encoder.layer[0].output.dense is clone.encoder.layer[0].output._modules["dense"]
+    assert clone.encoder.layer[0].output.dense is not new
