@@ -178,3 +178,15 @@ def test_varlen_attn_adapter_follows_the_installed_signature(monkeypatch, style)
         assert calls == {"scale": 0.25, "is_causal": True}
     else:  # no scale keyword: q pre-scaled so that its default 1/sqrt(D) gives the asked scale
         assert calls["is_causal"] and torch.allclose(calls["q"], torch.full_like(q, 0.25 * 2.0))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_padded_once_equals_the_loop(causal):
+    """The CUDA fallback (one masked call on the batch padded with the packing's index) on the CPU."""
+    q, k, v, mask = attention_inputs([6, 3, 1, 0])
+    p = packing_from_mask(mask)
+    spec = ops.AttentionSpec(causal=causal, q_packing=p, k_packing=p)
+    keep = mask.bool()
+    once = ops._sdpa_padded_once(q[keep], k[keep], v[keep], spec, 0.3)
+    loop, _ = ops.SDPA_OPS.attention(q[keep], k[keep], v[keep], spec, 0.3)
+    torch.testing.assert_close(once, loop, rtol=1e-12, atol=1e-12)
