@@ -74,21 +74,22 @@ def test_attention_padded_and_packed(name, causal):
     q, k, v, mask = attention_inputs([6, 3, 1, 0])
     scale = 1 / math.sqrt(8)
     keep = mask.bool()
-    ref = torch.zeros_like(q)
-    for b, n in enumerate(mask.sum(1).tolist()):
-        if n:
-            ref[b, :n] = ops._torch_attention_padded(
-                q[b : b + 1, :n], k[b : b + 1, :n], v[b : b + 1, :n], None, scale, causal
-            )[0]
+    lengths = mask.sum(1).tolist()
+
+    def per_sequence(q, k, v):  # plain SDPA on each sequence alone, zeros on padding
+        out = torch.zeros_like(q)
+        for b, n in enumerate(lengths):
+            if n:
+                out[b, :n] = ops._torch_attention_padded(
+                    q[b : b + 1, :n], k[b : b + 1, :n], v[b : b + 1, :n], None, scale, causal
+                )[0]
+        return out
+
+    ref = per_sequence(q, k, v)
     t = table(name)
     for dtype in DTYPES:
         qd, kd, vd = (x.to(dtype) for x in (q, k, v))
-        plain = torch.zeros_like(qd)
-        for b, n in enumerate(mask.sum(1).tolist()):
-            if n:
-                plain[b, :n] = ops._torch_attention_padded(
-                    qd[b : b + 1, :n], kd[b : b + 1, :n], vd[b : b + 1, :n], None, scale, causal
-                )[0]
+        plain = per_sequence(qd, kd, vd)
         padded = ops.AttentionSpec(causal=causal, key_mask=keep)
         out, probs = t.attention(qd, kd, vd, padded, scale)
         assert (probs is not None) == (name == "eager")

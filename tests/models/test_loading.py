@@ -6,23 +6,13 @@ import shutil
 
 import pytest
 import torch
-from model_helpers import require_transformers
+from model_helpers import TINY, require_transformers
 from safetensors.torch import load_file, save_file
 
 import fastbert
 from fastbert.hub import embedded_model_path
 
 transformers = require_transformers()
-
-TINY = dict(
-    vocab_size=99,
-    hidden_size=36,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-)
 
 
 def antiberty_dir(tmp_path):

@@ -3,22 +3,12 @@ transformers, nothing stale after an edit, and one host read per forward."""
 
 import pytest
 import torch
-from model_helpers import CLASSES, perturb_norms_and_biases, require_transformers
+from model_helpers import CLASSES, TINY, perturb_norms_and_biases, require_transformers
 
 import fastbert
 from fastbert import padding
 
 transformers = require_transformers()
-
-TINY = dict(
-    vocab_size=99,
-    hidden_size=36,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-)
 
 
 def hf_of(name, **kw):
