@@ -380,16 +380,15 @@ def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
                     dropout_p=dropout_p,
                     is_causal=spec.causal and lq > 1,
                     scale=scale,
-                )
+                )[0].transpose(0, 1)  # (lq, h, d)
             )
         elif lq:  # a query with no key gets zeros
-            parts.append(qt.new_zeros(1, q.shape[1], lq, v.shape[2]))
+            parts.append(q.new_zeros(lq, q.shape[1], v.shape[2]))
         qs += lq
         ks += lk
     if not parts:
         return q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
-    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-    return out[0].transpose(0, 1)  # (Tq, h, d)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)  # (Tq, h, d), contiguous when cat
 
 
 def _sdpa_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
