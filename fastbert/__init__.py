@@ -41,7 +41,7 @@ _LAZY: dict[str, str] = {
     "AutoModelForTokenClassification": "fastbert.auto",
     "AutoModelForQuestionAnswering": "fastbert.auto",
     # conversion, pipelines
-    "from_transformers": "fastbert.loading",
+    "from_transformers": "fastbert.auto",
     "accelerate": "fastbert.accelerate",
     "pipeline": "fastbert.pipelines",
 }

@@ -1,4 +1,5 @@
-"""``AutoConfig``, ``AutoTokenizer`` and ``AutoModel*``: transformers' auto classes for the BERT family.
+"""``AutoConfig``, ``AutoTokenizer``, ``AutoModel*`` (transformers' auto classes for the BERT family) and
+``from_transformers`` (a loaded transformers BERT → fastbert, sharing its weights).
 
 An ``AutoModelFor*`` class builds the class named in config.json's ``architectures`` when that class
 serves its task, and falls back to the task's BERT class otherwise (a checkpoint saved from
@@ -62,16 +63,14 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        from .hub import HubOptions
+
         config = kwargs.pop("config", None)
+        hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         if not isinstance(config, BertConfig):
-            hub = {
-                k: kwargs[k]
-                for k in ("revision", "cache_dir", "local_files_only", "token", "subfolder")
-                if k in kwargs
-            }
-            config = BertConfig.from_pretrained(config or pretrained_model_name_or_path, **hub)
+            config = BertConfig.from_pretrained(config or pretrained_model_name_or_path, hub=hub)
         return cls._class_for(config).from_pretrained(
-            pretrained_model_name_or_path, *args, config=config, **kwargs
+            pretrained_model_name_or_path, *args, config=config, hub=hub, **kwargs
         )
 
 
@@ -100,3 +99,80 @@ AutoModelForTokenClassification = _auto(
 AutoModelForQuestionAnswering = _auto(
     "AutoModelForQuestionAnswering", "BertForQuestionAnswering", ("BertForQuestionAnswering",)
 )
+
+
+# --------------------------------------------------------------------------------------------- transformers
+def from_transformers(hf_model: Any, attn_implementation: str | None = None):
+    """A fastbert model over the weights of a loaded transformers BERT: the same class, config, dtype
+    and device, and **the same storage** — every fastbert parameter holds the transformers parameter's
+    tensor, except self-attention's fused QKV weight, which is built once from query/key/value; the
+    transformers model's query/key/value parameters are then replaced by views of it (public attribute
+    assignment), so there is one copy of every weight and an in-place edit of either model edits both.
+    Moving or converting one model (``.to(dtype)``, ``.cuda()``) gives it new tensors and leaves the
+    other as it was."""
+    import torch
+    from torch import nn
+
+    from .config import check_attn_implementation
+    from .modeling import MODEL_CLASSES
+
+    name = type(hf_model).__name__
+    if name not in MODEL_CLASSES or not isinstance(hf_model, nn.Module):
+        raise ValueError(f"{name} is not one of the BERT classes fastbert converts: {sorted(MODEL_CLASSES)}")
+    cfg = hf_model.config.to_dict()
+    config = BertConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+    config._attn_implementation = check_attn_implementation(attn_implementation)
+    param = next(hf_model.parameters())
+    args = (False,) if name == "BertModel" and getattr(hf_model, "pooler", None) is None else ()
+    with torch.device("meta"):
+        model = MODEL_CLASSES[name](config, *args)
+
+    hf_modules = dict(hf_model.named_modules())
+    missing = []
+    for path, module in model.named_modules():
+        hf_module = hf_modules.get(path)
+        if hasattr(module, "qkv") and hf_module is not None and hasattr(hf_module, "query"):
+            _share_qkv(module, hf_module)
+            continue
+        for pname, p in list(module._parameters.items()):
+            if p is None or not p.is_meta:  # shared already (the fused qkv, tied weights)
+                continue
+            hf_param = getattr(hf_module, pname, None) if hf_module is not None else None
+            if not isinstance(hf_param, nn.Parameter) or hf_param.shape != p.shape:
+                missing.append(f"{path}.{pname}" if path else pname)
+                continue
+            # the same storage under a parameter of our own: in-place edits are shared, while a move or
+            # a conversion of one model (``.to()``, ``.half()``) leaves the other as it was
+            setattr(module, pname, nn.Parameter(hf_param.data, requires_grad=hf_param.requires_grad))
+    missing += [n for n, p in model.named_parameters() if p.is_meta and n not in missing]
+    if missing:
+        raise ValueError(f"converting {name}: weights missing from the transformers model: {missing}")
+    for module in model.modules():  # non-persistent buffers: rebuilt on the device
+        for bname, buf in list(module._buffers.items()):
+            if buf is not None and buf.is_meta:
+                if bname == "position_ids":
+                    new = torch.arange(buf.shape[-1], device=param.device).expand(1, -1)
+                else:
+                    new = torch.zeros(buf.shape, dtype=buf.dtype, device=param.device)
+                module._buffers[bname] = new
+    model.tie_weights()
+    model.train(hf_model.training)
+    return model
+
+
+def _share_qkv(ours: Any, hf_self: Any) -> None:
+    """One fused QKV parameter for both models: built from transformers' query/key/value, whose
+    parameters become views of it."""
+    import torch
+    from torch import nn
+
+    lins = (hf_self.query, hf_self.key, hf_self.value)
+    requires_grad = lins[0].weight.requires_grad
+    with torch.no_grad():
+        weight = nn.Parameter(torch.cat([lin.weight for lin in lins]), requires_grad=requires_grad)
+        bias = nn.Parameter(torch.cat([lin.bias for lin in lins]), requires_grad=requires_grad)
+    ours.qkv.weight, ours.qkv.bias = weight, bias
+    n = lins[0].out_features
+    for i, lin in enumerate(lins):
+        lin.weight = nn.Parameter(weight.data[i * n : (i + 1) * n], requires_grad=requires_grad)
+        lin.bias = nn.Parameter(bias.data[i * n : (i + 1) * n], requires_grad=requires_grad)

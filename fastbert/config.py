@@ -5,11 +5,63 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from typing import Any
 
 import torch
 
 CONFIG_NAME = "config.json"
+
+#: the values of ``attn_implementation`` (transformers' name for the choice): fastbert's three backends
+BACKENDS = ("eager", "sdpa", "triton")
+
+_TRANSFORMERS_ONLY = ("flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def check_attn_implementation(name: str | None) -> str | None:
+    """``name`` when it is one of :data:`BACKENDS` (or None: the device's default); ValueError otherwise."""
+    if name is None:
+        return None
+    if name in _TRANSFORMERS_ONLY:
+        raise ValueError(
+            f"attn_implementation={name!r} is a transformers backend; fastbert has {BACKENDS} "
+            "('triton' is its flash-style kernel path)"
+        )
+    if name not in BACKENDS:
+        raise ValueError(f"attn_implementation must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+def default_attn_implementation(device: torch.device) -> str:
+    """``triton`` on CUDA when its kernels are available, else ``sdpa``."""
+    if device.type == "cuda":
+        from .ops import triton_available
+
+        if triton_available():
+            return "triton"
+    return "sdpa"
+
+
+# dtype names config.json may hold (transformers writes "float32", "float16", "bfloat16")
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+    "float": torch.float32,
+    "half": torch.float16,
+}
+
+# integer fields that must be positive (the model's shapes)
+_POSITIVE_INTS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
 
 # Google's original checkpoints ship ``bert_config.json`` with only these keys.
 GOOGLE_CONFIG_NAME = "bert_config.json"
@@ -77,13 +129,16 @@ class BertConfig:
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
         num_labels = kwargs.pop("num_labels", None)
-        if id2label is not None:
+        if id2label is not None and not (num_labels is not None and num_labels != len(id2label)):
             self.id2label = {int(k): v for k, v in id2label.items()}
-            if num_labels is not None and num_labels != len(self.id2label):
-                raise ValueError(
-                    f"num_labels={num_labels} does not match id2label with {len(self.id2label)} entries"
-                )
         else:
+            if id2label is not None:  # as transformers: num_labels wins, the labels are regenerated
+                warnings.warn(
+                    f"config: num_labels={num_labels} does not match id2label with {len(id2label)} entries: "
+                    f"keeping num_labels={num_labels} and naming the labels LABEL_0 ... LABEL_{num_labels - 1}",
+                    stacklevel=2,
+                )
+                label2id = None
             self.id2label = {i: f"LABEL_{i}" for i in range(num_labels if num_labels is not None else 2)}
         if label2id is not None:
             self.label2id = {k: int(v) for k, v in label2id.items()}
@@ -96,13 +151,30 @@ class BertConfig:
             raise ValueError(
                 f"position_embedding_type must be one of {_POSITION_TYPES}, got {self.position_embedding_type!r}"
             )
+        for field in _POSITIVE_INTS:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(
+                    f"config field {field} must be an integer, got {type(value).__name__} {value!r}"
+                )
+            if value < 1 and not (field == "num_hidden_layers" and value == 0):
+                raise ValueError(f"config field {field} must be positive, got {value}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
                 f"({self.num_attention_heads})"
             )
         if isinstance(self.torch_dtype, str) and self.torch_dtype != "auto":
-            self.torch_dtype = getattr(torch, self.torch_dtype)
+            name = self.torch_dtype.removeprefix("torch.")
+            if name in _DTYPE_NAMES:
+                self.torch_dtype = _DTYPE_NAMES[name]
+            else:  # transformers ignores a dtype it does not know: so does fastbert, loudly
+                warnings.warn(
+                    f"config: unknown torch_dtype {self.torch_dtype!r} ignored "
+                    f"(known: {', '.join(sorted(_DTYPE_NAMES))})",
+                    stacklevel=2,
+                )
+                self.torch_dtype = None
         self._attn_implementation: str | None = kwargs.pop("_attn_implementation", None)
         kwargs.pop("transformers_version", None)
         for key, value in kwargs.items():  # unknown keys are kept, as transformers does
@@ -162,12 +234,17 @@ class BertConfig:
                 data = json.load(f)
         except json.JSONDecodeError as e:
             raise OSError(f"{path} is not valid JSON: {e}") from e
+        except UnicodeDecodeError as e:
+            raise OSError(f"{path} is not UTF-8 text (a JSON file): {e}") from e
         if not isinstance(data, dict):
             raise OSError(f"{path} does not hold a JSON object")
         model_type = data.get("model_type")
         if model_type not in (None, "bert"):
             raise ValueError(f"{path} describes a {model_type!r} model, not a BERT model")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as e:  # a bad field: say which file holds it
+            raise type(e)(f"{path}: {e}") from None
 
     @classmethod
     def from_pretrained(
@@ -179,26 +256,24 @@ class BertConfig:
         local_files_only: bool = False,
         token: str | bool | None = None,
         subfolder: str = "",
+        hub: Any = None,
         return_unused_kwargs: bool = False,
         **kwargs: Any,
     ) -> BertConfig:
-        """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id."""
-        from .hub import resolve_file
+        """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id.
+
+        ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords."""
+        from .hub import HubOptions, resolve_file
 
         path = str(pretrained_model_name_or_path)
         if os.path.isfile(path):
             config_file = path
         else:
-            hub_kwargs = dict(
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                token=token,
-                subfolder=subfolder,
-            )
-            config_file = resolve_file(path, CONFIG_NAME, required=False, **hub_kwargs)
+            if hub is None:
+                hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
+            config_file = resolve_file(path, CONFIG_NAME, hub, required=False)
             if config_file is None:
-                config_file = resolve_file(path, GOOGLE_CONFIG_NAME, required=False, **hub_kwargs)
+                config_file = resolve_file(path, GOOGLE_CONFIG_NAME, hub, required=False)
             if config_file is None:
                 if os.path.isdir(path):
                     raise OSError(

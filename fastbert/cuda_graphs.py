@@ -1,19 +1,31 @@
-"""CUDA graphs for small batches: capture once per bucketed shape, replay after.
+"""CUDA graphs for small batches, as a wrapper around a model's encoder: capture once per bucketed shape,
+replay after.
 
 At batch 1 × 128 a BERT-base forward is a few dozen kernel launches of a few microseconds each: the
 launch overhead, not the math, sets the latency. A CUDA graph replays the whole forward as one launch.
+
+``install(model, ...)`` (what ``model.cuda_graphs(...)`` calls) puts a :class:`GraphRunner` in front of
+the base model's ``encode`` (an instance attribute: the model's code knows nothing of graphs). The runner
+serves the calls it covers and hands every other call to the model's own ``encode``.
 
 Shapes are bucketed — batch to the next power of two (up to ``max_batch``), sequence length to the next
 of 16, 32, 64, 128, 256, 384, 512 (up to ``max_seqlen``) — so a new shape inside the buckets reuses a
 captured graph, and the number of graphs stays small. The input is copied into the bucket's static
 buffers with its attention mask; the fill (extra rows, extra columns) is masked out, and the kernels give
 fully masked rows zeros. Inside a graph the batch is not packed (packing reads lengths on the host, which a
-graph cannot): the padded kernels with a key-padding mask run instead. A shape outside the buckets, or a
-call the graph does not cover (hidden states, attentions, a cache, inputs_embeds, cross-attention, grad),
-runs the normal forward.
+graph cannot): the encoder runs padded with a key-padding mask (and the per-row key lengths, on the device,
+where the attention kernel takes them). The ids are validated once per call, with one host read.
+
+A graph reads the weights by address: in-place edits (``.data``, ``copy_``, ``load_state_dict``) are seen
+by the next replay; a move (``to()``, ``half()``, ``load_state_dict(assign=True)``) bumps the model's
+``weights_version`` and the graphs are captured again. Anything else that rebinds a parameter needs
+:meth:`GraphRunner.invalidate`. Under ``torch.autocast`` the capture runs with autocast's weight-cast
+cache off (the cache is freed when autocast exits, and a graph would read the freed memory).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -25,8 +37,32 @@ def _buckets(limit: int, candidates) -> tuple[int, ...]:
     return tuple(out) + (limit,)
 
 
+def _base(model):
+    prefix = getattr(model, "base_model_prefix", "")
+    return getattr(model, prefix, model) if prefix else model
+
+
+def install(model, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
+    """Serve ``model``'s small triton calls from CUDA graphs (``enabled=False``: stop). Returns the runner."""
+    base = _base(model)
+    if not enabled:
+        base.__dict__.pop("encode", None)
+        return None
+    if base.device.type != "cuda":
+        raise ValueError("CUDA graphs need the model on a CUDA device")
+    runner = runner or GraphRunner(base, max_batch, max_seqlen)
+    base.__dict__["encode"] = runner
+    return runner
+
+
+def runner_of(model) -> GraphRunner | None:
+    """The runner installed on ``model`` (None when CUDA graphs are off)."""
+    found = _base(model).__dict__.get("encode")
+    return found if isinstance(found, GraphRunner) else None
+
+
 class GraphRunner:
-    """Captured graphs of one BertModel, keyed by (batch bucket, length bucket, dtype)."""
+    """Captured graphs of one base model, keyed by (batch bucket, length bucket, dtype, autocast)."""
 
     def __init__(self, model, max_batch: int, max_seqlen: int, warmup: int = 2):
         if max_batch < 1 or max_seqlen < 1:
@@ -36,6 +72,7 @@ class GraphRunner:
                 f"max_seqlen={max_seqlen} exceeds max_position_embeddings={model.config.max_position_embeddings}"
             )
         self.model = model
+        self.encode = type(model).encode.__get__(model)  # the model's own encoder call
         self.max_batch = max_batch
         self.max_seqlen = max_seqlen
         self.batch_buckets = _buckets(max_batch, [2**i for i in range(12)])
@@ -44,35 +81,49 @@ class GraphRunner:
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None
         self.captures = 0
-        self.stamp: tuple | None = None
+        self.stamp = getattr(model, "weights_version", 0)
+
+    def invalidate(self) -> None:
+        """Drop every captured graph (the next calls capture again)."""
+        self.graphs.clear()
 
     def bucket(self, batch: int, seqlen: int) -> tuple[int, int] | None:
         b = next((x for x in self.batch_buckets if x >= batch), None)
         s = next((x for x in self.seqlen_buckets if x >= seqlen), None)
         return None if b is None or s is None else (b, s)
 
-    def covers(self, input_ids, attention_mask, **kw) -> bool:
+    def covers(self, inputs, allow_pack: bool) -> bool:
         m = self.model
+        ids = inputs.input_ids
         return (
-            input_ids is not None
-            and input_ids.is_cuda
+            allow_pack  # a loss over padded positions needs their real values: not the graph path
+            and ids is not None
+            and ids.is_cuda
+            and ids.dim() == 2
+            and inputs.position_ids is None
+            and inputs.inputs_embeds is None
+            and inputs.encoder_hidden_states is None
+            and inputs.past_key_values is None
+            and not inputs.output_attentions
+            and not inputs.output_hidden_states
+            and not inputs.use_cache
             and not m.training
             and not torch.is_grad_enabled()
             and m.attn_implementation == "triton"
             and m.config.position_embedding_type == "absolute"
             and not m.config.is_decoder
             and not torch.cuda.is_current_stream_capturing()
-            and all(v is None or v is False for v in kw.values())
-            and self.bucket(*input_ids.shape) is not None
+            and self.bucket(*ids.shape) is not None
         )
 
-    def weights_stamp(self) -> tuple:
-        """Where the weights live and how often they changed: a graph reads them by address."""
-        from .modeling import _version
+    def __call__(self, inputs, keep_packed: bool = False, allow_pack: bool = True, host_reads: bool = True):
+        """``encode``'s signature: a replay when the call is covered, else the model's own encode."""
+        if not host_reads or not self.covers(inputs, allow_pack):
+            return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
+        self.model.validate(inputs, read_lengths=False)  # one host read, before any replay
+        return self.run(inputs)
 
-        return tuple((p.data_ptr(), _version(p)) for p in self.model.parameters())
-
-    def _capture(self, key):
+    def _capture(self, key, inputs_type):
         b, s = key[0], key[1]
         dev = self.model.device
         with torch.inference_mode(False):  # static buffers must accept writes under no_grad later
@@ -80,32 +131,46 @@ class GraphRunner:
             mask = torch.zeros(b, s, dtype=torch.long, device=dev)
             tt = torch.zeros(b, s, dtype=torch.long, device=dev)
         mask[:, 0] = 1
+        static = inputs_type(input_ids=ids, attention_mask=mask, token_type_ids=tt)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
+
+        def body():
+            if key[3]:  # autocast: no weight-cast cache, whose memory is freed when autocast exits
+                with torch.autocast("cuda", dtype=key[4], cache_enabled=False):
+                    return self.encode(static, host_reads=False)
+            return self.encode(static, host_reads=False)
+
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(self.warmup):  # compiles/autotunes the kernels outside the capture
-                self.model._padded_body(ids, mask, tt)
+                body()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            out = self.model._padded_body(ids, mask, tt)
+            out = body()
         self.captures += 1
         entry = (graph, ids, mask, tt, out)
         self.graphs[key] = entry
         return entry
 
-    def run(self, input_ids, attention_mask, token_type_ids):
+    def run(self, inputs):
+        """Replay the bucket's graph on ``inputs`` (captured on first use); returns the encoder's result."""
+        input_ids, attention_mask, token_type_ids = (
+            inputs.input_ids,
+            inputs.attention_mask,
+            inputs.token_type_ids,
+        )
         batch, seqlen = input_ids.shape
         b, s = self.bucket(batch, seqlen)
         autocast = torch.is_autocast_enabled("cuda")
         key = (b, s, self.model.dtype, autocast, torch.get_autocast_dtype("cuda") if autocast else None)
-        stamp = self.weights_stamp()
-        if stamp != self.stamp:  # weights moved, converted or edited: the graphs point at stale memory
-            self.graphs.clear()
+        stamp = getattr(self.model, "weights_version", 0)
+        if stamp != self.stamp:  # the weights moved: the graphs point at freed memory
+            self.invalidate()
             self.stamp = stamp
-        graph, ids, mask, tt, (hidden, pooled) = self.graphs.get(key) or self._capture(key)
+        graph, ids, mask, tt, enc = self.graphs.get(key) or self._capture(key, type(inputs))
         ids.zero_()
         mask.zero_()
         tt.zero_()
@@ -117,7 +182,11 @@ class GraphRunner:
         if token_type_ids is not None:
             tt[:batch, :seqlen].copy_(token_type_ids)
         graph.replay()
+        hidden = enc.sequence
         keep = mask[:batch, :seqlen, None].to(hidden.dtype)
-        hidden_out = hidden[:batch, :seqlen] * keep  # padded positions zero, as the packed path
-        pooled_out = pooled[:batch].clone() if pooled is not None else None
-        return hidden_out, pooled_out
+        return dataclasses.replace(
+            enc,
+            sequence=hidden[:batch, :seqlen] * keep,  # padded positions zero, as the packed path
+            pooled=enc.pooled[:batch].clone() if enc.pooled is not None else None,
+            _padded=None,
+        )

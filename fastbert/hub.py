@@ -21,12 +21,27 @@ class HubOptions:
     @classmethod
     def pop_from(cls, kwargs: dict) -> HubOptions:
         """The options named in ``kwargs`` (removed from it); the rest keep their defaults."""
-        return cls(**{k: kwargs.pop(k) for k in HUB_FIELDS if k in kwargs and kwargs[k] is not None})
+        popped = {k: kwargs.pop(k) for k in HUB_FIELDS if k in kwargs}
+        return cls(**{k: v for k, v in popped.items() if v is not None})
 
     def as_kwargs(self) -> dict:
         return asdict(self)
 
 
+def offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as huggingface_hub parses it. Its own constant is read
+    once, when huggingface_hub is imported; the environment is read again here, so that a later setting
+    counts too."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    if value is not None:
+        return value.upper() in constants.ENV_VARS_TRUE_VALUES
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+# once the hub could not be reached for a repository, later files of it come from the cache only:
+# one network timeout per model, not one per file
 _UNREACHABLE: set[tuple[str, str | None]] = set()
 
 
@@ -36,33 +51,27 @@ def resolve_file(
     hub: HubOptions | None = None,
     *,
     required: bool = True,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-    subfolder: str = "",
+    **hub_kwargs,
 ) -> str | None:
     """The local path of ``filename`` in a model folder or hub repository.
 
-    Returns None for a missing file unless ``required``, when it raises ``OSError``. A hub that cannot
-    be reached (offline, ``HF_HUB_OFFLINE=1``, ``local_files_only``) falls back to the local cache, and
-    when the file is not cached either, the error says to pass a local folder.
+    ``hub`` says where and how to fetch (the five hub keywords of ``from_pretrained`` are accepted
+    too). Returns None for a missing file unless ``required``, when it raises ``OSError`` naming the
+    model and the file. A hub that cannot be reached (offline, ``HF_HUB_OFFLINE=1``,
+    ``local_files_only``) falls back to the local cache; when the file is not cached either, the error
+    says to pass a local folder.
     """
-    if hub is not None:
-        revision, cache_dir, local_files_only, token, subfolder = (
-            hub.revision,
-            hub.cache_dir,
-            hub.local_files_only,
-            hub.token,
-            hub.subfolder,
-        )
+    if hub is None:
+        hub = HubOptions(**{k: v for k, v in hub_kwargs.items() if v is not None})
+    elif hub_kwargs:
+        raise TypeError(f"resolve_file: pass hub= or the keywords {sorted(hub_kwargs)}, not both")
     path_or_id = str(path_or_id)
     if os.path.isdir(path_or_id):
-        candidate = os.path.join(path_or_id, subfolder, filename)
+        candidate = os.path.join(path_or_id, hub.subfolder, filename)
         if os.path.isfile(candidate):
             return candidate
         if required:
-            raise OSError(f"{os.path.join(path_or_id, subfolder)} has no file named {filename}")
+            raise OSError(f"{os.path.join(path_or_id, hub.subfolder)} has no file named {filename}")
         return None
     if os.path.isfile(path_or_id):
         raise OSError(f"{path_or_id} is a file; pass the folder that holds it")
@@ -70,49 +79,46 @@ def resolve_file(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HFValidationError,
         LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    # once the hub could not be reached for a repository, later files of it come from the cache only:
-    # one network timeout per model, not one per file
-    offline = local_files_only or (path_or_id, revision) in _UNREACHABLE
+    cache_only = hub.local_files_only or offline() or (path_or_id, hub.revision) in _UNREACHABLE
+    not_reachable = OSError(
+        f"could not reach the Hugging Face hub to fetch {filename} of {path_or_id!r}, and it is not in "
+        "the local cache: pass a local folder that holds the model instead"
+    )
     try:
         return hf_hub_download(
             path_or_id,
             filename,
-            subfolder=subfolder or None,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=offline,
-            token=token,
+            subfolder=hub.subfolder or None,
+            revision=hub.revision,
+            cache_dir=hub.cache_dir,
+            local_files_only=cache_only,
+            token=hub.token,
         )
     # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first
-    except LocalEntryNotFoundError:
-        _UNREACHABLE.add((path_or_id, revision))
-        # Offline and not cached. Only the first file of a model decides that it cannot be had;
-        # optional files are simply absent.
-        if not required:
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        _UNREACHABLE.add((path_or_id, hub.revision))
+        if not required:  # optional files are simply absent
             return None
-        raise OSError(
-            f"could not reach the Hugging Face hub to fetch {filename} of {path_or_id!r}, and it is not in "
-            "the local cache: pass a local folder that holds the model instead"
-        ) from None
+        raise not_reachable from None
     except EntryNotFoundError:
         if required:
             raise OSError(f"{path_or_id} has no file named {filename}") from None
         return None
-    except RepositoryNotFoundError:
+    except RevisionNotFoundError:
+        raise OSError(f"{path_or_id!r} has no revision {hub.revision!r}") from None
+    except (RepositoryNotFoundError, HFValidationError):
         raise OSError(
             f"{path_or_id!r} is neither a local folder nor a model id on the Hugging Face hub"
         ) from None
-    except RevisionNotFoundError:
-        raise OSError(f"{path_or_id!r} has no revision {revision!r}") from None
     except Exception as e:  # network errors of every kind: say what to do
-        if not required and "404" in str(e):
-            return None
-        _UNREACHABLE.add((path_or_id, revision))
+        _UNREACHABLE.add((path_or_id, hub.revision))
         raise OSError(
             f"could not fetch {filename} of {path_or_id!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
             "pass a local folder that holds the model instead"
@@ -132,7 +138,7 @@ def list_files(
     if os.path.isdir(path_or_id):
         root = os.path.join(path_or_id, subfolder)
         return sorted(os.listdir(root)) if os.path.isdir(root) else []
-    if local_files_only or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if local_files_only or offline():
         return None
     try:
         from huggingface_hub import list_repo_files

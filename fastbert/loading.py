@@ -1,4 +1,5 @@
-"""``from_pretrained`` / ``save_pretrained`` / ``from_transformers``.
+"""``from_pretrained`` / ``save_pretrained`` for the model classes (which this module never imports: the
+class to build is the one ``from_pretrained`` is called on).
 
 Weights come from a local folder or a hub id (``huggingface_hub``): ``model.safetensors`` first, then a
 sharded ``model.safetensors.index.json``, then ``pytorch_model.bin`` (and its index), loaded with
@@ -18,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BertConfig
-from .hub import resolve_file
+from .config import BertConfig, check_attn_implementation
+from .hub import HubOptions, resolve_file
 
 logger = logging.getLogger("fastbert")
 
@@ -97,7 +98,7 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
+def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str, torch.Tensor]:
     try:
         with open(index_file, encoding="utf-8") as f:
             weight_map = json.load(f)["weight_map"]
@@ -105,7 +106,7 @@ def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[st
         raise OSError(f"{index_file} is not a valid checkpoint index: {e}") from e
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = resolve_file(path_or_id, shard, required=False, **hub_kwargs)
+        shard_path = resolve_file(path_or_id, shard, hub, required=False)
         if shard_path is None:
             raise OSError(f"{path_or_id}: shard {shard} listed in {os.path.basename(index_file)} is missing")
         state.update(load_state_dict_file(shard_path))
@@ -117,7 +118,7 @@ def _load_sharded(index_file: str, path_or_id: str, hub_kwargs: dict) -> dict[st
 
 def find_and_load_weights(
     path_or_id: str,
-    hub_kwargs: dict,
+    hub: HubOptions,
     *,
     use_safetensors: bool | None = None,
     from_tf: bool = False,
@@ -133,9 +134,9 @@ def find_and_load_weights(
         if use_safetensors is not True:
             candidates += [(WEIGHTS_NAME, False), (WEIGHTS_INDEX_NAME, True)]
         for name, sharded in candidates:
-            path = resolve_file(path_or_id, name, required=False, **hub_kwargs)
+            path = resolve_file(path_or_id, name, hub, required=False)
             if path is not None:
-                return _load_sharded(path, path_or_id, hub_kwargs) if sharded else load_state_dict_file(path)
+                return _load_sharded(path, path_or_id, hub) if sharded else load_state_dict_file(path)
         return None
 
     if not (from_tf or from_flax):
@@ -147,7 +148,9 @@ def find_and_load_weights(
     except ImportError:  # pragma: no cover - legacy formats are optional
         legacy = None
     if legacy is not None:
-        found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, **hub_kwargs)
+        found = legacy.find_legacy_checkpoint(
+            path_or_id, from_tf=from_tf, from_flax=from_flax, **hub.as_kwargs()
+        )
         if found is not None:
             kind, files = found
             return legacy.load_legacy_checkpoint(kind, files)
@@ -228,10 +231,9 @@ def load_into_model(
     unexpected = sorted(
         k for k in state if k not in expected and not k.endswith(("position_ids", "token_type_ids"))
     )
-    with torch.no_grad():
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if name in loaded:
-                tensor.copy_(state[name].to(tensor.dtype))
+    with torch.no_grad():  # the state dict's tensors are views of the parameters: copying fills them
+        for name in loaded:
+            expected[name].copy_(state[name])
     return {
         "missing_keys": missing,
         "unexpected_keys": unexpected,
@@ -262,6 +264,7 @@ class PreTrainedMixin:
         local_files_only: bool = False,
         token: str | bool | None = None,
         subfolder: str = "",
+        hub: HubOptions | None = None,
         use_safetensors: bool | None = None,
         from_tf: bool = False,
         from_flax: bool = False,
@@ -271,21 +274,15 @@ class PreTrainedMixin:
         trust_remote_code: bool | None = None,
         **kwargs: Any,
     ):
-        """Load a model from a folder or hub id, like transformers' ``from_pretrained``."""
-        from .modeling import check_backend
+        """Load a model from a folder or hub id, like transformers' ``from_pretrained``.
 
+        ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords (revision,
+        cache_dir, local_files_only, token, subfolder)."""
         path = str(pretrained_model_name_or_path)
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-            local_files_only = True
-        hub_kwargs = dict(
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            subfolder=subfolder,
-        )
+        if hub is None:
+            hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         if config is None or isinstance(config, (str, os.PathLike)):
-            config = BertConfig.from_pretrained(config or path, **hub_kwargs)
+            config = BertConfig.from_pretrained(config or path, hub=hub)
         else:
             config = BertConfig.from_dict(config.to_dict())
         for key, value in kwargs.items():  # config overrides, as transformers
@@ -293,7 +290,7 @@ class PreTrainedMixin:
                 config.num_labels = value
             else:
                 setattr(config, key, value)
-        config._attn_implementation = check_backend(attn_implementation)
+        config._attn_implementation = check_attn_implementation(attn_implementation)
 
         torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
         device = parse_device_map(device_map)
@@ -304,7 +301,7 @@ class PreTrainedMixin:
 
         if state_dict is None:
             state_dict = find_and_load_weights(
-                path, hub_kwargs, use_safetensors=use_safetensors, from_tf=from_tf, from_flax=from_flax
+                path, hub, use_safetensors=use_safetensors, from_tf=from_tf, from_flax=from_flax
             )
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype if isinstance(config.torch_dtype, torch.dtype) else None
@@ -341,8 +338,6 @@ class PreTrainedMixin:
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
         model.eval()
-        if model.attn_implementation != "eager":
-            model.prepare_fused_weights()  # the QKV projection is one GEMM over a concatenated weight
         return (model, info) if output_loading_info else model
 
     @classmethod
@@ -376,10 +371,11 @@ class PreTrainedMixin:
         config.architectures = [type(self).__name__]
         config.torch_dtype = self.dtype
         config.save_pretrained(save_directory)
-        state = state_dict if state_dict is not None else self.state_dict()
-        # tied tensors are written once, as transformers does
-        for key in getattr(self, "_tied_weights_keys", {}) or {}:
-            state.pop(key, None)
+        state = dict(state_dict if state_dict is not None else self.state_dict())  # the caller's dict is kept
+        # tied tensors are written once, as transformers does (only when they are tied)
+        for key, target in (getattr(self, "_tied_weights_keys", {}) or {}).items():
+            if key in state and target in state and _same_tensor(state[key], state[target]):
+                del state[key]
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         if safe_serialization:
             from safetensors.torch import save_file
@@ -387,6 +383,11 @@ class PreTrainedMixin:
             save_file(state, os.path.join(save_directory, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
         else:
             torch.save(state, os.path.join(save_directory, WEIGHTS_NAME))
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same storage, shape and strides: one tensor under two names."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
 def _init_missing(model: nn.Module, missing: list[str]) -> None:
@@ -409,27 +410,3 @@ def _init_missing(model: nn.Module, missing: list[str]) -> None:
                     if p in saved:
                         t.copy_(saved[p])
     model.tie_weights()
-
-
-def from_transformers(hf_model: nn.Module, attn_implementation: str | None = None):
-    """A fastbert model with the weights, config, dtype and device of a loaded transformers BERT."""
-    from .modeling import MODEL_CLASSES, check_backend
-
-    name = type(hf_model).__name__
-    if name not in MODEL_CLASSES:
-        raise ValueError(f"{name} is not one of the BERT classes fastbert converts: {sorted(MODEL_CLASSES)}")
-    cfg = hf_model.config.to_dict()
-    cfg.pop("_attn_implementation_autoset", None)
-    config = BertConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    config._attn_implementation = check_backend(attn_implementation)
-    param = next(hf_model.parameters())
-    args = (False,) if name == "BertModel" and getattr(hf_model, "pooler", None) is None else ()
-    model = MODEL_CLASSES[name]._build(config, args, param.dtype, param.device)
-    info = load_into_model(model, hf_model.state_dict())
-    model.tie_weights()
-    if info["missing_keys"]:
-        raise ValueError(
-            f"converting {name}: weights missing from the transformers model: {info['missing_keys']}"
-        )
-    model.train(hf_model.training)
-    return model

@@ -1,194 +1,224 @@
-"""The BERT family: one model, three backends (``eager``, ``sdpa``, ``triton``).
+"""The BERT family: embeddings, layer, encoder, pooler, heads and the nine classes.
 
 Module and parameter names are transformers' (``bert.encoder.layer.0.attention.self.query.weight`` ...),
-so checkpoints load and save unchanged. The backend changes how each op is computed, never what:
+so checkpoints load and save unchanged. Each forward resolves ``attn_implementation`` once into an op
+table (``fastbert.ops``): every op that differs by backend — attention included — comes from it, so
+nothing here branches on a backend. When the batch has padding and the table packs (``sdpa``,
+``triton``), the real tokens are packed once after the mask is read, every layer runs on them only,
+and the result is re-padded once (padded positions are zero).
 
-* ``eager`` — explicit matmul + softmax on the padded batch, the twin of transformers' eager path.
-* ``sdpa``  — plain torch ops + ``scaled_dot_product_attention``; when the batch has padding, the real
-  tokens are packed once after the mask is read, every Linear / LayerNorm / GELU runs on them only, and
-  the result is re-padded once (padded positions are zero). The reference of the kernel path.
-* ``triton`` — the same packed flow, each fused op taken from the Triton op table (``fastbert.ops``).
+Self-attention holds one fused QKV projection (``attention.self.qkv``, a (3H, H) weight): its
+``query``/``key``/``value`` are views of it, and the state dict keeps transformers' three names.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import outputs as O
-from .config import BertConfig
+from . import outputs
+from .config import BertConfig, check_attn_implementation, default_attn_implementation
 from .loading import PreTrainedMixin
-from .ops import ACTIVATION_NAMES
-from .padding import Packing, has_padding, pack, packing_from_mask, unpack
+from .ops import AttentionSpec, OpTable, activation, resolve
+from .padding import Packing, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 
-BACKENDS = ("eager", "sdpa", "triton")
-
-_ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-    "gelu_python": lambda x: x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0))),
-}
+# --------------------------------------------------------------------------------------------- per forward
 
 
-def get_activation(name: Any):
-    if callable(name):
-        return name
-    try:
-        return _ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unsupported hidden_act {name!r}; supported: {sorted(_ACTIVATIONS)}") from None
+@dataclass(frozen=True)
+class LayerContext:
+    """What every layer of one forward shares: the op table and how attention sees the tokens."""
+
+    ops: OpTable
+    attn: AttentionSpec  # self-attention
+    cross: AttentionSpec | None = None  # cross-attention keys (the encoder's states)
+    past_length: int = 0  # keys already in the cache
+    use_cache: bool = False  # return each layer's keys/values
+    dropout: bool = False  # training with dropout: the plain modules run (the tables have no dropout)
+
+
+@dataclass
+class BertInputs:
+    """The encoder's inputs of one call, as the classes' ``forward`` received them."""
+
+    input_ids: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    token_type_ids: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+    inputs_embeds: torch.Tensor | None = None
+    encoder_hidden_states: torch.Tensor | None = None
+    encoder_attention_mask: torch.Tensor | None = None
+    past_key_values: Any = None
+    use_cache: bool | None = None
+    output_attentions: bool | None = None
+    output_hidden_states: bool | None = None
+
+    @classmethod
+    def of(cls, args: dict) -> BertInputs:
+        """The inputs among a ``forward``'s arguments (its ``locals()``); TypeError for unknown keywords."""
+        extra = dict(args.get("kwargs") or {})
+        extra.pop("return_dict", None)
+        if extra:
+            raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
+        values = {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args}
+        if values.get("past_key_values") is None and args.get("cache") is not None:
+            values["past_key_values"] = args["cache"]
+        return cls(**values)
+
+    @property
+    def reference(self) -> torch.Tensor | None:
+        return self.input_ids if self.input_ids is not None else self.inputs_embeds
+
+    def batch_shape(self, dims: int = 2) -> tuple | None:
+        ref = self.reference
+        return tuple(ref.shape[:dims]) if ref is not None else None
+
+
+@dataclass
+class Encoded:
+    """The encoder's result. ``sequence`` is packed (T, H) when ``packing`` is set, else padded (B, L, H)."""
+
+    sequence: torch.Tensor
+    packing: Packing | None
+    ops: OpTable
+    pooled: torch.Tensor | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    past_key_values: tuple | None = None
+    _padded: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def last_hidden_state(self) -> torch.Tensor:
+        """(B, L, H), padded positions zero (re-padded once)."""
+        if self._padded is None:
+            self._padded = unpack(self.sequence, self.packing) if self.packing is not None else self.sequence
+        return self._padded
+
+    def per_token(self, head) -> torch.Tensor:
+        """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once)."""
+        y = head(self.sequence, self.ops)
+        return unpack(y, self.packing) if self.packing is not None else y
+
+
+# --------------------------------------------------------------------------------------------- modules
+class _Module(nn.Module):
+    """An ``nn.Module`` whose submodules are also plain instance attributes.
+
+    Reading ``self.dense`` then skips ``nn.Module.__getattr__`` (a Python call per access, about a tenth
+    of a small forward's host time). Registration is unchanged (``_modules`` holds them: state dicts,
+    ``apply``, ``to`` see nothing different); assigning or deleting a submodule keeps both in step.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, nn.Module):
+            self.__dict__[name] = value
+        elif name in self.__dict__.get("_modules", ()):
+            self.__dict__.pop(name, None)  # a submodule set to None
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._modules:
+            self.__dict__.pop(name, None)
+        super().__delattr__(name)
 
 
 # --------------------------------------------------------------------------------------------- attention
-@dataclass
-class AttentionMeta:
-    """How attention sees the tokens of this forward: packed (varlen) or padded."""
+class _QKVSlice(_Module):
+    """``query``, ``key`` or ``value`` of a self-attention: a Linear whose weight and bias are rows of the
+    fused QKV parameter (views: editing them edits the parameter)."""
 
-    packing: Packing | None  # self-attention packing (packed mode) or None (padded mode)
-    key_mask: torch.Tensor | None  # padded mode: (batch, keys) bool, True = attend; None = all
-    causal: bool
-    past_length: int = 0  # keys already in the cache
-    use_cache: bool = False  # return each layer's keys/values
-    enc_packing: Packing | None = None  # cross-attention keys, packed mode
-    enc_key_mask: torch.Tensor | None = None  # cross-attention keys, padded mode (batch, enc_len) bool
+    def __init__(self, owner: nn.Module, index: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "_owner", owner)  # not a submodule: the owner holds the parameter
+        self.index = index
+        self.in_features = in_features
+        self.out_features = out_features
 
+    @property
+    def weight(self) -> torch.Tensor:
+        n = self.out_features
+        return self._owner.qkv.weight[self.index * n : (self.index + 1) * n]
 
-def _additive_mask(
-    key_mask: torch.Tensor | None, q_len: int, k_len: int, causal: bool, dtype: torch.dtype, device
-) -> torch.Tensor | None:
-    """(batch or 1, 1, q_len, k_len) additive mask with dtype's min at masked places (transformers' convention)."""
-    allowed = None
-    if key_mask is not None:
-        allowed = key_mask[:, None, None, :].bool()
-    if causal:
-        q_pos = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
-        c = (torch.arange(k_len, device=device)[None, :] <= q_pos)[None, None]
-        allowed = c if allowed is None else (allowed & c)
-    if allowed is None:
-        return None
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-    return mask.masked_fill(~allowed, torch.finfo(dtype).min)
+    @property
+    def bias(self) -> torch.Tensor:
+        n = self.out_features
+        return self._owner.qkv.bias[self.index * n : (self.index + 1) * n]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, view of qkv"
 
 
-def sdpa_padded(q, k, v, key_mask, scale, causal, bias=None, dropout_p=0.0):
-    """Attention on padded tensors with torch SDPA. q (B, Lq, h, d), k/v (B, Lk, h, d) → (B, Lq, h, d)."""
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    mask = _additive_mask(key_mask, q.shape[2], k.shape[2], causal, q.dtype, q.device)
-    if bias is not None:
-        mask = bias if mask is None else mask + bias
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
-    return out.transpose(1, 2)
+_QKV_NAMES = ("query", "key", "value")
 
 
-def sdpa_varlen(q, k, v, q_packing: Packing, k_packing: Packing, scale, causal, dropout_p=0.0):
-    """Attention on packed tokens, sequence by sequence with torch SDPA (no padding computed).
-
-    q (Tq, h, d), k/v (Tk, h, d) → (Tq, h, d). A sequence with no keys gives zeros.
-
-    On the CPU the loop is the fastest layout (measured: see README); on a GPU, where each call is a
-    launch, the tokens are re-padded for one masked SDPA call instead.
-    """
-    if q.is_cuda:
-        qp, kp, vp = unpack(q, q_packing), unpack(k, k_packing), unpack(v, k_packing)
-        out = sdpa_padded(qp, kp, vp, k_packing_mask(k_packing), scale, causal, dropout_p=dropout_p)
-        return pack(out, q_packing) * (k_packing.seqlens[q_packing_rows(q_packing)] > 0)[:, None, None]
-    out = q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
-    qs = ks = 0
-    for lq, lk in zip(q_packing.seqlens_host, k_packing.seqlens_host):
-        if lq and lk:
-            o = F.scaled_dot_product_attention(
-                q[qs : qs + lq].transpose(0, 1).unsqueeze(0),
-                k[ks : ks + lk].transpose(0, 1).unsqueeze(0),
-                v[ks : ks + lk].transpose(0, 1).unsqueeze(0),
-                dropout_p=dropout_p,
-                is_causal=causal and lq > 1,
-                scale=scale,
-            )
-            out[qs : qs + lq] = o[0].transpose(0, 1)
-        qs += lq
-        ks += lk
-    return out
+def _state_dict_post_hook(module, state_dict, prefix, local_metadata) -> None:
+    """qkv.weight/bias → transformers' query/key/value keys (views), in transformers' order."""
+    if prefix + "qkv.weight" not in state_dict:
+        return
+    tail = [k for k in state_dict if k.startswith(prefix)]
+    weight, bias = state_dict.pop(prefix + "qkv.weight"), state_dict.pop(prefix + "qkv.bias")
+    for i, (w, b) in enumerate(zip(weight.chunk(3), bias.chunk(3))):
+        state_dict[f"{prefix}{_QKV_NAMES[i]}.weight"] = w
+        state_dict[f"{prefix}{_QKV_NAMES[i]}.bias"] = b
+    for k in tail:  # the module's other entries (distance_embedding) after query/key/value
+        if k in state_dict:
+            state_dict.move_to_end(k)
 
 
-def k_packing_mask(packing: Packing) -> torch.Tensor:
-    """(batch, seqlen) bool key mask of a packing: True at real tokens."""
-    mask = torch.zeros(packing.batch * packing.seqlen, dtype=torch.bool, device=packing.indices.device)
-    mask[packing.indices] = True
-    return mask.view(packing.batch, packing.seqlen)
+def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
+    """transformers' query/key/value keys → the fused qkv.weight/bias."""
+    for kind in ("weight", "bias"):
+        keys = [f"{prefix}{n}.{kind}" for n in _QKV_NAMES]
+        if all(k in state_dict for k in keys):
+            state_dict[f"{prefix}qkv.{kind}"] = torch.cat([state_dict.pop(k) for k in keys])
 
 
-def q_packing_rows(packing: Packing) -> torch.Tensor:
-    """(total,) sequence index of each packed token."""
-    return packing.indices // packing.seqlen
-
-
-def _version(t: torch.Tensor) -> int:
-    """In-place update counter of a tensor (inference tensors have none: they cannot be updated outside
-    inference mode)."""
-    return 0 if t.is_inference() else t._version
-
-
-class BertSelfAttention(nn.Module):
+class BertSelfAttention(_Module):
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
-        self.config = config
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.hidden_size // config.num_attention_heads
         self.all_head_size = self.num_attention_heads * self.attention_head_size
         self.scaling = self.attention_head_size**-0.5
         self.is_cross_attention = is_cross_attention
-        self.query = nn.Linear(config.hidden_size, self.all_head_size)
-        self.key = nn.Linear(config.hidden_size, self.all_head_size)
-        self.value = nn.Linear(config.hidden_size, self.all_head_size)
+        h, n = config.hidden_size, self.all_head_size
+        if is_cross_attention:  # keys and values come from the encoder's states: separate projections
+            self.query = nn.Linear(h, n)
+            self.key = nn.Linear(h, n)
+            self.value = nn.Linear(h, n)
+        else:
+            self.qkv = nn.Linear(h, 3 * n)  # (3H, H): query, key, value rows
+            self.query, self.key, self.value = (_QKVSlice(self, i, h, n) for i in range(3))
+            if hasattr(self, "register_state_dict_post_hook"):
+                self.register_state_dict_post_hook(_state_dict_post_hook)
+            else:  # pragma: no cover - older torch
+                self._register_state_dict_hook(_state_dict_post_hook)
+            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
-        if self.position_embedding_type in ("relative_key", "relative_key_query"):
+        self.relative = self.position_embedding_type in ("relative_key", "relative_key_query")
+        if self.relative:
             self.max_position_embeddings = config.max_position_embeddings
             self.distance_embedding = nn.Embedding(
                 2 * config.max_position_embeddings - 1, self.attention_head_size
             )
-        self._qkv_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
-
-    # -- the fused QKV weight, built from query/key/value (which stay the parameters, under their names)
-    def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
-        params = (
-            self.query.weight,
-            self.key.weight,
-            self.value.weight,
-            self.query.bias,
-            self.key.bias,
-            self.value.bias,
-        )
-        if torch.compiler.is_compiling():
-            if self._qkv_cache is not None:
-                return self._qkv_cache[1], self._qkv_cache[2]
-            return torch.cat(params[:3]), torch.cat(params[3:])
-        stamp = tuple((p.data_ptr(), _version(p), p.dtype) for p in params)
-        if self._qkv_cache is None or self._qkv_cache[0] != stamp:
-            with torch.no_grad():
-                w, b = torch.cat(params[:3]), torch.cat(params[3:])
-            self._qkv_cache = (stamp, w, b)
-        return self._qkv_cache[1], self._qkv_cache[2]
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.
 
-        query/key are (B, h, L, d).
+        query/key are (B, L, h, d).
         """
-        q_len, k_len = query.shape[2], key.shape[2]
+        q_len, k_len = query.shape[1], key.shape[1]
         if past_length > 0:
             pos_l = torch.full((q_len, 1), k_len - 1, dtype=torch.long, device=query.device)
         else:
@@ -196,174 +226,97 @@ class BertSelfAttention(nn.Module):
         pos_r = torch.arange(k_len, dtype=torch.long, device=query.device).view(1, -1)
         distance = pos_l - pos_r
         positional = self.distance_embedding(distance + self.max_position_embeddings - 1).to(query.dtype)
-        scores = torch.einsum("bhld,lrd->bhlr", query, positional)
+        scores = torch.einsum("blhd,lrd->bhlr", query, positional)
         if self.position_embedding_type == "relative_key_query":
-            scores = scores + torch.einsum("bhrd,lrd->bhlr", key, positional)
+            scores = scores + torch.einsum("brhd,lrd->bhlr", key, positional)
         return scores
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        meta: AttentionMeta,
-        backend: str,
-        ops: Any,
-        encoder_hidden_states: torch.Tensor | None = None,
-        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
-        output_attentions: bool = False,
-    ):
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
         """hidden_states (T, H) packed or (B, L, H) padded → context of the same shape, probs, present kv."""
         h, d = self.num_attention_heads, self.attention_head_size
         lead = hidden_states.shape[:-1]
-        cross = self.is_cross_attention
-        if cross and past_key_value is not None:
+        if self.is_cross_attention:
+            spec = ctx.cross
             q = self.query(hidden_states).view(*lead, h, d)
-            k, v = past_key_value  # (B, h, Lenc, d), computed on the first step
-            k, v = k.transpose(1, 2), v.transpose(1, 2)
-        elif cross:
-            q = self.query(hidden_states).view(*lead, h, d)
-            enc_lead = encoder_hidden_states.shape[:-1]
-            k = self.key(encoder_hidden_states).view(*enc_lead, h, d)
-            v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
-        elif backend == "eager" or self.training or torch.is_grad_enabled():
-            # the fused weight is a no-grad copy: with gradients, the three projections run as themselves
-            q = self.query(hidden_states).view(*lead, h, d)
-            k = self.key(hidden_states).view(*lead, h, d)
-            v = self.value(hidden_states).view(*lead, h, d)
+            if past_key_value is not None:  # (B, h, Lenc, d), computed on the first step
+                k, v = past_key_value[0].transpose(1, 2), past_key_value[1].transpose(1, 2)
+            else:
+                enc_lead = encoder_hidden_states.shape[:-1]
+                k = self.key(encoder_hidden_states).view(*enc_lead, h, d)
+                v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
         else:
-            w, b = self.fused_qkv()
-            q, k, v = F.linear(hidden_states, w, b).view(*lead, 3, h, d).unbind(-3)  # (.., h, d) views
-        if past_key_value is not None and not cross:
-            k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)
-            v = torch.cat([past_key_value[1].transpose(1, 2), v], dim=1)
-        present = (k.transpose(1, 2), v.transpose(1, 2)) if meta.use_cache else None
-
-        causal = meta.causal and not cross
+            spec = ctx.attn
+            proj = self.qkv
+            qkv = F.linear(hidden_states, proj.weight, proj.bias)
+            q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
+            if past_key_value is not None:
+                k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)
+                v = torch.cat([past_key_value[1].transpose(1, 2), v], dim=1)
+        present = (k.transpose(1, 2), v.transpose(1, 2)) if ctx.use_cache else None
+        bias = None
+        if self.relative and not self.is_cross_attention:
+            bias = self._relative_bias(q, k, ctx.past_length) * self.scaling
         dropout_p = self.dropout.p if self.training else 0.0
-        relative = self.position_embedding_type != "absolute"
-        probs = None
-        if backend == "eager" or output_attentions:
-            context, probs = self._eager(q, k, v, meta, causal, cross)
-        elif meta.packing is not None:  # packed tokens
-            k_packing = meta.enc_packing if cross else meta.packing
-            if backend == "triton":
-                context = ops.attention_varlen(
-                    q,
-                    k,
-                    v,
-                    meta.packing.cu_seqlens,
-                    k_packing.cu_seqlens,
-                    meta.packing.max_seqlen,
-                    k_packing.max_seqlen,
-                    self.scaling,
-                    causal,
-                    validate=False,  # cu_seqlens built by padding.packing_from_mask
-                )
-            else:
-                context = sdpa_varlen(q, k, v, meta.packing, k_packing, self.scaling, causal, dropout_p)
-        else:  # padded
-            key_mask = meta.enc_key_mask if cross else meta.key_mask
-            bias = None
-            if relative and not cross:
-                bias = (
-                    self._relative_bias(q.transpose(1, 2), k.transpose(1, 2), meta.past_length) * self.scaling
-                )
-            if backend == "triton" and bias is None and dropout_p == 0.0:
-                context = ops.attention_padded(q, k, v, key_mask, self.scaling, causal)
-            else:
-                context = sdpa_padded(q, k, v, key_mask, self.scaling, causal, bias, dropout_p)
+        context, probs = ctx.ops.attention(q, k, v, spec, self.scaling, dropout_p, bias)
         return context.reshape(*lead, h * d), probs, present
 
-    def _eager(self, q, k, v, meta: AttentionMeta, causal: bool, cross: bool):
-        """transformers' eager attention on padded (B, L, h, d) tensors; returns context and probabilities."""
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, L, d)
-        scores = torch.matmul(q, k.transpose(-1, -2))
-        if self.position_embedding_type != "absolute" and not cross:
-            scores = scores + self._relative_bias(q, k, meta.past_length)
-        scores = scores * self.scaling
-        key_mask = meta.enc_key_mask if cross else meta.key_mask
-        mask = _additive_mask(key_mask, q.shape[2], k.shape[2], causal, scores.dtype, scores.device)
-        if mask is not None:
-            scores = scores + mask
-        probs = F.softmax(scores, dim=-1)
-        context = torch.matmul(self.dropout(probs), v)
-        return context.transpose(1, 2), probs
+
+def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
+    """LayerNorm(dropout(dense(x)) + residual): the table's GEMM and fused add + LayerNorm."""
+    if ctx.dropout:
+        return module.LayerNorm(module.dropout(module.dense(hidden_states)) + residual)
+    dense, ln = module.dense, module.LayerNorm
+    return ctx.ops.dense_add_layernorm(
+        hidden_states, dense.weight, dense.bias, residual, ln.weight, ln.bias, ln.eps
+    )
 
 
-class BertSelfOutput(nn.Module):
+class BertSelfOutput(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states, input_tensor, ops=None):
-        return _dense_residual_layernorm(self, hidden_states, input_tensor, ops)
+    def forward(self, hidden_states, input_tensor, ctx: LayerContext):
+        return _dense_add_layernorm(self, hidden_states, input_tensor, ctx)
 
 
-def _gemm(x: torch.Tensor, linear: nn.Linear, ops) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """x @ W^T and the bias still to add. The Triton op table folds the bias into the kernel that follows
-    the GEMM; the torch one adds it inside the GEMM (addmm), one pass fewer over the activations."""
-    if ops.name == "triton":
-        return F.linear(x, linear.weight), linear.bias
-    return F.linear(x, linear.weight, linear.bias), None
-
-
-def _dense_residual_layernorm(module, hidden_states, input_tensor, ops):
-    """LayerNorm(dropout(dense(x)) + residual): plain modules, or the op table's fused add + LayerNorm."""
-    if ops is None or (module.training and module.dropout.p > 0):
-        return module.LayerNorm(module.dropout(module.dense(hidden_states)) + input_tensor)
-    ln = module.LayerNorm
-    y, bias = _gemm(hidden_states, module.dense, ops)
-    return ops.add_layernorm(y, input_tensor, bias, ln.weight, ln.bias, ln.eps)
-
-
-class BertAttention(nn.Module):
+class BertAttention(_Module):
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
         self.self = BertSelfAttention(config, is_cross_attention=is_cross_attention)
         self.output = BertSelfOutput(config)
 
-    def forward(
-        self,
-        hidden_states,
-        meta,
-        backend,
-        ops,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        output_attentions=False,
-    ):
-        context, probs, present = self.self(
-            hidden_states, meta, backend, ops, encoder_hidden_states, past_key_value, output_attentions
-        )
-        return self.output(context, hidden_states, ops), probs, present
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
+        context, probs, present = self.self(hidden_states, ctx, encoder_hidden_states, past_key_value)
+        return self.output(context, hidden_states, ctx), probs, present
 
 
-class BertIntermediate(nn.Module):
+class BertIntermediate(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.hidden_act = config.hidden_act
-        self.intermediate_act_fn = get_activation(config.hidden_act)
+        self.intermediate_act_fn = activation(config.hidden_act)
 
-    def forward(self, hidden_states, ops=None):
-        if ops is None or self.hidden_act not in ACTIVATION_NAMES:
-            return self.intermediate_act_fn(self.dense(hidden_states))
-        return ops.bias_act(*_gemm(hidden_states, self.dense, ops), self.hidden_act)
+    def forward(self, hidden_states, ctx: LayerContext):
+        dense = self.dense
+        return ctx.ops.dense_act(hidden_states, dense.weight, dense.bias, self.hidden_act)
 
 
-class BertOutput(nn.Module):
+class BertOutput(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states, input_tensor, ops=None):
-        return _dense_residual_layernorm(self, hidden_states, input_tensor, ops)
+    def forward(self, hidden_states, input_tensor, ctx: LayerContext):
+        return _dense_add_layernorm(self, hidden_states, input_tensor, ctx)
 
 
-class BertLayer(nn.Module):
+class BertLayer(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.attention = BertAttention(config)
@@ -376,48 +329,31 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(
-        self,
-        hidden_states,
-        meta,
-        backend,
-        ops,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        output_attentions=False,
-    ):
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
         self_past = past_key_value[:2] if past_key_value is not None else None
-        attention_output, probs, present = self.attention(
-            hidden_states, meta, backend, ops, past_key_value=self_past, output_attentions=output_attentions
-        )
+        attention_output, probs, present = self.attention(hidden_states, ctx, past_key_value=self_past)
         cross_probs = None
-        if self.is_decoder and encoder_hidden_states is not None:
-            if not hasattr(self, "crossattention"):
-                raise ValueError(
-                    "encoder_hidden_states were given, but the model has no cross-attention layers: "
-                    "set add_cross_attention=True in the config"
-                )
+        if ctx.cross is not None:
             cross_past = (
                 past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
             )
             attention_output, cross_probs, cross_present = self.crossattention(
-                attention_output, meta, backend, ops, encoder_hidden_states, cross_past, output_attentions
+                attention_output, ctx, encoder_hidden_states, cross_past
             )
             if present is not None:
                 present = present + cross_present
-        ops_ff = ops if backend != "eager" else None
-        layer_output = self.output(self.intermediate(attention_output, ops_ff), attention_output, ops_ff)
+        layer_output = self.output(self.intermediate(attention_output, ctx), attention_output, ctx)
         return layer_output, probs, cross_probs, present
 
 
-class BertEncoder(nn.Module):
+class BertEncoder(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
 
-class BertEmbeddings(nn.Module):
+class BertEmbeddings(_Module):
     """word + position + token-type embeddings, LayerNorm, dropout."""
 
     def __init__(self, config: BertConfig):
@@ -437,18 +373,12 @@ class BertEmbeddings(nn.Module):
             "token_type_ids", torch.zeros(self.position_ids.size(), dtype=torch.long), persistent=False
         )
 
-    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds=None, ops=None):
+    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds, ctx: LayerContext):
         """All ids have the same shape, (T,) packed or (B, L) padded; returns (..., H)."""
         absolute = self.position_embedding_type == "absolute"
-        if (
-            ops is not None
-            and inputs_embeds is None
-            and absolute
-            and not (self.training and self.dropout.p > 0)
-        ):
-            shape = input_ids.shape
+        if inputs_embeds is None and absolute and not ctx.dropout:
             ln = self.LayerNorm
-            out = ops.embed_layernorm(
+            out = ctx.ops.embed_layernorm(
                 input_ids.reshape(-1),
                 position_ids.reshape(-1),
                 token_type_ids.reshape(-1),
@@ -460,7 +390,7 @@ class BertEmbeddings(nn.Module):
                 ln.eps,
                 validate=False,  # ids were validated by the model
             )
-            return out.view(*shape, -1)
+            return out.view(*input_ids.shape, -1)
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
@@ -469,34 +399,37 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
-class BertPooler(nn.Module):
+class BertPooler(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
     def forward(self, hidden_states):
-        return self.activation(self.dense(hidden_states[:, 0]))
+        """(B, L, H) → (B, H), from position 0."""
+        return self.pool(hidden_states[:, 0])
+
+    def pool(self, first: torch.Tensor) -> torch.Tensor:
+        """(B, H) first-position states → (B, H)."""
+        return self.activation(self.dense(first))
 
 
-class BertPredictionHeadTransform(nn.Module):
+class BertPredictionHeadTransform(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.hidden_act = config.hidden_act
-        self.transform_act_fn = get_activation(config.hidden_act)
+        self.transform_act_fn = activation(config.hidden_act)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, hidden_states, ops=None):
-        if ops is None or self.hidden_act not in ACTIVATION_NAMES:
-            return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
-        ln = self.LayerNorm
-        return ops.bias_act_layernorm(
-            *_gemm(hidden_states, self.dense, ops), ln.weight, ln.bias, ln.eps, self.hidden_act
+    def forward(self, hidden_states, ops: OpTable):
+        dense, ln = self.dense, self.LayerNorm
+        return ops.dense_act_layernorm(
+            hidden_states, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, self.hidden_act
         )
 
 
-class BertLMPredictionHead(nn.Module):
+class BertLMPredictionHead(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
@@ -504,20 +437,20 @@ class BertLMPredictionHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.decoder.bias = self.bias
 
-    def forward(self, hidden_states, ops=None):
+    def forward(self, hidden_states, ops: OpTable):
         return self.decoder(self.transform(hidden_states, ops))
 
 
-class BertOnlyMLMHead(nn.Module):
+class BertOnlyMLMHead(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
 
-    def forward(self, sequence_output, ops=None):
+    def forward(self, sequence_output, ops: OpTable):
         return self.predictions(sequence_output, ops)
 
 
-class BertOnlyNSPHead(nn.Module):
+class BertOnlyNSPHead(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
@@ -526,18 +459,18 @@ class BertOnlyNSPHead(nn.Module):
         return self.seq_relationship(pooled_output)
 
 
-class BertPreTrainingHeads(nn.Module):
+class BertPreTrainingHeads(_Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
-    def forward(self, sequence_output, pooled_output, ops=None):
+    def forward(self, sequence_output, pooled_output, ops: OpTable):
         return self.predictions(sequence_output, ops), self.seq_relationship(pooled_output)
 
 
 # --------------------------------------------------------------------------------------------- base class
-class BertPreTrainedModel(PreTrainedMixin, nn.Module):
+class BertPreTrainedModel(PreTrainedMixin, _Module):
     """Weight initialisation, backend choice, loading/saving (``PreTrainedMixin``)."""
 
     config_class = BertConfig
@@ -550,6 +483,20 @@ class BertPreTrainedModel(PreTrainedMixin, nn.Module):
             raise TypeError(f"config must be a fastbert.BertConfig, got {type(config).__name__}")
         self.config = config
         self._fallback_warned: set[str] = set()
+        #: bumped whenever the parameters may have moved (``to()``, ``_apply``, loading with assign):
+        #: whoever holds their addresses (a CUDA graph) compares it
+        self.weights_version = 0
+        self.register_load_state_dict_post_hook(_after_load)
+
+    def _bump_weights_version(self) -> None:
+        for module in self.modules():
+            if isinstance(module, BertPreTrainedModel):
+                module.weights_version += 1
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self.weights_version = getattr(self, "weights_version", 0) + 1
+        return out
 
     # -- initialisation, as transformers' _init_weights
     def _init_weights(self, module: nn.Module) -> None:
@@ -598,10 +545,10 @@ class BertPreTrainedModel(PreTrainedMixin, nn.Module):
     # -- backend
     @property
     def attn_implementation(self) -> str:
-        return self.config._attn_implementation or default_backend(self.device)
+        return self.config._attn_implementation or default_attn_implementation(self.device)
 
     def set_attn_implementation(self, name: str) -> None:
-        self.config._attn_implementation = check_backend(name)
+        self.config._attn_implementation = check_attn_implementation(name)
 
     @property
     def device(self) -> torch.device:
@@ -621,28 +568,15 @@ class BertPreTrainedModel(PreTrainedMixin, nn.Module):
         replayed after; other shapes and calls run the normal forward. ``enabled=False`` turns it off.
         Returns the model.
         """
-        from .cuda_graphs import GraphRunner
+        from .cuda_graphs import install
 
-        base = self._base() if self.base_model_prefix and hasattr(self, self.base_model_prefix) else self
-        if not enabled:
-            base._graph_runner = None
-        else:
-            if base.device.type != "cuda":
-                raise ValueError("CUDA graphs need the model on a CUDA device")
-            base._graph_runner = runner or GraphRunner(base, max_batch, max_seqlen)
+        install(self, max_batch, max_seqlen, enabled, runner)
         return self
-
-    def prepare_fused_weights(self) -> None:
-        """Build each layer's concatenated QKV weight now (from_pretrained does, for sdpa and triton) rather
-        than on the first forward. It is rebuilt by itself when the weights move or change."""
-        for module in self.modules():
-            if isinstance(module, BertSelfAttention) and not module.is_cross_attention:
-                module.fused_qkv()
 
     def _warn_fallback(self, reason: str) -> None:
         if reason not in self._fallback_warned:
             self._fallback_warned.add(reason)
-            warnings.warn(f"fastbert: {reason}", stacklevel=4)
+            warnings.warn(f"fastbert: {reason}", stacklevel=5)
 
     def _base(self) -> BertModel:
         return getattr(self, self.base_model_prefix)
@@ -653,27 +587,8 @@ class BertPreTrainedModel(PreTrainedMixin, nn.Module):
         return output if return_dict else output.to_tuple()
 
 
-def default_backend(device: torch.device) -> str:
-    """``triton`` on CUDA when its kernels are available, else ``sdpa``."""
-    if device.type == "cuda":
-        from .ops import triton_available
-
-        if triton_available():
-            return "triton"
-    return "sdpa"
-
-
-def check_backend(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if name in ("flash_attention_2", "flash_attention_3", "flex_attention"):
-        raise ValueError(
-            f"attn_implementation={name!r} is a transformers backend; fastbert has {BACKENDS} "
-            "('triton' is its flash-style kernel path)"
-        )
-    if name not in BACKENDS:
-        raise ValueError(f"attn_implementation must be one of {BACKENDS}, got {name!r}")
-    return name
+def _after_load(module: BertPreTrainedModel, incompatible_keys) -> None:
+    module._bump_weights_version()  # load_state_dict(assign=True) may have moved the parameters
 
 
 def _as_legacy_cache(past_key_values):
@@ -686,6 +601,32 @@ def _as_legacy_cache(past_key_values):
     return tuple(tuple(layer) for layer in past_key_values)
 
 
+_RANGE_FIELDS = {
+    "input_ids": "vocab_size",
+    "token_type_ids": "type_vocab_size",
+    "position_ids": "max_position_embeddings",
+}
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What validation learnt, with the one host read of the forward."""
+
+    batch: int
+    seqlen: int
+    seqlens: torch.Tensor | None = None  # (B,) int32 real tokens of attention_mask
+    seqlens_host: tuple[int, ...] | None = None
+    enc_seqlens: torch.Tensor | None = None
+    enc_seqlens_host: tuple[int, ...] | None = None
+
+    @property
+    def padded(self) -> bool:
+        return self.seqlens_host is not None and any(n != self.seqlen for n in self.seqlens_host)
+
+    def enc_padded(self, enc_len: int) -> bool:
+        return self.enc_seqlens_host is not None and any(n != enc_len for n in self.enc_seqlens_host)
+
+
 # --------------------------------------------------------------------------------------------- BertModel
 class BertModel(BertPreTrainedModel):
     """The bare BERT encoder (transformers' ``BertModel``), with an optional pooler."""
@@ -695,7 +636,6 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
-        self._graph_runner = None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -703,125 +643,6 @@ class BertModel(BertPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
-
-    # -- validation: on the host, before anything runs
-    def _validate(
-        self,
-        input_ids,
-        attention_mask,
-        token_type_ids,
-        position_ids,
-        inputs_embeds,
-        past_length,
-        encoder_hidden_states,
-        encoder_attention_mask,
-    ):
-        cfg = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("give exactly one of input_ids or inputs_embeds")
-        if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(
-                    f"input_ids must be (batch, sequence_length), got shape {tuple(input_ids.shape)}"
-                )
-            if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-                raise ValueError(f"input_ids must be integer token ids, got {input_ids.dtype}")
-            shape = tuple(input_ids.shape)
-        else:
-            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != cfg.hidden_size:
-                raise ValueError(
-                    f"inputs_embeds must be (batch, sequence_length, {cfg.hidden_size}), got {tuple(inputs_embeds.shape)}"
-                )
-            shape = tuple(inputs_embeds.shape[:2])
-        if attention_mask is not None and tuple(attention_mask.shape) != (shape[0], shape[1] + past_length):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(shape[0], shape[1] + past_length)} "
-                "(batch, past + sequence length)"
-            )
-        for name, t in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
-            if (
-                t is not None
-                and tuple(t.shape) != shape
-                and not (t.dim() == 2 and t.shape[0] == 1 and t.shape[1] == shape[1])
-            ):
-                raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape} like input_ids")
-        if encoder_hidden_states is not None and encoder_attention_mask is not None:
-            if tuple(encoder_attention_mask.shape) != tuple(encoder_hidden_states.shape[:2]):
-                raise ValueError(
-                    f"encoder_attention_mask has shape {tuple(encoder_attention_mask.shape)}, expected "
-                    f"{tuple(encoder_hidden_states.shape[:2])}"
-                )
-        if (
-            cfg.position_embedding_type == "absolute"
-            and position_ids is None
-            and shape[1] + past_length > cfg.max_position_embeddings
-        ):
-            raise ValueError(
-                f"sequence length {shape[1] + past_length} is longer than max_position_embeddings "
-                f"({cfg.max_position_embeddings}): truncate the input"
-            )
-        # value ranges: one host read for all of them
-        checks = []
-        if input_ids is not None and input_ids.numel():
-            checks += [("input_ids", input_ids, cfg.vocab_size)]
-        if token_type_ids is not None and token_type_ids.numel():
-            checks += [("token_type_ids", token_type_ids, cfg.type_vocab_size)]
-        if position_ids is not None and position_ids.numel() and cfg.position_embedding_type == "absolute":
-            checks += [("position_ids", position_ids, cfg.max_position_embeddings)]
-        if checks:
-            stats = torch.stack(
-                [torch.stack([t.min(), t.max()]).to(torch.long).cpu() for _, t, _ in checks]
-            ).tolist()
-            for (name, _, limit), (lo, hi) in zip(checks, stats):
-                if lo < 0 or hi >= limit:
-                    bad = lo if lo < 0 else hi
-                    what = {
-                        "input_ids": "vocab_size",
-                        "token_type_ids": "type_vocab_size",
-                        "position_ids": "max_position_embeddings",
-                    }[name]
-                    raise ValueError(f"{name} holds {bad}, outside [0, {limit}) ({what} = {limit})")
-        return shape
-
-    def _ops(self, backend: str):
-        if backend == "eager":
-            return None
-        from .ops import get_ops
-
-        return get_ops("triton" if backend == "triton" else "torch")
-
-    def _resolve_backend(self, output_attentions: bool, past: Any) -> str:
-        backend = self.attn_implementation
-        if backend != "eager" and output_attentions:
-            self._warn_fallback(
-                f"output_attentions=True needs the attention probabilities, which the {backend} backend "
-                "never materialises: this call runs attention eagerly"
-            )
-        if backend == "triton":
-            reason = None
-            if self.config.position_embedding_type != "absolute":
-                reason = (
-                    f"position_embedding_type={self.config.position_embedding_type!r} has no Triton kernel"
-                )
-            elif self.training and (
-                self.config.hidden_dropout_prob > 0 or self.config.attention_probs_dropout_prob > 0
-            ):
-                reason = "training mode (dropout) has no Triton kernel"
-            elif torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-                reason = (
-                    "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
-                )
-            elif past is not None:
-                reason = "incremental decoding with a KV cache"
-            elif self.device.type != "cuda":
-                from .ops import triton_available
-
-                if not triton_available():
-                    reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
-            if reason is not None:
-                self._warn_fallback(f"{reason}: falling back to the sdpa backend")
-                backend = "sdpa"
-        return backend
 
     def forward(
         self,
@@ -840,169 +661,177 @@ class BertModel(BertPreTrainedModel):
         cache: Any = None,
         **kwargs: Any,
     ):
-        out, _ = self._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            encoder_hidden_states,
-            encoder_attention_mask,
-            past_key_values if past_key_values is not None else cache,
-            use_cache,
-            output_attentions,
-            output_hidden_states,
-            keep_packed=False,
-            **kwargs,
+        enc = self.encode(BertInputs.of(locals()))
+        out = outputs.BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=enc.last_hidden_state,
+            pooler_output=enc.pooled,
+            hidden_states=enc.hidden_states,
+            past_key_values=enc.past_key_values,
+            attentions=enc.attentions,
+            cross_attentions=enc.cross_attentions,
         )
         return self._return(out, return_dict)
 
-    def _forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        past_key_values=None,
-        use_cache=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        keep_packed=False,
-        allow_pack=True,
-        **kwargs,
-    ):
-        """The forward pass. With ``keep_packed``, the sequence output stays packed (heads that work per
-        token run on real tokens only, and re-pad their own result); the returned Packing says how."""
-        if kwargs:
-            unknown = sorted(k for k in kwargs if k not in ("return_dict",))
-            if unknown:
-                raise TypeError(f"forward() got unexpected keyword arguments {unknown}")
+    # -- validation: on the host, before anything runs, with one device->host read
+    def validate(self, inputs: BertInputs, past_length: int = 0, read_lengths: bool = True) -> _Checked:
+        """Check shapes, dtypes and id ranges (ValueError naming the argument); with ``read_lengths``, the
+        masks' lengths come back in the same single device->host read."""
         cfg = self.config
-        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        input_ids, inputs_embeds = inputs.input_ids, inputs.inputs_embeds
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids or inputs_embeds")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(
+                    f"input_ids must be (batch, sequence_length), got shape {tuple(input_ids.shape)}"
+                )
+            if (
+                input_ids.dtype.is_floating_point
+                or input_ids.dtype.is_complex
+                or input_ids.dtype == torch.bool
+            ):
+                raise ValueError(f"input_ids must be integer token ids, got {input_ids.dtype}")
+            shape = tuple(input_ids.shape)
+            name = "input_ids"
+        else:
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != cfg.hidden_size:
+                raise ValueError(
+                    f"inputs_embeds must be (batch, sequence_length, {cfg.hidden_size}), got {tuple(inputs_embeds.shape)}"
+                )
+            shape = tuple(inputs_embeds.shape[:2])
+            name = "inputs_embeds"
+        if 0 in shape:
+            raise ValueError(
+                f"{name} has shape {tuple(inputs.reference.shape)}: the batch and the sequence length must be "
+                "at least 1 (an empty batch has nothing to encode)"
+            )
+        mask = inputs.attention_mask
+        if mask is not None and tuple(mask.shape) != (shape[0], shape[1] + past_length):
+            raise ValueError(
+                f"attention_mask has shape {tuple(mask.shape)}, expected {(shape[0], shape[1] + past_length)} "
+                "(batch, past + sequence length)"
+            )
+        for field_name in ("token_type_ids", "position_ids"):
+            t = getattr(inputs, field_name)
+            if t is None:
+                continue
+            if tuple(t.shape) != shape and not (t.dim() == 2 and t.shape[0] == 1 and t.shape[1] == shape[1]):
+                raise ValueError(f"{field_name} has shape {tuple(t.shape)}, expected {shape} like input_ids")
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                raise ValueError(f"{field_name} must be integer ids, got {t.dtype}")
+        enc, enc_mask = inputs.encoder_hidden_states, inputs.encoder_attention_mask
+        if enc is not None and enc_mask is not None and tuple(enc_mask.shape) != tuple(enc.shape[:2]):
+            raise ValueError(
+                f"encoder_attention_mask has shape {tuple(enc_mask.shape)}, expected {tuple(enc.shape[:2])}"
+            )
+        absolute = cfg.position_embedding_type == "absolute"
+        if absolute and inputs.position_ids is None and shape[1] + past_length > cfg.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {shape[1] + past_length} is longer than max_position_embeddings "
+                f"({cfg.max_position_embeddings}): truncate the input"
+            )
+        # value ranges and mask lengths: one host read for all of them
+        checks = [
+            (n, t)
+            for n, t in (
+                ("input_ids", input_ids),
+                ("token_type_ids", inputs.token_type_ids),
+                ("position_ids", inputs.position_ids if absolute else None),
+            )
+            if t is not None
+        ]
+        parts = [torch.stack(torch.aminmax(t)).to(torch.long) for _, t in checks]
+        seqlens = enc_seqlens = None
+        if read_lengths and mask is not None:
+            seqlens = lengths(mask)
+            parts.append(seqlens)
+        if read_lengths and enc is not None and enc_mask is not None:
+            enc_seqlens = lengths(enc_mask)
+            parts.append(enc_seqlens)
+        values = host_read(torch.cat([p.to(torch.long) for p in parts])) if parts else []
+        for i, (n, _) in enumerate(checks):
+            lo, hi = values[2 * i], values[2 * i + 1]
+            limit = getattr(cfg, _RANGE_FIELDS[n])
+            if lo < 0 or hi >= limit:
+                raise ValueError(
+                    f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({_RANGE_FIELDS[n]} = {limit})"
+                )
+        rest = values[2 * len(checks) :]
+        seqlens_host = enc_host = None
+        if seqlens is not None:
+            seqlens_host, rest = tuple(rest[: shape[0]]), rest[shape[0] :]
+        if enc_seqlens is not None:
+            enc_host = tuple(rest)
+        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
+
+    def _resolve(self, output_attentions: bool, past: Any) -> OpTable:
+        """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
+        once per reason)."""
+        cfg = self.config
+        table, reason = resolve(
+            self.attn_implementation,
+            output_attentions=output_attentions,
+            position_embedding_type=cfg.position_embedding_type,
+            dropout=self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0),
+            needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
+            cache=past is not None,
+        )
+        if reason is not None:
+            self._warn_fallback(reason)
+        return table
+
+    # -- the forward, in parts
+    def encode(
+        self,
+        inputs: BertInputs,
+        keep_packed: bool = False,
+        allow_pack: bool = True,
+        host_reads: bool = True,
+    ) -> Encoded:
+        """The encoder on ``inputs``. ``keep_packed``: the sequence stays packed (a per-token head runs on
+        real tokens only). ``allow_pack=False``: padded throughout (a loss over padded positions).
+        ``host_reads=False``: no device->host read at all (inputs validated by the caller, padded with a
+        key mask), so the call can be captured in a CUDA graph."""
+        cfg = self.config
+        output_attentions = (
+            cfg.output_attentions if inputs.output_attentions is None else inputs.output_attentions
+        )
         output_hidden_states = (
-            cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+            cfg.output_hidden_states if inputs.output_hidden_states is None else inputs.output_hidden_states
         )
-        use_cache = (cfg.use_cache if use_cache is None else use_cache) if cfg.is_decoder else False
-        past = _as_legacy_cache(past_key_values)
+        use_cache = (
+            (cfg.use_cache if inputs.use_cache is None else inputs.use_cache) if cfg.is_decoder else False
+        )
+        past = _as_legacy_cache(inputs.past_key_values)
         past_length = past[0][0].shape[2] if past is not None else 0
-
-        batch, seqlen = self._validate(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            past_length,
-            encoder_hidden_states,
-            encoder_attention_mask,
-        )
-        backend = self._resolve_backend(output_attentions, past)
-        ops = self._ops(backend)
-        device = input_ids.device if input_ids is not None else inputs_embeds.device
-
-        runner = self._graph_runner
-        if (
-            runner is not None
-            and backend == "triton"
-            and allow_pack  # a loss over padded positions needs their real values: not the graph path
-            and position_ids is None
-            and runner.covers(
-                input_ids,
-                attention_mask,
-                inputs_embeds=inputs_embeds,
-                encoder_hidden_states=encoder_hidden_states,
-                past=past,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                use_cache=use_cache,
-            )
-        ):
-            hidden, pooled = runner.run(input_ids, attention_mask, token_type_ids)
-            out = O.BaseModelOutputWithPoolingAndCrossAttentions(
-                last_hidden_state=hidden, pooler_output=pooled
-            )
-            return out, (None, None, ops)
-
-        emb = self.embeddings
-        if position_ids is None:
-            position_ids = emb.position_ids[:, past_length : past_length + seqlen].expand(batch, seqlen)
-        elif position_ids.shape[0] != batch:
-            position_ids = position_ids.expand(batch, seqlen)
-        if token_type_ids is None:
-            token_type_ids = emb.token_type_ids[:, :seqlen].expand(batch, seqlen)
-        elif token_type_ids.shape[0] != batch:
-            token_type_ids = token_type_ids.expand(batch, seqlen)
-
-        # -- padding: packed once for sdpa/triton when the batch has some, never for eager or with a cache
-        packing = None
-        key_mask = None
-        causal = cfg.is_decoder
+        if host_reads:
+            checked = self.validate(inputs, past_length)
+        else:
+            ref = inputs.reference
+            checked = _Checked(ref.shape[0], ref.shape[1])
+        ops = self._resolve(output_attentions, past)
         can_pack = (
-            backend != "eager"
-            and not output_attentions
+            host_reads
+            and ops.packs
             and past is None
             and not use_cache
             and cfg.position_embedding_type == "absolute"
             and allow_pack
         )
-        if attention_mask is not None and has_padding(attention_mask):
-            if can_pack:
-                packing = packing_from_mask(attention_mask)
-            else:
-                key_mask = attention_mask.bool()
-        enc_packing = enc_key_mask = None
-        if encoder_hidden_states is not None:
-            if encoder_attention_mask is not None and has_padding(encoder_attention_mask):
-                if packing is not None:
-                    enc_packing = packing_from_mask(encoder_attention_mask)
-                else:
-                    enc_key_mask = encoder_attention_mask.bool()
-            elif packing is not None:
-                enc_packing = packing_from_mask(
-                    torch.ones(encoder_hidden_states.shape[:2], dtype=torch.bool, device=device)
-                )
-        meta = AttentionMeta(
-            packing=packing,
-            key_mask=key_mask,
-            causal=causal,
-            past_length=past_length,
-            use_cache=use_cache,
-            enc_packing=enc_packing,
-            enc_key_mask=enc_key_mask,
-        )
-
-        if packing is not None:
-            ids = pack(input_ids, packing) if input_ids is not None else None
-            embeds = pack(inputs_embeds, packing) if inputs_embeds is not None else None
-            hidden = emb(
-                ids, pack(token_type_ids, packing), pack(position_ids, packing), embeds, ops
-            )  # (T, H)
-            enc_states = (
-                pack(encoder_hidden_states, enc_packing) if encoder_hidden_states is not None else None
-            )
-        else:
-            hidden = emb(input_ids, token_type_ids, position_ids, inputs_embeds, ops)  # (B, L, H)
-            enc_states = encoder_hidden_states
+        ctx = self._context(inputs, checked, ops, can_pack, past_length, use_cache)
+        hidden, enc_states = self._embed(inputs, ctx, checked.batch, checked.seqlen, past_length)
+        packing = ctx.attn.q_packing
 
         def repad(x):
             return unpack(x, packing) if packing is not None else x
 
         all_hidden = (repad(hidden),) if output_hidden_states else None
         all_attn = () if output_attentions else None
-        all_cross = () if output_attentions and encoder_hidden_states is not None else None
+        all_cross = () if output_attentions and ctx.cross is not None else None
         presents = () if use_cache else None
         for i, layer in enumerate(self.encoder.layer):
             hidden, probs, cross_probs, present = layer(
-                hidden,
-                meta,
-                backend,
-                ops,
-                enc_states,
-                past[i] if past is not None else None,
-                output_attentions,
+                hidden, ctx, enc_states, past[i] if past is not None else None
             )
             if output_hidden_states:
                 all_hidden += (repad(hidden),)
@@ -1013,56 +842,101 @@ class BertModel(BertPreTrainedModel):
             if use_cache:
                 presents += (present,)
 
-        if keep_packed and packing is not None:
-            sequence_packed, sequence_output = hidden, None
-        else:
-            sequence_packed, sequence_output = None, repad(hidden)
-        pooled = None
-        if self.pooler is not None:
-            if packing is not None:
-                # position 0 of sequence b is packed row cu_seqlens[b] when it is a real token, else zero
-                rows = packing.cu_seqlens[:-1].long().clamp(max=max(packing.total - 1, 0))
-                first = hidden[rows] * attention_mask[:, :1].to(hidden.dtype)  # (B, H)
-                pooled = self.pooler.activation(self.pooler.dense(first))
-            else:
-                pooled = self.pooler(sequence_output)
-
-        out = O.BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=sequence_output,
-            pooler_output=pooled,
+        enc = Encoded(
+            sequence=hidden,
+            packing=packing,
+            ops=ops,
             hidden_states=all_hidden,
-            past_key_values=presents,
             attentions=all_attn,
             cross_attentions=all_cross,
+            past_key_values=presents,
         )
-        return out, (sequence_packed, packing, ops if backend != "eager" else None)
+        enc.pooled = self._pool(enc, inputs.attention_mask, zero_padded_first=not host_reads)
+        if not keep_packed and packing is not None:
+            enc.sequence, enc.packing = enc.last_hidden_state, None
+        return enc
 
-    def _padded_body(self, input_ids, attention_mask, token_type_ids):
-        """The triton forward on a padded batch with a key-padding mask: no host reads, so a CUDA graph
-        can capture it. Returns (last_hidden_state, pooler_output)."""
-        ops = self._ops("triton")
-        batch, seqlen = input_ids.shape
-        position_ids = self.embeddings.position_ids[:, :seqlen].expand(batch, seqlen)
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, None, ops)
-        meta = AttentionMeta(packing=None, key_mask=attention_mask.bool(), causal=False)
-        for layer in self.encoder.layer:
-            hidden = layer(hidden, meta, "triton", ops)[0]
-        pooled = None
-        if self.pooler is not None:  # a padded first position pools zeros, as in the packed path
-            first = hidden[:, 0] * attention_mask[:, :1].to(hidden.dtype)
-            pooled = self.pooler.activation(self.pooler.dense(first))
-        return hidden, pooled
+    def _context(self, inputs: BertInputs, checked: _Checked, ops: OpTable, can_pack, past_length, use_cache):
+        """The per-forward attention description: packed once when the batch has padding and may pack."""
+        cfg = self.config
+        mask, enc, enc_mask = (
+            inputs.attention_mask,
+            inputs.encoder_hidden_states,
+            inputs.encoder_attention_mask,
+        )
+        causal = cfg.is_decoder
+        attn = AttentionSpec(causal=causal)
+        if can_pack and checked.padded:
+            packing = packing_from_mask(mask, checked.seqlens, checked.seqlens_host)
+            attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
+        elif mask is not None and (checked.padded or checked.seqlens_host is None):
+            key_lengths = lengths(mask) if ops.wants_key_lengths else None
+            attn = AttentionSpec(causal=causal, key_mask=mask.bool(), key_lengths=key_lengths)
+        cross = None
+        if enc is not None and cfg.is_decoder:  # an encoder (is_decoder=False) ignores them, as transformers
+            if not cfg.add_cross_attention:
+                raise ValueError(
+                    "encoder_hidden_states were given, but the model has no cross-attention layers: "
+                    "set add_cross_attention=True in the config"
+                )
+            enc_len = enc.shape[1]
+            if attn.q_packing is not None:
+                if enc_mask is not None and checked.enc_padded(enc_len):
+                    k_packing = packing_from_mask(enc_mask, checked.enc_seqlens, checked.enc_seqlens_host)
+                else:
+                    k_packing = full_packing(enc.shape[0], enc_len, enc.device)
+                cross = AttentionSpec(q_packing=attn.q_packing, k_packing=k_packing)
+            elif enc_mask is not None and (checked.enc_padded(enc_len) or checked.enc_seqlens_host is None):
+                cross = AttentionSpec(key_mask=enc_mask.bool())
+            else:
+                cross = AttentionSpec()
+        dropout = self.training and cfg.hidden_dropout_prob > 0
+        return LayerContext(ops, attn, cross, past_length, use_cache, dropout)
+
+    def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):
+        """Embeddings of the real tokens ((T, H) packed or (B, L, H)) and the encoder's states to attend."""
+        emb = self.embeddings
+        position_ids, token_type_ids = inputs.position_ids, inputs.token_type_ids
+        if position_ids is None:
+            position_ids = emb.position_ids[:, past_length : past_length + seqlen].expand(batch, seqlen)
+        elif position_ids.shape[0] != batch:
+            position_ids = position_ids.expand(batch, seqlen)
+        if token_type_ids is None:
+            token_type_ids = emb.token_type_ids[:, :seqlen].expand(batch, seqlen)
+        elif token_type_ids.shape[0] != batch:
+            token_type_ids = token_type_ids.expand(batch, seqlen)
+        ids, embeds, enc_states = inputs.input_ids, inputs.inputs_embeds, inputs.encoder_hidden_states
+        packing = ctx.attn.q_packing
+        if packing is not None:
+            ids = pack(ids, packing) if ids is not None else None
+            embeds = pack(embeds, packing) if embeds is not None else None
+            token_type_ids, position_ids = pack(token_type_ids, packing), pack(position_ids, packing)
+            if ctx.cross is not None:
+                enc_states = pack(enc_states, ctx.cross.k_packing)
+        return emb(
+            ids, token_type_ids, position_ids, embeds, ctx
+        ), enc_states if ctx.cross is not None else None
+
+    def _pool(self, enc: Encoded, attention_mask, zero_padded_first: bool = False) -> torch.Tensor | None:
+        """The pooler on position 0. Packed, a padded position 0 pools zeros; padded, it pools what the
+        layers computed there (as transformers), unless ``zero_padded_first`` asks for the packed rule."""
+        if self.pooler is None:
+            return None
+        packing, hidden = enc.packing, enc.sequence
+        if packing is None:
+            first = hidden[:, 0]
+            if zero_padded_first and attention_mask is not None:
+                first = first * attention_mask[:, :1].to(hidden.dtype)
+            return self.pooler.pool(first)
+        # position 0 of sequence b is packed row cu_seqlens[b] when it is a real token, else zero
+        if packing.total == 0:
+            return self.pooler.pool(hidden.new_zeros(packing.batch, hidden.shape[-1]))
+        rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
+        first = hidden[rows] * attention_mask[:, :1].to(hidden.dtype)  # (B, H)
+        return self.pooler.pool(first)
 
 
 # --------------------------------------------------------------------------------------------- heads
-def _token_head(head, sequence_output, packed):
-    """Apply a per-token head on packed tokens when the encoder packed them, then re-pad once."""
-    sequence_packed, packing, ops = packed
-    if sequence_packed is not None:
-        return unpack(head(sequence_packed, ops), packing)
-    return head(sequence_output, ops)
-
-
 def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Tensor | None) -> bool:
     """Per-token labels that ignore (-100) every padded position: the loss then needs no padded logits,
     and the forward may run on packed tokens. Otherwise it runs padded, so the loss equals transformers'."""
@@ -1073,27 +947,67 @@ def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Te
     return bool((labels[attention_mask == 0] == -100).all())
 
 
-def _input_shape(input_ids, inputs_embeds, dims: int = 2) -> tuple | None:
-    ref = input_ids if input_ids is not None else inputs_embeds
-    return tuple(ref.shape[:dims]) if ref is not None else None
+def _check_shape(name: str, t: torch.Tensor | None, shape: tuple | None) -> None:
+    """A target of the wrong shape: a ValueError before the forward runs."""
+    if t is not None and shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
 
 
-def _check_labels(labels: torch.Tensor | None, shape: tuple | None, name: str = "labels") -> None:
-    """Labels of the wrong shape: a ValueError before the forward runs."""
-    if labels is not None and shape is not None and tuple(labels.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
+class _BertHead(BertPreTrainedModel):
+    """A head on the shared encoder: each class says what its head computes, its loss and its output.
+
+    ``per_token`` heads run on the packed tokens (and re-pad their logits once); the others read the
+    pooled first token.
+    """
+
+    per_token = False
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
+    def _run(self, inputs: BertInputs, return_dict: bool | None, **targets):
+        self.check_targets(inputs, **targets)
+        allow_pack = self.allow_pack(inputs, **targets)
+        enc = self.bert.encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)
+        logits = self.head(enc, **targets)
+        return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
+
+    def check_targets(self, inputs: BertInputs, labels=None, **targets) -> None:
+        _check_shape("labels", labels, inputs.batch_shape(2 if self.per_token else 1))
+
+    def allow_pack(self, inputs: BertInputs, labels=None, **targets) -> bool:
+        return not self.per_token or _labels_ignore_padding(labels, inputs.attention_mask)
+
+    def head(self, enc: Encoded, **targets):
+        """The logits of this head (from the encoder's result)."""
+        raise NotImplementedError
+
+    def loss(self, logits, **targets):
+        """The loss against the targets; None when they are not given."""
+        raise NotImplementedError
+
+    def output(self, loss, logits, enc: Encoded):
+        raise NotImplementedError
 
 
-def _bert_kwargs(kwargs: dict) -> dict:
-    kwargs.pop("return_dict", None)
-    return kwargs
-
-
-class BertForPreTraining(BertPreTrainedModel):
+class BertForPreTraining(_BertHead):
     _tied_weights_keys = {
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",
     }
+    per_token = True
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -1115,44 +1029,41 @@ class BertForPreTraining(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
-        batch_shape = _input_shape(input_ids, inputs_embeds)
-        _check_labels(labels, batch_shape)
-        _check_labels(next_sentence_label, batch_shape and batch_shape[:1], "next_sentence_label")
-        out, packed = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask),
-            **_bert_kwargs(kwargs),
+        return self._run(
+            BertInputs.of(locals()), return_dict, labels=labels, next_sentence_label=next_sentence_label
         )
-        prediction_scores = _token_head(self.cls.predictions, out.last_hidden_state, packed)
-        seq_relationship_score = self.cls.seq_relationship(out.pooler_output)
-        loss = None
-        if labels is not None and next_sentence_label is not None:
-            loss = F.cross_entropy(
-                prediction_scores.view(-1, self.config.vocab_size), labels.view(-1)
-            ) + F.cross_entropy(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
-        return self._return(
-            O.BertForPreTrainingOutput(
-                loss=loss,
-                prediction_logits=prediction_scores,
-                seq_relationship_logits=seq_relationship_score,
-                hidden_states=out.hidden_states,
-                attentions=out.attentions,
-            ),
-            return_dict,
+
+    def check_targets(self, inputs, labels=None, next_sentence_label=None):
+        shape = inputs.batch_shape()
+        _check_shape("labels", labels, shape)
+        _check_shape("next_sentence_label", next_sentence_label, shape and shape[:1])
+
+    def head(self, enc, **targets):
+        return enc.per_token(self.cls.predictions), self.cls.seq_relationship(enc.pooled)
+
+    def loss(self, logits, labels=None, next_sentence_label=None):
+        if labels is None or next_sentence_label is None:
+            return None
+        prediction_scores, seq_relationship_score = logits
+        return F.cross_entropy(
+            prediction_scores.view(-1, self.config.vocab_size), labels.view(-1)
+        ) + F.cross_entropy(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
+
+    def output(self, loss, logits, enc):
+        return outputs.BertForPreTrainingOutput(
+            loss=loss,
+            prediction_logits=logits[0],
+            seq_relationship_logits=logits[1],
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
         )
 
 
-class BertLMHeadModel(BertPreTrainedModel):
+class BertLMHeadModel(_BertHead):
     """BERT as a causal language model (``is_decoder=True``), with cross-attention when configured."""
 
     _tied_weights_keys = BertForPreTraining._tied_weights_keys
+    per_token = True
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -1182,42 +1093,30 @@ class BertLMHeadModel(BertPreTrainedModel):
         cache=None,
         **kwargs,
     ):
+        inputs = BertInputs.of(locals())
         if labels is not None:
-            use_cache = False
-        _check_labels(labels, _input_shape(input_ids, inputs_embeds))
-        out, packed = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            encoder_hidden_states,
-            encoder_attention_mask,
-            past_key_values if past_key_values is not None else cache,
-            use_cache,
-            output_attentions,
-            output_hidden_states,
-            keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask),
-            **_bert_kwargs(kwargs),
+            inputs.use_cache = False
+        return self._run(inputs, return_dict, labels=labels)
+
+    def head(self, enc, **targets):
+        return enc.per_token(self.cls.predictions)
+
+    def loss(self, logits, labels=None):  # shifted: token t predicts token t + 1
+        if labels is None:
+            return None
+        shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]
+        return F.cross_entropy(
+            logits.float().view(-1, self.config.vocab_size), shifted.reshape(-1), ignore_index=-100
         )
-        logits = _token_head(self.cls.predictions, out.last_hidden_state, packed)
-        loss = None
-        if labels is not None:  # shifted: token t predicts token t + 1
-            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]
-            loss = F.cross_entropy(
-                logits.float().view(-1, self.config.vocab_size), shifted.reshape(-1), ignore_index=-100
-            )
-        return self._return(
-            O.CausalLMOutputWithCrossAttentions(
-                loss=loss,
-                logits=logits,
-                past_key_values=out.past_key_values,
-                hidden_states=out.hidden_states,
-                attentions=out.attentions,
-                cross_attentions=out.cross_attentions,
-            ),
-            return_dict,
+
+    def output(self, loss, logits, enc):
+        return outputs.CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            past_key_values=enc.past_key_values,
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
+            cross_attentions=enc.cross_attentions,
         )
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
@@ -1232,8 +1131,9 @@ class BertLMHeadModel(BertPreTrainedModel):
         }
 
 
-class BertForMaskedLM(BertPreTrainedModel):
+class BertForMaskedLM(_BertHead):
     _tied_weights_keys = BertForPreTraining._tied_weights_keys
+    per_token = True
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -1260,71 +1160,38 @@ class BertForMaskedLM(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
-        _check_labels(labels, _input_shape(input_ids, inputs_embeds))
-        out, packed = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            encoder_hidden_states,
-            encoder_attention_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask),
-            **_bert_kwargs(kwargs),
-        )
-        logits = _token_head(self.cls.predictions, out.last_hidden_state, packed)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
-        return self._return(
-            O.MaskedLMOutput(
-                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-            ),
-            return_dict,
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
+    def head(self, enc, **targets):
+        return enc.per_token(self.cls.predictions)
+
+    def loss(self, logits, labels=None):
+        if labels is None:
+            return None
+        return F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
+
+    def output(self, loss, logits, enc):
+        return outputs.MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
         )
 
 
-class BertForNextSentencePrediction(BertPreTrainedModel):
+class BertForNextSentencePrediction(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config)
         self.cls = BertOnlyNSPHead(config)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        _check_labels(labels, _input_shape(input_ids, inputs_embeds, 1))
-        out, _ = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            **_bert_kwargs(kwargs),
-        )
-        logits = self.cls(out.pooler_output)
-        loss = F.cross_entropy(logits.view(-1, 2), labels.view(-1)) if labels is not None else None
-        return self._return(
-            O.NextSentencePredictorOutput(
-                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-            ),
-            return_dict,
+    def head(self, enc, **targets):
+        return self.cls(enc.pooled)
+
+    def loss(self, logits, labels=None):
+        return None if labels is None else F.cross_entropy(logits.view(-1, 2), labels.view(-1))
+
+    def output(self, loss, logits, enc):
+        return outputs.NextSentencePredictorOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
         )
 
 
@@ -1333,7 +1200,7 @@ def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     return nn.Dropout(p)
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
+class BertForSequenceClassification(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -1342,65 +1209,45 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        out, _ = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            **_bert_kwargs(kwargs),
-        )
-        logits = self.classifier(self.dropout(out.pooler_output))
-        loss = None
-        if labels is not None:
-            batch = logits.shape[0]
-            if labels.shape[0] != batch:
-                raise ValueError(f"labels has batch size {labels.shape[0]}, the input has {batch}")
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                loss = (
-                    F.mse_loss(logits.squeeze(), labels.squeeze())
-                    if self.num_labels == 1
-                    else F.mse_loss(logits, labels)
-                )
-            elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+    def check_targets(self, inputs, labels=None):
+        batch = inputs.batch_shape(1)
+        if labels is not None and batch is not None and (labels.dim() == 0 or labels.shape[0] != batch[0]):
+            raise ValueError(
+                f"labels has batch size {labels.shape[0] if labels.dim() else 0}, the input has {batch[0]}"
+            )
+
+    def head(self, enc, **targets):
+        return self.classifier(self.dropout(enc.pooled))
+
+    def loss(self, logits, labels=None):
+        if labels is None:
+            return None
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
             else:
-                if tuple(labels.shape) != tuple(logits.shape):
-                    raise ValueError(
-                        f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
-                    )
-                loss = F.binary_cross_entropy_with_logits(logits, labels)
-        return self._return(
-            O.SequenceClassifierOutput(
-                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-            ),
-            return_dict,
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze())
+            return F.mse_loss(logits, labels)
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        if tuple(labels.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
+            )
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def output(self, loss, logits, enc):
+        return outputs.SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
         )
 
 
-class BertForMultipleChoice(BertPreTrainedModel):
+class BertForMultipleChoice(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config)
@@ -1408,51 +1255,40 @@ class BertForMultipleChoice(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        ref = input_ids if input_ids is not None else inputs_embeds
+    def _run(self, inputs: BertInputs, return_dict: bool | None, labels=None):
+        ref = inputs.reference
         if ref is None or ref.dim() < 3:
             raise ValueError(
                 "BertForMultipleChoice takes input of shape (batch, num_choices, sequence_length)"
             )
-        num_choices = ref.shape[1]
-        _check_labels(labels, ref.shape[:1])
+        _check_shape("labels", labels, ref.shape[:1])
+        for name in ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"):
+            t = getattr(inputs, name)
+            if t is not None:  # (batch, choices, ...) → (batch * choices, ...)
+                setattr(inputs, name, t.reshape(-1, *t.shape[2:]))
+        return super()._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
 
-        def flat(t):
-            return t.reshape(-1, *t.shape[2:]) if t is not None else None
+    def check_targets(self, inputs, labels=None, num_choices=None):
+        pass  # checked against the unflattened batch in forward
 
-        out, _ = self.bert._forward(
-            flat(input_ids),
-            flat(attention_mask),
-            flat(token_type_ids),
-            flat(position_ids),
-            flat(inputs_embeds),
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            **_bert_kwargs(kwargs),
+    def allow_pack(self, inputs, labels=None, num_choices=None):
+        return True
+
+    def head(self, enc, labels=None, num_choices=None):
+        return self.classifier(self.dropout(enc.pooled)).view(-1, num_choices)
+
+    def loss(self, logits, labels=None, num_choices=None):
+        return None if labels is None else F.cross_entropy(logits, labels)
+
+    def output(self, loss, logits, enc):
+        return outputs.MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
         )
-        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return self._return(
-            O.MultipleChoiceModelOutput(
-                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-            ),
-            return_dict,
-        )
 
 
-class BertForTokenClassification(BertPreTrainedModel):
+class BertForTokenClassification(_BertHead):
+    per_token = True
+
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -1461,48 +1297,21 @@ class BertForTokenClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def _head(self, x, ops=None):
-        return self.classifier(self.dropout(x))
+    def head(self, enc, **targets):
+        return enc.per_token(lambda x, ops: self.classifier(self.dropout(x)))
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        _check_labels(labels, _input_shape(input_ids, inputs_embeds))
-        out, packed = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            keep_packed=True,
-            allow_pack=_labels_ignore_padding(labels, attention_mask),
-            **_bert_kwargs(kwargs),
-        )
-        logits = _token_head(self._head, out.last_hidden_state, packed)
-        loss = (
-            F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)) if labels is not None else None
-        )
-        return self._return(
-            O.TokenClassifierOutput(
-                loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-            ),
-            return_dict,
+    def loss(self, logits, labels=None):
+        return None if labels is None else F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+
+    def output(self, loss, logits, enc):
+        return outputs.TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
         )
 
 
-class BertForQuestionAnswering(BertPreTrainedModel):
+class BertForQuestionAnswering(_BertHead):
+    per_token = True
+
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -1524,44 +1333,44 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
-        out, packed = self.bert._forward(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            keep_packed=True,
-            allow_pack=start_positions is None and end_positions is None,
-            **_bert_kwargs(kwargs),
+        return self._run(
+            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
         )
-        logits = _token_head(lambda x, ops=None: self.qa_outputs(x), out.last_hidden_state, packed)
+
+    def check_targets(self, inputs, start_positions=None, end_positions=None):
+        pass
+
+    def allow_pack(self, inputs, start_positions=None, end_positions=None):
+        return start_positions is None and end_positions is None
+
+    def head(self, enc, **targets):
+        logits = enc.per_token(lambda x, ops: self.qa_outputs(x))
         start_logits, end_logits = logits.split(1, dim=-1)
-        start_logits = start_logits.squeeze(-1).contiguous()
-        end_logits = end_logits.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            if start_positions.dim() > 1:
-                start_positions = start_positions.squeeze(-1)
-            if end_positions.dim() > 1:
-                end_positions = end_positions.squeeze(-1)
-            ignored_index = start_logits.size(1)  # positions outside the input are ignored, as transformers
-            start_positions = start_positions.clamp(0, ignored_index)
-            end_positions = end_positions.clamp(0, ignored_index)
-            loss = (
-                F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
-                + F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)
-            ) / 2
-        return self._return(
-            O.QuestionAnsweringModelOutput(
-                loss=loss,
-                start_logits=start_logits,
-                end_logits=end_logits,
-                hidden_states=out.hidden_states,
-                attentions=out.attentions,
-            ),
-            return_dict,
+        return start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+
+    def loss(self, logits, start_positions=None, end_positions=None):
+        if start_positions is None or end_positions is None:
+            return None
+        start_logits, end_logits = logits
+        if start_positions.dim() > 1:
+            start_positions = start_positions.squeeze(-1)
+        if end_positions.dim() > 1:
+            end_positions = end_positions.squeeze(-1)
+        ignored_index = start_logits.size(1)  # positions outside the input are ignored, as transformers
+        start_positions = start_positions.clamp(0, ignored_index)
+        end_positions = end_positions.clamp(0, ignored_index)
+        return (
+            F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
+            + F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)
+        ) / 2
+
+    def output(self, loss, logits, enc):
+        return outputs.QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=logits[0],
+            end_logits=logits[1],
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
         )
 
 

@@ -1,39 +1,54 @@
-"""Op table: each fused op of the BERT forward pass, as a torch reference and as a Triton launcher.
+"""The op tables: every op of the BERT forward that differs by backend, one table per ``attn_implementation``.
 
 ```python
 from fastbert.ops import get_ops, triton_available
-ops = get_ops("torch")   # or "triton": same callables, same signatures
+ops = get_ops("sdpa")   # or "eager", "triton": same callables, same signatures
 y = ops.add_layernorm(x, residual, bias, ln_weight, ln_bias, eps)
+context, probs = ops.attention(q, k, v, spec, scale)
 ```
 
-The "torch" ops are plain PyTorch computing in the input dtype, as PyTorch/transformers would;
-they are the reference every kernel is tested against. The "triton" ops validate on the host,
-then call the custom ops ``torch.ops.fastbert.<name>`` (registered with ``torch.library.triton_op``
-so ``torch.compile`` traces through them), with fp32 statistics and the input dtype out.
+The model resolves its backend once per forward into one of these tables and calls nothing else that
+depends on the backend. ``eager`` and ``sdpa`` compute with plain PyTorch in the input dtype, as
+transformers does (they are the reference of every kernel); they differ in attention only: ``eager``
+is the explicit matmul + softmax on the padded batch (and returns the probabilities), ``sdpa`` runs
+torch's attention on packed tokens. ``triton`` calls fastbert's kernels (``fastbert.kernels``), with
+fp32 statistics and the input dtype out.
 
 Importing this module imports neither triton nor ``fastbert.kernels``; ``get_ops("triton")`` does.
 
 Ops (T tokens, H hidden, N features, heads, D head dim):
+- ``dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps)`` ->
+  LN(x @ weight.T + bias + residual); ``dense_act(x, weight, bias, activation)`` -> act(x @ weight.T +
+  bias); ``dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation)``: a GEMM and the
+  fused op after it. The torch tables add the bias inside the GEMM (addmm); the triton table leaves it
+  to the kernel that follows.
 - ``embed_layernorm(input_ids, position_ids, token_type_ids, word_weight, position_weight,
   type_weight, ln_weight, ln_bias, eps)`` -> (T, H) in the weights' dtype; position_ids None =
   arange(T), token_type_ids None = type 0.
 - ``add_layernorm(x, residual, bias, ln_weight, ln_bias, eps)`` -> LN(x + bias + residual).
 - ``bias_act(x, bias, activation)`` -> act(x + bias).
 - ``bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation)`` -> LN(act(x + bias)).
+- ``attention(q, k, v, spec, scale, dropout_p=0.0, bias=None)`` -> ``(context, probs or None)``: the
+  model's attention. ``spec`` (an :class:`AttentionSpec`) says whether q/k/v are packed (T, heads, D)
+  or padded (B, L, heads, D), which keys each query sees, and whether it is causal. ``bias`` is an
+  additive (B, heads, Lq, Lk) score bias (relative positions; padded only).
 - ``attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale,
-  causal=False)``: packed (T, heads, D) tokens -> (Tq, heads, D).
+  causal=False)``: packed (T, heads, D) tokens -> (Tq, heads, D) (the kernel's signature).
 - ``attention_padded(q, k, v, key_padding_mask, scale, causal=False)``: (B, L, heads, D),
-  mask bool (B, Lk) True = attend, or None -> (B, Lq, heads, D).
+  mask bool (B, Lk) True = attend, or None -> (B, Lq, heads, D) (the kernel's signature).
 
 Causal masks are bottom-right aligned (query i sees key j iff j <= i + Lk - Lq). A query with no
-key to attend to (fully padded row, empty key sequence) gets zeros, never NaN, in both backends.
+key to attend to (fully padded row, empty key sequence) gets zeros, never NaN, in every table.
 Extra keyword ``validate`` (embed_layernorm, attention_varlen): True checks index/cu_seqlens
 values on the host (a device->host sync); False skips that once the caller has validated.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,19 +56,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["OpTable", "get_ops", "triton_available", "ACTIVATION_NAMES", "torch_activation"]
+from .padding import Packing, pack, unpack
 
-ACTIVATION_NAMES = (
-    "gelu",
-    "gelu_python",
-    "gelu_new",
-    "gelu_pytorch_tanh",
-    "gelu_fast",
-    "quick_gelu",
-    "relu",
-    "silu",
-    "swish",
-)
+__all__ = [
+    "ACTIVATIONS",
+    "AttentionSpec",
+    "OpTable",
+    "activation",
+    "get_ops",
+    "triton_available",
+]
 
 
 def triton_available() -> bool:
@@ -71,25 +83,92 @@ def triton_available() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# torch references
+# activations: the one table (transformers' ``hidden_act`` names and formulas)
 # ---------------------------------------------------------------------------------------------
 
 
-def torch_activation(x: torch.Tensor, activation: str) -> torch.Tensor:
-    """The activation as transformers computes it (in x's dtype); ValueError for unknown names."""
-    if activation in ("gelu", "gelu_python"):
-        return F.gelu(x)
-    if activation in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-        return F.gelu(x, approximate="tanh")
-    if activation == "relu":
-        return F.relu(x)
-    if activation == "quick_gelu":
-        return x * torch.sigmoid(1.702 * x)
-    if activation in ("silu", "swish"):
-        return F.silu(x)
-    raise ValueError(
-        f"unsupported activation {activation!r}; supported: {', '.join(sorted(ACTIVATION_NAMES))}"
-    )
+def _gelu_tanh(x):
+    return F.gelu(x, approximate="tanh")
+
+
+def _gelu_fast(x):
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def _gelu_python(x):
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def _quick_gelu(x):
+    return x * torch.sigmoid(1.702 * x)
+
+
+#: activation name -> torch function. The kernels (``fastbert.kernels.ACTIVATIONS``) have every name
+#: here but ``tanh``; the triton table computes names without a kernel with these functions.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_python": _gelu_python,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_fast": _gelu_fast,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def activation(name) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The torch function of an activation name (a callable is returned as is); ValueError otherwise."""
+    if callable(name):
+        return name
+    fn = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    if fn is None:
+        raise ValueError(
+            f"unsupported activation {name!r} (hidden_act); supported: {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-forward description of one attention
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Which keys each query sees in one attention of a forward (built once per forward by the model).
+
+    Packed (``q_packing`` set): q (Tq, heads, D) and k/v (Tk, heads, D) hold real tokens only.
+    Padded (``q_packing`` None): (B, L, heads, D), ``key_mask`` (B, Lk) bool True = attend, or None.
+    ``key_lengths`` (padded): int32 (B,) real keys per row on the device, for kernels that bound
+    their key loop with it (graph-safe: no host read).
+    """
+
+    causal: bool = False
+    q_packing: Packing | None = None
+    k_packing: Packing | None = None
+    key_mask: torch.Tensor | None = None
+    key_lengths: torch.Tensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# torch references (eager and sdpa tables)
+# ---------------------------------------------------------------------------------------------
+
+
+def _torch_dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
+    return F.layer_norm(F.linear(x, weight, bias) + residual, (residual.shape[-1],), ln_weight, ln_bias, eps)
+
+
+def _torch_dense_act(x, weight, bias, activation_name):
+    return activation(activation_name)(F.linear(x, weight, bias))
+
+
+def _torch_dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
+    h = activation(activation_name)(F.linear(x, weight, bias))
+    return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
 
 
 def _torch_embed_layernorm(
@@ -123,32 +202,34 @@ def _torch_add_layernorm(x, residual, bias, ln_weight, ln_bias, eps):
     return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
 
 
-def _torch_bias_act(x, bias, activation):
-    return torch_activation(x if bias is None else x + bias, activation)
+def _torch_bias_act(x, bias, activation_name):
+    return activation(activation_name)(x if bias is None else x + bias)
 
 
-def _torch_bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation):
-    h = _torch_bias_act(x, bias, activation)
+def _torch_bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name):
+    h = _torch_bias_act(x, bias, activation_name)
     return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
 
 
-def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False):
-    b, lq, _, _ = q.shape
-    lk = k.shape[1]
-    allowed = torch.ones(b, 1, lq, lk, dtype=torch.bool, device=q.device)  # (B, 1, Lq, Lk)
-    if key_padding_mask is not None:
-        allowed = allowed & key_padding_mask.to(torch.bool)[:, None, None, :]
+def _allowed(key_mask, q_len: int, k_len: int, causal: bool, device) -> torch.Tensor | None:
+    """(B or 1, 1, Lq, Lk) bool, True = attend; None when every key is allowed."""
+    allowed = None
+    if key_mask is not None:
+        allowed = key_mask[:, None, None, :].bool()
     if causal:
-        i = torch.arange(lq, device=q.device)[:, None]
-        j = torch.arange(lk, device=q.device)[None, :]
-        allowed = allowed & (j <= i + (lk - lq))
-    if lk == 0:
-        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=allowed, scale=scale
-    ).transpose(1, 2)  # (B, Lq, heads, D)
-    row_ok = allowed.any(-1).transpose(1, 2)[..., None]  # (B, Lq, 1, 1)
-    return torch.where(row_ok, out, out.new_zeros(()))
+        q_pos = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+        c = (torch.arange(k_len, device=device)[None, :] <= q_pos)[None, None]
+        allowed = c if allowed is None else (allowed & c)
+    return allowed
+
+
+def _additive(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """transformers' additive mask: 0 where allowed, dtype's min elsewhere."""
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )
 
 
 def _torch_attention_varlen(
@@ -176,6 +257,150 @@ def _torch_attention_varlen(
     return out
 
 
+def _eager_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+    """transformers' eager attention on padded (B, L, heads, D) tensors; returns context and probabilities."""
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, D)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    if bias is not None:
+        scores = scores + bias
+    mask = _additive(_allowed(spec.key_mask, q.shape[2], k.shape[2], spec.causal, q.device), scores.dtype)
+    if mask is not None:
+        scores = scores + mask
+    probs = F.softmax(scores, dim=-1)
+    dropped = F.dropout(probs, dropout_p, training=True) if dropout_p > 0 else probs
+    return torch.matmul(dropped, v).transpose(1, 2), probs
+
+
+def _sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+    """torch SDPA on padded (B, L, heads, D) tensors, transformers' additive mask (+ the score bias)."""
+    mask = _additive(_allowed(spec.key_mask, q.shape[1], k.shape[1], spec.causal, q.device), q.dtype)
+    if bias is not None:
+        mask = bias if mask is None else mask + bias
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=mask,
+        dropout_p=dropout_p,
+        scale=scale,
+    )
+    return out.transpose(1, 2)
+
+
+def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False):
+    """The kernel's signature over torch SDPA (the reference of ``attention_padded``): a query with no
+    key to attend to gets zeros."""
+    if k.shape[1] == 0:
+        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
+    out = _sdpa_padded(q, k, v, AttentionSpec(causal=causal, key_mask=key_padding_mask), scale)
+    allowed = _allowed(key_padding_mask, q.shape[1], k.shape[1], causal, q.device)
+    if allowed is None:
+        return out
+    row_ok = allowed.expand(q.shape[0], 1, q.shape[1], k.shape[1]).any(-1).transpose(1, 2)[..., None]
+    return torch.where(row_ok, out, out.new_zeros(()))  # (B, Lq, heads, D)
+
+
+def _varlen_attn_caller() -> Callable | None:
+    """torch's packed flash attention (``torch.nn.attention.varlen.varlen_attn``) where this torch has it,
+    adapted to (q, k, v, q_packing, k_packing, scale, causal); None otherwise."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+
+    def call(q, k, v, qp: Packing, kp: Packing, scale, causal):
+        kw = {}
+        if "scale" in params:
+            kw["scale"] = scale
+        elif abs(scale - q.shape[-1] ** -0.5) > 1e-12:
+            q = q * (scale * q.shape[-1] ** 0.5)  # its default scale is 1/sqrt(D)
+        if causal:
+            if "window_size" in params:
+                kw["window_size"] = (-1, 0)
+            else:
+                kw["is_causal"] = True
+        return varlen_attn(q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, **kw)
+
+    return call
+
+
+@functools.cache
+def _varlen_attn() -> Callable | None:
+    return _varlen_attn_caller()
+
+
+def _sdpa_padded_once(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
+    """Packed q/k/v padded with the packing's index, one masked SDPA call, packed back."""
+    qp, kp = spec.q_packing, spec.k_packing
+    if spec.causal:
+        mask = _additive(_allowed(kp.mask, qp.seqlen, kp.seqlen, True, q.device), q.dtype)
+    else:
+        mask = kp.additive_mask(q.dtype)  # computed once per forward
+    out = F.scaled_dot_product_attention(
+        unpack(q, qp).transpose(1, 2),
+        unpack(k, kp).transpose(1, 2),
+        unpack(v, kp).transpose(1, 2),
+        attn_mask=mask,
+        dropout_p=dropout_p,
+        scale=scale,
+    )
+    out = pack(out.transpose(1, 2), qp)
+    if qp is not kp:  # cross-attention: a query whose sequence has no key gets zeros
+        out = out * qp.rows_with_keys(kp)[:, None, None]
+    return out
+
+
+def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
+    """Attention on packed tokens with torch's own kernels; q (Tq, h, d), k/v (Tk, h, d) -> (Tq, h, d).
+
+    On CUDA, torch's varlen flash attention (fp16/bf16, where torch has it), else one masked SDPA call
+    over the batch padded with the index and mask the packing computed once for the whole forward. On
+    the CPU, sequence by sequence (the fastest layout there, measured: no work on padding).
+    """
+    qp, kp = spec.q_packing, spec.k_packing
+    if q.is_cuda:
+        varlen = _varlen_attn()
+        flash_ok = q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256
+        if varlen is not None and flash_ok and dropout_p == 0.0:
+            out = varlen(q, k, v, qp, kp, scale, spec.causal)
+            return out if qp is kp else out * qp.rows_with_keys(kp)[:, None, None]
+        return _sdpa_padded_once(q, k, v, spec, scale, dropout_p)
+    # (1, h, T, d) views: SDPA's fused CPU kernel takes 4-D inputs (3-D ones run twice as slow)
+    qt, kt, vt = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    parts = []
+    qs = ks = 0
+    for lq, lk in zip(qp.seqlens_host, kp.seqlens_host):
+        if lq and lk:
+            parts.append(
+                F.scaled_dot_product_attention(
+                    qt[:, :, qs : qs + lq],
+                    kt[:, :, ks : ks + lk],
+                    vt[:, :, ks : ks + lk],
+                    dropout_p=dropout_p,
+                    is_causal=spec.causal and lq > 1,
+                    scale=scale,
+                )[0].transpose(0, 1)  # (lq, h, d)
+            )
+        elif lq:  # a query with no key gets zeros
+            parts.append(q.new_zeros(lq, q.shape[1], v.shape[2]))
+        qs += lq
+        ks += lk
+    if not parts:
+        return q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
+    return parts[0] if len(parts) == 1 else torch.cat(parts)  # (Tq, h, d), contiguous when cat
+
+
+def _sdpa_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+    if spec.q_packing is not None:
+        return _sdpa_packed(q, k, v, spec, scale, dropout_p), None
+    return _sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
+
+
+def _eager_attention_entry(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+    return _eager_attention(q, k, v, spec, scale, dropout_p, bias)
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
@@ -183,55 +408,167 @@ def _torch_attention_varlen(
 
 @dataclass(frozen=True)
 class OpTable:
-    """One backend's fused ops (see the module docstring for signatures)."""
+    """One backend's ops (see the module docstring for signatures)."""
 
     name: str
+    dense_add_layernorm: Callable[..., torch.Tensor]
+    dense_act: Callable[..., torch.Tensor]
+    dense_act_layernorm: Callable[..., torch.Tensor]
     embed_layernorm: Callable[..., torch.Tensor]
     add_layernorm: Callable[..., torch.Tensor]
     bias_act: Callable[..., torch.Tensor]
     bias_act_layernorm: Callable[..., torch.Tensor]
+    attention: Callable[..., tuple]
     attention_varlen: Callable[..., torch.Tensor]
     attention_padded: Callable[..., torch.Tensor]
+    #: packed tokens are worth it (False for eager: the twin of transformers' padded path)
+    packs: bool = True
+    #: the padded attention bounds each row's keys with ``AttentionSpec.key_lengths``
+    wants_key_lengths: bool = False
 
 
-TORCH_OPS = OpTable(
-    name="torch",
+EAGER_OPS = OpTable(
+    name="eager",
+    dense_add_layernorm=_torch_dense_add_layernorm,
+    dense_act=_torch_dense_act,
+    dense_act_layernorm=_torch_dense_act_layernorm,
     embed_layernorm=_torch_embed_layernorm,
     add_layernorm=_torch_add_layernorm,
     bias_act=_torch_bias_act,
     bias_act_layernorm=_torch_bias_act_layernorm,
+    attention=_eager_attention_entry,
+    attention_varlen=_torch_attention_varlen,
+    attention_padded=_torch_attention_padded,
+    packs=False,
+)
+
+SDPA_OPS = OpTable(
+    name="sdpa",
+    dense_add_layernorm=_torch_dense_add_layernorm,
+    dense_act=_torch_dense_act,
+    dense_act_layernorm=_torch_dense_act_layernorm,
+    embed_layernorm=_torch_embed_layernorm,
+    add_layernorm=_torch_add_layernorm,
+    bias_act=_torch_bias_act,
+    bias_act_layernorm=_torch_bias_act_layernorm,
+    attention=_sdpa_attention,
     attention_varlen=_torch_attention_varlen,
     attention_padded=_torch_attention_padded,
 )
 
-_TRITON_OPS: OpTable | None = None
+#: the tables by ``attn_implementation`` (the triton one is added on first use: it imports triton)
+TABLES: dict[str, OpTable] = {"eager": EAGER_OPS, "sdpa": SDPA_OPS}
 
 
-def _triton_ops() -> OpTable:
-    global _TRITON_OPS
-    if _TRITON_OPS is None:
-        from fastbert import kernels  # imports triton, registers torch.ops.fastbert.*
+def _triton_table() -> OpTable:
+    from fastbert import kernels  # imports triton, registers torch.ops.fastbert.*
 
-        _TRITON_OPS = OpTable(
-            name="triton",
-            embed_layernorm=kernels.embed_layernorm,
-            add_layernorm=kernels.add_layernorm,
-            bias_act=kernels.bias_act,
-            bias_act_layernorm=kernels.bias_act_layernorm,
-            attention_varlen=kernels.attention_varlen,
-            attention_padded=kernels.attention_padded,
+    kernel_acts = kernels.ACTIVATIONS
+    padded_kernel = kernels.attention_padded
+    key_lengths_arg = "seqlens_k" in inspect.signature(padded_kernel).parameters
+
+    # the GEMM without its bias: the bias goes into the fused kernel that follows
+    def dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
+        return kernels.add_layernorm(F.linear(x, weight), residual, bias, ln_weight, ln_bias, eps)
+
+    def dense_act(x, weight, bias, activation_name):
+        return bias_act(F.linear(x, weight), bias, activation_name)
+
+    def dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
+        return bias_act_layernorm(F.linear(x, weight), bias, ln_weight, ln_bias, eps, activation_name)
+
+    def bias_act(x, bias, activation_name):
+        if activation_name in kernel_acts:
+            return kernels.bias_act(x, bias, activation_name)
+        return _torch_bias_act(x, bias, activation_name)
+
+    def bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name):
+        if activation_name in kernel_acts:
+            return kernels.bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name)
+        return _torch_bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name)
+
+    def attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+        qp, kp = spec.q_packing, spec.k_packing
+        if qp is not None:
+            out = kernels.attention_varlen(
+                q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,
+                validate=False,  # cu_seqlens built by padding.packing_from_mask
+            )  # fmt: skip
+            return out, None
+        if bias is not None or dropout_p > 0.0:  # no kernel for a score bias or dropout
+            return _sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
+        if key_lengths_arg and spec.key_lengths is not None:
+            return padded_kernel(q, k, v, spec.key_mask, scale, spec.causal, seqlens_k=spec.key_lengths), None
+        return padded_kernel(q, k, v, spec.key_mask, scale, spec.causal), None
+
+    return OpTable(
+        name="triton",
+        dense_add_layernorm=dense_add_layernorm,
+        dense_act=dense_act,
+        dense_act_layernorm=dense_act_layernorm,
+        embed_layernorm=kernels.embed_layernorm,
+        add_layernorm=kernels.add_layernorm,
+        bias_act=bias_act,
+        bias_act_layernorm=bias_act_layernorm,
+        attention=attention,
+        attention_varlen=kernels.attention_varlen,
+        attention_padded=padded_kernel,
+        wants_key_lengths=key_lengths_arg,
+    )
+
+
+def resolve(
+    attn_implementation: str,
+    *,
+    output_attentions: bool = False,
+    position_embedding_type: str = "absolute",
+    dropout: bool = False,
+    needs_grad: Callable[[], bool] = lambda: False,
+    cache: bool = False,
+) -> tuple[OpTable, str | None]:
+    """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
+
+    The fallback rules: attention probabilities need the eager table; the triton kernels have no
+    relative positions, dropout, gradients or KV cache, and need CUDA (or the interpreter).
+    """
+    name = attn_implementation
+    if name != "eager" and output_attentions:
+        return get_ops("eager"), (
+            f"output_attentions=True needs the attention probabilities, which the {name} backend "
+            "never materialises: this call runs attention eagerly"
         )
-    return _TRITON_OPS
+    if name != "triton":
+        return get_ops(name), None
+    reason = None
+    if position_embedding_type != "absolute":
+        reason = f"position_embedding_type={position_embedding_type!r} has no Triton kernel"
+    elif dropout:
+        reason = "training mode (dropout) has no Triton kernel"
+    elif needs_grad():
+        reason = "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
+    elif cache:
+        reason = "incremental decoding with a KV cache"
+    elif not triton_available():
+        reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
+    if reason is not None:
+        return get_ops("sdpa"), f"{reason}: falling back to the sdpa backend"
+    return get_ops("triton"), None
 
 
-def get_ops(backend: str = "torch") -> OpTable:
-    """The op table of ``backend``: "torch" (reference) or "triton" (fused kernels)."""
-    if backend == "torch":
-        return TORCH_OPS
-    if backend == "triton":
+def get_ops(attn_implementation: str = "sdpa") -> OpTable:
+    """The op table of ``attn_implementation``: "eager", "sdpa" (the torch reference) or "triton"."""
+    if attn_implementation == "torch":  # the old name of the sdpa table, kept for callers of the kernels
+        attn_implementation = "sdpa"
+    table = TABLES.get(attn_implementation)
+    if table is not None:
+        return table
+    if attn_implementation == "triton":
         if not triton_available():
             raise RuntimeError(
                 "the triton backend needs triton and a CUDA GPU (or TRITON_INTERPRET=1 for CPU tensors)"
             )
-        return _triton_ops()
-    raise ValueError(f"unknown ops backend {backend!r}; expected 'torch' or 'triton'")
+        table = TABLES["triton"] = _triton_table()
+        return table
+    raise ValueError(
+        f"unknown attn_implementation {attn_implementation!r}; expected 'eager', 'sdpa' or 'triton'"
+    )

@@ -1,15 +1,28 @@
-"""Removing padding once per forward and restoring it once (shared by the ``sdpa`` and ``triton`` paths).
+"""Everything about packing: padding removed once per forward and restored once.
 
 A padded batch ``(batch, seqlen, ...)`` with a 0/1 attention mask becomes packed tokens ``(total, ...)``:
 only the real tokens, sequence after sequence. ``cu_seqlens`` (int32, ``batch + 1``) holds where each
-sequence starts in the packed order, ``max_seqlen`` the longest one, read to the host once.
+sequence starts in the packed order, ``max_seqlen`` the longest one. The lengths come to the host once
+per forward, in the model's one combined device->host read (:func:`host_read`), together with the
+validation of the ids.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
+
+#: device->host reads made through :func:`host_read` since import (tests count them per forward)
+HOST_READS = 0
+
+
+def host_read(t: torch.Tensor) -> list:
+    """``t.tolist()``: the one place the model reads device values on the host (counted)."""
+    global HOST_READS
+    HOST_READS += 1
+    return t.tolist()
 
 
 @dataclass(frozen=True)
@@ -20,9 +33,9 @@ class Packing:
         indices: int64 ``(total,)``, flat positions of the real tokens in ``batch * seqlen``.
         cu_seqlens: int32 ``(batch + 1,)``, cumulative sequence lengths in the packed order.
         seqlens: int32 ``(batch,)``, real tokens per sequence (0 for a fully padded row).
-        max_seqlen: the longest sequence (a Python int, read once).
+        max_seqlen: the longest sequence (a Python int).
         batch, seqlen: the padded shape.
-        seqlens_host: the lengths as a Python list (read with max_seqlen, for per-sequence loops).
+        seqlens_host: the lengths as Python ints (for per-sequence loops).
     """
 
     indices: torch.Tensor
@@ -35,18 +48,67 @@ class Packing:
 
     @property
     def total(self) -> int:
-        return int(self.indices.numel())
+        return sum(self.seqlens_host)
+
+    @cached_property
+    def mask(self) -> torch.Tensor:
+        """(batch, seqlen) bool: True at real tokens (computed once, shared by every layer)."""
+        mask = torch.zeros(self.batch * self.seqlen, dtype=torch.bool, device=self.indices.device)
+        mask[self.indices] = True
+        return mask.view(self.batch, self.seqlen)
+
+    @cached_property
+    def rows(self) -> torch.Tensor:
+        """(total,) sequence index of each packed token."""
+        return self.indices // max(self.seqlen, 1)
+
+    def rows_with_keys(self, keys: Packing) -> torch.Tensor:
+        """(total,) bool: True where the token's sequence has at least one key in ``keys``."""
+        cache = self.__dict__.setdefault("_rows_with_keys", {})
+        out = cache.get(id(keys))
+        if out is None:
+            out = cache[id(keys)] = keys.seqlens[self.rows] > 0
+        return out
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        """(batch, 1, 1, seqlen) attention mask of these keys: 0 at real tokens, dtype's min at padding
+        (transformers' convention), computed once per dtype."""
+        cache = self.__dict__.setdefault("_additive", {})
+        out = cache.get(dtype)
+        if out is None:
+            out = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device)
+            out = cache[dtype] = out.masked_fill_(~self.mask, torch.finfo(dtype).min)[:, None, None, :]
+        return out
 
 
-def packing_from_mask(attention_mask: torch.Tensor) -> Packing:
-    """Packing of a ``(batch, seqlen)`` 0/1 (or bool) key-padding mask; nonzero marks a real token."""
+def lengths(attention_mask: torch.Tensor) -> torch.Tensor:
+    """int32 ``(batch,)`` real tokens per row of a 0/1 (or bool) mask, on the mask's device."""
+    return attention_mask.bool().sum(dim=1, dtype=torch.int32)
+
+
+def packing_from_mask(
+    attention_mask: torch.Tensor,
+    seqlens: torch.Tensor | None = None,
+    seqlens_host: tuple[int, ...] | None = None,
+) -> Packing:
+    """Packing of a ``(batch, seqlen)`` 0/1 (or bool) key-padding mask; nonzero marks a real token.
+
+    ``seqlens``/``seqlens_host``: the lengths already computed and read by the caller (the model reads
+    them with the rest of its validation); without them the lengths are read here (one host read).
+    """
     batch, seqlen = attention_mask.shape
-    keep = attention_mask.bool()
-    seqlens = keep.sum(dim=1, dtype=torch.int32)  # (batch,)
-    indices = torch.nonzero(keep.flatten(), as_tuple=False).flatten()  # (total,)
+    keep = attention_mask.bool().flatten()
+    if seqlens is None:
+        seqlens = lengths(attention_mask)
+    if seqlens_host is None:
+        seqlens_host = tuple(host_read(seqlens))
+    total = sum(seqlens_host)
+    if keep.is_cuda:  # the size is known on the host: no second sync
+        indices = torch.nonzero_static(keep, size=total).flatten()
+    else:
+        indices = torch.nonzero(keep).flatten()
     cu_seqlens = torch.zeros(batch + 1, dtype=torch.int32, device=attention_mask.device)
-    cu_seqlens[1:] = torch.cumsum(seqlens, dim=0, dtype=torch.int32)
-    seqlens_host = tuple(seqlens.tolist())  # the one host read of this forward
+    torch.cumsum(seqlens, dim=0, dtype=torch.int32, out=cu_seqlens[1:])
     return Packing(
         indices=indices,
         cu_seqlens=cu_seqlens,
@@ -54,7 +116,22 @@ def packing_from_mask(attention_mask: torch.Tensor) -> Packing:
         max_seqlen=max(seqlens_host, default=0),
         batch=batch,
         seqlen=seqlen,
-        seqlens_host=seqlens_host,
+        seqlens_host=tuple(seqlens_host),
+    )
+
+
+def full_packing(batch: int, seqlen: int, device) -> Packing:
+    """The packing of a batch without padding (no device read: every length is ``seqlen``)."""
+    seqlens = torch.full((batch,), seqlen, dtype=torch.int32, device=device)
+    cu_seqlens = torch.arange(0, (batch + 1) * seqlen, seqlen, dtype=torch.int32, device=device)
+    return Packing(
+        indices=torch.arange(batch * seqlen, device=device),
+        cu_seqlens=cu_seqlens,
+        seqlens=seqlens,
+        max_seqlen=seqlen if batch else 0,
+        batch=batch,
+        seqlen=seqlen,
+        seqlens_host=(seqlen,) * batch,
     )
 
 
@@ -72,4 +149,4 @@ def unpack(x: torch.Tensor, packing: Packing) -> torch.Tensor:
 
 def has_padding(attention_mask: torch.Tensor | None) -> bool:
     """True when a mask marks at least one padded position (one host read)."""
-    return attention_mask is not None and not bool(attention_mask.bool().all())
+    return attention_mask is not None and not host_read(attention_mask.bool().all())

@@ -6,22 +6,13 @@ import shutil
 
 import pytest
 import torch
+from model_helpers import TINY, require_transformers
 from safetensors.torch import load_file, save_file
 
 import fastbert
 from fastbert.hub import embedded_model_path
 
-transformers = pytest.importorskip("transformers")
-
-TINY = dict(
-    vocab_size=99,
-    hidden_size=36,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-)
+transformers = require_transformers()
 
 
 def antiberty_dir(tmp_path):
@@ -233,16 +224,7 @@ def test_unreachable_hub_id_says_pass_a_local_folder(monkeypatch, tmp_path):
         fastbert.BertModel.from_pretrained("google-bert/bert-base-uncased")
 
 
-def test_from_transformers_every_class():
-    for name in ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForQuestionAnswering"]:
-        hf = getattr(transformers, name)(transformers.BertConfig(**TINY)).eval()
-        fb = fastbert.from_transformers(hf)
-        assert type(fb).__name__ == name
-        for (k1, v1), (k2, v2) in zip(sorted(fb.state_dict().items()), sorted(hf.state_dict().items())):
-            assert k1 == k2
-            torch.testing.assert_close(v1, v2)
-    with pytest.raises(ValueError, match="not one of the BERT classes"):
-        fastbert.from_transformers(torch.nn.Linear(2, 2))
+# from_transformers on all nine classes: tests/models/test_weights.py
 
 
 def test_auto_classes_dispatch_on_architectures(tmp_path):

@@ -1,0 +1,198 @@
+"""One copy of every weight: the fused QKV parameter, transformers' key names, storage shared with
+transformers, nothing stale after an edit, and one host read per forward."""
+
+import pytest
+import torch
+from model_helpers import CLASSES, TINY, perturb_norms_and_biases, require_transformers
+
+import fastbert
+from fastbert import padding
+
+transformers = require_transformers()
+
+
+def hf_of(name, **kw):
+    cfg = dict(TINY, is_decoder=name == "BertLMHeadModel", **kw)
+    torch.manual_seed(0)
+    return perturb_norms_and_biases(getattr(transformers, name)(transformers.BertConfig(**cfg)).eval())
+
+
+def batch(name):
+    g = torch.Generator().manual_seed(2)
+    shape = (2, 2, 9) if name == "BertForMultipleChoice" else (2, 9)
+    ids = torch.randint(1, 99, shape, generator=g)
+    mask = torch.ones(shape, dtype=torch.long)
+    mask[1, ..., 5:] = 0
+    return dict(input_ids=ids, attention_mask=mask)
+
+
+def first_tensor(out, mask):
+    """The first output, on valid tokens when it is per token."""
+    t = next(v for v in out.values() if isinstance(v, torch.Tensor))
+    m = mask.reshape(-1, mask.shape[-1]) if t.shape[:2] != mask.shape[:2] else mask
+    return t[m.bool()] if tuple(t.shape[: m.dim()]) == tuple(m.shape) else t
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_from_transformers_every_class_same_keys_and_storage(name):
+    hf = hf_of(name)
+    hf_state = {k: v.clone() for k, v in hf.state_dict().items()}
+    fb = fastbert.from_transformers(hf)
+    assert type(fb).__name__ == name
+    ours = fb.state_dict()
+    assert set(ours) == set(hf.state_dict()) == set(hf_state)  # key sets, not a zip
+    for key, value in hf_state.items():
+        torch.testing.assert_close(ours[key], value, rtol=0, atol=0, msg=key)
+    # storage: every parameter is transformers' own, QKV a view both ways
+    hf_params = dict(hf.named_parameters())
+    for pname, p in fb.named_parameters():
+        if ".qkv." in pname:
+            continue
+        assert p.data_ptr() == hf_params[pname].data_ptr(), pname
+    att = (
+        fb.bert.encoder.layer[0].attention.self if name != "BertModel" else fb.encoder.layer[0].attention.self
+    )
+    hf_att = (hf.bert if name != "BertModel" else hf).encoder.layer[0].attention.self
+    assert hf_att.query.weight.data_ptr() == att.qkv.weight.data_ptr()
+    assert hf_att.value.bias.data_ptr() == att.qkv.bias.data_ptr() + 2 * 36 * att.qkv.bias.element_size()
+    with torch.no_grad():
+        inputs = batch(name)
+        m = inputs["attention_mask"]
+        before = first_tensor(hf(**inputs), m)
+        torch.testing.assert_close(first_tensor(fb(**inputs), m), before, atol=2e-5, rtol=1e-5)
+        hf_att.key.weight.mul_(3.0)  # edit transformers': fastbert sees it
+        assert att.key.weight.data_ptr() == hf_att.key.weight.data_ptr()
+        torch.testing.assert_close(att.key.weight, hf_att.key.weight, rtol=0, atol=0)
+        att.query.weight.data[0] = 7.0  # edit fastbert's view: transformers sees it
+        assert (hf_att.query.weight[0] == 7.0).all()
+        torch.testing.assert_close(
+            first_tensor(fb(**inputs), m), first_tensor(hf(**inputs), m), atol=2e-5, rtol=1e-5
+        )
+
+
+def test_converting_fastbert_leaves_transformers_intact():
+    hf = hf_of("BertForMaskedLM")
+    inputs = batch("BertForMaskedLM")
+    m = inputs["attention_mask"]
+    with torch.no_grad():
+        before = first_tensor(hf(**inputs), m)
+        fb = fastbert.from_transformers(hf).to(torch.bfloat16)
+        assert all(p.dtype == torch.float32 for p in hf.parameters())
+        torch.testing.assert_close(first_tensor(hf(**inputs), m), before, rtol=0, atol=0)
+        assert fb.dtype == torch.bfloat16 and fb(**inputs).logits.dtype == torch.bfloat16
+
+
+def test_from_transformers_refuses_other_modules():
+    with pytest.raises(ValueError, match="not one of the BERT classes"):
+        fastbert.from_transformers(torch.nn.Linear(2, 2))
+
+
+def test_qkv_is_one_parameter_and_views_never_go_stale():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    att = model.encoder.layer[0].attention.self
+    names = [n for n, _ in model.named_parameters() if "layer.0.attention.self" in n]
+    assert names == ["encoder.layer.0.attention.self.qkv.weight", "encoder.layer.0.attention.self.qkv.bias"]
+    assert att.query.weight.shape == (36, 36) and att.qkv.weight.shape == (108, 36)
+    ids = torch.randint(1, 99, (2, 7))
+    for backend in ("eager", "sdpa"):
+        model.set_attn_implementation(backend)
+        with torch.no_grad():
+            before = model(input_ids=ids).last_hidden_state
+            att.value.weight.data[...] = 0.5  # through .data: no version bump, nothing to re-check
+            after = model(input_ids=ids).last_hidden_state
+            manual = model.encoder.layer[0].attention.self.qkv.weight[72:]
+            assert (manual == 0.5).all()
+            assert (after - before).abs().max() > 1e-3, backend
+            att.value.weight.data.normal_(0, 0.02)
+
+
+def test_state_dict_round_trip_through_transformers(tmp_path):
+    torch.manual_seed(0)
+    fb = perturb_norms_and_biases(fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY)).eval())
+    fb.save_pretrained(tmp_path)
+    hf = transformers.BertForMaskedLM.from_pretrained(tmp_path).eval()
+    ids = torch.randint(1, 99, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(fb(input_ids=ids).logits, hf(input_ids=ids).logits, atol=2e-5, rtol=1e-5)
+    # transformers' state dict -> ours -> back: same keys, same values
+    hf_state = hf.state_dict()
+    again = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY)).eval()
+    result = again.load_state_dict(hf_state, strict=False)
+    assert not result.unexpected_keys and not result.missing_keys
+    back = again.state_dict()
+    assert set(back) == set(hf_state)
+    for k in hf_state:
+        torch.testing.assert_close(back[k], hf_state[k], rtol=0, atol=0, msg=k)
+    assert list(back)[5:11] == [
+        f"bert.encoder.layer.0.attention.self.{n}.{kind}"
+        for n in ("query", "key", "value")
+        for kind in ("weight", "bias")
+    ]
+
+
+def test_to_dtype_keeps_the_views():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval().to(torch.float64)
+    att = model.encoder.layer[1].attention.self
+    assert att.query.weight.dtype == torch.float64
+    assert att.key.weight.data_ptr() == att.qkv.weight.data_ptr() + 36 * 36 * 8
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa", "triton"])
+def test_one_host_read_per_forward(backend, monkeypatch):
+    """Validation (id ranges) and the mask's lengths come back in one device->host read."""
+    if backend == "triton":
+        from fastbert.ops import triton_available
+
+        if not triton_available():
+            pytest.skip("needs triton (CUDA or TRITON_INTERPRET=1)")
+    model = fastbert.BertForSequenceClassification(fastbert.BertConfig(**TINY)).eval()
+    model.set_attn_implementation(backend)
+    ids = torch.randint(1, 99, (3, 8))
+    mask = torch.ones(3, 8, dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    counts = {"reads": 0}
+    for method in ("item", "tolist", "cpu", "__bool__", "__int__", "__float__", "numpy"):
+        real = getattr(torch.Tensor, method)
+
+        def counted(self, *a, _real=real, **kw):
+            counts["reads"] += 1
+            return _real(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    before = padding.HOST_READS
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
+    assert padding.HOST_READS - before == 1
+    assert counts["reads"] == 1, counts
+
+
+def test_weights_version_marks_moves_not_in_place_edits():
+    """What a CUDA graph compares: bumped when the parameters may have moved, not on in-place edits."""
+    model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY)).eval()
+    base = model.bert
+    v0 = base.weights_version
+    with torch.no_grad():
+        base.encoder.layer[0].output.dense.bias.add_(1.0)
+    assert base.weights_version == v0
+    model.to(torch.float64)
+    assert base.weights_version > v0
+    v1 = base.weights_version
+    model.load_state_dict(model.state_dict(), assign=True)
+    assert base.weights_version > v1
+
+
+def test_submodule_attributes_follow_assignment_and_deletion():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    layer = model.encoder.layer[0]
+    new = torch.nn.Linear(37, 36)
+    layer.output.dense = new
+    assert layer.output.dense is new and layer.output._modules["dense"] is new
+    assert model.state_dict()["encoder.layer.0.output.dense.weight"].data_ptr() == new.weight.data_ptr()
+    model.pooler = None
+    assert model.pooler is None and model(input_ids=torch.ones(1, 3, dtype=torch.long)).pooler_output is None
+    del layer.intermediate
+    assert not hasattr(layer, "intermediate") and "intermediate" not in layer._modules
+    clone = __import__("copy").deepcopy(model)
+    assert clone.encoder.layer[0].output.dense is clone.encoder.layer[0].output._modules["dense"]
+    assert clone.encoder.layer[0].output.dense is not new

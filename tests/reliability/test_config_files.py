@@ -1,0 +1,100 @@
+"""config.json files with bad or surprising fields: a clear error naming the file and the field, or the
+behaviour transformers has."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+import fastbert
+
+BASE = dict(
+    model_type="bert", vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    intermediate_size=20, max_position_embeddings=32,
+)  # fmt: skip
+
+
+def write(tmp_path, **fields):
+    (tmp_path / "config.json").write_text(json.dumps({**BASE, **fields}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "fields, error, words",
+    [
+        ({"num_attention_heads": 0}, ValueError, ["num_attention_heads", "positive"]),
+        ({"hidden_size": "32"}, TypeError, ["hidden_size", "integer", "'32'"]),
+        ({"vocab_size": -1}, ValueError, ["vocab_size"]),
+        ({"intermediate_size": 2.5}, TypeError, ["intermediate_size"]),
+        ({"max_position_embeddings": True}, TypeError, ["max_position_embeddings"]),
+        ({"hidden_size": 15}, ValueError, ["not a multiple of num_attention_heads"]),
+        ({"position_embedding_type": "rotary"}, ValueError, ["position_embedding_type"]),
+        ({"problem_type": "ranking"}, ValueError, ["problem_type"]),
+    ],
+)
+def test_bad_fields_name_the_file_and_field(tmp_path, fields, error, words):
+    write(tmp_path, **fields)
+    with pytest.raises(error) as info:
+        fastbert.BertConfig.from_pretrained(tmp_path)
+    text = str(info.value)
+    assert "config.json" in text
+    for w in words:
+        assert w in text
+
+
+def test_unknown_torch_dtype_is_ignored_with_a_warning(tmp_path):
+    write(tmp_path, torch_dtype="float99")
+    with pytest.warns(UserWarning, match="unknown torch_dtype 'float99' ignored"):
+        config = fastbert.BertConfig.from_pretrained(tmp_path)
+    assert config.torch_dtype is None
+    fastbert.BertModel(config).save_pretrained(tmp_path / "saved")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the saved config is clean
+        model = fastbert.BertModel.from_pretrained(tmp_path / "saved", torch_dtype="auto")
+    assert model.dtype == torch.float32
+
+
+def test_known_dtype_names(tmp_path):
+    for name, dtype in (
+        ("float16", torch.float16),
+        ("bfloat16", torch.bfloat16),
+        ("torch.float32", torch.float32),
+    ):
+        write(tmp_path, torch_dtype=name)
+        assert fastbert.BertConfig.from_pretrained(tmp_path).torch_dtype == dtype
+
+
+def test_num_labels_50_with_a_two_entry_id2label_loads_as_transformers(tmp_path):
+    """Fine-tuned checkpoints of older tools: num_labels wins, id2label is regenerated (with a warning)."""
+    write(tmp_path, num_labels=50, id2label={"0": "NEG", "1": "POS"}, label2id={"NEG": 0, "POS": 1})
+    with pytest.warns(UserWarning, match="num_labels=50"):
+        config = fastbert.BertConfig.from_pretrained(tmp_path)
+    assert config.num_labels == 50 and config.id2label[49] == "LABEL_49" and config.label2id["LABEL_3"] == 3
+    torch.manual_seed(0)
+    model = fastbert.BertForSequenceClassification(config).eval()
+    model.save_pretrained(tmp_path / "saved")
+    data = json.loads((tmp_path / "saved" / "config.json").read_text())
+    data["id2label"] = {"0": "NEG", "1": "POS"}  # as the old tool wrote it, with a 50-row classifier
+    data["num_labels"] = 50
+    data.pop("label2id")
+    (tmp_path / "saved" / "config.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="num_labels=50"):
+        again = fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert again.classifier.weight.shape == (50, 16)
+    torch.testing.assert_close(again.classifier.weight, model.classifier.weight)
+    try:
+        import transformers
+    except ImportError:
+        return
+    hf = transformers.BertConfig.from_pretrained(tmp_path / "saved")
+    assert hf.num_labels == again.config.num_labels == 50
+
+
+def test_not_json_and_not_an_object(tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(OSError, match="does not hold a JSON object"):
+        fastbert.BertConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises((OSError, ValueError), match="config.json"):
+        fastbert.BertConfig.from_pretrained(tmp_path)

@@ -1,0 +1,90 @@
+"""fastbert.hub: local folders, subfolders, missing files, offline mode, HubOptions."""
+
+import pytest
+
+from fastbert import hub
+from fastbert.hub import HubOptions, resolve_file
+
+
+def test_local_folder_and_subfolder(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "vocab.txt").write_text("[PAD]\n")
+    assert resolve_file(tmp_path, "config.json") == str(tmp_path / "config.json")
+    assert resolve_file(tmp_path, "vocab.txt", HubOptions(subfolder="sub")) == str(
+        tmp_path / "sub" / "vocab.txt"
+    )
+    assert resolve_file(tmp_path, "vocab.txt", subfolder="sub") == str(tmp_path / "sub" / "vocab.txt")
+    assert resolve_file(tmp_path, "vocab.txt", required=False) is None
+
+
+def test_missing_file_names_folder_and_file(tmp_path):
+    with pytest.raises(OSError, match=r"has no file named model.safetensors"):
+        resolve_file(tmp_path, "model.safetensors")
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(OSError, match="is a file; pass the folder"):
+        resolve_file(tmp_path / "weights.bin", "config.json")
+
+
+def test_hub_and_keywords_together_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="not both"):
+        resolve_file(tmp_path, "config.json", HubOptions(), revision="main")
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+def test_offline_env_gives_a_clear_error_naming_the_model(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert hub.offline()
+    with pytest.raises(OSError, match=r"'someone/some-bert'.*local folder"):
+        resolve_file("someone/some-bert", "config.json", HubOptions(cache_dir=str(tmp_path / "cache")))
+    assert resolve_file("someone/some-bert", "vocab.txt", required=False) is None
+    assert hub.list_files("someone/some-bert") is None
+
+
+def test_offline_off(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert not hub.offline()
+
+
+def test_local_files_only_not_cached(tmp_path):
+    with pytest.raises(OSError, match="not in the local cache"):
+        resolve_file(
+            "someone/other-bert", "config.json", HubOptions(local_files_only=True, cache_dir=str(tmp_path))
+        )
+
+
+def test_invalid_repo_id_is_an_oserror(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="neither a local folder nor a model id|local folder"):
+        resolve_file(str(tmp_path / "no" / "such" / "folder"), "config.json")
+
+
+def test_hub_options_pop_from_and_as_kwargs():
+    kwargs = {"revision": "v1", "token": None, "subfolder": "s", "torch_dtype": "float16"}
+    options = HubOptions.pop_from(kwargs)
+    assert options == HubOptions(revision="v1", subfolder="s")
+    assert kwargs == {"torch_dtype": "float16"}  # hub keywords removed, None ones included
+    assert options.as_kwargs() == {
+        "revision": "v1",
+        "cache_dir": None,
+        "local_files_only": False,
+        "token": None,
+        "subfolder": "s",
+    }
+
+
+def test_from_pretrained_takes_hub_options(tmp_path):
+    import fastbert
+
+    sub = tmp_path / "model"
+    fastbert.BertModel(
+        fastbert.BertConfig(
+            vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+        )
+    ).save_pretrained(sub)
+    model = fastbert.AutoModel.from_pretrained(tmp_path, subfolder="model")
+    assert model.config.hidden_size == 8
+    model = fastbert.BertModel.from_pretrained(tmp_path, hub=HubOptions(subfolder="model"))
+    assert model.config.vocab_size == 20

@@ -1,0 +1,193 @@
+"""Every op of every table against the float64 torch reference, judged by the one rule (fastbert.tolerances)."""
+
+import math
+
+import pytest
+import torch
+
+from fastbert import ops
+from fastbert.padding import packing_from_mask
+from fastbert.tolerances import assert_close
+
+TABLES = ["eager", "sdpa", "triton"]
+DTYPES = [torch.float32, torch.float16]
+
+
+def table(name):
+    if name == "triton" and not ops.triton_available():
+        pytest.skip("needs triton (CUDA or TRITON_INTERPRET=1)")
+    return ops.get_ops(name)
+
+
+def run3(name, op, dtype, *args, **kw):
+    """(ours in dtype, the plain torch op in dtype, the float64 reference)."""
+
+    def cast(a, d):
+        return a.to(d) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+    ours = getattr(table(name), op)(*[cast(a, dtype) for a in args], **kw)
+    plain = getattr(ops.SDPA_OPS, op)(*[cast(a, dtype) for a in args], **kw)
+    ref = getattr(ops.SDPA_OPS, op)(*[cast(a, torch.float64) for a in args], **kw)
+    return ours, plain, ref
+
+
+def check(name, op, dtype, *args, **kw):
+    ours, plain, ref = run3(name, op, dtype, *args, **kw)
+    assert ours.dtype == dtype and ours.shape == ref.shape
+    assert_close(ours, plain, ref, dtype, what=f"{name}.{op}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", TABLES)
+def test_dense_and_norm_ops(name, dtype):
+    x, w, b = torch.randn(7, 24), torch.randn(36, 24) * 0.2, torch.randn(36)
+    res, lw, lb = torch.randn(7, 36), 1 + 0.1 * torch.randn(36), 0.1 * torch.randn(36)
+    check(name, "dense_add_layernorm", dtype, x, w, b, res, lw, lb, 1e-12)
+    check(name, "dense_act", dtype, x, w, b, "gelu")
+    check(name, "dense_act", dtype, x, w, b, "tanh")  # no kernel: the triton table computes it in torch
+    check(name, "dense_act_layernorm", dtype, x, w, b, lw, lb, 1e-5, "gelu_new")
+    check(name, "add_layernorm", dtype, res, x @ w.t(), b, lw, lb, 1e-12)
+    check(name, "bias_act", dtype, res, b, "relu")
+    check(name, "bias_act_layernorm", dtype, res, b, lw, lb, 1e-12, "silu")
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_embed_layernorm(name):
+    word, pos, typ = torch.randn(50, 16), torch.randn(20, 16), torch.randn(2, 16)
+    ids, positions, types = torch.randint(0, 50, (11,)), torch.arange(11), torch.randint(0, 2, (11,))
+    lw, lb = 1 + 0.1 * torch.randn(16), 0.1 * torch.randn(16)
+    check(name, "embed_layernorm", torch.float32, ids, positions, types, word, pos, typ, lw, lb, 1e-12)
+
+
+def attention_inputs(lengths, seqlen=6, heads=2, d=8, dtype=torch.float32):
+    mask = torch.zeros(len(lengths), seqlen, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    q, k, v = (torch.randn(len(lengths), seqlen, heads, d, dtype=torch.float64) for _ in range(3))
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", TABLES)
+def test_attention_padded_and_packed(name, causal):
+    """``attention`` on padded and on packed inputs, against float64 SDPA per sequence."""
+    q, k, v, mask = attention_inputs([6, 3, 1, 0])
+    scale = 1 / math.sqrt(8)
+    keep = mask.bool()
+    lengths = mask.sum(1).tolist()
+
+    def per_sequence(q, k, v):  # plain SDPA on each sequence alone, zeros on padding
+        out = torch.zeros_like(q)
+        for b, n in enumerate(lengths):
+            if n:
+                out[b, :n] = ops._torch_attention_padded(
+                    q[b : b + 1, :n], k[b : b + 1, :n], v[b : b + 1, :n], None, scale, causal
+                )[0]
+        return out
+
+    ref = per_sequence(q, k, v)
+    t = table(name)
+    for dtype in DTYPES:
+        qd, kd, vd = (x.to(dtype) for x in (q, k, v))
+        plain = per_sequence(qd, kd, vd)
+        padded = ops.AttentionSpec(causal=causal, key_mask=keep)
+        out, probs = t.attention(qd, kd, vd, padded, scale)
+        assert (probs is not None) == (name == "eager")
+        assert torch.isfinite(out).all()
+        assert_close(out, plain, ref, dtype, mask=keep, what=f"{name} padded {dtype}")
+        if not t.packs:
+            continue
+        p = packing_from_mask(mask)
+        packed = ops.AttentionSpec(causal=causal, q_packing=p, k_packing=p)
+        out, _ = t.attention(*(x[keep] for x in (qd, kd, vd)), packed, scale)
+        assert_close(out, plain[keep], ref[keep], dtype, what=f"{name} packed {dtype}")
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_attention_with_a_score_bias(name):
+    """A relative-position bias on padded inputs (the triton table computes it with torch)."""
+    q, k, v, mask = attention_inputs([5, 2])
+    bias = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    spec = ops.AttentionSpec(key_mask=mask.bool())
+    ref, _ = ops.EAGER_OPS.attention(q, k, v, spec, 0.3, 0.0, bias)
+    out, _ = table(name).attention(q.float(), k.float(), v.float(), spec, 0.3, 0.0, bias.float())
+    plain, _ = ops.SDPA_OPS.attention(q.float(), k.float(), v.float(), spec, 0.3, 0.0, bias.float())
+    assert_close(out, plain, ref, torch.float32, mask=mask.bool(), what=f"{name} biased")
+
+
+def test_a_query_without_keys_gets_zeros():
+    q = torch.randn(3, 2, 4)
+    k = v = torch.randn(2, 2, 4)
+    qp = packing_from_mask(torch.tensor([[1, 1], [1, 0]]))
+    kp = packing_from_mask(torch.tensor([[1, 1], [0, 0]]))
+    out, _ = ops.SDPA_OPS.attention(q, k, v, ops.AttentionSpec(q_packing=qp, k_packing=kp), 0.5)
+    assert out[2].abs().max() == 0 and out[:2].abs().max() > 0
+
+
+def test_one_activation_table_matches_the_kernels():
+    assert ops.activation("gelu") is torch.nn.functional.gelu
+    with pytest.raises(ValueError, match="unsupported activation 'swiglu'"):
+        ops.activation("swiglu")
+    if ops.triton_available():
+        from fastbert.kernels import ACTIVATIONS as KERNEL_ACTIVATIONS
+
+        assert set(KERNEL_ACTIVATIONS) == set(ops.ACTIVATIONS) - {"tanh"}
+
+
+def test_table_names():
+    assert [ops.get_ops(n).name for n in ("eager", "sdpa")] == ["eager", "sdpa"]
+    assert ops.get_ops("torch") is ops.SDPA_OPS  # the old name, kept for the kernel tests
+    with pytest.raises(ValueError, match="unknown attn_implementation"):
+        ops.get_ops("flash")
+
+
+@pytest.mark.parametrize("style", ["window_size", "is_causal", "no_scale"])
+def test_varlen_attn_adapter_follows_the_installed_signature(monkeypatch, style):
+    """torch's varlen attention changed its keywords between releases: the adapter reads the signature."""
+    import types
+
+    calls = {}
+
+    if style == "window_size":
+
+        def fake(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1)):
+            calls.update(scale=scale, window_size=window_size)
+            return query
+
+    elif style == "is_causal":
+
+        def fake(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, scale=None):
+            calls.update(scale=scale, is_causal=is_causal)
+            return query
+
+    else:
+
+        def fake(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False):
+            calls.update(is_causal=is_causal, q=query)
+            return query
+
+    monkeypatch.setitem(
+        __import__("sys").modules, "torch.nn.attention.varlen", types.SimpleNamespace(varlen_attn=fake)
+    )
+    call = ops._varlen_attn_caller()
+    p = packing_from_mask(torch.ones(1, 3))
+    q = torch.ones(3, 2, 4)
+    call(q, q, q, p, p, 0.25, True)
+    if style == "window_size":
+        assert calls == {"scale": 0.25, "window_size": (-1, 0)}
+    elif style == "is_causal":
+        assert calls == {"scale": 0.25, "is_causal": True}
+    else:  # no scale keyword: q pre-scaled so that its default 1/sqrt(D) gives the asked scale
+        assert calls["is_causal"] and torch.allclose(calls["q"], torch.full_like(q, 0.25 * 2.0))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_padded_once_equals_the_loop(causal):
+    """The CUDA fallback (one masked call on the batch padded with the packing's index) on the CPU."""
+    q, k, v, mask = attention_inputs([6, 3, 1, 0])
+    p = packing_from_mask(mask)
+    spec = ops.AttentionSpec(causal=causal, q_packing=p, k_packing=p)
+    keep = mask.bool()
+    once = ops._sdpa_padded_once(q[keep], k[keep], v[keep], spec, 0.3)
+    loop, _ = ops.SDPA_OPS.attention(q[keep], k[keep], v[keep], spec, 0.3)
+    torch.testing.assert_close(once, loop, rtol=1e-12, atol=1e-12)
