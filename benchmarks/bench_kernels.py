@@ -122,7 +122,7 @@ def build_cases(args, device: str, compile_ok: bool):
     from fastbert import kernels as tri
     from fastbert.ops import get_ops
 
-    ref = get_ops("torch")
+    ref = get_ops("sdpa")
     mk = lambda *s, dtype: torch.randn(*s, dtype=dtype, device=device)
     cases = []
     d = 64  # attention head dim (BERT-base)

@@ -42,7 +42,7 @@ def _cases():
 
 def _add_cases(out, dname, dtype):
     """Cases of one dtype (a function per dtype, so the lambdas bind this dtype's tensors)."""
-    ref, tri = get_ops("torch"), kernels
+    ref, tri = get_ops("sdpa"), kernels
     x, r, b, w, lb = (
         _mk(T, H, dtype=dtype),
         _mk(T, H, dtype=dtype),

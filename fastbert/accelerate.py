@@ -30,10 +30,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import check_attn_implementation
+
 __all__ = ["AccelerateWarning", "accelerate"]
 
 #: the backends ``attn_implementation`` may name (None: fastbert's default for the device)
-_BACKENDS = ("eager", "sdpa", "triton")
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -133,10 +134,7 @@ def accelerate(
 # --------------------------------------------------------------------------------------------- checks
 def _check_options(attn_implementation, dtype, cuda_graphs, strict) -> None:
     """Bad options: a clear exception before anything is changed."""
-    if attn_implementation is not None and attn_implementation not in _BACKENDS:
-        raise ValueError(
-            f"attn_implementation must be one of {_BACKENDS} or None, got {attn_implementation!r}"
-        )
+    check_attn_implementation(attn_implementation)
     if dtype is not None and dtype not in _DTYPES:
         raise ValueError(
             f"dtype must be one of torch.float32, torch.float16, torch.bfloat16 or None, got {dtype!r}"

@@ -287,9 +287,17 @@ def _sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
     return out.transpose(1, 2)
 
 
-def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False):
+def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False, seqlens_k=None):
     """The kernel's signature over torch SDPA (the reference of ``attention_padded``): a query with no
-    key to attend to gets zeros."""
+    key to attend to gets zeros. ``seqlens_k`` (B,) bounds each row's keys and queries (as the kernel
+    does: positions at or past a row's length are padding, their outputs zero)."""
+    if seqlens_k is not None:
+        if q.shape[1] != k.shape[1]:
+            raise ValueError("seqlens_k bounds queries and keys alike: it needs Lq == Lk")
+        real = torch.arange(k.shape[1], device=k.device)[None, :] < seqlens_k.to(k.device).long()[:, None]
+        key_padding_mask = real if key_padding_mask is None else (key_padding_mask.bool() & real)
+        out = _torch_attention_padded(q, k, v, key_padding_mask, scale, causal)
+        return out * real[:, :, None, None].to(out.dtype)
     if k.shape[1] == 0:
         return q.new_zeros(q.shape[:3] + (v.shape[-1],))
     out = _sdpa_padded(q, k, v, AttentionSpec(causal=causal, key_mask=key_padding_mask), scale)
@@ -557,8 +565,6 @@ def resolve(
 
 def get_ops(attn_implementation: str = "sdpa") -> OpTable:
     """The op table of ``attn_implementation``: "eager", "sdpa" (the torch reference) or "triton"."""
-    if attn_implementation == "torch":  # the old name of the sdpa table, kept for callers of the kernels
-        attn_implementation = "sdpa"
     table = TABLES.get(attn_implementation)
     if table is not None:
         return table

@@ -238,7 +238,6 @@ def test_cuda_encode(folder, plain, ref64):
     assert_close(ours, theirs, encode(ref64), torch.float32, what="cuda sentence_embedding")
 
 
-@pytest.mark.xfail(strict=True, reason="needs core's storage-sharing from_transformers")
 def test_sentence_transformer_shares_weight_storage(fast_and_hf):
     model, hf = fast_and_hf
     fb = model[0].auto_model
@@ -448,7 +447,6 @@ def test_frozen_parameters_stay_frozen():
     assert fast.encoder.layer[0].output.dense.weight.requires_grad
 
 
-@pytest.mark.xfail(strict=True, reason="needs core's storage-sharing from_transformers")
 def test_transformers_model_shares_weight_storage():
     hf = tiny_hf("BertForMaskedLM")
     bytes_before = sum(storage_bytes(hf).values())

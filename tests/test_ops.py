@@ -136,9 +136,21 @@ def test_one_activation_table_matches_the_kernels():
 
 def test_table_names():
     assert [ops.get_ops(n).name for n in ("eager", "sdpa")] == ["eager", "sdpa"]
-    assert ops.get_ops("torch") is ops.SDPA_OPS  # the old name, kept for the kernel tests
     with pytest.raises(ValueError, match="unknown attn_implementation"):
         ops.get_ops("flash")
+
+
+def test_reference_padded_attention_seqlens_k_equals_mask_with_padding_zeroed():
+    q, k, v = (torch.randn(3, 9, 2, 8) for _ in range(3))
+    lens = torch.tensor([9, 4, 0], dtype=torch.int32)
+    valid = torch.arange(9)[None, :] < lens[:, None]
+    table = ops.get_ops("sdpa")
+    out = table.attention_padded(q, k, v, None, 0.3, False, seqlens_k=lens)
+    masked = table.attention_padded(q, k, v, valid, 0.3, False)
+    assert torch.equal(out[valid], masked[valid])
+    assert (out[~valid] == 0).all() and (masked[~valid] != 0).any()  # the queries past a row's length
+    with pytest.raises(ValueError, match="Lq == Lk"):
+        table.attention_padded(q, k[:, :5], v[:, :5], None, 0.3, False, seqlens_k=lens)
 
 
 @pytest.mark.parametrize("style", ["window_size", "is_causal", "no_scale"])

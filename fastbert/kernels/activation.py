@@ -6,7 +6,7 @@ Out: y, x's shape, contiguous, x's dtype. Math in fp32, one rounding on store.
 
 Activations (Hugging Face ``hidden_act`` names): "gelu"/"gelu_python" (erf, BERT's default),
 "gelu_new"/"gelu_pytorch_tanh"/"gelu_fast" (tanh approximation), "quick_gelu", "relu",
-"silu"/"swish". Reference: ``get_ops("torch").bias_act`` in ``fastbert.ops``.
+"silu"/"swish". Reference: ``get_ops("sdpa").bias_act`` in ``fastbert.ops``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_
      LayerNorm parameters fp32/fp16/bf16.
 Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given
      (IEEE division and square root for an fp32 output, as in ``layernorm``).
-Reference: ``get_ops("torch").embed_layernorm`` in ``fastbert.ops``.
+Reference: ``get_ops("sdpa").embed_layernorm`` in ``fastbert.ops``.
 """
 
 from __future__ import annotations

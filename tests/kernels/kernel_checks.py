@@ -27,7 +27,7 @@ CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICE = "cuda" if CUDA else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-REFERENCE_BACKEND = "torch"
+REFERENCE_BACKEND = "sdpa"
 
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 
