@@ -298,6 +298,8 @@ def _text_of(value: Any) -> tuple[str | None, str | None]:
             return None, "text is not UTF-8"
     if not isinstance(value, str):
         return None, f"text is a {type(value).__name__}, not a string"
+    if not _is_utf8(value):
+        return None, "text is not UTF-8"
     if not value.strip():
         return None, "empty text"
     return value, None
@@ -308,7 +310,17 @@ def _id_of(value: Any) -> str | None:
         return None
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, str) and not _is_utf8(value):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", errors="backslashreplace")
     return str(value)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes of the input that were not UTF-8
+        return False
+    return True
 
 
 def read_shard(job: Job, file: InputFile, shard: Shard) -> Iterator[Row]:
@@ -335,11 +347,8 @@ def read_shard(job: Job, file: InputFile, shard: Shard) -> Iterator[Row]:
                 raw = f.readline()
                 local = shard.start + k
                 line = raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw
-                try:
-                    decoded = line.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield make(local, None, None, "line is not UTF-8")
-                    continue
+                # bytes that are not UTF-8 become lone surrogates: a JSON line still gives its id
+                decoded = line.decode("utf-8", errors="surrogateescape")
                 if fmt == "text":
                     if job.id_column:
                         raise ValueError(
@@ -565,7 +574,7 @@ def encode_rows(
     """(ids, vectors (n, dim) float32, valid mask, bad rows, padded tokens) for rows of one shard.
 
     Bad rows follow ``on_error``: ``fail`` raises, ``skip`` drops them, ``empty`` keeps them with a
-    null vector. Windows of ``window`` rows are length-sorted and batched together.
+    null vector (those with an id: a row whose id cannot be read is dropped). Windows of ``window`` rows are length-sorted and batched together.
     """
     import numpy as np
 
@@ -577,7 +586,8 @@ def encode_rows(
             f"input row {r.id!r}: {r.error} (pass --on-error skip to drop bad rows, or empty to keep them "
             "with a null vector)"
         )
-    keep = [r for r in rows if r.error is None or job.on_error == "empty"]
+    # "empty" keeps a bad row with a null vector when it has an id (a line that is not JSON has none)
+    keep = [r for r in rows if r.error is None or (job.on_error == "empty" and r.id is not None)]
     vectors = np.zeros((len(keep), encoder.dimension), dtype=np.float32)
     valid = np.array([r.error is None for r in keep], dtype=bool)
     tokens = 0
