@@ -986,10 +986,15 @@ def _run_ray(job, files, shards, output, encoder_dim, ray_address, actors, devic
         concurrency=actors,
         num_gpus=1 if use_gpu else 0,
         num_cpus=1,
-        max_restarts=-1,
-        max_task_retries=-1,
+        # a dead actor is restarted and its batch retried, as often as it takes (Ray's default for
+        # actor pools too; said here because the no-duplicate guarantee rests on it)
+        ray_remote_args_fn=_ray_actor_retries,
     )
     ds.write_parquet(output)
+
+
+def _ray_actor_retries() -> dict[str, Any]:
+    return {"max_restarts": -1, "max_task_retries": -1}
 
 
 # ================================================================================================ the API

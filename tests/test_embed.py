@@ -58,7 +58,7 @@ def save_tiny(path, seed: int, cls=None, **config) -> str:
 
 
 def text(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 40)))
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 24)))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def models(tmp_path_factory):
     }
 
 
-def write_corpus(root, n_per_file: int = 1000, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+def write_corpus(root, n_per_file: int = 600, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
     """Three files, two formats (JSON lines, Parquet with two row groups): paths, ids, texts."""
     rng = random.Random(seed)
     paths, ids, texts = [], [], []
@@ -103,7 +103,7 @@ def corpus(tmp_path_factory):
 
 
 # a job with several shards per file and several windows per shard, small token batches
-JOB = dict(id_column="id", shard_rows=256, window=100, max_batch_tokens=640, progress=False)
+JOB = dict(id_column="id", shard_rows=128, window=50, max_batch_tokens=1024, progress=False)
 
 
 def vectors(output) -> tuple[list, np.ndarray]:
@@ -139,8 +139,8 @@ def test_vectors_equal_pipeline_row_by_row(models, corpus, reference):
     assert manifest["total_rows"] == len(texts) and manifest["bad_rows"] == 0
     assert manifest["dimension"] == 32
     assert sum(s["rows"] for s in manifest["shards"]) == len(texts)
-    assert len(manifest["shards"]) == 3 * 4  # 1000 rows a file in shards of 256, never across files
-    assert [f["rows"] for f in manifest["inputs"]] == [1000, 1000, 1000]
+    assert len(manifest["shards"]) == 3 * 5  # 600 rows a file in shards of 128, never across files
+    assert [f["rows"] for f in manifest["inputs"]] == [600, 600, 600]
     assert all({"size", "mtime_ns"} <= set(f) for f in manifest["inputs"])
     assert manifest["description"]["pooling"] == ["mean"]
     assert manifest["fastbert_version"] == fastbert.__version__
@@ -235,9 +235,10 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path, models, corpus, referen
     with open(out / "manifest.json", encoding="utf-8") as f:
         assert json.load(f)["status"] == "running"  # interrupted, not finished
     done = sorted(x for x in os.listdir(out) if x.startswith("part-"))
-    assert 2 <= len(done) < 12
-    if sig == signal.SIGINT:  # a clean interruption leaves no temporary file
+    assert 2 <= len(done) < 15
+    if sig == signal.SIGINT:  # a clean interruption leaves no temporary file (resuming: as SIGKILL)
         assert not [x for x in os.listdir(out) if x.startswith(".")]
+        return
     before = {x: os.stat(out / x).st_mtime_ns for x in done}
 
     again = _cli(args)
@@ -252,7 +253,7 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path, models, corpus, referen
     assert vec.tobytes() == ref_vec.tobytes()  # byte-identical to the uninterrupted run
     with open(out / "manifest.json", encoding="utf-8") as f:
         m = json.load(f)
-    assert m["status"] == "complete" and m["total_rows"] == 3000
+    assert m["status"] == "complete" and m["total_rows"] == 1800
 
 
 def _bad_corpus(tmp_path) -> str:
@@ -374,7 +375,7 @@ def test_devices_two_cpu_workers(tmp_path, models, corpus, reference):
     m = embed(corpus[0], str(out), model=models["base"], devices="cpu,cpu", **JOB)
     ids, got = vectors(out)
     ref_ids, ref = vectors(reference[0])
-    assert ids == ref_ids and m["total_rows"] == 3000
+    assert ids == ref_ids and m["total_rows"] == 1800
     assert_close(
         torch.from_numpy(got.copy()),
         None,
