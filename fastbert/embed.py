@@ -1040,6 +1040,12 @@ def embed(
     A finished output is returned as is; an interrupted one is resumed; another job's is refused
     unless ``overwrite``.
     """
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "fastbert embed writes Parquet through pyarrow: pip install 'fastbert-triton[embed]'"
+        ) from None
     from fastbert.pipelines import check_task
 
     task = check_task(task)
@@ -1384,3 +1390,13 @@ def cli_main(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+class _CallableModule(type(sys)):
+    """``fastbert.embed`` is this module and its :func:`embed`: ``fastbert.embed(inputs, output)``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return embed(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

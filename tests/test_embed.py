@@ -400,6 +400,14 @@ def test_bad_arguments_named(tmp_path, models):
         embed([str(tmp_path / "a.txt")], str(tmp_path / "o"), model=models["base"], input_format="xml")
 
 
+def test_module_is_callable(tmp_path, models):
+    import fastbert.embed
+
+    path = tmp_path / "a.txt"
+    path.write_text("the city\n")
+    assert fastbert.embed([str(path)], str(tmp_path / "o"), model=models["base"])["total_rows"] == 1
+
+
 def test_cli_entry(tmp_path, models):
     from fastbert.cli import main
 
