@@ -1187,11 +1187,13 @@ def embed(
             _process_shards(job, files, todo, output, device_list[0], bar.update, encoder)
     finally:
         bar.close()
-    if encoder is None:
-        encoder = _describe_only(job, device_list[0])
     manifest.update(_local_summary(output, shards))
-    manifest["description"] = encoder.describe()
-    manifest["dimension"] = encoder.dimension
+    if encoder is None and old is not None and old.get("status") == "complete":
+        manifest["description"], manifest["dimension"] = old.get("description"), old.get("dimension")
+    else:  # the workers' models are gone: load one here to say what the vectors are
+        encoder = encoder or _describe_only(job, device_list[0])
+        manifest["description"] = encoder.describe()
+        manifest["dimension"] = encoder.dimension
     manifest["status"] = "complete"
     _write_manifest(manifest_path, manifest)
     return manifest
