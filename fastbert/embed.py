@@ -831,7 +831,7 @@ def _worker_main(job, files, shards, output, device, threads, queue) -> None:  #
         _process_shards(job, files, shards, output, device, lambda r, t: queue.put(("progress", r, t)))
         queue.put(("done", 0, 0))
     except BaseException as e:  # reported to the parent, which raises
-        queue.put(("error", f"{type(e).__name__}: {e}", 0))
+        queue.put(("error", f"{e}", type(e).__name__))
         raise SystemExit(1) from None
 
 
@@ -868,7 +868,7 @@ def _run_workers(job, files, todo, output, devices, progress: _Progress) -> None
             else:
                 running -= 1
                 if kind == "error":
-                    errors.append(a)
+                    errors.append((a, b))
         for p in procs:
             p.join()
     except BaseException:
@@ -878,8 +878,12 @@ def _run_workers(job, files, todo, output, devices, progress: _Progress) -> None
             p.join()
         raise
     failed = [f"worker on {d} exited with {p.exitcode}" for p, d in zip(procs, devices) if p.exitcode]
-    if errors or failed:
-        raise RuntimeError("embed: " + "; ".join(errors or failed))
+    if errors:  # a bad row or a bad file stays a ValueError / OSError, as in one process
+        kinds = {"ValueError": ValueError, "OSError": OSError, "FileNotFoundError": OSError}
+        message, kind = errors[0]
+        raise kinds.get(kind, RuntimeError)(f"a --devices worker stopped: {message}")
+    if failed:
+        raise RuntimeError("embed: " + "; ".join(failed))
 
 
 # ------------------------------------------------------------------------------------------- Ray engine
