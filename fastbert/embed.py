@@ -800,28 +800,48 @@ def _process_shards(
     encoder: Encoder | None = None,
 ) -> None:
     encoder = encoder or Encoder(job, device)
-    for shard in shards:
-        path = os.path.join(output, shard.name)
-        if os.path.exists(path):
-            continue
-        rows = list(read_shard(job, files[shard.file], shard))
-        ids, vectors, valid, bad, tokens = encode_rows(encoder, rows, on_batch=report)
-        n_bad_kept = int((~valid).sum()) if len(valid) else 0
-        meta = {
-            "shard": shard.index,
-            "input": files[shard.file].path,
-            "input_rows": [shard.start, shard.stop],
-            "rows": len(ids),
-            "bad": bad,
-            "empty": n_bad_kept,
-            "skipped": bad - n_bad_kept,
-            "tokens": tokens,
-        }
-        write_shard(path, _arrow_table(job, ids, vectors, valid, encoder.dimension, meta))
-        if bad:
-            report(bad, 0)  # bad rows count as done in the progress bar
-        del rows, ids, vectors, valid
-        _release_memory()
+    with _system_memory_pool():
+        for shard in shards:
+            _process_shard(job, files, shard, output, report, encoder)
+
+
+@contextlib.contextmanager
+def _system_memory_pool():
+    """Arrow allocates from malloc while shards are read and written: its default pool (mimalloc) keeps
+    what a shard freed, and the resident size grew with the corpus (measured); malloc gives it back."""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def _process_shard(job, files, shard, output, report, encoder) -> None:
+    """Read, embed and write one shard (skipped when its file exists: it is complete)."""
+    path = os.path.join(output, shard.name)
+    if os.path.exists(path):
+        return
+    rows = list(read_shard(job, files[shard.file], shard))
+    ids, vectors, valid, bad, tokens = encode_rows(encoder, rows, on_batch=report)
+    n_bad_kept = int((~valid).sum()) if len(valid) else 0
+    meta = {
+        "shard": shard.index,
+        "input": files[shard.file].path,
+        "input_rows": [shard.start, shard.stop],
+        "rows": len(ids),
+        "bad": bad,
+        "empty": n_bad_kept,
+        "skipped": bad - n_bad_kept,
+        "tokens": tokens,
+    }
+    write_shard(path, _arrow_table(job, ids, vectors, valid, encoder.dimension, meta))
+    if bad:
+        report(bad, 0)  # bad rows count as done in the progress bar
+    del rows, ids, vectors, valid
+    _release_memory()
 
 
 def _release_memory() -> None:
