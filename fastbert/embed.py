@@ -992,7 +992,7 @@ def _file_from_dict(d: dict) -> InputFile:
     return InputFile(**d)
 
 
-def _run_ray(job, files, shards, output, encoder_dim, ray_address, actors, device) -> None:
+def _run_ray(job, files, shards, output, ray_address, actors, device, progress) -> None:
     try:
         import ray
         import ray.data
@@ -1002,6 +1002,8 @@ def _run_ray(job, files, shards, output, encoder_dim, ray_address, actors, devic
         ) from None
     if not ray.is_initialized():
         ray.init(address=ray_address or os.environ.get("RAY_ADDRESS"))
+    if progress is False:  # --no-progress: no Ray Data bars either
+        ray.data.DataContext.get_current().enable_progress_bars = False
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     use_gpu = gpus > 0 and (device is None or not str(device).startswith("cpu"))
@@ -1206,8 +1208,7 @@ def embed(
         _write_manifest(manifest_path, manifest)
 
     if engine == "ray":
-        encoder_dim = None
-        _run_ray(job, files, shards, output, encoder_dim, ray_address, ray_actors, device_list[0])
+        _run_ray(job, files, shards, output, ray_address, ray_actors, device_list[0], progress)
         manifest.update(_ray_summary(job, output, total))
         manifest["status"] = "complete"
         _write_manifest(manifest_path, manifest)
