@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fastbert.pipelines",
         "run a pipeline (fill-mask, embeddings, classification, QA) over stdin or a file",
     ),
+    "embed": (
+        "fastbert.embed",
+        "embed a corpus (text/JSONL/CSV/Parquet) into resumable Parquet shards, on devices or Ray",
+    ),
     "check": ("fastbert.check", "compare every backend and dtype against an fp32 eager reference"),
     "bench": ("fastbert.benchmark", "benchmark fastbert against transformers and torch.compile"),
     "convert": (

@@ -1,0 +1,423 @@
+"""``fastbert embed`` (local engine): vectors equal to the pipeline's, row by row; a SIGKILLed run resumed
+to the same bytes; bad rows under each ``on_error``; a resume of another job refused.
+
+The models are tiny random BERTs saved by a fixture (two layers, hidden 32), so a corpus of a few
+thousand rows embeds in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import fastbert
+from fastbert.embed import embed, read_output
+from fastbert.tolerances import assert_close
+
+WORDS = (
+    "the a of and to in is was he she it that for on with as his her at by plants create energy through "
+    "process known photosynthesis paris capital france city john lives new york works google what where"
+).split()
+VOCAB = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + WORDS
+    + [".", ",", "?"]
+    + list("abcdefghijklmnopqrstuvwxyz")
+    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def save_tiny(path, seed: int, cls=None, **config) -> str:
+    """A tiny random BERT folder with a vocab.txt tokenizer (no transformers needed)."""
+    torch.manual_seed(seed)
+    cfg = fastbert.BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **config,
+    )
+    (cls or fastbert.BertModel)(cfg).eval().save_pretrained(str(path))
+    (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return str(path)
+
+
+def text(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 24)))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed_models")
+    return {
+        "base": save_tiny(root / "base", 0),
+        "other": save_tiny(root / "other", 1),
+        "seq": save_tiny(
+            root / "seq",
+            2,
+            fastbert.BertForSequenceClassification,
+            id2label={0: "NEG", 1: "POS", 2: "NEU"},
+            label2id={"NEG": 0, "POS": 1, "NEU": 2},
+        ),
+    }
+
+
+def write_corpus(root, n_per_file: int = 600, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """Three files, two formats (JSON lines, Parquet with two row groups): paths, ids, texts."""
+    rng = random.Random(seed)
+    paths, ids, texts = [], [], []
+    for f, fmt in enumerate(("jsonl", "parquet", "jsonl")):
+        rows = [(f"f{f}-{i}", text(rng)) for i in range(n_per_file)]
+        path = str(root / f"part{f}.{fmt}")
+        if fmt == "jsonl":
+            with open(path, "w", encoding="utf-8") as fh:
+                for i, t in rows:
+                    fh.write(json.dumps({"id": i, "text": t, "extra": 1}) + "\n")
+        else:
+            table = pa.table({"text": [t for _, t in rows], "id": [i for i, _ in rows]})
+            pq.write_table(table, path, row_group_size=n_per_file // 2 + 7)
+        paths.append(path)
+        ids += [i for i, _ in rows]
+        texts += [t for _, t in rows]
+    return paths, ids, texts
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("embed_corpus"))
+
+
+# a job with several shards per file and several windows per shard, small token batches
+JOB = dict(id_column="id", shard_rows=128, window=50, max_batch_tokens=1024, progress=False)
+
+
+def vectors(output) -> tuple[list, np.ndarray]:
+    t = read_output(str(output))
+    v = t.column("vector")
+    dim = v.type.list_size
+    flat = v.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return t.column("id").to_pylist(), flat.reshape(-1, dim)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, models, corpus):
+    """An uninterrupted API run over the corpus, the reference of the other local tests."""
+    out = tmp_path_factory.mktemp("embed_ref") / "out"
+    manifest = embed(corpus[0], str(out), model=models["base"], **JOB)
+    return out, manifest
+
+
+def test_vectors_equal_pipeline_row_by_row(models, corpus, reference):
+    paths, ids, texts = corpus
+    out, manifest = reference
+    got_ids, got = vectors(out)
+    assert got_ids == ids  # same order, same ids
+    pipe = fastbert.pipeline("sentence-embedding", model=models["base"])
+    torch_out = pipe(texts, return_tensors=True)
+    ref = fastbert.pipeline("sentence-embedding", model=models["base"], torch_dtype=torch.float64)(
+        texts, return_tensors=True
+    )
+    assert_close(torch.from_numpy(got.copy()), torch_out, ref, torch.float32, what="embed vectors")
+    assert got.dtype == np.float32 and got.shape == (len(texts), 32)
+    # the manifest says what was done
+    assert manifest["status"] == "complete"
+    assert manifest["total_rows"] == len(texts) and manifest["bad_rows"] == 0
+    assert manifest["dimension"] == 32
+    assert sum(s["rows"] for s in manifest["shards"]) == len(texts)
+    assert len(manifest["shards"]) == 3 * 5  # 600 rows a file in shards of 128, never across files
+    assert [f["rows"] for f in manifest["inputs"]] == [600, 600, 600]
+    assert all({"size", "mtime_ns"} <= set(f) for f in manifest["inputs"])
+    assert manifest["description"]["pooling"] == ["mean"]
+    assert manifest["fastbert_version"] == fastbert.__version__
+    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
+        assert json.load(f)["total_rows"] == len(texts)
+
+
+def test_token_budget_batches_sorted_and_bounded(models):
+    from fastbert.embed import Encoder, Job
+
+    job = Job(
+        task="sentence-embedding",
+        model=models["base"],
+        revision=None,
+        model_fingerprint=None,
+        dtype=None,
+        output_dtype="float32",
+        pooling=None,
+        normalize=None,
+        max_length=None,
+        function_to_apply=None,
+        column="text",
+        id_column=None,
+        on_error="fail",
+        shard_rows=10,
+        window=10,
+        max_batch_tokens=100,
+    )
+    enc = Encoder(job)
+    lengths = [5, 40, 12, 40, 3, 90, 200, 7]
+    batches = enc.batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+        assert len(b) == 1 or len(b) * lengths[b[0]] <= 100  # a row over budget runs alone
+    assert batches[0] == [6] and batches[1] == [5]
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "embed", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _cli_args(models, paths, out):
+    return [
+        *paths,
+        "--model",
+        models["base"],
+        "--output",
+        str(out),
+        "--id-column",
+        "id",
+        "--shard-rows",
+        str(JOB["shard_rows"]),
+        "--window",
+        str(JOB["window"]),
+        "--max-batch-tokens",
+        str(JOB["max_batch_tokens"]),
+        "--no-progress",
+    ]
+
+
+def _wait_for_shards(out, n: int, proc, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.isdir(out) and sum(x.startswith("part-") for x in os.listdir(out)) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"embed ended before {n} shards: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("no shard appeared in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_identical_bytes(tmp_path, models, corpus, reference, sig):
+    out = tmp_path / "out"
+    args = _cli_args(models, corpus[0], out)
+    proc = _cli(args)
+    _wait_for_shards(out, 2, proc)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    with open(out / "manifest.json", encoding="utf-8") as f:
+        assert json.load(f)["status"] == "running"  # interrupted, not finished
+    done = sorted(x for x in os.listdir(out) if x.startswith("part-"))
+    assert 2 <= len(done) < 15
+    if sig == signal.SIGINT:  # a clean interruption leaves no temporary file (resuming: as SIGKILL)
+        assert not [x for x in os.listdir(out) if x.startswith(".")]
+        return
+    before = {x: os.stat(out / x).st_mtime_ns for x in done}
+
+    again = _cli(args)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-2000:]
+    assert {x: os.stat(out / x).st_mtime_ns for x in done} == before  # finished shards were skipped
+    assert not [x for x in os.listdir(out) if x.startswith(".")]  # SIGKILL's temporary removed
+
+    ref_ids, ref_vec = vectors(reference[0])
+    ids, vec = vectors(out)
+    assert ids == ref_ids
+    assert vec.tobytes() == ref_vec.tobytes()  # byte-identical to the uninterrupted run
+    with open(out / "manifest.json", encoding="utf-8") as f:
+        m = json.load(f)
+    assert m["status"] == "complete" and m["total_rows"] == 1800
+
+
+def _bad_corpus(tmp_path) -> str:
+    path = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"id": f"r{i}", "text": f"paris is a city {i}"}).encode() for i in range(8)]
+    lines[1] = json.dumps({"id": "r1", "text": "   "}).encode()  # empty text
+    lines[3] = b'{"id": "r3", "text": "caf\xe9 au lait"}'  # not UTF-8 (latin-1 byte)
+    lines[5] = json.dumps({"id": "r5", "body": "no text key"}).encode()  # missing column
+    lines[6] = b'{"id": "r6", "text": '  # not JSON
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return str(path)
+
+
+BAD_IDS = {"r1", "r3", "r5"}
+
+
+@pytest.mark.parametrize("mode", ["fail", "skip", "empty"])
+def test_bad_rows_follow_on_error(tmp_path, models, mode):
+    path = _bad_corpus(tmp_path)
+    out = tmp_path / "out"
+    if mode == "fail":
+        with pytest.raises(ValueError, match=r"r1.*empty text.*--on-error"):
+            embed([path], str(out), model=models["base"], id_column="id", on_error=mode, progress=False)
+        assert not [x for x in os.listdir(out) if x.endswith(".parquet")]
+        return
+    m = embed([path], str(out), model=models["base"], id_column="id", on_error=mode, progress=False)
+    table = read_output(str(out))
+    ids = table.column("id").to_pylist()
+    # r6 (not JSON) has no readable id: it is a bad row without an id, counted like the others
+    assert m["bad_rows"] == 4
+    good = [f"r{i}" for i in (0, 2, 4, 7)]
+    pipe = fastbert.pipeline("sentence-embedding", model=models["base"])
+    expect = pipe([f"paris is a city {i}" for i in (0, 2, 4, 7)], return_tensors=True).numpy()
+    rows = dict(zip(ids, table.column("vector").to_pylist()))
+    if mode == "skip":
+        assert ids == good and m["bad_rows_skipped"] == 4 and m["total_rows"] == 4
+    else:
+        # r6 has no id to keep it under: dropped, and counted as skipped
+        assert m["bad_rows_empty"] == 3 and m["bad_rows_skipped"] == 1 and m["total_rows"] == 7
+        assert ids == ["r0", "r1", "r2", "r3", "r4", "r5", "r7"]
+        assert all(rows[i] is None for i in BAD_IDS)
+    np.testing.assert_array_equal(np.array([rows[i] for i in good], dtype=np.float32), expect)
+
+
+def test_missing_column_in_a_file_is_refused(tmp_path, models):
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"body": ["a"]}), str(path))
+    with pytest.raises(ValueError, match=r"x.parquet has no column 'text'"):
+        embed([str(path)], str(tmp_path / "out"), model=models["base"], progress=False)
+
+
+def test_resume_of_another_job_refused(tmp_path, models):
+    path = tmp_path / "c.txt"
+    path.write_text("\n".join(f"the city {i}" for i in range(50)) + "\n")
+    out = str(tmp_path / "out")
+    embed([str(path)], out, model=models["base"], shard_rows=20, progress=False)
+    with pytest.raises(ValueError, match=r"(?s)another job.*model.*--overwrite"):
+        embed([str(path)], out, model=models["other"], shard_rows=20, progress=False)
+    with pytest.raises(ValueError, match=r"output_dtype"):
+        embed([str(path)], out, model=models["base"], shard_rows=20, output_dtype="float16", progress=False)
+    # a finished output with the same job is returned as is
+    assert embed([str(path)], out, model=models["base"], shard_rows=20, progress=False)["total_rows"] == 50
+    path.write_text("\n".join(f"the city {i}" for i in range(51)) + "\n")
+    with pytest.raises(ValueError, match=r"input files changed"):
+        embed([str(path)], out, model=models["base"], shard_rows=20, progress=False)
+    m = embed([str(path)], out, model=models["other"], shard_rows=20, overwrite=True, progress=False)
+    assert m["total_rows"] == 51 and m["job"]["model"] == models["other"]
+
+
+def test_text_csv_float16_and_row_number_ids(tmp_path, models):
+    rng = random.Random(3)
+    texts = [text(rng) for _ in range(30)]
+    (tmp_path / "a.txt").write_text("\n".join(texts[:10]) + "\n")
+    with open(tmp_path / "b.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "n"])
+        for t in texts[10:]:
+            w.writerow([t, 1])
+    out = tmp_path / "out"
+    embed(
+        [str(tmp_path / "*.txt"), str(tmp_path / "b.csv")],
+        str(out),
+        model=models["base"],
+        output_dtype="float16",
+        shard_rows=7,
+        progress=False,
+    )
+    t = read_output(str(out))
+    assert t.column("id").to_pylist() == list(range(30))
+    assert t.schema.field("vector").type == pa.list_(pa.float16(), 32)
+    ids, got = vectors(out)
+    expect = fastbert.pipeline("sentence-embedding", model=models["base"])(texts, return_tensors=True)
+    assert np.array_equal(got, expect.numpy().astype(np.float16))
+
+
+def test_feature_extraction_pooled_and_classification_scores(tmp_path, models):
+    path = tmp_path / "a.txt"
+    texts = ["paris is the capital of france", "john lives in new york", "the sun"]
+    path.write_text("\n".join(texts) + "\n")
+    m = embed(
+        [str(path)], str(tmp_path / "fe"), model=models["base"], task="feature-extraction", pooling="cls"
+    )
+    _, got = vectors(tmp_path / "fe")
+    hidden = fastbert.pipeline("feature-extraction", model=models["base"])(texts, return_tensors=True)
+    np.testing.assert_array_equal(got, np.stack([h[0, 0].numpy() for h in hidden]))
+    assert m["description"]["pooling"] == ["cls"]
+
+    m = embed([str(path)], str(tmp_path / "tc"), model=models["seq"], task="text-classification")
+    _, got = vectors(tmp_path / "tc")
+    scores = fastbert.pipeline("text-classification", model=models["seq"])(texts, top_k=None)
+    for row, result in zip(got, scores):
+        by_label = {d["label"]: d["score"] for d in result}
+        np.testing.assert_allclose(row, [by_label[k] for k in ("NEG", "POS", "NEU")], rtol=0, atol=0)
+    assert m["description"]["labels"] == ["NEG", "POS", "NEU"] and m["dimension"] == 3
+
+
+def test_devices_two_cpu_workers(tmp_path, models, corpus, reference):
+    out = tmp_path / "out"
+    m = embed(corpus[0], str(out), model=models["base"], devices="cpu,cpu", **JOB)
+    ids, got = vectors(out)
+    ref_ids, ref = vectors(reference[0])
+    assert ids == ref_ids and m["total_rows"] == 1800
+    assert_close(
+        torch.from_numpy(got.copy()),
+        None,
+        torch.from_numpy(ref.copy()),
+        torch.float32,
+        what="--devices cpu,cpu",
+    )
+
+
+def test_bad_arguments_named(tmp_path, models):
+    path = tmp_path / "a.txt"
+    path.write_text("x\n")
+    with pytest.raises(OSError, match="does not exist"):
+        embed([str(tmp_path / "nope.jsonl")], str(tmp_path / "o"), model=models["base"])
+    with pytest.raises(ValueError, match="on_error"):
+        embed([str(path)], str(tmp_path / "o"), model=models["base"], on_error="ignore")
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        embed([str(path)], str(tmp_path / "o"), model=models["base"], max_batch_tokens=0)
+    with pytest.raises(ValueError, match="id-column needs"):
+        embed([str(path)], str(tmp_path / "o"), model=models["base"], id_column="id")
+    with pytest.raises(ValueError, match="format"):
+        embed([str(tmp_path / "a.txt")], str(tmp_path / "o"), model=models["base"], input_format="xml")
+
+
+def test_module_is_callable(tmp_path, models):
+    import fastbert.embed
+
+    path = tmp_path / "a.txt"
+    path.write_text("the city\n")
+    assert fastbert.embed([str(path)], str(tmp_path / "o"), model=models["base"])["total_rows"] == 1
+
+
+def test_cli_entry(tmp_path, models):
+    from fastbert.cli import main
+
+    path = tmp_path / "a.txt"
+    path.write_text("the city\nparis\n")
+    assert (
+        main(
+            ["embed", str(path), "--model", models["base"], "--output", str(tmp_path / "o"), "--no-progress"]
+        )
+        == 0
+    )
+    assert read_output(str(tmp_path / "o")).num_rows == 2
+    assert main(["embed", str(path), "--model", models["other"], "--output", str(tmp_path / "o")]) == 2

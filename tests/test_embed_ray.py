@@ -1,0 +1,87 @@
+"""``fastbert embed --ray``: the same corpus through a Ray Data pipeline on a local Ray instance (two CPUs,
+loopback only): the same ids and vectors as the local engine, also when a model actor dies mid-run.
+
+Ray writes its own file names and row order: the comparison is by id.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from test_embed import save_tiny, write_corpus  # noqa: E402
+
+from fastbert.embed import _CRASH_ENV, embed, read_output  # noqa: E402
+from fastbert.tolerances import assert_close  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOB = dict(id_column="id", shard_rows=200, window=100, max_batch_tokens=1024, progress=False)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed_ray")
+    model = save_tiny(root / "model", 0)
+    paths, ids, _texts = write_corpus(root, n_per_file=300)
+    crash = str(root / "crash-once")
+    # the actors see the crash file's name (they die once when it exists) and import this fastbert
+    env = {_CRASH_ENV: crash, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": env},
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    local = root / "local"
+    embed(paths, str(local), model=model, **JOB)
+    yield {"root": root, "model": model, "paths": paths, "ids": ids, "crash": crash, "local": local}
+    ray.shutdown()
+
+
+def by_id(output) -> dict:
+    t = read_output(str(output))
+    ids = t.column("id").to_pylist()
+    assert len(ids) == len(set(ids)), "duplicate ids in the output"
+    vec = t.column("vector")
+    flat = vec.combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, vec.type.list_size)
+    return dict(zip(ids, flat))
+
+
+def assert_same_output(got: dict, ref: dict, what: str) -> None:
+    assert set(got) == set(ref)
+    keys = sorted(ref)
+    out = torch.from_numpy(np.stack([got[k] for k in keys]))
+    expect = torch.from_numpy(np.stack([ref[k] for k in keys]))
+    assert_close(out, None, expect, torch.float32, what=what)
+
+
+def test_ray_same_ids_and_vectors_as_local(setup):
+    out = setup["root"] / "ray"
+    m = embed(setup["paths"], str(out), model=setup["model"], engine="ray", **JOB)
+    got, ref = by_id(out), by_id(setup["local"])
+    assert sorted(got) == sorted(setup["ids"])
+    assert_same_output(got, ref, "ray engine vs local engine")
+    assert m["status"] == "complete" and m["total_rows"] == 900 and m["dimension"] == 32
+    assert (
+        read_output(str(out)).schema.field("vector").type
+        == read_output(str(setup["local"])).schema.field("vector").type
+    )
+
+
+def test_ray_actor_killed_mid_run_is_retried(setup):
+    open(setup["crash"], "w").close()  # the first actor batch to finish finds it, removes it and dies
+    out = setup["root"] / "ray-killed"
+    m = embed(setup["paths"], str(out), model=setup["model"], engine="ray", **JOB)
+    assert not os.path.exists(setup["crash"]), "no actor died: the test did not test a retry"
+    got = by_id(out)  # no duplicate ids
+    assert_same_output(got, by_id(setup["local"]), "ray engine after an actor died")
+    assert m["total_rows"] == 900
