@@ -7,6 +7,7 @@ imports neither triton nor transformers; each name is loaded from its module on 
 from __future__ import annotations
 
 import importlib
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -44,7 +45,20 @@ _LAZY: dict[str, str] = {
     "from_transformers": "fastbert.auto",
     "accelerate": "fastbert.accelerate",
     "pipeline": "fastbert.pipelines",
+    "embed": "fastbert.embed",
 }
+
+# modules that are also their main function: ``fastbert.embed(...)`` and ``fastbert.embed.read_output``
+_FUNCTION_MODULES = ("accelerate", "embed")
+
+
+class FunctionModule(types.ModuleType):
+    """The class of a module named after its main function: calling the module calls the function, so the
+    package attribute means the same thing whether the module or the function was looked up first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rsplit(".", 1)[-1])(*args, **kwargs)
+
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
@@ -53,7 +67,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastbert' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if name not in _FUNCTION_MODULES:
+        value = getattr(value, name)
     globals()[name] = value
     return value
 

@@ -23,13 +23,13 @@ transformers ones up to float rounding.
 from __future__ import annotations
 
 import sys
-import types
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import FunctionModule
 from .config import check_attn_implementation
 
 __all__ = ["AccelerateWarning", "accelerate"]
@@ -295,12 +295,4 @@ def _refresh_unpadding(parent: nn.Module) -> None:
         parent.unpad_inputs = parent.unpad_inputs
 
 
-class _CallableModule(types.ModuleType):
-    """Importing ``fastbert.accelerate`` (the module) binds the module to the package attribute of the same
-    name as the function; calling it then still calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return accelerate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__class__ = FunctionModule  # fastbert.accelerate(...) calls accelerate()

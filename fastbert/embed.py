@@ -38,6 +38,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from . import FunctionModule
+
 TASKS = ("sentence-embedding", "feature-extraction", "text-classification")
 ON_ERROR = ("fail", "skip", "empty")
 OUTPUT_DTYPES = ("float32", "float16")
@@ -1434,11 +1436,4 @@ def cli_main(args) -> int:
     return 0
 
 
-class _CallableModule(type(sys)):
-    """``fastbert.embed`` is this module and its :func:`embed`: ``fastbert.embed(inputs, output)``."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return embed(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__class__ = FunctionModule  # fastbert.embed(...) calls embed()
