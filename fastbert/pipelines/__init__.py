@@ -17,16 +17,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .base import DEFAULT_BATCH_SIZE, Pipeline, read_json_file, resolve_device, resolve_dtype
+from fastbert.hub import HubOptions
+
+from .base import Pipeline, read_json_file, resolve_device, resolve_dtype
 from .cli import add_cli_arguments, cli_main
-from .tasks import (
-    FeatureExtractionPipeline,
-    FillMaskPipeline,
-    QuestionAnsweringPipeline,
-    SentenceEmbeddingPipeline,
-    TextClassificationPipeline,
-    TokenClassificationPipeline,
-)
+from .feature_extraction import FeatureExtractionPipeline
+from .fill_mask import FillMaskPipeline
+from .question_answering import QuestionAnsweringPipeline
+from .sentence_embedding import SentenceEmbeddingPipeline, pooling_modes_from_config
+from .text_classification import TextClassificationPipeline
+from .token_classification import TokenClassificationPipeline
 
 # task -> pipeline class, the auto class that loads its model, the BERT architectures that serve it
 # (None: any), and the architecture a folder of that task saves.
@@ -141,19 +141,16 @@ def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
         )
 
 
-def _pooling_config(path: str | None) -> tuple[tuple[str, ...] | None, bool | None, int | None]:
+def _pooling_config(
+    path: str | None, hub: HubOptions
+) -> tuple[tuple[str, ...] | None, bool | None, int | None]:
     """(pooling modes, normalize, max_seq_length) of a sentence-transformers folder, Nones elsewhere."""
     if not path:
         return None, None, None
     from fastbert.hub import resolve_file
 
-    from .tasks import pooling_modes_from_config
-
     def find(name: str) -> str | None:
-        try:
-            return resolve_file(path, name, required=False)
-        except OSError:
-            return None
+        return resolve_file(path, name, hub=hub, required=False)
 
     modules = read_json_file(find("modules.json"))
     if not modules:
@@ -168,41 +165,6 @@ def _pooling_config(path: str | None) -> tuple[tuple[str, ...] | None, bool | No
     st_config = read_json_file(find("sentence_bert_config.json")) or {}
     max_len = st_config.get("max_seq_length")
     return modes, normalize, int(max_len) if max_len else None
-
-
-def _check_hub_reachable(model_id: str) -> None:
-    """Fail fast, with one message, for a hub id that is neither cached nor downloadable.
-
-    Without this, an unreachable hub costs a minute of retries before the loader gives up.
-    """
-    if os.path.isdir(model_id):
-        return
-    if os.path.isfile(model_id):
-        raise OSError(f"{model_id} is a file: pass the folder that holds the model")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return  # the loader reads the cache only, and says so
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return  # a proxy decides what is reachable
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
-            return
-    except Exception:
-        pass
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError:
-        raise OSError(
-            f"{model_id!r} is not a local folder, and the Hugging Face hub ({host}) cannot be reached to "
-            "download it: pass a local folder that holds the model instead"
-        ) from None
 
 
 def _model_path(model: Any) -> str | None:
@@ -255,6 +217,7 @@ def pipeline(
     if device is None and device_map is not None and device_map != "auto":
         device = device_map
 
+    hub = HubOptions(revision=revision, token=token)
     if model is None:
         if task not in DEFAULT_MODEL_TASKS:
             raise ValueError(
@@ -268,14 +231,15 @@ def pipeline(
 
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        _check_hub_reachable(path)
+        if os.path.isfile(path):
+            raise OSError(f"model {path} is a file: pass the folder that holds the model")
         from fastbert import auto
         from fastbert.config import BertConfig
 
-        hub_kwargs = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
-        config = BertConfig.from_pretrained(path, **hub_kwargs)
+        # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub
+        config = BertConfig.from_pretrained(path, **hub.as_kwargs())
         _check_architecture(task, config.architectures, repr(path))
-        load_kwargs = {**hub_kwargs, **(model_kwargs or {})}
+        load_kwargs = {**hub.as_kwargs(), **(model_kwargs or {})}
         if torch_dtype is not None:
             load_kwargs.setdefault("torch_dtype", torch_dtype)
         if attn_implementation is not None:
@@ -314,12 +278,11 @@ def pipeline(
     if isinstance(tokenizer, (str, os.PathLike)):
         from fastbert.auto import AutoTokenizer
 
-        tok_kwargs = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **tok_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **hub.as_kwargs())
 
     extra: dict[str, Any] = {}
     if task == "sentence-embedding":
-        modes, normalize, max_len = _pooling_config(path)
+        modes, normalize, max_len = _pooling_config(path, hub)
         extra["pooling"] = kwargs.pop("pooling", None) or modes
         norm = kwargs.pop("normalize", None)
         extra["normalize"] = normalize if norm is None else norm
@@ -331,7 +294,7 @@ def pipeline(
         model=loaded,
         tokenizer=tokenizer,
         device=target,
-        batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        batch_size=batch_size,
         progress=progress,
         task=task,
         **extra,

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 # Rows of one forward, unless batch_size says otherwise.
@@ -140,9 +141,7 @@ class Pipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.device = device if device is not None else model_device(model)
-        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = _positive_int_or_none("batch_size", batch_size) or DEFAULT_BATCH_SIZE
         self.progress = progress
         if task:
             self.task = task
@@ -242,22 +241,18 @@ class Pipeline:
     # -------------------------------------------------------------------------------------- the engine
     def _forward_batch(self, features: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
         lengths = [len(f["input_ids"]) for f in features]
-        width = max(lengths)
-        pad_id = getattr(self.tokenizer, "pad_token_id", None) or 0
-        n = len(features)
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        has_types = all(f.get("token_type_ids") is not None for f in features)
-        types_ = torch.zeros((n, width), dtype=torch.long) if has_types else None
-        for r, f in enumerate(features):
-            L = lengths[r]
-            ids[r, :L] = torch.tensor(f["input_ids"], dtype=torch.long)
-            mask[r, :L] = 1
-            if types_ is not None:
-                types_[r, :L] = torch.tensor(f["token_type_ids"], dtype=torch.long)
-        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-        if types_ is not None:
-            inputs["token_type_ids"] = types_.to(self.device)
+        keys = ["input_ids"]
+        if all(f.get("token_type_ids") is not None for f in features):
+            keys.append("token_type_ids")
+        # the tokenizer pads (its pad id, right side: ``extract`` reads the first ``length`` positions)
+        batch = self.tokenizer.pad(
+            [{k: f[k] for k in keys} for f in features],
+            padding=True,
+            padding_side="right",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        inputs = {k: batch[k].to(self.device) for k in (*keys, "attention_mask")}
         with torch.inference_mode():
             output = self.model(**inputs)
             return self.extract(output, inputs["attention_mask"], lengths, features, **params)
@@ -304,9 +299,9 @@ class Pipeline:
 
     def _split_params(self, **kwargs: Any) -> dict[str, Any]:
         merged = {**self._init_params, **kwargs}
-        batch_size = merged.pop("batch_size", None)
+        batch_size = _positive_int_or_none("batch_size", merged.pop("batch_size", None))
         progress = merged.pop("progress", None)
-        window = merged.pop("window", None)
+        window = _positive_int_or_none("window", merged.pop("window", None))
         import inspect
 
         sig = inspect.signature(self._sanitize)
@@ -324,7 +319,7 @@ class Pipeline:
         if progress is not None:
             params["progress"] = progress
         if window is not None:
-            params["window"] = int(window)
+            params["window"] = window
         return params
 
     def _single(self, item: Any, params: dict[str, Any]) -> Any:
@@ -346,6 +341,39 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, device={self.device})"
+
+
+def _positive_int_or_none(name: str, value: Any) -> int | None:
+    """``value`` as an int of at least 1 (None stays None); a ValueError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def model_output(output: Any, name: str) -> torch.Tensor:
+    """The field ``name`` (``"logits"``, ``"start_logits"``...) of a model output or a dict of them."""
+    return output[name] if isinstance(output, dict) else getattr(output, name)
+
+
+def label_name(config: Any, i: int) -> str:
+    """The label of class ``i`` in ``config.id2label`` (int or str keys), ``LABEL_i`` where it has none."""
+    i = int(i)
+    id2label = getattr(config, "id2label", None) or {}
+    if i in id2label:
+        return id2label[i]
+    return id2label.get(str(i), f"LABEL_{i}")
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, shifted by the maximum (no overflow)."""
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _is_stream(x: Any) -> bool:

@@ -333,6 +333,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def cli_main(args: argparse.Namespace) -> int:
     import warnings
 
+    from huggingface_hub.utils import logging as hub_logging
+
+    # huggingface_hub's retry notices are not errors of the run: fastbert's own message says what failed
+    hub_logging.set_verbosity_error()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return _cli_main(args)
