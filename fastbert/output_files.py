@@ -64,6 +64,19 @@ class OutputPlan:
     gid: int | None = None
 
 
+def _refuse(code: int, message: str) -> OSError:
+    """The OSError subclass of ``code`` whose text is ``message`` alone (no ``[Errno N]`` prefix)."""
+    cls = {
+        errno.ENOENT: FileNotFoundError,
+        errno.EISDIR: IsADirectoryError,
+        errno.EACCES: PermissionError,
+        errno.EEXIST: FileExistsError,
+    }.get(code, OSError)
+    error = cls(message)
+    error.errno = code  # (a filename or strerror set here would bring the prefix back into str())
+    return error
+
+
 def _writable(path: str) -> bool:
     return os.access(path, os.W_OK)
 
@@ -97,31 +110,31 @@ def output_plan(path: str | os.PathLike) -> OutputPlan:
         return OutputPlan(path, "stdout", STDOUT)
     if _is_fd_path(path):
         if not os.path.exists(path):
-            raise OSError(errno.EBADF, f"cannot write {path}: no such open file descriptor", path)
+            raise _refuse(errno.EBADF, f"cannot write {path}: no such open file descriptor")
         return OutputPlan(path, "in-place", path)
     try:
         st = os.stat(path)  # follows symlinks
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}", path) from None
+        raise _refuse(e.errno, f"cannot write {path}: {e.strerror}") from None
     if st is None:
         # a new path (or a symlink to one): created beside its real target
         target = os.path.realpath(path)
         folder = os.path.dirname(target)
         if not os.path.isdir(folder):
-            raise OSError(errno.ENOENT, f"cannot write {path}: folder {folder} does not exist", path)
+            raise _refuse(errno.ENOENT, f"cannot write {path}: folder {folder} does not exist")
         if not _writable_folder(folder):
-            raise OSError(errno.EACCES, f"cannot write {path}: folder {folder} is not writable", path)
+            raise _refuse(errno.EACCES, f"cannot write {path}: folder {folder} is not writable")
         return OutputPlan(path, "replace", target)
     kind = st.st_mode
     if stat.S_ISDIR(kind):
-        raise OSError(errno.EISDIR, f"cannot write {path}: it is a directory, not a file", path)
+        raise _refuse(errno.EISDIR, f"cannot write {path}: it is a directory, not a file")
     if stat.S_ISSOCK(kind):
-        raise OSError(errno.ENXIO, f"cannot write {path}: it is a socket, not a file", path)
+        raise _refuse(errno.ENXIO, f"cannot write {path}: it is a socket, not a file")
     if not stat.S_ISREG(kind):  # character or block device, FIFO
         if not _writable(path):
-            raise OSError(errno.EACCES, f"cannot write {path}: permission denied", path)
+            raise _refuse(errno.EACCES, f"cannot write {path}: permission denied")
         return OutputPlan(path, "in-place", path)
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
@@ -129,7 +142,7 @@ def output_plan(path: str | os.PathLike) -> OutputPlan:
         return OutputPlan(path, "replace", target, stat.S_IMODE(kind), st.st_uid, st.st_gid)
     if _writable(target):
         return OutputPlan(path, "in-place", target)
-    raise OSError(errno.EACCES, f"cannot write {path}: the file and its folder {folder} are read-only", path)
+    raise _refuse(errno.EACCES, f"cannot write {path}: the file and its folder {folder} are read-only")
 
 
 def check_output_path(path: str | os.PathLike) -> OutputPlan:
@@ -195,7 +208,7 @@ def _new_temp(target: str) -> tuple[str, int]:
             return tmp, os.open(tmp, flags, 0o666)  # 0666 & ~umask, as a plain open() would
         except FileExistsError:
             continue
-    raise OSError(errno.EEXIST, f"cannot make a temporary file beside {target}", target)
+    raise _refuse(errno.EEXIST, f"cannot make a temporary file beside {target}")
 
 
 class _NamedErrors:
@@ -207,7 +220,7 @@ class _NamedErrors:
 
     def _fail(self, e: OSError) -> OSError:
         name = "stdout" if self._path == STDOUT else self._path
-        return OSError(e.errno, f"cannot write {name}: {e.strerror or e}", self._path)
+        return _refuse(e.errno or errno.EIO, f"cannot write {name}: {e.strerror or e}")
 
     def write(self, data: Any) -> int:
         try:
@@ -258,7 +271,7 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         try:
             f = _open_fd(plan.target, mode)
         except OSError as e:
-            raise OSError(e.errno, f"cannot write {plan.path}: {e.strerror}", plan.path) from None
+            raise _refuse(e.errno, f"cannot write {plan.path}: {e.strerror}") from None
         out = _NamedErrors(f, plan.path)
         try:
             yield out

@@ -141,11 +141,16 @@ class Pipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.device = device if device is not None else model_device(model)
-        self.batch_size = _positive_int_or_none("batch_size", batch_size) or DEFAULT_BATCH_SIZE
+        self.batch_size = whole_number("batch_size", batch_size) or DEFAULT_BATCH_SIZE
         self.progress = progress
         if task:
             self.task = task
-        self.max_length = max_length or self._default_max_length()
+        self.max_length = whole_number("max_length", max_length) or self._default_max_length()
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if isinstance(positions, int) and self.max_length > positions:
+            raise ValueError(
+                f"max_length={self.max_length} is more than the model's {positions} position embeddings"
+            )
         # parameters given at construction: defaults of every call
         self._init_params = dict(kwargs)
         self._check_params(self._init_params)
@@ -299,9 +304,9 @@ class Pipeline:
 
     def _split_params(self, **kwargs: Any) -> dict[str, Any]:
         merged = {**self._init_params, **kwargs}
-        batch_size = _positive_int_or_none("batch_size", merged.pop("batch_size", None))
+        batch_size = whole_number("batch_size", merged.pop("batch_size", None))
         progress = merged.pop("progress", None)
-        window = _positive_int_or_none("window", merged.pop("window", None))
+        window = whole_number("window", merged.pop("window", None))
         import inspect
 
         sig = inspect.signature(self._sanitize)
@@ -343,12 +348,13 @@ class Pipeline:
         return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, device={self.device})"
 
 
-def _positive_int_or_none(name: str, value: Any) -> int | None:
-    """``value`` as an int of at least 1 (None stays None); a ValueError naming ``name`` otherwise."""
+def whole_number(name: str, value: Any, minimum: int = 1) -> int | None:
+    """``value`` as an int of at least ``minimum`` (None stays None); a ValueError naming ``name`` otherwise."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if not ok or value != int(value) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
     return int(value)
 
 

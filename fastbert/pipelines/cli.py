@@ -366,7 +366,7 @@ def cli_main(args: argparse.Namespace) -> int:
 
 
 def _cli_main(args: argparse.Namespace) -> int:
-    from . import check_task, pipeline
+    from .registry import check_task
 
     task = check_task(args.task)
     fmt = _format_of(args)
@@ -385,6 +385,8 @@ def _cli_main(args: argparse.Namespace) -> int:
             raise OSError(f"input file {args.input} does not exist")
         if os.path.isdir(args.input):
             raise OSError(f"input {args.input} is a folder: pass a file with one input per line")
+
+    from .factory import pipeline  # torch: only once the arguments are known to be good
 
     device: Any = args.device
     if device is not None and device.strip().lstrip("-").isdigit():

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Pipeline, _preview, model_output
+from .base import Pipeline, _preview, model_output, whole_number
 
 
 class FillMaskPipeline(Pipeline):
@@ -27,9 +27,7 @@ class FillMaskPipeline(Pipeline):
             raise ValueError("fill-mask: the tokenizer defines no mask token")
         post: dict[str, Any] = {}
         if top_k is not None:
-            if int(top_k) < 1:
-                raise ValueError(f"top_k must be at least 1, got {top_k}")
-            post["top_k"] = int(top_k)
+            post["top_k"] = whole_number("top_k", top_k)
         if targets is not None:
             post["target_ids"] = self._target_ids(targets)
         pre: dict[str, Any] = {"tokenizer_kwargs": dict(tokenizer_kwargs or {})}

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Pipeline, model_output
+from .base import Pipeline, model_output, whole_number
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -30,19 +30,15 @@ class QuestionAnsweringPipeline(Pipeline):
         pre: dict[str, Any] = {}
         post: dict[str, Any] = {}
         if doc_stride is not None:
-            pre["doc_stride"] = int(doc_stride)
+            pre["doc_stride"] = whole_number("doc_stride", doc_stride, minimum=0)
         if max_seq_len is not None:
-            pre["max_seq_len"] = int(max_seq_len)
+            pre["max_seq_len"] = whole_number("max_seq_len", max_seq_len)
         if topk is not None and top_k is None:
             top_k = topk
         if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"top_k parameter should be >= 1 (got {top_k})")
-            post["top_k"] = int(top_k)
+            post["top_k"] = whole_number("top_k", top_k)
         if max_answer_len is not None:
-            if max_answer_len < 1:
-                raise ValueError(f"max_answer_len parameter should be >= 1 (got {max_answer_len})")
-            post["max_answer_len"] = int(max_answer_len)
+            post["max_answer_len"] = whole_number("max_answer_len", max_answer_len)
         if handle_impossible_answer is not None:
             post["handle_impossible_answer"] = bool(handle_impossible_answer)
         if align_to_words is not None:

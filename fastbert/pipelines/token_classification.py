@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Pipeline, label_name, model_output, softmax
+from .base import Pipeline, label_name, model_output, softmax, whole_number
 from .token_aggregation import AGGREGATION_STRATEGIES, aggregate, aggregate_overlapping, plain_entity
 
 
@@ -33,6 +33,7 @@ class TokenClassificationPipeline(Pipeline):
         if ignore_labels is not None:
             post["ignore_labels"] = list(ignore_labels)
         if stride is not None:
+            stride = whole_number("stride", stride, minimum=0)
             if stride >= self.max_length:
                 raise ValueError(
                     "`stride` must be less than `tokenizer.model_max_length` (or even lower if the tokenizer adds special tokens)"
