@@ -84,6 +84,11 @@ def run_here(monkeypatch, capsys, *args: str, stdin: bytes = b"") -> tuple[int, 
     return code, out.out, out.err
 
 
+def embed_here(monkeypatch, capsys, model: str, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    """``fastbert run --task sentence-embedding --model MODEL ARGS`` in this process."""
+    return run_here(monkeypatch, capsys, "--task", "sentence-embedding", "--model", model, *args, stdin=stdin)
+
+
 # --------------------------------------------------------------------------- options, before any model
 @pytest.mark.parametrize(
     "option, value",
@@ -141,9 +146,7 @@ def test_json_line_errors_in_process(model, monkeypatch, capsys):
         ('{"txt": "a"}\n', 'needs a "text" key'),
         ("hello\n\nworld\n", "line 2 of the input is empty"),
     ]:
-        code, out, err = run_here(
-            monkeypatch, capsys, "--task", "sentence-embedding", "--model", model, stdin=stdin.encode()
-        )
+        code, out, err = embed_here(monkeypatch, capsys, model, stdin=stdin.encode())
         assert code == 2 and needle in err, (stdin[:40], err)
         assert len(err.strip().splitlines()) == 1
 
@@ -173,6 +176,13 @@ def test_pooling_and_normalize_options_work(model):
         pipe(TEXTS, pooling="median")
 
 
+def test_max_length_beyond_the_model_is_one_line(model, monkeypatch, capsys):
+    code, _, err = embed_here(monkeypatch, capsys, model, "--max-length", "100", stdin=b"hello\n")
+    assert code == 2 and "max_length=100 is more than the model's 64 position embeddings" in err
+    code, out, err = embed_here(monkeypatch, capsys, model, "--max-length", "3", stdin=b"hello world the a\n")
+    assert code == 0 and "truncated to the model's maximum of 3" in err and len(json.loads(out)) == HIDDEN
+
+
 def test_batch_size_and_other_api_numbers_are_value_errors(model):
     pipe = fastbert.pipeline("sentence-embedding", model=model)
     for bad in (-1, 0, 1.5, True, "8"):
@@ -191,9 +201,7 @@ def test_batch_size_and_other_api_numbers_are_value_errors(model):
 @pytest.mark.parametrize("fmt", ["npy", "safetensors", "jsonl", "csv", "json"])
 def test_empty_input_writes_an_empty_output_of_every_format(model, tmp_path, monkeypatch, capsys, fmt):
     out = tmp_path / f"empty.{fmt}"
-    code, _, err = run_here(
-        monkeypatch, capsys, "--task", "sentence-embedding", "--model", model, "--output", str(out)
-    )
+    code, _, err = embed_here(monkeypatch, capsys, model, "--output", str(out))
     assert code == 0, err
     if fmt == "npy":
         array = np.load(out)
@@ -224,33 +232,13 @@ def test_existing_file_keeps_its_mode_new_file_follows_umask(model, tmp_path, mo
     old = tmp_path / "old.jsonl"
     old.write_text("previous\n")
     old.chmod(0o640)
-    code, _, err = run_here(
-        monkeypatch,
-        capsys,
-        "--task",
-        "sentence-embedding",
-        "--model",
-        model,
-        "--output",
-        str(old),
-        stdin=stdin,
-    )
+    code, _, err = embed_here(monkeypatch, capsys, model, "--output", str(old), stdin=stdin)
     assert code == 0, err
     assert len(old.read_text().splitlines()) == 3 and stat.S_IMODE(old.stat().st_mode) == 0o640
     mask = os.umask(0o002)
     try:
         new = tmp_path / "new.jsonl"
-        code, _, err = run_here(
-            monkeypatch,
-            capsys,
-            "--task",
-            "sentence-embedding",
-            "--model",
-            model,
-            "--output",
-            str(new),
-            stdin=stdin,
-        )
+        code, _, err = embed_here(monkeypatch, capsys, model, "--output", str(new), stdin=stdin)
     finally:
         os.umask(mask)
     assert code == 0, err
@@ -262,17 +250,7 @@ def test_symlinked_output_keeps_the_link(model, tmp_path, monkeypatch, capsys):
     real = tmp_path / "real.npy"
     link = tmp_path / "link.npy"
     link.symlink_to(real)
-    code, _, err = run_here(
-        monkeypatch,
-        capsys,
-        "--task",
-        "sentence-embedding",
-        "--model",
-        model,
-        "--output",
-        str(link),
-        stdin=b"hello\n",
-    )
+    code, _, err = embed_here(monkeypatch, capsys, model, "--output", str(link), stdin=b"hello\n")
     assert code == 0, err
     assert link.is_symlink() and np.load(real).shape == (1, HIDDEN)
 
@@ -283,12 +261,9 @@ def test_fifo_output_is_streamed(model, tmp_path, monkeypatch, capsys):
     got = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
     reader.start()
-    code, _, err = run_here(
+    code, _, err = embed_here(
         monkeypatch,
         capsys,
-        "--task",
-        "sentence-embedding",
-        "--model",
         model,
         "--output",
         str(fifo),
