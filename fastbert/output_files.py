@@ -12,9 +12,11 @@ The rule every writer of fastbert follows (``fastbert run --output``, embed's sh
 - An **unusable output** (an existing directory, a socket, a missing parent folder, a file or folder that
   cannot be written) is refused by :func:`check_output_path` with an ``OSError`` naming it, before any
   work is done.
-- **No temporary file outlives the run**: an error, ``KeyboardInterrupt``, SIGTERM, SIGHUP or SIGINT removes
-  it. SIGTERM and SIGHUP then end the process by the same signal (the shell sees 128 + the signal number);
-  SIGINT raises ``KeyboardInterrupt`` as Python does.
+- **No temporary file outlives the run**: an error, ``KeyboardInterrupt``, or a signal that ends the process
+  (SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1/2, SIGALRM, SIGXCPU, SIGXFSZ, while their handler is the
+  default) removes it. The process then ends by the same signal (the shell sees 128 + the signal number);
+  SIGINT raises ``KeyboardInterrupt`` as Python does. An ignored signal (``nohup``) is left ignored.
+  SIGKILL cannot be caught: a temporary ``.NAME.XXXXXXXX.tmp`` may then remain.
 
 ```python
 from fastbert.output_files import check_output_path, open_output
@@ -157,7 +159,13 @@ def check_output_path(path: str | os.PathLike) -> OutputPlan:
 _live_temps: set[str] = set()
 _previous_handlers: dict[int, Any] = {}
 _lock = threading.Lock()
-_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, n))
+# the signals whose default action ends the process and that Python can catch (profilers' SIGPROF and
+# SIGVTALRM aside); each gets the cleanup handler only while its handler is Python's default
+_SIGNALS = tuple(
+    getattr(signal, n)
+    for n in ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGXCPU", "SIGXFSZ")
+    if hasattr(signal, n)
+)
 
 
 def _remove_temps() -> None:

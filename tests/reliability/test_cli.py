@@ -333,3 +333,40 @@ def test_signal_mid_run_leaves_no_temp_file(model, tmp_path, sig, code):
             p.wait()
         p.stdin.close()
         p.stderr.close()
+
+
+def test_closed_stdout_ends_quietly(model):
+    p = subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "run", "--task", "sentence-embedding", "--model", model],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+
+    def feed():
+        try:
+            p.stdin.write(b"hello world\n" * 3000)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        p.stdout.readline()  # the first result, then the reader goes away (``| head -1``)
+        p.stdout.close()
+        assert p.wait(timeout=240) == 141
+        err = p.stderr.read()
+        assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+        feeder.join(timeout=30)
+        p.stderr.close()
+
+
+def test_argument_checks_import_no_torch():
+    code = "import sys, fastbert.pipelines, fastbert.output_files; assert 'torch' not in sys.modules"
+    p = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": REPO})
+    assert p.returncode == 0

@@ -292,8 +292,14 @@ def _writer(tmp_path, mode: str, sleep: float):
 
 @pytest.mark.parametrize(
     "sig, code",
-    [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGHUP, -signal.SIGHUP), (signal.SIGINT, 130)],
-    ids=["SIGTERM", "SIGHUP", "SIGINT"],
+    [
+        (signal.SIGTERM, -signal.SIGTERM),
+        (signal.SIGHUP, -signal.SIGHUP),
+        (signal.SIGINT, 130),
+        (signal.SIGUSR1, -signal.SIGUSR1),
+        (signal.SIGALRM, -signal.SIGALRM),
+    ],
+    ids=["SIGTERM", "SIGHUP", "SIGINT", "SIGUSR1", "SIGALRM"],
 )
 def test_signal_that_ends_the_run_leaves_no_temp_file(tmp_path, sig, code):
     p, out = _writer(tmp_path, "plain", 60)
@@ -311,7 +317,7 @@ def test_ignored_sighup_does_not_end_the_run(tmp_path):
 
 
 def test_handlers_are_restored_after_the_block(tmp_path):
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    before = {s: signal.getsignal(s) for s in output_files._SIGNALS}
     with open_output(tmp_path / "a", "w") as f:
         assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
         with open_output(tmp_path / "b", "w") as g:  # two outputs at once: one set of handlers
