@@ -54,8 +54,9 @@ class OutputPlan:
 
     ``how``: ``"replace"`` (temporary file beside ``target``, renamed over it), ``"in-place"`` (``target``
     opened for writing and streamed) or ``"stdout"``. ``target``: the path written, symlinks followed for
-    a replace (the path as given otherwise: the kernel follows it on open). ``mode``: the permission bits
-    a replaced file keeps (None: a new file, the umask decides).
+    a replace (the path as given otherwise: the kernel follows it on open). ``mode``, ``uid``, ``gid``: the
+    permission bits (and owner, restored when root) a replaced file keeps; None for a new file (the umask
+    decides) and for in-place writes (the file itself stays).
     """
 
     path: str
@@ -216,6 +217,8 @@ def _new_temp(target: str) -> tuple[str, int]:
             return tmp, os.open(tmp, flags, 0o666)  # 0666 & ~umask, as a plain open() would
         except FileExistsError:
             continue
+        except OSError as e:  # a read-only file system, a full disk...
+            raise _refuse(e.errno or errno.EIO, f"cannot write {target}: {e.strerror}") from None
     raise _refuse(errno.EEXIST, f"cannot make a temporary file beside {target}")
 
 
@@ -249,14 +252,11 @@ class _NamedErrors:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._f, name)
 
-    def __iter__(self) -> Iterator:
-        return iter(self._f)
-
 
 def _open_fd(fd: int | str, mode: str) -> IO:
     if "b" in mode:
-        return open(fd, mode)  # noqa: SIM115 - closed by open_output
-    return open(fd, mode, encoding="utf-8", newline="")  # noqa: SIM115
+        return open(fd, mode)
+    return open(fd, mode, encoding="utf-8", newline="")
 
 
 @contextlib.contextmanager
@@ -299,6 +299,7 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             out = _NamedErrors(f, plan.path)
             yield out
             out.flush()
+            os.fsync(fd)  # the data on disk before the name points at them
             if plan.mode is not None:
                 os.chmod(fd, plan.mode)
                 if plan.uid is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
