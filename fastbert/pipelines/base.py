@@ -250,12 +250,15 @@ class Pipeline:
         if all(f.get("token_type_ids") is not None for f in features):
             keys.append("token_type_ids")
         # the tokenizer pads (its pad id, right side: ``extract`` reads the first ``length`` positions)
+        side = (
+            {} if getattr(self.tokenizer, "padding_side", "right") == "right" else {"padding_side": "right"}
+        )
         batch = self.tokenizer.pad(
             [{k: f[k] for k in keys} for f in features],
             padding=True,
-            padding_side="right",
             return_attention_mask=True,
             return_tensors="pt",
+            **side,  # (asked only where needed: older transformers tokenizers' pad has no padding_side)
         )
         inputs = {k: batch[k].to(self.device) for k in (*keys, "attention_mask")}
         with torch.inference_mode():

@@ -370,3 +370,10 @@ def test_argument_checks_import_no_torch():
     code = "import sys, fastbert.pipelines, fastbert.output_files; assert 'torch' not in sys.modules"
     p = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": REPO})
     assert p.returncode == 0
+
+
+def test_batches_are_padded_on_the_right_whatever_the_tokenizer_says(model):
+    pipe = fastbert.pipeline("sentence-embedding", model=model)
+    one_by_one = np.array(pipe(TEXTS, batch_size=1))
+    pipe.tokenizer.padding_side = "left"  # the tokenizer's own pad does the padding; the side is ours
+    np.testing.assert_allclose(np.array(pipe(TEXTS, batch_size=3)), one_by_one, rtol=0, atol=1e-5)
