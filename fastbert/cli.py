@@ -1,4 +1,4 @@
-"""``fastbert`` command line: ``run``, ``check``, ``bench``, ``convert``.
+"""``fastbert`` command line: ``run``, ``embed``, ``check``, ``bench``, ``convert``.
 
 Each subcommand is an object that provides ``add_cli_arguments(parser)`` and ``cli_main(args) -> int``:
 its own module, or ``module:attribute`` (``convert``'s glue lives here: the library of legacy formats
@@ -8,7 +8,9 @@ has no command line of its own); only the module of the command asked for is imp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -93,24 +95,42 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``fastbert COMMAND ...``: 0 on success; every error a user can cause (a bad argument, input,
+    file or model: ``ValueError``, ``OSError``, ``TypeError``) is one line on stderr and exit code 2,
+    never a traceback; Ctrl-C exits 130 quietly."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = _parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if args.version:
-        from fastbert import __version__
-
-        print(__version__)
-        return 0
-    if args.command is None:
-        parser.print_help()
-        return 2
-    module = _command(args.command)
+    name = "fastbert"
     try:
+        parser = _parser(command if command in COMMANDS else None)
+        args = parser.parse_args(argv)
+        if args.version:
+            from fastbert import __version__
+
+            print(__version__)
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 2
+        name = f"fastbert {args.command}"
+        module = _command(args.command)
         return int(module.cli_main(args) or 0)
-    except (ValueError, OSError) as e:
-        print(f"fastbert {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, and keep Python from failing to flush at exit
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (ValueError, OSError, TypeError) as e:  # UnicodeDecodeError is a ValueError
+        print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -43,22 +43,17 @@ def run(*args, stdin="", env=None, cwd=None):
     )
 
 
+def fill_mask(ckpt, *args, stdin=""):
+    """``fastbert run --task fill-mask`` on the tiny masked LM."""
+    return run("--task", "fill-mask", "--model", ckpt["mlm"], *args, stdin=stdin)
+
+
 def jsonl(text):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_fill_mask_stdin_to_jsonl_stdout(ckpt):
-    p = run(
-        "--task",
-        "fill-mask",
-        "--model",
-        ckpt["mlm"],
-        "--top-k",
-        "3",
-        "--batch-size",
-        "2",
-        stdin="\n".join(FILL_INPUTS) + "\n",
-    )
+    p = fill_mask(ckpt, "--top-k", "3", "--batch-size", "2", stdin="\n".join(FILL_INPUTS) + "\n")
     assert p.returncode == 0, p.stderr
     got = jsonl(p.stdout)
     ref = fastbert.pipeline("fill-mask", model=ckpt["mlm"])(FILL_INPUTS, top_k=3)
@@ -70,7 +65,7 @@ def test_input_file_output_formats(ckpt, tmp_path):
     src.write_text("\n".join(FILL_INPUTS[:2]) + "\n")
     out_json = tmp_path / "out.json"
     out_csv = tmp_path / "out.csv"
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--input", str(src), "--output", str(out_json))
+    p = fill_mask(ckpt, "--input", str(src), "--output", str(out_json))
     assert p.returncode == 0, p.stderr
     assert p.stdout == ""
     data = json.loads(out_json.read_text())
@@ -79,18 +74,7 @@ def test_input_file_output_formats(ckpt, tmp_path):
         and len(data[0]) == 5
         and list(data[0][0]) == ["score", "token", "token_str", "sequence"]
     )
-    p = run(
-        "--task",
-        "fill-mask",
-        "--model",
-        ckpt["mlm"],
-        "--input",
-        str(src),
-        "--output",
-        str(out_csv),
-        "--top-k",
-        "2",
-    )
+    p = fill_mask(ckpt, "--input", str(src), "--output", str(out_csv), "--top-k", "2")
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert len(rows) == 4 and list(rows[0]) == ["index", "rank", "score", "token", "token_str", "sequence"]
@@ -163,39 +147,14 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path):
     p = run("--task", "fill-mask", "--model", ckpt["seq"], "--output", str(out), stdin="the [MASK]\n")
     assert p.returncode == 2 and "BertForSequenceClassification" in p.stderr
     # an input without a mask, after good ones
-    p = run(
-        "--task",
-        "fill-mask",
-        "--model",
-        ckpt["mlm"],
-        "--output",
-        str(out),
-        stdin="the [MASK] city\nno mask\n",
-    )
+    p = fill_mask(ckpt, "--output", str(out), stdin="the [MASK] city\nno mask\n")
     assert p.returncode == 2 and "no mask token" in p.stderr and "Traceback" not in p.stderr
     # empty lines: an error naming the line, or skipped with --skip-empty
-    p = run(
-        "--task",
-        "fill-mask",
-        "--model",
-        ckpt["mlm"],
-        "--output",
-        str(out),
-        stdin="the [MASK] city\n\nthe [MASK]\n",
-    )
+    p = fill_mask(ckpt, "--output", str(out), stdin="the [MASK] city\n\nthe [MASK]\n")
     assert p.returncode == 2 and "line 2" in p.stderr
     assert out.read_text() == "previous\n"
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    p = run(
-        "--task",
-        "fill-mask",
-        "--model",
-        ckpt["mlm"],
-        "--output",
-        str(out),
-        "--skip-empty",
-        stdin="the [MASK] city\n\nthe [MASK]\n",
-    )
+    p = fill_mask(ckpt, "--output", str(out), "--skip-empty", stdin="the [MASK] city\n\nthe [MASK]\n")
     assert p.returncode == 0, p.stderr
     assert len(jsonl(out.read_text())) == 2
     # too long with --no-truncation
@@ -229,5 +188,5 @@ def test_unreachable_hub_id_says_pass_a_local_folder():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
 def test_device_0_without_cuda(ckpt):
-    p = run("--task", "fill-mask", "--model", ckpt["mlm"], "--device", "0", stdin="the [MASK]\n")
+    p = fill_mask(ckpt, "--device", "0", stdin="the [MASK]\n")
     assert p.returncode == 2 and "CUDA" in p.stderr and "Traceback" not in p.stderr

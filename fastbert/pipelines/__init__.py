@@ -14,75 +14,11 @@ come back in input order; generators are read a window at a time.
 
 from __future__ import annotations
 
-import os
+import importlib
 from typing import Any
 
-from .base import DEFAULT_BATCH_SIZE, Pipeline, read_json_file, resolve_device, resolve_dtype
 from .cli import add_cli_arguments, cli_main
-from .tasks import (
-    FeatureExtractionPipeline,
-    FillMaskPipeline,
-    QuestionAnsweringPipeline,
-    SentenceEmbeddingPipeline,
-    TextClassificationPipeline,
-    TokenClassificationPipeline,
-)
-
-# task -> pipeline class, the auto class that loads its model, the BERT architectures that serve it
-# (None: any), and the architecture a folder of that task saves.
-SUPPORTED_TASKS: dict[str, dict[str, Any]] = {
-    "fill-mask": {
-        "impl": FillMaskPipeline,
-        "auto": "AutoModelForMaskedLM",
-        "architectures": ("BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel"),
-    },
-    "feature-extraction": {"impl": FeatureExtractionPipeline, "auto": "AutoModel", "architectures": None},
-    "sentence-embedding": {"impl": SentenceEmbeddingPipeline, "auto": "AutoModel", "architectures": None},
-    "text-classification": {
-        "impl": TextClassificationPipeline,
-        "auto": "AutoModelForSequenceClassification",
-        "architectures": ("BertForSequenceClassification",),
-    },
-    "token-classification": {
-        "impl": TokenClassificationPipeline,
-        "auto": "AutoModelForTokenClassification",
-        "architectures": ("BertForTokenClassification",),
-    },
-    "question-answering": {
-        "impl": QuestionAnsweringPipeline,
-        "auto": "AutoModelForQuestionAnswering",
-        "architectures": ("BertForQuestionAnswering",),
-    },
-}
-
-TASK_ALIASES = {
-    "sentiment-analysis": "text-classification",
-    "ner": "token-classification",
-    "sentence-embeddings": "sentence-embedding",
-    "embedding": "sentence-embedding",
-    "embeddings": "sentence-embedding",
-    "qa": "question-answering",
-}
-
-# The tasks that run on the MiniLM that ships offline when no model is given.
-DEFAULT_MODEL_TASKS = ("feature-extraction", "sentence-embedding")
-
-# Loaded model classes that serve each task (their own name; names not starting with "Bert" pass).
-_MODEL_CLASSES = {
-    "fill-mask": ("BertForMaskedLM",),
-    "text-classification": ("BertForSequenceClassification",),
-    "token-classification": ("BertForTokenClassification",),
-    "question-answering": ("BertForQuestionAnswering",),
-}
-
-_ARCH_TASK = {
-    "BertForMaskedLM": "fill-mask",
-    "BertForPreTraining": "fill-mask",
-    "BertForSequenceClassification": "text-classification",
-    "BertForTokenClassification": "token-classification",
-    "BertForQuestionAnswering": "question-answering",
-    "BertModel": "feature-extraction",
-}
+from .registry import TASK_ALIASES, check_task
 
 __all__ = [
     "SUPPORTED_TASKS",
@@ -100,240 +36,31 @@ __all__ = [
     "cli_main",
 ]
 
+# imported on first use: ``fastbert run`` parses and checks its arguments without importing torch
+_LAZY = {
+    "Pipeline": "base",
+    "FillMaskPipeline": "fill_mask",
+    "FeatureExtractionPipeline": "feature_extraction",
+    "SentenceEmbeddingPipeline": "sentence_embedding",
+    "TextClassificationPipeline": "text_classification",
+    "TokenClassificationPipeline": "token_classification",
+    "QuestionAnsweringPipeline": "question_answering",
+    "pipeline": "factory",
+}
 
-def check_task(task: str) -> str:
-    """The canonical name of a task (aliases resolved); a ValueError listing the tasks otherwise."""
-    name = TASK_ALIASES.get(task, task)
-    if name not in SUPPORTED_TASKS:
-        listing = ", ".join(list(SUPPORTED_TASKS) + [f"{a} (= {t})" for a, t in TASK_ALIASES.items()])
-        raise ValueError(f"unknown task {task!r}: fastbert's pipeline has {listing}")
-    return name
 
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif name == "SUPPORTED_TASKS":  # task -> {"impl": its pipeline class, "auto": ..., "architectures": ...}
+        from .registry import TASKS, task_class
 
-def _is_sentence_transformers_folder(path: str) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "modules.json"))
-
-
-def _infer_task(model: Any) -> str:
-    if isinstance(model, str):
-        if _is_sentence_transformers_folder(model):
-            return "sentence-embedding"
-        from fastbert.config import BertConfig
-
-        archs = BertConfig.from_pretrained(model).architectures or []
+        value = {task: {**spec, "impl": task_class(task)} for task, spec in TASKS.items()}
     else:
-        archs = [type(model).__name__]
-    for arch in archs:
-        if arch in _ARCH_TASK:
-            return _ARCH_TASK[arch]
-    raise ValueError(f"cannot tell the task of {model!r} (architectures {archs}): pass task=")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
-    accepted = SUPPORTED_TASKS[task]["architectures"]
-    if accepted is None or not archs:
-        return
-    known = [a for a in archs if a.startswith("Bert")]
-    if known and not any(a in accepted for a in known):
-        raise ValueError(
-            f"{where} is a {known[0]} (architectures in config.json), which has no head for {task}: "
-            f"{task} needs a {' or '.join(accepted)} checkpoint"
-        )
-
-
-def _pooling_config(path: str | None) -> tuple[tuple[str, ...] | None, bool | None, int | None]:
-    """(pooling modes, normalize, max_seq_length) of a sentence-transformers folder, Nones elsewhere."""
-    if not path:
-        return None, None, None
-    from fastbert.hub import resolve_file
-
-    from .tasks import pooling_modes_from_config
-
-    def find(name: str) -> str | None:
-        try:
-            return resolve_file(path, name, required=False)
-        except OSError:
-            return None
-
-    modules = read_json_file(find("modules.json"))
-    if not modules:
-        return None, None, None
-    pooling_dir = next(
-        (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
-    )
-    modes = pooling_modes_from_config(
-        read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None)
-    )
-    normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
-    st_config = read_json_file(find("sentence_bert_config.json")) or {}
-    max_len = st_config.get("max_seq_length")
-    return modes, normalize, int(max_len) if max_len else None
-
-
-def _check_hub_reachable(model_id: str) -> None:
-    """Fail fast, with one message, for a hub id that is neither cached nor downloadable.
-
-    Without this, an unreachable hub costs a minute of retries before the loader gives up.
-    """
-    if os.path.isdir(model_id):
-        return
-    if os.path.isfile(model_id):
-        raise OSError(f"{model_id} is a file: pass the folder that holds the model")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return  # the loader reads the cache only, and says so
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return  # a proxy decides what is reachable
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
-            return
-    except Exception:
-        pass
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError:
-        raise OSError(
-            f"{model_id!r} is not a local folder, and the Hugging Face hub ({host}) cannot be reached to "
-            "download it: pass a local folder that holds the model instead"
-        ) from None
-
-
-def _model_path(model: Any) -> str | None:
-    for obj in (model, getattr(model, "config", None)):
-        for attr in ("name_or_path", "_name_or_path"):
-            p = getattr(obj, attr, None)
-            if isinstance(p, str) and p:
-                return p
-    return None
-
-
-def pipeline(
-    task: str | None = None,
-    model: Any = None,
-    tokenizer: Any = None,
-    device: Any = None,
-    torch_dtype: Any = None,
-    attn_implementation: str | None = None,
-    batch_size: int | None = None,
-    *,
-    dtype: Any = None,
-    device_map: Any = None,
-    progress: bool | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    use_fast: bool = True,
-    trust_remote_code: bool | None = None,
-    **kwargs: Any,
-) -> Pipeline:
-    """Build the pipeline of ``task`` on ``model`` (a local folder, a hub id or a loaded model).
-
-    ``device``: an int is a CUDA ordinal (``0`` is ``cuda:0``, ``-1`` the CPU), or a string / torch.device;
-    None keeps a loaded model where it is and puts a loaded-here one on the CPU, as transformers does.
-    ``torch_dtype`` (or ``dtype``): a torch dtype or its name (``"float16"``, ``"bf16"``...).
-    ``attn_implementation``: ``"eager"``, ``"sdpa"`` or ``"triton"``. ``batch_size``: rows per forward
-    (default 32). ``progress``: a tqdm bar (default: when stderr is a terminal and the inputs are more
-    than one batch). Other keyword arguments are the task's defaults (``top_k``, ``aggregation_strategy``...);
-    for ``sentence-embedding``, ``pooling=`` and ``normalize=`` override the folder's pooling config.
-    """
-    if task is None:
-        if model is None:
-            raise ValueError("pipeline needs a task, a model, or both")
-        task = _infer_task(model)
-    task = check_task(task)
-    spec = SUPPORTED_TASKS[task]
-    if torch_dtype is None:
-        torch_dtype = dtype
-    torch_dtype = resolve_dtype(torch_dtype)
-    if device is None and device_map is not None and device_map != "auto":
-        device = device_map
-
-    if model is None:
-        if task not in DEFAULT_MODEL_TASKS:
-            raise ValueError(
-                f"{task} needs a model: pass model= a local folder or a hub id of a {spec['architectures'][0]}"
-            )
-        from fastbert.hub import embedded_model_path
-
-        model = embedded_model_path()
-
-    import torch
-
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        _check_hub_reachable(path)
-        from fastbert import auto
-        from fastbert.config import BertConfig
-
-        hub_kwargs = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
-        config = BertConfig.from_pretrained(path, **hub_kwargs)
-        _check_architecture(task, config.architectures, repr(path))
-        load_kwargs = {**hub_kwargs, **(model_kwargs or {})}
-        if torch_dtype is not None:
-            load_kwargs.setdefault("torch_dtype", torch_dtype)
-        if attn_implementation is not None:
-            load_kwargs.setdefault("attn_implementation", attn_implementation)
-        if device is None and device_map == "auto":
-            device = 0 if torch.cuda.is_available() else -1
-        target = resolve_device(device)
-        loaded = getattr(auto, spec["auto"]).from_pretrained(path, config=config, **load_kwargs)
-        loaded = loaded.to(target)
-    elif isinstance(model, torch.nn.Module):
-        path = _model_path(model)
-        loaded = model
-        name = type(model).__name__
-        accepted = _MODEL_CLASSES.get(task)
-        if accepted and name.startswith("Bert") and name not in accepted:
-            raise ValueError(
-                f"the model given is a {name}, which has no head for {task}: {task} needs a {accepted[0]}"
-            )
-        if attn_implementation is not None and hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation(attn_implementation)
-        if torch_dtype is not None and torch_dtype != "auto":
-            loaded = loaded.to(torch_dtype)
-        target = resolve_device(device, loaded)
-        if device is not None:
-            loaded = loaded.to(target)
-    else:
-        raise ValueError(f"model must be a folder, a hub id or a loaded model, not {type(model).__name__}")
-    loaded.eval()
-
-    if tokenizer is None:
-        if path is None:
-            raise ValueError(
-                "the model given has no name_or_path to load its tokenizer from: pass tokenizer="
-            )
-        tokenizer = path
-    if isinstance(tokenizer, (str, os.PathLike)):
-        from fastbert.auto import AutoTokenizer
-
-        tok_kwargs = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **tok_kwargs)
-
-    extra: dict[str, Any] = {}
-    if task == "sentence-embedding":
-        modes, normalize, max_len = _pooling_config(path)
-        extra["pooling"] = kwargs.pop("pooling", None) or modes
-        norm = kwargs.pop("normalize", None)
-        extra["normalize"] = normalize if norm is None else norm
-        if max_len and "max_length" not in kwargs:
-            extra["max_length"] = max_len
-    if "max_length" in kwargs:
-        extra["max_length"] = kwargs.pop("max_length")
-    return spec["impl"](
-        model=loaded,
-        tokenizer=tokenizer,
-        device=target,
-        batch_size=batch_size or DEFAULT_BATCH_SIZE,
-        progress=progress,
-        task=task,
-        **extra,
-        **kwargs,
-    )
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 # Rows of one forward, unless batch_size says otherwise.
@@ -140,13 +141,16 @@ class Pipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.device = device if device is not None else model_device(model)
-        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = whole_number("batch_size", batch_size) or DEFAULT_BATCH_SIZE
         self.progress = progress
         if task:
             self.task = task
-        self.max_length = max_length or self._default_max_length()
+        self.max_length = whole_number("max_length", max_length) or self._default_max_length()
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if isinstance(positions, int) and self.max_length > positions:
+            raise ValueError(
+                f"max_length={self.max_length} is more than the model's {positions} position embeddings"
+            )
         # parameters given at construction: defaults of every call
         self._init_params = dict(kwargs)
         self._check_params(self._init_params)
@@ -242,22 +246,21 @@ class Pipeline:
     # -------------------------------------------------------------------------------------- the engine
     def _forward_batch(self, features: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
         lengths = [len(f["input_ids"]) for f in features]
-        width = max(lengths)
-        pad_id = getattr(self.tokenizer, "pad_token_id", None) or 0
-        n = len(features)
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        has_types = all(f.get("token_type_ids") is not None for f in features)
-        types_ = torch.zeros((n, width), dtype=torch.long) if has_types else None
-        for r, f in enumerate(features):
-            L = lengths[r]
-            ids[r, :L] = torch.tensor(f["input_ids"], dtype=torch.long)
-            mask[r, :L] = 1
-            if types_ is not None:
-                types_[r, :L] = torch.tensor(f["token_type_ids"], dtype=torch.long)
-        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-        if types_ is not None:
-            inputs["token_type_ids"] = types_.to(self.device)
+        keys = ["input_ids"]
+        if all(f.get("token_type_ids") is not None for f in features):
+            keys.append("token_type_ids")
+        # the tokenizer pads (its pad id, right side: ``extract`` reads the first ``length`` positions)
+        side = (
+            {} if getattr(self.tokenizer, "padding_side", "right") == "right" else {"padding_side": "right"}
+        )
+        batch = self.tokenizer.pad(
+            [{k: f[k] for k in keys} for f in features],
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+            **side,  # (asked only where needed: older transformers tokenizers' pad has no padding_side)
+        )
+        inputs = {k: batch[k].to(self.device) for k in (*keys, "attention_mask")}
         with torch.inference_mode():
             output = self.model(**inputs)
             return self.extract(output, inputs["attention_mask"], lengths, features, **params)
@@ -304,9 +307,9 @@ class Pipeline:
 
     def _split_params(self, **kwargs: Any) -> dict[str, Any]:
         merged = {**self._init_params, **kwargs}
-        batch_size = merged.pop("batch_size", None)
+        batch_size = whole_number("batch_size", merged.pop("batch_size", None))
         progress = merged.pop("progress", None)
-        window = merged.pop("window", None)
+        window = whole_number("window", merged.pop("window", None))
         import inspect
 
         sig = inspect.signature(self._sanitize)
@@ -324,7 +327,7 @@ class Pipeline:
         if progress is not None:
             params["progress"] = progress
         if window is not None:
-            params["window"] = int(window)
+            params["window"] = window
         return params
 
     def _single(self, item: Any, params: dict[str, Any]) -> Any:
@@ -346,6 +349,40 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, device={self.device})"
+
+
+def whole_number(name: str, value: Any, minimum: int = 1) -> int | None:
+    """``value`` as an int of at least ``minimum`` (None stays None); a ValueError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if not ok or value != int(value) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def model_output(output: Any, name: str) -> torch.Tensor:
+    """The field ``name`` (``"logits"``, ``"start_logits"``...) of a model output or a dict of them."""
+    return output[name] if isinstance(output, dict) else getattr(output, name)
+
+
+def label_name(config: Any, i: int) -> str:
+    """The label of class ``i`` in ``config.id2label`` (int or str keys), ``LABEL_i`` where it has none."""
+    i = int(i)
+    id2label = getattr(config, "id2label", None) or {}
+    if i in id2label:
+        return id2label[i]
+    return id2label.get(str(i), f"LABEL_{i}")
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, shifted by the maximum (no overflow)."""
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _is_stream(x: Any) -> bool:

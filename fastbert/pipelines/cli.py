@@ -1,7 +1,9 @@
 """``fastbert run``: a pipeline over one input per line of stdin (or ``--input``), results to stdout
 (or ``--output``) as JSON lines, JSON, CSV, or for embeddings ``.npy`` / ``.safetensors``.
 
-Nothing is half-written to ``--output``: results go to a temporary file beside it, renamed at the end.
+``--output`` follows :mod:`fastbert.output_files`: checked before the model loads; a regular file is
+replaced atomically when the run succeeds (nothing half-written), a device, FIFO or ``/dev/fd/N`` is
+streamed in place.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import io
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from fastbert.output_files import check_output_path, open_output
 
 FORMATS = ("jsonl", "json", "csv", "npy", "safetensors")
 _EXT_FORMATS = {
@@ -25,6 +28,26 @@ _EXT_FORMATS = {
     ".npy": "npy",
     ".safetensors": "safetensors",
 }
+
+
+def _whole_number(minimum: int) -> Any:
+    """An argparse type: an int of at least ``minimum`` (argparse turns the ValueError into exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+_POSITIVE = _whole_number(1)
+_NON_NEGATIVE = _whole_number(0)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +69,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="attention backend"
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per forward (default 32)")
+    parser.add_argument("--batch-size", type=_POSITIVE, default=None, help="rows per forward (default 32)")
+    parser.add_argument(
+        "--max-length",
+        type=_POSITIVE,
+        default=None,
+        help="tokens per input at most (default: the model's maximum); longer inputs are truncated",
+    )
     parser.add_argument(
         "--input",
         default=None,
@@ -80,7 +109,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("task options")
     g.add_argument(
         "--top-k",
-        type=int,
+        type=_POSITIVE,
         default=None,
         help="fill-mask, text-classification, question-answering: how many results",
     )
@@ -99,11 +128,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--doc-stride",
-        type=int,
+        type=_NON_NEGATIVE,
         default=None,
         help="question-answering: overlap of the spans of a long context",
     )
-    g.add_argument("--max-answer-len", type=int, default=None, help="question-answering")
+    g.add_argument("--max-answer-len", type=_POSITIVE, default=None, help="question-answering")
     g.add_argument("--handle-impossible-answer", action="store_true", default=None, help="question-answering")
     g.add_argument(
         "--pooling",
@@ -112,6 +141,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--normalize", action="store_true", default=None, help="sentence-embedding: L2-normalize the vectors"
+    )
+    g.add_argument(
+        "--no-normalize",
+        dest="normalize",
+        action="store_false",
+        help="sentence-embedding: do not normalize, even where the folder's modules say so",
     )
 
 
@@ -125,40 +160,62 @@ def _format_of(args: argparse.Namespace) -> str:
     return "jsonl"
 
 
+def _json_line(task: str, text: str, lineno: int) -> Any:
+    """A JSON line's object; None where the line is not JSON and the task takes it as plain text."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"line {lineno}: JSON nested too deeply to read") from None
+    except ValueError as e:  # JSONDecodeError, or an integer of too many digits
+        if task == "question-answering":
+            raise ValueError(f"line {lineno}: not valid JSON ({e})") from None
+        return None
+
+
+def _string_field(obj: dict, key: str, lineno: int, what: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f'line {lineno}: "{key}" must be a string in {what}, got {type(value).__name__}')
+    return value
+
+
 def _parse_line(task: str, line: str, lineno: int) -> Any:
     text = line.rstrip("\r\n")
     stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            if task == "question-answering":
-                raise ValueError(f"line {lineno}: not valid JSON ({e})") from None
-            return text
-        if not isinstance(obj, dict):
-            return text
+    obj = _json_line(task, stripped, lineno) if stripped.startswith("{") else None
+    if not isinstance(obj, dict):
         if task == "question-answering":
-            if not isinstance(obj.get("question"), str) or not isinstance(obj.get("context"), str):
-                raise ValueError(
-                    f'line {lineno}: question-answering takes {{"question": "...", "context": "..."}}'
-                )
-            return {"question": obj["question"], "context": obj["context"]}
-        if "text" not in obj:
-            raise ValueError(f'line {lineno}: a JSON input needs a "text" key (and "text_pair" for pairs)')
-        if task == "text-classification" and obj.get("text_pair") is not None:
-            return {"text": obj["text"], "text_pair": obj["text_pair"]}
-        if obj.get("text_pair") is not None and task in ("feature-extraction", "sentence-embedding"):
-            return {"text": obj["text"], "text_pair": obj["text_pair"]}
-        return obj["text"]
+            raise ValueError(
+                f'line {lineno}: question-answering reads JSON lines {{"question": "...", "context": "..."}}'
+            )
+        return text
     if task == "question-answering":
-        raise ValueError(
-            f'line {lineno}: question-answering reads JSON lines {{"question": "...", "context": "..."}}'
-        )
-    return text
+        what = '{"question": "...", "context": "..."}'
+        return {k: _string_field(obj, k, lineno, what) for k in ("question", "context")}
+    if "text" not in obj:
+        raise ValueError(f'line {lineno}: a JSON input needs a "text" key (and "text_pair" for pairs)')
+    what = '{"text": "...", "text_pair": "..."}'
+    first = _string_field(obj, "text", lineno, what)
+    if obj.get("text_pair") is not None and task in (
+        "text-classification",
+        "feature-extraction",
+        "sentence-embedding",
+    ):
+        return {"text": first, "text_pair": _string_field(obj, "text_pair", lineno, what)}
+    return first
 
 
-def _read_inputs(task: str, stream: io.TextIOBase, skip_empty: bool) -> Iterator[Any]:
-    for lineno, line in enumerate(stream, 1):
+def _read_inputs(task: str, stream: IO[bytes], name: str, skip_empty: bool) -> Iterator[Any]:
+    """Inputs of a binary stream, one a line, decoded as UTF-8 line by line (an error names the line)."""
+    for lineno, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{name} line {lineno} is not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})"
+            ) from None
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark
         if not line.strip():
             if skip_empty:
                 print(f"fastbert run: skipping empty line {lineno}", file=sys.stderr)
@@ -188,9 +245,9 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
     if task == "sentence-embedding":
         if args.pooling:
             kw["pooling"] = [p.strip() for p in args.pooling.split(",")]
-        if args.normalize:
-            kw["normalize"] = True
-    elif args.pooling or args.normalize:
+        if args.normalize is not None:
+            kw["normalize"] = args.normalize
+    elif args.pooling or args.normalize is not None:
         raise ValueError("--pooling and --normalize are sentence-embedding options")
     if args.no_truncation and task != "question-answering":
         kw["truncation"] = False
@@ -230,100 +287,66 @@ def _csv_rows(task: str, index: int, result: Any) -> Iterator[dict[str, Any]]:
 
 
 class _Writer:
-    """Writes results to stdout or a temporary file renamed over ``--output`` when all went well."""
+    """Writes results as they come (JSON lines, JSON, CSV) or all at the end (``.npy``, ``.safetensors``)
+    to a file opened by :func:`fastbert.output_files.open_output`."""
 
-    def __init__(self, path: str | None, fmt: str, task: str) -> None:
-        self.path, self.fmt, self.task = path, fmt, task
-        self.tmp: str | None = None
+    def __init__(self, fmt: str, task: str, dim: int | None = None) -> None:
+        self.fmt, self.task, self.dim = fmt, task, dim
         self.rows: list[Any] = []
         self.csv_writer: csv.DictWriter | None = None
         self.first = True
-        if fmt in ("npy", "safetensors"):
-            if task not in ("sentence-embedding", "feature-extraction"):
-                raise ValueError(
-                    f"--format {fmt} is for embeddings (sentence-embedding, feature-extraction), not {task}"
-                )
-            if path is None:
-                raise ValueError(f"--format {fmt} writes a binary file: pass --output FILE.{fmt}")
-        if path is not None:
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                raise OSError(f"cannot write {path}: folder {directory} does not exist")
-            fd, self.tmp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-            )
-            os.close(fd)
-            self.out = (
-                open(self.tmp, "w", encoding="utf-8", newline="") if fmt in ("jsonl", "json", "csv") else None
-            )
-        else:
-            self.out = sys.stdout
 
-    def write(self, index: int, result: Any) -> None:
+    @property
+    def binary(self) -> bool:
+        return self.fmt in ("npy", "safetensors")
+
+    def write(self, out: IO, index: int, result: Any, flush: bool) -> None:
         if self.fmt == "jsonl":
-            self.out.write(json.dumps(result, ensure_ascii=False) + "\n")
-            if self.out is sys.stdout:
-                self.out.flush()
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            if flush:  # a terminal, a pipe or a FIFO reads each line as it is written
+                out.flush()
         elif self.fmt == "json":
-            self.out.write(("[\n" if self.first else ",\n") + json.dumps(result, ensure_ascii=False))
+            out.write(("[\n" if self.first else ",\n") + json.dumps(result, ensure_ascii=False))
         elif self.fmt == "csv":
             for row in _csv_rows(self.task, index, result):
                 if self.csv_writer is None:
-                    self.csv_writer = csv.DictWriter(self.out, fieldnames=list(row), extrasaction="ignore")
+                    self.csv_writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore")
                     self.csv_writer.writeheader()
                 self.csv_writer.writerow(row)
         else:
             self.rows.append(result)
         self.first = False
 
-    def finish(self) -> None:
+    def finish(self, out: IO) -> None:
         if self.fmt == "json":
-            self.out.write("[]\n" if self.first else "\n]\n")
-        elif self.fmt in ("npy", "safetensors"):
-            self._write_binary()
-        if self.out is not None and self.out is not sys.stdout:
-            self.out.close()
-        elif self.out is sys.stdout:
-            self.out.flush()
-        if self.tmp is not None:
-            os.replace(self.tmp, self.path)
-            self.tmp = None
+            out.write("[]\n" if self.first else "\n]\n")
+        elif self.binary:
+            out.write(self._binary())
 
-    def _write_binary(self) -> None:
+    def _binary(self) -> bytes:
         import numpy as np
 
         if self.task == "sentence-embedding":
-            arrays = {"embeddings": np.asarray(self.rows, dtype=np.float32).reshape(len(self.rows), -1)}
+            arrays = {"embeddings": np.asarray(self.rows, dtype=np.float32).reshape(len(self.rows), self.dim)}
         else:
             arrays = {str(i): np.asarray(r[0], dtype=np.float32) for i, r in enumerate(self.rows)}
-        if self.fmt == "npy":
-            if self.task == "feature-extraction":
-                lengths = {a.shape[0] for a in arrays.values()}
-                if len(lengths) > 1:
-                    raise ValueError(
-                        "token embeddings of inputs of different lengths do not stack into one .npy array: "
-                        "write .safetensors (one tensor per input) or use --task sentence-embedding"
-                    )
-                stacked = np.stack(list(arrays.values())) if arrays else np.zeros((0, 0, 0), np.float32)
-            else:
-                stacked = arrays["embeddings"]
-            with open(self.tmp, "wb") as f:
-                np.save(f, stacked)
+        if self.fmt == "safetensors":
+            from safetensors.numpy import save
+
+            return save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={"task": self.task})
+        if self.task == "feature-extraction":
+            lengths = {a.shape[0] for a in arrays.values()}
+            if len(lengths) > 1:
+                raise ValueError(
+                    "token embeddings of inputs of different lengths do not stack into one .npy array: "
+                    "write .safetensors (one tensor per input) or use --task sentence-embedding"
+                )
+            stacked = np.stack(list(arrays.values())) if arrays else np.zeros((0, 0, self.dim), np.float32)
         else:
-            from safetensors.numpy import save_file
-
-            save_file(
-                {k: np.ascontiguousarray(v) for k, v in arrays.items()},
-                self.tmp,
-                metadata={"task": self.task},
-            )
-
-    def abort(self) -> None:
-        if self.out is not None and self.out is not sys.stdout:
-            self.out.close()
-        if self.tmp is not None and os.path.exists(self.tmp):
-            os.remove(self.tmp)
-        self.tmp = None
+            stacked = arrays["embeddings"]
+        buf = io.BytesIO()
+        np.save(buf, stacked)
+        return buf.getvalue()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -333,29 +356,42 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def cli_main(args: argparse.Namespace) -> int:
     import warnings
 
+    from huggingface_hub.utils import logging as hub_logging
+
+    # huggingface_hub's retry notices are not errors of the run: fastbert's own message says what failed
+    hub_logging.set_verbosity_error()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return _cli_main(args)
 
 
 def _cli_main(args: argparse.Namespace) -> int:
-    from . import check_task, pipeline
+    from .registry import check_task
 
-    try:
-        task = check_task(args.task)
-    except ValueError as e:
-        print(f"fastbert run: error: {e}", file=sys.stderr)
-        return 2
+    task = check_task(args.task)
     fmt = _format_of(args)
     kwargs = _task_kwargs(args, task)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.input is not None and args.input != "-" and not os.path.isfile(args.input):
-        raise OSError(f"input file {args.input} does not exist")
+    if fmt in ("npy", "safetensors"):
+        if task not in ("sentence-embedding", "feature-extraction"):
+            raise ValueError(
+                f"--format {fmt} is for embeddings (sentence-embedding, feature-extraction), not {task}"
+            )
+        if args.output is None:
+            raise ValueError(f"--format {fmt} writes a binary file: pass --output FILE.{fmt}")
+    # refused before the model loads: a folder, a missing folder, an unwritable file...
+    plan = check_output_path(args.output if args.output is not None else "-")
+    if args.input is not None and args.input != "-":
+        if not os.path.exists(args.input):
+            raise OSError(f"input file {args.input} does not exist")
+        if os.path.isdir(args.input):
+            raise OSError(f"input {args.input} is a folder: pass a file with one input per line")
+
+    from .factory import pipeline  # torch: only once the arguments are known to be good
 
     device: Any = args.device
     if device is not None and device.strip().lstrip("-").isdigit():
         device = int(device)
+    extra = {"max_length": args.max_length} if args.max_length is not None else {}
     try:
         pipe = pipeline(
             task,
@@ -366,24 +402,44 @@ def _cli_main(args: argparse.Namespace) -> int:
             attn_implementation=args.attn_implementation,
             batch_size=args.batch_size,
             progress=args.progress,
+            **extra,
         )
     except (AssertionError, RuntimeError) as e:  # torch: no CUDA, bad device...
-        print(f"fastbert run: error: cannot use device {args.device!r}: {e}", file=sys.stderr)
-        return 2
+        raise ValueError(f"cannot use device {args.device!r}: {e}") from None
 
-    writer = _Writer(args.output, fmt, task)
-    source = sys.stdin if args.input in (None, "-") else open(args.input, encoding="utf-8")
+    writer = _Writer(fmt, task, _vector_size(pipe, kwargs))
+    source = sys.stdin.buffer if args.input in (None, "-") else open(args.input, "rb")
     try:
-        inputs = _read_inputs(task, source, args.skip_empty)
+        inputs = _read_inputs(
+            task, source, "stdin" if source is sys.stdin.buffer else args.input, args.skip_empty
+        )
         if source.isatty():  # typed by hand: answer each line as it comes
             kwargs["window"] = 1
-        for i, result in enumerate(pipe(inputs, **kwargs)):
-            writer.write(i, result)
-        writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
+        results = pipe(inputs, **kwargs)
+        if writer.binary:  # computed first, written at once: a failed run leaves the target as it was
+            for i, result in enumerate(results):
+                writer.write(None, i, result, flush=False)
+            results = []
+        with open_output(plan.path, "wb" if writer.binary else "w") as out:
+            _write_all(writer, out, results, flush=plan.how != "replace")
     finally:
-        if source is not sys.stdin:
+        if source is not sys.stdin.buffer:
             source.close()
     return 0
+
+
+def _write_all(writer: _Writer, out: IO, results: Iterable[Any], flush: bool) -> None:
+    for i, result in enumerate(results):
+        writer.write(out, i, result, flush)
+    writer.finish(out)
+
+
+def _vector_size(pipe: Any, kwargs: dict[str, Any]) -> int | None:
+    """Floats per vector of an embedding task (what an empty ``.npy`` is shaped by)."""
+    hidden = getattr(pipe.model.config, "hidden_size", None)
+    if hidden is None or pipe.task not in ("sentence-embedding", "feature-extraction"):
+        return None
+    if pipe.task == "feature-extraction":
+        return hidden
+    pooling = kwargs.get("pooling") or pipe.pooling
+    return hidden * (1 if isinstance(pooling, str) else len(pooling))

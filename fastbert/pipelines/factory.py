@@ -1,0 +1,204 @@
+"""``pipeline(task, model=...)``: builds a task pipeline on a folder, a hub id or a loaded model."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastbert.hub import HubOptions
+
+from .base import Pipeline, read_json_file, resolve_device, resolve_dtype
+from .registry import _ARCH_TASK, _MODEL_CLASSES, DEFAULT_MODEL_TASKS, TASKS, check_task, task_class
+from .sentence_embedding import pooling_modes_from_config
+
+
+def _is_sentence_transformers_folder(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "modules.json"))
+
+
+def _infer_task(model: Any) -> str:
+    if isinstance(model, str):
+        if _is_sentence_transformers_folder(model):
+            return "sentence-embedding"
+        from fastbert.config import BertConfig
+
+        archs = BertConfig.from_pretrained(model).architectures or []
+    else:
+        archs = [type(model).__name__]
+    for arch in archs:
+        if arch in _ARCH_TASK:
+            return _ARCH_TASK[arch]
+    raise ValueError(f"cannot tell the task of {model!r} (architectures {archs}): pass task=")
+
+
+def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
+    accepted = TASKS[task]["architectures"]
+    if accepted is None or not archs:
+        return
+    known = [a for a in archs if a.startswith("Bert")]
+    if known and not any(a in accepted for a in known):
+        raise ValueError(
+            f"{where} is a {known[0]} (architectures in config.json), which has no head for {task}: "
+            f"{task} needs a {' or '.join(accepted)} checkpoint"
+        )
+
+
+def _pooling_config(
+    path: str | None, hub: HubOptions
+) -> tuple[tuple[str, ...] | None, bool | None, int | None]:
+    """(pooling modes, normalize, max_seq_length) of a sentence-transformers folder, Nones elsewhere."""
+    if not path:
+        return None, None, None
+    from fastbert.hub import resolve_file
+
+    def find(name: str) -> str | None:
+        return resolve_file(path, name, hub=hub, required=False)
+
+    modules = read_json_file(find("modules.json"))
+    if not modules:
+        return None, None, None
+    pooling_dir = next(
+        (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
+    )
+    modes = pooling_modes_from_config(
+        read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None)
+    )
+    normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
+    st_config = read_json_file(find("sentence_bert_config.json")) or {}
+    max_len = st_config.get("max_seq_length")
+    return modes, normalize, int(max_len) if max_len else None
+
+
+def _model_path(model: Any) -> str | None:
+    for obj in (model, getattr(model, "config", None)):
+        for attr in ("name_or_path", "_name_or_path"):
+            p = getattr(obj, attr, None)
+            if isinstance(p, str) and p:
+                return p
+    return None
+
+
+def pipeline(
+    task: str | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    device: Any = None,
+    torch_dtype: Any = None,
+    attn_implementation: str | None = None,
+    batch_size: int | None = None,
+    *,
+    dtype: Any = None,
+    device_map: Any = None,
+    progress: bool | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    use_fast: bool = True,
+    trust_remote_code: bool | None = None,
+    **kwargs: Any,
+) -> Pipeline:
+    """Build the pipeline of ``task`` on ``model`` (a local folder, a hub id or a loaded model).
+
+    ``device``: an int is a CUDA ordinal (``0`` is ``cuda:0``, ``-1`` the CPU), or a string / torch.device;
+    None keeps a loaded model where it is and puts a loaded-here one on the CPU, as transformers does.
+    ``torch_dtype`` (or ``dtype``): a torch dtype or its name (``"float16"``, ``"bf16"``...).
+    ``attn_implementation``: ``"eager"``, ``"sdpa"`` or ``"triton"``. ``batch_size``: rows per forward
+    (default 32). ``progress``: a tqdm bar (default: when stderr is a terminal and the inputs are more
+    than one batch). Other keyword arguments are the task's defaults (``top_k``, ``aggregation_strategy``...);
+    for ``sentence-embedding``, ``pooling=`` and ``normalize=`` override the folder's pooling config.
+    """
+    if task is None:
+        if model is None:
+            raise ValueError("pipeline needs a task, a model, or both")
+        task = _infer_task(model)
+    task = check_task(task)
+    spec = TASKS[task]
+    if torch_dtype is None:
+        torch_dtype = dtype
+    torch_dtype = resolve_dtype(torch_dtype)
+    if device is None and device_map is not None and device_map != "auto":
+        device = device_map
+
+    hub = HubOptions(revision=revision, token=token)
+    if model is None:
+        if task not in DEFAULT_MODEL_TASKS:
+            raise ValueError(
+                f"{task} needs a model: pass model= a local folder or a hub id of a {spec['architectures'][0]}"
+            )
+        from fastbert.hub import embedded_model_path
+
+        model = embedded_model_path()
+
+    import torch
+
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if os.path.isfile(path):
+            raise OSError(f"model {path} is a file: pass the folder that holds the model")
+        from fastbert import auto
+        from fastbert.config import BertConfig
+
+        # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub
+        config = BertConfig.from_pretrained(path, **hub.as_kwargs())
+        _check_architecture(task, config.architectures, repr(path))
+        load_kwargs = {**hub.as_kwargs(), **(model_kwargs or {})}
+        if torch_dtype is not None:
+            load_kwargs.setdefault("torch_dtype", torch_dtype)
+        if attn_implementation is not None:
+            load_kwargs.setdefault("attn_implementation", attn_implementation)
+        if device is None and device_map == "auto":
+            device = 0 if torch.cuda.is_available() else -1
+        target = resolve_device(device)
+        loaded = getattr(auto, spec["auto"]).from_pretrained(path, config=config, **load_kwargs)
+        loaded = loaded.to(target)
+    elif isinstance(model, torch.nn.Module):
+        path = _model_path(model)
+        loaded = model
+        name = type(model).__name__
+        accepted = _MODEL_CLASSES.get(task)
+        if accepted and name.startswith("Bert") and name not in accepted:
+            raise ValueError(
+                f"the model given is a {name}, which has no head for {task}: {task} needs a {accepted[0]}"
+            )
+        if attn_implementation is not None and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attn_implementation)
+        if torch_dtype is not None and torch_dtype != "auto":
+            loaded = loaded.to(torch_dtype)
+        target = resolve_device(device, loaded)
+        if device is not None:
+            loaded = loaded.to(target)
+    else:
+        raise ValueError(f"model must be a folder, a hub id or a loaded model, not {type(model).__name__}")
+    loaded.eval()
+
+    if tokenizer is None:
+        if path is None:
+            raise ValueError(
+                "the model given has no name_or_path to load its tokenizer from: pass tokenizer="
+            )
+        tokenizer = path
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from fastbert.auto import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **hub.as_kwargs())
+
+    extra: dict[str, Any] = {}
+    if task == "sentence-embedding":
+        modes, normalize, max_len = _pooling_config(path, hub)
+        extra["pooling"] = kwargs.pop("pooling", None) or modes
+        norm = kwargs.pop("normalize", None)
+        extra["normalize"] = normalize if norm is None else norm
+        if max_len and "max_length" not in kwargs:
+            extra["max_length"] = max_len
+    if "max_length" in kwargs:
+        extra["max_length"] = kwargs.pop("max_length")
+    return task_class(task)(
+        model=loaded,
+        tokenizer=tokenizer,
+        device=target,
+        batch_size=batch_size,
+        progress=progress,
+        task=task,
+        **extra,
+        **kwargs,
+    )

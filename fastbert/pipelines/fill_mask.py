@@ -1,0 +1,128 @@
+"""``fill-mask``: the most likely tokens at each mask, as transformers' fill-mask pipeline."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import Pipeline, _preview, model_output, whole_number
+
+
+class FillMaskPipeline(Pipeline):
+    """``fill-mask``: the ``top_k`` most likely tokens at each ``[MASK]``, optionally among ``targets``."""
+
+    task = "fill-mask"
+
+    def _sanitize(
+        self,
+        top_k: int | None = None,
+        targets: Any = None,
+        truncation: Any = None,
+        tokenizer_kwargs: dict | None = None,
+    ):
+        if getattr(self.tokenizer, "mask_token_id", None) is None:
+            raise ValueError("fill-mask: the tokenizer defines no mask token")
+        post: dict[str, Any] = {}
+        if top_k is not None:
+            post["top_k"] = whole_number("top_k", top_k)
+        if targets is not None:
+            post["target_ids"] = self._target_ids(targets)
+        pre: dict[str, Any] = {"tokenizer_kwargs": dict(tokenizer_kwargs or {})}
+        if truncation is not None:
+            pre["truncation"] = truncation
+        return {"preprocess": pre, "postprocess": post}
+
+    def _target_ids(self, targets: Any) -> np.ndarray:
+        if isinstance(targets, str):
+            targets = [targets]
+        vocab = self.tokenizer.get_vocab()
+        ids = []
+        for target in targets:
+            id_ = vocab.get(target)
+            if id_ is None:
+                pieces = self.tokenizer(
+                    target,
+                    add_special_tokens=False,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                    max_length=1,
+                    truncation=True,
+                )["input_ids"]
+                if len(pieces) == 0:
+                    warnings.warn(
+                        f"The specified target token `{target}` does not exist in the model vocabulary. "
+                        "We cannot replace it with anything meaningful, ignoring it",
+                        UserWarning,
+                        stacklevel=4,
+                    )
+                    continue
+                id_ = pieces[0]
+                warnings.warn(
+                    f"The specified target token `{target}` does not exist in the model vocabulary. "
+                    f"Replacing with `{self.tokenizer.convert_ids_to_tokens(id_)}`.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            ids.append(id_)
+        ids = list(set(ids))
+        if not ids:
+            raise ValueError("At least one target must be provided when passed.")
+        return np.array(ids)
+
+    def preprocess(self, text: Any, truncation: Any = True, tokenizer_kwargs: dict | None = None):
+        if not isinstance(text, str):
+            raise ValueError(f"fill-mask takes a text (str), got {type(text).__name__}")
+        kwargs = dict(tokenizer_kwargs or {})
+        truncation = kwargs.pop("truncation", truncation)
+        enc = self._encode(text, truncation=truncation, **kwargs)
+        ids = list(enc["input_ids"])
+        mask_id = self.tokenizer.mask_token_id
+        positions = [i for i, t in enumerate(ids) if t == mask_id]
+        if not positions:
+            raise ValueError(
+                f"fill-mask: no mask token ({self.tokenizer.mask_token}) found in the input {_preview(text)}"
+            )
+        return [self._feature(enc, positions=positions)]
+
+    def extract(self, output, attention_mask, lengths, features, **_):
+        logits = model_output(output, "logits")
+        outs = []
+        for r, f in enumerate(features):
+            pos = torch.tensor(f["positions"], device=logits.device)
+            outs.append(logits[r].index_select(0, pos).float().cpu())
+        return outs
+
+    def postprocess(self, item, features, top_k: int = 5, target_ids: np.ndarray | None = None):
+        feat = features[0]
+        if target_ids is not None and target_ids.shape[0] < top_k:
+            top_k = target_ids.shape[0]
+        input_ids = np.array(feat["input_ids"])
+        probs = feat["output"].softmax(dim=-1)
+        if target_ids is not None:
+            probs = probs[..., torch.as_tensor(target_ids)]
+        top_k = min(top_k, probs.shape[-1])
+        values, predictions = probs.topk(top_k)
+        pad_id = self.tokenizer.pad_token_id
+        single = values.shape[0] == 1
+        result = []
+        for i, (vals, preds) in enumerate(zip(values.tolist(), predictions.tolist())):
+            row = []
+            for v, p in zip(vals, preds):
+                tokens = input_ids.copy()
+                if target_ids is not None:
+                    p = int(target_ids[p])
+                tokens[feat["positions"][i]] = p
+                tokens = tokens[np.where(tokens != pad_id)]
+                sequence = self.tokenizer.decode(tokens.tolist(), skip_special_tokens=single)
+                row.append(
+                    {"score": v, "token": p, "token_str": self.tokenizer.decode([p]), "sequence": sequence}
+                )
+            result.append(row)
+        return result[0] if single else result
+
+    def _many(self, items, params):
+        out = super()._many(items, params)
+        return out[0] if len(items) == 1 else out
