@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--devices", default=None, help="also time fastbert embed --devices LIST (GPU machines)")
-    ap.add_argument("--max-batch-tokens", type=int, default=16384)
+    ap.add_argument("--max-batch-tokens", type=int, default=None, help="default: fastbert embed's own")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "embed"))
     ap.add_argument("--skip", default="", help="comma-separated providers to skip: run,st")
     args = ap.parse_args(argv)
@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         embed_cmd = [py, "-m", "fastbert", "embed", parquet, "--model", args.model, "--id-column", "id"]
-        embed_cmd += ["--no-progress", "--max-batch-tokens", str(args.max_batch_tokens)]
+        embed_cmd += ["--no-progress"]
+        if args.max_batch_tokens is not None:
+            embed_cmd += ["--max-batch-tokens", str(args.max_batch_tokens)]
         wall, _ = _timed(embed_cmd + ["--output", os.path.join(tmp, "embed"), "--device", args.device], env)
         row("fastbert embed", wall)
         if args.devices:

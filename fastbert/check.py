@@ -150,12 +150,21 @@ def _transformers_model(path, cfg, fast_model, dev):
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [f"{'provider':<22}{'dtype':<7}{'max |err|':>12}{'mean |err|':>12}{'tolerance':>12}  result"]
-    for r in rows:
-        tol = "not judged" if r.tolerance is None else f"{r.tolerance:.2e}"
-        result = "-" if r.tolerance is None else ("ok" if r.ok else "FAIL")
-        lines.append(f"{r.provider:<22}{r.dtype:<7}{r.max_err:>12.2e}{r.mean_err:>12.2e}{tol:>12}  {result}")
-    return "\n".join(lines)
+    """The check's rows as a text table (``fastbert.tables``)."""
+    from .tables import format_table as table
+
+    body = [
+        (
+            r.provider,
+            r.dtype,
+            f"{r.max_err:.2e}",
+            f"{r.mean_err:.2e}",
+            "not judged" if r.tolerance is None else f"{r.tolerance:.2e}",
+            "-" if r.tolerance is None else ("ok" if r.ok else "FAIL"),
+        )
+        for r in rows
+    ]
+    return table(["provider", "dtype", "max |err|", "mean |err|", "tolerance", "result"], body)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

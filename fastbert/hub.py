@@ -51,20 +51,15 @@ def resolve_file(
     hub: HubOptions | None = None,
     *,
     required: bool = True,
-    **hub_kwargs,
 ) -> str | None:
     """The local path of ``filename`` in a model folder or hub repository.
 
-    ``hub`` says where and how to fetch (the five hub keywords of ``from_pretrained`` are accepted
-    too). Returns None for a missing file unless ``required``, when it raises ``OSError`` naming the
+    ``hub`` says where and how to fetch (None: the defaults). Returns None for a missing file unless ``required``, when it raises ``OSError`` naming the
     model and the file. A hub that cannot be reached (offline, ``HF_HUB_OFFLINE=1``,
     ``local_files_only``) falls back to the local cache; when the file is not cached either, the error
     says to pass a local folder.
     """
-    if hub is None:
-        hub = HubOptions(**{k: v for k, v in hub_kwargs.items() if v is not None})
-    elif hub_kwargs:
-        raise TypeError(f"resolve_file: pass hub= or the keywords {sorted(hub_kwargs)}, not both")
+    hub = hub or HubOptions()
     path_or_id = str(path_or_id)
     if os.path.isdir(path_or_id):
         candidate = os.path.join(path_or_id, hub.subfolder, filename)
@@ -125,15 +120,15 @@ def resolve_file(
         ) from e
 
 
-def list_files(
-    path_or_id: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-    subfolder: str = "",
-) -> list[str] | None:
+def list_files(path_or_id: str | os.PathLike, hub: HubOptions | None = None) -> list[str] | None:
     """Files of a local folder or hub repository; None when the hub cannot be asked."""
+    hub = hub or HubOptions()
+    revision, token, local_files_only, subfolder = (
+        hub.revision,
+        hub.token,
+        hub.local_files_only,
+        hub.subfolder,
+    )
     path_or_id = str(path_or_id)
     if os.path.isdir(path_or_id):
         root = os.path.join(path_or_id, subfolder)

@@ -51,7 +51,7 @@ import inspect
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -450,19 +450,8 @@ EAGER_OPS = OpTable(
     packs=False,
 )
 
-SDPA_OPS = OpTable(
-    name="sdpa",
-    dense_add_layernorm=_torch_dense_add_layernorm,
-    dense_act=_torch_dense_act,
-    dense_act_layernorm=_torch_dense_act_layernorm,
-    embed_layernorm=_torch_embed_layernorm,
-    add_layernorm=_torch_add_layernorm,
-    bias_act=_torch_bias_act,
-    bias_act_layernorm=_torch_bias_act_layernorm,
-    attention=_sdpa_attention,
-    attention_varlen=_torch_attention_varlen,
-    attention_padded=_torch_attention_padded,
-)
+#: the same torch ops as eager; attention by torch SDPA on packed tokens
+SDPA_OPS = replace(EAGER_OPS, name="sdpa", attention=_sdpa_attention, packs=True)
 
 #: the tables by ``attn_implementation`` (the triton one is added on first use: it imports triton)
 TABLES: dict[str, OpTable] = {"eager": EAGER_OPS, "sdpa": SDPA_OPS}

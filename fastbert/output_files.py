@@ -208,11 +208,30 @@ def _restore_handlers() -> None:
         del _previous_handlers[sig]
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of a temporary file :func:`open_output` makes (``.NAME.XXXXXXXX.tmp``): what a
+    SIGKILL may leave behind, safe to remove before a rerun."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and len(name.split(".")) >= 4
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (where the platform allows opening a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _new_temp(target: str) -> tuple[str, int]:
     folder, name = os.path.split(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             return tmp, os.open(tmp, flags, 0o666)  # 0666 & ~umask, as a plain open() would
         except FileExistsError:
@@ -308,6 +327,7 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         finally:
             f.close()
         os.replace(tmp, plan.target)
+        _fsync_folder(os.path.dirname(plan.target))
         with _lock:
             _live_temps.discard(tmp)
     finally:

@@ -19,14 +19,10 @@ from .flax_msgpack import FLAX_WEIGHTS_NAME
 from .tf1_bundle import TF1_INDEX_NAMES, read_tf1_bundle, read_tf1_header
 from .tf2_h5 import TF2_WEIGHTS_NAME
 
-# the name of convert_checkpoint before it took a HubOptions
-convert = convert_checkpoint
-
 __all__ = [
     "find_legacy_checkpoint",
     "load_legacy_checkpoint",
     "convert_checkpoint",
-    "convert",
     "check_shapes",
     "expected_shapes",
     "infer_architecture",

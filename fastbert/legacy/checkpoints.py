@@ -7,7 +7,7 @@ import os
 import re
 
 from .. import hub as hub_files
-from ..hub import HUB_FIELDS, HubOptions
+from ..hub import HubOptions
 from .common import LegacyStateDict
 from .flax_msgpack import FLAX_WEIGHTS_INDEX_NAME, FLAX_WEIGHTS_NAME, read_flax
 from .tf1_bundle import TF1_INDEX_NAMES, read_tf1, read_tf1_header, tf1_shard_names
@@ -18,19 +18,6 @@ _ONE_FILE_FORMATS = {
     "tf2": (TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME),
     "flax": (FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME),
 }
-
-
-def hub_options(hub: HubOptions | None, hub_kwargs: dict, function: str) -> HubOptions:
-    """``hub``, or the same options given the old way, as separate keyword arguments (``revision=``,
-    ``cache_dir=``, ``local_files_only=``, ``token=``, ``subfolder=``); anything else is a TypeError."""
-    if not hub_kwargs:
-        return hub or HubOptions()
-    unknown = sorted(set(hub_kwargs) - set(HUB_FIELDS))
-    if unknown:
-        raise TypeError(f"{function}() got unexpected keyword arguments: {', '.join(unknown)}")
-    if hub is not None:
-        raise TypeError(f"{function}(): pass either hub=HubOptions(...) or {', '.join(hub_kwargs)}, not both")
-    return HubOptions.pop_from(dict(hub_kwargs))  # None: the default
 
 
 def _step_of(name: str) -> int:
@@ -85,7 +72,6 @@ def find_legacy_checkpoint(
     from_tf: bool = False,
     from_flax: bool = False,
     hub: HubOptions | None = None,
-    **hub_kwargs,
 ) -> tuple[str, list[str]] | None:
     """The legacy checkpoint of a folder, hub id or file, in transformers 4's order of preference.
 
@@ -93,23 +79,16 @@ def find_legacy_checkpoint(
     ``from_tf`` restricts the search to TF checkpoints (TF1 index, then ``tf_model.h5``), ``from_flax``
     to Flax; with neither, TF1, then TF 2, then Flax. ``path_or_id`` may also be the checkpoint file itself
     (``.h5``, ``.msgpack``, a TF1 ``.index`` file or its prefix, such as ``.../bert_model.ckpt``).
-    ``hub`` says where and how to fetch from the Hugging Face hub (the five separate keyword arguments
-    ``revision=`` ... ``subfolder=`` are still accepted in its place).
+    ``hub`` says where and how to fetch from the Hugging Face hub.
     """
-    hub = hub_options(hub, hub_kwargs, "find_legacy_checkpoint")
+    hub = hub or HubOptions()
     path = str(path_or_id)
     want_tf = from_tf or not from_flax
     want_flax = from_flax or not from_tf
     if os.path.isfile(path) or os.path.isfile(path + ".index"):
         return _find_in_file(path, want_tf, want_flax)
 
-    listing = hub_files.list_files(
-        path,
-        revision=hub.revision,
-        token=hub.token,
-        local_files_only=hub.local_files_only,
-        subfolder=hub.subfolder,
-    )
+    listing = hub_files.list_files(path, hub)
 
     def present(name: str) -> str | None:
         if listing is not None and name not in listing:

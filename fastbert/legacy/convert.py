@@ -18,7 +18,7 @@ import torch
 
 from .. import hub as hub_files
 from ..hub import HubOptions
-from .checkpoints import find_legacy_checkpoint, hub_options, load_legacy_checkpoint
+from .checkpoints import find_legacy_checkpoint, load_legacy_checkpoint
 from .common import LegacyStateDict
 
 # Files a converted folder needs besides the weights and config (copied when present).
@@ -211,7 +211,6 @@ def convert_checkpoint(
     hub: HubOptions | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
-    **hub_kwargs,
 ) -> str:
     """Convert the legacy checkpoint at ``src`` (folder, hub id or file) into a transformers 5 folder
     ``dst``: ``model.safetensors`` + ``config.json`` (+ the tokenizer files found beside the checkpoint).
@@ -224,7 +223,7 @@ def convert_checkpoint(
 
     from ..config import BertConfig
 
-    hub = hub_options(hub, hub_kwargs, "convert_checkpoint")
+    hub = hub or HubOptions()
     src, dst = str(src), str(dst)
     log = log or (lambda msg: print(msg, file=sys.stderr))
     found = find_legacy_checkpoint(src, from_tf=from_tf, from_flax=from_flax, hub=hub)
@@ -241,7 +240,7 @@ def convert_checkpoint(
     config_src = _config_location(src)
     # the subfolder is of src; a checkpoint file given directly has its config beside it
     config_hub = hub if config_src == src else dataclasses.replace(hub, subfolder="")
-    config = BertConfig.from_pretrained(config_src, **config_hub.as_kwargs())
+    config = BertConfig.from_pretrained(config_src, hub=config_hub)
     check_shapes(config, state)
 
     arch = infer_architecture(state, config)

@@ -139,7 +139,7 @@ def pipeline(
         from fastbert.config import BertConfig
 
         # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub
-        config = BertConfig.from_pretrained(path, **hub.as_kwargs())
+        config = BertConfig.from_pretrained(path, hub=hub)
         _check_architecture(task, config.architectures, repr(path))
         load_kwargs = {**hub.as_kwargs(), **(model_kwargs or {})}
         if torch_dtype is not None:

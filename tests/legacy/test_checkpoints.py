@@ -128,8 +128,8 @@ def test_hub_resolution(tmp_path, monkeypatch, reference):
     options = HubOptions(revision="v1", token="secret")
     fetched = []
 
-    def fake_list(path_or_id, **kwargs):
-        assert path_or_id == "google/bert-tiny" and kwargs["revision"] == "v1" and kwargs["token"] == "secret"
+    def fake_list(path_or_id, hub_options):
+        assert path_or_id == "google/bert-tiny" and hub_options == options
         return sorted(os.listdir(repo))
 
     def fake_resolve(path_or_id, filename, *, hub, required=True):
@@ -162,16 +162,14 @@ def test_hub_resolution(tmp_path, monkeypatch, reference):
     assert legacy.find_legacy_checkpoint("google/bert-tiny", hub=options)[0] == "flax"
 
 
-def test_hub_options_given_as_separate_keywords(tmp_path):
-    """The five keyword arguments of before are still accepted in place of ``hub=``, and nothing else."""
+def test_hub_options_subfolder(tmp_path):
+    """The hub options travel as one value: a subfolder is where the checkpoint is looked for."""
     folder = copy_files(FIXTURES, tmp_path / "sub", ["tf_model.h5"])
-    found = legacy.find_legacy_checkpoint(str(tmp_path), subfolder="sub", revision=None, token=None)
+    found = legacy.find_legacy_checkpoint(str(tmp_path), hub=HubOptions(subfolder="sub"))
     assert found == ("tf2", [str(folder / "tf_model.h5")])
-    assert legacy.find_legacy_checkpoint(str(tmp_path), hub=HubOptions(subfolder="sub")) == found
-    with pytest.raises(TypeError, match="revisoin"):
-        legacy.find_legacy_checkpoint(str(tmp_path), revisoin="v1")
-    with pytest.raises(TypeError, match="not both"):
-        legacy.find_legacy_checkpoint(str(tmp_path), hub=HubOptions(), subfolder="sub")
+    assert legacy.find_legacy_checkpoint(str(tmp_path)) is None
+    with pytest.raises(TypeError, match="revision"):
+        legacy.find_legacy_checkpoint(str(tmp_path), revision="v1")  # one HubOptions, not five keywords
 
 
 def test_unknown_kind_and_no_files():

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from fastbert import legacy
 from fastbert.cli import main
+from fastbert.hub import HubOptions
 
 FORMATS = {
     "tf2": (FIXTURES, {}),
@@ -79,8 +80,9 @@ def test_partial_checkpoint_refused_by_convert(tmp_path, reference, config):
         convert(tmp_path, tmp_path / "out")
 
 
-def test_convert_under_its_old_name_with_separate_hub_keywords(tmp_path):
-    assert legacy.convert is legacy.convert_checkpoint
+def test_convert_offline_hub_options(tmp_path):
     dst = tmp_path / "out"
-    arch = legacy.convert(str(GOOGLE), str(dst), revision=None, local_files_only=True, log=lambda _: None)
+    arch = legacy.convert_checkpoint(
+        str(GOOGLE), str(dst), hub=HubOptions(local_files_only=True), log=lambda _: None
+    )
     assert arch == "BertForPreTraining" and (dst / "model.safetensors").is_file()
