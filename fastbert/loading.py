@@ -143,17 +143,12 @@ def find_and_load_weights(
         state = pytorch_weights()
         if state is not None:
             return state
-    try:
-        from . import legacy
-    except ImportError:  # pragma: no cover - legacy formats are optional
-        legacy = None
-    if legacy is not None:
-        found = legacy.find_legacy_checkpoint(
-            path_or_id, from_tf=from_tf, from_flax=from_flax, **hub.as_kwargs()
-        )
-        if found is not None:
-            kind, files = found
-            return legacy.load_legacy_checkpoint(kind, files)
+    from . import legacy  # the readers import their optional packages ([legacy]) only when used
+
+    found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, hub=hub)
+    if found is not None:
+        kind, files = found
+        return legacy.load_legacy_checkpoint(kind, files)
     if from_tf or from_flax:
         state = pytorch_weights()
         if state is not None:

@@ -14,7 +14,6 @@ def test_local_folder_and_subfolder(tmp_path):
     assert resolve_file(tmp_path, "vocab.txt", HubOptions(subfolder="sub")) == str(
         tmp_path / "sub" / "vocab.txt"
     )
-    assert resolve_file(tmp_path, "vocab.txt", subfolder="sub") == str(tmp_path / "sub" / "vocab.txt")
     assert resolve_file(tmp_path, "vocab.txt", required=False) is None
 
 
@@ -26,9 +25,15 @@ def test_missing_file_names_folder_and_file(tmp_path):
         resolve_file(tmp_path / "weights.bin", "config.json")
 
 
-def test_hub_and_keywords_together_are_refused(tmp_path):
-    with pytest.raises(TypeError, match="not both"):
-        resolve_file(tmp_path, "config.json", HubOptions(), revision="main")
+def test_hub_options_are_one_value_not_keywords(tmp_path):
+    with pytest.raises(TypeError, match="revision"):
+        resolve_file(tmp_path, "config.json", revision="main")
+
+
+def test_pop_from_takes_the_hub_keys_even_when_none():
+    kwargs = {"revision": "v1", "token": None, "torch_dtype": "auto"}
+    assert HubOptions.pop_from(kwargs) == HubOptions(revision="v1")
+    assert kwargs == {"torch_dtype": "auto"}
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
