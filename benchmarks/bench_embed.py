@@ -91,6 +91,8 @@ print(t1 - t0, t2 - t1, v.shape[0])
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fastbert.benchmark.run import cpu_name
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=3000)
     ap.add_argument("--tiny", action="store_true", help="a dry run on 200 rows")
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 "compute_s": None if compute is None else round(compute, 3),
                 "note": note,
                 "device": args.device,
-                "cpu": platform.processor() or platform.machine(),
+                "cpu": cpu_name(),
                 "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 "threads": args.threads,
                 "versions": {
