@@ -12,6 +12,8 @@ import warnings
 
 import pytest
 import torch
+from model_helpers import TINY as MODEL_TINY
+from model_helpers import perturb_norms_and_biases
 
 import fastbert
 from fastbert.hub import embedded_model_path
@@ -267,7 +269,7 @@ def cross_encoder_folder(folder, tmp_path_factory):
     )
     torch.manual_seed(5)
     model = transformers.BertForSequenceClassification(config).eval()
-    perturb(model)
+    perturb_norms_and_biases(model)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
@@ -325,7 +327,7 @@ def test_sparse_encoder_splade(cross_encoder_folder, tmp_path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(cross_encoder_folder)
     config = transformers.BertConfig(**dict(TINY, vocab_size=tokenizer.vocab_size))
     torch.manual_seed(2)
-    perturb(transformers.BertForMaskedLM(config)).save_pretrained(tmp_path)
+    perturb_norms_and_biases(transformers.BertForMaskedLM(config)).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
 
     def splade():
@@ -340,30 +342,13 @@ def test_sparse_encoder_splade(cross_encoder_folder, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- transformers
-TINY = dict(
-    vocab_size=99,
-    hidden_size=36,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=3,
-)
-
-
-@torch.no_grad()
-def perturb(model, scale=0.1):
-    """Noise on every LayerNorm and bias (initialised to 1/0), so that a wrong wiring shows."""
-    for name, p in model.named_parameters():
-        if "LayerNorm" in name or name.endswith("bias"):
-            p.add_(torch.randn_like(p) * scale)
-    return model
+TINY = dict(MODEL_TINY, type_vocab_size=3)
 
 
 def tiny_hf(name, **overrides):
     config = transformers.BertConfig(**dict(TINY, is_decoder=name == "BertLMHeadModel", **overrides))
     torch.manual_seed(1)
-    return perturb(getattr(transformers, name)(config).eval())
+    return perturb_norms_and_biases(getattr(transformers, name)(config).eval())
 
 
 def tiny_batch(name, b=3, seq=11):
