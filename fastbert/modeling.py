@@ -247,7 +247,7 @@ class BertSelfAttention(_Module):
         else:
             spec = ctx.attn
             proj = self.qkv
-            qkv = F.linear(hidden_states, proj.weight, proj.bias)
+            qkv = ctx.ops.linear(hidden_states, proj.weight, proj.bias)
             q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
             if past_key_value is not None:
                 k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)

@@ -158,17 +158,60 @@ class AttentionSpec:
 # ---------------------------------------------------------------------------------------------
 
 
-def _torch_dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
-    return F.layer_norm(F.linear(x, weight, bias) + residual, (residual.shape[-1],), ln_weight, ln_bias, eps)
+def _onednn_linear_op():
+    """torch's oneDNN linear (``torch.ops.mkldnn._linear_pointwise``, what inductor uses for CPU linears),
+    or None where this torch build has no oneDNN."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return None
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
 
 
-def _torch_dense_act(x, weight, bias, activation_name):
-    return activation(activation_name)(F.linear(x, weight, bias))
+_ONEDNN_LINEAR = _onednn_linear_op()
 
 
-def _torch_dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
-    h = activation(activation_name)(F.linear(x, weight, bias))
-    return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
+def _sdpa_linear(x, weight, bias=None):
+    """``F.linear``; on the CPU in fp32 without autograd, through oneDNN instead of the BLAS ``F.linear``
+    calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC (2 threads, torch 2.13) a
+    (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL) and 9.6 ms through
+    oneDNN, with the plain weight (no packed copy to go stale)."""
+    if (
+        _ONEDNN_LINEAR is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and not (
+            torch.is_grad_enabled()
+            and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+        )
+    ):
+        return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def _dense_ops(linear: Callable[..., torch.Tensor]) -> dict[str, Callable[..., torch.Tensor]]:
+    """The GEMM-then-epilogue entries of a torch table, over its ``linear`` (bias added inside the GEMM)."""
+
+    def dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
+        h = linear(x, weight, bias) + residual
+        return F.layer_norm(h, (residual.shape[-1],), ln_weight, ln_bias, eps)
+
+    def dense_act(x, weight, bias, activation_name):
+        return activation(activation_name)(linear(x, weight, bias))
+
+    def dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
+        h = activation(activation_name)(linear(x, weight, bias))
+        return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
+
+    return dict(
+        linear=linear,
+        dense_add_layernorm=dense_add_layernorm,
+        dense_act=dense_act,
+        dense_act_layernorm=dense_act_layernorm,
+    )
 
 
 def _torch_embed_layernorm(
@@ -433,13 +476,13 @@ class OpTable:
     packs: bool = True
     #: the padded attention bounds each row's keys with ``AttentionSpec.key_lengths``
     wants_key_lengths: bool = False
+    #: x @ W^T + b of the projections that have no epilogue of their own (self-attention's fused QKV)
+    linear: Callable[..., torch.Tensor] = F.linear
 
 
 EAGER_OPS = OpTable(
     name="eager",
-    dense_add_layernorm=_torch_dense_add_layernorm,
-    dense_act=_torch_dense_act,
-    dense_act_layernorm=_torch_dense_act_layernorm,
+    **_dense_ops(F.linear),
     embed_layernorm=_torch_embed_layernorm,
     add_layernorm=_torch_add_layernorm,
     bias_act=_torch_bias_act,
@@ -450,8 +493,8 @@ EAGER_OPS = OpTable(
     packs=False,
 )
 
-#: the same torch ops as eager; attention by torch SDPA on packed tokens
-SDPA_OPS = replace(EAGER_OPS, name="sdpa", attention=_sdpa_attention, packs=True)
+#: the same torch ops as eager, its linears through oneDNN on the CPU; attention by torch SDPA on packed tokens
+SDPA_OPS = replace(EAGER_OPS, name="sdpa", attention=_sdpa_attention, packs=True, **_dense_ops(_sdpa_linear))
 
 #: the tables by ``attn_implementation`` (the triton one is added on first use: it imports triton)
 TABLES: dict[str, OpTable] = {"eager": EAGER_OPS, "sdpa": SDPA_OPS}

@@ -203,3 +203,28 @@ def test_padded_once_equals_the_loop(causal):
     once = ops._sdpa_padded_once(q[keep], k[keep], v[keep], spec, 0.3)
     loop, _ = ops.SDPA_OPS.attention(q[keep], k[keep], v[keep], spec, 0.3)
     torch.testing.assert_close(once, loop, rtol=1e-12, atol=1e-12)
+
+
+def test_sdpa_linear_onednn_on_cpu_inference_and_plain_with_autograd(monkeypatch):
+    """The sdpa table's CPU linear: oneDNN in fp32 inference (within the rule), F.linear when autograd
+    needs it (gradients flow), and every dense entry goes through it."""
+    x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)
+    ref = torch.nn.functional.linear(x.double(), w.double(), b.double())
+    with torch.no_grad():
+        out = ops.SDPA_OPS.linear(x, w, b)
+        assert_close(out, torch.nn.functional.linear(x, w, b), ref, torch.float32, what="linear")
+    wg = w.clone().requires_grad_()
+    y = ops.SDPA_OPS.linear(x, wg, b)
+    assert torch.equal(y, torch.nn.functional.linear(x, wg, b))
+    y.sum().backward()
+    assert wg.grad is not None
+    if ops._ONEDNN_LINEAR is not None:
+        calls = []
+        real = ops._ONEDNN_LINEAR
+        monkeypatch.setattr(ops, "_ONEDNN_LINEAR", lambda *a: calls.append(1) or real(*a))
+        with torch.no_grad():
+            ops.SDPA_OPS.dense_act(x, w, b, "gelu")
+            ops.SDPA_OPS.dense_add_layernorm(x, w[:36], b[:36], x, torch.ones(36), torch.zeros(36), 1e-12)
+            ops.SDPA_OPS.dense_act_layernorm(x, w, b, torch.ones(108), torch.zeros(108), 1e-12, "gelu")
+        assert len(calls) == 3
+    assert ops.EAGER_OPS.linear is torch.nn.functional.linear  # eager stays transformers' twin
