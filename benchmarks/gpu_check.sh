@@ -18,12 +18,15 @@
 # same warm machine, judges the targets that need both steps' rows.
 # Time limits (seconds, environment): GPU_CHECK_INSTALL_S=40, step 1: GPU_CHECK_TESTS_MODELS_S=50
 # GPU_CHECK_TESTS_KERNELS_S=90 GPU_CHECK_CHECK_S=50 GPU_CHECK_KERNELS_S=80 GPU_CHECK_E2E_S=120 (sum 430, 480
-# with every kill grace); step 2: GPU_CHECK_COMPILE_S=360.
+# with every kill grace); step 2: GPU_CHECK_TESTS_COMPILE_S=90 (torch.compile over the kernels, the one test
+# left out of step 1), GPU_CHECK_COMPILE_S=300 (CUDA-graph rows first, then torch.compile rows).
 # GPU_CHECK_TESTS_MODELS / GPU_CHECK_TESTS_KERNELS override the CUDA tier's paths; FASTBERT_KERNEL_CONFIG
 # (default "first") its kernel config.
 # The exit status is the number of sub-steps that failed.
 set -u
 cd "$(dirname "$0")/.."
+# the device image's interpreter is python3 (a plain "python" may not exist there)
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
 
 STEP="${1:-}"
 shift || true
@@ -76,11 +79,11 @@ echo "=== fastbert gpu_check step $STEP$([ "$DRY" = 1 ] && echo ' (dry run)') $(
     "commit $(git rev-parse --short HEAD 2>/dev/null)" | tee "$LOG"
 if [ "$DRY" != 1 ]; then
     # No registry on the device: no build isolation (it would fetch setuptools), no dependencies.
-    sub install "${GPU_CHECK_INSTALL_S:-40}" python -m pip install --no-deps --no-build-isolation -q -e .
+    sub install "${GPU_CHECK_INSTALL_S:-40}" "$PY" -m pip install --no-deps --no-build-isolation -q -e .
 fi
 {
     nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
-    python - <<'EOF'
+    "$PY" - <<'EOF'
 import platform, torch
 from importlib.metadata import version
 def v(m):
@@ -102,7 +105,7 @@ if [ "$STEP" = 1 ]; then
     # selections through the same lines.
     export FASTBERT_KERNEL_CONFIG="${FASTBERT_KERNEL_CONFIG:-first}"
     TIMEOUT_ARGS=()
-    python -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS=(--timeout=60)
+    "$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS=(--timeout=60)
     if [ "$DRY" = 1 ]; then
         read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/test_tolerances.py}"
         read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels/test_configs.py}"
@@ -116,16 +119,17 @@ if [ "$STEP" = 1 ]; then
             TESTS_KERNELS+=(tests/kernels/test_attention.py)
         fi
     fi
-    sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-50}" python -m pytest -v -rA -p no:cacheprovider -m "not slow" \
-        "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
-    sub tests-kernels "${GPU_CHECK_TESTS_KERNELS_S:-90}" python -m pytest -v -rA -p no:cacheprovider -m "not slow" \
+    # torch.compile over the kernels (a cold compile of BERT) runs in step 2, not inside this step's limit
+    sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-50}" "$PY" -m pytest -v -rA -p no:cacheprovider -m "not slow" \
+        -k "not torch_compile" "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
+    sub tests-kernels "${GPU_CHECK_TESTS_KERNELS_S:-90}" "$PY" -m pytest -v -rA -p no:cacheprovider -m "not slow" \
         "${TIMEOUT_ARGS[@]}" "${TESTS_KERNELS[@]}"
     unset FASTBERT_KERNEL_CONFIG
     if [ "$DRY" = 1 ]; then
         # bf16 left out: the interpreter computes bf16 tl.dot wrongly (a known interpreter defect)
-        sub check "${GPU_CHECK_CHECK_S:-50}" python -m fastbert check --config tiny --device cpu --dtypes fp32,fp16
+        sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config tiny --device cpu --dtypes fp32,fp16
     else
-        sub check "${GPU_CHECK_CHECK_S:-50}" python -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
+        sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
     fi
     KS="${GPU_CHECK_KERNELS_S:-80}"
     if [ "$DRY" = 1 ]; then
@@ -133,10 +137,10 @@ if [ "$STEP" = 1 ]; then
     else
         KFLAGS=(--dtypes bf16 fp16)
     fi
-    sub kernels "$KS" python benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
+    sub kernels "$KS" "$PY" benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
         --time-budget "$((KS - 20))" --csv "$OUT/kernels.csv" --out "$KEEP/kernels"
     ES="${GPU_CHECK_E2E_S:-120}"
-    sub e2e "$ES" python -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
+    sub e2e "$ES" "$PY" -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$((ES - 20))" --out "$OUT/e2e"
     keep_only_rows "$OUT/e2e"
     rm -rf "$KEEP/step1" && mkdir -p "$KEEP/step1"
@@ -146,8 +150,12 @@ if [ "$STEP" = 1 ]; then
     KCSV="$OUT/kernels.csv"
     STEPS_FOR_TARGETS="$STEPS"
 else
-    CS="${GPU_CHECK_COMPILE_S:-360}"
-    sub compile "$CS" python -m fastbert bench --suite gpu-compile "${TINY[@]}" --device "$DEVICE" --no-progress \
+    if [ "$DRY" != 1 ]; then
+        sub tests-compile "${GPU_CHECK_TESTS_COMPILE_S:-90}" "$PY" -m pytest -v -rA -p no:cacheprovider \
+            -k torch_compile tests/models/test_triton_backend.py
+    fi
+    CS="${GPU_CHECK_COMPILE_S:-300}"
+    sub compile "$CS" "$PY" -m fastbert bench --suite gpu-compile "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$((CS - 30))" --out "$OUT/compile"
     keep_only_rows "$OUT/compile"
     # step 1's rows (same warm machine) complete the targets that compare both steps' providers
@@ -157,7 +165,7 @@ else
 fi
 
 echo "=== targets" | tee -a "$LOG"
-python benchmarks/gpu_targets.py --kernels "$KCSV" --rows "${ROWS[@]}" --steps "$STEPS_FOR_TARGETS" \
+"$PY" benchmarks/gpu_targets.py --kernels "$KCSV" --rows "${ROWS[@]}" --steps "$STEPS_FOR_TARGETS" \
     --out "$OUT/targets.txt" 2>&1 | tee -a "$LOG"
 echo "=== done: step $STEP, $FAILED sub-step(s) failed; results in $OUT" | tee -a "$LOG"
 ls -la "$OUT" "$OUT"/*/ 2>/dev/null | tee -a "$LOG" >/dev/null

@@ -37,6 +37,11 @@ def _buckets(limit: int, candidates) -> tuple[int, ...]:
     return tuple(out) + (limit,)
 
 
+def _flag(value, default) -> bool:
+    """A forward flag as the model resolves it: the argument, else the config's default."""
+    return bool(default if value is None else value)
+
+
 def _base(model):
     prefix = getattr(model, "base_model_prefix", "")
     return getattr(model, prefix, model) if prefix else model
@@ -80,6 +85,7 @@ class GraphRunner:
         self.warmup = warmup
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None
+        self.stream = None
         self.captures = 0
         self.stamp = getattr(model, "weights_version", 0)
 
@@ -104,8 +110,8 @@ class GraphRunner:
             and inputs.inputs_embeds is None
             and inputs.encoder_hidden_states is None
             and inputs.past_key_values is None
-            and not inputs.output_attentions
-            and not inputs.output_hidden_states
+            and not _flag(inputs.output_attentions, m.config.output_attentions)
+            and not _flag(inputs.output_hidden_states, m.config.output_hidden_states)
             and not inputs.use_cache
             and not m.training
             and not torch.is_grad_enabled()
@@ -121,7 +127,10 @@ class GraphRunner:
         if not host_reads or not self.covers(inputs, allow_pack):
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
         self.model.validate(inputs, read_lengths=False)  # one host read, before any replay
-        return self.run(inputs)
+        with torch.cuda.device(
+            self.model.device
+        ):  # capture and replay on the model's GPU, not the current one
+            return self.run(inputs)
 
     def _capture(self, key, inputs_type):
         b, s = key[0], key[1]
@@ -141,14 +150,16 @@ class GraphRunner:
                     return self.encode(static, host_reads=False)
             return self.encode(static, host_reads=False)
 
-        stream = torch.cuda.Stream()
+        if self.stream is None:  # one side stream for every capture that shares the pool, on the model's GPU
+            self.stream = torch.cuda.Stream(dev)
+        stream = self.stream
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(self.warmup):  # compiles/autotunes the kernels outside the capture
                 body()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, stream=stream):
             out = body()
         self.captures += 1
         entry = (graph, ids, mask, tt, out)

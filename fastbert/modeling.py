@@ -26,7 +26,7 @@ from . import outputs
 from .config import BertConfig, check_attn_implementation, default_attn_implementation
 from .loading import PreTrainedMixin
 from .ops import AttentionSpec, OpTable, activation, resolve
-from .padding import Packing, full_packing, host_read, lengths, pack, packing_from_mask, unpack
+from .padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 
 # --------------------------------------------------------------------------------------------- per forward
 
@@ -775,6 +775,7 @@ class BertModel(BertPreTrainedModel):
             dropout=self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0),
             needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
             cache=past is not None,
+            device=self.device,
         )
         if reason is not None:
             self._warn_fallback(reason)
@@ -870,7 +871,7 @@ class BertModel(BertPreTrainedModel):
             packing = packing_from_mask(mask, checked.seqlens, checked.seqlens_host)
             attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
         elif mask is not None and (checked.padded or checked.seqlens_host is None):
-            key_lengths = lengths(mask) if ops.wants_key_lengths else None
+            key_lengths = extents(mask) if ops.wants_key_lengths else None
             attn = AttentionSpec(causal=causal, key_mask=mask.bool(), key_lengths=key_lengths)
         cross = None
         if enc is not None and cfg.is_decoder:  # an encoder (is_decoder=False) ignores them, as transformers

@@ -86,6 +86,15 @@ def lengths(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.bool().sum(dim=1, dtype=torch.int32)
 
 
+def extents(attention_mask: torch.Tensor) -> torch.Tensor:
+    """int32 ``(batch,)`` one past the last real token of each row (the row's length when it is padded on
+    the right; more when padding stands on the left or between tokens): the bound of a row's keys and
+    queries that a kernel may skip beyond, computed on the device (no host read)."""
+    keep = attention_mask.bool()
+    positions = torch.arange(1, keep.shape[1] + 1, device=keep.device, dtype=torch.int32)
+    return (keep * positions).amax(dim=1).to(torch.int32) if keep.shape[1] else lengths(attention_mask)
+
+
 def packing_from_mask(
     attention_mask: torch.Tensor,
     seqlens: torch.Tensor | None = None,

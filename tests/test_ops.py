@@ -208,6 +208,7 @@ def test_padded_once_equals_the_loop(causal):
 def test_sdpa_linear_onednn_on_cpu_inference_and_plain_with_autograd(monkeypatch):
     """The sdpa table's CPU linear: oneDNN in fp32 inference (within the rule), F.linear when autograd
     needs it (gradients flow), and every dense entry goes through it."""
+    monkeypatch.setattr(ops, "_ONEDNN_MIN_MACS", 0)  # the tiny shapes below go through oneDNN too
     x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)
     ref = torch.nn.functional.linear(x.double(), w.double(), b.double())
     with torch.no_grad():
@@ -228,3 +229,32 @@ def test_sdpa_linear_onednn_on_cpu_inference_and_plain_with_autograd(monkeypatch
             ops.SDPA_OPS.dense_act_layernorm(x, w, b, torch.ones(108), torch.zeros(108), 1e-12, "gelu")
         assert len(calls) == 3
     assert ops.EAGER_OPS.linear is torch.nn.functional.linear  # eager stays transformers' twin
+
+
+def test_triton_is_not_chosen_for_a_model_off_cuda(monkeypatch):
+    """With CUDA present but the model on the CPU (and no interpreter), triton falls back to sdpa, saying why."""
+    monkeypatch.setattr(ops, "triton_available", lambda: True)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    table, reason = ops.resolve("triton", device=torch.device("cpu"))
+    assert table is ops.SDPA_OPS and "CUDA device" in reason
+    assert ops.resolve("sdpa", device=torch.device("cpu")) == (ops.SDPA_OPS, None)
+
+
+def test_sdpa_packed_attention_of_an_all_padded_batch_is_zeros():
+    from fastbert.padding import packing_from_mask
+
+    packing = packing_from_mask(torch.zeros(2, 5, dtype=torch.long))
+    spec = ops.AttentionSpec(q_packing=packing, k_packing=packing)
+    q = torch.zeros(0, 2, 8)
+    out, probs = ops.SDPA_OPS.attention(q, q, q, spec, 0.3)
+    assert out.shape == (0, 2, 8) and probs is None
+
+
+def test_sdpa_linear_keeps_small_gemms_on_f_linear(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", lambda *a: calls.append(a) or torch.nn.functional.linear(*a[:3]))
+    with torch.no_grad():
+        ops.SDPA_OPS.linear(torch.randn(8, 32), torch.randn(96, 32), None)  # 24k multiply-adds
+        assert calls == []
+        ops.SDPA_OPS.linear(torch.randn(64, 256), torch.randn(256, 256), None)  # 4M
+        assert len(calls) == 1

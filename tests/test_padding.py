@@ -61,3 +61,10 @@ def test_additive_mask_and_rows_with_keys_are_cached():
     assert m.shape == (2, 1, 1, 3) and m is keys.additive_mask(torch.float16)
     assert m[0, 0, 0].tolist() == [0.0, 0.0, torch.finfo(torch.float16).min]
     assert queries.rows_with_keys(keys).tolist() == [True, False, False]
+
+
+def test_extents_is_one_past_the_last_real_token():
+    mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1], [1, 0, 1, 0], [0, 0, 0, 0]])
+    assert padding.extents(mask).tolist() == [3, 4, 3, 0]
+    assert padding.extents(mask).dtype == torch.int32
+    assert padding.extents(torch.ones(2, 0)).tolist() == [0, 0]

@@ -118,6 +118,51 @@ def test_triton_left_padding_matches_sdpa_positions():
     assert a[0, :3].abs().max() == 0
 
 
+@pytest.mark.parametrize("row", [[0, 0, 0, 1, 1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 1, 0, 0, 1, 1, 0]])
+def test_triton_padded_path_with_left_padding_and_holes(row):
+    """The padded triton path (the CUDA-graph path; losses over padded positions) bounds each row's keys by
+    its last real token, not by its count of real tokens: left padding and holes keep every real key."""
+    from fastbert.modeling import BertInputs
+
+    model = tiny("BertModel")
+    ids = torch.randint(1, 97, (2, 10), device=DEVICE)
+    mask = torch.tensor([row, [1] * 10], device=DEVICE)
+    out = {}
+    for impl, dtype in (("triton", torch.float32), ("sdpa", torch.float32), ("eager", torch.float64)):
+        model.to(dtype).set_attn_implementation(impl)
+        with torch.no_grad():
+            enc = model.encode(BertInputs(input_ids=ids, attention_mask=mask), allow_pack=False)
+        out[impl] = enc.sequence
+    assert_close(out["triton"], out["sdpa"], out["eager"], torch.float32, mask=mask.bool(), what=str(row))
+
+
+def test_graph_path_honours_the_configs_output_flags(monkeypatch):
+    """A replay returns only the sequence and pooled outputs: a config asking for hidden states or
+    attentions by default must run the normal forward (the flags resolve as the model resolves them)."""
+    from fastbert.cuda_graphs import GraphRunner
+    from fastbert.modeling import BertInputs
+
+    class CudaIds:  # what covers() reads of a CUDA batch, without a GPU
+        is_cuda = True
+        shape = (1, 8)
+
+        def dim(self):
+            return 2
+
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # a CPU build has no CUDA
+    model = tiny("BertModel")
+    model.set_attn_implementation("triton")
+    runner = GraphRunner(model, max_batch=2, max_seqlen=16)
+    inputs = BertInputs(input_ids=CudaIds())
+    with torch.no_grad():
+        assert runner.covers(inputs, allow_pack=True)
+        for flag in ("output_hidden_states", "output_attentions"):
+            setattr(model.config, flag, True)
+            assert not runner.covers(inputs, allow_pack=True), flag
+            assert runner.covers(BertInputs(input_ids=CudaIds(), **{flag: False}), allow_pack=True)
+            setattr(model.config, flag, False)
+
+
 def test_triton_cross_attention():
     model = tiny("BertLMHeadModel", add_cross_attention=True)
     inputs = inputs_for("BertLMHeadModel")
