@@ -775,7 +775,7 @@ class BertModel(BertPreTrainedModel):
             dropout=self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0),
             needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
             cache=past is not None,
-            device=self.device,
+            device=lambda: self.device,
         )
         if reason is not None:
             self._warn_fallback(reason)

@@ -182,11 +182,11 @@ def _sdpa_linear(x, weight, bias=None):
     (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL) and 9.6 ms through
     oneDNN, with the plain weight (no packed copy to go stale). Small GEMMs stay on ``F.linear``."""
     if (
-        _ONEDNN_LINEAR is not None
-        and x.device.type == "cpu"
+        x.numel() * weight.shape[0] >= _ONEDNN_MIN_MACS  # first: small calls leave at once
+        and _ONEDNN_LINEAR is not None
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
-        and x.numel() * weight.shape[0] >= _ONEDNN_MIN_MACS
+        and x.device.type == "cpu"
         and not torch.compiler.is_compiling()
         and not (
             torch.is_grad_enabled()
@@ -572,7 +572,7 @@ def resolve(
     dropout: bool = False,
     needs_grad: Callable[[], bool] = lambda: False,
     cache: bool = False,
-    device: torch.device | None = None,
+    device: Callable[[], torch.device] | None = None,
 ) -> tuple[OpTable, str | None]:
     """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
 

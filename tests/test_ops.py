@@ -235,9 +235,9 @@ def test_triton_is_not_chosen_for_a_model_off_cuda(monkeypatch):
     """With CUDA present but the model on the CPU (and no interpreter), triton falls back to sdpa, saying why."""
     monkeypatch.setattr(ops, "triton_available", lambda: True)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    table, reason = ops.resolve("triton", device=torch.device("cpu"))
+    table, reason = ops.resolve("triton", device=lambda: torch.device("cpu"))
     assert table is ops.SDPA_OPS and "CUDA device" in reason
-    assert ops.resolve("sdpa", device=torch.device("cpu")) == (ops.SDPA_OPS, None)
+    assert ops.resolve("sdpa", device=lambda: torch.device("cpu")) == (ops.SDPA_OPS, None)
 
 
 def test_sdpa_packed_attention_of_an_all_padded_batch_is_zeros():
