@@ -598,9 +598,9 @@ def resolve(
         reason = "incremental decoding with a KV cache"
     elif not triton_available():
         reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
-    elif device is not None and device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+    elif device is not None and os.environ.get("TRITON_INTERPRET", "0") != "1" and device().type != "cuda":
         reason = (
-            f"the model is on {device.type}: the Triton kernels need a CUDA device (or TRITON_INTERPRET=1)"
+            f"the model is on {device().type}: the Triton kernels need a CUDA device (or TRITON_INTERPRET=1)"
         )
     if reason is not None:
         return get_ops("sdpa"), f"{reason}: falling back to the sdpa backend"
