@@ -19,9 +19,9 @@ Supported: triton >= 3.6. Kernels import the math helpers below instead of reach
   one), for test tiers that must not autotune. None when unset.
 - ``device_guard(device)``: makes ``device`` the current CUDA device for a launch (Triton launches
   on the current device); a no-op context for CPU tensors and when it already is current.
-- ``launch(kernel, grid, args, meta, device, wrap)``: the one place every kernel is launched:
-  ``kernel[grid](*args, **meta)`` under ``device_guard``; ``wrap=True`` (inside a custom op) goes
-  through ``torch.library.wrap_triton`` so that torch.compile can trace the launch.
+- ``launch(kernel, grid, device=, wrap=, **kwargs)``: the one place every kernel is launched, every
+  argument by keyword: ``kernel[grid](**kwargs)`` under ``device_guard``; ``wrap=True`` (inside a
+  custom op) goes through ``torch.library.wrap_triton`` so that torch.compile can trace the launch.
 """
 
 from __future__ import annotations
@@ -124,11 +124,12 @@ def device_guard(device: torch.device):
     return torch.cuda.device(device.index)
 
 
-def launch(kernel, grid, args: tuple, meta: dict, device: torch.device, wrap: bool) -> None:
-    """``kernel[grid](*args, **meta)`` on ``device``; through ``wrap_triton`` when ``wrap`` (inside a custom op)."""
+def launch(kernel, grid, *, device: torch.device, wrap: bool, **kwargs) -> None:
+    """``kernel[grid](**kwargs)`` on ``device`` (kernel arguments, constexprs and launch options all by
+    keyword); through ``wrap_triton`` when ``wrap`` (inside a custom op)."""
     if wrap:
         from torch.library import wrap_triton
 
         kernel = wrap_triton(kernel)
     with device_guard(device):
-        kernel[grid](*args, **meta)
+        kernel[grid](**kwargs)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op
 
 from . import _compat
 from ._compat import cast_out, erf, tanh
+from ._op import kernel_op
 
 # activation name -> ACT code of apply_activation (0 is "none", used by the LayerNorm kernels)
 ACTIVATIONS: dict[str, int] = {
@@ -98,34 +98,6 @@ def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:
     return block_m, block_n, num_warps
 
 
-def _bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str, wrap: bool) -> torch.Tensor:
-    n = x.shape[-1]
-    x2 = x if x.dim() == 2 else x.reshape(-1, n)
-    m = x2.shape[0]
-    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
-        return y
-    bias = contiguous_or_none(bias)
-    block_m, block_n, num_warps = elementwise_settings(n)
-    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
-    args = (x2, bias if bias is not None else x2, y, x2.stride(0), x2.stride(1), m, n)
-    meta = dict(
-        HAS_BIAS=bias is not None,
-        ACT=activation_code(activation),
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        num_warps=num_warps,
-    )
-    _compat.launch(_bias_act_kernel, grid, args, meta, x.device, wrap)
-    return y
-
-
-@triton_op("fastbert::bias_act", mutates_args=())
-def bias_act_op(x: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
-    """Custom op behind ``bias_act`` (what torch.compile traces); inputs already validated."""
-    return _bias_act(x, bias, activation, wrap=True)
-
-
 def check_vector(name: str, t: torch.Tensor | None, n: int, x: torch.Tensor) -> None:
     """ValueError unless ``t`` is None or a (n,) fp32/fp16/bf16 tensor on x's device.
 
@@ -154,11 +126,42 @@ def check_input(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must have at least one dimension, got a scalar")
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu") -> torch.Tensor:
-    """``act(x + bias)`` in one pass: host validation, then the launcher (``fastbert::bias_act`` under compile)."""
+def _check_bias_act(args: dict) -> None:
+    x = args["x"]
     check_input("x", x)
-    check_vector("bias", bias, x.shape[-1], x)
-    activation_code(activation)
-    if torch.compiler.is_compiling():
-        return torch.ops.fastbert.bias_act(x, bias, activation)
-    return _bias_act(x, bias, activation, wrap=False)
+    check_vector("bias", args["bias"], x.shape[-1], x)
+    activation_code(args["activation"])
+
+
+@kernel_op(check=_check_bias_act)
+def bias_act(
+    x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu", *, wrap: bool = False
+) -> torch.Tensor:
+    """``act(x + bias)`` in one pass: host validation, then the launcher (``fastbert::bias_act`` under compile)."""
+    n = x.shape[-1]
+    x2 = x if x.dim() == 2 else x.reshape(-1, n)
+    m = x2.shape[0]
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y
+    bias = contiguous_or_none(bias)
+    block_m, block_n, num_warps = elementwise_settings(n)
+    _compat.launch(
+        _bias_act_kernel,
+        (triton.cdiv(m, block_m), triton.cdiv(n, block_n)),
+        device=x.device,
+        wrap=wrap,
+        X=x2,
+        B=bias if bias is not None else x2,
+        Y=y,
+        stride_xm=x2.stride(0),
+        stride_xn=x2.stride(1),
+        M=m,
+        N=n,
+        HAS_BIAS=bias is not None,
+        ACT=activation_code(activation),
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+    )
+    return y

@@ -28,10 +28,10 @@ import math
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op
 
 from . import _compat
 from ._compat import cast_out, div_rn
+from ._op import kernel_op
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
@@ -80,8 +80,10 @@ def length_bucket(max_seqlen: int) -> int:
 
 
 def _prune(configs, named_args, **kwargs):
-    """Early pruning of the autotuner: only the candidates of this dtype and head dim."""
-    allowed = set(candidates(named_args["Q"].dtype, kwargs["BLOCK_D"]))
+    """Early pruning of the autotuner: only the candidates of this dtype and head dim (launch arguments
+    come by keyword, so they are in ``kwargs``; positional ones would be in ``named_args``)."""
+    launch = {**named_args, **kwargs}
+    allowed = set(candidates(launch["Q"].dtype, launch["BLOCK_D"]))
     keep = [
         c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in allowed
     ]
@@ -287,31 +289,45 @@ def _forced(dtype: torch.dtype, block_d: int) -> tuple[int, int, int, int] | Non
     return candidates(dtype, block_d)[0]
 
 
-def _launch(q, k, v, o, kpm, cu_q, cu_k, seqlens, strides_b, seqlen_q, seqlen_k, max_seqlen_q, batch, scale,
-            causal, wrap):  # fmt: skip
+def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal, wrap):
+    """The one launcher of ``_attn_fwd_kernel`` (both layouts): allocates and returns the output."""
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     heads, d = q.shape[-2], q.shape[-1]
     if batch == 0 or max_seqlen_q == 0:
-        return
-    sqb, skb, svb, sob, smb = strides_b
-    grid = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch)
+        return o
     varlen = cu_q is not None
+    stride_b = (lambda t: 0) if varlen else (lambda t: t.stride(0))  # noqa: E731
     block_d = max(16, triton.next_power_of_2(d))
-    args = (
-        q, k, v, o,
-        kpm if kpm is not None else q,
-        cu_q if varlen else q,
-        cu_k if varlen else q,
-        seqlens if seqlens is not None else q,
-        sqb, q.stride(-3), q.stride(-2), q.stride(-1),
-        skb, k.stride(-3), k.stride(-2), k.stride(-1),
-        svb, v.stride(-3), v.stride(-2), v.stride(-1),
-        sob, o.stride(-3), o.stride(-2), o.stride(-1),
-        smb, kpm.stride(1) if kpm is not None else 0,
-        seqlen_q, seqlen_k,
-        scale * _LOG2E,
-        length_bucket(max_seqlen_q),
-    )  # fmt: skip
-    meta = dict(
+    meta = {}
+    forced = _forced(q.dtype, block_d)
+    kernel = _attn_fwd_tuned
+    if forced is not None:
+        kernel = _attn_fwd_kernel
+        bm, bn, nw, ns = forced
+        meta = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns)
+    _compat.launch(
+        kernel,
+        lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch),
+        device=q.device,
+        wrap=wrap,
+        Q=q,
+        K=k,
+        V=v,
+        O=o,
+        KPM=kpm if kpm is not None else q,
+        CU_Q=cu_q if varlen else q,
+        CU_K=cu_k if varlen else q,
+        SEQLENS=seqlens if seqlens is not None else q,
+        stride_qb=stride_b(q), stride_qt=q.stride(-3), stride_qh=q.stride(-2), stride_qd=q.stride(-1),
+        stride_kb=stride_b(k), stride_kt=k.stride(-3), stride_kh=k.stride(-2), stride_kd=k.stride(-1),
+        stride_vb=stride_b(v), stride_vt=v.stride(-3), stride_vh=v.stride(-2), stride_vd=v.stride(-1),
+        stride_ob=stride_b(o), stride_ot=o.stride(-3), stride_oh=o.stride(-2), stride_od=o.stride(-1),
+        stride_mb=kpm.stride(0) if kpm is not None else 0,
+        stride_mn=kpm.stride(1) if kpm is not None else 0,
+        seqlen_q=seqlen_q,
+        seqlen_k=seqlen_k,
+        qk_scale=scale * _LOG2E,
+        seqlen_bucket=length_bucket(max_seqlen_q),
         HEAD_DIM=d,
         BLOCK_D=block_d,
         IS_VARLEN=varlen,
@@ -319,59 +335,9 @@ def _launch(q, k, v, o, kpm, cu_q, cu_k, seqlens, strides_b, seqlen_q, seqlen_k,
         HAS_SEQLENS=seqlens is not None,
         IS_CAUSAL=causal,
         IEEE=q.dtype == torch.float32,
-    )
-    forced = _forced(q.dtype, block_d)
-    kernel = _attn_fwd_tuned
-    if forced is not None:
-        kernel = _attn_fwd_kernel
-        bm, bn, nw, ns = forced
-        meta.update(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns)
-    _compat.launch(kernel, grid, args, meta, q.device, wrap)
-
-
-def _attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, causal, wrap):
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    _launch(q, k, v, o, None, cu_seqlens_q, cu_seqlens_k, None, (0, 0, 0, 0, 0), 0, 0, max_seqlen_q,
-            cu_seqlens_q.shape[0] - 1, scale, causal, wrap)  # fmt: skip
+        **meta,
+    )  # fmt: skip
     return o
-
-
-def _attention_padded(q, k, v, kpm, seqlens_k, scale, causal, wrap):
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    strides_b = (q.stride(0), k.stride(0), v.stride(0), o.stride(0), kpm.stride(0) if kpm is not None else 0)
-    _launch(q, k, v, o, kpm, None, None, seqlens_k, strides_b, q.shape[1], k.shape[1], q.shape[1], q.shape[0],
-            scale, causal, wrap)  # fmt: skip
-    return o
-
-
-@triton_op("fastbert::attention_varlen", mutates_args=())
-def attention_varlen_op(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens_q: torch.Tensor,
-    cu_seqlens_k: torch.Tensor,
-    max_seqlen_q: int,
-    max_seqlen_k: int,
-    scale: float,
-    causal: bool,
-) -> torch.Tensor:
-    """Custom op behind ``attention_varlen`` (what torch.compile traces); inputs already validated."""
-    return _attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, causal, wrap=True)
-
-
-@triton_op("fastbert::attention_padded", mutates_args=())
-def attention_padded_op(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_padding_mask: torch.Tensor | None,
-    scale: float,
-    causal: bool,
-    seqlens_k: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Custom op behind ``attention_padded`` (what torch.compile traces); inputs validated, mask uint8 or None."""
-    return _attention_padded(q, k, v, key_padding_mask, seqlens_k, scale, causal, wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,24 +372,9 @@ def _check_scale(scale) -> float:
     return float(scale)
 
 
-def attention_padded(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_padding_mask: torch.Tensor | None,
-    scale: float,
-    causal: bool = False,
-    seqlens_k: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Attention over padded batches: q (B, Lq, heads, D), k/v (B, Lk, heads, D) -> (B, Lq, heads, D).
-
-    ``key_padding_mask``: bool (B, Lk), True = attend, or None (all keys).
-    ``seqlens_k``: None, or an int32 tensor (B,) on q's device with the real length of each row of a
-    self-attention batch (Lq == Lk, the real tokens first): row b's key loop stops at
-    ``seqlens_k[b]`` and its queries from ``seqlens_k[b]`` on are zeros, without computing them.
-    Its values are read on the device only (no host sync; safe inside a CUDA graph) and clamped to
-    [0, Lk]. It may be combined with ``key_padding_mask``.
-    """
+def _check_padded(args: dict) -> None:
+    q, k, v = args["q"], args["k"], args["v"]
+    key_padding_mask, seqlens_k = args["key_padding_mask"], args["seqlens_k"]
     _check_qkv(q, k, v, 4, "(batch, seqlen, heads, head_dim)")
     if q.shape[0] != k.shape[0]:
         raise ValueError(f"q batch {q.shape[0]} != k batch {k.shape[0]}")
@@ -452,10 +403,33 @@ def attention_padded(
                 f"seqlens_k needs self-attention shapes (Lq == Lk), got Lq {q.shape[1]}, Lk {k.shape[1]}"
             )
         seqlens_k = n.contiguous()
-    scale = _check_scale(scale)
-    if torch.compiler.is_compiling():
-        return torch.ops.fastbert.attention_padded(q, k, v, key_padding_mask, scale, bool(causal), seqlens_k)
-    return _attention_padded(q, k, v, key_padding_mask, seqlens_k, scale, bool(causal), wrap=False)
+    args["key_padding_mask"], args["seqlens_k"] = key_padding_mask, seqlens_k
+    args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])
+
+
+@kernel_op(check=_check_padded)
+def attention_padded(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    scale: float,
+    causal: bool = False,
+    seqlens_k: torch.Tensor | None = None,
+    *,
+    wrap: bool = False,
+) -> torch.Tensor:
+    """Attention over padded batches: q (B, Lq, heads, D), k/v (B, Lk, heads, D) -> (B, Lq, heads, D).
+
+    ``key_padding_mask``: bool (B, Lk), True = attend, or None (all keys).
+    ``seqlens_k``: None, or an int32 tensor (B,) on q's device with the real length of each row of a
+    self-attention batch (Lq == Lk, the real tokens first): row b's key loop stops at
+    ``seqlens_k[b]`` and its queries from ``seqlens_k[b]`` on are zeros, without computing them.
+    Its values are read on the device only (no host sync; safe inside a CUDA graph) and clamped to
+    [0, Lk]. It may be combined with ``key_padding_mask``.
+    """
+    return _launch(q, k, v, key_padding_mask, None, None, seqlens_k, q.shape[1], k.shape[1], q.shape[1],
+                   q.shape[0], scale, causal, wrap)  # fmt: skip
 
 
 def _check_cu(name: str, cu, batch_plus_one: int | None, total: int, max_seqlen, validate: bool) -> None:
@@ -484,6 +458,22 @@ def _check_cu(name: str, cu, batch_plus_one: int | None, total: int, max_seqlen,
             raise ValueError(f"{name} has a sequence of {max(lengths)} tokens > max_seqlen {max_seqlen}")
 
 
+def _check_varlen(args: dict, *, validate: bool = True) -> None:
+    """Structure always; ``validate=True`` also the values of ``cu_seqlens_*`` (one device->host sync)."""
+    q, k, v = args["q"], args["k"], args["v"]
+    cu_seqlens_q, cu_seqlens_k = args["cu_seqlens_q"], args["cu_seqlens_k"]
+    max_seqlen_q, max_seqlen_k = args["max_seqlen_q"], args["max_seqlen_k"]
+    _check_qkv(q, k, v, 3, "(tokens, heads, head_dim)")
+    _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q, validate)
+    _check_cu("cu_seqlens_k", cu_seqlens_k, cu_seqlens_q.shape[0], k.shape[0], max_seqlen_k, validate)
+    if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
+        raise ValueError(f"cu_seqlens are on {cu_seqlens_q.device}/{cu_seqlens_k.device}, q on {q.device}")
+    if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
+        raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
+    args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])
+
+
+@kernel_op(check=_check_varlen)
 def attention_varlen(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -494,7 +484,8 @@ def attention_varlen(
     max_seqlen_k: int,
     scale: float,
     causal: bool = False,
-    validate: bool = True,
+    *,
+    wrap: bool = False,
 ) -> torch.Tensor:
     """Attention over packed sequences: q (Tq, heads, D), k/v (Tk, heads, D) -> (Tq, heads, D).
 
@@ -502,18 +493,5 @@ def attention_varlen(
     values (one device->host sync); ``validate=False`` trusts them (dtype/shape still checked).
     Runs the launcher directly, ``fastbert::attention_varlen`` under torch.compile.
     """
-    _check_qkv(q, k, v, 3, "(tokens, heads, head_dim)")
-    _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q, validate)
-    _check_cu("cu_seqlens_k", cu_seqlens_k, cu_seqlens_q.shape[0], k.shape[0], max_seqlen_k, validate)
-    if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
-        raise ValueError(f"cu_seqlens are on {cu_seqlens_q.device}/{cu_seqlens_k.device}, q on {q.device}")
-    if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
-        raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
-    scale = _check_scale(scale)
-    if torch.compiler.is_compiling():
-        return torch.ops.fastbert.attention_varlen(
-            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, bool(causal)
-        )
-    return _attention_varlen(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, bool(causal), wrap=False
-    )
+    return _launch(q, k, v, None, cu_seqlens_q, cu_seqlens_k, None, 0, 0, max_seqlen_q, cu_seqlens_q.shape[0] - 1,
+                   scale, causal, wrap)  # fmt: skip

@@ -14,12 +14,11 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op
 
-from . import _compat
 from ._compat import cast_out
+from ._op import kernel_op
 from .activation import check_vector, contiguous_or_none
-from .layernorm import MAX_HIDDEN, normalize, row_settings
+from .layernorm import MAX_HIDDEN, launch_rows, normalize
 
 
 @triton.jit(do_not_specialize=["T"])  # the token count changes with every batch: one binary for all
@@ -74,68 +73,6 @@ def _embed_layernorm_kernel(
     tl.store(Y + rows[:, None] * H + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
-def _embed_layernorm(
-    input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight, ln_weight, ln_bias, eps,
-    wrap: bool,
-) -> torch.Tensor:  # fmt: skip
-    t = input_ids.shape[0]
-    h = word_weight.shape[1]
-    y = torch.empty((t, h), dtype=word_weight.dtype, device=word_weight.device)
-    if t == 0:
-        return y
-    ln_weight, ln_bias = contiguous_or_none(ln_weight), contiguous_or_none(ln_bias)
-    block_m, block_n, num_warps = row_settings(h)
-    args = (
-        input_ids,
-        position_ids if position_ids is not None else input_ids,
-        token_type_ids if token_type_ids is not None else input_ids,
-        word_weight,
-        position_weight,
-        type_weight,
-        ln_weight,
-        ln_bias,
-        y,
-        word_weight.stride(0),
-        word_weight.stride(1),
-        position_weight.stride(0),
-        position_weight.stride(1),
-        type_weight.stride(0),
-        type_weight.stride(1),
-        t,
-        h,
-        eps,
-    )
-    meta = dict(
-        HAS_POS=position_ids is not None,
-        HAS_TT=token_type_ids is not None,
-        EXACT=word_weight.dtype == torch.float32,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        num_warps=num_warps,
-    )
-    _compat.launch(_embed_layernorm_kernel, (triton.cdiv(t, block_m),), args, meta, word_weight.device, wrap)
-    return y
-
-
-@triton_op("fastbert::embed_layernorm", mutates_args=())
-def embed_layernorm_op(
-    input_ids: torch.Tensor,
-    position_ids: torch.Tensor | None,
-    token_type_ids: torch.Tensor | None,
-    word_weight: torch.Tensor,
-    position_weight: torch.Tensor,
-    type_weight: torch.Tensor,
-    ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
-    eps: float,
-) -> torch.Tensor:
-    """Custom op behind ``embed_layernorm`` (what torch.compile traces); inputs validated, ids contiguous."""
-    return _embed_layernorm(
-        input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight, ln_weight, ln_bias, eps,
-        wrap=True,
-    )  # fmt: skip
-
-
 _INDEX_DTYPES = (torch.int64, torch.int32)
 
 
@@ -154,24 +91,13 @@ def _check_ids(name: str, ids: torch.Tensor | None, t: int, rows: int, device, v
             raise ValueError(f"{name} out of range: values in [{lo}, {hi}], table has {rows} rows")
 
 
-def embed_layernorm(
-    input_ids: torch.Tensor,
-    position_ids: torch.Tensor | None,
-    token_type_ids: torch.Tensor | None,
-    word_weight: torch.Tensor,
-    position_weight: torch.Tensor,
-    type_weight: torch.Tensor,
-    ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
-    eps: float,
-    validate: bool = True,
-) -> torch.Tensor:
-    """Gather + add + LayerNorm of BERT's three embeddings -> (T, H) in the weights' dtype.
-
-    ``validate=True`` also checks every id against its table (one device->host sync);
-    ``validate=False`` skips that value check (shapes and dtypes are always checked). Runs the
-    launcher directly, ``fastbert::embed_layernorm`` under torch.compile.
-    """
+def _check_embed(args: dict, *, validate: bool = True) -> None:
+    """Shapes, dtypes and devices always; ``validate=True`` also every id against its table (one sync)."""
+    word_weight, position_weight, type_weight = (
+        args["word_weight"],
+        args["position_weight"],
+        args["type_weight"],
+    )
     for name, w in (
         ("word_weight", word_weight),
         ("position_weight", position_weight),
@@ -192,10 +118,11 @@ def embed_layernorm(
             )
     if type_weight.shape[0] == 0:
         raise ValueError("type_weight has no rows")
-    check_vector("ln_weight", ln_weight, h, word_weight)
-    check_vector("ln_bias", ln_bias, h, word_weight)
-    if ln_weight is None or ln_bias is None:
+    check_vector("ln_weight", args["ln_weight"], h, word_weight)
+    check_vector("ln_bias", args["ln_bias"], h, word_weight)
+    if args["ln_weight"] is None or args["ln_bias"] is None:
         raise ValueError("ln_weight and ln_bias are required")
+    input_ids, position_ids = args["input_ids"], args["position_ids"]
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 1:
         raise ValueError(
             f"input_ids must be a 1-D tensor (T,), got {getattr(input_ids, 'shape', type(input_ids))}"
@@ -204,20 +131,67 @@ def embed_layernorm(
     dev = word_weight.device
     _check_ids("input_ids", input_ids, t, word_weight.shape[0], dev, validate)
     _check_ids("position_ids", position_ids, t, position_weight.shape[0], dev, validate)
-    _check_ids("token_type_ids", token_type_ids, t, type_weight.shape[0], dev, validate)
+    _check_ids("token_type_ids", args["token_type_ids"], t, type_weight.shape[0], dev, validate)
     if position_ids is None and t > position_weight.shape[0]:
         raise ValueError(f"{t} tokens but only {position_weight.shape[0]} positions (position_ids=None)")
-    args = (
-        input_ids.contiguous(),
-        None if position_ids is None else position_ids.contiguous(),
-        None if token_type_ids is None else token_type_ids.contiguous(),
-        word_weight,
-        position_weight,
-        type_weight,
-        ln_weight,
-        ln_bias,
-        float(eps),
+    for name in ("input_ids", "position_ids", "token_type_ids"):
+        if args[name] is not None:
+            args[name] = args[name].contiguous()
+    args["eps"] = float(args["eps"])
+
+
+@kernel_op(check=_check_embed)
+def embed_layernorm(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    word_weight: torch.Tensor,
+    position_weight: torch.Tensor,
+    type_weight: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    *,
+    wrap: bool = False,
+) -> torch.Tensor:
+    """Gather + add + LayerNorm of BERT's three embeddings -> (T, H) in the weights' dtype.
+
+    ``validate=True`` also checks every id against its table (one device->host sync);
+    ``validate=False`` skips that value check (shapes and dtypes are always checked). Runs the
+    launcher directly, ``fastbert::embed_layernorm`` under torch.compile.
+    """
+    t = input_ids.shape[0]
+    h = word_weight.shape[1]
+    y = torch.empty((t, h), dtype=word_weight.dtype, device=word_weight.device)
+    if t == 0:
+        return y
+    ln_weight, ln_bias = contiguous_or_none(ln_weight), contiguous_or_none(ln_bias)
+    launch_rows(
+        _embed_layernorm_kernel,
+        t,
+        h,
+        device=word_weight.device,
+        wrap=wrap,
+        IDS=input_ids,
+        POS=position_ids if position_ids is not None else input_ids,
+        TT=token_type_ids if token_type_ids is not None else input_ids,
+        WE=word_weight,
+        PE=position_weight,
+        TE=type_weight,
+        W=ln_weight,
+        LB=ln_bias,
+        Y=y,
+        stride_we0=word_weight.stride(0),
+        stride_we1=word_weight.stride(1),
+        stride_pe0=position_weight.stride(0),
+        stride_pe1=position_weight.stride(1),
+        stride_te0=type_weight.stride(0),
+        stride_te1=type_weight.stride(1),
+        T=t,
+        H=h,
+        eps=eps,
+        HAS_POS=position_ids is not None,
+        HAS_TT=token_type_ids is not None,
+        EXACT=word_weight.dtype == torch.float32,
     )
-    if torch.compiler.is_compiling():
-        return torch.ops.fastbert.embed_layernorm(*args)
-    return _embed_layernorm(*args, wrap=False)
+    return y

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op
 
 from . import _compat
 from ._compat import cast_out, div_rn, sqrt_rn
+from ._op import kernel_op
 from .activation import activation_code, apply_activation, check_input, check_vector, contiguous_or_none
 
 MAX_HIDDEN = 16384  # one row must fit one block
@@ -94,7 +94,24 @@ def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:
     return block_m, block_n, num_warps
 
 
+def launch_rows(kernel, n_rows: int, n_cols: int, *, device: torch.device, wrap: bool, **kwargs) -> None:
+    """Launch a whole-row kernel over ``n_rows`` rows of ``n_cols``: grid, BLOCK_M/BLOCK_N and warps
+    from ``row_settings``; every other argument by keyword."""
+    block_m, block_n, num_warps = row_settings(n_cols)
+    _compat.launch(
+        kernel,
+        (triton.cdiv(n_rows, block_m),),
+        device=device,
+        wrap=wrap,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+        **kwargs,
+    )
+
+
 def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool) -> torch.Tensor:
+    """The one launcher of ``_layernorm_fwd_kernel`` (every op of this file), arguments already validated."""
     n = x.shape[-1]
     x2 = x if x.dim() == 2 else x.reshape(-1, n)
     r2 = None if residual is None else (residual if residual.dim() == 2 else residual.reshape(-1, n))
@@ -103,62 +120,35 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool) -> torc
     if m == 0:
         return y
     bias, ln_weight, ln_bias = (contiguous_or_none(t) for t in (bias, ln_weight, ln_bias))
-    block_m, block_n, num_warps = row_settings(n)
-    args = (
-        x2,
-        r2 if r2 is not None else x2,
-        bias if bias is not None else ln_weight,
-        ln_weight,
-        ln_bias,
-        y,
-        x2.stride(0),
-        x2.stride(1),
-        r2.stride(0) if r2 is not None else 0,
-        r2.stride(1) if r2 is not None else 0,
+    launch_rows(
+        _layernorm_fwd_kernel,
         m,
         n,
-        eps,
-    )
-    meta = dict(
+        device=x.device,
+        wrap=wrap,
+        X=x2,
+        R=r2 if r2 is not None else x2,
+        B=bias if bias is not None else ln_weight,
+        W=ln_weight,
+        LB=ln_bias,
+        Y=y,
+        stride_xm=x2.stride(0),
+        stride_xn=x2.stride(1),
+        stride_rm=r2.stride(0) if r2 is not None else 0,
+        stride_rn=r2.stride(1) if r2 is not None else 0,
+        M=m,
+        N=n,
+        eps=eps,
         HAS_RES=r2 is not None,
         HAS_BIAS=bias is not None,
         ACT=act,
         EXACT=x.dtype == torch.float32,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        num_warps=num_warps,
     )
-    _compat.launch(_layernorm_fwd_kernel, (triton.cdiv(m, block_m),), args, meta, x.device, wrap)
     return y
 
 
-@triton_op("fastbert::add_layernorm", mutates_args=())
-def add_layernorm_op(
-    x: torch.Tensor,
-    residual: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
-    eps: float,
-) -> torch.Tensor:
-    """Custom op behind ``add_layernorm`` (what torch.compile traces); inputs already validated."""
-    return _launch(x, residual, bias, ln_weight, ln_bias, eps, 0, wrap=True)
-
-
-@triton_op("fastbert::bias_act_layernorm", mutates_args=())
-def bias_act_layernorm_op(
-    x: torch.Tensor,
-    bias: torch.Tensor | None,
-    ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
-    eps: float,
-    activation: str,
-) -> torch.Tensor:
-    """Custom op behind ``bias_act_layernorm`` (what torch.compile traces); inputs already validated."""
-    return _launch(x, None, bias, ln_weight, ln_bias, eps, activation_code(activation), wrap=True)
-
-
-def _check(x, residual, bias, ln_weight, ln_bias, eps):
+def _check(args: dict) -> None:
+    x, residual = args["x"], args.get("residual")
     check_input("x", x)
     n = x.shape[-1]
     if n == 0 or n > MAX_HIDDEN:
@@ -169,15 +159,20 @@ def _check(x, residual, bias, ln_weight, ln_bias, eps):
             raise ValueError(f"residual shape {tuple(residual.shape)} != x shape {tuple(x.shape)}")
         if residual.device != x.device:
             raise ValueError(f"residual is on {residual.device}, x on {x.device}")
-    check_vector("bias", bias, n, x)
-    if ln_weight is None or ln_bias is None:
+    check_vector("bias", args["bias"], n, x)
+    if args["ln_weight"] is None or args["ln_bias"] is None:
         raise ValueError("ln_weight and ln_bias are required")
-    check_vector("ln_weight", ln_weight, n, x)
-    check_vector("ln_bias", ln_bias, n, x)
+    check_vector("ln_weight", args["ln_weight"], n, x)
+    check_vector("ln_bias", args["ln_bias"], n, x)
+    eps = args["eps"]
     if not isinstance(eps, (int, float)) or eps < 0:
         raise ValueError(f"eps must be a non-negative float, got {eps!r}")
+    args["eps"] = float(eps)
+    if "activation" in args:
+        activation_code(args["activation"])
 
 
+@kernel_op(check=_check)
 def add_layernorm(
     x: torch.Tensor,
     residual: torch.Tensor | None,
@@ -185,15 +180,15 @@ def add_layernorm(
     ln_weight: torch.Tensor,
     ln_bias: torch.Tensor,
     eps: float,
+    *,
+    wrap: bool = False,
 ) -> torch.Tensor:
     """``LayerNorm(x + bias + residual)`` in one pass: host validation, then the launcher
     (``fastbert::add_layernorm`` under torch.compile)."""
-    _check(x, residual, bias, ln_weight, ln_bias, eps)
-    if torch.compiler.is_compiling():
-        return torch.ops.fastbert.add_layernorm(x, residual, bias, ln_weight, ln_bias, float(eps))
-    return _launch(x, residual, bias, ln_weight, ln_bias, float(eps), 0, wrap=False)
+    return _launch(x, residual, bias, ln_weight, ln_bias, eps, 0, wrap)
 
 
+@kernel_op(check=_check)
 def bias_act_layernorm(
     x: torch.Tensor,
     bias: torch.Tensor | None,
@@ -201,11 +196,9 @@ def bias_act_layernorm(
     ln_bias: torch.Tensor,
     eps: float,
     activation: str = "gelu",
+    *,
+    wrap: bool = False,
 ) -> torch.Tensor:
     """``LayerNorm(act(x + bias))`` in one pass: host validation, then the launcher
     (``fastbert::bias_act_layernorm`` under torch.compile)."""
-    _check(x, None, bias, ln_weight, ln_bias, eps)
-    code = activation_code(activation)
-    if torch.compiler.is_compiling():
-        return torch.ops.fastbert.bias_act_layernorm(x, bias, ln_weight, ln_bias, float(eps), activation)
-    return _launch(x, None, bias, ln_weight, ln_bias, float(eps), code, wrap=False)
+    return _launch(x, None, bias, ln_weight, ln_bias, eps, activation_code(activation), wrap)

@@ -46,12 +46,12 @@ BACKEND = make_backend(TARGET)
 # record launches
 # ---------------------------------------------------------------------------------------------
 
-RECORDED: list[tuple[str, object, tuple, dict]] = []
+RECORDED: list[tuple[str, object, dict]] = []  # (label, kernel, every launch argument by name)
 _label = ""
 
 
-def _record(kernel, grid, args, meta, device, wrap):
-    RECORDED.append((_label, kernel, args, dict(meta)))
+def _record(kernel, grid, *, device, wrap, **kwargs):
+    RECORDED.append((_label, kernel, kwargs))
 
 
 def _call(label: str, fn) -> None:
@@ -134,22 +134,22 @@ def _jit(kernel) -> JITFunction:
     return fn
 
 
-def _configs(kernel, args: tuple, meta: dict) -> list[dict]:
-    """Every launch meta the recorded launch may run with: the autotuner's pruned configs, or the one given."""
+def _configs(kernel, launch: dict) -> list[dict]:
+    """Every argument set the recorded launch may run with: the autotuner's pruned configs, or the one given."""
     if isinstance(kernel, JITFunction):
-        return [meta]
-    pruned = attention._prune(kernel.configs, dict(zip(kernel.arg_names, args)), **meta)
-    return [dict(meta, **c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in pruned]
+        return [launch]
+    pruned = attention._prune(kernel.configs, {}, **launch)  # as the Autotuner calls it: all by keyword
+    return [dict(launch, **c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in pruned]
 
 
-def specialise(fn: JITFunction, args: tuple, kwargs: dict):
+def specialise(fn: JITFunction, launch: dict):
     """(options, signature, constexprs, attrs) exactly as ``JITFunction.run`` computes them for a launch."""
-    kwargs = dict(kwargs, debug=False)
+    kwargs = dict(launch, debug=False)
     for name in ("instrumentation_mode", "fpsan_homomorphic_casts"):
         if hasattr(knobs.compilation, name):
             kwargs[name] = getattr(knobs.compilation, name)
     binder = create_function_from_signature(fn.signature, fn.params, BACKEND)
-    bound_args, specialization, options = binder(*args, **kwargs)
+    bound_args, specialization, options = binder(**kwargs)
     return fn._pack_args(BACKEND, kwargs, bound_args, specialization, options)
 
 
@@ -191,18 +191,19 @@ def main() -> int:
     failed = 0
     done: dict[tuple, str] = {}  # compiled key -> the first label that compiled it
     binaries: dict[tuple[str, str], set] = {}  # (label without L=..., config) -> keys compiled
-    for label, kernel, args, meta in RECORDED:
+    for label, kernel, launch in RECORDED:
         fn = _jit(kernel)
-        for cfg in _configs(kernel, args, meta):
+        for cfg in _configs(kernel, launch):
             name = (
                 f"{label} [{cfg.get('BLOCK_M')}x{cfg.get('BLOCK_N')} w{cfg.get('num_warps')}"
                 f" s{cfg.get('num_stages', 3)}]"
             )
             try:
-                options, signature, constexprs, attrs = specialise(fn, args, cfg)
+                options, signature, constexprs, attrs = specialise(fn, cfg)
                 key = (fn.__name__, str(sorted(signature.items())), str(sorted(constexprs.items())),
                        str(sorted(attrs.items())), str(sorted(options.__dict__.items())))  # fmt: skip
-                binaries.setdefault((re.sub(r" L=\d+", "", label), str(sorted(cfg.items()))), set()).add(key)
+                tile = tuple(cfg.get(n) for n in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages"))
+                binaries.setdefault((re.sub(r" L=\d+", "", label), str(tile)), set()).add(key)
                 if key in done:
                     continue
                 done[key] = name

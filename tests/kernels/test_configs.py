@@ -29,6 +29,9 @@ def test_prune_keeps_only_the_candidates_of_dtype_and_head_dim(dtype, block_d):
     q = torch.empty(1, dtype=dtype)
     kept = attention._prune(attention._CONFIGS, {"Q": q}, BLOCK_D=block_d)
     got = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in kept]
+    # launches pass every argument by keyword: the Autotuner then hands them all in kwargs
+    by_keyword = attention._prune(attention._CONFIGS, {}, Q=q, BLOCK_D=block_d)
+    assert by_keyword == kept
     if dtype == torch.float32:  # fp32 never autotunes; the pruning still names one config
         assert len(got) == 1
     else:
@@ -52,9 +55,7 @@ def test_forced_config_is_the_one_launched(forced, monkeypatch, device):
     monkeypatch.setenv(_compat.CONFIG_ENV, forced)
     launched = []
     real = _compat.launch
-    monkeypatch.setattr(
-        _compat, "launch", lambda k, g, a, meta, *rest: launched.append(meta) or real(k, g, a, meta, *rest)
-    )
+    monkeypatch.setattr(_compat, "launch", lambda k, g, **kw: launched.append(kw) or real(k, g, **kw))
     q, k, v = (torch.randn(2, 40, 2, 64, dtype=torch.float16, device=device) for _ in range(3))
     check_against_reference(*run_both("attention_padded", q, k, v, None, 0.125, False), torch.float16)
     meta = launched[-1]

@@ -1,0 +1,110 @@
+"""One signature per kernel op: the launcher's, from which the custom op and the public function are made.
+
+A kernel op is written once, as its launcher::
+
+    def _check_bias_act(args: dict) -> None: ...          # host validation, may normalise args in place
+
+    @kernel_op(check=_check_bias_act)
+    def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu", *, wrap: bool = False):
+        '''Docstring of the public function.'''
+        ...  # allocate the output, _compat.launch(kernel, grid, ..., wrap=wrap, X=x, ...)
+
+and ``kernel_op`` makes, from that one signature (the launcher's parameters before ``*``):
+
+- the custom op ``torch.ops.fastbert.<name>`` (``torch.library.triton_op``: its schema is inferred from
+  the annotations; its fake/meta implementation is traced through ``wrap_triton``, so torch.compile
+  sees the launch), calling the launcher with ``wrap=True``;
+- the public function ``<name>``: the launcher's parameters plus the keyword-only host options of
+  ``check`` (e.g. ``validate=True``), which validates on the host, then calls the launcher directly
+  (``wrap=False``: the custom-op dispatch costs tens of microseconds a call) or, while torch.compile
+  traces, the custom op. It is generated from the signature (as ``dataclasses`` generates ``__init__``)
+  rather than binding ``*args`` with ``inspect.Signature.bind``, which would cost ~10 us on every launch.
+
+The public function carries the launcher's docstring, name and full ``__signature__``; the launcher and
+the op stay reachable as ``<name>.launcher`` and ``<name>.op``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch.library import triton_op
+
+NAMESPACE = "fastbert"
+
+
+def _op_signature(launcher: Callable) -> inspect.Signature:
+    """The launcher's signature without its keyword-only ``wrap``, annotations resolved (the op schema)."""
+    sig = inspect.signature(launcher, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.name != "wrap"]
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+        raise TypeError(
+            f"{launcher.__name__}: op parameters must be positional-or-keyword; only 'wrap' after '*'"
+        )
+    if "wrap" not in sig.parameters:
+        raise TypeError(f"{launcher.__name__}: the launcher needs a keyword-only 'wrap' parameter")
+    return sig.replace(parameters=params)
+
+
+def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
+    """Decorator: launcher -> public function, registering ``fastbert::<launcher name>`` on the way.
+
+    ``check(args, **host_options)``: validates ``args`` (the op's arguments by name, a dict it may
+    update in place, e.g. a bool mask viewed as uint8) and raises ValueError naming the problem; its
+    keyword-only parameters become the public function's keyword-only host options.
+    """
+
+    def decorate(launcher: Callable) -> Callable:
+        name = launcher.__name__
+        sig = _op_signature(launcher)
+        names = list(sig.parameters)
+
+        def impl(*args, **kwargs):
+            return launcher(*args, **kwargs, wrap=True)
+
+        impl.__signature__ = sig  # type: ignore[attr-defined]
+        impl.__name__ = impl.__qualname__ = f"{name}_op"
+        impl.__doc__ = f"Custom op behind ``{name}`` (what torch.compile traces); inputs already validated."
+        op = triton_op(f"{NAMESPACE}::{name}", mutates_args=())(impl)
+
+        host = [
+            p
+            for p in inspect.signature(check).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        public_sig = sig.replace(parameters=[*sig.parameters.values(), *host])
+        env = {"check": check, "launcher": launcher, "op": op, "compiler": torch.compiler}
+        env.update(
+            {
+                f"_default_{p.name}": p.default
+                for p in public_sig.parameters.values()
+                if p.default is not p.empty
+            }
+        )
+
+        def param(p: inspect.Parameter) -> str:
+            return p.name if p.default is p.empty else f"{p.name}=_default_{p.name}"
+
+        host_call = "".join(f", {p.name}={p.name}" for p in host)
+        source = (
+            f"def {name}({', '.join(param(p) for p in sig.parameters.values())}"
+            f"{', *, ' + ', '.join(param(p) for p in host) if host else ''}):\n"
+            f"    args = {{{', '.join(f'{n!r}: {n}' for n in names)}}}\n"
+            f"    check(args{host_call})\n"
+            f"    if compiler.is_compiling():\n"
+            f"        return op(**args)\n"
+            f"    return launcher(**args, wrap=False)\n"
+        )
+        exec(compile(source, f"<fastbert kernel op {name}>", "exec"), env)  # noqa: S102 - from a signature
+        public = env[name]
+        public.__signature__ = public_sig
+        public.__doc__ = launcher.__doc__
+        public.__module__ = launcher.__module__
+        public.__qualname__ = launcher.__qualname__
+        public.launcher = launcher
+        public.op = op
+        return public
+
+    return decorate
