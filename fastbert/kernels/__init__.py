@@ -7,17 +7,19 @@ signatures match ``fastbert.ops``. ``FASTBERT_KERNEL_CONFIG`` (``first`` or ``BL
 stages``) makes the autotuned attention run one config, for test tiers (see ``_compat``).
 """
 
-from .activation import ACTIVATIONS, bias_act
+from .activation import ACTIVATIONS, bias_act, glu
 from .attention import attention_padded, attention_varlen
 from .embedding import embed_layernorm
-from .layernorm import add_layernorm, bias_act_layernorm
+from .layernorm import add_layernorm, add_rmsnorm, bias_act_layernorm
 
 __all__ = [
     "ACTIVATIONS",
     "add_layernorm",
+    "add_rmsnorm",
     "attention_padded",
     "attention_varlen",
     "bias_act",
     "bias_act_layernorm",
     "embed_layernorm",
+    "glu",
 ]

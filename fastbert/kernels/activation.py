@@ -7,6 +7,10 @@ Out: y, x's shape, contiguous, x's dtype. Math in fp32, one rounding on store.
 Activations (Hugging Face ``hidden_act`` names): "gelu"/"gelu_python" (erf, BERT's default),
 "gelu_new"/"gelu_pytorch_tanh"/"gelu_fast" (tanh approximation), "quick_gelu", "relu",
 "silu"/"swish". Reference: ``get_ops("sdpa").bias_act`` in ``fastbert.ops``.
+
+``glu``: the gated MLP's activation (ModernBERT's GeGLU): x (M, 2N) = [input | gate] (the chunks of
+``Wi``'s output), ``y = act(input + bias[:N]) * (gate + bias[N:])`` (M, N), x's dtype, math in fp32,
+one rounding. Reference: ``fastbert.layers_ref.glu``.
 """
 
 from __future__ import annotations
@@ -85,6 +89,34 @@ def _bias_act_kernel(
     tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
+@triton.jit(do_not_specialize=["M"])
+def _glu_kernel(
+    X,  # input, shape (M, 2N): [input | gate], strides (stride_xm, stride_xn)
+    B,  # bias, shape (2N,); unused when HAS_BIAS is False
+    Y,  # output, shape (M, N), contiguous
+    stride_xm,
+    stride_xn,
+    M,
+    N,  # output columns (half of x's)
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < N
+    mask = (rows < M)[:, None] & col_ok[None, :]
+    x_row = X + rows[:, None] * stride_xm
+    a = tl.load(x_row + cols[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)  # (BLOCK_M, BLOCK_N)
+    g = tl.load(x_row + (cols + N)[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        a += tl.load(B + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        g += tl.load(B + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    y = apply_activation(a, ACT) * g
+    tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
+
+
 def contiguous_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
     """``t.contiguous()`` (a no-op when it already is), None stays None: (N,) vectors are read unit-stride."""
     return None if t is None else t.contiguous()
@@ -148,6 +180,51 @@ def bias_act(
     block_m, block_n, num_warps = elementwise_settings(n)
     _compat.launch(
         _bias_act_kernel,
+        (triton.cdiv(m, block_m), triton.cdiv(n, block_n)),
+        device=x.device,
+        wrap=wrap,
+        X=x2,
+        B=bias if bias is not None else x2,
+        Y=y,
+        stride_xm=x2.stride(0),
+        stride_xn=x2.stride(1),
+        M=m,
+        N=n,
+        HAS_BIAS=bias is not None,
+        ACT=activation_code(activation),
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+    )
+    return y
+
+
+def _check_glu(args: dict) -> None:
+    x = args["x"]
+    check_input("x", x)
+    if x.shape[-1] % 2:
+        raise ValueError(f"glu needs an even last dimension ([input | gate]), got {x.shape[-1]}")
+    check_vector("bias", args["bias"], x.shape[-1], x)
+    activation_code(args["activation"])
+
+
+@kernel_op(check=_check_glu)
+def glu(
+    x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu", *, wrap: bool = False
+) -> torch.Tensor:
+    """``act(input) * gate`` with ``input, gate = (x + bias).chunk(2, -1)``: (..., 2N) -> (..., N) in one
+    pass (GeGLU for ``activation="gelu"``); the launcher directly, ``fastbert::glu`` under compile."""
+    n2 = x.shape[-1]
+    n = n2 // 2
+    x2 = x if x.dim() == 2 else x.reshape(-1, n2)
+    m = x2.shape[0]
+    y = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y
+    bias = contiguous_or_none(bias)
+    block_m, block_n, num_warps = elementwise_settings(n)
+    _compat.launch(
+        _glu_kernel,
         (triton.cdiv(m, block_m), triton.cdiv(n, block_n)),
         device=x.device,
         wrap=wrap,

@@ -91,6 +91,14 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
+def rotate(x, x_pair, pos, inv_freq, rot_sign):
+    """RoPE (rotate-half) of a (rows, BLOCK_D) block at positions ``pos`` (rows,), in fp32:
+    ``x * cos(pos * f) + rotate_half(x) * sin(pos * f)``, ``rotate_half(x) = rot_sign * x_pair``."""
+    angle = pos.to(tl.float32)[:, None] * inv_freq[None, :]
+    return x.to(tl.float32) * tl.cos(angle) + rot_sign[None, :] * x_pair.to(tl.float32) * tl.sin(angle)
+
+
+@triton.jit
 def _attn_inner(
     acc,  # (BLOCK_M, BLOCK_D) fp32 running p.v
     l_i,  # (BLOCK_M,) fp32 running sum of p
@@ -111,32 +119,55 @@ def _attn_inner(
     seqlen_k,
     diag,  # seqlen_k - seqlen_q: causal offset
     qk_scale,  # scale * log2(e)
+    window_half,  # HAS_WINDOW: key j is seen by query i iff |i - j| <= window_half
+    rel_base,  # HAS_REL_BIAS: this head's row of the offset table, (2 * rel_max + 1,) fp32
+    rel_max,  # HAS_REL_BIAS: offsets j - i are clamped to [-rel_max, rel_max]
+    inv_freq,  # ROTARY: (BLOCK_D,) fp32 inverse frequency of each column (0 past HEAD_DIM)
+    offs_rot,  # ROTARY: (BLOCK_D,) the column each column's rotate-half partner is read from
+    rot_sign,  # ROTARY: (BLOCK_D,) -1 on the first half, +1 on the second (rotate_half)
+    count_ptr,  # COUNT_BLOCKS: int32 counter of the key/value blocks loaded
     HEAD_DIM: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    MASK: tl.constexpr,  # True: blocks that may cross seqlen_k or the causal diagonal
+    MASK: tl.constexpr,  # True: blocks that may cross seqlen_k, the causal diagonal or the window
     HAS_KPM: tl.constexpr,
     IS_CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    HAS_REL_BIAS: tl.constexpr,
+    ROTARY: tl.constexpr,
+    COUNT_BLOCKS: tl.constexpr,
     IEEE: tl.constexpr,  # fp32 inputs: IEEE dots
 ):
     offs_n = tl.arange(0, BLOCK_N)
     d_ok = offs_d < HEAD_DIM
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
+        if COUNT_BLOCKS:
+            tl.atomic_add(count_ptr, 1)
         if MASK:
             kv_mask = (cols < seqlen_k)[:, None] & d_ok[None, :]
         else:
             kv_mask = d_ok[None, :]
         k = tl.load(k_base + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd, mask=kv_mask, other=0.0)
+        if ROTARY:  # rotate the key block at its positions (its partner columns are in the same cache lines)
+            k_pair = tl.load(
+                k_base + cols[:, None] * stride_kt + offs_rot[None, :] * stride_kd, mask=kv_mask, other=0.0
+            )
+            k = rotate(k, k_pair, cols, inv_freq, rot_sign).to(k.dtype)
         if IEEE:  # fp32 inputs: full fp32 products, no TF32
             qk = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
             qk = tl.dot(q, tl.trans(k))
         qk = qk * qk_scale  # (BLOCK_M, BLOCK_N), base-2 logits
+        if HAS_REL_BIAS:  # MPNet: bias of the clamped offset j - i, from a (2 R + 1,) row of this head
+            rel = tl.minimum(tl.maximum(cols[None, :] - offs_m[:, None], -rel_max), rel_max) + rel_max
+            qk += tl.load(rel_base + rel) * 1.4426950408889634
         if MASK:
             valid = (cols < seqlen_k)[None, :]
             if IS_CAUSAL:
                 valid = valid & (cols[None, :] <= offs_m[:, None] + diag)
+            if HAS_WINDOW:
+                valid = valid & (tl.abs(cols[None, :] - offs_m[:, None]) <= window_half)
             qk = tl.where(valid, qk, float("-inf"))
         if HAS_KPM:
             keep = tl.load(kpm_base + cols * stride_mn, mask=cols < seqlen_k, other=0)
@@ -166,6 +197,9 @@ def _attn_fwd_kernel(
     CU_Q,  # cu_seqlens_q int32 (B+1,); unused unless IS_VARLEN
     CU_K,  # cu_seqlens_k int32 (B+1,); unused unless IS_VARLEN
     SEQLENS,  # real keys (and queries) per batch row, int32 (B,); unused unless HAS_SEQLENS
+    REL_BIAS,  # MPNet relative bias by offset j - i: (heads, 2 * rel_max + 1) fp32; unused unless HAS_REL_BIAS
+    INV_FREQ,  # RoPE inverse frequencies (HEAD_DIM // 2,) fp32; unused unless ROTARY
+    BLOCK_COUNT,  # int32 (1,) counter of loaded key/value blocks; unused unless COUNT_BLOCKS (tests)
     stride_qb,  # 0 when IS_VARLEN
     stride_qt,
     stride_qh,
@@ -184,6 +218,9 @@ def _attn_fwd_kernel(
     stride_od,
     stride_mb,
     stride_mn,
+    stride_rel_h,
+    rel_max,  # offsets beyond +-rel_max share the bias of +-rel_max
+    window_half,  # sliding window: |i - j| <= window_half (ModernBERT: local_attention // 2)
     seqlen_q,  # Lq (padded); ignored when IS_VARLEN
     seqlen_k,  # Lk (padded); ignored when IS_VARLEN
     qk_scale,  # softmax scale * log2(e)
@@ -194,6 +231,10 @@ def _attn_fwd_kernel(
     HAS_KPM: tl.constexpr,
     HAS_SEQLENS: tl.constexpr,  # padded layout with per-row lengths (self-attention, Lq == Lk)
     IS_CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,  # sliding window: only the key blocks that meet it are loaded
+    HAS_REL_BIAS: tl.constexpr,  # relative position bias added to the scores (MPNet)
+    ROTARY: tl.constexpr,  # RoPE on q and k where they are loaded, at their positions in the sequence
+    COUNT_BLOCKS: tl.constexpr,
     IEEE: tl.constexpr,  # fp32 inputs: IEEE dots (no TF32), IEEE division
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -229,6 +270,19 @@ def _attn_fwd_kernel(
 
     q_mask = (offs_m < seqlen_q)[:, None] & (offs_d < HEAD_DIM)[None, :]
     q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=q_mask, other=0.0)
+    inv_freq = offs_d.to(tl.float32)  # placeholders when not ROTARY
+    offs_rot = offs_d
+    rot_sign = inv_freq
+    if ROTARY:
+        HALF: tl.constexpr = HEAD_DIM // 2
+        inv_freq = tl.load(INV_FREQ + offs_d % HALF, mask=offs_d < HEAD_DIM, other=0.0)
+        offs_rot = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
+        rot_sign = tl.where(offs_d < HALF, -1.0, 1.0)
+        q_pair = tl.load(
+            q_base + offs_m[:, None] * stride_qt + offs_rot[None, :] * stride_qd, mask=q_mask, other=0.0
+        )
+        q = rotate(q, q_pair, offs_m, inv_freq, rot_sign).to(q.dtype)  # rounded as transformers rounds it
+    rel_base = REL_BIAS + off_h * stride_rel_h
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -242,18 +296,26 @@ def _attn_fwd_kernel(
         full_end = tl.maximum(full_end, 0)
         hi = tl.minimum(hi, (start_m + 1) * BLOCK_M + diag)
         hi = tl.maximum(hi, full_end)
+    lo = 0
+    if HAS_WINDOW:
+        # only the key blocks that meet [first query - w, last query + w]; all of them masked
+        lo = (tl.maximum(start_m * BLOCK_M - window_half, 0) // BLOCK_N) * BLOCK_N
+        hi = tl.maximum(tl.minimum(hi, (start_m + 1) * BLOCK_M + window_half), lo)
+        full_end = lo
 
     acc, l_i, m_i = _attn_inner(
         acc, l_i, m_i, q, k_base, v_base, kpm_base,
         stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
-        offs_m, offs_d, 0, full_end, seqlen_k, diag, qk_scale,
-        HEAD_DIM, BLOCK_N, BLOCK_D, False, HAS_KPM, IS_CAUSAL, IEEE,
+        offs_m, offs_d, lo, full_end, seqlen_k, diag, qk_scale,
+        window_half, rel_base, rel_max, inv_freq, offs_rot, rot_sign, BLOCK_COUNT,
+        HEAD_DIM, BLOCK_N, BLOCK_D, False, HAS_KPM, IS_CAUSAL, HAS_WINDOW, HAS_REL_BIAS, ROTARY, COUNT_BLOCKS, IEEE,
     )  # fmt: skip
     acc, l_i, m_i = _attn_inner(
         acc, l_i, m_i, q, k_base, v_base, kpm_base,
         stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
         offs_m, offs_d, full_end, hi, seqlen_k, diag, qk_scale,
-        HEAD_DIM, BLOCK_N, BLOCK_D, True, HAS_KPM, IS_CAUSAL, IEEE,
+        window_half, rel_base, rel_max, inv_freq, offs_rot, rot_sign, BLOCK_COUNT,
+        HEAD_DIM, BLOCK_N, BLOCK_D, True, HAS_KPM, IS_CAUSAL, HAS_WINDOW, HAS_REL_BIAS, ROTARY, COUNT_BLOCKS, IEEE,
     )  # fmt: skip
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # nothing attended: acc is 0, output 0
@@ -272,7 +334,17 @@ def _attn_fwd_kernel(
 
 _attn_fwd_tuned = _compat.autotune(
     _CONFIGS,
-    key=["HEAD_DIM", "IS_CAUSAL", "IS_VARLEN", "HAS_KPM", "HAS_SEQLENS", "seqlen_bucket"],
+    key=[
+        "HEAD_DIM",
+        "IS_CAUSAL",
+        "IS_VARLEN",
+        "HAS_KPM",
+        "HAS_SEQLENS",
+        "HAS_WINDOW",
+        "HAS_REL_BIAS",
+        "ROTARY",
+        "seqlen_bucket",
+    ],
     prune=_prune,
 )(_attn_fwd_kernel)
 
@@ -289,8 +361,10 @@ def _forced(dtype: torch.dtype, block_d: int) -> tuple[int, int, int, int] | Non
     return candidates(dtype, block_d)[0]
 
 
-def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal, wrap):
-    """The one launcher of ``_attn_fwd_kernel`` (both layouts): allocates and returns the output."""
+def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal, wrap, *,
+            window=0, rel_bias=None, inv_freq=None, block_count=None):  # fmt: skip
+    """The one launcher of ``_attn_fwd_kernel`` (both layouts): allocates and returns the output.
+    ``block_count``: an int32 (1,) tensor that counts the key/value blocks loaded (tests only)."""
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     heads, d = q.shape[-2], q.shape[-1]
     if batch == 0 or max_seqlen_q == 0:
@@ -318,12 +392,18 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         CU_Q=cu_q if varlen else q,
         CU_K=cu_k if varlen else q,
         SEQLENS=seqlens if seqlens is not None else q,
+        REL_BIAS=rel_bias if rel_bias is not None else q,
+        INV_FREQ=inv_freq if inv_freq is not None else q,
+        BLOCK_COUNT=block_count if block_count is not None else q,
         stride_qb=stride_b(q), stride_qt=q.stride(-3), stride_qh=q.stride(-2), stride_qd=q.stride(-1),
         stride_kb=stride_b(k), stride_kt=k.stride(-3), stride_kh=k.stride(-2), stride_kd=k.stride(-1),
         stride_vb=stride_b(v), stride_vt=v.stride(-3), stride_vh=v.stride(-2), stride_vd=v.stride(-1),
         stride_ob=stride_b(o), stride_ot=o.stride(-3), stride_oh=o.stride(-2), stride_od=o.stride(-1),
         stride_mb=kpm.stride(0) if kpm is not None else 0,
         stride_mn=kpm.stride(1) if kpm is not None else 0,
+        stride_rel_h=rel_bias.stride(0) if rel_bias is not None else 0,
+        rel_max=(rel_bias.shape[1] - 1) // 2 if rel_bias is not None else 0,
+        window_half=window // 2,
         seqlen_q=seqlen_q,
         seqlen_k=seqlen_k,
         qk_scale=scale * _LOG2E,
@@ -334,6 +414,10 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         HAS_KPM=kpm is not None,
         HAS_SEQLENS=seqlens is not None,
         IS_CAUSAL=causal,
+        HAS_WINDOW=window > 0,
+        HAS_REL_BIAS=rel_bias is not None,
+        ROTARY=inv_freq is not None,
+        COUNT_BLOCKS=block_count is not None,
         IEEE=q.dtype == torch.float32,
         **meta,
     )  # fmt: skip
@@ -471,6 +555,41 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
     if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
         raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
     args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])
+    window = args["window"]
+    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
+        raise ValueError(f"window must be a non-negative int (0: no window), got {window!r}")
+    heads, d = q.shape[-2], q.shape[-1]
+    rel_bias = args["rel_bias"]
+    if rel_bias is not None:
+        if not isinstance(rel_bias, torch.Tensor) or rel_bias.dtype != torch.float32 or rel_bias.dim() != 2:
+            raise ValueError(
+                "rel_bias must be a float32 (heads, 2 * max_distance + 1) table "
+                f"(fastbert.attention_ref.relative_bias_table), got {getattr(rel_bias, 'dtype', type(rel_bias))} "
+                f"{tuple(getattr(rel_bias, 'shape', ()))}"
+            )
+        if rel_bias.shape[0] != heads or rel_bias.shape[1] % 2 != 1:
+            raise ValueError(
+                f"rel_bias must have shape ({heads}, 2 * max_distance + 1), got {tuple(rel_bias.shape)}"
+            )
+        if rel_bias.device != q.device:
+            raise ValueError(f"rel_bias is on {rel_bias.device}, q on {q.device}")
+        args["rel_bias"] = rel_bias.contiguous()
+    inv_freq = args["rotary_inv_freq"]
+    if inv_freq is not None:
+        if d % 2:
+            raise ValueError(f"rotary needs an even head dim, got {d}")
+        if (
+            not isinstance(inv_freq, torch.Tensor)
+            or inv_freq.dtype != torch.float32
+            or inv_freq.shape != (d // 2,)
+        ):
+            raise ValueError(
+                f"rotary_inv_freq must be a float32 tensor of shape ({d // 2},) (head_dim // 2), got "
+                f"{getattr(inv_freq, 'dtype', type(inv_freq))} {tuple(getattr(inv_freq, 'shape', ()))}"
+            )
+        if inv_freq.device != q.device:
+            raise ValueError(f"rotary_inv_freq is on {inv_freq.device}, q on {q.device}")
+        args["rotary_inv_freq"] = inv_freq.contiguous()
 
 
 @kernel_op(check=_check_varlen)
@@ -484,6 +603,9 @@ def attention_varlen(
     max_seqlen_k: int,
     scale: float,
     causal: bool = False,
+    window: int = 0,
+    rel_bias: torch.Tensor | None = None,
+    rotary_inv_freq: torch.Tensor | None = None,
     *,
     wrap: bool = False,
 ) -> torch.Tensor:
@@ -492,6 +614,17 @@ def attention_varlen(
     ``cu_seqlens_*``: int32 (B+1,), 0 then cumulative lengths. ``validate=True`` checks their
     values (one device->host sync); ``validate=False`` trusts them (dtype/shape still checked).
     Runs the launcher directly, ``fastbert::attention_varlen`` under torch.compile.
+
+    Options, each compiled in only when given (i, j: a query's and a key's index in their sequence):
+
+    - ``window`` > 0: sliding window, key j seen by query i iff ``|i - j| <= window // 2`` (ModernBERT's
+      local layers: ``window = local_attention``); key blocks wholly outside it are never loaded.
+    - ``rel_bias``: float32 (heads, 2 R + 1), the bias of offset ``j - i`` clamped to [-R, R] at column
+      ``j - i + R``, added to the scaled scores (MPNet: ``fastbert.attention_ref.relative_bias_table``
+      of its (buckets, heads) embedding, R = max_distance; never a (B, heads, L, L) tensor).
+    - ``rotary_inv_freq``: float32 (D // 2,) RoPE inverse frequencies (``theta ** (-arange(0, D, 2) / D)``,
+      ``fastbert.attention_ref.rope_inv_freq``): q and k rotated (rotate-half) at positions i and j where
+      they are loaded, rounded to their dtype before the products, as transformers' ``apply_rotary_pos_emb``.
     """
     return _launch(q, k, v, None, cu_seqlens_q, cu_seqlens_k, None, 0, 0, max_seqlen_q, cu_seqlens_q.shape[0] - 1,
-                   scale, causal, wrap)  # fmt: skip
+                   scale, causal, wrap, window=window, rel_bias=rel_bias, inv_freq=rotary_inv_freq)  # fmt: skip

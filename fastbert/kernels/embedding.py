@@ -69,7 +69,9 @@ def _embed_layernorm_kernel(
         )
     else:
         h += tl.load(TE + cols * stride_te1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    y = normalize(h, col_ok, H, eps, W, LB, cols, EXACT)  # h is 0 on padding columns (masked loads)
+    y = normalize(
+        h, col_ok, H, eps, W, LB, cols, True, False, EXACT
+    )  # h is 0 on padding columns (masked loads)
     tl.store(Y + rows[:, None] * H + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 

@@ -1,15 +1,18 @@
-"""Fused LayerNorm forward: the two places BERT normalises after a dense layer.
+"""Fused LayerNorm / RMSNorm forward: where an encoder normalises after a dense layer.
 
 - ``add_layernorm``: ``y = LN(x + bias + residual)``: the output/self-output sublayers, with the
   dense layer's bias folded in. ``bias`` and ``residual`` are optional.
 - ``bias_act_layernorm``: ``y = LN(act(x + bias))``: the masked-LM head transform.
+- ``add_rmsnorm``: ``y = RMSNorm(x + bias + residual)``.
+Each LayerNorm may go without its bias (``ln_bias=None``: ModernBERT's norms).
 
 In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, ln_weight,
      ln_bias (N,); each fp32, fp16 or bf16 (operands may differ, e.g. fp32 LayerNorm parameters
      with fp16 activations; each is read in its own dtype into fp32).
 Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given; an fp32
      output uses IEEE division and square root (``div_rn``/``sqrt_rn``), fp16/bf16 the fast ones.
-Reference: ``get_ops("sdpa").add_layernorm`` / ``.bias_act_layernorm`` in ``fastbert.ops``.
+Reference: ``get_ops("sdpa").add_layernorm`` / ``.bias_act_layernorm`` in ``fastbert.ops``;
+``fastbert.layers_ref.add_norm`` (without bias, RMSNorm).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def _layernorm_fwd_kernel(
     R,  # residual, shape (M, N), strides (stride_rm, stride_rn); unused unless HAS_RES
     B,  # dense bias, shape (N,); unused unless HAS_BIAS
     W,  # LayerNorm weight, shape (N,)
-    LB,  # LayerNorm bias, shape (N,)
+    LB,  # LayerNorm bias, shape (N,); unused unless HAS_LN_BIAS
     Y,  # output, shape (M, N), contiguous
     stride_xm,
     stride_xn,
@@ -44,6 +47,8 @@ def _layernorm_fwd_kernel(
     HAS_RES: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr,  # activation code applied to x + bias before the residual (0 = none)
+    HAS_LN_BIAS: tl.constexpr,  # False: LayerNorm without bias (ModernBERT)
+    RMS: tl.constexpr,  # RMSNorm: no mean subtracted, no bias
     EXACT: tl.constexpr,  # fp32 output: IEEE division and square root
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -62,27 +67,35 @@ def _layernorm_fwd_kernel(
         r = tl.load(R + rows[:, None] * stride_rm + cols[None, :] * stride_rn, mask=mask, other=0.0)
         h += r.to(tl.float32)
     h = tl.where(col_ok[None, :], h, 0.0)  # padding columns out of the statistics
-    y = normalize(h, col_ok, N, eps, W, LB, cols, EXACT)
+    y = normalize(h, col_ok, N, eps, W, LB, cols, HAS_LN_BIAS, RMS, EXACT)
     tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def normalize(h, col_ok, N, eps, W, LB, cols, EXACT: tl.constexpr):
-    """LayerNorm of the fp32 rows ``h`` (padding columns zero), weight ``W`` and bias ``LB`` read at ``cols``."""
+def normalize(
+    h, col_ok, N, eps, W, LB, cols, HAS_LN_BIAS: tl.constexpr, RMS: tl.constexpr, EXACT: tl.constexpr
+):
+    """LayerNorm (``RMS``: RMSNorm) of the fp32 rows ``h`` (padding columns zero), weight ``W`` and, when
+    ``HAS_LN_BIAS``, bias ``LB`` read at ``cols``."""
     total = tl.sum(h, axis=1)
-    if EXACT:
-        n = tl.zeros_like(total) + N  # the precise helpers take operands of one shape
-        mean = div_rn(total, n)
+    n = tl.zeros_like(total) + N  # the precise helpers take operands of one shape
+    if RMS:
+        d = h
     else:
-        mean = total / N
-    d = tl.where(col_ok[None, :], h - mean[:, None], 0.0)
+        if EXACT:
+            mean = div_rn(total, n)
+        else:
+            mean = total / N
+        d = tl.where(col_ok[None, :], h - mean[:, None], 0.0)
     if EXACT:
         rstd = div_rn(tl.zeros_like(total) + 1.0, sqrt_rn(div_rn(tl.sum(d * d, axis=1), n) + eps))
     else:
         rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / N + eps)
     w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
-    lb = tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)
-    return d * rstd[:, None] * w[None, :] + lb[None, :]
+    y = d * rstd[:, None] * w[None, :]
+    if HAS_LN_BIAS:
+        y += tl.load(LB + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    return y
 
 
 def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:
@@ -110,7 +123,7 @@ def launch_rows(kernel, n_rows: int, n_cols: int, *, device: torch.device, wrap:
     )
 
 
-def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool) -> torch.Tensor:
+def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bool = False) -> torch.Tensor:
     """The one launcher of ``_layernorm_fwd_kernel`` (every op of this file), arguments already validated."""
     n = x.shape[-1]
     x2 = x if x.dim() == 2 else x.reshape(-1, n)
@@ -130,7 +143,7 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool) -> torc
         R=r2 if r2 is not None else x2,
         B=bias if bias is not None else ln_weight,
         W=ln_weight,
-        LB=ln_bias,
+        LB=ln_bias if ln_bias is not None else ln_weight,
         Y=y,
         stride_xm=x2.stride(0),
         stride_xn=x2.stride(1),
@@ -142,6 +155,8 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool) -> torc
         HAS_RES=r2 is not None,
         HAS_BIAS=bias is not None,
         ACT=act,
+        HAS_LN_BIAS=ln_bias is not None,
+        RMS=rms,
         EXACT=x.dtype == torch.float32,
     )
     return y
@@ -160,10 +175,10 @@ def _check(args: dict) -> None:
         if residual.device != x.device:
             raise ValueError(f"residual is on {residual.device}, x on {x.device}")
     check_vector("bias", args["bias"], n, x)
-    if args["ln_weight"] is None or args["ln_bias"] is None:
-        raise ValueError("ln_weight and ln_bias are required")
+    if args["ln_weight"] is None:
+        raise ValueError("ln_weight is required (ln_bias may be None: a norm without bias)")
     check_vector("ln_weight", args["ln_weight"], n, x)
-    check_vector("ln_bias", args["ln_bias"], n, x)
+    check_vector("ln_bias", args.get("ln_bias"), n, x)
     eps = args["eps"]
     if not isinstance(eps, (int, float)) or eps < 0:
         raise ValueError(f"eps must be a non-negative float, got {eps!r}")
@@ -178,13 +193,14 @@ def add_layernorm(
     residual: torch.Tensor | None,
     bias: torch.Tensor | None,
     ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
+    ln_bias: torch.Tensor | None,
     eps: float,
     *,
     wrap: bool = False,
 ) -> torch.Tensor:
     """``LayerNorm(x + bias + residual)`` in one pass: host validation, then the launcher
-    (``fastbert::add_layernorm`` under torch.compile)."""
+    (``fastbert::add_layernorm`` under torch.compile). ``ln_bias=None``: LayerNorm without bias
+    (``nn.LayerNorm(bias=False)``, ModernBERT)."""
     return _launch(x, residual, bias, ln_weight, ln_bias, eps, 0, wrap)
 
 
@@ -193,7 +209,7 @@ def bias_act_layernorm(
     x: torch.Tensor,
     bias: torch.Tensor | None,
     ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
+    ln_bias: torch.Tensor | None,
     eps: float,
     activation: str = "gelu",
     *,
@@ -202,3 +218,18 @@ def bias_act_layernorm(
     """``LayerNorm(act(x + bias))`` in one pass: host validation, then the launcher
     (``fastbert::bias_act_layernorm`` under torch.compile)."""
     return _launch(x, None, bias, ln_weight, ln_bias, eps, activation_code(activation), wrap)
+
+
+@kernel_op(check=_check)
+def add_rmsnorm(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    eps: float,
+    *,
+    wrap: bool = False,
+) -> torch.Tensor:
+    """``RMSNorm(x + bias + residual) = h / sqrt(mean(h^2) + eps) * ln_weight`` in one pass (statistics
+    in fp32, one rounding): host validation, then the launcher (``fastbert::add_rmsnorm`` under compile)."""
+    return _launch(x, residual, bias, ln_weight, None, eps, 0, wrap, rms=True)

@@ -1,0 +1,54 @@
+"""The gated MLP activation and the norms of the newer encoders, in torch: references of the Triton
+kernels ``fastbert.kernels.glu`` / ``add_layernorm(ln_bias=None)`` / ``add_rmsnorm``, and the CPU paths
+the ``sdpa`` op table calls for them. Nothing here imports triton or transformers.
+
+Call signatures (what the op table uses; x (..., N) any float dtype, vectors (N,)):
+
+- ``glu(x, bias, activation="gelu") -> (..., N // 2)``: ``act(input) * gate`` with
+  ``input, gate = (x + bias).chunk(2, -1)`` (ModernBERT's ``ModernBertMLP``: ``Wi``'s output chunks,
+  ``act = ACT2FN[hidden_activation]``); bias may be None.
+- ``add_norm(x, residual, bias, weight, norm_bias, eps, rms=False) -> x's shape``: ``norm(x + bias +
+  residual)``, LayerNorm (``norm_bias`` None: without bias, as ``nn.LayerNorm(bias=False)``) or, with
+  ``rms=True``, RMSNorm ``h / sqrt(mean(h^2) + eps) * weight`` (statistics in fp32 for fp16/bf16 inputs,
+  one rounding, as ``LlamaRMSNorm``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fastbert.ops import activation as _activation
+
+
+def glu(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu") -> torch.Tensor:
+    """``act(input) * gate`` with ``input, gate = (x + bias).chunk(2, -1)``, in x's dtype."""
+    if x.shape[-1] % 2:
+        raise ValueError(f"glu needs an even last dimension ([input | gate]), got {x.shape[-1]}")
+    h = x if bias is None else x + bias.to(x.dtype)
+    a, g = h.chunk(2, dim=-1)
+    return _activation(activation)(a) * g
+
+
+def add_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    weight: torch.Tensor,
+    norm_bias: torch.Tensor | None,
+    eps: float,
+    rms: bool = False,
+) -> torch.Tensor:
+    """LayerNorm (optionally without bias) or RMSNorm of ``x + bias + residual``, in x's dtype."""
+    h = x
+    if bias is not None:
+        h = h + bias.to(x.dtype)
+    if residual is not None:
+        h = h + residual.to(x.dtype)
+    if not rms:
+        nb = None if norm_bias is None else norm_bias.to(x.dtype)
+        return F.layer_norm(h, (h.shape[-1],), weight.to(x.dtype), nb, eps)
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    hc = h.to(compute)
+    y = hc * torch.rsqrt(hc.pow(2).mean(-1, keepdim=True) + eps) * weight.to(compute)
+    return y.to(x.dtype)
