@@ -17,8 +17,8 @@ Call signatures (what the op table uses; q (Tq, heads, D), k/v (Tk, heads, D) pa
   Each sequence is computed alone, in chunks of ``CHUNK`` queries against only the keys their window
   (and causality) can reach: memory grows linearly with the length for a window, and no (B, L, L) or
   (B, heads, L, L) tensor is ever built. Without window and bias the plain sequences go through SDPA.
-- ``relative_bias_table(weight, num_buckets=32, max_distance=128) -> (heads, 2 * max_distance + 1)``
-  float32: MPNet's shared ``relative_attention_bias.weight`` (buckets, heads) read at every offset
+- ``relative_bias_table(weight, num_buckets=32, max_distance=128, dtype=float32) -> (heads, 2 *
+  max_distance + 1)``: MPNet's shared ``relative_attention_bias.weight`` (buckets, heads) read at every offset
   (built once per forward: every layer shares it). Offsets beyond +-max_distance fall in the last bucket
   of their side, so the clamp is exact.
 - ``rope_inv_freq(theta, head_dim) -> (head_dim // 2,)`` float32, as transformers' default RoPE;
@@ -102,15 +102,17 @@ def relative_position_bucket(
     return ret + torch.where(is_small, n, large)
 
 
-def relative_bias_table(weight: torch.Tensor, num_buckets: int = 32, max_distance: int = 128) -> torch.Tensor:
-    """(heads, 2 * max_distance + 1) float32: ``weight`` (buckets, heads) at offset ``j - i`` in column
-    ``j - i + max_distance``. Beyond +-max_distance the bucket no longer changes (the log term reaches
-    the last bucket there), so clamping offsets to the table is exact."""
+def relative_bias_table(
+    weight: torch.Tensor, num_buckets: int = 32, max_distance: int = 128, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """(heads, 2 * max_distance + 1) in ``dtype`` (float32: what the kernel reads): ``weight`` (buckets,
+    heads) at offset ``j - i`` in column ``j - i + max_distance``. Beyond +-max_distance the bucket no
+    longer changes (the log term reaches the last bucket there), so clamping offsets to the table is exact."""
     if weight.dim() != 2 or weight.shape[0] < num_buckets:
         raise ValueError(f"weight must be (num_buckets={num_buckets}, heads), got {tuple(weight.shape)}")
     offsets = torch.arange(-max_distance, max_distance + 1, device=weight.device)
     buckets = relative_position_bucket(offsets, num_buckets, max_distance)
-    return weight.detach()[buckets].t().to(torch.float32).contiguous()
+    return weight.detach()[buckets].t().to(dtype).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ OPS = [
     "bias_act",
     "bias_act_layernorm",
     "embed_layernorm",
+    "glu",
+    "add_rmsnorm",
 ]
 
 
@@ -62,6 +64,8 @@ def _samples(dev):
         "bias_act": (x, b, "gelu"),
         "bias_act_layernorm": (x, b, w, lb, 1e-12, "gelu_new"),
         "embed_layernorm": (ids, None, None, mk(50, 768), mk(9, 768), mk(2, 768), w, lb, 1e-12),
+        "glu": (mk(5, 2 * 768), None, "gelu"),
+        "add_rmsnorm": (x, mk(5, 768), b, w, 1e-6),
     }
 
 
@@ -86,6 +90,7 @@ def _public_calls(dev):
     mask = torch.ones(1, 12, dtype=torch.bool, device=dev)
     lens = torch.tensor([9], dtype=torch.int32, device=dev)
     tables = (mk(50, 48), mk(9, 48), mk(2, 48), w, lb)
+    xg = mk(5, 96)
     return {
         "attention_varlen": lambda: kernels.attention_varlen(q, k, v, cu, cu, 7, 7, 0.125, validate=False),
         "attention_padded": lambda: kernels.attention_padded(
@@ -95,6 +100,8 @@ def _public_calls(dev):
         "bias_act": lambda: kernels.bias_act(x, b, "gelu"),
         "bias_act_layernorm": lambda: kernels.bias_act_layernorm(x, b, w, lb, 1e-12, "gelu_new"),
         "embed_layernorm": lambda: kernels.embed_layernorm(ids, None, None, *tables, 1e-12, validate=False),
+        "glu": lambda: kernels.glu(xg, None, "gelu"),
+        "add_rmsnorm": lambda: kernels.add_rmsnorm(x, r, b, w, 1e-6),
     }
 
 
