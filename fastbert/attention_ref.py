@@ -8,11 +8,13 @@ Call signatures (what the op table uses; q (Tq, heads, D), k/v (Tk, heads, D) pa
 ``cu_seqlens_*`` int32 (B+1,) as ``fastbert.padding`` builds them):
 
 - ``attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal=False,
-  window=0, rel_bias=None, rotary_inv_freq=None, validate=True) -> (Tq, heads, D)``: the kernel's signature.
+  window=0, rel_bias=None, rotary_cos=None, rotary_sin=None, validate=True) -> (Tq, heads, D)``: the
+  kernel's signature.
   ``window`` > 0: query i sees key j iff ``|i - j| <= window // 2`` (ModernBERT's local layers, window =
   ``local_attention``); ``rel_bias``: (heads, 2 R + 1) from :func:`relative_bias_table`, the bias of the
-  offset ``j - i`` clamped to [-R, R], added to the scaled scores (MPNet); ``rotary_inv_freq``: (D // 2,)
-  from :func:`rope_inv_freq`, q and k rotated at their positions in their own sequence (ModernBERT).
+  offset ``j - i`` clamped to [-R, R], added to the scaled scores (MPNet); ``rotary_cos`` / ``rotary_sin``:
+  (P, D // 2) from :func:`rope_cos_sin`, q and k rotated at their positions in their own sequence
+  (ModernBERT).
   i and j are indices inside each sequence: a pack gives what the padded batch gives, row by row.
   Each sequence is computed alone, in chunks of ``CHUNK`` queries against only the keys their window
   (and causality) can reach: memory grows linearly with the length for a window, and no (B, L, L) or
@@ -22,8 +24,10 @@ Call signatures (what the op table uses; q (Tq, heads, D), k/v (Tk, heads, D) pa
   (built once per forward: every layer shares it). Offsets beyond +-max_distance fall in the last bucket
   of their side, so the clamp is exact.
 - ``rope_inv_freq(theta, head_dim) -> (head_dim // 2,)`` float32, as transformers' default RoPE;
+  ``rope_cos_sin(inv_freq, positions) -> (cos, sin)``, each float32 (positions, head_dim // 2): build once
+  per forward and layer type (theta), with positions >= the longest sequence;
   ``sequence_positions(cu_seqlens, total) -> (T,)`` int64 index of each token in its sequence;
-  ``apply_rotary(x, positions, inv_freq) -> x's shape and dtype`` (rotate-half, transformers' rounding).
+  ``apply_rotary(x, positions, cos, sin) -> x's shape and dtype`` (rotate-half, transformers' rounding).
 
 Numerics: scores and p.v in the inputs' dtype, softmax in fp32 (float64 inputs: float64 throughout), as
 transformers' eager attention: the "torch in dtype" side of the tolerance rule. A query with no key to
@@ -53,6 +57,13 @@ def rope_inv_freq(theta: float, head_dim: int, device: torch.device | str | None
     return 1.0 / (theta**exponent)
 
 
+def rope_cos_sin(inv_freq: torch.Tensor, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) tables, float32 (positions, D // 2): row p is cos / sin of ``p * inv_freq``, the angle
+    rounded to fp32 and its cos/sin taken in fp32, as transformers' rotary embedding computes them."""
+    angle = torch.arange(positions, device=inv_freq.device).float()[:, None] * inv_freq.float()[None, :]
+    return angle.cos().contiguous(), angle.sin().contiguous()
+
+
 def sequence_positions(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     """(total,) int64: each packed token's index inside its own sequence (restarts at every sequence)."""
     cu = cu_seqlens.to(torch.int64)
@@ -66,15 +77,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    """RoPE on x (T, heads, D) at ``positions`` (T,): ``x cos + rotate_half(x) sin`` with the angle
-    ``position * inv_freq`` in fp32 and cos/sin rounded to x's dtype, computed in fp32 (float64 for
-    float64 x) and rounded once to x's dtype, as transformers' ``apply_rotary_pos_emb``."""
+def apply_rotary(
+    x: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> torch.Tensor:
+    """RoPE on x (T, heads, D) at ``positions`` (T,) with :func:`rope_cos_sin`'s tables: ``x cos +
+    rotate_half(x) sin``, cos/sin rounded to x's dtype, computed in fp32 (float64 for float64 x) and
+    rounded once to x's dtype, as transformers' ``apply_rotary_pos_emb``."""
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
-    angle = positions.to(torch.float32)[:, None] * inv_freq.to(device=x.device, dtype=torch.float32)[None, :]
-    angle = torch.cat((angle, angle), dim=-1).to(compute)  # (T, D)
-    cos = angle.cos().to(x.dtype).to(compute)[:, None, :]
-    sin = angle.sin().to(x.dtype).to(compute)[:, None, :]
+    cos = torch.cat((cos[positions], cos[positions]), dim=-1).to(x.dtype).to(compute)[:, None, :]  # (T, 1, D)
+    sin = torch.cat((sin[positions], sin[positions]), dim=-1).to(x.dtype).to(compute)[:, None, :]
     xc = x.to(compute)
     return (xc * cos + _rotate_half(xc) * sin).to(x.dtype)
 
@@ -167,16 +178,17 @@ def attention_varlen(
     causal: bool = False,
     window: int = 0,
     rel_bias: torch.Tensor | None = None,
-    rotary_inv_freq: torch.Tensor | None = None,
+    rotary_cos: torch.Tensor | None = None,
+    rotary_sin: torch.Tensor | None = None,
     validate: bool = True,
     chunk: int = CHUNK,
 ) -> torch.Tensor:
     """Packed attention with the kernel's options (see the module docstring) -> (Tq, heads, D) in q's dtype."""
     if not isinstance(window, int) or window < 0:
         raise ValueError(f"window must be a non-negative int (0: no window), got {window!r}")
-    if rotary_inv_freq is not None:
-        q = apply_rotary(q, sequence_positions(cu_seqlens_q, q.shape[0]), rotary_inv_freq)
-        k = apply_rotary(k, sequence_positions(cu_seqlens_k, k.shape[0]), rotary_inv_freq)
+    if rotary_cos is not None:
+        q = apply_rotary(q, sequence_positions(cu_seqlens_q, q.shape[0]), rotary_cos, rotary_sin)
+        k = apply_rotary(k, sequence_positions(cu_seqlens_k, k.shape[0]), rotary_cos, rotary_sin)
     if window == 0 and rel_bias is None:
         from fastbert.ops import get_ops  # the plain case: the sdpa table's own varlen attention
 

@@ -57,6 +57,8 @@ _FP32_CANDIDATES: dict[int, tuple[int, int, int, int]] = {
     64: (64, 32, 8, 2),
     128: (32, 16, 8, 2),
 }
+# fp32 with RoPE: the rotation's extra tiles spill at (64, 32, 8, 2) for D=64 (sm_90); a smaller tile
+_FP32_ROTARY_CANDIDATE = (32, 16, 8, 2)
 LENGTH_BUCKETS = (128, 512)  # autotuning key: <= 128, <= 512, longer
 
 
@@ -87,15 +89,20 @@ def _prune(configs, named_args, **kwargs):
     keep = [
         c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in allowed
     ]
+    if launch.get("HAS_REL_BIAS"):  # the bias gather spills registers at 128 x 128 (sm_90, hopper_compile.py)
+        keep = [c for c in keep if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 64]
     return keep or configs[:1]
 
 
 @triton.jit
-def rotate(x, x_pair, pos, inv_freq, rot_sign):
+def rotate(x, x_pair, pos, mask, cos_ptr, sin_ptr, stride_rot, offs_half, rot_sign):
     """RoPE (rotate-half) of a (rows, BLOCK_D) block at positions ``pos`` (rows,), in fp32:
-    ``x * cos(pos * f) + rotate_half(x) * sin(pos * f)``, ``rotate_half(x) = rot_sign * x_pair``."""
-    angle = pos.to(tl.float32)[:, None] * inv_freq[None, :]
-    return x.to(tl.float32) * tl.cos(angle) + rot_sign[None, :] * x_pair.to(tl.float32) * tl.sin(angle)
+    ``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) = rot_sign * x_pair`` and cos/sin read from
+    the (positions, D // 2) tables at (pos, column mod D // 2)."""
+    idx = pos[:, None] * stride_rot + offs_half[None, :]
+    c = tl.load(cos_ptr + idx, mask=mask, other=0.0)
+    s = tl.load(sin_ptr + idx, mask=mask, other=0.0)
+    return x.to(tl.float32) * c + rot_sign[None, :] * x_pair.to(tl.float32) * s
 
 
 @triton.jit
@@ -122,7 +129,10 @@ def _attn_inner(
     window_half,  # HAS_WINDOW: key j is seen by query i iff |i - j| <= window_half
     rel_base,  # HAS_REL_BIAS: this head's row of the offset table, (2 * rel_max + 1,) fp32
     rel_max,  # HAS_REL_BIAS: offsets j - i are clamped to [-rel_max, rel_max]
-    inv_freq,  # ROTARY: (BLOCK_D,) fp32 inverse frequency of each column (0 past HEAD_DIM)
+    cos_ptr,  # ROTARY: cos table (positions, HEAD_DIM // 2) fp32, row stride stride_rot
+    sin_ptr,  # ROTARY: sin table, like cos
+    stride_rot,
+    offs_half,  # ROTARY: (BLOCK_D,) each column's frequency index (column mod HEAD_DIM // 2)
     offs_rot,  # ROTARY: (BLOCK_D,) the column each column's rotate-half partner is read from
     rot_sign,  # ROTARY: (BLOCK_D,) -1 on the first half, +1 on the second (rotate_half)
     count_ptr,  # COUNT_BLOCKS: int32 counter of the key/value blocks loaded
@@ -153,7 +163,9 @@ def _attn_inner(
             k_pair = tl.load(
                 k_base + cols[:, None] * stride_kt + offs_rot[None, :] * stride_kd, mask=kv_mask, other=0.0
             )
-            k = rotate(k, k_pair, cols, inv_freq, rot_sign).to(k.dtype)
+            k = rotate(k, k_pair, cols, kv_mask, cos_ptr, sin_ptr, stride_rot, offs_half, rot_sign).to(
+                k.dtype
+            )
         if IEEE:  # fp32 inputs: full fp32 products, no TF32
             qk = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
@@ -198,7 +210,8 @@ def _attn_fwd_kernel(
     CU_K,  # cu_seqlens_k int32 (B+1,); unused unless IS_VARLEN
     SEQLENS,  # real keys (and queries) per batch row, int32 (B,); unused unless HAS_SEQLENS
     REL_BIAS,  # MPNet relative bias by offset j - i: (heads, 2 * rel_max + 1) fp32; unused unless HAS_REL_BIAS
-    INV_FREQ,  # RoPE inverse frequencies (HEAD_DIM // 2,) fp32; unused unless ROTARY
+    COS,  # RoPE cos(position * inv_freq), (positions, HEAD_DIM // 2) fp32; unused unless ROTARY
+    SIN,  # RoPE sin, like COS
     BLOCK_COUNT,  # int32 (1,) counter of loaded key/value blocks; unused unless COUNT_BLOCKS (tests)
     stride_qb,  # 0 when IS_VARLEN
     stride_qt,
@@ -219,6 +232,7 @@ def _attn_fwd_kernel(
     stride_mb,
     stride_mn,
     stride_rel_h,
+    stride_rot,  # row stride of COS / SIN
     rel_max,  # offsets beyond +-rel_max share the bias of +-rel_max
     window_half,  # sliding window: |i - j| <= window_half (ModernBERT: local_attention // 2)
     seqlen_q,  # Lq (padded); ignored when IS_VARLEN
@@ -270,18 +284,18 @@ def _attn_fwd_kernel(
 
     q_mask = (offs_m < seqlen_q)[:, None] & (offs_d < HEAD_DIM)[None, :]
     q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=q_mask, other=0.0)
-    inv_freq = offs_d.to(tl.float32)  # placeholders when not ROTARY
+    offs_half = offs_d  # placeholders when not ROTARY
     offs_rot = offs_d
-    rot_sign = inv_freq
+    rot_sign = offs_d.to(tl.float32)
     if ROTARY:
-        HALF: tl.constexpr = HEAD_DIM // 2
-        inv_freq = tl.load(INV_FREQ + offs_d % HALF, mask=offs_d < HEAD_DIM, other=0.0)
-        offs_rot = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
-        rot_sign = tl.where(offs_d < HALF, -1.0, 1.0)
+        offs_half = offs_d % (HEAD_DIM // 2)
+        offs_rot = tl.where(offs_d < HEAD_DIM // 2, offs_d + HEAD_DIM // 2, offs_d - HEAD_DIM // 2)
+        rot_sign = tl.where(offs_d < HEAD_DIM // 2, -1.0, 1.0)
         q_pair = tl.load(
             q_base + offs_m[:, None] * stride_qt + offs_rot[None, :] * stride_qd, mask=q_mask, other=0.0
         )
-        q = rotate(q, q_pair, offs_m, inv_freq, rot_sign).to(q.dtype)  # rounded as transformers rounds it
+        q = rotate(q, q_pair, offs_m, q_mask, COS, SIN, stride_rot, offs_half, rot_sign)
+        q = q.to(Q.dtype.element_ty)  # rounded as transformers rounds it
     rel_base = REL_BIAS + off_h * stride_rel_h
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -307,14 +321,14 @@ def _attn_fwd_kernel(
         acc, l_i, m_i, q, k_base, v_base, kpm_base,
         stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
         offs_m, offs_d, lo, full_end, seqlen_k, diag, qk_scale,
-        window_half, rel_base, rel_max, inv_freq, offs_rot, rot_sign, BLOCK_COUNT,
+        window_half, rel_base, rel_max, COS, SIN, stride_rot, offs_half, offs_rot, rot_sign, BLOCK_COUNT,
         HEAD_DIM, BLOCK_N, BLOCK_D, False, HAS_KPM, IS_CAUSAL, HAS_WINDOW, HAS_REL_BIAS, ROTARY, COUNT_BLOCKS, IEEE,
     )  # fmt: skip
     acc, l_i, m_i = _attn_inner(
         acc, l_i, m_i, q, k_base, v_base, kpm_base,
         stride_kt, stride_kd, stride_vt, stride_vd, stride_mn,
         offs_m, offs_d, full_end, hi, seqlen_k, diag, qk_scale,
-        window_half, rel_base, rel_max, inv_freq, offs_rot, rot_sign, BLOCK_COUNT,
+        window_half, rel_base, rel_max, COS, SIN, stride_rot, offs_half, offs_rot, rot_sign, BLOCK_COUNT,
         HEAD_DIM, BLOCK_N, BLOCK_D, True, HAS_KPM, IS_CAUSAL, HAS_WINDOW, HAS_REL_BIAS, ROTARY, COUNT_BLOCKS, IEEE,
     )  # fmt: skip
 
@@ -349,10 +363,10 @@ _attn_fwd_tuned = _compat.autotune(
 )(_attn_fwd_kernel)
 
 
-def _forced(dtype: torch.dtype, block_d: int) -> tuple[int, int, int, int] | None:
+def _forced(dtype: torch.dtype, block_d: int, rotary: bool = False) -> tuple[int, int, int, int] | None:
     """The one config to run without autotuning: fp32, the interpreter, or ``FASTBERT_KERNEL_CONFIG``."""
     if dtype == torch.float32:
-        return _FP32_CANDIDATES[block_d]
+        return _FP32_ROTARY_CANDIDATE if rotary else _FP32_CANDIDATES[block_d]
     forced = _compat.forced_config()
     if forced is None and not _compat.INTERPRET:
         return None
@@ -362,7 +376,7 @@ def _forced(dtype: torch.dtype, block_d: int) -> tuple[int, int, int, int] | Non
 
 
 def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal, wrap, *,
-            window=0, rel_bias=None, inv_freq=None, block_count=None):  # fmt: skip
+            window=0, rel_bias=None, cos=None, sin=None, block_count=None):  # fmt: skip
     """The one launcher of ``_attn_fwd_kernel`` (both layouts): allocates and returns the output.
     ``block_count``: an int32 (1,) tensor that counts the key/value blocks loaded (tests only)."""
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
@@ -373,7 +387,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
     stride_b = (lambda t: 0) if varlen else (lambda t: t.stride(0))  # noqa: E731
     block_d = max(16, triton.next_power_of_2(d))
     meta = {}
-    forced = _forced(q.dtype, block_d)
+    forced = _forced(q.dtype, block_d, rotary=cos is not None)
     kernel = _attn_fwd_tuned
     if forced is not None:
         kernel = _attn_fwd_kernel
@@ -393,7 +407,8 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         CU_K=cu_k if varlen else q,
         SEQLENS=seqlens if seqlens is not None else q,
         REL_BIAS=rel_bias if rel_bias is not None else q,
-        INV_FREQ=inv_freq if inv_freq is not None else q,
+        COS=cos if cos is not None else q,
+        SIN=sin if sin is not None else q,
         BLOCK_COUNT=block_count if block_count is not None else q,
         stride_qb=stride_b(q), stride_qt=q.stride(-3), stride_qh=q.stride(-2), stride_qd=q.stride(-1),
         stride_kb=stride_b(k), stride_kt=k.stride(-3), stride_kh=k.stride(-2), stride_kd=k.stride(-1),
@@ -402,6 +417,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         stride_mb=kpm.stride(0) if kpm is not None else 0,
         stride_mn=kpm.stride(1) if kpm is not None else 0,
         stride_rel_h=rel_bias.stride(0) if rel_bias is not None else 0,
+        stride_rot=cos.stride(0) if cos is not None else 0,
         rel_max=(rel_bias.shape[1] - 1) // 2 if rel_bias is not None else 0,
         window_half=window // 2,
         seqlen_q=seqlen_q,
@@ -416,7 +432,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         IS_CAUSAL=causal,
         HAS_WINDOW=window > 0,
         HAS_REL_BIAS=rel_bias is not None,
-        ROTARY=inv_freq is not None,
+        ROTARY=cos is not None,
         COUNT_BLOCKS=block_count is not None,
         IEEE=q.dtype == torch.float32,
         **meta,
@@ -574,22 +590,32 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
         if rel_bias.device != q.device:
             raise ValueError(f"rel_bias is on {rel_bias.device}, q on {q.device}")
         args["rel_bias"] = rel_bias.contiguous()
-    inv_freq = args["rotary_inv_freq"]
-    if inv_freq is not None:
+    cos, sin = args["rotary_cos"], args["rotary_sin"]
+    if (cos is None) != (sin is None):
+        raise ValueError("rotary_cos and rotary_sin go together (both or neither)")
+    if cos is not None:
         if d % 2:
             raise ValueError(f"rotary needs an even head dim, got {d}")
-        if (
-            not isinstance(inv_freq, torch.Tensor)
-            or inv_freq.dtype != torch.float32
-            or inv_freq.shape != (d // 2,)
-        ):
-            raise ValueError(
-                f"rotary_inv_freq must be a float32 tensor of shape ({d // 2},) (head_dim // 2), got "
-                f"{getattr(inv_freq, 'dtype', type(inv_freq))} {tuple(getattr(inv_freq, 'shape', ()))}"
-            )
-        if inv_freq.device != q.device:
-            raise ValueError(f"rotary_inv_freq is on {inv_freq.device}, q on {q.device}")
-        args["rotary_inv_freq"] = inv_freq.contiguous()
+        positions = max(args["max_seqlen_q"], args["max_seqlen_k"])
+        for name, t in (("rotary_cos", cos), ("rotary_sin", sin)):
+            if (
+                not isinstance(t, torch.Tensor)
+                or t.dtype != torch.float32
+                or t.dim() != 2
+                or t.shape[1] != d // 2
+                or t.shape[0] < positions
+            ):
+                raise ValueError(
+                    f"{name} must be a float32 (positions >= max_seqlen = {positions}, head_dim // 2 = {d // 2}) "
+                    f"table (fastbert.attention_ref.rope_cos_sin), got {getattr(t, 'dtype', type(t))} "
+                    f"{tuple(getattr(t, 'shape', ()))}"
+                )
+            if t.device != q.device:
+                raise ValueError(f"{name} is on {t.device}, q on {q.device}")
+        if cos.shape != sin.shape:
+            raise ValueError(f"rotary_cos {tuple(cos.shape)} and rotary_sin {tuple(sin.shape)} differ")
+        cos, sin = cos.contiguous(), sin.contiguous()
+        args["rotary_cos"], args["rotary_sin"] = cos, sin
 
 
 @kernel_op(check=_check_varlen)
@@ -605,7 +631,8 @@ def attention_varlen(
     causal: bool = False,
     window: int = 0,
     rel_bias: torch.Tensor | None = None,
-    rotary_inv_freq: torch.Tensor | None = None,
+    rotary_cos: torch.Tensor | None = None,
+    rotary_sin: torch.Tensor | None = None,
     *,
     wrap: bool = False,
 ) -> torch.Tensor:
@@ -622,9 +649,10 @@ def attention_varlen(
     - ``rel_bias``: float32 (heads, 2 R + 1), the bias of offset ``j - i`` clamped to [-R, R] at column
       ``j - i + R``, added to the scaled scores (MPNet: ``fastbert.attention_ref.relative_bias_table``
       of its (buckets, heads) embedding, R = max_distance; never a (B, heads, L, L) tensor).
-    - ``rotary_inv_freq``: float32 (D // 2,) RoPE inverse frequencies (``theta ** (-arange(0, D, 2) / D)``,
-      ``fastbert.attention_ref.rope_inv_freq``): q and k rotated (rotate-half) at positions i and j where
-      they are loaded, rounded to their dtype before the products, as transformers' ``apply_rotary_pos_emb``.
+    - ``rotary_cos`` / ``rotary_sin``: float32 (P, D // 2) tables, row p = cos / sin(p * inv_freq) with
+      P >= max_seqlen (``fastbert.attention_ref.rope_cos_sin``, built once per forward and layer type):
+      q and k rotated (rotate-half) at positions i and j where they are loaded, rounded to their dtype
+      before the products, as transformers' ``apply_rotary_pos_emb``.
     """
     return _launch(q, k, v, None, cu_seqlens_q, cu_seqlens_k, None, 0, 0, max_seqlen_q, cu_seqlens_q.shape[0] - 1,
-                   scale, causal, wrap, window=window, rel_bias=rel_bias, inv_freq=rotary_inv_freq)  # fmt: skip
+                   scale, causal, wrap, window=window, rel_bias=rel_bias, cos=rotary_cos, sin=rotary_sin)  # fmt: skip

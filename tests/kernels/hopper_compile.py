@@ -86,6 +86,7 @@ def _scenarios():
                 f"bias_act {dname} N={4 * hidden} gelu",
                 lambda xi=xi, bi=bi: kernels.bias_act(xi, bi, "gelu"),
             )
+            yield from _family_rows(dname, x, r, w, mk(t, 2 * 1152, dtype=dtype))
             tables = (
                 mk(30522, hidden, dtype=dtype),
                 mk(512, hidden, dtype=dtype),
@@ -120,6 +121,29 @@ def _scenarios():
                     yield (f"attention_varlen {dname} D={d} L={length} causal={causal}",
                            lambda q=qv, k=kv, v=vv, cu=cu, n=length, c=causal, s=d**-0.5: kernels.attention_varlen(
                                q, k, v, cu, cu, n, n, s, c, validate=False))  # fmt: skip
+                if d == 64:  # the encoder families' variants: ModernBERT local layers, MPNet
+                    yield from _family_attention(dname, d, length, qv, kv, vv, cu)
+
+
+def _family_attention(dname, d, length, q, k, v, cu):
+    """varlen attention with a sliding window and RoPE (ModernBERT's local layers), and with MPNet's bias."""
+    from fastbert import attention_ref
+
+    cos, sin = attention_ref.rope_cos_sin(attention_ref.rope_inv_freq(10000.0, d), length)
+    table = attention_ref.relative_bias_table(torch.randn(32, q.shape[1]))
+    yield (f"attention_varlen {dname} D={d} L={length} window+rotary",
+           lambda: kernels.attention_varlen(q, k, v, cu, cu, length, length, d**-0.5, window=128,
+                                            rotary_cos=cos, rotary_sin=sin, validate=False))  # fmt: skip
+    yield (f"attention_varlen {dname} D={d} L={length} rel_bias",
+           lambda: kernels.attention_varlen(q, k, v, cu, cu, length, length, d**-0.5, rel_bias=table,
+                                            validate=False))  # fmt: skip
+
+
+def _family_rows(dname, x, r, w, wide):
+    """GeGLU, LayerNorm without bias and RMSNorm (ModernBERT and later encoders)."""
+    yield f"glu {dname} N={wide.shape[1] // 2} gelu", lambda: kernels.glu(wide, None, "gelu")
+    yield f"add_layernorm {dname} no ln_bias", lambda: kernels.add_layernorm(x, r, None, w, None, 1e-5)
+    yield f"add_rmsnorm {dname} (layernorm kernel)", lambda: kernels.add_rmsnorm(x, r, None, w, 1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

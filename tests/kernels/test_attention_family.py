@@ -37,7 +37,8 @@ def _options(opts: dict, heads: int, head_dim: int, device) -> dict:
     if opts.get("rel_bias"):
         kw["rel_bias"] = R.relative_bias_table(torch.randn(8, heads, device=device), 8, 16)
     if opts.get("rotary"):
-        kw["rotary_inv_freq"] = R.rope_inv_freq(10000.0, head_dim, device=device)
+        cos, sin = R.rope_cos_sin(R.rope_inv_freq(10000.0, head_dim, device=device), max(LENS))
+        kw.update(rotary_cos=cos, rotary_sin=sin)
     return kw
 
 
@@ -102,11 +103,14 @@ def test_kernel_bad_options(device):
         kernels.attention_varlen(*args, rel_bias=torch.zeros(3, 33))
     with pytest.raises(ValueError, match="rel_bias must be a float32"):
         kernels.attention_varlen(*args, rel_bias=torch.zeros(2, 33, dtype=torch.float16))
-    with pytest.raises(ValueError, match="rotary_inv_freq must be a float32 tensor of shape"):
-        kernels.attention_varlen(*args, rotary_inv_freq=torch.ones(32))
+    cos, sin = R.rope_cos_sin(R.rope_inv_freq(10000.0, 32, device=device), 3)
+    with pytest.raises(ValueError, match="rotary_cos must be a float32"):
+        kernels.attention_varlen(*args, rotary_cos=cos[:2], rotary_sin=sin[:2])  # fewer rows than max_seqlen
+    with pytest.raises(ValueError, match="both or neither"):
+        kernels.attention_varlen(*args, rotary_cos=cos)
     odd = torch.randn(5, 2, 31, device=device)
     with pytest.raises(ValueError, match="rotary needs an even head dim"):
-        kernels.attention_varlen(odd, odd, odd, cu, cu, 3, 3, 0.1, rotary_inv_freq=torch.ones(15))
+        kernels.attention_varlen(odd, odd, odd, cu, cu, 3, 3, 0.1, rotary_cos=cos, rotary_sin=sin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +231,8 @@ def _modernbert_attention(dtype, kernel: bool):
             inv_freq, model.rotary_emb.sliding_attention_inv_freq.float(), rtol=0, atol=0
         )
         window = 2 * cfg.sliding_window  # local_attention: |i - j| <= local_attention // 2
-        kw = dict(window=window, rotary_inv_freq=inv_freq)
+        cos, sin = R.rope_cos_sin(inv_freq, n)
+        kw = dict(window=window, rotary_cos=cos, rotary_sin=sin)
         if kernel:
             from fastbert import kernels
 
@@ -272,5 +277,19 @@ def test_opcheck_with_options():
     q, k, v = torch.randn(12, 3, heads, d, dtype=torch.float16, device="cuda").unbind(1)
     cu = _cu([5, 7], "cuda")
     kw = _options(OPTIONS["all"], heads, d, "cuda")
-    args = (q, k, v, cu, cu, 7, 7, 0.125, False, kw["window"], kw["rel_bias"], kw["rotary_inv_freq"])
+    args = (
+        q,
+        k,
+        v,
+        cu,
+        cu,
+        7,
+        7,
+        0.125,
+        False,
+        kw["window"],
+        kw["rel_bias"],
+        kw["rotary_cos"],
+        kw["rotary_sin"],
+    )
     torch.library.opcheck(torch.ops.fastbert.attention_varlen.default, args)

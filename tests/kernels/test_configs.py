@@ -61,3 +61,11 @@ def test_forced_config_is_the_one_launched(forced, monkeypatch, device):
     meta = launched[-1]
     want = attention.candidates(torch.float16, 64)[0] if forced == "first" else (32, 16, 4, 1)
     assert (meta["BLOCK_M"], meta["BLOCK_N"], meta["num_warps"], meta["num_stages"]) == want
+
+
+def test_prune_drops_the_tile_that_spills_with_the_relative_bias():
+    q = torch.empty(1, dtype=torch.float16)
+    plain = attention._prune(attention._CONFIGS, {}, Q=q, BLOCK_D=64, HAS_REL_BIAS=False)
+    biased = attention._prune(attention._CONFIGS, {}, Q=q, BLOCK_D=64, HAS_REL_BIAS=True)
+    assert any(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] > 128 * 64 for c in plain)
+    assert biased and all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 64 for c in biased)
