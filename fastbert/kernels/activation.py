@@ -165,22 +165,21 @@ def _check_bias_act(args: dict) -> None:
     activation_code(args["activation"])
 
 
-@kernel_op(check=_check_bias_act)
-def bias_act(
-    x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu", *, wrap: bool = False
+def _launch_elementwise(
+    kernel, x: torch.Tensor, bias, activation: str, n_out: int, wrap: bool
 ) -> torch.Tensor:
-    """``act(x + bias)`` in one pass: host validation, then the launcher (``fastbert::bias_act`` under compile)."""
-    n = x.shape[-1]
-    x2 = x if x.dim() == 2 else x.reshape(-1, n)
+    """Launch an elementwise kernel of this file (X, B, Y, strides, M, N, HAS_BIAS, ACT) over x's rows,
+    ``n_out`` output columns a row; returns the output (x's leading shape, ``n_out``, x's dtype)."""
+    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     m = x2.shape[0]
-    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
+    y = torch.empty((*x.shape[:-1], n_out), dtype=x.dtype, device=x.device)
+    if m == 0 or n_out == 0:
         return y
     bias = contiguous_or_none(bias)
-    block_m, block_n, num_warps = elementwise_settings(n)
+    block_m, block_n, num_warps = elementwise_settings(n_out)
     _compat.launch(
-        _bias_act_kernel,
-        (triton.cdiv(m, block_m), triton.cdiv(n, block_n)),
+        kernel,
+        (triton.cdiv(m, block_m), triton.cdiv(n_out, block_n)),
         device=x.device,
         wrap=wrap,
         X=x2,
@@ -189,7 +188,7 @@ def bias_act(
         stride_xm=x2.stride(0),
         stride_xn=x2.stride(1),
         M=m,
-        N=n,
+        N=n_out,
         HAS_BIAS=bias is not None,
         ACT=activation_code(activation),
         BLOCK_M=block_m,
@@ -197,6 +196,14 @@ def bias_act(
         num_warps=num_warps,
     )
     return y
+
+
+@kernel_op(check=_check_bias_act)
+def bias_act(
+    x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu", *, wrap: bool = False
+) -> torch.Tensor:
+    """``act(x + bias)`` in one pass: host validation, then the launcher (``fastbert::bias_act`` under compile)."""
+    return _launch_elementwise(_bias_act_kernel, x, bias, activation, x.shape[-1], wrap)
 
 
 def _check_glu(args: dict) -> None:
@@ -214,31 +221,4 @@ def glu(
 ) -> torch.Tensor:
     """``act(input) * gate`` with ``input, gate = (x + bias).chunk(2, -1)``: (..., 2N) -> (..., N) in one
     pass (GeGLU for ``activation="gelu"``); the launcher directly, ``fastbert::glu`` under compile."""
-    n2 = x.shape[-1]
-    n = n2 // 2
-    x2 = x if x.dim() == 2 else x.reshape(-1, n2)
-    m = x2.shape[0]
-    y = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
-        return y
-    bias = contiguous_or_none(bias)
-    block_m, block_n, num_warps = elementwise_settings(n)
-    _compat.launch(
-        _glu_kernel,
-        (triton.cdiv(m, block_m), triton.cdiv(n, block_n)),
-        device=x.device,
-        wrap=wrap,
-        X=x2,
-        B=bias if bias is not None else x2,
-        Y=y,
-        stride_xm=x2.stride(0),
-        stride_xn=x2.stride(1),
-        M=m,
-        N=n,
-        HAS_BIAS=bias is not None,
-        ACT=activation_code(activation),
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        num_warps=num_warps,
-    )
-    return y
+    return _launch_elementwise(_glu_kernel, x, bias, activation, x.shape[-1] // 2, wrap)

@@ -11,6 +11,21 @@ cross-attention. ``causal``: query i sees key j iff j <= i + Lk - Lq (bottom-rig
 sequence). ``scale`` multiplies q.k. Out: q's shape with v's head dim, contiguous, q's dtype.
 A query with nothing to attend to (fully padded, empty key sequence) gets zeros.
 
+Varlen options for the encoder families (constexpr-gated: BERT's binaries are unchanged; i, j are a
+query's and a key's index inside their sequence, so a pack gives what the padded batch gives):
+- ``window``: sliding window ``|i - j| <= window // 2`` (ModernBERT's local layers). Each query block
+  loops only over the key blocks that meet ``[first query - w, last query + w]``: the others are never
+  loaded (8,192 tokens, window 128: 3 key blocks per 64-query block instead of 128).
+- ``rel_bias``: MPNet's relative position bias from a (heads, 2 R + 1) table of the clamped offset
+  ``j - i`` (``attention_ref.relative_bias_table``: bucketing done once on the host by the reference's
+  own function, so buckets are exact), added to the scores: one gather per score, no L x L tensor.
+- ``rotary_cos`` / ``rotary_sin``: RoPE applied where q and k are loaded (q once per program, each key
+  block as it is loaded), from (positions, D // 2) fp32 tables. Fused rather than a separate rotary
+  kernel: no extra pass writing and re-reading rotated q/k, and the rotation costs O(BLOCK_N * D) per
+  key block against the O(BLOCK_M * BLOCK_N * D) product; with a window only loaded blocks are rotated.
+  Tables rather than in-kernel sin/cos: exact fp32 cos/sin as transformers computes them, and the
+  libdevice trigonometry spilled registers on sm_90.
+
 Numerics: q.k and p.v on tensor cores with fp32 accumulation (fp32 inputs: IEEE fp32, no TF32);
 running max / sum in fp32 (base-2 exponentials with log2(e) folded into the scale); p rounded to
 v's dtype before p.v, as flash-attention does. fp32 inputs end with an IEEE division; ``exp2`` is the
