@@ -11,6 +11,10 @@ Call signatures (what the op table uses; x (..., N) any float dtype, vectors (N,
   residual)``, LayerNorm (``norm_bias`` None: without bias, as ``nn.LayerNorm(bias=False)``) or, with
   ``rms=True``, RMSNorm ``h / sqrt(mean(h^2) + eps) * weight`` (statistics in fp32 for fp16/bf16 inputs,
   one rounding, as ``LlamaRMSNorm``).
+- ``embed_norm(input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight,
+  ln_weight, ln_bias, eps) -> (T, H)``: ``fastbert.kernels.embed_layernorm``'s signature with any of
+  ``position_weight`` / ``type_weight`` / ``ln_bias`` None (ModernBERT: word embeddings + LayerNorm
+  without bias).
 """
 
 from __future__ import annotations
@@ -52,3 +56,28 @@ def add_norm(
     hc = h.to(compute)
     y = hc * torch.rsqrt(hc.pow(2).mean(-1, keepdim=True) + eps) * weight.to(compute)
     return y.to(x.dtype)
+
+
+def embed_norm(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    word_weight: torch.Tensor,
+    position_weight: torch.Tensor | None,
+    type_weight: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor | None,
+    eps: float,
+    validate: bool = True,
+) -> torch.Tensor:
+    """Gather and add the tables that are given (positions default to 0..T-1, types to 0), LayerNorm.
+    ``validate`` is accepted for the kernel's signature; ids out of range raise in ``F.embedding``."""
+    h = F.embedding(input_ids, word_weight)  # (T, H); tables added in the sdpa table's order (BERT)
+    if type_weight is not None:
+        h = h + (type_weight[0] if token_type_ids is None else F.embedding(token_type_ids, type_weight))
+    if position_weight is not None:
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[0], device=input_ids.device)
+        h = h + F.embedding(position_ids, position_weight)
+    ln_bias = None if ln_bias is None else ln_bias.to(h.dtype)
+    return F.layer_norm(h, (h.shape[-1],), ln_weight.to(h.dtype), ln_bias, eps)

@@ -85,3 +85,42 @@ def test_references_match_transformers_and_torch():
         torch.testing.assert_close(
             layers_ref.add_norm(x, None, None, rms.weight, None, 1e-6, rms=True), rms(x)
         )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tables", ["word_only", "word_type", "all"])
+@pytest.mark.parametrize("ln_bias", [False, True])
+def test_embed_norm_optional_tables(dtype, tables, ln_bias, device):
+    """embed_layernorm without a position table, a type table or a LayerNorm bias (ModernBERT: word +
+    LayerNorm(bias=False)) against ``layers_ref.embed_norm``."""
+    t, hidden = 37, 48
+    mk = lambda *s: torch.randn(*s, dtype=dtype, device=device)
+    ids = torch.randint(0, 50, (t,), device=device)
+    tt = torch.randint(0, 2, (t,), device=device) if tables != "word_only" else None
+    pe = mk(64, hidden) if tables == "all" else None
+    te = mk(2, hidden) if tables != "word_only" else None
+    args = (
+        ids,
+        None,
+        tt,
+        mk(50, hidden),
+        pe,
+        te,
+        1 + 0.1 * mk(hidden),
+        mk(hidden) if ln_bias else None,
+        1e-5,
+    )
+    check_against_reference(*_both(kernels.embed_layernorm, layers_ref.embed_norm, *args), dtype)
+    if tables == "all" and ln_bias:  # the full form is BERT's: the reference agrees with the op table's
+        from kernel_checks import reference
+
+        torch.testing.assert_close(layers_ref.embed_norm(*args), reference("embed_layernorm")(*args))
+
+
+def test_embed_bad_optional_tables(device):
+    ids = torch.randint(0, 50, (5,), device=device)
+    w, ln = torch.randn(50, 16, device=device), torch.ones(16, device=device)
+    with pytest.raises(ValueError, match="token_type_ids given without a type_weight"):
+        kernels.embed_layernorm(ids, None, torch.zeros_like(ids), w, None, None, ln, None, 1e-5)
+    with pytest.raises(ValueError, match="position_ids given without a position_weight"):
+        kernels.embed_layernorm(ids, torch.zeros_like(ids), None, w, None, None, ln, None, 1e-5)
