@@ -11,6 +11,8 @@ Call signatures (what the op table uses; x (..., N) any float dtype, vectors (N,
   residual)``, LayerNorm (``norm_bias`` None: without bias, as ``nn.LayerNorm(bias=False)``) or, with
   ``rms=True``, RMSNorm ``h / sqrt(mean(h^2) + eps) * weight`` (statistics in fp32 for fp16/bf16 inputs,
   one rounding, as ``LlamaRMSNorm``).
+- ``add_norm_residual(x, residual, bias, weight, norm_bias, eps, rms=False) -> (norm(h), h)``: the
+  pre-norm placement, h = x + bias + residual in x's dtype (the next residual).
 - ``embed_norm(input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight,
   ln_weight, ln_bias, eps) -> (T, H)``: ``fastbert.kernels.embed_layernorm``'s signature with any of
   ``position_weight`` / ``type_weight`` / ``ln_bias`` None (ModernBERT: word embeddings + LayerNorm
@@ -44,11 +46,7 @@ def add_norm(
     rms: bool = False,
 ) -> torch.Tensor:
     """LayerNorm (optionally without bias) or RMSNorm of ``x + bias + residual``, in x's dtype."""
-    h = x
-    if bias is not None:
-        h = h + bias.to(x.dtype)
-    if residual is not None:
-        h = h + residual.to(x.dtype)
+    h = _add(x, residual, bias)
     if not rms:
         nb = None if norm_bias is None else norm_bias.to(x.dtype)
         return F.layer_norm(h, (h.shape[-1],), weight.to(x.dtype), nb, eps)
@@ -81,3 +79,22 @@ def embed_norm(
         h = h + F.embedding(position_ids, position_weight)
     ln_bias = None if ln_bias is None else ln_bias.to(h.dtype)
     return F.layer_norm(h, (h.shape[-1],), ln_weight.to(h.dtype), ln_bias, eps)
+
+
+def add_norm_residual(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    weight: torch.Tensor,
+    norm_bias: torch.Tensor | None,
+    eps: float,
+    rms: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(norm(h), h)`` with ``h = x + bias + residual`` in x's dtype (pre-norm layers)."""
+    h = _add(x, residual, bias)
+    return add_norm(h, None, None, weight, norm_bias, eps, rms), h
+
+
+def _add(x: torch.Tensor, residual: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    h = x if bias is None else x + bias.to(x.dtype)
+    return h if residual is None else h + residual.to(x.dtype)

@@ -10,11 +10,12 @@ stages``) makes the autotuned attention run one config, for test tiers (see ``_c
 from .activation import ACTIVATIONS, bias_act, glu
 from .attention import attention_padded, attention_varlen
 from .embedding import embed_layernorm
-from .layernorm import add_layernorm, add_rmsnorm, bias_act_layernorm
+from .layernorm import add_layernorm, add_norm_residual, add_rmsnorm, bias_act_layernorm
 
 __all__ = [
     "ACTIVATIONS",
     "add_layernorm",
+    "add_norm_residual",
     "add_rmsnorm",
     "attention_padded",
     "attention_varlen",

@@ -4,6 +4,8 @@
   dense layer's bias folded in. ``bias`` and ``residual`` are optional.
 - ``bias_act_layernorm``: ``y = LN(act(x + bias))``: the masked-LM head transform.
 - ``add_rmsnorm``: ``y = RMSNorm(x + bias + residual)``.
+- ``add_norm_residual``: ``(norm(h), h)``, h = x + bias + residual: pre-norm layers (ModernBERT), where
+  the sum is the next residual; LayerNorm or RMSNorm.
 Each LayerNorm may go without its bias (``ln_bias=None``: ModernBERT's norms).
 
 In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, ln_weight,
@@ -37,6 +39,7 @@ def _layernorm_fwd_kernel(
     W,  # LayerNorm weight, shape (N,)
     LB,  # LayerNorm bias, shape (N,); unused unless HAS_LN_BIAS
     Y,  # output, shape (M, N), contiguous
+    S,  # the sum x + bias + residual, shape (M, N), contiguous; unused unless STORE_SUM
     stride_xm,
     stride_xn,
     stride_rm,
@@ -49,6 +52,7 @@ def _layernorm_fwd_kernel(
     ACT: tl.constexpr,  # activation code applied to x + bias before the residual (0 = none)
     HAS_LN_BIAS: tl.constexpr,  # False: LayerNorm without bias (ModernBERT)
     RMS: tl.constexpr,  # RMSNorm: no mean subtracted, no bias
+    STORE_SUM: tl.constexpr,  # pre-norm layers: the sum is the next residual
     EXACT: tl.constexpr,  # fp32 output: IEEE division and square root
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -67,6 +71,8 @@ def _layernorm_fwd_kernel(
         r = tl.load(R + rows[:, None] * stride_rm + cols[None, :] * stride_rn, mask=mask, other=0.0)
         h += r.to(tl.float32)
     h = tl.where(col_ok[None, :], h, 0.0)  # padding columns out of the statistics
+    if STORE_SUM:
+        tl.store(S + rows[:, None] * N + cols[None, :], cast_out(h, S.dtype.element_ty), mask=mask)
     y = normalize(h, col_ok, N, eps, W, LB, cols, HAS_LN_BIAS, RMS, EXACT)
     tl.store(Y + rows[:, None] * N + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)
 
@@ -123,7 +129,7 @@ def launch_rows(kernel, n_rows: int, n_cols: int, *, device: torch.device, wrap:
     )
 
 
-def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bool = False) -> torch.Tensor:
+def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bool = False, sum_out=None):
     """The one launcher of ``_layernorm_fwd_kernel`` (every op of this file), arguments already validated."""
     n = x.shape[-1]
     x2 = x if x.dim() == 2 else x.reshape(-1, n)
@@ -145,6 +151,7 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bo
         W=ln_weight,
         LB=ln_bias if ln_bias is not None else ln_weight,
         Y=y,
+        S=sum_out if sum_out is not None else y,
         stride_xm=x2.stride(0),
         stride_xn=x2.stride(1),
         stride_rm=r2.stride(0) if r2 is not None else 0,
@@ -157,6 +164,7 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bo
         ACT=act,
         HAS_LN_BIAS=ln_bias is not None,
         RMS=rms,
+        STORE_SUM=sum_out is not None,
         EXACT=x.dtype == torch.float32,
     )
     return y
@@ -185,6 +193,8 @@ def _check(args: dict) -> None:
     args["eps"] = float(eps)
     if "activation" in args:
         activation_code(args["activation"])
+    if args.get("rms") and args.get("ln_bias") is not None:
+        raise ValueError("RMSNorm has no bias: ln_bias must be None with rms=True")
 
 
 @kernel_op(check=_check)
@@ -233,3 +243,23 @@ def add_rmsnorm(
     """``RMSNorm(x + bias + residual) = h / sqrt(mean(h^2) + eps) * ln_weight`` in one pass (statistics
     in fp32, one rounding): host validation, then the launcher (``fastbert::add_rmsnorm`` under compile)."""
     return _launch(x, residual, bias, ln_weight, None, eps, 0, wrap, rms=True)
+
+
+@kernel_op(check=_check)
+def add_norm_residual(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor | None,
+    eps: float,
+    rms: bool = False,
+    *,
+    wrap: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-norm placement in one pass: ``(norm(h), h)`` with ``h = x + bias + residual`` (h in x's dtype: the
+    next residual; the norm taken on h in fp32). LayerNorm (``ln_bias`` may be None) or, with ``rms``,
+    RMSNorm (``ln_bias`` must be None). ``fastbert::add_norm_residual`` under torch.compile."""
+    h = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    y = _launch(x, residual, bias, ln_weight, ln_bias, eps, 0, wrap, rms=rms, sum_out=h)
+    return y, h

@@ -144,6 +144,8 @@ def _family_rows(dname, x, r, w, wide):
     yield f"glu {dname} N={wide.shape[1] // 2} gelu", lambda: kernels.glu(wide, None, "gelu")
     yield f"add_layernorm {dname} no ln_bias", lambda: kernels.add_layernorm(x, r, None, w, None, 1e-5)
     yield f"add_rmsnorm {dname} (layernorm kernel)", lambda: kernels.add_rmsnorm(x, r, None, w, 1e-6)
+    yield (f"add_norm_residual {dname} no ln_bias (layernorm kernel)",
+           lambda: kernels.add_norm_residual(x, r, None, w, None, 1e-5))  # fmt: skip
     ids, table = torch.randint(0, 512, (x.shape[0],)), torch.randn(512, x.shape[1], dtype=x.dtype)
     yield (f"embed_layernorm {dname} word only, no ln_bias",
            lambda: kernels.embed_layernorm(ids, None, None, table, None, None, w, None, 1e-5, validate=False))  # fmt: skip

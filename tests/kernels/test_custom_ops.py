@@ -25,6 +25,7 @@ OPS = [
     "embed_layernorm",
     "glu",
     "add_rmsnorm",
+    "add_norm_residual",
 ]
 
 
@@ -66,6 +67,7 @@ def _samples(dev):
         "embed_layernorm": (ids, None, None, mk(50, 768), mk(9, 768), mk(2, 768), w, lb, 1e-12),
         "glu": (mk(5, 2 * 768), None, "gelu"),
         "add_rmsnorm": (x, mk(5, 768), b, w, 1e-6),
+        "add_norm_residual": (x, mk(5, 768), b, w, None, 1e-6, False),
     }
 
 
@@ -102,6 +104,7 @@ def _public_calls(dev):
         "embed_layernorm": lambda: kernels.embed_layernorm(ids, None, None, *tables, 1e-12, validate=False),
         "glu": lambda: kernels.glu(xg, None, "gelu"),
         "add_rmsnorm": lambda: kernels.add_rmsnorm(x, r, b, w, 1e-6),
+        "add_norm_residual": lambda: kernels.add_norm_residual(x, r, b, w, None, 1e-6),
     }
 
 

@@ -58,6 +58,20 @@ def test_norm_without_bias(dtype, shape, rms, with_residual, device):
     check_against_reference(*out, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rms", [False, True], ids=["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("ln_bias", [False, True])
+def test_add_norm_residual(dtype, rms, ln_bias, device):
+    """Pre-norm placement: the normalised output and the sum (the next residual), both within the rule."""
+    if rms and ln_bias:
+        pytest.skip("RMSNorm has no bias")
+    mk = lambda *s: torch.randn(*s, dtype=dtype, device=device)
+    args = (mk(13, 96), mk(13, 96), mk(96), 1 + 0.1 * mk(96), mk(96) if ln_bias else None, 1e-5, rms)
+    (y, h), (ty, th), (ry, rh) = _both(kernels.add_norm_residual, layers_ref.add_norm_residual, *args)
+    check_against_reference(h, th, rh, dtype)
+    check_against_reference(y, ty, ry, dtype)
+
+
 def test_bad_inputs(device):
     x = torch.randn(3, 36, device=device)
     with pytest.raises(ValueError, match="even last dimension"):
@@ -66,6 +80,10 @@ def test_bad_inputs(device):
         kernels.glu(x, torch.randn(18, device=device))
     with pytest.raises(ValueError, match="ln_weight is required"):
         kernels.add_rmsnorm(x, None, None, None, 1e-6)
+    with pytest.raises(ValueError, match="RMSNorm has no bias"):
+        kernels.add_norm_residual(
+            x, None, None, torch.ones(36, device=device), torch.ones(36, device=device), 1e-6, True
+        )
 
 
 def test_references_match_transformers_and_torch():
