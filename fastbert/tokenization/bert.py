@@ -394,6 +394,8 @@ class BertTokenizer(SpecialTokensMixin, CallMixin):
         _set_template(self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id)
 
     # ---------------------------------------------------------------------------------------------------------
+    # printing and pickling
+    # ---------------------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "

@@ -184,6 +184,10 @@ def _pop_hub_options(kwargs: dict[str, Any]) -> hub.HubOptions:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _is_str_list(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and all(isinstance(t, str) for t in x)
+
+
 def _is_flag(value: Any) -> bool:
     return value is None or (isinstance(value, int) and value in (0, 1))
 
@@ -283,15 +287,6 @@ def _read_settings(path: str, options: hub.HubOptions, overrides: Mapping[str, A
         settings.pop(key, None)
     settings.update(overrides)
     return settings
-
-
-# --------------------------------------------------------------------------------------------------------------
-# building the tokenizers backend
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _is_str_list(x: Any) -> bool:
-    return isinstance(x, (list, tuple)) and all(isinstance(t, str) for t in x)
 
 
 # --------------------------------------------------------------------------------------------------------------

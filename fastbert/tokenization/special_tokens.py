@@ -82,8 +82,6 @@ class SpecialTokensMixin:
             *self.additional_special_tokens,
         ]
 
-    # ---------------------------------------------------------------------------------------------------------
-
     def _update_post_processor(self) -> None:
         """Rebuild the backend's template after ``cls_token`` / ``sep_token`` changed (the family's)."""
 
