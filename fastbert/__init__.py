@@ -17,6 +17,7 @@ _LAZY: dict[str, str] = {
     "BertConfig": "fastbert.config",
     "BertTokenizer": "fastbert.tokenization",
     "BertTokenizerFast": "fastbert.tokenization",
+    "BertTokenizerLayer": "fastbert.tokenization.layer",
     "BatchEncoding": "fastbert.encoding",
     # models
     "BertPreTrainedModel": "fastbert.modeling",

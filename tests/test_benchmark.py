@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,20 +65,21 @@ def test_rounds_alternate_in_a_fresh_order():
 
 
 def test_drift_lands_on_every_provider_alike():
-    """Two identical providers on a machine that slows down call after call: run one after the other,
-    the second would look ~2x slower; interleaved, their per-round ratio stays near 1."""
+    """Two identical providers on a machine that slows down call after call: run one after the other, the
+    second would look ~2.9x slower (median of calls 17-32 over that of calls 1-16); interleaved, their ratio
+    stays near 1. The bounds are the thing tested and generous: a loaded machine's stalls may hit some calls."""
     count = [0]
 
     def slowing(i):
         count[0] += 1
-        time.sleep(0.001 * count[0])
+        time.sleep(0.002 * count[0])
 
     res = timing.interleave({"a": slowing, "b": slowing}, "cpu", rounds=16, seed=0)
     ratio, lo, hi = res.ratio("b", "a")
-    assert 0.6 < ratio < 1.6 and lo <= ratio <= hi
+    assert 0.5 < ratio < 2 and lo <= ratio <= hi
     ratios = res.ratios("b", "a")
-    # within a round the two differ by one step of the drift (a loaded machine's stall may hit a few rounds)
-    assert len(ratios) == 16 and sum(0.5 < r < 2 for r in ratios) >= 12
+    # within a round the two differ by one step of the drift: at most 2x (the first round), mostly far less
+    assert len(ratios) == 16 and sum(0.4 < r < 2.5 for r in ratios) >= 10
 
 
 def test_a_slow_first_call_does_not_skew_the_ratio():
@@ -105,7 +107,7 @@ def test_budget_cuts_a_slow_row_and_skips_the_rest():
         min_rounds=50,
         time_budget_s=6,
     )
-    assert time.perf_counter() - t0 < 12
+    assert time.perf_counter() - t0 < 30  # uncut, the slow provider alone sleeps 2 x 50 x 0.4 s = 40 s
     first = _by(rows, "slow", "2x8")[0]
     assert (
         first["status"] == "cut" and 1 <= first["rounds"] < 50 and "cut by the time budget" in first["note"]
@@ -121,7 +123,7 @@ def test_budget_interrupts_a_first_call_that_would_overrun():
     rows = _run(
         ["hf-sdpa", "compiling"], {"compiling": _fake("compiling", first_sleep=30)}, time_budget_s=2.0
     )
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 25  # not interrupted, the first call alone sleeps 30 s
     (r,) = _by(rows, "compiling")
     assert r["status"] == "cut" and "no time" in r["note"] and r["median_ms"] is None
 
@@ -232,8 +234,9 @@ def test_rows_are_written_as_measured_and_survive_a_kill(tmp_path):
 
 def test_cli_quick_tiny_writes_every_file(tmp_path, capsys):
     out = tmp_path / "quick"
+    # a budget no machine spends on three rounds of tiny models: every row runs to "ok"
     assert cli_main(["bench", "--quick", "--tiny", "--rounds", "3", "--min-rounds", "2", "--target-time", "0",
-                     "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
+                     "--time-budget", "600", "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "fastbert-sdpa" in printed and "wall time" in printed
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
@@ -252,7 +255,7 @@ def test_cli_quick_tiny_writes_every_file(tmp_path, capsys):
     assert "| tiny | model | fp32 | 4xskewed4-32 |" in table and "×" in table
     readme = subprocess.run(
         [sys.executable, "-m", "fastbert.benchmark.report", "--readme", str(out)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )  # fmt: skip
     assert readme.returncode == 0, readme.stderr
     assert (

@@ -198,12 +198,50 @@ def test_fallbacks_are_loud(case, match):
             model(**inputs, output_attentions=case == "attentions")
 
 
-def test_triton_validates_like_other_backends():
+def test_triton_validates_like_other_backends(monkeypatch):
+    """Bad inputs raise the ValueError that eager and sdpa raise, before any op of the triton table runs; the
+    same model then runs valid inputs through that table (not a fallback) to the reference's result. A broken
+    triton table (one that cannot be built, an op that raises or computes wrongly) fails here."""
+    import dataclasses
+
+    from fastbert import ops
+
+    table = ops.get_ops("triton")
+    ran: list[str] = []
+
+    def recorded(name, op):
+        def call(*args, **kwargs):
+            ran.append(name)
+            return op(*args, **kwargs)
+
+        return call
+
+    ops_of_table = [f.name for f in dataclasses.fields(table) if callable(getattr(table, f.name))]
+    spy = dataclasses.replace(table, **{name: recorded(name, getattr(table, name)) for name in ops_of_table})
+    monkeypatch.setitem(ops.TABLES, "triton", spy)
+
     model = tiny("BertModel")
-    model.set_attn_implementation("triton")
-    with pytest.raises(ValueError, match="input_ids holds 97"):
-        with torch.no_grad():
-            model(input_ids=torch.tensor([[1, 97]], device=DEVICE))
+    ids = torch.tensor([[1, 5, 7]])
+    bad = [
+        dict(input_ids=torch.tensor([[1, 97]])),  # vocab_size is 97
+        dict(input_ids=torch.tensor([[1, -3]])),
+        dict(input_ids=ids, token_type_ids=torch.tensor([[0, 1, 2]])),  # type_vocab_size is 2
+        dict(input_ids=ids, position_ids=torch.tensor([[0, 1, 80]])),  # max_position_embeddings is 80
+    ]
+    errors = {}
+    for backend in ("eager", "sdpa", "triton"):
+        model.set_attn_implementation(backend)
+        for i, inputs in enumerate(bad):
+            with pytest.raises(ValueError) as info, torch.no_grad():
+                model(**{k: v.to(DEVICE) for k, v in inputs.items()})
+            errors[backend, i] = str(info.value)
+    assert "input_ids holds 97" in errors["triton", 0]
+    for i in range(len(bad)):
+        assert errors["triton", i] == errors["sdpa", i] == errors["eager", i]
+    assert ran == []  # validated on the host before the table was touched
+
+    compare("BertModel", torch.float32, inputs_for("BertModel"), model)
+    assert {"embed_layernorm", "attention", "dense_add_layernorm", "dense_act"} <= set(ran)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from process_helpers import default_signals
 
 import fastbert
 from fastbert.cli import main
@@ -315,6 +316,7 @@ def test_signal_mid_run_leaves_no_temp_file(model, tmp_path, sig, code):
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": REPO},
+        preexec_fn=default_signals,  # SIGINT default even when pytest runs in the background or under nohup
     )
     try:
         p.stdin.write(b"hello world\n")

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from process_helpers import default_signals
 
 from fastbert import output_files
 from fastbert.output_files import check_output_path, open_output, output_plan
@@ -284,6 +285,7 @@ def _writer(tmp_path, mode: str, sleep: float):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=default_signals,  # SIGINT / SIGHUP default even when pytest runs in the background or under nohup
     )
     assert p.stdout.readline() == "ready\n", p.stderr.read()
     assert len(temps(tmp_path)) == 1  # the run is under way, its temporary file beside the target

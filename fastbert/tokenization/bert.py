@@ -1,0 +1,420 @@
+"""BERT's tokenizer: the WordPiece pipeline, ``BertTokenizer`` (= ``BertTokenizerFast``) and the methods the BERT
+documentation page lists (``build_inputs_with_special_tokens``, ``get_special_tokens_mask``,
+``create_token_type_ids_from_sequences``, ``save_vocabulary``) with their transformers 4 semantics.
+
+``BertTokenizer`` loads ``tokenizer.json`` when a model folder has one, or builds the WordPiece pipeline from
+``vocab.txt`` (BertNormalizer + BertPreTokenizer + WordPiece + ``[CLS] A [SEP] B [SEP]`` template + WordPiece
+decoder) exactly as transformers converts a slow BERT tokenizer. Loading files is ``files.py``'s job, special
+tokens ``special_tokens.py``'s, the call / pad / truncate path ``call.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from .call import CallMixin
+from .files import (
+    _CALL_KEYS_IGNORED,
+    _SETTINGS,
+    _UNSET,
+    SPECIAL_TOKENS_MAP_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    VERY_LARGE_INTEGER,
+    VOCAB_FILE,
+    _check_settings,
+    _check_unk_token,
+    _is_jsonable,
+    _load_backend,
+    _read_pretrained,
+    _token_content,
+    load_vocab,
+)
+from .special_tokens import SpecialTokensMixin, _add_config_tokens, _add_special_tokens
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the WordPiece pipeline
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _build_wordpiece_backend(vocab: dict[str, int], unk_token: str) -> Tokenizer:
+    """transformers' conversion of a slow BERT tokenizer, with the default BertNormalizer."""
+    backend = Tokenizer(
+        WordPiece(
+            vocab, unk_token=str(unk_token), max_input_chars_per_word=100, continuing_subword_prefix="##"
+        )
+    )
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    return backend
+
+
+def _wordpiece_from_vocab(
+    vocab_file: str | None, vocab: Mapping[str, int] | str | os.PathLike | None, unk_token: str
+) -> Tokenizer:
+    """The WordPiece pipeline of a vocab.txt (``vocab_file``, or ``vocab`` as a path) or a ``{token: id}`` dict."""
+    source = "vocab"
+    if vocab is None and vocab_file is not None:
+        if not os.path.isfile(vocab_file):
+            raise ValueError(f"Can't find a vocabulary file at path '{vocab_file}'.")
+        vocab, source = load_vocab(vocab_file), vocab_file
+    elif isinstance(vocab, (str, os.PathLike)):
+        vocab, source = load_vocab(str(vocab)), str(vocab)
+    if vocab is None:
+        raise ValueError(
+            "BertTokenizer needs a vocabulary: pass vocab_file= (vocab.txt), tokenizer_file= (tokenizer.json), "
+            "vocab= (a dict), or use BertTokenizer.from_pretrained(folder_or_hub_id)"
+        )
+    backend = _build_wordpiece_backend(dict(vocab), unk_token)
+    _check_unk_token(backend, source)
+    return backend
+
+
+def _apply_normalizer_options(
+    backend: Tokenizer, do_lower_case: Any, strip_accents: Any, tokenize_chinese_chars: Any
+) -> tuple[bool, bool | None, bool]:
+    """Set the BertNormalizer of ``backend`` from the arguments; those left unset keep the backend's own.
+
+    Returns the settings in force (transformers' defaults where the backend has no BertNormalizer).
+    """
+    state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    if state.get("type") != "BertNormalizer":
+        return (
+            bool(True if do_lower_case is _UNSET else do_lower_case),
+            None if strip_accents is _UNSET else strip_accents,
+            bool(True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars),
+        )
+    wanted = {
+        "lowercase": bool(state.get("lowercase", True) if do_lower_case is _UNSET else do_lower_case),
+        "strip_accents": state.get("strip_accents") if strip_accents is _UNSET else strip_accents,
+        "handle_chinese_chars": bool(
+            state.get("handle_chinese_chars", True)
+            if tokenize_chinese_chars is _UNSET
+            else tokenize_chinese_chars
+        ),
+    }
+    if any(state.get(k) != v for k, v in wanted.items()):
+        backend.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
+    return wanted["lowercase"], wanted["strip_accents"], wanted["handle_chinese_chars"]
+
+
+def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials: list[str]) -> None:
+    """``never_split`` tokens of the vocabulary are matched whole, like transformers' slow tokenizer does."""
+    if not never_split:
+        return
+    in_vocab = [t for t in never_split if backend.token_to_id(t) is not None and t not in specials]
+    if in_vocab:
+        backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
+    skipped = [t for t in never_split if backend.token_to_id(t) is None]
+    if skipped:
+        logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+
+
+def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: str, sep_id: int) -> None:
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{cls_token}:0 $A:0 {sep_token}:0",
+        pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
+        special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
+    )
+
+
+def _ensure_template(backend: Tokenizer, cls_token: str, sep_token: str) -> None:
+    """The ``[CLS] A [SEP] B [SEP]`` template, unless the backend brought one with the same tokens and ids."""
+    cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
+    if cls_id is None or sep_id is None:
+        return
+    post = backend.post_processor
+    state = json.loads(post.__getstate__()) if post is not None else {}
+    if state.get("type") == "TemplateProcessing":
+        ids = {k: v.get("ids") for k, v in state.get("special_tokens", {}).items()}
+        keep = ids.get(cls_token) == [cls_id] and ids.get(sep_token) == [sep_id]
+    elif state.get("type") == "BertProcessing":
+        keep = state.get("cls") == [cls_token, cls_id] and state.get("sep") == [sep_token, sep_id]
+    else:
+        keep = False
+    if not keep:
+        _set_template(backend, cls_token, cls_id, sep_token, sep_id)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the tokenizer
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BertTokenizer(SpecialTokensMixin, CallMixin):
+    """BERT WordPiece tokenizer with the API of transformers' ``BertTokenizerFast``.
+
+    Construct it from a model folder or hub id with :meth:`from_pretrained`, or directly from a ``vocab.txt``
+    (``vocab_file=``), a ``tokenizer.json`` (``tokenizer_file=``), a ``{token: id}`` dict (``vocab=``) or a
+    ``tokenizers.Tokenizer`` (``tokenizer_object=``).
+
+    ``do_lower_case``, ``strip_accents`` and ``tokenize_chinese_chars`` set the BertNormalizer; left out with
+    a ``tokenizer.json``, the file's own normalizer settings are kept. ``never_split`` tokens found in the
+    vocabulary are matched whole in the raw text (like transformers' slow tokenizer) instead of being split
+    on punctuation.
+    """
+
+    vocab_files_names = {"vocab_file": VOCAB_FILE, "tokenizer_file": TOKENIZER_FILE}
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    is_fast = True
+    slow_tokenizer_class = None
+
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        tokenizer_file: str | None = None,
+        do_lower_case: bool = _UNSET,
+        do_basic_tokenize: bool = True,
+        never_split: Sequence[str] | None = None,
+        unk_token: str = "[UNK]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        tokenize_chinese_chars: bool = _UNSET,
+        strip_accents: bool | None = _UNSET,
+        *,
+        vocab: dict[str, int] | str | None = None,
+        tokenizer_object: Tokenizer | None = None,
+        model_max_length: int | None = None,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        clean_up_tokenization_spaces: bool = True,  # transformers 4's BERT default (5's is False)
+        additional_special_tokens: Sequence[str] | None = None,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        name_or_path: str = "",
+        added_tokens_decoder: Mapping | None = None,
+        **kwargs: Any,
+    ):
+        self._lock = threading.RLock()
+        if isinstance(vocab_file, Mapping) and vocab is None:  # BertTokenizer({token: id}) as transformers 5
+            vocab, vocab_file = dict(vocab_file), None
+        # every argument that has a rule in _SETTINGS, checked before anything is built
+        _check_settings({name: value for name, value in locals().items() if name in _SETTINGS})
+        self.name_or_path = str(name_or_path or kwargs.pop("_name_or_path", "") or "")
+        self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token = (
+            _token_content(t) for t in (unk_token, sep_token, pad_token, cls_token, mask_token)
+        )
+        self.bos_token = _token_content(bos_token)
+        self.eos_token = _token_content(eos_token)
+        self.additional_special_tokens = [_token_content(t) for t in (additional_special_tokens or [])]
+
+        backend = _load_backend(
+            tokenizer_object, tokenizer_file, lambda: _wordpiece_from_vocab(vocab_file, vocab, self.unk_token)
+        )
+        self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars = _apply_normalizer_options(
+            backend, do_lower_case, strip_accents, tokenize_chinese_chars
+        )
+        self.do_basic_tokenize = do_basic_tokenize
+        self.never_split = list(never_split) if never_split else None
+        specials = [t for t in self._special_token_values() if t]
+        _add_special_tokens(backend, specials)
+        _add_config_tokens(backend, added_tokens_decoder, specials)
+        _add_never_split(backend, self.never_split, specials)
+        _ensure_template(backend, self.cls_token, self.sep_token)
+        self._tokenizer = backend
+
+        self.model_max_length = int(VERY_LARGE_INTEGER if model_max_length is None else model_max_length)
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.pad_token_type_id = 0
+        self._warned: set[str] = set()
+        self.deprecation_warnings: dict[str, bool] = {}  # transformers 4 and 5 data collators write it
+        for key in _CALL_KEYS_IGNORED:
+            kwargs.pop(key, None)
+        self.init_kwargs = {
+            "do_lower_case": self.do_lower_case,
+            "do_basic_tokenize": self.do_basic_tokenize,
+            "never_split": self.never_split,
+            "unk_token": self.unk_token,
+            "sep_token": self.sep_token,
+            "pad_token": self.pad_token,
+            "cls_token": self.cls_token,
+            "mask_token": self.mask_token,
+            "tokenize_chinese_chars": self.tokenize_chinese_chars,
+            "strip_accents": self.strip_accents,
+            **{k: v for k, v in kwargs.items() if _is_jsonable(v)},
+        }
+
+    # ---------------------------------------------------------------------------------------------------------
+    # loading and saving
+    # ---------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs: Any, **kwargs: Any
+    ) -> BertTokenizer:
+        """Load from a model folder or hub id that holds ``tokenizer.json`` and/or ``vocab.txt``, with
+        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them.
+
+        The hub options are those of :class:`fastbert.hub.HubOptions` (``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``, ``subfolder``); transformers' ``use_auth_token`` is read as ``token``.
+        """
+        files, settings = _read_pretrained(
+            str(pretrained_model_name_or_path), kwargs, cls.vocab_files_names, "BERT"
+        )
+        # A tokenizer.json decides the vocabulary; vocab.txt alone is the fallback.
+        return cls(*init_inputs, **files, **settings)
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``; returns its path in a tuple."""
+        if not os.path.isdir(save_directory):
+            raise OSError(f"Vocabulary path ({save_directory}) should be a directory")
+        model = self._tokenizer.model
+        if not isinstance(model, WordPiece):
+            raise ValueError("save_vocabulary needs a WordPiece model")
+        files = model.save(save_directory, filename_prefix)
+        return tuple(files)
+
+    def _config_for_save(self) -> dict[str, Any]:
+        config = dict(self.init_kwargs)
+        config.update(
+            {
+                "do_lower_case": self.do_lower_case,
+                "strip_accents": self.strip_accents,
+                "tokenize_chinese_chars": self.tokenize_chinese_chars,
+                "model_max_length": self.model_max_length,
+                "padding_side": self.padding_side,
+                "truncation_side": self.truncation_side,
+                "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+                "tokenizer_class": "BertTokenizer",
+                "model_input_names": list(self.model_input_names),
+            }
+        )
+        config.update(self.special_tokens_map)
+        return config
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any
+    ) -> tuple[str, ...]:
+        """Write tokenizer_config.json, special_tokens_map.json, vocab.txt and tokenizer.json; transformers'
+        ``AutoTokenizer`` loads the folder back to the same ids. Returns the written paths."""
+        save_directory = str(save_directory)
+        if os.path.isfile(save_directory):
+            raise OSError(f"Provided path ({save_directory}) should be a directory, not a file")
+        os.makedirs(save_directory, exist_ok=True)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        config_path = os.path.join(save_directory, prefix + TOKENIZER_CONFIG_FILE)
+        special_path = os.path.join(save_directory, prefix + SPECIAL_TOKENS_MAP_FILE)
+        tokenizer_path = os.path.join(save_directory, prefix + TOKENIZER_FILE)
+
+        config = self._config_for_save()
+        added = {}
+        for index, token in sorted(self._tokenizer.get_added_tokens_decoder().items()):
+            added[str(index)] = {
+                "content": token.content,
+                "lstrip": token.lstrip,
+                "normalized": token.normalized,
+                "rstrip": token.rstrip,
+                "single_word": token.single_word,
+                "special": token.special,
+            }
+        config["added_tokens_decoder"] = added
+        with open(config_path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        with open(special_path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.special_tokens_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        vocab_files = self.save_vocabulary(save_directory, filename_prefix=filename_prefix)
+        with self._lock:
+            clean = Tokenizer.from_str(self._tokenizer.to_str())
+        clean.no_padding()
+        clean.no_truncation()
+        clean.save(tokenizer_path)
+        return (config_path, special_path, *vocab_files, tokenizer_path)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # special tokens in sequences: the BERT page's methods
+    # ---------------------------------------------------------------------------------------------------------
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 3 if pair else 2
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
+    # the four methods of BERT's documentation: transformers 4 (5 keeps them in tokenization_bert_legacy only)
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
+        """``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]``."""
+        output = [self.cls_token_id] + list(token_ids_0) + [self.sep_token_id]
+        if token_ids_1 is not None:
+            output += list(token_ids_1) + [self.sep_token_id]
+        return output
+
+    def get_special_tokens_mask(
+        self,
+        token_ids_0: list[int],
+        token_ids_1: list[int] | None = None,
+        already_has_special_tokens: bool = False,
+    ) -> list[int]:
+        """1 for a special token, 0 for a sequence token, of the sequence(s) as built by
+        ``build_inputs_with_special_tokens`` (or as given, with ``already_has_special_tokens``)."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError(
+                    "You should not supply a second sequence if the provided sequence of "
+                    "ids is already formatted with special tokens for the model."
+                )
+            special = set(self.all_special_ids)
+            return [1 if token in special else 0 for token in token_ids_0]
+        if token_ids_1 is not None:
+            return [1] + [0] * len(token_ids_0) + [1] + [0] * len(token_ids_1) + [1]
+        return [1] + [0] * len(token_ids_0) + [1]
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
+        """0 for ``[CLS] A [SEP]``, 1 for ``B [SEP]``."""
+        first = [0] * (len(token_ids_0) + 2)
+        if token_ids_1 is None:
+            return first
+        return first + [1] * (len(token_ids_1) + 1)
+
+    def _update_post_processor(self) -> None:
+        _set_template(self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # printing and pickling
+    # ---------------------------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+            f"model_max_length={self.model_max_length}, is_fast=True, padding_side={self.padding_side!r}, "
+            f"truncation_side={self.truncation_side!r}, special_tokens={self.special_tokens_map}, "
+            f"do_lower_case={self.do_lower_case})"
+        )
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_tokenizer"] = self._tokenizer.to_str()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state["_tokenizer"] = Tokenizer.from_str(state["_tokenizer"])
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+BertTokenizerFast = BertTokenizer
