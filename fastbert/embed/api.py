@@ -1,0 +1,130 @@
+"""``embed()``: the pipeline of a job, stage by stage."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .devices import default_max_batch_tokens, device_list
+from .encoder import Encoder
+from .inputs import expand_inputs, format_of
+from .job import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, make_job
+from .local import Progress, run_local, stderr_is_tty
+from .manifest import local_summary, manifest_path, new_manifest, ray_summary, write_manifest
+from .plan import plan_shards
+from .ray_engine import run_ray
+from .resume import plan_inputs, previous_output
+
+PYARROW_MISSING = 'fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
+
+
+def require_pyarrow() -> None:
+    """An ImportError saying how to install pyarrow when it is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ImportError(PYARROW_MISSING) from None
+
+
+def embed(
+    inputs: Sequence[str] | str,
+    output: str,
+    *,
+    model: str | None = None,
+    task: str = "sentence-embedding",
+    column: str = "text",
+    id_column: str | None = None,
+    input_format: str | None = None,
+    dtype: str | None = None,
+    output_dtype: str = "float32",
+    device: Any = None,
+    devices: Any = None,
+    max_length: int | None = None,
+    pooling: Sequence[str] | str | None = None,
+    normalize: bool | None = None,
+    function_to_apply: str | None = None,
+    max_batch_tokens: int | None = None,
+    window: int = DEFAULT_WINDOW,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    on_error: str = "fail",
+    overwrite: bool = False,
+    progress: bool | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
+) -> dict[str, Any]:
+    """Embed a corpus into Parquet shards under ``output`` and return its manifest (a dict).
+
+    ``inputs``: files or globs (.txt one text a line, .jsonl, .csv, .parquet); ``column`` names the text
+    field, ``id_column`` the id field (ids are then strings; without it, global row numbers, int64).
+    ``task``: ``sentence-embedding`` (the model folder's pooling; ``pooling``/``normalize`` override),
+    ``feature-extraction`` (the last hidden state pooled by ``pooling``: mean, cls or max) or
+    ``text-classification`` (the score of each label, in label-id order). ``devices``: one worker
+    process per device over disjoint shards. ``engine="ray"``: the same plan as a Ray Data pipeline.
+    A finished output is returned as is; an interrupted one is resumed; another job's is refused
+    unless ``overwrite``.
+    """
+    require_pyarrow()
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    targets = device_list(device, devices)
+    job = make_job(
+        task=task,
+        model=model,
+        revision=revision,
+        dtype=dtype,
+        output_dtype=output_dtype,
+        pooling=pooling,
+        normalize=normalize,
+        max_length=max_length,
+        function_to_apply=function_to_apply,
+        column=column,
+        id_column=id_column,
+        on_error=on_error,
+        shard_rows=shard_rows,
+        window=window,
+        max_batch_tokens=default_max_batch_tokens(targets) if max_batch_tokens is None else max_batch_tokens,
+        attn_implementation=attn_implementation,
+    )
+    paths = expand_inputs(inputs)
+    formats = [format_of(p, input_format) for p in paths]
+    if id_column and "text" in formats:
+        raise ValueError("--id-column needs JSON lines, CSV or Parquet inputs: a .txt input has no columns")
+
+    old = previous_output(output, engine, overwrite)
+    files = plan_inputs(paths, formats, job, old, output)
+    shards = plan_shards(files, shard_rows)
+    manifest = new_manifest(job, files, engine)
+    path = manifest_path(output)
+    if old is None:
+        write_manifest(path, manifest)
+
+    if engine == "ray":
+        run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress)
+        manifest.update(ray_summary(output, manifest["total_input_rows"]))
+        manifest["status"] = "complete"
+        write_manifest(path, manifest)
+        return manifest
+
+    todo = [s for s in shards if not os.path.exists(os.path.join(output, s.name))]
+    done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
+    show = progress if progress is not None else stderr_is_tty()
+    bar = Progress(show and bool(todo), manifest["total_input_rows"], done_rows)
+    encoder = None if len(targets) > 1 and todo else Encoder(job, targets[0])
+    try:
+        run_local(job, files, todo, output, targets, bar, encoder)
+    finally:
+        bar.close()
+    manifest.update(local_summary(output, shards))
+    if encoder is None and old is not None and old.get("status") == "complete":
+        manifest["description"], manifest["dimension"] = old.get("description"), old.get("dimension")
+    else:  # the workers' models are gone: load one here to say what the vectors are
+        encoder = encoder or Encoder(job, "cpu" if targets[0] is None else targets[0])
+        manifest["description"] = encoder.describe()
+        manifest["dimension"] = encoder.dimension
+    manifest["status"] = "complete"
+    write_manifest(path, manifest)
+    return manifest
