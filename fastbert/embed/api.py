@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from .devices import default_max_batch_tokens, device_list
+from .devices import check_devices, default_max_batch_tokens, device_list
 from .encoder import Encoder
 from .inputs import expand_inputs, format_of
 from .job import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, make_job
 from .local import Progress, run_local, stderr_is_tty
-from .manifest import local_summary, manifest_path, new_manifest, ray_summary, write_manifest
+from .manifest import local_summary, new_manifest, ray_summary, write_manifest
 from .plan import plan_shards
-from .ray_engine import run_ray
-from .resume import plan_inputs, previous_output
+from .ray_engine import require_ray, run_ray
+from .resume import OutputFolder, plan_inputs
 
 PYARROW_MISSING = 'fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
 
@@ -70,6 +70,8 @@ def embed(
     require_pyarrow()
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        require_ray()
     targets = device_list(device, devices)
     job = make_job(
         task=task,
@@ -89,42 +91,43 @@ def embed(
         max_batch_tokens=default_max_batch_tokens(targets) if max_batch_tokens is None else max_batch_tokens,
         attn_implementation=attn_implementation,
     )
+    check_devices(targets)
     paths = expand_inputs(inputs)
     formats = [format_of(p, input_format) for p in paths]
     if id_column and "text" in formats:
         raise ValueError("--id-column needs JSON lines, CSV or Parquet inputs: a .txt input has no columns")
+    folder = OutputFolder.inspect(output, engine, overwrite)
+    files = plan_inputs(paths, formats, job, folder.previous, output)
+    shards = plan_shards(files, job.shard_rows)
+    todo = folder.todo(shards)
+    old = folder.previous
+    if not todo and old is not None and old.get("status") == "complete":
+        folder.start(old)  # an old-named manifest moved; nothing else changes
+        return old  # a finished output, returned as is
+    # the model loads before anything is written: a bad model, head, pooling or device stops here
+    encoder = Encoder(job, "cpu" if engine == "ray" else targets[0])
+    description = {"description": encoder.describe(), "dimension": encoder.dimension}
 
-    old = previous_output(output, engine, overwrite)
-    files = plan_inputs(paths, formats, job, old, output)
-    shards = plan_shards(files, shard_rows)
-    manifest = new_manifest(job, files, engine)
-    path = manifest_path(output)
-    if old is None:
-        write_manifest(path, manifest)
-
+    prefix = f"part-ray-{secrets.token_hex(4)}" if engine == "ray" else None
+    manifest = new_manifest(job, files, engine, ray_file_prefix=prefix)
+    folder.start(manifest)
     if engine == "ray":
-        run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress)
-        manifest.update(ray_summary(output, manifest["total_input_rows"]))
-        manifest["status"] = "complete"
-        write_manifest(path, manifest)
-        return manifest
-
-    todo = [s for s in shards if not os.path.exists(os.path.join(output, s.name))]
-    done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
-    show = progress if progress is not None else stderr_is_tty()
-    bar = Progress(show and bool(todo), manifest["total_input_rows"], done_rows)
-    encoder = None if len(targets) > 1 and todo else Encoder(job, targets[0])
-    try:
-        run_local(job, files, todo, output, targets, bar, encoder)
-    finally:
-        bar.close()
-    manifest.update(local_summary(output, shards))
-    if encoder is None and old is not None and old.get("status") == "complete":
-        manifest["description"], manifest["dimension"] = old.get("description"), old.get("dimension")
-    else:  # the workers' models are gone: load one here to say what the vectors are
-        encoder = encoder or Encoder(job, "cpu" if targets[0] is None else targets[0])
-        manifest["description"] = encoder.describe()
-        manifest["dimension"] = encoder.dimension
+        del encoder  # the actors load their own
+        run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress, prefix)
+        summary = ray_summary(output, manifest["total_input_rows"], prefix)
+    else:
+        if len(targets) > 1:
+            encoder = None  # one model a worker: none here
+        done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
+        show = progress if progress is not None else stderr_is_tty()
+        bar = Progress(show and bool(todo), manifest["total_input_rows"], done_rows)
+        try:
+            run_local(job, files, todo, output, targets, bar, encoder)
+        finally:
+            bar.close()
+        summary = local_summary(output, shards)
+    manifest.update(description)
+    manifest.update(summary)
     manifest["status"] = "complete"
-    write_manifest(path, manifest)
+    write_manifest(folder.manifest_path, manifest)
     return manifest

@@ -89,8 +89,16 @@ def add_cli_arguments(parser) -> None:
 
 def cli_main(args) -> int:
     """Run ``fastbert embed``; prints a one-line summary to stderr."""
-    from .api import embed
+    from .api import embed, require_pyarrow
+    from .ray_engine import require_ray
 
+    try:  # a missing extra is one line that says what to install, as a bad argument is
+        require_pyarrow()
+        if args.ray:
+            require_ray()
+    except ImportError as e:
+        print(f"fastbert embed: error: {e}", file=sys.stderr)
+        return 2
     manifest = embed(
         args.inputs,
         args.output,

@@ -1,9 +1,16 @@
 """The manifest of an output folder: the job, its inputs and plan, and once complete the shards with their
-counts; written atomically through :func:`fastbert.output_files.open_output`."""
+counts; written atomically through :func:`fastbert.output_files.open_output`.
+
+It is ``_manifest.json``: dataset readers skip names that start with ``_`` or ``.`` (pyarrow's
+``ignore_prefixes``, which pandas and Hive-style readers share), so ``pyarrow.dataset.dataset("vectors/")``
+and ``pandas.read_parquet("vectors/")`` read the shards and only them. Outputs written before it was renamed
+hold ``manifest.json``; a run into such a folder moves it to the new name (see :mod:`.resume`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,10 +19,12 @@ from fastbert.output_files import open_output
 
 from .inputs import filesystem, is_uri
 from .job import Job
-from .plan import InputFile, Shard, input_records
+from .plan import SHARD_NAME, InputFile, Shard, input_records
 from .writer import shard_metadata
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
+#: the manifest's name in outputs of fastbert 0.1.0 (inside the dataset folder, which readers then refused)
+LEGACY_MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
@@ -30,9 +39,50 @@ def read_manifest(path: str) -> dict[str, Any] | None:
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable manifest ({e}): pass --overwrite to start over") from None
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        manifest, reason = None, str(e)
+    else:
+        reason = "not a fastbert embed manifest"
+    if not is_manifest(manifest):
+        raise ValueError(
+            f"{path} is not a readable fastbert embed manifest ({reason}): fastbert cannot tell which files "
+            "of the folder it wrote; move them away or pass another --output"
+        )
+    return manifest
+
+
+def read_legacy_manifest(output: str) -> dict[str, Any] | None:
+    """The manifest of an output written under the old name ``manifest.json``; None when the folder has
+    none, or when that file is not fastbert's (then it is the user's, and left alone)."""
+    path = os.path.join(output, LEGACY_MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if is_manifest(manifest) else None
+
+
+def is_manifest(manifest: Any) -> bool:
+    """True for what :func:`new_manifest` writes (the keys resume reads)."""
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("manifest_version") == MANIFEST_VERSION
+        and isinstance(manifest.get("job"), dict)
+        and isinstance(manifest.get("inputs"), list)
+    )
+
+
+def owned_names(manifest: dict[str, Any]) -> tuple[set[str], str | None]:
+    """(names of the files the run of ``manifest`` wrote, prefix of the files a Ray run writes): its shards
+    listed when complete, its planned shards while running (local engine), the files of its Ray run."""
+    names = {s["name"] for s in manifest.get("shards") or () if isinstance(s, dict) and "name" in s}
+    shard_rows = manifest["job"].get("shard_rows")
+    if manifest.get("engine", "local") == "local" and isinstance(shard_rows, int) and shard_rows > 0:
+        count = sum(math.ceil(int(f.get("rows", 0)) / shard_rows) for f in manifest["inputs"])
+        names |= {SHARD_NAME.format(i) for i in range(count)}
+    return names, manifest.get("ray_file_prefix")
 
 
 def write_manifest(path: str, manifest: dict[str, Any]) -> None:
@@ -47,9 +97,11 @@ def write_manifest(path: str, manifest: dict[str, Any]) -> None:
         f.write(text)
 
 
-def new_manifest(job: Job, files: Sequence[InputFile], engine: str) -> dict[str, Any]:
-    """The manifest of a job that starts (status ``running``)."""
-    return {
+def new_manifest(
+    job: Job, files: Sequence[InputFile], engine: str, ray_file_prefix: str | None = None
+) -> dict[str, Any]:
+    """The manifest of a job that starts (status ``running``); a Ray run's files start with its prefix."""
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "fastbert_version": _fastbert_version(),
         "engine": engine,
@@ -58,6 +110,9 @@ def new_manifest(job: Job, files: Sequence[InputFile], engine: str) -> dict[str,
         "inputs": input_records(files),
         "total_input_rows": sum(f.rows for f in files),
     }
+    if ray_file_prefix is not None:
+        manifest["ray_file_prefix"] = ray_file_prefix
+    return manifest
 
 
 def _fastbert_version() -> str:
@@ -95,15 +150,17 @@ def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:
     }
 
 
-def ray_summary(output: str, total_input: int) -> dict[str, Any]:
-    """The files Ray wrote with their rows and null vectors, and totals."""
+def ray_summary(output: str, total_input: int, prefix: str) -> dict[str, Any]:
+    """The files Ray wrote (their names start with ``prefix``) with their rows and null vectors, and totals."""
     import pyarrow.compute as pc
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     fs, inner = filesystem(output)
     infos = fs.get_file_info(pafs.FileSelector(inner, recursive=False))
-    names = sorted(i.path for i in infos if i.path.endswith(".parquet"))
+    names = sorted(
+        i.path for i in infos if i.base_name.startswith(prefix) and i.base_name.endswith(".parquet")
+    )
     records, rows, nulls, dim = [], 0, 0, None
     for p in names:
         with fs.open_input_file(p) as f:

@@ -73,6 +73,17 @@ class _RayEncoder:
         )
 
 
+def require_ray() -> None:
+    """An ImportError saying how to install Ray Data when it is missing."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            'engine="ray" needs Ray Data: pip install "fastbert-triton[ray]" (ray[data] and pyarrow)'
+        ) from None
+
+
 def run_ray(
     job: Job,
     files: Sequence[InputFile],
@@ -82,15 +93,15 @@ def run_ray(
     actors: int | None,
     device: Any,
     progress: bool | None,
+    file_prefix: str,
 ) -> None:
-    """Run the plan on Ray (``ray.init(address=ray_address or RAY_ADDRESS)`` unless Ray is initialised)."""
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ImportError(
-            "engine='ray' needs Ray Data: pip install 'fastbert-triton[ray]' (ray[data] and pyarrow)"
-        ) from None
+    """Run the plan on Ray (``ray.init(address=ray_address or RAY_ADDRESS)`` unless Ray is initialised);
+    the files written are named ``{file_prefix}_...parquet`` (the manifest records the prefix)."""
+    require_ray()
+    import ray
+    import ray.data
+    from ray.data.datasource import FilenameProvider
+
     if not ray.is_initialized():
         ray.init(address=ray_address or os.environ.get("RAY_ADDRESS"))
     if progress is False:  # --no-progress: no Ray Data bars either
@@ -122,7 +133,9 @@ def run_ray(
         # actor pools too; said here because the no-duplicate guarantee rests on it)
         ray_remote_args_fn=_ray_actor_retries,
     )
-    ds.write_parquet(output)
+    ds.write_parquet(
+        output, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
+    )
 
 
 def _ray_actor_retries() -> dict[str, Any]:

@@ -1,9 +1,18 @@
-"""Resume: what an output folder already holds decides what a run does. A finished shard file is complete
-and skipped; the manifest's job and inputs must be this run's (or the run is refused, the differences
-listed); its plan is reused when the inputs are unchanged (no second scan)."""
+"""Resume: what an output folder already holds decides what a run does, and nothing is written until the
+job can start.
+
+- A finished shard file is complete and skipped; the manifest's job and inputs must be this run's (or the
+  run is refused, the differences listed); its plan is reused when the inputs are unchanged (no second scan).
+- fastbert removes only files it wrote: those the manifest names (its shards, itself) and the temporaries
+  of those. The output folder is the dataset readers take whole, so a folder that holds Parquet files no
+  manifest names is refused, ``--overwrite`` or not; anything else in it is left alone.
+- An output written under the old manifest name (``manifest.json``) is resumed, the manifest moved to
+  ``_manifest.json`` when the run starts.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,46 +21,118 @@ from fastbert.output_files import is_temp_name
 
 from .inputs import is_uri, stat
 from .job import Job
-from .manifest import MANIFEST, manifest_path, read_manifest
-from .plan import InputFile, file_from_record, scan
-from .writer import remove_stale_temporaries
+from .manifest import (
+    LEGACY_MANIFEST,
+    MANIFEST,
+    manifest_path,
+    owned_names,
+    read_legacy_manifest,
+    read_manifest,
+    write_manifest,
+)
+from .plan import SHARD_NAME, InputFile, Shard, file_from_record, scan
 
 
-def previous_output(output: str, engine: str, overwrite: bool) -> dict[str, Any] | None:
-    """The manifest of a previous run in ``output`` to resume (None: start afresh); the folder made ready."""
-    if is_uri(output):
-        if engine != "ray":
-            raise ValueError(
-                f"output {output} is a URI: the local engine writes local folders (use engine='ray')"
+class OutputFolder:
+    """The output folder of a run: looked at (read only) by :meth:`inspect`, written from :meth:`start`."""
+
+    def __init__(self, output: str, engine: str) -> None:
+        self.output = output
+        self.engine = engine
+        self.remote = is_uri(output)
+        self.manifest_path = manifest_path(output)
+        self.previous: dict[str, Any] | None = None  # the manifest of the run to resume
+        self.legacy = False  # the previous manifest has the old name
+        self.remove: list[str] = []  # what --overwrite removes when the run starts
+        self.owned: set[str] = set()
+        self.ray_prefix: str | None = None
+
+    @classmethod
+    def inspect(cls, output: str, engine: str, overwrite: bool) -> OutputFolder:
+        """What ``output`` holds, refused when unusable; nothing is written."""
+        folder = cls(output, engine)
+        if folder.remote:
+            if engine != "ray":
+                raise ValueError(
+                    f"output {output} is a URI: the local engine writes local folders (use engine='ray')"
+                )
+            return folder
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise OSError(
+                f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
+                f"{MANIFEST} (it is created if missing)"
             )
-        return None
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise OSError(f"output {output} is a file: pass a folder (it is created if missing)")
-    os.makedirs(output, exist_ok=True)
-    if not os.access(output, os.W_OK):
-        raise OSError(f"output folder {output} is not writable")
-    old = read_manifest(manifest_path(output))
-    if overwrite:
-        clear_output(output)
-        old = None
-    elif old is None and any(n.endswith(".parquet") for n in os.listdir(output)):
-        raise ValueError(
-            f"{output} holds Parquet files but no {MANIFEST}: pass --overwrite or another --output"
+        if not os.path.isdir(output):
+            return folder
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise OSError(f"output folder {output} is not writable")
+        previous = read_manifest(folder.manifest_path)
+        if previous is None:
+            previous = read_legacy_manifest(output)
+            folder.legacy = previous is not None
+        names = os.listdir(output)
+        if previous is not None:
+            folder.owned, folder.ray_prefix = owned_names(previous)
+            folder.owned.add(LEGACY_MANIFEST if folder.legacy else MANIFEST)
+        foreign = sorted(
+            n for n in names if n.endswith(".parquet") and not folder.owns(n) and n[0] not in "._"
         )
-    elif old is not None and engine == "ray":
-        raise ValueError(
-            f"{output} holds a previous run's output: the Ray engine does not resume (Ray retries "
-            "failed tasks itself): pass --overwrite or another --output"
-        )
-    remove_stale_temporaries(output)
-    return old
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ValueError(
+                f"{output} holds Parquet files that no fastbert manifest there names ({shown}): the output "
+                "folder is the dataset readers take whole, and fastbert removes only files it wrote "
+                "(--overwrite too); move them away or pass another --output"
+            )
+        if overwrite:
+            folder.remove = sorted(n for n in names if folder.owns(n))
+        elif previous is not None and engine == "ray":
+            raise ValueError(
+                f"{output} holds a previous run's output: the Ray engine does not resume (Ray retries "
+                "failed tasks itself): pass --overwrite or another --output"
+            )
+        else:
+            folder.previous = previous
+        return folder
+
+    def owns(self, name: str) -> bool:
+        """True for a file of the previous run (named by its manifest) or a temporary of one."""
+        if is_temp_name(name):  # .NAME.XXXXXXXX.tmp
+            name = name[1:].rsplit(".", 2)[0]
+            return name in (MANIFEST, LEGACY_MANIFEST) or _is_shard_name(name) or self.owns(name)
+        if name in self.owned:
+            return True
+        return self.ray_prefix is not None and name.startswith(self.ray_prefix) and name.endswith(".parquet")
+
+    def todo(self, shards: Sequence[Shard]) -> list[Shard]:
+        """The shards still to compute (Ray: all of them; local: those whose file does not exist)."""
+        if self.engine == "ray" or self.previous is None:
+            return list(shards)
+        return [s for s in shards if not os.path.exists(os.path.join(self.output, s.name))]
+
+    def start(self, manifest: dict[str, Any]) -> None:
+        """The first write of the run: the folder made, the previous run's files removed (--overwrite), its
+        old-named manifest moved, a killed run's temporaries removed, the manifest written (a new run)."""
+        if self.remote:
+            write_manifest(self.manifest_path, manifest)
+            return
+        os.makedirs(self.output, exist_ok=True)
+        for name in self.remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.output, name))
+        for name in os.listdir(self.output):  # what a SIGKILL left (no handler ran)
+            if is_temp_name(name) and self.owns(name):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.output, name))
+        if self.previous is None:
+            write_manifest(self.manifest_path, manifest)
+        elif self.legacy:
+            os.replace(os.path.join(self.output, LEGACY_MANIFEST), self.manifest_path)
 
 
-def clear_output(output: str) -> None:
-    """``--overwrite``: remove the previous run's files."""
-    for name in os.listdir(output):
-        if name == MANIFEST or name.endswith(".parquet") or is_temp_name(name):
-            os.remove(os.path.join(output, name))
+def _is_shard_name(name: str) -> bool:
+    stem = SHARD_NAME.split("{")[0]
+    return name.startswith(stem) and name.endswith(".parquet") and name[len(stem) : -8].isdigit()
 
 
 def plan_inputs(

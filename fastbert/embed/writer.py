@@ -98,7 +98,7 @@ def read_output(output: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = sorted(n for n in os.listdir(output) if n.endswith(".parquet") and not n.startswith("."))
+    names = sorted(n for n in os.listdir(output) if n.endswith(".parquet") and n[0] not in "._")
     tables = [pq.read_table(os.path.join(output, n)).replace_schema_metadata(None) for n in names]
     if not tables:
         raise OSError(f"{output} holds no Parquet shard")
