@@ -8,10 +8,10 @@ from typing import Any
 
 from .devices import check_devices, default_max_batch_tokens, device_list
 from .encoder import Encoder
-from .inputs import expand_inputs, format_of
+from .inputs import input_formats
 from .job import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, make_job
-from .local import Progress, run_local, stderr_is_tty
-from .manifest import local_summary, new_manifest, ray_summary, write_manifest
+from .local import run_local
+from .manifest import new_manifest, write_manifest
 from .plan import plan_shards
 from .ray_engine import require_ray, run_ray
 from .resume import OutputFolder, plan_inputs
@@ -92,18 +92,13 @@ def embed(
         attn_implementation=attn_implementation,
     )
     check_devices(targets)
-    paths = expand_inputs(inputs)
-    formats = [format_of(p, input_format) for p in paths]
-    if id_column and "text" in formats:
-        raise ValueError("--id-column needs JSON lines, CSV or Parquet inputs: a .txt input has no columns")
-    folder = OutputFolder.inspect(output, engine, overwrite)
-    files = plan_inputs(paths, formats, job, folder.previous, output)
+    paths, formats = input_formats(inputs, input_format, id_column)
+    folder = OutputFolder.inspect(output, engine, overwrite)  # read only: nothing written yet
+    files = plan_inputs(paths, formats, job, folder.previous, output)  # a resume checked against the manifest
     shards = plan_shards(files, job.shard_rows)
     todo = folder.todo(shards)
-    old = folder.previous
-    if not todo and old is not None and old.get("status") == "complete":
-        folder.start(old)  # an old-named manifest moved; nothing else changes
-        return old  # a finished output, returned as is
+    if folder.finished(todo):
+        return folder.previous
     # the model loads before anything is written: a bad model, head, pooling or device stops here
     encoder = Encoder(job, "cpu" if engine == "ray" else targets[0])
     description = {"description": encoder.describe(), "dimension": encoder.dimension}
@@ -111,23 +106,12 @@ def embed(
     prefix = f"part-ray-{secrets.token_hex(4)}" if engine == "ray" else None
     manifest = new_manifest(job, files, engine, ray_file_prefix=prefix)
     folder.start(manifest)
+    if engine == "ray" or len(targets) > 1:
+        encoder = None  # Ray's actors and the --devices workers load their own
     if engine == "ray":
-        del encoder  # the actors load their own
-        run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress, prefix)
-        summary = ray_summary(output, manifest["total_input_rows"], prefix)
+        summary = run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress, prefix)
     else:
-        if len(targets) > 1:
-            encoder = None  # one model a worker: none here
-        done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
-        show = progress if progress is not None else stderr_is_tty()
-        bar = Progress(show and bool(todo), manifest["total_input_rows"], done_rows)
-        try:
-            run_local(job, files, todo, output, targets, bar, encoder)
-        finally:
-            bar.close()
-        summary = local_summary(output, shards)
-    manifest.update(description)
-    manifest.update(summary)
-    manifest["status"] = "complete"
+        summary = run_local(job, files, shards, todo, output, targets, progress, encoder)
+    manifest.update(description | summary | {"status": "complete"})
     write_manifest(folder.manifest_path, manifest)
     return manifest

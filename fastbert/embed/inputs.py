@@ -73,6 +73,17 @@ def format_of(path: str, fmt: str | None = None) -> str:
     return _EXT_FORMATS[ext]
 
 
+def input_formats(
+    inputs: Sequence[str] | str, input_format: str | None, id_column: str | None
+) -> tuple[list[str], list[str]]:
+    """(paths, their formats): globs expanded, every file there, every format known."""
+    paths = expand_inputs(inputs)
+    formats = [format_of(p, input_format) for p in paths]
+    if id_column and "text" in formats:
+        raise ValueError("--id-column needs JSON lines, CSV or Parquet inputs: a .txt input has no columns")
+    return paths, formats
+
+
 def filesystem(path: str):
     """(pyarrow filesystem, path inside it) for a local path or a URI (s3://, gs://, hdfs://...)."""
     import pyarrow.fs as pafs

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Sequence
 from typing import Any
 
 TASKS = ("sentence-embedding", "feature-extraction", "text-classification")
@@ -60,81 +59,48 @@ def job_from_dict(d: dict[str, Any]) -> Job:
     return Job(**d)
 
 
-def make_job(
-    *,
-    task: str,
-    model: str | None,
-    revision: str | None,
-    dtype: str | None,
-    output_dtype: str,
-    pooling: Sequence[str] | str | None,
-    normalize: bool | None,
-    max_length: int | None,
-    function_to_apply: str | None,
-    column: str,
-    id_column: str | None,
-    on_error: str,
-    shard_rows: int,
-    window: int,
-    max_batch_tokens: int,
-    attn_implementation: str | None,
-) -> Job:
-    """The job of these options, each checked (a ValueError naming the option); the model path resolved."""
+def make_job(**options: Any) -> Job:
+    """The job of ``options`` (:class:`Job`'s fields but ``model_fingerprint``), each checked (a ValueError
+    naming the option); the task's alias resolved, the model path made absolute (default: the embedded
+    MiniLM), ``pooling`` split when a string, the model folder fingerprinted."""
     from fastbert.pipelines import check_task
 
-    task = check_task(task)
+    o = dict(options)
+    task = o["task"] = check_task(o["task"])
     if task not in TASKS:
         raise ValueError(f"embed runs {', '.join(TASKS)}, not {task}")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-    if output_dtype not in OUTPUT_DTYPES:
-        raise ValueError(f"output_dtype must be float32 or float16, got {output_dtype!r}")
-    for name, value in (
-        ("max_batch_tokens", max_batch_tokens),
-        ("window", window),
-        ("shard_rows", shard_rows),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if max_length is not None and max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    if o["on_error"] not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {o['on_error']!r}")
+    if o["output_dtype"] not in OUTPUT_DTYPES:
+        raise ValueError(f"output_dtype must be float32 or float16, got {o['output_dtype']!r}")
+    for name in ("max_batch_tokens", "window", "shard_rows"):
+        if not isinstance(o[name], int) or o[name] < 1:
+            raise ValueError(f"{name} must be a positive integer, got {o[name]!r}")
+    if o["max_length"] is not None and o["max_length"] < 2:
+        raise ValueError(f"max_length must be at least 2, got {o['max_length']}")
+    pooling = o["pooling"]
     if isinstance(pooling, str):
         pooling = [p.strip() for p in pooling.split(",") if p.strip()]
-    pooling_t = tuple(pooling) if pooling else None
+    o["pooling"] = tuple(pooling) if pooling else None
     if task == "feature-extraction":
-        for m in pooling_t or ():
+        for m in o["pooling"] or ():
             if m not in FEATURE_POOLING:
                 raise ValueError(f"feature-extraction pools by {', '.join(FEATURE_POOLING)}, not {m!r}")
-    elif task == "text-classification" and (pooling_t or normalize):
+    elif task == "text-classification" and (o["pooling"] or o["normalize"]):
         raise ValueError("pooling and normalize are options of the embedding tasks, not text-classification")
-    if function_to_apply is not None and task != "text-classification":
+    if o["function_to_apply"] is not None and task != "text-classification":
         raise ValueError("function_to_apply is a text-classification option")
+    model = o["model"]
     if model is None:
         if task == "text-classification":
             raise ValueError("text-classification needs a model: pass model= a BertForSequenceClassification")
         from fastbert.hub import embedded_model_path
 
         model = embedded_model_path()
-    model = os.path.abspath(model) if os.path.isdir(model) else str(model)
-    return Job(
-        task=task,
-        model=model,
-        revision=revision,
-        model_fingerprint=model_fingerprint(model),
-        dtype=str(dtype).lower() if dtype else None,
-        output_dtype=output_dtype,
-        pooling=pooling_t,
-        normalize=normalize,
-        max_length=max_length,
-        function_to_apply=function_to_apply,
-        column=column,
-        id_column=id_column,
-        on_error=on_error,
-        shard_rows=shard_rows,
-        window=window,
-        max_batch_tokens=max_batch_tokens,
-        attn_implementation=attn_implementation,
-    )
+    o["model"] = os.path.abspath(model) if os.path.isdir(model) else str(model)
+    o["model_fingerprint"] = model_fingerprint(o["model"])
+    o["dtype"] = str(o["dtype"]).lower() if o["dtype"] else None
+    return Job(**o)
 
 
 def model_fingerprint(model: str) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .encoder import Encoder, encode_rows
 from .job import Job
+from .manifest import local_summary
 from .plan import InputFile, Shard
 from .readers import read_shard
 from .writer import arrow_table, release_memory, system_memory_pool, write_shard
@@ -52,17 +53,26 @@ def stderr_is_tty() -> bool:
 def run_local(
     job: Job,
     files: Sequence[InputFile],
+    shards: Sequence[Shard],
     todo: Sequence[Shard],
     output: str,
     devices: list[Any],
-    progress: Progress,
+    progress: bool | None,
     encoder: Encoder | None,
-) -> None:
-    """Compute the shards ``todo`` into ``output``: in this process with ``encoder``, or one worker a device."""
-    if len(devices) > 1 and todo:
-        run_workers(job, files, todo, output, devices, progress)
-    elif todo:
-        process_shards(job, files, todo, output, devices[0], progress.update, encoder)
+) -> dict[str, Any]:
+    """Compute the shards ``todo`` into ``output`` (here with ``encoder``, or one worker a device) and
+    return the manifest's summary of ``shards``."""
+    done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
+    show = progress if progress is not None else stderr_is_tty()
+    bar = Progress(show and bool(todo), sum(f.rows for f in files), done_rows)
+    try:
+        if len(devices) > 1 and todo:
+            run_workers(job, files, todo, output, devices, bar)
+        elif todo:
+            process_shards(job, files, todo, output, devices[0], bar.update, encoder)
+    finally:
+        bar.close()
+    return local_summary(output, shards)
 
 
 def process_shards(

@@ -11,6 +11,7 @@ from typing import Any
 
 from .encoder import Encoder, encode_rows
 from .job import Job, job_from_dict
+from .manifest import ray_summary
 from .plan import InputFile, Shard, file_from_record, input_records
 from .readers import Row, read_shard
 from .writer import arrow_table
@@ -94,9 +95,10 @@ def run_ray(
     device: Any,
     progress: bool | None,
     file_prefix: str,
-) -> None:
+) -> dict[str, Any]:
     """Run the plan on Ray (``ray.init(address=ray_address or RAY_ADDRESS)`` unless Ray is initialised);
-    the files written are named ``{file_prefix}_...parquet`` (the manifest records the prefix)."""
+    the files written are named ``{file_prefix}_...parquet`` (the manifest records the prefix). Returns the
+    manifest's summary of them."""
     require_ray()
     import ray
     import ray.data
@@ -136,6 +138,7 @@ def run_ray(
     ds.write_parquet(
         output, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
     )
+    return ray_summary(output, sum(f.rows for f in files), file_prefix)
 
 
 def _ray_actor_retries() -> dict[str, Any]:

@@ -110,6 +110,14 @@ class OutputFolder:
             return list(shards)
         return [s for s in shards if not os.path.exists(os.path.join(self.output, s.name))]
 
+    def finished(self, todo: Sequence[Shard]) -> bool:
+        """True when the previous run is the same job and complete (then it is returned as is; an old-named
+        manifest is moved, nothing else changes)."""
+        if todo or self.previous is None or self.previous.get("status") != "complete":
+            return False
+        self.start(self.previous)
+        return True
+
     def start(self, manifest: dict[str, Any]) -> None:
         """The first write of the run: the folder made, the previous run's files removed (--overwrite), its
         old-named manifest moved, a killed run's temporaries removed, the manifest written (a new run)."""
