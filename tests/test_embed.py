@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import fastbert
-from fastbert.embed import embed, read_output
+from fastbert.embed import MANIFEST, embed, read_output
 from fastbert.tolerances import assert_close
 
 WORDS = (
@@ -144,7 +144,7 @@ def test_vectors_equal_pipeline_row_by_row(models, corpus, reference):
     assert all({"size", "mtime_ns"} <= set(f) for f in manifest["inputs"])
     assert manifest["description"]["pooling"] == ["mean"]
     assert manifest["fastbert_version"] == fastbert.__version__
-    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
+    with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
         assert json.load(f)["total_rows"] == len(texts)
 
 
@@ -211,47 +211,96 @@ def _cli_args(models, paths, out):
     ]
 
 
-def _wait_for_shards(out, n: int, proc, timeout: float = 120.0) -> None:
+# The child of the kill-and-resume test: ``fastbert embed`` whose write of one shard holds, its temporary
+# file open and half written, until the test signals it: the test waits for that state (the temporary file
+# appears), so the run cannot finish first, however fast the machine. SIGINT is reset to Python's default
+# handler first: a background job (``cmd &`` in a non-interactive shell) or ``nohup`` starts the child with
+# SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+_HELD_CHILD = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+import fastbert.embed.local as local
+from fastbert.cli import main
+from fastbert.output_files import open_output
+held = "part-{:05d}.parquet".format(int(sys.argv[1]))
+write_shard = local.write_shard
+def holding_write_shard(path, table):
+    if os.path.basename(path) != held:
+        return write_shard(path, table)
+    with open_output(path, "wb") as f:
+        f.write(b"PAR1")
+        f.flush()
+        while True:
+            time.sleep(0.05)
+local.write_shard = holding_write_shard
+sys.exit(main(["embed", *sys.argv[2:]]))
+"""
+
+
+def _held_cli(hold_shard: int, args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, "-c", _HELD_CHILD, str(hold_shard), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _temporaries(out) -> list[str]:
+    return [x for x in os.listdir(out) if x.startswith(".")] if os.path.isdir(out) else []
+
+
+def _held_temporaries(out, shard: int) -> list[str]:
+    return [x for x in _temporaries(out) if x.startswith(f".part-{shard:05d}.parquet.")]
+
+
+def _wait_for_temporary(out, shard: int, proc, timeout: float = 300.0) -> None:
+    """Until the held shard's temporary file exists (the child then holds until signalled)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.path.isdir(out) and sum(x.startswith("part-") for x in os.listdir(out)) >= n:
+        if _held_temporaries(out, shard):
             return
         if proc.poll() is not None:
-            raise AssertionError(f"embed ended before {n} shards: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.02)
+            raise AssertionError(f"embed ended before the held shard: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.05)
     proc.kill()
-    raise AssertionError("no shard appeared in time")
+    raise AssertionError(f"the held shard's temporary file did not appear in {timeout} s")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_to_identical_bytes(tmp_path, models, corpus, reference, sig):
     out = tmp_path / "out"
     args = _cli_args(models, corpus[0], out)
-    proc = _cli(args)
-    _wait_for_shards(out, 2, proc)
+    proc = _held_cli(2, args)  # shards 0 and 1 written, shard 2 held half written
+    _wait_for_temporary(out, 2, proc)
     proc.send_signal(sig)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    with open(out / "manifest.json", encoding="utf-8") as f:
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), err[-2000:]
+    with open(out / MANIFEST, encoding="utf-8") as f:
         assert json.load(f)["status"] == "running"  # interrupted, not finished
     done = sorted(x for x in os.listdir(out) if x.startswith("part-"))
-    assert 2 <= len(done) < 15
-    if sig == signal.SIGINT:  # a clean interruption leaves no temporary file (resuming: as SIGKILL)
-        assert not [x for x in os.listdir(out) if x.startswith(".")]
+    assert done == ["part-00000.parquet", "part-00001.parquet"]
+    if sig == signal.SIGINT:  # a clean interruption removes the held shard's temporary file
+        assert not _temporaries(out)
         return
+    assert len(_held_temporaries(out, 2)) == 1 == len(_temporaries(out))  # SIGKILL: no handler ran
     before = {x: os.stat(out / x).st_mtime_ns for x in done}
 
     again = _cli(args)
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-2000:]
     assert {x: os.stat(out / x).st_mtime_ns for x in done} == before  # finished shards were skipped
-    assert not [x for x in os.listdir(out) if x.startswith(".")]  # SIGKILL's temporary removed
+    assert not _temporaries(out)  # SIGKILL's temporary removed
 
     ref_ids, ref_vec = vectors(reference[0])
     ids, vec = vectors(out)
     assert ids == ref_ids
     assert vec.tobytes() == ref_vec.tobytes()  # byte-identical to the uninterrupted run
-    with open(out / "manifest.json", encoding="utf-8") as f:
+    with open(out / MANIFEST, encoding="utf-8") as f:
         m = json.load(f)
     assert m["status"] == "complete" and m["total_rows"] == 1800
 

@@ -1,0 +1,117 @@
+"""``embed()``: the pipeline of a job, stage by stage."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from .devices import check_devices, default_max_batch_tokens, device_list
+from .encoder import Encoder
+from .inputs import input_formats
+from .job import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, make_job
+from .local import run_local
+from .manifest import new_manifest, write_manifest
+from .plan import plan_shards
+from .ray_engine import require_ray, run_ray
+from .resume import OutputFolder, plan_inputs
+
+PYARROW_MISSING = 'fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
+
+
+def require_pyarrow() -> None:
+    """An ImportError saying how to install pyarrow when it is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ImportError(PYARROW_MISSING) from None
+
+
+def embed(
+    inputs: Sequence[str] | str,
+    output: str,
+    *,
+    model: str | None = None,
+    task: str = "sentence-embedding",
+    column: str = "text",
+    id_column: str | None = None,
+    input_format: str | None = None,
+    dtype: str | None = None,
+    output_dtype: str = "float32",
+    device: Any = None,
+    devices: Any = None,
+    max_length: int | None = None,
+    pooling: Sequence[str] | str | None = None,
+    normalize: bool | None = None,
+    function_to_apply: str | None = None,
+    max_batch_tokens: int | None = None,
+    window: int = DEFAULT_WINDOW,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    on_error: str = "fail",
+    overwrite: bool = False,
+    progress: bool | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
+) -> dict[str, Any]:
+    """Embed a corpus into Parquet shards under ``output`` and return its manifest (a dict).
+
+    ``inputs``: files or globs (.txt one text a line, .jsonl, .csv, .parquet); ``column`` names the text
+    field, ``id_column`` the id field (ids are then strings; without it, global row numbers, int64).
+    ``task``: ``sentence-embedding`` (the model folder's pooling; ``pooling``/``normalize`` override),
+    ``feature-extraction`` (the last hidden state pooled by ``pooling``: mean, cls or max) or
+    ``text-classification`` (the score of each label, in label-id order). ``devices``: one worker
+    process per device over disjoint shards. ``engine="ray"``: the same plan as a Ray Data pipeline.
+    A finished output is returned as is; an interrupted one is resumed; another job's is refused
+    unless ``overwrite``.
+    """
+    require_pyarrow()
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        require_ray()
+    targets = device_list(device, devices)
+    job = make_job(
+        task=task,
+        model=model,
+        revision=revision,
+        dtype=dtype,
+        output_dtype=output_dtype,
+        pooling=pooling,
+        normalize=normalize,
+        max_length=max_length,
+        function_to_apply=function_to_apply,
+        column=column,
+        id_column=id_column,
+        on_error=on_error,
+        shard_rows=shard_rows,
+        window=window,
+        max_batch_tokens=default_max_batch_tokens(targets) if max_batch_tokens is None else max_batch_tokens,
+        attn_implementation=attn_implementation,
+    )
+    check_devices(targets)
+    paths, formats = input_formats(inputs, input_format, id_column)
+    folder = OutputFolder.inspect(output, engine, overwrite)  # read only: nothing written yet
+    files = plan_inputs(paths, formats, job, folder.previous, output)  # a resume checked against the manifest
+    shards = plan_shards(files, job.shard_rows)
+    todo = folder.todo(shards)
+    if folder.finished(todo):
+        return folder.previous
+    # the model loads before anything is written: a bad model, head, pooling or device stops here
+    encoder = Encoder(job, "cpu" if engine == "ray" else targets[0])
+    description = {"description": encoder.describe(), "dimension": encoder.dimension}
+
+    prefix = f"part-ray-{secrets.token_hex(4)}" if engine == "ray" else None
+    manifest = new_manifest(job, files, engine, ray_file_prefix=prefix)
+    folder.start(manifest)
+    if engine == "ray" or len(targets) > 1:
+        encoder = None  # Ray's actors and the --devices workers load their own
+    if engine == "ray":
+        summary = run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress, prefix)
+    else:
+        summary = run_local(job, files, shards, todo, output, targets, progress, encoder)
+    manifest.update(description | summary | {"status": "complete"})
+    write_manifest(folder.manifest_path, manifest)
+    return manifest

@@ -1,0 +1,135 @@
+"""``fastbert embed``: its arguments and its entry point (one summary line on stderr)."""
+
+from __future__ import annotations
+
+import sys
+
+from .inputs import FORMATS
+from .job import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MAX_BATCH_TOKENS_CPU,
+    DEFAULT_SHARD_ROWS,
+    DEFAULT_WINDOW,
+    ON_ERROR,
+    OUTPUT_DTYPES,
+)
+
+
+def add_cli_arguments(parser) -> None:
+    """The arguments of ``fastbert embed``."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="text/JSONL/CSV/Parquet files or globs")
+    parser.add_argument(
+        "--output", "-o", required=True, help="output folder (Parquet shards + manifest.json)"
+    )
+    parser.add_argument(
+        "--model", default=None, help="model folder or hub id (default: the MiniLM that ships offline)"
+    )
+    parser.add_argument(
+        "--task",
+        default="sentence-embedding",
+        help="sentence-embedding (default), feature-extraction (pooled) or text-classification (scores)",
+    )
+    parser.add_argument("--column", default="text", help="the text column / JSON key (default: text)")
+    parser.add_argument(
+        "--id-column", default=None, help="the id column (default: ids are global row numbers)"
+    )
+    parser.add_argument("--input-format", default=None, choices=FORMATS, help="default: from each extension")
+    parser.add_argument("--dtype", default=None, help="model dtype: float32, float16, bfloat16")
+    parser.add_argument("--output-dtype", default="float32", choices=OUTPUT_DTYPES, help="vector dtype")
+    parser.add_argument("--device", default=None, help="cpu, 0, cuda:1... (default: the CPU)")
+    parser.add_argument(
+        "--devices", default=None, help="one worker process per device over disjoint shards: 0,1 or cpu,cpu"
+    )
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's)")
+    parser.add_argument("--pooling", default=None, help="mean, cls, max... (default: the model folder's)")
+    parser.add_argument(
+        "--normalize", dest="normalize", action="store_true", default=None, help="L2-normalize"
+    )
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false", help="do not L2-normalize")
+    parser.add_argument("--function-to-apply", default=None, choices=("sigmoid", "softmax", "none"))
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=None,
+        help=f"padded tokens (rows x longest) per forward (default {DEFAULT_MAX_BATCH_TOKENS} on a GPU, "
+        f"{DEFAULT_MAX_BATCH_TOKENS_CPU} on the CPU)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help=f"rows length-sorted together (default {DEFAULT_WINDOW})",
+    )
+    parser.add_argument(
+        "--shard-rows",
+        type=int,
+        default=DEFAULT_SHARD_ROWS,
+        help=f"input rows a shard (default {DEFAULT_SHARD_ROWS})",
+    )
+    parser.add_argument(
+        "--on-error", default="fail", choices=ON_ERROR, help="bad rows: fail (default), skip, empty"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start over in an output folder of another job"
+    )
+    parser.add_argument(
+        "--progress", dest="progress", action="store_true", default=None, help="show progress"
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument(
+        "--ray", action="store_true", help="run as a Ray Data pipeline (pip install fastbert-triton[ray])"
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)"
+    )
+    parser.add_argument("--ray-actors", type=int, default=None, help="model actors (default: one a GPU)")
+    parser.add_argument("--revision", default=None, help="hub revision of the model")
+    parser.add_argument("--attn-implementation", default=None, choices=("eager", "sdpa", "triton"))
+
+
+def cli_main(args) -> int:
+    """Run ``fastbert embed``; prints a one-line summary to stderr."""
+    from .api import embed, require_pyarrow
+    from .ray_engine import require_ray
+
+    try:  # a missing extra is one line that says what to install, as a bad argument is
+        require_pyarrow()
+        if args.ray:
+            require_ray()
+    except ImportError as e:
+        print(f"fastbert embed: error: {e}", file=sys.stderr)
+        return 2
+    manifest = embed(
+        args.inputs,
+        args.output,
+        model=args.model,
+        task=args.task,
+        column=args.column,
+        id_column=args.id_column,
+        input_format=args.input_format,
+        dtype=args.dtype,
+        output_dtype=args.output_dtype,
+        device=args.device,
+        devices=args.devices,
+        max_length=args.max_length,
+        pooling=args.pooling,
+        normalize=args.normalize,
+        function_to_apply=args.function_to_apply,
+        max_batch_tokens=args.max_batch_tokens,
+        window=args.window,
+        shard_rows=args.shard_rows,
+        on_error=args.on_error,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        engine="ray" if args.ray else "local",
+        ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        revision=args.revision,
+        attn_implementation=args.attn_implementation,
+    )
+    print(
+        f"fastbert embed: {manifest['total_rows']} rows in {len(manifest['shards'])} shards, "
+        f"{manifest['bad_rows']} bad rows, written to {args.output}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,112 @@
+"""The input files of a job: globs expanded, each file's format, local paths and URIs opened alike."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+FORMATS = ("text", "jsonl", "csv", "parquet")
+_EXT_FORMATS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def is_uri(path: str) -> bool:
+    """True for ``s3://``, ``gs://``, ``hdfs://``... paths (read through pyarrow's filesystems)."""
+    return "://" in path
+
+
+def expand_inputs(inputs: Sequence[str] | str) -> list[str]:
+    """Input paths with globs expanded (each glob sorted), in the order given; duplicates dropped."""
+    import glob
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out: list[str] = []
+    for item in inputs:
+        item = os.fspath(item)
+        if is_uri(item):
+            out.append(item)
+            continue
+        if glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise OSError(f"input {item!r} matches no file")
+            out.extend(matches)
+        elif os.path.isdir(item):
+            raise OSError(f"input {item} is a folder: pass its files or a glob such as {item}/*.jsonl")
+        elif not os.path.isfile(item):
+            raise OSError(f"input file {item} does not exist")
+        else:
+            out.append(item)
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        key = p if is_uri(p) else os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(key)
+    if not unique:
+        raise ValueError("embed needs at least one input file")
+    return unique
+
+
+def format_of(path: str, fmt: str | None = None) -> str:
+    """The format of an input: ``fmt`` when given, else from the extension (``.gz`` not supported)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ValueError(f"input format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        return fmt
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _EXT_FORMATS:
+        raise ValueError(
+            f"cannot tell the format of input {path} from its extension {ext or '(none)'}: use .txt, .jsonl, "
+            ".csv or .parquet, or pass --input-format"
+        )
+    return _EXT_FORMATS[ext]
+
+
+def input_formats(
+    inputs: Sequence[str] | str, input_format: str | None, id_column: str | None
+) -> tuple[list[str], list[str]]:
+    """(paths, their formats): globs expanded, every file there, every format known."""
+    paths = expand_inputs(inputs)
+    formats = [format_of(p, input_format) for p in paths]
+    if id_column and "text" in formats:
+        raise ValueError("--id-column needs JSON lines, CSV or Parquet inputs: a .txt input has no columns")
+    return paths, formats
+
+
+def filesystem(path: str):
+    """(pyarrow filesystem, path inside it) for a local path or a URI (s3://, gs://, hdfs://...)."""
+    import pyarrow.fs as pafs
+
+    if is_uri(path):
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), path
+
+
+def open_binary(path: str):
+    """``path`` opened for reading bytes (a local file, or a pyarrow input file for a URI)."""
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        return fs.open_input_file(inner)
+    return open(path, "rb")
+
+
+def stat(path: str) -> tuple[int, int]:
+    """(size, mtime in ns) of an input: what a resumed run compares."""
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        info = fs.get_file_info(inner)
+        mtime = info.mtime_ns if info.mtime_ns is not None else 0
+        return int(info.size or 0), int(mtime)
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns

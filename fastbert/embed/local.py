@@ -1,0 +1,184 @@
+"""The local engine: the shards still to do, on one device in this process, or on several devices with one
+spawned worker process a device over disjoint shards; one progress bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .encoder import Encoder, encode_rows
+from .job import Job
+from .manifest import local_summary
+from .plan import InputFile, Shard
+from .readers import read_shard
+from .writer import arrow_table, release_memory, system_memory_pool, write_shard
+
+
+class Progress:
+    """The progress bar (rows, rows/s, tokens/s, ETA) on stderr; nothing when disabled."""
+
+    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+        self.bar = None
+        self.tokens = 0
+        self.start = time.monotonic()
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=initial, unit="row", desc="embed", file=sys.stderr, dynamic_ncols=True
+            )
+
+    def update(self, rows: int, tokens: int) -> None:
+        self.tokens += tokens
+        if self.bar is not None:
+            self.bar.update(rows)
+            rate = self.tokens / max(time.monotonic() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{rate:,.0f} tokens/s", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_local(
+    job: Job,
+    files: Sequence[InputFile],
+    shards: Sequence[Shard],
+    todo: Sequence[Shard],
+    output: str,
+    devices: list[Any],
+    progress: bool | None,
+    encoder: Encoder | None,
+) -> dict[str, Any]:
+    """Compute the shards ``todo`` into ``output`` (here with ``encoder``, or one worker a device) and
+    return the manifest's summary of ``shards``."""
+    done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
+    show = progress if progress is not None else stderr_is_tty()
+    bar = Progress(show and bool(todo), sum(f.rows for f in files), done_rows)
+    try:
+        if len(devices) > 1 and todo:
+            run_workers(job, files, todo, output, devices, bar)
+        elif todo:
+            process_shards(job, files, todo, output, devices[0], bar.update, encoder)
+    finally:
+        bar.close()
+    return local_summary(output, shards)
+
+
+def process_shards(
+    job: Job,
+    files: Sequence[InputFile],
+    shards: Sequence[Shard],
+    output: str,
+    device: Any,
+    report: Callable[[int, int], None],
+    encoder: Encoder | None = None,
+) -> None:
+    """Read, embed and write ``shards`` one after the other (a shard whose file exists is skipped)."""
+    encoder = encoder or Encoder(job, device)
+    with system_memory_pool():
+        for shard in shards:
+            process_shard(job, files, shard, output, report, encoder)
+
+
+def process_shard(job, files, shard, output, report, encoder) -> None:
+    """Read, embed and write one shard (skipped when its file exists: it is complete)."""
+    path = os.path.join(output, shard.name)
+    if os.path.exists(path):
+        return
+    rows = list(read_shard(job, files[shard.file], shard))
+    ids, vectors, valid, bad, tokens = encode_rows(encoder, rows, on_batch=report)
+    n_bad_kept = int((~valid).sum()) if len(valid) else 0
+    meta = {
+        "shard": shard.index,
+        "input": files[shard.file].path,
+        "input_rows": [shard.start, shard.stop],
+        "rows": len(ids),
+        "bad": bad,
+        "empty": n_bad_kept,
+        "skipped": bad - n_bad_kept,
+        "tokens": tokens,
+    }
+    write_shard(path, arrow_table(job, ids, vectors, valid, encoder.dimension, meta))
+    if bad:
+        report(bad, 0)  # bad rows count as done in the progress bar
+    del rows, ids, vectors, valid
+    release_memory()
+
+
+# ------------------------------------------------------------------------------------------ --devices
+
+
+def _worker_main(job, files, shards, output, device, threads, queue) -> None:  # a spawned process
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        process_shards(job, files, shards, output, device, lambda r, t: queue.put(("progress", r, t)))
+        queue.put(("done", 0, 0))
+    except BaseException as e:  # reported to the parent, which raises
+        queue.put(("error", f"{e}", type(e).__name__))
+        raise SystemExit(1) from None
+
+
+def run_workers(job, files, todo, output, devices, progress: Progress) -> None:
+    """One spawned process a device, each taking every N-th shard of ``todo``; a worker's error is raised."""
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    cpu_workers = sum(1 for d in devices if str(d).startswith("cpu"))
+    threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1)) if cpu_workers else None
+    procs = []
+    for w, device in enumerate(devices):
+        mine = [s for k, s in enumerate(todo) if k % len(devices) == w]
+        p = ctx.Process(
+            target=_worker_main,
+            args=(job, files, mine, output, device, threads if str(device).startswith("cpu") else None, q),
+            daemon=True,
+        )
+        p.start()
+        procs.append(p)
+    errors = []
+    try:
+        running = len(procs)
+        while running:
+            try:
+                kind, a, b = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                if all(not p.is_alive() for p in procs):
+                    break
+                continue
+            if kind == "progress":
+                progress.update(a, b)
+            else:
+                running -= 1
+                if kind == "error":
+                    errors.append((a, b))
+        for p in procs:
+            p.join()
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise
+    failed = [f"worker on {d} exited with {p.exitcode}" for p, d in zip(procs, devices) if p.exitcode]
+    if errors:  # a bad row or a bad file stays a ValueError / OSError, as in one process
+        kinds = {"ValueError": ValueError, "OSError": OSError, "FileNotFoundError": OSError}
+        message, kind = errors[0]
+        raise kinds.get(kind, RuntimeError)(f"a --devices worker stopped: {message}")
+    if failed:
+        raise RuntimeError("embed: " + "; ".join(failed))

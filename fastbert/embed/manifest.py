@@ -1,0 +1,181 @@
+"""The manifest of an output folder: the job, its inputs and plan, and once complete the shards with their
+counts; written atomically through :func:`fastbert.output_files.open_output`.
+
+It is ``_manifest.json``: dataset readers skip names that start with ``_`` or ``.`` (pyarrow's
+``ignore_prefixes``, which pandas and Hive-style readers share), so ``pyarrow.dataset.dataset("vectors/")``
+and ``pandas.read_parquet("vectors/")`` read the shards and only them. Outputs written before it was renamed
+hold ``manifest.json``; a run into such a folder moves it to the new name (see :mod:`.resume`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from fastbert.output_files import open_output
+
+from .inputs import filesystem, is_uri
+from .job import Job
+from .plan import SHARD_NAME, InputFile, Shard, input_records
+from .writer import shard_metadata
+
+MANIFEST = "_manifest.json"
+#: the manifest's name in outputs of fastbert 0.1.0 (inside the dataset folder, which readers then refused)
+LEGACY_MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+def manifest_path(output: str) -> str:
+    """Where the manifest of ``output`` (a folder or a URI) lives."""
+    return output.rstrip("/") + "/" + MANIFEST if is_uri(output) else os.path.join(output, MANIFEST)
+
+
+def read_manifest(path: str) -> dict[str, Any] | None:
+    """The manifest at ``path``, None when there is none."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        manifest, reason = None, str(e)
+    else:
+        reason = "not a fastbert embed manifest"
+    if not is_manifest(manifest):
+        raise ValueError(
+            f"{path} is not a readable fastbert embed manifest ({reason}): fastbert cannot tell which files "
+            "of the folder it wrote; move them away or pass another --output"
+        )
+    return manifest
+
+
+def read_legacy_manifest(output: str) -> dict[str, Any] | None:
+    """The manifest of an output written under the old name ``manifest.json``; None when the folder has
+    none, or when that file is not fastbert's (then it is the user's, and left alone)."""
+    path = os.path.join(output, LEGACY_MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if is_manifest(manifest) else None
+
+
+def is_manifest(manifest: Any) -> bool:
+    """True for what :func:`new_manifest` writes (the keys resume reads)."""
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("manifest_version") == MANIFEST_VERSION
+        and isinstance(manifest.get("job"), dict)
+        and isinstance(manifest.get("inputs"), list)
+    )
+
+
+def owned_names(manifest: dict[str, Any]) -> tuple[set[str], str | None]:
+    """(names of the files the run of ``manifest`` wrote, prefix of the files a Ray run writes): its shards
+    listed when complete, its planned shards while running (local engine), the files of its Ray run."""
+    names = {s["name"] for s in manifest.get("shards") or () if isinstance(s, dict) and "name" in s}
+    shard_rows = manifest["job"].get("shard_rows")
+    if manifest.get("engine", "local") == "local" and isinstance(shard_rows, int) and shard_rows > 0:
+        count = sum(math.ceil(int(f.get("rows", 0)) / shard_rows) for f in manifest["inputs"])
+        names |= {SHARD_NAME.format(i) for i in range(count)}
+    return names, manifest.get("ray_file_prefix")
+
+
+def write_manifest(path: str, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically (a URI: through pyarrow's filesystem)."""
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        with fs.open_output_stream(inner) as f:
+            f.write(text.encode("utf-8"))
+        return
+    with open_output(path, "w") as f:
+        f.write(text)
+
+
+def new_manifest(
+    job: Job, files: Sequence[InputFile], engine: str, ray_file_prefix: str | None = None
+) -> dict[str, Any]:
+    """The manifest of a job that starts (status ``running``); a Ray run's files start with its prefix."""
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "fastbert_version": _fastbert_version(),
+        "engine": engine,
+        "status": "running",
+        "job": job.identity(),
+        "inputs": input_records(files),
+        "total_input_rows": sum(f.rows for f in files),
+    }
+    if ray_file_prefix is not None:
+        manifest["ray_file_prefix"] = ray_file_prefix
+    return manifest
+
+
+def _fastbert_version() -> str:
+    try:
+        from fastbert import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:
+    """The shards of a finished local run with their counts (read from each shard's metadata), and totals."""
+    records = []
+    totals = {"rows": 0, "bad": 0, "empty": 0, "skipped": 0, "tokens": 0}
+    for s in shards:
+        meta = shard_metadata(os.path.join(output, s.name))
+        records.append(
+            {
+                "name": s.name,
+                "input": s.file,
+                "input_rows": [s.start, s.stop],
+                **{k: int(meta.get(k, 0)) for k in totals},
+            }
+        )
+        for k in totals:
+            totals[k] += int(meta.get(k, 0))
+    return {
+        "shards": records,
+        "total_rows": totals["rows"],
+        "bad_rows": totals["bad"],
+        "bad_rows_empty": totals["empty"],
+        "bad_rows_skipped": totals["skipped"],
+        "padded_tokens": totals["tokens"],
+    }
+
+
+def ray_summary(output: str, total_input: int, prefix: str) -> dict[str, Any]:
+    """The files Ray wrote (their names start with ``prefix``) with their rows and null vectors, and totals."""
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, inner = filesystem(output)
+    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=False))
+    names = sorted(
+        i.path for i in infos if i.base_name.startswith(prefix) and i.base_name.endswith(".parquet")
+    )
+    records, rows, nulls, dim = [], 0, 0, None
+    for p in names:
+        with fs.open_input_file(p) as f:
+            t = pq.read_table(f, columns=["vector"])
+        n = t.num_rows
+        null = int(pc.sum(pc.is_null(t.column("vector"))).as_py() or 0)
+        dim = t.schema.field("vector").type.list_size
+        records.append({"name": os.path.basename(p), "rows": n, "empty": null})
+        rows += n
+        nulls += null
+    return {
+        "shards": records,
+        "total_rows": rows,
+        "bad_rows": total_input - rows + nulls,
+        "bad_rows_empty": nulls,
+        "bad_rows_skipped": total_input - rows,
+        "dimension": dim,
+    }

@@ -1,0 +1,145 @@
+"""The Ray engine: the same plan as a Ray Data pipeline. One item a shard; Ray tasks read the rows; an actor
+pool of fastbert models (one a GPU, CPU actors otherwise) encodes them with the same windowed token-budget
+batching; Ray Data's writer writes Parquet to any filesystem it reaches. Row order is Ray's."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .encoder import Encoder, encode_rows
+from .job import Job, job_from_dict
+from .manifest import ray_summary
+from .plan import InputFile, Shard, file_from_record, input_records
+from .readers import Row, read_shard
+from .writer import arrow_table
+
+# test hook of the Ray engine: an actor that finds this file removes it and dies (once)
+_CRASH_ENV = "FASTBERT_EMBED_TEST_CRASH_FILE"
+
+
+def _ray_read(batch, job_dict: dict, files_dict: list):
+    """Ray task: the rows of the shards described in ``batch`` (one shard a row)."""
+    import pyarrow as pa
+
+    job = job_from_dict(job_dict)
+    files = [file_from_record(f) for f in files_dict]
+    ids, texts, errors, places = [], [], [], []
+    for d in batch.to_pylist():
+        shard = Shard(**d)
+        for r in read_shard(job, files[shard.file], shard):
+            ids.append(r.id)
+            texts.append(r.text)
+            errors.append(r.error)
+            places.append(r.where)
+    return pa.table(
+        {
+            "id": pa.array(ids, type=pa.string() if job.id_column else pa.int64()),
+            "text": pa.array(texts, type=pa.string()),
+            "error": pa.array(errors, type=pa.string()),
+            "where": pa.array(places, type=pa.string()),
+        }
+    )
+
+
+class _RayEncoder:
+    """Ray actor: one fastbert model; a batch of (id, text, error, where) rows in, (id, vector) out."""
+
+    def __init__(self, job_dict: dict, device: str | None) -> None:
+        self.job = job_from_dict(job_dict)
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.encoder = Encoder(self.job, device)
+
+    def __call__(self, batch):
+        rows = [
+            Row(*values)
+            for values in zip(*(batch.column(c).to_pylist() for c in ("id", "text", "error", "where")))
+        ]
+        ids, vectors, valid, _bad, _tokens = encode_rows(self.encoder, rows)
+        crash = os.environ.get(_CRASH_ENV)
+        if crash:
+            try:
+                os.remove(crash)
+            except OSError:
+                pass
+            else:
+                os._exit(1)  # the test's killed actor: Ray restarts it and retries this batch
+        return arrow_table(self.job, ids, vectors, valid, self.encoder.dimension, {}).replace_schema_metadata(
+            None
+        )
+
+
+def require_ray() -> None:
+    """An ImportError saying how to install Ray Data when it is missing."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            'engine="ray" needs Ray Data: pip install "fastbert-triton[ray]" (ray[data] and pyarrow)'
+        ) from None
+
+
+def run_ray(
+    job: Job,
+    files: Sequence[InputFile],
+    shards: Sequence[Shard],
+    output: str,
+    ray_address: str | None,
+    actors: int | None,
+    device: Any,
+    progress: bool | None,
+    file_prefix: str,
+) -> dict[str, Any]:
+    """Run the plan on Ray (``ray.init(address=ray_address or RAY_ADDRESS)`` unless Ray is initialised);
+    the files written are named ``{file_prefix}_...parquet`` (the manifest records the prefix). Returns the
+    manifest's summary of them."""
+    require_ray()
+    import ray
+    import ray.data
+    from ray.data.datasource import FilenameProvider
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address or os.environ.get("RAY_ADDRESS"))
+    if progress is False:  # --no-progress: no Ray Data bars either
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    use_gpu = gpus > 0 and (device is None or not str(device).startswith("cpu"))
+    if actors is None:
+        actors = gpus if use_gpu else max(1, int(resources.get("CPU", 1)) - 1)
+    job_dict = job.identity()
+    files_dict = input_records(files)
+    items = [dataclasses.asdict(s) for s in shards]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    ds = ds.map_batches(
+        _ray_read,
+        batch_size=1,
+        batch_format="pyarrow",
+        fn_kwargs={"job_dict": job_dict, "files_dict": files_dict},
+    )
+    ds = ds.map_batches(
+        _RayEncoder,
+        fn_constructor_kwargs={"job_dict": job_dict, "device": None if use_gpu else "cpu"},
+        batch_size=job.window,
+        batch_format="pyarrow",
+        concurrency=actors,
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1,
+        # a dead actor is restarted and its batch retried, as often as it takes (Ray's default for
+        # actor pools too; said here because the no-duplicate guarantee rests on it)
+        ray_remote_args_fn=_ray_actor_retries,
+    )
+    ds.write_parquet(
+        output, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
+    )
+    return ray_summary(output, sum(f.rows for f in files), file_prefix)
+
+
+def _ray_actor_retries() -> dict[str, Any]:
+    return {"max_restarts": -1, "max_task_retries": -1}

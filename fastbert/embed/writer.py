@@ -1,0 +1,105 @@
+"""Writing shards: an Arrow table of ``id`` + ``vector`` a shard, written atomically through
+:func:`fastbert.output_files.open_output` (a temporary file beside the target, fsynced, renamed over it when
+complete, the folder fsynced; removed on an error or a signal): a shard file that exists is complete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any
+
+from fastbert.output_files import is_temp_name, open_output
+
+from .job import Job
+
+
+def output_schema(job: Job, dimension: int):
+    """The Arrow schema of every shard: ``id`` (int64 row number or string), ``vector``."""
+    import pyarrow as pa
+
+    value = pa.float16() if job.output_dtype == "float16" else pa.float32()
+    return pa.schema(
+        [
+            pa.field("id", pa.string() if job.id_column else pa.int64(), nullable=False),
+            pa.field("vector", pa.list_(value, dimension)),
+        ]
+    )
+
+
+def arrow_table(job: Job, ids: list[Any], vectors, valid, dimension: int, metadata: dict[str, Any]):
+    """One shard as an Arrow table (null vectors where ``valid`` is False), ``metadata`` in its schema."""
+    import numpy as np
+    import pyarrow as pa
+
+    np_dtype = np.float16 if job.output_dtype == "float16" else np.float32
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np_dtype).reshape(-1))
+    mask = None if bool(np.all(valid)) else pa.array(~np.asarray(valid, dtype=bool))
+    vec = pa.FixedSizeListArray.from_arrays(flat, dimension, mask=mask)
+    id_arr = pa.array(ids, type=pa.string() if job.id_column else pa.int64())
+    schema = output_schema(job, dimension).with_metadata({"fastbert": json.dumps(metadata)})
+    return pa.Table.from_arrays([id_arr, vec], schema=schema)
+
+
+def write_shard(path: str, table) -> None:
+    """Write one shard atomically (temporary name, fsync, rename)."""
+    import pyarrow.parquet as pq
+
+    with open_output(path, "wb") as f:
+        pq.write_table(table, f)
+
+
+def shard_metadata(path: str) -> dict[str, Any]:
+    """The counts a finished shard carries in its Parquet metadata."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(b"fastbert", b"{}"))
+
+
+def remove_stale_temporaries(folder: str) -> None:
+    """What a killed run (SIGKILL: no handler runs) left behind."""
+    for name in os.listdir(folder):
+        if is_temp_name(name):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+
+
+def release_memory() -> None:
+    """Hand the freed heap of a shard back to the system (glibc keeps it otherwise, and the resident
+    size creeps up shard after shard though nothing is held)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl...)
+        pass
+
+
+@contextlib.contextmanager
+def system_memory_pool():
+    """Arrow allocates from malloc while shards are read and written: its default pool (mimalloc) keeps
+    what a shard freed, and the resident size grew with the corpus (measured); malloc gives it back."""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def read_output(output: str):
+    """The shards of an embed output as one Arrow table (ids and vectors), shards in name order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = sorted(n for n in os.listdir(output) if n.endswith(".parquet") and n[0] not in "._")
+    tables = [pq.read_table(os.path.join(output, n)).replace_schema_metadata(None) for n in names]
+    if not tables:
+        raise OSError(f"{output} holds no Parquet shard")
+    return pa.concat_tables(tables)
