@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
@@ -84,8 +85,17 @@ class ConvertCommand:
         return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit 2 (argparse prints its whole usage):
+    ``fastbert run: error: argument --batch-size: must be at least 1, got 0 (fastbert run --help)``.
+    Sub-parsers are of the same class (``add_subparsers`` makes them with ``type(self)``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastbert", description="fastbert: a drop-in accelerated BERT.")
+    parser = _OneLineParser(prog="fastbert", description="fastbert: a drop-in accelerated BERT.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
@@ -95,7 +105,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException | str) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text
 
