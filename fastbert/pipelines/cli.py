@@ -464,8 +464,8 @@ def _cli_main(args: argparse.Namespace) -> int:
         )
     except (AssertionError, RuntimeError) as e:  # torch, moving the model to the device
         raise ValueError(f"cannot use device {args.device!r}: {e}") from None
-    except ValueError as e:  # the pipeline names its max_length argument: the command line has a flag
-        if args.max_length is not None and str(e).startswith("max_length="):
+    except ValueError as e:  # too small for the task: the pipeline names its argument, this its flag
+        if args.max_length is not None and str(e).startswith(f"max_length={args.max_length} is too small"):
             raise ValueError("--max-length " + str(e).removeprefix("max_length=")) from None
         raise
 
