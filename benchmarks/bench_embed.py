@@ -91,7 +91,7 @@ print(t1 - t0, t2 - t1, v.shape[0])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fastbert.benchmark.run import cpu_name
+    from fastbert.benchmark.run import cpu_details, cpu_name
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=3000)
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 "note": note,
                 "device": args.device,
                 "cpu": cpu_name(),
+                "cpu_details": cpu_details(),
                 "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 "threads": args.threads,
                 "versions": {

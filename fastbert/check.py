@@ -189,6 +189,10 @@ def cli_main(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown dtypes {unknown}; use {sorted(DTYPES)}")
     backends = tuple(b.strip() for b in args.backends.split(",")) if args.backends else None
+    if args.device is not None:  # refused in one line before anything loads: cuda without CUDA, banana...
+        from .devices import available_device
+
+        args.device = str(available_device(args.device))
     rows = run_check(args.model, args.config, dtypes, backends, args.device, not args.no_transformers)
     dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
@@ -84,18 +85,31 @@ class ConvertCommand:
         return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit 2 (argparse prints its whole usage):
+    ``fastbert run: error: argument --batch-size: must be at least 1, got 0 (fastbert run --help)``.
+    Sub-parsers are of the same class (``add_subparsers`` makes them with ``type(self)``)."""
+
+    command_parsers: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastbert", description="fastbert: a drop-in accelerated BERT.")
+    parser = _OneLineParser(prog="fastbert", description="fastbert: a drop-in accelerated BERT.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.command_parsers = {}  # name -> its parser: an unknown argument is reported by the command's
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        parser.command_parsers[name] = p
         if name == command:  # import only the module of the command that runs
             _command(name).add_cli_arguments(p)
     return parser
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException | str) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text
 
@@ -109,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     name = "fastbert"
     try:
         parser = _parser(command if command in COMMANDS else None)
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # as parse_args, but said by the command's parser: "fastbert run: error: ..."
+            where = parser.command_parsers.get(args.command, parser)
+            where.error(f"unrecognized arguments: {' '.join(unknown)}")
         if args.version:
             from fastbert import __version__
 

@@ -263,7 +263,7 @@ class BertConfig:
         """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id.
 
         ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords."""
-        from .hub import HubOptions, resolve_file
+        from .hub import HubOptions, hub_unavailable, resolve_file
 
         path = str(pretrained_model_name_or_path)
         if os.path.isfile(path):
@@ -279,9 +279,10 @@ class BertConfig:
                     raise OSError(
                         f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a BERT model folder?"
                     )
+                why = hub_unavailable(hub) or "no such model, or not cached"
                 raise OSError(
                     f"{path!r} is not a local folder, and no {CONFIG_NAME} could be had for it from the Hugging Face "
-                    "hub (offline, not cached, or no such model): pass a local folder that holds the model"
+                    f"hub ({why}): pass a local folder that holds the model"
                 )
         config = cls.from_json_file(config_file)
         unused = {}

@@ -44,6 +44,73 @@ def offline() -> bool:
 # one network timeout per model, not one per file
 _UNREACHABLE: set[tuple[str, str | None]] = set()
 
+#: seconds to wait for a TCP connection to the hub (or the proxy to it) before calling it unreachable
+PROBE_TIMEOUT_S = 3.0
+# the answer of the reachability probe, per endpoint, for the life of the process
+_PROBED: dict[str, str | None] = {}
+
+
+def looks_local(path: str | os.PathLike) -> bool:
+    """True for a path that is never a hub id: one that exists, starts with ``/``, ``.`` or ``~`` (or is
+    absolute), or has more than one slash (hub ids are ``name`` or ``owner/name``)."""
+    text = os.fspath(path)
+    return (
+        os.path.exists(text)
+        or text.startswith(("/", ".", "~"))
+        or os.path.isabs(text)
+        or text.count("/") > 1
+        or (os.sep != "/" and os.sep in text)
+    )
+
+
+def _missing_local(path: str) -> OSError:
+    return OSError(
+        f"{path} is not a local folder or file (no such path), and a path like it is never looked up on the "
+        "Hugging Face hub (a hub id is 'name' or 'owner/name'): check the path"
+    )
+
+
+def unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when a TCP connection to it (or to the
+    proxy the environment names for it) opens within ``PROBE_TIMEOUT_S``. Asked once per process and
+    endpoint: without it, huggingface_hub retries each file five times over about 23 seconds."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    if endpoint in _PROBED:
+        return _PROBED[endpoint]
+    url = urllib.parse.urlsplit(endpoint)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    what = f"the Hugging Face hub at {endpoint}"
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxied.hostname or "", proxied.port or 8080
+        what = f"the proxy {proxied.hostname}:{port} to the Hugging Face hub"
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+        reason = None
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        reason = f"{what} cannot be reached: {why}"
+    _PROBED[endpoint] = reason
+    return reason
+
+
+def hub_unavailable(hub: HubOptions | None = None) -> str | None:
+    """Why files are not fetched from the hub now (only the local cache is read), or None when they are:
+    ``local_files_only``, ``HF_HUB_OFFLINE``, or a hub that cannot be reached (:func:`unreachable`)."""
+    if hub is not None and hub.local_files_only:
+        return "local_files_only is set"
+    if offline():
+        return "HF_HUB_OFFLINE is set"
+    return unreachable()
+
 
 def resolve_file(
     path_or_id: str | os.PathLike,
@@ -61,6 +128,8 @@ def resolve_file(
     """
     hub = hub or HubOptions()
     path_or_id = str(path_or_id)
+    if not os.path.exists(path_or_id) and looks_local(path_or_id):
+        raise _missing_local(path_or_id)
     if os.path.isdir(path_or_id):
         candidate = os.path.join(path_or_id, hub.subfolder, filename)
         if os.path.isfile(candidate):
@@ -81,10 +150,14 @@ def resolve_file(
         RevisionNotFoundError,
     )
 
-    cache_only = hub.local_files_only or offline() or (path_or_id, hub.revision) in _UNREACHABLE
+    reason = hub_unavailable(hub)
+    if reason is None and (path_or_id, hub.revision) in _UNREACHABLE:
+        reason = "the hub could not be reached for it before"
+    cache_only = reason is not None
     not_reachable = OSError(
-        f"could not reach the Hugging Face hub to fetch {filename} of {path_or_id!r}, and it is not in "
-        "the local cache: pass a local folder that holds the model instead"
+        f"{path_or_id!r} is not a local folder, and {filename} of it is not in the local cache"
+        f"{f' ({reason})' if reason else ' (the hub could not be reached)'}: pass a local folder that holds "
+        "the model instead"
     )
     try:
         return hf_hub_download(
@@ -133,7 +206,9 @@ def list_files(path_or_id: str | os.PathLike, hub: HubOptions | None = None) -> 
     if os.path.isdir(path_or_id):
         root = os.path.join(path_or_id, subfolder)
         return sorted(os.listdir(root)) if os.path.isdir(root) else []
-    if local_files_only or offline():
+    if not os.path.exists(path_or_id) and looks_local(path_or_id):
+        raise _missing_local(path_or_id)
+    if local_files_only or hub_unavailable(hub) is not None:
         return None
     try:
         from huggingface_hub import list_repo_files

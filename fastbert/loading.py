@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import BertConfig, check_attn_implementation
-from .hub import HubOptions, resolve_file
+from .hub import HubOptions, hub_unavailable, resolve_file
 
 logger = logging.getLogger("fastbert")
 
@@ -153,6 +153,12 @@ def find_and_load_weights(
         state = pytorch_weights()
         if state is not None:
             return state
+    reason = None if os.path.isdir(path_or_id) else hub_unavailable(hub)
+    if reason is not None:  # a hub id whose weights are not cached: "holds no weights" would mislead
+        raise OSError(
+            f"{path_or_id!r} is not a local folder, and its weights are not in the local cache ({reason}): "
+            "pass a local folder that holds the model"
+        )
     raise OSError(
         f"{path_or_id} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
         "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt"

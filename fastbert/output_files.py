@@ -151,9 +151,35 @@ def output_plan(path: str | os.PathLike) -> OutputPlan:
 def check_output_path(path: str | os.PathLike) -> OutputPlan:
     """Refuse an output that cannot be written (``OSError`` naming it and why), before any work is done.
 
-    Returns the :class:`OutputPlan` that :func:`open_output` follows.
+    Returns the :class:`OutputPlan` that :func:`open_output` follows. A file to be replaced is tried: a
+    temporary file is made beside it and removed, so that a folder where no file can be made (``/proc``,
+    a read-only mount, even for root, whom the permission bits do not stop) is refused now, not after
+    the work.
     """
-    return output_plan(path)
+    plan = output_plan(path)
+    if plan.how == "replace":
+        _try_replace(plan)
+    return plan
+
+
+def _try_replace(plan: OutputPlan) -> None:
+    folder = os.path.dirname(plan.target) or "."
+    try:
+        tmp, fd = _new_temp(plan.target)
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else "no file can be made there"
+        if os.path.exists(plan.target):
+            raise _refuse(
+                e.errno or errno.EACCES,
+                f"cannot write {plan.path}: it is not a regular file that can be replaced (no file can be "
+                f"made beside it in {folder}: {reason})",
+            ) from None
+        raise _refuse(
+            e.errno or errno.EACCES, f"cannot write {plan.path}: no file can be made in {folder} ({reason})"
+        ) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 # ------------------------------------------------------------------------------------ temporary files

@@ -77,7 +77,8 @@ def test_input_file_output_formats(ckpt, tmp_path):
     p = fill_mask(ckpt, "--input", str(src), "--output", str(out_csv), "--top-k", "2")
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
-    assert len(rows) == 4 and list(rows[0]) == ["index", "rank", "score", "token", "token_str", "sequence"]
+    header = ["index", "mask", "rank", "score", "token", "token_str", "sequence"]
+    assert len(rows) == 4 and list(rows[0]) == header
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 

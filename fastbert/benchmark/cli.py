@@ -94,6 +94,10 @@ def options_from_args(args: argparse.Namespace):
 
     suite = "quick" if args.quick else (args.suite or "quick")
     d = SUITE_DEFAULTS[suite]
+    if args.device is not None:  # refused in one line before anything loads: cuda without CUDA, banana...
+        from fastbert.devices import available_device
+
+        args.device = str(available_device(args.device))
     budget = args.time_budget
     if budget is None and suite == "quick":
         budget = QUICK_BUDGET_S["cuda" if (args.device or default_device()).startswith("cuda") else "cpu"]
@@ -161,4 +165,23 @@ def cli_main(args: argparse.Namespace) -> int:
     ]
     for r in bad:
         print(f"fastbert bench: {r['provider']} {r['shape']}: {r['status']}: {r['note']}", file=sys.stderr)
+    untimed = nothing_timed(result["rows"])
+    if untimed:
+        print(f"fastbert bench: error: {untimed}", file=sys.stderr)
+        return 1
     return 1 if bad else 0
+
+
+def nothing_timed(rows: list[dict]) -> str | None:
+    """One line saying why, when no row of a run has a time; None when some row does."""
+    if any(r.get("median_ms") is not None for r in rows):
+        return None
+    if not rows:
+        return "nothing was timed: the suite and the filters (--models, --tasks, --shapes, --dtypes, --providers) select no row"
+    why: dict[str, int] = {}
+    for r in rows:
+        reason = f"{r.get('status')}: {r.get('note') or 'no reason recorded'}"
+        why[reason] = why.get(reason, 0) + 1
+    shown = "; ".join(f"{n} row(s) {reason}" for reason, n in list(why.items())[:3])
+    more = f"; and {len(why) - 3} other reason(s)" if len(why) > 3 else ""
+    return f"nothing was timed ({len(rows)} row(s), none with a time): {shown}{more}"

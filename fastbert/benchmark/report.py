@@ -56,6 +56,7 @@ ENV_FIELDS: tuple[str, ...] = (
     "device",
     "device_name",
     "cpu",
+    "cpu_details",
     "cores",
     "gpu",
     "threads",
@@ -205,7 +206,10 @@ def header_line(rows: Sequence[dict[str, Any]]) -> str:
         if r.get(k)
     )
     cores = f", {r['cores']} cores" if r.get("cores") else ""
-    return f"**{r['device_name']}** ({r['device']}{cores}, {r['threads']} threads), {versions}, {r['date']}"
+    cpu = f", {r['cpu_details']}" if r.get("cpu_details") and r.get("device") == "cpu" else ""
+    return (
+        f"**{r['device_name']}** ({r['device']}{cpu}{cores}, {r['threads']} threads), {versions}, {r['date']}"
+    )
 
 
 GROUP_TITLES = {

@@ -89,6 +89,35 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+#: the instruction-set flags that change CPU figures (GEMM kernels, bf16/int8 paths), when the CPU has them
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_details() -> str | None:
+    """``family F model M; flags ...`` of /proc/cpuinfo (the flags of :data:`CPU_FLAGS` it has): what a
+    model name such as "AMD EPYC" does not say. None where /proc/cpuinfo cannot be read."""
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("cpu family", "model", "flags") and key not in found:
+                    found[key] = value.strip()
+                if len(found) == 3:
+                    break
+    except OSError:
+        return None
+    if not found:
+        return None
+    flags = set(found.get("flags", "").split())
+    have = [f for f in CPU_FLAGS if f in flags]
+    return (
+        f"family {found.get('cpu family', '?')} model {found.get('model', '?')}; "
+        f"flags {' '.join(have) if have else 'none of ' + ' '.join(CPU_FLAGS)}"
+    )
+
+
 def environment(device: str) -> dict[str, Any]:
     """Device, core and thread counts, versions and date: carried by every row."""
     import fastbert
@@ -103,6 +132,7 @@ def environment(device: str) -> dict[str, Any]:
         "device": "cuda" if cuda else "cpu",
         "device_name": gpu or cpu_name(),
         "cpu": cpu_name(),
+        "cpu_details": cpu_details(),
         "cores": cores,
         "gpu": gpu,
         "threads": torch.get_num_threads(),

@@ -192,7 +192,13 @@ def _config_location(src: str) -> str:
     return src
 
 
-def _not_found(src: str, from_tf: bool, from_flax: bool) -> OSError:
+def _not_found(src: str, from_tf: bool, from_flax: bool, hub: HubOptions | None = None) -> OSError:
+    reason = None if os.path.exists(src) else hub_files.hub_unavailable(hub)
+    if reason is not None:  # a hub id, offline or unreachable: not "holds no checkpoint"
+        return OSError(
+            f"{src!r} is not a local folder, and no checkpoint of it is in the local cache ({reason}): pass a "
+            "local folder that holds the checkpoint"
+        )
     if from_tf:
         kinds = "TF checkpoint (tf_model.h5 or *.ckpt.index)"
     elif from_flax:
@@ -228,7 +234,7 @@ def convert_checkpoint(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     found = find_legacy_checkpoint(src, from_tf=from_tf, from_flax=from_flax, hub=hub)
     if found is None:
-        raise _not_found(src, from_tf, from_flax)
+        raise _not_found(src, from_tf, from_flax, hub)
     kind, files = found
     out_model = os.path.join(dst, "model.safetensors")
     if os.path.isfile(dst):

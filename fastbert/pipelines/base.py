@@ -145,11 +145,18 @@ class Pipeline:
         self.progress = progress
         if task:
             self.task = task
+        self._max_length_given = max_length is not None
         self.max_length = whole_number("max_length", max_length) or self._default_max_length()
         positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         if isinstance(positions, int) and self.max_length > positions:
             raise ValueError(
                 f"max_length={self.max_length} is more than the model's {positions} position embeddings"
+            )
+        least = self._least_max_length()
+        if self.max_length < least:
+            raise ValueError(
+                f"max_length={self.max_length} is too small: a {self.task or 'pipeline'} input needs at least "
+                f"{least} tokens (the tokenizer adds {least - self._least_text_tokens()} special tokens)"
             )
         # parameters given at construction: defaults of every call
         self._init_params = dict(kwargs)
@@ -173,6 +180,23 @@ class Pipeline:
         if isinstance(pos, int) and pos > 0:
             limits.append(pos)
         return min(limits) if limits else 512
+
+    #: tokens of text (not special tokens) the shortest input of the task has: one (a question and a
+    #: context for question-answering, which overrides this)
+    _least_text = (1, False)
+
+    def _least_text_tokens(self) -> int:
+        return self._least_text[0]
+
+    def _least_max_length(self) -> int:
+        """The smallest ``max_length`` an input of this task fits in: its special tokens plus its text."""
+        count = getattr(self.tokenizer, "num_special_tokens_to_add", None)
+        pair = self._least_text[1]
+        try:
+            special = int(count(pair=pair)) if callable(count) else (3 if pair else 2)
+        except Exception:  # noqa: BLE001 - a tokenizer without the usual API: BERT's count
+            special = 3 if pair else 2
+        return special + self._least_text_tokens()
 
     def _check_params(self, params: dict[str, Any]) -> None:
         """Raise on parameters this task does not know (subclasses list theirs in ``_sanitize``)."""
@@ -199,13 +223,18 @@ class Pipeline:
         if n <= self.max_length:
             return enc
         what = "input" if text_pair is None else "input pair"
+        limit = (
+            f"max_length={self.max_length}"
+            if self._max_length_given
+            else f"the model's maximum of {self.max_length}"
+        )
         if truncation is False or truncation == "do_not_truncate":
             raise ValueError(
-                f"{what} is {n} tokens long, longer than the model's maximum of {self.max_length} "
+                f"{what} is {n} tokens long, longer than {limit} "
                 f"(truncation=False): shorten it or allow truncation. Input starts: {_preview(text)}"
             )
         warnings.warn(
-            f"{what} of {n} tokens truncated to the model's maximum of {self.max_length}: {_preview(text)}",
+            f"{what} of {n} tokens truncated to {limit}: {_preview(text)}",
             UserWarning,
             stacklevel=4,
         )

@@ -24,6 +24,7 @@ _EXT_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
+    ".txt": "jsonl",
     ".csv": "csv",
     ".npy": "npy",
     ".safetensors": "safetensors",
@@ -79,18 +80,21 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         default=None,
-        help="input file, one input per line (JSON lines for text pairs and QA); default stdin",
+        help="input file, one input per line (default stdin): a line whose first non-blank character is '{' "
+        'is a JSON object ({"text": ..., "text_pair": ...}; question-answering: {"question": ..., "context": ...}) '
+        "and is refused when it is not valid JSON; any other line is the text itself",
     )
     parser.add_argument(
         "--output",
         default=None,
-        help="output file (.jsonl, .json, .csv; embeddings also .npy, .safetensors); default stdout",
+        help="output file (.jsonl, .json, .csv; embeddings also .npy, .safetensors; another extension needs "
+        "--format); default stdout",
     )
     parser.add_argument(
         "--format",
         default=None,
         choices=FORMATS,
-        help="output format (default: from --output's extension, else jsonl)",
+        help="output format (default: from --output's extension, jsonl for stdout or a name without one)",
     )
     parser.add_argument(
         "--skip-empty", action="store_true", help="skip empty input lines instead of stopping at them"
@@ -151,25 +155,40 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _format_of(args: argparse.Namespace) -> str:
+    """``--format``, else the format of ``--output``'s extension, else JSON lines. An extension that is not
+    one of the formats (``x.parquet``) is refused unless ``--format`` says what to write under that name,
+    and so is an extension of another format (``--format csv --output x.json``)."""
+    ext = os.path.splitext(args.output)[1].lower() if args.output and args.output != "-" else ""
+    named = _EXT_FORMATS.get(ext)
     if args.format:
+        if named is not None and named != args.format:
+            raise ValueError(
+                f"--output {args.output} has the extension of {named}, not of --format {args.format}: "
+                "change one of them"
+            )
         return args.format
-    if args.output:
-        ext = os.path.splitext(args.output)[1].lower()
-        if ext in _EXT_FORMATS:
-            return _EXT_FORMATS[ext]
-    return "jsonl"
+    if ext and named is None:
+        known = ", ".join(sorted(_EXT_FORMATS))
+        raise ValueError(
+            f"--output {args.output}: fastbert run does not write {ext} files (it writes {known}); "
+            "pass --format to choose what to write under that name"
+        )
+    return named or "jsonl"
 
 
-def _json_line(task: str, text: str, lineno: int) -> Any:
-    """A JSON line's object; None where the line is not JSON and the task takes it as plain text."""
+def _json_line(text: str, lineno: int) -> dict:
+    """The object of a JSON input line (one whose first non-blank character is ``{``): a line that starts
+    like JSON but is not valid JSON is refused, naming the line, never read as text."""
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except RecursionError:
         raise ValueError(f"line {lineno}: JSON nested too deeply to read") from None
     except ValueError as e:  # JSONDecodeError, or an integer of too many digits
-        if task == "question-answering":
-            raise ValueError(f"line {lineno}: not valid JSON ({e})") from None
-        return None
+        raise ValueError(
+            f"line {lineno} starts with '{{' but is not valid JSON ({e}); a line that starts with '{{' is read "
+            'as a JSON object: write a text that starts with \'{\' as {"text": "..."}'
+        ) from None
+    return obj
 
 
 def _string_field(obj: dict, key: str, lineno: int, what: str) -> str:
@@ -182,7 +201,7 @@ def _string_field(obj: dict, key: str, lineno: int, what: str) -> str:
 def _parse_line(task: str, line: str, lineno: int) -> Any:
     text = line.rstrip("\r\n")
     stripped = text.strip()
-    obj = _json_line(task, stripped, lineno) if stripped.startswith("{") else None
+    obj = _json_line(stripped, lineno) if stripped.startswith("{") else None
     if not isinstance(obj, dict):
         if task == "question-answering":
             raise ValueError(
@@ -266,6 +285,44 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
     return kw
 
 
+#: CSV columns of each task that yields records: ``index`` is the result's number (0-based, the line of
+#: the JSON lines output), ``mask`` a fill-mask line's mask (0, 1... for a line with several), ``rank`` the
+#: record's place in the list of one input (empty where the JSON result is one object, not a list). A
+#: record's own ``index`` (token-classification's token index) is the ``token_index`` column. A line whose
+#: result is an empty list is one row with its ``index`` alone: nothing JSON lines say is lost.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "fill-mask": ("index", "mask", "rank", "score", "token", "token_str", "sequence"),
+    "text-classification": ("index", "rank", "label", "score"),
+    "token-classification": ("index", "rank", "entity", "score", "token_index", "word", "start", "end"),
+    "token-classification-aggregated": ("index", "rank", "entity_group", "score", "word", "start", "end"),
+    "question-answering": ("index", "rank", "score", "start", "end", "answer"),
+}
+#: record keys renamed in CSV because a column of the row has their name
+CSV_RENAMED = {"index": "token_index"}
+
+
+def csv_columns(task: str, kwargs: dict[str, Any], dim: int | None) -> list[str]:
+    """The CSV header of ``task`` (known before the first result: every row has the same columns)."""
+    if task == "sentence-embedding":
+        return ["index", *(f"dim_{j}" for j in range(dim or 0))]
+    if task == "feature-extraction":
+        return ["index", "token", *(f"dim_{j}" for j in range(dim or 0))]
+    if task == "token-classification" and kwargs.get("aggregation_strategy", "none") != "none":
+        return list(CSV_COLUMNS["token-classification-aggregated"])
+    return list(CSV_COLUMNS[task])
+
+
+def _records(index: int, result: Any, **where: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(result, dict):
+        yield {"index": index, **where, **{CSV_RENAMED.get(k, k): v for k, v in result.items()}}
+        return
+    if not result:  # an empty list: the line stays, with nothing but its number
+        yield {"index": index, **where}
+        return
+    for rank, r in enumerate(result):
+        yield {"index": index, **where, "rank": rank, **{CSV_RENAMED.get(k, k): v for k, v in r.items()}}
+
+
 def _csv_rows(task: str, index: int, result: Any) -> Iterator[dict[str, Any]]:
     if task == "sentence-embedding":
         yield {"index": index, **{f"dim_{j}": v for j, v in enumerate(result)}}
@@ -274,24 +331,23 @@ def _csv_rows(task: str, index: int, result: Any) -> Iterator[dict[str, Any]]:
         for t, vec in enumerate(result[0]):
             yield {"index": index, "token": t, **{f"dim_{j}": v for j, v in enumerate(vec)}}
         return
-    if isinstance(result, dict):
-        yield {"index": index, **result}
+    if task == "fill-mask":
+        several = bool(result) and isinstance(result[0], list)
+        for m, row in enumerate(result if several else [result]):
+            yield from _records(index, row, mask=m)
         return
-    if result and isinstance(result[0], list):  # several masks
-        for m, row in enumerate(result):
-            for rank, r in enumerate(row):
-                yield {"index": index, "mask": m, "rank": rank, **r}
-        return
-    for rank, r in enumerate(result):
-        yield {"index": index, "rank": rank, **r}
+    yield from _records(index, result)
 
 
 class _Writer:
     """Writes results as they come (JSON lines, JSON, CSV) or all at the end (``.npy``, ``.safetensors``)
     to a file opened by :func:`fastbert.output_files.open_output`."""
 
-    def __init__(self, fmt: str, task: str, dim: int | None = None) -> None:
+    def __init__(
+        self, fmt: str, task: str, dim: int | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
         self.fmt, self.task, self.dim = fmt, task, dim
+        self.columns = csv_columns(task, kwargs or {}, dim) if fmt == "csv" else []
         self.rows: list[Any] = []
         self.csv_writer: csv.DictWriter | None = None
         self.first = True
@@ -308,10 +364,10 @@ class _Writer:
         elif self.fmt == "json":
             out.write(("[\n" if self.first else ",\n") + json.dumps(result, ensure_ascii=False))
         elif self.fmt == "csv":
+            if self.csv_writer is None:
+                self.csv_writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="raise")
+                self.csv_writer.writeheader()
             for row in _csv_rows(self.task, index, result):
-                if self.csv_writer is None:
-                    self.csv_writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore")
-                    self.csv_writer.writeheader()
                 self.csv_writer.writerow(row)
         else:
             self.rows.append(result)
@@ -385,12 +441,14 @@ def _cli_main(args: argparse.Namespace) -> int:
             raise OSError(f"input file {args.input} does not exist")
         if os.path.isdir(args.input):
             raise OSError(f"input {args.input} is a folder: pass a file with one input per line")
+    _refuse_output_is_input(args.input, plan.path)
+
+    from fastbert.devices import available_device
 
     from .factory import pipeline  # torch: only once the arguments are known to be good
 
-    device: Any = args.device
-    if device is not None and device.strip().lstrip("-").isdigit():
-        device = int(device)
+    # cuda without CUDA, cuda:3 of two GPUs, banana: refused before the model loads
+    device = available_device(args.device) if args.device is not None else None
     extra = {"max_length": args.max_length} if args.max_length is not None else {}
     try:
         pipe = pipeline(
@@ -404,10 +462,14 @@ def _cli_main(args: argparse.Namespace) -> int:
             progress=args.progress,
             **extra,
         )
-    except (AssertionError, RuntimeError) as e:  # torch: no CUDA, bad device...
+    except (AssertionError, RuntimeError) as e:  # torch, moving the model to the device
         raise ValueError(f"cannot use device {args.device!r}: {e}") from None
+    except ValueError as e:  # too small for the task: the pipeline names its argument, this its flag
+        if args.max_length is not None and str(e).startswith(f"max_length={args.max_length} is too small"):
+            raise ValueError("--max-length " + str(e).removeprefix("max_length=")) from None
+        raise
 
-    writer = _Writer(fmt, task, _vector_size(pipe, kwargs))
+    writer = _Writer(fmt, task, _vector_size(pipe, kwargs), kwargs)
     source = sys.stdin.buffer if args.input in (None, "-") else open(args.input, "rb")
     try:
         inputs = _read_inputs(
@@ -426,6 +488,35 @@ def _cli_main(args: argparse.Namespace) -> int:
         if source is not sys.stdin.buffer:
             source.close()
     return 0
+
+
+def _refuse_output_is_input(input_path: str | None, output_path: str) -> None:
+    """Refuse an ``--output`` that is the input (the same file by any name: a symlink, a hard link, or the
+    file that stdin reads): the run would replace what it is reading."""
+    if output_path == "-":
+        return
+    try:
+        out_st = os.stat(output_path)
+    except OSError:
+        return  # a new file: not the input
+    if not os.path.isfile(output_path):
+        return  # /dev/null, a FIFO, a descriptor: written in place, never replaced
+    if input_path not in (None, "-"):
+        if os.path.samestat(os.stat(input_path), out_st):
+            raise ValueError(
+                f"--output {output_path} is the input file {input_path} (the same file): the run would "
+                "replace its own input; write the results to another file"
+            )
+        return
+    try:
+        in_st = os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # no stdin, or one without a descriptor
+        return
+    if os.path.samestat(in_st, out_st):
+        raise ValueError(
+            f"--output {output_path} is the file stdin reads: the run would replace its own input; "
+            "write the results to another file"
+        )
 
 
 def _write_all(writer: _Writer, out: IO, results: Iterable[Any], flush: bool) -> None:

@@ -183,6 +183,7 @@ def pipeline(
         tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **hub.as_kwargs())
 
     extra: dict[str, Any] = {}
+    folder_max_length = False  # max_length from the folder's sentence_bert_config: the model's own limit
     if task == "sentence-embedding":
         modes, normalize, max_len = _pooling_config(path, hub)
         extra["pooling"] = kwargs.pop("pooling", None) or modes
@@ -190,9 +191,10 @@ def pipeline(
         extra["normalize"] = normalize if norm is None else norm
         if max_len and "max_length" not in kwargs:
             extra["max_length"] = max_len
+            folder_max_length = True
     if "max_length" in kwargs:
         extra["max_length"] = kwargs.pop("max_length")
-    return task_class(task)(
+    pipe = task_class(task)(
         model=loaded,
         tokenizer=tokenizer,
         device=target,
@@ -202,3 +204,6 @@ def pipeline(
         **extra,
         **kwargs,
     )
+    if folder_max_length:  # messages say "the model's maximum", not max_length=N
+        pipe._max_length_given = False
+    return pipe

@@ -81,11 +81,43 @@ class FillMaskPipeline(Pipeline):
         ids = list(enc["input_ids"])
         mask_id = self.tokenizer.mask_token_id
         positions = [i for i, t in enumerate(ids) if t == mask_id]
+        whole = self._untruncated_masks(text, kwargs, len(ids)) or positions
         if not positions:
+            if whole:  # the input has masks, all past the truncation point
+                raise ValueError(
+                    f"fill-mask: the input's mask token{'s' if len(whole) > 1 else ''} "
+                    f"({self.tokenizer.mask_token} at token {', '.join(map(str, whole))}) "
+                    f"{'were' if len(whole) > 1 else 'was'} truncated away: the input is cut at "
+                    f"{self._limit_text()}; shorten the text before the mask or raise max_length. "
+                    f"Input starts: {_preview(text)}"
+                )
             raise ValueError(
                 f"fill-mask: no mask token ({self.tokenizer.mask_token}) found in the input {_preview(text)}"
             )
+        if len(whole) > len(positions):
+            warnings.warn(
+                f"fill-mask: {len(whole) - len(positions)} of the input's {len(whole)} mask tokens were "
+                f"truncated away (cut at {self._limit_text()}): results for the first {len(positions)} only. "
+                f"Input starts: {_preview(text)}",
+                UserWarning,
+                stacklevel=4,
+            )
         return [self._feature(enc, positions=positions)]
+
+    def _untruncated_masks(self, text: str, kwargs: dict[str, Any], kept: int) -> list[int]:
+        """Token positions of the mask tokens of the whole input; tokenized again only when the input
+        filled ``max_length`` (it may have been cut), else none are missing: []."""
+        if kept < self.max_length:
+            return []
+        ids = list(self.tokenizer(text, verbose=False, **kwargs)["input_ids"])
+        if len(ids) <= kept:
+            return []
+        return [i for i, t in enumerate(ids) if t == self.tokenizer.mask_token_id]
+
+    def _limit_text(self) -> str:
+        if getattr(self, "_max_length_given", False):
+            return f"max_length={self.max_length} tokens"
+        return f"the model's maximum of {self.max_length} tokens"
 
     def extract(self, output, attention_mask, lengths, features, **_):
         logits = model_output(output, "logits")

@@ -13,6 +13,9 @@ class QuestionAnsweringPipeline(Pipeline):
     """``question-answering``: extractive answers ``{score, start, end, answer}``; long contexts are
     split into spans of ``max_seq_len`` tokens overlapping by ``doc_stride``."""
 
+    # the shortest input: a question of one token and a context of one, with a pair's special tokens
+    _least_text = (2, True)
+
     task = "question-answering"
 
     def _sanitize(

@@ -181,7 +181,7 @@ def test_max_length_beyond_the_model_is_one_line(model, monkeypatch, capsys):
     code, _, err = embed_here(monkeypatch, capsys, model, "--max-length", "100", stdin=b"hello\n")
     assert code == 2 and "max_length=100 is more than the model's 64 position embeddings" in err
     code, out, err = embed_here(monkeypatch, capsys, model, "--max-length", "3", stdin=b"hello world the a\n")
-    assert code == 0 and "truncated to the model's maximum of 3" in err and len(json.loads(out)) == HIDDEN
+    assert code == 0 and "truncated to max_length=3" in err and len(json.loads(out)) == HIDDEN
 
 
 def test_batch_size_and_other_api_numbers_are_value_errors(model):
