@@ -7,8 +7,9 @@ nothing here branches on a backend. When the batch has padding and the table pac
 ``triton``), the real tokens are packed once after the mask is read, every layer runs on them only,
 and the result is re-padded once (padded positions are zero).
 
-Self-attention holds one fused QKV projection (``attention.self.qkv``, a (3H, H) weight): its
-``query``/``key``/``value`` are views of it, and the state dict keeps transformers' three names.
+Self-attention has transformers' ``query``/``key``/``value`` ``nn.Linear`` modules (PEFT wraps them,
+names match); their weights share one contiguous storage so the projection runs as one GEMM while nothing
+wraps or replaces them (see :class:`BertSelfAttention`).
 """
 
 from __future__ import annotations
@@ -130,60 +131,46 @@ class _Module(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- attention
-class _QKVSlice(_Module):
-    """``query``, ``key`` or ``value`` of a self-attention: a Linear whose weight and bias are rows of the
-    fused QKV parameter (views: editing them edits the parameter)."""
-
-    def __init__(self, owner: nn.Module, index: int, in_features: int, out_features: int) -> None:
-        super().__init__()
-        object.__setattr__(self, "_owner", owner)  # not a submodule: the owner holds the parameter
-        self.index = index
-        self.in_features = in_features
-        self.out_features = out_features
-
-    @property
-    def weight(self) -> torch.Tensor:
-        n = self.out_features
-        return self._owner.qkv.weight[self.index * n : (self.index + 1) * n]
-
-    @property
-    def bias(self) -> torch.Tensor:
-        n = self.out_features
-        return self._owner.qkv.bias[self.index * n : (self.index + 1) * n]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, view of qkv"
-
-
 _QKV_NAMES = ("query", "key", "value")
 
 
-def _state_dict_post_hook(module, state_dict, prefix, local_metadata) -> None:
-    """qkv.weight/bias → transformers' query/key/value keys (views), in transformers' order."""
-    if prefix + "qkv.weight" not in state_dict:
-        return
-    tail = [k for k in state_dict if k.startswith(prefix)]
-    weight, bias = state_dict.pop(prefix + "qkv.weight"), state_dict.pop(prefix + "qkv.bias")
-    for i, (w, b) in enumerate(zip(weight.chunk(3), bias.chunk(3))):
-        state_dict[f"{prefix}{_QKV_NAMES[i]}.weight"] = w
-        state_dict[f"{prefix}{_QKV_NAMES[i]}.bias"] = b
-    for k in tail:  # the module's other entries (distance_embedding) after query/key/value
-        if k in state_dict:
-            state_dict.move_to_end(k)
+def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
+    """``cat([a, b, c])`` as a view without a copy, when the three tensors lie one after another in one
+    storage (the fused layout); None otherwise (then the caller concatenates)."""
+    if not (a.is_contiguous() and b.is_contiguous() and c.is_contiguous()) or a.device.type == "meta":
+        return None
+    step = a.numel() * a.element_size()
+    start = a.data_ptr()
+    if b.data_ptr() != start + step or c.data_ptr() != start + 2 * step or not a.shape == b.shape == c.shape:
+        return None
+    same_storage = a.untyped_storage().data_ptr() == c.untyped_storage().data_ptr()
+    if a.dtype != b.dtype or a.dtype != c.dtype or not same_storage:
+        return None
+    return a.detach().as_strided((3 * a.shape[0], *a.shape[1:]), a.stride())
 
 
-def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
-    """transformers' query/key/value keys → the fused qkv.weight/bias."""
-    for kind in ("weight", "bias"):
-        keys = [f"{prefix}{n}.{kind}" for n in _QKV_NAMES]
-        if all(k in state_dict for k in keys):
-            state_dict[f"{prefix}qkv.{kind}"] = torch.cat([state_dict.pop(k) for k in keys])
+def _plain_linear(m: nn.Module) -> bool:
+    """An ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias and no hooks."""
+    return (
+        type(m) is nn.Linear
+        and m.bias is not None
+        and not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+    )
 
 
 class BertSelfAttention(_Module):
+    """Self- (or cross-) attention with transformers' ``query``/``key``/``value`` ``nn.Linear`` modules.
+
+    Self-attention keeps their weights (and biases) in one contiguous (3H, H) storage, rows in
+    query/key/value order, so the three projections run as one GEMM on a view of it — no copy that could
+    go stale: every in-place edit, ``load_state_dict`` or optimizer step writes that storage. When the
+    layout is broken (a parameter replaced or moved one by one), the fused GEMM concatenates the three
+    weights of that call (moves through ``to()`` restore the layout); when gradients are needed it
+    concatenates too, so they reach the three parameters. When any of the three modules is not a plain
+    ``nn.Linear`` (a PEFT LoRA layer, a module replaced by hand, a hook on it), the three modules run
+    themselves, unfused.
+    """
+
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
@@ -192,18 +179,12 @@ class BertSelfAttention(_Module):
         self.scaling = self.attention_head_size**-0.5
         self.is_cross_attention = is_cross_attention
         h, n = config.hidden_size, self.all_head_size
-        if is_cross_attention:  # keys and values come from the encoder's states: separate projections
-            self.query = nn.Linear(h, n)
-            self.key = nn.Linear(h, n)
-            self.value = nn.Linear(h, n)
-        else:
-            self.qkv = nn.Linear(h, 3 * n)  # (3H, H): query, key, value rows
-            self.query, self.key, self.value = (_QKVSlice(self, i, h, n) for i in range(3))
-            if hasattr(self, "register_state_dict_post_hook"):
-                self.register_state_dict_post_hook(_state_dict_post_hook)
-            else:  # pragma: no cover - older torch
-                self._register_state_dict_hook(_state_dict_post_hook)
-            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        self.query = nn.Linear(h, n)
+        self.key = nn.Linear(h, n)
+        self.value = nn.Linear(h, n)
+        if not is_cross_attention:
+            self.fuse_qkv_storage()
+            self.register_load_state_dict_post_hook(_refuse_after_load)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
         self.relative = self.position_embedding_type in ("relative_key", "relative_key_query")
@@ -212,6 +193,45 @@ class BertSelfAttention(_Module):
             self.distance_embedding = nn.Embedding(
                 2 * config.max_position_embeddings - 1, self.attention_head_size
             )
+
+    def fuse_qkv_storage(self) -> bool:
+        """Put query/key/value's weights (and biases) in one contiguous storage each, when they are plain
+        ``nn.Linear`` modules of one dtype and device and not laid out so already. The parameters stay the
+        same objects (``param.data`` is re-pointed, values kept). Returns whether the layout is fused."""
+        lins = tuple(getattr(self, n) for n in _QKV_NAMES)
+        if not all(type(m) is nn.Linear and m.bias is not None for m in lins):
+            return False
+        for kind in ("weight", "bias"):
+            ts = [getattr(m, kind) for m in lins]
+            if ts[0].device.type != "meta" and _adjacent(*ts) is not None:
+                continue
+            if len({(t.dtype, t.device, t.shape) for t in ts}) != 1:
+                return False
+            with torch.no_grad():
+                fused = torch.cat([t.detach() for t in ts])  # (3n, ...)
+            rows = ts[0].shape[0]
+            for i, t in enumerate(ts):
+                t.data = fused[i * rows : (i + 1) * rows]
+        return True
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if not self.is_cross_attention:  # a move or a cast converts each parameter apart: fuse again
+            self.fuse_qkv_storage()
+        return out
+
+    def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(3n, H) weight and (3n,) bias of the fused projection, or None when query/key/value must run as
+        modules (one of them wrapped, replaced or hooked)."""
+        q, k, v = self.query, self.key, self.value
+        if not (_plain_linear(q) and _plain_linear(k) and _plain_linear(v)):
+            return None
+        ws, bs = (q.weight, k.weight, v.weight), (q.bias, k.bias, v.bias)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in ws + bs)):
+            weight, bias = _adjacent(*ws), _adjacent(*bs)
+            if weight is not None and bias is not None:
+                return weight, bias
+        return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.
@@ -246,9 +266,14 @@ class BertSelfAttention(_Module):
                 v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
         else:
             spec = ctx.attn
-            proj = self.qkv
-            qkv = ctx.ops.linear(hidden_states, proj.weight, proj.bias)
-            q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
+            fused = self.fused_qkv()
+            if fused is not None:
+                qkv = ctx.ops.linear(hidden_states, *fused)  # (..., 3 * h * d)
+                q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
+            else:  # wrapped or replaced modules: each runs itself
+                q = self.query(hidden_states).view(*lead, h, d)
+                k = self.key(hidden_states).view(*lead, h, d)
+                v = self.value(hidden_states).view(*lead, h, d)
             if past_key_value is not None:
                 k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)
                 v = torch.cat([past_key_value[1].transpose(1, 2), v], dim=1)
@@ -259,6 +284,10 @@ class BertSelfAttention(_Module):
         dropout_p = self.dropout.p if self.training else 0.0
         context, probs = ctx.ops.attention(q, k, v, spec, self.scaling, dropout_p, bias)
         return context.reshape(*lead, h * d), probs, present
+
+
+def _refuse_after_load(module: BertSelfAttention, incompatible_keys) -> None:
+    module.fuse_qkv_storage()  # load_state_dict(assign=True) put the checkpoint's tensors in place
 
 
 def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
