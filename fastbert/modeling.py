@@ -419,7 +419,7 @@ class BertEmbeddings(_Module):
                 ln.eps,
                 validate=False,  # ids were validated by the model
             )
-            return out.view(*input_ids.shape, -1)
+            return out.view(*input_ids.shape, out.shape[-1])
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
@@ -510,6 +510,7 @@ class BertPreTrainedModel(PreTrainedMixin, _Module):
         super().__init__()
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a fastbert.BertConfig, got {type(config).__name__}")
+        config.validate()  # types and ranges of every field, when the model is built (as transformers)
         self.config = config
         self._fallback_warned: set[str] = set()
         #: bumped whenever the parameters may have moved (``to()``, ``_apply``, loading with assign):
@@ -620,14 +621,42 @@ def _after_load(module: BertPreTrainedModel, incompatible_keys) -> None:
     module._bump_weights_version()  # load_state_dict(assign=True) may have moved the parameters
 
 
+def _cache_layers(cache) -> list[tuple]:
+    """(keys, values) per filled layer of one cache: a transformers ``Cache`` (read through its public
+    ``layers`` / ``key_cache`` attributes, no import of transformers) or legacy tuples; [] when empty."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:  # transformers 5: layers with .keys / .values, None until first filled
+        out = []
+        for layer in layers:
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if not isinstance(keys, torch.Tensor) or keys.dim() != 4:
+                break
+            out.append((keys, values))
+        return out
+    if hasattr(cache, "key_cache"):  # transformers 4's DynamicCache
+        return [(k, v) for k, v in zip(cache.key_cache, cache.value_cache) if isinstance(k, torch.Tensor)]
+    if hasattr(cache, "to_legacy_cache"):
+        cache = cache.to_legacy_cache()
+    return [tuple(layer) for layer in cache if len(layer)]
+
+
 def _as_legacy_cache(past_key_values):
+    """Past keys/values as legacy tuples, per layer (k, v) or (k, v, cross_k, cross_v); None when empty.
+
+    An ``EncoderDecoderCache`` whose cross-attention part is empty (or partly filled) gives (k, v) layers:
+    the cross-attention keys are then computed from the encoder's states, as transformers does."""
     if past_key_values is None:
         return None
-    if hasattr(past_key_values, "to_legacy_cache"):  # a transformers Cache object
-        past_key_values = past_key_values.to_legacy_cache()
-    if len(past_key_values) == 0:
-        return None
-    return tuple(tuple(layer) for layer in past_key_values)
+    if hasattr(past_key_values, "self_attention_cache"):  # transformers' EncoderDecoderCache
+        own = _cache_layers(past_key_values.self_attention_cache)
+        cross = _cache_layers(past_key_values.cross_attention_cache)
+        if not own:
+            return None
+        if len(cross) == len(own):
+            return tuple(tuple(s) + tuple(c) for s, c in zip(own, cross))
+        return tuple(tuple(s) for s in own)
+    layers = _cache_layers(past_key_values)
+    return tuple(tuple(layer) for layer in layers) if layers else None
 
 
 _RANGE_FIELDS = {
@@ -793,7 +822,7 @@ class BertModel(BertPreTrainedModel):
             enc_host = tuple(rest)
         return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
 
-    def _resolve(self, output_attentions: bool, past: Any) -> OpTable:
+    def _resolve(self, output_attentions: bool, past: Any, no_real_tokens: bool = False) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
         once per reason)."""
         cfg = self.config
@@ -805,6 +834,7 @@ class BertModel(BertPreTrainedModel):
             needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
             cache=past is not None,
             device=lambda: self.device,
+            no_real_tokens=no_real_tokens,
         )
         if reason is not None:
             self._warn_fallback(reason)
@@ -839,7 +869,8 @@ class BertModel(BertPreTrainedModel):
         else:
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1])
-        ops = self._resolve(output_attentions, past)
+        no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
+        ops = self._resolve(output_attentions, past, no_real_tokens)
         can_pack = (
             host_reads
             and ops.packs
