@@ -545,6 +545,11 @@ class BertPreTrainedModel(PreTrainedMixin, _Module):
             nn.init.zeros_(module.bias)
         elif isinstance(module, BertLMPredictionHead):
             nn.init.zeros_(module.bias)
+        elif isinstance(module, BertEmbeddings):  # buffers too: after to_empty() they hold garbage
+            with torch.no_grad():
+                n = module.position_ids.shape[-1]
+                module.position_ids.copy_(torch.arange(n, device=module.position_ids.device).expand(1, -1))
+                module.token_type_ids.zero_()
 
     def post_init(self) -> None:
         """Initialise every weight and tie the decoder to the word embeddings."""
