@@ -44,6 +44,26 @@ class LayerContext:
     dropout: bool = False  # training with dropout: the plain modules run (the tables have no dropout)
 
 
+#: forward arguments that must be tensors when given (a list or a numpy array is refused by name)
+_TENSOR_ARGUMENTS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "labels",
+    "next_sentence_label",
+    "start_positions",
+    "end_positions",
+)
+#: integer id dtypes the embedding lookup does not take: converted to int64 (transformers fails on them)
+_SMALL_INT_DTYPES = frozenset(
+    getattr(torch, n) for n in ("uint8", "int8", "int16", "uint16", "uint32", "uint64") if hasattr(torch, n)
+)
+
+
 @dataclass
 class BertInputs:
     """The encoder's inputs of one call, as the classes' ``forward`` received them."""
@@ -67,7 +87,18 @@ class BertInputs:
         extra.pop("return_dict", None)
         if extra:
             raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
+        for name in _TENSOR_ARGUMENTS:
+            value = args.get(name)
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor, got {type(value).__name__}: make one with torch.tensor(...) "
+                    "(or call the tokenizer with return_tensors='pt')"
+                )
         values = {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args}
+        for name in ("input_ids", "token_type_ids", "position_ids"):  # uint8, int8, int16 ... ids: as int64
+            t = values.get(name)
+            if t is not None and t.dtype in _SMALL_INT_DTYPES:
+                values[name] = t.long()
         if values.get("past_key_values") is None and args.get("cache") is not None:
             values["past_key_values"] = args["cache"]
         return cls(**values)
