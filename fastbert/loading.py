@@ -293,6 +293,8 @@ class PreTrainedMixin:
                 config.num_labels = value
             else:
                 setattr(config, key, value)
+        if attn_implementation is None:  # the config's own choice (BertConfig(attn_implementation=...))
+            attn_implementation = config._attn_implementation
         config._attn_implementation = check_attn_implementation(attn_implementation)
 
         torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
