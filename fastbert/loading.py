@@ -287,7 +287,7 @@ class PreTrainedMixin:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = BertConfig.from_pretrained(config or path, hub=hub)
         else:
-            config = BertConfig.from_dict(config.to_dict())
+            config = BertConfig.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
         for key, value in kwargs.items():  # config overrides, as transformers
             if key == "num_labels":
                 config.num_labels = value
