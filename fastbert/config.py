@@ -292,7 +292,9 @@ class BertConfig:
                       f"{self.initializer_range}")  # fmt: skip
         pad = self.pad_token_id
         if pad is not None and not 0 <= pad < self.vocab_size:
-            raise bad(f"pad_token_id must be null or a token id in [0, vocab_size={self.vocab_size}), got {pad}")
+            raise bad(
+                f"pad_token_id must be null or a token id in [0, vocab_size={self.vocab_size}), got {pad}"
+            )
         for field in ("bos_token_id", "eos_token_id"):
             value = getattr(self, field)
             ids = value if isinstance(value, list) else [value]

@@ -233,7 +233,9 @@ def load_into_model(
             + "\n\t".join(errors)
             + "\n\tpass ignore_mismatched_sizes=True to re-initialise these tensors"
         )
-    unexpected = {k for k in state if k not in expected and not k.endswith(("position_ids", "token_type_ids"))}
+    unexpected = {
+        k for k in state if k not in expected and not k.endswith(("position_ids", "token_type_ids"))
+    }
     with torch.no_grad():  # the state dict's tensors are views of the parameters: copying fills them
         for name in loaded:
             expected[name].copy_(state[name])
@@ -409,7 +411,9 @@ def _init_missing(model: nn.Module, missing: set[str]) -> None:
         if not any(k in missing for k in own.values()):
             continue
         # keep what was loaded: re-init, then restore loaded tensors of the same module
-        saved = {p: t.detach().clone() for p, t in module.named_parameters(recurse=False) if own[p] not in missing}
+        saved = {
+            p: t.detach().clone() for p, t in module.named_parameters(recurse=False) if own[p] not in missing
+        }
         for t in (t for p, t in module.named_parameters(recurse=False) if own[p] in missing):
             with torch.no_grad():
                 t.fill_(float("nan"))  # what _init_weights leaves unwritten shows as NaN below

@@ -61,7 +61,10 @@ def test_dtype_and_attn_implementation_fields_as_transformers_5():
         assert ours.torch_dtype == ours.dtype
         assert ours.to_dict().get("dtype") == ref.to_dict().get("dtype"), kw
         assert "torch_dtype" not in ours.to_dict()
-    ours, ref = fastbert.BertConfig(attn_implementation="eager"), transformers.BertConfig(attn_implementation="eager")
+    ours, ref = (
+        fastbert.BertConfig(attn_implementation="eager"),
+        transformers.BertConfig(attn_implementation="eager"),
+    )
     assert ours._attn_implementation == ref._attn_implementation == "eager"
     assert "attn_implementation" not in ours.to_dict() and "_attn_implementation" not in ours.to_dict()
     assert fastbert.BertConfig()._attn_implementation is None
@@ -92,7 +95,9 @@ def test_encoder_decoder_cache_with_an_empty_cross_part():
         return hf(input_ids=ids, encoder_hidden_states=enc, use_cache=True).past_key_values
 
     with torch.no_grad():
-        ref = hf(input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True).logits
+        ref = hf(
+            input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True
+        ).logits
         # both parts filled
         out = fb(input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True)
         torch.testing.assert_close(out.logits, ref, atol=2e-5, rtol=1e-5)
@@ -103,4 +108,6 @@ def test_encoder_decoder_cache_with_an_empty_cross_part():
         # both parts empty: a first step
         empty = EncoderDecoderCache(DynamicCache(), DynamicCache())
         out = fb(input_ids=ids, encoder_hidden_states=enc, past_key_values=empty, use_cache=True)
-        torch.testing.assert_close(out.logits, hf(input_ids=ids, encoder_hidden_states=enc).logits, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            out.logits, hf(input_ids=ids, encoder_hidden_states=enc).logits, atol=2e-5, rtol=1e-5
+        )

@@ -55,7 +55,9 @@ def test_from_transformers_every_class_same_keys_and_storage(name):
     hf_att = (hf.bert if name != "BertModel" else hf).encoder.layer[0].attention.self
     with torch.no_grad():  # the fused GEMM reads a view of the storage: no copy
         assert att.fused_qkv()[0].data_ptr() == hf_att.query.weight.data_ptr()
-    assert hf_att.value.bias.data_ptr() == hf_att.query.bias.data_ptr() + 2 * 36 * att.query.bias.element_size()
+    assert (
+        hf_att.value.bias.data_ptr() == hf_att.query.bias.data_ptr() + 2 * 36 * att.query.bias.element_size()
+    )
     with torch.no_grad():
         inputs = batch(name)
         m = inputs["attention_mask"]
@@ -93,7 +95,9 @@ def test_qkv_are_linear_modules_over_one_storage_and_never_go_stale():
     att = model.encoder.layer[0].attention.self
     names = [n for n, _ in model.named_parameters() if "layer.0.attention.self" in n]
     assert names == [
-        f"encoder.layer.0.attention.self.{n}.{kind}" for n in ("query", "key", "value") for kind in ("weight", "bias")
+        f"encoder.layer.0.attention.self.{n}.{kind}"
+        for n in ("query", "key", "value")
+        for kind in ("weight", "bias")
     ]
     assert type(att.query) is torch.nn.Linear and att.query.weight.shape == (36, 36)
     with torch.no_grad():

@@ -72,7 +72,9 @@ def test_missing_qkv_tensors_are_initialised_as_transformers(drop, tmp_path):
         with torch.no_grad():
             assert torch.isfinite(model(input_ids=ids).logits).all()
     # transformers, on the same folder: its own draws differ, the statistics do not
-    ref, ref_info = transformers.BertForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    ref, ref_info = transformers.BertForSequenceClassification.from_pretrained(
+        tmp_path, output_loading_info=True
+    )
     assert ref_info["missing_keys"] == info["missing_keys"]
     ref_params = dict(ref.named_parameters())
     for key in drop:
