@@ -181,10 +181,12 @@ def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor
 
 
 def _plain_linear(m: nn.Module) -> bool:
-    """An ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias and no hooks."""
+    """An ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias, no hooks and
+    no ``forward`` of its own (accelerate's hooks replace the instance's ``forward``)."""
     return (
         type(m) is nn.Linear
         and m.bias is not None
+        and "forward" not in m.__dict__
         and not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
     )
 

@@ -189,6 +189,14 @@ def test_a_module_replaced_or_hooked_by_hand_is_honoured(backend, tmp_path):
     assert (ours - plain).abs().max() > 1e-3
     for h in handles:
         h.remove()
+    # a forward of the instance's own (what accelerate's hooks install)
+    for m in (hf, fb):
+        q = self_attention(m).query
+        q.forward = lambda x, _lin=q: torch.nn.functional.linear(x, _lin.weight * 30.0, _lin.bias)
+    assert self_attention(fb).fused_qkv() is None
+    ours, ref = both()
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
+    assert (ours - plain).abs().max() > 1e-3
 
 
 def test_fused_weight_never_goes_stale(tmp_path):
