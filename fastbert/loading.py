@@ -159,6 +159,11 @@ def find_and_load_weights(
     )
 
 
+class CheckpointShapeError(RuntimeError, ValueError):
+    """A checkpoint tensor of another shape than the model's: the ``RuntimeError`` transformers raises, and a
+    ``ValueError`` (what fastbert raised before, and what its CLI reports in one line)."""
+
+
 # --------------------------------------------------------------------------------------------- key mapping
 def rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Old checkpoints name LayerNorm parameters gamma/beta."""
@@ -228,7 +233,7 @@ def load_into_model(
             continue
         loaded.add(key)
     if errors and not ignore_mismatched_sizes:
-        raise RuntimeError(
+        raise CheckpointShapeError(
             f"Error(s) in loading state_dict for {type(model).__name__} from {source or 'the checkpoint'}:\n\t"
             + "\n\t".join(errors)
             + "\n\tpass ignore_mismatched_sizes=True to re-initialise these tensors"

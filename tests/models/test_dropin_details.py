@@ -34,8 +34,9 @@ def test_size_mismatch_raises_transformers_exception_type(tmp_path):
     save_pair(tmp_path, num_labels=2)
     with pytest.raises(RuntimeError):
         transformers.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
-    with pytest.raises(RuntimeError, match=r"classifier.weight.*\(2, 36\).*\(5, 36\)"):
+    with pytest.raises(RuntimeError, match=r"classifier.weight.*\(2, 36\).*\(5, 36\)") as info:
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    assert isinstance(info.value, ValueError)  # also what fastbert raised before (its CLI: one line)
     ours = fastbert.BertForSequenceClassification.from_pretrained(
         tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
     )[1]
