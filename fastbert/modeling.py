@@ -260,6 +260,8 @@ class BertSelfAttention(_Module):
         if not (_plain_linear(q) and _plain_linear(k) and _plain_linear(v)):
             return None
         ws, bs = (q.weight, k.weight, v.weight), (q.bias, k.bias, v.bias)
+        if torch.compiler.is_compiling():  # storage addresses are not traceable: the graph concatenates
+            return torch.cat(ws), torch.cat(bs)
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in ws + bs)):
             weight, bias = _adjacent(*ws), _adjacent(*bs)
             if weight is not None and bias is not None:
