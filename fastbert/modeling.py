@@ -180,15 +180,18 @@ def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor
     return a.detach().as_strided((3 * a.shape[0], *a.shape[1:]), a.stride())
 
 
-def _plain_linear(m: nn.Module) -> bool:
-    """An ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias, no hooks and
-    no ``forward`` of its own (accelerate's hooks replace the instance's ``forward``)."""
-    return (
-        type(m) is nn.Linear
-        and m.bias is not None
-        and "forward" not in m.__dict__
-        and not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
-    )
+def _plain_linear_params(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, bias) of an ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias,
+    no hooks and no ``forward`` of its own (accelerate's hooks replace the instance's ``forward``); None for
+    anything else. Reads the module's dicts directly: this runs per layer per forward."""
+    d = m.__dict__
+    if type(m) is not nn.Linear or "forward" in d:
+        return None
+    if d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d.get("_backward_pre_hooks"):
+        return None
+    params = d["_parameters"]
+    weight, bias = params.get("weight"), params.get("bias")
+    return None if weight is None or bias is None else (weight, bias)
 
 
 class BertSelfAttention(_Module):
@@ -231,6 +234,7 @@ class BertSelfAttention(_Module):
         """Put query/key/value's weights (and biases) in one contiguous storage each, when they are plain
         ``nn.Linear`` modules of one dtype and device and not laid out so already. The parameters stay the
         same objects (``param.data`` is re-pointed, values kept). Returns whether the layout is fused."""
+        self.__dict__.pop("_fused_views", None)  # views of the storage the parameters may be leaving
         lins = tuple(getattr(self, n) for n in _QKV_NAMES)
         if not all(type(m) is nn.Linear and m.bias is not None for m in lins):
             return False
@@ -247,7 +251,18 @@ class BertSelfAttention(_Module):
                 t.data = fused[i * rows : (i + 1) * rows]
         return True
 
+    def __getstate__(self):  # copies and pickles leave the cached views behind
+        state = self.__dict__.copy()
+        state.pop("_fused_views", None)
+        return state
+
+    def __setstate__(self, state):  # a deep copy or an unpickled model: each parameter apart, fuse again
+        super().__setstate__(state)
+        if not self.is_cross_attention:
+            self.fuse_qkv_storage()
+
     def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_fused_views", None)  # a move frees the old storage: let it go
         out = super()._apply(fn, *args, **kwargs)
         if not self.is_cross_attention:  # a move or a cast converts each parameter apart: fuse again
             self.fuse_qkv_storage()
@@ -256,15 +271,25 @@ class BertSelfAttention(_Module):
     def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(3n, H) weight and (3n,) bias of the fused projection, or None when query/key/value must run as
         modules (one of them wrapped, replaced or hooked)."""
-        q, k, v = self.query, self.key, self.value
-        if not (_plain_linear(q) and _plain_linear(k) and _plain_linear(v)):
+        q = _plain_linear_params(self.query)
+        k = _plain_linear_params(self.key)
+        v = _plain_linear_params(self.value)
+        if q is None or k is None or v is None:
             return None
-        ws, bs = (q.weight, k.weight, v.weight), (q.bias, k.bias, v.bias)
+        ws, bs = (q[0], k[0], v[0]), (q[1], k[1], v[1])
         if torch.compiler.is_compiling():  # storage addresses are not traceable: the graph concatenates
             return torch.cat(ws), torch.cat(bs)
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in ws + bs)):
+            # the views of the last call, while the six tensors still start where they did (the views
+            # keep that memory alive, so the same addresses are the same memory: never stale)
+            key = (*(t.data_ptr() for t in ws + bs), ws[0].shape, ws[0].dtype)
+            cached = self.__dict__.pop("_fused_views", None)  # never holds on to memory no longer used
+            if cached is not None and cached[0] == key:
+                self.__dict__["_fused_views"] = cached
+                return cached[1]
             weight, bias = _adjacent(*ws), _adjacent(*bs)
             if weight is not None and bias is not None:
+                self.__dict__["_fused_views"] = (key, (weight, bias))
                 return weight, bias
         return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
 

@@ -3,6 +3,8 @@ and trains), a module replaced or hooked by hand is honoured, merge_and_unload g
 the fused GEMM, and the fused weight never goes stale (in-place edits, load_state_dict, optimizer steps,
 ``.to()``)."""
 
+import copy
+
 import pytest
 import torch
 from model_helpers import TINY, perturb_norms_and_biases, require_transformers
@@ -244,3 +246,13 @@ def test_fused_weight_never_goes_stale(tmp_path):
         weight, _ = att.fused_qkv()
     assert weight.data_ptr() != att.query.weight.data_ptr()  # concatenated for this call
     check("a parameter replaced by hand")
+    twin = copy.deepcopy(fb)  # a copy gets its own storage, fused again
+    twin_att = self_attention(twin)
+    with torch.no_grad():
+        assert twin_att.fused_qkv()[0].data_ptr() == twin_att.query.weight.data_ptr()
+        assert twin_att.query.weight.data_ptr() != att.query.weight.data_ptr()
+        mine = fb(**inputs).last_hidden_state[mask]
+        torch.testing.assert_close(twin(**inputs).last_hidden_state[mask], mine, rtol=0, atol=0)
+        twin_att.value.weight.mul_(3.0)  # the copy's edit is the copy's alone
+        assert (twin(**inputs).last_hidden_state[mask] - mine).abs().max() > 1e-3
+        torch.testing.assert_close(fb(**inputs).last_hidden_state[mask], mine, rtol=0, atol=0)
