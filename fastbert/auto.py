@@ -105,9 +105,10 @@ AutoModelForQuestionAnswering = _auto(
 def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     """A fastbert model over the weights of a loaded transformers BERT: the same class, config, dtype
     and device, and **the same storage** — every fastbert parameter holds the transformers parameter's
-    tensor, except self-attention's fused QKV weight, which is built once from query/key/value; the
-    transformers model's query/key/value parameters are then replaced by views of it (public attribute
-    assignment), so there is one copy of every weight and an in-place edit of either model edits both.
+    tensor. Self-attention's query/key/value weights (and biases) are first laid out in one contiguous
+    storage, built once from transformers' three, and both models' query/key/value parameters become
+    views of it (public attribute assignment on transformers' side), so the projection runs as one GEMM,
+    there is one copy of every weight, and an in-place edit of either model edits both.
     Moving or converting one model (``.to(dtype)``, ``.cuda()``) gives it new tensors and leaves the
     other as it was."""
     import torch
@@ -131,11 +132,11 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     missing = []
     for path, module in model.named_modules():
         hf_module = hf_modules.get(path)
-        if hasattr(module, "qkv") and hf_module is not None and hasattr(hf_module, "query"):
+        if getattr(module, "is_cross_attention", True) is False and hasattr(hf_module, "query"):
             _share_qkv(module, hf_module)
             continue
         for pname, p in list(module._parameters.items()):
-            if p is None or not p.is_meta:  # shared already (the fused qkv, tied weights)
+            if p is None or not p.is_meta:  # shared already (query/key/value, tied weights)
                 continue
             hf_param = getattr(hf_module, pname, None) if hf_module is not None else None
             if not isinstance(hf_param, nn.Parameter) or hf_param.shape != p.shape:
@@ -161,18 +162,18 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
 
 
 def _share_qkv(ours: Any, hf_self: Any) -> None:
-    """One fused QKV parameter for both models: built from transformers' query/key/value, whose
-    parameters become views of it."""
+    """One contiguous storage for query/key/value's weights (and one for their biases), built from
+    transformers' three; both models' parameters become views of it."""
     import torch
     from torch import nn
 
     lins = (hf_self.query, hf_self.key, hf_self.value)
     requires_grad = lins[0].weight.requires_grad
-    with torch.no_grad():
-        weight = nn.Parameter(torch.cat([lin.weight for lin in lins]), requires_grad=requires_grad)
-        bias = nn.Parameter(torch.cat([lin.bias for lin in lins]), requires_grad=requires_grad)
-    ours.qkv.weight, ours.qkv.bias = weight, bias
     n = lins[0].out_features
-    for i, lin in enumerate(lins):
-        lin.weight = nn.Parameter(weight.data[i * n : (i + 1) * n], requires_grad=requires_grad)
-        lin.bias = nn.Parameter(bias.data[i * n : (i + 1) * n], requires_grad=requires_grad)
+    for kind in ("weight", "bias"):
+        with torch.no_grad():
+            fused = torch.cat([getattr(lin, kind) for lin in lins])
+        for i, (name, lin) in enumerate(zip(("query", "key", "value"), lins)):
+            view = fused[i * n : (i + 1) * n]
+            setattr(lin, kind, nn.Parameter(view, requires_grad=requires_grad))
+            setattr(getattr(ours, name), kind, nn.Parameter(view, requires_grad=requires_grad))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import warnings
 from typing import Any
@@ -52,7 +53,77 @@ _DTYPE_NAMES = {
     "half": torch.float16,
 }
 
-# integer fields that must be positive (the model's shapes)
+try:  # transformers 5's strict configs raise huggingface_hub's error: ours is also one
+    from huggingface_hub.errors import StrictDataclassFieldValidationError as _HubFieldError
+except ImportError:  # pragma: no cover - an older huggingface_hub
+
+    class _HubFieldError(Exception):
+        pass
+
+
+class ConfigFieldError(_HubFieldError, TypeError):
+    """A config field of the wrong type, refused when the config is made (as transformers 5's strict
+    configs refuse it: a ``TypeError`` and huggingface_hub's ``StrictDataclassFieldValidationError``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        Exception.__init__(self, message)  # not the hub class's (field, cause) signature
+        self.field = field
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+_INT, _NUMBER, _BOOL, _STR = "an integer", "a number", "a boolean (true/false)", "a string"
+
+# the type of every field: checked when the config is made (transformers 5's timing)
+_FIELD_TYPES: dict[str, tuple[str, bool]] = {  # field: (kind, None allowed)
+    "vocab_size": (_INT, False),
+    "hidden_size": (_INT, False),
+    "num_hidden_layers": (_INT, False),
+    "num_attention_heads": (_INT, False),
+    "intermediate_size": (_INT, False),
+    "max_position_embeddings": (_INT, False),
+    "type_vocab_size": (_INT, False),
+    "chunk_size_feed_forward": (_INT, False),
+    "pad_token_id": (_INT, True),
+    "bos_token_id": (_INT, True),
+    "hidden_dropout_prob": (_NUMBER, False),
+    "attention_probs_dropout_prob": (_NUMBER, False),
+    "classifier_dropout": (_NUMBER, True),
+    "initializer_range": (_NUMBER, False),
+    "layer_norm_eps": (_NUMBER, False),
+    "is_decoder": (_BOOL, False),
+    "add_cross_attention": (_BOOL, False),
+    "use_cache": (_BOOL, False),
+    "tie_word_embeddings": (_BOOL, False),
+    "output_hidden_states": (_BOOL, False),
+    "output_attentions": (_BOOL, False),
+    "return_dict": (_BOOL, False),
+    "is_encoder_decoder": (_BOOL, False),
+    "position_embedding_type": (_STR, False),
+    "problem_type": (_STR, True),
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == _INT:
+        return isinstance(value, int)
+    if kind == _NUMBER:
+        return isinstance(value, (int, float))
+    return isinstance(value, str)
+
+
+def _field_type_error(field: str, expected: str, value: Any) -> ConfigFieldError:
+    return ConfigFieldError(
+        f"config field {field} must be {expected}, got {type(value).__name__} {value!r}", field
+    )
+
+
+# integer fields that must be positive (the model's shapes); num_hidden_layers may be 0
 _POSITIVE_INTS = (
     "vocab_size",
     "hidden_size",
@@ -97,7 +168,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "output_hidden_states": False,
     "output_attentions": False,
     "return_dict": True,
-    "torch_dtype": None,
+    "dtype": None,
     "chunk_size_feed_forward": 0,
     "is_encoder_decoder": False,
 }
@@ -119,16 +190,22 @@ class BertConfig:
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
         kwargs.pop("model_type", None)
-        if "dtype" in kwargs and "torch_dtype" not in kwargs:
-            kwargs["torch_dtype"] = kwargs.pop("dtype")
-        else:
-            kwargs.pop("dtype", None)
+        if "torch_dtype" in kwargs:  # transformers 4's name of ``dtype``
+            torch_dtype = kwargs.pop("torch_dtype")
+            if kwargs.get("dtype") is None:
+                kwargs["dtype"] = torch_dtype
+        attn_implementation = kwargs.pop("attn_implementation", None)
+        private_attn = kwargs.pop("_attn_implementation", None)
         for key, default in {**_BERT_DEFAULTS, **_COMMON_DEFAULTS}.items():
             setattr(self, key, kwargs.pop(key, copy.deepcopy(default)))
 
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
         num_labels = kwargs.pop("num_labels", None)
+        if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
+            raise _field_type_error("num_labels", _INT, num_labels)
+        if id2label is not None and not isinstance(id2label, dict):
+            raise _field_type_error("id2label", "a mapping of label ids to names", id2label)
         if id2label is not None and not (num_labels is not None and num_labels != len(id2label)):
             self.id2label = {int(k): v for k, v in id2label.items()}
         else:
@@ -145,40 +222,123 @@ class BertConfig:
         else:
             self.label2id = {v: k for k, v in self.id2label.items()}
 
+        self._check_types()
         if self.problem_type is not None and self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.position_embedding_type not in _POSITION_TYPES:
             raise ValueError(
                 f"position_embedding_type must be one of {_POSITION_TYPES}, got {self.position_embedding_type!r}"
             )
-        for field in _POSITIVE_INTS:
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(
-                    f"config field {field} must be an integer, got {type(value).__name__} {value!r}"
-                )
-            if value < 1 and not (field == "num_hidden_layers" and value == 0):
-                raise ValueError(f"config field {field} must be positive, got {value}")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
-        if isinstance(self.torch_dtype, str) and self.torch_dtype != "auto":
-            name = self.torch_dtype.removeprefix("torch.")
-            if name in _DTYPE_NAMES:
-                self.torch_dtype = _DTYPE_NAMES[name]
-            else:  # transformers ignores a dtype it does not know: so does fastbert, loudly
-                warnings.warn(
-                    f"config: unknown torch_dtype {self.torch_dtype!r} ignored "
-                    f"(known: {', '.join(sorted(_DTYPE_NAMES))})",
-                    stacklevel=2,
-                )
-                self.torch_dtype = None
-        self._attn_implementation: str | None = kwargs.pop("_attn_implementation", None)
+        #: the backend (transformers' ``config._attn_implementation``); checked when a model is built
+        self._attn_implementation: str | None = attn_implementation or private_attn
         kwargs.pop("transformers_version", None)
         for key, value in kwargs.items():  # unknown keys are kept, as transformers does
             setattr(self, key, value)
+
+    # ----------------------------------------------------------------- validation
+    def _check_types(self) -> None:
+        """Every field's type (ConfigFieldError, a TypeError, naming the field): at construction, as
+        transformers 5's strict configs."""
+        for field, (kind, nullable) in _FIELD_TYPES.items():
+            value = getattr(self, field)
+            if value is None and nullable:
+                continue
+            if not _is_kind(value, kind):
+                raise _field_type_error(field, kind + (" or null" if nullable else ""), value)
+        act = self.hidden_act
+        if not (isinstance(act, str) or callable(act)):
+            raise _field_type_error("hidden_act", "an activation name", act)
+        eos = self.eos_token_id
+        if eos is not None and not _is_kind(eos, _INT):
+            if not (isinstance(eos, list) and all(_is_kind(e, _INT) for e in eos)):
+                raise _field_type_error("eos_token_id", "an integer, a list of integers or null", eos)
+        if self.architectures is not None and not (
+            isinstance(self.architectures, list) and all(isinstance(a, str) for a in self.architectures)
+        ):
+            raise _field_type_error("architectures", "a list of class names or null", self.architectures)
+
+    def validate(self) -> None:
+        """Every field's type and range, naming the field: what a model needs of its config. Called when a
+        model is built (transformers' timing: ``BertConfig(hidden_size=37)`` is made, ``BertModel`` of it
+        refused). Types: ConfigFieldError (a TypeError); values: ValueError."""
+        self._check_types()
+        where = f"{self._config_file}: " if getattr(self, "_config_file", None) else ""
+
+        def bad(message: str) -> ValueError:
+            return ValueError(f"{where}config field {message}")
+
+        for field in _POSITIVE_INTS:
+            value = getattr(self, field)
+            if value < 1 and not (field == "num_hidden_layers" and value == 0):
+                raise bad(f"{field} must be positive, got {value}")
+        if self.chunk_size_feed_forward < 0:
+            raise bad(f"chunk_size_feed_forward must be 0 or more, got {self.chunk_size_feed_forward}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise bad(
+                f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, field)
+            if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
+                raise bad(f"{field} is a dropout probability: it must be in [0, 1], got {value}")
+        eps = self.layer_norm_eps
+        if not 0.0 < eps < 1.0:
+            raise bad(
+                f"layer_norm_eps must be a small positive number (0 < eps < 1; BERT uses 1e-12), got {eps}"
+            )
+        if not 0.0 <= self.initializer_range < math.inf:
+            raise bad(f"initializer_range is a standard deviation: it must be finite and >= 0, got "
+                      f"{self.initializer_range}")  # fmt: skip
+        pad = self.pad_token_id
+        if pad is not None and not 0 <= pad < self.vocab_size:
+            raise bad(
+                f"pad_token_id must be null or a token id in [0, vocab_size={self.vocab_size}), got {pad}"
+            )
+        for field in ("bos_token_id", "eos_token_id"):
+            value = getattr(self, field)
+            ids = value if isinstance(value, list) else [value]
+            if any(i is not None and i < 0 for i in ids):
+                raise bad(f"{field} must be null or a token id >= 0, got {value}")
+        if self.num_labels < 1:
+            raise bad(f"num_labels must be at least 1, got {self.num_labels}")
+        from .ops import activation  # lazy: config imports no model code
+
+        try:
+            activation(self.hidden_act)
+        except ValueError as e:
+            raise bad(f"hidden_act: {e}") from None
+        check_attn_implementation(self._attn_implementation)
+
+    # ----------------------------------------------------------------- dtype (transformers 5's name)
+    @property
+    def dtype(self) -> torch.dtype | str | None:
+        """The weights' dtype (``"auto"`` or None: unspecified); ``torch_dtype`` is its old name."""
+        return self.__dict__.get("dtype")
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        if isinstance(value, str) and value != "auto":
+            name = value.removeprefix("torch.")
+            if name in _DTYPE_NAMES:
+                value = _DTYPE_NAMES[name]
+            else:  # transformers ignores a dtype it does not know: so does fastbert, loudly
+                warnings.warn(
+                    f"config: unknown torch_dtype {value!r} ignored (known: {', '.join(sorted(_DTYPE_NAMES))})",
+                    stacklevel=3,
+                )
+                value = None
+        elif value is not None and value != "auto" and not isinstance(value, torch.dtype):
+            raise _field_type_error("dtype", "a torch dtype, a dtype name or null", value)
+        self.__dict__["dtype"] = value
+
+    @property
+    def torch_dtype(self) -> torch.dtype | str | None:
+        return self.dtype
+
+    @torch_dtype.setter
+    def torch_dtype(self, value: Any) -> None:
+        self.dtype = value
 
     # ----------------------------------------------------------------- labels
     @property
@@ -202,7 +362,7 @@ class BertConfig:
         for key, value in self.__dict__.items():
             if key.startswith("_"):
                 continue
-            if key == "torch_dtype":
+            if key == "dtype":
                 if isinstance(value, torch.dtype):
                     value = str(value).removeprefix("torch.")
             out[key] = copy.deepcopy(value)
@@ -242,9 +402,13 @@ class BertConfig:
         if model_type not in (None, "bert"):
             raise ValueError(f"{path} describes a {model_type!r} model, not a BERT model")
         try:
-            return cls(**data)
-        except (TypeError, ValueError) as e:  # a bad field: say which file holds it
+            config = cls(**data)
+        except ConfigFieldError as e:  # a bad field: say which file holds it
+            raise ConfigFieldError(f"{path}: {e}", e.field) from None
+        except (TypeError, ValueError) as e:
             raise type(e)(f"{path}: {e}") from None
+        config._config_file = str(path)  # named by validate() when a model is built
+        return config
 
     @classmethod
     def from_pretrained(

@@ -165,6 +165,11 @@ def find_and_load_weights(
     )
 
 
+class CheckpointShapeError(RuntimeError, ValueError):
+    """A checkpoint tensor of another shape than the model's: the ``RuntimeError`` transformers raises, and a
+    ``ValueError`` (what fastbert raised before, and what its CLI reports in one line)."""
+
+
 # --------------------------------------------------------------------------------------------- key mapping
 def rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Old checkpoints name LayerNorm parameters gamma/beta."""
@@ -199,8 +204,11 @@ def load_into_model(
     *,
     ignore_mismatched_sizes: bool = False,
     source: str = "",
-) -> dict[str, list]:
-    """Copy a checkpoint into ``model``; returns transformers' loading info (missing, unexpected, mismatched)."""
+) -> dict[str, Any]:
+    """Copy a checkpoint into ``model``; returns transformers 5's loading info: ``missing_keys`` and
+    ``unexpected_keys`` (sets of names), ``mismatched_keys`` (a set of (name, checkpoint shape, model
+    shape)), ``error_msgs`` (a list). A tensor of the wrong shape raises RuntimeError (as transformers)
+    unless ``ignore_mismatched_sizes``: then it is left to initialisation and listed as mismatched."""
     sources = getattr(state, "sources", {})  # legacy readers say which file and tensor each key came from
     state = rename_legacy_keys(state)
     state = adapt_prefix(state, model, model.base_model_prefix)
@@ -212,26 +220,33 @@ def load_into_model(
 
     expected = model.state_dict()
     tied = set(getattr(model, "_tied_weights_keys", {}) or {})
-    missing, mismatched, loaded = [], [], set()
+    missing: set[str] = set()
+    mismatched: set[tuple[str, torch.Size, torch.Size]] = set()
+    loaded = set()
+    errors = []
     for key, param in expected.items():
         if key not in state:
             if key not in tied:
-                missing.append(key)
+                missing.add(key)
             continue
         value = state[key]
-        if tuple(value.shape) != tuple(param.shape):
-            if ignore_mismatched_sizes:
-                mismatched.append((key, tuple(value.shape), tuple(param.shape)))
-                missing.append(key)
-                continue
-            raise ValueError(
-                f"{source or 'checkpoint'}: tensor {key}{origin(key)} has shape {tuple(value.shape)}, the model (from its config) "
-                f"expects {tuple(param.shape)}; pass ignore_mismatched_sizes=True to re-initialise it"
+        if value.shape != param.shape:
+            mismatched.add((key, value.shape, param.shape))
+            errors.append(
+                f"size mismatch for {key}{origin(key)}: the checkpoint has shape {tuple(value.shape)}, the "
+                f"model (from its config) expects {tuple(param.shape)}"
             )
+            continue
         loaded.add(key)
-    unexpected = sorted(
+    if errors and not ignore_mismatched_sizes:
+        raise CheckpointShapeError(
+            f"Error(s) in loading state_dict for {type(model).__name__} from {source or 'the checkpoint'}:\n\t"
+            + "\n\t".join(errors)
+            + "\n\tpass ignore_mismatched_sizes=True to re-initialise these tensors"
+        )
+    unexpected = {
         k for k in state if k not in expected and not k.endswith(("position_ids", "token_type_ids"))
-    )
+    }
     with torch.no_grad():  # the state dict's tensors are views of the parameters: copying fills them
         for name in loaded:
             expected[name].copy_(state[name])
@@ -285,12 +300,14 @@ class PreTrainedMixin:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = BertConfig.from_pretrained(config or path, hub=hub)
         else:
-            config = BertConfig.from_dict(config.to_dict())
+            config = BertConfig.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
         for key, value in kwargs.items():  # config overrides, as transformers
             if key == "num_labels":
                 config.num_labels = value
             else:
                 setattr(config, key, value)
+        if attn_implementation is None:  # the config's own choice (BertConfig(attn_implementation=...))
+            attn_implementation = config._attn_implementation
         config._attn_implementation = check_attn_implementation(attn_implementation)
 
         torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
@@ -318,23 +335,24 @@ class PreTrainedMixin:
         )
         del state_dict
         model.tie_weights()
-        # weights the checkpoint did not have are freshly initialised
-        _init_missing(model, info["missing_keys"])
-        if info["missing_keys"]:
+        # weights the checkpoint did not have (or had with another shape) are freshly initialised
+        uninitialised = info["missing_keys"] | {k for k, _, _ in info["mismatched_keys"]}
+        _init_missing(model, uninitialised)
+        if uninitialised:
             logger.warning(
                 "Some weights of %s were not initialized from the checkpoint at %s and are newly initialized: %s\n"
                 "You should probably TRAIN this model on a down-stream task to be able to use it for predictions "
                 "and inference.",
                 cls.__name__,
                 path,
-                info["missing_keys"],
+                sorted(uninitialised),
             )
         if info["unexpected_keys"]:
             logger.warning(
                 "Some weights of the checkpoint at %s were not used when initializing %s: %s",
                 path,
                 cls.__name__,
-                info["unexpected_keys"],
+                sorted(info["unexpected_keys"]),
             )
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
@@ -391,23 +409,33 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
-def _init_missing(model: nn.Module, missing: list[str]) -> None:
-    """Initialise the modules whose parameters were missing from the checkpoint, as transformers."""
+def _init_missing(model: nn.Module, missing: set[str]) -> None:
+    """Initialise the parameters the checkpoint did not give, as transformers does (the model's
+    ``_init_weights`` on their module: normal(0, initializer_range) for weights, LayerNorm 1/0, biases 0),
+    keeping what was loaded into the same module. The model was built with uninitialised storage: every
+    missing parameter is written here, and one that ``_init_weights`` would leave unwritten is an error,
+    never uninitialised memory."""
     if not missing:
         return
-    missing_set = set(missing)
     for name, module in model.named_modules():
-        own = [f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)]
-        if own and any(k in missing_set for k in own):
-            # keep what was loaded: re-init, then restore loaded tensors of the same module
-            saved = {
-                p: t.detach().clone()
-                for p, t in module.named_parameters(recurse=False)
-                if (f"{name}.{p}" if name else p) not in missing_set
-            }
-            model._init_weights(module)
+        own = {p: f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)}
+        if not any(k in missing for k in own.values()):
+            continue
+        # keep what was loaded: re-init, then restore loaded tensors of the same module
+        saved = {
+            p: t.detach().clone() for p, t in module.named_parameters(recurse=False) if own[p] not in missing
+        }
+        for t in (t for p, t in module.named_parameters(recurse=False) if own[p] in missing):
             with torch.no_grad():
-                for p, t in module.named_parameters(recurse=False):
-                    if p in saved:
-                        t.copy_(saved[p])
+                t.fill_(float("nan"))  # what _init_weights leaves unwritten shows as NaN below
+        model._init_weights(module)
+        with torch.no_grad():
+            for p, t in module.named_parameters(recurse=False):
+                if p in saved:
+                    t.copy_(saved[p])
+                elif t.is_floating_point() and torch.isnan(t).any():
+                    raise RuntimeError(
+                        f"{type(model).__name__}._init_weights does not initialise {own[p]} "
+                        f"({type(module).__name__}): it would hold uninitialised memory"
+                    )
     model.tie_weights()

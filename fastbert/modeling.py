@@ -7,8 +7,9 @@ nothing here branches on a backend. When the batch has padding and the table pac
 ``triton``), the real tokens are packed once after the mask is read, every layer runs on them only,
 and the result is re-padded once (padded positions are zero).
 
-Self-attention holds one fused QKV projection (``attention.self.qkv``, a (3H, H) weight): its
-``query``/``key``/``value`` are views of it, and the state dict keeps transformers' three names.
+Self-attention has transformers' ``query``/``key``/``value`` ``nn.Linear`` modules (PEFT wraps them,
+names match); their weights share one contiguous storage so the projection runs as one GEMM while nothing
+wraps or replaces them (see :class:`BertSelfAttention`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,26 @@ class LayerContext:
     dropout: bool = False  # training with dropout: the plain modules run (the tables have no dropout)
 
 
+#: forward arguments that must be tensors when given (a list or a numpy array is refused by name)
+_TENSOR_ARGUMENTS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "labels",
+    "next_sentence_label",
+    "start_positions",
+    "end_positions",
+)
+#: integer id dtypes the embedding lookup does not take: converted to int64 (transformers fails on them)
+_SMALL_INT_DTYPES = frozenset(
+    getattr(torch, n) for n in ("uint8", "int8", "int16", "uint16", "uint32", "uint64") if hasattr(torch, n)
+)
+
+
 @dataclass
 class BertInputs:
     """The encoder's inputs of one call, as the classes' ``forward`` received them."""
@@ -66,7 +87,18 @@ class BertInputs:
         extra.pop("return_dict", None)
         if extra:
             raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
+        for name in _TENSOR_ARGUMENTS:
+            value = args.get(name)
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor, got {type(value).__name__}: make one with torch.tensor(...) "
+                    "(or call the tokenizer with return_tensors='pt')"
+                )
         values = {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args}
+        for name in ("input_ids", "token_type_ids", "position_ids"):  # uint8, int8, int16 ... ids: as int64
+            t = values.get(name)
+            if t is not None and t.dtype in _SMALL_INT_DTYPES:
+                values[name] = t.long()
         if values.get("past_key_values") is None and args.get("cache") is not None:
             values["past_key_values"] = args["cache"]
         return cls(**values)
@@ -130,60 +162,51 @@ class _Module(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- attention
-class _QKVSlice(_Module):
-    """``query``, ``key`` or ``value`` of a self-attention: a Linear whose weight and bias are rows of the
-    fused QKV parameter (views: editing them edits the parameter)."""
-
-    def __init__(self, owner: nn.Module, index: int, in_features: int, out_features: int) -> None:
-        super().__init__()
-        object.__setattr__(self, "_owner", owner)  # not a submodule: the owner holds the parameter
-        self.index = index
-        self.in_features = in_features
-        self.out_features = out_features
-
-    @property
-    def weight(self) -> torch.Tensor:
-        n = self.out_features
-        return self._owner.qkv.weight[self.index * n : (self.index + 1) * n]
-
-    @property
-    def bias(self) -> torch.Tensor:
-        n = self.out_features
-        return self._owner.qkv.bias[self.index * n : (self.index + 1) * n]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, view of qkv"
-
-
 _QKV_NAMES = ("query", "key", "value")
 
 
-def _state_dict_post_hook(module, state_dict, prefix, local_metadata) -> None:
-    """qkv.weight/bias → transformers' query/key/value keys (views), in transformers' order."""
-    if prefix + "qkv.weight" not in state_dict:
-        return
-    tail = [k for k in state_dict if k.startswith(prefix)]
-    weight, bias = state_dict.pop(prefix + "qkv.weight"), state_dict.pop(prefix + "qkv.bias")
-    for i, (w, b) in enumerate(zip(weight.chunk(3), bias.chunk(3))):
-        state_dict[f"{prefix}{_QKV_NAMES[i]}.weight"] = w
-        state_dict[f"{prefix}{_QKV_NAMES[i]}.bias"] = b
-    for k in tail:  # the module's other entries (distance_embedding) after query/key/value
-        if k in state_dict:
-            state_dict.move_to_end(k)
+def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
+    """``cat([a, b, c])`` as a view without a copy, when the three tensors lie one after another in one
+    storage (the fused layout); None otherwise (then the caller concatenates)."""
+    if not (a.is_contiguous() and b.is_contiguous() and c.is_contiguous()) or a.device.type == "meta":
+        return None
+    step = a.numel() * a.element_size()
+    start = a.data_ptr()
+    if b.data_ptr() != start + step or c.data_ptr() != start + 2 * step or not a.shape == b.shape == c.shape:
+        return None
+    same_storage = a.untyped_storage().data_ptr() == c.untyped_storage().data_ptr()
+    if a.dtype != b.dtype or a.dtype != c.dtype or not same_storage:
+        return None
+    return a.detach().as_strided((3 * a.shape[0], *a.shape[1:]), a.stride())
 
 
-def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
-    """transformers' query/key/value keys → the fused qkv.weight/bias."""
-    for kind in ("weight", "bias"):
-        keys = [f"{prefix}{n}.{kind}" for n in _QKV_NAMES]
-        if all(k in state_dict for k in keys):
-            state_dict[f"{prefix}qkv.{kind}"] = torch.cat([state_dict.pop(k) for k in keys])
+def _plain_linear_params(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, bias) of an ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias,
+    no hooks and no ``forward`` of its own (accelerate's hooks replace the instance's ``forward``); None for
+    anything else. Reads the module's dicts directly: this runs per layer per forward."""
+    d = m.__dict__
+    if type(m) is not nn.Linear or "forward" in d:
+        return None
+    if d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d.get("_backward_pre_hooks"):
+        return None
+    params = d["_parameters"]
+    weight, bias = params.get("weight"), params.get("bias")
+    return None if weight is None or bias is None else (weight, bias)
 
 
 class BertSelfAttention(_Module):
+    """Self- (or cross-) attention with transformers' ``query``/``key``/``value`` ``nn.Linear`` modules.
+
+    Self-attention keeps their weights (and biases) in one contiguous (3H, H) storage, rows in
+    query/key/value order, so the three projections run as one GEMM on a view of it — no copy that could
+    go stale: every in-place edit, ``load_state_dict`` or optimizer step writes that storage. When the
+    layout is broken (a parameter replaced or moved one by one), the fused GEMM concatenates the three
+    weights of that call (moves through ``to()`` restore the layout); when gradients are needed it
+    concatenates too, so they reach the three parameters. When any of the three modules is not a plain
+    ``nn.Linear`` (a PEFT LoRA layer, a module replaced by hand, a hook on it), the three modules run
+    themselves, unfused.
+    """
+
     def __init__(self, config: BertConfig, is_cross_attention: bool = False):
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
@@ -192,18 +215,12 @@ class BertSelfAttention(_Module):
         self.scaling = self.attention_head_size**-0.5
         self.is_cross_attention = is_cross_attention
         h, n = config.hidden_size, self.all_head_size
-        if is_cross_attention:  # keys and values come from the encoder's states: separate projections
-            self.query = nn.Linear(h, n)
-            self.key = nn.Linear(h, n)
-            self.value = nn.Linear(h, n)
-        else:
-            self.qkv = nn.Linear(h, 3 * n)  # (3H, H): query, key, value rows
-            self.query, self.key, self.value = (_QKVSlice(self, i, h, n) for i in range(3))
-            if hasattr(self, "register_state_dict_post_hook"):
-                self.register_state_dict_post_hook(_state_dict_post_hook)
-            else:  # pragma: no cover - older torch
-                self._register_state_dict_hook(_state_dict_post_hook)
-            self.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        self.query = nn.Linear(h, n)
+        self.key = nn.Linear(h, n)
+        self.value = nn.Linear(h, n)
+        if not is_cross_attention:
+            self.fuse_qkv_storage()
+            self.register_load_state_dict_post_hook(_refuse_after_load)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
         self.relative = self.position_embedding_type in ("relative_key", "relative_key_query")
@@ -212,6 +229,69 @@ class BertSelfAttention(_Module):
             self.distance_embedding = nn.Embedding(
                 2 * config.max_position_embeddings - 1, self.attention_head_size
             )
+
+    def fuse_qkv_storage(self) -> bool:
+        """Put query/key/value's weights (and biases) in one contiguous storage each, when they are plain
+        ``nn.Linear`` modules of one dtype and device and not laid out so already. The parameters stay the
+        same objects (``param.data`` is re-pointed, values kept). Returns whether the layout is fused."""
+        self.__dict__.pop("_fused_views", None)  # views of the storage the parameters may be leaving
+        lins = tuple(getattr(self, n) for n in _QKV_NAMES)
+        if not all(type(m) is nn.Linear and m.bias is not None for m in lins):
+            return False
+        for kind in ("weight", "bias"):
+            ts = [getattr(m, kind) for m in lins]
+            if ts[0].device.type != "meta" and _adjacent(*ts) is not None:
+                continue
+            if len({(t.dtype, t.device, t.shape) for t in ts}) != 1:
+                return False
+            with torch.no_grad():
+                fused = torch.cat([t.detach() for t in ts])  # (3n, ...)
+            rows = ts[0].shape[0]
+            for i, t in enumerate(ts):
+                t.data = fused[i * rows : (i + 1) * rows]
+        return True
+
+    def __getstate__(self):  # copies and pickles leave the cached views behind
+        state = self.__dict__.copy()
+        state.pop("_fused_views", None)
+        return state
+
+    def __setstate__(self, state):  # a deep copy or an unpickled model: each parameter apart, fuse again
+        super().__setstate__(state)
+        if not self.is_cross_attention:
+            self.fuse_qkv_storage()
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_fused_views", None)  # a move frees the old storage: let it go
+        out = super()._apply(fn, *args, **kwargs)
+        if not self.is_cross_attention:  # a move or a cast converts each parameter apart: fuse again
+            self.fuse_qkv_storage()
+        return out
+
+    def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(3n, H) weight and (3n,) bias of the fused projection, or None when query/key/value must run as
+        modules (one of them wrapped, replaced or hooked)."""
+        q = _plain_linear_params(self.query)
+        k = _plain_linear_params(self.key)
+        v = _plain_linear_params(self.value)
+        if q is None or k is None or v is None:
+            return None
+        ws, bs = (q[0], k[0], v[0]), (q[1], k[1], v[1])
+        if torch.compiler.is_compiling():  # storage addresses are not traceable: the graph concatenates
+            return torch.cat(ws), torch.cat(bs)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in ws + bs)):
+            # the views of the last call, while the six tensors still start where they did (the views
+            # keep that memory alive, so the same addresses are the same memory: never stale)
+            key = (*(t.data_ptr() for t in ws + bs), ws[0].shape, ws[0].dtype)
+            cached = self.__dict__.pop("_fused_views", None)  # never holds on to memory no longer used
+            if cached is not None and cached[0] == key:
+                self.__dict__["_fused_views"] = cached
+                return cached[1]
+            weight, bias = _adjacent(*ws), _adjacent(*bs)
+            if weight is not None and bias is not None:
+                self.__dict__["_fused_views"] = (key, (weight, bias))
+                return weight, bias
+        return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.
@@ -246,9 +326,14 @@ class BertSelfAttention(_Module):
                 v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
         else:
             spec = ctx.attn
-            proj = self.qkv
-            qkv = ctx.ops.linear(hidden_states, proj.weight, proj.bias)
-            q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
+            fused = self.fused_qkv()
+            if fused is not None:
+                qkv = ctx.ops.linear(hidden_states, *fused)  # (..., 3 * h * d)
+                q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
+            else:  # wrapped or replaced modules: each runs itself
+                q = self.query(hidden_states).view(*lead, h, d)
+                k = self.key(hidden_states).view(*lead, h, d)
+                v = self.value(hidden_states).view(*lead, h, d)
             if past_key_value is not None:
                 k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)
                 v = torch.cat([past_key_value[1].transpose(1, 2), v], dim=1)
@@ -259,6 +344,10 @@ class BertSelfAttention(_Module):
         dropout_p = self.dropout.p if self.training else 0.0
         context, probs = ctx.ops.attention(q, k, v, spec, self.scaling, dropout_p, bias)
         return context.reshape(*lead, h * d), probs, present
+
+
+def _refuse_after_load(module: BertSelfAttention, incompatible_keys) -> None:
+    module.fuse_qkv_storage()  # load_state_dict(assign=True) put the checkpoint's tensors in place
 
 
 def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
@@ -390,7 +479,7 @@ class BertEmbeddings(_Module):
                 ln.eps,
                 validate=False,  # ids were validated by the model
             )
-            return out.view(*input_ids.shape, -1)
+            return out.view(*input_ids.shape, out.shape[-1])
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
@@ -481,6 +570,7 @@ class BertPreTrainedModel(PreTrainedMixin, _Module):
         super().__init__()
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a fastbert.BertConfig, got {type(config).__name__}")
+        config.validate()  # types and ranges of every field, when the model is built (as transformers)
         self.config = config
         self._fallback_warned: set[str] = set()
         #: bumped whenever the parameters may have moved (``to()``, ``_apply``, loading with assign):
@@ -515,6 +605,11 @@ class BertPreTrainedModel(PreTrainedMixin, _Module):
             nn.init.zeros_(module.bias)
         elif isinstance(module, BertLMPredictionHead):
             nn.init.zeros_(module.bias)
+        elif isinstance(module, BertEmbeddings):  # buffers too: after to_empty() they hold garbage
+            with torch.no_grad():
+                n = module.position_ids.shape[-1]
+                module.position_ids.copy_(torch.arange(n, device=module.position_ids.device).expand(1, -1))
+                module.token_type_ids.zero_()
 
     def post_init(self) -> None:
         """Initialise every weight and tie the decoder to the word embeddings."""
@@ -591,14 +686,42 @@ def _after_load(module: BertPreTrainedModel, incompatible_keys) -> None:
     module._bump_weights_version()  # load_state_dict(assign=True) may have moved the parameters
 
 
+def _cache_layers(cache) -> list[tuple]:
+    """(keys, values) per filled layer of one cache: a transformers ``Cache`` (read through its public
+    ``layers`` / ``key_cache`` attributes, no import of transformers) or legacy tuples; [] when empty."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:  # transformers 5: layers with .keys / .values, None until first filled
+        out = []
+        for layer in layers:
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if not isinstance(keys, torch.Tensor) or keys.dim() != 4:
+                break
+            out.append((keys, values))
+        return out
+    if hasattr(cache, "key_cache"):  # transformers 4's DynamicCache
+        return [(k, v) for k, v in zip(cache.key_cache, cache.value_cache) if isinstance(k, torch.Tensor)]
+    if hasattr(cache, "to_legacy_cache"):
+        cache = cache.to_legacy_cache()
+    return [tuple(layer) for layer in cache if len(layer)]
+
+
 def _as_legacy_cache(past_key_values):
+    """Past keys/values as legacy tuples, per layer (k, v) or (k, v, cross_k, cross_v); None when empty.
+
+    An ``EncoderDecoderCache`` whose cross-attention part is empty (or partly filled) gives (k, v) layers:
+    the cross-attention keys are then computed from the encoder's states, as transformers does."""
     if past_key_values is None:
         return None
-    if hasattr(past_key_values, "to_legacy_cache"):  # a transformers Cache object
-        past_key_values = past_key_values.to_legacy_cache()
-    if len(past_key_values) == 0:
-        return None
-    return tuple(tuple(layer) for layer in past_key_values)
+    if hasattr(past_key_values, "self_attention_cache"):  # transformers' EncoderDecoderCache
+        own = _cache_layers(past_key_values.self_attention_cache)
+        cross = _cache_layers(past_key_values.cross_attention_cache)
+        if not own:
+            return None
+        if len(cross) == len(own):
+            return tuple(tuple(s) + tuple(c) for s, c in zip(own, cross))
+        return tuple(tuple(s) for s in own)
+    layers = _cache_layers(past_key_values)
+    return tuple(tuple(layer) for layer in layers) if layers else None
 
 
 _RANGE_FIELDS = {
@@ -764,7 +887,7 @@ class BertModel(BertPreTrainedModel):
             enc_host = tuple(rest)
         return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
 
-    def _resolve(self, output_attentions: bool, past: Any) -> OpTable:
+    def _resolve(self, output_attentions: bool, past: Any, no_real_tokens: bool = False) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
         once per reason)."""
         cfg = self.config
@@ -776,6 +899,7 @@ class BertModel(BertPreTrainedModel):
             needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
             cache=past is not None,
             device=lambda: self.device,
+            no_real_tokens=no_real_tokens,
         )
         if reason is not None:
             self._warn_fallback(reason)
@@ -810,7 +934,8 @@ class BertModel(BertPreTrainedModel):
         else:
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1])
-        ops = self._resolve(output_attentions, past)
+        no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
+        ops = self._resolve(output_attentions, past, no_real_tokens)
         can_pack = (
             host_reads
             and ops.packs

@@ -573,13 +573,21 @@ def resolve(
     needs_grad: Callable[[], bool] = lambda: False,
     cache: bool = False,
     device: Callable[[], torch.device] | None = None,
+    no_real_tokens: bool = False,
 ) -> tuple[OpTable, str | None]:
     """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
 
-    The fallback rules: attention probabilities need the eager table; the triton kernels have no
-    relative positions, dropout, gradients or KV cache, and need CUDA (or the interpreter).
+    The fallback rules: attention probabilities need the eager table; so does a batch whose attention
+    mask has no real token at all (nothing to pack: every output is what transformers computes over the
+    padding); the triton kernels have no relative positions, dropout, gradients or KV cache, and need
+    CUDA (or the interpreter).
     """
     name = attn_implementation
+    if name != "eager" and no_real_tokens:
+        return get_ops("eager"), (
+            "attention_mask masks every token of the batch: there is nothing to pack, and this call runs "
+            "eagerly (as transformers computes it)"
+        )
     if name != "eager" and output_attentions:
         return get_ops("eager"), (
             f"output_attentions=True needs the attention probabilities, which the {name} backend "

@@ -441,7 +441,7 @@ def test_transformers_model_shares_weight_storage():
         == hf.bert.embeddings.word_embeddings.weight.data_ptr()
     )
     assert set(storage_bytes(hf)) == set(storage_bytes(fast))  # every weight lives once, used by both
-    assert sum(storage_bytes(fast).values()) == bytes_before  # no second copy (the fused QKV replaces q/k/v)
+    assert sum(storage_bytes(fast).values()) == bytes_before  # no second copy (q/k/v: one fused storage)
 
 
 def storage_bytes(model):

@@ -67,8 +67,9 @@ def test_unknown_forward_argument(model):
 
 
 def test_config_validation():
+    config = fastbert.BertConfig(hidden_size=30, num_attention_heads=4)  # made, as transformers does
     with pytest.raises(ValueError, match="not a multiple of num_attention_heads"):
-        fastbert.BertConfig(hidden_size=30, num_attention_heads=4)
+        fastbert.BertModel(config)  # refused when a model is built
     with pytest.raises(ValueError, match="position_embedding_type"):
         fastbert.BertConfig(position_embedding_type="rotary")
     with pytest.raises(ValueError, match="hidden_act"):

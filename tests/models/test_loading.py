@@ -67,7 +67,7 @@ def test_antiberty_masked_lm_logits_match_transformers(tmp_path):
         "cls.species.bias",
         "cls.species.weight",
     ]
-    assert info["missing_keys"] == []
+    assert info["missing_keys"] == set()
     hf = transformers.BertForMaskedLM.from_pretrained(folder).eval()
     with torch.no_grad():
         a = fb(**enc).logits
@@ -182,12 +182,16 @@ def test_config_kwargs_override(tmp_path):
 
 def test_mismatched_shapes_raise_unless_ignored(tmp_path):
     save_tiny(tmp_path, "BertForSequenceClassification", num_labels=2)
-    with pytest.raises(ValueError, match="classifier.weight"):
+    with pytest.raises(RuntimeError, match="classifier.weight"):  # transformers' exception type
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=4)
     model, info = fastbert.BertForSequenceClassification.from_pretrained(
         tmp_path, num_labels=4, ignore_mismatched_sizes=True, output_loading_info=True
     )
-    assert [m[0] for m in info["mismatched_keys"]] == ["classifier.weight", "classifier.bias"]
+    assert info["mismatched_keys"] == {
+        ("classifier.weight", torch.Size([2, 36]), torch.Size([4, 36])),
+        ("classifier.bias", torch.Size([2]), torch.Size([4])),
+    }
+    assert "classifier.weight" not in info["missing_keys"]  # as transformers 5: mismatched, not missing
 
 
 def test_folder_without_weights(tmp_path):

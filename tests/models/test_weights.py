@@ -1,5 +1,6 @@
-"""One copy of every weight: the fused QKV parameter, transformers' key names, storage shared with
-transformers, nothing stale after an edit, and one host read per forward."""
+"""One copy of every weight: query/key/value as transformers' modules over one contiguous storage,
+transformers' key names, storage shared with transformers, nothing stale after an edit, and one host
+read per forward."""
 
 import pytest
 import torch
@@ -43,18 +44,20 @@ def test_from_transformers_every_class_same_keys_and_storage(name):
     assert set(ours) == set(hf.state_dict()) == set(hf_state)  # key sets, not a zip
     for key, value in hf_state.items():
         torch.testing.assert_close(ours[key], value, rtol=0, atol=0, msg=key)
-    # storage: every parameter is transformers' own, QKV a view both ways
+    # storage: every parameter is transformers' own (query/key/value: one fused storage, both models)
     hf_params = dict(hf.named_parameters())
+    assert set(dict(fb.named_parameters())) == set(hf_params)
     for pname, p in fb.named_parameters():
-        if ".qkv." in pname:
-            continue
         assert p.data_ptr() == hf_params[pname].data_ptr(), pname
     att = (
         fb.bert.encoder.layer[0].attention.self if name != "BertModel" else fb.encoder.layer[0].attention.self
     )
     hf_att = (hf.bert if name != "BertModel" else hf).encoder.layer[0].attention.self
-    assert hf_att.query.weight.data_ptr() == att.qkv.weight.data_ptr()
-    assert hf_att.value.bias.data_ptr() == att.qkv.bias.data_ptr() + 2 * 36 * att.qkv.bias.element_size()
+    with torch.no_grad():  # the fused GEMM reads a view of the storage: no copy
+        assert att.fused_qkv()[0].data_ptr() == hf_att.query.weight.data_ptr()
+    assert (
+        hf_att.value.bias.data_ptr() == hf_att.query.bias.data_ptr() + 2 * 36 * att.query.bias.element_size()
+    )
     with torch.no_grad():
         inputs = batch(name)
         m = inputs["attention_mask"]
@@ -87,12 +90,19 @@ def test_from_transformers_refuses_other_modules():
         fastbert.from_transformers(torch.nn.Linear(2, 2))
 
 
-def test_qkv_is_one_parameter_and_views_never_go_stale():
+def test_qkv_are_linear_modules_over_one_storage_and_never_go_stale():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     att = model.encoder.layer[0].attention.self
     names = [n for n, _ in model.named_parameters() if "layer.0.attention.self" in n]
-    assert names == ["encoder.layer.0.attention.self.qkv.weight", "encoder.layer.0.attention.self.qkv.bias"]
-    assert att.query.weight.shape == (36, 36) and att.qkv.weight.shape == (108, 36)
+    assert names == [
+        f"encoder.layer.0.attention.self.{n}.{kind}"
+        for n in ("query", "key", "value")
+        for kind in ("weight", "bias")
+    ]
+    assert type(att.query) is torch.nn.Linear and att.query.weight.shape == (36, 36)
+    with torch.no_grad():
+        weight, _ = att.fused_qkv()
+    assert weight.shape == (108, 36) and weight.data_ptr() == att.query.weight.data_ptr()
     ids = torch.randint(1, 99, (2, 7))
     for backend in ("eager", "sdpa"):
         model.set_attn_implementation(backend)
@@ -100,8 +110,7 @@ def test_qkv_is_one_parameter_and_views_never_go_stale():
             before = model(input_ids=ids).last_hidden_state
             att.value.weight.data[...] = 0.5  # through .data: no version bump, nothing to re-check
             after = model(input_ids=ids).last_hidden_state
-            manual = model.encoder.layer[0].attention.self.qkv.weight[72:]
-            assert (manual == 0.5).all()
+            assert (att.fused_qkv()[0][72:] == 0.5).all()
             assert (after - before).abs().max() > 1e-3, backend
             att.value.weight.data.normal_(0, 0.02)
 
@@ -130,11 +139,12 @@ def test_state_dict_round_trip_through_transformers(tmp_path):
     ]
 
 
-def test_to_dtype_keeps_the_views():
+def test_to_dtype_keeps_the_fused_layout():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval().to(torch.float64)
     att = model.encoder.layer[1].attention.self
     assert att.query.weight.dtype == torch.float64
-    assert att.key.weight.data_ptr() == att.qkv.weight.data_ptr() + 36 * 36 * 8
+    assert att.key.weight.data_ptr() == att.query.weight.data_ptr() + 36 * 36 * 8
+    assert att.value.bias.data_ptr() == att.query.bias.data_ptr() + 2 * 36 * 8
 
 
 @pytest.mark.parametrize("backend", ["eager", "sdpa", "triton"])

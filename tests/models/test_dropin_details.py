@@ -1,0 +1,114 @@
+"""The small differences from transformers 5 (issue 24 item 6), each checked against transformers itself:
+loading-info types, the size-mismatch exception, when a config is validated, ``dtype`` /
+``attn_implementation`` config fields, and an EncoderDecoderCache whose cross-attention part is empty."""
+
+import pytest
+import torch
+from model_helpers import TINY, require_transformers
+
+import fastbert
+
+transformers = require_transformers()
+
+
+def save_pair(tmp_path, name="BertForSequenceClassification", **cfg):
+    torch.manual_seed(0)
+    getattr(transformers, name)(transformers.BertConfig(**TINY, **cfg)).save_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("extra_layers", [0, 1])
+def test_loading_info_has_transformers_types(tmp_path, extra_layers):
+    save_pair(tmp_path, "BertModel")
+    kw = dict(output_loading_info=True, num_hidden_layers=TINY["num_hidden_layers"] + extra_layers)
+    ours = fastbert.BertForSequenceClassification.from_pretrained(tmp_path, **kw)[1]
+    ref = transformers.BertForSequenceClassification.from_pretrained(tmp_path, **kw)[1]
+    assert set(ours) == set(ref)
+    for key in ref:
+        assert type(ours[key]) is type(ref[key]), key
+    assert ours["missing_keys"] == ref["missing_keys"]
+    assert ours["unexpected_keys"] == ref["unexpected_keys"] == set()
+    assert ours["mismatched_keys"] == ref["mismatched_keys"] == set()
+
+
+def test_size_mismatch_raises_transformers_exception_type(tmp_path):
+    save_pair(tmp_path, num_labels=2)
+    with pytest.raises(RuntimeError):
+        transformers.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    with pytest.raises(RuntimeError, match=r"classifier.weight.*\(2, 36\).*\(5, 36\)") as info:
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    assert isinstance(info.value, ValueError)  # also what fastbert raised before (its CLI: one line)
+    ours = fastbert.BertForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
+    )[1]
+    ref = transformers.BertForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
+    )[1]
+    assert ours["mismatched_keys"] == ref["mismatched_keys"]
+    assert ours["missing_keys"] == ref["missing_keys"]
+
+
+def test_config_validated_when_the_model_is_built_as_transformers():
+    for lib in (transformers, fastbert):
+        config = lib.BertConfig(hidden_size=37)  # 12 heads: made without complaint
+        assert config.hidden_size == 37
+        with pytest.raises(ValueError, match="37"):
+            lib.BertModel(config)
+
+
+def test_dtype_and_attn_implementation_fields_as_transformers_5():
+    for kw in (dict(dtype=torch.float16), dict(dtype="bfloat16"), dict(torch_dtype="float16"), {}):
+        ours, ref = fastbert.BertConfig(**kw), transformers.BertConfig(**kw)
+        assert ours.dtype == ref.dtype, kw
+        assert ours.torch_dtype == ours.dtype
+        assert ours.to_dict().get("dtype") == ref.to_dict().get("dtype"), kw
+        assert "torch_dtype" not in ours.to_dict()
+    ours, ref = (
+        fastbert.BertConfig(attn_implementation="eager"),
+        transformers.BertConfig(attn_implementation="eager"),
+    )
+    assert ours._attn_implementation == ref._attn_implementation == "eager"
+    assert "attn_implementation" not in ours.to_dict() and "_attn_implementation" not in ours.to_dict()
+    assert fastbert.BertConfig()._attn_implementation is None
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY, attn_implementation="eager"))
+    assert model.attn_implementation == "eager"
+
+
+def test_from_pretrained_keeps_the_configs_attn_implementation(tmp_path):
+    save_pair(tmp_path, "BertModel")
+    config = fastbert.BertConfig.from_pretrained(tmp_path)
+    config._attn_implementation = "eager"
+    assert fastbert.BertModel.from_pretrained(tmp_path, config=config).attn_implementation == "eager"
+    model = fastbert.BertModel.from_pretrained(tmp_path, config=config, attn_implementation="sdpa")
+    assert model.attn_implementation == "sdpa"  # the keyword wins
+
+
+def test_encoder_decoder_cache_with_an_empty_cross_part():
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**TINY, is_decoder=True, add_cross_attention=True)
+    hf = transformers.BertLMHeadModel(config).eval()
+    fb = fastbert.from_transformers(hf)
+    ids, step = torch.randint(1, 99, (2, 5)), torch.randint(1, 99, (2, 1))
+    enc = torch.randn(2, 4, TINY["hidden_size"])
+
+    def prefix_cache():
+        return hf(input_ids=ids, encoder_hidden_states=enc, use_cache=True).past_key_values
+
+    with torch.no_grad():
+        ref = hf(
+            input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True
+        ).logits
+        # both parts filled
+        out = fb(input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True)
+        torch.testing.assert_close(out.logits, ref, atol=2e-5, rtol=1e-5)
+        # the cross-attention part empty: its keys come from the encoder's states (no IndexError)
+        partial = EncoderDecoderCache(prefix_cache().self_attention_cache, DynamicCache())
+        out = fb(input_ids=step, encoder_hidden_states=enc, past_key_values=partial, use_cache=True)
+        torch.testing.assert_close(out.logits, ref, atol=2e-5, rtol=1e-5)
+        # both parts empty: a first step
+        empty = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        out = fb(input_ids=ids, encoder_hidden_states=enc, past_key_values=empty, use_cache=True)
+        torch.testing.assert_close(
+            out.logits, hf(input_ids=ids, encoder_hidden_states=enc).logits, atol=2e-5, rtol=1e-5
+        )

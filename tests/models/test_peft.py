@@ -1,0 +1,258 @@
+"""query/key/value as transformers' modules: PEFT's LoRA wraps them (same outputs as on transformers' model,
+and trains), a module replaced or hooked by hand is honoured, merge_and_unload gives back plain modules and
+the fused GEMM, and the fused weight never goes stale (in-place edits, load_state_dict, optimizer steps,
+``.to()``)."""
+
+import copy
+
+import pytest
+import torch
+from model_helpers import TINY, perturb_norms_and_biases, require_transformers
+
+import fastbert
+
+transformers = require_transformers()
+peft = pytest.importorskip("peft")  # the test extra
+
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+# head: the PEFT task type (None: a plain PeftModel)
+HEADS = {
+    "BertForSequenceClassification": "SEQ_CLS",
+    "BertForTokenClassification": "TOKEN_CLS",
+    "BertForMaskedLM": None,
+}
+
+
+def pair(name, tmp_path):
+    """transformers' model and fastbert's loaded from the same folder (dropout off)."""
+    torch.manual_seed(0)
+    hf = getattr(transformers, name)(transformers.BertConfig(**TINY, **NO_DROPOUT))
+    perturb_norms_and_biases(hf).eval()
+    hf.save_pretrained(tmp_path)
+    return hf, getattr(fastbert, name).from_pretrained(tmp_path)
+
+
+def batch():
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 99, (3, 8), generator=g)
+    mask = torch.ones(3, 8, dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    return dict(input_ids=ids, attention_mask=mask)
+
+
+def logits(model, inputs):
+    out = model(**inputs).logits
+    return out[inputs["attention_mask"].bool()] if out.dim() == 3 else out  # valid tokens
+
+
+def lora(model, task_type):
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"], task_type=task_type,
+        init_lora_weights=False,  # non-zero B: the adapter changes the outputs from the start
+    )  # fmt: skip
+    return peft.get_peft_model(model, config)
+
+
+def self_attention(model, layer=0):
+    base = getattr(model, "bert", model)
+    return base.encoder.layer[layer].attention.self
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_lora_on_query_value_matches_transformers(name, tmp_path):
+    hf, fb = pair(name, tmp_path)
+    inputs = batch()
+    with torch.no_grad():
+        before = logits(fb, inputs)
+    torch.manual_seed(1)
+    hf_peft = lora(hf, HEADS[name])
+    torch.manual_seed(1)
+    fb_peft = lora(fb, HEADS[name])
+    # the same trainable parameters, by name
+    trainable = {n for n, p in fb_peft.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in hf_peft.named_parameters() if p.requires_grad}
+    assert any(".attention.self.query.lora_A." in n for n in trainable)
+    assert not any(".attention.self.key." in n for n in trainable)
+    assert isinstance(self_attention(fb).query, peft.tuners.lora.LoraLayer)
+    assert self_attention(fb).fused_qkv() is None  # wrapped: the modules run themselves
+    # the same adapter weights (copied: nothing depends on the order of random draws)
+    adapters = {k: v for k, v in hf_peft.state_dict().items() if "lora_" in k or "modules_to_save" in k}
+    result = fb_peft.load_state_dict(adapters, strict=False)
+    assert not result.unexpected_keys
+    for backend in ("eager", "sdpa"):
+        fb.set_attn_implementation(backend)
+        with torch.no_grad():
+            ours, ref = logits(fb_peft, inputs), logits(hf_peft, inputs)
+        torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5, msg=backend)
+        assert (ours - before).abs().max() > 1e-3, "the adapter changes nothing: the test could not fail"
+
+
+@pytest.mark.parametrize("name", ["BertForSequenceClassification", "BertForMaskedLM"])
+def test_lora_training_updates_only_adapters_and_matches_transformers(name, tmp_path):
+    hf, fb = pair(name, tmp_path)
+    inputs = batch()
+    labels = (
+        torch.tensor([0, 1, 1]) if name == "BertForSequenceClassification" else inputs["input_ids"].clone()
+    )
+    models = {}
+    for key, model in (("hf", hf), ("fb", fb)):
+        torch.manual_seed(1)
+        models[key] = lora(model, HEADS[name])
+    adapters = {k: v for k, v in models["hf"].state_dict().items() if "lora_" in k or "modules_to_save" in k}
+    models["fb"].load_state_dict(adapters, strict=False)
+    start = {n: p.detach().clone() for n, p in models["fb"].named_parameters()}
+    with torch.no_grad():
+        out_before = logits(models["fb"], inputs)
+    losses = {}
+    for key, model in models.items():
+        model.train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        losses[key] = []
+        for _ in range(3):
+            loss = model(**inputs, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses[key].append(loss.item())
+        model.eval()
+    torch.testing.assert_close(torch.tensor(losses["fb"]), torch.tensor(losses["hf"]), atol=1e-4, rtol=1e-4)
+    assert losses["fb"][-1] < losses["fb"][0]
+    changed = {n for n, p in models["fb"].named_parameters() if not torch.equal(p.detach(), start[n])}
+    assert changed and all("lora_" in n or "modules_to_save" in n for n in changed), sorted(changed)
+    assert any(".query.lora_" in n for n in changed) and any(".value.lora_" in n for n in changed)
+    with torch.no_grad():
+        out_after = logits(models["fb"], inputs)
+        torch.testing.assert_close(out_after, logits(models["hf"], inputs), atol=1e-4, rtol=1e-4)
+    assert (out_after - out_before).abs().max() > 1e-3
+
+
+def test_merge_and_unload_gives_plain_modules_and_the_fused_gemm(tmp_path):
+    hf, fb = pair("BertForSequenceClassification", tmp_path)
+    inputs = batch()
+    torch.manual_seed(1)
+    wrapped = lora(fb, "SEQ_CLS")
+    with torch.no_grad():
+        adapted = logits(wrapped, inputs)
+    merged = wrapped.merge_and_unload()
+    att = self_attention(merged)
+    assert type(att.query) is torch.nn.Linear and type(att.value) is torch.nn.Linear
+    with torch.no_grad():
+        weight, bias = att.fused_qkv()
+        assert weight.data_ptr() == att.query.weight.data_ptr()  # a view of the storage: no copy
+        torch.testing.assert_close(logits(merged, inputs), adapted, atol=2e-5, rtol=1e-5)
+    names = {n for n, _ in merged.named_parameters()}
+    assert "bert.encoder.layer.0.attention.self.query.weight" in names
+    assert not any("lora" in n for n in names)
+
+
+class Scaled(torch.nn.Module):
+    """A hand-made replacement of a projection."""
+
+    def __init__(self, inner, factor):
+        super().__init__()
+        self.inner, self.factor = inner, factor
+
+    def forward(self, x):
+        return self.inner(x) * self.factor
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_a_module_replaced_or_hooked_by_hand_is_honoured(backend, tmp_path):
+    hf, fb = pair("BertModel", tmp_path)
+    fb.set_attn_implementation(backend)
+    inputs = batch()
+    mask = inputs["attention_mask"].bool()
+
+    def both():
+        with torch.no_grad():
+            return fb(**inputs).last_hidden_state[mask], hf(**inputs).last_hidden_state[mask]
+
+    plain, _ = both()
+    for model in (hf, fb):
+        att = self_attention(model)
+        att.value = Scaled(att.value, 1.5)
+    assert self_attention(fb).fused_qkv() is None
+    ours, ref = both()
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
+    assert (ours - plain).abs().max() > 1e-3
+    for model in (hf, fb):  # back to the plain module: the fused GEMM again, same outputs as before
+        att = self_attention(model)
+        att.value = att.value.inner
+    assert self_attention(fb).fused_qkv() is not None
+    torch.testing.assert_close(both()[0], plain, atol=0, rtol=0)
+    # a forward hook on key (transformers runs it: so must fastbert); sharper scores show in the outputs
+    handles = [
+        self_attention(m, 1).key.register_forward_hook(lambda mod, args, out: out * 30.0) for m in (hf, fb)
+    ]
+    assert self_attention(fb, 1).fused_qkv() is None
+    ours, ref = both()
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
+    assert (ours - plain).abs().max() > 1e-3
+    for h in handles:
+        h.remove()
+    # a forward of the instance's own (what accelerate's hooks install)
+    for m in (hf, fb):
+        q = self_attention(m).query
+        q.forward = lambda x, _lin=q: torch.nn.functional.linear(x, _lin.weight * 30.0, _lin.bias)
+    assert self_attention(fb).fused_qkv() is None
+    ours, ref = both()
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
+    assert (ours - plain).abs().max() > 1e-3
+
+
+def test_fused_weight_never_goes_stale(tmp_path):
+    """After each kind of change, fastbert's outputs equal transformers' on fastbert's own state dict."""
+    hf, fb = pair("BertModel", tmp_path)
+    inputs = batch()
+    mask = inputs["attention_mask"].bool()
+    att = self_attention(fb)
+
+    def check(what, dtype=torch.float32):
+        hf.load_state_dict(fb.state_dict())
+        hf.to(dtype)
+        with torch.no_grad():
+            ours, ref = fb(**inputs).last_hidden_state[mask], hf(**inputs).last_hidden_state[mask]
+        torch.testing.assert_close(ours, ref.to(ours.dtype), atol=2e-5, rtol=1e-5, msg=what)
+        return ours
+
+    first = check("loaded")
+    with torch.no_grad():
+        att.key.weight.mul_(2.0)  # in place on the parameter
+        att.value.bias.data += 0.5  # through .data: no version counter moves
+    assert (check("in-place edits") - first).abs().max() > 1e-3
+    torch.manual_seed(5)
+    fresh = fastbert.BertModel(fastbert.BertConfig(**TINY, **NO_DROPOUT)).state_dict()
+    fb.load_state_dict(fresh)
+    check("load_state_dict")
+    fb.load_state_dict({k: v.clone() * 1.1 for k, v in fresh.items()}, assign=True)
+    check("load_state_dict(assign=True)")
+    with torch.no_grad():
+        weight, _ = att.fused_qkv()
+    assert weight.data_ptr() == att.query.weight.data_ptr()  # the layout is fused again after assign
+    opt = torch.optim.SGD(fb.parameters(), lr=0.5)
+    fb.train()
+    fb(**inputs).last_hidden_state.square().mean().backward()
+    opt.step()
+    fb.eval()
+    check("an optimizer step")
+    fb.to(torch.float64)
+    assert att.key.weight.data_ptr() == att.query.weight.data_ptr() + att.query.weight.numel() * 8
+    check(".to(float64)", torch.float64)
+    fb.to(torch.float32)
+    hf.to(torch.float32)
+    att.query.weight = torch.nn.Parameter(att.query.weight.detach().clone() + 0.01)  # the layout broken
+    with torch.no_grad():
+        weight, _ = att.fused_qkv()
+    assert weight.data_ptr() != att.query.weight.data_ptr()  # concatenated for this call
+    check("a parameter replaced by hand")
+    twin = copy.deepcopy(fb)  # a copy gets its own storage, fused again
+    twin_att = self_attention(twin)
+    with torch.no_grad():
+        assert twin_att.fused_qkv()[0].data_ptr() == twin_att.query.weight.data_ptr()
+        assert twin_att.query.weight.data_ptr() != att.query.weight.data_ptr()
+        mine = fb(**inputs).last_hidden_state[mask]
+        torch.testing.assert_close(twin(**inputs).last_hidden_state[mask], mine, rtol=0, atol=0)
+        twin_att.value.weight.mul_(3.0)  # the copy's edit is the copy's alone
+        assert (twin(**inputs).last_hidden_state[mask] - mine).abs().max() > 1e-3
+        torch.testing.assert_close(fb(**inputs).last_hidden_state[mask], mine, rtol=0, atol=0)
