@@ -405,9 +405,15 @@ class BertEmbeddings(_Module):
 
 
 def _plain_module(module: nn.Module) -> bool:
-    """A plain nn.Embedding without hooks: the fused embedding op may read its weight directly. A hooked one
-    (``enable_input_require_grads``, adapters) or a replaced one is called as a module."""
-    return type(module) is nn.Embedding and not module._forward_hooks and not module._forward_pre_hooks
+    """A plain nn.Embedding without hooks and without a gradient to take: the fused embedding op may read its
+    weight directly. A hooked one (``enable_input_require_grads``, adapters), a replaced one, or one being
+    trained (its ``padding_idx`` row must get no gradient, as in nn.Embedding) is called as a module."""
+    return (
+        type(module) is nn.Embedding
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+        and not (module.weight.requires_grad and torch.is_grad_enabled())
+    )
 
 
 class BertPooler(_Module):
@@ -569,8 +575,16 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameters (each counted once), as transformers: only trainable ones, without nn.Embedding weights."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if (p.requires_grad or not only_trainable) and id(p) not in skip
+        )
 
     def cuda_graphs(self, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
         """Opt in to CUDA graphs for small batches on the triton backend (see ``fastbert.cuda_graphs``).
