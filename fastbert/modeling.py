@@ -537,6 +537,8 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         """Initialise every weight and tie the decoder to the word embeddings."""
         self.apply(self._init_weights)
         self.tie_weights()
+        if getattr(self.config, "gradient_checkpointing", False):  # transformers' legacy config flag
+            self.gradient_checkpointing_enable()
 
     def tie_weights(self) -> None:
         head = self.get_output_embeddings()
