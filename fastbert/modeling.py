@@ -25,7 +25,9 @@ from torch import nn
 
 from . import outputs
 from .config import BertConfig, check_attn_implementation, default_attn_implementation
+from .generation import GenerationMixin
 from .loading import PreTrainedMixin
+from .model_api import TransformersModelAPI
 from .ops import AttentionSpec, OpTable, activation, resolve
 from .padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 
@@ -85,6 +87,7 @@ class BertInputs:
         """The inputs among a ``forward``'s arguments (its ``locals()``); TypeError for unknown keywords."""
         extra = dict(args.get("kwargs") or {})
         extra.pop("return_dict", None)
+        extra.pop("num_items_in_batch", None)  # the Trainer's loss kwarg: heads that use it take it first
         if extra:
             raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
         for name in _TENSOR_ARGUMENTS:
@@ -406,6 +409,8 @@ class BertOutput(_Module):
 
 
 class BertLayer(_Module):
+    gradient_checkpointing = False  # set by gradient_checkpointing_enable (``model_api``)
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.attention = BertAttention(config)
@@ -465,7 +470,7 @@ class BertEmbeddings(_Module):
     def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds, ctx: LayerContext):
         """All ids have the same shape, (T,) packed or (B, L) padded; returns (..., H)."""
         absolute = self.position_embedding_type == "absolute"
-        if inputs_embeds is None and absolute and not ctx.dropout:
+        if inputs_embeds is None and absolute and not ctx.dropout and _plain_module(self.word_embeddings):
             ln = self.LayerNorm
             out = ctx.ops.embed_layernorm(
                 input_ids.reshape(-1),
@@ -486,6 +491,18 @@ class BertEmbeddings(_Module):
         if absolute:
             embeddings = embeddings + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
+
+
+def _plain_module(module: nn.Module) -> bool:
+    """A plain nn.Embedding without hooks and without a gradient to take: the fused embedding op may read its
+    weight directly. A hooked one (``enable_input_require_grads``, adapters), a replaced one, or one being
+    trained (its ``padding_idx`` row must get no gradient, as in nn.Embedding) is called as a module."""
+    return (
+        type(module) is nn.Embedding
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+        and not (module.weight.requires_grad and torch.is_grad_enabled())
+    )
 
 
 class BertPooler(_Module):
@@ -559,7 +576,7 @@ class BertPreTrainingHeads(_Module):
 
 
 # --------------------------------------------------------------------------------------------- base class
-class BertPreTrainedModel(PreTrainedMixin, _Module):
+class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
     """Weight initialisation, backend choice, loading/saving (``PreTrainedMixin``)."""
 
     config_class = BertConfig
@@ -615,6 +632,8 @@ class BertPreTrainedModel(PreTrainedMixin, _Module):
         """Initialise every weight and tie the decoder to the word embeddings."""
         self.apply(self._init_weights)
         self.tie_weights()
+        if getattr(self.config, "gradient_checkpointing", False):  # transformers' legacy config flag
+            self.gradient_checkpointing_enable()
 
     def tie_weights(self) -> None:
         head = self.get_output_embeddings()
@@ -653,8 +672,16 @@ class BertPreTrainedModel(PreTrainedMixin, _Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameters (each counted once), as transformers: only trainable ones, without nn.Embedding weights."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if (p.requires_grad or not only_trainable) and id(p) not in skip
+        )
 
     def cuda_graphs(self, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
         """Opt in to CUDA graphs for small batches on the triton backend (see ``fastbert.cuda_graphs``).
@@ -929,6 +956,10 @@ class BertModel(BertPreTrainedModel):
         )
         past = _as_legacy_cache(inputs.past_key_values)
         past_length = past[0][0].shape[2] if past is not None else 0
+        checkpointing = self.training and torch.is_grad_enabled() and self.is_gradient_checkpointing
+        if checkpointing and use_cache:
+            self._warn_fallback("use_cache=True is incompatible with gradient checkpointing: use_cache=False")
+            use_cache = False
         if host_reads:
             checked = self.validate(inputs, past_length)
         else:
@@ -956,9 +987,12 @@ class BertModel(BertPreTrainedModel):
         all_cross = () if output_attentions and ctx.cross is not None else None
         presents = () if use_cache else None
         for i, layer in enumerate(self.encoder.layer):
-            hidden, probs, cross_probs, present = layer(
-                hidden, ctx, enc_states, past[i] if past is not None else None
-            )
+            layer_past = past[i] if past is not None else None
+            if checkpointing and layer.gradient_checkpointing:  # recomputed in the backward pass
+                out = layer._gradient_checkpointing_func(layer.forward, hidden, ctx, enc_states, layer_past)
+            else:
+                out = layer(hidden, ctx, enc_states, layer_past)
+            hidden, probs, cross_probs, present = out
             if output_hidden_states:
                 all_hidden += (repad(hidden),)
             if output_attentions:
@@ -1185,8 +1219,9 @@ class BertForPreTraining(_BertHead):
         )
 
 
-class BertLMHeadModel(_BertHead):
-    """BERT as a causal language model (``is_decoder=True``), with cross-attention when configured."""
+class BertLMHeadModel(GenerationMixin, _BertHead):
+    """BERT as a causal language model (``is_decoder=True``), with cross-attention when configured;
+    ``generate`` from ``fastbert.generation``."""
 
     _tied_weights_keys = BertForPreTraining._tied_weights_keys
     per_token = True
@@ -1217,23 +1252,53 @@ class BertLMHeadModel(_BertHead):
         output_hidden_states=None,
         return_dict=None,
         cache=None,
+        logits_to_keep=0,
         **kwargs,
     ):
+        """transformers' arguments; ``logits_to_keep`` (an int: the last n positions, 0 = all; or a tensor of
+        positions) limits the head to those positions; the loss keyword arguments of transformers' causal-LM
+        loss (``num_items_in_batch``, ``shift_labels``, ``ignore_index``) are taken from ``kwargs``."""
+        loss_kwargs = {k: kwargs.pop(k) for k in _CAUSAL_LOSS_KWARGS if k in kwargs}
         inputs = BertInputs.of(locals())
         if labels is not None:
             inputs.use_cache = False
-        return self._run(inputs, return_dict, labels=labels)
+        return self._run(inputs, return_dict, labels=labels, logits_to_keep=logits_to_keep, **loss_kwargs)
 
-    def head(self, enc, **targets):
-        return enc.per_token(self.cls.predictions)
+    def allow_pack(self, inputs, labels=None, shift_labels=None, ignore_index=-100, **targets):
+        """Packed only when no padded position's logits reach the loss (the labels are shifted here)."""
+        if labels is None or inputs.attention_mask is None:
+            return True
+        targets_ = _shifted_labels(labels, shift_labels, ignore_index)
+        if targets_.shape != inputs.attention_mask.shape:
+            return False
+        return bool((targets_[inputs.attention_mask == 0] == ignore_index).all())
 
-    def loss(self, logits, labels=None):  # shifted: token t predicts token t + 1
+    def head(self, enc, logits_to_keep=0, **targets):
+        if isinstance(logits_to_keep, int) and logits_to_keep == 0:
+            return enc.per_token(self.cls.predictions)
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        return self.cls.predictions(enc.last_hidden_state[:, keep], enc.ops)
+
+    def loss(
+        self, logits, labels=None, shift_labels=None, num_items_in_batch=None, ignore_index=-100, **targets
+    ):
+        """transformers' ``ForCausalLMLoss``: token t predicts token t + 1 (or ``shift_labels``), in fp32; summed
+        and divided by ``num_items_in_batch`` when it is given, else the mean over the labelled tokens."""
         if labels is None:
             return None
-        shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]
-        return F.cross_entropy(
-            logits.float().view(-1, self.config.vocab_size), shifted.reshape(-1), ignore_index=-100
+        targets_ = _shifted_labels(labels, shift_labels, ignore_index).reshape(-1).to(logits.device)
+        reduction = "sum" if num_items_in_batch is not None else "mean"
+        loss = F.cross_entropy(
+            logits.float().view(-1, self.config.vocab_size),
+            targets_,
+            ignore_index=ignore_index,
+            reduction=reduction,
         )
+        if num_items_in_batch is not None:
+            if torch.is_tensor(num_items_in_batch):
+                num_items_in_batch = num_items_in_batch.to(loss.device)
+            loss = loss / num_items_in_batch
+        return loss
 
     def output(self, loss, logits, enc):
         return outputs.CausalLMOutputWithCrossAttentions(
@@ -1245,16 +1310,18 @@ class BertLMHeadModel(_BertHead):
             cross_attentions=enc.cross_attentions,
         )
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
-        if past_key_values is not None:
-            past_length = _as_legacy_cache(past_key_values)[0][0].shape[2]
-            input_ids = input_ids[:, past_length:]
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "past_key_values": past_key_values,
-            "use_cache": kwargs.get("use_cache"),
-        }
+
+#: transformers' causal-LM loss keyword arguments (``ForCausalLMLoss``)
+_CAUSAL_LOSS_KWARGS = ("num_items_in_batch", "shift_labels", "ignore_index")
+
+
+def _shifted_labels(
+    labels: torch.Tensor, shift_labels: torch.Tensor | None, ignore_index: int
+) -> torch.Tensor:
+    """The target of each position: ``shift_labels`` when given, else the next position's label."""
+    if shift_labels is not None:
+        return shift_labels
+    return F.pad(labels, (0, 1), value=ignore_index)[..., 1:]
 
 
 class BertForMaskedLM(_BertHead):

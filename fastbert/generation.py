@@ -1,0 +1,361 @@
+"""``generate`` for ``BertLMHeadModel``: greedy search and multinomial sampling, as transformers 5 does them.
+
+The loop is transformers' ``GenerationMixin._sample`` for a decoder-only model, written for fastbert (no
+import of transformers): the prompt runs once (the prefill), then one token per step on the KV cache
+(``past_key_values``; or the whole sequence again with ``use_cache=False``). Position ids come from the
+attention mask (``cumsum - 1``, 0 on padding), so a left-padded batch generates as transformers does.
+Each step takes the last position's logits in fp32 and applies transformers' processors in transformers'
+order — temperature, top-k, top-p — then picks ``argmax`` (greedy) or draws with
+``torch.multinomial(softmax(scores), 1)`` (sampling): with the same weights and the same
+``torch.manual_seed``, the same tokens. A finished row (it produced ``eos_token_id``) is filled with
+``pad_token_id``; generation stops at ``max_length`` (``max_new_tokens`` counts after the prompt) or when
+every row has finished.
+
+Defaults are transformers 5's (``max_length=20``, ``top_k=50``, ``temperature=1.0``, ``top_p=1.0``, greedy),
+overridden by ``model.generation_config`` and then by the call's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .outputs import ModelOutput
+
+#: transformers 5's defaults for what neither the call nor the model's generation config sets
+_DEFAULTS: dict[str, Any] = {
+    "max_length": 20,
+    "max_new_tokens": None,
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "num_return_sequences": 1,
+    "use_cache": True,
+    "eos_token_id": None,
+    "pad_token_id": None,
+    "bos_token_id": None,
+    "output_scores": False,
+    "output_logits": False,
+    "return_dict_in_generate": False,
+}
+
+
+class GenerationConfig:
+    """The generation parameters a model carries (``model.generation_config``); unset fields are None.
+
+    Read from the model's config (``pad_token_id``, ``bos_token_id``, ``eos_token_id``) as transformers'
+    ``GenerationConfig.from_model_config``; ``save_pretrained`` writes ``generation_config.json``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = set(kwargs) - set(_DEFAULTS)
+        if unknown:
+            raise TypeError(
+                f"GenerationConfig got unknown fields {sorted(unknown)}; known: {sorted(_DEFAULTS)}"
+            )
+        for name in _DEFAULTS:
+            setattr(self, name, kwargs.get(name))
+
+    @classmethod
+    def from_model_config(cls, config: Any) -> GenerationConfig:
+        return cls(**{k: getattr(config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _DEFAULTS if getattr(self, k) is not None}
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        os.makedirs(save_directory, exist_ok=True)
+        with open(os.path.join(save_directory, "generation_config.json"), "w", encoding="utf-8") as f:
+            json.dump({**self.to_dict(), "_from_model_config": True}, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    def __repr__(self) -> str:
+        return f"GenerationConfig {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
+
+
+@dataclass
+class GenerateDecoderOnlyOutput(ModelOutput):
+    """``generate(..., return_dict_in_generate=True)``: the sequences, and per step the processed scores
+    (``output_scores``) and raw logits (``output_logits``), each (batch, vocab), and the final cache."""
+
+    sequences: torch.Tensor | None = None
+    scores: tuple | None = None
+    logits: tuple | None = None
+    past_key_values: tuple | None = None
+
+
+def _as_list(ids: Any) -> list[int] | None:
+    if ids is None:
+        return None
+    if torch.is_tensor(ids):
+        ids = ids.tolist()
+    ids = [ids] if isinstance(ids, int) else list(ids)
+    if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError(f"eos_token_id must be a token id or a list of token ids, got {ids!r}")
+    return ids
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def process_logits(
+    scores: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0
+) -> torch.Tensor:
+    """transformers' sampling processors in transformers' order: temperature, top-k, top-p (scores (B, V), fp32).
+
+    Filtered tokens get ``-inf``; the token whose cumulative probability first passes ``top_p`` is kept, and
+    so is the most likely token always.
+    """
+    if temperature != 1.0:
+        scores = scores / temperature
+    if top_k:
+        k = min(top_k, scores.size(-1))
+        scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], -float("inf"))
+    if top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - top_p)
+        remove[..., -1:] = 0
+        scores = scores.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
+    return scores
+
+
+class GenerationMixin:
+    """``generate`` / ``can_generate`` / ``generation_config`` for a causal LM head (``BertLMHeadModel``)."""
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return True
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        config = self.__dict__.get("_generation_config")
+        if config is None:
+            config = GenerationConfig.from_model_config(self.config)
+            self.__dict__["_generation_config"] = config
+        return config
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig) -> None:
+        if not isinstance(value, GenerationConfig):
+            raise TypeError(
+                f"generation_config must be a fastbert GenerationConfig, got {type(value).__name__}"
+            )
+        self.__dict__["_generation_config"] = value
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """The model's files, and ``generation_config.json`` as transformers writes for a generative model."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        self.generation_config.save_pretrained(save_directory)
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        past_key_values: Any = None,
+        attention_mask=None,
+        position_ids=None,
+        **kwargs,
+    ) -> dict[str, Any]:
+        """The forward arguments of one step: only the tokens the cache has not seen yet."""
+        if past_key_values is not None:
+            past_length = past_key_values[0][0].shape[2]
+            input_ids = input_ids[:, past_length:]
+            if position_ids is not None:
+                position_ids = position_ids[:, past_length:]
+            token_type_ids = kwargs.get("token_type_ids")
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids[:, past_length:]
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "past_key_values": past_key_values,
+            **kwargs,
+        }
+
+    def _generation_settings(self, overrides: dict[str, Any], generation_config: GenerationConfig | None):
+        """The call's argument, else the generation config's field, else transformers' default."""
+        base = generation_config if generation_config is not None else self.generation_config
+        settings = {}
+        for name, default in _DEFAULTS.items():
+            value = overrides.get(name)
+            if value is None:
+                value = getattr(base, name, None)
+            settings[name] = default if value is None else value
+        return settings
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        max_new_tokens: int | None = None,
+        max_length: int | None = None,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        num_return_sequences: int | None = None,
+        use_cache: bool | None = None,
+        return_dict_in_generate: bool | None = None,
+        output_scores: bool | None = None,
+        output_logits: bool | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor | GenerateDecoderOnlyOutput:
+        """Continue each row of ``input_ids`` (B, L); returns a LongTensor (B · num_return_sequences, L + new),
+        or a :class:`GenerateDecoderOnlyOutput` with ``return_dict_in_generate=True``.
+
+        ``max_new_tokens`` (else ``max_length``, the total length, default 20), ``do_sample`` with
+        ``temperature`` / ``top_k`` (default 50) / ``top_p``, ``eos_token_id`` (an id or a list),
+        ``pad_token_id`` (filler after a row's end; defaults to the config's, else the first eos id),
+        ``attention_mask`` (left padding supported), ``num_return_sequences`` (sampling), ``use_cache``.
+        """
+        if kwargs:
+            raise TypeError(f"generate() got unexpected keyword arguments {sorted(kwargs)}")
+        s = self._generation_settings(
+            dict(
+                max_new_tokens=max_new_tokens,
+                max_length=max_length if max_new_tokens is None else None,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                eos_token_id=eos_token_id,
+                pad_token_id=pad_token_id,
+                num_return_sequences=num_return_sequences,
+                use_cache=use_cache,
+                return_dict_in_generate=return_dict_in_generate,
+                output_scores=output_scores,
+                output_logits=output_logits,
+            ),
+            generation_config,
+        )
+        if input_ids is None:
+            raise ValueError(
+                "generate needs input_ids (batch, prompt_length): BERT has no start token to begin from"
+            )
+        if (
+            not torch.is_tensor(input_ids)
+            or input_ids.dim() != 2
+            or input_ids.dtype not in (torch.long, torch.int)
+        ):
+            raise ValueError("input_ids must be a (batch, prompt_length) tensor of integer token ids")
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids has shape {tuple(input_ids.shape)}: give at least one token per row")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)} like input_ids"
+            )
+        do_sample = bool(s["do_sample"])
+        temperature, top_k, top_p = s["temperature"], s["top_k"], s["top_p"]
+        if do_sample:
+            if (
+                not isinstance(temperature, (int, float))
+                or isinstance(temperature, bool)
+                or not temperature > 0
+            ):
+                raise ValueError(f"temperature must be a number above 0, got {temperature!r}")
+            if top_k is not None and top_k != 0:
+                _whole("top_k", top_k, 1)
+            if not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 <= top_p <= 1:
+                raise ValueError(f"top_p must be a number in [0, 1], got {top_p!r}")
+        n_return = _whole("num_return_sequences", s["num_return_sequences"], 1)
+        if n_return > 1 and not do_sample:
+            raise ValueError(
+                f"greedy generation (do_sample=False) gives one sequence per row: num_return_sequences={n_return} "
+                "needs do_sample=True"
+            )
+        eos = _as_list(s["eos_token_id"])
+        pad = s["pad_token_id"]
+        if pad is None and eos is not None:
+            pad = eos[0]
+        prompt_length = input_ids.shape[1]
+        if s["max_new_tokens"] is not None:
+            max_total = prompt_length + _whole("max_new_tokens", s["max_new_tokens"], 1)
+        else:
+            max_total = _whole("max_length", s["max_length"], 1)
+
+        device = self.device
+        input_ids = input_ids.to(device=device, dtype=torch.long)
+        if attention_mask is None:  # transformers: inferred from pad tokens when they cannot be eos
+            attention_mask = torch.ones_like(input_ids)
+            if pad is not None and (eos is None or pad not in eos) and bool((input_ids == pad).any()):
+                attention_mask = input_ids.ne(pad).long()
+        attention_mask = attention_mask.to(device)
+        if n_return > 1:
+            input_ids = input_ids.repeat_interleave(n_return, dim=0)
+            attention_mask = attention_mask.repeat_interleave(n_return, dim=0)
+            if token_type_ids is not None:
+                token_type_ids = token_type_ids.repeat_interleave(n_return, dim=0)
+            if encoder_hidden_states is not None:
+                encoder_hidden_states = encoder_hidden_states.repeat_interleave(n_return, dim=0)
+            if encoder_attention_mask is not None:
+                encoder_attention_mask = encoder_attention_mask.repeat_interleave(n_return, dim=0)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        extra = {}
+        if encoder_hidden_states is not None:
+            extra["encoder_hidden_states"] = encoder_hidden_states
+            extra["encoder_attention_mask"] = encoder_attention_mask
+
+        batch = input_ids.shape[0]
+        unfinished = torch.ones(batch, dtype=torch.long, device=device)
+        eos_tensor = torch.tensor(eos, device=device) if eos is not None else None
+        scores: tuple = ()
+        raw_logits: tuple = ()
+        cache = None
+        with_cache = bool(s["use_cache"])
+        while True:
+            step = self.prepare_inputs_for_generation(
+                input_ids,
+                past_key_values=cache,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                **({"token_type_ids": token_type_ids} if token_type_ids is not None else {}),
+            )
+            out = self(**step, **extra, use_cache=with_cache, logits_to_keep=1, return_dict=True)
+            cache = out.past_key_values if with_cache else None
+            logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
+            next_scores = process_logits(logits, temperature, top_k, top_p) if do_sample else logits
+            if s["return_dict_in_generate"]:
+                if s["output_scores"]:
+                    scores += (next_scores,)
+                if s["output_logits"]:
+                    raw_logits += (logits,)
+            if do_sample:
+                next_tokens = torch.multinomial(F.softmax(next_scores, dim=-1), num_samples=1).squeeze(1)
+            else:
+                next_tokens = torch.argmax(next_scores, dim=-1)
+            if eos_tensor is not None:
+                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=-1)
+            position_ids = torch.cat([position_ids, position_ids[:, -1:] + 1], dim=-1)
+            if token_type_ids is not None:
+                token_type_ids = torch.cat([token_type_ids, token_type_ids[:, -1:]], dim=-1)
+            if eos_tensor is not None:
+                unfinished = unfinished & ~torch.isin(next_tokens, eos_tensor)
+            if input_ids.shape[1] >= max_total or int(unfinished.max()) == 0:
+                break
+        if not s["return_dict_in_generate"]:
+            return input_ids
+        return GenerateDecoderOnlyOutput(
+            sequences=input_ids,
+            scores=scores if s["output_scores"] else None,
+            logits=raw_logits if s["output_logits"] else None,
+            past_key_values=cache,
+        )

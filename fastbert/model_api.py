@@ -1,0 +1,334 @@
+"""transformers' ``PreTrainedModel`` API that fine-tuning code calls, for the fastbert model classes.
+
+A mixin of the base class (``BertPreTrainedModel``): ``base_model``, ``main_input_name``,
+``can_generate``, ``init_weights``, ``resize_token_embeddings`` (new rows initialised as transformers 5
+does), ``get_extended_attention_mask`` (transformers 4's public helper), gradient (activation)
+checkpointing and ``enable_input_require_grads``. Each method follows the transformers 5.24 method of
+the same name: same arguments, same defaults, same random draws in the same order (so a resize after
+``torch.manual_seed`` gives transformers' numbers). Nothing here imports transformers.
+
+The host class provides ``config``, ``_init_weights``, ``get_input_embeddings``,
+``set_input_embeddings``, ``get_output_embeddings``, ``set_output_embeddings``, ``tie_weights`` and
+``post_init``, and its layers honour ``gradient_checkpointing`` / ``_gradient_checkpointing_func``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class TransformersModelAPI:
+    """The ``PreTrainedModel`` methods fine-tuning code expects (see the module docstring)."""
+
+    #: the argument a forward is mostly called with (transformers reads it, e.g. to enable input grads)
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    #: transformers' BERT forwards take ``**kwargs``, which its ``Trainer`` reads as "accepts loss kwargs":
+    #: it then passes ``num_items_in_batch`` and does not divide the loss by the accumulation steps itself.
+    #: The same value, said explicitly (each head uses ``num_items_in_batch`` exactly where transformers does).
+    accepts_loss_kwargs = True
+
+    # ---------------------------------------------------------------------------------------- structure
+    @property
+    def base_model(self) -> nn.Module:
+        """The main body of the model (``self.bert`` on a head, the model itself on ``BertModel``)."""
+        return getattr(self, self.base_model_prefix, self)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether ``generate`` works on this class: True only for ``BertLMHeadModel``, as in transformers."""
+        return False
+
+    def init_weights(self) -> None:
+        """Initialise every weight as a new model (``_init_weights``) and tie the decoder, as transformers."""
+        self.post_init()
+
+    def get_extended_attention_mask(
+        self,
+        attention_mask: torch.Tensor,
+        input_shape: tuple[int, ...],
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """transformers 4's public helper: a (B, L) or (B, Lq, Lk) mask of 1/0 → an additive (B, 1, Lq|1, Lk)
+        mask (0 where attended, the dtype's minimum where not), causal for a decoder. fastbert's own forward
+        does not use it (the op tables take the mask as it is)."""
+        if dtype is None:
+            dtype = self.dtype
+        if attention_mask.dim() == 3:
+            extended = attention_mask[:, None, :, :]
+        elif attention_mask.dim() == 2:
+            if self.config.is_decoder:
+                extended = _causal_extended_mask(input_shape, attention_mask, device or attention_mask.device)
+            else:
+                extended = attention_mask[:, None, None, :]
+        else:
+            raise ValueError(
+                f"attention_mask must be (batch, key_length) or (batch, query_length, key_length), "
+                f"got shape {tuple(attention_mask.shape)} for input_shape {tuple(input_shape)}"
+            )
+        extended = extended.to(dtype=dtype)
+        return (1.0 - extended) * torch.finfo(dtype).min
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        """Replace the MLM decoder (and its bias parameter, as transformers' BERT heads do)."""
+        predictions = getattr(getattr(self, "cls", None), "predictions", None)
+        if predictions is None:
+            raise AttributeError(f"{type(self).__name__} has no output embeddings (no MLM decoder)")
+        predictions.decoder = new_embeddings
+        predictions.bias = new_embeddings.bias
+
+    # ---------------------------------------------------------------------------------------- resizing
+    def resize_token_embeddings(
+        self,
+        new_num_tokens: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        mean_resizing: bool = True,
+    ) -> nn.Embedding:
+        """Resize the word embeddings (and an untied MLM decoder) to ``new_num_tokens`` rows, rounded up to a
+        multiple of ``pad_to_multiple_of``; returns the input embedding module.
+
+        Rows kept are copied; added rows are drawn, with ``mean_resizing`` (the default), from a normal
+        distribution with the old rows' mean and 1e-9 × their covariance (their mean when that covariance is
+        not positive definite), else initialised like a new model (``initializer_range``). The tied decoder
+        follows the embeddings and its bias is padded with zeros (or cut); ``config.vocab_size`` is updated.
+        """
+        embeddings = self._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return embeddings
+        vocab_size = embeddings.weight.shape[0]
+        self.config.vocab_size = vocab_size
+        self.vocab_size = vocab_size
+        self.tie_weights()
+        self._adjust_decoder_bias()
+        return embeddings
+
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        old_embeddings = self.get_input_embeddings()
+        new_embeddings = self._get_resized_embeddings(
+            old_embeddings, new_num_tokens, pad_to_multiple_of, mean_resizing
+        )
+        new_embeddings.requires_grad_(old_embeddings.weight.requires_grad)
+        self.set_input_embeddings(new_embeddings)
+        if pad_to_multiple_of is not None:
+            new_num_tokens = new_embeddings.weight.shape[0]
+        old_head = self.get_output_embeddings()
+        if old_head is not None:  # tied: it already shares the new weight, and is returned as it is
+            new_head = self._get_resized_lm_head(old_head, new_num_tokens, mean_resizing=mean_resizing)
+            new_head.requires_grad_(old_head.weight.requires_grad)
+            if new_head is not old_head:
+                self.set_output_embeddings(new_head)
+        return self.get_input_embeddings()
+
+    def _get_resized_embeddings(
+        self,
+        old_embeddings: nn.Embedding,
+        new_num_tokens: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        mean_resizing: bool = True,
+    ) -> nn.Embedding:
+        if pad_to_multiple_of is not None:
+            if not isinstance(pad_to_multiple_of, int) or isinstance(pad_to_multiple_of, bool):
+                raise ValueError(f"pad_to_multiple_of must be an integer, got {pad_to_multiple_of!r}")
+            if new_num_tokens is None:
+                new_num_tokens = old_embeddings.weight.shape[0]
+            new_num_tokens = (
+                (new_num_tokens + pad_to_multiple_of - 1) // pad_to_multiple_of
+            ) * pad_to_multiple_of
+        if new_num_tokens is None:
+            return old_embeddings
+        if not isinstance(new_num_tokens, int) or isinstance(new_num_tokens, bool) or new_num_tokens < 1:
+            raise ValueError(f"new_num_tokens must be a whole number of at least 1, got {new_num_tokens!r}")
+        old_num_tokens, dim = old_embeddings.weight.size()
+        if old_num_tokens == new_num_tokens:
+            old_embeddings.num_embeddings = new_num_tokens
+            return old_embeddings
+        if not isinstance(old_embeddings, nn.Embedding):
+            raise TypeError(
+                f"the input embeddings are a {type(old_embeddings).__name__}, not an nn.Embedding: cannot resize them"
+            )
+        # built like transformers (nn.Embedding's own init draws from the generator first)
+        new_embeddings = nn.Embedding(
+            new_num_tokens, dim, device=old_embeddings.weight.device, dtype=old_embeddings.weight.dtype
+        )
+        if new_num_tokens > old_num_tokens and not mean_resizing:
+            self._init_weights(new_embeddings)
+        elif new_num_tokens > old_num_tokens:
+            _init_added_rows_with_mean(
+                old_embeddings, new_embeddings, old_num_tokens, new_num_tokens - old_num_tokens
+            )
+        n = min(old_num_tokens, new_num_tokens)
+        new_embeddings.weight.data[:n, :] = old_embeddings.weight.data[:n, :]
+        # the old module keeps its identity (and its type); only its weight storage changes
+        old_embeddings.weight.data = new_embeddings.weight.data
+        old_embeddings.num_embeddings = new_num_tokens
+        if old_embeddings.padding_idx is not None and new_num_tokens - 1 < old_embeddings.padding_idx:
+            old_embeddings.padding_idx = None
+        return old_embeddings
+
+    def _get_resized_lm_head(
+        self, old_head: nn.Linear, new_num_tokens: int | None = None, mean_resizing: bool = True
+    ) -> nn.Linear:
+        if new_num_tokens is None:
+            return old_head
+        old_num_tokens, dim = old_head.weight.size()
+        if old_num_tokens == new_num_tokens:  # tied: the weight was resized with the embeddings
+            old_head.out_features = new_num_tokens
+            return old_head
+        if not isinstance(old_head, nn.Linear):
+            raise TypeError(f"the output embeddings are a {type(old_head).__name__}, not an nn.Linear")
+        has_bias = old_head.bias is not None
+        new_head = nn.Linear(
+            dim, new_num_tokens, bias=has_bias, device=old_head.weight.device, dtype=old_head.weight.dtype
+        )
+        added = new_num_tokens - old_num_tokens
+        if added > 0 and not mean_resizing:
+            self._init_weights(new_head)
+        elif added > 0:
+            _init_added_rows_with_mean(old_head, new_head, old_num_tokens, added)
+            if has_bias:
+                bias_mean = torch.mean(old_head.bias.data, dim=0, dtype=torch.float32)
+                bias_std = torch.std(old_head.bias.data, dim=0).to(torch.float32)
+                new_head.bias.data[-added:].normal_(mean=bias_mean, std=1e-9 * bias_std)
+        n = min(old_num_tokens, new_num_tokens)
+        new_head.weight.data[:n, :] = old_head.weight.data[:n, :]
+        if has_bias:
+            new_head.bias.data[:n] = old_head.bias.data[:n]
+        return new_head
+
+    def _adjust_decoder_bias(self) -> None:
+        """A tied decoder's bias padded with zeros (or cut) to its weight's rows, as transformers' tying does."""
+        head = self.get_output_embeddings()
+        if head is None or getattr(head, "bias", None) is None:
+            return
+        rows = head.weight.shape[0]
+        if head.bias.shape[0] != rows:
+            head.bias.data = nn.functional.pad(head.bias.data, (0, rows - head.bias.shape[0]), "constant", 0)
+        head.out_features = rows
+
+    # ---------------------------------------------------------------------------------------- checkpointing
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether any layer recomputes its activations in the backward pass."""
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
+
+    is_activation_checkpointing = is_gradient_checkpointing
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict | None = None, **kwargs: Any
+    ) -> None:
+        """Recompute each encoder layer's activations in the backward pass instead of keeping them.
+
+        ``gradient_checkpointing_kwargs`` go to ``torch.utils.checkpoint.checkpoint`` (default
+        ``{"use_reentrant": False}``, transformers 5's); ``every_n_layers`` / ``offload`` as
+        :meth:`activation_checkpointing_enable`. Works on the padded and the packed (padding-free) paths.
+        Like transformers, it also makes the input embeddings' output require grad
+        (:meth:`enable_input_require_grads`), so a frozen embedding does not cut the gradient.
+        """
+        self.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs
+        )
+
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """transformers 5's name of :meth:`gradient_checkpointing_enable`; ``every_n_layers`` checkpoints every
+        n-th layer only; ``offload`` keeps the saved inputs in (pinned) host memory."""
+        if not isinstance(every_n_layers, int) or every_n_layers < 1:
+            raise ValueError(f"every_n_layers must be a whole number of at least 1, got {every_n_layers!r}")
+        kwargs = (
+            {"use_reentrant": False}
+            if activation_checkpointing_kwargs is None
+            else activation_checkpointing_kwargs
+        )
+        if offload:
+            pin = torch.cuda.is_available()
+
+            def checkpoint_func(function, *args, **kw):
+                with torch.autograd.graph.save_on_cpu(pin_memory=pin):
+                    return checkpoint(function, *args, **kw)
+        else:
+            checkpoint_func = checkpoint
+        self._set_gradient_checkpointing(True, functools.partial(checkpoint_func, **kwargs), every_n_layers)
+        if self.main_input_name == "input_ids":
+            self.enable_input_require_grads()
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Turn activation checkpointing off again."""
+        self.activation_checkpointing_disable()
+
+    def activation_checkpointing_disable(self) -> None:
+        self._set_gradient_checkpointing(False)
+
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, func=checkpoint, every_n_layers: int = 1
+    ) -> None:
+        index = 0
+        found = False
+        for module in self.modules():
+            if hasattr(module, "gradient_checkpointing"):
+                module._gradient_checkpointing_func = func
+                module.gradient_checkpointing = enable and index % every_n_layers == 0
+                index += 1
+                found = True
+        if not found:
+            raise ValueError(f"{type(self).__name__} has no layer that supports gradient checkpointing")
+
+    # ---------------------------------------------------------------------------------------- input grads
+    def enable_input_require_grads(self) -> None:
+        """Make the word embeddings' output require grad (a forward hook), so gradients reach adapters or
+        checkpointed layers when the embeddings themselves are frozen."""
+        self.disable_input_require_grads()
+
+        def make_inputs_require_grads(module, args, output):
+            output.requires_grad_(True)
+
+        embeddings = self.get_input_embeddings()
+        self._require_grads_hooks = [embeddings.register_forward_hook(make_inputs_require_grads)]
+        self._require_grads_hook = self._require_grads_hooks[0]
+
+    def disable_input_require_grads(self) -> None:
+        """Remove the hook of :meth:`enable_input_require_grads`."""
+        for hook in getattr(self, "_require_grads_hooks", None) or ():
+            hook.remove()
+        self._require_grads_hooks = []
+        if "_require_grads_hook" in self.__dict__:
+            del self._require_grads_hook
+
+
+def _init_added_rows_with_mean(old: nn.Module, new: nn.Module, old_num_tokens: int, added: int) -> None:
+    """transformers' mean resizing: added rows ~ N(mean of old rows, 1e-9 · their covariance), or the mean."""
+    old_weight = old.weight.data.to(torch.float32)
+    mean = torch.mean(old_weight, dim=0)
+    centered = old_weight - mean
+    covariance = centered.T @ centered / old_num_tokens
+    epsilon = 1e-9
+    if torch.distributions.constraints.positive_definite.check(epsilon * covariance).all():
+        distribution = torch.distributions.multivariate_normal.MultivariateNormal(
+            mean, covariance_matrix=epsilon * covariance
+        )
+        new.weight.data[-added:, :] = distribution.sample(sample_shape=(added,)).to(old.weight.dtype)
+    else:
+        new.weight.data[-added:, :] = mean[None, :].repeat(added, 1).to(old.weight.dtype)
+
+
+def _causal_extended_mask(input_shape, attention_mask: torch.Tensor, device) -> torch.Tensor:
+    """(B, Lk) mask → (B, 1, Lq, Lk) causal mask; a longer mask (a cache) is attended in full at its start."""
+    batch_size, seq_length = input_shape[:2]
+    seq_ids = torch.arange(seq_length, device=device)
+    causal = seq_ids[None, None, :].repeat(batch_size, seq_length, 1) <= seq_ids[None, :, None]
+    causal = causal.to(attention_mask.dtype)
+    prefix = attention_mask.shape[1] - causal.shape[1]
+    if prefix > 0:
+        causal = torch.cat(
+            [torch.ones((batch_size, seq_length, prefix), device=device, dtype=causal.dtype), causal], dim=-1
+        )
+    return causal[:, None, :, :] * attention_mask[:, None, None, :]

@@ -1,0 +1,251 @@
+"""transformers' model API on fastbert's classes: resize_token_embeddings (same rows as transformers for the
+same seed), base_model, main_input_name, can_generate, init_weights, get_extended_attention_mask, and
+``generate`` on BertLMHeadModel (the same tokens as transformers' generate for the same weights and seed)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+import fastbert
+from tests.model_helpers import CLASSES, TINY, require_transformers
+
+transformers = require_transformers()
+
+
+def _pair(name: str, **overrides):
+    cfg = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **overrides)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = getattr(transformers, name)(transformers.BertConfig(**cfg)).eval()
+        fb = getattr(fastbert, name)(fastbert.BertConfig(**cfg)).eval()
+    missing, unexpected = fb.load_state_dict(hf.state_dict(), strict=False)
+    assert not unexpected
+    return hf, fb
+
+
+# --------------------------------------------------------------------------------------------- resizing
+@pytest.mark.parametrize("name", ["BertForMaskedLM", "BertForPreTraining", "BertModel"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        dict(new_num_tokens=110),
+        dict(new_num_tokens=110, mean_resizing=False),
+        dict(new_num_tokens=None, pad_to_multiple_of=16),
+        dict(new_num_tokens=90),
+    ],
+)
+def test_resize_token_embeddings_as_transformers(name, args):
+    hf, fb = _pair(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(3)
+        hf_emb = hf.resize_token_embeddings(**args)
+        torch.manual_seed(3)
+        fb_emb = fb.resize_token_embeddings(**args)
+    assert fb_emb is fb.get_input_embeddings()
+    assert torch.equal(fb_emb.weight, hf_emb.weight)  # same rows, same draws
+    assert fb.config.vocab_size == hf.config.vocab_size == fb_emb.weight.shape[0]
+    head = fb.get_output_embeddings()
+    if head is not None:
+        assert head.weight is fb_emb.weight  # still tied
+        assert head.bias is fb.cls.predictions.bias and head.bias.shape[0] == fb_emb.weight.shape[0]
+        assert torch.equal(head.bias, hf.get_output_embeddings().bias)
+        assert head.out_features == fb_emb.weight.shape[0]
+    # the resized model computes what transformers' resized model computes
+    ids = torch.randint(0, fb.config.vocab_size, (2, 6))
+    ids[0, -1] = fb.config.vocab_size - 1  # a new (or the last kept) row
+    with torch.no_grad():
+        ours, theirs = fb(ids)[0], hf(ids)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_resize_untied_decoder_as_transformers():
+    hf, fb = _pair("BertForMaskedLM", tie_word_embeddings=False)
+    assert fb.get_output_embeddings().weight is not fb.get_input_embeddings().weight
+    torch.manual_seed(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf.resize_token_embeddings(120)
+    torch.manual_seed(4)
+    fb.resize_token_embeddings(120)
+    for ours, theirs in zip(
+        (
+            fb.get_input_embeddings().weight,
+            fb.get_output_embeddings().weight,
+            fb.get_output_embeddings().bias,
+        ),
+        (
+            hf.get_input_embeddings().weight,
+            hf.get_output_embeddings().weight,
+            hf.get_output_embeddings().bias,
+        ),
+    ):
+        assert ours.shape[0] == 120 and torch.equal(ours, theirs)
+    assert fb.get_output_embeddings().weight is not fb.get_input_embeddings().weight
+    assert fb.cls.predictions.bias is fb.get_output_embeddings().bias
+
+
+def test_resize_mean_resizing_keeps_the_distribution_and_saves(tmp_path):
+    torch.manual_seed(0)
+    model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY))
+    old = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(TINY["vocab_size"] + 7)
+    new = model.get_input_embeddings().weight.detach()
+    assert torch.equal(new[: old.shape[0]], old)
+    # added rows sit at the old rows' mean (covariance scaled by 1e-9)
+    torch.testing.assert_close(new[old.shape[0] :], old.mean(0).expand(7, -1), rtol=0, atol=1e-4)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["vocab_size"] == TINY["vocab_size"] + 7
+    again = fastbert.BertForMaskedLM.from_pretrained(tmp_path)
+    assert torch.equal(again.get_input_embeddings().weight, new)
+
+
+def test_resize_bad_arguments():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    assert model.resize_token_embeddings() is model.get_input_embeddings()
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        model.resize_token_embeddings(100, pad_to_multiple_of=2.5)
+    with pytest.raises(ValueError, match="new_num_tokens"):
+        model.resize_token_embeddings(0)
+
+
+# --------------------------------------------------------------------------------------------- small API
+@pytest.mark.parametrize("name", CLASSES)
+def test_attributes_as_transformers(name):
+    hf, fb = _pair(name, is_decoder=name == "BertLMHeadModel")
+    assert fb.main_input_name == hf.main_input_name == "input_ids"
+    assert fb.base_model_prefix == hf.base_model_prefix == "bert"
+    assert type(fb.base_model).__name__ == type(hf.base_model).__name__ == "BertModel"
+    assert fb.can_generate() == hf.can_generate() == (name == "BertLMHeadModel")
+    assert fb.supports_gradient_checkpointing is True
+    assert fb.num_parameters() == hf.num_parameters()
+    assert fb.num_parameters(exclude_embeddings=True) == hf.num_parameters(exclude_embeddings=True)
+
+
+def test_init_weights_reinitialises_and_ties():
+    torch.manual_seed(0)
+    model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    model.init_weights()
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    ln = model.bert.encoder.layer[0].output.LayerNorm
+    assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and torch.equal(
+        ln.bias, torch.zeros_like(ln.bias)
+    )
+    std = model.bert.encoder.layer[0].output.dense.weight.std().item()
+    assert 0.01 < std < 0.03  # initializer_range 0.02
+    assert torch.equal(model.cls.predictions.bias, torch.zeros_like(model.cls.predictions.bias))
+
+
+def test_get_extended_attention_mask():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    ext = model.get_extended_attention_mask(mask, (2, 3))
+    low = torch.finfo(torch.float32).min
+    assert ext.shape == (2, 1, 1, 3) and ext.dtype == torch.float32
+    assert ext[0, 0, 0].tolist() == [0.0, 0.0, low] and ext[1].abs().sum() == 0
+    decoder = fastbert.BertModel(fastbert.BertConfig(**TINY, is_decoder=True))
+    ext = decoder.get_extended_attention_mask(mask, (2, 3))
+    assert ext.shape == (2, 1, 3, 3)
+    assert ext[1, 0].eq(0).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    cached = decoder.get_extended_attention_mask(torch.ones(2, 5, dtype=torch.long), (2, 2))
+    assert cached.shape == (2, 1, 2, 5) and cached[0, 0, 0].eq(0).tolist() == [True, True, True, True, False]
+    with pytest.raises(ValueError, match="attention_mask"):
+        model.get_extended_attention_mask(torch.ones(3), (3,))
+
+
+# --------------------------------------------------------------------------------------------- generate
+GENERATE_CASES = [
+    dict(max_new_tokens=6),
+    dict(max_length=9),
+    dict(max_new_tokens=6, do_sample=True),
+    dict(max_new_tokens=6, do_sample=True, temperature=0.6, top_k=7, top_p=0.85),
+    dict(max_new_tokens=6, do_sample=True, top_k=0, top_p=0.5, num_return_sequences=3),
+    dict(max_new_tokens=8, eos_token_id=[11, 12, 13, 14, 15], pad_token_id=2, do_sample=True, top_k=20),
+    dict(max_new_tokens=8, eos_token_id=13),
+]
+
+
+@pytest.fixture(scope="module")
+def lm_pair():
+    return _pair("BertLMHeadModel", is_decoder=True)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("case", range(len(GENERATE_CASES)))
+def test_generate_same_tokens_as_transformers(lm_pair, case, use_cache):
+    hf, fb = lm_pair
+    args = GENERATE_CASES[case]
+    g = torch.Generator().manual_seed(case)
+    ids = torch.randint(3, TINY["vocab_size"], (3, 5), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # left padding
+    mask[2, :1] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(11)
+        theirs = hf.generate(ids, attention_mask=mask, use_cache=use_cache, **args)
+    torch.manual_seed(11)
+    ours = fb.generate(ids, attention_mask=mask, use_cache=use_cache, **args)
+    assert ours.dtype == torch.long
+    assert torch.equal(ours, theirs), (ours, theirs)
+
+
+def test_generate_cache_equals_no_cache_and_dict_output(lm_pair):
+    _, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4))
+    a = fb.generate(ids, max_new_tokens=5)
+    b = fb.generate(ids, max_new_tokens=5, use_cache=False)
+    assert torch.equal(a, b) and a.shape == (2, 9)
+    out = fb.generate(
+        ids, max_new_tokens=5, return_dict_in_generate=True, output_scores=True, output_logits=True
+    )
+    assert torch.equal(out.sequences, a)
+    assert len(out.scores) == len(out.logits) == 5 and out.scores[0].shape == (2, TINY["vocab_size"])
+    assert torch.equal(out.scores[0].argmax(-1), a[:, 4])
+    assert len(out.past_key_values) == TINY["num_hidden_layers"]
+
+
+def test_generate_stops_at_eos_and_pads(lm_pair):
+    _, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4))
+    free = fb.generate(ids, max_new_tokens=6)
+    eos = int(free[0, 5])  # row 0's second new token
+    out = fb.generate(ids, max_new_tokens=6, eos_token_id=eos, pad_token_id=1)
+    assert out[0, 5] == eos and (out[0, 6:] == 1).all()
+
+
+def test_generate_bad_arguments_and_config(lm_pair, tmp_path):
+    _, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (1, 3))
+    with pytest.raises(ValueError, match="num_return_sequences"):
+        fb.generate(ids, num_return_sequences=2)
+    with pytest.raises(ValueError, match="temperature"):
+        fb.generate(ids, do_sample=True, temperature=0.0)
+    with pytest.raises(ValueError, match="top_k"):
+        fb.generate(ids, do_sample=True, top_k=-1)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        fb.generate(ids, max_new_tokens=0)
+    with pytest.raises(ValueError, match="input_ids"):
+        fb.generate(ids.float())
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fb.generate(ids, num_beams=4)
+    fb.generation_config = fastbert.generation.GenerationConfig(max_new_tokens=2, pad_token_id=0)
+    try:
+        assert fb.generate(ids).shape == (1, 5)  # the model's generation config
+        assert fb.generate(ids, max_new_tokens=4).shape == (1, 7)  # the call wins
+    finally:
+        fb.generation_config = fastbert.generation.GenerationConfig.from_model_config(fb.config)
+    fb.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "generation_config.json").read_text())
+    assert saved["pad_token_id"] == 0
+    model = transformers.BertLMHeadModel.from_pretrained(tmp_path)  # transformers reads it back
+    assert model.generation_config.pad_token_id == 0
