@@ -16,6 +16,7 @@ from functools import cached_property
 
 import torch
 
+
 class HostReads:
     """A count of the device->host reads made through :func:`host_read` (see :func:`count_host_reads`)."""
 
