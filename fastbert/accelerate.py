@@ -48,6 +48,7 @@ def accelerate(
     dtype: torch.dtype | None = None,
     cuda_graphs: bool | dict[str, Any] | None = None,
     strict: bool = False,
+    quantization: str | None = None,
 ) -> Any:
     """Replace every BERT backbone of ``obj`` by fastbert's, on the same weights.
 
@@ -63,6 +64,8 @@ def accelerate(
             ``{"max_batch": 8, "max_seqlen": 128}``) turns on CUDA-graph replay of small batches on each
             fastbert backbone; needs the model on a CUDA device. None / False: off.
         strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.
+        quantization: ``"int8"`` quantizes each fastbert backbone after the swap (:func:`fastbert.quantize`,
+            calibrated with ``obj.tokenizer`` when it has one); needs fp32 on the CPU. None: off.
 
     Returns:
         The same ``SentenceTransformer`` / ``CrossEncoder`` object with its backbones swapped, or, for a
@@ -70,6 +73,27 @@ def accelerate(
         returned unchanged, after one :class:`AccelerateWarning` saying why.
     """
     _check_options(attn_implementation, dtype, cuda_graphs, strict)
+    from .quant import check_quantization
+
+    quantization = check_quantization(quantization)
+    if quantization is not None and dtype not in (None, torch.float32):
+        raise ValueError(
+            f"quantization={quantization!r} computes from fp32 weights: dtype must be None or float32"
+        )
+    out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
+    if quantization is not None:
+        from .modeling import BertPreTrainedModel
+        from .quant import quantize
+
+        tokenizer = getattr(obj, "tokenizer", None)
+        roots = [out] if isinstance(out, BertPreTrainedModel) else list(out.modules())
+        for m in roots:
+            if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
+                quantize(m, quantization, tokenizer=tokenizer)
+    return out
+
+
+def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
     from .modeling import BertPreTrainedModel
 
     if isinstance(obj, BertPreTrainedModel):  # already fastbert: apply the options only
