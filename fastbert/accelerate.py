@@ -45,7 +45,7 @@ class AccelerateWarning(UserWarning):
 def accelerate(
     obj: Any,
     attn_implementation: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     cuda_graphs: bool | dict[str, Any] | None = None,
     strict: bool = False,
     quantization: str | None = None,
@@ -57,7 +57,8 @@ def accelerate(
             BERT models as public submodules), or a transformers BERT model of one of the nine classes.
         attn_implementation: fastbert backend, ``"eager"``, ``"sdpa"`` or ``"triton"``; None picks
             ``triton`` on CUDA and ``sdpa`` elsewhere.
-        dtype: cast to this dtype (``torch.float32``, ``torch.float16`` or ``torch.bfloat16``) after the
+        dtype: cast to this dtype (``torch.float32``, ``torch.float16``, ``torch.bfloat16``, or ``"auto"``:
+            bf16 on a CPU with native bf16 (avx512_bf16/AMX), fp32 on other CPUs, said once) after the
             swap: the whole object for sentence-transformers (as ``model.to(dtype)``), the fastbert model
             otherwise. The cast makes new storage in that dtype, as ``.to`` does. None keeps the dtype.
         cuda_graphs: True (or a dict of ``BertPreTrainedModel.cuda_graphs`` arguments such as
@@ -72,8 +73,13 @@ def accelerate(
         transformers model, the fastbert model of the same class. A model that cannot be accelerated is
         returned unchanged, after one :class:`AccelerateWarning` saying why.
     """
-    _check_options(attn_implementation, dtype, cuda_graphs, strict)
     from .quant import check_quantization
+    from .quant.dtypes import auto_dtype, warn_if_emulated
+
+    if isinstance(dtype, str) and dtype == "auto":
+        dtype = auto_dtype(_device_of(obj))
+    _check_options(attn_implementation, dtype, cuda_graphs, strict)
+    warn_if_emulated(dtype, _device_of(obj))
 
     quantization = check_quantization(quantization)
     if quantization is not None and dtype not in (None, torch.float32):
@@ -91,6 +97,11 @@ def accelerate(
             if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
                 quantize(m, quantization, tokenizer=tokenizer)
     return out
+
+
+def _device_of(obj) -> torch.device:
+    p = next(obj.parameters(), None) if isinstance(obj, nn.Module) else None
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):

@@ -310,6 +310,9 @@ class PreTrainedMixin:
                     (v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32
                 )
         torch_dtype = torch_dtype or torch.float32
+        from .quant.dtypes import warn_if_emulated
+
+        warn_if_emulated(torch_dtype, device)
 
         model = cls._build(config, model_args, torch_dtype, device)
         info = load_into_model(
