@@ -72,9 +72,42 @@ def quantize_tokens(x: torch.Tensor, inv_smooth: torch.Tensor | None):
     """(M, K) fp32 -> (uint8 (M, K) with zero point 128, fp32 (M, 1) dequantisation scale a/127)."""
     if inv_smooth is not None:
         x = x * inv_smooth
-    a = x.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12)
-    q = torch.round(x * (127.0 / a)).add_(128).to(torch.uint8)
-    return q, a.mul_(1.0 / 127)
+    a = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    q = torch.round(x * (127.0 / a)) + 128
+    return q.to(torch.uint8), a * (1.0 / 127)
+
+
+def _dequantize(acc: torch.Tensor, x_scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return acc * x_scale + bias
+
+
+class _Fused:
+    """``fn`` compiled by Inductor (one C++ loop for its elementwise passes, dynamic shapes: compiled once),
+    or ``fn`` itself where compiling fails (no C++ compiler): eager passes, the same numbers, slower."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.compiled = None
+        self.failed = False
+
+    def __call__(self, *args):
+        if self.failed:
+            return self.fn(*args)
+        if self.compiled is None:
+            self.compiled = torch.compile(self.fn, dynamic=True)
+        try:
+            return self.compiled(*args)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: the eager passes
+            self.failed = True
+            warnings.warn(
+                f"int8: fusing the quantization passes failed ({type(e).__name__}): eager passes",
+                stacklevel=2,
+            )
+            return self.fn(*args)
+
+
+_QUANTIZE_TOKENS = _Fused(quantize_tokens)
+_DEQUANTIZE = _Fused(_dequantize)
 
 
 def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -131,6 +164,9 @@ class Int8Linear:
         self.smooth = smooth
         self.outliers = outliers
         self.w_side, self.inv_smooth = split_smoothing(weight, smooth, outliers)
+        k = weight.shape[1]
+        self.inv_smooth_or_ones = self.inv_smooth if self.inv_smooth is not None else torch.ones(k)
+        self.zero_bias = torch.zeros(weight.shape[0])
         self.alpha = alpha
         self.qmax = qmax
         self.error = error
@@ -176,11 +212,11 @@ class Int8Linear:
         _, qlinear = _QLINEAR
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
-        qx, x_scale = quantize_tokens(x2, self.inv_smooth)  # (M, K) u8, (M, 1)
+        qx, x_scale = _QUANTIZE_TOKENS(x2, self.inv_smooth_or_ones)  # (M, K) u8, (M, 1)
         acc = qlinear(
             qx, 1.0, 128, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
-        )
-        y = torch.addcmul(bias, acc, x_scale) if bias is not None else acc.mul_(x_scale)  # (M, N) fp32
+        )  # (M, N) fp32: the int32 sums times w_scale
+        y = _DEQUANTIZE(acc, x_scale, bias if bias is not None else self.zero_bias)
         if self.outliers is not None:
             y.addmm_(x2.index_select(1, self.outliers), self.w_outliers)
         return y.view(*lead, self.out_features)
