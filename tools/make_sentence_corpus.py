@@ -1,8 +1,8 @@
-"""Build the deterministic sentence corpora of the precision gates from text that ships with Python.
+"""Build the sentence corpora of the precision gates from text that ships with installed packages.
 
-Sentences come from the docstrings of the standard library's modules (no network, no site-packages:
-the same Python version gives the same files). One sentence a line, sorted by a hash so that the order
-is fixed and the topics are mixed.
+Sentences come from the docstrings of the top-level modules on the path (the standard library and the
+installed packages; no network). The output is committed: the tests read the files, not this script.
+One sentence a line, sorted by a hash so that the order is fixed and the topics are mixed.
 
     python3 tools/make_sentence_corpus.py   # writes tests/data/sentences.txt, fastbert/quant/calibration.txt
 """
@@ -24,7 +24,7 @@ SKIP = ("test", "idlelib", "tkinter", "turtle", "antigravity", "this", "__", "li
 def _docstrings():
     names = sorted(m.name for m in pkgutil.iter_modules() if m.module_finder.path.startswith(sys.base_prefix))
     for name in names:
-        if name.startswith(SKIP) or "site-packages" in name:
+        if name.startswith(SKIP):
             continue
         try:
             with warnings.catch_warnings():
