@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
     rows = {
         "dense": lambda: tensor_rows("32x128", rounds=5),
         "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5),
-        "encode": lambda: encode_rows(1000, rounds=2),
+        "encode": lambda: encode_rows(800, rounds=2),
     }[what]()
     env = machine()
     path = os.path.join(out_dir(), "precision.jsonl")
