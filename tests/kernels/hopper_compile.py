@@ -11,6 +11,11 @@ after pruning, and assembled by Triton's ptxas (its ``-v`` log read). It fails (
 spill (ptxas ``-v``), shared memory above Hopper's 227 KB per block, an fp32 LayerNorm/attention that
 uses approximate division or square root, or two lengths of one kernel that would compile twice.
 
+Each binary's line says whether its PTX uses wgmma (Hopper's warpgroup MMA) and its occupancy (blocks
+per SM from registers, shared memory and warps); ``FASTBERT_HOPPER_TABLE=path`` writes them as a
+Markdown table (committed: benchmarks/results/sm90-static/). Attention is compiled at head dims 32
+(MiniLM, bge-small), 64 and 128.
+
 The tier CI runs compiles what BERT launches (fp16 and fp32; padded attention with a mask and per-row
 lengths, varlen attention; non-causal); ``FASTBERT_HOPPER_FULL=1`` adds bf16, the causal variants and the
 unmasked padded one.
