@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "accelerate": "fastbert.accelerate",
     "pipeline": "fastbert.pipelines",
     "embed": "fastbert.embed",
+    # reduced precision (a load-time transform)
+    "quantize": "fastbert.quant",
 }
 
 # modules that are also their main function: ``fastbert.embed(...)`` and ``fastbert.embed.read_output``

@@ -45,9 +45,10 @@ class AccelerateWarning(UserWarning):
 def accelerate(
     obj: Any,
     attn_implementation: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     cuda_graphs: bool | dict[str, Any] | None = None,
     strict: bool = False,
+    quantization: str | None = None,
 ) -> Any:
     """Replace every BERT backbone of ``obj`` by fastbert's, on the same weights.
 
@@ -56,20 +57,54 @@ def accelerate(
             BERT models as public submodules), or a transformers BERT model of one of the nine classes.
         attn_implementation: fastbert backend, ``"eager"``, ``"sdpa"`` or ``"triton"``; None picks
             ``triton`` on CUDA and ``sdpa`` elsewhere.
-        dtype: cast to this dtype (``torch.float32``, ``torch.float16`` or ``torch.bfloat16``) after the
+        dtype: cast to this dtype (``torch.float32``, ``torch.float16``, ``torch.bfloat16``, or ``"auto"``:
+            bf16 on a CPU with native bf16 (avx512_bf16/AMX), fp32 on other CPUs, said once) after the
             swap: the whole object for sentence-transformers (as ``model.to(dtype)``), the fastbert model
             otherwise. The cast makes new storage in that dtype, as ``.to`` does. None keeps the dtype.
         cuda_graphs: True (or a dict of ``BertPreTrainedModel.cuda_graphs`` arguments such as
             ``{"max_batch": 8, "max_seqlen": 128}``) turns on CUDA-graph replay of small batches on each
             fastbert backbone; needs the model on a CUDA device. None / False: off.
         strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.
+        quantization: ``"int8"`` quantizes each fastbert backbone after the swap (:func:`fastbert.quantize`,
+            calibrated with ``obj.tokenizer`` when it has one); needs fp32 on the CPU. None: off.
 
     Returns:
         The same ``SentenceTransformer`` / ``CrossEncoder`` object with its backbones swapped, or, for a
         transformers model, the fastbert model of the same class. A model that cannot be accelerated is
         returned unchanged, after one :class:`AccelerateWarning` saying why.
     """
+    from .quant import check_quantization
+    from .quant.dtypes import auto_dtype, warn_if_emulated
+
+    if isinstance(dtype, str) and dtype == "auto":
+        dtype = auto_dtype(_device_of(obj))
     _check_options(attn_implementation, dtype, cuda_graphs, strict)
+    warn_if_emulated(dtype, _device_of(obj))
+
+    quantization = check_quantization(quantization)
+    if quantization is not None and dtype not in (None, torch.float32):
+        raise ValueError(
+            f"quantization={quantization!r} computes from fp32 weights: dtype must be None or float32"
+        )
+    out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
+    if quantization is not None:
+        from .modeling import BertPreTrainedModel
+        from .quant import quantize
+
+        tokenizer = getattr(obj, "tokenizer", None)
+        roots = [out] if isinstance(out, BertPreTrainedModel) else list(out.modules())
+        for m in roots:
+            if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
+                quantize(m, quantization, tokenizer=tokenizer)
+    return out
+
+
+def _device_of(obj) -> torch.device:
+    p = next(obj.parameters(), None) if isinstance(obj, nn.Module) else None
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
     from .modeling import BertPreTrainedModel
 
     if isinstance(obj, BertPreTrainedModel):  # already fastbert: apply the options only

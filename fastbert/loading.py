@@ -288,12 +288,17 @@ class PreTrainedMixin:
         state_dict: dict[str, torch.Tensor] | None = None,
         low_cpu_mem_usage: bool | None = None,
         trust_remote_code: bool | None = None,
+        quantization: str | None = None,
         **kwargs: Any,
     ):
         """Load a model from a folder or hub id, like transformers' ``from_pretrained``.
 
         ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords (revision,
-        cache_dir, local_files_only, token, subfolder)."""
+        cache_dir, local_files_only, token, subfolder). ``quantization="int8"``: quantize after loading
+        (:func:`fastbert.quantize`, calibrated with the folder's tokenizer; the checkpoint stays fp32)."""
+        from .quant import check_quantization
+
+        quantization = check_quantization(quantization)  # a bad value fails before anything loads
         path = str(pretrained_model_name_or_path)
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
@@ -328,6 +333,9 @@ class PreTrainedMixin:
                     (v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32
                 )
         torch_dtype = torch_dtype or torch.float32
+        from .quant.dtypes import warn_if_emulated
+
+        warn_if_emulated(torch_dtype, device)
 
         model = cls._build(config, model_args, torch_dtype, device)
         info = load_into_model(
@@ -357,6 +365,10 @@ class PreTrainedMixin:
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
         model.eval()
+        if quantization is not None:
+            from .quant import quantize
+
+            quantize(model, quantization)
         return (model, info) if output_loading_info else model
 
     @classmethod

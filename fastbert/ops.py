@@ -180,7 +180,12 @@ def _sdpa_linear(x, weight, bias=None):
     """``F.linear``; on the CPU in fp32 without autograd, through oneDNN instead of the BLAS ``F.linear``
     calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC (2 threads, torch 2.13) a
     (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL) and 9.6 ms through
-    oneDNN, with the plain weight (no packed copy to go stale). Small GEMMs stay on ``F.linear``."""
+    oneDNN, with the plain weight (no packed copy to go stale). Small GEMMs stay on ``F.linear``.
+    A weight that carries a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
+    :mod:`fastbert.quant`) is computed by it."""
+    hook = getattr(weight, "fastbert_linear", None)
+    if hook is not None:
+        return hook(x, weight, bias)
     if (
         x.numel() * weight.shape[0] >= _ONEDNN_MIN_MACS  # first: small calls leave at once
         and _ONEDNN_LINEAR is not None

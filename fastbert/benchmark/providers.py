@@ -253,6 +253,47 @@ def _build_fastbert(
     return build
 
 
+def _tokenizer_path(model) -> str | None:
+    path = getattr(model.config, "_name_or_path", None) or getattr(model.config, "name_or_path", None)
+    return str(path) if path and os.path.isdir(str(path)) else None
+
+
+def _build_fastbert_precision(precision: str) -> Callable[[BuildContext], RunFn]:
+    """fastbert 'sdpa' in bf16 or int8 (fastbert.quantize, calibrated on its built-in sentences) whatever
+    the row's dtype: these rows sit beside the fp32 ones."""
+
+    def build(ctx: BuildContext) -> RunFn:
+        import fastbert
+
+        if precision == "bf16":
+            return _wrap(fastbert_model(ctx.source, "sdpa", torch.bfloat16), ctx.task)
+        model = fastbert_model(ctx.source, "sdpa", torch.float32)
+        path = _tokenizer_path(ctx.source)
+        tokenizer = fastbert.AutoTokenizer.from_pretrained(path) if path else None
+        calibration = None
+        if tokenizer is None:  # random weights: calibrate on random ids
+            g = torch.Generator().manual_seed(0)
+            ids = torch.randint(5, model.config.vocab_size, (8, 64), generator=g)
+            calibration = [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}]
+        fastbert.quantize(model, "int8", tokenizer=tokenizer, calibration=calibration)
+        return _wrap(model, ctx.task)
+
+    return build
+
+
+def _precision_missing(precision: str) -> Callable[[str, torch.dtype], str | None]:
+    def missing(device: str, dtype: torch.dtype) -> str | None:
+        if _cuda(device):
+            return "a CPU row (fastbert's CUDA int8/FP8 rows are in benchmarks/gpu_check.sh)"
+        if precision == "int8":
+            from fastbert.quant.int8 import int8_available
+
+            return None if int8_available() else "torch without oneDNN int8 ops"
+        return None
+
+    return missing
+
+
 _ONNX_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
 
 
@@ -406,6 +447,14 @@ def _build_st(backend: str) -> Callable[[BuildContext], RunFn]:
             import fastbert
 
             model = fastbert.accelerate(_st_model(ctx))
+        elif backend == "fastbert-int8":
+            import fastbert
+
+            model = fastbert.accelerate(_st_model(ctx), quantization="int8")
+        elif backend == "fastbert-bf16":
+            import fastbert
+
+            model = fastbert.accelerate(_st_model(ctx), dtype=torch.bfloat16)
         elif backend == "torch":
             model = _st_model(ctx)
         else:
@@ -528,6 +577,35 @@ PROVIDERS: dict[str, Provider] = {
             "sentence-transformers encode() with backend='openvino'",
             _build_st("openvino"),
             _st_openvino_missing,
+            kind="sentences",
+        ),
+        # reduced precision (issue 28): beside the fp32 rows, judged by cosine
+        Provider(
+            "fastbert-bf16",
+            "fastbert 'sdpa' in bfloat16 (oneDNN bf16 linears; native with avx512_bf16/AMX, emulated else)",
+            _build_fastbert_precision("bf16"),
+            _precision_missing("bf16"),
+            quantized=True,
+        ),
+        Provider(
+            "fastbert-int8",
+            "fastbert 'sdpa' with fastbert.quantize(model, 'int8') (per-channel weights, per-token activations)",
+            _build_fastbert_precision("int8"),
+            _precision_missing("int8"),
+            quantized=True,
+        ),
+        Provider(
+            "st-fastbert-int8",
+            "fastbert.accelerate(SentenceTransformer(...), quantization='int8').encode()",
+            _build_st("fastbert-int8"),
+            _st_fastbert_missing,
+            kind="sentences",
+        ),
+        Provider(
+            "st-fastbert-bf16",
+            "fastbert.accelerate(SentenceTransformer(...), dtype=torch.bfloat16).encode()",
+            _build_st("fastbert-bf16"),
+            _st_fastbert_missing,
             kind="sentences",
         ),
     ]

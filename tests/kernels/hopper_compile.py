@@ -11,6 +11,11 @@ after pruning, and assembled by Triton's ptxas (its ``-v`` log read). It fails (
 spill (ptxas ``-v``), shared memory above Hopper's 227 KB per block, an fp32 LayerNorm/attention that
 uses approximate division or square root, or two lengths of one kernel that would compile twice.
 
+Each binary's line says whether its PTX uses wgmma (Hopper's warpgroup MMA) and its occupancy (blocks
+per SM from registers, shared memory and warps); ``FASTBERT_HOPPER_TABLE=path`` writes them as a
+Markdown table (committed: benchmarks/results/sm90-static/). Attention is compiled at head dims 32
+(MiniLM, bge-small), 64 and 128.
+
 The tier CI runs compiles what BERT launches (fp16 and fp32; padded attention with a mask and per-row
 lengths, varlen attention; non-causal); ``FASTBERT_HOPPER_FULL=1`` adds bf16, the causal variants and the
 unmasked padded one.
@@ -100,8 +105,8 @@ def _scenarios():
             yield (f"embed_layernorm {dname} H={hidden}",
                    lambda ids=ids, pos=pos, tt=tt, tb=tables: kernels.embed_layernorm(ids, pos, tt, *tb, 1e-12,
                                                                                         validate=False))  # fmt: skip
-        for d in (64, 128):
-            heads = 768 // d
+        for d in (32, 64, 128):  # 32: MiniLM's, bge-small's, the embedded default's (hidden 384, 12 heads)
+            heads = (384 if d == 32 else 768) // d
             for length in (128, 200):  # two buckets: one binary for both
                 # (B, L, 3, heads, D) fused QKV output: q/k/v are its strided views, as the model feeds them
                 q, k, v = mk(2, length, 3, heads, d, dtype=dtype).unbind(2)
@@ -200,6 +205,18 @@ def compile_with_report(src, options: dict):
     return k, int(regs.group(1)), spills
 
 
+TABLE: list[tuple] = []
+
+
+def _occupancy(regs: int, smem: int, warps: int) -> int:
+    """Resident blocks per sm_90 SM: 65,536 registers (allocated per warp in 256s), 228 KB of shared
+    memory (1 KB reserved per block), 64 warps, 32 blocks."""
+    regs_per_warp = -(-max(regs, 1) * 32 // 256) * 256
+    by_regs = 65536 // (regs_per_warp * warps)
+    by_smem = (228 * 1024) // (smem + 1024)
+    return min(by_regs, by_smem, 64 // warps, 32)
+
+
 def _exactness_problem(label: str, ptx: str) -> str | None:
     """fp32 LayerNorm and attention must divide (and take square roots) with IEEE rounding."""
     if "fp32" not in label:
@@ -250,8 +267,12 @@ def main() -> int:
                     problems.append(exact)
                 failed += bool(problems)
                 verdict = "FAIL" if problems else "ok"
-                print(f"{verdict} {name}: shared {smem} B, {regs} registers, spills {spills} B"
+                wgmma = "wgmma" in ptx
+                warps = cfg.get("num_warps", 4)
+                print(f"{verdict} {name}: shared {smem} B, {regs} registers, spills {spills} B, wgmma {wgmma},"
+                      f" occupancy {_occupancy(regs, smem, warps)} blocks/SM"
                       + (f" -- {'; '.join(problems)}" if problems else ""))  # fmt: skip
+                TABLE.append((name, regs, spills, smem, warps, _occupancy(regs, smem, warps), wgmma))
             except Exception as e:  # report every variant, then fail
                 failed += 1
                 print(f"FAIL {name}: {type(e).__name__}: {str(e)[:2000]}")
@@ -260,6 +281,18 @@ def main() -> int:
             failed += 1
             print(f"FAIL {label} {cfg}: lengths 128 and 200 give {len(keys)} binaries")
     print(f"{len(done)} binaries compiled, {failed} failure(s)")
+    table = os.environ.get("FASTBERT_HOPPER_TABLE")
+    if table:  # the committed table: benchmarks/results/sm90-static/kernels.md
+        with open(table, "w", encoding="utf-8") as f:
+            f.write(f"# fastbert kernels compiled for sm_90 without a GPU (triton {triton.__version__})\n\n")
+            f.write(
+                "Registers and spills from ptxas -v, wgmma from the PTX, occupancy = resident blocks per SM "
+                "from registers (64K per SM), shared memory (228 KB) and warps (64 per SM).\n\n"
+            )
+            f.write("| binary | registers | spills (B) | shared (B) | warps | blocks/SM | wgmma |\n")
+            f.write("| --- | --- | --- | --- | --- | --- | --- |\n")
+            for row in TABLE:
+                f.write("| " + " | ".join(str(c) for c in row) + " |\n")
     return 1 if failed else 0
 
 

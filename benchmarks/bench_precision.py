@@ -1,0 +1,220 @@
+"""Reduced precision on the CPU (issue 28): fastbert fp32 / bf16 / int8 beside ONNX Runtime and OpenVINO
+fp32 and int8, on the real MiniLM, providers interleaved in one process, each row with its min/mean
+cosine to transformers' fp32 output.
+
+    flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py dense    # 32x128
+    flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py skewed   # 32 x 8..256
+    flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py encode   # sentence-transformers
+
+Each appends its rows to benchmarks/results/<cpu>/precision/precision.jsonl (with the CPU model, its
+flags, versions and the date); ``report`` writes the Markdown table from them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENTENCES = os.path.join(ROOT, "tests", "data", "sentences.txt")
+TENSOR_PROVIDERS = (
+    "hf-sdpa",
+    "fastbert-sdpa",
+    "fastbert-bf16",
+    "fastbert-int8",
+    "ort-optimized",
+    "ort-int8",
+    "openvino",
+    "openvino-int8",
+)
+SENTENCE_PROVIDERS = (
+    "st-torch",
+    "st-fastbert",
+    "st-fastbert-bf16",
+    "st-fastbert-int8",
+    "st-onnx",
+    "st-openvino",
+)
+
+
+def out_dir() -> str:
+    from fastbert.benchmark.run import cpu_name
+
+    name = cpu_name().lower()
+    folder = "cpu-amd-epyc" if "epyc" in name else "cpu-" + "-".join(name.split()[:4])
+    path = os.path.join(ROOT, "benchmarks", "results", folder, "precision")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def machine() -> dict:
+    from fastbert.benchmark.run import cpu_name
+    from fastbert.quant.dtypes import cpu_flags, cpu_has_native_bf16
+    from fastbert.quant.int8 import weight_qmax
+
+    flags = cpu_flags()
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+    return {
+        "cpu": cpu_name(),
+        "flags": {f: f in flags for f in wanted},
+        "native_bf16": cpu_has_native_bf16(),
+        "int8_weight_qmax": weight_qmax(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _cosines(out: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> tuple[float, float]:
+    out, ref = out.float(), ref.float()
+    if mask is not None:
+        out, ref = out[mask], ref[mask]
+    cos = F.cosine_similarity(out.reshape(-1, out.shape[-1]), ref.reshape(-1, ref.shape[-1]), dim=-1)
+    return round(cos.min().item(), 5), round(cos.mean().item(), 5)
+
+
+def _interleaved(fns: dict, arg, rounds: int) -> dict[str, float]:
+    times = {n: [] for n in fns}
+    for _ in range(rounds):
+        for n, fn in fns.items():
+            t = time.perf_counter()
+            fn(arg)
+            times[n].append(time.perf_counter() - t)
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def tensor_rows(shape_text: str, rounds: int) -> list[dict]:
+    from fastbert.benchmark.providers import PROVIDERS, BuildContext
+    from fastbert.benchmark.workloads import load_source_model, make_inputs, parse_shape
+
+    shape = parse_shape(shape_text)
+    source = load_source_model("minilm", "model", "cpu")
+    inputs = make_inputs(shape, source.config.vocab_size, "cpu")
+    ctx = BuildContext(task="model", dtype=torch.float32, device="cpu", source=source, max_batch=shape.batch)
+    ctx.cache["tmpdir"] = __import__("tempfile").mkdtemp(prefix="fastbert-precision-")
+    fns, notes = {}, {}
+    for name in TENSOR_PROVIDERS:
+        p = PROVIDERS[name]
+        why = p.unavailable("cpu", torch.float32)
+        if why:
+            notes[name] = why
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fns[name] = p.build(ctx)
+    mask = inputs["attention_mask"].bool()
+    with torch.inference_mode():
+        outs = {n: fn(inputs) for n, fn in fns.items()}  # warm-up and the outputs judged
+        times = _interleaved(fns, inputs, rounds)
+    ref = outs["hf-sdpa"]
+    return [
+        dict(
+            workload=f"model {shape.label}",
+            provider=n,
+            seconds=round(times[n], 5),
+            speedup_vs_hf_sdpa=round(times["hf-sdpa"] / times[n], 3),
+            speedup_vs_fastbert_fp32=round(times["fastbert-sdpa"] / times[n], 3),
+            cosine_min_mean=_cosines(outs[n], ref, mask),
+        )
+        for n in fns
+    ] + [dict(workload=f"model {shape.label}", provider=n, skipped=why) for n, why in notes.items()]
+
+
+def encode_rows(n_sentences: int, rounds: int) -> list[dict]:
+    from fastbert.benchmark.providers import PROVIDERS, BuildContext
+    from fastbert.hub import embedded_model_path
+
+    with open(SENTENCES, encoding="utf-8") as f:
+        sentences = [s.strip() for s in f if s.strip()][:n_sentences]
+    ctx = BuildContext(
+        task="embed", dtype=torch.float32, device="cpu", st_folder=embedded_model_path(), batch_size=32
+    )
+    fns, notes = {}, {}
+    for name in SENTENCE_PROVIDERS:
+        p = PROVIDERS[name]
+        why = p.unavailable("cpu", torch.float32)
+        if why:
+            notes[name] = why
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fns[name] = p.build(ctx)
+    outs = {n: fn(sentences) for n, fn in fns.items()}
+    times = _interleaved(fns, sentences, rounds)
+    ref = outs["st-torch"]
+    return [
+        dict(
+            workload=f"sentence-transformers encode, {len(sentences)} sentences, batch 32",
+            provider=n,
+            seconds=round(times[n], 4),
+            speedup_vs_st_torch=round(times["st-torch"] / times[n], 3),
+            speedup_vs_fastbert_fp32=round(times["st-fastbert"] / times[n], 3),
+            cosine_min_mean=_cosines(outs[n], ref, None),
+        )
+        for n in fns
+    ] + [dict(workload="encode", provider=n, skipped=why) for n, why in notes.items()]
+
+
+def main(argv: list[str]) -> None:
+    what = argv[0] if argv else "dense"
+    if what == "report":
+        return report()
+    rows = {
+        "dense": lambda: tensor_rows("32x128", rounds=5),
+        "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5),
+        "encode": lambda: encode_rows(800, rounds=2),
+    }[what]()
+    env = machine()
+    path = os.path.join(out_dir(), "precision.jsonl")
+    with open(path, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({**r, **env}) + "\n")
+            print(json.dumps(r))
+
+
+def report() -> None:
+    path = os.path.join(out_dir(), "precision.jsonl")
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    latest = {}
+    for r in rows:
+        latest[(r["workload"], r["provider"])] = r
+    env = rows[-1]
+    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in env["flags"].items())
+    lines = [
+        f"# Reduced precision on {env['cpu']} ({env['threads']} threads, torch {env['torch']}, {env['date'][:10]})",
+        "",
+        f"Flags: {flags}. Native bf16: {'yes' if env['native_bf16'] else 'no (emulated)'}. "
+        f"int8 weights |q| <= {env['int8_weight_qmax']}.",
+        "",
+        "| workload | provider | time (s) | speed-up vs baseline | vs fastbert fp32 | cosine to fp32 min / mean |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for (w, p), r in latest.items():
+        if "skipped" in r:
+            lines.append(f"| {w} | {p} | skipped: {r['skipped']} | | | |")
+            continue
+        base = r.get("speedup_vs_hf_sdpa", r.get("speedup_vs_st_torch"))
+        cmin, cmean = r["cosine_min_mean"]
+        lines.append(
+            f"| {w} | {p} | {r['seconds']:.4f} | {base:.2f}x | {r['speedup_vs_fastbert_fp32']:.2f}x | {cmin:.4f} / {cmean:.5f} |"
+        )
+    lines += [
+        "",
+        "Baseline: transformers sdpa fp32 (model rows), sentence-transformers' torch backend (encode rows).",
+    ]
+    with open(os.path.join(out_dir(), "README.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,222 @@
+"""int8 linears on the CPU: weights int8 per output channel, activations int8 per token, int32 sums.
+
+One linear ``y = x @ W.T + b`` (x ``(M, K)`` fp32, W ``(N, K)``) becomes
+
+    xs = x * inv_smooth                          # SmoothQuant migration, (K,) per input channel (or none);
+                                                 # 0 at the few outlier channels, computed apart in fp32
+    a  = max_k |xs[m, k]|                        # per token (row), dynamic
+    qx = round(xs * 127 / a) + 128               # uint8 (M, K), zero point 128
+    acc = (qx - 128) @ qW.T                      # int32, oneDNN's u8 x s8 GEMM (torch.ops.onednn)
+    y  = acc * w_scale[n] * a[m] / 127 + b       # fp32 (M, N)
+    y += x[:, outliers] @ W[:, outliers].T       # the outlier channels (LLM.int8's decomposition), fp32
+
+with ``qW = round(W * smooth / w_scale)`` per output channel. On CPUs without VNNI (AVX2: AMD Zen 3,
+Intel before Cascade Lake) the u8 x s8 products are summed in pairs into int16 (``vpmaddubsw``), which
+saturates when the weights use the full int8 range: the weights are then kept in 7 bits (``|qW| <= 63``,
+exact sums); with VNNI or AMX in 8 bits. The reference is the same formula in float64
+(:func:`reference_int8_linear`).
+
+The fp32 parameters are never changed: the int8 copy rides on the weight (``weight.fastbert_linear``) and
+the sdpa table's linear calls it, so a quantized model saves as the fp32 checkpoint it was loaded from.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Int8Linear", "int8_available", "reference_int8_linear", "split_smoothing", "weight_qmax"]
+
+
+def _onednn_qlinear():
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return None
+        return torch.ops.onednn.qlinear_prepack.default, torch.ops.onednn.qlinear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_QLINEAR = _onednn_qlinear()
+
+
+def int8_available() -> bool:
+    """True when this torch has oneDNN's int8 linear (``torch.ops.onednn.qlinear_pointwise``)."""
+    return _QLINEAR is not None
+
+
+def weight_qmax() -> int:
+    """The largest int8 weight magnitude that sums exactly on this CPU: 127 with VNNI/AMX, else 63."""
+    cpu = torch.cpu
+    for probe in ("_is_vnni_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None and fn():
+            return 127
+    return 63
+
+
+def quantize_weight(w: torch.Tensor, smooth: torch.Tensor | None, qmax: int):
+    """(N, K) fp32 weight -> (int8 (N, K), fp32 (N,) scales), per output channel. ``smooth`` (K,)
+    multiplies the input channels first (0 drops a channel: an outlier computed apart)."""
+    w = w.detach().float()
+    if smooth is not None:
+        w = w * smooth
+    scale = w.abs().amax(dim=1).clamp_min(1e-12) / qmax
+    q = torch.round(w / scale[:, None]).clamp_(-qmax, qmax).to(torch.int8)
+    return q, scale
+
+
+def quantize_tokens(x: torch.Tensor, inv_smooth: torch.Tensor | None):
+    """(M, K) fp32 -> (uint8 (M, K) with zero point 128, fp32 (M, 1) dequantisation scale a/127)."""
+    if inv_smooth is not None:
+        x = x * inv_smooth
+    a = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    q = torch.round(x * (127.0 / a)) + 128
+    return q.to(torch.uint8), a * (1.0 / 127)
+
+
+def _dequantize(acc: torch.Tensor, x_scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return acc * x_scale + bias
+
+
+class _Fused:
+    """``fn`` compiled by Inductor (one C++ loop for its elementwise passes, dynamic shapes: compiled once),
+    or ``fn`` itself where compiling fails (no C++ compiler): eager passes, the same numbers, slower."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.compiled = None
+        self.failed = False
+
+    def __call__(self, *args):
+        if self.failed:
+            return self.fn(*args)
+        if self.compiled is None:
+            self.compiled = torch.compile(self.fn, dynamic=True)
+        try:
+            return self.compiled(*args)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: the eager passes
+            self.failed = True
+            warnings.warn(
+                f"int8: fusing the quantization passes failed ({type(e).__name__}): eager passes",
+                stacklevel=2,
+            )
+            return self.fn(*args)
+
+
+_QUANTIZE_TOKENS = _Fused(quantize_tokens)
+_DEQUANTIZE = _Fused(_dequantize)
+
+
+def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(weight-side factors, input-side factors), (K,) each, with the outlier channels zeroed in both."""
+    if smooth is None and outliers is None:
+        return None, None
+    k = weight.shape[1]
+    s = torch.ones(k) if smooth is None else smooth.detach().float().clone()
+    inv = 1.0 / s
+    if outliers is not None:
+        s[outliers] = 0.0
+        inv[outliers] = 0.0
+    return s, inv
+
+
+def reference_int8_linear(x, weight, bias, smooth, qmax: int, outliers=None) -> torch.Tensor:
+    """The int8 linear's formula in float64 (the reference its oneDNN call must equal to rounding)."""
+    w_side, x_side = split_smoothing(weight, smooth, outliers)
+    qw, w_scale = quantize_weight(weight, w_side, qmax)
+    x2 = x.reshape(-1, x.shape[-1]).float()
+    qx, x_scale = quantize_tokens(x2, x_side)
+    acc = (qx.double() - 128) @ qw.double().T
+    y = acc * w_scale.double() * x_scale.double()
+    if outliers is not None:
+        y = y + x2[:, outliers].double() @ weight.detach()[:, outliers].double().T
+    if bias is not None:
+        y = y + bias.double()
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+class Int8Linear:
+    """The int8 copy of one linear's weight, called as ``linear(x, weight, bias)`` by the sdpa table.
+
+    Attributes:
+        smooth: (K,) fp32 SmoothQuant factors (None: no migration), alpha: their migration strength.
+        outliers: int64 (k,) input channels computed in fp32 apart (None: none).
+        qmax: the weight range (63 or 127, :func:`weight_qmax`).
+        error: relative error of this linear on the calibration tokens (``||y_int8 - y|| / ||y||``).
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        smooth: torch.Tensor | None,
+        alpha: float,
+        qmax: int,
+        error: float,
+        outliers: torch.Tensor | None = None,
+    ):
+        if _QLINEAR is None:
+            raise RuntimeError(
+                "int8 linears need torch's oneDNN int8 ops (torch.ops.onednn.qlinear_pointwise)"
+            )
+        self.smooth = smooth
+        self.outliers = outliers
+        self.w_side, self.inv_smooth = split_smoothing(weight, smooth, outliers)
+        k = weight.shape[1]
+        self.inv_smooth_or_ones = self.inv_smooth if self.inv_smooth is not None else torch.ones(k)
+        self.zero_bias = torch.zeros(weight.shape[0])
+        self.alpha = alpha
+        self.qmax = qmax
+        self.error = error
+        self._warned = False
+        self._pack(weight)
+
+    def _pack(self, weight: torch.Tensor) -> None:
+        prepack, _ = _QLINEAR
+        qw, self.w_scale = quantize_weight(weight, self.w_side, self.qmax)
+        self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
+        self.w_zero = torch.zeros(qw.shape[0], dtype=torch.long)
+        self.packed = prepack(qw, None)
+        self.version = weight._version
+        self.out_features, self.in_features = qw.shape
+
+    def __repr__(self) -> str:
+        smooth = f"smoothquant alpha={self.alpha}" if self.smooth is not None else "no smoothing"
+        k = 0 if self.outliers is None else len(self.outliers)
+        return (
+            f"int8 (weights per channel |q|<={self.qmax}, activations per token, {smooth}, "
+            f"{k} outlier channels fp32, calib err {self.error:.1e})"
+        )
+
+    def _fallback(self, why: str, x, weight, bias):
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"int8 linears compute without int8 here: {why}", stacklevel=4)
+        return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    def __call__(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return F.linear(x, weight, bias)  # tracing: the fp32 weights (the int8 path is eager only)
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            return self._fallback("gradients are recorded (run under torch.no_grad())", x, weight, bias)
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            return self._fallback(
+                f"the int8 path takes fp32 CPU inputs, got {x.dtype} on {x.device.type}", x, weight, bias
+            )
+        if weight._version != self.version:  # the fp32 weight was edited in place: quantize it again
+            self._pack(weight)
+        _, qlinear = _QLINEAR
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        qx, x_scale = _QUANTIZE_TOKENS(x2, self.inv_smooth_or_ones)  # (M, K) u8, (M, 1)
+        acc = qlinear(
+            qx, 1.0, 128, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
+        )  # (M, N) fp32: the int32 sums times w_scale
+        y = _DEQUANTIZE(acc, x_scale, bias if bias is not None else self.zero_bias)
+        if self.outliers is not None:
+            y.addmm_(x2.index_select(1, self.outliers), self.w_outliers)
+        return y.view(*lead, self.out_features)

@@ -1,0 +1,62 @@
+"""bf16 where the CPU computes it: ``dtype="auto"`` picks bf16 only with avx512_bf16/AMX, fp32 elsewhere;
+bf16 asked on a CPU that emulates it works, with one warning."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastbert
+from fastbert.quant import dtypes
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    monkeypatch.setattr(dtypes, "_SAID", set())
+    return monkeypatch
+
+
+def test_native_bf16_probe_agrees_with_cpuinfo():
+    flags = dtypes.cpu_flags()
+    if flags:  # the probe (torch's, or /proc/cpuinfo) agrees with the flags the kernel reports
+        assert dtypes.cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_dtype_follows_the_cpu(fresh, native):
+    fresh.setattr(dtypes, "cpu_has_native_bf16", lambda: native)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "auto" never warns: it picks what is fast here
+        out = fastbert.accelerate(model, dtype="auto")
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_bf16_on_an_emulating_cpu_works_with_one_warning(fresh, tmp_path):
+    fresh.setattr(dtypes, "cpu_has_native_bf16", lambda: False)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    model.save_pretrained(tmp_path)
+    ids = torch.randint(1, 99, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    with pytest.warns(UserWarning, match="without native bf16") as record:
+        bf = fastbert.BertModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+        fastbert.accelerate(fastbert.BertModel.from_pretrained(tmp_path), dtype=torch.bfloat16)
+    assert sum("native bf16" in str(w.message) for w in record) == 1
+    with torch.no_grad():
+        out = bf(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert out.dtype == torch.bfloat16
+    real = mask.bool()
+    cos = F.cosine_similarity(out.float()[real], ref[real], dim=-1)
+    assert cos.min() > 0.99  # bf16's 8-bit mantissa, fp32 statistics: close to fp32
+
+
+def test_unknown_dtype_is_refused():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        fastbert.accelerate(model, dtype="float8")

@@ -1,0 +1,65 @@
+"""``torch.compile(model)`` on the CPU: compiled once per input kind, never again per call.
+
+A global counter mutated on every forward (``padding.HOST_READS`` until issue 28) is a guard that fails on
+every call: each call recompiled until the cache limit and the compiled model fell back to eager. After a
+warm-up on the inputs used, ``error_on_recompile`` turns any further recompilation into an error.
+"""
+
+import pytest
+import torch
+
+import fastbert
+from fastbert import padding
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
+
+
+def _inputs():
+    ids = torch.randint(1, 99, (3, 8))
+    mask = torch.ones(3, 8, dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    return [dict(input_ids=ids), dict(input_ids=ids, attention_mask=mask)]  # dense, padded
+
+
+def _check_no_recompile(backend: str, warmup_rounds: int = 2, rounds: int = 3):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    compiled = torch.compile(model, backend=backend)
+    batches = _inputs()
+    with torch.no_grad():
+        refs = [model(**b).last_hidden_state for b in batches]
+        for _ in range(warmup_rounds):  # each kind of input compiles its frames (graph breaks at host reads)
+            for b in batches:
+                compiled(**b)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(rounds):
+                for b, ref in zip(batches, refs):
+                    out = compiled(**b).last_hidden_state
+                    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_compiled_model_does_not_recompile_per_call(backend):
+    _check_no_recompile(backend)
+
+
+def test_host_reads_are_counted_in_eager_only():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    dense, padded = _inputs()
+    with torch.no_grad(), padding.count_host_reads() as reads:
+        model(**padded)
+    assert reads.count == 1  # validation and the mask's lengths: one read
+    with torch.no_grad(), padding.count_host_reads() as reads:
+        torch.compile(model, backend="eager")(**dense)
+    assert reads.count == 0  # under compile the counters are not touched (no guard on them)
