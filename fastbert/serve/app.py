@@ -146,10 +146,17 @@ class Server:
         """The outputs of ``rows``; a client that disconnects meanwhile cancels its queued inputs."""
         start = time.perf_counter()
         try:
-            results = await _unless_disconnected(request, self.batcher.submit(rows, ops))
+            queued = self.batcher.enqueue(rows, ops)
+        except InferenceError as e:
+            raise ServeError(str(e), "backend") from None
+        try:
+            results = await _unless_disconnected(request, queued.future)
         except InferenceError as e:
             self.metrics.request_failure.labels("backend").inc()
             raise ServeError(str(e), "backend") from None
+        finally:
+            if not queued.future.done() or queued.future.cancelled():
+                queued.cancelled = True  # its inputs not yet in a forward are dropped, now
         self.metrics.request_inference_duration.observe(time.perf_counter() - start)
         return results
 
@@ -344,6 +351,10 @@ def create_app(
     """The ASGI app serving ``options.model`` (loaded here unless ``spec``/``models`` are given): a FastAPI
     app wrapped in the auth / payload-limit guard. Its workers start with the app's lifespan."""
     options = options or ServeOptions()
+    if options.threads is not None:
+        import torch
+
+        torch.set_num_threads(options.threads)
     spec = spec or describe_model(options)
     if models is None:
         models = [ServedModel(spec, options, d) for d in default_devices(options)]
@@ -733,8 +744,15 @@ def run_server(options: ServeOptions) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(startup_line(f"http://{shown}:{port}", spec, models), file=sys.stderr, flush=True)
+    # keep-alive: a client's idle connection stays open 75 s (uvicorn's 5 s default races clients that
+    # reuse a pooled connection just as the server closes it)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=60
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=60,
+        timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

@@ -98,18 +98,24 @@ class Batcher:
         self._threads = []
 
     # -------------------------------------------------------------------------------------- submit
-    async def submit(self, rows: list, ops: list[str]) -> list[Any]:
-        """Outputs of ``rows`` (in order) once workers have run them; cancelling the awaiting task (a
-        client gone) drops the inputs no forward has taken yet."""
+    def enqueue(self, rows: list, ops: list[str]) -> Request:
+        """Queue ``rows``; await the returned request's ``future`` for their outputs (in order). Setting
+        its ``cancelled`` (a client gone) drops the inputs no forward has taken yet."""
         req = Request(rows, ops, asyncio.get_running_loop())
         if not rows:
-            return []
+            req.future.set_result([])
+            return req
         with self._cond:
             if self._stopping:
                 raise InferenceError("the server is shutting down")
             self._queue.extend((req, i) for i in range(len(rows)))
             self._set_queue_size()
             self._cond.notify()
+        return req
+
+    async def submit(self, rows: list, ops: list[str]) -> list[Any]:
+        """The outputs of ``rows``, in order; cancelling the caller drops its inputs not yet taken."""
+        req = self.enqueue(rows, ops)
         try:
             return await req.future
         finally:

@@ -48,6 +48,7 @@ class ServeOptions:
     pooling: str | None = None
     api_key: str | None = None
     devices: tuple[str, ...] | None = None
+    threads: int | None = None
 
     def replace(self, **changes: Any) -> ServeOptions:
         return dataclasses.replace(self, **changes)
@@ -151,6 +152,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--devices", default=None, help="one model worker per device: 0,1 or cuda:0,cuda:1 or cpu"
     )
     parser.add_argument(
+        "--threads",
+        type=_positive("--threads"),
+        default=None,
+        help="torch intra-op threads of the CPU forward (default: torch's, one per core); 1 on a machine "
+        "whose cores are shared",
+    )
+    parser.add_argument(
         "--ray", action="store_true", help="run on Ray Serve: one replica per GPU, CPU replicas when none"
     )
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start one here)")
@@ -196,6 +204,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         pooling=args.pooling,
         api_key=args.api_key,
         devices=parse_devices(args.devices),
+        threads=args.threads,
     )
 
 

@@ -100,15 +100,41 @@ def test_info_health_metrics_openapi(minilm_server):
     info = c.get("/info").json()
     assert info["model_type"] == {"embedding": {"pooling": "mean"}}
     assert info["max_input_length"] == 256 and info["model_dtype"] == "float32"
-    for key in ("max_concurrent_requests", "max_batch_tokens", "max_client_batch_size", "auto_truncate", "version"):
+    for key in (
+        "max_concurrent_requests",
+        "max_batch_tokens",
+        "max_client_batch_size",
+        "auto_truncate",
+        "version",
+    ):
         assert key in info
     assert c.get("/health").status_code == 200
     c.post("/embed", json={"inputs": "metrics"})
     text = c.get("/metrics").text
-    for name in ("te_request_count", "te_request_success", "te_request_duration_bucket", "te_queue_size",
-                 "te_batch_next_size_bucket", "te_batch_next_tokens_bucket", "te_request_input_length_bucket"):
+    for name in (
+        "te_request_count",
+        "te_request_success",
+        "te_request_duration_bucket",
+        "te_queue_size",
+        "te_batch_next_size_bucket",
+        "te_batch_next_tokens_bucket",
+        "te_request_input_length_bucket",
+    ):
         assert name in text, name
     paths = c.get("/openapi.json").json()["paths"]
-    for p in ("/embed", "/embed_all", "/embed_sparse", "/rerank", "/predict", "/similarity", "/tokenize",
-              "/decode", "/v1/embeddings", "/health", "/info", "/metrics", "/"):
+    for p in (
+        "/embed",
+        "/embed_all",
+        "/embed_sparse",
+        "/rerank",
+        "/predict",
+        "/similarity",
+        "/tokenize",
+        "/decode",
+        "/v1/embeddings",
+        "/health",
+        "/info",
+        "/metrics",
+        "/",
+    ):
         assert p in paths, p
