@@ -735,7 +735,8 @@ def startup_line(address: str, spec: ModelSpec, models: list[ServedModel]) -> st
 
 
 def run_server(options: ServeOptions) -> int:
-    """Serve until SIGTERM / SIGINT: then stop accepting, answer what is in flight, exit 0."""
+    """Serve until SIGTERM / SIGINT: then stop accepting, answer what is in flight, stop the workers and end
+    (uvicorn then re-raises the signal, so the exit status is the signal's)."""
     import uvicorn
 
     spec, models = load(options)

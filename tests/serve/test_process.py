@@ -1,0 +1,112 @@
+"""``fastbert serve`` as a process: the startup line, SIGTERM under load (what is in flight is answered, then
+the process ends), a model folder that does not load (one line, exit 2), and fastbert without the [serve] extra."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from serve_helpers import child_env, default_signals, httpx
+
+HIDE_FASTAPI = "import sys; sys.modules['fastapi'] = None; "
+
+
+def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", "1", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        preexec_fn=default_signals,
+    )
+    line = proc.stderr.readline()  # the one startup line (blocks until the model is loaded)
+    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+    if not m:
+        proc.kill()
+        raise AssertionError(f"no startup line: {line!r} {proc.stderr.read()}")
+    return proc, m.group(1)
+
+
+def test_sigterm_answers_what_is_in_flight(tiny):
+    proc, url = _start("--model", tiny["base"], "--max-batch-tokens", "64")
+    try:
+        line_ok = httpx.get(url + "/health", timeout=30).status_code == 200
+        assert line_ok
+        texts = [" ".join(["the cat"] * 30)] * 32  # 32 inputs of 62 tokens: one forward each (budget 64)
+        results: list = []
+
+        def send() -> None:
+            try:
+                r = httpx.post(url + "/embed", json={"inputs": texts}, timeout=60)
+                results.append(r.status_code)
+            except httpx.HTTPError as e:
+                results.append(repr(e))
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            metrics = httpx.get(url + "/metrics", timeout=30).text
+            m = re.search(r"^te_requests_in_flight (\S+)", metrics, re.M)
+            if m and float(m.group(1)) >= 6:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the six requests were never in flight together")
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(60)
+        assert results == [200] * 6
+        # then it ends by the signal it was sent (uvicorn re-raises it after the graceful shutdown)
+        assert proc.wait(60) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_model_that_does_not_load(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": "big"}))
+    for folder, expected in ((tmp_path, "hidden_size"), (tmp_path / "missing", "missing")):
+        r = subprocess.run(
+            [sys.executable, "-m", "fastbert", "serve", "--model", str(folder), "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+            preexec_fn=default_signals,
+        )
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("fastbert serve: error:") and expected in lines[0], (
+            r.stderr
+        )
+
+
+def test_import_and_cli_without_the_serve_extra():
+    code = HIDE_FASTAPI + (
+        "import fastbert, fastbert.serve; from fastbert.cli import main; "
+        "assert 'fastapi' not in [m for m, v in sys.modules.items() if v is not None]; sys.exit(main(['serve']))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=child_env()
+    )
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        == "fastbert serve: error: fastapi is not installed: pip install 'fastbert-triton[serve]'"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys, fastbert; sys.exit('fastapi' in sys.modules)"],
+        capture_output=True,
+        timeout=120,
+        env=child_env(),
+    )
+    assert r.returncode == 0
