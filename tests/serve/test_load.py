@@ -114,3 +114,22 @@ def test_429_only_past_the_limit(tiny):
         assert statuses == [200] * limit
         assert srv.state.in_flight == 0
         assert srv.client.post("/embed", json={"inputs": "room again"}).status_code == 200
+
+
+def test_two_workers_share_the_queue(tiny):
+    """--devices cpu,cpu: two model workers take batches from one queue; answers as with one."""
+    bodies = _bodies(16, seed=3)
+    with serving(model=tiny["base"]) as one:
+        want = [one.client.post("/embed", json=b).json() for b in bodies]
+    with serving(model=tiny["base"], devices=("cpu", "cpu")) as two:
+        assert len(two.state.models) == 2 and two.state.batcher.alive()
+
+        async def main() -> list:
+            async with httpx.AsyncClient(base_url=two.url, timeout=60) as http:
+                return await asyncio.gather(*(http.post("/embed", json=b) for b in bodies))
+
+        got = asyncio.run(main())
+    for r, w in zip(got, want):
+        assert r.status_code == 200
+        g, w = np.asarray(r.json()), np.asarray(w)
+        assert np.abs(g - w).max() <= bound(0.0, torch.float32, float(np.abs(w).max()))
