@@ -47,7 +47,6 @@ def _load(minilm_server) -> None:
     bodies = _bodies(48)
     c = minilm_server.client
     alone = [c.post("/embed", json=b).json() for b in bodies]  # one at a time: each its own forward
-    before = minilm_server.state.metrics.batch_next_size.collect()[0]
 
     async def client(k: int, http: httpx.AsyncClient, results: list) -> None:
         for r in range(ROUNDS):
@@ -70,13 +69,51 @@ def _load(minilm_server) -> None:
         got, want = np.asarray(got), np.asarray(alone[i])
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= bound(0.0, torch.float32, float(np.abs(want).max()))
-    # requests were batched together under load (the histogram of forward sizes saw batches > 3 inputs)
-    after = minilm_server.state.metrics.batch_next_size.collect()[0]
-    bucket = lambda fam: sum(
-        s.value for s in fam.samples if s.name.endswith("_bucket") and s.labels["le"] == "2.0"
-    )
-    total = lambda fam: next(s.value for s in fam.samples if s.name.endswith("_count"))
-    assert (total(after) - total(before)) - (bucket(after) - bucket(before)) > 0
+
+
+def test_waiting_requests_share_one_forward_and_a_lone_one_does_not_wait(tiny):
+    """While the worker is busy, requests queue; its next forward takes them all (within the token budget).
+    A lone request runs at once, as a batch of its own."""
+    with serving(model=tiny["base"]) as srv:
+        model = srv.state.models[0]
+        batches: list[int] = []
+        run = model.run
+
+        def counted(rows, ops):
+            batches.append(len(rows))
+            return run(rows, ops)
+
+        model.run = counted
+        assert srv.client.post("/embed", json={"inputs": ["the cat", "a dog"]}).status_code == 200
+        assert batches == [2]  # alone: its own two inputs, nothing waited for
+        gate, entered = threading.Event(), threading.Event()
+
+        def held(rows, ops):
+            entered.set()
+            gate.wait(60)
+            return counted(rows, ops)
+
+        model.run = held
+        statuses: list[int] = []
+
+        def send(text: str) -> None:
+            statuses.append(httpx.post(srv.url + "/embed", json={"inputs": text}, timeout=60).status_code)
+
+        first = threading.Thread(target=send, args=("the sun",))
+        first.start()
+        assert entered.wait(30)  # the worker is busy with the first request
+        others = [threading.Thread(target=send, args=(f"the cat {i}",)) for i in range(12)]
+        for t in others:
+            t.start()
+        deadline = time.monotonic() + 30
+        while srv.state.batcher.queued() < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.state.batcher.queued() == 12
+        gate.set()
+        for t in [first, *others]:
+            t.join(60)
+        assert statuses == [200] * 13
+        assert batches == [2, 1, 12]  # the twelve that waited ran as one forward
 
 
 def test_429_only_past_the_limit(tiny):
