@@ -263,16 +263,25 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"**{meta['device']}** (cpu, {meta['cores']} cores, {meta['threads']} threads), torch {meta['torch']}, "
         f"sentence-transformers {meta.get('sentence_transformers')}, {meta['model']}, {meta['date']}",
         "",
-        "| server | concurrency | requests/s | p50 ms | p99 ms | requests/s vs rival |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| server | concurrency | requests/s | p50 ms | p99 ms | requests/s vs rival | max abs diff of vectors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         rival = base.get(r["concurrency"])
         ratio = f"{r['requests_per_s'] / rival['requests_per_s']:.2f}x" if rival else ""
+        diff = r.get("max_abs_diff_vs_st")
+        diff = f"{diff:.1e}" if diff is not None else ""
         lines.append(
-            f"| {r['server']} | {r['concurrency']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {ratio} |"
+            f"| {r['server']} | {r['concurrency']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+            f"| {ratio} | {diff} |"
         )
     return "\n".join(lines)
+
+
+def table_of(folder: str) -> str:
+    """The table of a results folder's rows.jsonl."""
+    with open(os.path.join(folder, "rows.jsonl")) as f:
+        return table([json.loads(line) for line in f if line.strip()])
 
 
 def cli_main(args) -> int:
