@@ -278,21 +278,24 @@ class ServedModel:
         kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
-        if options.quantization:
-            kwargs["quantization"] = options.quantization
         cls = {
             "BertModel": auto.AutoModel,
             "BertForMaskedLM": auto.AutoModelForMaskedLM,
             "BertForSequenceClassification": auto.AutoModelForSequenceClassification,
         }[spec.architecture]
-        try:
-            model = cls.from_pretrained(spec.path, **kwargs)
-        except TypeError as e:
-            if options.quantization and "quantization" in str(e):
+        if options.quantization:
+            import inspect
+
+            from fastbert.loading import PreTrainedMixin as Loader
+
+            # from_pretrained takes **kwargs: ask its signature, so that the option is never silently dropped
+            if "quantization" not in inspect.signature(Loader.from_pretrained).parameters:
                 raise ValueError(
-                    f"--quantization {options.quantization}: this fastbert cannot quantize at load time"
-                ) from None
-            raise
+                    f"--quantization {options.quantization}: this fastbert has no load-time quantization "
+                    "(from_pretrained(quantization=...))"
+                )
+            kwargs["quantization"] = options.quantization
+        model = cls.from_pretrained(spec.path, **kwargs)
         self.model = model.to(device).eval()
         self.pad_id = int(getattr(model.config, "pad_token_id", 0) or 0)
         self.num_labels = int(getattr(model.config, "num_labels", 1) or 1)
