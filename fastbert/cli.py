@@ -1,4 +1,4 @@
-"""``fastbert`` command line: ``run``, ``embed``, ``check``, ``bench``, ``convert``.
+"""``fastbert`` command line: ``run``, ``embed``, ``serve``, ``check``, ``bench``, ``convert``.
 
 Each subcommand is an object that provides ``add_cli_arguments(parser)`` and ``cli_main(args) -> int``:
 its own module, or ``module:attribute`` (``convert``'s glue lives here: the library of legacy formats
@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": (
         "fastbert.embed",
         "embed a corpus (text/JSONL/CSV/Parquet) into resumable Parquet shards, on devices or Ray",
+    ),
+    "serve": (
+        "fastbert.serve",
+        "serve a model over HTTP: text-embeddings-inference and OpenAI embeddings APIs",
     ),
     "check": ("fastbert.check", "compare every backend and dtype against an fp32 eager reference"),
     "bench": ("fastbert.benchmark", "benchmark fastbert against transformers and torch.compile"),

@@ -24,10 +24,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``fastbert bench``."""
     parser.add_argument(
         "--suite",
-        choices=SUITE_NAMES,
+        choices=(*SUITE_NAMES, "serve"),
         default=None,
         help="quick (default): fastbert vs transformers sdpa on MiniLM, two rows; cpu: the full CPU suite "
-        "(rivals, sentence-transformers, scaling, host overhead); gpu-e2e, gpu-compile: the GPU check's rows",
+        "(rivals, sentence-transformers, scaling, host overhead); gpu-e2e, gpu-compile: the GPU check's rows; "
+        "serve: fastbert serve vs FastAPI + sentence-transformers under load",
     )
     parser.add_argument("--quick", action="store_true", help="the same as --suite quick")
     parser.add_argument("--tiny", action="store_true", help="tiny configs and shapes: a dry run in seconds")
@@ -147,6 +148,10 @@ def list_providers(device: str) -> str:
 
 def cli_main(args: argparse.Namespace) -> int:
     """``fastbert bench``: runs a suite, prints the table; 1 when a fastbert row is wrong or failed."""
+    if args.suite == "serve":  # HTTP servers under load: fastbert.benchmark.serve
+        from fastbert.benchmark.serve import cli_main as serve_main
+
+        return serve_main(args)
     from fastbert.benchmark import report
     from fastbert.benchmark.run import default_device, run_benchmark
 

@@ -1,0 +1,307 @@
+"""``fastbert bench --suite serve``: ``fastbert serve`` against a plain FastAPI + sentence-transformers server
+(:mod:`fastbert.benchmark.serve_baseline`) on the real MiniLM, same requests, same machine.
+
+Both servers run as child processes on 127.0.0.1; the load comes from an asyncio httpx client in this process.
+At each concurrency (1, 8, 64 by default) the providers take turns, round by round in a fresh random order,
+each sending the same requests (one text of 3-150 words each; one seed); a row reports requests/s and the
+p50/p99 latency over its rounds, and the ratio to the rival. A ``direct`` row times the same lone requests
+through fastbert's tokenizer and forward in this process, without HTTP or the batcher: what a lone request pays
+for being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while paris sleeps and new york works late into the night "
+    "science finds answers in data models learn from text embeddings map sentences into vectors search ranks "
+    "documents by meaning rivers run to the sea under a blue sky with green leaves"
+).split()
+
+
+def requests_of(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {"inputs": " ".join(rng.choice(WORDS) for _ in range(rng.choice((3, 8, 15, 30, 60, 100, 150))))}
+        for _ in range(n)
+    ]
+
+
+def _default_signals() -> None:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+def _start(cmd: list[str], env: dict[str, str], pattern: str | None, port: int | None) -> tuple[Any, str]:
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_default_signals,
+    )
+    if pattern:
+        line = proc.stderr.readline()
+        m = re.search(pattern, line)
+        if not m:
+            proc.kill()
+            raise RuntimeError(f"{cmd[0]} did not start: {line}{proc.stderr.read()}")
+        return proc, m.group(1)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the baseline server did not start: {proc.stderr.read()}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _load(url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[float], list[Any]]:
+    import httpx
+
+    latencies: list[float] = []
+    answers: list[Any] = [None] * len(bodies)
+    next_index = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+
+        async def client() -> None:
+            nonlocal next_index
+            while next_index < len(bodies):
+                i = next_index
+                next_index += 1
+                t = time.perf_counter()
+                r = await http.post("/embed", json=bodies[i])
+                latencies.append(time.perf_counter() - t)
+                r.raise_for_status()
+                answers[i] = r.json()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return wall, latencies, answers
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def run_serve_bench(
+    out: str | None = None,
+    concurrencies: tuple[int, ...] = (1, 8, 64),
+    requests_per_round: dict[int, int] | None = None,
+    rounds: int = 2,
+    threads: int = 2,
+    log=print,
+) -> list[dict[str, Any]]:
+    import numpy as np
+    import torch
+
+    from fastbert.benchmark.run import cpu_name
+    from fastbert.hub import embedded_model_path
+
+    requests_per_round = requests_per_round or {1: 24, 8: 64, 64: 192}
+    model = embedded_model_path()
+    env = {
+        **os.environ,
+        "FASTBERT_BENCH_MODEL": model,
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+    }
+    fb, fb_url = _start(
+        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", str(threads)],
+        env,
+        r"listening on (http://127\.0\.0\.1:\d+)",
+        None,
+    )
+    port = _free_port()
+    st, st_url = _start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "fastbert.benchmark.serve_baseline:app",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+        None,
+        port,
+    )
+    servers = {"fastbert serve": fb_url, "FastAPI + sentence-transformers": st_url}
+    rows: list[dict[str, Any]] = []
+    meta = {
+        "device": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": "sentence-transformers/all-MiniLM-L6-v2 (the embedded MiniLM), fp32",
+    }
+    try:
+        import sentence_transformers
+
+        meta["sentence_transformers"] = sentence_transformers.__version__
+        rng = random.Random(1)
+        for c in concurrencies:
+            bodies = requests_of(requests_per_round[c], seed=c)
+            for url in servers.values():  # warm-up, and the answers must agree
+                asyncio.run(_load(url, bodies[: min(8, len(bodies))], min(c, 8)))
+            stats: dict[str, dict[str, list]] = {k: {"wall": [], "lat": [], "n": []} for k in servers}
+            answers: dict[str, list] = {}
+            for _ in range(rounds):
+                order = list(servers)
+                rng.shuffle(order)
+                for name in order:
+                    wall, lat, ans = asyncio.run(_load(servers[name], bodies, c))
+                    stats[name]["wall"].append(wall)
+                    stats[name]["lat"].extend(lat)
+                    stats[name]["n"].append(len(bodies))
+                    answers[name] = ans
+            a = np.asarray([x[0] for x in answers["fastbert serve"]])
+            b = np.asarray([x[0] for x in answers["FastAPI + sentence-transformers"]])
+            max_diff = float(np.abs(a - b).max())
+            for name in servers:
+                s = stats[name]
+                rows.append(
+                    {
+                        "server": name,
+                        "concurrency": c,
+                        "requests": sum(s["n"]),
+                        "requests_per_s": round(sum(s["n"]) / sum(s["wall"]), 2),
+                        "p50_ms": round(1000 * _pct(s["lat"], 0.5), 1),
+                        "p99_ms": round(1000 * _pct(s["lat"], 0.99), 1),
+                        "max_abs_diff_vs_st": max_diff,
+                        **meta,
+                    }
+                )
+                log(json.dumps(rows[-1]))
+        rows.extend(_direct_rows(model, requests_of(requests_per_round[1], seed=1), threads, meta, log))
+    finally:
+        for proc in (fb, st):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (fb, st):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "rows.jsonl"), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        with open(os.path.join(out, "TABLE.md"), "w") as f:
+            f.write(table(rows) + "\n")
+    return rows
+
+
+def _direct_rows(model: str, bodies: list[dict], threads: int, meta: dict, log) -> list[dict[str, Any]]:
+    """Lone requests without HTTP or the batcher: fastbert's tokenizer + one forward + pooling, in process."""
+    import torch
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import ServedModel, Tokenizer, describe_model
+
+    torch.set_num_threads(threads)
+    options = ServeOptions(model=model)
+    spec = describe_model(options)
+    served, tok = ServedModel(spec, options, torch.device("cpu")), Tokenizer(spec)
+    lat = []
+    for body in bodies[:4]:
+        served.run(tok.encode([body["inputs"]], False), ["pooled"])
+    for body in bodies:
+        t = time.perf_counter()
+        served.run(tok.encode([body["inputs"]], False), ["pooled"])
+        lat.append(time.perf_counter() - t)
+    row = {
+        "server": "direct forward (no HTTP, no batcher)",
+        "concurrency": 1,
+        "requests": len(bodies),
+        "requests_per_s": round(len(bodies) / sum(lat), 2),
+        "p50_ms": round(1000 * _pct(lat, 0.5), 1),
+        "p99_ms": round(1000 * _pct(lat, 0.99), 1),
+        **meta,
+    }
+    log(json.dumps(row))
+    return [row]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    meta = rows[0]
+    base = {r["concurrency"]: r for r in rows if r["server"].startswith("FastAPI")}
+    lines = [
+        f"**{meta['device']}** (cpu, {meta['cores']} cores, {meta['threads']} threads), torch {meta['torch']}, "
+        f"sentence-transformers {meta.get('sentence_transformers')}, {meta['model']}, {meta['date']}",
+        "",
+        "| server | concurrency | requests/s | p50 ms | p99 ms | requests/s vs rival | max abs diff of vectors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        rival = base.get(r["concurrency"])
+        ratio = f"{r['requests_per_s'] / rival['requests_per_s']:.2f}x" if rival else ""
+        diff = r.get("max_abs_diff_vs_st")
+        diff = f"{diff:.1e}" if diff is not None else ""
+        lines.append(
+            f"| {r['server']} | {r['concurrency']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+            f"| {ratio} | {diff} |"
+        )
+    return "\n".join(lines)
+
+
+def table_of(folder: str) -> str:
+    """The table of a results folder's rows.jsonl."""
+    with open(os.path.join(folder, "rows.jsonl")) as f:
+        return table([json.loads(line) for line in f if line.strip()])
+
+
+def cli_main(args) -> int:
+    """``fastbert bench --suite serve [--out DIR] [--threads N] [--tiny]``."""
+    from fastbert.serve.options import missing_extra
+
+    missing = missing_extra(("fastapi", "uvicorn", "httpx", "sentence_transformers"))
+    if missing:
+        print(
+            f"fastbert bench: error: the serve suite needs {missing}: pip install 'fastbert-triton[serve,bench]' httpx",
+            file=sys.stderr,
+        )
+        return 2
+    per_round = {1: 4, 8: 8, 64: 64} if args.tiny else None
+    rows = run_serve_bench(
+        out=args.out,
+        requests_per_round=per_round,
+        rounds=1 if args.tiny else 2,
+        threads=args.threads or 2,
+        log=(lambda s: None) if args.quiet else print,
+    )
+    print(table(rows))
+    return 0

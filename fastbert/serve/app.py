@@ -1,0 +1,760 @@
+"""The ASGI app (FastAPI on uvicorn): text-embeddings-inference's routes and OpenAI's ``/v1/embeddings``.
+
+Routes: ``POST /embed /embed_all /embed_sparse /predict /rerank /similarity /tokenize /decode
+/v1/embeddings /embeddings``, ``POST /`` (the model's task, as TEI routes it: see :func:`_root`),
+``GET /health /info /metrics``, and the OpenAPI schema at ``/openapi.json`` (``/docs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import socket
+import sys
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from . import schemas
+from .batcher import Batcher, InferenceError
+from .engine import (
+    CLASSIFIER,
+    EMBEDDING,
+    RERANKER,
+    InputTooLong,
+    ModelSpec,
+    ServedModel,
+    Tokenizer,
+    default_devices,
+    default_max_batch_tokens,
+    describe_model,
+    normalize,
+)
+from .errors import ServeError, overloaded, too_many_inputs
+from .metrics import Metrics
+from .options import ServeOptions
+
+_OPENAI_PATHS = ("/v1/embeddings", "/embeddings")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class Server:
+    """What the routes share: the model description, tokenizer, batcher, metrics and the in-flight count."""
+
+    def __init__(self, options: ServeOptions, spec: ModelSpec, models: list[ServedModel]) -> None:
+        self.options = options
+        self.spec = spec
+        self.models = models
+        self.tokenizer = Tokenizer(spec)
+        self.metrics = Metrics()
+        self.max_batch_tokens = default_max_batch_tokens(options, [m.device for m in models], spec)
+        self.batcher = Batcher(models, self.max_batch_tokens, options.max_batch_requests, self.metrics)
+        self.in_flight = 0
+        from fastbert import __version__
+
+        self.version = __version__
+
+    @property
+    def served_model_name(self) -> str:
+        return self.options.served_model_name or self.spec.model_id
+
+    def info(self) -> dict[str, Any]:
+        spec = self.spec
+        if spec.kind == EMBEDDING:
+            model_type: dict[str, Any] = {"embedding": {"pooling": spec.pooling}}
+        else:
+            label2id = {v: int(k) for k, v in spec.id2label.items()}
+            model_type = {spec.kind: {"id2label": spec.id2label, "label2id": label2id}}
+        return {
+            "model_id": spec.model_id,
+            "model_sha": None,
+            "model_dtype": self.models[0].dtype_name,
+            "served_model_name": self.served_model_name,
+            "model_type": model_type,
+            "max_concurrent_requests": self.options.max_concurrent_requests,
+            "max_input_length": spec.max_input_length,
+            "max_batch_tokens": self.max_batch_tokens,
+            "max_batch_requests": self.options.max_batch_requests,
+            "max_client_batch_size": self.options.max_client_batch_size,
+            "auto_truncate": self.options.auto_truncate,
+            "tokenization_workers": 1,
+            "version": self.version,
+            "sha": None,
+            "docker_label": None,
+        }
+
+    # -------------------------------------------------------------------------------- shared steps
+    def check_count(self, field: str, n: int) -> None:
+        if n == 0:
+            raise ServeError(f"`{field}` cannot be empty", "empty")
+        if n > self.options.max_client_batch_size:
+            self.metrics.request_failure.labels("batch_size").inc()
+            raise too_many_inputs(field, n, self.options.max_client_batch_size)
+
+    def prompt(self, prompt_name: str | None) -> str:
+        name = prompt_name if prompt_name is not None else self.spec.default_prompt_name
+        if name is None:
+            return ""
+        if name not in self.spec.prompts:
+            known = ", ".join(sorted(self.spec.prompts)) or "none"
+            raise ServeError(f"`prompt_name`: {name!r} is not a prompt of this model (its prompts: {known})")
+        return self.spec.prompts[name]
+
+    def encode(self, field: str, inputs: list[Any], truncate: bool | None, direction: str, prompt: str = ""):
+        truncate = self.options.auto_truncate if truncate is None else truncate
+        if prompt:
+            inputs = [prompt + x if isinstance(x, str) else x for x in inputs]
+        start = time.perf_counter()
+        try:
+            rows = self.tokenizer.encode(inputs, truncate, direction.lower())
+        except InputTooLong as e:
+            self.metrics.request_failure.labels("validation").inc()
+            where = f"{field}[{e.index}]" if len(inputs) > 1 else field
+            raise ServeError(
+                f"Input validation error: `{where}` must have less than {e.maximum} tokens. Given: {e.length} "
+                "(pass truncate=true, or start the server with --auto-truncate)",
+                "validation",
+            ) from None
+        except Exception as e:  # the tokenizer refused an input
+            self.metrics.request_failure.labels("tokenizer").inc()
+            raise ServeError(f"Tokenization error: {e}", "tokenizer") from None
+        vocab = self.tokenizer.vocab_size
+        for k, (ids, _) in enumerate(rows):
+            bad = next((t for t in ids if t >= vocab), None)
+            if bad is not None:
+                raise ServeError(f"`{field}[{k}]`: token id {bad} is not below the vocabulary size {vocab}")
+            self.metrics.input_length.observe(len(ids))
+        self.metrics.tokenization_duration.observe(time.perf_counter() - start)
+        return rows
+
+    def require(self, kinds: tuple[str, ...], what: str) -> None:
+        if self.spec.kind not in kinds:
+            self.metrics.request_failure.labels("model_type").inc()
+            raise ServeError(f"model is not {_ARTICLE[what]}", "backend")
+
+    async def run(self, request: Request, rows: list, ops: list[str]) -> list[Any]:
+        """The outputs of ``rows``; a client that disconnects meanwhile cancels its queued inputs."""
+        start = time.perf_counter()
+        try:
+            queued = self.batcher.enqueue(rows, ops)
+        except InferenceError as e:
+            raise ServeError(str(e), "backend") from None
+        try:
+            results = await _unless_disconnected(request, queued.future)
+        except InferenceError as e:
+            self.metrics.request_failure.labels("backend").inc()
+            raise ServeError(str(e), "backend") from None
+        finally:
+            if not queued.future.done() or queued.future.cancelled():
+                queued.cancelled = True  # its inputs not yet in a forward are dropped, now
+        self.metrics.request_inference_duration.observe(time.perf_counter() - start)
+        return results
+
+
+_ARTICLE = {
+    "embed": "an embedding model",
+    "all": "an embedding model with token outputs",
+    "sparse": "an embedding model with SPLADE pooling (serve a MaskedLM model with --pooling splade)",
+    "predict": "a classifier model",
+    "rerank": "a re-ranker model",
+}
+
+
+async def _unless_disconnected(request: Request, work: Awaitable) -> Any:
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()  # the batcher drops this request's inputs no forward has taken
+    raise ClientGone
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _as_list(inputs: Any) -> tuple[list[Any], bool]:
+    """(inputs as a batch, whether the request was one input): a string or a list of ids is one input."""
+    if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+        return [inputs], True
+    return list(inputs), False
+
+
+def _json(content: Any, status: int = 200, headers: dict | None = None) -> Response:
+    body = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x.astype(np.float64) - np.max(x))
+    return e / e.sum()
+
+
+def _scores(logits: np.ndarray, raw: bool) -> np.ndarray:
+    if raw:
+        return logits.astype(np.float64)
+    return _sigmoid(logits) if logits.shape[-1] == 1 else _softmax(logits)
+
+
+def _field_of(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif isinstance(p, str) and p.isidentifier() and p not in ("str", "int", "bool", "list", "dict"):
+            parts.append(("." if parts else "") + p)
+    return "".join(parts) or "body"
+
+
+def validation_message(errors: list[dict]) -> str:
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        ctx = first.get("ctx", {}) or {}
+        return f"malformed JSON body: {ctx.get('error', first.get('msg'))} (at character {first['loc'][-1]})"
+    fields = []
+    for e in errors:
+        f = _field_of(tuple(e.get("loc", ())))
+        if f not in fields:
+            fields.append(f)
+    msg = f"Input validation error: `{fields[0]}`: {first.get('msg')}"
+    if len(fields) > 1:
+        msg += f" (also: {', '.join(f'`{f}`' for f in fields[1:4])})"
+    return msg
+
+
+class _Guard:
+    """ASGI middleware in front of the app: API key (every route but /health) and the payload limit."""
+
+    def __init__(self, app: Any, server: Server) -> None:
+        self.app = app
+        self.server = server
+        key = server.options.api_key
+        self.expected = f"Bearer {key}".encode() if key else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.expected is not None and scope["path"] != "/health":
+            if headers.get(b"authorization") != self.expected:
+                return await self._answer(
+                    send, 401, "unauthorized", "missing or wrong `Authorization: Bearer` key", scope
+                )
+        limit = self.server.options.payload_limit
+        declared = headers.get(b"content-length")
+        too_large = declared is not None and declared.isdigit() and int(declared) > limit
+        body = bytearray()
+        more = True
+        while more and not too_large:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            too_large = len(body) > limit
+        if too_large:
+            # read (and drop) the rest, so that the client can read the answer
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                more = message.get("more_body", False)
+            size = int(declared) if declared is not None and declared.isdigit() else len(body)
+            return await self._answer(
+                send,
+                413,
+                "validation",
+                f"request body of {size} bytes is more than the payload limit of {limit} bytes (--payload-limit)",
+                scope,
+            )
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        if scope["method"] != "POST" or scope["path"] not in _INFERENCE_PATHS:
+            return await self.app(scope, replay, send)
+        # an inference request takes a slot, or is answered 429 at once
+        server, m = self.server, self.server.metrics
+        limit = server.options.max_concurrent_requests
+        if server.in_flight >= limit:
+            m.request_failure.labels("overloaded").inc()
+            e = overloaded(limit)
+            return await self._answer(send, 429, e.error_type, e.message, scope)
+        server.in_flight += 1
+        m.in_flight.set(server.in_flight)
+        start = time.perf_counter()
+        status = 0
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, replay, send_status)
+        finally:
+            server.in_flight -= 1
+            m.in_flight.set(server.in_flight)
+            if status == 200:
+                m.request_duration.observe(time.perf_counter() - start)
+
+    @staticmethod
+    async def _answer(send: Any, status: int, error_type: str, message: str, scope: dict) -> None:
+        if scope["path"] in _OPENAI_PATHS:
+            content = {"message": message, "code": status, "type": error_type}
+        else:
+            content = {"error": message, "error_type": error_type}
+        body = json.dumps(content).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    options: ServeOptions | None = None,
+    *,
+    spec: ModelSpec | None = None,
+    models: list[ServedModel] | None = None,
+) -> Any:
+    """The ASGI app serving ``options.model`` (loaded here unless ``spec``/``models`` are given): a FastAPI
+    app wrapped in the auth / payload-limit guard. Its workers start with the app's lifespan."""
+    options = options or ServeOptions()
+    if options.threads is not None:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    spec = spec or describe_model(options)
+    if models is None:
+        models = [ServedModel(spec, options, d) for d in default_devices(options)]
+    server = Server(options, spec, models)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        server.batcher.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(server.batcher.stop)
+
+    app = FastAPI(
+        title="fastbert serve (Text Embeddings Inference API)",
+        version=server.version,
+        description="text-embeddings-inference- and OpenAI-compatible server on fastbert's packed forward",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    m = server.metrics
+
+    # ----------------------------------------------------------------------------------- errors
+    @app.exception_handler(ServeError)
+    async def _serve_error(request: Request, e: ServeError):
+        return _json(e.body(openai=request.url.path in _OPENAI_PATHS), e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        m.request_failure.labels("validation").inc()
+        err = ServeError(validation_message(list(e.errors())), "validation")
+        return _json(err.body(openai=request.url.path in _OPENAI_PATHS), 422)
+
+    @app.exception_handler(ClientGone)
+    async def _gone(request: Request, e: ClientGone):
+        m.request_failure.labels("client_disconnected").inc()
+        return Response(status_code=499)
+
+    # ----------------------------------------------------------------------------------- routes
+    def _headers(rows: list, chars: int, start: float) -> dict[str, str]:
+        elapsed = str(int((time.perf_counter() - start) * 1000))
+        return {
+            "x-compute-type": models[0].device.type,
+            "x-compute-characters": str(chars),
+            "x-compute-tokens": str(sum(len(r[0]) for r in rows)),
+            "x-total-time": elapsed,
+        }
+
+    def _chars(inputs: list[Any]) -> int:
+        return sum(len(x) if isinstance(x, str) else len(x) for x in inputs)
+
+    def _count(method: str, single: bool) -> str:
+        kind = "single" if single else "batch"
+        m.request_count.labels(kind).inc()
+        (m.embed_count if method == "embed" else m.predict_count).labels(kind).inc()
+        return kind
+
+    async def embed_vectors(
+        request: Request, body: schemas.EmbedRequest, field: str = "inputs"
+    ) -> tuple[list[list[float]], list, list]:
+        server.require((EMBEDDING,), "embed")
+        inputs, _ = _as_list(body.inputs)
+        server.check_count(field, len(inputs))
+        rows = server.encode(
+            field, inputs, body.truncate, body.truncation_direction, server.prompt(body.prompt_name)
+        )
+        outs = await server.run(request, rows, ["pooled"] * len(rows))
+        vectors = []
+        for v in outs:
+            v = np.asarray(v, dtype=np.float32)
+            if body.dimensions is not None:
+                v = v[: body.dimensions]
+            if body.normalize:
+                v = normalize(v)
+            vectors.append(v)
+        return vectors, rows, inputs
+
+    @app.post("/embed", response_model=list[list[float]], responses=_ERRORS)
+    async def embed(request: Request, body: schemas.EmbedRequest):
+        """Pooled embeddings (TEI ``/embed``): one vector per input, normalised unless ``normalize=false``."""
+        start = time.perf_counter()
+        kind = _count("embed", _as_list(body.inputs)[1])
+        vectors, rows, inputs = await embed_vectors(request, body)
+        m.request_success.labels(kind).inc()
+        return _json([v.tolist() for v in vectors], headers=_headers(rows, _chars(inputs), start))
+
+    @app.post("/embed_all", response_model=list[list[list[float]]], responses=_ERRORS)
+    async def embed_all(request: Request, body: schemas.EmbedAllRequest):
+        """Every token's hidden state of each input (TEI ``/embed_all``)."""
+        start = time.perf_counter()
+        if server.spec.pooling == "splade":
+            raise ServeError(
+                "model is not an embedding model with token outputs (it is a SPLADE model)", "backend"
+            )
+        server.require((EMBEDDING,), "all")
+        inputs, single = _as_list(body.inputs)
+        kind = _count("embed", single)
+        server.check_count("inputs", len(inputs))
+        rows = server.encode(
+            "inputs", inputs, body.truncate, body.truncation_direction, server.prompt(body.prompt_name)
+        )
+        outs = await server.run(request, rows, ["all"] * len(rows))
+        m.request_success.labels(kind).inc()
+        return _json([np.asarray(o).tolist() for o in outs], headers=_headers(rows, _chars(inputs), start))
+
+    @app.post("/embed_sparse", response_model=list[list[schemas.SparseValue]], responses=_ERRORS)
+    async def embed_sparse(request: Request, body: schemas.EmbedSparseRequest):
+        """SPLADE sparse vectors (TEI ``/embed_sparse``): the non-zero ``{index, value}`` of each input."""
+        start = time.perf_counter()
+        if server.spec.pooling != "splade":
+            m.request_failure.labels("model_type").inc()
+            raise ServeError(f"model is not {_ARTICLE['sparse']}", "backend")
+        inputs, single = _as_list(body.inputs)
+        kind = _count("embed", single)
+        server.check_count("inputs", len(inputs))
+        rows = server.encode(
+            "inputs", inputs, body.truncate, body.truncation_direction, server.prompt(body.prompt_name)
+        )
+        outs = await server.run(request, rows, ["sparse"] * len(rows))
+        result = []
+        for v in outs:
+            idx = np.flatnonzero(v)
+            result.append([{"index": int(i), "value": float(v[i])} for i in idx])
+        m.request_success.labels(kind).inc()
+        return _json(result, headers=_headers(rows, _chars(inputs), start))
+
+    async def predict_scores(request: Request, body: schemas.PredictRequest):
+        server.require((CLASSIFIER, RERANKER), "predict")
+        raw = body.inputs
+        single = isinstance(raw, str) or (
+            isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw) and len(raw) <= 2
+        )
+        if single:
+            seqs = [raw]
+        else:
+            seqs = list(raw)
+        kind = _count("predict", bool(single))
+        server.check_count("inputs", len(seqs))
+        items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
+        rows = server.encode("inputs", items, body.truncate, body.truncation_direction)
+        outs = await server.run(request, rows, ["scores"] * len(rows))
+        labels = server.spec.id2label
+        result = []
+        for logits in outs:
+            scores = _scores(np.asarray(logits), body.raw_scores)
+            if np.isnan(scores).any():
+                raise ServeError("score is NaN", "backend")
+            preds = [
+                {"score": float(s), "label": labels.get(str(i), f"LABEL_{i}")} for i, s in enumerate(scores)
+            ]
+            preds.sort(key=lambda p: -p["score"])
+            result.append(preds)
+        m.request_success.labels(kind).inc()
+        return (result[0] if single else result), rows, items
+
+    @app.post(
+        "/predict",
+        response_model=list[schemas.Prediction] | list[list[schemas.Prediction]],
+        responses=_ERRORS,
+    )
+    async def predict(request: Request, body: schemas.PredictRequest):
+        """Class scores (TEI ``/predict``): a string, a pair ``[a, b]``, or a batch of strings and pairs."""
+        start = time.perf_counter()
+        result, rows, items = await predict_scores(request, body)
+        chars = sum(len(x) if isinstance(x, str) else len(x[0]) + len(x[1]) for x in items)
+        return _json(result, headers=_headers(rows, chars, start))
+
+    async def rerank_scores(request: Request, body: schemas.RerankRequest):
+        server.require((RERANKER,), "rerank")
+        if not body.texts:
+            m.request_failure.labels("validation").inc()
+            raise ServeError("`texts` cannot be empty", "empty")
+        m.request_count.labels("batch").inc()
+        server.check_count("texts", len(body.texts))
+        rows = server.encode(
+            "texts", [(body.query, t) for t in body.texts], body.truncate, body.truncation_direction
+        )
+        outs = await server.run(request, rows, ["scores"] * len(rows))
+        ranks = []
+        for index, logits in enumerate(outs):
+            score = float(_scores(np.asarray(logits)[:1], body.raw_scores)[0])
+            if math.isnan(score):
+                raise ServeError("score is NaN", "backend")
+            rank = {"index": index, "score": score}
+            if body.return_text:
+                rank = {"index": index, "text": body.texts[index], "score": score}
+            ranks.append(rank)
+        ranks.sort(key=lambda r: -r["score"])
+        m.request_success.labels("batch").inc()
+        return ranks, rows
+
+    @app.post("/rerank", response_model=list[schemas.Rank], responses=_ERRORS)
+    async def rerank(request: Request, body: schemas.RerankRequest):
+        """Scores of ``texts`` against ``query`` by a cross-encoder (TEI ``/rerank``), best first."""
+        start = time.perf_counter()
+        ranks, rows = await rerank_scores(request, body)
+        chars = len(body.query) * len(body.texts) + sum(len(t) for t in body.texts)
+        return _json(ranks, headers=_headers(rows, chars, start))
+
+    async def similarity_scores(request: Request, body: schemas.SimilarityRequest):
+        server.require((EMBEDDING,), "embed")
+        params = body.parameters or schemas.SimilarityParameters()
+        if not body.inputs.sentences:
+            m.request_failure.labels("validation").inc()
+            raise ServeError("`inputs.sentences` cannot be empty", "empty")
+        m.request_count.labels("batch").inc()
+        server.check_count("inputs.sentences", len(body.inputs.sentences) + 1)
+        embed_body = schemas.EmbedRequest(
+            inputs=[body.inputs.source_sentence, *body.inputs.sentences],
+            truncate=params.truncate,
+            truncation_direction=params.truncation_direction,
+            prompt_name=params.prompt_name,
+            normalize=True,
+        )
+        vectors, rows, inputs = await embed_vectors(request, embed_body, "inputs.sentences")
+        source = vectors[0].astype(np.float64)
+        sims = [float(source @ v.astype(np.float64)) for v in vectors[1:]]
+        m.request_success.labels("batch").inc()
+        return sims, rows, inputs
+
+    @app.post("/similarity", response_model=list[float], responses=_ERRORS)
+    async def similarity(request: Request, body: schemas.SimilarityRequest):
+        """Cosine similarity of ``source_sentence`` to each of ``sentences`` (TEI ``/similarity``)."""
+        start = time.perf_counter()
+        sims, rows, inputs = await similarity_scores(request, body)
+        return _json(sims, headers=_headers(rows, _chars(inputs), start))
+
+    @app.post("/tokenize", response_model=list[list[schemas.SimpleToken]], responses=_ERRORS)
+    async def tokenize(body: schemas.TokenizeRequest):
+        """Tokens of each input: id, text, special, start/stop byte offsets (TEI ``/tokenize``)."""
+        inputs = [body.inputs] if isinstance(body.inputs, str) else list(body.inputs)
+        server.check_count("inputs", len(inputs))
+        prompt = server.prompt(body.prompt_name)
+        return _json([server.tokenizer.tokens(prompt + x, body.add_special_tokens) for x in inputs])
+
+    @app.post("/decode", response_model=list[str], responses=_ERRORS)
+    async def decode(body: schemas.DecodeRequest):
+        """Text of token ids (TEI ``/decode``): one list or a batch of lists."""
+        ids = body.ids
+        batch = [ids] if not ids or isinstance(ids[0], int) else list(ids)
+        server.check_count("ids", len(batch))
+        vocab = server.tokenizer.vocab_size
+        for k, row in enumerate(batch):
+            bad = next((t for t in row if t >= vocab), None)
+            if bad is not None:
+                raise ServeError(f"`ids[{k}]`: token id {bad} is not below the vocabulary size {vocab}")
+        return _json([server.tokenizer.decode(list(r), body.skip_special_tokens) for r in batch])
+
+    async def openai(request: Request, body: schemas.OpenAIEmbeddingsRequest):
+        """OpenAI's embeddings API: ``input`` a string, a list of strings, token ids or lists of them."""
+        start = time.perf_counter()
+        kind = _count("embed", _as_list(body.input)[1])
+        embed_body = schemas.EmbedRequest(inputs=body.input, normalize=True, dimensions=body.dimensions)
+        vectors, rows, inputs = await embed_vectors(request, embed_body, "input")
+        data = []
+        for i, v in enumerate(vectors):
+            if body.encoding_format == "base64":
+                emb: Any = base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
+            else:
+                emb = v.tolist()
+            data.append({"object": "embedding", "embedding": emb, "index": i})
+        tokens = sum(len(r[0]) for r in rows)
+        m.request_success.labels(kind).inc()
+        return _json(
+            {
+                "object": "list",
+                "data": data,
+                "model": server.served_model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            headers=_headers(rows, _chars(inputs), start),
+        )
+
+    openai_doc = {"response_model": schemas.OpenAIEmbeddingsResponse, "responses": _OPENAI_ERRORS}
+    app.post("/v1/embeddings", **openai_doc)(openai)
+    app.post("/embeddings", include_in_schema=False, **openai_doc)(openai)
+
+    @app.post("/", responses=_ERRORS)
+    async def root(request: Request):
+        """The model's task, as TEI routes ``POST /``: a classifier's ``/predict``, a re-ranker's ``/rerank``
+        (``{"query", "texts"}``; ``{"inputs"}`` bodies go to ``/predict``), an embedding model's ``/embed``
+        (``/similarity`` for ``{"inputs": {"source_sentence", "sentences"}}``, ``/embed_sparse`` for SPLADE)."""
+        try:
+            payload = json.loads(await request.body())
+        except ValueError as e:
+            raise ServeError(f"malformed JSON body: {e}") from None
+        if not isinstance(payload, dict):
+            raise ServeError("Input validation error: `body`: Input should be a valid dictionary")
+        from pydantic import ValidationError
+
+        try:
+            if server.spec.kind == EMBEDDING:
+                if isinstance(payload.get("inputs"), dict):
+                    return await similarity(request, schemas.SimilarityRequest.model_validate(payload))
+                if server.spec.pooling == "splade":
+                    return await embed_sparse(request, schemas.EmbedSparseRequest.model_validate(payload))
+                return await embed(request, schemas.EmbedRequest.model_validate(payload))
+            if server.spec.kind == RERANKER and "query" in payload:
+                return await rerank(request, schemas.RerankRequest.model_validate(payload))
+            return await predict(request, schemas.PredictRequest.model_validate(payload))
+        except ValidationError as e:
+            raise ServeError(validation_message(list(e.errors())), "validation") from None
+
+    @app.get("/health", responses={503: {"model": schemas.ErrorResponse}})
+    async def health():
+        """200 when every model worker is alive (TEI ``/health``)."""
+        if not server.batcher.alive():
+            return _json({"error": "unhealthy", "error_type": "unhealthy"}, 503)
+        return Response(status_code=200)
+
+    @app.get("/info", response_model=schemas.Info)
+    async def info():
+        """The served model and the router's limits (TEI ``/info``)."""
+        return _json(server.info())
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics():
+        """Prometheus metrics under TEI's names."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return _Guard(app, server)
+
+
+_INFERENCE_PATHS = frozenset(
+    ("/", "/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", *_OPENAI_PATHS)
+)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Batch is empty"),
+        (413, "Batch size error / payload too large"),
+        (422, "Tokenization or validation error"),
+        (424, "Inference error"),
+        (429, "Model is overloaded"),
+    )
+}
+_OPENAI_ERRORS = {
+    code: {"model": schemas.OpenAIErrorResponse, "description": v["description"]}
+    for code, v in _ERRORS.items()
+}
+
+
+# ============================================================================================ running it
+
+
+def load(options: ServeOptions) -> tuple[ModelSpec, list[ServedModel]]:
+    """Describe and load the model on every device (errors: clear ``OSError``/``ValueError``)."""
+    spec = describe_model(options)
+    models = [ServedModel(spec, options, d) for d in default_devices(options)]
+    return spec, models
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def startup_line(address: str, spec: ModelSpec, models: list[ServedModel]) -> str:
+    devices = ",".join(str(m.device) for m in models)
+    return (
+        f"fastbert serve: listening on {address} model={spec.model_id} ({spec.kind}) "
+        f"device={devices} dtype={models[0].dtype_name}"
+    )
+
+
+def run_server(options: ServeOptions) -> int:
+    """Serve until SIGTERM / SIGINT: then stop accepting, answer what is in flight, stop the workers and end
+    (uvicorn then re-raises the signal, so the exit status is the signal's)."""
+    import uvicorn
+
+    spec, models = load(options)
+    app = create_app(options, spec=spec, models=models)
+    sock = bind(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(startup_line(f"http://{shown}:{port}", spec, models), file=sys.stderr, flush=True)
+    # keep-alive: a client's idle connection stays open 75 s (uvicorn's 5 s default races clients that
+    # reuse a pooled connection just as the server closes it)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=60,
+        timeout_keep_alive=75,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0

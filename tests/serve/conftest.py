@@ -1,0 +1,26 @@
+"""Fixtures of the ``fastbert serve`` tests (helpers in serve_helpers.py)."""
+
+from __future__ import annotations
+
+import pytest
+from serve_helpers import build_checkpoints, serving
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return build_checkpoints(tmp_path_factory.mktemp("serve-models"))
+
+
+@pytest.fixture(scope="session")
+def minilm_server():
+    """The embedded MiniLM (the default model), served once for the session."""
+    with serving() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def st_minilm():
+    st = pytest.importorskip("sentence_transformers")
+    from fastbert.hub import embedded_model_path
+
+    return st.SentenceTransformer(embedded_model_path(), device="cpu")

@@ -1,0 +1,134 @@
+"""Helpers of the ``fastbert serve`` tests: servers on 127.0.0.1 (in this process, uvicorn in a thread),
+tiny random checkpoints saved by transformers, children with default signal dispositions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+httpx = pytest.importorskip("httpx")
+transformers = pytest.importorskip("transformers")
+
+WORDS = (
+    "the a of and to in is was he she it that for on with as his her at by plants create energy through "
+    "process known photosynthesis paris capital france city john lives new york works google what where who "
+    "does answer question sun light green leaf river long old born cat dog car sky blue"
+).split()
+VOCAB = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + WORDS
+    + ["##s", "##ing", "##ed", "##er", ".", ",", "?", "!"]
+    + list("abcdefghijklmnopqrstuvwxyz")
+    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+)
+MAX_POS = 64
+HEADS = {
+    "base": ("BertModel", {}),
+    "mlm": ("BertForMaskedLM", {}),
+    "classifier": ("BertForSequenceClassification", {"id2label": {0: "NEG", 1: "POS", 2: "NEU"}}),
+    "reranker": ("BertForSequenceClassification", {"id2label": {0: "LABEL_0"}}),
+}
+
+
+def build_checkpoints(root) -> dict[str, str]:
+    """Folders of tiny random checkpoints (hidden 32, 2 layers), each with a WordPiece tokenizer of VOCAB."""
+    vocab_dir = root / "vocab"
+    vocab_dir.mkdir()
+    (vocab_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    tok = transformers.BertTokenizerFast.from_pretrained(str(vocab_dir), model_max_length=MAX_POS)
+    out = {}
+    for i, (name, (cls_name, extra)) in enumerate(HEADS.items()):
+        torch.manual_seed(100 + i)
+        extra = dict(extra)
+        if "id2label" in extra:
+            extra["label2id"] = {v: k for k, v in extra["id2label"].items()}
+        cfg = transformers.BertConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=MAX_POS,
+            **extra,
+        )
+        model = getattr(transformers, cls_name)(cfg).eval()
+        path = root / name
+        model.save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        out[name] = str(path)
+    return out
+
+
+class Running:
+    """A server in this process: ``url``, the ASGI ``app`` (its ``server`` state), an httpx ``client``."""
+
+    def __init__(self, app, url: str, uv) -> None:
+        self.app = app
+        self.state = app.server
+        self.url = url
+        self.uvicorn = uv
+        self.client = httpx.Client(base_url=url, timeout=60)
+
+
+@contextlib.contextmanager
+def serving(options=None, **kwargs):
+    """Serve ``ServeOptions(**kwargs)`` on a free 127.0.0.1 port for the ``with`` block.
+
+    One torch thread (restored after): the test process shares 2 cores with pytest and the clients, and
+    an OpenMP team of 2 on oversubscribed cores spends its time at barriers (a tiny forward: ~1 ms on one
+    thread, hundreds of ms on two)."""
+    import uvicorn
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.app import bind, create_app
+
+    kwargs.setdefault("threads", 1)
+    options = options or ServeOptions(**kwargs)
+    threads = torch.get_num_threads()
+    app = create_app(options)
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", access_log=False, timeout_graceful_shutdown=10, timeout_keep_alive=75
+        )
+    )
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    running = Running(app, f"http://127.0.0.1:{port}", uv)
+    try:
+        yield running
+    finally:
+        running.client.close()
+        uv.should_exit = True
+        thread.join(30)
+        sock.close()
+        torch.set_num_threads(threads)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONPATH", os.getcwd())
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def default_signals() -> None:
+    """preexec_fn of children we signal: background jobs inherit SIGINT/SIGTERM/SIGHUP ignored."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)

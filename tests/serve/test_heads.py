@@ -1,0 +1,121 @@
+"""Cross-encoders (``/rerank``), classifiers (``/predict``, InferenceClient.text_classification) and SPLADE
+(``/embed_sparse``) on tiny random checkpoints, against sentence-transformers' CrossEncoder and
+transformers' own forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from serve_helpers import serving, transformers
+
+QUERY = "where does john live"
+TEXTS = ["john lives in new york", "the sky is blue", "paris is the capital of france", "a cat and a dog"]
+
+
+def test_rerank_equals_cross_encoder_predict(tiny):
+    st = pytest.importorskip("sentence_transformers")
+    ce = st.CrossEncoder(tiny["reranker"], device="cpu")
+    want = ce.predict([(QUERY, t) for t in TEXTS])
+    with serving(model=tiny["reranker"]) as srv:
+        assert srv.client.get("/info").json()["model_type"]["reranker"]["id2label"] == {"0": "LABEL_0"}
+        ranks = srv.client.post("/rerank", json={"query": QUERY, "texts": TEXTS, "return_text": True}).json()
+        assert [r["score"] for r in ranks] == sorted((r["score"] for r in ranks), reverse=True)
+        got = np.zeros(len(TEXTS))
+        for r in ranks:
+            got[r["index"]] = r["score"]
+            assert r["text"] == TEXTS[r["index"]]
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        raw = srv.client.post("/rerank", json={"query": QUERY, "texts": TEXTS, "raw_scores": True}).json()
+        logits = np.zeros(len(TEXTS))
+        for r in raw:
+            logits[r["index"]] = r["score"]
+        np.testing.assert_allclose(1 / (1 + np.exp(-logits)), want, atol=1e-5, rtol=0)
+        # POST / with {query, texts} is /rerank; an empty list is TEI's 400
+        assert (
+            srv.client.post("/", json={"query": QUERY, "texts": TEXTS}).json()
+            == srv.client.post("/rerank", json={"query": QUERY, "texts": TEXTS}).json()
+        )
+        r = srv.client.post("/rerank", json={"query": QUERY, "texts": []})
+        assert r.status_code == 400 and r.json()["error_type"] == "empty"
+        # an embedding route on a cross-encoder: TEI's 424
+        r = srv.client.post("/embed", json={"inputs": "x"})
+        assert r.status_code == 424 and r.json()["error_type"] == "backend"
+
+
+def test_classifier_predict_and_inference_client(tiny):
+    hub = pytest.importorskip("huggingface_hub")
+    model = transformers.BertForSequenceClassification.from_pretrained(tiny["classifier"]).eval()
+    tok = transformers.BertTokenizerFast.from_pretrained(tiny["classifier"])
+    texts = ["the cat is green", "john works at google in new york city", ("a dog", "a cat")]
+
+    def reference(x):
+        enc = tok(*((x,) if isinstance(x, str) else x), return_tensors="pt")
+        with torch.no_grad():
+            return torch.softmax(model(**enc).logits[0], -1).numpy()
+
+    with serving(model=tiny["classifier"]) as srv:
+        client = hub.InferenceClient(base_url=srv.url)
+        top = client.text_classification(texts[0])  # TEI answers one input with its sorted predictions
+        top = top[0] if isinstance(top, list) else top
+        want = reference(texts[0])
+        labels = ["NEG", "POS", "NEU"]
+        assert top.label == labels[int(want.argmax())]
+        assert abs(top.score - float(want.max())) < 1e-5
+        body = {"inputs": [texts[0], [texts[1]], list(texts[2])]}
+        got = srv.client.post("/predict", json=body).json()
+        assert len(got) == 3
+        for preds, x in zip(got, texts):
+            want = reference(x)
+            assert [p["score"] for p in preds] == sorted((p["score"] for p in preds), reverse=True)
+            for p in preds:
+                assert abs(p["score"] - float(want[labels.index(p["label"])])) < 1e-5
+        pair = srv.client.post("/predict", json={"inputs": list(texts[2]), "raw_scores": True}).json()
+        assert len(pair) == 3 and isinstance(pair[0], dict)  # a pair is one input
+        r = srv.client.post("/rerank", json={"query": "a", "texts": ["b"]})
+        assert r.status_code == 424 and "re-ranker" in r.json()["error"]
+
+
+def test_splade_embed_sparse(tiny):
+    model = transformers.BertForMaskedLM.from_pretrained(tiny["mlm"]).eval()
+    tok = transformers.BertTokenizerFast.from_pretrained(tiny["mlm"])
+    texts = ["the cat is green", "paris is the capital of france"]
+    with serving(model=tiny["mlm"], pooling="splade") as srv:
+        got = srv.client.post("/embed_sparse", json={"inputs": texts}).json()
+        assert srv.client.post("/", json={"inputs": texts}).json() == got
+        r = srv.client.post("/embed_all", json={"inputs": texts})
+        assert r.status_code == 424
+    for sparse, text in zip(got, texts):
+        enc = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            want = torch.log1p(torch.relu(model(**enc).logits[0])).max(0).values.numpy()
+        dense = np.zeros_like(want)
+        for v in sparse:
+            dense[v["index"]] = v["value"]
+        assert all(v["value"] > 0 for v in sparse)
+        np.testing.assert_allclose(dense, want, atol=1e-5, rtol=0)
+
+
+def test_masked_lm_without_pooling_is_a_clear_error(tiny):
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    with pytest.raises(ValueError, match="--pooling splade"):
+        describe_model(ServeOptions(model=tiny["mlm"]))
+
+
+def test_quantization_is_never_silently_dropped(tiny):
+    import inspect
+
+    import torch
+
+    from fastbert.loading import PreTrainedMixin
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import ServedModel, describe_model
+
+    options = ServeOptions(model=tiny["base"], quantization="int8")
+    spec = describe_model(options)
+    if "quantization" in inspect.signature(PreTrainedMixin.from_pretrained).parameters:
+        pytest.skip("this fastbert quantizes at load time: covered by the quantization tests")
+    with pytest.raises(ValueError, match="--quantization int8"):
+        ServedModel(spec, options, torch.device("cpu"))

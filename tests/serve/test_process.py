@@ -1,0 +1,141 @@
+"""``fastbert serve`` as a process: the startup line, SIGTERM under load (what is in flight is answered, then
+the process ends), a model folder that does not load (one line, exit 2), and fastbert without the [serve] extra."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from serve_helpers import child_env, default_signals, httpx
+
+HIDE_FASTAPI = "import sys; sys.modules['fastapi'] = None; "
+
+
+def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", "1", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        preexec_fn=default_signals,
+    )
+    line = proc.stderr.readline()  # the one startup line (blocks until the model is loaded)
+    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+    if not m:
+        proc.kill()
+        raise AssertionError(f"no startup line: {line!r} {proc.stderr.read()}")
+    return proc, m.group(1)
+
+
+def test_sigterm_answers_what_is_in_flight(tiny):
+    """SIGTERM under load: requests in flight are answered, among them one whose body is still arriving
+    when the signal comes (deterministically in flight); then the process ends."""
+    proc, url = _start("--model", tiny["base"], "--max-batch-tokens", "64")
+    try:
+        assert httpx.get(url + "/health", timeout=30).status_code == 200
+        texts = [" ".join(["the cat"] * 30)] * 32  # 32 inputs of 62 tokens: one forward each (budget 64)
+        results: list = []
+
+        def send() -> None:
+            try:
+                r = httpx.post(url + "/embed", json={"inputs": texts}, timeout=60)
+                results.append(r.status_code)
+            except httpx.HTTPError as e:
+                results.append(repr(e))
+
+        # a request whose headers and half its body are in: the server is handling it
+        body = json.dumps({"inputs": ["the sun", "a green leaf"]}).encode()
+        host, port = url.removeprefix("http://").split(":")
+        slow = socket.create_connection((host, int(port)), timeout=60)
+        slow.sendall(
+            b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for t in threads:
+            t.start()
+        # wait until each of the six is answered or in flight (its body read: te_requests_in_flight); the
+        # answers are counted before the gauge is read, so a request finishing in between is counted in
+        # neither, never in both
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = len(results)
+            metrics = httpx.get(url + "/metrics", timeout=30).text
+            m = re.search(r"^te_requests_in_flight (\S+)", metrics, re.M)
+            if m and done + float(m.group(1)) >= 6:  # (the slow one is not counted: its body is not in)
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"the six requests never got in: {results}")
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        slow.sendall(body[10:])  # the rest of the body, after the signal
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = slow.recv(65536)
+            assert chunk, f"connection closed: {answer!r}"
+            answer += chunk
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        for t in threads:
+            t.join(60)
+        assert results == [200] * 6
+        # then it ends by the signal it was sent (uvicorn re-raises it after the graceful shutdown)
+        assert proc.wait(60) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_model_that_does_not_load(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": "big"}))
+    r = subprocess.run(
+        [sys.executable, "-m", "fastbert", "serve", "--model", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+        preexec_fn=default_signals,
+    )
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastbert serve: error:") and "hidden_size" in lines[0], (
+        r.stderr
+    )
+    # the same through the CLI in this process: a folder that is not there
+    from fastbert.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastbert serve: error:") and "missing" in err[0]
+
+
+def test_import_and_cli_without_the_serve_extra():
+    code = HIDE_FASTAPI + (
+        "import fastbert, fastbert.serve; from fastbert.cli import main; "
+        "assert 'fastapi' not in [m for m, v in sys.modules.items() if v is not None]; sys.exit(main(['serve']))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=child_env()
+    )
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        == "fastbert serve: error: fastapi is not installed: pip install 'fastbert-triton[serve]'"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys, fastbert; sys.exit('fastapi' in sys.modules)"],
+        capture_output=True,
+        timeout=120,
+        env=child_env(),
+    )
+    assert r.returncode == 0
