@@ -296,6 +296,10 @@ class BertSelfAttention(_Module):
                 return weight, bias
         return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
 
+    def extra_repr(self) -> str:
+        hook = self.__dict__.get("qkv_linear")
+        return "" if hook is None else f"qkv quantization={hook!r}"
+
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.
 
@@ -331,7 +335,10 @@ class BertSelfAttention(_Module):
             spec = ctx.attn
             fused = self.fused_qkv()
             if fused is not None:
-                qkv = ctx.ops.linear(hidden_states, *fused)  # (..., 3 * h * d)
+                # a load-time transform of the fused projection (the int8 copy of fastbert.quant) runs it
+                hook = self.__dict__.get("qkv_linear")
+                linear = ctx.ops.linear if hook is None else hook
+                qkv = linear(hidden_states, *fused)  # (..., 3 * h * d)
                 q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
             else:  # wrapped or replaced modules: each runs itself
                 q = self.query(hidden_states).view(*lead, h, d)

@@ -130,21 +130,48 @@ class _Recorder:
         return F.linear(x, weight, bias)
 
 
-def _encoder_linears(base: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:
-    """(name, parent, attribute, linear) of every encoder linear the op table runs."""
-    out = []
+class _Slot:
+    """One encoder projection the op table runs: a linear whose weight carries the transform
+    (``weight.fastbert_linear``), or the fused query/key/value projection of a self-attention, whose
+    transform rides on the module (``qkv_linear``, see ``BertSelfAttention.forward``)."""
+
+    def __init__(self, name: str, parent: nn.Module, attr: str | None, linear: nn.Linear | None = None):
+        self.name, self.parent, self.attr, self.linear = name, parent, attr, linear
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.linear is not None:
+            return self.linear.weight, self.linear.bias
+        return self.parent.fused_qkv()  # (3n, H) view of the one storage, (3n,)
+
+    def set(self, hook) -> None:
+        if self.linear is not None:
+            self.linear.weight.fastbert_linear = hook
+        else:
+            self.parent.__dict__["qkv_linear"] = hook
+
+    def clear(self) -> None:
+        if self.linear is not None:
+            self.linear.weight.__dict__.pop("fastbert_linear", None)
+        else:
+            self.parent.__dict__.pop("qkv_linear", None)
+
+
+def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
+    """The encoder projections the op table runs (fused QKV, attention output, intermediate, output), and
+    the names of those that stay fp32 because they do not run through the table."""
+    out, skipped = [], []
     for i, layer in enumerate(base.encoder.layer):
-        slots = [
-            (layer.attention.self, "qkv"),
-            (layer.attention.output, "dense"),
-            (layer.intermediate, "dense"),
-            (layer.output, "dense"),
-        ]
-        for parent, attr in slots:
-            linear = getattr(parent, attr, None)
+        att = layer.attention.self
+        prefix = f"encoder.layer.{i}."
+        if att.fused_qkv() is not None:
+            out.append(_Slot(f"{prefix}{_rel(layer, att)}.qkv", att, None))
+        else:  # PEFT-wrapped or replaced query/key/value run as their own modules
+            skipped.append(f"{prefix}{_rel(layer, att)}.qkv")
+        for parent in (layer.attention.output, layer.intermediate, layer.output):
+            linear = getattr(parent, "dense", None)
             if isinstance(linear, nn.Linear):
-                out.append((f"encoder.layer.{i}.{_rel(layer, parent)}.{attr}", parent, attr, linear))
-    return out
+                out.append(_Slot(f"{prefix}{_rel(layer, parent)}.dense", parent, "dense", linear))
+    return out, skipped
 
 
 def _rel(root: nn.Module, child: nn.Module) -> str:
@@ -271,58 +298,68 @@ def quantize(
     if base.config.add_cross_attention:
         warnings.warn("int8: the cross-attention linears have no int8 path and stay fp32", stacklevel=2)
     batches = _calibration_batches(model, tokenizer, calibration)
-    linears = _encoder_linears(base)
+    slots, skipped = _encoder_linears(base)
     qmax = weight_qmax()
     was_training, impl = model.training, base.config._attn_implementation
     model.eval()
     base.set_attn_implementation("sdpa")  # the table whose linear calls the int8 copy
     try:
         recorders = {}
-        for name, _, _, lin in linears:
-            lin.weight.fastbert_linear = recorders[name] = _Recorder()
+        for slot in slots:
+            slot.set(recorders.setdefault(slot.name, _Recorder()))
         reference = _embed(base, batches)
-        for _, _, _, lin in linears:
-            del lin.weight.fastbert_linear
+        for slot in slots:
+            slot.clear()
 
         decisions, hooks = {}, {}
-        for name, _, _, lin in linears:
-            rec = recorders[name]
+        for slot in slots:
+            rec, (weight, _) = recorders[slot.name], slot.weights()
             rows = torch.cat(rec.rows)
             order = torch.argsort(rec.absmax, descending=True)
             candidates = []
             for a in _ALPHAS:
                 for k in _OUTLIERS:
                     outl = order[:k].sort().values if k else None
-                    e = _linear_error(rows, lin.weight, _smooth(rec.absmax, lin.weight, a), qmax, outl)
+                    e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), qmax, outl)
                     candidates.append((e, a, outl))
             err, alpha, outl = min(candidates, key=lambda t: t[0])
-            decisions[name] = LayerDecision(name, "int8", err, alpha)
-            hooks[name] = Int8Linear(
-                lin.weight, _smooth(rec.absmax, lin.weight, alpha), alpha or 0.0, qmax, err, outl
+            decisions[slot.name] = LayerDecision(slot.name, "int8", err, alpha)
+            hooks[slot.name] = Int8Linear(
+                weight, _smooth(rec.absmax, weight, alpha), alpha or 0.0, qmax, err, outl
             )
-            lin.weight.fastbert_linear = hooks[name]
+            slot.set(hooks[slot.name])
         del recorders
 
         by_error = sorted(decisions, key=lambda n: decisions[n].error, reverse=True)
-        weights = {name: lin.weight for name, _, _, lin in linears}
+        by_name = {slot.name: slot for slot in slots}
         while True:
             cos = F.cosine_similarity(_embed(base, batches), reference, dim=-1)
             lo, mean = cos.min().item(), cos.mean().item()
             if (lo >= min_cosine and mean >= mean_cosine) or not by_error:
                 break
             worst = by_error.pop(0)
-            del weights[worst].fastbert_linear
+            by_name[worst].clear()
             d = decisions[worst]
             d.precision, d.reason = (
                 "fp32",
                 f"kept: int8 error {d.error:.1e} was the highest when the calibration cosine was {lo:.4f}",
             )
+    except BaseException:
+        for slot in slots:
+            slot.clear()
+        raise
     finally:
         base.config._attn_implementation = impl
         model.train(was_training)
-    report = QuantizationReport(method, qmax, [decisions[n] for n, *_ in linears], lo, mean)
-    for name, parent, attr, lin in linears:
-        setattr(parent, attr, QuantizedLinear(lin, decisions[name]))
+    for name in skipped:
+        decisions[name] = LayerDecision(
+            name, "fp32", float("nan"), None, "kept: query/key/value are wrapped or replaced (run as modules)"
+        )
+    names = [slot.name for slot in slots] + skipped
+    report = QuantizationReport(method, qmax, [decisions[n] for n in names], lo, mean)
+    for slot in slots:
+        if slot.linear is not None:
+            setattr(slot.parent, slot.attr, QuantizedLinear(slot.linear, decisions[slot.name]))
     model.quantization = report
     if base is not model:
         base.quantization = report

@@ -77,6 +77,18 @@ def test_tiny_model_calibrated_on_batches_runs_int8_and_saves_fp32(tmp_path):
     assert "quantization=int8" in repr(model) and "checkpoint stays fp32" in repr(model.quantization)
     dense = model.encoder.layer[0].intermediate.dense
     assert isinstance(dense, QuantizedLinear) and isinstance(dense.weight.fastbert_linear, Int8Linear)
+    # every projection the op table runs, the fused query/key/value one included (one GEMM, one int8 copy)
+    names = [d.name for d in model.quantization.layers]
+    assert len(names) == 4 * 2 and "encoder.layer.1.attention.self.qkv" in names
+    assert all(d.precision == "int8" for d in model.quantization.layers)
+    att = model.encoder.layer[0].attention.self
+    assert isinstance(att.qkv_linear, Int8Linear) and att.fused_qkv() is not None
+    calls, hook = [], att.qkv_linear
+    att.qkv_linear = lambda x, w, b: calls.append(tuple(w.shape)) or hook(x, w, b)
+    with torch.no_grad():
+        model(input_ids=torch.randint(1, 99, (1, 5)))
+    assert calls == [(3 * 32, 32)]
+    att.qkv_linear = hook
     assert model.state_dict().keys() == plain.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in plain.items())  # fp32 parameters untouched
     ids = torch.randint(1, 99, (2, 9))
@@ -171,3 +183,15 @@ def test_accelerate_sentence_transformer_int8():
     out = model.encode(sentences, convert_to_tensor=True)
     cos = F.cosine_similarity(ref, out, dim=-1)
     assert cos.min() >= 0.995 and cos.mean() >= 0.999, (cos.min().item(), cos.mean().item())
+
+
+def test_wrapped_query_key_value_stay_fp32_with_the_reason():
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    model.encoder.layer[1].attention.self.query.register_forward_hook(lambda m, i, o: None)  # as PEFT would
+    batches = [dict(input_ids=torch.randint(1, 99, (2, 8)), attention_mask=torch.ones(2, 8, dtype=torch.long))]
+    quantize(model, "int8", calibration=batches, min_cosine=0.0, mean_cosine=0.0)
+    by_name = {d.name: d for d in model.quantization.layers}
+    wrapped = by_name["encoder.layer.1.attention.self.qkv"]
+    assert wrapped.precision == "fp32" and "wrapped or replaced" in wrapped.reason
+    assert by_name["encoder.layer.0.attention.self.qkv"].precision == "int8"
+    assert "qkv_linear" not in model.encoder.layer[1].attention.self.__dict__
