@@ -189,6 +189,8 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
     sentences = list(calibration) if calibration else calibration_sentences()
     if tokenizer is None:
         tokenizer = _tokenizer_of(model)
+    # no longer than the model's positions (position_embedding_type "absolute" has max_position_embeddings)
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length) or max_length)
     batches = []
     for i in range(0, len(sentences), batch_size):
         enc = tokenizer(

@@ -284,15 +284,9 @@ class ServedModel:
             "BertForSequenceClassification": auto.AutoModelForSequenceClassification,
         }[spec.architecture]
         if options.quantization:
-            import inspect
-
-            from fastbert.loading import PreTrainedMixin as Loader
-
-            # from_pretrained takes **kwargs: ask its signature, so that the option is never silently dropped
-            if "quantization" not in inspect.signature(Loader.from_pretrained).parameters:
+            if device.type != "cpu":
                 raise ValueError(
-                    f"--quantization {options.quantization}: this fastbert has no load-time quantization "
-                    "(from_pretrained(quantization=...))"
+                    f"--quantization {options.quantization} runs on the CPU (fastbert.quant), not on {device.type}"
                 )
             kwargs["quantization"] = options.quantization
         model = cls.from_pretrained(spec.path, **kwargs)

@@ -104,18 +104,16 @@ def test_masked_lm_without_pooling_is_a_clear_error(tiny):
         describe_model(ServeOptions(model=tiny["mlm"]))
 
 
-def test_quantization_is_never_silently_dropped(tiny):
-    import inspect
-
+def test_quantization_is_applied_never_silently_dropped(tiny):
     import torch
 
-    from fastbert.loading import PreTrainedMixin
+    from fastbert.quant import QuantizedLinear
     from fastbert.serve import ServeOptions
     from fastbert.serve.engine import ServedModel, describe_model
 
     options = ServeOptions(model=tiny["base"], quantization="int8")
-    spec = describe_model(options)
-    if "quantization" in inspect.signature(PreTrainedMixin.from_pretrained).parameters:
-        pytest.skip("this fastbert quantizes at load time: covered by the quantization tests")
-    with pytest.raises(ValueError, match="--quantization int8"):
-        ServedModel(spec, options, torch.device("cpu"))
+    served = ServedModel(describe_model(options), options, torch.device("cpu"))
+    assert served.model.quantization is not None
+    assert isinstance(served.model.encoder.layer[0].intermediate.dense, QuantizedLinear)
+    with pytest.raises(ValueError, match="--quantization int8 runs on the CPU"):
+        ServedModel(describe_model(options), options, torch.device("meta"))
