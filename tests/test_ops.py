@@ -252,7 +252,9 @@ def test_sdpa_packed_attention_of_an_all_padded_batch_is_zeros():
 
 def test_sdpa_linear_keeps_small_gemms_on_f_linear(monkeypatch):
     calls = []
-    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", lambda *a: calls.append(a) or torch.nn.functional.linear(*a[:3]))
+    monkeypatch.setattr(
+        ops, "_ONEDNN_LINEAR", lambda *a: calls.append(a) or torch.nn.functional.linear(*a[:3])
+    )
     with torch.no_grad():
         ops.SDPA_OPS.linear(torch.randn(8, 32), torch.randn(96, 32), None)  # 24k multiply-adds
         assert calls == []

@@ -188,7 +188,9 @@ def test_accelerate_sentence_transformer_int8():
 def test_wrapped_query_key_value_stay_fp32_with_the_reason():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     model.encoder.layer[1].attention.self.query.register_forward_hook(lambda m, i, o: None)  # as PEFT would
-    batches = [dict(input_ids=torch.randint(1, 99, (2, 8)), attention_mask=torch.ones(2, 8, dtype=torch.long))]
+    batches = [
+        dict(input_ids=torch.randint(1, 99, (2, 8)), attention_mask=torch.ones(2, 8, dtype=torch.long))
+    ]
     quantize(model, "int8", calibration=batches, min_cosine=0.0, mean_cosine=0.0)
     by_name = {d.name: d for d in model.quantization.layers}
     wrapped = by_name["encoder.layer.1.attention.self.qkv"]
