@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from checkpoint_helpers import WORDS, save_tiny_checkpoints, wordpiece_vocab
 
 import fastbert
 from fastbert.hub import embedded_model_path
@@ -23,18 +24,7 @@ from fastbert.pipelines import SUPPORTED_TASKS, check_task
 
 transformers = pytest.importorskip("transformers")
 
-WORDS = (
-    "the a of and to in is was he she it that for on with as his her at by plants create energy through "
-    "process known photosynthesis paris capital france city john lives new york works google what where who "
-    "does answer question sun light green leaf river long old born"
-).split()
-VOCAB = (
-    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    + WORDS
-    + ["##s", "##ing", "##ed", "##er", ".", ",", "?", "!"]
-    + list("abcdefghijklmnopqrstuvwxyz")
-    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
-)
+VOCAB = wordpiece_vocab()
 HEADS = {
     "mlm": ("BertForMaskedLM", {}),
     "seq": ("BertForSequenceClassification", {"id2label": {0: "NEG", 1: "POS", 2: "NEU"}}),
@@ -51,31 +41,7 @@ MAX_POS = 64
 
 def build_checkpoints(root) -> dict[str, str]:
     """Folders of tiny random checkpoints of every head, each with a tokenizer of VOCAB."""
-    vocab_dir = root / "vocab"
-    vocab_dir.mkdir()
-    (vocab_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = transformers.BertTokenizerFast.from_pretrained(str(vocab_dir), model_max_length=MAX_POS)
-    out = {}
-    for i, (name, (cls_name, extra)) in enumerate(HEADS.items()):
-        torch.manual_seed(i)
-        extra = dict(extra)
-        if "id2label" in extra:
-            extra["label2id"] = {v: k for k, v in extra["id2label"].items()}
-        cfg = transformers.BertConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=MAX_POS,
-            **extra,
-        )
-        model = getattr(transformers, cls_name)(cfg).eval()
-        path = root / name
-        model.save_pretrained(str(path))
-        tok.save_pretrained(str(path))
-        out[name] = str(path)
-    return out
+    return save_tiny_checkpoints(root, HEADS, VOCAB, max_pos=MAX_POS, seed=0)
 
 
 @pytest.fixture(scope="module")

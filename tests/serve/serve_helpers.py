@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from checkpoint_helpers import WORDS, save_tiny_checkpoints, wordpiece_vocab
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -17,18 +18,7 @@ pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 transformers = pytest.importorskip("transformers")
 
-WORDS = (
-    "the a of and to in is was he she it that for on with as his her at by plants create energy through "
-    "process known photosynthesis paris capital france city john lives new york works google what where who "
-    "does answer question sun light green leaf river long old born cat dog car sky blue"
-).split()
-VOCAB = (
-    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    + WORDS
-    + ["##s", "##ing", "##ed", "##er", ".", ",", "?", "!"]
-    + list("abcdefghijklmnopqrstuvwxyz")
-    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
-)
+VOCAB = wordpiece_vocab(WORDS + "cat dog car sky blue".split())
 MAX_POS = 64
 HEADS = {
     "base": ("BertModel", {}),
@@ -40,31 +30,7 @@ HEADS = {
 
 def build_checkpoints(root) -> dict[str, str]:
     """Folders of tiny random checkpoints (hidden 32, 2 layers), each with a WordPiece tokenizer of VOCAB."""
-    vocab_dir = root / "vocab"
-    vocab_dir.mkdir()
-    (vocab_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = transformers.BertTokenizerFast.from_pretrained(str(vocab_dir), model_max_length=MAX_POS)
-    out = {}
-    for i, (name, (cls_name, extra)) in enumerate(HEADS.items()):
-        torch.manual_seed(100 + i)
-        extra = dict(extra)
-        if "id2label" in extra:
-            extra["label2id"] = {v: k for k, v in extra["id2label"].items()}
-        cfg = transformers.BertConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=MAX_POS,
-            **extra,
-        )
-        model = getattr(transformers, cls_name)(cfg).eval()
-        path = root / name
-        model.save_pretrained(str(path))
-        tok.save_pretrained(str(path))
-        out[name] = str(path)
-    return out
+    return save_tiny_checkpoints(root, HEADS, VOCAB, max_pos=MAX_POS, seed=100)
 
 
 class Running:
