@@ -1,6 +1,7 @@
 """fastbert: a drop-in accelerated BERT for PyTorch.
 
-Public names mirror Hugging Face transformers' BERT family. Imports are lazy: ``import fastbert``
+Public names mirror Hugging Face transformers' BERT family and the encoders on the same engine (RoBERTa,
+XLM-RoBERTa, CamemBERT). Imports are lazy: ``import fastbert``
 imports neither triton nor transformers; each name is loaded from its module on first use.
 """
 
@@ -30,6 +31,34 @@ _LAZY: dict[str, str] = {
     "BertForMultipleChoice": "fastbert.modeling",
     "BertForTokenClassification": "fastbert.modeling",
     "BertForQuestionAnswering": "fastbert.modeling",
+    # the RoBERTa family (fastbert.models: one package per family)
+    "RobertaConfig": "fastbert.models.roberta.config",
+    "RobertaPreTrainedModel": "fastbert.models.roberta.modeling",
+    "RobertaModel": "fastbert.models.roberta.modeling",
+    "RobertaForCausalLM": "fastbert.models.roberta.modeling",
+    "RobertaForMaskedLM": "fastbert.models.roberta.modeling",
+    "RobertaForSequenceClassification": "fastbert.models.roberta.modeling",
+    "RobertaForMultipleChoice": "fastbert.models.roberta.modeling",
+    "RobertaForTokenClassification": "fastbert.models.roberta.modeling",
+    "RobertaForQuestionAnswering": "fastbert.models.roberta.modeling",
+    "XLMRobertaConfig": "fastbert.models.xlm_roberta.config",
+    "XLMRobertaPreTrainedModel": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaModel": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForCausalLM": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForMaskedLM": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForSequenceClassification": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForMultipleChoice": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForTokenClassification": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForQuestionAnswering": "fastbert.models.xlm_roberta.modeling",
+    "CamembertConfig": "fastbert.models.camembert.config",
+    "CamembertPreTrainedModel": "fastbert.models.camembert.modeling",
+    "CamembertModel": "fastbert.models.camembert.modeling",
+    "CamembertForCausalLM": "fastbert.models.camembert.modeling",
+    "CamembertForMaskedLM": "fastbert.models.camembert.modeling",
+    "CamembertForSequenceClassification": "fastbert.models.camembert.modeling",
+    "CamembertForMultipleChoice": "fastbert.models.camembert.modeling",
+    "CamembertForTokenClassification": "fastbert.models.camembert.modeling",
+    "CamembertForQuestionAnswering": "fastbert.models.camembert.modeling",
     # auto classes
     "AutoConfig": "fastbert.auto",
     "AutoTokenizer": "fastbert.auto",

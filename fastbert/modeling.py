@@ -543,6 +543,9 @@ class BertPredictionHeadTransform(_Module):
 
 
 class BertLMPredictionHead(_Module):
+    #: ``decoder.bias`` is ``self.bias`` (tied by ``tie_weights``; zeroed by ``_init_weights``)
+    ties_decoder_bias = True
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
@@ -627,7 +630,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, BertLMPredictionHead):
+        elif getattr(module, "ties_decoder_bias", False):  # an MLM head's output bias
             nn.init.zeros_(module.bias)
         elif isinstance(module, BertEmbeddings):  # buffers too: after to_empty() they hold garbage
             with torch.no_grad():
@@ -647,7 +650,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         if head is not None and getattr(self.config, "tie_word_embeddings", True):
             head.weight = self.get_input_embeddings().weight
         for module in self.modules():
-            if isinstance(module, BertLMPredictionHead):
+            if getattr(module, "ties_decoder_bias", False):
                 module.decoder.bias = module.bias
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -659,9 +662,18 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         base.embeddings.word_embeddings = value
 
     def get_output_embeddings(self) -> nn.Linear | None:
-        cls = getattr(self, "cls", None)
-        predictions = getattr(cls, "predictions", None)
-        return predictions.decoder if predictions is not None else None
+        head = self._lm_head()
+        return head.decoder if head is not None else None
+
+    def _lm_head(self) -> nn.Module | None:
+        """The language-modelling head (its ``decoder`` is tied to the word embeddings), None without one."""
+        return getattr(getattr(self, "cls", None), "predictions", None)
+
+    def _new_base(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        """The family's bare encoder under ``base_model_prefix`` (``self.bert``, ``self.roberta`` ...)."""
+        setattr(
+            self, self.base_model_prefix, self.base_model_class(config, add_pooling_layer=add_pooling_layer)
+        )
 
     # -- backend
     @property
@@ -788,9 +800,11 @@ class _Checked:
 class BertModel(BertPreTrainedModel):
     """The bare BERT encoder (transformers' ``BertModel``), with an optional pooler."""
 
+    embeddings_class: type[nn.Module] = BertEmbeddings
+
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
-        self.embeddings = BertEmbeddings(config)
+        self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
         self.post_init()
@@ -882,10 +896,10 @@ class BertModel(BertPreTrainedModel):
                 f"encoder_attention_mask has shape {tuple(enc_mask.shape)}, expected {tuple(enc.shape[:2])}"
             )
         absolute = cfg.position_embedding_type == "absolute"
-        if absolute and inputs.position_ids is None and shape[1] + past_length > cfg.max_position_embeddings:
+        limit, why = self._length_limit()
+        if absolute and inputs.position_ids is None and shape[1] + past_length > limit:
             raise ValueError(
-                f"sequence length {shape[1] + past_length} is longer than max_position_embeddings "
-                f"({cfg.max_position_embeddings}): truncate the input"
+                f"sequence length {shape[1] + past_length} is longer than {why}: truncate the input"
             )
         # value ranges and mask lengths: one host read for all of them
         checks = [
@@ -920,6 +934,19 @@ class BertModel(BertPreTrainedModel):
         if enc_seqlens is not None:
             enc_host = tuple(rest)
         return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
+
+    def _length_limit(self) -> tuple[int, str]:
+        """The longest input the position embeddings cover (without explicit position_ids), and why."""
+        n = self.config.max_position_embeddings
+        return n, f"max_position_embeddings ({n})"
+
+    def _default_position_ids(
+        self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
+    ) -> torch.Tensor:
+        """(B, L) position ids when none are given: BERT's 0..L-1 after the cached positions. Computed on
+        the padded batch, before packing (a family's policy may read the padded ids)."""
+        position_ids = self.embeddings.position_ids[:, past_length : past_length + seqlen]
+        return position_ids.expand(batch, seqlen)
 
     def _resolve(self, output_attentions: bool, past: Any, no_real_tokens: bool = False) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
@@ -1065,7 +1092,7 @@ class BertModel(BertPreTrainedModel):
         emb = self.embeddings
         position_ids, token_type_ids = inputs.position_ids, inputs.token_type_ids
         if position_ids is None:
-            position_ids = emb.position_ids[:, past_length : past_length + seqlen].expand(batch, seqlen)
+            position_ids = self._default_position_ids(inputs, batch, seqlen, past_length)
         elif position_ids.shape[0] != batch:
             position_ids = position_ids.expand(batch, seqlen)
         if token_type_ids is None:
@@ -1147,7 +1174,7 @@ class _BertHead(BertPreTrainedModel):
     def _run(self, inputs: BertInputs, return_dict: bool | None, **targets):
         self.check_targets(inputs, **targets)
         allow_pack = self.allow_pack(inputs, **targets)
-        enc = self.bert.encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)
+        enc = self._base().encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)
         logits = self.head(enc, **targets)
         return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
 
@@ -1178,7 +1205,7 @@ class BertForPreTraining(_BertHead):
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.bert = BertModel(config)
+        self._new_base(config)
         self.cls = BertPreTrainingHeads(config)
         self.post_init()
 
@@ -1239,7 +1266,7 @@ class BertLMHeadModel(GenerationMixin, _BertHead):
             warnings.warn(
                 "BertLMHeadModel is meant to be used with is_decoder=True in the config", stacklevel=2
             )
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self._new_base(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
 
@@ -1282,9 +1309,9 @@ class BertLMHeadModel(GenerationMixin, _BertHead):
 
     def head(self, enc, logits_to_keep=0, **targets):
         if isinstance(logits_to_keep, int) and logits_to_keep == 0:
-            return enc.per_token(self.cls.predictions)
+            return enc.per_token(self._lm_head())
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        return self.cls.predictions(enc.last_hidden_state[:, keep], enc.ops)
+        return self._lm_head()(enc.last_hidden_state[:, keep], enc.ops)
 
     def loss(
         self, logits, labels=None, shift_labels=None, num_items_in_batch=None, ignore_index=-100, **targets
@@ -1341,7 +1368,7 @@ class BertForMaskedLM(_BertHead):
             warnings.warn(
                 "BertForMaskedLM wants bi-directional attention: set is_decoder=False", stacklevel=2
             )
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self._new_base(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
 
@@ -1363,7 +1390,7 @@ class BertForMaskedLM(_BertHead):
         return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def head(self, enc, **targets):
-        return enc.per_token(self.cls.predictions)
+        return enc.per_token(self._lm_head())
 
     def loss(self, logits, labels=None):
         if labels is None:
@@ -1379,7 +1406,7 @@ class BertForMaskedLM(_BertHead):
 class BertForNextSentencePrediction(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.bert = BertModel(config)
+        self._new_base(config)
         self.cls = BertOnlyNSPHead(config)
         self.post_init()
 
@@ -1404,7 +1431,7 @@ class BertForSequenceClassification(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = BertModel(config)
+        self._new_base(config)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -1450,7 +1477,7 @@ class BertForSequenceClassification(_BertHead):
 class BertForMultipleChoice(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.bert = BertModel(config)
+        self._new_base(config)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
@@ -1492,7 +1519,7 @@ class BertForTokenClassification(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self._new_base(config, add_pooling_layer=False)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -1515,7 +1542,7 @@ class BertForQuestionAnswering(_BertHead):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self._new_base(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -1573,6 +1600,8 @@ class BertForQuestionAnswering(_BertHead):
             attentions=enc.attentions,
         )
 
+
+BertPreTrainedModel.base_model_class = BertModel
 
 MODEL_CLASSES: dict[str, type[BertPreTrainedModel]] = {
     cls.__name__: cls
