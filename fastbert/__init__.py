@@ -1,7 +1,7 @@
 """fastbert: a drop-in accelerated BERT for PyTorch.
 
 Public names mirror Hugging Face transformers' BERT family and the encoders on the same engine (RoBERTa,
-XLM-RoBERTa, CamemBERT). Imports are lazy: ``import fastbert``
+XLM-RoBERTa, CamemBERT, ELECTRA). Imports are lazy: ``import fastbert``
 imports neither triton nor transformers; each name is loaded from its module on first use.
 """
 
@@ -59,6 +59,17 @@ _LAZY: dict[str, str] = {
     "CamembertForMultipleChoice": "fastbert.models.camembert.modeling",
     "CamembertForTokenClassification": "fastbert.models.camembert.modeling",
     "CamembertForQuestionAnswering": "fastbert.models.camembert.modeling",
+    # ELECTRA
+    "ElectraConfig": "fastbert.models.electra.config",
+    "ElectraPreTrainedModel": "fastbert.models.electra.modeling",
+    "ElectraModel": "fastbert.models.electra.modeling",
+    "ElectraForPreTraining": "fastbert.models.electra.modeling",
+    "ElectraForCausalLM": "fastbert.models.electra.modeling",
+    "ElectraForMaskedLM": "fastbert.models.electra.modeling",
+    "ElectraForSequenceClassification": "fastbert.models.electra.modeling",
+    "ElectraForMultipleChoice": "fastbert.models.electra.modeling",
+    "ElectraForTokenClassification": "fastbert.models.electra.modeling",
+    "ElectraForQuestionAnswering": "fastbert.models.electra.modeling",
     # auto classes
     "AutoConfig": "fastbert.auto",
     "AutoTokenizer": "fastbert.auto",

@@ -36,6 +36,8 @@ class Family:
     config: str  # "module:ClassName"
     module: str  # the module that defines every model class of the family
     classes: dict[str, str] = field(default_factory=dict)  # task -> class name
+    #: the ``pretraining`` class has a masked-LM head (BERT's; not ELECTRA's discriminator)
+    fill_mask_pretraining: bool = True
 
     def config_class(self) -> type:
         module, name = self.config.split(":")
@@ -53,7 +55,13 @@ class Family:
 
 
 def _family(
-    model_type: str, config: str, module: str, prefix: str, tasks: tuple[str, ...], **names
+    model_type: str,
+    config: str,
+    module: str,
+    prefix: str,
+    tasks: tuple[str, ...],
+    fill_mask_pretraining: bool = True,
+    **names: str,
 ) -> Family:
     """A family whose class names are ``prefix`` + transformers' suffix of each task."""
     suffix = {
@@ -68,7 +76,7 @@ def _family(
         "question-answering": "ForQuestionAnswering",
     }
     classes = {t: names.get(t.replace("-", "_"), prefix + suffix[t]) for t in tasks}
-    return Family(model_type, config, module, classes)
+    return Family(model_type, config, module, classes, fill_mask_pretraining)
 
 
 _ROBERTA_TASKS = (
@@ -87,7 +95,7 @@ FAMILIES: dict[str, Family] = {
         _family(
             "bert",
             "fastbert.config:BertConfig",
-            "fastbert.modeling",
+            "fastbert.models.bert.modeling",
             "Bert",
             TASKS,
             causal_lm="BertLMHeadModel",
@@ -98,6 +106,14 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.roberta.modeling",
             "Roberta",
             _ROBERTA_TASKS,
+        ),
+        _family(
+            "electra",
+            "fastbert.models.electra.config:ElectraConfig",
+            "fastbert.models.electra.modeling",
+            "Electra",
+            tuple(t for t in TASKS if t != "next-sentence-prediction"),
+            fill_mask_pretraining=False,  # ElectraForPreTraining is the discriminator: no MLM head
         ),
         _family(
             "xlm-roberta",
@@ -152,6 +168,17 @@ def class_by_name(name: str) -> type | None:
     """The fastbert class named ``name`` (transformers' class name), None when fastbert has none."""
     found = class_names().get(name)
     return None if found is None else model_class(*found)
+
+
+def fills_masks(name: str) -> bool:
+    """Whether the class ``name`` has a masked-LM head (masked / causal LM, BERT's pretraining heads)."""
+    found = class_names().get(name)
+    if found is None:
+        return False
+    model_type, task = found
+    return task in ("masked-lm", "causal-lm") or (
+        task == "pretraining" and FAMILIES[model_type].fill_mask_pretraining
+    )
 
 
 def task_of_class(name: str) -> str | None:

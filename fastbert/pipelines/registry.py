@@ -64,14 +64,18 @@ def architectures(task: str) -> tuple[str, ...] | None:
     if kinds is None:
         return None
     names = registry.class_names()
-    return tuple(n for kind in kinds for n, (_, t) in names.items() if t == kind)
+    found = tuple(n for kind in kinds for n, (_, t) in names.items() if t == kind)
+    if task == "fill-mask":  # ELECTRA's pretraining class is its discriminator: no vocabulary head
+        found = tuple(n for n in found if registry.fills_masks(n))
+    return found
 
 
 def task_of_architecture(name: str) -> str | None:
     """The pipeline task a checkpoint of class ``name`` serves by default (None: fastbert has no such class)."""
     from fastbert.models import registry
 
-    return _DEFAULT_TASK.get(registry.task_of_class(name))
+    task = _DEFAULT_TASK.get(registry.task_of_class(name))
+    return None if task == "fill-mask" and not registry.fills_masks(name) else task
 
 
 #: the pipeline task a checkpoint of each model task serves when none is given (a causal LM: none)

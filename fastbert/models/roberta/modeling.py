@@ -20,13 +20,15 @@ import warnings
 import torch
 from torch import nn
 
-from ... import modeling as bert
-from ...modeling import BertInputs, Encoded, _classifier_dropout, _Module
 from ...ops import OpTable
+from ..bert import modeling as bert
+from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
+from ..heads import _classifier_dropout
+from ..layers import BertEmbeddings, _Module
 from .config import RobertaConfig
 
 
-class RobertaEmbeddings(bert.BertEmbeddings):
+class RobertaEmbeddings(BertEmbeddings):
     """BERT's embeddings with a ``padding_idx`` on the position table (transformers' names)."""
 
     def __init__(self, config: RobertaConfig):
@@ -80,7 +82,7 @@ class RobertaClassificationHead(_Module):
         return self.out_proj(self.dropout(x))
 
 
-class RobertaPreTrainedModel(bert.BertPreTrainedModel):
+class RobertaPreTrainedModel(BertPreTrainedModel):
     config_class = RobertaConfig
     base_model_prefix = "roberta"
 
@@ -88,7 +90,7 @@ class RobertaPreTrainedModel(bert.BertPreTrainedModel):
         return getattr(self, "lm_head", None)
 
 
-class RobertaModel(RobertaPreTrainedModel, bert.BertModel):
+class RobertaModel(RobertaPreTrainedModel, BertModel):
     """The bare RoBERTa encoder (transformers' ``RobertaModel``), with an optional pooler."""
 
     embeddings_class = RobertaEmbeddings
@@ -124,7 +126,7 @@ class RobertaForCausalLM(RobertaPreTrainedModel, bert.BertLMHeadModel):
     }
 
     def __init__(self, config: RobertaConfig):
-        bert.BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
+        BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
         if not config.is_decoder:
             warnings.warn(
                 f"{type(self).__name__} is meant to be used with is_decoder=True in the config", stacklevel=2
@@ -138,7 +140,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel, bert.BertForMaskedLM):
     _tied_weights_keys = RobertaForCausalLM._tied_weights_keys
 
     def __init__(self, config: RobertaConfig):
-        bert.BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
+        BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
         if config.is_decoder:
             warnings.warn(
                 f"{type(self).__name__} wants bi-directional attention: set is_decoder=False", stacklevel=2
@@ -152,7 +154,7 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel, bert.BertForSeque
     """The classification head on ``<s>`` (no pooler): ``classifier.dense`` + tanh + ``classifier.out_proj``."""
 
     def __init__(self, config: RobertaConfig):
-        bert.BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
+        BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
         self.num_labels = config.num_labels
         self._new_base(config, add_pooling_layer=False)
         self.classifier = RobertaClassificationHead(config)
@@ -165,7 +167,7 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel, bert.BertForSeque
 
 class RobertaForMultipleChoice(RobertaPreTrainedModel, bert.BertForMultipleChoice):
     def __init__(self, config: RobertaConfig):
-        bert.BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
+        BertPreTrainedModel.__init__(self, config)  # not the BERT head's own modules
         self._new_base(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)  # transformers': not classifier_dropout
         self.classifier = nn.Linear(config.hidden_size, 1)
