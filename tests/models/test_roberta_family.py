@@ -242,3 +242,13 @@ def test_from_transformers_shares_weights(saved, model_type):
         hf.to(torch.float32)
     for name in ("start_logits", "end_logits"):
         assert_close(ours[name], theirs[name], ref[name], torch.float32, inputs["attention_mask"].bool())
+
+
+def test_generate_greedy_left_padded_as_transformers(saved):
+    """Incremental decoding: positions of the cached steps continue after the padding, as transformers'."""
+    folder, hf = saved("roberta", "causal-lm")
+    model = fastbert.RobertaForCausalLM.from_pretrained(folder)
+    inputs = batch("causal-lm", "left")
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=PAD)
+    ours = model.generate(**inputs, **kwargs)
+    assert torch.equal(ours, hf.generate(**inputs, **kwargs))
