@@ -1,7 +1,7 @@
 """fastbert: a drop-in accelerated BERT for PyTorch.
 
 Public names mirror Hugging Face transformers' BERT family and the encoders on the same engine (RoBERTa,
-XLM-RoBERTa, CamemBERT, ELECTRA). Imports are lazy: ``import fastbert``
+XLM-RoBERTa, CamemBERT, DistilBERT, ELECTRA). Imports are lazy: ``import fastbert``
 imports neither triton nor transformers; each name is loaded from its module on first use.
 """
 
@@ -59,6 +59,15 @@ _LAZY: dict[str, str] = {
     "CamembertForMultipleChoice": "fastbert.models.camembert.modeling",
     "CamembertForTokenClassification": "fastbert.models.camembert.modeling",
     "CamembertForQuestionAnswering": "fastbert.models.camembert.modeling",
+    # DistilBERT
+    "DistilBertConfig": "fastbert.models.distilbert.config",
+    "DistilBertPreTrainedModel": "fastbert.models.distilbert.modeling",
+    "DistilBertModel": "fastbert.models.distilbert.modeling",
+    "DistilBertForMaskedLM": "fastbert.models.distilbert.modeling",
+    "DistilBertForSequenceClassification": "fastbert.models.distilbert.modeling",
+    "DistilBertForMultipleChoice": "fastbert.models.distilbert.modeling",
+    "DistilBertForTokenClassification": "fastbert.models.distilbert.modeling",
+    "DistilBertForQuestionAnswering": "fastbert.models.distilbert.modeling",
     # ELECTRA
     "ElectraConfig": "fastbert.models.electra.config",
     "ElectraPreTrainedModel": "fastbert.models.electra.modeling",

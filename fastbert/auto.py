@@ -120,9 +120,11 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     missing = []
     for path, module in model.named_modules():
         hf_module = hf_modules.get(path)
-        if getattr(module, "is_cross_attention", True) is False and hasattr(hf_module, "query"):
-            _share_qkv(module, hf_module)
-            continue
+        if getattr(module, "is_cross_attention", True) is False:
+            names = next((n for n in _QKV_NAMES if hasattr(hf_module, n[0])), None)
+            if names is not None:
+                _share_qkv(module, hf_module, names)
+                continue
         for pname, p in list(module._parameters.items()):
             if p is None or not p.is_meta:  # shared already (query/key/value, tied weights)
                 continue
@@ -149,13 +151,18 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     return model
 
 
-def _share_qkv(ours: Any, hf_self: Any) -> None:
+#: transformers' names of the query/key/value projections: BERT's family, DistilBERT
+_QKV_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
+
+
+def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = _QKV_NAMES[0]) -> None:
     """One contiguous storage for query/key/value's weights (and one for their biases), built from
-    transformers' three; both models' parameters become views of it."""
+    transformers' three (named ``names``); both models' parameters become views of it (fastbert's
+    attention reads them as ``query``/``key``/``value``)."""
     import torch
     from torch import nn
 
-    lins = (hf_self.query, hf_self.key, hf_self.value)
+    lins = tuple(getattr(hf_self, n) for n in names)
     requires_grad = lins[0].weight.requires_grad
     n = lins[0].out_features
     for kind in ("weight", "bias"):

@@ -240,7 +240,10 @@ def _torch_embed_layernorm(
     if position_ids is None:
         position_ids = torch.arange(t, device=input_ids.device)
     h = F.embedding(input_ids, word_weight)  # (T, H)
-    if token_type_ids is None:
+    if type_weight is None:  # a family without token types (DistilBERT)
+        if token_type_ids is not None:
+            raise ValueError("token_type_ids were given, but there is no token-type table")
+    elif token_type_ids is None:
         h = h + type_weight[0]
     else:
         h = h + F.embedding(token_type_ids, type_weight)

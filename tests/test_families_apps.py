@@ -93,7 +93,7 @@ def test_serve_describes_an_electra_classifier(folders):
 
 
 def test_check_cli_refuses_another_model_type_in_one_line(tmp_path):
-    transformers.DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2).save_pretrained(tmp_path)
+    transformers.AlbertConfig(vocab_size=99, hidden_size=32, num_attention_heads=2).save_pretrained(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "fastbert", "check", "--model", str(tmp_path), "--dtypes", "fp32"],
         capture_output=True,
@@ -102,5 +102,5 @@ def test_check_cli_refuses_another_model_type_in_one_line(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "model_type 'distilbert' is not supported by fastbert" in lines[0]
-    assert "bert, camembert, electra, roberta, xlm-roberta" in lines[0]
+    assert len(lines) == 1 and "model_type 'albert' is not supported by fastbert" in lines[0]
+    assert "bert, camembert, distilbert, electra, roberta, xlm-roberta" in lines[0]

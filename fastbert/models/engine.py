@@ -479,6 +479,10 @@ class BertModel(BertPreTrainedModel):
             enc_host = tuple(rest)
         return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
 
+    def _layers(self) -> nn.ModuleList:
+        """The encoder's layers, in order (BERT: ``encoder.layer``; DistilBERT: ``transformer.layer``)."""
+        return self.encoder.layer
+
     def _length_limit(self) -> tuple[int, str]:
         """The longest input the position embeddings cover (without explicit position_ids), and why."""
         n = self.config.max_position_embeddings
@@ -564,7 +568,7 @@ class BertModel(BertPreTrainedModel):
         all_attn = () if output_attentions else None
         all_cross = () if output_attentions and ctx.cross is not None else None
         presents = () if use_cache else None
-        for i, layer in enumerate(self.encoder.layer):
+        for i, layer in enumerate(self._layers()):
             layer_past = past[i] if past is not None else None
             if checkpointing and layer.gradient_checkpointing:  # recomputed in the backward pass
                 out = layer._gradient_checkpointing_func(layer.forward, hidden, ctx, enc_states, layer_past)

@@ -108,6 +108,20 @@ FAMILIES: dict[str, Family] = {
             _ROBERTA_TASKS,
         ),
         _family(
+            "distilbert",
+            "fastbert.models.distilbert.config:DistilBertConfig",
+            "fastbert.models.distilbert.modeling",
+            "DistilBert",
+            (
+                "base",
+                "masked-lm",
+                "sequence-classification",
+                "multiple-choice",
+                "token-classification",
+                "question-answering",
+            ),
+        ),
+        _family(
             "electra",
             "fastbert.models.electra.config:ElectraConfig",
             "fastbert.models.electra.modeling",

@@ -297,6 +297,11 @@ def quantize(
             f"{sorted(devices)}: quantize first, or load with torch_dtype=torch.float32"
         )
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
+    if "encoder" not in base._modules:  # DistilBERT's transformer.layer.N.attention.q_lin ... tree
+        raise ValueError(
+            f"int8 quantization covers the families with BERT's layer names (encoder.layer.N ...); "
+            f"{type(base).__name__} ({base.config.model_type}) is not covered yet"
+        )
     if base.config.add_cross_attention:
         warnings.warn("int8: the cross-attention linears have no int8 path and stay fp32", stacklevel=2)
     batches = _calibration_batches(model, tokenizer, calibration)
