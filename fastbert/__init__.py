@@ -1,7 +1,7 @@
 """fastbert: a drop-in accelerated BERT for PyTorch.
 
 Public names mirror Hugging Face transformers' BERT family and the encoders on the same engine (RoBERTa,
-XLM-RoBERTa, CamemBERT, DistilBERT, ELECTRA). Imports are lazy: ``import fastbert``
+XLM-RoBERTa, CamemBERT, DistilBERT, ELECTRA, MPNet). Imports are lazy: ``import fastbert``
 imports neither triton nor transformers; each name is loaded from its module on first use.
 """
 
@@ -68,6 +68,15 @@ _LAZY: dict[str, str] = {
     "DistilBertForMultipleChoice": "fastbert.models.distilbert.modeling",
     "DistilBertForTokenClassification": "fastbert.models.distilbert.modeling",
     "DistilBertForQuestionAnswering": "fastbert.models.distilbert.modeling",
+    # MPNet
+    "MPNetConfig": "fastbert.models.mpnet.config",
+    "MPNetPreTrainedModel": "fastbert.models.mpnet.modeling",
+    "MPNetModel": "fastbert.models.mpnet.modeling",
+    "MPNetForMaskedLM": "fastbert.models.mpnet.modeling",
+    "MPNetForSequenceClassification": "fastbert.models.mpnet.modeling",
+    "MPNetForMultipleChoice": "fastbert.models.mpnet.modeling",
+    "MPNetForTokenClassification": "fastbert.models.mpnet.modeling",
+    "MPNetForQuestionAnswering": "fastbert.models.mpnet.modeling",
     # ELECTRA
     "ElectraConfig": "fastbert.models.electra.config",
     "ElectraPreTrainedModel": "fastbert.models.electra.modeling",

@@ -228,7 +228,8 @@ def _unsupported_reason(model: nn.Module) -> str | None:
     if position != "absolute":
         return f"position_embedding_type={position!r}: fastbert's packed and Triton paths cover absolute positions only"
     for path, module in model.named_modules():
-        query = getattr(module, "query", None) or getattr(module, "q_lin", None)  # DistilBERT's name
+        # BERT's name, DistilBERT's, MPNet's
+        query = getattr(module, "query", None) or getattr(module, "q_lin", None) or getattr(module, "q", None)
         if isinstance(query, nn.Linear) and query.out_features != config.hidden_size:
             return f"{path} has pruned attention heads ({query.out_features} of {config.hidden_size} outputs)"
     if getattr(model, "_hf_peft_config_loaded", False) or getattr(model, "peft_config", None):

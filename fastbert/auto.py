@@ -151,8 +151,8 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     return model
 
 
-#: transformers' names of the query/key/value projections: BERT's family, DistilBERT
-_QKV_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
+#: transformers' names of the query/key/value projections: BERT's family, DistilBERT, MPNet
+_QKV_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
 
 
 def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = _QKV_NAMES[0]) -> None:

@@ -676,7 +676,9 @@ class BertModel(BertPreTrainedModel):
         if packing.total == 0:
             return self.pooler.pool(hidden.new_zeros(packing.batch, hidden.shape[-1]))
         rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
-        first = hidden[rows] * attention_mask[:, :1].to(hidden.dtype)  # (B, H)
+        first = hidden[rows]  # (B, H)
+        if attention_mask is not None:  # packed without a mask: every row's position 0 is real (MPNet)
+            first = first * attention_mask[:, :1].to(hidden.dtype)
         return self.pooler.pool(first)
 
 

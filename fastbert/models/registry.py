@@ -101,6 +101,20 @@ FAMILIES: dict[str, Family] = {
             causal_lm="BertLMHeadModel",
         ),
         _family(
+            "mpnet",
+            "fastbert.models.mpnet.config:MPNetConfig",
+            "fastbert.models.mpnet.modeling",
+            "MPNet",
+            (
+                "base",
+                "masked-lm",
+                "sequence-classification",
+                "multiple-choice",
+                "token-classification",
+                "question-answering",
+            ),
+        ),
+        _family(
             "roberta",
             "fastbert.models.roberta.config:RobertaConfig",
             "fastbert.models.roberta.modeling",

@@ -297,9 +297,9 @@ def quantize(
             f"{sorted(devices)}: quantize first, or load with torch_dtype=torch.float32"
         )
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
-    if "encoder" not in base._modules:  # DistilBERT's transformer.layer.N.attention.q_lin ... tree
+    if base.config.model_type in ("distilbert", "mpnet"):  # their own attention names (q_lin, attn.q ...)
         raise ValueError(
-            f"int8 quantization covers the families with BERT's layer names (encoder.layer.N ...); "
+            f"int8 quantization covers the families with BERT's layer names (encoder.layer.N.attention.self ...); "
             f"{type(base).__name__} ({base.config.model_type}) is not covered yet"
         )
     if base.config.add_cross_attention:

@@ -39,14 +39,19 @@ def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
 
 
 class Embeddings(_Module):
-    """word + position embeddings, LayerNorm, dropout (transformers' DistilBERT ``Embeddings``)."""
+    """word + position embeddings, LayerNorm, dropout, no token types (transformers' DistilBERT
+    ``Embeddings``; MPNet's with ``padding_idx`` on both tables)."""
 
-    def __init__(self, config: DistilBertConfig):
+    def __init__(self, config, word_padding_idx=None, position_padding_idx=None, eps: float = _EPS):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.dim)
-        self.LayerNorm = nn.LayerNorm(config.dim, eps=_EPS)
-        self.dropout = nn.Dropout(config.dropout)
+        h = config.hidden_size
+        word_padding_idx = config.pad_token_id if word_padding_idx is None else word_padding_idx
+        self.word_embeddings = nn.Embedding(config.vocab_size, h, padding_idx=word_padding_idx)
+        self.position_embeddings = nn.Embedding(
+            config.max_position_embeddings, h, padding_idx=position_padding_idx
+        )
+        self.LayerNorm = nn.LayerNorm(h, eps=eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
         n = config.max_position_embeddings
         self.register_buffer("position_ids", torch.arange(n).expand((1, -1)), persistent=False)
         # the driver's default token types (zeros): read by nothing here, DistilBERT has no type table
