@@ -1,6 +1,7 @@
 """fastbert: a drop-in accelerated BERT for PyTorch.
 
-Public names mirror Hugging Face transformers' BERT family. Imports are lazy: ``import fastbert``
+Public names mirror Hugging Face transformers' BERT family and the encoders on the same engine (RoBERTa,
+XLM-RoBERTa, CamemBERT, DistilBERT, ELECTRA, MPNet). Imports are lazy: ``import fastbert``
 imports neither triton nor transformers; each name is loaded from its module on first use.
 """
 
@@ -30,6 +31,63 @@ _LAZY: dict[str, str] = {
     "BertForMultipleChoice": "fastbert.modeling",
     "BertForTokenClassification": "fastbert.modeling",
     "BertForQuestionAnswering": "fastbert.modeling",
+    # the RoBERTa family (fastbert.models: one package per family)
+    "RobertaConfig": "fastbert.models.roberta.config",
+    "RobertaPreTrainedModel": "fastbert.models.roberta.modeling",
+    "RobertaModel": "fastbert.models.roberta.modeling",
+    "RobertaForCausalLM": "fastbert.models.roberta.modeling",
+    "RobertaForMaskedLM": "fastbert.models.roberta.modeling",
+    "RobertaForSequenceClassification": "fastbert.models.roberta.modeling",
+    "RobertaForMultipleChoice": "fastbert.models.roberta.modeling",
+    "RobertaForTokenClassification": "fastbert.models.roberta.modeling",
+    "RobertaForQuestionAnswering": "fastbert.models.roberta.modeling",
+    "XLMRobertaConfig": "fastbert.models.xlm_roberta.config",
+    "XLMRobertaPreTrainedModel": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaModel": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForCausalLM": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForMaskedLM": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForSequenceClassification": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForMultipleChoice": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForTokenClassification": "fastbert.models.xlm_roberta.modeling",
+    "XLMRobertaForQuestionAnswering": "fastbert.models.xlm_roberta.modeling",
+    "CamembertConfig": "fastbert.models.camembert.config",
+    "CamembertPreTrainedModel": "fastbert.models.camembert.modeling",
+    "CamembertModel": "fastbert.models.camembert.modeling",
+    "CamembertForCausalLM": "fastbert.models.camembert.modeling",
+    "CamembertForMaskedLM": "fastbert.models.camembert.modeling",
+    "CamembertForSequenceClassification": "fastbert.models.camembert.modeling",
+    "CamembertForMultipleChoice": "fastbert.models.camembert.modeling",
+    "CamembertForTokenClassification": "fastbert.models.camembert.modeling",
+    "CamembertForQuestionAnswering": "fastbert.models.camembert.modeling",
+    # DistilBERT
+    "DistilBertConfig": "fastbert.models.distilbert.config",
+    "DistilBertPreTrainedModel": "fastbert.models.distilbert.modeling",
+    "DistilBertModel": "fastbert.models.distilbert.modeling",
+    "DistilBertForMaskedLM": "fastbert.models.distilbert.modeling",
+    "DistilBertForSequenceClassification": "fastbert.models.distilbert.modeling",
+    "DistilBertForMultipleChoice": "fastbert.models.distilbert.modeling",
+    "DistilBertForTokenClassification": "fastbert.models.distilbert.modeling",
+    "DistilBertForQuestionAnswering": "fastbert.models.distilbert.modeling",
+    # MPNet
+    "MPNetConfig": "fastbert.models.mpnet.config",
+    "MPNetPreTrainedModel": "fastbert.models.mpnet.modeling",
+    "MPNetModel": "fastbert.models.mpnet.modeling",
+    "MPNetForMaskedLM": "fastbert.models.mpnet.modeling",
+    "MPNetForSequenceClassification": "fastbert.models.mpnet.modeling",
+    "MPNetForMultipleChoice": "fastbert.models.mpnet.modeling",
+    "MPNetForTokenClassification": "fastbert.models.mpnet.modeling",
+    "MPNetForQuestionAnswering": "fastbert.models.mpnet.modeling",
+    # ELECTRA
+    "ElectraConfig": "fastbert.models.electra.config",
+    "ElectraPreTrainedModel": "fastbert.models.electra.modeling",
+    "ElectraModel": "fastbert.models.electra.modeling",
+    "ElectraForPreTraining": "fastbert.models.electra.modeling",
+    "ElectraForCausalLM": "fastbert.models.electra.modeling",
+    "ElectraForMaskedLM": "fastbert.models.electra.modeling",
+    "ElectraForSequenceClassification": "fastbert.models.electra.modeling",
+    "ElectraForMultipleChoice": "fastbert.models.electra.modeling",
+    "ElectraForTokenClassification": "fastbert.models.electra.modeling",
+    "ElectraForQuestionAnswering": "fastbert.models.electra.modeling",
     # auto classes
     "AutoConfig": "fastbert.auto",
     "AutoTokenizer": "fastbert.auto",

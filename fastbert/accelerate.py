@@ -1,7 +1,8 @@
 """``fastbert.accelerate``: put fastbert under the code people already have.
 
-It takes a sentence-transformers ``SentenceTransformer`` or ``CrossEncoder``, or a transformers BERT model
-of one of the nine classes, and swaps every BERT backbone for the fastbert model of the same class built
+It takes a sentence-transformers ``SentenceTransformer`` or ``CrossEncoder``, or a transformers model of a
+family fastbert has (``fastbert.models.registry``: BERT, RoBERTa, XLM-RoBERTa, CamemBERT ...), and swaps
+every such backbone for the fastbert model of the same class built
 by :func:`fastbert.from_transformers` on the same weights. The swap goes through the public attribute
 that holds the backbone (sentence-transformers' ``Transformer`` module keeps it in ``model``, older
 versions in ``auto_model``; a ``CrossEncoder`` of sentence-transformers < 6 in ``model``): no class or
@@ -50,11 +51,12 @@ def accelerate(
     strict: bool = False,
     quantization: str | None = None,
 ) -> Any:
-    """Replace every BERT backbone of ``obj`` by fastbert's, on the same weights.
+    """Replace every backbone of ``obj`` by fastbert's, on the same weights.
 
     Args:
         obj: a ``SentenceTransformer``, a ``CrossEncoder`` (or any ``nn.Module`` holding transformers
-            BERT models as public submodules), or a transformers BERT model of one of the nine classes.
+            models as public submodules), or a transformers model of a class fastbert has
+            (``fastbert.models.registry``).
         attn_implementation: fastbert backend, ``"eager"``, ``"sdpa"`` or ``"triton"``; None picks
             ``triton`` on CUDA and ``sdpa`` elsewhere.
         dtype: cast to this dtype (``torch.float32``, ``torch.float16``, ``torch.bfloat16``, or ``"auto"``:
@@ -112,7 +114,7 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
         return obj.to(dtype) if dtype is not None else obj
     if not isinstance(obj, nn.Module):
         raise TypeError(
-            "accelerate takes a SentenceTransformer, a CrossEncoder or a transformers BERT model, "
+            "accelerate takes a SentenceTransformer, a CrossEncoder or a transformers model of a family fastbert has, "
             f"got {type(obj).__name__}"
         )
 
@@ -202,20 +204,23 @@ def _is_transformers_model(module: nn.Module) -> bool:
 
 def _unsupported_reason(model: nn.Module) -> str | None:
     """Why fastbert cannot stand in for this transformers model with the same numbers; None when it can."""
-    from .modeling import MODEL_CLASSES
+    from .models import registry
 
     tf = _transformers()
     name = type(model).__name__
+    known = registry.class_names()
     hf_class = getattr(tf, name, None) if tf is not None else None
-    if name not in MODEL_CLASSES or hf_class is None:
-        bert_base = next((c.__name__ for c in type(model).__mro__ if c.__name__ in MODEL_CLASSES), None)
-        if bert_base is not None:
-            return f"it subclasses transformers' {bert_base} with code of its own"
+    if name not in known or hf_class is None:
+        base = next((c.__name__ for c in type(model).__mro__ if c.__name__ in known), None)
+        if base is not None:
+            return f"it subclasses transformers' {base} with code of its own"
         model_type = getattr(getattr(model, "config", None), "model_type", None)
-        return (
-            f"{name} (model_type {model_type!r}) is not a BERT model; fastbert accelerates transformers' "
-            f"{', '.join(MODEL_CLASSES)}"
-        )
+        if model_type not in registry.FAMILIES:
+            return (
+                f"{name} (model_type {model_type!r}) is not a model type fastbert supports; supported model "
+                f"types: {', '.join(registry.supported_model_types())}"
+            )
+        return f"{name} is not one of the classes fastbert has for model_type {model_type!r}"
     if type(model) is not hf_class:
         return f"it subclasses transformers' {name} with code of its own"
     config = model.config
@@ -223,7 +228,8 @@ def _unsupported_reason(model: nn.Module) -> str | None:
     if position != "absolute":
         return f"position_embedding_type={position!r}: fastbert's packed and Triton paths cover absolute positions only"
     for path, module in model.named_modules():
-        query = getattr(module, "query", None)
+        # BERT's name, DistilBERT's, MPNet's
+        query = getattr(module, "query", None) or getattr(module, "q_lin", None) or getattr(module, "q", None)
         if isinstance(query, nn.Linear) and query.out_features != config.hidden_size:
             return f"{path} has pruned attention heads ({query.out_features} of {config.hidden_size} outputs)"
     if getattr(model, "_hf_peft_config_loaded", False) or getattr(model, "peft_config", None):

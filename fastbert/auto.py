@@ -1,10 +1,11 @@
-"""``AutoConfig``, ``AutoTokenizer``, ``AutoModel*`` (transformers' auto classes for the BERT family) and
-``from_transformers`` (a loaded transformers BERT → fastbert, sharing its weights).
+"""``AutoConfig``, ``AutoTokenizer``, ``AutoModel*`` (transformers' auto classes) and ``from_transformers``
+(a loaded transformers model → fastbert, sharing its weights).
 
-An ``AutoModelFor*`` class builds the class named in config.json's ``architectures`` when that class
-serves its task, and falls back to the task's BERT class otherwise (a checkpoint saved from
-``BertForPreTraining`` loads in ``AutoModelForMaskedLM`` as ``BertForMaskedLM``, a config without
-``architectures`` or with a foreign name such as ``AntiBERTy`` loads as the class asked for).
+The family comes from config.json's ``model_type`` through :mod:`fastbert.models.registry` (a config
+without ``model_type`` is BERT's); an ``AutoModelFor*`` class builds that family's class for its task (a
+checkpoint saved from ``BertForPreTraining`` loads in ``AutoModelForMaskedLM`` as ``BertForMaskedLM``).
+A ``model_type`` fastbert does not have is refused with one ``ValueError`` that names it and lists the
+supported ones.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ import os
 from typing import Any
 
 from .config import BertConfig
+from .models import registry
 
 
 class AutoConfig:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BertConfig:
-        return BertConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return registry.load_config(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def for_model(cls, model_type: str = "bert", **kwargs: Any) -> BertConfig:
-        if model_type != "bert":
-            raise ValueError(f"fastbert only has BERT models, not {model_type!r}")
-        return BertConfig(**kwargs)
+        return registry.config_class(model_type)(**kwargs)
 
 
 class AutoTokenizer:
@@ -38,20 +38,14 @@ class AutoTokenizer:
 
 
 class _AutoModel:
-    default: str = "BertModel"
-    accepts: tuple[str, ...] = ()
+    task: str = "base"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise OSError(f"{type(self).__name__} is built with from_pretrained(...) or from_config(config)")
 
     @classmethod
     def _class_for(cls, config: BertConfig):
-        from .modeling import MODEL_CLASSES
-
-        for name in config.architectures or ():
-            if name in cls.accepts:
-                return MODEL_CLASSES[name]
-        return MODEL_CLASSES[cls.default]
+        return registry.model_class(config.model_type, cls.task)
 
     @classmethod
     def from_config(cls, config: BertConfig, **kwargs: Any):
@@ -68,42 +62,33 @@ class _AutoModel:
         config = kwargs.pop("config", None)
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         if not isinstance(config, BertConfig):
-            config = BertConfig.from_pretrained(config or pretrained_model_name_or_path, hub=hub)
+            config = registry.load_config(config or pretrained_model_name_or_path, hub=hub)
         return cls._class_for(config).from_pretrained(
             pretrained_model_name_or_path, *args, config=config, hub=hub, **kwargs
         )
 
 
-def _auto(name: str, default: str, accepts: tuple[str, ...]) -> type[_AutoModel]:
+def _auto(name: str, task: str) -> type[_AutoModel]:
     return type(
-        name, (_AutoModel,), {"default": default, "accepts": accepts, "__doc__": f"Builds {default}."}
+        name, (_AutoModel,), {"task": task, "__doc__": f"Builds the {task} class of the config's family."}
     )
 
 
-AutoModel = _auto("AutoModel", "BertModel", ("BertModel",))
-AutoModelForPreTraining = _auto("AutoModelForPreTraining", "BertForPreTraining", ("BertForPreTraining",))
-AutoModelForCausalLM = _auto("AutoModelForCausalLM", "BertLMHeadModel", ("BertLMHeadModel",))
-AutoModelForMaskedLM = _auto("AutoModelForMaskedLM", "BertForMaskedLM", ("BertForMaskedLM",))
-AutoModelForNextSentencePrediction = _auto(
-    "AutoModelForNextSentencePrediction", "BertForNextSentencePrediction", ("BertForNextSentencePrediction",)
-)
-AutoModelForSequenceClassification = _auto(
-    "AutoModelForSequenceClassification", "BertForSequenceClassification", ("BertForSequenceClassification",)
-)
-AutoModelForMultipleChoice = _auto(
-    "AutoModelForMultipleChoice", "BertForMultipleChoice", ("BertForMultipleChoice",)
-)
-AutoModelForTokenClassification = _auto(
-    "AutoModelForTokenClassification", "BertForTokenClassification", ("BertForTokenClassification",)
-)
-AutoModelForQuestionAnswering = _auto(
-    "AutoModelForQuestionAnswering", "BertForQuestionAnswering", ("BertForQuestionAnswering",)
-)
+AutoModel = _auto("AutoModel", "base")
+AutoModelForPreTraining = _auto("AutoModelForPreTraining", "pretraining")
+AutoModelForCausalLM = _auto("AutoModelForCausalLM", "causal-lm")
+AutoModelForMaskedLM = _auto("AutoModelForMaskedLM", "masked-lm")
+AutoModelForNextSentencePrediction = _auto("AutoModelForNextSentencePrediction", "next-sentence-prediction")
+AutoModelForSequenceClassification = _auto("AutoModelForSequenceClassification", "sequence-classification")
+AutoModelForMultipleChoice = _auto("AutoModelForMultipleChoice", "multiple-choice")
+AutoModelForTokenClassification = _auto("AutoModelForTokenClassification", "token-classification")
+AutoModelForQuestionAnswering = _auto("AutoModelForQuestionAnswering", "question-answering")
 
 
 # --------------------------------------------------------------------------------------------- transformers
 def from_transformers(hf_model: Any, attn_implementation: str | None = None):
-    """A fastbert model over the weights of a loaded transformers BERT: the same class, config, dtype
+    """A fastbert model over the weights of a loaded transformers model of a family fastbert has (see
+    :mod:`fastbert.models.registry`): the same class, config, dtype
     and device, and **the same storage** — every fastbert parameter holds the transformers parameter's
     tensor. Self-attention's query/key/value weights (and biases) are first laid out in one contiguous
     storage, built once from transformers' three, and both models' query/key/value parameters become
@@ -115,26 +100,31 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     from torch import nn
 
     from .config import check_attn_implementation
-    from .modeling import MODEL_CLASSES
 
     name = type(hf_model).__name__
-    if name not in MODEL_CLASSES or not isinstance(hf_model, nn.Module):
-        raise ValueError(f"{name} is not one of the BERT classes fastbert converts: {sorted(MODEL_CLASSES)}")
+    model_class = registry.class_by_name(name)
+    if model_class is None or not isinstance(hf_model, nn.Module):
+        raise ValueError(
+            f"{name} is not one of the classes fastbert converts: {', '.join(sorted(registry.class_names()))}"
+        )
     cfg = hf_model.config.to_dict()
-    config = BertConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+    config = registry.config_from_dict(cfg)
     config._attn_implementation = check_attn_implementation(attn_implementation)
     param = next(hf_model.parameters())
-    args = (False,) if name == "BertModel" and getattr(hf_model, "pooler", None) is None else ()
+    base_class = registry.task_of_class(name) == "base"
+    args = (False,) if base_class and getattr(hf_model, "pooler", None) is None else ()
     with torch.device("meta"):
-        model = MODEL_CLASSES[name](config, *args)
+        model = model_class(config, *args)
 
     hf_modules = dict(hf_model.named_modules())
     missing = []
     for path, module in model.named_modules():
         hf_module = hf_modules.get(path)
-        if getattr(module, "is_cross_attention", True) is False and hasattr(hf_module, "query"):
-            _share_qkv(module, hf_module)
-            continue
+        if getattr(module, "is_cross_attention", True) is False:
+            names = next((n for n in _QKV_NAMES if hasattr(hf_module, n[0])), None)
+            if names is not None:
+                _share_qkv(module, hf_module, names)
+                continue
         for pname, p in list(module._parameters.items()):
             if p is None or not p.is_meta:  # shared already (query/key/value, tied weights)
                 continue
@@ -161,13 +151,18 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     return model
 
 
-def _share_qkv(ours: Any, hf_self: Any) -> None:
+#: transformers' names of the query/key/value projections: BERT's family, DistilBERT, MPNet
+_QKV_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
+
+
+def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = _QKV_NAMES[0]) -> None:
     """One contiguous storage for query/key/value's weights (and one for their biases), built from
-    transformers' three; both models' parameters become views of it."""
+    transformers' three (named ``names``); both models' parameters become views of it (fastbert's
+    attention reads them as ``query``/``key``/``value``)."""
     import torch
     from torch import nn
 
-    lins = (hf_self.query, hf_self.key, hf_self.value)
+    lins = tuple(getattr(hf_self, n) for n in names)
     requires_grad = lins[0].weight.requires_grad
     n = lins[0].out_features
     for kind in ("weight", "bias"):

@@ -61,10 +61,11 @@ def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen:
         ids = torch.randint(1, config.vocab_size, (batch, seqlen), generator=g)
         mask = (torch.arange(seqlen)[None] < lengths[:, None]).long()
         return config, None, {"input_ids": ids * mask, "attention_mask": mask}
-    from .tokenization import BertTokenizerFast
+    from .auto import AutoTokenizer
+    from .models import registry
 
-    config = BertConfig.from_pretrained(model_path)
-    tok = BertTokenizerFast.from_pretrained(model_path)
+    config = registry.load_config(model_path)  # any model_type fastbert has; others refused by name
+    tok = AutoTokenizer.from_pretrained(model_path)
     enc = tok(SENTENCES, padding=True, truncation=True, return_tensors="pt")
     return config, model_path, dict(enc)
 
@@ -81,6 +82,7 @@ def run_check(
 ) -> list[Row]:
     from . import modeling
     from .hub import embedded_model_path
+    from .models import registry
     from .ops import triton_available
     from .tolerances import judge
 
@@ -93,9 +95,11 @@ def run_check(
     if backends is None:
         backends = ("eager", "sdpa") + (("triton",) if triton_available() else ())
 
+    model_class = registry.model_class(cfg.model_type, "base")
+
     def build(backend: str, dtype: torch.dtype):
         if path is not None:
-            return modeling.BertModel.from_pretrained(
+            return model_class.from_pretrained(
                 path, torch_dtype=dtype, device_map=dev, attn_implementation=backend
             )
         torch.manual_seed(0)
@@ -143,7 +147,7 @@ def _transformers_model(path, cfg, fast_model, dev):
     import transformers
 
     if path is not None:
-        return transformers.BertModel.from_pretrained(path, attn_implementation="eager").to(dev).eval()
+        return transformers.AutoModel.from_pretrained(path, attn_implementation="eager").to(dev).eval()
     hf = transformers.BertModel(transformers.BertConfig(**cfg.to_dict()), add_pooling_layer=True).eval()
     hf.load_state_dict(fast_model.state_dict(), strict=False)
     return hf.to(device=dev, dtype=fast_model.dtype)

@@ -1,4 +1,7 @@
-"""BertConfig: reads and writes transformers' ``config.json`` with the same fields and defaults."""
+"""BertConfig: reads and writes transformers' ``config.json`` with the same fields and defaults.
+
+The other families' configs (``fastbert.models.<family>.config``) subclass it with their own
+``model_type`` and defaults; ``fastbert.models.registry`` picks the class of a ``config.json``."""
 
 from __future__ import annotations
 
@@ -186,6 +189,12 @@ class BertConfig:
     """
 
     model_type = "bert"
+    #: the ``model_type`` values whose config.json this class reads (the same architecture)
+    compatible_model_types: tuple[str, ...] = ("bert",)
+    #: the family's name in messages
+    family_name = "BERT"
+    #: defaults that differ from BERT's (a family's own, as its transformers config class has them)
+    _family_defaults: dict[str, Any] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
@@ -196,7 +205,7 @@ class BertConfig:
                 kwargs["dtype"] = torch_dtype
         attn_implementation = kwargs.pop("attn_implementation", None)
         private_attn = kwargs.pop("_attn_implementation", None)
-        for key, default in {**_BERT_DEFAULTS, **_COMMON_DEFAULTS}.items():
+        for key, default in {**_BERT_DEFAULTS, **self._family_defaults, **_COMMON_DEFAULTS}.items():
             setattr(self, key, kwargs.pop(key, copy.deepcopy(default)))
 
         id2label = kwargs.pop("id2label", None)
@@ -399,8 +408,11 @@ class BertConfig:
         if not isinstance(data, dict):
             raise OSError(f"{path} does not hold a JSON object")
         model_type = data.get("model_type")
-        if model_type not in (None, "bert"):
-            raise ValueError(f"{path} describes a {model_type!r} model, not a BERT model")
+        if model_type is not None and model_type not in cls.compatible_model_types:
+            raise ValueError(
+                f"{path} describes a {model_type!r} model, not a {cls.family_name} model "
+                "(fastbert.AutoConfig picks the class of any model_type fastbert supports)"
+            )
         try:
             config = cls(**data)
         except ConfigFieldError as e:  # a bad field: say which file holds it
@@ -427,28 +439,11 @@ class BertConfig:
         """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id.
 
         ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords."""
-        from .hub import HubOptions, hub_unavailable, resolve_file
+        from .hub import HubOptions
 
-        path = str(pretrained_model_name_or_path)
-        if os.path.isfile(path):
-            config_file = path
-        else:
-            if hub is None:
-                hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
-            config_file = resolve_file(path, CONFIG_NAME, hub, required=False)
-            if config_file is None:
-                config_file = resolve_file(path, GOOGLE_CONFIG_NAME, hub, required=False)
-            if config_file is None:
-                if os.path.isdir(path):
-                    raise OSError(
-                        f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a BERT model folder?"
-                    )
-                why = hub_unavailable(hub) or "no such model, or not cached"
-                raise OSError(
-                    f"{path!r} is not a local folder, and no {CONFIG_NAME} could be had for it from the Hugging Face "
-                    f"hub ({why}): pass a local folder that holds the model"
-                )
-        config = cls.from_json_file(config_file)
+        if hub is None:
+            hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
+        config = cls.from_json_file(find_config_file(pretrained_model_name_or_path, hub))
         unused = {}
         for key, value in kwargs.items():
             if key in ("num_labels",):
@@ -465,4 +460,41 @@ class BertConfig:
         return isinstance(other, BertConfig) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return f"BertConfig {self.to_json_string()}"
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+
+def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any) -> str:
+    """The ``config.json`` (or Google's ``bert_config.json``) of a file, a folder or a hub id; OSError when
+    there is none (saying whether the hub could be asked)."""
+    from .hub import hub_unavailable, resolve_file
+
+    path = str(pretrained_model_name_or_path)
+    if os.path.isfile(path):
+        return path
+    config_file = resolve_file(path, CONFIG_NAME, hub, required=False)
+    if config_file is None:
+        config_file = resolve_file(path, GOOGLE_CONFIG_NAME, hub, required=False)
+    if config_file is None:
+        if os.path.isdir(path):
+            raise OSError(
+                f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a model folder?"
+            )
+        why = hub_unavailable(hub) or "no such model, or not cached"
+        raise OSError(
+            f"{path!r} is not a local folder, and no {CONFIG_NAME} could be had for it from the Hugging Face "
+            f"hub ({why}): pass a local folder that holds the model"
+        )
+    return config_file
+
+
+def read_model_type(config_file: str) -> str | None:
+    """The ``model_type`` of a config.json (None when absent; OSError when it is not a JSON object)."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise OSError(f"{config_file} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise OSError(f"{config_file} does not hold a JSON object")
+    model_type = data.get("model_type")
+    return model_type if isinstance(model_type, str) else None

@@ -72,10 +72,9 @@ class GraphRunner:
     def __init__(self, model, max_batch: int, max_seqlen: int, warmup: int = 2):
         if max_batch < 1 or max_seqlen < 1:
             raise ValueError("max_batch and max_seqlen must be positive")
-        if max_seqlen > model.config.max_position_embeddings:
-            raise ValueError(
-                f"max_seqlen={max_seqlen} exceeds max_position_embeddings={model.config.max_position_embeddings}"
-            )
+        limit, why = model._length_limit()  # the family's longest input (RoBERTa: after the padding index)
+        if max_seqlen > limit:
+            raise ValueError(f"max_seqlen={max_seqlen} exceeds {why}")
         self.model = model
         self.encode = type(model).encode.__get__(model)  # the model's own encoder call
         self.max_batch = max_batch
@@ -88,6 +87,9 @@ class GraphRunner:
         self.stream = None
         self.captures = 0
         self.stamp = getattr(model, "weights_version", 0)
+        #: what fills a bucket past the real tokens: the padding id, so a family whose positions count the
+        #: non-pad ids (RoBERTa) gives the filler the padding position, never one past the table
+        self.pad_id = int(model.config.pad_token_id or 0)
 
     def invalidate(self) -> None:
         """Drop every captured graph (the next calls capture again)."""
@@ -136,7 +138,7 @@ class GraphRunner:
         b, s = key[0], key[1]
         dev = self.model.device
         with torch.inference_mode(False):  # static buffers must accept writes under no_grad later
-            ids = torch.zeros(b, s, dtype=torch.long, device=dev)
+            ids = torch.full((b, s), self.pad_id, dtype=torch.long, device=dev)
             mask = torch.zeros(b, s, dtype=torch.long, device=dev)
             tt = torch.zeros(b, s, dtype=torch.long, device=dev)
         mask[:, 0] = 1
@@ -182,7 +184,7 @@ class GraphRunner:
             self.invalidate()
             self.stamp = stamp
         graph, ids, mask, tt, enc = self.graphs.get(key) or self._capture(key, type(inputs))
-        ids.zero_()
+        ids.fill_(self.pad_id)
         mask.zero_()
         tt.zero_()
         ids[:batch, :seqlen].copy_(input_ids)

@@ -302,10 +302,12 @@ class PreTrainedMixin:
         path = str(pretrained_model_name_or_path)
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
+        config_class = getattr(cls, "config_class", BertConfig)
         if config is None or isinstance(config, (str, os.PathLike)):
-            config = BertConfig.from_pretrained(config or path, hub=hub)
-        else:
-            config = BertConfig.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
+            config = config_class.from_pretrained(config or path, hub=hub)
+        else:  # a copy, of the config's own class when it is of this family (XLMRobertaConfig for Roberta*)
+            own = type(config) if isinstance(config, config_class) else config_class
+            config = own.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
         for key, value in kwargs.items():  # config overrides, as transformers
             if key == "num_labels":
                 config.num_labels = value
@@ -398,7 +400,7 @@ class PreTrainedMixin:
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory!r} is a file, not a folder")
         os.makedirs(save_directory, exist_ok=True)
-        config = BertConfig.from_dict(self.config.to_dict())
+        config = type(self.config).from_dict(self.config.to_dict())
         config.architectures = [type(self).__name__]
         config.torch_dtype = self.dtype
         config.save_pretrained(save_directory)

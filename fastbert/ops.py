@@ -144,6 +144,9 @@ class AttentionSpec:
     Padded (``q_packing`` None): (B, L, heads, D), ``key_mask`` (B, Lk) bool True = attend, or None.
     ``key_lengths`` (padded): int32 (B,) real keys per row on the device, for kernels that bound
     their key loop with it (graph-safe: no host read).
+    ``rel_bias`` (packed): MPNet's relative position bias, (heads, 2 R + 1) by the clamped offset ``j - i``
+    inside each sequence (``attention_ref.relative_bias_table``), added to the scaled scores; the padded
+    path takes the model's (B | 1, heads, Lq, Lk) ``bias`` argument instead.
     """
 
     causal: bool = False
@@ -151,6 +154,7 @@ class AttentionSpec:
     k_packing: Packing | None = None
     key_mask: torch.Tensor | None = None
     key_lengths: torch.Tensor | None = None
+    rel_bias: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +244,10 @@ def _torch_embed_layernorm(
     if position_ids is None:
         position_ids = torch.arange(t, device=input_ids.device)
     h = F.embedding(input_ids, word_weight)  # (T, H)
-    if token_type_ids is None:
+    if type_weight is None:  # a family without token types (DistilBERT)
+        if token_type_ids is not None:
+            raise ValueError("token_type_ids were given, but there is no token-type table")
+    elif token_type_ids is None:
         h = h + type_weight[0]
     else:
         h = h + F.embedding(token_type_ids, type_weight)
@@ -454,8 +461,24 @@ def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
     return parts[0] if len(parts) == 1 else torch.cat(parts)  # (Tq, h, d), contiguous when cat
 
 
+def _packed_with_rel_bias(q, k, v, spec: AttentionSpec, scale, dropout_p):
+    """The packed torch path with MPNet's bias (``attention_ref``: per sequence, no L x L batch tensor)."""
+    from .attention_ref import attention_varlen
+
+    assert dropout_p == 0.0, (
+        "the packed relative-bias path has no dropout: the model runs padded when training"
+    )
+    qp, kp = spec.q_packing, spec.k_packing
+    return attention_varlen(
+        q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,
+        rel_bias=spec.rel_bias, validate=False,
+    )  # fmt: skip
+
+
 def _sdpa_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
     if spec.q_packing is not None:
+        if spec.rel_bias is not None:
+            return _packed_with_rel_bias(q, k, v, spec, scale, dropout_p), None
         return _sdpa_packed(q, k, v, spec, scale, dropout_p), None
     return _sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
 
@@ -542,9 +565,10 @@ def _triton_table() -> OpTable:
     def attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
         qp, kp = spec.q_packing, spec.k_packing
         if qp is not None:
+            extra = {} if spec.rel_bias is None else {"rel_bias": spec.rel_bias}  # MPNet's bias table
             out = kernels.attention_varlen(
                 q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,
-                validate=False,  # cu_seqlens built by padding.packing_from_mask
+                validate=False, **extra,  # cu_seqlens built by padding.packing_from_mask
             )  # fmt: skip
             return out, None
         if bias is not None or dropout_p > 0.0:  # no kernel for a score bias or dropout

@@ -450,9 +450,17 @@ def storage_bytes(model):
 
 
 # --------------------------------------------------------------------------------------------- fallback
-def tiny_distilbert():
-    config = transformers.DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37)
-    return transformers.DistilBertModel(config).eval()
+def tiny_albert():
+    """An architecture fastbert does not have."""
+    config = transformers.AlbertConfig(
+        vocab_size=99,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+    )
+    return transformers.AlbertModel(config).eval()
 
 
 class MyBert(transformers.BertModel):
@@ -490,13 +498,7 @@ def checkpointing():
 
 
 UNSUPPORTED = {
-    "distilbert": (tiny_distilbert, "not a BERT model"),
-    "roberta": (
-        lambda: transformers.RobertaModel(
-            transformers.RobertaConfig(**dict(TINY, max_position_embeddings=70))
-        ).eval(),
-        "not a BERT model",
-    ),
+    "albert": (tiny_albert, "not a model type fastbert supports"),
     "subclass": (
         lambda: MyBert(transformers.BertConfig(**TINY)).eval(),
         "subclasses transformers' BertModel",
@@ -525,15 +527,16 @@ def test_unsupported_model_unchanged_with_one_warning(case):
 def test_sentence_transformer_with_other_architecture(tmp_path, folder):
     """An ST whose backbone is not BERT: returned unchanged, one warning, and still encodes."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    config = transformers.DistilBertConfig(
+    config = transformers.AlbertConfig(
         vocab_size=tokenizer.vocab_size,
-        dim=32,
-        n_layers=1,
-        n_heads=2,
-        hidden_dim=37,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
         max_position_embeddings=64,
     )
-    transformers.DistilBertModel(config).save_pretrained(tmp_path)
+    transformers.AlbertModel(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     from sentence_transformers.models import Pooling, Transformer
 
@@ -541,10 +544,10 @@ def test_sentence_transformer_with_other_architecture(tmp_path, folder):
     model = SentenceTransformer(modules=[transformer, Pooling(32)], device="cpu")
     before = model.encode(SENTENCES[:2])
     out, caught = accelerate_warnings(model)
-    assert out is model and type(model[0].auto_model) is transformers.DistilBertModel
-    assert len(caught) == 1 and "DistilBertModel" in str(caught[0].message)
+    assert out is model and type(model[0].auto_model) is transformers.AlbertModel
+    assert len(caught) == 1 and "AlbertModel" in str(caught[0].message)
     assert (model.encode(SENTENCES[:2]) == before).all()
-    with pytest.raises(ValueError, match="not a BERT model"):
+    with pytest.raises(ValueError, match="not a model type fastbert supports"):
         fastbert.accelerate(model, strict=True)
 
 
@@ -556,13 +559,13 @@ def test_module_without_transformers_model():
 
 
 def test_mixed_container_accelerates_what_it_can():
-    holder = torch.nn.ModuleDict({"bert": tiny_hf("BertModel"), "other": tiny_distilbert()})
+    holder = torch.nn.ModuleDict({"bert": tiny_hf("BertModel"), "other": tiny_albert()})
     out, caught = accelerate_warnings(holder)
     assert out is holder
     assert type(holder["bert"]) is fastbert.BertModel
-    assert type(holder["other"]) is transformers.DistilBertModel
-    assert len(caught) == 1 and "other (DistilBertModel)" in str(caught[0].message)
-    holder = torch.nn.ModuleDict({"bert": tiny_hf("BertModel"), "other": tiny_distilbert()})
+    assert type(holder["other"]) is transformers.AlbertModel
+    assert len(caught) == 1 and "other (AlbertModel)" in str(caught[0].message)
+    holder = torch.nn.ModuleDict({"bert": tiny_hf("BertModel"), "other": tiny_albert()})
     with pytest.raises(ValueError, match="other"):
         fastbert.accelerate(holder, strict=True)
     assert type(holder["bert"]) is transformers.BertModel  # strict changes nothing before it raises

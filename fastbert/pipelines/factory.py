@@ -8,7 +8,15 @@ from typing import Any
 from fastbert.hub import HubOptions
 
 from .base import Pipeline, read_json_file, resolve_device, resolve_dtype
-from .registry import _ARCH_TASK, _MODEL_CLASSES, DEFAULT_MODEL_TASKS, TASKS, check_task, task_class
+from .registry import (
+    DEFAULT_MODEL_TASKS,
+    TASKS,
+    architectures,
+    check_task,
+    is_known_architecture,
+    task_class,
+    task_of_architecture,
+)
 from .sentence_embedding import pooling_modes_from_config
 
 
@@ -20,22 +28,23 @@ def _infer_task(model: Any) -> str:
     if isinstance(model, str):
         if _is_sentence_transformers_folder(model):
             return "sentence-embedding"
-        from fastbert.config import BertConfig
+        from fastbert.models import registry
 
-        archs = BertConfig.from_pretrained(model).architectures or []
+        archs = registry.load_config(model).architectures or []
     else:
         archs = [type(model).__name__]
     for arch in archs:
-        if arch in _ARCH_TASK:
-            return _ARCH_TASK[arch]
+        task = task_of_architecture(arch)
+        if task is not None:
+            return task
     raise ValueError(f"cannot tell the task of {model!r} (architectures {archs}): pass task=")
 
 
 def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
-    accepted = TASKS[task]["architectures"]
+    accepted = architectures(task)
     if accepted is None or not archs:
         return
-    known = [a for a in archs if a.startswith("Bert")]
+    known = [a for a in archs if is_known_architecture(a)]
     if known and not any(a in accepted for a in known):
         raise ValueError(
             f"{where} is a {known[0]} (architectures in config.json), which has no head for {task}: "
@@ -123,7 +132,7 @@ def pipeline(
     if model is None:
         if task not in DEFAULT_MODEL_TASKS:
             raise ValueError(
-                f"{task} needs a model: pass model= a local folder or a hub id of a {spec['architectures'][0]}"
+                f"{task} needs a model: pass model= a local folder or a hub id of a {architectures(task)[0]}"
             )
         from fastbert.hub import embedded_model_path
 
@@ -136,10 +145,11 @@ def pipeline(
         if os.path.isfile(path):
             raise OSError(f"model {path} is a file: pass the folder that holds the model")
         from fastbert import auto
-        from fastbert.config import BertConfig
+        from fastbert.models import registry
 
-        # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub
-        config = BertConfig.from_pretrained(path, hub=hub)
+        # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub;
+        # a model_type fastbert does not have, with the list of those it has
+        config = registry.load_config(path, hub=hub)
         _check_architecture(task, config.architectures, repr(path))
         load_kwargs = {**hub.as_kwargs(), **(model_kwargs or {})}
         if torch_dtype is not None:
@@ -155,8 +165,8 @@ def pipeline(
         path = _model_path(model)
         loaded = model
         name = type(model).__name__
-        accepted = _MODEL_CLASSES.get(task)
-        if accepted and name.startswith("Bert") and name not in accepted:
+        accepted = architectures(task)
+        if accepted and is_known_architecture(name) and name not in accepted:
             raise ValueError(
                 f"the model given is a {name}, which has no head for {task}: {task} needs a {accepted[0]}"
             )

@@ -8,13 +8,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# task -> pipeline class (module.Class in this package), the auto class that loads its model, the BERT architectures that serve it
-# (None: any), and the architecture a folder of that task saves.
+# task -> pipeline class (module.Class in this package), the auto class that loads its model, and the model
+# tasks of ``fastbert.models.registry`` whose classes serve it (None: any); :func:`architectures` names them.
 TASKS: dict[str, dict[str, Any]] = {
     "fill-mask": {
         "impl": "fill_mask.FillMaskPipeline",
         "auto": "AutoModelForMaskedLM",
-        "architectures": ("BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel"),
+        "architectures": ("masked-lm", "pretraining", "causal-lm"),
     },
     "feature-extraction": {
         "impl": "feature_extraction.FeatureExtractionPipeline",
@@ -29,17 +29,17 @@ TASKS: dict[str, dict[str, Any]] = {
     "text-classification": {
         "impl": "text_classification.TextClassificationPipeline",
         "auto": "AutoModelForSequenceClassification",
-        "architectures": ("BertForSequenceClassification",),
+        "architectures": ("sequence-classification",),
     },
     "token-classification": {
         "impl": "token_classification.TokenClassificationPipeline",
         "auto": "AutoModelForTokenClassification",
-        "architectures": ("BertForTokenClassification",),
+        "architectures": ("token-classification",),
     },
     "question-answering": {
         "impl": "question_answering.QuestionAnsweringPipeline",
         "auto": "AutoModelForQuestionAnswering",
-        "architectures": ("BertForQuestionAnswering",),
+        "architectures": ("question-answering",),
     },
 }
 
@@ -55,22 +55,44 @@ TASK_ALIASES = {
 # The tasks that run on the MiniLM that ships offline when no model is given.
 DEFAULT_MODEL_TASKS = ("feature-extraction", "sentence-embedding")
 
-# Loaded model classes that serve each task (their own name; names not starting with "Bert" pass).
-_MODEL_CLASSES = {
-    "fill-mask": ("BertForMaskedLM",),
-    "text-classification": ("BertForSequenceClassification",),
-    "token-classification": ("BertForTokenClassification",),
-    "question-answering": ("BertForQuestionAnswering",),
+
+def architectures(task: str) -> tuple[str, ...] | None:
+    """The class names (every family's) that serve a pipeline task, in the task's order; None: any."""
+    from fastbert.models import registry
+
+    kinds = TASKS[task]["architectures"]
+    if kinds is None:
+        return None
+    names = registry.class_names()
+    found = tuple(n for kind in kinds for n, (_, t) in names.items() if t == kind)
+    if task == "fill-mask":  # ELECTRA's pretraining class is its discriminator: no vocabulary head
+        found = tuple(n for n in found if registry.fills_masks(n))
+    return found
+
+
+def task_of_architecture(name: str) -> str | None:
+    """The pipeline task a checkpoint of class ``name`` serves by default (None: fastbert has no such class)."""
+    from fastbert.models import registry
+
+    task = _DEFAULT_TASK.get(registry.task_of_class(name))
+    return None if task == "fill-mask" and not registry.fills_masks(name) else task
+
+
+#: the pipeline task a checkpoint of each model task serves when none is given (a causal LM: none)
+_DEFAULT_TASK = {
+    "base": "feature-extraction",
+    "masked-lm": "fill-mask",
+    "pretraining": "fill-mask",
+    "sequence-classification": "text-classification",
+    "token-classification": "token-classification",
+    "question-answering": "question-answering",
 }
 
-_ARCH_TASK = {
-    "BertForMaskedLM": "fill-mask",
-    "BertForPreTraining": "fill-mask",
-    "BertForSequenceClassification": "text-classification",
-    "BertForTokenClassification": "token-classification",
-    "BertForQuestionAnswering": "question-answering",
-    "BertModel": "feature-extraction",
-}
+
+def is_known_architecture(name: str) -> bool:
+    from fastbert.models import registry
+
+    return registry.task_of_class(name) is not None
 
 
 def check_task(task: str) -> str:

@@ -297,6 +297,11 @@ def quantize(
             f"{sorted(devices)}: quantize first, or load with torch_dtype=torch.float32"
         )
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
+    if base.config.model_type in ("distilbert", "mpnet"):  # their own attention names (q_lin, attn.q ...)
+        raise ValueError(
+            f"int8 quantization covers the families with BERT's layer names (encoder.layer.N.attention.self ...); "
+            f"{type(base).__name__} ({base.config.model_type}) is not covered yet"
+        )
     if base.config.add_cross_attention:
         warnings.warn("int8: the cross-attention linears have no int8 path and stay fp32", stacklevel=2)
     batches = _calibration_batches(model, tokenizer, calibration)

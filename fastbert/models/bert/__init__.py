@@ -1,0 +1,1 @@
+"""BERT on the shared engine: transformers' ``Bert*`` classes (``BertConfig`` is ``fastbert.config``'s)."""

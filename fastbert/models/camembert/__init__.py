@@ -1,0 +1,1 @@
+"""CamemBERT on the shared engine: RoBERTa's architecture under transformers' ``Camembert*`` names."""

@@ -1,0 +1,1 @@
+"""DistilBERT on the shared engine: ``DistilBertConfig`` and transformers' ``DistilBert*`` classes."""

@@ -1,0 +1,71 @@
+"""DistilBertConfig: transformers' ``DistilBertConfig`` (``model_type`` ``distilbert``), fields and defaults.
+
+DistilBERT names its fields its own way (``dim``, ``n_layers``, ``n_heads``, ``hidden_dim``, ``dropout``,
+``attention_dropout``, ``activation``); the shared engine reads BERT's names. The config keeps one value
+per field: DistilBERT's names are aliases of BERT's (as transformers' ``attribute_map`` makes
+``hidden_size`` an alias of ``dim``), and ``config.json`` is written with DistilBERT's names only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...config import BertConfig
+
+#: DistilBERT's field -> the BERT field the engine reads
+ALIASES = {
+    "dim": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "hidden_dim": "intermediate_size",
+    "dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob",
+    "activation": "hidden_act",
+}
+
+#: BERT's fields a DistilBERT config.json does not have (the engine's fixed values for DistilBERT)
+_NOT_DISTILBERT = ("type_vocab_size", "layer_norm_eps", "position_embedding_type", "classifier_dropout")
+
+
+class DistilBertConfig(BertConfig):
+    """Configuration of a DistilBERT model, field for field as transformers' ``DistilBertConfig``
+    (LayerNorm eps 1e-12, no token types; ``sinusoidal_pos_embds`` initialises the position table)."""
+
+    model_type = "distilbert"
+    compatible_model_types = ("distilbert",)
+    family_name = "DistilBERT"
+    _family_defaults: dict[str, Any] = {
+        "num_hidden_layers": 6,
+        "type_vocab_size": 1,
+        "sinusoidal_pos_embds": False,
+        "qa_dropout": 0.1,
+        "seq_classif_dropout": 0.2,
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        for name, bert_name in ALIASES.items():
+            if name in kwargs:
+                kwargs[bert_name] = kwargs.pop(name)
+        super().__init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for name, bert_name in ALIASES.items():
+            out[name] = out.pop(bert_name)
+        for name in _NOT_DISTILBERT:
+            out.pop(name, None)
+        return dict(sorted(out.items()))
+
+
+def _alias(bert_name: str) -> property:
+    def get(self):
+        return getattr(self, bert_name)
+
+    def set_(self, value):
+        setattr(self, bert_name, value)
+
+    return property(get, set_, doc=f"DistilBERT's name of ``{bert_name}``")
+
+
+for _name, _bert_name in ALIASES.items():
+    setattr(DistilBertConfig, _name, _alias(_bert_name))

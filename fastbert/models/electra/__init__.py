@@ -1,0 +1,1 @@
+"""ELECTRA on the shared engine: ``ElectraConfig`` and transformers' ``Electra*`` classes."""

@@ -1,0 +1,685 @@
+"""The shared engine: the base class of every family's models and the packed driver.
+
+:class:`BertPreTrainedModel` holds what every class shares (initialisation, backend choice, loading and
+saving, weight tying through the family's LM head). :class:`BertModel` is the driver every family's base
+model subclasses: validate on the host with one device->host read, resolve the op table once, plan the
+packing once, embed (positions by the family's policy, :meth:`BertModel._default_position_ids`, computed on
+the padded ids before packing), run the layers, re-pad once, pool. Each forward resolves
+``attn_implementation`` once into an op table (``fastbert.ops``); when the batch has padding and the
+table packs (``sdpa``, ``triton``), the real tokens are packed once after the mask is read, every layer
+runs on them only, and the result is re-padded once (padded positions are zero).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import outputs
+from ..config import BertConfig, check_attn_implementation, default_attn_implementation
+from ..loading import PreTrainedMixin
+from ..model_api import TransformersModelAPI
+from ..ops import AttentionSpec, OpTable, resolve
+from ..padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
+from .layers import BertEmbeddings, BertEncoder, BertPooler, LayerContext, _Module
+
+#: forward arguments that must be tensors when given (a list or a numpy array is refused by name)
+_TENSOR_ARGUMENTS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "labels",
+    "next_sentence_label",
+    "start_positions",
+    "end_positions",
+)
+#: integer id dtypes the embedding lookup does not take: converted to int64 (transformers fails on them)
+_SMALL_INT_DTYPES = frozenset(
+    getattr(torch, n) for n in ("uint8", "int8", "int16", "uint16", "uint32", "uint64") if hasattr(torch, n)
+)
+
+
+@dataclass
+class BertInputs:
+    """The encoder's inputs of one call, as the classes' ``forward`` received them."""
+
+    input_ids: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    token_type_ids: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+    inputs_embeds: torch.Tensor | None = None
+    encoder_hidden_states: torch.Tensor | None = None
+    encoder_attention_mask: torch.Tensor | None = None
+    past_key_values: Any = None
+    use_cache: bool | None = None
+    output_attentions: bool | None = None
+    output_hidden_states: bool | None = None
+
+    @classmethod
+    def of(cls, args: dict) -> BertInputs:
+        """The inputs among a ``forward``'s arguments (its ``locals()``); TypeError for unknown keywords."""
+        extra = dict(args.get("kwargs") or {})
+        extra.pop("return_dict", None)
+        extra.pop("num_items_in_batch", None)  # the Trainer's loss kwarg: heads that use it take it first
+        if extra:
+            raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
+        for name in _TENSOR_ARGUMENTS:
+            value = args.get(name)
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor, got {type(value).__name__}: make one with torch.tensor(...) "
+                    "(or call the tokenizer with return_tensors='pt')"
+                )
+        values = {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args}
+        for name in ("input_ids", "token_type_ids", "position_ids"):  # uint8, int8, int16 ... ids: as int64
+            t = values.get(name)
+            if t is not None and t.dtype in _SMALL_INT_DTYPES:
+                values[name] = t.long()
+        if values.get("past_key_values") is None and args.get("cache") is not None:
+            values["past_key_values"] = args["cache"]
+        return cls(**values)
+
+    @property
+    def reference(self) -> torch.Tensor | None:
+        return self.input_ids if self.input_ids is not None else self.inputs_embeds
+
+    def batch_shape(self, dims: int = 2) -> tuple | None:
+        ref = self.reference
+        return tuple(ref.shape[:dims]) if ref is not None else None
+
+
+@dataclass
+class Encoded:
+    """The encoder's result. ``sequence`` is packed (T, H) when ``packing`` is set, else padded (B, L, H)."""
+
+    sequence: torch.Tensor
+    packing: Packing | None
+    ops: OpTable
+    pooled: torch.Tensor | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    past_key_values: tuple | None = None
+    _padded: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def last_hidden_state(self) -> torch.Tensor:
+        """(B, L, H), padded positions zero (re-padded once)."""
+        if self._padded is None:
+            self._padded = unpack(self.sequence, self.packing) if self.packing is not None else self.sequence
+        return self._padded
+
+    def per_token(self, head) -> torch.Tensor:
+        """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once)."""
+        y = head(self.sequence, self.ops)
+        return unpack(y, self.packing) if self.packing is not None else y
+
+
+# --------------------------------------------------------------------------------------------- base class
+class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
+    """Weight initialisation, backend choice, loading/saving (``PreTrainedMixin``)."""
+
+    config_class = BertConfig
+    base_model_prefix = "bert"
+    _tied_weights_keys: dict[str, str] = {}
+
+    def __init__(self, config: BertConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a fastbert.BertConfig, got {type(config).__name__}")
+        config.validate()  # types and ranges of every field, when the model is built (as transformers)
+        self.config = config
+        self._fallback_warned: set[str] = set()
+        #: bumped whenever the parameters may have moved (``to()``, ``_apply``, loading with assign):
+        #: whoever holds their addresses (a CUDA graph) compares it
+        self.weights_version = 0
+        self.register_load_state_dict_post_hook(_after_load)
+
+    def _bump_weights_version(self) -> None:
+        for module in self.modules():
+            if isinstance(module, BertPreTrainedModel):
+                module.weights_version += 1
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self.weights_version = getattr(self, "weights_version", 0) + 1
+        return out
+
+    # -- initialisation, as transformers' _init_weights
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif getattr(module, "ties_decoder_bias", False):  # an MLM head's output bias
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, BertEmbeddings):  # buffers too: after to_empty() they hold garbage
+            with torch.no_grad():
+                n = module.position_ids.shape[-1]
+                module.position_ids.copy_(torch.arange(n, device=module.position_ids.device).expand(1, -1))
+                module.token_type_ids.zero_()
+
+    def post_init(self) -> None:
+        """Initialise every weight and tie the decoder to the word embeddings."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+        if getattr(self.config, "gradient_checkpointing", False):  # transformers' legacy config flag
+            self.gradient_checkpointing_enable()
+
+    def tie_weights(self) -> None:
+        head = self.get_output_embeddings()
+        if head is not None and getattr(self.config, "tie_word_embeddings", True):
+            head.weight = self.get_input_embeddings().weight
+        for module in self.modules():
+            if getattr(module, "ties_decoder_bias", False):
+                module.decoder.bias = module.bias
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        base = getattr(self, self.base_model_prefix, self)
+        return base.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        base = getattr(self, self.base_model_prefix, self)
+        base.embeddings.word_embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        head = self._lm_head()
+        return head.decoder if head is not None else None
+
+    def _lm_logits(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
+        """The language-modelling head's logits of (..., H) states."""
+        return self._lm_head()(hidden_states, ops)
+
+    def _lm_head(self) -> nn.Module | None:
+        """The language-modelling head (its ``decoder`` is tied to the word embeddings), None without one."""
+        return getattr(getattr(self, "cls", None), "predictions", None)
+
+    def _new_base(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        """The family's bare encoder under ``base_model_prefix`` (``self.bert``, ``self.roberta`` ...)."""
+        setattr(
+            self, self.base_model_prefix, self.base_model_class(config, add_pooling_layer=add_pooling_layer)
+        )
+
+    # -- backend
+    @property
+    def attn_implementation(self) -> str:
+        return self.config._attn_implementation or default_attn_implementation(self.device)
+
+    def set_attn_implementation(self, name: str) -> None:
+        self.config._attn_implementation = check_attn_implementation(name)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameters (each counted once), as transformers: only trainable ones, without nn.Embedding weights."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if (p.requires_grad or not only_trainable) and id(p) not in skip
+        )
+
+    def cuda_graphs(self, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
+        """Opt in to CUDA graphs for small batches on the triton backend (see ``fastbert.cuda_graphs``).
+
+        Each (batch, length) bucket up to ``max_batch`` × ``max_seqlen`` is captured on first use and
+        replayed after; other shapes and calls run the normal forward. ``enabled=False`` turns it off.
+        Returns the model.
+        """
+        from .cuda_graphs import install
+
+        install(self, max_batch, max_seqlen, enabled, runner)
+        return self
+
+    def _warn_fallback(self, reason: str) -> None:
+        if reason not in self._fallback_warned:
+            self._fallback_warned.add(reason)
+            warnings.warn(f"fastbert: {reason}", stacklevel=5)
+
+    def _base(self) -> BertModel:
+        return getattr(self, self.base_model_prefix)
+
+    def _return(self, output, return_dict: bool | None):
+        if return_dict is None:
+            return_dict = self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+
+def _after_load(module: BertPreTrainedModel, incompatible_keys) -> None:
+    module._bump_weights_version()  # load_state_dict(assign=True) may have moved the parameters
+
+
+def _cache_layers(cache) -> list[tuple]:
+    """(keys, values) per filled layer of one cache: a transformers ``Cache`` (read through its public
+    ``layers`` / ``key_cache`` attributes, no import of transformers) or legacy tuples; [] when empty."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:  # transformers 5: layers with .keys / .values, None until first filled
+        out = []
+        for layer in layers:
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if not isinstance(keys, torch.Tensor) or keys.dim() != 4:
+                break
+            out.append((keys, values))
+        return out
+    if hasattr(cache, "key_cache"):  # transformers 4's DynamicCache
+        return [(k, v) for k, v in zip(cache.key_cache, cache.value_cache) if isinstance(k, torch.Tensor)]
+    if hasattr(cache, "to_legacy_cache"):
+        cache = cache.to_legacy_cache()
+    return [tuple(layer) for layer in cache if len(layer)]
+
+
+def _as_legacy_cache(past_key_values):
+    """Past keys/values as legacy tuples, per layer (k, v) or (k, v, cross_k, cross_v); None when empty.
+
+    An ``EncoderDecoderCache`` whose cross-attention part is empty (or partly filled) gives (k, v) layers:
+    the cross-attention keys are then computed from the encoder's states, as transformers does."""
+    if past_key_values is None:
+        return None
+    if hasattr(past_key_values, "self_attention_cache"):  # transformers' EncoderDecoderCache
+        own = _cache_layers(past_key_values.self_attention_cache)
+        cross = _cache_layers(past_key_values.cross_attention_cache)
+        if not own:
+            return None
+        if len(cross) == len(own):
+            return tuple(tuple(s) + tuple(c) for s, c in zip(own, cross))
+        return tuple(tuple(s) for s in own)
+    layers = _cache_layers(past_key_values)
+    return tuple(tuple(layer) for layer in layers) if layers else None
+
+
+_RANGE_FIELDS = {
+    "input_ids": "vocab_size",
+    "token_type_ids": "type_vocab_size",
+    "position_ids": "max_position_embeddings",
+}
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What validation learnt, with the one host read of the forward."""
+
+    batch: int
+    seqlen: int
+    seqlens: torch.Tensor | None = None  # (B,) int32 real tokens of attention_mask
+    seqlens_host: tuple[int, ...] | None = None
+    enc_seqlens: torch.Tensor | None = None
+    enc_seqlens_host: tuple[int, ...] | None = None
+
+    @property
+    def padded(self) -> bool:
+        return self.seqlens_host is not None and any(n != self.seqlen for n in self.seqlens_host)
+
+    def enc_padded(self, enc_len: int) -> bool:
+        return self.enc_seqlens_host is not None and any(n != enc_len for n in self.enc_seqlens_host)
+
+
+# --------------------------------------------------------------------------------------------- BertModel
+class BertModel(BertPreTrainedModel):
+    """The bare BERT encoder (transformers' ``BertModel``), with an optional pooler."""
+
+    embeddings_class: type[nn.Module] = BertEmbeddings
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = self.embeddings_class(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        cache: Any = None,
+        **kwargs: Any,
+    ):
+        enc = self.encode(BertInputs.of(locals()))
+        out = outputs.BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=enc.last_hidden_state,
+            pooler_output=enc.pooled,
+            hidden_states=enc.hidden_states,
+            past_key_values=enc.past_key_values,
+            attentions=enc.attentions,
+            cross_attentions=enc.cross_attentions,
+        )
+        return self._return(out, return_dict)
+
+    # -- validation: on the host, before anything runs, with one device->host read
+    def validate(self, inputs: BertInputs, past_length: int = 0, read_lengths: bool = True) -> _Checked:
+        """Check shapes, dtypes and id ranges (ValueError naming the argument); with ``read_lengths``, the
+        masks' lengths come back in the same single device->host read."""
+        cfg = self.config
+        input_ids, inputs_embeds = inputs.input_ids, inputs.inputs_embeds
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids or inputs_embeds")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(
+                    f"input_ids must be (batch, sequence_length), got shape {tuple(input_ids.shape)}"
+                )
+            if (
+                input_ids.dtype.is_floating_point
+                or input_ids.dtype.is_complex
+                or input_ids.dtype == torch.bool
+            ):
+                raise ValueError(f"input_ids must be integer token ids, got {input_ids.dtype}")
+            shape = tuple(input_ids.shape)
+            name = "input_ids"
+        else:
+            width = self.embeddings.word_embeddings.embedding_dim  # hidden_size (ELECTRA: embedding_size)
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != width:
+                raise ValueError(
+                    f"inputs_embeds must be (batch, sequence_length, {width}), got {tuple(inputs_embeds.shape)}"
+                )
+            shape = tuple(inputs_embeds.shape[:2])
+            name = "inputs_embeds"
+        if 0 in shape:
+            raise ValueError(
+                f"{name} has shape {tuple(inputs.reference.shape)}: the batch and the sequence length must be "
+                "at least 1 (an empty batch has nothing to encode)"
+            )
+        mask = inputs.attention_mask
+        if mask is not None and tuple(mask.shape) != (shape[0], shape[1] + past_length):
+            raise ValueError(
+                f"attention_mask has shape {tuple(mask.shape)}, expected {(shape[0], shape[1] + past_length)} "
+                "(batch, past + sequence length)"
+            )
+        for field_name in ("token_type_ids", "position_ids"):
+            t = getattr(inputs, field_name)
+            if t is None:
+                continue
+            if tuple(t.shape) != shape and not (t.dim() == 2 and t.shape[0] == 1 and t.shape[1] == shape[1]):
+                raise ValueError(f"{field_name} has shape {tuple(t.shape)}, expected {shape} like input_ids")
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                raise ValueError(f"{field_name} must be integer ids, got {t.dtype}")
+        enc, enc_mask = inputs.encoder_hidden_states, inputs.encoder_attention_mask
+        if enc is not None and enc_mask is not None and tuple(enc_mask.shape) != tuple(enc.shape[:2]):
+            raise ValueError(
+                f"encoder_attention_mask has shape {tuple(enc_mask.shape)}, expected {tuple(enc.shape[:2])}"
+            )
+        absolute = cfg.position_embedding_type == "absolute"
+        limit, why = self._length_limit()
+        if absolute and inputs.position_ids is None and shape[1] + past_length > limit:
+            raise ValueError(
+                f"sequence length {shape[1] + past_length} is longer than {why}: truncate the input"
+            )
+        # value ranges and mask lengths: one host read for all of them
+        checks = [
+            (n, t)
+            for n, t in (
+                ("input_ids", input_ids),
+                ("token_type_ids", inputs.token_type_ids),
+                ("position_ids", inputs.position_ids if absolute else None),
+            )
+            if t is not None
+        ]
+        parts = [torch.stack(torch.aminmax(t)).to(torch.long) for _, t in checks]
+        seqlens = enc_seqlens = None
+        if read_lengths and mask is not None:
+            seqlens = lengths(mask)
+            parts.append(seqlens)
+        if read_lengths and enc is not None and enc_mask is not None:
+            enc_seqlens = lengths(enc_mask)
+            parts.append(enc_seqlens)
+        values = host_read(torch.cat([p.to(torch.long) for p in parts])) if parts else []
+        for i, (n, _) in enumerate(checks):
+            lo, hi = values[2 * i], values[2 * i + 1]
+            limit = getattr(cfg, _RANGE_FIELDS[n])
+            if lo < 0 or hi >= limit:
+                raise ValueError(
+                    f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({_RANGE_FIELDS[n]} = {limit})"
+                )
+        rest = values[2 * len(checks) :]
+        seqlens_host = enc_host = None
+        if seqlens is not None:
+            seqlens_host, rest = tuple(rest[: shape[0]]), rest[shape[0] :]
+        if enc_seqlens is not None:
+            enc_host = tuple(rest)
+        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
+
+    def _layers(self) -> nn.ModuleList:
+        """The encoder's layers, in order (BERT: ``encoder.layer``; DistilBERT: ``transformer.layer``)."""
+        return self.encoder.layer
+
+    def _length_limit(self) -> tuple[int, str]:
+        """The longest input the position embeddings cover (without explicit position_ids), and why."""
+        n = self.config.max_position_embeddings
+        return n, f"max_position_embeddings ({n})"
+
+    def _default_position_ids(
+        self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
+    ) -> torch.Tensor:
+        """(B, L) position ids when none are given: BERT's 0..L-1 after the cached positions. Computed on
+        the padded batch, before packing (a family's policy may read the padded ids)."""
+        position_ids = self.embeddings.position_ids[:, past_length : past_length + seqlen]
+        return position_ids.expand(batch, seqlen)
+
+    def _resolve(self, output_attentions: bool, past: Any, no_real_tokens: bool = False) -> OpTable:
+        """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
+        once per reason)."""
+        cfg = self.config
+        table, reason = resolve(
+            self.attn_implementation,
+            output_attentions=output_attentions,
+            position_embedding_type=cfg.position_embedding_type,
+            dropout=self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0),
+            needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
+            cache=past is not None,
+            device=lambda: self.device,
+            no_real_tokens=no_real_tokens,
+        )
+        if reason is not None:
+            self._warn_fallback(reason)
+        return table
+
+    # -- the forward, in parts
+    def encode(
+        self,
+        inputs: BertInputs,
+        keep_packed: bool = False,
+        allow_pack: bool = True,
+        host_reads: bool = True,
+    ) -> Encoded:
+        """The encoder on ``inputs``. ``keep_packed``: the sequence stays packed (a per-token head runs on
+        real tokens only). ``allow_pack=False``: padded throughout (a loss over padded positions).
+        ``host_reads=False``: no device->host read at all (inputs validated by the caller, padded with a
+        key mask), so the call can be captured in a CUDA graph."""
+        cfg = self.config
+        output_attentions = (
+            cfg.output_attentions if inputs.output_attentions is None else inputs.output_attentions
+        )
+        output_hidden_states = (
+            cfg.output_hidden_states if inputs.output_hidden_states is None else inputs.output_hidden_states
+        )
+        use_cache = (
+            (cfg.use_cache if inputs.use_cache is None else inputs.use_cache) if cfg.is_decoder else False
+        )
+        past = _as_legacy_cache(inputs.past_key_values)
+        past_length = past[0][0].shape[2] if past is not None else 0
+        checkpointing = self.training and torch.is_grad_enabled() and self.is_gradient_checkpointing
+        if checkpointing and use_cache:
+            self._warn_fallback("use_cache=True is incompatible with gradient checkpointing: use_cache=False")
+            use_cache = False
+        if host_reads:
+            checked = self.validate(inputs, past_length)
+        else:
+            ref = inputs.reference
+            checked = _Checked(ref.shape[0], ref.shape[1])
+        no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
+        ops = self._resolve(output_attentions, past, no_real_tokens)
+        can_pack = (
+            host_reads
+            and ops.packs
+            and past is None
+            and not use_cache
+            and cfg.position_embedding_type == "absolute"
+            and allow_pack
+        )
+        ctx = self._context(inputs, checked, ops, can_pack, past_length, use_cache)
+        hidden, enc_states = self._embed(inputs, ctx, checked.batch, checked.seqlen, past_length)
+        packing = ctx.attn.q_packing
+
+        def repad(x):
+            return unpack(x, packing) if packing is not None else x
+
+        all_hidden = (repad(hidden),) if output_hidden_states else None
+        all_attn = () if output_attentions else None
+        all_cross = () if output_attentions and ctx.cross is not None else None
+        presents = () if use_cache else None
+        for i, layer in enumerate(self._layers()):
+            layer_past = past[i] if past is not None else None
+            if checkpointing and layer.gradient_checkpointing:  # recomputed in the backward pass
+                out = layer._gradient_checkpointing_func(layer.forward, hidden, ctx, enc_states, layer_past)
+            else:
+                out = layer(hidden, ctx, enc_states, layer_past)
+            hidden, probs, cross_probs, present = out
+            if output_hidden_states:
+                all_hidden += (repad(hidden),)
+            if output_attentions:
+                all_attn += (probs,)
+                if all_cross is not None:
+                    all_cross += (cross_probs,)
+            if use_cache:
+                presents += (present,)
+
+        enc = Encoded(
+            sequence=hidden,
+            packing=packing,
+            ops=ops,
+            hidden_states=all_hidden,
+            attentions=all_attn,
+            cross_attentions=all_cross,
+            past_key_values=presents,
+        )
+        enc.pooled = self._pool(enc, inputs.attention_mask, zero_padded_first=not host_reads)
+        if not keep_packed and packing is not None:
+            enc.sequence, enc.packing = enc.last_hidden_state, None
+        return enc
+
+    def _context(self, inputs: BertInputs, checked: _Checked, ops: OpTable, can_pack, past_length, use_cache):
+        """The per-forward attention description: packed once when the batch has padding and may pack."""
+        cfg = self.config
+        mask, enc, enc_mask = (
+            inputs.attention_mask,
+            inputs.encoder_hidden_states,
+            inputs.encoder_attention_mask,
+        )
+        causal = cfg.is_decoder
+        attn = AttentionSpec(causal=causal)
+        if can_pack and checked.padded:
+            packing = packing_from_mask(mask, checked.seqlens, checked.seqlens_host)
+            attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
+        elif mask is not None and (checked.padded or checked.seqlens_host is None):
+            key_lengths = extents(mask) if ops.wants_key_lengths else None
+            attn = AttentionSpec(causal=causal, key_mask=mask.bool(), key_lengths=key_lengths)
+        cross = None
+        if enc is not None and cfg.is_decoder:  # an encoder (is_decoder=False) ignores them, as transformers
+            if not cfg.add_cross_attention:
+                raise ValueError(
+                    "encoder_hidden_states were given, but the model has no cross-attention layers: "
+                    "set add_cross_attention=True in the config"
+                )
+            enc_len = enc.shape[1]
+            if attn.q_packing is not None:
+                if enc_mask is not None and checked.enc_padded(enc_len):
+                    k_packing = packing_from_mask(enc_mask, checked.enc_seqlens, checked.enc_seqlens_host)
+                else:
+                    k_packing = full_packing(enc.shape[0], enc_len, enc.device)
+                cross = AttentionSpec(q_packing=attn.q_packing, k_packing=k_packing)
+            elif enc_mask is not None and (checked.enc_padded(enc_len) or checked.enc_seqlens_host is None):
+                cross = AttentionSpec(key_mask=enc_mask.bool())
+            else:
+                cross = AttentionSpec()
+        dropout = self.training and cfg.hidden_dropout_prob > 0
+        return LayerContext(ops, attn, cross, past_length, use_cache, dropout)
+
+    def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):
+        """Embeddings of the real tokens ((T, H) packed or (B, L, H)) and the encoder's states to attend."""
+        emb = self.embeddings
+        position_ids, token_type_ids = inputs.position_ids, inputs.token_type_ids
+        if position_ids is None:
+            position_ids = self._default_position_ids(inputs, batch, seqlen, past_length)
+        elif position_ids.shape[0] != batch:
+            position_ids = position_ids.expand(batch, seqlen)
+        if token_type_ids is None:
+            token_type_ids = emb.token_type_ids[:, :seqlen].expand(batch, seqlen)
+        elif token_type_ids.shape[0] != batch:
+            token_type_ids = token_type_ids.expand(batch, seqlen)
+        ids, embeds, enc_states = inputs.input_ids, inputs.inputs_embeds, inputs.encoder_hidden_states
+        packing = ctx.attn.q_packing
+        if packing is not None:
+            ids = pack(ids, packing) if ids is not None else None
+            embeds = pack(embeds, packing) if embeds is not None else None
+            token_type_ids, position_ids = pack(token_type_ids, packing), pack(position_ids, packing)
+            if ctx.cross is not None:
+                enc_states = pack(enc_states, ctx.cross.k_packing)
+        hidden = emb(ids, token_type_ids, position_ids, embeds, ctx)
+        project = self._modules.get("embeddings_project")  # ELECTRA's embedding_size -> hidden_size
+        if project is not None:
+            hidden = project(hidden)
+        return hidden, enc_states if ctx.cross is not None else None
+
+    def _pool(self, enc: Encoded, attention_mask, zero_padded_first: bool = False) -> torch.Tensor | None:
+        """The pooler on position 0. Packed, a padded position 0 pools zeros; padded, it pools what the
+        layers computed there (as transformers), unless ``zero_padded_first`` asks for the packed rule."""
+        if self.pooler is None:
+            return None
+        packing, hidden = enc.packing, enc.sequence
+        if packing is None:
+            first = hidden[:, 0]
+            if zero_padded_first and attention_mask is not None:
+                first = first * attention_mask[:, :1].to(hidden.dtype)
+            return self.pooler.pool(first)
+        # position 0 of sequence b is packed row cu_seqlens[b] when it is a real token, else zero
+        if packing.total == 0:
+            return self.pooler.pool(hidden.new_zeros(packing.batch, hidden.shape[-1]))
+        rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
+        first = hidden[rows]  # (B, H)
+        if attention_mask is not None:  # packed without a mask: every row's position 0 is real (MPNet)
+            first = first * attention_mask[:, :1].to(hidden.dtype)
+        return self.pooler.pool(first)
+
+
+BertPreTrainedModel.base_model_class = BertModel

@@ -1,0 +1,95 @@
+"""What every head class shares: the head protocol (``_BertHead``: head, loss, output on the shared
+encoder's result) and the loss helpers, as transformers computes them."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import BertConfig
+from .engine import BertInputs, BertPreTrainedModel, Encoded
+
+
+# --------------------------------------------------------------------------------------------- heads
+def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Tensor | None) -> bool:
+    """Per-token labels that ignore (-100) every padded position: the loss then needs no padded logits,
+    and the forward may run on packed tokens. Otherwise it runs padded, so the loss equals transformers'."""
+    if labels is None or attention_mask is None:
+        return True
+    if labels.shape != attention_mask.shape:
+        return False
+    return bool((labels[attention_mask == 0] == -100).all())
+
+
+def _check_shape(name: str, t: torch.Tensor | None, shape: tuple | None) -> None:
+    """A target of the wrong shape: a ValueError before the forward runs."""
+    if t is not None and shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+
+
+class _BertHead(BertPreTrainedModel):
+    """A head on the shared encoder: each class says what its head computes, its loss and its output.
+
+    ``per_token`` heads run on the packed tokens (and re-pad their logits once); the others read the
+    pooled first token.
+    """
+
+    per_token = False
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
+    def _run(self, inputs: BertInputs, return_dict: bool | None, **targets):
+        self.check_targets(inputs, **targets)
+        allow_pack = self.allow_pack(inputs, **targets)
+        enc = self._base().encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)
+        logits = self.head(enc, **targets)
+        return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
+
+    def check_targets(self, inputs: BertInputs, labels=None, **targets) -> None:
+        _check_shape("labels", labels, inputs.batch_shape(2 if self.per_token else 1))
+
+    def allow_pack(self, inputs: BertInputs, labels=None, **targets) -> bool:
+        return not self.per_token or _labels_ignore_padding(labels, inputs.attention_mask)
+
+    def head(self, enc: Encoded, **targets):
+        """The logits of this head (from the encoder's result)."""
+        raise NotImplementedError
+
+    def loss(self, logits, **targets):
+        """The loss against the targets; None when they are not given."""
+        raise NotImplementedError
+
+    def output(self, loss, logits, enc: Encoded):
+        raise NotImplementedError
+
+
+#: transformers' causal-LM loss keyword arguments (``ForCausalLMLoss``)
+_CAUSAL_LOSS_KWARGS = ("num_items_in_batch", "shift_labels", "ignore_index")
+
+
+def _shifted_labels(
+    labels: torch.Tensor, shift_labels: torch.Tensor | None, ignore_index: int
+) -> torch.Tensor:
+    """The target of each position: ``shift_labels`` when given, else the next position's label."""
+    if shift_labels is not None:
+        return shift_labels
+    return F.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+
+
+def _classifier_dropout(config: BertConfig) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)

@@ -1,0 +1,418 @@
+"""The shared layers of the encoder families: BERT's module tree under transformers' names.
+
+Self-attention has transformers' ``query``/``key``/``value`` ``nn.Linear`` modules (PEFT wraps them,
+names match); their weights share one contiguous storage so the projection runs as one GEMM while nothing
+wraps or replaces them (see :class:`BertSelfAttention`). Every layer receives the forward's
+:class:`LayerContext` and calls the op table in it: nothing here branches on a backend. RoBERTa's family
+and ELECTRA use these modules as they are (their parameter names are BERT's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import BertConfig
+from ..ops import AttentionSpec, OpTable, activation
+
+# --------------------------------------------------------------------------------------------- per forward
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What every layer of one forward shares: the op table and how attention sees the tokens."""
+
+    ops: OpTable
+    attn: AttentionSpec  # self-attention
+    cross: AttentionSpec | None = None  # cross-attention keys (the encoder's states)
+    past_length: int = 0  # keys already in the cache
+    use_cache: bool = False  # return each layer's keys/values
+    dropout: bool = False  # training with dropout: the plain modules run (the tables have no dropout)
+
+
+# --------------------------------------------------------------------------------------------- modules
+class _Module(nn.Module):
+    """An ``nn.Module`` whose submodules are also plain instance attributes.
+
+    Reading ``self.dense`` then skips ``nn.Module.__getattr__`` (a Python call per access, about a tenth
+    of a small forward's host time). Registration is unchanged (``_modules`` holds them: state dicts,
+    ``apply``, ``to`` see nothing different); assigning or deleting a submodule keeps both in step.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, nn.Module):
+            self.__dict__[name] = value
+        elif name in self.__dict__.get("_modules", ()):
+            self.__dict__.pop(name, None)  # a submodule set to None
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._modules:
+            self.__dict__.pop(name, None)
+        super().__delattr__(name)
+
+
+# --------------------------------------------------------------------------------------------- attention
+_QKV_NAMES = ("query", "key", "value")
+
+
+def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor | None:
+    """``cat([a, b, c])`` as a view without a copy, when the three tensors lie one after another in one
+    storage (the fused layout); None otherwise (then the caller concatenates)."""
+    if not (a.is_contiguous() and b.is_contiguous() and c.is_contiguous()) or a.device.type == "meta":
+        return None
+    step = a.numel() * a.element_size()
+    start = a.data_ptr()
+    if b.data_ptr() != start + step or c.data_ptr() != start + 2 * step or not a.shape == b.shape == c.shape:
+        return None
+    same_storage = a.untyped_storage().data_ptr() == c.untyped_storage().data_ptr()
+    if a.dtype != b.dtype or a.dtype != c.dtype or not same_storage:
+        return None
+    return a.detach().as_strided((3 * a.shape[0], *a.shape[1:]), a.stride())
+
+
+def _plain_linear_params(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, bias) of an ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias,
+    no hooks and no ``forward`` of its own (accelerate's hooks replace the instance's ``forward``); None for
+    anything else. Reads the module's dicts directly: this runs per layer per forward."""
+    d = m.__dict__
+    if type(m) is not nn.Linear or "forward" in d:
+        return None
+    if d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d.get("_backward_pre_hooks"):
+        return None
+    params = d["_parameters"]
+    weight, bias = params.get("weight"), params.get("bias")
+    return None if weight is None or bias is None else (weight, bias)
+
+
+class BertSelfAttention(_Module):
+    """Self- (or cross-) attention with transformers' ``query``/``key``/``value`` ``nn.Linear`` modules.
+
+    Self-attention keeps their weights (and biases) in one contiguous (3H, H) storage, rows in
+    query/key/value order, so the three projections run as one GEMM on a view of it — no copy that could
+    go stale: every in-place edit, ``load_state_dict`` or optimizer step writes that storage. When the
+    layout is broken (a parameter replaced or moved one by one), the fused GEMM concatenates the three
+    weights of that call (moves through ``to()`` restore the layout); when gradients are needed it
+    concatenates too, so they reach the three parameters. When any of the three modules is not a plain
+    ``nn.Linear`` (a PEFT LoRA layer, a module replaced by hand, a hook on it), the three modules run
+    themselves, unfused.
+    """
+
+    def __init__(self, config: BertConfig, is_cross_attention: bool = False):
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = self.num_attention_heads * self.attention_head_size
+        self.scaling = self.attention_head_size**-0.5
+        self.is_cross_attention = is_cross_attention
+        h, n = config.hidden_size, self.all_head_size
+        self.query = nn.Linear(h, n)
+        self.key = nn.Linear(h, n)
+        self.value = nn.Linear(h, n)
+        if not is_cross_attention:
+            self.fuse_qkv_storage()
+            self.register_load_state_dict_post_hook(_refuse_after_load)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.position_embedding_type = config.position_embedding_type
+        self.relative = self.position_embedding_type in ("relative_key", "relative_key_query")
+        if self.relative:
+            self.max_position_embeddings = config.max_position_embeddings
+            self.distance_embedding = nn.Embedding(
+                2 * config.max_position_embeddings - 1, self.attention_head_size
+            )
+
+    def fuse_qkv_storage(self) -> bool:
+        """Put query/key/value's weights (and biases) in one contiguous storage each, when they are plain
+        ``nn.Linear`` modules of one dtype and device and not laid out so already. The parameters stay the
+        same objects (``param.data`` is re-pointed, values kept). Returns whether the layout is fused."""
+        self.__dict__.pop("_fused_views", None)  # views of the storage the parameters may be leaving
+        lins = tuple(getattr(self, n) for n in _QKV_NAMES)
+        if not all(type(m) is nn.Linear and m.bias is not None for m in lins):
+            return False
+        for kind in ("weight", "bias"):
+            ts = [getattr(m, kind) for m in lins]
+            if ts[0].device.type != "meta" and _adjacent(*ts) is not None:
+                continue
+            if len({(t.dtype, t.device, t.shape) for t in ts}) != 1:
+                return False
+            with torch.no_grad():
+                fused = torch.cat([t.detach() for t in ts])  # (3n, ...)
+            rows = ts[0].shape[0]
+            for i, t in enumerate(ts):
+                t.data = fused[i * rows : (i + 1) * rows]
+        return True
+
+    def __getstate__(self):  # copies and pickles leave the cached views behind
+        state = self.__dict__.copy()
+        state.pop("_fused_views", None)
+        return state
+
+    def __setstate__(self, state):  # a deep copy or an unpickled model: each parameter apart, fuse again
+        super().__setstate__(state)
+        if not self.is_cross_attention:
+            self.fuse_qkv_storage()
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_fused_views", None)  # a move frees the old storage: let it go
+        out = super()._apply(fn, *args, **kwargs)
+        if not self.is_cross_attention:  # a move or a cast converts each parameter apart: fuse again
+            self.fuse_qkv_storage()
+        return out
+
+    def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(3n, H) weight and (3n,) bias of the fused projection, or None when query/key/value must run as
+        modules (one of them wrapped, replaced or hooked)."""
+        q = _plain_linear_params(self.query)
+        k = _plain_linear_params(self.key)
+        v = _plain_linear_params(self.value)
+        if q is None or k is None or v is None:
+            return None
+        ws, bs = (q[0], k[0], v[0]), (q[1], k[1], v[1])
+        if torch.compiler.is_compiling():  # storage addresses are not traceable: the graph concatenates
+            return torch.cat(ws), torch.cat(bs)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in ws + bs)):
+            # the views of the last call, while the six tensors still start where they did (the views
+            # keep that memory alive, so the same addresses are the same memory: never stale)
+            key = (*(t.data_ptr() for t in ws + bs), ws[0].shape, ws[0].dtype)
+            cached = self.__dict__.pop("_fused_views", None)  # never holds on to memory no longer used
+            if cached is not None and cached[0] == key:
+                self.__dict__["_fused_views"] = cached
+                return cached[1]
+            weight, bias = _adjacent(*ws), _adjacent(*bs)
+            if weight is not None and bias is not None:
+                self.__dict__["_fused_views"] = (key, (weight, bias))
+                return weight, bias
+        return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
+
+    def extra_repr(self) -> str:
+        hook = self.__dict__.get("qkv_linear")
+        return "" if hook is None else f"qkv quantization={hook!r}"
+
+    def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
+        """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.
+
+        query/key are (B, L, h, d).
+        """
+        q_len, k_len = query.shape[1], key.shape[1]
+        if past_length > 0:
+            pos_l = torch.full((q_len, 1), k_len - 1, dtype=torch.long, device=query.device)
+        else:
+            pos_l = torch.arange(q_len, dtype=torch.long, device=query.device).view(-1, 1)
+        pos_r = torch.arange(k_len, dtype=torch.long, device=query.device).view(1, -1)
+        distance = pos_l - pos_r
+        positional = self.distance_embedding(distance + self.max_position_embeddings - 1).to(query.dtype)
+        scores = torch.einsum("blhd,lrd->bhlr", query, positional)
+        if self.position_embedding_type == "relative_key_query":
+            scores = scores + torch.einsum("brhd,lrd->bhlr", key, positional)
+        return scores
+
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
+        """hidden_states (T, H) packed or (B, L, H) padded → context of the same shape, probs, present kv."""
+        h, d = self.num_attention_heads, self.attention_head_size
+        lead = hidden_states.shape[:-1]
+        if self.is_cross_attention:
+            spec = ctx.cross
+            q = self.query(hidden_states).view(*lead, h, d)
+            if past_key_value is not None:  # (B, h, Lenc, d), computed on the first step
+                k, v = past_key_value[0].transpose(1, 2), past_key_value[1].transpose(1, 2)
+            else:
+                enc_lead = encoder_hidden_states.shape[:-1]
+                k = self.key(encoder_hidden_states).view(*enc_lead, h, d)
+                v = self.value(encoder_hidden_states).view(*enc_lead, h, d)
+        else:
+            spec = ctx.attn
+            fused = self.fused_qkv()
+            if fused is not None:
+                # a load-time transform of the fused projection (the int8 copy of fastbert.quant) runs it
+                hook = self.__dict__.get("qkv_linear")
+                linear = ctx.ops.linear if hook is None else hook
+                qkv = linear(hidden_states, *fused)  # (..., 3 * h * d)
+                q, k, v = qkv.view(*lead, 3, h, d).unbind(-3)  # (..., h, d) views
+            else:  # wrapped or replaced modules: each runs itself
+                q = self.query(hidden_states).view(*lead, h, d)
+                k = self.key(hidden_states).view(*lead, h, d)
+                v = self.value(hidden_states).view(*lead, h, d)
+            if past_key_value is not None:
+                k = torch.cat([past_key_value[0].transpose(1, 2), k], dim=1)
+                v = torch.cat([past_key_value[1].transpose(1, 2), v], dim=1)
+        present = (k.transpose(1, 2), v.transpose(1, 2)) if ctx.use_cache else None
+        bias = None
+        if self.relative and not self.is_cross_attention:
+            bias = self._relative_bias(q, k, ctx.past_length) * self.scaling
+        dropout_p = self.dropout.p if self.training else 0.0
+        context, probs = ctx.ops.attention(q, k, v, spec, self.scaling, dropout_p, bias)
+        return context.reshape(*lead, h * d), probs, present
+
+
+def _refuse_after_load(module: BertSelfAttention, incompatible_keys) -> None:
+    module.fuse_qkv_storage()  # load_state_dict(assign=True) put the checkpoint's tensors in place
+
+
+def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
+    """LayerNorm(dropout(dense(x)) + residual): the table's GEMM and fused add + LayerNorm."""
+    if ctx.dropout:
+        return module.LayerNorm(module.dropout(module.dense(hidden_states)) + residual)
+    dense, ln = module.dense, module.LayerNorm
+    return ctx.ops.dense_add_layernorm(
+        hidden_states, dense.weight, dense.bias, residual, ln.weight, ln.bias, ln.eps
+    )
+
+
+class BertSelfOutput(_Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor, ctx: LayerContext):
+        return _dense_add_layernorm(self, hidden_states, input_tensor, ctx)
+
+
+class BertAttention(_Module):
+    def __init__(self, config: BertConfig, is_cross_attention: bool = False):
+        super().__init__()
+        self.self = BertSelfAttention(config, is_cross_attention=is_cross_attention)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
+        context, probs, present = self.self(hidden_states, ctx, encoder_hidden_states, past_key_value)
+        return self.output(context, hidden_states, ctx), probs, present
+
+
+class BertIntermediate(_Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.hidden_act = config.hidden_act
+        self.intermediate_act_fn = activation(config.hidden_act)
+
+    def forward(self, hidden_states, ctx: LayerContext):
+        dense = self.dense
+        return ctx.ops.dense_act(hidden_states, dense.weight, dense.bias, self.hidden_act)
+
+
+class BertOutput(_Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor, ctx: LayerContext):
+        return _dense_add_layernorm(self, hidden_states, input_tensor, ctx)
+
+
+class BertLayer(_Module):
+    gradient_checkpointing = False  # set by gradient_checkpointing_enable (``model_api``)
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.is_decoder = config.is_decoder
+        self.add_cross_attention = config.add_cross_attention
+        if self.add_cross_attention:
+            if not self.is_decoder:
+                raise ValueError("add_cross_attention=True needs is_decoder=True in the config")
+            self.crossattention = BertAttention(config, is_cross_attention=True)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        attention_output, probs, present = self.attention(hidden_states, ctx, past_key_value=self_past)
+        cross_probs = None
+        if ctx.cross is not None:
+            cross_past = (
+                past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+            )
+            attention_output, cross_probs, cross_present = self.crossattention(
+                attention_output, ctx, encoder_hidden_states, cross_past
+            )
+            if present is not None:
+                present = present + cross_present
+        layer_output = self.output(self.intermediate(attention_output, ctx), attention_output, ctx)
+        return layer_output, probs, cross_probs, present
+
+
+class BertEncoder(_Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
+
+
+class BertEmbeddings(_Module):
+    """word + position + token-type embeddings, LayerNorm, dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.position_embedding_type = config.position_embedding_type
+        self.register_buffer(
+            "position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False
+        )
+        self.register_buffer(
+            "token_type_ids", torch.zeros(self.position_ids.size(), dtype=torch.long), persistent=False
+        )
+
+    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds, ctx: LayerContext):
+        """All ids have the same shape, (T,) packed or (B, L) padded; returns (..., H)."""
+        absolute = self.position_embedding_type == "absolute"
+        if inputs_embeds is None and absolute and not ctx.dropout and _plain_module(self.word_embeddings):
+            ln = self.LayerNorm
+            out = ctx.ops.embed_layernorm(
+                input_ids.reshape(-1),
+                position_ids.reshape(-1),
+                token_type_ids.reshape(-1),
+                self.word_embeddings.weight,
+                self.position_embeddings.weight,
+                self.token_type_embeddings.weight,
+                ln.weight,
+                ln.bias,
+                ln.eps,
+                validate=False,  # ids were validated by the model
+            )
+            return out.view(*input_ids.shape, out.shape[-1])
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        if absolute:
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+def _plain_module(module: nn.Module) -> bool:
+    """A plain nn.Embedding without hooks and without a gradient to take: the fused embedding op may read its
+    weight directly. A hooked one (``enable_input_require_grads``, adapters), a replaced one, or one being
+    trained (its ``padding_idx`` row must get no gradient, as in nn.Embedding) is called as a module."""
+    return (
+        type(module) is nn.Embedding
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+        and not (module.weight.requires_grad and torch.is_grad_enabled())
+    )
+
+
+class BertPooler(_Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states):
+        """(B, L, H) → (B, H), from position 0."""
+        return self.pool(hidden_states[:, 0])
+
+    def pool(self, first: torch.Tensor) -> torch.Tensor:
+        """(B, H) first-position states → (B, H)."""
+        return self.activation(self.dense(first))

@@ -1,0 +1,1 @@
+"""MPNet on the shared engine: ``MPNetConfig`` and transformers' ``MPNet*`` classes."""

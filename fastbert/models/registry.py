@@ -1,0 +1,234 @@
+"""``model_type`` → the family's config class and model classes: the one place that knows which families
+fastbert has. The Auto classes, ``from_transformers``, ``accelerate``, ``fastbert check`` and the pipelines
+look families up here; nothing else keys on ``"bert"``.
+
+Each family names its classes per task (transformers' auto-class mapping: ``base`` is ``AutoModel``,
+``masked-lm`` is ``AutoModelForMaskedLM`` ...); the classes are imported on first use, so this module
+imports no model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the tasks of the Auto classes, in transformers' order
+TASKS = (
+    "base",
+    "pretraining",
+    "causal-lm",
+    "masked-lm",
+    "next-sentence-prediction",
+    "sequence-classification",
+    "multiple-choice",
+    "token-classification",
+    "question-answering",
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One ``model_type``: where its config and classes live, and its class name per task."""
+
+    model_type: str
+    config: str  # "module:ClassName"
+    module: str  # the module that defines every model class of the family
+    classes: dict[str, str] = field(default_factory=dict)  # task -> class name
+    #: the ``pretraining`` class has a masked-LM head (BERT's; not ELECTRA's discriminator)
+    fill_mask_pretraining: bool = True
+
+    def config_class(self) -> type:
+        module, name = self.config.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def model_class(self, task: str) -> type:
+        """The family's class for ``task``; ValueError naming the family's tasks when it has none."""
+        name = self.classes.get(task)
+        if name is None:
+            raise ValueError(
+                f"model_type {self.model_type!r} has no {task} class in fastbert (it has: "
+                f"{', '.join(f'{t} ({n})' for t, n in self.classes.items())})"
+            )
+        return getattr(importlib.import_module(self.module), name)
+
+
+def _family(
+    model_type: str,
+    config: str,
+    module: str,
+    prefix: str,
+    tasks: tuple[str, ...],
+    fill_mask_pretraining: bool = True,
+    **names: str,
+) -> Family:
+    """A family whose class names are ``prefix`` + transformers' suffix of each task."""
+    suffix = {
+        "base": "Model",
+        "pretraining": "ForPreTraining",
+        "causal-lm": "ForCausalLM",
+        "masked-lm": "ForMaskedLM",
+        "next-sentence-prediction": "ForNextSentencePrediction",
+        "sequence-classification": "ForSequenceClassification",
+        "multiple-choice": "ForMultipleChoice",
+        "token-classification": "ForTokenClassification",
+        "question-answering": "ForQuestionAnswering",
+    }
+    classes = {t: names.get(t.replace("-", "_"), prefix + suffix[t]) for t in tasks}
+    return Family(model_type, config, module, classes, fill_mask_pretraining)
+
+
+_ROBERTA_TASKS = (
+    "base",
+    "causal-lm",
+    "masked-lm",
+    "sequence-classification",
+    "multiple-choice",
+    "token-classification",
+    "question-answering",
+)
+
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in (
+        _family(
+            "bert",
+            "fastbert.config:BertConfig",
+            "fastbert.models.bert.modeling",
+            "Bert",
+            TASKS,
+            causal_lm="BertLMHeadModel",
+        ),
+        _family(
+            "mpnet",
+            "fastbert.models.mpnet.config:MPNetConfig",
+            "fastbert.models.mpnet.modeling",
+            "MPNet",
+            (
+                "base",
+                "masked-lm",
+                "sequence-classification",
+                "multiple-choice",
+                "token-classification",
+                "question-answering",
+            ),
+        ),
+        _family(
+            "roberta",
+            "fastbert.models.roberta.config:RobertaConfig",
+            "fastbert.models.roberta.modeling",
+            "Roberta",
+            _ROBERTA_TASKS,
+        ),
+        _family(
+            "distilbert",
+            "fastbert.models.distilbert.config:DistilBertConfig",
+            "fastbert.models.distilbert.modeling",
+            "DistilBert",
+            (
+                "base",
+                "masked-lm",
+                "sequence-classification",
+                "multiple-choice",
+                "token-classification",
+                "question-answering",
+            ),
+        ),
+        _family(
+            "electra",
+            "fastbert.models.electra.config:ElectraConfig",
+            "fastbert.models.electra.modeling",
+            "Electra",
+            tuple(t for t in TASKS if t != "next-sentence-prediction"),
+            fill_mask_pretraining=False,  # ElectraForPreTraining is the discriminator: no MLM head
+        ),
+        _family(
+            "xlm-roberta",
+            "fastbert.models.xlm_roberta.config:XLMRobertaConfig",
+            "fastbert.models.xlm_roberta.modeling",
+            "XLMRoberta",
+            _ROBERTA_TASKS,
+        ),
+        _family(
+            "camembert",
+            "fastbert.models.camembert.config:CamembertConfig",
+            "fastbert.models.camembert.modeling",
+            "Camembert",
+            _ROBERTA_TASKS,
+        ),
+    )
+}
+
+
+def supported_model_types() -> list[str]:
+    return sorted(FAMILIES)
+
+
+def family(model_type: str | None) -> Family:
+    """The family of ``model_type`` (None: BERT, as a config.json without ``model_type`` is read); a
+    ValueError naming it and listing the supported ones otherwise."""
+    if model_type is None:
+        model_type = "bert"
+    found = FAMILIES.get(model_type)
+    if found is None:
+        raise ValueError(
+            f"model_type {model_type!r} is not supported by fastbert; supported model types: "
+            f"{', '.join(supported_model_types())}"
+        )
+    return found
+
+
+def config_class(model_type: str | None) -> type:
+    return family(model_type).config_class()
+
+
+def model_class(model_type: str | None, task: str) -> type:
+    return family(model_type).model_class(task)
+
+
+def class_names() -> dict[str, tuple[str, str]]:
+    """Every model class name fastbert has → (model_type, task)."""
+    return {name: (f.model_type, task) for f in FAMILIES.values() for task, name in f.classes.items()}
+
+
+def class_by_name(name: str) -> type | None:
+    """The fastbert class named ``name`` (transformers' class name), None when fastbert has none."""
+    found = class_names().get(name)
+    return None if found is None else model_class(*found)
+
+
+def fills_masks(name: str) -> bool:
+    """Whether the class ``name`` has a masked-LM head (masked / causal LM, BERT's pretraining heads)."""
+    found = class_names().get(name)
+    if found is None:
+        return False
+    model_type, task = found
+    return task in ("masked-lm", "causal-lm") or (
+        task == "pretraining" and FAMILIES[model_type].fill_mask_pretraining
+    )
+
+
+def task_of_class(name: str) -> str | None:
+    """The task of a class name (``RobertaForMaskedLM`` → ``masked-lm``), None when unknown."""
+    found = class_names().get(name)
+    return None if found is None else found[1]
+
+
+def load_config(pretrained_model_name_or_path: str | os.PathLike, hub: Any = None, **kwargs: Any):
+    """The config of a folder, file or hub id, as the class of its ``model_type``."""
+    from ..config import find_config_file, read_model_type
+    from ..hub import HubOptions
+
+    if hub is None:
+        hub = HubOptions.pop_from(kwargs)
+    config_file = find_config_file(pretrained_model_name_or_path, hub)
+    cls = config_class(read_model_type(config_file))
+    return cls.from_pretrained(config_file, hub=hub, **kwargs)
+
+
+def config_from_dict(data: dict[str, Any]):
+    """A config of the class of ``data['model_type']`` (ValueError for an unsupported one)."""
+    return config_class(data.get("model_type")).from_dict(
+        {k: v for k, v in data.items() if not k.startswith("_")}
+    )

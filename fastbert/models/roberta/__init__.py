@@ -1,0 +1,1 @@
+"""RoBERTa on the shared engine: ``RobertaConfig`` and transformers' ``Roberta*`` classes."""

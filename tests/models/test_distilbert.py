@@ -1,0 +1,174 @@
+"""DistilBERT on the shared engine, against transformers' own classes.
+
+Tiny random models saved by transformers and loaded by fastbert; parity by ``fastbert.tolerances``
+(transformers in float64 the reference, its fp32 output PyTorch's own error) on padded batches of odd
+lengths, with the heads' losses; the config's own field names survive a round trip through transformers.
+"""
+
+import json
+import warnings
+
+import pytest
+import torch
+from model_helpers import perturb_norms_and_biases, require_transformers
+
+import fastbert
+from fastbert.models import registry
+from fastbert.tolerances import assert_close
+
+transformers = require_transformers()
+
+TINY = dict(vocab_size=99, dim=36, n_layers=2, n_heads=3, hidden_dim=37, max_position_embeddings=40)
+TASKS = list(registry.family("distilbert").classes)
+FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    cache = {}
+
+    def get(task, **overrides):
+        key = (task, tuple(sorted(overrides.items())))
+        if key not in cache:
+            torch.manual_seed(0)
+            labels = 2 if task == "question-answering" else 3
+            config = transformers.DistilBertConfig(**{**TINY, **overrides}, num_labels=labels)
+            hf = getattr(transformers, registry.family("distilbert").classes[task])(config).eval()
+            perturb_norms_and_biases(hf)
+            folder = tmp_path_factory.mktemp(f"distilbert-{task}")
+            hf.save_pretrained(folder)
+            cache[key] = folder, hf
+        return cache[key]
+
+    return get
+
+
+def batch(task, side="right", labels=True):
+    g = torch.Generator().manual_seed(5)
+    shape = (3, 2, 11) if task == "multiple-choice" else (3, 11)
+    lengths = torch.tensor([11, 7, 9])
+    if task == "multiple-choice":
+        lengths = lengths[:, None].expand(3, 2)
+    pos = torch.arange(11)
+    real = pos < lengths[..., None] if side == "right" else pos >= 11 - lengths[..., None]
+    out = {"input_ids": torch.randint(1, 99, shape, generator=g) * real, "attention_mask": real.long()}
+    if labels:
+        if task == "masked-lm":
+            out["labels"] = torch.where(real, torch.randint(0, 99, shape, generator=g), -100)
+        elif task == "token-classification":
+            out["labels"] = torch.where(real, torch.randint(0, 3, shape, generator=g), -100)
+        elif task in FIRST_TOKEN_HEADS:
+            out["labels"] = torch.tensor([0, 1, 1])
+        elif task == "question-answering":
+            out["start_positions"], out["end_positions"] = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
+    return out
+
+
+def judge_all(model, hf, inputs, task, backend):
+    with torch.no_grad():
+        theirs = hf(**inputs)
+        ref = hf.to(torch.float64)(**inputs)
+        hf.to(torch.float32)
+        ours = model(**inputs)
+    mask = inputs["attention_mask"].bool()
+    for name in ("last_hidden_state", "logits", "start_logits", "end_logits", "loss"):
+        if name not in theirs:
+            continue
+        where = None if name == "loss" else mask
+        if task in FIRST_TOKEN_HEADS and name == "logits":
+            where = None if backend == "eager" else mask[..., 0]
+        assert_close(ours[name], theirs[name], ref[name], torch.float32, where, what=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_fp32_parity_with_transformers(saved, task):
+    folder, hf = saved(task)
+    for backend in ("eager", "sdpa"):
+        model = registry.model_class("distilbert", task).from_pretrained(folder, attn_implementation=backend)
+        assert type(model).__name__ == type(hf).__name__
+        assert set(model.state_dict()) == set(hf.state_dict())
+        judge_all(model, hf, batch(task), task, backend)
+
+
+def test_left_padding_and_triton_under_the_interpreter(saved):
+    from fastbert.ops import triton_available
+
+    folder, hf = saved("masked-lm")
+    backends = ["sdpa"] + (["triton"] if triton_available() else [])
+    for backend in backends:
+        model = fastbert.DistilBertForMaskedLM.from_pretrained(folder, attn_implementation=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback: the backend ran (no token-type table on either)
+            judge_all(model, hf, batch("masked-lm", "left", labels=False), "masked-lm", backend)
+
+
+def test_config_keeps_distilbert_names_both_ways(saved, tmp_path):
+    folder, hf = saved("base")
+    config = fastbert.AutoConfig.from_pretrained(folder)
+    assert type(config) is fastbert.DistilBertConfig
+    assert (config.dim, config.n_layers, config.hidden_size, config.num_hidden_layers) == (36, 2, 36, 2)
+    config.save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["dim"] == 36 and "hidden_size" not in written and "type_vocab_size" not in written
+    theirs = transformers.DistilBertConfig.from_pretrained(tmp_path)
+    assert (theirs.dim, theirs.n_heads, theirs.hidden_dim, theirs.activation) == (36, 3, 37, "gelu")
+
+
+def test_sinusoidal_position_table_as_transformers():
+    config = dict(TINY, sinusoidal_pos_embds=True)
+    ours = fastbert.DistilBertModel(fastbert.DistilBertConfig(**config))
+    theirs = transformers.DistilBertModel(transformers.DistilBertConfig(**config))
+    table = ours.embeddings.position_embeddings.weight
+    torch.testing.assert_close(table, theirs.embeddings.position_embeddings.weight, rtol=0, atol=0)
+
+
+def test_save_reload_in_transformers_and_from_transformers_shares_one_qkv_storage(saved, tmp_path):
+    folder, hf = saved("question-answering")
+    model = fastbert.AutoModelForQuestionAnswering.from_pretrained(folder)
+    model.save_pretrained(tmp_path)
+    again = transformers.DistilBertForQuestionAnswering.from_pretrained(tmp_path).eval()
+    inputs = batch("question-answering", labels=False)
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs).start_logits, hf(**inputs).start_logits, rtol=0, atol=0)
+    fast = fastbert.from_transformers(again)
+    attention = fast.distilbert.transformer.layer[0].attention
+    hf_attention = again.distilbert.transformer.layer[0].attention
+    assert attention.q_lin.weight.data_ptr() == hf_attention.q_lin.weight.data_ptr()
+    with torch.no_grad():
+        assert attention.fused_qkv()[0].data_ptr() == attention.q_lin.weight.data_ptr()  # one GEMM, no copy
+    judge_all(fast, again, inputs, "question-answering", "sdpa")
+
+
+def test_accelerate_sentence_transformer_on_distilbert(tmp_path):
+    """A SentenceTransformer over DistilBERT (as msmarco-distilbert), with the MiniLM's WordPiece tokenizer."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    from fastbert.hub import embedded_model_path
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_model_path())
+    config = transformers.DistilBertConfig(**{**TINY, "vocab_size": tokenizer.vocab_size})
+    torch.manual_seed(3)
+    perturb_norms_and_biases(transformers.DistilBertModel(config)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    def build():
+        return SentenceTransformer(
+            modules=[Transformer(str(tmp_path), max_seq_length=40), Pooling(36)], device="cpu"
+        )
+
+    sentences = [
+        "a man is eating food.",
+        "paris",
+        "",
+        "the quick brown fox jumps over the lazy dog again and again",
+    ]
+    plain = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastbert.accelerate.AccelerateWarning)
+        fast = fastbert.accelerate(build())
+    assert type(fast[0].auto_model) is fastbert.DistilBertModel
+    ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
+    ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
+    assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")

@@ -1,0 +1,106 @@
+"""The apps find a family through the model_type registry: pipelines, ``fastbert check --model`` and the
+server's model description on ELECTRA folders (WordPiece tokenizers, which fastbert's AutoTokenizer loads),
+and one clear refusal of a model_type fastbert does not have."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from checkpoint_helpers import wordpiece_vocab
+from model_helpers import perturb_norms_and_biases
+
+import fastbert
+
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(
+    embedding_size=20,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """ELECTRA generator, classifier and discriminator folders, each with a WordPiece tokenizer."""
+    root = tmp_path_factory.mktemp("electra-apps")
+    vocab = wordpiece_vocab()
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = transformers.BertTokenizerFast.from_pretrained(str(root), model_max_length=64)
+    out = {}
+    for i, (name, cls, extra) in enumerate(
+        [
+            ("mlm", "ElectraForMaskedLM", {}),
+            ("cls", "ElectraForSequenceClassification", {"id2label": {0: "neg", 1: "pos"}}),
+            ("disc", "ElectraForPreTraining", {}),
+        ]
+    ):
+        torch.manual_seed(i)
+        if "id2label" in extra:
+            extra = {**extra, "label2id": {v: k for k, v in extra["id2label"].items()}}
+        config = transformers.ElectraConfig(vocab_size=len(vocab), **TINY, **extra)
+        model = perturb_norms_and_biases(getattr(transformers, cls)(config).eval())
+        path = root / name
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+        out[name] = str(path)
+    return out
+
+
+def test_fill_mask_pipeline_on_an_electra_generator(folders):
+    ours = fastbert.pipeline("fill-mask", model=folders["mlm"], top_k=3)
+    theirs = transformers.pipeline("fill-mask", model=folders["mlm"], device=-1, top_k=3)
+    assert type(ours.model) is fastbert.ElectraForMaskedLM
+    text = "the [MASK] of france is paris."
+    a, b = ours(text), theirs(text)
+    assert [r["token"] for r in a] == [r["token"] for r in b]
+    for x, y in zip(a, b):
+        assert abs(x["score"] - y["score"]) <= 1e-5
+
+
+def test_text_classification_pipeline_and_task_inference(folders):
+    ours = fastbert.pipeline(model=folders["cls"])  # the task from the architecture
+    theirs = transformers.pipeline("text-classification", model=folders["cls"], device=-1)
+    assert type(ours.model) is fastbert.ElectraForSequenceClassification
+    texts = ["paris is the capital of france.", "john works at google"]
+    for x, y in zip(ours(texts), theirs(texts)):
+        assert x["label"] == y["label"] and abs(x["score"] - y["score"]) <= 1e-5
+    with pytest.raises(ValueError, match="cannot tell the task"):
+        fastbert.pipeline(model=folders["disc"])  # a discriminator serves no pipeline task by default
+
+
+def test_check_on_an_electra_folder(folders):
+    from fastbert import check
+
+    rows = check.run_check(model=folders["disc"], dtypes=("fp32",), backends=("eager", "sdpa"))
+    assert {r.provider for r in rows} >= {"fastbert eager", "fastbert sdpa", "transformers eager"}
+    assert all(r.ok for r in rows)
+    judged = [r for r in rows if r.tolerance is not None]
+    assert len(judged) == 2 and all(0 < r.max_err < 1e-5 for r in judged)
+
+
+def test_serve_describes_an_electra_classifier(folders):
+    from fastbert.serve.engine import describe_model
+    from fastbert.serve.options import ServeOptions
+
+    spec = describe_model(ServeOptions(model=folders["cls"]))
+    assert spec.architecture == "ElectraForSequenceClassification"
+    assert describe_model(ServeOptions(model=folders["disc"])).architecture == "ElectraModel"
+
+
+def test_check_cli_refuses_another_model_type_in_one_line(tmp_path):
+    transformers.AlbertConfig(vocab_size=99, hidden_size=32, num_attention_heads=2).save_pretrained(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbert", "check", "--model", str(tmp_path), "--dtypes", "fp32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model_type 'albert' is not supported by fastbert" in lines[0]
+    assert "bert, camembert, distilbert, electra, mpnet, roberta, xlm-roberta" in lines[0]
