@@ -64,7 +64,9 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
     # loading and saving
     # ---------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs: Any, **kwargs: Any):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs: Any, **kwargs: Any
+    ):
         """Load from a model folder or hub id that holds ``tokenizer.json`` and/or the family's vocabulary files,
         with ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them.
 

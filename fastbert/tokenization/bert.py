@@ -217,11 +217,11 @@ class BertTokenizer(TokenizerBase):
         self.do_basic_tokenize = do_basic_tokenize
         self.never_split = list(never_split) if never_split else None
         specials = [t for t in self._special_token_values() if t]
-        _add_special_tokens(backend, specials)
+        self._add_specials(backend, specials)
         _add_config_tokens(backend, added_tokens_decoder, specials)
         _add_never_split(backend, self.never_split, specials)
-        _ensure_template(backend, self.cls_token, self.sep_token)
         self._tokenizer = backend
+        self._ensure_post_processor()
 
         self._init_settings(
             model_max_length=model_max_length,
@@ -311,6 +311,14 @@ class BertTokenizer(TokenizerBase):
 
     def _update_post_processor(self) -> None:
         _set_template(self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id)
+
+    def _ensure_post_processor(self) -> None:
+        """At construction: the ``[CLS] A [SEP] B [SEP]`` template unless the backend brought the same one."""
+        _ensure_template(self._tokenizer, self.cls_token, self.sep_token)
+
+    def _add_specials(self, backend: Tokenizer, specials: list[str]) -> None:
+        """At construction: the special tokens the backend lacks, matched whole in the raw text."""
+        _add_special_tokens(backend, specials)
 
     def _repr_extra(self) -> str:
         return f", do_lower_case={self.do_lower_case}"
