@@ -369,12 +369,57 @@ def test_vocab_json_and_merges_only(loaded, folders):
     assert direct(TEXTS[:40])["input_ids"] == ours(TEXTS[:40])["input_ids"]
 
 
-def test_sentencepiece_only_folder_says_how_to_convert(tmp_path):
-    (tmp_path / "sentencepiece.bpe.model").write_bytes(b"\x0a\x03\x0a\x01a")
+@pytest.mark.parametrize("family", ["xlm-roberta", "camembert"])
+def test_sentencepiece_model_only_folder(tmp_path, family):
+    """A folder with only sentencepiece.bpe.model loads (read without sentencepiece or protobuf) to what
+    transformers with sentencepiece gives: tests/data/tiny_unigram_expected.json, written by that (its
+    ``made_by``) for tests/data/tiny_unigram.model, a 300-piece Unigram sentencepiece trained with the
+    custom normalization rules of TINY_CHARSMAP."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    expected = json.loads(open(os.path.join(data, "tiny_unigram_expected.json"), encoding="utf-8").read())
+    (tmp_path / "sentencepiece.bpe.model").write_bytes(
+        open(os.path.join(data, "tiny_unigram.model"), "rb").read()
+    )
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": family}))
+    ours = fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    assert type(ours) is EXPECTED_CLASS[family]
+    want = expected[family]
+    assert len(ours) == want["len"]
+    assert {k: getattr(ours, f"{k}_token_id") for k in want["special_ids"]} == want["special_ids"]
+    got = ours(expected["texts"], return_offsets_mapping=True)
+    assert got["input_ids"] == want["texts"]["input_ids"]
+    assert _plain(got["offset_mapping"]) == want["texts"]["offset_mapping"]
+    first, second = zip(*expected["pairs"])
+    got = ours(list(first), list(second), return_offsets_mapping=True)
+    assert got["input_ids"] == want["pairs"]["input_ids"]
+    assert _plain(got["offset_mapping"]) == want["pairs"]["offset_mapping"]
+    # saved, the folder has both files; transformers reads it back (tokenizer.json) to the same ids
+    ours.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "sentencepiece.bpe.model").is_file()
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert theirs(expected["texts"])["input_ids"] == want["texts"]["input_ids"]
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (for lengths below 128)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_sentencepiece_files_that_cannot_be_read(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
-    with pytest.raises(OSError, match=r"sentencepiece.*tokenizer\.json") as info:
+    model = tmp_path / "sentencepiece.bpe.model"
+    pieces = b"".join(
+        _proto_field(1, _proto_field(1, p.encode()) + b"\x18\x01") for p in ("<unk>", "<s>", "</s>", "a")
+    )
+    model.write_bytes(pieces + _proto_field(2, b"\x18\x02"))  # trainer_spec.model_type = BPE
+    with pytest.raises(ValueError, match=r"SentencePiece BPE model.*pip install transformers sentencepiece"):
         fastbert.AutoTokenizer.from_pretrained(tmp_path)
-    assert "pip install transformers sentencepiece protobuf" in str(info.value)
+    model.write_bytes(b"\x0a\xff\xff")  # a length past the end
+    with pytest.raises(ValueError, match=r"sentencepiece\.bpe\.model is not a SentencePiece model file"):
+        fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    model.write_bytes(b"")
+    with pytest.raises(ValueError, match="it has no pieces"):
+        fastbert.AutoTokenizer.from_pretrained(tmp_path)
 
 
 def test_folder_without_family_or_files(tmp_path):

@@ -5,7 +5,8 @@ One job per module: ``files`` (finding and reading tokenizer files, their settin
 truncate path), ``base`` (what every class shares: settings, from_pretrained, save_pretrained, pickling),
 ``bert`` (the WordPiece pipeline, ``BertTokenizer`` and the BERT page's methods), ``bert_variants``
 (DistilBERT, ELECTRA, MPNet on BERT's WordPiece), ``roberta`` (byte-level BPE RoBERTa, Unigram XLM-RoBERTa and
-CamemBERT), ``auto`` (the class a folder needs, for ``AutoTokenizer``) and ``layer``
+CamemBERT), ``sentencepiece_model`` (reading a SentencePiece model file without sentencepiece), ``auto`` (the
+class a folder needs, for ``AutoTokenizer``) and ``layer``
 (``BertTokenizerLayer``, an ``nn.Module`` that tokenizes: the TFBertTokenizer row, imported on first use since
 it imports torch).
 

@@ -7,12 +7,15 @@ inside the family's own pipeline (byte-level pre-tokenizer and decoder for RoBER
 and the file's SentencePiece ``Precompiled`` normalizer for XLM-R and CamemBERT; the family's post-processor), so
 ``add_prefix_space`` / ``trim_offsets`` of tokenizer_config.json decide, not what the file happens to hold. The added
 tokens are tokenizer_config.json's ``added_tokens_decoder`` (else tokenizer.json's ``added_tokens``), so ``<mask>``
-keeps its ``lstrip``. A RoBERTa folder with only ``vocab.json`` + ``merges.txt`` loads too; a folder with only a
-SentencePiece model (``sentencepiece.bpe.model``) raises ``OSError`` saying how to convert it once.
+keeps its ``lstrip``. A RoBERTa folder with only ``vocab.json`` + ``merges.txt`` loads too, and so does an XLM-R or
+CamemBERT folder with only its SentencePiece model (``sentencepiece.bpe.model``, read by ``sentencepiece_model``
+without sentencepiece or protobuf, converted as transformers converts it); a SentencePiece model that is not a
+Unigram raises ``ValueError`` saying how to convert the folder once.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -32,11 +35,21 @@ from .files import (
     _read_tokenizer_json,
     _token_content,
 )
+from .sentencepiece_model import CONTROL, MODEL_TYPE_NAMES, UNIGRAM, USER_DEFINED, read_sentencepiece_model
 
 VOCAB_JSON_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 SENTENCEPIECE_FILE = "sentencepiece.bpe.model"
 SPIECE_UNDERLINE = "\u2581"
+
+
+def convert_hint(what: str) -> str:
+    """How to turn a folder fastbert cannot read (``what`` it holds) into one with a tokenizer.json."""
+    return (
+        f"{what}, which fastbert does not read. Convert the folder once where transformers can: `pip install "
+        f"transformers sentencepiece protobuf`, then `transformers.AutoTokenizer.from_pretrained(folder)"
+        f".save_pretrained(folder)` writes its tokenizer.json, which fastbert reads"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -296,18 +309,7 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
     ) -> Tokenizer:
         raise OSError(
             f"{type(self).__name__} needs a tokenizer.json (tokenizer_file=) or a tokenizers.Tokenizer "
-            f"(tokenizer_object=){self._vocabulary_hint(vocab_file)}"
-        )
-
-    def _vocabulary_hint(self, vocab_file: str | None) -> str:
-        if vocab_file is None:
-            return ""
-        return (
-            f": {vocab_file} is a SentencePiece model, which fastbert does not read (it would need the "
-            f"sentencepiece and protobuf packages). Convert the folder once, where transformers, sentencepiece "
-            f"and protobuf are installed: `pip install transformers sentencepiece protobuf`, then "
-            f"`transformers.AutoTokenizer.from_pretrained(folder).save_pretrained(folder)` writes its "
-            f"tokenizer.json"
+            f"(tokenizer_object=), or use {type(self).__name__}.from_pretrained(folder_or_hub_id)"
         )
 
     def _add_tokens(self, backend: Tokenizer, added: Mapping, given: Mapping[str, Any]) -> None:
@@ -334,6 +336,10 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
         for content in self.additional_special_tokens:
             if content not in have:
                 tokens.append(AddedToken(content, normalized=False, special=True))
+                have.add(content)
+        for content in getattr(self, "_user_defined", ()):  # a SentencePiece model's user-defined pieces
+            if content not in have:
+                tokens.append(AddedToken(content, normalized=False, special=False))
                 have.add(content)
         for token in tokens:
             if token.special:
@@ -476,9 +482,9 @@ class RobertaTokenizer(_RobertaStyleTokenizer):
 class XLMRobertaTokenizer(_RobertaStyleTokenizer):
     """XLM-RoBERTa's SentencePiece Unigram tokenizer with the API of transformers' ``XLMRobertaTokenizerFast``.
 
-    Construct it from a model folder or hub id with :meth:`from_pretrained` (``tokenizer.json``), or directly
-    from ``tokenizer_file=`` or ``tokenizer_object=``. A folder with only ``sentencepiece.bpe.model`` raises
-    ``OSError`` naming how to convert it once.
+    Construct it from a model folder or hub id with :meth:`from_pretrained` (``tokenizer.json``, else
+    ``sentencepiece.bpe.model``), or directly from ``tokenizer_file=``, ``vocab_file=`` (a SentencePiece Unigram
+    model), ``vocab=`` (``[(piece, score)]``) or ``tokenizer_object=``.
     """
 
     vocab_files_names = {"vocab_file": SENTENCEPIECE_FILE, "tokenizer_file": TOKENIZER_FILE}
@@ -521,6 +527,48 @@ class XLMRobertaTokenizer(_RobertaStyleTokenizer):
             model["unk_id"] = unk
         model["byte_fallback"] = False
         return model
+
+    def _spm_vocab(self, pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """transformers' XLM-R conversion of a SentencePiece vocabulary: fairseq's four specials first (the
+        model's <unk>, <s>, </s> dropped), ``<mask>`` last."""
+        specials = [self.bos_token, self.pad_token, self.eos_token, self.unk_token]
+        return [(t, 0.0) for t in specials] + list(pieces[3:]) + [(self.mask_token, 0.0)]
+
+    def _from_vocabulary(
+        self, vocab_file: str | None, merges_file: str | None, vocab: Any, merges: Any
+    ) -> Tokenizer:
+        """The Unigram of a SentencePiece model file (``vocab_file``) or of ``vocab`` (``[(piece, score)]``),
+        converted as transformers converts XLM-R's and CamemBERT's."""
+        charsmap = b""
+        if vocab is None and vocab_file is not None:
+            if not os.path.isfile(vocab_file):
+                raise OSError(f"vocab_file {vocab_file} does not exist")
+            spm = read_sentencepiece_model(vocab_file)
+            if spm.model_type != UNIGRAM:
+                kind = MODEL_TYPE_NAMES.get(spm.model_type, str(spm.model_type))
+                raise ValueError(
+                    convert_hint(
+                        f"{vocab_file} is a SentencePiece {kind} model, not the Unigram {self.family} uses"
+                    )
+                )
+            vocab = self._spm_vocab([(p, score) for p, score, _ in spm.pieces])
+            charsmap = spm.precompiled_charsmap
+            # transformers: the model's control pieces are special tokens, its user-defined pieces added tokens
+            self.additional_special_tokens = [p for p, _, kind in spm.pieces if kind == CONTROL]
+            self._user_defined = [p for p, _, kind in spm.pieces if kind == USER_DEFINED]
+        if not (isinstance(vocab, (list, tuple)) and vocab and all(len(item) == 2 for item in vocab)):
+            raise OSError(
+                f"{type(self).__name__} needs a vocabulary: pass tokenizer_file= (tokenizer.json), vocab_file= "
+                f"(a SentencePiece model) or vocab= (a list of (piece, score)), or use "
+                f"{type(self).__name__}.from_pretrained(folder_or_hub_id)"
+            )
+        model = {"type": "Unigram", "unk_id": 0, "vocab": [[str(p), float(score)] for p, score in vocab]}
+        normalizer = {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(charsmap).decode()}
+        backend = _backend_from_sections(
+            self._model_section(model), normalizer if charsmap else None, vocab_file or "vocab"
+        )
+        self._set_pipeline(backend)
+        return backend
 
     def _set_pipeline(self, backend: Tokenizer) -> None:
         scheme = "always" if self.add_prefix_space else "never"
@@ -573,6 +621,12 @@ class CamembertTokenizer(XLMRobertaTokenizer):
 
     family = "CamemBERT"
     _mask_lstrip = True
+
+    def _spm_vocab(self, pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """transformers' CamemBERT conversion: five fairseq tokens first (the model's first piece dropped),
+        ``<mask>`` last."""
+        head = [("<s>NOTUSED", 0.0), (self.pad_token, 0.0), ("</s>NOTUSED", 0.0), (self.unk_token, 0.0)]
+        return head + [("<unk>NOTUSED", -100.0)] + list(pieces[1:]) + [(self.mask_token, 0.0)]
 
     def __init__(
         self,
