@@ -477,3 +477,52 @@ def test_add_special_tokens_updates_the_template(folders):
         tok.add_special_tokens({"additional_special_tokens": ["<ent>"]})
     text = "an <ent> entity <mask>"
     _same(ours(text, **ALL_KEYS), theirs(text, **ALL_KEYS), "added special token")
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "mpnet", "distilbert"])
+def test_pad_and_data_collators(loaded, family):
+    """transformers' collators take the family tokenizers (pad with <pad>, no token types, <mask> for MLM)."""
+    ours, theirs = loaded[family]
+    feats = [dict(ours(t, return_special_tokens_mask=True)) for t in ["hello world", "a b c d e f g", ""]]
+    for side in ("right", "left"):
+        _same(ours.pad(feats, padding_side=side), theirs.pad(feats, padding_side=side), side)
+    out = transformers.DataCollatorWithPadding(tokenizer=ours)(feats)
+    assert set(out.keys()) == {"input_ids", "attention_mask", "special_tokens_mask"}
+    assert (out["input_ids"][out["attention_mask"] == 0] == ours.pad_token_id).all()
+    mlm = transformers.DataCollatorForLanguageModeling(tokenizer=ours, mlm_probability=0.9, seed=0)
+    out = mlm(feats)
+    masked = out["labels"] != -100
+    assert masked.any() and not (masked & (out["attention_mask"] == 0)).any()
+    assert (out["input_ids"] == ours.mask_token_id).any()
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta"])
+def test_folders_written_by_transformers_4(folders, family, tmp_path):
+    """Hub folders of transformers 4 (roberta-base, xlm-roberta-base): tokenizer_config.json without
+    added_tokens_decoder (tokenizer.json's added tokens say <mask>'s lstrip), special_tokens_map.json with token
+    objects, XLM-R's normalizer a Sequence of Precompiled and a whitespace Replace, a lone Metaspace."""
+    data = json.loads(open(os.path.join(folders[family], "tokenizer.json"), encoding="utf-8").read())
+    if family == "xlm-roberta":
+        replace = {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}
+        data["normalizer"] = {"type": "Sequence", "normalizers": [data["normalizer"], replace]}
+        data["pre_tokenizer"] = {
+            "type": "Metaspace",
+            "replacement": "▁",
+            "prepend_scheme": "always",
+            "split": True,
+        }
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False}
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>"}
+    (tmp_path / "special_tokens_map.json").write_text(
+        json.dumps({**specials, "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask})
+    )
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": family}))
+    ours = fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert type(ours) is EXPECTED_CLASS[family] and ours.model_max_length == 512
+    _same(ours(TEXTS, **ALL_KEYS), theirs(TEXTS, **ALL_KEYS), "texts")
+    first, second = [a for a, _ in PAIRS], [b for _, b in PAIRS]
+    _same(ours(first, second, **ALL_KEYS), theirs(first, second, **ALL_KEYS), "pairs")
+    assert ours("a <mask>")["input_ids"][-2] == ours.mask_token_id
