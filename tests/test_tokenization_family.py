@@ -526,3 +526,45 @@ def test_folders_written_by_transformers_4(folders, family, tmp_path):
     first, second = [a for a, _ in PAIRS], [b for _, b in PAIRS]
     _same(ours(first, second, **ALL_KEYS), theirs(first, second, **ALL_KEYS), "pairs")
     assert ours("a <mask>")["input_ids"][-2] == ours.mask_token_id
+
+
+def test_direct_construction(loaded, folders):
+    """vocab= / merges= (RoBERTa), vocab= [(piece, score)] (XLM-R), tokenizer_object=: the same ids as the folder."""
+    ours, _ = loaded["roberta"]
+    vocab, merges = ours._tokenizer.model.__class__.read_file(
+        os.path.join(folders["roberta-slow"], "vocab.json"),
+        os.path.join(folders["roberta-slow"], "merges.txt"),
+    )
+    direct = RobertaTokenizer(vocab=vocab, merges=merges, mask_token={"content": "<mask>", "lstrip": True})
+    assert direct(TEXTS[:60])["input_ids"] == ours(TEXTS[:60])["input_ids"]
+    xlmr, _ = loaded["xlm-roberta"]
+    data = json.loads(open(os.path.join(folders["xlm-roberta"], "tokenizer.json"), encoding="utf-8").read())
+    pieces = [tuple(p) for p in data["model"]["vocab"]]
+    direct = XLMRobertaTokenizer(vocab=pieces, added_tokens_decoder=xlmr.added_tokens_decoder)
+    texts = [
+        t for t in TEXTS[:60] if not set(t) & set("①②③２０Ｆｅ…ﬁ\u00a0")
+    ]  # no Precompiled normalizer here
+    assert direct(texts)["input_ids"] == xlmr(texts)["input_ids"]
+    again = XLMRobertaTokenizer(tokenizer_object=xlmr.backend_tokenizer)
+    assert again(TEXTS)["input_ids"] == xlmr(TEXTS)["input_ids"]
+    with pytest.raises(OSError, match="RobertaTokenizer needs a vocabulary"):
+        RobertaTokenizer()
+    with pytest.raises(OSError, match="XLMRobertaTokenizer needs a vocabulary"):
+        XLMRobertaTokenizer()
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("", "is empty"),
+        ("[1, 2]", "should hold a JSON object"),
+        ('{"model": {"type": "BPE", "vocab": 3, "merges": []}}', "its model cannot be read"),
+        ('{"model": null}', "holds a unknown model"),
+    ],
+)
+def test_bad_tokenizer_json_is_named(tmp_path, content, match):
+    (tmp_path / "tokenizer.json").write_text(content)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(ValueError, match=match) as info:
+        fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    assert "tokenizer.json" in str(info.value)

@@ -31,8 +31,8 @@ from .files import (
     _SETTINGS,
     TOKENIZER_FILE,
     _check_settings,
+    _parse_json_object,
     _read_text,
-    _read_tokenizer_json,
     _token_content,
 )
 from .sentencepiece_model import CONTROL, MODEL_TYPE_NAMES, UNIGRAM, USER_DEFINED, read_sentencepiece_model
@@ -290,8 +290,7 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
         """The family's pipeline around the model of a tokenizer.json, and the file's added tokens."""
         if not os.path.exists(path):
             raise OSError(f"tokenizer_file {path} does not exist")
-        _read_tokenizer_json(path)  # a file the tokenizers library cannot read: say so, naming it
-        data = json.loads(_read_text(path))
+        data = _parse_json_object(_read_text(path), path)  # empty, not JSON, not an object: says so
         model = data.get("model")
         kind = _model_type(model) if isinstance(model, Mapping) else None
         if kind != self._model:
