@@ -1,8 +1,8 @@
 """Loading tokenizer files: finding them (local folder or hub), reading them (every error names the file and what
 was expected), checking the settings they hold, and the ``tokenizers`` backend from ``tokenizer.json``.
 
-Nothing here depends on the tokenizer model (WordPiece, BPE, Unigram): a family module (``bert.py``) says which
-vocabulary files it has and how to build its backend from them.
+Nothing here depends on the tokenizer model (WordPiece, BPE, Unigram): a family module (``bert.py``,
+``roberta.py``) says which vocabulary files it has and how to build its backend from them.
 """
 
 from __future__ import annotations
