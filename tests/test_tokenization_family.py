@@ -568,3 +568,13 @@ def test_bad_tokenizer_json_is_named(tmp_path, content, match):
     with pytest.raises(ValueError, match=match) as info:
         fastbert.AutoTokenizer.from_pretrained(tmp_path)
     assert "tokenizer.json" in str(info.value)
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "mpnet"])
+def test_new_cls_and_sep_reach_the_template(folders, family):
+    ours = fastbert.AutoTokenizer.from_pretrained(folders[family])
+    attrs = ("bos_token", "eos_token") if family == "xlm-roberta" else ("cls_token", "sep_token")
+    ours.add_special_tokens({attrs[0]: "<cls2>", attrs[1]: "<sep2>"})
+    ids = ours("hello", "world")["input_ids"]
+    first, second = ours.convert_tokens_to_ids(["<cls2>", "<sep2>"])
+    assert ids[0] == first and ids[-1] == second and ids.count(second) == 3
