@@ -19,6 +19,11 @@ _LAZY: dict[str, str] = {
     "BertTokenizer": "fastbert.tokenization",
     "BertTokenizerFast": "fastbert.tokenization",
     "BertTokenizerLayer": "fastbert.tokenization.layer",
+    **{
+        f"{family}Tokenizer{fast}": "fastbert.tokenization"
+        for family in ("Roberta", "XLMRoberta", "Camembert", "DistilBert", "Electra", "MPNet")
+        for fast in ("", "Fast")
+    },
     "BatchEncoding": "fastbert.encoding",
     # models
     "BertPreTrainedModel": "fastbert.modeling",

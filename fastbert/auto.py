@@ -30,11 +30,12 @@ class AutoConfig:
 class AutoTokenizer:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        from .tokenization import BertTokenizerFast
+        """The folder's tokenizer class (tokenizer_config.json's ``tokenizer_class``, else config.json's
+        ``model_type``, else tokenizer.json's model) loaded from it: BERT, DistilBERT, ELECTRA, MPNet, RoBERTa,
+        XLM-RoBERTa, CamemBERT."""
+        from .tokenization import auto
 
-        kwargs.pop("use_fast", None)
-        kwargs.pop("trust_remote_code", None)
-        return BertTokenizerFast.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        return auto.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
 class _AutoModel:

@@ -2,7 +2,11 @@
 
 One job per module: ``files`` (finding and reading tokenizer files, their settings, the backend from
 ``tokenizer.json``), ``special_tokens`` (the special tokens and vocabulary API), ``call`` (the call / pad /
-truncate path), ``bert`` (the WordPiece pipeline, ``BertTokenizer`` and the BERT page's methods) and ``layer``
+truncate path), ``base`` (what every class shares: settings, from_pretrained, save_pretrained, pickling),
+``bert`` (the WordPiece pipeline, ``BertTokenizer`` and the BERT page's methods), ``bert_variants``
+(DistilBERT, ELECTRA, MPNet on BERT's WordPiece), ``roberta`` (byte-level BPE RoBERTa, Unigram XLM-RoBERTa and
+CamemBERT), ``sentencepiece_model`` (reading a SentencePiece model file without sentencepiece), ``auto`` (the
+class a folder needs, for ``AutoTokenizer``) and ``layer``
 (``BertTokenizerLayer``, an ``nn.Module`` that tokenizes: the TFBertTokenizer row, imported on first use since
 it imports torch).
 
@@ -19,14 +23,42 @@ from typing import Any
 
 from ..encoding import BatchEncoding, CharSpan, TokenSpan
 from .bert import BertTokenizer, BertTokenizerFast
+from .bert_variants import (
+    DistilBertTokenizer,
+    DistilBertTokenizerFast,
+    ElectraTokenizer,
+    ElectraTokenizerFast,
+    MPNetTokenizer,
+    MPNetTokenizerFast,
+)
+from .roberta import (
+    CamembertTokenizer,
+    CamembertTokenizerFast,
+    RobertaTokenizer,
+    RobertaTokenizerFast,
+    XLMRobertaTokenizer,
+    XLMRobertaTokenizerFast,
+)
 
 __all__ = [
     "BatchEncoding",
     "BertTokenizer",
     "BertTokenizerFast",
     "BertTokenizerLayer",
+    "CamembertTokenizer",
+    "CamembertTokenizerFast",
     "CharSpan",
+    "DistilBertTokenizer",
+    "DistilBertTokenizerFast",
+    "ElectraTokenizer",
+    "ElectraTokenizerFast",
+    "MPNetTokenizer",
+    "MPNetTokenizerFast",
+    "RobertaTokenizer",
+    "RobertaTokenizerFast",
     "TokenSpan",
+    "XLMRobertaTokenizer",
+    "XLMRobertaTokenizerFast",
 ]
 
 

@@ -20,25 +20,19 @@ from typing import Any
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from .call import CallMixin
+from .base import TokenizerBase
 from .files import (
-    _CALL_KEYS_IGNORED,
     _SETTINGS,
     _UNSET,
-    SPECIAL_TOKENS_MAP_FILE,
-    TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
-    VERY_LARGE_INTEGER,
     VOCAB_FILE,
     _check_settings,
     _check_unk_token,
-    _is_jsonable,
     _load_backend,
-    _read_pretrained,
     _token_content,
     load_vocab,
 )
-from .special_tokens import SpecialTokensMixin, _add_config_tokens, _add_special_tokens
+from .special_tokens import _add_config_tokens, _add_special_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +149,7 @@ def _ensure_template(backend: Tokenizer, cls_token: str, sep_token: str) -> None
 # --------------------------------------------------------------------------------------------------------------
 
 
-class BertTokenizer(SpecialTokensMixin, CallMixin):
+class BertTokenizer(TokenizerBase):
     """BERT WordPiece tokenizer with the API of transformers' ``BertTokenizerFast``.
 
     Construct it from a model folder or hub id with :meth:`from_pretrained`, or directly from a ``vocab.txt``
@@ -223,54 +217,35 @@ class BertTokenizer(SpecialTokensMixin, CallMixin):
         self.do_basic_tokenize = do_basic_tokenize
         self.never_split = list(never_split) if never_split else None
         specials = [t for t in self._special_token_values() if t]
-        _add_special_tokens(backend, specials)
+        self._add_specials(backend, specials)
         _add_config_tokens(backend, added_tokens_decoder, specials)
         _add_never_split(backend, self.never_split, specials)
-        _ensure_template(backend, self.cls_token, self.sep_token)
         self._tokenizer = backend
+        self._ensure_post_processor()
 
-        self.model_max_length = int(VERY_LARGE_INTEGER if model_max_length is None else model_max_length)
-        self.padding_side = padding_side
-        self.truncation_side = truncation_side
-        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
-        self.pad_token_type_id = 0
-        self._warned: set[str] = set()
-        self.deprecation_warnings: dict[str, bool] = {}  # transformers 4 and 5 data collators write it
-        for key in _CALL_KEYS_IGNORED:
-            kwargs.pop(key, None)
-        self.init_kwargs = {
-            "do_lower_case": self.do_lower_case,
-            "do_basic_tokenize": self.do_basic_tokenize,
-            "never_split": self.never_split,
-            "unk_token": self.unk_token,
-            "sep_token": self.sep_token,
-            "pad_token": self.pad_token,
-            "cls_token": self.cls_token,
-            "mask_token": self.mask_token,
-            "tokenize_chinese_chars": self.tokenize_chinese_chars,
-            "strip_accents": self.strip_accents,
-            **{k: v for k, v in kwargs.items() if _is_jsonable(v)},
-        }
+        self._init_settings(
+            model_max_length=model_max_length,
+            padding_side=padding_side,
+            truncation_side=truncation_side,
+            clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+            init_kwargs={
+                "do_lower_case": self.do_lower_case,
+                "do_basic_tokenize": self.do_basic_tokenize,
+                "never_split": self.never_split,
+                "unk_token": self.unk_token,
+                "sep_token": self.sep_token,
+                "pad_token": self.pad_token,
+                "cls_token": self.cls_token,
+                "mask_token": self.mask_token,
+                "tokenize_chinese_chars": self.tokenize_chinese_chars,
+                "strip_accents": self.strip_accents,
+            },
+            kwargs=kwargs,
+        )
 
     # ---------------------------------------------------------------------------------------------------------
     # loading and saving
     # ---------------------------------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs: Any, **kwargs: Any
-    ) -> BertTokenizer:
-        """Load from a model folder or hub id that holds ``tokenizer.json`` and/or ``vocab.txt``, with
-        ``tokenizer_config.json`` and ``special_tokens_map.json`` when present; ``kwargs`` override them.
-
-        The hub options are those of :class:`fastbert.hub.HubOptions` (``revision``, ``cache_dir``,
-        ``local_files_only``, ``token``, ``subfolder``); transformers' ``use_auth_token`` is read as ``token``.
-        """
-        files, settings = _read_pretrained(
-            str(pretrained_model_name_or_path), kwargs, cls.vocab_files_names, "BERT"
-        )
-        # A tokenizer.json decides the vocabulary; vocab.txt alone is the fallback.
-        return cls(*init_inputs, **files, **settings)
-
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``; returns its path in a tuple."""
         if not os.path.isdir(save_directory):
@@ -282,75 +257,19 @@ class BertTokenizer(SpecialTokensMixin, CallMixin):
         return tuple(files)
 
     def _config_for_save(self) -> dict[str, Any]:
-        config = dict(self.init_kwargs)
+        config = super()._config_for_save()
         config.update(
             {
                 "do_lower_case": self.do_lower_case,
                 "strip_accents": self.strip_accents,
                 "tokenize_chinese_chars": self.tokenize_chinese_chars,
-                "model_max_length": self.model_max_length,
-                "padding_side": self.padding_side,
-                "truncation_side": self.truncation_side,
-                "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
-                "tokenizer_class": "BertTokenizer",
-                "model_input_names": list(self.model_input_names),
             }
         )
-        config.update(self.special_tokens_map)
         return config
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any
-    ) -> tuple[str, ...]:
-        """Write tokenizer_config.json, special_tokens_map.json, vocab.txt and tokenizer.json; transformers'
-        ``AutoTokenizer`` loads the folder back to the same ids. Returns the written paths."""
-        save_directory = str(save_directory)
-        if os.path.isfile(save_directory):
-            raise OSError(f"Provided path ({save_directory}) should be a directory, not a file")
-        os.makedirs(save_directory, exist_ok=True)
-        prefix = f"{filename_prefix}-" if filename_prefix else ""
-        config_path = os.path.join(save_directory, prefix + TOKENIZER_CONFIG_FILE)
-        special_path = os.path.join(save_directory, prefix + SPECIAL_TOKENS_MAP_FILE)
-        tokenizer_path = os.path.join(save_directory, prefix + TOKENIZER_FILE)
-
-        config = self._config_for_save()
-        added = {}
-        for index, token in sorted(self._tokenizer.get_added_tokens_decoder().items()):
-            added[str(index)] = {
-                "content": token.content,
-                "lstrip": token.lstrip,
-                "normalized": token.normalized,
-                "rstrip": token.rstrip,
-                "single_word": token.single_word,
-                "special": token.special,
-            }
-        config["added_tokens_decoder"] = added
-        with open(config_path, "w", encoding="utf-8") as f:
-            f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        with open(special_path, "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.special_tokens_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        vocab_files = self.save_vocabulary(save_directory, filename_prefix=filename_prefix)
-        with self._lock:
-            clean = Tokenizer.from_str(self._tokenizer.to_str())
-        clean.no_padding()
-        clean.no_truncation()
-        clean.save(tokenizer_path)
-        return (config_path, special_path, *vocab_files, tokenizer_path)
 
     # ---------------------------------------------------------------------------------------------------------
     # special tokens in sequences: the BERT page's methods
     # ---------------------------------------------------------------------------------------------------------
-    def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        return 3 if pair else 2
-
-    @property
-    def max_len_single_sentence(self) -> int:
-        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
-
-    @property
-    def max_len_sentences_pair(self) -> int:
-        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
-
     # the four methods of BERT's documentation: transformers 4 (5 keeps them in tokenization_bert_legacy only)
     def build_inputs_with_special_tokens(
         self, token_ids_0: list[int], token_ids_1: list[int] | None = None
@@ -393,28 +312,16 @@ class BertTokenizer(SpecialTokensMixin, CallMixin):
     def _update_post_processor(self) -> None:
         _set_template(self._tokenizer, self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id)
 
-    # ---------------------------------------------------------------------------------------------------------
-    # printing and pickling
-    # ---------------------------------------------------------------------------------------------------------
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
-            f"model_max_length={self.model_max_length}, is_fast=True, padding_side={self.padding_side!r}, "
-            f"truncation_side={self.truncation_side!r}, special_tokens={self.special_tokens_map}, "
-            f"do_lower_case={self.do_lower_case})"
-        )
+    def _ensure_post_processor(self) -> None:
+        """At construction: the ``[CLS] A [SEP] B [SEP]`` template unless the backend brought the same one."""
+        _ensure_template(self._tokenizer, self.cls_token, self.sep_token)
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_tokenizer"] = self._tokenizer.to_str()
-        state.pop("_lock", None)
-        return state
+    def _add_specials(self, backend: Tokenizer, specials: list[str]) -> None:
+        """At construction: the special tokens the backend lacks, matched whole in the raw text."""
+        _add_special_tokens(backend, specials)
 
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        state["_tokenizer"] = Tokenizer.from_str(state["_tokenizer"])
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
+    def _repr_extra(self) -> str:
+        return f", do_lower_case={self.do_lower_case}"
 
 
 BertTokenizerFast = BertTokenizer

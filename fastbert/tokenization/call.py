@@ -278,9 +278,19 @@ class CallMixin:
             self._configure_backend(
                 padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
             )
-            encodings = self._tokenizer.encode_batch(
-                batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
-            )
+            try:
+                encodings = self._tokenizer.encode_batch(
+                    batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+                )
+            except BaseException as e:  # tokenizers raises Exception, or panics (a BaseException) on a stride
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if not (message.startswith("Truncation error") or type(e).__name__ == "PanicException"):
+                    raise
+                raise ValueError(
+                    f"cannot truncate this input with truncation={truncation_strategy!r}, max_length={max_length}, "
+                    f"stride={stride}: the text that is truncated must keep more tokens than the stride once the "
+                    f"special tokens and the other text of a pair are counted (tokenizers: {message})"
+                ) from None
         keys = self._output_keys(
             token_type_ids=return_token_type_ids,
             attention_mask=return_attention_mask,

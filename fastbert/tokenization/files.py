@@ -1,8 +1,8 @@
 """Loading tokenizer files: finding them (local folder or hub), reading them (every error names the file and what
 was expected), checking the settings they hold, and the ``tokenizers`` backend from ``tokenizer.json``.
 
-Nothing here depends on the tokenizer model (WordPiece, BPE, Unigram): a family module (``bert.py``) says which
-vocabulary files it has and how to build its backend from them.
+Nothing here depends on the tokenizer model (WordPiece, BPE, Unigram): a family module (``bert.py``,
+``roberta.py``) says which vocabulary files it has and how to build its backend from them.
 """
 
 from __future__ import annotations
@@ -240,6 +240,8 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tokenize_chinese_chars": (_is_flag, "true or false"),
     "strip_accents": (_is_flag, "true, false or null"),
     "clean_up_tokenization_spaces": (_is_flag, "true or false"),
+    "add_prefix_space": (_is_flag, "true or false"),
+    "trim_offsets": (_is_flag, "true or false"),
     "model_max_length": (_is_length, "a whole number of tokens, at least 1"),
     "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
@@ -283,6 +285,10 @@ def _read_settings(path: str, options: hub.HubOptions, overrides: Mapping[str, A
                 settings[key] = [_token_content(v) for v in value or ()]
             else:
                 settings[key] = _token_content(value)
+    extra = settings.get("extra_special_tokens")  # transformers 5's name for additional_special_tokens
+    if isinstance(extra, list) and "additional_special_tokens" not in settings:
+        _check_settings({"additional_special_tokens": extra}, config_file)
+        settings["additional_special_tokens"] = [_token_content(v) for v in extra]
     for key in _CONFIG_KEYS_IGNORED:
         settings.pop(key, None)
     settings.update(overrides)

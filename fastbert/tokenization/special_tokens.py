@@ -83,7 +83,8 @@ class SpecialTokensMixin:
         ]
 
     def _update_post_processor(self) -> None:
-        """Rebuild the backend's template after ``cls_token`` / ``sep_token`` changed (the family's)."""
+        """Rebuild the backend's template after ``cls_token`` / ``sep_token`` / ``bos_token`` / ``eos_token``
+        changed (the family's)."""
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
@@ -207,7 +208,7 @@ class SpecialTokensMixin:
                 self.init_kwargs[key] = _token_content(value)
             else:
                 raise ValueError(f"Key {key} is not a special token")
-        if "cls_token" in special_tokens_dict or "sep_token" in special_tokens_dict:
+        if any(key in special_tokens_dict for key in ("cls_token", "sep_token", "bos_token", "eos_token")):
             self._update_post_processor()
         return added
 

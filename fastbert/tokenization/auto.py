@@ -1,0 +1,131 @@
+"""Which tokenizer class a folder needs, as transformers' ``AutoTokenizer`` decides it: tokenizer_config.json's
+``tokenizer_class`` first, then config.json's ``model_type``, then the model of tokenizer.json (WordPiece → BERT,
+byte-level BPE → RoBERTa, Unigram → XLM-RoBERTa); a folder that says nothing is BERT's.
+
+``fastbert.AutoTokenizer.from_pretrained`` calls :func:`from_pretrained` here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .. import hub
+from .base import TokenizerBase
+from .bert import BertTokenizer
+from .bert_variants import DistilBertTokenizer, ElectraTokenizer, MPNetTokenizer
+from .files import (
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    VOCAB_FILE,
+    _find_file,
+    _read_json_object,
+    _read_text,
+)
+from .roberta import MERGES_FILE, CamembertTokenizer, RobertaTokenizer, XLMRobertaTokenizer
+
+# tokenizer_config.json's tokenizer_class (without "Fast") → class
+TOKENIZER_CLASSES: dict[str, type[TokenizerBase]] = {
+    "BertTokenizer": BertTokenizer,
+    "DistilBertTokenizer": DistilBertTokenizer,
+    "ElectraTokenizer": ElectraTokenizer,
+    "MPNetTokenizer": MPNetTokenizer,
+    "RobertaTokenizer": RobertaTokenizer,
+    "XLMRobertaTokenizer": XLMRobertaTokenizer,
+    "CamembertTokenizer": CamembertTokenizer,
+}
+# config.json's model_type → class (DistilBERT: transformers 4's class, whose output the model takes)
+MODEL_TYPE_TOKENIZERS: dict[str, type[TokenizerBase]] = {
+    "bert": BertTokenizer,
+    "distilbert": DistilBertTokenizer,
+    "electra": ElectraTokenizer,
+    "mpnet": MPNetTokenizer,
+    "roberta": RobertaTokenizer,
+    "xlm-roberta": XLMRobertaTokenizer,
+    "camembert": CamembertTokenizer,
+}
+
+
+def _options(kwargs: dict[str, Any]) -> hub.HubOptions:
+    """The hub options of ``kwargs`` without taking them out (the class's from_pretrained reads them again)."""
+    copy = dict(kwargs)
+    token = copy.pop("use_auth_token", None)
+    options = hub.HubOptions.pop_from(copy)
+    if options.token is None and token is not None:
+        options = hub.HubOptions(**{**options.__dict__, "token": token})
+    return options
+
+
+def _read_field(path: str, name: str, field: str, options: hub.HubOptions) -> Any:
+    """A field of a JSON file of the folder; None when the file is missing or unreadable (the class's own loading
+    then names what is wrong with it)."""
+    try:
+        found = _find_file(path, name, options)
+        return None if found is None else _read_json_object(found).get(field)
+    except (OSError, ValueError):
+        return None
+
+
+def _has_file(path: str, name: str, options: hub.HubOptions) -> bool:
+    try:
+        return _find_file(path, name, options) is not None
+    except OSError:
+        return False
+
+
+def _class_from_tokenizer_json(path: str, options: hub.HubOptions) -> type[TokenizerBase] | None:
+    """The family a tokenizer.json's model and pre-tokenizer point to (None without a file or a match)."""
+    try:
+        found = _find_file(path, TOKENIZER_FILE, options)
+        data = None if found is None else json.loads(_read_text(found))
+    except (OSError, ValueError, RecursionError):
+        return None  # the class's own loading names what is wrong with the file
+    model = data.get("model") if isinstance(data, dict) else None
+    kind = model.get("type") if isinstance(model, dict) else None
+    if kind == "WordPiece":
+        return BertTokenizer
+    if kind == "Unigram":
+        return XLMRobertaTokenizer
+    if kind == "BPE" and "ByteLevel" in json.dumps(data.get("pre_tokenizer")):
+        return RobertaTokenizer
+    return None
+
+
+def tokenizer_class_for(path: str | os.PathLike, **kwargs: Any) -> type[TokenizerBase]:
+    """The fastbert tokenizer class of a folder or hub id (``kwargs``: the hub options of ``from_pretrained``).
+
+    ``ValueError`` names a ``tokenizer_class`` or ``model_type`` that fastbert has no tokenizer for, with the
+    ones it has.
+    """
+    path = str(path)
+    options = _options(kwargs)
+    name = _read_field(path, TOKENIZER_CONFIG_FILE, "tokenizer_class", options)
+    if isinstance(name, str) and name.removesuffix("Fast") in TOKENIZER_CLASSES:
+        return TOKENIZER_CLASSES[name.removesuffix("Fast")]
+    model_type = _read_field(path, "config.json", "model_type", options)
+    if isinstance(model_type, str) and model_type in MODEL_TYPE_TOKENIZERS:
+        return MODEL_TYPE_TOKENIZERS[model_type]
+    guessed = _class_from_tokenizer_json(path, options)
+    if guessed is not None:
+        return guessed
+    if _has_file(path, VOCAB_FILE, options):
+        return BertTokenizer  # a WordPiece vocab.txt
+    said = [f"tokenizer_class {name!r}" if isinstance(name, str) else None]
+    said.append(f"model_type {model_type!r}" if isinstance(model_type, str) else None)
+    said = [s for s in said if s]
+    if not said and _has_file(path, MERGES_FILE, options):
+        return RobertaTokenizer  # RoBERTa's slow files: vocab.json + merges.txt
+    if said:
+        raise ValueError(
+            f"{path}: fastbert has no tokenizer for {' / '.join(said)}; it has "
+            f"{', '.join(TOKENIZER_CLASSES)} (model types {', '.join(MODEL_TYPE_TOKENIZERS)})"
+        )
+    return BertTokenizer
+
+
+def from_pretrained(path: str | os.PathLike, *args: Any, **kwargs: Any) -> TokenizerBase:
+    """The tokenizer of a folder or hub id, of the class :func:`tokenizer_class_for` picks."""
+    kwargs.pop("use_fast", None)
+    kwargs.pop("trust_remote_code", None)
+    return tokenizer_class_for(path, **kwargs).from_pretrained(path, *args, **kwargs)
