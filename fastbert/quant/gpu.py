@@ -33,6 +33,7 @@ with the products in float64 (or ``compute_dtype``): the quantizers are shared, 
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -43,6 +44,7 @@ from .int8 import _Fused, quantize_weight, split_smoothing
 __all__ = [
     "FP8_MAX",
     "Fp8Linear",
+    "cpu_implements",
     "IntMMLinear",
     "fp8_refusal",
     "int_mm_refusal",
@@ -95,6 +97,23 @@ def int_mm_refusal(device: torch.device | str) -> str | None:
     if device.type != "cuda":
         return f"torch._int_mm int8 linears are the CUDA path; this model is on the {device.type}"
     return None
+
+
+@functools.cache
+def cpu_implements(method: str) -> bool:
+    """Whether this torch runs the method's GEMM (``_scaled_mm`` on e4m3, ``_int_mm``) on CPU tensors
+    (torch 2.13 does): the tests and the dry run check the whole call path there, without a GPU."""
+    try:
+        if method == "fp8":
+            a = torch.ones(16, 16).to(FP8)
+            torch._scaled_mm(
+                a, a.t(), scale_a=torch.ones(16, 1), scale_b=torch.ones(1, 16), out_dtype=torch.float32
+            )
+        else:
+            torch._int_mm(torch.ones(4, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8).t())
+        return True
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError, ValueError):
+        return False
 
 
 def shape_refusal(method: str, weight: torch.Tensor) -> str | None:
@@ -225,6 +244,12 @@ class _ReducedLinear:
         self.smooth, self.alpha, self.error = smooth, alpha, error
         self.outliers = None if outliers is None else outliers.to(weight.device)
         self.w_side, self.inv_smooth = _sides(weight, smooth, self.outliers)
+        # always a tensor: one compiled variant of the fused quantizer (x * 1 is x)
+        self.inv_or_ones = (
+            self.inv_smooth
+            if self.inv_smooth is not None
+            else torch.ones(weight.shape[1], device=self.device)
+        )
         self.out_features, self.in_features = weight.shape
         self._warned = False
         self._pack(weight)
@@ -305,7 +330,7 @@ class Fp8Linear(_ReducedLinear):
         return y, b is not None
 
     def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        qx, sx = self._ops(x2)["fp8"](x2, self.inv_smooth, self.per_row)  # (M, K) e4m3, (M, 1) fp32
+        qx, sx = self._ops(x2)["fp8"](x2, self.inv_or_ones, self.per_row)  # (M, K) e4m3, (M, 1) fp32
         key = (x2.device, x2.dtype, self.per_row)
         out_dtype = _FP8_OUT.get(key)
         if out_dtype is None:  # first call: does this build take x's dtype as the output?
@@ -349,7 +374,7 @@ class IntMMLinear(_ReducedLinear):
 
     def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ops = self._ops(x2)
-        qx, sx = ops["int8"](x2, self.inv_smooth)  # (M, K) int8, (M, 1) fp32
+        qx, sx = ops["int8"](x2, self.inv_or_ones)  # (M, K) int8, (M, 1) fp32
         m = qx.shape[0]
         if x2.is_cuda and m <= 16:  # cuBLASLt's int8 GEMM takes more than 16 rows: pad with zero rows
             qx = torch.cat([qx, qx.new_zeros(17 - m, qx.shape[1])])

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 import fastbert
 from fastbert.quant import QuantizedLinear, _quantize, quantize
 from fastbert.quant.gpu import (
-    FP8,
     FP8_MAX,
     Fp8Linear,
     IntMMLinear,
+    cpu_implements,
     fp8_refusal,
     quantize_tokens_fp8,
     quantize_tokens_int8,
@@ -38,24 +38,7 @@ CUDA = torch.cuda.is_available()
 NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False here)"
 
 
-def _runs(fn) -> bool:
-    try:
-        fn()
-        return True
-    except (RuntimeError, NotImplementedError, TypeError, ValueError):
-        return False
-
-
-def _scaled_mm_on_cpu():
-    a = torch.ones(16, 16).to(FP8)
-    torch._scaled_mm(a, a.t(), scale_a=torch.ones(16, 1), scale_b=torch.ones(1, 16), out_dtype=torch.float32)
-
-
-CPU_CALLS = {
-    "fp8": FP8 is not None and hasattr(torch, "_scaled_mm") and _runs(_scaled_mm_on_cpu),
-    "int8": hasattr(torch, "_int_mm")
-    and _runs(lambda: torch._int_mm(torch.ones(4, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))),
-}
+CPU_CALLS = {m: cpu_implements(m) for m in ("fp8", "int8")}
 LINEAR = {"fp8": Fp8Linear, "int8": IntMMLinear}
 KERNEL = {"fp8": "scaled_mm", "int8": "int_mm"}
 
@@ -77,7 +60,7 @@ def _data(dtype=torch.float32, device="cpu", rows=21):
 def test_quantizers_are_their_definition():
     x, w, _ = _data()
     qw, sw = quantize_weight_fp8(w, None)
-    assert qw.dtype == FP8 and sw.shape == (96,)
+    assert qw.dtype == torch.float8_e4m3fn and sw.shape == (96,)
     deq = qw.float() * sw[:, None]
     # every row's largest |w| maps to 448 exactly; e4m3 keeps 3 mantissa bits: relative error <= 2**-4,
     # and values under the smallest normal (2**-6 * scale) are on a grid of 2**-9 * scale
@@ -86,7 +69,7 @@ def test_quantizers_are_their_definition():
     qt, st = quantize_weight_fp8(w, None, per_row=False)
     assert st.shape == (1,) and torch.allclose(st, w.abs().max() / FP8_MAX)
     qx, sx = quantize_tokens_fp8(x, None)
-    assert qx.dtype == FP8 and sx.shape == (21, 1)
+    assert qx.dtype == torch.float8_e4m3fn and sx.shape == (21, 1)
     assert torch.equal(qx.float().abs().amax(1), torch.full((21,), FP8_MAX))
     qx8, sx8 = quantize_tokens_int8(x, None)
     assert qx8.dtype == torch.int8 and qx8.abs().max() == 127
