@@ -17,6 +17,8 @@ Model copy:       python benchmarks/bench_quant_gpu.py --export-minilm DIR   (th
    32x128 and the skewed batch 32xskewed8-256, interleaved in one process, CUDA-synchronised, warmed
    up first (the first call compiles the fused quantizers; its time is recorded apart, ``first_call_s``).
 
+On the CPU (``--device cpu``, fp32, ``--gates-only``) the same GEMMs run through torch's CPU implementations
+of ``_scaled_mm`` / ``_int_mm`` (torch 2.13 has them): the gates of the GPU formulas, measured without a GPU.
 Without the real MiniLM the gates are skipped (a row says so) and the speed rows use MiniLM's
 configuration with random weights. ``--tiny``: a small random model, 2 shapes of a few tokens, the GEMMs
 forced onto the CPU implementations of ``torch._scaled_mm`` / ``torch._int_mm`` where torch has them: the
@@ -194,14 +196,14 @@ def _build(args, dtype: torch.dtype, method: str | None, floor: bool, calibratio
 
 def _variants(args):
     """(name, dtype, method, calibration floor)"""
-    half = ("fp16",) if args.tiny else ("fp16", "bf16")
+    half = ("fp16",) if args.tiny or args.device == "cpu" else ("fp16", "bf16")
     out = [(f"fastbert-{d}", d, None, True) for d in half]
     for method in ("fp8", "int8"):
         for d in half:
             out.append((f"fastbert-{method}" + ("" if d == "fp16" else f"-{d}"), d, method, True))
         if not args.tiny:  # (the tiny model quantizes every linear either way)
             out.append((f"fastbert-{method}-all", "fp16", method, False))
-    if args.tiny:  # the CPU runs fp32 (its fp16 matmuls are slow and beside the point)
+    if args.device == "cpu":  # the CPU runs fp32 (its fp16 matmuls are slow and beside the point)
         out = [(n.replace("fp16", "fp32"), "fp32", m, f) for n, _, m, f in out]
     return out
 
@@ -314,6 +316,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tiny", action="store_true", help="dry run: small random model, tiny shapes")
     p.add_argument("--sentences", type=int, default=1000)
+    p.add_argument("--gates-only", action="store_true", help="no speed rows (e.g. the GPU formulas on a CPU)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds for the speed rows")
     p.add_argument("--target-s", type=float, default=3.0, help="timed seconds aimed for per shape")
     p.add_argument("--export-minilm", default=None, metavar="DIR", help="write an fp16 MiniLM copy, and stop")
@@ -335,7 +338,7 @@ def main(argv=None) -> int:
         if method == "fp8" and why is not None:
             rows.add(kind="build", provider=name, status="skipped", note=why)
             continue
-        if method is not None and args.device == "cpu" and not (args.tiny and cpu_implements(method)):
+        if method is not None and args.device == "cpu" and not cpu_implements(method):
             rows.add(kind="build", provider=name, status="skipped", note=f"no CPU {method} GEMM in this run")
             continue
         try:
@@ -347,7 +350,7 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - one variant failing must not cost the others' rows
             rows.add(kind="build", provider=name, status="error", error=f"{type(e).__name__}: {e}"[:500])
     failed = any(r.get("status") == "error" for r in rows.rows)
-    for step in (run_gates, run_speed):
+    for step in (run_gates,) if args.gates_only else (run_gates, run_speed):
         try:
             if step is run_gates:
                 step(args, rows, models, calibration)
