@@ -308,6 +308,7 @@ class Fp8Linear(_ReducedLinear):
         if FP8 is None or not hasattr(torch, "_scaled_mm"):
             raise RuntimeError(fp8_refusal(weight.device))
         self.per_row, self.fast_accum = per_row, fast_accum
+        self.bf16_for: list[str] = []  # the output dtypes _scaled_mm refused here: bf16, then cast
         super().__init__(weight, smooth, alpha, error, outliers)
 
     def _pack(self, weight: torch.Tensor) -> None:
@@ -319,7 +320,8 @@ class Fp8Linear(_ReducedLinear):
 
     def __repr__(self) -> str:
         scales = "weights per channel, activations per token" if self.per_row else "per-tensor scales"
-        return f"fp8 e4m3 ({scales}, {self._describe()})"
+        out = "".join(f", {d} output from bf16 (this build refuses {d})" for d in self.bf16_for)
+        return f"fp8 e4m3 ({scales}{out}, {self._describe()})"
 
     def _call(self, qx, sx, bias, out_dtype):
         b = None if bias is None or out_dtype == torch.float32 else bias.to(out_dtype)
@@ -345,6 +347,8 @@ class Fp8Linear(_ReducedLinear):
         else:
             y, has_bias = self._call(qx, sx, bias, out_dtype)
         if y.dtype != x2.dtype:
+            if str(x2.dtype) not in self.bf16_for:
+                self.bf16_for.append(str(x2.dtype))
             y = y.to(x2.dtype)
         if bias is not None and not has_bias:
             y = y + bias.to(x2.dtype)
@@ -386,6 +390,12 @@ class IntMMLinear(_ReducedLinear):
                     self.out_features, dtype=x2.dtype, device=x2.device
                 )
         return ops["rescale"](acc, sx, self.w_scale, bias.to(x2.dtype))
+
+
+def fp8_output_dtype(device: torch.device, dtype: torch.dtype, per_row: bool = True) -> torch.dtype | None:
+    """The output dtype ``torch._scaled_mm`` computed for inputs of ``dtype`` on ``device`` (``dtype``
+    itself, or bf16 where this build refused it; None before the first call)."""
+    return _FP8_OUT.get((torch.device(device), dtype, per_row))
 
 
 #: the reduced linear class and its reference, by method
