@@ -77,9 +77,15 @@ def check_quantization_device(quantization: str | None, device: torch.device | s
     if quantization == "fp8":
         from .gpu import fp8_refusal
 
-        why = fp8_refusal(device if device is not None else "cpu")
+        device = torch.device(device if device is not None else "cpu")
+        why = fp8_refusal(device)
         if why is not None:
-            raise ValueError(f"quantization='fp8': {why}")
+            hint = (
+                " (load with device_map='cuda', or quantize after .to('cuda'))"
+                if device.type == "cpu"
+                else ""
+            )
+            raise ValueError(f"quantization='fp8': {why}{hint}")
 
 
 def calibration_sentences() -> list[str]:

@@ -65,8 +65,9 @@ _MULTIPLE = {"fp8": 16, "int8": 8}
 _KERNEL = {"fp8": "torch._scaled_mm", "int8": "torch._int_mm"}
 
 
-def _capability(device: torch.device) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(device)
+def _capability(device: torch.device) -> tuple[int, int, str]:
+    """(major, minor, name) of a CUDA device."""
+    return (*torch.cuda.get_device_capability(device), torch.cuda.get_device_name(device))
 
 
 def fp8_refusal(device: torch.device | str) -> str | None:
@@ -82,9 +83,8 @@ def fp8_refusal(device: torch.device | str) -> str | None:
         )
     if getattr(torch.version, "hip", None):
         return f"{need}; this is a ROCm build (its FP8 type is e4m3fnuz), not supported here"
-    major, minor = _capability(device)
+    major, minor, name = _capability(device)
     if (major, minor) < (8, 9):
-        name = torch.cuda.get_device_name(device)
         return f"{need}; {name} has compute capability {major}.{minor} (sm_{major}{minor})"
     return None
 

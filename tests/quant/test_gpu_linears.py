@@ -161,9 +161,17 @@ def test_real_call_on_cpu_is_its_formula(method, dtype):
         _check_call(method, dtype, "cpu", 21, True, False, per_row=False)
 
 
-def test_fp8_refused_where_it_cannot_run(tmp_path):
+def test_fp8_refused_where_it_cannot_run(tmp_path, monkeypatch):
     why = fp8_refusal("cpu")
     assert "compute capability 8.9" in why and "cpu" in why
+    from fastbert.quant import gpu
+
+    monkeypatch.setattr(gpu, "_capability", lambda device: (8, 0, "NVIDIA A100-SXM4-80GB"))  # as CUDA says
+    why = fp8_refusal("cuda")
+    assert why.endswith("NVIDIA A100-SXM4-80GB has compute capability 8.0 (sm_80)"), why
+    monkeypatch.setattr(gpu, "_capability", lambda device: (9, 0, "NVIDIA H200"))
+    assert fp8_refusal("cuda") is None or "ROCm" in fp8_refusal("cuda")
+    monkeypatch.undo()
     model = fastbert.BertModel(fastbert.BertConfig(**SMALL)).eval()
     with pytest.raises(ValueError, match=r"quantization='fp8'.*compute capability 8\.9.*on the cpu"):
         quantize(model, "fp8")
