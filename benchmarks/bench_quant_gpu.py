@@ -70,11 +70,15 @@ def _environment(device: str) -> dict:
     else:
         from fastbert.quant.dtypes import cpu_flags
 
-        name = platform.processor() or platform.machine()
+        info = {}
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-        flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile"})
-        name, cap = f"{model} ({' '.join(flags)})", "cpu"
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+        model = f"{info.get('model name', platform.machine())} family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+        wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+        flags = [f if f in cpu_flags() else f"no {f}" for f in wanted]
+        name, cap = f"{model} ({', '.join(flags)})", "cpu"
     return dict(
         device=name, capability=cap, torch=torch.__version__, triton=triton,
         fastbert=getattr(fastbert, "__version__", "?"),
