@@ -140,6 +140,8 @@ def minilm_embeddings():
     fp32 = fastbert.BertModel.from_pretrained(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # calibration and int8 inference warn about nothing
+        # (but torch's own deprecations, raised when the fused quantizer first imports inductor)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         int8 = fastbert.BertModel.from_pretrained(path, quantization="int8")
         sentences = _sentences()
         return _mean_pooled(fp32, tok, sentences), _mean_pooled(int8, tok, sentences), int8.quantization
