@@ -180,14 +180,19 @@ def _build(args, dtype: torch.dtype, method: str | None, floor: bool, calibratio
     from fastbert.quant import _quantize
 
     kw = {} if floor else dict(min_cosine=0.0, mean_cosine=0.0)
+    # the fp32 reference runs torch's fp32 GEMMs (the sdpa table; TF32 stays off unless asked)
+    impl = "sdpa" if dtype == torch.float32 and method is None else None
     if args.path:
-        model = fastbert.BertModel.from_pretrained(args.path, torch_dtype=dtype, device_map=args.device)
+        model = fastbert.BertModel.from_pretrained(
+            args.path, torch_dtype=dtype, device_map=args.device, attn_implementation=impl
+        )
     else:
         from fastbert.benchmark.workloads import MODEL_CONFIGS
 
         cfg = TINY_CONFIG if args.tiny else dict(MODEL_CONFIGS["minilm-config"], vocab_size=30522)
         torch.manual_seed(0)
-        model = fastbert.BertModel(fastbert.BertConfig(**cfg)).to(device=args.device, dtype=dtype).eval()
+        model = fastbert.BertModel(fastbert.BertConfig(**cfg, attn_implementation=impl))
+        model = model.to(device=args.device, dtype=dtype).eval()
     if method is not None:
         kernel = None if args.device == "cuda" else {"fp8": "scaled_mm", "int8": "int_mm"}[method]
         t0 = time.perf_counter()

@@ -287,7 +287,8 @@ def gpu_minilm():
     with open(SENTENCES, encoding="utf-8") as f:
         sentences = [line.strip() for line in f if line.strip()][:1000]
     tok = fastbert.AutoTokenizer.from_pretrained(path)
-    fp32 = fastbert.BertModel.from_pretrained(path, device_map="cuda")
+    # the reference: torch's fp32 GEMMs (the sdpa table; TF32 stays off unless asked)
+    fp32 = fastbert.BertModel.from_pretrained(path, device_map="cuda", attn_implementation="sdpa")
     out = {"fp32": _mean_pooled(fp32, tok, sentences), "path": path, "tok": tok, "sentences": sentences}
     out["cache"] = {}
     del fp32
