@@ -2,7 +2,7 @@
 # The GPU check, in two calls of at most 8 minutes each on a cold H100/H200 (see the GPU notes):
 #
 #   bash benchmarks/gpu_check.sh 1   # install, versions, CUDA test tier, fastbert check, kernel and end-to-end benches
-#   bash benchmarks/gpu_check.sh 2   # torch.compile and CUDA-graph rows
+#   bash benchmarks/gpu_check.sh 2   # torch.compile test, FP8/int8 linears (tests, gates, speed), CUDA-graph rows
 #   bash benchmarks/gpu_check.sh 1 --dry-run   # (or GPU_CHECK_DRY_RUN=1) the same on the CPU: interpreter, tiny shapes
 #
 # Run from anywhere; it works in the repository root. Results go to $OUT (the device tool's folder; default
@@ -13,13 +13,20 @@
 #   kernels.csv          step 1: kernel micro-benchmark rows (copy bandwidth row first)
 #   e2e/rows.jsonl       step 1: `fastbert bench --suite gpu-e2e` rows
 #   compile/rows.jsonl   step 2: `fastbert bench --suite gpu-compile` rows
+#   quant/rows.jsonl     step 2: benchmarks/bench_quant_gpu.py rows (FP8 / int8 linears: MiniLM gates, speed vs fp16)
 #   targets.txt          the targets table (benchmarks/gpu_targets.py), also printed last
 # A copy of step 1's files is kept in $GPU_CHECK_KEEP (default /tmp/fastbert_gpu_keep) so that step 2, on the
 # same warm machine, judges the targets that need both steps' rows.
 # Time limits (seconds, environment): GPU_CHECK_INSTALL_S=40, step 1: GPU_CHECK_TESTS_MODELS_S=50
 # GPU_CHECK_TESTS_KERNELS_S=90 GPU_CHECK_CHECK_S=50 GPU_CHECK_KERNELS_S=80 GPU_CHECK_E2E_S=120 (sum 430, 480
 # with every kill grace); step 2: GPU_CHECK_TESTS_COMPILE_S=90 (torch.compile over the kernels, the one test
-# left out of step 1), GPU_CHECK_COMPILE_S=300 (CUDA-graph rows first, then torch.compile rows).
+# left out of step 1), GPU_CHECK_TESTS_QUANT_S=60 (tests/quant/test_gpu_linears.py: the real _scaled_mm /
+# _int_mm calls against their formulas, the MiniLM gates), GPU_CHECK_QUANT_S=90 (bench_quant_gpu.py: gates
+# and speed of fastbert-fp8 / fastbert-int8 vs fp16 on 32x128 and 32xskewed8-256), GPU_CHECK_COMPILE_S=240
+# (CUDA-graph rows first, then torch.compile rows) (sum 480). The device has no MiniLM package: the MiniLM
+# gates use $FASTBERT_MINILM, by default ./.gpu_minilm when it exists (an fp16 copy, 45 MB, made here by
+# `python3 benchmarks/bench_quant_gpu.py --export-minilm .gpu_minilm` and carried: run(carry=[".gpu_minilm"]));
+# without it they skip and the speed rows use MiniLM's configuration with random weights.
 # GPU_CHECK_TESTS_MODELS / GPU_CHECK_TESTS_KERNELS override the CUDA tier's paths; FASTBERT_KERNEL_CONFIG
 # (default "first") its kernel config.
 # The exit status is the number of sub-steps that failed.
@@ -46,6 +53,7 @@ STEPS="$OUT/steps.tsv"
 : >"$STEPS"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" # works even when the install sub-step failed
+[ -z "${FASTBERT_MINILM:-}" ] && [ -f .gpu_minilm/config.json ] && export FASTBERT_MINILM="$PWD/.gpu_minilm"
 if [ "$DRY" = 1 ]; then
     export TRITON_INTERPRET=1 # CPU tensors through the Triton interpreter
     TINY=(--tiny)
@@ -153,8 +161,14 @@ else
     if [ "$DRY" != 1 ]; then
         sub tests-compile "${GPU_CHECK_TESTS_COMPILE_S:-90}" "$PY" -m pytest -v -rA -p no:cacheprovider \
             -k torch_compile tests/models/test_triton_backend.py
+        sub tests-quant "${GPU_CHECK_TESTS_QUANT_S:-60}" "$PY" -m pytest -v -rA -p no:cacheprovider \
+            tests/quant/test_gpu_linears.py
     fi
-    CS="${GPU_CHECK_COMPILE_S:-300}"
+    # FP8 / int8 linears: gates on the real MiniLM and speed vs fp16 (dry run: a tiny model, the CPU GEMMs)
+    QS="${GPU_CHECK_QUANT_S:-90}"
+    sub quant "$QS" "$PY" benchmarks/bench_quant_gpu.py "${TINY[@]}" --device "$DEVICE" \
+        --time-budget "$((QS / 3))" --out "$OUT/quant/rows.jsonl"
+    CS="${GPU_CHECK_COMPILE_S:-240}"
     sub compile "$CS" "$PY" -m fastbert bench --suite gpu-compile "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$((CS - 30))" --out "$OUT/compile"
     keep_only_rows "$OUT/compile"

@@ -68,7 +68,9 @@ def accelerate(
             fastbert backbone; needs the model on a CUDA device. None / False: off.
         strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.
         quantization: ``"int8"`` quantizes each fastbert backbone after the swap (:func:`fastbert.quantize`,
-            calibrated with ``obj.tokenizer`` when it has one); needs fp32 on the CPU. None: off.
+            calibrated with ``obj.tokenizer`` when it has one); needs fp32 on the CPU, takes fp32, fp16 or
+            bf16 on CUDA (``torch._int_mm``). ``"fp8"``: e4m3 through ``torch._scaled_mm``, CUDA compute
+            capability 8.9+ only. None: off.
 
     Returns:
         The same ``SentenceTransformer`` / ``CrossEncoder`` object with its backbones swapped, or, for a
@@ -84,10 +86,14 @@ def accelerate(
     warn_if_emulated(dtype, _device_of(obj))
 
     quantization = check_quantization(quantization)
-    if quantization is not None and dtype not in (None, torch.float32):
+    if quantization is not None and _device_of(obj).type == "cpu" and dtype not in (None, torch.float32):
         raise ValueError(
-            f"quantization={quantization!r} computes from fp32 weights: dtype must be None or float32"
+            f"quantization={quantization!r} computes from fp32 weights on the CPU: dtype must be None or float32"
         )
+    if quantization is not None:
+        from .quant import check_quantization_device
+
+        check_quantization_device(quantization, _device_of(obj))
     out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
     if quantization is not None:
         from .modeling import BertPreTrainedModel

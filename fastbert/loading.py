@@ -294,8 +294,9 @@ class PreTrainedMixin:
         """Load a model from a folder or hub id, like transformers' ``from_pretrained``.
 
         ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords (revision,
-        cache_dir, local_files_only, token, subfolder). ``quantization="int8"``: quantize after loading
-        (:func:`fastbert.quantize`, calibrated with the folder's tokenizer; the checkpoint stays fp32)."""
+        cache_dir, local_files_only, token, subfolder). ``quantization="int8"`` (or ``"fp8"`` on CUDA
+        sm_89+): quantize after loading (:func:`fastbert.quantize`, calibrated with the folder's
+        tokenizer; the checkpoint is not changed)."""
         from .quant import check_quantization
 
         quantization = check_quantization(quantization)  # a bad value fails before anything loads
@@ -323,6 +324,9 @@ class PreTrainedMixin:
             raise RuntimeError(
                 f"device_map={device_map!r} asks for CUDA, but torch.cuda.is_available() is False"
             )
+        from .quant import check_quantization_device
+
+        check_quantization_device(quantization, device)  # fp8 where it cannot run fails before loading
 
         if state_dict is None:
             state_dict = find_and_load_weights(

@@ -542,15 +542,20 @@ def _triton_table() -> OpTable:
     padded_kernel = kernels.attention_padded
     key_lengths_arg = "seqlens_k" in inspect.signature(padded_kernel).parameters
 
-    # the GEMM without its bias: the bias goes into the fused kernel that follows
+    # the GEMM without its bias: the bias goes into the fused kernel that follows; a weight that carries a
+    # load-time transform (``weight.fastbert_linear``: the FP8 / int8 copy of fastbert.quant) computes it
+    def gemm(x, weight):
+        hook = getattr(weight, "fastbert_linear", None)
+        return F.linear(x, weight) if hook is None else hook(x, weight, None)
+
     def dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
-        return kernels.add_layernorm(F.linear(x, weight), residual, bias, ln_weight, ln_bias, eps)
+        return kernels.add_layernorm(gemm(x, weight), residual, bias, ln_weight, ln_bias, eps)
 
     def dense_act(x, weight, bias, activation_name):
-        return bias_act(F.linear(x, weight), bias, activation_name)
+        return bias_act(gemm(x, weight), bias, activation_name)
 
     def dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
-        return bias_act_layernorm(F.linear(x, weight), bias, ln_weight, ln_bias, eps, activation_name)
+        return bias_act_layernorm(gemm(x, weight), bias, ln_weight, ln_bias, eps, activation_name)
 
     def bias_act(x, bias, activation_name):
         if activation_name in kernel_acts:

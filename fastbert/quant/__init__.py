@@ -4,20 +4,26 @@
 model = fastbert.BertModel.from_pretrained(path, quantization="int8")    # or:
 model = fastbert.quantize(fastbert.BertModel.from_pretrained(path), "int8", tokenizer=tok)
 st = fastbert.accelerate(SentenceTransformer(path), quantization="int8")
+gpu = fastbert.BertModel.from_pretrained(path, torch_dtype=torch.bfloat16, device_map="cuda",
+                                         quantization="fp8")             # sm_89+: torch._scaled_mm
 ```
 
-int8 (:mod:`fastbert.quant.int8`): every encoder linear that the op table runs (QKV, attention output,
-intermediate, output) gets an int8 copy of its weight, per output channel, and quantizes its input per
-token at run time; int32 sums by oneDNN. Quality is kept by measurement on a small built-in calibration
-set (``calibration.txt``, 128 sentences): per linear, the SmoothQuant migration strength with the lowest
-error (none, 0.5 or 0.8); then, while the calibration embeddings' cosine to fp32 is under the target,
-the linear with the highest error goes back to fp32. The decision is recorded on the model
-(``model.quantization``) and shown in its repr, one line per linear.
+int8 on the CPU (:mod:`fastbert.quant.int8`): every encoder linear that the op table runs (QKV, attention
+output, intermediate, output) gets an int8 copy of its weight, per output channel, and quantizes its input
+per token at run time; int32 sums by oneDNN. On CUDA (:mod:`fastbert.quant.gpu`) "int8" is the same
+scheme through ``torch._int_mm`` (8-bit symmetric), and "fp8" the e4m3 one through ``torch._scaled_mm``
+(GPUs of compute capability 8.9 or newer; refused elsewhere, naming the device's capability). Quality is
+kept by measurement on a small built-in calibration set (``calibration.txt``, 128 sentences): per linear,
+the SmoothQuant migration strength and outlier split with the lowest error; then, while the calibration
+embeddings' cosine to the unquantized model is under the target, the linear with the highest error goes
+back to the model's dtype. The decision is recorded on the model (``model.quantization``) and shown in its
+repr, one line per linear.
 
-The fp32 parameters are not changed: ``save_pretrained`` writes the fp32 checkpoint, and loading it
-gives an fp32 model until ``quantization=`` is asked again. Heads (pooler, classifier, MLM head) and
-cross-attention stay in fp32. Inference only: with gradients, under ``torch.compile``, off the CPU or in
-another dtype the linears compute with the fp32 weights (the last two with one warning).
+The parameters are not changed: ``save_pretrained`` writes the checkpoint the model was loaded from (in
+its dtype), and loading it gives an unquantized model until ``quantization=`` is asked again. Heads
+(pooler, classifier, MLM head) and cross-attention keep the model's dtype. Inference only: with
+gradients, under ``torch.compile``, or on another device or dtype the linears compute with the model's
+own weights (the last two with one warning).
 """
 
 from __future__ import annotations
@@ -34,13 +40,22 @@ from torch import nn
 
 from .int8 import Int8Linear, int8_available, quantize_tokens, quantize_weight, split_smoothing, weight_qmax
 
-__all__ = ["QUANTIZATIONS", "QuantizationReport", "QuantizedLinear", "check_quantization", "quantize"]
+__all__ = [
+    "QUANTIZATIONS",
+    "QuantizationReport",
+    "QuantizedLinear",
+    "check_quantization",
+    "check_quantization_device",
+    "quantize",
+]
 
 #: the ``quantization=`` values: None / "none" keep the model as it is
-QUANTIZATIONS = ("int8",)
+QUANTIZATIONS = ("int8", "fp8")
+
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 _ALPHAS = (None, 0.5, 0.8)
-_OUTLIERS = (0, 16)  # input channels (largest calibration |x|) computed apart in fp32
+_OUTLIERS = (0, 16)  # input channels (largest calibration |x|) computed apart, unquantized
 _CALIBRATION_FILE = os.path.join(os.path.dirname(__file__), "calibration.txt")
 _SAMPLE_ROWS = 1024  # calibration tokens kept per linear to measure its error
 
@@ -56,6 +71,23 @@ def check_quantization(quantization: Any) -> str | None:
     )
 
 
+def check_quantization_device(quantization: str | None, device: torch.device | str | None) -> None:
+    """Refuse, before anything loads, a quantization the device cannot run: "fp8" needs a CUDA GPU of
+    compute capability 8.9 or newer (the error names the device and its capability)."""
+    if quantization == "fp8":
+        from .gpu import fp8_refusal
+
+        device = torch.device(device if device is not None else "cpu")
+        why = fp8_refusal(device)
+        if why is not None:
+            hint = (
+                " (load with device_map='cuda', or quantize after .to('cuda'))"
+                if device.type == "cpu"
+                else ""
+            )
+            raise ValueError(f"quantization='fp8': {why}{hint}")
+
+
 def calibration_sentences() -> list[str]:
     """The built-in calibration set: 128 sentences from Python's docstrings (tools/make_sentence_corpus.py)."""
     with open(_CALIBRATION_FILE, encoding="utf-8") as f:
@@ -65,8 +97,8 @@ def calibration_sentences() -> list[str]:
 @dataclass
 class LayerDecision:
     name: str
-    precision: str  # "int8" or "fp32"
-    error: float  # relative error of the int8 linear on the calibration tokens
+    precision: str  # the method ("int8", "fp8"), or the model's dtype it kept ("fp32", "bf16", "fp16")
+    error: float  # relative error of the quantized linear on the calibration tokens
     alpha: float | None  # SmoothQuant strength (None: no migration)
     reason: str = ""
 
@@ -76,17 +108,21 @@ class QuantizationReport:
     """What :func:`quantize` decided, per linear, and the calibration embeddings' cosine to fp32."""
 
     method: str
-    weight_qmax: int
+    weight_qmax: int  # the largest quantized weight magnitude (63 or 127 for int8, 448 for fp8 e4m3)
     layers: list[LayerDecision] = field(default_factory=list)
     min_cosine: float = float("nan")
     mean_cosine: float = float("nan")
+    kernel: str = "onednn"  # what computes the quantized GEMMs: onednn, torch._int_mm, torch._scaled_mm
+    dtype: str = "fp32"  # the model's dtype: the reference of the cosines and the kept linears' precision
+    device: str = "cpu"
 
     def __repr__(self) -> str:
-        n8 = sum(d.precision == "int8" for d in self.layers)
+        n = sum(d.precision == self.method for d in self.layers)
+        via = "" if self.kernel == "onednn" else f" via {self.kernel} on {self.device}"
         return (
-            f"QuantizationReport({self.method}: {n8}/{len(self.layers)} linears int8, the rest fp32; "
-            f"calibration cosine to fp32 min {self.min_cosine:.5f} mean {self.mean_cosine:.5f}; "
-            "a load-time transform: the checkpoint stays fp32)"
+            f"QuantizationReport({self.method}{via}: {n}/{len(self.layers)} linears {self.method}, the rest "
+            f"{self.dtype}; calibration cosine to {self.dtype} min {self.min_cosine:.5f} mean "
+            f"{self.mean_cosine:.5f}; a load-time transform: the checkpoint stays {self.dtype})"
         )
 
 
@@ -107,7 +143,7 @@ class QuantizedLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         hook = getattr(self.weight, "fastbert_linear", None)
-        what = repr(hook) if hook is not None else f"fp32 ({self.decision.reason})"
+        what = repr(hook) if hook is not None else f"{self.decision.precision} ({self.decision.reason})"
         return f"{super().extra_repr()}, quantization={what}"
 
 
@@ -222,8 +258,10 @@ def _tokenizer_of(model):
 def _embed(base, batches) -> torch.Tensor:
     """Mean-pooled last hidden states of every calibration sentence, (n, H) fp32."""
     out = []
+    device = next(base.parameters()).device
     with torch.no_grad():
         for b in batches:
+            b = {k: v.to(device) for k, v in b.items()}
             h = base(**b).last_hidden_state.float()
             m = (
                 b["attention_mask"].to(h.dtype)[..., None]
@@ -242,10 +280,16 @@ def _smooth(absmax: torch.Tensor, weight: torch.Tensor, alpha: float | None) -> 
     return s.clamp_min(1e-5)
 
 
-def _linear_error(rows: torch.Tensor, weight, smooth, qmax: int, outliers) -> float:
-    """Relative error ``||y_int8 - y|| / ||y||`` of the int8 formula on the sample rows (no bias)."""
+def _linear_error(rows: torch.Tensor, weight, smooth, qmax: int, outliers, method: str = "int8") -> float:
+    """Relative error ``||y_q - y|| / ||y||`` of the quantized formula on the sample rows (no bias):
+    oneDNN's int8 (``method="int8"``), or the CUDA GEMMs' (``"fp8"``, ``"int8-mm"``)."""
     w = weight.detach().float()
     y = rows @ w.T
+    if method != "int8":
+        from .gpu import emulate
+
+        yq = emulate(method.removesuffix("-mm"), rows, w, smooth, outliers)
+        return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
     w_side, x_side = split_smoothing(w, smooth, outliers)
     qw, w_scale = quantize_weight(w, w_side, qmax)
     qx, x_scale = quantize_tokens(rows, x_side)
@@ -267,13 +311,57 @@ def quantize(
     """Quantize a loaded fastbert model in place (and return it); see the module docstring.
 
     Args:
-        quantization: "int8" (None / "none": nothing to do). Anything else: ValueError.
+        quantization: "int8" (oneDNN on the CPU for an fp32 model; ``torch._int_mm`` on CUDA) or "fp8"
+            (``torch._scaled_mm``, CUDA compute capability 8.9+). None / "none": nothing to do. Anything
+            else: ValueError; "fp8" where it cannot run: ValueError naming the device's capability.
         tokenizer: tokenizes the calibration sentences; default: the tokenizer in the model's folder.
         calibration: sentences, or tokenized batches (dicts with ``input_ids``/``attention_mask``), to
             calibrate on instead of the built-in set.
-        min_cosine, mean_cosine: the calibration embeddings' cosine to fp32 the model must keep; linears
-            go back to fp32, highest error first, until it does.
+        min_cosine, mean_cosine: the calibration embeddings' cosine to the unquantized model that the
+            quantized one must keep; linears go back to the model's dtype, highest error first, until it
+            does.
     """
+    return _quantize(
+        model, quantization, None, tokenizer=tokenizer, calibration=calibration, min_cosine=min_cosine,
+        mean_cosine=mean_cosine,
+    )  # fmt: skip
+
+
+#: kernel -> (what computes the GEMMs, the formula calibration measures)
+_KERNELS = {
+    "onednn": ("onednn", "int8"),
+    "int_mm": ("torch._int_mm", "int8-mm"),
+    "scaled_mm": ("torch._scaled_mm", "fp8"),
+}
+
+
+def _pick_kernel(method: str, device: torch.device) -> str:
+    if method == "fp8":
+        check_quantization_device(method, device)
+        return "scaled_mm"
+    if device.type == "cpu":
+        return "onednn"
+    from .gpu import int_mm_refusal
+
+    why = int_mm_refusal(device)
+    if why is not None:
+        raise ValueError(f"quantization='int8': {why}")
+    return "int_mm"
+
+
+def _quantize(
+    model: nn.Module,
+    quantization: str | None,
+    kernel: str | None,
+    *,
+    tokenizer: Any = None,
+    calibration: list | None = None,
+    min_cosine: float = 0.997,
+    mean_cosine: float = 0.9992,
+) -> nn.Module:
+    """:func:`quantize` with the GEMM chosen: None picks it by device; "int_mm" / "scaled_mm" force the
+    CUDA calls wherever the model is (torch 2.13 also runs them on the CPU: the tests check the whole
+    path there, without a GPU)."""
     method = check_quantization(quantization)
     if method is None:
         return model
@@ -283,19 +371,33 @@ def quantize(
         raise TypeError(
             f"quantize takes a fastbert model (fastbert.accelerate converts others), got {type(model).__name__}"
         )
-    if not int8_available():
-        raise RuntimeError(
-            "int8 quantization needs torch built with oneDNN (torch.ops.onednn.qlinear_pointwise)"
-        )
     if getattr(model, "quantization", None) is not None:
         raise ValueError("this model is quantized already (model.quantization); load it again to change it")
     dtypes = {p.dtype for p in model.parameters()}
-    devices = {p.device.type for p in model.parameters()}
-    if dtypes != {torch.float32} or devices != {"cpu"}:
-        raise ValueError(
-            f"int8 quantization takes an fp32 model on the CPU, this one is {sorted(map(str, dtypes))} on "
-            f"{sorted(devices)}: quantize first, or load with torch_dtype=torch.float32"
-        )
+    devices = {p.device for p in model.parameters()}
+    device = next(iter(devices))
+    if kernel is None:
+        kernel = _pick_kernel(method, device)
+    kernel_name, formula = _KERNELS[kernel]
+    if kernel == "onednn":
+        if not int8_available():
+            raise RuntimeError(
+                "int8 quantization needs torch built with oneDNN (torch.ops.onednn.qlinear_pointwise)"
+            )
+        if dtypes != {torch.float32} or len(devices) != 1:
+            raise ValueError(
+                f"int8 quantization takes an fp32 model on the CPU, this one is {sorted(map(str, dtypes))} on "
+                f"{sorted({d.type for d in devices})}: quantize first, or load with torch_dtype=torch.float32"
+            )
+        qmax = weight_qmax()
+    else:
+        if len(dtypes) != 1 or len(devices) != 1 or next(iter(dtypes)) not in _DTYPE_NAMES:
+            raise ValueError(
+                f"{method} quantization takes a model in one of fp32/fp16/bf16 on one device, this one is "
+                f"{sorted(map(str, dtypes))} on {sorted(map(str, devices))}"
+            )
+        qmax = 448 if method == "fp8" else 127
+    dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
     if base.config.model_type in ("distilbert", "mpnet"):  # their own attention names (q_lin, attn.q ...)
         raise ValueError(
@@ -303,13 +405,15 @@ def quantize(
             f"{type(base).__name__} ({base.config.model_type}) is not covered yet"
         )
     if base.config.add_cross_attention:
-        warnings.warn("int8: the cross-attention linears have no int8 path and stay fp32", stacklevel=2)
+        warnings.warn(
+            f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}", stacklevel=3
+        )
     batches = _calibration_batches(model, tokenizer, calibration)
     slots, skipped = _encoder_linears(base)
-    qmax = weight_qmax()
     was_training, impl = model.training, base.config._attn_implementation
     model.eval()
-    base.set_attn_implementation("sdpa")  # the table whose linear calls the int8 copy
+    base.set_attn_implementation("sdpa")  # the table whose linear calls the quantized copy
+    decisions = {}
     try:
         recorders = {}
         for slot in slots:
@@ -318,26 +422,39 @@ def quantize(
         for slot in slots:
             slot.clear()
 
-        decisions, hooks = {}, {}
         for slot in slots:
             rec, (weight, _) = recorders[slot.name], slot.weights()
+            if kernel != "onednn":
+                from .gpu import shape_refusal
+
+                why = shape_refusal(method, weight)
+                if why is not None:
+                    decisions[slot.name] = LayerDecision(
+                        slot.name, dtype_name, float("nan"), None, f"kept: {why}"
+                    )
+                    continue
             rows = torch.cat(rec.rows)
             order = torch.argsort(rec.absmax, descending=True)
             candidates = []
             for a in _ALPHAS:
                 for k in _OUTLIERS:
                     outl = order[:k].sort().values if k else None
-                    e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), qmax, outl)
+                    e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), qmax, outl, formula)
                     candidates.append((e, a, outl))
             err, alpha, outl = min(candidates, key=lambda t: t[0])
-            decisions[slot.name] = LayerDecision(slot.name, "int8", err, alpha)
-            hooks[slot.name] = Int8Linear(
-                weight, _smooth(rec.absmax, weight, alpha), alpha or 0.0, qmax, err, outl
-            )
-            slot.set(hooks[slot.name])
+            decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
+            smooth = _smooth(rec.absmax, weight, alpha)
+            if kernel == "onednn":
+                hook = Int8Linear(weight, smooth, alpha or 0.0, qmax, err, outl)
+            else:
+                from .gpu import LINEARS
+
+                hook = LINEARS[method](weight, smooth, alpha or 0.0, err, outl)
+            slot.set(hook)
         del recorders
 
-        by_error = sorted(decisions, key=lambda n: decisions[n].error, reverse=True)
+        quantized = [n for n in decisions if decisions[n].precision == method]
+        by_error = sorted(quantized, key=lambda n: decisions[n].error, reverse=True)
         by_name = {slot.name: slot for slot in slots}
         while True:
             cos = F.cosine_similarity(_embed(base, batches), reference, dim=-1)
@@ -348,8 +465,8 @@ def quantize(
             by_name[worst].clear()
             d = decisions[worst]
             d.precision, d.reason = (
-                "fp32",
-                f"kept: int8 error {d.error:.1e} was the highest when the calibration cosine was {lo:.4f}",
+                dtype_name,
+                f"kept: {method} error {d.error:.1e} was the highest when the calibration cosine was {lo:.4f}",
             )
     except BaseException:
         for slot in slots:
@@ -360,10 +477,16 @@ def quantize(
         model.train(was_training)
     for name in skipped:
         decisions[name] = LayerDecision(
-            name, "fp32", float("nan"), None, "kept: query/key/value are wrapped or replaced (run as modules)"
+            name,
+            dtype_name,
+            float("nan"),
+            None,
+            "kept: query/key/value are wrapped or replaced (run as modules)",
         )
     names = [slot.name for slot in slots] + skipped
-    report = QuantizationReport(method, qmax, [decisions[n] for n in names], lo, mean)
+    report = QuantizationReport(
+        method, qmax, [decisions[n] for n in names], lo, mean, kernel_name, dtype_name, str(device)
+    )
     for slot in slots:
         if slot.linear is not None:
             setattr(slot.parent, slot.attr, QuantizedLinear(slot.linear, decisions[slot.name]))

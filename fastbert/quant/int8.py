@@ -100,7 +100,7 @@ class _Fused:
         except Exception as e:  # noqa: BLE001 - any compiler failure: the eager passes
             self.failed = True
             warnings.warn(
-                f"int8: fusing the quantization passes failed ({type(e).__name__}): eager passes",
+                f"fastbert.quant: fusing the quantization passes failed ({type(e).__name__}): eager passes",
                 stacklevel=2,
             )
             return self.fn(*args)
