@@ -116,9 +116,18 @@ def vectors(output) -> tuple[list, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, models, corpus):
-    """An uninterrupted API run over the corpus, the reference of the other local tests."""
+    """An uninterrupted API run over the corpus, the reference of the other local tests. It runs with the
+    threads of a fresh process, as the CLI children it is compared with byte for byte do (a GEMM's blocking,
+    so its last bits, can follow the thread count; a session-scoped server fixture may hold another)."""
+    from conftest import FRESH_PROCESS_THREADS
+
     out = tmp_path_factory.mktemp("embed_ref") / "out"
-    manifest = embed(corpus[0], str(out), model=models["base"], **JOB)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(FRESH_PROCESS_THREADS)
+    try:
+        manifest = embed(corpus[0], str(out), model=models["base"], **JOB)
+    finally:
+        torch.set_num_threads(threads)
     return out, manifest
 
 
