@@ -27,11 +27,6 @@ if "TRITON_INTERPRET" not in os.environ:
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-#: torch's intra-op threads in a fresh process (what the CLI children run with), read before any test can
-#: change them: an in-process server fixture sets its own count for as long as it lives
-FRESH_PROCESS_THREADS = torch.get_num_threads()
-import torch  # noqa: E402
-
 CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 

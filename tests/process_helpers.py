@@ -27,3 +27,14 @@ def default_signals() -> None:
     """In the child, between fork and exec: every signal of ``SIGNALS`` back to its default disposition."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+
+
+def _fresh_process_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+#: torch's intra-op threads in a fresh process (what CLI children run with), read when the test modules are
+#: collected, before any test can change them (an in-process server fixture sets its own count while it lives)
+FRESH_PROCESS_THREADS = _fresh_process_threads()

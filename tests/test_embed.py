@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from process_helpers import FRESH_PROCESS_THREADS
 
 import fastbert
 from fastbert.embed import MANIFEST, embed, read_output
@@ -119,8 +120,6 @@ def reference(tmp_path_factory, models, corpus):
     """An uninterrupted API run over the corpus, the reference of the other local tests. It runs with the
     threads of a fresh process, as the CLI children it is compared with byte for byte do (a GEMM's blocking,
     so its last bits, can follow the thread count; a session-scoped server fixture may hold another)."""
-    from conftest import FRESH_PROCESS_THREADS
-
     out = tmp_path_factory.mktemp("embed_ref") / "out"
     threads = torch.get_num_threads()
     torch.set_num_threads(FRESH_PROCESS_THREADS)
