@@ -1,0 +1,101 @@
+"""Fine-tuning every family as a transformers user does: PEFT LoRA on transformers' target module names
+(RoBERTa/XLM-R/CamemBERT/ELECTRA ``query``/``value``, DistilBERT ``q_lin``/``v_lin``, MPNet ``q``/``v``) gives
+transformers' logits and LoRA gradients under the tolerance rule (float64 reference), and transformers'
+``Trainer`` gives transformers' losses (both judged against a float64 run)."""
+
+import copy
+import tempfile
+
+import pytest
+import torch
+from model_helpers import require_transformers
+
+import fastbert
+from fastbert.tolerances import assert_close
+
+transformers = require_transformers()
+peft = pytest.importorskip("peft")  # the test extra
+
+SIZES = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+FAMILIES = {
+    "Roberta": (dict(SIZES, **NO_DROPOUT, pad_token_id=1, max_position_embeddings=66), ["query", "value"]),
+    "XLMRoberta": (dict(SIZES, **NO_DROPOUT, pad_token_id=1, max_position_embeddings=66), ["query", "value"]),
+    "Camembert": (dict(SIZES, **NO_DROPOUT, pad_token_id=1, max_position_embeddings=66), ["query", "value"]),
+    "Electra": (dict(SIZES, **NO_DROPOUT, embedding_size=24, max_position_embeddings=64), ["query", "value"]),
+    "DistilBert": (
+        dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
+        | dict(dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0),
+        ["q_lin", "v_lin"],
+    ),
+    "MPNet": (dict(SIZES, **NO_DROPOUT, pad_token_id=1, max_position_embeddings=66), ["q", "v"]),
+}
+
+
+def _batch():
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 99, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    ids[mask == 0] = 1  # the pad id of the families that have one
+    return dict(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 0]))
+
+
+def _pair(family, tmp_path):
+    kwargs, _ = FAMILIES[family]
+    name = f"{family}ForSequenceClassification"
+    config = getattr(transformers, f"{family}Config")(**kwargs, num_labels=2)
+    torch.manual_seed(0)
+    hf = getattr(transformers, name)(config).eval()
+    hf.save_pretrained(tmp_path)
+    return hf, getattr(fastbert, name).from_pretrained(tmp_path).eval()
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_lora_on_transformers_names_matches_transformers(family, tmp_path):
+    hf, fb = _pair(family, tmp_path)
+    lora = dict(r=4, lora_alpha=8, target_modules=FAMILIES[family][1], task_type="SEQ_CLS", lora_dropout=0.0)
+    ph, pf = (
+        peft.get_peft_model(hf, peft.LoraConfig(**lora)),
+        peft.get_peft_model(fb, peft.LoraConfig(**lora)),
+    )
+    lh = {n: p for n, p in ph.named_parameters() if "lora_" in n}
+    lf = {n: p for n, p in pf.named_parameters() if "lora_" in n}
+    assert lh.keys() == lf.keys() and len(lf) == 2 * 2 * 2  # A and B of two targets in two layers
+    with torch.no_grad():
+        for n in lh:  # LoRA B starts at zero: give both the same non-zero adapters
+            v = torch.randn(lh[n].shape, generator=torch.Generator().manual_seed(len(n))) * 0.1
+            lh[n].copy_(v)
+            lf[n].copy_(v)
+    p64 = copy.deepcopy(ph).double()
+    batch = _batch()
+    oh, of, o64 = ph(**batch), pf(**batch), p64(**batch)
+    assert_close(of.logits, oh.logits, o64.logits, torch.float32, what=f"{family} LoRA logits")
+    for out in (oh, of, o64):
+        out.loss.backward()
+    l64 = {n: p for n, p in p64.named_parameters() if "lora_" in n}
+    for n in lf:
+        assert_close(lf[n].grad, lh[n].grad, l64[n].grad, torch.float32, what=f"{family} grad of {n}")
+
+
+@pytest.mark.parametrize("family", ["XLMRoberta", "DistilBert", "MPNet"])
+def test_trainer_gives_transformers_losses(family, tmp_path):
+    hf, fb = _pair(family, tmp_path / "model")
+    b = _batch()
+    rows = [{k: v[i] for k, v in b.items()} for i in range(3)]
+    losses = []
+    for model in (hf.train(), fb.train(), copy.deepcopy(hf).double().train()):  # the last: the reference
+        args = transformers.TrainingArguments(
+            output_dir=tempfile.mkdtemp(dir=tmp_path),
+            per_device_train_batch_size=3,
+            max_steps=3,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+        )
+        losses.append(transformers.Trainer(model=model, args=args, train_dataset=rows).train().training_loss)
+    hf_loss, fb_loss, ref_loss = map(torch.tensor, losses)
+    assert_close(fb_loss, hf_loss, ref_loss, torch.float32, what=f"{family} Trainer loss")
