@@ -38,3 +38,28 @@ def require_transformers():
     if os.environ.get("FASTBERT_ALLOW_NO_TRANSFORMERS") == "1":
         return pytest.importorskip("transformers")
     return importlib.import_module("transformers")
+
+
+#: heads that read the first token: on the packed backends a padded first position is not computed
+FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
+
+
+def judge_all(model, hf, inputs, task, backend, extra=None):
+    """Every output fastbert and transformers share, judged by the tolerance rule on the valid tokens
+    against transformers run in float64 (``extra``: keyword arguments of both forwards beside ``inputs``)."""
+    from fastbert.tolerances import assert_close
+
+    extra = extra or {}
+    with torch.no_grad():
+        theirs = hf(**inputs, **extra)
+        ref = hf.to(torch.float64)(**inputs, **extra)
+        hf.to(torch.float32)
+        ours = model(**inputs, **extra)
+    mask = inputs["attention_mask"].bool()
+    for name in ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits", "loss"):
+        if name not in theirs:
+            continue
+        where = None if name == "loss" else mask
+        if name == "pooler_output" or (task in FIRST_TOKEN_HEADS and name == "logits"):
+            where = None if backend == "eager" else mask[..., 0]
+        assert_close(ours[name], theirs[name], ref[name], torch.float32, where, what=f"{backend} {name}")

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import perturb_norms_and_biases, require_transformers
+from model_helpers import FIRST_TOKEN_HEADS, judge_all, perturb_norms_and_biases, require_transformers
 
 import fastbert
 from fastbert.models import registry
@@ -20,7 +20,6 @@ transformers = require_transformers()
 
 TINY = dict(vocab_size=99, dim=36, n_layers=2, n_heads=3, hidden_dim=37, max_position_embeddings=40)
 TASKS = list(registry.family("distilbert").classes)
-FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +61,6 @@ def batch(task, side="right", labels=True):
         elif task == "question-answering":
             out["start_positions"], out["end_positions"] = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
     return out
-
-
-def judge_all(model, hf, inputs, task, backend):
-    with torch.no_grad():
-        theirs = hf(**inputs)
-        ref = hf.to(torch.float64)(**inputs)
-        hf.to(torch.float32)
-        ours = model(**inputs)
-    mask = inputs["attention_mask"].bool()
-    for name in ("last_hidden_state", "logits", "start_logits", "end_logits", "loss"):
-        if name not in theirs:
-            continue
-        where = None if name == "loss" else mask
-        if task in FIRST_TOKEN_HEADS and name == "logits":
-            where = None if backend == "eager" else mask[..., 0]
-        assert_close(ours[name], theirs[name], ref[name], torch.float32, where, what=f"{backend} {name}")
 
 
 @pytest.mark.parametrize("task", TASKS)

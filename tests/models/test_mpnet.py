@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import perturb_norms_and_biases, require_transformers
+from model_helpers import FIRST_TOKEN_HEADS, judge_all, perturb_norms_and_biases, require_transformers
 
 import fastbert
 from fastbert.models import registry
@@ -28,7 +28,6 @@ TINY = dict(
     max_position_embeddings=200,
 )
 TASKS = list(registry.family("mpnet").classes)
-FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
 PAD = 1
 
 
@@ -74,22 +73,6 @@ def batch(task, side="right", labels=True, lengths=(11, 7, 9)):
         elif task == "question-answering":
             out["start_positions"], out["end_positions"] = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
     return out
-
-
-def judge_all(model, hf, inputs, task, backend):
-    with torch.no_grad():
-        theirs = hf(**inputs)
-        ref = hf.to(torch.float64)(**inputs)
-        hf.to(torch.float32)
-        ours = model(**inputs)
-    mask = inputs["attention_mask"].bool()
-    for name in ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits", "loss"):
-        if name not in theirs:
-            continue
-        where = None if name == "loss" else mask
-        if name == "pooler_output" or (task in FIRST_TOKEN_HEADS and name == "logits"):
-            where = None if backend == "eager" else mask[..., 0]
-        assert_close(ours[name], theirs[name], ref[name], torch.float32, where, what=f"{backend} {name}")
 
 
 @pytest.mark.parametrize("task", TASKS)
