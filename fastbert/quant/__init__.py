@@ -225,8 +225,6 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
     sentences = list(calibration) if calibration else calibration_sentences()
     if tokenizer is None:
         tokenizer = _tokenizer_of(model)
-    # no longer than the model's positions (position_embedding_type "absolute" has max_position_embeddings)
-    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length) or max_length)
     batches = []
     for i in range(0, len(sentences), batch_size):
         enc = tokenizer(
@@ -408,7 +406,10 @@ def _quantize(
         warnings.warn(
             f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}", stacklevel=3
         )
-    batches = _calibration_batches(model, tokenizer, calibration)
+    # no longer than the family's longest input (RoBERTa's: max_position_embeddings - padding_idx - 1)
+    batches = _calibration_batches(
+        model, tokenizer, calibration, max_length=min(128, base._length_limit()[0])
+    )
     slots, skipped = _encoder_linears(base)
     was_training, impl = model.training, base.config._attn_implementation
     model.eval()

@@ -199,3 +199,18 @@ def test_wrapped_query_key_value_stay_fp32_with_the_reason():
     assert wrapped.precision == "fp32" and "wrapped or replaced" in wrapped.reason
     assert by_name["encoder.layer.0.attention.self.qkv"].precision == "int8"
     assert "qkv_linear" not in model.encoder.layer[1].attention.self.__dict__
+
+
+def test_calibration_stays_within_the_family_length_limit():
+    """RoBERTa's positions start after the padding index: 40 positions take 38 tokens, not 40 (nor 128)."""
+    config = fastbert.RobertaConfig(**{**TINY, "max_position_embeddings": 40}, pad_token_id=1)
+    model = fastbert.RobertaModel(config).eval()
+    asked = []
+
+    def tokenizer(sentences, padding, truncation, max_length, return_tensors):  # every sentence fills it
+        asked.append(max_length)
+        ids = torch.randint(3, 99, (len(sentences), max_length))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    quantize(model, "int8", tokenizer=tokenizer, calibration=["a b c"] * 4, min_cosine=0.0, mean_cosine=0.0)
+    assert asked == [38] and model.quantization is not None
