@@ -34,7 +34,7 @@ from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _check_shape
 from ..layers import LayerContext, _Module, _plain_module
-from .config import FULL, SLIDING, ModernBertConfig
+from .config import SLIDING, ModernBertConfig
 
 
 @dataclass
