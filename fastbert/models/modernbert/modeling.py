@@ -376,15 +376,19 @@ class ModernBertPredictionHead(_Module):
         return norm(ops.bias_act(dense(hidden_states), None, self.activation))
 
 
-class _NoTokenTypes:
-    """transformers' ModernBERT forwards take no token types: a BERT tokenizer's are dropped."""
+class _PerToken:
+    """The shared head protocol for the per-token heads, under another name than ``head`` (transformers'
+    name of the :class:`ModernBertPredictionHead` module); token types are dropped (ModernBERT has none)."""
 
     def _run(self, inputs: BertInputs, return_dict, **targets):
         inputs.token_type_ids = None
-        return super()._run(inputs, return_dict, **targets)
+        self.check_targets(inputs, **targets)
+        enc = self._base().encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
+        logits = self._logits(enc)
+        return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
 
 
-class ModernBertForMaskedLM(_NoTokenTypes, ModernBertPreTrainedModel, bert.BertForMaskedLM):
+class ModernBertForMaskedLM(ModernBertPreTrainedModel, bert.BertForMaskedLM):
     _tied_weights_keys = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
     per_token = True
 
@@ -548,9 +552,7 @@ class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.B
         return None if labels is None else F.cross_entropy(logits, labels)
 
 
-class ModernBertForTokenClassification(
-    _NoTokenTypes, ModernBertPreTrainedModel, bert.BertForTokenClassification
-):
+class ModernBertForTokenClassification(_PerToken, ModernBertPreTrainedModel, bert.BertForTokenClassification):
     per_token = True
 
     def __init__(self, config: ModernBertConfig):
@@ -571,11 +573,11 @@ class ModernBertForTokenClassification(
         kwargs.pop("token_type_ids", None)
         return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
-    def head(self, enc: Encoded, **targets):
+    def _logits(self, enc: Encoded):
         return enc.per_token(lambda x, ops: _Classifier._classify(self, x, ops))
 
 
-class ModernBertForQuestionAnswering(_NoTokenTypes, ModernBertPreTrainedModel, bert.BertForQuestionAnswering):
+class ModernBertForQuestionAnswering(_PerToken, ModernBertPreTrainedModel, bert.BertForQuestionAnswering):
     per_token = True
 
     def __init__(self, config: ModernBertConfig):
@@ -599,7 +601,7 @@ class ModernBertForQuestionAnswering(_NoTokenTypes, ModernBertPreTrainedModel, b
             BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
         )
 
-    def head(self, enc: Encoded, **targets):
+    def _logits(self, enc: Encoded):
         logits = enc.per_token(lambda x, ops: _Classifier._classify(self, x, ops))
         start_logits, end_logits = logits.split(1, dim=-1)
         return start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
