@@ -151,7 +151,11 @@ def test_fp32_parity_with_transformers(saved, task, form):
         model = registry.model_class("modernbert", task).from_pretrained(folder, attn_implementation=backend)
         assert type(model).__name__ == type(hf).__name__
         assert set(model.state_dict()) == set(hf.state_dict())
-        judge_all(model, hf, batch(task), task, backend)
+        # the QA loss reads padded positions' logits too: a padded query whose whole window is padding has
+        # no key, and transformers' own backends differ there (eager: uniform weights, sdpa: every key), so
+        # its batch keeps every padded position within the window of a real token
+        lengths = (11, 9, 9) if task == "question-answering" else (11, 7, 9)
+        judge_all(model, hf, batch(task, lengths), task, backend)
 
 
 @pytest.mark.parametrize("backend", ["eager", "sdpa"])

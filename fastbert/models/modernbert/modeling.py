@@ -468,7 +468,7 @@ class _Classifier:
 
     first_real = False  # cls pooling reads position 0 (multiple choice: the first unmasked token)
 
-    def _build(self, config: ModernBertConfig, labels: int) -> None:
+    def _init_classifier(self, config: ModernBertConfig, labels: int) -> None:
         BertPreTrainedModel.__init__(self, config)
         self.num_labels = config.num_labels
         self.model = ModernBertModel(config)
@@ -498,7 +498,7 @@ class ModernBertForSequenceClassification(
     _Classifier, ModernBertPreTrainedModel, bert.BertForSequenceClassification
 ):
     def __init__(self, config: ModernBertConfig):
-        self._build(config, config.num_labels)
+        self._init_classifier(config, config.num_labels)
 
     def forward(
         self,
@@ -520,7 +520,7 @@ class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.B
     first_real = True
 
     def __init__(self, config: ModernBertConfig):
-        self._build(config, 1)
+        self._init_classifier(config, 1)
 
     def forward(
         self,
@@ -556,7 +556,7 @@ class ModernBertForTokenClassification(_PerToken, ModernBertPreTrainedModel, ber
     per_token = True
 
     def __init__(self, config: ModernBertConfig):
-        _Classifier._build(self, config, config.num_labels)
+        _Classifier._init_classifier(self, config, config.num_labels)
 
     def forward(
         self,
@@ -581,7 +581,7 @@ class ModernBertForQuestionAnswering(_PerToken, ModernBertPreTrainedModel, bert.
     per_token = True
 
     def __init__(self, config: ModernBertConfig):
-        _Classifier._build(self, config, config.num_labels)
+        _Classifier._init_classifier(self, config, config.num_labels)
 
     def forward(
         self,
