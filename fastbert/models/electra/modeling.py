@@ -72,9 +72,7 @@ class ElectraGeneratorPredictions(_Module):
 
     def forward(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
         dense, ln = self.dense, self.LayerNorm
-        return ops.dense_act_layernorm(
-            hidden_states, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, "gelu"
-        )
+        return ops.dense_act(hidden_states, dense.weight, dense.bias, "gelu", ln.weight, ln.bias, ln.eps)
 
 
 class ElectraClassificationHead(_Module):

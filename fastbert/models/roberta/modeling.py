@@ -63,7 +63,7 @@ class RobertaLMHead(_Module):
 
     def forward(self, features: torch.Tensor, ops: OpTable) -> torch.Tensor:
         dense, ln = self.dense, self.layer_norm
-        x = ops.dense_act_layernorm(features, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, "gelu")
+        x = ops.dense_act(features, dense.weight, dense.bias, "gelu", ln.weight, ln.bias, ln.eps)
         return self.decoder(x)
 
 
