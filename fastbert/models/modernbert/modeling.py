@@ -306,28 +306,26 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         device = inputs.reference.device
         return torch.arange(past_length, past_length + seqlen, device=device).expand(batch, seqlen)
 
-    def _rope(
-        self, layer_type: str, positions: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 (P, D // 2) cos / sin of the layer type's theta, P >= ``positions`` (cached per device)."""
+    def _rope(self, layer_type: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (max_position_embeddings, D // 2) cos / sin of the layer type's theta (built once per
+        device and theta: every position an input may have)."""
         theta = self.config.rope_theta(layer_type)
         head_dim = self.config.hidden_size // self.config.num_attention_heads
-        key = (theta, head_dim, str(device))
+        n = self.config.max_position_embeddings
+        key = (theta, head_dim, n, str(device))
         cache = self.__dict__.setdefault("_rope_cache", {})
         found = cache.get(key)
-        if found is None or found[0].shape[0] < positions:
-            n = max(positions, 512)
+        if found is None:
             found = cache[key] = rope_cos_sin(rope_inv_freq(theta, head_dim, device), n)
         return found
 
-    def _layer_specs(self, attn, checked) -> dict:
+    def _layer_specs(self, attn, ops: OpTable) -> dict:
         """One :class:`AttentionSpec` per layer type: RoPE with its theta; the sliding layers' window."""
         device = self.embeddings.tok_embeddings.weight.device
-        n = checked.seqlen
         specs = {}
         for kind in set(self.config.layer_types):
             window = self.config.local_attention if kind == SLIDING else 0
-            specs[kind] = replace(attn, window=window, rotary=self._rope(kind, n, device))
+            specs[kind] = replace(attn, window=window, rotary=self._rope(kind, device))
         return specs
 
     def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):
