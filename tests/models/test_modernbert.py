@@ -256,3 +256,52 @@ def test_8192_tokens():
         with pytest.raises(ValueError, match="longer than max_position_embeddings"):
             model(input_ids=torch.randint(3, 50, (1, 8193)))
     assert out.shape == (1, 8192, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_left_padding(saved, backend):
+    """Left padding: transformers' positions count the padding, fastbert's packed ones restart at each sequence;
+    RoPE and the window see only offsets, so the real tokens' outputs agree."""
+    folder, hf = saved("masked-lm", "hub")
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(folder, attn_implementation=backend)
+    inputs = batch("masked-lm", labels=False)
+    inputs = {k: v.flip(-1) for k, v in inputs.items()}
+    judge_all(model, hf, inputs, "masked-lm", backend)
+
+
+def test_sparse_prediction(saved, tmp_path):
+    """``sparse_prediction``: logits and loss of the labelled tokens only, as transformers."""
+    folder, hf = saved("masked-lm", "current")
+    config = json.loads((folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "sparse_prediction": True}))
+    for name in ("model.safetensors",):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(tmp_path)
+    theirs = transformers.ModernBertForMaskedLM.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    inputs = batch("masked-lm")
+    inputs["labels"][:, ::2] = -100
+    with torch.no_grad():
+        ours, ref = model(**inputs), theirs(**inputs)
+        ref64 = theirs.to(torch.float64)(**inputs)
+    assert ours.logits.shape == ref.logits.shape == (int((inputs["labels"] != -100).sum()), 99)
+    for name in ("logits", "loss"):
+        assert_close(ours[name], ref[name], ref64[name], torch.float32, what=name)
+
+
+def test_training_gradients_match_transformers(saved):
+    """A training step on the packed sdpa path (no dropout in these configs): loss and every gradient."""
+    folder, hf = saved("token-classification", "current")
+    model = fastbert.ModernBertForTokenClassification.from_pretrained(
+        folder, attn_implementation="sdpa"
+    ).train()
+    theirs = transformers.ModernBertForTokenClassification.from_pretrained(folder, attn_implementation="sdpa")
+    ref = transformers.ModernBertForTokenClassification.from_pretrained(folder, attn_implementation="sdpa")
+    ref = ref.to(torch.float64).train()
+    theirs.train()
+    inputs = batch("token-classification")
+    for m in (model, theirs, ref):
+        m(**inputs).loss.backward()
+    ours_grads = dict(model.named_parameters())
+    for name, p in theirs.named_parameters():
+        r = dict(ref.named_parameters())[name].grad
+        assert_close(ours_grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
