@@ -137,3 +137,27 @@ def test_cross_encoder_through_accelerate(folder):
     assert_close(ours, theirs, ref.predict(PAIRS, batch_size=3, convert_to_tensor=True), torch.float32)
     ranked = [r["corpus_id"] for r in fast.rank(PAIRS[0][0], [d for _, d in PAIRS])]
     assert ranked == [r["corpus_id"] for r in plain.rank(PAIRS[0][0], [d for _, d in PAIRS])]
+
+
+def test_sentence_transformer_through_accelerate(folder, tmp_path):
+    """A SentenceTransformer (mean pooling) on ModernBertModel: swapped by accelerate, same embeddings."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    model = transformers.ModernBertModel.from_pretrained(folder)  # the classifier's encoder
+    model.save_pretrained(tmp_path)
+    transformers.AutoTokenizer.from_pretrained(folder).save_pretrained(tmp_path)
+
+    def build():
+        return SentenceTransformer(modules=[Transformer(str(tmp_path)), Pooling(32)], device="cpu")
+
+    sentences = [q for q, _ in PAIRS] + [d for _, d in PAIRS]
+    plain = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastbert.accelerate.AccelerateWarning)
+        fast = fastbert.accelerate(build())
+    assert type(fast[0].auto_model) is fastbert.ModernBertModel
+    ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
+    ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
+    assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")
