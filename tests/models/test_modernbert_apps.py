@@ -161,3 +161,24 @@ def test_sentence_transformer_through_accelerate(folder, tmp_path):
     ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
     ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
     assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")
+
+
+def test_fill_mask_and_text_classification_pipelines(folder, tmp_path):
+    """fastbert's pipelines find ModernBERT through the registry: the same answers as transformers'."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    config = transformers.AutoConfig.from_pretrained(folder)
+    torch.manual_seed(7)
+    transformers.ModernBertForMaskedLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    text = "Paris is the [MASK] of France."
+    ours = fastbert.pipeline("fill-mask", model=str(tmp_path))(text)
+    theirs = transformers.pipeline("fill-mask", model=str(tmp_path))(text)
+    assert [r["token"] for r in ours] == [r["token"] for r in theirs]
+    assert [r["sequence"] for r in ours] == [r["sequence"] for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert abs(a["score"] - b["score"]) <= 1e-6
+    texts = [q for q, _ in PAIRS]
+    ours = fastbert.pipeline("text-classification", model=folder, function_to_apply="none")(texts)
+    theirs = transformers.pipeline("text-classification", model=folder, function_to_apply="none")(texts)
+    for a, b in zip(ours, theirs):
+        assert a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 1e-5
