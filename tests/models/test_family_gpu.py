@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from model_helpers import tiny_family_config
 
 from fastbert.models import registry
 from fastbert.tolerances import assert_close
@@ -20,19 +21,9 @@ FAMILIES = [t for t in registry.supported_model_types() if t != "bert"]  # BERT:
 LENGTHS = (37, 19, 30)
 
 
-def tiny_config(model_type: str):
-    if model_type == "distilbert":
-        size = dict(dim=64, n_layers=2, n_heads=2, hidden_dim=96)
-    else:
-        size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96)
-        if model_type == "electra":
-            size["embedding_size"] = 48
-    return registry.config_class(model_type)(vocab_size=120, max_position_embeddings=80, **size)
-
-
 def base_model(model_type: str):
     torch.manual_seed(0)
-    model = registry.model_class(model_type, "base")(tiny_config(model_type)).eval()
+    model = registry.model_class(model_type, "base")(tiny_family_config(model_type)).eval()
     with torch.no_grad():  # norms and biases that matter (initialised to ones / zeros)
         for p in model.parameters():
             if p.dim() == 1:
