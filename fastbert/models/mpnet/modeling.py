@@ -226,11 +226,45 @@ _TIED = {
 
 
 class _NoTokenTypes:
-    """transformers' MPNet forwards take no token types: a BERT tokenizer's are dropped, as transformers does."""
+    """transformers' MPNet heads take no token types, in its argument order (positional calls mean the same):
+    a BERT tokenizer's ``token_type_ids`` keyword is dropped, as transformers does."""
 
-    def _run(self, inputs: BertInputs, return_dict, **targets):
-        inputs.token_type_ids = None
-        return super()._run(inputs, return_dict, **targets)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
+
+class _NoTokenTypesQA:
+    """``_NoTokenTypes`` for the question-answering head (start and end positions as targets)."""
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(
+            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
+        )
 
 
 class MPNetLMHead(roberta.RobertaLMHead):
@@ -261,5 +295,5 @@ class MPNetForTokenClassification(_NoTokenTypes, MPNetPreTrainedModel, roberta.R
     pass
 
 
-class MPNetForQuestionAnswering(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
+class MPNetForQuestionAnswering(_NoTokenTypesQA, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
     pass
