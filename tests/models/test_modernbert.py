@@ -305,3 +305,55 @@ def test_training_gradients_match_transformers(saved):
     for name, p in theirs.named_parameters():
         r = dict(ref.named_parameters())[name].grad
         assert_close(ours_grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
+
+
+def test_lora_on_wqkv_and_wo_matches_transformers(saved):
+    """PEFT LoRA on transformers' target names (``Wqkv``, ``Wo``): the wrapped linears run as modules."""
+    peft = pytest.importorskip("peft")
+    import copy
+
+    folder, hf = saved("sequence-classification", "hub")
+    fb = fastbert.ModernBertForSequenceClassification.from_pretrained(folder)
+    lora = dict(r=4, lora_alpha=8, target_modules=["Wqkv", "Wo"], task_type="SEQ_CLS", lora_dropout=0.0)
+    ph = peft.get_peft_model(copy.deepcopy(hf), peft.LoraConfig(**lora))
+    pf = peft.get_peft_model(fb, peft.LoraConfig(**lora))
+    lh = {n: p for n, p in ph.named_parameters() if "lora_" in n}
+    lf = {n: p for n, p in pf.named_parameters() if "lora_" in n}
+    assert lh.keys() == lf.keys() and len(lf) == 2 * 3 * 3  # A and B of Wqkv, attn.Wo, mlp.Wo in 3 layers
+    with torch.no_grad():
+        for n in lh:  # LoRA B starts at zero: give both the same non-zero adapters
+            v = torch.randn(lh[n].shape, generator=torch.Generator().manual_seed(len(n))) * 0.1
+            lh[n].copy_(v)
+            lf[n].copy_(v)
+    p64 = copy.deepcopy(ph).double()
+    inputs = batch("sequence-classification")
+    oh, of, o64 = ph(**inputs), pf(**inputs), p64(**inputs)
+    assert_close(of.logits, oh.logits, o64.logits, torch.float32, what="LoRA logits")
+    for out in (oh, of, o64):
+        out.loss.backward()
+    l64 = {n: p for n, p in p64.named_parameters() if "lora_" in n}
+    for n in lf:
+        assert_close(lf[n].grad, lh[n].grad, l64[n].grad, torch.float32, what=f"grad of {n}")
+
+
+def test_training_with_dropout_runs_padded_and_checkpointed(saved, tmp_path):
+    """Attention dropout keeps the batch padded (the packed window / RoPE path has none); with every dropout
+    at 0 in train mode and gradient checkpointing on, the loss is transformers' (eval: the same numbers)."""
+    folder, _ = saved("masked-lm", "current")
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(folder, attention_dropout=0.5, mlp_dropout=0.1)
+    assert (
+        model.config.attention_dropout == 0.5
+        and type(model.model.layers[0].attn.out_drop) is torch.nn.Dropout
+    )
+    model.train()
+    out = model(**batch("masked-lm"))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.model.layers[1].attn.Wqkv.weight.grad.abs().sum() > 0
+    plain = fastbert.ModernBertForMaskedLM.from_pretrained(folder).train()
+    plain.gradient_checkpointing_enable()
+    inputs = batch("masked-lm")
+    loss = plain(**inputs).loss
+    loss.backward()
+    with torch.no_grad():
+        ref = plain.eval()(**inputs).loss
+    torch.testing.assert_close(loss, ref)
