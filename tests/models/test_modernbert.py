@@ -357,3 +357,18 @@ def test_training_with_dropout_runs_padded_and_checkpointed(saved, tmp_path):
     with torch.no_grad():
         ref = plain.eval()(**inputs).loss
     torch.testing.assert_close(loss, ref)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_window_left_out_when_it_holds_every_key(saved, backend):
+    """A batch whose sequences fit inside half the window + 1 runs the sliding layers as plain attention:
+    the same outputs as transformers' windowed ones."""
+    folder, hf = saved("base", "hub")
+    model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation=backend)
+    ops = fastbert.ops.get_ops(backend)
+    for lengths, window in (((4, 3, 2), 0), ((5, 3, 2), 6)):
+        inputs = batch("base", lengths, labels=False)
+        checked = model.validate(fastbert.models.engine.BertInputs(**inputs))
+        ctx = model._context(fastbert.models.engine.BertInputs(**inputs), checked, ops, ops.packs, 0, False)
+        assert ctx.spec_for(SLIDING).window == window and ctx.spec_for(FULL).window == 0
+        judge_all(model, hf, inputs, "base", backend)

@@ -320,11 +320,19 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         return found
 
     def _layer_specs(self, attn, ops: OpTable) -> dict:
-        """One :class:`AttentionSpec` per layer type: RoPE with its theta; the sliding layers' window."""
+        """One :class:`AttentionSpec` per layer type: RoPE with its theta; the sliding layers' window, left
+        out when no sequence of the batch is longer than half the window + 1 (every key is inside it then:
+        the same result through plain attention)."""
         device = self.embeddings.tok_embeddings.weight.device
+        local = self.config.local_attention
+        longest = None
+        if attn.q_packing is not None:
+            longest = attn.q_packing.max_seqlen
+        elif attn.key_mask is not None:
+            longest = attn.key_mask.shape[1]
         specs = {}
         for kind in set(self.config.layer_types):
-            window = self.config.local_attention if kind == SLIDING else 0
+            window = local if kind == SLIDING and (longest is None or longest - 1 > local // 2) else 0
             specs[kind] = replace(attn, window=window, rotary=self._rope(kind, device))
         return specs
 
