@@ -139,6 +139,8 @@ def test_config_forms_read_as_transformers_reads_them(saved):
         fastbert.ModernBertModel(
             fastbert.ModernBertConfig(**TINY, rope_scaling={"rope_type": "linear", "factor": 2.0})
         )
+    with pytest.raises(ValueError, match="rope_parameters must map the layer types"):
+        fastbert.ModernBertConfig(**TINY, rope_parameters={"rope_type": "default", "rope_theta": 1.0})
     with pytest.raises(ValueError, match="layer_types must list one type per layer"):
         fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, layer_types=[FULL]))
 

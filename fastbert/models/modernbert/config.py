@@ -128,9 +128,12 @@ class ModernBertConfig(BertConfig):
         self.layer_types = list(layer_types)
         if rope_parameters is None:
             rope_parameters = {SLIDING: {"rope_type": "default"}, FULL: {"rope_type": "default"}}
-        if not isinstance(rope_parameters, dict):
+        if not isinstance(rope_parameters, dict) or not all(
+            k in LAYER_TYPES and isinstance(v, dict) for k, v in rope_parameters.items()
+        ):
             raise ValueError(
-                f"config field rope_parameters must be a mapping of layer type to RoPE parameters, got {rope_parameters!r}"
+                f"config field rope_parameters must map the layer types {LAYER_TYPES} to their RoPE parameters "
+                f"(as transformers' ModernBertConfig), got {rope_parameters!r}"
             )
         if rope_scaling is not None:
             for kind in LAYER_TYPES:
