@@ -78,6 +78,9 @@ def tiny_family_config(model_type: str, width: int = 64, **overrides):
         )
         if model_type == "electra":
             size["embedding_size"] = width * 3 // 4
+        if model_type == "modernbert":  # its special ids (50281 ...) inside the tiny vocabulary; a window
+            size.update(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+            size.update(local_attention=4, global_attn_every_n_layers=2)
     return registry.config_class(model_type)(
         **{"vocab_size": 120, "max_position_embeddings": 80, **size, **overrides}
     )
