@@ -32,7 +32,7 @@ from ...attention_ref import rope_cos_sin, rope_inv_freq
 from ...ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from ..heads import _check_shape
+from ..heads import NoTokenTypesHead, _check_shape
 from ..layers import LayerContext, _Module, _plain_module
 from .config import SLIDING, ModernBertConfig
 
@@ -394,7 +394,7 @@ class _PerToken:
         return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
 
 
-class ModernBertForMaskedLM(ModernBertPreTrainedModel, bert.BertForMaskedLM):
+class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.BertForMaskedLM):
     _tied_weights_keys = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
     per_token = True
 
@@ -412,21 +412,6 @@ class ModernBertForMaskedLM(ModernBertPreTrainedModel, bert.BertForMaskedLM):
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.decoder = new_embeddings
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        kwargs.pop("token_type_ids", None)
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def _lm_logits(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
         return _linear(ops, self.decoder, self.head(hidden_states, ops))
@@ -501,25 +486,10 @@ class _Classifier:
 
 
 class ModernBertForSequenceClassification(
-    _Classifier, ModernBertPreTrainedModel, bert.BertForSequenceClassification
+    NoTokenTypesHead, _Classifier, ModernBertPreTrainedModel, bert.BertForSequenceClassification
 ):
     def __init__(self, config: ModernBertConfig):
         self._init_classifier(config, config.num_labels)
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        kwargs.pop("token_type_ids", None)
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
 
 class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.BertForMultipleChoice):
@@ -558,26 +528,13 @@ class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.B
         return None if labels is None else F.cross_entropy(logits, labels)
 
 
-class ModernBertForTokenClassification(_PerToken, ModernBertPreTrainedModel, bert.BertForTokenClassification):
+class ModernBertForTokenClassification(
+    NoTokenTypesHead, _PerToken, ModernBertPreTrainedModel, bert.BertForTokenClassification
+):
     per_token = True
 
     def __init__(self, config: ModernBertConfig):
         _Classifier._init_classifier(self, config, config.num_labels)
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        kwargs.pop("token_type_ids", None)
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def _logits(self, enc: Encoded):
         return enc.per_token(lambda x, ops: _Classifier._classify(self, x, ops))

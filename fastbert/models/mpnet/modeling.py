@@ -25,6 +25,7 @@ from ...attention_ref import relative_position_bucket
 from ...ops import AttentionSpec, OpTable
 from ..distilbert.modeling import Embeddings
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
+from ..heads import NoTokenTypesHead
 from ..layers import (
     BertIntermediate,
     BertOutput,
@@ -225,28 +226,8 @@ _TIED = {
 }
 
 
-class _NoTokenTypes:
-    """transformers' MPNet heads take no token types, in its argument order (positional calls mean the same):
-    a BERT tokenizer's ``token_type_ids`` keyword is dropped, as transformers does."""
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        kwargs.pop("token_type_ids", None)
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
-
-
 class _NoTokenTypesQA:
-    """``_NoTokenTypes`` for the question-answering head (start and end positions as targets)."""
+    """``heads.NoTokenTypesHead`` for the question-answering head (start and end positions as targets)."""
 
     def forward(
         self,
@@ -271,7 +252,7 @@ class MPNetLMHead(roberta.RobertaLMHead):
     """transformers' ``MPNetLMHead``: dense + GELU + ``layer_norm`` + ``decoder`` (tied), as RoBERTa's."""
 
 
-class MPNetForMaskedLM(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForMaskedLM):
+class MPNetForMaskedLM(NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForMaskedLM):
     _tied_weights_keys = _TIED
 
     def __init__(self, config: MPNetConfig):
@@ -282,16 +263,18 @@ class MPNetForMaskedLM(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForMa
 
 
 class MPNetForSequenceClassification(
-    _NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForSequenceClassification
+    NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForSequenceClassification
 ):
     pass
 
 
-class MPNetForMultipleChoice(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForMultipleChoice):
+class MPNetForMultipleChoice(NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForMultipleChoice):
     pass
 
 
-class MPNetForTokenClassification(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForTokenClassification):
+class MPNetForTokenClassification(
+    NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForTokenClassification
+):
     pass
 
 
