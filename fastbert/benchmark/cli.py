@@ -159,6 +159,10 @@ def cli_main(args: argparse.Namespace) -> int:
         from fastbert.benchmark.serve import cli_main as serve_main
 
         return serve_main(args)
+    if args.suite == "long":  # one long input, a fresh process per row: fastbert.benchmark.long
+        from fastbert.benchmark.long import cli_main as long_main
+
+        return long_main(args)
     from fastbert.benchmark import report
     from fastbert.benchmark.run import default_device, run_benchmark
 

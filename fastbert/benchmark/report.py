@@ -223,6 +223,8 @@ GROUP_TITLES = {
     "families": "The encoder families: XLM-RoBERTa and MPNet base-size, random weights (baseline: transformers "
     "`sdpa`; for MPNet `eager`, the only attention transformers has for it)",
     "modernbert": "ModernBERT base-size, random weights, against transformers `sdpa`",
+    "long": "One long input (`--suite long`): a fresh process per row, one timed call after a 128-token warm-up; "
+    "parity judged up to 2,048 tokens",
 }
 
 
