@@ -190,9 +190,10 @@ def attention_varlen(
         q = apply_rotary(q, sequence_positions(cu_seqlens_q, q.shape[0]), rotary_cos, rotary_sin)
         k = apply_rotary(k, sequence_positions(cu_seqlens_k, k.shape[0]), rotary_cos, rotary_sin)
     if window == 0 and rel_bias is None:
-        from fastbert.ops import get_ops  # the plain case: the sdpa table's own varlen attention
+        # the plain case: SDPA per sequence (imported here: fastbert.ops imports this module)
+        from fastbert.ops import _torch_attention_varlen
 
-        return get_ops("sdpa").attention_varlen(
+        return _torch_attention_varlen(
             q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal
         )
     if rel_bias is not None:

@@ -24,16 +24,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fastbert.ops import activation as _activation
-
 
 def glu(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu") -> torch.Tensor:
     """``act(input) * gate`` with ``input, gate = (x + bias).chunk(2, -1)``, in x's dtype."""
     if x.shape[-1] % 2:
         raise ValueError(f"glu needs an even last dimension ([input | gate]), got {x.shape[-1]}")
+    from fastbert.ops import activation as named  # lazy: fastbert.ops imports this module
+
     h = x if bias is None else x + bias.to(x.dtype)
     a, g = h.chunk(2, dim=-1)
-    return _activation(activation)(a) * g
+    return named(activation)(a) * g
 
 
 def add_norm(

@@ -1,46 +1,54 @@
-"""The op tables: every op of the BERT forward that differs by backend, one table per ``attn_implementation``.
+"""The op tables: the primitive ops of an encoder's forward, one table per ``attn_implementation``.
 
 ```python
 from fastbert.ops import get_ops, triton_available
 ops = get_ops("sdpa")   # or "eager", "triton": same callables, same signatures
-y = ops.add_layernorm(x, residual, bias, ln_weight, ln_bias, eps)
+y = ops.add_norm(x, residual, bias, weight, norm_bias, eps)
 context, probs = ops.attention(q, k, v, spec, scale)
 ```
 
-The model resolves its backend once per forward into one of these tables and calls nothing else that
-depends on the backend. ``eager`` and ``sdpa`` compute with plain PyTorch in the input dtype, as
-transformers does (they are the reference of every kernel); they differ in attention only: ``eager``
-is the explicit matmul + softmax on the padded batch (and returns the probabilities), ``sdpa`` runs
-torch's attention on packed tokens. ``triton`` calls fastbert's kernels (``fastbert.kernels``), with
-fp32 statistics and the input dtype out.
+The model resolves its backend once per forward into one of these tables (:func:`resolve`: every
+fallback is decided there) and calls nothing else that depends on the backend. ``eager`` and ``sdpa``
+compute with plain PyTorch in the input dtype, as transformers does (they are the reference of every
+kernel); they differ in attention only: ``eager`` is the explicit matmul + softmax on the padded batch
+(and returns the probabilities), ``sdpa`` runs torch's attention on packed tokens. ``triton`` calls
+fastbert's kernels (``fastbert.kernels``), with fp32 statistics and the input dtype out.
 
 Importing this module imports neither triton nor ``fastbert.kernels``; ``get_ops("triton")`` does.
 
-Ops (T tokens, H hidden, N features, heads, D head dim):
-- ``dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps)`` ->
-  LN(x @ weight.T + bias + residual); ``dense_act(x, weight, bias, activation)`` -> act(x @ weight.T +
-  bias); ``dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation)``: a GEMM and the
-  fused op after it. The torch tables add the bias inside the GEMM (addmm); the triton table leaves it
-  to the kernel that follows.
-- ``embed_layernorm(input_ids, position_ids, token_type_ids, word_weight, position_weight,
-  type_weight, ln_weight, ln_bias, eps)`` -> (T, H) in the weights' dtype; position_ids None =
-  arange(T), token_type_ids None = type 0.
-- ``add_layernorm(x, residual, bias, ln_weight, ln_bias, eps)`` -> LN(x + bias + residual).
-- ``bias_act(x, bias, activation)`` -> act(x + bias).
-- ``bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation)`` -> LN(act(x + bias)).
-- ``attention(q, k, v, spec, scale, dropout_p=0.0, bias=None)`` -> ``(context, probs or None)``: the
-  model's attention. ``spec`` (an :class:`AttentionSpec`) says whether q/k/v are packed (T, heads, D)
-  or padded (B, L, heads, D), which keys each query sees, and whether it is causal. ``bias`` is an
-  additive (B, heads, Lq, Lk) score bias (relative positions; padded only).
-- ``attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale,
-  causal=False)``: packed (T, heads, D) tokens -> (Tq, heads, D) (the kernel's signature).
-- ``attention_padded(q, k, v, key_padding_mask, scale, causal=False)``: (B, L, heads, D),
-  mask bool (B, Lk) True = attend, or None -> (B, Lq, heads, D) (the kernel's signature).
+Primitives (T tokens, H hidden, N features, heads, D head dim; vectors may be None where marked):
 
-Causal masks are bottom-right aligned (query i sees key j iff j <= i + Lk - Lq). A query with no
-key to attend to (fully padded row, empty key sequence) gets zeros, never NaN, in every table.
-Extra keyword ``validate`` (embed_layernorm, attention_varlen): True checks index/cu_seqlens
-values on the host (a device->host sync); False skips that once the caller has validated.
+- ``linear(x, weight, bias=None)`` -> x @ weight.T + bias (a weight carrying a load-time transform,
+  ``weight.fastbert_linear``, is computed by it: the int8 / FP8 copies of :mod:`fastbert.quant`).
+- ``add_norm(x, residual, bias, weight, norm_bias, eps, rms=False, prenorm=False)`` -> norm(h), h = x +
+  bias + residual (residual/bias None: left out); LayerNorm (``norm_bias`` None: without bias) or RMSNorm
+  (``rms=True``). ``prenorm=True`` returns ``(norm(h), h)``: h is the next residual of a pre-norm layer.
+- ``bias_act(x, bias, activation, norm_weight=None, norm_bias=None, eps=1e-12)`` -> act(x + bias), then a
+  LayerNorm when ``norm_weight`` is given (an MLM head's transform).
+- ``glu(x, bias, activation)`` -> act(a) * g with ``a, g = (x + bias).chunk(2, -1)`` (GeGLU / SwiGLU).
+- ``embed(input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight,
+  norm_weight, norm_bias, eps, validate=True)`` -> (T, H): the tables given (position_weight /
+  type_weight None: left out; position_ids None = arange(T), token_type_ids None = type 0), LayerNorm.
+- ``attention(q, k, v, spec, scale, dropout_p=0.0, bias=None)`` -> ``(context, probs or None)``: the
+  model's attention. ``spec`` (an :class:`AttentionSpec`, one per layer type) says whether q/k/v are
+  packed (T, heads, D) or padded (B, L, heads, D), which keys each query sees (key mask, causal, sliding
+  window), and the positional terms inside it (RoPE tables, MPNet's relative bias). ``bias`` is an
+  additive (B, heads, Lq, Lk) score bias of the padded path (BERT's relative_key positions).
+
+Composites, written once over the primitives (:class:`OpTable` methods): ``dense_add_norm``,
+``dense_act``, ``dense_glu`` -- a GEMM and the op after it. Where the GEMM's bias goes is the table's
+``epilogue_bias``: the torch tables add it inside the GEMM (addmm), the triton table in the fused kernel
+that follows.
+
+Causal masks are bottom-right aligned (query i sees key j iff j <= i + Lk - Lq); a window keeps key j
+for query i iff |i - j| <= window // 2 (indices inside each sequence). A query with no key to attend to
+(fully padded row, empty key sequence) gets zeros, never NaN, in every table.
+
+:data:`KERNEL_REFERENCES` holds the torch reference of every kernel of ``fastbert.kernels`` under the
+kernel's name and signature (``attention_varlen``, ``attention_padded``, ``add_layernorm`` ...): what the
+kernel tests and benchmarks compare against. Their extra keyword ``validate`` (embed_layernorm,
+attention_varlen): True checks index/cu_seqlens values on the host (a device->host sync); False skips
+that once the caller has validated.
 """
 
 from __future__ import annotations
@@ -52,10 +60,14 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from . import attention_ref as _ref_attention
+from . import layers_ref as _ref_layers
 from .padding import Packing, pack, unpack
 
 __all__ = [
@@ -147,6 +159,13 @@ class AttentionSpec:
     ``rel_bias`` (packed): MPNet's relative position bias, (heads, 2 R + 1) by the clamped offset ``j - i``
     inside each sequence (``attention_ref.relative_bias_table``), added to the scaled scores; the padded
     path takes the model's (B | 1, heads, Lq, Lk) ``bias`` argument instead.
+    ``window`` > 0: a sliding window, query i sees key j iff ``|i - j| <= window // 2`` (ModernBERT's local
+    layers, ``window = local_attention``); 0: every key.
+    ``rotary``: RoPE's ``(cos, sin)`` float32 (P, D // 2) tables (``attention_ref.rope_cos_sin``, P >= the
+    longest sequence): q and k rotated at their index in their own sequence (padded: 0..L-1).
+
+    Self-attention of an encoder whose layers differ (global and local layers, two RoPE thetas) has one spec
+    per layer type: ``LayerContext.spec_for(layer_type)``.
     """
 
     causal: bool = False
@@ -155,6 +174,13 @@ class AttentionSpec:
     key_mask: torch.Tensor | None = None
     key_lengths: torch.Tensor | None = None
     rel_bias: torch.Tensor | None = None
+    window: int = 0
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def positional(self) -> bool:
+        """The spec carries a term plain attention has not (window, RoPE, relative bias)."""
+        return self.window > 0 or self.rotary is not None or self.rel_bias is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,81 +232,66 @@ def _sdpa_linear(x, weight, bias=None):
     return F.linear(x, weight, bias)
 
 
-def _dense_ops(linear: Callable[..., torch.Tensor]) -> dict[str, Callable[..., torch.Tensor]]:
-    """The GEMM-then-epilogue entries of a torch table, over its ``linear`` (bias added inside the GEMM)."""
-
-    def dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
-        h = linear(x, weight, bias) + residual
-        return F.layer_norm(h, (residual.shape[-1],), ln_weight, ln_bias, eps)
-
-    def dense_act(x, weight, bias, activation_name):
-        return activation(activation_name)(linear(x, weight, bias))
-
-    def dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
-        h = activation(activation_name)(linear(x, weight, bias))
-        return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
-
-    return dict(
-        linear=linear,
-        dense_add_layernorm=dense_add_layernorm,
-        dense_act=dense_act,
-        dense_act_layernorm=dense_act_layernorm,
-    )
+def _torch_add_norm(x, residual, bias, weight, norm_bias, eps, rms=False, prenorm=False):
+    """norm(x + bias + residual) in x's dtype (``fastbert.layers_ref``); ``prenorm``: (norm(h), h)."""
+    if prenorm:
+        return _ref_layers.add_norm_residual(x, residual, bias, weight, norm_bias, eps, rms)
+    return _ref_layers.add_norm(x, residual, bias, weight, norm_bias, eps, rms)
 
 
-def _torch_embed_layernorm(
+def _torch_bias_act(x, bias, activation_name, norm_weight=None, norm_bias=None, eps=1e-12):
+    h = activation(activation_name)(x if bias is None else x + bias)
+    if norm_weight is None:
+        return h
+    return F.layer_norm(h, (h.shape[-1],), norm_weight, norm_bias, eps)
+
+
+def _torch_embed(
     input_ids,
     position_ids,
     token_type_ids,
     word_weight,
     position_weight,
     type_weight,
-    ln_weight,
-    ln_bias,
+    norm_weight,
+    norm_bias,
     eps,
     validate: bool = True,
 ):
-    t = input_ids.shape[0]
-    if position_ids is None:
-        position_ids = torch.arange(t, device=input_ids.device)
-    h = F.embedding(input_ids, word_weight)  # (T, H)
-    if type_weight is None:  # a family without token types (DistilBERT)
-        if token_type_ids is not None:
-            raise ValueError("token_type_ids were given, but there is no token-type table")
-    elif token_type_ids is None:
-        h = h + type_weight[0]
-    else:
-        h = h + F.embedding(token_type_ids, type_weight)
-    h = h + F.embedding(position_ids, position_weight)
-    return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
+    if type_weight is None and token_type_ids is not None:  # a family without token types (DistilBERT)
+        raise ValueError("token_type_ids given without a type_weight (the model has no token-type table)")
+    return _ref_layers.embed_norm(
+        input_ids, position_ids, token_type_ids, word_weight, position_weight, type_weight,
+        norm_weight, norm_bias, eps,
+    )  # fmt: skip
 
 
-def _torch_add_layernorm(x, residual, bias, ln_weight, ln_bias, eps):
-    h = x if bias is None else x + bias
-    if residual is not None:
-        h = h + residual
-    return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
-
-
-def _torch_bias_act(x, bias, activation_name):
-    return activation(activation_name)(x if bias is None else x + bias)
-
-
-def _torch_bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name):
-    h = _torch_bias_act(x, bias, activation_name)
-    return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
-
-
-def _allowed(key_mask, q_len: int, k_len: int, causal: bool, device) -> torch.Tensor | None:
-    """(B or 1, 1, Lq, Lk) bool, True = attend; None when every key is allowed."""
+def _allowed(key_mask, q_len: int, k_len: int, causal: bool, device, window: int = 0) -> torch.Tensor | None:
+    """(B or 1, 1, Lq, Lk) bool, True = attend; None when every key is allowed. Query i sits at key
+    position i + Lk - Lq (bottom-right); ``window`` > 0 keeps keys with |i - j| <= window // 2."""
     allowed = None
     if key_mask is not None:
         allowed = key_mask[:, None, None, :].bool()
-    if causal:
+    if causal or window > 0:
         q_pos = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
-        c = (torch.arange(k_len, device=device)[None, :] <= q_pos)[None, None]
-        allowed = c if allowed is None else (allowed & c)
+        k_pos = torch.arange(k_len, device=device)[None, :]
+        c = torch.ones((q_len, k_len), dtype=torch.bool, device=device)
+        if causal:
+            c = c & (k_pos <= q_pos)
+        if window > 0:
+            c = c & ((q_pos - k_pos).abs() <= window // 2)
+        allowed = c[None, None] if allowed is None else (allowed & c[None, None])
     return allowed
+
+
+def _padded_rotary(q, k, spec: AttentionSpec):
+    """q/k (B, L, heads, D) rotated at positions 0..Lk-1 (queries bottom-right) when the spec has RoPE."""
+    if spec.rotary is None:
+        return q, k
+    cos, sin = spec.rotary
+    k_pos = torch.arange(k.shape[1], device=k.device)
+    q_pos = k_pos[k.shape[1] - q.shape[1] :]
+    return _ref_attention.apply_rotary(q, q_pos, cos, sin), _ref_attention.apply_rotary(k, k_pos, cos, sin)
 
 
 def _additive(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -319,11 +330,13 @@ def _torch_attention_varlen(
 
 def _eager_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
     """transformers' eager attention on padded (B, L, heads, D) tensors; returns context and probabilities."""
+    q, k = _padded_rotary(q, k, spec)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, D)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale
     if bias is not None:
         scores = scores + bias
-    mask = _additive(_allowed(spec.key_mask, q.shape[2], k.shape[2], spec.causal, q.device), scores.dtype)
+    allowed = _allowed(spec.key_mask, q.shape[2], k.shape[2], spec.causal, q.device, spec.window)
+    mask = _additive(allowed, scores.dtype)
     if mask is not None:
         scores = scores + mask
     probs = F.softmax(scores, dim=-1)
@@ -333,7 +346,9 @@ def _eager_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=No
 
 def _sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
     """torch SDPA on padded (B, L, heads, D) tensors, transformers' additive mask (+ the score bias)."""
-    mask = _additive(_allowed(spec.key_mask, q.shape[1], k.shape[1], spec.causal, q.device), q.dtype)
+    q, k = _padded_rotary(q, k, spec)
+    allowed = _allowed(spec.key_mask, q.shape[1], k.shape[1], spec.causal, q.device, spec.window)
+    mask = _additive(allowed, q.dtype)
     if bias is not None:
         mask = bias if mask is None else mask + bias
     out = F.scaled_dot_product_attention(
@@ -461,24 +476,25 @@ def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
     return parts[0] if len(parts) == 1 else torch.cat(parts)  # (Tq, h, d), contiguous when cat
 
 
-def _packed_with_rel_bias(q, k, v, spec: AttentionSpec, scale, dropout_p):
-    """The packed torch path with MPNet's bias (``attention_ref``: per sequence, no L x L batch tensor)."""
-    from .attention_ref import attention_varlen
-
+def _packed_positional(q, k, v, spec: AttentionSpec, scale, dropout_p):
+    """The packed torch path with a window, RoPE or MPNet's bias (``attention_ref``: per sequence, banded,
+    never an L x L tensor for the batch)."""
     assert dropout_p == 0.0, (
-        "the packed relative-bias path has no dropout: the model runs padded when training"
+        "the packed window / RoPE / relative-bias path has no dropout: resolve() runs training padded"
     )
     qp, kp = spec.q_packing, spec.k_packing
-    return attention_varlen(
+    cos, sin = spec.rotary if spec.rotary is not None else (None, None)
+    return _ref_attention.attention_varlen(
         q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,
-        rel_bias=spec.rel_bias, validate=False,
+        window=spec.window, rel_bias=spec.rel_bias, rotary_cos=cos, rotary_sin=sin, validate=False,
     )  # fmt: skip
 
 
 def _sdpa_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
     if spec.q_packing is not None:
-        if spec.rel_bias is not None:
-            return _packed_with_rel_bias(q, k, v, spec, scale, dropout_p), None
+        assert bias is None, "a padded score bias reached the packed path: the model packs only without one"
+        if spec.positional:
+            return _packed_positional(q, k, v, spec, scale, dropout_p), None
         return _sdpa_packed(q, k, v, spec, scale, dropout_p), None
     return _sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
 
@@ -494,45 +510,86 @@ def _eager_attention_entry(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, b
 
 @dataclass(frozen=True)
 class OpTable:
-    """One backend's ops (see the module docstring for signatures)."""
+    """One backend's primitive ops (see the module docstring for signatures) and the composites over them."""
 
     name: str
-    dense_add_layernorm: Callable[..., torch.Tensor]
-    dense_act: Callable[..., torch.Tensor]
-    dense_act_layernorm: Callable[..., torch.Tensor]
-    embed_layernorm: Callable[..., torch.Tensor]
-    add_layernorm: Callable[..., torch.Tensor]
+    linear: Callable[..., torch.Tensor]
+    add_norm: Callable[..., Any]
     bias_act: Callable[..., torch.Tensor]
-    bias_act_layernorm: Callable[..., torch.Tensor]
+    glu: Callable[..., torch.Tensor]
+    embed: Callable[..., torch.Tensor]
     attention: Callable[..., tuple]
-    attention_varlen: Callable[..., torch.Tensor]
-    attention_padded: Callable[..., torch.Tensor]
     #: packed tokens are worth it (False for eager: the twin of transformers' padded path)
     packs: bool = True
     #: the padded attention bounds each row's keys with ``AttentionSpec.key_lengths``
     wants_key_lengths: bool = False
-    #: x @ W^T + b of the projections that have no epilogue of their own (self-attention's fused QKV)
-    linear: Callable[..., torch.Tensor] = F.linear
+    #: a GEMM's bias goes into the fused op after it (triton) rather than into the GEMM (torch: addmm)
+    epilogue_bias: bool = False
+
+    def dense_add_norm(
+        self, x, weight, bias, residual, norm_weight, norm_bias, eps, rms: bool = False, prenorm: bool = False
+    ):
+        """norm(x @ weight.T + bias + residual) (``prenorm``: and the sum): a GEMM and ``add_norm``."""
+        if self.epilogue_bias:
+            return self.add_norm(
+                self.linear(x, weight), residual, bias, norm_weight, norm_bias, eps, rms, prenorm
+            )
+        h = self.linear(x, weight, bias)
+        return self.add_norm(h, residual, None, norm_weight, norm_bias, eps, rms, prenorm)
+
+    def dense_act(
+        self, x, weight, bias, activation_name, norm_weight=None, norm_bias=None, eps: float = 1e-12
+    ):
+        """act(x @ weight.T + bias), then a LayerNorm when ``norm_weight`` is given: a GEMM and ``bias_act``."""
+        if self.epilogue_bias:
+            return self.bias_act(self.linear(x, weight), bias, activation_name, norm_weight, norm_bias, eps)
+        return self.bias_act(self.linear(x, weight, bias), None, activation_name, norm_weight, norm_bias, eps)
+
+    def dense_glu(self, x, weight, bias, activation_name):
+        """act(a) * g of ``x @ weight.T + bias = [a | g]``: a GEMM and ``glu``."""
+        if self.epilogue_bias:
+            return self.glu(self.linear(x, weight), bias, activation_name)
+        return self.glu(self.linear(x, weight, bias), None, activation_name)
 
 
 EAGER_OPS = OpTable(
     name="eager",
-    **_dense_ops(F.linear),
-    embed_layernorm=_torch_embed_layernorm,
-    add_layernorm=_torch_add_layernorm,
+    linear=F.linear,
+    add_norm=_torch_add_norm,
     bias_act=_torch_bias_act,
-    bias_act_layernorm=_torch_bias_act_layernorm,
+    glu=_ref_layers.glu,
+    embed=_torch_embed,
     attention=_eager_attention_entry,
-    attention_varlen=_torch_attention_varlen,
-    attention_padded=_torch_attention_padded,
     packs=False,
 )
 
 #: the same torch ops as eager, its linears through oneDNN on the CPU; attention by torch SDPA on packed tokens
-SDPA_OPS = replace(EAGER_OPS, name="sdpa", attention=_sdpa_attention, packs=True, **_dense_ops(_sdpa_linear))
+SDPA_OPS = replace(EAGER_OPS, name="sdpa", linear=_sdpa_linear, attention=_sdpa_attention, packs=True)
 
 #: the tables by ``attn_implementation`` (the triton one is added on first use: it imports triton)
 TABLES: dict[str, OpTable] = {"eager": EAGER_OPS, "sdpa": SDPA_OPS}
+
+
+def _bias_act_layernorm_reference(x, bias, ln_weight, ln_bias, eps, activation_name="gelu"):
+    return _torch_bias_act(x, bias, activation_name, ln_weight, ln_bias, eps)
+
+
+def _add_rmsnorm_reference(x, residual, bias, ln_weight, eps):
+    return _ref_layers.add_norm(x, residual, bias, ln_weight, None, eps, rms=True)
+
+
+#: the torch reference of every kernel of ``fastbert.kernels``, under the kernel's name and signature
+KERNEL_REFERENCES = SimpleNamespace(
+    add_layernorm=_ref_layers.add_norm,
+    add_rmsnorm=_add_rmsnorm_reference,
+    add_norm_residual=_ref_layers.add_norm_residual,
+    bias_act=_torch_bias_act,
+    bias_act_layernorm=_bias_act_layernorm_reference,
+    glu=_ref_layers.glu,
+    embed_layernorm=_torch_embed,
+    attention_varlen=_ref_attention.attention_varlen,
+    attention_padded=_torch_attention_padded,
+)
 
 
 def _triton_table() -> OpTable:
@@ -542,59 +599,66 @@ def _triton_table() -> OpTable:
     padded_kernel = kernels.attention_padded
     key_lengths_arg = "seqlens_k" in inspect.signature(padded_kernel).parameters
 
-    # the GEMM without its bias: the bias goes into the fused kernel that follows; a weight that carries a
-    # load-time transform (``weight.fastbert_linear``: the FP8 / int8 copy of fastbert.quant) computes it
-    def gemm(x, weight):
+    # a weight that carries a load-time transform (``weight.fastbert_linear``: the FP8 / int8 copy of
+    # fastbert.quant) computes its GEMM; the bias is left to the fused kernel after it (``epilogue_bias``)
+    def linear(x, weight, bias=None):
         hook = getattr(weight, "fastbert_linear", None)
-        return F.linear(x, weight) if hook is None else hook(x, weight, None)
+        return F.linear(x, weight, bias) if hook is None else hook(x, weight, bias)
 
-    def dense_add_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps):
-        return kernels.add_layernorm(gemm(x, weight), residual, bias, ln_weight, ln_bias, eps)
+    def add_norm(x, residual, bias, weight, norm_bias, eps, rms=False, prenorm=False):
+        if prenorm:
+            return kernels.add_norm_residual(x, residual, bias, weight, norm_bias, eps, rms)
+        if rms:
+            assert norm_bias is None, "RMSNorm has no bias"
+            return kernels.add_rmsnorm(x, residual, bias, weight, eps)
+        return kernels.add_layernorm(x, residual, bias, weight, norm_bias, eps)
 
-    def dense_act(x, weight, bias, activation_name):
-        return bias_act(gemm(x, weight), bias, activation_name)
-
-    def dense_act_layernorm(x, weight, bias, ln_weight, ln_bias, eps, activation_name):
-        return bias_act_layernorm(gemm(x, weight), bias, ln_weight, ln_bias, eps, activation_name)
-
-    def bias_act(x, bias, activation_name):
-        if activation_name in kernel_acts:
+    def bias_act(x, bias, activation_name, norm_weight=None, norm_bias=None, eps=1e-12):
+        if activation_name not in kernel_acts:  # no kernel for it (tanh): torch
+            return _torch_bias_act(x, bias, activation_name, norm_weight, norm_bias, eps)
+        if norm_weight is None:
             return kernels.bias_act(x, bias, activation_name)
-        return _torch_bias_act(x, bias, activation_name)
+        return kernels.bias_act_layernorm(x, bias, norm_weight, norm_bias, eps, activation_name)
 
-    def bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name):
-        if activation_name in kernel_acts:
-            return kernels.bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name)
-        return _torch_bias_act_layernorm(x, bias, ln_weight, ln_bias, eps, activation_name)
+    def glu(x, bias, activation_name):
+        if activation_name not in kernel_acts:
+            return _ref_layers.glu(x, bias, activation_name)
+        return kernels.glu(x, bias, activation_name)
 
     def attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+        assert dropout_p == 0.0, "dropout has no Triton kernel: resolve() sends training to the sdpa table"
         qp, kp = spec.q_packing, spec.k_packing
         if qp is not None:
-            extra = {} if spec.rel_bias is None else {"rel_bias": spec.rel_bias}  # MPNet's bias table
+            assert bias is None, "a padded score bias reached the packed path"
+            extra = {}
+            if spec.window:
+                extra["window"] = spec.window
+            if spec.rel_bias is not None:
+                extra["rel_bias"] = spec.rel_bias  # MPNet's bias table
+            if spec.rotary is not None:
+                extra["rotary_cos"], extra["rotary_sin"] = spec.rotary
             out = kernels.attention_varlen(
                 q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,
                 validate=False, **extra,  # cu_seqlens built by padding.packing_from_mask
             )  # fmt: skip
             return out, None
-        if bias is not None or dropout_p > 0.0:  # no kernel for a score bias or dropout
-            return _sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
+        if bias is not None or spec.window or spec.rotary is not None:
+            # padded (a CUDA-graph bucket) with a score bias, window or RoPE: the padded kernel has none
+            return _sdpa_padded(q, k, v, spec, scale, 0.0, bias), None
         if key_lengths_arg and spec.key_lengths is not None:
             return padded_kernel(q, k, v, spec.key_mask, scale, spec.causal, seqlens_k=spec.key_lengths), None
         return padded_kernel(q, k, v, spec.key_mask, scale, spec.causal), None
 
     return OpTable(
         name="triton",
-        dense_add_layernorm=dense_add_layernorm,
-        dense_act=dense_act,
-        dense_act_layernorm=dense_act_layernorm,
-        embed_layernorm=kernels.embed_layernorm,
-        add_layernorm=kernels.add_layernorm,
+        linear=linear,
+        add_norm=add_norm,
         bias_act=bias_act,
-        bias_act_layernorm=bias_act_layernorm,
+        glu=glu,
+        embed=kernels.embed_layernorm,
         attention=attention,
-        attention_varlen=kernels.attention_varlen,
-        attention_padded=padded_kernel,
         wants_key_lengths=key_lengths_arg,
+        epilogue_bias=True,
     )
 
 

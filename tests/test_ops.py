@@ -33,30 +33,82 @@ def run3(name, op, dtype, *args, **kw):
 
 def check(name, op, dtype, *args, **kw):
     ours, plain, ref = run3(name, op, dtype, *args, **kw)
-    assert ours.dtype == dtype and ours.shape == ref.shape
-    assert_close(ours, plain, ref, dtype, what=f"{name}.{op}")
+    if not isinstance(ours, tuple):
+        ours, plain, ref = (ours,), (plain,), (ref,)
+    assert len(ours) == len(ref)
+    for i, (o, p, r) in enumerate(zip(ours, plain, ref)):
+        assert o.dtype == dtype and o.shape == r.shape
+        assert_close(o, p, r, dtype, what=f"{name}.{op}[{i}]")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", TABLES)
-def test_dense_and_norm_ops(name, dtype):
+def test_primitive_and_composite_ops(name, dtype):
+    """Every primitive of the table (and the composites over it) in every placement the families use."""
     x, w, b = torch.randn(7, 24), torch.randn(36, 24) * 0.2, torch.randn(36)
     res, lw, lb = torch.randn(7, 36), 1 + 0.1 * torch.randn(36), 0.1 * torch.randn(36)
-    check(name, "dense_add_layernorm", dtype, x, w, b, res, lw, lb, 1e-12)
-    check(name, "dense_act", dtype, x, w, b, "gelu")
-    check(name, "dense_act", dtype, x, w, b, "tanh")  # no kernel: the triton table computes it in torch
-    check(name, "dense_act_layernorm", dtype, x, w, b, lw, lb, 1e-5, "gelu_new")
-    check(name, "add_layernorm", dtype, res, x @ w.t(), b, lw, lb, 1e-12)
+    h = x @ w.t()
+    check(name, "linear", dtype, x, w, b)
+    check(name, "add_norm", dtype, res, h, b, lw, lb, 1e-12)  # BERT's post-norm
+    check(name, "add_norm", dtype, res, h, None, lw, None, 1e-5)  # LayerNorm without bias (ModernBERT)
+    check(name, "add_norm", dtype, res, None, b, lw, None, 1e-6, rms=True)  # RMSNorm
+    check(name, "add_norm", dtype, res, h, None, lw, None, 1e-5, prenorm=True)  # (norm(h), h)
+    check(name, "add_norm", dtype, res, h, b, lw, None, 1e-6, True, True)  # RMS, pre-norm, positional
     check(name, "bias_act", dtype, res, b, "relu")
-    check(name, "bias_act_layernorm", dtype, res, b, lw, lb, 1e-12, "silu")
+    check(name, "bias_act", dtype, res, b, "silu", lw, lb, 1e-12)  # + LayerNorm (an MLM head's transform)
+    check(name, "bias_act", dtype, res, None, "tanh")  # no kernel: the triton table computes it in torch
+    check(name, "glu", dtype, res, b, "gelu")  # GeGLU: (7, 36) -> (7, 18)
+    check(name, "glu", dtype, res, None, "silu")
+    check(name, "dense_add_norm", dtype, x, w, b, res, lw, lb, 1e-12)
+    check(name, "dense_add_norm", dtype, x, w, None, res, lw, None, 1e-5, prenorm=True)
+    check(name, "dense_act", dtype, x, w, b, "gelu")
+    check(name, "dense_act", dtype, x, w, b, "tanh")
+    check(name, "dense_act", dtype, x, w, b, "gelu_new", lw, lb, 1e-5)
+    check(name, "dense_glu", dtype, x, w, b, "gelu")
+    check(name, "dense_glu", dtype, x, w, None, "gelu")
 
 
 @pytest.mark.parametrize("name", TABLES)
-def test_embed_layernorm(name):
+def test_embed(name):
     word, pos, typ = torch.randn(50, 16), torch.randn(20, 16), torch.randn(2, 16)
     ids, positions, types = torch.randint(0, 50, (11,)), torch.arange(11), torch.randint(0, 2, (11,))
     lw, lb = 1 + 0.1 * torch.randn(16), 0.1 * torch.randn(16)
-    check(name, "embed_layernorm", torch.float32, ids, positions, types, word, pos, typ, lw, lb, 1e-12)
+    check(name, "embed", torch.float32, ids, positions, types, word, pos, typ, lw, lb, 1e-12)
+    check(name, "embed", torch.float32, ids, None, None, word, None, None, lw, None, 1e-5)  # ModernBERT
+    check(name, "embed", torch.float32, ids, positions, None, word, pos, None, lw, lb, 1e-12)  # DistilBERT
+    with pytest.raises(ValueError, match="token_type_ids given without a type_weight"):
+        table(name).embed(ids, positions, types, word, pos, None, lw, lb, 1e-12)
+
+
+@pytest.mark.parametrize("name", TABLES)
+@pytest.mark.parametrize("window", [0, 4])
+def test_window_and_rotary_attention_padded_and_packed(name, window):
+    """A spec with a sliding window and RoPE: every table, packed (sdpa, triton) and padded (eager; the padded
+    path of the others), gives the float64 padded eager result on the valid tokens of a right-padded batch."""
+    from fastbert import attention_ref as R
+
+    t = table(name)
+    torch.manual_seed(3)
+    b, n, heads, d = 3, 9, 2, 8
+    mask = torch.tensor([[1] * 9, [1] * 5 + [0] * 4, [1] * 7 + [0] * 2])
+    q, k, v = (torch.randn(b, n, heads, d) for _ in range(3))
+    rotary = R.rope_cos_sin(R.rope_inv_freq(10000.0, d), n)
+    padded = ops.AttentionSpec(key_mask=mask.bool(), window=window, rotary=rotary)
+    ref, _ = ops.EAGER_OPS.attention(q.double(), k.double(), v.double(), padded, 0.3)
+    plain, _ = ops.EAGER_OPS.attention(q, k, v, padded, 0.3)
+    keep = mask.bool()
+    p = packing_from_mask(mask)
+    packed = ops.AttentionSpec(q_packing=p, k_packing=p, window=window, rotary=rotary)
+    if t.packs:  # eager computes the padded batch only
+        out_packed, _ = t.attention(q[keep], k[keep], v[keep], packed, 0.3)
+        assert_close(out_packed, plain[keep], ref[keep], torch.float32, what=f"{name} packed window={window}")
+    out_padded, _ = t.attention(q, k, v, padded, 0.3)
+    assert_close(out_padded[keep], plain[keep], ref[keep], torch.float32, what=f"{name} padded")
+    if window:  # the window matters: without it the answer differs
+        wide, _ = ops.EAGER_OPS.attention(
+            q, k, v, ops.AttentionSpec(key_mask=mask.bool(), rotary=rotary), 0.3
+        )
+        assert not torch.allclose(wide[keep], plain[keep], atol=1e-3)
 
 
 def attention_inputs(lengths, seqlen=6, heads=2, d=8, dtype=torch.float32):
@@ -144,7 +196,7 @@ def test_reference_padded_attention_seqlens_k_equals_mask_with_padding_zeroed():
     q, k, v = (torch.randn(3, 9, 2, 8) for _ in range(3))
     lens = torch.tensor([9, 4, 0], dtype=torch.int32)
     valid = torch.arange(9)[None, :] < lens[:, None]
-    table = ops.get_ops("sdpa")
+    table = ops.KERNEL_REFERENCES
     out = table.attention_padded(q, k, v, None, 0.3, False, seqlens_k=lens)
     masked = table.attention_padded(q, k, v, valid, 0.3, False)
     assert torch.equal(out[valid], masked[valid])
@@ -225,8 +277,8 @@ def test_sdpa_linear_onednn_on_cpu_inference_and_plain_with_autograd(monkeypatch
         monkeypatch.setattr(ops, "_ONEDNN_LINEAR", lambda *a: calls.append(1) or real(*a))
         with torch.no_grad():
             ops.SDPA_OPS.dense_act(x, w, b, "gelu")
-            ops.SDPA_OPS.dense_add_layernorm(x, w[:36], b[:36], x, torch.ones(36), torch.zeros(36), 1e-12)
-            ops.SDPA_OPS.dense_act_layernorm(x, w, b, torch.ones(108), torch.zeros(108), 1e-12, "gelu")
+            ops.SDPA_OPS.dense_add_norm(x, w[:36], b[:36], x, torch.ones(36), torch.zeros(36), 1e-12)
+            ops.SDPA_OPS.dense_act(x, w, b, "gelu", torch.ones(108), torch.zeros(108), 1e-12)
         assert len(calls) == 3
     assert ops.EAGER_OPS.linear is torch.nn.functional.linear  # eager stays transformers' twin
 

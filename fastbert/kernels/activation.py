@@ -6,7 +6,7 @@ Out: y, x's shape, contiguous, x's dtype. Math in fp32, one rounding on store.
 
 Activations (Hugging Face ``hidden_act`` names): "gelu"/"gelu_python" (erf, BERT's default),
 "gelu_new"/"gelu_pytorch_tanh"/"gelu_fast" (tanh approximation), "quick_gelu", "relu",
-"silu"/"swish". Reference: ``get_ops("sdpa").bias_act`` in ``fastbert.ops``.
+"silu"/"swish". Reference: ``fastbert.ops.KERNEL_REFERENCES.bias_act``.
 
 ``glu``: the gated MLP's activation (ModernBERT's GeGLU): x (M, 2N) = [input | gate] (the chunks of
 ``Wi``'s output), ``y = act(input + bias[:N]) * (gate + bias[N:])`` (M, N), x's dtype, math in fp32,

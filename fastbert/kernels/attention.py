@@ -33,7 +33,7 @@ hardware's (``ex2.approx``, ~2 ulp), within the tolerance rule over a 12-layer e
 (tests/kernels/test_fp32_exactness.py emulates that error).
 Padded layout with ``seqlens_k``: each row's key loop stops at its length and query blocks past it
 load nothing and store zeros (the lengths stay on the device).
-Reference: ``get_ops("sdpa").attention_padded`` / ``.attention_varlen`` in ``fastbert.ops`` (SDPA).
+Reference: ``fastbert.ops.KERNEL_REFERENCES.attention_padded`` / ``.attention_varlen`` (SDPA, ``fastbert.attention_ref``).
 """
 
 from __future__ import annotations

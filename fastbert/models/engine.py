@@ -344,6 +344,9 @@ class BertModel(BertPreTrainedModel):
     """The bare BERT encoder (transformers' ``BertModel``), with an optional pooler."""
 
     embeddings_class: type[nn.Module] = BertEmbeddings
+    #: pack every batch, padded or not: a family whose attention has a window, RoPE or a relative bias
+    #: (the packed paths compute them per sequence; training with attention dropout stays padded)
+    always_pack: bool = False
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -549,6 +552,7 @@ class BertModel(BertPreTrainedModel):
             checked = _Checked(ref.shape[0], ref.shape[1])
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
         ops = self._resolve(output_attentions, past, no_real_tokens)
+        attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
         can_pack = (
             host_reads
             and ops.packs
@@ -556,6 +560,7 @@ class BertModel(BertPreTrainedModel):
             and not use_cache
             and cfg.position_embedding_type == "absolute"
             and allow_pack
+            and not (self.always_pack and attention_dropout)  # the packed positional paths have no dropout
         )
         ctx = self._context(inputs, checked, ops, can_pack, past_length, use_cache)
         hidden, enc_states = self._embed(inputs, ctx, checked.batch, checked.seqlen, past_length)
@@ -611,6 +616,9 @@ class BertModel(BertPreTrainedModel):
         if can_pack and checked.padded:
             packing = packing_from_mask(mask, checked.seqlens, checked.seqlens_host)
             attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
+        elif can_pack and self.always_pack:
+            packing = full_packing(checked.batch, checked.seqlen, inputs.reference.device)
+            attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
         elif mask is not None and (checked.padded or checked.seqlens_host is None):
             key_lengths = extents(mask) if ops.wants_key_lengths else None
             attn = AttentionSpec(causal=causal, key_mask=mask.bool(), key_lengths=key_lengths)
@@ -633,7 +641,13 @@ class BertModel(BertPreTrainedModel):
             else:
                 cross = AttentionSpec()
         dropout = self.training and cfg.hidden_dropout_prob > 0
-        return LayerContext(ops, attn, cross, past_length, use_cache, dropout)
+        return LayerContext(ops, attn, cross, past_length, use_cache, dropout, self._layer_specs(attn, ops))
+
+    def _layer_specs(self, attn: AttentionSpec, ops: OpTable) -> dict[str, AttentionSpec]:
+        """Self-attention's spec per layer type, from this forward's base spec ``attn`` (its packing and
+        mask): a family adds its window, RoPE tables or relative bias here, built once per forward.
+        BERT's layers all read ``attn`` itself: {}."""
+        return {}
 
     def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):
         """Embeddings of the real tokens ((T, H) packed or (B, L, H)) and the encoder's states to attend."""

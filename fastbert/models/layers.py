@@ -9,7 +9,8 @@ and ELECTRA use these modules as they are (their parameter names are BERT's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,11 +27,18 @@ class LayerContext:
     """What every layer of one forward shares: the op table and how attention sees the tokens."""
 
     ops: OpTable
-    attn: AttentionSpec  # self-attention
+    attn: AttentionSpec  # self-attention (every layer's, unless its layer type has its own spec)
     cross: AttentionSpec | None = None  # cross-attention keys (the encoder's states)
     past_length: int = 0  # keys already in the cache
     use_cache: bool = False  # return each layer's keys/values
     dropout: bool = False  # training with dropout: the plain modules run (the tables have no dropout)
+    #: self-attention's spec per layer type (global / local layers, RoPE thetas, MPNet's bias): the
+    #: driver's ``_layer_specs``
+    layer_specs: Mapping[str, AttentionSpec] = field(default_factory=dict)
+
+    def spec_for(self, layer_type: str) -> AttentionSpec:
+        """Self-attention's spec of a layer of ``layer_type`` (``attn`` when the type has none of its own)."""
+        return self.layer_specs.get(layer_type, self.attn)
 
 
 # --------------------------------------------------------------------------------------------- modules
@@ -256,7 +264,7 @@ def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
     if ctx.dropout:
         return module.LayerNorm(module.dropout(module.dense(hidden_states)) + residual)
     dense, ln = module.dense, module.LayerNorm
-    return ctx.ops.dense_add_layernorm(
+    return ctx.ops.dense_add_norm(
         hidden_states, dense.weight, dense.bias, residual, ln.weight, ln.bias, ln.eps
     )
 
@@ -370,7 +378,7 @@ class BertEmbeddings(_Module):
         absolute = self.position_embedding_type == "absolute"
         if inputs_embeds is None and absolute and not ctx.dropout and _plain_module(self.word_embeddings):
             ln = self.LayerNorm
-            out = ctx.ops.embed_layernorm(
+            out = ctx.ops.embed(
                 input_ids.reshape(-1),
                 position_ids.reshape(-1),
                 token_type_ids.reshape(-1),

@@ -8,7 +8,7 @@ the torch op run in the input dtype has its own error against it, and the kernel
 compared) unless a test passes ``mask``.
 
 The kernels under test are the public functions of ``fastbert.kernels``; the torch reference is the
-op table of ``fastbert.ops`` named in ``REFERENCE_BACKEND`` (the one place the tests name it).
+``fastbert.ops.KERNEL_REFERENCES`` (the torch reference of each kernel under its name and signature).
 
 Without CUDA the kernels run on CPU tensors under TRITON_INTERPRET=1 (tests/conftest.py sets it),
 with tiny shapes; with CUDA the same tests run on the GPU, plus realistic shapes (``requires_cuda``).
@@ -27,7 +27,6 @@ CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICE = "cuda" if CUDA else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-REFERENCE_BACKEND = "sdpa"
 
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 
@@ -39,9 +38,9 @@ def to64(a):
 
 def reference(name: str):
     """The torch reference of kernel ``name`` (same signature as ``fastbert.kernels.<name>``)."""
-    from fastbert.ops import get_ops
+    from fastbert.ops import KERNEL_REFERENCES
 
-    return getattr(get_ops(REFERENCE_BACKEND), name)
+    return getattr(KERNEL_REFERENCES, name)
 
 
 def kernel(name: str):

@@ -70,9 +70,9 @@ def test_errors_come_before_any_work(monkeypatch):
 
     def spy(*a, **kw):
         calls.append(1)
-        return real.embed_layernorm(*a, **kw)
+        return real.embed(*a, **kw)
 
-    monkeypatch.setitem(ops.TABLES, "sdpa", dataclasses.replace(real, embed_layernorm=spy))
+    monkeypatch.setitem(ops.TABLES, "sdpa", dataclasses.replace(real, embed=spy))
     message("sdpa", input_ids=torch.tensor([[1, 50]]))
     assert calls == []
 

@@ -31,8 +31,8 @@ class BertPredictionHeadTransform(_Module):
 
     def forward(self, hidden_states, ops: OpTable):
         dense, ln = self.dense, self.LayerNorm
-        return ops.dense_act_layernorm(
-            hidden_states, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, self.hidden_act
+        return ops.dense_act(
+            hidden_states, dense.weight, dense.bias, self.hidden_act, ln.weight, ln.bias, ln.eps
         )
 
 

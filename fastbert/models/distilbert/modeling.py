@@ -61,7 +61,7 @@ class Embeddings(_Module):
         """ids (T,) packed or (B, L) padded -> (..., dim); token types are ignored (there is no table)."""
         if inputs_embeds is None and not ctx.dropout and _plain_module(self.word_embeddings):
             ln = self.LayerNorm
-            out = ctx.ops.embed_layernorm(
+            out = ctx.ops.embed(
                 input_ids.reshape(-1),
                 position_ids.reshape(-1),
                 None,
@@ -118,9 +118,7 @@ def _linear_add_layernorm(linear: nn.Linear, norm: nn.LayerNorm, dropout: nn.Dro
     """norm(dropout(linear(x)) + residual): the table's GEMM + fused add + LayerNorm (plain modules in training)."""
     if ctx.dropout:
         return norm(dropout(linear(x)) + residual)
-    return ctx.ops.dense_add_layernorm(
-        x, linear.weight, linear.bias, residual, norm.weight, norm.bias, norm.eps
-    )
+    return ctx.ops.dense_add_norm(x, linear.weight, linear.bias, residual, norm.weight, norm.bias, norm.eps)
 
 
 class TransformerBlock(_Module):
@@ -174,9 +172,7 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
 
     def _lm_logits(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
         t, ln = self.vocab_transform, self.vocab_layer_norm
-        x = ops.dense_act_layernorm(
-            hidden_states, t.weight, t.bias, ln.weight, ln.bias, ln.eps, self.config.activation
-        )
+        x = ops.dense_act(hidden_states, t.weight, t.bias, self.config.activation, ln.weight, ln.bias, ln.eps)
         return self.vocab_projector(x)
 
 

@@ -72,9 +72,7 @@ class ElectraGeneratorPredictions(_Module):
 
     def forward(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
         dense, ln = self.dense, self.LayerNorm
-        return ops.dense_act_layernorm(
-            hidden_states, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, "gelu"
-        )
+        return ops.dense_act(hidden_states, dense.weight, dense.bias, "gelu", ln.weight, ln.bias, ln.eps)
 
 
 class ElectraClassificationHead(_Module):
@@ -214,6 +212,22 @@ class ElectraForMaskedLM(ElectraPreTrainedModel, bert.BertForMaskedLM):
         self.generator_predictions = ElectraGeneratorPredictions(config)
         self.generator_lm_head = nn.Linear(config.embedding_size, config.vocab_size)
         self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """transformers' argument order of the generator (no encoder states: ``labels`` sixth)."""
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
 
 class ElectraForCausalLM(ElectraPreTrainedModel, bert.BertLMHeadModel):

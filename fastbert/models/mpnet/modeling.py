@@ -22,8 +22,7 @@ from torch import nn
 
 from ... import outputs
 from ...attention_ref import relative_position_bucket
-from ...ops import OpTable
-from ...padding import full_packing
+from ...ops import AttentionSpec, OpTable
 from ..distilbert.modeling import Embeddings
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
 from ..layers import (
@@ -39,6 +38,7 @@ from ..roberta import modeling as roberta
 from .config import MPNetConfig
 
 _PADDING_IDX = 1  # transformers' MPNetEmbeddings fixes it (not config.pad_token_id)
+_LAYER_TYPE = "full_attention"  # MPNet's one layer type: global attention with the relative bias
 _BUCKETS, _MAX_DISTANCE = 32, 128  # transformers' compute_position_bias / relative_position_bucket defaults
 
 
@@ -93,7 +93,7 @@ class MPNetSelfAttention(BertSelfAttention):
             q, k, v = ctx.ops.linear(hidden_states, *fused).view(*lead, 3, h, d).unbind(-3)
         else:  # wrapped or replaced modules: each runs itself
             q, k, v = (m(hidden_states).view(*lead, h, d) for m in (self.q, self.k, self.v))
-        spec, bias = ctx.attn, None
+        spec, bias = ctx.spec_for(_LAYER_TYPE), None
         if spec.q_packing is None:  # padded: transformers' (1, heads, L, L) bias from the same table
             n = q.shape[1]
             offsets = torch.arange(n, device=q.device)
@@ -116,7 +116,7 @@ class MPNetAttention(_Module):
         o, ln = self.attn.o, self.LayerNorm
         if ctx.dropout:
             return ln(self.dropout(o(context)) + hidden_states), probs
-        return ctx.ops.dense_add_layernorm(
+        return ctx.ops.dense_add_norm(
             context, o.weight, o.bias, hidden_states, ln.weight, ln.bias, ln.eps
         ), probs
 
@@ -163,6 +163,8 @@ class MPNetPreTrainedModel(BertPreTrainedModel):
 class MPNetModel(MPNetPreTrainedModel, BertModel):
     """The bare MPNet encoder (transformers' ``MPNetModel``), with an optional pooler."""
 
+    always_pack = True  # packed also without padding: the relative bias runs in the varlen attention
+
     def __init__(self, config: MPNetConfig, add_pooling_layer: bool = True):
         BertPreTrainedModel.__init__(self, config)  # not BertModel's modules
         self.embeddings = MPNetEmbeddings(config)
@@ -206,21 +208,13 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
         device = inputs.inputs_embeds.device
         return torch.arange(_PADDING_IDX + 1, seqlen + _PADDING_IDX + 1, device=device).expand(batch, seqlen)
 
-    def _context(self, inputs, checked, ops: OpTable, can_pack, past_length, use_cache) -> LayerContext:
-        """BERT's context, packed also without padding (the bias runs in the varlen attention), and the
-        relative bias table of this forward. Training with attention dropout stays padded (the packed
-        bias path has no dropout)."""
-        attention_dropout = self.training and self.config.attention_probs_dropout_prob > 0
-        can_pack = can_pack and not attention_dropout
-        ctx = super()._context(inputs, checked, ops, can_pack, past_length, use_cache)
-        attn = ctx.attn
-        if can_pack and attn.q_packing is None:
-            packing = full_packing(checked.batch, checked.seqlen, inputs.reference.device)
-            attn = replace(attn, q_packing=packing, k_packing=packing, key_mask=None, key_lengths=None)
+    def _layer_specs(self, attn: AttentionSpec, ops: OpTable) -> dict[str, AttentionSpec]:
+        """Every layer's spec carries this forward's relative bias table (shared by the layers): packed,
+        the varlen attention adds it per sequence; padded (training with attention dropout), the layers
+        build transformers' (1, heads, L, L) bias from it."""
         weight = self.encoder.relative_attention_bias.weight
         dtype = torch.float32 if ops.name == "triton" else weight.dtype  # the kernel reads fp32
-        table = bias_table(weight, dtype)
-        return replace(ctx, attn=replace(attn, rel_bias=table))
+        return {_LAYER_TYPE: replace(attn, rel_bias=bias_table(weight, dtype))}
 
 
 MPNetPreTrainedModel.base_model_class = MPNetModel
@@ -232,11 +226,45 @@ _TIED = {
 
 
 class _NoTokenTypes:
-    """transformers' MPNet forwards take no token types: a BERT tokenizer's are dropped, as transformers does."""
+    """transformers' MPNet heads take no token types, in its argument order (positional calls mean the same):
+    a BERT tokenizer's ``token_type_ids`` keyword is dropped, as transformers does."""
 
-    def _run(self, inputs: BertInputs, return_dict, **targets):
-        inputs.token_type_ids = None
-        return super()._run(inputs, return_dict, **targets)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
+
+class _NoTokenTypesQA:
+    """``_NoTokenTypes`` for the question-answering head (start and end positions as targets)."""
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(
+            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
+        )
 
 
 class MPNetLMHead(roberta.RobertaLMHead):
@@ -267,5 +295,5 @@ class MPNetForTokenClassification(_NoTokenTypes, MPNetPreTrainedModel, roberta.R
     pass
 
 
-class MPNetForQuestionAnswering(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
+class MPNetForQuestionAnswering(_NoTokenTypesQA, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
     pass

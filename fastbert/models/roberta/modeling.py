@@ -63,7 +63,7 @@ class RobertaLMHead(_Module):
 
     def forward(self, features: torch.Tensor, ops: OpTable) -> torch.Tensor:
         dense, ln = self.dense, self.layer_norm
-        x = ops.dense_act_layernorm(features, dense.weight, dense.bias, ln.weight, ln.bias, ln.eps, "gelu")
+        x = ops.dense_act(features, dense.weight, dense.bias, "gelu", ln.weight, ln.bias, ln.eps)
         return self.decoder(x)
 
 
@@ -172,6 +172,22 @@ class RobertaForMultipleChoice(RobertaPreTrainedModel, bert.BertForMultipleChoic
         self.dropout = nn.Dropout(config.hidden_dropout_prob)  # transformers': not classifier_dropout
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        token_type_ids=None,
+        attention_mask=None,
+        labels=None,
+        position_ids=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """transformers' argument order of RoBERTa's multiple-choice head (token types before the mask)."""
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
 
 class RobertaForTokenClassification(RobertaPreTrainedModel, bert.BertForTokenClassification):
