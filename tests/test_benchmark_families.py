@@ -155,3 +155,11 @@ def test_long_harness_in_fresh_processes(tmp_path):
     assert (tmp_path / "rows.jsonl").exists() and "local layers ms" in (tmp_path / "TABLE.md").read_text()
     with pytest.raises(ValueError, match="one input per row"):
         run_long(model="tiny-modernbert", shapes=("2x48",), providers=("hf-sdpa",), log=lambda s: None)
+
+
+def test_long_refuses_another_device_in_one_line(capsys):
+    from fastbert.cli import main as cli_main
+
+    assert cli_main(["bench", "--suite", "long", "--device", "cuda:0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--suite long runs on the CPU" in err[0]

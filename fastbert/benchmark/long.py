@@ -414,6 +414,10 @@ def cli_main(args: argparse.Namespace) -> int:
     from fastbert.benchmark.run import command_line
     from fastbert.benchmark.workloads import TINY_MODELS
 
+    if args.device is not None and str(args.device) != "cpu":
+        raise ValueError(
+            f"--suite long runs on the CPU (its peak memory is the process's resident set), not --device {args.device}"
+        )
     model = (args.models or [DEFAULT_MODEL])[0]
     if args.tiny:
         model = TINY_MODELS.get(model, model)
