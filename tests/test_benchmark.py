@@ -326,7 +326,7 @@ def test_suites():
     assert not any("compile" in p for g in quick_cpu for p in g.providers)
     assert fb.suite_groups("quick", "cuda")[0].providers[0] == "fastbert-triton"
     cpu = {g.name: g for g in fb.suite_groups("cpu", "cpu")}
-    assert set(cpu) == {"e2e", "sentences", "scaling", "overhead"}
+    assert set(cpu) == {"e2e", "sentences", "scaling", "overhead", "families", "modernbert"}
     assert {"ort-optimized", "ort-int8", "openvino", "hf-compile"} <= set(cpu["e2e"].providers)
     assert cpu["sentences"].corpus == 2000 and cpu["sentences"].baseline == "st-torch"
     assert (
@@ -342,7 +342,8 @@ def test_suites():
     assert any("fastbert-triton-graphs" in g.providers and g.shapes == ("1x128",) for g in compile_groups)
     for g in fb.suite_groups("cpu", "cpu"):
         t = suites.tiny(g)
-        assert t.kind == "sentences" and t.corpus < 100 or t.models in (("tiny",), ("overhead",))
+        tiny_models = (("tiny",), ("overhead",), ("tiny-xlm-roberta", "tiny-mpnet"), ("tiny-modernbert",))
+        assert t.kind == "sentences" and t.corpus < 100 or t.models in tiny_models
     with pytest.raises(ValueError, match="unknown suite"):
         fb.suite_groups("nope", "cpu")
     with pytest.raises(ValueError, match="unknown provider"):

@@ -11,6 +11,8 @@ from fastbert.benchmark.suites import SUITE_NAMES
 SUITE_DEFAULTS = {
     "quick": dict(threads=None, warmup=1, rounds=15, min_rounds=5, target_s=1.5),
     "cpu": dict(threads=2, warmup=0, rounds=20, min_rounds=5, target_s=3.0),
+    "families": dict(threads=2, warmup=0, rounds=20, min_rounds=5, target_s=3.0),
+    "modernbert": dict(threads=2, warmup=0, rounds=20, min_rounds=5, target_s=3.0),
     "gpu-e2e": dict(threads=None, warmup=3, rounds=50, min_rounds=10, target_s=1.0),
     "gpu-compile": dict(threads=None, warmup=3, rounds=50, min_rounds=10, target_s=1.0),
 }
@@ -24,10 +26,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``fastbert bench``."""
     parser.add_argument(
         "--suite",
-        choices=(*SUITE_NAMES, "serve"),
+        choices=(*SUITE_NAMES, "serve", "long"),
         default=None,
         help="quick (default): fastbert vs transformers sdpa on MiniLM, two rows; cpu: the full CPU suite "
-        "(rivals, sentence-transformers, scaling, host overhead); gpu-e2e, gpu-compile: the GPU check's rows; "
+        "(rivals, sentence-transformers, scaling, host overhead, the families); families: XLM-R and MPNet "
+        "base-size; modernbert: ModernBERT base-size; long: ModernBERT on one input of --shapes 1x2048,... "
+        "(time and peak memory, a fresh process per row); gpu-e2e, gpu-compile: the GPU check's rows; "
         "serve: fastbert serve vs FastAPI + sentence-transformers under load",
     )
     parser.add_argument("--quick", action="store_true", help="the same as --suite quick")
@@ -44,7 +48,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick: 45 on the CPU, 160 on CUDA unless given",
     )
     parser.add_argument(
-        "--models", type=_csv_list, help="replace the suite's models (bert-base, minilm, tiny, a folder)"
+        "--models",
+        type=_csv_list,
+        help="replace the suite's models (bert-base, minilm, tiny, xlm-roberta-base, mpnet-base, "
+        "modernbert-base, a folder)",
     )
     parser.add_argument("--tasks", type=_csv_list, help="replace the suite's tasks (model, mlm, embed)")
     parser.add_argument(
@@ -105,7 +112,7 @@ def options_from_args(args: argparse.Namespace):
     pick = lambda value, key: d[key] if value is None else value
     return BenchOptions(
         suite=suite,
-        device=args.device or ("cpu" if suite == "cpu" else None),
+        device=args.device or ("cpu" if suite in ("cpu", "families", "modernbert") else None),
         threads=pick(args.threads, "threads"),
         tiny=args.tiny,
         models=args.models,
@@ -152,6 +159,10 @@ def cli_main(args: argparse.Namespace) -> int:
         from fastbert.benchmark.serve import cli_main as serve_main
 
         return serve_main(args)
+    if args.suite == "long":  # one long input, a fresh process per row: fastbert.benchmark.long
+        from fastbert.benchmark.long import cli_main as long_main
+
+        return long_main(args)
     from fastbert.benchmark import report
     from fastbert.benchmark.run import default_device, run_benchmark
 

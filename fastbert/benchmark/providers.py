@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from fastbert.benchmark.workloads import Shape, fastbert_model, hf_variant, make_inputs, task_output
+from fastbert.benchmark.workloads import Shape, fastbert_model, hf_variant, inputs_for, task_output
 
 RunFn = Callable[[Any], torch.Tensor]
 
@@ -47,7 +47,9 @@ class BuildContext:
 @dataclass
 class Provider:
     """A way to run a row. ``unavailable(device, dtype)`` says why it cannot run here (None: it can);
-    ``build(ctx)`` returns the callable. ``quantized`` rivals are judged by cosine similarity."""
+    ``build(ctx)`` returns the callable. ``quantized`` rivals are judged by cosine similarity.
+    ``converts``: the provider runs fastbert's model of the row's family (converted from transformers'),
+    so it is skipped, with the reason, for a ``model_type`` fastbert's registry does not have."""
 
     name: str
     description: str
@@ -55,6 +57,7 @@ class Provider:
     unavailable: Callable[[str, torch.dtype], str | None] = lambda device, dtype: None
     quantized: bool = False
     kind: str = "tensor"
+    converts: bool = False
 
 
 def package_version(name: str) -> str | None:
@@ -294,7 +297,10 @@ def _precision_missing(precision: str) -> Callable[[str, torch.dtype], str | Non
     return missing
 
 
-_ONNX_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
+def _onnx_names(config) -> list[str]:
+    """The inputs of the ONNX export: ``input_ids``, ``token_type_ids`` where the family has token types,
+    ``attention_mask``."""
+    return list(inputs_for(config, Shape(batch=1, seqlen=2), "cpu"))
 
 
 def export_onnx(ctx: BuildContext) -> str:
@@ -309,23 +315,24 @@ def export_onnx(ctx: BuildContext) -> str:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, token_type_ids, attention_mask):
-            inputs = dict(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
-            return task_output(task, self.model(**inputs), attention_mask)
+        def forward(self, *tensors):
+            inputs = dict(zip(names, tensors))
+            return task_output(task, self.model(**inputs), inputs["attention_mask"])
 
-    example = make_inputs(Shape(batch=2, seqlen=16), ctx.source.config.vocab_size, "cpu")
+    names = _onnx_names(ctx.source.config)
+    example = inputs_for(ctx.source.config, Shape(batch=2, seqlen=16), "cpu")
     example["attention_mask"][0, 9:] = 0  # padded while traced: no all-ones shortcut in the graph
     tmp = ctx.cache.setdefault("tmpdir", tempfile.mkdtemp(prefix="fastbert-bench-"))
     path = os.path.join(tmp, "model.onnx")
-    axes = {n: {0: "batch", 1: "seq"} for n in _ONNX_INPUTS}
+    axes = {n: {0: "batch", 1: "seq"} for n in names}
     axes["output"] = {0: "batch"} if task == "embed" else {0: "batch", 1: "seq"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Export().eval(),
-            tuple(example[n] for n in _ONNX_INPUTS),
+            tuple(example[n] for n in names),
             path,
-            input_names=_ONNX_INPUTS,
+            input_names=names,
             output_names=["output"],
             dynamic_axes=axes,
             opset_version=17,
@@ -343,9 +350,10 @@ def _ort_session(path: str, device: str):
     options.inter_op_num_threads = 1
     providers = ["CUDAExecutionProvider"] if _cuda(device) else ["CPUExecutionProvider"]
     session = ort.InferenceSession(path, options, providers=providers)
+    names = [i.name for i in session.get_inputs()]
 
     def run(inputs):
-        feed = {n: inputs[n].cpu().numpy() for n in _ONNX_INPUTS}
+        feed = {n: inputs[n].cpu().numpy() for n in names}
         return torch.from_numpy(session.run(None, feed)[0]).to(device)
 
     return run
@@ -411,9 +419,10 @@ def _build_openvino(int8: bool) -> Callable[[BuildContext], RunFn]:
         }
         compiled = core.compile_model(model, "CPU", config)
         output = compiled.output(0)
+        names = _onnx_names(ctx.source.config)
 
         def run(inputs):
-            feed = {n: inputs[n].cpu().numpy() for n in _ONNX_INPUTS}
+            feed = {n: inputs[n].cpu().numpy() for n in names}
             return torch.from_numpy(compiled(feed)[output].copy())
 
         return run
@@ -475,18 +484,21 @@ PROVIDERS: dict[str, Provider] = {
             "fastbert, attn_implementation='triton' (fused Triton kernels, packed tokens)",
             _build_fastbert("triton"),
             _triton_missing,
+            converts=True,
         ),
         Provider(
             "fastbert-triton-graphs",
             "fastbert 'triton' replayed through CUDA graphs (model.cuda_graphs())",
             _build_fastbert("triton", graphs=True),
             _graphs_missing,
+            converts=True,
         ),
         Provider(
             "fastbert-sdpa",
             "fastbert, attn_implementation='sdpa' (plain torch ops on packed tokens, padding removed once)",
             _build_fastbert("sdpa"),
             _fastbert_sdpa_missing,
+            converts=True,
         ),
         Provider(
             "torch-varlen",
@@ -494,12 +506,14 @@ PROVIDERS: dict[str, Provider] = {
             "plain torch ops elsewhere: fastbert's 'sdpa' path on CUDA, the strongest plain-PyTorch rival",
             _build_fastbert("sdpa"),
             _varlen_missing,
+            converts=True,
         ),
         Provider(
             "fastbert-compile",
             "torch.compile(fastbert) ('triton' on CUDA, 'sdpa' on the CPU)",
             _build_fastbert("default", compiled=True),
             _compile_missing,
+            converts=True,
         ),
         Provider(
             "hf-eager", "transformers, attn_implementation='eager'", _build_hf("eager"), _transformers_missing
@@ -586,6 +600,7 @@ PROVIDERS: dict[str, Provider] = {
             _build_fastbert_precision("bf16"),
             _precision_missing("bf16"),
             quantized=True,
+            converts=True,
         ),
         Provider(
             "fastbert-int8",
@@ -593,6 +608,7 @@ PROVIDERS: dict[str, Provider] = {
             _build_fastbert_precision("int8"),
             _precision_missing("int8"),
             quantized=True,
+            converts=True,
         ),
         Provider(
             "st-fastbert-int8",

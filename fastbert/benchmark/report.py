@@ -220,6 +220,11 @@ GROUP_TITLES = {
     "overhead": "Host overhead: a 12-layer, hidden-32 BERT (BERT-base's op count, almost no math)",
     "compile": "torch.compile",
     "graphs": "CUDA graphs at 1 × 128",
+    "families": "The encoder families: XLM-RoBERTa and MPNet base-size, random weights (baseline: transformers "
+    "`sdpa`; for MPNet `eager`, the only attention transformers has for it)",
+    "modernbert": "ModernBERT base-size, random weights, against transformers `sdpa`",
+    "long": "One long input (`--suite long`): a fresh process per row, one timed call after a 128-token warm-up; "
+    "parity judged up to 2,048 tokens",
 }
 
 

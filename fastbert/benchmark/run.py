@@ -3,7 +3,9 @@ gate every provider's output against a float64 reference (a wrong answer gets no
 the survivors interleaved. Rows go to ``<out>/rows.jsonl`` as soon as they are measured.
 
 The parity gate is :mod:`fastbert.tolerances`: ``judge(out, torch_out, ref, dtype, mask)`` with ``ref``
-transformers' eager model in float64 and ``torch_out`` the same model in the row's dtype; quantized
+transformers' eager model in float64 (families with sliding windows, ModernBERT: each padded row run
+alone, see :func:`~fastbert.benchmark.workloads.reference_output`) and ``torch_out`` the same model in
+the row's dtype on the padded batch; quantized
 rivals instead need ``min_cosine(out, ref) >= MIN_COSINE_QUANTIZED`` on every real token's row.
 """
 
@@ -31,13 +33,17 @@ from fastbert.benchmark.timing import Budget, BudgetSpent, interleave, plan_roun
 from fastbert.benchmark.workloads import (
     DTYPES,
     embedded_minilm,
+    fastbert_family_missing,
+    has_sdpa,
+    has_window,
     hf_variant,
+    inputs_for,
     load_source_model,
-    make_inputs,
     model_flops,
     model_source,
     output_mask,
     parse_shape,
+    reference_output,
     sentence_corpus,
     task_output,
 )
@@ -256,7 +262,8 @@ class Runner:
             "tiny": self.opts.tiny,
             "time_budget_s": self.opts.time_budget_s,
             "wall_s": round(time.perf_counter() - start, 1),
-            "reference": "transformers eager in float64; rule: fastbert.tolerances",
+            "reference": "transformers eager in float64 (sliding-window families: each padded row alone); "
+            "rule: fastbert.tolerances",
         }
         return {"schema": SCHEMA, "meta": meta, "rows": self.rows}
 
@@ -320,6 +327,38 @@ class Runner:
         self._build_s = build_s
         return fns
 
+    def _fit_family(
+        self, group: Group, names: list[str], source, dtype: str, where: dict[str, Any]
+    ) -> tuple[Group, list[str]]:
+        """The group and providers that fit the row's family: fastbert's providers are skipped, with the
+        reason, for a ``model_type`` fastbert's registry does not have (ModernBERT until it lands);
+        transformers' ``sdpa`` rows of a family whose transformers class has only ``eager`` (MPNet) run
+        ``hf-eager`` in their place, which becomes the baseline."""
+        kept = list(names)
+        missing = fastbert_family_missing(source.config)
+        if missing:
+            for name in [n for n in kept if self.registry[n].converts]:
+                self.emit(
+                    self.row(group, provider=name, dtype=dtype, status="skipped", note=missing, **where)
+                )
+                kept.remove(name)
+        if not has_sdpa(source):
+            cls = type(source).__name__
+            for name in [n for n in kept if n in ("hf-sdpa", "hf-compile", "hf-compile-max-autotune")]:
+                note = f"transformers' {cls} has no sdpa attention (only eager)"
+                if name == "hf-sdpa":
+                    note += ": hf-eager is timed in its place" + (
+                        " and is the baseline" if group.baseline == "hf-sdpa" else ""
+                    )
+                self.emit(self.row(group, provider=name, dtype=dtype, status="skipped", note=note, **where))
+                at = kept.index(name)
+                kept.remove(name)
+                if name == "hf-sdpa" and "hf-eager" not in kept:
+                    kept.insert(at, "hf-eager")
+            if group.baseline == "hf-sdpa":
+                group = replace(group, baseline="hf-eager")
+        return group, kept
+
     def run_tensor_block(self, group: Group, model: str, task: str, dtype: str) -> None:
         where = dict(model=model, task=task)
         names = self._available(group, dtype, "tensor", **where)
@@ -332,6 +371,11 @@ class Runner:
         device, torch_dtype = self.device, DTYPES[dtype]
         source = load_source_model(model, task, device, seed=self.opts.seed)
         config = source.config
+        group, names = self._fit_family(group, names, source, dtype, where)
+        if not names:
+            del source
+            _release(device)
+            return
         shapes = [parse_shape(s) for s in group.shapes]
         shapes = [s for s in shapes if s.padded_len <= config.max_position_embeddings]
         ctx = BuildContext(
@@ -351,10 +395,10 @@ class Runner:
                 if self.budget.spent:
                     self._skip_spent(group, list(fns), dtype, [shape.label], **where)
                     continue
-                inputs = make_inputs(shape, config.vocab_size, device, seed=self.opts.seed)
+                inputs = inputs_for(config, shape, device, seed=self.opts.seed)
                 mask = output_mask(task, inputs["attention_mask"])
                 with torch.inference_mode():
-                    ref = task_output(task, reference(**inputs), inputs["attention_mask"])
+                    ref = reference_output(reference, inputs, task, has_window(config) and shape.padded)
                     torch_out = task_output(task, plain(**inputs), inputs["attention_mask"])
                 lengths = shape.lengths()
                 info = dict(

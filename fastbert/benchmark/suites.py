@@ -7,6 +7,13 @@ providers measured together in every row of the group).
   (plain, BERT-optimized, dynamic int8) and OpenVINO (fp32, int8 weights); sentence-transformers
   ``encode`` on a 2,000-sentence corpus; the scaling rows (batch size, padding fraction) of the PNG;
   the host-overhead rows (a 12-layer, hidden-32 BERT).
+- ``families``: XLM-RoBERTa and MPNet base-size (random weights) against transformers (``sdpa``; MPNet's
+  transformers class has only ``eager``, which is then the baseline), ONNX Runtime and OpenVINO, dense
+  32 x 128 and the skewed batch (issue 26); also the last groups of ``cpu``.
+- ``modernbert``: ModernBERT base-size (random weights) against transformers ``sdpa``, dense 32 x 128 and
+  the skewed batch (issue 27); fastbert's rows are skipped, with the reason, until fastbert's registry
+  has ``modernbert``. Its long inputs (2,048 / 4,096 / 8,192 tokens, time and peak memory, a fresh
+  process per row) are ``fastbert bench --suite long`` (:mod:`fastbert.benchmark.long`).
 - ``gpu-e2e``: BERT-base bf16 against transformers ``sdpa`` and torch's varlen flash attention on
   packed tokens; the host-overhead rows on the GPU.
 - ``gpu-compile``: torch.compile of transformers and of fastbert, CUDA graphs at 1 x 128.
@@ -41,7 +48,23 @@ SCALING_BATCHES = ("1x128", "2x128", "4x128", "8x128", "16x128", "32x128")
 SCALING_PADDING = ("16x128p25", "16x128p50", "16x128p75")  # with 16x128: 0% padding
 OVERHEAD_SHAPES = ("1x8", "2x8p25")  # one row of 8 tokens; 2 rows padded to 8, one of them 4 long
 
-SUITE_NAMES = ("quick", "cpu", "gpu-e2e", "gpu-compile")
+FAMILY_SHAPES = ("32x128", "32xskewed8-256")
+FAMILY_RIVALS = ("onnxruntime", "openvino")
+
+SUITE_NAMES = ("quick", "cpu", "families", "modernbert", "gpu-e2e", "gpu-compile")
+
+
+def _family_groups() -> list[Group]:
+    return [
+        Group(
+            "families",
+            ("xlm-roberta-base", "mpnet-base"),
+            FAMILY_SHAPES,
+            ("fastbert-sdpa", "hf-sdpa", *FAMILY_RIVALS),
+            first_call_limit_s=180,
+        ),
+        Group("modernbert", ("modernbert-base",), FAMILY_SHAPES, ("fastbert-sdpa", "hf-sdpa")),
+    ]
 
 
 def suite_groups(name: str, device: str) -> list[Group]:
@@ -63,7 +86,12 @@ def suite_groups(name: str, device: str) -> list[Group]:
                 ("fastbert-sdpa", "hf-sdpa", "hf-compile", *CPU_RIVALS),
                 first_call_limit_s=180,
             ),
+            *_family_groups(),
         ]
+    if name == "families":
+        return _family_groups()[:1]
+    if name == "modernbert":
+        return _family_groups()[1:]
     if name == "gpu-e2e":
         return [
             Group(
@@ -112,13 +140,20 @@ TINY_SHAPES = {
     "graphs": ("1x16",),
     "scaling": ("1x16", "2x16", "4x16", "4x16p50"),
     "overhead": OVERHEAD_SHAPES,
+    "families": ("2x16", "4xskewed4-32"),
+    "modernbert": ("2x16", "4xskewed4-32"),
 }
 
 
 def tiny(group: Group) -> Group:
-    """A group's dry-run version: the ``tiny`` config (the host-overhead model stays), tiny shapes, a
-    corpus of 24 short sentences."""
+    """A group's dry-run version: the ``tiny`` config (the host-overhead model stays; the other families'
+    models their ``tiny-`` configs), tiny shapes, a corpus of 24 short sentences."""
+    from fastbert.benchmark.workloads import TINY_MODELS
+
     if group.kind == "sentences":
         return replace(group, corpus=24, corpus_lengths=(3, 40), batch_size=8)
-    models = group.models if group.models == ("overhead",) else ("tiny",)
+    if group.models == ("overhead",):
+        models = group.models
+    else:
+        models = tuple(dict.fromkeys(TINY_MODELS.get(m, "tiny") for m in group.models))
     return replace(group, models=models, shapes=TINY_SHAPES.get(group.name, ("2x16",)))

