@@ -199,7 +199,18 @@ def _onednn_linear_op():
         return None
 
 
-_ONEDNN_LINEAR = _onednn_linear_op()
+def _onednn_preferred() -> bool:
+    """Whether oneDNN's fp32 linears beat MKL's (``F.linear``) on this CPU: with AVX-512 they did (the
+    measurement in :func:`_sdpa_linear`'s docstring); on an AVX2-only CPU MKL's were faster at every
+    encoder shape measured (AMD EPYC Zen 3, 2 threads, torch 2.13, MiniLM and BERT-base projections: equal
+    at 128 rows, oneDNN 1.05-1.27x slower from 512 to 4096 rows, and about twice MKL's rounding error)."""
+    try:
+        return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch without the query
+        return False
+
+
+_ONEDNN_LINEAR = _onednn_linear_op() if _onednn_preferred() else None
 
 #: below this many multiply-adds oneDNN's call costs more than it saves (measured, 2 threads: 8x32x96 took
 #: 3.5 us through F.linear and 13.7 us through oneDNN; 16x384x384 36 us and 29 us; 128x384x384 188 and 96)
@@ -207,10 +218,11 @@ _ONEDNN_MIN_MACS = 1 << 21
 
 
 def _sdpa_linear(x, weight, bias=None):
-    """``F.linear``; on the CPU in fp32 without autograd, through oneDNN instead of the BLAS ``F.linear``
-    calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC (2 threads, torch 2.13) a
-    (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL) and 9.6 ms through
-    oneDNN, with the plain weight (no packed copy to go stale). Small GEMMs stay on ``F.linear``.
+    """``F.linear``; on a CPU with AVX-512 in fp32 without autograd, through oneDNN instead of the BLAS
+    ``F.linear`` calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC with AVX-512 (2
+    threads, torch 2.13) a (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL)
+    and 9.6 ms through oneDNN, with the plain weight (no packed copy to go stale). On AVX2-only CPUs MKL's
+    are the faster ones (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``.
     A weight that carries a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
     :mod:`fastbert.quant`) is computed by it."""
     hook = getattr(weight, "fastbert_linear", None)
