@@ -1,7 +1,7 @@
 """fastbert: a drop-in accelerated BERT for PyTorch.
 
 Public names mirror Hugging Face transformers' BERT family and the encoders on the same engine (RoBERTa,
-XLM-RoBERTa, CamemBERT, DistilBERT, ELECTRA, MPNet). Imports are lazy: ``import fastbert``
+XLM-RoBERTa, CamemBERT, DistilBERT, ELECTRA, MPNet, ModernBERT). Imports are lazy: ``import fastbert``
 imports neither triton nor transformers; each name is loaded from its module on first use.
 """
 
@@ -82,6 +82,15 @@ _LAZY: dict[str, str] = {
     "MPNetForMultipleChoice": "fastbert.models.mpnet.modeling",
     "MPNetForTokenClassification": "fastbert.models.mpnet.modeling",
     "MPNetForQuestionAnswering": "fastbert.models.mpnet.modeling",
+    # ModernBERT
+    "ModernBertConfig": "fastbert.models.modernbert.config",
+    "ModernBertPreTrainedModel": "fastbert.models.modernbert.modeling",
+    "ModernBertModel": "fastbert.models.modernbert.modeling",
+    "ModernBertForMaskedLM": "fastbert.models.modernbert.modeling",
+    "ModernBertForSequenceClassification": "fastbert.models.modernbert.modeling",
+    "ModernBertForMultipleChoice": "fastbert.models.modernbert.modeling",
+    "ModernBertForTokenClassification": "fastbert.models.modernbert.modeling",
+    "ModernBertForQuestionAnswering": "fastbert.models.modernbert.modeling",
     # ELECTRA
     "ElectraConfig": "fastbert.models.electra.config",
     "ElectraPreTrainedModel": "fastbert.models.electra.modeling",

@@ -63,3 +63,24 @@ def judge_all(model, hf, inputs, task, backend, extra=None):
         if name == "pooler_output" or (task in FIRST_TOKEN_HEADS and name == "logits"):
             where = None if backend == "eager" else mask[..., 0]
         assert_close(ours[name], theirs[name], ref[name], torch.float32, where, what=f"{backend} {name}")
+
+
+def tiny_family_config(model_type: str, width: int = 64, **overrides):
+    """A tiny fastbert config of any registered family (DistilBERT's own field names, ELECTRA's
+    embedding_size below the hidden size), vocabulary 120, 80 positions, 2 layers."""
+    from fastbert.models import registry
+
+    if model_type == "distilbert":
+        size = dict(dim=width, n_layers=2, n_heads=2, hidden_dim=width * 3 // 2)
+    else:
+        size = dict(
+            hidden_size=width, num_hidden_layers=2, num_attention_heads=2, intermediate_size=width * 3 // 2
+        )
+        if model_type == "electra":
+            size["embedding_size"] = width * 3 // 4
+        if model_type == "modernbert":  # its special ids (50281 ...) inside the tiny vocabulary; a window
+            size.update(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+            size.update(local_attention=4, global_attn_every_n_layers=2)
+    return registry.config_class(model_type)(
+        **{"vocab_size": 120, "max_position_embeddings": 80, **size, **overrides}
+    )

@@ -7,9 +7,11 @@ warm-up on the inputs used, ``error_on_recompile`` turns any further recompilati
 
 import pytest
 import torch
+from model_helpers import tiny_family_config
 
 import fastbert
 from fastbert import padding
+from fastbert.models import registry
 
 TINY = dict(
     vocab_size=99,
@@ -22,18 +24,18 @@ TINY = dict(
 
 
 def _inputs():
-    ids = torch.randint(1, 99, (3, 8))
+    ids = torch.randint(3, 99, (3, 8))  # never a padding id
     mask = torch.ones(3, 8, dtype=torch.long)
     mask[1, 5:] = 0
     mask[2, 2:] = 0
     return [dict(input_ids=ids), dict(input_ids=ids, attention_mask=mask)]  # dense, padded
 
 
-def _check_no_recompile(backend: str, warmup_rounds: int = 2, rounds: int = 3):
+def _check_no_recompile(backend: str, model=None, warmup_rounds: int = 2, rounds: int = 3):
     import torch._dynamo
 
     torch._dynamo.reset()
-    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    model = model or fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     compiled = torch.compile(model, backend=backend)
     batches = _inputs()
     with torch.no_grad():
@@ -52,6 +54,15 @@ def _check_no_recompile(backend: str, warmup_rounds: int = 2, rounds: int = 3):
 @pytest.mark.parametrize("backend", ["eager", "aot_eager"])
 def test_compiled_model_does_not_recompile_per_call(backend):
     _check_no_recompile(backend)
+
+
+@pytest.mark.parametrize("model_type", [t for t in registry.supported_model_types() if t != "bert"])
+def test_compiled_family_does_not_recompile_per_call(model_type):
+    """Every family (RoBERTa's positions from the padded ids, MPNet's bias table per forward, DistilBERT's
+    missing token types) compiles once per input kind too."""
+    torch.manual_seed(0)
+    model = registry.model_class(model_type, "base")(tiny_family_config(model_type, width=32)).eval()
+    _check_no_recompile("eager", model)
 
 
 def test_host_reads_are_counted_in_eager_only():

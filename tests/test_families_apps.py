@@ -103,4 +103,4 @@ def test_check_cli_refuses_another_model_type_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "model_type 'albert' is not supported by fastbert" in lines[0]
-    assert "bert, camembert, distilbert, electra, mpnet, roberta, xlm-roberta" in lines[0]
+    assert "bert, camembert, distilbert, electra, modernbert, mpnet, roberta, xlm-roberta" in lines[0]

@@ -93,3 +93,24 @@ def _shifted_labels(
 def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
     return nn.Dropout(p)
+
+
+class NoTokenTypesHead:
+    """The ``forward`` of a head that takes ``labels`` in a family without token types (MPNet, ModernBERT), in
+    transformers' argument order (so positional calls mean the same); a BERT tokenizer's ``token_type_ids``
+    keyword is dropped, as transformers does. Mixed in before the family's head class."""
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)

@@ -115,6 +115,20 @@ FAMILIES: dict[str, Family] = {
             ),
         ),
         _family(
+            "modernbert",
+            "fastbert.models.modernbert.config:ModernBertConfig",
+            "fastbert.models.modernbert.modeling",
+            "ModernBert",
+            (
+                "base",
+                "masked-lm",
+                "sequence-classification",
+                "multiple-choice",
+                "token-classification",
+                "question-answering",
+            ),
+        ),
+        _family(
             "roberta",
             "fastbert.models.roberta.config:RobertaConfig",
             "fastbert.models.roberta.modeling",

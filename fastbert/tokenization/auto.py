@@ -23,6 +23,7 @@ from .files import (
     _read_json_object,
     _read_text,
 )
+from .modernbert import ModernBertTokenizer
 from .roberta import MERGES_FILE, CamembertTokenizer, RobertaTokenizer, XLMRobertaTokenizer
 
 # tokenizer_config.json's tokenizer_class (without "Fast") → class
@@ -34,6 +35,7 @@ TOKENIZER_CLASSES: dict[str, type[TokenizerBase]] = {
     "RobertaTokenizer": RobertaTokenizer,
     "XLMRobertaTokenizer": XLMRobertaTokenizer,
     "CamembertTokenizer": CamembertTokenizer,
+    "ModernBertTokenizer": ModernBertTokenizer,
 }
 # config.json's model_type → class (DistilBERT: transformers 4's class, whose output the model takes)
 MODEL_TYPE_TOKENIZERS: dict[str, type[TokenizerBase]] = {
@@ -44,6 +46,7 @@ MODEL_TYPE_TOKENIZERS: dict[str, type[TokenizerBase]] = {
     "roberta": RobertaTokenizer,
     "xlm-roberta": XLMRobertaTokenizer,
     "camembert": CamembertTokenizer,
+    "modernbert": ModernBertTokenizer,  # hub folders say PreTrainedTokenizerFast: the model type decides
 }
 
 

@@ -228,7 +228,7 @@ def test_other_model_type_is_named_with_the_supported_ones(tmp_path):
     for load in (fastbert.AutoConfig.from_pretrained, fastbert.AutoModel.from_pretrained):
         with pytest.raises(ValueError, match="model_type 'albert' is not supported by fastbert") as e:
             load(tmp_path)
-        assert "bert, camembert, distilbert, electra, mpnet, roberta, xlm-roberta" in str(e.value)
+        assert "bert, camembert, distilbert, electra, modernbert, mpnet, roberta, xlm-roberta" in str(e.value)
 
 
 @pytest.mark.parametrize("model_type", list(PREFIX))

@@ -213,6 +213,22 @@ class ElectraForMaskedLM(ElectraPreTrainedModel, bert.BertForMaskedLM):
         self.generator_lm_head = nn.Linear(config.embedding_size, config.vocab_size)
         self.post_init()
 
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """transformers' argument order of the generator (no encoder states: ``labels`` sixth)."""
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
 
 class ElectraForCausalLM(ElectraPreTrainedModel, bert.BertLMHeadModel):
     """The generator as a causal language model (``is_decoder=True``), as ``BertLMHeadModel``."""

@@ -25,6 +25,7 @@ from ...attention_ref import relative_position_bucket
 from ...ops import AttentionSpec, OpTable
 from ..distilbert.modeling import Embeddings
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
+from ..heads import NoTokenTypesHead
 from ..layers import (
     BertIntermediate,
     BertOutput,
@@ -228,19 +229,33 @@ _TIED = {
 }
 
 
-class _NoTokenTypes:
-    """transformers' MPNet forwards take no token types: a BERT tokenizer's are dropped, as transformers does."""
+class _NoTokenTypesQA:
+    """``heads.NoTokenTypesHead`` for the question-answering head (start and end positions as targets)."""
 
-    def _run(self, inputs: BertInputs, return_dict, **targets):
-        inputs.token_type_ids = None
-        return super()._run(inputs, return_dict, **targets)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(
+            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
+        )
 
 
 class MPNetLMHead(roberta.RobertaLMHead):
     """transformers' ``MPNetLMHead``: dense + GELU + ``layer_norm`` + ``decoder`` (tied), as RoBERTa's."""
 
 
-class MPNetForMaskedLM(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForMaskedLM):
+class MPNetForMaskedLM(NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForMaskedLM):
     _tied_weights_keys = _TIED
 
     def __init__(self, config: MPNetConfig):
@@ -251,18 +266,20 @@ class MPNetForMaskedLM(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForMa
 
 
 class MPNetForSequenceClassification(
-    _NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForSequenceClassification
+    NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForSequenceClassification
 ):
     pass
 
 
-class MPNetForMultipleChoice(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForMultipleChoice):
+class MPNetForMultipleChoice(NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForMultipleChoice):
     pass
 
 
-class MPNetForTokenClassification(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForTokenClassification):
+class MPNetForTokenClassification(
+    NoTokenTypesHead, MPNetPreTrainedModel, roberta.RobertaForTokenClassification
+):
     pass
 
 
-class MPNetForQuestionAnswering(_NoTokenTypes, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
+class MPNetForQuestionAnswering(_NoTokenTypesQA, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
     pass

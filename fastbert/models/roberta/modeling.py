@@ -173,6 +173,22 @@ class RobertaForMultipleChoice(RobertaPreTrainedModel, bert.BertForMultipleChoic
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
+    def forward(
+        self,
+        input_ids=None,
+        token_type_ids=None,
+        attention_mask=None,
+        labels=None,
+        position_ids=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """transformers' argument order of RoBERTa's multiple-choice head (token types before the mask)."""
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+
 
 class RobertaForTokenClassification(RobertaPreTrainedModel, bert.BertForTokenClassification):
     pass

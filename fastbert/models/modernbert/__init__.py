@@ -1,0 +1,1 @@
+"""ModernBERT on the shared engine: ``ModernBertConfig`` and transformers' ``ModernBert*`` classes."""

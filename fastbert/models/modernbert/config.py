@@ -1,0 +1,240 @@
+"""ModernBertConfig: transformers' ``ModernBertConfig`` (``model_type`` ``modernbert``), fields and defaults.
+
+Two forms of ``config.json`` are read, as transformers reads them:
+
+- the current one: ``layer_types`` (``"full_attention"`` / ``"sliding_attention"`` per layer) and
+  ``rope_parameters`` (``{"full_attention": {"rope_type": "default", "rope_theta": ...}, "sliding_attention":
+  {...}}``);
+- the one real checkpoints on the hub carry: ``global_attn_every_n_layers`` (layer i is global when
+  ``i % n == 0``), ``global_rope_theta``, ``local_rope_theta`` (and often BERT's ``layer_norm_eps`` /
+  ``position_embedding_type``, kept as they are).
+
+The written form is transformers 5's: ``layer_types`` and ``rope_parameters`` (``global_attn_every_n_layers``
+is kept when it was given, as transformers keeps it; the two thetas are folded into ``rope_parameters``).
+
+The shared engine reads BERT's names: ``hidden_act`` is an alias of ``hidden_activation``,
+``attention_probs_dropout_prob`` of ``attention_dropout``, and ``hidden_dropout_prob`` is the largest of
+``embedding_dropout`` / ``mlp_dropout`` / ``attention_dropout`` (read-only: ModernBERT has no such field).
+BERT's other fields are written to ``config.json`` only when the input had them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ...config import _BERT_DEFAULTS, BertConfig
+
+FULL, SLIDING = "full_attention", "sliding_attention"
+LAYER_TYPES = (FULL, SLIDING)
+
+#: transformers' ``ModernBertConfig.default_theta``
+DEFAULT_THETA = {FULL: 160_000.0, SLIDING: 10_000.0}
+
+#: every field of transformers' ModernBertConfig with its default (``layer_types`` / ``rope_parameters``
+#: None: derived in ``__init__``)
+MODERNBERT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 50368,
+    "hidden_size": 768,
+    "intermediate_size": 1152,
+    "num_hidden_layers": 22,
+    "num_attention_heads": 12,
+    "hidden_activation": "gelu",
+    "max_position_embeddings": 8192,
+    "initializer_range": 0.02,
+    "initializer_cutoff_factor": 2.0,
+    "norm_eps": 1e-5,
+    "norm_bias": False,
+    "pad_token_id": 50283,
+    "eos_token_id": 50282,
+    "bos_token_id": 50281,
+    "cls_token_id": 50281,
+    "sep_token_id": 50282,
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "layer_types": None,
+    "rope_parameters": None,
+    "local_attention": 128,
+    "embedding_dropout": 0.0,
+    "mlp_bias": False,
+    "mlp_dropout": 0.0,
+    "decoder_bias": True,
+    "classifier_pooling": "cls",
+    "classifier_dropout": 0.0,
+    "classifier_bias": False,
+    "classifier_activation": "gelu",
+    "deterministic_flash_attn": False,
+    "sparse_prediction": False,
+    "sparse_pred_ignore_index": -100,
+    "tie_word_embeddings": True,
+}
+
+#: BERT's field -> ModernBERT's field it stands for (one value, written under ModernBERT's name)
+ALIASES = {"hidden_act": "hidden_activation", "attention_probs_dropout_prob": "attention_dropout"}
+
+#: BERT's fields the engine reads that ModernBERT does not have: written only when the input had them
+_BERT_ONLY = tuple(k for k in _BERT_DEFAULTS if k not in MODERNBERT_DEFAULTS and k not in ALIASES)
+
+_BOOLS = (
+    "norm_bias",
+    "attention_bias",
+    "mlp_bias",
+    "decoder_bias",
+    "classifier_bias",
+    "deterministic_flash_attn",
+    "sparse_prediction",
+)
+_DROPOUTS = ("attention_dropout", "embedding_dropout", "mlp_dropout", "classifier_dropout")
+
+
+class ModernBertConfig(BertConfig):
+    """Configuration of a ModernBERT model, field for field as transformers' ``ModernBertConfig``:
+    pre-norm layers with LayerNorm (``norm_bias`` False: no bias), a fused ``Wqkv``, RoPE with one theta
+    per layer type, global or local (sliding window of ``local_attention`` tokens) attention by
+    ``layer_types``, a GeGLU MLP, and no position or token-type tables."""
+
+    model_type = "modernbert"
+    compatible_model_types = ("modernbert",)
+    family_name = "ModernBERT"
+    _family_defaults: dict[str, Any] = {
+        k: v for k, v in MODERNBERT_DEFAULTS.items() if k not in ("layer_types", "rope_parameters")
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs = dict(kwargs)
+        #: the BERT-only fields the input had (written back as they came)
+        given_bert = {k for k in _BERT_ONLY if k in kwargs}
+        for bert_name, name in ALIASES.items():  # BERT's name given: it sets ModernBERT's field
+            if bert_name in kwargs:
+                value = kwargs.pop(bert_name)
+                kwargs.setdefault(name, value)
+        kwargs.pop("hidden_dropout_prob", None)  # derived (read-only): see hidden_dropout_prob
+        layer_types = kwargs.pop("layer_types", None)
+        rope_parameters = copy.deepcopy(kwargs.pop("rope_parameters", None))
+        rope_scaling = kwargs.pop("rope_scaling", None)
+        global_theta = kwargs.pop("global_rope_theta", None)
+        local_theta = kwargs.pop("local_rope_theta", None)
+        kwargs.pop("reference_compile", None)  # transformers drops it when writing
+        kwargs.setdefault("type_vocab_size", 1)  # no token-type table: only type 0 (the engine's range check)
+        super().__init__(**kwargs)
+        self._given_bert = given_bert
+        if layer_types is None:
+            every = getattr(self, "global_attn_every_n_layers", 3)  # the hub form (kept as given)
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                raise ValueError(
+                    f"config field global_attn_every_n_layers must be a positive integer, got {every!r}"
+                )
+            layer_types = [SLIDING if i % every else FULL for i in range(self.num_hidden_layers)]
+        self.layer_types = list(layer_types)
+        if rope_parameters is None:
+            rope_parameters = {SLIDING: {"rope_type": "default"}, FULL: {"rope_type": "default"}}
+        if not isinstance(rope_parameters, dict) or not all(
+            k in LAYER_TYPES and isinstance(v, dict) for k, v in rope_parameters.items()
+        ):
+            raise ValueError(
+                f"config field rope_parameters must map the layer types {LAYER_TYPES} to their RoPE parameters "
+                f"(as transformers' ModernBertConfig), got {rope_parameters!r}"
+            )
+        if rope_scaling is not None:
+            for kind in LAYER_TYPES:
+                rope_parameters.setdefault(kind, {"rope_type": "default"}).update(rope_scaling)
+        for kind, theta in ((FULL, global_theta), (SLIDING, local_theta)):
+            params = rope_parameters.get(kind)
+            if params is None:
+                params = rope_parameters[kind] = {"rope_type": "default"}
+            params.setdefault("rope_type", params.pop("type", "default"))
+            params.setdefault("rope_theta", theta if theta is not None else DEFAULT_THETA[kind])
+        self.rope_parameters = rope_parameters
+
+    # ----------------------------------------------------------------- BERT's names the engine reads
+    @property
+    def hidden_dropout_prob(self) -> float:
+        """The largest dropout of the embeddings, the MLP and attention (the engine's "trains with dropout")."""
+        return max(self.embedding_dropout, self.mlp_dropout, self.attention_dropout)
+
+    @hidden_dropout_prob.setter
+    def hidden_dropout_prob(self, value: Any) -> None:
+        pass  # BERT's default set by BertConfig.__init__: ModernBERT derives it (see the getter)
+
+    @property
+    def sliding_window(self) -> int:
+        """Half the window, as transformers: a local layer's query i sees key j iff |i - j| <= this."""
+        return self.local_attention // 2
+
+    @sliding_window.setter
+    def sliding_window(self, value: int) -> None:
+        self.local_attention = value * 2
+
+    def rope_theta(self, layer_type: str) -> float:
+        return float(self.rope_parameters[layer_type]["rope_theta"])
+
+    # ----------------------------------------------------------------- validation and serialisation
+    def validate(self) -> None:
+        super().validate()
+        where = f"{self._config_file}: " if getattr(self, "_config_file", None) else ""
+
+        def bad(message: str) -> ValueError:
+            return ValueError(f"{where}config field {message}")
+
+        types = self.layer_types
+        if not isinstance(types, list) or len(types) != self.num_hidden_layers:
+            raise bad(f"layer_types must list one type per layer ({self.num_hidden_layers}), got {types!r}")
+        for t in types:
+            if t not in LAYER_TYPES:
+                raise bad(f"layer_types holds {t!r}; ModernBERT's layer types are {LAYER_TYPES}")
+        for kind in set(types):
+            params = self.rope_parameters.get(kind) if isinstance(self.rope_parameters, dict) else None
+            if not isinstance(params, dict):
+                raise bad(f"rope_parameters has no entry for {kind!r}")
+            if params.get("rope_type", "default") != "default":
+                raise bad(
+                    f"rope_parameters[{kind!r}] has rope_type {params.get('rope_type')!r}: fastbert has the "
+                    "default RoPE only (as every released ModernBERT checkpoint)"
+                )
+            theta = params.get("rope_theta")
+            if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+                raise bad(f"rope_parameters[{kind!r}]['rope_theta'] must be a positive number, got {theta!r}")
+        if self.head_dim % 2:
+            raise bad(f"hidden_size / num_attention_heads = {self.head_dim} must be even for RoPE")
+        local = self.local_attention
+        if isinstance(local, bool) or not isinstance(local, int) or local < 2:
+            raise bad(f"local_attention must be an integer >= 2 (the window, in tokens), got {local!r}")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise bad(f"classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}")
+        if not 0.0 < self.norm_eps < 1.0:
+            raise bad(f"norm_eps must be a small positive number (0 < eps < 1), got {self.norm_eps}")
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise bad(f"{name} must be a boolean (true/false), got {getattr(self, name)!r}")
+        for name in _DROPOUTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise bad(f"{name} is a dropout probability: it must be in [0, 1], got {value!r}")
+        from ...ops import activation
+
+        try:
+            activation(self.classifier_activation)
+        except ValueError as e:
+            raise bad(f"classifier_activation: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        given = getattr(self, "_given_bert", set())
+        for name in _BERT_ONLY:
+            if name not in given:
+                out.pop(name, None)
+        return dict(sorted(out.items()))
+
+
+def _alias(name: str) -> property:
+    def get(self):
+        return getattr(self, name)
+
+    def set_(self, value):
+        setattr(self, name, value)
+
+    return property(get, set_, doc=f"BERT's name of ModernBERT's ``{name}``")
+
+
+for _bert_name, _name in ALIASES.items():
+    setattr(ModernBertConfig, _bert_name, _alias(_name))

@@ -1,0 +1,588 @@
+"""ModernBERT on the shared engine, with transformers' module tree and parameter names
+(``model.embeddings.tok_embeddings``, ``model.layers.0.attn.Wqkv``, ``attn.Wo``, ``mlp_norm``, ``mlp.Wi``,
+``mlp.Wo``, ``attn_norm`` from layer 1 on, ``model.final_norm``; heads ``head.dense`` / ``head.norm``,
+``decoder`` tied to the token embeddings, ``classifier``).
+
+The recipe, always on packed tokens on ``sdpa`` and ``triton`` (``always_pack``: the window and RoPE run in
+the varlen attention, positions restarting in every sequence; ``eager`` is transformers' padded twin):
+
+- embeddings: ``tok_embeddings`` + LayerNorm (``norm_bias`` False: no bias); no position or type table;
+- pre-norm layers: ``attn_norm`` (Identity on layer 0) -> fused ``Wqkv`` -> RoPE (the layer type's theta) ->
+  global or local attention (``|i - j| <= local_attention // 2``) -> ``Wo`` + residual -> ``mlp_norm`` (the
+  residual add and the norm in one op) -> GeGLU MLP (``Wi`` -> ``act(input) * gate`` -> ``Wo``) + residual;
+- ``final_norm``, then the heads: ``head`` (dense + ``classifier_activation`` + LayerNorm), then ``decoder``
+  (masked LM) or ``drop`` + ``classifier``; sequence classification and multiple choice pool by
+  ``classifier_pooling`` (``cls`` or ``mean``).
+
+Every layer calls only the op table's primitives and composites (``linear``, ``add_norm``, ``dense_glu``,
+``dense_act``, ``embed``, ``attention`` with the layer type's :class:`~fastbert.ops.AttentionSpec`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ... import outputs
+from ...attention_ref import rope_cos_sin, rope_inv_freq
+from ...ops import OpTable
+from ..bert import modeling as bert
+from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
+from ..heads import NoTokenTypesHead, _check_shape
+from ..layers import LayerContext, _Module, _plain_module
+from .config import SLIDING, ModernBertConfig
+
+
+@dataclass
+class BaseModelOutput(outputs.ModelOutput):
+    """transformers' ``BaseModelOutput`` (what its ``ModernBertModel`` returns: no pooler)."""
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def _plain_linear(m: nn.Module) -> bool:
+    """An ``nn.Linear`` itself without hooks: the table's ops may read its weight (a PEFT layer, a replaced
+    module or a hooked one runs as a module)."""
+    d = m.__dict__
+    return (
+        type(m) is nn.Linear
+        and "forward" not in d
+        and not (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"])
+    )
+
+
+def _linear(ops: OpTable, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return ops.linear(x, m.weight, m.bias) if _plain_linear(m) else m(x)
+
+
+def _norm(ops: OpTable, m: nn.Module, x: torch.Tensor, residual: torch.Tensor | None = None, prenorm=False):
+    """LayerNorm (optionally without bias) of ``x + residual`` through the table; with ``prenorm`` also the
+    sum (the next residual)."""
+    if type(m) is not nn.LayerNorm:  # replaced by hand: its own forward
+        h = x if residual is None else x + residual
+        return (m(h), h) if prenorm else m(h)
+    return ops.add_norm(x, residual, None, m.weight, m.bias, m.eps, prenorm=prenorm)
+
+
+# --------------------------------------------------------------------------------------------- modules
+class ModernBertEmbeddings(_Module):
+    """``tok_embeddings`` + ``norm`` (LayerNorm, bias by ``norm_bias``) + ``drop``."""
+
+    def __init__(self, config: ModernBertConfig):
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.drop = nn.Dropout(config.embedding_dropout)
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        """BERT's name of ``tok_embeddings`` (what the shared driver reads)."""
+        return self.tok_embeddings
+
+    def forward(self, input_ids, inputs_embeds, ctx: LayerContext):
+        """ids (T,) packed or (B, L) padded, or their embeddings -> (..., H)."""
+        norm = self.norm
+        if inputs_embeds is None and not ctx.dropout and _plain_module(self.tok_embeddings):
+            out = ctx.ops.embed(
+                input_ids.reshape(-1),
+                None,
+                None,
+                self.tok_embeddings.weight,
+                None,
+                None,
+                norm.weight,
+                norm.bias,
+                norm.eps,
+                validate=False,  # ids were validated by the model
+            )
+            return out.view(*input_ids.shape, out.shape[-1])
+        if inputs_embeds is None:
+            inputs_embeds = self.tok_embeddings(input_ids)
+        return self.drop(_norm(ctx.ops, norm, inputs_embeds))
+
+
+class ModernBertMLP(_Module):
+    """GeGLU: ``Wi`` gives [input | gate], ``act(input) * gate``, ``drop``, ``Wo``."""
+
+    def __init__(self, config: ModernBertConfig):
+        super().__init__()
+        self.config = config
+        self.Wi = nn.Linear(config.hidden_size, int(config.intermediate_size) * 2, bias=config.mlp_bias)
+        self.hidden_activation = config.hidden_activation
+        self.drop = nn.Dropout(config.mlp_dropout)
+        self.Wo = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+
+    def forward(self, hidden_states, ctx: LayerContext):
+        ops, wi = ctx.ops, self.Wi
+        if _plain_linear(wi):
+            h = ops.dense_glu(hidden_states, wi.weight, wi.bias, self.hidden_activation)
+        else:
+            h = ops.glu(wi(hidden_states), None, self.hidden_activation)
+        if ctx.dropout:
+            h = self.drop(h)
+        return _linear(ops, self.Wo, h)
+
+
+class ModernBertAttention(_Module):
+    """Self-attention: fused ``Wqkv`` (no bias by default), RoPE and the window from the layer type's
+    :class:`AttentionSpec`, ``Wo``, ``out_drop``."""
+
+    def __init__(self, config: ModernBertConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.Wqkv = nn.Linear(
+            config.hidden_size, 3 * self.head_dim * self.num_heads, bias=config.attention_bias
+        )
+        self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.out_drop = (
+            nn.Dropout(config.attention_dropout) if config.attention_dropout > 0.0 else nn.Identity()
+        )
+
+    def forward(self, hidden_states, ctx: LayerContext, spec):
+        """(T, H) packed or (B, L, H) padded -> the same shape, the probabilities (eager) or None."""
+        h, d = self.num_heads, self.head_dim
+        lead = hidden_states.shape[:-1]
+        ops = ctx.ops
+        q, k, v = _linear(ops, self.Wqkv, hidden_states).view(*lead, 3, h, d).unbind(-3)  # (..., h, d)
+        dropout_p = self.attention_dropout if self.training else 0.0
+        context, probs = ops.attention(q, k, v, spec, self.scaling, dropout_p)
+        out = _linear(ops, self.Wo, context.reshape(*lead, h * d))
+        if ctx.dropout:
+            out = self.out_drop(out)
+        return out, probs
+
+
+class ModernBertEncoderLayer(_Module):
+    gradient_checkpointing = False  # set by gradient_checkpointing_enable (``model_api``)
+
+    def __init__(self, config: ModernBertConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        if layer_idx == 0:
+            self.attn_norm = nn.Identity()
+        else:
+            self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.attn = ModernBertAttention(config, layer_idx)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.mlp = ModernBertMLP(config)
+        self.attention_type = config.layer_types[layer_idx]
+
+    def forward(self, hidden_states, ctx: LayerContext, encoder_hidden_states=None, past_key_value=None):
+        ops = ctx.ops
+        x = hidden_states
+        if type(self.attn_norm) is not nn.Identity:
+            x = _norm(ops, self.attn_norm, hidden_states)
+        attn_out, probs = self.attn(x, ctx, ctx.spec_for(self.attention_type))
+        # residual add + mlp_norm in one op: (mlp_norm(h), h) with h = hidden + attn_out
+        mlp_in, h = _norm(ops, self.mlp_norm, attn_out, hidden_states, prenorm=True)
+        return h + self.mlp(mlp_in, ctx), probs, None, None
+
+
+# --------------------------------------------------------------------------------------------- base
+class ModernBertPreTrainedModel(BertPreTrainedModel):
+    config_class = ModernBertConfig
+    base_model_prefix = "model"
+    _tied_weights_keys: dict[str, str] = {}
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' ModernBERT initialisation: truncated normals (cutoff ``initializer_cutoff_factor``
+        std) with ``initializer_range`` in, ``/ sqrt(2 layers)`` out, ``hidden_size ** -0.5`` for the
+        classifiers; LayerNorm 1 / 0; biases 0."""
+        cfg = self.config
+        cutoff = cfg.initializer_cutoff_factor if cfg.initializer_cutoff_factor is not None else 3
+        std_in = cfg.initializer_range
+        std_out = cfg.initializer_range / math.sqrt(2.0 * max(cfg.num_hidden_layers, 1))
+
+        def init(m: nn.Module, std: float) -> None:
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-cutoff * std, b=cutoff * std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Embedding)):
+            init(module, _std_of(self, module, std_in, std_out))
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self._base().embeddings.tok_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self._base().embeddings.tok_embeddings = value
+
+    def _lm_head(self) -> nn.Module | None:
+        return None
+
+    def _base(self):
+        return self if isinstance(self, ModernBertModel) else getattr(self, self.base_model_prefix)
+
+
+def _std_of(model: nn.Module, module: nn.Module, std_in: float, std_out: float) -> float:
+    """The standard deviation transformers initialises this Linear / Embedding with (found by identity:
+    ``_init_weights`` also runs on a lone module whose weights a checkpoint did not give)."""
+    for m in model.modules():
+        if isinstance(m, ModernBertMLP) and module is m.Wo:
+            return std_out
+        if isinstance(m, ModernBertAttention) and module is m.Wo:
+            return std_out
+        if isinstance(m, ModernBertPredictionHead) and module is m.dense:
+            return std_out
+        if isinstance(m, ModernBertForMaskedLM) and module is m.decoder:
+            return std_out
+        if isinstance(m, _CLASSIFIERS) and module is m.classifier:
+            return model.config.hidden_size**-0.5
+    return std_in  # tok_embeddings, Wqkv, Wi (and anything added by hand)
+
+
+class ModernBertModel(ModernBertPreTrainedModel, BertModel):
+    """The bare ModernBERT encoder (transformers' ``ModernBertModel``): no pooler, ``final_norm`` at the end."""
+
+    always_pack = True  # the window and RoPE run in the packed attention, also without padding
+
+    def __init__(self, config: ModernBertConfig, add_pooling_layer: bool = False):
+        BertPreTrainedModel.__init__(self, config)  # not BertModel's modules
+        self.embeddings = ModernBertEmbeddings(config)
+        self.layers = nn.ModuleList(
+            [ModernBertEncoderLayer(config, i) for i in range(config.num_hidden_layers)]
+        )
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.pooler = None  # ModernBERT has none (``add_pooling_layer`` is accepted for the shared heads)
+        self.__dict__["_rope_cache"] = {}
+        self.post_init()
+
+    def _layers(self) -> nn.ModuleList:
+        return self.layers
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)  # a BERT tokenizer's: ModernBERT has no table
+        enc = self.encode(BertInputs.of(locals()))
+        out = BaseModelOutput(
+            last_hidden_state=enc.last_hidden_state,
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
+        )
+        return self._return(out, return_dict)
+
+    # -- the family's recipe on the shared driver
+    def validate(self, inputs: BertInputs, past_length: int = 0, read_lengths: bool = True):
+        inputs.token_type_ids = None  # no token-type table
+        checked = super().validate(inputs, past_length, read_lengths)
+        positions = inputs.position_ids
+        if positions is not None:  # RoPE scores see offsets only: rows of consecutive positions are exact
+            if positions.shape[-1] > 1 and not bool((positions.diff(dim=-1) == 1).all()):
+                raise ValueError(
+                    "position_ids must count up by one along each row (ModernBERT's RoPE positions restart at "
+                    "every sequence of the packed batch); other positions are not supported by fastbert"
+                )
+        return checked
+
+    def _default_position_ids(self, inputs, batch: int, seqlen: int, past_length: int) -> torch.Tensor:
+        device = inputs.reference.device
+        return torch.arange(past_length, past_length + seqlen, device=device).expand(batch, seqlen)
+
+    def _rope(self, layer_type: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (max_position_embeddings, D // 2) cos / sin of the layer type's theta (built once per
+        device and theta: every position an input may have)."""
+        theta = self.config.rope_theta(layer_type)
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        n = self.config.max_position_embeddings
+        key = (theta, head_dim, n, str(device))
+        cache = self.__dict__.setdefault("_rope_cache", {})
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = rope_cos_sin(rope_inv_freq(theta, head_dim, device), n)
+        return found
+
+    def _layer_specs(self, attn, ops: OpTable) -> dict:
+        """One :class:`AttentionSpec` per layer type: RoPE with its theta; the sliding layers' window, left
+        out when no sequence of the batch is longer than half the window + 1 (every key is inside it then:
+        the same result through plain attention)."""
+        device = self.embeddings.tok_embeddings.weight.device
+        local = self.config.local_attention
+        longest = None
+        if attn.q_packing is not None:
+            longest = attn.q_packing.max_seqlen
+        elif attn.key_mask is not None:
+            longest = attn.key_mask.shape[1]
+        specs = {}
+        for kind in set(self.config.layer_types):
+            window = local if kind == SLIDING and (longest is None or longest - 1 > local // 2) else 0
+            specs[kind] = replace(attn, window=window, rotary=self._rope(kind, device))
+        return specs
+
+    def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):
+        ids, embeds = inputs.input_ids, inputs.inputs_embeds
+        packing = ctx.attn.q_packing
+        if packing is not None:
+            from ...padding import pack
+
+            ids = pack(ids, packing) if ids is not None else None
+            embeds = pack(embeds, packing) if embeds is not None else None
+        return self.embeddings(ids, embeds, ctx), None
+
+    def encode(self, inputs: BertInputs, keep_packed: bool = False, allow_pack: bool = True, host_reads=True):
+        """The shared driver's layers, then ``final_norm`` on the (packed) tokens; the last hidden state in
+        ``hidden_states`` is the normed one, as transformers returns it."""
+        enc = super().encode(inputs, keep_packed=True, allow_pack=allow_pack, host_reads=host_reads)
+        enc.sequence = _norm(enc.ops, self.final_norm, enc.sequence)
+        enc._padded = None
+        if enc.hidden_states is not None:
+            enc.hidden_states = enc.hidden_states[:-1] + (enc.last_hidden_state,)
+        if not keep_packed and enc.packing is not None:
+            enc.sequence, enc.packing = enc.last_hidden_state, None
+        return enc
+
+
+ModernBertPreTrainedModel.base_model_class = ModernBertModel
+
+
+# --------------------------------------------------------------------------------------------- heads
+class ModernBertPredictionHead(_Module):
+    """``dense`` (bias by ``classifier_bias``) + ``classifier_activation`` + ``norm``."""
+
+    def __init__(self, config: ModernBertConfig):
+        super().__init__()
+        self.config = config
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, config.classifier_bias)
+        self.activation = config.classifier_activation
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+
+    def forward(self, hidden_states, ops: OpTable):
+        dense, norm = self.dense, self.norm
+        if _plain_linear(dense) and type(norm) is nn.LayerNorm:
+            return ops.dense_act(
+                hidden_states, dense.weight, dense.bias, self.activation, norm.weight, norm.bias, norm.eps
+            )
+        return norm(ops.bias_act(dense(hidden_states), None, self.activation))
+
+
+class _PerToken:
+    """The shared head protocol for the per-token heads, under another name than ``head`` (transformers'
+    name of the :class:`ModernBertPredictionHead` module); token types are dropped (ModernBERT has none)."""
+
+    def _run(self, inputs: BertInputs, return_dict, **targets):
+        inputs.token_type_ids = None
+        self.check_targets(inputs, **targets)
+        enc = self._base().encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
+        logits = self._logits(enc)
+        return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
+
+
+class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.BertForMaskedLM):
+    _tied_weights_keys = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
+    per_token = True
+
+    def __init__(self, config: ModernBertConfig):
+        BertPreTrainedModel.__init__(self, config)
+        self.model = ModernBertModel(config)
+        self.head = ModernBertPredictionHead(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
+        self.sparse_prediction = config.sparse_prediction
+        self.sparse_pred_ignore_index = config.sparse_pred_ignore_index
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.decoder = new_embeddings
+
+    def _lm_logits(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
+        return _linear(ops, self.decoder, self.head(hidden_states, ops))
+
+    def head_logits(self, enc: Encoded, labels=None):
+        """Dense logits of every token; with ``sparse_prediction`` and labels, of the labelled tokens only
+        (flattened), as transformers."""
+        if self.sparse_prediction and labels is not None:
+            states = enc.last_hidden_state.reshape(-1, enc.last_hidden_state.shape[-1])
+            keep = labels.reshape(-1) != self.sparse_pred_ignore_index
+            return self._lm_logits(states[keep.to(states.device)], enc.ops)
+        return enc.per_token(self._lm_logits)
+
+    def _run(self, inputs: BertInputs, return_dict, labels=None):
+        inputs.token_type_ids = None
+        self.check_targets(inputs, labels=labels)
+        allow_pack = self.allow_pack(inputs, labels=labels)
+        enc = self._base().encode(inputs, keep_packed=True, allow_pack=allow_pack)
+        logits = self.head_logits(enc, labels)
+        loss = None
+        if labels is not None:
+            target = labels.reshape(-1)
+            if self.sparse_prediction:
+                target = target[target != self.sparse_pred_ignore_index]
+            loss = F.cross_entropy(logits.float().view(-1, self.config.vocab_size), target.to(logits.device))
+        return self._return(self.output(loss, logits, enc), return_dict)
+
+
+def _pool(pooling: str, hidden: torch.Tensor, mask: torch.Tensor | None, first_real: bool) -> torch.Tensor:
+    """(B, L, H) -> (B, H): the ``cls`` token (position 0, or with ``first_real`` the first unmasked one, as
+    transformers' multiple-choice head) or the ``mean`` over unmasked tokens."""
+    if pooling == "cls":
+        if first_real and mask is not None:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            return hidden[rows, mask.argmax(dim=-1).to(hidden.device)]
+        return hidden[:, 0]
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], device=hidden.device, dtype=torch.bool)
+    mask = mask.to(hidden.device)
+    return (hidden * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+
+
+class _Classifier:
+    """``head`` + ``drop`` + ``classifier`` on the pooled sequence (by ``classifier_pooling``)."""
+
+    first_real = False  # cls pooling reads position 0 (multiple choice: the first unmasked token)
+
+    def _init_classifier(self, config: ModernBertConfig, labels: int) -> None:
+        BertPreTrainedModel.__init__(self, config)
+        self.num_labels = config.num_labels
+        self.model = ModernBertModel(config)
+        self.head = ModernBertPredictionHead(config)
+        self.drop = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, labels)
+        self.post_init()
+
+    def _classify(self, x: torch.Tensor, ops: OpTable) -> torch.Tensor:
+        return _linear(ops, self.classifier, self.drop(self.head(x, ops)))
+
+    def _run(self, inputs: BertInputs, return_dict, labels=None, num_choices=None):
+        inputs.token_type_ids = None
+        if num_choices is None:
+            self.check_targets(inputs, labels=labels)
+        enc = self._base().encode(inputs)
+        pooled = _pool(
+            self.config.classifier_pooling, enc.last_hidden_state, inputs.attention_mask, self.first_real
+        )
+        logits = self._classify(pooled, enc.ops)
+        if num_choices is not None:
+            logits = logits.view(-1, num_choices)
+        return self._return(self.output(self.loss(logits, labels=labels), logits, enc), return_dict)
+
+
+class ModernBertForSequenceClassification(
+    NoTokenTypesHead, _Classifier, ModernBertPreTrainedModel, bert.BertForSequenceClassification
+):
+    def __init__(self, config: ModernBertConfig):
+        self._init_classifier(config, config.num_labels)
+
+
+class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.BertForMultipleChoice):
+    first_real = True
+
+    def __init__(self, config: ModernBertConfig):
+        self._init_classifier(config, 1)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        inputs = BertInputs.of(locals())
+        ref = inputs.reference
+        if ref is None or ref.dim() < 3:
+            raise ValueError(
+                f"{type(self).__name__} takes input of shape (batch, num_choices, sequence_length)"
+            )
+        _check_shape("labels", labels, ref.shape[:1])
+        for name in ("input_ids", "attention_mask", "position_ids", "inputs_embeds"):
+            t = getattr(inputs, name)
+            if t is not None:  # (batch, choices, ...) -> (batch * choices, ...)
+                setattr(inputs, name, t.reshape(-1, *t.shape[2:]))
+        return self._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
+
+    def loss(self, logits, labels=None, **targets):
+        return None if labels is None else F.cross_entropy(logits, labels)
+
+
+class ModernBertForTokenClassification(
+    NoTokenTypesHead, _PerToken, ModernBertPreTrainedModel, bert.BertForTokenClassification
+):
+    per_token = True
+
+    def __init__(self, config: ModernBertConfig):
+        _Classifier._init_classifier(self, config, config.num_labels)
+
+    def _logits(self, enc: Encoded):
+        return enc.per_token(lambda x, ops: _Classifier._classify(self, x, ops))
+
+
+class ModernBertForQuestionAnswering(_PerToken, ModernBertPreTrainedModel, bert.BertForQuestionAnswering):
+    per_token = True
+
+    def __init__(self, config: ModernBertConfig):
+        _Classifier._init_classifier(self, config, config.num_labels)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        start_positions=None,
+        end_positions=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(
+            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
+        )
+
+    def _logits(self, enc: Encoded):
+        logits = enc.per_token(lambda x, ops: _Classifier._classify(self, x, ops))
+        start_logits, end_logits = logits.split(1, dim=-1)
+        return start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+
+
+_CLASSIFIERS = (
+    ModernBertForSequenceClassification,
+    ModernBertForMultipleChoice,
+    ModernBertForTokenClassification,
+    ModernBertForQuestionAnswering,
+)
+
+__all__ = [
+    "ModernBertForMaskedLM",
+    "ModernBertForMultipleChoice",
+    "ModernBertForQuestionAnswering",
+    "ModernBertForSequenceClassification",
+    "ModernBertForTokenClassification",
+    "ModernBertModel",
+    "ModernBertPreTrainedModel",
+]

@@ -1,0 +1,376 @@
+"""ModernBERT on the shared engine, against transformers' own classes.
+
+Tiny random models saved by transformers in both config forms (the hub's ``global_attn_every_n_layers`` /
+``global_rope_theta`` / ``local_rope_theta``, and transformers 5's ``layer_types`` / ``rope_parameters``), with a
+window (``local_attention`` 6: ``|i - j| <= 3``) smaller than every sequence, global attention every 2nd or
+3rd layer. Parity by ``fastbert.tolerances`` against transformers in float64 with its ``sdpa`` attention (its
+``eager`` attention turns padded float64 batches into NaN: the float64 mask minimum is cast to -inf for its fp32
+softmax, a fully masked padded row gives NaN and 0 * NaN reaches every row in the next layer).
+"""
+
+import json
+import warnings
+
+import pytest
+import torch
+from model_helpers import FIRST_TOKEN_HEADS, judge_all, require_transformers
+
+import fastbert
+from fastbert.models import registry
+from fastbert.models.modernbert.config import FULL, SLIDING
+from fastbert.tolerances import assert_close
+
+transformers = require_transformers()
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    max_position_embeddings=64,
+    local_attention=6,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    cls_token_id=1,
+    sep_token_id=2,
+)
+#: the hub form, written into config.json as real checkpoints carry it (global every 2nd layer, no biases)
+HUB = dict(global_attn_every_n_layers=2, global_rope_theta=500.0, local_rope_theta=50.0)
+#: the current form: global every 3rd layer, biases everywhere, mean pooling
+CURRENT = dict(
+    num_hidden_layers=4,
+    layer_types=[FULL, SLIDING, SLIDING, FULL],
+    rope_parameters={
+        FULL: {"rope_type": "default", "rope_theta": 1000.0},
+        SLIDING: {"rope_type": "default", "rope_theta": 80.0},
+    },
+    norm_bias=True,
+    attention_bias=True,
+    mlp_bias=True,
+    classifier_bias=True,
+    classifier_pooling="mean",
+)
+TASKS = list(registry.family("modernbert").classes)
+PAD = 0
+
+
+def perturb(model: torch.nn.Module) -> torch.nn.Module:
+    """Noise on every norm weight and bias (initialised to 1 / 0), so a wrong wiring shows."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def to_hub_form(folder) -> None:
+    """Rewrite a saved config.json in the form of the hub's checkpoints."""
+    path = folder / "config.json"
+    data = json.loads(path.read_text())
+    del data["layer_types"], data["rope_parameters"]
+    data.update(HUB, layer_norm_eps=1e-5, position_embedding_type="absolute")
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    cache = {}
+
+    def get(task, form="hub"):
+        if (task, form) not in cache:
+            torch.manual_seed(0)
+            labels = 2 if task == "question-answering" else 3
+            extra = {**HUB} if form == "hub" else {**CURRENT}
+            config = transformers.ModernBertConfig(**{**TINY, **extra}, num_labels=labels)
+            config._attn_implementation = "sdpa"
+            hf = perturb(getattr(transformers, registry.family("modernbert").classes[task])(config).eval())
+            folder = tmp_path_factory.mktemp(f"modernbert-{task}-{form}")
+            hf.save_pretrained(folder)
+            if form == "hub":
+                to_hub_form(folder)
+            cache[task, form] = folder, hf
+        return cache[task, form]
+
+    return get
+
+
+def batch(task, lengths=(11, 7, 9), labels=True):
+    g = torch.Generator().manual_seed(6)
+    n = max(lengths)
+    shape = (len(lengths), 2, n) if task == "multiple-choice" else (len(lengths), n)
+    lengths = torch.tensor(lengths)
+    if task == "multiple-choice":
+        lengths = lengths[:, None].expand(-1, 2)
+    real = torch.arange(n) < lengths[..., None]
+    ids = torch.where(real, torch.randint(3, 99, shape, generator=g), torch.full(shape, PAD))
+    out = {"input_ids": ids, "attention_mask": real.long()}
+    if labels:
+        if task == "masked-lm":
+            out["labels"] = torch.where(real, torch.randint(0, 99, shape, generator=g), -100)
+        elif task == "token-classification":
+            out["labels"] = torch.where(real, torch.randint(0, 3, shape, generator=g), -100)
+        elif task in FIRST_TOKEN_HEADS:
+            out["labels"] = torch.tensor([0, 1, 1][: len(lengths)])
+        elif task == "question-answering":
+            out["start_positions"], out["end_positions"] = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
+    return out
+
+
+def test_config_forms_read_as_transformers_reads_them(saved):
+    """Both forms give transformers' layer types and thetas; the written config reloads in transformers."""
+    for form in ("hub", "current"):
+        folder, hf = saved("base", form)
+        config = fastbert.AutoConfig.from_pretrained(folder)
+        assert type(config) is fastbert.ModernBertConfig
+        theirs = transformers.AutoConfig.from_pretrained(folder)
+        assert config.layer_types == theirs.layer_types == hf.config.layer_types
+        assert config.rope_parameters == theirs.rope_parameters
+        assert config.sliding_window == theirs.sliding_window == 3
+        written = config.to_dict()
+        again = transformers.ModernBertConfig.from_dict(written)
+        for key, value in theirs.to_dict().items():
+            if key not in ("transformers_version", "_name_or_path", "id2label"):
+                assert written.get(key) == value, key
+        assert again.layer_types == theirs.layer_types and again.rope_parameters == theirs.rope_parameters
+    assert fastbert.ModernBertConfig(**HUB, num_hidden_layers=4).layer_types == [FULL, SLIDING] * 2
+    with pytest.raises(ValueError, match="rope_type 'linear'"):
+        fastbert.ModernBertModel(
+            fastbert.ModernBertConfig(**TINY, rope_scaling={"rope_type": "linear", "factor": 2.0})
+        )
+    with pytest.raises(ValueError, match="rope_parameters must map the layer types"):
+        fastbert.ModernBertConfig(**TINY, rope_parameters={"rope_type": "default", "rope_theta": 1.0})
+    with pytest.raises(ValueError, match="layer_types must list one type per layer"):
+        fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, layer_types=[FULL]))
+
+
+@pytest.mark.parametrize("form", ["hub", "current"])
+@pytest.mark.parametrize("task", TASKS)
+def test_fp32_parity_with_transformers(saved, task, form):
+    folder, hf = saved(task, form)
+    for backend in ("eager", "sdpa"):
+        model = registry.model_class("modernbert", task).from_pretrained(folder, attn_implementation=backend)
+        assert type(model).__name__ == type(hf).__name__
+        assert set(model.state_dict()) == set(hf.state_dict())
+        # the QA loss reads padded positions' logits too: a padded query whose whole window is padding has
+        # no key, and transformers' own backends differ there (eager: uniform weights, sdpa: every key), so
+        # its batch keeps every padded position within the window of a real token
+        lengths = (11, 9, 9) if task == "question-answering" else (11, 7, 9)
+        judge_all(model, hf, batch(task, lengths), task, backend)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_hidden_states_attentions_and_a_batch_without_padding(saved, backend):
+    """Every hidden state (the last one after final_norm, as transformers), a batch without padding (packed
+    anyway on sdpa), and eager's attention probabilities with the window."""
+    folder, hf = saved("base", "current")
+    model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation=backend)
+    inputs = batch("base", lengths=(13, 13), labels=False)
+    with torch.no_grad():
+        ours = model(**inputs, output_hidden_states=True)
+        theirs = hf(**inputs, output_hidden_states=True)
+        ref = hf.to(torch.float64)(**inputs, output_hidden_states=True)
+        hf.to(torch.float32)
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == 5
+    for i, (a, b, c) in enumerate(zip(ours.hidden_states, theirs.hidden_states, ref.hidden_states)):
+        assert_close(a, b, c, torch.float32, what=f"{backend} hidden_states[{i}]")
+    assert_close(ours.last_hidden_state, theirs.last_hidden_state, ref.last_hidden_state, torch.float32)
+    if backend == "eager":
+        probs = model(**inputs, output_attentions=True).attentions
+        i = torch.arange(13)
+        outside = (i[None, :] - i[:, None]).abs() > 3
+        assert probs[1][..., outside].abs().max() == 0  # a sliding layer: nothing outside the window
+        assert probs[0][..., outside].abs().max() > 0  # a global one
+
+
+def test_triton_under_the_interpreter(saved):
+    from fastbert.ops import triton_available
+
+    if not triton_available():
+        pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
+    for form in ("hub", "current"):
+        folder, hf = saved("base", form)
+        model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation="triton")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback: the kernels ran with RoPE and the window
+            judge_all(model, hf, batch("base", labels=False), "base", "triton")
+
+
+def test_save_reload_in_transformers_and_from_transformers(saved, tmp_path):
+    for form in ("hub", "current"):
+        folder, hf = saved("sequence-classification", form)
+        model = fastbert.AutoModelForSequenceClassification.from_pretrained(folder)
+        assert type(model) is fastbert.ModernBertForSequenceClassification
+        model.save_pretrained(tmp_path / form)
+        again = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / form).eval()
+        assert type(again) is transformers.ModernBertForSequenceClassification
+        inputs = batch("sequence-classification", labels=False)
+        with torch.no_grad():
+            torch.testing.assert_close(again(**inputs).logits, hf(**inputs).logits, rtol=0, atol=0)
+        fast = fastbert.from_transformers(again)  # the same storage
+        assert (
+            fast.model.layers[0].attn.Wqkv.weight.data_ptr()
+            == again.model.layers[0].attn.Wqkv.weight.data_ptr()
+        )
+        judge_all(fast, again, inputs, "sequence-classification", "sdpa")
+    masked = fastbert.ModernBertForMaskedLM.from_pretrained(saved("masked-lm")[0])
+    assert masked.decoder.weight is masked.model.embeddings.tok_embeddings.weight  # tied
+    masked.save_pretrained(tmp_path / "mlm")
+    reloaded = transformers.ModernBertForMaskedLM.from_pretrained(tmp_path / "mlm").eval()
+    inputs = batch("masked-lm", labels=False)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            reloaded(**inputs).logits, saved("masked-lm")[1](**inputs).logits, rtol=0, atol=0
+        )
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_bad_input(saved, backend):
+    model = fastbert.ModernBertModel.from_pretrained(saved("base")[0], attn_implementation=backend)
+    with pytest.raises(ValueError, match=r"input_ids holds 99, outside \[0, 99\)"):
+        model(input_ids=torch.tensor([[1, 2, 99]]))
+    with pytest.raises(ValueError, match="input_ids holds -1"):
+        model(input_ids=torch.tensor([[1, -1]]))
+    with pytest.raises(ValueError, match="longer than max_position_embeddings"):
+        model(input_ids=torch.ones(1, 65, dtype=torch.long))
+    model(input_ids=torch.ones(1, 64, dtype=torch.long))  # exactly the maximum is fine
+    with pytest.raises(ValueError, match="position_ids holds 64"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[62, 63, 64]]))
+    with pytest.raises(ValueError, match="position_ids must count up by one"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[0, 2, 1]]))
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model(input_ids=torch.ones(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 4))
+
+
+def test_8192_tokens():
+    """ModernBERT's context: 8,192 tokens run (packed, a window of 128 on the local layers), 8,193 are refused."""
+    config = fastbert.ModernBertConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
+        layer_types=[SLIDING, FULL],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = fastbert.ModernBertModel(config).eval()
+    ids = torch.randint(3, 50, (1, 8192))
+    with torch.no_grad():
+        out = model(input_ids=ids).last_hidden_state
+        with pytest.raises(ValueError, match="longer than max_position_embeddings"):
+            model(input_ids=torch.randint(3, 50, (1, 8193)))
+    assert out.shape == (1, 8192, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_left_padding(saved, backend):
+    """Left padding: transformers' positions count the padding, fastbert's packed ones restart at each sequence;
+    RoPE and the window see only offsets, so the real tokens' outputs agree."""
+    folder, hf = saved("masked-lm", "hub")
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(folder, attn_implementation=backend)
+    inputs = batch("masked-lm", labels=False)
+    inputs = {k: v.flip(-1) for k, v in inputs.items()}
+    judge_all(model, hf, inputs, "masked-lm", backend)
+
+
+def test_sparse_prediction(saved, tmp_path):
+    """``sparse_prediction``: logits and loss of the labelled tokens only, as transformers."""
+    folder, hf = saved("masked-lm", "current")
+    config = json.loads((folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "sparse_prediction": True}))
+    for name in ("model.safetensors",):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(tmp_path)
+    theirs = transformers.ModernBertForMaskedLM.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    inputs = batch("masked-lm")
+    inputs["labels"][:, ::2] = -100
+    with torch.no_grad():
+        ours, ref = model(**inputs), theirs(**inputs)
+        ref64 = theirs.to(torch.float64)(**inputs)
+    assert ours.logits.shape == ref.logits.shape == (int((inputs["labels"] != -100).sum()), 99)
+    for name in ("logits", "loss"):
+        assert_close(ours[name], ref[name], ref64[name], torch.float32, what=name)
+
+
+def test_training_gradients_match_transformers(saved):
+    """A training step on the packed sdpa path (no dropout in these configs): loss and every gradient."""
+    folder, hf = saved("token-classification", "current")
+    model = fastbert.ModernBertForTokenClassification.from_pretrained(
+        folder, attn_implementation="sdpa"
+    ).train()
+    theirs = transformers.ModernBertForTokenClassification.from_pretrained(folder, attn_implementation="sdpa")
+    ref = transformers.ModernBertForTokenClassification.from_pretrained(folder, attn_implementation="sdpa")
+    ref = ref.to(torch.float64).train()
+    theirs.train()
+    inputs = batch("token-classification")
+    for m in (model, theirs, ref):
+        m(**inputs).loss.backward()
+    ours_grads = dict(model.named_parameters())
+    for name, p in theirs.named_parameters():
+        r = dict(ref.named_parameters())[name].grad
+        assert_close(ours_grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
+
+
+def test_lora_on_wqkv_and_wo_matches_transformers(saved):
+    """PEFT LoRA on transformers' target names (``Wqkv``, ``Wo``): the wrapped linears run as modules."""
+    peft = pytest.importorskip("peft")
+    import copy
+
+    folder, hf = saved("sequence-classification", "hub")
+    fb = fastbert.ModernBertForSequenceClassification.from_pretrained(folder)
+    lora = dict(r=4, lora_alpha=8, target_modules=["Wqkv", "Wo"], task_type="SEQ_CLS", lora_dropout=0.0)
+    ph = peft.get_peft_model(copy.deepcopy(hf), peft.LoraConfig(**lora))
+    pf = peft.get_peft_model(fb, peft.LoraConfig(**lora))
+    lh = {n: p for n, p in ph.named_parameters() if "lora_" in n}
+    lf = {n: p for n, p in pf.named_parameters() if "lora_" in n}
+    assert lh.keys() == lf.keys() and len(lf) == 2 * 3 * 3  # A and B of Wqkv, attn.Wo, mlp.Wo in 3 layers
+    with torch.no_grad():
+        for n in lh:  # LoRA B starts at zero: give both the same non-zero adapters
+            v = torch.randn(lh[n].shape, generator=torch.Generator().manual_seed(len(n))) * 0.1
+            lh[n].copy_(v)
+            lf[n].copy_(v)
+    p64 = copy.deepcopy(ph).double()
+    inputs = batch("sequence-classification")
+    oh, of, o64 = ph(**inputs), pf(**inputs), p64(**inputs)
+    assert_close(of.logits, oh.logits, o64.logits, torch.float32, what="LoRA logits")
+    for out in (oh, of, o64):
+        out.loss.backward()
+    l64 = {n: p for n, p in p64.named_parameters() if "lora_" in n}
+    for n in lf:
+        assert_close(lf[n].grad, lh[n].grad, l64[n].grad, torch.float32, what=f"grad of {n}")
+
+
+def test_training_with_dropout_runs_padded_and_checkpointed(saved, tmp_path):
+    """Attention dropout keeps the batch padded (the packed window / RoPE path has none); with every dropout
+    at 0 in train mode and gradient checkpointing on, the loss is transformers' (eval: the same numbers)."""
+    folder, _ = saved("masked-lm", "current")
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(folder, attention_dropout=0.5, mlp_dropout=0.1)
+    assert (
+        model.config.attention_dropout == 0.5
+        and type(model.model.layers[0].attn.out_drop) is torch.nn.Dropout
+    )
+    model.train()
+    out = model(**batch("masked-lm"))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.model.layers[1].attn.Wqkv.weight.grad.abs().sum() > 0
+    plain = fastbert.ModernBertForMaskedLM.from_pretrained(folder).train()
+    plain.gradient_checkpointing_enable()
+    inputs = batch("masked-lm")
+    loss = plain(**inputs).loss
+    loss.backward()
+    with torch.no_grad():
+        ref = plain.eval()(**inputs).loss
+    torch.testing.assert_close(loss, ref)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_window_left_out_when_it_holds_every_key(saved, backend):
+    """A batch whose sequences fit inside half the window + 1 runs the sliding layers as plain attention:
+    the same outputs as transformers' windowed ones."""
+    folder, hf = saved("base", "hub")
+    model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation=backend)
+    ops = fastbert.ops.get_ops(backend)
+    for lengths, window in (((4, 3, 2), 0), ((5, 3, 2), 6)):
+        inputs = batch("base", lengths, labels=False)
+        checked = model.validate(fastbert.models.engine.BertInputs(**inputs))
+        ctx = model._context(fastbert.models.engine.BertInputs(**inputs), checked, ops, ops.packs, 0, False)
+        assert ctx.spec_for(SLIDING).window == window and ctx.spec_for(FULL).window == 0
+        judge_all(model, hf, inputs, "base", backend)

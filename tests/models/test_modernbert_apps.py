@@ -1,0 +1,184 @@
+"""ModernBERT's tokenizer (tokenizer.json, byte-level BPE with its own ``[CLS] A [SEP] B [SEP]`` template) through
+fastbert's AutoTokenizer against transformers' fast tokenizer, and a CrossEncoder over ModernBERT accelerated.
+
+The tokenizer folder is built as ModernBERT's is: a byte-level BPE trained with ``tokenizers`` on
+tests/data/sentences.txt, ``[UNK] [CLS] [SEP] [PAD]`` and ``[MASK]`` (lstrip), a TemplateProcessing
+post-processor, wrapped in transformers' ``PreTrainedTokenizerFast`` (the hub folders' ``tokenizer_class``).
+"""
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+from model_helpers import require_transformers
+from tokenizer_family_helpers import corpus
+
+import fastbert
+from fastbert.tolerances import assert_close
+
+transformers = require_transformers()
+
+PAIRS = [
+    ("How many people live in Berlin?", "Berlin has a population of three million."),
+    ("How many people live in Berlin?", "Berlin is well known for its museums."),
+    ("", "an empty query"),
+    ("What is the capital of France?", "Paris is the capital and most populous city of France. " * 4),
+]
+
+
+def modernbert_tokenizer_folder(path: str) -> str:
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer)
+    tok.add_special_tokens([AddedToken("[MASK]", lstrip=True, rstrip=False, normalized=False, special=True)])
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:0 [SEP]:0",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    fast.save_pretrained(path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"  # as the hub's ModernBERT folders say
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("modernbert-st"))
+    modernbert_tokenizer_folder(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    config = transformers.ModernBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        local_attention=6,
+        global_attn_every_n_layers=2,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        num_labels=1,
+    )
+    torch.manual_seed(5)
+    model = transformers.ModernBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(path)
+    return path
+
+
+def test_tokenizer_matches_transformers(folder, tmp_path):
+    ours = fastbert.AutoTokenizer.from_pretrained(folder)
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    assert type(ours).__name__ == "ModernBertTokenizer"
+    texts = corpus()[:150] + ["Paris is the [MASK] of France.", "  spaces  [MASK]x", "", "ünïcödé 😀 北京"]
+    for i, text in enumerate(texts):
+        other = texts[-i - 1]
+        for args in ((text,), (text, other)):
+            a = theirs(*args, return_offsets_mapping=True, return_special_tokens_mask=True)
+            b = ours(*args, return_offsets_mapping=True, return_special_tokens_mask=True)
+            assert {k: list(map(tuple, v)) if k == "offset_mapping" else v for k, v in b.items()} == dict(
+                a
+            ), args
+    kwargs = dict(padding=True, truncation=True, max_length=9)
+    assert dict(ours(texts[:20], texts[20:40], **kwargs)) == dict(theirs(texts[:20], texts[20:40], **kwargs))
+    ids = theirs(texts[5])["input_ids"]
+    assert ours.decode(ids) == theirs.decode(ids)
+    assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+    ours.save_pretrained(tmp_path)
+    again = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert again(texts[:30])["input_ids"] == theirs(texts[:30])["input_ids"]
+    assert again(*PAIRS[0])["input_ids"] == theirs(*PAIRS[0])["input_ids"]
+
+
+def test_cross_encoder_through_accelerate(folder):
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import CrossEncoder
+
+    plain = CrossEncoder(folder, device="cpu")
+    ref = CrossEncoder(folder, device="cpu").to(torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastbert.accelerate.AccelerateWarning)
+        fast = fastbert.accelerate(CrossEncoder(folder, device="cpu"))
+    assert type(fast.model) is fastbert.ModernBertForSequenceClassification
+    ours = fast.predict(PAIRS, batch_size=3, convert_to_tensor=True)
+    theirs = plain.predict(PAIRS, batch_size=3, convert_to_tensor=True)
+    assert_close(ours, theirs, ref.predict(PAIRS, batch_size=3, convert_to_tensor=True), torch.float32)
+    ranked = [r["corpus_id"] for r in fast.rank(PAIRS[0][0], [d for _, d in PAIRS])]
+    assert ranked == [r["corpus_id"] for r in plain.rank(PAIRS[0][0], [d for _, d in PAIRS])]
+
+
+def test_sentence_transformer_through_accelerate(folder, tmp_path):
+    """A SentenceTransformer (mean pooling) on ModernBertModel: swapped by accelerate, same embeddings."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    model = transformers.ModernBertModel.from_pretrained(folder)  # the classifier's encoder
+    model.save_pretrained(tmp_path)
+    transformers.AutoTokenizer.from_pretrained(folder).save_pretrained(tmp_path)
+
+    def build():
+        return SentenceTransformer(modules=[Transformer(str(tmp_path)), Pooling(32)], device="cpu")
+
+    sentences = [q for q, _ in PAIRS] + [d for _, d in PAIRS]
+    plain = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastbert.accelerate.AccelerateWarning)
+        fast = fastbert.accelerate(build())
+    assert type(fast[0].auto_model) is fastbert.ModernBertModel
+    ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
+    ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
+    assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")
+
+
+def test_fill_mask_and_text_classification_pipelines(folder, tmp_path):
+    """fastbert's pipelines find ModernBERT through the registry: the same answers as transformers'."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    config = transformers.AutoConfig.from_pretrained(folder)
+    torch.manual_seed(7)
+    transformers.ModernBertForMaskedLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    text = "Paris is the [MASK] of France."
+    ours = fastbert.pipeline("fill-mask", model=str(tmp_path))(text)
+    theirs = transformers.pipeline("fill-mask", model=str(tmp_path))(text)
+    assert [r["token"] for r in ours] == [r["token"] for r in theirs]
+    assert [r["sequence"] for r in ours] == [r["sequence"] for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert abs(a["score"] - b["score"]) <= 1e-6
+    texts = [q for q, _ in PAIRS]
+    ours = fastbert.pipeline("text-classification", model=folder, function_to_apply="none")(texts)
+    theirs = transformers.pipeline("text-classification", model=folder, function_to_apply="none")(texts)
+    for a, b in zip(ours, theirs):
+        assert a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 1e-5
