@@ -213,10 +213,26 @@ def _path(root: nn.Module, path: str):
     return root
 
 
+def _family_layout(base: nn.Module) -> tuple[str, str, tuple[str, ...]]:
+    """The family's entry of :data:`_FAMILY_LINEARS` (BERT's for its aliases); ValueError naming the model
+    when its encoder is not laid out that way (a family int8 does not cover yet)."""
+    model_type = base.config.model_type
+    layers_path, att_path, linear_paths = _FAMILY_LINEARS.get(model_type, _FAMILY_LINEARS["bert"])
+    layers = _path(base, layers_path)
+    from ..models.layers import BertSelfAttention
+
+    if layers is None or not all(isinstance(_path(m, att_path), BertSelfAttention) for m in layers):
+        raise ValueError(
+            f"int8 quantization covers BERT's family (RoBERTa, XLM-R, CamemBERT, ELECTRA), DistilBERT and MPNet; "
+            f"{type(base).__name__} ({model_type}) is not covered yet"
+        )
+    return layers_path, att_path, linear_paths
+
+
 def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
     """The encoder projections the op table runs (fused QKV, attention output, intermediate, output, under
     each family's names), and the names of those that stay fp32 because they do not run through the table."""
-    layers_path, att_path, linear_paths = _FAMILY_LINEARS.get(base.config.model_type, _FAMILY_LINEARS["bert"])
+    layers_path, att_path, linear_paths = _family_layout(base)
     out, skipped = [], []
     for i, layer in enumerate(_path(base, layers_path)):
         att = _path(layer, att_path)
@@ -414,6 +430,7 @@ def _quantize(
         qmax = 448 if method == "fp8" else 127
     dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
+    _family_layout(base)  # a family without a layout here: refused before anything runs
     if base.config.add_cross_attention:
         warnings.warn(
             f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}", stacklevel=3

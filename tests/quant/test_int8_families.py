@@ -99,3 +99,18 @@ def test_a_distilbert_head_model_quantizes_its_encoder_only():
     assert not isinstance(model.pre_classifier, QuantizedLinear)  # heads keep the model's dtype
     with torch.no_grad():
         assert model(**_batch(2, 10, seed=4)).logits.shape == (2, 3)
+
+
+def test_a_family_without_a_layout_is_refused_by_name():
+    """ModernBERT's layers (Wqkv, pre-norm, GLU) have no int8 slots yet: a clear error before calibrating."""
+    from fastbert.models import registry
+
+    config = registry.config_class("modernbert")(
+        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+        max_position_embeddings=80, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+        sep_token_id=2,
+    )  # fmt: skip
+    model = fastbert.AutoModel.from_config(config).eval()
+    with pytest.raises(ValueError, match=r"ModernBertModel \(modernbert\) is not covered yet"):
+        quantize(model, "int8", calibration=[_batch(2, 8, seed=5)], min_cosine=0.0, mean_cosine=0.0)
+    assert getattr(model, "quantization", None) is None
