@@ -5,6 +5,8 @@ cosine to transformers' fp32 output.
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py dense    # 32x128
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py skewed   # 32 x 8..256
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py encode   # sentence-transformers
+    # encode of N sentences with some providers (the first is the baseline), e.g. without the slow bf16:
+    flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py encode 1500 st-torch,st-fastbert,st-fastbert-int8
 
 Each appends its rows to benchmarks/results/<cpu>/precision/precision.jsonl (with the CPU model, its
 flags, versions and the date); ``report`` writes the Markdown table from them.
@@ -128,7 +130,7 @@ def tensor_rows(shape_text: str, rounds: int) -> list[dict]:
     ] + [dict(workload=f"model {shape.label}", provider=n, skipped=why) for n, why in notes.items()]
 
 
-def encode_rows(n_sentences: int, rounds: int) -> list[dict]:
+def encode_rows(n_sentences: int, rounds: int, providers: tuple[str, ...] = SENTENCE_PROVIDERS) -> list[dict]:
     from fastbert.benchmark.providers import PROVIDERS, BuildContext
     from fastbert.hub import embedded_model_path
 
@@ -138,7 +140,7 @@ def encode_rows(n_sentences: int, rounds: int) -> list[dict]:
         task="embed", dtype=torch.float32, device="cpu", st_folder=embedded_model_path(), batch_size=32
     )
     fns, notes = {}, {}
-    for name in SENTENCE_PROVIDERS:
+    for name in providers:
         p = PROVIDERS[name]
         why = p.unavailable("cpu", torch.float32)
         if why:
@@ -170,7 +172,11 @@ def main(argv: list[str]) -> None:
     rows = {
         "dense": lambda: tensor_rows("32x128", rounds=5),
         "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5),
-        "encode": lambda: encode_rows(800, rounds=2),
+        "encode": lambda: encode_rows(
+            int(argv[1]) if len(argv) > 1 else 800,
+            rounds=2,
+            providers=tuple(argv[2].split(",")) if len(argv) > 2 else SENTENCE_PROVIDERS,
+        ),
     }[what]()
     env = machine()
     path = os.path.join(out_dir(), "precision.jsonl")
@@ -195,17 +201,18 @@ def report() -> None:
         f"Flags: {flags}. Native bf16: {'yes' if env['native_bf16'] else 'no (emulated)'}. "
         f"int8 weights |q| <= {env['int8_weight_qmax']}.",
         "",
-        "| workload | provider | time (s) | speed-up vs baseline | vs fastbert fp32 | cosine to fp32 min / mean |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| workload | provider | time (s) | speed-up vs baseline | vs fastbert fp32 | cosine to fp32 min / mean | measured |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (w, p), r in latest.items():
         if "skipped" in r:
-            lines.append(f"| {w} | {p} | skipped: {r['skipped']} | | | |")
+            lines.append(f"| {w} | {p} | skipped: {r['skipped']} | | | | {r['date'][:10]} |")
             continue
         base = r.get("speedup_vs_hf_sdpa", r.get("speedup_vs_st_torch"))
         cmin, cmean = r["cosine_min_mean"]
         lines.append(
-            f"| {w} | {p} | {r['seconds']:.4f} | {base:.2f}x | {r['speedup_vs_fastbert_fp32']:.2f}x | {cmin:.4f} / {cmean:.5f} |"
+            f"| {w} | {p} | {r['seconds']:.4f} | {base:.2f}x | {r['speedup_vs_fastbert_fp32']:.2f}x | {cmin:.4f} / {cmean:.5f} "
+            f"| {r['date'][:16]} |"
         )
     lines += [
         "",

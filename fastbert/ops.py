@@ -199,7 +199,18 @@ def _onednn_linear_op():
         return None
 
 
-_ONEDNN_LINEAR = _onednn_linear_op()
+def _onednn_preferred() -> bool:
+    """Whether oneDNN's fp32 linears beat MKL's (``F.linear``) on this CPU: with AVX-512 they did (the
+    measurement in :func:`_sdpa_linear`'s docstring); on an AVX2-only CPU MKL's were faster at every
+    encoder shape measured (AMD EPYC Zen 3, 2 threads, torch 2.13, MiniLM and BERT-base projections: equal
+    at 128 rows, oneDNN 1.05-1.27x slower from 512 to 4096 rows, and about twice MKL's rounding error)."""
+    try:
+        return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch without the query
+        return False
+
+
+_ONEDNN_LINEAR = _onednn_linear_op() if _onednn_preferred() else None
 
 #: below this many multiply-adds oneDNN's call costs more than it saves (measured, 2 threads: 8x32x96 took
 #: 3.5 us through F.linear and 13.7 us through oneDNN; 16x384x384 36 us and 29 us; 128x384x384 188 and 96)
@@ -207,10 +218,11 @@ _ONEDNN_MIN_MACS = 1 << 21
 
 
 def _sdpa_linear(x, weight, bias=None):
-    """``F.linear``; on the CPU in fp32 without autograd, through oneDNN instead of the BLAS ``F.linear``
-    calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC (2 threads, torch 2.13) a
-    (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL) and 9.6 ms through
-    oneDNN, with the plain weight (no packed copy to go stale). Small GEMMs stay on ``F.linear``.
+    """``F.linear``; on a CPU with AVX-512 in fp32 without autograd, through oneDNN instead of the BLAS
+    ``F.linear`` calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC with AVX-512 (2
+    threads, torch 2.13) a (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL)
+    and 9.6 ms through oneDNN, with the plain weight (no packed copy to go stale). On AVX2-only CPUs MKL's
+    are the faster ones (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``.
     A weight that carries a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
     :mod:`fastbert.quant`) is computed by it."""
     hook = getattr(weight, "fastbert_linear", None)
@@ -508,6 +520,35 @@ def _eager_attention_entry(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, b
 # ---------------------------------------------------------------------------------------------
 
 
+def _overwritable(h: torch.Tensor, other: torch.Tensor | None = None) -> bool:
+    """The op after a GEMM may write into ``h``, the GEMM's fresh output: a CPU tensor that no autograd
+    records (an in-place op on it would break the backward), and ``other`` (added into it) of its shape
+    and dtype. Why it matters there: on an AMD EPYC (Zen 3, 2 threads, the real MiniLM at 32x128) the
+    separate GELU output and residual sums cost about 40k page faults per forward (glibc hands the freed
+    buffers back to the kernel and faults them in again), 6-15 % of the forward; in place: none of those."""
+    if h.device.type != "cpu":
+        return False
+    if torch.is_grad_enabled() and (h.requires_grad or (other is not None and other.requires_grad)):
+        return False
+    return other is None or (other.shape == h.shape and other.dtype == h.dtype)
+
+
+def _gelu_tanh_(x):
+    return torch.ops.aten.gelu_(x, approximate="tanh")
+
+
+#: activation name -> the same function in place (the names of :data:`ACTIVATIONS` that have one)
+_INPLACE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": torch.ops.aten.gelu_,
+    "gelu_new": _gelu_tanh_,
+    "gelu_pytorch_tanh": _gelu_tanh_,
+    "relu": torch.relu_,
+    "silu": functools.partial(F.silu, inplace=True),
+    "swish": functools.partial(F.silu, inplace=True),
+    "tanh": torch.tanh_,
+}
+
+
 @dataclass(frozen=True)
 class OpTable:
     """One backend's primitive ops (see the module docstring for signatures) and the composites over them."""
@@ -525,6 +566,9 @@ class OpTable:
     wants_key_lengths: bool = False
     #: a GEMM's bias goes into the fused op after it (triton) rather than into the GEMM (torch: addmm)
     epilogue_bias: bool = False
+    #: on the CPU, the op after a GEMM writes into the GEMM's fresh output (residual add, activation) when
+    #: no autograd records it: one pass and one buffer fewer (see :func:`_overwritable`)
+    inplace_epilogue: bool = False
 
     def dense_add_norm(
         self, x, weight, bias, residual, norm_weight, norm_bias, eps, rms: bool = False, prenorm: bool = False
@@ -535,6 +579,8 @@ class OpTable:
                 self.linear(x, weight), residual, bias, norm_weight, norm_bias, eps, rms, prenorm
             )
         h = self.linear(x, weight, bias)
+        if self.inplace_epilogue and residual is not None and _overwritable(h, residual):
+            h, residual = h.add_(residual), None
         return self.add_norm(h, residual, None, norm_weight, norm_bias, eps, rms, prenorm)
 
     def dense_act(
@@ -543,7 +589,12 @@ class OpTable:
         """act(x @ weight.T + bias), then a LayerNorm when ``norm_weight`` is given: a GEMM and ``bias_act``."""
         if self.epilogue_bias:
             return self.bias_act(self.linear(x, weight), bias, activation_name, norm_weight, norm_bias, eps)
-        return self.bias_act(self.linear(x, weight, bias), None, activation_name, norm_weight, norm_bias, eps)
+        h = self.linear(x, weight, bias)
+        act_ = _INPLACE_ACTIVATIONS.get(activation_name) if isinstance(activation_name, str) else None
+        if self.inplace_epilogue and act_ is not None and _overwritable(h):
+            h = act_(h)
+            return h if norm_weight is None else self.add_norm(h, None, None, norm_weight, norm_bias, eps)
+        return self.bias_act(h, None, activation_name, norm_weight, norm_bias, eps)
 
     def dense_glu(self, x, weight, bias, activation_name):
         """act(a) * g of ``x @ weight.T + bias = [a | g]``: a GEMM and ``glu``."""
@@ -564,7 +615,9 @@ EAGER_OPS = OpTable(
 )
 
 #: the same torch ops as eager, its linears through oneDNN on the CPU; attention by torch SDPA on packed tokens
-SDPA_OPS = replace(EAGER_OPS, name="sdpa", linear=_sdpa_linear, attention=_sdpa_attention, packs=True)
+SDPA_OPS = replace(
+    EAGER_OPS, name="sdpa", linear=_sdpa_linear, attention=_sdpa_attention, packs=True, inplace_epilogue=True
+)
 
 #: the tables by ``attn_implementation`` (the triton one is added on first use: it imports triton)
 TABLES: dict[str, OpTable] = {"eager": EAGER_OPS, "sdpa": SDPA_OPS}

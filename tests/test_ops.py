@@ -261,6 +261,8 @@ def test_sdpa_linear_onednn_on_cpu_inference_and_plain_with_autograd(monkeypatch
     """The sdpa table's CPU linear: oneDNN in fp32 inference (within the rule), F.linear when autograd
     needs it (gradients flow), and every dense entry goes through it."""
     monkeypatch.setattr(ops, "_ONEDNN_MIN_MACS", 0)  # the tiny shapes below go through oneDNN too
+    # oneDNN whatever this CPU prefers (an AVX2-only CPU computes with F.linear: ops._onednn_preferred)
+    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", ops._onednn_linear_op())
     x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)
     ref = torch.nn.functional.linear(x.double(), w.double(), b.double())
     with torch.no_grad():

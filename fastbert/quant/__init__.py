@@ -192,29 +192,62 @@ class _Slot:
             self.parent.__dict__.pop("qkv_linear", None)
 
 
+#: per family: (the encoder's layer list, self-attention's module, the linears the op table runs after it),
+#: as attribute paths from the base model / from one layer; the default is BERT's (its aliases, ELECTRA)
+_FAMILY_LINEARS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "bert": (
+        "encoder.layer",
+        "attention.self",
+        ("attention.output.dense", "intermediate.dense", "output.dense"),
+    ),
+    "distilbert": ("transformer.layer", "attention", ("attention.out_lin", "ffn.lin1", "ffn.lin2")),
+    "mpnet": ("encoder.layer", "attention.attn", ("attention.attn.o", "intermediate.dense", "output.dense")),
+}
+
+
+def _path(root: nn.Module, path: str):
+    for part in path.split("."):
+        root = getattr(root, part, None)
+        if root is None:
+            return None
+    return root
+
+
+def _family_layout(base: nn.Module) -> tuple[str, str, tuple[str, ...]]:
+    """The family's entry of :data:`_FAMILY_LINEARS` (BERT's for its aliases); ValueError naming the model
+    when its encoder is not laid out that way (a family int8 does not cover yet)."""
+    model_type = base.config.model_type
+    layers_path, att_path, linear_paths = _FAMILY_LINEARS.get(model_type, _FAMILY_LINEARS["bert"])
+    layers = _path(base, layers_path)
+    from ..models.layers import BertSelfAttention
+
+    if layers is None or not all(isinstance(_path(m, att_path), BertSelfAttention) for m in layers):
+        raise ValueError(
+            f"int8 quantization covers BERT's family (RoBERTa, XLM-R, CamemBERT, ELECTRA), DistilBERT and MPNet; "
+            f"{type(base).__name__} ({model_type}) is not covered yet"
+        )
+    return layers_path, att_path, linear_paths
+
+
 def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
-    """The encoder projections the op table runs (fused QKV, attention output, intermediate, output), and
-    the names of those that stay fp32 because they do not run through the table."""
+    """The encoder projections the op table runs (fused QKV, attention output, intermediate, output, under
+    each family's names), and the names of those that stay fp32 because they do not run through the table."""
+    layers_path, att_path, linear_paths = _family_layout(base)
     out, skipped = [], []
-    for i, layer in enumerate(base.encoder.layer):
-        att = layer.attention.self
-        prefix = f"encoder.layer.{i}."
+    for i, layer in enumerate(_path(base, layers_path)):
+        att = _path(layer, att_path)
+        prefix = f"{layers_path}.{i}."
         if att.fused_qkv() is not None:
-            out.append(_Slot(f"{prefix}{_rel(layer, att)}.qkv", att, None))
+            out.append(_Slot(f"{prefix}{att_path}.qkv", att, None))
         else:  # PEFT-wrapped or replaced query/key/value run as their own modules
-            skipped.append(f"{prefix}{_rel(layer, att)}.qkv")
-        for parent in (layer.attention.output, layer.intermediate, layer.output):
-            linear = getattr(parent, "dense", None)
+            skipped.append(f"{prefix}{att_path}.qkv")
+        for path in linear_paths:
+            parent_path, _, attr = path.rpartition(".")
+            parent = _path(layer, parent_path)
+            linear = getattr(parent, attr, None)
             if isinstance(linear, nn.Linear):
-                out.append(_Slot(f"{prefix}{_rel(layer, parent)}.dense", parent, "dense", linear))
+                out.append(_Slot(prefix + path, parent, attr, linear))
     return out, skipped
-
-
-def _rel(root: nn.Module, child: nn.Module) -> str:
-    for name, m in root.named_modules():
-        if m is child:
-            return name
-    return "?"
 
 
 def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, max_length: int = 128):
@@ -397,11 +430,7 @@ def _quantize(
         qmax = 448 if method == "fp8" else 127
     dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
-    if base.config.model_type in ("distilbert", "mpnet"):  # their own attention names (q_lin, attn.q ...)
-        raise ValueError(
-            f"int8 quantization covers the families with BERT's layer names (encoder.layer.N.attention.self ...); "
-            f"{type(base).__name__} ({base.config.model_type}) is not covered yet"
-        )
+    _family_layout(base)  # a family without a layout here: refused before anything runs
     if base.config.add_cross_attention:
         warnings.warn(
             f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}", stacklevel=3

@@ -77,8 +77,9 @@ def quantize_tokens(x: torch.Tensor, inv_smooth: torch.Tensor | None):
     return q.to(torch.uint8), a * (1.0 / 127)
 
 
-def _dequantize(acc: torch.Tensor, x_scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return acc * x_scale + bias
+def _dequantize_(acc: torch.Tensor, x_scale: torch.Tensor, bias: torch.Tensor) -> None:
+    """acc * x_scale + bias, written into acc (oneDNN's fresh output): one pass, no second buffer."""
+    acc.mul_(x_scale).add_(bias)
 
 
 class _Fused:
@@ -107,7 +108,7 @@ class _Fused:
 
 
 _QUANTIZE_TOKENS = _Fused(quantize_tokens)
-_DEQUANTIZE = _Fused(_dequantize)
+_DEQUANTIZE = _Fused(_dequantize_)
 
 
 def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -216,7 +217,8 @@ class Int8Linear:
         acc = qlinear(
             qx, 1.0, 128, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
         )  # (M, N) fp32: the int32 sums times w_scale
-        y = _DEQUANTIZE(acc, x_scale, bias if bias is not None else self.zero_bias)
+        _DEQUANTIZE(acc, x_scale, bias if bias is not None else self.zero_bias)
+        y = acc
         if self.outliers is not None:
             y.addmm_(x2.index_select(1, self.outliers), self.w_outliers)
         return y.view(*lead, self.out_features)

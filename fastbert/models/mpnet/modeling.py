@@ -91,7 +91,10 @@ class MPNetSelfAttention(BertSelfAttention):
         lead = hidden_states.shape[:-1]
         fused = self.fused_qkv()
         if fused is not None:
-            q, k, v = ctx.ops.linear(hidden_states, *fused).view(*lead, 3, h, d).unbind(-3)
+            # a load-time transform of the fused projection (the int8 copy of fastbert.quant) runs it
+            hook = self.__dict__.get("qkv_linear")
+            linear = ctx.ops.linear if hook is None else hook
+            q, k, v = linear(hidden_states, *fused).view(*lead, 3, h, d).unbind(-3)
         else:  # wrapped or replaced modules: each runs itself
             q, k, v = (m(hidden_states).view(*lead, h, d) for m in (self.q, self.k, self.v))
         spec, bias = ctx.spec_for(_LAYER_TYPE), None

@@ -1,0 +1,116 @@
+"""int8 (fastbert.quant) on the families with their own layer names: DistilBERT (q_lin/k_lin/v_lin as one
+GEMM, out_lin, ffn.lin1/lin2) and MPNet (attn.q/k/v as one GEMM, attn.o, intermediate/output.dense; packed
+with its relative bias). Tiny random models against their own fp32 outputs, through the same per-slot
+calibration as BERT's."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastbert
+from fastbert.quant import QuantizedLinear, quantize
+from fastbert.quant.int8 import Int8Linear, int8_available
+
+pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
+
+FAMILIES = {
+    "distilbert": (
+        lambda: fastbert.DistilBertModel(
+            fastbert.DistilBertConfig(
+                vocab_size=99, dim=36, n_layers=2, n_heads=3, hidden_dim=37, max_position_embeddings=40
+            )
+        ),
+        "transformer.layer",
+        ("attention.qkv", "attention.out_lin", "ffn.lin1", "ffn.lin2"),
+    ),
+    "mpnet": (
+        lambda: fastbert.MPNetModel(
+            fastbert.MPNetConfig(
+                vocab_size=99,
+                hidden_size=36,
+                num_hidden_layers=2,
+                num_attention_heads=3,
+                intermediate_size=37,
+                max_position_embeddings=200,
+            )
+        ),
+        "encoder.layer",
+        ("attention.attn.qkv", "attention.attn.o", "intermediate.dense", "output.dense"),
+    ),
+}
+
+
+def _batch(n, length, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 99, (n, length), generator=g)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[1:, length // 2 :] = 0  # padded rows: the packed path
+    return dict(input_ids=ids * mask + (1 - mask), attention_mask=mask)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_linears_run_int8_and_stay_close_to_fp32(family, tmp_path):
+    make, layers, names = FAMILIES[family]
+    torch.manual_seed(0)
+    model = make().eval()
+    plain = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs = _batch(3, 16, seed=1)
+    with torch.no_grad():
+        ref = model(**inputs).last_hidden_state
+    quantize(model, "int8", calibration=[_batch(4, 16, seed=2)], min_cosine=0.0, mean_cosine=0.0)
+    report = model.quantization
+    assert [d.name for d in report.layers] == [f"{layers}.{i}.{n}" for i in range(2) for n in names]
+    assert all(d.precision == "int8" for d in report.layers), report
+    # every slot carries its int8 copy, and each one is called in a forward (QKV as one GEMM)
+    calls = []
+    hooks = []
+    for layer in model.transformer.layer if family == "distilbert" else model.encoder.layer:
+        att = layer.attention if family == "distilbert" else layer.attention.attn
+        assert isinstance(att.__dict__["qkv_linear"], Int8Linear)
+        hooks.append((att, att.__dict__["qkv_linear"]))
+    for att, hook in hooks:
+        att.__dict__["qkv_linear"] = lambda x, w, b, hook=hook: calls.append(tuple(w.shape)) or hook(x, w, b)
+    linears = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    assert len(linears) == 2 * 3 and all(isinstance(m.weight.fastbert_linear, Int8Linear) for m in linears)
+    with torch.no_grad():
+        out = model(**inputs).last_hidden_state
+    assert calls == [(3 * 36, 36)] * 2
+    for att, hook in hooks:
+        att.__dict__["qkv_linear"] = hook
+    real = inputs["attention_mask"].bool()
+    cos = F.cosine_similarity(out[real], ref[real], dim=-1)
+    assert cos.min() > 0.99, cos.min()
+    assert not torch.equal(out, ref)  # int8 numbers, not the fp32 ones
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in plain.items())  # parameters untouched
+    model.save_pretrained(tmp_path)
+    again = type(model).from_pretrained(tmp_path)
+    assert getattr(again, "quantization", None) is None  # a normal fp32 checkpoint
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs).last_hidden_state, ref)
+
+
+def test_a_distilbert_head_model_quantizes_its_encoder_only():
+    config = fastbert.DistilBertConfig(
+        vocab_size=99, dim=36, n_layers=2, n_heads=3, hidden_dim=37, max_position_embeddings=40, num_labels=3
+    )
+    model = fastbert.DistilBertForSequenceClassification(config).eval()
+    quantize(model, "int8", calibration=[_batch(4, 16, seed=3)], min_cosine=0.0, mean_cosine=0.0)
+    assert len(model.quantization.layers) == 8
+    assert not isinstance(model.pre_classifier, QuantizedLinear)  # heads keep the model's dtype
+    with torch.no_grad():
+        assert model(**_batch(2, 10, seed=4)).logits.shape == (2, 3)
+
+
+def test_a_family_without_a_layout_is_refused_by_name():
+    """ModernBERT's layers (Wqkv, pre-norm, GLU) have no int8 slots yet: a clear error before calibrating."""
+    from fastbert.models import registry
+
+    config = registry.config_class("modernbert")(
+        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+        max_position_embeddings=80, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+        sep_token_id=2,
+    )  # fmt: skip
+    model = fastbert.AutoModel.from_config(config).eval()
+    with pytest.raises(ValueError, match=r"ModernBertModel \(modernbert\) is not covered yet"):
+        quantize(model, "int8", calibration=[_batch(2, 8, seed=5)], min_cosine=0.0, mean_cosine=0.0)
+    assert getattr(model, "quantization", None) is None
