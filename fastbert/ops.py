@@ -488,6 +488,44 @@ def _sdpa_packed(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
     return parts[0] if len(parts) == 1 else torch.cat(parts)  # (Tq, h, d), contiguous when cat
 
 
+def _packed_window_sdpa(q, k, v, spec: AttentionSpec, scale):
+    """Self-attention with a sliding window (and RoPE) on packed tokens, by torch's SDPA kernel: per sequence,
+    chunks of ``attention_ref.CHUNK`` queries against the keys their window reaches, a boolean band mask
+    (none where every key is in reach). The fused kernel instead of ``attention_ref``'s explicit matmul +
+    softmax: on the Zen 3 EPYC the local layers of a ModernBERT-base forward at 32 x 128 spent about twice
+    SDPA's time in the explicit path. Same memory bound: never more than a chunk's scores."""
+    qp = spec.q_packing
+    if spec.rotary is not None:
+        cos, sin = spec.rotary
+        positions = _ref_attention.sequence_positions(qp.cu_seqlens, q.shape[0])
+        q = _ref_attention.apply_rotary(q, positions, cos, sin)
+        k = _ref_attention.apply_rotary(k, positions, cos, sin)
+    half, chunk = spec.window // 2, _ref_attention.CHUNK
+    qt, kt, vt = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, heads, T, D) views
+    parts = []
+    start = 0
+    for n in qp.seqlens_host:
+        end = start + n
+        for a in range(start, end, chunk):
+            e = min(end, a + chunk)
+            lo, hi = max(start, a - half), min(end, e + half)
+            mask = None
+            if a - lo > 0 or hi - e > 0 or (hi - lo) > half + 1:  # some key may be out of a query's reach
+                i = torch.arange(a, e, device=q.device)[:, None]
+                j = torch.arange(lo, hi, device=q.device)[None, :]
+                mask = (j - i).abs() <= half
+                if bool(mask.all()):
+                    mask = None
+            out = F.scaled_dot_product_attention(
+                qt[:, :, a:e], kt[:, :, lo:hi], vt[:, :, lo:hi], attn_mask=mask, scale=scale
+            )
+            parts.append(out[0].transpose(0, 1))  # (e - a, heads, D)
+        start = end
+    if not parts:
+        return q.new_zeros(q.shape[0], q.shape[1], v.shape[-1])
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _packed_positional(q, k, v, spec: AttentionSpec, scale, dropout_p):
     """The packed torch path with a window, RoPE or MPNet's bias (``attention_ref``: per sequence, banded,
     never an L x L tensor for the batch)."""
@@ -495,6 +533,8 @@ def _packed_positional(q, k, v, spec: AttentionSpec, scale, dropout_p):
         "the packed window / RoPE / relative-bias path has no dropout: resolve() runs training padded"
     )
     qp, kp = spec.q_packing, spec.k_packing
+    if spec.window and spec.rel_bias is None and not spec.causal and qp is kp and q.device.type == "cpu":
+        return _packed_window_sdpa(q, k, v, spec, scale)
     cos, sin = spec.rotary if spec.rotary is not None else (None, None)
     return _ref_attention.attention_varlen(
         q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,

@@ -314,3 +314,25 @@ def test_sdpa_linear_keeps_small_gemms_on_f_linear(monkeypatch):
         assert calls == []
         ops.SDPA_OPS.linear(torch.randn(64, 256), torch.randn(256, 256), None)  # 4M
         assert len(calls) == 1
+
+
+def test_sdpa_window_path_across_chunks_equals_the_reference():
+    """The sdpa table's banded SDPA (chunks of attention_ref.CHUNK queries) on sequences longer than a chunk,
+    shorter than the window and of one token: the float64 reference's result within the rule."""
+    from fastbert import attention_ref as R
+
+    torch.manual_seed(1)
+    lens = (300, 7, 1, 600)
+    mask = torch.zeros(len(lens), max(lens), dtype=torch.long)
+    for b, n in enumerate(lens):
+        mask[b, :n] = 1
+    p = packing_from_mask(mask)
+    q, k, v = (torch.randn(sum(lens), 3, 16) for _ in range(3))
+    cos, sin = R.rope_cos_sin(R.rope_inv_freq(160000.0, 16), max(lens))
+    spec = ops.AttentionSpec(q_packing=p, k_packing=p, window=128, rotary=(cos, sin))
+    ours, _ = ops.SDPA_OPS.attention(q, k, v, spec, 0.25)
+    args = (p.cu_seqlens, p.cu_seqlens, p.max_seqlen, p.max_seqlen, 0.25)
+    kw = dict(window=128, rotary_cos=cos, rotary_sin=sin)
+    plain = R.attention_varlen(q, k, v, *args, **kw)
+    ref = R.attention_varlen(q.double(), k.double(), v.double(), *args, **kw)
+    assert_close(ours, plain, ref, torch.float32, what="banded sdpa across chunks")
