@@ -107,3 +107,32 @@ def test_cross_encoder_xlm_roberta(tmp_path):
     ours = fast.predict(PAIRS, batch_size=2, convert_to_tensor=True)
     theirs = plain.predict(PAIRS, batch_size=2, convert_to_tensor=True)
     assert_close(ours, theirs, ref.predict(PAIRS, batch_size=2, convert_to_tensor=True), torch.float32)
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "xlm-roberta"])
+def test_sparse_encoder_splade_on_a_family(tmp_path, model_type):
+    """A SPLADE SparseEncoder whose masked-LM backbone is another family's: swapped, same sparse vectors."""
+    import sentence_transformers as st
+
+    if not hasattr(st, "SparseEncoder"):
+        pytest.skip("sentence-transformers < 5 has no SparseEncoder")
+    try:  # sentence-transformers 6
+        from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+        def backbone(path):
+            return Transformer(path, transformer_task="fill-mask")
+    except ImportError:  # sentence-transformers 5
+        from sentence_transformers.sparse_encoder.models import MLMTransformer as backbone
+        from sentence_transformers.sparse_encoder.models import SpladePooling
+
+    path = saved(tmp_path, model_type, "ForMaskedLM")
+
+    def splade():
+        return st.SparseEncoder(modules=[backbone(path), SpladePooling("max")], device="cpu")
+
+    plain, ref = splade(), splade().to(torch.float64)
+    fast = accelerate_quietly(splade())
+    assert type(fast[0].auto_model).__module__.startswith("fastbert.")
+    assert type(fast[0].auto_model).__name__.endswith("ForMaskedLM")
+    ours, theirs, r = (m.encode(SENTENCES, convert_to_tensor=True).to_dense() for m in (fast, plain, ref))
+    assert_close(ours, theirs, r, torch.float32, what=f"{model_type} splade")

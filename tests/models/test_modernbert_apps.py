@@ -182,3 +182,30 @@ def test_fill_mask_and_text_classification_pipelines(folder, tmp_path):
     theirs = transformers.pipeline("text-classification", model=folder, function_to_apply="none")(texts)
     for a, b in zip(ours, theirs):
         assert a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 1e-5
+
+
+def test_fastbert_embed_on_a_modernbert_folder(folder, tmp_path):
+    """``fastbert embed`` over a ModernBERT folder: the vectors of the sentence-embedding pipeline, row by row,
+    within the rule of its float64 run (inputs longer than the local window, so the local layers matter)."""
+    import numpy as np
+
+    from fastbert.embed import embed, read_output
+
+    texts = corpus()[:40] + [" ".join(corpus()[:6])]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    embed([str(path)], str(out), model=folder, id_column="id", max_batch_tokens=256, progress=False)
+    table = read_output(str(out))
+    assert table.column("id").to_pylist() == [str(i) for i in range(len(texts))]  # ids as strings
+    v = table.column("vector")
+    got = torch.from_numpy(
+        v.combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(len(texts), v.type.list_size)
+    )
+    pipe = fastbert.pipeline("sentence-embedding", model=folder)
+    plain = pipe(texts, return_tensors=True)
+    ref = fastbert.pipeline("sentence-embedding", model=folder, torch_dtype=torch.float64)(
+        texts, return_tensors=True
+    )
+    assert np.isfinite(got.numpy()).all()
+    assert_close(got, plain, ref, torch.float32, what="fastbert embed on ModernBERT")
