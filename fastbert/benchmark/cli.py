@@ -35,7 +35,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "serve: fastbert serve vs FastAPI + sentence-transformers under load",
     )
     parser.add_argument("--quick", action="store_true", help="the same as --suite quick")
-    parser.add_argument("--tiny", action="store_true", help="tiny configs and shapes: a dry run in seconds")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny configs and shapes, 2-3 timed rounds unless given: a dry run in seconds",
+    )
     parser.add_argument(
         "--out", help="folder for rows.jsonl (written row by row), bench.json/csv, TABLE.md, PNG"
     )
@@ -91,6 +95,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
 
 
+#: ``--tiny``'s rounds, unless given: no warm-up beyond the parity gate's two calls, two or three timed
+TINY_ROUNDS = dict(warmup=0, rounds=3, min_rounds=2)
+
 #: ``--quick``'s own time budget when none is given (seconds; on CUDA the first calls compile kernels):
 #: a row that would overrun is cut and marked, so the whole command ends within a minute on the CPU.
 QUICK_BUDGET_S = {"cpu": 45.0, "cuda": 160.0}
@@ -102,6 +109,8 @@ def options_from_args(args: argparse.Namespace):
 
     suite = "quick" if args.quick else (args.suite or "quick")
     d = SUITE_DEFAULTS[suite]
+    if args.tiny:  # a dry run checks that every row runs, not its speed: few rounds (the interpreter is slow)
+        d = {**d, **TINY_ROUNDS}
     if args.device is not None:  # refused in one line before anything loads: cuda without CUDA, banana...
         from fastbert.devices import available_device
 

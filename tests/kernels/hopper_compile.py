@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
 import os
 import re
 import sys
@@ -228,6 +229,29 @@ def _exactness_problem(label: str, ptx: str) -> str | None:
     return None
 
 
+JOBS: list[tuple] = []  # what to compile: forked workers inherit it and take indices (kernels do not pickle)
+
+
+def _compile_one(i: int) -> dict:
+    """Compile ``JOBS[i]`` (in a worker process) and report what the checks read: a small dict, picklable."""
+    name, label, fn, signature, constexprs, attrs, options, warps = JOBS[i]
+    try:
+        src = ASTSource(fn, signature, constexprs, attrs)
+        k, regs, spills = compile_with_report(src, options)
+    except Exception as e:  # report every variant, then fail
+        return dict(name=name, error=f"{type(e).__name__}: {str(e)[:2000]}")
+    ptx = k.asm["ptx"]
+    return dict(name=name, regs=regs, spills=spills, smem=k.metadata.shared, wgmma="wgmma" in ptx,
+                exact=_exactness_problem(label, ptx), warps=warps)  # fmt: skip
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, min(os.cpu_count() or 1, 8))
+
+
 def main() -> int:
     print(f"triton {triton.__version__}, torch {torch.__version__}, target {TARGET}")
     _compat.launch = _record
@@ -237,6 +261,7 @@ def main() -> int:
     failed = 0
     done: dict[tuple, str] = {}  # compiled key -> the first label that compiled it
     binaries: dict[tuple[str, str], set] = {}  # (label without L=..., config) -> keys compiled
+    jobs = JOBS
     for label, kernel, launch in RECORDED:
         fn = _jit(kernel)
         for cfg in _configs(kernel, launch):
@@ -246,43 +271,54 @@ def main() -> int:
             )
             try:
                 options, signature, constexprs, attrs = specialise(fn, cfg)
-                key = (fn.__name__, str(sorted(signature.items())), str(sorted(constexprs.items())),
-                       str(sorted(attrs.items())), str(sorted(options.__dict__.items())))  # fmt: skip
-                tile = tuple(cfg.get(n) for n in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages"))
-                binaries.setdefault((re.sub(r" L=\d+", "", label), str(tile)), set()).add(key)
-                if key in done:
-                    continue
-                done[key] = name
-                src = ASTSource(fn, signature, constexprs, attrs)
-                k, regs, spills = compile_with_report(src, options.__dict__)
-                ptx = k.asm["ptx"]
-                smem = k.metadata.shared
-                problems = []
-                if spills:
-                    problems.append(f"{spills} B of register spills")
-                if smem > SMEM_LIMIT:
-                    problems.append(f"shared memory {smem} B > {SMEM_LIMIT} B")
-                exact = _exactness_problem(label, ptx)
-                if exact:
-                    problems.append(exact)
-                failed += bool(problems)
-                verdict = "FAIL" if problems else "ok"
-                wgmma = "wgmma" in ptx
-                warps = cfg.get("num_warps", 4)
-                print(f"{verdict} {name}: shared {smem} B, {regs} registers, spills {spills} B, wgmma {wgmma},"
-                      f" occupancy {_occupancy(regs, smem, warps)} blocks/SM"
-                      + (f" -- {'; '.join(problems)}" if problems else ""))  # fmt: skip
-                TABLE.append((name, regs, spills, smem, warps, _occupancy(regs, smem, warps), wgmma))
             except Exception as e:  # report every variant, then fail
                 failed += 1
                 print(f"FAIL {name}: {type(e).__name__}: {str(e)[:2000]}")
+                continue
+            key = (fn.__name__, str(sorted(signature.items())), str(sorted(constexprs.items())),
+                   str(sorted(attrs.items())), str(sorted(options.__dict__.items())))  # fmt: skip
+            tile = tuple(cfg.get(n) for n in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages"))
+            binaries.setdefault((re.sub(r" L=\d+", "", label), str(tile)), set()).add(key)
+            if key in done:
+                continue
+            done[key] = name
+            jobs.append(
+                (name, label, fn, signature, constexprs, attrs, options.__dict__, cfg.get("num_warps", 4))
+            )
+    # the binaries compile independently: one worker per core (forked: the recorded launches are inherited)
+    workers = _workers()
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            reports = pool.map(_compile_one, range(len(jobs)), chunksize=1)
+    else:
+        reports = [_compile_one(i) for i in range(len(jobs))]
+    for r in reports:
+        name = r["name"]
+        if "error" in r:
+            failed += 1
+            print(f"FAIL {name}: {r['error']}")
+            continue
+        regs, spills, smem, warps = r["regs"], r["spills"], r["smem"], r["warps"]
+        problems = []
+        if spills:
+            problems.append(f"{spills} B of register spills")
+        if smem > SMEM_LIMIT:
+            problems.append(f"shared memory {smem} B > {SMEM_LIMIT} B")
+        if r["exact"]:
+            problems.append(r["exact"])
+        failed += bool(problems)
+        verdict = "FAIL" if problems else "ok"
+        print(f"{verdict} {name}: shared {smem} B, {regs} registers, spills {spills} B, wgmma {r['wgmma']},"
+              f" occupancy {_occupancy(regs, smem, warps)} blocks/SM"
+              + (f" -- {'; '.join(problems)}" if problems else ""))  # fmt: skip
+        TABLE.append((name, regs, spills, smem, warps, _occupancy(regs, smem, warps), r["wgmma"]))
     for (label, cfg), keys in sorted(binaries.items()):
         if len(keys) > 1:  # a length was specialised: a new shape would compile again
             failed += 1
             print(f"FAIL {label} {cfg}: lengths 128 and 200 give {len(keys)} binaries")
     print(f"{len(done)} binaries compiled, {failed} failure(s)")
     table = os.environ.get("FASTBERT_HOPPER_TABLE")
-    if table:  # the committed table: benchmarks/results/sm90-static/kernels.md
+    if table:  # the committed table: benchmarks/results/sm90-static/kernels-tier-ci.md, kernels-full.md
         with open(table, "w", encoding="utf-8") as f:
             f.write(f"# fastbert kernels compiled for sm_90 without a GPU (triton {triton.__version__})\n\n")
             f.write(
