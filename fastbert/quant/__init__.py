@@ -9,7 +9,7 @@ gpu = fastbert.BertModel.from_pretrained(path, torch_dtype=torch.bfloat16, devic
 ```
 
 int8 on the CPU (:mod:`fastbert.quant.int8`): every encoder linear that the op table runs (QKV, attention
-output, intermediate, output) gets an int8 copy of its weight, per output channel, and quantizes its input
+output, intermediate, output; ModernBERT's ``Wqkv``, ``Wo``, ``mlp.Wi``, ``mlp.Wo``) gets an int8 copy of its weight, per output channel, and quantizes its input
 per token at run time; int32 sums by oneDNN. On CUDA (:mod:`fastbert.quant.gpu`) "int8" is the same
 scheme through ``torch._int_mm`` (8-bit symmetric), and "fp8" the e4m3 one through ``torch._scaled_mm``
 (GPUs of compute capability 8.9 or newer; refused elsewhere, naming the device's capability). Quality is
@@ -193,8 +193,10 @@ class _Slot:
 
 
 #: per family: (the encoder's layer list, self-attention's module, the linears the op table runs after it),
-#: as attribute paths from the base model / from one layer; the default is BERT's (its aliases, ELECTRA)
-_FAMILY_LINEARS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+#: as attribute paths from the base model / from one layer; the default is BERT's (its aliases, ELECTRA).
+#: A self-attention path of None: the family's QKV projection is a plain linear of the list (ModernBERT's
+#: ``Wqkv``); its GLU input projection ``Wi`` is one linear too (input and gate in one GEMM).
+_FAMILY_LINEARS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "bert": (
         "encoder.layer",
         "attention.self",
@@ -202,6 +204,7 @@ _FAMILY_LINEARS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "distilbert": ("transformer.layer", "attention", ("attention.out_lin", "ffn.lin1", "ffn.lin2")),
     "mpnet": ("encoder.layer", "attention.attn", ("attention.attn.o", "intermediate.dense", "output.dense")),
+    "modernbert": ("layers", None, ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo")),
 }
 
 
@@ -213,18 +216,25 @@ def _path(root: nn.Module, path: str):
     return root
 
 
-def _family_layout(base: nn.Module) -> tuple[str, str, tuple[str, ...]]:
+def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
     """The family's entry of :data:`_FAMILY_LINEARS` (BERT's for its aliases); ValueError naming the model
-    when its encoder is not laid out that way (a family int8 does not cover yet)."""
+    when its encoder is not laid out that way (a family int8 does not cover yet, or a model whose layers
+    were replaced by hand)."""
     model_type = base.config.model_type
     layers_path, att_path, linear_paths = _FAMILY_LINEARS.get(model_type, _FAMILY_LINEARS["bert"])
     layers = _path(base, layers_path)
     from ..models.layers import BertSelfAttention
 
-    if layers is None or not all(isinstance(_path(m, att_path), BertSelfAttention) for m in layers):
+    def laid_out(layer) -> bool:
+        if att_path is not None:
+            return isinstance(_path(layer, att_path), BertSelfAttention)
+        return all(isinstance(_path(layer, p), nn.Linear) for p in linear_paths)
+
+    if layers is None or not all(laid_out(m) for m in layers):
         raise ValueError(
-            f"int8 quantization covers BERT's family (RoBERTa, XLM-R, CamemBERT, ELECTRA), DistilBERT and MPNet; "
-            f"{type(base).__name__} ({model_type}) is not covered yet"
+            "int8 quantization covers BERT's family (RoBERTa, XLM-R, CamemBERT, ELECTRA), DistilBERT, MPNet "
+            f"and ModernBERT as they are built; {type(base).__name__} ({model_type}) is not laid out that way "
+            "(its encoder layers were replaced or it is another architecture)"
         )
     return layers_path, att_path, linear_paths
 
@@ -235,12 +245,13 @@ def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
     layers_path, att_path, linear_paths = _family_layout(base)
     out, skipped = [], []
     for i, layer in enumerate(_path(base, layers_path)):
-        att = _path(layer, att_path)
         prefix = f"{layers_path}.{i}."
-        if att.fused_qkv() is not None:
-            out.append(_Slot(f"{prefix}{att_path}.qkv", att, None))
-        else:  # PEFT-wrapped or replaced query/key/value run as their own modules
-            skipped.append(f"{prefix}{att_path}.qkv")
+        if att_path is not None:
+            att = _path(layer, att_path)
+            if att.fused_qkv() is not None:
+                out.append(_Slot(f"{prefix}{att_path}.qkv", att, None))
+            else:  # PEFT-wrapped or replaced query/key/value run as their own modules
+                skipped.append(f"{prefix}{att_path}.qkv")
         for path in linear_paths:
             parent_path, _, attr = path.rpartition(".")
             parent = _path(layer, parent_path)

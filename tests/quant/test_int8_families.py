@@ -1,6 +1,6 @@
 """int8 (fastbert.quant) on the families with their own layer names: DistilBERT (q_lin/k_lin/v_lin as one
-GEMM, out_lin, ffn.lin1/lin2) and MPNet (attn.q/k/v as one GEMM, attn.o, intermediate/output.dense; packed
-with its relative bias). Tiny random models against their own fp32 outputs, through the same per-slot
+GEMM, out_lin, ffn.lin1/lin2), MPNet (attn.q/k/v as one GEMM, attn.o, intermediate/output.dense; packed
+with its relative bias) and ModernBERT (Wqkv, Wo, the GLU's Wi, mlp.Wo; RoPE, local and global layers). Tiny random models against their own fp32 outputs, through the same per-slot
 calibration as BERT's."""
 
 import pytest
@@ -101,16 +101,73 @@ def test_a_distilbert_head_model_quantizes_its_encoder_only():
         assert model(**_batch(2, 10, seed=4)).logits.shape == (2, 3)
 
 
-def test_a_family_without_a_layout_is_refused_by_name():
-    """ModernBERT's layers (Wqkv, pre-norm, GLU) have no int8 slots yet: a clear error before calibrating."""
+def _tiny_modernbert(**kw):
     from fastbert.models import registry
 
     config = registry.config_class("modernbert")(
-        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,
         max_position_embeddings=80, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
-        sep_token_id=2,
+        sep_token_id=2, local_attention=8, global_attn_every_n_layers=2, **kw,
     )  # fmt: skip
-    model = fastbert.AutoModel.from_config(config).eval()
-    with pytest.raises(ValueError, match=r"ModernBertModel \(modernbert\) is not covered yet"):
+    return config
+
+
+def test_modernbert_linears_run_int8_and_stay_close_to_fp32(tmp_path):
+    """ModernBERT: Wqkv (one GEMM, no bias), Wo, the GLU's Wi (input and gate in one GEMM) and mlp.Wo of every
+    layer, on packed tokens with local and global layers; the heads stay fp32; the checkpoint stays fp32."""
+    torch.manual_seed(0)
+    model = fastbert.ModernBertForMaskedLM(_tiny_modernbert()).eval()
+    plain = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs = _batch(3, 19, seed=1)  # longer than the window: the local layers matter
+    with torch.no_grad():
+        ref = model(**inputs).logits
+        hidden_ref = model.model(**inputs).last_hidden_state
+    quantize(model, "int8", calibration=[_batch(4, 19, seed=2)], min_cosine=0.0, mean_cosine=0.0)
+    report = model.quantization
+    names = ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo")
+    assert [d.name for d in report.layers] == [f"layers.{i}.{n}" for i in range(3) for n in names]
+    assert all(d.precision == "int8" for d in report.layers), report
+    linears = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    assert len(linears) == 3 * 4 and all(isinstance(m.weight.fastbert_linear, Int8Linear) for m in linears)
+    assert not isinstance(model.head.dense, QuantizedLinear) and not isinstance(
+        model.decoder, QuantizedLinear
+    )
+    calls = []
+    real_call = Int8Linear.__call__
+
+    def spy(self, x, w, b=None, **kw):
+        calls.append(tuple(w.shape))
+        return real_call(self, x, w, b, **kw)
+
+    Int8Linear.__call__ = spy
+    try:
+        with torch.no_grad():
+            out = model(**inputs).logits
+            hidden = model.model(**inputs).last_hidden_state
+    finally:
+        Int8Linear.__call__ = real_call
+    assert calls[:4] == [(96, 32), (32, 32), (96, 32), (32, 48)] and len(calls) == 2 * 12  # Wi: 2 x 48
+    real = inputs["attention_mask"].bool()
+    cos = F.cosine_similarity(hidden[real], hidden_ref[real], dim=-1)
+    assert cos.min() > 0.99, cos.min()
+    assert not torch.equal(hidden, hidden_ref)  # int8 numbers, not the fp32 ones
+    assert out.shape == ref.shape
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in plain.items())  # parameters untouched
+    model.save_pretrained(tmp_path)
+    again = type(model).from_pretrained(tmp_path)
+    assert getattr(again, "quantization", None) is None  # a normal fp32 checkpoint
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs).logits, ref)
+
+
+def test_a_model_whose_layers_were_replaced_is_refused_by_name():
+    """A layer laid out otherwise than its family's (here BERT's self-attention replaced by hand): a clear
+    error before calibrating, and the model is left as it was."""
+    config = fastbert.BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    model = fastbert.BertModel(config).eval()
+    model.encoder.layer[1].attention.self = torch.nn.Identity()
+    with pytest.raises(ValueError, match=r"BertModel \(bert\) is not laid out that way"):
         quantize(model, "int8", calibration=[_batch(2, 8, seed=5)], min_cosine=0.0, mean_cosine=0.0)
     assert getattr(model, "quantization", None) is None
