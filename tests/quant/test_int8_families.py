@@ -171,3 +171,33 @@ def test_a_model_whose_layers_were_replaced_is_refused_by_name():
     with pytest.raises(ValueError, match=r"BertModel \(bert\) is not laid out that way"):
         quantize(model, "int8", calibration=[_batch(2, 8, seed=5)], min_cosine=0.0, mean_cosine=0.0)
     assert getattr(model, "quantization", None) is None
+
+
+@pytest.mark.parametrize("method", ["fp8", "int8"])
+def test_modernbert_cuda_linears_through_their_cpu_call_path(method):
+    """The CUDA GEMMs' copies (``torch._scaled_mm`` / ``torch._int_mm``, which this torch also runs on CPU
+    tensors) on every ModernBERT linear, called by the sdpa and the triton (interpreter) tables alike."""
+    from fastbert.quant import _quantize
+    from fastbert.quant.gpu import Fp8Linear, IntMMLinear, cpu_implements
+
+    if not cpu_implements(method):
+        pytest.skip(f"this torch {torch.__version__} has no CPU implementation of the {method} GEMM")
+    torch.manual_seed(0)
+    model = fastbert.ModernBertModel(_tiny_modernbert()).eval()
+    inputs = _batch(3, 19, seed=1)
+    with torch.no_grad():
+        ref = model(**inputs).last_hidden_state
+    kernel = {"fp8": "scaled_mm", "int8": "int_mm"}[method]
+    _quantize(model, method, kernel, calibration=[_batch(4, 19, seed=2)], min_cosine=0.0, mean_cosine=0.0)
+    assert all(d.precision == method for d in model.quantization.layers), model.quantization
+    cls = {"fp8": Fp8Linear, "int8": IntMMLinear}[method]
+    linears = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    assert len(linears) == 12 and all(isinstance(m.weight.fastbert_linear, cls) for m in linears)
+    real = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        y = model(**inputs).last_hidden_state
+        model.set_attn_implementation("triton")
+        y_triton = model(**inputs).last_hidden_state
+    assert not torch.equal(y[real], ref[real])
+    assert F.cosine_similarity(y[real], ref[real], dim=-1).min() > 0.99
+    assert (y_triton - y)[real].norm() < 0.1 * (y - ref)[real].norm()  # the same quantized GEMMs
