@@ -161,6 +161,16 @@ def test_sentence_transformer_through_accelerate(folder, tmp_path):
     ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
     ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
     assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")
+    # int8 through accelerate (calibrated on the folder's tokenizer): every encoder linear int8, close to fp32
+    from fastbert.quant.int8 import int8_available
+
+    if int8_available():
+        q8 = fastbert.accelerate(build(), quantization="int8")
+        report = q8[0].auto_model.quantization
+        assert report.method == "int8" and len(report.layers) == 4 * model.config.num_hidden_layers
+        emb = q8.encode(sentences, convert_to_tensor=True)
+        assert not torch.equal(emb, ours)
+        assert torch.nn.functional.cosine_similarity(emb, ours, dim=-1).min() > 0.99
 
 
 def test_fill_mask_and_text_classification_pipelines(folder, tmp_path):
