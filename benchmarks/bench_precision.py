@@ -5,6 +5,8 @@ cosine to transformers' fp32 output.
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py dense    # 32x128
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py skewed   # 32 x 8..256
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py encode   # sentence-transformers
+    # another of the bench's models (random weights), some providers (hf-sdpa and fastbert-sdpa first):
+    flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py dense bert-base hf-sdpa,fastbert-sdpa,fastbert-int8
     # encode of N sentences with some providers (the first is the baseline), e.g. without the slow bf16:
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py encode 1500 st-torch,st-fastbert,st-fastbert-int8
 
@@ -93,17 +95,19 @@ def _interleaved(fns: dict, arg, rounds: int) -> dict[str, float]:
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def tensor_rows(shape_text: str, rounds: int) -> list[dict]:
+def tensor_rows(
+    shape_text: str, rounds: int, model: str = "minilm", providers: tuple[str, ...] = TENSOR_PROVIDERS
+) -> list[dict]:
     from fastbert.benchmark.providers import PROVIDERS, BuildContext
     from fastbert.benchmark.workloads import load_source_model, make_inputs, parse_shape
 
     shape = parse_shape(shape_text)
-    source = load_source_model("minilm", "model", "cpu")
+    source = load_source_model(model, "model", "cpu")
     inputs = make_inputs(shape, source.config.vocab_size, "cpu")
     ctx = BuildContext(task="model", dtype=torch.float32, device="cpu", source=source, max_batch=shape.batch)
     ctx.cache["tmpdir"] = __import__("tempfile").mkdtemp(prefix="fastbert-precision-")
     fns, notes = {}, {}
-    for name in TENSOR_PROVIDERS:
+    for name in providers:
         p = PROVIDERS[name]
         why = p.unavailable("cpu", torch.float32)
         if why:
@@ -117,9 +121,10 @@ def tensor_rows(shape_text: str, rounds: int) -> list[dict]:
         outs = {n: fn(inputs) for n, fn in fns.items()}  # warm-up and the outputs judged
         times = _interleaved(fns, inputs, rounds)
     ref = outs["hf-sdpa"]
+    label = f"model {shape.label}" if model == "minilm" else f"{model} (random weights) {shape.label}"
     return [
         dict(
-            workload=f"model {shape.label}",
+            workload=label,
             provider=n,
             seconds=round(times[n], 5),
             speedup_vs_hf_sdpa=round(times["hf-sdpa"] / times[n], 3),
@@ -127,7 +132,7 @@ def tensor_rows(shape_text: str, rounds: int) -> list[dict]:
             cosine_min_mean=_cosines(outs[n], ref, mask),
         )
         for n in fns
-    ] + [dict(workload=f"model {shape.label}", provider=n, skipped=why) for n, why in notes.items()]
+    ] + [dict(workload=label, provider=n, skipped=why) for n, why in notes.items()]
 
 
 def encode_rows(n_sentences: int, rounds: int, providers: tuple[str, ...] = SENTENCE_PROVIDERS) -> list[dict]:
@@ -169,9 +174,11 @@ def main(argv: list[str]) -> None:
     what = argv[0] if argv else "dense"
     if what == "report":
         return report()
+    model = argv[1] if len(argv) > 1 else "minilm"
+    chosen = tuple(argv[2].split(",")) if len(argv) > 2 else TENSOR_PROVIDERS
     rows = {
-        "dense": lambda: tensor_rows("32x128", rounds=5),
-        "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5),
+        "dense": lambda: tensor_rows("32x128", rounds=5, model=model, providers=chosen),
+        "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5, model=model, providers=chosen),
         "encode": lambda: encode_rows(
             int(argv[1]) if len(argv) > 1 else 800,
             rounds=2,

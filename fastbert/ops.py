@@ -68,6 +68,7 @@ import torch.nn.functional as F
 
 from . import attention_ref as _ref_attention
 from . import layers_ref as _ref_layers
+from . import workspace
 from .padding import Packing, pack, unpack
 
 __all__ = [
@@ -212,6 +213,10 @@ def _onednn_preferred() -> bool:
 
 _ONEDNN_LINEAR = _onednn_linear_op() if _onednn_preferred() else None
 
+#: outputs smaller than this (elements) are allocated as usual: below glibc's mmap threshold they come from
+#: its heap already, and the workspace's bookkeeping would cost more than it saves
+_WORKSPACE_MIN_NUMEL = 1 << 18
+
 #: below this many multiply-adds oneDNN's call costs more than it saves (measured, 2 threads: 8x32x96 took
 #: 3.5 us through F.linear and 13.7 us through oneDNN; 16x384x384 36 us and 29 us; 128x384x384 188 and 96)
 _ONEDNN_MIN_MACS = 1 << 21
@@ -224,7 +229,9 @@ def _sdpa_linear(x, weight, bias=None):
     and 9.6 ms through oneDNN, with the plain weight (no packed copy to go stale). On AVX2-only CPUs MKL's
     are the faster ones (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``.
     A weight that carries a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
-    :mod:`fastbert.quant`) is computed by it."""
+    :mod:`fastbert.quant`) is computed by it. Inside a forward (:func:`fastbert.workspace.scope`) the MKL
+    GEMM of a large CPU output without autograd writes into a reused buffer (:mod:`fastbert.workspace`):
+    the same numbers, its pages faulted in once per forward instead of once per layer."""
     hook = getattr(weight, "fastbert_linear", None)
     if hook is not None:
         return hook(x, weight, bias)
@@ -241,6 +248,25 @@ def _sdpa_linear(x, weight, bias=None):
         )
     ):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+    if (
+        x.device.type == "cpu"
+        and x.numel() // x.shape[-1] * weight.shape[0] >= _WORKSPACE_MIN_NUMEL
+        and x.dtype == weight.dtype
+        and (bias is None or bias.dtype == x.dtype)
+        and not torch.compiler.is_compiling()
+        and not (
+            torch.is_grad_enabled()
+            and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+        )
+    ):
+        out = workspace.take((*x.shape[:-1], weight.shape[0]), x.dtype)  # None outside a forward's scope
+        if out is not None:  # F.linear's own GEMM (addmm / mm), written into a reused buffer
+            x2, out2 = x.reshape(-1, x.shape[-1]), out.view(-1, weight.shape[0])
+            if bias is None:
+                torch.mm(x2, weight.t(), out=out2)
+            else:
+                torch.addmm(bias, x2, weight.t(), out=out2)
+            return out
     return F.linear(x, weight, bias)
 
 

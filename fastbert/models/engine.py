@@ -12,6 +12,7 @@ runs on them only, and the result is re-padded once (padded positions are zero).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import outputs
+from .. import outputs, workspace
 from ..config import BertConfig, check_attn_implementation, default_attn_implementation
 from ..loading import PreTrainedMixin
 from ..model_api import TransformersModelAPI
@@ -573,21 +574,30 @@ class BertModel(BertPreTrainedModel):
         all_attn = () if output_attentions else None
         all_cross = () if output_attentions and ctx.cross is not None else None
         presents = () if use_cache else None
-        for i, layer in enumerate(self._layers()):
-            layer_past = past[i] if past is not None else None
-            if checkpointing and layer.gradient_checkpointing:  # recomputed in the backward pass
-                out = layer._gradient_checkpointing_func(layer.forward, hidden, ctx, enc_states, layer_past)
-            else:
-                out = layer(hidden, ctx, enc_states, layer_past)
-            hidden, probs, cross_probs, present = out
-            if output_hidden_states:
-                all_hidden += (repad(hidden),)
-            if output_attentions:
-                all_attn += (probs,)
-                if all_cross is not None:
-                    all_cross += (cross_probs,)
-            if use_cache:
-                presents += (present,)
+        # the CPU linears of the layers write into buffers reused from layer to layer (fastbert.workspace)
+        buffers = (
+            workspace.scope()
+            if hidden.device.type == "cpu" and not torch.compiler.is_compiling()
+            else contextlib.nullcontext()
+        )
+        with buffers:
+            for i, layer in enumerate(self._layers()):
+                layer_past = past[i] if past is not None else None
+                if checkpointing and layer.gradient_checkpointing:  # recomputed in the backward pass
+                    out = layer._gradient_checkpointing_func(
+                        layer.forward, hidden, ctx, enc_states, layer_past
+                    )
+                else:
+                    out = layer(hidden, ctx, enc_states, layer_past)
+                hidden, probs, cross_probs, present = out
+                if output_hidden_states:
+                    all_hidden += (repad(hidden),)
+                if output_attentions:
+                    all_attn += (probs,)
+                    if all_cross is not None:
+                        all_cross += (cross_probs,)
+                if use_cache:
+                    presents += (present,)
 
         enc = Encoded(
             sequence=hidden,
