@@ -84,3 +84,24 @@ def tiny_family_config(model_type: str, width: int = 64, **overrides):
     return registry.config_class(model_type)(
         **{"vocab_size": 120, "max_position_embeddings": 80, **size, **overrides}
     )
+
+
+def splade_modules():
+    """(masked-LM backbone factory ``path -> module``, ``SpladePooling``) of the installed sentence-transformers
+    (6: ``Transformer(path, transformer_task="fill-mask")``; 5: ``MLMTransformer``); skips the test when it has
+    no SparseEncoder."""
+    import pytest
+    import sentence_transformers as st
+
+    if not hasattr(st, "SparseEncoder"):
+        pytest.skip("sentence-transformers < 5 has no SparseEncoder")
+    try:  # sentence-transformers 6
+        from sentence_transformers.base.modules import Transformer
+        from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+        def backbone(path):
+            return Transformer(path, transformer_task="fill-mask")
+    except ImportError:  # sentence-transformers 5
+        from sentence_transformers.sparse_encoder.models import MLMTransformer as backbone
+        from sentence_transformers.sparse_encoder.models import SpladePooling
+    return backbone, SpladePooling

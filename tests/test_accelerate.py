@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 from model_helpers import TINY as MODEL_TINY
-from model_helpers import perturb_norms_and_biases
+from model_helpers import perturb_norms_and_biases, splade_modules
 
 import fastbert
 from fastbert.hub import embedded_model_path
@@ -312,17 +312,7 @@ def test_cross_encoder_save_reload(cross_encoder_folder, tmp_path):
 # --------------------------------------------------------------------------------------------- SparseEncoder
 def test_sparse_encoder_splade(cross_encoder_folder, tmp_path):
     """A SPLADE SparseEncoder: its masked-LM backbone (BertForMaskedLM) is swapped; same sparse vectors."""
-    if not hasattr(st, "SparseEncoder"):
-        pytest.skip("sentence-transformers < 5 has no SparseEncoder")
-    try:  # sentence-transformers 6
-        from sentence_transformers.base.modules import Transformer
-        from sentence_transformers.sparse_encoder.modules import SpladePooling
-
-        def backbone(path):
-            return Transformer(path, transformer_task="fill-mask")
-    except ImportError:  # sentence-transformers 5
-        from sentence_transformers.sparse_encoder.models import MLMTransformer as backbone
-        from sentence_transformers.sparse_encoder.models import SpladePooling
+    backbone, SpladePooling = splade_modules()
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(cross_encoder_folder)
     config = transformers.BertConfig(**dict(TINY, vocab_size=tokenizer.vocab_size))

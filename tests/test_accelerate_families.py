@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import perturb_norms_and_biases
+from model_helpers import perturb_norms_and_biases, splade_modules
 
 import fastbert
 
@@ -114,16 +114,7 @@ def test_sparse_encoder_splade_on_a_family(tmp_path, model_type):
     """A SPLADE SparseEncoder whose masked-LM backbone is another family's: swapped, same sparse vectors."""
     import sentence_transformers as st
 
-    if not hasattr(st, "SparseEncoder"):
-        pytest.skip("sentence-transformers < 5 has no SparseEncoder")
-    try:  # sentence-transformers 6
-        from sentence_transformers.sparse_encoder.modules import SpladePooling
-
-        def backbone(path):
-            return Transformer(path, transformer_task="fill-mask")
-    except ImportError:  # sentence-transformers 5
-        from sentence_transformers.sparse_encoder.models import MLMTransformer as backbone
-        from sentence_transformers.sparse_encoder.models import SpladePooling
+    backbone, SpladePooling = splade_modules()
 
     path = saved(tmp_path, model_type, "ForMaskedLM")
 
