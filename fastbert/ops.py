@@ -222,6 +222,19 @@ _WORKSPACE_MIN_NUMEL = 1 << 18
 _ONEDNN_MIN_MACS = 1 << 21
 
 
+def _cpu_inference(x, weight, bias) -> bool:
+    """A CPU call that torch.compile does not trace and no autograd records: the sdpa table's linear may
+    pick its GEMM (oneDNN) and where it writes (the workspace) without changing what anyone observes."""
+    return (
+        x.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not (
+            torch.is_grad_enabled()
+            and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+        )
+    )
+
+
 def _sdpa_linear(x, weight, bias=None):
     """``F.linear``; on a CPU with AVX-512 in fp32 without autograd, through oneDNN instead of the BLAS
     ``F.linear`` calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC with AVX-512 (2
@@ -240,24 +253,14 @@ def _sdpa_linear(x, weight, bias=None):
         and _ONEDNN_LINEAR is not None
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
-        and x.device.type == "cpu"
-        and not torch.compiler.is_compiling()
-        and not (
-            torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
-        )
+        and _cpu_inference(x, weight, bias)
     ):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
     if (
-        x.device.type == "cpu"
-        and x.numel() // x.shape[-1] * weight.shape[0] >= _WORKSPACE_MIN_NUMEL
+        x.numel() // x.shape[-1] * weight.shape[0] >= _WORKSPACE_MIN_NUMEL
         and x.dtype == weight.dtype
         and (bias is None or bias.dtype == x.dtype)
-        and not torch.compiler.is_compiling()
-        and not (
-            torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
-        )
+        and _cpu_inference(x, weight, bias)
     ):
         out = workspace.take((*x.shape[:-1], weight.shape[0]), x.dtype)  # None outside a forward's scope
         if out is not None:  # F.linear's own GEMM (addmm / mm), written into a reused buffer
