@@ -1,5 +1,10 @@
 """Shared by the model tests."""
 
+import json
+import os
+import shutil
+
+import pytest
 import torch
 
 from fastbert.modeling import MODEL_CLASSES
@@ -105,3 +110,18 @@ def splade_modules():
         from sentence_transformers.sparse_encoder.models import MLMTransformer as backbone
         from sentence_transformers.sparse_encoder.models import SpladePooling
     return backbone, SpladePooling
+
+
+def antiberty_folder(dst) -> str:
+    """antiberty's masked LM (the ``.bin`` checkpoint its package ships) as a model folder in ``dst``: the
+    weights linked, its vocab and a tokenizer config that keeps the amino acids' case. Skips without it."""
+    pytest.importorskip("antiberty")
+    import antiberty
+
+    src = os.path.join(os.path.dirname(antiberty.__file__), "trained_models")
+    for name in ("config.json", "pytorch_model.bin"):
+        os.symlink(os.path.join(src, "AntiBERTy_md_smooth", name), os.path.join(dst, name))
+    shutil.copy(os.path.join(src, "vocab.txt"), os.path.join(dst, "vocab.txt"))
+    with open(os.path.join(dst, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": False, "model_max_length": 512}, f)
+    return str(dst)

@@ -9,10 +9,7 @@ spans, answers aligned to words, equal answers merged.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-
+import model_helpers
 import numpy as np
 import pytest
 import torch
@@ -527,16 +524,7 @@ def test_minilm_feature_extraction_matches_transformers():
 
 @pytest.fixture(scope="module")
 def antiberty_folder(tmp_path_factory):
-    pytest.importorskip("antiberty")
-    import antiberty
-
-    src = os.path.join(os.path.dirname(antiberty.__file__), "trained_models")
-    dst = tmp_path_factory.mktemp("antiberty")
-    for name in ("config.json", "pytorch_model.bin"):
-        os.symlink(os.path.join(src, "AntiBERTy_md_smooth", name), dst / name)
-    shutil.copy(os.path.join(src, "vocab.txt"), dst / "vocab.txt")
-    (dst / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512}))
-    return str(dst)
+    return model_helpers.antiberty_folder(tmp_path_factory.mktemp("antiberty"))
 
 
 def test_antiberty_fill_mask_matches_transformers(antiberty_folder):

@@ -38,7 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .int8 import Int8Linear, int8_available, quantize_tokens, quantize_weight, split_smoothing, weight_qmax
+from .int8 import (
+    WEIGHT_QMAX,
+    Int8Linear,
+    activation_levels,
+    int8_available,
+    quantize_tokens,
+    quantize_weight,
+    split_smoothing,
+)
 
 __all__ = [
     "QUANTIZATIONS",
@@ -108,7 +116,7 @@ class QuantizationReport:
     """What :func:`quantize` decided, per linear, and the calibration embeddings' cosine to fp32."""
 
     method: str
-    weight_qmax: int  # the largest quantized weight magnitude (63 or 127 for int8, 448 for fp8 e4m3)
+    weight_qmax: int  # the largest quantized weight magnitude (127 for int8, 448 for fp8 e4m3)
     layers: list[LayerDecision] = field(default_factory=list)
     min_cosine: float = float("nan")
     mean_cosine: float = float("nan")
@@ -322,7 +330,7 @@ def _smooth(absmax: torch.Tensor, weight: torch.Tensor, alpha: float | None) -> 
     return s.clamp_min(1e-5)
 
 
-def _linear_error(rows: torch.Tensor, weight, smooth, qmax: int, outliers, method: str = "int8") -> float:
+def _linear_error(rows: torch.Tensor, weight, smooth, levels: int, outliers, method: str = "int8") -> float:
     """Relative error ``||y_q - y|| / ||y||`` of the quantized formula on the sample rows (no bias):
     oneDNN's int8 (``method="int8"``), or the CUDA GEMMs' (``"fp8"``, ``"int8-mm"``)."""
     w = weight.detach().float()
@@ -333,9 +341,9 @@ def _linear_error(rows: torch.Tensor, weight, smooth, qmax: int, outliers, metho
         yq = emulate(method.removesuffix("-mm"), rows, w, smooth, outliers)
         return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
     w_side, x_side = split_smoothing(w, smooth, outliers)
-    qw, w_scale = quantize_weight(w, w_side, qmax)
-    qx, x_scale = quantize_tokens(rows, x_side)
-    yq = ((qx.float() - 128) @ qw.float().T) * w_scale * x_scale
+    qw, w_scale = quantize_weight(w, w_side)
+    qx, s, z = quantize_tokens(rows, x_side, levels)
+    yq = ((qx.float() - z) @ qw.float().T) * w_scale * s
     if outliers is not None:
         yq = yq + rows[:, outliers] @ w[:, outliers].T
     return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
@@ -431,14 +439,14 @@ def _quantize(
                 f"int8 quantization takes an fp32 model on the CPU, this one is {sorted(map(str, dtypes))} on "
                 f"{sorted({d.type for d in devices})}: quantize first, or load with torch_dtype=torch.float32"
             )
-        qmax = weight_qmax()
+        qmax, levels = WEIGHT_QMAX, activation_levels()
     else:
         if len(dtypes) != 1 or len(devices) != 1 or next(iter(dtypes)) not in _DTYPE_NAMES:
             raise ValueError(
                 f"{method} quantization takes a model in one of fp32/fp16/bf16 on one device, this one is "
                 f"{sorted(map(str, dtypes))} on {sorted(map(str, devices))}"
             )
-        qmax = 448 if method == "fp8" else 127
+        qmax, levels = (448 if method == "fp8" else 127), 0
     dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
     _family_layout(base)  # a family without a layout here: refused before anything runs
@@ -480,13 +488,13 @@ def _quantize(
             for a in _ALPHAS:
                 for k in _OUTLIERS:
                     outl = order[:k].sort().values if k else None
-                    e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), qmax, outl, formula)
+                    e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), levels, outl, formula)
                     candidates.append((e, a, outl))
             err, alpha, outl = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
             smooth = _smooth(rec.absmax, weight, alpha)
             if kernel == "onednn":
-                hook = Int8Linear(weight, smooth, alpha or 0.0, qmax, err, outl)
+                hook = Int8Linear(weight, smooth, alpha or 0.0, levels, err, outl)
             else:
                 from .gpu import LINEARS
 
