@@ -39,10 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .int8 import (
-    WEIGHT_QMAX,
     Int8Linear,
-    activation_levels,
     int8_available,
+    int8_schemes,
     quantize_tokens,
     quantize_weight,
     split_smoothing,
@@ -330,7 +329,7 @@ def _smooth(absmax: torch.Tensor, weight: torch.Tensor, alpha: float | None) -> 
     return s.clamp_min(1e-5)
 
 
-def _linear_error(rows: torch.Tensor, weight, smooth, levels: int, outliers, method: str = "int8") -> float:
+def _linear_error(rows: torch.Tensor, weight, smooth, scheme, outliers, method: str = "int8") -> float:
     """Relative error ``||y_q - y|| / ||y||`` of the quantized formula on the sample rows (no bias):
     oneDNN's int8 (``method="int8"``), or the CUDA GEMMs' (``"fp8"``, ``"int8-mm"``)."""
     w = weight.detach().float()
@@ -341,8 +340,8 @@ def _linear_error(rows: torch.Tensor, weight, smooth, levels: int, outliers, met
         yq = emulate(method.removesuffix("-mm"), rows, w, smooth, outliers)
         return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
     w_side, x_side = split_smoothing(w, smooth, outliers)
-    qw, w_scale = quantize_weight(w, w_side)
-    qx, s, z = quantize_tokens(rows, x_side, levels)
+    qw, w_scale = quantize_weight(w, w_side, scheme.qmax)
+    qx, s, z = quantize_tokens(rows, x_side, scheme.levels)
     yq = ((qx.float() - z) @ qw.float().T) * w_scale * s
     if outliers is not None:
         yq = yq + rows[:, outliers] @ w[:, outliers].T
@@ -439,14 +438,15 @@ def _quantize(
                 f"int8 quantization takes an fp32 model on the CPU, this one is {sorted(map(str, dtypes))} on "
                 f"{sorted({d.type for d in devices})}: quantize first, or load with torch_dtype=torch.float32"
             )
-        qmax, levels = WEIGHT_QMAX, activation_levels()
+        schemes = int8_schemes()
+        qmax = max(sc.qmax for sc in schemes)
     else:
         if len(dtypes) != 1 or len(devices) != 1 or next(iter(dtypes)) not in _DTYPE_NAMES:
             raise ValueError(
                 f"{method} quantization takes a model in one of fp32/fp16/bf16 on one device, this one is "
                 f"{sorted(map(str, dtypes))} on {sorted(map(str, devices))}"
             )
-        qmax, levels = (448 if method == "fp8" else 127), 0
+        qmax, schemes = (448 if method == "fp8" else 127), (None,)
     dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
     base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
     _family_layout(base)  # a family without a layout here: refused before anything runs
@@ -487,14 +487,15 @@ def _quantize(
             candidates = []
             for a in _ALPHAS:
                 for k in _OUTLIERS:
-                    outl = order[:k].sort().values if k else None
-                    e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), levels, outl, formula)
-                    candidates.append((e, a, outl))
-            err, alpha, outl = min(candidates, key=lambda t: t[0])
+                    for scheme in schemes:
+                        outl = order[:k].sort().values if k else None
+                        e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), scheme, outl, formula)
+                        candidates.append((e, a, outl, scheme))
+            err, alpha, outl, scheme = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
             smooth = _smooth(rec.absmax, weight, alpha)
             if kernel == "onednn":
-                hook = Int8Linear(weight, smooth, alpha or 0.0, levels, err, outl)
+                hook = Int8Linear(weight, smooth, alpha or 0.0, scheme, err, outl)
             else:
                 from .gpu import LINEARS
 

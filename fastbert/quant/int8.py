@@ -5,19 +5,20 @@ One linear ``y = x @ W.T + b`` (x ``(M, K)`` fp32, W ``(N, K)``) becomes
     xs = x * inv_smooth                          # SmoothQuant migration, (K,) per input channel (or none);
                                                  # 0 at the few outlier channels, computed apart in fp32
     lo, hi = min(min_k xs[m], 0), max(max_k xs[m], 0)  # per token (row), dynamic, asymmetric
-    s  = (hi - lo) / L;  z = round(-lo / s)      # L = 255 (VNNI/AMX) or 127 (AVX2), see below
+    s  = (hi - lo) / L;  z = round(-lo / s)      # L = 255, or 127 on AVX2 (see below)
     qx = clamp(round(xs / s) + z, 0, L)          # uint8 (M, K); 0.0 is exactly z
     acc = qx @ qW.T                              # int32, oneDNN's u8 x s8 GEMM (torch.ops.onednn)
     y  = s[m] * (acc - z[m] * sum_k qW[n, k]) * w_scale[n] + b    # fp32 (M, N)
     y += x[:, outliers] @ W[:, outliers].T       # the outlier channels (LLM.int8's decomposition), fp32
 
-with ``qW = round(W * smooth / w_scale)`` per output channel, ``|qW| <= 127``. The per-token zero point
-gives one-sided inputs (GELU's output, the intermediate linear's input) twice the resolution of a symmetric
-scale. On CPUs without VNNI (AVX2: AMD Zen 3, Intel before Cascade Lake) the u8 x s8 products are summed in
-pairs into int16 (``vpmaddubsw``), which saturates past 32,767: the activations then take 7 bits (``L =
-127``: 2 x 127 x 127 fits, the sums are exact) and the weights keep all 8 (measured on the real MiniLM:
-mean cosine to fp32 0.99952 against 0.99926 with 7-bit weights and 8-bit symmetric activations); with VNNI
-or AMX both take 8 bits. The reference is the same formula in float64 (:func:`reference_int8_linear`).
+with ``qW = round(W * smooth / w_scale)`` per output channel, ``|qW| <= Q``. The per-token zero point
+gives one-sided inputs (GELU's output: the output linear's input) twice the resolution of a symmetric
+scale. With VNNI or AMX, ``L = 255`` and ``Q = 127``. On CPUs without them (AVX2: AMD Zen 3, Intel before
+Cascade Lake) the u8 x s8 products are summed in pairs into int16 (``vpmaddubsw``), which saturates past
+32,767: one side gives up a bit, chosen per linear by its calibration error (:data:`Int8Scheme`): 7-bit
+activations and 8-bit weights (``L = 127, Q = 127``: 2 x 127 x 127 fits) or 8-bit activations and 7-bit
+weights (``L = 255, Q = 63``); both sum exactly. The reference is the same formula in float64
+(:func:`reference_int8_linear`).
 
 The fp32 parameters are never changed: the int8 copy rides on the weight (``weight.fastbert_linear``) and
 the sdpa table's linear calls it, so a quantized model saves as the fp32 checkpoint it was loaded from.
@@ -26,21 +27,35 @@ the sdpa table's linear calls it, so a quantized model saves as the fp32 checkpo
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "WEIGHT_QMAX",
     "Int8Linear",
-    "activation_levels",
+    "Int8Scheme",
+    "int8_schemes",
     "int8_available",
     "reference_int8_linear",
     "split_smoothing",
 ]
 
-#: the int8 weights' range, on every CPU: ``|qW| <= 127``
-WEIGHT_QMAX = 127
+
+class Int8Scheme(NamedTuple):
+    """How one int8 linear splits its bits: activation codes in ``[0, levels]``, weights ``|q| <= qmax``."""
+
+    levels: int
+    qmax: int
+
+    def __str__(self) -> str:
+        return f"activations per token in [0, {self.levels}], weights per channel |q|<={self.qmax}"
+
+
+#: 8 bits on both sides: exact with VNNI/AMX (int32 sums of four products)
+FULL = Int8Scheme(255, 127)
+#: the two that sum exactly in AVX2's saturating int16 pairs (2 x 127 x 127, 2 x 255 x 63 <= 32,767)
+AVX2_SCHEMES = (Int8Scheme(127, 127), Int8Scheme(255, 63))
 
 
 def _onednn_qlinear():
@@ -60,18 +75,18 @@ def int8_available() -> bool:
     return _QLINEAR is not None
 
 
-def activation_levels() -> int:
-    """The largest uint8 activation code whose products sum exactly on this CPU: 255 with VNNI/AMX, else
-    127 (AVX2's ``vpmaddubsw`` adds two u8 x s8 products in saturating int16: 2 x 127 x 127 fits)."""
+def int8_schemes() -> tuple[Int8Scheme, ...]:
+    """The schemes whose products sum exactly on this CPU: 8 bits on both sides with VNNI/AMX, else the two
+    AVX2 ones (``vpmaddubsw`` adds two u8 x s8 products in saturating int16)."""
     cpu = torch.cpu
     for probe in ("_is_vnni_supported", "_is_amx_tile_supported"):
         fn = getattr(cpu, probe, None)
         if fn is not None and fn():
-            return 255
-    return 127
+            return (FULL,)
+    return AVX2_SCHEMES
 
 
-def quantize_weight(w: torch.Tensor, smooth: torch.Tensor | None, qmax: int = WEIGHT_QMAX):
+def quantize_weight(w: torch.Tensor, smooth: torch.Tensor | None, qmax: int = 127):
     """(N, K) fp32 weight -> (int8 (N, K), fp32 (N,) scales), per output channel. ``smooth`` (K,)
     multiplies the input channels first (0 drops a channel: an outlier computed apart)."""
     w = w.detach().float()
@@ -145,12 +160,12 @@ def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torc
     return s, inv
 
 
-def reference_int8_linear(x, weight, bias, smooth, levels: int, outliers=None) -> torch.Tensor:
+def reference_int8_linear(x, weight, bias, smooth, scheme: Int8Scheme, outliers=None) -> torch.Tensor:
     """The int8 linear's formula in float64 (the reference its oneDNN call must equal to rounding)."""
     w_side, x_side = split_smoothing(weight, smooth, outliers)
-    qw, w_scale = quantize_weight(weight, w_side)
+    qw, w_scale = quantize_weight(weight, w_side, scheme.qmax)
     x2 = x.reshape(-1, x.shape[-1]).float()
-    qx, s, z = quantize_tokens(x2, x_side, levels)
+    qx, s, z = quantize_tokens(x2, x_side, scheme.levels)
     y = (qx.double() - z.double()) @ qw.double().T * w_scale.double() * s.double()
     if outliers is not None:
         y = y + x2[:, outliers].double() @ weight.detach()[:, outliers].double().T
@@ -165,7 +180,7 @@ class Int8Linear:
     Attributes:
         smooth: (K,) fp32 SmoothQuant factors (None: no migration), alpha: their migration strength.
         outliers: int64 (k,) input channels computed in fp32 apart (None: none).
-        levels: the activations' largest code (127 or 255, :func:`activation_levels`).
+        scheme: the activations' and the weights' ranges (:func:`int8_schemes`).
         error: relative error of this linear on the calibration tokens (``||y_int8 - y|| / ||y||``).
     """
 
@@ -174,7 +189,7 @@ class Int8Linear:
         weight: torch.Tensor,
         smooth: torch.Tensor | None,
         alpha: float,
-        levels: int,
+        scheme: Int8Scheme,
         error: float,
         outliers: torch.Tensor | None = None,
     ):
@@ -189,14 +204,14 @@ class Int8Linear:
         self.inv_smooth_or_ones = self.inv_smooth if self.inv_smooth is not None else torch.ones(k)
         self.zero_bias = torch.zeros(weight.shape[0])
         self.alpha = alpha
-        self.levels = levels
+        self.scheme = Int8Scheme(*scheme)
         self.error = error
         self._warned = False
         self._pack(weight)
 
     def _pack(self, weight: torch.Tensor) -> None:
         prepack, _ = _QLINEAR
-        qw, self.w_scale = quantize_weight(weight, self.w_side)
+        qw, self.w_scale = quantize_weight(weight, self.w_side, self.scheme.qmax)
         self.w_sum = qw.sum(dim=1, dtype=torch.int32).float() * self.w_scale  # (N,) for the zero points
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.w_zero = torch.zeros(qw.shape[0], dtype=torch.long)
@@ -207,10 +222,7 @@ class Int8Linear:
     def __repr__(self) -> str:
         smooth = f"smoothquant alpha={self.alpha}" if self.smooth is not None else "no smoothing"
         k = 0 if self.outliers is None else len(self.outliers)
-        return (
-            f"int8 (weights per channel |q|<={WEIGHT_QMAX}, activations per token in [0, {self.levels}], {smooth}, "
-            f"{k} outlier channels fp32, calib err {self.error:.1e})"
-        )
+        return f"int8 ({self.scheme}, {smooth}, {k} outlier channels fp32, calib err {self.error:.1e})"
 
     def _fallback(self, why: str, x, weight, bias):
         if not self._warned:
@@ -234,7 +246,7 @@ class Int8Linear:
         _, qlinear = _QLINEAR
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
-        qx, s, z = _QUANTIZE_TOKENS(x2, self.inv_smooth_or_ones, self.levels)  # (M, K) u8, (M, 1) x 2
+        qx, s, z = _QUANTIZE_TOKENS(x2, self.inv_smooth_or_ones, self.scheme.levels)  # (M, K) u8, (M, 1) x 2
         acc = qlinear(
             qx, 1.0, 0, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
         )  # (M, N) fp32: the int32 sums times w_scale
