@@ -38,14 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .int8 import (
-    Int8Linear,
-    int8_available,
-    int8_schemes,
-    quantize_tokens,
-    quantize_weight,
-    split_smoothing,
-)
+from .int8 import Int8Linear, int8_available, int8_schemes, reference_int8_linear
 
 __all__ = [
     "QUANTIZATIONS",
@@ -338,13 +331,8 @@ def _linear_error(rows: torch.Tensor, weight, smooth, scheme, outliers, method: 
         from .gpu import emulate
 
         yq = emulate(method.removesuffix("-mm"), rows, w, smooth, outliers)
-        return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
-    w_side, x_side = split_smoothing(w, smooth, outliers)
-    qw, w_scale = quantize_weight(w, w_side, scheme.qmax)
-    qx, s, z = quantize_tokens(rows, x_side, scheme.levels)
-    yq = ((qx.float() - z) @ qw.float().T) * w_scale * s
-    if outliers is not None:
-        yq = yq + rows[:, outliers] @ w[:, outliers].T
+    else:
+        yq = reference_int8_linear(rows, w, None, smooth, scheme, outliers, compute_dtype=torch.float32)
     return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
 
 
@@ -486,10 +474,11 @@ def _quantize(
             order = torch.argsort(rec.absmax, descending=True)
             candidates = []
             for a in _ALPHAS:
+                smooth = _smooth(rec.absmax, weight, a)
                 for k in _OUTLIERS:
+                    outl = order[:k].sort().values if k else None
                     for scheme in schemes:
-                        outl = order[:k].sort().values if k else None
-                        e = _linear_error(rows, weight, _smooth(rec.absmax, weight, a), scheme, outl, formula)
+                        e = _linear_error(rows, weight, smooth, scheme, outl, formula)
                         candidates.append((e, a, outl, scheme))
             err, alpha, outl, scheme = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)

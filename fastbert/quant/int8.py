@@ -160,17 +160,21 @@ def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torc
     return s, inv
 
 
-def reference_int8_linear(x, weight, bias, smooth, scheme: Int8Scheme, outliers=None) -> torch.Tensor:
-    """The int8 linear's formula in float64 (the reference its oneDNN call must equal to rounding)."""
+def reference_int8_linear(
+    x, weight, bias, smooth, scheme: Int8Scheme, outliers=None, compute_dtype=torch.float64
+) -> torch.Tensor:
+    """The int8 linear's formula with the products in ``compute_dtype`` (float64: the reference its oneDNN
+    call must equal to rounding; float32: what calibration measures each candidate by)."""
     w_side, x_side = split_smoothing(weight, smooth, outliers)
     qw, w_scale = quantize_weight(weight, w_side, scheme.qmax)
     x2 = x.reshape(-1, x.shape[-1]).float()
     qx, s, z = quantize_tokens(x2, x_side, scheme.levels)
-    y = (qx.double() - z.double()) @ qw.double().T * w_scale.double() * s.double()
+    c = compute_dtype
+    y = (qx.to(c) - z.to(c)) @ qw.to(c).T * w_scale.to(c) * s.to(c)
     if outliers is not None:
-        y = y + x2[:, outliers].double() @ weight.detach()[:, outliers].double().T
+        y = y + x2[:, outliers].to(c) @ weight.detach()[:, outliers].to(c).T
     if bias is not None:
-        y = y + bias.double()
+        y = y + bias.to(c)
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
