@@ -134,8 +134,9 @@ if [ "$STEP" = 1 ]; then
         "${TIMEOUT_ARGS[@]}" "${TESTS_KERNELS[@]}"
     unset FASTBERT_KERNEL_CONFIG
     if [ "$DRY" = 1 ]; then
-        # bf16 left out: the interpreter computes bf16 tl.dot wrongly (a known interpreter defect)
-        sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config tiny --device cpu --dtypes fp32,fp16
+        # fp32 only: the dry run shows that the sub-step works (the interpreter takes 12 s a dtype, and computes
+        # bf16 tl.dot wrongly); the triton backend's fp16 parity is tests/models/test_triton_backend.py's
+        sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config tiny --device cpu --dtypes fp32
     else
         sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
     fi

@@ -1,4 +1,6 @@
-"""``fastbert run`` through a subprocess (``python3 -m fastbert run ...``) with stdin, files and formats."""
+"""``fastbert run`` with stdin, files and formats: end to end through a subprocess (``python3 -m fastbert
+run ...``), and the option, input and file cases through ``fastbert.cli.main`` in this process (``here``:
+the same code without a fresh interpreter's start-up)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import fastbert
 
 pytest.importorskip("transformers")
 
+from cli_helpers import run_here  # noqa: E402
 from test_pipelines import FILL_INPUTS, assert_same, build_checkpoints  # noqa: E402
 
 
@@ -43,9 +46,15 @@ def run(*args, stdin="", env=None, cwd=None):
     )
 
 
-def fill_mask(ckpt, *args, stdin=""):
+@pytest.fixture
+def here(monkeypatch, capsys):
+    """``run`` in this process (:func:`cli_helpers.run_here`)."""
+    return lambda *args, stdin="": run_here(monkeypatch, capsys, *args, stdin=stdin)
+
+
+def fill_mask(ckpt, *args, stdin="", runner=run):
     """``fastbert run --task fill-mask`` on the tiny masked LM."""
-    return run("--task", "fill-mask", "--model", ckpt["mlm"], *args, stdin=stdin)
+    return runner("--task", "fill-mask", "--model", ckpt["mlm"], *args, stdin=stdin)
 
 
 def jsonl(text):
@@ -60,12 +69,12 @@ def test_fill_mask_stdin_to_jsonl_stdout(ckpt):
     assert_same(got, json.loads(json.dumps(ref)))
 
 
-def test_input_file_output_formats(ckpt, tmp_path):
+def test_input_file_output_formats(ckpt, tmp_path, here):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(FILL_INPUTS[:2]) + "\n")
     out_json = tmp_path / "out.json"
     out_csv = tmp_path / "out.csv"
-    p = fill_mask(ckpt, "--input", str(src), "--output", str(out_json))
+    p = fill_mask(ckpt, "--input", str(src), "--output", str(out_json), runner=here)
     assert p.returncode == 0, p.stderr
     assert p.stdout == ""
     data = json.loads(out_json.read_text())
@@ -74,7 +83,7 @@ def test_input_file_output_formats(ckpt, tmp_path):
         and len(data[0]) == 5
         and list(data[0][0]) == ["score", "token", "token_str", "sequence"]
     )
-    p = fill_mask(ckpt, "--input", str(src), "--output", str(out_csv), "--top-k", "2")
+    p = fill_mask(ckpt, "--input", str(src), "--output", str(out_csv), "--top-k", "2", runner=here)
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     header = ["index", "mask", "rank", "score", "token", "token_str", "sequence"]
@@ -82,12 +91,12 @@ def test_input_file_output_formats(ckpt, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_pairs_and_question_answering_json_lines(ckpt):
+def test_pairs_and_question_answering_json_lines(ckpt, here):
     lines = [
         json.dumps({"text": "who lives here", "text_pair": "john lives in paris"}),
         "the capital of france",
     ]
-    p = run("--task", "text-classification", "--model", ckpt["seq"], stdin="\n".join(lines) + "\n")
+    p = here("--task", "text-classification", "--model", ckpt["seq"], stdin="\n".join(lines) + "\n")
     assert p.returncode == 0, p.stderr
     pipe = fastbert.pipeline("text-classification", model=ckpt["seq"])
     assert_same(
@@ -99,7 +108,7 @@ def test_pairs_and_question_answering_json_lines(ckpt):
     )
 
     qa = [{"question": "where does john live?", "context": "John lives in New York and works at Google."}]
-    p = run(
+    p = here(
         "--task",
         "question-answering",
         "--model",
@@ -113,20 +122,20 @@ def test_pairs_and_question_answering_json_lines(ckpt):
     assert p.returncode == 0, p.stderr
     ref = fastbert.pipeline("question-answering", model=ckpt["qa"])(qa[0], top_k=2, doc_stride=8)
     assert_same(jsonl(p.stdout), [json.loads(json.dumps(ref))])
-    p = run("--task", "question-answering", "--model", ckpt["qa"], stdin="where is it?\n")
+    p = here("--task", "question-answering", "--model", ckpt["qa"], stdin="where is it?\n")
     assert p.returncode == 2 and "JSON" in p.stderr
 
 
-def test_embeddings_default_model_npy_and_safetensors(tmp_path):
+def test_embeddings_default_model_npy_and_safetensors(tmp_path, here):
     texts = ["A man is eating food.", "Plants create energy through photosynthesis."]
     npy = tmp_path / "emb.npy"
-    p = run("--task", "sentence-embedding", "--output", str(npy), stdin="\n".join(texts) + "\n")
+    p = here("--task", "sentence-embedding", "--output", str(npy), stdin="\n".join(texts) + "\n")
     assert p.returncode == 0, p.stderr
     ref = np.asarray(fastbert.pipeline("sentence-embedding")(texts))
     np.testing.assert_allclose(np.load(npy), ref, atol=1e-5)
 
     st = tmp_path / "tokens.safetensors"
-    p = run(
+    p = here(
         "--task", "feature-extraction", "--output", str(st), "--dtype", "fp32", stdin="\n".join(texts) + "\n"
     )
     assert p.returncode == 0, p.stderr
@@ -138,28 +147,30 @@ def test_embeddings_default_model_npy_and_safetensors(tmp_path):
         np.testing.assert_allclose(tensors[str(i)], np.asarray(fe(t))[0], atol=1e-5)
 
 
-def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path):
+def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path, here):
     out = tmp_path / "out.jsonl"
     out.write_text("previous\n")
     # unknown task: the error lists the tasks
-    p = run("--task", "summarization", "--model", ckpt["mlm"], stdin="x\n")
+    p = here("--task", "summarization", "--model", ckpt["mlm"], stdin="x\n")
     assert p.returncode == 2 and "fill-mask" in p.stderr and "question-answering" in p.stderr
     # a model folder of the wrong architecture
-    p = run("--task", "fill-mask", "--model", ckpt["seq"], "--output", str(out), stdin="the [MASK]\n")
+    p = here("--task", "fill-mask", "--model", ckpt["seq"], "--output", str(out), stdin="the [MASK]\n")
     assert p.returncode == 2 and "BertForSequenceClassification" in p.stderr
     # an input without a mask, after good ones
-    p = fill_mask(ckpt, "--output", str(out), stdin="the [MASK] city\nno mask\n")
+    p = fill_mask(ckpt, "--output", str(out), runner=here, stdin="the [MASK] city\nno mask\n")
     assert p.returncode == 2 and "no mask token" in p.stderr and "Traceback" not in p.stderr
     # empty lines: an error naming the line, or skipped with --skip-empty
-    p = fill_mask(ckpt, "--output", str(out), stdin="the [MASK] city\n\nthe [MASK]\n")
+    p = fill_mask(ckpt, "--output", str(out), runner=here, stdin="the [MASK] city\n\nthe [MASK]\n")
     assert p.returncode == 2 and "line 2" in p.stderr
     assert out.read_text() == "previous\n"
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    p = fill_mask(ckpt, "--output", str(out), "--skip-empty", stdin="the [MASK] city\n\nthe [MASK]\n")
+    p = fill_mask(
+        ckpt, "--output", str(out), "--skip-empty", runner=here, stdin="the [MASK] city\n\nthe [MASK]\n"
+    )
     assert p.returncode == 0, p.stderr
     assert len(jsonl(out.read_text())) == 2
     # too long with --no-truncation
-    p = run(
+    p = here(
         "--task",
         "text-classification",
         "--model",
@@ -169,7 +180,7 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path):
     )
     assert p.returncode == 2 and "longer than the model's maximum" in p.stderr
     # an option of another task
-    p = run("--task", "text-classification", "--model", ckpt["seq"], "--targets", "a", stdin="x\n")
+    p = here("--task", "text-classification", "--model", ckpt["seq"], "--targets", "a", stdin="x\n")
     assert p.returncode == 2 and "fill-mask" in p.stderr
 
 

@@ -38,7 +38,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tiny",
         action="store_true",
-        help="tiny configs and shapes, 2-3 timed rounds unless given: a dry run in seconds",
+        help="tiny configs and shapes, 1-2 timed rounds unless given: a dry run in seconds",
     )
     parser.add_argument(
         "--out", help="folder for rows.jsonl (written row by row), bench.json/csv, TABLE.md, PNG"
@@ -95,8 +95,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
 
 
-#: ``--tiny``'s rounds, unless given: no warm-up beyond the parity gate's two calls, two or three timed
-TINY_ROUNDS = dict(warmup=0, rounds=3, min_rounds=2)
+#: ``--tiny``'s rounds, unless given: no warm-up beyond the parity gate's two calls, one or two timed (a dry
+#: run shows that every row runs; under the interpreter one call of a kernel row takes seconds)
+TINY_ROUNDS = dict(warmup=0, rounds=2, min_rounds=1)
 
 #: ``--quick``'s own time budget when none is given (seconds; on CUDA the first calls compile kernels):
 #: a row that would overrun is cut and marked, so the whole command ends within a minute on the CPU.

@@ -8,7 +8,6 @@ tiny model folder built once for the module.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -19,13 +18,13 @@ import threading
 import time
 from pathlib import Path
 
+import cli_helpers
 import numpy as np
 import pytest
 import torch
 from process_helpers import default_signals
 
 import fastbert
-from fastbert.cli import main
 
 REPO = str(Path(__file__).resolve().parents[2])
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "a", "is", ".", ","]
@@ -78,11 +77,9 @@ def temps(folder) -> list[str]:
 
 
 def run_here(monkeypatch, capsys, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
-    """``fastbert run ARGS`` in this process, ``stdin`` as its standard input."""
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    code = main(["run", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """``fastbert run ARGS`` in this process, ``stdin`` as its standard input: (exit status, stdout, stderr)."""
+    p = cli_helpers.run_here(monkeypatch, capsys, *args, stdin=stdin)
+    return p.returncode, p.stdout, p.stderr
 
 
 def embed_here(monkeypatch, capsys, model: str, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
@@ -153,15 +150,15 @@ def test_json_line_errors_in_process(model, monkeypatch, capsys):
 
 
 # -------------------------------------------------------------------------- sentence-embedding options
-def test_pooling_and_normalize_options_work(model):
+def test_pooling_and_normalize_options_work(model, monkeypatch, capsys):
     stdin = ("\n".join(TEXTS) + "\n").encode()
     for flags, kw in [
         (["--pooling", "cls", "--normalize"], {"pooling": "cls", "normalize": True}),
         (["--pooling", "mean,max", "--no-normalize"], {"pooling": ["mean", "max"], "normalize": False}),
     ]:
-        p = run("--task", "sentence-embedding", "--model", model, *flags, stdin=stdin)
-        assert p.returncode == 0, p.stderr.decode()
-        got = np.array([json.loads(line) for line in p.stdout.decode().splitlines()])
+        code, out, err = embed_here(monkeypatch, capsys, model, *flags, stdin=stdin)
+        assert code == 0, err
+        got = np.array([json.loads(line) for line in out.splitlines()])
         ref = np.array(fastbert.pipeline("sentence-embedding", model=model, **kw)(TEXTS))
         assert got.shape == ref.shape == (3, HIDDEN * (2 if "mean,max" in flags else 1))
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
