@@ -9,6 +9,10 @@ cosine to transformers' fp32 output.
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py dense bert-base hf-sdpa,fastbert-sdpa,fastbert-int8
     # encode of N sentences with some providers (the first is the baseline), e.g. without the slow bf16:
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_precision.py encode 1500 st-torch,st-fastbert,st-fastbert-int8
+    # quality only (no timing): mean-pooled MiniLM embeddings of 1,000 real sentences against fp32, and the
+    # argmax of 10 random 5-class heads, for int8 as this CPU runs it, int8 with 8-bit activations and weights
+    # (the VNNI / AMX scheme, emulated exactly on any CPU) and bf16:
+    python3 benchmarks/bench_precision.py quality
 
 Each appends its rows to benchmarks/results/<cpu>/precision/precision.jsonl (with the CPU model, its
 flags, versions and the date); ``report`` writes the Markdown table from them.
@@ -170,13 +174,102 @@ def encode_rows(n_sentences: int, rounds: int, providers: tuple[str, ...] = SENT
     ] + [dict(workload="encode", provider=n, skipped=why) for n, why in notes.items()]
 
 
+def _mean_pooled(model, tok, sentences: list[str], batch: int = 64) -> torch.Tensor:
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # little padding
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(order), batch):
+            b = tok([sentences[j] for j in order[i : i + batch]], padding=True, truncation=True,
+                    max_length=128, return_tensors="pt")  # fmt: skip
+            h = model(**b).last_hidden_state.float()
+            m = b["attention_mask"][..., None].float()
+            out.append((h * m).sum(1) / m.sum(1))
+    return torch.cat(out)[torch.argsort(torch.tensor(order))]
+
+
+def _vnni_emulated():
+    """int8 with 8-bit activations and weights (the scheme of CPUs with VNNI / AMX) on any CPU: calibration
+    offered only that scheme, every int8 linear computed by its formula in float64 (integer sums exact, as
+    the int32 accumulation of ``vpdpbusd``)."""
+    import contextlib
+    from unittest import mock
+
+    import fastbert.quant as quant
+    from fastbert.quant.int8 import FULL, Int8Linear, reference_int8_linear
+
+    def call(self, x, weight, bias=None):
+        return reference_int8_linear(x, weight, bias, self.smooth, self.scheme, self.outliers).to(x.dtype)
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(quant, "int8_schemes", lambda: (FULL,)))
+    stack.enter_context(mock.patch.object(Int8Linear, "__call__", call))
+    return stack
+
+
+def quality_rows(n_sentences: int = 1000, heads: int = 10) -> list[dict]:
+    import contextlib
+
+    import fastbert
+    from fastbert.hub import embedded_model_path
+
+    path = embedded_model_path()
+    tok = fastbert.AutoTokenizer.from_pretrained(path)
+    with open(SENTENCES, encoding="utf-8") as f:
+        sentences = [s.strip() for s in f if s.strip()][:n_sentences]
+    ref = _mean_pooled(fastbert.BertModel.from_pretrained(path), tok, sentences)
+    variants = {
+        "int8 (this CPU's schemes)": (dict(quantization="int8"), contextlib.nullcontext),
+        "int8 a255w127 (VNNI / AMX, emulated)": (dict(quantization="int8"), _vnni_emulated),
+        "bf16": (dict(torch_dtype=torch.bfloat16), contextlib.nullcontext),
+    }
+    rows = []
+    for name, (kwargs, context) in variants.items():
+        with context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = fastbert.BertModel.from_pretrained(path, **kwargs)
+            emb = _mean_pooled(model, tok, sentences)
+        report = getattr(model, "quantization", None)
+        cos = F.cosine_similarity(emb, ref, dim=-1)
+        same = []
+        for seed in range(heads):
+            torch.manual_seed(seed)
+            head = torch.nn.Linear(ref.shape[1], 5)
+            with torch.no_grad():
+                a, b = head(F.normalize(ref, dim=-1)), head(F.normalize(emb, dim=-1))
+            same.append(round((a.argmax(-1) == b.argmax(-1)).float().mean().item(), 4))
+        rows.append(
+            dict(
+                workload=f"quality: MiniLM mean-pooled, {len(sentences)} sentences",
+                variant=name,
+                linears_int8=None
+                if report is None
+                else f"{sum(d.precision == 'int8' for d in report.layers)}/{len(report.layers)}",
+                cosine_min_mean=(round(cos.min().item(), 5), round(cos.mean().item(), 6)),
+                random_head_argmax_same=same,
+            )
+        )
+    return rows
+
+
 def main(argv: list[str]) -> None:
     what = argv[0] if argv else "dense"
     if what == "report":
         return report()
+    if what == "quality":
+        rows, name = quality_rows(int(argv[1]) if len(argv) > 1 else 1000), "quality.jsonl"
+    else:
+        rows, name = _timed_rows(what, argv), "precision.jsonl"
+    env = machine()
+    with open(os.path.join(out_dir(), name), "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({**r, **env}) + "\n")
+            print(json.dumps(r))
+
+
+def _timed_rows(what: str, argv: list[str]) -> list[dict]:
     model = argv[1] if len(argv) > 1 else "minilm"
     chosen = tuple(argv[2].split(",")) if len(argv) > 2 else TENSOR_PROVIDERS
-    rows = {
+    return {
         "dense": lambda: tensor_rows("32x128", rounds=5, model=model, providers=chosen),
         "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5, model=model, providers=chosen),
         "encode": lambda: encode_rows(
@@ -185,12 +278,6 @@ def main(argv: list[str]) -> None:
             providers=tuple(argv[2].split(",")) if len(argv) > 2 else SENTENCE_PROVIDERS,
         ),
     }[what]()
-    env = machine()
-    path = os.path.join(out_dir(), "precision.jsonl")
-    with open(path, "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps({**r, **env}) + "\n")
-            print(json.dumps(r))
 
 
 def report() -> None:
@@ -229,6 +316,24 @@ def report() -> None:
         "",
         "Baseline: transformers sdpa fp32 (model rows), sentence-transformers' torch backend (encode rows).",
     ]
+    quality = os.path.join(out_dir(), "quality.jsonl")
+    if os.path.exists(quality):
+        with open(quality, encoding="utf-8") as f:
+            qrows = {r["variant"]: r for r in map(json.loads, filter(str.strip, f))}
+        lines += [
+            "",
+            "Quality (`bench_precision.py quality`): mean-pooled MiniLM embeddings against fp32, and how often a "
+            "random 5-class head on them (10 seeds) keeps its argmax.",
+            "",
+            "| variant | linears int8 | cosine min / mean | random-head argmax unchanged | CPU | measured |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for v, r in qrows.items():
+            same = r["random_head_argmax_same"]
+            lines.append(
+                f"| {v} | {r['linears_int8'] or '-'} | {r['cosine_min_mean'][0]:.5f} / {r['cosine_min_mean'][1]:.6f} "
+                f"| {min(same):.1%} - {max(same):.1%} | {r['cpu']} | {r['date'][:16]} |"
+            )
     with open(os.path.join(out_dir(), "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
