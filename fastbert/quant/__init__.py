@@ -11,7 +11,7 @@ gpu = fastbert.BertModel.from_pretrained(path, torch_dtype=torch.bfloat16, devic
 int8 on the CPU (:mod:`fastbert.quant.int8`): every encoder linear that the op table runs (QKV, attention
 output, intermediate, output; ModernBERT's ``Wqkv``, ``Wo``, ``mlp.Wi``, ``mlp.Wo``) gets an int8 copy of its weight, per output channel, and quantizes its input
 per token at run time; int32 sums by oneDNN. On CUDA (:mod:`fastbert.quant.gpu`) "int8" is the same
-scheme through ``torch._int_mm`` (8-bit symmetric), and "fp8" the e4m3 one through ``torch._scaled_mm``
+scheme through ``torch._int_mm`` (8-bit weights and activations, a zero point per token), and "fp8" the e4m3 one through ``torch._scaled_mm``
 (GPUs of compute capability 8.9 or newer; refused elsewhere, naming the device's capability). Quality is
 kept by measurement on a small built-in calibration set (``calibration.txt``, 128 sentences): per linear,
 the SmoothQuant migration strength and outlier split with the lowest error; then, while the calibration

@@ -12,10 +12,16 @@ One linear ``y = x @ W.T + b``, x ``(M, K)`` in the model's dtype (fp16, bf16 or
     sx[m] = max_k |xs[m, k]| / 448          qx = e4m3(clamp(xs * 448 / max_k |xs|))  per call
     y = (qx @ qW.T) * sx[m] * sw[n] + b     torch._scaled_mm: fp32 sums, output in x's dtype
       (per-tensor mode: one scale for W and one for x, the same formula with scalars)
-    int8, symmetric, 8-bit weights (tensor cores sum int8 products exactly in int32):
-    sw[n] = max_k |W'[n, k]| / 127          qW = round(W' / sw)
-    sx[m] = max_k |xs[m, k]| / 127          qx = round(xs * 127 / max_k |xs|)
-    y = (qx @ qW.T) * sx[m] * sw[n] + b     torch._int_mm: int32 sums; the rescale in fp32
+    int8, 8-bit weights symmetric, 8-bit activations with a zero point per token (tensor cores sum int8
+    products exactly in int32):
+    sw[n] = max_k |W'[n, k]| / 127          qW = round(W' / sw)                      at load
+    lo, hi = min(min_k xs[m], 0), max(max_k xs[m], 0)                               per call
+    sx[m] = (hi - lo) / 255                 zx[m] = round(-lo / sx) - 128
+    qx = clamp(round(xs / sx) + zx, -128, 127)                 xs ~ sx * (qx - zx)
+    y = (qx @ qW.T - zx[m] * sum_k qW[n, k]) * sx[m] * sw[n] + b     torch._int_mm: int32 sums; the rest
+                                                                     in fp32
+    (the CPU's codes minus 128: ``_int_mm`` multiplies signed int8; one-sided inputs such as GELU's output
+    get all 256 codes, not the 128 of a symmetric scale)
     and for both: y += x[:, outliers] @ W[:, outliers].T (LLM.int8's decomposition), in x's dtype
 
 What the calls accept (torch 2.11 to 2.13): ``_scaled_mm`` wants K and N multiples of 16, the weight
@@ -39,7 +45,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .int8 import _Fused, quantize_weight, split_smoothing
+from .int8 import _Fused, quantize_tokens, quantize_weight, split_smoothing
 
 __all__ = [
     "FP8_MAX",
@@ -149,13 +155,10 @@ def quantize_tokens_fp8(x: torch.Tensor, inv_smooth: torch.Tensor | None, per_ro
 
 
 def quantize_tokens_int8(x: torch.Tensor, inv_smooth: torch.Tensor | None):
-    """(M, K) -> (int8 (M, K) symmetric, |q| <= 127, fp32 dequantisation scale (M, 1) per token)."""
-    x = x.float()
-    if inv_smooth is not None:
-        x = x * inv_smooth
-    a = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-    q = torch.round(x * (127.0 / a)).clamp(-127, 127)
-    return q.to(torch.int8), a * (1.0 / 127)
+    """(M, K) -> (int8 (M, K) codes in [-128, 127], fp32 (M, 1) scale s, fp32 (M, 1) zero point z): per
+    token, asymmetric, ``x ~ s * (q - z)``: :func:`fastbert.quant.int8.quantize_tokens`' 8-bit codes minus 128."""
+    u, s, z = quantize_tokens(x.float(), inv_smooth, 255)
+    return (u.to(torch.int16) - 128).to(torch.int8), s, z - 128
 
 
 def _outlier_part(x2, weight, outliers, dtype):
@@ -198,8 +201,9 @@ def reference_int8_mm_linear(
     w_side, x_side = _sides(weight, smooth, outliers)
     qw, sw = quantize_weight(weight, w_side, 127)
     x2 = x.reshape(-1, x.shape[-1])
-    qx, sx = quantize_tokens_int8(x2, x_side)
-    y = (qx.to(compute_dtype) @ qw.to(compute_dtype).T) * sx.to(compute_dtype) * sw.to(compute_dtype)
+    qx, sx, zx = quantize_tokens_int8(x2, x_side)
+    c = compute_dtype
+    y = ((qx.to(c) - zx.to(c)) @ qw.to(c).T) * sx.to(c) * sw.to(c)
     if outliers is not None:
         y = y + _outlier_part(x2, weight, outliers, compute_dtype)
     if bias is not None:
@@ -207,9 +211,10 @@ def reference_int8_mm_linear(
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
-def _rescale_int8(acc, x_scale, w_scale, bias):
-    """int32 (M, N) sums -> x's dtype: acc * sx[m] * sw[n] + b, in fp32 before the one cast."""
-    return (acc.float() * x_scale * w_scale + bias.float()).to(bias.dtype)
+def _rescale_int8(acc, x_scale, x_zero, w_sum, w_scale, bias):
+    """int32 (M, N) sums -> x's dtype: (acc - zx[m] * sum_k qW[n, k]) * sx[m] * sw[n] + b, in fp32 before
+    the one cast."""
+    return ((acc.float() - x_zero * w_sum) * (x_scale * w_scale) + bias.float()).to(bias.dtype)
 
 
 # fused on CUDA (one Triton kernel each by Inductor; compiled once, dynamic shapes); eager on the CPU,
@@ -369,16 +374,20 @@ class IntMMLinear(_ReducedLinear):
         qw, sw = quantize_weight(weight, self.w_side, 127)
         self.qw_t = qw.t()  # (K, N) column-major view of the (N, K) int8 copy
         self.w_scale = sw.reshape(1, -1).contiguous()  # (1, N) fp32
+        self.w_sum = qw.sum(dim=1, dtype=torch.int32).float().reshape(1, -1)  # (1, N): for the zero points
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.zero_bias = {}
         self.version = weight._version
 
     def __repr__(self) -> str:
-        return f"int8 via torch._int_mm (weights per channel |q|<=127, activations per token, {self._describe()})"
+        return (
+            f"int8 via torch._int_mm (weights per channel |q|<=127, activations per token with a zero point, "
+            f"{self._describe()})"
+        )
 
     def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ops = self._ops(x2)
-        qx, sx = ops["int8"](x2, self.inv_or_ones)  # (M, K) int8, (M, 1) fp32
+        qx, sx, zx = ops["int8"](x2, self.inv_or_ones)  # (M, K) int8, (M, 1) fp32 x 2
         m = qx.shape[0]
         if x2.is_cuda and m <= 16:  # cuBLASLt's int8 GEMM takes more than 16 rows: pad with zero rows
             qx = torch.cat([qx, qx.new_zeros(17 - m, qx.shape[1])])
@@ -389,7 +398,7 @@ class IntMMLinear(_ReducedLinear):
                 bias = self.zero_bias[x2.dtype] = torch.zeros(
                     self.out_features, dtype=x2.dtype, device=x2.device
                 )
-        return ops["rescale"](acc, sx, self.w_scale, bias.to(x2.dtype))
+        return ops["rescale"](acc, sx, zx, self.w_sum, self.w_scale, bias.to(x2.dtype))
 
 
 def fp8_output_dtype(device: torch.device, dtype: torch.dtype, per_row: bool = True) -> torch.dtype | None:
