@@ -64,7 +64,7 @@ def out_dir() -> str:
 
 
 def machine() -> dict:
-    from fastbert.benchmark.run import cpu_name
+    from fastbert.benchmark.run import cpu_details, cpu_name
     from fastbert.quant.dtypes import cpu_flags, cpu_has_native_bf16
     from fastbert.quant.int8 import int8_schemes
 
@@ -72,6 +72,7 @@ def machine() -> dict:
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
     return {
         "cpu": cpu_name(),
+        "cpu_details": cpu_details(),  # family / model and the flags that change the figures
         "flags": {f: f in flags for f in wanted},
         "native_bf16": cpu_has_native_bf16(),
         "int8_schemes": [str(sc) for sc in int8_schemes()],
@@ -330,9 +331,11 @@ def report() -> None:
         ]
         for v, r in qrows.items():
             same = r["random_head_argmax_same"]
+            on = ", ".join(flag for flag, has in r["flags"].items() if has)
+            cpu = f"{r['cpu']} ({r.get('cpu_details') or on})"
             lines.append(
                 f"| {v} | {r['linears_int8'] or '-'} | {r['cosine_min_mean'][0]:.5f} / {r['cosine_min_mean'][1]:.6f} "
-                f"| {min(same):.1%} - {max(same):.1%} | {r['cpu']} | {r['date'][:16]} |"
+                f"| {min(same):.1%} - {max(same):.1%} | {cpu} | {r['date'][:16]} |"
             )
     with open(os.path.join(out_dir(), "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
