@@ -175,19 +175,6 @@ def encode_rows(n_sentences: int, rounds: int, providers: tuple[str, ...] = SENT
     ] + [dict(workload="encode", provider=n, skipped=why) for n, why in notes.items()]
 
 
-def _mean_pooled(model, tok, sentences: list[str], batch: int = 64) -> torch.Tensor:
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # little padding
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(order), batch):
-            b = tok([sentences[j] for j in order[i : i + batch]], padding=True, truncation=True,
-                    max_length=128, return_tensors="pt")  # fmt: skip
-            h = model(**b).last_hidden_state.float()
-            m = b["attention_mask"][..., None].float()
-            out.append((h * m).sum(1) / m.sum(1))
-    return torch.cat(out)[torch.argsort(torch.tensor(order))]
-
-
 def _vnni_emulated():
     """int8 with 8-bit activations and weights (the scheme of CPUs with VNNI / AMX) on any CPU: calibration
     offered only that scheme, every int8 linear computed by its formula in float64 (integer sums exact, as
@@ -210,14 +197,14 @@ def _vnni_emulated():
 def quality_rows(n_sentences: int = 1000, heads: int = 10) -> list[dict]:
     import contextlib
 
+    from bench_quant_gpu import _mean_pooled, _sentence_batches  # the GPU gates' embeddings (this folder)
+
     import fastbert
     from fastbert.hub import embedded_model_path
 
     path = embedded_model_path()
-    tok = fastbert.AutoTokenizer.from_pretrained(path)
-    with open(SENTENCES, encoding="utf-8") as f:
-        sentences = [s.strip() for s in f if s.strip()][:n_sentences]
-    ref = _mean_pooled(fastbert.BertModel.from_pretrained(path), tok, sentences)
+    batches = _sentence_batches(fastbert.AutoTokenizer.from_pretrained(path), "cpu", n_sentences)
+    ref = _mean_pooled(fastbert.BertModel.from_pretrained(path), batches)
     variants = {
         "int8 (this CPU's schemes)": (dict(quantization="int8"), contextlib.nullcontext),
         "int8 a255w127 (VNNI / AMX, emulated)": (dict(quantization="int8"), _vnni_emulated),
@@ -228,7 +215,7 @@ def quality_rows(n_sentences: int = 1000, heads: int = 10) -> list[dict]:
         with context(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = fastbert.BertModel.from_pretrained(path, **kwargs)
-            emb = _mean_pooled(model, tok, sentences)
+            emb = _mean_pooled(model, batches)
         report = getattr(model, "quantization", None)
         cos = F.cosine_similarity(emb, ref, dim=-1)
         same = []
@@ -240,7 +227,7 @@ def quality_rows(n_sentences: int = 1000, heads: int = 10) -> list[dict]:
             same.append(round((a.argmax(-1) == b.argmax(-1)).float().mean().item(), 4))
         rows.append(
             dict(
-                workload=f"quality: MiniLM mean-pooled, {len(sentences)} sentences",
+                workload=f"quality: MiniLM mean-pooled, {len(ref)} sentences",
                 variant=name,
                 linears_int8=None
                 if report is None
