@@ -479,10 +479,9 @@ def _quantize(
                     outl = order[:k].sort().values if k else None
                     for scheme in schemes:
                         e = _linear_error(rows, weight, smooth, scheme, outl, formula)
-                        candidates.append((e, a, outl, scheme))
-            err, alpha, outl, scheme = min(candidates, key=lambda t: t[0])
+                        candidates.append((e, a, smooth, outl, scheme))
+            err, alpha, smooth, outl, scheme = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
-            smooth = _smooth(rec.absmax, weight, alpha)
             if kernel == "onednn":
                 hook = Int8Linear(weight, smooth, alpha or 0.0, scheme, err, outl)
             else:
