@@ -18,6 +18,13 @@ _HF_HOME = tempfile.mkdtemp(prefix="fastbert-tests-hf-home-")
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
 
+# Under pytest-xdist each worker gets an equal share of the cores for torch's intra-op threads (and so do the
+# CLI children it starts, which inherit the setting): two workers of two threads each on two cores would
+# oversubscribe them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+
 if "TRITON_INTERPRET" not in os.environ:
     import torch
 
