@@ -34,6 +34,9 @@ from torch.library import triton_op
 
 NAMESPACE = "fastbert"
 
+#: The custom op's implementation: the launcher, launching through ``wrap_triton`` (see ``kernel_op``).
+_IMPL_SOURCE = "def impl(*args, **kwargs):\n    return launcher(*args, **kwargs, wrap=True)\n"
+
 
 def _op_signature(launcher: Callable) -> inspect.Signature:
     """The launcher's signature without its keyword-only ``wrap``, annotations resolved (the op schema)."""
@@ -61,9 +64,14 @@ def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
         sig = _op_signature(launcher)
         names = list(sig.parameters)
 
-        def impl(*args, **kwargs):
-            return launcher(*args, **kwargs, wrap=True)
-
+        # Generated without a source file, like the public function below. triton_op scans the source of
+        # the function it registers for the kernels it launches (a cache key of AOTAutograd); the scan
+        # imports torch._inductor (~3 s on a 2-core machine, at every `import fastbert.kernels`) and cannot
+        # follow our launches through ``_compat.launch`` anyway: it found none. Without a source it is
+        # skipped, with the same (empty) result.
+        scope = {"launcher": launcher}
+        exec(compile(_IMPL_SOURCE, f"<fastbert kernel op impl {name}>", "exec"), scope)  # noqa: S102
+        impl = scope["impl"]
         impl.__signature__ = sig  # type: ignore[attr-defined]
         impl.__name__ = impl.__qualname__ = f"{name}_op"
         impl.__doc__ = f"Custom op behind ``{name}`` (what torch.compile traces); inputs already validated."

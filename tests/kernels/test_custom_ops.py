@@ -44,6 +44,20 @@ def test_import_fastbert_does_not_import_triton():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_import_kernels_does_not_import_inductor():
+    """Registering the ops does not import torch._inductor (~3 s on a 2-core machine): triton_op's source scan
+    for launched kernels, which imports it, has no source to read in the generated op implementations."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastbert.kernels, torch._library.triton as t; "
+        "assert 'torch._inductor' not in sys.modules, 'torch._inductor imported'; "
+        "assert all(t.get_triton_kernels_for_op('fastbert::' + n) == [] for n in sys.argv[1:])"
+    )
+    subprocess.run([sys.executable, "-c", code, *OPS], check=True)
+
+
 def _samples(dev):
     mk = lambda *s, dtype=torch.float16: torch.randn(*s, dtype=dtype, device=dev)
     cu = torch.tensor([0, 5, 12], dtype=torch.int32, device=dev)
