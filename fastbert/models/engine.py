@@ -179,8 +179,11 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
                 module.token_type_ids.zero_()
 
     def post_init(self) -> None:
-        """Initialise every weight and tie the decoder to the word embeddings."""
-        self.apply(self._init_weights)
+        """Initialise every weight and tie the decoder to the word embeddings. A model built on the meta
+        device (to be loaded) has no values to initialise: its init is skipped (torch's ``normal_`` on a meta
+        tensor imports ``torch._dynamo``, see ``layers.embedding``)."""
+        if not any(p.is_meta for p in self.parameters()):
+            self.apply(self._init_weights)
         self.tie_weights()
         if getattr(self.config, "gradient_checkpointing", False):  # transformers' legacy config flag
             self.gradient_checkpointing_enable()

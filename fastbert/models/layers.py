@@ -128,7 +128,7 @@ class BertSelfAttention(_Module):
         self.relative = self.position_embedding_type in ("relative_key", "relative_key_query")
         if self.relative:
             self.max_position_embeddings = config.max_position_embeddings
-            self.distance_embedding = nn.Embedding(
+            self.distance_embedding = embedding(
                 2 * config.max_position_embeddings - 1, self.attention_head_size
             )
 
@@ -146,9 +146,12 @@ class BertSelfAttention(_Module):
                 continue
             if len({(t.dtype, t.device, t.shape) for t in ts}) != 1:
                 return False
-            with torch.no_grad():
-                fused = torch.cat([t.detach() for t in ts])  # (3n, ...)
             rows = ts[0].shape[0]
+            if ts[0].is_meta:  # no values to keep (and torch.cat on meta tensors imports torch._dynamo)
+                fused = torch.empty((len(ts) * rows, *ts[0].shape[1:]), dtype=ts[0].dtype, device="meta")
+            else:
+                with torch.no_grad():
+                    fused = torch.cat([t.detach() for t in ts])  # (3n, ...)
             for i, t in enumerate(ts):
                 t.data = fused[i * rows : (i + 1) * rows]
         return True
@@ -353,16 +356,27 @@ class BertEncoder(_Module):
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
 
+def embedding(num_embeddings: int, embedding_dim: int, padding_idx: int | None = None) -> nn.Embedding:
+    """``nn.Embedding(num_embeddings, embedding_dim, padding_idx)``. Built on the meta device (a model about
+    to be loaded), it skips its random init: a meta tensor has no values, and torch's ``normal_`` on one runs
+    a decomposition that imports ``torch._dynamo`` (about 2.5 s on a 2-core machine: most of a small
+    model's ``from_pretrained``)."""
+    if torch.get_default_device().type == "meta":
+        weight = torch.empty(num_embeddings, embedding_dim)
+        return nn.Embedding(num_embeddings, embedding_dim, padding_idx=padding_idx, _weight=weight)
+    return nn.Embedding(num_embeddings, embedding_dim, padding_idx=padding_idx)
+
+
 class BertEmbeddings(_Module):
     """word + position + token-type embeddings, LayerNorm, dropout."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(
+        self.word_embeddings = embedding(
             config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
         )
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.position_embeddings = embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type

@@ -18,7 +18,7 @@ from ... import outputs
 from ...ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from ..layers import BertSelfAttention, LayerContext, _Module, _plain_module, _refuse_after_load
+from ..layers import BertSelfAttention, LayerContext, _Module, _plain_module, _refuse_after_load, embedding
 from .config import DistilBertConfig
 
 _EPS = 1e-12  # transformers' DistilBERT fixes its LayerNorm eps
@@ -46,8 +46,8 @@ class Embeddings(_Module):
         super().__init__()
         h = config.hidden_size
         word_padding_idx = config.pad_token_id if word_padding_idx is None else word_padding_idx
-        self.word_embeddings = nn.Embedding(config.vocab_size, h, padding_idx=word_padding_idx)
-        self.position_embeddings = nn.Embedding(
+        self.word_embeddings = embedding(config.vocab_size, h, padding_idx=word_padding_idx)
+        self.position_embeddings = embedding(
             config.max_position_embeddings, h, padding_idx=position_padding_idx
         )
         self.LayerNorm = nn.LayerNorm(h, eps=eps)

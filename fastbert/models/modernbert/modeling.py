@@ -33,7 +33,7 @@ from ...ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import NoTokenTypesHead, _check_shape
-from ..layers import LayerContext, _Module, _plain_module
+from ..layers import LayerContext, _Module, _plain_module, embedding
 from .config import SLIDING, ModernBertConfig
 
 
@@ -77,7 +77,7 @@ class ModernBertEmbeddings(_Module):
     def __init__(self, config: ModernBertConfig):
         super().__init__()
         self.config = config
-        self.tok_embeddings = nn.Embedding(
+        self.tok_embeddings = embedding(
             config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
         )
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)

@@ -34,6 +34,7 @@ from ..layers import (
     LayerContext,
     _Module,
     _refuse_after_load,
+    embedding,
 )
 from ..roberta import modeling as roberta
 from .config import MPNetConfig
@@ -145,7 +146,7 @@ class MPNetEncoder(_Module):
         super().__init__()
         self.n_heads = config.num_attention_heads
         self.layer = nn.ModuleList([MPNetLayer(config) for _ in range(config.num_hidden_layers)])
-        self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, self.n_heads)
+        self.relative_attention_bias = embedding(config.relative_attention_num_buckets, self.n_heads)
 
 
 class MPNetPreTrainedModel(BertPreTrainedModel):

@@ -24,7 +24,7 @@ from ...ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _classifier_dropout
-from ..layers import BertEmbeddings, _Module
+from ..layers import BertEmbeddings, _Module, embedding
 from .config import RobertaConfig
 
 
@@ -34,7 +34,7 @@ class RobertaEmbeddings(BertEmbeddings):
     def __init__(self, config: RobertaConfig):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
-        self.position_embeddings = nn.Embedding(
+        self.position_embeddings = embedding(
             config.max_position_embeddings, config.hidden_size, padding_idx=self.padding_idx
         )
 
