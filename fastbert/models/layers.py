@@ -367,6 +367,15 @@ def embedding(num_embeddings: int, embedding_dim: int, padding_idx: int | None =
     return nn.Embedding(num_embeddings, embedding_dim, padding_idx=padding_idx)
 
 
+def position_ids_buffer(n: int) -> torch.Tensor:
+    """The (1, n) ``arange(n)`` of the non-persistent ``position_ids`` buffer. On the meta device an empty one:
+    ``torch.arange`` on meta imports sympy (about 0.8 s on a 2-core machine), and the buffer, which no
+    checkpoint holds, is written again once the model has storage (``_build``, ``_init_weights``)."""
+    if torch.get_default_device().type == "meta":
+        return torch.empty(1, n, dtype=torch.long)
+    return torch.arange(n).expand((1, -1))
+
+
 class BertEmbeddings(_Module):
     """word + position + token-type embeddings, LayerNorm, dropout."""
 
@@ -381,7 +390,7 @@ class BertEmbeddings(_Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
         self.register_buffer(
-            "position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False
+            "position_ids", position_ids_buffer(config.max_position_embeddings), persistent=False
         )
         self.register_buffer(
             "token_type_ids", torch.zeros(self.position_ids.size(), dtype=torch.long), persistent=False

@@ -18,7 +18,15 @@ from ... import outputs
 from ...ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from ..layers import BertSelfAttention, LayerContext, _Module, _plain_module, _refuse_after_load, embedding
+from ..layers import (
+    BertSelfAttention,
+    LayerContext,
+    _Module,
+    _plain_module,
+    _refuse_after_load,
+    embedding,
+    position_ids_buffer,
+)
 from .config import DistilBertConfig
 
 _EPS = 1e-12  # transformers' DistilBERT fixes its LayerNorm eps
@@ -53,7 +61,7 @@ class Embeddings(_Module):
         self.LayerNorm = nn.LayerNorm(h, eps=eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         n = config.max_position_embeddings
-        self.register_buffer("position_ids", torch.arange(n).expand((1, -1)), persistent=False)
+        self.register_buffer("position_ids", position_ids_buffer(n), persistent=False)
         # the driver's default token types (zeros): read by nothing here, DistilBERT has no type table
         self.register_buffer("token_type_ids", torch.zeros(1, n, dtype=torch.long), persistent=False)
 
