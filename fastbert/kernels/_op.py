@@ -68,7 +68,9 @@ def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
         # the function it registers for the kernels it launches (a cache key of AOTAutograd); the scan
         # imports torch._inductor (~3 s on a 2-core machine, at every `import fastbert.kernels`) and cannot
         # follow our launches through ``_compat.launch`` anyway: it found none. Without a source it is
-        # skipped, with the same (empty) result.
+        # skipped, with the same (empty) result. So, as before, that cache key does not cover the kernels'
+        # source: after editing a kernel, clear torch.compile's caches (TORCHINDUCTOR_CACHE_DIR) before
+        # compiling the model again.
         scope = {"launcher": launcher}
         exec(compile(_IMPL_SOURCE, f"<fastbert kernel op impl {name}>", "exec"), scope)  # noqa: S102
         impl = scope["impl"]
