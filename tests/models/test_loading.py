@@ -293,5 +293,4 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
         "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
         "assert 'sympy' not in sys.modules, 'sympy imported'\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    subprocess.run([sys.executable, "-c", code, *folders], check=True, cwd=root)
+    subprocess.run([sys.executable, "-c", code, *folders], check=True)
