@@ -10,6 +10,13 @@ Supported: triton >= 3.6. Kernels import the math helpers below instead of reach
   on fp32 compiles to ``div.full.f32`` and ``tl.sqrt`` to ``sqrt.approx.f32``, each off by up to
   two ulps): the fp32 paths use these.
 - ``INTERPRET``: True when kernels run under ``TRITON_INTERPRET=1`` (CPU tensors).
+- ``interpreter_refusal()``: why this triton's interpreter cannot run the kernels here, or None. Triton
+  3.6's interpreter turns a loop bound computed in the kernel into a Python int with ``int(array)`` on a
+  one-element array, which numpy >= 2.4 refuses; triton 3.7 fixed it. Checked at every launch under the
+  interpreter, so the error names the versions instead of the interpreter's ``TypeError``. With older
+  numpy the same conversion works and warns (a ``DeprecationWarning`` from numpy, raised inside the
+  interpreter): ``launch`` silences that one warning there. On a GPU nothing is interpreted and triton
+  3.6 is fine.
 - ``cast_out(x, dtype)``: the one rounding of an fp32 result to the output dtype. Round-to-nearest-
   even everywhere; under the interpreter (triton 3.9 truncates fp32 -> bf16 there, even with
   ``fp_downcast_rounding="rtne"``) bf16 is rounded by hand first, on a GPU it is a plain ``.to``.
@@ -22,12 +29,15 @@ Supported: triton >= 3.6. Kernels import the math helpers below instead of reach
 - ``launch(kernel, grid, device=, wrap=, **kwargs)``: the one place every kernel is launched, every
   argument by keyword: ``kernel[grid](**kwargs)`` under ``device_guard``; ``wrap=True`` (inside a
   custom op) goes through ``torch.library.wrap_triton`` so that torch.compile can trace the launch.
+  Not under the interpreter: nothing is traced there (torch.compile over the ops needs CUDA; torch
+  2.13's ``wrap_triton`` hands the interpreted kernel back as it is, and torch < 2.13 refuses it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import torch
 import triton
@@ -124,12 +134,50 @@ def device_guard(device: torch.device):
     return torch.cuda.device(device.index)
 
 
+def _numpy_version() -> tuple[int, int]:
+    import numpy
+
+    return tuple(int(p) for p in numpy.__version__.split(".")[:2])  # type: ignore[return-value]
+
+
+def interpreter_refusal(
+    triton_version: tuple[int, int] = TRITON_VERSION, numpy_version: tuple[int, int] | None = None
+) -> str | None:
+    """Why the interpreter of this triton cannot run fastbert's kernels beside this numpy, or None."""
+    if triton_version >= (3, 7):
+        return None
+    numpy_version = _numpy_version() if numpy_version is None else numpy_version
+    if numpy_version < (2, 4):
+        return None
+    return (
+        f"TRITON_INTERPRET=1 with triton {'.'.join(map(str, triton_version))} and numpy "
+        f"{'.'.join(map(str, numpy_version))}: "
+        "triton < 3.7's interpreter converts the kernels' loop bounds with int() on a one-element array, "
+        "which numpy >= 2.4 refuses. Install triton >= 3.7 or numpy < 2.4 to run the kernels on the CPU "
+        "(on a GPU, triton 3.6 is fine)"
+    )
+
+
+_INTERPRETER_REFUSAL = interpreter_refusal() if INTERPRET else None
+#: triton < 3.7's interpreter beside numpy < 2.4: its int() of the loop bounds works, and numpy warns
+_QUIET_LOOP_BOUNDS = INTERPRET and TRITON_VERSION < (3, 7)
+
+
 def launch(kernel, grid, *, device: torch.device, wrap: bool, **kwargs) -> None:
     """``kernel[grid](**kwargs)`` on ``device`` (kernel arguments, constexprs and launch options all by
-    keyword); through ``wrap_triton`` when ``wrap`` (inside a custom op)."""
-    if wrap:
+    keyword); through ``wrap_triton`` when ``wrap`` (inside a custom op) and not interpreted."""
+    if _INTERPRETER_REFUSAL is not None:
+        raise RuntimeError(_INTERPRETER_REFUSAL)
+    if wrap and not INTERPRET:
         from torch.library import wrap_triton
 
         kernel = wrap_triton(kernel)
     with device_guard(device):
-        kernel[grid](**kwargs)
+        if not _QUIET_LOOP_BOUNDS:
+            kernel[grid](**kwargs)
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Conversion of an array with ndim > 0", category=DeprecationWarning
+            )
+            kernel[grid](**kwargs)

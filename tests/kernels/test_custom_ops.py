@@ -13,7 +13,7 @@ import contextlib
 
 import pytest
 import torch
-from kernel_checks import DEVICE, requires_cuda
+from kernel_checks import DEVICE, INTERPRET, requires_cuda
 from torch.utils._python_dispatch import TorchDispatchMode
 
 OPS = [
@@ -194,3 +194,42 @@ def test_every_launch_guarded_with_the_tensors_device(name, monkeypatch):
     monkeypatch.setattr(_compat, "device_guard", lambda dev: seen.append(dev) or real(dev))
     _public_calls(DEVICE)[name]()
     assert seen == [torch.device(DEVICE)], seen
+
+
+def test_interpreter_refusal_names_the_versions():
+    """triton < 3.7's interpreter turns loop bounds into ints with int() on one-element arrays, which numpy
+    >= 2.4 refuses: refused with both versions named; triton >= 3.7 or numpy < 2.4 run."""
+    from fastbert.kernels import _compat
+
+    why = _compat.interpreter_refusal((3, 6), (2, 4))
+    assert why is not None and "triton 3.6 and numpy 2.4" in why and "triton >= 3.7" in why, why
+    assert _compat.interpreter_refusal((3, 6), (2, 3)) is None
+    assert _compat.interpreter_refusal((3, 7), (2, 5)) is None
+    assert _compat.interpreter_refusal((4, 0), (3, 0)) is None
+
+
+def test_launch_refused_before_the_kernel_runs(monkeypatch):
+    from fastbert.kernels import _compat
+
+    class Kernel:
+        def __getitem__(self, grid):
+            raise AssertionError("the kernel was launched")
+
+    monkeypatch.setattr(_compat, "_INTERPRETER_REFUSAL", "triton 3.6's interpreter beside numpy 2.4")
+    with pytest.raises(RuntimeError, match="numpy 2.4"):
+        _compat.launch(Kernel(), (1,), device=torch.device("cpu"), wrap=False)
+
+
+@pytest.mark.skipif(not INTERPRET, reason="checks the interpreter's launch path (CPU tensors)")
+def test_op_path_under_the_interpreter_launches_the_kernel_unwrapped(monkeypatch):
+    """Inside the custom op under the interpreter the kernel is launched as it is: nothing traces there, and
+    torch < 2.13's wrap_triton refuses interpreted kernels."""
+    import torch.library
+
+    monkeypatch.setattr(torch.library, "wrap_triton", _refuse_wrap)
+    with _compiling():
+        _public_calls(DEVICE)["add_layernorm"]()
+
+
+def _refuse_wrap(kernel):
+    raise RuntimeError("wrap_triton only works on functions annotated with triton.jit or triton.autotune")

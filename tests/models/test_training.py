@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import warnings
 
 import pytest
@@ -185,13 +186,16 @@ def test_trainer_same_losses_and_weights_as_transformers(name, tmp_path):
 
 
 def test_trainer_with_gradient_checkpointing_packed(tmp_path):
-    """Trainer's activation_checkpointing on the causal LM (the padding-free path: its labels ignore padding):
+    """Trainer's activation (gradient) checkpointing on the causal LM (the padding-free path: its labels ignore padding):
     the same losses and weights as the run without it (recomputing on the CPU is deterministic)."""
     name = "BertLMHeadModel"
     _, _, fb = _models(name)
     fb_checkpointed = copy.deepcopy(fb)
     plain = _train(fb, name, tmp_path, "plain")
-    checkpointed = _train(fb_checkpointed, name, tmp_path, "checkpointed", activation_checkpointing=True)
+    # transformers renamed TrainingArguments.gradient_checkpointing to activation_checkpointing (after 5.17)
+    params = inspect.signature(transformers.TrainingArguments.__init__).parameters
+    flag = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
+    checkpointed = _train(fb_checkpointed, name, tmp_path, "checkpointed", **{flag: True})
     assert fb_checkpointed.is_gradient_checkpointing and fb_checkpointed._require_grads_hooks
     assert not fb.is_gradient_checkpointing
     assert torch.equal(torch.stack(plain.losses), torch.stack(checkpointed.losses))
