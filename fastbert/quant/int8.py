@@ -130,9 +130,9 @@ class _Fused:
     def __call__(self, *args):
         if self.failed:
             return self.fn(*args)
-        if self.compiled is None:
-            self.compiled = torch.compile(self.fn, dynamic=True)
         try:
+            if self.compiled is None:
+                self.compiled = torch.compile(self.fn, dynamic=True)
             return self.compiled(*args)
         except Exception as e:  # noqa: BLE001 - any compiler failure: the eager passes
             self.failed = True

@@ -84,6 +84,26 @@ def test_one_sided_tokens_use_the_whole_code_range():
         assert (s * (q.float() - z) - x).abs().max() <= s.item() / 2 + 1e-6
 
 
+def test_fused_passes_fall_back_to_eager_when_compiling_fails(monkeypatch):
+    """A torch whose compiler cannot even start (torch < 2.10's Inductor beside triton 3.6 fails at import):
+    one warning, then the eager passes, the same numbers."""
+    from fastbert.quant.int8 import _Fused
+
+    def broken_compile(*args, **kwargs):
+        raise ImportError("cannot import name 'AttrsDescriptor' from 'triton.backends.compiler'")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fused = _Fused(quantize_tokens)
+    x = torch.randn(5, 16)
+    with pytest.warns(UserWarning, match="fusing the quantization passes failed \\(ImportError\\)"):
+        got = fused(x, None, 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once
+        again = fused(x, None, 255)
+    for a, b, c in zip(got, again, quantize_tokens(x, None, 255)):
+        assert torch.equal(a, c) and torch.equal(b, c)
+
+
 def test_bad_quantization_input(tmp_path):
     assert check_quantization(None) is None and check_quantization("INT8") == "int8"
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
