@@ -265,7 +265,8 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
     """The model is built on the meta device without the torch ops whose meta kernels import torch._dynamo
     (``normal_``, ``cat``) or sympy (``arange``, ``empty_like``): those imports took ~2.6 s of a small
     model's 3 s ``from_pretrained`` on a 2-core machine. Every family, and BERT's relative positions, loaded
-    and run in a fresh process."""
+    and run in a fresh process. On torch 2.10 the meta kernel of ``uniform_`` (nn.Linear's own init) calls
+    ``torch._check``, which imports sympy; from torch 2.11 on it does not, and sympy is checked there."""
     import subprocess
     import sys
 
@@ -291,6 +292,6 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
         "    with torch.no_grad():\n"
         "        assert torch.isfinite(model(input_ids=ids, attention_mask=mask).logits).all(), folder\n"
         "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
-        "assert 'sympy' not in sys.modules, 'sympy imported'\n"
+        "assert 'sympy' not in sys.modules or torch.__version__ < '2.11', 'sympy imported'\n"
     )
     subprocess.run([sys.executable, "-c", code, *folders], check=True)
