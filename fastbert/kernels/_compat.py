@@ -30,7 +30,7 @@ Supported: triton >= 3.6. Kernels import the math helpers below instead of reach
   argument by keyword: ``kernel[grid](**kwargs)`` under ``device_guard``; ``wrap=True`` (inside a
   custom op) goes through ``torch.library.wrap_triton`` so that torch.compile can trace the launch.
   Not under the interpreter: nothing is traced there (torch.compile over the ops needs CUDA; torch
-  2.13's ``wrap_triton`` hands the interpreted kernel back as it is, and torch < 2.13 refuses it).
+  2.13's ``wrap_triton`` hands the interpreted kernel back as it is, torch 2.10 and 2.11 refuse it).
 """
 
 from __future__ import annotations
