@@ -25,6 +25,7 @@ from process_helpers import FRESH_PROCESS_THREADS
 
 import fastbert
 from fastbert.embed import MANIFEST, embed, read_output
+from fastbert.embed.writer import null_vectors_refusal
 from fastbert.tolerances import assert_close
 
 WORDS = (
@@ -329,6 +330,8 @@ BAD_IDS = {"r1", "r3", "r5"}
 
 @pytest.mark.parametrize("mode", ["fail", "skip", "empty"])
 def test_bad_rows_follow_on_error(tmp_path, models, mode):
+    if mode == "empty" and null_vectors_refusal(mode) is not None:
+        pytest.skip(null_vectors_refusal(mode))  # refused before anything runs: the test below
     path = _bad_corpus(tmp_path)
     out = tmp_path / "out"
     if mode == "fail":
@@ -353,6 +356,22 @@ def test_bad_rows_follow_on_error(tmp_path, models, mode):
         assert ids == ["r0", "r1", "r2", "r3", "r4", "r5", "r7"]
         assert all(rows[i] is None for i in BAD_IDS)
     np.testing.assert_array_equal(np.array([rows[i] for i in good], dtype=np.float32), expect)
+
+
+def test_empty_bad_rows_refused_where_pyarrow_cannot_read_null_vectors(tmp_path, models, monkeypatch):
+    """pyarrow < 26 writes null fixed-size lists to Parquet but cannot read them back (apache/arrow issue
+    35692): on_error "empty" is refused there, naming it, before anything is written."""
+    from fastbert.embed import writer
+
+    assert writer.null_vectors_refusal("empty", "26.0.1") is None
+    assert writer.null_vectors_refusal("skip", "25.0.1") is None
+    why = writer.null_vectors_refusal("empty", "25.0.1")
+    assert why is not None and "pyarrow 25.0.1" in why and "'skip'" in why, why
+    monkeypatch.setattr(pa, "__version__", "25.0.1")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"pyarrow 25\.0\.1 cannot read a null fixed-size list"):
+        embed([_bad_corpus(tmp_path)], str(out), model=models["base"], id_column="id", on_error="empty")
+    assert not out.exists()
 
 
 def test_missing_column_in_a_file_is_refused(tmp_path, models):

@@ -15,6 +15,7 @@ from .manifest import new_manifest, write_manifest
 from .plan import plan_shards
 from .ray_engine import require_ray, run_ray
 from .resume import OutputFolder, plan_inputs
+from .writer import null_vectors_refusal
 
 PYARROW_MISSING = 'fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
 
@@ -68,6 +69,9 @@ def embed(
     unless ``overwrite``.
     """
     require_pyarrow()
+    refusal = null_vectors_refusal(on_error)
+    if refusal is not None:
+        raise ValueError(refusal)
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if engine == "ray":

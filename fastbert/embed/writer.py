@@ -28,6 +28,28 @@ def output_schema(job: Job, dimension: int):
     )
 
 
+#: the first pyarrow that reads a null fixed-size list back from Parquet (apache/arrow issue 35692)
+NULL_VECTORS_PYARROW = 26
+
+
+def null_vectors_refusal(on_error: str, pyarrow_version: str | None = None) -> str | None:
+    """Why ``on_error="empty"`` cannot run beside this pyarrow, or None: its null vectors are written, but
+    a pyarrow before 26 cannot read a null fixed-size list back from Parquet (not even ``read_output``)."""
+    if on_error != "empty":
+        return None
+    if pyarrow_version is None:
+        import pyarrow as pa
+
+        pyarrow_version = pa.__version__
+    if int(pyarrow_version.split(".")[0]) >= NULL_VECTORS_PYARROW:
+        return None
+    return (
+        f"on_error 'empty' (--on-error empty) keeps bad rows with a null vector, and pyarrow {pyarrow_version} "
+        "cannot read a null fixed-size list back from Parquet (apache/arrow issue 35692, fixed in pyarrow "
+        f"{NULL_VECTORS_PYARROW}, which needs Python >= 3.11): upgrade pyarrow, or use on_error 'skip'"
+    )
+
+
 def arrow_table(job: Job, ids: list[Any], vectors, valid, dimension: int, metadata: dict[str, Any]):
     """One shard as an Arrow table (null vectors where ``valid`` is False), ``metadata`` in its schema."""
     import numpy as np
