@@ -43,7 +43,12 @@ import torch
 import triton
 import triton.language as tl
 
-TRITON_VERSION: tuple[int, int] = tuple(int(p) for p in triton.__version__.split(".")[:2])  # type: ignore[assignment]
+
+def _major_minor(version: str) -> tuple[int, int]:
+    return tuple(int(p) for p in version.split(".")[:2])  # type: ignore[return-value]
+
+
+TRITON_VERSION: tuple[int, int] = _major_minor(triton.__version__)
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
 CONFIG_ENV = "FASTBERT_KERNEL_CONFIG"
 
@@ -134,19 +139,16 @@ def device_guard(device: torch.device):
     return torch.cuda.device(device.index)
 
 
-def _numpy_version() -> tuple[int, int]:
-    import numpy
-
-    return tuple(int(p) for p in numpy.__version__.split(".")[:2])  # type: ignore[return-value]
-
-
 def interpreter_refusal(
     triton_version: tuple[int, int] = TRITON_VERSION, numpy_version: tuple[int, int] | None = None
 ) -> str | None:
     """Why the interpreter of this triton cannot run fastbert's kernels beside this numpy, or None."""
     if triton_version >= (3, 7):
         return None
-    numpy_version = _numpy_version() if numpy_version is None else numpy_version
+    if numpy_version is None:
+        import numpy
+
+        numpy_version = _major_minor(numpy.__version__)
     if numpy_version < (2, 4):
         return None
     return (
