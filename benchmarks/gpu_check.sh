@@ -114,6 +114,15 @@ if [ "$STEP" = 1 ]; then
     export FASTBERT_KERNEL_CONFIG="${FASTBERT_KERNEL_CONFIG:-first}"
     TIMEOUT_ARGS=()
     "$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS=(--timeout=60)
+    # On the device (16 cores, one GPU) the tier is bound by Triton's compiles, one core each: spread the tests
+    # over GPU_CHECK_WORKERS pytest-xdist workers (default 8) where xdist is installed; the models a file at a
+    # time (module fixtures), the kernels test by test (test_attention.py alone holds ~200 tests).
+    XDIST_MODELS=()
+    XDIST_KERNELS=()
+    if [ "$DRY" != 1 ] && [ "${GPU_CHECK_WORKERS:-8}" -gt 1 ] && "$PY" -c "import xdist" 2>/dev/null; then
+        XDIST_MODELS=(-n "${GPU_CHECK_WORKERS:-8}" --dist loadfile)
+        XDIST_KERNELS=(-n "${GPU_CHECK_WORKERS:-8}" --dist load)
+    fi
     if [ "$DRY" = 1 ]; then
         read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/test_tolerances.py}"
         read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels/test_configs.py}"
@@ -129,9 +138,9 @@ if [ "$STEP" = 1 ]; then
     fi
     # torch.compile over the kernels (a cold compile of BERT) runs in step 2, not inside this step's limit
     sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-50}" "$PY" -m pytest -v -rA -p no:cacheprovider -m "not slow" \
-        -k "not torch_compile" "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
+        -k "not torch_compile" "${XDIST_MODELS[@]}" "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
     sub tests-kernels "${GPU_CHECK_TESTS_KERNELS_S:-90}" "$PY" -m pytest -v -rA -p no:cacheprovider -m "not slow" \
-        "${TIMEOUT_ARGS[@]}" "${TESTS_KERNELS[@]}"
+        "${XDIST_KERNELS[@]}" "${TIMEOUT_ARGS[@]}" "${TESTS_KERNELS[@]}"
     unset FASTBERT_KERNEL_CONFIG
     if [ "$DRY" = 1 ]; then
         # fp32 only: the dry run shows that the sub-step works (the interpreter takes 12 s a dtype, and computes
