@@ -45,6 +45,18 @@ def require_transformers():
     return importlib.import_module("transformers")
 
 
+#: the Triton kernels run on these tests' CPU models: under TRITON_INTERPRET=1 (set by conftest without CUDA)
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def require_interpreter() -> None:
+    """Skip a test that runs the triton backend on a CPU model unless the interpreter is on: on a GPU machine
+    a CPU model falls back to sdpa, and tests/models/test_family_gpu.py runs every family's kernels on CUDA."""
+    if not INTERPRET:
+        pytest.skip("runs the Triton kernels on a CPU model: needs TRITON_INTERPRET=1 (on a GPU, "
+                    "test_family_gpu.py covers the family)")  # fmt: skip
+
+
 #: heads that read the first token: on the packed backends a padded first position is not computed
 FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
 

@@ -170,6 +170,11 @@ def launch(kernel, grid, *, device: torch.device, wrap: bool, **kwargs) -> None:
     keyword); through ``wrap_triton`` when ``wrap`` (inside a custom op) and not interpreted."""
     if _INTERPRETER_REFUSAL is not None:
         raise RuntimeError(_INTERPRETER_REFUSAL)
+    if not INTERPRET and device.type != "cuda":
+        raise ValueError(
+            f"fastbert's Triton kernels take CUDA tensors, these are on {device} (CPU tensors run only under "
+            "TRITON_INTERPRET=1, set before triton is imported)"
+        )
     if wrap and not INTERPRET:
         from torch.library import wrap_triton
 

@@ -268,6 +268,9 @@ def _attn_fwd_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
+    # a float argument is fp32 in a plain launch but fp64 where Inductor launches the kernel (torch.compile):
+    # the scores, the running max and sum stay fp32 either way (an fp64 accumulator fails tl.dot's check)
+    qk_scale = tl.cast(qk_scale, tl.float32)
     start_m = tl.program_id(0)
     off_h = tl.program_id(1).to(tl.int64)
     off_b = tl.program_id(2).to(tl.int64)
@@ -395,7 +398,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
     """The one launcher of ``_attn_fwd_kernel`` (both layouts): allocates and returns the output.
     ``block_count``: an int32 (1,) tensor that counts the key/value blocks loaded (tests only)."""
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    heads, d = q.shape[-2], q.shape[-1]
+    heads, d = q.shape[-2], int(q.shape[-1])  # a compile-time constant of the kernel: never symbolic
     if batch == 0 or max_seqlen_q == 0:
         return o
     varlen = cu_q is not None

@@ -198,7 +198,9 @@ def test_padded_seqlens_k_bad_inputs(device):
     with pytest.raises(ValueError, match="Lq == Lk"):
         kernels.attention_padded(q, q[:, :4], q[:, :4], None, 0.1, seqlens_k=good)
     # values past Lk or below 0 are clamped on the device (no host read to check them)
-    out = kernels.attention_padded(q, q, q, None, 0.1, seqlens_k=torch.tensor([99, -3], dtype=torch.int32))
+    out = kernels.attention_padded(
+        q, q, q, None, 0.1, seqlens_k=torch.tensor([99, -3], dtype=torch.int32, device=device)
+    )
     assert (out[1] == 0).all() and torch.isfinite(out).all()
 
 

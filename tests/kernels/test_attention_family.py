@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_checks import INTERPRET, check_against_reference, requires_cuda, to64
+from kernel_checks import DEVICE, INTERPRET, check_against_reference, requires_cuda, to64
 
 from fastbert import attention_ref as R
 from fastbert.tolerances import assert_close
@@ -183,7 +183,11 @@ def _mpnet_attention(dtype, kernel: bool):
         if kernel:
             from fastbert import kernels
 
-            ctx = kernels.attention_varlen(qp, kp, vp, cu, cu, n, n, d**-0.5, rel_bias=table)
+            on = _on_kernel_device  # the model stays on the CPU (transformers' reference); the kernel runs on
+            # the kernels' device (CUDA, or the CPU under the interpreter)
+            ctx = kernels.attention_varlen(
+                *on(qp, kp, vp, cu, cu), n, n, d**-0.5, rel_bias=on(table)[0]
+            ).cpu()
         else:
             ctx = R.attention_varlen(qp, kp, vp, cu, cu, n, n, d**-0.5, rel_bias=table)
         ours = attn.o(ctx.reshape(ctx.shape[0], -1))
@@ -200,6 +204,10 @@ def test_mpnet_attention_matches_transformers(kernel):
     assert_close(
         ours32, hf32, ref64, torch.float32, what=f"mpnet {'kernel' if kernel else 'reference'} (fp32)"
     )
+
+
+def _on_kernel_device(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.to(DEVICE) for t in tensors]
 
 
 def _modernbert_attention(dtype, kernel: bool):
@@ -236,7 +244,9 @@ def _modernbert_attention(dtype, kernel: bool):
         if kernel:
             from fastbert import kernels
 
-            ctx = kernels.attention_varlen(qp, kp, vp, cu, cu, n, n, d**-0.5, **kw)
+            on = _on_kernel_device
+            kw = dict(kw, rotary_cos=on(cos)[0], rotary_sin=on(sin)[0])
+            ctx = kernels.attention_varlen(*on(qp, kp, vp, cu, cu), n, n, d**-0.5, **kw).cpu()
         else:
             ctx = R.attention_varlen(qp, kp, vp, cu, cu, n, n, d**-0.5, **kw)
         ours = attn.Wo(ctx.reshape(ctx.shape[0], -1))

@@ -193,7 +193,7 @@ def test_every_launch_guarded_with_the_tensors_device(name, monkeypatch):
     real = _compat.device_guard
     monkeypatch.setattr(_compat, "device_guard", lambda dev: seen.append(dev) or real(dev))
     _public_calls(DEVICE)[name]()
-    assert seen == [torch.device(DEVICE)], seen
+    assert seen == [torch.empty(0, device=DEVICE).device], seen  # cuda:0 on a GPU, not bare cuda
 
 
 def test_interpreter_refusal_names_the_versions():
@@ -233,3 +233,12 @@ def test_op_path_under_the_interpreter_launches_the_kernel_unwrapped(monkeypatch
 
 def _refuse_wrap(kernel):
     raise RuntimeError("wrap_triton only works on functions annotated with triton.jit or triton.autotune")
+
+
+@pytest.mark.skipif(INTERPRET, reason="the interpreter runs the kernels on CPU tensors")
+@pytest.mark.parametrize("name", OPS)
+def test_cpu_tensors_refused_outside_the_interpreter(name):
+    """On a GPU machine (no interpreter) CPU tensors get a ValueError naming the device before any launch,
+    not Triton's 'Pointer argument cannot be accessed'."""
+    with pytest.raises(ValueError, match="take CUDA tensors, these are on cpu"):
+        _public_calls("cpu")[name]()

@@ -10,7 +10,13 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import FIRST_TOKEN_HEADS, judge_all, perturb_norms_and_biases, require_transformers
+from model_helpers import (
+    FIRST_TOKEN_HEADS,
+    INTERPRET,
+    judge_all,
+    perturb_norms_and_biases,
+    require_transformers,
+)
 
 import fastbert
 from fastbert.models import registry
@@ -74,10 +80,8 @@ def test_fp32_parity_with_transformers(saved, task):
 
 
 def test_left_padding_and_triton_under_the_interpreter(saved):
-    from fastbert.ops import triton_available
-
     folder, hf = saved("masked-lm")
-    backends = ["sdpa"] + (["triton"] if triton_available() else [])
+    backends = ["sdpa"] + (["triton"] if INTERPRET else [])  # a CPU model: the kernels under the interpreter
     for backend in backends:
         model = fastbert.DistilBertForMaskedLM.from_pretrained(folder, attn_implementation=backend)
         with warnings.catch_warnings():

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import judge_all, perturb_norms_and_biases, require_transformers
+from model_helpers import judge_all, perturb_norms_and_biases, require_interpreter, require_transformers
 
 import fastbert
 from fastbert.models import registry
@@ -95,10 +95,7 @@ def test_same_width_has_no_projection_and_left_padding(saved, side):
 
 
 def test_triton_backend_under_the_interpreter(saved):
-    from fastbert.ops import triton_available
-
-    if not triton_available():
-        pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
+    require_interpreter()
     folder, hf = saved("pretraining")
     model = fastbert.ElectraForPreTraining.from_pretrained(folder, attn_implementation="triton")
     with warnings.catch_warnings():

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import FIRST_TOKEN_HEADS, judge_all, require_transformers
+from model_helpers import FIRST_TOKEN_HEADS, judge_all, require_interpreter, require_transformers
 
 import fastbert
 from fastbert.models import registry
@@ -185,10 +185,7 @@ def test_hidden_states_attentions_and_a_batch_without_padding(saved, backend):
 
 
 def test_triton_under_the_interpreter(saved):
-    from fastbert.ops import triton_available
-
-    if not triton_available():
-        pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
+    require_interpreter()
     for form in ("hub", "current"):
         folder, hf = saved("base", form)
         model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation="triton")

@@ -11,7 +11,13 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import FIRST_TOKEN_HEADS, judge_all, perturb_norms_and_biases, require_transformers
+from model_helpers import (
+    FIRST_TOKEN_HEADS,
+    judge_all,
+    perturb_norms_and_biases,
+    require_interpreter,
+    require_transformers,
+)
 
 import fastbert
 from fastbert.models import registry
@@ -95,10 +101,7 @@ def test_offsets_past_the_bucket_table_without_padding(saved, backend):
 
 
 def test_triton_under_the_interpreter_left_padded(saved):
-    from fastbert.ops import triton_available
-
-    if not triton_available():
-        pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
+    require_interpreter()
     for task in ("base", "masked-lm"):
         folder, hf = saved(task)
         model = registry.model_class("mpnet", task).from_pretrained(folder, attn_implementation="triton")

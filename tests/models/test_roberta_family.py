@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import require_transformers
+from model_helpers import require_interpreter, require_transformers
 
 import fastbert
 from fastbert.models import registry
@@ -175,10 +175,7 @@ def test_length_limit_is_positions_after_the_padding_index(saved):
 
 
 def test_triton_backend_under_the_interpreter(saved):
-    from fastbert.ops import triton_available
-
-    if not triton_available():
-        pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
+    require_interpreter()
     for task in ("base", "masked-lm"):
         folder, hf = saved("xlm-roberta", task)
         model = registry.model_class("xlm-roberta", task).from_pretrained(

@@ -151,6 +151,11 @@ def _check_call(method, dtype, device, rows, smooth, outliers, per_row=True):
     out = fp8_output_dtype(x.device, dtype, per_row) if method == "fp8" else dtype
     if out != dtype:
         assert str(dtype) in repr(lin)
+    if method == "fp8" and x.is_cuda and out == torch.float32:
+        # the fp8 tensor cores do not sum in fp32: on an H200 (sm_90, torch 2.11) the fp32 outputs of
+        # _scaled_mm carry a relative error near 2e-4 (about 13 mantissa bits, as DeepSeek-V3 measured the
+        # accumulation of Hopper's FP8 GEMMs), beyond fp32's rule and within fp16's: judged in fp16
+        out = torch.float16
     torch_out = F.linear((qx.float() * sx).to(out), dw.to(out), b.to(out))
     if o is not None:
         torch_out = torch_out + (x[:, o] @ w[:, o].T).to(out)
@@ -225,16 +230,18 @@ def test_calibrated_model_on_cpu_call_path(method, tmp_path):
     with torch.no_grad():
         ref = fp32(input_ids=ids).last_hidden_state
         y = model(input_ids=ids).last_hidden_state
-        model.set_attn_implementation("triton")  # the GPU default: its GEMMs call the same copies
-        calls, hook = [], dense.weight.fastbert_linear
-        dense.weight.fastbert_linear = lambda x, w, b: calls.append(b is None) or hook(x, w, b)
-        y_triton = model(input_ids=ids).last_hidden_state
-        dense.weight.fastbert_linear = hook
-    assert calls == [True]  # the triton table's GEMM, its bias fused into the add + LayerNorm kernel
     assert not torch.equal(y, ref)  # quantized ...
     assert F.cosine_similarity(y.flatten(1), ref.flatten(1)).min() > 0.99  # ... and close
-    # the triton run quantizes as the sdpa one did: far nearer to it than either is to the fp32 model
-    assert (y_triton - y).norm() < 0.1 * (y - ref).norm()
+    if os.environ.get("TRITON_INTERPRET") == "1":  # the triton table on this CPU model: the interpreter only
+        with torch.no_grad():
+            model.set_attn_implementation("triton")  # the GPU default: its GEMMs call the same copies
+            calls, hook = [], dense.weight.fastbert_linear
+            dense.weight.fastbert_linear = lambda x, w, b: calls.append(b is None) or hook(x, w, b)
+            y_triton = model(input_ids=ids).last_hidden_state
+            dense.weight.fastbert_linear = hook
+        assert calls == [True]  # the triton table's GEMM, its bias fused into the add + LayerNorm kernel
+        # the triton run quantizes as the sdpa one did: far nearer to it than either is to the fp32 model
+        assert (y_triton - y).norm() < 0.1 * (y - ref).norm()
     model.save_pretrained(tmp_path)
     again = fastbert.BertModel.from_pretrained(tmp_path)
     assert getattr(again, "quantization", None) is None  # a normal checkpoint
