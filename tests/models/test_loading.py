@@ -6,11 +6,10 @@ import shutil
 
 import pytest
 import torch
-from model_helpers import TINY, require_transformers
+from model_helpers import TINY, minilm_folder, require_transformers
 from safetensors.torch import load_file, save_file
 
 import fastbert
-from fastbert.hub import embedded_model_path
 
 transformers = require_transformers()
 
@@ -32,7 +31,7 @@ def save_tiny(tmp_path, name="BertForMaskedLM", **overrides):
 
 
 def test_minilm_sentence_embedding_matches_transformers():
-    path = embedded_model_path()
+    path = minilm_folder()
     tok = fastbert.AutoTokenizer.from_pretrained(path)
     sentences = ["A man is eating food.", "Plants create energy through photosynthesis, a process.", "Hi"]
     enc = tok(sentences, padding=True, return_tensors="pt")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import fastbert
-from tests.model_helpers import CLASSES, TINY, require_transformers
+from fastbert.models import registry
+from tests.model_helpers import CLASSES, TINY, require_transformers, tiny_family_config
 
 transformers = require_transformers()
 
@@ -249,3 +250,13 @@ def test_generate_bad_arguments_and_config(lm_pair, tmp_path):
     assert saved["pad_token_id"] == 0
     model = transformers.BertLMHeadModel.from_pretrained(tmp_path)  # transformers reads it back
     assert model.generation_config.pad_token_id == 0
+
+
+@pytest.mark.parametrize("model_type", registry.supported_model_types())
+def test_cuda_graphs_entry_on_a_cpu_model(model_type):
+    """The opt-in itself runs anywhere: on a CPU model it refuses with the reason, and turning it off is a
+    no-op that returns the model (the capture is tested on CUDA in test_triton_backend / test_family_gpu)."""
+    model = registry.model_class(model_type, "base")(tiny_family_config(model_type)).eval()
+    with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
+        model.cuda_graphs()
+    assert model.cuda_graphs(enabled=False) is model

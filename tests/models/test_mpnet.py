@@ -14,6 +14,7 @@ import torch
 from model_helpers import (
     FIRST_TOKEN_HEADS,
     judge_all,
+    minilm_folder,
     perturb_norms_and_biases,
     require_interpreter,
     require_transformers,
@@ -138,9 +139,9 @@ def test_save_reload_in_transformers_and_accelerate_a_sentence_transformer(saved
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    from fastbert.hub import embedded_model_path
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_model_path())  # WordPiece, as MPNet's
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        minilm_folder(weights=False)
+    )  # WordPiece, as MPNet's
     config = transformers.MPNetConfig(**{**TINY, "vocab_size": tokenizer.vocab_size})
     torch.manual_seed(4)
     perturb_norms_and_biases(transformers.MPNetModel(config)).save_pretrained(tmp_path / "st")
