@@ -300,7 +300,8 @@ def test_cuda_graphs_match_and_do_not_recapture():
         model(input_ids=ids)
     with torch.no_grad():
         before = model(input_ids=ids).last_hidden_state
-        model.encoder.layer[0].output.dense.bias.add_(1.0)
+        bias = model.encoder.layer[0].output.dense.bias  # a per-feature edit: LayerNorm, next, would
+        bias.add_(torch.randn_like(bias))  # remove a constant one (seen on an H200: 0.002 in fp16)
         after = model(input_ids=ids).last_hidden_state
         assert runner.captures == 1 and (after - before).abs().max() > 1e-2
         model.float().half()  # the parameters moved
