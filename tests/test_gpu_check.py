@@ -66,7 +66,7 @@ def test_dry_run_of_both_steps(tmp_path):
     step2 = subprocess.run(["bash", str(SCRIPT), "2", "--dry-run"], env=env, capture_output=True, text=True)
     assert step2.returncode == 0, (out / "gpu_check.log").read_text()[-4000:]
     files = _files(out)
-    for name in ("gpu_check.log", "steps.tsv", "compile/rows.jsonl", "targets.txt"):
+    for name in ("gpu_check.log", "steps.tsv", "host.txt", "compile/rows.jsonl", "targets.txt"):
         assert Path(name) in files, (name, files)
     assert "1x128 with CUDA graphs" in (out / "targets.txt").read_text()
 
