@@ -124,7 +124,7 @@ def contiguous_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
 
 def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) for a row-tiled elementwise kernel: ~``tile`` elements a program."""
-    block_n = min(triton.next_power_of_2(max(n_cols, 16)), 1024)
+    block_n = min(_compat.next_power_of_2(max(n_cols, 16)), 1024)
     block_m = max(1, min(64, tile // block_n))
     num_warps = 8 if block_m * block_n >= 8192 else 4
     return block_m, block_n, num_warps
@@ -179,7 +179,7 @@ def _launch_elementwise(
     block_m, block_n, num_warps = elementwise_settings(n_out)
     _compat.launch(
         kernel,
-        (triton.cdiv(m, block_m), triton.cdiv(n_out, block_n)),
+        (_compat.cdiv(m, block_m), _compat.cdiv(n_out, block_n)),
         device=x.device,
         wrap=wrap,
         X=x2,

@@ -403,7 +403,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         return o
     varlen = cu_q is not None
     stride_b = (lambda t: 0) if varlen else (lambda t: t.stride(0))  # noqa: E731
-    block_d = max(16, triton.next_power_of_2(d))
+    block_d = max(16, _compat.next_power_of_2(d))
     meta = {}
     forced = _forced(q.dtype, block_d, rotary=cos is not None)
     kernel = _attn_fwd_tuned
@@ -413,7 +413,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
         meta = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns)
     _compat.launch(
         kernel,
-        lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch),
+        lambda meta: (_compat.cdiv(max_seqlen_q, meta["BLOCK_M"]), heads, batch),
         device=q.device,
         wrap=wrap,
         Q=q,

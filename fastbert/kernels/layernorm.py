@@ -109,7 +109,7 @@ def normalize(
 
 def row_settings(n_cols: int, tile: int = 4096) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) for a kernel that holds whole rows: ~``tile`` elements a program."""
-    block_n = triton.next_power_of_2(max(n_cols, 16))
+    block_n = _compat.next_power_of_2(max(n_cols, 16))
     block_m = max(1, min(16, tile // block_n))
     size = block_m * block_n
     num_warps = 16 if size >= 16384 else 8 if size >= 4096 else 4
@@ -122,7 +122,7 @@ def launch_rows(kernel, n_rows: int, n_cols: int, *, device: torch.device, wrap:
     block_m, block_n, num_warps = row_settings(n_cols)
     _compat.launch(
         kernel,
-        (triton.cdiv(n_rows, block_m),),
+        (_compat.cdiv(n_rows, block_m),),
         device=device,
         wrap=wrap,
         BLOCK_M=block_m,
@@ -141,7 +141,11 @@ def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bo
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
-    bias, ln_weight, ln_bias = (contiguous_or_none(t) for t in (bias, ln_weight, ln_bias))
+    bias, ln_weight, ln_bias = (
+        contiguous_or_none(bias),
+        contiguous_or_none(ln_weight),
+        contiguous_or_none(ln_bias),
+    )
     launch_rows(
         _layernorm_fwd_kernel,
         m,

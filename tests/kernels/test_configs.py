@@ -69,3 +69,17 @@ def test_prune_drops_the_tile_that_spills_with_the_relative_bias():
     biased = attention._prune(attention._CONFIGS, {}, Q=q, BLOCK_D=64, HAS_REL_BIAS=True)
     assert any(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] > 128 * 64 for c in plain)
     assert biased and all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 64 for c in biased)
+
+
+def test_host_integer_helpers_are_tritons():
+    """The launchers' cdiv / next_power_of_2 (plain Python: triton's are ConstexprFunctions, ~4 us a host call)
+    give what triton's give."""
+    import triton
+
+    from fastbert.kernels import _compat
+
+    for n in range(1, 5000):
+        assert _compat.next_power_of_2(n) == triton.next_power_of_2(n), n
+        for b in (1, 7, 16, 64, 128):
+            assert _compat.cdiv(n, b) == triton.cdiv(n, b), (n, b)
+    assert _compat.cdiv(0, 16) == 0

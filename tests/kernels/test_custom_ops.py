@@ -176,6 +176,7 @@ def test_device_guard_switches_only_when_needed(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with _compat.device_guard(torch.device("cuda", 1)):
         pass
     assert entered == [1], "a tensor on cuda:1 while cuda:0 is current: the launch must switch to cuda:1"
@@ -183,6 +184,11 @@ def test_device_guard_switches_only_when_needed(monkeypatch):
         with _compat.device_guard(dev):
             pass
     assert entered == [1], "no switch for the current device, an unindexed cuda device or the CPU"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1 / 0)  # not even asked
+    with _compat.device_guard(torch.device("cuda", 1)):
+        pass
+    assert entered == [1], "one GPU: nothing to switch to"
 
 
 @pytest.mark.parametrize("name", OPS)
