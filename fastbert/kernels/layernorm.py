@@ -83,9 +83,8 @@ def normalize(
 ):
     """LayerNorm (``RMS``: RMSNorm) of the fp32 rows ``h`` (padding columns zero), weight ``W`` and, when
     ``HAS_LN_BIAS``, bias ``LB`` read at ``cols``."""
-    eps = tl.cast(
-        eps, tl.float32
-    )  # fp64 where Inductor launches the kernel: statistics stay fp32, as torch's
+    # eps is fp64 where Inductor launches the kernel: the statistics stay fp32, as torch's
+    eps = tl.cast(eps, tl.float32)
     total = tl.sum(h, axis=1)
     n = tl.zeros_like(total) + N  # the precise helpers take operands of one shape
     if RMS:

@@ -139,9 +139,8 @@ def test_save_reload_in_transformers_and_accelerate_a_sentence_transformer(saved
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(
-        minilm_folder(weights=False)
-    )  # WordPiece, as MPNet's
+    # WordPiece, as MPNet's
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_folder(weights=False))
     config = transformers.MPNetConfig(**{**TINY, "vocab_size": tokenizer.vocab_size})
     torch.manual_seed(4)
     perturb_norms_and_biases(transformers.MPNetModel(config)).save_pretrained(tmp_path / "st")

@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import INTERPRET
 
 import fastbert
 from fastbert.config import default_attn_implementation
@@ -232,7 +233,7 @@ def test_calibrated_model_on_cpu_call_path(method, tmp_path):
         y = model(input_ids=ids).last_hidden_state
     assert not torch.equal(y, ref)  # quantized ...
     assert F.cosine_similarity(y.flatten(1), ref.flatten(1)).min() > 0.99  # ... and close
-    if os.environ.get("TRITON_INTERPRET") == "1":  # the triton table on this CPU model: the interpreter only
+    if INTERPRET:  # the triton table on this CPU model: the interpreter only
         with torch.no_grad():
             model.set_attn_implementation("triton")  # the GPU default: its GEMMs call the same copies
             calls, hook = [], dense.weight.fastbert_linear
