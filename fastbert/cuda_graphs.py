@@ -20,16 +20,71 @@ A graph reads the weights by address: in-place edits (``.data``, ``copy_``, ``lo
 by the next replay; a move (``to()``, ``half()``, ``load_state_dict(assign=True)``) bumps the model's
 ``weights_version`` and the graphs are captured again. Anything else that rebinds a parameter needs
 :meth:`GraphRunner.invalidate`. Under ``torch.autocast`` the capture runs with autocast's weight-cast
-cache off (the cache is freed when autocast exits, and a graph would read the freed memory).
+cache off (the cache is freed when autocast exits, and a graph would read the freed memory). Each call
+also compares the parameters' and buffers' addresses with those the graphs were captured on (about 20 us
+for BERT-base), and a parameter, buffer or submodule registered anywhere (``module.weight = Parameter(...)``,
+PEFT replacing a module) makes the runner list them again: a rebound or ``.data =``-replaced weight is a
+capture, never a read of freed memory.
+
+**On by default** for the triton backend on CUDA (``auto_install``, from the engine's ``encode``): the first
+covered call installs a runner with ``AUTO_LIMITS`` — batches up to 64, lengths up to 512, at most 16,384
+tokens a bucket, and a bucket at most ``1 / AUTO_MIN_FILL`` times the real tokens once it holds more than
+4,096 (a skewed batch runs packed, without the padding). On the H200 of 2026-12-04 a graph replayed a
+bert-base forward 7.5x faster than transformers' sdpa at 1-8 x 128 and 2.45x at 32 x 128, where the eager
+triton path, bound by the host's launches, ran 0.65-0.69x. ``model.cuda_graphs(enabled=False)`` or
+``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off; ``model.cuda_graphs(...)`` sets limits of its own. A
+capture that fails (an op that reads the device on the host, say) warns once and leaves that model on the
+normal forward. Calls are serialised (a lock, and each call's work waits for the previous call's on its
+stream), so threads and streams may share a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+import warnings
 
 import torch
+from torch.nn.modules import module as _torch_module
 
 SEQLEN_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
+ENV = "FASTBERT_CUDA_GRAPHS"
+#: the runner ``auto_install`` puts in front of a CUDA triton model on its first covered call
+AUTO_LIMITS = dict(max_batch=64, max_seqlen=512, max_tokens=16384)
+#: above this many tokens a bucket, the auto runner replays only batches whose real tokens fill at least
+#: AUTO_MIN_FILL of the bucket (below it every forward is bound by the host's launches, padded or not)
+AUTO_FILL_FROM_TOKENS = 4096
+AUTO_MIN_FILL = 0.5
+
+
+def _auto_from_env() -> bool:
+    raw = os.environ.get(ENV, "").strip().lower()
+    if raw in ("", "1", "auto", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{ENV} must be 1/auto/on or 0/off, got {raw!r}")
+
+
+#: CUDA graphs by default (``FASTBERT_CUDA_GRAPHS``, read when this module is first imported)
+AUTO: bool = _auto_from_env()
+
+#: bumped whenever any module registers a parameter, buffer or submodule (torch's global registration
+#: hooks): a runner then lists its model's tensors again before trusting its graphs' addresses
+_REGISTRATIONS = [0]
+
+
+def _registered(*_args):
+    _REGISTRATIONS[0] += 1
+
+
+for _hook in (
+    _torch_module.register_module_parameter_registration_hook,
+    _torch_module.register_module_buffer_registration_hook,
+    _torch_module.register_module_module_registration_hook,
+):
+    _hook(_registered)
 
 
 def _buckets(limit: int, candidates) -> tuple[int, ...]:
@@ -47,16 +102,53 @@ def _base(model):
     return getattr(model, prefix, model) if prefix else model
 
 
-def install(model, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
-    """Serve ``model``'s small triton calls from CUDA graphs (``enabled=False``: stop). Returns the runner."""
+def install(
+    model,
+    max_batch: int = 8,
+    max_seqlen: int = 128,
+    enabled: bool = True,
+    runner=None,
+    max_tokens: int | None = None,
+    min_fill: float = 0.0,
+):
+    """Serve ``model``'s small triton calls from CUDA graphs (``enabled=False``: stop, and no runner is
+    installed by default either). Returns the runner."""
     base = _base(model)
     if not enabled:
         base.__dict__.pop("encode", None)
+        base._graphs_auto = False
         return None
     if base.device.type != "cuda":
         raise ValueError("CUDA graphs need the model on a CUDA device")
-    runner = runner or GraphRunner(base, max_batch, max_seqlen)
+    runner = runner or GraphRunner(base, max_batch, max_seqlen, max_tokens=max_tokens, min_fill=min_fill)
     base.__dict__["encode"] = runner
+    return runner
+
+
+def auto_install(model) -> GraphRunner | None:
+    """The default runner of a base model on its first CUDA call (the engine's ``encode`` asks), or None where
+    graphs are off or cannot serve it: ``FASTBERT_CUDA_GRAPHS=0``, another backend than triton, a model in
+    training, a call inside torch.compile or inside a capture."""
+    if (
+        not AUTO
+        or model.training
+        or model.attn_implementation != "triton"
+        or torch.compiler.is_compiling()
+        or torch.cuda.is_current_stream_capturing()
+        or model.device.type != "cuda"
+    ):
+        return None
+    limit, _ = model._length_limit()
+    runner = GraphRunner(
+        model,
+        AUTO_LIMITS["max_batch"],
+        min(AUTO_LIMITS["max_seqlen"], limit),
+        max_tokens=AUTO_LIMITS["max_tokens"],
+        min_fill=AUTO_MIN_FILL,
+        fill_from_tokens=AUTO_FILL_FROM_TOKENS,
+        auto=True,
+    )
+    model.__dict__["encode"] = runner
     return runner
 
 
@@ -69,9 +161,23 @@ def runner_of(model) -> GraphRunner | None:
 class GraphRunner:
     """Captured graphs of one base model, keyed by (batch bucket, length bucket, dtype, autocast)."""
 
-    def __init__(self, model, max_batch: int, max_seqlen: int, warmup: int = 2):
+    def __init__(
+        self,
+        model,
+        max_batch: int,
+        max_seqlen: int,
+        warmup: int = 2,
+        max_tokens: int | None = None,
+        min_fill: float = 0.0,
+        fill_from_tokens: int = 0,
+        auto: bool = False,
+    ):
         if max_batch < 1 or max_seqlen < 1:
             raise ValueError("max_batch and max_seqlen must be positive")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if not 0.0 <= min_fill <= 1.0:
+            raise ValueError(f"min_fill must lie in [0, 1], got {min_fill}")
         limit, why = model._length_limit()  # the family's longest input (RoBERTa: after the padding index)
         if max_seqlen > limit:
             raise ValueError(f"max_seqlen={max_seqlen} exceeds {why}")
@@ -81,7 +187,20 @@ class GraphRunner:
         self.max_seqlen = max_seqlen
         self.batch_buckets = _buckets(max_batch, [2**i for i in range(12)])
         self.seqlen_buckets = _buckets(max_seqlen, SEQLEN_BUCKETS)
+        #: largest bucket (batch x length) replayed; None: any inside max_batch x max_seqlen
+        self.max_tokens = max_tokens
+        #: a bucket of more than ``fill_from_tokens`` tokens is replayed only when the real tokens fill at
+        #: least ``min_fill`` of it (0: always, without reading the lengths)
+        self.min_fill = min_fill
+        self.fill_from_tokens = fill_from_tokens
+        self.auto = auto  # installed by default (a failed capture then turns graphs off, with one warning)
+        self.failed: str | None = None  # why a capture failed: the runner then serves nothing
         self.warmup = warmup
+        self.lock = threading.Lock()
+        self.done: torch.cuda.Event | None = None  # the previous call's last work, on its stream
+        self._tensors: list[torch.Tensor] | None = None
+        self._addresses: list[int] | None = None
+        self._registrations = -1
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None
         self.stream = None
@@ -98,7 +217,28 @@ class GraphRunner:
     def bucket(self, batch: int, seqlen: int) -> tuple[int, int] | None:
         b = next((x for x in self.batch_buckets if x >= batch), None)
         s = next((x for x in self.seqlen_buckets if x >= seqlen), None)
-        return None if b is None or s is None else (b, s)
+        if b is None or s is None or (self.max_tokens is not None and b * s > self.max_tokens):
+            return None
+        return b, s
+
+    def worth_padding(self, bucket: tuple[int, int], real_tokens: int | None) -> bool:
+        """Whether a batch of ``real_tokens`` is replayed padded to ``bucket`` (else it runs packed)."""
+        size = bucket[0] * bucket[1]
+        return real_tokens is None or size <= self.fill_from_tokens or real_tokens >= self.min_fill * size
+
+    def check_weights(self) -> None:
+        """Drop the graphs when a parameter or buffer is no longer where they were captured."""
+        stamp = getattr(self.model, "weights_version", 0)
+        if stamp != self.stamp:  # the weights moved: the graphs point at freed memory
+            self.invalidate()
+            self.stamp = stamp
+        if self._tensors is None or self._registrations != _REGISTRATIONS[0]:
+            self._registrations = _REGISTRATIONS[0]
+            self._tensors = [*self.model.parameters(), *self.model.buffers()]
+        addresses = [t.data_ptr() for t in self._tensors]
+        if addresses != self._addresses:
+            self.invalidate()
+            self._addresses = addresses
 
     def covers(self, inputs, allow_pack: bool) -> bool:
         m = self.model
@@ -120,7 +260,9 @@ class GraphRunner:
             and m.attn_implementation == "triton"
             and m.config.position_embedding_type == "absolute"
             and not m.config.is_decoder
+            and not torch.compiler.is_compiling()
             and not torch.cuda.is_current_stream_capturing()
+            and self.failed is None
             and self.bucket(*ids.shape) is not None
         )
 
@@ -128,11 +270,34 @@ class GraphRunner:
         """``encode``'s signature: a replay when the call is covered, else the model's own encode."""
         if not host_reads or not self.covers(inputs, allow_pack):
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
-        self.model.validate(inputs, read_lengths=False)  # one host read, before any replay
-        with torch.cuda.device(
-            self.model.device
-        ):  # capture and replay on the model's GPU, not the current one
-            return self.run(inputs)
+        ids = inputs.input_ids
+        bucket = self.bucket(*ids.shape)
+        fill = self.min_fill > 0 and bucket[0] * bucket[1] > self.fill_from_tokens
+        # one host read, before any replay (with the lengths when the fill decides)
+        checked = self.model.validate(inputs, read_lengths=fill and inputs.attention_mask is not None)
+        if checked.seqlens_host is not None:
+            real = sum(checked.seqlens_host)
+        else:  # no mask: every position is a token
+            real = ids.shape[0] * ids.shape[1] if fill else None
+        if not self.worth_padding(bucket, real):
+            return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
+        # capture and replay on the model's GPU, not the current one
+        with self.lock, torch.cuda.device(self.model.device):
+            try:
+                return self.run(inputs)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as err:  # noqa: BLE001 - an installed-by-default runner must not break a call
+                if not self.auto:
+                    raise
+                self.failed = f"{type(err).__name__}: {err}"
+                self.invalidate()
+                warnings.warn(
+                    f"fastbert: CUDA graphs turned off for this model, a capture failed ({self.failed}); "
+                    "calls run the normal forward",
+                    stacklevel=4,
+                )
+        return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
 
     def _capture(self, key, inputs_type):
         b, s = key[0], key[1]
@@ -179,10 +344,10 @@ class GraphRunner:
         b, s = self.bucket(batch, seqlen)
         autocast = torch.is_autocast_enabled("cuda")
         key = (b, s, self.model.dtype, autocast, torch.get_autocast_dtype("cuda") if autocast else None)
-        stamp = getattr(self.model, "weights_version", 0)
-        if stamp != self.stamp:  # the weights moved: the graphs point at freed memory
-            self.invalidate()
-            self.stamp = stamp
+        self.check_weights()
+        stream = torch.cuda.current_stream()
+        if self.done is not None:  # the previous call (maybe on another stream) has read the buffers
+            stream.wait_event(self.done)
         graph, ids, mask, tt, enc = self.graphs.get(key) or self._capture(key, type(inputs))
         ids.fill_(self.pad_id)
         mask.zero_()
@@ -197,9 +362,13 @@ class GraphRunner:
         graph.replay()
         hidden = enc.sequence
         keep = mask[:batch, :seqlen, None].to(hidden.dtype)
-        return dataclasses.replace(
+        out = dataclasses.replace(
             enc,
             sequence=hidden[:batch, :seqlen] * keep,  # padded positions zero, as the packed path
             pooled=enc.pooled[:batch].clone() if enc.pooled is not None else None,
             _padded=None,
         )
+        if self.done is None:
+            self.done = torch.cuda.Event()
+        self.done.record(stream)
+        return out

@@ -239,14 +239,19 @@ def _build_hf_compile(mode: str | None) -> Callable[[BuildContext], RunFn]:
 
 
 def _build_fastbert(
-    impl: str, graphs: bool = False, compiled: bool = False
+    impl: str, graphs: bool | None = None, compiled: bool = False
 ) -> Callable[[BuildContext], RunFn]:
+    """``graphs``: None, the default (CUDA graphs by their default rules on CUDA); True, every shape of the
+    row replayed (``cuda_graphs()`` sized to the rows); False, the eager forward."""
+
     def build(ctx: BuildContext) -> RunFn:
         backend = ("triton" if _cuda(ctx.device) else "sdpa") if impl == "default" else impl
         model = fastbert_model(ctx.source, backend, ctx.dtype)
         if graphs:
             max_seqlen = min(ctx.max_seqlen, model.config.max_position_embeddings)
             model = model.cuda_graphs(max_batch=ctx.max_batch, max_seqlen=max_seqlen) or model
+        elif graphs is False or compiled:
+            model = model.cuda_graphs(enabled=False) or model
         if compiled:
             if ctx.compile_dynamic is False:
                 _allow_recompiles()
@@ -481,14 +486,24 @@ PROVIDERS: dict[str, Provider] = {
     for p in [
         Provider(
             "fastbert-triton",
-            "fastbert, attn_implementation='triton' (fused Triton kernels, packed tokens)",
+            "fastbert, attn_implementation='triton' (fused Triton kernels; on CUDA, CUDA graphs by their "
+            "default rules, else packed tokens)",
             _build_fastbert("triton"),
             _triton_missing,
             converts=True,
         ),
         Provider(
+            "fastbert-triton-eager",
+            "fastbert 'triton' without CUDA graphs (model.cuda_graphs(enabled=False): packed tokens, a launch "
+            "per kernel)",
+            _build_fastbert("triton", graphs=False),
+            _triton_missing,
+            converts=True,
+        ),
+        Provider(
             "fastbert-triton-graphs",
-            "fastbert 'triton' replayed through CUDA graphs (model.cuda_graphs())",
+            "fastbert 'triton' with every shape of the row replayed through CUDA graphs "
+            "(model.cuda_graphs(max_batch, max_seqlen) sized to the rows)",
             _build_fastbert("triton", graphs=True),
             _graphs_missing,
             converts=True,

@@ -97,16 +97,23 @@ def tanh(x):
     return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
 
 
-_FIX_BF16_ROUNDING = tl.constexpr(INTERPRET)
+# Two definitions rather than one reading a constexpr global: Triton compares every global a kernel reads with
+# its value at compile time on each launch (a Python ``__ne__`` of ``tl.constexpr``, microseconds a launch).
+if INTERPRET:
 
+    @triton.jit
+    def cast_out(x, dtype: tl.constexpr):
+        if dtype == tl.bfloat16:
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = bits + 0x7FFF + ((bits >> 16) & 1)  # round half to even on the kept 16 bits
+            x = ((bits >> 16) << 16).to(tl.float32, bitcast=True)  # exact in bf16 now
+        return x.to(dtype)
 
-@triton.jit
-def cast_out(x, dtype: tl.constexpr):
-    if _FIX_BF16_ROUNDING and dtype == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = bits + 0x7FFF + ((bits >> 16) & 1)  # round half to even on the kept 16 bits
-        x = ((bits >> 16) << 16).to(tl.float32, bitcast=True)  # exact in bf16 now
-    return x.to(dtype)
+else:
+
+    @triton.jit
+    def cast_out(x, dtype: tl.constexpr):
+        return x.to(dtype)
 
 
 def forced_config() -> str | tuple[int, int, int, int] | None:

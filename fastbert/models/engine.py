@@ -145,6 +145,14 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         self.weights_version = 0
         self.register_load_state_dict_post_hook(_after_load)
 
+    #: the default CUDA-graph runner may be installed on a CUDA call (``cuda_graphs(enabled=False)``: no)
+    _graphs_auto = True
+
+    def __getstate__(self):  # copies and pickles leave a CUDA-graph runner behind (graphs, a lock, events)
+        state = super().__getstate__().copy()
+        state.pop("encode", None)
+        return state
+
     def _bump_weights_version(self) -> None:
         for module in self.modules():
             if isinstance(module, BertPreTrainedModel):
@@ -249,16 +257,26 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
             if (p.requires_grad or not only_trainable) and id(p) not in skip
         )
 
-    def cuda_graphs(self, max_batch: int = 8, max_seqlen: int = 128, enabled: bool = True, runner=None):
-        """Opt in to CUDA graphs for small batches on the triton backend (see ``fastbert.cuda_graphs``).
+    def cuda_graphs(
+        self,
+        max_batch: int = 8,
+        max_seqlen: int = 128,
+        enabled: bool = True,
+        runner=None,
+        max_tokens: int | None = None,
+        min_fill: float = 0.0,
+    ):
+        """CUDA graphs for small batches on the triton backend, with these limits (see ``fastbert.cuda_graphs``;
+        on CUDA they are on by default, with ``cuda_graphs.AUTO_LIMITS``).
 
-        Each (batch, length) bucket up to ``max_batch`` × ``max_seqlen`` is captured on first use and
-        replayed after; other shapes and calls run the normal forward. ``enabled=False`` turns it off.
-        Returns the model.
+        Each (batch, length) bucket up to ``max_batch`` × ``max_seqlen`` (and at most ``max_tokens``
+        positions) is captured on first use and replayed after; other shapes and calls run the normal
+        forward. ``min_fill``: replay only batches whose real tokens fill that share of their bucket.
+        ``enabled=False`` turns graphs off, the default ones too. Returns the model.
         """
         from ..cuda_graphs import install
 
-        install(self, max_batch, max_seqlen, enabled, runner)
+        install(self, max_batch, max_seqlen, enabled, runner, max_tokens=max_tokens, min_fill=min_fill)
         return self
 
     def _warn_fallback(self, reason: str) -> None:
@@ -532,7 +550,20 @@ class BertModel(BertPreTrainedModel):
         """The encoder on ``inputs``. ``keep_packed``: the sequence stays packed (a per-token head runs on
         real tokens only). ``allow_pack=False``: padded throughout (a loss over padded positions).
         ``host_reads=False``: no device->host read at all (inputs validated by the caller, padded with a
-        key mask), so the call can be captured in a CUDA graph."""
+        key mask), so the call can be captured in a CUDA graph.
+
+        The first call on CUDA tensors installs the default CUDA-graph runner (``fastbert.cuda_graphs``),
+        which serves this and later calls it covers and hands the others back here."""
+        if host_reads and self._graphs_auto and "encode" not in self.__dict__:
+            ids = inputs.input_ids
+            if ids is not None and ids.is_cuda:
+                from ..cuda_graphs import auto_install
+
+                runner = auto_install(self)
+                if runner is not None:
+                    return runner(
+                        inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads
+                    )
         cfg = self.config
         output_attentions = (
             cfg.output_attentions if inputs.output_attentions is None else inputs.output_attentions

@@ -38,10 +38,15 @@ def padded_batch(pad_id: int):
     return ids.masked_fill(mask == 0, pad_id), mask
 
 
+@pytest.mark.parametrize("graphs", [True, False], ids=["graphs", "eager"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("model_type", FAMILIES)
-def test_family_triton_on_cuda(model_type, dtype):
+def test_family_triton_on_cuda(model_type, dtype, graphs):
+    """Both paths of the triton backend: the default CUDA graphs (where the family's encode takes them) and
+    the packed eager forward."""
     model = base_model(model_type)
+    if not graphs:
+        model.cuda_graphs(enabled=False)
     ids, mask = padded_batch(model.config.pad_token_id)
     reference = copy.deepcopy(model)
     reference.set_attn_implementation("eager")
@@ -62,6 +67,7 @@ def test_family_cuda_graphs(model_type):
     model = base_model(model_type).half()
     model.set_attn_implementation("triton")
     plain = copy.deepcopy(model)
+    plain.cuda_graphs(enabled=False)  # graphs are on by default
     model.cuda_graphs(max_batch=4, max_seqlen=64)
     ids, mask = padded_batch(model.config.pad_token_id)
     reference = copy.deepcopy(model).float()

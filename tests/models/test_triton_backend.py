@@ -245,12 +245,15 @@ def test_triton_validates_like_other_backends(monkeypatch):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("graphs", [True, False], ids=["graphs", "eager"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("seq", [1, 128, 512])
-def test_triton_parity_bert_base_cuda(dtype, seq):
+def test_triton_parity_bert_base_cuda(dtype, seq, graphs):
     config = fastbert.BertConfig()
     torch.manual_seed(0)
     model = fastbert.BertForMaskedLM(config).eval().cuda()
+    if not graphs:  # on by default: 8 x 512 is inside the default buckets
+        model.cuda_graphs(enabled=False)
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, seq + 1, (8,), generator=g)
     lengths[0] = seq
@@ -317,6 +320,84 @@ def test_cuda_graphs_match_and_do_not_recapture():
         with torch.autocast("cuda", dtype=torch.float16):
             second = model(input_ids=ids).last_hidden_state
         assert torch.equal(first, second)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_cuda_graphs_on_by_default():
+    """A CUDA triton model replays graphs from its first no_grad call, within the fp16 rule; a call with
+    grad, outside the buckets or mostly padding runs the normal forward; a rebound weight re-captures."""
+    import copy
+
+    from fastbert.cuda_graphs import AUTO_LIMITS, runner_of
+    from fastbert.tolerances import assert_close
+
+    model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda()
+    reference = copy.deepcopy(model)
+    reference.set_attn_implementation("eager")
+    torch_fp16 = copy.deepcopy(model).half()
+    torch_fp16.set_attn_implementation("sdpa")
+    model.half().set_attn_implementation("triton")
+    assert runner_of(model) is None
+    ids = torch.randint(1, 1000, (5, 77), device="cuda")
+    mask = torch.ones_like(ids)
+    mask[1, 40:] = 0
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        plain = torch_fp16(input_ids=ids, attention_mask=mask).last_hidden_state
+    runner = runner_of(model)
+    assert runner is not None and runner.auto and runner.captures == 1
+    assert runner.max_tokens == AUTO_LIMITS["max_tokens"]
+    assert_close(out, plain, ref, torch.float16, mask=mask.bool(), what="default graphs")
+    model(input_ids=ids, attention_mask=mask)  # grad enabled: the normal forward
+    with torch.no_grad():
+        model(input_ids=torch.randint(1, 1000, (64, 300), device="cuda"))  # over 16,384 positions
+        skewed = torch.zeros(32, 256, dtype=torch.long, device="cuda")
+        skewed[:, :16] = 1
+        model(input_ids=torch.randint(1, 1000, (32, 256), device="cuda"), attention_mask=skewed)
+        assert runner.captures == 1
+        dense = model.encoder.layer[0].output.dense
+        dense.weight = torch.nn.Parameter(dense.weight.detach() * 2)  # rebound: the old one is freed
+        torch_fp16.encoder.layer[0].output.dense.weight.mul_(2)
+        reference.encoder.layer[0].output.dense.weight.mul_(2)
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        plain = torch_fp16(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert runner.captures == 2
+    assert_close(out, plain, ref, torch.float16, mask=mask.bool(), what="after a rebound weight")
+    model.cuda_graphs(enabled=False)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+    assert runner_of(model) is None
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_cuda_graphs_shared_by_threads_on_their_own_streams():
+    """Two threads, each on its own CUDA stream, calling one model: every result equals the one-thread run."""
+    import threading
+
+    model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda().half()
+    model.set_attn_implementation("triton")
+    batches = [torch.randint(1, 1000, (4, 60), device="cuda", generator=None) for _ in range(8)]
+    with torch.no_grad():
+        expected = [model(input_ids=ids).last_hidden_state.clone() for ids in batches]
+    got: dict[tuple[int, int], torch.Tensor] = {}
+
+    def work(k: int) -> None:
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream), torch.no_grad():
+            for _ in range(5):
+                for i, ids in enumerate(batches):
+                    got[(k, i)] = model(input_ids=ids).last_hidden_state
+        stream.synchronize()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (k, i), out in got.items():
+        assert torch.equal(out, expected[i]), (k, i)
 
 
 @pytest.mark.skipif(not CUDA, reason="torch.compile over the Triton custom ops needs CUDA")

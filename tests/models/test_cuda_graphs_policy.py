@@ -1,0 +1,185 @@
+"""The CUDA-graph runner's decisions, on the CPU: what is on by default and when, which buckets a batch gets,
+when the graphs are dropped (weights moved, rebound, replaced through ``.data``), that a failed capture of the
+default runner falls back with one warning, and that copies leave a runner behind. The captures and replays
+themselves are tested on CUDA (``test_triton_backend.py``: ``test_cuda_graphs_*``)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import pickle
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import fastbert
+from fastbert import cuda_graphs
+from fastbert.cuda_graphs import GraphRunner
+from fastbert.modeling import BertInputs
+
+
+def tiny_model() -> fastbert.BertModel:
+    torch.manual_seed(0)
+    cfg = fastbert.BertConfig(
+        vocab_size=97,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=600,
+    )
+    return fastbert.BertModel(cfg).eval()
+
+
+@pytest.mark.parametrize(
+    ("raw", "on"), [("", True), ("1", True), ("auto", True), ("ON", True), ("0", False), ("off", False)]
+)
+def test_the_environment_switch(monkeypatch, raw, on):
+    monkeypatch.setenv(cuda_graphs.ENV, raw)
+    assert cuda_graphs._auto_from_env() is on
+
+
+def test_a_bad_environment_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv(cuda_graphs.ENV, "sometimes")
+    with pytest.raises(ValueError, match="FASTBERT_CUDA_GRAPHS must be 1/auto/on or 0/off, got 'sometimes'"):
+        cuda_graphs._auto_from_env()
+
+
+def test_auto_buckets_stop_at_the_token_limit():
+    runner = GraphRunner(tiny_model(), 64, 512, max_tokens=16384, min_fill=0.5, fill_from_tokens=4096)
+    assert runner.bucket(1, 7) == (1, 16)
+    assert runner.bucket(3, 100) == (4, 128)
+    assert runner.bucket(32, 512) == (32, 512)  # 16,384 positions: the largest bucket
+    assert runner.bucket(33, 300) is None  # 64 x 384 is over the limit: the packed forward
+    assert runner.bucket(64, 256) == (64, 256)
+    assert runner.bucket(65, 16) is None and runner.bucket(1, 513) is None
+    # small buckets are replayed however little they hold; large ones only when half full
+    assert runner.worth_padding((8, 128), 10)
+    assert runner.worth_padding((32, 256), 4096) and not runner.worth_padding((32, 256), 4095)
+    assert runner.worth_padding((32, 256), None)  # lengths not read: no padding to judge
+
+
+def test_an_explicit_runner_keeps_its_old_limits():
+    runner = GraphRunner(tiny_model(), 8, 128)
+    assert runner.bucket(8, 128) == (8, 128) and runner.bucket(9, 16) is None
+    assert runner.worth_padding((8, 128), 1)  # min_fill 0: every covered batch is replayed
+    with pytest.raises(ValueError, match="min_fill must lie in"):
+        GraphRunner(tiny_model(), 8, 128, min_fill=1.5)
+    with pytest.raises(ValueError, match="max_tokens must be positive"):
+        GraphRunner(tiny_model(), 8, 128, max_tokens=0)
+
+
+def _graphs_dropped(runner: GraphRunner) -> bool:
+    runner.graphs["sentinel"] = None
+    runner.check_weights()
+    return "sentinel" not in runner.graphs
+
+
+def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
+    model = tiny_model()
+    runner = GraphRunner(model, 8, 128)
+    runner.check_weights()  # the addresses the graphs are captured on
+    assert not _graphs_dropped(runner)  # nothing changed
+    dense = model.encoder.layer[0].output.dense
+    with torch.no_grad():
+        dense.weight.add_(1.0)  # in place: the graph reads the new values at the same address
+    assert not _graphs_dropped(runner)
+    dense.weight = nn.Parameter(dense.weight.detach().clone())  # rebound
+    assert _graphs_dropped(runner)
+    assert not _graphs_dropped(runner)
+    dense.bias.data = dense.bias.detach().clone()  # the same Parameter, new storage
+    assert _graphs_dropped(runner)
+    model.encoder.layer[1].intermediate.dense = nn.Linear(32, 37)  # a replaced module (PEFT does this)
+    assert _graphs_dropped(runner)
+    model.float()  # a move bumps weights_version
+    assert _graphs_dropped(runner)
+
+
+def test_the_default_runner_is_installed_only_on_cuda_triton_calls(monkeypatch):
+    model = tiny_model()
+    with torch.no_grad():
+        model(input_ids=torch.randint(1, 97, (2, 8)))
+    assert "encode" not in model.__dict__  # a CPU call installs nothing
+    assert cuda_graphs.auto_install(model) is None  # a CPU model
+    monkeypatch.setattr(GraphRunner, "__init__", lambda self, *a, **k: None)
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cuda", 0)))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # a CPU build has no CUDA
+    model.set_attn_implementation("sdpa")
+    assert cuda_graphs.auto_install(model) is None  # another backend
+    model.set_attn_implementation("triton")
+    model.train()
+    assert cuda_graphs.auto_install(model) is None  # training
+    model.eval()
+    monkeypatch.setattr(cuda_graphs, "AUTO", False)
+    assert cuda_graphs.auto_install(model) is None  # FASTBERT_CUDA_GRAPHS=0
+    monkeypatch.setattr(cuda_graphs, "AUTO", True)
+    runner = cuda_graphs.auto_install(model)
+    assert isinstance(runner, GraphRunner) and model.__dict__["encode"] is runner
+
+
+def test_turning_graphs_off_also_stops_the_default():
+    model = fastbert.BertForSequenceClassification(tiny_model().config).eval()
+    assert model.bert._graphs_auto
+    assert model.cuda_graphs(enabled=False) is model
+    assert model.bert._graphs_auto is False and "encode" not in model.bert.__dict__
+
+
+def test_copies_and_pickles_leave_the_runner_behind():
+    model = tiny_model()
+    runner = GraphRunner(model, 8, 128)
+    model.__dict__["encode"] = runner
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert "encode" not in other.__dict__
+        with torch.no_grad():
+            other(input_ids=torch.randint(1, 97, (1, 5)))
+    assert model.__dict__["encode"] is runner
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, auto):
+    model = tiny_model()
+    runner = GraphRunner(model, 8, 128, auto=auto)
+    model.__dict__["encode"] = runner
+    calls = []
+
+    def broken(inputs):
+        calls.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: runner.failed is None)
+    monkeypatch.setattr(runner, "run", broken)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    ids = torch.randint(1, 97, (2, 8))
+    with torch.no_grad():
+        expected = type(model).encode(model, BertInputs(input_ids=ids)).sequence
+        if not auto:  # an opted-in runner raises: the user asked for graphs
+            with pytest.raises(RuntimeError, match="stream is capturing"):
+                model(input_ids=ids)
+            return
+        with pytest.warns(UserWarning, match="CUDA graphs turned off for this model, a capture failed"):
+            first = model(input_ids=ids).last_hidden_state
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            second = model(input_ids=ids).last_hidden_state
+    assert len(calls) == 1 and "stream is capturing" in runner.failed
+    torch.testing.assert_close(first, expected, rtol=0, atol=0)
+    torch.testing.assert_close(second, expected, rtol=0, atol=0)
+
+
+def test_the_fill_rule_runs_a_skewed_batch_packed(monkeypatch):
+    """A large bucket mostly of padding is not replayed: the model's own (packed) forward runs instead."""
+    model = tiny_model()
+    runner = GraphRunner(model, 64, 512, max_tokens=16384, min_fill=0.5, fill_from_tokens=4096, auto=True)
+    model.__dict__["encode"] = runner
+    replayed = []
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
+    monkeypatch.setattr(runner, "run", lambda inputs: replayed.append(inputs.input_ids.shape) or 1 / 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    ids = torch.randint(1, 97, (32, 256))
+    mask = torch.zeros(32, 256, dtype=torch.long)
+    mask[:, :100] = 1  # 3,200 real tokens of a 8,192-position bucket
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert replayed == [] and out.shape == (32, 256, 32)
