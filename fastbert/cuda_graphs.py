@@ -18,8 +18,7 @@ where the attention kernel takes them). The ids are validated once per call, wit
 
 A graph reads the weights by address: in-place edits (``.data``, ``copy_``, ``load_state_dict``) are seen
 by the next replay; a move (``to()``, ``half()``, ``load_state_dict(assign=True)``) bumps the model's
-``weights_version`` and the graphs are captured again. Anything else that rebinds a parameter needs
-:meth:`GraphRunner.invalidate`. Under ``torch.autocast`` the capture runs with autocast's weight-cast
+``weights_version`` and the graphs are captured again (:meth:`GraphRunner.invalidate` drops them by hand). Under ``torch.autocast`` the capture runs with autocast's weight-cast
 cache off (the cache is freed when autocast exits, and a graph would read the freed memory). Each call
 also compares the parameters' and buffers' addresses with those the graphs were captured on (about 20 us
 for BERT-base), and a parameter, buffer or submodule registered anywhere (``module.weight = Parameter(...)``,
@@ -28,14 +27,17 @@ capture, never a read of freed memory.
 
 **On by default** for the triton backend on CUDA (``auto_install``, from the engine's ``encode``): the first
 covered call installs a runner with ``AUTO_LIMITS`` — batches up to 64, lengths up to 512, at most 16,384
-tokens a bucket, and a bucket at most ``1 / AUTO_MIN_FILL`` times the real tokens once it holds more than
-4,096 (a skewed batch runs packed, without the padding). On the H200 of 2026-12-04 a graph replayed a
-bert-base forward 7.5x faster than transformers' sdpa at 1-8 x 128 and 2.45x at 32 x 128, where the eager
-triton path, bound by the host's launches, ran 0.65-0.69x. ``model.cuda_graphs(enabled=False)`` or
-``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off; ``model.cuda_graphs(...)`` sets limits of its own. A
-capture that fails (an op that reads the device on the host, say) warns once and leaves that model on the
-normal forward. Calls are serialised (a lock, and each call's work waits for the previous call's on its
-stream), so threads and streams may share a model.
+positions a bucket, and a bucket of more than 4,096 positions only when the real tokens fill at least a
+quarter of it (``AUTO_MIN_FILL``; else the batch runs packed). On the H200 of 2026-12-04 (bert-base bf16,
+interleaved with transformers' sdpa) the default ran 4.9x transformers at 1 x 128, 2.0x at 32 x 128 (where
+torch.compile of transformers ran 1.55x) and 1.04-1.07x at 16,384 positions, where the eager triton path,
+bound by the host's launches, ran 0.65-0.67x below 16,384 positions; a 28 %-full 32 x 256 bucket (32
+lengths from 8 to 256) replayed 1.8x faster than the packed forward there, and the quarter bounds the
+padding's arithmetic at 4x the real tokens on a GPU slow enough for the arithmetic to matter.
+``model.cuda_graphs(enabled=False)`` or ``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off;
+``model.cuda_graphs(...)`` sets limits of its own. A capture that fails (an op that reads the device on the
+host, say) warns once and leaves that model on the normal forward. Calls are serialised (a lock, and each
+call's work waits for the previous call's on its stream), so threads and streams may share a model.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ AUTO_LIMITS = dict(max_batch=64, max_seqlen=512, max_tokens=16384)
 #: above this many tokens a bucket, the auto runner replays only batches whose real tokens fill at least
 #: AUTO_MIN_FILL of the bucket (below it every forward is bound by the host's launches, padded or not)
 AUTO_FILL_FROM_TOKENS = 4096
-AUTO_MIN_FILL = 0.5
+AUTO_MIN_FILL = 0.25
 
 
 def _auto_from_env() -> bool:

@@ -540,6 +540,20 @@ class BertModel(BertPreTrainedModel):
         return table
 
     # -- the forward, in parts
+    def _default_graphs(self, inputs: BertInputs, keep_packed: bool, allow_pack: bool) -> Encoded | None:
+        """On the first call with CUDA ids: install the default CUDA-graph runner and let it serve this call
+        (None where it is not installed). A family whose ``encode`` wraps this one (ModernBERT) asks first,
+        so that the runner replays the whole of its ``encode``."""
+        ids = inputs.input_ids
+        if ids is None or not ids.is_cuda:
+            return None
+        from ..cuda_graphs import auto_install
+
+        runner = auto_install(self)
+        if runner is None:
+            return None
+        return runner(inputs, keep_packed=keep_packed, allow_pack=allow_pack)
+
     def encode(
         self,
         inputs: BertInputs,
@@ -555,15 +569,9 @@ class BertModel(BertPreTrainedModel):
         The first call on CUDA tensors installs the default CUDA-graph runner (``fastbert.cuda_graphs``),
         which serves this and later calls it covers and hands the others back here."""
         if host_reads and self._graphs_auto and "encode" not in self.__dict__:
-            ids = inputs.input_ids
-            if ids is not None and ids.is_cuda:
-                from ..cuda_graphs import auto_install
-
-                runner = auto_install(self)
-                if runner is not None:
-                    return runner(
-                        inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads
-                    )
+            graphed = self._default_graphs(inputs, keep_packed, allow_pack)
+            if graphed is not None:
+                return graphed
         cfg = self.config
         output_attentions = (
             cfg.output_attentions if inputs.output_attentions is None else inputs.output_attentions

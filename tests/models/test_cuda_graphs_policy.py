@@ -16,8 +16,10 @@ from torch import nn
 
 import fastbert
 from fastbert import cuda_graphs
-from fastbert.cuda_graphs import GraphRunner
+from fastbert.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
 from fastbert.modeling import BertInputs
+from fastbert.models import registry
+from tests.model_helpers import tiny_family_config
 
 
 def tiny_model() -> fastbert.BertModel:
@@ -48,16 +50,18 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch):
 
 
 def test_auto_buckets_stop_at_the_token_limit():
-    runner = GraphRunner(tiny_model(), 64, 512, max_tokens=16384, min_fill=0.5, fill_from_tokens=4096)
+    runner = GraphRunner(
+        tiny_model(), **AUTO_LIMITS, min_fill=AUTO_MIN_FILL, fill_from_tokens=AUTO_FILL_FROM_TOKENS
+    )
     assert runner.bucket(1, 7) == (1, 16)
     assert runner.bucket(3, 100) == (4, 128)
     assert runner.bucket(32, 512) == (32, 512)  # 16,384 positions: the largest bucket
     assert runner.bucket(33, 300) is None  # 64 x 384 is over the limit: the packed forward
     assert runner.bucket(64, 256) == (64, 256)
     assert runner.bucket(65, 16) is None and runner.bucket(1, 513) is None
-    # small buckets are replayed however little they hold; large ones only when half full
+    # small buckets are replayed however little they hold; large ones only when a quarter full
     assert runner.worth_padding((8, 128), 10)
-    assert runner.worth_padding((32, 256), 4096) and not runner.worth_padding((32, 256), 4095)
+    assert runner.worth_padding((32, 256), 2048) and not runner.worth_padding((32, 256), 2047)
     assert runner.worth_padding((32, 256), None)  # lengths not read: no padding to judge
 
 
@@ -171,7 +175,9 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
 def test_the_fill_rule_runs_a_skewed_batch_packed(monkeypatch):
     """A large bucket mostly of padding is not replayed: the model's own (packed) forward runs instead."""
     model = tiny_model()
-    runner = GraphRunner(model, 64, 512, max_tokens=16384, min_fill=0.5, fill_from_tokens=4096, auto=True)
+    runner = GraphRunner(
+        model, **AUTO_LIMITS, min_fill=AUTO_MIN_FILL, fill_from_tokens=AUTO_FILL_FROM_TOKENS, auto=True
+    )
     model.__dict__["encode"] = runner
     replayed = []
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
@@ -179,7 +185,27 @@ def test_the_fill_rule_runs_a_skewed_batch_packed(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     ids = torch.randint(1, 97, (32, 256))
     mask = torch.zeros(32, 256, dtype=torch.long)
-    mask[:, :100] = 1  # 3,200 real tokens of a 8,192-position bucket
+    mask[:, :60] = 1  # 1,920 real tokens of a 8,192-position bucket
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert replayed == [] and out.shape == (32, 256, 32)
+
+
+@pytest.mark.parametrize("model_type", registry.supported_model_types())
+def test_the_default_runner_serves_the_outermost_encode(monkeypatch, model_type):
+    """The runner replays a family's whole ``encode``: what it returns is the call's result, untouched (a
+    family whose encode wraps the engine's, ModernBERT's final norm, must not apply its part again)."""
+    model = registry.model_class(model_type, "base")(tiny_family_config(model_type)).eval()
+    replayed = object()
+
+    class CudaIds:
+        is_cuda = True
+
+    def install(m):
+        assert m is model
+        stub = lambda inputs, keep_packed=False, allow_pack=True, host_reads=True: replayed  # noqa: E731
+        m.__dict__["encode"] = stub
+        return stub
+
+    monkeypatch.setattr(cuda_graphs, "auto_install", install)
+    assert model.encode(BertInputs(input_ids=CudaIds())) is replayed
