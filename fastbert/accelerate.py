@@ -63,9 +63,10 @@ def accelerate(
             bf16 on a CPU with native bf16 (avx512_bf16/AMX), fp32 on other CPUs, said once) after the
             swap: the whole object for sentence-transformers (as ``model.to(dtype)``), the fastbert model
             otherwise. The cast makes new storage in that dtype, as ``.to`` does. None keeps the dtype.
-        cuda_graphs: True (or a dict of ``BertPreTrainedModel.cuda_graphs`` arguments such as
-            ``{"max_batch": 8, "max_seqlen": 128}``) turns on CUDA-graph replay of small batches on each
-            fastbert backbone; needs the model on a CUDA device. None / False: off.
+        cuda_graphs: None (the default) leaves each fastbert backbone's default: CUDA-graph replay of
+            batches up to 64 x 512 on the triton backend on CUDA (``fastbert.cuda_graphs``). True (or a dict
+            of ``BertPreTrainedModel.cuda_graphs`` arguments such as ``{"max_batch": 8, "max_seqlen": 128}``)
+            installs a runner with those limits now, and needs the model on a CUDA device. False: off.
         strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.
         quantization: ``"int8"`` quantizes each fastbert backbone after the swap (:func:`fastbert.quantize`,
             calibrated with ``obj.tokenizer`` when it has one); needs fp32 on the CPU, takes fp32, fp16 or

@@ -270,7 +270,7 @@ class GraphRunner:
 
     def __call__(self, inputs, keep_packed: bool = False, allow_pack: bool = True, host_reads: bool = True):
         """``encode``'s signature: a replay when the call is covered, else the model's own encode."""
-        if not host_reads or not self.covers(inputs, allow_pack):
+        if torch.compiler.is_compiling() or not host_reads or not self.covers(inputs, allow_pack):
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
         ids = inputs.input_ids
         bucket = self.bucket(*ids.shape)

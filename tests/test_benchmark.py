@@ -337,6 +337,7 @@ def test_suites():
     assert (
         set(e2e.shapes) == {"32x128", "32x512", "32xuniform16-512", "1x128"}
         and "torch-varlen" in e2e.providers
+        and {"fastbert-triton", "fastbert-triton-eager"} <= set(e2e.providers)  # default graphs and eager
     )
     compile_groups = fb.suite_groups("gpu-compile", "cuda")
     assert any("fastbert-triton-graphs" in g.providers and g.shapes == ("1x128",) for g in compile_groups)

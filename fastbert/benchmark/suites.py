@@ -14,7 +14,7 @@ providers measured together in every row of the group).
   the skewed batch (issue 27); fastbert's rows are skipped, with the reason, until fastbert's registry
   has ``modernbert``. Its long inputs (2,048 / 4,096 / 8,192 tokens, time and peak memory, a fresh
   process per row) are ``fastbert bench --suite long`` (:mod:`fastbert.benchmark.long`).
-- ``gpu-e2e``: BERT-base bf16 against transformers ``sdpa`` and torch's varlen flash attention on
+- ``gpu-e2e``: BERT-base bf16 (fastbert's default CUDA graphs and its eager path) against transformers ``sdpa`` and torch's varlen flash attention on
   packed tokens; the host-overhead rows on the GPU.
 - ``gpu-compile``: torch.compile of transformers and of fastbert, CUDA graphs at 1 x 128.
 """
@@ -98,16 +98,17 @@ def suite_groups(name: str, device: str) -> list[Group]:
                 "e2e",
                 ("bert-base",),
                 ("32x128", "32x512", "32xuniform16-512", "1x128"),
-                # fastbert-sdpa beside the kernels: on the H200 of 2026-12-04 the host bounded these rows and
-                # the sdpa table, fewer Python-side launches, ran the overhead rows 1.3x transformers'
-                ("fastbert-triton", "fastbert-sdpa", "hf-sdpa", "torch-varlen"),
+                # fastbert-triton (CUDA graphs by default) beside its eager path and the sdpa table: on the H200
+                # of 2026-12-04 the host's launches bounded the eager rows (0.65-0.69x transformers' sdpa)
+                # and the default graphs ran 1.04-4.9x
+                ("fastbert-triton", "fastbert-triton-eager", "fastbert-sdpa", "hf-sdpa", "torch-varlen"),
                 dtypes=("bf16",),
             ),
             Group(
                 "overhead",
                 ("overhead",),
                 OVERHEAD_SHAPES,
-                ("fastbert-triton", "fastbert-sdpa", "hf-sdpa"),
+                ("fastbert-triton", "fastbert-triton-eager", "fastbert-sdpa", "hf-sdpa"),
                 dtypes=("bf16",),
             ),
         ]

@@ -568,7 +568,12 @@ class BertModel(BertPreTrainedModel):
 
         The first call on CUDA tensors installs the default CUDA-graph runner (``fastbert.cuda_graphs``),
         which serves this and later calls it covers and hands the others back here."""
-        if host_reads and self._graphs_auto and "encode" not in self.__dict__:
+        if (
+            host_reads
+            and not torch.compiler.is_compiling()
+            and self._graphs_auto
+            and "encode" not in self.__dict__
+        ):
             graphed = self._default_graphs(inputs, keep_packed, allow_pack)
             if graphed is not None:
                 return graphed

@@ -234,9 +234,13 @@ def test_gpu_varlen_realistic(dtype, head_dim, device):
 
 
 @requires_cuda
-def test_gpu_compile_no_graph_break(device):
+def test_gpu_compile_no_graph_break(device, monkeypatch):
+    """The op under torch.compile(fullgraph=True) equals the direct launch. One config for both: autotuned,
+    eager and Inductor may each pick another block size, and another summation order moves fp16 outputs by
+    an ulp (1.5e-4 seen on an H200, 2026-12-04), which the exact comparison would call a failure."""
     from fastbert import kernels
 
+    monkeypatch.setenv("FASTBERT_KERNEL_CONFIG", "first")
     ops = kernels
     lens = [5, 100, 37]
     qkv = _rand(sum(lens), 3, 12, 64, dtype=torch.float16, device=device)

@@ -349,7 +349,12 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     def encode(self, inputs: BertInputs, keep_packed: bool = False, allow_pack: bool = True, host_reads=True):
         """The shared driver's layers, then ``final_norm`` on the (packed) tokens; the last hidden state in
         ``hidden_states`` is the normed one, as transformers returns it."""
-        if host_reads and self._graphs_auto and "encode" not in self.__dict__:
+        if (
+            host_reads
+            and not torch.compiler.is_compiling()
+            and self._graphs_auto
+            and "encode" not in self.__dict__
+        ):
             graphed = self._default_graphs(inputs, keep_packed, allow_pack)  # replays this whole method
             if graphed is not None:
                 return graphed
