@@ -104,17 +104,10 @@ def _base(model):
     return getattr(model, prefix, model) if prefix else model
 
 
-def install(
-    model,
-    max_batch: int = 8,
-    max_seqlen: int = 128,
-    enabled: bool = True,
-    runner=None,
-    max_tokens: int | None = None,
-    min_fill: float = 0.0,
-):
+def install(model, enabled: bool = True, runner=None, **limits):
     """Serve ``model``'s small triton calls from CUDA graphs (``enabled=False``: stop, and no runner is
-    installed by default either). Returns the runner."""
+    installed by default either): ``runner``, or a :class:`GraphRunner` with ``limits`` (its keyword
+    arguments). Returns the runner."""
     base = _base(model)
     if not enabled:
         base.__dict__.pop("encode", None)
@@ -122,7 +115,7 @@ def install(
         return None
     if base.device.type != "cuda":
         raise ValueError("CUDA graphs need the model on a CUDA device")
-    runner = runner or GraphRunner(base, max_batch, max_seqlen, max_tokens=max_tokens, min_fill=min_fill)
+    runner = runner or GraphRunner(base, **limits)
     base.__dict__["encode"] = runner
     return runner
 
@@ -166,8 +159,8 @@ class GraphRunner:
     def __init__(
         self,
         model,
-        max_batch: int,
-        max_seqlen: int,
+        max_batch: int = 8,
+        max_seqlen: int = 128,
         warmup: int = 2,
         max_tokens: int | None = None,
         min_fill: float = 0.0,

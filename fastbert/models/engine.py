@@ -276,7 +276,8 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         """
         from ..cuda_graphs import install
 
-        install(self, max_batch, max_seqlen, enabled, runner, max_tokens=max_tokens, min_fill=min_fill)
+        limits = dict(max_batch=max_batch, max_seqlen=max_seqlen, max_tokens=max_tokens, min_fill=min_fill)
+        install(self, enabled, runner, **limits)
         return self
 
     def _warn_fallback(self, reason: str) -> None:

@@ -19,20 +19,12 @@ from fastbert import cuda_graphs
 from fastbert.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
 from fastbert.modeling import BertInputs
 from fastbert.models import registry
-from tests.model_helpers import tiny_family_config
+from tests.model_helpers import TINY, tiny_family_config
 
 
 def tiny_model() -> fastbert.BertModel:
-    torch.manual_seed(0)
-    cfg = fastbert.BertConfig(
-        vocab_size=97,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=600,
-    )
-    return fastbert.BertModel(cfg).eval()
+    torch.manual_seed(0)  # positions for the largest default bucket (512)
+    return fastbert.BertModel(fastbert.BertConfig(**dict(TINY, max_position_embeddings=600))).eval()
 
 
 @pytest.mark.parametrize(
@@ -95,7 +87,9 @@ def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
     assert not _graphs_dropped(runner)
     dense.bias.data = dense.bias.detach().clone()  # the same Parameter, new storage
     assert _graphs_dropped(runner)
-    model.encoder.layer[1].intermediate.dense = nn.Linear(32, 37)  # a replaced module (PEFT does this)
+    model.encoder.layer[1].intermediate.dense = nn.Linear(
+        TINY["hidden_size"], TINY["intermediate_size"]
+    )  # a replaced module (PEFT does this)
     assert _graphs_dropped(runner)
     model.float()  # a move bumps weights_version
     assert _graphs_dropped(runner)
@@ -104,7 +98,7 @@ def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
 def test_the_default_runner_is_installed_only_on_cuda_triton_calls(monkeypatch):
     model = tiny_model()
     with torch.no_grad():
-        model(input_ids=torch.randint(1, 97, (2, 8)))
+        model(input_ids=torch.randint(1, TINY["vocab_size"], (2, 8)))
     assert "encode" not in model.__dict__  # a CPU call installs nothing
     assert cuda_graphs.auto_install(model) is None  # a CPU model
     monkeypatch.setattr(GraphRunner, "__init__", lambda self, *a, **k: None)
@@ -137,7 +131,7 @@ def test_copies_and_pickles_leave_the_runner_behind():
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         assert "encode" not in other.__dict__
         with torch.no_grad():
-            other(input_ids=torch.randint(1, 97, (1, 5)))
+            other(input_ids=torch.randint(1, TINY["vocab_size"], (1, 5)))
     assert model.__dict__["encode"] is runner
 
 
@@ -155,7 +149,7 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: runner.failed is None)
     monkeypatch.setattr(runner, "run", broken)
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
-    ids = torch.randint(1, 97, (2, 8))
+    ids = torch.randint(1, TINY["vocab_size"], (2, 8))
     with torch.no_grad():
         expected = type(model).encode(model, BertInputs(input_ids=ids)).sequence
         if not auto:  # an opted-in runner raises: the user asked for graphs
@@ -183,12 +177,12 @@ def test_the_fill_rule_runs_a_skewed_batch_packed(monkeypatch):
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
     monkeypatch.setattr(runner, "run", lambda inputs: replayed.append(inputs.input_ids.shape) or 1 / 0)
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
-    ids = torch.randint(1, 97, (32, 256))
+    ids = torch.randint(1, TINY["vocab_size"], (32, 256))
     mask = torch.zeros(32, 256, dtype=torch.long)
     mask[:, :60] = 1  # 1,920 real tokens of a 8,192-position bucket
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    assert replayed == [] and out.shape == (32, 256, 32)
+    assert replayed == [] and out.shape == (32, 256, TINY["hidden_size"])
 
 
 @pytest.mark.parametrize("model_type", registry.supported_model_types())
