@@ -75,6 +75,7 @@ AUTO: bool = _auto_from_env()
 #: bumped whenever any module registers a parameter, buffer or submodule (torch's global registration
 #: hooks): a runner then lists its model's tensors again before trusting its graphs' addresses
 _REGISTRATIONS = [0]
+_INSTALL_LOCK = threading.Lock()
 
 
 def _registered(*_args):
@@ -133,18 +134,22 @@ def auto_install(model) -> GraphRunner | None:
         or model.device.type != "cuda"
     ):
         return None
-    limit, _ = model._length_limit()
-    runner = GraphRunner(
-        model,
-        AUTO_LIMITS["max_batch"],
-        min(AUTO_LIMITS["max_seqlen"], limit),
-        max_tokens=AUTO_LIMITS["max_tokens"],
-        min_fill=AUTO_MIN_FILL,
-        fill_from_tokens=AUTO_FILL_FROM_TOKENS,
-        auto=True,
-    )
-    model.__dict__["encode"] = runner
-    return runner
+    with _INSTALL_LOCK:  # two threads' first calls: one runner
+        found = model.__dict__.get("encode")
+        if isinstance(found, GraphRunner):
+            return found
+        limit, _ = model._length_limit()
+        runner = GraphRunner(
+            model,
+            AUTO_LIMITS["max_batch"],
+            min(AUTO_LIMITS["max_seqlen"], limit),
+            max_tokens=AUTO_LIMITS["max_tokens"],
+            min_fill=AUTO_MIN_FILL,
+            fill_from_tokens=AUTO_FILL_FROM_TOKENS,
+            auto=True,
+        )
+        model.__dict__["encode"] = runner
+        return runner
 
 
 def runner_of(model) -> GraphRunner | None:
@@ -208,6 +213,8 @@ class GraphRunner:
     def invalidate(self) -> None:
         """Drop every captured graph (the next calls capture again)."""
         self.graphs.clear()
+        if self.stream is not None and self.stream.device != self.model.device:  # moved to another GPU:
+            self.pool = self.stream = self.done = None  # its capture stream, pool and event go with it
 
     def bucket(self, batch: int, seqlen: int) -> tuple[int, int] | None:
         b = next((x for x in self.batch_buckets if x >= batch), None)
@@ -280,8 +287,6 @@ class GraphRunner:
         with self.lock, torch.cuda.device(self.model.device):
             try:
                 return self.run(inputs)
-            except torch.OutOfMemoryError:
-                raise
             except Exception as err:  # noqa: BLE001 - an installed-by-default runner must not break a call
                 if not self.auto:
                     raise

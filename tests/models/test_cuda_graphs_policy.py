@@ -115,6 +115,7 @@ def test_the_default_runner_is_installed_only_on_cuda_triton_calls(monkeypatch):
     monkeypatch.setattr(cuda_graphs, "AUTO", True)
     runner = cuda_graphs.auto_install(model)
     assert isinstance(runner, GraphRunner) and model.__dict__["encode"] is runner
+    assert cuda_graphs.auto_install(model) is runner  # a second first call (another thread's): the same one
 
 
 def test_turning_graphs_off_also_stops_the_default():
