@@ -23,7 +23,11 @@ cache off (the cache is freed when autocast exits, and a graph would read the fr
 also compares the parameters' and buffers' addresses with those the graphs were captured on (about 20 us
 for BERT-base), and a parameter, buffer or submodule registered anywhere (``module.weight = Parameter(...)``,
 PEFT replacing a module) makes the runner list them again: a rebound or ``.data =``-replaced weight is a
-capture, never a read of freed memory.
+capture, never a read of freed memory; a no-op ``.to()`` keeps the graphs, and a model moved off the GPU
+frees them at once. A model with a forward hook (its own modules' or a global one), a patched ``forward``
+or a module type other than torch's and fastbert's (PEFT's LoRA layers, a parametrization: they decide in
+Python at each call what a replay would freeze) runs the normal forward. The runner holds its model weakly:
+deleting the model frees it and its graphs.
 
 **On by default** for the triton backend on CUDA (``auto_install``, from the engine's ``encode``): the first
 covered call installs a runner with ``AUTO_LIMITS`` — batches up to 64, lengths up to 512, at most 16,384
@@ -36,16 +40,20 @@ lengths from 8 to 256) replayed 1.8x faster than the packed forward there, and t
 padding's arithmetic at 4x the real tokens on a GPU slow enough for the arithmetic to matter.
 ``model.cuda_graphs(enabled=False)`` or ``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off;
 ``model.cuda_graphs(...)`` sets limits of its own. A capture that fails (an op that reads the device on the
-host, say) warns once and leaves that model on the normal forward. Calls are serialised (a lock, and each
+host, say) warns once, and batches of that bucket run the normal forward. Captures take a process-wide lock
+and capture thread-locally, so other threads' CUDA work meanwhile neither fails nor breaks them. Calls are serialised (a lock, and each
 call's work waits for the previous call's on its stream), so threads and streams may share a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 import os
 import threading
 import warnings
+import weakref
 
 import torch
 from torch.nn.modules import module as _torch_module
@@ -76,6 +84,19 @@ AUTO: bool = _auto_from_env()
 #: hooks): a runner then lists its model's tensors again before trusting its graphs' addresses
 _REGISTRATIONS = [0]
 _INSTALL_LOCK = threading.Lock()
+#: one capture at a time in the process (a capture of another model on another thread included)
+_CAPTURE_LOCK = threading.Lock()
+#: module types whose forward is the one captured: torch's own layers and fastbert's (a PEFT layer, a
+#: parametrization, anything else decides in Python at each call what a replay would freeze)
+_PLAIN_MODULES = ("torch.nn.modules.", "fastbert.")
+
+
+def _foreign(module) -> bool:
+    return not type(module).__module__.startswith(_PLAIN_MODULES)
+
+
+def _global_hooks() -> bool:
+    return bool(_torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks)
 
 
 def _registered(*_args):
@@ -130,6 +151,7 @@ def auto_install(model) -> GraphRunner | None:
         or model.training
         or model.attn_implementation != "triton"
         or torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
         or torch.cuda.is_current_stream_capturing()
         or model.device.type != "cuda"
     ):
@@ -159,7 +181,10 @@ def runner_of(model) -> GraphRunner | None:
 
 
 class GraphRunner:
-    """Captured graphs of one base model, keyed by (batch bucket, length bucket, dtype, autocast)."""
+    """Captured graphs of one base model, keyed by (batch bucket, length bucket, dtype, autocast).
+
+    The runner holds its model weakly (the model holds the runner): deleting the model frees it and its
+    graphs at once."""
 
     def __init__(
         self,
@@ -181,8 +206,7 @@ class GraphRunner:
         limit, why = model._length_limit()  # the family's longest input (RoBERTa: after the padding index)
         if max_seqlen > limit:
             raise ValueError(f"max_seqlen={max_seqlen} exceeds {why}")
-        self.model = model
-        self.encode = type(model).encode.__get__(model)  # the model's own encoder call
+        self._model = weakref.ref(model)
         self.max_batch = max_batch
         self.max_seqlen = max_seqlen
         self.batch_buckets = _buckets(max_batch, [2**i for i in range(12)])
@@ -193,28 +217,53 @@ class GraphRunner:
         #: least ``min_fill`` of it (0: always, without reading the lengths)
         self.min_fill = min_fill
         self.fill_from_tokens = fill_from_tokens
-        self.auto = auto  # installed by default (a failed capture then turns graphs off, with one warning)
-        self.failed: str | None = None  # why a capture failed: the runner then serves nothing
+        self.auto = auto  # installed by default: a failed capture warns and runs that bucket eagerly
+        #: (batch, length) buckets whose capture failed, with why: they run the normal forward
+        self.failures: dict[tuple[int, int], str] = {}
         self.warmup = warmup
         self.lock = threading.Lock()
         self.done: torch.cuda.Event | None = None  # the previous call's last work, on its stream
         self._tensors: list[torch.Tensor] | None = None
         self._addresses: list[int] | None = None
+        self._modules: list | None = None
+        self._hook_dicts: list[dict] = []
+        self._module_dicts: list[dict] = []
+        self._has_foreign = False
         self._registrations = -1
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None
         self.stream = None
         self.captures = 0
+        self.replays = 0
         self.stamp = getattr(model, "weights_version", 0)
         #: what fills a bucket past the real tokens: the padding id, so a family whose positions count the
         #: non-pad ids (RoBERTa) gives the filler the padding position, never one past the table
         self.pad_id = int(model.config.pad_token_id or 0)
 
+    @property
+    def model(self):
+        return self._model()
+
+    def encode(self, inputs, **kwargs):
+        """The model's own encoder call (its class's ``encode``, past this runner)."""
+        model = self.model
+        return type(model).encode(model, inputs, **kwargs)
+
     def invalidate(self) -> None:
-        """Drop every captured graph (the next calls capture again)."""
+        """Drop every captured graph (the next calls capture again), once the last replay has finished."""
+        if self.done is not None:
+            self.done.synchronize()  # a replay on another stream may still read the static buffers
         self.graphs.clear()
-        if self.stream is not None and self.stream.device != self.model.device:  # moved to another GPU:
-            self.pool = self.stream = self.done = None  # its capture stream, pool and event go with it
+        model = self.model
+        if self.stream is not None and (model is None or self.stream.device != model.device):
+            self.pool = self.stream = self.done = None  # moved off this GPU: its stream, pool and event too
+
+    def release_if_moved(self) -> None:
+        """Free the graphs, their buffers and pool when the model left their GPU (``model.cpu()``, another
+        device): nothing would replay them. The model's ``_apply`` calls it."""
+        model = self.model
+        if self.stream is not None and (model is None or self.stream.device != model.device):
+            self.invalidate()
 
     def bucket(self, batch: int, seqlen: int) -> tuple[int, int] | None:
         b = next((x for x in self.batch_buckets if x >= batch), None)
@@ -228,16 +277,37 @@ class GraphRunner:
         size = bucket[0] * bucket[1]
         return real_tokens is None or size <= self.fill_from_tokens or real_tokens >= self.min_fill * size
 
-    def check_weights(self) -> None:
-        """Drop the graphs when a parameter or buffer is no longer where they were captured."""
+    def _sync_modules(self) -> None:
+        """List the model's modules and tensors again after a registration or a move (new objects)."""
         stamp = getattr(self.model, "weights_version", 0)
-        if stamp != self.stamp:  # the weights moved: the graphs point at freed memory
-            self.invalidate()
-            self.stamp = stamp
-        if self._tensors is None or self._registrations != _REGISTRATIONS[0]:
+        if self._modules is None or self._registrations != _REGISTRATIONS[0] or stamp != self.stamp:
+            model = self.model
             self._registrations = _REGISTRATIONS[0]
-            self._tensors = [*self.model.parameters(), *self.model.buffers()]
-        addresses = [t.data_ptr() for t in self._tensors]
+            self.stamp = stamp
+            modules = list(model.modules())
+            self._has_foreign = any(_foreign(m) for m in modules)
+            # the dicts themselves (registering a hook adds to them in place): checked at each call in C loops
+            self._hook_dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
+            self._module_dicts = [m.__dict__ for m in modules]
+            self._modules = modules
+            self._tensors = [*model.parameters(), *model.buffers()]
+
+    def replayable(self) -> bool:
+        """Whether a replay would run what the forward runs: no forward hooks (the model's, the global
+        ones), no patched ``forward``, no module type that decides in Python at each call (PEFT's layers)."""
+        self._sync_modules()
+        return not (
+            self._has_foreign
+            or _global_hooks()
+            or any(self._hook_dicts)
+            or any(map(operator.contains, self._module_dicts, itertools.repeat("forward")))
+        )
+
+    def check_weights(self) -> None:
+        """Drop the graphs when a parameter or buffer is no longer where they were captured (a move, a
+        rebound or ``.data =``-replaced weight; a no-op ``.to()`` keeps them)."""
+        self._sync_modules()
+        addresses = list(map(torch.Tensor.data_ptr, self._tensors))
         if addresses != self._addresses:
             self.invalidate()
             self._addresses = addresses
@@ -263,9 +333,10 @@ class GraphRunner:
             and m.config.position_embedding_type == "absolute"
             and not m.config.is_decoder
             and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()
             and not torch.cuda.is_current_stream_capturing()
-            and self.failed is None
             and self.bucket(*ids.shape) is not None
+            and self.replayable()
         )
 
     def __call__(self, inputs, keep_packed: bool = False, allow_pack: bool = True, host_reads: bool = True):
@@ -281,7 +352,7 @@ class GraphRunner:
             real = sum(checked.seqlens_host)
         else:  # no mask: every position is a token
             real = ids.shape[0] * ids.shape[1] if fill else None
-        if not self.worth_padding(bucket, real):
+        if bucket in self.failures or not self.worth_padding(bucket, real):
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
         # capture and replay on the model's GPU, not the current one
         with self.lock, torch.cuda.device(self.model.device):
@@ -290,14 +361,21 @@ class GraphRunner:
             except Exception as err:  # noqa: BLE001 - an installed-by-default runner must not break a call
                 if not self.auto:
                     raise
-                self.failed = f"{type(err).__name__}: {err}"
-                self.invalidate()
-                warnings.warn(
-                    f"fastbert: CUDA graphs turned off for this model, a capture failed ({self.failed}); "
-                    "calls run the normal forward",
-                    stacklevel=4,
-                )
+                first = not self.failures
+                self.failures[bucket] = f"{type(err).__name__}: {err}"
+                self.graphs.pop(self._key(bucket), None)
+                if first:
+                    warnings.warn(
+                        f"fastbert: a CUDA-graph capture failed ({self.failures[bucket]}); batches of that "
+                        f"size ({bucket[0]} x {bucket[1]}) run the normal forward",
+                        stacklevel=4,
+                    )
         return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
+
+    def _key(self, bucket: tuple[int, int]) -> tuple:
+        autocast = torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda") if autocast else None
+        return (bucket[0], bucket[1], self.model.dtype, autocast, dtype)
 
     def _capture(self, key, inputs_type):
         b, s = key[0], key[1]
@@ -326,7 +404,12 @@ class GraphRunner:
                 body()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, stream=stream):
+        # thread_local: CUDA work of other threads meanwhile (their host reads, their eager calls) neither
+        # fails nor breaks this capture; one capture at a time in the process
+        with (
+            _CAPTURE_LOCK,
+            torch.cuda.graph(graph, pool=self.pool, stream=stream, capture_error_mode="thread_local"),
+        ):
             out = body()
         self.captures += 1
         entry = (graph, ids, mask, tt, out)
@@ -341,9 +424,7 @@ class GraphRunner:
             inputs.token_type_ids,
         )
         batch, seqlen = input_ids.shape
-        b, s = self.bucket(batch, seqlen)
-        autocast = torch.is_autocast_enabled("cuda")
-        key = (b, s, self.model.dtype, autocast, torch.get_autocast_dtype("cuda") if autocast else None)
+        key = self._key(self.bucket(batch, seqlen))
         self.check_weights()
         stream = torch.cuda.current_stream()
         if self.done is not None:  # the previous call (maybe on another stream) has read the buffers
@@ -360,6 +441,7 @@ class GraphRunner:
         if token_type_ids is not None:
             tt[:batch, :seqlen].copy_(token_type_ids)
         graph.replay()
+        self.replays += 1
         hidden = enc.sequence
         keep = mask[:batch, :seqlen, None].to(hidden.dtype)
         out = dataclasses.replace(

@@ -161,6 +161,9 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
         self.weights_version = getattr(self, "weights_version", 0) + 1
+        release = getattr(self.__dict__.get("encode"), "release_if_moved", None)
+        if release is not None:  # a CUDA-graph runner: its graphs go when the model leaves their GPU
+            release()
         return out
 
     # -- initialisation, as transformers' _init_weights

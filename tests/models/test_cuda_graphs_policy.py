@@ -91,8 +91,76 @@ def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
         TINY["hidden_size"], TINY["intermediate_size"]
     )  # a replaced module (PEFT does this)
     assert _graphs_dropped(runner)
-    model.float()  # a move bumps weights_version
+    model.float()  # a no-op move: the same storage
+    assert not _graphs_dropped(runner)
+    model.double()  # new storage for every weight
     assert _graphs_dropped(runner)
+
+
+class CudaIds:  # what covers() reads of a CUDA batch, without a GPU
+    is_cuda = True
+    shape = (2, 8)
+
+    def dim(self):
+        return 2
+
+
+class Foreign(nn.Linear):  # a module type outside torch and fastbert (PEFT's LoRA layers are such)
+    pass
+
+
+def test_hooks_patched_forwards_and_foreign_modules_run_the_normal_forward(monkeypatch):
+    """A replay runs no Python: whatever decides in Python at each call keeps the model off the graphs."""
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # a CPU build has no CUDA
+    model = tiny_model()
+    model.set_attn_implementation("triton")
+    runner = GraphRunner(model, 8, 128)
+    inputs = BertInputs(input_ids=CudaIds())
+    with torch.no_grad():
+        assert runner.covers(inputs, allow_pack=True)
+        layer = model.encoder.layer[1]
+        handle = layer.output.register_forward_hook(lambda *a: None)
+        assert not runner.covers(inputs, allow_pack=True)
+        handle.remove()
+        handle = nn.modules.module.register_module_forward_pre_hook(lambda *a: None)  # global
+        assert not runner.covers(inputs, allow_pack=True)
+        handle.remove()
+        assert runner.covers(inputs, allow_pack=True)
+        layer.intermediate.forward = lambda *a: None
+        assert not runner.covers(inputs, allow_pack=True)
+        del layer.intermediate.forward
+        assert runner.covers(inputs, allow_pack=True)
+        dense = layer.intermediate.dense
+        layer.intermediate.dense = Foreign(dense.in_features, dense.out_features)
+        assert not runner.covers(inputs, allow_pack=True)
+        layer.intermediate.dense = dense
+        assert runner.covers(inputs, allow_pack=True)
+
+
+def test_the_runner_does_not_keep_its_model_alive():
+    import weakref
+
+    model = tiny_model()
+    model.__dict__["encode"] = GraphRunner(model, 8, 128)
+    runner, ref = model.__dict__["encode"], weakref.ref(model)
+    del model  # no gc.collect(): no reference cycle through the runner
+    assert ref() is None and runner.model is None
+
+
+def test_a_model_moved_off_its_gpu_frees_the_graphs():
+    """``model.to(...)`` to another device drops what was captured at once (here: to the meta device)."""
+    model = tiny_model()
+    runner = GraphRunner(model, 8, 128)
+    model.__dict__["encode"] = runner
+
+    class Stream:  # a capture stream on the model's current device
+        device = model.device
+
+    runner.stream, runner.graphs["sentinel"] = Stream(), None
+    model.float()  # the same device: kept
+    assert "sentinel" in runner.graphs
+    model.to("meta")
+    assert runner.graphs == {} and runner.stream is None and runner.pool is None
 
 
 def test_the_default_runner_is_installed_only_on_cuda_triton_calls(monkeypatch):
@@ -147,7 +215,7 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
         calls.append(1)
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: runner.failed is None)
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
     monkeypatch.setattr(runner, "run", broken)
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     ids = torch.randint(1, TINY["vocab_size"], (2, 8))
@@ -157,12 +225,19 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
             with pytest.raises(RuntimeError, match="stream is capturing"):
                 model(input_ids=ids)
             return
-        with pytest.warns(UserWarning, match="CUDA graphs turned off for this model, a capture failed"):
+        with pytest.warns(
+            UserWarning, match=r"a CUDA-graph capture failed .*batches of that size \(2 x 16\)"
+        ):
             first = model(input_ids=ids).last_hidden_state
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             second = model(input_ids=ids).last_hidden_state
-    assert len(calls) == 1 and "stream is capturing" in runner.failed
+        third = model(
+            input_ids=torch.randint(1, TINY["vocab_size"], (3, 20))
+        ).last_hidden_state  # another bucket
+    assert len(calls) == 2  # the failed bucket is not tried again; another one is
+    assert set(runner.failures) == {(2, 16), (4, 32)} and "stream is capturing" in runner.failures[(2, 16)]
+    assert third.shape == (3, 20, TINY["hidden_size"])
     torch.testing.assert_close(first, expected, rtol=0, atol=0)
     torch.testing.assert_close(second, expected, rtol=0, atol=0)
 

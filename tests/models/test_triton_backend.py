@@ -349,7 +349,11 @@ def test_cuda_graphs_on_by_default():
     assert runner is not None and runner.auto and runner.captures == 1
     assert runner.max_tokens == AUTO_LIMITS["max_tokens"]
     assert_close(out, plain, ref, torch.float16, mask=mask.bool(), what="default graphs")
-    model(input_ids=ids, attention_mask=mask)  # grad enabled: the normal forward
+    replays = runner.replays
+    assert model(
+        input_ids=ids, attention_mask=mask
+    ).last_hidden_state.requires_grad  # grad: the normal forward
+    assert runner.replays == replays
     with torch.no_grad():
         model(input_ids=torch.randint(1, 1000, (64, 300), device="cuda"))  # over 16,384 positions
         skewed = torch.zeros(32, 256, dtype=torch.long, device="cuda")
@@ -373,31 +377,50 @@ def test_cuda_graphs_on_by_default():
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_cuda_graphs_shared_by_threads_on_their_own_streams():
-    """Two threads, each on its own CUDA stream, calling one model: every result equals the one-thread run."""
+    """Two threads, each on its own CUDA stream, calling one model with shapes of their own (so one captures
+    while the other replays): every result equals a copy's, run on one thread."""
+    import copy
     import threading
+
+    from fastbert.cuda_graphs import runner_of
 
     model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda().half()
     model.set_attn_implementation("triton")
-    batches = [torch.randint(1, 1000, (4, 60), device="cuda", generator=None) for _ in range(8)]
-    with torch.no_grad():
-        expected = [model(input_ids=ids).last_hidden_state.clone() for ids in batches]
-    got: dict[tuple[int, int], torch.Tensor] = {}
+    alone = copy.deepcopy(model)  # a copy leaves the runner behind: graphs of its own
+    shapes = {0: [(4, 60), (2, 30), (8, 100)], 1: [(3, 20), (16, 50), (1, 128)]}
+    g = torch.Generator(device="cuda").manual_seed(0)
+    batches = {
+        k: [torch.randint(1, 1000, s, device="cuda", generator=g) for s in v] for k, v in shapes.items()
+    }
+    got: dict[tuple[int, int, int], torch.Tensor] = {}
+    errors: list[BaseException] = []
 
     def work(k: int) -> None:
-        stream = torch.cuda.Stream()
-        with torch.cuda.stream(stream), torch.no_grad():
-            for _ in range(5):
-                for i, ids in enumerate(batches):
-                    got[(k, i)] = model(input_ids=ids).last_hidden_state
-        stream.synchronize()
+        try:
+            stream = torch.cuda.Stream()
+            with torch.cuda.stream(stream), torch.no_grad():
+                for r in range(4):
+                    for i, ids in enumerate(batches[k]):
+                        got[(k, i, r)] = model(input_ids=ids).last_hidden_state
+            stream.synchronize()
+        except BaseException as err:  # noqa: BLE001 - reported on the main thread
+            errors.append(err)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    threads = [threading.Thread(target=work, args=(k,)) for k in shapes]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for (k, i), out in got.items():
-        assert torch.equal(out, expected[i]), (k, i)
+    assert not errors, errors
+    with torch.no_grad():
+        expected = {
+            (k, i): alone(input_ids=ids).last_hidden_state
+            for k in batches
+            for i, ids in enumerate(batches[k])
+        }
+    for (k, i, r), out in got.items():
+        assert torch.equal(out, expected[(k, i)]), (k, i, r)
+    assert runner_of(model).captures == 6
 
 
 @pytest.mark.skipif(not CUDA, reason="torch.compile over the Triton custom ops needs CUDA")
