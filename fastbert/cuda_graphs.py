@@ -430,23 +430,30 @@ class GraphRunner:
         if self.done is not None:  # the previous call (maybe on another stream) has read the buffers
             stream.wait_event(self.done)
         graph, ids, mask, tt, enc = self.graphs.get(key) or self._capture(key, type(inputs))
-        ids.fill_(self.pad_id)
-        mask.zero_()
-        tt.zero_()
+        # fewer launches on the host's path: a batch filling its bucket overwrites every position
+        fits = batch == ids.shape[0] and seqlen == ids.shape[1]
+        if not fits:
+            ids.fill_(self.pad_id)
+            mask.zero_()
         ids[:batch, :seqlen].copy_(input_ids)
         if attention_mask is None:
             mask[:batch, :seqlen].fill_(1)
         else:
             mask[:batch, :seqlen].copy_(attention_mask)
+        if token_type_ids is None:  # (the filler's types, earlier calls' valid ones, touch no real token)
+            tt.zero_()
         if token_type_ids is not None:
             tt[:batch, :seqlen].copy_(token_type_ids)
         graph.replay()
         self.replays += 1
-        hidden = enc.sequence
-        keep = mask[:batch, :seqlen, None].to(hidden.dtype)
+        hidden = enc.sequence[:batch, :seqlen]
+        if attention_mask is None:  # no padded position among the real rows
+            sequence = hidden.clone()
+        else:  # padded positions zero, as the packed path
+            sequence = hidden * mask[:batch, :seqlen, None].to(hidden.dtype)
         out = dataclasses.replace(
             enc,
-            sequence=hidden[:batch, :seqlen] * keep,  # padded positions zero, as the packed path
+            sequence=sequence,
             pooled=enc.pooled[:batch].clone() if enc.pooled is not None else None,
             _padded=None,
         )

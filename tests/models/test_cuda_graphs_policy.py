@@ -279,3 +279,67 @@ def test_the_default_runner_serves_the_outermost_encode(monkeypatch, model_type)
 
     monkeypatch.setattr(cuda_graphs, "auto_install", install)
     assert model.encode(BertInputs(input_ids=CudaIds())) is replayed
+
+
+class _Stream:
+    def wait_event(self, event):
+        pass
+
+
+class _Event:
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+def test_replays_refill_the_static_buffers_from_any_previous_call(monkeypatch):
+    """``run``'s buffer handling on the CPU, with a stand-in for the graph that recomputes the captured call
+    on the static buffers and writes into the captured outputs (what a replay does): a batch that fills its
+    bucket and one that does not, with and without a mask and token types, one after another in one bucket,
+    each equals the model's own forward on the real tokens (zeros at padded positions)."""
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: _Stream())
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    model = tiny_model()
+    runner = GraphRunner(model, 4, 32)
+
+    def capture(key, inputs_type):
+        b, s = key[0], key[1]
+        ids = torch.full((b, s), runner.pad_id, dtype=torch.long)
+        mask = torch.zeros(b, s, dtype=torch.long)
+        tt = torch.zeros(b, s, dtype=torch.long)
+        mask[:, 0] = 1
+        static = inputs_type(input_ids=ids, attention_mask=mask, token_type_ids=tt)
+        out = runner.encode(static, host_reads=False)
+
+        class Graph:
+            def replay(self):
+                new = runner.encode(static, host_reads=False)
+                out.sequence.copy_(new.sequence)
+                out.pooled.copy_(new.pooled)
+
+        runner.graphs[key] = entry = (Graph(), ids, mask, tt, out)
+        runner.captures += 1
+        return entry
+
+    monkeypatch.setattr(runner, "_capture", capture)
+    g = torch.Generator().manual_seed(0)
+    vocab = TINY["vocab_size"]
+    calls = []
+    for b, s in ((4, 32), (3, 20), (4, 32), (3, 17), (4, 32)):  # one bucket (4, 32), dirtied in turn
+        ids = torch.randint(1, vocab, (b, s), generator=g)
+        mask = torch.ones(b, s, dtype=torch.long)
+        mask[0, s // 2 :] = 0
+        types = torch.randint(0, 2, (b, s), generator=g)
+        calls += [dict(input_ids=ids), dict(input_ids=ids, attention_mask=mask, token_type_ids=types)]
+    with torch.no_grad():
+        for kwargs in calls:
+            inputs = BertInputs(**kwargs)
+            got = runner.run(inputs)
+            want = type(model).encode(model, BertInputs(**kwargs))
+            m = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
+            torch.testing.assert_close(got.sequence[m], want.sequence[m], rtol=1e-5, atol=1e-5)
+            assert (got.sequence[~m] == 0).all() and got.sequence.shape == want.sequence.shape
+            torch.testing.assert_close(got.pooled, want.pooled, rtol=1e-5, atol=1e-5)
+    assert runner.captures == 1 and runner.replays == len(calls)
