@@ -71,6 +71,10 @@ def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen:
     return config, model_path, dict(enc)
 
 
+#: the triton backend with CUDA graphs off (on CUDA the ``triton`` row replays graphs, by default)
+TRITON_EAGER = "triton-eager"
+
+
 def run_check(
     model: str | None = None,
     config: str | None = None,
@@ -95,18 +99,23 @@ def run_check(
     mask = inputs["attention_mask"].bool()
     if backends is None:
         backends = ("eager", "sdpa") + (("triton",) if triton_available() else ())
+        if "triton" in backends and dev.type == "cuda":  # the default (CUDA graphs) and the packed forward
+            backends += (TRITON_EAGER,)
 
     model_class = registry.model_class(cfg.model_type, "base")
 
     def build(backend: str, dtype: torch.dtype):
+        impl = "triton" if backend == TRITON_EAGER else backend
         if path is not None:
-            return model_class.from_pretrained(
-                path, torch_dtype=dtype, device_map=dev, attn_implementation=backend
-            )
-        torch.manual_seed(0)
-        m = modeling.BertModel(cfg).to(dev).eval()
-        m.set_attn_implementation(backend)
-        return m.to(dtype)
+            m = model_class.from_pretrained(path, torch_dtype=dtype, device_map=dev, attn_implementation=impl)
+        else:
+            torch.manual_seed(0)
+            m = modeling.BertModel(cfg).to(dev).eval()
+            m.set_attn_implementation(impl)
+            m = m.to(dtype)
+        if backend == TRITON_EAGER:
+            m.cuda_graphs(enabled=False)
+        return m
 
     @torch.no_grad()
     def run(m) -> torch.Tensor:
@@ -182,7 +191,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--attn-implementation",
         "--backends",
         dest="backends",
-        help="comma-separated attn_implementation values: eager,sdpa,triton (default: all available)",
+        help="comma-separated attn_implementation values: eager,sdpa,triton, and triton-eager (triton with "
+        "CUDA graphs off) (default: all available; on CUDA triton-eager too)",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
     parser.add_argument("--no-transformers", action="store_true", help="skip transformers' rows")

@@ -80,3 +80,34 @@ def test_check_cli_exit_status():
 def test_check_default_model_is_the_embedded_minilm():
     rows = check.run_check(dtypes=("fp32",), backends=("sdpa",), with_transformers=False)
     assert rows[0].ok and torch.isfinite(torch.tensor(rows[0].max_err))
+
+
+def test_check_judges_the_triton_backend_with_graphs_off(monkeypatch):
+    """``triton-eager``: the triton backend with CUDA graphs turned off on the model (on CUDA the ``triton`` row
+    replays graphs by default), judged like every other row."""
+    import pytest
+
+    from fastbert.modeling import BertPreTrainedModel
+    from fastbert.ops import triton_available
+
+    if not triton_available():
+        pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
+    turned_off = []
+    real = BertPreTrainedModel.cuda_graphs
+
+    def spy(self, *args, **kwargs):
+        turned_off.append(kwargs.get("enabled", True) is False)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BertPreTrainedModel, "cuda_graphs", spy)
+    rows = check.run_check(
+        config="tiny",
+        dtypes=("fp32",),
+        backends=("eager", "triton", check.TRITON_EAGER),
+        batch=3,
+        seqlen=9,
+        with_transformers=False,
+    )
+    by_name = {r.provider: r for r in rows}
+    assert by_name["fastbert triton-eager"].ok and by_name["fastbert triton"].ok
+    assert turned_off == [True]  # the triton-eager model only
