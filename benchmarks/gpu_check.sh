@@ -20,8 +20,9 @@
 # same warm machine, judges the targets that need both steps' rows.
 # Time limits (seconds, environment), from the H200 run of 2026-12-04 (in brackets what it took there):
 # GPU_CHECK_INSTALL_S=40 [4], step 1: GPU_CHECK_TESTS_MODELS_S=120 [killed at 70 s at 98 %; 102 s beside other
-# jobs] GPU_CHECK_TESTS_KERNELS_S=100 [69-87] GPU_CHECK_CHECK_S=50 [33-40] GPU_CHECK_KERNELS_S=60 [27]
-# GPU_CHECK_E2E_S=100 [36] (sum 470); step 2: GPU_CHECK_TESTS_COMPILE_S=60 [19-25] (torch.compile over the
+# jobs; 82-99 s in session 10] GPU_CHECK_TESTS_KERNELS_S=100 [69-87; 57-64] GPU_CHECK_CHECK_S=60 [33-40, before
+# its triton-eager rows] GPU_CHECK_KERNELS_S=50 [27] GPU_CHECK_E2E_S=110 [36, before the eager provider]
+# (sum 480); step 2: GPU_CHECK_TESTS_COMPILE_S=60 [19-25] (torch.compile over the
 # kernels, the one test left out of step 1), GPU_CHECK_TESTS_QUANT_S=80 [55] (tests/quant/test_gpu_linears.py:
 # the real _scaled_mm / _int_mm calls against their formulas, the MiniLM gates), GPU_CHECK_HOST_S=45
 # (benchmarks/profile_host.py: the host cost of a launch, wall vs GPU-busy time per forward),
@@ -149,11 +150,11 @@ if [ "$STEP" = 1 ]; then
     if [ "$DRY" = 1 ]; then
         # fp32 only: the dry run shows that the sub-step works (the interpreter takes 12 s a dtype, and computes
         # bf16 tl.dot wrongly); the triton backend's fp16 parity is tests/models/test_triton_backend.py's
-        sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config tiny --device cpu --dtypes fp32
+        sub check "${GPU_CHECK_CHECK_S:-60}" "$PY" -m fastbert check --config tiny --device cpu --dtypes fp32
     else
-        sub check "${GPU_CHECK_CHECK_S:-50}" "$PY" -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
+        sub check "${GPU_CHECK_CHECK_S:-60}" "$PY" -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
     fi
-    KS="${GPU_CHECK_KERNELS_S:-60}"
+    KS="${GPU_CHECK_KERNELS_S:-50}"
     if [ "$DRY" = 1 ]; then
         KFLAGS=(--tiny --dtypes fp16 fp32)
     else
@@ -161,7 +162,7 @@ if [ "$STEP" = 1 ]; then
     fi
     sub kernels "$KS" "$PY" benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
         --time-budget "$((KS - 20))" --csv "$OUT/kernels.csv" --out "$KEEP/kernels"
-    ES="${GPU_CHECK_E2E_S:-100}"
+    ES="${GPU_CHECK_E2E_S:-110}"
     sub e2e "$ES" "$PY" -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$((ES - 20))" --out "$OUT/e2e"
     keep_only_rows "$OUT/e2e"
