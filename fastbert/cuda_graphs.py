@@ -16,18 +16,18 @@ fully masked rows zeros. Inside a graph the batch is not packed (packing reads l
 graph cannot): the encoder runs padded with a key-padding mask (and the per-row key lengths, on the device,
 where the attention kernel takes them). The ids are validated once per call, with one host read.
 
-A graph reads the weights by address: in-place edits (``.data``, ``copy_``, ``load_state_dict``) are seen
-by the next replay; a move (``to()``, ``half()``, ``load_state_dict(assign=True)``) bumps the model's
-``weights_version`` and the graphs are captured again (:meth:`GraphRunner.invalidate` drops them by hand). Under ``torch.autocast`` the capture runs with autocast's weight-cast
-cache off (the cache is freed when autocast exits, and a graph would read the freed memory). Each call
-also compares the parameters' and buffers' addresses with those the graphs were captured on (about 20 us
-for BERT-base), and a parameter, buffer or submodule registered anywhere (``module.weight = Parameter(...)``,
-PEFT replacing a module) makes the runner list them again: a rebound or ``.data =``-replaced weight is a
-capture, never a read of freed memory; a no-op ``.to()`` keeps the graphs, and a model moved off the GPU
-frees them at once. A model with a forward hook (its own modules' or a global one), a patched ``forward``
-or a module type other than torch's and fastbert's (PEFT's LoRA layers, a parametrization: they decide in
-Python at each call what a replay would freeze) runs the normal forward. The runner holds its model weakly:
-deleting the model frees it and its graphs.
+A graph reads the weights by address. Each call compares the parameters' and buffers' addresses with those
+the graphs were captured on (about 20 us for BERT-base): in-place edits (``copy_``, ``load_state_dict``) are
+seen by the next replay, and anything that puts a weight elsewhere (``half()``, another device,
+``load_state_dict(assign=True)``, ``module.weight = Parameter(...)``, ``p.data = ...``, a replaced module) makes
+the next call capture again; a no-op ``.to()`` keeps the graphs, and a model moved off their GPU frees them at
+once. The runner lists the model's tensors again after a move (``weights_version``) or any registration of a
+parameter, buffer or submodule anywhere (torch's global registration hooks). :meth:`GraphRunner.invalidate`
+drops the graphs by hand. Under ``torch.autocast`` the capture runs with autocast's weight-cast cache off (the
+cache is freed when autocast exits, and a graph would read the freed memory). A model with a forward hook
+(its own modules' or a global one), a patched ``forward`` or a module type other than torch's and fastbert's
+(PEFT's LoRA layers, a parametrization: they decide in Python at each call what a replay would freeze) runs
+the normal forward. The runner holds its model weakly: deleting the model frees it and its graphs.
 
 **On by default** for the triton backend on CUDA (``auto_install``, from the engine's ``encode``): the first
 covered call installs a runner with ``AUTO_LIMITS`` — batches up to 64, lengths up to 512, at most 16,384
@@ -40,9 +40,10 @@ lengths from 8 to 256) replayed 1.8x faster than the packed forward there, and t
 padding's arithmetic at 4x the real tokens on a GPU slow enough for the arithmetic to matter.
 ``model.cuda_graphs(enabled=False)`` or ``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off;
 ``model.cuda_graphs(...)`` sets limits of its own. A capture that fails (an op that reads the device on the
-host, say) warns once, and batches of that bucket run the normal forward. Captures take a process-wide lock
-and capture thread-locally, so other threads' CUDA work meanwhile neither fails nor breaks them. Calls are serialised (a lock, and each
-call's work waits for the previous call's on its stream), so threads and streams may share a model.
+host, say) warns once, and batches of that bucket run the normal forward. Calls are serialised (a lock, and
+each call's work waits for the previous call's on its stream), so threads and streams may share a model;
+captures take a process-wide lock and capture thread-locally, so other threads' CUDA work meanwhile neither
+fails nor breaks them.
 """
 
 from __future__ import annotations
