@@ -226,7 +226,6 @@ class GraphRunner:
         self.done: torch.cuda.Event | None = None  # the previous call's last work, on its stream
         self._tensors: list[torch.Tensor] | None = None
         self._addresses: list[int] | None = None
-        self._modules: list | None = None
         self._hook_dicts: list[dict] = []
         self._module_dicts: list[dict] = []
         self._has_foreign = False
@@ -255,15 +254,18 @@ class GraphRunner:
         if self.done is not None:
             self.done.synchronize()  # a replay on another stream may still read the static buffers
         self.graphs.clear()
-        model = self.model
-        if self.stream is not None and (model is None or self.stream.device != model.device):
+        if self._moved():
             self.pool = self.stream = self.done = None  # moved off this GPU: its stream, pool and event too
+
+    def _moved(self) -> bool:
+        """Whether the model (or nothing, once deleted) is no longer on the GPU of the capture stream."""
+        model = self.model
+        return self.stream is not None and (model is None or self.stream.device != model.device)
 
     def release_if_moved(self) -> None:
         """Free the graphs, their buffers and pool when the model left their GPU (``model.cpu()``, another
         device): nothing would replay them. The model's ``_apply`` calls it."""
-        model = self.model
-        if self.stream is not None and (model is None or self.stream.device != model.device):
+        if self._moved():
             self.invalidate()
 
     def bucket(self, batch: int, seqlen: int) -> tuple[int, int] | None:
@@ -281,7 +283,7 @@ class GraphRunner:
     def _sync_modules(self) -> None:
         """List the model's modules and tensors again after a registration or a move (new objects)."""
         stamp = getattr(self.model, "weights_version", 0)
-        if self._modules is None or self._registrations != _REGISTRATIONS[0] or stamp != self.stamp:
+        if self._tensors is None or self._registrations != _REGISTRATIONS[0] or stamp != self.stamp:
             model = self.model
             self._registrations = _REGISTRATIONS[0]
             self.stamp = stamp
@@ -290,7 +292,6 @@ class GraphRunner:
             # the dicts themselves (registering a hook adds to them in place): checked at each call in C loops
             self._hook_dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
             self._module_dicts = [m.__dict__ for m in modules]
-            self._modules = modules
             self._tensors = [*model.parameters(), *model.buffers()]
 
     def replayable(self) -> bool:
@@ -333,8 +334,7 @@ class GraphRunner:
             and m.attn_implementation == "triton"
             and m.config.position_embedding_type == "absolute"
             and not m.config.is_decoder
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing()
+            and not torch.jit.is_tracing()  # (torch.compile: __call__ asks first)
             and not torch.cuda.is_current_stream_capturing()
             and self.bucket(*ids.shape) is not None
             and self.replayable()
@@ -441,9 +441,9 @@ class GraphRunner:
             mask[:batch, :seqlen].fill_(1)
         else:
             mask[:batch, :seqlen].copy_(attention_mask)
-        if token_type_ids is None:  # (the filler's types, earlier calls' valid ones, touch no real token)
+        if token_type_ids is None:
             tt.zero_()
-        if token_type_ids is not None:
+        else:  # (the filler keeps earlier calls' types: valid ones, and they touch no real token)
             tt[:batch, :seqlen].copy_(token_type_ids)
         graph.replay()
         self.replays += 1

@@ -152,3 +152,15 @@ def antiberty_folder(dst) -> str:
     with open(os.path.join(dst, "tokenizer_config.json"), "w") as f:
         json.dump({"do_lower_case": False, "model_max_length": 512}, f)
     return str(dst)
+
+
+class CudaIds:
+    """What the CUDA-graph runner's ``covers()`` and the engine read of a CUDA batch of ids, without a GPU."""
+
+    is_cuda = True
+
+    def __init__(self, shape: tuple[int, int] = (2, 8)):
+        self.shape = shape
+
+    def dim(self) -> int:
+        return len(self.shape)

@@ -544,10 +544,20 @@ class BertModel(BertPreTrainedModel):
         return table
 
     # -- the forward, in parts
-    def _default_graphs(self, inputs: BertInputs, keep_packed: bool, allow_pack: bool) -> Encoded | None:
+    def _default_graphs(
+        self, inputs: BertInputs, keep_packed: bool, allow_pack: bool, host_reads: bool
+    ) -> Encoded | None:
         """On the first call with CUDA ids: install the default CUDA-graph runner and let it serve this call
-        (None where it is not installed). A family whose ``encode`` wraps this one (ModernBERT) asks first,
-        so that the runner replays the whole of its ``encode``."""
+        (None where it is not installed, or one is already: it called ``encode``, past itself). A family whose
+        ``encode`` wraps this one (ModernBERT) asks first, so that the runner replays the whole of its
+        ``encode``."""
+        if (
+            not host_reads
+            or torch.compiler.is_compiling()
+            or not self._graphs_auto
+            or "encode" in self.__dict__
+        ):
+            return None
         ids = inputs.input_ids
         if ids is None or not ids.is_cuda:
             return None
@@ -572,15 +582,9 @@ class BertModel(BertPreTrainedModel):
 
         The first call on CUDA tensors installs the default CUDA-graph runner (``fastbert.cuda_graphs``),
         which serves this and later calls it covers and hands the others back here."""
-        if (
-            host_reads
-            and not torch.compiler.is_compiling()
-            and self._graphs_auto
-            and "encode" not in self.__dict__
-        ):
-            graphed = self._default_graphs(inputs, keep_packed, allow_pack)
-            if graphed is not None:
-                return graphed
+        graphed = self._default_graphs(inputs, keep_packed, allow_pack, host_reads)
+        if graphed is not None:
+            return graphed
         cfg = self.config
         output_attentions = (
             cfg.output_attentions if inputs.output_attentions is None else inputs.output_attentions

@@ -19,7 +19,7 @@ from fastbert import cuda_graphs
 from fastbert.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
 from fastbert.modeling import BertInputs
 from fastbert.models import registry
-from tests.model_helpers import TINY, tiny_family_config
+from tests.model_helpers import TINY, CudaIds, tiny_family_config
 
 
 def tiny_model() -> fastbert.BertModel:
@@ -95,14 +95,6 @@ def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
     assert not _graphs_dropped(runner)
     model.double()  # new storage for every weight
     assert _graphs_dropped(runner)
-
-
-class CudaIds:  # what covers() reads of a CUDA batch, without a GPU
-    is_cuda = True
-    shape = (2, 8)
-
-    def dim(self):
-        return 2
 
 
 class Foreign(nn.Linear):  # a module type outside torch and fastbert (PEFT's LoRA layers are such)
@@ -267,9 +259,6 @@ def test_the_default_runner_serves_the_outermost_encode(monkeypatch, model_type)
     family whose encode wraps the engine's, ModernBERT's final norm, must not apply its part again)."""
     model = registry.model_class(model_type, "base")(tiny_family_config(model_type)).eval()
     replayed = object()
-
-    class CudaIds:
-        is_cuda = True
 
     def install(m):
         assert m is model

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import CLASSES, perturb_norms_and_biases
+from model_helpers import CLASSES, CudaIds, perturb_norms_and_biases
 
 import fastbert
 from fastbert.ops import triton_available
@@ -142,24 +142,17 @@ def test_graph_path_honours_the_configs_output_flags(monkeypatch):
     from fastbert.cuda_graphs import GraphRunner
     from fastbert.modeling import BertInputs
 
-    class CudaIds:  # what covers() reads of a CUDA batch, without a GPU
-        is_cuda = True
-        shape = (1, 8)
-
-        def dim(self):
-            return 2
-
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # a CPU build has no CUDA
     model = tiny("BertModel")
     model.set_attn_implementation("triton")
     runner = GraphRunner(model, max_batch=2, max_seqlen=16)
-    inputs = BertInputs(input_ids=CudaIds())
+    inputs = BertInputs(input_ids=CudaIds((1, 8)))
     with torch.no_grad():
         assert runner.covers(inputs, allow_pack=True)
         for flag in ("output_hidden_states", "output_attentions"):
             setattr(model.config, flag, True)
             assert not runner.covers(inputs, allow_pack=True), flag
-            assert runner.covers(BertInputs(input_ids=CudaIds(), **{flag: False}), allow_pack=True)
+            assert runner.covers(BertInputs(input_ids=CudaIds((1, 8)), **{flag: False}), allow_pack=True)
             setattr(model.config, flag, False)
 
 

@@ -349,15 +349,9 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     def encode(self, inputs: BertInputs, keep_packed: bool = False, allow_pack: bool = True, host_reads=True):
         """The shared driver's layers, then ``final_norm`` on the (packed) tokens; the last hidden state in
         ``hidden_states`` is the normed one, as transformers returns it."""
-        if (
-            host_reads
-            and not torch.compiler.is_compiling()
-            and self._graphs_auto
-            and "encode" not in self.__dict__
-        ):
-            graphed = self._default_graphs(inputs, keep_packed, allow_pack)  # replays this whole method
-            if graphed is not None:
-                return graphed
+        graphed = self._default_graphs(inputs, keep_packed, allow_pack, host_reads)  # replays this method
+        if graphed is not None:
+            return graphed
         enc = super().encode(inputs, keep_packed=True, allow_pack=allow_pack, host_reads=host_reads)
         enc.sequence = _norm(enc.ops, self.final_norm, enc.sequence)
         enc._padded = None
