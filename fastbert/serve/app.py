@@ -110,11 +110,38 @@ class Server:
             raise ServeError(f"`prompt_name`: {name!r} is not a prompt of this model (its prompts: {known})")
         return self.spec.prompts[name]
 
-    def encode(self, field: str, inputs: list[Any], truncate: bool | None, direction: str, prompt: str = ""):
+    def check_ids(self, field: str, inputs: list[Any]) -> None:
+        """A 422 naming the input when a token-id input holds an id outside the vocabulary."""
+        vocab = self.tokenizer.vocab_size
+        for k, x in enumerate(inputs):
+            if isinstance(x, list) and x and isinstance(x[0], int):
+                bad = next((t for t in x if t >= vocab), None)
+                if bad is not None:
+                    raise ServeError(
+                        f"`{field}[{k}]`: token id {bad} is not below the vocabulary size {vocab}"
+                    )
+
+    def encode(
+        self,
+        field: str,
+        inputs: list[Any],
+        truncate: bool | None,
+        direction: str,
+        prompt: str = "",
+        request: Request | None = None,
+    ):
         truncate = self.options.auto_truncate if truncate is None else truncate
-        if prompt:
-            inputs = [prompt + x if isinstance(x, str) else x for x in inputs]
         start = time.perf_counter()
+        if prompt:
+            # as TEI: a token-id input is decoded (special tokens skipped), the prompt put before the text,
+            # and the whole encoded with special tokens
+            self.check_ids(field, inputs)
+            inputs = [
+                prompt + (x if isinstance(x, str) else self.tokenizer.decode(x, True))
+                if isinstance(x, (str, list))
+                else x
+                for x in inputs
+            ]
         try:
             rows = self.tokenizer.encode(inputs, truncate, direction.lower())
         except InputTooLong as e:
@@ -128,13 +155,13 @@ class Server:
         except Exception as e:  # the tokenizer refused an input
             self.metrics.request_failure.labels("tokenizer").inc()
             raise ServeError(f"Tokenization error: {e}", "tokenizer") from None
-        vocab = self.tokenizer.vocab_size
-        for k, (ids, _) in enumerate(rows):
-            bad = next((t for t in ids if t >= vocab), None)
-            if bad is not None:
-                raise ServeError(f"`{field}[{k}]`: token id {bad} is not below the vocabulary size {vocab}")
+        self.check_ids(field, [ids for ids, _ in rows])
+        for ids, _ in rows:
             self.metrics.input_length.observe(len(ids))
-        self.metrics.tokenization_duration.observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.tokenization_duration.observe(elapsed)
+        if request is not None:
+            _timing(request)["tokenization"] += elapsed
         return rows
 
     def require(self, kinds: tuple[str, ...], what: str) -> None:
@@ -144,7 +171,6 @@ class Server:
 
     async def run(self, request: Request, rows: list, ops: list[str]) -> list[Any]:
         """The outputs of ``rows``; a client that disconnects meanwhile cancels its queued inputs."""
-        start = time.perf_counter()
         try:
             queued = self.batcher.enqueue(rows, ops)
         except InferenceError as e:
@@ -157,8 +183,20 @@ class Server:
         finally:
             if not queued.future.done() or queued.future.cancelled():
                 queued.cancelled = True  # its inputs not yet in a forward are dropped, now
-        self.metrics.request_inference_duration.observe(time.perf_counter() - start)
+        end = time.perf_counter()
+        queue = queued.queue_time if rows else 0.0
+        inference = max(end - queued.enqueued - queue, 0.0) if rows else 0.0
+        self.metrics.queue_duration.observe(queue)
+        self.metrics.request_inference_duration.observe(inference)
+        timing = _timing(request)
+        timing["queue"] += queue
+        timing["inference"] += inference
         return results
+
+
+def _timing(request: Request) -> dict[str, float]:
+    """Seconds a request spent tokenizing, queued and in forwards (TEI's x-*-time headers)."""
+    return request.scope.setdefault("fastbert.timing", {"tokenization": 0.0, "queue": 0.0, "inference": 0.0})
 
 
 _ARTICLE = {
@@ -254,12 +292,31 @@ class _Guard:
         self.server = server
         key = server.options.api_key
         self.expected = f"Bearer {key}".encode() if key else None
+        origins = server.options.cors_allow_origin
+        self.origins = None if origins is None or "*" in origins else {o.encode() for o in origins}
+
+    def _allowed_origin(self, origin: bytes | None) -> bytes | None:
+        """The ``access-control-allow-origin`` value for a request from ``origin`` (TEI's CORS layer: any
+        origin by default, else those of ``--cors-allow-origin``); None: no CORS header."""
+        if origin is None:
+            return None
+        if self.origins is None:
+            return b"*"
+        return origin if origin in self.origins else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.expected is not None and scope["path"] != "/health":
+        allow = self._allowed_origin(headers.get(b"origin"))
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            return await self._preflight(send, allow)  # before the key: a browser's preflight carries none
+        if allow is not None:
+            send = _with_cors(send, allow, self.origins is not None)
+        public = scope["path"] == "/health" or (
+            scope["method"] in ("GET", "HEAD") and scope["path"] in _PUBLIC_GETS
+        )
+        if self.expected is not None and not public:
             if headers.get(b"authorization") != self.expected:
                 return await self._answer(
                     send, 401, "unauthorized", "missing or wrong `Authorization: Bearer` key", scope
@@ -328,6 +385,20 @@ class _Guard:
             if status == 200:
                 m.request_duration.observe(time.perf_counter() - start)
 
+    async def _preflight(self, send: Any, allow: bytes | None) -> None:
+        """A CORS preflight: 200, with the allow headers when the origin is allowed (TEI: GET and POST,
+        the content-type header; and authorization here, for --api-key)."""
+        headers = [(b"content-length", b"0")]
+        if allow is not None:
+            headers += [
+                (b"access-control-allow-origin", allow),
+                (b"access-control-allow-methods", b"GET,POST"),
+                (b"access-control-allow-headers", b"content-type,authorization"),
+            ]
+        headers.append((b"vary", b"origin, access-control-request-method, access-control-request-headers"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
     @staticmethod
     async def _answer(send: Any, status: int, error_type: str, message: str, scope: dict) -> None:
         if scope["path"] in _OPENAI_PATHS:
@@ -340,6 +411,20 @@ class _Guard:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _with_cors(send: Any, allow: bytes, vary: bool) -> Any:
+    """``send`` adding ``access-control-allow-origin`` (and ``vary: origin`` when it depends on the origin)."""
+
+    async def cors_send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            extra = [(b"access-control-allow-origin", allow)]
+            if vary:
+                extra.append((b"vary", b"origin"))
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return cors_send
 
 
 def create_app(
@@ -396,13 +481,19 @@ def create_app(
         return Response(status_code=499)
 
     # ----------------------------------------------------------------------------------- routes
-    def _headers(rows: list, chars: int, start: float) -> dict[str, str]:
+    def _headers(request: Request, rows: list, chars: int, start: float) -> dict[str, str]:
+        """TEI's response headers (router/src/lib.rs ``ResponseMetadata``): times in whole milliseconds."""
         elapsed = str(int((time.perf_counter() - start) * 1000))
+        timing = _timing(request)
         return {
             "x-compute-type": models[0].device.type,
+            "x-compute-time": elapsed,
             "x-compute-characters": str(chars),
             "x-compute-tokens": str(sum(len(r[0]) for r in rows)),
             "x-total-time": elapsed,
+            "x-tokenization-time": str(int(timing["tokenization"] * 1000)),
+            "x-queue-time": str(int(timing["queue"] * 1000)),
+            "x-inference-time": str(int(timing["inference"] * 1000)),
         }
 
     def _chars(inputs: list[Any]) -> int:
@@ -418,16 +509,34 @@ def create_app(
         request: Request, body: schemas.EmbedRequest, field: str = "inputs"
     ) -> tuple[list[list[float]], list, list]:
         server.require((EMBEDDING,), "embed")
+        if body.normalize and server.spec.pooling == "splade":
+            # TEI (core/src/infer.rs embed_pooled): a SPLADE vector is not normalised; normalize=false gives
+            # the dense SPLADE vector
+            m.request_failure.labels("model_type").inc()
+            raise ServeError(
+                "`normalize` is not available for SPLADE models (pass normalize=false)", "backend"
+            )
         inputs, _ = _as_list(body.inputs)
         server.check_count(field, len(inputs))
         rows = server.encode(
-            field, inputs, body.truncate, body.truncation_direction, server.prompt(body.prompt_name)
+            field,
+            inputs,
+            body.truncate,
+            body.truncation_direction,
+            server.prompt(body.prompt_name),
+            request=request,
         )
         outs = await server.run(request, rows, ["pooled"] * len(rows))
         vectors = []
         for v in outs:
             v = np.asarray(v, dtype=np.float32)
             if body.dimensions is not None:
+                if body.dimensions > v.shape[-1]:
+                    # TEI and OpenAI refuse it rather than answer the full vector
+                    m.request_failure.labels("validation").inc()
+                    raise ServeError(
+                        f"`dimensions`: {body.dimensions} is more than the embedding's {v.shape[-1]} dimensions"
+                    )
                 v = v[: body.dimensions]
             if body.normalize:
                 v = normalize(v)
@@ -441,7 +550,7 @@ def create_app(
         kind = _count("embed", _as_list(body.inputs)[1])
         vectors, rows, inputs = await embed_vectors(request, body)
         m.request_success.labels(kind).inc()
-        return _json([v.tolist() for v in vectors], headers=_headers(rows, _chars(inputs), start))
+        return _json([v.tolist() for v in vectors], headers=_headers(request, rows, _chars(inputs), start))
 
     @app.post("/embed_all", response_model=list[list[list[float]]], responses=_ERRORS)
     async def embed_all(request: Request, body: schemas.EmbedAllRequest):
@@ -456,11 +565,18 @@ def create_app(
         kind = _count("embed", single)
         server.check_count("inputs", len(inputs))
         rows = server.encode(
-            "inputs", inputs, body.truncate, body.truncation_direction, server.prompt(body.prompt_name)
+            "inputs",
+            inputs,
+            body.truncate,
+            body.truncation_direction,
+            server.prompt(body.prompt_name),
+            request=request,
         )
         outs = await server.run(request, rows, ["all"] * len(rows))
         m.request_success.labels(kind).inc()
-        return _json([np.asarray(o).tolist() for o in outs], headers=_headers(rows, _chars(inputs), start))
+        return _json(
+            [np.asarray(o).tolist() for o in outs], headers=_headers(request, rows, _chars(inputs), start)
+        )
 
     @app.post("/embed_sparse", response_model=list[list[schemas.SparseValue]], responses=_ERRORS)
     async def embed_sparse(request: Request, body: schemas.EmbedSparseRequest):
@@ -473,7 +589,12 @@ def create_app(
         kind = _count("embed", single)
         server.check_count("inputs", len(inputs))
         rows = server.encode(
-            "inputs", inputs, body.truncate, body.truncation_direction, server.prompt(body.prompt_name)
+            "inputs",
+            inputs,
+            body.truncate,
+            body.truncation_direction,
+            server.prompt(body.prompt_name),
+            request=request,
         )
         outs = await server.run(request, rows, ["sparse"] * len(rows))
         result = []
@@ -481,7 +602,7 @@ def create_app(
             idx = np.flatnonzero(v)
             result.append([{"index": int(i), "value": float(v[i])} for i in idx])
         m.request_success.labels(kind).inc()
-        return _json(result, headers=_headers(rows, _chars(inputs), start))
+        return _json(result, headers=_headers(request, rows, _chars(inputs), start))
 
     async def predict_scores(request: Request, body: schemas.PredictRequest):
         server.require((CLASSIFIER, RERANKER), "predict")
@@ -496,7 +617,7 @@ def create_app(
         kind = _count("predict", bool(single))
         server.check_count("inputs", len(seqs))
         items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
-        rows = server.encode("inputs", items, body.truncate, body.truncation_direction)
+        rows = server.encode("inputs", items, body.truncate, body.truncation_direction, request=request)
         outs = await server.run(request, rows, ["scores"] * len(rows))
         labels = server.spec.id2label
         result = []
@@ -522,7 +643,7 @@ def create_app(
         start = time.perf_counter()
         result, rows, items = await predict_scores(request, body)
         chars = sum(len(x) if isinstance(x, str) else len(x[0]) + len(x[1]) for x in items)
-        return _json(result, headers=_headers(rows, chars, start))
+        return _json(result, headers=_headers(request, rows, chars, start))
 
     async def rerank_scores(request: Request, body: schemas.RerankRequest):
         server.require((RERANKER,), "rerank")
@@ -532,7 +653,11 @@ def create_app(
         m.request_count.labels("batch").inc()
         server.check_count("texts", len(body.texts))
         rows = server.encode(
-            "texts", [(body.query, t) for t in body.texts], body.truncate, body.truncation_direction
+            "texts",
+            [(body.query, t) for t in body.texts],
+            body.truncate,
+            body.truncation_direction,
+            request=request,
         )
         outs = await server.run(request, rows, ["scores"] * len(rows))
         ranks = []
@@ -554,7 +679,7 @@ def create_app(
         start = time.perf_counter()
         ranks, rows = await rerank_scores(request, body)
         chars = len(body.query) * len(body.texts) + sum(len(t) for t in body.texts)
-        return _json(ranks, headers=_headers(rows, chars, start))
+        return _json(ranks, headers=_headers(request, rows, chars, start))
 
     async def similarity_scores(request: Request, body: schemas.SimilarityRequest):
         server.require((EMBEDDING,), "embed")
@@ -569,11 +694,11 @@ def create_app(
             truncate=params.truncate,
             truncation_direction=params.truncation_direction,
             prompt_name=params.prompt_name,
-            normalize=True,
+            normalize=False,  # as TEI: the cosine of the raw vectors (SPLADE's too, which refuse normalize)
         )
         vectors, rows, inputs = await embed_vectors(request, embed_body, "inputs.sentences")
-        source = vectors[0].astype(np.float64)
-        sims = [float(source @ v.astype(np.float64)) for v in vectors[1:]]
+        vectors = [normalize(v).astype(np.float64) for v in vectors]
+        sims = [float(vectors[0] @ v) for v in vectors[1:]]
         m.request_success.labels("batch").inc()
         return sims, rows, inputs
 
@@ -582,7 +707,7 @@ def create_app(
         """Cosine similarity of ``source_sentence`` to each of ``sentences`` (TEI ``/similarity``)."""
         start = time.perf_counter()
         sims, rows, inputs = await similarity_scores(request, body)
-        return _json(sims, headers=_headers(rows, _chars(inputs), start))
+        return _json(sims, headers=_headers(request, rows, _chars(inputs), start))
 
     @app.post("/tokenize", response_model=list[list[schemas.SimpleToken]], responses=_ERRORS)
     async def tokenize(body: schemas.TokenizeRequest):
@@ -627,7 +752,7 @@ def create_app(
                 "model": server.served_model_name,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
-            headers=_headers(rows, _chars(inputs), start),
+            headers=_headers(request, rows, _chars(inputs), start),
         )
 
     openai_doc = {"response_model": schemas.OpenAIEmbeddingsResponse, "responses": _OPENAI_ERRORS}
@@ -660,12 +785,23 @@ def create_app(
         except ValidationError as e:
             raise ServeError(validation_message(list(e.errors())), "validation") from None
 
+    app.post("/invocations", include_in_schema=False)(root)  # TEI's AWS SageMaker route: POST /
+
     @app.get("/health", responses={503: {"model": schemas.ErrorResponse}})
     async def health():
         """200 when every model worker is alive (TEI ``/health``)."""
         if not server.batcher.alive():
             return _json({"error": "unhealthy", "error_type": "unhealthy"}, 503)
         return Response(status_code=200)
+
+    # TEI answers GET / (the Inference API's health route) and GET /ping (SageMaker's) as /health
+    app.get("/", include_in_schema=False)(health)
+    app.get("/ping", include_in_schema=False)(health)
+
+    @app.get("/api-doc/openapi.json", include_in_schema=False)
+    async def api_doc():
+        """The OpenAPI document where TEI serves it (also at ``/openapi.json``)."""
+        return _json(app.openapi())
 
     @app.get("/info", response_model=schemas.Info)
     async def info():
@@ -683,8 +819,20 @@ def create_app(
 
 
 _INFERENCE_PATHS = frozenset(
-    ("/", "/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", *_OPENAI_PATHS)
+    (
+        "/",
+        "/invocations",
+        "/embed",
+        "/embed_all",
+        "/embed_sparse",
+        "/predict",
+        "/rerank",
+        "/similarity",
+        *_OPENAI_PATHS,
+    )
 )
+#: what TEI leaves outside its API-key layer (``GET`` only; ``POST /`` needs the key)
+_PUBLIC_GETS = frozenset(("/health", "/", "/ping"))
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
     for code, text in (

@@ -49,6 +49,8 @@ class ServeOptions:
     api_key: str | None = None
     devices: tuple[str, ...] | None = None
     threads: int | None = None
+    #: origins a browser may call from (CORS); None: any origin, as TEI's default
+    cors_allow_origin: tuple[str, ...] | None = None
 
     def replace(self, **changes: Any) -> ServeOptions:
         return dataclasses.replace(self, **changes)
@@ -159,6 +161,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "whose cores are shared",
     )
     parser.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=None,
+        help="origins browsers may call from (CORS), comma-separated or repeated (default: any, as TEI)",
+    )
+    parser.add_argument(
         "--ray", action="store_true", help="run on Ray Serve: one replica per GPU, CPU replicas when none"
     )
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start one here)")
@@ -184,6 +192,13 @@ def parse_devices(text: str | None) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def parse_origins(values: list[str] | None) -> tuple[str, ...] | None:
+    """``--cors-allow-origin`` values (each comma-separated) as a tuple; None (any origin) when not given."""
+    if not values:
+        return None
+    return tuple(o.strip() for v in values for o in v.split(",") if o.strip()) or None
+
+
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(
         model=args.model,
@@ -205,6 +220,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         api_key=args.api_key,
         devices=parse_devices(args.devices),
         threads=args.threads,
+        cors_allow_origin=parse_origins(args.cors_allow_origin),
     )
 
 

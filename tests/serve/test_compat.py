@@ -1,0 +1,234 @@
+"""Compatibility with text-embeddings-inference (TEI) and OpenAI's embeddings API, where a client of either
+would notice a difference: response headers, `dimensions` limits, SPLADE's `normalize`, the health and
+SageMaker routes, CORS, prompts on token-id inputs. Tiny random checkpoints on 127.0.0.1 only.
+
+References: TEI's router (router/src/http/server.rs, router/src/lib.rs ``ResponseMetadata``), its core
+(core/src/infer.rs ``embed_pooled``, core/src/tokenization.rs ``tokenize_input``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from serve_helpers import serving
+
+TIMING_HEADERS = (
+    "x-compute-time",
+    "x-compute-characters",
+    "x-compute-tokens",
+    "x-total-time",
+    "x-tokenization-time",
+    "x-queue-time",
+    "x-inference-time",
+)
+
+
+@pytest.fixture(scope="module")
+def base_server(tiny):
+    with serving(model=tiny["base"]) as srv:
+        yield srv
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_tei_timing_headers_on_every_inference_route(base_server):
+    """TEI answers every inference route with x-compute-time, x-tokenization-time, x-queue-time and
+    x-inference-time (milliseconds) besides x-compute-characters / -tokens / x-total-time."""
+    c = base_server.client
+    before = _metric(c.get("/metrics").text, "te_request_queue_duration_count")
+    requests = [
+        ("/embed", {"inputs": ["the cat", "the dog"]}),
+        ("/embed_all", {"inputs": "the cat"}),
+        ("/v1/embeddings", {"input": "the cat"}),
+        ("/similarity", {"inputs": {"source_sentence": "the cat", "sentences": ["the dog"]}}),
+        ("/", {"inputs": "the cat"}),
+    ]
+    for path, body in requests:
+        r = c.post(path, json=body)
+        assert r.status_code == 200, (path, r.text)
+        for name in TIMING_HEADERS:
+            assert name in r.headers, (path, name)
+            assert int(r.headers[name]) >= 0, (path, name, r.headers[name])
+        assert int(r.headers["x-compute-time"]) <= int(r.headers["x-total-time"]) + 1
+    assert c.post("/embed", json={"inputs": "the cat"}).headers["x-compute-characters"] == "7"
+    # te_request_queue_duration (README: TEI's names) is observed once per request that ran a forward
+    after = _metric(c.get("/metrics").text, "te_request_queue_duration_count")
+    assert after - before >= len(requests)
+
+
+def test_tei_timing_headers_on_rerank_and_predict(tiny):
+    with serving(model=tiny["reranker"]) as srv:
+        for path, body in (
+            ("/rerank", {"query": "the cat", "texts": ["the dog", "a car"]}),
+            ("/predict", {"inputs": [["the cat", "the dog"], ["a car"]]}),
+        ):
+            r = srv.client.post(path, json=body)
+            assert r.status_code == 200, (path, r.text)
+            for name in TIMING_HEADERS:
+                assert int(r.headers[name]) >= 0, (path, name)
+
+
+def test_dimensions_larger_than_the_embedding_is_a_validation_error(base_server):
+    """TEI (core/src/infer.rs embed_pooled): `dimensions` above the embedding size is a 422 Validation error,
+    not the full vector; OpenAI refuses it too. The tiny model's vectors have 32 values."""
+    c = base_server.client
+    r = c.post("/embed", json={"inputs": "the cat", "dimensions": 33})
+    assert r.status_code == 422, r.text
+    assert r.json()["error_type"] == "validation" and "`dimensions`" in r.json()["error"]
+    r = c.post("/v1/embeddings", json={"input": ["the cat"], "dimensions": 1000})
+    assert r.status_code == 422, r.text
+    assert set(r.json()) == {"message", "code", "type"} and "`dimensions`" in r.json()["message"]
+    full = np.asarray(c.post("/embed", json={"inputs": "the cat", "dimensions": 32}).json())
+    assert full.shape == (1, 32)
+    cut = np.asarray(c.post("/embed", json={"inputs": "the cat", "dimensions": 8}).json())
+    assert cut.shape == (1, 8) and abs(np.linalg.norm(cut) - 1) < 1e-5
+
+
+def test_health_and_sagemaker_routes(base_server):
+    """TEI serves GET / and GET /ping as /health, POST /invocations as POST / (SageMaker), and its OpenAPI
+    document at /api-doc/openapi.json."""
+    c = base_server.client
+    assert c.get("/").status_code == 200
+    assert c.get("/ping").status_code == 200
+    body = {"inputs": ["the cat", "the dog"]}
+    r = c.post("/invocations", json=body)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json(), c.post("/embed", json=body).json(), atol=1e-6, rtol=0)
+    assert "x-inference-time" in r.headers
+    doc = c.get("/api-doc/openapi.json")
+    assert doc.status_code == 200 and "/embed" in doc.json()["paths"]
+
+
+def test_health_routes_need_no_key_but_invocations_does(tiny):
+    """TEI puts /health, GET / and /ping outside the API-key layer; /invocations is behind it."""
+    with serving(model=tiny["base"], api_key="k3y") as srv:
+        c = srv.client
+        assert c.get("/").status_code == 200
+        assert c.get("/ping").status_code == 200
+        assert c.post("/invocations", json={"inputs": "the cat"}).status_code == 401
+        assert c.post("/", json={"inputs": "the cat"}).status_code == 401
+        ok = c.post("/invocations", json={"inputs": "the cat"}, headers={"Authorization": "Bearer k3y"})
+        assert ok.status_code == 200, ok.text
+        # a browser's CORS preflight carries no key: TEI's CORS layer answers it before the key is checked
+        pre = c.options(
+            "/embed",
+            headers={
+                "Origin": "http://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
+
+
+def test_cors_any_origin_by_default(base_server):
+    """TEI's default CORS layer allows any origin (GET, POST, content-type): browser clients work."""
+    c = base_server.client
+    origin = {"Origin": "http://app.example"}
+    pre = c.options(
+        "/embed",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert pre.status_code == 200, pre.text
+    assert pre.headers["access-control-allow-origin"] == "*"
+    assert "POST" in pre.headers["access-control-allow-methods"]
+    assert "content-type" in pre.headers["access-control-allow-headers"].lower()
+    r = c.post("/embed", json={"inputs": "the cat"}, headers=origin)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    # errors carry it as well, or the browser hides them from the page
+    r = c.post("/embed", json={"inputs": []}, headers=origin)
+    assert r.status_code == 400 and r.headers["access-control-allow-origin"] == "*"
+    assert c.get("/info", headers=origin).headers["access-control-allow-origin"] == "*"
+    # no Origin: no CORS headers
+    assert "access-control-allow-origin" not in c.post("/embed", json={"inputs": "the cat"}).headers
+
+
+def test_cors_allow_origin_list(tiny):
+    """TEI's --cors-allow-origin: only the listed origins are allowed."""
+    with serving(model=tiny["base"], cors_allow_origin=("http://ok.example",)) as srv:
+        c = srv.client
+        pre = {"Access-Control-Request-Method": "POST"}
+        r = c.options("/embed", headers={"Origin": "http://ok.example", **pre})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://ok.example"
+        r = c.options("/embed", headers={"Origin": "http://evil.example", **pre})
+        assert "access-control-allow-origin" not in r.headers
+        r = c.post("/embed", json={"inputs": "the cat"}, headers={"Origin": "http://evil.example"})
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+
+
+def test_cors_cli_option():
+    import argparse
+
+    from fastbert.serve.options import add_cli_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    assert options_from_args(parser.parse_args([])).cors_allow_origin is None
+    args = parser.parse_args(["--cors-allow-origin", "http://a.example,http://b.example"])
+    assert options_from_args(args).cors_allow_origin == ("http://a.example", "http://b.example")
+
+
+def test_splade_refuses_normalize_like_tei(tiny):
+    """TEI (core/src/infer.rs embed_pooled): `normalize` is not available for SPLADE models: /embed with the
+    default normalize=true and /v1/embeddings are a 424; /embed normalize=false is the dense SPLADE vector,
+    and /similarity (which embeds with normalize=false) works."""
+    texts = ["the cat is green", "paris is the capital of france"]
+    with serving(model=tiny["mlm"], pooling="splade") as srv:
+        c = srv.client
+        r = c.post("/embed", json={"inputs": texts})
+        assert r.status_code == 424 and r.json()["error_type"] == "backend", r.text
+        assert "normalize" in r.json()["error"]
+        r = c.post("/v1/embeddings", json={"input": texts})
+        assert r.status_code == 424 and r.json()["type"] == "backend", r.text
+        dense = np.asarray(c.post("/embed", json={"inputs": texts, "normalize": False}).json())
+        sparse = c.post("/embed_sparse", json={"inputs": texts}).json()
+        for row, values in zip(dense, sparse):
+            want = np.zeros_like(row)
+            for v in values:
+                want[v["index"]] = v["value"]
+            np.testing.assert_allclose(row, want, atol=1e-6, rtol=0)
+        r = c.post("/similarity", json={"inputs": {"source_sentence": texts[0], "sentences": texts[1:]}})
+        assert r.status_code == 200, r.text
+        a, b = dense.astype(np.float64)
+        np.testing.assert_allclose(r.json(), [a @ b / np.linalg.norm(a) / np.linalg.norm(b)], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def prompt_model(tiny, tmp_path_factory):
+    """The tiny base model with sentence-transformers prompts ("query" the default)."""
+    path = tmp_path_factory.mktemp("prompted") / "model"
+    shutil.copytree(tiny["base"], path)
+    (path / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "where is ", "passage": ""}, "default_prompt_name": "query"})
+    )
+    return str(path)
+
+
+def test_prompts_apply_to_token_id_inputs(prompt_model):
+    """TEI (core/src/tokenization.rs tokenize_input): with a prompt, token-id inputs are decoded, the prompt
+    put before the text, and the result encoded with special tokens: ids and text embed alike."""
+    with serving(model=prompt_model) as srv:
+        c = srv.client
+        # "passage" is the empty prompt: the ids of the text alone, [CLS] and [SEP] included
+        tokens = c.post("/tokenize", json={"inputs": "the sky is blue", "prompt_name": "passage"}).json()[0]
+        ids = [t["id"] for t in tokens]
+        for extra in ({}, {"prompt_name": "query"}):
+            want = c.post("/embed", json={"inputs": "the sky is blue", **extra}).json()
+            got = c.post("/embed", json={"inputs": ids, **extra}).json()
+            np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+        plain = c.post("/embed", json={"inputs": "the sky is blue", "prompt_name": "passage"}).json()
+        assert not np.allclose(plain, want, atol=1e-4)  # the prompt changes the vector
+        # a token id outside the vocabulary is still a 422 naming it, with a prompt as without
+        r = c.post("/embed", json={"inputs": [[ids[1], 99999]], "prompt_name": "query"})
+        assert r.status_code == 422 and "99999" in r.json()["error"]
