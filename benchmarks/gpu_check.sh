@@ -21,8 +21,8 @@
 # Time limits (seconds, environment), from the H200 run of 2026-12-04 (in brackets what it took there):
 # GPU_CHECK_INSTALL_S=40 [4], step 1: GPU_CHECK_TESTS_MODELS_S=120 [killed at 70 s at 98 %; 102 s beside other
 # jobs; 82-99 s in session 10] GPU_CHECK_TESTS_KERNELS_S=100 [69-87; 57-64] GPU_CHECK_CHECK_S=60 [33-40, before
-# its triton-eager rows] GPU_CHECK_KERNELS_S=50 [27] GPU_CHECK_E2E_S=110 [36, before the eager provider]
-# (sum 480); step 2: GPU_CHECK_TESTS_COMPILE_S=60 [19-25] (torch.compile over the
+# its triton-eager rows] GPU_CHECK_KERNELS_S=50 [27] GPU_CHECK_E2E_S=150 [36, before the eager provider and
+# the packed-graphs group] (sum 520); step 2: GPU_CHECK_TESTS_COMPILE_S=60 [19-25] (torch.compile over the
 # kernels, the one test left out of step 1), GPU_CHECK_TESTS_QUANT_S=80 [55] (tests/quant/test_gpu_linears.py:
 # the real _scaled_mm / _int_mm calls against their formulas, the MiniLM gates), GPU_CHECK_HOST_S=45
 # (benchmarks/profile_host.py: the host cost of a launch, wall vs GPU-busy time per forward),
@@ -162,7 +162,7 @@ if [ "$STEP" = 1 ]; then
     fi
     sub kernels "$KS" "$PY" benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
         --time-budget "$((KS - 20))" --csv "$OUT/kernels.csv" --out "$KEEP/kernels"
-    ES="${GPU_CHECK_E2E_S:-110}"
+    ES="${GPU_CHECK_E2E_S:-150}"
     sub e2e "$ES" "$PY" -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$((ES - 20))" --out "$OUT/e2e"
     keep_only_rows "$OUT/e2e"

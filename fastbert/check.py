@@ -73,6 +73,8 @@ def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen:
 
 #: the triton backend with CUDA graphs off (on CUDA the ``triton`` row replays graphs, by default)
 TRITON_EAGER = "triton-eager"
+#: the triton backend on CUDA with batches that have padding replayed packed (``cuda_graphs(packed=True)``)
+TRITON_PACKED = "triton-packed"
 
 
 def run_check(
@@ -99,13 +101,15 @@ def run_check(
     mask = inputs["attention_mask"].bool()
     if backends is None:
         backends = ("eager", "sdpa") + (("triton",) if triton_available() else ())
-        if "triton" in backends and dev.type == "cuda":  # the default (CUDA graphs) and the packed forward
-            backends += (TRITON_EAGER,)
+        if "triton" in backends and dev.type == "cuda":  # the default (CUDA graphs), the packed forward
+            backends += (TRITON_EAGER, TRITON_PACKED)  # and the packed graphs
+    if TRITON_PACKED in backends and dev.type != "cuda":
+        raise ValueError(f"{TRITON_PACKED} replays CUDA graphs: it needs a CUDA device, not {dev}")
 
     model_class = registry.model_class(cfg.model_type, "base")
 
     def build(backend: str, dtype: torch.dtype):
-        impl = "triton" if backend == TRITON_EAGER else backend
+        impl = "triton" if backend in (TRITON_EAGER, TRITON_PACKED) else backend
         if path is not None:
             m = model_class.from_pretrained(path, torch_dtype=dtype, device_map=dev, attn_implementation=impl)
         else:
@@ -115,6 +119,9 @@ def run_check(
             m = m.to(dtype)
         if backend == TRITON_EAGER:
             m.cuda_graphs(enabled=False)
+        elif backend == TRITON_PACKED:
+            rows, width = inputs["input_ids"].shape  # one bucket of the batch's own size
+            m.cuda_graphs(max_batch=rows, max_seqlen=width, packed=True)
         return m
 
     @torch.no_grad()
@@ -191,8 +198,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--attn-implementation",
         "--backends",
         dest="backends",
-        help="comma-separated attn_implementation values: eager,sdpa,triton, and triton-eager (triton with "
-        "CUDA graphs off) (default: all available; on CUDA triton-eager too)",
+        help="comma-separated attn_implementation values: eager,sdpa,triton, triton-eager (triton with "
+        "CUDA graphs off) and triton-packed (CUDA graphs that replay padded batches packed) (default: all "
+        "available; on CUDA triton-eager and triton-packed too)",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
     parser.add_argument("--no-transformers", action="store_true", help="skip transformers' rows")

@@ -59,6 +59,8 @@ import weakref
 import torch
 from torch.nn.modules import module as _torch_module
 
+from .padding import Packing
+
 SEQLEN_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
 ENV = "FASTBERT_CUDA_GRAPHS"
 #: the runner ``auto_install`` puts in front of a CUDA triton model on its first covered call
@@ -71,15 +73,20 @@ AUTO_MIN_FILL = 0.25
 
 def _auto_from_env() -> bool:
     raw = os.environ.get(ENV, "").strip().lower()
-    if raw in ("", "1", "auto", "on", "true", "yes"):
+    if raw in ("", "1", "auto", "on", "true", "yes", "packed"):
         return True
     if raw in ("0", "off", "false", "no"):
         return False
-    raise ValueError(f"{ENV} must be 1/auto/on or 0/off, got {raw!r}")
+    raise ValueError(f"{ENV} must be 1/auto/on, packed or 0/off, got {raw!r}")
 
 
 #: CUDA graphs by default (``FASTBERT_CUDA_GRAPHS``, read when this module is first imported)
 AUTO: bool = _auto_from_env()
+#: ``FASTBERT_CUDA_GRAPHS=packed``: the default runner replays batches with padding packed (``packed=True``)
+AUTO_PACKED: bool = os.environ.get(ENV, "").strip().lower() == "packed"
+#: a packed graph's rows: the real tokens rounded up by 1/PACKED_STEPS of the bucket (at least PACKED_MIN_STEP)
+PACKED_STEPS = 8
+PACKED_MIN_STEP = 64
 
 #: bumped whenever any module registers a parameter, buffer or submodule (torch's global registration
 #: hooks): a runner then lists its model's tensors again before trusting its graphs' addresses
@@ -170,6 +177,7 @@ def auto_install(model) -> GraphRunner | None:
             min_fill=AUTO_MIN_FILL,
             fill_from_tokens=AUTO_FILL_FROM_TOKENS,
             auto=True,
+            packed=AUTO_PACKED,
         )
         model.__dict__["encode"] = runner
         return runner
@@ -197,6 +205,7 @@ class GraphRunner:
         min_fill: float = 0.0,
         fill_from_tokens: int = 0,
         auto: bool = False,
+        packed: bool = False,
     ):
         if max_batch < 1 or max_seqlen < 1:
             raise ValueError("max_batch and max_seqlen must be positive")
@@ -219,6 +228,9 @@ class GraphRunner:
         self.min_fill = min_fill
         self.fill_from_tokens = fill_from_tokens
         self.auto = auto  # installed by default: a failed capture warns and runs that bucket eagerly
+        #: batches with padding replay packed: a graph per (bucket, rows) runs the layers on the real tokens
+        #: and a few filler rows only (``min_fill`` then does not apply)
+        self.packed = packed
         #: (batch, length) buckets whose capture failed, with why: they run the normal forward
         self.failures: dict[tuple[int, int], str] = {}
         self.warmup = warmup
@@ -274,6 +286,13 @@ class GraphRunner:
         if b is None or s is None or (self.max_tokens is not None and b * s > self.max_tokens):
             return None
         return b, s
+
+    def packed_rows(self, bucket: tuple[int, int], real_tokens: int) -> int:
+        """Rows of the packed graph that serves ``real_tokens`` in ``bucket``: rounded up by an eighth of the
+        bucket (at least 64 rows), so that a bucket has at most 8 packed graphs."""
+        size = bucket[0] * bucket[1]
+        step = max(size // PACKED_STEPS, PACKED_MIN_STEP)
+        return min(size, -(-real_tokens // step) * step)
 
     def worth_padding(self, bucket: tuple[int, int], real_tokens: int | None) -> bool:
         """Whether a batch of ``real_tokens`` is replayed padded to ``bucket`` (else it runs packed)."""
@@ -346,19 +365,25 @@ class GraphRunner:
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
         ids = inputs.input_ids
         bucket = self.bucket(*ids.shape)
-        fill = self.min_fill > 0 and bucket[0] * bucket[1] > self.fill_from_tokens
-        # one host read, before any replay (with the lengths when the fill decides)
+        size = bucket[0] * bucket[1]
+        fill = self.packed or (self.min_fill > 0 and size > self.fill_from_tokens)
+        # one host read, before any replay (with the lengths when the fill or the packing decides)
         checked = self.model.validate(inputs, read_lengths=fill and inputs.attention_mask is not None)
         if checked.seqlens_host is not None:
             real = sum(checked.seqlens_host)
         else:  # no mask: every position is a token
             real = ids.shape[0] * ids.shape[1] if fill else None
-        if bucket in self.failures or not self.worth_padding(bucket, real):
+        rows = self.packed_rows(bucket, real) if self.packed and real < size else None
+        if (
+            bucket in self.failures
+            or (self.packed and real == 0)  # every row padded: the forward's own rule (no packed launch)
+            or (not self.packed and not self.worth_padding(bucket, real))
+        ):
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
         # capture and replay on the model's GPU, not the current one
         with self.lock, torch.cuda.device(self.model.device):
             try:
-                return self.run(inputs)
+                return self.run(inputs, rows=rows, real=real)
             except Exception as err:  # noqa: BLE001 - an installed-by-default runner must not break a call
                 if not self.auto:
                     raise
@@ -373,35 +398,61 @@ class GraphRunner:
                     )
         return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
 
-    def _key(self, bucket: tuple[int, int]) -> tuple:
+    def _key(self, bucket: tuple[int, int], rows: int | None = None) -> tuple:
         autocast = torch.is_autocast_enabled("cuda")
         dtype = torch.get_autocast_dtype("cuda") if autocast else None
-        return (bucket[0], bucket[1], self.model.dtype, autocast, dtype)
+        return (bucket[0], bucket[1], rows, self.model.dtype, autocast, dtype)
 
-    def _capture(self, key, inputs_type):
-        b, s = key[0], key[1]
+    def _capture(self, key, inputs):
+        """The bucket's static buffers, filled with ``inputs`` (the warm-up forwards run on real tokens), and
+        its graph. ``key[2]``: the rows of a packed graph (None: padded)."""
+        b, s, rows = key[0], key[1], key[2]
         dev = self.model.device
         with torch.inference_mode(False):  # static buffers must accept writes under no_grad later
             ids = torch.full((b, s), self.pad_id, dtype=torch.long, device=dev)
             mask = torch.zeros(b, s, dtype=torch.long, device=dev)
             tt = torch.zeros(b, s, dtype=torch.long, device=dev)
-        mask[:, 0] = 1
-        static = inputs_type(input_ids=ids, attention_mask=mask, token_type_ids=tt)
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
+            packing = None
+            if rows is not None:  # packed by the mask on the device at each call (``_fill``)
+                packing = Packing(
+                    indices=torch.zeros(rows, dtype=torch.long, device=dev),
+                    cu_seqlens=torch.zeros(b + 1, dtype=torch.int32, device=dev),
+                    seqlens=torch.zeros(b, dtype=torch.int32, device=dev),
+                    max_seqlen=s,
+                    batch=b,
+                    seqlen=s,
+                    seqlens_host=None,
+                    static_rows=rows,
+                )
+        entry = _Entry(ids, mask, tt, packing)
+        self._fill(entry, inputs)
+        static = type(inputs)(input_ids=ids, attention_mask=mask, token_type_ids=tt, static_packing=packing)
 
         def body():
-            if key[3]:  # autocast: no weight-cast cache, whose memory is freed when autocast exits
-                with torch.autocast("cuda", dtype=key[4], cache_enabled=False):
-                    return self.encode(static, host_reads=False)
-            return self.encode(static, host_reads=False)
+            # packed: the graph's output stays packed, (rows, H); ``run`` re-pads the real tokens
+            kwargs = dict(keep_packed=packing is not None, host_reads=False)
+            if key[4]:  # autocast: no weight-cast cache, whose memory is freed when autocast exits
+                with torch.autocast("cuda", dtype=key[5], cache_enabled=False):
+                    return self.encode(static, **kwargs)
+            return self.encode(static, **kwargs)
 
+        entry.graph, entry.out = self._record(body)
+        self.captures += 1
+        self.graphs[key] = entry
+        return entry
+
+    def _record(self, body):
+        """Warm ``body`` up on a side stream (Triton compiles and autotunes there), then capture it: (graph,
+        the captured call's result, which each replay overwrites)."""
+        dev = self.model.device
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
         if self.stream is None:  # one side stream for every capture that shares the pool, on the model's GPU
             self.stream = torch.cuda.Stream(dev)
         stream = self.stream
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(self.warmup):  # compiles/autotunes the kernels outside the capture
+            for _ in range(self.warmup):
                 body()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
@@ -412,28 +463,19 @@ class GraphRunner:
             torch.cuda.graph(graph, pool=self.pool, stream=stream, capture_error_mode="thread_local"),
         ):
             out = body()
-        self.captures += 1
-        entry = (graph, ids, mask, tt, out)
-        self.graphs[key] = entry
-        return entry
+        return graph, out
 
-    def run(self, inputs):
-        """Replay the bucket's graph on ``inputs`` (captured on first use); returns the encoder's result."""
+    def _fill(self, entry: _Entry, inputs) -> None:
+        """Copy a call into the bucket's static buffers (the filler past it: padding); packed, pack them."""
         input_ids, attention_mask, token_type_ids = (
             inputs.input_ids,
             inputs.attention_mask,
             inputs.token_type_ids,
         )
         batch, seqlen = input_ids.shape
-        key = self._key(self.bucket(batch, seqlen))
-        self.check_weights()
-        stream = torch.cuda.current_stream()
-        if self.done is not None:  # the previous call (maybe on another stream) has read the buffers
-            stream.wait_event(self.done)
-        graph, ids, mask, tt, enc = self.graphs.get(key) or self._capture(key, type(inputs))
+        ids, mask, tt = entry.ids, entry.mask, entry.tt
         # fewer launches on the host's path: a batch filling its bucket overwrites every position
-        fits = batch == ids.shape[0] and seqlen == ids.shape[1]
-        if not fits:
+        if not (batch == ids.shape[0] and seqlen == ids.shape[1]):
             ids.fill_(self.pad_id)
             mask.zero_()
         ids[:batch, :seqlen].copy_(input_ids)
@@ -445,16 +487,48 @@ class GraphRunner:
             tt.zero_()
         else:  # (the filler keeps earlier calls' types: valid ones, and they touch no real token)
             tt[:batch, :seqlen].copy_(token_type_ids)
-        graph.replay()
+        p = entry.packing
+        if p is not None:  # real tokens first, in order; the filler rows read position 0, join no sequence
+            p.seqlens.copy_(torch.count_nonzero(mask, dim=1))
+            torch.cumsum(p.seqlens, 0, dtype=torch.int32, out=p.cu_seqlens[1:])
+            p.indices.copy_(torch.nonzero_static(mask.view(-1), size=p.static_rows, fill_value=0).view(-1))
+
+    def run(self, inputs, rows: int | None = None, real: int | None = None):
+        """Replay the bucket's graph on ``inputs`` (captured on first use); returns the encoder's result.
+        ``rows``: the packed graph of that many rows, for a batch of ``real`` tokens (None: padded)."""
+        input_ids, attention_mask = inputs.input_ids, inputs.attention_mask
+        batch, seqlen = input_ids.shape
+        key = self._key(self.bucket(batch, seqlen), rows)
+        self.check_weights()
+        stream = torch.cuda.current_stream()
+        if self.done is not None:  # the previous call (maybe on another stream) has read the buffers
+            stream.wait_event(self.done)
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self._capture(key, inputs)
+        else:
+            self._fill(entry, inputs)
+        entry.graph.replay()
         self.replays += 1
-        hidden = enc.sequence[:batch, :seqlen]
-        if attention_mask is None:  # no padded position among the real rows
-            sequence = hidden.clone()
-        else:  # padded positions zero, as the packed path
-            sequence = hidden * mask[:batch, :seqlen, None].to(hidden.dtype)
+        enc = entry.out
+        if entry.packing is not None:  # the real tokens are the first ``real`` rows, in the call's order
+            tokens = enc.sequence[:real]
+            if attention_mask is None:
+                sequence = tokens.reshape(batch, seqlen, -1).clone()
+            else:  # padded positions zero, as the packed path
+                where = torch.nonzero_static(attention_mask.reshape(-1), size=real).view(-1)
+                sequence = tokens.new_zeros(batch * seqlen, tokens.shape[-1]).index_copy_(0, where, tokens)
+                sequence = sequence.view(batch, seqlen, -1)
+        else:
+            hidden = enc.sequence[:batch, :seqlen]
+            if attention_mask is None:  # no padded position among the real rows
+                sequence = hidden.clone()
+            else:  # padded positions zero, as the packed path
+                sequence = hidden * entry.mask[:batch, :seqlen, None].to(hidden.dtype)
         out = dataclasses.replace(
             enc,
             sequence=sequence,
+            packing=None,
             pooled=enc.pooled[:batch].clone() if enc.pooled is not None else None,
             _padded=None,
         )
@@ -462,3 +536,15 @@ class GraphRunner:
             self.done = torch.cuda.Event()
         self.done.record(stream)
         return out
+
+
+@dataclasses.dataclass(eq=False)
+class _Entry:
+    """One captured graph: its static inputs (padded to the bucket; packed: their packing too) and output."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    tt: torch.Tensor
+    packing: Packing | None = None
+    graph: torch.cuda.CUDAGraph | None = None
+    out: object = None

@@ -65,9 +65,12 @@ class Packing:
         indices: int64 ``(total,)``, flat positions of the real tokens in ``batch * seqlen``.
         cu_seqlens: int32 ``(batch + 1,)``, cumulative sequence lengths in the packed order.
         seqlens: int32 ``(batch,)``, real tokens per sequence (0 for a fully padded row).
-        max_seqlen: the longest sequence (a Python int).
+        max_seqlen: the longest sequence (a Python int; a static packing's bound on it).
         batch, seqlen: the padded shape.
-        seqlens_host: the lengths as Python ints (for per-sequence loops).
+        seqlens_host: the lengths as Python ints (for per-sequence loops); None in a CUDA graph's static
+            packing (``fastbert.cuda_graphs``), whose lengths change from replay to replay on the device.
+        static_rows: the packed rows when ``seqlens_host`` is None: the real tokens first, then filler
+            rows past ``cu_seqlens[-1]`` that belong to no sequence.
     """
 
     indices: torch.Tensor
@@ -76,11 +79,13 @@ class Packing:
     max_seqlen: int
     batch: int
     seqlen: int
-    seqlens_host: tuple[int, ...]
+    seqlens_host: tuple[int, ...] | None
+    static_rows: int | None = None
 
     @property
     def total(self) -> int:
-        return sum(self.seqlens_host)
+        """Packed rows (the real tokens; a static packing's filler included)."""
+        return sum(self.seqlens_host) if self.seqlens_host is not None else self.static_rows
 
     @cached_property
     def mask(self) -> torch.Tensor:

@@ -111,3 +111,11 @@ def test_check_judges_the_triton_backend_with_graphs_off(monkeypatch):
     by_name = {r.provider: r for r in rows}
     assert by_name["fastbert triton-eager"].ok and by_name["fastbert triton"].ok
     assert turned_off == [True]  # the triton-eager model only
+
+
+def test_check_refuses_packed_graphs_off_cuda():
+    """``triton-packed`` replays CUDA graphs: on the CPU it is refused by name before any model loads."""
+    import pytest
+
+    with pytest.raises(ValueError, match="triton-packed replays CUDA graphs: it needs a CUDA device, not cpu"):
+        check.run_check(config="tiny", dtypes=("fp32",), backends=("triton-packed",), device="cpu")

@@ -239,15 +239,22 @@ def _build_hf_compile(mode: str | None) -> Callable[[BuildContext], RunFn]:
 
 
 def _build_fastbert(
-    impl: str, graphs: bool | None = None, compiled: bool = False
+    impl: str, graphs: bool | str | None = None, compiled: bool = False
 ) -> Callable[[BuildContext], RunFn]:
     """``graphs``: None, the default (CUDA graphs by their default rules on CUDA); True, every shape of the
-    row replayed (``cuda_graphs()`` sized to the rows); False, the eager forward."""
+    row replayed (``cuda_graphs()`` sized to the rows); ``"packed"``, the default limits with batches that
+    have padding replayed packed (``cuda_graphs(packed=True)``); False, the eager forward."""
 
     def build(ctx: BuildContext) -> RunFn:
         backend = ("triton" if _cuda(ctx.device) else "sdpa") if impl == "default" else impl
         model = fastbert_model(ctx.source, backend, ctx.dtype)
-        if graphs:
+        if graphs == "packed":
+            from ..cuda_graphs import AUTO_LIMITS
+
+            limit = model.config.max_position_embeddings
+            limits = dict(AUTO_LIMITS, max_seqlen=min(AUTO_LIMITS["max_seqlen"], limit))
+            model = model.cuda_graphs(**limits, packed=True) or model
+        elif graphs:
             max_seqlen = min(ctx.max_seqlen, model.config.max_position_embeddings)
             model = model.cuda_graphs(max_batch=ctx.max_batch, max_seqlen=max_seqlen) or model
         elif graphs is False or compiled:
@@ -505,6 +512,14 @@ PROVIDERS: dict[str, Provider] = {
             "fastbert 'triton' with every shape of the row replayed through CUDA graphs "
             "(model.cuda_graphs(max_batch, max_seqlen) sized to the rows)",
             _build_fastbert("triton", graphs=True),
+            _graphs_missing,
+            converts=True,
+        ),
+        Provider(
+            "fastbert-triton-packed",
+            "fastbert 'triton' with the default CUDA-graph limits, batches with padding replayed packed "
+            "(model.cuda_graphs(packed=True): the layers run on the real tokens, not the padded bucket)",
+            _build_fastbert("triton", graphs="packed"),
             _graphs_missing,
             converts=True,
         ),

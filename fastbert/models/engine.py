@@ -64,6 +64,9 @@ class BertInputs:
     use_cache: bool | None = None
     output_attentions: bool | None = None
     output_hidden_states: bool | None = None
+    #: a CUDA graph's packing of ``attention_mask`` (``fastbert.cuda_graphs``), kept on the device: the call
+    #: packs by it without a host read (``encode(..., host_reads=False)``); never a ``forward`` argument
+    static_packing: Packing | None = None
 
     @classmethod
     def of(cls, args: dict) -> BertInputs:
@@ -200,12 +203,30 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
             self.gradient_checkpointing_enable()
 
     def tie_weights(self) -> None:
+        tied = getattr(self.config, "tie_word_embeddings", True)
         head = self.get_output_embeddings()
-        if head is not None and getattr(self.config, "tie_word_embeddings", True):
+        if head is not None and tied:
             head.weight = self.get_input_embeddings().weight
         for module in self.modules():
-            if getattr(module, "ties_decoder_bias", False):
+            if not getattr(module, "ties_decoder_bias", False):
+                continue
+            if tied:
                 module.decoder.bias = module.bias
+            elif module.decoder.bias is not module.bias:
+                _fill_unloaded_decoder_bias(module)
+
+    @classmethod
+    def _build(cls, config, model_args, dtype, device):
+        """The model with uninitialised storage (``PreTrainedMixin._build``); an untied MLM head's two biases
+        marked as not loaded (NaN), so that :meth:`tie_weights` knows a checkpoint that gave only one."""
+        model = super()._build(config, model_args, dtype, device)
+        if not getattr(config, "tie_word_embeddings", True):
+            with torch.no_grad():
+                for module in model.modules():
+                    if getattr(module, "ties_decoder_bias", False) and module.decoder.bias is not module.bias:
+                        module.decoder.bias.fill_(float("nan"))
+                        module.bias.fill_(float("nan"))
+        return model
 
     def get_input_embeddings(self) -> nn.Embedding:
         base = getattr(self, self.base_model_prefix, self)
@@ -268,6 +289,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         runner=None,
         max_tokens: int | None = None,
         min_fill: float = 0.0,
+        packed: bool = False,
     ):
         """CUDA graphs for small batches on the triton backend, with these limits (see ``fastbert.cuda_graphs``;
         on CUDA they are on by default, with ``cuda_graphs.AUTO_LIMITS``).
@@ -275,12 +297,14 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         Each (batch, length) bucket up to ``max_batch`` × ``max_seqlen`` (and at most ``max_tokens``
         positions) is captured on first use and replayed after; other shapes and calls run the normal
         forward. ``min_fill``: replay only batches whose real tokens fill that share of their bucket.
+        ``packed=True``: a batch with padding replays a packed graph instead, whose layers run on its real
+        tokens (rounded up by an eighth of the bucket), not on the padded bucket (``min_fill`` is then moot).
         ``enabled=False`` turns graphs off, the default ones too. Returns the model.
         """
         from ..cuda_graphs import install
 
-        limits = dict(max_batch=max_batch, max_seqlen=max_seqlen, max_tokens=max_tokens, min_fill=min_fill)
-        install(self, enabled, runner, **limits)
+        limits = dict(max_batch=max_batch, max_seqlen=max_seqlen, max_tokens=max_tokens)
+        install(self, enabled, runner, min_fill=min_fill, packed=packed, **limits)
         return self
 
     def _warn_fallback(self, reason: str) -> None:
@@ -295,6 +319,19 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         if return_dict is None:
             return_dict = self.config.return_dict
         return output if return_dict else output.to_tuple()
+
+
+def _fill_unloaded_decoder_bias(head: nn.Module) -> None:
+    """An untied MLM head whose ``decoder.bias`` no checkpoint gave (still the NaN of ``_build``) takes the
+    head's ``bias``: transformers 4 ties the two whatever ``tie_word_embeddings`` says, and its checkpoints
+    may hold only ``bias``. (A NaN ``bias`` is left alone: it is initialised with the missing weights, and
+    this runs again after that.)"""
+    bias, own = head.bias, head.decoder.bias
+    if own.is_meta or bias.is_meta or own.shape != bias.shape:
+        return
+    with torch.no_grad():
+        if bool(torch.isnan(own).all()) and not bool(torch.isnan(bias).any()):
+            own.copy_(bias)
 
 
 def _after_load(module: BertPreTrainedModel, incompatible_keys) -> None:
@@ -356,6 +393,8 @@ class _Checked:
     seqlens_host: tuple[int, ...] | None = None
     enc_seqlens: torch.Tensor | None = None
     enc_seqlens_host: tuple[int, ...] | None = None
+    #: some row of attention_mask has padding between real tokens (read for ``always_pack`` families only)
+    holes: bool = False
 
     @property
     def padded(self) -> bool:
@@ -363,6 +402,14 @@ class _Checked:
 
     def enc_padded(self, enc_len: int) -> bool:
         return self.enc_seqlens_host is not None and any(n != enc_len for n in self.enc_seqlens_host)
+
+
+def _has_holes(mask: torch.Tensor) -> torch.Tensor:
+    """A 0-d bool tensor (on the mask's device): some row of a (B, L) mask has padding between two real
+    tokens, i.e. more than one run of real tokens."""
+    keep = mask.bool()
+    starts = keep[:, :1].sum(dim=1) + (keep[:, 1:] & ~keep[:, :-1]).sum(dim=1)
+    return (starts > 1).any()
 
 
 # --------------------------------------------------------------------------------------------- BertModel
@@ -492,7 +539,11 @@ class BertModel(BertPreTrainedModel):
         if read_lengths and enc is not None and enc_mask is not None:
             enc_seqlens = lengths(enc_mask)
             parts.append(enc_seqlens)
+        read_holes = read_lengths and mask is not None and self.always_pack
+        if read_holes:  # last: one flag
+            parts.append(_has_holes(mask).view(1))
         values = host_read(torch.cat([p.to(torch.long) for p in parts])) if parts else []
+        holes = bool(values.pop()) if read_holes else False
         for i, (n, _) in enumerate(checks):
             lo, hi = values[2 * i], values[2 * i + 1]
             limit = getattr(cfg, _RANGE_FIELDS[n])
@@ -506,7 +557,7 @@ class BertModel(BertPreTrainedModel):
             seqlens_host, rest = tuple(rest[: shape[0]]), rest[shape[0] :]
         if enc_seqlens is not None:
             enc_host = tuple(rest)
-        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host)
+        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host, holes)
 
     def _layers(self) -> nn.ModuleList:
         """The encoder's layers, in order (BERT: ``encoder.layer``; DistilBERT: ``transformer.layer``)."""
@@ -610,13 +661,16 @@ class BertModel(BertPreTrainedModel):
         ops = self._resolve(output_attentions, past, no_real_tokens)
         attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
         can_pack = (
-            host_reads
+            (host_reads or inputs.static_packing is not None)
             and ops.packs
             and past is None
             and not use_cache
             and cfg.position_embedding_type == "absolute"
             and allow_pack
             and not (self.always_pack and attention_dropout)  # the packed positional paths have no dropout
+            # padding between real tokens: the packed positional paths would see the offsets of the packed
+            # tokens; transformers' relative bias / RoPE / window see those of the padded row
+            and not (self.always_pack and checked.holes)
         )
         ctx = self._context(inputs, checked, ops, can_pack, past_length, use_cache)
         hidden, enc_states = self._embed(inputs, ctx, checked.batch, checked.seqlen, past_length)
@@ -678,7 +732,10 @@ class BertModel(BertPreTrainedModel):
         )
         causal = cfg.is_decoder
         attn = AttentionSpec(causal=causal)
-        if can_pack and checked.padded:
+        if can_pack and inputs.static_packing is not None:  # a CUDA graph's, packed on the device
+            packing = inputs.static_packing
+            attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
+        elif can_pack and checked.padded:
             packing = packing_from_mask(mask, checked.seqlens, checked.seqlens_host)
             attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
         elif can_pack and self.always_pack:
@@ -757,7 +814,9 @@ class BertModel(BertPreTrainedModel):
         rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
         first = hidden[rows]  # (B, H)
         if attention_mask is not None:  # packed without a mask: every row's position 0 is real (MPNet)
-            first = first * attention_mask[:, :1].to(hidden.dtype)
+            # a fill, not a product: a CUDA graph's packing has filler rows past the real tokens, which no
+            # attention writes, and a fully padded row may point at one
+            first = first.masked_fill(attention_mask[:, :1] == 0, 0.0)
         return self.pooler.pool(first)
 
 

@@ -19,7 +19,7 @@ from fastbert import cuda_graphs
 from fastbert.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
 from fastbert.modeling import BertInputs
 from fastbert.models import registry
-from tests.model_helpers import TINY, CudaIds, tiny_family_config
+from tests.model_helpers import TINY, CudaIds, require_interpreter, tiny_family_config
 
 
 def tiny_model() -> fastbert.BertModel:
@@ -28,7 +28,8 @@ def tiny_model() -> fastbert.BertModel:
 
 
 @pytest.mark.parametrize(
-    ("raw", "on"), [("", True), ("1", True), ("auto", True), ("ON", True), ("0", False), ("off", False)]
+    ("raw", "on"),
+    [("", True), ("1", True), ("auto", True), ("ON", True), ("packed", True), ("0", False), ("off", False)],
 )
 def test_the_environment_switch(monkeypatch, raw, on):
     monkeypatch.setenv(cuda_graphs.ENV, raw)
@@ -37,7 +38,9 @@ def test_the_environment_switch(monkeypatch, raw, on):
 
 def test_a_bad_environment_value_names_the_variable(monkeypatch):
     monkeypatch.setenv(cuda_graphs.ENV, "sometimes")
-    with pytest.raises(ValueError, match="FASTBERT_CUDA_GRAPHS must be 1/auto/on or 0/off, got 'sometimes'"):
+    with pytest.raises(
+        ValueError, match="FASTBERT_CUDA_GRAPHS must be 1/auto/on, packed or 0/off, got 'sometimes'"
+    ):
         cuda_graphs._auto_from_env()
 
 
@@ -203,7 +206,7 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
     model.__dict__["encode"] = runner
     calls = []
 
-    def broken(inputs):
+    def broken(inputs, **kwargs):
         calls.append(1)
         raise RuntimeError("operation not permitted when stream is capturing")
 
@@ -243,7 +246,7 @@ def test_the_fill_rule_runs_a_skewed_batch_packed(monkeypatch):
     model.__dict__["encode"] = runner
     replayed = []
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
-    monkeypatch.setattr(runner, "run", lambda inputs: replayed.append(inputs.input_ids.shape) or 1 / 0)
+    monkeypatch.setattr(runner, "run", lambda inputs, **kw: replayed.append(inputs.input_ids.shape) or 1 / 0)
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     ids = torch.randint(1, TINY["vocab_size"], (32, 256))
     mask = torch.zeros(32, 256, dtype=torch.long)
@@ -283,36 +286,36 @@ class _Event:
         pass
 
 
-def test_replays_refill_the_static_buffers_from_any_previous_call(monkeypatch):
-    """``run``'s buffer handling on the CPU, with a stand-in for the graph that recomputes the captured call
-    on the static buffers and writes into the captured outputs (what a replay does): a batch that fills its
-    bucket and one that does not, with and without a mask and token types, one after another in one bucket,
-    each equals the model's own forward on the real tokens (zeros at padded positions)."""
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: _Stream())
-    monkeypatch.setattr(torch.cuda, "Event", _Event)
-    model = tiny_model()
-    runner = GraphRunner(model, 4, 32)
+def stand_in_record(body):
+    """``GraphRunner._record`` without CUDA: the captured call's result, and a "graph" whose replay computes
+    the call again on the static buffers and writes into that result (what a replay does)."""
+    out = body()
 
-    def capture(key, inputs_type):
-        b, s = key[0], key[1]
-        ids = torch.full((b, s), runner.pad_id, dtype=torch.long)
-        mask = torch.zeros(b, s, dtype=torch.long)
-        tt = torch.zeros(b, s, dtype=torch.long)
-        mask[:, 0] = 1
-        static = inputs_type(input_ids=ids, attention_mask=mask, token_type_ids=tt)
-        out = runner.encode(static, host_reads=False)
-
-        class Graph:
-            def replay(self):
-                new = runner.encode(static, host_reads=False)
-                out.sequence.copy_(new.sequence)
+    class Graph:
+        def replay(self):
+            new = body()
+            out.sequence.copy_(new.sequence)
+            if out.pooled is not None:
                 out.pooled.copy_(new.pooled)
 
-        runner.graphs[key] = entry = (Graph(), ids, mask, tt, out)
-        runner.captures += 1
-        return entry
+    return Graph(), out
 
-    monkeypatch.setattr(runner, "_capture", capture)
+
+def replay_on_cpu(monkeypatch, runner):
+    """Captures and replays of ``runner`` through :func:`stand_in_record`, on CPU tensors."""
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: _Stream())
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(runner, "_record", stand_in_record)
+
+
+def test_replays_refill_the_static_buffers_from_any_previous_call(monkeypatch):
+    """``run``'s buffer handling on the CPU, with a stand-in for the graph: a batch that fills its bucket and one
+    that does not, with and without a mask and token types, one after another in one bucket, each equals the
+    model's own forward on the real tokens (zeros at padded positions)."""
+    model = tiny_model()
+    runner = GraphRunner(model, 4, 32)
+    replay_on_cpu(monkeypatch, runner)
     g = torch.Generator().manual_seed(0)
     vocab = TINY["vocab_size"]
     calls = []
@@ -332,3 +335,101 @@ def test_replays_refill_the_static_buffers_from_any_previous_call(monkeypatch):
             assert (got.sequence[~m] == 0).all() and got.sequence.shape == want.sequence.shape
             torch.testing.assert_close(got.pooled, want.pooled, rtol=1e-5, atol=1e-5)
     assert runner.captures == 1 and runner.replays == len(calls)
+
+
+def test_packed_rows_round_up_by_an_eighth_of_the_bucket():
+    runner = GraphRunner(tiny_model(), **AUTO_LIMITS, packed=True)
+    assert runner.packed_rows((32, 512), 8500) == 10240  # steps of 2,048 in a 16,384-position bucket
+    assert runner.packed_rows((32, 512), 2048) == 2048 and runner.packed_rows((32, 512), 16383) == 16384
+    assert runner.packed_rows((4, 32), 1) == 64  # at least 64 rows a step
+    assert runner.packed_rows((1, 16), 3) == 16  # never more than the bucket
+
+
+def _packed_calls(vocab: int, with_types: bool):
+    """Batches for a (4, 32) bucket: right and left padding, a hole, fully padded rows (the last one too),
+    no mask, and a batch that fills the bucket; with the rows their packed graph has (None: padded)."""
+    g = torch.Generator().manual_seed(1)
+
+    def batch(lengths, width, left=False, mask=True):
+        ids = torch.randint(3, vocab, (len(lengths), width), generator=g)
+        m = torch.zeros(len(lengths), width, dtype=torch.long)
+        for r, n in enumerate(lengths):
+            if left:
+                m[r, width - n :] = 1
+            else:
+                m[r, :n] = 1
+        kw = dict(input_ids=ids)
+        if mask:
+            kw["attention_mask"] = m
+        if with_types:
+            kw["token_type_ids"] = torch.randint(0, 2, ids.shape, generator=g)
+        return kw
+
+    holes = batch([20, 9, 0], 20)
+    holes["attention_mask"][0, 5:8] = 0  # padding between tokens
+    return [
+        (batch([32, 5, 17, 1], 32), 64),  # 55 real tokens: 9 filler rows
+        (batch([12, 20, 0], 20, left=True), 64),  # left padding, a trailing fully padded row
+        (holes, 64),
+        (batch([20, 20, 20], 20, mask=False), 64),  # no mask, smaller than the bucket
+        (batch([32, 32, 31, 30], 32), 128),  # 125 real tokens: the other packed graph
+        (batch([32, 5, 17, 1], 32), 64),  # the first graph again, dirtied in between
+        (batch([32] * 4, 32, mask=False), None),  # fills the bucket: the padded graph
+    ]
+
+
+#: the families whose packed forward differs: positions (BERT's, RoBERTa's after the padding id), DistilBERT's
+#: embeddings without token types, MPNet's relative bias, ModernBERT's RoPE, window and final norm
+PACKED_FAMILIES = ("bert", "roberta", "distilbert", "mpnet", "modernbert")
+
+
+@pytest.mark.parametrize("model_type", PACKED_FAMILIES)
+def test_packed_replays_equal_the_forward(monkeypatch, model_type):
+    """``cuda_graphs(packed=True)`` on the CPU (the triton kernels under the interpreter, a stand-in for the
+    graph): each call's result equals the model's own forward on its real tokens (zeros at padding, the
+    pooled vector of a fully padded row included); batches with padding reuse the packed graph of their rows
+    (real tokens first, filler rows that join no sequence), a batch that fills its bucket replays padded."""
+    require_interpreter()
+    torch.manual_seed(0)
+    cfg = tiny_family_config(model_type)
+    model = registry.model_class(model_type, "base")(cfg).eval()
+    model.set_attn_implementation("triton")
+    runner = GraphRunner(model, 4, 32, packed=True)
+    replay_on_cpu(monkeypatch, runner)
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)  # CPU ids
+    served = []
+    run = runner.run
+    monkeypatch.setattr(runner, "run", lambda inputs, **kw: served.append(kw["rows"]) or run(inputs, **kw))
+    with_types = getattr(cfg, "type_vocab_size", 0) > 1
+    calls = _packed_calls(cfg.vocab_size, with_types)
+    with torch.no_grad():
+        wants = [model(**kwargs) for kwargs, _ in calls]
+        model.__dict__["encode"] = runner
+        gots = [model(**kwargs) for kwargs, _ in calls]
+    assert served == [rows for _, rows in calls]
+    assert runner.captures == 3 and sorted(k[2] or 0 for k in runner.graphs) == [0, 64, 128]
+    for (kwargs, _), want, got in zip(calls, wants, gots, strict=True):
+        m = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
+        a, b = got.last_hidden_state, want.last_hidden_state
+        assert a.shape == b.shape
+        torch.testing.assert_close(a[m], b[m], rtol=1e-5, atol=1e-5)
+        assert (a[~m] == 0).all()
+        if getattr(want, "pooler_output", None) is not None:
+            assert torch.isfinite(got.pooler_output).all()
+            torch.testing.assert_close(got.pooler_output, want.pooler_output, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
+    """No real token at all: nothing to pack, the model's own forward answers (as transformers computes it)."""
+    model = tiny_model()
+    runner = GraphRunner(model, 4, 32, packed=True)
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
+    monkeypatch.setattr(runner, "run", lambda inputs, **kw: 1 / 0)
+    ids = torch.randint(1, TINY["vocab_size"], (2, 8))
+    mask = torch.zeros_like(ids)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the forward's own note on a batch without tokens
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        model.__dict__["encode"] = runner
+        got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -316,6 +316,55 @@ def test_cuda_graphs_match_and_do_not_recapture():
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "mpnet", "modernbert"])
+def test_packed_cuda_graphs_match_the_rule(model_type):
+    """``cuda_graphs(packed=True)`` on CUDA: varlen batches (right and left padding, a fully padded row, no
+    mask) replay packed graphs within the fp16 rule on their real tokens, zeros at padding; a second replay
+    gives the same bits, and replays capture nothing again."""
+    import copy
+
+    from fastbert.cuda_graphs import runner_of
+    from fastbert.models import registry
+    from fastbert.tolerances import assert_close
+    from tests.model_helpers import tiny_family_config
+
+    torch.manual_seed(0)
+    cfg = tiny_family_config(model_type, width=128, max_position_embeddings=140)
+    model = registry.model_class(model_type, "base")(cfg).eval().cuda()
+    reference = copy.deepcopy(model)
+    reference.set_attn_implementation("eager")
+    torch_fp16 = copy.deepcopy(model).half()
+    torch_fp16.set_attn_implementation("sdpa")
+    model.half().set_attn_implementation("triton")
+    model.cuda_graphs(max_batch=8, max_seqlen=128, packed=True)
+    runner = runner_of(model)
+    g = torch.Generator().manual_seed(0)
+    for b, seq, left, masked in (
+        (8, 128, False, True),
+        (5, 100, True, True),
+        (8, 128, False, True),
+        (3, 40, False, False),
+    ):
+        ids = torch.randint(3, cfg.vocab_size, (b, seq), generator=g).cuda()
+        lengths = torch.randint(1, seq + 1, (b,), generator=g)
+        lengths[-1] = 0 if b > 3 else seq  # a fully padded last row
+        pos = torch.arange(seq)[None]
+        mask = ((pos >= seq - lengths[:, None]) if left else (pos < lengths[:, None])).long().cuda()
+        kwargs = dict(input_ids=ids, attention_mask=mask) if masked else dict(input_ids=ids)
+        with torch.no_grad():
+            graphed = model(**kwargs).last_hidden_state
+            again = model(**kwargs).last_hidden_state
+            ref = reference(**kwargs).last_hidden_state
+            plain16 = torch_fp16(**kwargs).last_hidden_state
+        assert torch.equal(graphed, again)
+        m = mask.bool() if masked else torch.ones_like(ids, dtype=torch.bool)
+        assert_close(graphed, plain16, ref, torch.float16, mask=m, what=f"{model_type} packed {b}x{seq}")
+        assert (graphed[~m] == 0).all()
+    assert all(key[2] is not None for key in runner.graphs)  # every batch had padding: packed graphs only
+    assert runner.replays == 8 and runner.captures == len(runner.graphs)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_cuda_graphs_on_by_default():
     """A CUDA triton model replays graphs from its first no_grad call, within the fp16 rule; a call with
     grad, outside the buckets or mostly padding runs the normal forward; a rebound weight re-captures."""
