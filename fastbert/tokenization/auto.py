@@ -37,6 +37,9 @@ TOKENIZER_CLASSES: dict[str, type[TokenizerBase]] = {
     "CamembertTokenizer": CamembertTokenizer,
     "ModernBertTokenizer": ModernBertTokenizer,
 }
+# tokenizer_config.json's tokenizer_class of transformers' generic fast tokenizer (4's name, then 5's): the
+# tokenizer.json's own pipeline
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 # config.json's model_type → class (DistilBERT: transformers 4's class, whose output the model takes)
 MODEL_TYPE_TOKENIZERS: dict[str, type[TokenizerBase]] = {
     "bert": BertTokenizer,
@@ -110,6 +113,10 @@ def tokenizer_class_for(path: str | os.PathLike, **kwargs: Any) -> type[Tokenize
     if isinstance(model_type, str) and model_type in MODEL_TYPE_TOKENIZERS:
         return MODEL_TYPE_TOKENIZERS[model_type]
     guessed = _class_from_tokenizer_json(path, options)
+    if name in GENERIC_TOKENIZER_CLASSES and guessed is RobertaTokenizer:
+        # transformers' generic fast tokenizer uses the file's whole pipeline, as ModernBertTokenizer does (a
+        # ModernBERT tokenizer saved alone, without its config.json, says only this)
+        return ModernBertTokenizer
     if guessed is not None:
         return guessed
     if _has_file(path, VOCAB_FILE, options):

@@ -54,6 +54,10 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
         self.truncation_side = truncation_side
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.pad_token_type_id = 0
+        # transformers 4: special tokens in the text are tokenized as text on every call (saved when set)
+        self.split_special_tokens = bool(kwargs.get("split_special_tokens", False))
+        if not self.split_special_tokens:
+            kwargs.pop("split_special_tokens", None)
         self._warned: set[str] = set()
         self.deprecation_warnings: dict[str, bool] = {}  # transformers 4 and 5 data collators write it
         for key in _CALL_KEYS_IGNORED:

@@ -239,6 +239,8 @@ class CallMixin:
         self,
         text: Any = None,
         text_pair: Any = None,
+        text_target: Any = None,
+        text_pair_target: Any = None,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
@@ -258,18 +260,77 @@ class CallMixin:
         **kwargs: Any,
     ) -> BatchEncoding:
         """Tokenize a text, a batch of texts, pairs (``text_pair``) or pre-tokenized words
-        (``is_split_into_words=True``) into model inputs, as transformers' ``BertTokenizerFast`` does."""
-        if text is None:
-            if kwargs.get("text_target") is not None:
-                raise ValueError(
-                    "fastbert's BertTokenizer does not take `text_target`: BERT has no target text"
-                )
+        (``is_split_into_words=True``) into model inputs, as transformers' ``BertTokenizerFast`` does.
+
+        ``text_target`` (and ``text_pair_target``) are encoded with the same arguments, as transformers 4 does it:
+        alone, their encoding is returned; beside ``text``, their ``input_ids`` are the output's ``labels``.
+        ``split_special_tokens=True`` (default: the tokenizer's ``split_special_tokens``) tokenizes special
+        tokens written in the text as plain text.
+        """
+        if text is None and text_target is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
-        kwargs.pop("text_target", None)
-        kwargs.pop("split_special_tokens", None)
+        split_special_tokens = kwargs.pop("split_special_tokens", None)
+        if split_special_tokens is None:
+            split_special_tokens = getattr(self, "split_special_tokens", False)
         if kwargs:
             logger.warning(f"Keyword arguments {kwargs} not recognized.")
+        options = dict(
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            is_split_into_words=is_split_into_words,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_length=return_length,
+            split_special_tokens=bool(split_special_tokens),
+            verbose=verbose,
+        )
+        encodings = self._call_one(text, text_pair, **options) if text is not None else None
+        if text_target is None:
+            return encodings
+        targets = self._call_one(text_target, text_pair_target, **options)
+        if encodings is None:
+            return targets
+        encodings["labels"] = targets["input_ids"]
+        return encodings
+
+    def _check_call(self, is_split_into_words: bool) -> None:
+        """A family's own refusal of a call (RoBERTa: pre-split words need ``add_prefix_space=True``)."""
+
+    def _call_one(
+        self,
+        text: Any,
+        text_pair: Any,
+        *,
+        add_special_tokens: bool,
+        padding: bool | str,
+        truncation: bool | str | None,
+        max_length: int | None,
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_tensors: str | None,
+        return_token_type_ids: bool | None,
+        return_attention_mask: bool | None,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+        split_special_tokens: bool,
+        verbose: bool,
+    ) -> BatchEncoding:
+        """One text (or batch, with its pairs) → ``BatchEncoding``: the work of ``__call__``."""
         _check_count("stride", stride)
+        self._check_call(is_split_into_words)
         batch, is_batched = _as_batch(text, text_pair, is_split_into_words)
         padding_strategy, truncation_strategy, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of, verbose
@@ -278,6 +339,8 @@ class CallMixin:
             self._configure_backend(
                 padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
             )
+            if split_special_tokens:  # set for this call only: the backend keeps matching them otherwise
+                self._tokenizer.encode_special_tokens = True
             try:
                 encodings = self._tokenizer.encode_batch(
                     batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
@@ -291,6 +354,9 @@ class CallMixin:
                     f"stride={stride}: the text that is truncated must keep more tokens than the stride once the "
                     f"special tokens and the other text of a pair are counted (tokenizers: {message})"
                 ) from None
+            finally:
+                if split_special_tokens:
+                    self._tokenizer.encode_special_tokens = False
         keys = self._output_keys(
             token_type_ids=return_token_type_ids,
             attention_mask=return_attention_mask,
@@ -370,6 +436,9 @@ class CallMixin:
             token_ids = [token_ids]
         if not isinstance(token_ids, list) or any(isinstance(t, list) for t in token_ids):
             raise TypeError("decode() takes a sequence of ids (use batch_decode for a batch)")
+        for t in token_ids:
+            if not isinstance(t, numbers.Integral):
+                raise TypeError(f"decode() takes integer token ids, got {type(t).__name__} {t!r}")
         text = self._tokenizer.decode([int(t) for t in token_ids], skip_special_tokens=skip_special_tokens)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces

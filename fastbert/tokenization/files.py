@@ -242,6 +242,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clean_up_tokenization_spaces": (_is_flag, "true or false"),
     "add_prefix_space": (_is_flag, "true or false"),
     "trim_offsets": (_is_flag, "true or false"),
+    "split_special_tokens": (_is_flag, "true or false"),
     "model_max_length": (_is_length, "a whole number of tokens, at least 1"),
     "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),

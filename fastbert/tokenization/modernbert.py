@@ -74,6 +74,9 @@ class ModernBertTokenizer(RobertaTokenizer):
         self._file_post_processor = backend.post_processor is not None
         return backend, _added_tokens_of(data)
 
+    def _check_call(self, is_split_into_words: bool) -> None:
+        """Pre-split words are taken as transformers' generic fast tokenizer takes them (RoBERTa's check aside)."""
+
     def _update_post_processor(self) -> None:
         if getattr(self, "_file_post_processor", False):
             return  # the file's own template

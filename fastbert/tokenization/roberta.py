@@ -415,6 +415,15 @@ class RobertaTokenizer(_RobertaStyleTokenizer):
             "errors": self.errors,
         }
 
+    def _check_call(self, is_split_into_words: bool) -> None:
+        # transformers 4 (its documented requirement; 5 dropped the check and tokenizes the words without the
+        # space that every word but the first has in running text)
+        if is_split_into_words and not self.add_prefix_space:
+            raise ValueError(
+                f"You need to instantiate {type(self).__name__} with add_prefix_space=True to use it with "
+                "pretokenized inputs (is_split_into_words=True)."
+            )
+
     def _model_section(self, model: dict) -> dict:
         # transformers 5: BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
         # fuse_unk=False), no unk token (every byte is in a byte-level vocabulary)
