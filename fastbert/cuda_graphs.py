@@ -12,9 +12,14 @@ Shapes are bucketed — batch to the next power of two (up to ``max_batch``), se
 of 16, 32, 64, 128, 256, 384, 512 (up to ``max_seqlen``) — so a new shape inside the buckets reuses a
 captured graph, and the number of graphs stays small. The input is copied into the bucket's static
 buffers with its attention mask; the fill (extra rows, extra columns) is masked out, and the kernels give
-fully masked rows zeros. Inside a graph the batch is not packed (packing reads lengths on the host, which a
-graph cannot): the encoder runs padded with a key-padding mask (and the per-row key lengths, on the device,
-where the attention kernel takes them). The ids are validated once per call, with one host read.
+fully masked rows zeros. By default a graph runs the bucket padded, with a key-padding mask (and the per-row
+key lengths, on the device, where the attention kernel takes them). **Packed graphs** (``packed=True``): a
+batch with padding is packed on the device before the replay, into the static buffers of a graph captured
+for its bucket and its real tokens rounded up by an eighth of the bucket (``packed_rows``): the mask's lengths,
+their offsets (``cu_seqlens``) and the real tokens' positions, then filler rows that belong to no sequence;
+the graph runs the packed forward on those rows (a static :class:`~fastbert.padding.Packing`, no host read
+inside), and the real rows are re-padded after it. The ids are validated once per call, with one host read
+(with the mask's lengths when the fill rule or the packing needs them).
 
 A graph reads the weights by address. Each call compares the parameters' and buffers' addresses with those
 the graphs were captured on (about 20 us for BERT-base): in-place edits (``copy_``, ``load_state_dict``) are
