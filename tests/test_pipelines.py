@@ -339,7 +339,7 @@ def _ref_qa(
                 if s <= e < s + max_answer_len:
                     spans.append(((ps[s] * pe[e]).item(), s, e))
         spans.sort(reverse=True)
-        for score, s, e in spans[:top_k]:
+        for score, s, e in spans[: top_k * 2 + 10]:  # transformers 4.54+: top_k * 2 + 10 spans a window
             a = encoding.word_to_chars(encoding.token_to_word(s), 1)[0]
             b = encoding.word_to_chars(encoding.token_to_word(e), 1)[1]
             text = context[a:b]

@@ -254,6 +254,11 @@ class Pipeline:
         feat = {"input_ids": list(row("input_ids")), "token_type_ids": row("token_type_ids")}
         if feat["token_type_ids"] is not None:
             feat["token_type_ids"] = list(feat["token_type_ids"])
+        mask = row("attention_mask")
+        if mask is not None and not all(mask):
+            # padding the tokenizer added (tokenizer kwargs such as padding="max_length"): those positions
+            # stay masked in the forward, as transformers' pipelines pass the tokenizer's attention mask
+            feat["attention_mask"] = list(mask)
         feat.update(meta)
         return feat
 
@@ -278,6 +283,14 @@ class Pipeline:
         keys = ["input_ids"]
         if all(f.get("token_type_ids") is not None for f in features):
             keys.append("token_type_ids")
+        if any(f.get("attention_mask") is not None for f in features):
+            keys.append("attention_mask")
+            features = [
+                f
+                if f.get("attention_mask") is not None
+                else {**f, "attention_mask": [1] * len(f["input_ids"])}
+                for f in features
+            ]
         # the tokenizer pads (its pad id, right side: ``extract`` reads the first ``length`` positions)
         side = (
             {} if getattr(self.tokenizer, "padding_side", "right") == "right" else {"padding_side": "right"}

@@ -180,7 +180,9 @@ class QuestionAnsweringPipeline(Pipeline):
                 np.array(feat["p_mask"]),
                 np.ones(len(start), dtype=np.int64),
                 min_null_score,
-                top_k,
+                # transformers 4.54+ (PR #39193): aligned to words, a window proposes top_k * 2 + 10 spans, so
+                # that spans merged into one answer leave enough candidates
+                top_k * 2 + 10 if align_to_words else top_k,
                 handle_impossible_answer,
                 max_answer_len,
             )

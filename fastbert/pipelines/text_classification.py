@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from .base import Pipeline, label_name, model_output, sigmoid, softmax
@@ -20,14 +21,27 @@ class TextClassificationPipeline(Pipeline):
         function_to_apply: Any = None,
         top_k: Any = _NO_TOP_K,
         truncation: Any = None,
+        return_all_scores: bool | None = None,
         **tokenizer_kwargs: Any,
     ):
         post: dict[str, Any] = {}
+        if return_all_scores is None:
+            return_all_scores = getattr(self.model.config, "return_all_scores", None)
         if top_k is not self._NO_TOP_K:
             if top_k is not None and int(top_k) < 1:
                 raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
             post["top_k"] = top_k
             post["_legacy"] = False
+        elif return_all_scores is not None:
+            # transformers 4's deprecated spelling (gone from transformers 5): every label's score, in label
+            # order, or the best one; the output keeps its legacy shape
+            warnings.warn(
+                "`return_all_scores` is now deprecated,  if want a similar functionality use `top_k=None` instead of"
+                " `return_all_scores=True` or `top_k=1` instead of `return_all_scores=False`.",
+                UserWarning,
+                stacklevel=4,
+            )
+            post["top_k"] = None if return_all_scores else 1
         if function_to_apply is not None:
             name = getattr(function_to_apply, "value", function_to_apply)
             name = str(name).lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from .base import Pipeline, label_name, model_output, softmax, whole_number
@@ -19,9 +20,32 @@ class TokenClassificationPipeline(Pipeline):
         aggregation_strategy: Any = None,
         stride: int | None = None,
         truncation: Any = None,
+        is_split_into_words: bool = False,
+        delimiter: str | None = None,
+        grouped_entities: bool | None = None,
+        ignore_subwords: bool | None = None,
     ):
         pre: dict[str, Any] = {}
         post: dict[str, Any] = {}
+        if is_split_into_words:
+            pre["is_split_into_words"] = True
+            pre["delimiter"] = " " if delimiter is None else delimiter
+        if grouped_entities is not None or ignore_subwords is not None:
+            # transformers 4's deprecated spelling of the strategy (gone from transformers 5)
+            if grouped_entities and ignore_subwords:
+                aggregation_strategy = "first"
+            elif grouped_entities:
+                aggregation_strategy = "simple"
+            else:
+                aggregation_strategy = "none"
+            for name, value in (("grouped_entities", grouped_entities), ("ignore_subwords", ignore_subwords)):
+                if value is not None:
+                    warnings.warn(
+                        f"`{name}` is deprecated and will be removed in version v5.0.0, defaulted to"
+                        f' `aggregation_strategy="{aggregation_strategy}"` instead.',
+                        UserWarning,
+                        stacklevel=4,
+                    )
         strategy = None
         if aggregation_strategy is not None:
             strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
@@ -48,22 +72,68 @@ class TokenClassificationPipeline(Pipeline):
             pre["truncation"] = truncation
         return {"preprocess": pre, "postprocess": post}
 
-    def preprocess(self, sentence: Any, stride: int | None = None, truncation: Any = True):
-        if not isinstance(sentence, str):
+    def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        split = kwargs.get("is_split_into_words", self._init_params.get("is_split_into_words", False))
+        if (
+            split
+            and isinstance(inputs, (list, tuple))
+            and not all(isinstance(x, (list, tuple)) for x in inputs)
+        ):
+            # one pre-tokenized input: a batch of one, as transformers answers it (a list of one result)
+            inputs = [inputs]
+        return super().__call__(inputs, **kwargs)
+
+    def preprocess(
+        self,
+        sentence: Any,
+        stride: int | None = None,
+        truncation: Any = True,
+        is_split_into_words: bool = False,
+        delimiter: str = " ",
+    ):
+        word_starts = None
+        if is_split_into_words:
+            if not isinstance(sentence, (list, tuple)):
+                raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens.")
+            words = list(sentence)
+            sentence = delimiter.join(words)  # the text the offsets (and start/end) refer to
+            word_starts, at = [], 0
+            for word in words:
+                word_starts.append(at)
+                at += len(word) + len(delimiter)
+            text: Any = words
+            common = dict(
+                return_special_tokens_mask=True, return_offsets_mapping=True, is_split_into_words=True
+            )
+        elif not isinstance(sentence, str):
             raise ValueError("token-classification takes an untokenized string")
-        common = dict(return_special_tokens_mask=True, return_offsets_mapping=True)
+        else:
+            text = sentence
+            common = dict(return_special_tokens_mask=True, return_offsets_mapping=True)
+
+        def offsets_of(enc: Any, i: int | None) -> list[tuple[int, int]]:
+            offsets = [tuple(o) for o in (enc["offset_mapping"] if i is None else enc["offset_mapping"][i])]
+            if word_starts is None:
+                return offsets
+            # pre-tokenized words: offsets are within each word; shifted to the joined sentence
+            word_ids = enc.word_ids(0 if i is None else i)
+            return [
+                (s + word_starts[w], e + word_starts[w]) if w is not None else (s, e)
+                for (s, e), w in zip(offsets, word_ids)
+            ]
+
         if stride is None:
-            enc = self._encode(sentence, truncation=truncation, **common)
+            enc = self._encode(text, truncation=truncation, **common)
             return [
                 self._feature(
                     enc,
                     sentence=sentence,
-                    offsets=[tuple(o) for o in enc["offset_mapping"]],
+                    offsets=offsets_of(enc, None),
                     special=list(enc["special_tokens_mask"]),
                 )
             ]
         enc = self.tokenizer(
-            sentence,
+            text,
             truncation=True,
             max_length=self.max_length,
             stride=stride,
@@ -78,7 +148,7 @@ class TokenClassificationPipeline(Pipeline):
                     enc,
                     i,
                     sentence=sentence,
-                    offsets=[tuple(o) for o in enc["offset_mapping"][i]],
+                    offsets=offsets_of(enc, i),
                     special=list(enc["special_tokens_mask"][i]),
                 )
             )
@@ -119,17 +189,32 @@ class TokenClassificationPipeline(Pipeline):
     def _label(self, i: int) -> str:
         return label_name(self.model.config, i)
 
+    def _marks_subwords(self) -> bool:
+        """Whether the tokenizer's model marks continuation tokens (WordPiece's ``##``), as transformers asks
+        its backend; the others (byte-level BPE, Unigram) fall back to the space heuristic."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        return bool(backend is not None and getattr(backend.model, "continuing_subword_prefix", None))
+
     def _gather_pre_entities(self, sentence, input_ids, scores, offsets, special, strategy):
         pre = []
         unk = self.tokenizer.unk_token_id
+        real_words = self._marks_subwords()
+        if not real_words and strategy in ("first", "average", "max"):
+            warnings.warn(
+                "Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=2
+            )
         for idx, token_scores in enumerate(scores):
             if special[idx]:
                 continue
             word = self.tokenizer.convert_ids_to_tokens(int(input_ids[idx]))
             start, end = int(offsets[idx][0]), int(offsets[idx][1])
             word_ref = sentence[start:end]
-            # WordPiece knows its subwords: a continuation token is longer than its text ("##ing")
-            is_subword = len(word) != len(word_ref)
+            if real_words:
+                # WordPiece knows its subwords: a continuation token is longer than its text ("##ing")
+                is_subword = len(word) != len(word_ref)
+            else:
+                # BPE without a continuation prefix, Unigram: a token that does not follow a space
+                is_subword = start > 0 and " " not in sentence[start - 1 : start + 1]
             if int(input_ids[idx]) == unk:
                 word = word_ref
                 is_subword = False
