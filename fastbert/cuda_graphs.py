@@ -378,7 +378,10 @@ class GraphRunner:
             real = sum(checked.seqlens_host)
         else:  # no mask: every position is a token
             real = ids.shape[0] * ids.shape[1] if fill else None
-        rows = self.packed_rows(bucket, real) if self.packed and real < size else None
+        # padding between real tokens in a family whose positions are offsets inside a sequence (MPNet's
+        # relative bias, ModernBERT's RoPE): the padded graph, whose offsets are the padded row's (transformers')
+        packs = self.packed and real < size and not checked.holes
+        rows = self.packed_rows(bucket, real) if packs else None
         if (
             bucket in self.failures
             or (self.packed and real == 0)  # every row padded: the forward's own rule (no packed launch)

@@ -37,7 +37,9 @@ class BertPredictionHeadTransform(_Module):
 
 
 class BertLMPredictionHead(_Module):
-    #: ``decoder.bias`` is ``self.bias`` (tied by ``tie_weights``; zeroed by ``_init_weights``)
+    #: ``decoder.bias`` is ``self.bias`` (tied by ``tie_weights``; zeroed by ``_init_weights``) when the word
+    #: embeddings are tied; with ``tie_word_embeddings=False`` the decoder keeps a bias of its own (as
+    #: transformers 5, whose checkpoints then hold two different tensors)
     ties_decoder_bias = True
 
     def __init__(self, config: BertConfig):
@@ -45,7 +47,8 @@ class BertLMPredictionHead(_Module):
         self.transform = BertPredictionHeadTransform(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.decoder.bias = self.bias
+        if getattr(config, "tie_word_embeddings", True):
+            self.decoder.bias = self.bias
 
     def forward(self, hidden_states, ops: OpTable):
         return self.decoder(self.transform(hidden_states, ops))

@@ -268,6 +268,12 @@ class ElectraForMultipleChoice(ElectraPreTrainedModel, bert.BertForMultipleChoic
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
+    def allow_pack(self, inputs, labels=None, num_choices=None):
+        """``summary_type`` "mean" and "last" read padded positions too (transformers averages over every
+        position, padding included, and "last" is padding on the right): padded, as transformers computes
+        them. "first" reads position 0 (the packed rule of the first-token heads)."""
+        return self.sequence_summary.summary_type == "first"
+
     def head(self, enc: Encoded, labels=None, num_choices=None):
         return self.classifier(self.sequence_summary(enc.last_hidden_state)).view(-1, num_choices)
 

@@ -59,7 +59,8 @@ class RobertaLMHead(_Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.decoder.bias = self.bias
+        if getattr(config, "tie_word_embeddings", True):  # untied: the decoder's own bias (as BERT's head)
+            self.decoder.bias = self.bias
 
     def forward(self, features: torch.Tensor, ops: OpTable) -> torch.Tensor:
         dense, ln = self.dense, self.layer_norm
