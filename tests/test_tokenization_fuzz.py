@@ -28,7 +28,7 @@ import pytest
 
 import fastbert
 from fastbert.hub import embedded_model_path
-from tests.tokenizer_family_helpers import corpus, save_family_tokenizers
+from tests.tokenizer_family_helpers import corpus, modernbert_tokenizer_folder, save_family_tokenizers
 
 transformers = pytest.importorskip("transformers")
 
@@ -151,42 +151,8 @@ CORPUS = corpus()[:400]
 
 
 def _modernbert_folder(path: str) -> str:
-    """A ModernBERT-style tokenizer folder (byte-level BPE, its own [CLS] A [SEP] B [SEP] template), as the hub's."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus(), trainer)
-    tok.add_special_tokens([AddedToken("[MASK]", lstrip=True, rstrip=False, normalized=False, special=True)])
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0",
-        pair="[CLS]:0 $A:0 [SEP]:0 $B:0 [SEP]:0",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        mask_token="[MASK]",
-        model_max_length=48,
-        model_input_names=["input_ids", "attention_mask"],
-    ).save_pretrained(path)
-    config_path = os.path.join(path, "tokenizer_config.json")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"  # as the hub's ModernBERT folders say
-    with open(config_path, "w", encoding="utf-8") as f:
-        json.dump(config, f)
+    """A ModernBERT-style tokenizer folder with its config.json (model_type modernbert)."""
+    modernbert_tokenizer_folder(path, model_max_length=48)
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
         json.dump({"model_type": "modernbert"}, f)
     return path

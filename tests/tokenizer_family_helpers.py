@@ -139,3 +139,46 @@ def save_family_tokenizers(root: str, model_max_length: int = 40) -> dict[str, s
     _write_json(os.path.join(slow, "config.json"), {"model_type": "roberta"})
     out["roberta-slow"] = slow
     return out
+
+
+def modernbert_tokenizer_folder(path: str, model_max_length: int | None = None) -> str:
+    """A ModernBERT-style tokenizer folder as the hub's: byte-level BPE, its own [CLS] A [SEP] B [SEP]
+    template, saved by transformers' generic fast tokenizer (``tokenizer_class: PreTrainedTokenizerFast``)."""
+    import transformers
+    from tokenizers import processors
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer)
+    tok.add_special_tokens([AddedToken("[MASK]", lstrip=True, rstrip=False, normalized=False, special=True)])
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:0 [SEP]:0",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    extra = {} if model_max_length is None else {"model_max_length": model_max_length}
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "attention_mask"],
+        **extra,
+    ).save_pretrained(path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"  # as the hub's ModernBERT folders say
+    with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    return path

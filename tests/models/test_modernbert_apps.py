@@ -7,13 +7,12 @@ post-processor, wrapped in transformers' ``PreTrainedTokenizerFast`` (the hub fo
 """
 
 import json
-import os
 import warnings
 
 import pytest
 import torch
 from model_helpers import require_transformers
-from tokenizer_family_helpers import corpus
+from tokenizer_family_helpers import corpus, modernbert_tokenizer_folder
 
 import fastbert
 from fastbert.tolerances import assert_close
@@ -26,45 +25,6 @@ PAIRS = [
     ("", "an empty query"),
     ("What is the capital of France?", "Paris is the capital and most populous city of France. " * 4),
 ]
-
-
-def modernbert_tokenizer_folder(path: str) -> str:
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus(), trainer)
-    tok.add_special_tokens([AddedToken("[MASK]", lstrip=True, rstrip=False, normalized=False, special=True)])
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0",
-        pair="[CLS]:0 $A:0 [SEP]:0 $B:0 [SEP]:0",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        mask_token="[MASK]",
-        model_input_names=["input_ids", "attention_mask"],
-    )
-    fast.save_pretrained(path)
-    config_path = os.path.join(path, "tokenizer_config.json")
-    with open(config_path) as f:
-        config = json.load(f)
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"  # as the hub's ModernBERT folders say
-    with open(config_path, "w") as f:
-        json.dump(config, f)
-    return path
 
 
 @pytest.fixture(scope="module")
