@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,3 +165,26 @@ class CudaIds:
 
     def dim(self) -> int:
         return len(self.shape)
+
+
+def assert_same(a, b, atol=1e-4, path="out"):
+    """Same structure, keys in the same order, same strings and ints, floats (and tensors) within atol."""
+    if isinstance(b, dict):
+        assert isinstance(a, dict), f"{path}: {type(a).__name__} vs dict"
+        assert list(a) == list(b), f"{path}: keys {list(a)} vs {list(b)}"
+        for k in b:
+            assert_same(a[k], b[k], atol, f"{path}.{k}")
+    elif isinstance(b, torch.Tensor):
+        assert isinstance(a, torch.Tensor), f"{path}: {type(a).__name__} vs tensor"
+        assert a.shape == b.shape, f"{path}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=0, msg=path)
+    elif isinstance(b, (list, tuple)):
+        assert isinstance(a, (list, tuple)), f"{path}: {type(a).__name__} vs list"
+        assert len(a) == len(b), f"{path}: length {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, atol, f"{path}[{i}]")
+    elif isinstance(b, (float, np.floating)):
+        assert isinstance(a, (float, np.floating)), f"{path}: {a!r} vs {b!r}"
+        assert abs(float(a) - float(b)) <= atol, f"{path}: {a} vs {b}"
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_helpers import WORDS, save_tiny_checkpoints, wordpiece_vocab
+from model_helpers import assert_same
 
 import fastbert
 
@@ -103,29 +104,6 @@ def pipes(task, path, **init):
         _FB[key] = fastbert.pipeline(task, model=path, **init)
         _HF[key] = transformers.pipeline(task, model=path, device=-1, **init)
     return _FB[key], _HF[key]
-
-
-def assert_same(a, b, atol=1e-4, path="out"):
-    """Same structure, keys in the same order, same strings and ints, floats (and tensors) within atol."""
-    if isinstance(b, dict):
-        assert isinstance(a, dict), f"{path}: {type(a).__name__} vs dict"
-        assert list(a) == list(b), f"{path}: keys {list(a)} vs {list(b)}"
-        for k in b:
-            assert_same(a[k], b[k], atol, f"{path}.{k}")
-    elif isinstance(b, torch.Tensor):
-        assert isinstance(a, torch.Tensor), f"{path}: {type(a).__name__} vs tensor"
-        assert a.shape == b.shape, f"{path}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
-        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=0, msg=path)
-    elif isinstance(b, (list, tuple)):
-        assert isinstance(a, (list, tuple)), f"{path}: {type(a).__name__} vs list"
-        assert len(a) == len(b), f"{path}: length {len(a)} vs {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, atol, f"{path}[{i}]")
-    elif isinstance(b, (float, np.floating)):
-        assert isinstance(a, (float, np.floating)), f"{path}: {a!r} vs {b!r}"
-        assert abs(float(a) - float(b)) <= atol, f"{path}: {a} vs {b}"
-    else:
-        assert a == b, f"{path}: {a!r} vs {b!r}"
 
 
 def same_call(ours, ref, x, **kw):
