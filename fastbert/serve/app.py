@@ -505,6 +505,21 @@ def create_app(
         (m.embed_count if method == "embed" else m.predict_count).labels(kind).inc()
         return kind
 
+    def tokenize_inputs(request: Request, body: Any, field: str = "inputs") -> tuple[list[Any], list]:
+        """An embedding request's inputs (``body.inputs``), counted against the limit and tokenized with its
+        prompt, truncation and direction: (inputs, rows)."""
+        inputs, _ = _as_list(body.inputs)
+        server.check_count(field, len(inputs))
+        rows = server.encode(
+            field,
+            inputs,
+            body.truncate,
+            body.truncation_direction,
+            server.prompt(body.prompt_name),
+            request=request,
+        )
+        return inputs, rows
+
     async def embed_vectors(
         request: Request, body: schemas.EmbedRequest, field: str = "inputs"
     ) -> tuple[list[list[float]], list, list]:
@@ -516,16 +531,7 @@ def create_app(
             raise ServeError(
                 "`normalize` is not available for SPLADE models (pass normalize=false)", "backend"
             )
-        inputs, _ = _as_list(body.inputs)
-        server.check_count(field, len(inputs))
-        rows = server.encode(
-            field,
-            inputs,
-            body.truncate,
-            body.truncation_direction,
-            server.prompt(body.prompt_name),
-            request=request,
-        )
+        inputs, rows = tokenize_inputs(request, body, field)
         outs = await server.run(request, rows, ["pooled"] * len(rows))
         vectors = []
         for v in outs:
@@ -561,17 +567,8 @@ def create_app(
                 "model is not an embedding model with token outputs (it is a SPLADE model)", "backend"
             )
         server.require((EMBEDDING,), "all")
-        inputs, single = _as_list(body.inputs)
-        kind = _count("embed", single)
-        server.check_count("inputs", len(inputs))
-        rows = server.encode(
-            "inputs",
-            inputs,
-            body.truncate,
-            body.truncation_direction,
-            server.prompt(body.prompt_name),
-            request=request,
-        )
+        kind = _count("embed", _as_list(body.inputs)[1])
+        inputs, rows = tokenize_inputs(request, body)
         outs = await server.run(request, rows, ["all"] * len(rows))
         m.request_success.labels(kind).inc()
         return _json(
@@ -585,17 +582,8 @@ def create_app(
         if server.spec.pooling != "splade":
             m.request_failure.labels("model_type").inc()
             raise ServeError(f"model is not {_ARTICLE['sparse']}", "backend")
-        inputs, single = _as_list(body.inputs)
-        kind = _count("embed", single)
-        server.check_count("inputs", len(inputs))
-        rows = server.encode(
-            "inputs",
-            inputs,
-            body.truncate,
-            body.truncation_direction,
-            server.prompt(body.prompt_name),
-            request=request,
-        )
+        kind = _count("embed", _as_list(body.inputs)[1])
+        inputs, rows = tokenize_inputs(request, body)
         outs = await server.run(request, rows, ["sparse"] * len(rows))
         result = []
         for v in outs:
