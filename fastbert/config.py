@@ -365,6 +365,55 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
     # ----------------------------------------------------------------- serialisation
+    #: transformers' ``attribute_map``: another name of a field -> the field (DistilBERT's ``hidden_size`` is
+    #: ``dim``); fastbert's configs answer to both names
+    attribute_map: dict[str, str] = {}
+
+    @property
+    def use_return_dict(self) -> bool:
+        """Whether models return dataclasses (``return_dict``), as transformers' config says it."""
+        return bool(self.return_dict)
+
+    @property
+    def name_or_path(self) -> str:
+        """The folder or hub id the config (or its model) was loaded from (``_name_or_path``)."""
+        return getattr(self, "_name_or_path", "")
+
+    @name_or_path.setter
+    def name_or_path(self, value: str) -> None:
+        self._name_or_path = str(value)
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """Set the fields of ``config_dict`` (as transformers' ``PretrainedConfig.update``)."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
+
+    def update_from_string(self, update_str: str) -> None:
+        """``"n_embd=10,resid_pdrop=0.2,use_cache=false"``: set existing fields, each parsed as the type of its
+        current value (transformers' ``update_from_string``: bool, int, float or str fields only)."""
+        pairs = dict(x.split("=", 1) for x in update_str.split(","))
+        for key, text in pairs.items():
+            if not hasattr(self, key):
+                raise ValueError(f"key {key} isn't in the original config dict")
+            old = getattr(self, key)
+            value: Any = text
+            if isinstance(old, bool):
+                if text.lower() in ("true", "1", "y", "yes"):
+                    value = True
+                elif text.lower() in ("false", "0", "n", "no"):
+                    value = False
+                else:
+                    raise ValueError(f"can't derive true or false from {text} (key {key})")
+            elif isinstance(old, int):
+                value = int(text)
+            elif isinstance(old, float):
+                value = float(text)
+            elif not isinstance(old, str):
+                raise TypeError(
+                    f"You can only update int, float, bool or string values in the config, got {text} for key {key}"
+                )
+            setattr(self, key, value)
+
     def to_dict(self) -> dict[str, Any]:
         """All fields, as transformers writes them into ``config.json``."""
         out: dict[str, Any] = {}
@@ -375,16 +424,34 @@ class BertConfig:
                 if isinstance(value, torch.dtype):
                     value = str(value).removeprefix("torch.")
             out[key] = copy.deepcopy(value)
-        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["id2label"] = {int(k): v for k, v in self.id2label.items()}  # JSON writes the keys as strings
         out["model_type"] = self.model_type
         return dict(sorted(out.items()))
 
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+    def to_diff_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the generic fields (``output_hidden_states``, ``return_dict``,
+        ``architectures``, ``dtype``, labels ...) that hold their default, as transformers' ``to_diff_dict``:
+        the model's own fields are always there."""
+        full = self.to_dict()
+        generic = {**_COMMON_DEFAULTS, "id2label": {0: "LABEL_0", 1: "LABEL_1"}}
+        generic["label2id"] = {v: k for k, v in generic["id2label"].items()}
+        own_defaults = type(self)().to_dict()
+        return {
+            key: value
+            for key, value in full.items()
+            if key not in generic or value != generic[key] or value != own_defaults.get(key, generic[key])
+        }
 
-    def to_json_file(self, path: str | os.PathLike) -> None:
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """``config.json``'s text; ``use_diff`` (transformers' default): only what :meth:`to_diff_dict` keeps."""
+        data = self.to_diff_dict() if use_diff else self.to_dict()
+        if "id2label" in data:
+            data["id2label"] = {str(k): v for k, v in data["id2label"].items()}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike, use_diff: bool = True) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json_string())
+            f.write(self.to_json_string(use_diff=use_diff))
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         if os.path.isfile(save_directory):
@@ -393,8 +460,25 @@ class BertConfig:
         self.to_json_file(os.path.join(save_directory, CONFIG_NAME))
 
     @classmethod
-    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> BertConfig:
-        return cls(**{**config_dict, **kwargs})
+    def from_dict(
+        cls, config_dict: dict[str, Any], return_unused_kwargs: bool = False, **kwargs: Any
+    ) -> BertConfig | tuple[BertConfig, dict[str, Any]]:
+        """A config of ``config_dict`` (unknown keys kept); ``kwargs`` set the config's existing fields, as
+        transformers: the others are returned with ``return_unused_kwargs`` and ignored otherwise."""
+        attn = kwargs.pop("attn_implementation", None)
+        config = cls(**config_dict) if attn is None else cls(**{**config_dict, "attn_implementation": attn})
+        unused = config._apply_overrides(kwargs)
+        return (config, unused) if return_unused_kwargs else config
+
+    def _apply_overrides(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Set the fields named in ``kwargs`` that the config has; the rest, returned."""
+        unused = {}
+        for key, value in kwargs.items():
+            if key == "num_labels" or hasattr(self, key) or key in _BERT_DEFAULTS or key in _COMMON_DEFAULTS:
+                setattr(self, key, value)
+            else:
+                unused[key] = value
+        return unused
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> BertConfig:
@@ -444,16 +528,9 @@ class BertConfig:
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         config = cls.from_json_file(find_config_file(pretrained_model_name_or_path, hub))
-        unused = {}
-        for key, value in kwargs.items():
-            if key in ("num_labels",):
-                config.num_labels = value
-            elif hasattr(config, key) or key in _BERT_DEFAULTS or key in _COMMON_DEFAULTS:
-                setattr(config, key, value)
-            else:
-                unused[key] = value
-                if not return_unused_kwargs:
-                    setattr(config, key, value)
+        # as transformers: keywords that are config fields override the file; the others are returned with
+        # return_unused_kwargs, and ignored otherwise
+        unused = config._apply_overrides(kwargs)
         return (config, unused) if return_unused_kwargs else config
 
     def __eq__(self, other: object) -> bool:

@@ -29,6 +29,16 @@ SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
 
+
+def add_variant(weights_name: str, variant: str | None = None) -> str:
+    """transformers' ``_add_variant``: ``model.safetensors`` with variant ``fp16`` is ``model.fp16.safetensors``
+    (``model.safetensors.index.json`` → ``model.safetensors.index.fp16.json``)."""
+    if variant:
+        path, ext = weights_name.rsplit(".", 1)
+        weights_name = f"{path}.{variant}.{ext}"
+    return weights_name
+
+
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -123,9 +133,11 @@ def find_and_load_weights(
     use_safetensors: bool | None = None,
     from_tf: bool = False,
     from_flax: bool = False,
+    variant: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, by transformers 4's order of preference (with ``from_tf``/``from_flax``,
-    those formats first, then PyTorch weights when the folder has none of them, as transformers 4)."""
+    those formats first, then PyTorch weights when the folder has none of them, as transformers 4).
+    ``variant`` ("fp16", ...) reads ``model.<variant>.safetensors`` and the like, as transformers."""
 
     def pytorch_weights():
         candidates = []
@@ -133,6 +145,7 @@ def find_and_load_weights(
             candidates += [(SAFE_WEIGHTS_NAME, False), (SAFE_WEIGHTS_INDEX_NAME, True)]
         if use_safetensors is not True:
             candidates += [(WEIGHTS_NAME, False), (WEIGHTS_INDEX_NAME, True)]
+        candidates = [(add_variant(name, variant), sharded) for name, sharded in candidates]
         for name, sharded in candidates:
             path = resolve_file(path_or_id, name, hub, required=False)
             if path is not None:
@@ -143,6 +156,14 @@ def find_and_load_weights(
         state = pytorch_weights()
         if state is not None:
             return state
+    if variant:  # transformers reads no TF/Flax variant: name the files that were looked for
+        names = [add_variant(n, variant) for n in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
+                                                   WEIGHTS_INDEX_NAME)]  # fmt: skip
+        if use_safetensors is True:
+            names = names[:2]
+        elif use_safetensors is False:
+            names = names[2:]
+        raise OSError(f"{path_or_id} has no weights of variant {variant!r}: no file named {', '.join(names)}")
     from . import legacy  # the readers import their optional packages ([legacy]) only when used
 
     found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, hub=hub)
@@ -192,8 +213,11 @@ def adapt_prefix(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) 
         base_keys = {k.split(".", 1)[1] for k in model_keys if k.startswith(prefix + ".")}
         return {(f"{prefix}.{k}" if k in base_keys else k): v for k, v in state.items()}
     if not has_prefix_module and ckpt_has_prefix:
-        return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")} | {
-            k: v for k, v in state.items() if not k.startswith(prefix + ".") and k in model_keys
+        # a head model's checkpoint in the base model: the head's own tensors stay under their names, and are
+        # reported as unexpected (transformers' "Some weights of the model checkpoint ... were not used")
+        stripped = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        return stripped | {
+            k: v for k, v in state.items() if not k.startswith(prefix + ".") and k not in stripped
         }
     return state
 
@@ -219,15 +243,15 @@ def load_into_model(
         return f" (from {src})" if src else ""
 
     expected = model.state_dict()
-    tied = set(getattr(model, "_tied_weights_keys", {}) or {})
+    tied = dict(getattr(model, "_tied_weights_keys", {}) or {})
+    ties_embeddings = getattr(getattr(model, "config", None), "tie_word_embeddings", True)
     missing: set[str] = set()
     mismatched: set[tuple[str, torch.Size, torch.Size]] = set()
     loaded = set()
     errors = []
     for key, param in expected.items():
         if key not in state:
-            if key not in tied:
-                missing.add(key)
+            missing.add(key)
             continue
         value = state[key]
         if value.shape != param.shape:
@@ -238,6 +262,12 @@ def load_into_model(
             )
             continue
         loaded.add(key)
+    # a tied tensor is filled by its target (transformers: "already filled by another key"): missing only when
+    # the target is missing too, or when the tie is off (an untied decoder weight; an untied decoder bias is
+    # filled from the head's bias, as transformers 4 shared the two)
+    for key in [k for k in missing if k in tied]:
+        if tied[key] in loaded and (ties_embeddings or key.endswith("bias")):
+            missing.discard(key)
     if errors and not ignore_mismatched_sizes:
         raise CheckpointShapeError(
             f"Error(s) in loading state_dict for {type(model).__name__} from {source or 'the checkpoint'}:\n\t"
@@ -289,6 +319,7 @@ class PreTrainedMixin:
         low_cpu_mem_usage: bool | None = None,
         trust_remote_code: bool | None = None,
         quantization: str | None = None,
+        variant: str | None = None,
         **kwargs: Any,
     ):
         """Load a model from a folder or hub id, like transformers' ``from_pretrained``.
@@ -303,12 +334,17 @@ class PreTrainedMixin:
         path = str(pretrained_model_name_or_path)
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
+        for key in _LOADING_ONLY_KWARGS:  # transformers' download / placement options: nothing to configure
+            kwargs.pop(key, None)
         config_class = getattr(cls, "config_class", BertConfig)
         if config is None or isinstance(config, (str, os.PathLike)):
             config = config_class.from_pretrained(config or path, hub=hub)
         else:  # a copy, of the config's own class when it is of this family (XLMRobertaConfig for Roberta*)
             own = type(config) if isinstance(config, config_class) else config_class
             config = own.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
+        # as transformers: a keyword that is not a config field but an argument of the class
+        # (``BertModel.from_pretrained(path, add_pooling_layer=False)``) goes to the model, the rest to the config
+        model_args = _model_args(cls, config, model_args, kwargs)
         for key, value in kwargs.items():  # config overrides, as transformers
             if key == "num_labels":
                 config.num_labels = value
@@ -330,7 +366,12 @@ class PreTrainedMixin:
 
         if state_dict is None:
             state_dict = find_and_load_weights(
-                path, hub, use_safetensors=use_safetensors, from_tf=from_tf, from_flax=from_flax
+                path,
+                hub,
+                use_safetensors=use_safetensors,
+                from_tf=from_tf,
+                from_flax=from_flax,
+                variant=variant,
             )
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype if isinstance(config.torch_dtype, torch.dtype) else None
@@ -401,16 +442,26 @@ class PreTrainedMixin:
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
         *,
         safe_serialization: bool = True,
-        state_dict: dict[str, torch.Tensor] | None = None,
-        max_shard_size: int | str | None = None,
+        max_shard_size: int | str | None = "5GB",
+        variant: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) that transformers loads."""
+        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) that transformers loads.
+
+        As transformers: ``max_shard_size`` (bytes or "10MB"; default "5GB", transformers 4's) splits bigger
+        weights into ``model-00001-of-0000N.safetensors`` shards with a ``model.safetensors.index.json`` (and
+        removes the shards of an earlier save that this one does not rewrite); ``variant`` names the files
+        ``model.<variant>.safetensors``; ``is_main_process=False`` (the other processes of a distributed run)
+        writes nothing."""
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory!r} is a file, not a folder")
         os.makedirs(save_directory, exist_ok=True)
+        if not is_main_process:
+            return
         config = type(self.config).from_dict(self.config.to_dict())
         config.architectures = [type(self).__name__]
         config.torch_dtype = self.dtype
@@ -420,13 +471,128 @@ class PreTrainedMixin:
         for key, target in (getattr(self, "_tied_weights_keys", {}) or {}).items():
             if key in state and target in state and _same_tensor(state[key], state[target]):
                 del state[key]
-        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        # a tensor that is a view of a larger storage (query/key/value, fused for one GEMM) is written as its
+        # own tensor, as transformers' separate parameters are: the same shards, and no shared memory on disk
+        state = {k: _own_storage(v.detach().cpu()) for k, v in state.items()}
+        write_weights(
+            state,
+            save_directory,
+            safe_serialization=safe_serialization,
+            max_shard_size=max_shard_size,
+            variant=variant,
+            total_parameters=sum(p.numel() for p in self.parameters()),
+        )
+
+
+def write_weights(
+    state: dict[str, torch.Tensor],
+    save_directory: str | os.PathLike,
+    *,
+    safe_serialization: bool = True,
+    max_shard_size: int | str | None = "5GB",
+    variant: str | None = None,
+    total_parameters: int | None = None,
+) -> list[str]:
+    """Write ``state`` as transformers' ``save_pretrained`` does (one file, or shards of at most
+    ``max_shard_size`` and an index, named with ``variant``); returns the names of the files written."""
+    import re
+
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    weights_name = add_variant(SAFE_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME, variant)
+    pattern = weights_name.replace(".bin", "{suffix}.bin").replace(".safetensors", "{suffix}.safetensors")
+    split = split_torch_state_dict_into_shards(
+        state,
+        filename_pattern=pattern,
+        max_shard_size=max_shard_size if max_shard_size is not None else 2**62,
+    )
+    # shards of an earlier save that this one does not rewrite would be read with the new index: remove them
+    stem = weights_name.replace(".bin", "").replace(".safetensors", "")
+    shard_name = re.compile(r"(.*?)-\d{5}-of-\d{5}")
+    for filename in os.listdir(save_directory):
+        path = os.path.join(save_directory, filename)
+        bare = filename.replace(".bin", "").replace(".safetensors", "")
+        if (
+            filename.startswith(stem)
+            and os.path.isfile(path)
+            and filename not in split.filename_to_tensors
+            and shard_name.fullmatch(bare) is not None
+        ):
+            os.remove(path)
+    for filename, names in split.filename_to_tensors.items():
+        shard = {name: state[name] for name in names}
+        path = os.path.join(save_directory, filename)
         if safe_serialization:
             from safetensors.torch import save_file
 
-            save_file(state, os.path.join(save_directory, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
+            save_file(shard, path, metadata={"format": "pt"})
         else:
-            torch.save(state, os.path.join(save_directory, WEIGHTS_NAME))
+            torch.save(shard, path)
+    written = list(split.filename_to_tensors)
+    if split.is_sharded:
+        index_name = add_variant(
+            SAFE_WEIGHTS_INDEX_NAME if safe_serialization else WEIGHTS_INDEX_NAME, variant
+        )
+        metadata = dict(split.metadata)
+        if total_parameters is not None:
+            metadata["total_parameters"] = total_parameters
+        index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
+        with open(os.path.join(save_directory, index_name), "w", encoding="utf-8") as f:
+            f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        written.append(index_name)
+    return written
+
+
+#: ``from_pretrained`` keywords of transformers about downloading and placing weights, which say nothing about
+#: the model: accepted and not kept (they are no config fields; transformers never writes them to config.json)
+_LOADING_ONLY_KWARGS = (
+    "force_download",
+    "resume_download",
+    "proxies",
+    "mirror",
+    "offload_folder",
+    "offload_state_dict",
+    "offload_buffers",
+    "max_memory",
+    "_fast_init",
+    "_from_auto",
+    "_from_pipeline",
+    "_commit_hash",
+    "weights_only",
+    "key_mapping",
+    "use_auth_token",
+    "user_agent",
+)
+
+
+def _model_args(cls: type, config: Any, model_args: tuple, kwargs: dict[str, Any]) -> tuple:
+    """``model_args`` with the keywords of ``kwargs`` that are arguments of ``cls.__init__`` and not config
+    fields (popped from ``kwargs``), as positional arguments after the config."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a C-level __init__
+        return model_args
+    init_kwargs = {
+        k: kwargs.pop(k)
+        for k in list(kwargs)
+        if k in params and k not in ("self", "config") and not hasattr(config, k)
+    }
+    if not init_kwargs:
+        return model_args
+    bound = inspect.signature(cls.__init__).bind(None, config, *model_args, **init_kwargs)
+    if bound.kwargs:  # keyword-only arguments: _build passes positional ones only
+        raise TypeError(f"{cls.__name__}.from_pretrained cannot pass {sorted(bound.kwargs)} to the model")
+    return tuple(bound.args[2:])
+
+
+def _own_storage(t: torch.Tensor) -> torch.Tensor:
+    """``t`` contiguous and alone in its storage (a copy only when it is a view of a larger one)."""
+    t = t.contiguous()
+    if t.untyped_storage().nbytes() != t.numel() * t.element_size() or t.storage_offset() != 0:
+        t = t.clone()
+    return t
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -34,6 +34,8 @@ class DistilBertConfig(BertConfig):
     model_type = "distilbert"
     compatible_model_types = ("distilbert",)
     family_name = "DistilBERT"
+    #: transformers' DistilBertConfig.attribute_map (fastbert answers to every name of ``ALIASES``)
+    attribute_map = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
     _family_defaults: dict[str, Any] = {
         "num_hidden_layers": 6,
         "type_vocab_size": 1,
