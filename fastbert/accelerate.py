@@ -18,7 +18,11 @@ The caller's padding is removed once inside fastbert's forward (the ``sdpa`` and
 the real tokens once per forward). Per-token outputs are zero at padded positions; every pooling of
 sentence-transformers (mean, max, cls, weighted mean, last token) weights or masks them by the attention
 mask, and ``encode(output_value="token_embeddings")`` cuts them off, so sentence embeddings are the
-transformers ones up to float rounding.
+transformers ones up to float rounding. The one reader of those positions is a sentence-transformers
+``Transformer`` with ColBERT query expansion that leaves the expansion tokens unattended
+(``query_expansion={..., "attend": False}``, a ``MultiVectorEncoder``'s default): MaxSim scores the
+encoder's outputs at positions whose attention mask is 0. Its backbone runs fastbert's ``eager`` backend,
+padded as transformers computes it (an explicit packing backend is refused for it, with the reason).
 """
 
 from __future__ import annotations
@@ -136,10 +140,9 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
 
     slots = list(_backbone_slots(obj))
     if not slots:
-        accelerated = [m for m in obj.modules() if isinstance(m, BertPreTrainedModel)]
+        accelerated = list(_fastbert_slots(obj))
         if accelerated:  # accelerated before: apply the options only
-            for m in accelerated:
-                _configure(m, attn_implementation, cuda_graphs)
+            _reconfigure(obj, accelerated, attn_implementation, cuda_graphs, strict)
             return obj.to(dtype) if dtype is not None else obj
         _refuse(
             f"{type(obj).__name__} holds no transformers model as a submodule (a model loaded with "
@@ -152,7 +155,10 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
     # every backbone is converted before any is swapped: a refusal under strict changes nothing
     swaps, refused = [], []
     for parent, name, child in slots:
-        fast, reason = _try_convert(child, attn_implementation)
+        backend, reason = _backend_for(parent, attn_implementation)
+        fast = None
+        if reason is None:
+            fast, reason = _try_convert(child, backend)
         if fast is None:
             refused.append(f"{_path(obj, parent, name)} ({type(child).__name__}): {reason}")
         else:
@@ -281,7 +287,73 @@ def _refuse(reason: str, strict: bool) -> None:
     warnings.warn(f"fastbert.accelerate: {reason}", AccelerateWarning, stacklevel=3)
 
 
+def _reads_masked_positions(holder: nn.Module) -> str | None:
+    """Why the module holding a backbone reads the backbone's outputs where the attention mask is 0 (None when
+    it does not). sentence-transformers >= 6.3's ``Transformer`` with ColBERT query expansion and
+    ``attend=False`` swaps the pad positions of a query for the expansion token, leaves their attention mask
+    at 0, and ``MultiVectorMask`` makes MaxSim score the encoder's outputs there: transformers computes them
+    (those queries attend to the real tokens), fastbert's packing backends leave them zero."""
+    expansion = getattr(holder, "query_expansion", None)
+    if isinstance(expansion, dict) and not expansion.get("attend", False):
+        return (
+            "its query_expansion (attend=False) scores the encoder's outputs at the expansion positions, "
+            "whose attention_mask is 0"
+        )
+    return None
+
+
+def _backend_for(holder: nn.Module, attn_implementation: str | None) -> tuple[str | None, str | None]:
+    """(the backend of the backbone held by ``holder``, None), or (None, why it cannot be accelerated):
+    ``eager`` (padded, as transformers) where the holder reads the outputs at positions with attention mask 0,
+    which the packing backends (sdpa, triton) leave zero."""
+    why = _reads_masked_positions(holder)
+    if why is None:
+        return attn_implementation, None
+    if attn_implementation not in (None, "eager"):
+        return None, (
+            f"{why}; attn_implementation={attn_implementation!r} packs the real tokens and leaves those "
+            "positions zero (None or 'eager' computes them as transformers, padded)"
+        )
+    return "eager", None
+
+
+def _reconfigure(obj, accelerated, attn_implementation, cuda_graphs, strict) -> None:
+    """accelerate on an object accelerated before: the options on every fastbert backbone, with the backend
+    that ``_backend_for`` asks for (a query expansion set after the first call included)."""
+    backends, refused = [], []
+    for parent, name, model in accelerated:
+        backend, reason = _backend_for(parent, attn_implementation)
+        if reason is not None:
+            refused.append(f"{_path(obj, parent, name)} ({type(model).__name__}): {reason}")
+            backend = "eager"
+        backends.append(backend)
+    if refused and strict:
+        raise ValueError("fastbert.accelerate cannot accelerate " + "; ".join(refused))
+    from .modeling import BertPreTrainedModel
+
+    for (_, _, model), backend in zip(accelerated, backends):
+        for m in model.modules():  # the head model and its base model, as before
+            if isinstance(m, BertPreTrainedModel):
+                _configure(m, backend, cuda_graphs)
+    if refused:
+        _refuse("kept the eager backend: " + "; ".join(refused), strict=False)
+
+
 # --------------------------------------------------------------------------------------------- the swap
+def _fastbert_slots(root: nn.Module):
+    """(parent, attribute, model) for every fastbert model held as a submodule of ``root``, outermost first."""
+    from .modeling import BertPreTrainedModel
+
+    stack = [root]
+    while stack:
+        parent = stack.pop()
+        for name, child in parent.named_children():
+            if isinstance(child, BertPreTrainedModel):
+                yield parent, name, child
+            else:
+                stack.append(child)
+
+
 def _backbone_slots(root: nn.Module):
     """(parent, attribute, model) for every transformers model held as a public submodule of ``root``,
     outermost first (a model inside a transformers model is part of it)."""
