@@ -155,7 +155,9 @@ class GenerationMixin:
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """The model's files, and ``generation_config.json`` as transformers writes for a generative model."""
         super().save_pretrained(save_directory, *args, **kwargs)
-        self.generation_config.save_pretrained(save_directory)
+        main = kwargs.get("is_main_process", args[0] if args else True)
+        if main:  # the other processes of a distributed run write nothing
+            self.generation_config.save_pretrained(save_directory)
 
     def prepare_inputs_for_generation(
         self,

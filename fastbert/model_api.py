@@ -2,24 +2,31 @@
 
 A mixin of the base class (``BertPreTrainedModel``): ``base_model``, ``main_input_name``,
 ``can_generate``, ``init_weights``, ``resize_token_embeddings`` (new rows initialised as transformers 5
-does), ``get_extended_attention_mask`` (transformers 4's public helper), gradient (activation)
-checkpointing and ``enable_input_require_grads``. Each method follows the transformers 5.24 method of
+does), ``set_output_embeddings``, transformers 4's public helpers that transformers 5 dropped
+(``get_extended_attention_mask``, ``invert_attention_mask``, ``create_extended_attention_mask_for_decoder``,
+``get_head_mask``, ``estimate_tokens``, ``floating_point_ops``), ``get_memory_footprint``, gradient
+(activation) checkpointing and ``enable_input_require_grads``. Each method follows the transformers 5.24 method of
 the same name: same arguments, same defaults, same random draws in the same order (so a resize after
 ``torch.manual_seed`` gives transformers' numbers). Nothing here imports transformers.
 
 The host class provides ``config``, ``_init_weights``, ``get_input_embeddings``,
-``set_input_embeddings``, ``get_output_embeddings``, ``set_output_embeddings``, ``tie_weights`` and
+``set_input_embeddings``, ``get_output_embeddings`` (a family may override ``set_output_embeddings``), ``tie_weights`` and
 ``post_init``, and its layers honour ``gradient_checkpointing`` / ``_gradient_checkpointing_func``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 class TransformersModelAPI:
@@ -75,13 +82,97 @@ class TransformersModelAPI:
         extended = extended.to(dtype=dtype)
         return (1.0 - extended) * torch.finfo(dtype).min
 
+    def invert_attention_mask(self, encoder_attention_mask: torch.Tensor) -> torch.Tensor:
+        """transformers 4's helper: a (B, Lk) or (B, Lq, Lk) mask of 1/0 → an additive (B, 1, 1|Lq, Lk) mask in
+        the model's dtype (0 where attended, the dtype's minimum where not)."""
+        if encoder_attention_mask.dim() == 3:
+            extended = encoder_attention_mask[:, None, :, :]
+        elif encoder_attention_mask.dim() == 2:
+            extended = encoder_attention_mask[:, None, None, :]
+        else:
+            raise ValueError(
+                "encoder_attention_mask must be (batch, key_length) or (batch, query_length, key_length), "
+                f"got shape {tuple(encoder_attention_mask.shape)}"
+            )
+        extended = extended.to(dtype=self.dtype)
+        return (1.0 - extended) * torch.finfo(self.dtype).min
+
+    @staticmethod
+    def create_extended_attention_mask_for_decoder(
+        input_shape: tuple[int, ...], attention_mask: torch.Tensor, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """transformers 4's helper: a (B, Lk) mask of 1/0 → the (B, 1, Lq, Lk) causal mask of 1/0 (a longer
+        mask, a cache, attended in full at its start), in the mask's dtype."""
+        return _causal_extended_mask(input_shape, attention_mask, device or attention_mask.device)
+
+    def get_head_mask(
+        self, head_mask: torch.Tensor | None, num_hidden_layers: int, is_attention_chunked: bool = False
+    ) -> torch.Tensor | list[None]:
+        """transformers 4's helper: a (heads,) or (layers, heads) mask → (layers, batch|1, heads, L|1, L|1) in
+        the model's dtype, or ``[None] * num_hidden_layers`` without one. (fastbert's forwards take no
+        ``head_mask``: README, compatibility.)"""
+        if head_mask is None:
+            return [None] * num_hidden_layers
+        head_mask = self._convert_head_mask_to_5d(head_mask, num_hidden_layers)
+        if is_attention_chunked is True:
+            head_mask = head_mask.unsqueeze(-1)
+        return head_mask
+
+    def _convert_head_mask_to_5d(self, head_mask: torch.Tensor, num_hidden_layers: int) -> torch.Tensor:
+        if head_mask.dim() == 1:
+            head_mask = head_mask[None, None, :, None, None].expand(num_hidden_layers, -1, -1, -1, -1)
+        elif head_mask.dim() == 2:
+            head_mask = head_mask[:, None, :, None, None]  # one mask per layer
+        if head_mask.dim() != 5:
+            raise ValueError(f"head_mask must have 1, 2 or 5 dimensions, got {head_mask.dim()}")
+        return head_mask.to(dtype=self.dtype)
+
+    def estimate_tokens(self, input_dict: dict[str, Any]) -> int:
+        """transformers 4's helper: the number of tokens of a batch (the elements of its main input), 0 (and a
+        warning, once) without one."""
+        if self.main_input_name in input_dict:
+            return input_dict[self.main_input_name].numel()
+        warned = self.__dict__.setdefault("warnings_issued", {})
+        if "estimate_tokens" not in warned:
+            logger.warning(
+                "Could not estimate the number of tokens of the input, floating-point operations will not be computed"
+            )
+            warned["estimate_tokens"] = True
+        return 0
+
+    def floating_point_ops(self, input_dict: dict[str, Any], exclude_embeddings: bool = True) -> int:
+        """transformers 4's estimate of a training step's floating-point operations (forward and backward) on
+        this batch, ``6 * tokens * parameters`` (without the embeddings by default); the Trainer logs it."""
+        return (
+            6 * self.estimate_tokens(input_dict) * self.num_parameters(exclude_embeddings=exclude_embeddings)
+        )
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """The bytes of the model's parameters (and buffers, by default), as transformers."""
+        mem = sum(p.nelement() * p.element_size() for p in self.parameters())
+        if return_buffers:
+            mem += sum(b.nelement() * b.element_size() for b in self.buffers())
+        return mem
+
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        """Replace the MLM decoder (and its bias parameter, as transformers' BERT heads do)."""
-        predictions = getattr(getattr(self, "cls", None), "predictions", None)
-        if predictions is None:
-            raise AttributeError(f"{type(self).__name__} has no output embeddings (no MLM decoder)")
-        predictions.decoder = new_embeddings
-        predictions.bias = new_embeddings.bias
+        """Replace the output embeddings (the LM decoder) where they are: ``cls.predictions.decoder`` (BERT),
+        ``lm_head.decoder`` (RoBERTa, MPNet ...), ``vocab_projector`` (DistilBERT), ``generator_lm_head``
+        (ELECTRA). A head with its own output bias (BERT's, RoBERTa's, MPNet's) takes the new decoder's bias,
+        as transformers' BERT and MPNet heads do (and transformers 4's RoBERTa head, on its next tying)."""
+        old = self.get_output_embeddings()
+        if old is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no output embeddings (no language-modelling head)"
+            )
+        for name, module in self.named_modules(remove_duplicate=False):
+            if module is old and name:
+                parent_name, _, attr = name.rpartition(".")
+                parent = self.get_submodule(parent_name) if parent_name else self
+                setattr(parent, attr, new_embeddings)
+                if getattr(parent, "ties_decoder_bias", False):
+                    parent.bias = new_embeddings.bias
+                return
+        raise AttributeError(f"{type(self).__name__}: its output embeddings are not one of its modules")
 
     # ---------------------------------------------------------------------------------------- resizing
     def resize_token_embeddings(
@@ -121,8 +212,8 @@ class TransformersModelAPI:
         if old_head is not None:  # tied: it already shares the new weight, and is returned as it is
             new_head = self._get_resized_lm_head(old_head, new_num_tokens, mean_resizing=mean_resizing)
             new_head.requires_grad_(old_head.weight.requires_grad)
-            if new_head is not old_head:
-                self.set_output_embeddings(new_head)
+            # also the same module, as transformers: a head with its own bias then takes the decoder's
+            self.set_output_embeddings(new_head)
         return self.get_input_embeddings()
 
     def _get_resized_embeddings(
@@ -157,7 +248,7 @@ class TransformersModelAPI:
             new_num_tokens, dim, device=old_embeddings.weight.device, dtype=old_embeddings.weight.dtype
         )
         if new_num_tokens > old_num_tokens and not mean_resizing:
-            self._init_weights(new_embeddings)
+            self._init_resized_module(new_embeddings)
         elif new_num_tokens > old_num_tokens:
             _init_added_rows_with_mean(
                 old_embeddings, new_embeddings, old_num_tokens, new_num_tokens - old_num_tokens
@@ -188,7 +279,7 @@ class TransformersModelAPI:
         )
         added = new_num_tokens - old_num_tokens
         if added > 0 and not mean_resizing:
-            self._init_weights(new_head)
+            self._init_resized_module(new_head)
         elif added > 0:
             _init_added_rows_with_mean(old_head, new_head, old_num_tokens, added)
             if has_bias:
@@ -200,6 +291,19 @@ class TransformersModelAPI:
         if has_bias:
             new_head.bias.data[:n] = old_head.bias.data[:n]
         return new_head
+
+    def _init_resized_module(self, module: nn.Module) -> None:
+        """A new (lone) embedding or LM head of a resize, ``mean_resizing=False``: transformers 5 runs the
+        model's ``_init_weights`` on it, whose lone ``nn.Embedding`` / ``nn.Linear`` gets the base class's init
+        in every family (ModernBERT's truncated normals key on the modules around it): normal with
+        ``initializer_range`` (0.02 when unset), zero bias, a zero padding row."""
+        std = getattr(self.config, "initializer_range", None) or 0.02
+        with torch.no_grad():
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
 
     def _adjust_decoder_bias(self) -> None:
         """A tied decoder's bias padded with zeros (or cut) to its weight's rows, as transformers' tying does."""
@@ -257,7 +361,10 @@ class TransformersModelAPI:
                     return checkpoint(function, *args, **kw)
         else:
             checkpoint_func = checkpoint
-        self._set_gradient_checkpointing(True, functools.partial(checkpoint_func, **kwargs), every_n_layers)
+        func = functools.partial(checkpoint_func, **kwargs)
+        if kwargs.get("use_reentrant", True):
+            func = functools.partial(_checkpoint_lifting_context_tensors, func)
+        self._set_gradient_checkpointing(True, func, every_n_layers)
         if self.main_input_name == "input_ids":
             self.enable_input_require_grads()
 
@@ -302,6 +409,71 @@ class TransformersModelAPI:
         self._require_grads_hooks = []
         if "_require_grads_hook" in self.__dict__:
             del self._require_grads_hook
+
+
+def _context_tensors(value: Any, found: dict[int, torch.Tensor], depth: int = 0) -> None:
+    """The tensors that need grad inside a layer's context (dataclasses, mappings, tuples), by id."""
+    if depth > 6 or isinstance(value, nn.Module):
+        return
+    if torch.is_tensor(value):
+        if value.requires_grad:
+            found.setdefault(id(value), value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            _context_tensors(getattr(value, f.name), found, depth + 1)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            _context_tensors(v, found, depth + 1)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _context_tensors(v, found, depth + 1)
+
+
+def _substitute(value: Any, new: dict[int, torch.Tensor], depth: int = 0) -> Any:
+    """``value`` with each tensor whose id is in ``new`` replaced (dataclasses rebuilt, others kept)."""
+    if depth > 6 or isinstance(value, nn.Module):
+        return value
+    if torch.is_tensor(value):
+        return new.get(id(value), value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in dataclasses.fields(value):
+            if not f.init:
+                continue
+            old = getattr(value, f.name)
+            replaced = _substitute(old, new, depth + 1)
+            if replaced is not old:
+                changes[f.name] = replaced
+        return dataclasses.replace(value, **changes) if changes else value
+    if isinstance(value, Mapping):
+        items = {k: _substitute(v, new, depth + 1) for k, v in value.items()}
+        return type(value)(items) if any(items[k] is not value[k] for k in value) else value
+    if isinstance(value, (tuple, list)):
+        items = [_substitute(v, new, depth + 1) for v in value]
+        if any(a is not b for a, b in zip(items, value)):
+            return type(value)(items) if isinstance(value, list) else tuple(items)
+    return value
+
+
+def _checkpoint_lifting_context_tensors(checkpoint_func, function, *args, **kwargs):
+    """Reentrant checkpointing sees only its explicit tensor arguments: a tensor that needs grad and reaches
+    the layer inside its context (MPNet's relative bias table, computed once per forward from its weight)
+    would be backpropagated through by every layer's inner backward ("backward through the graph a second
+    time"). Such tensors are passed as explicit arguments and put back into the context inside."""
+    found: dict[int, torch.Tensor] = {}
+    for a in args:
+        if not torch.is_tensor(a):
+            _context_tensors(a, found)
+    if not found:
+        return checkpoint_func(function, *args, **kwargs)
+    ids = list(found)
+    n = len(args)
+
+    def run(*all_args):
+        new = dict(zip(ids, all_args[n:]))
+        return function(*(a if torch.is_tensor(a) else _substitute(a, new) for a in all_args[:n]))
+
+    return checkpoint_func(run, *args, *found.values(), **kwargs)
 
 
 def _init_added_rows_with_mean(old: nn.Module, new: nn.Module, old_num_tokens: int, added: int) -> None:

@@ -481,9 +481,10 @@ def test_save_pretrained_writes_what_transformers_writes(tmp_path, case):
         assert torch.equal(back_fb.state_dict()[key], value), key
 
 
-def test_save_pretrained_not_main_process(tmp_path):
+@pytest.mark.parametrize("task", ["base", "causal-lm"])  # a causal LM also writes generation_config.json
+def test_save_pretrained_not_main_process(tmp_path, task):
     """``is_main_process=False``: the folder is made, nothing is written (as transformers)."""
-    hf = hf_model("bert", "base")
+    hf = hf_model("bert", task)
     fb = fastbert.from_transformers(hf)
     hf.save_pretrained(str(tmp_path / "hf"), is_main_process=False)
     fb.save_pretrained(str(tmp_path / "fb"), is_main_process=False)

@@ -547,10 +547,13 @@ class BertModel(BertPreTrainedModel):
         for i, (n, _) in enumerate(checks):
             lo, hi = values[2 * i], values[2 * i + 1]
             limit = getattr(cfg, _RANGE_FIELDS[n])
+            what = f"{_RANGE_FIELDS[n]} = {limit}"
+            if n == "input_ids":  # the table's rows: set_input_embeddings may give more than vocab_size says
+                rows = self.get_input_embeddings().num_embeddings
+                if rows != limit:
+                    limit, what = rows, f"the word embeddings have {rows} rows"
             if lo < 0 or hi >= limit:
-                raise ValueError(
-                    f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({_RANGE_FIELDS[n]} = {limit})"
-                )
+                raise ValueError(f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({what})")
         rest = values[2 * len(checks) :]
         seqlens_host = enc_host = None
         if seqlens is not None:
