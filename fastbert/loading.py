@@ -608,6 +608,14 @@ def _init_missing(model: nn.Module, missing: set[str]) -> None:
     never uninitialised memory."""
     if not missing:
         return
+    # a tied key shares its target's tensor: the target's initialisation covers it (transformers ties after
+    # initialising), and initialising it as its own module (the MLM decoder as a Linear) would undo the
+    # target's (the word embeddings' zero padding row)
+    tied = getattr(model, "_tied_weights_keys", {}) or {}
+    params = dict(model.named_parameters(remove_duplicate=False))
+    missing = {
+        k for k in missing if not (k in tied and tied[k] in params and params.get(k) is params[tied[k]])
+    }
     for name, module in model.named_modules():
         own = {p: f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)}
         if not any(k in missing for k in own.values()):
