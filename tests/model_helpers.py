@@ -188,3 +188,28 @@ def assert_same(a, b, atol=1e-4, path="out"):
         assert abs(float(a) - float(b)) <= atol, f"{path}: {a} vs {b}"
     else:
         assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def accelerate_quietly(obj, **kwargs):
+    """fastbert.accelerate, failing the test on any AccelerateWarning it gives."""
+    import warnings
+
+    import fastbert
+    from fastbert.accelerate import AccelerateWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AccelerateWarning)
+        return fastbert.accelerate(obj, **kwargs)
+
+
+def accelerate_warnings(obj, **kwargs):
+    """fastbert.accelerate, returning (result, the AccelerateWarnings it gave)."""
+    import warnings
+
+    import fastbert
+    from fastbert.accelerate import AccelerateWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fastbert.accelerate(obj, **kwargs)
+    return out, [w for w in caught if issubclass(w.category, AccelerateWarning)]

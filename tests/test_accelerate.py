@@ -8,12 +8,11 @@ issue's 1e-5 in fp32.
 import copy
 import json
 import os
-import warnings
 
 import pytest
 import torch
 from model_helpers import TINY as MODEL_TINY
-from model_helpers import perturb_norms_and_biases, splade_modules
+from model_helpers import accelerate_quietly, accelerate_warnings, perturb_norms_and_biases, splade_modules
 
 import fastbert
 from fastbert.hub import embedded_model_path
@@ -23,8 +22,6 @@ from fastbert.tolerances import assert_close
 transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("sentence_transformers")
 from sentence_transformers import CrossEncoder, SentenceTransformer  # noqa: E402
-
-from fastbert.accelerate import AccelerateWarning  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 SENTENCES = [
@@ -37,21 +34,6 @@ SENTENCES = [
     "Sentence embeddings map text to vectors so that similar meanings lie close together.",
 ]
 SHORT = [s for s in SENTENCES if len(s) < 1000]  # where the text longer than max_seq_length adds nothing
-
-
-def accelerate_quietly(obj, **kwargs):
-    """accelerate, failing the test on any warning it gives."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", AccelerateWarning)
-        return fastbert.accelerate(obj, **kwargs)
-
-
-def accelerate_warnings(obj, **kwargs):
-    """accelerate, returning (result, the AccelerateWarnings it gave)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fastbert.accelerate(obj, **kwargs)
-    return out, [w for w in caught if issubclass(w.category, AccelerateWarning)]
 
 
 # --------------------------------------------------------------------------------------------- MiniLM

@@ -14,12 +14,17 @@ import filecmp
 import json
 import os
 import random
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from model_helpers import minilm_folder, perturb_norms_and_biases, splade_modules
+from model_helpers import (
+    accelerate_quietly,
+    accelerate_warnings,
+    minilm_folder,
+    perturb_norms_and_biases,
+    splade_modules,
+)
 
 import fastbert
 from fastbert.tolerances import assert_close
@@ -27,8 +32,6 @@ from fastbert.tolerances import assert_close
 transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("sentence_transformers")
 from sentence_transformers import CrossEncoder, SentenceTransformer  # noqa: E402
-
-from fastbert.accelerate import AccelerateWarning  # noqa: E402
 
 try:  # sentence-transformers 6
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
@@ -54,18 +57,10 @@ def sentences(seed: int, n: int, long_words: int = 0) -> list[str]:
     return out
 
 
-def accelerate_quietly(obj, **kwargs):
-    """accelerate, failing the test on any AccelerateWarning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", AccelerateWarning)
-        return fastbert.accelerate(obj, **kwargs)
-
-
-def accelerate_warnings(obj, **kwargs):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fastbert.accelerate(obj, **kwargs)
-    return out, [str(w.message) for w in caught if issubclass(w.category, AccelerateWarning)]
+def accelerate_messages(obj, **kwargs):
+    """accelerate, returning (result, the messages of the AccelerateWarnings it gave)."""
+    out, caught = accelerate_warnings(obj, **kwargs)
+    return out, [str(w.message) for w in caught]
 
 
 def as_tensor(x):
@@ -374,7 +369,7 @@ def test_colbert_query_expansion_refuses_a_packing_backend(tiny_bert):
     with pytest.raises(ValueError, match="query_expansion"):
         fastbert.accelerate(model, attn_implementation="sdpa", strict=True)
     assert type(model[0].model) is transformers.BertModel  # strict changes nothing
-    out, caught = accelerate_warnings(model, attn_implementation="sdpa")
+    out, caught = accelerate_messages(model, attn_implementation="sdpa")
     assert out is model and type(model[0].model) is transformers.BertModel
     assert len(caught) == 1 and "query_expansion" in caught[0] and "'sdpa'" in caught[0]
 
@@ -389,7 +384,7 @@ def test_colbert_query_expansion_set_after_accelerate(tiny_bert):
     assert backbone.attn_implementation == "eager"
     with pytest.raises(ValueError, match="query_expansion"):
         fastbert.accelerate(fast, attn_implementation="sdpa", strict=True)
-    _, caught = accelerate_warnings(fast, attn_implementation="sdpa")
+    _, caught = accelerate_messages(fast, attn_implementation="sdpa")
     assert len(caught) == 1 and backbone.attn_implementation == "eager"
     objs = [fast]
     for _ in range(2):
@@ -540,7 +535,7 @@ def test_unsupported_architecture_is_named(tmp_path):
 
     for obj, name in objects():
         before = call(obj, ["a b", "c"])
-        out, caught = accelerate_warnings(obj)
+        out, caught = accelerate_messages(obj)
         assert out is obj and len(caught) == 1
         assert (
             name in caught[0]
