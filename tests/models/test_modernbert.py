@@ -371,3 +371,24 @@ def test_window_left_out_when_it_holds_every_key(saved, backend):
         ctx = model._context(fastbert.models.engine.BertInputs(**inputs), checked, ops, ops.packs, 0, False)
         assert ctx.spec_for(SLIDING).window == window and ctx.spec_for(FULL).window == 0
         judge_all(model, hf, inputs, "base", backend)
+
+
+def test_eager_padding_whose_window_is_all_padding_matches_transformers_eager(saved):
+    """A padded query far past its sequence's end (its whole sliding window padding: e.g. ColBERT's [MASK]
+    query expansion with attention_mask 0) has no key; transformers' eager mask adds the fp32 minimum to every
+    key of that row, which absorbs the scores: uniform weights over all keys. fastbert's eager computes the
+    same, at every position, padding included (in fp32: transformers' float64 eager gives NaN there, its fp32
+    softmax turning the float64 minimum into -inf, and its sdpa gives such a row zeros)."""
+    folder, _ = saved("base", "hub")
+    hf = transformers.ModernBertModel.from_pretrained(folder, attn_implementation="eager").eval()
+    model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation="eager")
+    inputs = batch("base", lengths=(4, 16, 9), labels=False)
+    half = model.config.local_attention // 2
+    assert inputs["attention_mask"][0, 4 + half :].sum() == 0 and inputs["input_ids"].shape[1] > 4 + half + 1
+    with torch.no_grad():
+        ours = model(**inputs).last_hidden_state
+        theirs = hf(**inputs).last_hidden_state
+        ours64 = model.to(torch.float64)(**inputs).last_hidden_state
+    torch.testing.assert_close(ours, theirs)  # every position: real tokens and padding
+    assert torch.isfinite(ours64).all()
+    torch.testing.assert_close(ours64.float(), theirs, rtol=1e-4, atol=1e-4)
