@@ -158,16 +158,15 @@ def assert_same_outcome(hf_out, fb_out, *, fields=()):
 
 
 # --------------------------------------------------------------------------------------------- cross-class info
-def _cross_cases(n: int = 40):
-    rng = random.Random(1234)
-    for seed in range(n):
+def _family_task_pairs(n: int, seed: int):
+    """``n`` seeded (family, task, task) parameters."""
+    rng = random.Random(seed)
+    for i in range(n):
         family = rng.choice(sorted(FAMILIES))
-        yield pytest.param(
-            family, rng.choice(tasks(family)), rng.choice(tasks(family)), id=f"{seed}-{family}"
-        )
+        yield pytest.param(family, rng.choice(tasks(family)), rng.choice(tasks(family)), id=f"{i}-{family}")
 
 
-@pytest.mark.parametrize("family,source,target", list(_cross_cases()))
+@pytest.mark.parametrize("family,source,target", list(_family_task_pairs(40, 1234)))
 def test_loading_info_across_classes(saved, family, source, target):
     """A checkpoint of one class loaded in another (base into head, head into base, head into head): the same
     missing / unexpected / mismatched keys as transformers, the same tensors; a size mismatch fails in both."""
@@ -610,16 +609,7 @@ AUTO = {
 }
 
 
-def _auto_cases(n: int = 16):
-    rng = random.Random(5)
-    for seed in range(n):
-        family = rng.choice(sorted(FAMILIES))
-        yield pytest.param(
-            family, rng.choice(tasks(family)), rng.choice(tasks(family)), id=f"{seed}-{family}"
-        )
-
-
-@pytest.mark.parametrize("family,source,task", list(_auto_cases()))
+@pytest.mark.parametrize("family,source,task", list(_family_task_pairs(16, 5)))
 def test_auto_classes_pick_the_class(saved, tmp_path, family, source, task):
     path = saved(family, source)
     auto = AUTO[task]
