@@ -1,8 +1,13 @@
-"""Attention on packed tokens with a sliding window, MPNet's relative position bias and RoPE, in torch.
+"""Attention in torch: the spec of one attention, the padded references and the packed ones.
 
-The torch reference of the Triton kernel ``fastbert.kernels.attention_varlen``'s options, and the packed
-CPU path the ``sdpa`` op table calls for encoders that need them (MPNet, ModernBERT). Nothing here
-imports triton or transformers.
+:class:`AttentionSpec` says which keys each query sees in one attention of a forward (the op tables take
+it). ``eager_attention`` / ``sdpa_padded`` are transformers' eager and SDPA attention on padded
+(B, L, heads, D) tensors, ``torch_attention_padded`` the reference of the Triton kernel
+``fastbert.kernels.attention_padded``; ``attention_varlen`` is the torch reference of
+``fastbert.kernels.attention_varlen``'s options on packed tokens (a sliding window, MPNet's relative
+position bias, RoPE), and the packed CPU path the ``sdpa`` op table calls for encoders that need them
+(MPNet, ModernBERT). Nothing here imports triton, transformers or the op tables (``fastbert.ops``
+imports this module).
 
 Call signatures (what the op table uses; q (Tq, heads, D), k/v (Tk, heads, D) packed tokens,
 ``cu_seqlens_*`` int32 (B+1,) as ``fastbert.padding`` builds them):
@@ -37,11 +42,55 @@ attend to gets zeros (as the kernel).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
+from .padding import Packing
 
 #: queries per chunk of the banded / biased path (memory: heads x CHUNK x (CHUNK + window) scores)
 CHUNK = 256
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-forward description of one attention
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Which keys each query sees in one attention of a forward (built once per forward by the model).
+
+    Packed (``q_packing`` set): q (Tq, heads, D) and k/v (Tk, heads, D) hold real tokens only.
+    Padded (``q_packing`` None): (B, L, heads, D), ``key_mask`` (B, Lk) bool True = attend, or None.
+    ``key_lengths`` (padded): int32 (B,) real keys per row on the device, for kernels that bound
+    their key loop with it (graph-safe: no host read).
+    ``rel_bias`` (packed): MPNet's relative position bias, (heads, 2 R + 1) by the clamped offset ``j - i``
+    inside each sequence (``attention_ref.relative_bias_table``), added to the scaled scores; the padded
+    path takes the model's (B | 1, heads, Lq, Lk) ``bias`` argument instead.
+    ``window`` > 0: a sliding window, query i sees key j iff ``|i - j| <= window // 2`` (ModernBERT's local
+    layers, ``window = local_attention``); 0: every key.
+    ``rotary``: RoPE's ``(cos, sin)`` float32 (P, D // 2) tables (``attention_ref.rope_cos_sin``, P >= the
+    longest sequence): q and k rotated at their index in their own sequence (padded: 0..L-1).
+
+    Self-attention of an encoder whose layers differ (global and local layers, two RoPE thetas) has one spec
+    per layer type: ``LayerContext.spec_for(layer_type)``.
+    """
+
+    causal: bool = False
+    q_packing: Packing | None = None
+    k_packing: Packing | None = None
+    key_mask: torch.Tensor | None = None
+    key_lengths: torch.Tensor | None = None
+    rel_bias: torch.Tensor | None = None
+    window: int = 0
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def positional(self) -> bool:
+        """The spec carries a term plain attention has not (window, RoPE, relative bias)."""
+        return self.window > 0 or self.rotary is not None or self.rel_bias is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +180,130 @@ def relative_bias_table(
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# padded attention and the plain packed case: transformers' eager and torch SDPA
+# ---------------------------------------------------------------------------------------------
+
+
+def allowed_keys(
+    key_mask, q_len: int, k_len: int, causal: bool, device, window: int = 0
+) -> torch.Tensor | None:
+    """(B or 1, 1, Lq, Lk) bool, True = attend; None when every key is allowed. Query i sits at key
+    position i + Lk - Lq (bottom-right); ``window`` > 0 keeps keys with |i - j| <= window // 2."""
+    allowed = None
+    if key_mask is not None:
+        allowed = key_mask[:, None, None, :].bool()
+    if causal or window > 0:
+        q_pos = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+        k_pos = torch.arange(k_len, device=device)[None, :]
+        c = torch.ones((q_len, k_len), dtype=torch.bool, device=device)
+        if causal:
+            c = c & (k_pos <= q_pos)
+        if window > 0:
+            c = c & ((q_pos - k_pos).abs() <= window // 2)
+        allowed = c[None, None] if allowed is None else (allowed & c[None, None])
+    return allowed
+
+
+def padded_rotary(q, k, spec: AttentionSpec):
+    """q/k (B, L, heads, D) rotated at positions 0..Lk-1 (queries bottom-right) when the spec has RoPE."""
+    if spec.rotary is None:
+        return q, k
+    cos, sin = spec.rotary
+    k_pos = torch.arange(k.shape[1], device=k.device)
+    q_pos = k_pos[k.shape[1] - q.shape[1] :]
+    return apply_rotary(q, q_pos, cos, sin), apply_rotary(k, k_pos, cos, sin)
+
+
+def additive_mask(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """transformers' additive mask: 0 where allowed, dtype's min elsewhere."""
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )
+
+
+def torch_attention_varlen(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    max_seqlen_q,
+    max_seqlen_k,
+    scale,
+    causal=False,
+    validate: bool = True,
+):
+    out = q.new_zeros(q.shape[:2] + (v.shape[-1],))
+    cq = cu_seqlens_q.tolist()
+    ck = cu_seqlens_k.tolist()
+    for i in range(len(cq) - 1):
+        if cq[i + 1] == cq[i]:
+            continue
+        qs, ks, vs = (
+            t[None, a:e] for t, a, e in ((q, cq[i], cq[i + 1]), (k, ck[i], ck[i + 1]), (v, ck[i], ck[i + 1]))
+        )
+        out[cq[i] : cq[i + 1]] = torch_attention_padded(qs, ks, vs, None, scale, causal)[0]
+    return out
+
+
+def eager_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+    """transformers' eager attention on padded (B, L, heads, D) tensors; returns context and probabilities."""
+    q, k = padded_rotary(q, k, spec)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, D)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    if bias is not None:
+        scores = scores + bias
+    allowed = allowed_keys(spec.key_mask, q.shape[2], k.shape[2], spec.causal, q.device, spec.window)
+    mask = additive_mask(allowed, scores.dtype)
+    if mask is not None:
+        scores = scores + mask
+    probs = F.softmax(scores, dim=-1)
+    dropped = F.dropout(probs, dropout_p, training=True) if dropout_p > 0 else probs
+    return torch.matmul(dropped, v).transpose(1, 2), probs
+
+
+def sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
+    """torch SDPA on padded (B, L, heads, D) tensors, transformers' additive mask (+ the score bias)."""
+    q, k = padded_rotary(q, k, spec)
+    allowed = allowed_keys(spec.key_mask, q.shape[1], k.shape[1], spec.causal, q.device, spec.window)
+    mask = additive_mask(allowed, q.dtype)
+    if bias is not None:
+        mask = bias if mask is None else mask + bias
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=mask,
+        dropout_p=dropout_p,
+        scale=scale,
+    )
+    return out.transpose(1, 2)
+
+
+def torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False, seqlens_k=None):
+    """The kernel's signature over torch SDPA (the reference of ``attention_padded``): a query with no
+    key to attend to gets zeros. ``seqlens_k`` (B,) bounds each row's keys and queries (as the kernel
+    does: positions at or past a row's length are padding, their outputs zero)."""
+    if seqlens_k is not None:
+        if q.shape[1] != k.shape[1]:
+            raise ValueError("seqlens_k bounds queries and keys alike: it needs Lq == Lk")
+        real = torch.arange(k.shape[1], device=k.device)[None, :] < seqlens_k.to(k.device).long()[:, None]
+        key_padding_mask = real if key_padding_mask is None else (key_padding_mask.bool() & real)
+        out = torch_attention_padded(q, k, v, key_padding_mask, scale, causal)
+        return out * real[:, :, None, None].to(out.dtype)
+    if k.shape[1] == 0:
+        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
+    out = sdpa_padded(q, k, v, AttentionSpec(causal=causal, key_mask=key_padding_mask), scale)
+    allowed = allowed_keys(key_padding_mask, q.shape[1], k.shape[1], causal, q.device)
+    if allowed is None:
+        return out
+    row_ok = allowed.expand(q.shape[0], 1, q.shape[1], k.shape[1]).any(-1).transpose(1, 2)[..., None]
+    return torch.where(row_ok, out, out.new_zeros(()))  # (B, Lq, heads, D)
+
+
 def _sequence_attention(q, k, v, scale, causal, half, rel_bias, chunk):
     """One sequence: q (Lq, heads, D), k/v (Lk, heads, D) -> (Lq, heads, D); chunks of queries against
     the keys their window / causality reaches. half: window // 2, or None (no window)."""
@@ -190,10 +363,8 @@ def attention_varlen(
         q = apply_rotary(q, sequence_positions(cu_seqlens_q, q.shape[0]), rotary_cos, rotary_sin)
         k = apply_rotary(k, sequence_positions(cu_seqlens_k, k.shape[0]), rotary_cos, rotary_sin)
     if window == 0 and rel_bias is None:
-        # the plain case: SDPA per sequence (imported here: fastbert.ops imports this module)
-        from fastbert.ops import _torch_attention_varlen
-
-        return _torch_attention_varlen(
+        # the plain case: SDPA per sequence
+        return torch_attention_varlen(
             q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal
         )
     if rel_bias is not None:

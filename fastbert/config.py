@@ -311,7 +311,7 @@ class BertConfig:
                 raise bad(f"{field} must be null or a token id >= 0, got {value}")
         if self.num_labels < 1:
             raise bad(f"num_labels must be at least 1, got {self.num_labels}")
-        from .ops import activation  # lazy: config imports no model code
+        from .layers_ref import activation  # lazy: importing config imports no op module
 
         try:
             activation(self.hidden_act)

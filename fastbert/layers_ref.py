@@ -1,6 +1,10 @@
-"""The gated MLP activation and the norms of the newer encoders, in torch: references of the Triton
-kernels ``fastbert.kernels.glu`` / ``add_layernorm(ln_bias=None)`` / ``add_rmsnorm``, and the CPU paths
-the ``sdpa`` op table calls for them. Nothing here imports triton or transformers.
+"""The activations, the gated MLP activation and the norms of the newer encoders, in torch: references of
+the Triton kernels ``fastbert.kernels.glu`` / ``add_layernorm(ln_bias=None)`` / ``add_rmsnorm``, and the
+CPU paths the ``sdpa`` op table calls for them. Nothing here imports triton, transformers or the op tables
+(``fastbert.ops`` imports this module).
+
+- ``activation(name) -> callable``: transformers' ``hidden_act`` names (:data:`ACTIVATIONS`, the one
+  table; a callable is returned as is), ValueError naming the supported ones otherwise.
 
 Call signatures (what the op table uses; x (..., N) any float dtype, vectors (N,)):
 
@@ -21,19 +25,71 @@ Call signatures (what the op table uses; x (..., N) any float dtype, vectors (N,
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# activations: the one table (transformers' ``hidden_act`` names and formulas)
+# ---------------------------------------------------------------------------------------------
+
+
+def _gelu_tanh(x):
+    return F.gelu(x, approximate="tanh")
+
+
+def _gelu_fast(x):
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def _gelu_python(x):
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def _quick_gelu(x):
+    return x * torch.sigmoid(1.702 * x)
+
+
+#: activation name -> torch function. The kernels (``fastbert.kernels.ACTIVATIONS``) have every name
+#: here but ``tanh``; the triton table computes names without a kernel with these functions.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_python": _gelu_python,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_fast": _gelu_fast,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def activation(name) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The torch function of an activation name (a callable is returned as is); ValueError otherwise."""
+    if callable(name):
+        return name
+    fn = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    if fn is None:
+        raise ValueError(
+            f"unsupported activation {name!r} (hidden_act); supported: {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return fn
+
+
+_named = activation  # glu's argument is called activation, as transformers'
 
 
 def glu(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "gelu") -> torch.Tensor:
     """``act(input) * gate`` with ``input, gate = (x + bias).chunk(2, -1)``, in x's dtype."""
     if x.shape[-1] % 2:
         raise ValueError(f"glu needs an even last dimension ([input | gate]), got {x.shape[-1]}")
-    from fastbert.ops import activation as named  # lazy: fastbert.ops imports this module
-
     h = x if bias is None else x + bias.to(x.dtype)
     a, g = h.chunk(2, dim=-1)
-    return named(activation)(a) * g
+    return _named(activation)(a) * g
 
 
 def add_norm(

@@ -56,7 +56,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -69,6 +68,15 @@ import torch.nn.functional as F
 from . import attention_ref as _ref_attention
 from . import layers_ref as _ref_layers
 from . import workspace
+from .attention_ref import (
+    AttentionSpec,
+    additive_mask,
+    allowed_keys,
+    eager_attention,
+    sdpa_padded,
+    torch_attention_padded,
+)
+from .layers_ref import ACTIVATIONS, activation
 from .padding import Packing, pack, unpack
 
 __all__ = [
@@ -93,95 +101,6 @@ def triton_available() -> bool:
     except (ImportError, ValueError):
         return False
     return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-# ---------------------------------------------------------------------------------------------
-# activations: the one table (transformers' ``hidden_act`` names and formulas)
-# ---------------------------------------------------------------------------------------------
-
-
-def _gelu_tanh(x):
-    return F.gelu(x, approximate="tanh")
-
-
-def _gelu_fast(x):
-    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
-
-
-def _gelu_python(x):
-    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
-
-
-def _quick_gelu(x):
-    return x * torch.sigmoid(1.702 * x)
-
-
-#: activation name -> torch function. The kernels (``fastbert.kernels.ACTIVATIONS``) have every name
-#: here but ``tanh``; the triton table computes names without a kernel with these functions.
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_python": _gelu_python,
-    "gelu_new": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
-    "gelu_fast": _gelu_fast,
-    "quick_gelu": _quick_gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
-
-
-def activation(name) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The torch function of an activation name (a callable is returned as is); ValueError otherwise."""
-    if callable(name):
-        return name
-    fn = ACTIVATIONS.get(name) if isinstance(name, str) else None
-    if fn is None:
-        raise ValueError(
-            f"unsupported activation {name!r} (hidden_act); supported: {', '.join(sorted(ACTIVATIONS))}"
-        )
-    return fn
-
-
-# ---------------------------------------------------------------------------------------------
-# the per-forward description of one attention
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttentionSpec:
-    """Which keys each query sees in one attention of a forward (built once per forward by the model).
-
-    Packed (``q_packing`` set): q (Tq, heads, D) and k/v (Tk, heads, D) hold real tokens only.
-    Padded (``q_packing`` None): (B, L, heads, D), ``key_mask`` (B, Lk) bool True = attend, or None.
-    ``key_lengths`` (padded): int32 (B,) real keys per row on the device, for kernels that bound
-    their key loop with it (graph-safe: no host read).
-    ``rel_bias`` (packed): MPNet's relative position bias, (heads, 2 R + 1) by the clamped offset ``j - i``
-    inside each sequence (``attention_ref.relative_bias_table``), added to the scaled scores; the padded
-    path takes the model's (B | 1, heads, Lq, Lk) ``bias`` argument instead.
-    ``window`` > 0: a sliding window, query i sees key j iff ``|i - j| <= window // 2`` (ModernBERT's local
-    layers, ``window = local_attention``); 0: every key.
-    ``rotary``: RoPE's ``(cos, sin)`` float32 (P, D // 2) tables (``attention_ref.rope_cos_sin``, P >= the
-    longest sequence): q and k rotated at their index in their own sequence (padded: 0..L-1).
-
-    Self-attention of an encoder whose layers differ (global and local layers, two RoPE thetas) has one spec
-    per layer type: ``LayerContext.spec_for(layer_type)``.
-    """
-
-    causal: bool = False
-    q_packing: Packing | None = None
-    k_packing: Packing | None = None
-    key_mask: torch.Tensor | None = None
-    key_lengths: torch.Tensor | None = None
-    rel_bias: torch.Tensor | None = None
-    window: int = 0
-    rotary: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    @property
-    def positional(self) -> bool:
-        """The spec carries a term plain attention has not (window, RoPE, relative bias)."""
-        return self.window > 0 or self.rotary is not None or self.rel_bias is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,123 +226,6 @@ def _torch_embed(
     )  # fmt: skip
 
 
-def _allowed(key_mask, q_len: int, k_len: int, causal: bool, device, window: int = 0) -> torch.Tensor | None:
-    """(B or 1, 1, Lq, Lk) bool, True = attend; None when every key is allowed. Query i sits at key
-    position i + Lk - Lq (bottom-right); ``window`` > 0 keeps keys with |i - j| <= window // 2."""
-    allowed = None
-    if key_mask is not None:
-        allowed = key_mask[:, None, None, :].bool()
-    if causal or window > 0:
-        q_pos = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
-        k_pos = torch.arange(k_len, device=device)[None, :]
-        c = torch.ones((q_len, k_len), dtype=torch.bool, device=device)
-        if causal:
-            c = c & (k_pos <= q_pos)
-        if window > 0:
-            c = c & ((q_pos - k_pos).abs() <= window // 2)
-        allowed = c[None, None] if allowed is None else (allowed & c[None, None])
-    return allowed
-
-
-def _padded_rotary(q, k, spec: AttentionSpec):
-    """q/k (B, L, heads, D) rotated at positions 0..Lk-1 (queries bottom-right) when the spec has RoPE."""
-    if spec.rotary is None:
-        return q, k
-    cos, sin = spec.rotary
-    k_pos = torch.arange(k.shape[1], device=k.device)
-    q_pos = k_pos[k.shape[1] - q.shape[1] :]
-    return _ref_attention.apply_rotary(q, q_pos, cos, sin), _ref_attention.apply_rotary(k, k_pos, cos, sin)
-
-
-def _additive(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """transformers' additive mask: 0 where allowed, dtype's min elsewhere."""
-    if allowed is None:
-        return None
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, torch.finfo(dtype).min
-    )
-
-
-def _torch_attention_varlen(
-    q,
-    k,
-    v,
-    cu_seqlens_q,
-    cu_seqlens_k,
-    max_seqlen_q,
-    max_seqlen_k,
-    scale,
-    causal=False,
-    validate: bool = True,
-):
-    out = q.new_zeros(q.shape[:2] + (v.shape[-1],))
-    cq = cu_seqlens_q.tolist()
-    ck = cu_seqlens_k.tolist()
-    for i in range(len(cq) - 1):
-        if cq[i + 1] == cq[i]:
-            continue
-        qs, ks, vs = (
-            t[None, a:e] for t, a, e in ((q, cq[i], cq[i + 1]), (k, ck[i], ck[i + 1]), (v, ck[i], ck[i + 1]))
-        )
-        out[cq[i] : cq[i + 1]] = _torch_attention_padded(qs, ks, vs, None, scale, causal)[0]
-    return out
-
-
-def _eager_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
-    """transformers' eager attention on padded (B, L, heads, D) tensors; returns context and probabilities."""
-    q, k = _padded_rotary(q, k, spec)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, D)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    if bias is not None:
-        scores = scores + bias
-    allowed = _allowed(spec.key_mask, q.shape[2], k.shape[2], spec.causal, q.device, spec.window)
-    mask = _additive(allowed, scores.dtype)
-    if mask is not None:
-        scores = scores + mask
-    probs = F.softmax(scores, dim=-1)
-    dropped = F.dropout(probs, dropout_p, training=True) if dropout_p > 0 else probs
-    return torch.matmul(dropped, v).transpose(1, 2), probs
-
-
-def _sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
-    """torch SDPA on padded (B, L, heads, D) tensors, transformers' additive mask (+ the score bias)."""
-    q, k = _padded_rotary(q, k, spec)
-    allowed = _allowed(spec.key_mask, q.shape[1], k.shape[1], spec.causal, q.device, spec.window)
-    mask = _additive(allowed, q.dtype)
-    if bias is not None:
-        mask = bias if mask is None else mask + bias
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2),
-        k.transpose(1, 2),
-        v.transpose(1, 2),
-        attn_mask=mask,
-        dropout_p=dropout_p,
-        scale=scale,
-    )
-    return out.transpose(1, 2)
-
-
-def _torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False, seqlens_k=None):
-    """The kernel's signature over torch SDPA (the reference of ``attention_padded``): a query with no
-    key to attend to gets zeros. ``seqlens_k`` (B,) bounds each row's keys and queries (as the kernel
-    does: positions at or past a row's length are padding, their outputs zero)."""
-    if seqlens_k is not None:
-        if q.shape[1] != k.shape[1]:
-            raise ValueError("seqlens_k bounds queries and keys alike: it needs Lq == Lk")
-        real = torch.arange(k.shape[1], device=k.device)[None, :] < seqlens_k.to(k.device).long()[:, None]
-        key_padding_mask = real if key_padding_mask is None else (key_padding_mask.bool() & real)
-        out = _torch_attention_padded(q, k, v, key_padding_mask, scale, causal)
-        return out * real[:, :, None, None].to(out.dtype)
-    if k.shape[1] == 0:
-        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
-    out = _sdpa_padded(q, k, v, AttentionSpec(causal=causal, key_mask=key_padding_mask), scale)
-    allowed = _allowed(key_padding_mask, q.shape[1], k.shape[1], causal, q.device)
-    if allowed is None:
-        return out
-    row_ok = allowed.expand(q.shape[0], 1, q.shape[1], k.shape[1]).any(-1).transpose(1, 2)[..., None]
-    return torch.where(row_ok, out, out.new_zeros(()))  # (B, Lq, heads, D)
-
-
 def _varlen_attn_caller() -> Callable | None:
     """torch's packed flash attention (``torch.nn.attention.varlen.varlen_attn``) where this torch has it,
     adapted to (q, k, v, q_packing, k_packing, scale, causal); None otherwise."""
@@ -458,7 +260,7 @@ def _sdpa_padded_once(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0):
     """Packed q/k/v padded with the packing's index, one masked SDPA call, packed back."""
     qp, kp = spec.q_packing, spec.k_packing
     if spec.causal:
-        mask = _additive(_allowed(kp.mask, qp.seqlen, kp.seqlen, True, q.device), q.dtype)
+        mask = additive_mask(allowed_keys(kp.mask, qp.seqlen, kp.seqlen, True, q.device), q.dtype)
     else:
         mask = kp.additive_mask(q.dtype)  # computed once per forward
     out = F.scaled_dot_product_attention(
@@ -577,11 +379,11 @@ def _sdpa_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=Non
         if spec.positional:
             return _packed_positional(q, k, v, spec, scale, dropout_p), None
         return _sdpa_packed(q, k, v, spec, scale, dropout_p), None
-    return _sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
+    return sdpa_padded(q, k, v, spec, scale, dropout_p, bias), None
 
 
 def _eager_attention_entry(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
-    return _eager_attention(q, k, v, spec, scale, dropout_p, bias)
+    return eager_attention(q, k, v, spec, scale, dropout_p, bias)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,7 +512,7 @@ KERNEL_REFERENCES = SimpleNamespace(
     glu=_ref_layers.glu,
     embed_layernorm=_torch_embed,
     attention_varlen=_ref_attention.attention_varlen,
-    attention_padded=_torch_attention_padded,
+    attention_padded=torch_attention_padded,
 )
 
 
@@ -766,7 +568,7 @@ def _triton_table() -> OpTable:
             return out, None
         if bias is not None or spec.window or spec.rotary is not None:
             # padded (a CUDA-graph bucket) with a score bias, window or RoPE: the padded kernel has none
-            return _sdpa_padded(q, k, v, spec, scale, 0.0, bias), None
+            return sdpa_padded(q, k, v, spec, scale, 0.0, bias), None
         if key_lengths_arg and spec.key_lengths is not None:
             return padded_kernel(q, k, v, spec.key_mask, scale, spec.causal, seqlens_k=spec.key_lengths), None
         return padded_kernel(q, k, v, spec.key_mask, scale, spec.causal), None

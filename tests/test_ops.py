@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fastbert import ops
+from fastbert import attention_ref, ops
 from fastbert.padding import packing_from_mask
 from fastbert.tolerances import assert_close
 
@@ -132,7 +132,7 @@ def test_attention_padded_and_packed(name, causal):
         out = torch.zeros_like(q)
         for b, n in enumerate(lengths):
             if n:
-                out[b, :n] = ops._torch_attention_padded(
+                out[b, :n] = attention_ref.torch_attention_padded(
                     q[b : b + 1, :n], k[b : b + 1, :n], v[b : b + 1, :n], None, scale, causal
                 )[0]
         return out
