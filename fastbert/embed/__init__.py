@@ -24,8 +24,8 @@ its ``tokenizer`` and a call on a list of texts). ``devices=["cuda:0", "cuda:1"]
 process per device over disjoint shards; ``engine="ray"`` runs the same plan as a Ray Data pipeline.
 
 The modules, in the order a job meets them: ``job`` (the options, checked), ``devices``, ``inputs`` (globs,
-formats, local paths and URIs), ``plan`` (scan, shards), ``resume`` (what the output folder already holds),
-``readers`` (one a format), ``batching`` (the token budget), ``encoder`` (the pipeline), ``writer`` (shards),
+formats, local paths and URIs), ``plan`` (shards), ``resume`` (what the output folder already holds),
+``readers`` (the scan of a file, then one reader a format), ``batching`` (the token budget), ``encoder`` (the pipeline), ``writer`` (shards),
 ``manifest``, the engines ``local`` (one device or one worker a device) and ``ray_engine``, ``cli``
 (``fastbert embed``), and ``api`` (:func:`embed`, the pipeline of the stages).
 """

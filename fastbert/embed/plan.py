@@ -1,14 +1,12 @@
-"""The plan of a job: every input scanned once, streaming, then cut into shards of ``shard_rows`` input rows,
-never across files, so the shard of a row depends on the inputs alone (not on timing or devices)."""
+"""The plan of a job: every input scanned once, streaming (``readers.scan``), then cut into shards of
+``shard_rows`` input rows, never across files, so the shard of a row depends on the inputs alone (not on
+timing or devices)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
-
-from .inputs import open_binary, stat
-from .readers import check_columns, csv_batches, parquet_file
 
 SHARD_NAME = "part-{:05d}.parquet"
 
@@ -44,29 +42,6 @@ class Shard:
     @property
     def rows(self) -> int:
         return self.stop - self.start
-
-
-def scan(path: str, fmt: str, column: str, id_column: str | None, shard_rows: int) -> InputFile:
-    """One streaming pass over an input (line formats: shard offsets; CSV: a count; Parquet: its footer)."""
-    size, mtime = stat(path)
-    offsets: list[int] = []
-    if fmt in ("text", "jsonl"):
-        rows = 0
-        pos = 0
-        with open_binary(path) as f:
-            for line in f:
-                if rows % shard_rows == 0:
-                    offsets.append(pos)
-                pos += len(line)
-                rows += 1
-    elif fmt == "csv":
-        rows = sum(batch.num_rows for batch in csv_batches(path, column, id_column))
-    else:
-        with open_binary(path) as f:
-            pf = parquet_file(path, f)
-            check_columns(path, pf.schema_arrow.names, column, id_column)
-            rows = pf.metadata.num_rows
-    return InputFile(path, fmt, size, mtime, rows, tuple(offsets))
 
 
 def plan_shards(files: Sequence[InputFile], shard_rows: int) -> list[Shard]:

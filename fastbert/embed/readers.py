@@ -1,4 +1,5 @@
-"""Reading the rows of a shard, one reader a format: text, JSON lines, CSV, Parquet.
+"""Reading the inputs: one streaming scan of a file (``scan``: its rows and shard offsets), then the rows of a
+shard, one reader a format: text, JSON lines, CSV, Parquet.
 
 A row carries its id, its text (None when bad), why it is bad, and where it is (the file and its 1-based
 line, or row for CSV and Parquet), so that an error names both, as ``fastbert run`` does.
@@ -12,11 +13,11 @@ import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .inputs import open_binary
+from .inputs import open_binary, stat
+from .plan import InputFile, Shard
 
 if TYPE_CHECKING:
     from .job import Job
-    from .plan import InputFile, Shard
 
 
 @dataclasses.dataclass
@@ -125,6 +126,29 @@ def check_columns(path: str, names: list[str], column: str, id_column: str | Non
 
 
 # ============================================================================================ the readers
+
+
+def scan(path: str, fmt: str, column: str, id_column: str | None, shard_rows: int) -> InputFile:
+    """One streaming pass over an input (line formats: shard offsets; CSV: a count; Parquet: its footer)."""
+    size, mtime = stat(path)
+    offsets: list[int] = []
+    if fmt in ("text", "jsonl"):
+        rows = 0
+        pos = 0
+        with open_binary(path) as f:
+            for line in f:
+                if rows % shard_rows == 0:
+                    offsets.append(pos)
+                pos += len(line)
+                rows += 1
+    elif fmt == "csv":
+        rows = sum(batch.num_rows for batch in csv_batches(path, column, id_column))
+    else:
+        with open_binary(path) as f:
+            pf = parquet_file(path, f)
+            check_columns(path, pf.schema_arrow.names, column, id_column)
+            rows = pf.metadata.num_rows
+    return InputFile(path, fmt, size, mtime, rows, tuple(offsets))
 
 
 def read_shard(job: Job, file: InputFile, shard: Shard) -> Iterator[Row]:

@@ -30,7 +30,8 @@ from .manifest import (
     read_manifest,
     write_manifest,
 )
-from .plan import SHARD_NAME, InputFile, Shard, file_from_record, scan
+from .plan import SHARD_NAME, InputFile, Shard, file_from_record
+from .readers import scan
 
 
 class OutputFolder:
