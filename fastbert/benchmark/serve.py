@@ -286,7 +286,7 @@ def table_of(folder: str) -> str:
 
 def cli_main(args) -> int:
     """``fastbert bench --suite serve [--out DIR] [--threads N] [--tiny]``."""
-    from fastbert.serve.options import missing_extra
+    from fastbert.serve.cli import missing_extra
 
     missing = missing_extra(("fastapi", "uvicorn", "httpx", "sentence_transformers"))
     if missing:

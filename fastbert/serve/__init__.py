@@ -1,10 +1,10 @@
 """``fastbert serve``: a text-embeddings-inference- and OpenAI-compatible server on fastbert's packed forward.
 
-Modules: :mod:`.options` (command line and :class:`ServeOptions`; no extra needed), :mod:`.engine` (the
-served model, its tokenizer, one batch's forward), :mod:`.batcher` (token-budget batching across requests,
-one worker per device), :mod:`.schemas` (pydantic request/response models), :mod:`.errors`, :mod:`.metrics`
-(Prometheus, TEI's names), :mod:`.app` (the FastAPI app and its routes), :mod:`.ray_serve` (the Ray Serve
-deployment). ``import fastbert.serve`` needs none of the ``[serve]`` extra; ``create_app`` and
+Modules: :mod:`.options` (:class:`ServeOptions`, TEI's defaults), :mod:`.cli` (the command line; no extra
+needed), :mod:`.engine` (the served model, its tokenizer, one batch's forward), :mod:`.batcher` (token-budget
+batching across requests, one worker per device), :mod:`.schemas` (pydantic request/response models),
+:mod:`.errors`, :mod:`.metrics` (Prometheus, TEI's names), :mod:`.app` (the FastAPI app and its routes),
+:mod:`.ray_serve` (the Ray Serve deployment). ``import fastbert.serve`` needs none of the ``[serve]`` extra; ``create_app`` and
 ``deployment`` import it when first used.
 
 ```python
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .options import ServeOptions, add_cli_arguments, cli_main
+from .cli import add_cli_arguments, cli_main
+from .options import ServeOptions
 
 __all__ = ["ServeOptions", "add_cli_arguments", "cli_main", "create_app", "deployment"]
 

@@ -170,7 +170,7 @@ def test_cors_allow_origin_list(tiny):
 def test_cors_cli_option():
     import argparse
 
-    from fastbert.serve.options import add_cli_arguments, options_from_args
+    from fastbert.serve.cli import add_cli_arguments, options_from_args
 
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)

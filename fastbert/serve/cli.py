@@ -1,0 +1,221 @@
+"""``fastbert serve``: the command line arguments, the :class:`ServeOptions` they become, and the entry
+point that runs the server (here or on Ray Serve).
+
+Nothing here imports the ``[serve]`` extra: ``fastbert serve --help`` works without it, and
+:func:`cli_main` says how to install it when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+from .options import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MAX_BATCH_TOKENS_CPU,
+    DEFAULT_MAX_CLIENT_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_PAYLOAD_LIMIT,
+    DEFAULT_PORT,
+    ServeOptions,
+)
+
+SERVE_EXTRA = "pip install 'fastbert-triton[serve]'"
+RAY_EXTRA = "pip install 'fastbert-triton[serve-ray]'"
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"--port must be 0..65535 (0: any free port), got {value}")
+    return value
+
+
+POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken", "splade")
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``fastbert serve`` (TEI's names where TEI has the option)."""
+    parser.add_argument(
+        "--model",
+        "--model-id",
+        dest="model",
+        default=None,
+        help="folder or hub id of the model (default: the embedded MiniLM of fastbert-triton[embedded])",
+    )
+    parser.add_argument("--revision", default=None, help="hub revision of --model")
+    parser.add_argument("--served-model-name", default=None, help="name in /info and OpenAI responses")
+    parser.add_argument("--host", "--hostname", dest="host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (0: any free port)")
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=_positive("--max-batch-tokens"),
+        default=None,
+        help=f"real tokens per forward (default {DEFAULT_MAX_BATCH_TOKENS} on GPUs, "
+        f"{DEFAULT_MAX_BATCH_TOKENS_CPU} on the CPU)",
+    )
+    parser.add_argument(
+        "--max-batch-requests",
+        type=_positive("--max-batch-requests"),
+        default=None,
+        help="inputs per forward",
+    )
+    parser.add_argument(
+        "--max-concurrent-requests",
+        type=_positive("--max-concurrent-requests"),
+        default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+        help="requests in flight; more are answered 429 at once",
+    )
+    parser.add_argument(
+        "--max-client-batch-size",
+        type=_positive("--max-client-batch-size"),
+        default=DEFAULT_MAX_CLIENT_BATCH_SIZE,
+        help="inputs per request; more are answered 413",
+    )
+    parser.add_argument(
+        "--max-input-length",
+        type=_positive("--max-input-length"),
+        default=None,
+        help="tokens per input (default: the model's maximum)",
+    )
+    parser.add_argument(
+        "--auto-truncate", action="store_true", help="truncate longer inputs instead of answering 422"
+    )
+    parser.add_argument(
+        "--payload-limit",
+        type=_positive("--payload-limit"),
+        default=DEFAULT_PAYLOAD_LIMIT,
+        help="request body bytes; larger bodies are answered 413",
+    )
+    parser.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: fp16 on GPUs)")
+    parser.add_argument(
+        "--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="backend"
+    )
+    parser.add_argument("--quantization", default=None, help="quantize the loaded model (e.g. int8)")
+    parser.add_argument(
+        "--pooling",
+        default=None,
+        choices=POOLINGS,
+        help="pooling of an embedding model (default: the sentence-transformers config, else mean); "
+        "splade: a MaskedLM model's sparse vectors",
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="require 'Authorization: Bearer KEY' on every route but /health"
+    )
+    parser.add_argument(
+        "--devices", default=None, help="one model worker per device: 0,1 or cuda:0,cuda:1 or cpu"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive("--threads"),
+        default=None,
+        help="torch intra-op threads of the CPU forward (default: torch's, one per core); 1 on a machine "
+        "whose cores are shared",
+    )
+    parser.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=None,
+        help="origins browsers may call from (CORS), comma-separated or repeated (default: any, as TEI)",
+    )
+    parser.add_argument(
+        "--ray", action="store_true", help="run on Ray Serve: one replica per GPU, CPU replicas when none"
+    )
+    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start one here)")
+    parser.add_argument(
+        "--ray-replicas",
+        type=_positive("--ray-replicas"),
+        default=None,
+        help="replicas (default: GPUs, or 1)",
+    )
+
+
+def parse_devices(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        out.append(f"cuda:{int(part)}" if part.isdigit() else part)
+    if not out:
+        raise ValueError("--devices must list at least one device: 0,1 or cuda:0,cuda:1 or cpu")
+    return tuple(out)
+
+
+def parse_origins(values: list[str] | None) -> tuple[str, ...] | None:
+    """``--cors-allow-origin`` values (each comma-separated) as a tuple; None (any origin) when not given."""
+    if not values:
+        return None
+    return tuple(o.strip() for v in values for o in v.split(",") if o.strip()) or None
+
+
+def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    return ServeOptions(
+        model=args.model,
+        revision=args.revision,
+        served_model_name=args.served_model_name,
+        host=args.host,
+        port=args.port,
+        max_batch_tokens=args.max_batch_tokens,
+        max_batch_requests=args.max_batch_requests,
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_client_batch_size=args.max_client_batch_size,
+        max_input_length=args.max_input_length,
+        auto_truncate=args.auto_truncate,
+        payload_limit=args.payload_limit,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
+        quantization=args.quantization,
+        pooling=args.pooling,
+        api_key=args.api_key,
+        devices=parse_devices(args.devices),
+        threads=args.threads,
+        cors_allow_origin=parse_origins(args.cors_allow_origin),
+    )
+
+
+def missing_extra(modules: tuple[str, ...]) -> str | None:
+    """The first of ``modules`` that is not installed, or None."""
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """``fastbert serve``: load the model (a clear error and exit 2 when it does not load), then serve until
+    SIGTERM/SIGINT (in-flight requests are answered first)."""
+    missing = missing_extra(("fastapi", "uvicorn", "prometheus_client", "pydantic"))
+    if missing:
+        print(f"fastbert serve: error: {missing} is not installed: {SERVE_EXTRA}", file=sys.stderr)
+        return 2
+    options = options_from_args(args)
+    if args.ray:
+        if missing_extra(("ray",)) or importlib.util.find_spec("ray.serve") is None:
+            print(f"fastbert serve: error: ray[serve] is not installed: {RAY_EXTRA}", file=sys.stderr)
+            return 2
+        from .ray_serve import run_ray
+
+        return run_ray(options, address=args.ray_address, replicas=args.ray_replicas)
+    from .app import run_server
+
+    return run_server(options)
