@@ -286,9 +286,9 @@ def _tokenizer_of(model):
     path = getattr(model.config, "_name_or_path", None) or getattr(model.config, "name_or_path", None)
     if path and os.path.isdir(str(path)):
         try:
-            from ..auto import AutoTokenizer
+            from ..tokenization import auto
 
-            return AutoTokenizer.from_pretrained(str(path))
+            return auto.from_pretrained(str(path))
         except (OSError, ValueError):
             pass
     raise ValueError(
@@ -402,9 +402,9 @@ def _quantize(
     method = check_quantization(quantization)
     if method is None:
         return model
-    from ..modeling import BertModel, BertPreTrainedModel
+    from ..model_api import TransformersModelAPI  # the mixin of every fastbert model class
 
-    if not isinstance(model, BertPreTrainedModel):
+    if not isinstance(model, TransformersModelAPI):
         raise TypeError(
             f"quantize takes a fastbert model (fastbert.accelerate converts others), got {type(model).__name__}"
         )
@@ -436,7 +436,7 @@ def _quantize(
             )
         qmax, schemes = (448 if method == "fp8" else 127), (None,)
     dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
-    base = model if isinstance(model, BertModel) else getattr(model, model.base_model_prefix)
+    base = model.base_model
     _family_layout(base)  # a family without a layout here: refused before anything runs
     if base.config.add_cross_attention:
         warnings.warn(
