@@ -41,19 +41,21 @@ def imports_of(path: pathlib.Path, name: str, is_package: bool, known: set[str])
     return out
 
 
-def main(argv: list[str]) -> int:
-    root = pathlib.Path(argv[1] if len(argv) > 1 else "fastbert").resolve()
+def import_graph(root: pathlib.Path) -> dict[str, list[str]]:
+    """module -> the package's modules it imports (a package's import of its own parent left out)."""
     files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
     known = set(files)
-    graph = {
+    return {
         n: sorted(imports_of(p, n, p.name == "__init__.py", known) - {n.rpartition(".")[0]})
         for n, p in files.items()
     }
-    for n in sorted(graph):
-        print(f"{n} -> {', '.join(graph[n]) or '(nothing)'}")
-    # circles: depth-first search for a back edge (package __init__ re-exports of children are skipped)
+
+
+def circles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Every back edge of a depth-first search, as the circle it closes (a package importing its own
+    submodule, a re-export, is not one)."""
     state: dict[str, int] = {}
-    circles: list[list[str]] = []
+    found: list[list[str]] = []
 
     def visit(n: str, stack: list[str]) -> None:
         state[n] = 1
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
             if m.startswith(n + "."):
                 continue  # a package importing its own submodule
             if state.get(m) == 1:
-                circles.append(stack[stack.index(m) :] + [m])
+                found.append(stack[stack.index(m) :] + [m])
             elif m not in state:
                 visit(m, stack + [m])
         state[n] = 2
@@ -69,8 +71,17 @@ def main(argv: list[str]) -> int:
     for n in sorted(graph):
         if n not in state:
             visit(n, [n])
-    if circles:
-        for c in circles:
+    return found
+
+
+def main(argv: list[str]) -> int:
+    root = pathlib.Path(argv[1] if len(argv) > 1 else "fastbert").resolve()
+    graph = import_graph(root)
+    for n in sorted(graph):
+        print(f"{n} -> {', '.join(graph[n]) or '(nothing)'}")
+    found = circles(graph)
+    if found:
+        for c in found:
             print("CIRCLE: " + " -> ".join(c))
         return 1
     print("no import circle")
