@@ -4,7 +4,7 @@ Usage (GPU):     python benchmarks/bench_kernels.py --out benchmarks/results/h10
 Smoke run (CPU): TRITON_INTERPRET=1 python benchmarks/bench_kernels.py --tiny --out /tmp/bench
 
 For each kernel x shape x dtype it prints and records, per provider ("triton", "torch" = the
-eager reference of ``fastbert.ops``, "torch_compile" = ``torch.compile`` of that reference):
+eager reference of ``fastbert.core.ops``, "torch_compile" = ``torch.compile`` of that reference):
 median time (ms, with 20th/80th percentiles) and
 - memory-bound kernels: achieved GB/s = (bytes read + bytes written) / time, with the bytes per
   kernel written out in ``_bytes_*`` below, and the fraction of the device-to-device copy
@@ -120,7 +120,7 @@ def _attn_flops(heads, d, lens_q, lens_k, causal):
 
 def build_cases(args, device: str, compile_ok: bool):
     from fastbert import kernels as tri
-    from fastbert.ops import KERNEL_REFERENCES as ref
+    from fastbert.core.ops import KERNEL_REFERENCES as ref
 
     mk = lambda *s, dtype: torch.randn(*s, dtype=dtype, device=device)
     cases = []

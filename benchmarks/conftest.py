@@ -1,7 +1,7 @@
 """pytest-benchmark setup shared by ``benchmarks/test_bench_models.py`` and ``test_bench_cpu.py``.
 
 Run with ``pytest benchmarks`` (``tests/`` is what CI runs; nothing here is collected there). Providers,
-workloads and the parity gate are ``fastbert.benchmark``'s (``fastbert.tolerances`` against transformers
+workloads and the parity gate are ``fastbert.benchmark``'s (``fastbert.core.tolerances`` against transformers
 eager in float64), so a pytest-benchmark row and a ``fastbert bench`` row measure the same thing; but
 pytest-benchmark times one provider after another, so for ratios prefer ``fastbert bench`` (interleaved).
 Environment knobs: ``FASTBERT_BENCH_MODELS``, ``FASTBERT_BENCH_PROVIDERS``, ``FASTBERT_BENCH_DTYPES``.

@@ -3,7 +3,7 @@
     pytest benchmarks/test_bench_kernels.py --benchmark-group-by=param:case
 
 Each case is timed for provider "triton" (fastbert kernel) and "torch" (the eager reference of
-``fastbert.ops``; SDPA for attention). No timed assertions: the numbers are the result. Every
+``fastbert.core.ops``; SDPA for attention). No timed assertions: the numbers are the result. Every
 run records the GPU name and versions in ``extra_info``. The GB/s, TFLOP/s and copy-bandwidth
 report lives in ``benchmarks/bench_kernels.py``.
 """
@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 
 from fastbert import kernels  # noqa: E402
-from fastbert.ops import KERNEL_REFERENCES  # noqa: E402
+from fastbert.core.ops import KERNEL_REFERENCES  # noqa: E402
 
 DEV = "cuda"
 T, H = 16384, 768  # 32 x 512 tokens, BERT-base

@@ -68,7 +68,7 @@ def accelerate(
             swap: the whole object for sentence-transformers (as ``model.to(dtype)``), the fastbert model
             otherwise. The cast makes new storage in that dtype, as ``.to`` does. None keeps the dtype.
         cuda_graphs: None (the default) leaves each fastbert backbone's default: CUDA-graph replay of
-            batches up to 64 x 512 on the triton backend on CUDA (``fastbert.cuda_graphs``). True (or a dict
+            batches up to 64 x 512 on the triton backend on CUDA (``fastbert.core.cuda_graphs``). True (or a dict
             of ``BertPreTrainedModel.cuda_graphs`` arguments such as ``{"max_batch": 8, "max_seqlen": 128}``)
             installs a runner with those limits now, and needs the model on a CUDA device. False: off.
         strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.

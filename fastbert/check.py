@@ -5,7 +5,7 @@ device runs in every dtype on a padded batch of sentences of different lengths; 
 sdpa paths run too when transformers is installed. Each output is compared on valid tokens with a
 reference computed by fastbert's ``eager`` path in float64, on a GPU too (against a float32 reference
 PyTorch's own fp32 error would be zero, and the sdpa/triton fp32 rows, summing in another order, would break
-the rule), and judged by the one parity rule of ``fastbert.tolerances``: a small multiple of PyTorch's own
+the rule), and judged by the one parity rule of ``fastbert.core.tolerances``: a small multiple of PyTorch's own
 error in that dtype (the error of the ``eager`` path, plain torch ops, in that dtype) plus a floor. The
 exit status is 1 when a row breaks the rule.
 """
@@ -88,10 +88,10 @@ def run_check(
     seqlen: int = 128,
 ) -> list[Row]:
     from . import modeling
+    from .core.ops import triton_available
+    from .core.tolerances import judge
     from .hub import embedded_model_path
     from .models import registry
-    from .ops import triton_available
-    from .tolerances import judge
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if model is None and config is None:

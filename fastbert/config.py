@@ -39,7 +39,7 @@ def check_attn_implementation(name: str | None) -> str | None:
 def default_attn_implementation(device: torch.device) -> str:
     """``triton`` on CUDA when its kernels are available, else ``sdpa``."""
     if device.type == "cuda":
-        from .ops import triton_available
+        from .core.ops import triton_available
 
         if triton_available():
             return "triton"
@@ -311,7 +311,7 @@ class BertConfig:
                 raise bad(f"{field} must be null or a token id >= 0, got {value}")
         if self.num_labels < 1:
             raise bad(f"num_labels must be at least 1, got {self.num_labels}")
-        from .layers_ref import activation  # lazy: importing config imports no op module
+        from .core.layers_ref import activation  # lazy: importing config imports no op module
 
         try:
             activation(self.hidden_act)

@@ -80,7 +80,7 @@ FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
 def judge_all(model, hf, inputs, task, backend, extra=None):
     """Every output fastbert and transformers share, judged by the tolerance rule on the valid tokens
     against transformers run in float64 (``extra``: keyword arguments of both forwards beside ``inputs``)."""
-    from fastbert.tolerances import assert_close
+    from fastbert.core.tolerances import assert_close
 
     extra = extra or {}
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """``fastbert.accelerate`` on sentence-transformers and transformers objects.
 
-Parity is judged by ``fastbert.tolerances`` against a float64 run of the same transformers model, with the
+Parity is judged by ``fastbert.core.tolerances`` against a float64 run of the same transformers model, with the
 transformers fp32 output as PyTorch's own error; sentence-transformers' ``encode`` is also held to the
 issue's 1e-5 in fp32.
 """
@@ -15,9 +15,9 @@ from model_helpers import TINY as MODEL_TINY
 from model_helpers import accelerate_quietly, accelerate_warnings, perturb_norms_and_biases, splade_modules
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.hub import embedded_model_path
 from fastbert.modeling import MODEL_CLASSES
-from fastbert.tolerances import assert_close
 
 transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("sentence_transformers")

@@ -2,7 +2,7 @@
 
 Tiny random models saved by transformers, with a byte-level BPE tokenizer trained here on a few sentences
 (``<s>``/``<pad>``/``</s>`` as RoBERTa numbers them), wrapped by sentence-transformers' ``Transformer`` +
-``Pooling`` (no hub). Parity by ``fastbert.tolerances``: transformers in float64 is the reference, its fp32
+``Pooling`` (no hub). Parity by ``fastbert.core.tolerances``: transformers in float64 is the reference, its fp32
 output PyTorch's own error.
 """
 
@@ -20,7 +20,7 @@ from sentence_transformers import CrossEncoder, SentenceTransformer  # noqa: E40
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer  # noqa: E402
 
 from fastbert.accelerate import AccelerateWarning  # noqa: E402
-from fastbert.tolerances import assert_close  # noqa: E402
+from fastbert.core.tolerances import assert_close  # noqa: E402
 
 SENTENCES = [
     "A man is eating food.",

@@ -1,7 +1,7 @@
 """Seeded parity cases: a sentence-transformers object accelerated by ``fastbert.accelerate`` against the same
 object left alone.
 
-Every float output is judged by ``fastbert.tolerances`` (fp32): the plain object's output is PyTorch's own
+Every float output is judged by ``fastbert.core.tolerances`` (fp32): the plain object's output is PyTorch's own
 error against the same object cast to float64, and the accelerated one may be at most ``FACTOR`` times worse
 (plus the fp32 floor). Integer, string and structural outputs (shapes, dtypes, types, keys, ranks, files)
 must be identical. The sentences come from a seeded generator: empty strings, one word, and texts longer
@@ -27,7 +27,7 @@ from model_helpers import (
 )
 
 import fastbert
-from fastbert.tolerances import assert_close
+from fastbert.core.tolerances import assert_close
 
 transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("sentence_transformers")

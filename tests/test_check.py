@@ -31,7 +31,7 @@ def test_check_flags_a_wrong_backend(monkeypatch):
     """A backend that computes something else must fail the check (the check can fail)."""
     import dataclasses
 
-    from fastbert import ops
+    from fastbert.core import ops
 
     real = ops.TABLES["sdpa"]
 
@@ -87,8 +87,8 @@ def test_check_judges_the_triton_backend_with_graphs_off(monkeypatch):
     replays graphs by default), judged like every other row."""
     import pytest
 
+    from fastbert.core.ops import triton_available
     from fastbert.modeling import BertPreTrainedModel
-    from fastbert.ops import triton_available
 
     if not triton_available():
         pytest.skip("needs triton on CUDA or TRITON_INTERPRET=1")
@@ -117,5 +117,7 @@ def test_check_refuses_packed_graphs_off_cuda():
     """``triton-packed`` replays CUDA graphs: on the CPU it is refused by name before any model loads."""
     import pytest
 
-    with pytest.raises(ValueError, match="triton-packed replays CUDA graphs: it needs a CUDA device, not cpu"):
+    with pytest.raises(
+        ValueError, match="triton-packed replays CUDA graphs: it needs a CUDA device, not cpu"
+    ):
         check.run_check(config="tiny", dtypes=("fp32",), backends=("triton-packed",), device="cpu")

@@ -10,7 +10,7 @@ import torch
 from model_helpers import tiny_family_config
 
 import fastbert
-from fastbert import padding
+from fastbert.core import padding
 from fastbert.models import registry
 
 TINY = dict(

@@ -24,9 +24,9 @@ import torch
 from process_helpers import FRESH_PROCESS_THREADS
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.embed import MANIFEST, embed, read_output
 from fastbert.embed.writer import null_vectors_refusal
-from fastbert.tolerances import assert_close
 
 WORDS = (
     "the a of and to in is was he she it that for on with as his her at by plants create energy through "

@@ -17,8 +17,8 @@ pytest.importorskip("ray.data")
 
 from test_embed import save_tiny, write_corpus  # noqa: E402
 
+from fastbert.core.tolerances import assert_close  # noqa: E402
 from fastbert.embed import _CRASH_ENV, embed, read_output  # noqa: E402
-from fastbert.tolerances import assert_close  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = dict(id_column="id", shard_rows=200, window=100, max_batch_tokens=1024, progress=False)

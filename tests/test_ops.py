@@ -1,13 +1,13 @@
-"""Every op of every table against the float64 torch reference, judged by the one rule (fastbert.tolerances)."""
+"""Every op of every table against the float64 torch reference, judged by the one rule (fastbert.core.tolerances)."""
 
 import math
 
 import pytest
 import torch
 
-from fastbert import attention_ref, ops
-from fastbert.padding import packing_from_mask
-from fastbert.tolerances import assert_close
+from fastbert.core import attention_ref, ops
+from fastbert.core.padding import packing_from_mask
+from fastbert.core.tolerances import assert_close
 
 TABLES = ["eager", "sdpa", "triton"]
 DTYPES = [torch.float32, torch.float16]
@@ -85,7 +85,7 @@ def test_embed(name):
 def test_window_and_rotary_attention_padded_and_packed(name, window):
     """A spec with a sliding window and RoPE: every table, packed (sdpa, triton) and padded (eager; the padded
     path of the others), gives the float64 padded eager result on the valid tokens of a right-padded batch."""
-    from fastbert import attention_ref as R
+    from fastbert.core import attention_ref as R
 
     t = table(name)
     torch.manual_seed(3)
@@ -295,7 +295,7 @@ def test_triton_is_not_chosen_for_a_model_off_cuda(monkeypatch):
 
 
 def test_sdpa_packed_attention_of_an_all_padded_batch_is_zeros():
-    from fastbert.padding import packing_from_mask
+    from fastbert.core.padding import packing_from_mask
 
     packing = packing_from_mask(torch.zeros(2, 5, dtype=torch.long))
     spec = ops.AttentionSpec(q_packing=packing, k_packing=packing)
@@ -319,7 +319,7 @@ def test_sdpa_linear_keeps_small_gemms_on_f_linear(monkeypatch):
 def test_sdpa_window_path_across_chunks_equals_the_reference():
     """The sdpa table's banded SDPA (chunks of attention_ref.CHUNK queries) on sequences longer than a chunk,
     shorter than the window and of one token: the float64 reference's result within the rule."""
-    from fastbert import attention_ref as R
+    from fastbert.core import attention_ref as R
 
     torch.manual_seed(1)
     lens = (300, 7, 1, 600)

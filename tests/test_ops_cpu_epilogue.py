@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from fastbert import ops
+from fastbert.core import ops
 
 ACTS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "tanh"]
 

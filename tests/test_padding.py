@@ -1,9 +1,9 @@
-"""fastbert.padding: packing once, unpacking once, the cached masks, the counted host read."""
+"""fastbert.core.padding: packing once, unpacking once, the cached masks, the counted host read."""
 
 import torch
 
-from fastbert import padding
-from fastbert.padding import full_packing, has_padding, pack, packing_from_mask, unpack
+from fastbert.core import padding
+from fastbert.core.padding import full_packing, has_padding, pack, packing_from_mask, unpack
 
 
 def mask_of(lengths, seqlen, left=False):

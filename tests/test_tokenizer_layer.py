@@ -1,6 +1,6 @@
 """fastbert.BertTokenizerLayer (the TFBertTokenizer row) against the tokenizers it wraps: fastbert's
 BertTokenizer and transformers' BertTokenizerFast, over option combinations, TFBertTokenizer's defaults,
-the packed output (fastbert.padding's contract) and the module's device."""
+the packed output (fastbert.core.padding's contract) and the module's device."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import fastbert
+from fastbert.core.padding import pack, packing_from_mask
 from fastbert.hub import embedded_model_path
-from fastbert.padding import pack, packing_from_mask
 from fastbert.tokenization import BertTokenizer, BertTokenizerLayer
 from fastbert.tokenization.layer import DEFAULTS
 
@@ -143,7 +143,7 @@ def test_call_options_override_the_layers(tokenizers):
 @pytest.mark.parametrize("form", list(INPUTS))
 @pytest.mark.parametrize("max_length", [512, 12])
 def test_packed_is_the_padded_batch_packed(tokenizers, source, form, max_length):
-    """return_packed: the real tokens of the padded output, packed as fastbert.padding packs a batch."""
+    """return_packed: the real tokens of the padded output, packed as fastbert.core.padding packs a batch."""
     text, text_pair = INPUTS[form]
     layer = BertTokenizerLayer.from_tokenizer(tokenizers[source], max_length=max_length)
     padded = layer(text, text_pair)

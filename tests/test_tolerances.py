@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fastbert import tolerances as tol
+from fastbert.core import tolerances as tol
 
 
 def test_bound_is_factor_times_torch_error_plus_floor():

@@ -1,4 +1,4 @@
-"""fastbert.workspace: the CPU linears' reused output buffers. A buffer is handed out again only when no
+"""fastbert.core.workspace: the CPU linears' reused output buffers. A buffer is handed out again only when no
 tensor uses its memory any more; inside a model the outputs are bit-identical to plain allocations, with
 every family, hidden states kept, and the buffers' pages touched once per forward."""
 
@@ -9,8 +9,8 @@ import torch
 from model_helpers import tiny_family_config
 
 import fastbert
-from fastbert import ops, workspace
-from fastbert.workspace import Workspace
+from fastbert.core import ops, workspace
+from fastbert.core.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(workspace._ALONE is None, reason="this torch has no storage use count")
 

@@ -20,7 +20,7 @@ only (elsewhere the column is empty).
 layers of ``config.layer_types`` ``sliding_attention`` / ``full_attention``.
 
 **Parity**: at lengths up to ``--gate-max`` (2,048) every provider's output is judged by the rule of
-:mod:`fastbert.tolerances` against transformers ``eager`` in float64 on the same input (computed in the
+:mod:`fastbert.core.tolerances` against transformers ``eager`` in float64 on the same input (computed in the
 parent before the children run); a wrong answer gets no time. Longer inputs are not judged (the float64
 reference would take minutes and gigabytes); the row notes fastbert's max |difference| to transformers'
 fp32 output of the same length instead.
@@ -240,9 +240,9 @@ def run_long(
     """Measures the rows; returns ``bench.json``'s content (rows stream to ``<out>/rows.jsonl``)."""
     import torch
 
-    from fastbert import tolerances
     from fastbert.benchmark.run import SCHEMA, environment
     from fastbert.benchmark.workloads import fastbert_family_missing, hf_config, parse_shape
+    from fastbert.core import tolerances
 
     for p in providers:
         if p not in PROVIDERS:
@@ -369,7 +369,7 @@ def run_long(
         "suite": "long",
         "command": command,
         "wall_s": round(time.perf_counter() - start, 1),
-        "reference": f"transformers eager in float64 up to {gate_max} tokens; rule: fastbert.tolerances",
+        "reference": f"transformers eager in float64 up to {gate_max} tokens; rule: fastbert.core.tolerances",
         "memory": "VmHWM - VmRSS around the timed call, in a fresh process per row",
     }
     result = {"schema": SCHEMA, "meta": meta, "rows": rows}

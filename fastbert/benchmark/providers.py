@@ -249,7 +249,7 @@ def _build_fastbert(
         backend = ("triton" if _cuda(ctx.device) else "sdpa") if impl == "default" else impl
         model = fastbert_model(ctx.source, backend, ctx.dtype)
         if graphs == "packed":
-            from ..cuda_graphs import AUTO_LIMITS
+            from ..core.cuda_graphs import AUTO_LIMITS
 
             limit = model.config.max_position_embeddings
             limits = dict(AUTO_LIMITS, max_seqlen=min(AUTO_LIMITS["max_seqlen"], limit))

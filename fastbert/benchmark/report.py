@@ -239,7 +239,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
     lines += [
         f"Median per call; in parentheses the speed-up over the group's baseline (`{baseline}` unless said) as the "
         "median of per-round ratios, providers interleaved in a fresh random order each round, with its "
-        "interquartile range. Every timed provider first passed the parity gate (`fastbert.tolerances` against "
+        "interquartile range. Every timed provider first passed the parity gate (`fastbert.core.tolerances` against "
         "transformers eager in float64; quantized rivals: min cosine ≥ 0.999).",
         "",
     ]

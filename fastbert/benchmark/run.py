@@ -2,7 +2,7 @@
 gate every provider's output against a float64 reference (a wrong answer gets no time), warm up, and time
 the survivors interleaved. Rows go to ``<out>/rows.jsonl`` as soon as they are measured.
 
-The parity gate is :mod:`fastbert.tolerances`: ``judge(out, torch_out, ref, dtype, mask)`` with ``ref``
+The parity gate is :mod:`fastbert.core.tolerances`: ``judge(out, torch_out, ref, dtype, mask)`` with ``ref``
 transformers' eager model in float64 (families with sliding windows, ModernBERT: each padded row run
 alone, see :func:`~fastbert.benchmark.workloads.reference_output`) and ``torch_out`` the same model in
 the row's dtype on the padded batch; quantized
@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 
-from fastbert import tolerances
 from fastbert.benchmark import report
 from fastbert.benchmark.providers import PROVIDERS, BuildContext, Provider, package_version
 from fastbert.benchmark.suites import Group, suite_groups, tiny
@@ -47,6 +46,7 @@ from fastbert.benchmark.workloads import (
     sentence_corpus,
     task_output,
 )
+from fastbert.core import tolerances
 
 SCHEMA = "fastbert-bench/2"
 
@@ -263,7 +263,7 @@ class Runner:
             "time_budget_s": self.opts.time_budget_s,
             "wall_s": round(time.perf_counter() - start, 1),
             "reference": "transformers eager in float64 (sliding-window families: each padded row alone); "
-            "rule: fastbert.tolerances",
+            "rule: fastbert.core.tolerances",
         }
         return {"schema": SCHEMA, "meta": meta, "rows": self.rows}
 

@@ -6,11 +6,11 @@ Out: y, x's shape, contiguous, x's dtype. Math in fp32, one rounding on store.
 
 Activations (Hugging Face ``hidden_act`` names): "gelu"/"gelu_python" (erf, BERT's default),
 "gelu_new"/"gelu_pytorch_tanh"/"gelu_fast" (tanh approximation), "quick_gelu", "relu",
-"silu"/"swish". Reference: ``fastbert.ops.KERNEL_REFERENCES.bias_act``.
+"silu"/"swish". Reference: ``fastbert.core.ops.KERNEL_REFERENCES.bias_act``.
 
 ``glu``: the gated MLP's activation (ModernBERT's GeGLU): x (M, 2N) = [input | gate] (the chunks of
 ``Wi``'s output), ``y = act(input + bias[:N]) * (gate + bias[N:])`` (M, N), x's dtype, math in fp32,
-one rounding. Reference: ``fastbert.layers_ref.glu``.
+one rounding. Reference: ``fastbert.core.layers_ref.glu``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ hardware's (``ex2.approx``, ~2 ulp), within the tolerance rule over a 12-layer e
 (tests/kernels/test_fp32_exactness.py emulates that error).
 Padded layout with ``seqlens_k``: each row's key loop stops at its length and query blocks past it
 load nothing and store zeros (the lengths stay on the device).
-Reference: ``fastbert.ops.KERNEL_REFERENCES.attention_padded`` / ``.attention_varlen`` (SDPA, ``fastbert.attention_ref``).
+Reference: ``fastbert.core.ops.KERNEL_REFERENCES.attention_padded`` / ``.attention_varlen`` (SDPA, ``fastbert.core.attention_ref``).
 """
 
 from __future__ import annotations
@@ -598,7 +598,7 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
         if not isinstance(rel_bias, torch.Tensor) or rel_bias.dtype != torch.float32 or rel_bias.dim() != 2:
             raise ValueError(
                 "rel_bias must be a float32 (heads, 2 * max_distance + 1) table "
-                f"(fastbert.attention_ref.relative_bias_table), got {getattr(rel_bias, 'dtype', type(rel_bias))} "
+                f"(fastbert.core.attention_ref.relative_bias_table), got {getattr(rel_bias, 'dtype', type(rel_bias))} "
                 f"{tuple(getattr(rel_bias, 'shape', ()))}"
             )
         if rel_bias.shape[0] != heads or rel_bias.shape[1] % 2 != 1:
@@ -625,7 +625,7 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
             ):
                 raise ValueError(
                     f"{name} must be a float32 (positions >= max_seqlen = {positions}, head_dim // 2 = {d // 2}) "
-                    f"table (fastbert.attention_ref.rope_cos_sin), got {getattr(t, 'dtype', type(t))} "
+                    f"table (fastbert.core.attention_ref.rope_cos_sin), got {getattr(t, 'dtype', type(t))} "
                     f"{tuple(getattr(t, 'shape', ()))}"
                 )
             if t.device != q.device:
@@ -665,10 +665,10 @@ def attention_varlen(
     - ``window`` > 0: sliding window, key j seen by query i iff ``|i - j| <= window // 2`` (ModernBERT's
       local layers: ``window = local_attention``); key blocks wholly outside it are never loaded.
     - ``rel_bias``: float32 (heads, 2 R + 1), the bias of offset ``j - i`` clamped to [-R, R] at column
-      ``j - i + R``, added to the scaled scores (MPNet: ``fastbert.attention_ref.relative_bias_table``
+      ``j - i + R``, added to the scaled scores (MPNet: ``fastbert.core.attention_ref.relative_bias_table``
       of its (buckets, heads) embedding, R = max_distance; never a (B, heads, L, L) tensor).
     - ``rotary_cos`` / ``rotary_sin``: float32 (P, D // 2) tables, row p = cos / sin(p * inv_freq) with
-      P >= max_seqlen (``fastbert.attention_ref.rope_cos_sin``, built once per forward and layer type):
+      P >= max_seqlen (``fastbert.core.attention_ref.rope_cos_sin``, built once per forward and layer type):
       q and k rotated (rotate-half) at positions i and j where they are loaded, rounded to their dtype
       before the products, as transformers' ``apply_rotary_pos_emb``.
     """

@@ -7,7 +7,7 @@ In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_
      such table / a LayerNorm without bias: ModernBERT's embeddings are word + LayerNorm(bias=False)).
 Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given
      (IEEE division and square root for an fp32 output, as in ``layernorm``).
-Reference: ``fastbert.ops.KERNEL_REFERENCES.embed_layernorm``; ``fastbert.layers_ref.embed_norm``.
+Reference: ``fastbert.core.ops.KERNEL_REFERENCES.embed_layernorm``; ``fastbert.core.layers_ref.embed_norm``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ In:  x (M, N) and residual (M, N), any strides (more dims are flattened); bias, 
      with fp16 activations; each is read in its own dtype into fp32).
 Out: y (M, N) contiguous in x's dtype. Mean/variance (biased, as torch) in fp32, eps as given; an fp32
      output uses IEEE division and square root (``div_rn``/``sqrt_rn``), fp16/bf16 the fast ones.
-Reference: ``fastbert.ops.KERNEL_REFERENCES.add_layernorm`` / ``.bias_act_layernorm``;
-``fastbert.layers_ref.add_norm`` (without bias, RMSNorm).
+Reference: ``fastbert.core.ops.KERNEL_REFERENCES.add_layernorm`` / ``.bias_act_layernorm``;
+``fastbert.core.layers_ref.add_norm`` (without bias, RMSNorm).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ saving, weight tying through the family's LM head). :class:`BertModel` is the dr
 model subclasses: validate on the host with one device->host read, resolve the op table once, plan the
 packing once, embed (positions by the family's policy, :meth:`BertModel._default_position_ids`, computed on
 the padded ids before packing), run the layers, re-pad once, pool. Each forward resolves
-``attn_implementation`` once into an op table (``fastbert.ops``); when the batch has padding and the
+``attn_implementation`` once into an op table (``fastbert.core.ops``); when the batch has padding and the
 table packs (``sdpa``, ``triton``), the real tokens are packed once after the mask is read, every layer
 runs on them only, and the result is re-padded once (padded positions are zero).
 """
@@ -21,12 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import outputs, workspace
+from .. import outputs
 from ..config import BertConfig, check_attn_implementation, default_attn_implementation
+from ..core import workspace
+from ..core.ops import AttentionSpec, OpTable, resolve
+from ..core.padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 from ..loading import PreTrainedMixin
 from ..model_api import TransformersModelAPI
-from ..ops import AttentionSpec, OpTable, resolve
-from ..padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 from .layers import BertEmbeddings, BertEncoder, BertPooler, LayerContext, _Module
 
 #: forward arguments that must be tensors when given (a list or a numpy array is refused by name)
@@ -64,7 +65,7 @@ class BertInputs:
     use_cache: bool | None = None
     output_attentions: bool | None = None
     output_hidden_states: bool | None = None
-    #: a CUDA graph's packing of ``attention_mask`` (``fastbert.cuda_graphs``), kept on the device: the call
+    #: a CUDA graph's packing of ``attention_mask`` (``fastbert.core.cuda_graphs``), kept on the device: the call
     #: packs by it without a host read (``encode(..., host_reads=False)``); never a ``forward`` argument
     static_packing: Packing | None = None
 
@@ -291,7 +292,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         min_fill: float = 0.0,
         packed: bool = False,
     ):
-        """CUDA graphs for small batches on the triton backend, with these limits (see ``fastbert.cuda_graphs``;
+        """CUDA graphs for small batches on the triton backend, with these limits (see ``fastbert.core.cuda_graphs``;
         on CUDA they are on by default, with ``cuda_graphs.AUTO_LIMITS``).
 
         Each (batch, length) bucket up to ``max_batch`` × ``max_seqlen`` (and at most ``max_tokens``
@@ -301,7 +302,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         tokens (rounded up by an eighth of the bucket), not on the padded bucket (``min_fill`` is then moot).
         ``enabled=False`` turns graphs off, the default ones too. Returns the model.
         """
-        from ..cuda_graphs import install
+        from ..core.cuda_graphs import install
 
         limits = dict(max_batch=max_batch, max_seqlen=max_seqlen, max_tokens=max_tokens)
         install(self, enabled, runner, min_fill=min_fill, packed=packed, **limits)
@@ -615,7 +616,7 @@ class BertModel(BertPreTrainedModel):
         ids = inputs.input_ids
         if ids is None or not ids.is_cuda:
             return None
-        from ..cuda_graphs import auto_install
+        from ..core.cuda_graphs import auto_install
 
         runner = auto_install(self)
         if runner is None:
@@ -634,7 +635,7 @@ class BertModel(BertPreTrainedModel):
         ``host_reads=False``: no device->host read at all (inputs validated by the caller, padded with a
         key mask), so the call can be captured in a CUDA graph.
 
-        The first call on CUDA tensors installs the default CUDA-graph runner (``fastbert.cuda_graphs``),
+        The first call on CUDA tensors installs the default CUDA-graph runner (``fastbert.core.cuda_graphs``),
         which serves this and later calls it covers and hands the others back here."""
         graphed = self._default_graphs(inputs, keep_packed, allow_pack, host_reads)
         if graphed is not None:
@@ -686,7 +687,7 @@ class BertModel(BertPreTrainedModel):
         all_attn = () if output_attentions else None
         all_cross = () if output_attentions and ctx.cross is not None else None
         presents = () if use_cache else None
-        # the CPU linears of the layers write into buffers reused from layer to layer (fastbert.workspace)
+        # the CPU linears of the layers write into buffers reused from layer to layer (fastbert.core.workspace)
         buffers = (
             workspace.scope()
             if hidden.device.type == "cpu" and not torch.compiler.is_compiling()

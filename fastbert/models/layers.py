@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import BertConfig
-from ..ops import AttentionSpec, OpTable, activation
+from ..core.ops import AttentionSpec, OpTable, activation
 
 # --------------------------------------------------------------------------------------------- per forward
 

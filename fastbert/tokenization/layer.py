@@ -116,7 +116,7 @@ class BertTokenizerLayer(nn.Module):
         tensors on the layer's device (a single string gives a batch of one).
 
         With ``return_packed=True``: no padding at all, the packed tokens of the varlen forward
-        (``fastbert.padding``'s contract): ``input_ids`` (total,) int64, the real tokens sequence after
+        (``fastbert.core.padding``'s contract): ``input_ids`` (total,) int64, the real tokens sequence after
         sequence; ``token_type_ids`` (total,) int64 (with ``return_token_type_ids``); ``position_ids`` (total,)
         int64, 0 .. length - 1 within each sequence (as the model numbers a right-padded batch);
         ``cu_seqlens`` (batch + 1,) int32, where each sequence starts; ``max_seqlen``, a Python int.

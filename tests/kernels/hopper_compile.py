@@ -133,7 +133,7 @@ def _scenarios():
 
 def _family_attention(dname, d, length, q, k, v, cu):
     """varlen attention with a sliding window and RoPE (ModernBERT's local layers), and with MPNet's bias."""
-    from fastbert import attention_ref
+    from fastbert.core import attention_ref
 
     cos, sin = attention_ref.rope_cos_sin(attention_ref.rope_inv_freq(10000.0, d), length)
     table = attention_ref.relative_bias_table(torch.randn(32, q.shape[1]))

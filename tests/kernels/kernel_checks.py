@@ -1,6 +1,6 @@
 """Helpers of the kernel tests: device, dtypes, the reference, and the one parity rule.
 
-Parity: ``fastbert.tolerances`` (the rule every parity check of fastbert uses). The reference is the
+Parity: ``fastbert.core.tolerances`` (the rule every parity check of fastbert uses). The reference is the
 torch op on inputs upcast to float64 (``ref64``; for fp16/bf16 inputs this is the usual "high-precision
 reference on upcast inputs", float64 also gives fp32 inputs a reference that is not the op under test);
 the torch op run in the input dtype has its own error against it, and the kernel may be at most
@@ -8,7 +8,7 @@ the torch op run in the input dtype has its own error against it, and the kernel
 compared) unless a test passes ``mask``.
 
 The kernels under test are the public functions of ``fastbert.kernels``; the torch reference is the
-``fastbert.ops.KERNEL_REFERENCES`` (the torch reference of each kernel under its name and signature).
+``fastbert.core.ops.KERNEL_REFERENCES`` (the torch reference of each kernel under its name and signature).
 
 Without CUDA the kernels run on CPU tensors under TRITON_INTERPRET=1 (tests/conftest.py sets it),
 with tiny shapes; with CUDA the same tests run on the GPU, plus realistic shapes (``requires_cuda``).
@@ -21,7 +21,7 @@ import os
 import pytest
 import torch
 
-from fastbert import tolerances
+from fastbert.core import tolerances
 
 CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -38,7 +38,7 @@ def to64(a):
 
 def reference(name: str):
     """The torch reference of kernel ``name`` (same signature as ``fastbert.kernels.<name>``)."""
-    from fastbert.ops import KERNEL_REFERENCES
+    from fastbert.core.ops import KERNEL_REFERENCES
 
     return getattr(KERNEL_REFERENCES, name)
 
@@ -51,7 +51,7 @@ def kernel(name: str):
 
 
 def check_against_reference(out, torch_out, ref64, dtype, mask=None) -> tolerances.Verdict:
-    """Equal shapes, out's dtype, and the parity rule of ``fastbert.tolerances`` (NaN never passes)."""
+    """Equal shapes, out's dtype, and the parity rule of ``fastbert.core.tolerances`` (NaN never passes)."""
     assert out.shape == ref64.shape, (out.shape, ref64.shape)
     assert out.dtype == dtype, (out.dtype, dtype)
     return tolerances.assert_close(out, torch_out, ref64, dtype, mask=mask, what=f"kernel ({dtype})")

@@ -1,5 +1,5 @@
 """The varlen attention kernel's options for the encoder families (sliding window, MPNet's relative
-position bias, RoPE) against their torch references (``fastbert.attention_ref``), and those references
+position bias, RoPE) against their torch references (``fastbert.core.attention_ref``), and those references
 against transformers' own MPNet and ModernBERT attention (eager, float64) on padded batches."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import torch
 from kernel_checks import DEVICE, INTERPRET, check_against_reference, requires_cuda, to64
 
-from fastbert import attention_ref as R
-from fastbert.tolerances import assert_close
+from fastbert.core import attention_ref as R
+from fastbert.core.tolerances import assert_close
 
 LENS = [1, 7, 0, 65, 33]  # a length-1 and an empty sequence, odd lengths, one past a 64-query block
 WINDOW = 16  # smaller than the sequences: |i - j| <= 8

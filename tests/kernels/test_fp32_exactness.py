@@ -4,7 +4,7 @@ LayerNorm (and the embedding's LayerNorm) in fp32 use IEEE division and square r
 ends with an IEEE division (checked in the sm_90 PTX by hopper_compile.py). Attention's base-2
 exponential stays the hardware's ``ex2.approx.f32`` (relative error at most 2 ulps, 2^-22; CUDA's
 own ``exp2f`` is no better): this file emulates that error in a 12-layer fp32 encoder and shows it
-stays within ``fastbert.tolerances``' rule against a float64 reference, beside torch's plain fp32.
+stays within ``fastbert.core.tolerances``' rule against a float64 reference, beside torch's plain fp32.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from fastbert import tolerances
+from fastbert.core import tolerances
 
 EX2_REL_ERROR = 2.0**-22  # ex2.approx.f32: at most 2 ulps of a float32 in [1, 2)
 

@@ -1,4 +1,4 @@
-"""fastbert.kernels.glu (GeGLU), LayerNorm without bias and add_rmsnorm against ``fastbert.layers_ref``,
+"""fastbert.kernels.glu (GeGLU), LayerNorm without bias and add_rmsnorm against ``fastbert.core.layers_ref``,
 and those references against transformers' ModernBERT MLP / torch's norms."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import pytest
 import torch
 from kernel_checks import DTYPES, check_against_reference, to64
 
-from fastbert import kernels, layers_ref
+from fastbert import kernels
+from fastbert.core import layers_ref
 
 SHAPES = [(1, 36), (7, 384), (65, 36), (3, 1000)]  # (rows, output columns)
 

@@ -9,7 +9,7 @@ import torch
 
 from fastbert import legacy
 from fastbert.config import BertConfig
-from fastbert.tolerances import assert_close
+from fastbert.core.tolerances import assert_close
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "legacy-bert"
 GOOGLE = FIXTURES / "google_ckpt"

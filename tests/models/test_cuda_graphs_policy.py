@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import fastbert
-from fastbert import cuda_graphs
-from fastbert.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
+from fastbert.core import cuda_graphs
+from fastbert.core.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
 from fastbert.modeling import BertInputs
 from fastbert.models import registry
 from tests.model_helpers import TINY, CudaIds, require_interpreter, tiny_family_config

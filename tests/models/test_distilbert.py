@@ -1,6 +1,6 @@
 """DistilBERT on the shared engine, against transformers' own classes.
 
-Tiny random models saved by transformers and loaded by fastbert; parity by ``fastbert.tolerances``
+Tiny random models saved by transformers and loaded by fastbert; parity by ``fastbert.core.tolerances``
 (transformers in float64 the reference, its fp32 output PyTorch's own error) on padded batches of odd
 lengths, with the heads' losses; the config's own field names survive a round trip through transformers.
 """
@@ -20,8 +20,8 @@ from model_helpers import (
 )
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.models import registry
-from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 

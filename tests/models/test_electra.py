@@ -1,7 +1,7 @@
 """ELECTRA on the shared engine, against transformers' own classes.
 
 Tiny random models (``embedding_size`` != ``hidden_size``, so ``embeddings_project`` runs) saved by
-transformers and loaded by fastbert; parity by ``fastbert.tolerances`` (transformers in float64 the reference,
+transformers and loaded by fastbert; parity by ``fastbert.core.tolerances`` (transformers in float64 the reference,
 its fp32 output PyTorch's own error) on padded batches of odd lengths, with the heads' losses.
 """
 
@@ -18,8 +18,8 @@ from model_helpers import (
 )
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.models import registry
-from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 

@@ -11,7 +11,7 @@ import torch
 from model_helpers import require_transformers
 
 import fastbert
-from fastbert.tolerances import assert_close
+from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
 peft = pytest.importorskip("peft")  # the test extra

@@ -3,7 +3,7 @@
 Tiny random models saved by transformers in both config forms (the hub's ``global_attn_every_n_layers`` /
 ``global_rope_theta`` / ``local_rope_theta``, and transformers 5's ``layer_types`` / ``rope_parameters``), with a
 window (``local_attention`` 6: ``|i - j| <= 3``) smaller than every sequence, global attention every 2nd or
-3rd layer. Parity by ``fastbert.tolerances`` against transformers in float64 with its ``sdpa`` attention (its
+3rd layer. Parity by ``fastbert.core.tolerances`` against transformers in float64 with its ``sdpa`` attention (its
 ``eager`` attention turns padded float64 batches into NaN: the float64 mask minimum is cast to -inf for its fp32
 softmax, a fully masked padded row gives NaN and 0 * NaN reaches every row in the next layer).
 """
@@ -16,9 +16,9 @@ import torch
 from model_helpers import FIRST_TOKEN_HEADS, judge_all, require_interpreter, require_transformers
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.models import registry
 from fastbert.models.modernbert.config import FULL, SLIDING
-from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 
@@ -364,7 +364,7 @@ def test_window_left_out_when_it_holds_every_key(saved, backend):
     the same outputs as transformers' windowed ones."""
     folder, hf = saved("base", "hub")
     model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation=backend)
-    ops = fastbert.ops.get_ops(backend)
+    ops = fastbert.core.ops.get_ops(backend)
     for lengths, window in (((4, 3, 2), 0), ((5, 3, 2), 6)):
         inputs = batch("base", lengths, labels=False)
         checked = model.validate(fastbert.models.engine.BertInputs(**inputs))

@@ -15,7 +15,7 @@ from model_helpers import require_transformers
 from tokenizer_family_helpers import corpus, modernbert_tokenizer_folder
 
 import fastbert
-from fastbert.tolerances import assert_close
+from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
 

@@ -1,6 +1,6 @@
 """MPNet on the shared engine, against transformers' own classes (which have only ``eager``).
 
-Tiny random models saved by transformers and loaded by fastbert; parity by ``fastbert.tolerances``
+Tiny random models saved by transformers and loaded by fastbert; parity by ``fastbert.core.tolerances``
 (transformers' eager in float64 the reference, its fp32 output PyTorch's own error). The relative position
 bias runs in every backend: padded in ``eager``, inside the packed attention in ``sdpa`` and ``triton``
 (the Triton kernel under the interpreter on the CPU), also for a batch without padding and for offsets past
@@ -21,8 +21,8 @@ from model_helpers import (
 )
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.models import registry
-from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 

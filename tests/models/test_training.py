@@ -3,7 +3,7 @@ arguments, gradient checkpointing and ``enable_input_require_grads``.
 
 Each Trainer run (dropout off, same seed, gradient accumulation 2, so that ``num_items_in_batch`` matters)
 runs on fastbert's model and on transformers' model with the same weights; the losses of every micro-batch
-and the weights after the run are judged by ``fastbert.tolerances`` against the same transformers run in
+and the weights after the run are judged by ``fastbert.core.tolerances`` against the same transformers run in
 float64 (transformers' own fp32 run gives PyTorch's own error).
 """
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import fastbert
-from fastbert.tolerances import judge
+from fastbert.core.tolerances import judge
 from tests.model_helpers import require_transformers
 
 transformers = require_transformers()

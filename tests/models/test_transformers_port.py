@@ -35,7 +35,7 @@ from fastbert import (
     BertLMHeadModel,
     BertModel,
 )
-from fastbert.tolerances import judge
+from fastbert.core.tolerances import judge
 
 torch_device = "cpu"
 global_rng = random.Random()

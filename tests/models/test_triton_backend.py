@@ -1,6 +1,6 @@
 """The triton backend against the sdpa reference, for all nine classes.
 
-Rule (``fastbert.tolerances``): on valid tokens, triton's error is at most a small multiple of sdpa's own
+Rule (``fastbert.core.tolerances``): on valid tokens, triton's error is at most a small multiple of sdpa's own
 error in the same dtype, plus a floor, both measured against the ``eager`` reference in float64 (fp32 on a GPU). On CPU this runs under TRITON_INTERPRET=1 on tiny
 configs; on CUDA it runs the real kernels, on realistic shapes too.
 """
@@ -13,8 +13,8 @@ import torch
 from model_helpers import CLASSES, CudaIds, perturb_norms_and_biases
 
 import fastbert
-from fastbert.ops import triton_available
-from fastbert.tolerances import assert_close
+from fastbert.core.ops import triton_available
+from fastbert.core.tolerances import assert_close
 
 CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -139,7 +139,7 @@ def test_triton_padded_path_with_left_padding_and_holes(row):
 def test_graph_path_honours_the_configs_output_flags(monkeypatch):
     """A replay returns only the sequence and pooled outputs: a config asking for hidden states or
     attentions by default must run the normal forward (the flags resolve as the model resolves them)."""
-    from fastbert.cuda_graphs import GraphRunner
+    from fastbert.core.cuda_graphs import GraphRunner
     from fastbert.modeling import BertInputs
 
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # a CPU build has no CUDA
@@ -197,7 +197,7 @@ def test_triton_validates_like_other_backends(monkeypatch):
     triton table (one that cannot be built, an op that raises or computes wrongly) fails here."""
     import dataclasses
 
-    from fastbert import ops
+    from fastbert.core import ops
 
     table = ops.get_ops("triton")
     ran: list[str] = []
@@ -259,8 +259,8 @@ def test_triton_parity_bert_base_cuda(dtype, seq, graphs):
 def test_cuda_graphs_match_and_do_not_recapture():
     import copy
 
-    from fastbert.cuda_graphs import runner_of
-    from fastbert.tolerances import assert_close
+    from fastbert.core.cuda_graphs import runner_of
+    from fastbert.core.tolerances import assert_close
 
     model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda()
     reference = copy.deepcopy(model)  # fp32 eager: the reference of the rule
@@ -323,9 +323,9 @@ def test_packed_cuda_graphs_match_the_rule(model_type):
     gives the same bits, and replays capture nothing again."""
     import copy
 
-    from fastbert.cuda_graphs import runner_of
+    from fastbert.core.cuda_graphs import runner_of
+    from fastbert.core.tolerances import assert_close
     from fastbert.models import registry
-    from fastbert.tolerances import assert_close
     from tests.model_helpers import tiny_family_config
 
     torch.manual_seed(0)
@@ -370,8 +370,8 @@ def test_cuda_graphs_on_by_default():
     grad, outside the buckets or mostly padding runs the normal forward; a rebound weight re-captures."""
     import copy
 
-    from fastbert.cuda_graphs import AUTO_LIMITS, runner_of
-    from fastbert.tolerances import assert_close
+    from fastbert.core.cuda_graphs import AUTO_LIMITS, runner_of
+    from fastbert.core.tolerances import assert_close
 
     model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda()
     reference = copy.deepcopy(model)
@@ -424,7 +424,7 @@ def test_cuda_graphs_shared_by_threads_on_their_own_streams():
     import copy
     import threading
 
-    from fastbert.cuda_graphs import runner_of
+    from fastbert.core.cuda_graphs import runner_of
 
     model = fastbert.BertModel(fastbert.BertConfig(num_hidden_layers=2)).eval().cuda().half()
     model.set_attn_implementation("triton")
@@ -482,4 +482,4 @@ def test_torch_compile_over_triton_backend():
         assert f"fastbert.{op}" in graphs, op  # the kernels are in the traced graphs...
     for brk in explanation.break_reasons:  # ...and no graph break happens inside them
         frames = [f.filename for f in brk.user_stack]
-        assert not any("fastbert/kernels" in f or f.endswith("fastbert/ops.py") for f in frames), brk
+        assert not any("fastbert/kernels" in f or f.endswith("fastbert/core/ops.py") for f in frames), brk

@@ -7,7 +7,7 @@ import torch
 from model_helpers import CLASSES, TINY, perturb_norms_and_biases, require_transformers
 
 import fastbert
-from fastbert import padding
+from fastbert.core import padding
 
 transformers = require_transformers()
 
@@ -151,7 +151,7 @@ def test_to_dtype_keeps_the_fused_layout():
 def test_one_host_read_per_forward(backend, monkeypatch):
     """Validation (id ranges) and the mask's lengths come back in one device->host read."""
     if backend == "triton":
-        from fastbert.ops import triton_available
+        from fastbert.core.ops import triton_available
 
         if not triton_available():
             pytest.skip("needs triton (CUDA or TRITON_INTERPRET=1)")

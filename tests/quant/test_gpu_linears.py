@@ -16,6 +16,7 @@ from model_helpers import INTERPRET
 
 import fastbert
 from fastbert.config import default_attn_implementation
+from fastbert.core.tolerances import assert_close
 from fastbert.quant import QuantizedLinear, _quantize, quantize
 from fastbert.quant.gpu import (
     FP8_MAX,
@@ -31,7 +32,6 @@ from fastbert.quant.gpu import (
     reference_int8_mm_linear,
 )
 from fastbert.quant.int8 import quantize_weight
-from fastbert.tolerances import assert_close
 
 SENTENCES = os.path.join(os.path.dirname(__file__), "..", "data", "sentences.txt")
 # K and N multiples of 16 except the feed-forward width 40 (a multiple of 8): fp8 keeps those two linears

@@ -1,7 +1,7 @@
 """Every ``from fastbert... import name`` in the package resolves, the ones inside functions too.
 
 A function-level import runs only when its path runs: ``model.cuda_graphs()`` imported
-``fastbert.models.cuda_graphs`` (the module is ``fastbert.cuda_graphs``) and no CPU test went there, so the
+``fastbert.models.cuda_graphs`` (the module is ``fastbert.core.cuda_graphs``) and no CPU test went there, so the
 first GPU run found it. This test reads every import statement of the package (not only the module-level ones),
 resolves the relative ones against their file, and checks that each fastbert module exists and holds the
 names imported from it. Modules of other distributions (optional extras: ray, fastapi, ...) are not judged.

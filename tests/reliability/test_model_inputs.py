@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import fastbert
-from fastbert.ops import triton_available
+from fastbert.core.ops import triton_available
 
 CFG = dict(
     vocab_size=50, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=30,
@@ -62,7 +62,7 @@ def test_out_of_range_positions_and_wrong_masks(backend):
 
 def test_errors_come_before_any_work(monkeypatch):
     """Validation happens on the host before an op of the table runs."""
-    from fastbert import ops
+    from fastbert.core import ops
 
     calls = []
     real = ops.TABLES["sdpa"]

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import fastbert
 from fastbert.config import ConfigFieldError
-from fastbert.ops import triton_available
+from fastbert.core.ops import triton_available
 
 transformers = require_transformers()
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from serve_helpers import WORDS, httpx, serving
 
-from fastbert.tolerances import bound
+from fastbert.core.tolerances import bound
 
 CLIENTS = 64
 ROUNDS = int(os.environ.get("FASTBERT_SERVE_LOAD_ROUNDS", "8"))

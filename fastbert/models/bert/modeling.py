@@ -14,8 +14,8 @@ from torch import nn
 
 from ... import outputs
 from ...config import BertConfig
+from ...core.ops import OpTable, activation
 from ...generation import GenerationMixin
-from ...ops import OpTable, activation
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
 from ..heads import _CAUSAL_LOSS_KWARGS, _BertHead, _check_shape, _classifier_dropout, _shifted_labels
 from ..layers import _Module

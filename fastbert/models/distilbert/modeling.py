@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import outputs
-from ...ops import OpTable
+from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..layers import (

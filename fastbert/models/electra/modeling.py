@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import outputs
-from ...ops import OpTable, activation
+from ...core.ops import OpTable, activation
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _BertHead, _classifier_dropout

@@ -210,7 +210,7 @@ class ModernBertConfig(BertConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise bad(f"{name} is a dropout probability: it must be in [0, 1], got {value!r}")
-        from ...layers_ref import activation
+        from ...core.layers_ref import activation
 
         try:
             activation(self.classifier_activation)

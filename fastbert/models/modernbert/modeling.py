@@ -15,7 +15,7 @@ the varlen attention, positions restarting in every sequence; ``eager`` is trans
   ``classifier_pooling`` (``cls`` or ``mean``).
 
 Every layer calls only the op table's primitives and composites (``linear``, ``add_norm``, ``dense_glu``,
-``dense_act``, ``embed``, ``attention`` with the layer type's :class:`~fastbert.ops.AttentionSpec`).
+``dense_act``, ``embed``, ``attention`` with the layer type's :class:`~fastbert.core.ops.AttentionSpec`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import outputs
-from ...attention_ref import rope_cos_sin, rope_inv_freq
-from ...ops import OpTable
+from ...core.attention_ref import rope_cos_sin, rope_inv_freq
+from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import NoTokenTypesHead, _check_shape
@@ -340,7 +340,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         ids, embeds = inputs.input_ids, inputs.inputs_embeds
         packing = ctx.attn.q_packing
         if packing is not None:
-            from ...padding import pack
+            from ...core.padding import pack
 
             ids = pack(ids, packing) if ids is not None else None
             embeds = pack(embeds, packing) if embeds is not None else None

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ... import outputs
-from ...attention_ref import relative_position_bucket
-from ...ops import AttentionSpec, OpTable
+from ...core.attention_ref import relative_position_bucket
+from ...core.ops import AttentionSpec, OpTable
 from ..distilbert.modeling import Embeddings
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
 from ..heads import NoTokenTypesHead

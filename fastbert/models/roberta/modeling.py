@@ -20,7 +20,7 @@ import warnings
 import torch
 from torch import nn
 
-from ...ops import OpTable
+from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _classifier_dropout

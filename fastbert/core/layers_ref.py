@@ -1,7 +1,7 @@
 """The activations, the gated MLP activation and the norms of the newer encoders, in torch: references of
 the Triton kernels ``fastbert.kernels.glu`` / ``add_layernorm(ln_bias=None)`` / ``add_rmsnorm``, and the
 CPU paths the ``sdpa`` op table calls for them. Nothing here imports triton, transformers or the op tables
-(``fastbert.ops`` imports this module).
+(``fastbert.core.ops`` imports this module).
 
 - ``activation(name) -> callable``: transformers' ``hidden_act`` names (:data:`ACTIVATIONS`, the one
   table; a callable is returned as is), ValueError naming the supported ones otherwise.

@@ -6,11 +6,11 @@ it). ``eager_attention`` / ``sdpa_padded`` are transformers' eager and SDPA atte
 ``fastbert.kernels.attention_padded``; ``attention_varlen`` is the torch reference of
 ``fastbert.kernels.attention_varlen``'s options on packed tokens (a sliding window, MPNet's relative
 position bias, RoPE), and the packed CPU path the ``sdpa`` op table calls for encoders that need them
-(MPNet, ModernBERT). Nothing here imports triton, transformers or the op tables (``fastbert.ops``
+(MPNet, ModernBERT). Nothing here imports triton, transformers or the op tables (``fastbert.core.ops``
 imports this module).
 
 Call signatures (what the op table uses; q (Tq, heads, D), k/v (Tk, heads, D) packed tokens,
-``cu_seqlens_*`` int32 (B+1,) as ``fastbert.padding`` builds them):
+``cu_seqlens_*`` int32 (B+1,) as ``fastbert.core.padding`` builds them):
 
 - ``attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal=False,
   window=0, rel_bias=None, rotary_cos=None, rotary_sin=None, validate=True) -> (Tq, heads, D)``: the

@@ -68,7 +68,7 @@ class Packing:
         max_seqlen: the longest sequence (a Python int; a static packing's bound on it).
         batch, seqlen: the padded shape.
         seqlens_host: the lengths as Python ints (for per-sequence loops); None in a CUDA graph's static
-            packing (``fastbert.cuda_graphs``), whose lengths change from replay to replay on the device.
+            packing (``fastbert.core.cuda_graphs``), whose lengths change from replay to replay on the device.
         static_rows: the packed rows when ``seqlens_host`` is None: the real tokens first, then filler
             rows past ``cu_seqlens[-1]`` that belong to no sequence.
     """

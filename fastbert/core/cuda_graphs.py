@@ -17,7 +17,7 @@ key lengths, on the device, where the attention kernel takes them). **Packed gra
 batch with padding is packed on the device before the replay, into the static buffers of a graph captured
 for its bucket and its real tokens rounded up by an eighth of the bucket (``packed_rows``): the mask's lengths,
 their offsets (``cu_seqlens``) and the real tokens' positions, then filler rows that belong to no sequence;
-the graph runs the packed forward on those rows (a static :class:`~fastbert.padding.Packing`, no host read
+the graph runs the packed forward on those rows (a static :class:`~fastbert.core.padding.Packing`, no host read
 inside), and the real rows are re-padded after it. The ids are validated once per call, with one host read
 (with the mask's lengths when the fill rule or the packing needs them).
 

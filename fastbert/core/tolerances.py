@@ -13,7 +13,7 @@ more. Quantized rivals (int8) cannot meet an error bound of their dtype; they ar
 similarity instead (:data:`MIN_COSINE_QUANTIZED`).
 
 ```python
-from fastbert.tolerances import judge
+from fastbert.core.tolerances import judge
 v = judge(ours, torch_out, ref, torch.float16, mask=attention_mask.bool())
 assert v.ok, v.message("last_hidden_state")
 ```

@@ -1,7 +1,7 @@
 """The op tables: the primitive ops of an encoder's forward, one table per ``attn_implementation``.
 
 ```python
-from fastbert.ops import get_ops, triton_available
+from fastbert.core.ops import get_ops, triton_available
 ops = get_ops("sdpa")   # or "eager", "triton": same callables, same signatures
 y = ops.add_norm(x, residual, bias, weight, norm_bias, eps)
 context, probs = ops.attention(q, k, v, spec, scale)
@@ -161,8 +161,8 @@ def _sdpa_linear(x, weight, bias=None):
     and 9.6 ms through oneDNN, with the plain weight (no packed copy to go stale). On AVX2-only CPUs MKL's
     are the faster ones (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``.
     A weight that carries a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
-    :mod:`fastbert.quant`) is computed by it. Inside a forward (:func:`fastbert.workspace.scope`) the MKL
-    GEMM of a large CPU output without autograd writes into a reused buffer (:mod:`fastbert.workspace`):
+    :mod:`fastbert.quant`) is computed by it. Inside a forward (:func:`fastbert.core.workspace.scope`) the MKL
+    GEMM of a large CPU output without autograd writes into a reused buffer (:mod:`fastbert.core.workspace`):
     the same numbers, its pages faulted in once per forward instead of once per layer."""
     hook = getattr(weight, "fastbert_linear", None)
     if hook is not None:
@@ -193,7 +193,7 @@ def _sdpa_linear(x, weight, bias=None):
 
 
 def _torch_add_norm(x, residual, bias, weight, norm_bias, eps, rms=False, prenorm=False):
-    """norm(x + bias + residual) in x's dtype (``fastbert.layers_ref``); ``prenorm``: (norm(h), h)."""
+    """norm(x + bias + residual) in x's dtype (``fastbert.core.layers_ref``); ``prenorm``: (norm(h), h)."""
     if prenorm:
         return _ref_layers.add_norm_residual(x, residual, bias, weight, norm_bias, eps, rms)
     return _ref_layers.add_norm(x, residual, bias, weight, norm_bias, eps, rms)
