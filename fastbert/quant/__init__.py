@@ -223,11 +223,10 @@ def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
     model_type = base.config.model_type
     layers_path, att_path, linear_paths = _FAMILY_LINEARS.get(model_type, _FAMILY_LINEARS["bert"])
     layers = _path(base, layers_path)
-    from ..models.layers import BertSelfAttention
 
     def laid_out(layer) -> bool:
-        if att_path is not None:
-            return isinstance(_path(layer, att_path), BertSelfAttention)
+        if att_path is not None:  # fastbert's self-attention: one fused query/key/value projection
+            return callable(getattr(_path(layer, att_path), "fused_qkv", None))
         return all(isinstance(_path(layer, p), nn.Linear) for p in linear_paths)
 
     if layers is None or not all(laid_out(m) for m in layers):

@@ -85,10 +85,12 @@ def test_the_circle_check_finds_a_circle():
         (MODELS, APPS),
         # loading receives the class it builds: it imports no model and no app
         (("fastbert.loading", "fastbert.hub"), MODELS + APPS),
+        # nor through the transforms it applies (quantization=): quant knows fastbert models by their API
+        (("fastbert.quant",), MODELS + APPS + ("fastbert.loading",)),
         # the tokenizers know no model, op or kernel
         (("fastbert.tokenization",), MODELS + CORE + ("fastbert.kernels", "fastbert.loading") + APPS),
     ],
-    ids=["kernels", "kernel-callers", "core", "models", "loading", "tokenization"],
+    ids=["kernels", "kernel-callers", "core", "models", "loading", "quant", "tokenization"],
 )
 def test_arrows_go_one_way(sources, targets):
     assert _arrows(sources, targets) == []
