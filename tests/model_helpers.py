@@ -160,8 +160,10 @@ class CudaIds:
 
     is_cuda = True
 
-    def __init__(self, shape: tuple[int, int] = (2, 8)):
+    def __init__(self, shape: tuple[int, int] = (2, 8), device: str = "cpu"):
         self.shape = shape
+        #: the tiny CPU model's device by default: ``covers()`` replays only ids on the model's own device
+        self.device = torch.device(device)
 
     def dim(self) -> int:
         return len(self.shape)

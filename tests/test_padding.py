@@ -1,9 +1,10 @@
 """fastbert.core.padding: packing once, unpacking once, the cached masks, the counted host read."""
 
+import pytest
 import torch
 
 from fastbert.core import padding
-from fastbert.core.padding import full_packing, has_padding, pack, packing_from_mask, unpack
+from fastbert.core.padding import Packing, full_packing, has_padding, pack, packing_from_mask, unpack
 
 
 def mask_of(lengths, seqlen, left=False):
@@ -70,3 +71,29 @@ def test_extents_is_one_past_the_last_real_token():
     assert padding.extents(mask).tolist() == [3, 4, 3, 0]
     assert padding.extents(mask).dtype == torch.int32
     assert padding.extents(torch.ones(2, 0)).tolist() == [0, 0]
+
+
+def test_a_static_packing_refuses_what_needs_its_lengths():
+    """A CUDA graph's static packing (lengths on the device only, filler rows past the real tokens pointing
+    at position 0): its mask, rows, key rows, additive mask and unpack would silently count the filler as
+    tokens of sequence 0, so each one raises instead."""
+    p = Packing(
+        indices=torch.zeros(8, dtype=torch.long),
+        cu_seqlens=torch.tensor([0, 3, 5], dtype=torch.int32),
+        seqlens=torch.tensor([3, 2], dtype=torch.int32),
+        max_seqlen=4,
+        batch=2,
+        seqlen=4,
+        seqlens_host=None,
+        static_rows=8,
+    )
+    assert p.total == 8
+    for what, call in [
+        ("Packing.mask", lambda: p.mask),
+        ("Packing.rows", lambda: p.rows),
+        ("Packing.rows_with_keys", lambda: p.rows_with_keys(p)),
+        ("Packing.additive_mask", lambda: p.additive_mask(torch.float32)),
+        ("unpack", lambda: unpack(torch.zeros(8, 3), p)),
+    ]:
+        with pytest.raises(RuntimeError, match=f"{what} of a CUDA graph's static packing"):
+            call()

@@ -236,8 +236,9 @@ class GraphRunner:
         #: batches with padding replay packed: a graph per (bucket, rows) runs the layers on the real tokens
         #: and a few filler rows only (``min_fill`` then does not apply)
         self.packed = packed
-        #: (batch, length) buckets whose capture failed, with why: they run the normal forward
-        self.failures: dict[tuple[int, int], str] = {}
+        #: ((batch, length) bucket, packed) whose capture or replay failed, with why: such calls run the
+        #: normal forward (a failed packed graph leaves the bucket's padded graph in use, and the other way)
+        self.failures: dict[tuple[tuple[int, int], bool], str] = {}
         self.warmup = warmup
         self.lock = threading.Lock()
         self.done: torch.cuda.Event | None = None  # the previous call's last work, on its stream
@@ -345,6 +346,7 @@ class GraphRunner:
             allow_pack  # a loss over padded positions needs their real values: not the graph path
             and ids is not None
             and ids.is_cuda
+            and ids.device == m.device  # another GPU's inputs: the forward's own device rules
             and ids.dim() == 2
             and inputs.position_ids is None
             and inputs.inputs_embeds is None
@@ -380,10 +382,11 @@ class GraphRunner:
             real = ids.shape[0] * ids.shape[1] if fill else None
         # padding between real tokens in a family whose positions are offsets inside a sequence (MPNet's
         # relative bias, ModernBERT's RoPE): the padded graph, whose offsets are the padded row's (transformers')
-        packs = self.packed and real < size and not checked.holes
-        rows = self.packed_rows(bucket, real) if packs else None
+        rows = self.packed_rows(bucket, real) if self.packed and not checked.holes else None
+        if rows is not None and rows >= size:  # no fewer rows than the bucket: the padded graph, no packing
+            rows = None
         if (
-            bucket in self.failures
+            (bucket, rows is not None) in self.failures
             or (self.packed and real == 0)  # every row padded: the forward's own rule (no packed launch)
             or (not self.packed and not self.worth_padding(bucket, real))
         ):
@@ -396,12 +399,13 @@ class GraphRunner:
                 if not self.auto:
                     raise
                 first = not self.failures
-                self.failures[bucket] = f"{type(err).__name__}: {err}"
-                self.graphs.pop(self._key(bucket), None)
+                why = self.failures[bucket, rows is not None] = f"{type(err).__name__}: {err}"
+                self.graphs.pop(self._key(bucket, rows), None)
                 if first:
                     warnings.warn(
-                        f"fastbert: a CUDA-graph capture failed ({self.failures[bucket]}); batches of that "
-                        f"size ({bucket[0]} x {bucket[1]}) run the normal forward",
+                        f"fastbert: a CUDA-graph capture failed ({why}); batches of that "
+                        f"size ({bucket[0]} x {bucket[1]}{', packed' if rows is not None else ''}) run the "
+                        "normal forward",
                         stacklevel=4,
                     )
         return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
@@ -490,7 +494,7 @@ class GraphRunner:
         if attention_mask is None:
             mask[:batch, :seqlen].fill_(1)
         else:
-            mask[:batch, :seqlen].copy_(attention_mask)
+            mask[:batch, :seqlen].copy_(attention_mask.ne(0))  # a token wherever the mask is not 0
         if token_type_ids is None:
             tt.zero_()
         else:  # (the filler keeps earlier calls' types: valid ones, and they touch no real token)

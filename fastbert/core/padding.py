@@ -87,9 +87,19 @@ class Packing:
         """Packed rows (the real tokens; a static packing's filler included)."""
         return sum(self.seqlens_host) if self.seqlens_host is not None else self.static_rows
 
+    def _lengths_known(self, what: str) -> None:
+        """Refuse what only a packing of known lengths defines: a static packing's filler rows point at
+        position 0 and join no sequence, and its lengths change on the device at every replay."""
+        if self.seqlens_host is None:
+            raise RuntimeError(
+                f"{what} of a CUDA graph's static packing is not defined (filler rows, lengths that change "
+                "at each replay): the graph runner re-pads its real tokens itself"
+            )
+
     @cached_property
     def mask(self) -> torch.Tensor:
         """(batch, seqlen) bool: True at real tokens (computed once, shared by every layer)."""
+        self._lengths_known("Packing.mask")
         mask = torch.zeros(self.batch * self.seqlen, dtype=torch.bool, device=self.indices.device)
         mask[self.indices] = True
         return mask.view(self.batch, self.seqlen)
@@ -97,10 +107,12 @@ class Packing:
     @cached_property
     def rows(self) -> torch.Tensor:
         """(total,) sequence index of each packed token."""
+        self._lengths_known("Packing.rows")
         return self.indices // max(self.seqlen, 1)
 
     def rows_with_keys(self, keys: Packing) -> torch.Tensor:
         """(total,) bool: True where the token's sequence has at least one key in ``keys``."""
+        self._lengths_known("Packing.rows_with_keys")
         cache = self.__dict__.setdefault("_rows_with_keys", {})
         out = cache.get(id(keys))
         if out is None:
@@ -110,6 +122,7 @@ class Packing:
     def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
         """(batch, 1, 1, seqlen) attention mask of these keys: 0 at real tokens, dtype's min at padding
         (transformers' convention), computed once per dtype."""
+        self._lengths_known("Packing.additive_mask")
         cache = self.__dict__.setdefault("_additive", {})
         out = cache.get(dtype)
         if out is None:
@@ -188,6 +201,7 @@ def pack(x: torch.Tensor, packing: Packing) -> torch.Tensor:
 
 def unpack(x: torch.Tensor, packing: Packing) -> torch.Tensor:
     """``(total, *rest)`` → ``(batch, seqlen, *rest)``, padded positions zero."""
+    packing._lengths_known("unpack")
     out = x.new_zeros(packing.batch * packing.seqlen, *x.shape[1:])
     out.index_copy_(0, packing.indices, x)
     return out.view(packing.batch, packing.seqlen, *x.shape[1:])

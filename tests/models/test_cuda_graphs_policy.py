@@ -113,6 +113,8 @@ def test_hooks_patched_forwards_and_foreign_modules_run_the_normal_forward(monke
     inputs = BertInputs(input_ids=CudaIds())
     with torch.no_grad():
         assert runner.covers(inputs, allow_pack=True)
+        # ids on another device than the model's: the forward's own device rules, not a replay
+        assert not runner.covers(BertInputs(input_ids=CudaIds(device="meta")), allow_pack=True)
         layer = model.encoder.layer[1]
         handle = layer.output.register_forward_hook(lambda *a: None)
         assert not runner.covers(inputs, allow_pack=True)
@@ -231,7 +233,8 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
             input_ids=torch.randint(1, TINY["vocab_size"], (3, 20))
         ).last_hidden_state  # another bucket
     assert len(calls) == 2  # the failed bucket is not tried again; another one is
-    assert set(runner.failures) == {(2, 16), (4, 32)} and "stream is capturing" in runner.failures[(2, 16)]
+    assert set(runner.failures) == {((2, 16), False), ((4, 32), False)}
+    assert "stream is capturing" in runner.failures[(2, 16), False]
     assert third.shape == (3, 20, TINY["hidden_size"])
     torch.testing.assert_close(first, expected, rtol=0, atol=0)
     torch.testing.assert_close(second, expected, rtol=0, atol=0)
@@ -346,9 +349,10 @@ def test_packed_rows_round_up_by_an_eighth_of_the_bucket():
 
 
 def _packed_calls(vocab: int, with_types: bool, offsets_in_sequence: bool):
-    """Batches for a (4, 32) bucket: right and left padding, a hole, fully padded rows (the last one too),
-    no mask, and a batch that fills the bucket; with the rows their packed graph has (None: padded). A hole
-    in a family whose positions are offsets inside a sequence (``always_pack``) replays padded."""
+    """Batches for the (4, 32) and (4, 64) buckets: right and left padding, a hole, fully padded rows (the
+    last one too), no mask, a batch that fills the bucket; with the rows their packed graph has (None:
+    padded). A hole in a family whose positions are offsets inside a sequence (``always_pack``), and a batch
+    whose rows would round up to the whole bucket, replay padded."""
     g = torch.Generator().manual_seed(1)
 
     def batch(lengths, width, left=False, mask=True):
@@ -368,12 +372,16 @@ def _packed_calls(vocab: int, with_types: bool, offsets_in_sequence: bool):
 
     holes = batch([20, 9, 0], 20)
     holes["attention_mask"][0, 5:8] = 0  # padding between tokens
+    halves = batch([30, 7, 2], 30)
+    halves["attention_mask"] = halves["attention_mask"] * 0.5  # a float mask: any non-zero is a token
     return [
         (batch([32, 5, 17, 1], 32), 64),  # 55 real tokens: 9 filler rows
         (batch([12, 20, 0], 20, left=True), 64),  # left padding, a trailing fully padded row
         (holes, None if offsets_in_sequence else 64),
         (batch([20, 20, 20], 20, mask=False), 64),  # no mask, smaller than the bucket
-        (batch([32, 32, 31, 30], 32), 128),  # 125 real tokens: the other packed graph
+        (halves, 64),
+        (batch([32, 32, 31, 30], 32), None),  # 125 real tokens: 128 rows are the bucket, replayed padded
+        (batch([64, 40, 30, 20], 64), 192),  # 154 real tokens in the (4, 64) bucket: a packed graph of 192
         (batch([32, 5, 17, 1], 32), 64),  # the first graph again, dirtied in between
         (batch([32] * 4, 32, mask=False), None),  # fills the bucket: the padded graph
     ]
@@ -395,7 +403,7 @@ def test_packed_replays_equal_the_forward(monkeypatch, model_type):
     cfg = tiny_family_config(model_type)
     model = registry.model_class(model_type, "base")(cfg).eval()
     model.set_attn_implementation("triton")
-    runner = GraphRunner(model, 4, 32, packed=True)
+    runner = GraphRunner(model, 4, 64, packed=True)
     replay_on_cpu(monkeypatch, runner)
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)  # CPU ids
     served = []
@@ -408,7 +416,7 @@ def test_packed_replays_equal_the_forward(monkeypatch, model_type):
         model.__dict__["encode"] = runner
         gots = [model(**kwargs) for kwargs, _ in calls]
     assert served == [rows for _, rows in calls]
-    assert runner.captures == 3 and sorted(k[2] or 0 for k in runner.graphs) == [0, 64, 128]
+    assert runner.captures == 3 and sorted(k[2] or 0 for k in runner.graphs) == [0, 64, 192]
     for (kwargs, _), want, got in zip(calls, wants, gots, strict=True):
         m = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
         a, b = got.last_hidden_state, want.last_hidden_state
@@ -439,3 +447,42 @@ def test_packed_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
         model.__dict__["encode"] = runner
         got = model(input_ids=ids, attention_mask=mask).last_hidden_state
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_failed_packed_graph_leaves_the_padded_graph_of_its_bucket(monkeypatch):
+    """A packed capture that fails (auto runner) is remembered as (bucket, packed): that bucket's padded graph
+    stays in use, is not dropped, and batches that would pack run the normal forward from then on."""
+    require_interpreter()
+    model = tiny_model()
+    model.set_attn_implementation("triton")
+    runner = GraphRunner(model, 4, 32, packed=True, auto=True)
+    replay_on_cpu(monkeypatch, runner)
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)  # CPU ids
+
+    capture = runner._capture
+
+    def failing_when_packed(key, inputs):
+        if key[2] is not None:  # key[2]: a packed graph's rows
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return capture(key, inputs)
+
+    monkeypatch.setattr(runner, "_capture", failing_when_packed)
+    g = torch.Generator().manual_seed(3)
+    full = dict(input_ids=torch.randint(3, TINY["vocab_size"], (4, 32), generator=g))
+    ids = torch.randint(3, TINY["vocab_size"], (4, 32), generator=g)
+    mask = torch.zeros_like(ids)
+    mask[:, :9] = 1
+    skewed = dict(input_ids=ids, attention_mask=mask)
+    model.__dict__["encode"] = runner
+    with torch.no_grad():
+        model(**full)  # the padded graph of the (4, 32) bucket
+        with pytest.warns(UserWarning, match=r"capture failed .*\(4 x 32, packed\)"):
+            got = model(**skewed).last_hidden_state
+        again = model(**skewed).last_hidden_state  # not tried again
+        model(**full)
+        del model.__dict__["encode"]
+        want = model(**skewed).last_hidden_state
+    assert set(runner.failures) == {((4, 32), True)}
+    assert [k[2] for k in runner.graphs] == [None] and runner.captures == 1 and runner.replays == 2
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(again, want, rtol=0, atol=0)
