@@ -421,6 +421,15 @@ class BertModel(BertPreTrainedModel):
     #: pack every batch, padded or not: a family whose attention has a window, RoPE or a relative bias
     #: (the packed paths compute them per sequence; training with attention dropout stays padded)
     always_pack: bool = False
+    #: where the op table's linears are, for load-time transforms (``fastbert.quant``): the layer list (a
+    #: path from this model), the self-attention module whose fused query/key/value projection is one
+    #: linear (a path from a layer; None where that projection is a plain linear of the list), and the
+    #: linears the op table runs after it (paths from a layer)
+    linear_layout: tuple[str, str | None, tuple[str, ...]] = (
+        "encoder.layer",
+        "attention.self",
+        ("attention.output.dense", "intermediate.dense", "output.dense"),
+    )
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(config)

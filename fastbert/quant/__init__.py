@@ -192,22 +192,6 @@ class _Slot:
             self.parent.__dict__.pop("qkv_linear", None)
 
 
-#: per family: (the encoder's layer list, self-attention's module, the linears the op table runs after it),
-#: as attribute paths from the base model / from one layer; the default is BERT's (its aliases, ELECTRA).
-#: A self-attention path of None: the family's QKV projection is a plain linear of the list (ModernBERT's
-#: ``Wqkv``); its GLU input projection ``Wi`` is one linear too (input and gate in one GEMM).
-_FAMILY_LINEARS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-    "bert": (
-        "encoder.layer",
-        "attention.self",
-        ("attention.output.dense", "intermediate.dense", "output.dense"),
-    ),
-    "distilbert": ("transformer.layer", "attention", ("attention.out_lin", "ffn.lin1", "ffn.lin2")),
-    "mpnet": ("encoder.layer", "attention.attn", ("attention.attn.o", "intermediate.dense", "output.dense")),
-    "modernbert": ("layers", None, ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo")),
-}
-
-
 def _path(root: nn.Module, path: str):
     for part in path.split("."):
         root = getattr(root, part, None)
@@ -217,12 +201,12 @@ def _path(root: nn.Module, path: str):
 
 
 def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
-    """The family's entry of :data:`_FAMILY_LINEARS` (BERT's for its aliases); ValueError naming the model
-    when its encoder is not laid out that way (a family int8 does not cover yet, or a model whose layers
-    were replaced by hand)."""
+    """The base model's ``linear_layout`` (its family's: the layer list, self-attention's module, the linears
+    the op table runs after it); ValueError naming the model when its encoder is not laid out that way (a
+    model whose layers were replaced by hand)."""
     model_type = base.config.model_type
-    layers_path, att_path, linear_paths = _FAMILY_LINEARS.get(model_type, _FAMILY_LINEARS["bert"])
-    layers = _path(base, layers_path)
+    layers_path, att_path, linear_paths = getattr(base, "linear_layout", ("", None, ()))
+    layers = _path(base, layers_path) if layers_path else None
 
     def laid_out(layer) -> bool:
         if att_path is not None:  # fastbert's self-attention: one fused query/key/value projection

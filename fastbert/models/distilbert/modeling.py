@@ -187,6 +187,8 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
 class DistilBertModel(DistilBertPreTrainedModel, BertModel):
     """The bare DistilBERT encoder (transformers' ``DistilBertModel``): no pooler, no token types."""
 
+    linear_layout = ("transformer.layer", "attention", ("attention.out_lin", "ffn.lin1", "ffn.lin2"))
+
     def __init__(self, config: DistilBertConfig, add_pooling_layer: bool = False):
         BertPreTrainedModel.__init__(self, config)  # not BertModel's modules
         self.embeddings = Embeddings(config)

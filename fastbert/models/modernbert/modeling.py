@@ -254,6 +254,8 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     """The bare ModernBERT encoder (transformers' ``ModernBertModel``): no pooler, ``final_norm`` at the end."""
 
     always_pack = True  # the window and RoPE run in the packed attention, also without padding
+    #: query/key/value are one plain linear (``Wqkv``), and so are the GLU's input and gate (``Wi``)
+    linear_layout = ("layers", None, ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo"))
 
     def __init__(self, config: ModernBertConfig, add_pooling_layer: bool = False):
         BertPreTrainedModel.__init__(self, config)  # not BertModel's modules

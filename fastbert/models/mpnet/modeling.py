@@ -169,6 +169,11 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
     """The bare MPNet encoder (transformers' ``MPNetModel``), with an optional pooler."""
 
     always_pack = True  # packed also without padding: the relative bias runs in the varlen attention
+    linear_layout = (
+        "encoder.layer",
+        "attention.attn",
+        ("attention.attn.o", "intermediate.dense", "output.dense"),
+    )
 
     def __init__(self, config: MPNetConfig, add_pooling_layer: bool = True):
         BertPreTrainedModel.__init__(self, config)  # not BertModel's modules
