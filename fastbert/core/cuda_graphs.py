@@ -45,7 +45,8 @@ lengths from 8 to 256) replayed 1.8x faster than the packed forward there, and t
 padding's arithmetic at 4x the real tokens on a GPU slow enough for the arithmetic to matter.
 ``model.cuda_graphs(enabled=False)`` or ``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off;
 ``model.cuda_graphs(...)`` sets limits of its own. A capture that fails (an op that reads the device on the
-host, say) warns once, and batches of that bucket run the normal forward. Calls are serialised (a lock, and
+host, say) warns once, and batches of that bucket run the normal forward (with packed graphs: a failed
+packed graph leaves the bucket's padded graph in use, and the other way round). Calls are serialised (a lock, and
 each call's work waits for the previous call's on its stream), so threads and streams may share a model;
 captures take a process-wide lock and capture thread-locally, so other threads' CUDA work meanwhile neither
 fails nor breaks them.
@@ -293,12 +294,14 @@ class GraphRunner:
             return None
         return b, s
 
-    def packed_rows(self, bucket: tuple[int, int], real_tokens: int) -> int:
+    def packed_rows(self, bucket: tuple[int, int], real_tokens: int) -> int | None:
         """Rows of the packed graph that serves ``real_tokens`` in ``bucket``: rounded up by an eighth of the
-        bucket (at least 64 rows), so that a bucket has at most 8 packed graphs."""
+        bucket (at least 64 rows), so that a bucket has at most 8 packed graphs; None where that is no fewer
+        rows than the bucket has positions (the padded graph then does the same work without packing)."""
         size = bucket[0] * bucket[1]
         step = max(size // PACKED_STEPS, PACKED_MIN_STEP)
-        return min(size, -(-real_tokens // step) * step)
+        rows = -(-real_tokens // step) * step
+        return rows if rows < size else None
 
     def worth_padding(self, bucket: tuple[int, int], real_tokens: int | None) -> bool:
         """Whether a batch of ``real_tokens`` is replayed padded to ``bucket`` (else it runs packed)."""
@@ -383,8 +386,6 @@ class GraphRunner:
         # padding between real tokens in a family whose positions are offsets inside a sequence (MPNet's
         # relative bias, ModernBERT's RoPE): the padded graph, whose offsets are the padded row's (transformers')
         rows = self.packed_rows(bucket, real) if self.packed and not checked.holes else None
-        if rows is not None and rows >= size:  # no fewer rows than the bucket: the padded graph, no packing
-            rows = None
         if (
             (bucket, rows is not None) in self.failures
             or (self.packed and real == 0)  # every row padded: the forward's own rule (no packed launch)
@@ -399,8 +400,11 @@ class GraphRunner:
                 if not self.auto:
                     raise
                 first = not self.failures
-                why = self.failures[bucket, rows is not None] = f"{type(err).__name__}: {err}"
-                self.graphs.pop(self._key(bucket, rows), None)
+                packed = rows is not None
+                why = self.failures[bucket, packed] = f"{type(err).__name__}: {err}"
+                # none of that kind is replayed again in this bucket: free them all (their pool memory)
+                for key in [k for k in self.graphs if k[:2] == bucket and (k[2] is not None) == packed]:
+                    del self.graphs[key]
                 if first:
                     warnings.warn(
                         f"fastbert: a CUDA-graph capture failed ({why}); batches of that "

@@ -299,7 +299,8 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         positions) is captured on first use and replayed after; other shapes and calls run the normal
         forward. ``min_fill``: replay only batches whose real tokens fill that share of their bucket.
         ``packed=True``: a batch with padding replays a packed graph instead, whose layers run on its real
-        tokens (rounded up by an eighth of the bucket), not on the padded bucket (``min_fill`` is then moot).
+        tokens (rounded up by an eighth of the bucket; a batch whose rows would round up to the whole bucket
+        replays the padded graph), not on the padded bucket (``min_fill`` is then moot).
         ``enabled=False`` turns graphs off, the default ones too. Returns the model.
         """
         from ..core.cuda_graphs import install

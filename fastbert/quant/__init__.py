@@ -209,8 +209,9 @@ def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
     layers = _path(base, layers_path) if layers_path else None
 
     def laid_out(layer) -> bool:
-        if att_path is not None:  # fastbert's self-attention: one fused query/key/value projection
-            return callable(getattr(_path(layer, att_path), "fused_qkv", None))
+        if att_path is not None:  # fastbert's self-attention (one fused query/key/value projection), by its
+            # class: a wrapper that forwards attributes (PEFT's ModulesToSaveWrapper) is not laid out that way
+            return callable(getattr(type(_path(layer, att_path)), "fused_qkv", None))
         return all(isinstance(_path(layer, p), nn.Linear) for p in linear_paths)
 
     if layers is None or not all(laid_out(m) for m in layers):

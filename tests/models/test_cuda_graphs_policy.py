@@ -343,9 +343,11 @@ def test_replays_refill_the_static_buffers_from_any_previous_call(monkeypatch):
 def test_packed_rows_round_up_by_an_eighth_of_the_bucket():
     runner = GraphRunner(tiny_model(), **AUTO_LIMITS, packed=True)
     assert runner.packed_rows((32, 512), 8500) == 10240  # steps of 2,048 in a 16,384-position bucket
-    assert runner.packed_rows((32, 512), 2048) == 2048 and runner.packed_rows((32, 512), 16383) == 16384
+    assert runner.packed_rows((32, 512), 2048) == 2048 and runner.packed_rows((32, 512), 14336) == 14336
     assert runner.packed_rows((4, 32), 1) == 64  # at least 64 rows a step
-    assert runner.packed_rows((1, 16), 3) == 16  # never more than the bucket
+    # rows that round up to the whole bucket: None, the padded graph does that work without packing
+    assert runner.packed_rows((32, 512), 14336 + 1) is None and runner.packed_rows((1, 16), 3) is None
+    assert runner.packed_rows((1, 128), 100) is None and runner.packed_rows((4, 32), 64) == 64
 
 
 def _packed_calls(vocab: int, with_types: bool, offsets_in_sequence: bool):
@@ -451,38 +453,45 @@ def test_packed_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
 
 def test_a_failed_packed_graph_leaves_the_padded_graph_of_its_bucket(monkeypatch):
     """A packed capture that fails (auto runner) is remembered as (bucket, packed): that bucket's padded graph
-    stays in use, is not dropped, and batches that would pack run the normal forward from then on."""
+    stays in use, its packed graphs captured before are freed (none is replayed again), and batches that would
+    pack run the normal forward from then on."""
     require_interpreter()
     model = tiny_model()
     model.set_attn_implementation("triton")
-    runner = GraphRunner(model, 4, 32, packed=True, auto=True)
+    runner = GraphRunner(model, 4, 64, packed=True, auto=True)
     replay_on_cpu(monkeypatch, runner)
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)  # CPU ids
 
     capture = runner._capture
 
-    def failing_when_packed(key, inputs):
-        if key[2] is not None:  # key[2]: a packed graph's rows
+    def failing_at_128_rows(key, inputs):
+        if key[2] == 128:  # key[2]: a packed graph's rows
             raise RuntimeError("operation not permitted when stream is capturing")
         return capture(key, inputs)
 
-    monkeypatch.setattr(runner, "_capture", failing_when_packed)
+    monkeypatch.setattr(runner, "_capture", failing_at_128_rows)
     g = torch.Generator().manual_seed(3)
-    full = dict(input_ids=torch.randint(3, TINY["vocab_size"], (4, 32), generator=g))
-    ids = torch.randint(3, TINY["vocab_size"], (4, 32), generator=g)
-    mask = torch.zeros_like(ids)
-    mask[:, :9] = 1
-    skewed = dict(input_ids=ids, attention_mask=mask)
+    full = dict(input_ids=torch.randint(3, TINY["vocab_size"], (4, 64), generator=g))
+
+    def padded(n):
+        ids = torch.randint(3, TINY["vocab_size"], (4, 64), generator=g)
+        mask = torch.zeros_like(ids)
+        mask[:, :n] = 1
+        return dict(input_ids=ids, attention_mask=mask)
+
+    small, large = padded(9), padded(30)  # 36 real tokens: 64 rows; 120: 128 rows
     model.__dict__["encode"] = runner
     with torch.no_grad():
-        model(**full)  # the padded graph of the (4, 32) bucket
-        with pytest.warns(UserWarning, match=r"capture failed .*\(4 x 32, packed\)"):
-            got = model(**skewed).last_hidden_state
-        again = model(**skewed).last_hidden_state  # not tried again
+        model(**full)  # the padded graph of the (4, 64) bucket
+        model(**small)  # a packed graph of 64 rows
+        assert sorted(k[2] or 0 for k in runner.graphs) == [0, 64]
+        with pytest.warns(UserWarning, match=r"capture failed .*\(4 x 64, packed\)"):
+            got = model(**large).last_hidden_state
+        again = model(**small).last_hidden_state  # not replayed any more: the normal forward
         model(**full)
         del model.__dict__["encode"]
-        want = model(**skewed).last_hidden_state
-    assert set(runner.failures) == {((4, 32), True)}
-    assert [k[2] for k in runner.graphs] == [None] and runner.captures == 1 and runner.replays == 2
+        want, want_small = model(**large).last_hidden_state, model(**small).last_hidden_state
+    assert set(runner.failures) == {((4, 64), True)}
+    assert [k[2] for k in runner.graphs] == [None] and runner.captures == 2 and runner.replays == 3
     torch.testing.assert_close(got, want, rtol=0, atol=0)
-    torch.testing.assert_close(again, want, rtol=0, atol=0)
+    torch.testing.assert_close(again, want_small, rtol=0, atol=0)

@@ -159,14 +159,34 @@ def test_modernbert_linears_run_int8_and_stay_close_to_fp32(tmp_path):
     )
 
 
-def test_a_model_whose_layers_were_replaced_is_refused_by_name():
-    """A layer laid out otherwise than its family's (here BERT's self-attention replaced by hand): a clear
-    error before calibrating, and the model is left as it was."""
+class _Forwarding(torch.nn.Module):
+    """A wrapper that forwards attribute reads to the module it wraps (as PEFT's ModulesToSaveWrapper does)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+@pytest.mark.parametrize("replace", ["identity", "forwarding wrapper"])
+def test_a_model_whose_layers_were_replaced_is_refused_by_name(replace):
+    """A layer laid out otherwise than its family's (here BERT's self-attention replaced by hand, or wrapped in
+    a module that forwards its attributes, ``fused_qkv`` too): a clear error before calibrating, and the model
+    is left as it was."""
     config = fastbert.BertConfig(
         vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
     )
     model = fastbert.BertModel(config).eval()
-    model.encoder.layer[1].attention.self = torch.nn.Identity()
+    att = model.encoder.layer[1].attention
+    att.self = torch.nn.Identity() if replace == "identity" else _Forwarding(att.self)
     with pytest.raises(ValueError, match=r"BertModel \(bert\) is not laid out that way"):
         quantize(model, "int8", calibration=[_batch(2, 8, seed=5)], min_cosine=0.0, mean_cosine=0.0)
     assert getattr(model, "quantization", None) is None

@@ -1,5 +1,6 @@
-"""The package's import graph keeps ARCHITECTURE.md's rules: no import circle, and arrows that go one way
-(apps -> models -> layers -> ops -> kernels; models -> loading -> hub).
+"""The package's import graph keeps the design's rules (the project's ARCHITECTURE.md, in its shared folder
+beside this repository): no import circle, and arrows that go one way (apps -> models -> layers -> core ops
+-> kernels; models -> loading -> hub).
 
 The graph is ``tools/import_graph.py``'s: every import of the package, the ones inside functions and under
 ``TYPE_CHECKING`` too, since a circle that only a lazy import hides is still two modules that know each

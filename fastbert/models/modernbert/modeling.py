@@ -221,16 +221,13 @@ class ModernBertPreTrainedModel(BertPreTrainedModel):
             init(module, _std_of(self, module, std_in, std_out))
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self._base().embeddings.tok_embeddings
+        return self.base_model.embeddings.tok_embeddings
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self._base().embeddings.tok_embeddings = value
+        self.base_model.embeddings.tok_embeddings = value
 
     def _lm_head(self) -> nn.Module | None:
         return None
-
-    def _base(self):
-        return self if isinstance(self, ModernBertModel) else getattr(self, self.base_model_prefix)
 
 
 def _std_of(model: nn.Module, module: nn.Module, std_in: float, std_out: float) -> float:
@@ -394,7 +391,7 @@ class _PerToken:
     def _run(self, inputs: BertInputs, return_dict, **targets):
         inputs.token_type_ids = None
         self.check_targets(inputs, **targets)
-        enc = self._base().encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
+        enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
         logits = self._logits(enc)
         return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
 
@@ -434,7 +431,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
         inputs.token_type_ids = None
         self.check_targets(inputs, labels=labels)
         allow_pack = self.allow_pack(inputs, labels=labels)
-        enc = self._base().encode(inputs, keep_packed=True, allow_pack=allow_pack)
+        enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=allow_pack)
         logits = self.head_logits(enc, labels)
         loss = None
         if labels is not None:
@@ -480,7 +477,7 @@ class _Classifier:
         inputs.token_type_ids = None
         if num_choices is None:
             self.check_targets(inputs, labels=labels)
-        enc = self._base().encode(inputs)
+        enc = self.base_model.encode(inputs)
         pooled = _pool(
             self.config.classifier_pooling, enc.last_hidden_state, inputs.attention_mask, self.first_real
         )
