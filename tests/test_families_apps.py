@@ -89,7 +89,10 @@ def test_serve_describes_an_electra_classifier(folders):
 
     spec = describe_model(ServeOptions(model=folders["cls"]))
     assert spec.architecture == "ElectraForSequenceClassification"
-    assert describe_model(ServeOptions(model=folders["disc"])).architecture == "ElectraModel"
+    assert describe_model(ServeOptions(model=folders["disc"], pooling="cls")).architecture == "ElectraModel"
+    # as TEI: a model whose type is not a BERT variant needs a pooling config or --pooling
+    with pytest.raises(ValueError, match="pass --pooling"):
+        describe_model(ServeOptions(model=folders["disc"]))
 
 
 def test_check_cli_refuses_another_model_type_in_one_line(tmp_path):

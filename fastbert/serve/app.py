@@ -1,8 +1,11 @@
 """The ASGI app (FastAPI on uvicorn): text-embeddings-inference's routes and OpenAI's ``/v1/embeddings``.
 
 Routes: ``POST /embed /embed_all /embed_sparse /predict /rerank /similarity /tokenize /decode
-/v1/embeddings /embeddings``, ``POST /`` (the model's task, as TEI routes it: see :func:`_root`),
+/v1/embeddings /embeddings /vertex``, ``POST /`` (the model's task, as TEI routes it: see :func:`_root`),
 ``GET /health /info /metrics``, and the OpenAPI schema at ``/openapi.json`` (``/docs``).
+
+Tokenizing and writing large responses run on worker threads, as TEI's tokenization workers do: one
+request's megabytes of text never hold up the others (``/health`` answers meanwhile).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Awaitable
 from typing import Any
 
@@ -37,11 +41,18 @@ from .engine import (
     describe_model,
     normalize,
 )
-from .errors import ServeError, overloaded, too_many_inputs
+from .errors import ServeError, error_body, overloaded, too_many_inputs
 from .metrics import Metrics
 from .options import ServeOptions
 
 _OPENAI_PATHS = ("/v1/embeddings", "/embeddings")
+#: TEI's MAX_CHAR_MULTIPLIER: an input over max_input_length x 250 characters is cut there before it is
+#: tokenized (with truncation) or refused (without)
+MAX_CHAR_MULTIPLIER = 250
+#: /info's names of the pooling modes whose TEI name differs from sentence-transformers'
+_TEI_POOLING = {"lasttoken": "last_token"}
+#: responses with more numbers than this are written on a worker thread
+_LARGE_RESPONSE = 65536
 
 
 class ClientGone(Exception):
@@ -71,7 +82,8 @@ class Server:
     def info(self) -> dict[str, Any]:
         spec = self.spec
         if spec.kind == EMBEDDING:
-            model_type: dict[str, Any] = {"embedding": {"pooling": spec.pooling}}
+            pooling = "+".join(_TEI_POOLING.get(m, m) for m in spec.pooling.split("+"))
+            model_type: dict[str, Any] = {"embedding": {"pooling": pooling}}
         else:
             label2id = {v: int(k) for k, v in spec.id2label.items()}
             model_type = {spec.kind: {"id2label": spec.id2label, "label2id": label2id}}
@@ -102,13 +114,42 @@ class Server:
             raise too_many_inputs(field, n, self.options.max_client_batch_size)
 
     def prompt(self, prompt_name: str | None) -> str:
-        name = prompt_name if prompt_name is not None else self.spec.default_prompt_name
-        if name is None:
-            return ""
+        """The prompt of a request: its ``prompt_name``'s, else the server's default (TEI's rule)."""
+        if prompt_name is None:
+            return self.spec.default_prompt or ""
+        name = prompt_name
         if name not in self.spec.prompts:
             known = ", ".join(sorted(self.spec.prompts)) or "none"
             raise ServeError(f"`prompt_name`: {name!r} is not a prompt of this model (its prompts: {known})")
         return self.spec.prompts[name]
+
+    def check_inputs(self, field: str, inputs: list[Any], truncate: bool, direction: str) -> list[Any]:
+        """``inputs`` with TEI's checks before tokenizing: an empty input is a 400 (a pair only when both
+        texts are empty), and one over ``max_input_length`` x 250 characters is a 422 without truncation;
+        with it, a text is cut to that many characters (each of a pair to half) on the side truncation
+        drops (token ids are left whole: truncation cuts them)."""
+        limit = self.spec.max_input_length * MAX_CHAR_MULTIPLIER
+        out = []
+        for k, x in enumerate(inputs):
+            where = f"{field}[{k}]" if len(inputs) > 1 else field
+            texts = x if isinstance(x, tuple) else (x,)
+            if all(len(t) == 0 for t in texts):
+                self.metrics.request_failure.labels("empty").inc()
+                raise ServeError(f"`{where}` cannot be empty", "empty")
+            chars = sum(len(t) for t in texts)
+            if chars > limit:
+                if not truncate:
+                    self.metrics.request_failure.labels("validation").inc()
+                    raise ServeError(
+                        f"Input validation error: `{where}` must have less than {limit} characters. "
+                        f"Given: {chars}"
+                    )
+                if isinstance(x, tuple):
+                    x = tuple(_cut(t, limit // 2, direction) for t in x)
+                elif isinstance(x, str):
+                    x = _cut(x, limit, direction)
+            out.append(x)
+        return out
 
     def check_ids(self, field: str, inputs: list[Any]) -> None:
         """A 422 naming the input when a token-id input holds an id outside the vocabulary."""
@@ -132,6 +173,7 @@ class Server:
     ):
         truncate = self.options.auto_truncate if truncate is None else truncate
         start = time.perf_counter()
+        inputs = self.check_inputs(field, inputs, truncate, direction.lower())
         if prompt:
             # as TEI: a token-id input is decoded (special tokens skipped), the prompt put before the text,
             # and the whole encoded with special tokens
@@ -164,6 +206,10 @@ class Server:
             _timing(request)["tokenization"] += elapsed
         return rows
 
+    async def encode_off_loop(self, *args: Any, **kwargs: Any):
+        """:meth:`encode` on a worker thread (the tokenizer releases the GIL): the event loop goes on."""
+        return await asyncio.to_thread(self.encode, *args, **kwargs)
+
     def require(self, kinds: tuple[str, ...], what: str) -> None:
         if self.spec.kind not in kinds:
             self.metrics.request_failure.labels("model_type").inc()
@@ -192,6 +238,34 @@ class Server:
         timing["queue"] += queue
         timing["inference"] += inference
         return results
+
+
+async def _json_object(request: Request) -> dict:
+    """The request's body, a JSON object (a 422 naming what is wrong otherwise)."""
+    try:
+        payload = json.loads(await request.body())
+    except ValueError as e:
+        raise ServeError(f"malformed JSON body: {e}") from None
+    if not isinstance(payload, dict):
+        raise ServeError("Input validation error: `body`: Input should be a valid dictionary")
+    return payload
+
+
+def _parse(schema: Any, payload: Any, where: str = "") -> Any:
+    """``payload`` validated by ``schema`` (a pydantic model), or a 422 naming the field (under ``where``)."""
+    from pydantic import ValidationError
+
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as e:
+        message = validation_message(list(e.errors()))
+        if where:
+            message = message.replace("error: `", f"error: `{where}.", 1)
+        raise ServeError(message, "validation") from None
+
+
+def _cut(text: str, limit: int, direction: str) -> str:
+    return text[-limit:] if direction == "left" else text[:limit]
 
 
 def _timing(request: Request) -> dict[str, float]:
@@ -238,9 +312,43 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
     return list(inputs), False
 
 
+try:
+    import orjson
+except ImportError:  # the [serve] extra installs it; without it, the standard library's json
+    orjson = None
+
+
+def _plain(o: Any) -> Any:
+    if isinstance(o, (np.ndarray, np.generic)):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def _dumps(content: Any) -> bytes:
+    """JSON bytes of ``content``, whose numbers may be numpy arrays and scalars: with orjson, float32 values
+    are written shortest (``0.1007048``, as TEI's serde writes its f32), else as Python floats."""
+    if orjson is not None:
+        return orjson.dumps(content, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(content, separators=(",", ":"), allow_nan=False, default=_plain).encode()
+
+
 def _json(content: Any, status: int = 200, headers: dict | None = None) -> Response:
-    body = json.dumps(content, separators=(",", ":"), allow_nan=False)
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(_dumps(content), status_code=status, media_type="application/json", headers=headers)
+
+
+async def _json_off_loop(content: Any, numbers: int, headers: dict | None = None) -> Response:
+    """:func:`_json`, written on a worker thread when it holds more than ``_LARGE_RESPONSE`` numbers."""
+    if numbers <= _LARGE_RESPONSE:
+        return _json(content, headers=headers)
+    body = await asyncio.to_thread(_dumps, content)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _finite(arrays: list[np.ndarray]) -> None:
+    """A 424 when the model's output holds NaN or infinity (an overflow): never a vector of them."""
+    for a in arrays:
+        if not np.isfinite(np.asarray(a)).all():
+            raise ServeError("the model's output holds NaN or infinity", "backend")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -316,10 +424,17 @@ class _Guard:
         public = scope["path"] == "/health" or (
             scope["method"] in ("GET", "HEAD") and scope["path"] in _PUBLIC_GETS
         )
+
         if self.expected is not None and not public:
             if headers.get(b"authorization") != self.expected:
                 return await self._answer(
                     send, 401, "unauthorized", "missing or wrong `Authorization: Bearer` key", scope
+                )
+        if scope["method"] == "POST" and scope["path"] in _JSON_POSTS:
+            if not _is_json(headers.get(b"content-type")):
+                # axum's Json extractor (TEI) answers 415 to a body of another type
+                return await self._answer(
+                    send, 415, "validation", "Expected request with `Content-Type: application/json`", scope
                 )
         limit = self.server.options.payload_limit
         declared = headers.get(b"content-length")
@@ -401,16 +516,23 @@ class _Guard:
 
     @staticmethod
     async def _answer(send: Any, status: int, error_type: str, message: str, scope: dict) -> None:
-        if scope["path"] in _OPENAI_PATHS:
-            content = {"message": message, "code": status, "type": error_type}
-        else:
-            content = {"error": message, "error_type": error_type}
-        body = json.dumps(content).encode()
+        body = json.dumps(error_body(message, error_type, status, scope["path"] in _OPENAI_PATHS)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """Whether a Content-Type header says JSON (``application/json``, ``application/*+json``, parameters
+    such as ``; charset=utf-8`` allowed), as axum's Json extractor reads it."""
+    if not content_type:
+        return False
+    essence = content_type.split(b";", 1)[0].strip().lower()
+    return essence == b"application/json" or (
+        essence.startswith(b"application/") and essence.endswith(b"+json")
+    )
 
 
 def _with_cors(send: Any, allow: bytes, vary: bool) -> Any:
@@ -440,7 +562,10 @@ def create_app(
         import torch
 
         torch.set_num_threads(options.threads)
-    spec = spec or describe_model(options)
+    if spec is None:
+        spec = describe_model(options)
+        for note in spec.notes:
+            warnings.warn(f"fastbert serve: {note}", stacklevel=2)
     if models is None:
         models = [ServedModel(spec, options, d) for d in default_devices(options)]
     server = Server(options, spec, models)
@@ -505,12 +630,12 @@ def create_app(
         (m.embed_count if method == "embed" else m.predict_count).labels(kind).inc()
         return kind
 
-    def tokenize_inputs(request: Request, body: Any, field: str = "inputs") -> tuple[list[Any], list]:
+    async def tokenize_inputs(request: Request, body: Any, field: str = "inputs") -> tuple[list[Any], list]:
         """An embedding request's inputs (``body.inputs``), counted against the limit and tokenized with its
         prompt, truncation and direction: (inputs, rows)."""
         inputs, _ = _as_list(body.inputs)
         server.check_count(field, len(inputs))
-        rows = server.encode(
+        rows = await server.encode_off_loop(
             field,
             inputs,
             body.truncate,
@@ -531,8 +656,9 @@ def create_app(
             raise ServeError(
                 "`normalize` is not available for SPLADE models (pass normalize=false)", "backend"
             )
-        inputs, rows = tokenize_inputs(request, body, field)
+        inputs, rows = await tokenize_inputs(request, body, field)
         outs = await server.run(request, rows, ["pooled"] * len(rows))
+        _finite(outs)
         vectors = []
         for v in outs:
             v = np.asarray(v, dtype=np.float32)
@@ -556,7 +682,8 @@ def create_app(
         kind = _count("embed", _as_list(body.inputs)[1])
         vectors, rows, inputs = await embed_vectors(request, body)
         m.request_success.labels(kind).inc()
-        return _json([v.tolist() for v in vectors], headers=_headers(request, rows, _chars(inputs), start))
+        headers = _headers(request, rows, _chars(inputs), start)
+        return await _json_off_loop(vectors, sum(v.size for v in vectors), headers)
 
     @app.post("/embed_all", response_model=list[list[list[float]]], responses=_ERRORS)
     async def embed_all(request: Request, body: schemas.EmbedAllRequest):
@@ -568,29 +695,35 @@ def create_app(
             )
         server.require((EMBEDDING,), "all")
         kind = _count("embed", _as_list(body.inputs)[1])
-        inputs, rows = tokenize_inputs(request, body)
-        outs = await server.run(request, rows, ["all"] * len(rows))
+        inputs, rows = await tokenize_inputs(request, body)
+        outs = [np.asarray(o) for o in await server.run(request, rows, ["all"] * len(rows))]
+        _finite(outs)
         m.request_success.labels(kind).inc()
-        return _json(
-            [np.asarray(o).tolist() for o in outs], headers=_headers(request, rows, _chars(inputs), start)
-        )
+        headers = _headers(request, rows, _chars(inputs), start)
+        return await _json_off_loop(outs, sum(o.size for o in outs), headers)
 
     @app.post("/embed_sparse", response_model=list[list[schemas.SparseValue]], responses=_ERRORS)
     async def embed_sparse(request: Request, body: schemas.EmbedSparseRequest):
         """SPLADE sparse vectors (TEI ``/embed_sparse``): the non-zero ``{index, value}`` of each input."""
         start = time.perf_counter()
+        result, rows, inputs = await sparse_values(request, body)
+        headers = _headers(request, rows, _chars(inputs), start)
+        return await _json_off_loop(result, sum(len(r) for r in result), headers)
+
+    async def sparse_values(request: Request, body: schemas.EmbedSparseRequest):
         if server.spec.pooling != "splade":
             m.request_failure.labels("model_type").inc()
             raise ServeError(f"model is not {_ARTICLE['sparse']}", "backend")
         kind = _count("embed", _as_list(body.inputs)[1])
-        inputs, rows = tokenize_inputs(request, body)
-        outs = await server.run(request, rows, ["sparse"] * len(rows))
+        inputs, rows = await tokenize_inputs(request, body)
+        outs = [np.asarray(o) for o in await server.run(request, rows, ["sparse"] * len(rows))]
+        _finite(outs)
         result = []
         for v in outs:
             idx = np.flatnonzero(v)
-            result.append([{"index": int(i), "value": float(v[i])} for i in idx])
+            result.append([{"index": int(i), "value": v[i]} for i in idx])
         m.request_success.labels(kind).inc()
-        return _json(result, headers=_headers(request, rows, _chars(inputs), start))
+        return result, rows, inputs
 
     async def predict_scores(request: Request, body: schemas.PredictRequest):
         server.require((CLASSIFIER, RERANKER), "predict")
@@ -605,7 +738,9 @@ def create_app(
         kind = _count("predict", bool(single))
         server.check_count("inputs", len(seqs))
         items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
-        rows = server.encode("inputs", items, body.truncate, body.truncation_direction, request=request)
+        rows = await server.encode_off_loop(
+            "inputs", items, body.truncate, body.truncation_direction, request=request
+        )
         outs = await server.run(request, rows, ["scores"] * len(rows))
         labels = server.spec.id2label
         result = []
@@ -640,7 +775,7 @@ def create_app(
             raise ServeError("`texts` cannot be empty", "empty")
         m.request_count.labels("batch").inc()
         server.check_count("texts", len(body.texts))
-        rows = server.encode(
+        rows = await server.encode_off_loop(
             "texts",
             [(body.query, t) for t in body.texts],
             body.truncate,
@@ -703,7 +838,12 @@ def create_app(
         inputs = [body.inputs] if isinstance(body.inputs, str) else list(body.inputs)
         server.check_count("inputs", len(inputs))
         prompt = server.prompt(body.prompt_name)
-        return _json([server.tokenizer.tokens(prompt + x, body.add_special_tokens) for x in inputs])
+        inputs = server.check_inputs("inputs", inputs, False, "right")  # TEI: /tokenize never truncates
+
+        def tokens() -> list:
+            return [server.tokenizer.tokens(prompt + x, body.add_special_tokens) for x in inputs]
+
+        return _json(await asyncio.to_thread(tokens))
 
     @app.post("/decode", response_model=list[str], responses=_ERRORS)
     async def decode(body: schemas.DecodeRequest):
@@ -713,10 +853,17 @@ def create_app(
         server.check_count("ids", len(batch))
         vocab = server.tokenizer.vocab_size
         for k, row in enumerate(batch):
+            if not row:
+                where = f"ids[{k}]" if len(batch) > 1 else "ids"
+                raise ServeError(f"`{where}` cannot be empty", "empty")
             bad = next((t for t in row if t >= vocab), None)
             if bad is not None:
                 raise ServeError(f"`ids[{k}]`: token id {bad} is not below the vocabulary size {vocab}")
-        return _json([server.tokenizer.decode(list(r), body.skip_special_tokens) for r in batch])
+
+        def texts() -> list[str]:
+            return [server.tokenizer.decode(list(r), body.skip_special_tokens) for r in batch]
+
+        return _json(await asyncio.to_thread(texts))
 
     async def openai(request: Request, body: schemas.OpenAIEmbeddingsRequest):
         """OpenAI's embeddings API: ``input`` a string, a list of strings, token ids or lists of them."""
@@ -729,19 +876,18 @@ def create_app(
             if body.encoding_format == "base64":
                 emb: Any = base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
             else:
-                emb = v.tolist()
+                emb = v
             data.append({"object": "embedding", "embedding": emb, "index": i})
         tokens = sum(len(r[0]) for r in rows)
         m.request_success.labels(kind).inc()
-        return _json(
-            {
-                "object": "list",
-                "data": data,
-                "model": server.served_model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-            headers=_headers(request, rows, _chars(inputs), start),
-        )
+        content = {
+            "object": "list",
+            "data": data,
+            "model": server.served_model_name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        headers = _headers(request, rows, _chars(inputs), start)
+        return await _json_off_loop(content, sum(v.size for v in vectors), headers)
 
     openai_doc = {"response_model": schemas.OpenAIEmbeddingsResponse, "responses": _OPENAI_ERRORS}
     app.post("/v1/embeddings", **openai_doc)(openai)
@@ -752,39 +898,67 @@ def create_app(
         """The model's task, as TEI routes ``POST /``: a classifier's ``/predict``, a re-ranker's ``/rerank``
         (``{"query", "texts"}``; ``{"inputs"}`` bodies go to ``/predict``), an embedding model's ``/embed``
         (``/similarity`` for ``{"inputs": {"source_sentence", "sentences"}}``, ``/embed_sparse`` for SPLADE)."""
-        try:
-            payload = json.loads(await request.body())
-        except ValueError as e:
-            raise ServeError(f"malformed JSON body: {e}") from None
-        if not isinstance(payload, dict):
-            raise ServeError("Input validation error: `body`: Input should be a valid dictionary")
-        from pydantic import ValidationError
-
-        try:
-            if server.spec.kind == EMBEDDING:
-                if isinstance(payload.get("inputs"), dict):
-                    return await similarity(request, schemas.SimilarityRequest.model_validate(payload))
-                if server.spec.pooling == "splade":
-                    return await embed_sparse(request, schemas.EmbedSparseRequest.model_validate(payload))
-                return await embed(request, schemas.EmbedRequest.model_validate(payload))
-            if server.spec.kind == RERANKER and "query" in payload:
-                return await rerank(request, schemas.RerankRequest.model_validate(payload))
-            return await predict(request, schemas.PredictRequest.model_validate(payload))
-        except ValidationError as e:
-            raise ServeError(validation_message(list(e.errors())), "validation") from None
+        payload = await _json_object(request)
+        if server.spec.kind == EMBEDDING:
+            if isinstance(payload.get("inputs"), dict):
+                return await similarity(request, _parse(schemas.SimilarityRequest, payload))
+            if server.spec.pooling == "splade":
+                return await embed_sparse(request, _parse(schemas.EmbedSparseRequest, payload))
+            return await embed(request, _parse(schemas.EmbedRequest, payload))
+        if server.spec.kind == RERANKER and "query" in payload:
+            return await rerank(request, _parse(schemas.RerankRequest, payload))
+        return await predict(request, _parse(schemas.PredictRequest, payload))
 
     app.post("/invocations", include_in_schema=False)(root)  # TEI's AWS SageMaker route: POST /
 
+    @app.post("/vertex", responses=_ERRORS)
+    async def vertex(request: Request):
+        """Vertex AI's prediction route (TEI ``/vertex``): ``{"instances": [...]}``, each instance the body
+        of the model's route (``/rerank``'s ``{"query", "texts"}`` on any model, as TEI matches it first;
+        else ``/predict`` for classifiers and re-rankers, ``/embed_sparse`` for SPLADE, ``/embed``), answered
+        ``{"predictions": [...]}`` in order; the first error fails the request."""
+        payload = await _json_object(request)
+        instances = payload.get("instances")
+        if not isinstance(instances, list):
+            raise ServeError("Input validation error: `instances`: Input should be a valid list")
+
+        async def one(k: int, instance: Any) -> Any:
+            where = f"instances[{k}]"
+            if isinstance(instance, dict) and "query" in instance and "texts" in instance:
+                from pydantic import ValidationError
+
+                try:
+                    body = schemas.RerankRequest.model_validate(instance)
+                except ValidationError:
+                    pass
+                else:
+                    return (await rerank_scores(request, body))[0]
+            if server.spec.kind in (CLASSIFIER, RERANKER):
+                return (await predict_scores(request, _parse(schemas.PredictRequest, instance, where)))[0]
+            if server.spec.pooling == "splade":
+                return (await sparse_values(request, _parse(schemas.EmbedSparseRequest, instance, where)))[0]
+            body = _parse(schemas.EmbedRequest, instance, where)
+            _count("embed", _as_list(body.inputs)[1])
+            return (await embed_vectors(request, body))[0]
+
+        results = await asyncio.gather(*(one(k, x) for k, x in enumerate(instances)), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return await _json_off_loop({"predictions": results}, _LARGE_RESPONSE + 1)
+
     @app.get("/health", responses={503: {"model": schemas.ErrorResponse}})
     async def health():
-        """200 when every model worker is alive (TEI ``/health``)."""
+        """200 when every model worker is alive (TEI ``/health``; HEAD too, as axum answers it)."""
         if not server.batcher.alive():
-            return _json({"error": "unhealthy", "error_type": "unhealthy"}, 503)
+            return _json(error_body("unhealthy", "unhealthy", 503), 503)
         return Response(status_code=200)
 
-    # TEI answers GET / (the Inference API's health route) and GET /ping (SageMaker's) as /health
-    app.get("/", include_in_schema=False)(health)
-    app.get("/ping", include_in_schema=False)(health)
+    # TEI answers GET / (the Inference API's health route) and GET /ping (SageMaker's) as /health, and HEAD
+    # as GET (axum's get routes do)
+    app.head("/health", include_in_schema=False)(health)
+    for path in ("/", "/ping"):
+        app.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)(health)
 
     @app.get("/api-doc/openapi.json", include_in_schema=False)
     async def api_doc():
@@ -816,17 +990,33 @@ _INFERENCE_PATHS = frozenset(
         "/predict",
         "/rerank",
         "/similarity",
+        "/vertex",
         *_OPENAI_PATHS,
     )
 )
-#: what TEI leaves outside its API-key layer (``GET`` only; ``POST /`` needs the key)
-_PUBLIC_GETS = frozenset(("/health", "/", "/ping"))
+#: the routes whose body is JSON
+_JSON_POSTS = _INFERENCE_PATHS | {"/tokenize", "/decode"}
+#: what TEI leaves outside its API-key layer (``GET`` / ``HEAD`` only; ``POST /`` needs the key): the health
+#: routes, Prometheus' /metrics and the API docs
+_PUBLIC_GETS = frozenset(
+    (
+        "/health",
+        "/",
+        "/ping",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/api-doc/openapi.json",
+        "/openapi.json",
+    )
+)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
     for code, text in (
         (400, "Batch is empty"),
-        (413, "Batch size error / payload too large"),
-        (422, "Tokenization or validation error"),
+        (413, "Payload too large"),
+        (415, "Body not sent as application/json"),
+        (422, "Tokenization or validation error, batch size error"),
         (424, "Inference error"),
         (429, "Model is overloaded"),
     )
@@ -881,6 +1071,8 @@ def run_server(options: ServeOptions) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(startup_line(f"http://{shown}:{port}", spec, models), file=sys.stderr, flush=True)
+    for note in spec.notes:
+        print(f"fastbert serve: note: {note}", file=sys.stderr, flush=True)
     # keep-alive: a client's idle connection stays open 75 s (uvicorn's 5 s default races clients that
     # reuse a pooled connection just as the server closes it)
     config = uvicorn.Config(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 
 from .options import (
@@ -18,6 +19,7 @@ from .options import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_PAYLOAD_LIMIT,
     DEFAULT_PORT,
+    POOLINGS,
     ServeOptions,
 )
 
@@ -48,46 +50,108 @@ def _port(text: str) -> int:
     return value
 
 
-POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken", "splade")
+def _bool(name: str):
+    def parse(text: str) -> bool:
+        value = text.strip().lower()
+        if value in ("true", "1", "yes", "on"):
+            return True
+        if value in ("false", "0", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"{name} takes true or false, got {text!r}")
+
+    return parse
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``fastbert serve`` (TEI's names where TEI has the option)."""
+def _pooling(text: str) -> str:
+    value = {"last-token": "lasttoken", "last_token": "lasttoken"}.get(text, text)
+    if value not in POOLINGS:
+        raise argparse.ArgumentTypeError(
+            f"--pooling must be one of {', '.join(POOLINGS)} (or TEI's last-token), got {text!r}"
+        )
+    return value
+
+
+#: the options TEI also reads from an environment variable of the option's name (``MAX_CLIENT_BATCH_SIZE``);
+#: not ``HOSTNAME``, which shells set to the machine's name: the address stays --host's
+ENV_OPTIONS = (
+    "model_id",
+    "revision",
+    "served_model_name",
+    "port",
+    "max_batch_tokens",
+    "max_batch_requests",
+    "max_concurrent_requests",
+    "max_client_batch_size",
+    "auto_truncate",
+    "default_prompt_name",
+    "default_prompt",
+    "payload_limit",
+    "dtype",
+    "pooling",
+    "api_key",
+    "cors_allow_origin",
+)
+
+
+def _env(option: str, default=None, environ=None):
+    """``option``'s environment variable (TEI's name: upper case) as argparse's default, else ``default``.
+    argparse parses a string default with the option's type, so a bad value is refused by the option's name."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(option.upper())
+    return default if value is None or value == "" else value
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
+    """The arguments of ``fastbert serve`` (TEI's names where TEI has the option; those of
+    :data:`ENV_OPTIONS` also from TEI's environment variables, the command line first)."""
+
+    def env(option: str, default=None):
+        return _env(option, default, environ)
+
     parser.add_argument(
         "--model",
         "--model-id",
         dest="model",
-        default=None,
-        help="folder or hub id of the model (default: the embedded MiniLM of fastbert-triton[embedded])",
+        default=env("model_id"),
+        help="folder or hub id of the model (default: the embedded MiniLM of fastbert-triton[embedded]; "
+        "env MODEL_ID)",
     )
-    parser.add_argument("--revision", default=None, help="hub revision of --model")
-    parser.add_argument("--served-model-name", default=None, help="name in /info and OpenAI responses")
+    parser.add_argument("--revision", default=env("revision"), help="hub revision of --model")
+    parser.add_argument(
+        "--served-model-name", default=env("served_model_name"), help="name in /info and OpenAI responses"
+    )
     parser.add_argument("--host", "--hostname", dest="host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (0: any free port)")
+    parser.add_argument(
+        "--port",
+        "-p",
+        type=_port,
+        default=env("port", DEFAULT_PORT),
+        help="port (0: any free port; env PORT)",
+    )
     parser.add_argument(
         "--max-batch-tokens",
         type=_positive("--max-batch-tokens"),
-        default=None,
+        default=env("max_batch_tokens"),
         help=f"real tokens per forward (default {DEFAULT_MAX_BATCH_TOKENS} on GPUs, "
         f"{DEFAULT_MAX_BATCH_TOKENS_CPU} on the CPU)",
     )
     parser.add_argument(
         "--max-batch-requests",
         type=_positive("--max-batch-requests"),
-        default=None,
+        default=env("max_batch_requests"),
         help="inputs per forward",
     )
     parser.add_argument(
         "--max-concurrent-requests",
         type=_positive("--max-concurrent-requests"),
-        default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+        default=env("max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS),
         help="requests in flight; more are answered 429 at once",
     )
     parser.add_argument(
         "--max-client-batch-size",
         type=_positive("--max-client-batch-size"),
-        default=DEFAULT_MAX_CLIENT_BATCH_SIZE,
-        help="inputs per request; more are answered 413",
+        default=env("max_client_batch_size", DEFAULT_MAX_CLIENT_BATCH_SIZE),
+        help="inputs per request; more are answered 422",
     )
     parser.add_argument(
         "--max-input-length",
@@ -96,28 +160,51 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="tokens per input (default: the model's maximum)",
     )
     parser.add_argument(
-        "--auto-truncate", action="store_true", help="truncate longer inputs instead of answering 422"
+        "--auto-truncate",
+        type=_bool("--auto-truncate"),
+        nargs="?",
+        const=True,
+        default=env("auto_truncate", True),
+        metavar="true|false",
+        help="truncate inputs over --max-input-length unless a request says truncate=false (default true, "
+        "as TEI 1.9+); false: answer 422 unless a request says truncate=true",
+    )
+    prompts = parser.add_mutually_exclusive_group()
+    prompts.add_argument(
+        "--default-prompt-name",
+        default=env("default_prompt_name"),
+        help="prompt (by name, from config_sentence_transformers.json) of requests without prompt_name; "
+        "the config's own default_prompt_name is not applied, as in TEI",
+    )
+    prompts.add_argument(
+        "--default-prompt", default=env("default_prompt"), help="prompt text of requests without prompt_name"
     )
     parser.add_argument(
         "--payload-limit",
         type=_positive("--payload-limit"),
-        default=DEFAULT_PAYLOAD_LIMIT,
+        default=env("payload_limit", DEFAULT_PAYLOAD_LIMIT),
         help="request body bytes; larger bodies are answered 413",
     )
-    parser.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: fp16 on GPUs)")
+    parser.add_argument(
+        "--dtype", default=env("dtype"), help="float32, float16 or bfloat16 (default: fp16 on GPUs)"
+    )
     parser.add_argument(
         "--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="backend"
     )
     parser.add_argument("--quantization", default=None, help="quantize the loaded model (e.g. int8)")
     parser.add_argument(
         "--pooling",
-        default=None,
-        choices=POOLINGS,
-        help="pooling of an embedding model (default: the sentence-transformers config, else mean); "
-        "splade: a MaskedLM model's sparse vectors",
+        type=_pooling,
+        default=env("pooling"),
+        metavar="{" + ",".join(POOLINGS) + "}",
+        help="pooling of an embedding model (default: its pooling config, 1_Pooling/config.json; without "
+        "one, cls for BERT-family models, as TEI); splade: a MaskedLM model's sparse vectors",
     )
     parser.add_argument(
-        "--api-key", default=None, help="require 'Authorization: Bearer KEY' on every route but /health"
+        "--api-key",
+        default=env("api_key"),
+        help="require 'Authorization: Bearer KEY' on every route but /health, GET /, /ping, /metrics "
+        "and the API docs (env API_KEY)",
     )
     parser.add_argument(
         "--devices", default=None, help="one model worker per device: 0,1 or cuda:0,cuda:1 or cpu"
@@ -129,10 +216,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch intra-op threads of the CPU forward (default: torch's, one per core); 1 on a machine "
         "whose cores are shared",
     )
+    cors = env("cors_allow_origin")
     parser.add_argument(
         "--cors-allow-origin",
         action="append",
-        default=None,
+        default=None if cors is None else [cors],
         help="origins browsers may call from (CORS), comma-separated or repeated (default: any, as TEI)",
     )
     parser.add_argument(
@@ -181,6 +269,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         max_client_batch_size=args.max_client_batch_size,
         max_input_length=args.max_input_length,
         auto_truncate=args.auto_truncate,
+        default_prompt_name=args.default_prompt_name,
+        default_prompt=args.default_prompt,
         payload_limit=args.payload_limit,
         dtype=args.dtype,
         attn_implementation=args.attn_implementation,

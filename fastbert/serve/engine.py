@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..pipelines.sentence_embedding import check_pooling, pool, pooling_modes_from_config
-from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, ServeOptions
+from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, POOLINGS, ServeOptions
 
 EMBEDDING, CLASSIFIER, RERANKER = "embedding", "classifier", "reranker"
 
@@ -38,7 +38,10 @@ class ModelSpec:
     id2label: dict[str, str] = field(default_factory=dict)
     max_input_length: int = 512
     prompts: dict[str, str] = field(default_factory=dict)
-    default_prompt_name: str | None = None
+    #: put before the inputs of requests without ``prompt_name`` (--default-prompt-name / --default-prompt)
+    default_prompt: str | None = None
+    #: what the server says once at startup (the defaults it took where the folder says nothing)
+    notes: list[str] = field(default_factory=list)
 
 
 def _read_json(path: str) -> Any:
@@ -118,17 +121,31 @@ def describe_model(options: ServeOptions) -> ModelSpec:
         if pooling == "splade":
             spec.pooling, spec.pooling_modes, spec.normalize = "splade", (), False
         else:
-            st_modes, st_normalize = None, False
+            # as TEI (router/src/lib.rs): the pooling config (the Pooling module's folder, else 1_Pooling),
+            # with or without modules.json; without one a BERT-family model pools its first token
+            pooling_dir = "1_Pooling"
             if modules:
                 pooling_dir = next(
                     (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")),
-                    "1_Pooling",
+                    pooling_dir,
                 )
-                st_modes = pooling_modes_from_config(
-                    _read_json(os.path.join(path, pooling_dir, "config.json")) if pooling_dir else None
+            pool_config = _read_json(os.path.join(path, pooling_dir, "config.json")) if pooling_dir else None
+            st_normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules or ())
+            if pooling:
+                spec.pooling_modes = check_pooling(pooling)
+            elif pool_config is not None:
+                spec.pooling_modes = pooling_modes_from_config(pool_config)
+            elif "bert" in config.model_type.lower():
+                spec.notes.append(
+                    f"--pooling is not set and {path} has no pooling config (1_Pooling/config.json); "
+                    "the model is a BERT variant: pooling its first token (cls), as TEI does"
                 )
-                st_normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
-            spec.pooling_modes = check_pooling(pooling) if pooling else (st_modes or ("mean",))
+                spec.pooling_modes = ("cls",)
+            else:
+                raise ValueError(
+                    f"--pooling is not set and {path} has no pooling config (1_Pooling/config.json): "
+                    f"pass --pooling (one of {', '.join(POOLINGS)})"
+                )
             spec.pooling = "+".join(spec.pooling_modes)
             spec.normalize = st_normalize
     else:
@@ -155,8 +172,23 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     spec.max_input_length = options.max_input_length or model_max
     st = _read_json(os.path.join(path, "config_sentence_transformers.json")) or {}
     spec.prompts = {str(k): str(v) for k, v in (st.get("prompts") or {}).items()}
-    spec.default_prompt_name = st.get("default_prompt_name") or None
+    spec.default_prompt = default_prompt(options, spec.prompts)
     return spec
+
+
+def default_prompt(options: ServeOptions, prompts: dict[str, str]) -> str | None:
+    """The prompt of requests without ``prompt_name`` (TEI: --default-prompt-name / --default-prompt only)."""
+    name, text = options.default_prompt_name, options.default_prompt
+    if name is not None and text is not None:
+        raise ValueError("--default-prompt-name and --default-prompt exclude each other: pass one")
+    if name is None:
+        return text
+    if name not in prompts:
+        known = ", ".join(sorted(prompts)) or "none: config_sentence_transformers.json has no prompts"
+        raise ValueError(
+            f"--default-prompt-name {name!r} is not a prompt of this model (its prompts: {known})"
+        )
+    return prompts[name]
 
 
 def default_devices(options: ServeOptions) -> list[torch.device]:

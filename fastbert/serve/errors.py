@@ -2,15 +2,18 @@
 
 | error_type | status | when |
 | --- | --- | --- |
-| ``validation`` | 413 | too many inputs (``--max-client-batch-size``), a body over ``--payload-limit`` |
-| ``validation`` | 422 | a field of the wrong type or value, malformed JSON, an input over ``--max-input-length`` |
-| ``tokenizer`` | 422 | the tokenizer rejected an input |
-| ``empty`` | 400 | an empty batch |
-| ``overloaded`` | 429 | more than ``--max-concurrent-requests`` in flight |
-| ``backend`` | 424 | the forward failed (only its batch's requests), or the model cannot do this task |
-| ``unhealthy`` | 503 | a worker is down |
+| ``Validation`` | 422 | a field of the wrong type or value, malformed JSON, an input over ``--max-input-length``, more inputs than ``--max-client-batch-size`` (TEI 1.9's code) |
+| ``Validation`` | 413 | a body over ``--payload-limit`` |
+| ``Validation`` | 415 | a body that is not sent as ``Content-Type: application/json`` |
+| ``Tokenizer`` | 422 | the tokenizer rejected an input |
+| ``Empty`` | 400 | an empty batch, an empty input |
+| ``Overloaded`` | 429 | more than ``--max-concurrent-requests`` in flight |
+| ``Backend`` | 424 | the forward failed (only its batch's requests) or gave NaN / infinity, or the model cannot do this task |
+| ``Unhealthy`` | 503 | a worker is down |
 
-The OpenAI route answers OpenAI's shape: ``{"message": ..., "code": status, "type": error_type}``.
+``error_type`` is written as TEI's serde writes its ``ErrorType`` enum: capitalised. The OpenAI routes answer
+TEI's flat ``{"message", "code", "type"}`` together with OpenAI's ``{"error": {"message", "type", "param",
+"code"}}``, so that clients of either read their fields.
 """
 
 from __future__ import annotations
@@ -26,6 +29,24 @@ STATUS = {
 }
 
 
+def wire_type(error_type: str) -> str:
+    """``error_type`` as TEI writes it (``"validation"`` -> ``"Validation"``)."""
+    return error_type[:1].upper() + error_type[1:]
+
+
+def error_body(message: str, error_type: str, status: int, openai: bool = False) -> dict:
+    """The JSON body of an error: TEI's, or on the OpenAI routes TEI's flat fields and OpenAI's ``error``."""
+    kind = wire_type(error_type)
+    if openai:
+        return {
+            "error": {"message": message, "type": kind, "param": None, "code": status},
+            "message": message,
+            "code": status,
+            "type": kind,
+        }
+    return {"error": message, "error_type": kind}
+
+
 class ServeError(Exception):
     """An error answered with TEI's body; ``status`` defaults to the error type's."""
 
@@ -36,16 +57,13 @@ class ServeError(Exception):
         self.status = status if status is not None else STATUS[error_type]
 
     def body(self, openai: bool = False) -> dict:
-        if openai:
-            return {"message": self.message, "code": self.status, "type": self.error_type}
-        return {"error": self.message, "error_type": self.error_type}
+        return error_body(self.message, self.error_type, self.status, openai)
 
 
 def too_many_inputs(field: str, n: int, limit: int) -> ServeError:
     return ServeError(
         f"`{field}`: batch size {n} > maximum allowed batch size {limit} (--max-client-batch-size)",
         "validation",
-        413,
     )
 
 

@@ -8,12 +8,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-#: TEI's defaults
+#: fastbert's port (TEI's router listens on 3000 by default, its Docker image on 80)
 DEFAULT_PORT = 8080
+#: TEI's defaults
 DEFAULT_MAX_CONCURRENT_REQUESTS = 512
 DEFAULT_MAX_CLIENT_BATCH_SIZE = 32
 DEFAULT_PAYLOAD_LIMIT = 2_000_000
 DEFAULT_MAX_BATCH_TOKENS = 16384
+#: --pooling's values: sentence-transformers' names and splade (TEI's last-token is taken for lasttoken)
+POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken", "splade")
 #: the CPU's default forward: a smaller token budget keeps a batch's latency near a lone request's
 DEFAULT_MAX_BATCH_TOKENS_CPU = 4096
 
@@ -32,12 +35,18 @@ class ServeOptions:
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
     max_client_batch_size: int = DEFAULT_MAX_CLIENT_BATCH_SIZE
     max_input_length: int | None = None
-    auto_truncate: bool = False
+    #: truncate inputs over max_input_length instead of a 422 (TEI's default since 1.9)
+    auto_truncate: bool = True
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT
     dtype: str | None = None
     attn_implementation: str | None = None
     quantization: str | None = None
     pooling: str | None = None
+    #: the prompt put before every input a request sends without ``prompt_name``: one of the
+    #: sentence-transformers config's prompts by name, or a text (TEI's --default-prompt-name /
+    #: --default-prompt; the config's own ``default_prompt_name`` is not applied, as in TEI)
+    default_prompt_name: str | None = None
+    default_prompt: str | None = None
     api_key: str | None = None
     devices: tuple[str, ...] | None = None
     threads: int | None = None

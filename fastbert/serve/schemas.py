@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 TokenId = Annotated[StrictInt, Field(ge=0)]
-TokenIds = Annotated[list[TokenId], Field(min_length=1)]
+TokenIds = list[TokenId]  # an empty one is refused by the route, 400 as TEI's ``Empty``
 InputType = StrictStr | TokenIds
 Input = InputType | list[InputType]
 TruncationDirection = Literal["right", "left", "Right", "Left"]
@@ -46,8 +46,9 @@ class SparseValue(BaseModel):
     value: float
 
 
-Sequence = StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2)]
-PredictInput = StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2)] | list[Sequence]
+Sequence = Annotated[list[StrictStr], Field(min_length=1, max_length=2)]
+#: as TEI's PredictInput: a string, a pair ``[a, b]``, or a batch of ``[a]`` / ``[a, b]`` lists (not of strings)
+PredictInput = StrictStr | Sequence | Annotated[list[Sequence], Field(min_length=1)]
 
 
 class PredictRequest(_Request):
@@ -143,7 +144,17 @@ class ErrorResponse(BaseModel):
     error_type: str
 
 
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: int
+
+
 class OpenAIErrorResponse(BaseModel):
+    """OpenAI's ``{"error": {...}}`` and TEI's flat fields of its OpenAI route, in one body."""
+
+    error: OpenAIError
     message: str
     code: int
     type: str

@@ -86,7 +86,11 @@ def serving(options=None, **kwargs):
 
 
 def child_env() -> dict[str, str]:
+    from fastbert.serve.cli import ENV_OPTIONS
+
     env = dict(os.environ)
+    for option in ENV_OPTIONS:  # TEI's environment variables would change the server's options
+        env.pop(option.upper(), None)
     env.setdefault("PYTHONPATH", os.getcwd())
     env["HF_HUB_OFFLINE"] = "1"
     return env

@@ -81,10 +81,16 @@ def test_dimensions_larger_than_the_embedding_is_a_validation_error(base_server)
     c = base_server.client
     r = c.post("/embed", json={"inputs": "the cat", "dimensions": 33})
     assert r.status_code == 422, r.text
-    assert r.json()["error_type"] == "validation" and "`dimensions`" in r.json()["error"]
+    assert r.json()["error_type"] == "Validation" and "`dimensions`" in r.json()["error"]
     r = c.post("/v1/embeddings", json={"input": ["the cat"], "dimensions": 1000})
     assert r.status_code == 422, r.text
-    assert set(r.json()) == {"message", "code", "type"} and "`dimensions`" in r.json()["message"]
+    assert set(r.json()) == {"error", "message", "code", "type"} and "`dimensions`" in r.json()["message"]
+    assert r.json()["error"] == {
+        "message": r.json()["message"],
+        "type": "Validation",
+        "param": None,
+        "code": 422,
+    }
     full = np.asarray(c.post("/embed", json={"inputs": "the cat", "dimensions": 32}).json())
     assert full.shape == (1, 32)
     cut = np.asarray(c.post("/embed", json={"inputs": "the cat", "dimensions": 8}).json())
@@ -187,10 +193,10 @@ def test_splade_refuses_normalize_like_tei(tiny):
     with serving(model=tiny["mlm"], pooling="splade") as srv:
         c = srv.client
         r = c.post("/embed", json={"inputs": texts})
-        assert r.status_code == 424 and r.json()["error_type"] == "backend", r.text
+        assert r.status_code == 424 and r.json()["error_type"] == "Backend", r.text
         assert "normalize" in r.json()["error"]
         r = c.post("/v1/embeddings", json={"input": texts})
-        assert r.status_code == 424 and r.json()["type"] == "backend", r.text
+        assert r.status_code == 424 and r.json()["type"] == "Backend", r.text
         dense = np.asarray(c.post("/embed", json={"inputs": texts, "normalize": False}).json())
         sparse = c.post("/embed_sparse", json={"inputs": texts}).json()
         for row, values in zip(dense, sparse):

@@ -37,10 +37,10 @@ def test_rerank_equals_cross_encoder_predict(tiny):
             == srv.client.post("/rerank", json={"query": QUERY, "texts": TEXTS}).json()
         )
         r = srv.client.post("/rerank", json={"query": QUERY, "texts": []})
-        assert r.status_code == 400 and r.json()["error_type"] == "empty"
+        assert r.status_code == 400 and r.json()["error_type"] == "Empty"
         # an embedding route on a cross-encoder: TEI's 424
         r = srv.client.post("/embed", json={"inputs": "x"})
-        assert r.status_code == 424 and r.json()["error_type"] == "backend"
+        assert r.status_code == 424 and r.json()["error_type"] == "Backend"
 
 
 def test_classifier_predict_and_inference_client(tiny):
@@ -62,7 +62,11 @@ def test_classifier_predict_and_inference_client(tiny):
         labels = ["NEG", "POS", "NEU"]
         assert top.label == labels[int(want.argmax())]
         assert abs(top.score - float(want.max())) < 1e-5
-        body = {"inputs": [texts[0], [texts[1]], list(texts[2])]}
+        # TEI's PredictInput: a batch is of lists ([a] or [a, b]); a string among them, or three strings, is a 422
+        for bad in ([texts[0], [texts[1]]], ["a", "b", "c"], []):
+            r = srv.client.post("/predict", json={"inputs": bad})
+            assert r.status_code == 422 and r.json()["error_type"] == "Validation", bad
+        body = {"inputs": [[texts[0]], [texts[1]], list(texts[2])]}
         got = srv.client.post("/predict", json=body).json()
         assert len(got) == 3
         for preds, x in zip(got, texts):

@@ -143,9 +143,9 @@ def test_429_only_past_the_limit(tiny):
             time.sleep(0.01)
         assert srv.state.in_flight == limit
         r = srv.client.post("/embed", json={"inputs": "one too many"})
-        assert r.status_code == 429 and r.json()["error_type"] == "overloaded"
+        assert r.status_code == 429 and r.json()["error_type"] == "Overloaded"
         r = srv.client.post("/v1/embeddings", json={"input": "one too many"})
-        assert r.status_code == 429 and r.json()["type"] == "overloaded" and r.json()["code"] == 429
+        assert r.status_code == 429 and r.json()["type"] == "Overloaded" and r.json()["code"] == 429
         assert srv.client.get("/health").status_code == 200  # not an inference route: no slot needed
         gate.set()
         for t in threads:

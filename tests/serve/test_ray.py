@@ -55,9 +55,9 @@ def test_deployment_on_local_ray(tiny):
         assert got.status_code == 200, got.text
         np.testing.assert_allclose(np.asarray(got.json()), np.asarray(want), atol=1e-6, rtol=0)
         info = httpx.get(url + "/info", timeout=60).json()
-        assert info["model_type"] == {"embedding": {"pooling": "mean"}}
+        assert info["model_type"] == {"embedding": {"pooling": "cls"}}  # no pooling config: TEI's cls
         r = httpx.post(url + "/embed", json={"inputs": 5}, timeout=60)
-        assert r.status_code == 422 and r.json()["error_type"] == "validation"
+        assert r.status_code == 422 and r.json()["error_type"] == "Validation"
     finally:
         serve.shutdown()
         ray.shutdown()
