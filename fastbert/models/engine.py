@@ -590,16 +590,28 @@ class BertModel(BertPreTrainedModel):
         position_ids = self.embeddings.position_ids[:, past_length : past_length + seqlen]
         return position_ids.expand(batch, seqlen)
 
-    def _resolve(self, output_attentions: bool, past: Any, no_real_tokens: bool = False) -> OpTable:
+    def _resolve(
+        self, output_attentions: bool, past: Any, no_real_tokens: bool = False, inputs: BertInputs | None = None
+    ) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
-        once per reason)."""
+        once per reason). Gradients are needed when a parameter or a float input (``inputs_embeds``,
+        ``encoder_hidden_states``: attribution, prompt tuning on a frozen model) requires them."""
         cfg = self.config
+
+        def needs_grad() -> bool:
+            if not torch.is_grad_enabled():
+                return False
+            floats = () if inputs is None else (inputs.inputs_embeds, inputs.encoder_hidden_states)
+            return any(t is not None and t.requires_grad for t in floats) or any(
+                p.requires_grad for p in self.parameters()
+            )
+
         table, reason = resolve(
             self.attn_implementation,
             output_attentions=output_attentions,
             position_embedding_type=cfg.position_embedding_type,
             dropout=self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0),
-            needs_grad=lambda: torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()),
+            needs_grad=needs_grad,
             cache=past is not None,
             device=lambda: self.device,
             no_real_tokens=no_real_tokens,
@@ -672,7 +684,7 @@ class BertModel(BertPreTrainedModel):
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1])
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
-        ops = self._resolve(output_attentions, past, no_real_tokens)
+        ops = self._resolve(output_attentions, past, no_real_tokens, inputs)
         attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
         can_pack = (
             (host_reads or inputs.static_packing is not None)

@@ -191,6 +191,33 @@ def test_fallbacks_are_loud(case, match):
             model(**inputs, output_attentions=case == "attentions")
 
 
+@pytest.mark.parametrize("which", ["inputs_embeds", "encoder_hidden_states"])
+def test_frozen_model_gives_input_gradients(which):
+    """Attribution / prompt tuning: frozen weights, an input that requires a gradient. The forward-only
+    kernels would return outputs without grad_fn; the model falls back (loudly) and the gradient is sdpa's."""
+    name = "BertLMHeadModel" if which == "encoder_hidden_states" else "BertModel"
+    kw = {"add_cross_attention": True} if which == "encoder_hidden_states" else {}
+    model = tiny(name, **kw).requires_grad_(False)
+    inputs = inputs_for(name)
+    if which == "inputs_embeds":
+        x = model.get_input_embeddings()(inputs.pop("input_ids")).detach().requires_grad_(True)
+    else:
+        x = torch.randn(3, 5, 64, device=DEVICE, requires_grad=True)
+    inputs[which] = x
+    grads = {}
+    for impl in ("triton", "sdpa"):
+        model.set_attn_implementation(impl)
+        x.grad = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = model(**inputs)
+        first = out.logits if name == "BertLMHeadModel" else out.last_hidden_state
+        first.sum().backward()
+        grads[impl] = x.grad.clone()
+    assert grads["triton"].abs().sum() > 0
+    torch.testing.assert_close(grads["triton"], grads["sdpa"], rtol=0, atol=0)
+
+
 def test_triton_validates_like_other_backends(monkeypatch):
     """Bad inputs raise the ValueError that eager and sdpa raise, before any op of the triton table runs; the
     same model then runs valid inputs through that table (not a fallback) to the reference's result. A broken
