@@ -591,7 +591,11 @@ class BertModel(BertPreTrainedModel):
         return position_ids.expand(batch, seqlen)
 
     def _resolve(
-        self, output_attentions: bool, past: Any, no_real_tokens: bool = False, inputs: BertInputs | None = None
+        self,
+        output_attentions: bool,
+        past: Any,
+        no_real_tokens: bool = False,
+        inputs: BertInputs | None = None,
     ) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
         once per reason). Gradients are needed when a parameter or a float input (``inputs_embeds``,

@@ -22,6 +22,24 @@ def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Te
     return bool((labels[attention_mask == 0] == -100).all())
 
 
+def loss_kwargs_of(head, kwargs: dict) -> dict:
+    """The Trainer's loss keyword arguments (``num_items_in_batch``) that ``head`` uses, as its transformers
+    class does (its ``loss_kwargs``), taken out of a forward's ``kwargs``; the others are dropped there."""
+    return {k: kwargs.pop(k) for k in getattr(head, "loss_kwargs", ()) if k in kwargs}
+
+
+def fixed_cross_entropy(source, target, num_items_in_batch=None, ignore_index: int = -100) -> torch.Tensor:
+    """transformers' ``fixed_cross_entropy``: the mean, or with ``num_items_in_batch`` (the Trainer's count of
+    labelled items over the accumulated batches) the sum divided by it."""
+    reduction = "sum" if num_items_in_batch is not None else "mean"
+    loss = F.cross_entropy(source, target, ignore_index=ignore_index, reduction=reduction)
+    if num_items_in_batch is not None:
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(loss.device)
+        loss = loss / num_items_in_batch
+    return loss
+
+
 def _check_shape(name: str, t: torch.Tensor | None, shape: tuple | None) -> None:
     """A target of the wrong shape: a ValueError before the forward runs."""
     if t is not None and shape is not None and tuple(t.shape) != tuple(shape):
@@ -113,4 +131,5 @@ class NoTokenTypesHead:
         **kwargs,
     ):
         kwargs.pop("token_type_ids", None)
-        return self._run(BertInputs.of(locals()), return_dict, labels=labels)
+        loss_kwargs = loss_kwargs_of(self, kwargs)
+        return self._run(BertInputs.of(locals()), return_dict, labels=labels, **loss_kwargs)

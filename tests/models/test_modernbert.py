@@ -392,3 +392,23 @@ def test_eager_padding_whose_window_is_all_padding_matches_transformers_eager(sa
     torch.testing.assert_close(ours, theirs)  # every position: real tokens and padding
     assert torch.isfinite(ours64).all()
     torch.testing.assert_close(ours64.float(), theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["masked-lm", "question-answering", "token-classification"])
+def test_num_items_in_batch_as_transformers(saved, task):
+    """The Trainer's ``num_items_in_batch`` (gradient accumulation): transformers' ModernBERT masked-LM and QA
+    losses are sums divided by it (``ForMaskedLMLoss``, ``ForQuestionAnsweringLoss``); its token
+    classification keeps the mean. fastbert takes it where transformers does and nowhere else."""
+    folder, hf = saved(task, "current")
+    model = getattr(fastbert, registry.family("modernbert").classes[task]).from_pretrained(folder)
+    inputs = batch(task)
+    with torch.no_grad():
+        for n in (None, torch.tensor(40), 7):
+            extra = {} if n is None else {"num_items_in_batch": n}
+            want = hf(**inputs, **extra).loss
+            got = model(**inputs, **extra).loss
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    if task != "token-classification":
+        mean = model(**inputs).loss
+        summed = model(**inputs, num_items_in_batch=40).loss
+        assert abs(float(summed) - float(mean)) > 1e-3  # the argument changes the loss here

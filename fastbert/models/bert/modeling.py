@@ -17,7 +17,14 @@ from ...config import BertConfig
 from ...core.ops import OpTable, activation
 from ...generation import GenerationMixin
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
-from ..heads import _CAUSAL_LOSS_KWARGS, _BertHead, _check_shape, _classifier_dropout, _shifted_labels
+from ..heads import (
+    _CAUSAL_LOSS_KWARGS,
+    _BertHead,
+    _check_shape,
+    _classifier_dropout,
+    _shifted_labels,
+    fixed_cross_entropy,
+)
 from ..layers import _Module
 
 
@@ -207,18 +214,8 @@ class BertLMHeadModel(GenerationMixin, _BertHead):
         if labels is None:
             return None
         targets_ = _shifted_labels(labels, shift_labels, ignore_index).reshape(-1).to(logits.device)
-        reduction = "sum" if num_items_in_batch is not None else "mean"
-        loss = F.cross_entropy(
-            logits.float().view(-1, self.config.vocab_size),
-            targets_,
-            ignore_index=ignore_index,
-            reduction=reduction,
-        )
-        if num_items_in_batch is not None:
-            if torch.is_tensor(num_items_in_batch):
-                num_items_in_batch = num_items_in_batch.to(loss.device)
-            loss = loss / num_items_in_batch
-        return loss
+        logits = logits.float().view(-1, self.config.vocab_size)
+        return fixed_cross_entropy(logits, targets_, num_items_in_batch, ignore_index)
 
     def output(self, loss, logits, enc):
         return outputs.CausalLMOutputWithCrossAttentions(
@@ -443,7 +440,9 @@ class BertForQuestionAnswering(_BertHead):
         start_logits, end_logits = logits.split(1, dim=-1)
         return start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
 
-    def loss(self, logits, start_positions=None, end_positions=None):
+    def loss(self, logits, start_positions=None, end_positions=None, num_items_in_batch=None):
+        """transformers' QA loss; ``num_items_in_batch`` (ModernBERT's, through ``ForQuestionAnsweringLoss``)
+        turns each mean into a sum divided by it."""
         if start_positions is None or end_positions is None:
             return None
         start_logits, end_logits = logits
@@ -455,8 +454,8 @@ class BertForQuestionAnswering(_BertHead):
         start_positions = start_positions.clamp(0, ignored_index)
         end_positions = end_positions.clamp(0, ignored_index)
         return (
-            F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
-            + F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)
+            fixed_cross_entropy(start_logits, start_positions, num_items_in_batch, ignored_index)
+            + fixed_cross_entropy(end_logits, end_positions, num_items_in_batch, ignored_index)
         ) / 2
 
     def output(self, loss, logits, enc):

@@ -32,7 +32,7 @@ from ...core.attention_ref import rope_cos_sin, rope_inv_freq
 from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from ..heads import NoTokenTypesHead, _check_shape
+from ..heads import NoTokenTypesHead, _check_shape, fixed_cross_entropy, loss_kwargs_of
 from ..layers import LayerContext, _Module, _plain_module, embedding
 from .config import SLIDING, ModernBertConfig
 
@@ -399,6 +399,8 @@ class _PerToken:
 class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.BertForMaskedLM):
     _tied_weights_keys = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
     per_token = True
+    #: transformers' ModernBERT masked-LM loss (``ForMaskedLMLoss``) divides its sum by the Trainer's count
+    loss_kwargs = ("num_items_in_batch",)
 
     def __init__(self, config: ModernBertConfig):
         BertPreTrainedModel.__init__(self, config)
@@ -427,7 +429,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
             return self._lm_logits(states[keep.to(states.device)], enc.ops)
         return enc.per_token(self._lm_logits)
 
-    def _run(self, inputs: BertInputs, return_dict, labels=None):
+    def _run(self, inputs: BertInputs, return_dict, labels=None, num_items_in_batch=None):
         inputs.token_type_ids = None
         self.check_targets(inputs, labels=labels)
         allow_pack = self.allow_pack(inputs, labels=labels)
@@ -438,7 +440,9 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
             target = labels.reshape(-1)
             if self.sparse_prediction:
                 target = target[target != self.sparse_pred_ignore_index]
-            loss = F.cross_entropy(logits.float().view(-1, self.config.vocab_size), target.to(logits.device))
+            loss = fixed_cross_entropy(
+                logits.float().view(-1, self.config.vocab_size), target.to(logits.device), num_items_in_batch
+            )
         return self._return(self.output(loss, logits, enc), return_dict)
 
 
@@ -544,6 +548,8 @@ class ModernBertForTokenClassification(
 
 class ModernBertForQuestionAnswering(_PerToken, ModernBertPreTrainedModel, bert.BertForQuestionAnswering):
     per_token = True
+    #: transformers' ModernBERT QA loss (``ForQuestionAnsweringLoss``) divides by the Trainer's count too
+    loss_kwargs = ("num_items_in_batch",)
 
     def __init__(self, config: ModernBertConfig):
         _Classifier._init_classifier(self, config, config.num_labels)
@@ -562,8 +568,24 @@ class ModernBertForQuestionAnswering(_PerToken, ModernBertPreTrainedModel, bert.
         **kwargs,
     ):
         kwargs.pop("token_type_ids", None)
+        loss_kwargs = loss_kwargs_of(self, kwargs)
         return self._run(
-            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
+            BertInputs.of(locals()),
+            return_dict,
+            start_positions=start_positions,
+            end_positions=end_positions,
+            **loss_kwargs,
+        )
+
+    def check_targets(self, inputs, num_items_in_batch=None, **positions):
+        super().check_targets(inputs, **positions)
+
+    def allow_pack(self, inputs, num_items_in_batch=None, **positions):
+        return super().allow_pack(inputs, **positions)
+
+    def loss(self, logits, start_positions=None, end_positions=None, num_items_in_batch=None):
+        return bert.BertForQuestionAnswering.loss(
+            self, logits, start_positions, end_positions, num_items_in_batch
         )
 
     def _logits(self, enc: Encoded):
