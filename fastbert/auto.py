@@ -38,6 +38,11 @@ class AutoTokenizer:
         return auto.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
+#: the families whose pretraining class in transformers' AutoModelForPreTraining is their masked LM (they have
+#: no ForPreTraining class); ModernBERT has neither there
+_PRETRAINING_IS_MASKED_LM = frozenset(("roberta", "xlm-roberta", "camembert", "distilbert", "mpnet"))
+
+
 class _AutoModel:
     task: str = "base"
 
@@ -46,7 +51,10 @@ class _AutoModel:
 
     @classmethod
     def _class_for(cls, config: BertConfig):
-        return registry.model_class(config.model_type, cls.task)
+        task = cls.task
+        if task == "pretraining" and config.model_type in _PRETRAINING_IS_MASKED_LM:
+            task = "masked-lm"
+        return registry.model_class(config.model_type, task)
 
     @classmethod
     def from_config(cls, config: BertConfig, **kwargs: Any):

@@ -75,6 +75,9 @@ class BertInputs:
         extra = dict(args.get("kwargs") or {})
         extra.pop("return_dict", None)
         extra.pop("num_items_in_batch", None)  # the Trainer's loss kwarg: heads that use it take it first
+        extra.pop("cache_position", None)  # generate()'s: the positions follow from the cache here
+        _no_head_mask(extra.pop("head_mask", None))
+        use_cache = extra.pop("use_cache", None)  # transformers' heads take it through **kwargs too
         if extra:
             raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
         for name in _TENSOR_ARGUMENTS:
@@ -85,6 +88,8 @@ class BertInputs:
                     "(or call the tokenizer with return_tensors='pt')"
                 )
         values = {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args}
+        if values.get("use_cache") is None and use_cache is not None:
+            values["use_cache"] = use_cache
         for name in ("input_ids", "token_type_ids", "position_ids"):  # uint8, int8, int16 ... ids: as int64
             t = values.get(name)
             if t is not None and t.dtype in _SMALL_INT_DTYPES:
@@ -100,6 +105,20 @@ class BertInputs:
     def batch_shape(self, dims: int = 2) -> tuple | None:
         ref = self.reference
         return tuple(ref.shape[:dims]) if ref is not None else None
+
+
+def _no_head_mask(head_mask: Any) -> None:
+    """transformers 4's ``head_mask``: None (what its era's code passes) or a mask of ones is accepted; one that
+    nullifies a head is refused by name (transformers 5 dropped the argument and ignores it silently)."""
+    if head_mask is None:
+        return
+    if not isinstance(head_mask, torch.Tensor):
+        raise TypeError(f"head_mask must be a torch.Tensor or None, got {type(head_mask).__name__}")
+    if not bool((head_mask == 1).all()):
+        raise ValueError(
+            "head_mask nullifies attention heads, which fastbert does not compute (transformers 5 dropped "
+            "head_mask and ignores it); pass None, or remove the heads' weights"
+        )
 
 
 @dataclass

@@ -109,7 +109,11 @@ def _shifted_labels(
 
 
 def _classifier_dropout(config: BertConfig) -> nn.Dropout:
-    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    """The classification heads' dropout: ``classifier_dropout``, else ``hidden_dropout_prob`` (always that in
+    a family whose transformers heads ignore ``classifier_dropout``: MPNet)."""
+    p = config.classifier_dropout
+    if p is None or not getattr(config, "heads_use_classifier_dropout", True):
+        p = config.hidden_dropout_prob
     return nn.Dropout(p)
 
 

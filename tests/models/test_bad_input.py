@@ -82,3 +82,27 @@ def test_config_validation():
                 hidden_act="nope",
             )
         )
+
+
+def test_transformers_4_keywords(model):
+    """transformers 4-era code passes head_mask=None, use_cache=False: accepted, the same output; a head_mask
+    that nullifies a head is refused by name (fastbert does not compute it; transformers 5 ignores it)."""
+    ids = torch.randint(1, 50, (2, 6))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    with torch.no_grad():
+        want = model(ids, attention_mask=mask).logits
+        for extra in ({"head_mask": None}, {"head_mask": torch.ones(2, 2)}, {"use_cache": False}):
+            torch.testing.assert_close(model(ids, attention_mask=mask, **extra).logits, want)
+        with pytest.raises(ValueError, match="head_mask nullifies attention heads"):
+            model(ids, attention_mask=mask, head_mask=torch.tensor([1.0, 0.0]))
+        with pytest.raises(TypeError, match="unexpected keyword arguments \\['head_masks'\\]"):
+            model(ids, attention_mask=mask, head_masks=None)
+    mlm = fastbert.RobertaForMaskedLM(fastbert.RobertaConfig(**TINY_ROBERTA)).eval()
+    with torch.no_grad():
+        assert mlm(ids + 2, use_cache=False, head_mask=None).logits.shape == (2, 6, 50)
+
+
+TINY_ROBERTA = dict(
+    vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+)

@@ -158,3 +158,26 @@ def test_save_reload_in_transformers_and_accelerate_a_sentence_transformer(saved
     ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
     ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
     assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")
+
+
+@pytest.mark.parametrize("task", ["sequence-classification", "token-classification", "multiple-choice"])
+def test_heads_drop_out_with_hidden_dropout_not_classifier_dropout(task):
+    """transformers' MPNet heads use hidden_dropout_prob (MPNetConfig has no classifier_dropout): a config
+    that sets classifier_dropout=1.0 with every other dropout 0 computes in train mode what it computes in eval."""
+    config = fastbert.MPNetConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout=1.0,
+    )
+    torch.manual_seed(0)
+    model = getattr(fastbert, registry.family("mpnet").classes[task])(config)
+    ids = torch.randint(4, 99, (2, 2, 7) if task == "multiple-choice" else (2, 7))
+    with torch.no_grad():
+        train = model.train()(input_ids=ids).logits
+        evaluated = model.eval()(input_ids=ids).logits
+    torch.testing.assert_close(train, evaluated, rtol=0, atol=0)

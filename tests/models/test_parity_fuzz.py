@@ -437,6 +437,13 @@ REGRESSIONS = [
         0,
         dict(overrides=dict(summary_type="last"), kinds=["right"], attentions=False),
     ),
+    # summary_type "cls_index" (no cls_index argument: the last token, as transformers) was refused at load
+    (
+        "electra",
+        "multiple-choice",
+        0,
+        dict(overrides=dict(summary_type="cls_index"), kinds=["right"], attentions=False),
+    ),
     # padding between real tokens: MPNet's relative bias and ModernBERT's RoPE / window saw packed offsets
     ("mpnet", "base", 0, dict(kinds=["middle"], attentions=False)),
     ("mpnet", "token-classification", 1, dict(kinds=["middle"], attentions=False)),

@@ -214,8 +214,15 @@ def test_auto_classes_pick_the_family(saved):
     folder, _ = saved("roberta", "sequence-classification")
     model = fastbert.AutoModelForSequenceClassification.from_pretrained(folder)
     assert type(model) is fastbert.RobertaForSequenceClassification
-    with pytest.raises(ValueError, match="has no pretraining class"):
-        fastbert.AutoModelForPreTraining.from_pretrained(folder)
+    # transformers' AutoModelForPreTraining maps the RoBERTa family (and DistilBERT, MPNet) to the masked LM
+    assert type(fastbert.AutoModelForPreTraining.from_pretrained(folder)) is fastbert.RobertaForMaskedLM
+    assert type(transformers.AutoModelForPreTraining.from_pretrained(folder)).__name__ == "RobertaForMaskedLM"
+    for model_type in ("xlm-roberta", "camembert", "distilbert", "mpnet"):
+        config = fastbert.AutoConfig.for_model(model_type, **TINY)
+        built = fastbert.AutoModelForPreTraining.from_config(config)
+        assert type(built) is registry.model_class(model_type, "masked-lm"), model_type
+    with pytest.raises(ValueError, match="has no pretraining class"):  # as transformers: none for ModernBERT
+        fastbert.AutoModelForPreTraining.from_config(fastbert.AutoConfig.for_model("modernbert", **TINY))
     config = fastbert.AutoConfig.for_model("camembert", **TINY)
     assert type(fastbert.AutoModel.from_config(config)) is fastbert.CamembertModel
 

@@ -18,9 +18,9 @@ ELECTRA_DEFAULTS: dict[str, Any] = {
     "summary_last_dropout": 0.1,
 }
 
-#: the sequence summaries of the multiple-choice head fastbert computes (``cls_index`` needs an argument
-#: transformers' forward does not pass; ``attn`` is not implemented there either)
-SUMMARY_TYPES = ("first", "last", "mean")
+#: the sequence summaries of the multiple-choice head (``cls_index`` without the ``cls_index`` argument, which
+#: transformers' forward never passes, reads the last token, as there; ``attn`` is not implemented there either)
+SUMMARY_TYPES = ("first", "last", "mean", "cls_index")
 
 
 class ElectraConfig(BertConfig):

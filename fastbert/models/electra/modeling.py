@@ -92,8 +92,9 @@ class ElectraClassificationHead(_Module):
 
 
 class ElectraSequenceSummary(_Module):
-    """transformers' ``ElectraSequenceSummary`` for ``summary_type`` first / last / mean: the summary
-    vector, an optional projection (``summary``), ``summary_activation`` and dropouts."""
+    """transformers' ``ElectraSequenceSummary`` for ``summary_type`` first / last / mean / cls_index (the
+    last token, as there without a ``cls_index`` argument): the summary vector, an optional projection
+    (``summary``), ``summary_activation`` and dropouts."""
 
     def __init__(self, config: ElectraConfig):
         super().__init__()
@@ -114,7 +115,7 @@ class ElectraSequenceSummary(_Module):
         """(B, L, H) -> (B, H or num_labels)."""
         if self.summary_type == "first":
             x = hidden_states[:, 0]
-        elif self.summary_type == "last":
+        elif self.summary_type in ("last", "cls_index"):
             x = hidden_states[:, -1]
         else:  # "mean" (ElectraConfig.validate refuses the others)
             x = hidden_states.mean(dim=1)

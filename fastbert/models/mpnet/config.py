@@ -15,6 +15,8 @@ class MPNetConfig(BertConfig):
     model_type = "mpnet"
     compatible_model_types = ("mpnet",)
     family_name = "MPNet"
+    #: transformers' MPNet heads drop out with ``hidden_dropout_prob`` (its config has no ``classifier_dropout``)
+    heads_use_classifier_dropout = False
     _family_defaults: dict[str, Any] = {
         "vocab_size": 30527,
         "type_vocab_size": 1,
