@@ -7,6 +7,7 @@ thousand rows embeds in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -382,6 +383,49 @@ def test_missing_column_in_a_file_is_refused(tmp_path, models):
         embed([str(path)], str(tmp_path / "out"), model=models["base"], progress=False)
 
 
+def test_json_lines_without_the_column_or_objects_refused_before_the_model(tmp_path, models):
+    """A misspelt --column (no object of the first lines has it) and a .json file holding one array are
+    refused while the file is scanned: nothing is written, so the corrected run starts clean."""
+    typo = tmp_path / "typo.jsonl"
+    typo.write_text("".join(json.dumps({"txt": f"row {i}", "id": i}) + "\n" for i in range(5)))
+    array = tmp_path / "array.jsonl"
+    array.write_text(json.dumps([{"text": "a"}, {"text": "b"}], indent=1) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(
+        ValueError, match=r"typo.jsonl has no column 'text' in its first 5 lines \(their keys: id, txt\)"
+    ):
+        embed([str(typo)], str(out), model=models["base"], progress=False)
+    with pytest.raises(
+        ValueError, match=r"array.jsonl is not JSON lines: its first line is not a JSON object"
+    ):
+        embed([str(array)], str(out), model=models["base"], progress=False)
+    assert not out.exists()
+    # a few rows without the column are bad rows, not a refusal
+    some = tmp_path / "some.jsonl"
+    some.write_text(json.dumps({"txt": "x"}) + "\n" + json.dumps({"text": "the city"}) + "\n")
+    m = embed([str(some)], str(out), model=models["base"], on_error="skip", progress=False)
+    assert m["total_rows"] == 1 and m["bad_rows"] == 1
+
+
+def test_a_run_that_wrote_no_shard_restarts_with_new_options(tmp_path, models):
+    """A run stopped by a bad row before its first shard (--on-error fail) leaves only its manifest: the
+    corrected run (--on-error skip, the error's own advice) starts over instead of being refused as another
+    job; once a shard exists, another job is refused as before."""
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["the city", "", "a dog"]))
+    out = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="line 2: empty text"):
+        embed([str(path)], out, model=models["base"], progress=False)
+    with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
+        assert json.load(f)["status"] == "running" and not [
+            n for n in os.listdir(out) if n.endswith(".parquet")
+        ]
+    m = embed([str(path)], out, model=models["base"], on_error="skip", progress=False)
+    assert m["status"] == "complete" and m["total_rows"] == 2 and m["job"]["on_error"] == "skip"
+    with pytest.raises(ValueError, match=r"(?s)another job.*on_error"):
+        embed([str(path)], out, model=models["base"], on_error="empty", progress=False)
+
+
 def test_resume_of_another_job_refused(tmp_path, models):
     path = tmp_path / "c.txt"
     path.write_text("\n".join(f"the city {i}" for i in range(50)) + "\n")
@@ -498,3 +542,88 @@ def test_cli_entry(tmp_path, models):
     )
     assert read_output(str(tmp_path / "o")).num_rows == 2
     assert main(["embed", str(path), "--model", models["other"], "--output", str(tmp_path / "o")]) == 2
+
+
+# Every Python process started with this folder first on PYTHONPATH (the --devices workers are spawned, fresh
+# interpreters) holds the write of shard HOLD_SHARD forever and writes its pid to HOLD_PID: the run cannot end
+# before the test signals its parent, however fast the machine.
+_HOLDING_SITECUSTOMIZE = r"""
+import os
+if os.environ.get("FASTBERT_TEST_HOLD_SHARD"):
+    import time
+    import fastbert.embed.local as local
+
+    held = "part-{:05d}.parquet".format(int(os.environ["FASTBERT_TEST_HOLD_SHARD"]))
+    write_shard = local.write_shard
+
+    def holding_write_shard(path, table):
+        if os.path.basename(path) != held:
+            return write_shard(path, table)
+        with open(os.environ["FASTBERT_TEST_HOLD_PID"], "w") as f:
+            f.write(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+
+    local.write_shard = holding_write_shard
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie (exited, not yet reaped by its parent) is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
+    """SIGTERM (timeout, systemd, a closed ssh session's SIGHUP alike) to ``fastbert embed --devices`` stops
+    its workers before it ends by that signal; after SIGKILL (no handler runs) each worker notices its parent
+    is gone and ends: none keeps writing shards for nobody."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_HOLDING_SITECUSTOMIZE)
+    pid_file = tmp_path / "worker.pid"
+    out = tmp_path / "out"
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(hook), ROOT, os.environ.get("PYTHONPATH", "")]),
+        FASTBERT_TEST_HOLD_SHARD="1",
+        FASTBERT_TEST_HOLD_PID=str(pid_file),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fastbert",
+            "embed",
+            *_cli_args(models, corpus[0], out),
+            "--devices",
+            "cpu,cpu",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while not (pid_file.exists() and pid_file.read_text()):
+        if proc.poll() is not None:
+            raise AssertionError(f"embed ended before holding its shard: {proc.communicate()[1][-2000:]}")
+        assert time.monotonic() < deadline, "the held worker did not start"
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -sig, err[-2000:]
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "a --devices worker outlived its parent"

@@ -3,6 +3,7 @@ spawned worker process a device over disjoint shards; one progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -119,8 +120,60 @@ def process_shard(job, files, shard, output, report, encoder) -> None:
 # ------------------------------------------------------------------------------------------ --devices
 
 
-def _worker_main(job, files, shards, output, device, threads, queue) -> None:  # a spawned process
+class WorkerFailed(ChildProcessError):
+    """A ``--devices`` worker ended without finishing its shards (killed, out of memory, a crash): the CLI
+    says it in one line; the shards written so far stay and a rerun resumes after them."""
+
+
+class _Signalled(BaseException):
+    """SIGTERM / SIGHUP reached the parent of the ``--devices`` workers (not an ``Exception``: no handler
+    swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker's watchdog: the worker ends when its parent is gone (killed with SIGKILL, no handler ran),
+    instead of running on and writing shards for nobody."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="fastbert-embed-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM and SIGHUP raise :class:`_Signalled` here (where their disposition is the default: a nohup's
+    ignored SIGHUP stays ignored), so that the workers are stopped before this process ends."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise _Signalled(signum)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if s is not None and signal.getsignal(s) is signal.SIG_DFL:
+                old[s] = signal.signal(s, handler)
     try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _worker_main(job, files, shards, output, device, threads, queue, parent) -> None:  # a spawned process
+    try:
+        _exit_with_parent(parent)
         import torch
 
         if threads:
@@ -128,14 +181,13 @@ def _worker_main(job, files, shards, output, device, threads, queue) -> None:  #
         process_shards(job, files, shards, output, device, lambda r, t: queue.put(("progress", r, t)))
         queue.put(("done", 0, 0))
     except BaseException as e:  # reported to the parent, which raises
-        queue.put(("error", f"{e}", type(e).__name__))
+        queue.put(("error", f"{e}" or type(e).__name__, type(e).__name__))
         raise SystemExit(1) from None
 
 
 def run_workers(job, files, todo, output, devices, progress: Progress) -> None:
     """One spawned process a device, each taking every N-th shard of ``todo``; a worker's error is raised."""
     import multiprocessing as mp
-    import queue as queue_mod
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -146,39 +198,76 @@ def run_workers(job, files, todo, output, devices, progress: Progress) -> None:
         mine = [s for k, s in enumerate(todo) if k % len(devices) == w]
         p = ctx.Process(
             target=_worker_main,
-            args=(job, files, mine, output, device, threads if str(device).startswith("cpu") else None, q),
+            args=(
+                job,
+                files,
+                mine,
+                output,
+                device,
+                threads if str(device).startswith("cpu") else None,
+                q,
+                os.getpid(),
+            ),
             daemon=True,
         )
         p.start()
         procs.append(p)
     errors = []
     try:
-        running = len(procs)
-        while running:
-            try:
-                kind, a, b = q.get(timeout=0.5)
-            except queue_mod.Empty:
-                if all(not p.is_alive() for p in procs):
-                    break
-                continue
-            if kind == "progress":
-                progress.update(a, b)
-            else:
-                running -= 1
-                if kind == "error":
-                    errors.append((a, b))
-        for p in procs:
-            p.join()
-    except BaseException:
+        with _signals_raise():
+            _collect(procs, q, progress, errors)
+    except BaseException as e:
         for p in procs:
             p.terminate()
         for p in procs:
             p.join()
+        if isinstance(e, _Signalled):  # the workers are stopped: now end as the signal says
+            import signal
+
+            signal.signal(e.signum, signal.SIG_DFL)
+            os.kill(os.getpid(), e.signum)
         raise
-    failed = [f"worker on {d} exited with {p.exitcode}" for p, d in zip(procs, devices) if p.exitcode]
+    failed = [
+        f"worker on {d} exited with {_exit_status(p.exitcode)}" for p, d in zip(procs, devices) if p.exitcode
+    ]
     if errors:  # a bad row or a bad file stays a ValueError / OSError, as in one process
         kinds = {"ValueError": ValueError, "OSError": OSError, "FileNotFoundError": OSError}
         message, kind = errors[0]
-        raise kinds.get(kind, RuntimeError)(f"a --devices worker stopped: {message}")
+        raise kinds.get(kind, WorkerFailed)(f"a --devices worker stopped: {message}")
     if failed:
-        raise RuntimeError("embed: " + "; ".join(failed))
+        raise WorkerFailed(
+            "embed: " + "; ".join(failed) + " (the shards written so far stay: run again to resume)"
+        )
+
+
+def _exit_status(code: int) -> str:
+    if code < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"status {code}"
+
+
+def _collect(procs, q, progress: Progress, errors: list) -> None:
+    """The workers' progress and results, until every worker has reported or ended."""
+    import queue as queue_mod
+
+    running = len(procs)
+    while running:
+        try:
+            kind, a, b = q.get(timeout=0.5)
+        except queue_mod.Empty:
+            if all(not p.is_alive() for p in procs):
+                break
+            continue
+        if kind == "progress":
+            progress.update(a, b)
+        else:
+            running -= 1
+            if kind == "error":
+                errors.append((a, b))
+    for p in procs:
+        p.join()

@@ -125,6 +125,36 @@ def check_columns(path: str, names: list[str], column: str, id_column: str | Non
             raise ValueError(f"{path} has no column {name!r} (its columns: {', '.join(names)})")
 
 
+#: the non-blank lines of a JSON lines file that :func:`check_jsonl_columns` reads while it is scanned
+JSONL_CHECKED_LINES = 100
+
+
+def check_jsonl_columns(path: str, lines: list[bytes], column: str, id_column: str | None) -> None:
+    """A JSON lines file whose first line is no JSON object (a ``.json`` file holding one array), or whose
+    first lines all lack the text (or id) column (a misspelt ``--column``), is refused before any model
+    loads; a few rows without it are bad rows (``--on-error``)."""
+    objects = []
+    for k, line in enumerate(lines):
+        try:
+            obj = json.loads(line.decode("utf-8", errors="surrogateescape"))
+        except (json.JSONDecodeError, RecursionError):
+            obj = None
+        if k == 0 and not isinstance(obj, dict):
+            raise ValueError(
+                f"{path} is not JSON lines: its first line is not a JSON object (fastbert embed reads one "
+                'object a line, e.g. {"text": ...}; a .json file holding one array is not that)'
+            )
+        if isinstance(obj, dict):
+            objects.append(obj)
+    for name in [column] + ([id_column] if id_column else []):
+        if not any(name in obj for obj in objects):
+            keys = sorted({key for obj in objects for key in obj})
+            raise ValueError(
+                f"{path} has no column {name!r} in its first {len(lines)} lines (their keys: "
+                f"{', '.join(keys) or 'none'})"
+            )
+
+
 # ============================================================================================ the readers
 
 
@@ -135,12 +165,17 @@ def scan(path: str, fmt: str, column: str, id_column: str | None, shard_rows: in
     if fmt in ("text", "jsonl"):
         rows = 0
         pos = 0
+        head: list[bytes] = []  # JSON lines: the first lines, to check the columns before a model loads
         with open_binary(path) as f:
             for line in f:
                 if rows % shard_rows == 0:
                     offsets.append(pos)
                 pos += len(line)
                 rows += 1
+                if fmt == "jsonl" and len(head) < JSONL_CHECKED_LINES and line.strip():
+                    head.append(line)
+        if head:
+            check_jsonl_columns(path, head, column, id_column)
     elif fmt == "csv":
         rows = sum(batch.num_rows for batch in csv_batches(path, column, id_column))
     else:

@@ -85,6 +85,12 @@ class OutputFolder:
                 "folder is the dataset readers take whole, and fastbert removes only files it wrote "
                 "(--overwrite too); move them away or pass another --output"
             )
+        if previous is not None and previous.get("status") != "complete" and not overwrite:
+            shards = [n for n in names if n.endswith(".parquet") and folder.owns(n) and not is_temp_name(n)]
+            if not shards:
+                # a run that stopped before its first shard (a bad row under --on-error fail, a wrong
+                # --column): nothing to keep consistent with, so a corrected run starts over
+                overwrite = True
         if overwrite:
             folder.remove = sorted(n for n in names if folder.owns(n))
         elif previous is not None and engine == "ray":
