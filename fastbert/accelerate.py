@@ -27,6 +27,7 @@ padded as transformers computes it (an explicit packing backend is refused for i
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -91,25 +92,41 @@ def accelerate(
     warn_if_emulated(dtype, _device_of(obj))
 
     quantization = check_quantization(quantization)
-    if quantization is not None and _device_of(obj).type == "cpu" and dtype not in (None, torch.float32):
-        raise ValueError(
-            f"quantization={quantization!r} computes from fp32 weights on the CPU: dtype must be None or float32"
-        )
-    if quantization is not None:
+    tokenizer = getattr(obj, "tokenizer", None)
+    if quantization is not None:  # everything the quantizer refuses, refused before the swap changes obj
         from .quant import check_quantization_device
 
-        check_quantization_device(quantization, _device_of(obj))
+        device = _device_of(obj)
+        check_quantization_device(quantization, device)
+        final = dtype if dtype is not None else _dtype_of(obj)
+        if device.type == "cpu" and final != torch.float32:
+            raise ValueError(
+                f"quantization={quantization!r} computes from fp32 weights on the CPU, and this model would be "
+                f"{final}: load it in float32 (or pass dtype=torch.float32)"
+            )
+        if tokenizer is None and getattr(obj, "config", None) is not None:
+            from .quant import _tokenizer_of
+
+            tokenizer = _tokenizer_of(obj)  # a transformers model: its folder's tokenizer, else a ValueError
     out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
     if quantization is not None:
         from .modeling import BertPreTrainedModel
         from .quant import quantize
 
-        tokenizer = getattr(obj, "tokenizer", None)
         roots = [out] if isinstance(out, BertPreTrainedModel) else list(out.modules())
         for m in roots:
             if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
                 quantize(m, quantization, tokenizer=tokenizer)
     return out
+
+
+def _dtype_of(obj) -> torch.dtype:
+    """The dtype of ``obj``'s first floating-point parameter (fp32 without one)."""
+    if isinstance(obj, nn.Module):
+        for p in obj.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.float32
 
 
 def _device_of(obj) -> torch.device:
@@ -154,11 +171,14 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
         _check_cuda_graphs_device(child, cuda_graphs)
     # every backbone is converted before any is swapped: a refusal under strict changes nothing
     swaps, refused = [], []
+    converted: dict[int, tuple] = {}  # one transformers model held by two parents (a tied encoder): once
     for parent, name, child in slots:
         backend, reason = _backend_for(parent, attn_implementation)
         fast = None
         if reason is None:
-            fast, reason = _try_convert(child, backend)
+            if (id(child), backend) not in converted:
+                converted[id(child), backend] = _try_convert(child, backend)
+            fast, reason = converted[id(child), backend]
         if fast is None:
             refused.append(f"{_path(obj, parent, name)} ({type(child).__name__}): {reason}")
         else:
@@ -198,7 +218,7 @@ def _check_options(attn_implementation, dtype, cuda_graphs, strict) -> None:
 
 
 def _check_cuda_graphs_device(model: nn.Module, cuda_graphs) -> None:
-    if cuda_graphs:
+    if cuda_graphs is True or isinstance(cuda_graphs, dict):  # {}: a runner with the defaults
         p = next(model.parameters(), None)
         if p is None or p.device.type != "cuda":
             device = p.device if p is not None else "no parameters"
@@ -284,7 +304,12 @@ def _foreign_hooks(module: nn.Module) -> list:
 def _refuse(reason: str, strict: bool) -> None:
     if strict:
         raise ValueError(f"fastbert.accelerate: {reason}")
-    warnings.warn(f"fastbert.accelerate: {reason}", AccelerateWarning, stacklevel=3)
+    # the warning points at the caller's line: the first frame outside the fastbert package
+    package = os.path.dirname(__file__) + os.sep
+    level, frame = 1, sys._getframe(0)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"fastbert.accelerate: {reason}", AccelerateWarning, stacklevel=level)
 
 
 def _reads_masked_positions(holder: nn.Module) -> str | None:
@@ -362,8 +387,8 @@ def _backbone_slots(root: nn.Module):
     stack = [root]
     while stack:
         parent = stack.pop()
-        for name, child in parent.named_children():
-            if name.startswith("_") or isinstance(child, BertPreTrainedModel):
+        for name, child in parent._modules.items():  # every slot: one model held twice is seen twice
+            if child is None or name.startswith("_") or isinstance(child, BertPreTrainedModel):
                 continue
             if _is_transformers_model(child):
                 yield parent, name, child
@@ -400,7 +425,7 @@ def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
 def _configure(model: nn.Module, attn_implementation: str | None, cuda_graphs) -> None:
     if attn_implementation is not None:
         model.set_attn_implementation(attn_implementation)
-    if cuda_graphs:
+    if cuda_graphs is True or isinstance(cuda_graphs, dict):  # {}: a runner with the defaults
         _check_cuda_graphs_device(model, cuda_graphs)
         model.cuda_graphs(**(cuda_graphs if isinstance(cuda_graphs, dict) else {}))
     elif cuda_graphs is False:

@@ -119,6 +119,8 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     cfg = hf_model.config.to_dict()
     config = registry.config_from_dict(cfg)
     config._attn_implementation = check_attn_implementation(attn_implementation)
+    # where the weights came from: the tokenizer quantization calibrates with, a model card's base model
+    config.name_or_path = getattr(hf_model.config, "_name_or_path", "") or ""
     param = next(hf_model.parameters())
     base_class = registry.task_of_class(name) == "base"
     args = (False,) if base_class and getattr(hf_model, "pooler", None) is None else ()

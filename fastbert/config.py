@@ -195,6 +195,8 @@ class BertConfig:
     family_name = "BERT"
     #: defaults that differ from BERT's (a family's own, as its transformers config class has them)
     _family_defaults: dict[str, Any] = {}
+    #: the folder or hub id it was loaded from ("" for a config built in code), as transformers' configs
+    _name_or_path = ""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
@@ -382,6 +384,11 @@ class BertConfig:
     @name_or_path.setter
     def name_or_path(self, value: str) -> None:
         self._name_or_path = str(value)
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> BertConfig:
+        """transformers' accessor of a composite model's text config: an encoder's config is its own text
+        config (``Trainer.train`` reads special tokens through it)."""
+        return self
 
     def update(self, config_dict: dict[str, Any]) -> None:
         """Set the fields of ``config_dict`` (as transformers' ``PretrainedConfig.update``)."""

@@ -563,9 +563,78 @@ def test_bad_object_and_cuda_graphs_off_gpu():
         fastbert.accelerate("sentence-transformers/all-MiniLM-L6-v2")
     if not CUDA:
         holder = torch.nn.ModuleDict({"bert": tiny_hf("BertModel")})
-        with pytest.raises(ValueError, match="CUDA device"):
-            fastbert.accelerate(holder, cuda_graphs=True)
+        for cuda_graphs in (True, {}):  # {}: a runner with the default limits, not "off"
+            with pytest.raises(ValueError, match="CUDA device"):
+                fastbert.accelerate(holder, cuda_graphs=cuda_graphs)
         assert type(holder["bert"]) is transformers.BertModel
+
+
+def test_trainer_trains_an_accelerated_model(tmp_path):
+    """transformers' Trainer (and sentence-transformers' trainers, built on it) read the text config of
+    ``model.config`` (``get_text_config``) before the first step: an accelerated model trains to the plain
+    model's losses."""
+    hf = tiny_hf("BertForSequenceClassification", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    b = tiny_batch("BertForSequenceClassification")
+    rows = [{**{k: v[i] for k, v in b.items()}, "labels": torch.tensor(i % 2)} for i in range(3)]
+    losses = []
+    for model in (copy.deepcopy(hf), accelerate_quietly(copy.deepcopy(hf))):
+        assert model.config.get_text_config() is model.config
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / str(len(losses))),
+            per_device_train_batch_size=3,
+            max_steps=3,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+        )
+        losses.append(
+            transformers.Trainer(model=model.train(), args=args, train_dataset=rows).train().training_loss
+        )
+    assert abs(losses[0] - losses[1]) < 1e-5, losses
+
+
+def test_quantization_refusals_change_nothing(folder):
+    """A model the int8 path cannot take (fp16 weights on the CPU) is refused before its backbone is swapped;
+    a transformers model loaded from a folder calibrates with that folder's tokenizer."""
+    st = SentenceTransformer(folder, device="cpu", model_kwargs={"dtype": torch.float16})
+    with pytest.raises(
+        ValueError, match="from fp32 weights on the CPU, and this model would be torch.float16"
+    ):
+        fastbert.accelerate(st, quantization="int8")
+    assert type(st[0].auto_model).__module__.startswith("transformers.")
+    hf = transformers.BertModel.from_pretrained(folder)
+    fast = accelerate_quietly(hf, quantization="int8")
+    assert fast.config.name_or_path == hf.config._name_or_path == folder
+    assert fast.quantization is not None
+    built = tiny_hf("BertModel")  # built in code: no folder, no tokenizer
+    query = built.encoder.layer[0].attention.self.query.weight
+    with pytest.raises(ValueError, match="found no tokenizer"):
+        fastbert.accelerate(built, quantization="int8")
+    assert built.encoder.layer[0].attention.self.query.weight is query
+
+
+def test_one_backbone_held_twice_is_converted_once():
+    """A tied encoder (one transformers model in two slots) becomes one fastbert model in both."""
+    hf = tiny_hf("BertModel")
+    holder = torch.nn.ModuleDict({"query": hf, "document": hf})
+    n = sum(p.numel() for p in holder.parameters())
+    accelerate_quietly(holder)
+    assert holder["query"] is holder["document"] and type(holder["query"]) is fastbert.BertModel
+    assert sum(p.numel() for p in holder.parameters()) == n
+
+
+def test_refusal_warning_points_at_the_callers_line():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fastbert.accelerate(torch.nn.Linear(2, 2))
+    from fastbert.accelerate import AccelerateWarning
+
+    (w,) = [w for w in caught if issubclass(w.category, AccelerateWarning)]
+    assert w.filename == __file__
 
 
 def test_module_import_keeps_function_callable():

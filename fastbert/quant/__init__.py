@@ -267,7 +267,10 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
 
 
 def _tokenizer_of(model):
-    path = getattr(model.config, "_name_or_path", None) or getattr(model.config, "name_or_path", None)
+    """The tokenizer of the folder ``model`` was loaded from (a fastbert or transformers model); a ValueError
+    saying what to pass when there is none."""
+    config = getattr(model, "config", None)
+    path = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
     if path and os.path.isdir(str(path)):
         try:
             from ..tokenization import auto
