@@ -41,6 +41,7 @@ attend to gets zeros (as the kernel).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -267,15 +268,33 @@ def sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):
     mask = additive_mask(allowed, q.dtype)
     if bias is not None:
         mask = bias if mask is None else mask + bias
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2),
-        k.transpose(1, 2),
-        v.transpose(1, 2),
-        attn_mask=mask,
-        dropout_p=dropout_p,
-        scale=scale,
-    )
+    with _math_for_keyless_rows(allowed, q, k, v):
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            dropout_p=dropout_p,
+            scale=scale,
+        )
     return out.transpose(1, 2)
+
+
+def _math_for_keyless_rows(allowed, q, k, v):
+    """torch's math SDPA where a gradient flows through a query that may see no key (a padded query of a
+    local window holding only padding, a fully padded row): the fused CPU kernel computes such a row's
+    forward as transformers' eager softmax does (uniform over the masked keys) but its backward weights
+    every key 1 instead of 1/L (gradients L times too large); the math backend is autograd's own softmax."""
+    if (
+        allowed is None
+        or not torch.is_grad_enabled()
+        or not (q.requires_grad or k.requires_grad or v.requires_grad)
+        or bool(allowed.any(-1).all())
+    ):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def torch_attention_padded(q, k, v, key_padding_mask, scale, causal=False, seqlens_k=None):

@@ -412,3 +412,26 @@ def test_num_items_in_batch_as_transformers(saved, task):
         mean = model(**inputs).loss
         summed = model(**inputs, num_items_in_batch=40).loss
         assert abs(float(summed) - float(mean)) > 1e-3  # the argument changes the loss here
+
+
+def test_gradients_through_queries_that_see_no_key(saved):
+    """QA on the padded sdpa path (its loss reads padded positions): row 1's padded queries 8..10 see, in
+    the local layers' window of 6, only padding. torch's fused CPU SDPA computes such rows' forward as
+    transformers' eager softmax does but weights their gradient by 1 instead of 1/L; fastbert routes them
+    through the math backend, and every gradient meets the rule against transformers' eager."""
+    folder, _ = saved("question-answering", "current")
+    ours = fastbert.ModernBertForQuestionAnswering.from_pretrained(folder, attn_implementation="sdpa").train()
+    theirs = transformers.ModernBertForQuestionAnswering.from_pretrained(folder, attn_implementation="eager")
+    # the float64 reference is fastbert's eager (equal to transformers' eager in fp32): transformers' own
+    # float64 eager gives NaN gradients on such rows
+    ref = fastbert.ModernBertForQuestionAnswering.from_pretrained(folder, attn_implementation="eager")
+    theirs.train()
+    ref = ref.to(torch.float64).train()
+    inputs = batch("question-answering")
+    assert not bool(inputs["attention_mask"][1, 7:].any())  # the padded queries the window leaves keyless
+    for m in (ours, theirs, ref):
+        m(**inputs).loss.backward()
+    grads = dict(ours.named_parameters())
+    for name, p in theirs.named_parameters():
+        r = dict(ref.named_parameters())[name].grad
+        assert_close(grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
