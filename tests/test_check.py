@@ -75,6 +75,27 @@ def test_check_cli_exit_status():
         [sys.executable, "-m", "fastbert", "check", "--dtypes", "fp8"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "unknown dtypes" in bad.stderr
+    for argv, said in (
+        (["--dtypes", ""], "--dtypes names no dtype"),
+        (["--dtypes", " , "], "--dtypes names no dtype"),
+        (["--config", "tiny", "--model", "some/model"], "--model and --config exclude each other"),
+        (["--attn-implementation", ","], "names no backend"),
+    ):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from fastbert.cli import main; sys.exit(main(sys.argv[1:]))",
+                "check",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and said in proc.stderr and proc.stderr.count("\n") == 1, (
+            argv,
+            proc.stderr,
+        )
 
 
 def test_check_default_model_is_the_embedded_minilm():
