@@ -157,8 +157,11 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path, here):
     p = here("--task", "fill-mask", "--model", ckpt["seq"], "--output", str(out), stdin="the [MASK]\n")
     assert p.returncode == 2 and "BertForSequenceClassification" in p.stderr
     # an input without a mask, after good ones
-    p = fill_mask(ckpt, "--output", str(out), runner=here, stdin="the [MASK] city\nno mask\n")
-    assert p.returncode == 2 and "no mask token" in p.stderr and "Traceback" not in p.stderr
+    p = fill_mask(
+        ckpt, "--output", str(out), runner=here, stdin="the [MASK] city\nthe [MASK]\nno mask\nx [MASK]\n"
+    )
+    assert p.returncode == 2 and "line 3: " in p.stderr and "no mask token" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
     # empty lines: an error naming the line, or skipped with --skip-empty
     p = fill_mask(ckpt, "--output", str(out), runner=here, stdin="the [MASK] city\n\nthe [MASK]\n")
     assert p.returncode == 2 and "line 2" in p.stderr
@@ -176,9 +179,17 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path, here):
         "--model",
         ckpt["seq"],
         "--no-truncation",
-        stdin="the city " * 60 + "\n",
+        stdin="short\n" + "the city " * 60 + "\n",
     )
-    assert p.returncode == 2 and "longer than the model's maximum" in p.stderr
+    assert p.returncode == 2 and "line 2: " in p.stderr and "longer than the model's maximum" in p.stderr
+    assert "(--no-truncation)" in p.stderr and "truncation=False" not in p.stderr, p.stderr
+    qa = (
+        json.dumps({"question": "who", "context": "john"})
+        + "\n"
+        + json.dumps({"question": "who", "context": ""})
+    )
+    p = here("--task", "question-answering", "--model", ckpt["qa"], stdin=qa + "\n")
+    assert p.returncode == 2 and "line 2: `context` cannot be empty" in p.stderr, p.stderr
     # an option of another task
     p = here("--task", "text-classification", "--model", ckpt["seq"], "--targets", "a", stdin="x\n")
     assert p.returncode == 2 and "fill-mask" in p.stderr

@@ -9,6 +9,7 @@ streamed in place.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import io
 import json
@@ -224,8 +225,9 @@ def _parse_line(task: str, line: str, lineno: int) -> Any:
     return first
 
 
-def _read_inputs(task: str, stream: IO[bytes], name: str, skip_empty: bool) -> Iterator[Any]:
-    """Inputs of a binary stream, one a line, decoded as UTF-8 line by line (an error names the line)."""
+def _read_inputs(task: str, stream: IO[bytes], name: str, skip_empty: bool) -> Iterator[tuple[int, Any]]:
+    """(line number, input) of a binary stream, one input a line, decoded as UTF-8 line by line (an error
+    names the line)."""
     for lineno, raw in enumerate(stream, 1):
         try:
             line = raw.decode("utf-8")
@@ -240,7 +242,47 @@ def _read_inputs(task: str, stream: IO[bytes], name: str, skip_empty: bool) -> I
                 print(f"fastbert run: skipping empty line {lineno}", file=sys.stderr)
                 continue
             raise ValueError(f"line {lineno} of the input is empty (pass --skip-empty to skip empty lines)")
-        yield _parse_line(task, line, lineno)
+        yield lineno, _parse_line(task, line, lineno)
+
+
+def _naming_lines(pipe: Any, numbered: Iterable[tuple[int, Any]], kwargs: dict[str, Any]) -> Iterator[Any]:
+    """``pipe``'s results of the numbered inputs, in order; a ValueError the pipeline raises for one input
+    (no [MASK] in it, an empty context, too long without truncation) is raised again naming its line: the
+    inputs taken but not yet answered are rerun one at a time until one raises it."""
+    pending: collections.deque[tuple[int, Any]] = collections.deque()
+
+    def feed() -> Iterator[Any]:
+        for lineno, item in numbered:
+            pending.append((lineno, item))
+            yield item
+
+    try:
+        for result in pipe(feed(), **kwargs):
+            pending.popleft()
+            yield result
+    except ValueError as e:
+        if str(e).startswith("line "):
+            raise
+        for lineno, item in list(pending):
+            try:
+                pipe([item], **kwargs)
+            except ValueError as alone:
+                raise ValueError(f"line {lineno}: {_as_flags(str(alone))}") from None
+        raise
+
+
+#: the pipeline's words for its arguments, as ``fastbert run``'s flags say them
+_FLAGS = {
+    "(truncation=False)": "(--no-truncation)",
+    "or allow truncation": "or drop --no-truncation",
+    "or raise max_length": "or raise --max-length",
+}
+
+
+def _as_flags(message: str) -> str:
+    for words, flag in _FLAGS.items():
+        message = message.replace(words, flag)
+    return message
 
 
 def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
@@ -477,7 +519,7 @@ def _cli_main(args: argparse.Namespace) -> int:
         )
         if source.isatty():  # typed by hand: answer each line as it comes
             kwargs["window"] = 1
-        results = pipe(inputs, **kwargs)
+        results = _naming_lines(pipe, inputs, kwargs)
         if writer.binary:  # computed first, written at once: a failed run leaves the target as it was
             for i, result in enumerate(results):
                 writer.write(None, i, result, flush=False)
