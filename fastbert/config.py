@@ -220,12 +220,16 @@ class BertConfig:
         if id2label is not None and not (num_labels is not None and num_labels != len(id2label)):
             self.id2label = {int(k): v for k, v in id2label.items()}
         else:
-            if id2label is not None:  # as transformers: num_labels wins, the labels are regenerated
+            if id2label is not None:  # as transformers 5: num_labels wins, the labels are regenerated
                 warnings.warn(
                     f"config: num_labels={num_labels} does not match id2label with {len(id2label)} entries: "
-                    f"keeping num_labels={num_labels} and naming the labels LABEL_0 ... LABEL_{num_labels - 1}",
+                    f"keeping num_labels={num_labels} and naming the labels LABEL_0 ... LABEL_{num_labels - 1} "
+                    f"(from_pretrained keeps id2label's labels when the checkpoint's head has {len(id2label)} "
+                    "outputs, as transformers 4 did)",
                     stacklevel=2,
                 )
+                # the file's labels, for from_pretrained to take when the checkpoint's head has their count
+                self._labels_in_file = {int(k): v for k, v in id2label.items()}
                 label2id = None
             self.id2label = {i: f"LABEL_{i}" for i in range(num_labels if num_labels is not None else 2)}
         if label2id is not None:

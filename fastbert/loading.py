@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -341,10 +342,14 @@ class PreTrainedMixin:
             config = config_class.from_pretrained(config or path, hub=hub)
         else:  # a copy, of the config's own class when it is of this family (XLMRobertaConfig for Roberta*)
             own = type(config) if isinstance(config, config_class) else config_class
+            given = config
             config = own.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
+            if "_labels_in_file" in given.__dict__:  # read by AutoModel* from the folder's config.json
+                config._labels_in_file = given._labels_in_file
         # as transformers: a keyword that is not a config field but an argument of the class
         # (``BertModel.from_pretrained(path, add_pooling_layer=False)``) goes to the model, the rest to the config
         model_args = _model_args(cls, config, model_args, kwargs)
+        labels_in_file = None if "num_labels" in kwargs else config.__dict__.get("_labels_in_file")
         for key, value in kwargs.items():  # config overrides, as transformers
             if key == "num_labels":
                 config.num_labels = value
@@ -385,9 +390,26 @@ class PreTrainedMixin:
         warn_if_emulated(torch_dtype, device)
 
         model = cls._build(config, model_args, torch_dtype, device)
-        info = load_into_model(
-            model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
-        )
+        try:
+            info = load_into_model(
+                model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
+            )
+        except CheckpointShapeError:
+            # config.json's num_labels and id2label disagree and the head fits neither num_labels: the head
+            # has id2label's count (transformers 4 kept id2label): those labels, if the checkpoint fits them
+            if labels_in_file is None:
+                raise
+            warnings.warn(
+                f"{path}: the checkpoint's head has {len(labels_in_file)} outputs, as config.json's id2label: "
+                f"loading it with those labels ({', '.join(map(str, labels_in_file.values()))}), as transformers 4",
+                stacklevel=2,
+            )
+            config.id2label = dict(labels_in_file)
+            config.label2id = {v: k for k, v in labels_in_file.items()}
+            model = cls._build(config, model_args, torch_dtype, device)
+            info = load_into_model(
+                model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
+            )
         del state_dict
         model.tie_weights()
         # weights the checkpoint did not have (or had with another shape) are freshly initialised

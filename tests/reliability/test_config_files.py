@@ -94,6 +94,34 @@ def test_num_labels_50_with_a_two_entry_id2label_loads_as_transformers(tmp_path)
     assert hf.num_labels == again.config.num_labels == 50
 
 
+def test_id2label_that_fits_the_head_wins_over_num_labels(tmp_path):
+    """The other way round (config.json: num_labels 5, id2label of 3, a 3-row classifier): transformers 4 kept
+    id2label and loads it, transformers 5 refuses it; fastbert follows the checkpoint's head and keeps the
+    labels. Asking num_labels=5 explicitly is a size mismatch, as it is in transformers."""
+    torch.manual_seed(0)
+    labels = {0: "neg", 1: "neu", 2: "pos"}
+    config = fastbert.BertConfig(
+        vocab_size=30,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=20,
+        id2label=labels,
+    )
+    model = fastbert.BertForSequenceClassification(config).eval()
+    model.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["num_labels"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    for load in (fastbert.BertForSequenceClassification, fastbert.AutoModelForSequenceClassification):
+        with pytest.warns(UserWarning, match="head has 3 outputs, as config.json's id2label"):
+            again = load.from_pretrained(tmp_path)
+        assert again.config.id2label == labels and again.config.label2id == {"neg": 0, "neu": 1, "pos": 2}
+        torch.testing.assert_close(again.classifier.weight, model.classifier.weight)
+    with pytest.raises(ValueError, match="size mismatch for classifier.weight"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+
+
 def test_not_json_and_not_an_object(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(OSError, match="does not hold a JSON object"):
