@@ -205,28 +205,3 @@ def test_submodule_attributes_follow_assignment_and_deletion():
     clone = __import__("copy").deepcopy(model)
     assert clone.encoder.layer[0].output.dense is clone.encoder.layer[0].output._modules["dense"]
     assert clone.encoder.layer[0].output.dense is not new
-
-
-def _family_classes():
-    from fastbert.models import registry
-
-    for model_type in registry.supported_model_types():
-        for task, name in registry.family(model_type).classes.items():
-            yield model_type, task, name
-
-
-@pytest.mark.parametrize(("model_type", "task", "name"), list(_family_classes()))
-def test_parameters_in_transformers_order(model_type, task, name):
-    """named_parameters() runs in transformers' order (RoBERTa's position table after the LayerNorm,
-    XLM-R's and CamemBERT's heads before the encoder): an optimizer's state, saved by position in a
-    Trainer checkpoint, resumes across the two."""
-    transformers = require_transformers()
-    cfg = dict(
-        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
-    )
-    if model_type == "modernbert":
-        cfg.update(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
-    cfg["is_decoder"] = task == "causal-lm"
-    theirs = getattr(transformers, name)(getattr(transformers, name).config_class(**cfg))
-    ours = getattr(fastbert, name)(getattr(fastbert, name).config_class(**cfg))
-    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]

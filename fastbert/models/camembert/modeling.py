@@ -10,10 +10,6 @@ from .config import CamembertConfig
 class CamembertPreTrainedModel(roberta.RobertaPreTrainedModel):
     config_class = CamembertConfig
 
-    def post_init(self) -> None:
-        roberta.heads_before_base(self)
-        super().post_init()
-
 
 class CamembertModel(CamembertPreTrainedModel, roberta.RobertaModel):
     """The bare CamemBERT encoder, with an optional pooler."""

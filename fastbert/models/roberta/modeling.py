@@ -34,19 +34,9 @@ class RobertaEmbeddings(BertEmbeddings):
     def __init__(self, config: RobertaConfig):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
-        # registered last, as transformers' RobertaEmbeddings does: the same named_parameters() order (an
-        # optimizer's state is saved by position, so a Trainer checkpoint resumes across the two)
-        del self.position_embeddings
         self.position_embeddings = embedding(
             config.max_position_embeddings, config.hidden_size, padding_idx=self.padding_idx
         )
-
-
-def heads_before_base(model: nn.Module) -> None:
-    """transformers' XLM-RoBERTa and CamemBERT heads register their modules before ``roberta``: moved
-    there, ``named_parameters()`` runs in transformers' order (an optimizer's state resumes)."""
-    if "roberta" in model._modules:
-        model._modules["roberta"] = model._modules.pop("roberta")
 
 
 def position_ids_from_input_ids(

@@ -10,10 +10,6 @@ from .config import XLMRobertaConfig
 class XLMRobertaPreTrainedModel(roberta.RobertaPreTrainedModel):
     config_class = XLMRobertaConfig
 
-    def post_init(self) -> None:
-        roberta.heads_before_base(self)
-        super().post_init()
-
 
 class XLMRobertaModel(XLMRobertaPreTrainedModel, roberta.RobertaModel):
     """The bare XLM-RoBERTa encoder, with an optional pooler."""
