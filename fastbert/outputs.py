@@ -44,6 +44,36 @@ class ModelOutput(OrderedDict):
 
 
 @dataclass
+class BaseModelOutput(ModelOutput):
+    """DistilBERT's (and ModernBERT's) bare encoder output in transformers."""
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class BaseModelOutputWithPooling(ModelOutput):
+    """MPNet's bare encoder output in transformers."""
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+    """ELECTRA's bare encoder output in transformers (no pooler)."""
+
+    last_hidden_state: torch.Tensor | None = None
+    past_key_values: tuple[tuple[torch.Tensor, ...], ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
 class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None

@@ -438,6 +438,8 @@ class BertModel(BertPreTrainedModel):
     """The bare BERT encoder (transformers' ``BertModel``), with an optional pooler."""
 
     embeddings_class: type[nn.Module] = BertEmbeddings
+    #: the output of ``forward``, as transformers' class of the family returns it
+    output_class: type = outputs.BaseModelOutputWithPoolingAndCrossAttentions
     #: pack every batch, padded or not: a family whose attention has a window, RoPE or a relative bias
     #: (the packed paths compute them per sequence; training with attention dropout stays padded)
     always_pack: bool = False
@@ -482,14 +484,16 @@ class BertModel(BertPreTrainedModel):
         **kwargs: Any,
     ):
         enc = self.encode(BertInputs.of(locals()))
-        out = outputs.BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=enc.last_hidden_state,
-            pooler_output=enc.pooled,
-            hidden_states=enc.hidden_states,
-            past_key_values=enc.past_key_values,
-            attentions=enc.attentions,
-            cross_attentions=enc.cross_attentions,
-        )
+        fields = {
+            "last_hidden_state": enc.last_hidden_state,
+            "pooler_output": enc.pooled,
+            "hidden_states": enc.hidden_states,
+            "past_key_values": enc.past_key_values,
+            "attentions": enc.attentions,
+            "cross_attentions": enc.cross_attentions,
+        }
+        names = {f.name for f in dataclasses.fields(self.output_class)}
+        out = self.output_class(**{k: v for k, v in fields.items() if k in names})
         return self._return(out, return_dict)
 
     # -- validation: on the host, before anything runs, with one device->host read

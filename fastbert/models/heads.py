@@ -40,6 +40,17 @@ def fixed_cross_entropy(source, target, num_items_in_batch=None, ignore_index: i
     return loss
 
 
+def token_labels_unflattened(head, inputs: BertInputs, targets: dict) -> dict:
+    """``targets`` with flattened (B * L,) token labels of a per-token head as (B, L): transformers' losses
+    read labels through ``labels.view(-1)``, so it takes either."""
+    labels = targets.get("labels")
+    if head.per_token and isinstance(labels, torch.Tensor) and labels.dim() == 1:
+        shape = inputs.batch_shape(2)
+        if shape is not None and len(shape) == 2 and labels.numel() == shape[0] * shape[1]:
+            return {**targets, "labels": labels.view(shape)}
+    return targets
+
+
 def _check_shape(name: str, t: torch.Tensor | None, shape: tuple | None) -> None:
     """A target of the wrong shape: a ValueError before the forward runs."""
     if t is not None and shape is not None and tuple(t.shape) != tuple(shape):
@@ -71,6 +82,7 @@ class _BertHead(BertPreTrainedModel):
         return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def _run(self, inputs: BertInputs, return_dict: bool | None, **targets):
+        targets = token_labels_unflattened(self, inputs, targets)
         self.check_targets(inputs, **targets)
         allow_pack = self.allow_pack(inputs, **targets)
         enc = self._base().encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)

@@ -112,3 +112,48 @@ def test_encoder_decoder_cache_with_an_empty_cross_part():
         torch.testing.assert_close(
             out.logits, hf(input_ids=ids, encoder_hidden_states=enc).logits, atol=2e-5, rtol=1e-5
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        ("BertForSequenceClassification", lambda b, n: torch.tensor(1)),  # 0-d, a batch of one
+        ("BertForSequenceClassification", lambda b, n: torch.tensor([[1]])),  # (B, 1)
+        ("BertForTokenClassification", lambda b, n: torch.randint(0, 2, (b * n,))),  # flattened
+        ("BertForMaskedLM", lambda b, n: torch.randint(0, 50, (b * n,))),
+    ],
+)
+def test_label_shapes_transformers_reads_through_view(tmp_path, name, labels):
+    """transformers' losses read labels through .view(-1): a 0-d label for a batch of one and flattened
+    token labels give its loss here too (they were refused as shapes)."""
+    save_pair(tmp_path, name)
+    theirs = getattr(transformers, name).from_pretrained(tmp_path).eval()
+    ours = getattr(fastbert, name).from_pretrained(tmp_path).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(1, 50, (1, 7))
+    target = labels(*ids.shape)
+    with torch.no_grad():
+        want = theirs(input_ids=ids, labels=target).loss
+        got = ours(input_ids=ids, labels=target).loss
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="labels"):  # a count that fits no reading stays refused
+        ours(input_ids=ids, labels=torch.zeros(ids.numel() + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "name", ["DistilBertModel", "MPNetModel", "BertModel", "RobertaModel", "ElectraModel", "ModernBertModel"]
+)
+def test_bare_model_output_class_is_transformers(name):
+    """Each family's bare model returns transformers' output class (4.57 and 5 agree): DistilBERT's and
+    ModernBERT's BaseModelOutput, MPNet's BaseModelOutputWithPooling, ELECTRA's (no pooler)
+    BaseModelOutputWithPastAndCrossAttentions, BERT's the pooling-and-cross-attentions output."""
+    cfg = dict(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    )
+    if name == "ModernBertModel":
+        cfg.update(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+    theirs = getattr(transformers, name)(getattr(transformers, name).config_class(**cfg)).eval()
+    ours = getattr(fastbert, name)(getattr(fastbert, name).config_class(**cfg)).eval()
+    ids = torch.randint(3, 50, (2, 5))
+    with torch.no_grad():
+        assert type(ours(input_ids=ids)).__name__ == type(theirs(input_ids=ids)).__name__

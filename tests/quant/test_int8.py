@@ -114,7 +114,9 @@ def test_bad_quantization_input(tmp_path):
     model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unknown quantization 'fp4'"):
         fastbert.BertModel.from_pretrained(tmp_path, quantization="fp4")
-    with pytest.raises(ValueError, match="from fp32 weights on the CPU, and this model would be torch.bfloat16"):
+    with pytest.raises(
+        ValueError, match="from fp32 weights on the CPU, and this model would be torch.bfloat16"
+    ):
         fastbert.accelerate(model, quantization="int8", dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="fp32 model on the CPU"):
         quantize(fastbert.BertModel(fastbert.BertConfig(**TINY)).to(torch.bfloat16), "int8")

@@ -303,10 +303,11 @@ class BertForSequenceClassification(_BertHead):
 
     def check_targets(self, inputs, labels=None):
         batch = inputs.batch_shape(1)
-        if labels is not None and batch is not None and (labels.dim() == 0 or labels.shape[0] != batch[0]):
-            raise ValueError(
-                f"labels has batch size {labels.shape[0] if labels.dim() else 0}, the input has {batch[0]}"
-            )
+        if labels is None or batch is None:
+            return
+        n = labels.shape[0] if labels.dim() else 1  # a 0-d label: one input's (transformers: labels.view(-1))
+        if n != batch[0]:
+            raise ValueError(f"labels has batch size {n}, the input has {batch[0]}")
 
     def head(self, enc, **targets):
         return self.classifier(self.dropout(enc.pooled))

@@ -214,7 +214,7 @@ class DistilBertModel(DistilBertPreTrainedModel, BertModel):
             "token_type_ids", None
         )  # a BERT tokenizer's: DistilBERT has no table, transformers drops them
         enc = self.encode(BertInputs.of(locals()))
-        out = outputs.BaseModelOutputWithPoolingAndCrossAttentions(
+        out = outputs.BaseModelOutput(
             last_hidden_state=enc.last_hidden_state,
             hidden_states=enc.hidden_states,
             attentions=enc.attentions,

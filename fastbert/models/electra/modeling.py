@@ -137,6 +137,8 @@ class ElectraModel(ElectraPreTrainedModel, BertModel):
     """The bare ELECTRA encoder (transformers' ``ElectraModel``): no pooler; ``embeddings_project`` when
     ``embedding_size != hidden_size``."""
 
+    output_class = outputs.BaseModelOutputWithPastAndCrossAttentions
+
     def __init__(self, config: ElectraConfig, add_pooling_layer: bool = False):
         BertPreTrainedModel.__init__(self, config)  # not BertModel's modules
         self.embeddings = ElectraEmbeddings(config)

@@ -21,7 +21,7 @@ Every layer calls only the op table's primitives and composites (``linear``, ``a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -32,18 +32,15 @@ from ...core.attention_ref import rope_cos_sin, rope_inv_freq
 from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from ..heads import NoTokenTypesHead, _check_shape, fixed_cross_entropy, loss_kwargs_of
+from ..heads import (
+    NoTokenTypesHead,
+    _check_shape,
+    fixed_cross_entropy,
+    loss_kwargs_of,
+    token_labels_unflattened,
+)
 from ..layers import LayerContext, _Module, _plain_module, embedding
 from .config import SLIDING, ModernBertConfig
-
-
-@dataclass
-class BaseModelOutput(outputs.ModelOutput):
-    """transformers' ``BaseModelOutput`` (what its ``ModernBertModel`` returns: no pooler)."""
-
-    last_hidden_state: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 def _plain_linear(m: nn.Module) -> bool:
@@ -281,7 +278,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     ):
         kwargs.pop("token_type_ids", None)  # a BERT tokenizer's: ModernBERT has no table
         enc = self.encode(BertInputs.of(locals()))
-        out = BaseModelOutput(
+        out = outputs.BaseModelOutput(
             last_hidden_state=enc.last_hidden_state,
             hidden_states=enc.hidden_states,
             attentions=enc.attentions,
@@ -389,6 +386,7 @@ class _PerToken:
     name of the :class:`ModernBertPredictionHead` module); token types are dropped (ModernBERT has none)."""
 
     def _run(self, inputs: BertInputs, return_dict, **targets):
+        targets = token_labels_unflattened(self, inputs, targets)
         inputs.token_type_ids = None
         self.check_targets(inputs, **targets)
         enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
@@ -430,6 +428,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
         return enc.per_token(self._lm_logits)
 
     def _run(self, inputs: BertInputs, return_dict, labels=None, num_items_in_batch=None):
+        labels = token_labels_unflattened(self, inputs, {"labels": labels})["labels"]
         inputs.token_type_ids = None
         self.check_targets(inputs, labels=labels)
         allow_pack = self.allow_pack(inputs, labels=labels)

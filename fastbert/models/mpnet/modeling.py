@@ -195,7 +195,7 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
     ):
         kwargs.pop("token_type_ids", None)  # a BERT tokenizer's: MPNet has no table, transformers drops them
         enc = self.encode(BertInputs.of(locals()))
-        out = outputs.BaseModelOutputWithPoolingAndCrossAttentions(
+        out = outputs.BaseModelOutputWithPooling(
             last_hidden_state=enc.last_hidden_state,
             pooler_output=enc.pooled,
             hidden_states=enc.hidden_states,
