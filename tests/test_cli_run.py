@@ -213,3 +213,14 @@ def test_unreachable_hub_id_says_pass_a_local_folder():
 def test_device_0_without_cuda(ckpt):
     p = fill_mask(ckpt, "--device", "0", stdin="the [MASK]\n")
     assert p.returncode == 2 and "CUDA" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_options_and_fields_a_task_would_leave_out_are_refused(ckpt, here):
+    """--no-truncation on question-answering (windows, never truncation) and a "text_pair" on a one-text task
+    were silently left out: refused, naming the flag or the line."""
+    qa = json.dumps({"question": "who", "context": "john lives here"}) + "\n"
+    p = here("--task", "question-answering", "--model", ckpt["qa"], "--no-truncation", stdin=qa)
+    assert p.returncode == 2 and "--no-truncation is not an option of question-answering" in p.stderr
+    lines = "the [MASK] city\n" + json.dumps({"text": "a [MASK]", "text_pair": "b"}) + "\n"
+    p = fill_mask(ckpt, runner=here, stdin=lines)
+    assert p.returncode == 2 and 'line 2: fill-mask reads one text a line: its "text_pair"' in p.stderr, p.stderr

@@ -627,3 +627,11 @@ def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker), "a --devices worker outlived its parent"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc, where no folder can be made")
+def test_an_output_folder_that_cannot_be_made_is_named(tmp_path, models):
+    path = tmp_path / "c.txt"
+    path.write_text("the city\n")
+    with pytest.raises(OSError, match="cannot create the output folder /proc/fastbert-out: "):
+        embed([str(path)], "/proc/fastbert-out", model=models["base"], progress=False)

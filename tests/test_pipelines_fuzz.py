@@ -222,6 +222,7 @@ CLS_INPUTS = [
     [
         {},
         {"top_k": None},
+        {"top_k": 0},
         {"top_k": 1},
         {"top_k": 2},
         {"top_k": 5},
@@ -288,7 +289,7 @@ def test_text_classification_errors(ckpt):
 
 
 @pytest.mark.skip(
-    reason="deliberate or transformers-only: top_k=0 / negative (transformers slices the list, fastbert "
+    reason="deliberate or transformers-only: a negative top_k (transformers slices the list, fastbert "
     "refuses), an empty list (transformers: IndexError), a tuple (transformers reads it as one batched "
     "input and answers for its first text), inputs longer than the model (transformers: RuntimeError; "
     "fastbert truncates with a warning, documented)"

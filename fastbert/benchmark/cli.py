@@ -22,6 +22,23 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _at_least(name: str, low: float, kind: type):
+    """argparse type: a number of ``kind`` not below ``low`` (``low`` excluded for floats: > 0), refused by
+    the option's name before anything runs."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if value < low or (kind is float and value <= 0):
+            bound = f"at least {low}" if kind is int else "more than 0"
+            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``fastbert bench``."""
     parser.add_argument(
@@ -47,7 +64,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-budget",
         "--max-time",
         dest="time_budget",
-        type=float,
+        type=_at_least("--time-budget", 0, float),
         help="seconds for the whole run, enforced inside rows (a row that would overrun is cut and marked); "
         "--quick: 45 on the CPU, 160 on CUDA unless given",
     )
@@ -69,15 +86,27 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--list-providers", action="store_true", help="list the providers and whether they run here"
     )
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: 2 for --suite cpu)")
     parser.add_argument(
-        "--warmup", type=int, help="untimed warm-up rounds after the parity gate's two calls (cpu suite: 0)"
+        "--threads",
+        type=_at_least("--threads", 1, int),
+        help="torch.set_num_threads (default: 2 for --suite cpu)",
     )
-    parser.add_argument("--rounds", type=int, help="most timed rounds per row")
     parser.add_argument(
-        "--min-rounds", type=int, help="fewest timed rounds per row (unless the budget cuts it)"
+        "--warmup",
+        type=_at_least("--warmup", 0, int),
+        help="untimed warm-up rounds after the parity gate's two calls (cpu suite: 0)",
     )
-    parser.add_argument("--target-time", type=float, help="seconds of timed rounds aimed for per row")
+    parser.add_argument("--rounds", type=_at_least("--rounds", 1, int), help="most timed rounds per row")
+    parser.add_argument(
+        "--min-rounds",
+        type=_at_least("--min-rounds", 1, int),
+        help="fewest timed rounds per row (unless the budget cuts it)",
+    )
+    parser.add_argument(
+        "--target-time",
+        type=_at_least("--target-time", 0, float),
+        help="seconds of timed rounds aimed for per row",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     parser.add_argument(
         "--flush-l2", action="store_true", help="overwrite a buffer larger than the L2 before each call"

@@ -131,7 +131,10 @@ class OutputFolder:
         if self.remote:
             write_manifest(self.manifest_path, manifest)
             return
-        os.makedirs(self.output, exist_ok=True)
+        try:
+            os.makedirs(self.output, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot create the output folder {self.output}: {e.strerror or e}") from None
         for name in self.remove:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.output, name))

@@ -275,7 +275,10 @@ def convert_checkpoint(
     if len(dtypes) == 1:
         config.torch_dtype = dtypes.pop()
 
-    os.makedirs(dst, exist_ok=True)
+    try:
+        os.makedirs(dst, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the output folder {dst}: {e.strerror or e}") from None
     save_file(out, out_model, metadata={"format": "pt"})
     config.save_pretrained(dst)
     _copy_tokenizer_files(config_src, dst, config_hub)

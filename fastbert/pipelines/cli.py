@@ -216,11 +216,12 @@ def _parse_line(task: str, line: str, lineno: int) -> Any:
         raise ValueError(f'line {lineno}: a JSON input needs a "text" key (and "text_pair" for pairs)')
     what = '{"text": "...", "text_pair": "..."}'
     first = _string_field(obj, "text", lineno, what)
-    if obj.get("text_pair") is not None and task in (
-        "text-classification",
-        "feature-extraction",
-        "sentence-embedding",
-    ):
+    if obj.get("text_pair") is not None:
+        if task not in ("text-classification", "feature-extraction", "sentence-embedding"):
+            raise ValueError(
+                f'line {lineno}: {task} reads one text a line: its "text_pair" would be left out '
+                "(pairs are for text-classification, feature-extraction and sentence-embedding)"
+            )
         return {"text": first, "text_pair": _string_field(obj, "text_pair", lineno, what)}
     return first
 
@@ -310,7 +311,12 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
             kw["normalize"] = args.normalize
     elif args.pooling or args.normalize is not None:
         raise ValueError("--pooling and --normalize are sentence-embedding options")
-    if args.no_truncation and task != "question-answering":
+    if args.no_truncation:
+        if task == "question-answering":
+            raise ValueError(
+                "--no-truncation is not an option of question-answering: a long context is read in "
+                "overlapping windows (--doc-stride), never truncated"
+            )
         kw["truncation"] = False
     allowed = {
         "fill-mask": {"top_k", "targets", "truncation"},

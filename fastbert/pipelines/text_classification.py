@@ -28,8 +28,8 @@ class TextClassificationPipeline(Pipeline):
         if return_all_scores is None:
             return_all_scores = getattr(self.model.config, "return_all_scores", None)
         if top_k is not self._NO_TOP_K:
-            if top_k is not None and int(top_k) < 1:
-                raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
+            if top_k is not None and int(top_k) < 0:  # 0: no label at all (an empty list), as transformers
+                raise ValueError(f"top_k must be at least 0 or None, got {top_k}")
             post["top_k"] = top_k
             post["_legacy"] = False
         elif return_all_scores is not None:
