@@ -359,7 +359,7 @@ def test_cli_options_and_overrides():
 
     parser = argparse.ArgumentParser()
     fb.add_cli_arguments(parser)
-    for bad in (["--rounds", "0"], ["--time-budget", "-1"], ["--min-rounds", "0"], ["--target-time", "0"]):
+    for bad in (["--rounds", "0"], ["--time-budget", "-1"], ["--min-rounds", "0"], ["--target-time", "-1"]):
         with pytest.raises(SystemExit):  # refused by name before anything runs (--rounds 0 ran 45 s)
             parser.parse_args(bad)
     quick = options_from_args(parser.parse_args(["--quick", "--device", "cpu"]))

@@ -22,20 +22,19 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _at_least(name: str, low: float, kind: type):
-    """argparse type: a number of ``kind`` not below ``low`` (``low`` excluded for floats: > 0), refused by
-    the option's name before anything runs."""
+def _at_least(name: str, low: float, kind: type, above: bool = False):
+    """argparse type: a number of ``kind`` not below ``low`` (with ``above``, more than it), refused by the
+    option's name before anything runs; not a number: argparse's own "invalid int value" message."""
 
     def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if value < low or (kind is float and value <= 0):
-            bound = f"at least {low}" if kind is int else "more than 0"
-            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text}")
+        value = kind(text)  # ValueError: argparse says "invalid int value: 'two'"
+        if value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {'more than' if above else 'at least'} {low}, got {text}"
+            )
         return value
 
+    parse.__name__ = kind.__name__
     return parse
 
 
@@ -64,7 +63,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-budget",
         "--max-time",
         dest="time_budget",
-        type=_at_least("--time-budget", 0, float),
+        type=_at_least("--time-budget", 0, float, above=True),
         help="seconds for the whole run, enforced inside rows (a row that would overrun is cut and marked); "
         "--quick: 45 on the CPU, 160 on CUDA unless given",
     )
