@@ -141,9 +141,15 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
         _configure(obj, attn_implementation, cuda_graphs)
         return obj.to(dtype) if dtype is not None else obj
     if not isinstance(obj, nn.Module):
+        hint = ""
+        if isinstance(getattr(obj, "model", None), nn.Module):  # a transformers pipeline holds its model
+            hint = (
+                f": for a {type(obj).__name__}, build fastbert.pipeline(...) instead (or accelerate its .model "
+                "and pass the result to fastbert.pipeline)"
+            )
         raise TypeError(
             "accelerate takes a SentenceTransformer, a CrossEncoder or a transformers model of a family fastbert has, "
-            f"got {type(obj).__name__}"
+            f"got {type(obj).__name__}{hint}"
         )
 
     if _is_transformers_model(obj):
@@ -253,7 +259,17 @@ def _unsupported_reason(model: nn.Module) -> str | None:
                 f"{name} (model_type {model_type!r}) is not a model type fastbert supports; supported model "
                 f"types: {', '.join(registry.supported_model_types())}"
             )
-        return f"{name} is not one of the classes fastbert has for model_type {model_type!r}"
+        inner = [
+            child_name
+            for child_name, child in model.named_children()
+            if type(child).__name__ in known and type(child).__module__.startswith("transformers.")
+        ]
+        hint = (
+            f" (accelerate its encoder instead: model.{inner[0]} = fastbert.accelerate(model.{inner[0]}))"
+            if inner
+            else ""
+        )
+        return f"{name} is not one of the classes fastbert has for model_type {model_type!r}{hint}"
     if type(model) is not hf_class:
         return f"it subclasses transformers' {name} with code of its own"
     config = model.config

@@ -645,3 +645,28 @@ def test_module_import_keeps_function_callable():
     model = tiny_hf("BertModel")
     assert type(fastbert.accelerate(model)) is fastbert.BertModel
     assert os.path.basename(module.__file__) == "accelerate.py"
+
+
+def test_refusals_say_what_to_accelerate_instead():
+    """A user's BertPreTrainedModel subclass around a BertModel (antiberty's AntiBERTy) is left whole, and the
+    warning says to accelerate its encoder; a transformers pipeline is refused with fastbert.pipeline named."""
+    from fastbert.accelerate import AccelerateWarning
+
+    class MyHead(transformers.BertPreTrainedModel):
+        def __init__(self, config):
+            super().__init__(config)
+            self.bert = transformers.BertModel(config)
+            self.score = torch.nn.Linear(config.hidden_size, 1)
+
+    model = MyHead(transformers.BertConfig(**TINY))
+    with pytest.warns(AccelerateWarning, match=r"model\.bert = fastbert\.accelerate\(model\.bert\)"):
+        assert fastbert.accelerate(model) is model
+    model.bert = accelerate_quietly(model.bert)
+    assert type(model.bert) is fastbert.BertModel
+
+    class Pipeline:  # the shape of transformers' pipelines: a model attribute, no nn.Module
+        def __init__(self, model):
+            self.model = model
+
+    with pytest.raises(TypeError, match="fastbert.pipeline"):
+        fastbert.accelerate(Pipeline(tiny_hf("BertModel")))
