@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -586,6 +587,8 @@ class BertModel(BertPreTrainedModel):
                 rows = self.get_input_embeddings().num_embeddings
                 if rows != limit:
                     limit, what = rows, f"the word embeddings have {rows} rows"
+            elif n == "position_ids" and self._length_limit()[0] == sys.maxsize:
+                limit = sys.maxsize  # no position table (RoPE): any position, as transformers
             if lo < 0 or hi >= limit:
                 raise ValueError(f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({what})")
         rest = values[2 * len(checks) :]
@@ -816,12 +819,13 @@ class BertModel(BertPreTrainedModel):
             else:
                 cross = AttentionSpec()
         dropout = self.training and cfg.hidden_dropout_prob > 0
-        return LayerContext(ops, attn, cross, past_length, use_cache, dropout, self._layer_specs(attn, ops))
+        specs = self._layer_specs(attn, ops, past_length + checked.seqlen)
+        return LayerContext(ops, attn, cross, past_length, use_cache, dropout, specs)
 
-    def _layer_specs(self, attn: AttentionSpec, ops: OpTable) -> dict[str, AttentionSpec]:
+    def _layer_specs(self, attn: AttentionSpec, ops: OpTable, positions: int) -> dict[str, AttentionSpec]:
         """Self-attention's spec per layer type, from this forward's base spec ``attn`` (its packing and
-        mask): a family adds its window, RoPE tables or relative bias here, built once per forward.
-        BERT's layers all read ``attn`` itself: {}."""
+        mask) and the number of ``positions`` a row may have: a family adds its window, RoPE tables or
+        relative bias here, built once per forward. BERT's layers all read ``attn`` itself: {}."""
         return {}
 
     def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):

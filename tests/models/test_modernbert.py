@@ -229,11 +229,8 @@ def test_bad_input(saved, backend):
         model(input_ids=torch.tensor([[1, 2, 99]]))
     with pytest.raises(ValueError, match="input_ids holds -1"):
         model(input_ids=torch.tensor([[1, -1]]))
-    with pytest.raises(ValueError, match="longer than max_position_embeddings"):
-        model(input_ids=torch.ones(1, 65, dtype=torch.long))
-    model(input_ids=torch.ones(1, 64, dtype=torch.long))  # exactly the maximum is fine
-    with pytest.raises(ValueError, match="position_ids holds 64"):
-        model(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[62, 63, 64]]))
+    with pytest.raises(ValueError, match="position_ids holds -1"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[-1, 0, 1]]))
     with pytest.raises(ValueError, match="position_ids must count up by one"):
         model(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[0, 2, 1]]))
     with pytest.raises(ValueError, match="attention_mask has shape"):
@@ -241,7 +238,8 @@ def test_bad_input(saved, backend):
 
 
 def test_8192_tokens():
-    """ModernBERT's context: 8,192 tokens run (packed, a window of 128 on the local layers), 8,193 are refused."""
+    """ModernBERT's context: 8,192 tokens run (packed, a window of 128 on the local layers); longer inputs run
+    too, as transformers' RoPE computes any position (test_longer_than_max_position_embeddings)."""
     config = fastbert.ModernBertConfig(
         vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
@@ -252,8 +250,6 @@ def test_8192_tokens():
     ids = torch.randint(3, 50, (1, 8192))
     with torch.no_grad():
         out = model(input_ids=ids).last_hidden_state
-        with pytest.raises(ValueError, match="longer than max_position_embeddings"):
-            model(input_ids=torch.randint(3, 50, (1, 8193)))
     assert out.shape == (1, 8192, 16) and torch.isfinite(out).all()
 
 
@@ -435,3 +431,26 @@ def test_gradients_through_queries_that_see_no_key(saved):
     for name, p in theirs.named_parameters():
         r = dict(ref.named_parameters())[name].grad
         assert_close(grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_longer_than_max_position_embeddings(saved, backend):
+    """transformers' RoPE computes any position: an input longer than max_position_embeddings (64 here), or
+    explicit position ids past it, give transformers' outputs (the RoPE table grows to a power of two)."""
+    folder, hf = saved("base", "current")
+    model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation=backend).eval()
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 99, (2, 90), generator=g)
+    mask = torch.ones(2, 90, dtype=torch.long)
+    mask[1, 70:] = 0
+    with torch.no_grad():
+        for extra in ({"attention_mask": mask}, {"position_ids": torch.arange(100, 190)[None]}):
+            got = model(input_ids=ids, **extra).last_hidden_state
+            want = hf(input_ids=ids, **extra).last_hidden_state
+            keep = mask.bool() if "attention_mask" in extra else None
+            torch.testing.assert_close(
+                got[keep] if keep is not None else got,
+                want[keep] if keep is not None else want,
+                rtol=1e-4,
+                atol=1e-5,
+            )

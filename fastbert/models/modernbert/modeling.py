@@ -21,6 +21,7 @@ Every layer calls only the op table's primitives and composites (``linear``, ``a
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import replace
 
 import torch
@@ -302,12 +303,20 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         device = inputs.reference.device
         return torch.arange(past_length, past_length + seqlen, device=device).expand(batch, seqlen)
 
-    def _rope(self, layer_type: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 (max_position_embeddings, D // 2) cos / sin of the layer type's theta (built once per
-        device and theta: every position an input may have)."""
+    def _length_limit(self) -> tuple[int, str]:
+        """None: RoPE computes any position, as transformers' ModernBERT does past max_position_embeddings."""
+        return sys.maxsize, "any length"
+
+    def _rope(
+        self, layer_type: str, device: torch.device, positions: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (n, D // 2) cos / sin of the layer type's theta for n = max_position_embeddings, or the next
+        power of two that holds ``positions`` beyond it (built once per device, theta and n)."""
         theta = self.config.rope_theta(layer_type)
         head_dim = self.config.hidden_size // self.config.num_attention_heads
         n = self.config.max_position_embeddings
+        if positions > n:
+            n = 1 << (positions - 1).bit_length()
         key = (theta, head_dim, n, str(device))
         cache = self.__dict__.setdefault("_rope_cache", {})
         found = cache.get(key)
@@ -315,7 +324,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
             found = cache[key] = rope_cos_sin(rope_inv_freq(theta, head_dim, device), n)
         return found
 
-    def _layer_specs(self, attn, ops: OpTable) -> dict:
+    def _layer_specs(self, attn, ops: OpTable, positions: int) -> dict:
         """One :class:`AttentionSpec` per layer type: RoPE with its theta; the sliding layers' window, left
         out when no sequence of the batch is longer than half the window + 1 (every key is inside it then:
         the same result through plain attention)."""
@@ -329,7 +338,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         specs = {}
         for kind in set(self.config.layer_types):
             window = local if kind == SLIDING and (longest is None or longest - 1 > local // 2) else 0
-            specs[kind] = replace(attn, window=window, rotary=self._rope(kind, device))
+            specs[kind] = replace(attn, window=window, rotary=self._rope(kind, device, positions))
         return specs
 
     def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):

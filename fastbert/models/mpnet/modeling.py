@@ -218,7 +218,7 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
         device = inputs.inputs_embeds.device
         return torch.arange(_PADDING_IDX + 1, seqlen + _PADDING_IDX + 1, device=device).expand(batch, seqlen)
 
-    def _layer_specs(self, attn: AttentionSpec, ops: OpTable) -> dict[str, AttentionSpec]:
+    def _layer_specs(self, attn: AttentionSpec, ops: OpTable, positions: int) -> dict[str, AttentionSpec]:
         """Every layer's spec carries this forward's relative bias table (shared by the layers): packed,
         the varlen attention adds it per sequence; padded (training with attention dropout), the layers
         build transformers' (1, heads, L, L) bias from it."""
