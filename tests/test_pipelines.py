@@ -10,6 +10,7 @@ spans, answers aligned to words, equal answers merged.
 from __future__ import annotations
 
 import re
+import warnings
 
 import model_helpers
 import numpy as np
@@ -142,7 +143,13 @@ def test_long_input_truncated_with_warning_or_error(ckpt):
         fill(text, truncation=False)
     cls = fb_pipe("text-classification", ckpt["seq"])
     with pytest.warns(UserWarning, match="truncated"):
-        cls(text)
+        want = cls(text)
+    # truncation asked for (True, a strategy) truncates as asked, without the warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fill(text, truncation=True) == out
+        assert cls(text, truncation=True) == want
+        assert cls(text, truncation="longest_first") == want
 
 
 def test_batching_order_and_generators(ckpt):

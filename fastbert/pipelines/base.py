@@ -213,11 +213,11 @@ class Pipeline:
         text: Any,
         text_pair: Any = None,
         *,
-        truncation: bool | str | None = True,
+        truncation: bool | str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Tokenize one input; longer than ``max_length``: truncated with a warning, or an error when
-        ``truncation=False``."""
+        """Tokenize one input; longer than ``max_length``: truncated (with a warning unless ``truncation``
+        asked for it: True or a strategy), or an error when ``truncation=False``."""
         enc = self.tokenizer(text, text_pair, verbose=False, **kwargs)
         n = len(enc["input_ids"])
         if n <= self.max_length:
@@ -233,11 +233,12 @@ class Pipeline:
                 f"{what} is {n} tokens long, longer than {limit} "
                 f"(truncation=False): shorten it or allow truncation. Input starts: {_preview(text)}"
             )
-        warnings.warn(
-            f"{what} of {n} tokens truncated to {limit}: {_preview(text)}",
-            UserWarning,
-            stacklevel=4,
-        )
+        if truncation is None:  # truncated by default: said; asked for (True, a strategy): as asked
+            warnings.warn(
+                f"{what} of {n} tokens truncated to {limit}: {_preview(text)}",
+                UserWarning,
+                stacklevel=4,
+            )
         strategy = truncation if isinstance(truncation, str) else "longest_first"
         return self.tokenizer(
             text, text_pair, truncation=strategy, max_length=self.max_length, verbose=False, **kwargs

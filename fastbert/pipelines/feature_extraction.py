@@ -36,7 +36,7 @@ class FeatureExtractionPipeline(Pipeline):
             raise ValueError(f"{self.task} takes a text (str), got {type(item).__name__}")
         return item, None
 
-    def preprocess(self, item: Any, truncation: Any = True, tokenize_kwargs: dict | None = None):
+    def preprocess(self, item: Any, truncation: Any = None, tokenize_kwargs: dict | None = None):
         text, pair = self._text_input(item)
         kwargs = dict(tokenize_kwargs or {})
         truncation = kwargs.pop("truncation", truncation)

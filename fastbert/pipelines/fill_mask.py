@@ -72,7 +72,7 @@ class FillMaskPipeline(Pipeline):
             raise ValueError("At least one target must be provided when passed.")
         return np.array(ids)
 
-    def preprocess(self, text: Any, truncation: Any = True, tokenizer_kwargs: dict | None = None):
+    def preprocess(self, text: Any, truncation: Any = None, tokenizer_kwargs: dict | None = None):
         if not isinstance(text, str):
             raise ValueError(f"fill-mask takes a text (str), got {type(text).__name__}")
         kwargs = dict(tokenizer_kwargs or {})

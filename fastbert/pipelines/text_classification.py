@@ -55,7 +55,7 @@ class TextClassificationPipeline(Pipeline):
             pre["truncation"] = truncation
         return {"preprocess": pre, "postprocess": post}
 
-    def preprocess(self, item: Any, truncation: Any = True, tokenizer_kwargs: dict | None = None):
+    def preprocess(self, item: Any, truncation: Any = None, tokenizer_kwargs: dict | None = None):
         kwargs = dict(tokenizer_kwargs or {})
         if isinstance(item, dict):
             if "text" not in item:

@@ -87,7 +87,7 @@ class TokenClassificationPipeline(Pipeline):
         self,
         sentence: Any,
         stride: int | None = None,
-        truncation: Any = True,
+        truncation: Any = None,
         is_split_into_words: bool = False,
         delimiter: str = " ",
     ):
