@@ -65,6 +65,23 @@ def minilm_folder(weights: bool = True) -> str:
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def trainer_loss(model, rows: list, output_dir, steps: int = 3) -> float:
+    """transformers' ``Trainer`` on ``rows`` (dicts of tensors, one batch a step) for ``steps`` steps on the
+    CPU, seeded, saving nothing: the training loss."""
+    transformers = require_transformers()
+    args = transformers.TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=len(rows),
+        max_steps=steps,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
+    return transformers.Trainer(model=model, args=args, train_dataset=rows).train().training_loss
+
+
 def require_interpreter() -> None:
     """Skip a test that runs the triton backend on a CPU model unless the interpreter is on: on a GPU machine
     a CPU model falls back to sdpa, and tests/models/test_family_gpu.py runs every family's kernels on CUDA."""

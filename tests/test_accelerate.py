@@ -12,7 +12,13 @@ import os
 import pytest
 import torch
 from model_helpers import TINY as MODEL_TINY
-from model_helpers import accelerate_quietly, accelerate_warnings, perturb_norms_and_biases, splade_modules
+from model_helpers import (
+    accelerate_quietly,
+    accelerate_warnings,
+    perturb_norms_and_biases,
+    splade_modules,
+    trainer_loss,
+)
 
 import fastbert
 from fastbert.core.tolerances import assert_close
@@ -579,19 +585,7 @@ def test_trainer_trains_an_accelerated_model(tmp_path):
     losses = []
     for model in (copy.deepcopy(hf), accelerate_quietly(copy.deepcopy(hf))):
         assert model.config.get_text_config() is model.config
-        args = transformers.TrainingArguments(
-            output_dir=str(tmp_path / str(len(losses))),
-            per_device_train_batch_size=3,
-            max_steps=3,
-            report_to=[],
-            use_cpu=True,
-            save_strategy="no",
-            disable_tqdm=True,
-            seed=0,
-        )
-        losses.append(
-            transformers.Trainer(model=model.train(), args=args, train_dataset=rows).train().training_loss
-        )
+        losses.append(trainer_loss(model.train(), rows, tmp_path / str(len(losses))))
     assert abs(losses[0] - losses[1]) < 1e-5, losses
 
 

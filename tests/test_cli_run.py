@@ -223,4 +223,6 @@ def test_options_and_fields_a_task_would_leave_out_are_refused(ckpt, here):
     assert p.returncode == 2 and "--no-truncation is not an option of question-answering" in p.stderr
     lines = "the [MASK] city\n" + json.dumps({"text": "a [MASK]", "text_pair": "b"}) + "\n"
     p = fill_mask(ckpt, runner=here, stdin=lines)
-    assert p.returncode == 2 and 'line 2: fill-mask reads one text a line: its "text_pair"' in p.stderr, p.stderr
+    assert p.returncode == 2 and 'line 2: fill-mask reads one text a line: its "text_pair"' in p.stderr, (
+        p.stderr
+    )

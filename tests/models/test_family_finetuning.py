@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 import torch
-from model_helpers import require_transformers
+from model_helpers import require_transformers, trainer_loss
 
 import fastbert
 from fastbert.core.tolerances import assert_close
@@ -86,16 +86,6 @@ def test_trainer_gives_transformers_losses(family, tmp_path):
     rows = [{k: v[i] for k, v in b.items()} for i in range(3)]
     losses = []
     for model in (hf.train(), fb.train(), copy.deepcopy(hf).double().train()):  # the last: the reference
-        args = transformers.TrainingArguments(
-            output_dir=tempfile.mkdtemp(dir=tmp_path),
-            per_device_train_batch_size=3,
-            max_steps=3,
-            report_to=[],
-            use_cpu=True,
-            save_strategy="no",
-            disable_tqdm=True,
-            seed=0,
-        )
-        losses.append(transformers.Trainer(model=model, args=args, train_dataset=rows).train().training_loss)
+        losses.append(trainer_loss(model, rows, tempfile.mkdtemp(dir=tmp_path)))
     hf_loss, fb_loss, ref_loss = map(torch.tensor, losses)
     assert_close(fb_loss, hf_loss, ref_loss, torch.float32, what=f"{family} Trainer loss")

@@ -293,13 +293,17 @@ def test_training_gradients_match_transformers(saved):
     ref = transformers.ModernBertForTokenClassification.from_pretrained(folder, attn_implementation="sdpa")
     ref = ref.to(torch.float64).train()
     theirs.train()
-    inputs = batch("token-classification")
-    for m in (model, theirs, ref):
+    assert_gradients_meet_the_rule(model, theirs, ref, batch("token-classification"))
+
+
+def assert_gradients_meet_the_rule(ours, theirs, ref, inputs):
+    """One backward of each model on ``inputs``: every gradient of ours against ``ref``'s (float64) within
+    the parity rule of theirs (transformers, fp32)."""
+    for m in (ours, theirs, ref):
         m(**inputs).loss.backward()
-    ours_grads = dict(model.named_parameters())
+    ours_grads, ref_grads = dict(ours.named_parameters()), dict(ref.named_parameters())
     for name, p in theirs.named_parameters():
-        r = dict(ref.named_parameters())[name].grad
-        assert_close(ours_grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
+        assert_close(ours_grads[name].grad, p.grad, ref_grads[name].grad, torch.float32, what=f"grad {name}")
 
 
 def test_lora_on_wqkv_and_wo_matches_transformers(saved):
@@ -425,12 +429,7 @@ def test_gradients_through_queries_that_see_no_key(saved):
     ref = ref.to(torch.float64).train()
     inputs = batch("question-answering")
     assert not bool(inputs["attention_mask"][1, 7:].any())  # the padded queries the window leaves keyless
-    for m in (ours, theirs, ref):
-        m(**inputs).loss.backward()
-    grads = dict(ours.named_parameters())
-    for name, p in theirs.named_parameters():
-        r = dict(ref.named_parameters())[name].grad
-        assert_close(grads[name].grad, p.grad, r, torch.float32, what=f"grad {name}")
+    assert_gradients_meet_the_rule(ours, theirs, ref, inputs)
 
 
 @pytest.mark.parametrize("backend", ["eager", "sdpa"])

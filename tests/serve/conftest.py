@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 from serve_helpers import build_checkpoints, serving
 
@@ -9,6 +12,17 @@ from serve_helpers import build_checkpoints, serving
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     return build_checkpoints(tmp_path_factory.mktemp("serve-models"))
+
+
+@pytest.fixture(scope="session")
+def prompt_model(tiny, tmp_path_factory):
+    """The tiny base model with sentence-transformers prompts ("query" the config's default)."""
+    path = tmp_path_factory.mktemp("prompted") / "model"
+    shutil.copytree(tiny["base"], path)
+    (path / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "where is ", "passage": ""}, "default_prompt_name": "query"})
+    )
+    return str(path)
 
 
 @pytest.fixture(scope="session")

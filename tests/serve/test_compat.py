@@ -7,9 +7,6 @@ References: TEI's router (router/src/http/server.rs, router/src/lib.rs ``Respons
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 from serve_helpers import serving
@@ -208,17 +205,6 @@ def test_splade_refuses_normalize_like_tei(tiny):
         assert r.status_code == 200, r.text
         a, b = dense.astype(np.float64)
         np.testing.assert_allclose(r.json(), [a @ b / np.linalg.norm(a) / np.linalg.norm(b)], atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def prompt_model(tiny, tmp_path_factory):
-    """The tiny base model with sentence-transformers prompts ("query" the default)."""
-    path = tmp_path_factory.mktemp("prompted") / "model"
-    shutil.copytree(tiny["base"], path)
-    (path / "config_sentence_transformers.json").write_text(
-        json.dumps({"prompts": {"query": "where is ", "passage": ""}, "default_prompt_name": "query"})
-    )
-    return str(path)
 
 
 def test_prompts_apply_to_token_id_inputs(prompt_model):

@@ -172,16 +172,6 @@ def test_pooling_of_a_non_bert_model_without_a_config(tmp_path):
     assert describe_model(ServeOptions(model=str(tmp_path), pooling="mean")).pooling == "mean"
 
 
-@pytest.fixture(scope="module")
-def prompt_model(tiny, tmp_path_factory):
-    path = tmp_path_factory.mktemp("default-prompt") / "model"
-    shutil.copytree(tiny["base"], path)
-    (path / "config_sentence_transformers.json").write_text(
-        json.dumps({"prompts": {"query": "where is ", "passage": ""}, "default_prompt_name": "query"})
-    )
-    return str(path)
-
-
 def test_default_prompt(prompt_model):
     """TEI applies a default prompt only from --default-prompt-name / --default-prompt; the config's own
     default_prompt_name is not applied."""
