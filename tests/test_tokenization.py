@@ -1050,3 +1050,21 @@ def test_empty_batch(minilm_pair):
     assert ours([])["input_ids"] == []
     assert ours([], return_tensors="pt")["input_ids"].dtype == torch.int64
     assert ours("", add_special_tokens=False, return_tensors="pt")["input_ids"].shape == (1, 0)
+
+
+def test_transformers_4_helpers_and_clear_errors(minilm_pair):
+    """transformers 4's names its data collators call (DataCollatorForWholeWordMask reads
+    _convert_id_to_token), the extended special-token views, and bad tokens / ids refused by name."""
+    ours, theirs = minilm_pair
+    assert ours._convert_id_to_token(7592) == theirs._convert_id_to_token(7592) == "hello"
+    assert ours._convert_token_to_id_with_added_voc("hello") == 7592
+    assert ours.added_tokens_encoder["[CLS]"] == 101
+    assert [str(t) for t in ours.all_special_tokens_extended] == ours.all_special_tokens
+    assert str(ours.special_tokens_map_extended["cls_token"]) == "[CLS]"
+    with pytest.raises(ValueError, match="token id -100: ids are not negative"):
+        ours.decode([101, -100, 102])
+    with pytest.raises(ValueError, match="Token 5 is not a string"):
+        ours.add_tokens([5])
+    with pytest.raises(ValueError, match="pad_token must be a string or an AddedToken, got int 5"):
+        ours.add_special_tokens({"pad_token": 5})
+    assert ours.add_tokens(None) == 0 and ours.add_tokens([]) == 0

@@ -571,10 +571,40 @@ def test_bad_tokenizer_json_is_named(tmp_path, content, match):
 
 
 @pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "mpnet"])
-def test_new_cls_and_sep_reach_the_template(folders, family):
+def test_new_cls_and_sep_leave_the_template_as_transformers(folders, family):
+    """transformers' fast tokenizers (4.57 and 5) name a new cls/sep (bos/eos) token without putting it in
+    the post-processor's template: inputs keep the file's special tokens."""
     ours = fastbert.AutoTokenizer.from_pretrained(folders[family])
+    theirs = transformers.AutoTokenizer.from_pretrained(folders[family])
     attrs = ("bos_token", "eos_token") if family == "xlm-roberta" else ("cls_token", "sep_token")
-    ours.add_special_tokens({attrs[0]: "<cls2>", attrs[1]: "<sep2>"})
-    ids = ours("hello", "world")["input_ids"]
-    first, second = ours.convert_tokens_to_ids(["<cls2>", "<sep2>"])
-    assert ids[0] == first and ids[-1] == second and ids.count(second) == 3
+    for tok in (ours, theirs):
+        tok.add_special_tokens({attrs[0]: "<cls2>", attrs[1]: "<sep2>"})
+    assert ours("hello", "world")["input_ids"] == theirs("hello", "world")["input_ids"]
+    assert getattr(ours, attrs[0]) == "<cls2>" and ours.convert_tokens_to_ids("<cls2>") == getattr(
+        ours, attrs[0] + "_id"
+    )
+
+
+def test_modernbert_add_prefix_space_reaches_the_file_pipeline(tmp_path):
+    """add_prefix_space=True given to from_pretrained sets the file's byte-level pre-tokenizer, as transformers
+    4's fast tokenizer applies the keyword (a word-split input then reads as running text); not given, the
+    file's own setting is kept and reported. Saved and reloaded, it stays."""
+    from tokenizer_family_helpers import modernbert_tokenizer_folder
+
+    folder = modernbert_tokenizer_folder(str(tmp_path / "modernbert"))
+    plain = fastbert.AutoTokenizer.from_pretrained(folder)
+    spaced = fastbert.AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+    assert plain.add_prefix_space is False and spaced.add_prefix_space is True
+    a, b = plain("hello world")["input_ids"], spaced("hello world")["input_ids"]
+    assert b != a and spaced.tokenize("hello")[0].startswith("Ġ")  # a leading space now
+    assert spaced(["hello", "world"], is_split_into_words=True)["input_ids"] == b
+    again = fastbert.AutoTokenizer.from_pretrained(_saved(spaced))
+    assert again.add_prefix_space is True and again("hello world")["input_ids"] == b
+
+
+def _saved(tok) -> str:
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    tok.save_pretrained(folder)
+    return folder

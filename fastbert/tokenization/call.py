@@ -439,6 +439,11 @@ class CallMixin:
         for t in token_ids:
             if not isinstance(t, numbers.Integral):
                 raise TypeError(f"decode() takes integer token ids, got {type(t).__name__} {t!r}")
+            if t < 0:
+                raise ValueError(
+                    f"decode() got token id {t}: ids are not negative (-100, the loss's ignore index, marks "
+                    "labels, not tokens: replace it with the pad token id before decoding)"
+                )
         text = self._tokenizer.decode([int(t) for t in token_ids], skip_special_tokens=skip_special_tokens)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces

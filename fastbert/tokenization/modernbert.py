@@ -6,6 +6,7 @@ describes it, as transformers loads such a folder (``tokenizer_class`` ``PreTrai
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -37,9 +38,13 @@ class ModernBertTokenizer(RobertaTokenizer):
         unk_token: str = "[UNK]",
         pad_token: str = "[PAD]",
         mask_token: str = "[MASK]",
+        add_prefix_space: bool | None = None,
         **kwargs: Any,
     ):
         kwargs.pop("backend", None)  # transformers 5 writes "backend": "tokenizers"
+        # given: set on the file's byte-level pre-tokenizer, as transformers 4's fast tokenizer does with
+        # this keyword; not given: the file's own setting
+        self._prefix_space_given = add_prefix_space
         super().__init__(
             vocab_file,
             merges_file,
@@ -52,8 +57,11 @@ class ModernBertTokenizer(RobertaTokenizer):
             unk_token=unk_token,
             pad_token=pad_token,
             mask_token=mask_token,
+            add_prefix_space=bool(add_prefix_space),
             **kwargs,
         )
+        if add_prefix_space is None:
+            self.add_prefix_space = self._file_prefix_space
 
     def _from_tokenizer_json(self, path: str) -> tuple[Tokenizer, dict[int, dict]]:
         """The file's whole pipeline (as transformers' generic fast tokenizer uses it) and its added tokens."""
@@ -67,6 +75,11 @@ class ModernBertTokenizer(RobertaTokenizer):
             raise ValueError(
                 f"{path} holds a {kind or 'unknown'} model, but a ModernBERT tokenizer needs a BPE model"
             )
+        given = getattr(self, "_prefix_space_given", None)
+        found = _byte_level_prefix_space(data.get("pre_tokenizer"), given)
+        self._file_prefix_space = bool(found)
+        if given is not None and found is not None:
+            text = json.dumps(data)
         try:
             backend = Tokenizer.from_str(text)
         except Exception as e:  # the tokenizers library raises a bare Exception for a bad file
@@ -115,3 +128,19 @@ class ModernBertTokenizer(RobertaTokenizer):
             if config.get(name) is None:
                 config.pop(name, None)
         return config
+
+
+def _byte_level_prefix_space(pre_tokenizer: Any, given: bool | None) -> bool | None:
+    """The ``add_prefix_space`` of the byte-level pre-tokenizer(s) in a tokenizer.json's ``pre_tokenizer``
+    (inside a ``Sequence`` too), set to ``given`` in place when it is not None; None without one."""
+    if not isinstance(pre_tokenizer, dict):
+        return None
+    if pre_tokenizer.get("type") == "Sequence":
+        found = [_byte_level_prefix_space(p, given) for p in pre_tokenizer.get("pretokenizers") or []]
+        return next((f for f in found if f is not None), None)
+    if pre_tokenizer.get("type") == "ByteLevel":
+        value = bool(pre_tokenizer.get("add_prefix_space", False))
+        if given is not None:
+            pre_tokenizer["add_prefix_space"] = bool(given)
+        return value
+    return None

@@ -173,9 +173,14 @@ class SpecialTokensMixin:
     def add_tokens(
         self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False
     ) -> int:
-        """Add tokens to the vocabulary; returns how many were new."""
+        """Add tokens to the vocabulary; returns how many were new (none given: 0)."""
+        if not new_tokens:
+            return 0
         if isinstance(new_tokens, (str, AddedToken)):
             new_tokens = [new_tokens]
+        for t in new_tokens:
+            if not isinstance(t, (str, AddedToken)):
+                raise ValueError(f"Token {t!r} is not a string but a {type(t).__name__}")
         tokens = [
             t
             if isinstance(t, AddedToken)
@@ -203,13 +208,17 @@ class SpecialTokensMixin:
                         v for v in values if v not in self.additional_special_tokens
                     ]
             elif key in SPECIAL_TOKENS_ATTRIBUTES:
+                if not isinstance(value, (str, AddedToken)):
+                    raise ValueError(
+                        f"{key} must be a string or an AddedToken, got {type(value).__name__} {value!r}"
+                    )
                 added += self.add_tokens([value], special_tokens=True)
                 setattr(self, key, _token_content(value))
                 self.init_kwargs[key] = _token_content(value)
             else:
                 raise ValueError(f"Key {key} is not a special token")
-        if any(key in special_tokens_dict for key in ("cls_token", "sep_token", "bos_token", "eos_token")):
-            self._update_post_processor()
+        # as transformers' fast tokenizers: the post-processor's template keeps its tokens (a new cls_token is
+        # named, not put around every input)
         return added
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str] | None) -> int | list[int] | None:
@@ -227,6 +236,35 @@ class SpecialTokensMixin:
             return self._tokenizer.id_to_token(ids)
         special = set(self.all_special_ids) if skip_special_tokens else set()
         return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in special]
+
+    # transformers 4's names that its data collators and utilities call (DataCollatorForWholeWordMask)
+    def _convert_id_to_token(self, index: int) -> str | None:
+        return self._tokenizer.id_to_token(int(index))
+
+    def _convert_token_to_id_with_added_voc(self, token: str) -> int | None:
+        return self._id(token)
+
+    _convert_token_to_id = _convert_token_to_id_with_added_voc
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        """Added tokens' ids by content (transformers 4)."""
+        return {t.content: i for i, t in self.added_tokens_decoder.items()}
+
+    @property
+    def special_tokens_map_extended(self) -> dict[str, Any]:
+        """:attr:`special_tokens_map` with the special tokens as ``AddedToken`` objects (transformers 4)."""
+        decoder = {t.content: t for t in self.added_tokens_decoder.values()}
+        return {
+            k: [decoder.get(t, t) for t in v] if isinstance(v, list) else decoder.get(v, v)
+            for k, v in self.special_tokens_map.items()
+        }
+
+    @property
+    def all_special_tokens_extended(self) -> list[Any]:
+        """:attr:`all_special_tokens` as ``AddedToken`` objects where the vocabulary holds them (transformers 4)."""
+        decoder = {t.content: t for t in self.added_tokens_decoder.values()}
+        return [decoder.get(t, t) for t in self.all_special_tokens]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return (
