@@ -171,7 +171,8 @@ def resolve_file(
         )
     # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        _UNREACHABLE.add((path_or_id, hub.revision))
+        if not cache_only:  # the hub was asked and not reached; a cache-only miss says nothing of it
+            _UNREACHABLE.add((path_or_id, hub.revision))
         if not required:  # optional files are simply absent
             return None
         raise not_reachable from None

@@ -115,6 +115,14 @@ def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str
             weight_map = json.load(f)["weight_map"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise OSError(f"{index_file} is not a valid checkpoint index: {e}") from e
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise OSError(
+            f"{index_file} is not a valid checkpoint index: its weight_map is not a name -> file mapping"
+        )
+    for shard in set(weight_map.values()):
+        # as transformers 5: a shard is a file of the model's folder, never a path out of it
+        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
+            raise OSError(f"{index_file} lists shard {shard!r}, which points outside the model directory")
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = resolve_file(path_or_id, shard, hub, required=False)
@@ -353,8 +361,13 @@ class PreTrainedMixin:
         for key, value in kwargs.items():  # config overrides, as transformers
             if key == "num_labels":
                 config.num_labels = value
-            else:
+            elif hasattr(config, key):
                 setattr(config, key, value)
+            else:  # transformers passes it to the class, which refuses it: a typo never reaches the config
+                raise TypeError(
+                    f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {key!r}: neither a "
+                    f"field of {type(config).__name__} nor an argument of {cls.__name__}"
+                )
         if attn_implementation is None:  # the config's own choice (BertConfig(attn_implementation=...))
             attn_implementation = config._attn_implementation
         config._attn_implementation = check_attn_implementation(attn_implementation)
@@ -470,6 +483,7 @@ class PreTrainedMixin:
         safe_serialization: bool = True,
         max_shard_size: int | str | None = "5GB",
         variant: str | None = None,
+        push_to_hub: bool = False,
         **kwargs: Any,
     ) -> None:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) that transformers loads.
@@ -478,7 +492,20 @@ class PreTrainedMixin:
         weights into ``model-00001-of-0000N.safetensors`` shards with a ``model.safetensors.index.json`` (and
         removes the shards of an earlier save that this one does not rewrite); ``variant`` names the files
         ``model.<variant>.safetensors``; ``is_main_process=False`` (the other processes of a distributed run)
-        writes nothing."""
+        writes nothing. ``push_to_hub=True`` then uploads the folder with huggingface_hub (``repo_id``, default
+        the folder's name; ``commit_message``, ``private``, ``token``, ``create_pr``, ``revision``)."""
+        hub_keys = (
+            "repo_id",
+            "commit_message",
+            "commit_description",
+            "private",
+            "token",
+            "create_pr",
+            "revision",
+        )
+        hub_args = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        if kwargs:
+            raise TypeError(f"save_pretrained() got unexpected keyword arguments {sorted(kwargs)}")
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory!r} is a file, not a folder")
         os.makedirs(save_directory, exist_ok=True)
@@ -504,6 +531,35 @@ class PreTrainedMixin:
             variant=variant,
             total_parameters=sum(p.numel() for p in self.parameters()),
         )
+        if push_to_hub:
+            push_folder(save_directory, **hub_args)
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    create_pr: bool = False,
+    revision: str | None = None,
+) -> Any:
+    """Upload ``folder`` to the hub as transformers' ``push_to_hub`` does: the repo made if missing (private
+    when asked), one commit of the folder's files; returns huggingface_hub's commit info."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = repo_id or os.path.basename(os.path.abspath(folder))
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message or "Upload model",
+        commit_description=commit_description,
+        create_pr=create_pr,
+        revision=revision,
+    )
 
 
 def write_weights(

@@ -93,3 +93,23 @@ def test_from_pretrained_takes_hub_options(tmp_path):
     assert model.config.hidden_size == 8
     model = fastbert.BertModel.from_pretrained(tmp_path, hub=HubOptions(subfolder="model"))
     assert model.config.vocab_size == 20
+
+
+def test_a_cache_only_miss_does_not_mark_the_repo_unreachable(tmp_path, monkeypatch):
+    """local_files_only / HF_HUB_OFFLINE misses say nothing of the hub: a later call may still download
+    (the repo was marked unreachable for the rest of the process)."""
+    from fastbert import hub
+
+    monkeypatch.setattr(hub, "_UNREACHABLE", set())
+    with pytest.raises(OSError, match="not in the local cache"):
+        hub.resolve_file(
+            "someone/sticky-bert", "config.json", HubOptions(local_files_only=True, cache_dir=str(tmp_path))
+        )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (
+        hub.resolve_file(
+            "someone/sticky-bert", "vocab.txt", HubOptions(cache_dir=str(tmp_path)), required=False
+        )
+        is None
+    )
+    assert not hub._UNREACHABLE

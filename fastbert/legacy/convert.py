@@ -208,6 +208,21 @@ def _not_found(src: str, from_tf: bool, from_flax: bool, hub: HubOptions | None 
     return OSError(f"{src} holds no {kinds}")
 
 
+def _under_bert(state):
+    """A base model's tensors (a FlaxBertModel's ``embeddings.`` ...) under ``bert.``, the names the
+    conversion checks BERT's classes by (the sources kept for messages)."""
+    from .names import BASE_SEGMENTS
+
+    out = type(state)()
+    out.sources = {}
+    for key, value in state.items():
+        new = f"bert.{key}" if key.split(".", 1)[0] in BASE_SEGMENTS else key
+        out[new] = value
+        if key in getattr(state, "sources", {}):
+            out.sources[new] = state.sources[key]
+    return out
+
+
 def convert_checkpoint(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -242,7 +257,7 @@ def convert_checkpoint(
     if os.path.exists(out_model) and not overwrite:
         raise OSError(f"{out_model} exists already (pass --overwrite to replace it)")
 
-    state = load_legacy_checkpoint(kind, files)
+    state = _under_bert(load_legacy_checkpoint(kind, files))
     config_src = _config_location(src)
     # the subfolder is of src; a checkpoint file given directly has its config beside it
     config_hub = hub if config_src == src else dataclasses.replace(hub, subfolder="")

@@ -41,8 +41,8 @@ def tf1_is_skipped(name: str) -> bool:
 
 
 def _finish_name(parts: list[str]) -> str:
-    if parts and parts[0] in BASE_SEGMENTS:
-        parts = ["bert", *parts]
+    """A base model's tensors (``embeddings.``, ``encoder.``, ``pooler.``) keep no prefix: the loader puts
+    them under the model's own (``bert.``, ``roberta.``, ``electra.`` ...), as for a PyTorch base checkpoint."""
     return ".".join(parts)
 
 

@@ -37,12 +37,14 @@ def test_flax_question_answering(tmp_path, reference, config, inputs, transforme
     )
 
 
-def test_flax_base_model_gets_bert_prefix(tmp_path, reference, config):
-    """FlaxBertModel stores embeddings/encoder/pooler at the top level, with no ``bert`` level."""
+def test_flax_base_model_keeps_no_prefix(tmp_path, reference, config):
+    """FlaxBertModel stores embeddings/encoder/pooler at the top level, with no ``bert`` level: the names
+    keep none, and the loader puts them under the model's own prefix (``bert.``, or ``roberta.`` for a
+    FlaxRobertaModel, which a fixed ``bert.`` left unloaded)."""
     base = {k: v for k, v in reference.items() if k.startswith("bert.")}
     write_flax_msgpack(tmp_path / "flax_model.msgpack", base, base_only=True)
     state = legacy.load_legacy_checkpoint("flax", [str(tmp_path / "flax_model.msgpack")])
-    assert_same_weights(state, base)
+    assert_same_weights(state, {k.removeprefix("bert."): v for k, v in base.items()})
     copy_config(tmp_path, config, architectures=["FlaxBertModel"])
     dst = tmp_path / "converted"
     assert convert(tmp_path, dst) == "BertModel"
@@ -71,3 +73,25 @@ def test_msgpack_garbage_and_wrong_sizes(tmp_path):
     (tmp_path / "short.msgpack").write_bytes(msgpack.packb({"bert": {"pooler": {"dense": {"kernel": arr}}}}))
     with pytest.raises(ValueError, match=r"short.msgpack: bert/pooler/dense/kernel"):
         legacy.load_legacy_checkpoint("flax", [str(tmp_path / "short.msgpack")])
+
+
+def test_flax_base_layout_of_another_family_loads(tmp_path):
+    """A FlaxRobertaModel-layout file (embeddings/encoder/pooler at the top) loads into RobertaModel and a
+    RoBERTa head whole: its tensors go under ``roberta.``, not ``bert.`` (they were left random before)."""
+    import fastbert
+
+    config = fastbert.RobertaConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
+    )
+    torch.manual_seed(0)
+    model = fastbert.RobertaModel(config).eval()
+    state = {f"bert.{k}": v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    write_flax_msgpack(tmp_path / "flax_model.msgpack", state, base_only=True)
+    config.save_pretrained(tmp_path)
+    again, info = fastbert.RobertaModel.from_pretrained(tmp_path, from_flax=True, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.randint(3, 50, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).last_hidden_state, model(ids).last_hidden_state)
+    head, info = fastbert.RobertaForMaskedLM.from_pretrained(tmp_path, from_flax=True, output_loading_info=True)
+    assert not [k for k in info["missing_keys"] if k.startswith("roberta.")]

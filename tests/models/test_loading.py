@@ -294,3 +294,57 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
         "assert 'sympy' not in sys.modules or torch.__version__ < '2.11', 'sympy imported'\n"
     )
     subprocess.run([sys.executable, "-c", code, *folders], check=True)
+
+
+def test_index_shards_stay_in_the_model_folder(tmp_path):
+    """As transformers 5: an index naming a shard outside the folder (``../x``, an absolute path) is refused,
+    and a weight_map that is no mapping is a clear OSError."""
+    save_tiny(tmp_path / "m", "BertModel")
+    state = load_file(tmp_path / "m" / "model.safetensors")
+    os.remove(tmp_path / "m" / "model.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "outside.safetensors")
+    index = tmp_path / "m" / "model.safetensors.index.json"
+    for shard in ("../outside.safetensors", str(tmp_path / "outside.safetensors")):
+        index.write_text(json.dumps({"metadata": {}, "weight_map": {k: shard for k in state}}))
+        with pytest.raises(OSError, match="points outside the model directory"):
+            fastbert.BertModel.from_pretrained(tmp_path / "m")
+    index.write_text(json.dumps({"metadata": {}, "weight_map": list(state)}))
+    with pytest.raises(OSError, match="weight_map is not a name -> file mapping"):
+        fastbert.BertModel.from_pretrained(tmp_path / "m")
+
+
+def test_unknown_keywords_are_refused_and_push_to_hub_uploads(tmp_path, monkeypatch):
+    """A misspelt keyword is a TypeError (transformers passes it to the class, which refuses it), never a new
+    config field; save_pretrained(push_to_hub=True) uploads the folder through huggingface_hub."""
+    save_tiny(tmp_path / "m", "BertForSequenceClassification")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_label'"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "m", num_label=5)
+    model = fastbert.BertForSequenceClassification.from_pretrained(
+        tmp_path / "m", num_labels=2, output_attentions=True
+    )
+    assert model.config.output_attentions is True
+    with pytest.raises(TypeError, match="safe_serialisation"):
+        model.save_pretrained(tmp_path / "out", safe_serialisation=False)
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls.append(("create", repo_id, private, exist_ok))
+
+        def upload_folder(self, **kw):
+            calls.append(
+                ("upload", kw["repo_id"], sorted(os.listdir(kw["folder_path"])), kw["commit_message"])
+            )
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    model.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id="me/tiny", private=True, token="t")
+    assert calls == [
+        ("token", "t"),
+        ("create", "me/tiny", True, True),
+        ("upload", "me/tiny", ["config.json", "model.safetensors"], "Upload model"),
+    ]
