@@ -604,8 +604,11 @@ def write_weights(
             from safetensors.torch import save_file
 
             save_file(shard, path, metadata={"format": "pt"})
-        else:
-            torch.save(shard, path)
+        else:  # beside the target, renamed over it once complete: a killed save leaves no truncated .bin
+            from .output_files import open_output
+
+            with open_output(path, "wb") as f:
+                torch.save(shard, f)
     written = list(split.filename_to_tensors)
     if split.is_sharded:
         index_name = add_variant(
@@ -615,7 +618,9 @@ def write_weights(
         if total_parameters is not None:
             metadata["total_parameters"] = total_parameters
         index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
-        with open(os.path.join(save_directory, index_name), "w", encoding="utf-8") as f:
+        from .output_files import open_output
+
+        with open_output(os.path.join(save_directory, index_name), "w") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         written.append(index_name)
     return written

@@ -93,5 +93,7 @@ def test_flax_base_layout_of_another_family_loads(tmp_path):
     ids = torch.randint(3, 50, (2, 7))
     with torch.no_grad():
         torch.testing.assert_close(again(ids).last_hidden_state, model(ids).last_hidden_state)
-    head, info = fastbert.RobertaForMaskedLM.from_pretrained(tmp_path, from_flax=True, output_loading_info=True)
+    head, info = fastbert.RobertaForMaskedLM.from_pretrained(
+        tmp_path, from_flax=True, output_loading_info=True
+    )
     assert not [k for k in info["missing_keys"] if k.startswith("roberta.")]

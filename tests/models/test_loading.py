@@ -348,3 +348,22 @@ def test_unknown_keywords_are_refused_and_push_to_hub_uploads(tmp_path, monkeypa
         ("create", "me/tiny", True, True),
         ("upload", "me/tiny", ["config.json", "model.safetensors"], "Upload model"),
     ]
+
+
+def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
+    """safe_serialization=False writes pytorch_model.bin beside its target and renames it once complete: a
+    save that fails half way leaves the earlier file as it was and no temporary."""
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "out", safe_serialization=False)
+    before = (tmp_path / "out" / "pytorch_model.bin").read_bytes()
+
+    def half_then_fail(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path / "out", safe_serialization=False)
+    assert (tmp_path / "out" / "pytorch_model.bin").read_bytes() == before
+    assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]
