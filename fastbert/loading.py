@@ -189,6 +189,23 @@ def find_and_load_weights(
             f"{path_or_id!r} is not a local folder, and its weights are not in the local cache ({reason}): "
             "pass a local folder that holds the model"
         )
+    if use_safetensors is not None and os.path.isdir(path_or_id):
+        wanted = (
+            (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
+            if use_safetensors
+            else (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+        )
+        other = (
+            (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+            if use_safetensors
+            else (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
+        )
+        held = [n for n in other if os.path.isfile(os.path.join(path_or_id, hub.subfolder or "", n))]
+        if held:
+            raise OSError(
+                f"{path_or_id} has no {' or '.join(wanted)} (use_safetensors={use_safetensors}), but holds "
+                f"{held[0]}: pass use_safetensors={not use_safetensors} (or None) to load it"
+            )
     raise OSError(
         f"{path_or_id} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
         "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt"

@@ -367,3 +367,12 @@ def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
         model.save_pretrained(tmp_path / "out", safe_serialization=False)
     assert (tmp_path / "out" / "pytorch_model.bin").read_bytes() == before
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]
+
+
+def test_use_safetensors_names_the_file_the_folder_holds(tmp_path):
+    save_tiny(tmp_path / "m", "BertModel")
+    with pytest.raises(
+        OSError, match=r"has no pytorch_model.bin .*but holds model.safetensors: pass use_safetensors=True"
+    ):
+        fastbert.BertModel.from_pretrained(tmp_path / "m", use_safetensors=False)
+    assert fastbert.BertModel.from_pretrained(tmp_path / "m", use_safetensors=True) is not None
