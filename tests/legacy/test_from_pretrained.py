@@ -116,3 +116,14 @@ def test_bad_files(tmp_path):
     )
     with pytest.raises(RuntimeError, match="word_embeddings"):
         fastbert.BertForPreTraining.from_pretrained(str(big))
+
+
+def test_google_checkpoint_file_given_directly(tmp_path):
+    """``from_pretrained(".../bert_model.ckpt")`` (or its ``.index``), as ``fastbert convert`` takes it: the
+    config is read beside the checkpoint (it said "no such path", or read the binary index as JSON)."""
+    folder = copy_files(GOOGLE, tmp_path / "tf1", [INDEX, SHARD, "bert_config.json"])
+    want = fastbert.BertForPreTraining.from_pretrained(folder, from_tf=True)
+    for given in (folder / "bert_model.ckpt", folder / INDEX):
+        got = fastbert.BertForPreTraining.from_pretrained(str(given), from_tf=True)
+        for (name, a), (_, b) in zip(got.state_dict().items(), want.state_dict().items()):
+            assert torch.equal(a, b), name
