@@ -444,6 +444,9 @@ class BertModel(BertPreTrainedModel):
     #: pack every batch, padded or not: a family whose attention has a window, RoPE or a relative bias
     #: (the packed paths compute them per sequence; training with attention dropout stays padded)
     always_pack: bool = False
+    #: the positions are rows of a table (BERT's absolute embeddings): inputs and position ids stay within
+    #: it; False for RoPE (ModernBERT), which computes any position, as transformers does
+    position_table: bool = True
     #: where the op table's linears are, for load-time transforms (``fastbert.quant``): the layer list (a
     #: path from this model), the self-attention module whose fused query/key/value projection is one
     #: linear (a path from a layer; None where that projection is a plain linear of the list), and the
@@ -552,7 +555,12 @@ class BertModel(BertPreTrainedModel):
             )
         absolute = cfg.position_embedding_type == "absolute"
         limit, why = self._length_limit()
-        if absolute and inputs.position_ids is None and shape[1] + past_length > limit:
+        if (
+            absolute
+            and self.position_table
+            and inputs.position_ids is None
+            and shape[1] + past_length > limit
+        ):
             raise ValueError(
                 f"sequence length {shape[1] + past_length} is longer than {why}: truncate the input"
             )
@@ -587,8 +595,8 @@ class BertModel(BertPreTrainedModel):
                 rows = self.get_input_embeddings().num_embeddings
                 if rows != limit:
                     limit, what = rows, f"the word embeddings have {rows} rows"
-            elif n == "position_ids" and self._length_limit()[0] == sys.maxsize:
-                limit = sys.maxsize  # no position table (RoPE): any position, as transformers
+            elif n == "position_ids" and not self.position_table:
+                limit = sys.maxsize  # no position table (RoPE): any position not below 0
             if lo < 0 or hi >= limit:
                 raise ValueError(f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({what})")
         rest = values[2 * len(checks) :]

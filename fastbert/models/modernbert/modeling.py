@@ -21,7 +21,6 @@ Every layer calls only the op table's primitives and composites (``linear``, ``a
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import replace
 
 import torch
@@ -249,6 +248,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     """The bare ModernBERT encoder (transformers' ``ModernBertModel``): no pooler, ``final_norm`` at the end."""
 
     always_pack = True  # the window and RoPE run in the packed attention, also without padding
+    position_table = False  # RoPE: any length, any position, as transformers' ModernBERT
     #: query/key/value are one plain linear (``Wqkv``), and so are the GLU's input and gate (``Wi``)
     linear_layout = ("layers", None, ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo"))
 
@@ -302,10 +302,6 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     def _default_position_ids(self, inputs, batch: int, seqlen: int, past_length: int) -> torch.Tensor:
         device = inputs.reference.device
         return torch.arange(past_length, past_length + seqlen, device=device).expand(batch, seqlen)
-
-    def _length_limit(self) -> tuple[int, str]:
-        """None: RoPE computes any position, as transformers' ModernBERT does past max_position_embeddings."""
-        return sys.maxsize, "any length"
 
     def _rope(
         self, layer_type: str, device: torch.device, positions: int = 0
