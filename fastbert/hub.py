@@ -112,6 +112,15 @@ def hub_unavailable(hub: HubOptions | None = None) -> str | None:
     return unreachable()
 
 
+def config_location(src: str | os.PathLike) -> str:
+    """Where the config of a weights path is: the folder of a checkpoint file given directly (Google's
+    ``bert_model.ckpt``, its ``.index``), else ``src`` itself (a folder or hub id)."""
+    src = str(src)
+    if os.path.isfile(src) or os.path.isfile(src + ".index"):
+        return os.path.dirname(os.path.abspath(src))
+    return src
+
+
 def resolve_file(
     path_or_id: str | os.PathLike,
     filename: str,

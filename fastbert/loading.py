@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .config import BertConfig, check_attn_implementation
-from .hub import HubOptions, hub_unavailable, resolve_file
+from .hub import HubOptions, config_location, hub_unavailable, resolve_file
 
 logger = logging.getLogger("fastbert")
 
@@ -363,13 +363,8 @@ class PreTrainedMixin:
         for key in _LOADING_ONLY_KWARGS:  # transformers' download / placement options: nothing to configure
             kwargs.pop(key, None)
         config_class = getattr(cls, "config_class", BertConfig)
-        config_path = path
-        if config is None and (os.path.isfile(path) or os.path.isfile(path + ".index")):
-            # a checkpoint file given directly (Google's bert_model.ckpt, as fastbert convert takes it): the
-            # config beside it
-            config_path = os.path.dirname(os.path.abspath(path))
         if config is None or isinstance(config, (str, os.PathLike)):
-            config = config_class.from_pretrained(config or config_path, hub=hub)
+            config = config_class.from_pretrained(config or config_location(path), hub=hub)
         else:  # a copy, of the config's own class when it is of this family (XLMRobertaConfig for Roberta*)
             own = type(config) if isinstance(config, config_class) else config_class
             given = config

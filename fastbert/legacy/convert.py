@@ -185,13 +185,6 @@ def _required_keys(arch: str, config) -> list[str]:
     return base
 
 
-def _config_location(src: str) -> str:
-    """Where the config of ``src`` is: the folder of a checkpoint file given directly, else ``src``."""
-    if os.path.isfile(src) or os.path.isfile(src + ".index"):
-        return os.path.dirname(os.path.abspath(src))
-    return src
-
-
 def _not_found(src: str, from_tf: bool, from_flax: bool, hub: HubOptions | None = None) -> OSError:
     reason = None if os.path.exists(src) else hub_files.hub_unavailable(hub)
     if reason is not None:  # a hub id, offline or unreachable: not "holds no checkpoint"
@@ -258,7 +251,7 @@ def convert_checkpoint(
         raise OSError(f"{out_model} exists already (pass --overwrite to replace it)")
 
     state = _under_bert(load_legacy_checkpoint(kind, files))
-    config_src = _config_location(src)
+    config_src = hub_files.config_location(src)
     # the subfolder is of src; a checkpoint file given directly has its config beside it
     config_hub = hub if config_src == src else dataclasses.replace(hub, subfolder="")
     config = BertConfig.from_pretrained(config_src, hub=config_hub)
