@@ -22,6 +22,7 @@ from torch import nn
 
 from .config import BertConfig, check_attn_implementation
 from .hub import HubOptions, config_location, hub_unavailable, resolve_file
+from .output_files import open_output
 
 logger = logging.getLogger("fastbert")
 
@@ -622,8 +623,6 @@ def write_weights(
 
             save_file(shard, path, metadata={"format": "pt"})
         else:  # beside the target, renamed over it once complete: a killed save leaves no truncated .bin
-            from .output_files import open_output
-
             with open_output(path, "wb") as f:
                 torch.save(shard, f)
     written = list(split.filename_to_tensors)
@@ -635,8 +634,6 @@ def write_weights(
         if total_parameters is not None:
             metadata["total_parameters"] = total_parameters
         index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
-        from .output_files import open_output
-
         with open_output(os.path.join(save_directory, index_name), "w") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         written.append(index_name)

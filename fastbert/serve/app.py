@@ -336,9 +336,10 @@ def _json(content: Any, status: int = 200, headers: dict | None = None) -> Respo
     return Response(_dumps(content), status_code=status, media_type="application/json", headers=headers)
 
 
-async def _json_off_loop(content: Any, numbers: int, headers: dict | None = None) -> Response:
-    """:func:`_json`, written on a worker thread when it holds more than ``_LARGE_RESPONSE`` numbers."""
-    if numbers <= _LARGE_RESPONSE:
+async def _json_off_loop(content: Any, numbers: int | None, headers: dict | None = None) -> Response:
+    """:func:`_json`, written on a worker thread when it holds more than ``_LARGE_RESPONSE`` numbers (or an
+    unknown count, None)."""
+    if numbers is not None and numbers <= _LARGE_RESPONSE:
         return _json(content, headers=headers)
     body = await asyncio.to_thread(_dumps, content)
     return Response(body, media_type="application/json", headers=headers)
@@ -945,7 +946,7 @@ def create_app(
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        return await _json_off_loop({"predictions": results}, _LARGE_RESPONSE + 1)
+        return await _json_off_loop({"predictions": results}, None)
 
     @app.get("/health", responses={503: {"model": schemas.ErrorResponse}})
     async def health():
