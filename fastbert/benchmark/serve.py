@@ -278,12 +278,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def table_of(folder: str) -> str:
-    """The table of a results folder's rows.jsonl."""
-    with open(os.path.join(folder, "rows.jsonl")) as f:
-        return table([json.loads(line) for line in f if line.strip()])
-
-
 def cli_main(args) -> int:
     """``fastbert bench --suite serve [--out DIR] [--threads N] [--tiny]``."""
     from fastbert.serve.cli import missing_extra

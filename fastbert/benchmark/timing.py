@@ -20,7 +20,7 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -191,11 +191,3 @@ def plan_rounds(per_round_s: float, target_s: float, min_rounds: int, max_rounds
     if per_round_s <= 0:
         return max_rounds
     return int(min(max_rounds, max(min_rounds, math.ceil(target_s / per_round_s))))
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-quantile (0..1) with linear interpolation (``statistics.quantiles``'s inclusive method)."""
-    if len(values) == 1:
-        return float(values[0])
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return cuts[min(98, max(0, round(q * 100) - 1))]

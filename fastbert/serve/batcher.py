@@ -74,7 +74,6 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        self.healthy = True
 
     # ----------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -112,15 +111,6 @@ class Batcher:
             self._set_queue_size()
             self._cond.notify()
         return req
-
-    async def submit(self, rows: list, ops: list[str]) -> list[Any]:
-        """The outputs of ``rows``, in order; cancelling the caller drops its inputs not yet taken."""
-        req = self.enqueue(rows, ops)
-        try:
-            return await req.future
-        finally:
-            if not req.future.done():
-                req.cancelled = True
 
     def alive(self) -> bool:
         """Every worker thread is running."""

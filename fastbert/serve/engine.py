@@ -231,7 +231,6 @@ class Tokenizer:
             t.no_padding()
             t.enable_truncation(self.max_length, strategy="longest_first", direction=side)
             self.truncating[side] = t
-        self.uses_type_ids = True
 
     def encode(
         self, inputs: list[Any], truncate: bool, direction: str = "right", add_special_tokens: bool = True
