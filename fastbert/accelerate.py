@@ -110,7 +110,7 @@ def accelerate(
             tokenizer = _tokenizer_of(obj)  # a transformers model: its folder's tokenizer, else a ValueError
     out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
     if quantization is not None:
-        from .modeling import BertPreTrainedModel
+        from .models.engine import BertPreTrainedModel
         from .quant import quantize
 
         roots = [out] if isinstance(out, BertPreTrainedModel) else list(out.modules())
@@ -135,7 +135,7 @@ def _device_of(obj) -> torch.device:
 
 
 def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
-    from .modeling import BertPreTrainedModel
+    from .models.engine import BertPreTrainedModel
 
     if isinstance(obj, BertPreTrainedModel):  # already fastbert: apply the options only
         _configure(obj, attn_implementation, cuda_graphs)
@@ -277,8 +277,7 @@ def _unsupported_reason(model: nn.Module) -> str | None:
     if position != "absolute":
         return f"position_embedding_type={position!r}: fastbert's packed and Triton paths cover absolute positions only"
     for path, module in model.named_modules():
-        # BERT's name, DistilBERT's, MPNet's
-        query = getattr(module, "query", None) or getattr(module, "q_lin", None) or getattr(module, "q", None)
+        query = next((getattr(module, q) for q, _, _ in registry.HF_QKV_NAMES if hasattr(module, q)), None)
         if isinstance(query, nn.Linear) and query.out_features != config.hidden_size:
             return f"{path} has pruned attention heads ({query.out_features} of {config.hidden_size} outputs)"
     if getattr(model, "_hf_peft_config_loaded", False) or getattr(model, "peft_config", None):
@@ -370,7 +369,7 @@ def _reconfigure(obj, accelerated, attn_implementation, cuda_graphs, strict) -> 
         backends.append(backend)
     if refused and strict:
         raise ValueError("fastbert.accelerate cannot accelerate " + "; ".join(refused))
-    from .modeling import BertPreTrainedModel
+    from .models.engine import BertPreTrainedModel
 
     for (_, _, model), backend in zip(accelerated, backends):
         for m in model.modules():  # the head model and its base model, as before
@@ -383,7 +382,7 @@ def _reconfigure(obj, accelerated, attn_implementation, cuda_graphs, strict) -> 
 # --------------------------------------------------------------------------------------------- the swap
 def _fastbert_slots(root: nn.Module):
     """(parent, attribute, model) for every fastbert model held as a submodule of ``root``, outermost first."""
-    from .modeling import BertPreTrainedModel
+    from .models.engine import BertPreTrainedModel
 
     stack = [root]
     while stack:
@@ -398,7 +397,7 @@ def _fastbert_slots(root: nn.Module):
 def _backbone_slots(root: nn.Module):
     """(parent, attribute, model) for every transformers model held as a public submodule of ``root``,
     outermost first (a model inside a transformers model is part of it)."""
-    from .modeling import BertPreTrainedModel
+    from .models.engine import BertPreTrainedModel
 
     stack = [root]
     while stack:

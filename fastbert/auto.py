@@ -38,11 +38,6 @@ class AutoTokenizer:
         return auto.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
-#: the families whose pretraining class in transformers' AutoModelForPreTraining is their masked LM (they have
-#: no ForPreTraining class); ModernBERT has neither there
-_PRETRAINING_IS_MASKED_LM = frozenset(("roberta", "xlm-roberta", "camembert", "distilbert", "mpnet"))
-
-
 class _AutoModel:
     task: str = "base"
 
@@ -52,8 +47,8 @@ class _AutoModel:
     @classmethod
     def _class_for(cls, config: BertConfig):
         task = cls.task
-        if task == "pretraining" and config.model_type in _PRETRAINING_IS_MASKED_LM:
-            task = "masked-lm"
+        if task == "pretraining":
+            task = registry.family(config.model_type).auto_pretraining
         return registry.model_class(config.model_type, task)
 
     @classmethod
@@ -132,7 +127,7 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     for path, module in model.named_modules():
         hf_module = hf_modules.get(path)
         if getattr(module, "is_cross_attention", True) is False:
-            names = next((n for n in _QKV_NAMES if hasattr(hf_module, n[0])), None)
+            names = next((n for n in registry.HF_QKV_NAMES if hasattr(hf_module, n[0])), None)
             if names is not None:
                 _share_qkv(module, hf_module, names)
                 continue
@@ -162,11 +157,7 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     return model
 
 
-#: transformers' names of the query/key/value projections: BERT's family, DistilBERT, MPNet
-_QKV_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
-
-
-def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = _QKV_NAMES[0]) -> None:
+def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = registry.HF_QKV_NAMES[0]) -> None:
     """One contiguous storage for query/key/value's weights (and one for their biases), built from
     transformers' three (named ``names``); both models' parameters become views of it (fastbert's
     attention reads them as ``query``/``key``/``value``)."""

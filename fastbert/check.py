@@ -87,7 +87,6 @@ def run_check(
     batch: int = 8,
     seqlen: int = 128,
 ) -> list[Row]:
-    from . import modeling
     from .core.ops import triton_available
     from .core.tolerances import judge
     from .hub import embedded_model_path
@@ -114,7 +113,7 @@ def run_check(
             m = model_class.from_pretrained(path, torch_dtype=dtype, device_map=dev, attn_implementation=impl)
         else:
             torch.manual_seed(0)
-            m = modeling.BertModel(cfg).to(dev).eval()
+            m = model_class(cfg).to(dev).eval()
             m.set_attn_implementation(impl)
             m = m.to(dtype)
         if backend == TRITON_EAGER:

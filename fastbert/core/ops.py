@@ -440,6 +440,8 @@ class OpTable:
     #: on the CPU, the op after a GEMM writes into the GEMM's fresh output (residual add, activation) when
     #: no autograd records it: one pass and one buffer fewer (see :func:`_overwritable`)
     inplace_epilogue: bool = False
+    #: the dtype ``AttentionSpec.rel_bias`` tables are given in (None: the model's; triton's kernel reads fp32)
+    rel_bias_dtype: torch.dtype | None = None
 
     def dense_add_norm(
         self, x, weight, bias, residual, norm_weight, norm_bias, eps, rms: bool = False, prenorm: bool = False
@@ -583,6 +585,7 @@ def _triton_table() -> OpTable:
         attention=attention,
         wants_key_lengths=key_lengths_arg,
         epilogue_bias=True,
+        rel_bias_dtype=torch.float32,
     )
 
 

@@ -27,6 +27,10 @@ TASKS = (
     "question-answering",
 )
 
+#: transformers' names of the query/key/value projections of the families' attention modules: BERT's
+#: family (and ELECTRA, ModernBERT's fused ``Wqkv`` aside), DistilBERT's, MPNet's
+HF_QKV_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
+
 
 @dataclass(frozen=True)
 class Family:
@@ -38,6 +42,9 @@ class Family:
     classes: dict[str, str] = field(default_factory=dict)  # task -> class name
     #: the ``pretraining`` class has a masked-LM head (BERT's; not ELECTRA's discriminator)
     fill_mask_pretraining: bool = True
+    #: the task whose class ``AutoModelForPreTraining`` builds: transformers maps the families without a
+    #: ``ForPreTraining`` class (RoBERTa's, DistilBERT, MPNet) to their masked LM; ModernBERT has neither
+    auto_pretraining: str = "pretraining"
 
     def config_class(self) -> type:
         module, name = self.config.split(":")
@@ -61,6 +68,7 @@ def _family(
     prefix: str,
     tasks: tuple[str, ...],
     fill_mask_pretraining: bool = True,
+    auto_pretraining: str = "pretraining",
     **names: str,
 ) -> Family:
     """A family whose class names are ``prefix`` + transformers' suffix of each task."""
@@ -76,7 +84,7 @@ def _family(
         "question-answering": "ForQuestionAnswering",
     }
     classes = {t: names.get(t.replace("-", "_"), prefix + suffix[t]) for t in tasks}
-    return Family(model_type, config, module, classes, fill_mask_pretraining)
+    return Family(model_type, config, module, classes, fill_mask_pretraining, auto_pretraining)
 
 
 _ROBERTA_TASKS = (
@@ -113,6 +121,7 @@ FAMILIES: dict[str, Family] = {
                 "token-classification",
                 "question-answering",
             ),
+            auto_pretraining="masked-lm",
         ),
         _family(
             "modernbert",
@@ -134,6 +143,7 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.roberta.modeling",
             "Roberta",
             _ROBERTA_TASKS,
+            auto_pretraining="masked-lm",
         ),
         _family(
             "distilbert",
@@ -148,6 +158,7 @@ FAMILIES: dict[str, Family] = {
                 "token-classification",
                 "question-answering",
             ),
+            auto_pretraining="masked-lm",
         ),
         _family(
             "electra",
@@ -163,6 +174,7 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.xlm_roberta.modeling",
             "XLMRoberta",
             _ROBERTA_TASKS,
+            auto_pretraining="masked-lm",
         ),
         _family(
             "camembert",
@@ -170,6 +182,7 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.camembert.modeling",
             "Camembert",
             _ROBERTA_TASKS,
+            auto_pretraining="masked-lm",
         ),
     )
 }

@@ -10,6 +10,7 @@ other (``python3 tools/import_graph.py`` prints it).
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,17 @@ def test_the_circle_check_finds_a_circle():
 )
 def test_arrows_go_one_way(sources, targets):
     assert _arrows(sources, targets) == []
+
+
+def test_no_branch_on_a_backend_name_outside_the_core():
+    """The op table owns what differs by backend: a model, layer or app asks the table (``ops.packs``,
+    ``ops.rel_bias_dtype`` ...), never its name."""
+    pattern = re.compile(r"\bops\.name\b")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "fastbert").rglob("*.py"))
+        if "core" not in path.relative_to(ROOT / "fastbert").parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == []

@@ -223,8 +223,7 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
         the varlen attention adds it per sequence; padded (training with attention dropout), the layers
         build transformers' (1, heads, L, L) bias from it."""
         weight = self.encoder.relative_attention_bias.weight
-        dtype = torch.float32 if ops.name == "triton" else weight.dtype  # the kernel reads fp32
-        return {_LAYER_TYPE: replace(attn, rel_bias=bias_table(weight, dtype))}
+        return {_LAYER_TYPE: replace(attn, rel_bias=bias_table(weight, ops.rel_bias_dtype or weight.dtype))}
 
 
 MPNetPreTrainedModel.base_model_class = MPNetModel
