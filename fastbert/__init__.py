@@ -104,7 +104,7 @@ _LAZY: dict[str, str] = {
     "ElectraForQuestionAnswering": "fastbert.models.electra.modeling",
     # auto classes
     "AutoConfig": "fastbert.auto",
-    "AutoTokenizer": "fastbert.auto",
+    "AutoTokenizer": "fastbert.tokenization.auto",
     "AutoModel": "fastbert.auto",
     "AutoModelForPreTraining": "fastbert.auto",
     "AutoModelForCausalLM": "fastbert.auto",

@@ -1,5 +1,6 @@
-"""``AutoConfig``, ``AutoTokenizer``, ``AutoModel*`` (transformers' auto classes) and ``from_transformers``
-(a loaded transformers model → fastbert, sharing its weights).
+"""``AutoConfig``, ``AutoModel*`` (transformers' auto classes) and ``from_transformers``
+(a loaded transformers model → fastbert, sharing its weights). ``AutoTokenizer`` lives with the
+tokenizers (:mod:`fastbert.tokenization.auto`), which import no torch.
 
 The family comes from config.json's ``model_type`` through :mod:`fastbert.models.registry` (a config
 without ``model_type`` is BERT's); an ``AutoModelFor*`` class builds that family's class for its task (a
@@ -25,17 +26,6 @@ class AutoConfig:
     @classmethod
     def for_model(cls, model_type: str = "bert", **kwargs: Any) -> BertConfig:
         return registry.config_class(model_type)(**kwargs)
-
-
-class AutoTokenizer:
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        """The folder's tokenizer class (tokenizer_config.json's ``tokenizer_class``, else config.json's
-        ``model_type``, else tokenizer.json's model) loaded from it: BERT, DistilBERT, ELECTRA, MPNet, RoBERTa,
-        XLM-RoBERTa, CamemBERT."""
-        from .tokenization import auto
-
-        return auto.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
 class _AutoModel:

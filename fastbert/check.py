@@ -62,8 +62,8 @@ def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen:
         ids = torch.randint(1, config.vocab_size, (batch, seqlen), generator=g)
         mask = (torch.arange(seqlen)[None] < lengths[:, None]).long()
         return config, None, {"input_ids": ids * mask, "attention_mask": mask}
-    from .auto import AutoTokenizer
     from .models import registry
+    from .tokenization.auto import AutoTokenizer
 
     config = registry.load_config(model_path)  # any model_type fastbert has; others refused by name
     tok = AutoTokenizer.from_pretrained(model_path)

@@ -188,6 +188,16 @@ def test_import_fastbert_does_not_import_transformers():
     assert out.stdout.strip() == "False"
 
 
+def test_auto_tokenizer_does_not_import_torch():
+    """A tokenizer alone needs no torch: AutoTokenizer lives with the tokenizers, not with the Auto models."""
+    code = (
+        "import sys, fastbert; fastbert.AutoTokenizer; fastbert.BertTokenizer; fastbert.RobertaTokenizer; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("text", TEXTS)
 def test_ids_equal_transformers(pair, text):
     ours, theirs = pair

@@ -188,7 +188,7 @@ def pipeline(
             )
         tokenizer = path
     if isinstance(tokenizer, (str, os.PathLike)):
-        from fastbert.auto import AutoTokenizer
+        from fastbert.tokenization.auto import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **hub.as_kwargs())
 

@@ -217,7 +217,7 @@ class Tokenizer:
     def __init__(self, spec: ModelSpec) -> None:
         from tokenizers import Tokenizer as Backend
 
-        from fastbert.auto import AutoTokenizer
+        from fastbert.tokenization.auto import AutoTokenizer
 
         self.fast = AutoTokenizer.from_pretrained(spec.path)
         text = self.fast.backend_tokenizer.to_str()

@@ -2,7 +2,7 @@
 ``tokenizer_class`` first, then config.json's ``model_type``, then the model of tokenizer.json (WordPiece → BERT,
 byte-level BPE → RoBERTa, Unigram → XLM-RoBERTa); a folder that says nothing is BERT's.
 
-``fastbert.AutoTokenizer.from_pretrained`` calls :func:`from_pretrained` here.
+``fastbert.AutoTokenizer`` is here too: it imports no torch (a tokenizer alone needs none).
 """
 
 from __future__ import annotations
@@ -139,3 +139,17 @@ def from_pretrained(path: str | os.PathLike, *args: Any, **kwargs: Any) -> Token
     kwargs.pop("use_fast", None)
     kwargs.pop("trust_remote_code", None)
     return tokenizer_class_for(path, **kwargs).from_pretrained(path, *args, **kwargs)
+
+
+class AutoTokenizer:
+    """transformers' ``AutoTokenizer``: ``AutoTokenizer.from_pretrained(path_or_hub_id)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError("AutoTokenizer is built with AutoTokenizer.from_pretrained(path_or_hub_id)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        """The folder's tokenizer class (tokenizer_config.json's ``tokenizer_class``, else config.json's
+        ``model_type``, else tokenizer.json's model) loaded from it: BERT, DistilBERT, ELECTRA, MPNet, RoBERTa,
+        XLM-RoBERTa, CamemBERT, ModernBERT."""
+        return from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
