@@ -589,6 +589,13 @@ def _triton_table() -> OpTable:
     )
 
 
+#: the largest head dim the Triton attention kernel takes (``kernels.attention.MAX_HEAD_DIM``; kept here so
+#: that resolving imports no triton)
+TRITON_MAX_HEAD_DIM = 128
+#: the widest row the Triton norm and embedding kernels take (``kernels.layernorm.MAX_HIDDEN``)
+TRITON_MAX_HIDDEN = 16384
+
+
 def resolve(
     attn_implementation: str,
     *,
@@ -599,13 +606,16 @@ def resolve(
     cache: bool = False,
     device: Callable[[], torch.device] | None = None,
     no_real_tokens: bool = False,
+    head_dim: int = 64,
+    hidden_size: int = 768,
 ) -> tuple[OpTable, str | None]:
     """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
 
     The fallback rules: attention probabilities need the eager table; so does a batch whose attention
     mask has no real token at all (nothing to pack: every output is what transformers computes over the
-    padding); the triton kernels have no relative positions, dropout, gradients or KV cache, and need
-    CUDA (or the interpreter).
+    padding); the triton kernels have no relative positions, dropout, gradients or KV cache, cover head
+    dims up to :data:`TRITON_MAX_HEAD_DIM` and rows up to :data:`TRITON_MAX_HIDDEN`, and need CUDA (or the
+    interpreter).
     """
     name = attn_implementation
     if name != "eager" and no_real_tokens:
@@ -629,6 +639,10 @@ def resolve(
         reason = "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
     elif cache:
         reason = "incremental decoding with a KV cache"
+    elif head_dim > TRITON_MAX_HEAD_DIM:
+        reason = f"head dim {head_dim} is over the attention kernel's {TRITON_MAX_HEAD_DIM}"
+    elif hidden_size > TRITON_MAX_HIDDEN:
+        reason = f"hidden size {hidden_size} is over the norm kernels' {TRITON_MAX_HIDDEN} (one row per block)"
     elif not triton_available():
         reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
     elif device is not None and os.environ.get("TRITON_INTERPRET", "0") != "1" and device().type != "cuda":

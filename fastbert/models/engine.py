@@ -653,6 +653,8 @@ class BertModel(BertPreTrainedModel):
             cache=past is not None,
             device=lambda: self.device,
             no_real_tokens=no_real_tokens,
+            head_dim=cfg.head_dim,
+            hidden_size=cfg.hidden_size,
         )
         if reason is not None:
             self._warn_fallback(reason)

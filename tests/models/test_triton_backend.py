@@ -191,6 +191,33 @@ def test_fallbacks_are_loud(case, match):
             model(**inputs, output_attentions=case == "attentions")
 
 
+def test_head_dim_over_the_kernel_falls_back_to_sdpa():
+    """A checkpoint with a head dim the attention kernel does not take (over 128) runs on sdpa, warned,
+    with sdpa's numbers, instead of failing inside the kernel's launcher mid-forward."""
+    from fastbert.core import ops
+    from fastbert.kernels.attention import MAX_HEAD_DIM
+
+    assert ops.TRITON_MAX_HEAD_DIM == MAX_HEAD_DIM  # resolve's copy of the kernel's limit
+    model = tiny("BertModel", hidden_size=320, num_attention_heads=2)  # head dim 160
+    model.set_attn_implementation("triton")
+    inputs = inputs_for("BertModel")
+    with torch.no_grad(), pytest.warns(UserWarning, match="head dim 160"):
+        ours = model(**inputs).last_hidden_state
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        assert torch.equal(ours, model(**inputs).last_hidden_state)
+
+
+def test_resolve_names_the_kernel_limits(monkeypatch):
+    from fastbert.core import ops
+    from fastbert.kernels.layernorm import MAX_HIDDEN
+
+    assert ops.TRITON_MAX_HIDDEN == MAX_HIDDEN
+    table, reason = ops.resolve("triton", hidden_size=MAX_HIDDEN * 2, head_dim=64)
+    assert table is ops.SDPA_OPS and f"hidden size {MAX_HIDDEN * 2}" in reason
+    assert ops.resolve("triton", head_dim=ops.TRITON_MAX_HEAD_DIM) == (ops.get_ops("triton"), None)
+
+
 @pytest.mark.parametrize("which", ["inputs_embeds", "encoder_hidden_states"])
 def test_frozen_model_gives_input_gradients(which):
     """Attribution / prompt tuning: frozen weights, an input that requires a gradient. The forward-only
