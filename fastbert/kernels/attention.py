@@ -72,8 +72,14 @@ _FP32_CANDIDATES: dict[int, tuple[int, int, int, int]] = {
     64: (64, 32, 8, 2),
     128: (32, 16, 8, 2),
 }
-# fp32 with RoPE: the rotation's extra tiles spill at (64, 32, 8, 2) for D=64 (sm_90); a smaller tile
-_FP32_ROTARY_CANDIDATE = (32, 16, 8, 2)
+# fp32 with RoPE: the rotation's extra tiles spill at the plain tile (sm_90): (64, 32, 8, 2) at D=64, and
+# (32, 16, 8, 2) at D=128; smaller tiles
+_FP32_ROTARY_CANDIDATES: dict[int, tuple[int, int, int, int]] = {
+    16: (32, 16, 8, 2),
+    32: (32, 16, 8, 2),
+    64: (32, 16, 8, 2),
+    128: (16, 16, 8, 2),
+}
 LENGTH_BUCKETS = (128, 512)  # autotuning key: <= 128, <= 512, longer
 
 
@@ -84,11 +90,20 @@ def _config(c: tuple[int, int, int, int]) -> triton.Config:
 _CONFIGS = [_config(c) for c in dict.fromkeys(c for cs in _CANDIDATES.values() for c in cs)]
 
 
-def candidates(dtype: torch.dtype, block_d: int) -> list[tuple[int, int, int, int]]:
-    """The configs the autotuner may pick for ``dtype`` at padded head dim ``block_d`` (fp32: one)."""
+def candidates(
+    dtype: torch.dtype, block_d: int, rotary: bool = False, rel_bias: bool = False
+) -> list[tuple[int, int, int, int]]:
+    """The configs the autotuner may pick for ``dtype`` at padded head dim ``block_d`` (fp32: one), for the
+    kernel's variant: RoPE and the relative bias take tiles of their own (compiled for sm_90 by
+    tests/kernels/hopper_compile.py: the larger ones spill registers or overflow shared memory)."""
     if dtype == torch.float32:
-        return [_FP32_CANDIDATES[block_d]]
-    return _CANDIDATES[block_d]
+        return [(_FP32_ROTARY_CANDIDATES if rotary else _FP32_CANDIDATES)[block_d]]
+    keep = _CANDIDATES[block_d]
+    if rel_bias:  # the bias gather spills registers at 128 x 128
+        keep = [c for c in keep if c[0] * c[1] <= 128 * 64]
+    if block_d == 128 and (rotary or rel_bias):  # at 128 x 64: RoPE's tiles overflow, the bias spills
+        keep = [c for c in keep if c[0] * c[1] <= 128 * 32]
+    return keep
 
 
 def length_bucket(max_seqlen: int) -> int:
@@ -100,12 +115,12 @@ def _prune(configs, named_args, **kwargs):
     """Early pruning of the autotuner: only the candidates of this dtype and head dim (launch arguments
     come by keyword, so they are in ``kwargs``; positional ones would be in ``named_args``)."""
     launch = {**named_args, **kwargs}
-    allowed = set(candidates(launch["Q"].dtype, launch["BLOCK_D"]))
+    allowed = candidates(
+        launch["Q"].dtype, launch["BLOCK_D"], bool(launch.get("ROTARY")), bool(launch.get("HAS_REL_BIAS"))
+    )
     keep = [
         c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in allowed
     ]
-    if launch.get("HAS_REL_BIAS"):  # the bias gather spills registers at 128 x 128 (sm_90, hopper_compile.py)
-        keep = [c for c in keep if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 64]
     return keep or configs[:1]
 
 
@@ -381,16 +396,20 @@ _attn_fwd_tuned = _compat.autotune(
 )(_attn_fwd_kernel)
 
 
-def _forced(dtype: torch.dtype, block_d: int, rotary: bool = False) -> tuple[int, int, int, int] | None:
-    """The one config to run without autotuning: fp32, the interpreter, or ``FASTBERT_KERNEL_CONFIG``."""
+def _forced(
+    dtype: torch.dtype, block_d: int, rotary: bool = False, rel_bias: bool = False
+) -> tuple[int, int, int, int] | None:
+    """The one config to run without autotuning: fp32, the interpreter, or ``FASTBERT_KERNEL_CONFIG``
+    ("first": the variant's first candidate, the one the autotuner would try first)."""
+    first = candidates(dtype, block_d, rotary, rel_bias)[0]
     if dtype == torch.float32:
-        return _FP32_ROTARY_CANDIDATE if rotary else _FP32_CANDIDATES[block_d]
+        return first
     forced = _compat.forced_config()
     if forced is None and not _compat.INTERPRET:
         return None
     if isinstance(forced, tuple):
         return forced
-    return candidates(dtype, block_d)[0]
+    return first
 
 
 def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal, wrap, *,
@@ -405,7 +424,7 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
     stride_b = (lambda t: 0) if varlen else (lambda t: t.stride(0))  # noqa: E731
     block_d = max(16, _compat.next_power_of_2(d))
     meta = {}
-    forced = _forced(q.dtype, block_d, rotary=cos is not None)
+    forced = _forced(q.dtype, block_d, rotary=cos is not None, rel_bias=rel_bias is not None)
     kernel = _attn_fwd_tuned
     if forced is not None:
         kernel = _attn_fwd_kernel
@@ -550,7 +569,11 @@ def attention_padded(
                    q.shape[0], scale, causal, wrap)  # fmt: skip
 
 
-def _check_cu(name: str, cu, batch_plus_one: int | None, total: int, max_seqlen, validate: bool) -> None:
+def _check_cu(
+    name: str, cu, batch_plus_one: int | None, total: int, max_seqlen, vals: list | None = None
+) -> None:
+    """The structure of a ``cu_seqlens`` tensor; with ``vals`` (its values, read once by the caller) its
+    values too."""
     if not isinstance(cu, torch.Tensor) or cu.dtype != torch.int32 or cu.dim() != 1:
         raise ValueError(
             f"{name} must be a 1-D int32 tensor, got {getattr(cu, 'dtype', type(cu))} {getattr(cu, 'shape', '')}"
@@ -563,8 +586,7 @@ def _check_cu(name: str, cu, batch_plus_one: int | None, total: int, max_seqlen,
         raise ValueError(f"{name} must be contiguous")
     if not isinstance(max_seqlen, int) or max_seqlen < 0:
         raise ValueError(f"max_seqlen for {name} must be a non-negative python int, got {max_seqlen!r}")
-    if validate:
-        vals = cu.tolist()  # device -> host sync
+    if vals is not None:  # read on the host by the caller (validate=True)
         if vals[0] != 0:
             raise ValueError(f"{name} must start at 0, got {vals[0]}")
         lengths = [b - a for a, b in zip(vals[:-1], vals[1:])]
@@ -582,10 +604,15 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
     cu_seqlens_q, cu_seqlens_k = args["cu_seqlens_q"], args["cu_seqlens_k"]
     max_seqlen_q, max_seqlen_k = args["max_seqlen_q"], args["max_seqlen_k"]
     _check_qkv(q, k, v, 3, "(tokens, heads, head_dim)")
-    _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q, validate)
-    _check_cu("cu_seqlens_k", cu_seqlens_k, cu_seqlens_q.shape[0], k.shape[0], max_seqlen_k, validate)
+    _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q)
+    _check_cu("cu_seqlens_k", cu_seqlens_k, cu_seqlens_q.shape[0], k.shape[0], max_seqlen_k)
     if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
         raise ValueError(f"cu_seqlens are on {cu_seqlens_q.device}/{cu_seqlens_k.device}, q on {q.device}")
+    if validate:
+        both = torch.cat([cu_seqlens_q, cu_seqlens_k]).tolist()  # one host sync
+        n = cu_seqlens_q.shape[0]
+        _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q, both[:n])
+        _check_cu("cu_seqlens_k", cu_seqlens_k, n, k.shape[0], max_seqlen_k, both[n:])
     if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
         raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
     args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])

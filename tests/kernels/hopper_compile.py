@@ -127,7 +127,7 @@ def _scenarios():
                     yield (f"attention_varlen {dname} D={d} L={length} causal={causal}",
                            lambda q=qv, k=kv, v=vv, cu=cu, n=length, c=causal, s=d**-0.5: kernels.attention_varlen(
                                q, k, v, cu, cu, n, n, s, c, validate=False))  # fmt: skip
-                if d == 64:  # the encoder families' variants: ModernBERT local layers, MPNet
+                if d in (64, 128):  # the encoder families' variants: ModernBERT local layers, MPNet
                     yield from _family_attention(dname, d, length, qv, kv, vv, cu)
 
 

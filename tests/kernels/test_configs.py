@@ -63,6 +63,30 @@ def test_forced_config_is_the_one_launched(forced, monkeypatch, device):
     assert (meta["BLOCK_M"], meta["BLOCK_N"], meta["num_warps"], meta["num_stages"]) == want
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("variant", ["rotary", "rel_bias"])
+def test_head_dim_128_variants_take_smaller_tiles(dtype, variant, monkeypatch):
+    """At head dim 128, RoPE's extra tiles overflow Hopper's shared memory at 128 x 64 (fp16/bf16) and the
+    relative bias spills there; fp32 RoPE spills at 32 x 16 (hopper_compile.py, sm_90). The pruning and
+    FASTBERT_KERNEL_CONFIG=first take the variant's own tiles."""
+    flags = dict(ROTARY=variant == "rotary", HAS_REL_BIAS=variant == "rel_bias")
+    q = torch.empty(1, dtype=dtype)
+    kept = attention._prune(attention._CONFIGS, {}, Q=q, BLOCK_D=128, **flags)
+    tiles = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in kept]
+    want = attention.candidates(dtype, 128, variant == "rotary", variant == "rel_bias")
+    if dtype == torch.float32:
+        assert want == [(16, 16, 8, 2)] if variant == "rotary" else want == [(32, 16, 8, 2)]
+    else:
+        assert tiles == want and (128, 64, 8, 3) not in want
+        assert all(m * n <= 128 * 32 for m, n, _, _ in want)
+    monkeypatch.setenv(_compat.CONFIG_ENV, "first")
+    assert attention._forced(dtype, 128, variant == "rotary", variant == "rel_bias") == want[0]
+    assert (
+        attention._forced(dtype, 64, variant == "rotary", variant == "rel_bias") != want[0]
+        or dtype == torch.float32
+    )
+
+
 def test_prune_drops_the_tile_that_spills_with_the_relative_bias():
     q = torch.empty(1, dtype=torch.float16)
     plain = attention._prune(attention._CONFIGS, {}, Q=q, BLOCK_D=64, HAS_REL_BIAS=False)
