@@ -200,10 +200,13 @@ def _torch_add_norm(x, residual, bias, weight, norm_bias, eps, rms=False, prenor
 
 
 def _torch_bias_act(x, bias, activation_name, norm_weight=None, norm_bias=None, eps=1e-12):
-    h = activation(activation_name)(x if bias is None else x + bias)
+    """act(x + bias), then a LayerNorm when ``norm_weight`` is given, in x's dtype (as the kernels: parameters
+    of another dtype are cast, not promoted to)."""
+    like = lambda t: None if t is None else t.to(x.dtype)  # noqa: E731
+    h = activation(activation_name)(x if bias is None else x + like(bias))
     if norm_weight is None:
         return h
-    return F.layer_norm(h, (h.shape[-1],), norm_weight, norm_bias, eps)
+    return F.layer_norm(h, (h.shape[-1],), like(norm_weight), like(norm_bias), eps)
 
 
 def _torch_embed(
@@ -642,7 +645,9 @@ def resolve(
     elif head_dim > TRITON_MAX_HEAD_DIM:
         reason = f"head dim {head_dim} is over the attention kernel's {TRITON_MAX_HEAD_DIM}"
     elif hidden_size > TRITON_MAX_HIDDEN:
-        reason = f"hidden size {hidden_size} is over the norm kernels' {TRITON_MAX_HIDDEN} (one row per block)"
+        reason = (
+            f"hidden size {hidden_size} is over the norm kernels' {TRITON_MAX_HIDDEN} (one row per block)"
+        )
     elif not triton_available():
         reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
     elif device is not None and os.environ.get("TRITON_INTERPRET", "0") != "1" and device().type != "cuda":

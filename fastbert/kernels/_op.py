@@ -19,6 +19,8 @@ and ``kernel_op`` makes, from that one signature (the launcher's parameters befo
   (``wrap=False``: the custom-op dispatch costs tens of microseconds a call) or, while torch.compile
   traces, the custom op. It is generated from the signature (as ``dataclasses`` generates ``__init__``)
   rather than binding ``*args`` with ``inspect.Signature.bind``, which would cost ~10 us on every launch.
+  The kernels have no autograd formula: called eagerly with grad enabled on an input that requires grad,
+  the public function refuses (RuntimeError) rather than return an output with no ``grad_fn``.
 
 The public function carries the launcher's docstring, name and full ``__signature__``; the launcher and
 the op stay reachable as ``<name>.launcher`` and ``<name>.op``.
@@ -49,6 +51,15 @@ def _op_signature(launcher: Callable) -> inspect.Signature:
     if "wrap" not in sig.parameters:
         raise TypeError(f"{launcher.__name__}: the launcher needs a keyword-only 'wrap' parameter")
     return sig.replace(parameters=params)
+
+
+def _refuse_grad(name: str, args: dict) -> None:
+    needing = [n for n, v in args.items() if getattr(v, "requires_grad", False)]
+    raise RuntimeError(
+        f"fastbert.kernels.{name} is forward-only (no autograd formula): {', '.join(needing)} "
+        f"require{'s' if len(needing) == 1 else ''} grad, and its output would carry none; call it under "
+        "torch.no_grad(), or use its torch reference (fastbert.core.ops) where gradients are needed"
+    )
 
 
 def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
@@ -98,6 +109,9 @@ def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
             return p.name if p.default is p.empty else f"{p.name}=_default_{p.name}"
 
         host_call = "".join(f", {p.name}={p.name}" for p in host)
+        tensors = [n for n in names if "Tensor" in str(sig.parameters[n].annotation)]
+        env["grad_enabled"], env["refuse_grad"] = torch.is_grad_enabled, _refuse_grad
+        needs_grad = " or ".join(f"getattr({n}, 'requires_grad', False)" for n in tensors) or "False"
         source = (
             f"def {name}({', '.join(param(p) for p in sig.parameters.values())}"
             f"{', *, ' + ', '.join(param(p) for p in host) if host else ''}):\n"
@@ -105,6 +119,8 @@ def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
             f"    check(args{host_call})\n"
             f"    if compiler.is_compiling():\n"
             f"        return op(**args)\n"
+            f"    if grad_enabled() and ({needs_grad}):\n"
+            f"        refuse_grad({name!r}, args)\n"
             f"    return launcher(**args, wrap=False)\n"
         )
         exec(compile(source, f"<fastbert kernel op {name}>", "exec"), env)  # noqa: S102 - from a signature

@@ -81,7 +81,7 @@ def _embed_layernorm_kernel(
 _INDEX_DTYPES = (torch.int64, torch.int32)
 
 
-def _check_ids(name: str, ids: torch.Tensor | None, t: int, rows: int, device, validate: bool) -> None:
+def _check_ids(name: str, ids: torch.Tensor | None, t: int, device) -> None:
     if ids is None:
         return
     if not isinstance(ids, torch.Tensor) or ids.dtype not in _INDEX_DTYPES:
@@ -90,8 +90,14 @@ def _check_ids(name: str, ids: torch.Tensor | None, t: int, rows: int, device, v
         raise ValueError(f"{name} must have shape ({t},), got {tuple(ids.shape)}")
     if ids.device != device:
         raise ValueError(f"{name} is on {ids.device}, weights on {device}")
-    if validate and t > 0:
-        lo, hi = int(ids.min()), int(ids.max())  # device -> host sync
+
+
+def _check_ranges(checks: list[tuple[str, torch.Tensor, int]]) -> None:
+    """Every (name, ids, table rows) in range, with one device -> host read for all of them."""
+    if not checks or checks[0][1].shape[0] == 0:
+        return
+    bounds = torch.stack([b for _, ids, _ in checks for b in (ids.min(), ids.max())]).tolist()  # one sync
+    for (name, _, rows), lo, hi in zip(checks, bounds[::2], bounds[1::2]):
         if lo < 0 or hi >= rows:
             raise ValueError(f"{name} out of range: values in [{lo}, {hi}], table has {rows} rows")
 
@@ -139,11 +145,17 @@ def _check_embed(args: dict, *, validate: bool = True) -> None:
         )
     t = input_ids.shape[0]
     dev = word_weight.device
-    _check_ids("input_ids", input_ids, t, word_weight.shape[0], dev, validate)
-    if position_weight is not None:
-        _check_ids("position_ids", position_ids, t, position_weight.shape[0], dev, validate)
-    if type_weight is not None:
-        _check_ids("token_type_ids", args["token_type_ids"], t, type_weight.shape[0], dev, validate)
+    ranges = []
+    for name, ids, table in (
+        ("input_ids", input_ids, word_weight),
+        ("position_ids", position_ids, position_weight),
+        ("token_type_ids", args["token_type_ids"], type_weight),
+    ):
+        if table is not None and ids is not None:
+            _check_ids(name, ids, t, dev)
+            ranges.append((name, ids, table.shape[0]))
+    if validate:
+        _check_ranges(ranges)
     if position_weight is not None and position_ids is None and t > position_weight.shape[0]:
         raise ValueError(f"{t} tokens but only {position_weight.shape[0]} positions (position_ids=None)")
     for name in ("input_ids", "position_ids", "token_type_ids"):

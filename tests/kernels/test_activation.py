@@ -87,3 +87,15 @@ def test_strided_bias(dtype, device):
     x = torch.randn(7, 36, dtype=dtype, device=device)
     b = torch.randn(72, dtype=dtype, device=device)[::2]
     check_against_reference(*run_both("bias_act", x, b, "gelu"), dtype)
+
+
+@pytest.mark.parametrize("name", ["bias_act", "bias_act_layernorm"])
+def test_fp32_parameters_with_fp16_activations(name, device):
+    """Parameters of another dtype than x (fp32 bias and norm under fp16 activations) are cast to x's dtype
+    by the kernel and its torch reference alike: the sdpa and triton tables return the same dtype."""
+    x = torch.randn(9, 773, dtype=torch.float16, device=device) * 2
+    b, w, lb = (torch.randn(773, device=device) for _ in range(3))
+    args = (x, b, "gelu") if name == "bias_act" else (x, b, w, lb, 1e-12, "gelu")
+    out, torch_out, ref64 = run_both(name, *args)
+    assert out.dtype == torch_out.dtype == torch.float16
+    check_against_reference(out, torch_out, ref64, torch.float16)

@@ -104,7 +104,8 @@ def test_bad_inputs(device):
     args = (q, q, q, cu, cu, 3, 3, 0.1)
     ops.attention_varlen(*args)  # valid
     with pytest.raises(ValueError, match="non-decreasing"):
-        ops.attention_varlen(q, q, q, torch.tensor([0, 4, 3, 5], dtype=torch.int32), cu, 3, 3, 0.1)
+        unordered = torch.tensor([0, 4, 3, 5], dtype=torch.int32, device=device)
+        ops.attention_varlen(q, q, q, unordered, unordered, 4, 4, 0.1)
     bad = torch.tensor([0, 2, 4], dtype=torch.int32, device=device)
     with pytest.raises(ValueError, match="end at the token count 5"):
         ops.attention_varlen(q, q, q, bad, bad, 3, 3, 0.1)

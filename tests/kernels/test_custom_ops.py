@@ -94,11 +94,12 @@ def test_opcheck(name):
     torch.library.opcheck(getattr(torch.ops.fastbert, name).default, args)
 
 
-def _public_calls(dev):
-    """name -> zero-argument call of the public kernel function with valid sample inputs."""
+def _public_calls(dev, requires_grad: bool = False):
+    """name -> zero-argument call of the public kernel function with valid sample inputs (their float
+    tensors leaves that require grad when asked)."""
     from fastbert import kernels
 
-    mk = lambda *s: torch.randn(*s, dtype=torch.float32, device=dev)
+    mk = lambda *s: torch.randn(*s, dtype=torch.float32, device=dev).requires_grad_(requires_grad)
     cu = torch.tensor([0, 5, 12], dtype=torch.int32, device=dev)
     q, k, v = mk(12, 3, 2, 32).unbind(1)
     x, r, b, w, lb = mk(5, 48), mk(5, 48), mk(48), mk(48), mk(48)
@@ -146,6 +147,18 @@ def test_direct_launch_outside_compile(name):
         out_op = calls[name]()
     assert f"fastbert.{name}.default" in rec.names, rec.names
     torch.testing.assert_close(out_op, out, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_inputs_that_need_grad_are_refused(name):
+    """The kernels have no autograd formula: an input that requires grad is refused by name (the output
+    would carry no grad_fn and the gradient would be lost quietly); under no_grad the same call runs."""
+    calls = _public_calls(DEVICE, requires_grad=True)
+    with pytest.raises(RuntimeError, match=rf"fastbert.kernels.{name} is forward-only .*require"):
+        calls[name]()
+    with torch.no_grad():
+        out = calls[name]()
+    assert all(t.grad_fn is None for t in (out if isinstance(out, tuple) else (out,)))
 
 
 @contextlib.contextmanager

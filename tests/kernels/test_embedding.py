@@ -75,3 +75,28 @@ def test_gpu_realistic(dtype, hidden, device):
     pos = torch.arange(512, device=device).repeat(t // 512)
     tt = torch.randint(0, 2, (t,), device=device)
     check_against_reference(*run_both("embed_layernorm", ids, pos, tt, *tabs, 1e-12), dtype)
+
+
+def test_validation_reads_the_device_once(device, monkeypatch):
+    """validate=True checks the three id tensors against their tables with one device->host read
+    (a .tolist() of their bounds), as attention_varlen reads both cu_seqlens once."""
+    from fastbert import kernels
+
+    reads = []
+    real = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(t.shape) or real(t))
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: pytest.fail("an int() read of a tensor"))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: pytest.fail("an item() read of a tensor"))
+    t, h = 9, 64
+    ids = torch.randint(0, 50, (t,), device=device)
+    pos, tt = torch.arange(t, device=device), torch.zeros(t, dtype=torch.int32, device=device)
+    tables = [torch.randn(n, h, device=device) for n in (50, 20, 2)] + [torch.ones(h, device=device), None]
+    kernels.embed_layernorm(ids, pos, tt, *tables, 1e-12)
+    assert len(reads) == 1
+    with pytest.raises(ValueError, match=r"position_ids out of range: values in \[12, 20\], table has 20 rows"):
+        kernels.embed_layernorm(ids, pos + 12, tt, *tables, 1e-12)
+    assert len(reads) == 2
+    q = torch.randn(t, 2, 32, device=device)
+    cu = torch.tensor([0, 4, 9], dtype=torch.int32, device=device)
+    kernels.attention_varlen(q, q, q, cu, cu, 5, 5, 0.1)
+    assert len(reads) == 3
