@@ -7,7 +7,10 @@ from fastbert.core import tolerances as tol
 
 
 def test_bound_is_factor_times_torch_error_plus_floor():
-    assert tol.bound(1e-3, torch.float16) == pytest.approx(tol.FACTOR * 1e-3 + 2.0**-10)
+    # the rule's numbers, written out: a looser FACTOR must fail here, not pass everything downstream
+    assert tol.FACTOR == 4.0
+    assert tol.bound(1e-3, torch.float16) == pytest.approx(4e-3 + 2.0**-10)
+    assert tol.bound(1e-3, torch.bfloat16) == pytest.approx(4e-3 + 2.0**-7)
     assert tol.bound(0.0, torch.float32, ref_magnitude=8.0) == pytest.approx(8 * 2.0**-20)
 
 
@@ -18,6 +21,9 @@ def test_judge_passes_within_and_fails_beyond_the_rule():
     bad = tol.judge(ref + 1.1 * tol.FACTOR * 1e-2 + 2e-3 * ref.abs().max(), torch_out, ref, torch.float16)
     assert ok.ok and not bad.ok
     assert "ours - ref" in bad.message("x")
+    # in numbers: torch's fp16 error 1e-2 allows 4e-2 (+ the floor), not 5e-2
+    assert tol.judge(ref + 3.9e-2, torch_out, ref, torch.float16).ok
+    assert not tol.judge(ref + 5e-2, torch_out, ref, torch.float16).ok
 
 
 def test_mask_excludes_padded_positions():

@@ -7,6 +7,9 @@ References: TEI's router (router/src/http/server.rs, router/src/lib.rs ``Respons
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from serve_helpers import serving
@@ -205,6 +208,63 @@ def test_splade_refuses_normalize_like_tei(tiny):
         assert r.status_code == 200, r.text
         a, b = dense.astype(np.float64)
         np.testing.assert_allclose(r.json(), [a @ b / np.linalg.norm(a) / np.linalg.norm(b)], atol=1e-5)
+
+
+def test_similarity_parameters_reach_the_embedding(tmp_path):
+    """/similarity's ``parameters`` (TEI's SimilarityParameters): ``prompt_name`` and ``truncate`` /
+    ``truncation_direction`` embed as /embed does with them; the score is the cosine of those vectors. On
+    the real MiniLM (a tiny random model's cosines all sit within 1e-5 of 1), with prompts added."""
+    from fastbert.hub import embedded_model_path
+
+    model = tmp_path / "minilm"
+    shutil.copytree(embedded_model_path(), model)
+    (model / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "query: where is ", "passage": ""}})
+    )
+
+    def cosine(a, b):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    texts = ["the sky is blue", "paris is the capital of france"]
+    long = "the sky is blue and the sea is green " * 3 + "but paris is the capital of france"
+    with serving(model=str(model), max_input_length=16, auto_truncate=False) as srv:
+        c = srv.client
+        body = {"inputs": {"source_sentence": texts[0], "sentences": texts[1:]}}
+        scores = {}
+        for name in ("passage", "query"):
+            params = {"prompt_name": name}
+            scores[name] = c.post("/similarity", json={**body, "parameters": params}).json()
+            a, b = c.post("/embed", json={"inputs": texts, "normalize": False, **params}).json()
+            assert scores[name] == pytest.approx([cosine(a, b)], abs=1e-5), params
+        assert abs(scores["query"][0] - scores["passage"][0]) > 1e-2  # the prompt reached the embedding
+        long_body = {"inputs": {"source_sentence": long, "sentences": texts[1:]}}
+        r = c.post("/similarity", json={**long_body, "parameters": {"truncate": False}})
+        assert r.status_code == 422, r.text  # over 16 tokens, truncation not asked
+        for side in ("right", "left"):
+            params = {"truncate": True, "truncation_direction": side}
+            scores[side] = c.post("/similarity", json={**long_body, "parameters": params}).json()
+            a, b = c.post("/embed", json={"inputs": [long, texts[1]], "normalize": False, **params}).json()
+            assert scores[side] == pytest.approx([cosine(a, b)], abs=1e-5), side
+        assert abs(scores["left"][0] - scores["right"][0]) > 1e-2  # other tokens kept
+
+
+def test_tokenize_and_decode_flags(tiny):
+    """/tokenize ``add_special_tokens=false`` gives the text's tokens alone; /decode
+    ``skip_special_tokens=false`` keeps [CLS] and [SEP] (TEI's TokenizeRequest / DecodeRequest)."""
+    from fastbert import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny["base"])
+    text = "the sky is blue"
+    with serving(model=tiny["base"]) as srv:
+        c = srv.client
+        plain = c.post("/tokenize", json={"inputs": text, "add_special_tokens": False}).json()[0]
+        assert [t["id"] for t in plain] == tok(text, add_special_tokens=False)["input_ids"]
+        assert not any(t["special"] for t in plain)
+        ids = tok(text)["input_ids"]
+        kept = c.post("/decode", json={"ids": ids, "skip_special_tokens": False}).json()
+        assert kept == [tok.decode(ids, skip_special_tokens=False)] and "[CLS]" in kept[0]
+        assert c.post("/decode", json={"ids": ids}).json() == [tok.decode(ids, skip_special_tokens=True)]
 
 
 def test_prompts_apply_to_token_id_inputs(prompt_model):
