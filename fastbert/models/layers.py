@@ -63,6 +63,55 @@ class _Module(nn.Module):
         super().__delattr__(name)
 
 
+# ------------------------------------------------------------------------------------- linears by the table
+def fusable_linear(m: nn.Module) -> bool:
+    """The op table may read this linear's weight and bias and fuse what follows into its GEMM: an
+    ``nn.Linear`` itself (or fastbert's own subclass, the int8 ``QuantizedLinear``, whose weight carries the
+    int8 path the table calls) without hooks and without a ``forward`` of its own. A PEFT LoRA layer, a
+    module replaced by hand or a hooked one is not: it runs as a module (its adapter, hook or code applies)."""
+    t, d = type(m), m.__dict__
+    if not (t is nn.Linear or (issubclass(t, nn.Linear) and t.__module__.startswith("fastbert."))):
+        return False
+    return "forward" not in d and not (
+        d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d.get("_backward_pre_hooks")
+    )
+
+
+def _plain_norm(norm: nn.Module) -> bool:
+    return type(norm) is nn.LayerNorm
+
+
+def run_linear(ops: OpTable, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``m(x)``: the table's GEMM on a fusable linear, else the module itself."""
+    return ops.linear(x, m.weight, m.bias) if fusable_linear(m) else m(x)
+
+
+def dense_add_norm(ops: OpTable, linear: nn.Module, norm: nn.Module, x: torch.Tensor, residual: torch.Tensor):
+    """``norm(linear(x) + residual)``: the table's GEMM + fused add + LayerNorm when both modules are plain;
+    a wrapped linear (LoRA) runs as a module before the table's add + norm; a replaced norm runs itself."""
+    if not _plain_norm(norm):
+        return norm(linear(x) + residual)
+    if fusable_linear(linear):
+        return ops.dense_add_norm(x, linear.weight, linear.bias, residual, norm.weight, norm.bias, norm.eps)
+    return ops.add_norm(linear(x), residual, None, norm.weight, norm.bias, norm.eps)
+
+
+def dense_act(ops: OpTable, linear: nn.Module, x: torch.Tensor, act: str, norm: nn.Module | None = None):
+    """``act(linear(x))``, then ``norm`` when given: the table's GEMM + fused bias + activation (+ LayerNorm)
+    when the modules are plain; a wrapped linear runs as a module, a replaced norm runs itself."""
+    plain_norm = norm is None or _plain_norm(norm)
+    if fusable_linear(linear) and plain_norm:
+        if norm is None:
+            return ops.dense_act(x, linear.weight, linear.bias, act)
+        return ops.dense_act(x, linear.weight, linear.bias, act, norm.weight, norm.bias, norm.eps)
+    h = linear(x)
+    if norm is None:
+        return ops.bias_act(h, None, act)
+    if plain_norm:
+        return ops.bias_act(h, None, act, norm.weight, norm.bias, norm.eps)
+    return norm(ops.bias_act(h, None, act))
+
+
 # --------------------------------------------------------------------------------------------- attention
 _QKV_NAMES = ("query", "key", "value")
 
@@ -266,10 +315,7 @@ def _dense_add_layernorm(module, hidden_states, residual, ctx: LayerContext):
     """LayerNorm(dropout(dense(x)) + residual): the table's GEMM and fused add + LayerNorm."""
     if ctx.dropout:
         return module.LayerNorm(module.dropout(module.dense(hidden_states)) + residual)
-    dense, ln = module.dense, module.LayerNorm
-    return ctx.ops.dense_add_norm(
-        hidden_states, dense.weight, dense.bias, residual, ln.weight, ln.bias, ln.eps
-    )
+    return dense_add_norm(ctx.ops, module.dense, module.LayerNorm, hidden_states, residual)
 
 
 class BertSelfOutput(_Module):
@@ -302,8 +348,7 @@ class BertIntermediate(_Module):
         self.intermediate_act_fn = activation(config.hidden_act)
 
     def forward(self, hidden_states, ctx: LayerContext):
-        dense = self.dense
-        return ctx.ops.dense_act(hidden_states, dense.weight, dense.bias, self.hidden_act)
+        return dense_act(ctx.ops, self.dense, hidden_states, self.hidden_act)
 
 
 class BertOutput(_Module):

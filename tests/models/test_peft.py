@@ -256,3 +256,51 @@ def test_fused_weight_never_goes_stale(tmp_path):
         twin_att.value.weight.mul_(3.0)  # the copy's edit is the copy's alone
         assert (twin(**inputs).last_hidden_state[mask] - mine).abs().max() > 1e-3
         torch.testing.assert_close(fb(**inputs).last_hidden_state[mask], mine, rtol=0, atol=0)
+
+
+#: per family, LoRA on every linear the op tables fuse (and on the masked-LM head's transform)
+FAMILY_TARGETS = {
+    "bert": ["dense"],
+    "roberta": ["dense"],
+    "electra": ["dense"],
+    "distilbert": ["out_lin", "lin1", "lin2", "vocab_transform"],
+    "mpnet": ["o", "dense"],
+    "modernbert": ["Wqkv", "Wi", "Wo", "dense"],
+}
+
+
+@pytest.mark.parametrize("model_type", list(FAMILY_TARGETS))
+def test_lora_on_the_fused_linears_matches_transformers(model_type, tmp_path):
+    """LoRA on the linears whose GEMM the op table fuses with what follows (attention output + add + norm,
+    intermediate + GELU, the head's transform + GELU + norm): the adapter applies (the module runs itself),
+    as in transformers."""
+    from model_helpers import tiny_family_config
+
+    torch.manual_seed(0)
+    config = tiny_family_config(model_type)
+    fb = fastbert.AutoModelForMaskedLM.from_config(config)
+    perturb_norms_and_biases(fb).eval()
+    fb.save_pretrained(tmp_path)
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    inputs = batch()
+    if model_type in ("distilbert", "modernbert"):
+        inputs = {k: v for k, v in inputs.items() if k != "token_type_ids"}
+    with torch.no_grad():
+        before = logits(fb, inputs)
+    targets = FAMILY_TARGETS[model_type]
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, init_lora_weights=False
+    )
+    hf_peft, fb_peft = peft.get_peft_model(hf, config), peft.get_peft_model(fb, copy.deepcopy(config))
+    adapters = {k: v for k, v in hf_peft.state_dict().items() if "lora_" in k}
+    assert fb_peft.load_state_dict(adapters, strict=False).unexpected_keys == []
+    wrapped = {
+        n.rsplit(".", 1)[-1] for n, m in fb_peft.named_modules() if isinstance(m, peft.tuners.lora.LoraLayer)
+    }
+    assert wrapped == set(targets)
+    for backend in ("eager", "sdpa"):
+        fb.set_attn_implementation(backend)
+        with torch.no_grad():
+            ours, ref = logits(fb_peft, inputs), logits(hf_peft, inputs)
+        torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5, msg=f"{model_type} {backend}")
+        assert (ours - before).abs().max() > 1e-3, "the adapter changes nothing: the test could not fail"

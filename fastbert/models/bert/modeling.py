@@ -25,7 +25,7 @@ from ..heads import (
     _shifted_labels,
     fixed_cross_entropy,
 )
-from ..layers import _Module
+from ..layers import _Module, dense_act
 
 
 class BertPredictionHeadTransform(_Module):
@@ -37,10 +37,7 @@ class BertPredictionHeadTransform(_Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states, ops: OpTable):
-        dense, ln = self.dense, self.LayerNorm
-        return ops.dense_act(
-            hidden_states, dense.weight, dense.bias, self.hidden_act, ln.weight, ln.bias, ln.eps
-        )
+        return dense_act(ops, self.dense, hidden_states, self.hidden_act, self.LayerNorm)
 
 
 class BertLMPredictionHead(_Module):

@@ -24,6 +24,8 @@ from ..layers import (
     _Module,
     _plain_module,
     _refuse_after_load,
+    dense_act,
+    dense_add_norm,
     embedding,
     position_ids_buffer,
 )
@@ -126,7 +128,7 @@ def _linear_add_layernorm(linear: nn.Linear, norm: nn.LayerNorm, dropout: nn.Dro
     """norm(dropout(linear(x)) + residual): the table's GEMM + fused add + LayerNorm (plain modules in training)."""
     if ctx.dropout:
         return norm(dropout(linear(x)) + residual)
-    return ctx.ops.dense_add_norm(x, linear.weight, linear.bias, residual, norm.weight, norm.bias, norm.eps)
+    return dense_add_norm(ctx.ops, linear, norm, x, residual)
 
 
 class TransformerBlock(_Module):
@@ -148,7 +150,7 @@ class TransformerBlock(_Module):
             attention.out_lin, self.sa_layer_norm, no_dropout, context, hidden_states, ctx
         )
         ffn = self.ffn
-        x = ctx.ops.dense_act(sa, ffn.lin1.weight, ffn.lin1.bias, ffn.hidden_act)
+        x = dense_act(ctx.ops, ffn.lin1, sa, ffn.hidden_act)
         out = _linear_add_layernorm(ffn.lin2, self.output_layer_norm, ffn.dropout, x, sa, ctx)
         return out, probs, None, None
 
@@ -179,8 +181,7 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
         return self._modules.get("vocab_projector")
 
     def _lm_logits(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
-        t, ln = self.vocab_transform, self.vocab_layer_norm
-        x = ops.dense_act(hidden_states, t.weight, t.bias, self.config.activation, ln.weight, ln.bias, ln.eps)
+        x = dense_act(ops, self.vocab_transform, hidden_states, self.config.activation, self.vocab_layer_norm)
         return self.vocab_projector(x)
 
 

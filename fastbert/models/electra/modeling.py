@@ -25,7 +25,7 @@ from ...core.ops import OpTable, activation
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _BertHead, _classifier_dropout
-from ..layers import BertEmbeddings, BertEncoder, _Module
+from ..layers import BertEmbeddings, BertEncoder, _Module, dense_act
 from .config import ElectraConfig
 
 
@@ -58,8 +58,7 @@ class ElectraDiscriminatorPredictions(_Module):
         self.dense_prediction = nn.Linear(config.hidden_size, 1)
 
     def forward(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
-        dense = self.dense
-        return self.dense_prediction(ops.dense_act(hidden_states, dense.weight, dense.bias, self.hidden_act))
+        return self.dense_prediction(dense_act(ops, self.dense, hidden_states, self.hidden_act))
 
 
 class ElectraGeneratorPredictions(_Module):
@@ -71,8 +70,7 @@ class ElectraGeneratorPredictions(_Module):
         self.dense = nn.Linear(config.hidden_size, config.embedding_size)
 
     def forward(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
-        dense, ln = self.dense, self.LayerNorm
-        return ops.dense_act(hidden_states, dense.weight, dense.bias, "gelu", ln.weight, ln.bias, ln.eps)
+        return dense_act(ops, self.dense, hidden_states, "gelu", self.LayerNorm)
 
 
 class ElectraClassificationHead(_Module):

@@ -39,23 +39,8 @@ from ..heads import (
     loss_kwargs_of,
     token_labels_unflattened,
 )
-from ..layers import LayerContext, _Module, _plain_module, embedding
+from ..layers import LayerContext, _Module, _plain_module, embedding, fusable_linear, run_linear
 from .config import SLIDING, ModernBertConfig
-
-
-def _plain_linear(m: nn.Module) -> bool:
-    """An ``nn.Linear`` itself without hooks: the table's ops may read its weight (a PEFT layer, a replaced
-    module or a hooked one runs as a module)."""
-    d = m.__dict__
-    return (
-        type(m) is nn.Linear
-        and "forward" not in d
-        and not (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"])
-    )
-
-
-def _linear(ops: OpTable, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return ops.linear(x, m.weight, m.bias) if _plain_linear(m) else m(x)
 
 
 def _norm(ops: OpTable, m: nn.Module, x: torch.Tensor, residual: torch.Tensor | None = None, prenorm=False):
@@ -120,13 +105,13 @@ class ModernBertMLP(_Module):
 
     def forward(self, hidden_states, ctx: LayerContext):
         ops, wi = ctx.ops, self.Wi
-        if _plain_linear(wi):
+        if fusable_linear(wi):
             h = ops.dense_glu(hidden_states, wi.weight, wi.bias, self.hidden_activation)
         else:
             h = ops.glu(wi(hidden_states), None, self.hidden_activation)
         if ctx.dropout:
             h = self.drop(h)
-        return _linear(ops, self.Wo, h)
+        return run_linear(ops, self.Wo, h)
 
 
 class ModernBertAttention(_Module):
@@ -154,10 +139,10 @@ class ModernBertAttention(_Module):
         h, d = self.num_heads, self.head_dim
         lead = hidden_states.shape[:-1]
         ops = ctx.ops
-        q, k, v = _linear(ops, self.Wqkv, hidden_states).view(*lead, 3, h, d).unbind(-3)  # (..., h, d)
+        q, k, v = run_linear(ops, self.Wqkv, hidden_states).view(*lead, 3, h, d).unbind(-3)  # (..., h, d)
         dropout_p = self.attention_dropout if self.training else 0.0
         context, probs = ops.attention(q, k, v, spec, self.scaling, dropout_p)
-        out = _linear(ops, self.Wo, context.reshape(*lead, h * d))
+        out = run_linear(ops, self.Wo, context.reshape(*lead, h * d))
         if ctx.dropout:
             out = self.out_drop(out)
         return out, probs
@@ -379,7 +364,7 @@ class ModernBertPredictionHead(_Module):
 
     def forward(self, hidden_states, ops: OpTable):
         dense, norm = self.dense, self.norm
-        if _plain_linear(dense) and type(norm) is nn.LayerNorm:
+        if fusable_linear(dense) and type(norm) is nn.LayerNorm:
             return ops.dense_act(
                 hidden_states, dense.weight, dense.bias, self.activation, norm.weight, norm.bias, norm.eps
             )
@@ -421,7 +406,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
         self.decoder = new_embeddings
 
     def _lm_logits(self, hidden_states: torch.Tensor, ops: OpTable) -> torch.Tensor:
-        return _linear(ops, self.decoder, self.head(hidden_states, ops))
+        return run_linear(ops, self.decoder, self.head(hidden_states, ops))
 
     def head_logits(self, enc: Encoded, labels=None):
         """Dense logits of every token; with ``sparse_prediction`` and labels, of the labelled tokens only
@@ -479,7 +464,7 @@ class _Classifier:
         self.post_init()
 
     def _classify(self, x: torch.Tensor, ops: OpTable) -> torch.Tensor:
-        return _linear(ops, self.classifier, self.drop(self.head(x, ops)))
+        return run_linear(ops, self.classifier, self.drop(self.head(x, ops)))
 
     def _run(self, inputs: BertInputs, return_dict, labels=None, num_choices=None):
         inputs.token_type_ids = None

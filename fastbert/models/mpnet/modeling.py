@@ -34,6 +34,7 @@ from ..layers import (
     LayerContext,
     _Module,
     _refuse_after_load,
+    dense_add_norm,
     embedding,
 )
 from ..roberta import modeling as roberta
@@ -121,9 +122,7 @@ class MPNetAttention(_Module):
         o, ln = self.attn.o, self.LayerNorm
         if ctx.dropout:
             return ln(self.dropout(o(context)) + hidden_states), probs
-        return ctx.ops.dense_add_norm(
-            context, o.weight, o.bias, hidden_states, ln.weight, ln.bias, ln.eps
-        ), probs
+        return dense_add_norm(ctx.ops, o, ln, context, hidden_states), probs
 
 
 class MPNetLayer(_Module):

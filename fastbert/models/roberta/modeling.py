@@ -24,7 +24,7 @@ from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _classifier_dropout
-from ..layers import BertEmbeddings, _Module, embedding
+from ..layers import BertEmbeddings, _Module, dense_act, embedding
 from .config import RobertaConfig
 
 
@@ -63,9 +63,7 @@ class RobertaLMHead(_Module):
             self.decoder.bias = self.bias
 
     def forward(self, features: torch.Tensor, ops: OpTable) -> torch.Tensor:
-        dense, ln = self.dense, self.layer_norm
-        x = ops.dense_act(features, dense.weight, dense.bias, "gelu", ln.weight, ln.bias, ln.eps)
-        return self.decoder(x)
+        return self.decoder(dense_act(ops, self.dense, features, "gelu", self.layer_norm))
 
 
 class RobertaClassificationHead(_Module):
