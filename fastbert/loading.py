@@ -295,6 +295,19 @@ def load_into_model(
     for key in [k for k in missing if k in tied]:
         if tied[key] in loaded and (ties_embeddings or key.endswith("bias")):
             missing.discard(key)
+    # and the other way (transformers 5): with the tie on, a target the checkpoint lacks takes the value of
+    # the key tied to it (a checkpoint holding cls.predictions.decoder.bias but not cls.predictions.bias:
+    # tie_weights() makes the decoder share the target afterwards, which would drop the loaded value)
+    fill_from: dict[str, str] = {}
+    for key, target in tied.items():
+        if (
+            ties_embeddings
+            and target in missing
+            and key in loaded
+            and state[key].shape == expected[target].shape
+        ):
+            missing.discard(target)
+            fill_from[target] = key
     if errors and not ignore_mismatched_sizes:
         raise CheckpointShapeError(
             f"Error(s) in loading state_dict for {type(model).__name__} from {source or 'the checkpoint'}:\n\t"
@@ -307,6 +320,8 @@ def load_into_model(
     with torch.no_grad():  # the state dict's tensors are views of the parameters: copying fills them
         for name in loaded:
             expected[name].copy_(state[name])
+        for target, key in fill_from.items():
+            expected[target].copy_(state[key])
     return {
         "missing_keys": missing,
         "unexpected_keys": unexpected,

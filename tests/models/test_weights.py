@@ -205,3 +205,20 @@ def test_submodule_attributes_follow_assignment_and_deletion():
     clone = __import__("copy").deepcopy(model)
     assert clone.encoder.layer[0].output.dense is clone.encoder.layer[0].output._modules["dense"]
     assert clone.encoder.layer[0].output.dense is not new
+
+
+@pytest.mark.parametrize("name", ["BertForMaskedLM", "BertForPreTraining"])
+def test_checkpoint_with_only_the_decoder_bias_loads_it(name, tmp_path):
+    """A checkpoint holding the MLM output bias only as ``cls.predictions.decoder.bias`` (no
+    ``cls.predictions.bias``): the tied bias takes its value, nothing is reported missing (transformers 5;
+    fastbert zeroed it before, silently)."""
+    hf = perturb_norms_and_biases(hf_of(name))
+    state = {k: v.clone() for k, v in hf.state_dict().items()}
+    state["cls.predictions.decoder.bias"] = state.pop("cls.predictions.bias")
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    hf.config.save_pretrained(tmp_path)
+    model, info = getattr(fastbert, name).from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == set() and not info["unexpected_keys"]
+    torch.testing.assert_close(model.cls.predictions.bias, hf.cls.predictions.bias, rtol=0, atol=0)
+    assert model.cls.predictions.decoder.bias is model.cls.predictions.bias
+    assert model.cls.predictions.bias.abs().max() > 0  # perturbed: a zeroed bias would fail
