@@ -3,6 +3,8 @@ encoder's result) and the loss helpers, as transformers computes them."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,15 +42,22 @@ def fixed_cross_entropy(source, target, num_items_in_batch=None, ignore_index: i
     return loss
 
 
-def token_labels_unflattened(head, inputs: BertInputs, targets: dict) -> dict:
-    """``targets`` with flattened (B * L,) token labels of a per-token head as (B, L): transformers' losses
-    read labels through ``labels.view(-1)``, so it takes either."""
-    labels = targets.get("labels")
-    if head.per_token and isinstance(labels, torch.Tensor) and labels.dim() == 1:
-        shape = inputs.batch_shape(2)
-        if shape is not None and len(shape) == 2 and labels.numel() == shape[0] * shape[1]:
-            return {**targets, "labels": labels.view(shape)}
-    return targets
+def conform_targets(head, inputs: BertInputs, targets: dict) -> dict:
+    """``targets`` as transformers' losses read them (through ``view(-1)``): flattened (B * L,) token labels
+    of a per-token head as (B, L), and a trailing dimension of 1 dropped ((B, 1) next-sentence or
+    classification labels, (B, L, 1) token labels), for the targets whose shape the head knows
+    (:meth:`_BertHead.target_shapes`); any other shape is left for the head's check to refuse."""
+    out = dict(targets)
+    for name, shape in head.target_shapes(inputs).items():
+        t = out.get(name)
+        if not isinstance(t, torch.Tensor) or shape is None or tuple(t.shape) == tuple(shape):
+            continue
+        n = len(shape)
+        flattened = t.dim() == 1 and t.numel() == math.prod(shape)
+        trailing_ones = tuple(t.shape[:n]) == tuple(shape) and all(d == 1 for d in t.shape[n:])
+        if flattened or trailing_ones:
+            out[name] = t.reshape(shape)
+    return out
 
 
 def _check_shape(name: str, t: torch.Tensor | None, shape: tuple | None) -> None:
@@ -82,12 +91,18 @@ class _BertHead(BertPreTrainedModel):
         return self._run(BertInputs.of(locals()), return_dict, labels=labels)
 
     def _run(self, inputs: BertInputs, return_dict: bool | None, **targets):
-        targets = token_labels_unflattened(self, inputs, targets)
+        targets = conform_targets(self, inputs, targets)
         self.check_targets(inputs, **targets)
         allow_pack = self.allow_pack(inputs, **targets)
         enc = self._base().encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)
         logits = self.head(enc, **targets)
         return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
+
+    def target_shapes(self, inputs: BertInputs) -> dict[str, tuple | None]:
+        """The shape of each target whose shape is fixed by the input's (None: unknown yet), as
+        :func:`conform_targets` and :meth:`check_targets` read them; heads whose targets take other shapes
+        (regression, multi-label, choices, positions) say none."""
+        return {"labels": inputs.batch_shape(2 if self.per_token else 1)}
 
     def check_targets(self, inputs: BertInputs, labels=None, **targets) -> None:
         _check_shape("labels", labels, inputs.batch_shape(2 if self.per_token else 1))

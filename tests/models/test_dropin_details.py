@@ -121,6 +121,9 @@ def test_encoder_decoder_cache_with_an_empty_cross_part():
         ("BertForSequenceClassification", lambda b, n: torch.tensor([[1]])),  # (B, 1)
         ("BertForTokenClassification", lambda b, n: torch.randint(0, 2, (b * n,))),  # flattened
         ("BertForMaskedLM", lambda b, n: torch.randint(0, 50, (b * n,))),
+        ("BertForNextSentencePrediction", lambda b, n: torch.tensor([[1]])),  # (B, 1)
+        ("BertForTokenClassification", lambda b, n: torch.randint(0, 2, (b, n, 1))),  # (B, L, 1)
+        ("BertForMaskedLM", lambda b, n: torch.randint(0, 50, (b, n, 1))),
     ],
 )
 def test_label_shapes_transformers_reads_through_view(tmp_path, name, labels):
@@ -138,6 +141,28 @@ def test_label_shapes_transformers_reads_through_view(tmp_path, name, labels):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="labels"):  # a count that fits no reading stays refused
         ours(input_ids=ids, labels=torch.zeros(ids.numel() + 1, dtype=torch.long))
+
+
+def test_pretraining_targets_with_a_trailing_dim_and_the_deprecated_nsp_keyword(tmp_path):
+    """BertForPreTraining's labels (B, L, 1) and next_sentence_label (B, 1), and BertForNextSentencePrediction's
+    ``next_sentence_label=`` (transformers 4's deprecated name of ``labels``: a FutureWarning, the same
+    loss), as transformers 4.57 reads them."""
+    save_pair(tmp_path, "BertForPreTraining")
+    theirs = transformers.BertForPreTraining.from_pretrained(tmp_path).eval()
+    ours = fastbert.BertForPreTraining.from_pretrained(tmp_path).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(1, 50, (2, 7))
+    labels, nsp = torch.randint(0, 50, (2, 7, 1)), torch.tensor([[0], [1]])
+    with torch.no_grad():
+        want = theirs(input_ids=ids, labels=labels.view(2, 7), next_sentence_label=nsp.view(2)).loss
+        got = ours(input_ids=ids, labels=labels, next_sentence_label=nsp).loss
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    nsp_model = fastbert.BertForNextSentencePrediction.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        plain = nsp_model(input_ids=ids, labels=nsp.view(2)).loss
+        with pytest.warns(FutureWarning, match="next_sentence_label"):
+            old = nsp_model(input_ids=ids, next_sentence_label=nsp.view(2)).loss
+    assert plain is not None and torch.equal(old, plain)
 
 
 @pytest.mark.parametrize(

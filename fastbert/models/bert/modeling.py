@@ -117,6 +117,10 @@ class BertForPreTraining(_BertHead):
             BertInputs.of(locals()), return_dict, labels=labels, next_sentence_label=next_sentence_label
         )
 
+    def target_shapes(self, inputs):
+        shape = inputs.batch_shape()
+        return {"labels": shape, "next_sentence_label": shape and shape[:1]}
+
     def check_targets(self, inputs, labels=None, next_sentence_label=None):
         shape = inputs.batch_shape()
         _check_shape("labels", labels, shape)
@@ -277,6 +281,34 @@ class BertForNextSentencePrediction(_BertHead):
         self.cls = BertOnlyNSPHead(config)
         self.post_init()
 
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        if (
+            "next_sentence_label" in kwargs
+        ):  # transformers 4's deprecated name of ``labels`` (a FutureWarning)
+            warnings.warn(
+                "The `next_sentence_label` argument is deprecated and will be removed in a future version, use "
+                "`labels` instead.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            labels = kwargs.pop("next_sentence_label")
+        return super().forward(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
+            output_attentions, output_hidden_states, return_dict, **kwargs,
+        )  # fmt: skip
+
     def head(self, enc, **targets):
         return self.cls(enc.pooled)
 
@@ -297,6 +329,9 @@ class BertForSequenceClassification(_BertHead):
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+    def target_shapes(self, inputs):
+        return {}  # regression / multi-label labels, per-choice labels, positions: checked by the head
 
     def check_targets(self, inputs, labels=None):
         batch = inputs.batch_shape(1)
@@ -357,6 +392,9 @@ class BertForMultipleChoice(_BertHead):
             if t is not None:  # (batch, choices, ...) → (batch * choices, ...)
                 setattr(inputs, name, t.reshape(-1, *t.shape[2:]))
         return super()._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
+
+    def target_shapes(self, inputs):
+        return {}  # regression / multi-label labels, per-choice labels, positions: checked by the head
 
     def check_targets(self, inputs, labels=None, num_choices=None):
         pass  # checked against the unflattened batch in forward
@@ -426,6 +464,9 @@ class BertForQuestionAnswering(_BertHead):
         return self._run(
             BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
         )
+
+    def target_shapes(self, inputs):
+        return {}  # regression / multi-label labels, per-choice labels, positions: checked by the head
 
     def check_targets(self, inputs, start_positions=None, end_positions=None):
         pass

@@ -35,9 +35,9 @@ from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import (
     NoTokenTypesHead,
     _check_shape,
+    conform_targets,
     fixed_cross_entropy,
     loss_kwargs_of,
-    token_labels_unflattened,
 )
 from ..layers import LayerContext, _Module, _plain_module, embedding, fusable_linear, run_linear
 from .config import SLIDING, ModernBertConfig
@@ -376,7 +376,7 @@ class _PerToken:
     name of the :class:`ModernBertPredictionHead` module); token types are dropped (ModernBERT has none)."""
 
     def _run(self, inputs: BertInputs, return_dict, **targets):
-        targets = token_labels_unflattened(self, inputs, targets)
+        targets = conform_targets(self, inputs, targets)
         inputs.token_type_ids = None
         self.check_targets(inputs, **targets)
         enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
@@ -418,7 +418,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
         return enc.per_token(self._lm_logits)
 
     def _run(self, inputs: BertInputs, return_dict, labels=None, num_items_in_batch=None):
-        labels = token_labels_unflattened(self, inputs, {"labels": labels})["labels"]
+        labels = conform_targets(self, inputs, {"labels": labels})["labels"]
         inputs.token_type_ids = None
         self.check_targets(inputs, labels=labels)
         allow_pack = self.allow_pack(inputs, labels=labels)
