@@ -128,6 +128,17 @@ def test_attributes_as_transformers(name):
     assert fb.num_parameters(exclude_embeddings=True) == hf.num_parameters(exclude_embeddings=True)
 
 
+def test_name_or_path_as_transformers(tmp_path):
+    """``model.name_or_path``: the folder it was loaded from (PEFT and sentence-transformers read it)."""
+    hf = transformers.BertModel(transformers.BertConfig(**TINY))
+    hf.save_pretrained(tmp_path)
+    fb = fastbert.BertModel.from_pretrained(tmp_path)
+    assert fb.name_or_path == transformers.BertModel.from_pretrained(tmp_path).name_or_path == str(tmp_path)
+    assert fastbert.BertModel(fastbert.BertConfig(**TINY)).name_or_path == hf.name_or_path == ""
+    fb.name_or_path = "elsewhere"
+    assert fb.config.name_or_path == "elsewhere"
+
+
 def test_init_weights_reinitialises_and_ties():
     torch.manual_seed(0)
     model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY))
