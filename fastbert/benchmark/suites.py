@@ -98,9 +98,8 @@ def suite_groups(name: str, device: str) -> list[Group]:
                 "e2e",
                 ("bert-base",),
                 ("32x128", "32x512", "32xuniform16-512", "1x128"),
-                # fastbert-triton (CUDA graphs by default) beside its eager path and the sdpa table: on the H200
-                # of 2026-12-04 the host's launches bounded the eager rows (0.65-0.69x transformers' sdpa)
-                # and the default graphs ran 1.04-4.9x
+                # fastbert-triton (CUDA graphs by default) beside its eager path, which the host's launches
+                # bound, and the sdpa table (benchmarks/results/code-notes.md)
                 ("fastbert-triton", "fastbert-triton-eager", "fastbert-sdpa", "hf-sdpa", "torch-varlen"),
                 dtypes=("bf16",),
             ),
@@ -111,8 +110,8 @@ def suite_groups(name: str, device: str) -> list[Group]:
                 ("fastbert-triton", "fastbert-triton-eager", "fastbert-sdpa", "hf-sdpa"),
                 dtypes=("bf16",),
             ),
-            # packed graphs against the default (padded buckets) on varlen batches: on the H200 the default
-            # replayed the 52 %-full uniform batch padded at 1.49x, where the eager sdpa table (packed) ran 1.89x
+            # packed graphs against the default (padded buckets) on varlen batches, where padding costs the
+            # default its lead over the packed forward (benchmarks/results/code-notes.md)
             Group(
                 "packed",
                 ("bert-base",),

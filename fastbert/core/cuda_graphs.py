@@ -37,12 +37,11 @@ the normal forward. The runner holds its model weakly: deleting the model frees 
 **On by default** for the triton backend on CUDA (``auto_install``, from the engine's ``encode``): the first
 covered call installs a runner with ``AUTO_LIMITS`` — batches up to 64, lengths up to 512, at most 16,384
 positions a bucket, and a bucket of more than 4,096 positions only when the real tokens fill at least a
-quarter of it (``AUTO_MIN_FILL``; else the batch runs packed). On the H200 of 2026-12-04 (bert-base bf16,
-interleaved with transformers' sdpa) the default ran 4.9x transformers at 1 x 128, 2.0x at 32 x 128 (where
-torch.compile of transformers ran 1.55x) and 1.04-1.07x at 16,384 positions, where the eager triton path,
-bound by the host's launches, ran 0.65-0.67x below 16,384 positions; a 28 %-full 32 x 256 bucket (32
-lengths from 8 to 256) replayed 1.8x faster than the packed forward there, and the quarter bounds the
-padding's arithmetic at 4x the real tokens on a GPU slow enough for the arithmetic to matter.
+quarter of it (``AUTO_MIN_FILL``; else the batch runs packed). Why on by default: the eager triton path is
+bound by the host's kernel launches on a fast GPU, and a replayed graph is not; a padded bucket replays
+faster than the packed forward while the padding stays moderate, and the quarter bounds the padding's
+arithmetic at 4x the real tokens on a GPU slow enough for the arithmetic to matter (the measurements:
+benchmarks/results/code-notes.md, "CUDA graphs on by default").
 ``model.cuda_graphs(enabled=False)`` or ``FASTBERT_CUDA_GRAPHS=0`` (read at import) turn it off;
 ``model.cuda_graphs(...)`` sets limits of its own. A capture that fails (an op that reads the device on the
 host, say) warns once, and batches of that bucket run the normal forward (with packed graphs: a failed

@@ -120,10 +120,9 @@ def _onednn_linear_op():
 
 
 def _onednn_preferred() -> bool:
-    """Whether oneDNN's fp32 linears beat MKL's (``F.linear``) on this CPU: with AVX-512 they did (the
-    measurement in :func:`_sdpa_linear`'s docstring); on an AVX2-only CPU MKL's were faster at every
-    encoder shape measured (AMD EPYC Zen 3, 2 threads, torch 2.13, MiniLM and BERT-base projections: equal
-    at 128 rows, oneDNN 1.05-1.27x slower from 512 to 4096 rows, and about twice MKL's rounding error)."""
+    """Whether oneDNN's fp32 linears beat MKL's (``F.linear``) on this CPU: with AVX-512 they did; on an
+    AVX2-only CPU MKL's were as fast or faster at every encoder shape measured, with about half oneDNN's
+    rounding error (benchmarks/results/code-notes.md, "CPU, fp32 linears")."""
     try:
         return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     except (AttributeError, RuntimeError):  # pragma: no cover - a torch without the query
@@ -136,8 +135,7 @@ _ONEDNN_LINEAR = _onednn_linear_op() if _onednn_preferred() else None
 #: its heap already, and the workspace's bookkeeping would cost more than it saves
 _WORKSPACE_MIN_NUMEL = 1 << 18
 
-#: below this many multiply-adds oneDNN's call costs more than it saves (measured, 2 threads: 8x32x96 took
-#: 3.5 us through F.linear and 13.7 us through oneDNN; 16x384x384 36 us and 29 us; 128x384x384 188 and 96)
+#: below this many multiply-adds oneDNN's call costs more than it saves (benchmarks/results/code-notes.md)
 _ONEDNN_MIN_MACS = 1 << 21
 
 
@@ -156,11 +154,11 @@ def _cpu_inference(x, weight, bias) -> bool:
 
 def _sdpa_linear(x, weight, bias=None):
     """``F.linear``; on a CPU with AVX-512 in fp32 without autograd, through oneDNN instead of the BLAS
-    ``F.linear`` calls. Same math (fp32 accumulation), other blocking: on an AMD EPYC with AVX-512 (2
-    threads, torch 2.13) a (1024, 768) x (768, 3072) projection took 21-23 ms through ``F.linear`` (MKL)
-    and 9.6 ms through oneDNN, with the plain weight (no packed copy to go stale). On AVX2-only CPUs MKL's
-    are the faster ones (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``.
-    A weight that carries a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
+    ``F.linear`` calls. Same math (fp32 accumulation), other blocking: with AVX-512 oneDNN's GEMMs ran about
+    twice MKL's speed at BERT-base's shapes, on the plain weight (no packed copy to go stale; figures in
+    benchmarks/results/code-notes.md). On AVX2-only CPUs MKL's are the faster ones
+    (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``. A weight that carries
+    a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
     :mod:`fastbert.quant`) is computed by it. Inside a forward (:func:`fastbert.core.workspace.scope`) the MKL
     GEMM of a large CPU output without autograd writes into a reused buffer (:mod:`fastbert.core.workspace`):
     the same numbers, its pages faulted in once per forward instead of once per layer."""
@@ -326,8 +324,8 @@ def _packed_window_sdpa(q, k, v, spec: AttentionSpec, scale):
     """Self-attention with a sliding window (and RoPE) on packed tokens, by torch's SDPA kernel: per sequence,
     chunks of ``attention_ref.CHUNK`` queries against the keys their window reaches, a boolean band mask
     (none where every key is in reach). The fused kernel instead of ``attention_ref``'s explicit matmul +
-    softmax: on the Zen 3 EPYC the local layers of a ModernBERT-base forward at 32 x 128 spent about twice
-    SDPA's time in the explicit path. Same memory bound: never more than a chunk's scores."""
+    softmax, which was the slower of the two on the CPU (benchmarks/results/code-notes.md). Same memory
+    bound: never more than a chunk's scores."""
     qp = spec.q_packing
     if spec.rotary is not None:
         cos, sin = spec.rotary
@@ -397,9 +395,9 @@ def _eager_attention_entry(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, b
 def _overwritable(h: torch.Tensor, other: torch.Tensor | None = None) -> bool:
     """The op after a GEMM may write into ``h``, the GEMM's fresh output: a CPU tensor that no autograd
     records (an in-place op on it would break the backward), and ``other`` (added into it) of its shape
-    and dtype. Why it matters there: on an AMD EPYC (Zen 3, 2 threads, the real MiniLM at 32x128) the
-    separate GELU output and residual sums cost about 40k page faults per forward (glibc hands the freed
-    buffers back to the kernel and faults them in again), 6-15 % of the forward; in place: none of those."""
+    and dtype. Why it matters there: a separate GELU output or residual sum is a fresh buffer that glibc hands
+    back to the kernel when freed and faults in again at the next layer; in place, none of those page faults
+    (benchmarks/results/code-notes.md, "CPU, writing into the GEMM's output")."""
     if h.device.type != "cpu":
         return False
     if torch.is_grad_enabled() and (h.requires_grad or (other is not None and other.requires_grad)):

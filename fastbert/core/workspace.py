@@ -3,8 +3,8 @@ layer.
 
 Why: a fresh GEMM output above glibc's mmap threshold (at most 32 MB: BERT-base's QKV and intermediate
 outputs at 4,096 tokens are 38 and 50 MB) is mapped anew and every one of its pages faults in, in every
-layer: 230-300 k page faults per forward of BERT-base at 32 x 128 on an AMD EPYC (Zen 3), 20 k for
-MiniLM. Written into a buffer of this workspace instead, they fault in once per forward (30 k and 3 k).
+layer. Written into a buffer of this workspace instead, they fault in once per forward (the page-fault
+counts: benchmarks/results/code-notes.md).
 
 ```python
 with workspace.scope():                  # the driver, around the layers of one forward
