@@ -41,18 +41,17 @@ from .engine import (
     describe_model,
     normalize,
 )
-from .errors import ServeError, error_body, overloaded, too_many_inputs
+from .errors import ServeError, error_body, too_many_inputs
+from .guard import OPENAI_PATHS, Guard
 from .metrics import Metrics
 from .options import ServeOptions
+from .responses import check_finite, json_off_loop, json_response, parse, scores_of, validation_message
 
-_OPENAI_PATHS = ("/v1/embeddings", "/embeddings")
 #: TEI's MAX_CHAR_MULTIPLIER: an input over max_input_length x 250 characters is cut there before it is
 #: tokenized (with truncation) or refused (without)
 MAX_CHAR_MULTIPLIER = 250
 #: /info's names of the pooling modes whose TEI name differs from sentence-transformers'
 _TEI_POOLING = {"lasttoken": "last_token"}
-#: responses with more numbers than this are written on a worker thread
-_LARGE_RESPONSE = 65536
 
 
 class ClientGone(Exception):
@@ -251,19 +250,6 @@ async def _json_object(request: Request) -> dict:
     return payload
 
 
-def _parse(schema: Any, payload: Any, where: str = "") -> Any:
-    """``payload`` validated by ``schema`` (a pydantic model), or a 422 naming the field (under ``where``)."""
-    from pydantic import ValidationError
-
-    try:
-        return schema.model_validate(payload)
-    except ValidationError as e:
-        message = validation_message(list(e.errors()))
-        if where:
-            message = message.replace("error: `", f"error: `{where}.", 1)
-        raise ServeError(message, "validation") from None
-
-
 def _cut(text: str, limit: int, direction: str) -> str:
     return text[-limit:] if direction == "left" else text[:limit]
 
@@ -312,244 +298,6 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
     return list(inputs), False
 
 
-try:
-    import orjson
-except ImportError:  # the [serve] extra installs it; without it, the standard library's json
-    orjson = None
-
-
-def _plain(o: Any) -> Any:
-    if isinstance(o, (np.ndarray, np.generic)):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
-
-
-def _dumps(content: Any) -> bytes:
-    """JSON bytes of ``content``, whose numbers may be numpy arrays and scalars: with orjson, float32 values
-    are written shortest (``0.1007048``, as TEI's serde writes its f32), else as Python floats."""
-    if orjson is not None:
-        return orjson.dumps(content, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(content, separators=(",", ":"), allow_nan=False, default=_plain).encode()
-
-
-def _json(content: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(_dumps(content), status_code=status, media_type="application/json", headers=headers)
-
-
-async def _json_off_loop(content: Any, numbers: int | None, headers: dict | None = None) -> Response:
-    """:func:`_json`, written on a worker thread when it holds more than ``_LARGE_RESPONSE`` numbers (or an
-    unknown count, None)."""
-    if numbers is not None and numbers <= _LARGE_RESPONSE:
-        return _json(content, headers=headers)
-    body = await asyncio.to_thread(_dumps, content)
-    return Response(body, media_type="application/json", headers=headers)
-
-
-def _finite(arrays: list[np.ndarray]) -> None:
-    """A 424 when the model's output holds NaN or infinity (an overflow): never a vector of them."""
-    for a in arrays:
-        if not np.isfinite(np.asarray(a)).all():
-            raise ServeError("the model's output holds NaN or infinity", "backend")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x.astype(np.float64) - np.max(x))
-    return e / e.sum()
-
-
-def _scores(logits: np.ndarray, raw: bool) -> np.ndarray:
-    if raw:
-        return logits.astype(np.float64)
-    return _sigmoid(logits) if logits.shape[-1] == 1 else _softmax(logits)
-
-
-def _field_of(loc: tuple) -> str:
-    parts: list[str] = []
-    for p in loc[1:] if loc and loc[0] == "body" else loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        elif isinstance(p, str) and p.isidentifier() and p not in ("str", "int", "bool", "list", "dict"):
-            parts.append(("." if parts else "") + p)
-    return "".join(parts) or "body"
-
-
-def validation_message(errors: list[dict]) -> str:
-    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
-    if first.get("type") == "json_invalid":
-        ctx = first.get("ctx", {}) or {}
-        return f"malformed JSON body: {ctx.get('error', first.get('msg'))} (at character {first['loc'][-1]})"
-    fields = []
-    for e in errors:
-        f = _field_of(tuple(e.get("loc", ())))
-        if f not in fields:
-            fields.append(f)
-    msg = f"Input validation error: `{fields[0]}`: {first.get('msg')}"
-    if len(fields) > 1:
-        msg += f" (also: {', '.join(f'`{f}`' for f in fields[1:4])})"
-    return msg
-
-
-class _Guard:
-    """ASGI middleware in front of the app: API key (every route but /health) and the payload limit."""
-
-    def __init__(self, app: Any, server: Server) -> None:
-        self.app = app
-        self.server = server
-        key = server.options.api_key
-        self.expected = f"Bearer {key}".encode() if key else None
-        origins = server.options.cors_allow_origin
-        self.origins = None if origins is None or "*" in origins else {o.encode() for o in origins}
-
-    def _allowed_origin(self, origin: bytes | None) -> bytes | None:
-        """The ``access-control-allow-origin`` value for a request from ``origin`` (TEI's CORS layer: any
-        origin by default, else those of ``--cors-allow-origin``); None: no CORS header."""
-        if origin is None:
-            return None
-        if self.origins is None:
-            return b"*"
-        return origin if origin in self.origins else None
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        allow = self._allowed_origin(headers.get(b"origin"))
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            return await self._preflight(send, allow)  # before the key: a browser's preflight carries none
-        if allow is not None:
-            send = _with_cors(send, allow, self.origins is not None)
-        public = scope["path"] == "/health" or (
-            scope["method"] in ("GET", "HEAD") and scope["path"] in _PUBLIC_GETS
-        )
-
-        if self.expected is not None and not public:
-            if headers.get(b"authorization") != self.expected:
-                return await self._answer(
-                    send, 401, "unauthorized", "missing or wrong `Authorization: Bearer` key", scope
-                )
-        if scope["method"] == "POST" and scope["path"] in _JSON_POSTS:
-            if not _is_json(headers.get(b"content-type")):
-                # axum's Json extractor (TEI) answers 415 to a body of another type
-                return await self._answer(
-                    send, 415, "validation", "Expected request with `Content-Type: application/json`", scope
-                )
-        limit = self.server.options.payload_limit
-        declared = headers.get(b"content-length")
-        too_large = declared is not None and declared.isdigit() and int(declared) > limit
-        body = bytearray()
-        more = True
-        while more and not too_large:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            too_large = len(body) > limit
-        if too_large:
-            # read (and drop) the rest, so that the client can read the answer
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                more = message.get("more_body", False)
-            size = int(declared) if declared is not None and declared.isdigit() else len(body)
-            return await self._answer(
-                send,
-                413,
-                "validation",
-                f"request body of {size} bytes is more than the payload limit of {limit} bytes (--payload-limit)",
-                scope,
-            )
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        if scope["method"] != "POST" or scope["path"] not in _INFERENCE_PATHS:
-            return await self.app(scope, replay, send)
-        # an inference request takes a slot, or is answered 429 at once
-        server, m = self.server, self.server.metrics
-        limit = server.options.max_concurrent_requests
-        if server.in_flight >= limit:
-            m.request_failure.labels("overloaded").inc()
-            e = overloaded(limit)
-            return await self._answer(send, 429, e.error_type, e.message, scope)
-        server.in_flight += 1
-        m.in_flight.set(server.in_flight)
-        start = time.perf_counter()
-        status = 0
-
-        async def send_status(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, replay, send_status)
-        finally:
-            server.in_flight -= 1
-            m.in_flight.set(server.in_flight)
-            if status == 200:
-                m.request_duration.observe(time.perf_counter() - start)
-
-    async def _preflight(self, send: Any, allow: bytes | None) -> None:
-        """A CORS preflight: 200, with the allow headers when the origin is allowed (TEI: GET and POST,
-        the content-type header; and authorization here, for --api-key)."""
-        headers = [(b"content-length", b"0")]
-        if allow is not None:
-            headers += [
-                (b"access-control-allow-origin", allow),
-                (b"access-control-allow-methods", b"GET,POST"),
-                (b"access-control-allow-headers", b"content-type,authorization"),
-            ]
-        headers.append((b"vary", b"origin, access-control-request-method, access-control-request-headers"))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-
-    @staticmethod
-    async def _answer(send: Any, status: int, error_type: str, message: str, scope: dict) -> None:
-        body = json.dumps(error_body(message, error_type, status, scope["path"] in _OPENAI_PATHS)).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if status == 401:
-            headers.append((b"www-authenticate", b"Bearer"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    """Whether a Content-Type header says JSON (``application/json``, ``application/*+json``, parameters
-    such as ``; charset=utf-8`` allowed), as axum's Json extractor reads it."""
-    if not content_type:
-        return False
-    essence = content_type.split(b";", 1)[0].strip().lower()
-    return essence == b"application/json" or (
-        essence.startswith(b"application/") and essence.endswith(b"+json")
-    )
-
-
-def _with_cors(send: Any, allow: bytes, vary: bool) -> Any:
-    """``send`` adding ``access-control-allow-origin`` (and ``vary: origin`` when it depends on the origin)."""
-
-    async def cors_send(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            extra = [(b"access-control-allow-origin", allow)]
-            if vary:
-                extra.append((b"vary", b"origin"))
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
-        await send(message)
-
-    return cors_send
-
-
 def create_app(
     options: ServeOptions | None = None,
     *,
@@ -593,13 +341,13 @@ def create_app(
     # ----------------------------------------------------------------------------------- errors
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, e: ServeError):
-        return _json(e.body(openai=request.url.path in _OPENAI_PATHS), e.status)
+        return json_response(e.body(openai=request.url.path in OPENAI_PATHS), e.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
         m.request_failure.labels("validation").inc()
         err = ServeError(validation_message(list(e.errors())), "validation")
-        return _json(err.body(openai=request.url.path in _OPENAI_PATHS), 422)
+        return json_response(err.body(openai=request.url.path in OPENAI_PATHS), 422)
 
     @app.exception_handler(ClientGone)
     async def _gone(request: Request, e: ClientGone):
@@ -659,7 +407,7 @@ def create_app(
             )
         inputs, rows = await tokenize_inputs(request, body, field)
         outs = await server.run(request, rows, ["pooled"] * len(rows))
-        _finite(outs)
+        check_finite(outs)
         vectors = []
         for v in outs:
             v = np.asarray(v, dtype=np.float32)
@@ -684,7 +432,7 @@ def create_app(
         vectors, rows, inputs = await embed_vectors(request, body)
         m.request_success.labels(kind).inc()
         headers = _headers(request, rows, _chars(inputs), start)
-        return await _json_off_loop(vectors, sum(v.size for v in vectors), headers)
+        return await json_off_loop(vectors, sum(v.size for v in vectors), headers)
 
     @app.post("/embed_all", response_model=list[list[list[float]]], responses=_ERRORS)
     async def embed_all(request: Request, body: schemas.EmbedAllRequest):
@@ -698,10 +446,10 @@ def create_app(
         kind = _count("embed", _as_list(body.inputs)[1])
         inputs, rows = await tokenize_inputs(request, body)
         outs = [np.asarray(o) for o in await server.run(request, rows, ["all"] * len(rows))]
-        _finite(outs)
+        check_finite(outs)
         m.request_success.labels(kind).inc()
         headers = _headers(request, rows, _chars(inputs), start)
-        return await _json_off_loop(outs, sum(o.size for o in outs), headers)
+        return await json_off_loop(outs, sum(o.size for o in outs), headers)
 
     @app.post("/embed_sparse", response_model=list[list[schemas.SparseValue]], responses=_ERRORS)
     async def embed_sparse(request: Request, body: schemas.EmbedSparseRequest):
@@ -709,7 +457,7 @@ def create_app(
         start = time.perf_counter()
         result, rows, inputs = await sparse_values(request, body)
         headers = _headers(request, rows, _chars(inputs), start)
-        return await _json_off_loop(result, sum(len(r) for r in result), headers)
+        return await json_off_loop(result, sum(len(r) for r in result), headers)
 
     async def sparse_values(request: Request, body: schemas.EmbedSparseRequest):
         if server.spec.pooling != "splade":
@@ -718,7 +466,7 @@ def create_app(
         kind = _count("embed", _as_list(body.inputs)[1])
         inputs, rows = await tokenize_inputs(request, body)
         outs = [np.asarray(o) for o in await server.run(request, rows, ["sparse"] * len(rows))]
-        _finite(outs)
+        check_finite(outs)
         result = []
         for v in outs:
             idx = np.flatnonzero(v)
@@ -746,7 +494,7 @@ def create_app(
         labels = server.spec.id2label
         result = []
         for logits in outs:
-            scores = _scores(np.asarray(logits), body.raw_scores)
+            scores = scores_of(np.asarray(logits), body.raw_scores)
             if np.isnan(scores).any():
                 raise ServeError("score is NaN", "backend")
             preds = [
@@ -767,7 +515,7 @@ def create_app(
         start = time.perf_counter()
         result, rows, items = await predict_scores(request, body)
         chars = sum(len(x) if isinstance(x, str) else len(x[0]) + len(x[1]) for x in items)
-        return _json(result, headers=_headers(request, rows, chars, start))
+        return json_response(result, headers=_headers(request, rows, chars, start))
 
     async def rerank_scores(request: Request, body: schemas.RerankRequest):
         server.require((RERANKER,), "rerank")
@@ -786,7 +534,7 @@ def create_app(
         outs = await server.run(request, rows, ["scores"] * len(rows))
         ranks = []
         for index, logits in enumerate(outs):
-            score = float(_scores(np.asarray(logits)[:1], body.raw_scores)[0])
+            score = float(scores_of(np.asarray(logits)[:1], body.raw_scores)[0])
             if math.isnan(score):
                 raise ServeError("score is NaN", "backend")
             rank = {"index": index, "score": score}
@@ -803,7 +551,7 @@ def create_app(
         start = time.perf_counter()
         ranks, rows = await rerank_scores(request, body)
         chars = len(body.query) * len(body.texts) + sum(len(t) for t in body.texts)
-        return _json(ranks, headers=_headers(request, rows, chars, start))
+        return json_response(ranks, headers=_headers(request, rows, chars, start))
 
     async def similarity_scores(request: Request, body: schemas.SimilarityRequest):
         server.require((EMBEDDING,), "embed")
@@ -831,7 +579,7 @@ def create_app(
         """Cosine similarity of ``source_sentence`` to each of ``sentences`` (TEI ``/similarity``)."""
         start = time.perf_counter()
         sims, rows, inputs = await similarity_scores(request, body)
-        return _json(sims, headers=_headers(request, rows, _chars(inputs), start))
+        return json_response(sims, headers=_headers(request, rows, _chars(inputs), start))
 
     @app.post("/tokenize", response_model=list[list[schemas.SimpleToken]], responses=_ERRORS)
     async def tokenize(body: schemas.TokenizeRequest):
@@ -844,7 +592,7 @@ def create_app(
         def tokens() -> list:
             return [server.tokenizer.tokens(prompt + x, body.add_special_tokens) for x in inputs]
 
-        return _json(await asyncio.to_thread(tokens))
+        return json_response(await asyncio.to_thread(tokens))
 
     @app.post("/decode", response_model=list[str], responses=_ERRORS)
     async def decode(body: schemas.DecodeRequest):
@@ -864,7 +612,7 @@ def create_app(
         def texts() -> list[str]:
             return [server.tokenizer.decode(list(r), body.skip_special_tokens) for r in batch]
 
-        return _json(await asyncio.to_thread(texts))
+        return json_response(await asyncio.to_thread(texts))
 
     async def openai(request: Request, body: schemas.OpenAIEmbeddingsRequest):
         """OpenAI's embeddings API: ``input`` a string, a list of strings, token ids or lists of them."""
@@ -888,7 +636,7 @@ def create_app(
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         headers = _headers(request, rows, _chars(inputs), start)
-        return await _json_off_loop(content, sum(v.size for v in vectors), headers)
+        return await json_off_loop(content, sum(v.size for v in vectors), headers)
 
     openai_doc = {"response_model": schemas.OpenAIEmbeddingsResponse, "responses": _OPENAI_ERRORS}
     app.post("/v1/embeddings", **openai_doc)(openai)
@@ -902,13 +650,13 @@ def create_app(
         payload = await _json_object(request)
         if server.spec.kind == EMBEDDING:
             if isinstance(payload.get("inputs"), dict):
-                return await similarity(request, _parse(schemas.SimilarityRequest, payload))
+                return await similarity(request, parse(schemas.SimilarityRequest, payload))
             if server.spec.pooling == "splade":
-                return await embed_sparse(request, _parse(schemas.EmbedSparseRequest, payload))
-            return await embed(request, _parse(schemas.EmbedRequest, payload))
+                return await embed_sparse(request, parse(schemas.EmbedSparseRequest, payload))
+            return await embed(request, parse(schemas.EmbedRequest, payload))
         if server.spec.kind == RERANKER and "query" in payload:
-            return await rerank(request, _parse(schemas.RerankRequest, payload))
-        return await predict(request, _parse(schemas.PredictRequest, payload))
+            return await rerank(request, parse(schemas.RerankRequest, payload))
+        return await predict(request, parse(schemas.PredictRequest, payload))
 
     app.post("/invocations", include_in_schema=False)(root)  # TEI's AWS SageMaker route: POST /
 
@@ -935,10 +683,10 @@ def create_app(
                 else:
                     return (await rerank_scores(request, body))[0]
             if server.spec.kind in (CLASSIFIER, RERANKER):
-                return (await predict_scores(request, _parse(schemas.PredictRequest, instance, where)))[0]
+                return (await predict_scores(request, parse(schemas.PredictRequest, instance, where)))[0]
             if server.spec.pooling == "splade":
-                return (await sparse_values(request, _parse(schemas.EmbedSparseRequest, instance, where)))[0]
-            body = _parse(schemas.EmbedRequest, instance, where)
+                return (await sparse_values(request, parse(schemas.EmbedSparseRequest, instance, where)))[0]
+            body = parse(schemas.EmbedRequest, instance, where)
             _count("embed", _as_list(body.inputs)[1])
             return (await embed_vectors(request, body))[0]
 
@@ -946,13 +694,13 @@ def create_app(
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        return await _json_off_loop({"predictions": results}, None)
+        return await json_off_loop({"predictions": results}, None)
 
     @app.get("/health", responses={503: {"model": schemas.ErrorResponse}})
     async def health():
         """200 when every model worker is alive (TEI ``/health``; HEAD too, as axum answers it)."""
         if not server.batcher.alive():
-            return _json(error_body("unhealthy", "unhealthy", 503), 503)
+            return json_response(error_body("unhealthy", "unhealthy", 503), 503)
         return Response(status_code=200)
 
     # TEI answers GET / (the Inference API's health route) and GET /ping (SageMaker's) as /health, and HEAD
@@ -964,12 +712,12 @@ def create_app(
     @app.get("/api-doc/openapi.json", include_in_schema=False)
     async def api_doc():
         """The OpenAPI document where TEI serves it (also at ``/openapi.json``)."""
-        return _json(app.openapi())
+        return json_response(app.openapi())
 
     @app.get("/info", response_model=schemas.Info)
     async def info():
         """The served model and the router's limits (TEI ``/info``)."""
-        return _json(server.info())
+        return json_response(server.info())
 
     @app.get("/metrics", response_class=Response)
     async def metrics():
@@ -978,39 +726,9 @@ def create_app(
 
         return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
 
-    return _Guard(app, server)
+    return Guard(app, server)
 
 
-_INFERENCE_PATHS = frozenset(
-    (
-        "/",
-        "/invocations",
-        "/embed",
-        "/embed_all",
-        "/embed_sparse",
-        "/predict",
-        "/rerank",
-        "/similarity",
-        "/vertex",
-        *_OPENAI_PATHS,
-    )
-)
-#: the routes whose body is JSON
-_JSON_POSTS = _INFERENCE_PATHS | {"/tokenize", "/decode"}
-#: what TEI leaves outside its API-key layer (``GET`` / ``HEAD`` only; ``POST /`` needs the key): the health
-#: routes, Prometheus' /metrics and the API docs
-_PUBLIC_GETS = frozenset(
-    (
-        "/health",
-        "/",
-        "/ping",
-        "/metrics",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/api-doc/openapi.json",
-        "/openapi.json",
-    )
-)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
     for code, text in (

@@ -1,0 +1,111 @@
+"""What the routes send back: request bodies parsed into their schemas (a 422 naming the field), JSON
+responses (orjson's shortest float32 where installed; large ones written on a worker thread), the check
+that a model's output is finite, and classifier scores from logits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+from fastapi.responses import Response
+
+from .errors import ServeError
+
+#: responses with more numbers than this are written on a worker thread
+LARGE_RESPONSE = 65536
+
+
+def parse(schema: Any, payload: Any, where: str = "") -> Any:
+    """``payload`` validated by ``schema`` (a pydantic model), or a 422 naming the field (under ``where``)."""
+    from pydantic import ValidationError
+
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as e:
+        message = validation_message(list(e.errors()))
+        if where:
+            message = message.replace("error: `", f"error: `{where}.", 1)
+        raise ServeError(message, "validation") from None
+
+
+try:
+    import orjson
+except ImportError:  # the [serve] extra installs it; without it, the standard library's json
+    orjson = None
+
+
+def _plain(o: Any) -> Any:
+    if isinstance(o, (np.ndarray, np.generic)):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes of ``content``, whose numbers may be numpy arrays and scalars: with orjson, float32 values
+    are written shortest (``0.1007048``, as TEI's serde writes its f32), else as Python floats."""
+    if orjson is not None:
+        return orjson.dumps(content, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(content, separators=(",", ":"), allow_nan=False, default=_plain).encode()
+
+
+def json_response(content: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(dumps(content), status_code=status, media_type="application/json", headers=headers)
+
+
+async def json_off_loop(content: Any, numbers: int | None, headers: dict | None = None) -> Response:
+    """:func:`json_response`, written on a worker thread when it holds more than ``LARGE_RESPONSE`` numbers (or an
+    unknown count, None)."""
+    if numbers is not None and numbers <= LARGE_RESPONSE:
+        return json_response(content, headers=headers)
+    body = await asyncio.to_thread(dumps, content)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def check_finite(arrays: list[np.ndarray]) -> None:
+    """A 424 when the model's output holds NaN or infinity (an overflow): never a vector of them."""
+    for a in arrays:
+        if not np.isfinite(np.asarray(a)).all():
+            raise ServeError("the model's output holds NaN or infinity", "backend")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x.astype(np.float64) - np.max(x))
+    return e / e.sum()
+
+
+def scores_of(logits: np.ndarray, raw: bool) -> np.ndarray:
+    if raw:
+        return logits.astype(np.float64)
+    return _sigmoid(logits) if logits.shape[-1] == 1 else _softmax(logits)
+
+
+def _field_of(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif isinstance(p, str) and p.isidentifier() and p not in ("str", "int", "bool", "list", "dict"):
+            parts.append(("." if parts else "") + p)
+    return "".join(parts) or "body"
+
+
+def validation_message(errors: list[dict]) -> str:
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        ctx = first.get("ctx", {}) or {}
+        return f"malformed JSON body: {ctx.get('error', first.get('msg'))} (at character {first['loc'][-1]})"
+    fields = []
+    for e in errors:
+        f = _field_of(tuple(e.get("loc", ())))
+        if f not in fields:
+            fields.append(f)
+    msg = f"Input validation error: `{fields[0]}`: {first.get('msg')}"
+    if len(fields) > 1:
+        msg += f" (also: {', '.join(f'`{f}`' for f in fields[1:4])})"
+    return msg
