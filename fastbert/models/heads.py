@@ -164,3 +164,25 @@ class NoTokenTypesHead:
         kwargs.pop("token_type_ids", None)
         loss_kwargs = loss_kwargs_of(self, kwargs)
         return self._run(BertInputs.of(locals()), return_dict, labels=labels, **loss_kwargs)
+
+
+class NoTokenTypesQAHead:
+    """:class:`NoTokenTypesHead` for the question-answering head (start and end positions as targets)."""
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        kwargs.pop("token_type_ids", None)
+        return self._run(
+            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
+        )

@@ -445,26 +445,27 @@ class BertEmbeddings(_Module):
         """All ids have the same shape, (T,) packed or (B, L) padded; returns (..., H)."""
         absolute = self.position_embedding_type == "absolute"
         if inputs_embeds is None and absolute and not ctx.dropout and _plain_module(self.word_embeddings):
-            ln = self.LayerNorm
-            out = ctx.ops.embed(
-                input_ids.reshape(-1),
-                position_ids.reshape(-1),
-                token_type_ids.reshape(-1),
-                self.word_embeddings.weight,
-                self.position_embeddings.weight,
-                self.token_type_embeddings.weight,
-                ln.weight,
-                ln.bias,
-                ln.eps,
-                validate=False,  # ids were validated by the model
-            )
-            return out.view(*input_ids.shape, out.shape[-1])
+            return fused_embed(
+                ctx.ops, self.LayerNorm, (input_ids, self.word_embeddings),
+                (position_ids, self.position_embeddings), (token_type_ids, self.token_type_embeddings),
+            )  # fmt: skip
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
         if absolute:
             embeddings = embeddings + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
+
+
+def fused_embed(ops: OpTable, norm: nn.LayerNorm, words: tuple, positions=(None, None), types=(None, None)):
+    """norm(word + position + token-type embeddings) by the table's fused op: each of ``words``, ``positions``,
+    ``types`` is (ids, nn.Embedding), ids of one shape, (T,) packed or (B, L) padded (None, None: a family
+    without that table); ids were validated by the model. Returns (..., H)."""
+    ids = words[0]
+    flat = [None if i is None else i.reshape(-1) for i, _ in (words, positions, types)]
+    weights = [None if e is None else e.weight for _, e in (words, positions, types)]
+    out = ops.embed(*flat, *weights, norm.weight, norm.bias, norm.eps, validate=False)
+    return out.view(*ids.shape, out.shape[-1])
 
 
 def _plain_module(module: nn.Module) -> bool:

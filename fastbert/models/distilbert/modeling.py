@@ -27,6 +27,7 @@ from ..layers import (
     dense_act,
     dense_add_norm,
     embedding,
+    fused_embed,
     position_ids_buffer,
 )
 from .config import DistilBertConfig
@@ -70,20 +71,12 @@ class Embeddings(_Module):
     def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds, ctx: LayerContext):
         """ids (T,) packed or (B, L) padded -> (..., dim); token types are ignored (there is no table)."""
         if inputs_embeds is None and not ctx.dropout and _plain_module(self.word_embeddings):
-            ln = self.LayerNorm
-            out = ctx.ops.embed(
-                input_ids.reshape(-1),
-                position_ids.reshape(-1),
-                None,
-                self.word_embeddings.weight,
-                self.position_embeddings.weight,
-                None,
-                ln.weight,
-                ln.bias,
-                ln.eps,
-                validate=False,  # ids were validated by the model
+            return fused_embed(
+                ctx.ops,
+                self.LayerNorm,
+                (input_ids, self.word_embeddings),
+                (position_ids, self.position_embeddings),
             )
-            return out.view(*input_ids.shape, out.shape[-1])
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         return self.dropout(self.LayerNorm(inputs_embeds + self.position_embeddings(position_ids)))

@@ -39,7 +39,7 @@ from ..heads import (
     fixed_cross_entropy,
     loss_kwargs_of,
 )
-from ..layers import LayerContext, _Module, _plain_module, embedding, fusable_linear, run_linear
+from ..layers import LayerContext, _Module, _plain_module, embedding, fusable_linear, fused_embed, run_linear
 from .config import SLIDING, ModernBertConfig
 
 
@@ -74,19 +74,7 @@ class ModernBertEmbeddings(_Module):
         """ids (T,) packed or (B, L) padded, or their embeddings -> (..., H)."""
         norm = self.norm
         if inputs_embeds is None and not ctx.dropout and _plain_module(self.tok_embeddings):
-            out = ctx.ops.embed(
-                input_ids.reshape(-1),
-                None,
-                None,
-                self.tok_embeddings.weight,
-                None,
-                None,
-                norm.weight,
-                norm.bias,
-                norm.eps,
-                validate=False,  # ids were validated by the model
-            )
-            return out.view(*input_ids.shape, out.shape[-1])
+            return fused_embed(ctx.ops, norm, (input_ids, self.tok_embeddings))
         if inputs_embeds is None:
             inputs_embeds = self.tok_embeddings(input_ids)
         return self.drop(_norm(ctx.ops, norm, inputs_embeds))

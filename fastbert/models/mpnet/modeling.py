@@ -25,7 +25,7 @@ from ...core.attention_ref import relative_position_bucket
 from ...core.ops import AttentionSpec, OpTable
 from ..distilbert.modeling import Embeddings
 from ..engine import BertInputs, BertModel, BertPreTrainedModel
-from ..heads import NoTokenTypesHead
+from ..heads import NoTokenTypesHead, NoTokenTypesQAHead
 from ..layers import (
     BertIntermediate,
     BertOutput,
@@ -233,28 +233,6 @@ _TIED = {
 }
 
 
-class _NoTokenTypesQA:
-    """``heads.NoTokenTypesHead`` for the question-answering head (start and end positions as targets)."""
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        start_positions=None,
-        end_positions=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
-    ):
-        kwargs.pop("token_type_ids", None)
-        return self._run(
-            BertInputs.of(locals()), return_dict, start_positions=start_positions, end_positions=end_positions
-        )
-
-
 class MPNetLMHead(roberta.RobertaLMHead):
     """transformers' ``MPNetLMHead``: dense + GELU + ``layer_norm`` + ``decoder`` (tied), as RoBERTa's."""
 
@@ -285,5 +263,7 @@ class MPNetForTokenClassification(
     pass
 
 
-class MPNetForQuestionAnswering(_NoTokenTypesQA, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering):
+class MPNetForQuestionAnswering(
+    NoTokenTypesQAHead, MPNetPreTrainedModel, roberta.RobertaForQuestionAnswering
+):
     pass
