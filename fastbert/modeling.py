@@ -25,7 +25,6 @@ from .models.bert.modeling import (
     BertPreTrainingHeads,
 )
 from .models.engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from .models.heads import _BertHead, _classifier_dropout
 from .models.layers import (
     BertAttention,
     BertEmbeddings,
@@ -36,7 +35,6 @@ from .models.layers import (
     BertSelfAttention,
     BertSelfOutput,
     LayerContext,
-    _Module,
 )
 
 __all__ = [
@@ -67,7 +65,4 @@ __all__ = [
     "BertSelfOutput",
     "Encoded",
     "LayerContext",
-    "_BertHead",
-    "_Module",
-    "_classifier_dropout",
 ]
