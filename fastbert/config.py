@@ -36,16 +36,6 @@ def check_attn_implementation(name: str | None) -> str | None:
     return name
 
 
-def default_attn_implementation(device: torch.device) -> str:
-    """``triton`` on CUDA when its kernels are available, else ``sdpa``."""
-    if device.type == "cuda":
-        from .core.ops import triton_available
-
-        if triton_available():
-            return "triton"
-    return "sdpa"
-
-
 # dtype names config.json may hold (transformers writes "float32", "float16", "bfloat16")
 _DTYPE_NAMES = {
     "float32": torch.float32,

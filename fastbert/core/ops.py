@@ -657,6 +657,12 @@ def resolve(
     return get_ops("triton"), None
 
 
+def default_attn_implementation(device: torch.device) -> str:
+    """The backend of a model whose config names none: ``triton`` on CUDA when its kernels are available,
+    else ``sdpa``."""
+    return "triton" if device.type == "cuda" and triton_available() else "sdpa"
+
+
 def get_ops(attn_implementation: str = "sdpa") -> OpTable:
     """The op table of ``attn_implementation``: "eager", "sdpa" (the torch reference) or "triton"."""
     table = TABLES.get(attn_implementation)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from .. import outputs
-from ..config import BertConfig, check_attn_implementation, default_attn_implementation
+from ..config import BertConfig, check_attn_implementation
 from ..core import workspace
-from ..core.ops import AttentionSpec, OpTable, resolve
+from ..core.ops import AttentionSpec, OpTable, default_attn_implementation, resolve
 from ..core.padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 from ..loading import PreTrainedMixin
 from ..model_api import TransformersModelAPI

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from model_helpers import INTERPRET
 
 import fastbert
-from fastbert.config import default_attn_implementation
+from fastbert.core.ops import default_attn_implementation
 from fastbert.core.tolerances import assert_close
 from fastbert.quant import QuantizedLinear, _quantize, quantize
 from fastbert.quant.gpu import (
