@@ -135,7 +135,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
                 spec.pooling_modes = check_pooling(pooling)
             elif pool_config is not None:
                 spec.pooling_modes = pooling_modes_from_config(pool_config)
-            elif "bert" in config.model_type.lower():
+            elif "bert" in config.model_type.lower():  # TEI's own test: the model_type contains "bert"
                 spec.notes.append(
                     f"--pooling is not set and {path} has no pooling config (1_Pooling/config.json); "
                     "the model is a BERT variant: pooling its first token (cls), as TEI does"
