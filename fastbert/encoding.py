@@ -58,16 +58,18 @@ class BatchEncoding(dict):
 
     # dict access ---------------------------------------------------------------------------------------------
     def __getitem__(self, item: Any) -> Any:
+        """As transformers 4 and 5: a str key → its value; any other key (an int, a slice) indexes the
+        ``tokenizers.Encoding`` list when there is one (``enc[:2]`` → ``list[Encoding]``); without encodings
+        (built by hand or by ``pad``), a slice → ``{key: value[slice]}``, and an int is a ``KeyError``."""
         if isinstance(item, str):
             return dict.__getitem__(self, item)
-        if isinstance(item, int):
-            if self._encodings is None:
-                raise KeyError("Indexing with integers is not available when using Python based tokenizers")
+        if self._encodings is not None:
             return self._encodings[item]
         if isinstance(item, slice):
             return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
         raise KeyError(
-            "Invalid key. Only three types of key are available: (1) string, (2) integers, (3) slices."
+            "Invalid key. Only three types of key are available: (1) string, (2) integers for backend Encoding, "
+            "and (3) slices for data subsetting."
         )
 
     def __getattr__(self, item: str) -> Any:
@@ -101,9 +103,10 @@ class BatchEncoding(dict):
         )
 
     @property
-    def data(self) -> BatchEncoding:
-        """The mapping itself (transformers' BatchEncoding is a UserDict with a ``data`` dict)."""
-        return self
+    def data(self) -> dict[str, Any]:
+        """A plain ``dict`` of the same keys and values (transformers' BatchEncoding is a UserDict whose ``data``
+        is a dict). A copy of the mapping: the values are shared, setting a key on it does not change ``self``."""
+        return dict(self)
 
     @property
     def encodings(self) -> list | None:
@@ -201,11 +204,6 @@ class BatchEncoding(dict):
                 tensor = as_tensor(value)
             except Exception as e:
                 raise _tensor_error(key) from e
-            if tensor_type == "np" and tensor.dtype == object:
-                raise ValueError(
-                    "Unable to create tensor, you should probably activate truncation and/or padding with "
-                    f"'padding=True' 'truncation=True' to have batched tensors with the same length (`{key}`)."
-                )
             dict.__setitem__(self, key, tensor)
         return self
 
@@ -235,6 +233,28 @@ def _torch_tensor(x: Any) -> Any:
     return torch.tensor(x)
 
 
+def _is_empty(x: Any) -> bool:
+    """No leaf value in ``x`` (``[]``, ``[[], []]``)."""
+    if len(x) == 0:
+        return True
+    return isinstance(x[0], (list, tuple)) and all(_is_empty(r) for r in x)
+
+
+def _numpy_array(x: Any, dtype: Any = None) -> Any:
+    """transformers' numpy conversion (4.57 and 5): rows of different lengths (no padding) give a 1-D
+    ``dtype=object`` array of per-row arrays, without a warning; empty lists give int64."""
+    import numpy as np
+
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], (list, tuple, np.ndarray)) and dtype is None:
+        if len({len(r) for r in x}) > 1:
+            ragged = np.empty(len(x), dtype=object)  # never broadcast into a 2-D object array
+            ragged[:] = [np.asarray(r) for r in x]
+            return ragged
+    if dtype is None and isinstance(x, (list, tuple)) and _is_empty(x):
+        dtype = np.int64
+    return np.asarray(x, dtype=dtype)
+
+
 def _converter(tensor_type: str) -> tuple[type, Callable[[Any], Any]]:
     """The tensor class of ``tensor_type`` and the function that makes one from python lists."""
     if tensor_type == "pt":
@@ -244,7 +264,7 @@ def _converter(tensor_type: str) -> tuple[type, Callable[[Any], Any]]:
     if tensor_type == "np":
         import numpy as np
 
-        return np.ndarray, np.asarray
+        return np.ndarray, _numpy_array
     raise ValueError(
         f"Unsupported return_tensors={tensor_type!r}: fastbert returns 'pt' (torch), 'np' (numpy) or None (lists)"
     )

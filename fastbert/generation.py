@@ -12,13 +12,16 @@ order — temperature, top-k, top-p — then picks ``argmax`` (greedy) or draws 
 every row has finished.
 
 Defaults are transformers 5's (``max_length=20``, ``top_k=50``, ``temperature=1.0``, ``top_p=1.0``, greedy),
-overridden by ``model.generation_config`` and then by the call's arguments.
+overridden by ``model.generation_config`` and then by the call's arguments. With no length set anywhere,
+20 new tokens (``max_length`` = prompt + 20, capped at ``max_position_embeddings``), as transformers 4 and 5.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from .outputs import ModelOutput
+
+logger = logging.getLogger(__name__)
 
 #: transformers 5's defaults for what neither the call nor the model's generation config sets
 _DEFAULTS: dict[str, Any] = {
@@ -195,6 +200,59 @@ class GenerationMixin:
             settings[name] = default if value is None else value
         return settings
 
+    def _max_total_length(
+        self,
+        settings: dict[str, Any],
+        prompt_length: int,
+        call_max_length: int | None,
+        generation_config: GenerationConfig | None,
+    ) -> int:
+        """The total length generation stops at: transformers 5's ``_prepare_generated_length`` and
+        ``_validate_generated_length`` (generation/utils.py).
+
+        ``max_new_tokens`` wins (transformers warns, through its logger, when ``max_length`` was set too); when
+        no one set ``max_length`` (not the call, not ``generation_config=``, not ``model.generation_config``),
+        "by default let's always generate 20 new tokens": ``prompt_length + 20``, capped at the model's
+        ``max_position_embeddings``, with transformers' UserWarning recommending ``max_new_tokens``. A prompt
+        as long as ``max_length`` is an error. transformers 4.57 differs in two corners: a ``max_length`` of
+        exactly 20 set in a generation config also counts as the default there (5: as set), and its warning does
+        not fire for the default (it compares the already-extended length with 20).
+        """
+        max_length_set = (
+            call_max_length is not None
+            or (generation_config is not None and generation_config.max_length is not None)
+            or self.generation_config.max_length is not None
+        )
+        if settings["max_new_tokens"] is not None:
+            new_tokens = _whole("max_new_tokens", settings["max_new_tokens"], 1)
+            if max_length_set:
+                logger.warning(
+                    f"Both `max_new_tokens` (={new_tokens}) and `max_length`(={settings['max_length']}) seem to "
+                    "have been set. `max_new_tokens` will take precedence. Please refer to the documentation for "
+                    "more information. (https://huggingface.co/docs/transformers/main/en/main_classes/"
+                    "text_generation)"
+                )
+            return prompt_length + new_tokens
+        max_total = _whole("max_length", settings["max_length"], 1)
+        if not max_length_set:  # transformers: "by default let's always generate 20 new tokens"
+            max_total += prompt_length
+            max_positions = getattr(self.config, "max_position_embeddings", None)
+            if max_positions is not None:
+                max_total = min(max_total, max_positions)
+            warnings.warn(
+                f"Using the model-agnostic default `max_length` (={max_total}) to control the generation length. "
+                "We recommend setting `max_new_tokens` to control the maximum length of the generation.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if prompt_length >= max_total:
+            raise ValueError(
+                f"Input length of input_ids is {prompt_length}, but `max_length` is set to {max_total}. This can "
+                "lead to unexpected behavior. You should consider increasing `max_length` or, better yet, setting "
+                "`max_new_tokens`."
+            )
+        return max_total
+
     @torch.no_grad()
     def generate(
         self,
@@ -222,7 +280,8 @@ class GenerationMixin:
         """Continue each row of ``input_ids`` (B, L); returns a LongTensor (B · num_return_sequences, L + new),
         or a :class:`GenerateDecoderOnlyOutput` with ``return_dict_in_generate=True``.
 
-        ``max_new_tokens`` (else ``max_length``, the total length, default 20), ``do_sample`` with
+        ``max_new_tokens`` (else ``max_length``, the total length; with neither set anywhere, 20 new tokens
+        and transformers' warning to set ``max_new_tokens``), ``do_sample`` with
         ``temperature`` / ``top_k`` (default 50) / ``top_p``, ``eos_token_id`` (an id or a list),
         ``pad_token_id`` (filler after a row's end; defaults to the config's, else the first eos id),
         ``attention_mask`` (left padding supported), ``num_return_sequences`` (sampling), ``use_cache``.
@@ -232,7 +291,7 @@ class GenerationMixin:
         s = self._generation_settings(
             dict(
                 max_new_tokens=max_new_tokens,
-                max_length=max_length if max_new_tokens is None else None,
+                max_length=max_length,
                 do_sample=do_sample,
                 temperature=temperature,
                 top_k=top_k,
@@ -287,10 +346,7 @@ class GenerationMixin:
         if pad is None and eos is not None:
             pad = eos[0]
         prompt_length = input_ids.shape[1]
-        if s["max_new_tokens"] is not None:
-            max_total = prompt_length + _whole("max_new_tokens", s["max_new_tokens"], 1)
-        else:
-            max_total = _whole("max_length", s["max_length"], 1)
+        max_total = self._max_total_length(s, prompt_length, max_length, generation_config)
 
         device = self.device
         input_ids = input_ids.to(device=device, dtype=torch.long)

@@ -204,6 +204,38 @@ def test_feature_extraction_matches_transformers(ckpt):
     assert np.asarray(enc).shape[-1] == 32
 
 
+def test_feature_extraction_padded_rows_and_batch_lengths(ckpt):
+    """What docs/README-pipelines.md says of feature-extraction (a pinned design, not a transformers match):
+    with ``tokenize_kwargs`` padding, the shape is transformers' and the real tokens' rows are transformers',
+    the padded rows are zeros on the packed backends (sdpa / triton) and transformers' exact values with
+    ``attn_implementation="eager"``; each result has its own length whatever ``batch_size``, while transformers
+    (4.57 and 5) pads every result of a batch to the batch's longest when ``batch_size > 1``."""
+    text, pad = "the sun light", {"padding": "max_length", "max_length": 12}
+    ref = hf_pipe("feature-extraction", ckpt["base"])
+    theirs = ref(text, tokenize_kwargs=pad, return_tensors=True)
+    real = len(ref(text)[0])
+    assert theirs.shape == (1, 12, 32) and real < 12
+    assert theirs[0, real:].abs().sum() > 0  # transformers: the model's states at the [PAD] tokens
+    ours = fb_pipe("feature-extraction", ckpt["base"])(text, tokenize_kwargs=pad, return_tensors=True)
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours[0, :real], theirs[0, :real], atol=1e-4, rtol=0)
+    assert torch.equal(ours[0, real:], torch.zeros_like(ours[0, real:]))  # packed backend: zeros
+    eager = fb_pipe("feature-extraction", ckpt["base"], attn_implementation="eager")
+    torch.testing.assert_close(
+        eager(text, tokenize_kwargs=pad, return_tensors=True), theirs, atol=1e-4, rtol=0
+    )
+    # batches: transformers pads each result to its batch's longest; fastbert never does
+    texts = ["a", "green leaf of the old river, known as paris"]
+    alone = [len(ref(t)[0]) for t in texts]
+    assert alone[0] < alone[1]
+    assert [len(r[0]) for r in ref(texts, batch_size=2)] == [alone[1], alone[1]]
+    assert [len(r[0]) for r in ref(texts, batch_size=1)] == alone
+    for batch_size in (1, 2, 32):
+        got = fb_pipe("feature-extraction", ckpt["base"])(texts, batch_size=batch_size)
+        assert [len(r[0]) for r in got] == alone
+        assert_same(got, ref(texts, batch_size=1))
+
+
 # ======================================================================================= text-classification
 
 

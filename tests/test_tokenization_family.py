@@ -23,7 +23,12 @@ from fastbert.tokenization import (
     RobertaTokenizer,
     XLMRobertaTokenizer,
 )
-from tests.tokenizer_family_helpers import EXTRA_TEXTS, corpus, save_family_tokenizers
+from tests.tokenizer_family_helpers import (
+    EXTRA_TEXTS,
+    corpus,
+    modernbert_tokenizer_folder,
+    save_family_tokenizers,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -342,6 +347,35 @@ def test_save_pretrained_round_trip(loaded, family, tmp_path):
         assert names == ["v-merges.txt", "v-vocab.json"]
     elif family in ("distilbert", "electra", "mpnet"):
         assert names == ["v-vocab.txt"]
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "mpnet"])
+def test_save_pretrained_legacy_format(loaded, family, tmp_path):
+    """transformers 4.57's fast tokenizers: legacy_format=True writes the slow tokenizer's files only (none
+    for a Unigram tokenizer loaded without its SentencePiece model), False tokenizer.json only."""
+    ours, theirs = loaded[family]
+    slow = {"roberta": ["merges.txt", "vocab.json"], "xlm-roberta": [], "mpnet": ["vocab.txt"]}[family]
+    config = ["special_tokens_map.json", "tokenizer_config.json"]
+    ours.save_pretrained(tmp_path / "slow", legacy_format=True)
+    assert sorted(os.listdir(tmp_path / "slow")) == sorted(config + slow)
+    ours.save_pretrained(tmp_path / "fast", legacy_format=False)
+    assert sorted(os.listdir(tmp_path / "fast")) == sorted(config + ["tokenizer.json"])
+    reloaded = transformers.AutoTokenizer.from_pretrained(tmp_path / "fast")
+    assert reloaded(TEXTS[:20])["input_ids"] == theirs(TEXTS[:20])["input_ids"]
+    if slow:
+        again = fastbert.AutoTokenizer.from_pretrained(tmp_path / "slow")
+        assert again(TEXTS[:20])["input_ids"] == ours(TEXTS[:20])["input_ids"]
+
+
+def test_modernbert_has_no_legacy_format(tmp_path):
+    """transformers 4.57: ModernBERT's tokenizer is a PreTrainedTokenizerFast, without a slow class."""
+    folder = modernbert_tokenizer_folder(str(tmp_path / "modernbert"))
+    ours = fastbert.AutoTokenizer.from_pretrained(folder)
+    with pytest.raises(ValueError, match="does not have a legacy version defined"):
+        ours.save_pretrained(tmp_path / "slow", legacy_format=True)
+    assert not os.path.exists(tmp_path / "slow")
+    ours.save_pretrained(tmp_path / "fast", legacy_format=False)
+    assert "tokenizer.json" in os.listdir(tmp_path / "fast")
 
 
 def test_unigram_save_vocabulary_needs_a_sentencepiece_model(loaded, tmp_path):

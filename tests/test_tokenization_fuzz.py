@@ -5,8 +5,9 @@ strings in the text, pairs, pre-split words) and random combinations of the call
 The reference is transformers 5 (the installed test dependency) wherever it keeps transformers 4's documented
 behaviour; where 5 dropped it, fastbert keeps 4's (README) and the case checks 4's result instead, saying so:
 
-* ``decode``'s ``clean_up_tokenization_spaces``: 4 cleans up when asked (and by default, as 4 documents); 5 ignores
-  it for BPE tokenizers and defaults to False;
+* ``decode``'s ``clean_up_tokenization_spaces``: 4 cleans up when asked, BPE tokenizers too (5 ignores it for
+  them); unset, 4.57's fast tokenizers default to False, but to True for the BERT family built from a vocab.txt
+  alone (converted from the slow tokenizer, whose default is True); 5 defaults to False;
 * ``build_inputs_with_special_tokens``, ``get_special_tokens_mask``, ``create_token_type_ids_from_sequences``,
   ``encode_plus`` and ``batch_encode_plus`` (gone from 5's fast tokenizers): checked against the call's output;
 * RoBERTa with ``is_split_into_words=True`` needs ``add_prefix_space=True`` (4 raises, 5 does not);
@@ -342,16 +343,24 @@ def test_encoding_views_fuzz(loaded, family):
 # --------------------------------------------------------------------------------------------------------------
 
 
+# transformers 4.57's default clean_up_tokenization_spaces when the folder does not set it: True only for the
+# BERT-family folder without a tokenizer.json (5.25: False for every folder)
+CLEAN_UP_BY_DEFAULT = {"bert-vocab"}
+
+
 def _expected_decode(theirs, ids, skip, clean_up, family):
-    """transformers 4's decode: ``clean_up_tokenization_spaces`` (default True, as 4 documents it) applies
-    ``clean_up_tokenization`` to the decoded text, for BPE tokenizers too (5 ignores it for them)."""
+    """transformers 4.57's decode: ``clean_up_tokenization_spaces`` applies ``clean_up_tokenization`` to the
+    decoded text, for BPE tokenizers too (5 ignores it for them); unset, 4.57's default for the folder."""
     text = theirs.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)
-    return theirs.clean_up_tokenization(text) if clean_up in (None, True) else text
+    if clean_up is None:
+        clean_up = family in CLEAN_UP_BY_DEFAULT
+    return theirs.clean_up_tokenization(text) if clean_up else text
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_tokenize_encode_decode_fuzz(loaded, family):
     ours, theirs = loaded[family]
+    assert ours.clean_up_tokenization_spaces is (family in CLEAN_UP_BY_DEFAULT)
     rng = random.Random(f"{SEED}-decode-{family}")
     for case in range(30):
         text, pair = _text(rng), _text(rng) if rng.random() < 0.5 else None

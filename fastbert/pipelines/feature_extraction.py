@@ -10,7 +10,13 @@ from .base import Pipeline
 
 
 class FeatureExtractionPipeline(Pipeline):
-    """``feature-extraction``: the last hidden state of every token, ``[1][tokens][hidden]`` per input."""
+    """``feature-extraction``: the last hidden state of every token, ``[1][tokens][hidden]`` per input.
+
+    Each result has its own input's length whatever ``batch_size`` (transformers 4.57 and 5 pad every result
+    of a batch to its longest when ``batch_size > 1``). Rows at padding asked for in ``tokenize_kwargs`` are
+    zeros on the packed backends, transformers' values with ``attn_implementation="eager"``
+    (docs/README-pipelines.md).
+    """
 
     task = "feature-extraction"
 

@@ -105,11 +105,31 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
         config.update(self.special_tokens_map)
         return config
 
+    #: whether transformers 4 has a slow (python) class for this tokenizer, whose files ``legacy_format=True``
+    #: writes (ModernBERT's tokenizer is a plain ``PreTrainedTokenizerFast``: it has none)
+    has_legacy_format = True
+
     def save_pretrained(
-        self, save_directory: str | os.PathLike, filename_prefix: str | None = None, **kwargs: Any
+        self,
+        save_directory: str | os.PathLike,
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+        **kwargs: Any,
     ) -> tuple[str, ...]:
         """Write tokenizer_config.json, special_tokens_map.json, the vocabulary files and tokenizer.json;
-        transformers' ``AutoTokenizer`` loads the folder back to the same ids. Returns the written paths."""
+        transformers' ``AutoTokenizer`` loads the folder back to the same ids. Returns the written paths.
+
+        ``legacy_format`` as transformers 4's fast tokenizers: None writes both the slow tokenizer's vocabulary
+        files and tokenizer.json; True only the vocabulary files (an error for a tokenizer that has no slow
+        version); False only tokenizer.json. transformers 5 accepts it and always writes tokenizer.json alone.
+        """
+        if legacy_format is not None and not isinstance(legacy_format, bool):
+            raise ValueError(f"legacy_format should be None, True or False, got {legacy_format!r}")
+        if legacy_format is True and not self.has_legacy_format:
+            raise ValueError(
+                "Your tokenizer does not have a legacy version defined and therefore cannot register this version. "
+                "You might consider leaving the legacy_format at `None` or setting it to `False`."
+            )
         save_directory = str(save_directory)
         if os.path.isfile(save_directory):
             raise OSError(f"Provided path ({save_directory}) should be a directory, not a file")
@@ -135,7 +155,11 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
             f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         with open(special_path, "w", encoding="utf-8") as f:
             f.write(json.dumps(self.special_tokens_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        vocab_files = self._save_vocabulary_files(save_directory, filename_prefix)
+        vocab_files: tuple[str, ...] = ()
+        if legacy_format is not False:
+            vocab_files = self._save_vocabulary_files(save_directory, filename_prefix)
+        if legacy_format is True:
+            return (config_path, special_path, *vocab_files)
         with self._lock:
             clean = Tokenizer.from_str(self._tokenizer.to_str())
         clean.no_padding()

@@ -187,7 +187,7 @@ class BertTokenizer(TokenizerBase):
         model_max_length: int | None = None,
         padding_side: str = "right",
         truncation_side: str = "right",
-        clean_up_tokenization_spaces: bool = True,  # transformers 4's BERT default (5's is False)
+        clean_up_tokenization_spaces: bool | None = _UNSET,
         additional_special_tokens: Sequence[str] | None = None,
         bos_token: str | None = None,
         eos_token: str | None = None,
@@ -223,6 +223,18 @@ class BertTokenizer(TokenizerBase):
         self._tokenizer = backend
         self._ensure_post_processor()
 
+        if clean_up_tokenization_spaces is _UNSET:
+            # Unset (not an argument, not in tokenizer_config.json): what transformers' fast tokenizer (the one
+            # AutoTokenizer loads) does. transformers 4.57: BertTokenizerFast converts the slow BertTokenizer
+            # when there is no tokenizer.json and takes its init kwargs, whose default is True; from a
+            # tokenizer.json (or a tokenizers object) it keeps the base default, False. transformers 5.25: False
+            # on every path. fastbert follows 4.57: True only when the WordPiece pipeline is built from a
+            # vocab.txt; a {token: id} dict (a transformers 5 form) gets 5's False. Set in the config or as an
+            # argument, the value is used as given (both versions), and save_pretrained writes the value in
+            # force, as 4.57 does (5 writes it only when set), so the saved folder decodes the same everywhere.
+            clean_up_tokenization_spaces = (tokenizer_object is None and tokenizer_file is None) and (
+                vocab_file is not None or isinstance(vocab, (str, os.PathLike))
+            )
         self._init_settings(
             model_max_length=model_max_length,
             padding_side=padding_side,

@@ -349,6 +349,13 @@ class CallMixin:
                 message = str(e).splitlines()[0] if str(e) else type(e).__name__
                 if not (message.startswith("Truncation error") or type(e).__name__ == "PanicException"):
                     raise
+                if "Second sequence not provided" in message:  # transformers 4.57 / 5: the bare message
+                    raise ValueError(
+                        f"truncation={truncation_strategy!r} needs a pair of texts (text, text_pair): it truncates "
+                        f"only the second one, and this input has no text_pair while a text is longer than "
+                        f"max_length={max_length}; pass text_pair=..., or truncate single texts with "
+                        f"truncation=True ('longest_first') or 'only_first' (tokenizers: {message})"
+                    ) from None
                 raise ValueError(
                     f"cannot truncate this input with truncation={truncation_strategy!r}, max_length={max_length}, "
                     f"stride={stride}: the text that is truncated must keep more tokens than the stride once the "
@@ -373,6 +380,183 @@ class CallMixin:
                 output.encodings,
             )
         return output
+
+    def prepare_for_model(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        prepend_batch_axis: bool = False,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """transformers 4's ``prepare_for_model`` (gone from 5's fast tokenizers): ids (and ``pair_ids``) that
+        are already tokens (``convert_tokens_to_ids(tokenize(text))``) → a model input: truncated (in python,
+        ``truncate_sequences``), with the special tokens, token types and masks, padded. ``overflowing_tokens``
+        and ``num_truncated_tokens`` with ``return_overflowing_tokens`` (one window, not the call's list of
+        windows); ``return_offsets_mapping`` is accepted and ignored (ids have no offsets), as in 4."""
+        padding_strategy, truncation_strategy, max_length = self._strategies(
+            padding, truncation, max_length, pad_to_multiple_of, verbose
+        )
+        _check_count("stride", stride)
+        ids = list(ids)
+        pair = pair_ids is not None
+        pair_ids = list(pair_ids) if pair else None
+        if return_token_type_ids and not add_special_tokens:
+            raise ValueError(
+                "Asking to return token_type_ids while setting add_special_tokens to False "
+                "results in an undefined behavior. Please set add_special_tokens to True or "
+                "set return_token_type_ids to None."
+            )
+        if return_overflowing_tokens and truncation_strategy == "longest_first" and pair:
+            raise ValueError(
+                "Not possible to return overflowing tokens for pair of sequences with the "
+                "`longest_first`. Please select another truncation strategy than `longest_first`, "
+                "for instance `only_second` or `only_first`."
+            )
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+
+        encoded: dict[str, Any] = {}
+        total_len = len(ids) + (len(pair_ids) if pair else 0)
+        if add_special_tokens:
+            total_len += self.num_special_tokens_to_add(pair=pair)
+        overflowing: list[int] = []
+        if truncation_strategy != "do_not_truncate" and max_length and total_len > max_length:
+            ids, pair_ids, overflowing = self.truncate_sequences(
+                ids,
+                pair_ids=pair_ids,
+                num_tokens_to_remove=total_len - max_length,
+                truncation_strategy=truncation_strategy,
+                stride=stride,
+            )
+        if return_overflowing_tokens:
+            encoded["overflowing_tokens"] = overflowing
+            # 4.57 computes total_len - max_length (a TypeError without a max_length); 5's python tokenizers: 0
+            encoded["num_truncated_tokens"] = total_len - max_length if max_length else 0
+        if add_special_tokens:
+            sequence = self.build_inputs_with_special_tokens(ids, pair_ids)
+            token_type_ids = self.create_token_type_ids_from_sequences(ids, pair_ids)
+        else:
+            sequence = ids + pair_ids if pair else ids
+            token_type_ids = [0] * len(ids) + ([0] * len(pair_ids) if pair else [])
+        encoded["input_ids"] = sequence
+        if return_token_type_ids:
+            encoded["token_type_ids"] = token_type_ids
+        if return_special_tokens_mask:
+            encoded["special_tokens_mask"] = (
+                self.get_special_tokens_mask(ids, pair_ids) if add_special_tokens else [0] * len(sequence)
+            )
+        self._warn_too_long([sequence], max_length, verbose)
+        if padding_strategy != "do_not_pad" or return_attention_mask:
+            encoded = dict(
+                self.pad(
+                    encoded,
+                    max_length=max_length,
+                    padding=padding_strategy,
+                    pad_to_multiple_of=pad_to_multiple_of,
+                    padding_side=padding_side,
+                    return_attention_mask=return_attention_mask,
+                    verbose=verbose,
+                )
+            )
+        if return_length:
+            encoded["length"] = len(encoded["input_ids"])
+        return BatchEncoding(encoded, tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
+
+    def truncate_sequences(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        num_tokens_to_remove: int = 0,
+        truncation_strategy: str = "longest_first",
+        stride: int = 0,
+    ) -> tuple[list[int], list[int] | None, list[int]]:
+        """transformers 4's ``truncate_sequences``: ``(ids, pair_ids, overflowing_tokens)`` with
+        ``num_tokens_to_remove`` tokens removed as ``truncation_strategy`` says, from the tokenizer's
+        ``truncation_side``; the overflow keeps ``stride`` more tokens (none for a ``longest_first`` pair). A
+        sequence too short to lose that many tokens is left whole, with transformers' logged error."""
+        if num_tokens_to_remove <= 0:
+            return ids, pair_ids, []
+        truncation_strategy = _enum_value(truncation_strategy)
+        if truncation_strategy not in _TRUNCATION:
+            raise ValueError(
+                f"{truncation_strategy!r} is not a valid TruncationStrategy, please select one of {list(_TRUNCATION)}"
+            )
+        side = self.truncation_side
+        if side not in ("left", "right"):
+            raise ValueError(f"invalid truncation strategy: {side}, use 'left' or 'right'.")
+        overflowing: list[int] = []
+        if truncation_strategy == "only_first" or (
+            truncation_strategy == "longest_first" and pair_ids is None
+        ):
+            if len(ids) > num_tokens_to_remove:
+                window = min(len(ids), stride + num_tokens_to_remove)
+                if side == "left":
+                    overflowing, ids = ids[:window], ids[num_tokens_to_remove:]
+                else:
+                    overflowing, ids = ids[-window:], ids[:-num_tokens_to_remove]
+            else:
+                message = (
+                    f"We need to remove {num_tokens_to_remove} to truncate the input "
+                    f"but the first sequence has a length {len(ids)}. "
+                )
+                if truncation_strategy == "only_first":
+                    message += (
+                        "Please select another truncation strategy than "
+                        f"{truncation_strategy}, for instance 'longest_first' or 'only_second'."
+                    )
+                logger.error(message)
+        elif truncation_strategy == "longest_first":
+            logger.warning(
+                "Be aware, overflowing tokens are not returned for the setting you have chosen, i.e. sequence "
+                "pairs with the 'longest_first' truncation strategy. So the returned list will always be empty "
+                "even if some tokens have been removed."
+            )
+            len_ids, len_pair = len(ids), len(pair_ids)
+            first_remove = min(abs(len_pair - len_ids), num_tokens_to_remove)
+            second_remove = num_tokens_to_remove - first_remove
+            if len_ids > len_pair:
+                ids_to_move = first_remove + second_remove // 2
+                pair_to_move = second_remove - second_remove // 2
+            else:
+                ids_to_move = second_remove // 2
+                pair_to_move = first_remove + second_remove - (second_remove // 2)
+            if side == "right":
+                ids = ids[:-ids_to_move] if ids_to_move > 0 else ids
+                pair_ids = pair_ids[:-pair_to_move] if pair_to_move > 0 else pair_ids
+            else:
+                ids, pair_ids = ids[ids_to_move:], pair_ids[pair_to_move:]
+        elif truncation_strategy == "only_second" and pair_ids is not None:
+            if len(pair_ids) > num_tokens_to_remove:
+                window = min(len(pair_ids), stride + num_tokens_to_remove)
+                if side == "right":
+                    overflowing, pair_ids = pair_ids[-window:], pair_ids[:-num_tokens_to_remove]
+                else:
+                    overflowing, pair_ids = pair_ids[:window], pair_ids[num_tokens_to_remove:]
+            else:
+                logger.error(
+                    f"We need to remove {num_tokens_to_remove} to truncate the input "
+                    f"but the second sequence has a length {len(pair_ids)}. "
+                    f"Please select another truncation strategy than {truncation_strategy}, "
+                    "for instance 'longest_first' or 'only_first'."
+                )
+        return ids, pair_ids, overflowing
 
     def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
         return self(text, text_pair, **kwargs)

@@ -22,6 +22,7 @@ class ModernBertTokenizer(RobertaTokenizer):
     pipeline is kept; a file without a post-processor gets ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]``."""
 
     family = "ModernBERT"
+    has_legacy_format = False  # transformers 4: a PreTrainedTokenizerFast, without a slow class
     #: transformers has no ModernBERT tokenizer class: the class name written in tokenizer_config.json
     saved_class_name = "PreTrainedTokenizerFast"
 

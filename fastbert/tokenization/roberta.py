@@ -217,7 +217,9 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
         model_max_length: int | None = None,
         padding_side: str = "right",
         truncation_side: str = "right",
-        clean_up_tokenization_spaces: bool = True,  # transformers 4's default (5's is False)
+        # transformers 4.57 and 5.25 (fast tokenizers, from tokenizer.json or from the slow files): False unless
+        # set; fastbert's True before was transformers <= 4.44's default
+        clean_up_tokenization_spaces: bool = False,
         additional_special_tokens: Sequence[str] | None = None,
         name_or_path: str = "",
         added_tokens_decoder: Mapping | None = None,

@@ -1,0 +1,141 @@
+"""``generate``'s length rules on BertLMHeadModel, against transformers' ``generate`` for the same weights.
+
+transformers 4.57 and 5 (``_prepare_generated_length`` / ``_validate_generated_length`` in
+generation/utils.py): ``max_new_tokens`` wins over ``max_length`` (a logged warning when both are set); with no
+length set anywhere, "by default let's always generate 20 new tokens" (``max_length`` = prompt + 20, capped at
+``max_position_embeddings``), with a UserWarning recommending ``max_new_tokens`` (5 only: 4.57's check compares
+the already-extended length with 20, so it stays silent); a prompt as long as ``max_length`` is a ValueError.
+The expected values are the installed transformers 5's; 4.57 gives the same shapes and tokens here (it also
+treats a generation config's ``max_length=20`` as the default: not tested, fastbert follows 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+
+import fastbert
+from fastbert.generation import GenerationConfig
+from tests.model_helpers import TINY, require_transformers
+
+transformers = require_transformers()
+
+
+def _pair(**overrides):
+    cfg = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, is_decoder=True, **overrides)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.BertLMHeadModel(transformers.BertConfig(**cfg)).eval()
+        fb = fastbert.BertLMHeadModel(fastbert.BertConfig(**cfg)).eval()
+    _, unexpected = fb.load_state_dict(hf.state_dict(), strict=False)
+    assert not unexpected
+    return hf, fb
+
+
+@pytest.fixture(scope="module")
+def lm_pair():
+    return _pair()
+
+
+def _generate(model, ids, **kwargs):
+    """(tokens or the exception, [UserWarning messages])."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = model.generate(ids, **kwargs)
+        except ValueError as e:
+            out = e
+    return out, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _length_warnings(messages):
+    return [m for m in messages if "model-agnostic default `max_length`" in m]
+
+
+@pytest.mark.parametrize("prompt", [1, 3, 30])
+def test_default_length_is_20_new_tokens_as_transformers(lm_pair, prompt):
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, prompt), generator=torch.Generator().manual_seed(prompt))
+    theirs, their_warnings = _generate(hf, ids)
+    ours, our_warnings = _generate(fb, ids)
+    assert theirs.shape == (2, prompt + 20)  # transformers 4.57 too
+    assert torch.equal(ours, theirs)
+    expected = f"Using the model-agnostic default `max_length` (={prompt + 20})"
+    assert [m[: len(expected)] for m in _length_warnings(their_warnings)] == [expected]
+    assert _length_warnings(our_warnings) == _length_warnings(their_warnings)
+
+
+def test_default_length_capped_at_max_position_embeddings():
+    hf, fb = _pair(max_position_embeddings=12)
+    ids = torch.randint(3, TINY["vocab_size"], (1, 5), generator=torch.Generator().manual_seed(1))
+    theirs, their_warnings = _generate(hf, ids)
+    ours, our_warnings = _generate(fb, ids)
+    assert theirs.shape == (1, 12)
+    assert torch.equal(ours, theirs)
+    assert _length_warnings(our_warnings) == _length_warnings(their_warnings) != []
+    # a prompt that already fills the positions: nothing can be generated
+    full = torch.randint(3, TINY["vocab_size"], (1, 12))
+    theirs, _ = _generate(hf, full)
+    ours, _ = _generate(fb, full)
+    assert isinstance(theirs, ValueError) and isinstance(ours, ValueError)
+    assert str(ours) == str(theirs)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["call", "generation_config", "model_generation_config", "call_20", "model_generation_config_20"],
+)
+def test_max_length_set_anywhere_is_the_total_length(where):
+    hf, fb = _pair()
+    length = 20 if where.endswith("_20") else 9
+    ids = torch.randint(3, TINY["vocab_size"], (1, 3), generator=torch.Generator().manual_seed(2))
+    kwargs: dict = {}
+    if where.startswith("call"):
+        kwargs = dict(max_length=length)
+    elif where == "generation_config":
+        kwargs = dict(generation_config=GenerationConfig(max_length=length))
+        hf_kwargs = dict(generation_config=transformers.GenerationConfig(max_length=length))
+    else:
+        fb.generation_config.max_length = length
+        hf.generation_config.max_length = length
+    theirs, their_warnings = _generate(hf, ids, **(hf_kwargs if where == "generation_config" else kwargs))
+    ours, our_warnings = _generate(fb, ids, **kwargs)
+    assert theirs.shape == (1, length)  # 4.57: (1, 23) for a generation config's max_length=20
+    assert torch.equal(ours, theirs)
+    assert _length_warnings(our_warnings) == _length_warnings(their_warnings) == []
+
+
+@pytest.mark.parametrize("max_length", [3, 2])
+def test_prompt_as_long_as_max_length_is_refused(lm_pair, max_length):
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (1, 3))
+    theirs, _ = _generate(hf, ids, max_length=max_length)
+    ours, _ = _generate(fb, ids, max_length=max_length)
+    assert isinstance(theirs, ValueError) and isinstance(ours, ValueError)
+    assert str(ours) == str(theirs)
+    assert str(ours).startswith(f"Input length of input_ids is 3, but `max_length` is set to {max_length}.")
+
+
+def test_max_new_tokens_wins_over_max_length_with_a_logged_warning(lm_pair, caplog):
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (1, 3), generator=torch.Generator().manual_seed(3))
+    theirs, _ = _generate(hf, ids, max_length=10, max_new_tokens=4)
+    with caplog.at_level(logging.WARNING, logger="fastbert.generation"):
+        ours, our_warnings = _generate(fb, ids, max_length=10, max_new_tokens=4)
+    assert theirs.shape == ours.shape == (1, 7)
+    assert torch.equal(ours, theirs)
+    assert not _length_warnings(our_warnings)
+    logged = [r.getMessage() for r in caplog.records if r.name == "fastbert.generation"]
+    assert len(logged) == 1
+    assert logged[0].startswith(
+        "Both `max_new_tokens` (=4) and `max_length`(=10) seem to have been set. `max_new_tokens` will take "
+        "precedence."
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fastbert.generation"):
+        _generate(fb, ids, max_new_tokens=4)  # max_length not set: nothing to say
+    assert not [r for r in caplog.records if r.name == "fastbert.generation"]
