@@ -64,7 +64,8 @@ def accelerate(
             (``fastbert.models.registry``).
         attn_implementation: fastbert backend, ``"eager"``, ``"sdpa"`` or ``"triton"``; None picks
             ``triton`` on CUDA and ``sdpa`` elsewhere.
-        dtype: cast to this dtype (``torch.float32``, ``torch.float16``, ``torch.bfloat16``, or ``"auto"``:
+        dtype: cast to this dtype (``torch.float32``, ``torch.float16``, ``torch.bfloat16``, a name of one as
+            ``from_pretrained(torch_dtype=)`` takes it, in any case: ``"bf16"``, ``"float32"``, or ``"auto"``:
             bf16 on a CPU with native bf16 (avx512_bf16/AMX), fp32 on other CPUs, said once) after the
             swap: the whole object for sentence-transformers (as ``model.to(dtype)``), the fastbert model
             otherwise. The cast makes new storage in that dtype, as ``.to`` does. None keeps the dtype.
@@ -83,10 +84,15 @@ def accelerate(
         transformers model, the fastbert model of the same class. A model that cannot be accelerated is
         returned unchanged, after one :class:`AccelerateWarning` saying why.
     """
+    from .loading import parse_dtype
     from .quant import check_quantization
     from .quant.dtypes import auto_dtype, warn_if_emulated
 
-    if isinstance(dtype, str) and dtype == "auto":
+    try:  # the spellings from_pretrained(torch_dtype=) takes ("bf16", "BFloat16", "torch.float32", "auto")
+        dtype = parse_dtype(dtype)
+    except ValueError:
+        raise ValueError(_dtype_refusal(dtype)) from None
+    if dtype == "auto":
         dtype = auto_dtype(_device_of(obj))
     _check_options(attn_implementation, dtype, cuda_graphs, strict)
     warn_if_emulated(dtype, _device_of(obj))
@@ -97,13 +103,7 @@ def accelerate(
         from .quant import check_quantization_device
 
         device = _device_of(obj)
-        check_quantization_device(quantization, device)
-        final = dtype if dtype is not None else _dtype_of(obj)
-        if device.type == "cpu" and final != torch.float32:
-            raise ValueError(
-                f"quantization={quantization!r} computes from fp32 weights on the CPU, and this model would be "
-                f"{final}: load it in float32 (or pass dtype=torch.float32)"
-            )
+        check_quantization_device(quantization, device, dtype if dtype is not None else _dtype_of(obj))
         if tokenizer is None and getattr(obj, "config", None) is not None:
             from .quant import _tokenizer_of
 
@@ -208,13 +208,18 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
 
 
 # --------------------------------------------------------------------------------------------- checks
+def _dtype_refusal(dtype) -> str:
+    return (
+        "dtype must be one of torch.float32, torch.float16, torch.bfloat16 (or a name of one, in any case: "
+        f"'float32'/'fp32', 'float16'/'fp16'/'half', 'bfloat16'/'bf16'), 'auto' or None, got {dtype!r}"
+    )
+
+
 def _check_options(attn_implementation, dtype, cuda_graphs, strict) -> None:
     """Bad options: a clear exception before anything is changed."""
     check_attn_implementation(attn_implementation)
     if dtype is not None and dtype not in _DTYPES:
-        raise ValueError(
-            f"dtype must be one of torch.float32, torch.float16, torch.bfloat16 or None, got {dtype!r}"
-        )
+        raise ValueError(_dtype_refusal(dtype))
     if cuda_graphs is not None and not isinstance(cuda_graphs, (bool, dict)):
         raise TypeError(
             f"cuda_graphs must be None, a bool or a dict of cuda_graphs() arguments, got {type(cuda_graphs).__name__}"

@@ -55,11 +55,22 @@ _DTYPES = {
 
 
 def parse_dtype(dtype: Any) -> torch.dtype | str | None:
-    """A torch dtype from a dtype, a name ("float16", "bf16", "torch.float16") or "auto"."""
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+    """A floating-point torch dtype from a dtype, a name in any case ("float16", "bf16", "BF16",
+    "torch.float16") or "auto" (the one parser of ``from_pretrained(torch_dtype=)`` and
+    ``accelerate(dtype=)``); ValueError for anything else, an integer dtype included."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(
+                f"dtype {dtype} is not a floating-point dtype: the weights load as float32, float16 or "
+                "bfloat16 (int8 weights are quantization='int8', from float32)"
+            )
         return dtype
     if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
+        name = dtype.lower().removeprefix("torch.")
+        if name == "auto":
+            return "auto"
         if name in _DTYPES:
             return _DTYPES[name]
     raise ValueError(
@@ -368,8 +379,9 @@ class PreTrainedMixin:
 
         ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords (revision,
         cache_dir, local_files_only, token, subfolder). ``quantization="int8"`` (or ``"fp8"`` on CUDA
-        sm_89+): quantize after loading (:func:`fastbert.quantize`, calibrated with the folder's
-        tokenizer; the checkpoint is not changed)."""
+        sm_89+): quantize after loading (:func:`fastbert.quantize`, calibrated with the tokenizer of the
+        folder or hub id, looked up with the same hub options before any weight is read; the checkpoint is
+        not changed)."""
         from .quant import check_quantization
 
         quantization = check_quantization(quantization)  # a bad value fails before anything loads
@@ -411,9 +423,17 @@ class PreTrainedMixin:
             raise RuntimeError(
                 f"device_map={device_map!r} asks for CUDA, but torch.cuda.is_available() is False"
             )
-        from .quant import check_quantization_device
+        from .quant import calibration_tokenizer, check_quantization_device
 
-        check_quantization_device(quantization, device)  # fp8 where it cannot run fails before loading
+        # fp8 where it cannot run, int8 on the CPU in another dtype than fp32, a quantization without a
+        # tokenizer to calibrate with: refused before the weights are read
+        known_dtype = config.torch_dtype if torch_dtype == "auto" else torch_dtype
+        check_quantization_device(quantization, device, known_dtype)
+        quant_tokenizer = None
+        if quantization is not None:
+            quant_tokenizer = calibration_tokenizer(
+                path, hub.as_kwargs(), from_pretrained=True, method=quantization
+            )
 
         if state_dict is None:
             state_dict = find_and_load_weights(
@@ -483,7 +503,7 @@ class PreTrainedMixin:
         if quantization is not None:
             from .quant import quantize
 
-            quantize(model, quantization)
+            quantize(model, quantization, tokenizer=quant_tokenizer)
         return (model, info) if output_loading_info else model
 
     @classmethod

@@ -477,9 +477,18 @@ class OpTable:
         return self.glu(self.linear(x, weight, bias), None, activation_name)
 
 
+def _eager_linear(x, weight, bias=None):
+    """``F.linear``, as transformers computes it; a weight that carries a load-time transform
+    (``weight.fastbert_linear``: the int8 / FP8 copy of :mod:`fastbert.quant`) is computed by it, as in the
+    other tables: a quantized model stays quantized under ``attn_implementation="eager"`` and
+    ``output_attentions=True``."""
+    hook = getattr(weight, "fastbert_linear", None)
+    return F.linear(x, weight, bias) if hook is None else hook(x, weight, bias)
+
+
 EAGER_OPS = OpTable(
     name="eager",
-    linear=F.linear,
+    linear=_eager_linear,
     add_norm=_torch_add_norm,
     bias_act=_torch_bias_act,
     glu=_ref_layers.glu,

@@ -16,14 +16,20 @@ scheme through ``torch._int_mm`` (8-bit weights and activations, a zero point pe
 kept by measurement on a small built-in calibration set (``calibration.txt``, 128 sentences): per linear,
 the SmoothQuant migration strength and outlier split with the lowest error; then, while the calibration
 embeddings' cosine to the unquantized model is under the target, the linear with the highest error goes
-back to the model's dtype. The decision is recorded on the model (``model.quantization``) and shown in its
-repr, one line per linear.
+back to the model's dtype. The decision is recorded on the model (``model.quantization``,
+``model.is_quantized``) and each linear's repr says what computes it now.
 
-The parameters are not changed: ``save_pretrained`` writes the checkpoint the model was loaded from (in
-its dtype), and loading it gives an unquantized model until ``quantization=`` is asked again. Heads
-(pooler, classifier, MLM head) and cross-attention keep the model's dtype. Inference only: with
-gradients, under ``torch.compile``, or on another device or dtype the linears compute with the model's
-own weights (the last two with one warning).
+The parameters are not changed and stay the truth: ``save_pretrained`` writes the checkpoint the model was
+loaded from (in its dtype), and loading it gives an unquantized model until ``quantization=`` is asked
+again. The reduced copy of a linear belongs to its module (:class:`QuantizedLinear`; the fused
+query/key/value projection's to its self-attention) and is made again from the current weight when that
+changed (:class:`fastbert.quant.int8.WeightWatch`: another tensor, an in-place edit, and on the CPU an edit
+through ``.data`` seen at a sample of the weight's elements); :func:`refresh` makes every copy again for an
+edit that check cannot see. ``copy.deepcopy``, pickle and ``torch.save(model)`` work: the copies are made
+again at the first call. Heads (pooler, classifier, MLM head) and cross-attention keep the model's dtype.
+Every op table (``eager``, ``sdpa``, ``triton``; ``output_attentions=True`` included) runs the copies.
+Inference only: with gradients, under ``torch.compile``, or on another device or dtype the linears compute
+with the model's own weights, with one warning per reason per model.
 """
 
 from __future__ import annotations
@@ -39,17 +45,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from .int8 import Int8Linear, int8_available, int8_schemes, reference_int8_linear
+from .notes import Notes, warn_at_caller
 
 __all__ = [
     "QUANTIZATIONS",
     "QuantizationReport",
     "QuantizedLinear",
+    "calibration_tokenizer",
     "check_quantization",
     "check_quantization_device",
     "quantize",
+    "refresh",
 ]
 
-#: the ``quantization=`` values: None / "none" keep the model as it is
+#: the ``quantization=`` values, in any case ("INT8" is "int8"): None / "none" keep the model as it is
 QUANTIZATIONS = ("int8", "fp8")
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -61,8 +70,11 @@ _SAMPLE_ROWS = 1024  # calibration tokens kept per linear to measure its error
 
 
 def check_quantization(quantization: Any) -> str | None:
-    """The quantization name (None for none); ValueError naming the supported values otherwise."""
-    if quantization is None or quantization == "none":
+    """The quantization name, lower case (None for None or "none", in any case); ValueError naming the
+    supported values otherwise."""
+    if quantization is None:
+        return None
+    if isinstance(quantization, str) and quantization.lower() == "none":
         return None
     if isinstance(quantization, str) and quantization.lower() in QUANTIZATIONS:
         return quantization.lower()
@@ -71,9 +83,25 @@ def check_quantization(quantization: Any) -> str | None:
     )
 
 
-def check_quantization_device(quantization: str | None, device: torch.device | str | None) -> None:
+def check_quantization_device(
+    quantization: str | None, device: torch.device | str | None, dtype: Any = None
+) -> None:
     """Refuse, before anything loads, a quantization the device cannot run: "fp8" needs a CUDA GPU of
-    compute capability 8.9 or newer (the error names the device and its capability)."""
+    compute capability 8.9 or newer (the error names the device and its capability); "int8" on the CPU
+    computes from fp32 weights (``dtype``: the dtype the model will have, a ``torch.dtype``; anything else
+    is not known yet and not checked)."""
+    kind = "cpu" if device is None else torch.device(device).type
+    on_cpu = kind == "cpu"
+    if quantization == "int8" and kind not in ("cpu", "cuda"):
+        raise ValueError(
+            f"quantization='int8' runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on the {kind} device"
+        )
+    if quantization == "int8" and on_cpu and isinstance(dtype, torch.dtype) and dtype != torch.float32:
+        raise ValueError(
+            f"quantization='int8' computes from fp32 weights on the CPU, and this model would be {dtype}: "
+            "load it in float32 (leave torch_dtype / dtype unset, or pass torch.float32), or leave "
+            f"quantization unset to run {dtype}"
+        )
     if quantization == "fp8":
         from .gpu import fp8_refusal
 
@@ -127,24 +155,95 @@ class QuantizationReport:
 
 
 class QuantizedLinear(nn.Linear):
-    """An ``nn.Linear`` on the same parameters (same state dict) whose repr says its precision; its weight
-    carries the int8 copy (``weight.fastbert_linear``) that the op table calls."""
+    """An ``nn.Linear`` on the same parameters (same state dict) that owns the reduced copy of its weight
+    (``qlinear``: an :class:`~fastbert.quant.int8.Int8Linear` or a CUDA linear; None where calibration kept
+    the model's dtype) and says in its repr what computes it now.
 
-    def __init__(self, linear: nn.Linear, decision: LayerDecision):
+    The op tables see the weight only: it carries a pointer to the copy (``weight.fastbert_linear``), put
+    back on whatever tensor becomes the weight (``module.weight = ...``, ``load_state_dict(assign=True)``,
+    ``to_empty``, ``.to()``, a deep copy or an unpickled model). The copy follows the weight's values
+    (:class:`fastbert.quant.int8.WeightWatch`); :func:`refresh` makes it again by hand.
+    """
+
+    def __init__(self, linear: nn.Linear, decision: LayerDecision, qlinear: Any = None):
         nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.decision = decision
+        self.qlinear = qlinear  # before the weight: registering it attaches the pointer
         self.weight = linear.weight
         self.bias = linear.bias
-        self.decision = decision
+
+    def attach(self) -> None:
+        """Point the current weight at this module's copy (or at none when the linear kept its dtype)."""
+        weight, hook = self._parameters.get("weight"), self.__dict__.get("qlinear")
+        if weight is None:
+            return
+        if hook is None:
+            weight.__dict__.pop("fastbert_linear", None)
+        elif weight.__dict__.get("fastbert_linear") is not hook:
+            weight.fastbert_linear = hook
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        """``nn.Module.register_parameter`` (also reached by ``module.weight = p`` and
+        ``load_state_dict(assign=True)``); a new weight gets the pointer to the copy."""
+        super().register_parameter(name, param)
+        if name == "weight":
+            self.attach()
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)  # .to(), .half(), to_empty(): the weight may be a new Parameter
+        self.attach()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)  # assign=True / swapped tensors: a new weight
+        self.attach()
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)  # copy.deepcopy, pickle: the copied weight may lack the pointer
+        self.attach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hook = getattr(self.weight, "fastbert_linear", None)
+        hook = self.__dict__.get("qlinear")
         return hook(x, self.weight, self.bias) if hook is not None else F.linear(x, self.weight, self.bias)
 
+    def running(self) -> str:
+        """What computes this linear now: the copy's description, or the weights' dtype and why."""
+        hook, decision, weight = self.__dict__.get("qlinear"), self.decision, self.weight
+        if hook is None:
+            return f"{decision.precision} ({decision.reason})" if decision.reason else decision.precision
+        dtype = _DTYPE_NAMES.get(weight.dtype, str(weight.dtype))
+        why = hook.inactive(weight)
+        if why is not None:
+            return f"{dtype} ({hook.method} inactive: {why})"
+        if weight.__dict__.get("fastbert_linear") is not hook:
+            return f"{dtype} ({hook.method} copy not on the current weight: fastbert.quant.refresh(model) puts it back)"
+        return repr(hook)
+
     def extra_repr(self) -> str:
-        hook = getattr(self.weight, "fastbert_linear", None)
-        what = repr(hook) if hook is not None else f"{self.decision.precision} ({self.decision.reason})"
-        return f"{super().extra_repr()}, quantization={what}"
+        return f"{super().extra_repr()}, quantization={self.running()}"
+
+
+def refresh(model: nn.Module) -> nn.Module:
+    """Make every reduced copy of ``model`` again from its current weights at its next call, and point
+    the weights at the copies again; returns ``model``.
+
+    The copies follow their weights by themselves (:class:`fastbert.quant.int8.WeightWatch`): another
+    tensor, an in-place edit, and on the CPU an edit through ``.data`` (``p.data.copy_``, PEFT's
+    ``merge_and_unload``) seen at a sample of the weight's elements. Call this after an edit that check
+    cannot see: an edit through ``.data`` on CUDA, or one that leaves every sampled element as it was.
+    The calibration's decisions (which linears, their smoothing and outlier channels) are kept: to
+    calibrate again, load the model again with ``quantization=``.
+    """
+    for m in model.modules():
+        if isinstance(m, QuantizedLinear):
+            m.attach()
+            if m.qlinear is not None:
+                m.qlinear.invalidate()
+        hook = m.__dict__.get("qkv_linear")
+        if hook is not None and hasattr(hook, "invalidate"):
+            hook.invalidate()
+    return model
 
 
 class _Recorder:
@@ -167,12 +266,14 @@ class _Recorder:
 
 
 class _Slot:
-    """One encoder projection the op table runs: a linear whose weight carries the transform
-    (``weight.fastbert_linear``), or the fused query/key/value projection of a self-attention, whose
-    transform rides on the module (``qkv_linear``, see ``BertSelfAttention.forward``)."""
+    """One encoder projection the op table runs: a linear (its weight carries the transform during
+    calibration, ``weight.fastbert_linear``; then the :class:`QuantizedLinear` that replaces it owns it), or
+    the fused query/key/value projection of a self-attention, whose transform rides on the module
+    (``qkv_linear``, see ``BertSelfAttention.forward``)."""
 
     def __init__(self, name: str, parent: nn.Module, attr: str | None, linear: nn.Linear | None = None):
         self.name, self.parent, self.attr, self.linear = name, parent, attr, linear
+        self.hook = None  # the reduced copy it keeps (None: the model's dtype)
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.linear is not None:
@@ -180,12 +281,14 @@ class _Slot:
         return self.parent.fused_qkv()  # (3n, H) view of the one storage, (3n,)
 
     def set(self, hook) -> None:
+        self.hook = hook
         if self.linear is not None:
             self.linear.weight.fastbert_linear = hook
         else:
             self.parent.__dict__["qkv_linear"] = hook
 
     def clear(self) -> None:
+        self.hook = None
         if self.linear is not None:
             self.linear.weight.__dict__.pop("fastbert_linear", None)
         else:
@@ -266,22 +369,54 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
     return batches
 
 
+_NO_TOKENIZER = (
+    "{method} quantization calibrates on text and found no tokenizer for {what}{why}: pass tokenizer= (or "
+    "calibration= a list of tokenized batches) to fastbert.quantize"
+)
+
+
+def calibration_tokenizer(
+    path: str, hub_kwargs: dict | None = None, *, from_pretrained: bool = False, method: str = "int8"
+):
+    """The tokenizer that calibrates the model of ``path``: a local folder or a hub id (``hub_kwargs``: the
+    hub options of ``from_pretrained``, revision, cache_dir, local_files_only, token, subfolder; with a
+    subfolder, the tokenizer is looked for there, then at the top). ValueError saying what to do when there
+    is none; ``from_pretrained=True`` words it for that call, which runs this before reading any weight
+    (``method``: the quantization asked, for the message)."""
+    from ..tokenization import auto
+
+    hub_kwargs = {k: v for k, v in (hub_kwargs or {}).items() if v is not None}
+    tries = [hub_kwargs]
+    if hub_kwargs.get("subfolder"):
+        tries.append({k: v for k, v in hub_kwargs.items() if k != "subfolder"})
+    error = None
+    for kwargs in tries:
+        try:
+            return auto.from_pretrained(str(path), **kwargs)
+        except (OSError, ValueError) as e:  # no tokenizer files, not cached offline, not a repo id
+            error = e
+    why = f" ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})" if error else ""
+    if from_pretrained:
+        raise ValueError(
+            f"quantization={method!r} calibrates on text and found no tokenizer at {str(path)!r}{why}: load "
+            f"the model without quantization=, then call fastbert.quantize(model, {method!r}, tokenizer=...) "
+            "(or calibration= a list of tokenized batches)"
+        )
+    raise ValueError(_NO_TOKENIZER.format(method=method, what=repr(str(path)), why=why))
+
+
 def _tokenizer_of(model):
-    """The tokenizer of the folder ``model`` was loaded from (a fastbert or transformers model); a ValueError
-    saying what to pass when there is none."""
+    """The tokenizer of the folder or hub id ``model`` was loaded from (a fastbert or transformers model,
+    ``config._name_or_path``); a ValueError saying what to pass when there is none."""
     config = getattr(model, "config", None)
     path = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
-    if path and os.path.isdir(str(path)):
-        try:
-            from ..tokenization import auto
-
-            return auto.from_pretrained(str(path))
-        except (OSError, ValueError):
-            pass
-    raise ValueError(
-        "int8 quantization calibrates on text and found no tokenizer for this model: pass tokenizer= "
-        "(or calibration= a list of tokenized batches)"
-    )
+    if not path:
+        raise ValueError(
+            _NO_TOKENIZER.format(
+                method="int8", what="this model", why=" (it was not loaded from a folder or hub id)"
+            )
+        )
+    return calibration_tokenizer(str(path))
 
 
 def _embed(base, batches) -> torch.Tensor:
@@ -411,7 +546,8 @@ def _quantize(
         if dtypes != {torch.float32} or len(devices) != 1:
             raise ValueError(
                 f"int8 quantization takes an fp32 model on the CPU, this one is {sorted(map(str, dtypes))} on "
-                f"{sorted({d.type for d in devices})}: quantize first, or load with torch_dtype=torch.float32"
+                f"{sorted({d.type for d in devices})}: cast it with model.float() before quantizing, or load "
+                "it with torch_dtype=torch.float32"
             )
         schemes = int8_schemes()
         qmax = max(sc.qmax for sc in schemes)
@@ -434,6 +570,7 @@ def _quantize(
         model, tokenizer, calibration, max_length=min(128, base._length_limit()[0])
     )
     slots, skipped = _encoder_linears(base)
+    notes = Notes()  # the model's warnings: each reason once, whichever linear meets it
     was_training, impl = model.training, base.config._attn_implementation
     model.eval()
     base.set_attn_implementation("sdpa")  # the table whose linear calls the quantized copy
@@ -470,11 +607,11 @@ def _quantize(
             err, alpha, smooth, outl, scheme = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
             if kernel == "onednn":
-                hook = Int8Linear(weight, smooth, alpha or 0.0, scheme, err, outl)
+                hook = Int8Linear(weight, smooth, alpha or 0.0, scheme, err, outl, notes=notes)
             else:
                 from .gpu import LINEARS
 
-                hook = LINEARS[method](weight, smooth, alpha or 0.0, err, outl)
+                hook = LINEARS[method](weight, smooth, alpha or 0.0, err, outl, notes=notes)
             slot.set(hook)
         del recorders
 
@@ -513,11 +650,18 @@ def _quantize(
         method, qmax, [decisions[n] for n in names], lo, mean, kernel_name, dtype_name, str(device)
     )
     for slot in slots:
-        if slot.linear is not None:
-            setattr(slot.parent, slot.attr, QuantizedLinear(slot.linear, decisions[slot.name]))
-    model.quantization = report
-    if base is not model:
-        base.quantization = report
+        if slot.linear is not None:  # the module owns its copy from now on (the weight points at it)
+            setattr(slot.parent, slot.attr, QuantizedLinear(slot.linear, decisions[slot.name], slot.hook))
+    for m in {model, base}:
+        m.quantization = report
+        # transformers' flag of a quantized model: some linear runs reduced
+        m.is_quantized = any(d.precision == method for d in report.layers)
     if math.isnan(lo):  # pragma: no cover - an empty calibration set
         raise ValueError("the calibration set is empty")
+    if slots and not any(d.precision == method for d in report.layers):
+        warn_at_caller(
+            f"quantization={method!r}: calibration kept all {len(report.layers)} linears in {dtype_name} (each "
+            f"{method} linear cost more than min cosine {min_cosine} / mean {mean_cosine} to {dtype_name} "
+            f"allows): {method} gives nothing on this model, which runs in {dtype_name}"
+        )
     return model

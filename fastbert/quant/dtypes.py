@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 
 import torch
+
+from .notes import warn_at_caller
 
 logger = logging.getLogger("fastbert")
 
@@ -54,7 +55,7 @@ def _once(key: str, message: str, warn: bool) -> None:
         return
     _SAID.add(key)
     if warn:
-        warnings.warn(message, stacklevel=3)
+        warn_at_caller(message)  # at the user's from_pretrained / accelerate line
     else:
         logger.info(message)
 

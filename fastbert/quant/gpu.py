@@ -1,7 +1,10 @@
 """Reduced-precision linears for CUDA: FP8 (e4m3) through ``torch._scaled_mm`` on GPUs of compute capability
 8.9 or newer (Ada, Hopper, Blackwell), and int8 through ``torch._int_mm``. Load-time transforms, as the CPU
-int8 of :mod:`fastbert.quant.int8`: the model's parameters are not changed, the reduced copy rides on the
-weight (``weight.fastbert_linear``) or on the self-attention (``qkv_linear``) and the op table calls it.
+int8 of :mod:`fastbert.quant.int8`: the model's parameters are not changed, the reduced copy belongs to the
+linear's module (``QuantizedLinear.qlinear``, pointed to by ``weight.fastbert_linear``) or to the
+self-attention (``qkv_linear``), the op table calls it, and it is made again when its weight changes
+(:class:`fastbert.quant.int8.WeightWatch`; on CUDA an edit through ``.data`` needs
+:func:`fastbert.quant.refresh`).
 
 One linear ``y = x @ W.T + b``, x ``(M, K)`` in the model's dtype (fp16, bf16 or fp32), W ``(N, K)``::
 
@@ -40,12 +43,12 @@ with the products in float64 (or ``compute_dtype``): the quantizers are shared, 
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 import torch.nn.functional as F
 
-from .int8 import _Fused, quantize_tokens, quantize_weight, split_smoothing
+from .int8 import WeightWatch, _Fused, quantize_tokens, quantize_weight, split_smoothing
+from .notes import Notes, note_compile
 
 __all__ = [
     "FP8_MAX",
@@ -230,18 +233,20 @@ _EAGER = {"fp8": quantize_tokens_fp8, "int8": quantize_tokens_int8, "rescale": _
 _FP8_OUT: dict[tuple, torch.dtype] = {}
 
 
-class _ReducedLinear:
+class _ReducedLinear(WeightWatch):
     """The reduced copy of one linear's weight, called as ``linear(x, weight, bias)`` by the op table.
 
     Attributes:
         smooth: (K,) fp32 SmoothQuant factors (None: no migration), alpha: their migration strength.
         outliers: int64 (k,) input channels computed apart in x's dtype (None: none).
         error: relative error of this linear on the calibration tokens (``||y_q - y|| / ||y||``).
+        notes: the warnings said for the model (shared by its linears: each reason once per model).
     """
 
     method = ""
+    _PACKED = ("qw_t", "w_scale", "w_sum", "w_outliers", "zero_bias")
 
-    def __init__(self, weight, smooth, alpha: float, error: float, outliers=None):
+    def __init__(self, weight, smooth, alpha: float, error: float, outliers=None, notes: Notes | None = None):
         why = shape_refusal(self.method, weight)
         if why is not None:
             raise ValueError(why)
@@ -256,8 +261,8 @@ class _ReducedLinear:
             else torch.ones(weight.shape[1], device=self.device)
         )
         self.out_features, self.in_features = weight.shape
-        self._warned = False
-        self._pack(weight)
+        self.notes = notes if notes is not None else Notes()
+        self.repack(weight)
 
     def _pack(self, weight: torch.Tensor) -> None:
         raise NotImplementedError
@@ -265,10 +270,15 @@ class _ReducedLinear:
     def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def _fallback(self, why: str, x, weight, bias):
-        if not self._warned:
-            self._warned = True
-            warnings.warn(f"{self.method} linears compute without {self.method} here: {why}", stacklevel=4)
+    def inactive(self, weight: torch.Tensor) -> str | None:
+        """Why this copy does not run for ``weight`` (None when it does): it takes fp32, fp16 or bf16
+        weights on the device it was made on."""
+        if weight.device != self.device or weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            return f"the weights are {weight.dtype} on {weight.device}, the {self.method} copy lives on {self.device}"
+        return None
+
+    def _fallback(self, key: str, why: str, x, weight, bias):
+        self.notes.warn_once(key, f"{self.method} linears compute without {self.method} here: {why}")
         return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
 
     def _ops(self, x: torch.Tensor):
@@ -278,15 +288,22 @@ class _ReducedLinear:
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
         if torch.compiler.is_compiling():
+            note_compile(self.notes, self.method)  # said once, while Dynamo traces
             return F.linear(x, weight, bias)  # tracing: the model's weights (this path is eager only)
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-            return self._fallback("gradients are recorded (run under torch.no_grad())", x, weight, bias)
+            return self._fallback(
+                "grad", "gradients are recorded (run under torch.no_grad())", x, weight, bias
+            )
         if x.device != self.device or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             return self._fallback(
-                f"the copy lives on {self.device}, got {x.dtype} inputs on {x.device}", x, weight, bias
+                f"{x.dtype}/{x.device}",
+                f"the copy lives on {self.device}, got {x.dtype} inputs on {x.device}",
+                x,
+                weight,
+                bias,
             )
-        if weight._version != self.version:  # the weight was edited in place: quantize it again
-            self._pack(weight)
+        if not self.current(weight):  # another or an edited weight: quantize it again
+            self.repack(weight)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         y = self._mm(x2, bias)  # (M, N) in x's dtype, bias added
@@ -309,19 +326,21 @@ class Fp8Linear(_ReducedLinear):
 
     method = "fp8"
 
-    def __init__(self, weight, smooth, alpha, error, outliers=None, *, per_row=True, fast_accum=False):
+    def __init__(
+        self, weight, smooth, alpha, error, outliers=None, notes=None, *, per_row=True, fast_accum=False
+    ):
         if FP8 is None or not hasattr(torch, "_scaled_mm"):
             raise RuntimeError(fp8_refusal(weight.device))
         self.per_row, self.fast_accum = per_row, fast_accum
         self.bf16_for: list[str] = []  # the output dtypes _scaled_mm refused here: bf16, then cast
-        super().__init__(weight, smooth, alpha, error, outliers)
+        super().__init__(weight, smooth, alpha, error, outliers, notes)
 
     def _pack(self, weight: torch.Tensor) -> None:
         qw, sw = quantize_weight_fp8(weight, self.w_side, self.per_row)
         self.qw_t = qw.t()  # (K, N) column-major view of the (N, K) row-major copy, as _scaled_mm wants
         self.w_scale = sw.reshape(1, -1).contiguous()  # (1, N) or (1, 1) fp32
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
-        self.version = weight._version
+        self._remember(weight)
 
     def __repr__(self) -> str:
         scales = "weights per channel, activations per token" if self.per_row else "per-tensor scales"
@@ -365,10 +384,10 @@ class IntMMLinear(_ReducedLinear):
 
     method = "int8"
 
-    def __init__(self, weight, smooth, alpha, error, outliers=None):
+    def __init__(self, weight, smooth, alpha, error, outliers=None, notes=None):
         if not hasattr(torch, "_int_mm"):
             raise RuntimeError(int_mm_refusal(weight.device))
-        super().__init__(weight, smooth, alpha, error, outliers)
+        super().__init__(weight, smooth, alpha, error, outliers, notes)
 
     def _pack(self, weight: torch.Tensor) -> None:
         qw, sw = quantize_weight(weight, self.w_side, 127)
@@ -377,7 +396,7 @@ class IntMMLinear(_ReducedLinear):
         self.w_sum = qw.sum(dim=1, dtype=torch.int32).float().reshape(1, -1)  # (1, N): for the zero points
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.zero_bias = {}
-        self.version = weight._version
+        self._remember(weight)
 
     def __repr__(self) -> str:
         return (

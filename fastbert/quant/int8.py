@@ -20,8 +20,13 @@ activations and 8-bit weights (``L = 127, Q = 127``: 2 x 127 x 127 fits) or 8-bi
 weights (``L = 255, Q = 63``); both sum exactly. The reference is the same formula in float64
 (:func:`reference_int8_linear`).
 
-The fp32 parameters are never changed: the int8 copy rides on the weight (``weight.fastbert_linear``) and
-the sdpa table's linear calls it, so a quantized model saves as the fp32 checkpoint it was loaded from.
+The fp32 parameters are never changed and stay the truth: the int8 copy belongs to the linear's module
+(``QuantizedLinear.qlinear``; the fused query/key/value projection's to its self-attention), the weight
+carries a pointer to it (``weight.fastbert_linear``) that every op table's linear calls, and a quantized model
+saves as the fp32 checkpoint it was loaded from. The copy follows its weight (:class:`WeightWatch`): it is
+made again at the next call when the weight is another tensor, was edited in place, or (on the CPU) no
+longer holds the values it was made from at a sample of positions; copies, pickles and ``torch.save`` of a
+model leave it out and make it again at the first call.
 """
 
 from __future__ import annotations
@@ -32,9 +37,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .notes import Notes, note_compile
+
 __all__ = [
     "Int8Linear",
     "Int8Scheme",
+    "WeightWatch",
     "int8_schemes",
     "int8_available",
     "reference_int8_linear",
@@ -178,15 +186,113 @@ def reference_int8_linear(
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
-class Int8Linear:
-    """The int8 copy of one linear's weight, called as ``linear(x, weight, bias)`` by the sdpa table.
+#: the integer dtype of each element size: samples are compared bit for bit (NaN equals itself)
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+#: elements of a weight compared at each call (CPU), spread over its rows and columns
+_SAMPLE = 64
+
+
+def _version(t: torch.Tensor) -> int | None:
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor keeps no version counter
+        return None
+
+
+def weight_sample(weight: torch.Tensor) -> torch.Tensor:
+    """Up to 64 elements of a 2-D weight spread over its rows and columns, as a view of the weight's integer
+    bits (a strided view of a contiguous weight: no copy)."""
+    n, k = weight.shape
+    m = min(_SAMPLE, n * k)
+    step = max((n * k - 1) // max(m - 1, 1), 1)
+    if k > 1 and step % k == 0:  # not the same column of every sampled row
+        step -= 1
+    if weight.is_contiguous():
+        sample = weight.as_strided((m,), (step,), weight.storage_offset())
+    else:
+        sample = weight.reshape(-1)[: (m - 1) * step + 1 : step]
+    return sample.view(_BITS[weight.element_size()])
+
+
+class WeightWatch:
+    """Whether a reduced copy still matches the weight it is called with (the module's current one).
+
+    Remembered at each pack: the weight's address, version counter, shape, dtype and device, and (CPU
+    weights) the bits of :func:`weight_sample`. At each call the copy is current when the weight is the same
+    memory, not edited in place (``_version``; every in-place op through the parameter, ``load_state_dict``,
+    an optimizer step), and (CPU) still holds the sampled bits: edits through ``.data`` (``p.data.copy_``,
+    PEFT's ``merge_and_unload``) leave ``_version`` as it was and are seen by the sample. Another tensor of the
+    same shape (``p.data = t``, ``load_state_dict(assign=True)``, ``to_empty``; the concatenated query/key/value
+    weight) is taken as current when the sampled bits are the same, else the copy is made again. On CUDA
+    the sample is not compared (it would synchronise the device at every linear): another tensor is always
+    packed again, and an edit through ``.data`` needs :func:`fastbert.quant.refresh`. An edit that leaves every
+    sampled element as it was needs it too.
+    """
+
+    _key: tuple | None = None
+    _sample: torch.Tensor | None = None
+
+    def _remember(self, weight: torch.Tensor) -> None:
+        self._key = (weight.data_ptr(), _version(weight), weight.shape, weight.dtype, weight.device)
+        self._sample = weight_sample(weight.detach()).clone() if weight.device.type == "cpu" else None
+
+    def current(self, weight: torch.Tensor) -> bool:
+        """True when the copy was made from this weight's values (see the class docstring)."""
+        old = self._key
+        if old is None:
+            return False
+        key = (weight.data_ptr(), _version(weight), weight.shape, weight.dtype, weight.device)
+        if key[2:] != old[2:]:
+            return False
+        same_memory = key[0] == old[0]
+        if same_memory and key[1] != old[1]:
+            return False  # edited in place through the parameter
+        if self._sample is None:  # CUDA: the host-side checks only
+            return same_memory
+        if not torch.equal(weight_sample(weight), self._sample):
+            return False
+        if not same_memory:
+            self._key = key  # another tensor with the same values: keep the copy
+        return True
+
+    def repack(self, weight: torch.Tensor) -> None:
+        """Make the copy again from ``weight``, as normal tensors even inside ``torch.inference_mode()`` (the
+        copy outlives the call)."""
+        with torch.inference_mode(False), torch.no_grad():
+            self._pack(weight)
+
+    def _pack(self, weight: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        """Make the copy again at the next call (:func:`fastbert.quant.refresh`)."""
+        self._key = None
+
+    def __getstate__(self) -> dict:
+        """``copy.deepcopy``, pickle and ``torch.save`` leave the packed copy out (oneDNN's prepacked weight
+        cannot be serialised): the fp32 weight is the truth, and the first call makes the copy again."""
+        state = dict(self.__dict__)
+        for name in self._PACKED:
+            state.pop(name, None)
+        state["_key"] = state["_sample"] = None
+        return state
+
+    _PACKED: tuple[str, ...] = ()
+
+
+class Int8Linear(WeightWatch):
+    """The int8 copy of one linear's weight, called as ``linear(x, weight, bias)`` by the op tables.
 
     Attributes:
         smooth: (K,) fp32 SmoothQuant factors (None: no migration), alpha: their migration strength.
         outliers: int64 (k,) input channels computed in fp32 apart (None: none).
         scheme: the activations' and the weights' ranges (:func:`int8_schemes`).
         error: relative error of this linear on the calibration tokens (``||y_int8 - y|| / ||y||``).
+        notes: the warnings said for the model (shared by its linears: each reason once per model).
     """
+
+    method = "int8"
+    _PACKED = ("packed", "w_scale", "w_sum", "w_outliers", "w_zero")
 
     def __init__(
         self,
@@ -196,6 +302,7 @@ class Int8Linear:
         scheme: Int8Scheme,
         error: float,
         outliers: torch.Tensor | None = None,
+        notes: Notes | None = None,
     ):
         if _QLINEAR is None:
             raise RuntimeError(
@@ -210,8 +317,9 @@ class Int8Linear:
         self.alpha = alpha
         self.scheme = Int8Scheme(*scheme)
         self.error = error
-        self._warned = False
-        self._pack(weight)
+        self.notes = notes if notes is not None else Notes()
+        self.out_features, self.in_features = weight.shape
+        self.repack(weight)
 
     def _pack(self, weight: torch.Tensor) -> None:
         prepack, _ = _QLINEAR
@@ -220,33 +328,45 @@ class Int8Linear:
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.w_zero = torch.zeros(qw.shape[0], dtype=torch.long)
         self.packed = prepack(qw, None)
-        self.version = weight._version
         self.out_features, self.in_features = qw.shape
+        self._remember(weight)
 
     def __repr__(self) -> str:
         smooth = f"smoothquant alpha={self.alpha}" if self.smooth is not None else "no smoothing"
         k = 0 if self.outliers is None else len(self.outliers)
         return f"int8 ({self.scheme}, {smooth}, {k} outlier channels fp32, calib err {self.error:.1e})"
 
-    def _fallback(self, why: str, x, weight, bias):
-        if not self._warned:
-            self._warned = True
-            warnings.warn(f"int8 linears compute without int8 here: {why}", stacklevel=4)
+    def inactive(self, weight: torch.Tensor) -> str | None:
+        """Why this copy does not run for ``weight`` (None when it does): it takes fp32 CPU weights."""
+        if weight.device.type != "cpu" or weight.dtype != torch.float32:
+            return f"the weights are {weight.dtype} on {weight.device.type}, int8 takes fp32 on the CPU"
+        return None
+
+    def _fallback(self, key: str, why: str, x, weight, bias):
+        self.notes.warn_once(key, f"int8 linears compute without int8 here: {why}")
         return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
 
     def __call__(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
         if torch.compiler.is_compiling():
+            note_compile(self.notes, self.method)  # said once, while Dynamo traces
             return F.linear(x, weight, bias)  # tracing: the fp32 weights (the int8 path is eager only)
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-            return self._fallback("gradients are recorded (run under torch.no_grad())", x, weight, bias)
-        if x.device.type != "cpu" or x.dtype != torch.float32:
             return self._fallback(
-                f"the int8 path takes fp32 CPU inputs, got {x.dtype} on {x.device.type}", x, weight, bias
+                "grad", "gradients are recorded (run under torch.no_grad())", x, weight, bias
             )
-        if weight._version != self.version:  # the fp32 weight was edited in place: quantize it again
-            self._pack(weight)
+        if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+            return self._fallback(
+                f"{x.dtype}/{weight.dtype}/{x.device.type}",
+                f"the int8 path takes fp32 CPU inputs and weights, got {x.dtype} inputs and {weight.dtype} "
+                f"weights on {x.device.type}",
+                x,
+                weight,
+                bias,
+            )
+        if not self.current(weight):  # another or an edited fp32 weight: quantize it again
+            self.repack(weight)
         _, qlinear = _QLINEAR
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
@@ -254,7 +374,8 @@ class Int8Linear:
         acc = qlinear(
             qx, 1.0, 0, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
         )  # (M, N) fp32: the int32 sums times w_scale
-        _DEQUANTIZE(acc, s, z, self.w_sum, bias if bias is not None else self.zero_bias)
+        # a plain tensor for the bias, a Parameter or not: one compiled variant of the fused pass
+        _DEQUANTIZE(acc, s, z, self.w_sum, bias.detach() if bias is not None else self.zero_bias)
         y = acc
         if self.outliers is not None:
             y.addmm_(x2.index_select(1, self.outliers), self.w_outliers)
