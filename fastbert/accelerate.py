@@ -1,7 +1,7 @@
 """``fastbert.accelerate``: put fastbert under the code people already have.
 
 It takes a sentence-transformers ``SentenceTransformer`` or ``CrossEncoder``, or a transformers model of a
-family fastbert has (``fastbert.models.registry``: BERT, RoBERTa, XLM-RoBERTa, CamemBERT ...), and swaps
+family fastbert has (``fastbert.registry``: BERT, RoBERTa, XLM-RoBERTa, CamemBERT ...), and swaps
 every such backbone for the fastbert model of the same class built
 by :func:`fastbert.from_transformers` on the same weights. The swap goes through the public attribute
 that holds the backbone (sentence-transformers' ``Transformer`` module keeps it in ``model``, older
@@ -61,7 +61,7 @@ def accelerate(
     Args:
         obj: a ``SentenceTransformer``, a ``CrossEncoder`` (or any ``nn.Module`` holding transformers
             models as public submodules), or a transformers model of a class fastbert has
-            (``fastbert.models.registry``).
+            (``fastbert.registry``).
         attn_implementation: fastbert backend, ``"eager"``, ``"sdpa"`` or ``"triton"``; None picks
             ``triton`` on CUDA and ``sdpa`` elsewhere.
         dtype: cast to this dtype (``torch.float32``, ``torch.float16``, ``torch.bfloat16``, a name of one as
@@ -248,7 +248,7 @@ def _is_transformers_model(module: nn.Module) -> bool:
 
 def _unsupported_reason(model: nn.Module) -> str | None:
     """Why fastbert cannot stand in for this transformers model with the same numbers; None when it can."""
-    from .models import registry
+    from . import registry
 
     tf = _transformers()
     name = type(model).__name__

@@ -2,7 +2,7 @@
 (a loaded transformers model → fastbert, sharing its weights). ``AutoTokenizer`` lives with the
 tokenizers (:mod:`fastbert.tokenization.auto`), which import no torch.
 
-The family comes from config.json's ``model_type`` through :mod:`fastbert.models.registry` (a config
+The family comes from config.json's ``model_type`` through :mod:`fastbert.registry` (a config
 without ``model_type`` is BERT's); an ``AutoModelFor*`` class builds that family's class for its task (a
 checkpoint saved from ``BertForPreTraining`` loads in ``AutoModelForMaskedLM`` as ``BertForMaskedLM``).
 A ``model_type`` fastbert does not have is refused with one ``ValueError`` that names it and lists the
@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import registry
 from .config import BertConfig
-from .models import registry
 
 
 class AutoConfig:
@@ -82,7 +82,7 @@ AutoModelForQuestionAnswering = _auto("AutoModelForQuestionAnswering", "question
 # --------------------------------------------------------------------------------------------- transformers
 def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     """A fastbert model over the weights of a loaded transformers model of a family fastbert has (see
-    :mod:`fastbert.models.registry`): the same class, config, dtype
+    :mod:`fastbert.registry`): the same class, config, dtype
     and device, and **the same storage** — every fastbert parameter holds the transformers parameter's
     tensor. Self-attention's query/key/value weights (and biases) are first laid out in one contiguous
     storage, built once from transformers' three, and both models' query/key/value parameters become

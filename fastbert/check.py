@@ -62,7 +62,7 @@ def _inputs(model_path: str | None, config_name: str | None, batch: int, seqlen:
         ids = torch.randint(1, config.vocab_size, (batch, seqlen), generator=g)
         mask = (torch.arange(seqlen)[None] < lengths[:, None]).long()
         return config, None, {"input_ids": ids * mask, "attention_mask": mask}
-    from .models import registry
+    from . import registry
     from .tokenization.auto import AutoTokenizer
 
     config = registry.load_config(model_path)  # any model_type fastbert has; others refused by name
@@ -87,10 +87,10 @@ def run_check(
     batch: int = 8,
     seqlen: int = 128,
 ) -> list[Row]:
+    from . import registry
     from .core.ops import triton_available
     from .core.tolerances import judge
     from .hub import embedded_model_path
-    from .models import registry
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if model is None and config is None:

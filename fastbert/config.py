@@ -1,7 +1,7 @@
 """BertConfig: reads and writes transformers' ``config.json`` with the same fields and defaults.
 
 The other families' configs (``fastbert.models.<family>.config``) subclass it with their own
-``model_type`` and defaults; ``fastbert.models.registry`` picks the class of a ``config.json``."""
+``model_type`` and defaults; ``fastbert.registry`` picks the class of a ``config.json``."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def judge_all(model, hf, inputs, task, backend, extra=None):
 def tiny_family_config(model_type: str, width: int = 64, **overrides):
     """A tiny fastbert config of any registered family (DistilBERT's own field names, ELECTRA's
     embedding_size below the hidden size), vocabulary 120, 80 positions, 2 layers."""
-    from fastbert.models import registry
+    from fastbert import registry
 
     if model_type == "distilbert":
         size = dict(dim=width, n_layers=2, n_heads=2, hidden_dim=width * 3 // 2)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from fastbert import benchmark as fb
+from fastbert import registry
 from fastbert.benchmark import workloads
-from fastbert.models import registry
 
 pytest.importorskip("transformers")
 

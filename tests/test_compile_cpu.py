@@ -10,8 +10,8 @@ import torch
 from model_helpers import tiny_family_config
 
 import fastbert
+from fastbert import registry
 from fastbert.core import padding
-from fastbert.models import registry
 
 TINY = dict(
     vocab_size=99,

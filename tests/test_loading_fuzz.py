@@ -22,7 +22,7 @@ import torch
 from model_helpers import require_transformers
 
 import fastbert
-from fastbert.models import registry
+from fastbert import registry
 
 transformers = require_transformers()
 

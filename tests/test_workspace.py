@@ -60,7 +60,7 @@ FAMILIES = ["bert", "roberta", "distilbert", "electra", "mpnet", "modernbert"]
 def test_model_outputs_identical_with_and_without_the_workspace(family, monkeypatch):
     """Every family on the sdpa table, padded rows, every hidden state kept: the same bits with the
     workspace on (threshold lowered so the tiny model's linears use it) as with plain allocations."""
-    from fastbert.models import registry
+    from fastbert import registry
 
     torch.manual_seed(0)
     config = tiny_family_config(family)

@@ -25,7 +25,7 @@ parent before the children run); a wrong answer gets no time. Longer inputs are 
 reference would take minutes and gigabytes); the row notes fastbert's max |difference| to transformers'
 fp32 output of the same length instead.
 
-fastbert's rows need ``modernbert`` in :mod:`fastbert.models.registry`; until then they are skipped with
+fastbert's rows need ``modernbert`` in :mod:`fastbert.registry`; until then they are skipped with
 that reason and only transformers' rows are measured.
 """
 

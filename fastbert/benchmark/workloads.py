@@ -340,7 +340,7 @@ def hf_model_class(config: Any, task: str) -> type:
     mapping, so transformers' rows run before fastbert's do."""
     import transformers
 
-    from fastbert.models import registry
+    from fastbert import registry
 
     fastbert_task = "masked-lm" if task == "mlm" else "base"
     model_type = getattr(config, "model_type", None) or "bert"
@@ -354,13 +354,13 @@ def hf_model_class(config: Any, task: str) -> type:
 def fastbert_family_missing(config: Any) -> str | None:
     """Why fastbert cannot run a model of this config (its ``model_type`` is not in fastbert's registry),
     or None when it can."""
-    from fastbert.models import registry
+    from fastbert import registry
 
     model_type = getattr(config, "model_type", None) or "bert"
     if model_type in registry.FAMILIES:
         return None
     return (
-        f"fastbert has no {model_type!r} family yet (not in fastbert.models.registry, which has "
+        f"fastbert has no {model_type!r} family yet (not in fastbert.registry, which has "
         f"{', '.join(registry.supported_model_types())}): transformers' rows only"
     )
 

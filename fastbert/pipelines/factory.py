@@ -28,7 +28,7 @@ def _infer_task(model: Any) -> str:
     if isinstance(model, str):
         if _is_sentence_transformers_folder(model):
             return "sentence-embedding"
-        from fastbert.models import registry
+        from fastbert import registry
 
         archs = registry.load_config(model).architectures or []
     else:
@@ -144,8 +144,7 @@ def pipeline(
         path = os.fspath(model)
         if os.path.isfile(path):
             raise OSError(f"model {path} is a file: pass the folder that holds the model")
-        from fastbert import auto
-        from fastbert.models import registry
+        from fastbert import auto, registry
 
         # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub;
         # a model_type fastbert does not have, with the list of those it has

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 # task -> pipeline class (module.Class in this package), the auto class that loads its model, and the model
-# tasks of ``fastbert.models.registry`` whose classes serve it (None: any); :func:`architectures` names them.
+# tasks of ``fastbert.registry`` whose classes serve it (None: any); :func:`architectures` names them.
 TASKS: dict[str, dict[str, Any]] = {
     "fill-mask": {
         "impl": "fill_mask.FillMaskPipeline",
@@ -58,7 +58,7 @@ DEFAULT_MODEL_TASKS = ("feature-extraction", "sentence-embedding")
 
 def architectures(task: str) -> tuple[str, ...] | None:
     """The class names (every family's) that serve a pipeline task, in the task's order; None: any."""
-    from fastbert.models import registry
+    from fastbert import registry
 
     kinds = TASKS[task]["architectures"]
     if kinds is None:
@@ -72,7 +72,7 @@ def architectures(task: str) -> tuple[str, ...] | None:
 
 def task_of_architecture(name: str) -> str | None:
     """The pipeline task a checkpoint of class ``name`` serves by default (None: fastbert has no such class)."""
-    from fastbert.models import registry
+    from fastbert import registry
 
     task = _DEFAULT_TASK.get(registry.task_of_class(name))
     return None if task == "fill-mask" and not registry.fills_masks(name) else task
@@ -90,7 +90,7 @@ _DEFAULT_TASK = {
 
 
 def is_known_architecture(name: str) -> bool:
-    from fastbert.models import registry
+    from fastbert import registry
 
     return registry.task_of_class(name) is not None
 

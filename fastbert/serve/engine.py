@@ -83,7 +83,7 @@ def resolve_model_path(options: ServeOptions) -> str:
 
 def describe_model(options: ServeOptions) -> ModelSpec:
     """The :class:`ModelSpec` of ``options.model``: a clear ``OSError``/``ValueError`` when it cannot be served."""
-    from fastbert.models import registry
+    from fastbert import registry
 
     path = resolve_model_path(options)
     config = registry.load_config(path)  # any model_type fastbert has; another is refused by name
@@ -315,7 +315,7 @@ class ServedModel:
         kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
-        from fastbert.models import registry
+        from fastbert import registry
 
         cls = {
             "base": auto.AutoModel,

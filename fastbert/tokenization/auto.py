@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from .. import hub
+from .. import hub, registry
 from .base import TokenizerBase
 from .bert import BertTokenizer
 from .bert_variants import DistilBertTokenizer, ElectraTokenizer, MPNetTokenizer
@@ -40,16 +40,11 @@ TOKENIZER_CLASSES: dict[str, type[TokenizerBase]] = {
 # tokenizer_config.json's tokenizer_class of transformers' generic fast tokenizer (4's name, then 5's): the
 # tokenizer.json's own pipeline
 GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
-# config.json's model_type → class (DistilBERT: transformers 4's class, whose output the model takes)
+# config.json's model_type → class, as the registry names each family's tokenizer (DistilBERT: transformers
+# 4's class, whose output the model takes; ModernBERT's hub folders say PreTrainedTokenizerFast: the model
+# type decides)
 MODEL_TYPE_TOKENIZERS: dict[str, type[TokenizerBase]] = {
-    "bert": BertTokenizer,
-    "distilbert": DistilBertTokenizer,
-    "electra": ElectraTokenizer,
-    "mpnet": MPNetTokenizer,
-    "roberta": RobertaTokenizer,
-    "xlm-roberta": XLMRobertaTokenizer,
-    "camembert": CamembertTokenizer,
-    "modernbert": ModernBertTokenizer,  # hub folders say PreTrainedTokenizerFast: the model type decides
+    model_type: TOKENIZER_CLASSES[family.tokenizer] for model_type, family in registry.FAMILIES.items()
 }
 
 

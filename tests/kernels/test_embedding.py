@@ -93,7 +93,9 @@ def test_validation_reads_the_device_once(device, monkeypatch):
     tables = [torch.randn(n, h, device=device) for n in (50, 20, 2)] + [torch.ones(h, device=device), None]
     kernels.embed_layernorm(ids, pos, tt, *tables, 1e-12)
     assert len(reads) == 1
-    with pytest.raises(ValueError, match=r"position_ids out of range: values in \[12, 20\], table has 20 rows"):
+    with pytest.raises(
+        ValueError, match=r"position_ids out of range: values in \[12, 20\], table has 20 rows"
+    ):
         kernels.embed_layernorm(ids, pos + 12, tt, *tables, 1e-12)
     assert len(reads) == 2
     q = torch.randn(t, 2, 32, device=device)

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 import fastbert
+from fastbert import registry
 from fastbert.core import cuda_graphs
 from fastbert.core.cuda_graphs import AUTO_FILL_FROM_TOKENS, AUTO_LIMITS, AUTO_MIN_FILL, GraphRunner
 from fastbert.modeling import BertInputs
-from fastbert.models import registry
 from tests.model_helpers import TINY, CudaIds, require_interpreter, tiny_family_config
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from model_helpers import tiny_family_config
 
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
-from fastbert.models import registry
 
 CUDA = torch.cuda.is_available()
 pytestmark = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

@@ -11,7 +11,7 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 
-from fastbert.models import registry  # noqa: E402
+from fastbert import registry  # noqa: E402
 
 CLASSES = sorted(
     {(family.model_type, name) for family in registry.FAMILIES.values() for name in family.classes.values()}

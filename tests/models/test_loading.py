@@ -271,7 +271,7 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
 
     from model_helpers import tiny_family_config
 
-    from fastbert.models import registry
+    from fastbert import registry
 
     configs = {t: tiny_family_config(t, width=32) for t in registry.supported_model_types()}
     configs["bert-relative"] = tiny_family_config(

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fastbert
-from fastbert.models import registry
+from fastbert import registry
 from tests.model_helpers import CLASSES, TINY, require_transformers, tiny_family_config
 
 transformers = require_transformers()

@@ -28,7 +28,7 @@ import pytest
 import torch
 from model_helpers import require_transformers
 
-from fastbert.models import registry
+from fastbert import registry
 
 transformers = require_transformers()
 transformers.utils.logging.disable_progress_bar()

@@ -16,8 +16,8 @@ import torch
 from model_helpers import FIRST_TOKEN_HEADS, judge_all, require_interpreter, require_transformers
 
 import fastbert
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
-from fastbert.models import registry
 from fastbert.models.modernbert.config import FULL, SLIDING
 
 transformers = require_transformers()

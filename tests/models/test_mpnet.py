@@ -21,8 +21,8 @@ from model_helpers import (
 )
 
 import fastbert
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
-from fastbert.models import registry
 
 transformers = require_transformers()
 

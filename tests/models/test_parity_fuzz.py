@@ -25,8 +25,8 @@ import pytest
 import torch
 from model_helpers import INTERPRET, perturb_norms_and_biases, require_transformers
 
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
-from fastbert.models import registry
 
 transformers = require_transformers()
 

@@ -17,8 +17,8 @@ import torch
 from model_helpers import require_interpreter, require_transformers
 
 import fastbert
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
-from fastbert.models import registry
 
 transformers = require_transformers()
 

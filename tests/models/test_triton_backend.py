@@ -377,9 +377,9 @@ def test_packed_cuda_graphs_match_the_rule(model_type):
     gives the same bits, and replays capture nothing again."""
     import copy
 
+    from fastbert import registry
     from fastbert.core.cuda_graphs import runner_of
     from fastbert.core.tolerances import assert_close
-    from fastbert.models import registry
     from tests.model_helpers import tiny_family_config
 
     torch.manual_seed(0)

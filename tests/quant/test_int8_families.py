@@ -108,7 +108,7 @@ def test_a_distilbert_head_model_quantizes_its_encoder_only():
 
 
 def _tiny_modernbert(**kw):
-    from fastbert.models import registry
+    from fastbert import registry
 
     config = registry.config_class("modernbert")(
         vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,

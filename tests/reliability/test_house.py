@@ -91,8 +91,10 @@ def test_the_circle_check_finds_a_circle():
         (("fastbert.quant",), MODELS + APPS + ("fastbert.loading",)),
         # the tokenizers know no model, op or kernel
         (("fastbert.tokenization",), MODELS + CORE + ("fastbert.kernels", "fastbert.loading") + APPS),
+        # the registry names the families' classes as strings: it imports no model, op or app
+        (("fastbert.registry",), MODELS + CORE + ("fastbert.kernels",) + APPS),
     ],
-    ids=["kernels", "kernel-callers", "core", "models", "loading", "quant", "tokenization"],
+    ids=["kernels", "kernel-callers", "core", "models", "loading", "quant", "tokenization", "registry"],
 )
 def test_arrows_go_one_way(sources, targets):
     assert _arrows(sources, targets) == []

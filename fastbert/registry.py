@@ -45,6 +45,8 @@ class Family:
     #: the task whose class ``AutoModelForPreTraining`` builds: transformers maps the families without a
     #: ``ForPreTraining`` class (RoBERTa's, DistilBERT, MPNet) to their masked LM; ModernBERT has neither
     auto_pretraining: str = "pretraining"
+    #: the family's tokenizer class in :mod:`fastbert.tokenization` (``AutoTokenizer`` by ``model_type``)
+    tokenizer: str = "BertTokenizer"
 
     def config_class(self) -> type:
         module, name = self.config.split(":")
@@ -84,7 +86,9 @@ def _family(
         "question-answering": "ForQuestionAnswering",
     }
     classes = {t: names.get(t.replace("-", "_"), prefix + suffix[t]) for t in tasks}
-    return Family(model_type, config, module, classes, fill_mask_pretraining, auto_pretraining)
+    return Family(
+        model_type, config, module, classes, fill_mask_pretraining, auto_pretraining, prefix + "Tokenizer"
+    )
 
 
 _ROBERTA_TASKS = (
@@ -244,8 +248,8 @@ def task_of_class(name: str) -> str | None:
 
 def load_config(pretrained_model_name_or_path: str | os.PathLike, hub: Any = None, **kwargs: Any):
     """The config of a folder, file or hub id, as the class of its ``model_type``."""
-    from ..config import find_config_file, read_model_type
-    from ..hub import HubOptions
+    from .config import find_config_file, read_model_type
+    from .hub import HubOptions
 
     if hub is None:
         hub = HubOptions.pop_from(kwargs)
