@@ -91,6 +91,15 @@ def _family(
     )
 
 
+#: the tasks of an encoder family without pre-training or causal-LM classes (MPNet, ModernBERT, DistilBERT)
+_ENCODER_TASKS = (
+    "base",
+    "masked-lm",
+    "sequence-classification",
+    "multiple-choice",
+    "token-classification",
+    "question-answering",
+)
 _ROBERTA_TASKS = (
     "base",
     "causal-lm",
@@ -117,14 +126,7 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.mpnet.config:MPNetConfig",
             "fastbert.models.mpnet.modeling",
             "MPNet",
-            (
-                "base",
-                "masked-lm",
-                "sequence-classification",
-                "multiple-choice",
-                "token-classification",
-                "question-answering",
-            ),
+            _ENCODER_TASKS,
             auto_pretraining="masked-lm",
         ),
         _family(
@@ -132,14 +134,7 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.modernbert.config:ModernBertConfig",
             "fastbert.models.modernbert.modeling",
             "ModernBert",
-            (
-                "base",
-                "masked-lm",
-                "sequence-classification",
-                "multiple-choice",
-                "token-classification",
-                "question-answering",
-            ),
+            _ENCODER_TASKS,
         ),
         _family(
             "roberta",
@@ -154,14 +149,7 @@ FAMILIES: dict[str, Family] = {
             "fastbert.models.distilbert.config:DistilBertConfig",
             "fastbert.models.distilbert.modeling",
             "DistilBert",
-            (
-                "base",
-                "masked-lm",
-                "sequence-classification",
-                "multiple-choice",
-                "token-classification",
-                "question-answering",
-            ),
+            _ENCODER_TASKS,
             auto_pretraining="masked-lm",
         ),
         _family(
