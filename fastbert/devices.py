@@ -29,6 +29,20 @@ def parse_device(spec: Any, flag: str = "--device") -> torch.device:
         ) from None
 
 
+def device_list(spec: Any, flag: str = "--devices") -> list[str]:
+    """Several devices: a comma-separated string (``"0,1"``, ``"cuda:0,cpu"``) or a list; CUDA ordinals
+    become ``cuda:N``. An empty list is a ValueError naming ``flag``."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if text:
+            out.append(f"cuda:{int(text)}" if text.isdigit() else text)
+    if not out:
+        raise ValueError(f"{flag} must list at least one device: 0,1 or cuda:0,cuda:1 or cpu")
+    return out
+
+
 def available_device(spec: Any, flag: str = "--device") -> torch.device:
     """:func:`parse_device`, and refused unless this machine has that device for torch."""
     device = parse_device(spec, flag)

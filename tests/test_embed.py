@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from process_helpers import FRESH_PROCESS_THREADS
 import fastbert
 from fastbert.core.tolerances import assert_close
 from fastbert.embed import MANIFEST, embed, read_output
+from fastbert.embed.lock import LOCK_NAME, FolderLock, OutputInUse
 from fastbert.embed.writer import null_vectors_refusal
 
 WORDS = (
@@ -261,7 +263,8 @@ def _held_cli(hold_shard: int, args):
 
 
 def _temporaries(out) -> list[str]:
-    return [x for x in os.listdir(out) if x.startswith(".")] if os.path.isdir(out) else []
+    """The temporary files in ``out`` (not the folder's lock file)."""
+    return [x for x in os.listdir(out) if x.startswith(".") and x != LOCK_NAME] if os.path.isdir(out) else []
 
 
 def _held_temporaries(out, shard: int) -> list[str]:
@@ -298,6 +301,7 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path, models, corpus, referen
         assert not _temporaries(out)
         return
     assert len(_held_temporaries(out, 2)) == 1 == len(_temporaries(out))  # SIGKILL: no handler ran
+    assert (out / LOCK_NAME).exists()  # its lock file stays, but the OS released the lock: the rerun takes it
     before = {x: os.stat(out / x).st_mtime_ns for x in done}
 
     again = _cli(args)
@@ -305,6 +309,7 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path, models, corpus, referen
     assert again.returncode == 0, err[-2000:]
     assert {x: os.stat(out / x).st_mtime_ns for x in done} == before  # finished shards were skipped
     assert not _temporaries(out)  # SIGKILL's temporary removed
+    assert not (out / LOCK_NAME).exists()  # a run that ends removes its lock file
 
     ref_ids, ref_vec = vectors(reference[0])
     ids, vec = vectors(out)
@@ -336,10 +341,10 @@ def test_bad_rows_follow_on_error(tmp_path, models, mode):
         pytest.skip(refusal)  # "empty" refused before anything runs: the test below
     path = _bad_corpus(tmp_path)
     out = tmp_path / "out"
-    if mode == "fail":
-        with pytest.raises(ValueError, match=r"r1.*empty text.*--on-error"):
+    if mode == "fail":  # found by the scan: before the model loads, nothing written (not even the folder)
+        with pytest.raises(ValueError, match=r"bad\.jsonl, line 2 \(id 'r1'\): empty text.*--on-error"):
             embed([path], str(out), model=models["base"], id_column="id", on_error=mode, progress=False)
-        assert not [x for x in os.listdir(out) if x.endswith(".parquet")]
+        assert not out.exists()
         return
     m = embed([path], str(out), model=models["base"], id_column="id", on_error=mode, progress=False)
     table = read_output(str(out))
@@ -407,23 +412,53 @@ def test_json_lines_without_the_column_or_objects_refused_before_the_model(tmp_p
     assert m["total_rows"] == 1 and m["bad_rows"] == 1
 
 
+def _parquet_bad_at(path, n: int, bad: int) -> str:
+    """A Parquet file of ``n`` texts, the one at 0-based ``bad`` whitespace only: a bad row no scan sees
+    (the footer counts nulls, not empty strings), found when its shard is read."""
+    texts = [f"the city {i}" for i in range(n)]
+    texts[bad] = "  "
+    pq.write_table(pa.table({"text": texts}), str(path), row_group_size=10)
+    return str(path)
+
+
 def test_a_run_that_wrote_no_shard_restarts_with_new_options(tmp_path, models):
     """A run stopped by a bad row before its first shard (--on-error fail) leaves only its manifest: the
     corrected run (--on-error skip, the error's own advice) starts over instead of being refused as another
-    job; once a shard exists, another job is refused as before."""
-    path = tmp_path / "c.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["the city", "", "a dog"]))
+    job; once a shard with a bad row exists, another on_error is refused as before."""
+    path = _parquet_bad_at(tmp_path / "c.parquet", 3, 1)
     out = str(tmp_path / "out")
-    with pytest.raises(ValueError, match="line 2: empty text"):
-        embed([str(path)], out, model=models["base"], progress=False)
+    with pytest.raises(ValueError, match="row 2: empty text"):
+        embed([path], out, model=models["base"], progress=False)
     with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
         assert json.load(f)["status"] == "running" and not [
             n for n in os.listdir(out) if n.endswith(".parquet")
         ]
-    m = embed([str(path)], out, model=models["base"], on_error="skip", progress=False)
+    m = embed([path], out, model=models["base"], on_error="skip", progress=False)
     assert m["status"] == "complete" and m["total_rows"] == 2 and m["job"]["on_error"] == "skip"
-    with pytest.raises(ValueError, match=r"(?s)another job.*on_error"):
-        embed([str(path)], out, model=models["base"], on_error="empty", progress=False)
+    with pytest.raises(ValueError, match=r"(?s)another job.*on_error.*finished shards hold bad rows"):
+        embed([path], out, model=models["base"], on_error="empty", progress=False)
+
+
+def test_on_error_may_change_on_resume_when_no_finished_shard_holds_a_bad_row(tmp_path, models):
+    """A bad row found mid-run (--on-error fail) leaves shards without a bad row: the rerun with the advice
+    of the error (--on-error skip) resumes after them, as the same job under its new on_error."""
+    path = _parquet_bad_at(tmp_path / "c.parquet", 40, 34)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"c\.parquet, row 35: empty text \(pass --on-error skip"):
+        embed([path], str(out), model=models["base"], shard_rows=10, progress=False)
+    done = sorted(n for n in os.listdir(out) if n.endswith(".parquet"))
+    assert done == [f"part-0000{i}.parquet" for i in range(3)]
+    before = {n: os.stat(out / n).st_mtime_ns for n in done}
+    m = embed([path], str(out), model=models["base"], shard_rows=10, on_error="skip", progress=False)
+    assert {n: os.stat(out / n).st_mtime_ns for n in done} == before  # resumed, not redone
+    assert m["status"] == "complete" and m["total_rows"] == 39 and m["bad_rows_skipped"] == 1
+    assert m["job"]["on_error"] == "skip"
+    with open(out / MANIFEST, encoding="utf-8") as f:
+        assert json.load(f)["job"]["on_error"] == "skip"
+    # the same job again (skip): returned as is; but shard 3 now holds a bad row: "empty" is another job
+    assert embed([path], str(out), model=models["base"], shard_rows=10, on_error="skip", progress=False)
+    with pytest.raises(ValueError, match=r"on_error: 'skip' there, 'empty' now.*part-00003\.parquet"):
+        embed([path], str(out), model=models["base"], shard_rows=10, on_error="empty", progress=False)
 
 
 def test_resume_of_another_job_refused(tmp_path, models):
@@ -565,6 +600,8 @@ if os.environ.get("FASTBERT_TEST_HOLD_SHARD"):
             time.sleep(0.05)
 
     local.write_shard = holding_write_shard
+    if os.environ.get("FASTBERT_TEST_NO_WATCHDOG"):  # the worker outlives its parent
+        local._exit_with_parent = lambda parent: None
 """
 
 
@@ -620,6 +657,9 @@ def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
         assert time.monotonic() < deadline, "the held worker did not start"
         time.sleep(0.05)
     worker = int(pid_file.read_text())
+    # the parent holds the folder's lock for its workers: a second run is refused while they write
+    with pytest.raises(OutputInUse, match=rf"another fastbert embed \(pid {proc.pid}\) is writing it"):
+        embed(corpus[0], str(out), model=models["other"], overwrite=True, **JOB)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -sig, err[-2000:]
@@ -627,6 +667,61 @@ def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker), "a --devices worker outlived its parent"
+    FolderLock.acquire(str(out)).release()  # the parent's end released the lock, however it ended
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_devices_workers_hold_the_lock_until_they_end(tmp_path, models, corpus):
+    """The --devices workers hold the parent's lock with it: a worker that outlives its killed parent (here
+    its watchdog is off; it ends within a second otherwise) may still write a shard, so the folder stays
+    locked, and the refusal says whose workers hold it, until every worker has ended."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_HOLDING_SITECUSTOMIZE)
+    pid_file = tmp_path / "worker.pid"
+    out = tmp_path / "out"
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(hook), ROOT, os.environ.get("PYTHONPATH", "")]),
+        FASTBERT_TEST_HOLD_SHARD="1",
+        FASTBERT_TEST_HOLD_PID=str(pid_file),
+        FASTBERT_TEST_NO_WATCHDOG="1",
+    )
+    args = [*_cli_args(models, corpus[0], out), "--devices", "cpu,cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "embed", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the test ends the workers with it
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (pid_file.exists() and pid_file.read_text()):
+            if proc.poll() is not None:
+                raise AssertionError(f"embed ended before holding its shard: {proc.communicate()[1][-2000:]}")
+            assert time.monotonic() < deadline, "the held worker did not start"
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        proc.kill()
+        proc.wait(timeout=60)  # not communicate(): the workers still hold its stderr
+        assert _alive(worker)
+        with pytest.raises(OutputInUse, match=rf"the --devices workers of pid {proc.pid}, which has ended"):
+            FolderLock.acquire(str(out))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    deadline = time.monotonic() + 60
+    while True:  # the workers end (SIGKILL): the lock is released with the last of them
+        try:
+            FolderLock.acquire(str(out)).release()
+            break
+        except OutputInUse:
+            assert time.monotonic() < deadline, "the lock outlived the workers"
+            time.sleep(0.1)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc, where no folder can be made")
@@ -635,3 +730,368 @@ def test_an_output_folder_that_cannot_be_made_is_named(tmp_path, models):
     path.write_text("the city\n")
     with pytest.raises(OSError, match="cannot create the output folder /proc/fastbert-out: "):
         embed([str(path)], "/proc/fastbert-out", model=models["base"], progress=False)
+
+
+# ======================================================================== one run a folder: the lock
+
+# A child that takes the lock of an output folder as a run does (fastbert.embed.lock), then says so by making
+# a file, and holds it until its stdin closes (or it is killed).
+_LOCK_HOLDER = r"""
+import sys
+from fastbert.embed.lock import FolderLock
+lock = FolderLock.acquire(sys.argv[1])
+open(sys.argv[2], "w").close()
+sys.stdin.read()
+lock.release()
+"""
+
+
+@contextlib.contextmanager
+def lock_held_by_child(folder, tmp_path, timeout: float = 120.0):
+    """A child process holding ``folder``'s lock while the block runs (the Popen is yielded)."""
+    ready = tmp_path / f"locked-{time.monotonic_ns()}"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(folder), str(ready)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"the lock holder ended: {proc.communicate()[1][-2000:]}")
+            assert time.monotonic() < deadline, "the lock holder did not take the lock"
+            time.sleep(0.02)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+
+
+def _files(folder) -> dict[str, int]:
+    """Every file of ``folder`` but its lock file, with its mtime."""
+    return {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder) if n != LOCK_NAME}
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, models, capsys):
+    """Two runs into one folder mixed their shards (another model's among them) and both said complete;
+    --overwrite removed a live run's files. Now the second run is refused, the API and the CLI alike, with
+    or without --overwrite, and nothing of the folder changes; a holder that dies (SIGKILL) leaves the
+    folder free."""
+    from fastbert.cli import main
+
+    path = tmp_path / "c.txt"
+    path.write_text("".join(f"the city {i}\n" for i in range(30)))
+    out = tmp_path / "out"
+    embed([str(path)], str(out), model=models["base"], shard_rows=10, progress=False)
+    before = _files(out)
+    with lock_held_by_child(out, tmp_path) as child:
+        said = rf"output folder {out} is in use: another fastbert embed \(pid {child.pid}\) is writing it"
+        for options in ({}, {"model": models["other"], "overwrite": True}):
+            kwargs = {"model": models["base"], "shard_rows": 10, "progress": False} | options
+            with pytest.raises(OutputInUse, match=said):
+                embed([str(path)], str(out), **kwargs)
+        capsys.readouterr()
+        args = ["embed", str(path), "--output", str(out), "--model", models["other"], "--overwrite"]
+        assert main([*args, "--no-progress"]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "is in use: another fastbert embed" in err[0], err
+        assert _files(out) == before  # nothing removed, nothing written
+        child.kill()  # no handler runs: the OS releases the lock with the process
+        child.wait(timeout=60)
+    assert (out / LOCK_NAME).exists()  # what the killed holder left: a file, not a lock
+    m = embed([str(path)], str(out), model=models["other"], shard_rows=10, overwrite=True, progress=False)
+    assert m["status"] == "complete" and m["job"]["model"] == models["other"]
+    assert not (out / LOCK_NAME).exists()
+    # the lock primitive itself: held here, refused there; released, taken again
+    lock = FolderLock.acquire(str(out))
+    try:
+        with pytest.raises(OutputInUse, match=rf"\(pid {os.getpid()}\)"):
+            FolderLock.acquire(str(out))
+    finally:
+        lock.release()
+    FolderLock.acquire(str(out)).release()
+
+
+def test_a_folder_made_by_another_run_while_this_one_started_is_refused(tmp_path):
+    """A folder that did not exist is locked when the run makes it (a run that cannot start writes
+    nothing): if another run made it and wrote there meanwhile, this one stops instead of writing over it."""
+    from fastbert.embed.resume import OutputFolder
+
+    out = tmp_path / "new"
+    folder = OutputFolder.inspect(str(out), "local", False)
+    assert not out.exists()
+    out.mkdir()
+    (out / MANIFEST).write_text("{}")  # the other run's
+    with pytest.raises(OSError, match=rf"output folder {out} was made by another run .*{MANIFEST}"):
+        folder.start({"manifest_version": 1})
+    assert sorted(os.listdir(out)) == [MANIFEST] and (out / MANIFEST).read_text() == "{}"
+
+
+# ============================================================ bad rows found by the scan, before the model
+
+_SCAN_CASES = {
+    "text not UTF-8": ("a.txt", b"the city\ncaf\xe9\n", None, r"a\.txt, line 2: text is not UTF-8"),
+    "text whitespace": ("a.txt", b"the city\n \t\nparis\n", None, r"a\.txt, line 2: empty text"),
+    "text blank last line": ("a.txt", b"the city\nparis\n\n", None, r"a\.txt, line 3: empty text"),
+    "jsonl not an object": (
+        "a.jsonl",
+        b'{"text": "the city"}\n[1, 2]\n',
+        None,
+        r"line 2: line is not a JSON object",
+    ),
+    "jsonl not JSON": (
+        "a.jsonl",
+        b'{"text": "the city"}\n{"text": \n',
+        None,
+        r"line 2: line is not valid JSON",
+    ),
+    "jsonl no column": (
+        "a.jsonl",
+        b'{"text": "a"}\n{"body": "b"}\n',
+        None,
+        r"a\.jsonl, line 2: missing column 'text'",
+    ),
+    "jsonl text a number": (
+        "a.jsonl",
+        b'{"text": "a"}\n{"text": 5}\n',
+        None,
+        r"line 2: text is a int, not a string",
+    ),
+    "jsonl id a float": (
+        "a.jsonl",
+        b'{"id": "a", "text": "x"}\n{"id": 1.0, "text": "y"}\n',
+        "id",
+        r"a\.jsonl, line 2: id \('id'\) is a number, not a string or an integer",
+    ),
+    "jsonl id a boolean": (
+        "a.jsonl",
+        b'{"id": true, "text": "x"}\n',
+        "id",
+        r"line 1: id \('id'\) is a boolean",
+    ),
+    "csv empty": ("a.csv", b"text,id\nthe city,1\n  ,2\n", "id", r"a\.csv, row 2 \(id '2'\): empty text"),
+    "parquet null": ("a.parquet", None, None, r"a\.parquet, row 12: missing text"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SCAN_CASES))
+def test_bad_rows_are_found_by_the_scan_before_the_model_loads(tmp_path, case):
+    """Under --on-error fail, the bad rows the scan reads anyway stop the run there, naming the file and the
+    line or row: the model (here a folder that does not exist, which would fail to load) is never loaded,
+    nothing is written."""
+    name, data, id_column, message = _SCAN_CASES[case]
+    path = tmp_path / name
+    if data is None:  # a null in the second row group: the footer counts it
+        pq.write_table(
+            pa.table({"text": [f"t{i}" for i in range(11)] + [None, "x"]}), str(path), row_group_size=10
+        )
+    else:
+        path.write_bytes(data)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=message + r".*--on-error skip"):
+        embed(
+            [str(path)], str(out), model=str(tmp_path / "no-such-model"), id_column=id_column, progress=False
+        )
+    assert not out.exists()
+
+
+def test_columns_that_hold_no_text_or_no_id_are_refused_by_the_scan(tmp_path, models):
+    """An int64 text column (each row was a bad row, found mid-run) and a float id column (``1.0`` as an id)
+    are refused from the Parquet schema, whatever --on-error says."""
+    numbers = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"text": [1, 2], "id": ["a", "b"]}), str(numbers))
+    floats = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"text": ["the city", "paris"], "id": [1.0, 2.0]}), str(floats))
+    no_model = str(tmp_path / "no-such-model")
+    for on_error in ("fail", "skip"):
+        with pytest.raises(ValueError, match=r"n\.parquet: the text column 'text' holds int64, not strings"):
+            embed([str(numbers)], str(tmp_path / "o"), model=no_model, on_error=on_error, progress=False)
+        with pytest.raises(ValueError, match=r"f\.parquet: the id column 'id' holds double"):
+            embed([str(floats)], str(tmp_path / "o"), model=no_model, id_column="id", on_error=on_error)
+    assert not (tmp_path / "o").exists()
+    # beside it: dictionary-encoded strings and integer ids are text and ids
+    ok = tmp_path / "ok.parquet"
+    table = pa.table({"text": pa.array(["the city", "paris"]).dictionary_encode(), "id": [7, 8]})
+    pq.write_table(table, str(ok))
+    embed([str(ok)], str(tmp_path / "o"), model=models["base"], id_column="id", progress=False)
+    assert read_output(str(tmp_path / "o")).column("id").to_pylist() == ["7", "8"]
+
+
+# ======================================================================= ids: strings and integers only
+
+
+def test_ids_are_strings_or_integers_and_repeats_are_warned(tmp_path, models, capsys):
+    """A JSON id that is neither a string nor an integer (1.5, true, an object) is a bad row: str() made
+    'True' and "{'k': 1}" of them. Ids that repeat inside a shard are counted and warned of."""
+    path = tmp_path / "ids.jsonl"
+    ids = [1, "2", 1.5, True, {"k": 1}, "x"]
+    path.write_text("".join(json.dumps({"id": i, "text": "the city"}) + "\n" for i in ids))
+    m = embed([str(path)], str(tmp_path / "o"), model=models["base"], id_column="id", on_error="skip")
+    assert read_output(str(tmp_path / "o")).column("id").to_pylist() == ["1", "2", "x"]
+    assert m["bad_rows_skipped"] == 3 and "duplicate_ids" not in m
+
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text("".join(json.dumps({"id": i, "text": "the city"}) + "\n" for i in ["a", "b", 7, "7", "a"]))
+    with pytest.warns(fastbert.embed.DuplicateIdWarning, match=r"2 row\(s\).*dup\.jsonl, line 4 \(id '7'\)"):
+        m = embed([str(dup)], str(tmp_path / "d"), model=models["base"], id_column="id", progress=False)
+    assert m["duplicate_ids"] == 2 and m["first_duplicate_id"].endswith("dup.jsonl, line 4 (id '7')")
+    from fastbert.cli import main
+
+    capsys.readouterr()
+    args = [
+        "embed",
+        str(dup),
+        "--output",
+        str(tmp_path / "d2"),
+        "--model",
+        models["base"],
+        "--id-column",
+        "id",
+    ]
+    assert main([*args, "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("fastbert embed: warning: 2 row(s) have an id"), err
+
+
+# ================================================================== read_output: complete outputs only
+
+
+def test_read_output_refuses_an_unfinished_output_and_reads_an_empty_one(tmp_path, models):
+    path = _parquet_bad_at(tmp_path / "c.parquet", 40, 34)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="row 35: empty text"):
+        embed([path], str(out), model=models["base"], shard_rows=10, progress=False)
+    with pytest.raises(
+        ValueError, match=rf"{out} is not a finished fastbert embed output .*'running'.*allow_incomplete"
+    ):
+        read_output(str(out))
+    assert read_output(str(out), allow_incomplete=True).column("id").to_pylist() == list(range(30))
+    bare = tmp_path / "bare"  # shards and no manifest at all
+    bare.mkdir()
+    os.replace(out / "part-00000.parquet", bare / "part-00000.parquet")
+    with pytest.raises(ValueError, match=rf"it has no {MANIFEST}"):
+        read_output(str(bare))
+
+    # a job of no row is complete, and reads back as an empty table of its schema
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    m = embed([str(empty)], str(tmp_path / "e"), model=models["base"], output_dtype="float16", progress=False)
+    assert m["status"] == "complete" and m["total_rows"] == 0 and m["shards"] == []
+    t = read_output(str(tmp_path / "e"))
+    assert t.num_rows == 0 and t.schema.field("vector").type == pa.list_(pa.float16(), 32)
+    assert t.schema.field("id").type == pa.int64()
+
+
+# ============================================================================ shard names past 99,999
+
+
+def test_shard_names_sort_as_the_shards_past_99999(tmp_path):
+    from fastbert.embed.manifest import owned_names
+    from fastbert.embed.plan import InputFile, plan_shards
+
+    small = plan_shards([InputFile("a", "text", 0, 0, 99_999, ())], 1)
+    assert small[-1].name == "part-99998.parquet" and small[0].name == "part-00000.parquet"  # as before
+    large = plan_shards([InputFile("a", "text", 0, 0, 100_001, ())], 1)
+    names = [s.name for s in large]
+    assert names[0] == "part-000000.parquet" and names[-1] == "part-100000.parquet"
+    assert sorted(names) == names
+    # a manifest names the files of its plan by its width (older manifests: 5 digits, as they were written)
+    manifest = {"job": {"shard_rows": 1}, "inputs": [{"rows": 100_001}], "shard_digits": 6}
+    assert (
+        "part-100000.parquet" in owned_names(manifest)[0]
+        and "part-000000.parquet" in owned_names(manifest)[0]
+    )
+    del manifest["shard_digits"]
+    assert "part-00000.parquet" in owned_names(manifest)[0]
+
+    # read_output (allow_incomplete: no manifest) orders shards by number, whatever their width
+    out = tmp_path / "out"
+    out.mkdir()
+    for n in (100_000, 99_999, 10):
+        pq.write_table(pa.table({"id": [n], "vector": [[0.0]]}), str(out / f"part-{n:05d}.parquet"))
+    assert read_output(str(out), allow_incomplete=True).column("id").to_pylist() == [10, 99_999, 100_000]
+
+
+# ================================================================================= byte order marks
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_row_or_header(tmp_path, models):
+    """Excel and Notepad start UTF-8 files with a BOM: a CSV header 'id' was '\\ufeffid' (no column 'id'), a
+    JSON lines file was 'not JSON lines'."""
+    rows = [("r1", "the city"), ("r2", "paris is a city")]
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "a.csv").write_bytes(bom + b"id,text\n" + b"".join(f"{i},{t}\n".encode() for i, t in rows))
+    (tmp_path / "a.jsonl").write_bytes(
+        bom + b"".join(json.dumps({"id": i, "text": t}).encode() + b"\n" for i, t in rows)
+    )
+    (tmp_path / "a.txt").write_bytes(bom + b"".join(t.encode() + b"\n" for _, t in rows))
+    expect = fastbert.pipeline("sentence-embedding", model=models["base"])(
+        [t for _, t in rows], return_tensors=True
+    )
+    for name in ("a.csv", "a.jsonl", "a.txt"):
+        out = tmp_path / f"out-{name}"
+        id_column = None if name.endswith(".txt") else "id"
+        m = embed([str(tmp_path / name)], str(out), model=models["base"], id_column=id_column, progress=False)
+        ids, got = vectors(out)
+        assert m["bad_rows"] == 0 and ids == (["r1", "r2"] if id_column else [0, 1]), name
+        np.testing.assert_array_equal(got, expect.numpy(), err_msg=name)
+
+
+# ======================================================================== the job a resume compares
+
+
+def test_resume_identity_normalises_dtype_and_path_and_samples_weights(tmp_path, models):
+    """The default dtype is float32 (refused as another job before), a model reached through a symlink is
+    the same folder, and weights replaced by others of the same size with the mtime kept (cp -p) are
+    another model. A manifest written before (dtype None, a fingerprint without content) still resumes."""
+    import shutil
+
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis\n")
+    model = tmp_path / "model"
+    shutil.copytree(models["base"], model)
+    out = str(tmp_path / "out")
+    m = embed([str(path)], out, model=str(model), progress=False)
+    assert m["job"]["dtype"] == "float32" and m["job"]["model_fingerprint"].startswith("sha256-v2:")
+    link = tmp_path / "link"
+    link.symlink_to(model)
+    for dtype in ("float32", "fp32", None):
+        assert embed([str(path)], out, model=str(link), dtype=dtype, progress=False)["status"] == "complete"
+
+    # as an older fastbert wrote it: no dtype, the path as given, a fingerprint of names, sizes and mtimes
+    from fastbert.embed.job import model_fingerprint
+
+    with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
+        old = json.load(f)
+    old["job"].update(dtype=None, model=str(link), model_fingerprint=model_fingerprint(str(model), version=1))
+    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(old, f)
+    assert embed([str(path)], out, model=str(model), progress=False)["job"]["dtype"] == "float32"
+
+    # another model's weights, same size, the mtime kept
+    weights = [n for n in os.listdir(model) if n.endswith(".safetensors")]
+    assert weights, os.listdir(model)
+    for name in weights:
+        st = os.stat(model / name)
+        shutil.copyfile(os.path.join(models["other"], name), model / name)
+        assert os.stat(model / name).st_size == st.st_size
+        os.utime(model / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ValueError, match=r"(?s)another job.*model_fingerprint"):
+        embed([str(path)], out, model=str(model), progress=False)
+
+
+def test_help_and_docstring_name_the_manifest_file(capsys):
+    from fastbert.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["embed", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(Parquet shards + _manifest.json)" in text, text
+    for doc in (text, fastbert.embed.__doc__):
+        assert not re.search(r"(?<!_)manifest\.json", doc), doc

@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from test_embed import save_tiny, write_corpus  # noqa: E402
+from test_embed import lock_held_by_child, save_tiny, write_corpus  # noqa: E402
 
+from fastbert.cli import main  # noqa: E402
 from fastbert.core.tolerances import assert_close  # noqa: E402
-from fastbert.embed import _CRASH_ENV, embed, read_output  # noqa: E402
+from fastbert.embed import _CRASH_ENV, MANIFEST, OutputInUse, embed, read_output  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = dict(id_column="id", shard_rows=200, window=100, max_batch_tokens=1024, progress=False)
@@ -85,3 +88,51 @@ def test_ray_actor_killed_mid_run_is_retried(setup):
     got = by_id(out)  # no duplicate ids
     assert_same_output(got, by_id(setup["local"]), "ray engine after an actor died")
     assert m["total_rows"] == 900
+
+
+def test_ray_run_into_a_folder_being_written_is_refused(setup, tmp_path):
+    """The Ray driver takes the folder's lock as the local engine does: refused while another run holds it,
+    before Ray runs anything."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with lock_held_by_child(out, tmp_path) as child:
+        with pytest.raises(
+            OutputInUse, match=rf"{out} is in use: another fastbert embed \(pid {child.pid}\)"
+        ):
+            embed(setup["paths"], str(out), model=setup["model"], engine="ray", **JOB)
+    assert os.listdir(out) == []
+
+
+def test_ray_bad_row_is_one_line_and_exit_2(setup, tmp_path, capsys):
+    """A bad row a Ray task meets (an empty string in a Parquet file, which no scan sees) is the local
+    engine's ValueError, not a RayTaskError whose message is a traceback: the CLI says it in one line."""
+    texts = [f"the city {i}" for i in range(40)]
+    texts[34] = "  "
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"text": texts}), str(path), row_group_size=10)
+    context = ray.data.DataContext.get_current()
+    before = context.raise_original_map_exception
+    with pytest.raises(ValueError) as e:
+        embed(
+            [str(path)],
+            str(tmp_path / "api"),
+            model=setup["model"],
+            engine="ray",
+            shard_rows=10,
+            progress=False,
+        )
+    assert type(e.value) is ValueError
+    assert str(e.value).startswith(f"{path}, row 35: empty text (pass --on-error skip"), str(e.value)
+    assert context.raise_original_map_exception == before  # the driver's Ray Data context as it was
+    with open(tmp_path / "api" / MANIFEST, encoding="utf-8") as f:
+        assert f.read().count('"running"') == 1
+    capsys.readouterr()
+    args = [str(path), "--output", str(tmp_path / "cli"), "--model", setup["model"], "--shard-rows", "10"]
+    assert main(["embed", *args, "--ray", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    ours = [line for line in err.splitlines() if line.startswith("fastbert embed")]
+    assert ours == [
+        f"fastbert embed: error: {path}, row 35: empty text " + "(pass --on-error skip to drop bad "
+        "rows, or empty to keep them with a null vector)"
+    ], err[-3000:]
+    assert "Traceback" not in err

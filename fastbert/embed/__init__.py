@@ -1,7 +1,7 @@
 """Corpus embedding: ``fastbert embed`` and :func:`embed`, one module a stage.
 
 A corpus (text, JSON lines, CSV or Parquet files) becomes Parquet shards of ``id`` + ``vector`` (a
-fixed-size list of float32 or float16) and a ``manifest.json``::
+fixed-size list of float32 or float16) and a ``_manifest.json``::
 
     fastbert embed docs/*.jsonl --column text --id-column id --output vectors/
 
@@ -18,6 +18,8 @@ How it works, one way through:
 4. **Write.** A shard is written to a temporary name, fsynced and renamed: a shard file that exists is
    complete. A rerun of the same command skips finished shards; the manifest records the job (model,
    revision, dtype, pooling, inputs with sizes and mtimes...) and a rerun with another job is refused.
+   A run holds the output folder's lock to its end: a second run into the folder is refused meanwhile.
+   The folder is the whole dataset once its manifest says ``"status": "complete"``.
 
 The model runs through the public pipeline API only (``fastbert.pipeline(task, model=..., device=...)``,
 its ``tokenizer`` and a call on a list of texts). ``devices=["cuda:0", "cuda:1"]`` runs one spawned
@@ -25,7 +27,8 @@ process per device over disjoint shards; ``engine="ray"`` runs the same plan as 
 
 The modules, in the order a job meets them: ``job`` (the options, checked), ``devices``, ``inputs`` (globs,
 formats, local paths and URIs), ``plan`` (shards), ``resume`` (what the output folder already holds),
-``readers`` (the scan of a file, then one reader a format), ``batching`` (the token budget), ``encoder`` (the pipeline), ``writer`` (shards),
+``lock`` (one run a folder), ``readers`` (the scan of a file, then one reader a format), ``batching`` (the
+token budget), ``encoder`` (the pipeline), ``writer`` (shards),
 ``manifest``, the engines ``local`` (one device or one worker a device) and ``ray_engine``, ``cli``
 (``fastbert embed``), and ``api`` (:func:`embed`, the pipeline of the stages).
 """
@@ -36,7 +39,7 @@ import sys
 
 from fastbert import FunctionModule
 
-from .api import embed
+from .api import DuplicateIdWarning, embed
 from .batching import token_budget_batches
 from .cli import add_cli_arguments, cli_main
 from .encoder import Encoder, encode_rows
@@ -52,23 +55,27 @@ from .job import (
     TASKS,
     Job,
 )
+from .lock import OutputInUse
 from .manifest import MANIFEST, MANIFEST_VERSION
+from .output import read_output
 from .plan import InputFile, Shard, plan_shards
 from .ray_engine import _CRASH_ENV
 from .readers import Row, read_shard
-from .writer import output_schema, read_output, shard_metadata, write_shard
+from .writer import output_schema, shard_metadata, write_shard
 
 __all__ = [
     "DEFAULT_MAX_BATCH_TOKENS",
     "DEFAULT_MAX_BATCH_TOKENS_CPU",
     "DEFAULT_SHARD_ROWS",
     "DEFAULT_WINDOW",
+    "DuplicateIdWarning",
     "FEATURE_POOLING",
     "FORMATS",
     "MANIFEST",
     "MANIFEST_VERSION",
     "ON_ERROR",
     "OUTPUT_DTYPES",
+    "OutputInUse",
     "TASKS",
     "Encoder",
     "InputFile",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,7 +67,9 @@ def embed(
     ``text-classification`` (the score of each label, in label-id order). ``devices``: one worker
     process per device over disjoint shards. ``engine="ray"``: the same plan as a Ray Data pipeline.
     A finished output is returned as is; an interrupted one is resumed; another job's is refused
-    unless ``overwrite``.
+    unless ``overwrite``; a folder another run is writing is refused (:class:`~fastbert.embed.lock.OutputInUse`).
+    Ids that repeat inside a shard are counted in the manifest (``duplicate_ids``) and warned of
+    (:class:`DuplicateIdWarning`).
     """
     require_pyarrow()
     refusal = null_vectors_refusal(on_error)
@@ -97,25 +100,53 @@ def embed(
     )
     check_devices(targets)
     paths, formats = input_formats(inputs, input_format, id_column)
-    folder = OutputFolder.inspect(output, engine, overwrite)  # read only: nothing written yet
+    # read only but for its lock, held from here to the end: another run writing the folder is refused
+    folder = OutputFolder.inspect(output, engine, overwrite)
+    try:
+        manifest = _run(job, folder, paths, formats, engine, targets, progress, ray_address, ray_actors)
+    finally:
+        folder.release()
+    if manifest.get("duplicate_ids"):
+        warnings.warn(DuplicateIdWarning(duplicate_ids_message(manifest)), stacklevel=2)
+    return manifest
+
+
+class DuplicateIdWarning(UserWarning):
+    """Ids of the id column repeat (found inside a shard): joining or sorting by id is then ambiguous."""
+
+
+def duplicate_ids_message(manifest: dict[str, Any]) -> str:
+    """What :class:`DuplicateIdWarning` says about ``manifest``."""
+    return (
+        f"{manifest['duplicate_ids']} row(s) have an id an earlier row of their shard has (the first: "
+        f"{manifest.get('first_duplicate_id')}): ids that repeat make a join or sort by id ambiguous "
+        "(repeats across shards are not looked for)"
+    )
+
+
+def _run(job, folder, paths, formats, engine, targets, progress, ray_address, ray_actors) -> dict[str, Any]:
+    """The job in ``folder`` (inspected and locked): planned, resumed or started, run, its manifest written."""
+    output = folder.output
     files = plan_inputs(paths, formats, job, folder.previous, output)  # a resume checked against the manifest
-    shards = plan_shards(files, job.shard_rows)
+    digits = folder.shard_digits(files, job.shard_rows)
+    shards = plan_shards(files, job.shard_rows, digits)
     todo = folder.todo(shards)
-    if folder.finished(todo):
+    if folder.finished(todo, job):
         return folder.previous
     # the model loads before anything is written: a bad model, head, pooling or device stops here
     encoder = Encoder(job, "cpu" if engine == "ray" else targets[0])
     description = {"description": encoder.describe(), "dimension": encoder.dimension}
 
     prefix = f"part-ray-{secrets.token_hex(4)}" if engine == "ray" else None
-    manifest = new_manifest(job, files, engine, ray_file_prefix=prefix)
+    manifest = new_manifest(job, files, engine, ray_file_prefix=prefix, shard_digits=digits)
     folder.start(manifest)
     if engine == "ray" or len(targets) > 1:
         encoder = None  # Ray's actors and the --devices workers load their own
     if engine == "ray":
         summary = run_ray(job, files, shards, output, ray_address, ray_actors, targets[0], progress, prefix)
     else:
-        summary = run_local(job, files, shards, todo, output, targets, progress, encoder)
+        lock_fd = folder.lock.fd if folder.lock is not None else None
+        summary = run_local(job, files, shards, todo, output, targets, progress, encoder, lock_fd)
     manifest.update(description | summary | {"status": "complete"})
     write_manifest(folder.manifest_path, manifest)
     return manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from .inputs import FORMATS
 from .job import (
@@ -19,7 +20,7 @@ def add_cli_arguments(parser) -> None:
     """The arguments of ``fastbert embed``."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="text/JSONL/CSV/Parquet files or globs")
     parser.add_argument(
-        "--output", "-o", required=True, help="output folder (Parquet shards + manifest.json)"
+        "--output", "-o", required=True, help="output folder (Parquet shards + _manifest.json)"
     )
     parser.add_argument(
         "--model", default=None, help="model folder or hub id (default: the MiniLM that ships offline)"
@@ -99,7 +100,23 @@ def cli_main(args) -> int:
     except ImportError as e:
         print(f"fastbert embed: error: {e}", file=sys.stderr)
         return 2
-    manifest = embed(
+    from .api import DuplicateIdWarning, duplicate_ids_message
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateIdWarning)  # said below, in one line
+        manifest = _embed(embed, args)
+    if manifest.get("duplicate_ids"):
+        print(f"fastbert embed: warning: {duplicate_ids_message(manifest)}", file=sys.stderr)
+    print(
+        f"fastbert embed: {manifest['total_rows']} rows in {len(manifest['shards'])} shards, "
+        f"{manifest['bad_rows']} bad rows, written to {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _embed(embed, args) -> dict:
+    return embed(
         args.inputs,
         args.output,
         model=args.model,
@@ -127,9 +144,3 @@ def cli_main(args) -> int:
         revision=args.revision,
         attn_implementation=args.attn_implementation,
     )
-    print(
-        f"fastbert embed: {manifest['total_rows']} rows in {len(manifest['shards'])} shards, "
-        f"{manifest['bad_rows']} bad rows, written to {args.output}",
-        file=sys.stderr,
-    )
-    return 0

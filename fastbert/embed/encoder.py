@@ -12,7 +12,7 @@ from typing import Any
 
 from .batching import token_budget_batches
 from .job import Job
-from .readers import Row
+from .readers import ON_ERROR_HINT, Row, bad_row_message
 
 
 class Encoder:
@@ -141,10 +141,7 @@ def encode_rows(
     job = encoder.job
     bad = [r for r in rows if r.error is not None]
     if bad and job.on_error == "fail":
-        raise ValueError(
-            f"{bad_row(bad[0], job)} (pass --on-error skip to drop bad rows, or empty to keep them "
-            "with a null vector)"
-        )
+        raise ValueError(f"{bad_row(bad[0], job)} {ON_ERROR_HINT}")
     # "empty" keeps a bad row with a null vector when it has an id (a line that is not JSON has none)
     keep = [r for r in rows if r.error is None or (job.on_error == "empty" and r.id is not None)]
     vectors = np.zeros((len(keep), encoder.dimension), dtype=np.float32)
@@ -161,7 +158,4 @@ def encode_rows(
 
 def bad_row(row: Row, job: Job) -> str:
     """``path, line 2 (id 'r1'): empty text``: where a bad row is, its id when ids are a column, and why."""
-    at = row.where or f"input row {row.id}"
-    if job.id_column and row.id is not None:
-        at += f" (id {row.id!r})"
-    return f"{at}: {row.error}"
+    return bad_row_message(row, job.id_column)

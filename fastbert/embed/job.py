@@ -97,14 +97,37 @@ def make_job(**options: Any) -> Job:
         from fastbert.hub import embedded_model_path
 
         model = embedded_model_path()
-    o["model"] = os.path.abspath(model) if os.path.isdir(model) else str(model)
+    o["model"] = os.path.realpath(model) if os.path.isdir(model) else str(model)
     o["model_fingerprint"] = model_fingerprint(o["model"])
-    o["dtype"] = str(o["dtype"]).lower() if o["dtype"] else None
+    o["dtype"] = normalize_dtype(o["dtype"])
     return Job(**o)
 
 
-def model_fingerprint(model: str) -> str | None:
-    """sha256 of a local model folder's config.json and its weight files' names, sizes and mtimes."""
+def normalize_dtype(dtype: Any) -> str:
+    """The model dtype as a job records it: ``float32``, ``float16``, ``bfloat16``... (None, the default,
+    is float32, as the model loads without one; ``fp16``, ``half``, ``torch.float16`` are float16), or
+    ``auto``; an unknown name is a ValueError naming it."""
+    if dtype is None:
+        return "float32"
+    from fastbert.loading import parse_dtype
+
+    parsed = parse_dtype(dtype.lower() if isinstance(dtype, str) else dtype)
+    return "auto" if parsed == "auto" else str(parsed).removeprefix("torch.")
+
+
+#: weight files whose content the fingerprint samples: blocks of this many bytes, at most this many a file
+#: (the first, the last and evenly spaced between; a smaller file whole)
+FINGERPRINT_BLOCK = 1 << 16
+FINGERPRINT_BLOCKS = 16
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
+
+
+def model_fingerprint(model: str, version: int = 2) -> str | None:
+    """sha256 of a local model folder (None for a hub id): its .json and .txt files, and its weight files'
+    names, sizes and mtimes and (``version`` 2) sampled content, so that weights replaced by others of the same
+    size with the mtime kept (``cp -p``, ``rsync -a``) are another model, at the cost of reading
+    ``FINGERPRINT_BLOCKS`` blocks a file. Version 1 (``sha256:``, no content) is how older manifests
+    recorded it."""
     if not os.path.isdir(model):
         return None
     h = hashlib.sha256()
@@ -115,7 +138,23 @@ def model_fingerprint(model: str) -> str | None:
             if name.endswith((".json", ".txt")):
                 with open(p, "rb") as f:
                     h.update(rel.encode() + b"\0" + f.read())
-            elif name.endswith((".safetensors", ".bin", ".pt", ".h5", ".msgpack")):
+            elif name.endswith(_WEIGHTS):
                 st = os.stat(p)
                 h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    return "sha256:" + h.hexdigest()
+                if version >= 2:
+                    h.update(_sampled_content(p, st.st_size))
+    return ("sha256:" if version == 1 else "sha256-v2:") + h.hexdigest()
+
+
+def _sampled_content(path: str, size: int) -> bytes:
+    """sha256 of ``FINGERPRINT_BLOCKS`` blocks of a file spread over it (the file whole when smaller)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= FINGERPRINT_BLOCK * FINGERPRINT_BLOCKS:
+            h.update(f.read())
+        else:
+            last = size - FINGERPRINT_BLOCK
+            for k in range(FINGERPRINT_BLOCKS):
+                f.seek(last * k // (FINGERPRINT_BLOCKS - 1))
+                h.update(f.read(FINGERPRINT_BLOCK))
+    return h.digest()

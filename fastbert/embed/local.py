@@ -14,7 +14,7 @@ from .encoder import Encoder, encode_rows
 from .job import Job
 from .manifest import local_summary
 from .plan import InputFile, Shard
-from .readers import read_shard
+from .readers import Row, read_shard
 from .writer import arrow_table, release_memory, system_memory_pool, write_shard
 
 
@@ -60,15 +60,17 @@ def run_local(
     devices: list[Any],
     progress: bool | None,
     encoder: Encoder | None,
+    lock_fd: int | None = None,
 ) -> dict[str, Any]:
     """Compute the shards ``todo`` into ``output`` (here with ``encoder``, or one worker a device) and
-    return the manifest's summary of ``shards``."""
+    return the manifest's summary of ``shards``. ``lock_fd``: the output folder's lock (:mod:`.lock`), which
+    the workers hold with this process."""
     done_rows = sum(s.rows for s in shards) - sum(s.rows for s in todo)
     show = progress if progress is not None else stderr_is_tty()
     bar = Progress(show and bool(todo), sum(f.rows for f in files), done_rows)
     try:
         if len(devices) > 1 and todo:
-            run_workers(job, files, todo, output, devices, bar)
+            run_workers(job, files, todo, output, devices, bar, lock_fd)
         elif todo:
             process_shards(job, files, todo, output, devices[0], bar.update, encoder)
     finally:
@@ -110,11 +112,29 @@ def process_shard(job, files, shard, output, report, encoder) -> None:
         "skipped": bad - n_bad_kept,
         "tokens": tokens,
     }
+    if job.id_column:
+        meta.update(duplicate_ids(rows, job.on_error))
     write_shard(path, arrow_table(job, ids, vectors, valid, encoder.dimension, meta))
     if bad:
         report(bad, 0)  # bad rows count as done in the progress bar
     del rows, ids, vectors, valid
     release_memory()
+
+
+def duplicate_ids(rows: Sequence[Row], on_error: str) -> dict[str, Any]:
+    """``{"duplicate_ids": N, "first_duplicate_id": "path, line 7 (id 'x')"}``: the written rows of a shard
+    whose id an earlier row of the shard has (a set of one shard's ids: memory stays bounded; a repeat
+    across shards is not seen); ``{}`` when there is none."""
+    seen: set[Any] = set()
+    count, first = 0, None
+    for r in rows:
+        if r.id is None or (r.error is not None and on_error != "empty"):
+            continue  # not written
+        if r.id in seen:
+            count += 1
+            first = first or f"{r.where} (id {r.id!r})"
+        seen.add(r.id)
+    return {"duplicate_ids": count, "first_duplicate_id": first} if count else {}
 
 
 # ------------------------------------------------------------------------------------------ --devices
@@ -171,7 +191,26 @@ def _signals_raise():
             signal.signal(s, h)
 
 
-def _worker_main(job, files, shards, output, device, threads, queue, parent) -> None:  # a spawned process
+class _SharedFd:
+    """A file descriptor a spawned worker gets a copy of (the same open file: the output folder's lock is
+    then held until the parent and every worker have ended, so that a worker that outlives a killed parent
+    still keeps other runs out of the folder while it may write there)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+
+        return (_detach_fd, (reduction.DupFd(self.fd),))
+
+
+def _detach_fd(dup: Any) -> int:
+    return dup.detach()
+
+
+def _worker_main(job, files, shards, output, device, threads, queue, parent, lock=None) -> None:  # spawned
+    # ``lock`` (an fd of the output folder's lock, or None) stays open until this process ends
     try:
         _exit_with_parent(parent)
         import torch
@@ -185,8 +224,9 @@ def _worker_main(job, files, shards, output, device, threads, queue, parent) -> 
         raise SystemExit(1) from None
 
 
-def run_workers(job, files, todo, output, devices, progress: Progress) -> None:
-    """One spawned process a device, each taking every N-th shard of ``todo``; a worker's error is raised."""
+def run_workers(job, files, todo, output, devices, progress: Progress, lock_fd: int | None = None) -> None:
+    """One spawned process a device, each taking every N-th shard of ``todo``; a worker's error is raised.
+    Each worker holds a copy of ``lock_fd`` (the output folder's lock) until it ends."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -207,6 +247,7 @@ def run_workers(job, files, todo, output, devices, progress: Progress) -> None:
                 threads if str(device).startswith("cpu") else None,
                 q,
                 os.getpid(),
+                None if lock_fd is None else _SharedFd(lock_fd),
             ),
             daemon=True,
         )

@@ -19,7 +19,7 @@ from fastbert.output_files import open_output
 
 from .inputs import filesystem, is_uri
 from .job import Job
-from .plan import SHARD_NAME, InputFile, Shard, input_records
+from .plan import SHARD_DIGITS, InputFile, Shard, input_records, shard_name
 from .writer import shard_metadata
 
 MANIFEST = "_manifest.json"
@@ -81,8 +81,15 @@ def owned_names(manifest: dict[str, Any]) -> tuple[set[str], str | None]:
     shard_rows = manifest["job"].get("shard_rows")
     if manifest.get("engine", "local") == "local" and isinstance(shard_rows, int) and shard_rows > 0:
         count = sum(math.ceil(int(f.get("rows", 0)) / shard_rows) for f in manifest["inputs"])
-        names |= {SHARD_NAME.format(i) for i in range(count)}
+        digits = manifest_shard_digits(manifest)
+        names |= {shard_name(i, digits) for i in range(count)}
     return names, manifest.get("ray_file_prefix")
+
+
+def manifest_shard_digits(manifest: dict[str, Any]) -> int:
+    """The zero padding of the shard names of ``manifest``'s plan (5 in manifests that do not record it)."""
+    digits = manifest.get("shard_digits", SHARD_DIGITS)
+    return digits if isinstance(digits, int) and digits >= SHARD_DIGITS else SHARD_DIGITS
 
 
 def write_manifest(path: str, manifest: dict[str, Any]) -> None:
@@ -98,9 +105,14 @@ def write_manifest(path: str, manifest: dict[str, Any]) -> None:
 
 
 def new_manifest(
-    job: Job, files: Sequence[InputFile], engine: str, ray_file_prefix: str | None = None
+    job: Job,
+    files: Sequence[InputFile],
+    engine: str,
+    ray_file_prefix: str | None = None,
+    shard_digits: int = SHARD_DIGITS,
 ) -> dict[str, Any]:
-    """The manifest of a job that starts (status ``running``); a Ray run's files start with its prefix."""
+    """The manifest of a job that starts (status ``running``); a Ray run's files start with its prefix; the
+    local engine's shard names have ``shard_digits`` digits."""
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "fastbert_version": _fastbert_version(),
@@ -109,6 +121,7 @@ def new_manifest(
         "job": job.identity(),
         "inputs": input_records(files),
         "total_input_rows": sum(f.rows for f in files),
+        "shard_digits": shard_digits,
     }
     if ray_file_prefix is not None:
         manifest["ray_file_prefix"] = ray_file_prefix
@@ -125,11 +138,15 @@ def _fastbert_version() -> str:
 
 
 def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:
-    """The shards of a finished local run with their counts (read from each shard's metadata), and totals."""
+    """The shards of a finished local run with their counts (read from each shard's metadata), and totals
+    (``duplicate_ids``: ids that repeat inside a shard, with the first, when there are any)."""
     records = []
     totals = {"rows": 0, "bad": 0, "empty": 0, "skipped": 0, "tokens": 0}
+    duplicates, first_duplicate = 0, None
     for s in shards:
         meta = shard_metadata(os.path.join(output, s.name))
+        duplicates += int(meta.get("duplicate_ids", 0))
+        first_duplicate = first_duplicate or meta.get("first_duplicate_id")
         records.append(
             {
                 "name": s.name,
@@ -147,6 +164,7 @@ def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:
         "bad_rows_empty": totals["empty"],
         "bad_rows_skipped": totals["skipped"],
         "padded_tokens": totals["tokens"],
+        **({"duplicate_ids": duplicates, "first_duplicate_id": first_duplicate} if duplicates else {}),
     }
 
 
@@ -177,5 +195,5 @@ def ray_summary(output: str, total_input: int, prefix: str) -> dict[str, Any]:
         "bad_rows": total_input - rows + nulls,
         "bad_rows_empty": nulls,
         "bad_rows_skipped": total_input - rows,
-        "dimension": dim,
+        **({"dimension": dim} if dim is not None else {}),  # no file (no row): the model's, kept
     }

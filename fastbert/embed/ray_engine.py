@@ -102,12 +102,58 @@ def run_ray(
     require_ray()
     import ray
     import ray.data
-    from ray.data.datasource import FilenameProvider
 
     if not ray.is_initialized():
         ray.init(address=ray_address or os.environ.get("RAY_ADDRESS"))
+    context = ray.data.DataContext.get_current()
     if progress is False:  # --no-progress: no Ray Data bars either
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context.enable_progress_bars = False
+    # a bad row (ValueError) or an unreadable file (OSError) in a task reaches here as itself, not as a
+    # UserCodeException that keeps only its traceback's text: see user_error
+    raise_original = getattr(context, "raise_original_map_exception", None)
+    if raise_original is not None:
+        context.raise_original_map_exception = True
+    try:
+        return _run(ray, job, files, shards, output, actors, device, file_prefix)
+    except Exception as e:
+        error = user_error(e)
+        if error is None:
+            raise
+    finally:
+        if raise_original is not None:
+            context.raise_original_map_exception = raise_original
+    # raised here, past the except clause: it holds no reference to Ray's exception (whose traceback holds
+    # the dataset, and through it the actors and their CPUs, as long as the caller keeps this error)
+    raise error
+
+
+def user_error(e: BaseException) -> Exception | None:
+    """The ValueError / OSError / TypeError a Ray task raised (a bad row under on_error "fail", a file that
+    cannot be read), found in the ``RayTaskError`` that wraps it, as a plain exception of its kind and
+    message (what the local engine raises: one line and exit code 2 from the CLI); None for another error."""
+    try:
+        from ray.exceptions import RayError
+    except ImportError:  # pragma: no cover
+        return None
+    if not isinstance(e, RayError):  # raised here, not in a task: as it is
+        return None
+    x: BaseException | None = e
+    for _ in range(16):
+        if x is None:
+            return None
+        if isinstance(x, (ValueError, OSError, TypeError)) and not isinstance(x, RayError):
+            kind = (
+                ValueError if isinstance(x, ValueError) else OSError if isinstance(x, OSError) else TypeError
+            )
+            # Ray Data appends its retry advice to the message ("\nFailed to apply UDF transform after...")
+            return kind(str(x).split("\nFailed to ", 1)[0])
+        x = getattr(x, "cause", None) or x.__cause__
+    return None
+
+
+def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[str, Any]:
+    from ray.data.datasource import FilenameProvider
+
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     use_gpu = gpus > 0 and (device is None or not str(device).startswith("cpu"))

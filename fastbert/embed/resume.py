@@ -8,6 +8,11 @@ job can start.
   manifest names is refused, ``--overwrite`` or not; anything else in it is left alone.
 - An output written under the old manifest name (``manifest.json``) is resumed, the manifest moved to
   ``_manifest.json`` when the run starts.
+- One run writes a folder at a time: a run holds the folder's lock (:mod:`.lock`) from before it reads the
+  manifest to its end (a folder that does not exist yet: from when it is made), and a second run is refused.
+- Changing ``on_error`` on a resume is accepted when no finished shard holds a bad row (a run stopped by
+  a bad row under ``fail`` wrote only shards without one): those shards are the same under every
+  ``on_error``, and the manifest is rewritten with the new one.
 """
 
 from __future__ import annotations
@@ -20,18 +25,21 @@ from typing import Any
 from fastbert.output_files import is_temp_name
 
 from .inputs import is_uri, stat
-from .job import Job
+from .job import Job, model_fingerprint, normalize_dtype
+from .lock import LOCK_NAME, FolderLock
 from .manifest import (
     LEGACY_MANIFEST,
     MANIFEST,
     manifest_path,
+    manifest_shard_digits,
     owned_names,
     read_legacy_manifest,
     read_manifest,
     write_manifest,
 )
-from .plan import SHARD_NAME, InputFile, Shard, file_from_record
+from .plan import InputFile, Shard, file_from_record, shard_count, shard_digits, shard_number
 from .readers import scan
+from .writer import shard_metadata
 
 
 class OutputFolder:
@@ -47,37 +55,53 @@ class OutputFolder:
         self.remove: list[str] = []  # what --overwrite removes when the run starts
         self.owned: set[str] = set()
         self.ray_prefix: str | None = None
+        self.lock: FolderLock | None = None  # held from inspect (or start, for a new folder) to release
 
     @classmethod
     def inspect(cls, output: str, engine: str, overwrite: bool) -> OutputFolder:
-        """What ``output`` holds, refused when unusable; nothing is written."""
+        """What ``output`` holds, refused when unusable; nothing is written but the folder's lock file, whose
+        lock is held from here (:meth:`release` releases it). Another run holding it is refused."""
         folder = cls(output, engine)
-        if folder.remote:
+        try:
+            folder._inspect(overwrite)
+        except BaseException:
+            folder.release()
+            raise
+        return folder
+
+    def release(self) -> None:
+        """Release the folder's lock (the end of the run, whatever ended it)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _inspect(self, overwrite: bool) -> None:
+        output, engine = self.output, self.engine
+        if self.remote:
             if engine != "ray":
                 raise ValueError(
                     f"output {output} is a URI: the local engine writes local folders (use engine='ray')"
                 )
-            return folder
+            return
         if os.path.exists(output) and not os.path.isdir(output):
             raise OSError(
                 f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
                 f"{MANIFEST} (it is created if missing)"
             )
         if not os.path.isdir(output):
-            return folder
+            return  # locked when made (start)
         if not os.access(output, os.W_OK | os.X_OK):
             raise OSError(f"output folder {output} is not writable")
-        previous = read_manifest(folder.manifest_path)
+        self.lock = FolderLock.acquire(output)  # before the manifest is read: it may be another run's
+        previous = read_manifest(self.manifest_path)
         if previous is None:
             previous = read_legacy_manifest(output)
-            folder.legacy = previous is not None
+            self.legacy = previous is not None
         names = os.listdir(output)
         if previous is not None:
-            folder.owned, folder.ray_prefix = owned_names(previous)
-            folder.owned.add(LEGACY_MANIFEST if folder.legacy else MANIFEST)
-        foreign = sorted(
-            n for n in names if n.endswith(".parquet") and not folder.owns(n) and n[0] not in "._"
-        )
+            self.owned, self.ray_prefix = owned_names(previous)
+            self.owned.add(LEGACY_MANIFEST if self.legacy else MANIFEST)
+        foreign = sorted(n for n in names if n.endswith(".parquet") and not self.owns(n) and n[0] not in "._")
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ValueError(
@@ -86,21 +110,27 @@ class OutputFolder:
                 "(--overwrite too); move them away or pass another --output"
             )
         if previous is not None and previous.get("status") != "complete" and not overwrite:
-            shards = [n for n in names if n.endswith(".parquet") and folder.owns(n) and not is_temp_name(n)]
+            shards = [n for n in names if n.endswith(".parquet") and self.owns(n) and not is_temp_name(n)]
             if not shards:
                 # a run that stopped before its first shard (a bad row under --on-error fail, a wrong
                 # --column): nothing to keep consistent with, so a corrected run starts over
                 overwrite = True
         if overwrite:
-            folder.remove = sorted(n for n in names if folder.owns(n))
+            self.remove = sorted(n for n in names if self.owns(n))
         elif previous is not None and engine == "ray":
             raise ValueError(
                 f"{output} holds a previous run's output: the Ray engine does not resume (Ray retries "
                 "failed tasks itself): pass --overwrite or another --output"
             )
         else:
-            folder.previous = previous
-        return folder
+            self.previous = previous
+
+    def shard_digits(self, files: Sequence[InputFile], shard_rows: int) -> int:
+        """The zero padding of the plan's shard names: the resumed run's (5 when its manifest does not
+        record it), else wide enough for the plan's shard count."""
+        if self.previous is not None:
+            return manifest_shard_digits(self.previous)
+        return shard_digits(shard_count(files, shard_rows))
 
     def owns(self, name: str) -> bool:
         """True for a file of the previous run (named by its manifest) or a temporary of one."""
@@ -117,12 +147,16 @@ class OutputFolder:
             return list(shards)
         return [s for s in shards if not os.path.exists(os.path.join(self.output, s.name))]
 
-    def finished(self, todo: Sequence[Shard]) -> bool:
+    def finished(self, todo: Sequence[Shard], job: Job) -> bool:
         """True when the previous run is the same job and complete (then it is returned as is; an old-named
-        manifest is moved, nothing else changes)."""
+        manifest is moved, and a changed ``on_error`` recorded, nothing else changes)."""
         if todo or self.previous is None or self.previous.get("status") != "complete":
             return False
+        recorded = self.previous.get("job")
         self.start(self.previous)
+        if recorded != job.identity():  # the same output under this run's names (on_error, dtype...)
+            self.previous["job"] = job.identity()
+            write_manifest(self.manifest_path, self.previous)
         return True
 
     def start(self, manifest: dict[str, Any]) -> None:
@@ -135,6 +169,16 @@ class OutputFolder:
             os.makedirs(self.output, exist_ok=True)
         except OSError as e:
             raise OSError(f"cannot create the output folder {self.output}: {e.strerror or e}") from None
+        if self.lock is None:  # the folder did not exist when inspected: lock it now, then check it is new
+            self.lock = FolderLock.acquire(self.output)
+            others = sorted(n for n in os.listdir(self.output) if n != LOCK_NAME)
+            if others:
+                self.release()
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                raise OSError(
+                    f"output folder {self.output} was made by another run while this one started (it now "
+                    f"holds {shown}): run the command again"
+                )
         for name in self.remove:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.output, name))
@@ -144,13 +188,15 @@ class OutputFolder:
                     os.remove(os.path.join(self.output, name))
         if self.previous is None:
             write_manifest(self.manifest_path, manifest)
-        elif self.legacy:
+            return
+        if self.legacy:
             os.replace(os.path.join(self.output, LEGACY_MANIFEST), self.manifest_path)
+        if self.previous.get("job") != manifest.get("job"):  # a resume that changed on_error (or old names)
+            write_manifest(self.manifest_path, manifest)
 
 
 def _is_shard_name(name: str) -> bool:
-    stem = SHARD_NAME.split("{")[0]
-    return name.startswith(stem) and name.endswith(".parquet") and name[len(stem) : -8].isdigit()
+    return shard_number(name) is not None
 
 
 def plan_inputs(
@@ -160,7 +206,10 @@ def plan_inputs(
     refused when its job or inputs are not the manifest's."""
 
     def scan_all() -> list[InputFile]:
-        return [scan(p, f, job.column, job.id_column, job.shard_rows) for p, f in zip(paths, formats)]
+        return [
+            scan(p, f, job.column, job.id_column, job.shard_rows, job.on_error)
+            for p, f in zip(paths, formats)
+        ]
 
     if old is None:
         return scan_all()
@@ -176,11 +225,23 @@ def plan_inputs(
 
 
 def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], output: str) -> None:
-    """A ValueError listing how this run differs from the one that started ``output``."""
+    """A ValueError listing how this run differs from the one that started ``output``.
+
+    The manifest's job is compared as this version names it (no dtype is float32, a model folder by its real
+    path, an older fingerprint recomputed the older way); ``on_error`` may change when no finished shard holds
+    a bad row."""
     problems = []
+    was = normalized_identity(old.get("job", {}), job)
     for key, value in job.identity().items():
-        if old.get("job", {}).get(key) != value:
-            problems.append(f"{key}: {old.get('job', {}).get(key)!r} there, {value!r} now")
+        if key == "on_error" and was.get(key) != value:
+            holding = shards_with_bad_rows(old, output)
+            if holding:
+                problems.append(
+                    f"on_error: {was.get(key)!r} there, {value!r} now, and finished shards hold bad rows "
+                    f"({', '.join(holding[:3])}{' ...' if len(holding) > 3 else ''})"
+                )
+        elif was.get(key) != value:
+            problems.append(f"{key}: {was.get(key)!r} there, {value!r} now")
     old_inputs = [(d.get("path"), d.get("size"), d.get("mtime_ns")) for d in old.get("inputs", [])]
     new_inputs = [(f.path, f.size, f.mtime_ns) for f in files]
     if old_inputs != new_inputs:
@@ -197,3 +258,44 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
             + "\n  ".join(problems)
             + "\npass --overwrite to start over, or another --output"
         )
+
+
+def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
+    """A manifest's job as this version records it: the dtype normalised (None: float32), a model folder
+    by its real path, a fingerprint of the older kind replaced by this one when it matches the model."""
+    d = dict(old_job)
+    with contextlib.suppress(ValueError, TypeError):
+        d["dtype"] = normalize_dtype(d.get("dtype"))
+    model = d.get("model")
+    if isinstance(model, str) and os.path.isdir(model):
+        d["model"] = os.path.realpath(model)
+    fingerprint = d.get("model_fingerprint")
+    if (
+        isinstance(fingerprint, str)
+        and fingerprint.startswith("sha256:")
+        and d.get("model") == job.model
+        and model_fingerprint(job.model, version=1) == fingerprint
+    ):
+        d["model_fingerprint"] = job.model_fingerprint
+    return d
+
+
+def shards_with_bad_rows(manifest: dict[str, Any], output: str) -> list[str]:
+    """The finished shards of ``manifest``'s run in ``output`` that hold a bad row (their metadata counts)."""
+    owned, prefix = owned_names(manifest)
+    names = sorted(
+        n
+        for n in os.listdir(output)
+        if not is_temp_name(n)
+        and (n in owned or (prefix and n.startswith(prefix)))
+        and n.endswith(".parquet")
+    )
+    out = []
+    for name in names:
+        try:
+            bad = int(shard_metadata(os.path.join(output, name)).get("bad", 0))
+        except (OSError, ValueError):
+            bad = 1  # unreadable: cannot tell, so not the same output under another on_error
+        if bad:
+            out.append(name)
+    return out

@@ -6,23 +6,26 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from typing import Any
 
-from fastbert.output_files import is_temp_name, open_output
+from fastbert.output_files import open_output
 
 from .job import Job
 
 
 def output_schema(job: Job, dimension: int):
     """The Arrow schema of every shard: ``id`` (int64 row number or string), ``vector``."""
+    return schema_of(bool(job.id_column), job.output_dtype, dimension)
+
+
+def schema_of(string_ids: bool, output_dtype: str | None, dimension: int):
     import pyarrow as pa
 
-    value = pa.float16() if job.output_dtype == "float16" else pa.float32()
+    value = pa.float16() if output_dtype == "float16" else pa.float32()
     return pa.schema(
         [
-            pa.field("id", pa.string() if job.id_column else pa.int64(), nullable=False),
+            pa.field("id", pa.string() if string_ids else pa.int64(), nullable=False),
             pa.field("vector", pa.list_(value, dimension)),
         ]
     )
@@ -80,14 +83,6 @@ def shard_metadata(path: str) -> dict[str, Any]:
     return json.loads(meta.get(b"fastbert", b"{}"))
 
 
-def remove_stale_temporaries(folder: str) -> None:
-    """What a killed run (SIGKILL: no handler runs) left behind."""
-    for name in os.listdir(folder):
-        if is_temp_name(name):
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, name))
-
-
 def release_memory() -> None:
     """Hand the freed heap of a shard back to the system (glibc keeps it otherwise, and the resident
     size creeps up shard after shard though nothing is held)."""
@@ -113,15 +108,3 @@ def system_memory_pool():
         yield
     finally:
         pa.set_memory_pool(before)
-
-
-def read_output(output: str):
-    """The shards of an embed output as one Arrow table (ids and vectors), shards in name order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    names = sorted(n for n in os.listdir(output) if n.endswith(".parquet") and n[0] not in "._")
-    tables = [pq.read_table(os.path.join(output, n)).replace_schema_metadata(None) for n in names]
-    if not tables:
-        raise OSError(f"{output} holds no Parquet shard")
-    return pa.concat_tables(tables)

@@ -40,20 +40,11 @@ def resolve_device(device: Any, model: Any = None) -> torch.device:
         if model is not None and isinstance(model, torch.nn.Module):
             return model_device(model)
         return torch.device("cpu")
-    if isinstance(device, torch.device):
-        return device
-    if isinstance(device, bool):
+    if isinstance(device, bool) or not isinstance(device, (int, str, torch.device)):
         raise ValueError(f"device must be an int, a string or a torch.device, not {device!r}")
-    if isinstance(device, int):
-        return torch.device("cpu") if device < 0 else torch.device(f"cuda:{device}")
-    if isinstance(device, str):
-        text = device.strip()
-        if text.lstrip("-").isdigit():
-            return resolve_device(int(text))
-        if text == "gpu":
-            text = "cuda"
-        return torch.device(text)
-    raise ValueError(f"device must be an int, a string or a torch.device, not {device!r}")
+    from ..devices import parse_device
+
+    return parse_device(device, "device")
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

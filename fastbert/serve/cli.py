@@ -236,17 +236,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
 
 
 def parse_devices(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        out.append(f"cuda:{int(part)}" if part.isdigit() else part)
-    if not out:
-        raise ValueError("--devices must list at least one device: 0,1 or cuda:0,cuda:1 or cpu")
-    return tuple(out)
+    from ..devices import device_list
+
+    return None if text is None else tuple(device_list(text, "--devices"))
 
 
 def parse_origins(values: list[str] | None) -> tuple[str, ...] | None:
