@@ -18,8 +18,7 @@ DEFAULT_SHARD_ROWS = 10_000
 DEFAULT_WINDOW = 2_000
 #: padded tokens (rows × longest row) per forward
 DEFAULT_MAX_BATCH_TOKENS = 16_384  # on a GPU (TEI's default)
-#: on the CPU, GEMMs over more activations than this fall out of cache: 3,000 MiniLM rows on 2 threads took
-#: 16.0 s with 16384, 12.6 s with 4096, 12.5 s with 2048, 12.8 s with 1024 (AMD EPYC, torch 2.13)
+#: on the CPU, GEMMs over more activations than this fall out of cache (benchmarks/results/code-notes.md)
 DEFAULT_MAX_BATCH_TOKENS_CPU = 4_096
 
 

@@ -99,7 +99,7 @@ def release_memory() -> None:
 @contextlib.contextmanager
 def system_memory_pool():
     """Arrow allocates from malloc while shards are read and written: its default pool (mimalloc) keeps
-    what a shard freed, and the resident size grew with the corpus (measured); malloc gives it back."""
+    what a shard freed, and the resident size grew with the corpus (benchmarks/results/code-notes.md); malloc gives it back."""
     import pyarrow as pa
 
     before = pa.default_memory_pool()
