@@ -616,47 +616,54 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _held_devices_run(tmp_path, models, corpus, out, extra_env=None, **popen):
+    """``fastbert embed --devices cpu,cpu`` into ``out`` as a child whose first worker holds its shard
+    (``_HOLDING_SITECUSTOMIZE``); (the child, that worker's pid) once the worker holds it."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_HOLDING_SITECUSTOMIZE)
+    pid_file = tmp_path / "worker.pid"
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(hook), ROOT, os.environ.get("PYTHONPATH", "")]),
+        FASTBERT_TEST_HOLD_SHARD="1",
+        FASTBERT_TEST_HOLD_PID=str(pid_file),
+        **(extra_env or {}),
+    )
+    args = [*_cli_args(models, corpus[0], out), "--devices", "cpu,cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "embed", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (pid_file.exists() and pid_file.read_text()):
+            if proc.poll() is not None:
+                raise AssertionError(f"embed ended before holding its shard: {proc.communicate()[1][-2000:]}")
+            assert time.monotonic() < deadline, "the held worker did not start"
+            time.sleep(0.05)
+    except BaseException:  # no child left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL) if popen.get("start_new_session") else proc.kill()
+        raise
+    return proc, int(pid_file.read_text())
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
     """SIGTERM (timeout, systemd, a closed ssh session's SIGHUP alike) to ``fastbert embed --devices`` stops
     its workers before it ends by that signal; after SIGKILL (no handler runs) each worker notices its parent
     is gone and ends: none keeps writing shards for nobody."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_HOLDING_SITECUSTOMIZE)
-    pid_file = tmp_path / "worker.pid"
     out = tmp_path / "out"
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(hook), ROOT, os.environ.get("PYTHONPATH", "")]),
-        FASTBERT_TEST_HOLD_SHARD="1",
-        FASTBERT_TEST_HOLD_PID=str(pid_file),
+    proc, worker = _held_devices_run(
+        tmp_path, models, corpus, out, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fastbert",
-            "embed",
-            *_cli_args(models, corpus[0], out),
-            "--devices",
-            "cpu,cpu",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 300
-    while not (pid_file.exists() and pid_file.read_text()):
-        if proc.poll() is not None:
-            raise AssertionError(f"embed ended before holding its shard: {proc.communicate()[1][-2000:]}")
-        assert time.monotonic() < deadline, "the held worker did not start"
-        time.sleep(0.05)
-    worker = int(pid_file.read_text())
     # the parent holds the folder's lock for its workers: a second run is refused while they write
     with pytest.raises(OutputInUse, match=rf"another fastbert embed \(pid {proc.pid}\) is writing it"):
         embed(corpus[0], str(out), model=models["other"], overwrite=True, **JOB)
@@ -675,36 +682,11 @@ def test_devices_workers_hold_the_lock_until_they_end(tmp_path, models, corpus):
     """The --devices workers hold the parent's lock with it: a worker that outlives its killed parent (here
     its watchdog is off; it ends within a second otherwise) may still write a shard, so the folder stays
     locked, and the refusal says whose workers hold it, until every worker has ended."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_HOLDING_SITECUSTOMIZE)
-    pid_file = tmp_path / "worker.pid"
     out = tmp_path / "out"
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(hook), ROOT, os.environ.get("PYTHONPATH", "")]),
-        FASTBERT_TEST_HOLD_SHARD="1",
-        FASTBERT_TEST_HOLD_PID=str(pid_file),
-        FASTBERT_TEST_NO_WATCHDOG="1",
-    )
-    args = [*_cli_args(models, corpus[0], out), "--devices", "cpu,cpu"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fastbert", "embed", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the test ends the workers with it
-    )
+    proc, worker = _held_devices_run(
+        tmp_path, models, corpus, out, {"FASTBERT_TEST_NO_WATCHDOG": "1"}, start_new_session=True
+    )  # its own process group: the test ends the workers with it
     try:
-        deadline = time.monotonic() + 300
-        while not (pid_file.exists() and pid_file.read_text()):
-            if proc.poll() is not None:
-                raise AssertionError(f"embed ended before holding its shard: {proc.communicate()[1][-2000:]}")
-            assert time.monotonic() < deadline, "the held worker did not start"
-            time.sleep(0.05)
-        worker = int(pid_file.read_text())
         proc.kill()
         proc.wait(timeout=60)  # not communicate(): the workers still hold its stderr
         assert _alive(worker)
