@@ -248,8 +248,15 @@ class BertSelfAttention(_Module):
         return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
 
     def extra_repr(self) -> str:
+        """The fused projection's load-time transform, when one is installed, and whether it runs for the
+        current weights (an int8 copy does not after ``.half()``: the repr says so)."""
         hook = self.__dict__.get("qkv_linear")
-        return "" if hook is None else f"qkv quantization={hook!r}"
+        if hook is None:
+            return ""
+        inactive = getattr(hook, "inactive", None)
+        weight = next(iter(self.parameters()), None)
+        why = inactive(weight) if inactive is not None and weight is not None else None
+        return f"qkv quantization={hook!r}" if why is None else f"qkv quantization=inactive ({why})"
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.

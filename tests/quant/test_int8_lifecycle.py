@@ -179,11 +179,15 @@ def test_repr_says_what_runs():
     put in place behind the module's back) says so and refresh puts it back."""
     _, q = _int8_model()
     dense = q.encoder.layer[0].intermediate.dense
+    attention = q.encoder.layer[0].attention.self  # the fused QKV's copy
     assert dense.running().startswith("int8 (")
+    assert attention.extra_repr().startswith("qkv quantization=int8 (")
     q.half()
     assert dense.running().startswith("fp16 (int8 inactive: the weights are torch.float16")
+    assert attention.extra_repr().startswith("qkv quantization=inactive (the weights are torch.float16")
     q.float()
     assert dense.running().startswith("int8 (")
+    assert attention.extra_repr().startswith("qkv quantization=int8 (")
     dense._parameters["weight"] = torch.nn.Parameter(dense.weight.detach().clone())  # no register hook
     assert "int8 copy not on the current weight" in dense.running()
     refresh(q)
