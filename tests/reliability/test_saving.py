@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_helpers import perturb_norms_and_biases
 from safetensors.torch import load_file
 
 import fastbert
@@ -34,13 +35,16 @@ def test_tied_decoder_written_once(tmp_path):
 
 @pytest.mark.parametrize("safe", [True, False])
 def test_state_dict_argument_is_not_mutated(tmp_path, safe):
-    model = fastbert.BertForMaskedLM(fastbert.BertConfig(**CFG)).eval()
+    # biases and norms away from their initial 0 and 1: a tensor the file lacked would load back as those
+    model = perturb_norms_and_biases(fastbert.BertForMaskedLM(fastbert.BertConfig(**CFG))).eval()
     sd = model.state_dict()
     keys = list(sd)
     model.save_pretrained(tmp_path, state_dict=sd, safe_serialization=safe)
     assert list(sd) == keys
     again = fastbert.BertForMaskedLM.from_pretrained(tmp_path)
     assert set(again.state_dict()) == set(keys)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
 
 def test_save_into_a_file_is_refused(tmp_path):
@@ -50,7 +54,7 @@ def test_save_into_a_file_is_refused(tmp_path):
 
 
 def test_half_precision_round_trip_keeps_dtype_and_values(tmp_path):
-    model = fastbert.BertModel(fastbert.BertConfig(**CFG)).eval().half()
+    model = perturb_norms_and_biases(fastbert.BertModel(fastbert.BertConfig(**CFG))).eval().half()
     model.save_pretrained(tmp_path)
     again = fastbert.BertModel.from_pretrained(tmp_path, torch_dtype="auto")
     assert again.dtype == torch.float16
