@@ -110,7 +110,7 @@ def normalize_dtype(dtype: Any) -> str:
         return "float32"
     from fastbert.loading import parse_dtype
 
-    parsed = parse_dtype(dtype.lower() if isinstance(dtype, str) else dtype)
+    parsed = parse_dtype(dtype)
     return "auto" if parsed == "auto" else str(parsed).removeprefix("torch.")
 
 

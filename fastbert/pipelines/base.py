@@ -30,7 +30,7 @@ def resolve_dtype(dtype: Any) -> torch.dtype | str | None:
     """A torch dtype from a dtype, its name (``"float16"``, ``"fp16"``, ``"bf16"``...), ``"auto"`` or None."""
     from ..loading import parse_dtype
 
-    return parse_dtype(dtype.lower() if isinstance(dtype, str) else dtype)
+    return parse_dtype(dtype)
 
 
 def resolve_device(device: Any, model: Any = None) -> torch.device:

@@ -311,7 +311,7 @@ class ServedModel:
         self.spec = spec
         self.device = device
         dtype = options.dtype or ("float16" if device.type == "cuda" else "float32")
-        self.dtype = parse_dtype(dtype.lower())
+        self.dtype = parse_dtype(dtype)
         kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
