@@ -104,8 +104,9 @@ class _BertHead(BertPreTrainedModel):
         (regression, multi-label, choices, positions) say none."""
         return {"labels": inputs.batch_shape(2 if self.per_token else 1)}
 
-    def check_targets(self, inputs: BertInputs, labels=None, **targets) -> None:
-        _check_shape("labels", labels, inputs.batch_shape(2 if self.per_token else 1))
+    def check_targets(self, inputs: BertInputs, **targets) -> None:
+        for name, shape in self.target_shapes(inputs).items():
+            _check_shape(name, targets.get(name), shape)
 
     def allow_pack(self, inputs: BertInputs, labels=None, **targets) -> bool:
         return not self.per_token or _labels_ignore_padding(labels, inputs.attention_mask)

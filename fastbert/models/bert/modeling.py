@@ -121,11 +121,6 @@ class BertForPreTraining(_BertHead):
         shape = inputs.batch_shape()
         return {"labels": shape, "next_sentence_label": shape and shape[:1]}
 
-    def check_targets(self, inputs, labels=None, next_sentence_label=None):
-        shape = inputs.batch_shape()
-        _check_shape("labels", labels, shape)
-        _check_shape("next_sentence_label", next_sentence_label, shape and shape[:1])
-
     def head(self, enc, **targets):
         return enc.per_token(self.cls.predictions), self.cls.seq_relationship(enc.pooled)
 
