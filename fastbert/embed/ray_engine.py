@@ -5,6 +5,7 @@ batching; Ray Data's writer writes Parquet to any filesystem it reaches. Row ord
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -123,7 +124,12 @@ def run_ray(
         if raise_original is not None:
             context.raise_original_map_exception = raise_original
     # raised here, past the except clause: it holds no reference to Ray's exception (whose traceback holds
-    # the dataset, and through it the actors and their CPUs, as long as the caller keeps this error)
+    # the dataset, and through it the actors and their CPUs, as long as the caller keeps this error). Ray's
+    # exception and the failed run's executor hold each other (the executor keeps the exception it stopped
+    # on, whose traceback holds the frames that hold the executor): a cycle that only the collector frees,
+    # and until it runs the failed run's actors keep their CPUs and the next run on this Ray instance waits
+    # for them (on 2 CPUs, two failed runs left a third waiting for ever). Free them now.
+    gc.collect()
     raise error
 
 
@@ -177,15 +183,11 @@ def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[s
         concurrency=actors,
         num_gpus=1 if use_gpu else 0,
         num_cpus=1,
-        # a dead actor is restarted and its batch retried, as often as it takes (Ray's default for
-        # actor pools too; said here because the no-duplicate guarantee rests on it)
-        ray_remote_args_fn=_ray_actor_retries,
+        # a dead actor is restarted and its batch retried, as often as it takes: Ray Data's default for
+        # actor pools (max_restarts=-1, max_task_retries=-1; Ray 2.60 deprecates passing them, 2.64 refuses
+        # them). The no-duplicate guarantee rests on it: test_ray_actor_killed_mid_run_is_retried.
     )
     ds.write_parquet(
         output, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
     )
     return ray_summary(output, sum(f.rows for f in files), file_prefix)
-
-
-def _ray_actor_retries() -> dict[str, Any]:
-    return {"max_restarts": -1, "max_task_retries": -1}
