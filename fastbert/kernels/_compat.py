@@ -106,7 +106,9 @@ if INTERPRET:
         if dtype == tl.bfloat16:
             bits = x.to(tl.uint32, bitcast=True)
             bits = bits + 0x7FFF + ((bits >> 16) & 1)  # round half to even on the kept 16 bits
-            x = ((bits >> 16) << 16).to(tl.float32, bitcast=True)  # exact in bf16 now
+            # exact in bf16 now. A NaN becomes the quiet NaN 0x7FC00000: the rounding add carries NaNs with
+            # low mantissa bits into -0.0 or inf, and so does the interpreter's own conversion to bf16
+            x = tl.where(x != x, float("nan"), ((bits >> 16) << 16).to(tl.float32, bitcast=True))
         return x.to(dtype)
 
 else:
@@ -127,9 +129,11 @@ def forced_config() -> str | tuple[int, int, int, int] | None:
         values = tuple(int(p) for p in raw.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4 or min(values) < 1:
+    pow2 = all(v > 0 and v & (v - 1) == 0 for v in values[:3])
+    if len(values) != 4 or min(values) < 1 or not pow2 or min(values[:2]) < 16:
         raise ValueError(
-            f"{CONFIG_ENV} must be 'first' or 'BLOCK_M,BLOCK_N,num_warps,num_stages' (positive ints), got {raw!r}"
+            f"{CONFIG_ENV} must be 'first' or 'BLOCK_M,BLOCK_N,num_warps,num_stages' (BLOCK_M and BLOCK_N "
+            f"powers of two >= 16 (tl.dot's least tile), num_warps a power of two, num_stages >= 1), got {raw!r}"
         )
     return values  # type: ignore[return-value]
 

@@ -29,6 +29,8 @@ the op stay reachable as ``<name>.launcher`` and ``<name>.op``.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -51,6 +53,24 @@ def _op_signature(launcher: Callable) -> inspect.Signature:
     if "wrap" not in sig.parameters:
         raise TypeError(f"{launcher.__name__}: the launcher needs a keyword-only 'wrap' parameter")
     return sig.replace(parameters=params)
+
+
+def check_float(name: str, value, *, minimum: float | None = None) -> float:
+    """``value`` as a python float: a finite real number (python or numpy, not a bool) at least ``minimum``;
+    ValueError naming ``name`` otherwise."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (minimum is not None and value < minimum):
+        kind = "a finite float" if minimum is None else f"a finite float >= {minimum:g}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value, what: str = "") -> int:
+    """``value`` as a python int: a non-negative integer (python or numpy, not a bool); ValueError naming
+    ``name`` (and ``what`` it means) otherwise."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int{what}, got {value!r}")
+    return int(value)
 
 
 def _refuse_grad(name: str, args: dict) -> None:

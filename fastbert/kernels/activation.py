@@ -56,7 +56,7 @@ def apply_activation(x, ACT: tl.constexpr):
     elif ACT == 2:  # tanh GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         x = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
     elif ACT == 3:
-        x = tl.maximum(x, 0.0)
+        x = tl.where(x < 0.0, 0.0, x)  # NaN passes, as torch.relu (tl.maximum(x, 0) gave 0)
     elif ACT == 4:
         x = x * tl.sigmoid(1.702 * x)
     elif ACT == 5:

@@ -38,15 +38,13 @@ Reference: ``fastbert.core.ops.KERNEL_REFERENCES.attention_padded`` / ``.attenti
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
 from . import _compat
 from ._compat import cast_out, div_rn
-from ._op import kernel_op
+from ._op import check_count, check_float, kernel_op
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
@@ -504,9 +502,7 @@ def _check_qkv(q, k, v, ndim: int, layout: str) -> None:
 
 
 def _check_scale(scale) -> float:
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite float, got {scale!r}")
-    return float(scale)
+    return check_float("scale", scale)
 
 
 def _check_padded(args: dict) -> None:
@@ -584,8 +580,7 @@ def _check_cu(
         raise ValueError(f"{name} has {cu.shape[0]} entries, cu_seqlens_q has {batch_plus_one}")
     if not cu.is_contiguous():
         raise ValueError(f"{name} must be contiguous")
-    if not isinstance(max_seqlen, int) or max_seqlen < 0:
-        raise ValueError(f"max_seqlen for {name} must be a non-negative python int, got {max_seqlen!r}")
+    check_count(f"max_seqlen for {name}", max_seqlen)
     if vals is not None:  # read on the host by the caller (validate=True)
         if vals[0] != 0:
             raise ValueError(f"{name} must start at 0, got {vals[0]}")
@@ -602,7 +597,8 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
     """Structure always; ``validate=True`` also the values of ``cu_seqlens_*`` (one device->host sync)."""
     q, k, v = args["q"], args["k"], args["v"]
     cu_seqlens_q, cu_seqlens_k = args["cu_seqlens_q"], args["cu_seqlens_k"]
-    max_seqlen_q, max_seqlen_k = args["max_seqlen_q"], args["max_seqlen_k"]
+    max_seqlen_q = args["max_seqlen_q"] = check_count("max_seqlen_q", args["max_seqlen_q"])
+    max_seqlen_k = args["max_seqlen_k"] = check_count("max_seqlen_k", args["max_seqlen_k"])
     _check_qkv(q, k, v, 3, "(tokens, heads, head_dim)")
     _check_cu("cu_seqlens_q", cu_seqlens_q, None, q.shape[0], max_seqlen_q)
     _check_cu("cu_seqlens_k", cu_seqlens_k, cu_seqlens_q.shape[0], k.shape[0], max_seqlen_k)
@@ -616,9 +612,7 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
     if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
         raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
     args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])
-    window = args["window"]
-    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
-        raise ValueError(f"window must be a non-negative int (0: no window), got {window!r}")
+    args["window"] = check_count("window", args["window"], " (0: no window)")
     heads, d = q.shape[-2], q.shape[-1]
     rel_bias = args["rel_bias"]
     if rel_bias is not None:

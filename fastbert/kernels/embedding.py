@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from ._compat import cast_out
-from ._op import kernel_op
+from ._op import check_float, kernel_op
 from .activation import check_vector, contiguous_or_none
 from .layernorm import MAX_HIDDEN, launch_rows, normalize
 
@@ -161,7 +161,7 @@ def _check_embed(args: dict, *, validate: bool = True) -> None:
     for name in ("input_ids", "position_ids", "token_type_ids"):
         if args[name] is not None:
             args[name] = args[name].contiguous()
-    args["eps"] = float(args["eps"])
+    args["eps"] = check_float("eps", args["eps"], minimum=0.0)
 
 
 @kernel_op(check=_check_embed)

@@ -25,7 +25,7 @@ import triton.language as tl
 
 from . import _compat
 from ._compat import cast_out, div_rn, sqrt_rn
-from ._op import kernel_op
+from ._op import check_float, kernel_op
 from .activation import activation_code, apply_activation, check_input, check_vector, contiguous_or_none
 
 MAX_HIDDEN = 16384  # one row must fit one block
@@ -193,10 +193,7 @@ def _check(args: dict) -> None:
         raise ValueError("ln_weight is required (ln_bias may be None: a norm without bias)")
     check_vector("ln_weight", args["ln_weight"], n, x)
     check_vector("ln_bias", args.get("ln_bias"), n, x)
-    eps = args["eps"]
-    if not isinstance(eps, (int, float)) or eps < 0:
-        raise ValueError(f"eps must be a non-negative float, got {eps!r}")
-    args["eps"] = float(eps)
+    args["eps"] = check_float("eps", args["eps"], minimum=0.0)
     if "activation" in args:
         activation_code(args["activation"])
     if args.get("rms") and args.get("ln_bias") is not None:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 from kernel_checks import DTYPES, check_against_reference, reference, requires_cuda, run_both
+
+from fastbert.kernels._compat import cast_out
+
+
+@triton.jit
+def _store_bf16(X, Y, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    tl.store(Y + offs, cast_out(tl.load(X + offs), tl.bfloat16))
+
 
 ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "relu", "silu"]
 
@@ -43,6 +54,35 @@ def test_extreme_values_finite(device):
         ref = reference("bias_act")(x.double(), None, act)
         assert torch.isfinite(y).all(), act
         check_against_reference(y, reference("bias_act")(x, None, act), ref, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_passes_through(dtype, device):
+    """A NaN in is a NaN out, as in torch, for every activation: relu as tl.maximum(x, 0) turned it into 0,
+    hiding an upstream NaN."""
+    from fastbert import kernels
+
+    x = torch.randn(3, 36, device=device)
+    x[0, 5] = x[2, 0] = float("nan")
+    x = x.to(dtype)
+    for act in ACTIVATIONS:
+        y = kernels.bias_act(x, None, act)
+        ref = reference("bias_act")(x, None, act)
+        assert torch.isnan(ref).sum() == 2, act
+        assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
+
+
+def test_cast_out_keeps_nans(device):
+    """The kernels' bf16 store (``_compat.cast_out``; under the interpreter a round-half-to-even on the
+    bits) keeps every NaN a NaN: the rounding add carried the NaN 0x7FFFFFFF into -0.0."""
+    bits = torch.tensor(
+        [0x7FFFFFFF, 0xFFFFFFFF, 0x7FC00000, 0x7F800001, 0x3F800000, 0x7F7FFFFF, 0, 0x80000000]
+    )
+    x = bits.to(torch.int32).view(torch.float32).to(device)
+    y = torch.empty(8, dtype=torch.bfloat16, device=device)
+    _store_bf16[(1,)](x, y, N=8)
+    assert torch.isnan(y[:4]).all(), y
+    assert torch.equal(y[4:].float(), x[4:].to(torch.bfloat16).float())  # 1.0, max float -> inf, +-0
 
 
 def test_bad_inputs(device):

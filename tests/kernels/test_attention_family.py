@@ -4,6 +4,7 @@ against transformers' own MPNet and ModernBERT attention (eager, float64) on pad
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from kernel_checks import DEVICE, INTERPRET, check_against_reference, requires_cuda, to64
@@ -99,6 +100,18 @@ def test_kernel_bad_options(device):
     args = (q, q, q, cu, cu, 3, 3, 0.1)
     with pytest.raises(ValueError, match="window must be a non-negative int"):
         kernels.attention_varlen(*args, window=-2)
+    with pytest.raises(ValueError, match="window must be a non-negative int"):
+        kernels.attention_varlen(*args, window=True)
+    with pytest.raises(ValueError, match="scale must be a finite float, got nan"):
+        kernels.attention_varlen(q, q, q, cu, cu, 3, 3, float("nan"))
+    with pytest.raises(ValueError, match="max_seqlen_q must be a non-negative int"):
+        kernels.attention_varlen(q, q, q, cu, cu, 3.0, 3, 0.1)
+    # numpy scalars (a config or a numpy computation gives them) are numbers like python's
+    want = kernels.attention_varlen(*args, window=2)
+    got = kernels.attention_varlen(
+        q, q, q, cu, cu, np.int64(3), np.int32(3), np.float32(0.1), window=np.int64(2)
+    )
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
     with pytest.raises(ValueError, match="rel_bias must have shape"):
         kernels.attention_varlen(*args, rel_bias=torch.zeros(3, 33))
     with pytest.raises(ValueError, match="rel_bias must be a float32"):

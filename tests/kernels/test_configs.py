@@ -17,7 +17,9 @@ def test_forced_config_parsing(monkeypatch):
     assert _compat.forced_config() == "first"
     monkeypatch.setenv(_compat.CONFIG_ENV, "64, 32,4,2")
     assert _compat.forced_config() == (64, 32, 4, 2)
-    for bad in ("fast", "64,32,4", "64,32,0,2", "a,b,c,d"):
+    # tiles: powers of two, at least tl.dot's 16; warps a power of two (each reached triton as an obscure
+    # tl.arange / tl.dot error)
+    for bad in ("fast", "64,32,4", "64,32,0,2", "a,b,c,d", "48,32,4,2", "64,8,4,2", "64,32,3,2"):
         monkeypatch.setenv(_compat.CONFIG_ENV, bad)
         with pytest.raises(ValueError, match="FASTBERT_KERNEL_CONFIG must be 'first' or"):
             _compat.forced_config()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from kernel_checks import DTYPES, check_against_reference, requires_cuda, run_both
@@ -59,6 +60,11 @@ def test_bad_inputs(device):
         ops.embed_layernorm(ids, None, None, w, p.half(), tw, lw, lb, 1e-12)
     with pytest.raises(ValueError, match="positions"):
         ops.embed_layernorm(torch.zeros(P + 1, dtype=torch.long, device=device), None, None, *tabs, 1e-12)
+    for eps in (-1e-12, float("inf"), "1e-12", None):
+        with pytest.raises(ValueError, match="eps must be a finite float >= 0"):
+            ops.embed_layernorm(ids, None, None, *tabs, eps)
+    want = ops.embed_layernorm(ids, None, None, *tabs, 1e-5)
+    torch.testing.assert_close(ops.embed_layernorm(ids, None, None, *tabs, np.float32(1e-5)), want)
     # validate=False skips the value check (valid ids here), shapes still checked
     out = ops.embed_layernorm(ids, None, None, *tabs, 1e-12, validate=False)
     assert out.shape == (5, 36)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from kernel_checks import DTYPES, check_against_reference, reference, requires_cuda, run_both
@@ -78,6 +79,11 @@ def test_bad_inputs(device):
         ops.add_layernorm(x, r, b, None, lb, 1e-12)
     with pytest.raises(ValueError, match="unsupported activation"):
         ops.bias_act_layernorm(x, b, w, lb, 1e-12, "tanh_but_not_really")
+    for eps in (-1e-12, float("nan"), True):
+        with pytest.raises(ValueError, match="eps must be a finite float >= 0"):
+            ops.add_layernorm(x, r, b, w, lb, eps)
+    want = ops.add_layernorm(x, r, b, w, lb, 1e-5)
+    torch.testing.assert_close(ops.add_layernorm(x, r, b, w, lb, np.float64(1e-5)), want, rtol=0, atol=0)
 
 
 @requires_cuda
