@@ -84,6 +84,22 @@ def test_one_sided_tokens_use_the_whole_code_range():
         assert (s * (q.float() - z) - x).abs().max() <= s.item() / 2 + 1e-6
 
 
+@pytest.mark.parametrize("qmax", [63, 127])
+def test_weights_use_the_whole_code_range(qmax):
+    """Every output channel's largest weight maps to +-qmax and each weight to its nearest code: the weight
+    twin of the token test (the formula test compares with a reference that calls quantize_weight too, so
+    weights quantized to fewer codes passed it)."""
+    torch.manual_seed(0)
+    w = torch.randn(40, 24) * torch.rand(40, 1) * 3
+    w[3] = -w[3].abs()  # a row whose largest magnitude is negative
+    for smooth in (None, torch.rand(24) + 0.5):
+        q, scale = quantize_weight(w, smooth, qmax)
+        ws = w if smooth is None else w * smooth
+        assert q.dtype == torch.int8 and q.abs().amax(1).eq(qmax).all()
+        torch.testing.assert_close(scale, ws.abs().amax(1) / qmax)
+        assert ((q.float() * scale[:, None] - ws).abs() <= scale[:, None] / 2 * (1 + 1e-5)).all()
+
+
 def test_fused_passes_fall_back_to_eager_when_compiling_fails(monkeypatch):
     """A torch whose compiler cannot even start (torch < 2.10's Inductor beside triton 3.6 fails at import):
     one warning, then the eager passes, the same numbers."""
