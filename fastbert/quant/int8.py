@@ -350,7 +350,7 @@ class Int8Linear(WeightWatch):
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
         if torch.compiler.is_compiling():
-            note_compile(self.notes, self.method)  # said once, while Dynamo traces
+            note_compile(self.notes.key, self.method)  # said once, while Dynamo traces
             return F.linear(x, weight, bias)  # tracing: the fp32 weights (the int8 path is eager only)
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
             return self._fallback(

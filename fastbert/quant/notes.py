@@ -9,9 +9,11 @@ user's own call.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import warnings
+import weakref
 
 __all__ = ["Notes", "caller_stacklevel", "note_compile", "warn_at_caller"]
 
@@ -50,10 +52,21 @@ def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
 
 
 class Notes:
-    """The reasons one quantized model has warned about (shared by its linears): each said once."""
+    """The reasons one quantized model has warned about (shared by its linears): each said once. ``key``
+    names it to :func:`note_compile`, which Dynamo may call with constants only."""
 
-    def __init__(self):
-        self.said: set[str] = set()
+    _count = itertools.count()
+
+    def __init__(self, said: set[str] | None = None):
+        self.said: set[str] = set(said or ())
+        self.key = f"fastbert-notes-{next(Notes._count)}"
+        _BY_KEY[self.key] = self
+
+    def __getstate__(self) -> dict:
+        return {"said": set(self.said)}
+
+    def __setstate__(self, state: dict) -> None:  # a copy (deepcopy, pickle) is a model of its own
+        self.__init__(state["said"])
 
     def warn_once(self, key: str, message: str) -> None:
         """Warn ``message`` unless this model has said ``key`` already."""
@@ -63,15 +76,24 @@ class Notes:
         warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
 
 
-def note_compile(notes: Notes, method: str) -> bool:
-    """Say once per model that the linears compute without ``method`` under torch.compile. Dynamo runs it
-    while it traces and keeps its result as a constant (what ``torch._dynamo.assume_constant_result`` marks,
-    set here without importing Dynamo): said once, with no graph break at every linear."""
-    notes.warn_once(
-        "compile",
+_BY_KEY: weakref.WeakValueDictionary[str, Notes] = weakref.WeakValueDictionary()
+
+
+def note_compile(notes_key: str, method: str) -> bool:
+    """Say once per model (the :class:`Notes` of ``notes_key``) that the linears compute without ``method``
+    under torch.compile. Dynamo runs it while it traces and keeps its result as a constant (what
+    ``torch._dynamo.assume_constant_result`` marks, set here without importing Dynamo): said once, with no
+    graph break at every linear. Its arguments are strings: torch 2.11's Dynamo refuses any other object
+    there (``AsPythonConstantNotImplementedError``)."""
+    message = (
         f"{method} linears compute without {method} under torch.compile: the traced graph uses the model's own "
-        f"weights (the {method} copies run in eager mode only; call the model without torch.compile for them)",
+        f"weights (the {method} copies run in eager mode only; call the model without torch.compile for them)"
     )
+    notes = _BY_KEY.get(notes_key)
+    if notes is None:  # pragma: no cover - the model is gone
+        warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
+    else:
+        notes.warn_once("compile", message)
     return True
 
 
