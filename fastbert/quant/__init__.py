@@ -444,11 +444,16 @@ def _smooth(absmax: torch.Tensor, weight: torch.Tensor, alpha: float | None) -> 
     return s.clamp_min(1e-5)
 
 
-def _linear_error(rows: torch.Tensor, weight, smooth, scheme, outliers, method: str = "int8") -> float:
+def _linear_error(
+    rows: torch.Tensor, weight, smooth, scheme, outliers, method: str = "int8", y: torch.Tensor | None = None
+) -> float:
     """Relative error ``||y_q - y|| / ||y||`` of the quantized formula on the sample rows (no bias):
-    oneDNN's int8 (``method="int8"``), or the CUDA GEMMs' (``"fp8"``, ``"int8-mm"``)."""
+    oneDNN's int8 (``method="int8"``), or the CUDA GEMMs' (``"fp8"``, ``"int8-mm"``). ``y``: the rows'
+    unquantized outputs ``rows @ weight.T`` when the caller has them (one GEMM for all of a linear's
+    candidates)."""
     w = weight.detach().float()
-    y = rows @ w.T
+    if y is None:
+        y = rows @ w.T
     if method != "int8":
         from .gpu import emulate
 
@@ -595,6 +600,7 @@ def _quantize(
                     )
                     continue
             rows = torch.cat(rec.rows)
+            y = rows @ weight.detach().float().T
             order = torch.argsort(rec.absmax, descending=True)
             candidates = []
             for a in _ALPHAS:
@@ -602,7 +608,7 @@ def _quantize(
                 for k in _OUTLIERS:
                     outl = order[:k].sort().values if k else None
                     for scheme in schemes:
-                        e = _linear_error(rows, weight, smooth, scheme, outl, formula)
+                        e = _linear_error(rows, weight, smooth, scheme, outl, formula, y)
                         candidates.append((e, a, smooth, outl, scheme))
             err, alpha, smooth, outl, scheme = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
