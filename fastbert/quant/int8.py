@@ -231,17 +231,36 @@ class WeightWatch:
 
     _key: tuple | None = None
     _sample: torch.Tensor | None = None
+    _view: torch.Tensor | None = None  # the sampled elements of the remembered weight, a view of its memory
 
     def _remember(self, weight: torch.Tensor) -> None:
-        self._key = (weight.data_ptr(), _version(weight), weight.shape, weight.dtype, weight.device)
-        self._sample = weight_sample(weight.detach()).clone() if weight.device.type == "cpu" else None
+        self._key = (
+            weight.data_ptr(),
+            _version(weight),
+            weight.shape,
+            weight.stride(),
+            weight.dtype,
+            weight.device,
+        )
+        cpu = weight.device.type == "cpu"
+        # the view is made once, not at every check: a Parameter's as_strided goes through autograd, half
+        # of what a check cost (benchmarks/results/code-notes.md)
+        self._view = weight_sample(weight.detach()) if cpu else None
+        self._sample = self._view.clone() if cpu else None
 
     def current(self, weight: torch.Tensor) -> bool:
         """True when the copy was made from this weight's values (see the class docstring)."""
         old = self._key
         if old is None:
             return False
-        key = (weight.data_ptr(), _version(weight), weight.shape, weight.dtype, weight.device)
+        key = (
+            weight.data_ptr(),
+            _version(weight),
+            weight.shape,
+            weight.stride(),
+            weight.dtype,
+            weight.device,
+        )
         if key[2:] != old[2:]:
             return False
         same_memory = key[0] == old[0]
@@ -249,10 +268,11 @@ class WeightWatch:
             return False  # edited in place through the parameter
         if self._sample is None:  # CUDA: the host-side checks only
             return same_memory
-        if not torch.equal(weight_sample(weight), self._sample):
+        view = self._view if same_memory else weight_sample(weight.detach())
+        if not torch.equal(view, self._sample):
             return False
-        if not same_memory:
-            self._key = key  # another tensor with the same values: keep the copy
+        if not same_memory:  # another tensor with the same values: keep the copy, watch the new memory
+            self._key, self._view = key, view
         return True
 
     def repack(self, weight: torch.Tensor) -> None:
@@ -274,7 +294,7 @@ class WeightWatch:
         state = dict(self.__dict__)
         for name in self._PACKED:
             state.pop(name, None)
-        state["_key"] = state["_sample"] = None
+        state["_key"] = state["_sample"] = state["_view"] = None
         return state
 
     _PACKED: tuple[str, ...] = ()
