@@ -141,7 +141,17 @@ class _Fused:
         try:
             if self.compiled is None:
                 self.compiled = torch.compile(self.fn, dynamic=True)
-            return self.compiled(*args)
+            try:
+                return self.compiled(*args)
+            except Exception as e:
+                if type(e).__name__ != "RecompileError":
+                    raise
+                # the user set torch._dynamo.config.error_on_recompile for their own code: these passes'
+                # variants (another view of the hidden states, another width) compile anyway, once each
+                from torch._dynamo import config as dynamo_config
+
+                with dynamo_config.patch(error_on_recompile=False):
+                    return self.compiled(*args)
         except Exception as e:  # noqa: BLE001 - any compiler failure: the eager passes
             self.failed = True
             warnings.warn(

@@ -100,6 +100,34 @@ def test_weights_use_the_whole_code_range(qmax):
         assert ((q.float() * scale[:, None] - ws).abs() <= scale[:, None] / 2 * (1 + 1e-5)).all()
 
 
+def test_fused_passes_stay_compiled_under_error_on_recompile():
+    """A user who sets torch._dynamo.config.error_on_recompile for their own compiled code: the int8
+    passes' own variants (another token range, another width) still compile, with no warning, and stay
+    fused (the first recompile used to raise inside them and switch them to eager for good)."""
+    import torch._dynamo
+
+    from fastbert.quant.int8 import _dequantize_, _Fused
+
+    tokens, dequantize = _Fused(quantize_tokens), _Fused(_dequantize_)
+    with torch._dynamo.config.patch(error_on_recompile=True), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        cases = [(255, 5, 16, 1), (127, 5, 16, 1), (255, 9, 48, 3), (127, 4, 16, 2), (255, 6, 64, 2)]
+        for levels, m, k, lead in cases:
+            # the model's inputs: (tokens, width) views of (batch, tokens, width) hidden states
+            x = torch.randn(lead, m, k).reshape(-1, k)
+            m = x.shape[0]
+            q, s, z = tokens(x, torch.ones(k), levels)
+            want = quantize_tokens(x, torch.ones(k), levels)
+            assert all(torch.equal(a, b) for a, b in zip((q, s, z), want)), (levels, m, k)
+            acc = torch.randn(m, 7)
+            expect = acc.clone()
+            _dequantize_(expect, s, z, torch.ones(7), torch.zeros(7))
+            dequantize(acc, s, z, torch.ones(7), torch.zeros(7))
+            torch.testing.assert_close(acc, expect)
+    assert not tokens.failed and not dequantize.failed
+    assert not [w for w in said if "fastbert" in str(w.message)], [str(w.message) for w in said]
+
+
 def test_fused_passes_fall_back_to_eager_when_compiling_fails(monkeypatch):
     """A torch whose compiler cannot even start (torch < 2.10's Inductor beside triton 3.6 fails at import):
     one warning, then the eager passes, the same numbers."""
