@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1065,6 +1066,66 @@ def test_resume_identity_normalises_dtype_and_path_and_samples_weights(tmp_path,
         os.utime(model / name, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(ValueError, match=r"(?s)another job.*model_fingerprint"):
         embed([str(path)], out, model=str(model), progress=False)
+
+
+def test_a_hub_model_is_pinned_to_its_commit(tmp_path, models, monkeypatch):
+    """A hub id's job records the commit its revision names (``hub:<sha>``); every worker loads that commit,
+    and a resume after the branch moved to another commit is refused, naming both and the --revision that
+    resumes (older manifests, which recorded no commit, resume as before)."""
+    import uuid
+
+    from huggingface_hub import constants
+
+    from fastbert.embed.encoder import Encoder
+    from fastbert.embed.job import make_job
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = f"fastbert-tests/embed-{uuid.uuid4().hex[:8]}"
+    folder = os.path.join(constants.HF_HUB_CACHE, "models--" + repo.replace("/", "--"))
+    first, second = "1" * 40, "2" * 40
+    shutil.copytree(models["base"], os.path.join(folder, "snapshots", first))
+    shutil.copytree(models["other"], os.path.join(folder, "snapshots", second))
+    os.makedirs(os.path.join(folder, "refs"))
+
+    def main_is(commit):
+        with open(os.path.join(folder, "refs", "main"), "w") as f:
+            f.write(commit)
+
+    main_is(first)
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis\nthe river of the city\n")
+    out = str(tmp_path / "out")
+    m = embed([str(path)], out, model=repo, progress=False)
+    assert m["job"]["model_fingerprint"] == f"hub:{first}" and m["job"]["revision"] is None
+    local = str(tmp_path / "local")
+    embed([str(path)], local, model=models["base"], progress=False)
+    assert np.array_equal(vectors(out)[1], vectors(local)[1])
+
+    job = make_job(**{k: v for k, v in m["job"].items() if k != "model_fingerprint"})
+    assert job.model_fingerprint == f"hub:{first}"
+    main_is(second)  # the branch moves after the job is planned: its workers still load the job's commit
+    texts = ["the city", "paris"]
+    fields = {k: v for k, v in m["job"].items() if k != "model_fingerprint"}
+    with torch.no_grad():
+        pinned = Encoder(job, "cpu").pipe(texts)
+        base = Encoder(make_job(**{**fields, "model": models["base"]}), "cpu").pipe(texts)
+        moved = Encoder(make_job(**fields), "cpu").pipe(texts)  # planned now: the second commit's model
+    assert not np.array_equal(np.asarray(moved[0]), np.asarray(base[0]))
+    for a, b in zip(pinned, base):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+    with pytest.raises(ValueError, match=rf"(?s)another job.*default branch was commit {first} there and is "
+                       rf"{second} now \(pass --revision {first} to resume"):  # fmt: skip
+        embed([str(path)], out, model=repo, progress=False)
+    assert embed([str(path)], out, model=repo, revision=first, progress=False)["status"] == "complete"
+
+    # an older fastbert recorded no commit for a hub id: resumed as before, the commit recorded now
+    with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
+        old = json.load(f)
+    old["job"].update(model_fingerprint=None, revision=None)
+    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(old, f)
+    assert embed([str(path)], out, model=repo, progress=False)["status"] == "complete"
 
 
 def test_help_and_docstring_name_the_manifest_file(capsys):

@@ -32,7 +32,11 @@ class Encoder:
                 kwargs["normalize"] = job.normalize
         if job.max_length:
             kwargs["max_length"] = job.max_length
-        if job.revision:
+        if job.model_fingerprint and job.model_fingerprint.startswith("hub:"):
+            # the commit the job recorded: every worker and every resume loads the same model, even when
+            # the revision (a branch, a tag) has moved since
+            kwargs["revision"] = job.model_fingerprint.removeprefix("hub:")
+        elif job.revision:
             kwargs["revision"] = job.revision
         self.job = job
         self.pipe = fastbert.pipeline(

@@ -97,7 +97,7 @@ def make_job(**options: Any) -> Job:
 
         model = embedded_model_path()
     o["model"] = os.path.realpath(model) if os.path.isdir(model) else str(model)
-    o["model_fingerprint"] = model_fingerprint(o["model"])
+    o["model_fingerprint"] = model_fingerprint(o["model"], revision=o["revision"])
     o["dtype"] = normalize_dtype(o["dtype"])
     return Job(**o)
 
@@ -121,14 +121,14 @@ FINGERPRINT_BLOCKS = 16
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
 
 
-def model_fingerprint(model: str, version: int = 2) -> str | None:
-    """sha256 of a local model folder (None for a hub id): its .json and .txt files, and its weight files'
-    names, sizes and mtimes and (``version`` 2) sampled content, so that weights replaced by others of the same
-    size with the mtime kept (``cp -p``, ``rsync -a``) are another model, at the cost of reading
-    ``FINGERPRINT_BLOCKS`` blocks a file. Version 1 (``sha256:``, no content) is how older manifests
-    recorded it."""
+def model_fingerprint(model: str, version: int = 2, revision: str | None = None) -> str | None:
+    """sha256 of a local model folder: its .json and .txt files, and its weight files' names, sizes and
+    mtimes and (``version`` 2) sampled content, so that weights replaced by others of the same size with the
+    mtime kept (``cp -p``, ``rsync -a``) are another model, at the cost of reading ``FINGERPRINT_BLOCKS``
+    blocks a file. Version 1 (``sha256:``, no content) is how older manifests recorded it. A hub id: the
+    commit its ``revision`` names now (:func:`hub_commit`)."""
     if not os.path.isdir(model):
-        return None
+        return hub_commit(model, revision)
     h = hashlib.sha256()
     for root, _dirs, names in sorted(os.walk(model)):
         for name in sorted(names):
@@ -143,6 +143,23 @@ def model_fingerprint(model: str, version: int = 2) -> str | None:
                 if version >= 2:
                     h.update(_sampled_content(p, st.st_size))
     return ("sha256:" if version == 1 else "sha256-v2:") + h.hexdigest()
+
+
+def hub_commit(model: str, revision: str | None) -> str | None:
+    """``hub:<commit>``: the commit that ``revision`` (None: the default branch) of the hub repository
+    ``model`` names now, as the hub answers, or the local cache where the hub is not reached; None where
+    neither knows it (loading the model then says why). The run loads that commit, and a resume whose
+    revision has moved since is refused: one output, one model."""
+    from fastbert.hub import HubOptions, resolve_file
+
+    try:
+        path = resolve_file(model, "config.json", HubOptions(revision=revision), required=False)
+    except OSError:
+        return None
+    snapshot = os.path.dirname(path) if path else ""
+    if os.path.basename(os.path.dirname(snapshot)) != "snapshots":  # pragma: no cover - not a hub cache
+        return None
+    return "hub:" + os.path.basename(snapshot)
 
 
 def _sampled_content(path: str, size: int) -> bytes:

@@ -241,7 +241,15 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
                     f"({', '.join(holding[:3])}{' ...' if len(holding) > 3 else ''})"
                 )
         elif was.get(key) != value:
-            problems.append(f"{key}: {was.get(key)!r} there, {value!r} now")
+            if key == "model_fingerprint" and all(str(v).startswith("hub:") for v in (was.get(key), value)):
+                commit = str(was[key]).removeprefix("hub:")
+                problems.append(
+                    f"model: {job.model}'s {job.revision or 'default branch'} was commit {commit} there and "
+                    f"is {str(value).removeprefix('hub:')} now (pass --revision {commit} to resume with that "
+                    "model)"
+                )
+            else:
+                problems.append(f"{key}: {was.get(key)!r} there, {value!r} now")
     old_inputs = [(d.get("path"), d.get("size"), d.get("mtime_ns")) for d in old.get("inputs", [])]
     new_inputs = [(f.path, f.size, f.mtime_ns) for f in files]
     if old_inputs != new_inputs:
@@ -262,7 +270,8 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
 
 def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
     """A manifest's job as this version records it: the dtype normalised (None: float32), a model folder
-    by its real path, a fingerprint of the older kind replaced by this one when it matches the model."""
+    by its real path, a fingerprint of the older kind replaced by this one when it matches the model (a
+    hub id's, which older manifests left out, taken as this one)."""
     d = dict(old_job)
     with contextlib.suppress(ValueError, TypeError):
         d["dtype"] = normalize_dtype(d.get("dtype"))
@@ -270,13 +279,20 @@ def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
     if isinstance(model, str) and os.path.isdir(model):
         d["model"] = os.path.realpath(model)
     fingerprint = d.get("model_fingerprint")
-    if (
+    if fingerprint is None and str(job.model_fingerprint).startswith("hub:") and d.get("model") == job.model:
+        d["model_fingerprint"] = job.model_fingerprint  # older manifests recorded no commit for a hub id
+    elif (
         isinstance(fingerprint, str)
         and fingerprint.startswith("sha256:")
         and d.get("model") == job.model
         and model_fingerprint(job.model, version=1) == fingerprint
     ):
         d["model_fingerprint"] = job.model_fingerprint
+    if (
+        str(d.get("model_fingerprint")).startswith("hub:")
+        and d.get("model_fingerprint") == job.model_fingerprint
+    ):
+        d["revision"] = job.revision  # another name of the same commit (--revision <commit> on resume)
     return d
 
 
