@@ -187,6 +187,15 @@ class BertConfig:
     _family_defaults: dict[str, Any] = {}
     #: the folder or hub id it was loaded from ("" for a config built in code), as transformers' configs
     _name_or_path = ""
+    # transformers 4's PretrainedConfig fields that code reads and BERT never sets: their defaults, as class
+    # attributes, so that reading one works and to_dict / config.json carry only those a file or the user set
+    torchscript = False
+    tokenizer_class: str | None = None
+    finetuning_task: str | None = None
+    task_specific_params: dict | None = None
+    prefix: str | None = None
+    sep_token_id: int | None = None
+    decoder_start_token_id: int | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)

@@ -65,6 +65,28 @@ def test_json_round_trip_and_unknown_keys(tmp_path):
     assert fastbert.BertConfig.from_pretrained(tmp_path / "t").to_dict()["hidden_size"] == 48
 
 
+def test_transformers_4_config_fields_bert_leaves_unset(tmp_path):
+    """PretrainedConfig fields of transformers 4 that code reads (TorchScript exporters, pipelines,
+    tokenizer lookups) read as 4.57 has them (values written out here, 5 dropped them); config.json carries
+    only those a file or the caller set, and a set one round-trips."""
+    config = fastbert.BertConfig()
+    unset = dict(
+        torchscript=False, tokenizer_class=None, finetuning_task=None, task_specific_params=None,
+        prefix=None, sep_token_id=None, decoder_start_token_id=None,
+    )  # fmt: skip
+    assert {k: getattr(config, k) for k in unset} == unset
+    assert not set(unset) & set(config.to_dict())
+    config = fastbert.BertConfig.from_dict({"tokenizer_class": "BertTokenizer"}, torchscript=True)
+    assert config.tokenizer_class == "BertTokenizer" and config.torchscript is True
+    config.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["tokenizer_class"] == "BertTokenizer" and data["torchscript"] is True
+    assert "finetuning_task" not in data
+    again = fastbert.BertConfig.from_pretrained(tmp_path)
+    assert again.tokenizer_class == "BertTokenizer" and again.torchscript is True
+    assert fastbert.BertConfig().torchscript is False  # set on an instance, not the class
+
+
 def test_config_without_model_type_and_google_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4}))
     assert fastbert.BertConfig.from_pretrained(tmp_path).hidden_size == 64
