@@ -1416,6 +1416,96 @@ def test_save_pretrained_legacy_format_refused(minilm_pair, tmp_path):
     assert not os.listdir(tmp_path)  # refused before anything is written
 
 
+_LEGACY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "city", "of", "river", "##s", "a"]
+_LEGACY_SPECIALS = dict(
+    unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
+    additional_special_tokens=["<special1>"],
+)  # fmt: skip
+
+
+def _legacy_folder(path, config: dict, added_tokens: dict | None = None):
+    """A BERT tokenizer folder as transformers wrote them before tokenizer.json: vocab.txt, the configs, and
+    (older still) added_tokens.json."""
+    os.makedirs(path)
+    with open(os.path.join(path, "vocab.txt"), "w") as f:
+        f.write("\n".join(_LEGACY_VOCAB) + "\n")
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer", **config}, f)
+    with open(os.path.join(path, "special_tokens_map.json"), "w") as f:
+        json.dump(_LEGACY_SPECIALS, f)
+    if added_tokens is not None:
+        with open(os.path.join(path, "added_tokens.json"), "w") as f:
+            json.dump(added_tokens, f)
+    return str(path)
+
+
+def _flags(content, special):
+    return dict(
+        content=content,
+        lstrip=False,
+        normalized=not special,
+        rstrip=False,
+        single_word=False,
+        special=special,
+    )
+
+
+@pytest.mark.parametrize("form", ["added_tokens.json", "added_tokens_decoder"])
+def test_legacy_folder_added_tokens_keep_their_ids(tmp_path, form):
+    """Added tokens of a folder without tokenizer.json take the ids its files give them: from added_tokens.json
+    (which was ignored: 'newword' became [UNK]), and from tokenizer_config.json's added_tokens_decoder when an
+    additional special token comes after a normal one (the specials were added first, swapping their ids).
+    Expected ids: transformers 4.57.1 and 5.25 on the same folders."""
+    if form == "added_tokens.json":
+        folder = _legacy_folder(tmp_path / "f", {}, {"newword": 11, "<special1>": 12})
+    else:
+        decoder = {str(i): _flags(t, True) for i, t in enumerate(_LEGACY_VOCAB[:5])}
+        decoder.update({"11": _flags("newword", False), "12": _flags("<special1>", True)})
+        folder = _legacy_folder(tmp_path / "f", {"added_tokens_decoder": decoder})
+    for tok in (BertTokenizer.from_pretrained(folder), fastbert.AutoTokenizer.from_pretrained(folder)):
+        assert len(tok) == 13
+        assert tok("the city newword of rivers <special1> a")["input_ids"] == [
+            2,
+            5,
+            6,
+            11,
+            7,
+            8,
+            9,
+            12,
+            10,
+            3,
+        ]
+        assert (
+            tok.decode(tok("the newword <special1>")["input_ids"], skip_special_tokens=True) == "the newword"
+        )
+        assert tok.convert_tokens_to_ids(["newword", "<special1>"]) == [11, 12]
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    assert theirs("the city newword of rivers <special1> a")["input_ids"] == [2, 5, 6, 11, 7, 8, 9, 12, 10, 3]
+
+
+def test_added_tokens_round_trip_through_the_slow_files(tmp_path):
+    """save_pretrained(legacy_format=True) writes added_tokens.json beside vocab.txt for tokens past the base
+    vocabulary (as 4.57): the folder, without tokenizer.json, loads back to the same ids here and in
+    transformers."""
+    tok = BertTokenizer.from_pretrained(_legacy_folder(tmp_path / "f", {}))
+    tok.add_tokens(["newword"])
+    tok.add_special_tokens({"additional_special_tokens": ["<special1>", "<special2>"]})
+    text = "the <special2> city newword <special1>"
+    want = tok(text)["input_ids"]
+    assert want == [2, 5, 13, 6, 12, 11, 3]  # <special1> came with the folder (11), then newword, <special2>
+    written = tok.save_pretrained(tmp_path / "saved", legacy_format=True)
+    assert sorted(os.path.basename(f) for f in written) == sorted(os.listdir(tmp_path / "saved"))
+    with open(tmp_path / "saved" / "added_tokens.json") as f:
+        assert json.load(f) == {"<special1>": 11, "newword": 12, "<special2>": 13}
+    assert BertTokenizer.from_pretrained(tmp_path / "saved")(text)["input_ids"] == want
+    (tmp_path / "saved" / "tokenizer_config.json").unlink()  # added_tokens.json alone carries them
+    with open(tmp_path / "saved" / "tokenizer_config.json", "w") as f:
+        json.dump({"tokenizer_class": "BertTokenizer"}, f)
+    assert BertTokenizer.from_pretrained(tmp_path / "saved")(text)["input_ids"] == want
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path / "saved")(text)["input_ids"] == want
+
+
 def test_tokenizer_config_is_read(tmp_path, small_dir):
     shutil.copy(os.path.join(small_dir, "vocab.txt"), tmp_path / "vocab.txt")
     (tmp_path / "tokenizer_config.json").write_text(

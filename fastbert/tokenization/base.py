@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from .call import CallMixin
 from .files import (
     _CALL_KEYS_IGNORED,
+    ADDED_TOKENS_FILE,
     SPECIAL_TOKENS_MAP_FILE,
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
@@ -109,6 +110,12 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
     #: writes (ModernBERT's tokenizer is a plain ``PreTrainedTokenizerFast``: it has none)
     has_legacy_format = True
 
+    @property
+    def can_save_slow_tokenizer(self) -> bool:
+        """Whether ``save_pretrained`` can write the slow tokenizer's files (transformers 4): a family that has
+        a slow tokenizer, whose files this one can give back."""
+        return self.has_legacy_format
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
@@ -122,6 +129,8 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
         ``legacy_format`` as transformers 4's fast tokenizers: None writes both the slow tokenizer's vocabulary
         files and tokenizer.json; True only the vocabulary files (an error for a tokenizer that has no slow
         version); False only tokenizer.json. transformers 5 accepts it and always writes tokenizer.json alone.
+        The slow files include added_tokens.json when some added token's id is past the base vocabulary (4.57
+        lists that path in what it returns even when it writes no such file; here only written files are).
         """
         if legacy_format is not None and not isinstance(legacy_format, bool):
             raise ValueError(f"legacy_format should be None, True or False, got {legacy_format!r}")
@@ -156,8 +165,15 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
         with open(special_path, "w", encoding="utf-8") as f:
             f.write(json.dumps(self.special_tokens_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         vocab_files: tuple[str, ...] = ()
-        if legacy_format is not False:
-            vocab_files = self._save_vocabulary_files(save_directory, filename_prefix)
+        if legacy_format is not False and self.can_save_slow_tokenizer:
+            # the slow tokenizer's files, as transformers 4.57 writes them
+            added_vocab = {t: i for t, i in self.get_added_vocab().items() if i >= self.vocab_size}
+            if added_vocab:  # beside vocab.txt, what a slow tokenizer reads its added tokens from
+                added_path = os.path.join(save_directory, prefix + ADDED_TOKENS_FILE)
+                with open(added_path, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(added_vocab, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+                vocab_files = (added_path,)
+            vocab_files = self._save_vocabulary_files(save_directory, filename_prefix) + vocab_files
         if legacy_format is True:
             return (config_path, special_path, *vocab_files)
         with self._lock:

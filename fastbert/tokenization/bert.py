@@ -217,8 +217,8 @@ class BertTokenizer(TokenizerBase):
         self.do_basic_tokenize = do_basic_tokenize
         self.never_split = list(never_split) if never_split else None
         specials = [t for t in self._special_token_values() if t]
+        _add_config_tokens(backend, added_tokens_decoder)  # first: each at the id the files give it
         self._add_specials(backend, specials)
-        _add_config_tokens(backend, added_tokens_decoder, specials)
         _add_never_split(backend, self.never_split, specials)
         self._tokenizer = backend
         self._ensure_post_processor()

@@ -25,6 +25,9 @@ VOCAB_FILE = "vocab.txt"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = (
+    "added_tokens.json"  # the added tokens of folders saved before tokenizer_config.json had them
+)
 
 SPECIAL_TOKENS_ATTRIBUTES = [
     "bos_token",
@@ -352,8 +355,43 @@ def _read_pretrained(
     settings = _read_settings(path, options, kwargs)
     for arg in arguments:
         settings.pop(arg, None)
+    if files["tokenizer_file"] is None and settings.get("added_tokens_decoder") is None:
+        added = _legacy_added_tokens(path, options, settings)
+        if added:
+            settings["added_tokens_decoder"] = added
     settings.setdefault("name_or_path", path)
     return files, settings
+
+
+def _legacy_added_tokens(path: str, options: hub.HubOptions, settings: Mapping[str, Any]) -> dict[int, dict]:
+    """``added_tokens_decoder`` of an added_tokens.json (``{token: id}``), as transformers 4 reads a folder
+    without tokenizer.json whose tokenizer_config.json lists no added tokens: special when a special token
+    of the settings, else normal and normalized. Empty when there is no such file."""
+    found = _find_file(path, ADDED_TOKENS_FILE, options)
+    if found is None:
+        return {}
+    encoder = _read_json_object(found)
+    if not all(isinstance(k, str) and _is_kind_int(v) for k, v in encoder.items()):
+        raise ValueError(f"{found} should map each added token to its id (an object of integers)")
+    specials = {
+        _token_content(settings.get(a)) for a in SPECIAL_TOKENS_ATTRIBUTES if a != "additional_special_tokens"
+    }
+    specials.update(_token_content(t) for t in settings.get("additional_special_tokens") or ())
+    return {
+        index: {
+            "content": token,
+            "special": token in specials,
+            "normalized": token not in specials,
+            "lstrip": False,
+            "rstrip": False,
+            "single_word": False,
+        }
+        for token, index in encoder.items()
+    }
+
+
+def _is_kind_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _is_jsonable(value: Any) -> bool:

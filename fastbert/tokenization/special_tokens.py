@@ -7,6 +7,7 @@ its template uses (``_update_post_processor``).
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,20 @@ def _add_special_tokens(backend: Tokenizer, specials: list[str]) -> None:
         backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
 
 
-def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None, specials: list[str]) -> None:
-    """The added tokens a tokenizer_config lists (when the backend was built from vocab.txt)."""
+def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None) -> None:
+    """The added tokens the files list (``added_tokens_decoder``, ``{id: token}``; from tokenizer_config.json or
+    a legacy added_tokens.json) that the backend lacks, in the order of their ids, with their flags: called
+    before the special tokens are added, so that each takes the id the files give it (transformers does the
+    same). A token that gets another id (the files skip ids) is warned about: ids of the checkpoint's
+    embeddings would not match."""
     existing = {t.content for t in backend.get_added_tokens_decoder().values()}
-    for entry in (added_tokens_decoder or {}).values():
+    entries = []
+    for index, entry in (added_tokens_decoder or {}).items():
+        try:
+            entries.append((int(index), entry))
+        except (TypeError, ValueError):
+            raise ValueError(f"added_tokens_decoder: {index!r} is not a token id") from None
+    for index, entry in sorted(entries, key=lambda item: item[0]):
         if isinstance(entry, AddedToken):
             token = entry
         else:
@@ -44,12 +55,20 @@ def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None,
                 normalized=flags.get("normalized", not special),
                 special=special,
             )
-        if token.content in existing or token.content in specials:
+        if token.content in existing:
             continue
         if token.special:
             backend.add_special_tokens([token])
         else:
             backend.add_tokens([token])
+        existing.add(token.content)
+        got = backend.token_to_id(token.content)
+        if got != index:
+            warnings.warn(
+                f"the tokenizer files give the added token {token.content!r} id {index}, but it gets id {got} "
+                "(the files skip or repeat ids): its embedding row in the model may be another token's",
+                stacklevel=4,
+            )
 
 
 class SpecialTokensMixin:
