@@ -382,6 +382,10 @@ def test_modernbert_has_no_legacy_format(tmp_path):
     assert not os.path.exists(tmp_path / "slow")
     ours.save_pretrained(tmp_path / "fast", legacy_format=False)
     assert "tokenizer.json" in os.listdir(tmp_path / "fast")
+    # and the default writes no slow files either (vocab.json / merges.txt were written; 4.57 writes none)
+    written = ours.save_pretrained(tmp_path / "default")
+    files = ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(os.listdir(tmp_path / "default")) == sorted(os.path.basename(f) for f in written) == files
 
 
 def test_unigram_save_vocabulary_needs_a_sentencepiece_model(loaded, tmp_path):
