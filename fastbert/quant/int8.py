@@ -224,6 +224,11 @@ def weight_sample(weight: torch.Tensor) -> torch.Tensor:
     return sample.view(_BITS[weight.element_size()])
 
 
+def _identity(weight: torch.Tensor) -> tuple:
+    """What a weight is, short of its values: address, version counter, shape, strides, dtype, device."""
+    return (weight.data_ptr(), _version(weight), weight.shape, weight.stride(), weight.dtype, weight.device)
+
+
 class WeightWatch:
     """Whether a reduced copy still matches the weight it is called with (the module's current one).
 
@@ -244,14 +249,7 @@ class WeightWatch:
     _view: torch.Tensor | None = None  # the sampled elements of the remembered weight, a view of its memory
 
     def _remember(self, weight: torch.Tensor) -> None:
-        self._key = (
-            weight.data_ptr(),
-            _version(weight),
-            weight.shape,
-            weight.stride(),
-            weight.dtype,
-            weight.device,
-        )
+        self._key = _identity(weight)
         cpu = weight.device.type == "cpu"
         # the view is made once, not at every check: a Parameter's as_strided goes through autograd, half
         # of what a check cost (benchmarks/results/code-notes.md)
@@ -263,14 +261,7 @@ class WeightWatch:
         old = self._key
         if old is None:
             return False
-        key = (
-            weight.data_ptr(),
-            _version(weight),
-            weight.shape,
-            weight.stride(),
-            weight.dtype,
-            weight.device,
-        )
+        key = _identity(weight)
         if key[2:] != old[2:]:
             return False
         same_memory = key[0] == old[0]
