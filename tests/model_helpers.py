@@ -94,6 +94,17 @@ def require_interpreter() -> None:
 FIRST_TOKEN_HEADS = ("sequence-classification", "multiple-choice")
 
 
+def in_float64(hf, **kwargs):
+    """transformers' outputs in float64, the rule's reference (float tensors among ``kwargs`` cast too); the
+    model is float32 again after."""
+    kwargs = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kwargs.items()}
+    try:
+        with torch.no_grad():
+            return hf.to(torch.float64)(**kwargs)
+    finally:
+        hf.to(torch.float32)
+
+
 def judge_all(model, hf, inputs, task, backend, extra=None):
     """Every output fastbert and transformers share, judged by the tolerance rule on the valid tokens
     against transformers run in float64 (``extra``: keyword arguments of both forwards beside ``inputs``)."""

@@ -9,7 +9,7 @@ bf16 error against its fp32 (plus a floor).
 
 import pytest
 import torch
-from model_helpers import CLASSES, perturb_norms_and_biases, require_transformers
+from model_helpers import CLASSES, in_float64, perturb_norms_and_biases, require_transformers
 
 import fastbert
 from fastbert.core.tolerances import assert_close
@@ -49,17 +49,6 @@ def batch(name, b=3, seq=11):
     mask[2, ..., 1:] = 0  # length 1
     tt = torch.randint(0, CFG["type_vocab_size"], shape, generator=g)
     return dict(input_ids=ids, attention_mask=mask, token_type_ids=tt)
-
-
-def in_float64(hf, **kwargs):
-    """transformers' outputs in float64, the rule's reference (float tensors among ``kwargs`` cast too); the
-    model is float32 again after."""
-    kwargs = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kwargs.items()}
-    try:
-        with torch.no_grad():
-            return hf.to(torch.float64)(**kwargs)
-    finally:
-        hf.to(torch.float32)
 
 
 def outputs_of(out):
