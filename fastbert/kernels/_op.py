@@ -29,7 +29,6 @@ the op stay reachable as ``<name>.launcher`` and ``<name>.op``.
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 from collections.abc import Callable
 
@@ -58,11 +57,13 @@ def _op_signature(launcher: Callable) -> inspect.Signature:
 def check_float(name: str, value, *, minimum: float | None = None) -> float:
     """``value`` as a python float: a finite real number (python or numpy, not a bool) at least ``minimum``;
     ValueError naming ``name`` otherwise."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    # finite as x - x == 0 (inf and NaN give NaN): math.isfinite breaks the graph on a value torch.compile
+    # traces as a symbol
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value - value == 0
     if not ok or (minimum is not None and value < minimum):
         kind = "a finite float" if minimum is None else f"a finite float >= {minimum:g}"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return float(value)
+    return value if isinstance(value, float) else float(value)
 
 
 def check_count(name: str, value, what: str = "") -> int:
@@ -70,7 +71,8 @@ def check_count(name: str, value, what: str = "") -> int:
     ``name`` (and ``what`` it means) otherwise."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a non-negative int{what}, got {value!r}")
-    return int(value)
+    # as given when an int: a numpy integer becomes one, a traced int stays as torch.compile has it
+    return value if isinstance(value, int) else int(value)
 
 
 def _refuse_grad(name: str, args: dict) -> None:

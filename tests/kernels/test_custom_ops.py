@@ -261,3 +261,21 @@ def test_cpu_tensors_refused_outside_the_interpreter(name):
     not Triton's 'Pointer argument cannot be accessed'."""
     with pytest.raises(ValueError, match="take CUDA tensors, these are on cpu"):
         _public_calls("cpu")[name]()
+
+
+def test_scalar_checks_trace_without_breaks_or_specialising():
+    """The kernels' scalar checks run while torch.compile traces a call: with dynamic shapes they trace into
+    one graph for every value of their float and int options (math.isfinite on a traced float broke it)."""
+    from torch._dynamo.testing import CompileCounter
+
+    from fastbert.kernels._op import check_count, check_float
+
+    counter = CompileCounter()
+
+    @torch.compile(backend=counter, dynamic=True, fullgraph=True)
+    def scaled(x, eps, n):
+        return x * check_count("n", n) + check_float("eps", eps, minimum=0.0)
+
+    for eps, n in ((1e-5, 3), (1e-5, 5), (1e-12, 7), (0.5, 11)):
+        torch.testing.assert_close(scaled(torch.ones(4), eps, n), torch.full((4,), n + eps))
+    assert counter.frame_count == 1
