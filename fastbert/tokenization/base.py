@@ -167,13 +167,13 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
         vocab_files: tuple[str, ...] = ()
         if legacy_format is not False and self.can_save_slow_tokenizer:
             # the slow tokenizer's files, as transformers 4.57 writes them
+            vocab_files = self._save_vocabulary_files(save_directory, filename_prefix)
             added_vocab = {t: i for t, i in self.get_added_vocab().items() if i >= self.vocab_size}
             if added_vocab:  # beside vocab.txt, what a slow tokenizer reads its added tokens from
                 added_path = os.path.join(save_directory, prefix + ADDED_TOKENS_FILE)
                 with open(added_path, "w", encoding="utf-8") as f:
                     f.write(json.dumps(added_vocab, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-                vocab_files = (added_path,)
-            vocab_files = self._save_vocabulary_files(save_directory, filename_prefix) + vocab_files
+                vocab_files += (added_path,)
         if legacy_format is True:
             return (config_path, special_path, *vocab_files)
         with self._lock:

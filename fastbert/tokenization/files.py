@@ -25,9 +25,8 @@ VOCAB_FILE = "vocab.txt"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-ADDED_TOKENS_FILE = (
-    "added_tokens.json"  # the added tokens of folders saved before tokenizer_config.json had them
-)
+# the added tokens of folders saved before tokenizer_config.json listed them
+ADDED_TOKENS_FILE = "added_tokens.json"
 
 SPECIAL_TOKENS_ATTRIBUTES = [
     "bos_token",
@@ -366,7 +365,7 @@ def _read_pretrained(
 def _legacy_added_tokens(path: str, options: hub.HubOptions, settings: Mapping[str, Any]) -> dict[int, dict]:
     """``added_tokens_decoder`` of an added_tokens.json (``{token: id}``), as transformers 4 reads a folder
     without tokenizer.json whose tokenizer_config.json lists no added tokens: special when a special token
-    of the settings, else normal and normalized. Empty when there is no such file."""
+    of the settings, else normal (and normalized: ``as_added_token``'s defaults). Empty when there is no such file."""
     found = _find_file(path, ADDED_TOKENS_FILE, options)
     if found is None:
         return {}
@@ -377,17 +376,7 @@ def _legacy_added_tokens(path: str, options: hub.HubOptions, settings: Mapping[s
         _token_content(settings.get(a)) for a in SPECIAL_TOKENS_ATTRIBUTES if a != "additional_special_tokens"
     }
     specials.update(_token_content(t) for t in settings.get("additional_special_tokens") or ())
-    return {
-        index: {
-            "content": token,
-            "special": token in specials,
-            "normalized": token not in specials,
-            "lstrip": False,
-            "rstrip": False,
-            "single_word": False,
-        }
-        for token, index in encoder.items()
-    }
+    return {index: {"content": token, "special": token in specials} for token, index in encoder.items()}
 
 
 def _is_kind_int(value: Any) -> bool:

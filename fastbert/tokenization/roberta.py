@@ -36,6 +36,7 @@ from .files import (
     _token_content,
 )
 from .sentencepiece_model import CONTROL, MODEL_TYPE_NAMES, UNIGRAM, USER_DEFINED, read_sentencepiece_model
+from .special_tokens import as_added_token
 
 VOCAB_JSON_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -160,25 +161,6 @@ def _added_tokens_of(data: Mapping[str, Any]) -> dict[int, dict]:
         if isinstance(entry, Mapping) and isinstance(entry.get("id"), int) and entry.get("content"):
             out[entry["id"]] = {k: v for k, v in entry.items() if k != "id"}
     return out
-
-
-def _as_added_token(entry: Any) -> AddedToken | None:
-    """An ``added_tokens_decoder`` value (AddedToken, dict or str) → AddedToken (None when it has no content)."""
-    if isinstance(entry, AddedToken):
-        return entry
-    content = _token_content(entry)
-    if not content:
-        return None
-    flags = entry if isinstance(entry, Mapping) else {}
-    special = bool(flags.get("special", not isinstance(entry, Mapping)))
-    return AddedToken(
-        content,
-        single_word=bool(flags.get("single_word", False)),
-        lstrip=bool(flags.get("lstrip", False)),
-        rstrip=bool(flags.get("rstrip", False)),
-        normalized=bool(flags.get("normalized", not special)),
-        special=special,
-    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -317,7 +299,7 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
         """The added tokens (by index), then the special tokens they lack, as transformers 5 adds them."""
         tokens: list[AddedToken] = []
         for _, entry in sorted(((int(i), e) for i, e in (added or {}).items()), key=lambda item: item[0]):
-            token = _as_added_token(entry)
+            token = as_added_token(entry, plain_special=True)
             if token is not None:
                 tokens.append(token)
         have = {t.content for t in tokens}
@@ -328,7 +310,7 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
             if isinstance(value, AddedToken):
                 token = value
             elif isinstance(value, Mapping):
-                token = _as_added_token({**value, "special": True})
+                token = as_added_token({**value, "special": True})
             else:
                 lstrip = attr == "mask_token" and self._mask_lstrip
                 token = AddedToken(content, lstrip=lstrip, rstrip=False, normalized=False, special=True)

@@ -25,6 +25,27 @@ def _add_special_tokens(backend: Tokenizer, specials: list[str]) -> None:
         backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
 
 
+def as_added_token(entry: Any, plain_special: bool = False) -> AddedToken | None:
+    """An ``added_tokens_decoder`` value (AddedToken, ``{"content": ..., <flag>: bool}`` or a bare string) →
+    AddedToken; None when it has no content. A mapping without ``special`` is a normal token; a bare string
+    is special when ``plain_special`` (RoBERTa's family reads it so). ``normalized`` defaults to not special."""
+    if isinstance(entry, AddedToken):
+        return entry
+    content = _token_content(entry)
+    if not content:
+        return None
+    flags = entry if isinstance(entry, Mapping) else {}
+    special = bool(flags.get("special", plain_special and not isinstance(entry, Mapping)))
+    return AddedToken(
+        content,
+        single_word=bool(flags.get("single_word", False)),
+        lstrip=bool(flags.get("lstrip", False)),
+        rstrip=bool(flags.get("rstrip", False)),
+        normalized=bool(flags.get("normalized", not special)),
+        special=special,
+    )
+
+
 def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None) -> None:
     """The added tokens the files list (``added_tokens_decoder``, ``{id: token}``; from tokenizer_config.json or
     a legacy added_tokens.json) that the backend lacks, in the order of their ids, with their flags: called
@@ -32,30 +53,12 @@ def _add_config_tokens(backend: Tokenizer, added_tokens_decoder: Mapping | None)
     same). A token that gets another id (the files skip ids) is warned about: ids of the checkpoint's
     embeddings would not match."""
     existing = {t.content for t in backend.get_added_tokens_decoder().values()}
-    entries = []
-    for index, entry in (added_tokens_decoder or {}).items():
-        try:
-            entries.append((int(index), entry))
-        except (TypeError, ValueError):
-            raise ValueError(f"added_tokens_decoder: {index!r} is not a token id") from None
-    for index, entry in sorted(entries, key=lambda item: item[0]):
-        if isinstance(entry, AddedToken):
-            token = entry
-        else:
-            content = _token_content(entry)
-            if not content:
-                continue
-            flags = entry if isinstance(entry, dict) else {}
-            special = flags.get("special", False)
-            token = AddedToken(
-                content,
-                single_word=flags.get("single_word", False),
-                lstrip=flags.get("lstrip", False),
-                rstrip=flags.get("rstrip", False),
-                normalized=flags.get("normalized", not special),
-                special=special,
-            )
-        if token.content in existing:
+    # the ids were checked at construction (_check_settings: ints or digit strings)
+    for index, entry in sorted(
+        ((int(i), e) for i, e in (added_tokens_decoder or {}).items()), key=lambda t: t[0]
+    ):
+        token = as_added_token(entry)
+        if token is None or token.content in existing:
             continue
         if token.special:
             backend.add_special_tokens([token])
