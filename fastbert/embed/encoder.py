@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .batching import token_budget_batches
-from .job import Job
+from .job import Job, pinned_commit
 from .readers import ON_ERROR_HINT, Row, bad_row_message
 
 
@@ -32,12 +32,11 @@ class Encoder:
                 kwargs["normalize"] = job.normalize
         if job.max_length:
             kwargs["max_length"] = job.max_length
-        if job.model_fingerprint and job.model_fingerprint.startswith("hub:"):
-            # the commit the job recorded: every worker and every resume loads the same model, even when
-            # the revision (a branch, a tag) has moved since
-            kwargs["revision"] = job.model_fingerprint.removeprefix("hub:")
-        elif job.revision:
-            kwargs["revision"] = job.revision
+        # a hub model: the commit the job recorded, so that every worker and every resume loads the same
+        # model, even when the revision (a branch, a tag) has moved since
+        revision = pinned_commit(job.model_fingerprint) or job.revision
+        if revision:
+            kwargs["revision"] = revision
         self.job = job
         self.pipe = fastbert.pipeline(
             job.task,

@@ -162,6 +162,13 @@ def hub_commit(model: str, revision: str | None) -> str | None:
     return "hub:" + os.path.basename(snapshot)
 
 
+def pinned_commit(fingerprint: Any) -> str | None:
+    """The hub commit a model fingerprint records (:func:`hub_commit`'s ``hub:<commit>``); None for another."""
+    if isinstance(fingerprint, str) and fingerprint.startswith("hub:"):
+        return fingerprint.removeprefix("hub:")
+    return None
+
+
 def _sampled_content(path: str, size: int) -> bytes:
     """sha256 of ``FINGERPRINT_BLOCKS`` blocks of a file spread over it (the file whole when smaller)."""
     h = hashlib.sha256()

@@ -25,7 +25,7 @@ from typing import Any
 from fastbert.output_files import is_temp_name
 
 from .inputs import is_uri, stat
-from .job import Job, model_fingerprint, normalize_dtype
+from .job import Job, model_fingerprint, normalize_dtype, pinned_commit
 from .lock import LOCK_NAME, FolderLock
 from .manifest import (
     LEGACY_MANIFEST,
@@ -241,12 +241,11 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
                     f"({', '.join(holding[:3])}{' ...' if len(holding) > 3 else ''})"
                 )
         elif was.get(key) != value:
-            if key == "model_fingerprint" and all(str(v).startswith("hub:") for v in (was.get(key), value)):
-                commit = str(was[key]).removeprefix("hub:")
+            commit, now = pinned_commit(was.get(key)), pinned_commit(value)
+            if key == "model_fingerprint" and commit and now:
                 problems.append(
                     f"model: {job.model}'s {job.revision or 'default branch'} was commit {commit} there and "
-                    f"is {str(value).removeprefix('hub:')} now (pass --revision {commit} to resume with that "
-                    "model)"
+                    f"is {now} now (pass --revision {commit} to resume with that model)"
                 )
             else:
                 problems.append(f"{key}: {was.get(key)!r} there, {value!r} now")
@@ -279,7 +278,7 @@ def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
     if isinstance(model, str) and os.path.isdir(model):
         d["model"] = os.path.realpath(model)
     fingerprint = d.get("model_fingerprint")
-    if fingerprint is None and str(job.model_fingerprint).startswith("hub:") and d.get("model") == job.model:
+    if fingerprint is None and pinned_commit(job.model_fingerprint) and d.get("model") == job.model:
         d["model_fingerprint"] = job.model_fingerprint  # older manifests recorded no commit for a hub id
     elif (
         isinstance(fingerprint, str)
@@ -288,10 +287,7 @@ def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
         and model_fingerprint(job.model, version=1) == fingerprint
     ):
         d["model_fingerprint"] = job.model_fingerprint
-    if (
-        str(d.get("model_fingerprint")).startswith("hub:")
-        and d.get("model_fingerprint") == job.model_fingerprint
-    ):
+    if pinned_commit(d.get("model_fingerprint")) and d.get("model_fingerprint") == job.model_fingerprint:
         d["revision"] = job.revision  # another name of the same commit (--revision <commit> on resume)
     return d
 

@@ -445,15 +445,12 @@ def _smooth(absmax: torch.Tensor, weight: torch.Tensor, alpha: float | None) -> 
 
 
 def _linear_error(
-    rows: torch.Tensor, weight, smooth, scheme, outliers, method: str = "int8", y: torch.Tensor | None = None
+    rows: torch.Tensor, y: torch.Tensor, weight, smooth, scheme, outliers, method: str
 ) -> float:
     """Relative error ``||y_q - y|| / ||y||`` of the quantized formula on the sample rows (no bias):
     oneDNN's int8 (``method="int8"``), or the CUDA GEMMs' (``"fp8"``, ``"int8-mm"``). ``y``: the rows'
-    unquantized outputs ``rows @ weight.T`` when the caller has them (one GEMM for all of a linear's
-    candidates)."""
+    unquantized outputs ``rows @ weight.T``, computed once for all of a linear's candidates."""
     w = weight.detach().float()
-    if y is None:
-        y = rows @ w.T
     if method != "int8":
         from .gpu import emulate
 
@@ -608,7 +605,7 @@ def _quantize(
                 for k in _OUTLIERS:
                     outl = order[:k].sort().values if k else None
                     for scheme in schemes:
-                        e = _linear_error(rows, weight, smooth, scheme, outl, formula, y)
+                        e = _linear_error(rows, y, weight, smooth, scheme, outl, formula)
                         candidates.append((e, a, smooth, outl, scheme))
             err, alpha, smooth, outl, scheme = min(candidates, key=lambda t: t[0])
             decisions[slot.name] = LayerDecision(slot.name, method, err, alpha)
