@@ -45,10 +45,9 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 
 from .int8 import WeightWatch, _Fused, quantize_tokens, quantize_weight, split_smoothing
-from .notes import Notes, note_compile
+from .notes import Notes
 
 __all__ = [
     "FP8_MAX",
@@ -243,7 +242,6 @@ class _ReducedLinear(WeightWatch):
         notes: the warnings said for the model (shared by its linears: each reason once per model).
     """
 
-    method = ""
     _PACKED = ("qw_t", "w_scale", "w_sum", "w_outliers", "zero_bias")
 
     def __init__(self, weight, smooth, alpha: float, error: float, outliers=None, notes: Notes | None = None):
@@ -277,9 +275,13 @@ class _ReducedLinear(WeightWatch):
             return f"the weights are {weight.dtype} on {weight.device}, the {self.method} copy lives on {self.device}"
         return None
 
-    def _fallback(self, key: str, why: str, x, weight, bias):
-        self.notes.warn_once(key, f"{self.method} linears compute without {self.method} here: {why}")
-        return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+    def refusal(self, x: torch.Tensor, weight: torch.Tensor) -> tuple[str, str] | None:
+        if x.device != self.device or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            return (
+                f"{x.dtype}/{x.device}",
+                f"the copy lives on {self.device}, got {x.dtype} inputs on {x.device}",
+            )
+        return None
 
     def _ops(self, x: torch.Tensor):
         return _FUSED if x.is_cuda else _EAGER
@@ -287,23 +289,9 @@ class _ReducedLinear(WeightWatch):
     def __call__(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if torch.compiler.is_compiling():
-            note_compile(self.notes.key, self.method)  # said once, while Dynamo traces
-            return F.linear(x, weight, bias)  # tracing: the model's weights (this path is eager only)
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-            return self._fallback(
-                "grad", "gradients are recorded (run under torch.no_grad())", x, weight, bias
-            )
-        if x.device != self.device or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            return self._fallback(
-                f"{x.dtype}/{x.device}",
-                f"the copy lives on {self.device}, got {x.dtype} inputs on {x.device}",
-                x,
-                weight,
-                bias,
-            )
-        if not self.current(weight):  # another or an edited weight: quantize it again
-            self.repack(weight)
+        y = self.model_linear(x, weight, bias)
+        if y is not None:
+            return y
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         y = self._mm(x2, bias)  # (M, N) in x's dtype, bias added

@@ -285,6 +285,36 @@ class WeightWatch:
     def _pack(self, weight: torch.Tensor) -> None:
         raise NotImplementedError
 
+    #: the quantization's name in the warnings ("int8", "fp8")
+    method = ""
+    notes: Notes
+
+    def refusal(self, x: torch.Tensor, weight: torch.Tensor) -> tuple[str, str] | None:
+        """(warning key, why) when this copy cannot take ``x`` and ``weight``; None when it can."""
+        raise NotImplementedError
+
+    def _fallback(self, key: str, why: str, x, weight, bias):
+        self.notes.warn_once(key, f"{self.method} linears compute without {self.method} here: {why}")
+        return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    def model_linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+        """The model's own linear where this copy does not run (while torch.compile traces: the copies run in
+        eager mode only; with gradients; inputs it does not take), with the model's warning; None where it
+        runs, after packing an edited or another weight again."""
+        if torch.compiler.is_compiling():
+            note_compile(self.notes.key, self.method)  # said once, while Dynamo traces
+            return F.linear(x, weight, bias)  # tracing: the model's weights
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            return self._fallback(
+                "grad", "gradients are recorded (run under torch.no_grad())", x, weight, bias
+            )
+        refusal = self.refusal(x, weight)
+        if refusal is not None:
+            return self._fallback(*refusal, x, weight, bias)
+        if not self.current(weight):  # another or an edited weight: quantize it again
+            self.repack(weight)
+        return None
+
     def invalidate(self) -> None:
         """Make the copy again at the next call (:func:`fastbert.quant.refresh`)."""
         self._key = None
@@ -363,31 +393,21 @@ class Int8Linear(WeightWatch):
             return f"the weights are {weight.dtype} on {weight.device.type}, int8 takes fp32 on the CPU"
         return None
 
-    def _fallback(self, key: str, why: str, x, weight, bias):
-        self.notes.warn_once(key, f"int8 linears compute without int8 here: {why}")
-        return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+    def refusal(self, x: torch.Tensor, weight: torch.Tensor) -> tuple[str, str] | None:
+        if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+            return (
+                f"{x.dtype}/{weight.dtype}/{x.device.type}",
+                f"the int8 path takes fp32 CPU inputs and weights, got {x.dtype} inputs and {weight.dtype} "
+                f"weights on {x.device.type}",
+            )
+        return None
 
     def __call__(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if torch.compiler.is_compiling():
-            note_compile(self.notes.key, self.method)  # said once, while Dynamo traces
-            return F.linear(x, weight, bias)  # tracing: the fp32 weights (the int8 path is eager only)
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-            return self._fallback(
-                "grad", "gradients are recorded (run under torch.no_grad())", x, weight, bias
-            )
-        if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
-            return self._fallback(
-                f"{x.dtype}/{weight.dtype}/{x.device.type}",
-                f"the int8 path takes fp32 CPU inputs and weights, got {x.dtype} inputs and {weight.dtype} "
-                f"weights on {x.device.type}",
-                x,
-                weight,
-                bias,
-            )
-        if not self.current(weight):  # another or an edited fp32 weight: quantize it again
-            self.repack(weight)
+        y = self.model_linear(x, weight, bias)
+        if y is not None:
+            return y
         _, qlinear = _QLINEAR
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
