@@ -7,6 +7,7 @@ import torch
 from model_helpers import TINY, require_transformers
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
 
@@ -83,35 +84,47 @@ def test_from_pretrained_keeps_the_configs_attn_implementation(tmp_path):
 
 
 def test_encoder_decoder_cache_with_an_empty_cross_part():
+    """A decoder step on a cache whose cross-attention part is filled, empty (its keys come from the encoder's
+    states: no IndexError) or wholly empty (a first step), judged by the tolerance rule against transformers
+    run in float64 on the same cache."""
+    import copy
+
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     torch.manual_seed(0)
     config = transformers.BertConfig(**TINY, is_decoder=True, add_cross_attention=True)
     hf = transformers.BertLMHeadModel(config).eval()
+    hf64 = copy.deepcopy(hf).double()
     fb = fastbert.from_transformers(hf)
     ids, step = torch.randint(1, 99, (2, 5)), torch.randint(1, 99, (2, 1))
     enc = torch.randn(2, 4, TINY["hidden_size"])
 
-    def prefix_cache():
-        return hf(input_ids=ids, encoder_hidden_states=enc, use_cache=True).past_key_values
+    def logits(model, cache_model, part):
+        states = enc.to(cache_model.dtype)
+        prefix = cache_model(input_ids=ids, encoder_hidden_states=states, use_cache=True).past_key_values
+        if part == "empty":
+            past = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            return model(
+                input_ids=ids, encoder_hidden_states=states, past_key_values=past, use_cache=True
+            ).logits
+        if part == "cross empty":
+            prefix = EncoderDecoderCache(prefix.self_attention_cache, DynamicCache())
+        return model(
+            input_ids=step, encoder_hidden_states=states, past_key_values=prefix, use_cache=True
+        ).logits
 
     with torch.no_grad():
-        ref = hf(
-            input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True
-        ).logits
-        # both parts filled
-        out = fb(input_ids=step, encoder_hidden_states=enc, past_key_values=prefix_cache(), use_cache=True)
-        torch.testing.assert_close(out.logits, ref, atol=2e-5, rtol=1e-5)
-        # the cross-attention part empty: its keys come from the encoder's states (no IndexError)
-        partial = EncoderDecoderCache(prefix_cache().self_attention_cache, DynamicCache())
-        out = fb(input_ids=step, encoder_hidden_states=enc, past_key_values=partial, use_cache=True)
-        torch.testing.assert_close(out.logits, ref, atol=2e-5, rtol=1e-5)
-        # both parts empty: a first step
-        empty = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        out = fb(input_ids=ids, encoder_hidden_states=enc, past_key_values=empty, use_cache=True)
-        torch.testing.assert_close(
-            out.logits, hf(input_ids=ids, encoder_hidden_states=enc).logits, atol=2e-5, rtol=1e-5
-        )
+        for part in ("filled", "cross empty", "empty"):
+            ours = logits(fb, hf, part)
+            # transformers' reference: a full cache (or, for a first step, no cache at all)
+            if part == "empty":
+                theirs, ref = (
+                    hf(input_ids=ids, encoder_hidden_states=enc).logits,
+                    hf64(input_ids=ids, encoder_hidden_states=enc.double()).logits,
+                )
+            else:
+                theirs, ref = logits(hf, hf, "filled"), logits(hf64, hf64, "filled")
+            assert_close(ours, theirs, ref, torch.float32, what=part)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +151,8 @@ def test_label_shapes_transformers_reads_through_view(tmp_path, name, labels):
     with torch.no_grad():
         want = theirs(input_ids=ids, labels=target).loss
         got = ours(input_ids=ids, labels=target).loss
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        ref = theirs.double()(input_ids=ids, labels=target).loss
+    assert_close(got, want, ref, torch.float32, what="loss")
     with pytest.raises(ValueError, match="labels"):  # a count that fits no reading stays refused
         ours(input_ids=ids, labels=torch.zeros(ids.numel() + 1, dtype=torch.long))
 
@@ -156,7 +170,8 @@ def test_pretraining_targets_with_a_trailing_dim_and_the_deprecated_nsp_keyword(
     with torch.no_grad():
         want = theirs(input_ids=ids, labels=labels.view(2, 7), next_sentence_label=nsp.view(2)).loss
         got = ours(input_ids=ids, labels=labels, next_sentence_label=nsp).loss
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        ref = theirs.double()(input_ids=ids, labels=labels.view(2, 7), next_sentence_label=nsp.view(2)).loss
+    assert_close(got, want, ref, torch.float32, what="loss")
     nsp_model = fastbert.BertForNextSentencePrediction.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         plain = nsp_model(input_ids=ids, labels=nsp.view(2)).loss
