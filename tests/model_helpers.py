@@ -105,6 +105,20 @@ def in_float64(hf, **kwargs):
         hf.to(torch.float32)
 
 
+def assert_rule(ours, model, call, dtype=torch.float32, what="output"):
+    """fastbert's ``ours`` by the one rule (``fastbert.core.tolerances``): ``call(model)`` is PyTorch's own
+    output in ``dtype`` (transformers', or fastbert's plain reference path), and ``call`` on a float64 copy of
+    ``model`` the reference. ``call`` casts any float input it makes to the model's dtype (``m.dtype``)."""
+    import copy
+
+    from fastbert.core.tolerances import assert_close
+
+    with torch.no_grad():
+        theirs = call(model)
+        ref = call(copy.deepcopy(model).to(torch.float64))
+    return assert_close(ours, theirs, ref, dtype, what=what)
+
+
 def judge_all(model, hf, inputs, task, backend, extra=None):
     """Every output fastbert and transformers share, judged by the tolerance rule on the valid tokens
     against transformers run in float64 (``extra``: keyword arguments of both forwards beside ``inputs``)."""
