@@ -574,8 +574,8 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
     return config_file
 
 
-def read_model_type(config_file: str) -> str | None:
-    """The ``model_type`` of a config.json (None when absent; OSError when it is not a JSON object)."""
+def read_config_json(config_file: str) -> dict[str, Any]:
+    """A config.json's object (OSError when it is not valid JSON or not a JSON object)."""
     try:
         with open(config_file, encoding="utf-8") as f:
             data = json.load(f)
@@ -583,5 +583,4 @@ def read_model_type(config_file: str) -> str | None:
         raise OSError(f"{config_file} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise OSError(f"{config_file} does not hold a JSON object")
-    model_type = data.get("model_type")
-    return model_type if isinstance(model_type, str) else None
+    return data

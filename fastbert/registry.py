@@ -234,20 +234,40 @@ def task_of_class(name: str) -> str | None:
     return None if found is None else found[1]
 
 
+def model_type_of(data: dict[str, Any], name_or_path: str | os.PathLike | None = None) -> str | None:
+    """The ``model_type`` a config.json's object names. Checkpoints in the wild often have none: then the
+    family of its first ``architectures`` class fastbert knows (``RobertaForMaskedLM`` -> ``roberta``), else
+    transformers 4's rule, the longest supported ``model_type`` found in the name or path
+    (``.../distilbert-base-uncased`` -> ``distilbert``); None (read as BERT) when neither says."""
+    model_type = data.get("model_type")
+    if isinstance(model_type, str):
+        return model_type
+    names = class_names()
+    for name in data.get("architectures") or ():
+        if isinstance(name, str) and name in names:
+            return names[name][0]
+    where = os.fspath(name_or_path) if name_or_path is not None else ""
+    for pattern in sorted(FAMILIES, key=len, reverse=True):
+        if pattern in where:
+            return pattern
+    return None
+
+
 def load_config(pretrained_model_name_or_path: str | os.PathLike, hub: Any = None, **kwargs: Any):
-    """The config of a folder, file or hub id, as the class of its ``model_type``."""
-    from .config import find_config_file, read_model_type
+    """The config of a folder, file or hub id, as the class of its ``model_type`` (:func:`model_type_of`)."""
+    from .config import find_config_file, read_config_json
     from .hub import HubOptions
 
     if hub is None:
         hub = HubOptions.pop_from(kwargs)
     config_file = find_config_file(pretrained_model_name_or_path, hub)
-    cls = config_class(read_model_type(config_file))
+    cls = config_class(model_type_of(read_config_json(config_file), pretrained_model_name_or_path))
     return cls.from_pretrained(config_file, hub=hub, **kwargs)
 
 
 def config_from_dict(data: dict[str, Any]):
-    """A config of the class of ``data['model_type']`` (ValueError for an unsupported one)."""
-    return config_class(data.get("model_type")).from_dict(
+    """A config of the class of ``data``'s model type (:func:`model_type_of`; ValueError for an unsupported
+    one)."""
+    return config_class(model_type_of(data)).from_dict(
         {k: v for k, v in data.items() if not k.startswith("_")}
     )

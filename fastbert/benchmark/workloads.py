@@ -313,19 +313,23 @@ def model_source(model: str) -> tuple[str | None, str]:
 
 
 def hf_config(model: str):
-    """transformers' config of a model name or folder (``BertConfig`` for BERT names and folders whose
-    ``config.json`` has no ``model_type``; the class of its ``model_type`` otherwise)."""
+    """transformers' config of a model name or folder (for a folder whose ``config.json`` has no
+    ``model_type``, the config class of the family fastbert reads it as: ``registry.model_type_of``)."""
     import transformers
 
     path, _ = model_source(model)
     if path is not None:
-        from fastbert.config import find_config_file, read_model_type
+        from fastbert import registry
+        from fastbert.config import find_config_file, read_config_json
         from fastbert.hub import HubOptions
 
-        model_type = read_model_type(find_config_file(path, HubOptions()))
-        if model_type in (None, "bert"):
-            return transformers.BertConfig.from_pretrained(path)
-        return transformers.AutoConfig.from_pretrained(path)
+        data = read_config_json(find_config_file(path, HubOptions()))
+        if isinstance(data.get("model_type"), str):
+            return transformers.AutoConfig.from_pretrained(path)
+        # no model_type (transformers 5 refuses such a folder): the class of the family fastbert reads
+        return getattr(
+            transformers, registry.config_class(registry.model_type_of(data, path)).__name__
+        ).from_pretrained(path)
     if model in FAMILY_CONFIGS:
         model_type, fields = FAMILY_CONFIGS[model]
         return transformers.AutoConfig.for_model(model_type, **fields)

@@ -6,10 +6,18 @@ import shutil
 
 import pytest
 import torch
-from model_helpers import TINY, in_float64, minilm_folder, perturb_norms_and_biases, require_transformers
+from model_helpers import (
+    TINY,
+    in_float64,
+    minilm_folder,
+    perturb_norms_and_biases,
+    require_transformers,
+    tiny_family_config,
+)
 from safetensors.torch import load_file, save_file
 
 import fastbert
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
@@ -245,6 +253,34 @@ def test_auto_classes_dispatch_on_architectures(tmp_path):
     assert fastbert.AutoConfig.from_pretrained(tmp_path).hidden_size == 36
 
 
+@pytest.mark.parametrize("model_type", [t for t in registry.supported_model_types() if t != "bert"])
+def test_a_config_without_model_type_is_read_as_its_family(tmp_path, model_type):
+    """A config.json without ``model_type`` (checkpoints in the wild) is read as the family of its
+    ``architectures``; without those either, by transformers 4's rule (the longest supported model_type in
+    the path); as BERT when nothing says (a RoBERTa checkpoint was loaded as a random BERT with a warning)."""
+    torch.manual_seed(0)
+    model = registry.model_class(model_type, "masked-lm")(tiny_family_config(model_type, width=32)).eval()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    config_file = folder / "config.json"
+    cfg = json.loads(config_file.read_text())
+    cfg.pop("model_type")
+    config_file.write_text(json.dumps(cfg))
+    ids = torch.randint(3, 90, (2, 7))
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+        loaded = fastbert.AutoModelForMaskedLM.from_pretrained(folder)
+        assert type(loaded) is type(model)
+        assert torch.equal(loaded(input_ids=ids).logits, want)
+    cfg.pop("architectures")
+    config_file.write_text(json.dumps(cfg))
+    named = tmp_path / f"my-{model_type}-checkpoint"
+    shutil.copytree(folder, named)
+    assert type(fastbert.AutoModelForMaskedLM.from_pretrained(named)) is type(model)
+    assert type(fastbert.AutoConfig.from_pretrained(named)) is type(model.config)
+    assert fastbert.AutoConfig.from_pretrained(folder).model_type == "bert"  # nothing says
+
+
 def test_attn_implementation_choice(tmp_path):
     save_tiny(tmp_path, "BertModel")
     assert (
@@ -274,7 +310,6 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
 
     from model_helpers import tiny_family_config
 
-    from fastbert import registry
 
     configs = {t: tiny_family_config(t, width=32) for t in registry.supported_model_types()}
     configs["bert-relative"] = tiny_family_config(
