@@ -143,6 +143,7 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
                     new = torch.zeros(buf.shape, dtype=buf.dtype, device=param.device)
                 module._buffers[bname] = new
     model.tie_weights()
+    model._mark_initialised()
     model.train(hf_model.training)
     return model
 

@@ -481,6 +481,7 @@ class PreTrainedMixin:
         # weights the checkpoint did not have (or had with another shape) are freshly initialised
         uninitialised = info["missing_keys"] | {k for k, _, _ in info["mismatched_keys"]}
         _init_missing(model, uninitialised)
+        model._mark_initialised()  # init_weights() after loading initialises only modules added later
         if uninitialised:
             logger.warning(
                 "Some weights of %s were not initialized from the checkpoint at %s and are newly initialized: %s\n"

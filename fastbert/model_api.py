@@ -62,8 +62,23 @@ class TransformersModelAPI:
         return False
 
     def init_weights(self) -> None:
-        """Initialise every weight as a new model (``_init_weights``) and tie the decoder, as transformers."""
+        """Initialise the modules not yet initialised (a head swapped in after loading) and tie the decoder, as
+        transformers 4.57 and 5 do: a loaded or already initialised module keeps its values
+        (:meth:`_initialize_weights`); ``model.apply(model._init_weights)`` re-draws everything."""
         self.post_init()
+
+    def _initialize_weights(self, module: nn.Module) -> None:
+        """``_init_weights`` on ``module`` once: transformers' ``_is_hf_initialized`` flag marks a module whose
+        values are set (initialised, loaded or taken from a transformers model: :meth:`_mark_initialised`)."""
+        if getattr(module, "_is_hf_initialized", False):
+            return
+        self._init_weights(module)
+        module._is_hf_initialized = True
+
+    def _mark_initialised(self) -> None:
+        """Every module's values are set (by loading or assignment): :meth:`init_weights` leaves them as they are."""
+        for module in self.modules():
+            module._is_hf_initialized = True
 
     def get_extended_attention_mask(
         self,
@@ -300,6 +315,7 @@ class TransformersModelAPI:
         new_head.weight.data[:n, :] = old_head.weight.data[:n, :]
         if has_bias:
             new_head.bias.data[:n] = old_head.bias.data[:n]
+        new_head._is_hf_initialized = True  # a later init_weights() keeps it, as transformers
         return new_head
 
     def _init_resized_module(self, module: nn.Module) -> None:

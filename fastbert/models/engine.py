@@ -214,11 +214,12 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
                 module.token_type_ids.zero_()
 
     def post_init(self) -> None:
-        """Initialise every weight and tie the decoder to the word embeddings. A model built on the meta
-        device (to be loaded) has no values to initialise: its init is skipped (torch's ``normal_`` on a meta
-        tensor imports ``torch._dynamo``, see ``layers.embedding``)."""
+        """Initialise the modules not yet initialised (``_initialize_weights``: all of them in a new model) and
+        tie the decoder to the word embeddings. A model built on the meta device (to be loaded) has no values
+        to initialise: its init is skipped, and its modules stay unmarked until loading fills them (torch's
+        ``normal_`` on a meta tensor imports ``torch._dynamo``, see ``layers.embedding``)."""
         if not any(p.is_meta for p in self.parameters()):
-            self.apply(self._init_weights)
+            self.apply(self._initialize_weights)
         self.tie_weights()
         if getattr(self.config, "gradient_checkpointing", False):  # transformers' legacy config flag
             self.gradient_checkpointing_enable()
@@ -235,6 +236,8 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
                 module.decoder.bias = module.bias
             elif module.decoder.bias is not module.bias:
                 _fill_unloaded_decoder_bias(module)
+        if head is not None and tied:
+            self._adjust_decoder_bias()  # a larger (or smaller) table set by hand: the bias follows its rows
 
     @classmethod
     def _build(cls, config, model_args, dtype, device):

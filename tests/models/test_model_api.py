@@ -4,6 +4,7 @@ same seed), base_model, main_input_name, can_generate, init_weights, get_extende
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -139,14 +140,19 @@ def test_name_or_path_as_transformers(tmp_path):
     assert fb.config.name_or_path == "elsewhere"
 
 
-def test_init_weights_reinitialises_and_ties():
+def test_init_weights_initialises_only_new_modules_and_ties(tmp_path):
+    """``init_weights()`` as transformers 4.57 and 5: a module already initialised, loaded or converted keeps
+    its values (``_is_hf_initialized``); a head swapped in after loading is initialised; the decoder is tied.
+    ``apply(_init_weights)`` re-draws everything (it re-drew every loaded weight)."""
     torch.manual_seed(0)
     model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY))
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(0.5)
     model.init_weights()
+    assert all(torch.equal(p, torch.full_like(p, 0.5)) for p in model.parameters())  # as transformers
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    model.apply(model._init_weights)  # the explicit re-draw
     ln = model.bert.encoder.layer[0].output.LayerNorm
     assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and torch.equal(
         ln.bias, torch.zeros_like(ln.bias)
@@ -154,6 +160,44 @@ def test_init_weights_reinitialises_and_ties():
     std = model.bert.encoder.layer[0].output.dense.weight.std().item()
     assert 0.01 < std < 0.03  # initializer_range 0.02
     assert torch.equal(model.cls.predictions.bias, torch.zeros_like(model.cls.predictions.bias))
+    # loaded (and converted) models: only what is added afterwards is initialised
+    model.save_pretrained(tmp_path)
+    hf = transformers.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    for loaded in (
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2),
+        fastbert.from_transformers(hf),
+    ):
+        kept = {n: p.detach().clone() for n, p in loaded.named_parameters()}
+        loaded.classifier = torch.nn.Linear(TINY["hidden_size"], 5)
+        with torch.no_grad():
+            loaded.classifier.weight.fill_(0.5)
+        loaded.init_weights()
+        for name, p in loaded.named_parameters():
+            if not name.startswith("classifier."):
+                assert torch.equal(p, kept[name]), name
+        assert 0.01 < loaded.classifier.weight.std().item() < 0.03
+        assert torch.equal(loaded.classifier.bias, torch.zeros_like(loaded.classifier.bias))
+
+
+def test_tie_weights_after_a_larger_input_table_pads_the_decoder_bias():
+    """``set_input_embeddings`` with more rows, then ``tie_weights``: the tied decoder's bias is padded with
+    zeros, as transformers' tying does (every forward raised a size mismatch)."""
+    torch.manual_seed(0)
+    config = fastbert.BertConfig(**TINY)
+    fb = fastbert.BertForMaskedLM(config).eval()
+    hf = transformers.BertForMaskedLM(transformers.BertConfig(**TINY)).eval()
+    hf.load_state_dict(fb.state_dict(), strict=False)
+    table = torch.nn.Embedding(TINY["vocab_size"] + 11, TINY["hidden_size"])
+    for model in (fb, hf):
+        model.set_input_embeddings(copy.deepcopy(table))
+        model.tie_weights()
+    assert fb.cls.predictions.bias.shape == hf.cls.predictions.bias.shape == (TINY["vocab_size"] + 11,)
+    assert torch.equal(fb.cls.predictions.bias[TINY["vocab_size"] :], torch.zeros(11))
+    ids = torch.randint(0, TINY["vocab_size"] + 11, (2, 6))
+    with torch.no_grad():
+        ours = fb(input_ids=ids).logits
+    assert ours.shape == (2, 6, TINY["vocab_size"] + 11)
+    assert_rule(ours, hf, lambda m: m(input_ids=ids).logits)
 
 
 def test_get_extended_attention_mask():
