@@ -101,15 +101,16 @@ def add_norm(
     eps: float,
     rms: bool = False,
 ) -> torch.Tensor:
-    """LayerNorm (optionally without bias) or RMSNorm of ``x + bias + residual``, in x's dtype."""
+    """LayerNorm (optionally without bias) or RMSNorm of ``x + bias + residual``, in the sum's dtype (x's,
+    or the residual's wider one under ``torch.autocast``, as transformers' ``LayerNorm(dense(x) + residual)``)."""
     h = _add(x, residual, bias)
     if not rms:
-        nb = None if norm_bias is None else norm_bias.to(x.dtype)
-        return F.layer_norm(h, (h.shape[-1],), weight.to(x.dtype), nb, eps)
+        nb = None if norm_bias is None else norm_bias.to(h.dtype)
+        return F.layer_norm(h, (h.shape[-1],), weight.to(h.dtype), nb, eps)
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     hc = h.to(compute)
     y = hc * torch.rsqrt(hc.pow(2).mean(-1, keepdim=True) + eps) * weight.to(compute)
-    return y.to(x.dtype)
+    return y.to(h.dtype)
 
 
 def embed_norm(
@@ -152,5 +153,8 @@ def add_norm_residual(
 
 
 def _add(x: torch.Tensor, residual: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x + bias + residual``: the bias in x's dtype (a GEMM's, as under autocast); the residual by type
+    promotion (one dtype without autocast; under it a half GEMM output plus the fp32 stream is fp32, as in
+    transformers)."""
     h = x if bias is None else x + bias.to(x.dtype)
-    return h if residual is None else h + residual.to(x.dtype)
+    return h if residual is None else h + residual

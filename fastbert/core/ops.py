@@ -618,12 +618,15 @@ def resolve(
     no_real_tokens: bool = False,
     head_dim: int = 64,
     hidden_size: int = 768,
+    autocast: bool = False,
 ) -> tuple[OpTable, str | None]:
     """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
 
     The fallback rules: attention probabilities need the eager table; so does a batch whose attention
     mask has no real token at all (nothing to pack: every output is what transformers computes over the
-    padding); the triton kernels have no relative positions, dropout, gradients or KV cache, cover head
+    padding); the triton kernels have no relative positions, dropout, gradients, KV cache or
+    ``torch.autocast`` (each kernel takes one dtype; under autocast transformers' residual stream and
+    LayerNorms stay fp32 while its GEMMs run in half precision: the torch tables do the same), cover head
     dims up to :data:`TRITON_MAX_HEAD_DIM` and rows up to :data:`TRITON_MAX_HIDDEN`, and need CUDA (or the
     interpreter).
     """
@@ -649,6 +652,8 @@ def resolve(
         reason = "gradients are required and the Triton kernels are forward-only (use torch.no_grad())"
     elif cache:
         reason = "incremental decoding with a KV cache"
+    elif autocast:
+        reason = "torch.autocast mixes dtypes (half-precision GEMMs, an fp32 residual stream) and the Triton kernels take one"
     elif head_dim > TRITON_MAX_HEAD_DIM:
         reason = f"head dim {head_dim} is over the attention kernel's {TRITON_MAX_HEAD_DIM}"
     elif hidden_size > TRITON_MAX_HIDDEN:

@@ -643,8 +643,15 @@ class BertModel(BertPreTrainedModel):
             if not torch.is_grad_enabled():
                 return False
             floats = () if inputs is None else (inputs.inputs_embeds, inputs.encoder_hidden_states)
-            return any(t is not None and t.requires_grad for t in floats) or any(
-                p.requires_grad for p in self.parameters()
+            # a forward hook on the input embeddings may make their output require grad on a frozen model
+            # (enable_input_require_grads, which gradient checkpointing installs; PEFT's k-bit preparation;
+            # attribution tools)
+            embeddings = self.get_input_embeddings()
+            hooked = bool(embeddings._forward_hooks) if isinstance(embeddings, nn.Module) else False
+            return (
+                hooked
+                or any(t is not None and t.requires_grad for t in floats)
+                or any(p.requires_grad for p in self.parameters())
             )
 
         table, reason = resolve(
@@ -658,6 +665,7 @@ class BertModel(BertPreTrainedModel):
             no_real_tokens=no_real_tokens,
             head_dim=cfg.head_dim,
             hidden_size=cfg.hidden_size,
+            autocast=torch.is_autocast_enabled(self.device.type),
         )
         if reason is not None:
             self._warn_fallback(reason)
