@@ -416,6 +416,12 @@ class PreTrainedMixin:
         if attn_implementation is None:  # the config's own choice (BertConfig(attn_implementation=...))
             attn_implementation = config._attn_implementation
         config._attn_implementation = check_attn_implementation(attn_implementation)
+        pruned = getattr(config, "pruned_heads", None)
+        if pruned:  # transformers 4's prune_heads: its smaller attention matrices fit no fastbert layer
+            raise ValueError(
+                f"{path}: config.json has pruned_heads {dict(pruned)} (saved after transformers 4's "
+                "prune_heads): fastbert has no pruned attention heads; load it with transformers 4"
+            )
 
         torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
         device = parse_device_map(device_map)

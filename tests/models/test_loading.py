@@ -281,6 +281,20 @@ def test_a_config_without_model_type_is_read_as_its_family(tmp_path, model_type)
     assert fastbert.AutoConfig.from_pretrained(folder).model_type == "bert"  # nothing says
 
 
+def test_a_checkpoint_with_pruned_heads_is_refused_by_name(tmp_path):
+    """transformers 4's prune_heads saves smaller attention matrices and config.json's pruned_heads:
+    refused before any weight is read, naming pruned_heads (it failed later on a size mismatch)."""
+    save_tiny(tmp_path, "BertModel")
+    config_file = tmp_path / "config.json"
+    cfg = json.loads(config_file.read_text())
+    cfg["pruned_heads"] = {"0": [1, 2]}
+    config_file.write_text(json.dumps(cfg))
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        (tmp_path / name).unlink(missing_ok=True)  # no weights at all: the refusal comes first
+    with pytest.raises(ValueError, match="pruned_heads"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
 def test_attn_implementation_choice(tmp_path):
     save_tiny(tmp_path, "BertModel")
     assert (
