@@ -125,6 +125,9 @@ _LAZY: dict[str, str] = {
 
 # modules that are also their main function: ``fastbert.embed(...)`` and ``fastbert.embed.read_output``
 _FUNCTION_MODULES = ("accelerate", "embed")
+# submodules the documentation calls through the package after a plain ``import fastbert``
+# (``fastbert.hub.embedded_model_path()``, ``fastbert.quant.refresh(model)``), loaded on first use
+_SUBMODULES = ("hub", "quant")
 
 
 class FunctionModule(types.ModuleType):
@@ -139,6 +142,10 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"fastbert.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastbert' has no attribute {name!r}")

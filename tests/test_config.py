@@ -142,3 +142,17 @@ def test_import_is_light():
     code = "import sys, fastbert; fastbert.BertConfig; print('triton' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_documented_submodules_after_a_plain_import():
+    # README: `fastbert.hub.embedded_model_path()` and `fastbert.quant.refresh(model)` after `import fastbert`;
+    # `import fastbert` alone still imports neither triton nor transformers
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastbert; light = ('triton' in sys.modules, 'transformers' in sys.modules); "
+        "print(*light, callable(fastbert.hub.embedded_model_path), callable(fastbert.quant.refresh))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "True", "True"]
