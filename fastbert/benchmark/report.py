@@ -1,7 +1,7 @@
 """Result files and tables of ``fastbert bench``: ``rows.jsonl`` (one row per line, written as measured),
 ``bench.json``, ``bench.csv``, ``TABLE.md``, ``scaling.png``; and the README tables regenerated from them::
 
-    python -m fastbert.benchmark.report --readme benchmarks/results/cpu-amd-epyc
+    python -m fastbert.benchmark.report --readme benchmarks/results/cpu-amd-epyc/quick benchmarks/results/cpu-amd-epyc/cpu-suite
 
 :func:`format_table` is the one small text-table formatter of the package (``fastbert check`` can use it).
 This module imports nothing heavy at the top (no torch), so anything may use the formatter.
