@@ -324,7 +324,6 @@ def test_loading_and_a_forward_pass_leave_torch_dynamo_and_sympy_unimported(tmp_
 
     from model_helpers import tiny_family_config
 
-
     configs = {t: tiny_family_config(t, width=32) for t in registry.supported_model_types()}
     configs["bert-relative"] = tiny_family_config(
         "bert", width=32, position_embedding_type="relative_key_query"

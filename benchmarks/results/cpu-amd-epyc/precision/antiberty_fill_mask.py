@@ -28,10 +28,11 @@ import torch
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 4))
 sys.path[:0] = [os.path.join(ROOT, "tests"), ROOT]
 
-import fastbert  # noqa: E402
-from fastbert.quant import quantize  # noqa: E402
 from model_helpers import antiberty_folder  # noqa: E402
 from quant.test_int8 import _mutants  # noqa: E402
+
+import fastbert  # noqa: E402
+from fastbert.quant import quantize  # noqa: E402
 
 
 def cpu() -> dict:
