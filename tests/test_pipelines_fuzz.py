@@ -657,3 +657,46 @@ def test_unknown_parameters_name_themselves(ckpt):
         ours, _ = pipes(task, ckpt[model])
         with pytest.raises(TypeError, match="bananas"):
             ours(x, bananas=3)
+
+
+# ======================================================================== truncation with max_length
+
+
+def test_truncation_with_max_length_as_the_caller_asks(ckpt):
+    """``truncation`` is the caller's even when ``max_length`` is given (it was replaced by the tokenizer's
+    longest_first on the first call: False truncated anyway, only_first / only_second were ignored)."""
+    text = "John lives in New York and works at the old city of paris"
+    pair = {"text": "John lives in New York and works", "text_pair": "at the old city of paris"}
+    ours, ref = pipes("text-classification", ckpt["seq"])
+    for x, kw in [
+        (text, {"truncation": False, "max_length": 4}),
+        (text, {"truncation": "do_not_truncate", "max_length": 4}),
+        (pair, {"truncation": "only_second", "max_length": 12}),
+        (pair, {"truncation": "only_first", "max_length": 12}),
+        (pair, {"truncation": "longest_first", "max_length": 12}),
+    ]:
+        same_call(ours, ref, x, top_k=None, **kw)
+    ours, ref = pipes("feature-extraction", ckpt["base"])
+    same_call(ours, ref, text, tokenize_kwargs={"truncation": False, "max_length": 4})
+    ours, ref = pipes("fill-mask", ckpt["mlm"])
+    masked = "paris is the [MASK] of france and more words"
+    same_call(ours, ref, masked, top_k=2, tokenizer_kwargs={"truncation": False, "max_length": 6})
+
+
+def test_long_input_with_max_length_truncated_to_the_model(ckpt):
+    """An input longer than the model with a ``max_length`` above the model's (transformers: a RuntimeError in
+    the position embeddings) is truncated to the model's maximum with a warning, as without ``max_length``
+    (it raised TypeError: max_length passed twice)."""
+    fill, _ = pipes("fill-mask", ckpt["mlm"])
+    text = "paris is the [MASK] of france " + "word " * 150
+    with pytest.warns(UserWarning, match="truncated to the model's maximum of 64"):
+        got = fill(text, top_k=2, tokenizer_kwargs={"padding": "max_length", "max_length": 100})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(got, fill(text, top_k=2, tokenizer_kwargs={"truncation": True, "padding": "max_length"}))
+    cls, _ = pipes("text-classification", ckpt["seq"])
+    with pytest.warns(UserWarning, match="truncated"):
+        got = cls("word " * 300, max_length=200)
+    assert_same(got, cls("word " * 300, truncation=True))
+    with pytest.raises(ValueError, match="longer than the model's maximum of 64"):
+        cls("word " * 300, max_length=200, truncation=False)

@@ -207,8 +207,18 @@ class Pipeline:
         truncation: bool | str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Tokenize one input; longer than ``max_length``: truncated (with a warning unless ``truncation``
-        asked for it: True or a strategy), or an error when ``truncation=False``."""
+        """Tokenize one input. ``truncation`` asked for (True or a strategy): as the tokenizer does it, to
+        the caller's ``max_length`` (at most the model's). Otherwise (None, False, ``"do_not_truncate"``) the
+        tokenizer runs with the caller's kwargs; an input longer than the model's ``max_length`` is then
+        truncated with a warning (None) or refused (False, ``"do_not_truncate"``)."""
+        refused = truncation is False or truncation == "do_not_truncate"
+        if truncation is not None and not refused:
+            limit_to = min(kwargs.pop("max_length", None) or self.max_length, self.max_length)
+            return self.tokenizer(
+                text, text_pair, truncation=truncation, max_length=limit_to, verbose=False, **kwargs
+            )
+        if refused:
+            kwargs["truncation"] = truncation
         enc = self.tokenizer(text, text_pair, verbose=False, **kwargs)
         n = len(enc["input_ids"])
         if n <= self.max_length:
@@ -219,20 +229,19 @@ class Pipeline:
             if self._max_length_given
             else f"the model's maximum of {self.max_length}"
         )
-        if truncation is False or truncation == "do_not_truncate":
+        if refused:
             raise ValueError(
                 f"{what} is {n} tokens long, longer than {limit} "
-                f"(truncation=False): shorten it or allow truncation. Input starts: {_preview(text)}"
+                f"(truncation={truncation!r}): shorten it or allow truncation. Input starts: {_preview(text)}"
             )
-        if truncation is None:  # truncated by default: said; asked for (True, a strategy): as asked
-            warnings.warn(
-                f"{what} of {n} tokens truncated to {limit}: {_preview(text)}",
-                UserWarning,
-                stacklevel=4,
-            )
-        strategy = truncation if isinstance(truncation, str) else "longest_first"
+        warnings.warn(
+            f"{what} of {n} tokens truncated to {limit}: {_preview(text)}",
+            UserWarning,
+            stacklevel=4,
+        )
+        kwargs.pop("max_length", None)  # the caller's was longer than the model's (else it would fit)
         return self.tokenizer(
-            text, text_pair, truncation=strategy, max_length=self.max_length, verbose=False, **kwargs
+            text, text_pair, truncation="longest_first", max_length=self.max_length, verbose=False, **kwargs
         )
 
     @staticmethod
