@@ -142,3 +142,70 @@ def test_check_refuses_packed_graphs_off_cuda():
         ValueError, match="triton-packed replays CUDA graphs: it needs a CUDA device, not cpu"
     ):
         check.run_check(config="tiny", dtypes=("fp32",), backends=("triton-packed",), device="cpu")
+
+
+def test_check_judges_fastbert_against_transformers(monkeypatch):
+    """With transformers installed, the reference is transformers' eager float64 and PyTorch's own error is
+    transformers' eager output in the dtype: a bug every fastbert backend shares (here the intermediate layer
+    1% off, in eager and sdpa alike) fails the check (it passed: fastbert was judged against itself)."""
+    import pytest
+
+    pytest.importorskip("transformers")
+    import fastbert.models.layers as layers
+
+    real = layers.BertIntermediate.forward
+    monkeypatch.setattr(layers.BertIntermediate, "forward", lambda self, *a, **k: real(self, *a, **k) * 1.01)
+    rows = check.run_check(config="tiny", dtypes=("fp32",), backends=("eager", "sdpa"), batch=3, seqlen=9)
+    fast = [r for r in rows if r.provider.startswith("fastbert")]
+    assert fast and not any(r.ok for r in fast)
+    theirs = next(r for r in rows if r.provider == "transformers eager")
+    assert theirs.max_err < 1e-5  # transformers against its own float64: fp32 noise only
+
+
+def test_check_transformers_rows_do_not_depend_on_the_dtype_order():
+    """transformers' fp32 rows are the same after an fp16 run (its weights were cast to fp16 and back)."""
+    import pytest
+
+    pytest.importorskip("transformers")
+
+    def fp32_rows(dtypes):
+        rows = check.run_check(config="tiny", dtypes=dtypes, backends=("eager",), batch=3, seqlen=9)
+        return {r.provider: (r.max_err, r.mean_err) for r in rows if r.dtype == "fp32"}
+
+    alone = fp32_rows(("fp32",))
+    assert fp32_rows(("fp16", "bf16", "fp32")) == alone
+    assert alone["transformers eager"][0] < 1e-5
+
+
+def test_check_refuses_triton_where_it_cannot_run(monkeypatch):
+    """A triton row where triton cannot run would be sdpa's output under triton's name: refused by name."""
+    import pytest
+
+    from fastbert.core import ops
+
+    monkeypatch.setattr(ops, "triton_available", lambda: False)
+    for backend in ("triton", check.TRITON_EAGER):
+        with pytest.raises(ValueError, match=f"{backend} needs triton on a CUDA GPU"):
+            check.run_check(config="tiny", dtypes=("fp32",), backends=("eager", backend), device="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbert", "check", "--config", "tiny", "--backends", "triton"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "TRITON_INTERPRET": "0", "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 2 and "triton needs triton" in proc.stderr, proc.stderr
+
+
+def test_check_header_names_the_reference():
+    import pytest
+
+    pytest.importorskip("transformers")
+    args = ["--config", "tiny", "--dtypes", "fp32", "--attn-implementation", "eager"]
+    proc = subprocess.run([sys.executable, "-m", "fastbert", "check", *args], capture_output=True, text=True)
+    assert proc.returncode == 0 and "reference: transformers eager in float64" in proc.stdout, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbert", "check", *args, "--no-transformers"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "fastbert against itself" in proc.stdout, proc.stderr
