@@ -700,3 +700,49 @@ def test_long_input_with_max_length_truncated_to_the_model(ckpt):
     assert_same(got, cls("word " * 300, truncation=True))
     with pytest.raises(ValueError, match="longer than the model's maximum of 64"):
         cls("word " * 300, max_length=200, truncation=False)
+
+
+# ============================================================================== Dataset inputs
+
+
+@pytest.mark.parametrize(
+    "task, model, key, texts",
+    [
+        ("text-classification", "seq", "text", TEXTS[:5]),
+        ("fill-mask", "mlm", "text", FILL),
+        ("token-classification", "tok", "text", TEXTS[:5]),
+        ("feature-extraction", "base", "text", TEXTS[:3]),
+    ],
+)
+def test_torch_dataset_inputs_are_streamed(ckpt, task, model, key, texts):
+    """A ``torch.utils.data.Dataset`` (transformers' ``KeyDataset``) is a stream of inputs: an iterator of
+    results, as transformers (it was taken as one input and refused)."""
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    ours, ref = pipes(task, ckpt[model])
+    data = KeyDataset([{key: t} for t in texts], key)
+    got = ours(data, batch_size=2)
+    assert not isinstance(got, list) and iter(got) is got
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_same(list(got), list(ref(data)))  # (batch_size 1: transformers pads features to a batch)
+
+
+def test_torch_dataset_of_question_answering_examples(ckpt):
+    """transformers 5 has no question-answering pipeline: a Dataset gives what the list of its items gives."""
+    qa = fastbert.pipeline("question-answering", model=ckpt["qa"])
+
+    class Examples(torch.utils.data.Dataset):
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    items = [{"question": "who lives there", "context": t} for t in TEXTS[:4]]
+    got = qa(Examples(items), batch_size=3)
+    assert not isinstance(got, list)
+    assert_same(list(got), qa(items))

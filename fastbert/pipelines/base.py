@@ -111,7 +111,8 @@ class Pipeline:
     """Base of the task pipelines: ``pipeline(inputs, **params)`` like transformers' pipelines.
 
     A list (or tuple) of inputs returns a list of results in input order; a generator or other
-    iterator returns a generator that reads its inputs a window at a time; one input returns one result.
+    iterator, or a ``torch.utils.data.Dataset`` (transformers' ``KeyDataset``), returns a generator that reads
+    its inputs a window at a time; one input returns one result.
     """
 
     task: str = ""
@@ -379,13 +380,19 @@ class Pipeline:
     def _many(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         return list(self._run(items, params, len(items)))
 
-    def _stream(self, items: Iterable[Any], params: dict[str, Any]) -> Iterator[Any]:
-        yield from self._run(items, params, None)
+    def _stream(
+        self, items: Iterable[Any], params: dict[str, Any], total: int | None = None
+    ) -> Iterator[Any]:
+        yield from self._run(items, params, total)
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         params = self._split_params(**kwargs)
         if isinstance(inputs, (list, tuple)):
             return self._many(list(inputs), params)
+        if _is_map_dataset(inputs):
+            # a torch Dataset read by index (transformers' KeyDataset pattern): streamed, as transformers
+            # does, an iterator of results
+            return self._stream((inputs[i] for i in range(len(inputs))), params, len(inputs))
         if _is_stream(inputs):
             return self._stream(inputs, params)
         return self._single(inputs, params)
@@ -426,6 +433,15 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _is_map_dataset(x: Any) -> bool:
+    """A ``torch.utils.data.Dataset`` read by index (``__len__`` and ``__getitem__``, not an IterableDataset)."""
+    return (
+        isinstance(x, torch.utils.data.Dataset)
+        and not isinstance(x, torch.utils.data.IterableDataset)
+        and hasattr(x, "__len__")
+    )
 
 
 def _is_stream(x: Any) -> bool:
