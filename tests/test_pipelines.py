@@ -470,14 +470,25 @@ def test_task_inferred_from_architecture(ckpt):
     assert fastbert.pipeline(model=embedded_model_path()).task == "sentence-embedding"
 
 
+def test_int_device_is_the_accelerator_transformers_picks(ckpt):
+    """``device=0`` is the first accelerator there is as in transformers 4.57 (cuda:0, else mps:0, else the
+    CPU: code from a model card runs on a laptop); it raised torch's AssertionError without CUDA."""
+    ref = transformers.pipeline("fill-mask", model=ckpt["mlm"], device=0)
+    ours = fastbert.pipeline("fill-mask", model=ckpt["mlm"], device=0)
+    assert ours.device == ref.device and ours.model.device == ref.model.device
+    assert_same(ours(FILL_INPUTS[0]), ref(FILL_INPUTS[0]))
+    loaded = fastbert.AutoModelForMaskedLM.from_pretrained(ckpt["mlm"])
+    assert fastbert.pipeline("fill-mask", model=loaded, tokenizer=ckpt["mlm"], device=0).device == ref.device
+    assert fastbert.pipeline("fill-mask", model=ckpt["mlm"], device=-1).device == torch.device("cpu")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
-def test_device_0_without_cuda_fails_like_torch(ckpt):
-    # torch's own error here: "Torch not compiled with CUDA enabled" (CPU build) or "Found no NVIDIA
-    # driver ..." (CUDA build on a machine without a GPU)
+def test_device_map_ordinal_without_cuda_fails_like_torch(ckpt):
+    # device_map=0 is from_pretrained's CUDA device (no fallback): torch's own error here
     with pytest.raises((AssertionError, RuntimeError)) as torch_error:
         torch.empty(1, device="cuda:0")
     with pytest.raises(torch_error.type, match=re.escape(str(torch_error.value))):
-        fastbert.pipeline("fill-mask", model=ckpt["mlm"], device=0)
+        fastbert.pipeline("fill-mask", model=ckpt["mlm"], device_map=0)
 
 
 def test_dtype_and_attn_implementation(ckpt):

@@ -34,14 +34,24 @@ def resolve_dtype(dtype: Any) -> torch.dtype | str | None:
 
 
 def resolve_device(device: Any, model: Any = None) -> torch.device:
-    """transformers' convention: an int is a CUDA ordinal (-1 is the CPU), a string or torch.device as is;
-    None keeps a loaded model where it is, and is the CPU otherwise."""
+    """transformers 4.57's convention: an int ``N >= 0`` is the N-th device of the accelerator there is
+    (``cuda:N``, else ``mps:N``, else the CPU, as transformers' ``Pipeline``), ``-1`` the CPU; a string or
+    torch.device as is; None keeps a loaded model where it is, and is the CPU otherwise."""
     if device is None:
         if model is not None and isinstance(model, torch.nn.Module):
             return model_device(model)
         return torch.device("cpu")
     if isinstance(device, bool) or not isinstance(device, (int, str, torch.device)):
         raise ValueError(f"device must be an int, a string or a torch.device, not {device!r}")
+    if isinstance(device, int):
+        if device < 0:
+            return torch.device("cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", device)
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps", device)
+        return torch.device("cpu")
     from ..devices import parse_device
 
     return parse_device(device, "device")

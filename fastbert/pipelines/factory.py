@@ -108,8 +108,9 @@ def pipeline(
 ) -> Pipeline:
     """Build the pipeline of ``task`` on ``model`` (a local folder, a hub id or a loaded model).
 
-    ``device``: an int is a CUDA ordinal (``0`` is ``cuda:0``, ``-1`` the CPU), or a string / torch.device;
-    None keeps a loaded model where it is and puts a loaded-here one on the CPU, as transformers does.
+    ``device``: an int is an accelerator's ordinal as in transformers 4.57 (``0`` is ``cuda:0`` where CUDA
+    is, else ``mps:0`` where MPS is, else the CPU; ``-1`` the CPU), or a string / torch.device; None keeps a
+    loaded model where it is and puts a loaded-here one on the CPU, as transformers does.
     ``torch_dtype`` (or ``dtype``): a torch dtype or its name (``"float16"``, ``"bf16"``...).
     ``attn_implementation``: ``"eager"``, ``"sdpa"`` or ``"triton"``. ``batch_size``: rows per forward
     (default 32). ``progress``: a tqdm bar (default: when stderr is a terminal and the inputs are more
@@ -126,7 +127,10 @@ def pipeline(
         torch_dtype = dtype
     torch_dtype = resolve_dtype(torch_dtype)
     if device is None and device_map is not None and device_map != "auto":
-        device = device_map
+        from fastbert.devices import parse_device
+
+        # a device_map ordinal is CUDA's, as from_pretrained(device_map=0) (no CPU fallback, unlike device=0)
+        device = parse_device(device_map, "device_map")
 
     hub = HubOptions(revision=revision, token=token)
     if model is None:
