@@ -307,8 +307,8 @@ def test_token_classification_stride(ckpt):
     ours = fb_pipe("token-classification", ckpt["tok"], aggregation_strategy="simple")
     ref = hf_pipe("token-classification", ckpt["tok"], aggregation_strategy="simple")
     assert_same(ours(text, stride=16, ignore_labels=[]), ref(text, stride=16, ignore_labels=[]))
-    with pytest.raises(ValueError, match="stride"):
-        fb_pipe("token-classification", ckpt["tok"])(text, stride=16)
+    with pytest.raises(ValueError, match="stride"):  # "none" asked for (without a strategy: merged tokens)
+        fb_pipe("token-classification", ckpt["tok"])(text, stride=16, aggregation_strategy="none")
 
 
 # ======================================================================================== question-answering

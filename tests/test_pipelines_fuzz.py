@@ -376,12 +376,16 @@ def test_token_classification_errors(ckpt):
     both_raise(ours, ref, 5, ValueError)
 
 
-@pytest.mark.skip(
-    reason="deliberate: stride without an aggregation strategy (or with 'none') is refused by fastbert (the "
-    "error transformers documents), where transformers raises only when 'none' is passed in the same call"
-)
-def test_token_classification_stride_without_strategy():  # pragma: no cover
-    pass
+def test_token_classification_stride_without_strategy(ckpt):
+    """``stride`` without an aggregation strategy runs the windows and merges their tokens' entities, as
+    transformers (4.57 and 5.25 raise only when ``aggregation_strategy="none"`` is passed; fastbert refused)."""
+    ours, ref = pipes("token-classification", ckpt["tok"])
+    for stride in (0, 16):
+        same_call(ours, ref, LONG, stride=stride)
+        same_call(ours, ref, LONG, stride=stride, ignore_labels=[])
+    both_raise(
+        ours, ref, LONG, ValueError, 'aggregation_strategy="none"', stride=16, aggregation_strategy="none"
+    )
 
 
 # ======================================================================================== question-answering

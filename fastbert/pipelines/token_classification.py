@@ -62,7 +62,7 @@ class TokenClassificationPipeline(Pipeline):
                 raise ValueError(
                     "`stride` must be less than `tokenizer.model_max_length` (or even lower if the tokenizer adds special tokens)"
                 )
-            if strategy in (None, "none"):
+            if strategy == "none":  # asked for; without a strategy the windows' tokens are merged
                 raise ValueError(
                     '`stride` was provided to process all the text but `aggregation_strategy="none"`, '
                     "please select another one instead."
