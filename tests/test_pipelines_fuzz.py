@@ -750,3 +750,56 @@ def test_torch_dataset_of_question_answering_examples(ckpt):
     got = qa(Examples(items), batch_size=3)
     assert not isinstance(got, list)
     assert_same(list(got), qa(items))
+
+
+# ====================================================================== transformers' generic arguments
+
+
+def test_generic_pipeline_arguments_accepted_and_ignored(ckpt, caplog):
+    """``num_workers`` (per call and at construction) and ``binary_output`` (at construction), transformers'
+    Pipeline arguments, change nothing and reach no tokenizer (they were refused, or logged 'not recognized'
+    once per input)."""
+    import logging
+
+    for task, model, x in [
+        ("fill-mask", "mlm", FILL[:2]),
+        ("token-classification", "tok", TEXTS[:2]),
+        ("feature-extraction", "base", TEXTS[:2]),
+        ("text-classification", "seq", TEXTS[:2]),
+    ]:
+        ours, ref = pipes(task, ckpt[model])
+        with caplog.at_level(logging.WARNING):
+            same_call(ours, ref, x, num_workers=0)
+            built = fastbert.pipeline(task, model=ckpt[model], num_workers=2, binary_output=True)
+            assert_same(built(x), ours(x))
+        assert "not recognized" not in caplog.text
+    qa = fastbert.pipeline("question-answering", model=ckpt["qa"], binary_output=True)
+    ex = {"question": "who lives there", "context": TEXTS[0]}
+    assert_same(qa(ex, num_workers=0), qa(ex))
+
+
+def test_factory_takes_framework_config_and_modelcard(ckpt):
+    """``framework="pt"``, ``config=`` (a folder or a config object) and ``modelcard=``, as transformers 4.57's
+    ``pipeline`` takes them (they were TypeErrors)."""
+    _, ref = pipes("fill-mask", ckpt["mlm"])
+    for kw in [
+        {"framework": "pt"},
+        {"config": ckpt["mlm"]},
+        {"config": transformers.AutoConfig.from_pretrained(ckpt["mlm"])},
+        {"config": fastbert.BertConfig.from_pretrained(ckpt["mlm"])},
+        {"modelcard": None},
+    ]:
+        assert_same(fastbert.pipeline("fill-mask", model=ckpt["mlm"], **kw)(FILL[0]), ref(FILL[0]))
+    # transformers (4.57 and 5.25) loads a folder with its own config: the labels given in config= are unused
+    config = transformers.AutoConfig.from_pretrained(ckpt["seq"])
+    config.id2label = {0: "x", 1: "y", 2: "z"}
+    config.label2id = {"x": 0, "y": 1, "z": 2}
+    got = fastbert.pipeline("text-classification", model=ckpt["seq"], config=config)(TEXTS[0], top_k=None)
+    want = transformers.pipeline("text-classification", model=ckpt["seq"], config=config)(
+        TEXTS[0], top_k=None
+    )
+    assert_same(got, want)
+    with pytest.raises(ValueError, match="framework='tf': fastbert runs PyTorch models only"):
+        fastbert.pipeline("fill-mask", model=ckpt["mlm"], framework="tf")
+    with pytest.raises(TypeError, match="config must be a folder, a hub id or a config object"):
+        fastbert.pipeline("fill-mask", model=ckpt["mlm"], config=5)

@@ -160,6 +160,9 @@ class Pipeline:
                 f"max_length={self.max_length} is too small: a {self.task or 'pipeline'} input needs at least "
                 f"{least} tokens (the tokenizer adds {least - self._least_text_tokens()} special tokens)"
             )
+        # transformers' Pipeline argument that no text task reads (its postprocessing for audio and images):
+        # accepted at construction and ignored, as there (per call it is an unknown parameter, as there)
+        kwargs.pop("binary_output", None)
         # parameters given at construction: defaults of every call
         self._init_params = dict(kwargs)
         self._check_params(self._init_params)
@@ -364,13 +367,15 @@ class Pipeline:
         batch_size = whole_number("batch_size", merged.pop("batch_size", None))
         progress = merged.pop("progress", None)
         window = whole_number("window", merged.pop("window", None))
+        # transformers' DataLoader workers: accepted and ignored (fastbert batches in the process)
+        merged.pop("num_workers", None)
         import inspect
 
         sig = inspect.signature(self._sanitize)
         if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             unknown = sorted(set(merged) - set(sig.parameters))
             if unknown:
-                known = ", ".join(list(sig.parameters) + ["batch_size", "progress"])
+                known = ", ".join(list(sig.parameters) + ["batch_size", "progress", "num_workers"])
                 raise TypeError(
                     f"{self.task} pipeline got unknown parameter(s) {', '.join(unknown)}; it takes {known}"
                 )

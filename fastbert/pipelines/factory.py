@@ -104,6 +104,9 @@ def pipeline(
     token: str | bool | None = None,
     use_fast: bool = True,
     trust_remote_code: bool | None = None,
+    framework: str | None = None,
+    config: Any = None,
+    modelcard: Any = None,
     **kwargs: Any,
 ) -> Pipeline:
     """Build the pipeline of ``task`` on ``model`` (a local folder, a hub id or a loaded model).
@@ -116,7 +119,17 @@ def pipeline(
     (default 32). ``progress``: a tqdm bar (default: when stderr is a terminal and the inputs are more
     than one batch). Other keyword arguments are the task's defaults (``top_k``, ``aggregation_strategy``...);
     for ``sentence-embedding``, ``pooling=`` and ``normalize=`` override the folder's pooling config.
+    As transformers 4.57 (and 5.25): ``config=`` (a folder, a hub id or a config object) is accepted and
+    the model is loaded with its folder's own config (transformers reads ``config`` to pick the model class
+    only); ``framework`` may only be ``"pt"``; ``modelcard`` is accepted and unused.
     """
+    del modelcard  # transformers keeps it for save_pretrained only
+    if config is not None and not (
+        isinstance(config, (str, os.PathLike)) or callable(getattr(config, "to_dict", None))
+    ):
+        raise TypeError(f"config must be a folder, a hub id or a config object, not {type(config).__name__}")
+    if framework is not None and framework != "pt":
+        raise ValueError(f"framework={framework!r}: fastbert runs PyTorch models only (framework='pt')")
     if task is None:
         if model is None:
             raise ValueError("pipeline needs a task, a model, or both")
