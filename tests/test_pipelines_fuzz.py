@@ -803,3 +803,17 @@ def test_factory_takes_framework_config_and_modelcard(ckpt):
         fastbert.pipeline("fill-mask", model=ckpt["mlm"], framework="tf")
     with pytest.raises(TypeError, match="config must be a folder, a hub id or a config object"):
         fastbert.pipeline("fill-mask", model=ckpt["mlm"], config=5)
+
+
+def test_fill_mask_on_a_loaded_bert_for_pretraining(ckpt, tmp_path):
+    """A loaded BertForPreTraining (its scores are ``prediction_logits``) fills masks as the same weights in a
+    BertForMaskedLM (it raised KeyError: 'logits'); transformers' fill-mask on a folder loads it that way."""
+    torch.manual_seed(3)
+    config = transformers.BertConfig.from_pretrained(ckpt["mlm"])
+    config.architectures = ["BertForPreTraining"]
+    transformers.BertForPreTraining(config).save_pretrained(tmp_path)
+    transformers.AutoTokenizer.from_pretrained(ckpt["mlm"]).save_pretrained(tmp_path)
+    loaded = fastbert.BertForPreTraining.from_pretrained(str(tmp_path))
+    ours = fastbert.pipeline("fill-mask", model=loaded, tokenizer=str(tmp_path))
+    ref = transformers.pipeline("fill-mask", model=str(tmp_path))
+    assert_same(ours(FILL[:3]), ref(FILL[:3]))

@@ -120,7 +120,11 @@ class FillMaskPipeline(Pipeline):
         return f"the model's maximum of {self.max_length} tokens"
 
     def extract(self, output, attention_mask, lengths, features, **_):
-        logits = model_output(output, "logits")
+        # a loaded BertForPreTraining names its masked-LM scores prediction_logits
+        has_logits = (
+            ("logits" in output) if isinstance(output, dict) else getattr(output, "logits", None) is not None
+        )
+        logits = model_output(output, "logits" if has_logits else "prediction_logits")
         outs = []
         for r, f in enumerate(features):
             pos = torch.tensor(f["positions"], device=logits.device)
