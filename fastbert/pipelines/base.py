@@ -416,6 +416,14 @@ class Pipeline:
         return f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, device={self.device})"
 
 
+class PipelineKeyError(KeyError, ValueError):
+    """A dict input without a key the task needs: a ValueError (fastbert's bad-input contract) and a KeyError
+    (what transformers raises there); its message prints without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
 def whole_number(name: str, value: Any, minimum: int = 1) -> int | None:
     """``value`` as an int of at least ``minimum`` (None stays None); a ValueError naming ``name`` otherwise."""
     if value is None:

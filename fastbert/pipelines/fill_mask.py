@@ -27,7 +27,7 @@ class FillMaskPipeline(Pipeline):
             raise ValueError("fill-mask: the tokenizer defines no mask token")
         post: dict[str, Any] = {}
         if top_k is not None:
-            post["top_k"] = whole_number("top_k", top_k)
+            post["top_k"] = whole_number("top_k", top_k, minimum=0)  # 0: no token, [] per mask (transformers)
         if targets is not None:
             post["target_ids"] = self._target_ids(targets)
         pre: dict[str, Any] = {"tokenizer_kwargs": dict(tokenizer_kwargs or {})}

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Pipeline, model_output, whole_number
+from .base import Pipeline, PipelineKeyError, model_output, whole_number
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -53,7 +53,7 @@ class QuestionAnsweringPipeline(Pipeline):
         if isinstance(item, dict):
             for k in ("question", "context"):
                 if k not in item:
-                    raise ValueError(
+                    raise PipelineKeyError(
                         "question-answering takes a dictionary with keys {question:..., context:...}"
                     )
                 if item[k] is None:

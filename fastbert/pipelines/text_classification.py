@@ -27,8 +27,10 @@ class TextClassificationPipeline(Pipeline):
         post: dict[str, Any] = {}
         if return_all_scores is None:
             return_all_scores = getattr(self.model.config, "return_all_scores", None)
+        if top_k is not self._NO_TOP_K and not (isinstance(top_k, int) or top_k is None):
+            top_k = self._NO_TOP_K  # as transformers 4.57: a top_k that is not an int is not used
         if top_k is not self._NO_TOP_K:
-            if top_k is not None and int(top_k) < 0:  # 0: no label at all (an empty list), as transformers
+            if top_k is not None and top_k < 0:  # 0: no label at all (an empty list), as transformers
                 raise ValueError(f"top_k must be at least 0 or None, got {top_k}")
             post["top_k"] = top_k
             post["_legacy"] = False
