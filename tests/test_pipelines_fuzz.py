@@ -305,6 +305,16 @@ def test_text_classification_top_k_not_an_int_is_not_used(ckpt):
             same_call(ours, ref, x, top_k=k)
 
 
+def test_text_classification_dict_keys_reach_the_tokenizer(ckpt):
+    """A dict input's keys besides text / text_pair are the tokenizer's, as transformers' ``tokenizer(**inputs)``
+    (fastbert dropped them)."""
+    ours, ref = pipes("text-classification", ckpt["seq"])
+    text = "John lives in New York and works at the old city of paris"
+    for extra in ({"add_special_tokens": False}, {"max_length": 6, "truncation": "only_first"}):
+        same_call(ours, ref, {"text": text, "text_pair": "so", **extra}, top_k=None)
+        same_call(ours, ref, [{"text": text, **extra}, {"text": "a", "text_pair": "b", **extra}])
+
+
 def test_question_answering_missing_field_is_a_key_error_too(ckpt):
     """A dict without ``question`` or ``context``: transformers (4.57) raises KeyError, fastbert's contract is
     a ValueError: the error is both, and its message has no KeyError quotes (the CLI's one line)."""

@@ -62,6 +62,10 @@ class TextClassificationPipeline(Pipeline):
         if isinstance(item, dict):
             if "text" not in item:
                 raise ValueError('a text pair is a dictionary {"text": "My text", "text_pair": "My pair"}')
+            # the dict's other keys are the tokenizer's, as transformers' tokenizer(**inputs)
+            extra = {k: v for k, v in item.items() if k not in ("text", "text_pair")}
+            truncation = extra.pop("truncation", truncation)
+            kwargs.update(extra)
             enc = self._encode(item["text"], item.get("text_pair"), truncation=truncation, **kwargs)
         elif isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
             enc = self._encode(item[0][0], item[0][1], truncation=truncation, **kwargs)
