@@ -857,3 +857,50 @@ def test_fill_mask_on_a_loaded_bert_for_pretraining(ckpt, tmp_path):
     ours = fastbert.pipeline("fill-mask", model=loaded, tokenizer=str(tmp_path))
     ref = transformers.pipeline("fill-mask", model=str(tmp_path))
     assert_same(ours(FILL[:3]), ref(FILL[:3]))
+
+
+# ============================================================================== transformers 4's extras
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_token_classification_offset_mapping(ckpt, strategy):
+    """``offset_mapping=``: the (start, end) of each token given by the caller replace the tokenizer's, as
+    transformers (it was an unknown parameter)."""
+    ours, ref = pipes("token-classification", ckpt["tok"], aggregation_strategy=strategy)
+    tok = transformers.AutoTokenizer.from_pretrained(ckpt["tok"])
+    text = "John lives in New York, works at Googles."
+    # offsets of another spelling of the same tokens: start/end (and words) follow the given offsets
+    spaced = "John  lives in   New York , works at  Googles ."
+    given = [tuple(o) for o in tok(text, return_offsets_mapping=True)["offset_mapping"]]
+    same_call(ours, ref, spaced, offset_mapping=given, ignore_labels=[])
+    same_call(ours, ref, [spaced], offset_mapping=[given], ignore_labels=[])
+    with pytest.raises(ValueError, match="same batch size"):
+        ours([spaced, text], offset_mapping=[given])
+    with pytest.raises(ValueError, match="offset_mapping has 3"):
+        ours(spaced, offset_mapping=given[:3])
+
+
+def test_token_classification_offset_mapping_per_input(ckpt):
+    """Each input of a list gets its own offset_mapping (transformers 4.57 gives every input the first one's):
+    a list gives what each input gives alone."""
+    ours, _ = pipes("token-classification", ckpt["tok"], aggregation_strategy="simple")
+    tok = transformers.AutoTokenizer.from_pretrained(ckpt["tok"])
+    texts = ["John lives in New York", "works at Googles ."]
+    offsets = [[tuple(o) for o in tok(t, return_offsets_mapping=True)["offset_mapping"]] for t in texts]
+    alone = [ours(t, offset_mapping=o, ignore_labels=[]) for t, o in zip(texts, offsets)]
+    assert_same(ours(texts, offset_mapping=offsets, ignore_labels=[]), alone)
+    assert_same(alone, [ours(t, ignore_labels=[]) for t in texts])
+
+
+def test_pipeline_object_api_of_transformers_4(ckpt, tmp_path):
+    """``framework``, ``torch_dtype``, ``save_pretrained``, ``predict`` and ``transform`` as transformers 4.57's
+    Pipeline has them (hasattr was False)."""
+    ours, ref = pipes("fill-mask", ckpt["mlm"])
+    assert ours.framework == "pt" == getattr(transformers.pipelines.base.Pipeline, "framework", "pt")
+    assert ours.torch_dtype == ours.dtype == torch.float32
+    assert_same(ours.predict(FILL[0]), ref(FILL[0]))
+    assert_same(ours.transform(FILL[:2]), ref(FILL[:2]))
+    ours.save_pretrained(tmp_path / "saved")
+    reloaded = transformers.pipeline("fill-mask", model=str(tmp_path / "saved"))
+    assert_same(reloaded(FILL[:2]), ref(FILL[:2]))
+    assert_same(fastbert.pipeline("fill-mask", model=str(tmp_path / "saved"))(FILL[0]), ref(FILL[0]))

@@ -128,6 +128,8 @@ class Pipeline:
     task: str = ""
     # Output attribute a feature reads from the model output.
     output_names: tuple[str, ...] = ("logits",)
+    #: transformers 4's attribute: the models are PyTorch's
+    framework: str = "pt"
 
     def __init__(
         self,
@@ -175,6 +177,31 @@ class Pipeline:
     @property
     def dtype(self) -> torch.dtype:
         return model_dtype(self.model)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """transformers 4.57's older name of :attr:`dtype`."""
+        return self.dtype
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any
+    ):
+        """Save the model and the tokenizer in ``save_directory`` (created if missing), as transformers'
+        ``Pipeline.save_pretrained``: ``pipeline(task, model=save_directory)`` loads them back."""
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_directory {os.fspath(save_directory)!r} is a file: pass a folder")
+        os.makedirs(save_directory, exist_ok=True)
+        self.model.save_pretrained(save_directory, safe_serialization=safe_serialization, **kwargs)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory)
+
+    def transform(self, X: Any) -> Any:
+        """scikit-learn's interface, as transformers: ``self(X)``."""
+        return self(X)
+
+    def predict(self, X: Any) -> Any:
+        """scikit-learn's interface, as transformers: ``self(X)``."""
+        return self(X)
 
     def _default_max_length(self) -> int:
         limits = []

@@ -24,8 +24,17 @@ class TokenClassificationPipeline(Pipeline):
         delimiter: str | None = None,
         grouped_entities: bool | None = None,
         ignore_subwords: bool | None = None,
+        offset_mapping: Any = None,
     ):
         pre: dict[str, Any] = {}
+        if offset_mapping is not None:
+            # the inputs' own (start, end) of each token, paired with them in __call__ (transformers 4.57's
+            # offset_mapping=, for tokenizers without offsets)
+            if stride is not None or is_split_into_words:
+                raise ValueError(
+                    "offset_mapping gives the (start, end) of each token of one untruncated text: it cannot "
+                    "be used with stride or is_split_into_words"
+                )
         post: dict[str, Any] = {}
         if is_split_into_words:
             pre["is_split_into_words"] = True
@@ -73,6 +82,9 @@ class TokenClassificationPipeline(Pipeline):
         return {"preprocess": pre, "postprocess": post}
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        offsets = kwargs.get("offset_mapping", self._init_params.get("offset_mapping"))
+        if offsets is not None:
+            inputs = _with_offsets(inputs, offsets)
         split = kwargs.get("is_split_into_words", self._init_params.get("is_split_into_words", False))
         if (
             split
@@ -92,6 +104,9 @@ class TokenClassificationPipeline(Pipeline):
         delimiter: str = " ",
     ):
         word_starts = None
+        given_offsets = None
+        if isinstance(sentence, _WithOffsets):
+            sentence, given_offsets = sentence.text, sentence.offsets
         if is_split_into_words:
             if not isinstance(sentence, (list, tuple)):
                 raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens.")
@@ -124,11 +139,19 @@ class TokenClassificationPipeline(Pipeline):
 
         if stride is None:
             enc = self._encode(text, truncation=truncation, **common)
+            offsets = offsets_of(enc, None)
+            if given_offsets is not None:
+                if len(given_offsets) < len(offsets):
+                    raise ValueError(
+                        f"offset_mapping has {len(given_offsets)} (start, end) pairs for an input of "
+                        f"{len(offsets)} tokens (special tokens included)"
+                    )
+                offsets = [tuple(o) for o in given_offsets[: len(offsets)]]
             return [
                 self._feature(
                     enc,
                     sentence=sentence,
-                    offsets=offsets_of(enc, None),
+                    offsets=offsets,
                     special=list(enc["special_tokens_mask"]),
                 )
             ]
@@ -229,3 +252,33 @@ class TokenClassificationPipeline(Pipeline):
                 }
             )
         return pre
+
+
+class _WithOffsets:
+    """One input with the offset_mapping given for it."""
+
+    __slots__ = ("text", "offsets")
+
+    def __init__(self, text: Any, offsets: Any) -> None:
+        self.text = text
+        self.offsets = offsets
+
+
+def _with_offsets(inputs: Any, offsets: Any) -> Any:
+    """``inputs`` paired with ``offset_mapping``: a list of (start, end) for one text, or a list of such
+    lists, one per input of a list (transformers 4.57 gives every input of a batch the first one's)."""
+    if not isinstance(offsets, (list, tuple)) or not offsets:
+        raise ValueError("offset_mapping must be a list of (start, end) pairs, or a list of them per input")
+    one = all(
+        isinstance(o, (list, tuple)) and len(o) == 2 and all(isinstance(v, int) for v in o) for o in offsets
+    )
+    if isinstance(inputs, str):
+        if not one and len(offsets) == 1:
+            offsets = offsets[0]
+        return _WithOffsets(inputs, offsets)
+    if isinstance(inputs, (list, tuple)):
+        batch = [offsets] if one else list(offsets)
+        if len(batch) != len(inputs):
+            raise ValueError("offset_mapping should have the same batch size as the input")
+        return [_WithOffsets(x, o) for x, o in zip(inputs, batch)]
+    raise ValueError("offset_mapping is for a text or a list of texts")
