@@ -904,3 +904,30 @@ def test_pipeline_object_api_of_transformers_4(ckpt, tmp_path):
     reloaded = transformers.pipeline("fill-mask", model=str(tmp_path / "saved"))
     assert_same(reloaded(FILL[:2]), ref(FILL[:2]))
     assert_same(fastbert.pipeline("fill-mask", model=str(tmp_path / "saved"))(FILL[0]), ref(FILL[0]))
+
+
+@pytest.mark.parametrize(
+    "task, model, init, x",
+    [
+        ("text-classification", "seq", {"return_all_scores": True}, "the sun"),
+        ("token-classification", "tok", {"grouped_entities": True}, TEXTS[0]),
+        ("token-classification", "tok", {"ignore_subwords": True}, TEXTS[0]),
+        ("fill-mask", "mlm", {"targets": ["parisian"]}, FILL[0]),
+    ],
+    ids=repr,
+)
+def test_construction_warnings_given_once(ckpt, task, model, init, x):
+    """A deprecated spelling (or an out-of-vocabulary target) given at construction warns there, once, not at
+    every call; given to a call, it warns at that call. Counts of transformers 4.57.1 (5.25 dropped these
+    spellings), run on the same calls: 1 at construction, 0 for three plain calls, 1 for a call that passes it
+    (4.57 logs the target message instead of warning; fastbert warns, with the same once-rule)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pipe = fastbert.pipeline(task, model=ckpt[model], **init)
+        counts = [len(seen)]
+        for _ in range(3):
+            pipe(x)
+        counts.append(len(seen) - counts[0])
+        pipe(x, **init)
+        counts.append(len(seen) - sum(counts))
+    assert counts == [1, 0, 1], [str(w.message) for w in seen]

@@ -168,6 +168,7 @@ class Pipeline:
         # parameters given at construction: defaults of every call
         self._init_params = dict(kwargs)
         self._check_params(self._init_params)
+        self._init_checked = True
 
     # ----------------------------------------------------------------------------------------- config
     @property
@@ -389,8 +390,29 @@ class Pipeline:
         finally:
             progress.close()
 
+    #: parameters whose warnings were given at construction (set while a call sanitizes them again)
+    _quiet: frozenset[str] = frozenset()
+
+    def _warn_param(self, param: str, message: str) -> None:
+        """A warning about ``param`` (deprecated, a target not in the vocabulary...): given once, at
+        construction, when ``param`` was given there, as transformers sanitizes construction parameters once."""
+        if param not in self._quiet:
+            warnings.warn(message, UserWarning, stacklevel=6)  # the caller of __call__
+
     def _split_params(self, **kwargs: Any) -> dict[str, Any]:
         merged = {**self._init_params, **kwargs}
+        constructed = self._init_checked
+        self._quiet = (
+            frozenset(k for k in self._init_params if k not in kwargs) if constructed else frozenset()
+        )
+        try:
+            return self._split_merged(merged)
+        finally:
+            self._quiet = frozenset()
+
+    _init_checked = False
+
+    def _split_merged(self, merged: dict[str, Any]) -> dict[str, Any]:
         batch_size = whole_number("batch_size", merged.pop("batch_size", None))
         progress = merged.pop("progress", None)
         window = whole_number("window", merged.pop("window", None))

@@ -52,19 +52,17 @@ class FillMaskPipeline(Pipeline):
                     truncation=True,
                 )["input_ids"]
                 if len(pieces) == 0:
-                    warnings.warn(
+                    self._warn_param(
+                        "targets",
                         f"The specified target token `{target}` does not exist in the model vocabulary. "
                         "We cannot replace it with anything meaningful, ignoring it",
-                        UserWarning,
-                        stacklevel=4,
                     )
                     continue
                 id_ = pieces[0]
-                warnings.warn(
+                self._warn_param(
+                    "targets",
                     f"The specified target token `{target}` does not exist in the model vocabulary. "
                     f"Replacing with `{self.tokenizer.convert_ids_to_tokens(id_)}`.",
-                    UserWarning,
-                    stacklevel=4,
                 )
             ids.append(id_)
         ids = list(set(ids))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from .base import Pipeline, label_name, model_output, sigmoid, softmax
@@ -37,11 +36,10 @@ class TextClassificationPipeline(Pipeline):
         elif return_all_scores is not None:
             # transformers 4's deprecated spelling (gone from transformers 5): every label's score, in label
             # order, or the best one; the output keeps its legacy shape
-            warnings.warn(
+            self._warn_param(
+                "return_all_scores",
                 "`return_all_scores` is now deprecated,  if want a similar functionality use `top_k=None` instead of"
                 " `return_all_scores=True` or `top_k=1` instead of `return_all_scores=False`.",
-                UserWarning,
-                stacklevel=4,
             )
             post["top_k"] = None if return_all_scores else 1
         if function_to_apply is not None:

@@ -49,11 +49,10 @@ class TokenClassificationPipeline(Pipeline):
                 aggregation_strategy = "none"
             for name, value in (("grouped_entities", grouped_entities), ("ignore_subwords", ignore_subwords)):
                 if value is not None:
-                    warnings.warn(
+                    self._warn_param(
+                        name,
                         f"`{name}` is deprecated and will be removed in version v5.0.0, defaulted to"
                         f' `aggregation_strategy="{aggregation_strategy}"` instead.',
-                        UserWarning,
-                        stacklevel=4,
                     )
         strategy = None
         if aggregation_strategy is not None:
