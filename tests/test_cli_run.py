@@ -226,3 +226,35 @@ def test_options_and_fields_a_task_would_leave_out_are_refused(ckpt, here):
     assert p.returncode == 2 and 'line 2: fill-mask reads one text a line: its "text_pair"' in p.stderr, (
         p.stderr
     )
+
+
+def test_messages_name_the_flags(ckpt, here):
+    """fastbert run's messages name its flags, not the pipeline's arguments: --max-length above the model,
+    a question-answering window too small (no doc_stride the user never passed), --targets with no target."""
+    p = fill_mask(ckpt, "--max-length", "1000", runner=here, stdin="the [MASK]\n")
+    assert p.returncode == 2 and "--max-length 1000 is more than the model's 64" in p.stderr, p.stderr
+    assert "max_length=" not in p.stderr
+    qa = json.dumps({"question": "who lives in the old city here", "context": "john lives here"}) + "\n"
+    p = here("--task", "question-answering", "--model", ckpt["qa"], "--max-length", "8", stdin=qa)
+    assert p.returncode == 2 and "leaves no room for the context in --max-length 8 tokens" in p.stderr, (
+        p.stderr
+    )
+    assert "doc_stride" not in p.stderr and "max_seq_len" not in p.stderr and "--doc-stride" not in p.stderr
+    p = here(
+        "--task",
+        "question-answering",
+        "--model",
+        ckpt["qa"],
+        "--max-length",
+        "12",
+        "--doc-stride",
+        "5",
+        stdin=qa,
+    )
+    assert (
+        p.returncode == 2 and "--doc-stride 5 leave no room" in p.stderr and "lower --doc-stride" in p.stderr
+    )
+    assert "doc_stride" not in p.stderr and "max_seq_len" not in p.stderr, p.stderr
+    for targets in (",", " , "):
+        p = fill_mask(ckpt, "--targets", targets, runner=here, stdin="the [MASK]\n")
+        assert p.returncode == 2 and f"--targets {targets!r} names no target" in p.stderr, p.stderr

@@ -277,6 +277,10 @@ _FLAGS = {
     "(truncation=False)": "(--no-truncation)",
     "or allow truncation": "or drop --no-truncation",
     "or raise max_length": "or raise --max-length",
+    "lower doc_stride": "lower --doc-stride",
+    "doc_stride=": "--doc-stride ",
+    "raise max_seq_len": "raise --max-length",
+    "max_seq_len=": "--max-length ",
 }
 
 
@@ -294,6 +298,10 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
         if task != "fill-mask":
             raise ValueError("--targets is a fill-mask option")
         kw["targets"] = [t.strip() for t in args.targets.split(",") if t.strip()]
+        if not kw["targets"]:  # a comma separates targets: it can never be one
+            raise ValueError(
+                f"--targets {args.targets!r} names no target: pass comma-separated tokens, e.g. paris,lyon"
+            )
     if args.function_to_apply:
         kw["function_to_apply"] = args.function_to_apply
     if args.aggregation_strategy:
@@ -512,8 +520,8 @@ def _cli_main(args: argparse.Namespace) -> int:
         )
     except (AssertionError, RuntimeError) as e:  # torch, moving the model to the device
         raise ValueError(f"cannot use device {args.device!r}: {e}") from None
-    except ValueError as e:  # too small for the task: the pipeline names its argument, this its flag
-        if args.max_length is not None and str(e).startswith(f"max_length={args.max_length} is too small"):
+    except ValueError as e:  # too small or too large: the pipeline names its argument, this its flag
+        if args.max_length is not None and str(e).startswith(f"max_length={args.max_length} is "):
             raise ValueError("--max-length " + str(e).removeprefix("max_length=")) from None
         raise
 

@@ -113,7 +113,13 @@ class QuestionAnsweringPipeline(Pipeline):
         # room for the context in each span; the tokenizers library panics when the stride does not fit
         n_question = len(self.tokenizer(ex["question"], add_special_tokens=False, verbose=False)["input_ids"])
         room = max_seq_len - n_question - self.tokenizer.num_special_tokens_to_add(pair=True)
-        if room <= 0 or (stride_given and doc_stride >= room):
+        if room <= 0:  # (doc_stride named only where the caller gave it)
+            raise ValueError(
+                f"question-answering: a question of {n_question} tokens leaves no room for the context in "
+                f"max_seq_len={max_seq_len} tokens: shorten the question or raise max_seq_len "
+                f"(the model takes {self.max_length})"
+            )
+        if stride_given and doc_stride >= room:
             raise ValueError(
                 f"question-answering: a question of {n_question} tokens and doc_stride={doc_stride} leave no room "
                 f"for the context in max_seq_len={max_seq_len} tokens: shorten the question, lower doc_stride "
