@@ -28,8 +28,9 @@ seen by the next replay, and anything that puts a weight elsewhere (``half()``, 
 the next call capture again; a no-op ``.to()`` keeps the graphs, and a model moved off their GPU frees them at
 once. The runner lists the model's tensors again after a move (``weights_version``) or any registration of a
 parameter, buffer or submodule anywhere (torch's global registration hooks). :meth:`GraphRunner.invalidate`
-drops the graphs by hand. Under ``torch.autocast`` the capture runs with autocast's weight-cast cache off (the
-cache is freed when autocast exits, and a graph would read the freed memory). A model with a forward hook
+drops the graphs by hand. A call under ``torch.autocast`` runs the normal forward (there the triton backend
+falls back to sdpa: its kernels take one dtype, and autocast keeps the residual stream in fp32 while the GEMMs
+run in half precision, as transformers does). A model with a forward hook
 (its own modules' or a global one), a patched ``forward`` or a module type other than torch's and fastbert's
 (PEFT's LoRA layers, a parametrization: they decide in Python at each call what a replay would freeze) runs
 the normal forward. The runner holds its model weakly: deleting the model frees it and its graphs.
@@ -195,7 +196,7 @@ def runner_of(model) -> GraphRunner | None:
 
 
 class GraphRunner:
-    """Captured graphs of one base model, keyed by (batch bucket, length bucket, dtype, autocast).
+    """Captured graphs of one base model, keyed by (batch bucket, length bucket, packed rows, dtype).
 
     The runner holds its model weakly (the model holds the runner): deleting the model frees it and its
     graphs at once."""
@@ -359,6 +360,7 @@ class GraphRunner:
             and not inputs.use_cache
             and not m.training
             and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cuda")  # the forward then runs sdpa (core.ops.resolve)
             and m.attn_implementation == "triton"
             and m.config.position_embedding_type == "absolute"
             and not m.config.is_decoder
@@ -414,9 +416,7 @@ class GraphRunner:
         return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)
 
     def _key(self, bucket: tuple[int, int], rows: int | None = None) -> tuple:
-        autocast = torch.is_autocast_enabled("cuda")
-        dtype = torch.get_autocast_dtype("cuda") if autocast else None
-        return (bucket[0], bucket[1], rows, self.model.dtype, autocast, dtype)
+        return (bucket[0], bucket[1], rows, self.model.dtype)
 
     def _capture(self, key, inputs):
         """The bucket's static buffers, filled with ``inputs`` (the warm-up forwards run on real tokens), and
@@ -445,11 +445,7 @@ class GraphRunner:
 
         def body():
             # packed: the graph's output stays packed, (rows, H); ``run`` re-pads the real tokens
-            kwargs = dict(keep_packed=packing is not None, host_reads=False)
-            if key[4]:  # autocast: no weight-cast cache, whose memory is freed when autocast exits
-                with torch.autocast("cuda", dtype=key[5], cache_enabled=False):
-                    return self.encode(static, **kwargs)
-            return self.encode(static, **kwargs)
+            return self.encode(static, keep_packed=packing is not None, host_reads=False)
 
         entry.graph, entry.out = self._record(body)
         self.captures += 1

@@ -360,12 +360,13 @@ def test_cuda_graphs_match_and_do_not_recapture():
         runner.invalidate()
         model(input_ids=ids)
         assert runner.captures == 3
-        with torch.autocast("cuda", dtype=torch.float16):  # captured without the weight-cast cache
-            model.float()
-            first = model(input_ids=ids).last_hidden_state.clone()
+        model.float()
+        with torch.autocast("cuda", dtype=torch.float16), pytest.warns(UserWarning, match="autocast"):
+            first = model(input_ids=ids).last_hidden_state.clone()  # not covered: the forward runs sdpa
         with torch.autocast("cuda", dtype=torch.float16):
             second = model(input_ids=ids).last_hidden_state
-        assert torch.equal(first, second)
+        assert torch.equal(first, second) and first.dtype == torch.float32  # the fp32 residual stream
+        assert runner.captures == 3
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
