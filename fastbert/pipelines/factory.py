@@ -17,7 +17,7 @@ from .registry import (
     task_class,
     task_of_architecture,
 )
-from .sentence_embedding import pooling_modes_from_config
+from .sentence_embedding import load_dense, modules_after_pooling, pooling_modes_from_config
 
 
 def _is_sentence_transformers_folder(path: str) -> bool:
@@ -54,10 +54,11 @@ def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
 
 def _pooling_config(
     path: str | None, hub: HubOptions
-) -> tuple[tuple[str, ...] | None, bool | None, int | None]:
-    """(pooling modes, normalize, max_seq_length) of a sentence-transformers folder, Nones elsewhere."""
+) -> tuple[tuple[str, ...] | None, bool | None, int | None, Any]:
+    """(pooling modes, normalize, max_seq_length, the Dense modules after the pooling or None) of a
+    sentence-transformers folder, Nones elsewhere."""
     if not path:
-        return None, None, None
+        return None, None, None, None
     from fastbert.hub import resolve_file
 
     def find(name: str) -> str | None:
@@ -65,17 +66,17 @@ def _pooling_config(
 
     modules = read_json_file(find("modules.json"))
     if not modules:
-        return None, None, None
+        return None, None, None, None
     pooling_dir = next(
         (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
     )
     modes = pooling_modes_from_config(
         read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None)
     )
-    normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
+    dense_folders, normalize = modules_after_pooling(modules)
     st_config = read_json_file(find("sentence_bert_config.json")) or {}
     max_len = st_config.get("max_seq_length")
-    return modes, normalize, int(max_len) if max_len else None
+    return modes, normalize, int(max_len) if max_len else None, load_dense(dense_folders, find)
 
 
 def _model_path(model: Any) -> str | None:
@@ -211,7 +212,8 @@ def pipeline(
     extra: dict[str, Any] = {}
     folder_max_length = False  # max_length from the folder's sentence_bert_config: the model's own limit
     if task == "sentence-embedding":
-        modes, normalize, max_len = _pooling_config(path, hub)
+        modes, normalize, max_len, dense = _pooling_config(path, hub)
+        extra["dense"] = dense
         extra["pooling"] = kwargs.pop("pooling", None) or modes
         norm = kwargs.pop("normalize", None)
         extra["normalize"] = normalize if norm is None else norm

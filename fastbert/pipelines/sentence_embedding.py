@@ -65,17 +65,112 @@ def pool(
     return torch.cat(vectors, dim=-1)
 
 
+def _kind(module: dict[str, Any]) -> str:
+    """A modules.json entry's class name (``sentence_transformers.models.Dense`` -> ``Dense``)."""
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[str], bool]:
+    """(the folders of the ``Dense`` modules after the pooling, in order; whether ``Normalize`` ends the
+    stack) of a sentence-transformers ``modules.json``. A module fastbert cannot apply there is refused by
+    name (its vectors would silently differ from ``SentenceTransformer.encode``)."""
+    dense: list[str] = []
+    normalize = False
+    after = False
+    for module in modules or ():
+        kind = _kind(module)
+        if kind.endswith("Pooling"):
+            after = True
+            continue
+        if not after:
+            continue
+        if normalize:
+            raise ValueError(f"modules.json has {kind} after Normalize: fastbert applies Normalize last only")
+        if kind == "Dense":
+            dense.append(str(module.get("path", "")))
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise ValueError(
+                f"modules.json has a {module.get('type')!r} module after the pooling, which fastbert does not "
+                "apply (it applies Dense and Normalize): encode with sentence-transformers, or remove it"
+            )
+    return dense, normalize
+
+
+def _activation(name: str | None) -> torch.nn.Module:
+    """A Dense module's ``activation_function`` (a ``torch.nn`` class path; Tanh when absent, as
+    sentence-transformers)."""
+    import importlib
+
+    if name is None:
+        return torch.nn.Tanh()
+    module_name, _, class_name = str(name).rpartition(".")
+    cls = (
+        getattr(importlib.import_module(module_name), class_name, None)
+        if module_name.startswith("torch.")
+        else None
+    )
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ValueError(f"Dense activation_function {name!r} is not a torch.nn module class")
+    return cls()
+
+
+def load_dense(folders: list[str], find) -> torch.nn.Sequential | None:
+    """sentence-transformers' ``Dense`` modules (``activation(linear(x))``) from their folders, in order;
+    ``find(relative_path)`` gives a local file or None. None when there are none."""
+    from fastbert.loading import load_state_dict_file
+
+    from .base import read_json_file
+
+    layers = []
+    for folder in folders:
+        prefix = f"{folder}/" if folder else ""
+        config = read_json_file(find(f"{prefix}config.json"))
+        if not config:
+            raise OSError(f"the Dense module in {folder!r} has no config.json")
+        if (
+            config.get("use_residual")
+            or config.get("module_input_name", "sentence_embedding") != "sentence_embedding"
+        ):
+            raise ValueError(
+                f"the Dense module in {folder!r} uses a residual or another input (use_residual, "
+                "module_input_name): fastbert applies plain Dense layers only"
+            )
+        weights = find(f"{prefix}model.safetensors") or find(f"{prefix}pytorch_model.bin")
+        if weights is None:
+            raise OSError(f"the Dense module in {folder!r} has no model.safetensors or pytorch_model.bin")
+        state = load_state_dict_file(weights)
+        linear = torch.nn.Linear(
+            int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True))
+        )
+        linear.load_state_dict(
+            {k.removeprefix("linear."): v for k, v in state.items() if k.startswith("linear.")}
+        )
+        layers += [linear, _activation(config.get("activation_function"))]
+    return torch.nn.Sequential(*layers).eval() if layers else None
+
+
 class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
     """``sentence-embedding``: one vector per input, pooled as the sentence-transformers folder says
-    (``1_Pooling/config.json``: mean / CLS / max..., then ``Normalize`` when ``modules.json`` lists it).
+    (``1_Pooling/config.json``: mean / CLS / max..., then the ``Dense`` modules and ``Normalize`` that
+    ``modules.json`` lists after it).
 
     ``pooling=`` and ``normalize=`` given at construction or to a call override the folder's config."""
 
     task = "sentence-embedding"
 
-    def __init__(self, *args: Any, pooling: Any = None, normalize: bool | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        pooling: Any = None,
+        normalize: bool | None = None,
+        dense: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.pooling = check_pooling(pooling)
         self.normalize = bool(normalize)
+        self.dense = dense  # the folder's Dense modules after the pooling (fp32)
         super().__init__(*args, **kwargs)
 
     def _sanitize(
@@ -97,6 +192,8 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
     def extract(self, output, attention_mask, lengths, features, pooling=None, normalize=None, **_):
         hidden = self._hidden(output).float()  # (B, L, hidden)
         pooled = pool(hidden, attention_mask, lengths, pooling or self.pooling)
+        if self.dense is not None:
+            pooled = self.dense.to(pooled.device)(pooled)
         if self.normalize if normalize is None else normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return list(pooled.cpu().unbind(0))

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..pipelines.sentence_embedding import check_pooling, pool, pooling_modes_from_config
+from ..pipelines.sentence_embedding import (
+    check_pooling,
+    load_dense,
+    modules_after_pooling,
+    pool,
+    pooling_modes_from_config,
+)
 from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, POOLINGS, ServeOptions
 
 EMBEDDING, CLASSIFIER, RERANKER = "embedding", "classifier", "reranker"
@@ -42,6 +48,8 @@ class ModelSpec:
     default_prompt: str | None = None
     #: what the server says once at startup (the defaults it took where the folder says nothing)
     notes: list[str] = field(default_factory=list)
+    #: the folders of the sentence-transformers Dense modules applied after the pooling, in order
+    dense: list[str] = field(default_factory=list)
 
 
 def _read_json(path: str) -> Any:
@@ -130,7 +138,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
                     pooling_dir,
                 )
             pool_config = _read_json(os.path.join(path, pooling_dir, "config.json")) if pooling_dir else None
-            st_normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules or ())
+            spec.dense, st_normalize = modules_after_pooling(modules)
             if pooling:
                 spec.pooling_modes = check_pooling(pooling)
             elif pool_config is not None:
@@ -330,6 +338,13 @@ class ServedModel:
             kwargs["quantization"] = options.quantization
         model = cls.from_pretrained(spec.path, **kwargs)
         self.model = model.to(device).eval()
+
+        def find(name: str) -> str | None:
+            local = os.path.join(spec.path, name)
+            return local if os.path.isfile(local) else None
+
+        dense = load_dense(spec.dense, find)  # fp32, after the fp32 pooling
+        self.dense = None if dense is None else dense.to(device)
         self.pad_id = int(getattr(model.config, "pad_token_id", 0) or 0)
         self.num_labels = int(getattr(model.config, "num_labels", 1) or 1)
 
@@ -372,11 +387,12 @@ class ServedModel:
                 return results
             hidden = out.last_hidden_state.float()  # (B, L, H); padded positions are zero
             wants_pooled = any(op == "pooled" for op in ops)
-            pooled = (
-                pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes).cpu().numpy()
-                if wants_pooled
-                else None
-            )
+            pooled = None
+            if wants_pooled:
+                pooled = pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes)
+                if self.dense is not None:
+                    pooled = self.dense(pooled)
+                pooled = pooled.cpu().numpy()
             hidden_np = hidden.cpu().numpy() if any(op == "all" for op in ops) else None
             for r, i in enumerate(order):
                 if ops[i] == "all":

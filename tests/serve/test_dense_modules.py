@@ -1,0 +1,79 @@
+"""A sentence-transformers folder with Dense modules after the pooling (LaBSE's and stella's layout):
+the sentence-embedding pipeline and ``fastbert serve`` apply them, as ``SentenceTransformer.encode`` does
+(both returned the pooled vector before them, with no word); a module they cannot apply there is refused
+by name at load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from serve_helpers import serving
+
+import fastbert
+from fastbert.core.tolerances import assert_close
+
+st = pytest.importorskip("sentence_transformers")
+
+SENTENCES = ["the cat sat", "a blue sky over the car", "dog"]
+
+
+@pytest.fixture(scope="module")
+def dense_folder(tiny, tmp_path_factory):
+    """Transformer -> mean Pooling -> Dense(32 -> 24, tanh) -> Dense(24 -> 16, identity) -> Normalize."""
+    import importlib
+
+    torch.manual_seed(3)
+    try:  # sentence-transformers 6's home of the modules; sentence_transformers.models before
+        modules = importlib.import_module("sentence_transformers.sentence_transformer.modules")
+    except ImportError:
+        modules = importlib.import_module("sentence_transformers.models")
+    word = modules.Transformer(tiny["base"])
+    pooling = modules.Pooling(32, "mean")  # the tiny model's hidden size
+    first = modules.Dense(32, 24, activation_function=torch.nn.Tanh())
+    second = modules.Dense(24, 16, bias=False, activation_function=torch.nn.Identity())
+    model = st.SentenceTransformer(modules=[word, pooling, first, second, modules.Normalize()], device="cpu")
+    path = tmp_path_factory.mktemp("dense") / "model"
+    model.save(str(path))
+    return str(path)
+
+
+def _reference(folder):
+    plain = st.SentenceTransformer(folder, device="cpu")
+    theirs = plain.encode(SENTENCES, convert_to_tensor=True)
+    ref = plain.to(torch.float64).encode(SENTENCES, convert_to_tensor=True)
+    return theirs, ref
+
+
+def test_pipeline_and_server_apply_the_dense_modules(dense_folder):
+    theirs, ref = _reference(dense_folder)
+    assert theirs.shape == (3, 16)
+    pipe = fastbert.pipeline("sentence-embedding", model=dense_folder)
+    ours = pipe(SENTENCES, return_tensors=True)
+    assert_close(ours, theirs, ref, torch.float32, what="pipeline")
+    with serving(model=dense_folder) as srv:
+        r = srv.client.post("/embed", json={"inputs": SENTENCES})
+        assert r.status_code == 200, r.text
+        served = torch.tensor(np.array(r.json(), dtype=np.float32))
+        assert_close(served, theirs, ref, torch.float32, what="/embed")
+        r = srv.client.post("/v1/embeddings", json={"input": SENTENCES[:1]})
+        assert len(r.json()["data"][0]["embedding"]) == 16
+
+
+def test_a_module_after_the_pooling_that_fastbert_cannot_apply_is_refused(dense_folder, tmp_path):
+    import shutil
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(dense_folder, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.insert(3, {"idx": 9, "name": "9", "path": "", "type": "sentence_transformers.models.LayerNorm"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match="LayerNorm"):
+        fastbert.pipeline("sentence-embedding", model=str(folder))
+    with pytest.raises(ValueError, match="LayerNorm"):
+        describe_model(ServeOptions(model=str(folder)))
