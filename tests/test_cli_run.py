@@ -232,7 +232,7 @@ def test_messages_name_the_flags(ckpt, here):
     """fastbert run's messages name its flags, not the pipeline's arguments: --max-length above the model,
     a question-answering window too small (no doc_stride the user never passed), --targets with no target."""
     p = fill_mask(ckpt, "--max-length", "1000", runner=here, stdin="the [MASK]\n")
-    assert p.returncode == 2 and "--max-length 1000 is more than the model's 64" in p.stderr, p.stderr
+    assert p.returncode == 2 and "--max-length 1000 is more than the 64 tokens" in p.stderr, p.stderr
     assert "max_length=" not in p.stderr
     qa = json.dumps({"question": "who lives in the old city here", "context": "john lives here"}) + "\n"
     p = here("--task", "question-answering", "--model", ckpt["qa"], "--max-length", "8", stdin=qa)

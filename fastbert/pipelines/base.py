@@ -151,10 +151,11 @@ class Pipeline:
             self.task = task
         self._max_length_given = max_length is not None
         self.max_length = whole_number("max_length", max_length) or self._default_max_length()
-        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        if isinstance(positions, int) and self.max_length > positions:
+        positions = _max_input_tokens(model)
+        if positions is not None and self.max_length > positions:
             raise ValueError(
-                f"max_length={self.max_length} is more than the model's {positions} position embeddings"
+                f"max_length={self.max_length} is more than the {positions} tokens the model's position "
+                "embeddings take"
             )
         least = self._least_max_length()
         if self.max_length < least:
@@ -209,8 +210,8 @@ class Pipeline:
         tok_max = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
             limits.append(tok_max)
-        pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
-        if isinstance(pos, int) and pos > 0:
+        pos = _max_input_tokens(self.model)
+        if pos is not None:
             limits.append(pos)
         return min(limits) if limits else 512
 
@@ -528,6 +529,14 @@ def _preview(text: Any, n: int = 60) -> str:
     s = text if isinstance(text, str) else str(text)
     s = s.replace("\n", " ")
     return repr(s[:n] + ("..." if len(s) > n else ""))
+
+
+def _max_input_tokens(model: Any) -> int | None:
+    """The model's longest input by its position table (``registry.max_input_tokens``)."""
+    from fastbert import registry
+
+    config = getattr(model, "config", None)
+    return None if config is None else registry.max_input_tokens(config)
 
 
 def read_json_file(path: str | None) -> Any:

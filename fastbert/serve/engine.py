@@ -162,8 +162,8 @@ def describe_model(options: ServeOptions) -> ModelSpec:
             str(i): f"LABEL_{i}" for i in range(max(num_labels, 1))
         }
     limits = []
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
+    positions = registry.max_input_tokens(config)  # RoBERTa's family: less its padding offset, as TEI
+    if positions is not None:
         limits.append(positions)
     st_config = _read_json(os.path.join(path, "sentence_bert_config.json")) or {}
     if st_config.get("max_seq_length"):

@@ -77,3 +77,22 @@ def test_a_module_after_the_pooling_that_fastbert_cannot_apply_is_refused(dense_
         fastbert.pipeline("sentence-embedding", model=str(folder))
     with pytest.raises(ValueError, match="LayerNorm"):
         describe_model(ServeOptions(model=str(folder)))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "usable"),
+    [("bert", 40), ("roberta", 38), ("xlm-roberta", 38), ("mpnet", 38), ("electra", 40)],
+)
+def test_max_input_length_leaves_out_the_padding_offset(tmp_path, model_type, usable):
+    """RoBERTa's family and MPNet number positions from padding_idx + 1: a table of 40 takes 38 tokens (TEI:
+    max_position_embeddings - pad_token_id - 1); the server advertised 40 and answered 424 on 39-40 tokens."""
+    from model_helpers import tiny_family_config
+
+    from fastbert import registry
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    config = tiny_family_config(model_type, width=32, max_position_embeddings=40)
+    assert registry.max_input_tokens(config) == usable
+    registry.model_class(model_type, "base")(config).save_pretrained(tmp_path)
+    assert describe_model(ServeOptions(model=str(tmp_path), pooling="mean")).max_input_length == usable
