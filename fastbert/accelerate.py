@@ -309,8 +309,38 @@ def _unsupported_reason(model: nn.Module) -> str | None:
         if _foreign_hooks(module):
             return f"{where} has forward hooks, which fastbert's modules would not run"
         owner = type(module).__module__
+        if owner.startswith(("torch.ao.", "torch.nn.quantized")) or hasattr(module, "_packed_params"):
+            return f"its weights are quantised ({where} is a {owner}.{type(module).__name__})"
         if not (owner.startswith("transformers.") or owner.startswith("torch.")):
             return f"{where} is a {type(module).__name__} from {owner}, not transformers' own module"
+    return None
+
+
+def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
+    """A module setting the config does not say, which fastbert (built from the config) would not follow:
+    a LayerNorm's ``eps``, a BERT-family layer's activation module (None when they agree)."""
+    ours = dict(fast.named_modules())
+    config = hf_model.config
+    act_name = getattr(config, "hidden_act", None)
+    try:
+        from transformers.activations import ACT2FN
+
+        want = ACT2FN[act_name] if isinstance(act_name, str) else None
+    except (ImportError, KeyError):
+        want = None
+    for path, module in hf_model.named_modules():
+        mine = ours.get(path)
+        if isinstance(module, nn.LayerNorm) and isinstance(mine, nn.LayerNorm) and mine.eps != module.eps:
+            return f"{path or 'the model'}.eps is {module.eps}, not the config's {mine.eps}, which fastbert computes"
+        for attr in ("intermediate_act_fn", "transform_act_fn"):
+            act = getattr(module, attr, None)
+            if want is None or act is None:
+                continue
+            same = type(act) is type(want) and getattr(act, "approximate", None) == getattr(
+                want, "approximate", None
+            )
+            if not same:
+                return f"{path}.{attr} is {act!r}, not the config's hidden_act {act_name!r}, which fastbert computes"
     return None
 
 
@@ -434,8 +464,11 @@ def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
     frozen = {name for name, p in hf_model.named_parameters() if not p.requires_grad}
     try:
         fast = fastbert.from_transformers(hf_model, attn_implementation=attn_implementation)
-    except (ValueError, TypeError) as error:  # e.g. an activation fastbert does not have
+    except (ValueError, TypeError, AttributeError) as error:  # e.g. an activation fastbert does not have
         return None, str(error)
+    differs = _settings_differ(hf_model, fast)
+    if differs is not None:
+        return None, differs
     for name, p in fast.named_parameters():
         if name in frozen:
             p.requires_grad_(False)

@@ -663,3 +663,46 @@ def test_refusals_say_what_to_accelerate_instead():
 
     with pytest.raises(TypeError, match="fastbert.pipeline"):
         fastbert.accelerate(Pipeline(tiny_hf("BertModel")))
+
+
+def _tiny_bert():
+    torch.manual_seed(0)
+    return transformers.BertModel(transformers.BertConfig(**MODEL_TINY)).eval()
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (
+            lambda m: torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8),
+            "quantised",
+        ),
+        (lambda m: setattr(m.embeddings.LayerNorm, "eps", 1e-3) or m, "eps is 0.001"),
+        (
+            lambda m: (
+                [
+                    setattr(x.intermediate, "intermediate_act_fn", torch.nn.GELU("tanh"))
+                    for x in m.encoder.layer
+                ]
+                and m
+            ),
+            "intermediate_act_fn",
+        ),
+    ],
+)
+def test_a_model_whose_modules_the_config_does_not_describe_is_left_as_it_is(edit, said):
+    """A dynamically quantised backbone (torch.ao: its weight is a method, and accelerate crashed with an
+    AttributeError), a LayerNorm eps or an activation module set by hand (fastbert, built from the config,
+    would silently compute other numbers): left as they are, with one warning naming the reason."""
+    model = edit(_tiny_bert())
+    ids = torch.randint(1, MODEL_TINY["vocab_size"], (2, 7))
+    with torch.no_grad():
+        before = model(input_ids=ids).last_hidden_state
+    out, caught = accelerate_warnings(model)
+    assert out is model and len(caught) == 1 and said in str(caught[0].message), [
+        str(w.message) for w in caught
+    ]
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).last_hidden_state, before)
+    with pytest.raises(ValueError, match="fastbert.accelerate"):
+        fastbert.accelerate(edit(_tiny_bert()), strict=True)
