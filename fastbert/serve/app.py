@@ -54,6 +54,21 @@ MAX_CHAR_MULTIPLIER = 250
 _TEI_POOLING = {"lasttoken": "last_token"}
 
 
+class SimilarityInputs(str):
+    """The field of /similarity's inputs, embedded as one list ``[source_sentence, *sentences]``: input 0 is
+    named ``inputs.source_sentence`` and input k ``inputs.sentences[k - 1]`` in error messages."""
+
+    def name(self, k: int) -> str:
+        return "inputs.source_sentence" if k == 0 else f"inputs.sentences[{k - 1}]"
+
+
+def input_name(field: str, k: int, n: int) -> str:
+    """How an error message names input ``k`` of ``n`` of ``field`` (``field[k]``; the field alone for one)."""
+    if isinstance(field, SimilarityInputs):
+        return field.name(k)
+    return f"{field}[{k}]" if n > 1 else field
+
+
 class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
@@ -130,11 +145,21 @@ class Server:
         limit = self.spec.max_input_length * MAX_CHAR_MULTIPLIER
         out = []
         for k, x in enumerate(inputs):
-            where = f"{field}[{k}]" if len(inputs) > 1 else field
+            where = input_name(field, k, len(inputs))
             texts = x if isinstance(x, tuple) else (x,)
             if all(len(t) == 0 for t in texts):
                 self.metrics.request_failure.labels("empty").inc()
                 raise ServeError(f"`{where}` cannot be empty", "empty")
+            for t in texts:
+                if isinstance(t, str) and not t.isascii():
+                    try:
+                        t.encode("utf-8")
+                    except UnicodeEncodeError as e:  # a lone surrogate ("\ud800" in the JSON)
+                        self.metrics.request_failure.labels("validation").inc()
+                        raise ServeError(
+                            f"`{where}` is not valid Unicode: {e.object[e.start : e.end]!r} at character "
+                            f"{e.start} is a lone surrogate"
+                        ) from None
             chars = sum(len(t) for t in texts)
             if chars > limit:
                 if not truncate:
@@ -158,7 +183,7 @@ class Server:
                 bad = next((t for t in x if t >= vocab), None)
                 if bad is not None:
                     raise ServeError(
-                        f"`{field}[{k}]`: token id {bad} is not below the vocabulary size {vocab}"
+                        f"`{input_name(field, k, 2)}`: token id {bad} is not below the vocabulary size {vocab}"
                     )
 
     def encode(
@@ -187,7 +212,7 @@ class Server:
             rows = self.tokenizer.encode(inputs, truncate, direction.lower())
         except InputTooLong as e:
             self.metrics.request_failure.labels("validation").inc()
-            where = f"{field}[{e.index}]" if len(inputs) > 1 else field
+            where = input_name(field, e.index, len(inputs))
             raise ServeError(
                 f"Input validation error: `{where}` must have less than {e.maximum} tokens. Given: {e.length} "
                 "(pass truncate=true, or start the server with --auto-truncate)",
@@ -568,7 +593,7 @@ def create_app(
             prompt_name=params.prompt_name,
             normalize=False,  # as TEI: the cosine of the raw vectors (SPLADE's too, which refuse normalize)
         )
-        vectors, rows, inputs = await embed_vectors(request, embed_body, "inputs.sentences")
+        vectors, rows, inputs = await embed_vectors(request, embed_body, SimilarityInputs("inputs.sentences"))
         vectors = [normalize(v).astype(np.float64) for v in vectors]
         sims = [float(vectors[0] @ v) for v in vectors[1:]]
         m.request_success.labels("batch").inc()

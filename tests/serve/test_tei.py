@@ -249,3 +249,25 @@ def test_cli_takes_tei_forms_and_environment(capsys):
         with pytest.raises(SystemExit):
             _parse(argv, environ)
         assert where in capsys.readouterr().err
+
+
+def test_similarity_errors_name_the_source_sentence_and_the_sentence(base_server):
+    """/similarity embeds [source_sentence, *sentences] as one list; its errors named the source sentence
+    `inputs.sentences[0]` and sentence k `inputs.sentences[k + 1]` (an index that may not exist)."""
+    c = base_server.client
+    r = c.post("/similarity", json={"inputs": {"source_sentence": "", "sentences": ["cat"]}})
+    _empty(r, "inputs.source_sentence")
+    assert "inputs.source_sentence`" in r.json()["error"]
+    r = c.post("/similarity", json={"inputs": {"source_sentence": "cat", "sentences": ["dog", ""]}})
+    _empty(r, "inputs.sentences[1]")
+    r = c.post("/similarity", json={"inputs": {"source_sentence": "cat", "sentences": ["dog", "sky"]}})
+    assert r.status_code == 200 and len(r.json()) == 2
+
+
+def test_a_lone_surrogate_is_a_422_naming_the_input(base_server):
+    """A lone UTF-16 surrogate ("\\ud800" in the JSON) is valid JSON but no Unicode text: a 422 naming the
+    input (the tokenizer's own type error said neither which input nor why)."""
+    body = '{"inputs": ["cat", "a \\ud800 b"]}'
+    r = base_server.client.post("/embed", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "`inputs[1]` is not valid Unicode" in r.json()["error"] and "lone surrogate" in r.json()["error"]
