@@ -176,7 +176,10 @@ def test_pooling_and_normalize_options_work(model, monkeypatch, capsys):
 
 def test_max_length_beyond_the_model_is_one_line(model, monkeypatch, capsys):
     code, _, err = embed_here(monkeypatch, capsys, model, "--max-length", "100", stdin=b"hello\n")
-    assert code == 2 and "--max-length 100 is more than the 64 tokens the model's position embeddings take" in err
+    assert (
+        code == 2
+        and "--max-length 100 is more than the 64 tokens the model's position embeddings take" in err
+    )
     code, out, err = embed_here(monkeypatch, capsys, model, "--max-length", "3", stdin=b"hello world the a\n")
     assert code == 0 and "truncated to max_length=3" in err and len(json.loads(out)) == HIDDEN
 
