@@ -265,9 +265,6 @@ class _ReducedLinear(WeightWatch):
     def _pack(self, weight: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        raise NotImplementedError
-
     def inactive(self, weight: torch.Tensor) -> str | None:
         """Why this copy does not run for ``weight`` (None when it does): it takes fp32, fp16 or bf16
         weights on the device it was made on."""
@@ -285,19 +282,6 @@ class _ReducedLinear(WeightWatch):
 
     def _ops(self, x: torch.Tensor):
         return _FUSED if x.is_cuda else _EAGER
-
-    def __call__(
-        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        y = self.model_linear(x, weight, bias)
-        if y is not None:
-            return y
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])
-        y = self._mm(x2, bias)  # (M, N) in x's dtype, bias added
-        if self.outliers is not None:
-            y.addmm_(x2.index_select(1, self.outliers), self.w_outliers.to(x.dtype))
-        return y.view(*lead, self.out_features)
 
     def _describe(self) -> str:
         smooth = f"smoothquant alpha={self.alpha}" if self.smooth is not None else "no smoothing"
@@ -343,7 +327,7 @@ class Fp8Linear(_ReducedLinear):
         )  # fmt: skip
         return y, b is not None
 
-    def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         qx, sx = self._ops(x2)["fp8"](x2, self.inv_or_ones, self.per_row)  # (M, K) e4m3, (M, 1) fp32
         key = (x2.device, x2.dtype, self.per_row)
         out_dtype = _FP8_OUT.get(key)
@@ -392,7 +376,7 @@ class IntMMLinear(_ReducedLinear):
             f"{self._describe()})"
         )
 
-    def _mm(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ops = self._ops(x2)
         qx, sx, zx = ops["int8"](x2, self.inv_or_ones)  # (M, K) int8, (M, 1) fp32 x 2
         m = qx.shape[0]

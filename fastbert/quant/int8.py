@@ -315,6 +315,25 @@ class WeightWatch:
             self.repack(weight)
         return None
 
+    def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """(M, N) in x2's dtype, bias added: the reduced GEMM of (M, K) rows."""
+        raise NotImplementedError
+
+    def __call__(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``F.linear(x, weight, bias)`` through the reduced copy (:meth:`_product` on the rows, then the fp32
+        outlier channels), or the model's own linear where the copy does not run (:meth:`model_linear`)."""
+        y = self.model_linear(x, weight, bias)
+        if y is not None:
+            return y
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        y = self._product(x2, bias)  # (M, N) in x's dtype, bias added
+        if self.outliers is not None:
+            y.addmm_(x2.index_select(1, self.outliers), self.w_outliers.to(x.dtype))
+        return y.view(*lead, self.out_features)
+
     def invalidate(self) -> None:
         """Make the copy again at the next call (:func:`fastbert.quant.refresh`)."""
         self._key = None
@@ -402,22 +421,12 @@ class Int8Linear(WeightWatch):
             )
         return None
 
-    def __call__(
-        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        y = self.model_linear(x, weight, bias)
-        if y is not None:
-            return y
+    def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         _, qlinear = _QLINEAR
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])
         qx, s, z = _QUANTIZE_TOKENS(x2, self.inv_smooth_or_ones, self.scheme.levels)  # (M, K) u8, (M, 1) x 2
         acc = qlinear(
             qx, 1.0, 0, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
         )  # (M, N) fp32: the int32 sums times w_scale
         # a plain tensor for the bias, a Parameter or not: one compiled variant of the fused pass
         _DEQUANTIZE(acc, s, z, self.w_sum, bias.detach() if bias is not None else self.zero_bias)
-        y = acc
-        if self.outliers is not None:
-            y.addmm_(x2.index_select(1, self.outliers), self.w_outliers)
-        return y.view(*lead, self.out_features)
+        return acc
