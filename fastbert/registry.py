@@ -234,22 +234,16 @@ def task_of_class(name: str) -> str | None:
     return None if found is None else found[1]
 
 
-#: families whose position ids start after the padding index (transformers'
-#: ``create_position_ids_from_input_ids``: ``padding_idx + 1 + cumsum``)
-PAD_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "mpnet"})
-
-
 def max_input_tokens(config: Any) -> int | None:
-    """The longest input (special tokens included) the config's position table takes: its
-    ``max_position_embeddings``, less ``pad_token_id + 1`` in the families whose positions start after the
-    padding index (a RoBERTa of 514 positions takes 512 tokens, as TEI computes); None without a table."""
+    """The longest input (special tokens included) the config's position table takes, by its family's own
+    rule (the base model's ``length_limit``: ``max_position_embeddings``, less the padding offset in the
+    families whose positions start after the padding index: a RoBERTa of 514 positions takes 512 tokens, as
+    TEI computes); None without a table."""
     positions = getattr(config, "max_position_embeddings", None)
     if not isinstance(positions, int) or positions <= 0:
         return None
-    if getattr(config, "model_type", None) in PAD_OFFSET_POSITIONS:
-        pad = getattr(config, "pad_token_id", None)
-        positions -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
-    return positions
+    found = FAMILIES.get(getattr(config, "model_type", None))
+    return positions if found is None else found.model_class("base").length_limit(config)[0]
 
 
 def model_type_of(data: dict[str, Any], name_or_path: str | os.PathLike | None = None) -> str | None:

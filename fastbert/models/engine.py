@@ -616,7 +616,12 @@ class BertModel(BertPreTrainedModel):
 
     def _length_limit(self) -> tuple[int, str]:
         """The longest input the position embeddings cover (without explicit position_ids), and why."""
-        n = self.config.max_position_embeddings
+        return self.length_limit(self.config)
+
+    @classmethod
+    def length_limit(cls, config: BertConfig) -> tuple[int, str]:
+        """:meth:`_length_limit` of a model of ``config`` (the family's rule, without building the model)."""
+        n = config.max_position_embeddings
         return n, f"max_position_embeddings ({n})"
 
     def _default_position_ids(

@@ -202,10 +202,11 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
         )
         return self._return(out, return_dict)
 
-    def _length_limit(self) -> tuple[int, str]:
-        n = self.config.max_position_embeddings - _PADDING_IDX - 1
+    @classmethod
+    def length_limit(cls, config) -> tuple[int, str]:
+        n = config.max_position_embeddings - _PADDING_IDX - 1
         return n, (
-            f"the model's limit of {n} tokens (max_position_embeddings {self.config.max_position_embeddings} - "
+            f"the model's limit of {n} tokens (max_position_embeddings {config.max_position_embeddings} - "
             f"padding_idx {_PADDING_IDX} - 1)"
         )
 

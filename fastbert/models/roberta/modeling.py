@@ -94,8 +94,8 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
 
     embeddings_class = RobertaEmbeddings
 
-    def _length_limit(self) -> tuple[int, str]:
-        cfg = self.config
+    @classmethod
+    def length_limit(cls, cfg) -> tuple[int, str]:
         n = cfg.max_position_embeddings - cfg.pad_token_id - 1
         return n, (
             f"the model's limit of {n} tokens (max_position_embeddings {cfg.max_position_embeddings} - "
