@@ -152,7 +152,7 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
             f"got {type(obj).__name__}{hint}"
         )
 
-    if _is_transformers_model(obj):
+    if _is_transformers_model(obj) and not _is_container(obj):
         _check_cuda_graphs_device(obj, cuda_graphs)
         fast, reason = _try_convert(obj, attn_implementation)
         if fast is None:
@@ -244,6 +244,20 @@ def _transformers():
 def _is_transformers_model(module: nn.Module) -> bool:
     tf = _transformers()
     return tf is not None and isinstance(module, tf.PreTrainedModel)
+
+
+#: transformers models that only hold other models and call them through their forward: their encoder /
+#: decoder are accelerated in place, as the backbones of a sentence-transformers object
+_CONTAINERS = ("EncoderDecoderModel",)
+
+
+def _is_container(model: nn.Module) -> bool:
+    tf = _transformers()
+    return any(
+        isinstance(model, cls)
+        for cls in (getattr(tf, name, None) for name in _CONTAINERS)
+        if isinstance(cls, type)
+    )
 
 
 def _unsupported_reason(model: nn.Module) -> str | None:

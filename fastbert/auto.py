@@ -145,6 +145,9 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     model.tie_weights()
     model._mark_initialised()
     model.train(hf_model.training)
+    hf_generation = getattr(hf_model, "generation_config", None)
+    if model.can_generate() and hf_generation is not None:  # the transformers model's settings go along
+        model.generation_config = hf_generation
     return model
 
 

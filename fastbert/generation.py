@@ -28,7 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .outputs import ModelOutput
+from .core.kv_cache import cache_length
+from .outputs import ModelOutput, _WithCache
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,64 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+#: transformers' defaults of the generation settings fastbert's ``generate`` does not implement: a
+#: ``generation_config.json`` (or a transformers ``GenerationConfig``) that sets one to another value is read
+#: with a warning naming it (the setting is not applied)
+_UNSUPPORTED_DEFAULTS: dict[str, Any] = {
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "early_stopping": False,
+    "length_penalty": 1.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "diversity_penalty": 0.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "min_p": None,
+    "top_h": None,
+    "bad_words_ids": None,
+    "force_words_ids": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "sequence_bias": None,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "remove_invalid_values": False,
+    "guidance_scale": None,
+    "watermarking_config": None,
+    "max_time": None,
+    "stop_strings": None,
+    "constraints": None,
+    "output_attentions": False,
+    "output_hidden_states": False,
+    "num_assistant_tokens": 20,
+    "num_assistant_tokens_schedule": "constant",
+    "assistant_confidence_threshold": 0.4,
+    "penalty_alpha": None,
+    "low_memory": None,
+    "dola_layers": None,
+    "prompt_lookup_num_tokens": None,
+    "cache_implementation": None,
+    "decoder_start_token_id": None,
+}
+
+#: what a generation config file carries besides settings
+_METADATA = {"transformers_version", "_from_model_config", "_commit_hash", "_original_object_hash"}
+
+
 class GenerationConfig:
     """The generation parameters a model carries (``model.generation_config``); unset fields are None.
 
     Read from the model's config (``pad_token_id``, ``bos_token_id``, ``eos_token_id``) as transformers'
-    ``GenerationConfig.from_model_config``; ``save_pretrained`` writes ``generation_config.json``.
+    ``GenerationConfig.from_model_config``, then from the checkpoint's ``generation_config.json`` when it has
+    one (``from_pretrained``); ``save_pretrained`` writes ``generation_config.json``.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -69,15 +123,60 @@ class GenerationConfig:
 
     @classmethod
     def from_model_config(cls, config: Any) -> GenerationConfig:
-        return cls(**{k: getattr(config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+        config = cls(
+            **{k: getattr(config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+        )
+        config._from_model_config = True
+        return config
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "the generation config") -> GenerationConfig:
+        """The settings of a ``generation_config.json`` (or of a transformers ``GenerationConfig``'s
+        ``to_diff_dict()``): the ones fastbert's ``generate`` implements; a setting it does not implement, set
+        to anything but transformers' default, is named in one warning and not applied."""
+        ignored = sorted(
+            f"{k}={v!r}"
+            for k, v in data.items()
+            if k not in _DEFAULTS and k not in _METADATA and v != _UNSUPPORTED_DEFAULTS.get(k)
+        )
+        if ignored:
+            warnings.warn(
+                f"{source} sets {', '.join(ignored)}: fastbert's generate does greedy search and sampling "
+                "(temperature, top-k, top-p) only, and does not apply these",
+                UserWarning,
+                stacklevel=3,
+            )
+        return cls(**{k: v for k, v in data.items() if k in _DEFAULTS})
+
+    @classmethod
+    def coerce(cls, value: Any) -> GenerationConfig:
+        """A fastbert ``GenerationConfig`` from one of fastbert, a transformers ``GenerationConfig`` (its
+        settings that differ from transformers' defaults) or a dict."""
+        if isinstance(value, GenerationConfig):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        to_diff_dict = getattr(value, "to_diff_dict", None)
+        if callable(to_diff_dict):
+            config = cls.from_dict(to_diff_dict(), source=f"the {type(value).__name__}")
+            if getattr(value, "_from_model_config", False):  # derived from config.json, nobody set it
+                config._from_model_config = True
+            return config
+        raise TypeError(
+            "generation_config must be a GenerationConfig (fastbert's or transformers') or a dict, "
+            f"got {type(value).__name__}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _DEFAULTS if getattr(self, k) is not None}
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         os.makedirs(save_directory, exist_ok=True)
+        data = self.to_dict()
+        if self.__dict__.get("_from_model_config"):  # as transformers marks a config nobody set
+            data["_from_model_config"] = True
         with open(os.path.join(save_directory, "generation_config.json"), "w", encoding="utf-8") as f:
-            json.dump({**self.to_dict(), "_from_model_config": True}, f, indent=2, sort_keys=True)
+            json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
 
     def __repr__(self) -> str:
@@ -85,7 +184,7 @@ class GenerationConfig:
 
 
 @dataclass
-class GenerateDecoderOnlyOutput(ModelOutput):
+class GenerateDecoderOnlyOutput(_WithCache, ModelOutput):
     """``generate(..., return_dict_in_generate=True)``: the sequences, and per step the processed scores
     (``output_scores``) and raw logits (``output_logits``), each (batch, vocab), and the final cache."""
 
@@ -150,12 +249,26 @@ class GenerationMixin:
         return config
 
     @generation_config.setter
-    def generation_config(self, value: GenerationConfig) -> None:
-        if not isinstance(value, GenerationConfig):
-            raise TypeError(
-                f"generation_config must be a fastbert GenerationConfig, got {type(value).__name__}"
-            )
-        self.__dict__["_generation_config"] = value
+    def generation_config(self, value: Any) -> None:
+        """A fastbert or transformers ``GenerationConfig``, or a dict of its settings."""
+        self.__dict__["_generation_config"] = GenerationConfig.coerce(value)
+
+    def _read_generation_config(self, path: str, hub: Any) -> None:
+        """``from_pretrained``: the checkpoint's ``generation_config.json``, when it has one, as transformers
+        reads it (its settings over those of config.json)."""
+        from .hub import resolve_file
+
+        try:
+            file = resolve_file(path, "generation_config.json", hub, required=False)
+        except OSError:  # not fetched: the model's config settings, as transformers when the file fails
+            return
+        if file is None:
+            return
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{file} holds {type(data).__name__}, not a JSON object of generation settings")
+        self.__dict__["_generation_config"] = GenerationConfig.from_dict(data, source=file)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """The model's files, and ``generation_config.json`` as transformers writes for a generative model."""
@@ -172,9 +285,13 @@ class GenerationMixin:
         position_ids=None,
         **kwargs,
     ) -> dict[str, Any]:
-        """The forward arguments of one step: only the tokens the cache has not seen yet."""
-        if past_key_values is not None:
-            past_length = past_key_values[0][0].shape[2]
+        """The forward arguments of one step: only the tokens the cache (legacy tuples or a transformers
+        ``Cache``) has not seen yet; without ``position_ids``, positions from ``attention_mask`` (``cumsum - 1``,
+        1 on padding, as transformers 4)."""
+        if position_ids is None and attention_mask is not None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+        past_length = cache_length(past_key_values)
+        if past_length:
             input_ids = input_ids[:, past_length:]
             if position_ids is not None:
                 position_ids = position_ids[:, past_length:]
@@ -286,8 +403,20 @@ class GenerationMixin:
         ``pad_token_id`` (filler after a row's end; defaults to the config's, else the first eos id),
         ``attention_mask`` (left padding supported), ``num_return_sequences`` (sampling), ``use_cache``.
         """
+        if "inputs" in kwargs:  # transformers' name of the first argument
+            if input_ids is not None:
+                raise TypeError("generate() got both inputs and input_ids: give one")
+            input_ids = kwargs.pop("inputs")
+        if kwargs.get("num_beams", 1) == 1 and not isinstance(kwargs.get("num_beams"), bool):
+            kwargs.pop("num_beams", None)  # transformers' default: no beam search
         if kwargs:
-            raise TypeError(f"generate() got unexpected keyword arguments {sorted(kwargs)}")
+            raise TypeError(
+                f"generate() got unexpected keyword arguments {sorted(kwargs)}: fastbert's generate does "
+                "greedy search and sampling (temperature, top-k, top-p), without beam search, logits "
+                "processors, inputs_embeds or per-step attentions / hidden states"
+            )
+        if generation_config is not None:
+            generation_config = GenerationConfig.coerce(generation_config)
         s = self._generation_settings(
             dict(
                 max_new_tokens=max_new_tokens,

@@ -506,12 +506,16 @@ class PreTrainedMixin:
             )
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
+        model._read_generation_config(config_location(path), hub)
         model.eval()
         if quantization is not None:
             from .quant import quantize
 
             quantize(model, quantization, tokenizer=quant_tokenizer)
         return (model, info) if output_loading_info else model
+
+    def _read_generation_config(self, path: str, hub: HubOptions) -> None:
+        """A model that generates reads the checkpoint's ``generation_config.json`` here (GenerationMixin)."""
 
     @classmethod
     def _build(cls, config, model_args, dtype, device):

@@ -43,6 +43,14 @@ class ModelOutput(OrderedDict):
         return tuple(self[k] for k in self.keys())
 
 
+class _WithCache:
+    """``cache``: transformers 5's name of ``past_key_values`` (read-only; not a field of its own)."""
+
+    @property
+    def cache(self) -> Any:
+        return self.past_key_values
+
+
 @dataclass
 class BaseModelOutput(ModelOutput):
     """DistilBERT's (and ModernBERT's) bare encoder output in transformers."""
@@ -63,7 +71,7 @@ class BaseModelOutputWithPooling(ModelOutput):
 
 
 @dataclass
-class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+class BaseModelOutputWithPastAndCrossAttentions(_WithCache, ModelOutput):
     """ELECTRA's bare encoder output in transformers (no pooler)."""
 
     last_hidden_state: torch.Tensor | None = None
@@ -74,7 +82,7 @@ class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
 
 
 @dataclass
-class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
+class BaseModelOutputWithPoolingAndCrossAttentions(_WithCache, ModelOutput):
     last_hidden_state: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
@@ -93,7 +101,7 @@ class BertForPreTrainingOutput(ModelOutput):
 
 
 @dataclass
-class CausalLMOutputWithCrossAttentions(ModelOutput):
+class CausalLMOutputWithCrossAttentions(_WithCache, ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     past_key_values: tuple[tuple[torch.Tensor, ...], ...] | None = None

@@ -25,6 +25,7 @@ from torch import nn
 from .. import outputs
 from ..config import BertConfig, check_attn_implementation
 from ..core import workspace
+from ..core.kv_cache import as_legacy_cache, is_cache_object, update_cache
 from ..core.ops import AttentionSpec, OpTable, default_attn_implementation, resolve
 from ..core.padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
 from ..loading import PreTrainedMixin
@@ -171,6 +172,40 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
 
     #: the default CUDA-graph runner may be installed on a CUDA call (``cuda_graphs(enabled=False)``: no)
     _graphs_auto = True
+
+    @property
+    def config(self) -> BertConfig:
+        return self.__dict__["_config"]
+
+    @config.setter
+    def config(self, value: Any) -> None:
+        """A fastbert config of the model's family; a transformers config of that family (transformers'
+        ``EncoderDecoderModel`` assigns its own to the models it holds) is read into one, keeping this model's
+        attention backend. The submodules that held the old config get the new one."""
+        old = self.__dict__.get("_config")
+        if not isinstance(value, BertConfig):
+            value = self._config_from_foreign(value, old)
+        self.__dict__["_config"] = value
+        if old is not None and old is not value:
+            for module in self.modules():
+                if module is not self and getattr(module, "config", None) is old:
+                    module.config = value
+
+    def _config_from_foreign(self, value: Any, old: BertConfig | None) -> BertConfig:
+        to_dict = getattr(value, "to_dict", None)
+        data = to_dict() if callable(to_dict) else None
+        own = self.config_class
+        if not isinstance(data, dict) or data.get("model_type", own.model_type) != own.model_type:
+            kind = data.get("model_type") if isinstance(data, dict) else None
+            raise TypeError(
+                f"{type(self).__name__}.config must be a {own.__name__} (or a transformers config of model_type "
+                f"{own.model_type!r}), got {type(value).__name__}" + (f" of model_type {kind!r}" if kind else "")
+            )
+        config = own.from_dict({k: v for k, v in data.items() if not k.startswith("_")})
+        config._attn_implementation = old._attn_implementation if old is not None else None
+        config.name_or_path = getattr(value, "_name_or_path", "") or (old.name_or_path if old else "")
+        config.validate()
+        return config
 
     def __getstate__(self):  # copies and pickles leave a CUDA-graph runner behind (graphs, a lock, events)
         state = super().__getstate__().copy()
@@ -363,44 +398,6 @@ def _after_load(module: BertPreTrainedModel, incompatible_keys) -> None:
     module._bump_weights_version()  # load_state_dict(assign=True) may have moved the parameters
 
 
-def _cache_layers(cache) -> list[tuple]:
-    """(keys, values) per filled layer of one cache: a transformers ``Cache`` (read through its public
-    ``layers`` / ``key_cache`` attributes, no import of transformers) or legacy tuples; [] when empty."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:  # transformers 5: layers with .keys / .values, None until first filled
-        out = []
-        for layer in layers:
-            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-            if not isinstance(keys, torch.Tensor) or keys.dim() != 4:
-                break
-            out.append((keys, values))
-        return out
-    if hasattr(cache, "key_cache"):  # transformers 4's DynamicCache
-        return [(k, v) for k, v in zip(cache.key_cache, cache.value_cache) if isinstance(k, torch.Tensor)]
-    if hasattr(cache, "to_legacy_cache"):
-        cache = cache.to_legacy_cache()
-    return [tuple(layer) for layer in cache if len(layer)]
-
-
-def _as_legacy_cache(past_key_values):
-    """Past keys/values as legacy tuples, per layer (k, v) or (k, v, cross_k, cross_v); None when empty.
-
-    An ``EncoderDecoderCache`` whose cross-attention part is empty (or partly filled) gives (k, v) layers:
-    the cross-attention keys are then computed from the encoder's states, as transformers does."""
-    if past_key_values is None:
-        return None
-    if hasattr(past_key_values, "self_attention_cache"):  # transformers' EncoderDecoderCache
-        own = _cache_layers(past_key_values.self_attention_cache)
-        cross = _cache_layers(past_key_values.cross_attention_cache)
-        if not own:
-            return None
-        if len(cross) == len(own):
-            return tuple(tuple(s) + tuple(c) for s, c in zip(own, cross))
-        return tuple(tuple(s) for s in own)
-    layers = _cache_layers(past_key_values)
-    return tuple(tuple(layer) for layer in layers) if layers else None
-
-
 _RANGE_FIELDS = {
     "input_ids": "vocab_size",
     "token_type_ids": "type_vocab_size",
@@ -420,10 +417,14 @@ class _Checked:
     enc_seqlens_host: tuple[int, ...] | None = None
     #: some row of attention_mask has padding between real tokens (read for ``always_pack`` families only)
     holes: bool = False
+    #: cached positions before this call's: attention_mask covers past + seqlen
+    past_length: int = 0
 
     @property
     def padded(self) -> bool:
-        return self.seqlens_host is not None and any(n != self.seqlen for n in self.seqlens_host)
+        """Some row of attention_mask (past and new positions) has padding."""
+        full = self.past_length + self.seqlen
+        return self.seqlens_host is not None and any(n != full for n in self.seqlens_host)
 
     def enc_padded(self, enc_len: int) -> bool:
         return self.enc_seqlens_host is not None and any(n != enc_len for n in self.enc_seqlens_host)
@@ -608,7 +609,7 @@ class BertModel(BertPreTrainedModel):
             seqlens_host, rest = tuple(rest[: shape[0]]), rest[shape[0] :]
         if enc_seqlens is not None:
             enc_host = tuple(rest)
-        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host, holes)
+        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host, holes, past_length)
 
     def _layers(self) -> nn.ModuleList:
         """The encoder's layers, in order (BERT: ``encoder.layer``; DistilBERT: ``transformer.layer``)."""
@@ -728,7 +729,7 @@ class BertModel(BertPreTrainedModel):
         use_cache = (
             (cfg.use_cache if inputs.use_cache is None else inputs.use_cache) if cfg.is_decoder else False
         )
-        past = _as_legacy_cache(inputs.past_key_values)
+        past = as_legacy_cache(inputs.past_key_values)
         past_length = past[0][0].shape[2] if past is not None else 0
         checkpointing = self.training and torch.is_grad_enabled() and self.is_gradient_checkpointing
         if checkpointing and use_cache:
@@ -738,7 +739,7 @@ class BertModel(BertPreTrainedModel):
             checked = self.validate(inputs, past_length)
         else:
             ref = inputs.reference
-            checked = _Checked(ref.shape[0], ref.shape[1])
+            checked = _Checked(ref.shape[0], ref.shape[1], past_length=past_length)
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
         ops = self._resolve(output_attentions, past, no_real_tokens, inputs)
         attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
@@ -790,6 +791,8 @@ class BertModel(BertPreTrainedModel):
                 if use_cache:
                     presents += (present,)
 
+        if use_cache and is_cache_object(inputs.past_key_values):
+            presents = update_cache(inputs.past_key_values, presents, past_length)
         enc = Encoded(
             sequence=hidden,
             packing=packing,

@@ -1,0 +1,239 @@
+"""The decoder side as transformers' own code drives it: a transformers ``Cache`` passed in is updated in
+place (the KV-cache guide's loop, ``EncoderDecoderModel.generate``), a StaticCache is read at its filled
+length, a past that is all padding keeps its mask, ``generation_config.json`` is read, and transformers'
+``EncoderDecoderModel`` holds fastbert models (or is accelerated) with transformers' numbers and tokens."""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+
+import pytest
+import torch
+
+import fastbert
+from tests.model_helpers import TINY, assert_rule, require_transformers
+
+transformers = require_transformers()
+cache_utils = pytest.importorskip("transformers.cache_utils")
+
+DECODER = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, is_decoder=True)
+
+
+def _pair(name="BertLMHeadModel", **overrides):
+    cfg = dict(DECODER, **overrides)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = transformers.BertConfig(**cfg)
+        config._attn_implementation = "eager"  # 4.57's sdpa mask overflows in float64 on an all-padding past
+        hf = getattr(transformers, name)(config).eval()
+    return hf, fastbert.from_transformers(hf, attn_implementation="sdpa").eval()
+
+
+def _new_cache(cross: bool):
+    own = cache_utils.DynamicCache()
+    return cache_utils.EncoderDecoderCache(own, cache_utils.DynamicCache()) if cross else own
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_a_passed_cache_is_updated_in_place_as_transformers(cross):
+    """The KV-cache guide's loop: one Cache object passed on every call. Before, fastbert returned new
+    tuples and left the object empty, so each step ran as a fresh prompt (error 0.19 against 1e-7)."""
+    hf, fb = _pair(add_cross_attention=cross)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=g)
+    extra = {}
+    if cross:
+        extra["encoder_hidden_states"] = torch.randn(2, 4, TINY["hidden_size"], generator=g)
+
+    def loop(model):
+        cache = _new_cache(cross)
+        kw = {k: v.to(model.dtype) for k, v in extra.items()}
+        logits = [model(ids[:, :3], past_key_values=cache, use_cache=True, **kw).logits]
+        for t in range(3, 6):
+            out = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True, **kw)
+            logits.append(out.logits)
+        assert cache.get_seq_length() == 6
+        assert out.past_key_values is cache
+        return torch.cat(logits, dim=1)
+
+    with torch.no_grad():
+        ours = loop(fb)
+    assert_rule(ours, hf, loop, what=f"step logits through one in-place cache (cross={cross})")
+
+
+def test_a_static_cache_is_read_at_its_filled_length():
+    if not hasattr(cache_utils, "StaticCache"):
+        pytest.skip("this transformers has no StaticCache")
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(2))
+    try:
+        static = cache_utils.StaticCache(config=hf.config, max_cache_len=16)
+    except TypeError as error:  # its constructor differs between transformers versions
+        pytest.skip(f"StaticCache(config=, max_cache_len=) not accepted: {error}")
+    with torch.no_grad():
+        fb(ids[:, :4], past_key_values=static, use_cache=True)
+        step = fb(ids[:, 4:], past_key_values=static, use_cache=True).logits
+        dynamic = cache_utils.DynamicCache()
+        fb(ids[:, :4], past_key_values=dynamic, use_cache=True)
+        want = fb(ids[:, 4:], past_key_values=dynamic, use_cache=True).logits
+        whole = fb(ids).logits[:, 4:]
+    torch.testing.assert_close(step, want)
+    torch.testing.assert_close(step, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_a_past_that_is_all_padding_keeps_the_mask():
+    """Every row's real positions equal the new chunk's length: the key mask was dropped (the check compared
+    the mask's count with the new length, not past + new) and the padded past keys were attended."""
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(3))
+    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1]])
+
+    def run(model):
+        past = model(ids[:, :2], attention_mask=mask[:, :2], use_cache=True).past_key_values
+        return model(ids[:, 2:], attention_mask=mask, past_key_values=past, use_cache=True).logits
+
+    with torch.no_grad():
+        ours = run(fb)
+    assert_rule(ours, hf, run, what="a chunk after an all-padding past")
+
+
+def test_prepare_inputs_for_generation_reads_a_cache_and_the_mask():
+    _, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    first = fb.prepare_inputs_for_generation(
+        ids, past_key_values=cache_utils.DynamicCache(), attention_mask=mask
+    )
+    assert first["input_ids"].shape == (2, 6)
+    assert first["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5], [1, 1, 0, 1, 2, 3]]  # transformers 4's rule
+    cache = cache_utils.DynamicCache()
+    with torch.no_grad():
+        fb(ids[:, :5], attention_mask=mask[:, :5], past_key_values=cache, use_cache=True)
+    step = fb.prepare_inputs_for_generation(ids, past_key_values=cache, attention_mask=mask)
+    assert step["input_ids"].tolist() == ids[:, 5:].tolist()
+    assert step["position_ids"].tolist() == [[5], [3]]
+
+
+def test_outputs_have_transformers_5_cache_name():
+    _, fb = _pair()
+    with torch.no_grad():
+        out = fb(torch.tensor([[5, 6, 7]]), use_cache=True)
+    assert out.cache is out.past_key_values and "cache" not in out.keys()
+
+
+# --------------------------------------------------------------------------------------------- generation_config
+def test_generation_config_json_is_read_and_kept(tmp_path):
+    hf, fb = _pair()
+    hf.generation_config = transformers.GenerationConfig(
+        max_new_tokens=4, do_sample=True, top_k=5, temperature=0.7, eos_token_id=7, pad_token_id=0
+    )
+    hf.save_pretrained(tmp_path / "hf")
+    loaded = fastbert.BertLMHeadModel.from_pretrained(tmp_path / "hf")
+    settings = loaded.generation_config.to_dict()
+    assert settings == {
+        "max_new_tokens": 4,
+        "do_sample": True,
+        "top_k": 5,
+        "temperature": 0.7,
+        "eos_token_id": 7,
+        "pad_token_id": 0,
+    }
+    ids = torch.randint(8, TINY["vocab_size"], (2, 3), generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(9)
+    want = hf.generate(ids)
+    torch.manual_seed(9)
+    assert torch.equal(loaded.generate(ids), want)
+    loaded.save_pretrained(tmp_path / "fb")  # fastbert's own round trip keeps it
+    again = fastbert.BertLMHeadModel.from_pretrained(tmp_path / "fb")
+    assert again.generation_config.to_dict() == settings
+    written = json.loads((tmp_path / "fb" / "generation_config.json").read_text())
+    assert "_from_model_config" not in written  # set by a user, not derived from config.json
+    assert transformers.BertLMHeadModel.from_pretrained(tmp_path / "fb").generation_config.max_new_tokens == 4
+    # a transformers model's settings go along with from_transformers / accelerate
+    assert fastbert.from_transformers(hf).generation_config.to_dict() == settings
+
+
+def test_generation_config_unsupported_settings_warn_and_transformers_objects_are_taken(tmp_path):
+    _, fb = _pair()
+    fb.save_pretrained(tmp_path)
+    path = tmp_path / "generation_config.json"
+    data = json.loads(path.read_text())
+    assert data.get("_from_model_config") is True  # derived from config.json, as transformers marks it
+    path.write_text(json.dumps({**data, "num_beams": 4, "repetition_penalty": 1.0, "max_new_tokens": 2}))
+    with pytest.warns(UserWarning, match=r"num_beams=4") as record:
+        loaded = fastbert.BertLMHeadModel.from_pretrained(tmp_path)
+    assert not any(
+        "repetition_penalty" in str(w.message) for w in record
+    )  # transformers' default: no warning
+    assert loaded.generation_config.max_new_tokens == 2
+    fb.generation_config = transformers.GenerationConfig(max_new_tokens=3)
+    assert fb.generation_config.max_new_tokens == 3
+    ids = torch.tensor([[5, 6, 7]])
+    assert fb.generate(inputs=ids, num_beams=1).shape == (1, 6)  # transformers' argument names and default
+    with pytest.raises(TypeError, match="num_beams"):
+        fb.generate(ids, num_beams=2)
+    with pytest.raises(TypeError, match="GenerationConfig"):
+        fb.generation_config = 3
+
+
+# --------------------------------------------------------------------------------------------- EncoderDecoderModel
+def _encoder_decoder():
+    cfg = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enc = transformers.BertModel(transformers.BertConfig(**cfg), add_pooling_layer=False)
+        dec = transformers.BertLMHeadModel(
+            transformers.BertConfig(**cfg, is_decoder=True, add_cross_attention=True)
+        )
+        model = transformers.EncoderDecoderModel(encoder=enc, decoder=dec).eval()
+    for config in (model.config, model.generation_config):
+        config.decoder_start_token_id, config.pad_token_id = 2, 0
+    return model
+
+
+@pytest.mark.parametrize("how", ["held", "accelerated"])
+def test_encoder_decoder_model_with_fastbert_models(how):
+    """transformers' EncoderDecoderModel assigns its own configs to the models it holds (a fastbert model then
+    failed on 'head_dim'), calls them with transformers Caches, and accelerate refused it as a whole."""
+    ref = _encoder_decoder()
+    if how == "held":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enc = fastbert.from_transformers(copy.deepcopy(ref.encoder))
+            dec = fastbert.from_transformers(copy.deepcopy(ref.decoder))
+            model = transformers.EncoderDecoderModel(encoder=enc, decoder=dec).eval()
+        for config in (model.config, model.generation_config):
+            config.decoder_start_token_id, config.pad_token_id = 2, 0
+        assert isinstance(dec.config, fastbert.BertConfig) and dec.config.add_cross_attention
+        assert dec.bert.config is dec.config  # the submodules follow the new config
+    else:
+        model = fastbert.accelerate(copy.deepcopy(ref), strict=True)
+    assert isinstance(model.encoder, fastbert.BertModel) and isinstance(
+        model.decoder, fastbert.BertLMHeadModel
+    )
+    g = torch.Generator().manual_seed(4)
+    src = torch.randint(3, TINY["vocab_size"], (2, 6), generator=g)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    tgt = torch.randint(3, TINY["vocab_size"], (2, 5), generator=g)
+
+    def call(m):
+        return m(input_ids=src, attention_mask=mask, decoder_input_ids=tgt).logits
+
+    with torch.no_grad():
+        ours = call(model)
+        assert torch.equal(
+            model.generate(src, attention_mask=mask, max_new_tokens=5),
+            ref.generate(src, attention_mask=mask, max_new_tokens=5),
+        )
+    assert_rule(ours, ref, call, what=f"EncoderDecoderModel logits ({how})")
+
+
+def test_a_config_of_another_family_is_refused():
+    _, fb = _pair()
+    with pytest.raises(TypeError, match="model_type 'roberta'"):
+        fb.config = transformers.RobertaConfig(**TINY)
