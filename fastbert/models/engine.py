@@ -199,7 +199,8 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
             kind = data.get("model_type") if isinstance(data, dict) else None
             raise TypeError(
                 f"{type(self).__name__}.config must be a {own.__name__} (or a transformers config of model_type "
-                f"{own.model_type!r}), got {type(value).__name__}" + (f" of model_type {kind!r}" if kind else "")
+                f"{own.model_type!r}), got {type(value).__name__}"
+                + (f" of model_type {kind!r}" if kind else "")
             )
         config = own.from_dict({k: v for k, v in data.items() if not k.startswith("_")})
         config._attn_implementation = old._attn_implementation if old is not None else None
