@@ -1639,16 +1639,21 @@ def test_loads_a_folder_saved_by_transformers(tmp_path):
         assert ours(text)["input_ids"] == theirs(text)["input_ids"]
 
 
-def test_tokenizer_json_normalizer_kept_without_config(tmp_path):
-    """With no do_lower_case anywhere, a tokenizer.json keeps its own BertNormalizer settings."""
-    BertTokenizer.from_pretrained(MINILM, do_lower_case=False).save_pretrained(tmp_path)
+def test_tokenizer_json_normalizer_without_config_takes_transformers_defaults(tmp_path):
+    """With no do_lower_case anywhere, a cased tokenizer.json is lower-cased, as transformers'
+    BertTokenizerFast (4.57 and 5) rebuilds its normalizer with the default do_lower_case=True; fastbert
+    kept the file's settings, so the ids differed from what a model trained with transformers saw."""
+    BertTokenizer.from_pretrained(MINILM, do_lower_case=False, strip_accents=False).save_pretrained(tmp_path)
     os.remove(tmp_path / "tokenizer_config.json")
     os.remove(tmp_path / "vocab.txt")
     tok = BertTokenizer.from_pretrained(tmp_path)
-    assert tok.do_lower_case is False and tok.tokenize("Hello") == BertTokenizer.from_pretrained(
-        MINILM, do_lower_case=False
-    ).tokenize("Hello")
-    assert BertTokenizer.from_pretrained(tmp_path, do_lower_case=True).tokenize("Hello") == ["hello"]
+    assert tok.do_lower_case is True and tok.strip_accents is None
+    assert tok.tokenize("Héllo") == ["hello"]
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.BertTokenizerFast.from_pretrained(tmp_path)
+    text = "Héllo WORLD, Ünïcode"
+    assert tok(text)["input_ids"] == theirs(text)["input_ids"]
+    assert BertTokenizer.from_pretrained(tmp_path, do_lower_case=False).tokenize("Hello") == ["[UNK]"]
 
 
 def test_empty_batch(minilm_pair):
@@ -1674,3 +1679,44 @@ def test_transformers_4_helpers_and_clear_errors(minilm_pair):
     with pytest.raises(ValueError, match="pad_token must be a string or an AddedToken, got int 5"):
         ours.add_special_tokens({"pad_token": 5})
     assert ours.add_tokens(None) == 0 and ours.add_tokens([]) == 0
+
+
+def test_never_split_matches_whole_words_only(tmp_path):
+    """A never_split word was also matched inside other words ("renew" -> "re" + "new"), unlike transformers'
+    slow and fast tokenizers, and the saved tokenizer.json made transformers split that way too."""
+    tok = BertTokenizer.from_pretrained(MINILM, never_split=["new", "hello"])
+    assert tok.tokenize("renew the hello-new") == ["renew", "the", "hello", "-", "new"]
+    assert tok.tokenize("hellonew") == BertTokenizer.from_pretrained(MINILM).tokenize("hellonew")
+    tok.save_pretrained(tmp_path)
+    transformers = pytest.importorskip("transformers")
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path).tokenize("renew") == ["renew"]
+
+
+def test_do_basic_tokenize_false_as_transformers_4(tmp_path):
+    """transformers 4's BertTokenizer(do_basic_tokenize=False) runs WordPiece on whitespace-split text as is
+    (no lower-casing, no punctuation split); fastbert stored the flag and ignored it. Ids from transformers
+    4.57.1's slow BertTokenizer on the MiniLM vocabulary."""
+    tok = BertTokenizer.from_pretrained(MINILM, do_basic_tokenize=False)
+    assert tok("hello, world!")["input_ids"] == [101, 7592, 29623, 2088, 29612, 102]
+    assert tok("The Quick fox")["input_ids"] == [101, 100, 100, 4419, 102]
+    tok.save_pretrained(tmp_path)
+    assert BertTokenizer.from_pretrained(tmp_path)("hello, world!")["input_ids"] == [
+        101,
+        7592,
+        29623,
+        2088,
+        29612,
+        102,
+    ]
+
+
+def test_save_vocabulary_to_a_file_path(tmp_path):
+    """transformers 4's BertTokenizer.save_vocabulary takes a folder or a file path."""
+    tok = BertTokenizer.from_pretrained(MINILM)
+    (path,) = tok.save_vocabulary(str(tmp_path / "my-vocab.txt"))
+    assert path == str(tmp_path / "my-vocab.txt")
+    (folder_file,) = tok.save_vocabulary(str(tmp_path))
+    assert open(path).read() == open(folder_file).read()
+    assert BertTokenizer(path).tokenize("hello world") == ["hello", "world"]
+    with pytest.raises(OSError, match="should be a directory"):
+        tok.save_vocabulary(str(tmp_path / "missing" / "vocab.txt"))

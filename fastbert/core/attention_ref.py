@@ -257,8 +257,9 @@ def eager_attention(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=Non
     if mask is not None:
         scores = scores + mask
     probs = F.softmax(scores, dim=-1)
+    # transformers returns the weights that multiplied V: after dropout, in training
     dropped = F.dropout(probs, dropout_p, training=True) if dropout_p > 0 else probs
-    return torch.matmul(dropped, v).transpose(1, 2), probs
+    return torch.matmul(dropped, v).transpose(1, 2), dropped
 
 
 def sdpa_padded(q, k, v, spec: AttentionSpec, scale, dropout_p=0.0, bias=None):

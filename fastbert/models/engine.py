@@ -52,6 +52,10 @@ _SMALL_INT_DTYPES = frozenset(
 )
 
 
+#: forward arguments that are switches: a tensor there is an argument given in another order's place
+_SWITCHES = ("output_attentions", "output_hidden_states", "return_dict", "use_cache")
+
+
 @dataclass
 class BertInputs:
     """The encoder's inputs of one call, as the classes' ``forward`` received them."""
@@ -89,6 +93,14 @@ class BertInputs:
                     f"{name} must be a torch.Tensor, got {type(value).__name__}: make one with torch.tensor(...) "
                     "(or call the tokenizer with return_tensors='pt')"
                 )
+        for name in _SWITCHES:
+            if isinstance(args.get(name), torch.Tensor):
+                raise TypeError(
+                    f"{name} got a tensor; it takes True, False or None. The forward arguments follow "
+                    "transformers 5's order, which has no head_mask: a call written for transformers 4's "
+                    "positional order (head_mask fifth, then inputs_embeds, labels ...) must name the arguments "
+                    "after position_ids"
+                )
         values = {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args}
         if values.get("use_cache") is None and use_cache is not None:
             values["use_cache"] = use_cache
@@ -118,8 +130,8 @@ def _no_head_mask(head_mask: Any) -> None:
         raise TypeError(f"head_mask must be a torch.Tensor or None, got {type(head_mask).__name__}")
     if not bool((head_mask == 1).all()):
         raise ValueError(
-            "head_mask nullifies attention heads, which fastbert does not compute (transformers 5 dropped "
-            "head_mask and ignores it); pass None, or remove the heads' weights"
+            "head_mask has values other than 1: it would scale or nullify attention heads, which fastbert does "
+            "not compute (transformers 5 dropped head_mask and ignores it); pass None, or remove the heads' weights"
         )
 
 

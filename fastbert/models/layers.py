@@ -174,7 +174,10 @@ class BertSelfAttention(_Module):
             self.register_load_state_dict_post_hook(_refuse_after_load)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
-        self.relative = self.position_embedding_type in ("relative_key", "relative_key_query")
+        # transformers 4 builds cross-attention with absolute positions: no distance table there
+        self.relative = (
+            self.position_embedding_type in ("relative_key", "relative_key_query") and not is_cross_attention
+        )
         if self.relative:
             self.max_position_embeddings = config.max_position_embeddings
             self.distance_embedding = embedding(

@@ -20,6 +20,7 @@ from typing import Any
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from ..output_files import open_output
 from .base import TokenizerBase
 from .files import (
     _SETTINGS,
@@ -81,7 +82,10 @@ def _wordpiece_from_vocab(
 def _apply_normalizer_options(
     backend: Tokenizer, do_lower_case: Any, strip_accents: Any, tokenize_chinese_chars: Any
 ) -> tuple[bool, bool | None, bool]:
-    """Set the BertNormalizer of ``backend`` from the arguments; those left unset keep the backend's own.
+    """Set the BertNormalizer of ``backend`` from the arguments, those left unset to transformers' defaults
+    (``do_lower_case=True``, ``strip_accents=None``, ``tokenize_chinese_chars=True``), as transformers'
+    ``BertTokenizerFast`` (4.57 and 5) rebuilds a ``tokenizer.json``'s normalizer that differs: a cased
+    ``tokenizer.json`` whose tokenizer_config.json does not set ``do_lower_case`` is lower-cased there too.
 
     Returns the settings in force (transformers' defaults where the backend has no BertNormalizer).
     """
@@ -93,13 +97,9 @@ def _apply_normalizer_options(
             bool(True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars),
         )
     wanted = {
-        "lowercase": bool(state.get("lowercase", True) if do_lower_case is _UNSET else do_lower_case),
-        "strip_accents": state.get("strip_accents") if strip_accents is _UNSET else strip_accents,
-        "handle_chinese_chars": bool(
-            state.get("handle_chinese_chars", True)
-            if tokenize_chinese_chars is _UNSET
-            else tokenize_chinese_chars
-        ),
+        "lowercase": bool(True if do_lower_case is _UNSET else do_lower_case),
+        "strip_accents": None if strip_accents is _UNSET else strip_accents,
+        "handle_chinese_chars": bool(True if tokenize_chinese_chars is _UNSET else tokenize_chinese_chars),
     }
     if any(state.get(k) != v for k, v in wanted.items()):
         backend.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
@@ -112,7 +112,8 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
         return
     in_vocab = [t for t in never_split if backend.token_to_id(t) is not None and t not in specials]
     if in_vocab:
-        backend.add_tokens([AddedToken(t, normalized=False) for t in in_vocab])
+        # whole words only, as the slow tokenizer's split on whitespace and punctuation: "new" never splits "renew"
+        backend.add_tokens([AddedToken(t, normalized=False, single_word=True) for t in in_vocab])
     skipped = [t for t in never_split if backend.token_to_id(t) is None]
     if skipped:
         logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
@@ -215,6 +216,11 @@ class BertTokenizer(TokenizerBase):
             backend, do_lower_case, strip_accents, tokenize_chinese_chars
         )
         self.do_basic_tokenize = do_basic_tokenize
+        if (
+            do_basic_tokenize is False
+        ):  # transformers 4's BertTokenizer: WordPiece on whitespace-split text as is
+            backend.normalizer = None
+            backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         self.never_split = list(never_split) if never_split else None
         specials = [t for t in self._special_token_values() if t]
         _add_config_tokens(backend, added_tokens_decoder)  # first: each at the id the files give it
@@ -259,14 +265,25 @@ class BertTokenizer(TokenizerBase):
     # loading and saving
     # ---------------------------------------------------------------------------------------------------------
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
-        """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``; returns its path in a tuple."""
-        if not os.path.isdir(save_directory):
-            raise OSError(f"Vocabulary path ({save_directory}) should be a directory")
+        """Write ``vocab.txt`` (``{prefix}-vocab.txt``) to ``save_directory``, or to the file path it names (as
+        transformers 4's ``BertTokenizer``); returns its path in a tuple."""
         model = self._tokenizer.model
         if not isinstance(model, WordPiece):
             raise ValueError("save_vocabulary needs a WordPiece model")
-        files = model.save(save_directory, filename_prefix)
-        return tuple(files)
+        if os.path.isdir(save_directory):
+            return tuple(model.save(save_directory, filename_prefix))
+        folder = os.path.dirname(os.path.abspath(save_directory))
+        if not os.path.isdir(folder):
+            raise OSError(f"Vocabulary path ({save_directory}) should be a directory or a file in one")
+        path = os.path.join(
+            folder, (filename_prefix + "-" if filename_prefix else "") + os.path.basename(save_directory)
+        )
+        vocab = sorted(self._tokenizer.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1])
+        if any(b[1] != a[1] + 1 for a, b in zip(vocab, vocab[1:])):
+            logger.warning(f"Saving vocabulary to {path}: vocabulary indices are not consecutive")
+        with open_output(path, "w") as f:
+            f.write("".join(f"{token}\n" for token, _ in vocab))
+        return (path,)
 
     def _config_for_save(self) -> dict[str, Any]:
         config = super()._config_for_save()

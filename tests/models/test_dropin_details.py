@@ -7,6 +7,7 @@ import torch
 from model_helpers import TINY, require_transformers
 
 import fastbert
+from fastbert import registry
 from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
@@ -197,3 +198,69 @@ def test_bare_model_output_class_is_transformers(name):
     ids = torch.randint(3, 50, (2, 5))
     with torch.no_grad():
         assert type(ours(input_ids=ids)).__name__ == type(theirs(input_ids=ids)).__name__
+
+
+@pytest.mark.parametrize("model_type", registry.supported_model_types())
+def test_training_attentions_are_the_weights_after_dropout(model_type):
+    """transformers returns the attention weights that multiplied V: after dropout, in training. fastbert
+    returned them before dropout (rows summing to 1), so attention distillation read other values."""
+    from model_helpers import tiny_family_config
+
+    field = (
+        "attention_dropout" if model_type in ("distilbert", "modernbert") else "attention_probs_dropout_prob"
+    )
+    config = tiny_family_config(model_type, **{field: 0.5}, attn_implementation="eager")
+    model = registry.model_class(model_type, "base")(config).train()
+    ids = torch.randint(5, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    attentions = model(ids, output_attentions=True).attentions
+    for probs in attentions:
+        assert (probs == 0).float().mean() > 0.3  # dropped entries
+        kept = probs[probs != 0]
+        assert kept.max() > 1.0 or not torch.allclose(probs.sum(-1), torch.ones(()))  # kept ones scaled by 2
+
+
+def test_training_attentions_equal_transformers_under_one_seed():
+    transformers = require_transformers()
+    cfg = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5)
+    config = transformers.BertConfig(**cfg)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = transformers.BertModel(config).train()
+    ours = fastbert.from_transformers(hf, attn_implementation="eager").train()
+    ids = torch.randint(5, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(3)
+    theirs = hf(ids, output_attentions=True)
+    torch.manual_seed(3)
+    mine = ours(ids, output_attentions=True)
+    torch.testing.assert_close(mine.last_hidden_state, theirs.last_hidden_state)
+    for a, b in zip(mine.attentions, theirs.attentions):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
+def test_relative_positions_with_cross_attention_have_transformers_parameter_names(kind):
+    """transformers 4 builds cross-attention with absolute positions: fastbert added an unused
+    crossattention.self.distance_embedding, reported as missing / unexpected keys either way."""
+    transformers = require_transformers()
+    cfg = dict(TINY, is_decoder=True, add_cross_attention=True, position_embedding_type=kind)
+    ours = set(fastbert.BertLMHeadModel(fastbert.BertConfig(**cfg)).state_dict())
+    assert not any("crossattention.self.distance_embedding" in k for k in ours)
+    assert any("attention.self.distance_embedding" in k for k in ours)
+    if "relative" in getattr(transformers.BertConfig(**cfg), "position_embedding_type", ""):
+        theirs = set(transformers.BertLMHeadModel(transformers.BertConfig(**cfg)).state_dict())
+        if any("distance_embedding" in k for k in theirs):  # transformers 4: relative positions implemented
+            assert ours == theirs
+
+
+def test_transformers_4_positional_order_is_refused_by_name():
+    """transformers 4's forward had head_mask fifth: (ids, mask, tt, None, None, None, labels) put labels into
+    output_attentions here, and the loss silently came back None."""
+    model = fastbert.BertForSequenceClassification(fastbert.BertConfig(**TINY)).eval()
+    ids = torch.randint(5, TINY["vocab_size"], (2, 6))
+    with pytest.raises(TypeError, match="output_attentions got a tensor.*transformers 4's positional order"):
+        model(ids, torch.ones_like(ids), torch.zeros_like(ids), None, None, None, torch.tensor([0, 1]))
+    out = model(ids, torch.ones_like(ids), torch.zeros_like(ids), None, None, torch.tensor([0, 1]))
+    assert out.loss is not None  # transformers 5's order
+    with pytest.raises(ValueError, match="values other than 1"):
+        model(ids, head_mask=torch.full((TINY["num_hidden_layers"], TINY["num_attention_heads"]), 0.5))
