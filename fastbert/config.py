@@ -376,8 +376,9 @@ class BertConfig:
 
     @property
     def use_return_dict(self) -> bool:
-        """Whether models return dataclasses (``return_dict``), as transformers' config says it."""
-        return bool(self.return_dict)
+        """Whether models return dataclasses: ``return_dict``, and not ``torchscript`` (transformers 4's rule:
+        a config made for TorchScript gets tuples)."""
+        return bool(self.return_dict) and not self.torchscript
 
     @property
     def name_or_path(self) -> str:

@@ -4,6 +4,8 @@ import json
 import os
 
 import pytest
+import torch
+from model_helpers import TINY
 
 import fastbert
 
@@ -85,6 +87,13 @@ def test_transformers_4_config_fields_bert_leaves_unset(tmp_path):
     again = fastbert.BertConfig.from_pretrained(tmp_path)
     assert again.tokenizer_class == "BertTokenizer" and again.torchscript is True
     assert fastbert.BertConfig().torchscript is False  # set on an instance, not the class
+    # transformers 4: a config made for TorchScript returns tuples (use_return_dict = return_dict and not
+    # torchscript); fastbert returned dataclasses
+    assert again.use_return_dict is False and fastbert.BertConfig().use_return_dict is True
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY, torchscript=True)).eval()
+    out = model(torch.tensor([[5, 6, 7]]))
+    assert isinstance(out, tuple) and out[0].shape == (1, 3, TINY["hidden_size"])
+    assert not isinstance(model(torch.tensor([[5, 6, 7]]), return_dict=True), tuple)
 
 
 def test_config_without_model_type_and_google_config(tmp_path):

@@ -390,7 +390,7 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
 
     def _return(self, output, return_dict: bool | None):
         if return_dict is None:
-            return_dict = self.config.return_dict
+            return_dict = self.config.use_return_dict
         return output if return_dict else output.to_tuple()
 
 
