@@ -9,6 +9,7 @@ validation of the ids.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,3 +211,24 @@ def unpack(x: torch.Tensor, packing: Packing) -> torch.Tensor:
 def has_padding(attention_mask: torch.Tensor | None) -> bool:
     """True when a mask marks at least one padded position (one host read)."""
     return attention_mask is not None and not host_read(attention_mask.bool().all())
+
+
+#: set by :func:`packed_outputs`: per-token outputs stay packed
+_PACKED_OUTPUTS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "fastbert_packed_outputs", default=False
+)
+
+
+@contextmanager
+def packed_outputs() -> Iterator[None]:
+    """Within it, a forward that packed its padded batch returns its per-token outputs (``last_hidden_state``,
+    per-token logits) packed: (real tokens, ...), the rows' real tokens one row after the other, as
+    ``attention_mask`` orders them; a forward that did not pack (eager, no padding, a CUDA-graph replay)
+    returns them padded as usual, so the caller tells them apart by their ``dim()``. For callers that reduce
+    each sequence (a server's pooling, SPLADE's max) and must not build (batch, longest, ...) tensors of a
+    skewed batch; inference only (no labels)."""
+    token = _PACKED_OUTPUTS.set(True)
+    try:
+        yield
+    finally:
+        _PACKED_OUTPUTS.reset(token)

@@ -27,7 +27,17 @@ from ..config import BertConfig, check_attn_implementation
 from ..core import workspace
 from ..core.kv_cache import as_legacy_cache, is_cache_object, update_cache
 from ..core.ops import AttentionSpec, OpTable, default_attn_implementation, resolve
-from ..core.padding import Packing, extents, full_packing, host_read, lengths, pack, packing_from_mask, unpack
+from ..core.padding import (
+    _PACKED_OUTPUTS,
+    Packing,
+    extents,
+    full_packing,
+    host_read,
+    lengths,
+    pack,
+    packing_from_mask,
+    unpack,
+)
 from ..loading import PreTrainedMixin
 from ..model_api import TransformersModelAPI
 from .layers import BertEmbeddings, BertEncoder, BertPooler, LayerContext, _Module
@@ -152,14 +162,17 @@ class Encoded:
     @property
     def last_hidden_state(self) -> torch.Tensor:
         """(B, L, H), padded positions zero (re-padded once)."""
+        if self.packing is not None and _PACKED_OUTPUTS.get():
+            return self.sequence
         if self._padded is None:
             self._padded = unpack(self.sequence, self.packing) if self.packing is not None else self.sequence
         return self._padded
 
     def per_token(self, head) -> torch.Tensor:
-        """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once)."""
+        """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once, unless
+        :func:`packed_outputs` asks for them packed)."""
         y = head(self.sequence, self.ops)
-        return unpack(y, self.packing) if self.packing is not None else y
+        return unpack(y, self.packing) if self.packing is not None and not _PACKED_OUTPUTS.get() else y
 
 
 # --------------------------------------------------------------------------------------------- base class
@@ -816,7 +829,7 @@ class BertModel(BertPreTrainedModel):
             past_key_values=presents,
         )
         enc.pooled = self._pool(enc, inputs.attention_mask, zero_padded_first=not host_reads)
-        if not keep_packed and packing is not None:
+        if not keep_packed and packing is not None and not _PACKED_OUTPUTS.get():
             enc.sequence, enc.packing = enc.last_hidden_state, None
         return enc
 

@@ -65,6 +65,33 @@ def pool(
     return torch.cat(vectors, dim=-1)
 
 
+def pool_packed(tokens: torch.Tensor, lengths: list[int], modes: tuple[str, ...]) -> torch.Tensor:
+    """:func:`pool` of packed fp32 hidden states (T, hidden): the real tokens of each sequence one after the
+    other (``lengths`` of them, each at least 1), without building the padded (B, L, hidden) batch."""
+    device, width = tokens.device, tokens.shape[-1]
+    counts = torch.tensor(lengths, device=device)
+    rows = torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)  # (T,) its sequence
+    starts = torch.cumsum(counts, 0) - counts
+    count = counts.to(tokens.dtype).unsqueeze(-1)
+    vectors = []
+    for mode in modes:
+        if mode == "cls":
+            vectors.append(tokens[starts])
+        elif mode == "max":
+            init = tokens.new_full((len(lengths), width), float("-inf"))
+            vectors.append(init.scatter_reduce(0, rows[:, None].expand(-1, width), tokens, "amax"))
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
+            total = tokens.new_zeros(len(lengths), width).index_add_(0, rows, tokens)
+            vectors.append(total / (count if mode == "mean" else count.sqrt()))
+        elif mode == "weightedmean":
+            w = (torch.arange(tokens.shape[0], device=device) - starts[rows] + 1).to(tokens.dtype)
+            total = tokens.new_zeros(len(lengths), width).index_add_(0, rows, tokens * w[:, None])
+            vectors.append(total / tokens.new_zeros(len(lengths)).index_add_(0, rows, w)[:, None])
+        elif mode == "lasttoken":
+            vectors.append(tokens[starts + counts - 1])
+    return torch.cat(vectors, dim=-1)
+
+
 def _kind(module: dict[str, Any]) -> str:
     """A modules.json entry's class name (``sentence_transformers.models.Dense`` -> ``Dense``)."""
     return str(module.get("type", "")).rsplit(".", 1)[-1]

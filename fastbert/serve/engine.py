@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.padding import packed_outputs
 from ..pipelines.sentence_embedding import (
     check_pooling,
     load_dense,
     modules_after_pooling,
     pool,
+    pool_packed,
     pooling_modes_from_config,
 )
 from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, POOLINGS, ServeOptions
@@ -369,7 +371,9 @@ class ServedModel:
                 types[r, :n] = torch.tensor(row_types, dtype=torch.long)
             mask[r, :n] = 1
         dev = self.device
-        with torch.inference_mode():
+        # per-token outputs stay packed where the forward packed them: a skewed batch (one long input among
+        # many short ones) never builds (rows, longest, hidden) or SPLADE's (rows, longest, vocab) tensors
+        with torch.inference_mode(), packed_outputs():
             out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), token_type_ids=types.to(dev))
             results: list[Any] = [None] * B
             if self.spec.kind != EMBEDDING:
@@ -378,28 +382,44 @@ class ServedModel:
                     results[i] = logits[r]
                 return results
             if self.spec.pooling == "splade":
-                # log(1 + relu(logits)), max over the real tokens: (B, vocab)
-                act = torch.log1p(torch.relu(out.logits.float()))
-                act = act.masked_fill(mask.to(dev).unsqueeze(-1) == 0, 0.0)
-                sparse = act.max(dim=1).values.cpu().numpy()
+                sparse = _splade(out.logits, mask.to(dev), lengths).cpu().numpy()
                 for r, i in enumerate(order):
                     results[i] = sparse[r]
                 return results
-            hidden = out.last_hidden_state.float()  # (B, L, H); padded positions are zero
+            hidden = out.last_hidden_state.float()  # packed (T, H), or (B, L, H) with zero padded positions
+            packed = hidden.dim() == 2
             wants_pooled = any(op == "pooled" for op in ops)
             pooled = None
             if wants_pooled:
-                pooled = pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes)
+                if packed:
+                    pooled = pool_packed(hidden, lengths, self.spec.pooling_modes)
+                else:
+                    pooled = pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes)
                 if self.dense is not None:
                     pooled = self.dense(pooled)
                 pooled = pooled.cpu().numpy()
             hidden_np = hidden.cpu().numpy() if any(op == "all" for op in ops) else None
+            start = 0
             for r, i in enumerate(order):
                 if ops[i] == "all":
-                    results[i] = hidden_np[r, : lengths[r]]
+                    rows = hidden_np[start : start + lengths[r]] if packed else hidden_np[r, : lengths[r]]
+                    results[i] = rows
                 else:
                     results[i] = pooled[r]
+                start += lengths[r]
             return results
+
+
+def _splade(logits: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """SPLADE's vectors (B, vocab): log(1 + relu(logits)), max over each sequence's real tokens; ``logits``
+    packed (T, vocab) or padded (B, L, vocab)."""
+    act = torch.log1p(torch.relu(logits.float()))
+    if logits.dim() == 3:
+        return act.masked_fill(mask.unsqueeze(-1) == 0, 0.0).max(dim=1).values
+    counts = torch.tensor(lengths, device=act.device)
+    rows = torch.repeat_interleave(torch.arange(len(lengths), device=act.device), counts)
+    init = act.new_zeros(len(lengths), act.shape[-1])  # act >= 0: the max of a sequence is at least 0
+    return init.scatter_reduce(0, rows[:, None].expand(-1, act.shape[-1]), act, "amax")
 
 
 def normalize(v: np.ndarray) -> np.ndarray:

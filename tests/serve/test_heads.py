@@ -121,3 +121,57 @@ def test_quantization_is_applied_never_silently_dropped(tiny):
     assert isinstance(served.model.encoder.layer[0].intermediate.dense, QuantizedLinear)
     with pytest.raises(ValueError, match="--quantization int8 runs on the CPU"):
         ServedModel(describe_model(options), options, torch.device("meta"))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max", "lasttoken", "weightedmean", "splade"])
+def test_a_skewed_batch_is_reduced_on_the_packed_tokens(tiny, monkeypatch, pooling):
+    """One long input among short ones: the outputs were re-padded to (rows, longest, hidden) — SPLADE's
+    (rows, longest, vocab) — before pooling, so one request within every limit took GBs (6.3 GB for
+    32 SPLADE inputs, one of 512 tokens). The pooling now runs on the packed tokens, and gives the padded
+    pooling's vectors."""
+    from fastbert.core.padding import unpack
+    from fastbert.serve import ServeOptions, engine
+    from fastbert.serve.engine import ServedModel, describe_model
+
+    model = tiny["mlm"] if pooling == "splade" else tiny["base"]
+    options = ServeOptions(model=model, pooling=pooling)
+    served = ServedModel(describe_model(options), options, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    rows = [
+        ([2] + torch.randint(5, 100, (n,), generator=g).tolist() + [3], []) for n in (3, 40, 1, 7)
+    ]
+    ops = ["pooled", "all", "pooled", "pooled"] if pooling != "splade" else ["pooled"] * 4
+    unpacked = []
+    real_unpack = unpack
+
+    def spy(x, packing):  # the serve path must not re-pad the last hidden state / the logits
+        unpacked.append(tuple(x.shape))
+        return real_unpack(x, packing)
+
+    monkeypatch.setattr("fastbert.models.engine.unpack", spy)
+    got = served.run(rows, ops)
+    monkeypatch.undo()
+    assert unpacked == []
+    # the padded reference: the same forward outside packed_outputs, reduced over the padded batch
+    lengths = [len(r[0]) for r in rows]
+    L = max(lengths)
+    ids = torch.zeros(len(rows), L, dtype=torch.long)
+    mask = torch.zeros(len(rows), L, dtype=torch.long)
+    for i, (r, _) in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+    with torch.inference_mode():
+        out = served.model(input_ids=ids, attention_mask=mask)
+    for i in range(len(rows)):
+        if pooling == "splade":
+            act = torch.log1p(torch.relu(out.logits.float()))[i, : lengths[i]]
+            want = act.max(dim=0).values
+        elif ops[i] == "all":
+            want = out.last_hidden_state[i, : lengths[i]]
+        else:
+            want = engine.pool(
+                out.last_hidden_state.float()[i : i + 1],
+                mask[i : i + 1],
+                lengths[i : i + 1],
+                served.spec.pooling_modes,
+            )[0]
+        np.testing.assert_allclose(got[i], want.numpy(), rtol=1e-5, atol=1e-6)

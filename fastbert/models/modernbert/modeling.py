@@ -30,6 +30,7 @@ from torch import nn
 from ... import outputs
 from ...core.attention_ref import rope_cos_sin, rope_inv_freq
 from ...core.ops import OpTable
+from ...core.padding import _PACKED_OUTPUTS, unpack
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import (
@@ -329,9 +330,10 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         enc = super().encode(inputs, keep_packed=True, allow_pack=allow_pack, host_reads=host_reads)
         enc.sequence = _norm(enc.ops, self.final_norm, enc.sequence)
         enc._padded = None
-        if enc.hidden_states is not None:
-            enc.hidden_states = enc.hidden_states[:-1] + (enc.last_hidden_state,)
-        if not keep_packed and enc.packing is not None:
+        if enc.hidden_states is not None:  # padded, as the other hidden states
+            last = unpack(enc.sequence, enc.packing) if enc.packing is not None else enc.sequence
+            enc.hidden_states = enc.hidden_states[:-1] + (last,)
+        if not keep_packed and enc.packing is not None and not _PACKED_OUTPUTS.get():
             enc.sequence, enc.packing = enc.last_hidden_state, None
         return enc
 
