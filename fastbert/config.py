@@ -196,6 +196,9 @@ class BertConfig:
     prefix: str | None = None
     sep_token_id: int | None = None
     decoder_start_token_id: int | None = None
+    #: the field that names the engine's activation (ModernBERT: ``hidden_activation``; its config keeps a
+    #: ``hidden_act`` it is given as an extra attribute, as transformers does)
+    _activation_field = "hidden_act"
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
@@ -259,9 +262,9 @@ class BertConfig:
                 continue
             if not _is_kind(value, kind):
                 raise _field_type_error(field, kind + (" or null" if nullable else ""), value)
-        act = self.hidden_act
+        act = getattr(self, self._activation_field)
         if not (isinstance(act, str) or callable(act)):
-            raise _field_type_error("hidden_act", "an activation name", act)
+            raise _field_type_error(self._activation_field, "an activation name", act)
         eos = self.eos_token_id
         if eos is not None and not _is_kind(eos, _INT):
             if not (isinstance(eos, list) and all(_is_kind(e, _INT) for e in eos)):
@@ -319,9 +322,9 @@ class BertConfig:
         from .core.layers_ref import activation  # lazy: importing config imports no op module
 
         try:
-            activation(self.hidden_act)
+            activation(getattr(self, self._activation_field))
         except ValueError as e:
-            raise bad(f"hidden_act: {e}") from None
+            raise bad(f"{self._activation_field}: {e}") from None
         check_attn_implementation(self._attn_implementation)
 
     # ----------------------------------------------------------------- dtype (transformers 5's name)

@@ -145,6 +145,40 @@ def test_config_forms_read_as_transformers_reads_them(saved):
         fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, layer_types=[FULL]))
 
 
+def copy_folder(folder, dst, **config_changes):
+    """A copy of a saved model folder with config.json changed (a value None: the key removed)."""
+    dst.mkdir(exist_ok=True)
+    for path in folder.iterdir():
+        (dst / path.name).write_bytes(path.read_bytes())
+    data = json.loads((dst / "config.json").read_text())
+    for key, value in config_changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    (dst / "config.json").write_text(json.dumps(data))
+    return dst
+
+
+def test_bert_hidden_act_is_not_the_mlp_activation(saved, tmp_path):
+    """A config.json with BERT's ``hidden_act`` and no ``hidden_activation``: transformers (4.57 and 5.25)
+    keeps ``hidden_act`` as an unused attribute and its MLP runs ``hidden_activation``'s default, gelu; so
+    does fastbert, and it writes ``hidden_act`` back as transformers does."""
+    folder = copy_folder(
+        saved("base", "current")[0], tmp_path / "m", hidden_activation=None, hidden_act="silu"
+    )
+    hf = transformers.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    assert hf.config.hidden_activation == "gelu"
+    model = fastbert.AutoModel.from_pretrained(folder, attn_implementation="sdpa")
+    assert model.config.hidden_activation == "gelu"
+    assert model.config.to_dict()["hidden_act"] == "silu" == hf.config.to_dict()["hidden_act"]
+    judge_all(model, hf, batch("base", labels=False), "base", "sdpa")
+    # a name transformers' ModernBERT never reads is not refused either; hidden_activation is checked
+    fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, hidden_act="not-an-activation"))
+    with pytest.raises(ValueError, match="hidden_activation"):
+        fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, hidden_activation="not-an-activation"))
+
+
 @pytest.mark.parametrize("form", ["hub", "current"])
 @pytest.mark.parametrize("task", TASKS)
 def test_fp32_parity_with_transformers(saved, task, form):

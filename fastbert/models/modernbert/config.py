@@ -12,10 +12,11 @@ Two forms of ``config.json`` are read, as transformers reads them:
 The written form is transformers 5's: ``layer_types`` and ``rope_parameters`` (``global_attn_every_n_layers``
 is kept when it was given, as transformers keeps it; the two thetas are folded into ``rope_parameters``).
 
-The shared engine reads BERT's names: ``hidden_act`` is an alias of ``hidden_activation``,
-``attention_probs_dropout_prob`` of ``attention_dropout``, and ``hidden_dropout_prob`` is the largest of
-``embedding_dropout`` / ``mlp_dropout`` / ``attention_dropout`` (read-only: ModernBERT has no such field).
-BERT's other fields are written to ``config.json`` only when the input had them.
+The shared engine reads BERT's names: ``attention_probs_dropout_prob`` is an alias of ``attention_dropout``,
+and ``hidden_dropout_prob`` is the largest of ``embedding_dropout`` / ``mlp_dropout`` / ``attention_dropout``
+(read-only: ModernBERT has no such field). BERT's other fields are written to ``config.json`` only when the
+input had them; BERT's ``hidden_act`` among them is not an alias: transformers' ModernBERT keeps it as an
+unused attribute and its MLP runs ``hidden_activation`` (default ``gelu``), and so does fastbert.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ MODERNBERT_DEFAULTS: dict[str, Any] = {
 }
 
 #: BERT's field -> ModernBERT's field it stands for (one value, written under ModernBERT's name)
-ALIASES = {"hidden_act": "hidden_activation", "attention_probs_dropout_prob": "attention_dropout"}
+#: (not ``hidden_act``: transformers' ModernBERT ignores it, its MLP runs ``hidden_activation``)
+ALIASES = {"attention_probs_dropout_prob": "attention_dropout"}
 
 #: BERT's fields the engine reads that ModernBERT does not have: written only when the input had them
 _BERT_ONLY = tuple(k for k in _BERT_DEFAULTS if k not in MODERNBERT_DEFAULTS and k not in ALIASES)
@@ -96,6 +98,7 @@ class ModernBertConfig(BertConfig):
     model_type = "modernbert"
     compatible_model_types = ("modernbert",)
     family_name = "ModernBERT"
+    _activation_field = "hidden_activation"
     _family_defaults: dict[str, Any] = {
         k: v for k, v in MODERNBERT_DEFAULTS.items() if k not in ("layer_types", "rope_parameters")
     }
