@@ -180,6 +180,36 @@ def test_bert_hidden_act_is_not_the_mlp_activation(saved, tmp_path):
 
 
 @pytest.mark.parametrize("form", ["hub", "current"])
+def test_fewer_layers_than_the_checkpoint_as_transformers(saved, form, tmp_path):
+    """``from_pretrained(path, num_hidden_layers=2)`` and ``config.num_hidden_layers = 2`` before building (a
+    checkpoint truncated for distillation or pruning): transformers builds the first two layers with the first
+    two of ``layer_types`` (derived from the file's layer count in the hub form), and so does fastbert. The
+    saved config lists the two layers' types, so transformers reloads it; more layers than ``layer_types``
+    lists are refused by name (transformers: an IndexError)."""
+    folder, _ = saved("masked-lm", form)
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(
+        folder, num_hidden_layers=2, attn_implementation="sdpa"
+    )
+    model = fastbert.AutoModelForMaskedLM.from_pretrained(folder, num_hidden_layers=2)
+    assert len(model.model.layers) == len(hf.model.layers) == 2
+    assert [layer.attention_type for layer in model.model.layers] == hf.config.layer_types[:2]
+    inputs = batch("masked-lm")
+    judge_all(model, hf.eval(), inputs, "masked-lm", "sdpa")
+    config = fastbert.AutoConfig.from_pretrained(folder)
+    config.num_hidden_layers = 2
+    built = fastbert.AutoModelForMaskedLM.from_config(config)
+    assert [layer.attention_type for layer in built.model.layers] == hf.config.layer_types[:2]
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["layer_types"] == hf.config.layer_types[:2]
+    again = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    judge_all(fastbert.AutoModelForMaskedLM.from_pretrained(tmp_path), again, inputs, "masked-lm", "sdpa")
+    with pytest.raises(ValueError, match="layer_types must list one type per layer"):
+        fastbert.AutoModelForMaskedLM.from_pretrained(
+            folder, num_hidden_layers=len(hf.config.layer_types) + 1
+        )
+
+
+@pytest.mark.parametrize("form", ["hub", "current"])
 @pytest.mark.parametrize("task", TASKS)
 def test_fp32_parity_with_transformers(saved, task, form):
     folder, hf = saved(task, form)

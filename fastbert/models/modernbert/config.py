@@ -12,6 +12,11 @@ Two forms of ``config.json`` are read, as transformers reads them:
 The written form is transformers 5's: ``layer_types`` and ``rope_parameters`` (``global_attn_every_n_layers``
 is kept when it was given, as transformers keeps it; the two thetas are folded into ``rope_parameters``).
 
+Fewer layers than ``layer_types`` lists (``from_pretrained(path, num_hidden_layers=k)``, or
+``config.num_hidden_layers = k`` before building: a checkpoint truncated for distillation or pruning) build the
+first k, of the first k types, as transformers builds them; ``config.json`` is written with those k types
+(transformers 5.25 refuses to save such a config: its ``layer_types`` must have one entry per layer).
+
 The shared engine reads BERT's names: ``attention_probs_dropout_prob`` is an alias of ``attention_dropout``,
 and ``hidden_dropout_prob`` is the largest of ``embedding_dropout`` / ``mlp_dropout`` / ``attention_dropout``
 (read-only: ModernBERT has no such field). BERT's other fields are written to ``config.json`` only when the
@@ -168,6 +173,13 @@ class ModernBertConfig(BertConfig):
     def sliding_window(self, value: int) -> None:
         self.local_attention = value * 2
 
+    @property
+    def used_layer_types(self) -> list[str]:
+        """The types of the layers a model of this config has: the first ``num_hidden_layers`` of
+        ``layer_types`` (transformers' layer i reads ``layer_types[i]``; a config whose layer count was lowered
+        after ``layer_types`` was derived lists more)."""
+        return list(self.layer_types[: self.num_hidden_layers])
+
     def rope_theta(self, layer_type: str) -> float:
         return float(self.rope_parameters[layer_type]["rope_theta"])
 
@@ -180,12 +192,15 @@ class ModernBertConfig(BertConfig):
             return ValueError(f"{where}config field {message}")
 
         types = self.layer_types
-        if not isinstance(types, list) or len(types) != self.num_hidden_layers:
-            raise bad(f"layer_types must list one type per layer ({self.num_hidden_layers}), got {types!r}")
+        if not isinstance(types, list) or len(types) < self.num_hidden_layers:
+            raise bad(
+                f"layer_types must list one type per layer ({self.num_hidden_layers}; a longer list is read up "
+                f"to num_hidden_layers, as transformers reads it), got {types!r}"
+            )
         for t in types:
             if t not in LAYER_TYPES:
                 raise bad(f"layer_types holds {t!r}; ModernBERT's layer types are {LAYER_TYPES}")
-        for kind in set(types):
+        for kind in set(self.used_layer_types):
             params = self.rope_parameters.get(kind) if isinstance(self.rope_parameters, dict) else None
             if not isinstance(params, dict):
                 raise bad(f"rope_parameters has no entry for {kind!r}")
@@ -222,6 +237,13 @@ class ModernBertConfig(BertConfig):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
+        layers = self.num_hidden_layers
+        if (
+            isinstance(out.get("layer_types"), list)
+            and isinstance(layers, int)
+            and len(out["layer_types"]) > layers
+        ):
+            out["layer_types"] = out["layer_types"][:layers]  # a truncated model: the types of its layers
         given = getattr(self, "_given_bert", set())
         for name in _BERT_ONLY:
             if name not in given:

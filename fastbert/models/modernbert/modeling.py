@@ -306,7 +306,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         elif attn.key_mask is not None:
             longest = attn.key_mask.shape[1]
         specs = {}
-        for kind in set(self.config.layer_types):
+        for kind in set(self.config.used_layer_types):
             window = local if kind == SLIDING and (longest is None or longest - 1 > local // 2) else 0
             specs[kind] = replace(attn, window=window, rotary=self._rope(kind, device, positions))
         return specs
