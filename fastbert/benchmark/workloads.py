@@ -434,7 +434,8 @@ def has_window(config: Any) -> bool:
 
 def reference_output(model, inputs: dict[str, torch.Tensor], task: str, per_sequence: bool) -> torch.Tensor:
     """The task's output of ``model`` (the float64 reference): on the padded batch, or with
-    ``per_sequence`` each row alone without its (right) padding, padded positions zero.
+    ``per_sequence`` each row alone without its padding (right or left: the row's unmasked positions), padded
+    positions zero.
 
     Per sequence for families with sliding windows: transformers' ModernBERT ``eager`` in float64 fully
     masks a padded position whose window holds only padding (``-inf`` everywhere: NaN), and the next
@@ -442,16 +443,16 @@ def reference_output(model, inputs: dict[str, torch.Tensor], task: str, per_sequ
     saturates to a uniform row instead). A sequence alone is the ground truth the padded batch must equal."""
     if not per_sequence:
         return task_output(task, model(**inputs), inputs["attention_mask"])
-    mask = inputs["attention_mask"]
+    mask = inputs["attention_mask"].bool()
     rows = []
-    for b, n in enumerate(mask.sum(1).tolist()):
-        one = {k: v[b : b + 1, :n] for k, v in inputs.items()}
+    for b in range(mask.shape[0]):
+        one = {k: v[b : b + 1, mask[b]] for k, v in inputs.items()}
         rows.append(task_output(task, model(**one), one["attention_mask"])[0])
     if task == "embed":
         return torch.stack(rows)
     out = rows[0].new_zeros((mask.shape[0], mask.shape[1], *rows[0].shape[1:]))
     for b, row in enumerate(rows):
-        out[b, : row.shape[0]] = row
+        out[b, mask[b]] = row
     return out
 
 

@@ -179,3 +179,35 @@ def test_fastbert_embed_on_a_modernbert_folder(folder, tmp_path):
     )
     assert np.isfinite(got.numpy()).all()
     assert_close(got, plain, ref, torch.float32, what="fastbert embed on ModernBERT")
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_check_on_a_modernbert_folder(folder, tmp_path, side):
+    """``fastbert check --model`` on ModernBERT: check's sentences (5 to 91 tokens here) pad far past half the
+    window (6), where transformers' float64 eager reference on the padded batch is NaN (every row NaN and
+    FAIL). The reference is each padded row alone, as the bench's: every row finite and within the rule, with
+    the tokenizer padding on either side."""
+    import math
+    import shutil
+
+    from fastbert import check
+
+    path = tmp_path / "m"
+    shutil.copytree(folder, path)
+    tokenizer_config = path / "tokenizer_config.json"
+    tokenizer_config.write_text(
+        json.dumps({**json.loads(tokenizer_config.read_text()), "padding_side": side})
+    )
+    _, _, inputs = check._inputs(str(path), None, 0, 0)
+    mask = inputs["attention_mask"]
+    assert not bool(mask.all()) and bool(mask[:, 0 if side == "right" else -1].all())
+    rows = check.run_check(model=str(path), dtypes=("fp32",), backends=("eager", "sdpa"))
+    assert {r.provider for r in rows} == {
+        "fastbert eager",
+        "fastbert sdpa",
+        "transformers eager",
+        "transformers sdpa",
+    }
+    assert all(math.isfinite(r.max_err) for r in rows) and all(r.ok for r in rows)
+    judged = [r for r in rows if r.tolerance is not None]
+    assert len(judged) == 2 and all(0 < r.max_err < 1e-5 for r in judged)
