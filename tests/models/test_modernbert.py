@@ -286,6 +286,41 @@ def test_save_reload_in_transformers_and_from_transformers(saved, tmp_path):
         )
 
 
+TF4_KEYWORDS = ("sliding_window_mask", "indices", "cu_seqlens", "max_seqlen", "batch_size", "seq_len")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_transformers4_forward_keywords(saved, task):
+    """transformers 4.57's ModernBERT keywords (``sliding_window_mask``, ``indices``, ``cu_seqlens``,
+    ``max_seqlen``, ``batch_size``, ``seq_len``) as its era's code passes them, None: accepted, as transformers
+    5.25 accepts (and ignores) them, with its outputs; ``batch_size`` / ``seq_len`` equal to the input's shape
+    (multiple choice: flattened, as 4.57 passes them to its encoder) too; any other value is refused by name."""
+    folder, hf = saved(task, "current")
+    model = getattr(fastbert, registry.family("modernbert").classes[task]).from_pretrained(folder)
+    inputs = batch(task, (11, 9, 9) if task == "question-answering" else (11, 7, 9))
+    judge_all(model, hf, inputs, task, "sdpa", extra=dict.fromkeys(TF4_KEYWORDS))
+    rows, length = inputs["input_ids"].reshape(-1, inputs["input_ids"].shape[-1]).shape
+    with torch.no_grad():
+        plain = model(**inputs)
+        same = model(**inputs, batch_size=rows, seq_len=length)
+        embeds = model.get_input_embeddings()(inputs["input_ids"])
+        model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], batch_size=rows, seq_len=length)
+    for name in plain:
+        torch.testing.assert_close(same[name], plain[name], rtol=0, atol=0)
+    refused = {
+        "batch_size": rows + 1,
+        "seq_len": length - 1,
+        "sliding_window_mask": inputs["attention_mask"],
+        "indices": torch.arange(3),
+        "cu_seqlens": torch.tensor([0, 11, 18, 27], dtype=torch.int32),
+        "max_seqlen": 11,
+    }
+    assert set(refused) == set(TF4_KEYWORDS)
+    for name, value in refused.items():
+        with pytest.raises(ValueError, match=f"^{name}"):
+            model(**inputs, **{name: value})
+
+
 @pytest.mark.parametrize("backend", ["eager", "sdpa"])
 def test_bad_input(saved, backend):
     model = fastbert.ModernBertModel.from_pretrained(saved("base")[0], attn_implementation=backend)

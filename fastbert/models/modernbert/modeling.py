@@ -20,6 +20,8 @@ Every layer calls only the op table's primitives and composites (``linear``, ``a
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import replace
 
@@ -51,6 +53,78 @@ def _norm(ops: OpTable, m: nn.Module, x: torch.Tensor, residual: torch.Tensor | 
         h = x if residual is None else x + residual
         return (m(h), h) if prenorm else m(h)
     return ops.add_norm(x, residual, None, m.weight, m.bias, m.eps, prenorm=prenorm)
+
+
+# --------------------------------------------------------------------------------------------- transformers 4
+#: transformers 4.57's ModernBERT forward keywords (its unpadded flash-attention inputs and the local layers'
+#: mask), gone from transformers 5, which ignores them
+TRANSFORMERS4_KEYWORDS = (
+    "sliding_window_mask",
+    "indices",
+    "cu_seqlens",
+    "max_seqlen",
+    "batch_size",
+    "seq_len",
+)
+
+
+def takes_transformers4_keywords(forward):
+    """``forward`` that also takes transformers 4.57's ModernBERT keywords (:data:`TRANSFORMERS4_KEYWORDS`),
+    as its era's code passes them: None is accepted (transformers 5 ignores them), and so are ``batch_size``
+    and ``seq_len`` equal to the input's (transformers 4 reads them for the default mask and positions); any
+    other value is refused by name. The signature stays transformers 5's (``inspect.signature`` follows the
+    wrapper to ``forward``)."""
+    names = frozenset(TRANSFORMERS4_KEYWORDS)
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        if not names.isdisjoint(kwargs):
+            given = {name: kwargs.pop(name) for name in TRANSFORMERS4_KEYWORDS if name in kwargs}
+            _check_transformers4_keywords(forward, self, args, kwargs, given)
+        return forward(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _check_transformers4_keywords(forward, self, args, kwargs, given: dict) -> None:
+    shape = None
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in ("batch_size", "seq_len"):
+            if shape is None:
+                shape = _flat_input_shape(inspect.signature(forward).bind(self, *args, **kwargs).arguments)
+            want = shape[0] if name == "batch_size" else shape[1]
+            if isinstance(value, bool) or not isinstance(value, int) or value != want:
+                raise ValueError(
+                    f"{name}={value!r} is transformers 4's {name} of the padded batch, which is {want} here "
+                    f"(the encoder's input shape is {tuple(shape)}): pass {want} or None"
+                )
+        elif name == "sliding_window_mask":
+            raise ValueError(
+                "sliding_window_mask (transformers 4's mask of the local layers) is not supported by fastbert: "
+                "the local layers' window is derived from attention_mask and config.local_attention, as "
+                "transformers 4 and 5 derive it on their sdpa and eager paths; pass None"
+            )
+        else:
+            raise ValueError(
+                f"{name} (transformers 4's input of a batch unpadded beforehand, for its flash-attention path) is "
+                "not supported by fastbert, which removes the padding itself: pass the padded input_ids (or "
+                f"inputs_embeds) with attention_mask, and {name}=None"
+            )
+
+
+def _flat_input_shape(arguments: dict) -> tuple[int, int]:
+    """(rows, length) of the encoder's input: multiple choice's (batch, choices, ...) flattened, as transformers
+    4 passes it to its encoder."""
+    ids, embeds = arguments.get("input_ids"), arguments.get("inputs_embeds")
+    if isinstance(ids, torch.Tensor):
+        dims = tuple(ids.shape)
+    elif isinstance(embeds, torch.Tensor):
+        dims = tuple(embeds.shape[:-1])
+    else:
+        raise ValueError("batch_size / seq_len given without input_ids or inputs_embeds")
+    return math.prod(dims[:-1]), dims[-1]
 
 
 # --------------------------------------------------------------------------------------------- modules
@@ -240,6 +314,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     def _layers(self) -> nn.ModuleList:
         return self.layers
 
+    @takes_transformers4_keywords
     def forward(
         self,
         input_ids=None,
@@ -379,6 +454,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
     per_token = True
     #: transformers' ModernBERT masked-LM loss (``ForMaskedLMLoss``) divides its sum by the Trainer's count
     loss_kwargs = ("num_items_in_batch",)
+    forward = takes_transformers4_keywords(NoTokenTypesHead.forward)
 
     def __init__(self, config: ModernBertConfig):
         BertPreTrainedModel.__init__(self, config)
@@ -473,6 +549,8 @@ class _Classifier:
 class ModernBertForSequenceClassification(
     NoTokenTypesHead, _Classifier, ModernBertPreTrainedModel, bert.BertForSequenceClassification
 ):
+    forward = takes_transformers4_keywords(NoTokenTypesHead.forward)
+
     def __init__(self, config: ModernBertConfig):
         self._init_classifier(config, config.num_labels)
 
@@ -483,6 +561,7 @@ class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.B
     def __init__(self, config: ModernBertConfig):
         self._init_classifier(config, 1)
 
+    @takes_transformers4_keywords
     def forward(
         self,
         input_ids=None,
@@ -517,6 +596,7 @@ class ModernBertForTokenClassification(
     NoTokenTypesHead, _PerToken, ModernBertPreTrainedModel, bert.BertForTokenClassification
 ):
     per_token = True
+    forward = takes_transformers4_keywords(NoTokenTypesHead.forward)
 
     def __init__(self, config: ModernBertConfig):
         _Classifier._init_classifier(self, config, config.num_labels)
@@ -533,6 +613,7 @@ class ModernBertForQuestionAnswering(_PerToken, ModernBertPreTrainedModel, bert.
     def __init__(self, config: ModernBertConfig):
         _Classifier._init_classifier(self, config, config.num_labels)
 
+    @takes_transformers4_keywords
     def forward(
         self,
         input_ids=None,
