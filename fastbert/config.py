@@ -370,7 +370,16 @@ class BertConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+        """``head_dim`` as the config was given it (config.json or a keyword: kept and written back, as
+        transformers keeps it), else the attention heads' width, ``hidden_size // num_attention_heads``. The
+        BERT families' attention never reads a given one (as transformers'); ModernBERT's refuses one that
+        differs (its :meth:`validate`)."""
+        given = self.__dict__.get("head_dim")
+        return given if given is not None else self.hidden_size // self.num_attention_heads
+
+    @head_dim.setter
+    def head_dim(self, value: Any) -> None:
+        self.__dict__["head_dim"] = value
 
     # ----------------------------------------------------------------- serialisation
     #: transformers' ``attribute_map``: another name of a field -> the field (DistilBERT's ``hidden_size`` is

@@ -695,7 +695,7 @@ class BertModel(BertPreTrainedModel):
             cache=past is not None,
             device=lambda: self.device,
             no_real_tokens=no_real_tokens,
-            head_dim=cfg.head_dim,
+            head_dim=cfg.hidden_size // cfg.num_attention_heads,  # not a head_dim config.json may carry
             hidden_size=cfg.hidden_size,
             autocast=torch.is_autocast_enabled(self.device.type),
         )

@@ -13,7 +13,14 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import FIRST_TOKEN_HEADS, in_float64, judge_all, require_interpreter, require_transformers
+from model_helpers import (
+    FIRST_TOKEN_HEADS,
+    assert_rule,
+    in_float64,
+    judge_all,
+    require_interpreter,
+    require_transformers,
+)
 
 import fastbert
 from fastbert import registry
@@ -207,6 +214,38 @@ def test_fewer_layers_than_the_checkpoint_as_transformers(saved, form, tmp_path)
         fastbert.AutoModelForMaskedLM.from_pretrained(
             folder, num_hidden_layers=len(hf.config.layer_types) + 1
         )
+
+
+def test_head_dim_in_the_config(saved, tmp_path):
+    """``head_dim`` in config.json or a keyword (transformers' ModernBERT RoPE reads it): accepted, kept and
+    written back when it is hidden_size / num_attention_heads (16 here), or 0 / null (transformers: the width);
+    another value is refused by name when the model is built (transformers' forward fails on the shapes). The
+    BERT families keep it unread, as transformers' BERT does."""
+    folder = copy_folder(saved("base", "current")[0], tmp_path / "m", head_dim=16)
+    hf = transformers.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    model = fastbert.AutoModel.from_pretrained(folder)
+    assert model.config.head_dim == 16 and model.config.to_dict()["head_dim"] == 16
+    judge_all(model, hf, batch("base", labels=False), "base", "sdpa")
+    model.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["head_dim"] == 16
+    assert fastbert.ModernBertConfig(head_dim=64).head_dim == 64  # the default width: 768 / 12
+    for fine in (16, 0, None):
+        fastbert.ModernBertConfig(**TINY, head_dim=fine).validate()
+    with pytest.raises(ValueError, match="head_dim is 8, not hidden_size / num_attention_heads = 16"):
+        fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, head_dim=8))
+    with pytest.raises(ValueError, match="head_dim is 8"):
+        fastbert.AutoModel.from_pretrained(folder, head_dim=8)
+    bert = fastbert.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=37, head_dim=7)  # fmt: skip
+    torch.manual_seed(0)
+    ours = fastbert.BertModel(bert).eval()
+    theirs = transformers.BertModel(transformers.BertConfig(**bert.to_dict())).eval()
+    theirs.load_state_dict(ours.state_dict())
+    ids = torch.randint(0, 99, (2, 7))
+    with torch.no_grad():
+        got = ours(input_ids=ids).last_hidden_state
+    assert_rule(got, theirs, lambda m: m(input_ids=ids).last_hidden_state)
+    assert ours.config.to_dict()["head_dim"] == 7 == theirs.config.head_dim
 
 
 @pytest.mark.parametrize("form", ["hub", "current"])

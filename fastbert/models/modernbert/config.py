@@ -212,8 +212,19 @@ class ModernBertConfig(BertConfig):
             theta = params.get("rope_theta")
             if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
                 raise bad(f"rope_parameters[{kind!r}]['rope_theta'] must be a positive number, got {theta!r}")
-        if self.head_dim % 2:
-            raise bad(f"hidden_size / num_attention_heads = {self.head_dim} must be even for RoPE")
+        width = self.hidden_size // self.num_attention_heads
+        given = self.__dict__.get("head_dim")
+        if given is not None and (isinstance(given, bool) or not isinstance(given, int)):
+            raise bad(f"head_dim must be an integer or null, got {given!r}")
+        if given and given != width:  # transformers' RoPE reads head_dim or, when 0 or null, the width
+            raise bad(
+                f"head_dim is {given}, not hidden_size / num_attention_heads = {width}: ModernBERT's attention "
+                f"splits hidden_size into heads of {width} and its RoPE rotates head_dim dimensions, which runs "
+                "only when the two are equal (transformers' forward fails on the shapes); fastbert does not run "
+                "it: remove head_dim from the config or set it to the width"
+            )
+        if width % 2:
+            raise bad(f"hidden_size / num_attention_heads = {width} must be even for RoPE")
         local = self.local_attention
         if isinstance(local, bool) or not isinstance(local, int) or local < 2:
             raise bad(f"local_attention must be an integer >= 2 (the window, in tokens), got {local!r}")
