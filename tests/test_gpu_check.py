@@ -139,3 +139,48 @@ def test_targets_from_rows(tmp_path):
     assert (
         out.read_text().splitlines()[-1] == "6 pass, 3 fail, 6 not measured"
     )  # no --steps: parity unmeasured
+
+
+def test_ratio_targets_use_one_groups_interleaved_rounds(tmp_path):
+    """A ratio target comes from one row group's interleaved rounds, never from one run's median against
+    another's: step 1 measured 2.00x over transformers' sdpa and step 2 0.97x (the review's numbers), which
+    the fastest median of each side (fastbert's 2.2 ms of step 1 against transformers' 3.0 ms of step 2)
+    turned into "1.36x PASS"."""
+
+    def row(group, provider, ms, ratio, shape="32x128", **kw):
+        base = dict(suite="x", group=group, model="bert-base", task="model", shape=shape, dtype="bf16",
+                    provider=provider, status="ok", median_ms=ms, ratio=ratio, baseline="hf-sdpa", rounds=20)  # fmt: skip
+        return {**base, **kw}
+
+    step1 = [row("e2e", "fastbert-triton", 2.2, 2.00), row("e2e", "hf-sdpa", 4.4, 1.0)]
+    step2 = [row("compile", "fastbert-triton", 3.1, 0.97), row("compile", "hf-sdpa", 3.0, 1.0),
+             row("compile", "hf-compile", 2.8, 1.07)]  # fmt: skip
+    for name, rows in (("s1", step1), ("s2", step2)):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    rows = gpu_targets.read_rows([tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"])
+    found = {t.name: t for t in gpu_targets.targets(rows, [], {})}
+    sdpa = found["bf16 32x128 vs transformers sdpa"]
+    assert sdpa.verdict == "FAIL" and sdpa.got.startswith("0.97x in compile") and "2.00x in e2e" in sdpa.got
+    assert "1.36x" not in sdpa.got
+    # fastbert over torch.compile from the one group that timed both: its ratio over hf-sdpa (0.97) against
+    # the compile row's (1.07), the same rounds: 0.91x, not the 1.27x of step 1's median against step 2's
+    compiled = found["bf16 32x128 vs torch.compile(transformers)"]
+    assert compiled.verdict == "FAIL" and compiled.got.startswith("0.91x in compile")
+    # the same group in two files (two runs) is two measurements, not one
+    assert [m.group for m in gpu_targets.group_ratios(rows, "32x128", gpu_targets.HF_SDPA)] == [
+        "e2e",
+        "compile",
+    ]
+
+    # rows the run budget cut after some timed rounds keep their median and ratio: they count, with the rounds
+    cut = [
+        row("compile", "fastbert-triton", 4.0, 1.5, "32x512", status="cut", rounds=6),
+        row("compile", "hf-sdpa", 6.0, 1.0, "32x512", status="cut", rounds=6),
+        row("compile", "hf-compile", 5.0, 1.2, "32x512", status="cut", rounds=0),  # no round: no time
+    ]
+    (tmp_path / "cut.jsonl").write_text("\n".join(map(json.dumps, cut)))
+    found = {t.name: t for t in gpu_targets.targets(gpu_targets.read_rows([tmp_path / "cut.jsonl"]), [], {})}
+    assert found["bf16 32x512 vs transformers sdpa"].verdict == "PASS"
+    assert "1.50x in compile" in found["bf16 32x512 vs transformers sdpa"].got
+    assert "cut after 6 rounds" in found["bf16 32x512 vs transformers sdpa"].got
+    assert found["bf16 32x512 vs torch.compile(transformers)"].verdict == "n/a"
