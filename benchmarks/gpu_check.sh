@@ -171,7 +171,7 @@ if [ "$STEP" = 1 ]; then
     [ -f "$OUT/e2e/rows.jsonl" ] && cp -f "$OUT/e2e/rows.jsonl" "$KEEP/step1/"
     ROWS=("$OUT/e2e/rows.jsonl")
     KCSV="$OUT/kernels.csv"
-    STEPS_FOR_TARGETS="$STEPS"
+    STEPS_FOR_TARGETS=("$STEPS")
 else
     if [ "$DRY" != 1 ]; then
         sub tests-compile "${GPU_CHECK_TESTS_COMPILE_S:-60}" "$PY" -m pytest -v -rA -p no:cacheprovider \
@@ -193,11 +193,12 @@ else
     # step 1's rows (same warm machine) complete the targets that compare both steps' providers
     ROWS=("$KEEP/step1/rows.jsonl" "$OUT/compile/rows.jsonl")
     KCSV="$KEEP/step1/kernels.csv"
-    STEPS_FOR_TARGETS="$KEEP/step1/steps.tsv"
+    # the CUDA test tier is both steps' test sub-steps (step 1's tiers, this step's compile and quant tests)
+    STEPS_FOR_TARGETS=("$KEEP/step1/steps.tsv" "$STEPS")
 fi
 
 echo "=== targets" | tee -a "$LOG"
-"$PY" benchmarks/gpu_targets.py --kernels "$KCSV" --rows "${ROWS[@]}" --steps "$STEPS_FOR_TARGETS" \
+"$PY" benchmarks/gpu_targets.py --kernels "$KCSV" --rows "${ROWS[@]}" --steps "${STEPS_FOR_TARGETS[@]}" \
     --out "$OUT/targets.txt" 2>&1 | tee -a "$LOG"
 echo "=== done: step $STEP, $FAILED sub-step(s) failed; results in $OUT" | tee -a "$LOG"
 ls -la "$OUT" "$OUT"/*/ 2>/dev/null | tee -a "$LOG" >/dev/null

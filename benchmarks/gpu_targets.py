@@ -1,13 +1,14 @@
 """The GPU check's targets, pass/fail, from what its steps wrote (``benchmarks/gpu_check.sh`` runs this last).
 
     python benchmarks/gpu_targets.py --kernels OUT/kernels.csv --rows OUT/e2e/rows.jsonl OUT/compile/rows.jsonl \
-        --steps OUT/steps.tsv [--out OUT/targets.txt]
+        --steps OUT/steps.tsv [OUT2/steps.tsv] [--out OUT/targets.txt]
 
 Inputs (any may be missing: its targets then read ``n/a``, never pass):
 - ``--kernels``: ``bench_kernels.py``'s CSV (one row per kernel x shape x dtype x provider, a ``copy`` row);
 - ``--rows``: ``fastbert bench`` rows.jsonl files (one JSON object a line: ``model, task, shape, dtype,
   provider, status, median_ms``, ...); later files add to earlier ones;
-- ``--steps``: ``gpu_check.sh``'s ``name<TAB>exit status<TAB>seconds`` lines.
+- ``--steps``: ``gpu_check.sh``'s ``name<TAB>exit status<TAB>seconds`` files (step 2 passes step 1's and its
+  own: the CUDA test tier is every ``tests*`` sub-step of both).
 
 Targets (BERT-base, bf16, one run): 32x128 and 32x512 at least 1.3x transformers ``sdpa`` and faster
 than ``torch.compile`` of transformers; varlen 32 x U(16, 512) at least 2.5x transformers ``sdpa`` and
@@ -85,15 +86,19 @@ def read_kernels(path: Path | None) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def read_steps(path: Path | None) -> dict[str, int]:
-    """step name -> exit status (the last run of a name wins)."""
+def read_steps(paths: Path | list[Path] | None) -> dict[str, int]:
+    """step name -> exit status, over one or more steps.tsv files (step 1's, then step 2's; the last run of
+    a name wins)."""
     steps: dict[str, int] = {}
-    if path is None or not path.is_file():
+    if paths is None:
         return steps
-    for line in path.read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
-            steps[parts[0]] = int(parts[1])
+    for path in [paths] if isinstance(paths, Path) else paths:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
+                steps[parts[0]] = int(parts[1])
     return steps
 
 
@@ -314,7 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kernels", type=Path, default=None, help="bench_kernels.py's kernels.csv")
     ap.add_argument("--rows", type=Path, nargs="*", default=[], help="fastbert bench rows.jsonl files")
-    ap.add_argument("--steps", type=Path, default=None, help="gpu_check.sh's steps.tsv")
+    ap.add_argument(
+        "--steps",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="gpu_check.sh's steps.tsv files (step 1's, step 2's)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args(argv)
     table = render(targets(read_rows(args.rows), read_kernels(args.kernels), read_steps(args.steps)))

@@ -71,6 +71,50 @@ def test_dry_run_of_both_steps(tmp_path):
     assert "1x128 with CUDA graphs" in (out / "targets.txt").read_text()
 
 
+def _stub_python(tmp_path: Path, fail: tuple[str, ...] = (), sleep: dict[str, float] | None = None) -> Path:
+    """A stand-in interpreter for gpu_check.sh's device path (no GPU, no pytest run): every sub-step exits 0
+    at once, except those whose command line holds a string of ``fail`` (exit 1) or of ``sleep`` (sleeps
+    that long first); the version probe, the module probes and gpu_targets.py run on this interpreter."""
+    lines = [
+        "#!/usr/bin/env bash",
+        'case "$*" in',
+        f'  *gpu_targets.py*|-|-c*) exec {sys.executable} "$@" ;;',
+        "esac",
+    ]
+    for pattern, seconds in (sleep or {}).items():
+        lines.append(f'case "$*" in *"{pattern}"*) sleep {seconds} ;; esac')
+    for pattern in fail:
+        lines.append(f'case "$*" in *"{pattern}"*) echo "FAILED (stub): $*"; exit 1 ;; esac')
+    lines += ['echo "stub ok: $*"', "exit 0"]
+    stub = tmp_path / "stubpython"
+    stub.write_text("\n".join(lines) + "\n")
+    stub.chmod(0o755)
+    return stub
+
+
+def _device_steps(tmp_path: Path, stub: Path, extra: dict | None = None) -> list[subprocess.CompletedProcess]:
+    env = {**_env(tmp_path), "PYTHON": str(stub), **(extra or {})}
+    env.pop("GPU_CHECK_DRY_RUN", None)
+    return [
+        subprocess.run(["bash", str(SCRIPT), step], env=env, capture_output=True, text=True, timeout=300)
+        for step in ("1", "2")
+    ]
+
+
+def test_step2_targets_read_both_steps_tests(tmp_path):
+    """Step 2's "CUDA test tier" row reads step 2's own test sub-steps (the torch.compile test, the quant
+    tests) beside step 1's tiers: they failed and the row said PASS."""
+    stub = _stub_python(tmp_path, fail=("test_gpu_linears",))
+    step1, step2 = _device_steps(tmp_path, stub)
+    assert step1.returncode == 0, step1.stdout[-3000:]
+    assert step2.returncode == 1, step2.stdout[-3000:]
+    table = (tmp_path / "out" / "targets.txt").read_text()
+    (tier,) = [line for line in table.splitlines() if line.startswith("CUDA test tier")]
+    assert "FAIL" in tier and "tests-quant exit 1" in tier, table
+    (check,) = [line for line in table.splitlines() if line.startswith("fastbert check")]
+    assert "PASS" in check  # step 1's
+
+
 def test_usage_error():
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage: bash benchmarks/gpu_check.sh 1|2" in proc.stderr
