@@ -115,6 +115,28 @@ def test_step2_targets_read_both_steps_tests(tmp_path):
     assert "PASS" in check  # step 1's
 
 
+def test_device_tier_leaves_out_the_cpu_only_tests(tmp_path):
+    """Step 1's model tier selects what the device can add to CI: the tests marked cpu_only (the two fuzz
+    files, 308 CPU cases, the longest files under --dist loadfile; a CPU int8 compile that ran over the
+    per-test limit on the H200) are left out, by the marker expression the script passes to pytest."""
+    stub = _stub_python(tmp_path)
+    env = {**_env(tmp_path), "PYTHON": str(stub)}
+    subprocess.run(["bash", str(SCRIPT), "1"], env=env, capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    (line,) = [x for x in log.splitlines() if x.startswith("stub ok: -m pytest") and "tests/models" in x]
+    expr = line.split(" -m ", 2)[2].split(" -k ")[0]  # the stand-in sees the arguments joined by spaces
+    assert expr == "not slow and not cpu_only", line
+    files = ["tests/models/test_model_api_fuzz.py", "tests/models/test_parity_fuzz.py",
+             "tests/models/test_modernbert_apps.py"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", expr, *files],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    collected = [x for x in proc.stdout.splitlines() if "::" in x]
+    assert collected and all("test_modernbert_apps.py" in x for x in collected), proc.stdout[-2000:]
+    assert not any("test_sentence_transformer_through_accelerate" in x for x in collected)
+
+
 def test_usage_error():
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage: bash benchmarks/gpu_check.sh 1|2" in proc.stderr

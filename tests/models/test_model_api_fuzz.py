@@ -32,6 +32,9 @@ from fastbert import registry
 from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
+
+#: CPU models only, no CUDA path (181 cases, minutes of CPU): CI runs it; the GPU check's tier leaves it out
+pytestmark = pytest.mark.cpu_only
 transformers.utils.logging.disable_progress_bar()
 
 HF_CONFIG = {

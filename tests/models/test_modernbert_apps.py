@@ -99,6 +99,7 @@ def test_cross_encoder_through_accelerate(folder):
     assert ranked == [r["corpus_id"] for r in plain.rank(PAIRS[0][0], [d for _, d in PAIRS])]
 
 
+@pytest.mark.cpu_only  # CPU models and Inductor's CPU compile of int8: over 60 s on the H200's busy host
 def test_sentence_transformer_through_accelerate(folder, tmp_path):
     """A SentenceTransformer (mean pooling) on ModernBertModel: swapped by accelerate, same embeddings."""
     pytest.importorskip("sentence_transformers")

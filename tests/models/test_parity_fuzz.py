@@ -30,6 +30,10 @@ from fastbert.core.tolerances import assert_close
 
 transformers = require_transformers()
 
+#: CPU models (the triton cases skip on a GPU machine: test_family_gpu.py runs the families' kernels on CUDA):
+#: CI runs it; the GPU check's tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 PREFIX = {
     "bert": "Bert",
     "roberta": "Roberta",
