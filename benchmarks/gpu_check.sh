@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, in two calls of at most 8 minutes each on a cold H100/H200 (see the GPU notes):
+# The GPU check, in two calls of under 6 minutes each on a cold H100/H200 (see the GPU notes):
 #
 #   bash benchmarks/gpu_check.sh 1   # install, versions, CUDA test tier, fastbert check, kernel and end-to-end benches
 #   bash benchmarks/gpu_check.sh 2   # torch.compile test, FP8/int8 linears (tests, gates, speed), CUDA-graph rows
@@ -18,17 +18,26 @@
 #   targets.txt          the targets table (benchmarks/gpu_targets.py), also printed last
 # A copy of step 1's files is kept in $GPU_CHECK_KEEP (default /tmp/fastbert_gpu_keep) so that step 2, on the
 # same warm machine, judges the targets that need both steps' rows.
-# Time limits (seconds, environment), from the H200 run of 2026-12-04 (in brackets what it took there):
-# GPU_CHECK_INSTALL_S=40 [4], step 1: GPU_CHECK_TESTS_MODELS_S=120 [killed at 70 s at 98 %; 102 s beside other
-# jobs; 82-99 s in session 10] GPU_CHECK_TESTS_KERNELS_S=100 [69-87; 57-64] GPU_CHECK_CHECK_S=60 [33-40, before
-# its triton-eager rows] GPU_CHECK_KERNELS_S=50 [27] GPU_CHECK_E2E_S=150 [36, before the eager provider and
-# the packed-graphs group] (sum 520); step 2: GPU_CHECK_TESTS_COMPILE_S=60 [19-25] (torch.compile over the
-# kernels, the one test left out of step 1), GPU_CHECK_TESTS_QUANT_S=80 [55] (tests/quant/test_gpu_linears.py:
-# the real _scaled_mm / _int_mm calls against their formulas, the MiniLM gates), GPU_CHECK_HOST_S=45
-# (benchmarks/profile_host.py: the host cost of a launch, wall vs GPU-busy time per forward),
-# GPU_CHECK_QUANT_S=70 [48] (bench_quant_gpu.py: gates and speed of fastbert-fp8 / fastbert-int8 vs fp16 on
-# 32x128 and 32xskewed8-256), GPU_CHECK_COMPILE_S=220 [a 95 s budget cut the last shape]
-# (CUDA-graph rows first, then torch.compile rows) (sum 475). The device has no MiniLM package: the MiniLM
+# Device time: the session has 900 s in all, a machine start (60-120 s) and the transfers included, so each
+# step ends within its deadline GPU_CHECK_DEADLINE_S (default: step 1 345 s, step 2 315 s; start + both steps
+# + transfers <= about 820 s). A sub-step's limit is cut to what is left before the deadline, less the floors
+# kept for the sub-steps after it (so a slow test tier cannot take the benchmarks' time), less 15 s for the
+# targets table and timeout's kill; a sub-step left under 10 s is not run (exit 124 in steps.tsv). targets.txt
+# and the copy of step 1's files in $GPU_CHECK_KEEP are rewritten after every sub-step: a step that the device
+# tool kills still leaves its table.
+# Time limits (seconds, environment), from the H200 runs of 2026-12-04 (in brackets what it took there):
+# GPU_CHECK_INSTALL_S=30 [4]; step 1: GPU_CHECK_TESTS_MODELS_S=120 [82-99 s with 550 tests in session 10; 646
+# now, the cpu_only tests left out] GPU_CHECK_TESTS_KERNELS_S=100 [57-87, 707 tests; 730 now]
+# GPU_CHECK_CHECK_S=60 [33-40 before its triton-eager and triton-packed rows; the model is built once now]
+# GPU_CHECK_KERNELS_S=45 [27] GPU_CHECK_E2E_S=100 [36 for 4 shapes x 3 providers and the overhead rows]
+# (expected about 300 s with the install and the version probe); step 2: GPU_CHECK_TESTS_COMPILE_S=50 [19-25]
+# (torch.compile over the kernels, the one test left out of step 1), GPU_CHECK_TESTS_QUANT_S=75 [55]
+# (tests/quant/test_gpu_linears.py: the real _scaled_mm / _int_mm calls against their formulas, the MiniLM
+# gates), GPU_CHECK_HOST_S=40 (benchmarks/profile_host.py: the host cost of a launch, wall vs GPU-busy time
+# per forward), GPU_CHECK_QUANT_S=65 [48] (bench_quant_gpu.py: gates and speed of fastbert-fp8 / fastbert-int8
+# vs fp16 on 32x128 and 32xskewed8-256), GPU_CHECK_COMPILE_S=140 [the CUDA-graph row and two compile shapes
+# fitted a 95 s budget] (CUDA-graph rows first, then torch.compile rows) (expected about 280 s). The device
+# has no MiniLM package: the MiniLM
 # gates use $FASTBERT_MINILM, by default ./.gpu_minilm when it exists (an fp16 copy, 45 MB, made here by
 # `python3 benchmarks/bench_quant_gpu.py --export-minilm .gpu_minilm` and carried: run(carry=[".gpu_minilm"]));
 # without it they skip and the speed rows use MiniLM's configuration with random weights.
@@ -69,17 +78,62 @@ else
     DEVICE=cuda
 fi
 FAILED=0
+# this step's deadline (seconds since the script started); the dry run's is longer (a CPU under other jobs)
+if [ "$STEP" = 1 ]; then DEFAULT_DEADLINE=345; else DEFAULT_DEADLINE=315; fi
+[ "$DRY" = 1 ] && DEFAULT_DEADLINE=900
+DEADLINE="${GPU_CHECK_DEADLINE_S:-$DEFAULT_DEADLINE}"
+KILL_AFTER=5 # timeout's grace between TERM and KILL
+RESERVE=15   # the targets table (the last one) and timeout's kill-after, kept out of every sub-step's limit
+AFTER=0      # seconds kept for the sub-steps after the next one (the floors they need: `after`)
 
-sub() { # sub NAME SECONDS COMMAND... : one sub-step under its own time limit, output appended to the log
+after() { # after SECONDS...: the floors of the sub-steps still to come, kept out of the next one's limit
+    AFTER=0
+    local s
+    for s in "$@"; do AFTER=$((AFTER + s)); done
+}
+
+fit() { # fit SECONDS: LIM = SECONDS cut to what is left before the deadline, less RESERVE and AFTER
+    local left=$((DEADLINE - SECONDS - RESERVE - AFTER))
+    [ "$left" -lt 0 ] && left=0
+    LIM=$(($1 < left ? $1 : left))
+}
+
+budget() { # budget LIMIT MARGIN: a bench's own --time-budget inside its sub-step's limit (at least half of it)
+    local b=$(($1 - $2))
+    echo $((b > $1 / 2 ? b : $1 / 2))
+}
+
+targets() { # the targets table from what this step has written so far (quiet: the last one is printed)
+    "$PY" benchmarks/gpu_targets.py --kernels "$KCSV" --rows "${ROWS[@]}" --steps "${STEPS_FOR_TARGETS[@]}" \
+        --out "$OUT/targets.txt" >/dev/null 2>&1
+    if [ "$STEP" = 1 ]; then # step 2 (same warm machine) reads step 1's files from here
+        rm -rf "$KEEP/step1" && mkdir -p "$KEEP/step1"
+        cp -f "$STEPS" "$KEEP/step1/"
+        [ -f "$OUT/kernels.csv" ] && cp -f "$OUT/kernels.csv" "$KEEP/step1/"
+        [ -f "$OUT/e2e/rows.jsonl" ] && cp -f "$OUT/e2e/rows.jsonl" "$KEEP/step1/"
+    fi
+    return 0
+}
+
+sub() { # sub NAME SECONDS COMMAND... : one sub-step under its own time limit (cut by `fit`), output to the log
     local name="$1" limit="$2"
     shift 2
-    echo "=== $name (limit ${limit}s): $*" | tee -a "$LOG"
-    local t0=$SECONDS
-    timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
-    local rc=$?
+    fit "$limit"
+    local t0=$SECONDS rc
+    if [ "$LIM" -lt 10 ]; then
+        echo "=== $name: not run, ${LIM}s left before the step's deadline (${DEADLINE}s)" | tee -a "$LOG"
+        rc=124
+    else
+        local cut=""
+        [ "$LIM" -lt "$limit" ] && cut=", cut from ${limit}s by the step's deadline"
+        echo "=== $name (limit ${LIM}s$cut; ${SECONDS}s of ${DEADLINE}s spent): $*" | tee -a "$LOG"
+        timeout --kill-after="$KILL_AFTER" "$LIM" "$@" >>"$LOG" 2>&1
+        rc=$?
+        echo "=== $name: rc=$rc in $((SECONDS - t0))s" | tee -a "$LOG"
+    fi
     printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >>"$STEPS"
-    echo "=== $name: rc=$rc in $((SECONDS - t0))s" | tee -a "$LOG"
     [ "$rc" -ne 0 ] && FAILED=$((FAILED + 1))
+    targets
     return 0
 }
 
@@ -88,11 +142,24 @@ keep_only_rows() { # keep_only_rows DIR: the bench's other outputs (tables, plot
     return 0
 }
 
+# what the targets table reads: this step's files (step 2: step 1's too, kept on the same warm machine)
+if [ "$STEP" = 1 ]; then
+    ROWS=("$OUT/e2e/rows.jsonl")
+    KCSV="$OUT/kernels.csv"
+    STEPS_FOR_TARGETS=("$STEPS")
+else
+    # step 1's rows complete the targets that compare both steps' providers; the CUDA test tier is both steps'
+    # test sub-steps (step 1's tiers, this step's compile and quant tests)
+    ROWS=("$KEEP/step1/rows.jsonl" "$OUT/compile/rows.jsonl")
+    KCSV="$KEEP/step1/kernels.csv"
+    STEPS_FOR_TARGETS=("$KEEP/step1/steps.tsv" "$STEPS")
+fi
+
 echo "=== fastbert gpu_check step $STEP$([ "$DRY" = 1 ] && echo ' (dry run)') $(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    "commit $(git rev-parse --short HEAD 2>/dev/null)" | tee "$LOG"
+    "commit $(git rev-parse --short HEAD 2>/dev/null), deadline ${DEADLINE}s" | tee "$LOG"
 if [ "$DRY" != 1 ]; then
     # No registry on the device: no build isolation (it would fetch setuptools), no dependencies.
-    sub install "${GPU_CHECK_INSTALL_S:-40}" "$PY" -m pip install --no-deps --no-build-isolation -q -e .
+    sub install "${GPU_CHECK_INSTALL_S:-30}" "$PY" -m pip install --no-deps --no-build-isolation -q -e .
 fi
 {
     nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
@@ -145,12 +212,15 @@ if [ "$STEP" = 1 ]; then
     # torch.compile over the kernels (a cold compile of BERT) runs in step 2, not inside this step's limit; the
     # tests marked cpu_only (CPU models, no CUDA path: the two fuzz files, 308 cases, the longest files of the
     # tier under --dist loadfile) run in CI, not on the device
+    after 60 35 25 60 # floors of tests-kernels, check, kernels, e2e
     sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-120}" "$PY" -m pytest -v -rA -p no:cacheprovider \
         -m "not slow and not cpu_only" \
         -k "not torch_compile" "${XDIST_MODELS[@]}" "${TIMEOUT_ARGS[@]}" "${TESTS_MODELS[@]}"
+    after 35 25 60
     sub tests-kernels "${GPU_CHECK_TESTS_KERNELS_S:-100}" "$PY" -m pytest -v -rA -p no:cacheprovider -m "not slow" \
         "${XDIST_KERNELS[@]}" "${TIMEOUT_ARGS[@]}" "${TESTS_KERNELS[@]}"
     unset FASTBERT_KERNEL_CONFIG
+    after 25 60
     if [ "$DRY" = 1 ]; then
         # fp32 only: the dry run shows that the sub-step works (the interpreter takes 12 s a dtype, and computes
         # bf16 tl.dot wrongly); the triton backend's fp16 parity is tests/models/test_triton_backend.py's
@@ -158,52 +228,49 @@ if [ "$STEP" = 1 ]; then
     else
         sub check "${GPU_CHECK_CHECK_S:-60}" "$PY" -m fastbert check --config bert-base --dtypes fp32,fp16,bf16
     fi
-    KS="${GPU_CHECK_KERNELS_S:-50}"
     if [ "$DRY" = 1 ]; then
         KFLAGS=(--tiny --dtypes fp16 fp32)
     else
         KFLAGS=(--dtypes bf16 fp16)
     fi
-    sub kernels "$KS" "$PY" benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
-        --time-budget "$((KS - 20))" --csv "$OUT/kernels.csv" --out "$KEEP/kernels"
-    ES="${GPU_CHECK_E2E_S:-150}"
-    sub e2e "$ES" "$PY" -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
-        --time-budget "$((ES - 20))" --out "$OUT/e2e"
+    after 60
+    fit "${GPU_CHECK_KERNELS_S:-45}"
+    sub kernels "$LIM" "$PY" benchmarks/bench_kernels.py "${KFLAGS[@]}" --no-compile --no-plots \
+        --time-budget "$(budget "$LIM" 20)" --csv "$OUT/kernels.csv" --out "$KEEP/kernels"
+    after
+    fit "${GPU_CHECK_E2E_S:-100}"
+    sub e2e "$LIM" "$PY" -m fastbert bench --suite gpu-e2e "${TINY[@]}" --device "$DEVICE" --no-progress \
+        --time-budget "$(budget "$LIM" 20)" --out "$OUT/e2e"
     keep_only_rows "$OUT/e2e"
-    rm -rf "$KEEP/step1" && mkdir -p "$KEEP/step1"
-    cp -f "$STEPS" "$OUT/kernels.csv" "$KEEP/step1/" 2>/dev/null
-    [ -f "$OUT/e2e/rows.jsonl" ] && cp -f "$OUT/e2e/rows.jsonl" "$KEEP/step1/"
-    ROWS=("$OUT/e2e/rows.jsonl")
-    KCSV="$OUT/kernels.csv"
-    STEPS_FOR_TARGETS=("$STEPS")
 else
     if [ "$DRY" != 1 ]; then
-        sub tests-compile "${GPU_CHECK_TESTS_COMPILE_S:-60}" "$PY" -m pytest -v -rA -p no:cacheprovider \
+        after 45 25 60 90 # floors of tests-quant, host, quant, compile
+        sub tests-compile "${GPU_CHECK_TESTS_COMPILE_S:-50}" "$PY" -m pytest -v -rA -p no:cacheprovider \
             -k torch_compile tests/models/test_triton_backend.py
-        sub tests-quant "${GPU_CHECK_TESTS_QUANT_S:-80}" "$PY" -m pytest -v -rA -p no:cacheprovider \
+        after 25 60 90
+        sub tests-quant "${GPU_CHECK_TESTS_QUANT_S:-75}" "$PY" -m pytest -v -rA -p no:cacheprovider \
             tests/quant/test_gpu_linears.py
     fi
     # the host's share first, on a quiet GPU (dry run: a tiny model under the interpreter)
-    sub host "${GPU_CHECK_HOST_S:-45}" "$PY" benchmarks/profile_host.py "${TINY[@]}" --device "$DEVICE" \
+    after 60 90
+    sub host "${GPU_CHECK_HOST_S:-40}" "$PY" benchmarks/profile_host.py "${TINY[@]}" --device "$DEVICE" \
         --out "$OUT/host.txt"
     # FP8 / int8 linears: gates on the real MiniLM and speed vs fp16 (dry run: a tiny model, the CPU GEMMs)
-    QS="${GPU_CHECK_QUANT_S:-70}"
-    sub quant "$QS" "$PY" benchmarks/bench_quant_gpu.py "${TINY[@]}" --device "$DEVICE" \
-        --time-budget "$((QS / 3))" --out "$OUT/quant/rows.jsonl"
-    CS="${GPU_CHECK_COMPILE_S:-220}"
-    sub compile "$CS" "$PY" -m fastbert bench --suite gpu-compile "${TINY[@]}" --device "$DEVICE" --no-progress \
-        --time-budget "$((CS - 30))" --out "$OUT/compile"
+    after 90
+    fit "${GPU_CHECK_QUANT_S:-65}"
+    sub quant "$LIM" "$PY" benchmarks/bench_quant_gpu.py "${TINY[@]}" --device "$DEVICE" \
+        --time-budget "$((LIM / 3))" --out "$OUT/quant/rows.jsonl"
+    after
+    fit "${GPU_CHECK_COMPILE_S:-140}"
+    sub compile "$LIM" "$PY" -m fastbert bench --suite gpu-compile "${TINY[@]}" --device "$DEVICE" --no-progress \
+        --time-budget "$(budget "$LIM" 25)" --out "$OUT/compile"
     keep_only_rows "$OUT/compile"
-    # step 1's rows (same warm machine) complete the targets that compare both steps' providers
-    ROWS=("$KEEP/step1/rows.jsonl" "$OUT/compile/rows.jsonl")
-    KCSV="$KEEP/step1/kernels.csv"
-    # the CUDA test tier is both steps' test sub-steps (step 1's tiers, this step's compile and quant tests)
-    STEPS_FOR_TARGETS=("$KEEP/step1/steps.tsv" "$STEPS")
 fi
 
 echo "=== targets" | tee -a "$LOG"
-"$PY" benchmarks/gpu_targets.py --kernels "$KCSV" --rows "${ROWS[@]}" --steps "${STEPS_FOR_TARGETS[@]}" \
-    --out "$OUT/targets.txt" 2>&1 | tee -a "$LOG"
-echo "=== done: step $STEP, $FAILED sub-step(s) failed; results in $OUT" | tee -a "$LOG"
+targets
+cat "$OUT/targets.txt" 2>/dev/null | tee -a "$LOG"
+echo "=== done: step $STEP, $FAILED sub-step(s) failed, ${SECONDS}s of the ${DEADLINE}s deadline; results in $OUT" |
+    tee -a "$LOG"
 ls -la "$OUT" "$OUT"/*/ 2>/dev/null | tee -a "$LOG" >/dev/null
 exit "$FAILED"

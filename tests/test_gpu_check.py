@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,18 +72,23 @@ def test_dry_run_of_both_steps(tmp_path):
     assert "1x128 with CUDA graphs" in (out / "targets.txt").read_text()
 
 
-def _stub_python(tmp_path: Path, fail: tuple[str, ...] = (), sleep: dict[str, float] | None = None) -> Path:
+def _stub_python(
+    tmp_path: Path, fail: tuple[str, ...] = (), sleep: dict[str, float] | None = None, run: dict | None = None
+) -> Path:
     """A stand-in interpreter for gpu_check.sh's device path (no GPU, no pytest run): every sub-step exits 0
-    at once, except those whose command line holds a string of ``fail`` (exit 1) or of ``sleep`` (sleeps
-    that long first); the version probe, the module probes and gpu_targets.py run on this interpreter."""
+    at once, except those whose command line holds a string of ``fail`` (exit 1), of ``sleep`` (sleeps that
+    long instead, then exits 0) or of ``run`` (runs that shell command first); the version probe, the module
+    probes and gpu_targets.py run on this interpreter."""
     lines = [
         "#!/usr/bin/env bash",
         'case "$*" in',
         f'  *gpu_targets.py*|-|-c*) exec {sys.executable} "$@" ;;',
         "esac",
     ]
+    for pattern, command in (run or {}).items():
+        lines.append(f'case "$*" in *"{pattern}"*) {command} ;; esac')
     for pattern, seconds in (sleep or {}).items():
-        lines.append(f'case "$*" in *"{pattern}"*) sleep {seconds} ;; esac')
+        lines.append(f'case "$*" in *"{pattern}"*) exec sleep {seconds} ;; esac')
     for pattern in fail:
         lines.append(f'case "$*" in *"{pattern}"*) echo "FAILED (stub): $*"; exit 1 ;; esac')
     lines += ['echo "stub ok: $*"', "exit 0"]
@@ -113,6 +119,36 @@ def test_step2_targets_read_both_steps_tests(tmp_path):
     assert "FAIL" in tier and "tests-quant exit 1" in tier, table
     (check,) = [line for line in table.splitlines() if line.startswith("fastbert check")]
     assert "PASS" in check  # step 1's
+
+
+def test_steps_end_within_their_deadline_and_write_the_table_as_they_go(tmp_path):
+    """The device session has 900 s for the machine's start and both steps: each step has a deadline, a
+    sub-step's limit is cut to the time left less the floors of the sub-steps after it, and the targets
+    table (with step 1's copy for step 2) is rewritten after every sub-step, so a step killed mid-way still
+    leaves it. Here a model tier that would run 60 s gets what the 215 s deadline leaves after the later
+    sub-steps' floors (180 s) and the table's 15 s: killed within about 20 s, the benches after it still run."""
+    out = tmp_path / "out"
+    stub = _stub_python(
+        tmp_path,
+        sleep={"tests/models": 60},
+        run={"--suite gpu-e2e": f'cp "{out}/targets.txt" "{tmp_path}/table_before_e2e.txt"'},
+    )
+    env = {**_env(tmp_path), "PYTHON": str(stub), "GPU_CHECK_DEADLINE_S": "215"}
+    t0 = time.monotonic()
+    proc = subprocess.run(["bash", str(SCRIPT), "1"], env=env, capture_output=True, text=True, timeout=300)
+    wall = time.monotonic() - t0
+    steps = {
+        line.split("\t")[0]: line.split("\t")[1:] for line in (out / "steps.tsv").read_text().splitlines()
+    }
+    assert steps["tests-models"][0] == "124" and int(steps["tests-models"][1]) <= 22, steps
+    assert all(steps[n][0] == "0" for n in ("install", "tests-kernels", "check", "kernels", "e2e")), steps
+    assert proc.returncode == 1 and wall < 60, (proc.returncode, wall)
+    log = (out / "gpu_check.log").read_text()
+    assert "cut from 120s by the step's deadline" in log or "not run" in log, log[-3000:]
+    # the table as it stood before the last sub-step: the tier's failure already in it
+    before = (tmp_path / "table_before_e2e.txt").read_text()
+    assert "tests-models exit 124" in before and "fastbert check (parity)" in before
+    assert (tmp_path / "keep" / "step1" / "steps.tsv").read_text().count("\n") == 6
 
 
 def test_device_tier_leaves_out_the_cpu_only_tests(tmp_path):
