@@ -123,14 +123,19 @@ def run_check(
         raise ValueError(f"{TRITON_PACKED} replays CUDA graphs: it needs a CUDA device, not {dev}")
 
     model_class = registry.model_class(cfg.model_type, "base")
+    #: a config's random weights, drawn once (on the CPU, then moved) and copied on the device for every
+    #: backend x dtype: a BERT-base random init takes 2-3 s of CPU, and on CUDA the check built 16 of them
+    master: list = []
 
     def build(backend: str, dtype: torch.dtype):
         impl = "triton" if backend in (TRITON_EAGER, TRITON_PACKED) else backend
         if path is not None:
             m = model_class.from_pretrained(path, torch_dtype=dtype, device_map=dev, attn_implementation=impl)
         else:
-            torch.manual_seed(0)
-            m = model_class(cfg).to(dev).eval()
+            if not master:
+                torch.manual_seed(0)
+                master.append(model_class(cfg).to(dev).eval())  # never called: no CUDA-graph runner to copy
+            m = copy.deepcopy(master[0])
             m.set_attn_implementation(impl)
             m = m.to(dtype)
         if backend == TRITON_EAGER:
