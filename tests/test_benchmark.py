@@ -208,7 +208,7 @@ def test_every_provider_says_why_it_cannot_run():
         assert reason is None or isinstance(reason, str) and reason, name
         if reason and "not installed" in reason:
             assert "pip install" in reason, (name, reason)
-    assert "CUDA" in fb.PROVIDERS["torch-varlen"].unavailable("cpu", torch.float32)
+    assert "CUDA" in fb.PROVIDERS["fastbert-triton-graphs"].unavailable("cpu", torch.float32)
 
 
 # ---------------------------------------------------------------- rows.jsonl, files, tables
@@ -344,14 +344,22 @@ def test_suites():
         fb.MODEL_CONFIGS["overhead"]["num_hidden_layers"] == 12
         and fb.MODEL_CONFIGS["overhead"]["hidden_size"] == 32
     )
-    e2e = fb.suite_groups("gpu-e2e", "cuda")[0]
+    e2e = {g.name: g for g in fb.suite_groups("gpu-e2e", "cuda")}
     assert (
-        set(e2e.shapes) == {"32x128", "32x512", "32xuniform16-512", "1x128"}
-        and "torch-varlen" in e2e.providers
-        and {"fastbert-triton", "fastbert-triton-eager"} <= set(e2e.providers)  # default graphs and eager
+        set(e2e["e2e"].shapes) == {"32x128", "32x512", "1x128"} and "32xuniform16-512" in e2e["varlen"].shapes
     )
+    assert {"fastbert-triton", "fastbert-triton-eager"} <= set(
+        e2e["e2e"].providers
+    )  # default graphs and eager
+    assert {"fastbert-triton-packed", "fastbert-sdpa"} <= set(e2e["varlen"].providers)
     compile_groups = fb.suite_groups("gpu-compile", "cuda")
     assert any("fastbert-triton-graphs" in g.providers and g.shapes == ("1x128",) for g in compile_groups)
+    # the GPU suites time each provider x shape once (torch-varlen was fastbert-sdpa under a second name)
+    for suite in ("gpu-e2e", "gpu-compile"):
+        timed = [(m, s, p) for g in fb.suite_groups(suite, "cuda") for m in g.models for s in g.shapes
+                 for p in g.providers]  # fmt: skip
+        assert len(timed) == len(set(timed)), suite
+    assert "torch-varlen" not in fb.PROVIDERS
     for g in fb.suite_groups("cpu", "cpu"):
         t = suites.tiny(g)
         tiny_models = (("tiny",), ("overhead",), ("tiny-xlm-roberta", "tiny-mpnet"), ("tiny-modernbert",))

@@ -113,14 +113,6 @@ def _graphs_missing(device: str, dtype: torch.dtype) -> str | None:
     return "needs a CUDA GPU" if not _cuda(device) else _triton_missing(device, dtype)
 
 
-def _varlen_missing(device: str, dtype: torch.dtype) -> str | None:
-    if not _cuda(device):
-        return "needs a CUDA GPU (torch's varlen flash attention)"
-    if not _has_module("torch.nn.attention.varlen"):
-        return f"torch {torch.__version__} has no torch.nn.attention.varlen (pip install 'torch>=2.10')"
-    return _transformers_missing(device, dtype)
-
-
 def _compile_missing(device: str, dtype: torch.dtype) -> str | None:
     missing = _transformers_missing(device, dtype)
     if missing:
@@ -525,17 +517,10 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "fastbert-sdpa",
-            "fastbert, attn_implementation='sdpa' (plain torch ops on packed tokens, padding removed once)",
+            "fastbert, attn_implementation='sdpa' (plain torch ops on packed tokens, padding removed once; on "
+            "CUDA in fp16/bf16 the attention is torch's varlen flash attention, torch.nn.attention.varlen)",
             _build_fastbert("sdpa"),
             _fastbert_sdpa_missing,
-            converts=True,
-        ),
-        Provider(
-            "torch-varlen",
-            "packed tokens through torch's varlen flash attention (torch.nn.attention.varlen.varlen_attn), "
-            "plain torch ops elsewhere: fastbert's 'sdpa' path on CUDA, the strongest plain-PyTorch rival",
-            _build_fastbert("sdpa"),
-            _varlen_missing,
             converts=True,
         ),
         Provider(
