@@ -139,6 +139,52 @@ def test_budget_interrupts_a_first_call_that_would_overrun():
     assert r["status"] == "cut" and "no time" in r["note"] and r["median_ms"] is None
 
 
+def test_a_limit_firing_inside_a_provider_is_a_cut_even_where_it_is_caught_or_wrapped():
+    """The first-call limit fires inside library code: a provider that falls back on ``except Exception``
+    (fastbert's default CUDA-graph runner does, around a capture) must not go on to be timed "ok" on its
+    fallback, and one that wraps the signal in its own error (Dynamo: ``BackendCompilerFailed``) is a cut,
+    not an error row (an error row of a fastbert provider makes ``fastbert bench`` exit 1)."""
+
+    def capturing(wrap):
+        def build(ctx):
+            model = fb.hf_variant(ctx.source, "sdpa", ctx.dtype)
+            calls = []
+
+            def run(inputs):
+                calls.append(1)
+                out = fb.task_output(ctx.task, model(**inputs), inputs["attention_mask"])
+                if len(calls) == 1:  # a capture that compiles for 30 s
+                    try:
+                        time.sleep(30)
+                    except Exception:  # the runner's fallback: the normal forward's result
+                        pass
+                    except BaseException as e:
+                        if wrap:
+                            raise RuntimeError("BackendCompilerFailed: backend='inductor' raised") from e
+                        raise
+                return out
+
+            return run
+
+        return build
+
+    extra = {
+        "fallback": fb.Provider("fallback", "", capturing(False)),
+        "wrapped": fb.Provider("wrapped", "", capturing(True)),
+    }
+    group = fb.Group("test", ("tiny",), ("2x8",), ("hf-sdpa", "fallback", "wrapped"), first_call_limit_s=1.0)
+    t0 = time.perf_counter()
+    rows = fb.run_benchmark(
+        fb.BenchOptions(groups=[group], extra_providers=extra, **FAST), log=lambda s: None
+    )["rows"]
+    assert time.perf_counter() - t0 < 25
+    for name in ("fallback", "wrapped"):
+        (r,) = _by(rows, name)
+        assert r["status"] == "cut" and r["median_ms"] is None and "first call over 1 s" in r["note"], r
+    assert _by(rows, "hf-sdpa")[0]["status"] == "ok"
+    assert not issubclass(timing.BudgetSpent, Exception)
+
+
 def test_budget_alarm_and_fits():
     b = timing.Budget(0.3)
     assert b.fits(0.1) and not b.fits(10)

@@ -28,7 +28,15 @@ import torch
 from fastbert.benchmark import report
 from fastbert.benchmark.providers import PROVIDERS, BuildContext, Provider, package_version
 from fastbert.benchmark.suites import Group, suite_groups, tiny
-from fastbert.benchmark.timing import Budget, BudgetSpent, interleave, plan_rounds, timed_call, warm_up
+from fastbert.benchmark.timing import (
+    Budget,
+    BudgetSpent,
+    budget_spent_in,
+    interleave,
+    plan_rounds,
+    timed_call,
+    warm_up,
+)
 from fastbert.benchmark.workloads import (
     DTYPES,
     embedded_minilm,
@@ -307,8 +315,13 @@ class Runner:
         for name in names:
             t0 = time.perf_counter()
             try:
-                with self._alarm(group.first_call_limit_s):
-                    fns[name] = self.registry[name].build(ctx)
+                try:
+                    with self._alarm(group.first_call_limit_s):
+                        fns[name] = self.registry[name].build(ctx)
+                except Exception as e:  # the budget's signal inside a library that wrapped it: a cut
+                    if budget_spent_in(e):
+                        raise BudgetSpent from e
+                    raise
                 build_s[name] = round(time.perf_counter() - t0, 3)
             except BudgetSpent:
                 spent = self.budget.spent
@@ -510,17 +523,24 @@ class Runner:
         for name, call in calls.items():
             fc = first_calls[name] if first_calls else (lambda call=call: call(0))
             try:
-                with self._alarm(group.first_call_limit_s), torch.inference_mode():
-                    out, seconds = timed_call(fc, device)
-                    first[name] = round(seconds, 4)
-                    ok, figures = judge(name, out)
-                    del out
-                    if ok:  # checked after a second call too: graph replays and compiled re-runs must agree
-                        peak = _peak_start(device)
-                        out, second[name] = timed_call(fc, device)
+                try:
+                    with self._alarm(group.first_call_limit_s), torch.inference_mode():
+                        out, seconds = timed_call(fc, device)
+                        first[name] = round(seconds, 4)
                         ok, figures = judge(name, out)
-                        figures["peak_mem_mb"] = _peak_end(device, peak)
                         del out
+                        if (
+                            ok
+                        ):  # checked after a second call too: graph replays and compiled re-runs must agree
+                            peak = _peak_start(device)
+                            out, second[name] = timed_call(fc, device)
+                            ok, figures = judge(name, out)
+                            figures["peak_mem_mb"] = _peak_end(device, peak)
+                            del out
+                except Exception as e:  # the limit's signal inside torch.compile (BackendCompilerFailed...)
+                    if budget_spent_in(e):
+                        raise BudgetSpent from e
+                    raise
             except BudgetSpent:
                 why = (
                     "time budget spent"

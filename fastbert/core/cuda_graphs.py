@@ -195,6 +195,20 @@ def runner_of(model) -> GraphRunner | None:
     return found if isinstance(found, GraphRunner) else None
 
 
+def _interrupted(err: BaseException) -> bool:
+    """Whether ``err`` was raised while an interrupt was propagating: a ``BaseException`` that is no
+    ``Exception`` (KeyboardInterrupt, a time limit's signal) in its ``__cause__`` / ``__context__`` chain (a
+    capture's ``__exit__`` failing on the capture the interrupt broke)."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        if not isinstance(cur, Exception):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 class GraphRunner:
     """Captured graphs of one base model, keyed by (batch bucket, length bucket, packed rows, dtype).
 
@@ -398,7 +412,9 @@ class GraphRunner:
             try:
                 return self.run(inputs, rows=rows, real=real)
             except Exception as err:  # noqa: BLE001 - an installed-by-default runner must not break a call
-                if not self.auto:
+                # an interrupt (Ctrl-C, a caller's time limit) that a capture turned into another error is the
+                # caller's, not a failed capture: no fallback, no bucket marked failed
+                if not self.auto or _interrupted(err):
                     raise
                 first = not self.failures
                 packed = rows is not None

@@ -240,6 +240,44 @@ def test_a_failed_capture_of_the_default_runner_falls_back_once(monkeypatch, aut
     torch.testing.assert_close(second, expected, rtol=0, atol=0)
 
 
+class _Interrupt(BaseException):
+    """A caller's interrupt (KeyboardInterrupt, the bench's time limit: ``fastbert.benchmark.BudgetSpent``)."""
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_an_interrupt_in_a_capture_reaches_the_caller(monkeypatch, wrapped):
+    """An interrupt during a capture of the default runner (the bench's time limit fires while Triton
+    compiles in the warm-up) is the caller's: it is raised, not taken for a failed capture that falls back to
+    the normal forward, also when the capture's exit turned it into another error."""
+    model = tiny_model()
+    runner = GraphRunner(model, 8, 128, auto=True)
+    model.__dict__["encode"] = runner
+    replay_on_cpu(monkeypatch, runner)
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
+
+    def interrupted(body):
+        try:
+            raise _Interrupt
+        except _Interrupt as e:
+            if wrapped:  # torch.cuda.graph's __exit__ failing on the capture the interrupt broke
+                raise RuntimeError(
+                    "CUDA error: operation failed due to a previous error during capture"
+                ) from e
+            raise
+
+    monkeypatch.setattr(runner, "_record", interrupted)
+    ids = torch.randint(1, TINY["vocab_size"], (2, 8))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError if wrapped else _Interrupt):
+            model(input_ids=ids)
+    assert runner.failures == {} and runner.graphs == {}
+    monkeypatch.setattr(runner, "_record", stand_in_record)  # the next call captures the bucket
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert runner.captures == 1
+
+
 def test_the_fill_rule_runs_a_skewed_batch_packed(monkeypatch):
     """A large bucket mostly of padding is not replayed: the model's own (packed) forward runs instead."""
     model = tiny_model()
