@@ -235,6 +235,52 @@ def test_build_failure_is_reported_not_fatal():
     assert _by(rows, "hf-sdpa")[0]["status"] == "ok"
 
 
+def test_an_error_after_the_gate_is_its_providers_row_and_the_run_goes_on(tmp_path):
+    """A provider that passes the gate and then raises (an OOM in the warm-up, a replay error in the timed
+    rounds) gets an error row, the row is timed without it, and the later rows and groups run and bench.json is
+    written; a block that fails outside the rows (a model that does not load) gives error rows too. Such an
+    error ended the whole run: no row for it or after it, no bench.json."""
+
+    def failing_on(call_number):
+        def build(ctx):
+            model = fb.hf_variant(ctx.source, "sdpa", ctx.dtype)
+            calls = []
+
+            def run(inputs):
+                calls.append(1)
+                if len(calls) == call_number:
+                    raise RuntimeError(f"CUDA out of memory (simulated, call {call_number})")
+                return fb.task_output(ctx.task, model(**inputs), inputs["attention_mask"])
+
+            return run
+
+        return build
+
+    # the gate makes calls 1 and 2, the warm-up call 3, the timed rounds 4 on
+    extra = {"warm": fb.Provider("warm", "", failing_on(3)), "timed": fb.Provider("timed", "", failing_on(4))}
+    groups = [
+        fb.Group("test", ("tiny",), ("2x8", "2x16"), ("hf-sdpa", "warm", "timed")),
+        fb.Group("broken", ("no-such-model-xyz",), ("2x8",), ("hf-sdpa",)),
+        fb.Group("later", ("tiny",), ("2x8",), ("hf-sdpa", "hf-eager")),
+    ]
+    opts = fb.BenchOptions(groups=groups, extra_providers=extra, out=str(tmp_path), plots=False, **FAST)
+    rows = fb.run_benchmark(opts, log=lambda s: None)["rows"]
+    (warm,) = _by(rows, "warm", "2x8")
+    assert warm["status"] == "error" and "in the warm-up: RuntimeError: CUDA out of memory" in warm["note"]
+    (timed,) = _by(rows, "timed", "2x8")
+    assert timed["status"] == "error" and "in the timed rounds" in timed["note"], timed
+    (base,) = [r for r in _by(rows, "hf-sdpa", "2x8") if r["group"] == "test"]
+    assert base["status"] == "ok" and base["median_ms"] > 0  # timed again without the failed providers
+    assert [r["status"] for r in rows if r["shape"] == "2x16"] == ["ok"] * 3  # their next calls succeed
+    broken = [r for r in rows if r["group"] == "broken"]
+    assert [r["status"] for r in broken] == ["error"] and "stopped" in broken[0]["note"]
+    assert {r["provider"]: r["status"] for r in rows if r["group"] == "later"} == {
+        "hf-sdpa": "ok",
+        "hf-eager": "ok",
+    }
+    assert len(json.loads((tmp_path / "bench.json").read_text())["rows"]) == len(rows)
+
+
 # ---------------------------------------------------------------- skipped providers
 
 

@@ -31,6 +31,7 @@ from fastbert.benchmark.suites import Group, suite_groups, tiny
 from fastbert.benchmark.timing import (
     Budget,
     BudgetSpent,
+    ProviderFailed,
     budget_spent_in,
     interleave,
     plan_rounds,
@@ -256,12 +257,15 @@ class Runner:
         start = time.perf_counter()
         for group in self.groups:
             if group.kind == "sentences":
-                self.run_sentences(group)
+                self._guarded(group, group.dtypes[0], {}, self.run_sentences, group)
             else:
                 for model in group.models:
                     for task in group.tasks:
                         for dtype in group.dtypes:
-                            self.run_tensor_block(group, model, task, dtype)
+                            where = dict(model=model, task=task)
+                            self._guarded(
+                                group, dtype, where, self.run_tensor_block, group, model, task, dtype
+                            )
         meta = {
             **self.env,
             "schema": SCHEMA,
@@ -274,6 +278,18 @@ class Runner:
             "rule: fastbert.core.tolerances",
         }
         return {"schema": SCHEMA, "meta": meta, "rows": self.rows}
+
+    def _guarded(self, group: Group, dtype: str, where: dict[str, Any], fn: Callable, *args) -> None:
+        """``fn(*args)``: one block of rows (a model x task x dtype, or a sentence group); an error outside
+        the rows' own handling (the model's load, a reference that runs out of memory) gives each provider
+        of the group an error row, and the run goes on to the next block."""
+        try:
+            fn(*args)
+        except Exception as e:
+            for name in group.providers:
+                note = f"the rows of {where.get('model', group.name)} stopped: {_why(e)}"
+                self.emit(self.row(group, provider=name, dtype=dtype, status="error", note=note, **where))
+            _release(self.device)
 
     def _available(self, group: Group, dtype: str, kind: str, **where) -> list[str]:
         """The providers of a group that run here; a skipped row for each other one."""
@@ -567,31 +583,57 @@ class Runner:
                 )
             else:
                 live[name] = call
+        # a provider that raises in the warm-up or the timed rounds (an OOM, a replay error) gets an error row
+        # and the row is measured again without it; an error no provider is to blame for ends the row
+        while live:
+            try:
+                t0 = time.perf_counter()
+                with torch.inference_mode():
+                    warm_up(
+                        {n: (lambda c=c: c(0)) for n, c in live.items()}, device, opts.warmup, self.budget
+                    )
+                per_round = (
+                    (time.perf_counter() - t0) / opts.warmup if opts.warmup else sum(second[n] for n in live)
+                )
+                with torch.inference_mode():
+                    res = interleave(
+                        live,
+                        device,
+                        rounds=rounds or plan_rounds(per_round, opts.target_s, opts.min_rounds, opts.rounds),
+                        min_rounds=opts.min_rounds,
+                        target_s=None if rounds else opts.target_s,
+                        budget=self.budget,
+                        seed=opts.seed,
+                        before_call=self.flush,
+                    )
+                break
+            except BudgetSpent:
+                for name in live:
+                    self.emit(
+                        self.row(
+                            group, provider=name, status="cut", note="time budget spent in warm-up", **info
+                        )
+                    )
+                return
+            except ProviderFailed as e:
+                names = [e.name] if e.name in live else list(live)
+                for name in names:
+                    self.emit(
+                        self.row(
+                            group,
+                            provider=name,
+                            status="error",
+                            first_call_s=first[name],
+                            note=f"in the {e.phase}: {_why(e.error)}",
+                            **info,
+                        )
+                    )
+                    del live[name]
+            except Exception as e:  # not a provider's call (the L2 flush, the device): the row ends
+                for name in live:
+                    self.emit(self.row(group, provider=name, status="error", note=_why(e), **info))
+                return
         if not live:
-            return
-        try:
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                warm_up({n: (lambda c=c: c(0)) for n, c in live.items()}, device, opts.warmup, self.budget)
-            per_round = (
-                (time.perf_counter() - t0) / opts.warmup if opts.warmup else sum(second[n] for n in live)
-            )
-            with torch.inference_mode():
-                res = interleave(
-                    live,
-                    device,
-                    rounds=rounds or plan_rounds(per_round, opts.target_s, opts.min_rounds, opts.rounds),
-                    min_rounds=opts.min_rounds,
-                    target_s=None if rounds else opts.target_s,
-                    budget=self.budget,
-                    seed=opts.seed,
-                    before_call=self.flush,
-                )
-        except BudgetSpent:
-            for name in live:
-                self.emit(
-                    self.row(group, provider=name, status="cut", note="time budget spent in warm-up", **info)
-                )
             return
         baseline = group.baseline if group.baseline in live else None
         for name in live:

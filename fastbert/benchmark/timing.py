@@ -97,6 +97,26 @@ class Budget:
             signal.signal(signal.SIGALRM, previous)
 
 
+class ProviderFailed(Exception):
+    """A provider's call raised in the warm-up or the timed rounds: its ``name``, the ``phase`` and the
+    ``error`` (the row's other providers are not to blame)."""
+
+    def __init__(self, name: str, phase: str, error: BaseException):
+        super().__init__(f"{name} in the {phase}: {type(error).__name__}: {error}")
+        self.name, self.phase, self.error = name, phase, error
+
+
+def _blame(name: str, phase: str, fn: Callable[[], object]) -> object:
+    """``fn()``; an error it raises names its provider (:class:`ProviderFailed`), unless the budget's signal
+    is in its chain (then :class:`BudgetSpent`)."""
+    try:
+        return fn()
+    except Exception as e:
+        if budget_spent_in(e):  # a library's error raised from the budget's signal (a recompile under Dynamo)
+            raise BudgetSpent from e
+        raise ProviderFailed(name, phase, e) from e
+
+
 def synchronize(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -160,7 +180,8 @@ def interleave(
     Runs ``rounds`` rounds, or fewer when ``target_s`` (seconds of timed calls aimed for) is reached after
     ``min_rounds``. A round that would not end within ``budget`` is not started (the result is ``cut``);
     a round the budget interrupts is dropped. ``before_call`` runs untimed before every call (an L2
-    flush). ``calls`` are warmed up by the caller.
+    flush). ``calls`` are warmed up by the caller. A call that raises ends the rounds with
+    :class:`ProviderFailed`, which names it.
     """
     rng = random.Random(seed)
     names = list(calls)
@@ -182,14 +203,10 @@ def interleave(
                 for name in order:
                     if before_call is not None:
                         before_call()
-                    _, seconds = timed_call(lambda fn=calls[name], i=i: fn(i), device)
+                    call = lambda fn=calls[name], i=i: fn(i)  # noqa: E731
+                    _, seconds = _blame(name, "timed rounds", lambda call=call: timed_call(call, device))
                     this[name] = seconds * 1e3
         except BudgetSpent:
-            result.cut = True
-            break
-        except Exception as e:  # a library's error raised from the budget's signal (a recompile under Dynamo)
-            if not budget_spent_in(e):
-                raise
             result.cut = True
             break
         spent += time.perf_counter() - t_round
@@ -200,12 +217,13 @@ def interleave(
 
 
 def warm_up(calls: dict[str, Callable[[], object]], device: str, rounds: int, budget: Budget | None) -> None:
-    """``rounds`` untimed rounds of every call (interleaved like the timed ones)."""
+    """``rounds`` untimed rounds of every call (interleaved like the timed ones); a call that raises:
+    :class:`ProviderFailed`, which names it."""
     for _ in range(rounds):
         with budget.alarm() if budget is not None else contextlib.nullcontext():
-            for fn in calls.values():
-                fn()
-        synchronize(device)
+            for name, fn in calls.items():
+                _blame(name, "warm-up", fn)
+            _blame(", ".join(calls), "warm-up", lambda: synchronize(device))
 
 
 def plan_rounds(per_round_s: float, target_s: float, min_rounds: int, max_rounds: int) -> int:
