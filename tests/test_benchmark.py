@@ -414,7 +414,7 @@ def test_shapes():
         assert max(lengths) == 128 and p.label == f"16x128p{pct}"
         assert abs(1 - sum(lengths) / (16 * 128) - pct / 100) < 0.01
     assert fb.parse_shape("2x8p25").lengths() == [8, 4]
-    for bad in ("8by128", "8x128p100", "4xskewed9-3"):
+    for bad in ("8by128", "8x128p100", "4xskewed9-3", "0x128", "8x0", "0xskewed8-256"):
         with pytest.raises(ValueError, match="shape"):
             fb.parse_shape(bad)
     inp = fb.make_inputs(fb.parse_shape("5xskewed8-64"), vocab_size=512, device="cpu")
@@ -492,6 +492,31 @@ def test_cli_options_and_overrides():
     dry = resolve_groups(fb.BenchOptions(suite="gpu-e2e", tiny=True), "cpu")
     assert all(g.dtypes == ("fp32",) for g in dry) and dry[0].models == ("tiny",)
     assert resolve_groups(fb.BenchOptions(suite="gpu-e2e"), "cuda")[0].dtypes == ("bf16",)
+
+
+def test_cli_refuses_bad_tasks_and_shapes_before_running(capsys):
+    """``--tasks nope`` ran the whole quick suite (every row an IndexError); ``--shapes 0x128`` / ``8x0`` failed
+    inside the run; a shape longer than the model takes was dropped without a word. Each is one line, exit 2,
+    before anything loads."""
+    for args, said in (
+        (["--tasks", "nope"], "unknown task 'nope'; known: model, mlm, embed"),
+        (["--shapes", "0x128"], "shape '0x128': the batch and the length must be at least 1"),
+        (["--shapes", "8x0"], "shape '8x0': the batch and the length must be at least 1"),
+        (["--shapes", "4x600"], "shape '4x600' is 600 tokens long: model 'tiny' takes at most 512"),
+        (["--models", "tiny-xlm-roberta", "--shapes", "2x130"], "model 'tiny-xlm-roberta' takes at most 128"),
+    ):
+        t0 = time.perf_counter()
+        assert cli_main(["bench", "--models", "tiny", "--device", "cpu", "--no-plots", *args]) == 2, args
+        assert said in capsys.readouterr().err and time.perf_counter() - t0 < 20, args
+
+
+def test_a_suite_shape_longer_than_the_model_is_a_skipped_row():
+    """A suite's shape over a model given by --models (RoBERTa's 514 positions take 512 tokens, the tiny one's
+    130 take 128) is a skipped row saying so, not dropped without a word."""
+    group = fb.Group("test", ("tiny-xlm-roberta",), ("2x8", "2x129"), ("hf-sdpa",))
+    rows = fb.run_benchmark(fb.BenchOptions(groups=[group], **FAST), log=lambda s: None)["rows"]
+    assert [(r["shape"], r["status"]) for r in rows] == [("2x129", "skipped"), ("2x8", "ok")]
+    assert rows[0]["note"] == "129 tokens: the model takes at most 128"
 
 
 @pytest.mark.slow  # sentence-transformers' import and three MiniLM loads: ~10 s of CPU

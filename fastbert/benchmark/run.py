@@ -40,13 +40,16 @@ from fastbert.benchmark.timing import (
 )
 from fastbert.benchmark.workloads import (
     DTYPES,
+    TASKS,
     embedded_minilm,
     fastbert_family_missing,
     has_sdpa,
     has_window,
+    hf_config,
     hf_variant,
     inputs_for,
     load_source_model,
+    max_tokens,
     model_flops,
     model_source,
     output_mask,
@@ -208,6 +211,9 @@ def resolve_groups(
         g = replace(g, **changes)
         for s in g.shapes:
             parse_shape(s)  # a bad shape fails before anything loads
+        for t in g.tasks if g.kind == "tensor" else ():
+            if t not in TASKS:
+                raise ValueError(f"unknown task {t!r}; known: {', '.join(TASKS)}")
         for d in g.dtypes:
             if d not in DTYPES:
                 raise ValueError(f"unknown dtype {d!r}; known: {', '.join(DTYPES)}")
@@ -229,6 +235,16 @@ class Runner:
             for p in g.providers:
                 if p not in self.registry:
                     raise ValueError(f"unknown provider {p!r}; known: {', '.join(self.registry)}")
+        if opts.shapes:  # shapes asked for by name must fit every model they are asked of
+            for g in self.groups:
+                for model in g.models if g.kind == "tensor" else ():
+                    limit = max_tokens(hf_config(model))
+                    for s in g.shapes:
+                        if parse_shape(s).padded_len > limit:
+                            raise ValueError(
+                                f"shape {s!r} is {parse_shape(s).padded_len} tokens long: model {model!r} takes "
+                                f"at most {limit}"
+                            )
         self.budget = Budget(opts.time_budget_s)
         self.env = environment(self.device)
         self.rows: list[dict[str, Any]] = []
@@ -405,8 +421,16 @@ class Runner:
             del source
             _release(device)
             return
-        shapes = [parse_shape(s) for s in group.shapes]
-        shapes = [s for s in shapes if s.padded_len <= config.max_position_embeddings]
+        shapes, limit = [parse_shape(s) for s in group.shapes], max_tokens(config)
+        for s in [s for s in shapes if s.padded_len > limit]:  # a suite's shape over a model of --models
+            for name in names:
+                note = f"{s.padded_len} tokens: the model takes at most {limit}"
+                self.emit(
+                    self.row(
+                        group, provider=name, dtype=dtype, shape=s.label, status="skipped", note=note, **where
+                    )
+                )
+        shapes = [s for s in shapes if s.padded_len <= limit]
         ctx = BuildContext(
             task=task,
             dtype=torch_dtype,

@@ -191,12 +191,16 @@ def parse_shape(text: str) -> Shape:
         pct = int(m.group(3) or 0)
         if not 0 <= pct < 100:
             raise ValueError(f"shape {text!r}: the padding percentage must be in [0, 100)")
+        if int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            raise ValueError(f"shape {text!r}: the batch and the length must be at least 1")
         return Shape(batch=int(m.group(1)), seqlen=int(m.group(2)), pad_pct=pct)
     m = re.fullmatch(r"(\d+)x(uniform|skewed)(\d+)-(\d+)", t)
     if m:
         lo, hi = int(m.group(3)), int(m.group(4))
         if not 1 <= lo < hi:
             raise ValueError(f"shape {text!r}: need 1 <= lo < hi")
+        if int(m.group(1)) < 1:
+            raise ValueError(f"shape {text!r}: the batch must be at least 1")
         return Shape(batch=int(m.group(1)), dist=m.group(2), lo=lo, hi=hi)
     raise ValueError(
         f"shape {text!r}: expected BxL (8x128), BxLpPCT (16x128p75) or Bx<uniform|skewed>LO-HI (32xskewed8-256)"
@@ -335,6 +339,19 @@ def hf_config(model: str):
         return transformers.AutoConfig.for_model(model_type, **fields)
     name = model if model in MODEL_CONFIGS else "minilm-config"
     return transformers.BertConfig(**{**_COMMON, **MODEL_CONFIGS[name]})
+
+
+def max_tokens(config: Any) -> int:
+    """The longest input a model of this (transformers) config takes: its family's rule
+    (``fastbert.registry.max_input_tokens``: RoBERTa's 514 positions take 512 tokens), else its position
+    table's size."""
+    from fastbert import registry
+
+    try:
+        limit = registry.max_input_tokens(config)
+    except Exception:  # a family fastbert does not have, a config its rule cannot read
+        limit = None
+    return int(limit or config.max_position_embeddings)
 
 
 def hf_model_class(config: Any, task: str) -> type:
