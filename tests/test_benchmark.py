@@ -368,6 +368,27 @@ def test_cli_quick_tiny_writes_every_file(tmp_path, capsys):
     )
 
 
+def test_result_files_are_replaced_whole(tmp_path, monkeypatch):
+    """bench.json / bench.csv / TABLE.md are written beside and moved over the old file: a run killed while
+    writing leaves the last whole file, never a torn one (``report --readme`` failed in ``json.load``)."""
+    rows = [dict(dict.fromkeys(report.ROW_FIELDS + report.ENV_FIELDS), group="g", model="tiny", task="model",
+                 shape="2x8", dtype="fp32", provider="hf-sdpa", status="ok", median_ms=1.0)]  # fmt: skip
+    result = {"schema": fb.SCHEMA, "meta": {"command": "fastbert bench"}, "rows": rows}
+    report.write_outputs(result, str(tmp_path), plots=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"bench.json", "bench.csv", "TABLE.md"}
+
+    def killed(obj, f, **kw):
+        f.write('{"schema": "fastbert-bench/2", "rows": [')
+        raise KeyboardInterrupt  # the run is killed half-way through the file
+
+    monkeypatch.setattr(report.json, "dump", killed)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_outputs({**result, "rows": rows * 2}, str(tmp_path), plots=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no torn file, no temporary one
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["provider"] == "hf-sdpa"
+
+
 def test_cli_list_providers(capsys):
     assert cli_main(["bench", "--list-providers", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -10,13 +10,14 @@ This module imports nothing heavy at the top (no torch), so anything may use the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
 
 from ..tables import format_table, markdown_table  # noqa: F401  (the report's tables; re-exported)
 
@@ -252,14 +253,30 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _replacing(path: str, newline: str | None = None) -> Iterator[TextIO]:
+    """A text file written beside ``path`` and moved over it once complete: a run killed while writing leaves
+    the last whole file (or none), never a torn one that ``json.load`` fails on."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", newline=newline) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
 def write_json(result: dict[str, Any], path: str) -> None:
-    with open(path, "w") as f:
+    with _replacing(path) as f:
         json.dump(_jsonable(result), f, indent=1)
         f.write("\n")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
-    with open(path, "w", newline="") as f:
+    with _replacing(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(ROW_FIELDS) + list(ENV_FIELDS), extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -322,7 +339,7 @@ def write_outputs(result: dict[str, Any], out_dir: str, plots: bool = True) -> l
     paths = [os.path.join(out_dir, n) for n in ("bench.json", "bench.csv", "TABLE.md")]
     write_json(result, paths[0])
     write_csv(rows, paths[1])
-    with open(paths[2], "w") as f:
+    with _replacing(paths[2]) as f:
         f.write(summary_markdown(rows, result.get("meta", {}).get("command")))
         f.write(f"\nWall time of the run: {result.get('meta', {}).get('wall_s')} s.\n")
     png = write_scaling_plot(rows, os.path.join(out_dir, "scaling.png")) if plots else None
