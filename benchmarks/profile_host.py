@@ -159,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
-    lines: list[str] = []
+    # the report is written line by line: a sub-step killed at its limit keeps what it measured
+    report = open(args.out, "w") if args.out else None  # noqa: SIM115 - closed below, after the sections
 
     def say(text: str) -> None:
         print(text, flush=True)
-        lines.append(text)
+        if report is not None:
+            report.write(text + "\n")
+            report.flush()
 
     say(f"profile_host: {torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}, torch "
         f"{torch.__version__}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")  # fmt: skip
@@ -177,9 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             failed += 1
             say(traceback.format_exc())
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    if report is not None:
+        report.close()
     return 1 if failed else 0
 
 

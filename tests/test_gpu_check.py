@@ -286,3 +286,20 @@ def test_ratio_targets_use_one_groups_interleaved_rounds(tmp_path):
     assert "1.50x in compile" in found["bf16 32x512 vs transformers sdpa"].got
     assert "cut after 6 rounds" in found["bf16 32x512 vs transformers sdpa"].got
     assert found["bf16 32x512 vs torch.compile(transformers)"].verdict == "n/a"
+
+
+def test_profile_host_writes_its_report_as_it_goes(tmp_path, monkeypatch):
+    """host.txt holds every line said before the sub-step's limit killed the script (it was written at the
+    end only: a killed step left none)."""
+    import profile_host
+
+    def killed(device, tiny, n, say):
+        raise KeyboardInterrupt  # timeout's signal, in the second section
+
+    monkeypatch.setattr(profile_host, "launch_costs", lambda device, n, say: say("launch: 12.3 us a kernel"))
+    monkeypatch.setattr(profile_host, "forwards", killed)
+    out = tmp_path / "host.txt"
+    with pytest.raises(KeyboardInterrupt):
+        profile_host.main(["--device", "cpu", "--tiny", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("profile_host: cpu") and lines[1] == "launch: 12.3 us a kernel"
