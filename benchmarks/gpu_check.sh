@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_check.sh 1   # install, versions, CUDA test tier, fastbert check, kernel and end-to-end benches
 #   bash benchmarks/gpu_check.sh 2   # torch.compile test, FP8/int8 linears (tests, gates, speed), CUDA-graph rows
 #   bash benchmarks/gpu_check.sh 1 --dry-run   # (or GPU_CHECK_DRY_RUN=1) the same on the CPU: interpreter, tiny shapes
+#   GPU_CHECK_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_check.sh 1   # the log names the tree sent
 #
 # Run from anywhere; it works in the repository root. Results go to $OUT (the device tool's folder; default
 # /tmp/fastbert_gpu_out) row by row as they are measured, so a killed sub-step keeps what it measured and the
@@ -155,8 +156,11 @@ else
     STEPS_FOR_TARGETS=("$KEEP/step1/steps.tsv" "$STEPS")
 fi
 
+# the commit: the caller's GPU_CHECK_COMMIT=<sha> where given (the device's copy of .git lagged the tree sent
+# with the call in session 9), else git's here, said to be so
+COMMIT="${GPU_CHECK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null) (git on this machine; GPU_CHECK_COMMIT unset)}"
 echo "=== fastbert gpu_check step $STEP$([ "$DRY" = 1 ] && echo ' (dry run)') $(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    "commit $(git rev-parse --short HEAD 2>/dev/null), deadline ${DEADLINE}s" | tee "$LOG"
+    "commit $COMMIT, deadline ${DEADLINE}s" | tee "$LOG"
 if [ "$DRY" != 1 ]; then
     # No registry on the device: no build isolation (it would fetch setuptools), no dependencies.
     sub install "${GPU_CHECK_INSTALL_S:-30}" "$PY" -m pip install --no-deps --no-build-isolation -q -e .

@@ -111,7 +111,7 @@ def test_step2_targets_read_both_steps_tests(tmp_path):
     """Step 2's "CUDA test tier" row reads step 2's own test sub-steps (the torch.compile test, the quant
     tests) beside step 1's tiers: they failed and the row said PASS."""
     stub = _stub_python(tmp_path, fail=("test_gpu_linears",))
-    step1, step2 = _device_steps(tmp_path, stub)
+    step1, step2 = _device_steps(tmp_path, stub, {"GPU_CHECK_COMMIT": "0123abc"})
     assert step1.returncode == 0, step1.stdout[-3000:]
     assert step2.returncode == 1, step2.stdout[-3000:]
     table = (tmp_path / "out" / "targets.txt").read_text()
@@ -119,6 +119,8 @@ def test_step2_targets_read_both_steps_tests(tmp_path):
     assert "FAIL" in tier and "tests-quant exit 1" in tier, table
     (check,) = [line for line in table.splitlines() if line.startswith("fastbert check")]
     assert "PASS" in check  # step 1's
+    # the log names the commit the caller says was sent (the device's .git copy has lagged the tree)
+    assert "commit 0123abc," in (tmp_path / "out" / "gpu_check.log").read_text().splitlines()[0]
 
 
 def test_steps_end_within_their_deadline_and_write_the_table_as_they_go(tmp_path):
