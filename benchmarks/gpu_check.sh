@@ -204,7 +204,8 @@ if [ "$STEP" = 1 ]; then
         read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/test_tolerances.py}"
         read -r -a TESTS_KERNELS <<<"${GPU_CHECK_TESTS_KERNELS:-tests/kernels/test_configs.py}"
     else
-        read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/models}"
+        # with the CUDA tests outside tests/models (the fp16 fill-mask pipeline on sdpa and triton)
+        read -r -a TESTS_MODELS <<<"${GPU_CHECK_TESTS_MODELS:-tests/models tests/test_pipelines.py::test_fill_mask_fp16_cuda}"
         # the attention tests (most compiles) last, so that a time-out costs them and not the others
         if [ -n "${GPU_CHECK_TESTS_KERNELS:-}" ]; then
             read -r -a TESTS_KERNELS <<<"$GPU_CHECK_TESTS_KERNELS"

@@ -164,6 +164,8 @@ def test_device_tier_leaves_out_the_cpu_only_tests(tmp_path):
     (line,) = [x for x in log.splitlines() if x.startswith("stub ok: -m pytest") and "tests/models" in x]
     expr = line.split(" -m ", 2)[2].split(" -k ")[0]  # the stand-in sees the arguments joined by spaces
     assert expr == "not slow and not cpu_only", line
+    # the paths: tests/models and the CUDA tests outside it
+    assert line.endswith(" tests/models tests/test_pipelines.py::test_fill_mask_fp16_cuda"), line
     files = ["tests/models/test_model_api_fuzz.py", "tests/models/test_parity_fuzz.py",
              "tests/models/test_modernbert_apps.py"]  # fmt: skip
     proc = subprocess.run(
