@@ -2,7 +2,7 @@
 # The GPU check, in two calls of under 6 minutes each on a cold H100/H200 (see the GPU notes):
 #
 #   bash benchmarks/gpu_check.sh 1   # install, versions, CUDA test tier, fastbert check, kernel and end-to-end benches
-#   bash benchmarks/gpu_check.sh 2   # torch.compile test, FP8/int8 linears (tests, gates, speed), CUDA-graph rows
+#   bash benchmarks/gpu_check.sh 2   # torch.compile test, FP8/int8 tests, CUDA-graph and compile rows, host, FP8/int8 rows
 #   bash benchmarks/gpu_check.sh 1 --dry-run   # (or GPU_CHECK_DRY_RUN=1) the same on the CPU: interpreter, tiny shapes
 #   GPU_CHECK_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_check.sh 1   # the log names the tree sent
 #
@@ -20,8 +20,8 @@
 # A copy of step 1's files is kept in $GPU_CHECK_KEEP (default /tmp/fastbert_gpu_keep) so that step 2, on the
 # same warm machine, judges the targets that need both steps' rows.
 # Device time: the session has 900 s in all, a machine start (60-120 s) and the transfers included, so each
-# step ends within its deadline GPU_CHECK_DEADLINE_S (default: step 1 345 s, step 2 315 s; start + both steps
-# + transfers <= about 820 s). A sub-step's limit is cut to what is left before the deadline, less the floors
+# step ends within its deadline GPU_CHECK_DEADLINE_S (default 330 s; start + both steps + transfers <= about
+# 820 s; each step is expected to take about 300 s). A sub-step's limit is cut to what is left before the deadline, less the floors
 # kept for the sub-steps after it (so a slow test tier cannot take the benchmarks' time), less 15 s for the
 # targets table and timeout's kill; a sub-step left under 10 s is not run (exit 124 in steps.tsv). targets.txt
 # and the copy of step 1's files in $GPU_CHECK_KEEP are rewritten after every sub-step: a step that the device
@@ -34,10 +34,10 @@
 # (expected about 300 s with the install and the version probe); step 2: GPU_CHECK_TESTS_COMPILE_S=50 [19-25]
 # (torch.compile over the kernels, the one test left out of step 1), GPU_CHECK_TESTS_QUANT_S=75 [55]
 # (tests/quant/test_gpu_linears.py: the real _scaled_mm / _int_mm calls against their formulas, the MiniLM
-# gates), GPU_CHECK_HOST_S=40 (benchmarks/profile_host.py: the host cost of a launch, wall vs GPU-busy time
-# per forward), GPU_CHECK_QUANT_S=65 [48] (bench_quant_gpu.py: gates and speed of fastbert-fp8 / fastbert-int8
-# vs fp16 on 32x128 and 32xskewed8-256), GPU_CHECK_COMPILE_S=140 [the CUDA-graph row and two compile shapes
-# fitted a 95 s budget] (CUDA-graph rows first, then torch.compile rows) (expected about 280 s). The device
+# gates), GPU_CHECK_COMPILE_S=140 [the CUDA-graph row and two compile shapes fitted a 95 s budget] (CUDA-graph
+# rows first, then torch.compile rows), GPU_CHECK_HOST_S=40 (benchmarks/profile_host.py: the host cost of a
+# launch, wall vs GPU-busy time per forward), GPU_CHECK_QUANT_S=65 [48] (bench_quant_gpu.py: gates and speed
+# of fastbert-fp8 / fastbert-int8 vs fp16 on 32x128 and 32xskewed8-256) (expected about 290 s). The device
 # has no MiniLM package: the MiniLM
 # gates use $FASTBERT_MINILM, by default ./.gpu_minilm when it exists (an fp16 copy, 45 MB, made here by
 # `python3 benchmarks/bench_quant_gpu.py --export-minilm .gpu_minilm` and carried: run(carry=[".gpu_minilm"]));
@@ -80,7 +80,7 @@ else
 fi
 FAILED=0
 # this step's deadline (seconds since the script started); the dry run's is longer (a CPU under other jobs)
-if [ "$STEP" = 1 ]; then DEFAULT_DEADLINE=345; else DEFAULT_DEADLINE=315; fi
+DEFAULT_DEADLINE=330
 [ "$DRY" = 1 ] && DEFAULT_DEADLINE=900
 DEADLINE="${GPU_CHECK_DEADLINE_S:-$DEFAULT_DEADLINE}"
 KILL_AFTER=5 # timeout's grace between TERM and KILL
@@ -248,28 +248,30 @@ if [ "$STEP" = 1 ]; then
         --time-budget "$(budget "$LIM" 20)" --out "$OUT/e2e"
     keep_only_rows "$OUT/e2e"
 else
+    # the tests, then what the step is for (torch.compile and CUDA graphs: its targets' rows), then the host's
+    # share and the FP8 / int8 rows
     if [ "$DRY" != 1 ]; then
-        after 45 25 60 90 # floors of tests-quant, host, quant, compile
+        after 45 100 25 45 # floors of tests-quant, compile, host, quant
         sub tests-compile "${GPU_CHECK_TESTS_COMPILE_S:-50}" "$PY" -m pytest -v -rA -p no:cacheprovider \
             -k torch_compile tests/models/test_triton_backend.py
-        after 25 60 90
+        after 100 25 45
         sub tests-quant "${GPU_CHECK_TESTS_QUANT_S:-75}" "$PY" -m pytest -v -rA -p no:cacheprovider \
             tests/quant/test_gpu_linears.py
     fi
-    # the host's share first, on a quiet GPU (dry run: a tiny model under the interpreter)
-    after 60 90
-    sub host "${GPU_CHECK_HOST_S:-40}" "$PY" benchmarks/profile_host.py "${TINY[@]}" --device "$DEVICE" \
-        --out "$OUT/host.txt"
-    # FP8 / int8 linears: gates on the real MiniLM and speed vs fp16 (dry run: a tiny model, the CPU GEMMs)
-    after 90
-    fit "${GPU_CHECK_QUANT_S:-65}"
-    sub quant "$LIM" "$PY" benchmarks/bench_quant_gpu.py "${TINY[@]}" --device "$DEVICE" \
-        --time-budget "$((LIM / 3))" --out "$OUT/quant/rows.jsonl"
-    after
+    after 25 45
     fit "${GPU_CHECK_COMPILE_S:-140}"
     sub compile "$LIM" "$PY" -m fastbert bench --suite gpu-compile "${TINY[@]}" --device "$DEVICE" --no-progress \
         --time-budget "$(budget "$LIM" 25)" --out "$OUT/compile"
     keep_only_rows "$OUT/compile"
+    # the host's share (dry run: a tiny model under the interpreter)
+    after 45
+    sub host "${GPU_CHECK_HOST_S:-40}" "$PY" benchmarks/profile_host.py "${TINY[@]}" --device "$DEVICE" \
+        --out "$OUT/host.txt"
+    # FP8 / int8 linears: gates on the real MiniLM and speed vs fp16 (dry run: a tiny model, the CPU GEMMs)
+    after
+    fit "${GPU_CHECK_QUANT_S:-65}"
+    sub quant "$LIM" "$PY" benchmarks/bench_quant_gpu.py "${TINY[@]}" --device "$DEVICE" \
+        --time-budget "$((LIM / 3))" --out "$OUT/quant/rows.jsonl"
 fi
 
 echo "=== targets" | tee -a "$LOG"

@@ -119,6 +119,9 @@ def test_step2_targets_read_both_steps_tests(tmp_path):
     assert "FAIL" in tier and "tests-quant exit 1" in tier, table
     (check,) = [line for line in table.splitlines() if line.startswith("fastbert check")]
     assert "PASS" in check  # step 1's
+    # step 2's targets' rows (torch.compile, CUDA graphs) right after its tests, before the host and quant rows
+    steps2 = [line.split("\t")[0] for line in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
+    assert steps2 == ["install", "tests-compile", "tests-quant", "compile", "host", "quant"]
     # the log names the commit the caller says was sent (the device's .git copy has lagged the tree)
     assert "commit 0123abc," in (tmp_path / "out" / "gpu_check.log").read_text().splitlines()[0]
 
