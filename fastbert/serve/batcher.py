@@ -132,6 +132,7 @@ class Batcher:
                     self._queue.popleft()
                 if self._queue:
                     break
+                self._set_queue_size()  # the inputs of gone clients just dropped are not waiting (TEI)
                 if self._stopping:
                     return None
                 self._cond.wait()
