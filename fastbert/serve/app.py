@@ -41,8 +41,8 @@ from .engine import (
     describe_model,
     normalize,
 )
-from .errors import ServeError, error_body, too_many_inputs
-from .guard import OPENAI_PATHS, Guard
+from .errors import ServeError, error_body, overloaded, too_many_inputs
+from .guard import OPENAI_PATHS, OVERLOADED, SLOTS, Guard
 from .metrics import Metrics
 from .options import ServeOptions
 from .responses import check_finite, json_off_loop, json_response, parse, scores_of, validation_message
@@ -119,12 +119,32 @@ class Server:
             "docker_label": None,
         }
 
+    # ------------------------------------------------------------------------------- concurrency
+    def take_slots(self, scope: dict, n: int = 1) -> bool:
+        """``n`` of the ``--max-concurrent-requests`` slots for the request of ``scope`` (the Guard gives
+        them back once it is answered); False, taking none, when fewer are free."""
+        if self.in_flight + n > self.options.max_concurrent_requests:
+            return False
+        self.in_flight += n
+        scope[SLOTS] = scope.get(SLOTS, 0) + n
+        self.metrics.in_flight.set(self.in_flight)
+        return True
+
+    def release_slots(self, scope: dict) -> None:
+        self.in_flight -= scope.pop(SLOTS, 0)
+        self.metrics.in_flight.set(self.in_flight)
+
+    def admit(self, request: Request) -> None:
+        """TEI's ``try_acquire_permit``, where TEI calls it (the request counted in ``te_request_count``,
+        its batch checked): a 429 when the Guard found every slot taken as the request came in."""
+        if request.scope.get(OVERLOADED):
+            raise overloaded(self.options.max_concurrent_requests)
+
     # -------------------------------------------------------------------------------- shared steps
     def check_count(self, field: str, n: int) -> None:
         if n == 0:
             raise ServeError(f"`{field}` cannot be empty", "empty")
         if n > self.options.max_client_batch_size:
-            self.metrics.request_failure.labels("batch_size").inc()
             raise too_many_inputs(field, n, self.options.max_client_batch_size)
 
     def prompt(self, prompt_name: str | None) -> str:
@@ -134,7 +154,10 @@ class Server:
         name = prompt_name
         if name not in self.spec.prompts:
             known = ", ".join(sorted(self.spec.prompts)) or "none"
-            raise ServeError(f"`prompt_name`: {name!r} is not a prompt of this model (its prompts: {known})")
+            raise ServeError(
+                f"`prompt_name`: {name!r} is not a prompt of this model (its prompts: {known})",
+                metric="tokenization",
+            )
         return self.spec.prompts[name]
 
     def check_inputs(self, field: str, inputs: list[Any], truncate: bool, direction: str) -> list[Any]:
@@ -148,25 +171,24 @@ class Server:
             where = input_name(field, k, len(inputs))
             texts = x if isinstance(x, tuple) else (x,)
             if all(len(t) == 0 for t in texts):
-                self.metrics.request_failure.labels("empty").inc()
-                raise ServeError(f"`{where}` cannot be empty", "empty")
+                raise ServeError(f"`{where}` cannot be empty", "empty", metric="tokenization")
             for t in texts:
                 if isinstance(t, str) and not t.isascii():
                     try:
                         t.encode("utf-8")
                     except UnicodeEncodeError as e:  # a lone surrogate ("\ud800" in the JSON)
-                        self.metrics.request_failure.labels("validation").inc()
                         raise ServeError(
                             f"`{where}` is not valid Unicode: {e.object[e.start : e.end]!r} at character "
-                            f"{e.start} is a lone surrogate"
+                            f"{e.start} is a lone surrogate",
+                            metric="tokenization",
                         ) from None
             chars = sum(len(t) for t in texts)
             if chars > limit:
                 if not truncate:
-                    self.metrics.request_failure.labels("validation").inc()
                     raise ServeError(
                         f"Input validation error: `{where}` must have less than {limit} characters. "
-                        f"Given: {chars}"
+                        f"Given: {chars}",
+                        metric="tokenization",
                     )
                 if isinstance(x, tuple):
                     x = tuple(_cut(t, limit // 2, direction) for t in x)
@@ -183,7 +205,8 @@ class Server:
                 bad = next((t for t in x if t >= vocab), None)
                 if bad is not None:
                     raise ServeError(
-                        f"`{input_name(field, k, 2)}`: token id {bad} is not below the vocabulary size {vocab}"
+                        f"`{input_name(field, k, 2)}`: token id {bad} is not below the vocabulary size {vocab}",
+                        metric="tokenization",
                     )
 
     def encode(
@@ -211,15 +234,14 @@ class Server:
         try:
             rows = self.tokenizer.encode(inputs, truncate, direction.lower())
         except InputTooLong as e:
-            self.metrics.request_failure.labels("validation").inc()
             where = input_name(field, e.index, len(inputs))
             raise ServeError(
                 f"Input validation error: `{where}` must have less than {e.maximum} tokens. Given: {e.length} "
                 "(pass truncate=true, or start the server with --auto-truncate)",
                 "validation",
+                metric="tokenization",
             ) from None
         except Exception as e:  # the tokenizer refused an input
-            self.metrics.request_failure.labels("tokenizer").inc()
             raise ServeError(f"Tokenization error: {e}", "tokenizer") from None
         self.check_ids(field, [ids for ids, _ in rows])
         for ids, _ in rows:
@@ -236,11 +258,11 @@ class Server:
 
     def require(self, kinds: tuple[str, ...], what: str) -> None:
         if self.spec.kind not in kinds:
-            self.metrics.request_failure.labels("model_type").inc()
-            raise ServeError(f"model is not {_ARTICLE[what]}", "backend")
+            raise ServeError(f"model is not {_ARTICLE[what]}", "backend", metric="model_type")
 
     async def run(self, request: Request, rows: list, ops: list[str]) -> list[Any]:
         """The outputs of ``rows``; a client that disconnects meanwhile cancels its queued inputs."""
+        self.admit(request)  # (the routes admit before tokenizing; no forward without a slot)
         try:
             queued = self.batcher.enqueue(rows, ops)
         except InferenceError as e:
@@ -248,7 +270,6 @@ class Server:
         try:
             results = await _unless_disconnected(request, queued.future)
         except InferenceError as e:
-            self.metrics.request_failure.labels("backend").inc()
             raise ServeError(str(e), "backend") from None
         finally:
             if not queued.future.done() or queued.future.cancelled():
@@ -366,6 +387,8 @@ def create_app(
     # ----------------------------------------------------------------------------------- errors
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, e: ServeError):
+        if not e.counted:  # every error answer, once, under TEI's label
+            m.request_failure.labels(e.metric).inc()
         return json_response(e.body(openai=request.url.path in OPENAI_PATHS), e.status)
 
     @app.exception_handler(RequestValidationError)
@@ -409,6 +432,7 @@ def create_app(
         prompt, truncation and direction: (inputs, rows)."""
         inputs, _ = _as_list(body.inputs)
         server.check_count(field, len(inputs))
+        server.admit(request)
         rows = await server.encode_off_loop(
             field,
             inputs,
@@ -426,9 +450,10 @@ def create_app(
         if body.normalize and server.spec.pooling == "splade":
             # TEI (core/src/infer.rs embed_pooled): a SPLADE vector is not normalised; normalize=false gives
             # the dense SPLADE vector
-            m.request_failure.labels("model_type").inc()
             raise ServeError(
-                "`normalize` is not available for SPLADE models (pass normalize=false)", "backend"
+                "`normalize` is not available for SPLADE models (pass normalize=false)",
+                "backend",
+                metric="model_type",
             )
         inputs, rows = await tokenize_inputs(request, body, field)
         outs = await server.run(request, rows, ["pooled"] * len(rows))
@@ -439,7 +464,6 @@ def create_app(
             if body.dimensions is not None:
                 if body.dimensions > v.shape[-1]:
                     # TEI and OpenAI refuse it rather than answer the full vector
-                    m.request_failure.labels("validation").inc()
                     raise ServeError(
                         f"`dimensions`: {body.dimensions} is more than the embedding's {v.shape[-1]} dimensions"
                     )
@@ -465,7 +489,9 @@ def create_app(
         start = time.perf_counter()
         if server.spec.pooling == "splade":
             raise ServeError(
-                "model is not an embedding model with token outputs (it is a SPLADE model)", "backend"
+                "model is not an embedding model with token outputs (it is a SPLADE model)",
+                "backend",
+                metric="model_type",
             )
         server.require((EMBEDDING,), "all")
         kind = _count("embed", _as_list(body.inputs)[1])
@@ -486,8 +512,7 @@ def create_app(
 
     async def sparse_values(request: Request, body: schemas.EmbedSparseRequest):
         if server.spec.pooling != "splade":
-            m.request_failure.labels("model_type").inc()
-            raise ServeError(f"model is not {_ARTICLE['sparse']}", "backend")
+            raise ServeError(f"model is not {_ARTICLE['sparse']}", "backend", metric="model_type")
         kind = _count("embed", _as_list(body.inputs)[1])
         inputs, rows = await tokenize_inputs(request, body)
         outs = [np.asarray(o) for o in await server.run(request, rows, ["sparse"] * len(rows))]
@@ -511,6 +536,7 @@ def create_app(
             seqs = list(raw)
         kind = _count("predict", bool(single))
         server.check_count("inputs", len(seqs))
+        server.admit(request)
         items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
         rows = await server.encode_off_loop(
             "inputs", items, body.truncate, body.truncation_direction, request=request
@@ -545,10 +571,10 @@ def create_app(
     async def rerank_scores(request: Request, body: schemas.RerankRequest):
         server.require((RERANKER,), "rerank")
         if not body.texts:
-            m.request_failure.labels("validation").inc()
             raise ServeError("`texts` cannot be empty", "empty")
         m.request_count.labels("batch").inc()
         server.check_count("texts", len(body.texts))
+        server.admit(request)
         rows = await server.encode_off_loop(
             "texts",
             [(body.query, t) for t in body.texts],
@@ -582,10 +608,10 @@ def create_app(
         server.require((EMBEDDING,), "embed")
         params = body.parameters or schemas.SimilarityParameters()
         if not body.inputs.sentences:
-            m.request_failure.labels("validation").inc()
             raise ServeError("`inputs.sentences` cannot be empty", "empty")
         m.request_count.labels("batch").inc()
         server.check_count("inputs.sentences", len(body.inputs.sentences) + 1)
+        server.admit(request)
         embed_body = schemas.EmbedRequest(
             inputs=[body.inputs.source_sentence, *body.inputs.sentences],
             truncate=params.truncate,
@@ -712,13 +738,19 @@ def create_app(
             if server.spec.pooling == "splade":
                 return (await sparse_values(request, parse(schemas.EmbedSparseRequest, instance, where)))[0]
             body = parse(schemas.EmbedRequest, instance, where)
-            _count("embed", _as_list(body.inputs)[1])
-            return (await embed_vectors(request, body))[0]
+            kind = _count("embed", _as_list(body.inputs)[1])
+            vectors = (await embed_vectors(request, body))[0]
+            m.request_success.labels(kind).inc()
+            return vectors
 
         results = await asyncio.gather(*(one(k, x) for k, x in enumerate(instances)), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for e in errors[1:]:  # each failed instance counts, as each of TEI's route calls does
+            if isinstance(e, ServeError) and not e.counted:
+                m.request_failure.labels(e.metric).inc()
+                e.counted = True
+        if errors:
+            raise errors[0]
         return await json_off_loop({"predictions": results}, None)
 
     @app.get("/health", responses={503: {"model": schemas.ErrorResponse}})

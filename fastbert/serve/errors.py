@@ -11,6 +11,13 @@
 | ``Backend`` | 424 | the forward failed (only its batch's requests) or gave NaN / infinity, or the model cannot do this task |
 | ``Unhealthy`` | 503 | a worker is down |
 
+Every error answered by a route counts once in ``te_request_failure`` under TEI's ``err`` label
+(:attr:`ServeError.metric`): ``validation`` (a bad field, an empty batch), ``batch_size`` (over
+``--max-client-batch-size``), ``tokenization`` (an input TEI's tokenization step refuses: empty, too long,
+a token id outside the vocabulary, an unknown prompt, the tokenizer's own error), ``model_type`` (the route
+does not fit the model), ``overloaded`` (429), ``inference`` (a failed forward, NaN). Requests refused
+before a route (401, 413, 415), as TEI's layers refuse them, are not counted.
+
 ``error_type`` is written as TEI's serde writes its ``ErrorType`` enum: capitalised. The OpenAI routes answer
 TEI's flat ``{"message", "code", "type"}`` together with OpenAI's ``{"error": {"message", "type", "param",
 "code"}}``, so that clients of either read their fields.
@@ -47,14 +54,27 @@ def error_body(message: str, error_type: str, status: int, openai: bool = False)
     return {"error": message, "error_type": kind}
 
 
-class ServeError(Exception):
-    """An error answered with TEI's body; ``status`` defaults to the error type's."""
+#: TEI's ``te_request_failure`` label of each error type, where no other is given
+METRIC = {"tokenizer": "tokenization", "empty": "validation", "backend": "inference"}
 
-    def __init__(self, message: str, error_type: str = "validation", status: int | None = None) -> None:
+
+class ServeError(Exception):
+    """An error answered with TEI's body; ``status`` defaults to the error type's, ``metric`` (the
+    ``te_request_failure`` label) to TEI's label of the type. ``counted``: already in the counter."""
+
+    def __init__(
+        self,
+        message: str,
+        error_type: str = "validation",
+        status: int | None = None,
+        metric: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.error_type = error_type
         self.status = status if status is not None else STATUS[error_type]
+        self.metric = metric or METRIC.get(error_type, error_type)
+        self.counted = False
 
     def body(self, openai: bool = False) -> dict:
         return error_body(self.message, self.error_type, self.status, openai)
@@ -64,6 +84,7 @@ def too_many_inputs(field: str, n: int, limit: int) -> ServeError:
     return ServeError(
         f"`{field}`: batch size {n} > maximum allowed batch size {limit} (--max-client-batch-size)",
         "validation",
+        metric="batch_size",
     )
 
 

@@ -1,6 +1,8 @@
 """The ASGI middleware in front of the app (as TEI's tower layers): the API key (the health routes, /metrics
 and the API docs stay public), CORS, ``Content-Type: application/json`` on the JSON routes, the payload
-limit, and one slot per inference request (a 429 when ``--max-concurrent-requests`` are in flight)."""
+limit, and one slot per inference request. A request that finds ``--max-concurrent-requests`` in flight
+takes none and is marked; its route counts it and answers 429 at TEI's point (``Server.admit``), before
+tokenizing."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ import json
 import time
 from typing import Any
 
-from .errors import error_body, overloaded
+from .errors import error_body
 
+#: keys of an inference request's ASGI scope: the slots it holds, and that it found none free
+SLOTS = "fastbert.slots"
+OVERLOADED = "fastbert.overloaded"
 OPENAI_PATHS = ("/v1/embeddings", "/embeddings")
 INFERENCE_PATHS = frozenset(
     (
@@ -125,15 +130,10 @@ class Guard:
 
         if scope["method"] != "POST" or scope["path"] not in INFERENCE_PATHS:
             return await self.app(scope, replay, send)
-        # an inference request takes a slot, or is answered 429 at once
+        # an inference request takes a slot; without one its route counts it and answers 429 (as TEI:
+        # te_request_count, then the permit), before any tokenizing or forward
         server, m = self.server, self.server.metrics
-        limit = server.options.max_concurrent_requests
-        if server.in_flight >= limit:
-            m.request_failure.labels("overloaded").inc()
-            e = overloaded(limit)
-            return await self._answer(send, 429, e.error_type, e.message, scope)
-        server.in_flight += 1
-        m.in_flight.set(server.in_flight)
+        scope[OVERLOADED] = not server.take_slots(scope)
         start = time.perf_counter()
         status = 0
 
@@ -146,8 +146,7 @@ class Guard:
         try:
             await self.app(scope, replay, send_status)
         finally:
-            server.in_flight -= 1
-            m.in_flight.set(server.in_flight)
+            server.release_slots(scope)
             if status == 200:
                 m.request_duration.observe(time.perf_counter() - start)
 

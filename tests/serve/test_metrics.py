@@ -1,4 +1,6 @@
-"""TEI's Prometheus metrics: ``te_queue_size`` follows the queue when the inputs of gone clients are dropped."""
+"""TEI's Prometheus metrics: every error answer counts once in ``te_request_failure`` under TEI's label, a
+429 counts in ``te_request_count`` too, and ``te_queue_size`` follows the queue when the inputs of gone
+clients are dropped."""
 
 from __future__ import annotations
 
@@ -6,7 +8,114 @@ import asyncio
 import threading
 import time
 
-from serve_helpers import httpx  # noqa: F401  (skips the module without the [serve] extra)
+import numpy as np
+import pytest
+from serve_helpers import httpx, serving
+
+
+@pytest.fixture(scope="module")
+def base_server(tiny):
+    with serving(model=tiny["base"]) as srv:
+        yield srv
+
+
+def _counters(srv) -> tuple[float, float, dict[str, float]]:
+    """(te_request_count, te_request_success, te_request_failure by err label) of a server."""
+    count = success = 0.0
+    failure: dict[str, float] = {}
+    for family in srv.state.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "te_request_count":
+                count += sample.value
+            elif sample.name == "te_request_success":
+                success += sample.value
+            elif sample.name == "te_request_failure":
+                failure[sample.labels["err"]] = sample.value
+    return count, success, failure
+
+
+def _posted(srv, path: str, body) -> tuple[int, float, float, dict[str, float]]:
+    """The status of ``body`` posted to ``path`` and the counters' changes: count, success, failure."""
+    c0, s0, f0 = _counters(srv)
+    r = srv.client.post(path, json=body)
+    c1, s1, f1 = _counters(srv)
+    failure = {k: v - f0.get(k, 0.0) for k, v in f1.items() if v != f0.get(k, 0.0)}
+    return r.status_code, c1 - c0, s1 - s0, failure
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "label"),
+    [
+        ("/embed", {"inputs": []}, 400, "validation"),
+        ("/embed", {"inputs": ["a", ""]}, 400, "tokenization"),
+        ("/embed", {"inputs": ["a"] * 33}, 422, "batch_size"),
+        ("/embed", {"inputs": [[2, 99999, 3]]}, 422, "tokenization"),
+        ("/embed", {"inputs": "a", "dimensions": 1000}, 422, "validation"),
+        ("/embed", {"inputs": "a", "prompt_name": "nope"}, 422, "tokenization"),
+        ("/embed", {"inputs": "the cat " * 100, "truncate": False}, 422, "tokenization"),
+        ("/embed", {"inputs": 5}, 422, "validation"),
+        ("/rerank", {"query": "a", "texts": ["b"]}, 424, "model_type"),
+        ("/vertex", {"instances": [{"inputs": 5}]}, 422, "validation"),
+        ("/vertex", {"instances": [{"inputs": ""}, {"inputs": []}]}, 400, None),
+        ("/v1/embeddings", {"input": []}, 400, "validation"),
+    ],
+)
+def test_every_error_answer_counts_as_a_failure(base_server, path, body, status, label):
+    got, count, success, failure = _posted(base_server, path, body)
+    assert got == status
+    assert success == 0
+    if label is None:  # two failed vertex instances: each counted, as TEI counts each route call
+        assert count == 2 and failure == {"tokenization": 1, "validation": 1}, (count, failure)
+    else:
+        assert failure == {label: 1}, failure
+        assert count in (0, 1)  # 0: refused before the route counted it (a body that does not parse)
+
+
+def test_answered_requests_count_as_successes(base_server):
+    for path, body, n in (
+        ("/embed", {"inputs": "the cat"}, 1),
+        ("/vertex", {"instances": [{"inputs": "the cat"}, {"inputs": ["a dog", "the sky"]}]}, 2),
+    ):
+        assert _posted(base_server, path, body) == (200, n, n, {})
+
+
+def test_non_finite_output_counts_as_an_inference_failure(base_server, monkeypatch):
+    model = base_server.state.models[0]
+    monkeypatch.setattr(model, "run", lambda rows, ops: [np.full(32, np.nan, np.float32) for _ in rows])
+    assert _posted(base_server, "/embed", {"inputs": "the cat"}) == (424, 1, 0, {"inference": 1})
+
+
+def test_429_counts_as_a_request_and_an_overloaded_failure(tiny):
+    """As TEI (te_request_count before try_acquire_permit): a 429 is a request received and a failure."""
+    with serving(model=tiny["base"], max_concurrent_requests=1) as srv:
+        model = srv.state.models[0]
+        gate = threading.Event()
+        run = model.run
+
+        def held(rows, ops):
+            gate.wait(60)
+            return run(rows, ops)
+
+        model.run = held
+        statuses: list[int] = []
+        first = threading.Thread(
+            target=lambda: statuses.append(
+                httpx.post(srv.url + "/embed", json={"inputs": "the cat"}, timeout=60).status_code
+            )
+        )
+        first.start()
+        try:
+            deadline = time.monotonic() + 30
+            while srv.state.in_flight < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.state.in_flight == 1
+            for path, body in (("/embed", {"inputs": "one too many"}), ("/v1/embeddings", {"input": "x"})):
+                assert _posted(srv, path, body) == (429, 1, 0, {"overloaded": 1})
+        finally:
+            gate.set()
+            first.join(60)
+        assert statuses == [200]
+        assert srv.state.in_flight == 0
 
 
 class _HeldModel:
