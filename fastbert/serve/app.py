@@ -344,6 +344,23 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
     return list(inputs), False
 
 
+def _predict_seqs(raw: Any) -> tuple[list[Any], bool]:
+    """/predict's ``inputs`` as a batch, and whether it was one input: a string or a pair of strings is."""
+    single = isinstance(raw, str) or (
+        isinstance(raw, list) and bool(raw) and all(isinstance(x, str) for x in raw) and len(raw) <= 2
+    )
+    return ([raw] if single else list(raw)), single
+
+
+def _inputs_of(route: str, body: Any) -> int:
+    """The number of inputs of a /vertex instance parsed as ``route``'s body."""
+    if route == "rerank":
+        return len(body.texts)
+    if route == "predict":
+        return len(_predict_seqs(body.inputs)[0])
+    return len(_as_list(body.inputs)[0])
+
+
 def create_app(
     options: ServeOptions | None = None,
     *,
@@ -526,15 +543,8 @@ def create_app(
 
     async def predict_scores(request: Request, body: schemas.PredictRequest):
         server.require((CLASSIFIER, RERANKER), "predict")
-        raw = body.inputs
-        single = isinstance(raw, str) or (
-            isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw) and len(raw) <= 2
-        )
-        if single:
-            seqs = [raw]
-        else:
-            seqs = list(raw)
-        kind = _count("predict", bool(single))
+        seqs, single = _predict_seqs(body.inputs)
+        kind = _count("predict", single)
         server.check_count("inputs", len(seqs))
         server.admit(request)
         items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
@@ -716,34 +726,61 @@ def create_app(
         """Vertex AI's prediction route (TEI ``/vertex``): ``{"instances": [...]}``, each instance the body
         of the model's route (``/rerank``'s ``{"query", "texts"}`` on any model, as TEI matches it first;
         else ``/predict`` for classifiers and re-rankers, ``/embed_sparse`` for SPLADE, ``/embed``), answered
-        ``{"predictions": [...]}`` in order; the first error fails the request."""
+        ``{"predictions": [...]}`` in order; the first error fails the request.
+
+        Every instance is parsed first (a 422 naming the first bad one). As TEI runs each instance through
+        its route, each takes one of the ``--max-concurrent-requests`` slots (a 429 unless all are free;
+        the request's own slot is the first instance's), and their inputs together count against
+        ``--max-client-batch-size`` (a 422 above it)."""
         payload = await _json_object(request)
         instances = payload.get("instances")
         if not isinstance(instances, list):
             raise ServeError("Input validation error: `instances`: Input should be a valid list")
 
-        async def one(k: int, instance: Any) -> Any:
+        def parsed(k: int, instance: Any) -> tuple[str, Any]:
             where = f"instances[{k}]"
             if isinstance(instance, dict) and "query" in instance and "texts" in instance:
                 from pydantic import ValidationError
 
                 try:
-                    body = schemas.RerankRequest.model_validate(instance)
+                    return "rerank", schemas.RerankRequest.model_validate(instance)
                 except ValidationError:
                     pass
-                else:
-                    return (await rerank_scores(request, body))[0]
             if server.spec.kind in (CLASSIFIER, RERANKER):
-                return (await predict_scores(request, parse(schemas.PredictRequest, instance, where)))[0]
+                return "predict", parse(schemas.PredictRequest, instance, where)
             if server.spec.pooling == "splade":
-                return (await sparse_values(request, parse(schemas.EmbedSparseRequest, instance, where)))[0]
-            body = parse(schemas.EmbedRequest, instance, where)
+                return "sparse", parse(schemas.EmbedSparseRequest, instance, where)
+            return "embed", parse(schemas.EmbedRequest, instance, where)
+
+        bodies = [parsed(k, x) for k, x in enumerate(instances)]
+        total = sum(_inputs_of(route, body) for route, body in bodies)
+        limit = server.options.max_client_batch_size
+        if total > limit:
+            m.request_count.labels("batch").inc()
+            raise ServeError(
+                f"`instances`: batch size {total} (the inputs of {len(bodies)} instances) > maximum allowed "
+                f"batch size {limit} (--max-client-batch-size)",
+                metric="batch_size",
+            )
+        if bodies and (
+            request.scope.get(OVERLOADED) or not server.take_slots(request.scope, len(bodies) - 1)
+        ):
+            m.request_count.labels("batch").inc()
+            raise overloaded(server.options.max_concurrent_requests)
+
+        async def one(route: str, body: Any) -> Any:
+            if route == "rerank":
+                return (await rerank_scores(request, body))[0]
+            if route == "predict":
+                return (await predict_scores(request, body))[0]
+            if route == "sparse":
+                return (await sparse_values(request, body))[0]
             kind = _count("embed", _as_list(body.inputs)[1])
             vectors = (await embed_vectors(request, body))[0]
             m.request_success.labels(kind).inc()
             return vectors
 
-        results = await asyncio.gather(*(one(k, x) for k, x in enumerate(instances)), return_exceptions=True)
+        results = await asyncio.gather(*(one(*b) for b in bodies), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         for e in errors[1:]:  # each failed instance counts, as each of TEI's route calls does
             if isinstance(e, ServeError) and not e.counted:

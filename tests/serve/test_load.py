@@ -155,6 +155,50 @@ def test_429_only_past_the_limit(tiny):
         assert srv.client.post("/embed", json={"inputs": "room again"}).status_code == 200
 
 
+def test_vertex_instances_count_against_the_limits(tiny):
+    """/vertex as TEI: each instance takes a --max-concurrent-requests slot (429 when they are not all free)
+    and their inputs together count against --max-client-batch-size (422 above it); one request could
+    queue thousands of inputs on one slot before."""
+    with serving(model=tiny["base"], max_concurrent_requests=3, max_client_batch_size=8) as srv:
+        c = srv.client
+        r = c.post("/vertex", json={"instances": [{"inputs": ["the cat"] * 5}, {"inputs": ["a dog"] * 4}]})
+        assert r.status_code == 422 and "`instances`: batch size 9" in r.json()["error"], r.text[:300]
+        r = c.post("/vertex", json={"instances": [{"inputs": "the cat"}] * 4})  # 4 instances, 3 slots
+        assert r.status_code == 429 and r.json()["error_type"] == "Overloaded", r.text[:300]
+        r = c.post("/vertex", json={"instances": [{"inputs": "the cat"}] * 3})
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+        assert srv.state.in_flight == 0  # every instance's slot is given back
+
+        model = srv.state.models[0]
+        gate = threading.Event()
+        run = model.run
+
+        def held(rows, ops):
+            gate.wait(60)
+            return run(rows, ops)
+
+        model.run = held
+        statuses: list[int] = []
+        first = threading.Thread(
+            target=lambda: statuses.append(
+                httpx.post(srv.url + "/embed", json={"inputs": "held"}, timeout=60).status_code
+            )
+        )
+        first.start()
+        try:
+            deadline = time.monotonic() + 30
+            while srv.state.in_flight < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.state.in_flight == 1
+            r = c.post("/vertex", json={"instances": [{"inputs": "the cat"}] * 3})  # 2 slots free
+            assert r.status_code == 429, r.text[:300]
+            assert srv.state.in_flight == 1 and srv.state.batcher.queued() == 0  # nothing of it queued
+        finally:
+            gate.set()
+            first.join(60)
+        assert statuses == [200] and srv.state.in_flight == 0
+
+
 def test_two_workers_share_the_queue(tiny):
     """--devices cpu,cpu: two model workers take batches from one queue; answers as with one."""
     bodies = _bodies(16, seed=3)
