@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import sys
+import threading
 
 from .options import (
     DEFAULT_MAX_BATCH_TOKENS,
@@ -283,9 +285,18 @@ def missing_extra(modules: tuple[str, ...]) -> str | None:
     return None
 
 
+def reset_sigint() -> None:
+    """SIGINT raises KeyboardInterrupt again: a server started as a background job (``fastbert serve &`` in
+    a script) inherits SIGINT ignored, and would then neither stop on it while the model loads nor, on Ray,
+    at all."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cli_main(args: argparse.Namespace) -> int:
     """``fastbert serve``: load the model (a clear error and exit 2 when it does not load), then serve until
-    SIGTERM/SIGINT (in-flight requests are answered first)."""
+    SIGTERM/SIGINT (in-flight requests are answered first; a SIGINT while the model loads exits 130)."""
+    reset_sigint()
     missing = missing_extra(("fastapi", "uvicorn", "prometheus_client", "pydantic"))
     if missing:
         print(f"fastbert serve: error: {missing} is not installed: {SERVE_EXTRA}", file=sys.stderr)

@@ -96,6 +96,44 @@ def test_sigterm_answers_what_is_in_flight(tiny):
             proc.wait()
 
 
+def _ignore_sigint() -> None:
+    """preexec_fn of a background job of a non-interactive shell: SIGINT ignored, SIGTERM/SIGHUP default."""
+    default_signals()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigint_while_the_model_loads_exits_130_even_if_inherited_ignored(tiny):
+    """`fastbert serve &` from a script inherits SIGINT ignored: serve resets it, so a SIGINT while the
+    model loads (held here until the signal) exits 130 instead of being lost."""
+    code = (
+        "import sys, time; import fastbert.serve.app as app\n"
+        "def load(options):\n"
+        "    print('loading', flush=True)\n"
+        "    time.sleep(60)\n"
+        "    raise SystemExit('the SIGINT was lost')\n"
+        "app.load = load\n"
+        "from fastbert.cli import main\n"
+        f"sys.exit(main(['serve', '--model', {tiny['base']!r}, '--port', '0']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "loading", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130, proc.stderr.read()
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_model_that_does_not_load(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": "big"}))
     r = subprocess.run(
