@@ -85,6 +85,8 @@ class Server:
         self.max_batch_tokens = default_max_batch_tokens(options, [m.device for m in models], spec)
         self.batcher = Batcher(models, self.max_batch_tokens, options.max_batch_requests, self.metrics)
         self.in_flight = 0
+        #: set when a shutdown signal came (run_server): a request cancelled then is answered 503 quietly
+        self.stopping = False
         from fastbert import __version__
 
         self.version = __version__
@@ -389,7 +391,17 @@ def create_app(
         server.batcher.start()
         try:
             yield
-        finally:
+        except asyncio.CancelledError:
+            # uvicorn's forced exit (a second Ctrl-C) skips the lifespan's shutdown and cancels it: the
+            # workers still end their forward (the inputs of the cancelled requests are dropped; a thread
+            # left in a forward at exit aborts the process), and no traceback is logged
+            await asyncio.to_thread(server.batcher.stop)
+            if not server.stopping:
+                raise
+        except BaseException:
+            await asyncio.to_thread(server.batcher.stop)
+            raise
+        else:
             await asyncio.to_thread(server.batcher.stop)
 
     app = FastAPI(
@@ -887,15 +899,24 @@ def run_server(options: ServeOptions) -> int:
     for note in spec.notes:
         print(f"fastbert serve: note: {note}", file=sys.stderr, flush=True)
     # keep-alive: a client's idle connection stays open 75 s (uvicorn's 5 s default races clients that
-    # reuse a pooled connection just as the server closes it)
+    # reuse a pooled connection just as the server closes it). The requests still running when the
+    # graceful shutdown's wait ends (--graceful-shutdown-timeout, or a second Ctrl-C) are cancelled; the
+    # Guard answers them 503 (app.state.server.stopping).
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=60,
+        timeout_graceful_shutdown=options.graceful_shutdown_timeout or None,
         timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
+    handle_exit = server.handle_exit
+
+    def signalled(sig: int, frame: Any) -> None:  # uvicorn's handler, telling the app first
+        app.server.stopping = True
+        handle_exit(sig, frame)
+
+    server.handle_exit = signalled
     server.run(sockets=[sock])
     return 0

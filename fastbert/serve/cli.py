@@ -15,6 +15,7 @@ import sys
 import threading
 
 from .options import (
+    DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
     DEFAULT_MAX_BATCH_TOKENS,
     DEFAULT_MAX_BATCH_TOKENS_CPU,
     DEFAULT_MAX_CLIENT_BATCH_SIZE,
@@ -50,6 +51,19 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"--port must be 0..65535 (0: any free port), got {value}")
     return value
+
+
+def _seconds(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be 0 (no limit) or more seconds, got {text!r}")
+        return value
+
+    return parse
 
 
 def _bool(name: str):
@@ -218,6 +232,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         help="torch intra-op threads of the CPU forward (default: torch's, one per core); 1 on a machine "
         "whose cores are shared",
     )
+    parser.add_argument(
+        "--graceful-shutdown-timeout",
+        type=_seconds("--graceful-shutdown-timeout"),
+        default=DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="how long SIGTERM / Ctrl-C wait for the requests in flight; those still running then are "
+        f"answered 503 (default {DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT:g}; 0: no limit, as TEI; a second Ctrl-C "
+        "stops waiting)",
+    )
     cors = env("cors_allow_origin")
     parser.add_argument(
         "--cors-allow-origin",
@@ -274,6 +297,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         devices=parse_devices(args.devices),
         threads=args.threads,
         cors_allow_origin=parse_origins(args.cors_allow_origin),
+        graceful_shutdown_timeout=args.graceful_shutdown_timeout,
     )
 
 

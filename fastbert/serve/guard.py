@@ -1,11 +1,13 @@
 """The ASGI middleware in front of the app (as TEI's tower layers): the API key (the health routes, /metrics
 and the API docs stay public), CORS, ``Content-Type: application/json`` on the JSON routes, the payload
-limit, and one slot per inference request. A request that finds ``--max-concurrent-requests`` in flight
+limit, and one slot per inference request; and a request cut by the end of a graceful shutdown is
+answered 503 with TEI's body (no traceback). A request that finds ``--max-concurrent-requests`` in flight
 takes none and is marked; its route counts it and answers 429 at TEI's point (``Server.admit``), before
 tokenizing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -71,6 +73,29 @@ class Guard:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._http(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when the graceful shutdown's wait ends (its timeout, or a
+            # second Ctrl-C); answered here, the request gets TEI's 503 instead of a plain-text 500, and
+            # the log a traceback less. Any other cancellation (Ray Serve's, a client gone) propagates.
+            if not self.server.stopping:
+                raise
+            if not started:
+                message = (
+                    "the server is shutting down and stopped before answering this request "
+                    "(--graceful-shutdown-timeout passed, or a second Ctrl-C came)"
+                )
+                await self._answer(send, 503, "unhealthy", message, scope)
+
+    async def _http(self, scope: dict, receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
         allow = self._allowed_origin(headers.get(b"origin"))
         if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:

@@ -17,6 +17,8 @@ DEFAULT_PAYLOAD_LIMIT = 2_000_000
 DEFAULT_MAX_BATCH_TOKENS = 16384
 #: --pooling's values: sentence-transformers' names and splade (TEI's last-token is taken for lasttoken)
 POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken", "splade")
+#: seconds a shutdown (SIGTERM, Ctrl-C) waits for the requests in flight before it answers them 503
+DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 60.0
 #: the CPU's default forward: a smaller token budget keeps a batch's latency near a lone request's
 DEFAULT_MAX_BATCH_TOKENS_CPU = 4096
 
@@ -52,6 +54,9 @@ class ServeOptions:
     threads: int | None = None
     #: origins a browser may call from (CORS); None: any origin, as TEI's default
     cors_allow_origin: tuple[str, ...] | None = None
+    #: seconds SIGTERM / Ctrl-C wait for the requests in flight; those still running then are answered 503
+    #: (0: no limit, as TEI, which waits for every request)
+    graceful_shutdown_timeout: float = DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
 
     def replace(self, **changes: Any) -> ServeOptions:
         return dataclasses.replace(self, **changes)

@@ -96,6 +96,98 @@ def test_sigterm_answers_what_is_in_flight(tiny):
             proc.wait()
 
 
+def _held_server(tiny, gate, *args: str) -> tuple[subprocess.Popen, str]:
+    """``fastbert serve`` whose forwards print ``forward`` on stdout and then wait until the file ``gate``
+    exists: a request is in flight for as long as the test wants, on any machine."""
+    code = (
+        "import os, sys, time; from fastbert.serve import engine\n"
+        "def run(self, rows, ops):\n"
+        "    print('forward', flush=True)\n"
+        f"    while not os.path.exists({str(gate)!r}):\n"
+        "        time.sleep(0.02)\n"
+        "    return [None] * len(rows)\n"
+        "engine.ServedModel.run = run\n"
+        "from fastbert.cli import main\n"
+        f"sys.exit(main(['serve', '--model', {tiny['base']!r}, '--port', '0', '--threads', '1', *{args!r}]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        preexec_fn=default_signals,
+    )
+    line = proc.stderr.readline()
+    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+    if not m:
+        proc.kill()
+        raise AssertionError(f"no startup line: {line!r} {proc.stderr.read()}")
+    return proc, m.group(1)
+
+
+def _cut_at_shutdown(tiny, tmp_path, args: tuple[str, ...], signals: tuple[int, ...], status: int) -> None:
+    """One request held in its forward, then ``signals`` (each after the server stopped listening): the
+    request is answered TEI's 503 body, the server exits with ``status``, and stderr holds no traceback."""
+    gate = tmp_path / "gate"
+    proc, url = _held_server(tiny, gate, *args)
+    try:
+        answers: list = []
+
+        def send() -> None:
+            try:
+                answers.append(httpx.post(url + "/embed", json={"inputs": "the cat"}, timeout=60))
+            except httpx.HTTPError as e:
+                answers.append(repr(e))
+
+        client = threading.Thread(target=send)
+        client.start()
+        assert proc.stdout.readline().strip() == "forward"
+        host, port = url.removeprefix("http://").split(":")
+        for sig in signals:
+            proc.send_signal(sig)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the shutdown began: the listening socket is closed
+                try:
+                    socket.create_connection((host, int(port)), timeout=5).close()
+                except OSError:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the server kept listening after the signal")
+        client.join(60)
+        (answer,) = answers
+        assert not isinstance(answer, str), answer
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error_type"] == "Unhealthy" and "shutting down" in answer.json()["error"]
+        try:  # the worker's forward is waited for (a thread left in a forward at exit: SIGABRT)
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            pass
+        assert proc.poll() is None, (proc.returncode, proc.stderr.read())
+        gate.touch()  # the forward ends; the server stops its workers and exits
+        assert proc.wait(60) == status
+        err = proc.stderr.read()
+        assert "Traceback" not in err and "Exception in ASGI application" not in err, err
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_requests_cut_by_the_graceful_shutdown_timeout_get_503(tiny, tmp_path):
+    """--graceful-shutdown-timeout: what still runs then is answered TEI's 503 (a plain-text 500 and a
+    traceback per request before), and the process ends by its SIGTERM."""
+    _cut_at_shutdown(
+        tiny, tmp_path, ("--graceful-shutdown-timeout", "0.5"), (signal.SIGTERM,), -signal.SIGTERM
+    )
+
+
+def test_a_second_ctrl_c_answers_503_and_exits_130_quietly(tiny, tmp_path):
+    _cut_at_shutdown(tiny, tmp_path, (), (signal.SIGINT, signal.SIGINT), 130)
+
+
 def _ignore_sigint() -> None:
     """preexec_fn of a background job of a non-interactive shell: SIGINT ignored, SIGTERM/SIGHUP default."""
     default_signals()
