@@ -49,34 +49,49 @@ class FastbertDeployment:
 deployment = FastbertDeployment
 
 
+def _started_here() -> bool:
+    """Whether ``ray.init`` started the Ray instance (a local one) rather than joining a running cluster
+    (``--ray-address``, ``RAY_ADDRESS``, a ``ray start`` on this machine, Ray Client)."""
+    import ray
+
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    return bool(getattr(node, "head", False))
+
+
 def run_ray(options: ServeOptions, address: str | None = None, replicas: int | None = None) -> int:
     """``fastbert serve --ray``: start (or join) Ray, run one replica per GPU (CPU replicas when none) on
-    ``options.host:options.port``, and block until interrupted."""
+    ``options.host:options.port``, and block until interrupted. Then only the ``fastbert`` application is
+    deleted (``serve.delete`` drains it: the replicas answer what they hold, the proxy stays up meanwhile);
+    Serve itself is shut down only on a Ray instance this process started (on a cluster it would delete
+    every other application too)."""
     import ray
 
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    started_here = _started_here()
     gpus = int(ray.cluster_resources().get("GPU", 0))
     count = replicas or max(gpus, 1)
     actor = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
     serve.start(http_options={"host": options.host, "port": options.port})
     app = deployment.options(num_replicas=count, ray_actor_options=actor).bind(options)
     serve.run(app, name="fastbert", route_prefix="/")
-    print(
-        f"fastbert serve: listening on http://{options.host}:{options.port} (Ray Serve, {count} "
-        f"{'GPU' if gpus else 'CPU'} replica{'s' if count > 1 else ''}) model={options.model or 'embedded MiniLM'}",
-        file=sys.stderr,
-        flush=True,
-    )
 
     def stop(signum, frame):  # SIGTERM ends the deployment like Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    try:
+    try:  # (the startup line too: a signal may follow it at once)
+        print(
+            f"fastbert serve: listening on http://{options.host}:{options.port} (Ray Serve, {count} "
+            f"{'GPU' if gpus else 'CPU'} replica{'s' if count > 1 else ''}) model={options.model or 'embedded MiniLM'}",
+            file=sys.stderr,
+            flush=True,
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
+        serve.delete("fastbert")
+        if started_here:
+            serve.shutdown()
     return 0

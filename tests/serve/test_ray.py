@@ -1,10 +1,15 @@
 """``fastbert.serve.deployment`` on a local Ray instance (2 CPUs, one replica, a few requests): the replica
-answers what the in-process server answers."""
+answers what the in-process server answers; ``fastbert serve --ray`` drains what is in flight on SIGTERM."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -61,3 +66,119 @@ def test_deployment_on_local_ray(tiny):
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+# ``fastbert serve --ray`` as a process whose replicas' forwards wait for a file: an import hook (a
+# sitecustomize on the PYTHONPATH the local Ray instance's workers inherit) wraps ServedModel.run
+HOLD_FORWARDS = """
+import importlib.abc, importlib.util, os, sys, time
+
+GATE = os.environ.get("FASTBERT_TEST_GATE")
+
+
+class _Hold(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "fastbert.serve.engine":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        exec_module = spec.loader.exec_module
+
+        def exec_and_hold(module):
+            exec_module(module)
+            run = module.ServedModel.run
+
+            def held(self, rows, ops):
+                open(GATE + ".entered", "a").close()
+                while not os.path.exists(GATE):
+                    time.sleep(0.02)
+                return run(self, rows, ops)
+
+            module.ServedModel.run = held
+
+        spec.loader.exec_module = exec_and_hold
+        return spec
+
+
+if GATE:
+    sys.meta_path.insert(0, _Hold())
+"""
+
+
+def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
+    """SIGTERM to ``fastbert serve --ray`` with requests in a forward: they are answered (serve.delete
+    drains the application; serve.shutdown dropped their connections at once before), the driver exits,
+    and none of the processes of the Ray instance it started outlives it."""
+    import psutil
+    from serve_helpers import child_env, default_signals
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_FORWARDS)
+    gate = tmp_path / "gate"
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), ROOT, env.get("PYTHONPATH", "")])
+    env["FASTBERT_TEST_GATE"] = str(gate)
+    env.pop("RAY_ADDRESS", None)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbert", "serve", "--ray", "--port", str(port), "--threads", "1"]
+        + ["--model", tiny["base"]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=default_signals,
+    )
+    family: set[int] = set()
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline()
+            assert line, f"no startup line: {proc.stderr.read()}"
+        family = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        url = f"http://127.0.0.1:{port}"
+        results: list = []
+
+        def send(k: int) -> None:
+            try:
+                r = httpx.post(url + "/embed", json={"inputs": [f"the cat {k}", "a dog"]}, timeout=120)
+                results.append(r.status_code)
+            except httpx.HTTPError as e:
+                results.append(repr(e))
+
+        clients = [threading.Thread(target=send, args=(k,)) for k in range(3)]
+        for c in clients:
+            c.start()
+        deadline = time.monotonic() + 120
+        while not os.path.exists(str(gate) + ".entered"):  # a forward holds them in the replica
+            assert time.monotonic() < deadline, "no forward started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(2)  # (serve.shutdown had closed the connections by now)
+        gate.touch()
+        for c in clients:
+            c.join(120)
+        assert results == [200] * 3
+        proc.wait(120)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in family):
+            time.sleep(0.2)
+        assert not [pid for pid in family if _alive(pid)]
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in family:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
