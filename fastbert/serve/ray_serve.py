@@ -10,9 +10,14 @@ and backpressure in front.
     serve.run(app, route_prefix="/")          # on the cluster of ray.init(address=...) / RAY_ADDRESS
 
 ``fastbert serve --ray`` does that with one replica per GPU of the cluster (CPU replicas when it has none).
-Each replica loads the model on its device and runs the app's token-budget batcher; Ray Serve's
-``max_ongoing_requests`` bounds what a replica is handed, and its proxy answers 503 past
-``max_queued_requests``.
+Each replica loads the model on its device and runs the app's token-budget batcher.
+
+Overload (:func:`ray_limits`): ``--max-concurrent-requests`` N holds per replica. Ray Serve hands a replica
+up to ``max_ongoing_requests`` = 2N requests; its app serves N and answers the others 429 at once, as the
+plain server does. Requests that find every replica at 2N wait at the proxy, up to
+``max_queued_requests`` = N of them per proxy; past that Ray's proxy answers 503 itself (its plain-text
+body, not TEI's). Binding other :class:`ServeOptions` than the defaults from Python, pass
+``**ray_limits(options)`` to ``.options(...)``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,20 @@ from ray import serve
 from .options import ServeOptions
 
 
-@serve.deployment(name="fastbert", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+def ray_limits(options: ServeOptions) -> dict[str, Any]:
+    """The deployment options (``deployment.options(**ray_limits(options))``) under which Ray Serve honours
+    ``options.max_concurrent_requests`` N per replica: a replica is handed up to 2N requests, its app
+    answers those past N 429 at once, and each proxy queues at most N more (Ray's 503 past them; its
+    queue has no bound by default)."""
+    n = options.max_concurrent_requests
+    return {"max_ongoing_requests": 2 * n, "max_queued_requests": n}
+
+
+@serve.deployment(
+    name="fastbert",
+    **ray_limits(ServeOptions()),  # the defaults: TEI's 512
+    ray_actor_options={"num_cpus": 1},
+)
 @serve.ingress()
 class FastbertDeployment:
     """One replica: the model on the replica's device (its GPU when Ray gave it one, else the CPU)."""
@@ -72,7 +90,7 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
     count = replicas or max(gpus, 1)
     actor = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
     serve.start(http_options={"host": options.host, "port": options.port})
-    app = deployment.options(num_replicas=count, ray_actor_options=actor).bind(options)
+    app = deployment.options(num_replicas=count, ray_actor_options=actor, **ray_limits(options)).bind(options)
     serve.run(app, name="fastbert", route_prefix="/")
 
     def stop(signum, frame):  # SIGTERM ends the deployment like Ctrl-C

@@ -4,6 +4,7 @@ answers what the in-process server answers; ``fastbert serve --ray`` drains what
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,9 +107,10 @@ if GATE:
 
 
 def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
-    """SIGTERM to ``fastbert serve --ray`` with requests in a forward: they are answered (serve.delete
-    drains the application; serve.shutdown dropped their connections at once before), the driver exits,
-    and none of the processes of the Ray instance it started outlives it."""
+    """``fastbert serve --ray --max-concurrent-requests 3`` with 3 requests held in the replica: a 4th is
+    answered 429 (Ray Serve hands the replica more than 3, ray_limits); then SIGTERM: the 3 are answered
+    (serve.delete drains the application; serve.shutdown dropped their connections at once before), the
+    driver exits, and none of the processes of the Ray instance it started outlives it."""
     import psutil
     from serve_helpers import child_env, default_signals
 
@@ -123,7 +125,7 @@ def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastbert", "serve", "--ray", "--port", str(port), "--threads", "1"]
-        + ["--model", tiny["base"]],
+        + ["--model", tiny["base"], "--max-concurrent-requests", "3"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -154,6 +156,13 @@ def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
         while not os.path.exists(str(gate) + ".entered"):  # a forward holds them in the replica
             assert time.monotonic() < deadline, "no forward started"
             time.sleep(0.05)
+        while time.monotonic() < deadline:  # the three are in the replica's app
+            metrics = httpx.get(url + "/metrics", timeout=60).text
+            if re.search(r"^te_requests_in_flight 3\.0$", metrics, re.M):
+                break
+            time.sleep(0.05)
+        r = httpx.post(url + "/embed", json={"inputs": "one too many"}, timeout=60)
+        assert r.status_code == 429 and r.json()["error_type"] == "Overloaded", r.text
         proc.send_signal(signal.SIGTERM)
         time.sleep(2)  # (serve.shutdown had closed the connections by now)
         gate.touch()

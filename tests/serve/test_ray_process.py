@@ -155,3 +155,17 @@ def test_stopping_deletes_only_the_fastbert_application(fake_ray, tiny, head, st
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_max_concurrent_requests_sets_ray_serves_limits(fake_ray, tiny):
+    """--max-concurrent-requests N on Ray: a replica is handed up to 2N requests (its app answers those past
+    N 429, as the plain server), and each proxy queues at most N (Ray's 503 past them). Before, a fixed
+    max_ongoing_requests of 64 hid the app's limit above 64 and Ray's queue had no bound."""
+    proc = _serve_ray(fake_ray, {}, "--model", tiny["base"], "--max-concurrent-requests", "100")
+    try:
+        calls = _calls(proc, until="run")
+        (options,) = [c[1] for c in calls if c[0] == "options"]
+        assert options["max_ongoing_requests"] == 200 and options["max_queued_requests"] == 100, options
+    finally:
+        proc.kill()
+        proc.wait()
