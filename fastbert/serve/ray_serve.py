@@ -22,10 +22,12 @@ body, not TEI's). Binding other :class:`ServeOptions` than the defaults from Pyt
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from ray import serve
 
@@ -76,40 +78,191 @@ def _started_here() -> bool:
     return bool(getattr(node, "head", False))
 
 
-def run_ray(options: ServeOptions, address: str | None = None, replicas: int | None = None) -> int:
+def check_model(options: ServeOptions) -> None:
+    """What a replica would refuse of the model and the options, refused in the driver before Ray starts:
+    the plain server's one-line ``OSError``/``ValueError`` (a replica's refusal reached the driver as a
+    Ray traceback without its cause, after half a minute)."""
+    import torch
+
+    from fastbert.loading import parse_dtype
+
+    from .engine import Tokenizer, default_max_batch_tokens, describe_model
+
+    spec = describe_model(options)
+    Tokenizer(spec)
+    parse_dtype(options.dtype)
+    default_max_batch_tokens(options, [torch.device("cpu")], spec)
+
+
+def replicas_for(
+    options: ServeOptions, resources: dict[str, float], replicas: int | None
+) -> tuple[int, dict[str, float]]:
+    """(replicas, each one's Ray resources) on a cluster of ``resources``: one per GPU (one CPU replica
+    without GPUs) unless ``replicas`` says; a ``ValueError`` naming what is missing when they cannot all be
+    placed (Ray Serve would wait for them without a word)."""
+    gpus = int(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 0))
+    cuda = [d for d in options.devices or () if d != "cpu"]
+    if len(cuda) > 1:
+        raise ValueError(
+            f"--devices {','.join(options.devices or ())}: a Ray replica holds one GPU (its cuda:0); "
+            "run more replicas (--ray-replicas) instead"
+        )
+    if cuda and not gpus:
+        raise ValueError(f"--devices {cuda[0]}: the Ray cluster has no GPU")
+    on_gpu = bool(cuda) or (options.devices is None and gpus > 0)
+    if on_gpu and options.quantization:
+        raise ValueError(
+            f"--quantization {options.quantization} runs on the CPU (fastbert.quant), not on GPUs"
+        )
+    count = replicas or (max(gpus, 1) if on_gpu else 1)
+    actor = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": 1}
+    have = {"num_cpus": cpus, "num_gpus": gpus}
+    names = {"num_cpus": "CPUs", "num_gpus": "GPUs"}
+    for key, each in actor.items():
+        if count * each > have[key]:
+            fit = int(have[key] // each)
+            raise ValueError(
+                f"{count} replica{'s' if count > 1 else ''} of {each:g} {names[key][:-1]} each do not fit the "
+                f"Ray cluster's {have[key]:g} {names[key]}: pass --ray-replicas {fit} or fewer, or add nodes"
+                if fit
+                else f"a replica needs {each:g} {names[key][:-1]}: the Ray cluster has none"
+            )
+    return count, actor
+
+
+class _Signals:
+    """SIGTERM and SIGINT as a record the main thread polls while Ray's blocking calls run on a thread: an
+    exception raised by a handler inside Ray's extension code comes out of it as a ``SystemError``, and Ray's
+    own SIGTERM handler dumps a stack and aborts."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self)
+
+
+def _on_thread(call: Any, until: Any) -> tuple[bool, Any]:
+    """``call()`` on a daemon thread, waited for until it returns or ``until()`` is true: (whether it
+    returned, its result; an exception it raised is raised here)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as e:  # handed to the waiting thread (or dropped, if it left)
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="fastbert-serve-ray", daemon=True)
+    thread.start()
+    while thread.is_alive() and not until():
+        thread.join(0.1)
+    if thread.is_alive():
+        return False, None
+    if "error" in box:
+        raise box["error"]
+    return True, box.get("result")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^\s*[\w.]+(Error|Exception)\b[^:]*: .+")
+
+
+def _deploy_error(error: BaseException) -> str:
+    """One line saying why the deployment failed: the last ``...Error: ...`` line of Ray's error (a remote
+    traceback), else of the replicas' status (a constructor's error), else the error's first line."""
+    texts = [str(error)]
+    try:
+        app = serve.status().applications.get("fastbert")
+        texts += [d.message for d in app.deployments.values()] + [app.message]
+    except Exception:  # Serve's status is a nicety here
+        pass
+    for text in texts:
+        causes = [x.strip() for x in _ANSI.sub("", text or "").splitlines() if _ERROR_LINE.match(x)]
+        if causes:
+            return causes[-1]
+    return (_ANSI.sub("", str(error)).strip().splitlines() or [type(error).__name__])[0]
+
+
+def run_ray(options: ServeOptions, address: str | None = None, replicas: int | None = None) -> NoReturn:
     """``fastbert serve --ray``: start (or join) Ray, run one replica per GPU (CPU replicas when none) on
-    ``options.host:options.port``, and block until interrupted. Then only the ``fastbert`` application is
-    deleted (``serve.delete`` drains it: the replicas answer what they hold, the proxy stays up meanwhile);
-    Serve itself is shut down only on a Ray instance this process started (on a cluster it would delete
-    every other application too)."""
+    ``options.host:options.port``, and block until SIGTERM / SIGINT. Then only the ``fastbert`` application
+    is deleted (``serve.delete`` drains it: the replicas answer what they hold, the proxy stays up
+    meanwhile; a second Ctrl-C stops waiting, a second SIGTERM is ignored); Serve itself is shut down only
+    on a Ray instance this process started (on a cluster it would delete every other application too).
+    The process then ends by its signal, as the plain server: SIGTERM's status, or KeyboardInterrupt.
+
+    A model or option a replica would refuse, replicas the cluster cannot place, or a deployment that fails
+    (its port taken, a replica's constructor) are one-line errors (``ValueError``: ``fastbert serve:
+    error:``, exit 2). From the moment Ray is up, the signals are handled, while the deployment waits too
+    (for replicas that cannot be scheduled yet, say)."""
     import ray
 
+    check_model(options)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    signals = _Signals()
+    signals.install()  # over Ray's (a SIGTERM handler of ray.init's, then its fatal-signal handler)
     started_here = _started_here()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    count = replicas or max(gpus, 1)
-    actor = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
-    serve.start(http_options={"host": options.host, "port": options.port})
-    app = deployment.options(num_replicas=count, ray_actor_options=actor, **ray_limits(options)).bind(options)
-    serve.run(app, name="fastbert", route_prefix="/")
+    serving = deployed = False
+    failure: str | None = None
+    try:
+        count, actor = replicas_for(options, ray.cluster_resources(), replicas)
+        limits = ray_limits(options)
+        app = deployment.options(num_replicas=count, ray_actor_options=actor, **limits).bind(options)
 
-    def stop(signum, frame):  # SIGTERM ends the deployment like Ctrl-C
-        raise KeyboardInterrupt
+        def deploy() -> None:
+            nonlocal serving, deployed
+            serving = True
+            serve.start(http_options={"host": options.host, "port": options.port})
+            if signals.received:  # (stopped meanwhile: nothing to deploy, and then delete)
+                return
+            deployed = True
+            serve.run(app, name="fastbert", route_prefix="/")
 
-    signal.signal(signal.SIGTERM, stop)
-    try:  # (the startup line too: a signal may follow it at once)
-        print(
-            f"fastbert serve: listening on http://{options.host}:{options.port} (Ray Serve, {count} "
-            f"{'GPU' if gpus else 'CPU'} replica{'s' if count > 1 else ''}) model={options.model or 'embedded MiniLM'}",
-            file=sys.stderr,
-            flush=True,
-        )
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        try:
+            ready, _ = _on_thread(deploy, lambda: bool(signals.received))
+        except Exception as e:  # the port is taken, a replica's constructor failed, ...
+            failure = _deploy_error(e)
+        else:
+            if ready:
+                print(
+                    f"fastbert serve: listening on http://{options.host}:{options.port} (Ray Serve, {count} "
+                    f"{'GPU' if 'num_gpus' in actor else 'CPU'} replica{'s' if count > 1 else ''}) "
+                    f"model={options.model or 'embedded MiniLM'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            while not signals.received:
+                time.sleep(0.1)
     finally:
-        serve.delete("fastbert")
-        if started_here:
-            serve.shutdown()
-    return 0
+        first = len(signals.received)
+        # a second Ctrl-C stops waiting for the drain; a second SIGTERM does not
+        _stop(deployed, serving and started_here, lambda: signal.SIGINT in signals.received[first:])
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if failure is not None:
+        raise ValueError(f"Ray Serve could not deploy fastbert: {failure}")
+    if signals.received[0] == signal.SIGTERM:
+        ray.shutdown()  # (no atexit after the signal below)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+    raise KeyboardInterrupt
+
+
+def _stop(deployed: bool, shutdown: bool, forced: Any) -> None:
+    """Delete the fastbert application (draining it) unless ``forced()`` stops the wait; ``shutdown``: then
+    Serve (of a Ray instance this process started)."""
+    try:
+        if deployed:
+            _on_thread(lambda: serve.delete("fastbert"), forced)
+    except Exception as e:  # (the cluster went away...): said, and the rest of the stop goes on
+        why = " ".join(_ANSI.sub("", str(e)).split()) or type(e).__name__
+        print(f"fastbert serve: warning: deleting the fastbert application failed: {why}", file=sys.stderr)
+    if shutdown:
+        serve.shutdown()

@@ -14,7 +14,7 @@ import sys
 import pytest
 from serve_helpers import child_env, default_signals
 
-FAKE_RAY = """
+FAKE_RAY = r"""
 import json, os, sys
 SCENARIO = json.loads(os.environ.get("FAKE_RAY", "{}"))
 
@@ -48,7 +48,7 @@ def shutdown():
     log("ray.shutdown")
 """
 
-FAKE_SERVE = """
+FAKE_SERVE = r"""
 import time
 from ray import SCENARIO, log
 
@@ -75,13 +75,42 @@ def ingress(*args, **kwargs):
 
 def start(**kwargs):
     log("start", kwargs)
+    if SCENARIO.get("start") == "busy":  # as Ray words it: the proxy actor's remote traceback
+        raise RuntimeError(
+            "\x1b[36mray::ProxyActor.ready()\x1b[39m (pid=1, ip=127.0.0.1)\n"
+            "  File 'http_util.py', line 786, in start_asgi_http_server\n    raise RuntimeError(\n"
+            "RuntimeError: Failed to bind to address '127.0.0.1:8123'."
+        )
+
+
+RAN = []
 
 
 def run(app, name=None, route_prefix=None, **kwargs):
     log("run", name)
+    RAN.append(name)
     if SCENARIO.get("run") == "hang":  # a replica that is never scheduled
         while True:
             time.sleep(0.05)
+    if SCENARIO.get("run") == "fail":
+        raise RuntimeError(
+            "Deploying application fastbert failed: Failed to update the deployments ['fastbert']."
+        )
+
+
+class _Status:
+    message = ""
+    deployments = {
+        "fastbert": type("D", (), {"message": (
+            "The deployment failed to start 3 times in a row. See controller logs for details. Error:\n"
+            "Traceback (most recent call last):\n  File 'replica.py', line 1, in init\n"
+            "OSError: the weights of /m are not a safetensors file"
+        )})()
+    }
+
+
+def status():
+    return type("S", (), {"applications": {name: _Status() for name in RAN}})()
 
 
 def delete(name, _blocking=True):
@@ -134,21 +163,28 @@ def _listening(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.parametrize(
-    ("head", "stopped_by"), [(True, signal.SIGTERM), (False, signal.SIGTERM), (False, signal.SIGINT)]
+    ("head", "stopped_by", "status"),
+    [
+        (True, signal.SIGTERM, -signal.SIGTERM),
+        (False, signal.SIGTERM, -signal.SIGTERM),
+        (False, signal.SIGINT, 130),
+    ],
 )
-def test_stopping_deletes_only_the_fastbert_application(fake_ray, tiny, head, stopped_by):
+def test_stopping_deletes_only_the_fastbert_application(fake_ray, tiny, head, stopped_by, status):
     """On a Ray instance the driver joined (``--ray-address``, another team's applications on it) only the
     ``fastbert`` application is deleted, which drains it; Serve is shut down only where the driver started
-    Ray itself (serve.shutdown() deletes every application of the cluster)."""
+    Ray itself (serve.shutdown() deletes every application of the cluster). The process ends as the plain
+    server does: by its SIGTERM, or 130 after Ctrl-C."""
     proc = _serve_ray(fake_ray, {"head": head}, "--model", tiny["base"])
     try:
         calls = _calls(proc, until="run")
         _listening(proc)
         proc.send_signal(stopped_by)
-        proc.wait(60)
+        assert proc.wait(60) == status
         calls += _calls(proc)
         names = [c[0] for c in calls]
-        assert names[names.index("run") + 1 :][:2] == (["delete", "shutdown"] if head else ["delete"])
+        after = [n for n in names[names.index("run") + 1 :] if n != "ray.shutdown"]  # (the driver's own)
+        assert after == (["delete", "shutdown"] if head else ["delete"])
         assert ["delete", "fastbert"] in calls and names.count("delete") == 1
         assert ("shutdown" in names) == head
     finally:
@@ -169,3 +205,90 @@ def test_max_concurrent_requests_sets_ray_serves_limits(fake_ray, tiny):
     finally:
         proc.kill()
         proc.wait()
+
+
+def _refused(fake_ray, scenario: dict, *args: str) -> tuple[str, list]:
+    """(stderr, Ray calls) of a ``fastbert serve --ray`` that must end with one error line and exit 2."""
+    proc = _serve_ray(fake_ray, scenario, *args)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("fastbert serve: error: "), err
+    return lines[0], [json.loads(x) for x in out.splitlines()]
+
+
+def test_a_model_or_option_a_replica_would_refuse_is_refused_before_ray_starts(fake_ray, tiny, tmp_path):
+    """One line and exit 2, as without --ray, and before Ray starts (a replica's refusal was a 35-line
+    traceback without its cause, after half a minute)."""
+    line, calls = _refused(fake_ray, {}, "--model", str(tmp_path / "missing"))
+    assert "missing" in line and calls == []
+    line, calls = _refused(fake_ray, {}, "--model", tiny["base"], "--max-batch-tokens", "8")
+    assert "--max-batch-tokens 8" in line and calls == []
+
+
+def test_replicas_that_cannot_be_placed_are_refused(fake_ray, tiny):
+    """Ray Serve waits without a word for replicas the cluster cannot place: refused, saying what fits."""
+    line, calls = _refused(
+        fake_ray, {"resources": {"CPU": 2.0}}, "--model", tiny["base"], "--ray-replicas", "3"
+    )
+    assert "--ray-replicas 2 or fewer" in line and "2 CPUs" in line, line
+    assert "run" not in [c[0] for c in calls]
+    line, calls = _refused(
+        fake_ray, {"resources": {"CPU": 2.0}}, "--model", tiny["base"], "--devices", "cuda:0"
+    )
+    assert "no GPU" in line, line
+
+
+@pytest.mark.parametrize(
+    ("scenario", "said"),
+    [
+        ({"run": "fail"}, "OSError: the weights of /m are not a safetensors file"),
+        ({"start": "busy"}, "Failed to bind to address '127.0.0.1:8123'"),
+    ],
+)
+def test_a_failed_deployment_is_one_line_with_its_cause(fake_ray, tiny, scenario, said):
+    line, calls = _refused(fake_ray, scenario, "--model", tiny["base"])
+    assert said in line, line
+    names = [c[0] for c in calls]
+    assert names[-1] == "shutdown"  # (Serve of the Ray instance it started is shut down)
+
+
+@pytest.mark.parametrize(("stopped_by", "status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
+def test_a_signal_while_the_deployment_waits_stops_cleanly(fake_ray, tiny, stopped_by, status):
+    """SIGTERM while serve.run waits (for a replica never scheduled): the driver's handler is in place
+    (it was installed after serve.run, so Ray's fatal-signal handler aborted with a stack dump)."""
+    proc = _serve_ray(fake_ray, {"run": "hang"}, "--model", tiny["base"])
+    try:
+        _calls(proc, until="run")
+        proc.send_signal(stopped_by)
+        assert proc.wait(60) == status
+        names = [c[0] for c in _calls(proc)]
+        assert names[:2] == ["delete", "shutdown"], names
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ignore_sigint() -> None:
+    default_signals()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigint_stops_it_when_started_as_a_background_job(fake_ray, tiny):
+    """``fastbert serve --ray &`` in a script inherits SIGINT ignored: it still stops on SIGINT."""
+    proc = _serve_ray(fake_ray, {}, "--model", tiny["base"], preexec=_ignore_sigint)
+    try:
+        _calls(proc, until="run")
+        _listening(proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
