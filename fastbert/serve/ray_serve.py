@@ -33,14 +33,22 @@ from ray import serve
 
 from .options import ServeOptions
 
+#: Ray's graceful_shutdown_timeout_s for --graceful-shutdown-timeout 0 (no limit): a year
+_NO_LIMIT_S = 365 * 24 * 3600.0
+
 
 def ray_limits(options: ServeOptions) -> dict[str, Any]:
     """The deployment options (``deployment.options(**ray_limits(options))``) under which Ray Serve honours
     ``options.max_concurrent_requests`` N per replica: a replica is handed up to 2N requests, its app
     answers those past N 429 at once, and each proxy queues at most N more (Ray's 503 past them; its
-    queue has no bound by default)."""
+    queue has no bound by default); and ``options.graceful_shutdown_timeout``: how long a replica being
+    stopped (the application deleted, scaled down) waits for what it holds (Ray's default: 20 s)."""
     n = options.max_concurrent_requests
-    return {"max_ongoing_requests": 2 * n, "max_queued_requests": n}
+    return {
+        "max_ongoing_requests": 2 * n,
+        "max_queued_requests": n,
+        "graceful_shutdown_timeout_s": options.graceful_shutdown_timeout or _NO_LIMIT_S,
+    }
 
 
 @serve.deployment(

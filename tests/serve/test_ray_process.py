@@ -292,3 +292,16 @@ def test_sigint_stops_it_when_started_as_a_background_job(fake_ray, tiny):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_graceful_shutdown_timeout_is_the_replicas_drain(fake_ray, tiny):
+    """--graceful-shutdown-timeout is also how long a Ray replica being stopped waits for what it holds
+    (Ray's own default, 20 s, cut the drain there)."""
+    for given, want in (("90", 90.0), ("0", 365 * 24 * 3600.0)):
+        proc = _serve_ray(fake_ray, {}, "--model", tiny["base"], "--graceful-shutdown-timeout", given)
+        try:
+            (options,) = [c[1] for c in _calls(proc, until="run") if c[0] == "options"]
+            assert options["graceful_shutdown_timeout_s"] == want, options
+        finally:
+            proc.kill()
+            proc.wait()
