@@ -136,12 +136,13 @@ class Guard:
                 if message["type"] == "http.disconnect":
                     return
                 more = message.get("more_body", False)
-            size = int(declared) if declared is not None and declared.isdigit() else len(body)
+            # a body sent in chunks declares no size: what was read when the limit tripped is not it
+            size = f"of {int(declared)} bytes " if declared is not None and declared.isdigit() else ""
             return await self._answer(
                 send,
                 413,
                 "validation",
-                f"request body of {size} bytes is more than the payload limit of {limit} bytes (--payload-limit)",
+                f"request body {size}is more than the payload limit of {limit} bytes (--payload-limit)",
                 scope,
             )
         sent = False

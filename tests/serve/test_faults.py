@@ -51,6 +51,19 @@ def test_limits(base_server):
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 413 and "payload limit" in r.json()["error"]
+    assert "of 10000014 bytes" in r.json()["error"]  # the declared size
+
+    def chunks():  # a body that declares no size: the size read when the limit tripped is not its size
+        yield b'{"inputs": "'
+        for _ in range(5):
+            yield b"a" * 1_000_000
+        yield b'"}'
+
+    r = c.post("/embed", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == (
+        "request body is more than the payload limit of 2000000 bytes (--payload-limit)"
+    )
     r = c.post("/embed", json={"inputs": []})
     assert r.status_code == 400 and r.json()["error_type"] == "Empty"
     r = c.post("/v1/embeddings", json={"input": ["the cat"] * 10_000})
