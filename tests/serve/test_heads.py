@@ -137,9 +137,7 @@ def test_a_skewed_batch_is_reduced_on_the_packed_tokens(tiny, monkeypatch, pooli
     options = ServeOptions(model=model, pooling=pooling)
     served = ServedModel(describe_model(options), options, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
-    rows = [
-        ([2] + torch.randint(5, 100, (n,), generator=g).tolist() + [3], []) for n in (3, 40, 1, 7)
-    ]
+    rows = [([2] + torch.randint(5, 100, (n,), generator=g).tolist() + [3], []) for n in (3, 40, 1, 7)]
     ops = ["pooled", "all", "pooled", "pooled"] if pooling != "splade" else ["pooled"] * 4
     unpacked = []
     real_unpack = unpack
