@@ -85,6 +85,42 @@ def serving(options=None, **kwargs):
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def requests_held(srv, texts: list[str]):
+    """Post one /embed per text from threads while the model's forwards wait, until each holds a slot
+    (``srv.state.in_flight``); yields the list their status codes are appended to, and on leaving lets the
+    forwards go and waits for the answers."""
+    import httpx
+
+    model = srv.state.models[0]
+    gate = threading.Event()
+    run = model.run
+
+    def held(rows, ops):
+        gate.wait(60)
+        return run(rows, ops)
+
+    model.run = held
+    statuses: list[int] = []
+
+    def send(text: str) -> None:
+        statuses.append(httpx.post(srv.url + "/embed", json={"inputs": text}, timeout=60).status_code)
+
+    threads = [threading.Thread(target=send, args=(text,)) for text in texts]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while srv.state.in_flight < len(texts) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.state.in_flight == len(texts)
+        yield statuses
+    finally:
+        gate.set()
+        for t in threads:
+            t.join(60)
+
+
 def child_env() -> dict[str, str]:
     from fastbert.serve.cli import ENV_OPTIONS
 

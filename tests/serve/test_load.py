@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import torch
-from serve_helpers import WORDS, httpx, serving
+from serve_helpers import WORDS, httpx, requests_held, serving
 
 from fastbert.core.tolerances import bound
 
@@ -121,35 +121,12 @@ def test_waiting_requests_share_one_forward_and_a_lone_one_does_not_wait(tiny):
 def test_429_only_past_the_limit(tiny):
     limit = 4
     with serving(model=tiny["base"], max_concurrent_requests=limit) as srv:
-        model = srv.state.models[0]
-        gate = threading.Event()
-        run = model.run
-
-        def held(rows, ops):
-            gate.wait(60)
-            return run(rows, ops)
-
-        model.run = held
-        statuses: list[int] = []
-
-        def send(text: str) -> None:
-            statuses.append(httpx.post(srv.url + "/embed", json={"inputs": text}, timeout=60).status_code)
-
-        threads = [threading.Thread(target=send, args=(f"the cat {i}",)) for i in range(limit)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 30
-        while srv.state.in_flight < limit and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert srv.state.in_flight == limit
-        r = srv.client.post("/embed", json={"inputs": "one too many"})
-        assert r.status_code == 429 and r.json()["error_type"] == "Overloaded"
-        r = srv.client.post("/v1/embeddings", json={"input": "one too many"})
-        assert r.status_code == 429 and r.json()["type"] == "Overloaded" and r.json()["code"] == 429
-        assert srv.client.get("/health").status_code == 200  # not an inference route: no slot needed
-        gate.set()
-        for t in threads:
-            t.join(60)
+        with requests_held(srv, [f"the cat {i}" for i in range(limit)]) as statuses:
+            r = srv.client.post("/embed", json={"inputs": "one too many"})
+            assert r.status_code == 429 and r.json()["error_type"] == "Overloaded"
+            r = srv.client.post("/v1/embeddings", json={"input": "one too many"})
+            assert r.status_code == 429 and r.json()["type"] == "Overloaded" and r.json()["code"] == 429
+            assert srv.client.get("/health").status_code == 200  # not an inference route: no slot needed
         assert statuses == [200] * limit
         assert srv.state.in_flight == 0
         assert srv.client.post("/embed", json={"inputs": "room again"}).status_code == 200
@@ -169,33 +146,10 @@ def test_vertex_instances_count_against_the_limits(tiny):
         assert r.status_code == 200 and len(r.json()["predictions"]) == 3
         assert srv.state.in_flight == 0  # every instance's slot is given back
 
-        model = srv.state.models[0]
-        gate = threading.Event()
-        run = model.run
-
-        def held(rows, ops):
-            gate.wait(60)
-            return run(rows, ops)
-
-        model.run = held
-        statuses: list[int] = []
-        first = threading.Thread(
-            target=lambda: statuses.append(
-                httpx.post(srv.url + "/embed", json={"inputs": "held"}, timeout=60).status_code
-            )
-        )
-        first.start()
-        try:
-            deadline = time.monotonic() + 30
-            while srv.state.in_flight < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert srv.state.in_flight == 1
+        with requests_held(srv, ["held"]) as statuses:
             r = c.post("/vertex", json={"instances": [{"inputs": "the cat"}] * 3})  # 2 slots free
             assert r.status_code == 429, r.text[:300]
             assert srv.state.in_flight == 1 and srv.state.batcher.queued() == 0  # nothing of it queued
-        finally:
-            gate.set()
-            first.join(60)
         assert statuses == [200] and srv.state.in_flight == 0
 
 

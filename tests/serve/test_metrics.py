@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from serve_helpers import httpx, serving
+from serve_helpers import requests_held, serving
 
 
 @pytest.fixture(scope="module")
@@ -88,32 +88,9 @@ def test_non_finite_output_counts_as_an_inference_failure(base_server, monkeypat
 def test_429_counts_as_a_request_and_an_overloaded_failure(tiny):
     """As TEI (te_request_count before try_acquire_permit): a 429 is a request received and a failure."""
     with serving(model=tiny["base"], max_concurrent_requests=1) as srv:
-        model = srv.state.models[0]
-        gate = threading.Event()
-        run = model.run
-
-        def held(rows, ops):
-            gate.wait(60)
-            return run(rows, ops)
-
-        model.run = held
-        statuses: list[int] = []
-        first = threading.Thread(
-            target=lambda: statuses.append(
-                httpx.post(srv.url + "/embed", json={"inputs": "the cat"}, timeout=60).status_code
-            )
-        )
-        first.start()
-        try:
-            deadline = time.monotonic() + 30
-            while srv.state.in_flight < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert srv.state.in_flight == 1
+        with requests_held(srv, ["the cat"]) as statuses:
             for path, body in (("/embed", {"inputs": "one too many"}), ("/v1/embeddings", {"input": "x"})):
                 assert _posted(srv, path, body) == (429, 1, 0, {"overloaded": 1})
-        finally:
-            gate.set()
-            first.join(60)
         assert statuses == [200]
         assert srv.state.in_flight == 0
 
