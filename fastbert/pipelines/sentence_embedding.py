@@ -43,7 +43,11 @@ def check_pooling(pooling: Any) -> tuple[str, ...]:
 def pool(
     hidden: torch.Tensor, mask: torch.Tensor, lengths: list[int], modes: tuple[str, ...]
 ) -> torch.Tensor:
-    """Sentence vectors (B, hidden × len(modes)) of fp32 hidden states (B, L, hidden) and the mask (B, L)."""
+    """Sentence vectors (B, hidden × len(modes)) of fp32 hidden states (B, L, hidden) and the mask (B, L);
+    or of packed hidden states (T, hidden), each sequence's ``lengths`` real tokens one after the other
+    (``fastbert.core.padding.packed_outputs``), without building the padded batch."""
+    if hidden.dim() == 2:
+        return _pool_packed(hidden, lengths, modes)
     mask = mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
     vectors = []
     for mode in modes:
@@ -65,9 +69,8 @@ def pool(
     return torch.cat(vectors, dim=-1)
 
 
-def pool_packed(tokens: torch.Tensor, lengths: list[int], modes: tuple[str, ...]) -> torch.Tensor:
-    """:func:`pool` of packed fp32 hidden states (T, hidden): the real tokens of each sequence one after the
-    other (``lengths`` of them, each at least 1), without building the padded (B, L, hidden) batch."""
+def _pool_packed(tokens: torch.Tensor, lengths: list[int], modes: tuple[str, ...]) -> torch.Tensor:
+    """:func:`pool` of packed fp32 hidden states (T, hidden), ``lengths`` (each at least 1) per sequence."""
     device, width = tokens.device, tokens.shape[-1]
     counts = torch.tensor(lengths, device=device)
     rows = torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)  # (T,) its sequence

@@ -24,7 +24,6 @@ from ..pipelines.sentence_embedding import (
     load_dense,
     modules_after_pooling,
     pool,
-    pool_packed,
     pooling_modes_from_config,
 )
 from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, POOLINGS, ServeOptions
@@ -391,10 +390,7 @@ class ServedModel:
             wants_pooled = any(op == "pooled" for op in ops)
             pooled = None
             if wants_pooled:
-                if packed:
-                    pooled = pool_packed(hidden, lengths, self.spec.pooling_modes)
-                else:
-                    pooled = pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes)
+                pooled = pool(hidden, mask.to(dev), lengths, self.spec.pooling_modes)
                 if self.dense is not None:
                     pooled = self.dense(pooled)
                 pooled = pooled.cpu().numpy()
@@ -413,13 +409,7 @@ class ServedModel:
 def _splade(logits: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """SPLADE's vectors (B, vocab): log(1 + relu(logits)), max over each sequence's real tokens; ``logits``
     packed (T, vocab) or padded (B, L, vocab)."""
-    act = torch.log1p(torch.relu(logits.float()))
-    if logits.dim() == 3:
-        return act.masked_fill(mask.unsqueeze(-1) == 0, 0.0).max(dim=1).values
-    counts = torch.tensor(lengths, device=act.device)
-    rows = torch.repeat_interleave(torch.arange(len(lengths), device=act.device), counts)
-    init = act.new_zeros(len(lengths), act.shape[-1])  # act >= 0: the max of a sequence is at least 0
-    return init.scatter_reduce(0, rows[:, None].expand(-1, act.shape[-1]), act, "amax")
+    return pool(torch.log1p(torch.relu(logits.float())), mask, lengths, ("max",))
 
 
 def normalize(v: np.ndarray) -> np.ndarray:
