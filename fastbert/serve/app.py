@@ -393,15 +393,11 @@ def create_app(
             yield
         except asyncio.CancelledError:
             # uvicorn's forced exit (a second Ctrl-C) skips the lifespan's shutdown and cancels it: the
-            # workers still end their forward (the inputs of the cancelled requests are dropped; a thread
-            # left in a forward at exit aborts the process), and no traceback is logged
-            await asyncio.to_thread(server.batcher.stop)
+            # workers still end their forward below (the inputs of the cancelled requests are dropped; a
+            # thread left in a forward at exit aborts the process), and no traceback is logged
             if not server.stopping:
                 raise
-        except BaseException:
-            await asyncio.to_thread(server.batcher.stop)
-            raise
-        else:
+        finally:
             await asyncio.to_thread(server.batcher.stop)
 
     app = FastAPI(
