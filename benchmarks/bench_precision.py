@@ -36,19 +36,23 @@ SENTENCES = os.path.join(ROOT, "tests", "data", "sentences.txt")
 TENSOR_PROVIDERS = (
     "hf-sdpa",
     "fastbert-sdpa",
+    "hf-bf16",
     "fastbert-bf16",
     "fastbert-int8",
     "ort-optimized",
     "ort-int8",
     "openvino",
+    "openvino-bf16",
     "openvino-int8",
 )
 SENTENCE_PROVIDERS = (
     "st-torch",
     "st-fastbert",
+    "st-torch-bf16",
     "st-fastbert-bf16",
     "st-fastbert-int8",
     "st-onnx",
+    "st-onnx-int8",
     "st-openvino",
 )
 
@@ -268,17 +272,20 @@ def _timed_rows(what: str, argv: list[str]) -> list[dict]:
     }[what]()
 
 
-def report() -> None:
-    path = os.path.join(out_dir(), "precision.jsonl")
-    with open(path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+def _machine_key(r: dict) -> str:
+    """The CPU a row was measured on: its name with family/model and flags (rows before cpu_details was
+    recorded: the flags it had)."""
+    return f"{r['cpu']} ({r.get('cpu_details') or ', '.join(f for f, has in r['flags'].items() if has)})"
+
+
+def _timed_table(rows: list[dict]) -> list[str]:
     latest = {}
     for r in rows:
         latest[(r["workload"], r["provider"])] = r
     env = rows[-1]
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in env["flags"].items())
     lines = [
-        f"# Reduced precision on {env['cpu']} ({env['threads']} threads, torch {env['torch']}, {env['date'][:10]})",
+        f"## {_machine_key(env)}: {env['threads']} threads, torch {env['torch']}, latest {env['date'][:10]}",
         "",
         f"Flags: {flags}. Native bf16: {'yes' if env['native_bf16'] else 'no (emulated)'}. "
         + (
@@ -300,14 +307,28 @@ def report() -> None:
             f"| {w} | {p} | {r['seconds']:.4f} | {base:.2f}x | {r['speedup_vs_fastbert_fp32']:.2f}x | {cmin:.4f} / {cmean:.5f} "
             f"| {r['date'][:16]} |"
         )
+    return lines + [""]
+
+
+def report() -> None:
+    """README.md of the results folder: a table per CPU the rows were measured on (latest CPU first; the
+    latest row of each workload and provider), then the quality rows."""
+    path = os.path.join(out_dir(), "precision.jsonl")
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    machines: dict[str, list[dict]] = {}
+    for r in rows:
+        machines.setdefault(_machine_key(r), []).append(r)
+    lines = ["# Reduced precision on the CPU (`benchmarks/bench_precision.py`)", ""]
+    for group in sorted(machines.values(), key=lambda g: max(r["date"] for r in g), reverse=True):
+        lines += _timed_table(group)
     lines += [
-        "",
         "Baseline: transformers sdpa fp32 (model rows), sentence-transformers' torch backend (encode rows).",
     ]
     quality = os.path.join(out_dir(), "quality.jsonl")
     if os.path.exists(quality):
         with open(quality, encoding="utf-8") as f:
-            qrows = {r["variant"]: r for r in map(json.loads, filter(str.strip, f))}
+            qrows = {(r["variant"], _machine_key(r)): r for r in map(json.loads, filter(str.strip, f))}
         lines += [
             "",
             "Quality (`bench_precision.py quality`): mean-pooled MiniLM embeddings against fp32, and how often a "
@@ -316,10 +337,8 @@ def report() -> None:
             "| variant | linears int8 | cosine min / mean | random-head argmax unchanged | CPU | measured |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for v, r in qrows.items():
+        for (v, cpu), r in qrows.items():
             same = r["random_head_argmax_same"]
-            on = ", ".join(flag for flag, has in r["flags"].items() if has)
-            cpu = f"{r['cpu']} ({r.get('cpu_details') or on})"
             lines.append(
                 f"| {v} | {r['linears_int8'] or '-'} | {r['cosine_min_mean'][0]:.5f} / {r['cosine_min_mean'][1]:.6f} "
                 f"| {min(same):.1%} - {max(same):.1%} | {cpu} | {r['date'][:16]} |"

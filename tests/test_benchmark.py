@@ -561,3 +561,64 @@ def test_sentence_rows_on_the_embedded_minilm(monkeypatch):
     assert by["st-torch"]["ratio"] == 1.0 and by["st-fastbert"]["ratio"] > 0
     assert by["st-onnx"]["status"] == "skipped" or by["st-onnx"]["status"] == "ok"
     assert "10 sentences" in by["st-torch"]["shape"]
+
+
+# ---------------------------------------------------------------- reduced-precision rivals (issue 28)
+
+
+def test_bf16_rivals_run_in_bf16_beside_fp32_rows():
+    """hf-bf16 and st-torch-bf16 are transformers' / sentence-transformers' own bf16 whatever the row's
+    dtype (the rivals of fastbert-bf16): close to the fp32 row, but not its bits."""
+    from fastbert.benchmark.workloads import load_source_model, make_inputs, parse_shape
+
+    source = load_source_model("tiny", "model", "cpu")
+    inputs = make_inputs(parse_shape("2x8"), source.config.vocab_size, "cpu")
+    ctx = fb.BuildContext(task="model", dtype=torch.float32, device="cpu", source=source, max_batch=2)
+    with torch.inference_mode():
+        fp32 = fb.PROVIDERS["hf-sdpa"].build(ctx)(inputs)
+        bf16 = fb.PROVIDERS["hf-bf16"].build(ctx)(inputs)
+    assert fp32.dtype == torch.float32 and bf16.dtype == torch.bfloat16
+    assert not torch.equal(bf16.float(), fp32)
+    torch.testing.assert_close(bf16.float(), fp32, atol=0.1, rtol=0.05)
+    assert fb.PROVIDERS["hf-bf16"].quantized and fb.PROVIDERS["openvino-bf16"].quantized
+
+
+def test_st_torch_bf16_is_sentence_transformers_in_bf16():
+    pytest.importorskip("sentence_transformers")
+    from fastbert.hub import embedded_model_path
+
+    ctx = fb.BuildContext(
+        task="embed", dtype=torch.float32, device="cpu", st_folder=embedded_model_path(), batch_size=4
+    )
+    sentences = ["a short one", "a sentence of a few more words than that"]
+    fp32 = fb.PROVIDERS["st-torch"].build(ctx)(sentences)
+    bf16 = fb.PROVIDERS["st-torch-bf16"].build(ctx)(sentences)
+    cos = torch.nn.functional.cosine_similarity(bf16.float(), fp32.float(), dim=-1)
+    assert bf16.dtype == torch.bfloat16 and bool((cos > 0.99).all()) and not torch.equal(bf16.float(), fp32)
+
+
+def test_precision_report_has_a_table_per_cpu(tmp_path, monkeypatch):
+    """Rows of two CPUs in one precision.jsonl (two EPYCs of other generations share the folder) are two
+    tables, each headed by its CPU and flags, the latest CPU first; one CPU's row never hides the other's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_precision
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(bench_precision, "out_dir", lambda: str(tmp_path))
+
+    def row(details, flags, provider, seconds, date):
+        return dict(workload="model 32x128", provider=provider, seconds=seconds, speedup_vs_hf_sdpa=1.0,
+                    speedup_vs_fastbert_fp32=1.0, cosine_min_mean=[1.0, 1.0], cpu="AMD EPYC",
+                    cpu_details=details, flags=flags, native_bf16="avx512_bf16" in details,
+                    int8_schemes=["s"], threads=2, torch="2.13.0", date=date)  # fmt: skip
+
+    zen3 = ("family 25 model 1; flags avx2 fma", {"avx2": True, "avx512_bf16": False})
+    zen4 = ("family 25 model 17; flags avx2 fma avx512f avx512_bf16", {"avx2": True, "avx512_bf16": True})
+    rows = [row(*zen3, "hf-sdpa", 1.5, "2026-12-03T10:00"), row(*zen4, "hf-sdpa", 0.9, "2026-12-05T10:00")]
+    (tmp_path / "precision.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench_precision.report()
+    text = (tmp_path / "README.md").read_text()
+    z4, z3 = text.index("family 25 model 17"), text.index("family 25 model 1;")
+    assert z4 < z3 and "| 0.9000 |" in text[z4:z3] and "| 1.5000 |" in text[z3:]
+    assert "avx512_bf16 yes" in text[z4:z3] and "avx512_bf16 no" in text[z3:]

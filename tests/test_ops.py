@@ -286,6 +286,33 @@ def test_sdpa_linear_onednn_on_cpu_inference_and_plain_with_autograd(monkeypatch
     assert torch.equal(ops.EAGER_OPS.linear(x, w, b), torch.nn.functional.linear(x, w, b))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_sdpa_linear_takes_bf16_to_onednn_only_where_the_cpu_computes_bf16(monkeypatch, native):
+    """bf16 CPU linears go through oneDNN where the CPU has avx512_bf16 / AMX (faster than torch's bf16
+    addmm there), within the bf16 rule; where bf16 is emulated they stay on F.linear. fp32 goes through
+    oneDNN either way (where oneDNN is preferred)."""
+    from fastbert.quant import dtypes
+
+    monkeypatch.setattr(ops, "_ONEDNN_MIN_MACS", 0)
+    real = ops._onednn_linear_op()
+    calls = []
+    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", lambda *a: calls.append(a[0].dtype) or real(*a))
+    monkeypatch.setattr(dtypes, "cpu_has_native_bf16", lambda: native)
+    ops._onednn_dtypes.cache_clear()
+    try:
+        x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)
+        ref = torch.nn.functional.linear(x.double(), w.double(), b.double())
+        with torch.no_grad():
+            out = ops.SDPA_OPS.linear(x.bfloat16(), w.bfloat16(), b.bfloat16())
+            plain = torch.nn.functional.linear(x.bfloat16(), w.bfloat16(), b.bfloat16())
+            ops.SDPA_OPS.linear(x, w, b)
+    finally:
+        ops._onednn_dtypes.cache_clear()
+    assert out.dtype == torch.bfloat16
+    assert_close(out, plain, ref, torch.bfloat16, what="bf16 linear")
+    assert calls == ([torch.bfloat16, torch.float32] if native else [torch.float32])
+
+
 def test_triton_is_not_chosen_for_a_model_off_cuda(monkeypatch):
     """With CUDA present but the model on the CPU (and no interpreter), triton falls back to sdpa, saying why."""
     monkeypatch.setattr(ops, "triton_available", lambda: True)

@@ -205,9 +205,12 @@ def _wrap(model, task: str) -> RunFn:
     return run
 
 
-def _build_hf(impl: str) -> Callable[[BuildContext], RunFn]:
+def _build_hf(impl: str, dtype: torch.dtype | None = None) -> Callable[[BuildContext], RunFn]:
+    """transformers with an attention implementation, in the row's dtype or, for the reduced-precision
+    rows that sit beside the fp32 ones, in ``dtype``."""
+
     def build(ctx: BuildContext) -> RunFn:
-        return _wrap(hf_variant(ctx.source, impl, ctx.dtype), ctx.task)
+        return _wrap(hf_variant(ctx.source, impl, dtype or ctx.dtype), ctx.task)
 
     return build
 
@@ -403,7 +406,10 @@ def _build_ort_int8(ctx: BuildContext) -> RunFn:
     return _ort_session(path, ctx.device)
 
 
-def _build_openvino(int8: bool) -> Callable[[BuildContext], RunFn]:
+def _build_openvino(int8: bool, precision: str = "f32") -> Callable[[BuildContext], RunFn]:
+    """OpenVINO on the fp32 ONNX export: ``precision`` its inference precision hint ("f32", or "bf16" for
+    the row beside fastbert-bf16), ``int8`` with int8 weights."""
+
     def build(ctx: BuildContext) -> RunFn:
         import openvino as ov
 
@@ -418,7 +424,7 @@ def _build_openvino(int8: bool) -> Callable[[BuildContext], RunFn]:
             model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
         config = {
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": "f32",  # else bf16 on CPUs that have it: not an fp32 row
+            "INFERENCE_PRECISION_HINT": precision,  # f32: else bf16 on CPUs that have it
             "PERFORMANCE_HINT": "LATENCY",
         }
         compiled = core.compile_model(model, "CPU", config)
@@ -434,10 +440,10 @@ def _build_openvino(int8: bool) -> Callable[[BuildContext], RunFn]:
     return build
 
 
-def _st_model(ctx: BuildContext, **kwargs):
+def _st_model(ctx: BuildContext, model_path: str | None = None, **kwargs):
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(ctx.st_folder, device=ctx.device, **kwargs)
+    model = SentenceTransformer(model_path or ctx.st_folder, device=ctx.device, **kwargs)
     if not kwargs.get("backend"):
         model = model.to(ctx.dtype)
     return model.eval()
@@ -452,6 +458,29 @@ def _encode(model, batch_size: int) -> RunFn:
         return torch.as_tensor(out)
 
     return run
+
+
+def _st_onnx_int8(ctx: BuildContext):
+    """sentence-transformers' own int8 recipe (its efficiency docs): the ONNX export of a copy of the folder,
+    ``export_dynamic_quantized_onnx_model`` with the config for this CPU's instructions, loaded back."""
+    import shutil
+
+    from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+    from fastbert.quant.dtypes import cpu_flags
+
+    folder = os.path.join(
+        ctx.cache.setdefault("tmpdir", tempfile.mkdtemp(prefix="fastbert-bench-")), "st-onnx"
+    )
+    shutil.copytree(ctx.st_folder, folder, dirs_exist_ok=True)
+    flags = cpu_flags()
+    config = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_dynamic_quantized_onnx_model(_st_model(ctx, backend="onnx", model_path=folder), config, folder)
+    return _st_model(
+        ctx, backend="onnx", model_path=folder, model_kwargs={"file_name": f"onnx/model_qint8_{config}.onnx"}
+    )
 
 
 def _build_st(backend: str) -> Callable[[BuildContext], RunFn]:
@@ -470,6 +499,10 @@ def _build_st(backend: str) -> Callable[[BuildContext], RunFn]:
             model = fastbert.accelerate(_st_model(ctx), dtype=torch.bfloat16)
         elif backend == "torch":
             model = _st_model(ctx)
+        elif backend == "torch-bf16":  # sentence-transformers' own bf16: the rival of fastbert's
+            model = _st_model(ctx).to(torch.bfloat16)
+        elif backend == "onnx-int8":
+            model = _st_onnx_int8(ctx)
         else:
             kwargs = {"backend": backend}
             if backend == "openvino":
@@ -609,6 +642,36 @@ PROVIDERS: dict[str, Provider] = {
             kind="sentences",
         ),
         # reduced precision (issue 28): beside the fp32 rows, judged by cosine
+        Provider(
+            "hf-bf16",
+            "transformers, attn_implementation='sdpa', in bfloat16 (the bf16 rival of fastbert-bf16)",
+            _build_hf("sdpa", torch.bfloat16),
+            _precision_missing("bf16"),
+            quantized=True,
+        ),
+        Provider(
+            "openvino-bf16",
+            "OpenVINO with INFERENCE_PRECISION_HINT bf16 (its default on CPUs with avx512_bf16 / AMX; the row "
+            "beside fastbert-bf16)",
+            _build_openvino(int8=False, precision="bf16"),
+            _openvino_missing,
+            quantized=True,
+        ),
+        Provider(
+            "st-onnx-int8",
+            "sentence-transformers encode() with backend='onnx' on export_dynamic_quantized_onnx_model's int8 "
+            "file (avx512_vnni / avx512 / avx2 config by this CPU)",
+            _build_st("onnx-int8"),
+            _st_onnx_missing,
+            kind="sentences",
+        ),
+        Provider(
+            "st-torch-bf16",
+            "sentence-transformers encode() with the torch backend in bfloat16 (model.to(torch.bfloat16))",
+            _build_st("torch-bf16"),
+            _st_missing,
+            kind="sentences",
+        ),
         Provider(
             "fastbert-bf16",
             "fastbert 'sdpa' in bfloat16 (oneDNN bf16 linears; native with avx512_bf16/AMX, emulated else)",

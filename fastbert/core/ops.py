@@ -131,6 +131,17 @@ def _onednn_preferred() -> bool:
 
 _ONEDNN_LINEAR = _onednn_linear_op() if _onednn_preferred() else None
 
+
+@functools.cache
+def _onednn_dtypes() -> frozenset[torch.dtype]:
+    """The dtypes whose CPU linears go through oneDNN where it is preferred: fp32, and bf16 too where the
+    CPU computes bf16 itself (avx512_bf16 / AMX): there oneDNN's bf16 linear ran 1.08x torch's bf16
+    ``addmm`` at MiniLM's shapes (benchmarks/results/code-notes.md, "CPU, bf16 linears")."""
+    from ..quant.dtypes import cpu_has_native_bf16  # lazily: fastbert.quant imports this module
+
+    return frozenset({torch.float32, torch.bfloat16} if cpu_has_native_bf16() else {torch.float32})
+
+
 #: outputs smaller than this (elements) are allocated as usual: below glibc's mmap threshold they come from
 #: its heap already, and the workspace's bookkeeping would cost more than it saves
 _WORKSPACE_MIN_NUMEL = 1 << 18
@@ -168,8 +179,9 @@ def _sdpa_linear(x, weight, bias=None):
     if (
         x.numel() * weight.shape[0] >= _ONEDNN_MIN_MACS  # first: small calls leave at once
         and _ONEDNN_LINEAR is not None
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
+        and x.dtype in _onednn_dtypes()
+        and weight.dtype == x.dtype
+        and (bias is None or bias.dtype == x.dtype)
         and _cpu_inference(x, weight, bias)
     ):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
