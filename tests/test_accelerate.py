@@ -16,6 +16,7 @@ from model_helpers import (
     accelerate_quietly,
     accelerate_warnings,
     perturb_norms_and_biases,
+    plain_all_outputs,
     splade_modules,
     trainer_loss,
 )
@@ -119,8 +120,8 @@ def test_token_embeddings_trimmed_as_transformers(fast, plain, ref64):
 def test_all_outputs_padded_positions_zero(fast, plain, ref64):
     """output_value=None gives each sentence's features untrimmed: the padded positions of fastbert's
     token_embeddings are zero (transformers leaves values there that no pooling reads)."""
+    theirs = plain_all_outputs(plain, SHORT, batch_size=len(SHORT))
     ours = fast.encode(SHORT, batch_size=len(SHORT), output_value=None)
-    theirs = plain.encode(SHORT, batch_size=len(SHORT), output_value=None)
     refs = ref64.encode(SHORT, batch_size=len(SHORT), output_value=None)
     for a, b, r in zip(ours, theirs, refs):
         assert set(a) == set(b)

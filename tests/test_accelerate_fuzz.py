@@ -23,6 +23,7 @@ from model_helpers import (
     accelerate_warnings,
     minilm_folder,
     perturb_norms_and_biases,
+    plain_all_outputs,
     splade_modules,
 )
 
@@ -179,6 +180,7 @@ def test_minilm_output_value_none(minilm):
     padded positions fastbert's are zero (transformers leaves values there that nothing reads: the one
     documented difference)."""
     texts = sentences(31, 5)
+    plain_all_outputs(minilm[1], texts, batch_size=5)  # a skip where plain sentence-transformers fails
     ours, theirs, ref = run3(minilm, "encode", texts, output_value=None, batch_size=5)
     assert len(ours) == len(theirs) == len(texts)
     for a, b, r in zip(ours, theirs, ref):

@@ -291,13 +291,13 @@ def test_sdpa_linear_takes_bf16_to_onednn_only_where_the_cpu_computes_bf16(monke
     """bf16 CPU linears go through oneDNN where the CPU has avx512_bf16 / AMX (faster than torch's bf16
     addmm there), within the bf16 rule; where bf16 is emulated they stay on F.linear. fp32 goes through
     oneDNN either way (where oneDNN is preferred)."""
-    from fastbert.quant import dtypes
+    from fastbert.core import cpu
 
     monkeypatch.setattr(ops, "_ONEDNN_MIN_MACS", 0)
     real = ops._onednn_linear_op()
     calls = []
     monkeypatch.setattr(ops, "_ONEDNN_LINEAR", lambda *a: calls.append(a[0].dtype) or real(*a))
-    monkeypatch.setattr(dtypes, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(cpu, "cpu_has_native_bf16", lambda: native)
     ops._onednn_dtypes.cache_clear()
     try:
         x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)

@@ -66,8 +66,8 @@ import torch
 import torch.nn.functional as F
 
 from . import attention_ref as _ref_attention
+from . import cpu, workspace
 from . import layers_ref as _ref_layers
-from . import workspace
 from .attention_ref import (
     AttentionSpec,
     additive_mask,
@@ -137,9 +137,7 @@ def _onednn_dtypes() -> frozenset[torch.dtype]:
     """The dtypes whose CPU linears go through oneDNN where it is preferred: fp32, and bf16 too where the
     CPU computes bf16 itself (avx512_bf16 / AMX): there oneDNN's bf16 linear ran 1.08x torch's bf16
     ``addmm`` at MiniLM's shapes (benchmarks/results/code-notes.md, "CPU, bf16 linears")."""
-    from ..quant.dtypes import cpu_has_native_bf16  # lazily: fastbert.quant imports this module
-
-    return frozenset({torch.float32, torch.bfloat16} if cpu_has_native_bf16() else {torch.float32})
+    return frozenset({torch.float32, torch.bfloat16} if cpu.cpu_has_native_bf16() else {torch.float32})
 
 
 #: outputs smaller than this (elements) are allocated as usual: below glibc's mmap threshold they come from
