@@ -92,12 +92,14 @@ def accelerate(
         dtype = parse_dtype(dtype)
     except ValueError:
         raise ValueError(_dtype_refusal(dtype)) from None
+    quantization = check_quantization(quantization)
     if dtype == "auto":
-        dtype = auto_dtype(_device_of(obj))
+        device = _device_of(obj)
+        # the CPU's int8 linears take fp32 models: "auto" with int8 there is fp32, whatever bf16 the CPU has
+        dtype = torch.float32 if quantization is not None and device.type == "cpu" else auto_dtype(device)
     _check_options(attn_implementation, dtype, cuda_graphs, strict)
     warn_if_emulated(dtype, _device_of(obj))
 
-    quantization = check_quantization(quantization)
     tokenizer = getattr(obj, "tokenizer", None)
     if quantization is not None:  # everything the quantizer refuses, refused before the swap changes obj
         from .quant import check_quantization_device

@@ -622,3 +622,22 @@ def test_precision_report_has_a_table_per_cpu(tmp_path, monkeypatch):
     z4, z3 = text.index("family 25 model 17"), text.index("family 25 model 1;")
     assert z4 < z3 and "| 0.9000 |" in text[z4:z3] and "| 1.5000 |" in text[z3:]
     assert "avx512_bf16 yes" in text[z4:z3] and "avx512_bf16 no" in text[z3:]
+
+
+def test_an_optimum_that_does_not_import_is_a_skip_with_its_reason(monkeypatch):
+    """optimum's backends pin transformers < 4.58: with transformers 5 their exporters fail to import, and
+    the sentence-transformers rows on them are skipped naming that (they were error rows)."""
+    pytest.importorskip("transformers")
+    from fastbert.benchmark import providers
+
+    why = providers._optimum_broken("fastbert_no_such_exporter_xyz")
+    assert "does not import with transformers" in why and "ModuleNotFoundError" in why
+    assert providers._optimum_broken("json") is None
+    monkeypatch.setattr(providers, "_needs", lambda *a: None)
+    monkeypatch.setattr(providers, "_optimum_broken", lambda module: f"{module} broken")
+    assert (
+        fb.PROVIDERS["st-onnx"].unavailable("cpu", torch.float32) == "optimum.exporters.onnx.convert broken"
+    )
+    assert (
+        fb.PROVIDERS["st-openvino"].unavailable("cpu", torch.float32) == "optimum.exporters.openvino broken"
+    )

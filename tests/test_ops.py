@@ -313,6 +313,52 @@ def test_sdpa_linear_takes_bf16_to_onednn_only_where_the_cpu_computes_bf16(monke
     assert calls == ([torch.bfloat16, torch.float32] if native else [torch.float32])
 
 
+@pytest.mark.parametrize("gemm", ["onednn", "workspace"])
+def test_sdpa_linear_under_autocast_runs_in_the_autocast_dtype(monkeypatch, gemm):
+    """Under torch.autocast("cpu") the sdpa table's linear is F.linear's: bf16 out, as transformers'
+    (oneDNN's op and addmm(out=) are not autocast ops: they gave fp32 at every large linear)."""
+    from fastbert.core import workspace
+
+    monkeypatch.setattr(ops, "_ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(ops, "_WORKSPACE_MIN_NUMEL", 1)
+    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", ops._onednn_linear_op() if gemm == "onednn" else None)
+    x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)
+    with torch.no_grad(), workspace.scope(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ops.SDPA_OPS.linear(x, w, b)
+        plain = torch.nn.functional.linear(x, w, b)
+    assert out.dtype == plain.dtype == torch.bfloat16 and torch.equal(out, plain)
+
+
+def test_sdpa_linear_takes_a_strided_bias_or_weight_as_f_linear():
+    """oneDNN's linear reads a strided bias as if contiguous (0.06 relative error, silently): such a bias or
+    weight takes F.linear."""
+    real = ops._onednn_linear_op()
+    if real is None:
+        pytest.skip("this torch has no oneDNN")
+    x = torch.randn(64, 96)
+    w_big, b_big = torch.randn(256, 96), torch.randn(256)
+    for w, b in ((w_big[:128], b_big[::2]), (w_big[::2], b_big[:128])):
+        ref = torch.nn.functional.linear(x.double(), w.double(), b.double())
+        with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ops, "_ONEDNN_MIN_MACS", 0)
+            mp.setattr(ops, "_ONEDNN_LINEAR", real)
+            out = ops.SDPA_OPS.linear(x, w, b)
+        assert_close(out, torch.nn.functional.linear(x, w, b), ref, torch.float32, what="strided linear")
+
+
+def test_sdpa_linear_under_torch_compile_has_no_graph_break(monkeypatch):
+    """Dynamo traces the sdpa table's linear as F.linear: no CPU probe traced (a graph break and two
+    warnings at every large linear)."""
+    monkeypatch.setattr(ops, "_ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", ops._onednn_linear_op())
+    ops._onednn_dtypes.cache_clear()
+    torch._dynamo.reset()
+    x, w, b = torch.randn(37, 36), torch.randn(108, 36), torch.randn(108)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(lambda x: ops.SDPA_OPS.linear(x, w, b) * 2)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
 def test_triton_is_not_chosen_for_a_model_off_cuda(monkeypatch):
     """With CUDA present but the model on the CPU (and no interpreter), triton falls back to sdpa, saying why."""
     monkeypatch.setattr(ops, "triton_available", lambda: True)

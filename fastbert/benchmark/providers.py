@@ -177,11 +177,27 @@ def _st_fastbert_missing(device: str, dtype: torch.dtype) -> str | None:
     return None
 
 
+def _optimum_broken(module: str) -> str | None:
+    """Why optimum's exporter ``module`` cannot run with the installed transformers (optimum's ONNX and
+    OpenVINO backends pin transformers below 4.58: with transformers 5 their exporters fail to import), or
+    None when it imports."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - whatever the exporter's import raises is the reason
+        import transformers
+
+        return (
+            f"{module} does not import with transformers {transformers.__version__} ({type(e).__name__}: {e})"
+        )
+    return None
+
+
 def _st_onnx_missing(device: str, dtype: torch.dtype) -> str | None:
     return (
         _st_missing(device, dtype)
         or _needs(("optimum.onnxruntime", "'sentence-transformers[onnx]'"))
         or (None if dtype == torch.float32 else "benchmarked in fp32 only")
+        or _optimum_broken("optimum.exporters.onnx.convert")
     )
 
 
@@ -190,6 +206,7 @@ def _st_openvino_missing(device: str, dtype: torch.dtype) -> str | None:
         _st_missing(device, dtype)
         or _needs(("optimum.intel", "'sentence-transformers[openvino]'"))
         or _fp32_cpu_only(device, dtype)
+        or _optimum_broken("optimum.exporters.openvino")
     )
 
 

@@ -149,11 +149,14 @@ _ONEDNN_MIN_MACS = 1 << 21
 
 
 def _cpu_inference(x, weight, bias) -> bool:
-    """A CPU call that torch.compile does not trace and no autograd records: the sdpa table's linear may
-    pick its GEMM (oneDNN) and where it writes (the workspace) without changing what anyone observes."""
+    """A CPU call that torch.compile does not trace, no autograd records and no autocast recasts: the sdpa
+    table's linear may pick its GEMM (oneDNN) and where it writes (the workspace) without changing what
+    anyone observes. Under ``torch.autocast("cpu")`` ``F.linear`` runs in the autocast dtype, which neither
+    oneDNN's op nor ``addmm(out=)`` would (they are not autocast ops)."""
     return (
         x.device.type == "cpu"
         and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled("cpu")
         and not (
             torch.is_grad_enabled()
             and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
@@ -162,8 +165,8 @@ def _cpu_inference(x, weight, bias) -> bool:
 
 
 def _sdpa_linear(x, weight, bias=None):
-    """``F.linear``; on a CPU with AVX-512 in fp32 without autograd, through oneDNN instead of the BLAS
-    ``F.linear`` calls. Same math (fp32 accumulation), other blocking: with AVX-512 oneDNN's GEMMs ran about
+    """``F.linear``; on a CPU with AVX-512 in fp32 (and in bf16 where the CPU computes bf16) without autograd
+    or autocast, through oneDNN instead of the BLAS ``F.linear`` calls. Same math (fp32 accumulation), other blocking: with AVX-512 oneDNN's GEMMs ran about
     twice MKL's speed at BERT-base's shapes, on the plain weight (no packed copy to go stale; figures in
     benchmarks/results/code-notes.md). On AVX2-only CPUs MKL's are the faster ones
     (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``. A weight that carries
@@ -177,10 +180,11 @@ def _sdpa_linear(x, weight, bias=None):
     if (
         x.numel() * weight.shape[0] >= _ONEDNN_MIN_MACS  # first: small calls leave at once
         and _ONEDNN_LINEAR is not None
+        and _cpu_inference(x, weight, bias)  # before the dtypes: torch.compile traces no CPU probe
         and x.dtype in _onednn_dtypes()
         and weight.dtype == x.dtype
-        and (bias is None or bias.dtype == x.dtype)
-        and _cpu_inference(x, weight, bias)
+        and weight.is_contiguous()  # oneDNN's op reads a strided weight or bias as if it were contiguous
+        and (bias is None or (bias.dtype == x.dtype and bias.is_contiguous()))
     ):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
     if (

@@ -16,8 +16,10 @@ scheme through ``torch._int_mm`` (8-bit weights and activations, a zero point pe
 kept by measurement on a small built-in calibration set (``calibration.txt``, 128 sentences): per linear,
 the SmoothQuant migration strength and outlier split with the lowest error; then, while the calibration
 embeddings' cosine to the unquantized model is under the target, the linear with the highest error goes
-back to the model's dtype. The decision is recorded on the model (``model.quantization``,
-``model.is_quantized``) and each linear's repr says what computes it now.
+back to the model's dtype. The decision is recorded on the model (``model.quantization``; its ``active``:
+some linear runs reduced) and each linear's repr says what computes it now. The model does not carry
+transformers' ``is_quantized`` (weights stored quantized, not trainable): its weights stay trainable, and
+``transformers.Trainer`` takes it.
 
 The parameters are not changed and stay the truth: ``save_pretrained`` writes the checkpoint the model was
 loaded from (in its dtype), and loading it gives an unquantized model until ``quantization=`` is asked
@@ -143,6 +145,11 @@ class QuantizationReport:
     kernel: str = "onednn"  # what computes the quantized GEMMs: onednn, torch._int_mm, torch._scaled_mm
     dtype: str = "fp32"  # the model's dtype: the reference of the cosines and the kept linears' precision
     device: str = "cpu"
+
+    @property
+    def active(self) -> bool:
+        """True when some linear runs the reduced method (calibration may keep them all)."""
+        return any(d.precision == self.method for d in self.layers)
 
     def __repr__(self) -> str:
         n = sum(d.precision == self.method for d in self.layers)
@@ -656,9 +663,9 @@ def _quantize(
         if slot.linear is not None:  # the module owns its copy from now on (the weight points at it)
             setattr(slot.parent, slot.attr, QuantizedLinear(slot.linear, decisions[slot.name], slot.hook))
     for m in {model, base}:
+        # not transformers' ``is_quantized``: that flag says the weights are stored quantized and cannot be
+        # trained (Trainer refuses such a model, even to evaluate it); here they stay the model's dtype
         m.quantization = report
-        # transformers' flag of a quantized model: some linear runs reduced
-        m.is_quantized = any(d.precision == method for d in report.layers)
     if math.isnan(lo):  # pragma: no cover - an empty calibration set
         raise ValueError("the calibration set is empty")
     if slots and not any(d.precision == method for d in report.layers):

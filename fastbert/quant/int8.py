@@ -210,17 +210,24 @@ def _version(t: torch.Tensor) -> int | None:
 
 
 def weight_sample(weight: torch.Tensor) -> torch.Tensor:
-    """Up to 64 elements of a 2-D weight spread over its rows and columns, as a view of the weight's integer
-    bits (a strided view of a contiguous weight: no copy)."""
+    """Up to 64 elements of a 2-D weight spread over its rows and columns, as a view of the weight's own
+    memory and integer bits (no copy, so an edit through ``.data`` shows in it): evenly spaced in the memory of
+    a contiguous weight; for another layout (a transposed or sliced weight) the t-th at row t * rs and column
+    t * cs, the longer side covered end to end."""
     n, k = weight.shape
-    m = min(_SAMPLE, n * k)
-    step = max((n * k - 1) // max(m - 1, 1), 1)
-    if k > 1 and step % k == 0:  # not the same column of every sampled row
-        step -= 1
     if weight.is_contiguous():
-        sample = weight.as_strided((m,), (step,), weight.storage_offset())
+        m = min(_SAMPLE, n * k)
+        step = max((n * k - 1) // max(m - 1, 1), 1)
+        if k > 1 and step % k == 0:  # not the same column of every sampled row
+            step -= 1
     else:
-        sample = weight.reshape(-1)[: (m - 1) * step + 1 : step]
+        long, short = (n, k) if n >= k else (k, n)
+        along = max(1, -(-(long - 1) // (_SAMPLE - 1)))  # ceil: the last row (column) is reached
+        m = (long - 1) // along + 1
+        across = (short - 1) // (m - 1) if m > 1 else 0
+        rs, cs = (along, across) if n >= k else (across, along)
+        step = rs * weight.stride(0) + cs * weight.stride(1)
+    sample = weight.as_strided((m,), (step,), weight.storage_offset())
     return sample.view(_BITS[weight.element_size()])
 
 

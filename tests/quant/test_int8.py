@@ -171,6 +171,20 @@ def test_bad_quantization_input(tmp_path):
         quantize(model, "int8")  # nothing to calibrate on
 
 
+def test_accelerate_auto_dtype_with_int8_is_fp32_on_the_cpu(monkeypatch):
+    """dtype="auto" with quantization="int8" on a CPU that computes bf16: fp32, which the CPU's int8 takes
+    (auto chose bf16 there, and int8 then refused the model it had chosen itself)."""
+    st = pytest.importorskip("sentence_transformers")
+    from fastbert.quant import dtypes
+
+    monkeypatch.setattr(dtypes, "cpu_has_native_bf16", lambda: True)
+    assert dtypes.auto_dtype("cpu") == torch.bfloat16  # auto alone: bf16 on such a CPU
+    model = st.SentenceTransformer(_minilm(), device="cpu")
+    fastbert.accelerate(model, dtype="auto", quantization="int8")
+    backbone = next(m for m in model.modules() if isinstance(m, fastbert.BertPreTrainedModel))
+    assert backbone.dtype == torch.float32 and backbone.quantization.active
+
+
 def test_tiny_model_calibrated_on_batches_runs_int8_and_saves_fp32(tmp_path):
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     plain = {k: v.clone() for k, v in model.state_dict().items()}

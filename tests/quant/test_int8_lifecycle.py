@@ -161,6 +161,26 @@ def test_refresh_remakes_a_copy_the_sample_cannot_see():
     assert _rel(_out(q), ref) < 0.05
 
 
+def test_a_data_edit_of_a_non_contiguous_weight_is_seen():
+    """The sample is a view of the weight's memory whatever its layout: an edit through ``.data`` of a
+    column-major weight (or a slice of a larger one) makes the copy again, as for a contiguous weight (the
+    sample of such a weight was a copy: the int8 copy stayed stale, 6.7 off on the MiniLM)."""
+    fp32, q = _int8_model()
+    for m in (fp32, q):
+        lin = m.encoder.layer[0].intermediate.dense
+        lin.weight.data = lin.weight.detach().t().contiguous().t()  # same values, column-major
+        _out(m)  # the copy is made from this weight
+        lin.weight.data.mul_(-1.5)
+    assert not q.encoder.layer[0].intermediate.dense.weight.is_contiguous()
+    assert _rel(_out(q), _out(fp32)) < 0.05
+    w = torch.arange(24.0).view(4, 6)[:, ::2]  # a slice: strides (6, 2)
+    sample = weight_sample(w)
+    w.mul_(2)
+    assert torch.equal(
+        sample.view(torch.float32), torch.tensor([0.0, 6.0, 12.0, 18.0]) * 2
+    )  # rows 0..3, column 0
+
+
 def test_a_copy_made_again_inside_inference_mode_is_made_of_normal_tensors():
     """sentence-transformers encodes under torch.inference_mode(): a copy made again there is still usable
     outside it (and keeps one compiled variant of the fused passes)."""
@@ -192,7 +212,7 @@ def test_repr_says_what_runs():
     assert "int8 copy not on the current weight" in dense.running()
     refresh(q)
     assert dense.running().startswith("int8 (")
-    assert q.is_quantized and q.quantization.method == "int8"
+    assert q.quantization.active and q.quantization.method == "int8"
 
 
 # ---------------------------------------------------------------------------------- copies and pickles
@@ -290,7 +310,7 @@ def test_calibration_that_keeps_every_linear_fp32_says_so():
         quantize(model, "int8", calibration=_batches(), min_cosine=1.5, mean_cosine=1.5)
     assert sum("gives nothing" in str(w.message) for w in record) == 1
     assert record[0].filename == HERE
-    assert all(d.precision == "fp32" for d in model.quantization.layers) and not model.is_quantized
+    assert all(d.precision == "fp32" for d in model.quantization.layers) and not model.quantization.active
 
 
 # ------------------------------------------------------------------------------------- entry points
@@ -329,7 +349,7 @@ def test_from_pretrained_a_hub_id_with_int8_calibrates_on_its_tokenizer(tmp_path
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = _hub_cache(tmp_path)
     model = fastbert.BertModel.from_pretrained("someone/tiny-int8", cache_dir=cache, quantization="int8")
-    assert model.is_quantized and model.quantization.method == "int8"
+    assert model.quantization.active and model.quantization.method == "int8"
     assert all(d.precision == "int8" for d in model.quantization.layers)
 
 
@@ -382,3 +402,22 @@ def test_dtype_and_quantization_spellings(tmp_path, monkeypatch):
     assert check_quantization("None") is None and check_quantization("NONE") is None
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
         check_quantization("int4")
+
+
+def test_transformers_trainer_takes_an_int8_model(tmp_path):
+    """An int8 model is not transformers' quantized model (weights stored quantized, untrainable): Trainer
+    builds on it and predicts with the int8 linears (it refused the model while it carried ``is_quantized``)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = fastbert.BertForSequenceClassification(fastbert.BertConfig(**TINY, num_labels=3)).eval()
+    quantize(model, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    assert model.quantization.active and not getattr(model, "is_quantized", False)
+    rows = [{"input_ids": IDS[i].tolist(), "labels": i % 3} for i in range(len(IDS))]
+    args = transformers.TrainingArguments(
+        str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=3
+    )
+    trainer = transformers.Trainer(model=model, args=args)
+    predicted = trainer.predict(rows).predictions
+    with torch.no_grad():
+        direct = model(input_ids=IDS).logits
+    torch.testing.assert_close(torch.as_tensor(predicted), direct, rtol=1e-5, atol=1e-5)
