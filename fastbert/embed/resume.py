@@ -122,6 +122,13 @@ class OutputFolder:
                 f"{output} holds a previous run's output: the Ray engine does not resume (Ray retries "
                 "failed tasks itself): pass --overwrite or another --output"
             )
+        elif previous is not None and previous.get("engine", "local") != "local":
+            # its files are Ray's (part-ray-*), not the local plan's shards: resumed, they would stay beside
+            # the local run's and every row would be in the dataset twice
+            raise ValueError(
+                f"{output} holds the output of a Ray run (--ray), which the local engine does not resume: "
+                "pass --overwrite to start over (with --ray to run on Ray again), or another --output"
+            )
         else:
             self.previous = previous
 

@@ -1,0 +1,79 @@
+"""``fastbert embed``, round 3: what a review of the command line found (one test a finding).
+
+- A local run into a folder a Ray run wrote (complete or interrupted) is refused, naming the engine and the
+  fix: resumed, the Ray files stayed beside the local shards and every row was in the dataset twice, and
+  the new manifest dropped the Ray files' prefix, so that even ``--overwrite`` was then refused.
+  ``--overwrite`` removes the Ray run's files.
+
+The Ray folders are written by hand (the state a Ray run leaves: a manifest of engine ``ray`` with its
+``ray_file_prefix``, and ``part-ray-*`` files), so no Ray instance starts. The model is a tiny random BERT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.dataset as ds
+import pytest
+from test_embed_round2 import _save_tiny, listing, one_error_line, run_cli
+
+from fastbert.embed import MANIFEST, embed
+
+RAY_PREFIX = "part-ray-0123abcd"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return _save_tiny(tmp_path_factory.mktemp("embed_round3") / "base")
+
+
+@pytest.fixture
+def docs(tmp_path) -> str:
+    path = tmp_path / "docs.txt"
+    path.write_text("the city\nparis is a city\nthe river\n")
+    return str(path)
+
+
+def ray_folder(out, docs: str, model: str, complete: bool) -> None:
+    """``out`` as a Ray run of ``docs`` leaves it: complete, or stopped after its first file."""
+    m = embed([docs], str(out), model=model, shard_rows=1, progress=False)  # 3 local shards
+    names = sorted(n for n in os.listdir(out) if n.endswith(".parquet"))
+    for k, name in enumerate(names):
+        os.rename(out / name, out / f"{RAY_PREFIX}_{k:06d}_000000.parquet")
+    m = dict(m, engine="ray", ray_file_prefix=RAY_PREFIX)
+    m["shards"] = [{"name": f"{RAY_PREFIX}_{k:06d}_000000.parquet", "rows": 1, "empty": 0} for k in range(3)]
+    if not complete:
+        for k in (1, 2):
+            os.remove(out / m["shards"][k]["name"])
+        m["status"] = "running"
+        for key in ("shards", "total_rows", "description", "dimension"):
+            m.pop(key, None)
+    (out / MANIFEST).write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["complete", "interrupted"])
+def test_a_local_run_does_not_resume_a_ray_runs_folder(tmp_path, capsys, model, docs, complete):
+    out = tmp_path / "vectors"
+    ray_folder(out, docs, model, complete)
+    before = listing(out)
+    line = one_error_line(*run_cli(capsys, docs, "--model", model, "--output", str(out), "--shard-rows", "1"))
+    assert "Ray run (--ray)" in line and "local engine does not resume" in line and "--overwrite" in line
+    assert listing(out) == before  # nothing written, nothing removed
+    with pytest.raises(ValueError, match=r"Ray run \(--ray\), which the local engine does not resume"):
+        embed([docs], str(out), model=model, shard_rows=1, progress=False)
+    assert listing(out) == before
+
+    # --overwrite removes the Ray run's files: one local dataset, each row once
+    code, err = run_cli(
+        capsys, docs, "--model", model, "--output", str(out), "--shard-rows", "1", "--overwrite"
+    )
+    assert code == 0, err
+    assert sorted(n for n in os.listdir(out) if n.endswith(".parquet")) == [
+        f"part-0000{i}.parquet" for i in range(3)
+    ]
+    ids = ds.dataset(str(out)).to_table().column("id").to_pylist()
+    assert sorted(ids) == [0, 1, 2]
+    with open(out / MANIFEST, encoding="utf-8") as f:
+        m = json.load(f)
+    assert m["engine"] == "local" and "ray_file_prefix" not in m and m["status"] == "complete"
