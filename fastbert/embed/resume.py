@@ -1,8 +1,9 @@
 """Resume: what an output folder already holds decides what a run does, and nothing is written until the
 job can start.
 
-- A finished shard file is complete and skipped; the manifest's job and inputs must be this run's (or the
-  run is refused, the differences listed); its plan is reused when the inputs are unchanged (no second scan).
+- A finished shard file is complete and skipped; the manifest's job and inputs (each read in the same
+  format) must be this run's (or the run is refused, the differences listed); its plan is reused when the
+  inputs are unchanged (no second scan).
 - fastbert removes only files it wrote: those the manifest names (its shards, itself) and the temporaries
   of those. The output folder is the dataset readers take whole, so a folder that holds Parquet files no
   manifest names is refused, ``--overwrite`` or not; anything else in it is left alone.
@@ -223,16 +224,21 @@ def plan_inputs(
     stats = [(p, *stat(p)) for p in paths]
     old_files = [file_from_record(d) for d in old.get("inputs", [])]
     same_plan = old.get("job", {}).get("shard_rows") == job.shard_rows
-    if same_plan and [(f.path, f.size, f.mtime_ns) for f in old_files] == stats:
+    now = [InputFile(p, f, size, mtime, 0) for (p, size, mtime), f in zip(stats, formats)]
+    if same_plan and [(f.path, f.size, f.mtime_ns, f.format) for f in old_files] == [
+        (f.path, f.size, f.mtime_ns, f.format) for f in now
+    ]:
         files = old_files
     else:
+        check_resume(old, job, now, output)  # refused before a scan (the input read another way, say)
         files = scan_all()
     check_resume(old, job, files, output)
     return files
 
 
 def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], output: str) -> None:
-    """A ValueError listing how this run differs from the one that started ``output``.
+    """A ValueError listing how this run differs from the one that started ``output`` (its job, its input
+    files' paths, sizes and mtimes, and the format each is read as).
 
     The manifest's job is compared as this version names it (no dtype is float32, a model folder by its real
     path, an older fingerprint recomputed the older way); ``on_error`` may change when no finished shard holds
@@ -266,6 +272,14 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
         else:
             changed = [n[0] for o, n in zip(old_inputs, new_inputs) if o != n]
             problems.append(f"input files changed since (size or mtime): {', '.join(changed)}")
+    old_formats = {d.get("path"): d.get("format") for d in old.get("inputs", [])}
+    formats = [
+        f"{f.path}: {old_formats[f.path]!r} there, {f.format!r} now"
+        for f in files
+        if f.path in old_formats and old_formats[f.path] != f.format
+    ]
+    if formats:
+        problems.append(f"input format (--input-format) of {'; of '.join(formats)}")
     if problems:
         raise ValueError(
             f"{output} holds the output of another job, which this run cannot resume:\n  "

@@ -4,6 +4,8 @@
   fix: resumed, the Ray files stayed beside the local shards and every row was in the dataset twice, and
   the new manifest dropped the Ray files' prefix, so that even ``--overwrite`` was then refused.
   ``--overwrite`` removes the Ray run's files.
+- A changed ``--input-format`` between a run and its rerun or resume is refused as another job (it was
+  dropped: the old output returned, or resumed, as a success).
 
 The Ray folders are written by hand (the state a Ray run leaves: a manifest of engine ``ray`` with its
 ``ray_file_prefix``, and ``part-ray-*`` files), so no Ray instance starts. The model is a tiny random BERT.
@@ -77,3 +79,35 @@ def test_a_local_run_does_not_resume_a_ray_runs_folder(tmp_path, capsys, model, 
     with open(out / MANIFEST, encoding="utf-8") as f:
         m = json.load(f)
     assert m["engine"] == "local" and "ray_file_prefix" not in m and m["status"] == "complete"
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["complete", "interrupted"])
+def test_a_changed_input_format_is_refused_on_rerun_and_resume(tmp_path, capsys, model, complete):
+    """JSON lines in a .txt file, embedded as text (the raw lines), then rerun with --input-format jsonl
+    (the user's fix): the old output was returned (or resumed) as a success, the new option dropped."""
+    path = tmp_path / "j.txt"
+    path.write_text("".join(json.dumps({"text": f"the city {i}", "id": i}) + "\n" for i in range(5)))
+    out = tmp_path / "vectors"
+    embed([str(path)], str(out), model=model, shard_rows=2, progress=False)
+    if not complete:  # stopped after its first two shards
+        with open(out / MANIFEST, encoding="utf-8") as f:
+            m = dict(json.load(f), status="running")
+        for key in ("shards", "total_rows", "description", "dimension"):
+            m.pop(key)
+        (out / MANIFEST).write_text(json.dumps(m))
+        os.remove(out / "part-00002.parquet")
+    before = listing(out)
+    args = [str(path), "--model", model, "--output", str(out), "--shard-rows", "2"]
+    code, err = run_cli(capsys, *args, "--input-format", "jsonl")
+    assert code == 2, err
+    assert err[0].startswith(f"fastbert embed: error: {out} holds the output of another job"), err
+    assert f"input format (--input-format) of {path}: 'text' there, 'jsonl' now" in err[0], err
+    assert listing(out) == before
+    with pytest.raises(ValueError, match=r"input format \(--input-format\) of .*'text' there, 'jsonl' now"):
+        embed([str(path)], str(out), model=model, shard_rows=2, input_format="jsonl", progress=False)
+    assert listing(out) == before
+    # the same format named explicitly is the same job; --overwrite starts over in the new one
+    code, err = run_cli(capsys, *args, "--input-format", "text")
+    assert code == 0, err
+    m = embed([str(path)], str(out), model=model, shard_rows=2, input_format="jsonl", overwrite=True)
+    assert [f["format"] for f in m["inputs"]] == ["jsonl"] and m["total_rows"] == 5
