@@ -77,6 +77,10 @@ def embed(
         raise ValueError(refusal)
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if ray_actors is not None and (
+        not isinstance(ray_actors, int) or isinstance(ray_actors, bool) or ray_actors < 1
+    ):
+        raise ValueError(f"ray_actors (--ray-actors) must be a positive integer, got {ray_actors!r}")
     if engine == "ray":
         require_ray()
     targets = device_list(device, devices)

@@ -6,6 +6,8 @@
   ``--overwrite`` removes the Ray run's files.
 - A changed ``--input-format`` between a run and its rerun or resume is refused as another job (it was
   dropped: the old output returned, or resumed, as a success).
+- ``--ray-actors 0`` (or negative) is refused before anything runs (it started Ray, left a manifest
+  "running" and ended on Ray's "('size must be >= 1', 0)").
 
 The Ray folders are written by hand (the state a Ray run leaves: a manifest of engine ``ray`` with its
 ``ray_file_prefix``, and ``part-ray-*`` files), so no Ray instance starts. The model is a tiny random BERT.
@@ -13,6 +15,7 @@ The Ray folders are written by hand (the state a Ray run leaves: a manifest of e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -111,3 +114,30 @@ def test_a_changed_input_format_is_refused_on_rerun_and_resume(tmp_path, capsys,
     assert code == 0, err
     m = embed([str(path)], str(out), model=model, shard_rows=2, input_format="jsonl", overwrite=True)
     assert [f["format"] for f in m["inputs"]] == ["jsonl"] and m["total_rows"] == 5
+
+
+@pytest.mark.parametrize("actors", [0, -2])
+def test_ray_actors_must_be_positive_before_anything_runs(tmp_path, capsys, monkeypatch, model, docs, actors):
+    import fastbert.embed.api as api
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("the Ray engine ran")
+
+    monkeypatch.setattr(api, "run_ray", no_ray)
+    out = tmp_path / "vectors"
+    for engine in ("ray", "local"):
+        with pytest.raises(
+            ValueError, match=rf"ray_actors \(--ray-actors\) must be a positive integer, got {actors}"
+        ):
+            embed([docs], str(out), model=model, engine=engine, ray_actors=actors, progress=False)
+    with pytest.raises(ValueError, match="ray_actors"):
+        embed([docs], str(out), model=model, engine="ray", ray_actors=True, progress=False)
+    assert not out.exists()
+    ray = ["--ray"] if importlib.util.find_spec("ray") is not None else []  # without Ray: "install Ray" first
+    line = one_error_line(
+        *run_cli(capsys, docs, "--model", model, "-o", str(out), *ray, "--ray-actors", str(actors))
+    )
+    assert (
+        line == f"fastbert embed: error: ray_actors (--ray-actors) must be a positive integer, got {actors}"
+    )
+    assert not out.exists()  # nothing written, not even the folder
