@@ -518,8 +518,15 @@ def _cli_main(args: argparse.Namespace) -> int:
             progress=args.progress,
             **extra,
         )
-    except (AssertionError, RuntimeError) as e:  # torch, moving the model to the device
-        raise ValueError(f"cannot use device {args.device!r}: {e}") from None
+    except (AssertionError, RuntimeError) as e:
+        from .factory import device_move_error
+
+        moved_to = device_move_error(e)
+        if moved_to is not None:  # torch, moving the model to the device
+            raise ValueError(f"cannot use device {args.device or str(moved_to)!r}: {e}") from None
+        if isinstance(e, ValueError):  # a checkpoint of another shape: said as it is
+            raise
+        raise ValueError(str(e) or type(e).__name__) from None  # loading the model: one line, as it is
     except ValueError as e:  # too small or too large: the pipeline names its argument, this its flag
         if args.max_length is not None and str(e).startswith(f"max_length={args.max_length} is "):
             raise ValueError("--max-length " + str(e).removeprefix("max_length=")) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -177,7 +178,7 @@ def pipeline(
             device = 0 if torch.cuda.is_available() else -1
         target = resolve_device(device)
         loaded = getattr(auto, spec["auto"]).from_pretrained(path, config=config, **load_kwargs)
-        loaded = loaded.to(target)
+        loaded = _to_device(loaded, target)
     elif isinstance(model, torch.nn.Module):
         path = _model_path(model)
         loaded = model
@@ -193,7 +194,7 @@ def pipeline(
             loaded = loaded.to(torch_dtype)
         target = resolve_device(device, loaded)
         if device is not None:
-            loaded = loaded.to(target)
+            loaded = _to_device(loaded, target)
     else:
         raise ValueError(f"model must be a folder, a hub id or a loaded model, not {type(model).__name__}")
     loaded.eval()
@@ -235,3 +236,24 @@ def pipeline(
     if folder_max_length:  # messages say "the model's maximum", not max_length=N
         pipe._max_length_given = False
     return pipe
+
+
+#: the attribute :func:`_to_device` sets on an error raised by the move of a model to its device
+_DEVICE_ATTR = "_fastbert_device"
+
+
+def _to_device(model: Any, target: Any) -> Any:
+    """``model.to(target)``; an error raised there (torch's own, of its own type and message: CUDA out of
+    memory, a device torch cannot use) is marked with the device, so that :func:`device_move_error` tells
+    it from an error of loading the model (a checkpoint of another shape, a corrupt file)."""
+    try:
+        return model.to(target)
+    except Exception as e:
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(e, _DEVICE_ATTR, target)
+        raise
+
+
+def device_move_error(error: BaseException) -> Any:
+    """The device whose move of the model raised ``error`` (:func:`_to_device`), None for another error."""
+    return getattr(error, _DEVICE_ATTR, None)

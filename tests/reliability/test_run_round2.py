@@ -542,3 +542,48 @@ def test_run_cuda_without_cuda_is_one_line(device, monkeypatch, capsys):
         stdin="x\n",
     )
     one_line(code, err, f"--device '{device}'", "CUDA")
+
+
+@pytest.fixture
+def wrong_shape(ckpt, tmp_path) -> str:
+    """The ``seq`` checkpoint under a config.json that says hidden_size 32 (its weights are 16 wide)."""
+    import shutil
+
+    path = tmp_path / "shape"
+    shutil.copytree(ckpt["seq"], path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(dict(config, hidden_size=32)))
+    return str(path)
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_run_load_error_is_not_blamed_on_the_device(wrong_shape, device, monkeypatch, capsys):
+    """A checkpoint of another shape than its config was 'cannot use device None: Error(s) in loading
+    state_dict...': every RuntimeError of building the pipeline was worded as a device error."""
+    args = ["--task", "text-classification", "--model", wrong_shape] + (
+        ["--device", device] if device else []
+    )
+    code, _, err = run_here(monkeypatch, capsys, *args, stdin="hello\n")
+    line = one_line(code, err, "Error(s) in loading state_dict", "size mismatch")
+    assert "device" not in line, line
+
+
+def test_run_error_moving_the_model_names_the_device(ckpt, monkeypatch, capsys):
+    """An error of the move to the device (torch's CUDA out of memory, say) still names the device."""
+
+    def oom(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 MiB")
+
+    monkeypatch.setattr(torch.nn.Module, "to", oom)
+    code, _, err = run_here(
+        monkeypatch,
+        capsys,
+        "--task",
+        "text-classification",
+        "--model",
+        ckpt["seq"],
+        "--device",
+        "cpu",
+        stdin="hello\n",
+    )
+    one_line(code, err, "cannot use device 'cpu': CUDA out of memory")
