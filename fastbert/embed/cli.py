@@ -104,6 +104,7 @@ def cli_main(args) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DuplicateIdWarning)  # said below, in one line
+        warnings.showwarning = _show_warning  # another (a backend's fallback): one line, as errors are
         manifest = _embed(embed, args)
     if manifest.get("duplicate_ids"):
         print(f"fastbert embed: warning: {duplicate_ids_message(manifest)}", file=sys.stderr)
@@ -113,6 +114,10 @@ def cli_main(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fastbert embed: warning: {message}", file=sys.stderr)
 
 
 def _embed(embed, args) -> dict:

@@ -14,6 +14,10 @@ from .batching import token_budget_batches
 from .job import Job, pinned_commit
 from .readers import ON_ERROR_HINT, Row, bad_row_message
 
+#: the pipeline's warning of a row truncated to the model's maximum (``input of 600 tokens truncated to
+#: the model's maximum of 512: ...``), which the encoder hides
+TRUNCATION_WARNING = r"input (pair )?of \d+ tokens truncated to "
+
 
 class Encoder:
     """A pipeline and the token-budget batching around it: texts in, float32 vectors out, in order.
@@ -78,7 +82,9 @@ class Encoder:
         import torch
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # truncation warnings: one a row, and expected here
+            # the pipeline's truncation warnings: one a row, and expected here (the job's max_length); any
+            # other warning passes (a backend's fallback, said once: --attn-implementation triton on a CPU)
+            warnings.filterwarnings("ignore", message=TRUNCATION_WARNING, category=UserWarning)
             if self.job.task == "sentence-embedding":
                 out = self.pipe(texts, batch_size=len(texts), return_tensors=True)
                 return out.float().numpy()

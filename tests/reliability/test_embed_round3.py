@@ -8,6 +8,8 @@
   dropped: the old output returned, or resumed, as a success).
 - ``--ray-actors 0`` (or negative) is refused before anything runs (it started Ray, left a manifest
   "running" and ended on Ray's "('size must be >= 1', 0)").
+- Warnings of the forward other than the per-row truncation warnings reach the user (``--attn-implementation
+  triton`` on the CPU ran sdpa without a word): the backend's fallback, once, one line from the CLI.
 
 The Ray folders are written by hand (the state a Ray run leaves: a manifest of engine ``ray`` with its
 ``ray_file_prefix``, and ``part-ray-*`` files), so no Ray instance starts. The model is a tiny random BERT.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 
 import pyarrow.dataset as ds
 import pytest
@@ -141,3 +144,43 @@ def test_ray_actors_must_be_positive_before_anything_runs(tmp_path, capsys, monk
         line == f"fastbert embed: error: ray_actors (--ray-actors) must be a positive integer, got {actors}"
     )
     assert not out.exists()  # nothing written, not even the folder
+
+
+def test_a_backend_fallback_is_said_and_truncation_is_not(tmp_path, capsys, monkeypatch, model):
+    """triton on the CPU falls back to sdpa with one warning (the forward hid every warning); the rows longer
+    than max_length are still not warned of, one by one."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    path = tmp_path / "docs.txt"
+    path.write_text("".join(" ".join(["the city"] * (i + 3)) + "\n" for i in range(20)))  # all over 8 tokens
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embed(
+            [str(path)],
+            str(tmp_path / "api"),
+            model=model,
+            device="cpu",
+            attn_implementation="triton",
+            max_length=8,
+            progress=False,
+        )
+    said = [str(w.message) for w in caught]
+    assert [m for m in said if "falling back to the sdpa backend" in m], said
+    assert not [m for m in said if "truncated" in m], said
+    code, err = run_cli(
+        capsys,
+        str(path),
+        "--model",
+        model,
+        "-o",
+        str(tmp_path / "cli"),
+        "--device",
+        "cpu",
+        "--attn-implementation",
+        "triton",
+        "--max-length",
+        "8",
+    )
+    assert code == 0, err
+    ours = [line for line in err if "falling back" in line]
+    assert len(ours) == 1 and ours[0].startswith("fastbert embed: warning: fastbert: "), err
+    assert not [line for line in err if "truncated" in line], err
