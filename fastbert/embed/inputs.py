@@ -42,6 +42,12 @@ def expand_inputs(inputs: Sequence[str] | str) -> list[str]:
             out.extend(matches)
         elif os.path.isdir(item):
             raise OSError(f"input {item} is a folder: pass its files or a glob such as {item}/*.jsonl")
+        elif not os.path.isfile(item) and (item == "-" or os.path.exists(item)):  # stdin, a pipe, a device
+            raise OSError(
+                f"input {'- (stdin)' if item == '-' else item} is not a regular file: embed needs regular "
+                "files (it reads each input twice, a scan then the shards, and resumes from byte offsets, "
+                "which a pipe cannot do): write it to a file first"
+            )
         elif not os.path.isfile(item):
             raise OSError(f"input file {item} does not exist")
         else:

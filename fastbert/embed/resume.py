@@ -81,7 +81,8 @@ class OutputFolder:
         if self.remote:
             if engine != "ray":
                 raise ValueError(
-                    f"output {output} is a URI: the local engine writes local folders (use engine='ray')"
+                    f"output {output} is a URI: the local engine writes local folders (use --ray, engine='ray' "
+                    "from Python)"
                 )
             return
         if os.path.exists(output) and not os.path.isdir(output):

@@ -10,6 +10,8 @@
   "running" and ended on Ray's "('size must be >= 1', 0)").
 - Warnings of the forward other than the per-row truncation warnings reach the user (``--attn-implementation
   triton`` on the CPU ran sdpa without a word): the backend's fallback, once, one line from the CLI.
+- Messages that named the wrong thing: stdin (``-``) or a pipe as an input "does not exist" (it is not a
+  regular file); an output URI without ``--ray`` said ``engine='ray'`` on the command line.
 
 The Ray folders are written by hand (the state a Ray run leaves: a manifest of engine ``ray`` with its
 ``ray_file_prefix``, and ``part-ray-*`` files), so no Ray instance starts. The model is a tiny random BERT.
@@ -184,3 +186,22 @@ def test_a_backend_fallback_is_said_and_truncation_is_not(tmp_path, capsys, monk
     ours = [line for line in err if "falling back" in line]
     assert len(ours) == 1 and ours[0].startswith("fastbert embed: warning: fastbert: "), err
     assert not [line for line in err if "truncated" in line], err
+
+
+def test_stdin_or_a_pipe_as_input_says_it_needs_regular_files(tmp_path, capsys, model, docs):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # never opened: refused from its type
+    for item, shown in (("-", "- (stdin)"), (str(fifo), str(fifo))):
+        out = tmp_path / "out"
+        line = one_error_line(
+            *run_cli(capsys, item, "--model", model, "-o", str(out), "--input-format", "text")
+        )
+        assert f"input {shown} is not a regular file: embed needs regular files" in line, line
+        assert "does not exist" not in line and not out.exists()
+    line = one_error_line(*run_cli(capsys, str(tmp_path / "nope.txt"), "--model", model, "-o", str(out)))
+    assert "does not exist" in line  # a missing file is still said so
+
+
+def test_an_output_uri_without_ray_names_the_flag(tmp_path, capsys, model, docs):
+    line = one_error_line(*run_cli(capsys, docs, "--model", model, "-o", "s3://bucket/vectors"))
+    assert "the local engine writes local folders (use --ray, engine='ray' from Python)" in line, line
