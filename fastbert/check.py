@@ -86,6 +86,18 @@ TRITON_EAGER = "triton-eager"
 TRITON_PACKED = "triton-packed"
 
 
+def _check_backend_names(backends: tuple[str, ...] | None) -> None:
+    """A ValueError naming a backend that is none of fastbert's (a transformers one said so)."""
+    from .config import _TRANSFORMERS_ONLY, BACKENDS, check_attn_implementation
+
+    known = (*BACKENDS, TRITON_EAGER, TRITON_PACKED)
+    for backend in backends or ():
+        if backend in _TRANSFORMERS_ONLY:
+            check_attn_implementation(backend)  # flash_attention_2...: "a transformers backend"
+        if backend not in known:
+            raise ValueError(f"unknown backend {backend!r} in --attn-implementation: use {', '.join(known)}")
+
+
 def run_check(
     model: str | None = None,
     config: str | None = None,
@@ -103,6 +115,7 @@ def run_check(
     from .hub import embedded_model_path
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _check_backend_names(backends)  # before the model loads
     if model is None and config is None:
         model = embedded_model_path()
     cfg, path, inputs = _inputs(model, config, batch, seqlen)

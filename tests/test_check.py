@@ -238,3 +238,28 @@ def test_check_draws_a_configs_weights_once(monkeypatch):
     assert [(r.provider, r.dtype, r.max_err) for r in rows] == [
         (r.provider, r.dtype, r.max_err) for r in before
     ]
+
+
+def test_check_refuses_an_unknown_backend_before_the_model_loads(monkeypatch, capsys):
+    """``--backends flash`` loaded the model (transformers' progress bar on stderr) before the refusal."""
+    import pytest
+
+    from fastbert.cli import main
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(check, "_inputs", no_load)
+    with pytest.raises(
+        ValueError, match=r"unknown backend 'flash' in --attn-implementation: use eager, sdpa"
+    ):
+        check.run_check(config="tiny", dtypes=("fp32",), backends=("eager", "flash"), device="cpu")
+    with pytest.raises(ValueError, match="flash_attention_2.*is a transformers backend"):
+        check.run_check(config="tiny", dtypes=("fp32",), backends=("flash_attention_2",), device="cpu")
+    capsys.readouterr()
+    assert main(["check", "--config", "tiny", "--backends", "flash", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "fastbert check: error: unknown backend 'flash' in --attn-implementation: use eager, sdpa, triton, "
+        f"{check.TRITON_EAGER}, {check.TRITON_PACKED}"
+    ], err
