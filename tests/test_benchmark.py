@@ -641,3 +641,18 @@ def test_an_optimum_that_does_not_import_is_a_skip_with_its_reason(monkeypatch):
     assert (
         fb.PROVIDERS["st-openvino"].unavailable("cpu", torch.float32) == "optimum.exporters.openvino broken"
     )
+
+
+@pytest.mark.parametrize("suite", [[], ["--suite", "long"], ["--suite", "serve"]])
+def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys, suite):
+    """``--out`` naming an existing file printed a raw "[Errno 17] File exists" once the run had started."""
+    target = tmp_path / "a.txt"
+    target.write_text("keep")
+    capsys.readouterr()
+    assert cli_main(["bench", "--tiny", *suite, "--out", str(target)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"fastbert bench: error: --out {target} is not a folder: --out names the folder the results are "
+        "written to (rows.jsonl, bench.json/csv, TABLE.md, PNG), created if missing"
+    ], err
+    assert target.read_text() == "keep"

@@ -191,8 +191,20 @@ def list_providers(device: str) -> str:
     return format_table(["provider", "kind", f"on {device}", "what"], rows)
 
 
+def check_out(out: str | None) -> None:
+    """A ValueError when ``--out`` exists and is not a folder (it is made when missing)."""
+    import os
+
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(
+            f"--out {out} is not a folder: --out names the folder the results are written to (rows.jsonl, "
+            "bench.json/csv, TABLE.md, PNG), created if missing"
+        )
+
+
 def cli_main(args: argparse.Namespace) -> int:
     """``fastbert bench``: runs a suite, prints the table; 1 when a fastbert row is wrong or failed."""
+    check_out(args.out)
     if args.suite == "serve":  # HTTP servers under load: fastbert.benchmark.serve
         from fastbert.benchmark.serve import cli_main as serve_main
 
