@@ -466,21 +466,26 @@ class PreTrainedMixin:
             info = load_into_model(
                 model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
             )
-        except CheckpointShapeError:
+        except CheckpointShapeError as mismatch:
             # config.json's num_labels and id2label disagree and the head fits neither num_labels: the head
             # has id2label's count (transformers 4 kept id2label): those labels, if the checkpoint fits them
             if labels_in_file is None:
                 raise
+            said = config.id2label, config.label2id
+            config.id2label = dict(labels_in_file)
+            config.label2id = {v: k for k, v in labels_in_file.items()}
+            try:
+                model = cls._build(config, model_args, torch_dtype, device)
+                info = load_into_model(
+                    model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
+                )
+            except CheckpointShapeError:  # the head fits id2label's count neither: the mismatch as declared
+                config.id2label, config.label2id = said
+                raise mismatch from None
             warnings.warn(
                 f"{path}: the checkpoint's head has {len(labels_in_file)} outputs, as config.json's id2label: "
                 f"loading it with those labels ({', '.join(map(str, labels_in_file.values()))}), as transformers 4",
                 stacklevel=2,
-            )
-            config.id2label = dict(labels_in_file)
-            config.label2id = {v: k for k, v in labels_in_file.items()}
-            model = cls._build(config, model_args, torch_dtype, device)
-            info = load_into_model(
-                model, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes, source=path
             )
         del state_dict
         model.tie_weights()

@@ -122,6 +122,24 @@ def test_id2label_that_fits_the_head_wins_over_num_labels(tmp_path):
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
 
 
+def test_a_head_that_fits_neither_num_labels_nor_id2label_is_a_mismatch_without_a_label_warning(tmp_path):
+    """config.json: num_labels 5, id2label of 1, a 3-row classifier: the size mismatch, and no warning that
+    the head has id2label's 1 output (it was said before the retry it described had failed)."""
+    config = fastbert.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=20, num_labels=3)  # fmt: skip
+    fastbert.BertForSequenceClassification(config).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data.update(num_labels=5, id2label={"0": "only"}, label2id={"only": 0})
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="size mismatch for classifier.weight"):
+            fastbert.BertForSequenceClassification.from_pretrained(tmp_path)
+    assert not [w for w in said if "outputs, as config.json's id2label" in str(w.message)], [
+        str(w.message) for w in said
+    ]
+
+
 def test_not_json_and_not_an_object(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(OSError, match="does not hold a JSON object"):
