@@ -531,6 +531,28 @@ def test_cli_refuses_bad_tasks_and_shapes_before_running(capsys):
         assert said in capsys.readouterr().err and time.perf_counter() - t0 < 20, args
 
 
+def test_cli_refuses_an_unknown_model_before_anything_runs(tmp_path, capsys):
+    """``--models /missing/folder`` ran the suite, wrote its result files and ended in error rows; it is one
+    line, exit 2, before any row and any file."""
+    out = tmp_path / "out"
+    argv = [
+        "bench",
+        "--models",
+        str(tmp_path / "missing"),
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        str(out),
+    ]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"unknown model '{tmp_path / 'missing'}'" in err and "error rows" not in err and "stopped" not in err
+    )
+    assert not out.exists()
+
+
 def test_a_suite_shape_longer_than_the_model_is_a_skipped_row():
     """A suite's shape over a model given by --models (RoBERTa's 514 positions take 512 tokens, the tiny one's
     130 take 128) is a skipped row saying so, not dropped without a word."""

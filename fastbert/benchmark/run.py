@@ -217,6 +217,8 @@ def resolve_groups(
         for d in g.dtypes:
             if d not in DTYPES:
                 raise ValueError(f"unknown dtype {d!r}; known: {', '.join(DTYPES)}")
+        for m in g.models if g.kind == "tensor" else ():
+            model_source(m)  # an unknown name or a missing folder fails before anything loads
         out.append(g)
     return out
 
