@@ -257,10 +257,12 @@ def test_an_error_after_the_gate_is_its_providers_row_and_the_run_goes_on(tmp_pa
         return build
 
     # the gate makes calls 1 and 2, the warm-up call 3, the timed rounds 4 on
+    broken_folder = tmp_path / "no-such-model"  # a folder (an unknown name is refused before the run) with no
+    broken_folder.mkdir()  # config.json: it fails to load inside the run
     extra = {"warm": fb.Provider("warm", "", failing_on(3)), "timed": fb.Provider("timed", "", failing_on(4))}
     groups = [
         fb.Group("test", ("tiny",), ("2x8", "2x16"), ("hf-sdpa", "warm", "timed")),
-        fb.Group("broken", ("no-such-model-xyz",), ("2x8",), ("hf-sdpa",)),
+        fb.Group("broken", (str(broken_folder),), ("2x8",), ("hf-sdpa",)),
         fb.Group("later", ("tiny",), ("2x8",), ("hf-sdpa", "hf-eager")),
     ]
     opts = fb.BenchOptions(groups=groups, extra_providers=extra, out=str(tmp_path), plots=False, **FAST)
