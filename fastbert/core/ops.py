@@ -78,6 +78,7 @@ from .attention_ref import (
 )
 from .layers_ref import ACTIVATIONS, activation
 from .padding import Packing, pack, unpack
+from .tracing import traced
 
 __all__ = [
     "ACTIVATIONS",
@@ -155,7 +156,7 @@ def _cpu_inference(x, weight, bias) -> bool:
     oneDNN's op nor ``addmm(out=)`` would (they are not autocast ops)."""
     return (
         x.device.type == "cpu"
-        and not torch.compiler.is_compiling()
+        and not traced(x)
         and not torch.is_autocast_enabled("cpu")
         and not (
             torch.is_grad_enabled()

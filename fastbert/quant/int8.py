@@ -37,6 +37,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..core.tracing import traced
 from .notes import Notes, note_compile
 
 __all__ = [
@@ -308,7 +309,7 @@ class WeightWatch:
         """The model's own linear where this copy does not run (while torch.compile traces: the copies run in
         eager mode only; with gradients; inputs it does not take), with the model's warning; None where it
         runs, after packing an edited or another weight again."""
-        if torch.compiler.is_compiling():
+        if traced(x):  # not torch's process-wide compile flag: another thread may be compiling
             note_compile(self.notes.key, self.method)  # said once, while Dynamo traces
             return F.linear(x, weight, bias)  # tracing: the model's weights
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):

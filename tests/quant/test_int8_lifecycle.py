@@ -421,3 +421,22 @@ def test_transformers_trainer_takes_an_int8_model(tmp_path):
     with torch.no_grad():
         direct = model(input_ids=IDS).logits
     torch.testing.assert_close(torch.as_tensor(predicted), direct, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_runs_int8_while_another_thread_compiles(monkeypatch):
+    """torch holds its compile flag up process-wide for a whole compile session: a thread running the int8
+    model eagerly meanwhile (a server's second worker while the first compiles the fused int8 passes) still
+    computes int8, silently fp32 before (one of 8 concurrent requests differed), with a false torch.compile
+    warning. The sdpa table's oneDNN / workspace choice likewise."""
+    from fastbert.core import ops
+
+    _, q = _int8_model()
+    expected = _out(q)
+    monkeypatch.setattr(torch.compiler, "_is_compiling_flag", True)  # another thread's compile session
+    assert torch.compiler.is_compiling()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "under torch.compile" warning
+        got = _out(q)
+    assert torch.equal(got, expected)
+    x = torch.randn(4, 8)
+    assert ops._cpu_inference(x, torch.randn(8, 8), None)
