@@ -107,6 +107,7 @@ class Server:
             "model_id": spec.model_id,
             "model_sha": None,
             "model_dtype": self.models[0].dtype_name,
+            "quantization": self.models[0].quantization,  # fastbert's, beside TEI's fields
             "served_model_name": self.served_model_name,
             "model_type": model_type,
             "max_concurrent_requests": self.options.max_concurrent_requests,
@@ -878,6 +879,7 @@ def startup_line(address: str, spec: ModelSpec, models: list[ServedModel]) -> st
     return (
         f"fastbert serve: listening on {address} model={spec.model_id} ({spec.kind}) "
         f"device={devices} dtype={models[0].dtype_name}"
+        + (f" quantization={models[0].quantization}" if models[0].quantization else "")
     )
 
 

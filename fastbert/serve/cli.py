@@ -202,12 +202,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         help="request body bytes; larger bodies are answered 413",
     )
     parser.add_argument(
-        "--dtype", default=env("dtype"), help="float32, float16 or bfloat16 (default: fp16 on GPUs)"
+        "--dtype",
+        default=env("dtype"),
+        help="float32, float16, bfloat16, or auto: the checkpoint's dtype (default: fp16 on GPUs, else fp32)",
     )
     parser.add_argument(
         "--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="backend"
     )
-    parser.add_argument("--quantization", default=None, help="quantize the loaded model (e.g. int8)")
+    parser.add_argument(
+        "--quantization",
+        default=None,
+        help="quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+)",
+    )
     parser.add_argument(
         "--pooling",
         type=_pooling,

@@ -332,13 +332,21 @@ class ServedModel:
             "sequence-classification": auto.AutoModelForSequenceClassification,
         }[registry.task_of_class(spec.architecture)]
         if options.quantization:
-            if device.type != "cpu":
-                raise ValueError(
-                    f"--quantization {options.quantization} runs on the CPU (fastbert.quant), not on {device.type}"
-                )
             kwargs["quantization"] = options.quantization
+            if device.type != "cpu":  # int8 / fp8 on CUDA calibrate on the GPU: load there (fp8 checks its
+                kwargs["device_map"] = str(device)  # capability in from_pretrained, before the weights)
         model = cls.from_pretrained(spec.path, **kwargs)
         self.model = model.to(device).eval()
+        # what runs, not what was asked: "auto" is the checkpoint's dtype (from_pretrained's torch_dtype)
+        self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), self.dtype)
+        report = getattr(model, "quantization", None)
+        #: "int8 (24/24 linears)", or None: the model runs unquantized
+        self.quantization = (
+            None
+            if report is None
+            else f"{report.method} ({sum(d.precision == report.method for d in report.layers)}/{len(report.layers)}"
+            " linears)"
+        )
 
         def find(name: str) -> str | None:
             local = os.path.join(spec.path, name)

@@ -119,10 +119,6 @@ def replicas_for(
     if cuda and not gpus:
         raise ValueError(f"--devices {cuda[0]}: the Ray cluster has no GPU")
     on_gpu = bool(cuda) or (options.devices is None and gpus > 0)
-    if on_gpu and options.quantization:
-        raise ValueError(
-            f"--quantization {options.quantization} runs on the CPU (fastbert.quant), not on GPUs"
-        )
     count = replicas or (max(gpus, 1) if on_gpu else 1)
     actor = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": 1}
     have = {"num_cpus": cpus, "num_gpus": gpus}

@@ -164,6 +164,7 @@ class Info(BaseModel):
     model_id: str
     model_sha: str | None = None
     model_dtype: str
+    quantization: str | None = None
     served_model_name: str
     model_type: dict
     max_concurrent_requests: int

@@ -113,14 +113,37 @@ def test_quantization_is_applied_never_silently_dropped(tiny):
 
     from fastbert.quant import QuantizedLinear
     from fastbert.serve import ServeOptions
+    from fastbert.serve.app import startup_line
     from fastbert.serve.engine import ServedModel, describe_model
 
     options = ServeOptions(model=tiny["base"], quantization="int8")
-    served = ServedModel(describe_model(options), options, torch.device("cpu"))
+    spec = describe_model(options)
+    served = ServedModel(spec, options, torch.device("cpu"))
     assert served.model.quantization is not None
     assert isinstance(served.model.encoder.layer[0].intermediate.dense, QuantizedLinear)
-    with pytest.raises(ValueError, match="--quantization int8 runs on the CPU"):
+    n = len(served.model.quantization.layers)
+    active = sum(d.precision == "int8" for d in served.model.quantization.layers)
+    # said where a client and the log see it (/info and the startup line said float32 only)
+    assert served.quantization == f"int8 ({active}/{n} linears)" and active > 0
+    assert f"dtype=float32 quantization=int8 ({active}/{n} linears)" in startup_line("a", spec, [served])
+    # refused off the CPU and CUDA by the quantizer, before any weight loads (it was refused on every GPU,
+    # where int8 and fp8 run: "runs on the CPU (fastbert.quant)")
+    with pytest.raises(ValueError, match="runs on the CPU .* or on CUDA"):
         ServedModel(describe_model(options), options, torch.device("meta"))
+
+
+def test_served_dtype_is_what_runs(tiny):
+    """--dtype auto (from_pretrained's: the checkpoint's dtype) is reported as the dtype that runs, as TEI's
+    /info model_dtype; it was reported as "auto"."""
+    import torch
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import ServedModel, describe_model
+
+    options = ServeOptions(model=tiny["base"], dtype="auto")
+    served = ServedModel(describe_model(options), options, torch.device("cpu"))
+    assert served.dtype_name == str(next(served.model.parameters()).dtype).removeprefix("torch.") == "float32"
+    assert served.quantization is None
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max", "lasttoken", "weightedmean", "splade"])
