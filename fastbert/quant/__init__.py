@@ -147,12 +147,17 @@ class QuantizationReport:
     device: str = "cpu"
 
     @property
+    def reduced(self) -> int:
+        """How many linears run the reduced method."""
+        return sum(d.precision == self.method for d in self.layers)
+
+    @property
     def active(self) -> bool:
         """True when some linear runs the reduced method (calibration may keep them all)."""
-        return any(d.precision == self.method for d in self.layers)
+        return self.reduced > 0
 
     def __repr__(self) -> str:
-        n = sum(d.precision == self.method for d in self.layers)
+        n = self.reduced
         via = "" if self.kernel == "onednn" else f" via {self.kernel} on {self.device}"
         return (
             f"QuantizationReport({self.method}{via}: {n}/{len(self.layers)} linears {self.method}, the rest "
@@ -668,7 +673,7 @@ def _quantize(
         m.quantization = report
     if math.isnan(lo):  # pragma: no cover - an empty calibration set
         raise ValueError("the calibration set is empty")
-    if slots and not any(d.precision == method for d in report.layers):
+    if slots and not report.active:
         warn_at_caller(
             f"quantization={method!r}: calibration kept all {len(report.layers)} linears in {dtype_name} (each "
             f"{method} linear cost more than min cosine {min_cosine} / mean {mean_cosine} to {dtype_name} "

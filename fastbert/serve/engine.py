@@ -342,10 +342,7 @@ class ServedModel:
         report = getattr(model, "quantization", None)
         #: "int8 (24/24 linears)", or None: the model runs unquantized
         self.quantization = (
-            None
-            if report is None
-            else f"{report.method} ({sum(d.precision == report.method for d in report.layers)}/{len(report.layers)}"
-            " linears)"
+            None if report is None else f"{report.method} ({report.reduced}/{len(report.layers)} linears)"
         )
 
         def find(name: str) -> str | None:
