@@ -226,14 +226,13 @@ def plan_inputs(
     old_files = [file_from_record(d) for d in old.get("inputs", [])]
     same_plan = old.get("job", {}).get("shard_rows") == job.shard_rows
     now = [InputFile(p, f, size, mtime, 0) for (p, size, mtime), f in zip(stats, formats)]
-    if same_plan and [(f.path, f.size, f.mtime_ns, f.format) for f in old_files] == [
-        (f.path, f.size, f.mtime_ns, f.format) for f in now
-    ]:
-        files = old_files
-    else:
-        check_resume(old, job, now, output)  # refused before a scan (the input read another way, say)
-        files = scan_all()
-    check_resume(old, job, files, output)
+    # the job and the inputs as they are now (paths, sizes, mtimes, formats), refused before any scan; past
+    # it they are the manifest's, whose scan is reused unless the shard size changed
+    check_resume(old, job, now, output)
+    if same_plan:
+        return old_files
+    files = scan_all()
+    check_resume(old, job, files, output)  # a file that changed while it was scanned
     return files
 
 
