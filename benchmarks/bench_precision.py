@@ -190,7 +190,10 @@ def _vnni_emulated():
     from fastbert.quant.int8 import FULL, Int8Linear, reference_int8_linear
 
     def call(self, x, weight, bias=None):
-        return reference_int8_linear(x, weight, bias, self.smooth, self.scheme, self.outliers).to(x.dtype)
+        codes = self.codes  # calibration's GPTQ rounding, as the native path runs it
+        return reference_int8_linear(
+            x, weight, bias, self.smooth, self.scheme, self.outliers, codes=codes
+        ).to(x.dtype)
 
     stack = contextlib.ExitStack()
     stack.enter_context(mock.patch.object(quant, "int8_schemes", lambda: (FULL,)))

@@ -196,12 +196,12 @@ def reference_fp8_linear(
 
 
 def reference_int8_mm_linear(
-    x, weight, bias=None, smooth=None, outliers=None, compute_dtype=torch.float64
+    x, weight, bias=None, smooth=None, outliers=None, compute_dtype=torch.float64, codes=None
 ) -> torch.Tensor:
     """The ``torch._int_mm`` int8 linear's formula with the integer product in ``compute_dtype``
-    (float64 holds every int32 sum exactly)."""
+    (float64 holds every int32 sum exactly); ``codes``: the weight's codes where calibration chose them."""
     w_side, x_side = _sides(weight, smooth, outliers)
-    qw, sw = quantize_weight(weight, w_side, 127)
+    qw, sw = quantize_weight(weight, w_side, 127, codes)
     x2 = x.reshape(-1, x.shape[-1])
     qx, sx, zx = quantize_tokens_int8(x2, x_side)
     c = compute_dtype
@@ -244,7 +244,16 @@ class _ReducedLinear(WeightWatch):
 
     _PACKED = ("qw_t", "w_scale", "w_sum", "w_outliers", "zero_bias")
 
-    def __init__(self, weight, smooth, alpha: float, error: float, outliers=None, notes: Notes | None = None):
+    def __init__(
+        self,
+        weight,
+        smooth,
+        alpha: float,
+        error: float,
+        outliers=None,
+        notes: Notes | None = None,
+        codes=None,
+    ):
         why = shape_refusal(self.method, weight)
         if why is not None:
             raise ValueError(why)
@@ -260,6 +269,7 @@ class _ReducedLinear(WeightWatch):
         )
         self.out_features, self.in_features = weight.shape
         self.notes = notes if notes is not None else Notes()
+        self._take_codes(codes, weight)
         self.repack(weight)
 
     def _pack(self, weight: torch.Tensor) -> None:
@@ -356,13 +366,13 @@ class IntMMLinear(_ReducedLinear):
 
     method = "int8"
 
-    def __init__(self, weight, smooth, alpha, error, outliers=None, notes=None):
+    def __init__(self, weight, smooth, alpha, error, outliers=None, notes=None, codes=None):
         if not hasattr(torch, "_int_mm"):
             raise RuntimeError(int_mm_refusal(weight.device))
-        super().__init__(weight, smooth, alpha, error, outliers, notes)
+        super().__init__(weight, smooth, alpha, error, outliers, notes, codes)
 
     def _pack(self, weight: torch.Tensor) -> None:
-        qw, sw = quantize_weight(weight, self.w_side, 127)
+        qw, sw = quantize_weight(weight, self.w_side, 127, self._codes_for(weight))
         self.qw_t = qw.t()  # (K, N) column-major view of the (N, K) int8 copy
         self.w_scale = sw.reshape(1, -1).contiguous()  # (1, N) fp32
         self.w_sum = qw.sum(dim=1, dtype=torch.int32).float().reshape(1, -1)  # (1, N): for the zero points
@@ -372,8 +382,8 @@ class IntMMLinear(_ReducedLinear):
 
     def __repr__(self) -> str:
         return (
-            f"int8 via torch._int_mm (weights per channel |q|<=127, activations per token with a zero point, "
-            f"{self._describe()})"
+            f"int8 via torch._int_mm (weights per channel |q|<=127, {self.rounding()}, activations per token "
+            f"with a zero point, {self._describe()})"
         )
 
     def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -402,9 +412,11 @@ def fp8_output_dtype(device: torch.device, dtype: torch.dtype, per_row: bool = T
 LINEARS = {"fp8": Fp8Linear, "int8": IntMMLinear}
 
 
-def emulate(method: str, rows, weight, smooth, outliers) -> torch.Tensor:
+def emulate(method: str, rows, weight, smooth, outliers, codes=None) -> torch.Tensor:
     """The method's formula (no bias) on calibration rows, products in fp32 (exact for the e4m3 products,
     and for int8 sums below 2**24): what calibration measures each candidate by."""
     if method == "fp8":
         return reference_fp8_linear(rows, weight, None, smooth, outliers, compute_dtype=torch.float32)
-    return reference_int8_mm_linear(rows, weight, None, smooth, outliers, compute_dtype=torch.float32)
+    return reference_int8_mm_linear(
+        rows, weight, None, smooth, outliers, compute_dtype=torch.float32, codes=codes
+    )

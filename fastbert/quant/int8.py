@@ -95,13 +95,25 @@ def int8_schemes() -> tuple[Int8Scheme, ...]:
     return AVX2_SCHEMES
 
 
-def quantize_weight(w: torch.Tensor, smooth: torch.Tensor | None, qmax: int = 127):
-    """(N, K) fp32 weight -> (int8 (N, K), fp32 (N,) scales), per output channel. ``smooth`` (K,)
-    multiplies the input channels first (0 drops a channel: an outlier computed apart)."""
+def weight_grid(w: torch.Tensor, smooth: torch.Tensor | None, qmax: int = 127):
+    """(N, K) weight -> (fp32 (N, K) weight to quantize, fp32 (N,) scales): ``smooth`` (K,) multiplies the
+    input channels first (0 drops a channel: an outlier computed apart); per output channel, the largest
+    magnitude is ``qmax`` codes."""
     w = w.detach().float()
     if smooth is not None:
         w = w * smooth
-    scale = w.abs().amax(dim=1).clamp_min(1e-12) / qmax
+    return w, w.abs().amax(dim=1).clamp_min(1e-12) / qmax
+
+
+def quantize_weight(
+    w: torch.Tensor, smooth: torch.Tensor | None, qmax: int = 127, codes: torch.Tensor | None = None
+):
+    """(N, K) fp32 weight -> (int8 (N, K), fp32 (N,) scales), per output channel (:func:`weight_grid`):
+    each weight rounded to its nearest code, or ``codes`` (calibration's error-compensated rounding,
+    :mod:`fastbert.quant.gptq`) on the same scales."""
+    w, scale = weight_grid(w, smooth, qmax)
+    if codes is not None:
+        return codes, scale
     q = torch.round(w / scale[:, None]).clamp_(-qmax, qmax).to(torch.int8)
     return q, scale
 
@@ -180,12 +192,13 @@ def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torc
 
 
 def reference_int8_linear(
-    x, weight, bias, smooth, scheme: Int8Scheme, outliers=None, compute_dtype=torch.float64
+    x, weight, bias, smooth, scheme: Int8Scheme, outliers=None, compute_dtype=torch.float64, codes=None
 ) -> torch.Tensor:
     """The int8 linear's formula with the products in ``compute_dtype`` (float64: the reference its oneDNN
-    call must equal to rounding; float32: what calibration measures each candidate by)."""
+    call must equal to rounding; float32: what calibration measures each candidate by); ``codes``: the
+    weight's int8 codes where calibration chose them (:func:`quantize_weight`)."""
     w_side, x_side = split_smoothing(weight, smooth, outliers)
-    qw, w_scale = quantize_weight(weight, w_side, scheme.qmax)
+    qw, w_scale = quantize_weight(weight, w_side, scheme.qmax, codes)
     x2 = x.reshape(-1, x.shape[-1]).float()
     qx, s, z = quantize_tokens(x2, x_side, scheme.levels)
     c = compute_dtype
@@ -255,6 +268,32 @@ class WeightWatch:
     _key: tuple | None = None
     _sample: torch.Tensor | None = None
     _view: torch.Tensor | None = None  # the sampled elements of the remembered weight, a view of its memory
+    #: calibration's error-compensated int8 codes (:mod:`fastbert.quant.gptq`) for the weight values it saw
+    #: (kept in copies and pickles: the weights alone do not give them again), and those values' sample
+    codes: torch.Tensor | None = None
+    _codes_sample: torch.Tensor | None = None
+
+    def _take_codes(self, codes: torch.Tensor | None, weight: torch.Tensor) -> None:
+        """Keep ``codes`` (None: none) as the rounding of ``weight``'s current values (before packing)."""
+        self.codes = codes
+        self._codes_sample = None if codes is None else weight_sample(weight.detach()).clone()
+
+    def _codes_for(self, weight: torch.Tensor) -> torch.Tensor | None:
+        """The calibration codes while ``weight`` holds the values they were made for (the sample of
+        :func:`weight_sample`); else None, and they are dropped: a weight edited after calibration is rounded
+        to nearest from then on (calibrating again means loading again with ``quantization=``)."""
+        if self.codes is None:
+            return None
+        if self.codes.shape == weight.shape and torch.equal(
+            weight_sample(weight.detach()), self._codes_sample.to(weight.device)
+        ):
+            return self.codes.to(weight.device)
+        self.codes = self._codes_sample = None
+        return None
+
+    def rounding(self) -> str:
+        """How the weights became codes, for the repr."""
+        return "GPTQ rounding" if self.codes is not None else "nearest rounding"
 
     def _remember(self, weight: torch.Tensor) -> None:
         self._key = _identity(weight)
@@ -343,8 +382,11 @@ class WeightWatch:
         return y.view(*lead, self.out_features)
 
     def invalidate(self) -> None:
-        """Make the copy again at the next call (:func:`fastbert.quant.refresh`)."""
+        """Make the copy again at the next call from the current weight, rounded to nearest
+        (:func:`fastbert.quant.refresh`: the weight may have changed where the sample does not see it, so
+        calibration's codes are dropped)."""
         self._key = None
+        self.codes = self._codes_sample = None
 
     def __getstate__(self) -> dict:
         """``copy.deepcopy``, pickle and ``torch.save`` leave the packed copy out (oneDNN's prepacked weight
@@ -364,6 +406,8 @@ class Int8Linear(WeightWatch):
     Attributes:
         smooth: (K,) fp32 SmoothQuant factors (None: no migration), alpha: their migration strength.
         outliers: int64 (k,) input channels computed in fp32 apart (None: none).
+        codes: int8 (N, K) codes of the weight chosen by calibration (:mod:`fastbert.quant.gptq`; None: each
+            weight rounded to nearest).
         scheme: the activations' and the weights' ranges (:func:`int8_schemes`).
         error: relative error of this linear on the calibration tokens (``||y_int8 - y|| / ||y||``).
         notes: the warnings said for the model (shared by its linears: each reason once per model).
@@ -381,6 +425,7 @@ class Int8Linear(WeightWatch):
         error: float,
         outliers: torch.Tensor | None = None,
         notes: Notes | None = None,
+        codes: torch.Tensor | None = None,
     ):
         if _QLINEAR is None:
             raise RuntimeError(
@@ -397,11 +442,12 @@ class Int8Linear(WeightWatch):
         self.error = error
         self.notes = notes if notes is not None else Notes()
         self.out_features, self.in_features = weight.shape
+        self._take_codes(codes, weight)
         self.repack(weight)
 
     def _pack(self, weight: torch.Tensor) -> None:
         prepack, _ = _QLINEAR
-        qw, self.w_scale = quantize_weight(weight, self.w_side, self.scheme.qmax)
+        qw, self.w_scale = quantize_weight(weight, self.w_side, self.scheme.qmax, self._codes_for(weight))
         self.w_sum = qw.sum(dim=1, dtype=torch.int32).float() * self.w_scale  # (N,) for the zero points
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.w_zero = torch.zeros(qw.shape[0], dtype=torch.long)
@@ -412,7 +458,10 @@ class Int8Linear(WeightWatch):
     def __repr__(self) -> str:
         smooth = f"smoothquant alpha={self.alpha}" if self.smooth is not None else "no smoothing"
         k = 0 if self.outliers is None else len(self.outliers)
-        return f"int8 ({self.scheme}, {smooth}, {k} outlier channels fp32, calib err {self.error:.1e})"
+        return (
+            f"int8 ({self.scheme}, {self.rounding()}, {smooth}, {k} outlier channels fp32, calib err "
+            f"{self.error:.1e})"
+        )
 
     def inactive(self, weight: torch.Tensor) -> str | None:
         """Why this copy does not run for ``weight`` (None when it does): it takes fp32 CPU weights."""

@@ -1,0 +1,203 @@
+"""GPTQ rounding of the int8 weights (fastbert.quant.gptq): the codes lower the linear's error on
+correlated inputs against nearest rounding, stay on the same grid, run through oneDNN's int8 GEMM (and
+``torch._int_mm``) as their formula, are chosen by calibration and said in the repr, survive copies and
+pickles, and are dropped when the weight changes (nearest rounding of the new weight from then on)."""
+
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastbert
+from fastbert.quant import quantize, refresh
+from fastbert.quant.gptq import compensated_codes, input_gram
+from fastbert.quant.int8 import (
+    Int8Linear,
+    int8_available,
+    int8_schemes,
+    quantize_weight,
+    reference_int8_linear,
+    split_smoothing,
+    weight_grid,
+)
+
+pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+
+
+def _correlated(n, k, seed=0):
+    """n rows of k channels with a few strong shared directions (as LayerNorm outputs have), not i.i.d.;
+    the same directions for every seed."""
+    basis = torch.randn(8, k, generator=torch.Generator().manual_seed(k)) * torch.linspace(4, 0.5, 8)[:, None]
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, generator=g) @ basis + 0.1 * torch.randn(n, k, generator=g)
+
+
+def _error(x, w, qw, scale):
+    return (
+        (x.double() @ (qw.double() * scale.double()[:, None] - w.double()).T).norm() / (x @ w.T).norm()
+    ).item()
+
+
+@pytest.mark.parametrize("qmax", [63, 127])
+def test_gptq_codes_lower_the_output_error_on_the_same_grid(qmax):
+    torch.manual_seed(0)
+    w = torch.randn(48, 96) * 0.05
+    calib, held_out = _correlated(512, 96, 0), _correlated(512, 96, 1)
+    grid, scale = weight_grid(w, None, qmax)
+    codes = compensated_codes(grid, scale, calib.T @ calib, qmax)
+    nearest, same_scale = quantize_weight(w, None, qmax)
+    assert torch.equal(same_scale, scale) and codes.dtype == torch.int8 and codes.abs().max() <= qmax
+    assert not torch.equal(codes, nearest)
+    # a few codes move (measured: 13%), each by a step or two
+    assert (codes != nearest).float().mean() < 0.25 and (codes.int() - nearest.int()).abs().max() <= 3
+    for x in (calib, held_out):  # on the inputs it saw and on others from the same distribution
+        # measured: a tenth of nearest rounding's error, here where 8 directions carry the inputs
+        assert _error(x, w, codes, scale) < 0.3 * _error(x, w, nearest, scale)
+
+
+def test_gptq_channels_no_input_reached_round_to_nearest():
+    """Channels whose calibration inputs were all zero (H_kk = 0: the outlier channels computed apart, dead
+    units) get their nearest code and pass no error to the others; a non-finite Gram matrix gives None."""
+    torch.manual_seed(0)
+    w = torch.randn(16, 24)
+    x = _correlated(256, 24)
+    x[:, [3, 11]] = 0.0
+    grid, scale = weight_grid(w, None, 127)
+    codes = compensated_codes(grid, scale, x.T @ x, 127)
+    nearest, _ = quantize_weight(w, None, 127)
+    assert torch.equal(codes[:, [3, 11]], nearest[:, [3, 11]])
+    assert not torch.equal(codes, nearest)
+    gram = x.T @ x
+    gram[0, 0] = float("nan")
+    assert compensated_codes(grid, scale, gram, 127) is None
+
+
+def test_input_gram_applies_the_input_side_factors():
+    x = _correlated(64, 12)
+    side = torch.rand(12) + 0.5
+    side[4] = 0.0
+    torch.testing.assert_close(input_gram(x.T @ x, side), (x * side).T @ (x * side), rtol=1e-5, atol=1e-4)
+    assert input_gram(x.T @ x, None) is not None
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("outliers", [False, True])
+def test_int8_linear_runs_the_codes_as_their_formula(smooth, outliers):
+    """oneDNN's int8 GEMM with GPTQ codes equals the float64 formula with those codes (and differs from
+    nearest rounding's): the codes reach the kernel."""
+    scheme = int8_schemes()[0]
+    torch.manual_seed(0)
+    w, b = torch.randn(96, 80) * 0.05, torch.randn(96)
+    x = _correlated(21, 80)
+    s = torch.rand(80) + 0.5 if smooth else None
+    o = torch.tensor([5, 17]) if outliers else None
+    w_side, x_side = split_smoothing(w, s, o)
+    grid, scale = weight_grid(w, w_side, scheme.qmax)
+    codes = compensated_codes(grid, scale, input_gram(x.T @ x, x_side), scheme.qmax)
+    lin = Int8Linear(w, s, 0.5, scheme, 0.0, o, codes=codes)
+    with torch.no_grad():
+        y = lin(x, w, b)
+    ref = reference_int8_linear(x, w, b, s, scheme, o, codes=codes)
+    nearest = reference_int8_linear(x, w, b, s, scheme, o)
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
+    assert (ref - nearest).abs().max() > 1e-3
+    exact = F.linear(x.double(), w.double(), b.double())
+    assert (ref - exact).norm() < (nearest - exact).norm()
+    assert "GPTQ rounding" in repr(lin)
+
+
+def test_int_mm_linear_runs_the_codes_as_their_formula():
+    """The CUDA int8 linear (``torch._int_mm``; torch runs it on the CPU too) takes the codes as well."""
+    from fastbert.quant.gpu import IntMMLinear, cpu_implements, reference_int8_mm_linear
+
+    if not cpu_implements("int8"):
+        pytest.skip(f"this torch {torch.__version__} runs torch._int_mm on CUDA only")
+    torch.manual_seed(0)
+    w, b = torch.randn(96, 80) * 0.05, torch.randn(96)
+    x = _correlated(33, 80)
+    grid, scale = weight_grid(w, None, 127)
+    codes = compensated_codes(grid, scale, x.T @ x, 127)
+    lin = IntMMLinear(w, None, 0.0, 0.0, None, codes=codes)
+    with torch.no_grad():
+        y = lin(x, w, b)
+    ref = reference_int8_mm_linear(x, w, b, codes=codes)
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
+    assert (ref - reference_int8_mm_linear(x, w, b)).abs().max() > 1e-3
+    assert "GPTQ rounding" in repr(lin)
+
+
+def _batches():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 99, (8, 16), generator=g)
+    return [dict(input_ids=ids, attention_mask=torch.ones_like(ids))]
+
+
+def _model():
+    torch.manual_seed(0)
+    fp32 = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    q = copy.deepcopy(fp32)
+    quantize(q, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    return fp32, q
+
+
+def _hooks(q):
+    for layer in q.encoder.layer:
+        yield layer.attention.self.__dict__["qkv_linear"]
+        for lin in (layer.attention.output.dense, layer.intermediate.dense, layer.output.dense):
+            yield lin.qlinear
+
+
+IDS = torch.randint(1, 99, (3, 10), generator=torch.Generator().manual_seed(7))
+
+
+def _out(model):
+    with torch.no_grad():
+        return model(input_ids=IDS).last_hidden_state
+
+
+def test_calibration_rounds_by_gptq_and_says_so():
+    """Calibration keeps GPTQ's codes where they lower a linear's error on its calibration rows (here:
+    every linear of a tiny random BERT), and the repr and the recorded error say so."""
+    fp32, q = _model()
+    hooks = list(_hooks(q))
+    assert all(h.codes is not None for h in hooks)
+    assert all("GPTQ rounding" in repr(h) for h in hooks)
+    assert "GPTQ rounding" in q.encoder.layer[0].output.dense.extra_repr()
+    # the model with nearest rounding everywhere (codes dropped) is further from fp32
+    nearest = copy.deepcopy(q)
+    refresh(nearest)
+    ref = _out(fp32)
+    assert all(h.codes is None for h in _hooks(nearest))
+    assert all("nearest rounding" in repr(h) for h in _hooks(nearest))
+    assert (_out(q) - ref).norm() < (_out(nearest) - ref).norm()
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copies_keep_the_codes(how):
+    _, q = _model()
+    c = copy.deepcopy(q) if how == "deepcopy" else pickle.loads(pickle.dumps(q))
+    assert torch.equal(_out(c), _out(q))
+    assert all(h.codes is not None for h in _hooks(c))
+
+
+def test_an_edited_weight_is_rounded_to_nearest():
+    """Codes belong to the weight values calibration saw: after an edit the copy is made again by nearest
+    rounding of the new weight (what the repr says), not from stale codes."""
+    fp32, q = _model()
+    dense = q.encoder.layer[0].intermediate.dense
+    with torch.no_grad():
+        dense.weight.mul_(1.5)
+        fp32.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
+    x = torch.randn(5, 32)
+    with torch.no_grad():
+        y = dense(x)
+    h = dense.qlinear
+    assert h.codes is None and "nearest rounding" in repr(h)
+    ref = reference_int8_linear(x, dense.weight, dense.bias, h.smooth, h.scheme, h.outliers)
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
+    # the other linears keep theirs
+    assert q.encoder.layer[0].output.dense.qlinear.codes is not None
