@@ -8,11 +8,12 @@ left lies where the inputs have little energy. The codes stay on the same grid (
 scale of :func:`fastbert.quant.int8.quantize_weight`, ``|q| <= qmax``), so the int8 GEMM and its formula
 do not change; only which integer each weight gets.
 
-Measured on the real MiniLM (24 linears, SmoothQuant and outlier channels as calibration chose them,
-2,000 Python docstrings that are not the calibration set, AMD EPYC Zen 4): mean cosine to fp32 0.99975 ->
-0.99983, every linear's calibration error about halved (``benchmarks/results/code-notes.md``).
+Chosen by measurement on the real MiniLM (embeddings of sentences outside the calibration set, the cost
+in calibration time and memory): ``benchmarks/results/code-notes.md``. Only the chosen candidate (SmoothQuant
+strength, outlier channels, scheme) is rounded this way: choosing among candidates by their GPTQ error on
+the calibration rows, which the Gram matrix was made from, picked worse ones.
 
-As in the paper: channels in order of decreasing ``H_kk`` ("act-order"), 1% of the mean diagonal added
+As in the paper (and its code, all in fp32): channels in order of decreasing ``H_kk`` ("act-order"), 1% of the mean diagonal added
 for damping, the inverse's Cholesky factor, lazy updates in blocks of 128 channels. Channels no input
 reached (``H_kk == 0``) are rounded to nearest, and pass no error on; the outlier channels computed apart
 have zero weights here, so code 0.
@@ -43,10 +44,10 @@ def compensated_codes(
     each input channel's rounding error carried onto the channels after it (see the module docstring).
     ``gram``: (K, K) ``X^T X`` of the inputs ``w`` multiplies. None where the damped ``gram`` has no Cholesky
     factor (non-finite calibration inputs): the caller rounds to nearest."""
-    W = w.detach().to(torch.float64).clone()
+    W = w.detach().float().clone()
     n, k = W.shape
-    s = scale.detach().to(torch.float64)
-    H = gram.detach().to(torch.float64).clone()
+    s = scale.detach().float()
+    H = gram.detach().float().clone()
     if not torch.isfinite(H).all() or not torch.isfinite(W).all():
         return None
     diag = H.diagonal()
@@ -59,8 +60,6 @@ def compensated_codes(
         U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     except torch.linalg.LinAlgError:
         return None
-    # the sweep in fp32 (as the paper's code), the factorisation above in float64
-    W, U, s = W.float(), U.float(), s.float()
     Q = torch.empty_like(W)
     for b0 in range(0, k, _BLOCK):
         b1 = min(b0 + _BLOCK, k)

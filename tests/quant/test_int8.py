@@ -1,9 +1,10 @@
 """int8 quantization (fastbert.quant): the linear against its float64 formula, bad input, and the quality
 gate on the real MiniLM: over 1,000 real sentences (tests/data/sentences.txt, from Python's docstrings)
-the int8 embeddings keep min cosine >= 0.995 and mean >= 0.999 to fp32, and a classifier's argmax on them
-is unchanged on >= 99% of the sentences."""
+the int8 embeddings keep min cosine >= 0.995 and mean >= 0.999 to fp32, and a trained classifier's argmax
+on them (tests/data/labeled_sentences.tsv) is unchanged on >= 99% of the sentences."""
 
 import os
+import sys
 import warnings
 
 import pytest
@@ -28,6 +29,8 @@ from fastbert.quant.int8 import (
 pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
 
 SENTENCES = os.path.join(os.path.dirname(__file__), "..", "data", "sentences.txt")
+LABELED = os.path.join(os.path.dirname(__file__), "..", "data", "labeled_sentences.tsv")
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 
 
@@ -250,9 +253,18 @@ def _mean_pooled(model, tok, sentences, batch=64):
     return emb[torch.argsort(torch.tensor(order))]
 
 
+def _labeled():
+    """(sentences, labels): 2,000 docstring sentences, each labelled with its standard-library package (8)."""
+    with open(LABELED, encoding="utf-8") as f:
+        pairs = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
+    names = sorted({p for p, _ in pairs})
+    return [t for _, t in pairs], torch.tensor([names.index(p) for p, _ in pairs])
+
+
 @pytest.fixture(scope="module")
 def minilm_embeddings():
-    """(fp32, int8) mean-pooled embeddings of 1,000 real sentences, and the int8 model's report."""
+    """(fp32, int8) mean-pooled embeddings of 1,000 real sentences, the int8 model's report, and (fp32,
+    int8) embeddings of the 2,000 labelled ones."""
     path = _minilm()
     tok = fastbert.AutoTokenizer.from_pretrained(path)
     fp32 = fastbert.BertModel.from_pretrained(path)
@@ -261,24 +273,56 @@ def minilm_embeddings():
         # (but torch's own deprecations, raised when the fused quantizer first imports inductor)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         int8 = fastbert.BertModel.from_pretrained(path, quantization="int8")
-        sentences = _sentences()
-        return _mean_pooled(fp32, tok, sentences), _mean_pooled(int8, tok, sentences), int8.quantization
+        sentences, labeled = _sentences(), _labeled()[0]
+        return (
+            _mean_pooled(fp32, tok, sentences),
+            _mean_pooled(int8, tok, sentences),
+            int8.quantization,
+            (_mean_pooled(fp32, tok, labeled), _mean_pooled(int8, tok, labeled)),
+        )
 
 
 def test_minilm_int8_cosine_gate(minilm_embeddings):
-    a, b, report = minilm_embeddings
+    """min >= 0.995 and mean >= 0.999; with 8-bit activations and weights (VNNI / AMX) the GPTQ-rounded
+    weights keep mean >= 0.9998 (measured on an AMD EPYC Zen 4: 0.99985; 0.99975 with nearest rounding)."""
+    a, b, report, _ = minilm_embeddings
     assert sum(d.precision == "int8" for d in report.layers) >= len(report.layers) // 2, report
     cos = F.cosine_similarity(a, b, dim=-1)
     assert cos.min() >= 0.995 and cos.mean() >= 0.999, (cos.min().item(), cos.mean().item(), report)
+    if int8_schemes() == (FULL,):
+        assert cos.mean() >= 0.9998, (cos.mean().item(), report)
+
+
+def test_minilm_int8_trained_classifier_argmax(minilm_embeddings):
+    """The issue's classification gate with a trained head: logistic regression on the fp32 embeddings of
+    1,000 labelled docstrings (8 packages, accuracy about 76 %, chance 12.5 %), its argmax on the other 1,000
+    unchanged by int8 on >= 99 % of the 5,000 predictions of 5 splits, and on >= 98.5 % in each. Measured on
+    an AMD EPYC Zen 4 (`bench_precision.py quality`): 8-bit activations and weights 99.1-99.6 % (mean 99.4 %),
+    the AVX2 schemes (one side 7-bit) 98.8-99.6 % (mean 99.3 %), bf16 99.6-99.9 %."""
+    sys.path.insert(0, BENCHMARKS)
+    from bench_precision import trained_heads
+
+    *_, (a, b) = minilm_embeddings
+    _, labels = _labeled()
+    heads = trained_heads(a, labels)
+    assert min(acc for *_, acc in heads) > 0.6  # the heads learned the task
+    same = []
+    with torch.no_grad():
+        for head, held, _ in heads:
+            fp32, int8 = head(F.normalize(a[held], dim=-1)), head(F.normalize(b[held], dim=-1))
+            same.append((fp32.argmax(-1) == int8.argmax(-1)).float().mean().item())
+    assert sum(same) / len(same) >= 0.99 and min(same) >= 0.985, same
 
 
 def test_minilm_int8_random_classifier_argmax(minilm_embeddings):
     """A random 5-class head on the normalized embeddings (no margin: its boundaries cut through the
     sentences): argmax unchanged on >= 98% guards against regressions; the issue's 99% is not reached by
-    int8 here. Measured over 10 head seeds on an AMD EPYC Zen 3: int8 98.1-99.6%, fastbert bf16 99.1-99.9%;
-    with only 5 of MiniLM's 24 linears int8 still 98.6-99.8%. The gate the issue names for a trained head is
-    the fill-mask one below (antiberty's masked LM: int8 99.78%, bf16 99.85% on the same masks)."""
-    a, b, _ = minilm_embeddings
+    int8 on every seed. Measured over 10 head seeds on an AMD EPYC Zen 3 (nearest rounding): int8
+    98.1-99.6%, fastbert bf16 99.1-99.9%; with only 5 of MiniLM's 24 linears int8 still 98.6-99.8%. On a
+    Zen 4 (8-bit activations and weights): 98.4-99.5% with nearest rounding, 98.7-99.8% with GPTQ's (6 and 9
+    of 10 seeds >= 99% in two runs), bf16 99.3-99.9%. Trained heads meet the gate: the test above, and the
+    fill-mask one below (antiberty's masked LM: int8 99.78%, bf16 99.85% on the same masks)."""
+    a, b, *_ = minilm_embeddings
     torch.manual_seed(0)
     head = torch.nn.Linear(a.shape[1], 5)
     with torch.no_grad():
