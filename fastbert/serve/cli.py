@@ -43,6 +43,36 @@ def _positive(name: str):
     return parse
 
 
+#: what ``--dtype`` takes (any spelling of these that ``from_pretrained(torch_dtype=)`` takes)
+SERVE_DTYPES = ("float32", "float16", "bfloat16", "auto")
+
+
+def _dtype(text: str) -> str:
+    """``--dtype``: float32, float16, bfloat16 (fp32, fp16, half, bf16, any case) or auto, as its name."""
+    from ..loading import parse_dtype
+
+    try:
+        dtype = parse_dtype(text)
+    except ValueError:
+        dtype = None
+    name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if name not in SERVE_DTYPES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(SERVE_DTYPES)}, got {text!r}")
+    return name
+
+
+def _quantization(text: str) -> str | None:
+    """``--quantization``: int8, fp8 (any case), or none."""
+    from ..quant import QUANTIZATIONS, check_quantization
+
+    try:
+        return check_quantization(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(QUANTIZATIONS)} or none, got {text!r}"
+        ) from None
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -203,6 +233,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
     )
     parser.add_argument(
         "--dtype",
+        type=_dtype,
         default=env("dtype"),
         help="float32, float16, bfloat16, or auto: the checkpoint's dtype (default: fp16 on GPUs, else fp32)",
     )
@@ -211,6 +242,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
     )
     parser.add_argument(
         "--quantization",
+        type=_quantization,
         default=None,
         help="quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+)",
     )

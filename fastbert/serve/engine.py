@@ -307,6 +307,37 @@ class InputTooLong(ValueError):
         super().__init__(f"`inputs` must have less than {maximum} tokens. Given: {length}")
 
 
+def precision_refusal(quantization: str, dtype: Any, device: torch.device) -> str | None:
+    """Why ``--quantization`` cannot run with ``--dtype`` on ``device``, in the server's flags (None when
+    it can): checked before the model loads."""
+    from fastbert.quant import check_quantization
+    from fastbert.quant.gpu import fp8_refusal, int_mm_refusal
+
+    method = check_quantization(quantization)
+    if (
+        method == "int8"
+        and device.type == "cpu"
+        and isinstance(dtype, torch.dtype)
+        and dtype != torch.float32
+    ):
+        name = str(dtype).removeprefix("torch.")
+        return (
+            f"--quantization int8 on the CPU computes from float32 weights, and --dtype is {name}: leave "
+            f"--dtype unset (or pass float32) with it, or leave --quantization unset to serve {name}"
+        )
+    if method == "int8" and device.type not in ("cpu", "cuda"):
+        return f"--quantization int8 runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on {device}"
+    why = None
+    if method == "fp8":
+        why = fp8_refusal(device)
+    elif method == "int8" and device.type == "cuda":
+        why = int_mm_refusal(device)
+    if why is None:
+        return None
+    hint = " (--devices names the GPUs to serve on, e.g. --devices cuda:0)" if device.type == "cpu" else ""
+    return f"--quantization {method} on {device}: {why}{hint}"
+
+
 class ServedModel:
     """The model on one device and the forward of a batch: ``run(rows, ops)`` → one output per row.
 
@@ -332,6 +363,9 @@ class ServedModel:
             "sequence-classification": auto.AutoModelForSequenceClassification,
         }[registry.task_of_class(spec.architecture)]
         if options.quantization:
+            why = precision_refusal(options.quantization, self.dtype, device)
+            if why is not None:
+                raise ValueError(why)
             kwargs["quantization"] = options.quantization
             if device.type != "cpu":  # int8 / fp8 on CUDA calibrate on the GPU: load there (fp8 checks its
                 kwargs["device_map"] = str(device)  # capability in from_pretrained, before the weights)

@@ -50,6 +50,14 @@ def one_line_exit(capsys, argv: list[str], code: int = 2) -> str:
         (["convert", "a", "b", "--from-tf", "--from-flax"], "not allowed with argument"),
         (["embed"], "the following arguments are required"),
         (["embed", "x.txt", "--output", "o", "--no-such-flag"], "unrecognized arguments"),
+        (
+            ["serve", "--dtype", "float64"],
+            "argument --dtype: must be one of float32, float16, bfloat16, auto",
+        ),
+        (
+            ["serve", "--quantization", "int4"],
+            "argument --quantization: must be one of int8, fp8 or none, got",
+        ),
         (["no-such-command"], "argument COMMAND: invalid choice"),
         (["--no-such-option"], "unrecognized arguments"),
     ],

@@ -132,6 +132,44 @@ def test_quantization_is_applied_never_silently_dropped(tiny):
         ServedModel(describe_model(options), options, torch.device("meta"))
 
 
+@pytest.mark.parametrize(
+    "dtype, quantization, device, needle",
+    [
+        (
+            "float16",
+            "int8",
+            "cpu",
+            "--quantization int8 on the CPU computes from float32 weights, and --dtype is float16",
+        ),
+        ("bfloat16", "int8", "cpu", r"leave --dtype unset \(or pass float32\) with it"),
+        (None, "fp8", "cpu", r"--quantization fp8 on cpu: .*compute capability 8.9.*--devices cuda:0"),
+        (None, "int8", "meta", "--quantization int8 runs on the CPU .* or on CUDA .*, not on meta"),
+    ],
+)
+def test_precision_flags_refused_in_flag_terms_before_loading(
+    tiny, monkeypatch, dtype, quantization, device, needle
+):
+    """A --quantization the device or --dtype cannot run is refused naming the server's flags (it gave
+    from_pretrained's advice: "leave torch_dtype / dtype unset", "load with device_map='cuda'"), and before
+    any weight loads."""
+    import torch
+
+    from fastbert import auto
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import ServedModel, describe_model
+
+    options = ServeOptions(model=tiny["base"], dtype=dtype, quantization=quantization)
+    spec = describe_model(options)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model loaded before the refusal")
+
+    monkeypatch.setattr(auto.AutoModel, "from_pretrained", no_loading)
+    with pytest.raises(ValueError, match=needle) as e:
+        ServedModel(spec, options, torch.device(device))
+    assert "torch_dtype" not in str(e.value) and "device_map" not in str(e.value)
+
+
 def test_served_dtype_is_what_runs(tiny):
     """--dtype auto (from_pretrained's: the checkpoint's dtype) is reported as the dtype that runs, as TEI's
     /info model_dtype; it was reported as "auto"."""
