@@ -373,12 +373,17 @@ class IntMMLinear(_ReducedLinear):
 
     def _pack(self, weight: torch.Tensor) -> None:
         qw, sw = quantize_weight(weight, self.w_side, 127, self._codes_for(weight))
+        qw = qw.contiguous()
         self.qw_t = qw.t()  # (K, N) column-major view of the (N, K) int8 copy
         self.w_scale = sw.reshape(1, -1).contiguous()  # (1, N) fp32
         self.w_sum = qw.sum(dim=1, dtype=torch.int32).float().reshape(1, -1)  # (1, N): for the zero points
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.zero_bias = {}
         self._remember(weight)
+
+    def _packed_codes(self) -> torch.Tensor | None:
+        qw_t = self.__dict__.get("qw_t")
+        return None if qw_t is None else qw_t.t().contiguous()
 
     def __repr__(self) -> str:
         return (

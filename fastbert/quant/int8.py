@@ -268,9 +268,10 @@ class WeightWatch:
     _key: tuple | None = None
     _sample: torch.Tensor | None = None
     _view: torch.Tensor | None = None  # the sampled elements of the remembered weight, a view of its memory
-    #: calibration's error-compensated int8 codes (:mod:`fastbert.quant.gptq`) for the weight values it saw
-    #: (kept in copies and pickles: the weights alone do not give them again), and those values' sample
+    #: calibration's error-compensated int8 codes (:mod:`fastbert.quant.gptq`) not packed yet (at the first
+    #: pack, and after a copy or unpickling); once packed, the packed copy holds them (no second copy)
     codes: torch.Tensor | None = None
+    #: the sample (:func:`weight_sample`) of the weight values the codes were made for; None: nearest rounding
     _codes_sample: torch.Tensor | None = None
 
     def _take_codes(self, codes: torch.Tensor | None, weight: torch.Tensor) -> None:
@@ -278,22 +279,31 @@ class WeightWatch:
         self.codes = codes
         self._codes_sample = None if codes is None else weight_sample(weight.detach()).clone()
 
+    def _packed_codes(self) -> torch.Tensor | None:
+        """The (N, K) int8 codes in the packed copy (None before the first pack)."""
+        raise NotImplementedError
+
     def _codes_for(self, weight: torch.Tensor) -> torch.Tensor | None:
-        """The calibration codes while ``weight`` holds the values they were made for (the sample of
-        :func:`weight_sample`); else None, and they are dropped: a weight edited after calibration is rounded
-        to nearest from then on (calibrating again means loading again with ``quantization=``)."""
-        if self.codes is None:
+        """Calibration's codes while ``weight`` holds the values they were made for (the sample of
+        :func:`weight_sample`), for the next pack; else None, and they are dropped: a weight edited after
+        calibration is rounded to nearest from then on (calibrating again means loading again with
+        ``quantization=``)."""
+        if self._codes_sample is None:
             return None
-        if self.codes.shape == weight.shape and torch.equal(
-            weight_sample(weight.detach()), self._codes_sample.to(weight.device)
+        codes = self.codes if self.codes is not None else self._packed_codes()
+        if (
+            codes is not None
+            and codes.shape == weight.shape
+            and torch.equal(weight_sample(weight.detach()), self._codes_sample.to(weight.device))
         ):
-            return self.codes.to(weight.device)
+            self.codes = None  # the copy about to be packed holds them
+            return codes.to(weight.device)
         self.codes = self._codes_sample = None
         return None
 
     def rounding(self) -> str:
         """How the weights became codes, for the repr."""
-        return "GPTQ rounding" if self.codes is not None else "nearest rounding"
+        return "GPTQ rounding" if self._codes_sample is not None else "nearest rounding"
 
     def _remember(self, weight: torch.Tensor) -> None:
         self._key = _identity(weight)
@@ -390,8 +400,12 @@ class WeightWatch:
 
     def __getstate__(self) -> dict:
         """``copy.deepcopy``, pickle and ``torch.save`` leave the packed copy out (oneDNN's prepacked weight
-        cannot be serialised): the fp32 weight is the truth, and the first call makes the copy again."""
+        cannot be serialised): the fp32 weight is the truth, and the first call makes the copy again (with
+        GPTQ's codes, which go along unpacked)."""
         state = dict(self.__dict__)
+        if self._codes_sample is not None and self.codes is None:  # GPTQ's codes leave with the copy
+            packed = self._packed_codes()
+            state["codes"] = None if packed is None else packed.contiguous()
         for name in self._PACKED:
             state.pop(name, None)
         state["_key"] = state["_sample"] = state["_view"] = None
@@ -407,7 +421,7 @@ class Int8Linear(WeightWatch):
         smooth: (K,) fp32 SmoothQuant factors (None: no migration), alpha: their migration strength.
         outliers: int64 (k,) input channels computed in fp32 apart (None: none).
         codes: int8 (N, K) codes of the weight chosen by calibration (:mod:`fastbert.quant.gptq`; None: each
-            weight rounded to nearest).
+            weight rounded to nearest); packed into the copy, which holds them from then on.
         scheme: the activations' and the weights' ranges (:func:`int8_schemes`).
         error: relative error of this linear on the calibration tokens (``||y_int8 - y|| / ||y||``).
         notes: the warnings said for the model (shared by its linears: each reason once per model).
@@ -448,12 +462,18 @@ class Int8Linear(WeightWatch):
     def _pack(self, weight: torch.Tensor) -> None:
         prepack, _ = _QLINEAR
         qw, self.w_scale = quantize_weight(weight, self.w_side, self.scheme.qmax, self._codes_for(weight))
+        qw = qw.contiguous()  # oneDNN's prepack reads a strided int8 weight as if it were contiguous
         self.w_sum = qw.sum(dim=1, dtype=torch.int32).float() * self.w_scale  # (N,) for the zero points
         self.w_outliers = None if self.outliers is None else weight.detach()[:, self.outliers].T.contiguous()
         self.w_zero = torch.zeros(qw.shape[0], dtype=torch.long)
         self.packed = prepack(qw, None)
         self.out_features, self.in_features = qw.shape
         self._remember(weight)
+
+    def _packed_codes(self) -> torch.Tensor | None:
+        packed = self.__dict__.get("packed")
+        # oneDNN keeps (K, N), exactly; contiguous: its prepack reads a strided int8 weight as if it were not
+        return None if packed is None else packed.to_dense().t().contiguous()
 
     def __repr__(self) -> str:
         smooth = f"smoothquant alpha={self.alpha}" if self.smooth is not None else "no smoothing"

@@ -164,14 +164,21 @@ def test_calibration_rounds_by_gptq_and_says_so():
     every linear of a tiny random BERT), and the repr and the recorded error say so."""
     fp32, q = _model()
     hooks = list(_hooks(q))
-    assert all(h.codes is not None for h in hooks)
+    assert all(h.rounding() == "GPTQ rounding" for h in hooks)
+    # the packed copy is the codes' only copy (no second int8 weight held per linear), and not nearest rounding
+    assert all(h.codes is None for h in hooks)
+    for layer in q.encoder.layer:
+        for lin in (layer.attention.output.dense, layer.intermediate.dense, layer.output.dense):
+            h = lin.qlinear
+            nearest, _ = quantize_weight(lin.weight, h.w_side, h.scheme.qmax)
+            assert h._packed_codes().shape == nearest.shape and not torch.equal(h._packed_codes(), nearest)
     assert all("GPTQ rounding" in repr(h) for h in hooks)
     assert "GPTQ rounding" in q.encoder.layer[0].output.dense.extra_repr()
     # the model with nearest rounding everywhere (codes dropped) is further from fp32
     nearest = copy.deepcopy(q)
     refresh(nearest)
     ref = _out(fp32)
-    assert all(h.codes is None for h in _hooks(nearest))
+    assert all(h.rounding() == "nearest rounding" for h in _hooks(nearest))
     assert all("nearest rounding" in repr(h) for h in _hooks(nearest))
     assert (_out(q) - ref).norm() < (_out(nearest) - ref).norm()
 
@@ -181,7 +188,9 @@ def test_copies_keep_the_codes(how):
     _, q = _model()
     c = copy.deepcopy(q) if how == "deepcopy" else pickle.loads(pickle.dumps(q))
     assert torch.equal(_out(c), _out(q))
-    assert all(h.codes is not None for h in _hooks(c))
+    assert all(h.rounding() == "GPTQ rounding" for h in _hooks(c))
+    # the copy's packed codes are the original's
+    assert all(torch.equal(a._packed_codes(), b._packed_codes()) for a, b in zip(_hooks(q), _hooks(c)))
 
 
 def test_an_edited_weight_is_rounded_to_nearest():
@@ -196,8 +205,21 @@ def test_an_edited_weight_is_rounded_to_nearest():
     with torch.no_grad():
         y = dense(x)
     h = dense.qlinear
-    assert h.codes is None and "nearest rounding" in repr(h)
+    assert h.rounding() == "nearest rounding" and "nearest rounding" in repr(h)
     ref = reference_int8_linear(x, dense.weight, dense.bias, h.smooth, h.scheme, h.outliers)
     torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
     # the other linears keep theirs
-    assert q.encoder.layer[0].output.dense.qlinear.codes is not None
+    assert q.encoder.layer[0].output.dense.qlinear.rounding() == "GPTQ rounding"
+
+
+def test_a_repack_of_the_same_values_keeps_the_codes():
+    """A write that leaves the values as they were (``load_state_dict`` of the same state, ``mul_(1)``) makes
+    every copy again: from the codes its packed copy holds (oneDNN's (K, N) layout read back), the same
+    outputs bit for bit, GPTQ rounding still."""
+    _, q = _model()
+    before = _out(q)
+    q.load_state_dict({k: v.clone() for k, v in q.state_dict().items()})
+    with torch.no_grad():
+        q.encoder.layer[1].output.dense.weight.mul_(1.0)
+    assert torch.equal(_out(q), before)
+    assert all(h.rounding() == "GPTQ rounding" for h in _hooks(q))
