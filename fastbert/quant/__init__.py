@@ -246,8 +246,9 @@ def refresh(model: nn.Module) -> nn.Module:
     tensor, an in-place edit, and on the CPU an edit through ``.data`` (``p.data.copy_``, PEFT's
     ``merge_and_unload``) seen at a sample of the weight's elements. Call this after an edit that check
     cannot see: an edit through ``.data`` on CUDA, or one that leaves every sampled element as it was.
-    The calibration's decisions (which linears, their smoothing and outlier channels) are kept: to
-    calibrate again, load the model again with ``quantization=``.
+    The calibration's decisions (which linears, their smoothing and outlier channels) are kept, and its
+    GPTQ rounding for a weight that holds exactly the values calibrated on (others are rounded to
+    nearest): to calibrate again, load the model again with ``quantization=``.
     """
     for m in model.modules():
         if isinstance(m, QuantizedLinear):
@@ -493,7 +494,9 @@ def _gptq_codes(rec: _Recorder, weight, smooth, scheme, outliers, qmax: int):
     if rec.gram is None:
         return None
     w = weight.detach().float().cpu()
-    w_side, x_side = split_smoothing(w, None if smooth is None else smooth.cpu(), outliers)
+    w_side, x_side = split_smoothing(
+        w, None if smooth is None else smooth.cpu(), None if outliers is None else outliers.cpu()
+    )
     grid, scale = weight_grid(w, w_side, qmax)
     return compensated_codes(grid, scale, input_gram(rec.gram.cpu(), x_side), qmax)
 

@@ -31,6 +31,7 @@ model leave it out and make it again at the first call.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import NamedTuple
 
@@ -210,6 +211,13 @@ def reference_int8_linear(
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
+def weight_digest(weight: torch.Tensor) -> bytes:
+    """A digest of every value of ``weight`` as float32 (the values calibration's GPTQ codes were made from):
+    computed when a copy is packed while it has codes, never at a call."""
+    w = weight.detach().float().contiguous().cpu()
+    return hashlib.blake2b(w.view(torch.int32).numpy().data, digest_size=16).digest()
+
+
 #: the integer dtype of each element size: samples are compared bit for bit (NaN equals itself)
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 #: elements of a weight compared at each call (CPU), spread over its rows and columns
@@ -271,39 +279,36 @@ class WeightWatch:
     #: calibration's error-compensated int8 codes (:mod:`fastbert.quant.gptq`) not packed yet (at the first
     #: pack, and after a copy or unpickling); once packed, the packed copy holds them (no second copy)
     codes: torch.Tensor | None = None
-    #: the sample (:func:`weight_sample`) of the weight values the codes were made for; None: nearest rounding
-    _codes_sample: torch.Tensor | None = None
+    #: a digest of every value of the weight the codes were made for (:func:`weight_digest`); None: nearest
+    #: rounding
+    _codes_digest: bytes | None = None
 
     def _take_codes(self, codes: torch.Tensor | None, weight: torch.Tensor) -> None:
         """Keep ``codes`` (None: none) as the rounding of ``weight``'s current values (before packing)."""
         self.codes = codes
-        self._codes_sample = None if codes is None else weight_sample(weight.detach()).clone()
+        self._codes_digest = None if codes is None else weight_digest(weight)
 
     def _packed_codes(self) -> torch.Tensor | None:
         """The (N, K) int8 codes in the packed copy (None before the first pack)."""
         raise NotImplementedError
 
     def _codes_for(self, weight: torch.Tensor) -> torch.Tensor | None:
-        """Calibration's codes while ``weight`` holds the values they were made for (the sample of
-        :func:`weight_sample`), for the next pack; else None, and they are dropped: a weight edited after
-        calibration is rounded to nearest from then on (calibrating again means loading again with
-        ``quantization=``)."""
-        if self._codes_sample is None:
+        """Calibration's codes while ``weight`` holds exactly the values they were made for (every value,
+        :func:`weight_digest`: a repack follows an edit the 64-element sample may not see), for the next
+        pack; else None, and they are dropped: a weight edited after calibration is rounded to nearest from
+        then on (calibrating again means loading again with ``quantization=``)."""
+        if self._codes_digest is None:
             return None
         codes = self.codes if self.codes is not None else self._packed_codes()
-        if (
-            codes is not None
-            and codes.shape == weight.shape
-            and torch.equal(weight_sample(weight.detach()), self._codes_sample.to(weight.device))
-        ):
+        if codes is not None and codes.shape == weight.shape and weight_digest(weight) == self._codes_digest:
             self.codes = None  # the copy about to be packed holds them
             return codes.to(weight.device)
-        self.codes = self._codes_sample = None
+        self.codes = self._codes_digest = None
         return None
 
     def rounding(self) -> str:
         """How the weights became codes, for the repr."""
-        return "GPTQ rounding" if self._codes_sample is not None else "nearest rounding"
+        return "GPTQ rounding" if self._codes_digest is not None else "nearest rounding"
 
     def _remember(self, weight: torch.Tensor) -> None:
         self._key = _identity(weight)
@@ -392,18 +397,16 @@ class WeightWatch:
         return y.view(*lead, self.out_features)
 
     def invalidate(self) -> None:
-        """Make the copy again at the next call from the current weight, rounded to nearest
-        (:func:`fastbert.quant.refresh`: the weight may have changed where the sample does not see it, so
-        calibration's codes are dropped)."""
+        """Make the copy again at the next call from the current weight (:func:`fastbert.quant.refresh`):
+        with calibration's codes where it holds the values they were made for, else rounded to nearest."""
         self._key = None
-        self.codes = self._codes_sample = None
 
     def __getstate__(self) -> dict:
         """``copy.deepcopy``, pickle and ``torch.save`` leave the packed copy out (oneDNN's prepacked weight
         cannot be serialised): the fp32 weight is the truth, and the first call makes the copy again (with
         GPTQ's codes, which go along unpacked)."""
         state = dict(self.__dict__)
-        if self._codes_sample is not None and self.codes is None:  # GPTQ's codes leave with the copy
+        if self._codes_digest is not None and self.codes is None:  # GPTQ's codes leave with the copy
             packed = self._packed_codes()
             state["codes"] = None if packed is None else packed.contiguous()
         for name in self._PACKED:

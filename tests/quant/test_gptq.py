@@ -5,6 +5,7 @@ pickles, and are dropped when the weight changes (nearest rounding of the new we
 
 import copy
 import pickle
+from unittest import mock
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from fastbert.quant.int8 import (
     reference_int8_linear,
     split_smoothing,
     weight_grid,
+    weight_sample,
 )
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
@@ -174,9 +176,10 @@ def test_calibration_rounds_by_gptq_and_says_so():
             assert h._packed_codes().shape == nearest.shape and not torch.equal(h._packed_codes(), nearest)
     assert all("GPTQ rounding" in repr(h) for h in hooks)
     assert "GPTQ rounding" in q.encoder.layer[0].output.dense.extra_repr()
-    # the model with nearest rounding everywhere (codes dropped) is further from fp32
-    nearest = copy.deepcopy(q)
-    refresh(nearest)
+    # the same calibration with nearest rounding everywhere is further from fp32
+    with mock.patch.object(fastbert.quant, "_gptq_codes", lambda *args: None):
+        nearest = copy.deepcopy(fp32)
+        quantize(nearest, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
     ref = _out(fp32)
     assert all(h.rounding() == "nearest rounding" for h in _hooks(nearest))
     assert all("nearest rounding" in repr(h) for h in _hooks(nearest))
@@ -223,3 +226,105 @@ def test_a_repack_of_the_same_values_keeps_the_codes():
         q.encoder.layer[1].output.dense.weight.mul_(1.0)
     assert torch.equal(_out(q), before)
     assert all(h.rounding() == "GPTQ rounding" for h in _hooks(q))
+
+
+def _unsampled(w, hook=None):
+    """(row, col) of an element outside the 64-element sample of the weight check (weight_sample), in a
+    column that is quantized (not one of the hook's outlier channels, computed apart from the weight)."""
+    s = weight_sample(w.detach())
+    sampled = {s.storage_offset() - w.storage_offset() + i * s.stride(0) for i in range(s.numel())}
+    k = w.shape[1]
+    skip = set() if hook is None or hook.outliers is None else set(hook.outliers.tolist())
+    return next(divmod(o, k) for o in range(w.numel()) if o not in sampled and o % k not in skip)
+
+
+def _edited_channel_error(dense, x, r, c):
+    with torch.no_grad():
+        dense.weight[r, c] += 1.0  # in place through the parameter: a repack at the next call
+        y = dense(x).float()
+        exact = F.linear(x.float(), dense.weight.float(), dense.bias.float())
+    return ((y[:, r] - exact[:, r]).norm() / exact[:, r].norm()).item()
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["model", "deep copy edited before its first call"])
+def test_an_edit_the_sample_misses_never_packs_stale_codes(copied):
+    """A repack after an in-place edit checks every value against the codes' weight (not the 64-element
+    sample, which misses most rows of a real layer): the edited output channel computes the new weight
+    (it ran the old one, relative error 1.75, in review)."""
+    _, q = _model()
+    if copied:
+        q = copy.deepcopy(q)
+    dense = q.encoder.layer[0].intermediate.dense
+    r, c = _unsampled(dense.weight, dense.qlinear)
+    assert _edited_channel_error(dense, torch.randn(5, 32), r, c) < 0.05
+    assert dense.qlinear.rounding() == "nearest rounding"
+    assert q.encoder.layer[0].output.dense.qlinear.rounding() == "GPTQ rounding"
+
+
+def test_an_edit_of_the_query_weight_drops_the_fused_codes():
+    _, q = _model()
+    att = q.encoder.layer[0].attention.self
+    hook = att.__dict__["qkv_linear"]
+    w, _ = att.fused_qkv()
+    r, c = _unsampled(w[:32], hook)
+    with torch.no_grad():
+        att.query.weight[r, c] += 1.0
+        q(input_ids=torch.randint(1, 99, (2, 7)))
+    assert hook.rounding() == "nearest rounding"
+
+
+def test_an_int_mm_edit_the_sample_misses_never_packs_stale_codes():
+    from fastbert.quant import _quantize
+    from fastbert.quant.gpu import cpu_implements
+
+    if not cpu_implements("int8"):
+        pytest.skip(f"this torch {torch.__version__} runs torch._int_mm on CUDA only")
+    torch.manual_seed(0)
+    cfg = dict(TINY, hidden_size=64, intermediate_size=128)  # _int_mm takes multiples of 8
+    m = fastbert.BertModel(fastbert.BertConfig(**cfg)).eval().to(torch.bfloat16)
+    _quantize(m, "int8", "int_mm", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    dense = m.encoder.layer[0].intermediate.dense
+    assert dense.qlinear.rounding() == "GPTQ rounding"
+    r, c = _unsampled(dense.weight, dense.qlinear)
+    assert _edited_channel_error(dense, torch.randn(5, 64, dtype=torch.bfloat16), r, c) < 0.05
+
+
+def test_refresh_keeps_the_codes_of_unchanged_weights_only():
+    """refresh makes every copy again: GPTQ's codes where the weight holds the calibrated values, nearest
+    rounding where an edit through ``.data`` the sample cannot see changed it."""
+    _, q = _model()
+    before = _out(q)
+    refresh(q)
+    assert torch.equal(_out(q), before) and all(h.rounding() == "GPTQ rounding" for h in _hooks(q))
+    dense = q.encoder.layer[1].intermediate.dense
+    r, c = _unsampled(dense.weight, dense.qlinear)
+    dense.weight.data[r, c] += 1.0  # no version bump, not in the sample: only refresh sees it
+    refresh(q)
+    x = torch.randn(5, 32)
+    with torch.no_grad():
+        y, exact = dense(x), F.linear(x, dense.weight, dense.bias)
+    assert ((y[:, r] - exact[:, r]).norm() / exact[:, r].norm()) < 0.05
+    assert dense.qlinear.rounding() == "nearest rounding"
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+        ),
+    ],
+)
+def test_gptq_codes_take_outlier_channels_on_the_model_device(device):
+    """The outlier channels come from the recorder's absmax, on the model's device; the codes are computed
+    on the CPU (indexing CPU factors with CUDA indices raised)."""
+    from fastbert.quant import _gptq_codes, _Recorder, _smooth
+
+    torch.manual_seed(0)
+    rec = _Recorder(gram=True)
+    w = torch.randn(16, 32, device=device)
+    rec(torch.randn(64, 32, device=device), w)
+    outliers = torch.argsort(rec.absmax, descending=True)[:4].sort().values  # as _quantize makes them
+    codes = _gptq_codes(rec, w, _smooth(rec.absmax, w, 0.5), None, outliers, 127)
+    assert codes is not None and codes.shape == (16, 32) and (codes[:, outliers.cpu()] == 0).all()
