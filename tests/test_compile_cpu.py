@@ -79,3 +79,36 @@ def test_host_reads_are_counted_in_eager_only():
     with torch.no_grad(), padding.count_host_reads() as reads:
         torch.compile(model, backend="eager")(**dense)
     assert reads.count == 0  # under compile the counters are not touched (no guard on them)
+
+
+def test_an_eager_forward_while_another_thread_compiles_runs_as_eager(monkeypatch):
+    """torch holds its compile flag up process-wide for a whole compile session: an eager forward meanwhile
+    (a server's second worker while the first compiles) still counts its host reads, writes into the
+    workspace and reuses the fused query/key/value views; with the flag read, it did none of these (slower,
+    and host reads uncounted)."""
+    from fastbert.core import workspace
+
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    inputs = _inputs()[1]  # padded: packed, so it reads the lengths on the host
+    scopes = []
+    real_scope = workspace.scope
+    monkeypatch.setattr(workspace, "scope", lambda *a, **k: scopes.append(1) or real_scope(*a, **k))
+
+    def run():
+        with padding.count_host_reads() as reads, torch.no_grad():
+            out = model(**inputs).last_hidden_state
+        return out, reads.count
+
+    expected, eager_reads = run()
+    assert eager_reads > 0 and scopes
+    views = model.encoder.layer[0].attention.self.__dict__.get("_fused_views")
+    assert views is not None
+    scopes.clear()
+    monkeypatch.setattr(torch.compiler, "_is_compiling_flag", True)  # another thread's compile session
+    assert torch.compiler.is_compiling()
+    got, reads = run()
+    assert torch.equal(got, expected) and reads == eager_reads and scopes
+    assert (
+        model.encoder.layer[0].attention.self.__dict__.get("_fused_views") is views
+    )  # reused, not concatenated

@@ -17,6 +17,8 @@ from functools import cached_property
 
 import torch
 
+from .tracing import traced
+
 
 class HostReads:
     """A count of the device->host reads made through :func:`host_read` (see :func:`count_host_reads`)."""
@@ -52,7 +54,7 @@ def count_host_reads() -> Iterator[HostReads]:
 def host_read(t: torch.Tensor) -> list:
     """``t.tolist()``: the one place the model reads device values on the host (counted in eager mode by
     :func:`count_host_reads`; not under ``torch.compile``, which would otherwise guard on the counters)."""
-    if not torch.compiler.is_compiling():
+    if not traced(t):  # this call, not torch's process-wide flag (another thread may be compiling)
         for reads in _COUNTERS:
             reads.count += 1
     return t.tolist()

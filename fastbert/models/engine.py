@@ -38,6 +38,7 @@ from ..core.padding import (
     packing_from_mask,
     unpack,
 )
+from ..core.tracing import traced
 from ..loading import PreTrainedMixin
 from ..model_api import TransformersModelAPI
 from .layers import BertEmbeddings, BertEncoder, BertPooler, LayerContext, _Module
@@ -795,7 +796,7 @@ class BertModel(BertPreTrainedModel):
         # the CPU linears of the layers write into buffers reused from layer to layer (fastbert.core.workspace)
         buffers = (
             workspace.scope()
-            if hidden.device.type == "cpu" and not torch.compiler.is_compiling()
+            if hidden.device.type == "cpu" and not traced(hidden)
             else contextlib.nullcontext()
         )
         with buffers:

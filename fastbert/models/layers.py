@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import BertConfig
 from ..core.ops import AttentionSpec, OpTable, activation
+from ..core.tracing import traced
 
 # --------------------------------------------------------------------------------------------- per forward
 
@@ -234,7 +235,7 @@ class BertSelfAttention(_Module):
         if q is None or k is None or v is None:
             return None
         ws, bs = (q[0], k[0], v[0]), (q[1], k[1], v[1])
-        if torch.compiler.is_compiling():  # storage addresses are not traceable: the graph concatenates
+        if traced(ws[0]):  # storage addresses are not traceable: the graph concatenates
             return torch.cat(ws), torch.cat(bs)
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in ws + bs)):
             # the views of the last call, while the six tensors still start where they did (the views
