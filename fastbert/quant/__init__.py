@@ -373,6 +373,10 @@ def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
 def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, max_length: int = 128):
     if calibration is not None and not isinstance(calibration, (list, tuple)):
         raise TypeError("calibration must be a list of sentences or of tokenized batches (dicts of tensors)")
+    if calibration is not None and len(calibration) == 0:
+        raise ValueError(
+            "calibration is empty: pass sentences or tokenized batches, or leave it None for the built-in set"
+        )
     if calibration and isinstance(calibration[0], dict):
         return [dict(b) for b in calibration]
     sentences = list(calibration) if calibration else calibration_sentences()
@@ -613,6 +617,17 @@ def _quantize(
         model, tokenizer, calibration, max_length=min(128, base._length_limit()[0])
     )
     slots, skipped = _encoder_linears(base)
+    # a weight (or a self-attention) that several layers share is calibrated and quantized once, by its
+    # first slot; the others (aliases) take that slot's copy and decision
+    first: dict[int, _Slot] = {}
+    aliases: list[tuple[_Slot, _Slot]] = []
+    for slot in slots:
+        key = id(slot.linear.weight) if slot.linear is not None else id(slot.parent)
+        if key in first:
+            aliases.append((slot, first[key]))
+        else:
+            first[key] = slot
+    all_slots, slots = slots, list(first.values())
     notes = Notes()  # the model's warnings: each reason once, whichever linear meets it
     was_training, impl = model.training, base.config._attn_implementation
     model.eval()
@@ -626,6 +641,17 @@ def _quantize(
         reference = _embed(base, batches)
         for slot in slots:
             slot.clear()
+        if not torch.isfinite(reference).all():
+            raise ValueError(
+                f"{method} calibration: the model's own outputs on the calibration set are not finite (NaN "
+                "or inf): nothing to compare the quantized model with (check the weights and the inputs)"
+            )
+        # rows with no token (an all-zero attention mask) embed to zero in both models: no evidence
+        valid = reference.abs().amax(dim=-1) > 0
+        if not valid.any():
+            raise ValueError(
+                f"{method} calibration: every calibration row is masked out (no token to measure)"
+            )
 
         for slot in slots:
             rec, (weight, _) = recorders[slot.name], slot.weights()
@@ -672,7 +698,7 @@ def _quantize(
         by_error = sorted(quantized, key=lambda n: decisions[n].error, reverse=True)
         by_name = {slot.name: slot for slot in slots}
         while True:
-            cos = F.cosine_similarity(_embed(base, batches), reference, dim=-1)
+            cos = F.cosine_similarity(_embed(base, batches)[valid], reference[valid], dim=-1)
             lo, mean = cos.min().item(), cos.mean().item()
             if (lo >= min_cosine and mean >= mean_cosine) or not by_error:
                 break
@@ -698,13 +724,28 @@ def _quantize(
             None,
             "kept: query/key/value are wrapped or replaced (run as modules)",
         )
-    names = [slot.name for slot in slots] + skipped
+    for alias, slot in aliases:
+        d = decisions[slot.name]
+        decisions[alias.name] = LayerDecision(
+            alias.name, d.precision, d.error, d.alpha, d.reason or f"shares the weight of {slot.name}"
+        )
+    names = [slot.name for slot in all_slots] + skipped
     report = QuantizationReport(
         method, qmax, [decisions[n] for n in names], lo, mean, kernel_name, dtype_name, str(device)
     )
+    wrapped: dict[int, QuantizedLinear] = {}  # a module shared by several layers stays one module
     for slot in slots:
         if slot.linear is not None:  # the module owns its copy from now on (the weight points at it)
-            setattr(slot.parent, slot.attr, QuantizedLinear(slot.linear, decisions[slot.name], slot.hook))
+            q = wrapped[id(slot.linear)] = QuantizedLinear(slot.linear, decisions[slot.name], slot.hook)
+            setattr(slot.parent, slot.attr, q)
+    for alias, slot in aliases:
+        if alias.linear is not None:
+            q = wrapped.get(id(alias.linear))
+            if q is None:  # another module on the same weight: its own wrapper, the same copy
+                q = wrapped[id(alias.linear)] = QuantizedLinear(
+                    alias.linear, decisions[alias.name], slot.hook
+                )
+            setattr(alias.parent, alias.attr, q)
     for m in {model, base}:
         # not transformers' ``is_quantized``: that flag says the weights are stored quantized and cannot be
         # trained (Trainer refuses such a model, even to evaluate it); here they stay the model's dtype

@@ -307,13 +307,19 @@ class InputTooLong(ValueError):
         super().__init__(f"`inputs` must have less than {maximum} tokens. Given: {length}")
 
 
-def precision_refusal(quantization: str, dtype: Any, device: torch.device) -> str | None:
+def precision_refusal(
+    quantization: str, dtype: Any, device: torch.device, checkpoint_dtype: Any = None
+) -> str | None:
     """Why ``--quantization`` cannot run with ``--dtype`` on ``device``, in the server's flags (None when
-    it can): checked before the model loads."""
+    it can): checked before the model loads. ``checkpoint_dtype``: the checkpoint's dtype (its config's),
+    what ``--dtype auto`` loads."""
     from fastbert.quant import check_quantization
     from fastbert.quant.gpu import fp8_refusal, int_mm_refusal
 
     method = check_quantization(quantization)
+    auto = dtype == "auto"
+    if auto:
+        dtype = checkpoint_dtype
     if (
         method == "int8"
         and device.type == "cpu"
@@ -321,8 +327,9 @@ def precision_refusal(quantization: str, dtype: Any, device: torch.device) -> st
         and dtype != torch.float32
     ):
         name = str(dtype).removeprefix("torch.")
+        said = f"--dtype auto is this checkpoint's {name}" if auto else f"--dtype is {name}"
         return (
-            f"--quantization int8 on the CPU computes from float32 weights, and --dtype is {name}: leave "
+            f"--quantization int8 on the CPU computes from float32 weights, and {said}: leave "
             f"--dtype unset (or pass float32) with it, or leave --quantization unset to serve {name}"
         )
     if method == "int8" and device.type not in ("cpu", "cuda"):
@@ -363,7 +370,10 @@ class ServedModel:
             "sequence-classification": auto.AutoModelForSequenceClassification,
         }[registry.task_of_class(spec.architecture)]
         if options.quantization:
-            why = precision_refusal(options.quantization, self.dtype, device)
+            checkpoint_dtype = None
+            if self.dtype == "auto":  # the checkpoint's dtype, from its config (read before the weights)
+                checkpoint_dtype = registry.load_config(spec.path).torch_dtype
+            why = precision_refusal(options.quantization, self.dtype, device, checkpoint_dtype)
             if why is not None:
                 raise ValueError(why)
             kwargs["quantization"] = options.quantization

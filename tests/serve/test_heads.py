@@ -234,3 +234,33 @@ def test_a_skewed_batch_is_reduced_on_the_packed_tokens(tiny, monkeypatch, pooli
                 served.spec.pooling_modes,
             )[0]
         np.testing.assert_allclose(got[i], want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dtype_auto_with_int8_on_a_half_checkpoint_is_refused_in_flag_terms(tiny, tmp_path, monkeypatch):
+    """--dtype auto is the checkpoint's dtype: with --quantization int8 on the CPU and a float16 checkpoint
+    the refusal names the server's flags, before loading (it gave from_pretrained's "leave torch_dtype /
+    dtype unset" advice)."""
+    import json
+    import shutil
+
+    import torch
+
+    from fastbert import auto
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import ServedModel, describe_model
+
+    path = tmp_path / "half"
+    shutil.copytree(tiny["base"], path)
+    config = json.loads((path / "config.json").read_text())
+    config["torch_dtype"] = config["dtype"] = "float16"
+    (path / "config.json").write_text(json.dumps(config))
+    options = ServeOptions(model=str(path), dtype="auto", quantization="int8")
+    spec = describe_model(options)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model loaded before the refusal")
+
+    monkeypatch.setattr(auto.AutoModel, "from_pretrained", no_loading)
+    with pytest.raises(ValueError, match="--quantization int8 .* --dtype auto") as e:
+        ServedModel(spec, options, torch.device("cpu"))
+    assert "torch_dtype" not in str(e.value)

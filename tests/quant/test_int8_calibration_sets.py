@@ -1,0 +1,56 @@
+"""Calibration sets that carry nothing to measure: refused with a clear error before the model changes
+(an empty list calibrated on the built-in set; a model with non-finite outputs was refused after its
+linears were replaced, as "the calibration set is empty"), and rows with no token are not counted (their
+zero embeddings made the cosine 0 and every linear went back to fp32)."""
+
+import pytest
+import torch
+
+import fastbert
+from fastbert.quant import QuantizedLinear, quantize
+from fastbert.quant.int8 import int8_available
+
+pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+
+
+def _model():
+    torch.manual_seed(0)
+    return fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+
+
+def _batch(masked_row=False):
+    ids = torch.randint(1, 99, (4, 16), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    if masked_row:
+        mask[-1] = 0
+    return dict(input_ids=ids, attention_mask=mask)
+
+
+def _untouched(model):
+    return getattr(model, "quantization", None) is None and not any(
+        isinstance(m, QuantizedLinear) for m in model.modules()
+    )
+
+
+def test_an_empty_calibration_list_is_refused():
+    model = _model()
+    with pytest.raises(ValueError, match="calibration is empty"):
+        quantize(model, "int8", calibration=[])
+    assert _untouched(model)
+
+
+def test_non_finite_outputs_are_refused_before_the_model_changes():
+    model = _model()
+    with torch.no_grad():
+        model.encoder.layer[0].output.dense.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        quantize(model, "int8", calibration=[_batch()])
+    assert _untouched(model)
+
+
+def test_rows_without_tokens_do_not_count():
+    model = _model()
+    quantize(model, "int8", calibration=[_batch(masked_row=True)])
+    assert model.quantization.active and model.quantization.min_cosine > 0.99
