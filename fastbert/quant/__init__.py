@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,6 +371,10 @@ def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
     return out, skipped
 
 
+#: the keys of a tokenized calibration batch the encoder takes
+_BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
 def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, max_length: int = 128):
     if calibration is not None and not isinstance(calibration, (list, tuple)):
         raise TypeError("calibration must be a list of sentences or of tokenized batches (dicts of tensors)")
@@ -377,8 +382,9 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
         raise ValueError(
             "calibration is empty: pass sentences or tokenized batches, or leave it None for the built-in set"
         )
-    if calibration and isinstance(calibration[0], dict):
-        return [dict(b) for b in calibration]
+    if calibration and isinstance(calibration[0], Mapping):  # dicts, tokenizers' BatchEncoding
+        # the model's inputs; what else a tokenizer returns (special_tokens_mask, offset_mapping, length) stays
+        return [{k: b[k] for k in _BATCH_KEYS if k in b} for b in calibration]
     sentences = list(calibration) if calibration else calibration_sentences()
     if tokenizer is None:
         tokenizer = _tokenizer_of(model)
@@ -391,7 +397,7 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
             max_length=max_length,
             return_tensors="pt",
         )
-        batches.append({k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc})
+        batches.append({k: enc[k] for k in _BATCH_KEYS if k in enc})
     return batches
 
 

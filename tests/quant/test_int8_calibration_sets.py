@@ -54,3 +54,18 @@ def test_rows_without_tokens_do_not_count():
     model = _model()
     quantize(model, "int8", calibration=[_batch(masked_row=True)])
     assert model.quantization.active and model.quantization.min_cosine > 0.99
+
+
+def test_tokenized_batches_with_a_tokenizers_extra_keys():
+    """A tokenizer's whole output as a calibration batch (a BatchEncoding, with special_tokens_mask and
+    length beside the model's inputs): the model's inputs are taken, the rest left (the extra keys reached
+    the forward, "unexpected keyword arguments")."""
+    from collections import UserDict
+
+    batch = _batch()
+    extra = UserDict(  # transformers' BatchEncoding is a UserDict, not a dict
+        dict(batch, special_tokens_mask=torch.zeros_like(batch["input_ids"]), length=torch.tensor([16] * 4))
+    )
+    model = _model()
+    quantize(model, "int8", calibration=[extra], min_cosine=0.0, mean_cosine=0.0)
+    assert model.quantization.active and isinstance(model.encoder.layer[0].output.dense, QuantizedLinear)
