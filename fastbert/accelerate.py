@@ -105,7 +105,12 @@ def accelerate(
         from .quant import check_quantization_device
 
         device = _device_of(obj)
-        check_quantization_device(quantization, device, dtype if dtype is not None else _dtype_of(obj))
+        check_quantization_device(
+            quantization,
+            device,
+            dtype if dtype is not None else _dtype_of(obj),
+            to_fp32="pass dtype=torch.float32 to accelerate (it converts the weights)",
+        )
         if tokenizer is None and getattr(obj, "config", None) is not None:
             from .quant import _tokenizer_of
 

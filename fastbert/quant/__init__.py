@@ -89,12 +89,15 @@ def check_quantization(quantization: Any) -> str | None:
 
 
 def check_quantization_device(
-    quantization: str | None, device: torch.device | str | None, dtype: Any = None
+    quantization: str | None,
+    device: torch.device | str | None,
+    dtype: Any = None,
+    to_fp32: str = "load it in float32 (leave torch_dtype / dtype unset, or pass torch.float32)",
 ) -> None:
     """Refuse, before anything loads, a quantization the device cannot run: "fp8" needs a CUDA GPU of
     compute capability 8.9 or newer (the error names the device and its capability); "int8" on the CPU
     computes from fp32 weights (``dtype``: the dtype the model will have, a ``torch.dtype``; anything else
-    is not known yet and not checked)."""
+    is not known yet and not checked; ``to_fp32``: how the caller's user gets fp32 weights)."""
     kind = "cpu" if device is None else torch.device(device).type
     on_cpu = kind == "cpu"
     if quantization == "int8" and kind not in ("cpu", "cuda"):
@@ -104,8 +107,7 @@ def check_quantization_device(
     if quantization == "int8" and on_cpu and isinstance(dtype, torch.dtype) and dtype != torch.float32:
         raise ValueError(
             f"quantization='int8' computes from fp32 weights on the CPU, and this model would be {dtype}: "
-            "load it in float32 (leave torch_dtype / dtype unset, or pass torch.float32), or leave "
-            f"quantization unset to run {dtype}"
+            f"{to_fp32}, or leave quantization unset to run {dtype}"
         )
     if quantization == "fp8":
         from .gpu import fp8_refusal

@@ -396,6 +396,24 @@ def test_accelerate_sentence_transformer_int8():
     assert cos.min() >= 0.995 and cos.mean() >= 0.999, (cos.min().item(), cos.mean().item())
 
 
+def test_accelerate_a_bf16_sentence_transformer_int8_says_how():
+    """A bf16 SentenceTransformer: int8 (from fp32 weights on the CPU) is refused with accelerate's own
+    advice (it gave from_pretrained's "leave torch_dtype / dtype unset", which changes nothing here), and
+    that advice works."""
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(_minilm(), device="cpu")
+    ref = model.encode(_sentences(16), convert_to_tensor=True)
+    model.to(torch.bfloat16)
+    with pytest.raises(ValueError, match=r"pass dtype=torch.float32 to accelerate") as e:
+        fastbert.accelerate(model, quantization="int8")
+    assert "torch_dtype" not in str(e.value)
+    fastbert.accelerate(model, quantization="int8", dtype=torch.float32)
+    backbone = next(m for m in model.modules() if isinstance(m, fastbert.BertPreTrainedModel))
+    assert backbone.quantization.active and next(backbone.parameters()).dtype == torch.float32
+    out = model.encode(_sentences(16), convert_to_tensor=True)
+    assert F.cosine_similarity(ref, out.float(), dim=-1).min() >= 0.995
+
+
 def test_wrapped_query_key_value_stay_fp32_with_the_reason():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     model.encoder.layer[1].attention.self.query.register_forward_hook(lambda m, i, o: None)  # as PEFT would
