@@ -89,6 +89,24 @@ class ConvertCommand:
         return 0
 
 
+def quantization_arg(text: str) -> str | None:
+    """The ``--quantization`` of ``fastbert run``, ``embed`` and ``serve``: int8, fp8 (any case), or none."""
+    from .quant import QUANTIZATIONS, check_quantization
+
+    try:
+        return check_quantization(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(QUANTIZATIONS)} or none, got {text!r}"
+        ) from None
+
+
+QUANTIZATION_HELP = (
+    "quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+); calibrated at load "
+    "on a built-in set (README, Precision)"
+)
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit 2 (argparse prints its whole usage):
     ``fastbert run: error: argument --batch-size: must be at least 1, got 0 (fastbert run --help)``.

@@ -57,6 +57,7 @@ def embed(
     ray_actors: int | None = None,
     revision: str | None = None,
     attn_implementation: str | None = None,
+    quantization: str | None = None,
 ) -> dict[str, Any]:
     """Embed a corpus into Parquet shards under ``output`` and return its manifest (a dict).
 
@@ -66,6 +67,8 @@ def embed(
     ``feature-extraction`` (the last hidden state pooled by ``pooling``: mean, cls or max) or
     ``text-classification`` (the score of each label, in label-id order). ``devices``: one worker
     process per device over disjoint shards. ``engine="ray"``: the same plan as a Ray Data pipeline.
+    ``quantization``: "int8" or "fp8", the model quantized at load in every worker (calibrated on the
+    built-in set, :func:`fastbert.quantize`); part of the job, so a resume must ask the same.
     A finished output is returned as is; an interrupted one is resumed; another job's is refused
     unless ``overwrite``; a folder another run is writing is refused (:class:`~fastbert.embed.lock.OutputInUse`).
     Ids that repeat inside a shard are counted in the manifest (``duplicate_ids``) and warned of
@@ -101,6 +104,7 @@ def embed(
         window=window,
         max_batch_tokens=default_max_batch_tokens(targets) if max_batch_tokens is None else max_batch_tokens,
         attn_implementation=attn_implementation,
+        quantization=quantization,
     )
     check_devices(targets)
     paths, formats = input_formats(inputs, input_format, id_column)

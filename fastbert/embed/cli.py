@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+from ..cli import QUANTIZATION_HELP, quantization_arg
 from .inputs import FORMATS
 from .job import (
     DEFAULT_MAX_BATCH_TOKENS,
@@ -86,6 +87,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--ray-actors", type=int, default=None, help="model actors (default: one a GPU)")
     parser.add_argument("--revision", default=None, help="hub revision of the model")
     parser.add_argument("--attn-implementation", default=None, choices=("eager", "sdpa", "triton"))
+    parser.add_argument("--quantization", type=quantization_arg, default=None, help=QUANTIZATION_HELP)
 
 
 def cli_main(args) -> int:
@@ -120,7 +122,27 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"fastbert embed: warning: {message}", file=sys.stderr)
 
 
+def _refuse_precision(args) -> None:
+    """A --quantization that a worker's device or --dtype cannot run: refused in the flags' terms before
+    anything loads."""
+    if args.quantization is None:
+        return
+    from fastbert.devices import parse_device
+    from fastbert.loading import parse_dtype
+    from fastbert.quant import flag_refusal
+
+    from .devices import device_list
+
+    flag = "--devices" if args.devices is not None else "--device"
+    for spec in device_list(args.device, args.devices):
+        device = parse_device(spec if spec is not None else "cpu", flag)
+        why = flag_refusal(args.quantization, parse_dtype(args.dtype), device, device_flag=flag)
+        if why is not None:
+            raise ValueError(why)
+
+
 def _embed(embed, args) -> dict:
+    _refuse_precision(args)
     return embed(
         args.inputs,
         args.output,
@@ -148,4 +170,5 @@ def _embed(embed, args) -> dict:
         ray_actors=args.ray_actors,
         revision=args.revision,
         attn_implementation=args.attn_implementation,
+        quantization=args.quantization,
     )

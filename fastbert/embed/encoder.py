@@ -41,6 +41,8 @@ class Encoder:
         revision = pinned_commit(job.model_fingerprint) or job.revision
         if revision:
             kwargs["revision"] = revision
+        if job.quantization:
+            kwargs["model_kwargs"] = {"quantization": job.quantization}
         self.job = job
         self.pipe = fastbert.pipeline(
             job.task,

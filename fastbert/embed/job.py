@@ -43,6 +43,7 @@ class Job:
     window: int
     max_batch_tokens: int
     attn_implementation: str | None = None
+    quantization: str | None = None  # "int8" / "fp8": the model quantized at load (fastbert.quant)
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run that started the output."""
@@ -99,6 +100,9 @@ def make_job(**options: Any) -> Job:
     o["model"] = os.path.realpath(model) if os.path.isdir(model) else str(model)
     o["model_fingerprint"] = model_fingerprint(o["model"], revision=o["revision"])
     o["dtype"] = normalize_dtype(o["dtype"])
+    from fastbert.quant import check_quantization
+
+    o["quantization"] = check_quantization(o.get("quantization"))
     return Job(**o)
 
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from fastbert.cli import QUANTIZATION_HELP, quantization_arg
 from fastbert.output_files import check_output_path, open_output
 
 FORMATS = ("jsonl", "json", "csv", "npy", "safetensors")
@@ -71,6 +72,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attn-implementation", default=None, choices=("eager", "sdpa", "triton"), help="attention backend"
     )
+    parser.add_argument("--quantization", type=quantization_arg, default=None, help=QUANTIZATION_HELP)
     parser.add_argument("--batch-size", type=_POSITIVE, default=None, help="rows per forward (default 32)")
     parser.add_argument(
         "--max-length",
@@ -506,6 +508,18 @@ def _cli_main(args: argparse.Namespace) -> int:
     # cuda without CUDA, cuda:3 of two GPUs, banana: refused before the model loads
     device = available_device(args.device) if args.device is not None else None
     extra = {"max_length": args.max_length} if args.max_length is not None else {}
+    if args.quantization is not None:
+        import torch
+
+        from fastbert.loading import parse_dtype
+        from fastbert.quant import flag_refusal
+
+        why = flag_refusal(
+            args.quantization, parse_dtype(args.dtype), device if device is not None else torch.device("cpu")
+        )
+        if why is not None:
+            raise ValueError(why)
+        extra["model_kwargs"] = {"quantization": args.quantization}
     try:
         pipe = pipeline(
             task,

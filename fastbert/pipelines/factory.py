@@ -177,6 +177,9 @@ def pipeline(
         if device is None and device_map == "auto":
             device = 0 if torch.cuda.is_available() else -1
         target = resolve_device(device)
+        if load_kwargs.get("quantization") is not None and target.type != "cpu":
+            # int8 / fp8 on a GPU calibrate there (and fp8 checks the GPU's capability before the weights)
+            load_kwargs.setdefault("device_map", str(target))
         loaded = getattr(auto, spec["auto"]).from_pretrained(path, config=config, **load_kwargs)
         loaded = _to_device(loaded, target)
     elif isinstance(model, torch.nn.Module):

@@ -59,6 +59,7 @@ __all__ = [
     "calibration_tokenizer",
     "check_quantization",
     "check_quantization_device",
+    "flag_refusal",
     "quantize",
     "refresh",
 ]
@@ -121,6 +122,48 @@ def check_quantization_device(
                 else ""
             )
             raise ValueError(f"quantization='fp8': {why}{hint}")
+
+
+def flag_refusal(
+    quantization: str | None,
+    dtype: Any,
+    device: torch.device,
+    checkpoint_dtype: Any = None,
+    device_flag: str = "--device",
+) -> str | None:
+    """Why ``--quantization`` cannot run with ``--dtype`` on ``device``, in the command line's flags (None
+    when it can; ``fastbert serve``, ``run`` and ``embed`` check it before the model loads).
+    ``checkpoint_dtype``: the checkpoint's dtype (its config's), what ``--dtype auto`` loads;
+    ``device_flag``: the command's flag that names the device."""
+    method = check_quantization(quantization)
+    if method is None:
+        return None
+    auto = dtype == "auto"
+    if auto:
+        dtype = checkpoint_dtype
+    if (
+        method == "int8"
+        and device.type == "cpu"
+        and isinstance(dtype, torch.dtype)
+        and dtype != torch.float32
+    ):
+        name = str(dtype).removeprefix("torch.")
+        said = f"--dtype auto is this checkpoint's {name}" if auto else f"--dtype is {name}"
+        return (
+            f"--quantization int8 on the CPU computes from float32 weights, and {said}: leave "
+            f"--dtype unset (or pass float32) with it, or leave --quantization unset to run {name}"
+        )
+    if method == "int8" and device.type not in ("cpu", "cuda"):
+        return f"--quantization int8 runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on {device}"
+    from .gpu import fp8_refusal, int_mm_refusal
+
+    why = (
+        fp8_refusal(device) if method == "fp8" else int_mm_refusal(device) if device.type == "cuda" else None
+    )
+    if why is None:
+        return None
+    hint = f" ({device_flag} names a GPU, e.g. {device_flag} cuda:0)" if device.type == "cpu" else ""
+    return f"--quantization {method} on {device}: {why}{hint}"
 
 
 def calibration_sentences() -> list[str]:

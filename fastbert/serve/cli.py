@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from ..cli import quantization_arg
 from .options import (
     DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -59,18 +60,6 @@ def _dtype(text: str) -> str:
     if name not in SERVE_DTYPES:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(SERVE_DTYPES)}, got {text!r}")
     return name
-
-
-def _quantization(text: str) -> str | None:
-    """``--quantization``: int8, fp8 (any case), or none."""
-    from ..quant import QUANTIZATIONS, check_quantization
-
-    try:
-        return check_quantization(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be one of {', '.join(QUANTIZATIONS)} or none, got {text!r}"
-        ) from None
 
 
 def _port(text: str) -> int:
@@ -242,7 +231,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
     )
     parser.add_argument(
         "--quantization",
-        type=_quantization,
+        type=quantization_arg,
         default=None,
         help="quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+)",
     )

@@ -311,38 +311,10 @@ def precision_refusal(
     quantization: str, dtype: Any, device: torch.device, checkpoint_dtype: Any = None
 ) -> str | None:
     """Why ``--quantization`` cannot run with ``--dtype`` on ``device``, in the server's flags (None when
-    it can): checked before the model loads. ``checkpoint_dtype``: the checkpoint's dtype (its config's),
-    what ``--dtype auto`` loads."""
-    from fastbert.quant import check_quantization
-    from fastbert.quant.gpu import fp8_refusal, int_mm_refusal
+    it can): :func:`fastbert.quant.flag_refusal`."""
+    from fastbert.quant import flag_refusal
 
-    method = check_quantization(quantization)
-    auto = dtype == "auto"
-    if auto:
-        dtype = checkpoint_dtype
-    if (
-        method == "int8"
-        and device.type == "cpu"
-        and isinstance(dtype, torch.dtype)
-        and dtype != torch.float32
-    ):
-        name = str(dtype).removeprefix("torch.")
-        said = f"--dtype auto is this checkpoint's {name}" if auto else f"--dtype is {name}"
-        return (
-            f"--quantization int8 on the CPU computes from float32 weights, and {said}: leave "
-            f"--dtype unset (or pass float32) with it, or leave --quantization unset to serve {name}"
-        )
-    if method == "int8" and device.type not in ("cpu", "cuda"):
-        return f"--quantization int8 runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on {device}"
-    why = None
-    if method == "fp8":
-        why = fp8_refusal(device)
-    elif method == "int8" and device.type == "cuda":
-        why = int_mm_refusal(device)
-    if why is None:
-        return None
-    hint = " (--devices names the GPUs to serve on, e.g. --devices cuda:0)" if device.type == "cpu" else ""
-    return f"--quantization {method} on {device}: {why}{hint}"
+    return flag_refusal(quantization, dtype, device, checkpoint_dtype, device_flag="--devices")
 
 
 class ServedModel:

