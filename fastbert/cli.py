@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
@@ -101,16 +101,32 @@ def quantization_arg(text: str) -> str | None:
         ) from None
 
 
-def checkpoint_dtype(model: str | None) -> object:
-    """The dtype ``--dtype auto`` loads ``model`` (None: the embedded MiniLM) in: its config's; None when
-    the config cannot be read here (loading the model then says why)."""
+def precision_refusal(
+    quantization: str | None, dtype: Any, model: str | None, devices: list, device_flag: str = "--device"
+) -> str | None:
+    """Why ``--quantization`` cannot run with ``--dtype`` on one of ``devices`` (torch devices), in the
+    command's flags (:func:`fastbert.quant.flag_refusal`), or None: ``fastbert run``, ``embed`` and ``serve``
+    ask before the model loads. ``--dtype auto`` is the dtype of ``model``'s config (None: the embedded
+    MiniLM), not known when the config cannot be read here (loading the model then says why)."""
     from fastbert import registry
     from fastbert.hub import embedded_model_path
+    from fastbert.loading import parse_dtype
+    from fastbert.quant import flag_refusal
 
-    try:
-        return registry.load_config(model if model is not None else embedded_model_path()).torch_dtype
-    except (OSError, ValueError):
+    if quantization is None:
         return None
+    dtype = parse_dtype(dtype)
+    known = None
+    if dtype == "auto":
+        try:
+            known = registry.load_config(model if model is not None else embedded_model_path()).torch_dtype
+        except (OSError, ValueError):
+            pass
+    for device in devices:
+        why = flag_refusal(quantization, dtype, device, known, device_flag=device_flag)
+        if why is not None:
+            return why
+    return None
 
 
 QUANTIZATION_HELP = (

@@ -129,24 +129,22 @@ def _refuse_precision(args) -> None:
         return
     import torch
 
-    from fastbert.cli import checkpoint_dtype
+    from fastbert.cli import precision_refusal
     from fastbert.devices import available_device
-    from fastbert.loading import parse_dtype
-    from fastbert.quant import flag_refusal
 
     from .devices import device_list
 
     flag = "--devices" if args.devices is not None else "--device"
-    dtype = parse_dtype(args.dtype)
-    known = checkpoint_dtype(args.model) if dtype == "auto" else None
-    for spec in device_list(args.device, args.devices):
-        if spec is None:  # the local engine's CPU; a Ray actor's CUDA where there is one (_RayEncoder)
-            device = torch.device("cuda" if args.ray and torch.cuda.is_available() else "cpu")
-        else:  # a GPU this machine lacks: said as such (fp8's capability query would raise)
-            device = available_device(spec, flag)
-        why = flag_refusal(args.quantization, dtype, device, known, device_flag=flag)
-        if why is not None:
-            raise ValueError(why)
+    devices = [
+        # None: the local engine's CPU; a Ray actor's CUDA where there is one (_RayEncoder)
+        torch.device("cuda" if args.ray and torch.cuda.is_available() else "cpu")
+        if spec is None
+        else available_device(spec, flag)  # a GPU this machine lacks: said as such (fp8's query would raise)
+        for spec in device_list(args.device, args.devices)
+    ]
+    why = precision_refusal(args.quantization, args.dtype, args.model, devices, device_flag=flag)
+    if why is not None:
+        raise ValueError(why)
 
 
 def _embed(embed, args) -> dict:

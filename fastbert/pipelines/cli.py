@@ -511,15 +511,10 @@ def _cli_main(args: argparse.Namespace) -> int:
     if args.quantization is not None:
         import torch
 
-        from fastbert.cli import checkpoint_dtype
-        from fastbert.loading import parse_dtype
-        from fastbert.quant import flag_refusal
+        from fastbert.cli import precision_refusal
 
-        dtype = parse_dtype(args.dtype)
-        known = checkpoint_dtype(args.model) if dtype == "auto" else None
-        why = flag_refusal(
-            args.quantization, dtype, device if device is not None else torch.device("cpu"), known
-        )
+        on = device if device is not None else torch.device("cpu")
+        why = precision_refusal(args.quantization, args.dtype, args.model, [on])
         if why is not None:
             raise ValueError(why)
         extra["model_kwargs"] = {"quantization": args.quantization}

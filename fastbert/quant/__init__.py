@@ -540,7 +540,7 @@ def _linear_error(
     return (torch.linalg.vector_norm(yq - y) / torch.linalg.vector_norm(y).clamp_min(1e-12)).item()
 
 
-def _gptq_codes(rec: _Recorder, weight, smooth, scheme, outliers, qmax: int):
+def _gptq_codes(rec: _Recorder, weight, smooth, outliers, qmax: int):
     """GPTQ's codes (:mod:`fastbert.quant.gptq`) for one int8 candidate from the recorded Gram matrix, or
     None where it has none."""
     from .gptq import compensated_codes, input_gram
@@ -730,7 +730,7 @@ def _quantize(
             codes = None
             if method == "int8":  # the chosen candidate's weights rounded by GPTQ, kept where they do better
                 qm = scheme.qmax if scheme is not None else qmax
-                codes = _gptq_codes(rec, weight, smooth, scheme, outl, qm)
+                codes = _gptq_codes(rec, weight, smooth, outl, qm)
                 if codes is not None:
                     e = _linear_error(rows, y, weight, smooth, scheme, outl, formula, codes.to(rows.device))
                     err, codes = (e, codes) if e < err else (err, None)

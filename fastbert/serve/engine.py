@@ -307,16 +307,6 @@ class InputTooLong(ValueError):
         super().__init__(f"`inputs` must have less than {maximum} tokens. Given: {length}")
 
 
-def precision_refusal(
-    quantization: str, dtype: Any, device: torch.device, checkpoint_dtype: Any = None
-) -> str | None:
-    """Why ``--quantization`` cannot run with ``--dtype`` on ``device``, in the server's flags (None when
-    it can): :func:`fastbert.quant.flag_refusal`."""
-    from fastbert.quant import flag_refusal
-
-    return flag_refusal(quantization, dtype, device, checkpoint_dtype, device_flag="--devices")
-
-
 class ServedModel:
     """The model on one device and the forward of a batch: ``run(rows, ops)`` → one output per row.
 
@@ -342,10 +332,9 @@ class ServedModel:
             "sequence-classification": auto.AutoModelForSequenceClassification,
         }[registry.task_of_class(spec.architecture)]
         if options.quantization:
-            checkpoint_dtype = None
-            if self.dtype == "auto":  # the checkpoint's dtype, from its config (read before the weights)
-                checkpoint_dtype = registry.load_config(spec.path).torch_dtype
-            why = precision_refusal(options.quantization, self.dtype, device, checkpoint_dtype)
+            from ..cli import precision_refusal  # what --dtype auto loads: the checkpoint's config
+
+            why = precision_refusal(options.quantization, self.dtype, spec.path, [device], "--devices")
             if why is not None:
                 raise ValueError(why)
             kwargs["quantization"] = options.quantization
