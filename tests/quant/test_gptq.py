@@ -326,5 +326,5 @@ def test_gptq_codes_take_outlier_channels_on_the_model_device(device):
     w = torch.randn(16, 32, device=device)
     rec(torch.randn(64, 32, device=device), w)
     outliers = torch.argsort(rec.absmax, descending=True)[:4].sort().values  # as _quantize makes them
-    codes = _gptq_codes(rec, w, _smooth(rec.absmax, w, 0.5), None, outliers, 127)
+    codes = _gptq_codes(rec, w, _smooth(rec.absmax, w, 0.5), outliers, 127)
     assert codes is not None and codes.shape == (16, 32) and (codes[:, outliers.cpu()] == 0).all()
