@@ -185,3 +185,30 @@ def test_dtype_auto_of_a_float16_checkpoint_is_refused_in_the_flags_terms(
     code = _main(*command, "--model", ckpt["seq"], "--quantization", "int8", "--dtype", "auto")
     err = capsys.readouterr().err
     assert code == 2 and "--dtype auto is this checkpoint's float16" in err and "torch_dtype" not in err, err
+
+
+@pytest.mark.parametrize(
+    "method, device, dtype, api_needle, flag_needle",
+    [
+        ("int8", "mps", None, "not on the mps device", "not on mps"),
+        ("int8", "cpu", torch.bfloat16, "would be torch.bfloat16", "--dtype is bfloat16"),
+        ("int8", "cuda", None, "torch._int_mm", "--quantization int8 on cuda"),
+        ("fp8", "cpu", None, "device_map='cuda'", "--device names a GPU"),
+    ],
+)
+def test_the_api_and_the_flags_refuse_by_one_rule(
+    monkeypatch, method, device, dtype, api_needle, flag_needle
+):
+    """``check_quantization_device`` (from_pretrained, quantize, accelerate) and ``flag_refusal`` (the
+    command lines) refuse the same cases, each in its own words: int8 off the CPU and CUDA, int8 on the CPU
+    from bf16 weights, int8 on CUDA with a torch without ``torch._int_mm`` (here taken away), fp8 on the
+    CPU; and both let fp32 int8 on the CPU through."""
+    from fastbert.quant import check_quantization_device, flag_refusal
+
+    monkeypatch.delattr(torch, "_int_mm", raising=False)
+    with pytest.raises(ValueError, match=api_needle.replace("(", r"\(").replace(".", r"\.")):
+        check_quantization_device(method, device, dtype)
+    why = flag_refusal(method, dtype, torch.device(device))
+    assert why is not None and flag_needle in why, why
+    check_quantization_device("int8", "cpu", torch.float32)
+    assert flag_refusal("int8", torch.float32, torch.device("cpu")) is None

@@ -89,39 +89,56 @@ def check_quantization(quantization: Any) -> str | None:
     )
 
 
+def _device_rule(method: str | None, device: torch.device, dtype: Any) -> tuple[str, str | None] | None:
+    """The rule ``method`` breaks on ``device`` with weights of ``dtype`` (a ``torch.dtype``; anything else
+    is not known yet and not checked), as (rule, the device's reason), or None: ("device", None): int8 off
+    the CPU and CUDA; ("dtype", None): int8 on the CPU from other than fp32 weights; ("gpu", why): fp8 where
+    ``torch._scaled_mm`` cannot run it, int8 on CUDA without ``torch._int_mm``. The API
+    (:func:`check_quantization_device`) and the command lines (:func:`flag_refusal`) word it each in their
+    own terms."""
+    from .gpu import fp8_refusal, int_mm_refusal
+
+    if method == "int8":
+        if device.type not in ("cpu", "cuda"):
+            return "device", None
+        if device.type == "cpu":
+            fp32 = not isinstance(dtype, torch.dtype) or dtype == torch.float32
+            return None if fp32 else ("dtype", None)
+        why = int_mm_refusal(device)
+    elif method == "fp8":
+        why = fp8_refusal(device)
+    else:
+        return None
+    return None if why is None else ("gpu", why)
+
+
 def check_quantization_device(
     quantization: str | None,
     device: torch.device | str | None,
     dtype: Any = None,
     to_fp32: str = "load it in float32 (leave torch_dtype / dtype unset, or pass torch.float32)",
 ) -> None:
-    """Refuse, before anything loads, a quantization the device cannot run: "fp8" needs a CUDA GPU of
-    compute capability 8.9 or newer (the error names the device and its capability); "int8" on the CPU
-    computes from fp32 weights (``dtype``: the dtype the model will have, a ``torch.dtype``; anything else
-    is not known yet and not checked; ``to_fp32``: how the caller's user gets fp32 weights)."""
-    kind = "cpu" if device is None else torch.device(device).type
-    on_cpu = kind == "cpu"
-    if quantization == "int8" and kind not in ("cpu", "cuda"):
+    """Refuse, before anything loads, a quantization the device cannot run (:func:`_device_rule`): "fp8"
+    needs a CUDA GPU of compute capability 8.9 or newer (the error names the device and its capability);
+    "int8" runs on the CPU, from fp32 weights (``dtype``: the dtype the model will have; ``to_fp32``: how
+    the caller's user gets fp32 weights), or on CUDA through ``torch._int_mm``."""
+    device = torch.device(device if device is not None else "cpu")
+    broken = _device_rule(quantization, device, dtype)
+    if broken is None:
+        return
+    rule, why = broken
+    if rule == "device":
         raise ValueError(
-            f"quantization='int8' runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on the {kind} device"
+            f"quantization='int8' runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on the "
+            f"{device.type} device"
         )
-    if quantization == "int8" and on_cpu and isinstance(dtype, torch.dtype) and dtype != torch.float32:
+    if rule == "dtype":
         raise ValueError(
             f"quantization='int8' computes from fp32 weights on the CPU, and this model would be {dtype}: "
             f"{to_fp32}, or leave quantization unset to run {dtype}"
         )
-    if quantization == "fp8":
-        from .gpu import fp8_refusal
-
-        device = torch.device(device if device is not None else "cpu")
-        why = fp8_refusal(device)
-        if why is not None:
-            hint = (
-                " (load with device_map='cuda', or quantize after .to('cuda'))"
-                if device.type == "cpu"
-                else ""
-            )
-            raise ValueError(f"quantization='fp8': {why}{hint}")
+    hint = " (load with device_map='cuda', or quantize after .to('cuda'))" if device.type == "cpu" else ""
+    raise ValueError(f"quantization={quantization!r}: {why}{hint}")
 
 
 def flag_refusal(
@@ -132,36 +149,24 @@ def flag_refusal(
     device_flag: str = "--device",
 ) -> str | None:
     """Why ``--quantization`` cannot run with ``--dtype`` on ``device``, in the command line's flags (None
-    when it can; ``fastbert serve``, ``run`` and ``embed`` check it before the model loads).
-    ``checkpoint_dtype``: the checkpoint's dtype (its config's), what ``--dtype auto`` loads;
-    ``device_flag``: the command's flag that names the device."""
+    when it can; ``fastbert serve``, ``run`` and ``embed`` check it before the model loads; the rules:
+    :func:`_device_rule`). ``checkpoint_dtype``: the checkpoint's dtype (its config's), what ``--dtype auto``
+    loads; ``device_flag``: the command's flag that names the device."""
     method = check_quantization(quantization)
-    if method is None:
-        return None
     auto = dtype == "auto"
-    if auto:
-        dtype = checkpoint_dtype
-    if (
-        method == "int8"
-        and device.type == "cpu"
-        and isinstance(dtype, torch.dtype)
-        and dtype != torch.float32
-    ):
-        name = str(dtype).removeprefix("torch.")
+    broken = _device_rule(method, device, checkpoint_dtype if auto else dtype)
+    if broken is None:
+        return None
+    rule, why = broken
+    if rule == "device":
+        return f"--quantization int8 runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on {device}"
+    if rule == "dtype":
+        name = str(checkpoint_dtype if auto else dtype).removeprefix("torch.")
         said = f"--dtype auto is this checkpoint's {name}" if auto else f"--dtype is {name}"
         return (
             f"--quantization int8 on the CPU computes from float32 weights, and {said}: leave "
             f"--dtype unset (or pass float32) with it, or leave --quantization unset to run {name}"
         )
-    if method == "int8" and device.type not in ("cpu", "cuda"):
-        return f"--quantization int8 runs on the CPU (oneDNN) or on CUDA (torch._int_mm), not on {device}"
-    from .gpu import fp8_refusal, int_mm_refusal
-
-    why = (
-        fp8_refusal(device) if method == "fp8" else int_mm_refusal(device) if device.type == "cuda" else None
-    )
-    if why is None:
-        return None
     hint = f" ({device_flag} names a GPU, e.g. {device_flag} cuda:0)" if device.type == "cpu" else ""
     return f"--quantization {method} on {device}: {why}{hint}"
 
