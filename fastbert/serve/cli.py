@@ -148,8 +148,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         "--model-id",
         dest="model",
         default=env("model_id"),
-        help="folder or hub id of the model (default: the embedded MiniLM of fastbert-triton[embedded]; "
-        "env MODEL_ID)",
+        help="folder or hub id of the model (default: the embedded MiniLM of fastbert-triton[embedded])",
     )
     parser.add_argument("--revision", default=env("revision"), help="hub revision of --model")
     parser.add_argument(
@@ -161,7 +160,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         "-p",
         type=_port,
         default=env("port", DEFAULT_PORT),
-        help="port (0: any free port; env PORT)",
+        help="port (0: any free port)",
     )
     parser.add_argument(
         "--max-batch-tokens",
@@ -247,7 +246,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         "--api-key",
         default=env("api_key"),
         help="require 'Authorization: Bearer KEY' on every route but /health, GET /, /ping, /metrics "
-        "and the API docs (env API_KEY)",
+        "and the API docs",
     )
     parser.add_argument(
         "--devices", default=None, help="one model worker per device: 0,1 or cuda:0,cuda:1 or cpu"
@@ -285,6 +284,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         default=None,
         help="replicas (default: GPUs, or 1)",
     )
+    for action in parser._actions:  # each option TEI also reads from the environment says its variable
+        option = {"model": "model_id"}.get(action.dest, action.dest)
+        if option in ENV_OPTIONS:
+            action.help = f"{action.help} [env: {option.upper()}]"
 
 
 def parse_devices(text: str | None) -> tuple[str, ...] | None:

@@ -251,6 +251,19 @@ def test_cli_takes_tei_forms_and_environment(capsys):
         assert where in capsys.readouterr().err
 
 
+def test_help_names_the_environment_variable_of_each_option_that_reads_one():
+    """Every option TEI also reads from the environment says its variable in --help, as TEI's help does
+    (a refusal that names --dtype may come from DTYPE), and no other option claims one."""
+    from fastbert.serve.cli import ENV_OPTIONS, add_cli_arguments
+
+    parser = argparse.ArgumentParser(prog="fastbert serve")
+    add_cli_arguments(parser, environ={})
+    said = {a.dest: a.help for a in parser._actions if "[env: " in (a.help or "")}
+    assert {"model_id" if d == "model" else d for d in said} == set(ENV_OPTIONS)
+    assert said["dtype"].endswith("[env: DTYPE]") and said["model"].endswith("[env: MODEL_ID]")
+    assert all(h.count("env") == 1 for h in said.values()), said
+
+
 def test_similarity_errors_name_the_source_sentence_and_the_sentence(base_server):
     """/similarity embeds [source_sentence, *sentences] as one list; its errors named the source sentence
     `inputs.sentences[0]` and sentence k `inputs.sentences[k + 1]` (an index that may not exist)."""
