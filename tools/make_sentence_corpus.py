@@ -107,7 +107,9 @@ def labeled(exclude: set[str]) -> list[tuple[str, str]]:
     first PER_PACKAGE of each in hash order, none of ``exclude`` (the calibration set)."""
     found: dict[str, set[str]] = {}
     for package in PACKAGES:
-        found[package] = {s for doc in _package_docstrings(package) if isinstance(doc, str) for s in _prose(doc)}
+        found[package] = {
+            s for doc in _package_docstrings(package) if isinstance(doc, str) for s in _prose(doc)
+        }
     out = []
     for package, mine in found.items():
         others = set().union(*(v for k, v in found.items() if k != package))
@@ -118,9 +120,24 @@ def labeled(exclude: set[str]) -> list[tuple[str, str]]:
     return sorted(out, key=lambda t: hashlib.sha1(t[1].encode()).hexdigest())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Write the precision gates' sentence corpora (committed: making them again changes the "
+        "gates' inputs)."
+    )
+    parser.add_argument(
+        "which",
+        nargs="?",
+        choices=("all", "labeled"),
+        default="all",
+        help="all: tests/data/sentences.txt, fastbert/quant/calibration.txt and tests/data/labeled_sentences.tsv; "
+        "labeled: the last one only",
+    )
+    which = parser.parse_args(argv).which  # anything else (a typo, --help) writes nothing
     calibration = ROOT / "fastbert" / "quant" / "calibration.txt"
-    if sys.argv[1:] != ["labeled"]:
+    if which == "all":
         corpus = sentences()
         print(f"{len(corpus)} sentences")
         test, calib = corpus[:1500], corpus[1500:1628]

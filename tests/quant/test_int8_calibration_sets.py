@@ -69,3 +69,22 @@ def test_tokenized_batches_with_a_tokenizers_extra_keys():
     model = _model()
     quantize(model, "int8", calibration=[extra], min_cosine=0.0, mean_cosine=0.0)
     assert model.quantization.active and isinstance(model.encoder.layer[0].output.dense, QuantizedLinear)
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["labled"], 2), (["labeled", "extra"], 2)])
+def test_the_corpus_tool_writes_nothing_but_what_it_is_asked(tmp_path, monkeypatch, argv, code):
+    """tools/make_sentence_corpus.py rewrites the committed corpora (the gates' inputs): --help, a typo or
+    an extra argument print its usage and write nothing (it used to take any argument but "labeled" as
+    "write all three")."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "tools" / "make_sentence_corpus.py"
+    spec = importlib.util.spec_from_file_location("make_sentence_corpus", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr("sys.argv", ["make_sentence_corpus.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        tool.main(argv)
+    assert exit_.value.code == code and list(tmp_path.iterdir()) == []
