@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -665,9 +664,8 @@ def _quantize(
     base = model.base_model
     _family_layout(base)  # a family without a layout here: refused before anything runs
     if base.config.add_cross_attention:
-        warnings.warn(
-            f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}", stacklevel=3
-        )
+        # at the user's line, whichever entry point quantizes (from_pretrained, accelerate, quantize)
+        warn_at_caller(f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}")
     # no longer than the family's longest input (RoBERTa's: max_position_embeddings - padding_idx - 1)
     batches = _calibration_batches(
         model, tokenizer, calibration, max_length=min(128, base._length_limit()[0])

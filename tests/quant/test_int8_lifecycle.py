@@ -353,6 +353,29 @@ def test_from_pretrained_a_hub_id_with_int8_calibrates_on_its_tokenizer(tmp_path
     assert all(d.precision == "int8" for d in model.quantization.layers)
 
 
+def test_cross_attention_warning_points_at_the_callers_line(tmp_path):
+    """A decoder with cross-attention: "the cross-attention linears ... stay fp32" is said at the user's line
+    whichever entry point quantizes (from_pretrained's said it at a line of fastbert/loading.py)."""
+    config = fastbert.BertConfig(
+        **{**TINY, "vocab_size": len(VOCAB)}, is_decoder=True, add_cross_attention=True
+    )
+    torch.manual_seed(0)
+    fastbert.BertModel(config).save_pretrained(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    for how in ("from_pretrained", "quantize", "accelerate"):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            if how == "from_pretrained":
+                model = fastbert.BertModel.from_pretrained(tmp_path, quantization="int8")
+            elif how == "quantize":
+                model = quantize(fastbert.BertModel.from_pretrained(tmp_path), "int8")
+            else:
+                model = fastbert.accelerate(fastbert.BertModel.from_pretrained(tmp_path), quantization="int8")
+        said = [w for w in record if "cross-attention linears have no int8 path" in str(w.message)]
+        assert len(said) == 1 and said[0].filename == HERE, (how, [(w.filename, w.lineno) for w in said])
+        assert isinstance(model.encoder.layer[0].crossattention.self.query, torch.nn.Linear)
+
+
 def test_from_pretrained_without_a_tokenizer_refuses_before_reading_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = _hub_cache(tmp_path, tokenizer=False)
