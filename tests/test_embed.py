@@ -580,6 +580,25 @@ def test_cli_entry(tmp_path, models):
     assert main(["embed", str(path), "--model", models["other"], "--output", str(tmp_path / "o")]) == 2
 
 
+def test_cli_resume_refusal_reads_as_one_line(tmp_path, models, capsys):
+    """The command line says the resume refusal on one line, its differences still apart: the lines of the
+    message were joined with spaces ("... None now pass --overwrite ...", "... now dtype: ...")."""
+    from fastbert.cli import main
+
+    path = tmp_path / "a.txt"
+    path.write_text("the city\nparis\n")
+    args = ["embed", str(path), "--model", models["base"], "--output", str(tmp_path / "o"), "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--output-dtype", "float16", "--max-length", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert (
+        "cannot resume: output_dtype: 'float32' there, 'float16' now; max_length: None there, 8 now. "
+        "Pass --overwrite to start over, or another --output." in err
+    ), err
+
+
 # Every Python process started with this folder first on PYTHONPATH (the --devices workers are spawned, fresh
 # interpreters) holds the write of shard HOLD_SHARD forever and writes its pid to HOLD_PID: the run cannot end
 # before the test signals its parent, however fast the machine.

@@ -282,9 +282,10 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
         problems.append(f"input format (--input-format) of {'; of '.join(formats)}")
     if problems:
         raise ValueError(
+            # one difference a line; still apart where a command line joins the lines into one
             f"{output} holds the output of another job, which this run cannot resume:\n  "
-            + "\n  ".join(problems)
-            + "\npass --overwrite to start over, or another --output"
+            + ";\n  ".join(problems)
+            + ".\nPass --overwrite to start over, or another --output."
         )
 
 
