@@ -397,6 +397,28 @@ def test_accelerate_sentence_transformer_int8():
     assert cos.min() >= 0.995 and cos.mean() >= 0.999, (cos.min().item(), cos.mean().item())
 
 
+def test_readme_precision_snippet_runs_as_written():
+    """The first code block of README's "Precision: bf16 and int8 on the CPU", run top to bottom with ``path``
+    the real MiniLM and ``tok`` its tokenizer: each line does what its comment says (its second line
+    quantized the model of the first, already quantized, and was refused)."""
+    pytest.importorskip("sentence_transformers")
+    path = _minilm()
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        section = f.read().split("## Precision: bf16 and int8 on the CPU", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope = {"path": path, "tok": fastbert.AutoTokenizer.from_pretrained(path)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sentence-transformers' own deprecations
+        exec(compile(code, readme, "exec"), scope)
+    model, st = scope["model"], scope["st"]
+    assert isinstance(model, fastbert.BertModel) and model.quantization.active
+    backbone = next(m for m in st.modules() if isinstance(m, fastbert.BertPreTrainedModel))
+    from fastbert.quant.dtypes import auto_dtype
+
+    assert getattr(backbone, "quantization", None) is None and backbone.dtype == auto_dtype("cpu")
+
+
 def test_accelerate_a_bf16_sentence_transformer_int8_says_how():
     """A bf16 SentenceTransformer: int8 (from fp32 weights on the CPU) is refused with accelerate's own
     advice (it gave from_pretrained's "leave torch_dtype / dtype unset", which changes nothing here), and
