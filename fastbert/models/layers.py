@@ -42,6 +42,10 @@ class LayerContext:
         return self.layer_specs.get(layer_type, self.attn)
 
 
+#: the names of the dtypes in a quantized projection's repr (as :class:`fastbert.quant.QuantizedLinear`'s)
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
 # --------------------------------------------------------------------------------------------- modules
 class _Module(nn.Module):
     """An ``nn.Module`` whose submodules are also plain instance attributes.
@@ -252,15 +256,21 @@ class BertSelfAttention(_Module):
         return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
 
     def extra_repr(self) -> str:
-        """The fused projection's load-time transform, when one is installed, and whether it runs for the
-        current weights (an int8 copy does not after ``.half()``: the repr says so)."""
+        """What computes the fused projection, in the words of a quantized linear's repr: its load-time
+        transform, or the model's dtype where the transform does not run (an int8 copy after ``.half()``) or
+        where calibration kept it (``qkv_kept``, set by :func:`fastbert.quant.quantize`); nothing when the
+        model was never quantized."""
         hook = self.__dict__.get("qkv_linear")
         if hook is None:
-            return ""
+            kept = self.__dict__.get("qkv_kept")
+            return "" if kept is None else f"qkv quantization={kept}"
         inactive = getattr(hook, "inactive", None)
         weight = next(iter(self.parameters()), None)
         why = inactive(weight) if inactive is not None and weight is not None else None
-        return f"qkv quantization={hook!r}" if why is None else f"qkv quantization=inactive ({why})"
+        if why is None:
+            return f"qkv quantization={hook!r}"
+        dtype = _DTYPE_NAMES.get(weight.dtype, str(weight.dtype))
+        return f"qkv quantization={dtype} ({getattr(hook, 'method', 'quantization')} inactive: {why})"
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.

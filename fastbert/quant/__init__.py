@@ -792,6 +792,10 @@ def _quantize(
         if slot.linear is not None:  # the module owns its copy from now on (the weight points at it)
             q = wrapped[id(slot.linear)] = QuantizedLinear(slot.linear, decisions[slot.name], slot.hook)
             setattr(slot.parent, slot.attr, q)
+        elif slot.hook is None:
+            # a fused QKV that keeps the model's dtype: its self-attention's repr says why
+            d = decisions[slot.name]
+            slot.parent.__dict__["qkv_kept"] = f"{d.precision} ({d.reason})" if d.reason else d.precision
     for alias, slot in aliases:
         if alias.linear is not None:
             q = wrapped.get(id(alias.linear))

@@ -204,7 +204,9 @@ def test_repr_says_what_runs():
     assert attention.extra_repr().startswith("qkv quantization=int8 (")
     q.half()
     assert dense.running().startswith("fp16 (int8 inactive: the weights are torch.float16")
-    assert attention.extra_repr().startswith("qkv quantization=inactive (the weights are torch.float16")
+    assert attention.extra_repr().startswith(
+        "qkv quantization=fp16 (int8 inactive: the weights are torch.float16"
+    )
     q.float()
     assert dense.running().startswith("int8 (")
     assert attention.extra_repr().startswith("qkv quantization=int8 (")
@@ -213,6 +215,29 @@ def test_repr_says_what_runs():
     refresh(q)
     assert dense.running().startswith("int8 (")
     assert q.quantization.active and q.quantization.method == "int8"
+
+
+def test_repr_of_a_fused_qkv_says_what_runs_as_a_linears_does():
+    """The fused query/key/value projection is one of the encoder's linears: its line in the self-attention's
+    repr says what computes it in the words of a linear's (README: ``fp32 (kept: ...)``, ``fp16 (int8
+    inactive: ...)``); one that calibration kept in fp32 said nothing at all."""
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "int8 gives nothing on this model"
+        quantize(model, "int8", calibration=_batches(), min_cosine=1.5, mean_cosine=1.5)
+    attention, dense = model.encoder.layer[0].attention.self, model.encoder.layer[0].intermediate.dense
+    assert dense.running().startswith("fp32 (kept: int8 error")
+    assert attention.extra_repr().startswith("qkv quantization=fp32 (kept: int8 error"), (
+        attention.extra_repr()
+    )
+    assert "qkv quantization=fp32 (kept: int8 error" in repr(copy.deepcopy(model))
+    _, q = _int8_model()
+    attention = q.encoder.layer[0].attention.self
+    q.half()
+    assert attention.extra_repr().startswith(
+        "qkv quantization=fp16 (int8 inactive: the weights are torch.float16"
+    ), attention.extra_repr()
 
 
 # ---------------------------------------------------------------------------------- copies and pickles
