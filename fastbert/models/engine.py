@@ -397,7 +397,9 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
     def _warn_fallback(self, reason: str) -> None:
         if reason not in self._fallback_warned:
             self._fallback_warned.add(reason)
-            warnings.warn(f"fastbert: {reason}", stacklevel=5)
+            from ..quant.notes import caller_stacklevel  # the user's line, however deep the call came
+
+            warnings.warn(f"fastbert: {reason}", stacklevel=caller_stacklevel())
 
     def _base(self) -> BertModel:
         return getattr(self, self.base_model_prefix)

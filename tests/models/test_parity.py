@@ -190,9 +190,11 @@ def test_output_attentions_eager_and_fallback():
         for a, b, r in zip(out.attentions, ref.attentions, ref64.attentions):
             assert_close(a[0], b[0], r[0], torch.float32, what="attentions")  # unpadded row
         fb_sdpa = fastbert.from_transformers(hf, attn_implementation="sdpa")
-        with pytest.warns(UserWarning, match="output_attentions"):
+        with pytest.warns(UserWarning, match="output_attentions") as record:
             out2 = fb_sdpa(**inputs, output_attentions=True)
     torch.testing.assert_close(out2.attentions[0], out.attentions[0])
+    # said at this line (it pointed into torch's Module.__call__)
+    assert [w.filename for w in record if "output_attentions" in str(w.message)] == [__file__]
 
 
 def test_base_model_without_pooler():
