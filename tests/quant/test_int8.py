@@ -464,3 +464,30 @@ def test_calibration_stays_within_the_family_length_limit():
 
     quantize(model, "int8", tokenizer=tokenizer, calibration=["a b c"] * 4, min_cosine=0.0, mean_cosine=0.0)
     assert asked == [38] and model.quantization is not None
+
+
+def test_fused_passes_compile_once_for_the_model_s_views_of_any_rank():
+    """An int8 linear's input is a view: of (batch, tokens, width) hidden states, of the packed (tokens,
+    width) ones, of the (batch, tokens, heads, head size) attention context. The fused quantization pass
+    takes it detached from that base, so the base's rank and strides are not guarded on: after one token
+    count of at least 2 and one of 1 (which Dynamo specialises), no call compiles it again (it used to
+    compile a variant per base layout and hit Dynamo's recompile limit within a few batches)."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    w = torch.randn(48, 32) * 0.1
+    lin = Int8Linear(w, None, 0.0, int8_schemes()[0], 0.0)
+    with torch.no_grad():
+        lin(torch.randn(5, 32), w)
+        lin(torch.randn(1, 32), w)
+        before = counters["stats"]["unique_graphs"]
+        views = [
+            torch.randn(2, 7, 32)[:, :6],  # padded hidden states, sliced
+            torch.randn(3, 9, 4, 8).view(3, 9, 32),  # attention context, heads merged
+            torch.randn(40, 32)[3:20],  # packed tokens
+            torch.randn(2, 3, 5, 32).view(30, 32),
+            torch.randn(1, 11, 32),
+        ]
+        for x in views:
+            torch.testing.assert_close(lin(x, w), reference_int8_linear(x, w, None, None, lin.scheme).float())
+    assert counters["stats"]["unique_graphs"] == before
