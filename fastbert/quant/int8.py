@@ -32,6 +32,7 @@ model leave it out and make it again at the first call.
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from typing import NamedTuple
 
@@ -311,12 +312,12 @@ class WeightWatch:
         return "GPTQ rounding" if self._codes_digest is not None else "nearest rounding"
 
     def _remember(self, weight: torch.Tensor) -> None:
-        self._key = _identity(weight)
         cpu = weight.device.type == "cpu"
         # the view is made once, not at every check: a Parameter's as_strided goes through autograd, half
         # of what a check cost (benchmarks/results/code-notes.md)
         self._view = weight_sample(weight.detach()) if cpu else None
         self._sample = self._view.clone() if cpu else None
+        self._key = _identity(weight)  # last: a thread that sees it finds the copy complete
 
     def current(self, weight: torch.Tensor) -> bool:
         """True when the copy was made from this weight's values (see the class docstring)."""
@@ -374,8 +375,16 @@ class WeightWatch:
         if refusal is not None:
             return self._fallback(*refusal, x, weight, bias)
         if not self.current(weight):  # another or an edited weight: quantize it again
-            self.repack(weight)
+            with self._packing():  # once: threads that call at once wait for it, then use that copy
+                if not self.current(weight):
+                    self.repack(weight)
         return None
+
+    def _packing(self) -> threading.Lock:
+        """The lock one pack holds (made at the first, and again after a copy or unpickling: a copy's
+        state leaves it out); ``dict.setdefault`` keeps one when threads make it at once."""
+        lock = self.__dict__.get("_lock")
+        return lock if lock is not None else self.__dict__.setdefault("_lock", threading.Lock())
 
     def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """(M, N) in x2's dtype, bias added: the reduced GEMM of (M, K) rows."""
@@ -409,7 +418,7 @@ class WeightWatch:
         if self._codes_digest is not None and self.codes is None:  # GPTQ's codes leave with the copy
             packed = self._packed_codes()
             state["codes"] = None if packed is None else packed.contiguous()
-        for name in self._PACKED:
+        for name in (*self._PACKED, "_lock"):
             state.pop(name, None)
         state["_key"] = state["_sample"] = state["_view"] = None
         return state

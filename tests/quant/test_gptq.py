@@ -328,3 +328,38 @@ def test_gptq_codes_take_outlier_channels_on_the_model_device(device):
     outliers = torch.argsort(rec.absmax, descending=True)[:4].sort().values  # as _quantize makes them
     codes = _gptq_codes(rec, w, _smooth(rec.absmax, w, 0.5), outliers, 127)
     assert codes is not None and codes.shape == (16, 32) and (codes[:, outliers.cpu()] == 0).all()
+
+
+def test_concurrent_first_calls_make_the_copy_once_with_its_codes():
+    """Threads that call a copy (a deep copy, an unpickled or a refreshed model: nothing packed yet) at
+    once: one of them packs it, with calibration's codes, and every call computes with that copy. (Each
+    thread used to pack: all but the first found the codes taken and rounded to nearest, and a call could
+    read one pack's weights with another's zero-point sums.)"""
+    import threading
+
+    scheme = int8_schemes()[0]
+    torch.manual_seed(0)
+    w, b = torch.randn(384, 256) * 0.05, torch.randn(384)
+    x = _correlated(64, 256)
+    grid, scale = weight_grid(w, None, scheme.qmax)
+    codes = compensated_codes(grid, scale, input_gram(x.T @ x, None), scheme.qmax)
+    lin = Int8Linear(w, None, 0.0, scheme, 0.0, codes=codes)
+    with torch.no_grad():
+        want = lin(x, w, b)
+    for _ in range(8):
+        fresh = copy.deepcopy(lin)
+        outs, start = [None] * 4, threading.Barrier(4)
+
+        def call(i, fresh=fresh, outs=outs, start=start):
+            start.wait()
+            with torch.no_grad():
+                outs[i] = fresh(x, w, b)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert "GPTQ rounding" in repr(fresh)
+        for out in outs:
+            torch.testing.assert_close(out, want, rtol=0, atol=0)
