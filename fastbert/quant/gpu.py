@@ -113,9 +113,13 @@ def cpu_implements(method: str) -> bool:
     (torch 2.13 does): the tests and the dry run check the whole call path there, without a GPU."""
     try:
         if method == "fp8":
-            a = torch.ones(16, 16).to(FP8)
+            a = torch.ones(16, 16, dtype=torch.float32).to(FP8)
             torch._scaled_mm(
-                a, a.t(), scale_a=torch.ones(16, 1), scale_b=torch.ones(1, 16), out_dtype=torch.float32
+                a,
+                a.t(),
+                scale_a=torch.ones(16, 1, dtype=torch.float32),
+                scale_b=torch.ones(1, 16, dtype=torch.float32),
+                out_dtype=torch.float32,
             )
         else:
             torch._int_mm(torch.ones(4, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8).t())
@@ -265,7 +269,7 @@ class _ReducedLinear(WeightWatch):
         self.inv_or_ones = (
             self.inv_smooth
             if self.inv_smooth is not None
-            else torch.ones(weight.shape[1], device=self.device)
+            else torch.ones(weight.shape[1], dtype=torch.float32, device=self.device)
         )
         self.out_features, self.in_features = weight.shape
         self.notes = notes if notes is not None else Notes()

@@ -185,7 +185,7 @@ def split_smoothing(weight, smooth, outliers) -> tuple[torch.Tensor | None, torc
     if smooth is None and outliers is None:
         return None, None
     k = weight.shape[1]
-    s = torch.ones(k) if smooth is None else smooth.detach().float().clone()
+    s = torch.ones(k, dtype=torch.float32) if smooth is None else smooth.detach().float().clone()
     inv = 1.0 / s
     if outliers is not None:
         s[outliers] = 0.0
@@ -461,8 +461,10 @@ class Int8Linear(WeightWatch):
         self.outliers = outliers
         self.w_side, self.inv_smooth = split_smoothing(weight, smooth, outliers)
         k = weight.shape[1]
-        self.inv_smooth_or_ones = self.inv_smooth if self.inv_smooth is not None else torch.ones(k)
-        self.zero_bias = torch.zeros(weight.shape[0])
+        # fp32 whatever torch's default dtype: oneDNN's int8 GEMM takes fp32 scales
+        ones = torch.ones(k, dtype=torch.float32)
+        self.inv_smooth_or_ones = self.inv_smooth if self.inv_smooth is not None else ones
+        self.zero_bias = torch.zeros(weight.shape[0], dtype=torch.float32)
         self.alpha = alpha
         self.scheme = Int8Scheme(*scheme)
         self.error = error

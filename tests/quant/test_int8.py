@@ -491,3 +491,26 @@ def test_fused_passes_compile_once_for_the_model_s_views_of_any_rank():
         for x in views:
             torch.testing.assert_close(lin(x, w), reference_int8_linear(x, w, None, None, lin.scheme).float())
     assert counters["stats"]["unique_graphs"] == before
+
+
+def test_an_fp32_model_quantizes_and_runs_under_a_float64_default_dtype():
+    """torch.set_default_dtype(torch.float64) in the user's program, an fp32 model: the int8 copies' own
+    tensors (the scales, the all-ones smoothing, the zero bias) stay fp32, as oneDNN's int8 GEMM wants (a
+    float64 default made them float64, and calibration's first int8 forward failed inside oneDNN with
+    "weight scales should be dtype Float")."""
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    inputs = dict(input_ids=torch.randint(1, 99, (3, 12)), attention_mask=torch.ones(3, 12, dtype=torch.long))
+    with torch.no_grad():
+        ref = model(**inputs).last_hidden_state
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        quantize(model, "int8", calibration=[inputs], min_cosine=0.0, mean_cosine=0.0)
+        assert model.quantization.active
+        with torch.no_grad():
+            out = model(**inputs).last_hidden_state
+    finally:
+        torch.set_default_dtype(previous)
+    assert out.dtype == torch.float32
+    assert F.cosine_similarity(out, ref, dim=-1).min() > 0.99
