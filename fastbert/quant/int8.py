@@ -417,13 +417,33 @@ class WeightWatch:
         state = dict(self.__dict__)
         if self._codes_digest is not None and self.codes is None:  # GPTQ's codes leave with the copy
             packed = self._packed_codes()
-            state["codes"] = None if packed is None else packed.contiguous()
+            state["codes"] = None if packed is None else _CodesByValue(packed)
         for name in (*self._PACKED, "_lock"):
             state.pop(name, None)
         state["_key"] = state["_sample"] = state["_view"] = None
         return state
 
     _PACKED: tuple[str, ...] = ()
+
+
+def _codes_from_bytes(data: bytes, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.int8).reshape(shape)
+
+
+class _CodesByValue:
+    """int8 codes read back from a packed copy, pickled by value (an int8 CPU tensor once unpickled or
+    deep-copied). A tensor made for a pickle lives only as long as the pickling, and ``torch.multiprocessing``
+    (sentence-transformers' ``start_multi_process_pool``, a ``Queue``) shares a tensor's memory with the other
+    process through a file descriptor, or a CUDA handle, that lives only as long as the tensor: the other
+    process would read a closed descriptor, and a spawned one failed to start ('bad value(s) in
+    fds_to_keep': the closed descriptors' numbers were taken again before the start)."""
+
+    def __init__(self, codes: torch.Tensor):
+        self.codes = codes
+
+    def __reduce__(self):
+        codes = self.codes.detach().to("cpu", torch.int8).contiguous()
+        return _codes_from_bytes, (codes.numpy().tobytes(), tuple(codes.shape))
 
 
 class Int8Linear(WeightWatch):

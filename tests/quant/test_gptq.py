@@ -196,6 +196,33 @@ def test_copies_keep_the_codes(how):
     assert all(torch.equal(a._packed_codes(), b._packed_codes()) for a, b in zip(_hooks(q), _hooks(c)))
 
 
+def _run_in_child(model, ids, results):  # a spawned process: module level, so the child can import it
+    with torch.no_grad():
+        results.put(model(input_ids=ids).last_hidden_state.numpy())  # by value: the child may exit first
+
+
+def test_a_called_model_goes_to_a_spawned_process():
+    """``torch.multiprocessing`` (sentence-transformers' ``start_multi_process_pool``) shares a CPU tensor's
+    memory with the child through a file descriptor that lives as long as the tensor: the codes a pickle
+    reads back from the packed copy must not be a tensor made for the pickle only (it died at the end of
+    the pickling, its descriptor was closed and reused, and the start failed: 'bad value(s) in
+    fds_to_keep'). The child computes the parent's numbers, with the codes."""
+    _, q = _model()
+    ref = _out(q)  # packed: the codes live in the packed copies only
+    ctx = torch.multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_run_in_child, args=(q, IDS, results))
+    child.start()
+    try:
+        out = results.get(timeout=600)
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    assert torch.equal(torch.from_numpy(out), ref)
+
+
 def test_an_edited_weight_is_rounded_to_nearest():
     """Codes belong to the weight values calibration saw: after an edit the copy is made again by nearest
     rounding of the new weight (what the repr says), not from stale codes."""
