@@ -120,11 +120,26 @@ def accelerate(
         from .models.engine import BertPreTrainedModel
         from .quant import quantize
 
-        roots = [out] if isinstance(out, BertPreTrainedModel) else list(out.modules())
-        for m in roots:
-            if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
-                quantize(m, quantization, tokenizer=tokenizer)
+        for model, holder_tokenizer in _quantization_targets(out, tokenizer):
+            for m in model.modules():  # a head model and its base model: once
+                if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
+                    quantize(m, quantization, tokenizer=holder_tokenizer)
     return out
+
+
+def _quantization_targets(out, tokenizer):
+    """(fastbert backbone, the tokenizer that calibrates it): each backbone with the tokenizer of the module
+    that holds it (a sentence-transformers ``Transformer``; a ``Router`` holds several, each with its own
+    tokenizer and vocabulary), else ``tokenizer`` (the object's)."""
+    from .models.engine import BertPreTrainedModel
+
+    if isinstance(out, BertPreTrainedModel):
+        return [(out, tokenizer)]
+    targets = []
+    for parent, _, model in _fastbert_slots(out):
+        own = getattr(parent, "tokenizer", None)
+        targets.append((model, own if own is not None else tokenizer))
+    return targets
 
 
 def _dtype_of(obj) -> torch.dtype:

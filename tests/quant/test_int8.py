@@ -397,6 +397,76 @@ def test_accelerate_sentence_transformer_int8():
     assert cos.min() >= 0.995 and cos.mean() >= 0.999, (cos.min().item(), cos.mean().item())
 
 
+def _tiny_bert_folder(folder, tokenizer, seed):
+    """A random BertModel (TINY's width, the tokenizer's vocabulary) and its tokenizer saved to ``folder``."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(**{**TINY, "vocab_size": len(tokenizer)}, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    transformers.BertModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_accelerate_calibrates_each_backbone_with_its_own_tokenizer(tmp_path):
+    """A sentence-transformers ``Router`` holds a query and a document backbone, each with its own tokenizer:
+    each is calibrated on its own (the object's tokenizer, the first one's, gave the second backbone ids
+    outside its vocabulary: a ValueError in the middle of accelerate, the first backbone quantized)."""
+    pytest.importorskip("sentence_transformers")
+    transformers = pytest.importorskip("transformers")
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Router, Transformer
+    except ImportError:
+        from sentence_transformers import models
+        from sentence_transformers.models import Pooling, Transformer
+
+        Router = getattr(models, "Router", None)
+    if Router is None:
+        pytest.skip("sentence-transformers without Router")
+    from sentence_transformers import SentenceTransformer
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *letters,
+        *(f"##{c}" for c in letters),
+        "the",
+        "is",
+    ]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    small = transformers.BertTokenizer(str(tmp_path / "vocab.txt"))  # the vocabulary file, by position
+    assert len(small) == len(words) and small.unk_token_id not in small("the tokens")["input_ids"]
+    large = transformers.AutoTokenizer.from_pretrained(_minilm())
+    query = Transformer(_tiny_bert_folder(tmp_path / "query", large, 0))
+    document = Transformer(_tiny_bert_folder(tmp_path / "document", small, 1))
+    width = TINY["hidden_size"]
+    router = Router.for_query_document(
+        query_modules=[query, Pooling(width, "mean")], document_modules=[document, Pooling(width, "mean")]
+    )
+    model = SentenceTransformer(modules=[router], device="cpu")
+    sentences = _sentences(16)
+    refs = (
+        model.encode_query(sentences, convert_to_tensor=True),
+        model.encode_document(sentences, convert_to_tensor=True),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny random model: int8 may give nothing on it, said once
+        fastbert.accelerate(model, quantization="int8")
+    for module, vocabulary in ((query, len(large)), (document, len(small))):
+        backbone = module.auto_model
+        assert isinstance(backbone, fastbert.BertModel) and backbone.config.vocab_size == vocabulary
+        assert backbone.quantization is not None
+    outs = (
+        model.encode_query(sentences, convert_to_tensor=True),
+        model.encode_document(sentences, convert_to_tensor=True),
+    )
+    for out, ref in zip(outs, refs):
+        assert F.cosine_similarity(ref, out, dim=-1).min() >= 0.995
+
+
 def test_readme_precision_snippet_runs_as_written():
     """The first code block of README's "Precision: bf16 and int8 on the CPU", run top to bottom with ``path``
     the real MiniLM and ``tok`` its tokenizer: each line does what its comment says (its second line
