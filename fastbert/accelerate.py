@@ -75,9 +75,9 @@ def accelerate(
             installs a runner with those limits now, and needs the model on a CUDA device. False: off.
         strict: raise ``ValueError`` instead of warning when a backbone cannot be accelerated.
         quantization: ``"int8"`` quantizes each fastbert backbone after the swap (:func:`fastbert.quantize`,
-            calibrated with ``obj.tokenizer`` when it has one); needs fp32 on the CPU, takes fp32, fp16 or
-            bf16 on CUDA (``torch._int_mm``). ``"fp8"``: e4m3 through ``torch._scaled_mm``, CUDA compute
-            capability 8.9+ only. None: off.
+            calibrated with the tokenizer of the module holding it, else ``obj.tokenizer``); needs fp32 on
+            the CPU, takes fp32, fp16 or bf16 on CUDA (``torch._int_mm``). ``"fp8"``: e4m3 through
+            ``torch._scaled_mm``, CUDA compute capability 8.9+ only. None: off.
 
     Returns:
         The same ``SentenceTransformer`` / ``CrossEncoder`` object with its backbones swapped, or, for a
