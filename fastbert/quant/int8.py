@@ -423,6 +423,12 @@ class WeightWatch:
         state["_key"] = state["_sample"] = state["_view"] = None
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        codes = state.get("codes")
+        if isinstance(codes, _CodesByValue):  # copy.copy hands the state over as it is: the tensor inside
+            state = {**state, "codes": codes.codes}
+        self.__dict__.update(state)
+
     _PACKED: tuple[str, ...] = ()
 
 

@@ -196,6 +196,18 @@ def test_copies_keep_the_codes(how):
     assert all(torch.equal(a._packed_codes(), b._packed_codes()) for a, b in zip(_hooks(q), _hooks(c)))
 
 
+def test_a_shallow_copy_of_a_called_copy_runs_with_its_codes():
+    """``copy.copy`` of a called linear's copy takes the state as ``__getstate__`` gives it, codes read back
+    from the packed copy included (in the wrapper that pickles them by value): it runs, with the codes."""
+    _, q = _model()
+    ref = _out(q)
+    for h in _hooks(q):
+        c = copy.copy(h)
+        assert isinstance(c.codes, torch.Tensor) and c.rounding() == "GPTQ rounding"
+        assert torch.equal(c.codes, h._packed_codes())
+    assert torch.equal(_out(q), ref)
+
+
 def _run_in_child(model, ids, results):  # a spawned process: module level, so the child can import it
     with torch.no_grad():
         results.put(model(input_ids=ids).last_hidden_state.numpy())  # by value: the child may exit first
