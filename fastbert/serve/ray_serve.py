@@ -86,10 +86,12 @@ def _started_here() -> bool:
     return bool(getattr(node, "head", False))
 
 
-def check_model(options: ServeOptions) -> None:
+def check_model(options: ServeOptions) -> str:
     """What a replica would refuse of the model and the options, refused in the driver before Ray starts:
     the plain server's one-line ``OSError``/``ValueError`` (a replica's refusal reached the driver as a
-    Ray traceback without its cause, after half a minute)."""
+    Ray traceback without its cause, after half a minute). Returns the model's folder. A --quantization
+    the replicas' device cannot run is refused here when --devices names the CPU only, else once the
+    replicas' device is known (:func:`check_precision`)."""
     import torch
 
     from fastbert.loading import parse_dtype
@@ -100,6 +102,26 @@ def check_model(options: ServeOptions) -> None:
     Tokenizer(spec)
     parse_dtype(options.dtype)
     default_max_batch_tokens(options, [torch.device("cpu")], spec)
+    if options.devices and all(d == "cpu" for d in options.devices):
+        check_precision(options, spec.path, on_gpu=False)
+    return spec.path
+
+
+def check_precision(options: ServeOptions, path: str, on_gpu: bool) -> None:
+    """The plain server's refusal (:class:`~fastbert.serve.engine.ServedModel`, in the flags' terms) of a
+    --quantization that CPU replicas cannot run with --dtype (int8 from other than float32 weights, fp8);
+    a GPU replica's own CUDA decides there (this machine's GPU, if any, is not the replica's)."""
+    if options.quantization is None or on_gpu:
+        return
+    import torch
+
+    from ..cli import precision_refusal
+
+    # a CPU replica's dtype: --dtype, else float32 (ServedModel's default on the CPU)
+    dtype = options.dtype or "float32"
+    why = precision_refusal(options.quantization, dtype, path, [torch.device("cpu")], "--devices")
+    if why is not None:
+        raise ValueError(why)
 
 
 def replicas_for(
@@ -207,7 +229,7 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
     (for replicas that cannot be scheduled yet, say)."""
     import ray
 
-    check_model(options)
+    path = check_model(options)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     signals = _Signals()
@@ -217,6 +239,7 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
     failure: str | None = None
     try:
         count, actor = replicas_for(options, ray.cluster_resources(), replicas)
+        check_precision(options, path, on_gpu="num_gpus" in actor)
         limits = ray_limits(options)
         app = deployment.options(num_replicas=count, ray_actor_options=actor, **limits).bind(options)
 

@@ -230,6 +230,50 @@ def test_a_model_or_option_a_replica_would_refuse_is_refused_before_ray_starts(f
     assert "--max-batch-tokens 8" in line and calls == []
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ("--quantization", "int8", "--dtype", "bfloat16"),
+            "--quantization int8 on the CPU computes from float32 weights, and --dtype is bfloat16",
+        ),
+        (("--quantization", "fp8"), "--quantization fp8 on cpu: "),
+    ],
+)
+def test_a_precision_cpu_replicas_cannot_run_is_refused_before_deploying(fake_ray, tiny, args, said):
+    """--quantization with a --dtype (or on a device) the CPU replicas cannot run: the plain server's
+    one-line refusal in the flags' terms, before anything is deployed (it was deployed, and each replica
+    refused it in its constructor: a Ray error after the replicas' retries, or no error at all where the
+    deployment did not wait for them)."""
+    line, calls = _refused(fake_ray, {"resources": {"CPU": 2.0}}, "--model", tiny["base"], *args)
+    assert said in line, line
+    assert "run" not in [c[0] for c in calls] and "start" not in [c[0] for c in calls], calls
+    # --devices cpu names the replicas' device: refused before Ray starts
+    line, calls = _refused(fake_ray, {}, "--model", tiny["base"], "--devices", "cpu", *args)
+    assert said in line and calls == [], (line, calls)
+
+
+def test_int8_from_bfloat16_is_left_to_gpu_replicas(fake_ray, tiny):
+    """On a cluster with GPUs the replicas run on CUDA, where int8 takes bfloat16 weights: not refused."""
+    proc = _serve_ray(
+        fake_ray,
+        {"resources": {"CPU": 2.0, "GPU": 1.0}},
+        "--model",
+        tiny["base"],
+        "--quantization",
+        "int8",
+        "--dtype",
+        "bfloat16",
+    )
+    try:
+        calls = _calls(proc, until="run")
+        (options,) = [c[1] for c in calls if c[0] == "options"]
+        assert options["ray_actor_options"]["num_gpus"] == 1, options
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_replicas_that_cannot_be_placed_are_refused(fake_ray, tiny):
     """Ray Serve waits without a word for replicas the cluster cannot place: refused, saying what fits."""
     line, calls = _refused(
