@@ -17,9 +17,17 @@ As in the paper (and its code, all in fp32): channels in order of decreasing ``H
 for damping, the inverse's Cholesky factor, lazy updates in blocks of 128 channels. Channels no input
 reached (``H_kk == 0``) are rounded to nearest, and pass no error on; the outlier channels computed apart
 have zero weights here, so code 0.
+
+The sweep runs on one thread: its updates' sums, split among threads, change their last bits with the
+thread count, and with real inputs (an ill-conditioned Gram matrix) that flips codes near a rounding
+boundary (the MiniLM's: 3,189 of its 8 M codes differed between 1 and 2 threads). On one thread a model
+quantized by a 1-thread worker (``fastbert serve --devices cpu,cpu``, Ray actors) and by a 2-thread
+process is the same model.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -44,6 +52,21 @@ def compensated_codes(
     each input channel's rounding error carried onto the channels after it (see the module docstring).
     ``gram``: (K, K) ``X^T X`` of the inputs ``w`` multiplies. None where the damped ``gram`` has no Cholesky
     factor (non-finite calibration inputs): the caller rounds to nearest."""
+    with _one_thread():
+        return _sweep(w, scale, gram, qmax)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sweep(w: torch.Tensor, scale: torch.Tensor, gram: torch.Tensor, qmax: int) -> torch.Tensor | None:
     W = w.detach().float().clone()
     n, k = W.shape
     s = scale.detach().float()

@@ -297,7 +297,7 @@ def test_minilm_int8_trained_classifier_argmax(minilm_embeddings):
     """The issue's classification gate with a trained head: logistic regression on the fp32 embeddings of
     1,000 labelled docstrings (8 packages, accuracy about 76 %, chance 12.5 %), its argmax on the other 1,000
     unchanged by int8 on >= 99 % of the 5,000 predictions of 5 splits, and on >= 98 % in each (a split's 1,000
-    move by a few with the thread count, which the calibration's rounding follows). Measured on
+    move by a few between CPUs and their schemes). Measured on
     an AMD EPYC Zen 4 (`bench_precision.py quality`): 8-bit activations and weights 99.1-99.6 % (mean 99.4 %),
     the AVX2 schemes (one side 7-bit) 98.8-99.6 % (mean 99.3 %), bf16 99.6-99.9 %."""
     sys.path.insert(0, BENCHMARKS)
