@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from checkpoint_helpers import wordpiece_vocab
 from model_helpers import antiberty_folder
 
 import fastbert
@@ -424,18 +425,7 @@ def test_accelerate_calibrates_each_backbone_with_its_own_tokenizer(tmp_path):
         pytest.skip("sentence-transformers without Router")
     from sentence_transformers import SentenceTransformer
 
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    words = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        *letters,
-        *(f"##{c}" for c in letters),
-        "the",
-        "is",
-    ]
+    words = list(dict.fromkeys(wordpiece_vocab(("the", "is"))))  # 67 pieces ("##s" once)
     (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
     small = transformers.BertTokenizer(str(tmp_path / "vocab.txt"))  # the vocabulary file, by position
     assert len(small) == len(words) and small.unk_token_id not in small("the tokens")["input_ids"]
