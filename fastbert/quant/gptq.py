@@ -13,21 +13,21 @@ in calibration time and memory): ``benchmarks/results/code-notes.md``. Only the 
 strength, outlier channels, scheme) is rounded this way: choosing among candidates by their GPTQ error on
 the calibration rows, which the Gram matrix was made from, picked worse ones.
 
-As in the paper (and its code, all in fp32): channels in order of decreasing ``H_kk`` ("act-order"), 1% of the mean diagonal added
+As in the paper and its code: channels in order of decreasing ``H_kk`` ("act-order"), 1% of the mean diagonal added
 for damping, the inverse's Cholesky factor, lazy updates in blocks of 128 channels. Channels no input
 reached (``H_kk == 0``) are rounded to nearest, and pass no error on; the outlier channels computed apart
 have zero weights here, so code 0.
 
-The sweep runs on one thread: its updates' sums, split among threads, change their last bits with the
-thread count, and with real inputs (an ill-conditioned Gram matrix) that flips codes near a rounding
-boundary (the MiniLM's: 3,189 of its 8 M codes differed between 1 and 2 threads). On one thread a model
-quantized by a 1-thread worker (``fastbert serve --devices cpu,cpu``, Ray actors) and by a 2-thread
-process is the same model.
+The sweep computes in float64 (the paper's code: fp32). In fp32 its sums, split among threads, changed
+their last bits with the thread count, and with real inputs (an ill-conditioned Gram matrix) that flipped
+codes near a rounding boundary: 3,189 of the MiniLM's 8 M differed between 1 and 2 threads, so a 1-thread
+worker (``fastbert serve --devices cpu,cpu``, Ray actors) and a 2-thread process made different int8
+models. In float64 those last bits are 2^-29 of fp32's: none differ (measured, code-notes). Pinning the
+sweep to one thread instead (``torch.set_num_threads(1)``) would change the thread count of every thread
+that starts using torch meanwhile, for good.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
@@ -52,25 +52,14 @@ def compensated_codes(
     each input channel's rounding error carried onto the channels after it (see the module docstring).
     ``gram``: (K, K) ``X^T X`` of the inputs ``w`` multiplies. None where the damped ``gram`` has no Cholesky
     factor (non-finite calibration inputs): the caller rounds to nearest."""
-    with _one_thread():
-        return _sweep(w, scale, gram, qmax)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return _sweep(w, scale, gram, qmax)
 
 
 def _sweep(w: torch.Tensor, scale: torch.Tensor, gram: torch.Tensor, qmax: int) -> torch.Tensor | None:
-    W = w.detach().float().clone()
+    W = w.detach().to(torch.float64, copy=True)
     n, k = W.shape
-    s = scale.detach().float()
-    H = gram.detach().float().clone()
+    s = scale.detach().double()
+    H = gram.detach().to(torch.float64, copy=True)
     if not torch.isfinite(H).all() or not torch.isfinite(W).all():
         return None
     diag = H.diagonal()

@@ -82,8 +82,9 @@ def test_gptq_codes_do_not_depend_on_the_thread_count():
     """The sweep's sums split among threads change their last bits with the thread count, and with an
     ill-conditioned Gram matrix (a few strong directions, channels 30x the others: real LayerNorm outputs)
     that flipped codes (measured: 258 of 590 k here between 1 and 2 threads; 3,189 of the MiniLM's 8 M):
-    a 1-thread worker and a 2-thread process quantized the same model differently. The caller's thread
-    count is left as it was."""
+    a 1-thread worker and a 2-thread process quantized the same model differently. The sweep runs in
+    float64 for it; it does not pin the thread count (``torch.set_num_threads`` is process-wide: a thread that
+    first used torch meanwhile kept 1 thread for good)."""
     g = torch.Generator().manual_seed(0)
     w = torch.randn(384, 1536, generator=g)
     x = torch.randn(2000, 48, generator=g) @ torch.randn(48, 1536, generator=g)
@@ -95,7 +96,8 @@ def test_gptq_codes_do_not_depend_on_the_thread_count():
         codes = []
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            codes.append(compensated_codes(grid, scale, x.T @ x, 127))
+            with mock.patch.object(torch, "set_num_threads", side_effect=AssertionError("pinned")):
+                codes.append(compensated_codes(grid, scale, x.T @ x, 127))
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
