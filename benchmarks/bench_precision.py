@@ -194,7 +194,12 @@ def _vnni_emulated():
     from fastbert.quant.int8 import FULL, Int8Linear, reference_int8_linear
 
     def call(self, x, weight, bias=None):
-        codes = self.codes  # calibration's GPTQ rounding, as the native path runs it
+        # calibration's GPTQ rounding, as the native path runs it (once packed, the packed copy holds the codes)
+        codes = (
+            None
+            if self.rounding() != "GPTQ rounding"
+            else (self.codes if self.codes is not None else self._packed_codes())
+        )
         return reference_int8_linear(
             x, weight, bias, self.smooth, self.scheme, self.outliers, codes=codes
         ).to(x.dtype)
@@ -312,7 +317,7 @@ def quality_rows(n_sentences: int = 1000, heads: int = 10) -> list[dict]:
                 else (
                     "GPTQ"
                     if any(
-                        getattr(getattr(m, "qlinear", None), "codes", None) is not None
+                        getattr(m, "qlinear", None) is not None and m.qlinear.rounding() == "GPTQ rounding"
                         for m in model.modules()
                     )
                     else "nearest"
