@@ -428,3 +428,31 @@ def test_concurrent_first_calls_make_the_copy_once_with_its_codes():
         assert "GPTQ rounding" in repr(fresh)
         for out in outs:
             torch.testing.assert_close(out, want, rtol=0, atol=0)
+
+
+def test_the_benchmarks_vnni_emulation_runs_the_gptq_codes():
+    """``bench_precision.py quality``'s emulated VNNI row computes every int8 linear by its formula with
+    calibration's codes: once packed they live in the packed copy only (it read ``codes``, None by then, and
+    measured nearest rounding under the GPTQ label)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    from bench_precision import _vnni_emulated
+
+    import fastbert.quant.int8 as int8
+
+    _, q = _model()
+    _out(q)  # packed
+    expected = [h._packed_codes() for h in _hooks(q)]
+    seen = []
+    formula = int8.reference_int8_linear
+
+    def spy(*args, codes=None, **kwargs):
+        seen.append(codes)
+        return formula(*args, codes=codes, **kwargs)
+
+    with mock.patch.object(int8, "reference_int8_linear", spy), _vnni_emulated():
+        _out(q)
+    assert len(seen) == len(expected)
+    assert all(c is not None and torch.equal(c, e) for c, e in zip(seen, expected))
