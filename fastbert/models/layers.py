@@ -42,10 +42,6 @@ class LayerContext:
         return self.layer_specs.get(layer_type, self.attn)
 
 
-#: the names of the dtypes in a quantized projection's repr (as :class:`fastbert.quant.QuantizedLinear`'s)
-_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
 # --------------------------------------------------------------------------------------------- modules
 class _Module(nn.Module):
     """An ``nn.Module`` whose submodules are also plain instance attributes.
@@ -264,13 +260,8 @@ class BertSelfAttention(_Module):
         if hook is None:
             kept = self.__dict__.get("qkv_kept")
             return "" if kept is None else f"qkv quantization={kept}"
-        inactive = getattr(hook, "inactive", None)
         weight = next(iter(self.parameters()), None)
-        why = inactive(weight) if inactive is not None and weight is not None else None
-        if why is None:
-            return f"qkv quantization={hook!r}"
-        dtype = _DTYPE_NAMES.get(weight.dtype, str(weight.dtype))
-        return f"qkv quantization={dtype} ({getattr(hook, 'method', 'quantization')} inactive: {why})"
+        return f"qkv quantization={repr(hook) if weight is None else hook.running(weight)}"
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:
         """transformers 4's relative position scores, (B, h, Lq, Lk), before the 1/sqrt(d) scaling.

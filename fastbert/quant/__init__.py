@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .int8 import DTYPE_NAMES as _DTYPE_NAMES
 from .int8 import Int8Linear, int8_available, int8_schemes, reference_int8_linear
 from .notes import Notes, warn_at_caller
 
@@ -65,8 +66,6 @@ __all__ = [
 
 #: the ``quantization=`` values, in any case ("INT8" is "int8"): None / "none" keep the model as it is
 QUANTIZATIONS = ("int8", "fp8")
-
-_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 _ALPHAS = (None, 0.5, 0.8)
 _OUTLIERS = (0, 16)  # input channels (largest calibration |x|) computed apart, unquantized
@@ -184,6 +183,10 @@ class LayerDecision:
     alpha: float | None  # SmoothQuant strength (None: no migration)
     reason: str = ""
 
+    def describe(self) -> str:
+        """The precision, and why where there is a reason (``fp32 (kept: ...)``): a kept linear's repr."""
+        return f"{self.precision} ({self.reason})" if self.reason else self.precision
+
 
 @dataclass
 class QuantizationReport:
@@ -275,14 +278,11 @@ class QuantizedLinear(nn.Linear):
         """What computes this linear now: the copy's description, or the weights' dtype and why."""
         hook, decision, weight = self.__dict__.get("qlinear"), self.decision, self.weight
         if hook is None:
-            return f"{decision.precision} ({decision.reason})" if decision.reason else decision.precision
-        dtype = _DTYPE_NAMES.get(weight.dtype, str(weight.dtype))
-        why = hook.inactive(weight)
-        if why is not None:
-            return f"{dtype} ({hook.method} inactive: {why})"
-        if weight.__dict__.get("fastbert_linear") is not hook:
+            return decision.describe()
+        if hook.inactive(weight) is None and weight.__dict__.get("fastbert_linear") is not hook:
+            dtype = _DTYPE_NAMES.get(weight.dtype, str(weight.dtype))
             return f"{dtype} ({hook.method} copy not on the current weight: fastbert.quant.refresh(model) puts it back)"
-        return repr(hook)
+        return hook.running(weight)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, quantization={self.running()}"
@@ -794,8 +794,7 @@ def _quantize(
             setattr(slot.parent, slot.attr, q)
         elif slot.hook is None:
             # a fused QKV that keeps the model's dtype: its self-attention's repr says why
-            d = decisions[slot.name]
-            slot.parent.__dict__["qkv_kept"] = f"{d.precision} ({d.reason})" if d.reason else d.precision
+            slot.parent.__dict__["qkv_kept"] = decisions[slot.name].describe()
     for alias, slot in aliases:
         if alias.linear is not None:
             q = wrapped.get(id(alias.linear))

@@ -81,6 +81,10 @@ def _onednn_qlinear():
 _QLINEAR = _onednn_qlinear()
 
 
+#: the short names of the models' dtypes, in reprs and reports
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
 def int8_available() -> bool:
     """True when this torch has oneDNN's int8 linear (``torch.ops.onednn.qlinear_pointwise``)."""
     return _QLINEAR is not None
@@ -351,6 +355,18 @@ class WeightWatch:
     #: the quantization's name in the warnings ("int8", "fp8")
     method = ""
     notes: Notes
+
+    def inactive(self, weight: torch.Tensor) -> str | None:
+        """Why this copy does not run for ``weight`` (None when it does)."""
+        raise NotImplementedError
+
+    def running(self, weight: torch.Tensor) -> str:
+        """What computes the linear for ``weight``, as its repr says: this copy, or the weight's dtype and
+        why the copy does not run (``fp16 (int8 inactive: ...)`` after ``.half()``)."""
+        why = self.inactive(weight)
+        if why is None:
+            return repr(self)
+        return f"{DTYPE_NAMES.get(weight.dtype, str(weight.dtype))} ({self.method} inactive: {why})"
 
     def refusal(self, x: torch.Tensor, weight: torch.Tensor) -> tuple[str, str] | None:
         """(warning key, why) when this copy cannot take ``x`` and ``weight``; None when it can."""
