@@ -101,12 +101,12 @@ def quantization_arg(text: str) -> str | None:
         ) from None
 
 
-def precision_refusal(
+def refuse_precision(
     quantization: str | None, dtype: Any, model: str | None, devices: list, device_flag: str = "--device"
-) -> str | None:
-    """Why ``--quantization`` cannot run with ``--dtype`` on one of ``devices`` (torch devices), in the
-    command's flags (:func:`fastbert.quant.flag_refusal`), or None: ``fastbert run``, ``embed`` and ``serve``
-    ask before the model loads. ``--dtype auto`` is the dtype of ``model``'s config (None: the embedded
+) -> None:
+    """``ValueError`` saying why ``--quantization`` cannot run with ``--dtype`` on one of ``devices`` (torch
+    devices), in the command's flags (:func:`fastbert.quant.flag_refusal`): ``fastbert run``, ``embed`` and
+    ``serve`` ask before the model loads. ``--dtype auto`` is the dtype of ``model``'s config (None: the embedded
     MiniLM), not known when the config cannot be read here (loading the model then says why)."""
     from fastbert import registry
     from fastbert.hub import embedded_model_path
@@ -114,7 +114,7 @@ def precision_refusal(
     from fastbert.quant import flag_refusal
 
     if quantization is None:
-        return None
+        return
     dtype = parse_dtype(dtype)
     known = None
     if dtype == "auto":
@@ -125,8 +125,7 @@ def precision_refusal(
     for device in devices:
         why = flag_refusal(quantization, dtype, device, known, device_flag=device_flag)
         if why is not None:
-            return why
-    return None
+            raise ValueError(why)
 
 
 QUANTIZATION_HELP = (

@@ -129,7 +129,7 @@ def _refuse_precision(args) -> None:
         return
     import torch
 
-    from fastbert.cli import precision_refusal
+    from fastbert.cli import refuse_precision
     from fastbert.devices import available_device
 
     from .devices import device_list
@@ -142,9 +142,7 @@ def _refuse_precision(args) -> None:
         else available_device(spec, flag)  # a GPU this machine lacks: said as such (fp8's query would raise)
         for spec in device_list(args.device, args.devices)
     ]
-    why = precision_refusal(args.quantization, args.dtype, args.model, devices, device_flag=flag)
-    if why is not None:
-        raise ValueError(why)
+    refuse_precision(args.quantization, args.dtype, args.model, devices, device_flag=flag)
 
 
 def _embed(embed, args) -> dict:

@@ -511,12 +511,10 @@ def _cli_main(args: argparse.Namespace) -> int:
     if args.quantization is not None:
         import torch
 
-        from fastbert.cli import precision_refusal
+        from fastbert.cli import refuse_precision
 
         on = device if device is not None else torch.device("cpu")
-        why = precision_refusal(args.quantization, args.dtype, args.model, [on])
-        if why is not None:
-            raise ValueError(why)
+        refuse_precision(args.quantization, args.dtype, args.model, [on])
         extra["model_kwargs"] = {"quantization": args.quantization}
     try:
         pipe = pipeline(

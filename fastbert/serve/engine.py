@@ -332,11 +332,9 @@ class ServedModel:
             "sequence-classification": auto.AutoModelForSequenceClassification,
         }[registry.task_of_class(spec.architecture)]
         if options.quantization:
-            from ..cli import precision_refusal  # what --dtype auto loads: the checkpoint's config
+            from ..cli import refuse_precision  # what --dtype auto loads: the checkpoint's config
 
-            why = precision_refusal(options.quantization, self.dtype, spec.path, [device], "--devices")
-            if why is not None:
-                raise ValueError(why)
+            refuse_precision(options.quantization, self.dtype, spec.path, [device], "--devices")
             kwargs["quantization"] = options.quantization
             if device.type != "cpu":  # int8 / fp8 on CUDA calibrate on the GPU: load there (fp8 checks its
                 kwargs["device_map"] = str(device)  # capability in from_pretrained, before the weights)

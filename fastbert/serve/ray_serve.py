@@ -115,13 +115,11 @@ def check_precision(options: ServeOptions, path: str, on_gpu: bool) -> None:
         return
     import torch
 
-    from ..cli import precision_refusal
+    from ..cli import refuse_precision
 
     # a CPU replica's dtype: --dtype, else float32 (ServedModel's default on the CPU)
     dtype = options.dtype or "float32"
-    why = precision_refusal(options.quantization, dtype, path, [torch.device("cpu")], "--devices")
-    if why is not None:
-        raise ValueError(why)
+    refuse_precision(options.quantization, dtype, path, [torch.device("cpu")], "--devices")
 
 
 def replicas_for(
