@@ -52,10 +52,6 @@ def compensated_codes(
     each input channel's rounding error carried onto the channels after it (see the module docstring).
     ``gram``: (K, K) ``X^T X`` of the inputs ``w`` multiplies. None where the damped ``gram`` has no Cholesky
     factor (non-finite calibration inputs): the caller rounds to nearest."""
-    return _sweep(w, scale, gram, qmax)
-
-
-def _sweep(w: torch.Tensor, scale: torch.Tensor, gram: torch.Tensor, qmax: int) -> torch.Tensor | None:
     W = w.detach().to(torch.float64, copy=True)
     n, k = W.shape
     s = scale.detach().double()
