@@ -342,8 +342,7 @@ class Fp8Linear(_ReducedLinear):
         return y, b is not None
 
     def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        # (M, K) e4m3, (M, 1) fp32; detached: see Int8Linear._product
-        qx, sx = self._ops(x2)["fp8"](x2.detach(), self.inv_or_ones, self.per_row)
+        qx, sx = self._ops(x2)["fp8"](x2, self.inv_or_ones, self.per_row)  # (M, K) e4m3, (M, 1) fp32
         key = (x2.device, x2.dtype, self.per_row)
         out_dtype = _FP8_OUT.get(key)
         if out_dtype is None:  # first call: does this build take x's dtype as the output?
@@ -398,8 +397,7 @@ class IntMMLinear(_ReducedLinear):
 
     def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ops = self._ops(x2)
-        # (M, K) int8, (M, 1) fp32 x 2; detached: see Int8Linear._product
-        qx, sx, zx = ops["int8"](x2.detach(), self.inv_or_ones)
+        qx, sx, zx = ops["int8"](x2, self.inv_or_ones)  # (M, K) int8, (M, 1) fp32 x 2
         m = qx.shape[0]
         if x2.is_cuda and m <= 16:  # cuBLASLt's int8 GEMM takes more than 16 rows: pad with zero rows
             qx = torch.cat([qx, qx.new_zeros(17 - m, qx.shape[1])])

@@ -155,6 +155,10 @@ class _Fused:
         self.failed = False
 
     def __call__(self, *args):
+        # tensors detached from their bases: the callers pass views (of the hidden states, the packed tokens,
+        # the attention context) and Dynamo guards on a view's base, whose rank and strides vary: a variant
+        # per layout, up to its recompile limit
+        args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
         if self.failed:
             return self.fn(*args)
         try:
@@ -556,10 +560,7 @@ class Int8Linear(WeightWatch):
 
     def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         _, qlinear = _QLINEAR
-        # detached: x2 is a view (of the hidden states, the packed tokens, the attention context) and Dynamo
-        # guards on a view's base, whose rank and strides vary: a variant per layout, up to its recompile limit
-        # (M, K) u8, (M, 1) x 2
-        qx, s, z = _QUANTIZE_TOKENS(x2.detach(), self.inv_smooth_or_ones, self.scheme.levels)
+        qx, s, z = _QUANTIZE_TOKENS(x2, self.inv_smooth_or_ones, self.scheme.levels)  # (M, K) u8, (M, 1) x 2
         acc = qlinear(
             qx, 1.0, 0, self.packed, self.w_scale, self.w_zero, None, 1.0, 0, torch.float32, "none", [], ""
         )  # (M, N) fp32: the int32 sums times w_scale
