@@ -194,14 +194,8 @@ def _vnni_emulated():
     from fastbert.quant.int8 import FULL, Int8Linear, reference_int8_linear
 
     def call(self, x, weight, bias=None):
-        # calibration's GPTQ rounding, as the native path runs it (once packed, the packed copy holds the codes)
-        codes = (
-            None
-            if self.rounding() != "GPTQ rounding"
-            else (self.codes if self.codes is not None else self._packed_codes())
-        )
-        return reference_int8_linear(
-            x, weight, bias, self.smooth, self.scheme, self.outliers, codes=codes
+        return reference_int8_linear(  # with calibration's GPTQ rounding, as the native path runs it
+            x, weight, bias, self.smooth, self.scheme, self.outliers, codes=self.gptq_codes()
         ).to(x.dtype)
 
     stack = contextlib.ExitStack()

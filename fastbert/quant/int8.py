@@ -301,14 +301,19 @@ class WeightWatch:
         """The (N, K) int8 codes in the packed copy (None before the first pack)."""
         raise NotImplementedError
 
+    def gptq_codes(self) -> torch.Tensor | None:
+        """Calibration's GPTQ codes (N, K), wherever they are now (not packed yet, or in the packed copy);
+        None with nearest rounding."""
+        if self._codes_digest is None:
+            return None
+        return self.codes if self.codes is not None else self._packed_codes()
+
     def _codes_for(self, weight: torch.Tensor) -> torch.Tensor | None:
         """Calibration's codes while ``weight`` holds exactly the values they were made for (every value,
         :func:`weight_digest`: a repack follows an edit the 64-element sample may not see), for the next
         pack; else None, and they are dropped: a weight edited after calibration is rounded to nearest from
         then on (calibrating again means loading again with ``quantization=``)."""
-        if self._codes_digest is None:
-            return None
-        codes = self.codes if self.codes is not None else self._packed_codes()
+        codes = self.gptq_codes()
         if codes is not None and codes.shape == weight.shape and weight_digest(weight) == self._codes_digest:
             self.codes = None  # the copy about to be packed holds them
             return codes.to(weight.device)
