@@ -88,15 +88,17 @@ def serving(options=None, **kwargs):
 @contextlib.contextmanager
 def requests_held(srv, texts: list[str]):
     """Post one /embed per text from threads while the model's forwards wait, until each holds a slot
-    (``srv.state.in_flight``); yields the list their status codes are appended to, and on leaving lets the
-    forwards go and waits for the answers."""
+    (``srv.state.in_flight``) and the worker holds the first forward (a request takes its slot before it
+    reaches the queue: one held request is then out of the queue); yields the list their status codes are
+    appended to, and on leaving lets the forwards go and waits for the answers."""
     import httpx
 
     model = srv.state.models[0]
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     run = model.run
 
     def held(rows, ops):
+        entered.set()
         gate.wait(60)
         return run(rows, ops)
 
@@ -114,6 +116,7 @@ def requests_held(srv, texts: list[str]):
         while srv.state.in_flight < len(texts) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert srv.state.in_flight == len(texts)
+        assert entered.wait(30), "no forward started"
         yield statuses
     finally:
         gate.set()
