@@ -636,7 +636,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _held_devices_run(tmp_path, models, corpus, out, extra_env=None, **popen):
+def _held_devices_run(tmp_path, models, corpus, out, extra_env=None, extra_args=(), **popen):
     """``fastbert embed --devices cpu,cpu`` into ``out`` as a child whose first worker holds its shard
     (``_HOLDING_SITECUSTOMIZE``); (the child, that worker's pid) once the worker holds it."""
     hook = tmp_path / "hook"
@@ -650,7 +650,7 @@ def _held_devices_run(tmp_path, models, corpus, out, extra_env=None, **popen):
         FASTBERT_TEST_HOLD_PID=str(pid_file),
         **(extra_env or {}),
     )
-    args = [*_cli_args(models, corpus[0], out), "--devices", "cpu,cpu"]
+    args = [*_cli_args(models, corpus[0], out), "--devices", "cpu,cpu", *extra_args]
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastbert", "embed", *args],
         env=env,
@@ -695,6 +695,36 @@ def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
         time.sleep(0.1)
     assert not _alive(worker), "a --devices worker outlived its parent"
     FolderLock.acquire(str(out)).release()  # the parent's end released the lock, however it ended
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_devices_ctrl_c_with_int8_leaves_nothing_behind(tmp_path, models, corpus):
+    """Ctrl-C (SIGINT to the whole process group) of ``embed --quantization int8 --devices cpu,cpu``: exit
+    130 with nothing on stderr. Each worker compiles int8's fused passes; Inductor's pool of compile
+    processes, one per worker, died with it and left its semaphores to the resource tracker ("leaked
+    semaphore objects"): the workers compile in their own process."""
+    out = tmp_path / "out"
+
+    def own_ctrl_c():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background test run ignores it
+
+    proc, worker = _held_devices_run(
+        tmp_path,
+        models,
+        corpus,
+        out,
+        extra_args=("--quantization", "int8"),
+        start_new_session=True,  # its own group, as a terminal's job: Ctrl-C reaches the parent and workers
+        preexec_fn=own_ctrl_c,
+    )
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip() == "", err[-2000:]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

@@ -169,6 +169,34 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="fastbert-embed-parent-watch", daemon=True).start()
 
 
+def _ignore_ctrl_c() -> None:
+    """A worker ignores SIGINT: Ctrl-C reaches the whole process group, and the parent stops its workers
+    (``terminate``) on it. Interrupted by it themselves, workers printed tracebacks from wherever it landed
+    (their atexit callbacks, after their last shard)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _workers_start_ignoring_ctrl_c():
+    """SIGINT ignored while the workers start: a spawned interpreter keeps an ignored SIGINT ignored from
+    its first instruction (:func:`_ignore_ctrl_c` in the worker covers a parent off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @contextlib.contextmanager
 def _signals_raise():
     """SIGTERM and SIGHUP raise :class:`_Signalled` here (where their disposition is the default: a nohup's
@@ -209,14 +237,28 @@ def _detach_fd(dup: Any) -> int:
     return dup.detach()
 
 
+def _compile_in_process() -> None:
+    """What a worker compiles (int8's fused passes: a few small loops) is compiled in the worker: Inductor's
+    default is a pool of compile processes per process (as many as the machine has cores, one pool a
+    worker), which a worker stopped by Ctrl-C or the parent's terminate left to the resource tracker
+    ("leaked semaphore objects" on stderr)."""
+    try:
+        from torch._inductor import config
+    except ImportError:  # a torch without Inductor compiles nothing
+        return
+    config.compile_threads = 1
+
+
 def _worker_main(job, files, shards, output, device, threads, queue, parent, lock=None) -> None:  # spawned
     # ``lock`` (an fd of the output folder's lock, or None) stays open until this process ends
+    _ignore_ctrl_c()
     try:
         _exit_with_parent(parent)
         import torch
 
         if threads:
             torch.set_num_threads(threads)
+        _compile_in_process()
         process_shards(job, files, shards, output, device, lambda r, t: queue.put(("progress", r, t)))
         queue.put(("done", 0, 0))
     except BaseException as e:  # reported to the parent, which raises
@@ -234,25 +276,26 @@ def run_workers(job, files, todo, output, devices, progress: Progress, lock_fd: 
     cpu_workers = sum(1 for d in devices if str(d).startswith("cpu"))
     threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1)) if cpu_workers else None
     procs = []
-    for w, device in enumerate(devices):
-        mine = [s for k, s in enumerate(todo) if k % len(devices) == w]
-        p = ctx.Process(
-            target=_worker_main,
-            args=(
-                job,
-                files,
-                mine,
-                output,
-                device,
-                threads if str(device).startswith("cpu") else None,
-                q,
-                os.getpid(),
-                None if lock_fd is None else _SharedFd(lock_fd),
-            ),
-            daemon=True,
-        )
-        p.start()
-        procs.append(p)
+    with _workers_start_ignoring_ctrl_c():
+        for w, device in enumerate(devices):
+            mine = [s for k, s in enumerate(todo) if k % len(devices) == w]
+            p = ctx.Process(
+                target=_worker_main,
+                args=(
+                    job,
+                    files,
+                    mine,
+                    output,
+                    device,
+                    threads if str(device).startswith("cpu") else None,
+                    q,
+                    os.getpid(),
+                    None if lock_fd is None else _SharedFd(lock_fd),
+                ),
+                daemon=True,
+            )
+            p.start()
+            procs.append(p)
     errors = []
     try:
         with _signals_raise():
