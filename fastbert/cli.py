@@ -107,10 +107,11 @@ def refuse_precision(
     """``ValueError`` saying why ``--quantization`` cannot run with ``--dtype`` on one of ``devices`` (torch
     devices), in the command's flags (:func:`fastbert.quant.flag_refusal`): ``fastbert run``, ``embed`` and
     ``serve`` ask before the model loads. ``--dtype auto`` is the dtype of ``model``'s config (None: the embedded
-    MiniLM), not known when the config cannot be read here (loading the model then says why)."""
+    MiniLM), or where it names none, the dtype of a local folder's safetensors weights; not known when
+    neither can be read here (loading the model then says why)."""
     from fastbert import registry
     from fastbert.hub import embedded_model_path
-    from fastbert.loading import parse_dtype
+    from fastbert.loading import parse_dtype, saved_weights_dtype
     from fastbert.quant import flag_refusal
 
     if quantization is None:
@@ -118,10 +119,15 @@ def refuse_precision(
     dtype = parse_dtype(dtype)
     known = None
     if dtype == "auto":
+        import torch
+
+        folder = model if model is not None else embedded_model_path()
         try:
-            known = registry.load_config(model if model is not None else embedded_model_path()).torch_dtype
+            known = registry.load_config(folder).torch_dtype
         except (OSError, ValueError):
             pass
+        if not isinstance(known, torch.dtype) and os.path.isdir(folder):
+            known = saved_weights_dtype(folder)
     for device in devices:
         why = flag_refusal(quantization, dtype, device, known, device_flag=device_flag)
         if why is not None:

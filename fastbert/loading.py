@@ -147,6 +147,43 @@ def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str
     return state
 
 
+_SAFETENSORS_FLOATS = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
+
+
+def saved_weights_dtype(folder: str) -> torch.dtype | None:
+    """The one floating dtype of a local folder's safetensors weights (``model.safetensors`` or the shards its
+    index names), read from their headers, not their tensors: what ``torch_dtype="auto"`` loads where
+    config.json names no dtype. None where that is not known without loading (no such files, ``.bin``
+    weights, several floating dtypes: loading decides)."""
+    single = os.path.join(folder, SAFE_WEIGHTS_NAME)
+    index = os.path.join(folder, SAFE_WEIGHTS_INDEX_NAME)
+    try:
+        if os.path.isfile(single):
+            files = [single]
+        elif os.path.isfile(index):
+            with open(index, encoding="utf-8") as f:
+                files = [os.path.join(folder, n) for n in sorted(set(json.load(f)["weight_map"].values()))]
+        else:
+            return None
+        found = set()
+        for name in files:
+            with open(name, "rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(size))
+            found |= {
+                _SAFETENSORS_FLOATS.get(v.get("dtype")) for k, v in header.items() if k != "__metadata__"
+            }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None
+
+
 def find_and_load_weights(
     path_or_id: str,
     hub: HubOptions,
@@ -456,6 +493,8 @@ class PreTrainedMixin:
                 torch_dtype = next(
                     (v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32
                 )
+                # config.json named no dtype: the weights' is known now, before the model is built
+                check_quantization_device(quantization, device, torch_dtype)
         torch_dtype = torch_dtype or torch.float32
         from .quant.dtypes import warn_if_emulated
 

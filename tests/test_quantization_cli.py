@@ -6,12 +6,15 @@ before anything loads. On the real MiniLM (fastbert's embedded default)."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from cli_helpers import run_here
 
+import fastbert
 from fastbert.cli import main
 from fastbert.quant.int8 import int8_available
 
@@ -185,6 +188,84 @@ def test_dtype_auto_of_a_float16_checkpoint_is_refused_in_the_flags_terms(
     code = _main(*command, "--model", ckpt["seq"], "--quantization", "int8", "--dtype", "auto")
     err = capsys.readouterr().err
     assert code == 2 and "--dtype auto is this checkpoint's float16" in err and "torch_dtype" not in err, err
+
+
+def _float16_weights_without_a_config_dtype(tmp_path, sharded: bool = False) -> str:
+    """A float16 classifier whose config.json names no dtype (checkpoints in the wild): what
+    ``--dtype auto`` / ``torch_dtype="auto"`` loads is the weights' float16."""
+    from test_pipelines import build_checkpoints
+
+    (tmp_path / "ck").mkdir()
+    ckpt = build_checkpoints(tmp_path / "ck")
+    folder = tmp_path / "f16"
+    model = fastbert.AutoModelForSequenceClassification.from_pretrained(ckpt["seq"]).half()
+    model.save_pretrained(folder, max_shard_size="20KB" if sharded else "5GB")
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(ckpt["seq"]) / name).exists():
+            shutil.copy(Path(ckpt["seq"]) / name, folder / name)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("dtype", None)
+    config.pop("torch_dtype", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert (folder / "model.safetensors.index.json").exists() == sharded
+    return str(folder)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_dtype_auto_of_float16_weights_without_a_config_dtype_is_refused_before_loading(
+    tmp_path, monkeypatch, capsys, sharded
+):
+    """The config names no dtype: ``--dtype auto`` is the safetensors weights' float16, read from their
+    headers, so the refusal comes before the model loads, in the flags' terms (it came after loading, in
+    from_pretrained's and quantize's: "cast it with model.float()")."""
+    folder = _float16_weights_without_a_config_dtype(tmp_path, sharded)
+    from fastbert.loading import saved_weights_dtype
+
+    assert saved_weights_dtype(folder) == torch.float16
+    (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "in.txt", encoding="utf-8"))
+    loads = []
+    monkeypatch.setattr("fastbert.loading.find_and_load_weights", lambda *a, **k: loads.append(a))
+    capsys.readouterr()
+    code = _main(
+        "run", "--task", "text-classification", "--model", folder, "--quantization", "int8", "--dtype", "auto"
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--dtype auto is this checkpoint's float16" in err and "model.float()" not in err, (
+        err
+    )
+    assert loads == []
+
+
+def test_torch_dtype_auto_of_float16_weights_without_a_config_dtype_is_refused_before_building(tmp_path):
+    """from_pretrained(torch_dtype="auto", quantization="int8"): the dtype comes from the weights once they
+    are read, and the refusal names torch_dtype there, before a model is built and quantized."""
+    folder = _float16_weights_without_a_config_dtype(tmp_path)
+    with pytest.raises(ValueError, match=r"this model would be torch\.float16: load it in float32"):
+        fastbert.AutoModelForSequenceClassification.from_pretrained(
+            folder, torch_dtype="auto", quantization="int8"
+        )
+
+
+def test_saved_weights_dtype_is_none_where_loading_must_decide(tmp_path):
+    """No safetensors weights (a .bin checkpoint, nothing), or weights of two floating dtypes: unknown."""
+    from safetensors.torch import save_file
+
+    from fastbert.loading import saved_weights_dtype
+
+    assert saved_weights_dtype(str(tmp_path)) is None
+    torch.save({"w": torch.zeros(2, dtype=torch.float16)}, tmp_path / "pytorch_model.bin")
+    assert saved_weights_dtype(str(tmp_path)) is None
+    save_file(
+        {"a": torch.zeros(2, dtype=torch.float16), "ids": torch.zeros(2, dtype=torch.long)},
+        tmp_path / "model.safetensors",
+    )
+    assert saved_weights_dtype(str(tmp_path)) == torch.float16  # integer tensors do not count
+    save_file({"a": torch.zeros(2, dtype=torch.float16), "b": torch.zeros(2)}, tmp_path / "model.safetensors")
+    assert saved_weights_dtype(str(tmp_path)) is None
+    (tmp_path / "model.safetensors").write_bytes(b"\x05")
+    assert saved_weights_dtype(str(tmp_path)) is None
 
 
 @pytest.mark.parametrize(
