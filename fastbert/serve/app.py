@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from . import schemas
 from .batcher import Batcher, InferenceError
@@ -292,7 +294,7 @@ async def _json_object(request: Request) -> dict:
     """The request's body, a JSON object (a 422 naming what is wrong otherwise)."""
     try:
         payload = json.loads(await request.body())
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: arrays nested past Python's limit
         raise ServeError(f"malformed JSON body: {e}") from None
     if not isinstance(payload, dict):
         raise ServeError("Input validation error: `body`: Input should be a valid dictionary")
@@ -421,6 +423,18 @@ def create_app(
     async def _invalid(request: Request, e: RequestValidationError):
         m.request_failure.labels("validation").inc()
         err = ServeError(validation_message(list(e.errors())), "validation")
+        return json_response(err.body(openai=request.url.path in OPENAI_PATHS), 422)
+
+    @app.exception_handler(HTTPException)
+    async def _unreadable(request: Request, e: HTTPException):
+        # FastAPI answers a body its json.loads fails on with other than a JSONDecodeError (invalid UTF-8,
+        # a UnicodeDecodeError; arrays nested past Python's recursion limit) 400 {"detail": ...}: it is
+        # malformed JSON as any other, TEI's (or OpenAI's) 422. Other HTTP errors (404, 405) are FastAPI's.
+        cause = e.__cause__
+        if e.status_code != 400 or not isinstance(cause, (ValueError, RecursionError)):
+            return await http_exception_handler(request, e)
+        m.request_failure.labels("validation").inc()
+        err = ServeError(f"malformed JSON body: {cause}", "validation")
         return json_response(err.body(openai=request.url.path in OPENAI_PATHS), 422)
 
     @app.exception_handler(ClientGone)

@@ -32,12 +32,33 @@ def base_server(tiny):
         (b'{"text": "no inputs"}', "`inputs`"),
         (b'["not", "an", "object"]', "`body`"),
         (b"\xff\xfe", "malformed JSON"),
+        # json.loads raises other than a JSONDecodeError on these: FastAPI answered them 400 {"detail": ...}
+        pytest.param(b'{"inputs": "caf\xe9"}', "malformed JSON", id="latin-1"),
+        pytest.param(b"[" * 5000 + b"]" * 5000, "malformed JSON", id="nested-past-the-recursion-limit"),
     ],
 )
 def test_bad_bodies_are_422_naming_the_field(base_server, body, field):
     r = base_server.client.post("/embed", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["error_type"] == "Validation" and field in r.json()["error"]
+
+
+def test_undecodable_bodies_are_422_on_every_route(base_server):
+    """A body that is not UTF-8, or nested past Python's recursion limit, is malformed JSON as any other: a 422
+    in TEI's body, OpenAI's on its routes (FastAPI answered /embed and /v1/embeddings 400 {"detail": ...}, and
+    POST / and /vertex, which read the body themselves, 500 on the nesting)."""
+    c = base_server.client
+    latin1 = b'{"inputs": "caf\xe9", "input": "caf\xe9", "instances": [{"inputs": "caf\xe9"}]}'
+    nested = b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for body in (latin1, nested):
+        for path in ("/embed", "/", "/vertex", "/tokenize"):
+            r = c.post(path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 422, (path, r.text)
+            assert r.json()["error_type"] == "Validation" and "malformed JSON" in r.json()["error"]
+        r = c.post("/v1/embeddings", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["type"] == "Validation" and "malformed JSON" in r.json()["error"]["message"]
+    assert c.post("/nowhere", json={}).status_code == 404  # other HTTP errors stay FastAPI's
 
 
 def test_limits(base_server):
