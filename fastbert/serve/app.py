@@ -38,6 +38,7 @@ from .engine import (
     ModelSpec,
     ServedModel,
     Tokenizer,
+    cosines,
     default_devices,
     default_max_batch_tokens,
     describe_model,
@@ -653,8 +654,7 @@ def create_app(
             normalize=False,  # as TEI: the cosine of the raw vectors (SPLADE's too, which refuse normalize)
         )
         vectors, rows, inputs = await embed_vectors(request, embed_body, SimilarityInputs("inputs.sentences"))
-        vectors = [normalize(v).astype(np.float64) for v in vectors]
-        sims = [float(vectors[0] @ v) for v in vectors[1:]]
+        sims = cosines(vectors[0], vectors[1:])
         m.request_success.labels("batch").inc()
         return sims, rows, inputs
 

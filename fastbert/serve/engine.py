@@ -10,8 +10,10 @@ sparse SPLADE vector, or class scores).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,6 +272,7 @@ class Tokenizer:
     def tokens(self, text: str, add_special_tokens: bool) -> list[dict[str, Any]]:
         """TEI's ``SimpleToken`` list of one text: id, text, special, start, stop (character offsets)."""
         enc = self.plain.encode(text, add_special_tokens=add_special_tokens)
+        byte_at = _byte_offsets(text)
         out = []
         for tid, tok, special, (start, stop) in zip(
             enc.ids, enc.tokens, enc.special_tokens_mask, enc.offsets
@@ -282,8 +285,8 @@ class Tokenizer:
                         "id": tid,
                         "text": text[start:stop],
                         "special": False,
-                        "start": _byte_offset(text, start),
-                        "stop": _byte_offset(text, stop),
+                        "start": byte_at(start),
+                        "stop": byte_at(stop),
                     }
                 )
         return out
@@ -296,9 +299,13 @@ class Tokenizer:
         return self.plain.get_vocab_size(with_added_tokens=True)
 
 
-def _byte_offset(text: str, char_index: int) -> int:
-    """TEI reports offsets in bytes of the UTF-8 text."""
-    return len(text[:char_index].encode("utf-8"))
+def _byte_offsets(text: str) -> Callable[[int], int]:
+    """Character index -> offset in bytes of the UTF-8 text (TEI reports those), by one pass over the text
+    (encoding the text up to each token took a minute for a long ModernBERT input: quadratic)."""
+    if text.isascii():
+        return int
+    starts = list(itertools.accumulate((len(c.encode("utf-8")) for c in text), initial=0))
+    return starts.__getitem__
 
 
 class InputTooLong(ValueError):
@@ -418,6 +425,19 @@ def _splade(logits: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> tor
     """SPLADE's vectors (B, vocab): log(1 + relu(logits)), max over each sequence's real tokens; ``logits``
     packed (T, vocab) or padded (B, L, vocab)."""
     return pool(torch.log1p(torch.relu(logits.float())), mask, lengths, ("max",))
+
+
+def cosines(source: np.ndarray, others: list[np.ndarray]) -> list[float]:
+    """Cosine of ``source`` to each of ``others`` (TEI ``/similarity``), in [-1, 1]: in float64, clipped
+    (from vectors normalized in float32 a sentence scored 1.0000000013 against itself, which a client's
+    ``acos`` refuses)."""
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        return v / max(float(np.sqrt(v @ v)), 1e-12)
+
+    s = unit(source)
+    return [min(1.0, max(-1.0, float(s @ unit(v)))) for v in others]
 
 
 def normalize(v: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ References: TEI's router (router/src/http/server.rs, router/src/lib.rs ``Respons
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -210,6 +211,27 @@ def test_splade_refuses_normalize_like_tei(tiny):
         np.testing.assert_allclose(r.json(), [a @ b / np.linalg.norm(a) / np.linalg.norm(b)], atol=1e-5)
 
 
+def test_similarity_scores_stay_within_minus_one_and_one(tiny):
+    """/similarity's cosines are in [-1, 1], a sentence against itself at most 1.0: from vectors normalized
+    in float32 about half of all self-similarities came out above 1 (1.0000000013), which ``math.acos``
+    refuses. A tiny random model's vectors all sit near one direction: scores near 1 either way."""
+    from fastbert.serve.engine import cosines
+
+    rng = np.random.default_rng(0)
+    vectors = [rng.standard_normal(384).astype(np.float32) for _ in range(64)]
+    for v in vectors:
+        assert cosines(v, [v, -v]) == pytest.approx([1.0, -1.0], abs=1e-12)
+        assert -1.0 <= min(cosines(v, [v, -v])) and max(cosines(v, [v, -v])) <= 1.0
+    texts = ["the cat is green", "paris is the capital of france", "the cat is green"]
+    with serving(model=tiny["base"]) as srv:
+        r = srv.client.post("/similarity", json={"inputs": {"source_sentence": texts[0], "sentences": texts}})
+        assert r.status_code == 200, r.text
+        scores = r.json()
+        assert all(-1.0 <= s <= 1.0 for s in scores), scores
+        assert [math.acos(s) for s in scores]  # a client's angle
+        assert scores[0] == scores[2] == pytest.approx(1.0, abs=1e-12)
+
+
 def test_similarity_parameters_reach_the_embedding(tmp_path):
     """/similarity's ``parameters`` (TEI's SimilarityParameters): ``prompt_name`` and ``truncate`` /
     ``truncation_direction`` embed as /embed does with them; the score is the cosine of those vectors. On
@@ -265,6 +287,22 @@ def test_tokenize_and_decode_flags(tiny):
         kept = c.post("/decode", json={"ids": ids, "skip_special_tokens": False}).json()
         assert kept == [tok.decode(ids, skip_special_tokens=False)] and "[CLS]" in kept[0]
         assert c.post("/decode", json={"ids": ids}).json() == [tok.decode(ids, skip_special_tokens=True)]
+
+
+def test_tokenize_offsets_are_utf8_bytes(tiny):
+    """/tokenize's start/stop are byte offsets of the UTF-8 text (TEI), for 1- to 4-byte characters: each
+    token's bytes decode to its text; found in one pass over the text (it was encoded up to every token)."""
+    from fastbert.serve.engine import _byte_offsets
+
+    text = "a é € 𝄞 the sky, naïve café — 東京 🙂 done"
+    at = _byte_offsets(text)
+    assert [at(i) for i in range(len(text) + 1)] == [len(text[:i].encode()) for i in range(len(text) + 1)]
+    assert _byte_offsets("plain ascii")(5) == 5
+    with serving(model=tiny["base"]) as srv:
+        tokens = srv.client.post("/tokenize", json={"inputs": text}).json()[0]
+    raw = text.encode()
+    words = [t for t in tokens if not t["special"]]
+    assert words and all(raw[t["start"] : t["stop"]].decode() == t["text"] for t in words), tokens
 
 
 def test_prompts_apply_to_token_id_inputs(prompt_model):
