@@ -334,6 +334,39 @@ def test_special_tokens(minilm_pair, small_dir):
     assert custom("a <mask> b")["input_ids"][2] == custom.mask_token_id
 
 
+def test_setting_special_tokens_as_transformers():
+    """``tok.pad_token_id = i`` sets the pad token (transformers 4 and 5; fastbert had no setter, an
+    AttributeError), an ``AddedToken`` is its content (fastbert kept the object: a TypeError at the next id
+    read), and a value that is not a token is refused where it is set."""
+    from tokenizers import AddedToken
+
+    for set_it in (
+        lambda tok: setattr(tok, "pad_token_id", tok.unk_token_id),
+        lambda tok: setattr(tok, "pad_token", AddedToken("[UNK]")),
+        lambda tok: setattr(tok, "sep_token_id", 1012),
+        lambda tok: setattr(tok, "mask_token_id", None),
+        lambda tok: setattr(tok, "pad_token_id", 10**7),  # no such id: no pad token
+    ):
+        ours, theirs = (
+            BertTokenizer.from_pretrained(MINILM),
+            transformers.BertTokenizerFast.from_pretrained(MINILM),
+        )
+        set_it(ours), set_it(theirs)
+        assert ours.special_tokens_map == theirs.special_tokens_map
+        assert [getattr(ours, f"{n}_token_id") for n in ("pad", "sep", "mask")] == [
+            getattr(theirs, f"{n}_token_id") for n in ("pad", "sep", "mask")
+        ]
+        if ours.pad_token_id is not None:
+            kwargs = dict(padding="max_length", max_length=8)
+            assert ours("hi", "x", **kwargs)["input_ids"] == theirs("hi", "x", **kwargs)["input_ids"]
+    ours = BertTokenizer.from_pretrained(MINILM)
+    ours.additional_special_tokens_ids = [1, 2]  # transformers 4's
+    assert ours.additional_special_tokens == ["[unused0]", "[unused1]"]
+    with pytest.raises(ValueError, match="non-string value as the pad_token"):
+        ours.pad_token = 0
+    assert ours.pad_token == "[PAD]"
+
+
 def test_vocab_helpers(minilm_pair):
     ours, theirs = minilm_pair
     assert ours.vocab_size == theirs.vocab_size == 30522

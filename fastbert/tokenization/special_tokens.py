@@ -148,6 +148,25 @@ class SpecialTokensMixin:
         i = self._tokenizer.token_to_id(token)
         return i if i is not None else self._tokenizer.token_to_id(self.unk_token) if self.unk_token else None
 
+    def __setattr__(self, key: str, value: Any) -> None:
+        """Setting a special token as transformers 4's (and 5's) tokenizers do: ``tok.pad_token_id = 3`` sets
+        ``pad_token`` to the token of id 3 (None for an id out of the vocabulary), ``additional_special_tokens_ids``
+        the ``additional_special_tokens``; an ``AddedToken`` is kept as its content; any other non-string value of
+        a special token is refused here (it failed later, as a TypeError, when its id was read)."""
+        if key.endswith("_id") and key[:-3] in SPECIAL_TOKENS_ATTRIBUTES:
+            key, value = key[:-3], None if value is None else self.convert_ids_to_tokens(value)
+        elif key == "additional_special_tokens_ids":
+            key, value = "additional_special_tokens", [self.convert_ids_to_tokens(v) for v in _to_py(value)]
+        if key in SPECIAL_TOKENS_ATTRIBUTES:
+            if value is not None and not isinstance(value, (str, AddedToken)):
+                raise ValueError(
+                    f"Cannot set a non-string value as the {key}: got {type(value).__name__} {value!r}"
+                )
+            value = _token_content(value)
+        elif key == "additional_special_tokens" and value is not None:
+            value = [_token_content(v) for v in value]
+        super().__setattr__(key, value)
+
     unk_token_id = property(lambda self: self._id(self.unk_token))
     sep_token_id = property(lambda self: self._id(self.sep_token))
     pad_token_id = property(lambda self: self._id(self.pad_token))
