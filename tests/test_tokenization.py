@@ -1554,6 +1554,28 @@ def test_tokenizer_config_is_read(tmp_path, small_dir):
     ]
 
 
+def test_model_input_names_is_read_as_transformers(tmp_path, small_dir):
+    """``model_input_names`` (transformers' documented constructor argument, and a tokenizer_config.json key)
+    decides which inputs a call returns unasked; fastbert ignored it and always returned token_type_ids."""
+    shutil.copy(os.path.join(small_dir, "vocab.txt"), tmp_path / "vocab.txt")
+    names = ["input_ids", "attention_mask"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_input_names": names}))
+    theirs = transformers.BertTokenizerFast.from_pretrained(tmp_path)
+    loaded = {
+        "config": BertTokenizer.from_pretrained(tmp_path),
+        "argument": BertTokenizer.from_pretrained(small_dir, model_input_names=names),
+        "constructor": BertTokenizer(os.path.join(small_dir, "vocab.txt"), model_input_names=names),
+    }
+    for how, ours in loaded.items():
+        assert ours.model_input_names == theirs.model_input_names == names, how
+        for kwargs in ({}, {"return_token_type_ids": True}, {"padding": "max_length", "max_length": 8}):
+            assert dict(ours("the cat", "sat", **kwargs)) == dict(theirs("the cat", "sat", **kwargs)), how
+    ours.save_pretrained(tmp_path / "saved")
+    assert BertTokenizer.from_pretrained(tmp_path / "saved").model_input_names == names
+    with pytest.raises(ValueError, match="model_input_names should be a list of input names"):
+        BertTokenizer.from_pretrained(small_dir, model_input_names="input_ids")
+
+
 def test_hub_options_travel_as_one_value(tmp_path, monkeypatch):
     """from_pretrained passes its hub keyword arguments to every file lookup as one HubOptions; None values
     and transformers-only arguments never reach the tokenizer's saved settings."""

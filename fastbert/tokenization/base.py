@@ -23,6 +23,7 @@ from .files import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
     VERY_LARGE_INTEGER,
+    _check_settings,
     _is_jsonable,
     _read_pretrained,
 )
@@ -55,6 +56,12 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
         self.truncation_side = truncation_side
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.pad_token_type_id = 0
+        # transformers' documented constructor argument (and tokenizer_config.json key), the class's list when
+        # unset: which of token_type_ids / attention_mask a call returns when not asked (it was ignored)
+        model_input_names = kwargs.pop("model_input_names", None)
+        _check_settings({"model_input_names": model_input_names})
+        if model_input_names is not None:
+            self.model_input_names = list(model_input_names)
         # transformers 4: special tokens in the text are tokenized as text on every call (saved when set)
         self.split_special_tokens = bool(kwargs.get("split_special_tokens", False))
         if not self.split_special_tokens:

@@ -59,7 +59,6 @@ _CONFIG_KEYS_IGNORED = (
     "backend",
     "is_local",
     "local_files_only",
-    "model_input_names",
     "tokenizer_file",
     "vocab_file",
     "extra_special_tokens",
@@ -249,6 +248,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "never_split": (lambda v: v is None or _is_str_list(v), "a list of strings"),
+    "model_input_names": (lambda v: v is None or (_is_str_list(v) and len(v) > 0), "a list of input names"),
     "additional_special_tokens": (_is_token_list, f"a list of tokens, each {_TOKEN}"),
     "added_tokens_decoder": (
         _is_added_tokens_decoder,
