@@ -1554,6 +1554,31 @@ def test_tokenizer_config_is_read(tmp_path, small_dir):
     ]
 
 
+def test_max_len_of_old_folders_is_model_max_length(tmp_path, small_dir):
+    """``max_len``, the older name of ``model_max_length`` in old folders' tokenizer_config.json, sets it
+    when ``model_max_length`` is unset (transformers 4 and 5); fastbert ignored it, so truncation=True
+    truncated nothing."""
+    shutil.copy(os.path.join(small_dir, "vocab.txt"), tmp_path / "vocab.txt")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"max_len": 6}))
+    ours, theirs = (
+        BertTokenizer.from_pretrained(tmp_path),
+        transformers.BertTokenizerFast.from_pretrained(tmp_path),
+    )
+    assert ours.model_max_length == theirs.model_max_length == 6
+    text = "the cat sat on the mat the dog"
+    for kwargs in ({"truncation": True}, {"padding": "max_length"}):
+        assert ours(text, **kwargs)["input_ids"] == theirs(text, **kwargs)["input_ids"]
+    assert len(ours(text, truncation=True)["input_ids"]) == 6
+    # model_max_length, given or in the file, wins
+    assert BertTokenizer.from_pretrained(tmp_path, model_max_length=9).model_max_length == 9
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"max_len": 6, "model_max_length": 7}))
+    assert BertTokenizer.from_pretrained(tmp_path).model_max_length == 7
+    ours.save_pretrained(tmp_path / "saved")  # saved as model_max_length
+    assert BertTokenizer.from_pretrained(tmp_path / "saved").model_max_length == 6
+    with pytest.raises(ValueError, match="max_len should be a whole number"):
+        BertTokenizer.from_pretrained(small_dir, max_len=0)
+
+
 def test_model_input_names_is_read_as_transformers(tmp_path, small_dir):
     """``model_input_names`` (transformers' documented constructor argument, and a tokenizer_config.json key)
     decides which inputs a call returns unasked; fastbert ignored it and always returned token_type_ids."""

@@ -51,6 +51,12 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
     ) -> None:
         """The settings beside the backend; ``init_kwargs`` (the family's own) then the JSON-able ``kwargs`` are
         what ``save_pretrained`` writes to tokenizer_config.json."""
+        # max_len: transformers' older name of model_max_length (old folders' tokenizer_config.json), read by
+        # transformers 4 and 5 when model_max_length is not set; without it such a folder truncated nothing
+        max_len = kwargs.pop("max_len", None)
+        _check_settings({"max_len": max_len})
+        if model_max_length is None:
+            model_max_length = max_len
         self.model_max_length = int(VERY_LARGE_INTEGER if model_max_length is None else model_max_length)
         self.padding_side = padding_side
         self.truncation_side = truncation_side

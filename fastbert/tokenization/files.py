@@ -245,6 +245,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trim_offsets": (_is_flag, "true or false"),
     "split_special_tokens": (_is_flag, "true or false"),
     "model_max_length": (_is_length, "a whole number of tokens, at least 1"),
+    "max_len": (_is_length, "a whole number of tokens, at least 1"),
     "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "never_split": (lambda v: v is None or _is_str_list(v), "a list of strings"),
