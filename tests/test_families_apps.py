@@ -1,6 +1,7 @@
 """The apps find a family through the model_type registry: pipelines, ``fastbert check --model`` and the
 server's model description on ELECTRA folders (WordPiece tokenizers, which fastbert's AutoTokenizer loads),
-and one clear refusal of a model_type fastbert does not have."""
+the question-answering pipeline on an XLM-RoBERTa folder (a Unigram tokenizer without token types), and one
+clear refusal of a model_type fastbert does not have."""
 
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 import torch
 from checkpoint_helpers import wordpiece_vocab
 from model_helpers import perturb_norms_and_biases
+from tokenizer_family_helpers import save_family_tokenizers
 
 import fastbert
 
@@ -71,6 +73,34 @@ def test_text_classification_pipeline_and_task_inference(folders):
         assert x["label"] == y["label"] and abs(x["score"] - y["score"]) <= 1e-5
     with pytest.raises(ValueError, match="cannot tell the task"):
         fastbert.pipeline(model=folders["disc"])  # a discriminator serves no pipeline task by default
+
+
+def test_question_answering_pipeline_over_several_spans_of_an_xlm_roberta(tmp_path):
+    """XLM-R's tokenizer has no token types, yet the tokenizers library gives the overflowing spans of a pair
+    type ids of 1: the pipeline passes the model only the tokenizer's model_input_names (as transformers'), so
+    a model of type_vocab_size 1 answers over a context longer than one span (it was refused by the model's
+    token type check)."""
+    folder = save_family_tokenizers(str(tmp_path))["xlm-roberta"]
+    tok = fastbert.AutoTokenizer.from_pretrained(folder)
+    assert "token_type_ids" not in tok.model_input_names
+    torch.manual_seed(0)
+    widths = {k: v for k, v in TINY.items() if k != "embedding_size"}  # ELECTRA's
+    config = transformers.XLMRobertaConfig(vocab_size=len(tok), **widths, type_vocab_size=1, num_labels=2)
+    model = perturb_norms_and_biases(transformers.XLMRobertaForQuestionAnswering(config).eval())
+    model.save_pretrained(folder)
+    qa = fastbert.pipeline("question-answering", model=folder)
+    context = (
+        "the capital of france is paris. it is big and old and has many people living in it for a long time."
+    )
+    spans = tok(
+        "what is the capital?", context, truncation="only_second", max_length=24, stride=4,
+        return_overflowing_tokens=True, return_token_type_ids=True,
+    )  # fmt: skip
+    assert len(spans["input_ids"]) > 1 and any(1 in t for t in spans["token_type_ids"])  # the library's ids
+    answers = qa(question="what is the capital?", context=context, max_seq_len=24, doc_stride=4, top_k=3)
+    assert len(answers) == 3
+    for a in answers:
+        assert a["answer"] == context[a["start"] : a["end"]] and a["answer"] and 0 < a["score"] <= 1
 
 
 def test_check_on_an_electra_folder(folders):

@@ -126,13 +126,18 @@ class QuestionAnsweringPipeline(Pipeline):
                 f"or raise max_seq_len (the model takes {self.max_length})"
             )
         doc_stride = min(doc_stride, room - 1)
+        # token types only where the tokenizer's model takes them (transformers' pipeline passes the model only
+        # the tokenizer's model_input_names): the tokenizers library gives the overflowing spans of a pair type
+        # ids of 1 also where the tokenizer has none, which XLM-R's and CamemBERT's table (type_vocab_size 1)
+        # does not hold
+        with_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ("token_type_ids",))
         enc = self.tokenizer(
             text=ex["question"] if question_first else ex["context"],
             text_pair=ex["context"] if question_first else ex["question"],
             truncation="only_second" if question_first else "only_first",
             max_length=max_seq_len,
             stride=doc_stride,
-            return_token_type_ids=True,
+            return_token_type_ids=with_types,
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
             return_special_tokens_mask=True,
