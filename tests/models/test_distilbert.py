@@ -110,6 +110,30 @@ def test_sinusoidal_position_table_as_transformers():
     torch.testing.assert_close(table, theirs.embeddings.position_embeddings.weight, rtol=0, atol=0)
 
 
+def test_sinusoidal_position_table_initialised_at_load_as_transformers(saved, tmp_path):
+    """A position table that loading initialises (missing from the checkpoint, or re-initialised for a longer
+    max_position_embeddings by ignore_mismatched_sizes) is the sinusoidal table, as transformers' (it was a
+    normal draw: loading initialises the table's own module, not its Embeddings)."""
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = saved("base", sinusoidal_pos_embds=True)
+    kwargs = dict(max_position_embeddings=64, ignore_mismatched_sizes=True)
+    ours = fastbert.DistilBertModel.from_pretrained(folder, **kwargs).embeddings.position_embeddings.weight
+    theirs = transformers.DistilBertModel.from_pretrained(
+        folder, **kwargs
+    ).embeddings.position_embeddings.weight
+    assert ours.shape == (64, 36)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+    state = load_file(folder / "model.safetensors")
+    del state["embeddings.position_embeddings.weight"]
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    ours = fastbert.DistilBertModel.from_pretrained(tmp_path).embeddings.position_embeddings.weight
+    theirs = transformers.DistilBertModel.from_pretrained(tmp_path).embeddings.position_embeddings.weight
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
 def test_save_reload_in_transformers_and_from_transformers_shares_one_qkv_storage(saved, tmp_path):
     folder, hf = saved("question-answering")
     model = fastbert.AutoModelForQuestionAnswering.from_pretrained(folder)

@@ -169,6 +169,13 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
                 if self.config.sinusoidal_pos_embds:
                     weight = module.position_embeddings.weight
                     weight.copy_(sinusoidal_table(*weight.shape))
+        elif self.config.sinusoidal_pos_embds and isinstance(module, nn.Embedding):
+            # the position table alone: loading initialises the module that owns a parameter the checkpoint did
+            # not give (or that ignore_mismatched_sizes re-initialises), not its Embeddings; transformers
+            # gives it the sinusoidal table there too, not a normal draw
+            if any(isinstance(m, Embeddings) and m.position_embeddings is module for m in self.modules()):
+                with torch.no_grad():
+                    module.weight.copy_(sinusoidal_table(*module.weight.shape))
 
     def get_output_embeddings(self) -> nn.Linear | None:
         return self._modules.get("vocab_projector")
