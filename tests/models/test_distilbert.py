@@ -134,6 +134,35 @@ def test_sinusoidal_position_table_initialised_at_load_as_transformers(saved, tm
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("task", ["base", "masked-lm"])
+def test_resize_position_embeddings_as_transformers(saved, task):
+    """transformers' DistilBERT ``get_position_embeddings`` / ``resize_position_embeddings`` (bare model and
+    heads): the first rows kept, ``config.max_position_embeddings`` set, the same table as transformers'
+    when shrinking; longer inputs then run (transformers' ``position_ids`` buffer kept its old length, so
+    there they fail). With ``sinusoidal_pos_embds`` the table is the sinusoids again (transformers 5.25's
+    resize raises AttributeError there)."""
+    folder, hf = saved(task)
+    model = fastbert.AutoModel.from_pretrained(folder) if task == "base" else None
+    model = model or fastbert.AutoModelForMaskedLM.from_pretrained(folder)
+    old = model.get_position_embeddings().weight.detach().clone()
+    assert torch.equal(old, hf.get_position_embeddings().weight)
+    model.resize_position_embeddings(53)
+    table = model.get_position_embeddings().weight
+    assert table.shape == (53, 36) and torch.equal(table[:40], old) and table.requires_grad
+    assert model.config.max_position_embeddings == 53
+    model.eval()(input_ids=torch.randint(1, 99, (2, 50)))
+    model.resize_position_embeddings(17)
+    assert torch.equal(model.get_position_embeddings().weight, old[:17])
+    with pytest.raises(ValueError, match="must be at least 1"):
+        model.resize_position_embeddings(0)
+    sin_folder, _ = saved("masked-lm", sinusoidal_pos_embds=True)
+    sin = fastbert.AutoModelForMaskedLM.from_pretrained(sin_folder)
+    sin.resize_position_embeddings(61)
+    from fastbert.models.distilbert.modeling import sinusoidal_table
+
+    assert torch.allclose(sin.get_position_embeddings().weight, sinusoidal_table(61, 36))
+
+
 def test_save_reload_in_transformers_and_from_transformers_shares_one_qkv_storage(saved, tmp_path):
     folder, hf = saved("question-answering")
     model = fastbert.AutoModelForQuestionAnswering.from_pretrained(folder)

@@ -177,6 +177,42 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
                 with torch.no_grad():
                     module.weight.copy_(sinusoidal_table(*module.weight.shape))
 
+    def get_position_embeddings(self) -> nn.Embedding:
+        """The position table (transformers' DistilBERT models, bare and with a head)."""
+        return self.base_model.embeddings.position_embeddings
+
+    def resize_position_embeddings(self, new_num_position_embeddings: int) -> None:
+        """Give the position table ``new_num_position_embeddings`` rows and set
+        ``config.max_position_embeddings`` (transformers' DistilBERT): the sinusoidal table again where
+        ``config.sinusoidal_pos_embds``, else the first rows kept and new rows drawn as at initialisation
+        (transformers draws them N(0, 1), torch's default, not ``initializer_range``). The
+        ``position_ids`` buffer follows, so the longer inputs run (transformers' kept its old length)."""
+        n = int(new_num_position_embeddings)
+        if n < 1:
+            raise ValueError(
+                f"new_num_position_embeddings must be at least 1, got {new_num_position_embeddings}"
+            )
+        emb = self.base_model.embeddings
+        old = emb.position_embeddings
+        if n == old.num_embeddings:
+            return
+        table = nn.Embedding(n, old.embedding_dim, padding_idx=old.padding_idx).to(old.weight)
+        self._init_weights(table)
+        with torch.no_grad():
+            if self.config.sinusoidal_pos_embds:
+                table.weight.copy_(sinusoidal_table(n, old.embedding_dim))
+            else:
+                keep = min(n, old.num_embeddings)
+                table.weight[:keep] = old.weight[:keep]
+        table.weight.requires_grad_(old.weight.requires_grad)
+        emb.position_embeddings = table
+        device = emb.position_ids.device
+        emb.register_buffer("position_ids", torch.arange(n, device=device).expand(1, -1), persistent=False)
+        emb.register_buffer(
+            "token_type_ids", torch.zeros(1, n, dtype=torch.long, device=device), persistent=False
+        )
+        self.config.max_position_embeddings = n
+
     def get_output_embeddings(self) -> nn.Linear | None:
         return self._modules.get("vocab_projector")
 
