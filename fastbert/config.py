@@ -199,6 +199,8 @@ class BertConfig:
     #: the field that names the engine's activation (ModernBERT: ``hidden_activation``; its config keeps a
     #: ``hidden_act`` it is given as an extra attribute, as transformers does)
     _activation_field = "hidden_act"
+    #: BERT's field -> this family's name of it, for refusals (DistilBERT's ``dim`` for ``hidden_size``)
+    _field_names: dict[str, str] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
@@ -261,10 +263,13 @@ class BertConfig:
             if value is None and nullable:
                 continue
             if not _is_kind(value, kind):
-                raise _field_type_error(field, kind + (" or null" if nullable else ""), value)
+                raise _field_type_error(
+                    self._field_names.get(field, field), kind + (" or null" if nullable else ""), value
+                )
         act = getattr(self, self._activation_field)
         if not (isinstance(act, str) or callable(act)):
-            raise _field_type_error(self._activation_field, "an activation name", act)
+            name = self._field_names.get(self._activation_field, self._activation_field)
+            raise _field_type_error(name, "an activation name", act)
         eos = self.eos_token_id
         if eos is not None and not _is_kind(eos, _INT):
             if not (isinstance(eos, list) and all(_is_kind(e, _INT) for e in eos)):
@@ -284,21 +289,23 @@ class BertConfig:
         def bad(message: str) -> ValueError:
             return ValueError(f"{where}config field {message}")
 
+        own = lambda field: self._field_names.get(field, field)  # noqa: E731 - the family's field names
+
         for field in _POSITIVE_INTS:
             value = getattr(self, field)
             if value < 1 and not (field == "num_hidden_layers" and value == 0):
-                raise bad(f"{field} must be positive, got {value}")
+                raise bad(f"{own(field)} must be positive, got {value}")
         if self.chunk_size_feed_forward < 0:
             raise bad(f"chunk_size_feed_forward must be 0 or more, got {self.chunk_size_feed_forward}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise bad(
-                f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
+                f"{own('hidden_size')} ({self.hidden_size}) is not a multiple of {own('num_attention_heads')} "
                 f"({self.num_attention_heads})"
             )
         for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
             value = getattr(self, field)
             if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
-                raise bad(f"{field} is a dropout probability: it must be in [0, 1], got {value}")
+                raise bad(f"{own(field)} is a dropout probability: it must be in [0, 1], got {value}")
         eps = self.layer_norm_eps
         if not 0.0 < eps < 1.0:
             raise bad(
@@ -322,9 +329,9 @@ class BertConfig:
         from .core.layers_ref import activation  # lazy: importing config imports no op module
 
         try:
-            activation(getattr(self, self._activation_field))
+            activation(getattr(self, self._activation_field), own(self._activation_field))
         except ValueError as e:
-            raise bad(f"{self._activation_field}: {e}") from None
+            raise bad(f"{own(self._activation_field)}: {e}") from None
         check_attn_implementation(self._attn_implementation)
 
     # ----------------------------------------------------------------- dtype (transformers 5's name)

@@ -68,14 +68,15 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def activation(name) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The torch function of an activation name (a callable is returned as is); ValueError otherwise."""
+def activation(name, field: str = "hidden_act") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The torch function of an activation name (a callable is returned as is); ValueError otherwise, naming
+    the config ``field`` it came from."""
     if callable(name):
         return name
     fn = ACTIVATIONS.get(name) if isinstance(name, str) else None
     if fn is None:
         raise ValueError(
-            f"unsupported activation {name!r} (hidden_act); supported: {', '.join(sorted(ACTIVATIONS))}"
+            f"unsupported activation {name!r} ({field}); supported: {', '.join(sorted(ACTIVATIONS))}"
         )
     return fn
 

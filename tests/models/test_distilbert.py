@@ -134,6 +134,26 @@ def test_sinusoidal_position_table_initialised_at_load_as_transformers(saved, tm
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("activation", "swishy", "config field activation: unsupported activation 'swishy' (activation)"),
+        ("activation", 3, "config field activation must be an activation name"),
+        ("dim", 35, "config field dim (35) is not a multiple of n_heads (3)"),
+        ("dim", "36", "config field dim must be an integer"),
+        ("n_layers", -1, "config field n_layers must be positive"),
+        ("dropout", 2.0, "config field dropout is a dropout probability"),
+    ],
+)
+def test_bad_config_fields_are_named_as_distilbert_names_them(field, value, needle):
+    """A DistilBERT config's refusals name DistilBERT's fields (``activation``, ``dim``, ``n_heads``...), the
+    names in its config.json, not the BERT names the engine reads (they said ``hidden_act``)."""
+    with pytest.raises((ValueError, TypeError)) as caught:
+        fastbert.DistilBertModel(fastbert.DistilBertConfig(**{**TINY, field: value}))
+    assert needle in str(caught.value)
+    assert "hidden_act" not in str(caught.value) and "hidden_size" not in str(caught.value)
+
+
 @pytest.mark.parametrize("task", ["base", "masked-lm"])
 def test_resize_position_embeddings_as_transformers(saved, task):
     """transformers' DistilBERT ``get_position_embeddings`` / ``resize_position_embeddings`` (bare model and

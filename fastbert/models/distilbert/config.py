@@ -36,6 +36,7 @@ class DistilBertConfig(BertConfig):
     family_name = "DistilBERT"
     #: transformers' DistilBertConfig.attribute_map (fastbert answers to every name of ``ALIASES``)
     attribute_map = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
+    _field_names = {bert_name: name for name, bert_name in ALIASES.items()}
     _family_defaults: dict[str, Any] = {
         "num_hidden_layers": 6,
         "type_vocab_size": 1,
