@@ -506,6 +506,30 @@ def test_text_csv_float16_and_row_number_ids(tmp_path, models):
     assert np.array_equal(got, expect.numpy().astype(np.float16))
 
 
+def test_csv_fields_with_newlines_past_the_first_block(tmp_path, models):
+    """Quoted CSV fields that hold newlines, in a file larger than pyarrow's 1 MiB read block: the file was
+    refused as "not a valid CSV file" (pyarrow cut its blocks at a newline inside a field)."""
+    rng = random.Random(5)
+    texts = ["\n".join(text(rng) for _ in range(60)) for _ in range(400)]
+    path = tmp_path / "multi.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        for i, t in enumerate(texts):
+            w.writerow([f"r{i}", t])
+    assert os.path.getsize(path) > 1 << 20
+    out = tmp_path / "out"
+    m = embed([str(path)], str(out), model=models["base"], id_column="id", shard_rows=150, progress=False)
+    assert m["total_rows"] == 400 and m["bad_rows"] == 0
+    ids, got = vectors(out)
+    assert ids == [f"r{i}" for i in range(400)]
+    pick = [0, 151, 399]  # a row of each shard
+    expect = fastbert.pipeline("sentence-embedding", model=models["base"])(
+        [texts[i] for i in pick], return_tensors=True
+    )
+    np.testing.assert_array_equal(got[pick], expect.numpy())
+
+
 def test_feature_extraction_pooled_and_classification_scores(tmp_path, models):
     path = tmp_path / "a.txt"
     texts = ["paris is the capital of france", "john lives in new york", "the sun"]

@@ -170,9 +170,12 @@ def csv_batches(path: str, column: str, id_column: str | None) -> Iterator[Any]:
     import pyarrow.csv as pacsv
 
     options = csv_options(column, id_column, path)
+    # a quoted field may hold newlines: without newlines_in_values, pyarrow cuts its blocks (1 MiB) at the
+    # last newline, inside such a field, and a file past one block failed as "not a valid CSV file"
+    parse = pacsv.ParseOptions(newlines_in_values=True)
     try:
         with open_binary(path) as f:
-            yield from pacsv.open_csv(f, convert_options=options)
+            yield from pacsv.open_csv(f, parse_options=parse, convert_options=options)
     except pa.ArrowInvalid as e:
         raise ValueError(f"{path} is not a valid CSV file: {e}") from None
 
