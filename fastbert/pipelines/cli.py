@@ -605,5 +605,12 @@ def _vector_size(pipe: Any, kwargs: dict[str, Any]) -> int | None:
         return None
     if pipe.task == "feature-extraction":
         return hidden
+    import torch
+
+    # a sentence-transformers folder's Dense modules after the pooling (768 -> 512...) size the vector: the
+    # CSV header had hidden-size columns, left empty past the vector, and an empty .npy that width
+    dense = [m for m in getattr(pipe, "dense", None) or () if isinstance(m, torch.nn.Linear)]
+    if dense:
+        return dense[-1].out_features
     pooling = kwargs.get("pooling") or pipe.pooling
     return hidden * (1 if isinstance(pooling, str) else len(pooling))

@@ -271,6 +271,47 @@ def test_csv_fill_mask_header_has_the_mask_column_from_the_first_line(ckpt, tmp_
     assert [(r["index"], r["mask"]) for r in rows] == [("0", "0"), ("1", "0"), ("1", "1")]
 
 
+def test_csv_and_empty_npy_are_as_wide_as_a_dense_modules_vectors(ckpt, tmp_path, monkeypatch, capsys):
+    """A sentence-transformers folder with a Dense module after the pooling (hidden 16 -> 5): the CSV header
+    has the vector's 5 columns (it had 16, the last 11 left empty on every row) and an empty input's .npy
+    is (0, 5), not (0, 16)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "dense"
+    shutil.copytree(ckpt["base"], folder)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text(json.dumps({"in_features": 16, "out_features": 5}))
+    torch.manual_seed(0)
+    weights = {"linear.weight": torch.randn(5, 16), "linear.bias": torch.randn(5)}
+    save_file(weights, str(folder / "2_Dense" / "model.safetensors"))
+    args = ["--task", "sentence-embedding", "--model", str(folder)]
+
+    code, out, err = run_here(monkeypatch, capsys, *args, stdin="hello world\na\n")
+    assert code == 0, err
+    reference = [json.loads(line) for line in out.splitlines()]
+    assert [len(v) for v in reference] == [5, 5]
+    path = tmp_path / "dense.csv"
+    code, _, err = run_here(monkeypatch, capsys, *args, "--output", str(path), stdin="hello world\na\n")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert list(rows[0]) == ["index", *(f"dim_{j}" for j in range(5))]
+    assert csv_to_results("sentence-embedding", path.read_text()) == reference
+    path = tmp_path / "empty.npy"
+    code, _, err = run_here(monkeypatch, capsys, *args, "--output", str(path), stdin="")
+    assert code == 0, err
+    assert np.load(path).shape == (0, 5)
+
+
 # ------------------------------------------------------------------------------------- malformed JSON lines
 @pytest.mark.parametrize(
     "line",
