@@ -587,6 +587,10 @@ def test_module_is_callable(tmp_path, models):
     path = tmp_path / "a.txt"
     path.write_text("the city\n")
     assert fastbert.embed([str(path)], str(tmp_path / "o"), model=models["base"])["total_rows"] == 1
+    # paths as pathlib.Path, the output's too (it was a TypeError: "argument of type 'PosixPath' is not
+    # iterable")
+    assert fastbert.embed(path, tmp_path / "p", model=models["base"])["total_rows"] == 1
+    assert read_output(tmp_path / "p").num_rows == 1
 
 
 def test_cli_entry(tmp_path, models):

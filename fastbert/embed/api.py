@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from collections.abc import Sequence
@@ -30,8 +31,8 @@ def require_pyarrow() -> None:
 
 
 def embed(
-    inputs: Sequence[str] | str,
-    output: str,
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    output: str | os.PathLike,
     *,
     model: str | None = None,
     task: str = "sentence-embedding",
@@ -75,6 +76,7 @@ def embed(
     (:class:`DuplicateIdWarning`).
     """
     require_pyarrow()
+    output = os.fspath(output)  # a pathlib.Path, as inputs may be (a TypeError deep in the URI check)
     refusal = null_vectors_refusal(on_error)
     if refusal is not None:
         raise ValueError(refusal)
