@@ -110,6 +110,8 @@ def output_plan(path: str | os.PathLike) -> OutputPlan:
     if not isinstance(path, str) or not path:
         raise ValueError(f"the output path must be a non-empty string, got {path!r}")
     if path == STDOUT:
+        if sys.stdout is None:  # started with it closed (``>&-``): Python then has no stdout object
+            raise _refuse(errno.EBADF, "cannot write to stdout: it is closed (write to a file instead)")
         return OutputPlan(path, "stdout", STDOUT)
     if _is_fd_path(path):
         if not os.path.exists(path):

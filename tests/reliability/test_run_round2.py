@@ -466,6 +466,22 @@ def test_output_that_stdin_reads_is_refused(ckpt, tmp_path):
     assert src.read_text() == "hello\n"
 
 
+def test_a_closed_stdout_is_one_line_before_the_model(ckpt):
+    """``fastbert run ... >&-``: Python has no ``sys.stdout``; the run ended in an AttributeError traceback
+    at its first result."""
+    p = subprocess.run(
+        [sys.executable, "-m", "fastbert", "run", "--task", "sentence-embedding", "--model", ckpt["base"]],
+        input=b"hello\n",
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),
+        env={**os.environ, "PYTHONPATH": REPO},
+        timeout=300,
+    )
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "Traceback" not in err, err
+    assert err == "fastbert run: error: cannot write to stdout: it is closed (write to a file instead)\n"
+
+
 # ------------------------------------------------------------------------------------------- --max-length
 @pytest.mark.parametrize(
     "task, model, value, least",
