@@ -101,17 +101,40 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, f)
 
 
+TRAINED = os.path.join(HERE, "fixtures", "family_tokenizers")
+
+
+def train_backends() -> dict[str, Tokenizer]:
+    """The four tokenizers trained on :func:`corpus`. The tokenizers library's Unigram and WordPiece trainers
+    break ties between equally frequent pieces in hash order, so each process trains another vocabulary:
+    the tests read the ones trained once and committed (:func:`trained_backends`)."""
+    lines = corpus()
+    mpnet_wp = train_wordpiece(lines, ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"])
+    mpnet_wp.add_special_tokens([MASK])
+    return {
+        "byte_bpe": train_byte_level_bpe(lines),
+        "unigram": train_unigram(lines),
+        "bert_wordpiece": train_wordpiece(lines, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+        "mpnet_wordpiece": mpnet_wp,
+    }
+
+
+def trained_backends() -> dict[str, Tokenizer]:
+    """:func:`train_backends`' tokenizers as committed in tests/fixtures/family_tokenizers (the same in every
+    process; ``python3 tests/tokenizer_family_helpers.py`` trains and writes them again)."""
+    names = ("byte_bpe", "unigram", "bert_wordpiece", "mpnet_wordpiece")
+    return {name: Tokenizer.from_file(os.path.join(TRAINED, f"{name}.json")) for name in names}
+
+
 def save_family_tokenizers(root: str, model_max_length: int = 40) -> dict[str, str]:
     """One folder per family under ``root`` (``{family: path}``), plus ``roberta-slow`` (vocab.json + merges.txt
     only, as RoBERTa's slow tokenizer files)."""
     import transformers
 
-    lines = corpus()
-    bpe = train_byte_level_bpe(lines)
-    unigram = train_unigram(lines)
-    bert_wp = train_wordpiece(lines, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    mpnet_wp = train_wordpiece(lines, ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"])
-    mpnet_wp.add_special_tokens([MASK])
+    trained = trained_backends()
+    bpe, unigram, bert_wp, mpnet_wp = (
+        trained[k] for k in ("byte_bpe", "unigram", "bert_wordpiece", "mpnet_wordpiece")
+    )
     backends = {
         "roberta": bpe,
         "xlm-roberta": unigram,
@@ -182,3 +205,9 @@ def modernbert_tokenizer_folder(path: str, model_max_length: int | None = None) 
     with open(config_path, "w", encoding="utf-8") as f:
         json.dump(config, f)
     return path
+
+
+if __name__ == "__main__":
+    os.makedirs(TRAINED, exist_ok=True)
+    for _name, _tok in train_backends().items():
+        _tok.save(os.path.join(TRAINED, f"{_name}.json"))
