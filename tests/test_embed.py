@@ -593,6 +593,26 @@ def test_module_is_callable(tmp_path, models):
     assert read_output(tmp_path / "p").num_rows == 1
 
 
+def test_a_glob_over_the_output_folder_leaves_its_shards_out(tmp_path, models):
+    """``data/**/*.parquet`` with the output in ``data/vectors``: the second run matched the first run's own
+    shards as inputs and refused to resume ("inputs: [...] there, [...] now"). The output folder's files
+    are left out of a glob; one named as an input is refused."""
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"text": ["the cat", "a dog", "paris is big"]}), data / "a.parquet")
+    out = data / "vectors"
+    glob_ = str(data / "**" / "*.parquet")
+    first = embed(glob_, str(out), model=models["base"], progress=False)
+    assert first["total_rows"] == 3 and list(out.glob("part-*.parquet"))
+    again = embed(glob_, str(out), model=models["base"], progress=False)  # resumes: nothing left to do
+    assert again["inputs"] == first["inputs"] and read_output(str(out)).num_rows == 3
+    shard = str(sorted(out.glob("part-*.parquet"))[0])
+    with pytest.raises(OSError, match="is in the output folder"):
+        embed([str(data / "a.parquet"), shard], str(out), model=models["base"], progress=False)
+    with pytest.raises(OSError, match="matches no file outside the output folder"):
+        embed(str(out / "*.parquet"), str(out), model=models["base"], progress=False)
+
+
 def test_cli_entry(tmp_path, models):
     from fastbert.cli import main
 

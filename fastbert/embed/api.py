@@ -109,7 +109,7 @@ def embed(
         quantization=quantization,
     )
     check_devices(targets)
-    paths, formats = input_formats(inputs, input_format, id_column)
+    paths, formats = input_formats(inputs, input_format, id_column, output)
     # read only but for its lock, held from here to the end: another run writing the folder is refused
     folder = OutputFolder.inspect(output, engine, overwrite)
     try:

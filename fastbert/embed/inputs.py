@@ -23,8 +23,19 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def expand_inputs(inputs: Sequence[str] | str) -> list[str]:
-    """Input paths with globs expanded (each glob sorted), in the order given; duplicates dropped."""
+def _inside(path: str, folder: str | None) -> bool:
+    """Whether local ``path`` is in local ``folder`` (links resolved)."""
+    if folder is None or is_uri(folder):
+        return False
+    folder = os.path.realpath(folder)
+    return os.path.commonpath([os.path.realpath(path), folder]) == folder
+
+
+def expand_inputs(inputs: Sequence[str] | str, output: str | None = None) -> list[str]:
+    """Input paths with globs expanded (each glob sorted), in the order given; duplicates dropped. Files in
+    the ``output`` folder are the job's own shards: a glob's matches there are left out (``data/**/*.parquet``
+    with ``--output data/vectors`` matched the first run's shards at the next, which then refused to
+    resume), a file named there is refused."""
     import glob
 
     if isinstance(inputs, (str, os.PathLike)):
@@ -39,7 +50,12 @@ def expand_inputs(inputs: Sequence[str] | str) -> list[str]:
             matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
             if not matches:
                 raise OSError(f"input {item!r} matches no file")
+            matches = [p for p in matches if not _inside(p, output)]
+            if not matches:
+                raise OSError(f"input {item!r} matches no file outside the output folder {output}")
             out.extend(matches)
+        elif os.path.isfile(item) and _inside(item, output):
+            raise OSError(f"input file {item} is in the output folder {output}: pick another --output")
         elif os.path.isdir(item):
             raise OSError(f"input {item} is a folder: pass its files or a glob such as {item}/*.jsonl")
         elif not os.path.isfile(item) and (item == "-" or os.path.exists(item)):  # stdin, a pipe, a device
@@ -80,10 +96,11 @@ def format_of(path: str, fmt: str | None = None) -> str:
 
 
 def input_formats(
-    inputs: Sequence[str] | str, input_format: str | None, id_column: str | None
+    inputs: Sequence[str] | str, input_format: str | None, id_column: str | None, output: str | None = None
 ) -> tuple[list[str], list[str]]:
-    """(paths, their formats): globs expanded, every file there, every format known."""
-    paths = expand_inputs(inputs)
+    """(paths, their formats): globs expanded (leaving out the ``output`` folder's files), every file there,
+    every format known."""
+    paths = expand_inputs(inputs, output)
     formats = [format_of(p, input_format) for p in paths]
     if id_column and "text" in formats:
         raise ValueError("--id-column needs JSON lines, CSV or Parquet inputs: a .txt input has no columns")
