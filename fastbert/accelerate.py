@@ -380,6 +380,36 @@ def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
     return None
 
 
+def _carry_dropout(hf_model: nn.Module, fast: nn.Module) -> str | None:
+    """Dropout set on transformers' modules by hand (``p=0``, or an ``nn.Identity`` in its place, to fine-tune
+    without dropout), which the config does not say: put on fastbert's dropout at the same path, which
+    fastbert's modules, built from the config, would otherwise apply in training at the config's rate. None,
+    or why fastbert cannot follow one: it decides from the config whether a dropout runs at all, so one the
+    config leaves at 0 cannot be turned on."""
+    theirs, ours = dict(hf_model.named_modules()), dict(fast.named_modules())
+    for path, module in theirs.items():
+        mine = ours.get(path)
+        if (
+            isinstance(module, nn.Dropout)
+            and module.p > 0
+            and not (isinstance(mine, nn.Dropout) and mine.p > 0)
+        ):
+            return (
+                f"{path}.p is {module.p}, a dropout the config does not have, which fastbert would not apply"
+            )
+    for path, mine in ours.items():
+        if not isinstance(mine, nn.Dropout):
+            continue
+        module = theirs.get(path)
+        if isinstance(module, nn.Dropout):
+            mine.p = module.p
+        elif isinstance(module, nn.Identity):
+            mine.p = 0.0
+        elif mine.p > 0:
+            return f"{path} is {module!r}, not the dropout of the config, which fastbert applies in training"
+    return None
+
+
 def _foreign_hooks(module: nn.Module) -> list:
     """Forward hooks other than transformers' own output recording (transformers 5 leaves those on the
     layers after a call with ``output_hidden_states``; fastbert returns hidden states itself)."""
@@ -502,7 +532,7 @@ def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
         fast = fastbert.from_transformers(hf_model, attn_implementation=attn_implementation)
     except (ValueError, TypeError, AttributeError) as error:  # e.g. an activation fastbert does not have
         return None, str(error)
-    differs = _settings_differ(hf_model, fast)
+    differs = _settings_differ(hf_model, fast) or _carry_dropout(hf_model, fast)
     if differs is not None:
         return None, differs
     for name, p in fast.named_parameters():

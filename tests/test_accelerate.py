@@ -707,3 +707,32 @@ def test_a_model_whose_modules_the_config_does_not_describe_is_left_as_it_is(edi
         assert torch.equal(model(input_ids=ids).last_hidden_state, before)
     with pytest.raises(ValueError, match="fastbert.accelerate"):
         fastbert.accelerate(edit(_tiny_bert()), strict=True)
+
+
+def _without_dropout(model):
+    """Dropout off by hand, as a fine-tuning script does: p=0 on every dropout, one swapped for nn.Identity."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.base_model.embeddings.dropout = torch.nn.Identity()
+    return model
+
+
+def test_dropout_set_on_the_modules_is_kept():
+    """Dropout turned off on transformers' modules (the config still says 0.1): fastbert's modules, built from
+    the config, dropped out in training all the same, and a training step computed other numbers. Now the
+    rates of the modules carry over; a dropout the config does not have (fastbert would skip it) is refused."""
+    hf = _without_dropout(tiny_hf("BertForSequenceClassification")).train()
+    inputs = tiny_batch("BertForSequenceClassification")
+    theirs, ref = hf(**inputs).logits, copy.deepcopy(hf).double()(**inputs).logits
+    fast = accelerate_quietly(hf)
+    assert type(fast) is fastbert.BertForSequenceClassification and fast.training
+    first, again = fast(**inputs).logits, fast(**inputs).logits
+    assert torch.equal(first, again)  # no dropout
+    assert_close(first, theirs, ref, torch.float32, what="logits")
+
+    hf = tiny_hf("BertModel", hidden_dropout_prob=0.0)
+    hf.encoder.layer[1].output.dropout.p = 0.2
+    out, caught = accelerate_warnings(hf)
+    assert out is hf and len(caught) == 1
+    assert "encoder.layer.1.output.dropout.p is 0.2" in str(caught[0].message)
