@@ -405,7 +405,7 @@ def _carry_dropout(hf_model: nn.Module, fast: nn.Module) -> str | None:
             mine.p = module.p
         elif isinstance(module, nn.Identity):
             mine.p = 0.0
-        elif mine.p > 0:
+        elif module is not None and mine.p > 0:  # none there (another transformers' layout): the config's
             return f"{path} is {module!r}, not the dropout of the config, which fastbert applies in training"
     return None
 
