@@ -153,6 +153,9 @@ def test_bad_input_exit_2_and_nothing_written(ckpt, tmp_path, here):
     # unknown task: the error lists the tasks
     p = here("--task", "summarization", "--model", ckpt["mlm"], stdin="x\n")
     assert p.returncode == 2 and "fill-mask" in p.stderr and "question-answering" in p.stderr
+    # no model for a task without a default one: the flag named (it said "pass model=")
+    p = here("--task", "fill-mask", stdin="the [MASK]\n")
+    assert p.returncode == 2 and "pass --model a local folder" in p.stderr, p.stderr
     # a model folder of the wrong architecture
     p = here("--task", "fill-mask", "--model", ckpt["seq"], "--output", str(out), stdin="the [MASK]\n")
     assert p.returncode == 2 and "BertForSequenceClassification" in p.stderr

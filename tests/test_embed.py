@@ -613,6 +613,35 @@ def test_a_glob_over_the_output_folder_leaves_its_shards_out(tmp_path, models):
         embed(str(out / "*.parquet"), str(out), model=models["base"], progress=False)
 
 
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--shard-rows", "-1"], "--shard-rows must be a positive integer, got -1"),
+        (["--window", "0"], "--window must be a positive integer"),
+        (["--max-batch-tokens", "0"], "--max-batch-tokens must be a positive integer"),
+        (["--max-length", "1"], "--max-length must be at least 2"),
+        (["--max-length", "1000"], "--max-length 1000 is more than the 64 tokens"),
+        (["--task", "text-classification", "--model", None], "pass --model a BertForSequenceClassification"),
+        (["--task", "text-classification", "--pooling", "mean"], "--pooling and --normalize are options"),
+        (["--function-to-apply", "softmax"], "--function-to-apply is a text-classification option"),
+    ],
+)
+def test_cli_refusals_name_the_flags(tmp_path, models, capsys, flags, said):
+    """``fastbert embed``'s refusals of an option name its flag (``--max-length``), not the Python argument
+    the API names (``max_length=``)."""
+    from fastbert.cli import main
+
+    path = tmp_path / "a.txt"
+    path.write_text("the city\n")
+    args = ["embed", str(path), "--output", str(tmp_path / "o"), "--no-progress"]
+    if "--model" not in flags:
+        args += ["--model", models["base"]]
+    flags = [f for f in flags if f not in ("--model", None)]
+    assert main(args + flags) == 2
+    err = capsys.readouterr().err
+    assert said in err and "_" not in err.split("error:")[1].split(" ")[1], err
+
+
 def test_cli_entry(tmp_path, models):
     from fastbert.cli import main
 

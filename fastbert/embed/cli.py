@@ -145,8 +145,38 @@ def _refuse_precision(args) -> None:
     refuse_precision(args.quantization, args.dtype, args.model, devices, device_flag=flag)
 
 
+#: ``fastbert.embed``'s words for its arguments (its refusals), as this command's flags say them
+_FLAGS = {
+    "max_length=": "--max-length ",
+    "max_length must": "--max-length must",
+    "shard_rows must": "--shard-rows must",
+    "window must": "--window must",
+    "max_batch_tokens must": "--max-batch-tokens must",
+    "pass model= a": "pass --model a",
+    "pooling and normalize are options": "--pooling and --normalize are options",
+    "function_to_apply is a": "--function-to-apply is a",
+}
+
+
+def _as_flags(message: str) -> str:
+    for words, flag in _FLAGS.items():
+        if message.startswith(words) or f" {words}" in message:
+            message = message.replace(words, flag, 1)
+    return message
+
+
 def _embed(embed, args) -> dict:
     _refuse_precision(args)
+    try:
+        return _call_embed(embed, args)
+    except ValueError as e:  # the API names its arguments: the command names its flags
+        said = _as_flags(str(e))
+        if said == str(e):
+            raise
+        raise ValueError(said) from None
+
+
+def _call_embed(embed, args) -> dict:
     return embed(
         args.inputs,
         args.output,

@@ -283,6 +283,7 @@ _FLAGS = {
     "doc_stride=": "--doc-stride ",
     "raise max_seq_len": "raise --max-length",
     "max_seq_len=": "--max-length ",
+    "pass model= ": "pass --model ",
 }
 
 
@@ -540,6 +541,8 @@ def _cli_main(args: argparse.Namespace) -> int:
     except ValueError as e:  # too small or too large: the pipeline names its argument, this its flag
         if args.max_length is not None and str(e).startswith(f"max_length={args.max_length} is "):
             raise ValueError("--max-length " + str(e).removeprefix("max_length=")) from None
+        if _as_flags(str(e)) != str(e):
+            raise ValueError(_as_flags(str(e))) from None
         raise
 
     writer = _Writer(fmt, task, _vector_size(pipe, kwargs), kwargs)
