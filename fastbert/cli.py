@@ -134,6 +134,14 @@ def refuse_precision(
             raise ValueError(why)
 
 
+def as_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` (an API's refusal, naming its Python arguments) in a command's words: each key of
+    ``flags`` (``"max_length="``) replaced by the command's flag (``"--max-length "``)."""
+    for words, flag in flags.items():
+        message = message.replace(words, flag)
+    return message
+
+
 QUANTIZATION_HELP = (
     "quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+); calibrated at load "
     "on a built-in set (README, Precision)"

@@ -158,19 +158,14 @@ _FLAGS = {
 }
 
 
-def _as_flags(message: str) -> str:
-    for words, flag in _FLAGS.items():
-        if message.startswith(words) or f" {words}" in message:
-            message = message.replace(words, flag, 1)
-    return message
-
-
 def _embed(embed, args) -> dict:
     _refuse_precision(args)
     try:
         return _call_embed(embed, args)
     except ValueError as e:  # the API names its arguments: the command names its flags
-        said = _as_flags(str(e))
+        from fastbert.cli import as_flags
+
+        said = as_flags(str(e), _FLAGS)
         if said == str(e):
             raise
         raise ValueError(said) from None

@@ -288,9 +288,9 @@ _FLAGS = {
 
 
 def _as_flags(message: str) -> str:
-    for words, flag in _FLAGS.items():
-        message = message.replace(words, flag)
-    return message
+    from fastbert.cli import as_flags
+
+    return as_flags(message, _FLAGS)
 
 
 def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
