@@ -339,9 +339,14 @@ def load_into_model(
         loaded.add(key)
     # a tied tensor is filled by its target (transformers: "already filled by another key"): missing only when
     # the target is missing too, or when the tie is off (an untied decoder weight; an untied decoder bias is
-    # filled from the head's bias, as transformers 4 shared the two)
+    # filled from the head's bias, as transformers 4 shared the two). A target of another shape that
+    # ignore_mismatched_sizes re-initialises (a new vocab_size) is reported as mismatched, and the key tied to
+    # it shares that tensor: not missing either, as transformers reports it
+    mismatched_names = {k for k, _, _ in mismatched}
     for key in [k for k in missing if k in tied]:
         if tied[key] in loaded and (ties_embeddings or key.endswith("bias")):
+            missing.discard(key)
+        elif tied[key] in mismatched_names and ties_embeddings:
             missing.discard(key)
     # and the other way (transformers 5): with the tie on, a target the checkpoint lacks takes the value of
     # the key tied to it (a checkpoint holding cls.predictions.decoder.bias but not cls.predictions.bias:

@@ -191,6 +191,20 @@ def test_untied_decoder_missing_from_base_checkpoint(saved, family, tmp_path):
     assert set(fb_out[1]["missing_keys"]) == set(hf_out[1]["missing_keys"])
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_tied_decoder_of_a_mismatched_vocabulary_is_not_missing(saved, family):
+    """ignore_mismatched_sizes with another vocab_size: the word embeddings (and the head's bias) are
+    mismatched and re-initialised; the decoder tied to them shares their new tensors, and transformers does
+    not list it as missing (fastbert listed the decoder's weight and bias)."""
+    path = saved(family, "masked-lm")
+    name = class_name(family, "masked-lm")
+    kw = {"vocab_size": 120, "ignore_mismatched_sizes": True}
+    hf_out, fb_out = load_both(getattr(transformers, name), getattr(fastbert, name), path, kw, kw)
+    assert info_sets(fb_out[1]) == info_sets(hf_out[1])
+    model = fb_out[0]
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+
+
 def test_add_pooling_layer_goes_to_the_model(saved):
     """``BertModel.from_pretrained(path, add_pooling_layer=False)``: an argument of the class, not a config field
     (the pooler's tensors are then unexpected, and the config gets no such field)."""
