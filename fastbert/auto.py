@@ -55,8 +55,20 @@ class _AutoModel:
 
         config = kwargs.pop("config", None)
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
         if not isinstance(config, BertConfig):
             config = registry.load_config(config or pretrained_model_name_or_path, hub=hub)
+        remote = getattr(config, "auto_map", None)
+        if trust_remote_code and isinstance(remote, dict) and cls.__name__ in remote:
+            # transformers then builds the checkpoint's own class (its code in the folder or repo), which
+            # fastbert does not run: the family's built-in class in its place would compute something else
+            # (without trust_remote_code, transformers builds the built-in class too: so does fastbert)
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: config.json's auto_map names {remote[cls.__name__]!r} for "
+                f"{cls.__name__}, and trust_remote_code=True asks for that code, which fastbert does not run: "
+                "load the model with transformers, or leave trust_remote_code unset to load fastbert's "
+                f"{config.model_type} class (as transformers does without it)"
+            )
         return cls._class_for(config).from_pretrained(
             pretrained_model_name_or_path, *args, config=config, hub=hub, **kwargs
         )

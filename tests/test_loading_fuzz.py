@@ -635,3 +635,46 @@ def test_auto_classes_pick_the_class(saved, tmp_path, family, source, task):
         type(fastbert.AutoConfig.from_pretrained(path)).__name__
         == type(transformers.AutoConfig.from_pretrained(path)).__name__
     )
+
+
+def test_trust_remote_code_with_an_auto_map_is_refused(saved, tmp_path):
+    """A config.json whose auto_map names the checkpoint's own class for AutoModel: with trust_remote_code=True
+    transformers builds that class (other code, other outputs), which fastbert cannot run: refused (fastbert
+    built its BertModel in its place, silently); without it, both build the built-in class. The pipeline
+    passes trust_remote_code on to the Auto class."""
+    import shutil
+
+    folder = tmp_path / "custom"
+    shutil.copytree(saved("bert", "base"), folder)
+    (folder / "modeling_custom.py").write_text(
+        "from transformers import BertModel\n\n\n"
+        "class CustomBertModel(BertModel):\n"
+        "    def forward(self, *args, **kwargs):\n"
+        "        out = super().forward(*args, **kwargs)\n"
+        "        out.last_hidden_state = out.last_hidden_state * 2\n"
+        "        return out\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        architectures=["CustomBertModel"], auto_map={"AutoModel": "modeling_custom.CustomBertModel"}
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    path = str(folder)
+    assert (
+        type(transformers.AutoModel.from_pretrained(path, trust_remote_code=True)).__name__
+        == "CustomBertModel"
+    )
+    with pytest.raises(ValueError, match="modeling_custom.CustomBertModel.*trust_remote_code"):
+        fastbert.AutoModel.from_pretrained(path, trust_remote_code=True)
+    with pytest.raises(ValueError, match="modeling_custom.CustomBertModel"):
+        fastbert.pipeline("feature-extraction", model=path, tokenizer=fastbert.hub.embedded_model_path(),
+                          trust_remote_code=True)  # fmt: skip
+    for flag in (None, False):
+        assert (
+            type(transformers.AutoModel.from_pretrained(path, trust_remote_code=flag)).__name__ == "BertModel"
+        )
+        assert type(fastbert.AutoModel.from_pretrained(path, trust_remote_code=flag)).__name__ == "BertModel"
+    # an auto_map for another Auto class: this one builds the built-in class, as transformers
+    assert type(fastbert.AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)).__name__ == (
+        "BertForMaskedLM"
+    )

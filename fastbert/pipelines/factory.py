@@ -174,6 +174,8 @@ def pipeline(
             load_kwargs.setdefault("torch_dtype", torch_dtype)
         if attn_implementation is not None:
             load_kwargs.setdefault("attn_implementation", attn_implementation)
+        if trust_remote_code is not None:  # the Auto class refuses a checkpoint's own code (auto_map)
+            load_kwargs.setdefault("trust_remote_code", trust_remote_code)
         if device is None and device_map == "auto":
             device = 0 if torch.cuda.is_available() else -1
         target = resolve_device(device)
