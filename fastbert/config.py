@@ -480,7 +480,9 @@ class BertConfig:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, path: str | os.PathLike, use_diff: bool = True) -> None:
-        with open(path, "w", encoding="utf-8") as f:
+        from .output_files import open_output
+
+        with open_output(path, "w") as f:  # beside it, renamed over it once complete
             f.write(self.to_json_string(use_diff=use_diff))
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:

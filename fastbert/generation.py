@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .core.kv_cache import cache_length
+from .output_files import open_output
 from .outputs import ModelOutput, _WithCache
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class GenerationConfig:
         data = self.to_dict()
         if self.__dict__.get("_from_model_config"):  # as transformers marks a config nobody set
             data["_from_model_config"] = True
-        with open(os.path.join(save_directory, "generation_config.json"), "w", encoding="utf-8") as f:
+        with open_output(os.path.join(save_directory, "generation_config.json"), "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
 

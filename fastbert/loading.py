@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import BertConfig, check_attn_implementation
 from .hub import HubOptions, config_location, hub_unavailable, resolve_file
-from .output_files import open_output
+from .output_files import open_output, output_name
 
 logger = logging.getLogger("fastbert")
 
@@ -716,7 +716,8 @@ def write_weights(
         if safe_serialization:
             from safetensors.torch import save_file
 
-            save_file(shard, path, metadata={"format": "pt"})
+            with output_name(path) as name:  # beside the target, renamed over it once complete
+                save_file(shard, name, metadata={"format": "pt"})
         else:  # beside the target, renamed over it once complete: a killed save leaves no truncated .bin
             with open_output(path, "wb") as f:
                 torch.save(shard, f)

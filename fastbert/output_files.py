@@ -1,6 +1,8 @@
 """Writing an output file without losing data or breaking what the path is.
 
-The rule every writer of fastbert follows (``fastbert run --output``, embed's shards and manifest):
+The rule every writer of fastbert follows (``fastbert run --output``, embed's shards and manifest,
+``save_pretrained``'s weights, configs and tokenizer files; :func:`output_name` for a library that writes
+by name):
 
 - A **regular file**, or a **new path**, in a **writable folder** is replaced atomically: the data go to a
   temporary file beside the target (``.NAME.XXXXXXXX.tmp``), renamed over it once complete. A replaced file
@@ -41,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["OutputPlan", "check_output_path", "open_output", "output_plan"]
+__all__ = ["OutputPlan", "check_output_path", "open_output", "output_name", "output_plan"]
 
 STDOUT = "-"
 # /dev/fd/N, /dev/stdout, /proc/self/fd/N, /proc/<pid>/fd/N: a descriptor the caller opened, never replaced
@@ -336,24 +338,60 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
                 f.close()
         return
 
-    with _lock:
-        tmp, fd = _new_temp(plan.target)
-        _live_temps.add(tmp)
-        _install_handlers()
-    try:
+    with _beside(plan) as (_, fd):
         f = _open_fd(fd, mode)
         try:
             out = _NamedErrors(f, plan.path)
             yield out
             out.flush()
-            os.fsync(fd)  # the data on disk before the name points at them
-            if plan.mode is not None:
-                os.chmod(fd, plan.mode)
-                if plan.uid is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
-                    with contextlib.suppress(OSError):
-                        os.chown(fd, plan.uid, plan.gid)
+            _settle(fd, plan)
         finally:
             f.close()
+
+
+@contextlib.contextmanager
+def output_name(path: str | os.PathLike) -> Iterator[str]:
+    """The name to give a library that writes a file by its name (safetensors' ``save_file``, a
+    ``tokenizers.Tokenizer.save``), by the rule of this module: a temporary name beside ``path``, renamed
+    over it once the block ends (a block that raises leaves ``path`` as it was); ``path`` itself where it is
+    written in place. Not stdout."""
+    plan = output_plan(path)
+    if plan.how == "stdout":
+        raise ValueError("a file written by its name cannot go to stdout")
+    if plan.how == "in-place":
+        yield plan.target
+        return
+    with _beside(plan) as (tmp, fd):
+        os.close(fd)
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            _settle(fd, plan)
+        finally:
+            os.close(fd)
+
+
+def _settle(fd: int, plan: OutputPlan) -> None:
+    """The finished temporary file's data on disk before its name points at them, with the mode (and, for
+    root, the owner) of the file it replaces."""
+    os.fsync(fd)
+    if plan.mode is not None:
+        os.chmod(fd, plan.mode)
+        if plan.uid is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
+            with contextlib.suppress(OSError):
+                os.chown(fd, plan.uid, plan.gid)
+
+
+@contextlib.contextmanager
+def _beside(plan: OutputPlan) -> Iterator[tuple[str, int]]:
+    """(name, descriptor) of a new temporary file beside ``plan.target``, renamed over the target when the
+    block ends; removed when it raises (or a signal ends the process meanwhile)."""
+    with _lock:
+        tmp, fd = _new_temp(plan.target)
+        _live_temps.add(tmp)
+        _install_handlers()
+    try:
+        yield tmp, fd
         os.replace(tmp, plan.target)
         _fsync_folder(os.path.dirname(plan.target))
         with _lock:

@@ -18,6 +18,7 @@ import torch
 
 from .. import hub as hub_files
 from ..hub import HubOptions
+from ..output_files import output_name
 from .checkpoints import find_legacy_checkpoint, load_legacy_checkpoint
 from .common import LegacyStateDict
 
@@ -287,7 +288,8 @@ def convert_checkpoint(
         os.makedirs(dst, exist_ok=True)
     except OSError as e:
         raise OSError(f"cannot create the output folder {dst}: {e.strerror or e}") from None
-    save_file(out, out_model, metadata={"format": "pt"})
+    with output_name(out_model) as name:  # beside it, renamed over it once complete
+        save_file(out, name, metadata={"format": "pt"})
     config.save_pretrained(dst)
     _copy_tokenizer_files(config_src, dst, config_hub)
     log(f"fastbert convert: wrote {arch} ({len(out)} tensors, from {kind} {files[0]}) to {dst}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from ..output_files import open_output, output_name
 from .call import CallMixin
 from .files import (
     _CALL_KEYS_IGNORED,
@@ -173,9 +174,9 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
                 "special": token.special,
             }
         config["added_tokens_decoder"] = added
-        with open(config_path, "w", encoding="utf-8") as f:
+        with open_output(config_path, "w") as f:
             f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        with open(special_path, "w", encoding="utf-8") as f:
+        with open_output(special_path, "w") as f:
             f.write(json.dumps(self.special_tokens_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         vocab_files: tuple[str, ...] = ()
         if legacy_format is not False and self.can_save_slow_tokenizer:
@@ -184,7 +185,7 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
             added_vocab = {t: i for t, i in self.get_added_vocab().items() if i >= self.vocab_size}
             if added_vocab:  # beside vocab.txt, what a slow tokenizer reads its added tokens from
                 added_path = os.path.join(save_directory, prefix + ADDED_TOKENS_FILE)
-                with open(added_path, "w", encoding="utf-8") as f:
+                with open_output(added_path, "w") as f:
                     f.write(json.dumps(added_vocab, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
                 vocab_files += (added_path,)
         if legacy_format is True:
@@ -193,7 +194,8 @@ class TokenizerBase(SpecialTokensMixin, CallMixin):
             clean = Tokenizer.from_str(self._tokenizer.to_str())
         clean.no_padding()
         clean.no_truncation()
-        clean.save(tokenizer_path)
+        with output_name(tokenizer_path) as name:  # beside it, renamed over it once complete
+            clean.save(name)
         return (config_path, special_path, *vocab_files, tokenizer_path)
 
     # ---------------------------------------------------------------------------------------------------------

@@ -420,6 +420,43 @@ def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]
 
 
+def test_a_failed_safetensors_or_config_save_leaves_the_earlier_files(tmp_path, monkeypatch):
+    """model.safetensors (the default), config.json and generation_config.json are written beside their
+    targets and renamed once complete, as the .bin: a save interrupted half way (Ctrl-C, a full disk)
+    left a truncated model.safetensors or an emptied config.json, losing the earlier save."""
+    import safetensors.torch
+
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    out = tmp_path / "out"
+    model.save_pretrained(out)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    assert "model.safetensors" in before and "config.json" in before
+
+    def half_then_interrupt(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\x08\x00\x00 half a file")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(safetensors.torch, "save_file", half_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            model.save_pretrained(out)
+
+    def no_json(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(model.config), "to_json_string", no_json)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(out)
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before  # no temporary left either
+    monkeypatch.undo()
+    assert torch.equal(
+        fastbert.BertModel.from_pretrained(out).embeddings.word_embeddings.weight,
+        model.embeddings.word_embeddings.weight,
+    )
+
+
 def test_use_safetensors_names_the_file_the_folder_holds(tmp_path):
     save_tiny(tmp_path / "m", "BertModel")
     with pytest.raises(
