@@ -733,7 +733,36 @@ def write_weights(
         with open_output(os.path.join(save_directory, index_name), "w") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         written.append(index_name)
+    _remove_shadowing_weights(str(save_directory), written[-1], variant, written)
     return written
+
+
+def _remove_shadowing_weights(folder: str, saved: str, variant: str | None, written: list[str]) -> None:
+    """Weight files of an earlier save that loading prefers to ``saved`` (the file or index just written),
+    removed with the shards their index names: after a single model.safetensors, a sharded save (or one
+    with ``safe_serialization=False``) left it there, and ``from_pretrained`` (transformers' too) loaded the
+    earlier weights from the folder, silently."""
+    order = [add_variant(n, variant) for n in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
+                                               WEIGHTS_INDEX_NAME)]  # fmt: skip
+    for name in order[: order.index(saved)]:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        if name.endswith(".json"):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    shards = set(json.load(f)["weight_map"].values())
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                shards = set()
+            for shard in shards:
+                shard_path = os.path.join(folder, str(shard))
+                if (
+                    os.path.basename(str(shard)) == shard
+                    and shard not in written
+                    and os.path.isfile(shard_path)
+                ):
+                    os.remove(shard_path)
+        os.remove(path)
 
 
 #: ``from_pretrained`` keywords of transformers about downloading and placing weights, which say nothing about

@@ -457,6 +457,33 @@ def test_a_failed_safetensors_or_config_save_leaves_the_earlier_files(tmp_path, 
     )
 
 
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ({}, {"max_shard_size": "20KB"}),  # one model.safetensors, then shards and an index
+        ({}, {"safe_serialization": False}),  # model.safetensors, then pytorch_model.bin
+        ({"max_shard_size": "20KB"}, {"safe_serialization": False}),  # safetensors shards, then a .bin
+        ({"safe_serialization": False}, {"safe_serialization": False, "max_shard_size": "20KB"}),
+    ],
+)
+def test_a_save_over_an_earlier_one_loads_as_saved(tmp_path, first, second):
+    """A save into a folder that holds an earlier save in another layout: the earlier weights that loading
+    prefers (model.safetensors before an index, safetensors before .bin) are removed, with their shards;
+    they stayed, and from_pretrained (transformers' too) loaded the earlier weights, silently."""
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    out = tmp_path / "out"
+    model.save_pretrained(out, **first)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.add_(1.0)
+    model.save_pretrained(out, **second)
+    again = fastbert.BertModel.from_pretrained(out)
+    assert torch.equal(again.embeddings.word_embeddings.weight, model.embeddings.word_embeddings.weight)
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.BertModel.from_pretrained(out)
+    assert torch.equal(theirs.embeddings.word_embeddings.weight, model.embeddings.word_embeddings.weight)
+
+
 def test_use_safetensors_names_the_file_the_folder_holds(tmp_path):
     save_tiny(tmp_path / "m", "BertModel")
     with pytest.raises(
