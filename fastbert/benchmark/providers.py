@@ -681,6 +681,7 @@ PROVIDERS: dict[str, Provider] = {
             _build_st("onnx-int8"),
             _st_onnx_missing,
             kind="sentences",
+            quantized=True,
         ),
         Provider(
             "st-torch-bf16",
@@ -688,6 +689,7 @@ PROVIDERS: dict[str, Provider] = {
             _build_st("torch-bf16"),
             _st_missing,
             kind="sentences",
+            quantized=True,
         ),
         Provider(
             "fastbert-bf16",
@@ -711,6 +713,7 @@ PROVIDERS: dict[str, Provider] = {
             _build_st("fastbert-int8"),
             _st_fastbert_missing,
             kind="sentences",
+            quantized=True,
         ),
         Provider(
             "st-fastbert-bf16",
@@ -718,6 +721,7 @@ PROVIDERS: dict[str, Provider] = {
             _build_st("fastbert-bf16"),
             _st_fastbert_missing,
             kind="sentences",
+            quantized=True,
         ),
     ]
 }
