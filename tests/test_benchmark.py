@@ -398,6 +398,22 @@ def test_cli_list_providers(capsys):
         assert name in out
 
 
+@pytest.mark.parametrize("suite", ["long", "serve"])
+def test_cli_list_providers_lists_for_the_suites_with_their_own_runner(monkeypatch, capsys, suite):
+    """``--suite long --list-providers`` ran the long suite (ModernBERT-base up to 8,192 tokens, a process per
+    row) and ``--suite serve`` started its servers, instead of listing."""
+    from fastbert.benchmark import long, serve
+
+    def ran(args):
+        raise AssertionError(f"--suite {suite} ran")
+
+    monkeypatch.setattr(long, "cli_main", ran)
+    monkeypatch.setattr(serve, "cli_main", ran)
+    assert cli_main(["bench", "--suite", suite, "--list-providers"]) == 0
+    out = capsys.readouterr().out
+    assert "on cpu" in out and all(name in out for name in fb.PROVIDERS)
+
+
 def test_scaling_plot(tmp_path):
     pytest.importorskip("matplotlib")
     rows = []

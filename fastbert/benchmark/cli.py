@@ -205,6 +205,17 @@ def check_out(out: str | None) -> None:
 def cli_main(args: argparse.Namespace) -> int:
     """``fastbert bench``: runs a suite, prints the table; 1 when a fastbert row is wrong or failed."""
     check_out(args.out)
+    if args.list_providers:  # before serve and long, whose runners ran their whole suite instead of listing
+        from fastbert.benchmark.run import default_device
+
+        if args.suite in ("serve", "long"):  # both run on the CPU (and have no SUITE_DEFAULTS)
+            from fastbert.devices import available_device
+
+            device = "cpu" if args.device is None else str(available_device(args.device))
+        else:
+            device = options_from_args(args).device or default_device()
+        print(list_providers(device))
+        return 0
     if args.suite == "serve":  # HTTP servers under load: fastbert.benchmark.serve
         from fastbert.benchmark.serve import cli_main as serve_main
 
@@ -214,12 +225,9 @@ def cli_main(args: argparse.Namespace) -> int:
 
         return long_main(args)
     from fastbert.benchmark import report
-    from fastbert.benchmark.run import default_device, run_benchmark
+    from fastbert.benchmark.run import run_benchmark
 
     opts = options_from_args(args)
-    if args.list_providers:
-        print(list_providers(opts.device or default_device()))
-        return 0
     result = run_benchmark(opts, log=(lambda s: None) if args.quiet else None)
     print()
     print(report.summary_markdown(result["rows"], opts.command))
