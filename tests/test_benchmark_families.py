@@ -157,6 +157,25 @@ def test_long_harness_in_fresh_processes(tmp_path):
         run_long(model="tiny-modernbert", shapes=("2x48",), providers=("hf-sdpa",), log=lambda s: None)
 
 
+@pytest.mark.parametrize("bad", ["2x48", "1x99999"])
+def test_long_refuses_a_bad_shape_before_any_row_runs(tmp_path, monkeypatch, capsys, bad):
+    """A bad shape after a good one (``--shapes 1x2048,2x2048``) was refused only once the good lengths had
+    run, each a child process per provider (minutes at 2,048 tokens), leaving rows.jsonl and no bench.json."""
+    from fastbert.benchmark import long
+    from fastbert.cli import main as cli_main
+
+    def ran(*args, **kwargs):
+        raise AssertionError("a row ran")
+
+    monkeypatch.setattr(long, "_child", ran)
+    monkeypatch.setattr(long, "_reference", ran)
+    out = tmp_path / "out"
+    code = cli_main(["bench", "--suite", "long", "--tiny", "--shapes", f"1x48,{bad}", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and bad in err[0], err
+    assert not out.exists()
+
+
 def test_long_refuses_another_device_in_one_line(capsys):
     from fastbert.cli import main as cli_main
 

@@ -247,11 +247,19 @@ def run_long(
     for p in providers:
         if p not in PROVIDERS:
             raise ValueError(f"--suite long: unknown provider {p!r}; known: {', '.join(PROVIDERS)}")
+    config = hf_config(model)
+    # every shape is checked before any row runs or rows.jsonl is emptied: a bad one after the first ended
+    # the run with the earlier lengths measured (minutes each) and no bench.json
+    for label in shapes:
+        shape = parse_shape(label)
+        if shape.batch != 1 or shape.padded:
+            raise ValueError(f"--suite long: one input per row (1xLENGTH), got {label!r}")
+        if shape.seqlen > config.max_position_embeddings:
+            raise ValueError(f"{label}: longer than {model}'s {config.max_position_embeddings} positions")
     torch.set_num_threads(threads)
     env = {**environment("cpu"), "threads": threads}
     sink = report.RowSink(os.path.join(out, "rows.jsonl")) if out else None
     rows: list[dict[str, Any]] = []
-    config = hf_config(model)
     missing = fastbert_family_missing(config)
     start = time.perf_counter()
     rng = random.Random(seed)
@@ -273,12 +281,7 @@ def run_long(
     tmp = tempfile.mkdtemp(prefix="fastbert-long-")
     try:
         for label in shapes:
-            shape = parse_shape(label)
-            if shape.batch != 1 or shape.padded:
-                raise ValueError(f"--suite long: one input per row (1xLENGTH), got {label!r}")
-            length = shape.seqlen
-            if length > config.max_position_embeddings:
-                raise ValueError(f"{label}: longer than {model}'s {config.max_position_embeddings} positions")
+            length = parse_shape(label).seqlen
             info = dict(shape=label, batch=1, seqlen=length, tokens=length)
             live = []
             for p in providers:
