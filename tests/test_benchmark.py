@@ -715,3 +715,33 @@ def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys, suite):
         "written to (rows.jsonl, bench.json/csv, TABLE.md, PNG), created if missing"
     ], err
     assert target.read_text() == "keep"
+
+
+def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
+    """``--suite serve``'s rows and table named the CPU ("AMD EPYC") without its family/model and flags, which
+    every other suite's rows carry (run.cpu_details): the README's serve figures say they were not recorded."""
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark import serve
+    from fastbert.benchmark.run import cpu_details
+
+    class Server:
+        def send_signal(self, sig):
+            pass
+
+        def wait(self, timeout):
+            return 0
+
+    async def load(url, bodies, concurrency):
+        return 1.0, [0.01] * len(bodies), [[[0.5, 0.5]]] * len(bodies)
+
+    monkeypatch.setattr(serve, "_start", lambda cmd, env, pattern, port: (Server(), "http://127.0.0.1:1"))
+    monkeypatch.setattr(serve, "_free_port", lambda: 1)
+    monkeypatch.setattr(serve, "_load", load)
+    monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
+    rows = serve.run_serve_bench(
+        out=str(tmp_path), concurrencies=(1,), requests_per_round={1: 2}, rounds=1, log=lambda s: None
+    )
+    details = cpu_details()
+    assert len(rows) == 2 and all(r["cpu_details"] == details for r in rows)
+    if details is not None:
+        assert details in (tmp_path / "TABLE.md").read_text()

@@ -122,7 +122,7 @@ def run_serve_bench(
     import numpy as np
     import torch
 
-    from fastbert.benchmark.run import cpu_name
+    from fastbert.benchmark.run import cpu_details, cpu_name
     from fastbert.hub import embedded_model_path
 
     requests_per_round = requests_per_round or {1: 24, 8: 64, 64: 192}
@@ -162,6 +162,7 @@ def run_serve_bench(
     rows: list[dict[str, Any]] = []
     meta = {
         "device": cpu_name(),
+        "cpu_details": cpu_details(),  # family/model and flags: "AMD EPYC" alone names no generation
         "cores": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
@@ -259,8 +260,9 @@ def _direct_rows(model: str, bodies: list[dict], threads: int, meta: dict, log) 
 def table(rows: list[dict[str, Any]]) -> str:
     meta = rows[0]
     base = {r["concurrency"]: r for r in rows if r["server"].startswith("FastAPI")}
+    details = f", {meta['cpu_details']}" if meta.get("cpu_details") else ""
     lines = [
-        f"**{meta['device']}** (cpu, {meta['cores']} cores, {meta['threads']} threads), torch {meta['torch']}, "
+        f"**{meta['device']}** (cpu{details}, {meta['cores']} cores, {meta['threads']} threads), torch {meta['torch']}, "
         f"sentence-transformers {meta.get('sentence_transformers')}, {meta['model']}, {meta['date']}",
         "",
         "| server | concurrency | requests/s | p50 ms | p99 ms | requests/s vs rival | max abs diff of vectors |",
