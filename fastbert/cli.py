@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fastbert.serve",
         "serve a model over HTTP: text-embeddings-inference and OpenAI embeddings APIs",
     ),
-    "check": ("fastbert.check", "compare every backend and dtype against an fp32 eager reference"),
+    "check": (
+        "fastbert.check",
+        "compare every backend and dtype against a float64 reference (transformers' eager when installed)",
+    ),
     "bench": ("fastbert.benchmark", "benchmark fastbert against transformers and torch.compile"),
     "convert": (
         "fastbert.cli:ConvertCommand",

@@ -263,3 +263,17 @@ def test_check_refuses_an_unknown_backend_before_the_model_loads(monkeypatch, ca
         "fastbert check: error: unknown backend 'flash' in --attn-implementation: use eager, sdpa, triton, "
         f"{check.TRITON_EAGER}, {check.TRITON_PACKED}"
     ], err
+
+
+def test_check_help_names_the_float64_reference(capsys):
+    """``fastbert --help`` and ``fastbert check --help`` said "against an fp32 eager reference": the reference
+    is float64 (transformers' eager, else fastbert's), and an fp32 one would make PyTorch's fp32 error zero."""
+    import pytest
+
+    from fastbert.cli import main
+
+    for argv in (["--help"], ["check", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        assert "float64 reference" in out and "fp32 eager reference" not in out, (argv, out)
