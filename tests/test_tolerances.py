@@ -45,3 +45,18 @@ def test_nan_fails_and_cosine():
         tol.assert_close(out, ref, ref, torch.float32)
     assert tol.min_cosine(ref * 3, ref) == pytest.approx(1.0)
     assert tol.min_cosine(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])) == pytest.approx(0.0)
+
+
+def test_an_overflowed_torch_output_or_reference_fails_instead_of_passing_everything():
+    """PyTorch's own output in the dtype (or the reference) holding inf made the bound infinite: any
+    finite output passed, however wrong. The comparison now fails, and says why."""
+    ref = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    wrong = torch.tensor([50.0, -7.0, 3.0])
+    for torch_out, reference in [
+        (torch.tensor([float("inf"), 2.0, 3.0]), ref),
+        (torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, float("inf"), 3.0], dtype=torch.float64)),
+        (torch.tensor([float("nan"), 2.0, 3.0]), ref),
+    ]:
+        v = tol.judge(wrong, torch_out, reference, torch.float16)
+        assert not v.ok and "no bound to judge by" in v.message()
+    assert tol.judge(ref.float(), ref.half(), ref, torch.float16).ok  # finite: judged as before
