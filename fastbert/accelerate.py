@@ -352,18 +352,34 @@ def _unsupported_reason(model: nn.Module) -> str | None:
     return None
 
 
-def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
-    """A module setting the config does not say, which fastbert (built from the config) would not follow:
-    a LayerNorm's ``eps``, a BERT-family layer's activation module (None when they agree)."""
-    ours = dict(fast.named_modules())
-    config = hf_model.config
-    act_name = getattr(config, "hidden_act", None)
+#: ModernBERT's activation modules (``act`` on transformers' side): the attribute of fastbert's module at the
+#: same path that names the activation it computes -> the config field it came from
+_NAMED_ACTIVATIONS = {"hidden_activation": "hidden_activation", "activation": "classifier_activation"}
+
+
+def _activation_module(name):
+    """transformers' activation module of a config's activation name (None without transformers, or for a
+    name it does not have)."""
     try:
         from transformers.activations import ACT2FN
 
-        want = ACT2FN[act_name] if isinstance(act_name, str) else None
+        return ACT2FN[name] if isinstance(name, str) else None
     except (ImportError, KeyError):
-        want = None
+        return None
+
+
+def _same_activation(act: nn.Module, want: nn.Module) -> bool:
+    return type(act) is type(want) and getattr(act, "approximate", None) == getattr(want, "approximate", None)
+
+
+def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
+    """A module setting the config does not say, which fastbert (built from the config) would not follow:
+    a LayerNorm's ``eps``, a BERT-family layer's activation module, ModernBERT's MLP and head activation
+    modules (None when they agree)."""
+    ours = dict(fast.named_modules())
+    config = hf_model.config
+    act_name = getattr(config, "hidden_act", None)
+    want = _activation_module(act_name)
     for path, module in hf_model.named_modules():
         mine = ours.get(path)
         if isinstance(module, nn.LayerNorm) and isinstance(mine, nn.LayerNorm) and mine.eps != module.eps:
@@ -372,11 +388,18 @@ def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
             act = getattr(module, attr, None)
             if want is None or act is None:
                 continue
-            same = type(act) is type(want) and getattr(act, "approximate", None) == getattr(
-                want, "approximate", None
-            )
-            if not same:
+            if not _same_activation(act, want):
                 return f"{path}.{attr} is {act!r}, not the config's hidden_act {act_name!r}, which fastbert computes"
+        # ModernBERT's MLP and head: fastbert's modules run the activation they name (from the config), not
+        # transformers' ``act`` module, which may have been swapped by hand or the config edited after building
+        act = getattr(module, "act", None)
+        for attr, field in _NAMED_ACTIVATIONS.items():
+            name = getattr(mine, attr, None)
+            if not isinstance(act, nn.Module) or not isinstance(name, str):
+                continue
+            theirs = _activation_module(name)
+            if theirs is not None and not _same_activation(act, theirs):
+                return f"{path}.act is {act!r}, not the config's {field} {name!r}, which fastbert computes"
     return None
 
 

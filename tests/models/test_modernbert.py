@@ -325,6 +325,41 @@ def test_save_reload_in_transformers_and_from_transformers(saved, tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda m: setattr(m.head, "act", torch.nn.ReLU()), "head.act is ReLU()"),
+        (
+            lambda m: setattr(m.model.layers[1].mlp, "act", torch.nn.SiLU()),
+            "model.layers.1.mlp.act is SiLU()",
+        ),
+        (lambda m: setattr(m.config, "classifier_activation", "silu"), "classifier_activation 'silu'"),
+    ],
+)
+def test_accelerate_leaves_an_activation_module_the_config_does_not_say(saved, edit, said):
+    """ModernBERT's activation modules (``mlp.act``, ``head.act``) set by hand, or the config's activation
+    edited after building: fastbert, built from the config, computed the config's activation (logits 0.6 off
+    with the head's ReLU, no warning); now the model is left as it is with one warning naming the module."""
+    import copy
+
+    from model_helpers import accelerate_warnings
+
+    folder, hf = saved("sequence-classification", "current")
+    inputs = batch("sequence-classification", labels=False)
+    model = copy.deepcopy(hf)
+    edit(model)
+    with torch.no_grad():
+        before = model(**inputs).logits
+    out, caught = accelerate_warnings(model)
+    assert out is model and len(caught) == 1 and said in str(caught[0].message), [
+        str(w.message) for w in caught
+    ]
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, before)
+    unedited, caught = accelerate_warnings(copy.deepcopy(hf))
+    assert type(unedited) is fastbert.ModernBertForSequenceClassification and not caught
+
+
 TF4_KEYWORDS = ("sliding_window_mask", "indices", "cu_seqlens", "max_seqlen", "batch_size", "seq_len")
 
 
