@@ -160,6 +160,11 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     hf_generation = getattr(hf_model, "generation_config", None)
     if model.can_generate() and hf_generation is not None:  # the transformers model's settings go along
         model.generation_config = hf_generation
+    # settings transformers' forward reads from the model, copied from the config when it was built (ModernBERT's
+    # masked LM): the model's go along, set by hand or not (a config edited after building changes neither)
+    for setting in ("sparse_prediction", "sparse_pred_ignore_index"):
+        if hasattr(model, setting) and hasattr(hf_model, setting):
+            setattr(model, setting, getattr(hf_model, setting))
     return model
 
 

@@ -456,6 +456,36 @@ def test_sparse_prediction(saved, tmp_path):
         assert_close(ours[name], ref[name], ref64[name], torch.float32, what=name)
 
 
+def test_sparse_prediction_set_on_the_transformers_model_goes_along(saved):
+    """transformers' masked LM reads ``sparse_prediction`` / ``sparse_pred_ignore_index`` from the model (copied
+    from the config when built): set there by hand, fastbert.from_transformers (and accelerate) follows them;
+    a config edited after building changes neither model. fastbert read the config instead: dense logits
+    (3, 11, 99) where transformers gave the labelled tokens' only, and the other way round."""
+    import copy
+
+    folder, hf = saved("masked-lm", "current")
+    inputs = batch("masked-lm")
+    inputs["labels"][:, ::2] = -100
+    inputs["labels"][0, 1] = 5
+    for edit in (
+        lambda m: setattr(m, "sparse_prediction", True),
+        lambda m: setattr(m, "sparse_prediction", True) or setattr(m, "sparse_pred_ignore_index", 5),
+        lambda m: setattr(m.config, "sparse_prediction", True),
+    ):
+        theirs = copy.deepcopy(hf)
+        edit(theirs)
+        ours = fastbert.from_transformers(copy.deepcopy(theirs))
+        with torch.no_grad():
+            got, want = ours(**inputs), theirs(**inputs)
+        assert got.logits.shape == want.logits.shape
+        # the real tokens' rows (padded positions differ: zeros on fastbert's packed path)
+        keep = inputs["attention_mask"].bool()
+        if want.logits.dim() == 2:  # sparse: the rows of the labels other than the ignored index
+            keep = keep.flatten()[inputs["labels"].flatten() != theirs.sparse_pred_ignore_index]
+        torch.testing.assert_close(got.logits[keep], want.logits[keep], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-4, atol=1e-5)
+
+
 def test_training_gradients_match_transformers(saved):
     """A training step on the packed sdpa path (no dropout in these configs): loss and every gradient."""
     folder, hf = saved("token-classification", "current")
