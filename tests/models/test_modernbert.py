@@ -186,6 +186,18 @@ def test_bert_hidden_act_is_not_the_mlp_activation(saved, tmp_path):
         fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, hidden_activation="not-an-activation"))
 
 
+def test_an_unsupported_classifier_activation_is_refused_by_its_name():
+    """The refusal of a ``classifier_activation`` fastbert has not names that field (it said ``hidden_act``, a
+    field transformers' ModernBERT does not read)."""
+    with pytest.raises(ValueError) as refused:
+        fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, classifier_activation="relu6"))
+    assert (
+        "config field classifier_activation: unsupported activation 'relu6' (classifier_activation)"
+        in str(refused.value)
+    )
+    assert "hidden_act" not in str(refused.value)
+
+
 @pytest.mark.parametrize("form", ["hub", "current"])
 def test_fewer_layers_than_the_checkpoint_as_transformers(saved, form, tmp_path):
     """``from_pretrained(path, num_hidden_layers=2)`` and ``config.num_hidden_layers = 2`` before building (a

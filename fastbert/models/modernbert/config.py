@@ -242,7 +242,7 @@ class ModernBertConfig(BertConfig):
         from ...core.layers_ref import activation
 
         try:
-            activation(self.classifier_activation)
+            activation(self.classifier_activation, "classifier_activation")  # the field the error names
         except ValueError as e:
             raise bad(f"classifier_activation: {e}") from None
 
