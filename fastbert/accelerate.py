@@ -356,6 +356,16 @@ def _unsupported_reason(model: nn.Module) -> str | None:
 #: same path that names the activation it computes -> the config field it came from
 _NAMED_ACTIVATIONS = {"hidden_activation": "hidden_activation", "activation": "classifier_activation"}
 
+#: transformers' modules whose ``activation`` module fastbert computes from the config: class -> the config
+#: field that names it, or ``=name`` for the one transformers fixes (ELECTRA's generator and classifier: GELU)
+_ACTIVATION_MODULES = {
+    "FFN": "activation",  # DistilBERT's feed-forward
+    "DistilBertForMaskedLM": "activation",
+    "ElectraDiscriminatorPredictions": "hidden_act",
+    "ElectraGeneratorPredictions": "=gelu",
+    "ElectraClassificationHead": "=gelu",
+}
+
 
 def _activation_module(name):
     """transformers' activation module of a config's activation name (None without transformers, or for a
@@ -374,8 +384,8 @@ def _same_activation(act: nn.Module, want: nn.Module) -> bool:
 
 def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
     """A module setting the config does not say, which fastbert (built from the config) would not follow:
-    a LayerNorm's ``eps``, a BERT-family layer's activation module, ModernBERT's MLP and head activation
-    modules (None when they agree)."""
+    a LayerNorm's ``eps``, a BERT-family layer's activation module, DistilBERT's and ELECTRA's ``activation``
+    modules, ModernBERT's MLP and head activation modules (None when they agree)."""
     ours = dict(fast.named_modules())
     config = hf_model.config
     act_name = getattr(config, "hidden_act", None)
@@ -390,6 +400,17 @@ def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
                 continue
             if not _same_activation(act, want):
                 return f"{path}.{attr} is {act!r}, not the config's hidden_act {act_name!r}, which fastbert computes"
+        # DistilBERT's and ELECTRA's ``activation`` modules: fastbert computes the config's (or the fixed GELU)
+        field = _ACTIVATION_MODULES.get(type(module).__name__)
+        act = getattr(module, "activation", None)
+        if field is not None and isinstance(act, nn.Module):
+            name = field[1:] if field.startswith("=") else getattr(config, field, None)
+            expected = _activation_module(name)
+            if expected is not None and not _same_activation(act, expected):
+                said = (
+                    f"transformers' {name!r}" if field.startswith("=") else f"the config's {field} {name!r}"
+                )
+                return f"{path or 'the model'}.activation is {act!r}, not {said}, which fastbert computes"
         # ModernBERT's MLP and head: fastbert's modules run the activation they name (from the config), not
         # transformers' ``act`` module, which may have been swapped by hand or the config edited after building
         act = getattr(module, "act", None)

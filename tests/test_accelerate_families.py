@@ -127,3 +127,63 @@ def test_sparse_encoder_splade_on_a_family(tmp_path, model_type):
     assert type(fast[0].auto_model).__name__.endswith("ForMaskedLM")
     ours, theirs, r = (m.encode(SENTENCES, convert_to_tensor=True).to_dense() for m in (fast, plain, ref))
     assert_close(ours, theirs, r, torch.float32, what=f"{model_type} splade")
+
+
+@pytest.mark.parametrize(
+    "make, edit, said",
+    [
+        (
+            lambda: transformers.DistilBertForMaskedLM(
+                transformers.DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32)
+            ),
+            lambda m: setattr(m.distilbert.transformer.layer[1].ffn, "activation", torch.nn.ReLU()),
+            "distilbert.transformer.layer.1.ffn.activation is ReLU(), not the config's activation 'gelu'",
+        ),
+        (
+            lambda: transformers.DistilBertForMaskedLM(
+                transformers.DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32)
+            ),
+            lambda m: setattr(m, "activation", torch.nn.SiLU()),
+            "the model.activation is SiLU(), not the config's activation 'gelu'",
+        ),
+        (
+            lambda: transformers.ElectraForSequenceClassification(_electra_config()),
+            lambda m: setattr(m.classifier, "activation", torch.nn.Tanh()),
+            "classifier.activation is Tanh(), not transformers' 'gelu'",
+        ),
+        (
+            lambda: transformers.ElectraForPreTraining(_electra_config()),
+            lambda m: setattr(m.discriminator_predictions, "activation", torch.nn.ReLU()),
+            "discriminator_predictions.activation is ReLU(), not the config's hidden_act 'gelu'",
+        ),
+    ],
+)
+def test_accelerate_leaves_a_distilbert_or_electra_activation_module_the_config_does_not_say(
+    make, edit, said
+):
+    """DistilBERT's and ELECTRA's ``activation`` modules swapped by hand: fastbert, built from the config,
+    computed the config's activation (or ELECTRA's fixed GELU) silently; now the model is left as it is with
+    one warning naming the module, as for BERT's and ModernBERT's activation modules."""
+    from model_helpers import accelerate_warnings
+
+    torch.manual_seed(0)
+    model = make().eval()
+    edit(model)
+    out, caught = accelerate_warnings(model)
+    assert out is model and len(caught) == 1 and said in str(caught[0].message), [
+        str(w.message) for w in caught
+    ]
+    torch.manual_seed(0)
+    unedited, caught = accelerate_warnings(make().eval())
+    assert unedited is not model and type(unedited).__module__.startswith("fastbert") and not caught
+
+
+def _electra_config():
+    return transformers.ElectraConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        embedding_size=8,
+    )
