@@ -39,11 +39,11 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["OutputPlan", "check_output_path", "open_output", "output_name", "output_plan"]
+__all__ = ["OutputPlan", "check_output_path", "open_output", "output_name", "output_plan", "write_files_into"]
 
 STDOUT = "-"
 # /dev/fd/N, /dev/stdout, /proc/self/fd/N, /proc/<pid>/fd/N: a descriptor the caller opened, never replaced
@@ -369,6 +369,35 @@ def output_name(path: str | os.PathLike) -> Iterator[str]:
             _settle(fd, plan)
         finally:
             os.close(fd)
+
+
+def write_files_into(folder: str | os.PathLike, write: Callable[[str], Sequence[str]]) -> tuple[str, ...]:
+    """Files a library writes into a folder under names it chooses (``tokenizers``' ``model.save``): ``write``
+    gets a temporary folder inside ``folder`` and returns the paths it wrote there, each then renamed into
+    ``folder`` once all are complete (a ``write`` that raises leaves ``folder`` as it was). Returns their
+    paths in ``folder``."""
+    import shutil
+    import tempfile
+
+    folder = os.fspath(folder)
+    staging = tempfile.mkdtemp(prefix=".fastbert-", suffix=".tmp", dir=folder)
+    try:
+        written = [os.fspath(p) for p in write(staging)]
+        for path in written:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        out = []
+        for path in written:
+            target = os.path.join(folder, os.path.basename(path))
+            os.replace(path, target)
+            out.append(target)
+        _fsync_folder(folder)
+        return tuple(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _settle(fd: int, plan: OutputPlan) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from ..output_files import open_output
+from ..output_files import open_output, write_files_into
 from .base import TokenizerBase
 from .files import (
     _SETTINGS,
@@ -271,7 +271,8 @@ class BertTokenizer(TokenizerBase):
         if not isinstance(model, WordPiece):
             raise ValueError("save_vocabulary needs a WordPiece model")
         if os.path.isdir(save_directory):
-            return tuple(model.save(save_directory, filename_prefix))
+            # into a folder inside it, renamed into it once complete: an interrupted save leaves no truncated file
+            return write_files_into(save_directory, lambda folder: model.save(folder, filename_prefix))
         folder = os.path.dirname(os.path.abspath(save_directory))
         if not os.path.isdir(folder):
             raise OSError(f"Vocabulary path ({save_directory}) should be a directory or a file in one")

@@ -26,6 +26,7 @@ from typing import Any
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 
+from ..output_files import write_files_into
 from .base import TokenizerBase
 from .files import (
     _SETTINGS,
@@ -468,7 +469,8 @@ class RobertaTokenizer(_RobertaStyleTokenizer):
         model = self._tokenizer.model
         if not isinstance(model, BPE):
             raise ValueError("save_vocabulary needs a BPE model")
-        return tuple(model.save(save_directory, filename_prefix))
+        # into a folder inside it, renamed into it once complete: an interrupted save leaves no truncated file
+        return write_files_into(save_directory, lambda folder: model.save(folder, filename_prefix))
 
 
 class XLMRobertaTokenizer(_RobertaStyleTokenizer):

@@ -343,3 +343,35 @@ def test_open_output_in_a_thread_works_without_handlers(tmp_path):
     t.start()
     t.join()
     assert errors == [] and (tmp_path / "t.jsonl").read_text() == "data\n"
+
+
+def test_files_a_library_writes_into_a_folder_arrive_whole(tmp_path):
+    """write_files_into (tokenizers' model.save writes vocab.txt / vocab.json + merges.txt under its own
+    names): the files go to a folder inside the target first and are renamed in once all are complete; a
+    write that fails half way leaves the earlier files and no temporary folder."""
+    from fastbert.output_files import write_files_into
+
+    (tmp_path / "vocab.txt").write_text("old\n")
+
+    def half_then_fail(folder):
+        with open(os.path.join(folder, "vocab.txt"), "w") as f:
+            f.write("ne")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_files_into(tmp_path, half_then_fail)
+    assert sorted(os.listdir(tmp_path)) == ["vocab.txt"] and (tmp_path / "vocab.txt").read_text() == "old\n"
+
+    def both(folder):
+        for name, text in (("vocab.json", "{}"), ("merges.txt", "#v\n")):
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(text)
+        return [os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")]
+
+    assert write_files_into(tmp_path, both) == (str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    assert sorted(os.listdir(tmp_path)) == ["merges.txt", "vocab.json", "vocab.txt"]
+    from fastbert import AutoTokenizer
+    from fastbert.hub import embedded_model_path
+
+    saved = AutoTokenizer.from_pretrained(embedded_model_path()).save_pretrained(tmp_path / "tok")
+    assert sorted(os.listdir(tmp_path / "tok")) == sorted(os.path.basename(p) for p in saved)
