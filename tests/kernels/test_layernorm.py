@@ -46,6 +46,20 @@ def test_add_layernorm_strided_and_3d(dtype, device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", [384, 1000])
+def test_add_layernorm_constant_rows(dtype, hidden, device):
+    """Zero-variance rows (x + bias + residual constant along the row) with BERT's eps = 1e-12: the output
+    is the LayerNorm bias, as torch gives it exactly. A mean an ulp off the row's value (its rounded sum)
+    times rstd ~ 1e6 gave outputs up to 0.9 off."""
+    _, _, _, w, lb = _params(1, hidden, dtype, device)
+    x = torch.tensor([0.1, 1 / 3, 7.7, 0.0], dtype=dtype, device=device)[:, None].repeat(1, hidden)
+    r = torch.full_like(x, 0.37)
+    b = torch.full((hidden,), 0.01, dtype=dtype, device=device)
+    check_against_reference(*run_both("add_layernorm", x, None, None, w, lb, 1e-12), dtype)
+    check_against_reference(*run_both("add_layernorm", x, r, b, w, lb, 1e-12), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
 @pytest.mark.parametrize("shape", [(1, 36), (7, 384), (65, 36)])
 def test_bias_act_layernorm(dtype, activation, shape, device):
