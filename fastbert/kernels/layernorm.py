@@ -197,6 +197,8 @@ def _check(args: dict) -> None:
             raise ValueError(f"residual shape {tuple(residual.shape)} != x shape {tuple(x.shape)}")
         if residual.device != x.device:
             raise ValueError(f"residual is on {residual.device}, x on {x.device}")
+        if residual.dtype != x.dtype:  # the kernel would add it in x's dtype, where torch promotes
+            raise ValueError(f"residual dtype {residual.dtype} != x dtype {x.dtype}: cast one to the other's")
     check_vector("bias", args["bias"], n, x)
     if args["ln_weight"] is None:
         raise ValueError("ln_weight is required (ln_bias may be None: a norm without bias)")

@@ -85,6 +85,8 @@ def test_bad_inputs(device):
         ops.add_layernorm(x, r[:2], b, w, lb, 1e-12)
     with pytest.raises(ValueError, match="residual dtype"):
         ops.add_layernorm(x, r.double(), b, w, lb, 1e-12)
+    with pytest.raises(ValueError, match=r"residual dtype torch.float16 != x dtype torch.float32"):
+        ops.add_layernorm(x, r.half(), b, w, lb, 1e-12)  # it was added in x's dtype, where torch promotes
     with pytest.raises(ValueError, match="bias must have shape"):
         ops.add_layernorm(x, r, b[:5], w, lb, 1e-12)
     with pytest.raises(ValueError, match="ln_weight dtype"):
