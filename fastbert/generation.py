@@ -308,13 +308,20 @@ class GenerationMixin:
         }
 
     def _generation_settings(self, overrides: dict[str, Any], generation_config: GenerationConfig | None):
-        """The call's argument, else the generation config's field, else transformers' default."""
-        base = generation_config if generation_config is not None else self.generation_config
+        """The call's argument, else the ``generation_config=`` passed in, else ``model.generation_config``,
+        else transformers' default: transformers 5's ``_prepare_generation_config`` fills the fields a passed
+        config leaves unset from the model's (its eos / pad ids, its ``max_new_tokens``)."""
+        bases = (
+            [self.generation_config]
+            if generation_config is None
+            else [generation_config, self.generation_config]
+        )
         settings = {}
         for name, default in _DEFAULTS.items():
             value = overrides.get(name)
-            if value is None:
-                value = getattr(base, name, None)
+            for base in bases:
+                if value is None:
+                    value = getattr(base, name, None)
             settings[name] = default if value is None else value
         return settings
 

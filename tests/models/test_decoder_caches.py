@@ -179,6 +179,25 @@ def test_generation_config_unsupported_settings_warn_and_transformers_objects_ar
         fb.generation_config = 3
 
 
+@pytest.mark.parametrize("kind", ["fastbert", "transformers"])
+def test_a_passed_generation_config_falls_back_to_the_model_s(kind):
+    """transformers fills what a ``generation_config=`` leaves unset from ``model.generation_config``; fastbert
+    used the passed one alone, so the model's eos id and max_new_tokens were dropped (20 new tokens, no stop)."""
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(1))
+    eos = int(hf.generate(ids, max_new_tokens=6)[0, 5])  # row 0's second new token
+    for model in (hf, fb):
+        model.generation_config.eos_token_id, model.generation_config.pad_token_id = eos, 1
+        model.generation_config.max_new_tokens = 6
+    passed = fastbert.generation.GenerationConfig(do_sample=False)
+    if kind == "transformers":
+        passed = transformers.GenerationConfig(do_sample=False)
+    want = hf.generate(ids, generation_config=transformers.GenerationConfig(do_sample=False))
+    ours = fb.generate(ids, generation_config=passed)
+    assert want.shape[1] <= 10 and want[0, 5] == eos and (want[0, 6:] == 1).all()  # the model's settings
+    assert torch.equal(ours, want)
+
+
 # --------------------------------------------------------------------------------------------- EncoderDecoderModel
 def _encoder_decoder():
     cfg = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
