@@ -122,6 +122,19 @@ class GenerationConfig:
         for name in _DEFAULTS:
             setattr(self, name, kwargs.get(name))
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A transformers setting fastbert's ``generate`` does not implement, set on the object
+        (``model.generation_config.num_beams = 4``, as transformers' docs do), is named in a warning: it was
+        kept as a plain attribute and silently not applied."""
+        if name in _UNSUPPORTED_DEFAULTS and value != _UNSUPPORTED_DEFAULTS[name]:
+            warnings.warn(
+                f"generation_config.{name}={value!r}: fastbert's generate does greedy search and sampling "
+                "(temperature, top-k, top-p) only, and does not apply it",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__setattr__(name, value)
+
     @classmethod
     def from_model_config(cls, config: Any) -> GenerationConfig:
         config = cls(

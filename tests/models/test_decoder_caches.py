@@ -198,6 +198,20 @@ def test_a_passed_generation_config_falls_back_to_the_model_s(kind):
     assert torch.equal(ours, want)
 
 
+def test_an_unsupported_setting_set_on_the_generation_config_warns():
+    """``model.generation_config.repetition_penalty = 1.5`` (transformers' documented way) was stored as a
+    plain attribute and silently not applied: the tokens differed from transformers' without a word."""
+    _, fb = _pair()
+    with pytest.warns(UserWarning, match=r"generation_config\.repetition_penalty=1\.5"):
+        fb.generation_config.repetition_penalty = 1.5
+    with pytest.warns(UserWarning, match=r"generation_config\.num_beams=4"):
+        fb.generation_config.num_beams = 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fb.generation_config.num_beams = 1  # transformers' default: nothing to say
+        fb.generation_config.max_new_tokens = 3  # implemented
+
+
 # --------------------------------------------------------------------------------------------- EncoderDecoderModel
 def _encoder_decoder():
     cfg = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
