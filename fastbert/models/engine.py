@@ -534,6 +534,28 @@ class BertModel(BertPreTrainedModel):
         return self._return(out, return_dict)
 
     # -- validation: on the host, before anything runs, with one device->host read
+    def _check_past(self, past: tuple, inputs: BertInputs) -> None:
+        """A ValueError naming ``past_key_values`` when it does not fit the model and the batch: too few layers
+        (or a layer not (k, v) / (k, v, cross_k, cross_v)) failed deep in the layers with "tuple index out of
+        range", another batch size with a ``torch.cat`` size error."""
+        layers = len(self._layers())
+        reference = inputs.input_ids if inputs.input_ids is not None else inputs.inputs_embeds
+        batch = reference.shape[0] if reference is not None else None
+        if len(past) != layers:
+            raise ValueError(f"past_key_values holds {len(past)} layers, the model has {layers}")
+        for i, layer in enumerate(past):
+            if len(layer) not in (2, 4) or not all(
+                isinstance(t, torch.Tensor) and t.dim() == 4 for t in layer
+            ):
+                raise ValueError(
+                    f"past_key_values[{i}] must be (key, value) or (key, value, cross_key, cross_value), each "
+                    "(batch, heads, positions, head_dim)"
+                )
+            if batch is not None and layer[0].shape[0] != batch:
+                raise ValueError(
+                    f"past_key_values[{i}] has batch size {layer[0].shape[0]}, the input {batch}"
+                )
+
     def validate(self, inputs: BertInputs, past_length: int = 0, read_lengths: bool = True) -> _Checked:
         """Check shapes, dtypes and id ranges (ValueError naming the argument); with ``read_lengths``, the
         masks' lengths come back in the same single device->host read."""
@@ -759,6 +781,8 @@ class BertModel(BertPreTrainedModel):
             (cfg.use_cache if inputs.use_cache is None else inputs.use_cache) if cfg.is_decoder else False
         )
         past = as_legacy_cache(inputs.past_key_values)
+        if past is not None:
+            self._check_past(past, inputs)
         past_length = past[0][0].shape[2] if past is not None else 0
         checkpointing = self.training and torch.is_grad_enabled() and self.is_gradient_checkpointing
         if checkpointing and use_cache:

@@ -117,6 +117,21 @@ def test_prepare_inputs_for_generation_reads_a_cache_and_the_mask():
     assert step["position_ids"].tolist() == [[5], [3]]
 
 
+def test_a_past_that_does_not_fit_is_refused_naming_it():
+    """Too few layers failed deep in the layers with "tuple index out of range", another batch size with a
+    torch.cat size error: now a ValueError naming past_key_values."""
+    _, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        past = fb(ids[:, :4], use_cache=True).past_key_values
+        with pytest.raises(ValueError, match=r"past_key_values holds 1 layers, the model has 2"):
+            fb(ids[:, 4:], past_key_values=past[:1], use_cache=True)
+        with pytest.raises(ValueError, match=r"past_key_values\[0\] has batch size 1, the input 2"):
+            fb(ids[:, 4:], past_key_values=tuple((k[:1], v[:1]) for k, v in past), use_cache=True)
+        with pytest.raises(ValueError, match=r"past_key_values\[0\] must be \(key, value\)"):
+            fb(ids[:, 4:], past_key_values=tuple((k,) for k, _ in past), use_cache=True)
+
+
 def test_outputs_have_transformers_5_cache_name():
     _, fb = _pair()
     with torch.no_grad():
