@@ -37,15 +37,20 @@ def _h5_attr_list(obj, name: str) -> list[str] | None:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _keras_name(weight_name: str, drop_model_level: bool) -> list[str]:
-    """transformers 4's ``convert_tf_weight_name_to_pt_weight_name``, minus the last-segment rename."""
+def _keras_name(weight_name: str, drop_model_level: bool, find_root: bool = True) -> list[str]:
+    """transformers 4's ``convert_tf_weight_name_to_pt_weight_name``, minus the last-segment rename.
+
+    ``find_root=False`` (with ``drop_model_level=False``) keeps a name that is already the real path, as
+    the sharded layout stores it: searching it for a known segment cut other families' names in two
+    (DistilBERT's ``distilbert/embeddings/...`` became ``embeddings...`` beside ``distilbert/transformer/...``).
+    """
     name = weight_name.replace(":0", "")
     name = re.sub(r"/[^/]*___([^/]*)/", r"/\1/", "/" + name + "/").strip("/")  # mlm___cls -> cls
     name = name.replace("_._", "/")  # layer_._0 -> layer/0
     parts = [p for p in name.split("/") if p]
     if drop_model_level and len(parts) > 1:
         parts = parts[1:]  # the Keras model name: tf_bert_for_pre_training, tf_bert_model_1, ...
-    elif not drop_model_level:
+    elif not drop_model_level and find_root:
         # No grouping (a walk over the datasets): start at the first known root segment.
         for i, p in enumerate(parts):
             if p in HEAD_ROOTS or p in BASE_SEGMENTS:
@@ -120,7 +125,7 @@ def _tf2_entries(f, h5py) -> list[tuple[str, str, Any, list[str]]]:
                 raise OSError(f"{f.filename}: layer {layer!r} is listed but not stored (truncated file?)")
             obj = root[layer]
             if isinstance(obj, h5py.Dataset):  # sharded layout: datasets named by weight, no model level
-                entries.append(("", layer, obj, _keras_name(layer, drop_model_level=False)))
+                entries.append(("", layer, obj, _keras_name(layer, drop_model_level=False, find_root=False)))
                 continue
             weight_names = _h5_attr_list(obj, "weight_names") or []
             for weight_name in weight_names:

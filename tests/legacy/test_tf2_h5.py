@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import h5py
 import pytest
 from legacy_helpers import (
@@ -80,3 +83,45 @@ def test_h5_without_keras_weights(tmp_path):
         f.attrs["layer_names"] = [b"bert"]
     with pytest.raises(OSError, match="tf_model.h5"):
         legacy.load_legacy_checkpoint("tf2", [str(tmp_path / "tf_model.h5")])
+
+
+def test_sharded_layout_of_another_family(tmp_path):
+    """transformers' sharded TF layout names datasets by their real path (``distilbert/embeddings/...``,
+    ``distilbert/transformer/layer_._0/...``): every name keeps its ``distilbert`` root. The embeddings were
+    cut to ``embeddings...`` (a known segment searched for) beside ``distilbert.transformer...``, so
+    ``from_pretrained`` left them random and reported them as missing and unexpected."""
+    import torch
+
+    import fastbert
+
+    config = fastbert.DistilBertConfig(
+        vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64
+    )
+    torch.manual_seed(0)
+    model = fastbert.DistilBertForMaskedLM(config).eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "vocab_projector.weight"}
+    with h5py.File(tmp_path / "tf_model-00001-of-00001.h5", "w") as f:
+        names = []
+        for key, value in state.items():
+            parts = re.sub(r"/layer/(\d+)/", r"/layer_._\1/", key.replace(".", "/")).split("/")
+            if "norm" in parts[-2].lower():
+                parts[-1] = {"weight": "gamma", "bias": "beta"}[parts[-1]]
+            elif parts[-2] == "position_embeddings":
+                parts[-1] = "embeddings"
+            elif value.dim() == 2 and parts[-2] != "word_embeddings":
+                parts[-1], value = "kernel", value.t()
+            name = "/".join(parts) + ":0"
+            f.create_dataset(name, data=value.contiguous().numpy())
+            names.append(name.encode())
+        f.attrs["layer_names"] = names
+    (tmp_path / "tf_model.h5.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": {"x": "tf_model-00001-of-00001.h5"}})
+    )
+    config.save_pretrained(tmp_path)
+    again, info = fastbert.DistilBertForMaskedLM.from_pretrained(
+        tmp_path, from_tf=True, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, model(ids).logits)
