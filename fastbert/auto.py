@@ -51,13 +51,15 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        from .hub import HubOptions
+        from .hub import HubOptions, config_location
 
         config = kwargs.pop("config", None)
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         trust_remote_code = kwargs.pop("trust_remote_code", None)
         if not isinstance(config, BertConfig):
-            config = registry.load_config(config or pretrained_model_name_or_path, hub=hub)
+            # a checkpoint file given directly (Google's bert_model.ckpt, a tf_model.h5) has its config beside
+            # it, as the model classes' from_pretrained reads it (the file itself was read as config.json)
+            config = registry.load_config(config or config_location(pretrained_model_name_or_path), hub=hub)
         remote = getattr(config, "auto_map", None)
         if trust_remote_code and isinstance(remote, dict) and cls.__name__ in remote:
             # transformers then builds the checkpoint's own class (its code in the folder or repo), which

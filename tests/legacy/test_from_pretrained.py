@@ -127,3 +127,24 @@ def test_google_checkpoint_file_given_directly(tmp_path):
         got = fastbert.BertForPreTraining.from_pretrained(str(given), from_tf=True)
         for (name, a), (_, b) in zip(got.state_dict().items(), want.state_dict().items()):
             assert torch.equal(a, b), name
+
+
+def test_checkpoint_file_given_directly_to_auto_classes(tmp_path):
+    """The auto classes read the config beside a checkpoint file given directly, as the model classes do:
+    they read ``bert_model.ckpt`` as a path that does not exist, and ``tf_model.h5`` /
+    ``flax_model.msgpack`` / the ``.index`` file as config.json ("is not valid JSON")."""
+    tf1 = copy_files(GOOGLE, tmp_path / "tf1", [INDEX, SHARD, "bert_config.json"])
+    tf2 = copy_files(FIXTURES, tmp_path / "tf2", ["tf_model.h5", "config.json"])
+    flax = copy_files(FIXTURES, tmp_path / "flax", ["flax_model.msgpack", "config.json"])
+    want = fastbert.BertForPreTraining.from_pretrained(tf1, from_tf=True).state_dict()
+    cases = [
+        (tf1 / "bert_model.ckpt", {"from_tf": True}),
+        (tf1 / INDEX, {"from_tf": True}),
+        (tf2 / "tf_model.h5", {"from_tf": True}),
+        (flax / "flax_model.msgpack", {"from_flax": True}),
+    ]
+    for given, kwargs in cases:
+        model = fastbert.AutoModelForPreTraining.from_pretrained(str(given), **kwargs)
+        assert type(model).__name__ == "BertForPreTraining"
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, want[name]), (given, name)
