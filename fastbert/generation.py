@@ -105,6 +105,16 @@ _UNSUPPORTED_DEFAULTS: dict[str, Any] = {
 _METADATA = {"transformers_version", "_from_model_config", "_commit_hash", "_original_object_hash"}
 
 
+def _at_default(name: str, value: Any) -> bool:
+    """Whether ``name=value`` passed to ``generate`` asks nothing of a setting fastbert does not implement:
+    None (transformers' "unset", what a wrapper forwarding every option passes) or transformers' default
+    (``num_beams=1``, ``repetition_penalty=1.0``), a bool only for a bool default."""
+    if name not in _UNSUPPORTED_DEFAULTS:
+        return False
+    default = _UNSUPPORTED_DEFAULTS[name]
+    return value is None or (value == default and isinstance(value, bool) == isinstance(default, bool))
+
+
 class GenerationConfig:
     """The generation parameters a model carries (``model.generation_config``); unset fields are None.
 
@@ -428,8 +438,10 @@ class GenerationMixin:
             if input_ids is not None:
                 raise TypeError("generate() got both inputs and input_ids: give one")
             input_ids = kwargs.pop("inputs")
-        if kwargs.get("num_beams", 1) == 1 and not isinstance(kwargs.get("num_beams"), bool):
-            kwargs.pop("num_beams", None)  # transformers' default: no beam search
+        for name in [k for k, v in kwargs.items() if _at_default(k, v)]:
+            del kwargs[
+                name
+            ]  # a setting generate does not implement, passed unset or at transformers' default
         if kwargs:
             raise TypeError(
                 f"generate() got unexpected keyword arguments {sorted(kwargs)}: fastbert's generate does "

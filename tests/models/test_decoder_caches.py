@@ -190,6 +190,16 @@ def test_generation_config_unsupported_settings_warn_and_transformers_objects_ar
     assert fb.generate(inputs=ids, num_beams=1).shape == (1, 6)  # transformers' argument names and default
     with pytest.raises(TypeError, match="num_beams"):
         fb.generate(ids, num_beams=2)
+    # None (transformers' "unset", as a wrapper forwarding every option passes it) or transformers' default
+    # asks nothing of a setting generate does not implement: a TypeError before; any other value still is one
+    plain = fb.generate(ids, max_new_tokens=3)
+    unset = dict(
+        repetition_penalty=None, no_repeat_ngram_size=None, num_beams=None, min_p=None, typical_p=1.0
+    )
+    assert torch.equal(fb.generate(ids, max_new_tokens=3, **unset), plain)
+    for asked in (dict(repetition_penalty=1.3), dict(num_beams=True), dict(no_repeat_ngram_size=2)):
+        with pytest.raises(TypeError, match=next(iter(asked))):
+            fb.generate(ids, max_new_tokens=3, **asked)
     with pytest.raises(TypeError, match="GenerationConfig"):
         fb.generation_config = 3
 
