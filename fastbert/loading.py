@@ -122,19 +122,7 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
 
 
 def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str, torch.Tensor]:
-    try:
-        with open(index_file, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise OSError(f"{index_file} is not a valid checkpoint index: {e}") from e
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise OSError(
-            f"{index_file} is not a valid checkpoint index: its weight_map is not a name -> file mapping"
-        )
-    for shard in set(weight_map.values()):
-        # as transformers 5: a shard is a file of the model's folder, never a path out of it
-        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
-            raise OSError(f"{index_file} lists shard {shard!r}, which points outside the model directory")
+    weight_map = read_weight_map(index_file)
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = resolve_file(path_or_id, shard, hub, required=False)
@@ -182,6 +170,26 @@ def saved_weights_dtype(folder: str) -> torch.dtype | None:
         return None
     found.discard(None)
     return found.pop() if len(found) == 1 else None
+
+
+def read_weight_map(index_file: str) -> dict[str, str]:
+    """A sharded checkpoint's index (PyTorch, safetensors, TF 2 h5, Flax): its ``weight_map`` (tensor name ->
+    shard file), checked: an ``OSError`` naming the index when it is not one, or when a shard is a path out of
+    the model's folder."""
+    try:
+        with open(index_file, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise OSError(f"{index_file} is not a valid checkpoint index: {e}") from e
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise OSError(
+            f"{index_file} is not a valid checkpoint index: its weight_map is not a name -> file mapping"
+        )
+    for shard in set(weight_map.values()):
+        # as transformers 5: a shard is a file of the model's folder, never a path out of it
+        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
+            raise OSError(f"{index_file} lists shard {shard!r}, which points outside the model directory")
+    return weight_map
 
 
 def find_and_load_weights(

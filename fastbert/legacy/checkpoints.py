@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -34,14 +33,11 @@ def _tf1_index_candidates(files: list[str]) -> list[str]:
 
 
 def _shard_files_from_index_json(index_file: str) -> list[str]:
-    try:
-        with open(index_file, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-        return sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise OSError(
-            f"{index_file}: not a valid sharded-checkpoint index ({type(e).__name__}: {e})"
-        ) from None
+    from ..loading import (
+        read_weight_map,  # the one check of an index (a shard never a path out of the folder)
+    )
+
+    return sorted(set(read_weight_map(index_file).values()))
 
 
 def _tf1_files(index: str) -> list[str]:

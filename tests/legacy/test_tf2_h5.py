@@ -125,3 +125,27 @@ def test_sharded_layout_of_another_family(tmp_path):
     ids = torch.randint(0, 50, (2, 7))
     with torch.no_grad():
         torch.testing.assert_close(again(ids).logits, model(ids).logits)
+
+
+@pytest.mark.parametrize(
+    "weight_map, said",
+    [
+        ({"x": "../outside.h5"}, "points outside the model directory"),
+        ({"x": "/etc/passwd"}, "points outside the model directory"),
+        ({"x": 3}, "weight_map is not a name -> file mapping"),
+    ],
+)
+def test_a_sharded_index_is_checked_as_the_pytorch_ones(tmp_path, weight_map, said):
+    """A TF 2 index is checked by the same rule as a PyTorch / safetensors one: a shard is a file of the
+    model's folder (``../outside.h5`` was read from beside it) and the weight_map maps names to files (a
+    number was an uncaught TypeError)."""
+    import fastbert
+
+    fastbert.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2
+    ).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "tf_model.h5.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    with pytest.raises(OSError, match=said):
+        fastbert.BertModel.from_pretrained(tmp_path / "m", from_tf=True)
