@@ -64,10 +64,23 @@ def looks_local(path: str | os.PathLike) -> bool:
 
 
 def _missing_local(path: str) -> OSError:
+    if os.path.isfile(path + ".index"):  # a TF1 checkpoint prefix, named as Google's checkpoints are
+        return OSError(f"{path} is a TensorFlow 1 checkpoint ({path}.index): load it with from_tf=True")
     return OSError(
         f"{path} is not a local folder or file (no such path), and a path like it is never looked up on the "
         "Hugging Face hub (a hub id is 'name' or 'owner/name'): check the path"
     )
+
+
+def _a_file(path: str) -> OSError:
+    """A file given where a folder is read: a TensorFlow or Flax checkpoint file names the flag that loads
+    it (transformers 4: "please set from_tf=True")."""
+    name = os.path.basename(path)
+    if name.endswith((".h5", ".index")) or ".ckpt" in name:
+        return OSError(f"{path} is a TensorFlow checkpoint file: load it with from_tf=True")
+    if name.endswith(".msgpack"):
+        return OSError(f"{path} is a Flax checkpoint file: load it with from_flax=True")
+    return OSError(f"{path} is a file; pass the folder that holds it")
 
 
 def unreachable() -> str | None:
@@ -147,7 +160,7 @@ def resolve_file(
             raise OSError(f"{os.path.join(path_or_id, hub.subfolder)} has no file named {filename}")
         return None
     if os.path.isfile(path_or_id):
-        raise OSError(f"{path_or_id} is a file; pass the folder that holds it")
+        raise _a_file(path_or_id)
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -148,3 +149,22 @@ def test_checkpoint_file_given_directly_to_auto_classes(tmp_path):
         assert type(model).__name__ == "BertForPreTraining"
         for name, value in model.state_dict().items():
             assert torch.equal(value, want[name]), (given, name)
+
+
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        ("tf_model.h5", "is a TensorFlow checkpoint file: load it with from_tf=True"),
+        ("flax_model.msgpack", "is a Flax checkpoint file: load it with from_flax=True"),
+        ("google_ckpt/bert_model.ckpt", "is a TensorFlow 1 checkpoint .*: load it with from_tf=True"),
+        ("google_ckpt/bert_model.ckpt.index", "is a TensorFlow checkpoint file: load it with from_tf=True"),
+    ],
+)
+def test_a_checkpoint_file_without_its_flag_names_the_flag(name, said):
+    """A TF / Flax checkpoint file given without from_tf / from_flax: the error names the flag that loads it
+    (transformers 4: "please set from_tf=True"); it said "no such path" for a TF1 prefix, or "is a file; pass
+    the folder that holds it", which the same file with the flag does not need."""
+    import fastbert
+
+    with pytest.raises(OSError, match=said):
+        fastbert.BertForPreTraining.from_pretrained(os.path.join(FIXTURES, name))
