@@ -244,3 +244,51 @@ def test_public_names_import_torch_lazily():
     code = "import sys, fastbert.tokenization; fastbert.BertTokenizer; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_calls_on_a_transformers_tokenizer_are_serialised(tokenizers):
+    """transformers' fast tokenizer sets its backend's padding and truncation per call and encodes with the GIL
+    released: threads calling it with different options (a padded and a packed call) got each other's settings
+    (a packed batch holding padding, or a ValueError). The layers that wrap one such tokenizer call it one
+    thread at a time; this wrapper sees whether two calls overlap (the first waits for a second to come in)."""
+    import threading
+
+    class Watched:
+        def __init__(self, tokenizer):
+            self.tokenizer, self.inside, self.most = tokenizer, 0, 0
+            self.guard, self.second = threading.Lock(), threading.Event()
+
+        def __call__(self, *args, **kwargs):
+            with self.guard:
+                self.inside += 1
+                self.most = max(self.most, self.inside)
+                first = self.inside == 1
+            if first:
+                self.second.wait(0.5)  # an unserialised second call comes in meanwhile
+            else:
+                self.second.set()
+            try:
+                return self.tokenizer(*args, **kwargs)
+            finally:
+                with self.guard:
+                    self.inside -= 1
+
+    watched = Watched(tokenizers["transformers"])
+    padded = BertTokenizerLayer.from_tokenizer(watched, max_length=64)
+    packed = BertTokenizerLayer.from_tokenizer(watched, max_length=64, return_packed=True)
+    expected = {"padded": padded(TEXTS), "packed": packed(TEXTS)}
+    got = {}
+    threads = [
+        threading.Thread(target=lambda name=name, layer=layer: got.update({name: layer(TEXTS)}))
+        for name, layer in (("padded", padded), ("packed", packed))
+    ]
+    watched.most = 0
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert watched.most == 1
+    _same(got["padded"], expected["padded"])
+    assert list(got["packed"]) == list(expected["packed"])
+    for key, value in expected["packed"].items():
+        assert torch.equal(got["packed"][key], value) if key != "max_seqlen" else got["packed"][key] == value

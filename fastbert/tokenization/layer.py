@@ -16,7 +16,10 @@ instead (see :meth:`BertTokenizerLayer.forward`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from .bert import BertTokenizer
+from .call import CallMixin
 
 # TFBertTokenizer's call options and defaults (transformers 4's tokenization_bert_tf.py), + return_packed
 DEFAULTS: dict[str, Any] = {
@@ -36,6 +40,26 @@ DEFAULTS: dict[str, Any] = {
     "return_packed": False,
 }
 _TRUNCATIONS = (True, False, "longest_first", "only_first", "only_second", "do_not_truncate")
+
+# transformers' fast tokenizers set their backend's truncation and padding on every call, then encode with the
+# GIL released: threads calling one tokenizer with different options (the layer's padded and packed calls
+# differ) encode with each other's settings (a packed batch holding padding, or a ValueError). fastbert's
+# tokenizers hold their own lock around both steps; any other tokenizer gets one lock, shared by every layer
+# that wraps it, around the layer's calls.
+_CALL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CALL_LOCKS_GUARD = threading.Lock()
+_SHARED_CALL_LOCK = threading.Lock()
+
+
+def _call_lock(tokenizer: Any) -> Any:
+    """The context the layer calls ``tokenizer`` in: nothing for fastbert's, else that tokenizer's lock."""
+    if isinstance(tokenizer, CallMixin):
+        return contextlib.nullcontext()
+    with _CALL_LOCKS_GUARD:
+        try:
+            return _CALL_LOCKS.setdefault(tokenizer, threading.Lock())
+        except TypeError:  # neither hashable nor weakly referable: one lock for all of those
+            return _SHARED_CALL_LOCK
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
@@ -130,17 +154,21 @@ class BertTokenizerLayer(nn.Module):
             return_token_type_ids=o["return_token_type_ids"],
         )
         if o["return_packed"]:
-            encoded = self.tokenizer(text, text_pair, padding=False, return_attention_mask=False, **common)
+            with _call_lock(self.tokenizer):
+                encoded = self.tokenizer(
+                    text, text_pair, padding=False, return_attention_mask=False, **common
+                )
             return self._packed(encoded, o["return_token_type_ids"])
-        encoded = self.tokenizer(
-            text,
-            text_pair,
-            padding=o["padding"],
-            pad_to_multiple_of=o["pad_to_multiple_of"],
-            return_attention_mask=o["return_attention_mask"],
-            return_tensors="pt",
-            **common,
-        )
+        with _call_lock(self.tokenizer):
+            encoded = self.tokenizer(
+                text,
+                text_pair,
+                padding=o["padding"],
+                pad_to_multiple_of=o["pad_to_multiple_of"],
+                return_attention_mask=o["return_attention_mask"],
+                return_tensors="pt",
+                **common,
+            )
         return {key: value.to(self.device) for key, value in encoded.items()}
 
     def _packed(self, encoded: Mapping[str, Any], with_token_types: bool) -> dict[str, Any]:
