@@ -745,3 +745,21 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
     assert len(rows) == 2 and all(r["cpu_details"] == details for r in rows)
     if details is not None:
         assert details in (tmp_path / "TABLE.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--suite", "serve", "--device", "cuda"], "--suite serve does not take --device"),
+        (["--suite", "serve", "--rounds", "3", "--models", "minilm"], "does not take --models, --rounds"),
+        (["--suite", "long", "--dtypes", "fp16"], "--suite long does not take --dtypes"),
+        (["--suite", "long", "--models", "minilm,bert-base"], "--suite long runs one model"),
+    ],
+)
+def test_flags_the_serve_and_long_suites_do_not_read_are_refused(flags, said, capsys):
+    """--suite serve and --suite long run their own rows: a flag they do not read was silently ignored
+    (--suite serve --device cuda ran on the CPU); now refused before anything runs, naming it."""
+    from fastbert.cli import main
+
+    assert main(["bench", *flags]) == 2
+    assert said in capsys.readouterr().err

@@ -202,6 +202,31 @@ def check_out(out: str | None) -> None:
         )
 
 
+#: the flags --suite serve and --suite long do not read (their own runners): given, they were silently ignored
+#: (--suite serve --device cuda ran on the CPU)
+_NOT_READ = {
+    "serve": ("device", "models", "providers", "rounds", "time_budget", "tasks", "dtypes", "shapes", "warmup",
+              "min_rounds", "target_time"),
+    "long": ("time_budget", "tasks", "dtypes", "warmup", "min_rounds", "target_time"),
+}  # fmt: skip
+
+
+def _ignored_flags(args) -> str | None:
+    """Why ``args`` ask the serve or long suite for something it does not do (None when they do not)."""
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _NOT_READ.get(args.suite, ())
+        if getattr(args, name, None) is not None and not (name == "device" and str(args.device) == "cpu")
+    ]
+    if given:
+        return (
+            f"--suite {args.suite} does not take {', '.join(given)} (it runs its own fixed rows: see --help)"
+        )
+    if args.suite == "long" and args.models and len(args.models) > 1:
+        return f"--suite long runs one model, got --models {','.join(args.models)}"
+    return None
+
+
 def cli_main(args: argparse.Namespace) -> int:
     """``fastbert bench``: runs a suite, prints the table; 1 when a fastbert row is wrong or failed."""
     check_out(args.out)
@@ -216,6 +241,10 @@ def cli_main(args: argparse.Namespace) -> int:
             device = options_from_args(args).device or default_device()
         print(list_providers(device))
         return 0
+    ignored = _ignored_flags(args)
+    if ignored:
+        print(f"fastbert bench: error: {ignored}", file=sys.stderr)
+        return 2
     if args.suite == "serve":  # HTTP servers under load: fastbert.benchmark.serve
         from fastbert.benchmark.serve import cli_main as serve_main
 
