@@ -154,8 +154,7 @@ def saved_weights_dtype(folder: str) -> torch.dtype | None:
         if os.path.isfile(single):
             files = [single]
         elif os.path.isfile(index):
-            with open(index, encoding="utf-8") as f:
-                files = [os.path.join(folder, n) for n in sorted(set(json.load(f)["weight_map"].values()))]
+            files = [os.path.join(folder, n) for n in sorted(set(read_weight_map(index).values()))]
         else:
             return None
         found = set()
@@ -758,17 +757,12 @@ def _remove_shadowing_weights(folder: str, saved: str, variant: str | None, writ
             continue
         if name.endswith(".json"):
             try:
-                with open(path, encoding="utf-8") as f:
-                    shards = set(json.load(f)["weight_map"].values())
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                shards = set(read_weight_map(path).values())
+            except OSError:  # not an index: its shards are not known, the file itself goes
                 shards = set()
             for shard in shards:
-                shard_path = os.path.join(folder, str(shard))
-                if (
-                    os.path.basename(str(shard)) == shard
-                    and shard not in written
-                    and os.path.isfile(shard_path)
-                ):
+                shard_path = os.path.join(folder, shard)
+                if os.path.basename(shard) == shard and shard not in written and os.path.isfile(shard_path):
                     os.remove(shard_path)
         os.remove(path)
 
