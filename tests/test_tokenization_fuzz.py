@@ -622,3 +622,16 @@ def test_modernbert_saved_alone_loads_back(loaded, tmp_path):
         assert _plain(again(texts, pairs)) == _plain(theirs(texts, pairs)), folder
         assert again.all_special_tokens == ours.all_special_tokens, folder
         assert len(again) == len(theirs), folder
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_encode_positional_arguments(loaded, family):
+    """``encode``'s positional order is transformers' (4.57 and 5): ``..., stride, padding_side, return_tensors``
+    (fastbert took the eighth argument as ``return_tensors``)."""
+    ours, theirs = loaded[family]
+    args = ("hello world foo bar baz", None, True, "max_length", True, 12, 0)
+    _same_method(ours, theirs, "encode", *args, "left", what=family)
+    _same_method(ours, theirs, "encode", *args, "left", "pt", what=family)
+    _same_method(ours, theirs, "encode", *args, None, "np", what=family)
+    with pytest.raises(TypeError):
+        ours.encode(*args, "left", "pt", "extra")

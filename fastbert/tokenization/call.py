@@ -24,8 +24,16 @@ logger = logging.getLogger(__name__)
 
 _PADDING = ("longest", "max_length", "do_not_pad")
 _TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
-# encode()'s positional arguments after text and text_pair
-_ENCODE_POSITIONAL = ("add_special_tokens", "padding", "truncation", "max_length", "stride", "return_tensors")
+# encode()'s positional arguments after text and text_pair (transformers 4.57 and 5)
+_ENCODE_POSITIONAL = (
+    "add_special_tokens",
+    "padding",
+    "truncation",
+    "max_length",
+    "stride",
+    "padding_side",
+    "return_tensors",
+)
 
 
 def _to_py(obj: Any) -> Any:
@@ -571,7 +579,7 @@ class CallMixin:
     def encode(self, text: Any, text_pair: Any = None, *args: Any, **kwargs: Any) -> Any:
         """The ``input_ids`` of one text (or pair). The arguments are those of ``__call__``; positionally, as
         transformers' ``encode`` orders them: ``add_special_tokens, padding, truncation, max_length, stride,
-        return_tensors``."""
+        padding_side, return_tensors``."""
         if len(args) > len(_ENCODE_POSITIONAL):
             raise TypeError(f"encode() takes at most {2 + len(_ENCODE_POSITIONAL)} positional arguments")
         for name, value in zip(_ENCODE_POSITIONAL, args):
