@@ -635,3 +635,23 @@ def test_encode_positional_arguments(loaded, family):
     _same_method(ours, theirs, "encode", *args, None, "np", what=family)
     with pytest.raises(TypeError):
         ours.encode(*args, "left", "pt", "extra")
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta-prefix", "xlm-roberta"])
+def test_call_tokenizer_kwargs(loaded, family):
+    """transformers 5's ``tokenizer_kwargs`` of the call: its arguments win over the named ones (fastbert logged
+    them as not recognized and ignored them: no truncation, no padding)."""
+    ours, theirs = loaded[family]
+    texts, pairs = ["hello world foo bar baz qux", "a"], ["x y z", "b c d e f g h"]
+    for tokenizer_kwargs, named in [
+        ({"truncation": True, "max_length": 6}, {}),
+        ({"padding": "max_length", "max_length": 16, "return_tensors": "pt"}, {"max_length": 9}),
+        ({"truncation": "only_second", "max_length": 9, "return_overflowing_tokens": True, "stride": 1}, {}),
+        ({"split_special_tokens": True, "return_offsets_mapping": True}, {"padding": True}),
+        ({"is_split_into_words": True, "add_special_tokens": False}, {}),
+    ]:
+        what = f"{family}: {tokenizer_kwargs} {named}"
+        args = ([t.split() for t in texts],) if "is_split_into_words" in tokenizer_kwargs else (texts, pairs)
+        _same_method(ours, theirs, "__call__", *args, tokenizer_kwargs=tokenizer_kwargs, what=what, **named)
+    with pytest.raises(TypeError, match="tokenizer_kwargs"):
+        ours("a", tokenizer_kwargs=[("truncation", True)])

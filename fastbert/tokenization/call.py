@@ -265,6 +265,7 @@ class CallMixin:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         verbose: bool = True,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> BatchEncoding:
         """Tokenize a text, a batch of texts, pairs (``text_pair``) or pre-tokenized words
@@ -273,15 +274,16 @@ class CallMixin:
         ``text_target`` (and ``text_pair_target``) are encoded with the same arguments, as transformers 4 does it:
         alone, their encoding is returned; beside ``text``, their ``input_ids`` are the output's ``labels``.
         ``split_special_tokens=True`` (default: the tokenizer's ``split_special_tokens``) tokenizes special
-        tokens written in the text as plain text.
+        tokens written in the text as plain text. ``tokenizer_kwargs`` (transformers 5): a dict of these
+        arguments, which wins over the ones given by name.
         """
         if text is None and text_target is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
+        if tokenizer_kwargs is not None and not isinstance(tokenizer_kwargs, Mapping):
+            raise TypeError(f"tokenizer_kwargs should be a dict, got {type(tokenizer_kwargs).__name__}")
         split_special_tokens = kwargs.pop("split_special_tokens", None)
         if split_special_tokens is None:
             split_special_tokens = getattr(self, "split_special_tokens", False)
-        if kwargs:
-            logger.warning(f"Keyword arguments {kwargs} not recognized.")
         options = dict(
             add_special_tokens=add_special_tokens,
             padding=padding,
@@ -301,6 +303,14 @@ class CallMixin:
             split_special_tokens=bool(split_special_tokens),
             verbose=verbose,
         )
+        # transformers 5: tokenizer_kwargs update the named arguments (then the other keyword arguments do)
+        for key, value in (tokenizer_kwargs or {}).items():
+            if key in options:
+                options[key] = bool(value) if key == "split_special_tokens" else value
+            else:
+                kwargs.setdefault(key, value)
+        if kwargs:
+            logger.warning(f"Keyword arguments {kwargs} not recognized.")
         encodings = self._call_one(text, text_pair, **options) if text is not None else None
         if text_target is None:
             return encodings
