@@ -655,3 +655,31 @@ def test_call_tokenizer_kwargs(loaded, family):
         _same_method(ours, theirs, "__call__", *args, tokenizer_kwargs=tokenizer_kwargs, what=what, **named)
     with pytest.raises(TypeError, match="tokenizer_kwargs"):
         ours("a", tokenizer_kwargs=[("truncation", True)])
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_encode_plus_positional_arguments(loaded, family):
+    """transformers 4's ``encode_plus`` and ``batch_encode_plus`` (gone from 5) take the call's arguments
+    positionally after the text(s), in 4's order (fastbert refused them with a TypeError)."""
+    ours, theirs = loaded[family]
+    text, pair = "hello world foo bar baz", "qux quux"
+    names = ("add_special_tokens", "padding", "truncation", "max_length", "stride", "is_split_into_words")
+    names += ("pad_to_multiple_of", "padding_side", "return_tensors")
+    values = (True, "max_length", "longest_first", 8, 0, False, 4, "left", "pt")
+    expected = _plain(theirs(text, pair, **dict(zip(names, values))))
+    assert _plain(ours.encode_plus(text, pair, *values)) == expected
+    assert _plain(ours.encode_plus(text, pair, *values[:3], **dict(zip(names[3:], values[3:])))) == expected
+    batch = [text, pair]
+    values = (False, True, True, 3, 1, False, None, "right", "np", None, None, True)
+    expected = _plain(
+        theirs(
+            batch,
+            **dict(zip(names + ("return_token_type_ids", "return_attention_mask"), values[:11])),
+            return_overflowing_tokens=True,
+        )
+    )
+    assert _plain(ours.batch_encode_plus(batch, *values)) == expected
+    with pytest.raises(TypeError, match="multiple values"):
+        ours.encode_plus(text, pair, True, add_special_tokens=False)
+    with pytest.raises(TypeError, match="positional"):
+        ours.batch_encode_plus(batch, *range(17))

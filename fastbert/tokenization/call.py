@@ -34,6 +34,25 @@ _ENCODE_POSITIONAL = (
     "padding_side",
     "return_tensors",
 )
+# transformers 4.57's encode_plus() / batch_encode_plus(): positional arguments after the text(s)
+_PLUS_POSITIONAL = (
+    "add_special_tokens",
+    "padding",
+    "truncation",
+    "max_length",
+    "stride",
+    "is_split_into_words",
+    "pad_to_multiple_of",
+    "padding_side",
+    "return_tensors",
+    "return_token_type_ids",
+    "return_attention_mask",
+    "return_overflowing_tokens",
+    "return_special_tokens_mask",
+    "return_offsets_mapping",
+    "return_length",
+    "verbose",
+)
 
 
 def _to_py(obj: Any) -> Any:
@@ -576,27 +595,29 @@ class CallMixin:
                 )
         return ids, pair_ids, overflowing
 
-    def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
-        return self(text, text_pair, **kwargs)
+    def encode_plus(self, text: Any, text_pair: Any = None, *args: Any, **kwargs: Any) -> BatchEncoding:
+        """transformers 4's ``encode_plus``: the call of one text (or pair); the other arguments are those of
+        ``__call__``, positionally in 4's order (``add_special_tokens, padding, truncation, max_length, stride,
+        is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, ...``)."""
+        return self(text, text_pair, **_by_name("encode_plus", _PLUS_POSITIONAL, 2, args, kwargs))
 
-    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence, **kwargs: Any) -> BatchEncoding:
+    def batch_encode_plus(
+        self, batch_text_or_text_pairs: Sequence, *args: Any, **kwargs: Any
+    ) -> BatchEncoding:
+        """transformers 4's ``batch_encode_plus``: the call of a batch of texts or of (text, text_pair) pairs;
+        the other arguments positionally in ``encode_plus``'s order."""
         if not isinstance(batch_text_or_text_pairs, (list, tuple)):
             raise TypeError(
                 f"batch_text_or_text_pairs has to be a list or a tuple (got {type(batch_text_or_text_pairs)})"
             )
+        kwargs = _by_name("batch_encode_plus", _PLUS_POSITIONAL, 1, args, kwargs)
         return self(list(batch_text_or_text_pairs), **kwargs)
 
     def encode(self, text: Any, text_pair: Any = None, *args: Any, **kwargs: Any) -> Any:
         """The ``input_ids`` of one text (or pair). The arguments are those of ``__call__``; positionally, as
         transformers' ``encode`` orders them: ``add_special_tokens, padding, truncation, max_length, stride,
         padding_side, return_tensors``."""
-        if len(args) > len(_ENCODE_POSITIONAL):
-            raise TypeError(f"encode() takes at most {2 + len(_ENCODE_POSITIONAL)} positional arguments")
-        for name, value in zip(_ENCODE_POSITIONAL, args):
-            if name in kwargs:
-                raise TypeError(f"encode() got multiple values for argument {name!r}")
-            kwargs[name] = value
-        return self(text, text_pair, **kwargs)["input_ids"]
+        return self(text, text_pair, **_by_name("encode", _ENCODE_POSITIONAL, 2, args, kwargs))["input_ids"]
 
     def tokenize(
         self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any
@@ -846,6 +867,17 @@ def _batch_encoding(
     if overflowing:
         data["overflow_to_sample_mapping"] = sample_mapping
     return BatchEncoding(data, rows, tensor_type=tensor_type)
+
+
+def _by_name(method: str, names: tuple[str, ...], before: int, args: tuple, kwargs: dict) -> dict:
+    """``kwargs`` with the positional ``args`` of ``method`` (after its ``before`` text arguments) named."""
+    if len(args) > len(names):
+        raise TypeError(f"{method}() takes at most {before + len(names)} positional arguments")
+    for name, value in zip(names, args):
+        if name in kwargs:
+            raise TypeError(f"{method}() got multiple values for argument {name!r}")
+        kwargs[name] = value
+    return kwargs
 
 
 def _check_count(name: str, value: Any) -> None:
