@@ -597,6 +597,19 @@ def test_direct_construction(loaded, folders):
         XLMRobertaTokenizer()
 
 
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "camembert"])
+def test_tokenizer_object_keeps_its_added_tokens(loaded, family):
+    """``tokenizer_object=``: the object's added tokens keep their flags, as transformers keeps them (fastbert
+    added ``<mask>`` over it without its ``lstrip``: "a <mask>" got a token for the space before the mask)."""
+    ours, theirs = loaded[family]
+    cls = type(ours)
+    texts = ["a <mask>", "Paris is the <mask> of France.", "x  <mask>y", "<mask> b"]
+    built = cls(tokenizer_object=theirs.backend_tokenizer)
+    expected = getattr(transformers, cls.__name__ + "Fast")(tokenizer_object=theirs.backend_tokenizer)
+    _same(built(texts, return_offsets_mapping=True), expected(texts, return_offsets_mapping=True), family)
+    _same(built(texts), ours(texts), family)
+
+
 @pytest.mark.parametrize(
     "content, match",
     [

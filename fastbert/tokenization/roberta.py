@@ -233,6 +233,8 @@ class _RobertaStyleTokenizer(RobertaSequencesMixin, TokenizerBase):
         file_added: dict[int, dict] = {}
         if tokenizer_object is not None:  # a ready backend: used as it is, post-processor aside
             backend = Tokenizer.from_str(tokenizer_object.to_str())
+            # its added tokens keep their flags (<mask>'s lstrip): the special tokens are added over them below
+            file_added = dict(backend.get_added_tokens_decoder())
         elif tokenizer_file is not None:
             backend, file_added = self._from_tokenizer_json(tokenizer_file)
         else:
