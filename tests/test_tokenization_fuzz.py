@@ -338,6 +338,163 @@ def test_encoding_views_fuzz(loaded, family):
                 _same_method(a, b, "char_to_word", i, char, what=what)
 
 
+# tokenizers of the fixtures with other settings (family → (folder family, from_pretrained arguments))
+VARIANTS = {
+    "mpnet-left": ("mpnet", {"truncation_side": "left", "padding_side": "left"}),
+    "roberta-prefix-notrim": ("roberta", {"add_prefix_space": True, "trim_offsets": False}),
+    "xlm-roberta-noprefix": ("xlm-roberta", {"add_prefix_space": False, "truncation_side": "left"}),
+}
+
+
+@pytest.fixture(scope="module")
+def variants(folders, loaded):
+    """{name: (fastbert's, transformers')}: every family of ``loaded`` and the ``VARIANTS``."""
+    out = dict(loaded)
+    for name, (family, kwargs) in VARIANTS.items():
+        out[name] = (
+            fastbert.AutoTokenizer.from_pretrained(folders[family], **kwargs),
+            transformers.AutoTokenizer.from_pretrained(folders[family], **kwargs),
+        )
+    return out
+
+
+def _try(obj, method: str, *args, **kwargs):
+    """``("ok", obj.<method>(...))`` or ``("error", the exception's type name)``."""
+    try:
+        return "ok", getattr(obj, method)(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - pyo3's PanicException derives from BaseException
+        return "error", type(e).__name__
+
+
+def _views(encoding, rows: int) -> list:
+    """What the alignment methods of a call's output say about each row (its first 40 tokens and 30 chars)."""
+    out = []
+    for i in range(rows):
+        tokens = encoding.tokens(i)
+        out.append([tokens, encoding.word_ids(i), encoding.sequence_ids(i)])
+        for t in range(0, min(len(tokens), 40), 2):
+            out += [_try(encoding, m, i, t) for m in ("token_to_chars", "token_to_word", "token_to_sequence")]
+        for sequence in (0, 1):
+            for c in range(0, 30, 3):
+                out.append(_try(encoding, "char_to_token", i, c, sequence_index=sequence))
+                out.append(_try(encoding, "char_to_word", i, c, sequence_index=sequence))
+            for w in range(4):
+                out.append(_try(encoding, "word_to_tokens", i, w, sequence_index=sequence))
+    return out
+
+
+def _tensor_types(output) -> dict:
+    return {
+        k: (type(v).__name__, str(getattr(v, "dtype", "")), tuple(getattr(v, "shape", ())))
+        for k, v in output.items()
+    }
+
+
+@pytest.mark.parametrize("family", list(FAMILIES) + list(VARIANTS))
+def test_call_outputs_and_views_fuzz(variants, family):
+    """Random calls (max_length down to 0, below the special tokens; odd pad_to_multiple_of; pre-split pairs
+    and batches of them; the tokenizer's own truncation_side / padding_side): the same keys in the same order,
+    the same tensor types and shapes, and the same word_ids / sequence_ids / char_to_token / token_to_chars /
+    word_to_tokens on every returned row (overflowing windows and padding included)."""
+    ours, theirs = variants[family]
+    rng = random.Random(f"{SEED}-views-call-{family}")
+    for case in range(30):
+        kwargs = _random_kwargs(rng)
+        kwargs["max_length"] = rng.choice([None, 0, 1, 2, 3, 4, 7, 9, 13])
+        if "pad_to_multiple_of" in kwargs:
+            kwargs["pad_to_multiple_of"] = rng.choice([1, 3, 4])
+        shape = rng.choice(["pair", "batch-pairs", "word-pairs", "word-batch-pairs"])
+        n = rng.randint(1, 3)
+        if shape == "pair":
+            args = (_text(rng), _text(rng))
+        elif shape == "batch-pairs":
+            args = ([_text(rng) for _ in range(n)], [_text(rng) for _ in range(n)])
+        elif shape == "word-pairs":
+            args = (_words(rng), _words(rng))
+        else:
+            args = ([_words(rng) for _ in range(n)], [_words(rng) for _ in range(n)])
+        if shape.startswith("word"):
+            kwargs["is_split_into_words"] = True
+            if _needs_prefix_space(family, kwargs):
+                continue
+        what = f"{family} case {case}: {shape} {args!r:.200} {kwargs}"
+        a, b = _try(ours, "__call__", *args, **kwargs), _try(theirs, "__call__", *args, **kwargs)
+        if b[0] == "error":
+            assert a[0] == "error" and a[1] in ("ValueError", "TypeError"), (
+                f"{what}: transformers raises {b[1]}"
+            )
+            continue
+        assert a[0] == "ok", f"{what}: fastbert raises {a[1]}"
+        a, b = a[1], b[1]
+        assert _plain(a) == _plain(b), what
+        assert list(a.keys()) == list(b.keys()), what
+        assert _tensor_types(a) == _tensor_types(b), what
+        assert a.n_sequences == b.n_sequences and len(a.encodings) == len(b.encodings), what
+        assert _views(a, len(b.encodings)) == _views(b, len(b.encodings)), what
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "modernbert", "mpnet-left"])
+def test_pad_tensors_fuzz(variants, family):
+    """``pad`` of what data collators hand it: a list of rows of torch tensors, numpy arrays or lists (one key a
+    tensor, the others lists; a ``labels`` key left alone), one row, or a dict of rows; the same values, keys in
+    the same order and the same tensor types and shapes as transformers."""
+    import numpy as np
+    import torch
+
+    ours, theirs = variants[family]
+    rng = random.Random(f"{SEED}-pad-tensors-{family}")
+    for case in range(24):
+        keys = dict(return_special_tokens_mask=rng.random() < 0.5, return_token_type_ids=rng.random() < 0.5)
+        texts = [_text(rng) for _ in range(rng.randint(1, 4))]
+        rows = [dict(theirs(t, truncation=True, max_length=rng.choice([6, 24]), **keys)) for t in texts]
+        kind = rng.choice(["pt", "np", "mixed", None])
+        form = rng.choice(["rows", "one", "dict"])
+        if form == "one" and kind == "np":
+            form = "rows"  # transformers 5 refuses one row of numpy arrays (numpy ints are of no known type)
+        if rng.random() < 0.3:
+            for (
+                row
+            ) in rows:  # one row's label: a list (transformers 5 cannot make a tensor of a scalar there)
+                row["labels"] = [rng.randint(0, 3)] if form == "one" else rng.randint(0, 3)
+        if kind in ("pt", "np"):
+            make = torch.tensor if kind == "pt" else np.array
+            rows = [{k: make(v) for k, v in row.items()} for row in rows]
+        elif kind == "mixed":
+            rows = [{k: torch.tensor(v) if k == "input_ids" else v for k, v in row.items()} for row in rows]
+        kwargs = {"padding": rng.choice([True, "longest", "max_length", False])}
+        if kwargs["padding"] == "max_length" or rng.random() < 0.3:
+            kwargs["max_length"] = rng.choice([3, 8, 24])
+        if rng.random() < 0.4:
+            kwargs["pad_to_multiple_of"] = rng.choice([3, 8])
+        if rng.random() < 0.3:
+            kwargs["padding_side"] = rng.choice(["left", "right"])
+        if rng.random() < 0.3:
+            kwargs["return_attention_mask"] = rng.choice([False, True])
+        if rng.random() < 0.3:
+            kwargs["return_tensors"] = rng.choice(["pt", "np", None])
+        inputs = (
+            rows
+            if form == "rows"
+            else rows[0]
+            if form == "one"
+            else {k: [r[k] for r in rows] for k in rows[0]}
+        )
+        what = f"{family} case {case}: {form} of {kind} {keys} {kwargs}"
+        a, b = _try(ours, "pad", inputs, **kwargs), _try(theirs, "pad", inputs, **kwargs)
+        if b[0] == "error":
+            assert a[0] == "error" and a[1] in ("ValueError", "TypeError"), (
+                f"{what}: transformers raises {b[1]}"
+            )
+            continue
+        assert a[0] == "ok", f"{what}: fastbert raises {a[1]}"
+        a, b = a[1], b[1]
+        assert _plain(a) == _plain(b), what
+        assert list(a.keys()) == list(b.keys()), what
+        assert _tensor_types(a) == _tensor_types(b), what
+
+
 # --------------------------------------------------------------------------------------------------------------
 # tokenize, encode, decode, the vocabulary
 # --------------------------------------------------------------------------------------------------------------
