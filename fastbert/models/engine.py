@@ -918,7 +918,11 @@ class BertModel(BertPreTrainedModel):
             position_ids = self._default_position_ids(inputs, batch, seqlen, past_length)
         elif position_ids.shape[0] != batch:
             position_ids = position_ids.expand(batch, seqlen)
-        if token_type_ids is None:
+        if token_type_ids is None and seqlen > emb.token_type_ids.shape[1]:
+            # a row longer than the position table, with explicit position_ids that stay within it (padding-free
+            # packed rows): token type 0 everywhere, as transformers' buffer gathered by those positions
+            token_type_ids = emb.token_type_ids.new_zeros(batch, seqlen)
+        elif token_type_ids is None:
             token_type_ids = emb.token_type_ids[:, :seqlen].expand(batch, seqlen)
         elif token_type_ids.shape[0] != batch:
             token_type_ids = token_type_ids.expand(batch, seqlen)

@@ -264,3 +264,30 @@ def test_transformers_4_positional_order_is_refused_by_name():
     assert out.loss is not None  # transformers 5's order
     with pytest.raises(ValueError, match="values other than 1"):
         model(ids, head_mask=torch.full((TINY["num_hidden_layers"], TINY["num_attention_heads"]), 0.5))
+
+
+@pytest.mark.parametrize("name", ["BertModel", "RobertaModel", "ElectraModel", "DistilBertModel"])
+def test_a_row_longer_than_the_position_table_with_explicit_position_ids(tmp_path, name):
+    """A row longer than ``max_position_embeddings`` whose explicit ``position_ids`` stay within the table
+    (padding-free rows that restart their positions) and no ``token_type_ids``: transformers gathers its
+    all-zero token-type buffer by those positions; fastbert sliced the buffer to the row's length and failed
+    with a bare RuntimeError of ``expand``."""
+    cfg = dict(TINY, max_position_embeddings=24, pad_token_id=1)
+    if name == "DistilBertModel":
+        cfg = dict(vocab_size=99, dim=36, n_layers=2, n_heads=3, hidden_dim=37, max_position_embeddings=24)
+    torch.manual_seed(0)
+    getattr(transformers, name)(getattr(transformers, name).config_class(**cfg)).save_pretrained(tmp_path)
+    theirs = getattr(transformers, name).from_pretrained(tmp_path).eval()
+    ids = torch.randint(3, 99, (2, 30))
+    positions = (torch.arange(30) % 20 + 2)[None]  # (1, L), as transformers broadcasts it
+    mask = torch.ones(2, 30, dtype=torch.long)  # with a mask, transformers 5 attends across the restart too
+    mask[1, 26:] = 0
+    inputs = dict(input_ids=ids, attention_mask=mask, position_ids=positions)
+    for backend in ("eager", "sdpa"):
+        ours = getattr(fastbert, name).from_pretrained(tmp_path, attn_implementation=backend).eval()
+        with torch.no_grad():
+            got = ours(**inputs).last_hidden_state
+            want = theirs(**inputs).last_hidden_state
+            ref = theirs.double()(**inputs).last_hidden_state
+            theirs.float()
+        assert_close(got, want, ref, torch.float32, mask.bool(), what=f"{name} {backend}")
