@@ -44,11 +44,21 @@ class ModelOutput(OrderedDict):
 
 
 class _WithCache:
-    """``cache``: transformers 5's name of ``past_key_values`` (read-only; not a field of its own)."""
+    """``cache``: transformers 5's name of ``past_key_values`` (read-only; not a field of its own), also as a key
+    (``out["cache"]``, ``"cache" in out``, ``out.get("cache")``), as transformers 5's outputs answer it."""
 
     @property
     def cache(self) -> Any:
         return self.past_key_values
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        return super().__getitem__("past_key_values" if key == "cache" else key)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__("past_key_values" if key == "cache" else key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get("past_key_values" if key == "cache" else key, default)
 
 
 @dataclass

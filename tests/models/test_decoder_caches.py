@@ -295,3 +295,23 @@ def test_a_config_of_another_family_is_refused():
     _, fb = _pair()
     with pytest.raises(TypeError, match="model_type 'roberta'"):
         fb.config = transformers.RobertaConfig(**TINY)
+
+
+def test_outputs_answer_the_cache_key_as_transformers_5():
+    """transformers 5 names the field ``cache``: ``out["cache"]``, ``"cache" in out`` and ``out.get("cache")``
+    read it there (it maps the old name the other way); fastbert's outputs, whose field keeps transformers 4's
+    name, answered only the attribute (a KeyError, False, None)."""
+    fb = fastbert.BertLMHeadModel(fastbert.BertConfig(**TINY, is_decoder=True)).eval()
+    with torch.no_grad():
+        out = fb(torch.tensor([[5, 6, 7]]), use_cache=True)
+        bare = fastbert.BertModel(fastbert.BertConfig(**TINY, is_decoder=True)).eval()(
+            torch.tensor([[5, 6, 7]]), use_cache=True
+        )
+    for o in (out, bare):
+        assert o["cache"] is o.past_key_values and "cache" in o and o.get("cache") is o.past_key_values
+        assert o["past_key_values"] is o.past_key_values and "past_key_values" in o
+    assert list(out.keys()) == ["logits", "past_key_values"]  # the tuple order is unchanged
+    without = fb(torch.tensor([[5, 6, 7]]), use_cache=False)
+    assert "cache" not in without and without.get("cache", 1) == 1
+    with pytest.raises(KeyError):
+        without["cache"]
