@@ -291,3 +291,33 @@ def test_a_row_longer_than_the_position_table_with_explicit_position_ids(tmp_pat
             ref = theirs.double()(**inputs).last_hidden_state
             theirs.float()
         assert_close(got, want, ref, torch.float32, mask.bool(), what=f"{name} {backend}")
+
+
+@pytest.mark.parametrize(
+    "name", ["BertForMultipleChoice", "RobertaForMultipleChoice", "ModernBertForMultipleChoice"]
+)
+def test_multiple_choice_flattens_as_transformers_view(tmp_path, name):
+    """transformers' multiple-choice heads flatten every input with ``view(-1, t.size(-1))`` (embeds:
+    ``view(-1, L, H)``), so one (1, L) row of ``position_ids`` and a mask already flattened to
+    (batch * choices, L) work; fastbert flattened all but the first two dimensions, which made them 1-D and
+    refused them. (B, C, L) ids with (B, L, H) embeds is still refused by name."""
+    cfg = dict(TINY, pad_token_id=1)
+    if name == "ModernBertForMultipleChoice":
+        cfg = dict(TINY, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+        cfg.pop("type_vocab_size")
+    torch.manual_seed(0)
+    getattr(transformers, name)(getattr(transformers, name).config_class(**cfg)).save_pretrained(tmp_path)
+    theirs = getattr(transformers, name).from_pretrained(tmp_path).eval()
+    ours = getattr(fastbert, name).from_pretrained(tmp_path).eval()
+    ids = torch.randint(3, 99, (2, 3, 7))
+    mask = torch.ones(6, 7, dtype=torch.long)
+    mask[4, 5:] = 0
+    inputs = dict(input_ids=ids, attention_mask=mask, position_ids=(torch.arange(7) + 2)[None])
+    inputs["labels"] = torch.tensor([2, 0])
+    with torch.no_grad():
+        got, want = ours(**inputs), theirs(**inputs)
+        ref = theirs.double()(**inputs)
+    for key in ("logits", "loss"):
+        assert_close(got[key], want[key], ref[key], torch.float32, what=f"{name} {key}")
+    with pytest.raises(ValueError, match="num_choices"):
+        ours(inputs_embeds=torch.randn(2, 7, 36))

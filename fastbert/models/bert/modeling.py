@@ -377,7 +377,7 @@ class BertForMultipleChoice(_BertHead):
 
     def _run(self, inputs: BertInputs, return_dict: bool | None, labels=None):
         ref = inputs.reference
-        if ref is None or ref.dim() < 3:
+        if ref is None or ref.dim() < (3 if inputs.input_ids is not None else 4):  # embeds: (B, C, L, H)
             raise ValueError(
                 "BertForMultipleChoice takes input of shape (batch, num_choices, sequence_length)"
             )
@@ -385,7 +385,8 @@ class BertForMultipleChoice(_BertHead):
         for name in ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"):
             t = getattr(inputs, name)
             if t is not None:  # (batch, choices, ...) → (batch * choices, ...)
-                setattr(inputs, name, t.reshape(-1, *t.shape[2:]))
+                tail = t.shape[-2:] if name == "inputs_embeds" else t.shape[-1:]  # as transformers' view
+                setattr(inputs, name, t.reshape(-1, *tail))
         return super()._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
 
     def target_shapes(self, inputs):

@@ -577,7 +577,7 @@ class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.B
         kwargs.pop("token_type_ids", None)
         inputs = BertInputs.of(locals())
         ref = inputs.reference
-        if ref is None or ref.dim() < 3:
+        if ref is None or ref.dim() < (3 if inputs.input_ids is not None else 4):  # embeds: (B, C, L, H)
             raise ValueError(
                 f"{type(self).__name__} takes input of shape (batch, num_choices, sequence_length)"
             )
@@ -585,7 +585,8 @@ class ModernBertForMultipleChoice(_Classifier, ModernBertPreTrainedModel, bert.B
         for name in ("input_ids", "attention_mask", "position_ids", "inputs_embeds"):
             t = getattr(inputs, name)
             if t is not None:  # (batch, choices, ...) -> (batch * choices, ...)
-                setattr(inputs, name, t.reshape(-1, *t.shape[2:]))
+                tail = t.shape[-2:] if name == "inputs_embeds" else t.shape[-1:]  # as transformers' view
+                setattr(inputs, name, t.reshape(-1, *tail))
         return self._run(inputs, return_dict, labels=labels, num_choices=ref.shape[1])
 
     def loss(self, logits, labels=None, **targets):
