@@ -82,9 +82,25 @@ def assert_same_output(got: dict, ref: dict, what: str) -> None:
     assert_close(out, None, expect, torch.float32, what=what)
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_ray_same_ids_and_vectors_as_local(setup):
     out = setup["root"] / "ray"
-    m = embed(setup["paths"], str(out), model=setup["model"], engine="ray", **JOB)
+    warned = _Records()
+    ray_data = logging.getLogger("ray.data")  # Ray Data's deprecation notices (``concurrency``...) log here
+    ray_data.addHandler(warned)
+    try:
+        m = embed(setup["paths"], str(out), model=setup["model"], engine="ray", **JOB)
+    finally:
+        ray_data.removeHandler(warned)
+    assert not [w for w in warned.messages if "deprecated" in w], warned.messages
     got, ref = by_id(out), by_id(setup["local"])
     assert sorted(got) == sorted(setup["ids"])
     assert_same_output(got, ref, "ray engine vs local engine")
@@ -157,3 +173,4 @@ def test_ray_bad_row_is_one_line_and_exit_2(setup, tmp_path, capsys):
         "rows, or empty to keep them with a null vector)"
     ], err[-3000:]
     assert "Traceback" not in err
+

@@ -180,7 +180,8 @@ def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[s
         fn_constructor_kwargs={"job_dict": job_dict, "device": None if use_gpu else "cpu"},
         batch_size=job.window,
         batch_format="pyarrow",
-        concurrency=actors,
+        # a fixed pool of ``actors`` (``concurrency=`` is deprecated since Ray 2.51, which logs so each run)
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if use_gpu else 0,
         num_cpus=1,
         # a dead actor is restarted and its batch retried, as often as it takes: Ray Data's default for
