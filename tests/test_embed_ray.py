@@ -174,3 +174,22 @@ def test_ray_bad_row_is_one_line_and_exit_2(setup, tmp_path, capsys):
     ], err[-3000:]
     assert "Traceback" not in err
 
+
+def test_ray_output_uri_is_made_refused_on_rerun_and_overwritten(setup, tmp_path):
+    """An output URI (file:// here, s3:// on a cluster) is looked at as a local folder is: made when missing
+    (the manifest's write failed on a folder that did not exist); a rerun is refused, not written beside the
+    previous run's files (every row twice in the dataset); --overwrite removes the previous run's files."""
+    import pyarrow.dataset as pads
+
+    folder = tmp_path / "vectors"
+    uri = folder.as_uri()
+    paths = setup["paths"][:1]
+    embed(paths, uri, model=setup["model"], engine="ray", **JOB)
+    first = sorted(os.listdir(folder))
+    assert MANIFEST in first and len(first) > 1
+    with pytest.raises(ValueError, match="holds a previous run's output"):
+        embed(paths, uri, model=setup["model"], engine="ray", **JOB)
+    assert sorted(os.listdir(folder)) == first
+    m = embed(paths, uri, model=setup["model"], engine="ray", overwrite=True, **JOB)
+    assert not (set(first) - {MANIFEST}) & set(os.listdir(folder))
+    assert pads.dataset(str(folder)).count_rows() == m["total_rows"] == 300

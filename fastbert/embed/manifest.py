@@ -34,12 +34,17 @@ def manifest_path(output: str) -> str:
 
 
 def read_manifest(path: str) -> dict[str, Any] | None:
-    """The manifest at ``path``, None when there is none."""
-    if not os.path.isfile(path):
-        return None
+    """The manifest at ``path`` (a local path or a URI), None when there is none."""
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        if is_uri(path):
+            manifest = _read_uri_json(path)
+            if manifest is _MISSING:
+                return None
+        else:
+            if not os.path.isfile(path):
+                return None
+            with open(path, encoding="utf-8") as f:
+                manifest = json.load(f)
     except (OSError, ValueError) as e:
         manifest, reason = None, str(e)
     else:
@@ -50,6 +55,20 @@ def read_manifest(path: str) -> dict[str, Any] | None:
             "of the folder it wrote; move them away or pass another --output"
         )
     return manifest
+
+
+_MISSING = object()
+
+
+def _read_uri_json(path: str) -> Any:
+    """The JSON document at URI ``path`` (through pyarrow's filesystem); ``_MISSING`` when no file is there."""
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(path)
+    if fs.get_file_info(inner).type != pafs.FileType.File:
+        return _MISSING
+    with fs.open_input_stream(inner) as f:
+        return json.loads(f.read().decode("utf-8"))
 
 
 def read_legacy_manifest(output: str) -> dict[str, Any] | None:

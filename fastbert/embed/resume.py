@@ -25,7 +25,7 @@ from typing import Any
 
 from fastbert.output_files import is_temp_name
 
-from .inputs import is_uri, stat
+from .inputs import filesystem, is_uri, stat
 from .job import Job, model_fingerprint, normalize_dtype, pinned_commit
 from .lock import LOCK_NAME, FolderLock
 from .manifest import (
@@ -84,22 +84,29 @@ class OutputFolder:
                     f"output {output} is a URI: the local engine writes local folders (use --ray, engine='ray' "
                     "from Python)"
                 )
-            return
-        if os.path.exists(output) and not os.path.isdir(output):
-            raise OSError(
-                f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
-                f"{MANIFEST} (it is created if missing)"
-            )
-        if not os.path.isdir(output):
-            return  # locked when made (start)
-        if not os.access(output, os.W_OK | os.X_OK):
-            raise OSError(f"output folder {output} is not writable")
-        self.lock = FolderLock.acquire(output)  # before the manifest is read: it may be another run's
-        previous = read_manifest(self.manifest_path)
-        if previous is None:
-            previous = read_legacy_manifest(output)
-            self.legacy = previous is not None
-        names = os.listdir(output)
+            # no lock there (up to the user), but what the folder holds is looked at as a local one's: a
+            # rerun wrote its files beside the previous run's (every row twice in the dataset), --overwrite
+            # removed nothing
+            names = _remote_names(output)
+            if names is None:
+                return  # made when the run starts
+            previous = read_manifest(self.manifest_path)
+        else:
+            if os.path.exists(output) and not os.path.isdir(output):
+                raise OSError(
+                    f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
+                    f"{MANIFEST} (it is created if missing)"
+                )
+            if not os.path.isdir(output):
+                return  # locked when made (start)
+            if not os.access(output, os.W_OK | os.X_OK):
+                raise OSError(f"output folder {output} is not writable")
+            self.lock = FolderLock.acquire(output)  # before the manifest is read: it may be another run's
+            previous = read_manifest(self.manifest_path)
+            if previous is None:
+                previous = read_legacy_manifest(output)
+                self.legacy = previous is not None
+            names = os.listdir(output)
         if previous is not None:
             self.owned, self.ray_prefix = owned_names(previous)
             self.owned.add(LEGACY_MANIFEST if self.legacy else MANIFEST)
@@ -172,6 +179,7 @@ class OutputFolder:
         """The first write of the run: the folder made, the previous run's files removed (--overwrite), its
         old-named manifest moved, a killed run's temporaries removed, the manifest written (a new run)."""
         if self.remote:
+            _start_remote(self.output, self.remove)
             write_manifest(self.manifest_path, manifest)
             return
         try:
@@ -202,6 +210,37 @@ class OutputFolder:
             os.replace(os.path.join(self.output, LEGACY_MANIFEST), self.manifest_path)
         if self.previous.get("job") != manifest.get("job"):  # a resume that changed on_error (or old names)
             write_manifest(self.manifest_path, manifest)
+
+
+def _remote_names(output: str) -> list[str] | None:
+    """The names in the folder at URI ``output``; None when there is none (an OSError when it is a file)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(output)
+    kind = fs.get_file_info(inner).type
+    if kind == pafs.FileType.NotFound:
+        return None
+    if kind != pafs.FileType.Directory:
+        raise OSError(
+            f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
+            f"{MANIFEST} (it is created if missing)"
+        )
+    return [i.base_name for i in fs.get_file_info(pafs.FileSelector(inner, recursive=False))]
+
+
+def _start_remote(output: str, remove: Sequence[str]) -> None:
+    """The folder at URI ``output`` made if missing, the previous run's files ``remove`` removed (--overwrite)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(output)
+    try:
+        if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+            fs.create_dir(inner, recursive=True)
+    except OSError as e:
+        raise OSError(f"cannot create the output folder {output}: {e}") from None
+    for name in remove:
+        with contextlib.suppress(FileNotFoundError):
+            fs.delete_file(inner.rstrip("/") + "/" + name)
 
 
 def _is_shard_name(name: str) -> bool:
