@@ -138,6 +138,13 @@ def replicas_for(
         )
     if cuda and not gpus:
         raise ValueError(f"--devices {cuda[0]}: the Ray cluster has no GPU")
+    if cuda and cuda[0] not in ("cuda", "cuda:0"):
+        # the replica sees only the GPU Ray gives it (CUDA_VISIBLE_DEVICES), as cuda:0: cuda:1 failed there
+        # ("invalid device ordinal", after Ray's restarts)
+        raise ValueError(
+            f"--devices {cuda[0]}: a Ray replica sees only the GPU Ray gives it, as cuda:0, and Ray picks "
+            "which: pass --devices cuda, or leave --devices out"
+        )
     on_gpu = bool(cuda) or (options.devices is None and gpus > 0)
     count = replicas or (max(gpus, 1) if on_gpu else 1)
     actor = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": 1}

@@ -69,6 +69,22 @@ def test_deployment_on_local_ray(tiny):
         ray.shutdown()
 
 
+@pytest.mark.parametrize("devices", [("cuda:1",), ("cuda:3",)])
+def test_a_gpu_other_than_the_replicas_own_is_refused(devices):
+    """A replica sees the one GPU Ray gives it, as cuda:0: --devices 1 (cuda:1) cannot be honoured there
+    and is refused in the driver, before anything is deployed."""
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.ray_serve import replicas_for
+
+    with pytest.raises(ValueError, match=rf"--devices {devices[0]}: a Ray replica sees only the GPU"):
+        replicas_for(ServeOptions(devices=devices), {"CPU": 8.0, "GPU": 4.0}, None)
+    for fine in (("cuda",), ("cuda:0",), None):
+        assert replicas_for(ServeOptions(devices=fine), {"CPU": 8.0, "GPU": 4.0}, None) == (
+            4,
+            {"num_gpus": 1, "num_cpus": 1},
+        )
+
+
 # ``fastbert serve --ray`` as a process whose replicas' forwards wait for a file: an import hook (a
 # sitecustomize on the PYTHONPATH the local Ray instance's workers inherit) wraps ServedModel.run
 HOLD_FORWARDS = """
