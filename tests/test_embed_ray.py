@@ -193,3 +193,15 @@ def test_ray_output_uri_is_made_refused_on_rerun_and_overwritten(setup, tmp_path
     m = embed(paths, uri, model=setup["model"], engine="ray", overwrite=True, **JOB)
     assert not (set(first) - {MANIFEST}) & set(os.listdir(folder))
     assert pads.dataset(str(folder)).count_rows() == m["total_rows"] == 300
+
+
+def test_ray_with_several_devices_is_refused(setup, tmp_path, capsys):
+    """The Ray engine's actors take the cluster's GPUs: --devices 0,1 was ignored but for its first entry."""
+    with pytest.raises(ValueError, match=r"devices \(--devices\) 'cpu,cpu': several devices are the local"):
+        embed(
+            setup["paths"], str(tmp_path / "o"), model=setup["model"], engine="ray", devices="cpu,cpu", **JOB
+        )
+    assert not os.path.exists(tmp_path / "o")
+    args = [setup["paths"][0], "--output", str(tmp_path / "o"), "--model", setup["model"], "--ray"]
+    assert main(["embed", *args, "--devices", "cpu,cpu", "--no-progress"]) == 2
+    assert "--ray-actors" in capsys.readouterr().err

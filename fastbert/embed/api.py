@@ -89,6 +89,12 @@ def embed(
     if engine == "ray":
         require_ray()
     targets = device_list(device, devices)
+    if engine == "ray" and len(targets) > 1:  # run_ray reads the first only: the others were ignored
+        raise ValueError(
+            f"devices (--devices) {devices!r}: several devices are the local engine's workers; the Ray engine "
+            "runs one actor per GPU of the cluster (CPU actors without GPUs, or with device 'cpu'): pass "
+            "ray_actors (--ray-actors) for how many"
+        )
     job = make_job(
         task=task,
         model=model,
