@@ -1,7 +1,7 @@
 """``fastbert embed --ray``: the same corpus through a Ray Data pipeline on a local Ray instance (two CPUs,
 loopback only): the same ids and vectors as the local engine, also when a model actor dies mid-run.
 
-Ray writes its own file names and row order: the comparison is by id.
+Ray writes its own file names; the rows are in input order, as the local engine's.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def test_ray_same_ids_and_vectors_as_local(setup):
         ray_data.removeHandler(warned)
     assert not [w for w in warned.messages if "deprecated" in w], warned.messages
     got, ref = by_id(out), by_id(setup["local"])
-    assert sorted(got) == sorted(setup["ids"])
+    assert list(got) == setup["ids"]  # in input order, as the local engine's
+    assert list(ref) == setup["ids"]
     assert_same_output(got, ref, "ray engine vs local engine")
     assert m["status"] == "complete" and m["total_rows"] == 900 and m["dimension"] == 32
     assert (
@@ -117,6 +118,7 @@ def test_ray_actor_killed_mid_run_is_retried(setup):
     m = embed(setup["paths"], str(out), model=setup["model"], engine="ray", **JOB)
     assert not os.path.exists(setup["crash"]), "no actor died: the test did not test a retry"
     got = by_id(out)  # no duplicate ids
+    assert list(got) == setup["ids"]
     assert_same_output(got, by_id(setup["local"]), "ray engine after an actor died")
     assert m["total_rows"] == 900
 
@@ -205,3 +207,14 @@ def test_ray_with_several_devices_is_refused(setup, tmp_path, capsys):
     args = [setup["paths"][0], "--output", str(tmp_path / "o"), "--model", setup["model"], "--ray"]
     assert main(["embed", *args, "--devices", "cpu,cpu", "--no-progress"]) == 2
     assert "--ray-actors" in capsys.readouterr().err
+
+
+def test_ray_rows_in_input_order_with_two_actors(setup, tmp_path):
+    """Two actors finish their shards in no fixed order (here one dies, and the batch it held is done again
+    after the other actor's next ones): the rows are still written in input order."""
+    open(setup["crash"], "w").close()
+    out = tmp_path / "two"
+    job = dict(JOB, shard_rows=30, window=10)
+    embed(setup["paths"], str(out), model=setup["model"], engine="ray", ray_actors=2, **job)
+    assert not os.path.exists(setup["crash"]), "no actor died"
+    assert read_output(str(out)).column("id").to_pylist() == setup["ids"]

@@ -1,6 +1,6 @@
 """The Ray engine: the same plan as a Ray Data pipeline. One item a shard; Ray tasks read the rows; an actor
 pool of fastbert models (one a GPU, CPU actors otherwise) encodes them with the same windowed token-budget
-batching; Ray Data's writer writes Parquet to any filesystem it reaches. Row order is Ray's."""
+batching; Ray Data's writer writes Parquet to any filesystem it reaches, in input order."""
 
 from __future__ import annotations
 
@@ -114,6 +114,10 @@ def run_ray(
     raise_original = getattr(context, "raise_original_map_exception", None)
     if raise_original is not None:
         context.raise_original_map_exception = True
+    # the rows in input order, as the local engine writes them (Ray Data's default is the order blocks
+    # finish in: another order each run); the files' names follow it, and read_output reads them in order
+    options = context.execution_options
+    preserve_order, options.preserve_order = options.preserve_order, True
     try:
         return _run(ray, job, files, shards, output, actors, device, file_prefix)
     except Exception as e:
@@ -121,6 +125,7 @@ def run_ray(
         if error is None:
             raise
     finally:
+        options.preserve_order = preserve_order
         if raise_original is not None:
             context.raise_original_map_exception = raise_original
     # raised here, past the except clause: it holds no reference to Ray's exception (whose traceback holds
