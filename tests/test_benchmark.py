@@ -738,6 +738,7 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
     monkeypatch.setattr(serve, "_free_port", lambda: 1)
     monkeypatch.setattr(serve, "_load", load)
     monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
+    monkeypatch.setattr(serve, "_reference_vectors", lambda model, texts: torch.full((len(texts), 2), 0.5))
     rows = serve.run_serve_bench(
         out=str(tmp_path), concurrencies=(1,), requests_per_round={1: 2}, rounds=1, log=lambda s: None
     )
@@ -745,6 +746,65 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
     assert len(rows) == 2 and all(r["cpu_details"] == details for r in rows)
     if details is not None:
         assert details in (tmp_path / "TABLE.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "ours, wrong",
+    [
+        (lambda v: v, False),  # the baseline's own answers: within the rule
+        (lambda v: [x + 1e-3 for x in v], True),  # off by 1e-3: far past fp32's bound
+        (lambda v: v[:-1], True),  # a vector of the wrong size
+        (lambda v: [float("nan")] * len(v), True),
+    ],
+)
+def test_serve_rows_judge_the_answers_by_the_parity_rule(monkeypatch, tmp_path, ours, wrong):
+    """``--suite serve`` timed the servers and printed the max |diff| of the last round's vectors without judging
+    it: a server answering wrong vectors still got a requests/s row and a ratio. Now every round's answers are
+    judged by fastbert.core.tolerances against a float64 reference (the baseline's fp32 answers as torch's own
+    error); a server that breaks the rule gets a ``wrong`` row with no time, and the CLI exits 1."""
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark import serve
+
+    ref = torch.nn.functional.normalize(torch.randn(4, 8, dtype=torch.float64), dim=-1)
+    baseline = ref.float().double()  # fp32 rounding of the reference
+
+    class Server:
+        def send_signal(self, sig):
+            pass
+
+        def wait(self, timeout):
+            return 0
+
+    async def load(url, bodies, concurrency):
+        vectors = baseline[: len(bodies)].tolist()
+        if url.endswith(":1"):  # fastbert serve
+            vectors = [ours(v) for v in vectors]
+        return 1.0, [0.01] * len(bodies), [[v] for v in vectors]
+
+    monkeypatch.setattr(
+        serve, "_start", lambda cmd, env, pattern, port: (Server(), f"http://127.0.0.1:{1 if pattern else 2}")
+    )
+    monkeypatch.setattr(serve, "_free_port", lambda: 2)
+    monkeypatch.setattr(serve, "_load", load)
+    monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
+    monkeypatch.setattr(serve, "_reference_vectors", lambda model, texts: ref[: len(texts)])
+    rows = serve.run_serve_bench(
+        out=str(tmp_path), concurrencies=(1,), requests_per_round={1: 4}, rounds=2, log=lambda s: None
+    )
+    fb, st = rows
+    assert st["status"] == "ok" and st["requests_per_s"] == 4.0
+    assert fb["status"] == ("wrong" if wrong else "ok")
+    if wrong:
+        assert fb["requests_per_s"] is None and fb["p50_ms"] is None and fb["note"].endswith(": no time")
+        assert "wrong" in (tmp_path / "TABLE.md").read_text()
+    else:
+        assert fb["requests_per_s"] == 4.0 and fb["error"] <= fb["bound"]
+
+    class Args:
+        tiny, out, threads, quiet = True, None, None, True
+
+    monkeypatch.setattr(serve, "run_serve_bench", lambda **kwargs: rows)
+    assert serve.cli_main(Args()) == (1 if wrong else 0)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,17 @@ each sending the same requests (one text of 3-150 words each; one seed); a row r
 p50/p99 latency over its rounds, and the ratio to the rival. A ``direct`` row times the same lone requests
 through fastbert's tokenizer and forward in this process, without HTTP or the batcher: what a lone request pays
 for being served.
+
+Every answer of every round is judged by fastbert's parity rule (:mod:`fastbert.core.tolerances`), as the
+other suites judge theirs: against sentence-transformers in float64 on the same texts, with the baseline
+server's fp32 answers as PyTorch's own error. A server whose answers break the rule (or are not one vector of
+the reference's size per request, or hold NaN) gets a ``wrong`` row with the figures and no time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -106,6 +112,57 @@ async def _load(url: str, bodies: list[dict], concurrency: int) -> tuple[float, 
     return wall, latencies, answers
 
 
+@functools.lru_cache(maxsize=1)
+def _float64_model(model: str):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model, device="cpu").double()
+
+
+def _reference_vectors(model: str, texts: list[str]):
+    """The normalised embeddings of ``texts`` by sentence-transformers in float64: the parity reference."""
+    import torch
+
+    with torch.inference_mode():
+        out = _float64_model(model).encode(texts, normalize_embeddings=True, convert_to_tensor=True)
+    return out.cpu().double()
+
+
+def _vectors(answers: list[Any], dim: int):
+    """The answers of one round as a (requests, dim) float64 tensor; None when an answer is not one vector of
+    ``dim`` numbers."""
+    import torch
+
+    try:
+        out = torch.tensor([a[0] for a in answers], dtype=torch.float64)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if any(len(a) != 1 for a in answers) or out.ndim != 2 or out.shape[1] != dim:
+        return None
+    return out
+
+
+def _gate(rounds: list[list[Any]], baseline: list[list[Any]], ref) -> tuple[bool, dict[str, Any]]:
+    """The parity rule on every round's answers of one server: (passed, the figures for its row, with a
+    ``message``). ``baseline``: the sentence-transformers server's answers of the same rounds, PyTorch's own
+    fp32 error (the floor alone where they are malformed)."""
+    import torch
+
+    from fastbert.core import tolerances
+
+    dim = ref.shape[1]
+    ours = [_vectors(a, dim) for a in rounds]
+    if any(o is None for o in ours):
+        return False, {"message": f"an answer is not one vector of {dim} numbers per request"}
+    theirs = [_vectors(a, dim) for a in baseline]
+    torch_out = None if any(t is None for t in theirs) else torch.cat(theirs)
+    refs = torch.cat([ref] * len(ours))
+    v = tolerances.judge(torch.cat(ours), torch_out, refs, torch.float32)
+    figures = {"error": v.error if v.finite else None, "torch_error": v.torch_error, "bound": v.bound}
+    figures["message"] = v.message("vectors vs sentence-transformers float64")
+    return v.ok, figures
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -119,7 +176,6 @@ def run_serve_bench(
     threads: int = 2,
     log=print,
 ) -> list[dict[str, Any]]:
-    import numpy as np
     import torch
 
     from fastbert.benchmark.run import cpu_details, cpu_name
@@ -176,10 +232,10 @@ def run_serve_bench(
         rng = random.Random(1)
         for c in concurrencies:
             bodies = requests_of(requests_per_round[c], seed=c)
-            for url in servers.values():  # warm-up, and the answers must agree
+            for url in servers.values():  # warm-up (every timed answer is judged below)
                 asyncio.run(_load(url, bodies[: min(8, len(bodies))], min(c, 8)))
             stats: dict[str, dict[str, list]] = {k: {"wall": [], "lat": [], "n": []} for k in servers}
-            answers: dict[str, list] = {}
+            answers: dict[str, list] = {k: [] for k in servers}
             for _ in range(rounds):
                 order = list(servers)
                 rng.shuffle(order)
@@ -188,24 +244,28 @@ def run_serve_bench(
                     stats[name]["wall"].append(wall)
                     stats[name]["lat"].extend(lat)
                     stats[name]["n"].append(len(bodies))
-                    answers[name] = ans
-            a = np.asarray([x[0] for x in answers["fastbert serve"]])
-            b = np.asarray([x[0] for x in answers["FastAPI + sentence-transformers"]])
-            max_diff = float(np.abs(a - b).max())
+                    answers[name].append(ans)
+            ref = _reference_vectors(model, [b["inputs"] for b in bodies])
+            baseline = answers["FastAPI + sentence-transformers"]
             for name in servers:
                 s = stats[name]
-                rows.append(
-                    {
-                        "server": name,
-                        "concurrency": c,
-                        "requests": sum(s["n"]),
-                        "requests_per_s": round(sum(s["n"]) / sum(s["wall"]), 2),
-                        "p50_ms": round(1000 * _pct(s["lat"], 0.5), 1),
-                        "p99_ms": round(1000 * _pct(s["lat"], 0.99), 1),
-                        "max_abs_diff_vs_st": max_diff,
-                        **meta,
-                    }
-                )
+                ok, figures = _gate(answers[name], baseline, ref)
+                message = figures.pop("message")
+                row = {"server": name, "concurrency": c, "requests": sum(s["n"])}
+                if ok:
+                    row.update(
+                        status="ok",
+                        requests_per_s=round(sum(s["n"]) / sum(s["wall"]), 2),
+                        p50_ms=round(1000 * _pct(s["lat"], 0.5), 1),
+                        p99_ms=round(1000 * _pct(s["lat"], 0.99), 1),
+                    )
+                else:
+                    row.update(status="wrong", requests_per_s=None, p50_ms=None, p99_ms=None)
+                    row["note"] = f"{message}: no time"
+                a, b = _vectors(answers[name][-1], ref.shape[1]), _vectors(baseline[-1], ref.shape[1])
+                if a is not None and b is not None:
+                    row["max_abs_diff_vs_st"] = float((a - b).abs().max())
+                rows.append({**row, **figures, **meta})
                 log(json.dumps(rows[-1]))
         rows.extend(_direct_rows(model, requests_of(requests_per_round[1], seed=1), threads, meta, log))
     finally:
@@ -248,6 +308,7 @@ def _direct_rows(model: str, bodies: list[dict], threads: int, meta: dict, log) 
         "server": "direct forward (no HTTP, no batcher)",
         "concurrency": 1,
         "requests": len(bodies),
+        "status": "ok",
         "requests_per_s": round(len(bodies) / sum(lat), 2),
         "p50_ms": round(1000 * _pct(lat, 0.5), 1),
         "p99_ms": round(1000 * _pct(lat, 0.99), 1),
@@ -265,19 +326,25 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"**{meta['device']}** (cpu{details}, {meta['cores']} cores, {meta['threads']} threads), torch {meta['torch']}, "
         f"sentence-transformers {meta.get('sentence_transformers')}, {meta['model']}, {meta['date']}",
         "",
-        "| server | concurrency | requests/s | p50 ms | p99 ms | requests/s vs rival | max abs diff of vectors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | concurrency | requests/s | p50 ms | p99 ms | requests/s vs rival | max abs diff of vectors "
+        "| max abs error vs float64 (bound) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    wrong = []
     for r in rows:
         rival = base.get(r["concurrency"])
-        ratio = f"{r['requests_per_s'] / rival['requests_per_s']:.2f}x" if rival else ""
+        timed = r.get("requests_per_s") is not None
+        ratio = ""
+        if timed and rival and rival.get("requests_per_s"):
+            ratio = f"{r['requests_per_s'] / rival['requests_per_s']:.2f}x"
         diff = r.get("max_abs_diff_vs_st")
         diff = f"{diff:.1e}" if diff is not None else ""
-        lines.append(
-            f"| {r['server']} | {r['concurrency']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
-            f"| {ratio} | {diff} |"
-        )
-    return "\n".join(lines)
+        error = f"{r['error']:.1e} ({r['bound']:.1e})" if r.get("error") is not None else ""
+        speed = f"{r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']}" if timed else f"{r['status']} | | "
+        lines.append(f"| {r['server']} | {r['concurrency']} | {speed} | {ratio} | {diff} | {error} |")
+        if r.get("status") == "wrong":
+            wrong.append(f"- {r['server']}, concurrency {r['concurrency']}: wrong: {r['note']}")
+    return "\n".join(lines + ([""] + wrong if wrong else []))
 
 
 def cli_main(args) -> int:
@@ -300,4 +367,10 @@ def cli_main(args) -> int:
         log=(lambda s: None) if args.quiet else print,
     )
     print(table(rows))
-    return 0
+    bad = [r for r in rows if r.get("status") == "wrong"]
+    for r in bad:
+        print(
+            f"fastbert bench: {r['server']} (concurrency {r['concurrency']}): wrong: {r['note']}",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
