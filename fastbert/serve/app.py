@@ -350,6 +350,14 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
     return list(inputs), False
 
 
+def _best_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` (``/predict``'s labels, ``/rerank``'s texts) best score first, in place, as TEI orders them:
+    a stable ascending sort, then reversed, so equal scores come out in reverse input order."""
+    items.sort(key=lambda p: p["score"])
+    items.reverse()
+    return items
+
+
 def _predict_seqs(raw: Any) -> tuple[list[Any], bool]:
     """/predict's ``inputs`` as a batch, and whether it was one input: a string or a pair of strings is."""
     single = isinstance(raw, str) or (
@@ -585,8 +593,7 @@ def create_app(
             preds = [
                 {"score": float(s), "label": labels.get(str(i), f"LABEL_{i}")} for i, s in enumerate(scores)
             ]
-            preds.sort(key=lambda p: -p["score"])
-            result.append(preds)
+            result.append(_best_first(preds))
         m.request_success.labels(kind).inc()
         return (result[0] if single else result), rows, items
 
@@ -626,9 +633,8 @@ def create_app(
             if body.return_text:
                 rank = {"index": index, "text": body.texts[index], "score": score}
             ranks.append(rank)
-        ranks.sort(key=lambda r: -r["score"])
         m.request_success.labels("batch").inc()
-        return ranks, rows
+        return _best_first(ranks), rows
 
     @app.post("/rerank", response_model=list[schemas.Rank], responses=_ERRORS)
     async def rerank(request: Request, body: schemas.RerankRequest):

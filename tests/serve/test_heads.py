@@ -80,6 +80,26 @@ def test_classifier_predict_and_inference_client(tiny):
         assert r.status_code == 424 and "re-ranker" in r.json()["error"]
 
 
+def test_equal_scores_are_ordered_as_tei_orders_them(tiny):
+    """TEI sorts /rerank's ranks and /predict's labels with a stable ascending sort, then reverses the list:
+    equal scores come out in reverse input order (router/src/http/server.rs). fastbert sorted by -score,
+    keeping ties in input order, so duplicate texts (or equal class probabilities) came out reversed."""
+    for model, logits in ((tiny["reranker"], [0.25]), (tiny["classifier"], [0.5, 0.5, 0.5])):
+        with serving(model=model) as srv:
+            worker = srv.state.models[0]
+            worker.run = lambda rows, ops, logits=logits: [np.array(logits, dtype=np.float32) for _ in rows]
+            if model == tiny["reranker"]:
+                ranks = srv.client.post("/rerank", json={"query": QUERY, "texts": TEXTS}).json()
+                assert [r["index"] for r in ranks] == [3, 2, 1, 0]
+                vertex = srv.client.post("/vertex", json={"instances": [{"query": QUERY, "texts": TEXTS}]})
+                assert vertex.json()["predictions"] == [ranks]
+            else:
+                preds = srv.client.post("/predict", json={"inputs": "the cat"}).json()
+                assert [p["label"] for p in preds] == ["NEU", "POS", "NEG"]
+                batch = srv.client.post("/predict", json={"inputs": [["the cat"], ["a dog"]]}).json()
+                assert batch == [preds, preds]
+
+
 def test_splade_embed_sparse(tiny):
     model = transformers.BertForMaskedLM.from_pretrained(tiny["mlm"]).eval()
     tok = transformers.BertTokenizerFast.from_pretrained(tiny["mlm"])
