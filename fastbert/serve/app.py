@@ -610,9 +610,9 @@ def create_app(
         return json_response(result, headers=_headers(request, rows, chars, start))
 
     async def rerank_scores(request: Request, body: schemas.RerankRequest):
-        server.require((RERANKER,), "rerank")
-        if not body.texts:
+        if not body.texts:  # before the model's kind, as TEI checks them
             raise ServeError("`texts` cannot be empty", "empty")
+        server.require((RERANKER,), "rerank")
         m.request_count.labels("batch").inc()
         server.check_count("texts", len(body.texts))
         server.admit(request)

@@ -78,6 +78,12 @@ def test_classifier_predict_and_inference_client(tiny):
         assert len(pair) == 3 and isinstance(pair[0], dict)  # a pair is one input
         r = srv.client.post("/rerank", json={"query": "a", "texts": ["b"]})
         assert r.status_code == 424 and "re-ranker" in r.json()["error"]
+        # TEI checks for an empty `texts` before the model's kind: a 400 on any model
+        r = srv.client.post("/rerank", json={"query": "a", "texts": []})
+        assert r.status_code == 400 and r.json() == {
+            "error": "`texts` cannot be empty",
+            "error_type": "Empty",
+        }
 
 
 def test_equal_scores_are_ordered_as_tei_orders_them(tiny):
