@@ -748,6 +748,32 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
         assert details in (tmp_path / "TABLE.md").read_text()
 
 
+def test_serve_bench_stops_fastbert_serve_when_the_baseline_does_not_start(monkeypatch):
+    """--suite serve started fastbert serve, then the baseline server outside its try/finally: when the baseline
+    failed to start (or Ctrl-C came while it loaded), fastbert serve's child process was left running."""
+    from fastbert.benchmark import serve
+
+    signals = []
+
+    class Server:
+        def send_signal(self, sig):
+            signals.append(sig)
+
+        def wait(self, timeout):
+            return 0
+
+    def start(cmd, env, pattern, port):
+        if pattern is None:  # the baseline
+            raise RuntimeError("the baseline server did not start: boom")
+        return Server(), "http://127.0.0.1:1"
+
+    monkeypatch.setattr(serve, "_start", start)
+    monkeypatch.setattr(serve, "_free_port", lambda: 2)
+    with pytest.raises(RuntimeError, match="boom"):
+        serve.run_serve_bench(concurrencies=(1,), requests_per_round={1: 1}, rounds=1, log=lambda s: None)
+    assert signals == [serve.signal.SIGTERM]
+
+
 @pytest.mark.parametrize(
     "ours, wrong",
     [

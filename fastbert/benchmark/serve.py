@@ -78,6 +78,17 @@ def _start(cmd: list[str], env: dict[str, str], pattern: str | None, port: int |
     raise RuntimeError(f"the baseline server did not start: {proc.stderr.read()}")
 
 
+def _stop(procs: list[Any]) -> None:
+    """SIGTERM each server, then wait for it (killed after 30 s)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _free_port() -> int:
     import socket
 
@@ -195,25 +206,29 @@ def run_serve_bench(
         r"listening on (http://127\.0\.0\.1:\d+)",
         None,
     )
-    port = _free_port()
-    st, st_url = _start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "fastbert.benchmark.serve_baseline:app",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env,
-        None,
-        port,
-    )
+    try:
+        port = _free_port()
+        st, st_url = _start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "fastbert.benchmark.serve_baseline:app",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env,
+            None,
+            port,
+        )
+    except BaseException:  # the baseline did not start, or Ctrl-C came: fastbert serve is not left behind
+        _stop([fb])
+        raise
     servers = {"fastbert serve": fb_url, "FastAPI + sentence-transformers": st_url}
     rows: list[dict[str, Any]] = []
     meta = {
@@ -269,13 +284,7 @@ def run_serve_bench(
                 log(json.dumps(rows[-1]))
         rows.extend(_direct_rows(model, requests_of(requests_per_round[1], seed=1), threads, meta, log))
     finally:
-        for proc in (fb, st):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (fb, st):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop([fb, st])
     if out:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "rows.jsonl"), "w") as f:
