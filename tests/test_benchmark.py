@@ -748,6 +748,49 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
         assert details in (tmp_path / "TABLE.md").read_text()
 
 
+@pytest.mark.parametrize("warning_first", [True, False])
+def test_serve_bench_servers_start_past_warnings_and_their_stderr_is_drained(tmp_path, warning_first):
+    """``_start`` took fastbert serve's first stderr line for its startup line (a warning printed before it:
+    "did not start", the server killed), and neither server's stderr was read after startup: a server that
+    wrote 64 KiB there (warnings under load) blocked mid-benchmark."""
+    pytest.importorskip("httpx")
+    from fastbert.benchmark import serve
+
+    marker = tmp_path / "went-on"
+    code = (
+        "import sys, time\n"
+        + ("sys.stderr.write('UserWarning: something\\n'); sys.stderr.flush()\n" if warning_first else "")
+        + "sys.stderr.write('fastbert serve: listening on http://127.0.0.1:5 model=x\\n'); sys.stderr.flush()\n"
+        + "sys.stderr.write('w' * 300000 + '\\n'); sys.stderr.flush()\n"
+        + f"open({str(marker)!r}, 'w').close()\n"
+        + "time.sleep(60)\n"
+    )
+    proc, url = serve._start(
+        [sys.executable, "-c", code], dict(os.environ), r"listening on (http://\S+)", None
+    )
+    try:
+        assert url == "http://127.0.0.1:5"
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the server blocked writing to its stderr"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_serve_bench_baseline_that_exits_is_reported_at_once(tmp_path):
+    """A baseline server that exited at startup (an import error) was polled for 180 s before its error."""
+    pytest.importorskip("httpx")
+    from fastbert.benchmark import serve
+
+    code = "import sys; sys.stderr.write('ImportError: no module named foo\\n'); sys.exit(1)"
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not start: ImportError: no module named foo"):
+        serve._start([sys.executable, "-c", code], dict(os.environ), None, serve._free_port())
+    assert time.monotonic() - start < 30
+
+
 def test_serve_bench_stops_fastbert_serve_when_the_baseline_does_not_start(monkeypatch):
     """--suite serve started fastbert serve, then the baseline server outside its try/finally: when the baseline
     failed to start (or Ctrl-C came while it loaded), fastbert serve's child process was left running."""

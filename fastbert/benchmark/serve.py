@@ -17,6 +17,7 @@ the reference's size per request, or hold NaN) gets a ``wrong`` row with the fig
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import json
 import os
@@ -25,6 +26,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -48,7 +50,17 @@ def _default_signals() -> None:
         signal.signal(s, signal.SIG_DFL)
 
 
+def _drain(proc: Any, tail: collections.deque) -> threading.Thread:
+    """Read the rest of ``proc``'s stderr on a daemon thread, keeping its last lines in ``tail``: a server
+    whose stderr pipe is never read blocks once the pipe's buffer (64 KiB) is full."""
+    thread = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)
+    thread.start()
+    return thread
+
+
 def _start(cmd: list[str], env: dict[str, str], pattern: str | None, port: int | None) -> tuple[Any, str]:
+    """Start a server; ``pattern`` finds its URL in its stderr (lines before it, warnings, are skipped), else
+    it is up when ``port``'s ``/health`` answers 200. Its stderr is read on until it ends."""
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,
@@ -57,25 +69,32 @@ def _start(cmd: list[str], env: dict[str, str], pattern: str | None, port: int |
         env=env,
         preexec_fn=_default_signals,
     )
+    tail: collections.deque = collections.deque(maxlen=40)
     if pattern:
-        line = proc.stderr.readline()
-        m = re.search(pattern, line)
-        if not m:
-            proc.kill()
-            raise RuntimeError(f"{cmd[0]} did not start: {line}{proc.stderr.read()}")
-        return proc, m.group(1)
+        for line in proc.stderr:
+            m = re.search(pattern, line)
+            if m:
+                _drain(proc, tail)
+                return proc, m.group(1)
+            tail.append(line)
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{cmd[0]} did not start: {''.join(tail)}")
+    reader = _drain(proc, tail)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"the baseline server did not start: {proc.stderr.read()}")
+    proc.wait()
+    reader.join(5)
+    raise RuntimeError(f"the baseline server did not start: {''.join(tail)}")
 
 
 def _stop(procs: list[Any]) -> None:
