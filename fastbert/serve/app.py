@@ -590,9 +590,7 @@ def create_app(
             scores = scores_of(np.asarray(logits), body.raw_scores)
             if np.isnan(scores).any():
                 raise ServeError("score is NaN", "backend")
-            preds = [
-                {"score": float(s), "label": labels.get(str(i), f"LABEL_{i}")} for i, s in enumerate(scores)
-            ]
+            preds = [{"score": s, "label": labels.get(str(i), f"LABEL_{i}")} for i, s in enumerate(scores)]
             result.append(_best_first(preds))
         m.request_success.labels(kind).inc()
         return (result[0] if single else result), rows, items
@@ -626,7 +624,7 @@ def create_app(
         outs = await server.run(request, rows, ["scores"] * len(rows))
         ranks = []
         for index, logits in enumerate(outs):
-            score = float(scores_of(np.asarray(logits)[:1], body.raw_scores)[0])
+            score = scores_of(np.asarray(logits)[:1], body.raw_scores)[0]  # a float32, as TEI's
             if math.isnan(score):
                 raise ServeError("score is NaN", "backend")
             rank = {"index": index, "score": score}

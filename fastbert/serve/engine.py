@@ -427,17 +427,17 @@ def _splade(logits: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> tor
     return pool(torch.log1p(torch.relu(logits.float())), mask, lengths, ("max",))
 
 
-def cosines(source: np.ndarray, others: list[np.ndarray]) -> list[float]:
+def cosines(source: np.ndarray, others: list[np.ndarray]) -> list[np.float32]:
     """Cosine of ``source`` to each of ``others`` (TEI ``/similarity``), in [-1, 1]: in float64, clipped
     (from vectors normalized in float32 a sentence scored 1.0000000013 against itself, which a client's
-    ``acos`` refuses)."""
+    ``acos`` refuses), then rounded to float32 (still within [-1, 1]), written shortest as TEI's f32."""
 
     def unit(v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
         return v / max(float(np.sqrt(v @ v)), 1e-12)
 
     s = unit(source)
-    return [min(1.0, max(-1.0, float(s @ unit(v)))) for v in others]
+    return [np.float32(min(1.0, max(-1.0, float(s @ unit(v))))) for v in others]
 
 
 def normalize(v: np.ndarray) -> np.ndarray:

@@ -71,17 +71,22 @@ def check_finite(arrays: list[np.ndarray]) -> None:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    with np.errstate(over="ignore"):  # exp(88.8+) is inf in float32: the score is 0, as TEI's
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x.astype(np.float64) - np.max(x))
-    return e / e.sum()
+    e = np.exp(x - np.max(x))
+    return e / e.sum(dtype=np.float32)
 
 
 def scores_of(logits: np.ndarray, raw: bool) -> np.ndarray:
+    """/predict's and /rerank's scores of one input's logits, in float32 as TEI computes them (core/src/infer.rs
+    ``predict``: sigmoid of one logit, softmax of several, on the backend's f32 logits): a score above
+    0.99999997 is 1.0, so saturated scores tie, and each is written shortest as TEI's f32 (``0.49823478``)."""
+    logits = np.asarray(logits, dtype=np.float32)
     if raw:
-        return logits.astype(np.float64)
+        return logits
     return _sigmoid(logits) if logits.shape[-1] == 1 else _softmax(logits)
 
 

@@ -230,6 +230,8 @@ def test_similarity_scores_stay_within_minus_one_and_one(tiny):
         assert all(-1.0 <= s <= 1.0 for s in scores), scores
         assert [math.acos(s) for s in scores]  # a client's angle
         assert scores[0] == scores[2] == pytest.approx(1.0, abs=1e-12)
+        # written as float32, as TEI's f32 similarities (and every other number of the server)
+        assert all(str(np.float32(s)) == s for s in json.loads(r.text, parse_float=str)), r.text
 
 
 def test_similarity_parameters_reach_the_embedding(tmp_path):

@@ -4,6 +4,8 @@ transformers' own forward."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,44 @@ def test_equal_scores_are_ordered_as_tei_orders_them(tiny):
                 assert [p["label"] for p in preds] == ["NEU", "POS", "NEG"]
                 batch = srv.client.post("/predict", json={"inputs": [["the cat"], ["a dog"]]}).json()
                 assert batch == [preds, preds]
+
+
+def test_scores_are_float32_as_tei_computes_and_writes_them(tiny):
+    """TEI computes /rerank's and /predict's sigmoid / softmax in f32 on the backend's f32 logits and writes
+    the f32 shortest (core/src/infer.rs predict): fastbert computed and wrote them in float64
+    (``0.4982347791081209`` where TEI writes ``0.49823478``), and ordered by the float64 values, so scores
+    that TEI ties (sigmoid of logits 20 and 25: both 1.0 in f32) came out by logit instead of in TEI's
+    reverse input order."""
+
+    def written(r):  # each score as the text the server wrote
+        return sorted(json.loads(r.text, parse_float=str), key=lambda x: x["index"] if "index" in x else 0)
+
+    with serving(model=tiny["reranker"]) as srv:
+        body = {"query": "q", "texts": ["a b", "the cat"]}
+        raw = written(srv.client.post("/rerank", json={**body, "raw_scores": True}))
+        ranks = written(srv.client.post("/rerank", json=body))
+        for r, logit in zip(ranks, raw):
+            assert str(np.float32(logit["score"])) == logit["score"]  # the backend's f32 logit, shortest
+            want = np.float32(1) / (np.float32(1) + np.exp(-np.float32(logit["score"])))
+            assert r["score"] == str(want), (r, want)
+        # saturated scores tie in f32 (1.0), then come out in reverse input order, as TEI's
+        pairs = [("q", "a"), ("q", "a a")]
+        lengths = [len(ids) for ids, _ in srv.state.encode("texts", pairs, False, "right")]
+        logit_of = {lengths[0]: 25.0, lengths[1]: 20.0}
+        srv.state.models[0].run = lambda rows, ops: [
+            np.array([logit_of[len(ids)]], dtype=np.float32) for ids, _ in rows
+        ]
+        ranks = srv.client.post("/rerank", json={"query": "q", "texts": ["a", "a a"]}).json()
+        assert ranks == [{"index": 1, "score": 1.0}, {"index": 0, "score": 1.0}]
+    with serving(model=tiny["classifier"]) as srv:
+        preds = written(srv.client.post("/predict", json={"inputs": "the cat"}))
+        assert all(str(np.float32(p["score"])) == p["score"] for p in preds), preds
+        # exp(-1e-8) is 1.0 in f32: NEG and POS tie, and come out in reverse input order
+        logits = np.array([1e-8, 0.0, -5.0], dtype=np.float32)
+        srv.state.models[0].run = lambda rows, ops: [logits for _ in rows]
+        preds = srv.client.post("/predict", json={"inputs": "the cat"}).json()
+        assert [p["label"] for p in preds] == ["POS", "NEG", "NEU"], preds
+        assert preds[0]["score"] == preds[1]["score"]
 
 
 def test_splade_embed_sparse(tiny):
