@@ -791,6 +791,26 @@ def test_serve_bench_baseline_that_exits_is_reported_at_once(tmp_path):
     assert time.monotonic() - start < 30
 
 
+def test_serve_bench_fastbert_serve_that_hangs_while_loading_is_stopped(monkeypatch):
+    """``_start`` read fastbert serve's stderr for its startup line with no deadline: a server that hung while
+    loading (printing nothing) blocked ``fastbert bench --suite serve`` forever. It is killed at
+    ``STARTUP_TIMEOUT`` with an error saying so."""
+    from fastbert.benchmark import serve
+
+    monkeypatch.setattr(serve, "STARTUP_TIMEOUT", 1.0, raising=False)
+    started: list = []
+    popen = serve.subprocess.Popen
+    monkeypatch.setattr(
+        serve.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1]
+    )
+    code = "import sys, time; sys.stderr.write('loading\\n'); sys.stderr.flush(); time.sleep(30)"
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"did not start within 1 s \(killed\): loading"):
+        serve._start([sys.executable, "-c", code], dict(os.environ), r"listening on (http://\S+)", None)
+    assert time.monotonic() - start < 20
+    assert started[0].poll() is not None  # the child was stopped
+
+
 def test_serve_bench_stops_fastbert_serve_when_the_baseline_does_not_start(monkeypatch):
     """--suite serve started fastbert serve, then the baseline server outside its try/finally: when the baseline
     failed to start (or Ctrl-C came while it loaded), fastbert serve's child process was left running."""

@@ -21,6 +21,7 @@ import collections
 import functools
 import json
 import os
+import queue
 import random
 import re
 import signal
@@ -35,6 +36,10 @@ WORDS = (
     "science finds answers in data models learn from text embeddings map sentences into vectors search ranks "
     "documents by meaning rivers run to the sea under a blue sky with green leaves"
 ).split()
+
+
+#: seconds a server has to start (fastbert serve to print its startup line, the baseline to answer /health)
+STARTUP_TIMEOUT = 180.0
 
 
 def requests_of(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -58,9 +63,13 @@ def _drain(proc: Any, tail: collections.deque) -> threading.Thread:
     return thread
 
 
-def _start(cmd: list[str], env: dict[str, str], pattern: str | None, port: int | None) -> tuple[Any, str]:
+def _start(
+    cmd: list[str], env: dict[str, str], pattern: str | None, port: int | None, timeout: float | None = None
+) -> tuple[Any, str]:
     """Start a server; ``pattern`` finds its URL in its stderr (lines before it, warnings, are skipped), else
-    it is up when ``port``'s ``/health`` answers 200. Its stderr is read on until it ends."""
+    it is up when ``port``'s ``/health`` answers 200. Its stderr is read on until it ends. A server not up
+    within ``timeout`` seconds (:data:`STARTUP_TIMEOUT`) is killed and a RuntimeError says so."""
+    timeout = STARTUP_TIMEOUT if timeout is None else timeout
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,
@@ -71,20 +80,41 @@ def _start(cmd: list[str], env: dict[str, str], pattern: str | None, port: int |
     )
     tail: collections.deque = collections.deque(maxlen=40)
     if pattern:
-        for line in proc.stderr:
-            m = re.search(pattern, line)
-            if m:
-                _drain(proc, tail)
-                return proc, m.group(1)
-            tail.append(line)
+        # read on a thread, so that a server that hangs while loading (printing nothing) meets the deadline
+        found: queue.Queue = queue.Queue()
+
+        def read() -> None:
+            for line in proc.stderr:
+                m = re.search(pattern, line)
+                if m:
+                    found.put(m.group(1))
+                    tail.extend(proc.stderr)  # drained until it ends
+                    return
+                tail.append(line)
+            found.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        why = "did not start"
+        try:
+            url = found.get(timeout=timeout)
+        except queue.Empty:
+            url, why = None, f"did not start within {timeout:g} s (killed)"
+        except BaseException:  # Ctrl-C while it loads: it is not left behind
+            proc.kill()
+            proc.wait()
+            raise
+        if url is not None:
+            return proc, url
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"{cmd[0]} did not start: {''.join(tail)}")
+        reader.join(5)
+        raise RuntimeError(f"{' '.join(cmd)} {why}: {''.join(tail)}")
     reader = _drain(proc, tail)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
