@@ -65,6 +65,19 @@ class SimilarityInputs(str):
         return "inputs.source_sentence" if k == 0 else f"inputs.sentences[{k - 1}]"
 
 
+class RerankPairs(str):
+    """The field of /rerank's inputs, the pairs ``(query, texts[k])``: an error names what is at fault, the
+    ``query`` (a lone surrogate in it, or too long alone), ``texts[k]`` (a lone surrogate in it), or the pair
+    (``query`` and ``texts[k]`` together too long, or both empty)."""
+
+    def part(self, k: int, i: int) -> str:
+        """The name of text ``i`` (0 the query, 1 the text) of pair ``k``."""
+        return "query" if i == 0 else f"texts[{k}]"
+
+    def pair(self, k: int) -> str:
+        return f"`query` and `texts[{k}]`"
+
+
 def input_name(field: str, k: int, n: int) -> str:
     """How an error message names input ``k`` of ``n`` of ``field`` (``field[k]``; the field alone for one)."""
     if isinstance(field, SimilarityInputs):
@@ -172,28 +185,35 @@ class Server:
         with it, a text is cut to that many characters (each of a pair to half) on the side truncation
         drops (token ids are left whole: truncation cuts them)."""
         limit = self.spec.max_input_length * MAX_CHAR_MULTIPLIER
+        pairs = isinstance(field, RerankPairs)
         out = []
         for k, x in enumerate(inputs):
             where = input_name(field, k, len(inputs))
             texts = x if isinstance(x, tuple) else (x,)
             if all(len(t) == 0 for t in texts):
-                raise ServeError(f"`{where}` cannot be empty", "empty", metric="tokenization")
-            for t in texts:
+                what = f"{field.pair(k)} cannot both be empty" if pairs else f"`{where}` cannot be empty"
+                raise ServeError(what, "empty", metric="tokenization")
+            for i, t in enumerate(texts):
                 if isinstance(t, str) and not t.isascii():
                     try:
                         t.encode("utf-8")
                     except UnicodeEncodeError as e:  # a lone surrogate ("\ud800" in the JSON)
                         raise ServeError(
-                            f"`{where}` is not valid Unicode: {e.object[e.start : e.end]!r} at character "
-                            f"{e.start} is a lone surrogate",
+                            f"`{field.part(k, i) if pairs else where}` is not valid Unicode: "
+                            f"{e.object[e.start : e.end]!r} at character {e.start} is a lone surrogate",
                             metric="tokenization",
                         ) from None
             chars = sum(len(t) for t in texts)
             if chars > limit:
                 if not truncate:
+                    named, given = f"`{where}`", chars
+                    if pairs:  # the query when it is too long alone, else the pair
+                        alone = len(texts[0]) > limit
+                        named = "`query`" if alone else f"{field.pair(k)} together"
+                        given = len(texts[0]) if alone else chars
                     raise ServeError(
-                        f"Input validation error: `{where}` must have less than {limit} characters. "
-                        f"Given: {chars}",
+                        f"Input validation error: {named} must have less than {limit} characters. "
+                        f"Given: {given}",
                         metric="tokenization",
                     )
                 if isinstance(x, tuple):
@@ -240,9 +260,14 @@ class Server:
         try:
             rows = self.tokenizer.encode(inputs, truncate, direction.lower())
         except InputTooLong as e:
-            where = input_name(field, e.index, len(inputs))
+            named, given = f"`{input_name(field, e.index, len(inputs))}`", e.length
+            if isinstance(field, RerankPairs):  # the query when it is too long alone, else the pair
+                query = len(self.tokenizer.plain.encode(inputs[e.index][0]).ids)
+                alone = query > e.maximum
+                named = "`query`" if alone else f"{field.pair(e.index)} together"
+                given = query if alone else e.length
             raise ServeError(
-                f"Input validation error: `{where}` must have less than {e.maximum} tokens. Given: {e.length} "
+                f"Input validation error: {named} must have less than {e.maximum} tokens. Given: {given} "
                 "(pass truncate=true, or start the server with --auto-truncate)",
                 "validation",
                 metric="tokenization",
@@ -615,7 +640,7 @@ def create_app(
         server.check_count("texts", len(body.texts))
         server.admit(request)
         rows = await server.encode_off_loop(
-            "texts",
+            RerankPairs("texts"),
             [(body.query, t) for t in body.texts],
             body.truncate,
             body.truncation_direction,

@@ -146,6 +146,37 @@ def test_scores_are_float32_as_tei_computes_and_writes_them(tiny):
         assert preds[0]["score"] == preds[1]["score"]
 
 
+def test_rerank_errors_name_the_query_or_the_pair(tiny):
+    """/rerank tokenizes the pairs (query, texts[k]); its errors named `texts[k]` (or `texts` for one text)
+    whatever was at fault: a query too long alone, or with a lone surrogate, was blamed on the text. The query
+    is named when it is at fault alone, the pair when the two together are too long or both empty."""
+
+    def error(body, status=422, kind="Validation"):
+        r = srv.client.post("/rerank", content=json.dumps(body), headers={"content-type": "application/json"})
+        assert r.status_code == status and set(r.json()) == {"error", "error_type"}, r.text
+        assert r.json()["error_type"] == kind, r.text
+        return r.json()["error"]
+
+    with serving(model=tiny["reranker"]) as srv:
+        said = error({"query": "q " * 2000, "texts": ["a"], "truncate": False})
+        assert said.startswith(
+            "Input validation error: `query` must have less than 64 tokens. Given: 2002"
+        ), said
+        said = error({"query": "q", "texts": ["a", "b " * 100], "truncate": False})
+        assert "`query` and `texts[1]` together must have less than 64 tokens. Given: 104" in said, said
+        said = error({"query": "q" * 16001, "texts": ["a"], "truncate": False})
+        assert said == "Input validation error: `query` must have less than 16000 characters. Given: 16001"
+        said = error({"query": "q" * 8000, "texts": ["a", "b" * 8001], "truncate": False})
+        assert "`query` and `texts[1]` together must have less than 16000 characters. Given: 16001" in said
+        said = error({"query": "a \ud800", "texts": ["a", "b"]})
+        assert said.startswith("`query` is not valid Unicode"), said
+        said = error({"query": "a", "texts": ["a", "b \ud800"]})
+        assert said.startswith("`texts[1]` is not valid Unicode"), said
+        said = error({"query": "", "texts": ["a", ""]}, 400, "Empty")
+        assert said == "`query` and `texts[1]` cannot both be empty"
+        assert srv.client.post("/rerank", json={"query": "", "texts": ["a"]}).status_code == 200
+
+
 def test_splade_embed_sparse(tiny):
     model = transformers.BertForMaskedLM.from_pretrained(tiny["mlm"]).eval()
     tok = transformers.BertTokenizerFast.from_pretrained(tiny["mlm"])
