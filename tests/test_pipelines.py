@@ -465,6 +465,14 @@ def test_wrong_architecture_is_a_clear_error(ckpt):
         fastbert.pipeline("fill-mask")
 
 
+def test_wrong_architecture_of_a_loaded_model_names_its_family_head():
+    """A loaded ModernBERT classifier given to question-answering: the error names ModernBERT's QA class too
+    (it named BertForQuestionAnswering only, as if BERT alone could serve the task)."""
+    model = fastbert.ModernBertForSequenceClassification(model_helpers.tiny_family_config("modernbert"))
+    with pytest.raises(ValueError, match="no head for question-answering.*ModernBertForQuestionAnswering"):
+        fastbert.pipeline("question-answering", model=model, tokenizer="unused")
+
+
 def test_task_inferred_from_architecture(ckpt):
     assert fastbert.pipeline(model=ckpt["tok"]).task == "token-classification"
     assert fastbert.pipeline(model=embedded_model_path()).task == "sentence-embedding"

@@ -191,7 +191,8 @@ def pipeline(
         accepted = architectures(task)
         if accepted and is_known_architecture(name) and name not in accepted:
             raise ValueError(
-                f"the model given is a {name}, which has no head for {task}: {task} needs a {accepted[0]}"
+                f"the model given is a {name}, which has no head for {task}: {task} needs a "
+                f"{' or '.join(accepted)}"
             )
         if attn_implementation is not None and hasattr(model, "set_attn_implementation"):
             model.set_attn_implementation(attn_implementation)
