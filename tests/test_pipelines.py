@@ -584,3 +584,25 @@ def test_antiberty_fill_mask_matches_transformers(antiberty_folder):
     ]
     assert_same(ours(seqs, top_k=3), ref(seqs, top_k=3), atol=1e-4)
     assert ours(seqs[0])[0]["token_str"] in list("ACDEFGHIKLMNPQRSTVWY")
+
+
+def test_folder_max_seq_length_above_the_position_table_is_capped(tmp_path):
+    """sentence_bert_config.json's max_seq_length above the model's position table (sentence-transformers
+    loads such a folder and encodes its short texts): the pipeline runs with the table's length as its
+    maximum instead of refusing the folder with a message about a max_length nobody passed."""
+    import json
+    import shutil
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(embedded_model_path(), folder)
+    cfg = json.loads((folder / "sentence_bert_config.json").read_text())
+    cfg["max_seq_length"] = 4096
+    (folder / "sentence_bert_config.json").write_text(json.dumps(cfg))
+    positions = json.loads((folder / "config.json").read_text())["max_position_embeddings"]
+    emb = fastbert.pipeline("sentence-embedding", model=str(folder))
+    assert emb.max_length == positions
+    ref = fastbert.pipeline("sentence-embedding")
+    text = "Plants create energy through a process known as photosynthesis."
+    np.testing.assert_allclose(np.asarray(emb(text)), np.asarray(ref(text)), atol=1e-6)
+    with pytest.raises(ValueError, match="max_length=4096 is more than"):  # one the caller passes: refused
+        fastbert.pipeline("sentence-embedding", model=str(folder), max_length=4096)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastbert.hub import HubOptions
 
-from .base import Pipeline, read_json_file, resolve_device, resolve_dtype
+from .base import Pipeline, _max_input_tokens, read_json_file, resolve_device, resolve_dtype
 from .registry import (
     DEFAULT_MODEL_TASKS,
     TASKS,
@@ -225,7 +225,10 @@ def pipeline(
         norm = kwargs.pop("normalize", None)
         extra["normalize"] = normalize if norm is None else norm
         if max_len and "max_length" not in kwargs:
-            extra["max_length"] = max_len
+            # above the position table (sentence-transformers loads such a folder and encodes what fits):
+            # the table's length is the most the model can take
+            positions = _max_input_tokens(loaded)
+            extra["max_length"] = min(max_len, positions) if positions else max_len
             folder_max_length = True
     if "max_length" in kwargs:
         extra["max_length"] = kwargs.pop("max_length")
