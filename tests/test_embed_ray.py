@@ -189,6 +189,9 @@ def test_ray_output_uri_is_made_refused_on_rerun_and_overwritten(setup, tmp_path
     embed(paths, uri, model=setup["model"], engine="ray", **JOB)
     first = sorted(os.listdir(folder))
     assert MANIFEST in first and len(first) > 1
+    assert not [n for n in first if n.startswith("_part-ray-")], (
+        first
+    )  # the staging folder, moved and removed
     with pytest.raises(ValueError, match="holds a previous run's output"):
         embed(paths, uri, model=setup["model"], engine="ray", **JOB)
     assert sorted(os.listdir(folder)) == first
@@ -218,3 +221,88 @@ def test_ray_rows_in_input_order_with_two_actors(setup, tmp_path):
     embed(setup["paths"], str(out), model=setup["model"], engine="ray", ray_actors=2, **job)
     assert not os.path.exists(setup["crash"]), "no actor died"
     assert read_output(str(out)).column("id").to_pylist() == setup["ids"]
+
+
+class _Killed(Exception):
+    """The driver's end in the test of a run stopped mid-write."""
+
+
+def test_ray_run_stopped_mid_write_leaves_no_file_in_the_dataset(setup, tmp_path, monkeypatch):
+    """Ray Data wrote each file at its final name in the output: a driver killed mid-write left truncated
+    ``part-ray-*.parquet`` files there, on which ``pyarrow.dataset.dataset(output)`` failed. Now Ray writes
+    into a ``_``-prefixed staging folder inside the output, which dataset readers skip, and the driver moves
+    the files in once all are written. Here the driver stops after Ray's write, before the move, and no
+    handler runs (a SIGKILL's case): the dataset holds no file; read_output says the rerun runs the job
+    again, and the same command does so, removing the staging folder."""
+    import pyarrow.dataset as pads
+
+    from fastbert.embed import ray_engine
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(ray_engine, "ray_summary", killed)
+    monkeypatch.setattr(ray_engine, "_remove_staging", lambda *a: None, raising=False)  # no handler ran
+    out = tmp_path / "vectors"
+    paths = setup["paths"][:1]
+    with pytest.raises(_Killed):
+        embed(paths, str(out), model=setup["model"], engine="ray", **JOB)
+    names = os.listdir(out)
+    assert [n for n in names if n.endswith(".parquet")] == [], names
+    staging = [n for n in names if n.startswith("_part-ray-") and (out / n).is_dir()]
+    assert len(staging) == 1, names
+    written = os.listdir(out / staging[0])
+    assert written and all(n.endswith(".parquet") for n in written), written  # Ray's write had finished
+    with open(out / staging[0] / (written[0][:-8] + "-truncated.parquet"), "wb") as f:
+        f.write(b"PAR1\x00")  # what a kill mid-write leaves: readers do not look there
+    assert pads.dataset(str(out)).files == []
+    with pytest.raises(ValueError, match="rerun the same fastbert embed command, which runs the job again"):
+        read_output(str(out))
+    monkeypatch.undo()
+    m = embed(paths, str(out), model=setup["model"], engine="ray", **JOB)  # the same command, no --overwrite
+    assert m["status"] == "complete" and m["total_rows"] == 300
+    assert not [n for n in os.listdir(out) if n.startswith("_part-ray-")], os.listdir(out)
+    assert read_output(str(out)).column("id").to_pylist() == setup["ids"][:300]
+    assert pads.dataset(str(out)).count_rows() == 300
+
+
+@pytest.mark.parametrize("uri", [False, True])
+def test_ray_run_stopped_while_moving_its_files_is_refused_and_overwritten(setup, tmp_path, uri):
+    """A Ray run stopped while its files were moved from the staging folder into the output leaves some of
+    them there (which pyarrow and Ray Data read, not those of the staging folder): a rerun is refused naming
+    --overwrite (the Ray engine does not resume), read_output says so, and --overwrite removes the files and
+    the staging folder (locally and through a URI)."""
+    import pyarrow.dataset as pads
+
+    from fastbert.embed.manifest import write_manifest
+    from fastbert.embed.resume import OutputFolder
+
+    prefix = "part-ray-0badc0de"
+    out = tmp_path / "vectors"
+    staging = out / f"_{prefix}.staging"
+    staging.mkdir(parents=True)
+    table = pa.table({"id": pa.array([0, 1], pa.int64())})
+    pq.write_table(table, str(out / f"{prefix}_a_000000-0.parquet"))
+    pq.write_table(table, str(staging / f"{prefix}_a_000001-0.parquet"))
+    manifest = {
+        "manifest_version": 1,
+        "engine": "ray",
+        "status": "running",
+        "job": {"shard_rows": 200},
+        "inputs": [],
+        "ray_file_prefix": prefix,
+    }
+    write_manifest(str(out / MANIFEST), manifest)
+    assert pads.dataset(str(out)).count_rows() == 2
+    assert ray.data.read_parquet(str(out)).count() == 2
+    with pytest.raises(ValueError, match="with --overwrite to run the job again"):
+        read_output(str(out))
+    target = out.as_uri() if uri else str(out)
+    with pytest.raises(ValueError, match="pass --overwrite"):
+        OutputFolder.inspect(target, "ray", overwrite=False).release()
+    folder = OutputFolder.inspect(target, "ray", overwrite=True)
+    try:
+        folder.start(dict(manifest, ray_file_prefix="part-ray-12345678"))
+    finally:
+        folder.release()
+    assert sorted(os.listdir(out)) == [MANIFEST]

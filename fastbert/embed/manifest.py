@@ -93,16 +93,28 @@ def is_manifest(manifest: Any) -> bool:
     )
 
 
+def ray_staging_name(prefix: str) -> str:
+    """The folder inside the output where Ray Data writes the files of the Ray run whose files' names start
+    with ``prefix``; the driver moves them into the output once the whole write succeeded. Its name starts
+    with ``_``, which dataset readers skip (pyarrow, pandas, Ray Data), so the files of a run killed
+    mid-write, some of them truncated, are never read as part of the dataset."""
+    return f"_{prefix}.staging"
+
+
 def owned_names(manifest: dict[str, Any]) -> tuple[set[str], str | None]:
     """(names of the files the run of ``manifest`` wrote, prefix of the files a Ray run writes): its shards
-    listed when complete, its planned shards while running (local engine), the files of its Ray run."""
+    listed when complete, its planned shards while running (local engine), the files of its Ray run and the
+    folder it writes them into (:func:`ray_staging_name`)."""
     names = {s["name"] for s in manifest.get("shards") or () if isinstance(s, dict) and "name" in s}
+    prefix = manifest.get("ray_file_prefix")
+    if isinstance(prefix, str) and prefix:
+        names.add(ray_staging_name(prefix))
     shard_rows = manifest["job"].get("shard_rows")
     if manifest.get("engine", "local") == "local" and isinstance(shard_rows, int) and shard_rows > 0:
         count = sum(math.ceil(int(f.get("rows", 0)) / shard_rows) for f in manifest["inputs"])
         digits = manifest_shard_digits(manifest)
         names |= {shard_name(i, digits) for i in range(count)}
-    return names, manifest.get("ray_file_prefix")
+    return names, prefix
 
 
 def manifest_shard_digits(manifest: dict[str, Any]) -> int:
@@ -194,7 +206,8 @@ def ray_summary(output: str, total_input: int, prefix: str) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     fs, inner = filesystem(output)
-    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=False))
+    # allow_not_found: a run of no row may leave no folder
+    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=False, allow_not_found=True))
     names = sorted(
         i.path for i in infos if i.base_name.startswith(prefix) and i.base_name.endswith(".parquet")
     )

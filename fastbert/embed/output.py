@@ -34,6 +34,8 @@ def read_output(output: str, allow_incomplete: bool = False):
         said = (
             f"it has no {MANIFEST}" if manifest is None else f"its {MANIFEST} says {manifest.get('status')!r}"
         )
+        if manifest is not None and manifest.get("engine", "local") != "local":
+            raise ValueError(_unfinished_ray_run(output, said, manifest))
         raise ValueError(
             f"{output} is not a finished fastbert embed output ({said}): its shards may be only part "
             "of the job (rerun the same fastbert embed command to finish it), or pass allow_incomplete=True "
@@ -52,6 +54,30 @@ def read_output(output: str, allow_incomplete: bool = False):
             bool(job.get("id_column")), job.get("output_dtype"), manifest["dimension"]
         ).empty_table()
     raise OSError(f"{output} holds no Parquet shard")
+
+
+def _unfinished_ray_run(output: str, said: str, manifest: dict) -> str:
+    """What read_output says of the output of a Ray run that did not finish: a Ray run is not resumed, its
+    rerun starts over (on its own when the run left none of its files in the folder, its files being moved
+    in only once the whole write succeeded; with --overwrite when it stopped while they were moved)."""
+    prefix = manifest.get("ray_file_prefix")
+    visible = isinstance(prefix, str) and any(
+        n.startswith(prefix) and n.endswith(".parquet") for n in os.listdir(output)
+    )
+    head = (
+        f"{output} is not a finished fastbert embed output ({said}): the output of a Ray run (--ray) that is "
+        "still running or was stopped"
+    )
+    if visible:
+        return (
+            f"{head} while its files were moved into the folder, which holds only some of them; the Ray "
+            "engine does not resume: rerun the same fastbert embed command with --overwrite to run the job "
+            "again, or pass allow_incomplete=True to read the files there"
+        )
+    return (
+        f"{head}; its files are moved into the folder only once all are written, and none is there; the Ray "
+        "engine does not resume: rerun the same fastbert embed command, which runs the job again"
+    )
 
 
 def _shard_order(name: str) -> tuple[int, int, str]:

@@ -1,18 +1,27 @@
-"""The Ray engine: the same plan as a Ray Data pipeline. One item a shard; Ray tasks read the rows; an actor
-pool of fastbert models (one a GPU, CPU actors otherwise) encodes them with the same windowed token-budget
-batching; Ray Data's writer writes Parquet to any filesystem it reaches, in input order."""
+"""The Ray engine: the same plan as a Ray Data pipeline. One item a shard; an actor pool of fastbert models
+(one a GPU, CPU actors otherwise) reads the rows of its shards and encodes them with the same windowed
+token-budget batching (Ray Data fuses the read into the pool: ``ActorPoolMapOperator[MapBatches(_ray_read)->
+MapBatches(_RayEncoder)]``, so an actor reads the shards it encodes); Ray Data's write tasks write Parquet to
+any filesystem it reaches, in input order, into a staging folder inside the output
+(:func:`~.manifest.ray_staging_name`, which dataset readers skip), and the driver moves the files into the
+output only once the whole write succeeded: a run killed mid-write leaves no file, truncated or not, in the
+dataset."""
 
 from __future__ import annotations
 
 import dataclasses
 import gc
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
+from fastbert.output_files import _fsync_folder
+
 from .encoder import Encoder, encode_rows
+from .inputs import filesystem, is_uri
 from .job import Job, job_from_dict
-from .manifest import ray_summary
+from .manifest import ray_staging_name, ray_summary
 from .plan import InputFile, Shard, file_from_record, input_records
 from .readers import Row, read_shard
 from .writer import arrow_table
@@ -193,7 +202,61 @@ def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[s
         # actor pools (max_restarts=-1, max_task_retries=-1; Ray 2.60 deprecates passing them, 2.64 refuses
         # them). The no-duplicate guarantee rests on it: test_ray_actor_killed_mid_run_is_retried.
     )
-    ds.write_parquet(
-        output, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
-    )
-    return ray_summary(output, sum(f.rows for f in files), file_prefix)
+    # written where readers do not look (Ray Data writes each file at its final name, so a run killed
+    # mid-write left truncated files in the dataset); moved into the output once all of them are complete
+    staging = _join(output, ray_staging_name(file_prefix))
+    try:
+        ds.write_parquet(
+            staging, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
+        )
+        summary = ray_summary(staging, sum(f.rows for f in files), file_prefix)
+    except BaseException:
+        _remove_staging(staging)
+        raise
+    _publish(staging, output, [str(r["name"]) for r in summary["shards"]])
+    return summary
+
+
+def _join(folder: str, name: str) -> str:
+    return folder.rstrip("/") + "/" + name if is_uri(folder) else os.path.join(folder, name)
+
+
+def _remove_staging(staging: str) -> None:
+    """Remove the staging folder of a run that failed (best effort: a SIGKILL leaves it, and the next run
+    into the output removes it)."""
+    try:
+        if is_uri(staging):
+            fs, inner = filesystem(staging)
+            fs.delete_dir(inner)
+        else:
+            shutil.rmtree(staging)
+    except (OSError, NotImplementedError):
+        pass
+
+
+def _publish(staging: str, output: str, names: Sequence[str]) -> None:
+    """Move the files ``names`` Ray wrote into ``staging`` (a folder inside ``output``) to ``output``, then
+    remove ``staging``: locally each file fsynced, renamed (``os.replace``) and the folder fsynced; a URI
+    through pyarrow's filesystem (a move, or a copy and a delete where the filesystem cannot move)."""
+    if not is_uri(staging):
+        for name in names:
+            fd = os.open(os.path.join(staging, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for name in names:
+            os.replace(os.path.join(staging, name), os.path.join(output, name))
+        _fsync_folder(output)
+        _remove_staging(staging)
+        return
+    fs, inner = filesystem(staging)
+    _, target = filesystem(output)
+    for name in names:
+        src, dst = inner.rstrip("/") + "/" + name, target.rstrip("/") + "/" + name
+        try:
+            fs.move(src, dst)
+        except NotImplementedError:  # pyarrow's ArrowNotImplementedError: copy, then delete
+            fs.copy_file(src, dst)
+            fs.delete_file(src)
+    _remove_staging(staging)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -197,8 +198,12 @@ class OutputFolder:
                     f"holds {shown}): run the command again"
                 )
         for name in self.remove:
+            path = os.path.join(self.output, name)
+            if os.path.isdir(path) and not os.path.islink(path):  # a Ray run's staging folder
+                shutil.rmtree(path, ignore_errors=True)
+                continue
             with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(self.output, name))
+                os.remove(path)
         for name in os.listdir(self.output):  # what a SIGKILL left (no handler ran)
             if is_temp_name(name) and self.owns(name):
                 with contextlib.suppress(OSError):
@@ -239,8 +244,12 @@ def _start_remote(output: str, remove: Sequence[str]) -> None:
     except OSError as e:
         raise OSError(f"cannot create the output folder {output}: {e}") from None
     for name in remove:
+        path = inner.rstrip("/") + "/" + name
+        if fs.get_file_info(path).type == pafs.FileType.Directory:  # a Ray run's staging folder
+            fs.delete_dir(path)
+            continue
         with contextlib.suppress(FileNotFoundError):
-            fs.delete_file(inner.rstrip("/") + "/" + name)
+            fs.delete_file(path)
 
 
 def _is_shard_name(name: str) -> bool:
