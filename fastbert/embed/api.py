@@ -70,8 +70,9 @@ def embed(
     process per device over disjoint shards. ``engine="ray"``: the same plan as a Ray Data pipeline.
     ``quantization``: "int8" or "fp8", the model quantized at load in every worker (calibrated on the
     built-in set, :func:`fastbert.quantize`); part of the job, so a resume must ask the same.
-    A finished output is returned as is; an interrupted one is resumed; another job's is refused
-    unless ``overwrite``; a folder another run is writing is refused (:class:`~fastbert.embed.lock.OutputInUse`).
+    A finished output is returned as is; an interrupted one is resumed (``engine="ray"``: a finished output
+    is refused unless ``overwrite``, and an interrupted one starts over: Ray runs are not resumed);
+    another job's is refused unless ``overwrite``; a folder another run is writing is refused (:class:`~fastbert.embed.lock.OutputInUse`).
     Ids that repeat inside a shard are counted in the manifest (``duplicate_ids``) and warned of
     (:class:`DuplicateIdWarning`).
     """
