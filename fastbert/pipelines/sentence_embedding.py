@@ -102,18 +102,27 @@ def _kind(module: dict[str, Any]) -> str:
 
 def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[str], bool]:
     """(the folders of the ``Dense`` modules after the pooling, in order; whether ``Normalize`` ends the
-    stack) of a sentence-transformers ``modules.json``. A module fastbert cannot apply there is refused by
-    name (its vectors would silently differ from ``SentenceTransformer.encode``)."""
+    stack) of a sentence-transformers ``modules.json``. A module fastbert cannot apply is refused by name
+    (its vectors would silently differ from ``SentenceTransformer.encode``): anything but the first module
+    (the transformer) before the ``Pooling`` (``WeightedLayerPooling``, a token-level ``Dense``, ``LayerNorm``,
+    a ``SparseEncoder``'s ``SpladePooling``...), anything but ``Dense`` and ``Normalize`` after it."""
     dense: list[str] = []
     normalize = False
     after = False
-    for module in modules or ():
+    for i, module in enumerate(modules or ()):
         kind = _kind(module)
-        if kind.endswith("Pooling"):
+        if kind == "Pooling" and not after:
             after = True
             continue
         if not after:
-            continue
+            if i == 0:  # the input module: the transformer fastbert runs
+                continue
+            where = "before the Pooling" if any(_kind(m) == "Pooling" for m in modules) else "and no Pooling"
+            raise ValueError(
+                f"modules.json has a {module.get('type')!r} module {where}, which fastbert does not "
+                "apply (it runs the transformer, then Pooling, Dense and Normalize): encode with "
+                "sentence-transformers, or remove it"
+            )
         if normalize:
             raise ValueError(f"modules.json has {kind} after Normalize: fastbert applies Normalize last only")
         if kind == "Dense":

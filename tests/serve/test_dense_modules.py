@@ -96,3 +96,36 @@ def test_max_input_length_leaves_out_the_padding_offset(tmp_path, model_type, us
     assert registry.max_input_tokens(config) == usable
     registry.model_class(model_type, "base")(config).save_pretrained(tmp_path)
     assert describe_model(ServeOptions(model=str(tmp_path), pooling="mean")).max_input_length == usable
+
+
+@pytest.mark.parametrize(
+    ("edit", "name"),
+    [
+        (lambda m: m.insert(1, {"path": "9", "type": "sentence_transformers.models.WeightedLayerPooling"}),
+         "WeightedLayerPooling"),
+        (lambda m: m.insert(1, {"path": "9", "type": "sentence_transformers.models.Dense"}), "models.Dense"),
+        (lambda m: m.__setitem__(slice(1, None), [
+            {"path": "1_SpladePooling", "type": "sentence_transformers.sparse_encoder.modules.SpladePooling"}
+        ]), "SpladePooling"),
+    ],
+    ids=["weighted-layer-pooling", "token-dense", "splade"],
+)  # fmt: skip
+def test_a_module_before_the_pooling_or_in_its_place_is_refused(dense_folder, tmp_path, edit, name):
+    """A module between the transformer and the Pooling (WeightedLayerPooling, a Dense on the token
+    embeddings) or a SparseEncoder's SpladePooling in place of the Pooling: SentenceTransformer.encode applies
+    it; the pipeline and the server left it out with no word (and took SpladePooling's folder for the pooling
+    config: mean), giving other vectors. Refused by name, as a module after the pooling is."""
+    import shutil
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(dense_folder, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    edit(modules)
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=name):
+        fastbert.pipeline("sentence-embedding", model=str(folder))
+    with pytest.raises(ValueError, match=name):
+        describe_model(ServeOptions(model=str(folder)))
