@@ -55,11 +55,11 @@ def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
 
 def _pooling_config(
     path: str | None, hub: HubOptions
-) -> tuple[tuple[str, ...] | None, bool | None, int | None, Any]:
-    """(pooling modes, normalize, max_seq_length, the Dense modules after the pooling or None) of a
-    sentence-transformers folder, Nones elsewhere."""
+) -> tuple[tuple[str, ...] | None, bool | None, int | None, Any, bool]:
+    """(pooling modes, normalize, max_seq_length, the Dense modules after the pooling or None,
+    sentence_bert_config's do_lower_case) of a sentence-transformers folder, Nones (and False) elsewhere."""
     if not path:
-        return None, None, None, None
+        return None, None, None, None, False
     from fastbert.hub import resolve_file
 
     def find(name: str) -> str | None:
@@ -67,7 +67,7 @@ def _pooling_config(
 
     modules = read_json_file(find("modules.json"))
     if not modules:
-        return None, None, None, None
+        return None, None, None, None, False
     pooling_dir = next(
         (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
     )
@@ -77,7 +77,8 @@ def _pooling_config(
     dense_folders, normalize = modules_after_pooling(modules)
     st_config = read_json_file(find("sentence_bert_config.json")) or {}
     max_len = st_config.get("max_seq_length")
-    return modes, normalize, int(max_len) if max_len else None, load_dense(dense_folders, find)
+    lower = bool(st_config.get("do_lower_case", False))
+    return modes, normalize, int(max_len) if max_len else None, load_dense(dense_folders, find), lower
 
 
 def _model_path(model: Any) -> str | None:
@@ -219,8 +220,9 @@ def pipeline(
     extra: dict[str, Any] = {}
     folder_max_length = False  # max_length from the folder's sentence_bert_config: the model's own limit
     if task == "sentence-embedding":
-        modes, normalize, max_len, dense = _pooling_config(path, hub)
+        modes, normalize, max_len, dense, lower = _pooling_config(path, hub)
         extra["dense"] = dense
+        extra["do_lower_case"] = lower
         extra["pooling"] = kwargs.pop("pooling", None) or modes
         norm = kwargs.pop("normalize", None)
         extra["normalize"] = normalize if norm is None else norm

@@ -195,7 +195,9 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
     (``1_Pooling/config.json``: mean / CLS / max..., then the ``Dense`` modules and ``Normalize`` that
     ``modules.json`` lists after it).
 
-    ``pooling=`` and ``normalize=`` given at construction or to a call override the folder's config."""
+    ``pooling=`` and ``normalize=`` given at construction or to a call override the folder's config.
+    ``do_lower_case``: lower-case each text before tokenising it, as sentence-transformers' ``Transformer``
+    does for a folder whose ``sentence_bert_config.json`` says so (read from there by ``fastbert.pipeline``)."""
 
     task = "sentence-embedding"
 
@@ -205,12 +207,21 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         pooling: Any = None,
         normalize: bool | None = None,
         dense: torch.nn.Module | None = None,
+        do_lower_case: bool = False,
         **kwargs: Any,
     ) -> None:
         self.pooling = check_pooling(pooling)
         self.normalize = bool(normalize)
         self.dense = dense  # the folder's Dense modules after the pooling (fp32)
+        self.do_lower_case = bool(do_lower_case)
         super().__init__(*args, **kwargs)
+
+    def _text_input(self, item: Any) -> tuple[Any, Any]:
+        text, pair = super()._text_input(item)
+        if self.do_lower_case:
+            text = text.lower() if isinstance(text, str) else text
+            pair = pair.lower() if isinstance(pair, str) else pair
+        return text, pair
 
     def _sanitize(
         self,
