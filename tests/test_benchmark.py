@@ -717,6 +717,16 @@ def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys, suite):
     assert target.read_text() == "keep"
 
 
+class _StoppedServer:
+    """A server process for the serve suite's stubbed ``_start``: signalled and waited for at once."""
+
+    def send_signal(self, sig):
+        pass
+
+    def wait(self, timeout):
+        return 0
+
+
 def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
     """``--suite serve``'s rows and table named the CPU ("AMD EPYC") without its family/model and flags, which
     every other suite's rows carry (run.cpu_details): the README's serve figures say they were not recorded."""
@@ -724,17 +734,12 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
     from fastbert.benchmark import serve
     from fastbert.benchmark.run import cpu_details
 
-    class Server:
-        def send_signal(self, sig):
-            pass
-
-        def wait(self, timeout):
-            return 0
-
     async def load(url, bodies, concurrency):
         return 1.0, [0.01] * len(bodies), [[[0.5, 0.5]]] * len(bodies)
 
-    monkeypatch.setattr(serve, "_start", lambda cmd, env, pattern, port: (Server(), "http://127.0.0.1:1"))
+    monkeypatch.setattr(
+        serve, "_start", lambda cmd, env, pattern, port: (_StoppedServer(), "http://127.0.0.1:1")
+    )
     monkeypatch.setattr(serve, "_free_port", lambda: 1)
     monkeypatch.setattr(serve, "_load", load)
     monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
@@ -857,13 +862,6 @@ def test_serve_rows_judge_the_answers_by_the_parity_rule(monkeypatch, tmp_path, 
     ref = torch.nn.functional.normalize(torch.randn(4, 8, dtype=torch.float64), dim=-1)
     baseline = ref.float().double()  # fp32 rounding of the reference
 
-    class Server:
-        def send_signal(self, sig):
-            pass
-
-        def wait(self, timeout):
-            return 0
-
     async def load(url, bodies, concurrency):
         vectors = baseline[: len(bodies)].tolist()
         if url.endswith(":1"):  # fastbert serve
@@ -871,7 +869,9 @@ def test_serve_rows_judge_the_answers_by_the_parity_rule(monkeypatch, tmp_path, 
         return 1.0, [0.01] * len(bodies), [[v] for v in vectors]
 
     monkeypatch.setattr(
-        serve, "_start", lambda cmd, env, pattern, port: (Server(), f"http://127.0.0.1:{1 if pattern else 2}")
+        serve,
+        "_start",
+        lambda cmd, env, pattern, port: (_StoppedServer(), f"http://127.0.0.1:{1 if pattern else 2}"),
     )
     monkeypatch.setattr(serve, "_free_port", lambda: 2)
     monkeypatch.setattr(serve, "_load", load)

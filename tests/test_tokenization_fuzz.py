@@ -420,19 +420,28 @@ def test_call_outputs_and_views_fuzz(variants, family):
             if _needs_prefix_space(family, kwargs):
                 continue
         what = f"{family} case {case}: {shape} {args!r:.200} {kwargs}"
-        a, b = _try(ours, "__call__", *args, **kwargs), _try(theirs, "__call__", *args, **kwargs)
-        if b[0] == "error":
-            assert a[0] == "error" and a[1] in ("ValueError", "TypeError"), (
-                f"{what}: transformers raises {b[1]}"
-            )
+        both = _same_outputs(ours, theirs, "__call__", args, kwargs, what)
+        if both is None:
             continue
-        assert a[0] == "ok", f"{what}: fastbert raises {a[1]}"
-        a, b = a[1], b[1]
-        assert _plain(a) == _plain(b), what
-        assert list(a.keys()) == list(b.keys()), what
-        assert _tensor_types(a) == _tensor_types(b), what
+        a, b = both
         assert a.n_sequences == b.n_sequences and len(a.encodings) == len(b.encodings), what
         assert _views(a, len(b.encodings)) == _views(b, len(b.encodings)), what
+
+
+def _same_outputs(ours, theirs, method, args, kwargs, what):
+    """Call ``method`` on both tokenizers: where transformers raises, fastbert must raise a ValueError or
+    TypeError (returns None); else the same values, keys in the same order and the same tensor types as
+    transformers (returns both outputs)."""
+    a, b = _try(ours, method, *args, **kwargs), _try(theirs, method, *args, **kwargs)
+    if b[0] == "error":
+        assert a[0] == "error" and a[1] in ("ValueError", "TypeError"), f"{what}: transformers raises {b[1]}"
+        return None
+    assert a[0] == "ok", f"{what}: fastbert raises {a[1]}"
+    a, b = a[1], b[1]
+    assert _plain(a) == _plain(b), what
+    assert list(a.keys()) == list(b.keys()), what
+    assert _tensor_types(a) == _tensor_types(b), what
+    return a, b
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "modernbert", "mpnet-left"])
@@ -454,9 +463,8 @@ def test_pad_tensors_fuzz(variants, family):
         if form == "one" and kind == "np":
             form = "rows"  # transformers 5 refuses one row of numpy arrays (numpy ints are of no known type)
         if rng.random() < 0.3:
-            for (
-                row
-            ) in rows:  # one row's label: a list (transformers 5 cannot make a tensor of a scalar there)
+            # one row's label: a list (transformers 5 cannot make a tensor of a scalar there)
+            for row in rows:
                 row["labels"] = [rng.randint(0, 3)] if form == "one" else rng.randint(0, 3)
         if kind in ("pt", "np"):
             make = torch.tensor if kind == "pt" else np.array
@@ -482,17 +490,7 @@ def test_pad_tensors_fuzz(variants, family):
             else {k: [r[k] for r in rows] for k in rows[0]}
         )
         what = f"{family} case {case}: {form} of {kind} {keys} {kwargs}"
-        a, b = _try(ours, "pad", inputs, **kwargs), _try(theirs, "pad", inputs, **kwargs)
-        if b[0] == "error":
-            assert a[0] == "error" and a[1] in ("ValueError", "TypeError"), (
-                f"{what}: transformers raises {b[1]}"
-            )
-            continue
-        assert a[0] == "ok", f"{what}: fastbert raises {a[1]}"
-        a, b = a[1], b[1]
-        assert _plain(a) == _plain(b), what
-        assert list(a.keys()) == list(b.keys()), what
-        assert _tensor_types(a) == _tensor_types(b), what
+        _same_outputs(ours, theirs, "pad", (inputs,), kwargs, what)
 
 
 # --------------------------------------------------------------------------------------------------------------
