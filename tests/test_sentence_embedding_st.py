@@ -57,3 +57,122 @@ def test_do_lower_case_of_sentence_bert_config(tmp_path):
     ref = plain.to(torch.float64).encode(TEXTS, convert_to_tensor=True)
     ours = fastbert.pipeline("sentence-embedding", model=str(folder))(TEXTS, return_tensors=True)
     assert_close(ours, theirs, ref, torch.float32, what="do_lower_case")
+
+
+def _bert_folder(tmp_path, name="bert"):
+    """A tiny BERT (hidden 32) with MiniLM's uncased tokenizer."""
+    src = tmp_path / name
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_folder(weights=False))
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(7)
+    perturb_norms_and_biases(transformers.BertModel(config).eval()).save_pretrained(src)
+    tokenizer.save_pretrained(src)
+    return src
+
+
+def _st_folder(tmp_path, pooling, normalize=True, **st_kwargs):
+    """A saved SentenceTransformer folder: the tiny BERT, ``pooling`` (a Pooling), Normalize."""
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize
+    except ImportError:
+        from sentence_transformers.models import Normalize
+    modules = [Transformer(str(_bert_folder(tmp_path))), pooling] + ([Normalize()] if normalize else [])
+    folder = tmp_path / "st"
+    st.SentenceTransformer(modules=modules, device="cpu", **st_kwargs).save(str(folder))
+    return str(folder)
+
+
+def _theirs(folder, texts, **encode_kwargs):
+    model = st.SentenceTransformer(folder, device="cpu")
+    theirs = model.encode(texts, convert_to_tensor=True, **encode_kwargs)
+    ref = model.to(torch.float64).encode(texts, convert_to_tensor=True, **encode_kwargs)
+    return theirs, ref
+
+
+PROMPTS = {"document": "passage: ", "query": "Query: "}
+
+
+def test_prompts_and_truncate_dim_of_config_sentence_transformers(tmp_path):
+    """config_sentence_transformers.json's default prompt and truncate_dim apply by default, as
+    SentenceTransformer.encode (the pipeline gave the whole width, without the prompt); a call's
+    prompt_name / prompt / truncate_dim override them, at construction too."""
+    folder = _st_folder(
+        tmp_path, Pooling(32, "mean"), truncate_dim=8, prompts=PROMPTS, default_prompt_name="document"
+    )
+    pipe = fastbert.pipeline("sentence-embedding", model=folder)
+    theirs, ref = _theirs(folder, TEXTS)
+    ours = pipe(TEXTS, return_tensors=True)
+    assert ours.shape == (len(TEXTS), 8)
+    assert_close(ours, theirs, ref, torch.float32, what="default prompt, truncate_dim")
+    # truncated after Normalize, not normalized again (the full vector is a unit one)
+    assert not torch.allclose(ours.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-3)
+
+    for call, encode in [
+        ({"prompt_name": "query"}, {"prompt_name": "query"}),
+        ({"prompt": "Represent this: "}, {"prompt": "Represent this: "}),
+        ({"prompt": ""}, {"prompt": ""}),
+        ({"truncate_dim": 16}, {"truncate_dim": 16}),
+    ]:
+        theirs, ref = _theirs(folder, TEXTS, **encode)
+        assert_close(pipe(TEXTS, return_tensors=True, **call), theirs, ref, torch.float32, what=str(call))
+        built = fastbert.pipeline("sentence-embedding", model=folder, **call)
+        assert_close(built(TEXTS, return_tensors=True), theirs, ref, torch.float32, what=f"built {call}")
+
+    built = fastbert.pipeline("sentence-embedding", model=folder, prompt_name="query")
+    theirs, ref = _theirs(folder, TEXTS, prompt="X: ")
+    assert_close(built(TEXTS, return_tensors=True, prompt="X: "), theirs, ref, torch.float32, what="call")
+
+    with pytest.raises(ValueError, match=r"'nope'.*'document', 'query'"):
+        pipe("hi", prompt_name="nope")
+    with pytest.raises(ValueError, match="not both"):
+        pipe("hi", prompt_name="query", prompt="a: ")
+    with pytest.raises(ValueError, match="truncate_dim"):
+        pipe("hi", truncate_dim=0)
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls", "max", "weightedmean", "lasttoken"])
+def test_pooling_include_prompt_false(tmp_path, mode):
+    """A Pooling with include_prompt false leaves the prompt's tokens out of the pooling, as
+    sentence-transformers does (the pipeline pooled them)."""
+    folder = _st_folder(
+        tmp_path,
+        Pooling(32, mode, include_prompt=False),
+        normalize=False,
+        prompts=PROMPTS,
+        default_prompt_name="query",
+    )
+    theirs, ref = _theirs(folder, TEXTS)
+    for batch_size in (1, 4):
+        ours = fastbert.pipeline("sentence-embedding", model=folder, batch_size=batch_size)(
+            TEXTS, return_tensors=True
+        )
+        assert_close(ours, theirs, ref, torch.float32, what=f"include_prompt false, {mode}")
+
+
+@pytest.mark.parametrize("mode", ["mean", "mean_sqrt_len_tokens", "cls", "max", "weightedmean", "lasttoken"])
+def test_pool_skip_packed_as_padded(mode):
+    """pool's ``skip`` (include_prompt false) gives the same vectors on packed hidden states (serve's
+    forward) as on the padded batch."""
+    from fastbert.pipelines.sentence_embedding import pool
+
+    torch.manual_seed(0)
+    lengths, skip = [7, 5, 3], [3, 3, 3]
+    padded = torch.randn(3, 7, 4)
+    mask = torch.zeros(3, 7, dtype=torch.long)
+    for r, n in enumerate(lengths):
+        mask[r, :n] = 1
+        padded[r, n:] = 0
+    packed = torch.cat([padded[r, :n] for r, n in enumerate(lengths)])
+    want = pool(padded, mask, lengths, (mode,), skip)
+    torch.testing.assert_close(pool(packed, mask, lengths, (mode,), skip), want)
+    if mode != "lasttoken":  # (the last token is after the prompt)
+        assert not torch.allclose(want, pool(padded, mask, lengths, (mode,)))
+    if mode == "mean":  # the mean of the tokens after the first three
+        torch.testing.assert_close(want[0], padded[0, 3:7].mean(0))

@@ -53,13 +53,12 @@ def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
         )
 
 
-def _pooling_config(
-    path: str | None, hub: HubOptions
-) -> tuple[tuple[str, ...] | None, bool | None, int | None, Any, bool]:
-    """(pooling modes, normalize, max_seq_length, the Dense modules after the pooling or None,
-    sentence_bert_config's do_lower_case) of a sentence-transformers folder, Nones (and False) elsewhere."""
+def _pooling_config(path: str | None, hub: HubOptions) -> dict[str, Any]:
+    """The ``SentenceEmbeddingPipeline`` arguments a sentence-transformers folder sets (pooling, normalize,
+    max_length (its max_seq_length), dense, do_lower_case, include_prompt; prompts, default_prompt_name
+    and truncate_dim from config_sentence_transformers.json); empty elsewhere."""
     if not path:
-        return None, None, None, None, False
+        return {}
     from fastbert.hub import resolve_file
 
     def find(name: str) -> str | None:
@@ -67,18 +66,27 @@ def _pooling_config(
 
     modules = read_json_file(find("modules.json"))
     if not modules:
-        return None, None, None, None, False
+        return {}
     pooling_dir = next(
         (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
     )
-    modes = pooling_modes_from_config(
-        read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None)
-    )
+    pooling_config = read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None) or {}
+    modes = pooling_modes_from_config(pooling_config)
     dense_folders, normalize = modules_after_pooling(modules)
     st_config = read_json_file(find("sentence_bert_config.json")) or {}
     max_len = st_config.get("max_seq_length")
-    lower = bool(st_config.get("do_lower_case", False))
-    return modes, normalize, int(max_len) if max_len else None, load_dense(dense_folders, find), lower
+    model_config = read_json_file(find("config_sentence_transformers.json")) or {}
+    return {
+        "pooling": modes,
+        "normalize": normalize,
+        "max_length": int(max_len) if max_len else None,
+        "dense": load_dense(dense_folders, find),
+        "do_lower_case": bool(st_config.get("do_lower_case", False)),
+        "include_prompt": bool(pooling_config.get("include_prompt", True)),
+        "prompts": model_config.get("prompts") or {},
+        "default_prompt_name": model_config.get("default_prompt_name"),
+        "truncate_dim": model_config.get("truncate_dim"),
+    }
 
 
 def _model_path(model: Any) -> str | None:
@@ -220,12 +228,18 @@ def pipeline(
     extra: dict[str, Any] = {}
     folder_max_length = False  # max_length from the folder's sentence_bert_config: the model's own limit
     if task == "sentence-embedding":
-        modes, normalize, max_len, dense, lower = _pooling_config(path, hub)
-        extra["dense"] = dense
-        extra["do_lower_case"] = lower
-        extra["pooling"] = kwargs.pop("pooling", None) or modes
+        folder = _pooling_config(path, hub)
+        max_len = folder.pop("max_length", None)
+        extra.update(folder)
+        extra["pooling"] = kwargs.pop("pooling", None) or folder.get("pooling")
         norm = kwargs.pop("normalize", None)
-        extra["normalize"] = normalize if norm is None else norm
+        extra["normalize"] = folder.get("normalize") if norm is None else norm
+        # as SentenceTransformer(prompts=, default_prompt_name=, truncate_dim=): over the folder's
+        extra["prompts"] = {**folder.get("prompts", {}), **(kwargs.pop("prompts", None) or {})}
+        for key in ("default_prompt_name", "truncate_dim"):
+            given = kwargs.pop(key, None)
+            if given is not None:
+                extra[key] = given
         if max_len and "max_length" not in kwargs:
             # above the position table (sentence-transformers loads such a folder and encodes what fits):
             # the table's length is the most the model can take

@@ -41,18 +41,38 @@ def check_pooling(pooling: Any) -> tuple[str, ...]:
 
 
 def pool(
-    hidden: torch.Tensor, mask: torch.Tensor, lengths: list[int], modes: tuple[str, ...]
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    lengths: list[int],
+    modes: tuple[str, ...],
+    skip: list[int] | None = None,
 ) -> torch.Tensor:
     """Sentence vectors (B, hidden × len(modes)) of fp32 hidden states (B, L, hidden) and the mask (B, L);
     or of packed hidden states (T, hidden), each sequence's ``lengths`` real tokens one after the other
-    (``fastbert.core.padding.packed_outputs``), without building the padded batch."""
+    (``fastbert.core.padding.packed_outputs``), without building the padded batch.
+
+    ``skip``: per sequence, its first tokens left out of the pooling (a Pooling with ``include_prompt``
+    false leaves out the prompt's tokens, the first special token included, as sentence-transformers:
+    the mean, max and weighted mean read the tokens after them, ``cls`` the first token after them)."""
+    if skip is not None and not any(skip):
+        skip = None
     if hidden.dim() == 2:
-        return _pool_packed(hidden, lengths, modes)
+        return _pool_packed(hidden, lengths, modes, skip)
+    first = None
+    if skip is not None:
+        positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+        skip_t = torch.tensor(skip, device=mask.device)
+        mask = mask * (positions >= skip_t.unsqueeze(1))
+        lengths_t = torch.tensor(lengths, device=mask.device)
+        first = torch.where(lengths_t > skip_t, skip_t, 0)
     mask = mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
     vectors = []
     for mode in modes:
         if mode == "cls":
-            vectors.append(hidden[:, 0])
+            if first is None:
+                vectors.append(hidden[:, 0])
+            else:
+                vectors.append(hidden[torch.arange(len(lengths), device=hidden.device), first])
         elif mode == "max":
             vectors.append(hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values)
         elif mode in ("mean", "mean_sqrt_len_tokens"):
@@ -69,17 +89,29 @@ def pool(
     return torch.cat(vectors, dim=-1)
 
 
-def _pool_packed(tokens: torch.Tensor, lengths: list[int], modes: tuple[str, ...]) -> torch.Tensor:
+def _pool_packed(
+    tokens: torch.Tensor, lengths: list[int], modes: tuple[str, ...], skip: list[int] | None = None
+) -> torch.Tensor:
     """:func:`pool` of packed fp32 hidden states (T, hidden), ``lengths`` (each at least 1) per sequence."""
     device, width = tokens.device, tokens.shape[-1]
     counts = torch.tensor(lengths, device=device)
     rows = torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)  # (T,) its sequence
     starts = torch.cumsum(counts, 0) - counts
-    count = counts.to(tokens.dtype).unsqueeze(-1)
+    lasts = starts + counts - 1
+    firsts = starts
+    positions = torch.arange(tokens.shape[0], device=device) - starts[rows]  # (T,) in its sequence
+    all_tokens = tokens
+    if skip is not None:  # only the tokens after each sequence's first ``skip``
+        skip_t = torch.tensor(skip, device=device)
+        firsts = starts + torch.where(counts > skip_t, skip_t, 0)
+        keep = positions >= skip_t[rows]
+        tokens, rows, positions = tokens[keep], rows[keep], positions[keep]
+        counts = (counts - skip_t).clamp(min=0)
+    count = counts.to(tokens.dtype).clamp(min=1e-9).unsqueeze(-1)
     vectors = []
     for mode in modes:
         if mode == "cls":
-            vectors.append(tokens[starts])
+            vectors.append(all_tokens[firsts])
         elif mode == "max":
             init = tokens.new_full((len(lengths), width), float("-inf"))
             vectors.append(init.scatter_reduce(0, rows[:, None].expand(-1, width), tokens, "amax"))
@@ -87,11 +119,12 @@ def _pool_packed(tokens: torch.Tensor, lengths: list[int], modes: tuple[str, ...
             total = tokens.new_zeros(len(lengths), width).index_add_(0, rows, tokens)
             vectors.append(total / (count if mode == "mean" else count.sqrt()))
         elif mode == "weightedmean":
-            w = (torch.arange(tokens.shape[0], device=device) - starts[rows] + 1).to(tokens.dtype)
+            w = (positions + 1).to(tokens.dtype)
             total = tokens.new_zeros(len(lengths), width).index_add_(0, rows, tokens * w[:, None])
-            vectors.append(total / tokens.new_zeros(len(lengths)).index_add_(0, rows, w)[:, None])
+            weight = tokens.new_zeros(len(lengths)).index_add_(0, rows, w).clamp(min=1e-9)
+            vectors.append(total / weight[:, None])
         elif mode == "lasttoken":
-            vectors.append(tokens[starts + counts - 1])
+            vectors.append(all_tokens[lasts])
     return torch.cat(vectors, dim=-1)
 
 
@@ -197,7 +230,14 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
 
     ``pooling=`` and ``normalize=`` given at construction or to a call override the folder's config.
     ``do_lower_case``: lower-case each text before tokenising it, as sentence-transformers' ``Transformer``
-    does for a folder whose ``sentence_bert_config.json`` says so (read from there by ``fastbert.pipeline``)."""
+    does for a folder whose ``sentence_bert_config.json`` says so (read from there by ``fastbert.pipeline``).
+
+    As ``SentenceTransformer.encode`` (``config_sentence_transformers.json``, read by ``fastbert.pipeline``):
+    ``prompts`` (name -> text) and ``default_prompt_name``, the prompt put before each text (the first of a
+    pair) unless a call gives ``prompt_name=`` (one of ``prompts``) or ``prompt=`` (a text; ``""`` for
+    none); ``truncate_dim``: the vectors' first ``truncate_dim`` values, cut after ``Normalize`` (not
+    normalized again), overridden by a call's ``truncate_dim=``. ``include_prompt`` (the Pooling's): false
+    leaves the prompt's tokens out of the pooling, as sentence-transformers' ``Pooling``."""
 
     task = "sentence-embedding"
 
@@ -208,20 +248,81 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         normalize: bool | None = None,
         dense: torch.nn.Module | None = None,
         do_lower_case: bool = False,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+        include_prompt: bool = True,
         **kwargs: Any,
     ) -> None:
+        from .base import whole_number
+
         self.pooling = check_pooling(pooling)
         self.normalize = bool(normalize)
         self.dense = dense  # the folder's Dense modules after the pooling (fp32)
         self.do_lower_case = bool(do_lower_case)
+        self.prompts = {str(k): "" if v is None else str(v) for k, v in (prompts or {}).items()}
+        if default_prompt_name is not None and default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
+                f"({self._known_prompts()})"
+            )
+        self.default_prompt_name = default_prompt_name
+        self.truncate_dim = whole_number("truncate_dim", truncate_dim)
+        self.include_prompt = bool(include_prompt)
         super().__init__(*args, **kwargs)
 
-    def _text_input(self, item: Any) -> tuple[Any, Any]:
+    def _known_prompts(self) -> str:
+        return ", ".join(repr(k) for k in self.prompts) or "none: the model has no prompts"
+
+    def _split_params(self, **kwargs: Any) -> dict[str, Any]:
+        # a call's prompt or prompt_name replaces both of the construction's (they exclude each other)
+        if self._init_checked and any(kwargs.get(k) is not None for k in ("prompt", "prompt_name")):
+            kwargs = {"prompt": None, "prompt_name": None, **kwargs}
+        return super()._split_params(**kwargs)
+
+    def _prompt(self, prompt: Any, prompt_name: Any) -> str:
+        """The prompt of a call (sentence-transformers' rule): ``prompt``, else ``prompt_name``'s, else the
+        default prompt's, else none."""
+        if prompt is not None and prompt_name is not None:
+            raise ValueError("pass prompt= or prompt_name=, not both")
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
+            return prompt
+        name = self.default_prompt_name if prompt_name is None else prompt_name
+        if name is None:
+            return ""
+        if name not in self.prompts:
+            raise ValueError(f"prompt_name {name!r} is not one of the prompts ({self._known_prompts()})")
+        return self.prompts[name]
+
+    def _prompt_length(self, prompt: str) -> int:
+        """The prompt's tokens (the first special token included, a last special token not), which a
+        Pooling with ``include_prompt`` false leaves out, measured as sentence-transformers does: the
+        prompt tokenized alone."""
+        if self.do_lower_case:
+            prompt = prompt.lower()
+        ids = list(self.tokenizer(prompt, verbose=False)["input_ids"])
+        special = set(getattr(self.tokenizer, "all_special_ids", None) or ())
+        return len(ids) - 1 if ids and ids[-1] in special else len(ids)
+
+    def _text_input(self, item: Any, prompt: str = "") -> tuple[Any, Any]:
         text, pair = super()._text_input(item)
+        if prompt and isinstance(text, str):
+            text = prompt + text
         if self.do_lower_case:
             text = text.lower() if isinstance(text, str) else text
             pair = pair.lower() if isinstance(pair, str) else pair
         return text, pair
+
+    def preprocess(
+        self, item: Any, truncation: Any = None, tokenize_kwargs: dict | None = None, prompt: str = ""
+    ):
+        text, pair = self._text_input(item, prompt)
+        kwargs = dict(tokenize_kwargs or {})
+        truncation = kwargs.pop("truncation", truncation)
+        skip = self._prompt_length(prompt) if prompt and not self.include_prompt else 0
+        return [self._feature(self._encode(text, pair, truncation=truncation, **kwargs), skip=skip)]
 
     def _sanitize(
         self,
@@ -230,22 +331,36 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         return_tensors: bool | None = None,
         pooling: Any = None,
         normalize: bool | None = None,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        truncate_dim: int | None = None,
     ):
+        from .base import whole_number
+
         params = super()._sanitize(truncation, tokenize_kwargs, return_tensors)
+        params["preprocess"]["prompt"] = self._prompt(prompt, prompt_name)
         forward: dict[str, Any] = {}
         if pooling is not None:
             forward["pooling"] = check_pooling(pooling)
         if normalize is not None:
             forward["normalize"] = bool(normalize)
+        if truncate_dim is not None:
+            forward["truncate_dim"] = whole_number("truncate_dim", truncate_dim)
         return {**params, "forward": forward}
 
-    def extract(self, output, attention_mask, lengths, features, pooling=None, normalize=None, **_):
+    def extract(
+        self, output, attention_mask, lengths, features, pooling=None, normalize=None, truncate_dim=None, **_
+    ):
         hidden = self._hidden(output).float()  # (B, L, hidden)
-        pooled = pool(hidden, attention_mask, lengths, pooling or self.pooling)
+        skip = [f.get("skip", 0) for f in features]
+        pooled = pool(hidden, attention_mask, lengths, pooling or self.pooling, skip)
         if self.dense is not None:
             pooled = self.dense.to(pooled.device)(pooled)
         if self.normalize if normalize is None else normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        if dim is not None:  # after Normalize, as SentenceTransformer.encode: not normalized again
+            pooled = pooled[:, :dim].contiguous()
         return list(pooled.cpu().unbind(0))
 
     def postprocess(self, item, features, return_tensors: bool = False):
