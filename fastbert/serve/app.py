@@ -33,6 +33,7 @@ from .batcher import Batcher, InferenceError
 from .engine import (
     CLASSIFIER,
     EMBEDDING,
+    PROMPT_EXCLUDED,
     RERANKER,
     InputTooLong,
     ModelSpec,
@@ -529,6 +530,8 @@ def create_app(
                 "backend",
                 metric="model_type",
             )
+        if not server.spec.include_prompt and server.prompt(body.prompt_name):
+            raise ServeError(f"`prompt_name` {body.prompt_name!r}: {PROMPT_EXCLUDED}")
         inputs, rows = await tokenize_inputs(request, body, field)
         outs = await server.run(request, rows, ["pooled"] * len(rows))
         check_finite(outs)

@@ -53,6 +53,9 @@ class ModelSpec:
     notes: list[str] = field(default_factory=list)
     #: the folders of the sentence-transformers Dense modules applied after the pooling, in order
     dense: list[str] = field(default_factory=list)
+    #: the Pooling config's ``include_prompt``: false, sentence-transformers leaves a prompt's tokens out
+    #: of the pooling, which the server does not do: a pooled embedding with a prompt is refused
+    include_prompt: bool = True
 
 
 def _read_json(path: str) -> Any:
@@ -146,6 +149,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
                 spec.pooling_modes = check_pooling(pooling)
             elif pool_config is not None:
                 spec.pooling_modes = pooling_modes_from_config(pool_config)
+                spec.include_prompt = bool(pool_config.get("include_prompt", True))
             elif "bert" in config.model_type.lower():  # TEI's own test: the model_type contains "bert"
                 spec.notes.append(
                     f"--pooling is not set and {path} has no pooling config (1_Pooling/config.json); "
@@ -184,7 +188,17 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     st = _read_json(os.path.join(path, "config_sentence_transformers.json")) or {}
     spec.prompts = {str(k): str(v) for k, v in (st.get("prompts") or {}).items()}
     spec.default_prompt = default_prompt(options, spec.prompts)
+    if spec.default_prompt and not spec.include_prompt:
+        raise ValueError(f"a default prompt (--default-prompt-name / --default-prompt): {PROMPT_EXCLUDED}")
     return spec
+
+
+#: why a pooled embedding with a prompt is refused where the Pooling has include_prompt false
+PROMPT_EXCLUDED = (
+    "the model's Pooling config (1_Pooling/config.json) has include_prompt false: sentence-transformers "
+    "leaves the prompt's tokens out of the pooling, which fastbert serve does not do (its vectors would "
+    "differ); use the sentence-embedding pipeline, or --pooling to pool the prompt with the text"
+)
 
 
 def default_prompt(options: ServeOptions, prompts: dict[str, str]) -> str | None:

@@ -284,3 +284,29 @@ def test_a_lone_surrogate_is_a_422_naming_the_input(base_server):
     r = base_server.client.post("/embed", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert "`inputs[1]` is not valid Unicode" in r.json()["error"] and "lone surrogate" in r.json()["error"]
+
+
+def test_prompt_refused_where_the_pooling_excludes_it(prompt_model, tmp_path):
+    """A Pooling config with include_prompt false: sentence-transformers leaves the prompt's tokens out of
+    the pooling, which the server does not do; a pooled embedding with a prompt is refused (it pooled the
+    prompt's tokens silently), without one it is served; /tokenize and --pooling still take the prompt."""
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    path = tmp_path / "model"
+    shutil.copytree(prompt_model, path)
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode": "mean", "include_prompt": False})
+    )
+    with pytest.raises(ValueError, match="include_prompt false"):
+        describe_model(ServeOptions(model=str(path), default_prompt_name="query"))
+    assert describe_model(ServeOptions(model=str(path), default_prompt_name="query", pooling="mean"))
+    text = {"inputs": "the sky is blue"}
+    with serving(model=str(path)) as srv:
+        c = srv.client
+        r = c.post("/embed", json={**text, "prompt_name": "query"})
+        assert r.status_code == 422 and "include_prompt false" in r.json()["error"], r.text
+        plain = c.post("/embed", json=text).json()
+        np.testing.assert_allclose(c.post("/embed", json={**text, "prompt_name": "passage"}).json(), plain)
+        assert c.post("/tokenize", json={**text, "prompt_name": "query"}).status_code == 200
