@@ -176,3 +176,45 @@ def test_pool_skip_packed_as_padded(mode):
         assert not torch.allclose(want, pool(padded, mask, lengths, (mode,)))
     if mode == "mean":  # the mean of the tokens after the first three
         torch.testing.assert_close(want[0], padded[0, 3:7].mean(0))
+
+
+def test_embed_follows_the_folders_prompt_and_truncate_dim(tmp_path):
+    """``fastbert embed`` runs the pipeline, so its vectors carry the folder's default prompt and truncate_dim
+    as SentenceTransformer.encode; the manifest says so (what the vectors mean), and the token counts that
+    batch the rows include the prompt's tokens."""
+    import json
+
+    from fastbert.embed import Encoder, Job, embed, read_output
+
+    folder = _st_folder(
+        tmp_path, Pooling(32, "mean"), truncate_dim=8, prompts=PROMPTS, default_prompt_name="document"
+    )
+    texts = [t for t in TEXTS if t]  # embed refuses an empty row unless --on-error says otherwise
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n")
+    manifest = embed([str(corpus)], tmp_path / "out", model=folder)
+    assert manifest["description"]["prompt"] == "passage: " and manifest["description"]["truncate_dim"] == 8
+    assert json.loads((tmp_path / "out" / "_manifest.json").read_text())["description"]["truncate_dim"] == 8
+    table = read_output(str(tmp_path / "out"))
+    v = table.column("vector")
+    flat = v.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    ours = torch.from_numpy(flat.reshape(-1, v.type.list_size).copy())
+    theirs, ref = _theirs(folder, texts)
+    assert_close(ours, theirs, ref, torch.float32, what="fastbert embed")
+    job = dict(
+        task="sentence-embedding", model=folder, output_dtype="float32", column="text", on_error="fail"
+    )
+    nones = (
+        "revision",
+        "model_fingerprint",
+        "dtype",
+        "pooling",
+        "normalize",
+        "max_length",
+        "function_to_apply",
+    )
+    sizes = dict(id_column=None, shard_rows=128, window=50, max_batch_tokens=1024)
+    encoder = Encoder(Job(**job, **dict.fromkeys(nones), **sizes))
+    prompt_tokens = len(encoder.tokenizer("passage: ", add_special_tokens=False)["input_ids"])
+    plain = [len(ids) for ids in encoder.tokenizer(texts)["input_ids"]]
+    assert encoder.lengths(texts) == [n + prompt_tokens for n in plain]

@@ -55,6 +55,8 @@ class Encoder:
         )
         self.tokenizer = self.pipe.tokenizer
         self.max_length = int(getattr(self.pipe, "max_length", None) or job.max_length or 512)
+        #: the prompt the sentence-embedding pipeline puts before each text (the folder's default), or ""
+        self._prompt = self.pipe._prompt(None, None) if job.task == "sentence-embedding" else ""
         self._label_index: dict[str, int] | None = None
         if job.task == "text-classification":
             id2label = getattr(self.pipe.model.config, "id2label", None) or {}
@@ -67,6 +69,10 @@ class Encoder:
         if self.job.task == "sentence-embedding":
             d["pooling"] = list(self.pipe.pooling)
             d["normalize"] = bool(self.pipe.normalize)
+            if self._prompt:  # the folder's default prompt (config_sentence_transformers.json)
+                d["prompt"] = self._prompt
+            if self.pipe.truncate_dim is not None:
+                d["truncate_dim"] = int(self.pipe.truncate_dim)
         elif self.job.task == "feature-extraction":
             d["pooling"] = list(self.job.pooling or ("mean",))
             d["normalize"] = bool(self.job.normalize)
@@ -76,6 +82,8 @@ class Encoder:
 
     def lengths(self, texts: list[str]) -> list[int]:
         """Token count of each text, truncated to the model's maximum as the pipeline truncates."""
+        if self._prompt:  # the pipeline puts it before every text
+            texts = [self._prompt + t for t in texts]
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
