@@ -129,6 +129,12 @@ def test_prompts_and_truncate_dim_of_config_sentence_transformers(tmp_path):
     theirs, ref = _theirs(folder, TEXTS, prompt="X: ")
     assert_close(built(TEXTS, return_tensors=True, prompt="X: "), theirs, ref, torch.float32, what="call")
 
+    # a call's normalize=True is encode's normalize_embeddings=True: unit vectors after the cut
+    theirs, ref = _theirs(folder, TEXTS, normalize_embeddings=True)
+    got = pipe(TEXTS, return_tensors=True, normalize=True)
+    assert_close(got, theirs, ref, torch.float32, what="normalize=True, truncate_dim")
+    torch.testing.assert_close(got.norm(dim=1), torch.ones(len(TEXTS)))
+
     with pytest.raises(ValueError, match=r"'nope'.*'document', 'query'"):
         pipe("hi", prompt_name="nope")
     with pytest.raises(ValueError, match="not both"):

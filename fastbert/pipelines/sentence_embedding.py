@@ -236,7 +236,8 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
     ``prompts`` (name -> text) and ``default_prompt_name``, the prompt put before each text (the first of a
     pair) unless a call gives ``prompt_name=`` (one of ``prompts``) or ``prompt=`` (a text; ``""`` for
     none); ``truncate_dim``: the vectors' first ``truncate_dim`` values, cut after ``Normalize`` (not
-    normalized again), overridden by a call's ``truncate_dim=``. ``include_prompt`` (the Pooling's): false
+    normalized again), overridden by a call's ``truncate_dim=``; a call's ``normalize=True`` is ``encode``'s
+    ``normalize_embeddings=True``: the cut vectors are normalized again. ``include_prompt`` (the Pooling's): false
     leaves the prompt's tokens out of the pooling, as sentence-transformers' ``Pooling``."""
 
     task = "sentence-embedding"
@@ -361,6 +362,8 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         dim = self.truncate_dim if truncate_dim is None else truncate_dim
         if dim is not None:  # after Normalize, as SentenceTransformer.encode: not normalized again
             pooled = pooled[:, :dim].contiguous()
+            if normalize:  # a call's normalize=True: encode's normalize_embeddings, after the cut
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return list(pooled.cpu().unbind(0))
 
     def postprocess(self, item, features, return_tensors: bool = False):
