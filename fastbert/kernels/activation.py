@@ -170,11 +170,11 @@ def _launch_elementwise(
 ) -> torch.Tensor:
     """Launch an elementwise kernel of this file (X, B, Y, strides, M, N, HAS_BIAS, ACT) over x's rows,
     ``n_out`` output columns a row; returns the output (x's leading shape, ``n_out``, x's dtype)."""
+    y = torch.empty((*x.shape[:-1], n_out), dtype=x.dtype, device=x.device)
+    if y.numel() == 0:  # before the reshape: (..., 0) cannot be reshaped to (-1, 0)
+        return y
     x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     m = x2.shape[0]
-    y = torch.empty((*x.shape[:-1], n_out), dtype=x.dtype, device=x.device)
-    if m == 0 or n_out == 0:
-        return y
     bias = contiguous_or_none(bias)
     block_m, block_n, num_warps = elementwise_settings(n_out)
     _compat.launch(

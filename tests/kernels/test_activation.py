@@ -43,6 +43,17 @@ def test_bias_act_no_bias_strided_3d(dtype, device):
     check_against_reference(*run_both("bias_act", x3, b, "gelu"), dtype)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 0), (0, 3, 4), (3, 0)])
+def test_empty_inputs(shape, device):
+    """Zero rows or a zero-width last dimension: an empty output of the reference's shape (a (2, 3, 0) input
+    failed in the launcher's reshape to (-1, 0))."""
+    x = torch.randn(*shape, device=device)
+    out, torch_out, ref64 = run_both("bias_act", x, None, "gelu")
+    assert out.shape == torch_out.shape == shape
+    out, torch_out, _ = run_both("glu", x, None, "gelu")
+    assert out.shape == torch_out.shape == (*shape[:-1], shape[-1] // 2)
+
+
 # the interpreter evaluates tl.sigmoid(-1e4) with numpy's exp(1e4) = inf (result still exact)
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 def test_extreme_values_finite(device):
