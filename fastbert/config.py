@@ -506,7 +506,11 @@ class BertConfig:
         """Set the fields named in ``kwargs`` that the config has; the rest, returned."""
         unused = {}
         for key, value in kwargs.items():
-            if key == "num_labels" or hasattr(self, key) or key in _BERT_DEFAULTS or key in _COMMON_DEFAULTS:
+            if key == "attn_implementation":  # transformers' keyword of ``_attn_implementation``
+                self._attn_implementation = value
+            elif (
+                key == "num_labels" or hasattr(self, key) or key in _BERT_DEFAULTS or key in _COMMON_DEFAULTS
+            ):
                 setattr(self, key, value)
             else:
                 unused[key] = value

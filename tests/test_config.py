@@ -165,3 +165,16 @@ def test_documented_submodules_after_a_plain_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "True", "True"]
+
+
+def test_from_pretrained_attn_implementation_keyword(tmp_path):
+    # transformers: AutoConfig/BertConfig.from_pretrained(path, attn_implementation="eager") sets the config's
+    # backend (not an unused keyword); fastbert returned it unused and the config kept the default
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 48}))
+    for cls in (fastbert.BertConfig, fastbert.AutoConfig, transformers.BertConfig, transformers.AutoConfig):
+        config, unused = cls.from_pretrained(tmp_path, attn_implementation="eager", return_unused_kwargs=True)
+        assert (config._attn_implementation, unused) == ("eager", {}), cls
+    model = fastbert.AutoModel.from_config(
+        fastbert.AutoConfig.from_pretrained(tmp_path, attn_implementation="eager")
+    )
+    assert model.config._attn_implementation == "eager"
