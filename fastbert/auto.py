@@ -21,6 +21,7 @@ from .config import BertConfig
 class AutoConfig:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BertConfig:
+        kwargs.pop("code_revision", None)  # transformers' AutoConfig consumes it (remote code, not run here)
         return registry.load_config(pretrained_model_name_or_path, **kwargs)
 
     @classmethod

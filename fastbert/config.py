@@ -564,6 +564,8 @@ class BertConfig:
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         config = cls.from_json_file(find_config_file(pretrained_model_name_or_path, hub))
+        for key in _DOWNLOAD_KWARGS:  # transformers' download and telemetry keywords: consumed, never unused
+            kwargs.pop(key, None)
         # as transformers: keywords that are config fields override the file; the others are returned with
         # return_unused_kwargs, and ignored otherwise
         unused = config._apply_overrides(kwargs)
@@ -574,6 +576,11 @@ class BertConfig:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
+
+
+#: keywords of transformers' config ``from_pretrained`` about fetching the file, which it consumes: not config
+#: fields, and not in what ``return_unused_kwargs`` returns
+_DOWNLOAD_KWARGS = ("force_download", "proxies", "trust_remote_code", "_from_pipeline", "_from_auto")
 
 
 def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any) -> str:

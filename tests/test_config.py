@@ -178,3 +178,19 @@ def test_from_pretrained_attn_implementation_keyword(tmp_path):
         fastbert.AutoConfig.from_pretrained(tmp_path, attn_implementation="eager")
     )
     assert model.config._attn_implementation == "eager"
+
+
+def test_from_pretrained_download_keywords_are_not_unused(tmp_path):
+    # transformers consumes its download / telemetry keywords (AutoConfig also code_revision): a caller that
+    # passes the unused keywords on to a model's __init__ (return_unused_kwargs=True) must not get them back
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    kw = dict(
+        force_download=False, proxies=None, trust_remote_code=False, _from_pipeline="x", _from_auto=True
+    )
+    for lib in (fastbert, transformers):
+        _, unused = lib.BertConfig.from_pretrained(tmp_path, return_unused_kwargs=True, my_arg=1, **kw)
+        assert unused == {"my_arg": 1}, lib
+        _, unused = lib.AutoConfig.from_pretrained(
+            tmp_path, return_unused_kwargs=True, code_revision="v1", **kw
+        )
+        assert unused == {}, lib
