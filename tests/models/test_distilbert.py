@@ -102,6 +102,22 @@ def test_config_keeps_distilbert_names_both_ways(saved, tmp_path):
     assert (theirs.dim, theirs.n_heads, theirs.hidden_dim, theirs.activation) == (36, 3, 37, "gelu")
 
 
+def test_config_writes_back_the_bert_fields_a_file_had(tmp_path):
+    # BERT's fields DistilBERT lacks are written only when given (as transformers keeps a config.json's extra
+    # keys); fastbert dropped them on save, so a config.json lost its keys in a load/save round trip
+    given = dict(
+        layer_norm_eps=1e-5, type_vocab_size=2, position_embedding_type="absolute", classifier_dropout=0.3
+    )
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "distilbert", "dim": 36, "n_heads": 3, **given})
+    )
+    for lib in (fastbert, transformers):
+        lib.DistilBertConfig.from_pretrained(tmp_path).save_pretrained(tmp_path / lib.__name__)
+        written = json.loads((tmp_path / lib.__name__ / "config.json").read_text())
+        assert {k: written.get(k) for k in given} == given, lib
+    assert not {"layer_norm_eps", "type_vocab_size"} & set(fastbert.DistilBertConfig().to_dict())
+
+
 def test_sinusoidal_position_table_as_transformers():
     config = dict(TINY, sinusoidal_pos_embds=True)
     ours = fastbert.DistilBertModel(fastbert.DistilBertConfig(**config))

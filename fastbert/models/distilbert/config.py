@@ -49,14 +49,19 @@ class DistilBertConfig(BertConfig):
         for name, bert_name in ALIASES.items():
             if name in kwargs:
                 kwargs[bert_name] = kwargs.pop(name)
+        #: the BERT-only fields the input had: written back as they came (transformers keeps them as extra keys)
+        given = {k for k in _NOT_DISTILBERT if k in kwargs}
         super().__init__(**kwargs)
+        self._given_bert = given
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         for name, bert_name in ALIASES.items():
             out[name] = out.pop(bert_name)
+        given = getattr(self, "_given_bert", set())
         for name in _NOT_DISTILBERT:
-            out.pop(name, None)
+            if name not in given:
+                out.pop(name, None)
         return dict(sorted(out.items()))
 
 
