@@ -210,7 +210,10 @@ class BertConfig:
             if kwargs.get("dtype") is None:
                 kwargs["dtype"] = torch_dtype
         attn_implementation = kwargs.pop("attn_implementation", None)
-        private_attn = kwargs.pop("_attn_implementation", None)
+        # as transformers 5: a config.json's private fields are not read (only the attn_implementation keyword
+        # chooses): a file saved with "_attn_implementation": "flash_attention_2" loads with the default backend
+        for key in ("_attn_implementation", "_attn_implementation_internal"):
+            kwargs.pop(key, None)
         for key, default in {**_BERT_DEFAULTS, **self._family_defaults, **_COMMON_DEFAULTS}.items():
             setattr(self, key, kwargs.pop(key, copy.deepcopy(default)))
 
@@ -249,7 +252,7 @@ class BertConfig:
                 f"position_embedding_type must be one of {_POSITION_TYPES}, got {self.position_embedding_type!r}"
             )
         #: the backend (transformers' ``config._attn_implementation``); checked when a model is built
-        self._attn_implementation: str | None = attn_implementation or private_attn
+        self._attn_implementation: str | None = attn_implementation
         kwargs.pop("transformers_version", None)
         for key, value in kwargs.items():  # unknown keys are kept, as transformers does
             setattr(self, key, value)

@@ -194,3 +194,18 @@ def test_from_pretrained_download_keywords_are_not_unused(tmp_path):
             tmp_path, return_unused_kwargs=True, code_revision="v1", **kw
         )
         assert unused == {}, lib
+
+
+def test_config_json_private_attn_implementation_is_not_read(tmp_path):
+    # transformers 5 ignores a config.json's "_attn_implementation" (hub configs saved with flash_attention_2);
+    # fastbert read it and refused to build the model ("flash_attention_2 is a transformers backend")
+    config = transformers.BertConfig(**TINY)
+    transformers.BertModel(config).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**data, "_attn_implementation": "flash_attention_2"}))
+    assert transformers.BertConfig.from_pretrained(tmp_path)._attn_implementation is None
+    assert fastbert.BertConfig.from_pretrained(tmp_path)._attn_implementation is None
+    model = fastbert.BertModel.from_pretrained(tmp_path).eval()  # the device's default backend
+    assert model.config._attn_implementation is None
+    assert model(torch.tensor([[5, 6, 7]])).last_hidden_state.shape == (1, 3, TINY["hidden_size"])
+    assert fastbert.BertConfig.from_dict(data, attn_implementation="eager")._attn_implementation == "eager"
