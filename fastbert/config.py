@@ -110,6 +110,17 @@ def _is_kind(value: Any, kind: str) -> bool:
     return isinstance(value, str)
 
 
+def _label_id(field: str, value: Any) -> int:
+    """A label id of ``id2label``'s keys or ``label2id``'s values: an integer, or its text (JSON's keys are
+    strings); a ValueError naming the field otherwise."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"config field {field} holds the label id {value!r}, which is not an integer"
+        ) from None
+
+
 def _field_type_error(field: str, expected: str, value: Any) -> ConfigFieldError:
     return ConfigFieldError(
         f"config field {field} must be {expected}, got {type(value).__name__} {value!r}", field
@@ -225,7 +236,7 @@ class BertConfig:
         if id2label is not None and not isinstance(id2label, dict):
             raise _field_type_error("id2label", "a mapping of label ids to names", id2label)
         if id2label is not None and not (num_labels is not None and num_labels != len(id2label)):
-            self.id2label = {int(k): v for k, v in id2label.items()}
+            self.id2label = {_label_id("id2label", k): v for k, v in id2label.items()}
         else:
             if id2label is not None:  # as transformers 5: num_labels wins, the labels are regenerated
                 warnings.warn(
@@ -236,11 +247,13 @@ class BertConfig:
                     stacklevel=2,
                 )
                 # the file's labels, for from_pretrained to take when the checkpoint's head has their count
-                self._labels_in_file = {int(k): v for k, v in id2label.items()}
+                self._labels_in_file = {_label_id("id2label", k): v for k, v in id2label.items()}
                 label2id = None
             self.id2label = {i: f"LABEL_{i}" for i in range(num_labels if num_labels is not None else 2)}
         if label2id is not None:
-            self.label2id = {k: int(v) for k, v in label2id.items()}
+            if not isinstance(label2id, dict):
+                raise _field_type_error("label2id", "a mapping of label names to ids", label2id)
+            self.label2id = {k: _label_id("label2id", v) for k, v in label2id.items()}
         else:
             self.label2id = {v: k for k, v in self.id2label.items()}
 

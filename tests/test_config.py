@@ -144,6 +144,23 @@ def test_num_labels_setter_and_label_maps():
         fastbert.BertConfig(problem_type="ranking")
 
 
+@pytest.mark.parametrize(
+    "labels, field",
+    [
+        (dict(id2label={"neg": "NEG"}), "id2label"),
+        (dict(label2id={"NEG": "zero"}), "label2id"),
+        (dict(label2id={"NEG": None}), "label2id"),
+        (dict(id2label={0: "NEG"}, label2id=["NEG"]), "label2id"),
+    ],
+)
+def test_bad_label_maps_are_refused_naming_the_field(tmp_path, labels, field):
+    # label ids that are not integers: an error naming the field and the file (was "invalid literal for int()",
+    # an AttributeError for a list, a TypeError for null)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", **labels}))
+    with pytest.raises((ValueError, TypeError), match=f"config.json: config field {field}"):
+        fastbert.BertConfig.from_pretrained(tmp_path)
+
+
 def test_import_is_light():
     import subprocess
     import sys
