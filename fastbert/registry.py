@@ -249,8 +249,9 @@ def max_input_tokens(config: Any) -> int | None:
 def model_type_of(data: dict[str, Any], name_or_path: str | os.PathLike | None = None) -> str | None:
     """The ``model_type`` a config.json's object names. Checkpoints in the wild often have none: then the
     family of its first ``architectures`` class fastbert knows (``RobertaForMaskedLM`` -> ``roberta``), else
-    transformers 4's rule, the longest supported ``model_type`` found in the name or path
-    (``.../distilbert-base-uncased`` -> ``distilbert``); None (read as BERT) when neither says."""
+    transformers 4's rule, the longest ``model_type`` found in the name or path (``.../distilbert-base-uncased``
+    -> ``distilbert``; one of transformers' that fastbert lacks, ``.../albert-base-v2``: ValueError); None (read
+    as BERT) when neither says."""
     model_type = data.get("model_type")
     if isinstance(model_type, str):
         return model_type
@@ -259,10 +260,42 @@ def model_type_of(data: dict[str, Any], name_or_path: str | os.PathLike | None =
         if isinstance(name, str) and name in names:
             return names[name][0]
     where = os.fspath(name_or_path) if name_or_path is not None else ""
-    for pattern in sorted(FAMILIES, key=len, reverse=True):
+    for pattern in sorted((*FAMILIES, *_OTHER_MODEL_TYPES), key=len, reverse=True):
         if pattern in where:
+            if pattern not in FAMILIES:
+                raise ValueError(
+                    f"{where}: config.json has no model_type, and its name reads as transformers' {pattern!r} "
+                    "model (transformers 4's rule: the longest model type in the name), which fastbert does not "
+                    f"support; supported model types: {', '.join(supported_model_types())} (add model_type to "
+                    "config.json if the checkpoint is one of these)"
+                )
             return pattern
     return None
+
+
+#: transformers' model types that hold a supported one in their name (``albert`` holds ``bert``): transformers 4
+#: reads a config.json without model_type as the longest model type in its path, so ``.../albert-base-v2`` is
+#: ALBERT there, not BERT. Not ``ibert`` / ``hubert``: words of other names (``antiberty``, a user ``hubert``),
+#: and models whose config.json has always had a model_type
+_OTHER_MODEL_TYPES = (
+    "albert",
+    "bert-generation",
+    "convbert",
+    "deberta",
+    "deberta-v2",
+    "flaubert",
+    "megatron-bert",
+    "mobilebert",
+    "modernbert-decoder",
+    "nomic_bert",
+    "rembert",
+    "roberta-prelayernorm",
+    "roc_bert",
+    "squeezebert",
+    "visual_bert",
+    "wav2vec2-bert",
+    "xlm-roberta-xl",
+)
 
 
 def load_config(pretrained_model_name_or_path: str | os.PathLike, hub: Any = None, **kwargs: Any):

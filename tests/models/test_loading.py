@@ -281,6 +281,25 @@ def test_a_config_without_model_type_is_read_as_its_family(tmp_path, model_type)
     assert fastbert.AutoConfig.from_pretrained(folder).model_type == "bert"  # nothing says
 
 
+@pytest.mark.parametrize(
+    "name", ["albert-base-v2", "xlm-roberta-xl", "roberta-prelayernorm-base", "deberta-v3-small"]
+)
+def test_a_config_without_model_type_named_as_another_transformers_model_is_refused(tmp_path, name):
+    """transformers 4's rule is the longest of *its* model types in the path: ``albert-base-v2`` is ALBERT and
+    ``xlm-roberta-xl`` is XLM-RoBERTa-XL there (other architectures); fastbert read them as BERT / XLM-R."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 32, "num_attention_heads": 4}))
+    with pytest.raises(ValueError, match="no model_type.*not support"):
+        fastbert.AutoConfig.from_pretrained(folder)
+    with pytest.raises(ValueError, match="no model_type.*not support"):
+        fastbert.AutoModel.from_pretrained(folder)
+    named = tmp_path / "xlm-roberta-base"  # a supported one still reads as its family
+    named.mkdir()
+    (named / "config.json").write_text(json.dumps({"hidden_size": 32, "num_attention_heads": 4}))
+    assert fastbert.AutoConfig.from_pretrained(named).model_type == "xlm-roberta"
+
+
 def test_a_checkpoint_with_pruned_heads_is_refused_by_name(tmp_path):
     """transformers 4's prune_heads saves smaller attention matrices and config.json's pruned_heads:
     refused before any weight is read, naming pruned_heads (it failed later on a size mismatch)."""
