@@ -225,14 +225,16 @@ class Server:
         return out
 
     def check_ids(self, field: str, inputs: list[Any]) -> None:
-        """A 422 naming the input when a token-id input holds an id outside the vocabulary."""
+        """A 422 naming the input (as the other errors name it) and the position in it when a token-id input
+        holds an id outside the vocabulary; checked on the request's ids, before any truncation."""
         vocab = self.tokenizer.vocab_size
         for k, x in enumerate(inputs):
             if isinstance(x, list) and x and isinstance(x[0], int):
-                bad = next((t for t in x if t >= vocab), None)
-                if bad is not None:
+                j = next((j for j, t in enumerate(x) if t >= vocab), None)
+                if j is not None:
                     raise ServeError(
-                        f"`{input_name(field, k, 2)}`: token id {bad} is not below the vocabulary size {vocab}",
+                        f"`{input_name(field, k, len(inputs))}`: token id {x[j]} at position {j} is not below "
+                        f"the vocabulary size {vocab}",
                         metric="tokenization",
                     )
 
@@ -248,10 +250,10 @@ class Server:
         truncate = self.options.auto_truncate if truncate is None else truncate
         start = time.perf_counter()
         inputs = self.check_inputs(field, inputs, truncate, direction.lower())
+        self.check_ids(field, inputs)
         if prompt:
             # as TEI: a token-id input is decoded (special tokens skipped), the prompt put before the text,
             # and the whole encoded with special tokens
-            self.check_ids(field, inputs)
             inputs = [
                 prompt + (x if isinstance(x, str) else self.tokenizer.decode(x, True))
                 if isinstance(x, (str, list))
@@ -275,7 +277,6 @@ class Server:
             ) from None
         except Exception as e:  # the tokenizer refused an input
             raise ServeError(f"Tokenization error: {e}", "tokenizer") from None
-        self.check_ids(field, [ids for ids, _ in rows])
         for ids, _ in rows:
             self.metrics.input_length.observe(len(ids))
         elapsed = time.perf_counter() - start
@@ -718,12 +719,14 @@ def create_app(
         server.check_count("ids", len(batch))
         vocab = server.tokenizer.vocab_size
         for k, row in enumerate(batch):
+            where = f"ids[{k}]" if len(batch) > 1 else "ids"
             if not row:
-                where = f"ids[{k}]" if len(batch) > 1 else "ids"
                 raise ServeError(f"`{where}` cannot be empty", "empty")
-            bad = next((t for t in row if t >= vocab), None)
-            if bad is not None:
-                raise ServeError(f"`ids[{k}]`: token id {bad} is not below the vocabulary size {vocab}")
+            j = next((j for j, t in enumerate(row) if t >= vocab), None)
+            if j is not None:
+                raise ServeError(
+                    f"`{where}`: token id {row[j]} at position {j} is not below the vocabulary size {vocab}"
+                )
 
         def texts() -> list[str]:
             return [server.tokenizer.decode(list(r), body.skip_special_tokens) for r in batch]
