@@ -90,18 +90,51 @@ def scores_of(logits: np.ndarray, raw: bool) -> np.ndarray:
     return _sigmoid(logits) if logits.shape[-1] == 1 else _softmax(logits)
 
 
+_TYPE_NAMES = ("str", "int", "bool", "list", "dict")
+
+
+def _is_field(p: Any) -> bool:
+    """Whether ``p`` of an error's loc is a field name (not an index, nor the tag of a union's member)."""
+    return isinstance(p, str) and p.isidentifier() and p not in _TYPE_NAMES
+
+
 def _field_of(loc: tuple) -> str:
     parts: list[str] = []
     for p in loc[1:] if loc and loc[0] == "body" else loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif isinstance(p, str) and p.isidentifier() and p not in ("str", "int", "bool", "list", "dict"):
+        elif _is_field(p):
             parts.append(("." if parts else "") + p)
     return "".join(parts) or "body"
 
 
+def _furthest(errors: list[dict]) -> dict:
+    """The error to name first: when the first is one member's of a union (``inputs`` a string, token ids or
+    a list of them), the error of the member that got furthest into the value (``["a", 5]``: the list of
+    inputs, at ``inputs[1]``; ``[[1], [2, "x"]]``: ``inputs[1][1]``), not the string member's refusal of
+    the whole list. A length limit counts past the items (they passed): ``["a", "b", "c"]`` on /predict is
+    a pair of too many strings, not a batch of which ``"a"`` is no list."""
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    cut = next((i for i, p in enumerate(loc) if isinstance(p, str) and not _is_field(p)), None)
+    if cut is None:
+        return first
+
+    def reach(e: dict) -> tuple[int, ...]:
+        where = tuple(p for p in tuple(e.get("loc", ()))[cut:] if isinstance(p, int))
+        if e.get("type") in ("too_long", "too_short"):
+            where += ((e.get("ctx") or {}).get("actual_length", 0),)
+        return where
+
+    members = [e for e in errors if tuple(e.get("loc", ()))[:cut] == loc[:cut]]
+    return max(members, key=reach)  # the first of those that reach as far
+
+
 def validation_message(errors: list[dict]) -> str:
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    if errors and first.get("type") != "json_invalid":
+        first = _furthest(errors)
+        errors = [first, *(e for e in errors if e is not first)]
     if first.get("type") == "json_invalid":
         ctx = first.get("ctx", {}) or {}
         return f"malformed JSON body: {ctx.get('error', first.get('msg'))} (at character {first['loc'][-1]})"

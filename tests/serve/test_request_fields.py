@@ -37,3 +37,23 @@ def test_a_token_id_outside_the_vocabulary_is_named_where_it_is(base_server):
     assert message.startswith("`ids`:") and "99999 at position 1" in message, message
     message = _error(c.post("/decode", json={"ids": [[5], [6, 7, 99999]]}))
     assert message.startswith("`ids[1]`:") and "99999 at position 2" in message, message
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named", "says"),
+    [
+        ("/v1/embeddings", {"input": ["the cat", 5]}, "input[1]", "valid string"),
+        ("/embed", {"inputs": [[5, 6], [7, "x"]]}, "inputs[1][1]", "valid integer"),
+        ("/embed", {"inputs": [5, -1]}, "inputs[1]", "greater than or equal to 0"),
+        ("/predict", {"inputs": ["a", "b", "c"]}, "inputs", "at most 2 items"),
+        ("/predict", {"inputs": [["a"], ["b", "c", "d"]]}, "inputs[1]", "at most 2 items"),
+        ("/decode", {"ids": [[5], [6, "x"]]}, "ids[1][1]", "valid integer"),
+    ],
+)
+def test_a_bad_input_of_a_union_field_is_named_first(base_server, path, body, named, says):
+    """``inputs`` / ``input`` take a string, token ids or a list of them (TEI's untagged enums): a bad item
+    was reported as the string member's refusal of the whole list (```input`: Input should be a valid
+    string``) for ``["the cat", 5]``, and three strings on /predict as ``Input should be a valid string``;
+    the error now names first the item at fault and what is wrong with it."""
+    message = _error(base_server.client.post(path, json=body))
+    assert message.startswith(f"Input validation error: `{named}`: ") and says in message, message
