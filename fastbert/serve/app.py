@@ -224,10 +224,17 @@ class Server:
             out.append(x)
         return out
 
+    @property
+    def id_limit(self) -> int:
+        """The ids a forward can take: below the tokenizer's vocabulary and the model's embedding table (a
+        tokenizer may hold added tokens the model was not resized for)."""
+        vocab = self.tokenizer.vocab_size
+        return min(vocab, self.spec.vocab_size) if self.spec.vocab_size else vocab
+
     def check_ids(self, field: str, inputs: list[Any]) -> None:
         """A 422 naming the input (as the other errors name it) and the position in it when a token-id input
         holds an id outside the vocabulary; checked on the request's ids, before any truncation."""
-        vocab = self.tokenizer.vocab_size
+        vocab = self.id_limit
         for k, x in enumerate(inputs):
             if isinstance(x, list) and x and isinstance(x[0], int):
                 j = next((j for j, t in enumerate(x) if t >= vocab), None)
@@ -237,6 +244,21 @@ class Server:
                         f"the vocabulary size {vocab}",
                         metric="tokenization",
                     )
+
+    def check_rows(self, field: str, rows: list[tuple[list[int], list[int]]]) -> None:
+        """A 422 for a text the tokenizer turned into an id the model's embedding table lacks (a token added
+        to the tokenizer only): in the batch's forward it would fail the other clients' requests too."""
+        limit = self.id_limit
+        if limit >= self.tokenizer.vocab_size:
+            return
+        for k, (ids, _) in enumerate(rows):
+            j = next((j for j, t in enumerate(ids) if t >= limit), None)
+            if j is not None:
+                raise ServeError(
+                    f"`{input_name(field, k, len(rows))}`: its token {j} has id {ids[j]}, which the model's "
+                    f"vocabulary of {limit} lacks (the tokenizer holds {self.tokenizer.vocab_size} tokens)",
+                    metric="tokenization",
+                )
 
     def encode(
         self,
@@ -277,6 +299,7 @@ class Server:
             ) from None
         except Exception as e:  # the tokenizer refused an input
             raise ServeError(f"Tokenization error: {e}", "tokenizer") from None
+        self.check_rows(field, rows)
         for ids, _ in rows:
             self.metrics.input_length.observe(len(ids))
         elapsed = time.perf_counter() - start

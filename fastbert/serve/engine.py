@@ -56,6 +56,9 @@ class ModelSpec:
     #: the Pooling config's ``include_prompt``: false, sentence-transformers leaves a prompt's tokens out
     #: of the pooling, which the server does not do: a pooled embedding with a prompt is refused
     include_prompt: bool = True
+    #: the model's embedding table (config.json's ``vocab_size``): a token id at or above it cannot run,
+    #: whatever the tokenizer holds (a tokenizer with added tokens the model was not resized for)
+    vocab_size: int | None = None
 
 
 def _read_json(path: str) -> Any:
@@ -130,6 +133,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
         kind=kind,
         architecture=arch,
         pooling="",
+        vocab_size=int(config.vocab_size) if getattr(config, "vocab_size", None) else None,
     )
     if kind == EMBEDDING:
         if pooling == "splade":

@@ -57,3 +57,40 @@ def test_a_bad_input_of_a_union_field_is_named_first(base_server, path, body, na
     the error now names first the item at fault and what is wrong with it."""
     message = _error(base_server.client.post(path, json=body))
     assert message.startswith(f"Input validation error: `{named}`: ") and says in message, message
+
+
+def test_ids_the_model_lacks_are_refused_before_the_batch(tiny, tmp_path):
+    """A model whose embedding table is smaller than its tokenizer (tokens added to the tokenizer, the model
+    not resized): the server checked ids against the tokenizer's size only, so such an id (sent, or made
+    from a text) reached the forward, which failed with a 424, and failed every other request of its batch
+    too. Now a 422 names the input before anything is queued; the other ids still run."""
+    import json
+    import shutil
+
+    import torch
+    import transformers
+
+    path = tmp_path / "model"
+    config = transformers.AutoConfig.from_pretrained(tiny["base"])
+    size = config.vocab_size
+    config.vocab_size = limit = (
+        size - 8
+    )  # the last 8 tokens of the tokenizer: "cat dog car sky blue" among them
+    torch.manual_seed(0)
+    transformers.AutoModel.from_config(config).save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{tiny['base']}/{name}", path / name)
+    with serving(model=str(path), pooling="mean") as srv:
+        c = srv.client
+        message = _error(c.post("/embed", json={"inputs": [5, limit]}))
+        assert message.startswith("`inputs`:") and f"{limit} at position 1" in message, message
+        vocab = json.loads((path / "tokenizer.json").read_text())["model"]["vocab"]
+        piece = next(w for w, i in vocab.items() if i >= limit and w.startswith("##"))
+        word = "qq" + piece[2:] * 3  # a word whose pieces the model lacks
+        ids = c.post("/tokenize", json={"inputs": word, "add_special_tokens": False}).json()[0]
+        assert any(t["id"] >= limit for t in ids), ids
+        message = _error(c.post("/embed", json={"inputs": ["the", f"the {word}"]}))
+        assert message.startswith("`inputs[1]`:") and "vocabulary of" in message, message
+        assert "vocabulary of" in _error(c.post("/v1/embeddings", json={"input": word}))
+        assert c.post("/embed", json={"inputs": ["the", [5, limit - 1]]}).status_code == 200
+        assert c.post("/decode", json={"ids": [5, limit]}).status_code == 200  # no forward: the tokenizer's
