@@ -613,6 +613,20 @@ def test_a_glob_over_the_output_folder_leaves_its_shards_out(tmp_path, models):
         embed(str(out / "*.parquet"), str(out), model=models["base"], progress=False)
 
 
+def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
+    """``data[2024].jsonl`` names an existing file: it was read as a glob (the character class ``[2024]``),
+    which matched no file, and the file could not be embedded at all ("matches no file")."""
+    from fastbert.embed.inputs import expand_inputs
+
+    literal = tmp_path / "data[2024].jsonl"
+    literal.write_text('{"text": "a"}\n')
+    (tmp_path / "data2.jsonl").write_text('{"text": "b"}\n')  # what the character class matches
+    assert expand_inputs(str(literal)) == [str(literal)]
+    assert expand_inputs(str(tmp_path / "data*.jsonl")) == sorted(
+        [str(literal), str(tmp_path / "data2.jsonl")]
+    )
+
+
 @pytest.mark.parametrize(
     "flags, said",
     [

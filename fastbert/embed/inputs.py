@@ -32,7 +32,8 @@ def _inside(path: str, folder: str | None) -> bool:
 
 
 def expand_inputs(inputs: Sequence[str] | str, output: str | None = None) -> list[str]:
-    """Input paths with globs expanded (each glob sorted), in the order given; duplicates dropped. Files in
+    """Input paths with globs expanded (each glob sorted), in the order given; duplicates dropped. A path that
+    names an existing file is that file, glob characters or not (``data[2024].jsonl``). Files in
     the ``output`` folder are the job's own shards: a glob's matches there are left out (``data/**/*.parquet``
     with ``--output data/vectors`` matched the first run's shards at the next, which then refused to
     resume), a file named there is refused."""
@@ -46,7 +47,7 @@ def expand_inputs(inputs: Sequence[str] | str, output: str | None = None) -> lis
         if is_uri(item):
             out.append(item)
             continue
-        if glob.has_magic(item):
+        if glob.has_magic(item) and not os.path.isfile(item):  # a file named data[1].txt is itself
             matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
             if not matches:
                 raise OSError(f"input {item!r} matches no file")
