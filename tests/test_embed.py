@@ -1278,3 +1278,20 @@ def test_help_and_docstring_name_the_manifest_file(capsys):
     assert "(Parquet shards + _manifest.json)" in text, text
     for doc in (text, fastbert.embed.__doc__):
         assert not re.search(r"(?<!_)manifest\.json", doc), doc
+
+
+def test_no_device_is_the_cpu_and_gets_the_cpu_token_budget(tmp_path, monkeypatch, models):
+    """Without ``--device`` the local engine runs on the CPU (the pipeline's default), yet on a machine with
+    CUDA it got the GPU's default budget (16384 padded tokens, recorded in the manifest), not the CPU's 4096
+    that the docs and ``--max-batch-tokens``' help give for the CPU."""
+    from fastbert.embed.devices import default_max_batch_tokens
+    from fastbert.embed.job import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_max_batch_tokens([None]) == DEFAULT_MAX_BATCH_TOKENS_CPU
+    assert default_max_batch_tokens([None], "ray") == DEFAULT_MAX_BATCH_TOKENS  # Ray's actors take the GPUs
+    assert default_max_batch_tokens(["cuda:0"]) == DEFAULT_MAX_BATCH_TOKENS
+    path = tmp_path / "a.txt"
+    path.write_text("the cat\n")
+    manifest = embed(str(path), str(tmp_path / "out"), model=models["base"], progress=False)
+    assert manifest["job"]["max_batch_tokens"] == DEFAULT_MAX_BATCH_TOKENS_CPU

@@ -111,7 +111,9 @@ def embed(
         on_error=on_error,
         shard_rows=shard_rows,
         window=window,
-        max_batch_tokens=default_max_batch_tokens(targets) if max_batch_tokens is None else max_batch_tokens,
+        max_batch_tokens=default_max_batch_tokens(targets, engine)
+        if max_batch_tokens is None
+        else max_batch_tokens,
         attn_implementation=attn_implementation,
         quantization=quantization,
     )

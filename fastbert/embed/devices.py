@@ -27,11 +27,14 @@ def check_devices(devices: list[Any]) -> None:
             available_device(d, "device")
 
 
-def default_max_batch_tokens(devices: list[Any]) -> int:
-    """The token budget of a forward when none is given: GPU-sized when every device is a GPU."""
+def default_max_batch_tokens(devices: list[Any], engine: str = "local") -> int:
+    """The token budget of a forward when none is given: GPU-sized when every device is a GPU. No device is
+    the CPU for the local engine (as the pipeline places it), and a GPU where there is one for Ray's actors."""
 
     def on_gpu(d: Any) -> bool:
         if d is None:
+            if engine != "ray":
+                return False
             import torch
 
             return torch.cuda.is_available()
