@@ -87,6 +87,10 @@ def embed(
         not isinstance(ray_actors, int) or isinstance(ray_actors, bool) or ray_actors < 1
     ):
         raise ValueError(f"ray_actors (--ray-actors) must be a positive integer, got {ray_actors!r}")
+    if ray_actors is not None and engine != "ray":  # the local engine has no actors: it was ignored
+        raise ValueError("ray_actors is an option of the Ray engine (engine='ray'), not of the local engine")
+    if device is not None and devices is not None:  # devices won, and device was ignored
+        raise ValueError(f"device and devices: pass one, not both (got {device!r} and {devices!r})")
     if engine == "ray":
         require_ray()
     targets = device_list(device, devices)

@@ -155,6 +155,8 @@ _FLAGS = {
     "pass model= a": "pass --model a",
     "pooling and normalize are options": "--pooling and --normalize are options",
     "function_to_apply is a": "--function-to-apply is a",
+    "ray_actors is an option of the Ray engine (engine='ray')": "--ray-actors is an option of --ray",
+    "device and devices: pass one": "--device and --devices: pass one",
 }
 
 
