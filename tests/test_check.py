@@ -277,3 +277,26 @@ def test_check_help_names_the_float64_reference(capsys):
             main(argv)
         out = " ".join(capsys.readouterr().out.split())
         assert "float64 reference" in out and "fp32 eager reference" not in out, (argv, out)
+
+
+def test_check_refuses_ids_beyond_the_models_vocab_in_one_line(tmp_path, capsys):
+    """A folder whose tokenizer gives ids the model's vocab does not hold: ``fastbert check`` ended in a
+    traceback (IndexError from transformers' embedding, the reference ran first); fastbert's own host check
+    now runs first and refuses it in one line, exit 2."""
+    import pytest
+
+    pytest.importorskip("transformers")
+    import fastbert
+    from fastbert.cli import main
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "lazy", "dog"]
+    cfg = fastbert.BertConfig(
+        vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20
+    )
+    fastbert.BertModel(cfg).save_pretrained(str(tmp_path))
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    capsys.readouterr()
+    code = main(["check", "--model", str(tmp_path), "--dtypes", "fp32", "--backends", "eager"])
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2
+    assert len(err) == 1 and "input_ids holds" in err[0] and "vocab_size = 8" in err[0], err
