@@ -300,3 +300,26 @@ def test_check_refuses_ids_beyond_the_models_vocab_in_one_line(tmp_path, capsys)
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert code == 2
     assert len(err) == 1 and "input_ids holds" in err[0] and "vocab_size = 8" in err[0], err
+
+
+def test_check_shows_no_transformers_sdpa_row_for_a_model_without_it(tmp_path):
+    """transformers' MPNet has no sdpa: asked for it, it keeps eager (with a warning), so the check's
+    "transformers sdpa" rows were transformers' eager output under sdpa's name. They are left out."""
+    import pytest
+
+    transformers = pytest.importorskip("transformers")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>", "<pad>", "the", "quick", "fox"]
+    cfg = transformers.MPNetConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=20,
+        pad_token_id=7,
+    )
+    torch.manual_seed(0)
+    transformers.MPNetModel(cfg).save_pretrained(str(tmp_path))
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    rows = check.run_check(model=str(tmp_path), dtypes=("fp32",), backends=("eager",), device="cpu")
+    assert [r.provider for r in rows] == ["fastbert eager", "transformers eager"]
+    assert all(r.ok for r in rows)
