@@ -253,9 +253,18 @@ def _naming_lines(pipe: Any, numbered: Iterable[tuple[int, Any]], kwargs: dict[s
     (no [MASK] in it, an empty context, too long without truncation) is raised again naming its line: the
     inputs taken but not yet answered are rerun one at a time until one raises it."""
     pending: collections.deque[tuple[int, Any]] = collections.deque()
+    read_errors: list[ValueError] = []  # the reader's own (a line not UTF-8): it names its line already
 
     def feed() -> Iterator[Any]:
-        for lineno, item in numbered:
+        lines = iter(numbered)
+        while True:
+            try:
+                lineno, item = next(lines)
+            except StopIteration:
+                return
+            except ValueError as e:
+                read_errors.append(e)
+                raise
             pending.append((lineno, item))
             yield item
 
@@ -264,7 +273,7 @@ def _naming_lines(pipe: Any, numbered: Iterable[tuple[int, Any]], kwargs: dict[s
             pending.popleft()
             yield result
     except ValueError as e:
-        if str(e).startswith("line "):
+        if str(e).startswith("line ") or any(e is r for r in read_errors):
             raise
         for lineno, item in list(pending):
             try:
