@@ -287,3 +287,12 @@ def test_a_line_that_is_not_utf8_is_refused_without_rerunning_the_lines_before(c
     p = fill_mask(ckpt, runner=here, stdin=b"the [MASK] city\n" * 3 + b"bad \xff [MASK]\n")
     assert p.returncode == 2 and "stdin line 4 is not UTF-8 text (byte 0xff at column 5)" in p.stderr
     assert len(calls) == 1, len(calls)
+
+
+def test_doc_stride_larger_than_the_length_names_the_flags(ckpt, here):
+    """``--doc-stride 1000`` said "`doc_stride` (1000) is larger than `max_seq_len` (64)": the pipeline's
+    argument names, not the command's flags."""
+    qa = json.dumps({"question": "who", "context": "john lives here"}) + "\n"
+    p = here("--task", "question-answering", "--model", ckpt["qa"], "--doc-stride", "1000", stdin=qa)
+    assert p.returncode == 2 and "--doc-stride (1000) is larger than --max-length (64)" in p.stderr, p.stderr
+    assert "doc_stride" not in p.stderr and "max_seq_len" not in p.stderr

@@ -290,6 +290,8 @@ _FLAGS = {
     "or raise max_length": "or raise --max-length",
     "lower doc_stride": "lower --doc-stride",
     "doc_stride=": "--doc-stride ",
+    "`doc_stride` (": "--doc-stride (",
+    "`max_seq_len` (": "--max-length (",
     "raise max_seq_len": "raise --max-length",
     "max_seq_len=": "--max-length ",
     "pass model= ": "pass --model ",
