@@ -314,7 +314,7 @@ def cli_main(args: argparse.Namespace) -> int:
         args.device = str(available_device(args.device))
     rows = run_check(args.model, args.config, dtypes, backends, args.device, not args.no_transformers)
     dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
+    name = torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") else "cpu"
     if any(r.provider.startswith("transformers") for r in rows):
         reference = "transformers eager in float64 (tolerance: from transformers eager in each dtype)"
     else:

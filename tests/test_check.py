@@ -323,3 +323,15 @@ def test_check_shows_no_transformers_sdpa_row_for_a_model_without_it(tmp_path):
     rows = check.run_check(model=str(tmp_path), dtypes=("fp32",), backends=("eager",), device="cpu")
     assert [r.provider for r in rows] == ["fastbert eager", "transformers eager"]
     assert all(r.ok for r in rows)
+
+
+def test_check_header_names_the_gpu_of_device(monkeypatch, capsys):
+    """``--device cuda:1`` printed the name of the current GPU (cuda:0), not of the one checked."""
+    import fastbert.devices
+    from fastbert.cli import main
+
+    monkeypatch.setattr(fastbert.devices, "available_device", lambda text: torch.device("cuda:1"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"GPU of {device}")
+    monkeypatch.setattr(check, "run_check", lambda *a, **k: [check.Row("fastbert sdpa", "fp32", 0, 0, 1)])
+    assert main(["check", "--config", "tiny", "--device", "cuda:1"]) == 0
+    assert "tiny on GPU of cuda:1;" in capsys.readouterr().out
