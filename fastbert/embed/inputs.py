@@ -125,6 +125,19 @@ def open_binary(path: str):
     return open(path, "rb")
 
 
+def open_arrow(path: str):
+    """``path`` as a pyarrow native file, for pyarrow's CSV and Parquet readers. Not a Python file object:
+    their read-ahead threads call back into Python for it, and one still running when the interpreter
+    exits (a reader dropped just before, e.g. on a bad-row error) aborted the process (``terminate called
+    without an active exception``, exit 134; apache/arrow#34314)."""
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        return fs.open_input_file(inner)
+    import pyarrow as pa
+
+    return pa.OSFile(path, "rb")
+
+
 def stat(path: str) -> tuple[int, int]:
     """(size, mtime in ns) of an input: what a resumed run compares."""
     if is_uri(path):

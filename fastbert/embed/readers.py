@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .inputs import open_binary, stat
+from .inputs import open_arrow, open_binary, stat
 from .plan import InputFile, Shard
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def csv_batches(path: str, column: str, id_column: str | None) -> Iterator[Any]:
     # last newline, inside such a field, and a file past one block failed as "not a valid CSV file"
     parse = pacsv.ParseOptions(newlines_in_values=True)
     try:
-        with open_binary(path) as f:
+        with open_arrow(path) as f:
             yield from pacsv.open_csv(f, parse_options=parse, convert_options=options)
     except pa.ArrowInvalid as e:
         raise ValueError(f"{path} is not a valid CSV file: {e}") from None
@@ -315,7 +315,7 @@ def scan(
                 _raise_first_bad(path, fmt, batch, rows, column, id_column)
             rows += batch.num_rows
     else:
-        with open_binary(path) as f:
+        with open_arrow(path) as f:
             pf = parquet_file(path, f)
             check_columns(path, pf.schema_arrow.names, column, id_column)
             check_column_types(path, pf.schema_arrow, column, id_column)
@@ -406,7 +406,7 @@ def _read_csv(job: Job, file: InputFile, shard: Shard, make: _Make) -> Iterator[
 def _read_parquet(job: Job, file: InputFile, shard: Shard, make: _Make) -> Iterator[Row]:
     """Parquet: only the row groups the shard overlaps, only the text (and id) column."""
     columns = [job.column] + ([job.id_column] if job.id_column else [])
-    with open_binary(file.path) as f:
+    with open_arrow(file.path) as f:
         pf = parquet_file(file.path, f)
         meta = pf.metadata
         groups, first, acc = [], None, 0
