@@ -641,6 +641,7 @@ def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
         # both were taken and one silently ignored (--device; --ray-actors without --ray)
         (["--device", "cpu", "--devices", "cpu,cpu"], "--device and --devices: pass one, not both"),
         (["--ray-actors", "2"], "--ray-actors is an option of --ray, not of"),
+        (["--ray-address", "auto"], "--ray-address is an option of --ray, not of"),
     ],
 )
 def test_cli_refusals_name_the_flags(tmp_path, models, capsys, flags, said):

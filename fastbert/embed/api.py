@@ -89,6 +89,8 @@ def embed(
         raise ValueError(f"ray_actors (--ray-actors) must be a positive integer, got {ray_actors!r}")
     if ray_actors is not None and engine != "ray":  # the local engine has no actors: it was ignored
         raise ValueError("ray_actors is an option of the Ray engine (engine='ray'), not of the local engine")
+    if ray_address is not None and engine != "ray":  # the local engine joins no cluster: it was ignored
+        raise ValueError("ray_address is an option of the Ray engine (engine='ray'), not of the local engine")
     if device is not None and devices is not None:  # devices won, and device was ignored
         raise ValueError(f"device and devices: pass one, not both (got {device!r} and {devices!r})")
     if engine == "ray":

@@ -156,6 +156,7 @@ _FLAGS = {
     "pooling and normalize are options": "--pooling and --normalize are options",
     "function_to_apply is a": "--function-to-apply is a",
     "ray_actors is an option of the Ray engine (engine='ray')": "--ray-actors is an option of --ray",
+    "ray_address is an option of the Ray engine (engine='ray')": "--ray-address is an option of --ray",
     "device and devices: pass one": "--device and --devices: pass one",
 }
 
