@@ -247,9 +247,14 @@ class BertSelfAttention(_Module):
                 return cached[1]
             weight, bias = _adjacent(*ws), _adjacent(*bs)
             if weight is not None and bias is not None:
+                # the view counts the query weight's in-place edits only: a load-time transform's copy
+                # (fastbert.quant's WeightWatch) reads the three parameters' version counters from here
+                weight.fastbert_parts = ws
                 self.__dict__["_fused_views"] = (key, (weight, bias))
                 return weight, bias
-        return torch.cat(ws), torch.cat(bs)  # gradients reach the three parameters; never stale
+        weight = torch.cat(ws)  # gradients reach the three parameters; never stale
+        weight.fastbert_parts = ws
+        return weight, torch.cat(bs)
 
     def extra_repr(self) -> str:
         """What computes the fused projection, in the words of a quantized linear's repr: its load-time

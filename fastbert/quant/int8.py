@@ -263,8 +263,13 @@ def weight_sample(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _identity(weight: torch.Tensor) -> tuple:
-    """What a weight is, short of its values: address, version counter, shape, strides, dtype, device."""
-    return (weight.data_ptr(), _version(weight), weight.shape, weight.stride(), weight.dtype, weight.device)
+    """What a weight is, short of its values: address, version counter, shape, strides, dtype, device. A
+    fused query/key/value weight (a view of, or a concatenation of, three parameters: ``fastbert_parts``)
+    has, in place of its own version counter (the query's, or a fresh tensor's), the address and version
+    counter of each of the three parameters."""
+    parts = weight.__dict__.get("fastbert_parts")
+    version = _version(weight) if parts is None else tuple((p.data_ptr(), _version(p)) for p in parts)
+    return (weight.data_ptr(), version, weight.shape, weight.stride(), weight.dtype, weight.device)
 
 
 class WeightWatch:
@@ -341,8 +346,8 @@ class WeightWatch:
         if key[2:] != old[2:]:
             return False
         same_memory = key[0] == old[0]
-        if same_memory and key[1] != old[1]:
-            return False  # edited in place through the parameter
+        if key[1] != old[1] and (same_memory or isinstance(key[1], tuple)):
+            return False  # edited in place through the parameter (one of a fused weight's three)
         if self._sample is None:  # CUDA: the host-side checks only
             return same_memory
         view = self._view if same_memory else weight_sample(weight.detach())

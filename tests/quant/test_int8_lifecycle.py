@@ -124,6 +124,35 @@ def test_int8_copy_follows_every_weight_edit(name, how, monkeypatch):
     assert "quantization=int8 (" in repr(q) and "not on the current weight" not in repr(q)
 
 
+@pytest.mark.parametrize("layout", ["fused", "concatenated"])
+@pytest.mark.parametrize("part", ["key", "value"])
+def test_an_in_place_edit_of_the_key_or_value_weight_reaches_the_fused_int8_copy(part, layout, monkeypatch):
+    """The fused query/key/value copy watches the version counters of all three weights: an in-place edit
+    of a few elements of the key's or the value's (under torch.no_grad(), as an optimizer step or a head
+    masked by hand) makes it again, as one of the query's or a linear's does. The fused weight is a view
+    that counts the query's edits only, and a concatenation (query/key/value not in one storage) a fresh
+    tensor: the copy stayed stale unless the 64 sampled elements changed."""
+    fp32, q = _int8_model()
+    for m in (fp32, q):
+        att = m.encoder.layer[0].attention.self
+        if layout == "concatenated":  # the three weights in storages of their own: concatenated at each call
+            att.query.weight.data = att.query.weight.detach().clone()
+        _out(m)  # the copies are current
+    packs = []
+    real = Int8Linear.repack
+    monkeypatch.setattr(Int8Linear, "repack", lambda hook, w: packs.append(1) or real(hook, w))
+    _out(q)
+    assert packs == []  # nothing changed: not made again
+    for m in (fp32, q):
+        with torch.no_grad():
+            getattr(m.encoder.layer[0].attention.self, part).weight[1, 2] += 50.0
+    ref = _out(fp32)
+    assert _rel(_out(q), ref) < 0.02, _rel(_out(q), ref)
+    assert len(packs) == 1
+    _out(q)
+    assert len(packs) == 1
+
+
 def test_peft_merge_and_unload_reaches_the_int8_copy():
     """PEFT's merge_and_unload adds the adapter through ``weight.data``: the merged int8 model follows it."""
     peft = pytest.importorskip("peft")
