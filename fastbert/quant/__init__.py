@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -610,6 +611,20 @@ def _pick_kernel(method: str, device: torch.device) -> str:
     return "int_mm"
 
 
+def _cosine_target(name: str, value: Any) -> float:
+    """``min_cosine`` / ``mean_cosine`` as a float: calibration compares them only after it has run (seconds
+    to minutes), so a value that is not a number (or NaN, which no cosine reaches) is refused first."""
+    try:
+        number = None if isinstance(value, (str, bytes, bool)) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        raise TypeError(f"{name} must be a number (a cosine to keep, such as 0.997), got {value!r}")
+    if math.isnan(number):
+        raise ValueError(f"{name} is NaN, which no cosine reaches: pass a number such as 0.997")
+    return number
+
+
 def _quantize(
     model: nn.Module,
     quantization: str | None,
@@ -626,6 +641,18 @@ def _quantize(
     method = check_quantization(quantization)
     if method is None:
         return model
+    min_cosine, mean_cosine = (
+        _cosine_target("min_cosine", min_cosine),
+        _cosine_target("mean_cosine", mean_cosine),
+    )
+    if tokenizer is not None and not callable(tokenizer):
+        hint = (
+            ": load it with fastbert.AutoTokenizer.from_pretrained(...)" if isinstance(tokenizer, str) else ""
+        )
+        raise TypeError(
+            f"tokenizer must be a tokenizer (it is called on the calibration sentences), got "
+            f"{type(tokenizer).__name__} {reprlib.repr(tokenizer)}{hint}"
+        )
     from ..model_api import TransformersModelAPI  # the mixin of every fastbert model class
 
     if not isinstance(model, TransformersModelAPI):

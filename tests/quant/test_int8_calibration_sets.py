@@ -3,6 +3,7 @@
 linears were replaced, as "the calibration set is empty"), and rows with no token are not counted (their
 zero embeddings made the cosine 0 and every linear went back to fp32)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,6 +70,31 @@ def test_tokenized_batches_with_a_tokenizers_extra_keys():
     model = _model()
     quantize(model, "int8", calibration=[extra], min_cosine=0.0, mean_cosine=0.0)
     assert model.quantization.active and isinstance(model.encoder.layer[0].output.dense, QuantizedLinear)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(min_cosine=None), "min_cosine must be a number .*got None"),
+        (dict(mean_cosine="0.999"), "mean_cosine must be a number .*got '0.999'"),
+        (dict(min_cosine=float("nan")), "min_cosine is NaN"),
+        (dict(tokenizer="bert-base-uncased"), "tokenizer must be a tokenizer .*got str 'bert-base-uncased'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_calibrating(kwargs, error, monkeypatch):
+    """min_cosine / mean_cosine are compared only after calibration has run (seconds on the MiniLM, 43 s on
+    BERT-base): one that is not a number failed there ('>=' not supported), and NaN kept every linear in
+    fp32; a tokenizer that is not one ('str' object is not callable). Refused, by name, before any forward."""
+    import fastbert.quant as quant
+
+    model = _model()
+    monkeypatch.setattr(quant, "_embed", lambda *a: pytest.fail("calibration ran"))
+    with pytest.raises((TypeError, ValueError), match=error):
+        quantize(model, "int8", calibration=["a sentence"] if "tokenizer" in kwargs else [_batch()], **kwargs)
+    assert getattr(model, "quantization", None) is None
+    monkeypatch.undo()  # numbers of numpy and torch are numbers
+    quantize(model, "int8", calibration=[_batch()], min_cosine=np.float32(0.0), mean_cosine=torch.tensor(0.0))
+    assert model.quantization.active
 
 
 @pytest.mark.parametrize("argv, code", [(["--help"], 0), (["labled"], 2), (["labeled", "extra"], 2)])
