@@ -508,7 +508,7 @@ def _embed(base, batches) -> torch.Tensor:
     with torch.no_grad():
         for b in batches:
             b = {k: v.to(device) for k, v in b.items()}
-            h = base(**b).last_hidden_state.float()
+            h = base(**b, return_dict=True).last_hidden_state.float()  # whatever config.return_dict says
             m = (
                 b["attention_mask"].to(h.dtype)[..., None]
                 if "attention_mask" in b

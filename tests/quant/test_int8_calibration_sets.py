@@ -72,6 +72,20 @@ def test_tokenized_batches_with_a_tokenizers_extra_keys():
     assert model.quantization.active and isinstance(model.encoder.layer[0].output.dense, QuantizedLinear)
 
 
+@pytest.mark.parametrize("option", ["return_dict", "torchscript"])
+def test_a_model_that_returns_tuples_quantizes(option):
+    """A model whose config says return_dict=False (``from_pretrained(path, return_dict=False)``, or
+    torchscript=True) calibrates as any other and still returns its tuples (calibration read
+    ``.last_hidden_state`` of a tuple: AttributeError)."""
+    model = _model()
+    setattr(model.config, option, option == "torchscript")
+    assert not model.config.use_return_dict
+    quantize(model, "int8", calibration=[_batch()], min_cosine=0.0, mean_cosine=0.0)
+    assert model.quantization.active
+    with torch.no_grad():
+        assert isinstance(model(**_batch()), tuple)
+
+
 @pytest.mark.parametrize(
     "kwargs, error",
     [
