@@ -603,11 +603,7 @@ def _pick_kernel(method: str, device: torch.device) -> str:
         return "scaled_mm"
     if device.type == "cpu":
         return "onednn"
-    from .gpu import int_mm_refusal
-
-    why = int_mm_refusal(device)
-    if why is not None:
-        raise ValueError(f"quantization='int8': {why}")
+    check_quantization_device(method, device)  # int8 off the CPU and CUDA, CUDA without torch._int_mm
     return "int_mm"
 
 

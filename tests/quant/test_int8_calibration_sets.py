@@ -72,6 +72,15 @@ def test_tokenized_batches_with_a_tokenizers_extra_keys():
     assert model.quantization.active and isinstance(model.encoder.layer[0].output.dense, QuantizedLinear)
 
 
+def test_int8_on_a_device_it_has_no_path_for_says_where_it_runs():
+    """A model on the meta device (or MPS) is refused with where int8 runs, as from_pretrained refuses it;
+    quantize said 'torch._int_mm int8 linears are the CUDA path; this model is on the meta'."""
+    with pytest.raises(
+        ValueError, match=r"runs on the CPU \(oneDNN\) or on CUDA \(torch._int_mm\), not on the meta"
+    ):
+        quantize(_model().to("meta"), "int8", calibration=[_batch()])
+
+
 @pytest.mark.parametrize("option", ["return_dict", "torchscript"])
 def test_a_model_that_returns_tuples_quantizes(option):
     """A model whose config says return_dict=False (``from_pretrained(path, return_dict=False)``, or
