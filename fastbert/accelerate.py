@@ -115,6 +115,7 @@ def accelerate(
             from .quant import _tokenizer_of
 
             tokenizer = _tokenizer_of(obj)  # a transformers model: its folder's tokenizer, else a ValueError
+        _check_calibration_tokenizers(obj, tokenizer)
     out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
     if quantization is not None:
         from .models.engine import BertPreTrainedModel
@@ -140,6 +141,26 @@ def _quantization_targets(out, tokenizer):
         own = getattr(parent, "tokenizer", None)
         targets.append((model, own if own is not None else tokenizer))
     return targets
+
+
+def _check_calibration_tokenizers(obj, tokenizer) -> None:
+    """Each tokenizer that will calibrate a backbone pads a batch of two sentences, before the swap changes
+    ``obj``: one that cannot (no pad token) failed in the calibration, after the swap, leaving ``obj``
+    accelerated but not quantized."""
+    holders = list(_backbone_slots(obj)) if isinstance(obj, nn.Module) else []
+    tokenizers = {
+        id(t): t
+        for t in [getattr(p, "tokenizer", None) for p, _, _ in holders] + [tokenizer]
+        if t is not None
+    }
+    for tok in tokenizers.values():
+        try:
+            tok(["a", "a b"], padding=True, truncation=True, return_tensors="pt")
+        except Exception as e:
+            raise ValueError(
+                f"int8 calibration pads batches of sentences, and the tokenizer {type(tok).__name__} cannot: "
+                f"{e} (nothing was changed)"
+            ) from e
 
 
 def _dtype_of(obj) -> torch.dtype:

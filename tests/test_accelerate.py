@@ -607,6 +607,12 @@ def test_quantization_refusals_change_nothing(folder):
     with pytest.raises(ValueError, match="found no tokenizer"):
         fastbert.accelerate(built, quantization="int8")
     assert built.encoder.layer[0].attention.self.query.weight is query
+    # a tokenizer that cannot pad (no pad token) failed in the calibration, after the swap
+    st = SentenceTransformer(folder, device="cpu")
+    st.tokenizer.pad_token = None
+    with pytest.raises(ValueError, match="int8 calibration pads .*nothing was changed"):
+        fastbert.accelerate(st, quantization="int8")
+    assert type(st[0].auto_model).__module__.startswith("transformers.")
 
 
 def test_one_backbone_held_twice_is_converted_once():
