@@ -299,14 +299,16 @@ def cli_main(args: argparse.Namespace) -> int:
             "--model and --config exclude each other: --config checks random weights of a built-in config, "
             "--model a model's own weights"
         )
-    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    from .cli import comma_list
+
+    dtypes = comma_list("--dtypes", args.dtypes) if args.dtypes.strip() else ()
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown:
         raise ValueError(f"unknown dtypes {unknown}; use {sorted(DTYPES)}")
     if not dtypes:
         raise ValueError(f"--dtypes names no dtype; use one or more of {', '.join(sorted(DTYPES))}")
-    backends = tuple(b.strip() for b in args.backends.split(",")) if args.backends else None
-    if args.backends is not None and not any(backends):
+    backends = comma_list("--attn-implementation", args.backends) if args.backends else None
+    if args.backends is not None and not backends:
         raise ValueError("--attn-implementation names no backend; use eager, sdpa, triton, ...")
     if args.device is not None:  # refused in one line before anything loads: cuda without CUDA, banana...
         from .devices import available_device

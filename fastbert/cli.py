@@ -145,6 +145,15 @@ def as_flags(message: str, flags: dict[str, str]) -> str:
     return message
 
 
+def comma_list(flag: str, value: str) -> tuple[str, ...]:
+    """The entries of a comma-separated flag value, stripped, each once in first-seen order; an empty entry
+    (``fp32,,fp16``, ``mean,``) is refused naming the flag."""
+    entries = [v.strip() for v in value.split(",")]
+    if not all(entries):
+        raise ValueError(f"{flag} {value!r} has an empty entry: separate its names with single commas")
+    return tuple(dict.fromkeys(entries))
+
+
 QUANTIZATION_HELP = (
     "quantize the loaded model: int8 (CPU, CUDA) or fp8 (CUDA, compute capability 8.9+); calibrated at load "
     "on a built-in set (README, Precision)"

@@ -335,3 +335,38 @@ def test_check_header_names_the_gpu_of_device(monkeypatch, capsys):
     monkeypatch.setattr(check, "run_check", lambda *a, **k: [check.Row("fastbert sdpa", "fp32", 0, 0, 1)])
     assert main(["check", "--config", "tiny", "--device", "cuda:1"]) == 0
     assert "tiny on GPU of cuda:1;" in capsys.readouterr().out
+
+
+def test_check_list_flags_refuse_empty_entries_and_run_repeated_ones_once(monkeypatch, capsys):
+    """``--dtypes fp32,,fp16`` dropped the empty entry while ``--backends eager,,sdpa`` refused it as
+    "unknown backend ''"; repeated entries gave repeated rows. Both flags now refuse an empty entry by name
+    and run each entry once."""
+    from fastbert.cli import main
+
+    for flag, value in (("--dtypes", "fp32,,fp16"), ("--backends", "eager,,sdpa")):
+        assert main(["check", "--config", "tiny", flag, value, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert f"{value!r} has an empty entry" in err and (
+            "--dtypes" in err or "--attn-implementation" in err
+        )
+    seen = {}
+
+    def run_check(model, config, dtypes, backends, device, with_transformers):
+        seen.update(dtypes=dtypes, backends=backends)
+        return []
+
+    monkeypatch.setattr(check, "run_check", run_check)
+    main(
+        [
+            "check",
+            "--config",
+            "tiny",
+            "--dtypes",
+            "fp32,fp32",
+            "--backends",
+            "sdpa, sdpa,eager",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert seen == {"dtypes": ("fp32",), "backends": ("sdpa", "eager")}, seen

@@ -296,3 +296,9 @@ def test_doc_stride_larger_than_the_length_names_the_flags(ckpt, here):
     p = here("--task", "question-answering", "--model", ckpt["qa"], "--doc-stride", "1000", stdin=qa)
     assert p.returncode == 2 and "--doc-stride (1000) is larger than --max-length (64)" in p.stderr, p.stderr
     assert "doc_stride" not in p.stderr and "max_seq_len" not in p.stderr
+
+
+def test_pooling_with_an_empty_entry_is_refused_naming_the_flag(here):
+    """``--pooling mean,`` said "unknown pooling mode ''" without naming the flag."""
+    p = here("--task", "sentence-embedding", "--pooling", "mean,", stdin="a\n")
+    assert p.returncode == 2 and "--pooling 'mean,' has an empty entry" in p.stderr, p.stderr

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from fastbert.cli import QUANTIZATION_HELP, quantization_arg
+from fastbert.cli import QUANTIZATION_HELP, comma_list, quantization_arg
 from fastbert.output_files import check_output_path, open_output
 
 FORMATS = ("jsonl", "json", "csv", "npy", "safetensors")
@@ -328,7 +328,7 @@ def _task_kwargs(args: argparse.Namespace, task: str) -> dict[str, Any]:
         kw["handle_impossible_answer"] = True
     if task == "sentence-embedding":
         if args.pooling:
-            kw["pooling"] = [p.strip() for p in args.pooling.split(",")]
+            kw["pooling"] = list(comma_list("--pooling", args.pooling))
         if args.normalize is not None:
             kw["normalize"] = args.normalize
     elif args.pooling or args.normalize is not None:
