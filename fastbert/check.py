@@ -301,7 +301,7 @@ def cli_main(args: argparse.Namespace) -> int:
         )
     from .cli import comma_list
 
-    dtypes = comma_list("--dtypes", args.dtypes) if args.dtypes.strip() else ()
+    dtypes = comma_list("--dtypes", args.dtypes)
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown:
         raise ValueError(f"unknown dtypes {unknown}; use {sorted(DTYPES)}")

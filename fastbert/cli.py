@@ -147,8 +147,11 @@ def as_flags(message: str, flags: dict[str, str]) -> str:
 
 def comma_list(flag: str, value: str) -> tuple[str, ...]:
     """The entries of a comma-separated flag value, stripped, each once in first-seen order; an empty entry
-    (``fp32,,fp16``, ``mean,``) is refused naming the flag."""
+    (``fp32,,fp16``, ``mean,``) is refused naming the flag; none at all (``" , "``) is ``()``, which the
+    caller refuses in its own words."""
     entries = [v.strip() for v in value.split(",")]
+    if not any(entries):
+        return ()
     if not all(entries):
         raise ValueError(f"{flag} {value!r} has an empty entry: separate its names with single commas")
     return tuple(dict.fromkeys(entries))
