@@ -23,11 +23,9 @@ except ImportError:  # sentence-transformers 5
 TEXTS = ["Paris IS the Capital of France.", "hello", "", "BERLIN"]
 
 
-def test_do_lower_case_of_sentence_bert_config(tmp_path):
-    """``do_lower_case: true`` in sentence_bert_config.json (sentence-transformers < 6 wrote it; 6 still reads
-    it): sentence-transformers lower-cases the texts before a cased tokenizer; the pipeline did not (other
-    tokens, other vectors)."""
-    src = tmp_path / "bert"
+def _bert_folder(tmp_path, name="bert"):
+    """A tiny BERT (hidden 32) with MiniLM's uncased tokenizer."""
+    src = tmp_path / name
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_folder(weights=False))
     config = transformers.BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -37,9 +35,17 @@ def test_do_lower_case_of_sentence_bert_config(tmp_path):
         intermediate_size=37,
         max_position_embeddings=64,
     )
-    torch.manual_seed(5)
+    torch.manual_seed(7)
     perturb_norms_and_biases(transformers.BertModel(config).eval()).save_pretrained(src)
     tokenizer.save_pretrained(src)
+    return src
+
+
+def test_do_lower_case_of_sentence_bert_config(tmp_path):
+    """``do_lower_case: true`` in sentence_bert_config.json (sentence-transformers < 6 wrote it; 6 still reads
+    it): sentence-transformers lower-cases the texts before a cased tokenizer; the pipeline did not (other
+    tokens, other vectors)."""
+    src = _bert_folder(tmp_path)
     tok = json.loads((src / "tokenizer.json").read_text())  # a cased WordPiece tokenizer
     tok["normalizer"]["lowercase"] = False
     (src / "tokenizer.json").write_text(json.dumps(tok))
@@ -57,24 +63,6 @@ def test_do_lower_case_of_sentence_bert_config(tmp_path):
     ref = plain.to(torch.float64).encode(TEXTS, convert_to_tensor=True)
     ours = fastbert.pipeline("sentence-embedding", model=str(folder))(TEXTS, return_tensors=True)
     assert_close(ours, theirs, ref, torch.float32, what="do_lower_case")
-
-
-def _bert_folder(tmp_path, name="bert"):
-    """A tiny BERT (hidden 32) with MiniLM's uncased tokenizer."""
-    src = tmp_path / name
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_folder(weights=False))
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(7)
-    perturb_norms_and_biases(transformers.BertModel(config).eval()).save_pretrained(src)
-    tokenizer.save_pretrained(src)
-    return src
 
 
 def _st_folder(tmp_path, pooling, normalize=True, **st_kwargs):
