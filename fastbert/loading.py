@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from typing import Any
 
@@ -422,6 +423,7 @@ class PreTrainedMixin:
         trust_remote_code: bool | None = None,
         quantization: str | None = None,
         variant: str | None = None,
+        key_mapping: dict[str, str] | None = None,
         **kwargs: Any,
     ):
         """Load a model from a folder or hub id, like transformers' ``from_pretrained``.
@@ -430,10 +432,12 @@ class PreTrainedMixin:
         cache_dir, local_files_only, token, subfolder). ``quantization="int8"`` (or ``"fp8"`` on CUDA
         sm_89+): quantize after loading (:func:`fastbert.quantize`, calibrated with the tokenizer of the
         folder or hub id, looked up with the same hub options before any weight is read; the checkpoint is
-        not changed)."""
+        not changed). ``key_mapping`` ({regex: replacement}) renames the checkpoint's tensors before they are
+        matched to the model, as transformers 5: every pattern in turn, on its first match in each name."""
         from .quant import check_quantization
 
         quantization = check_quantization(quantization)  # a bad value fails before anything loads
+        key_mapping = _check_key_mapping(key_mapping)
         path = str(pretrained_model_name_or_path)
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
@@ -499,6 +503,8 @@ class PreTrainedMixin:
                 from_flax=from_flax,
                 variant=variant,
             )
+        if key_mapping:
+            state_dict = apply_key_mapping(state_dict, key_mapping)
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype if isinstance(config.torch_dtype, torch.dtype) else None
             if torch_dtype is None:
@@ -783,10 +789,42 @@ _LOADING_ONLY_KWARGS = (
     "_from_pipeline",
     "_commit_hash",
     "weights_only",
-    "key_mapping",
     "use_auth_token",
     "user_agent",
 )
+
+
+def _check_key_mapping(key_mapping: Any) -> list[tuple[re.Pattern, str]] | None:
+    """``from_pretrained(key_mapping=)`` checked and compiled: [(pattern, replacement)], in the dict's order."""
+    if key_mapping is None:
+        return None
+    if not isinstance(key_mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in key_mapping.items()
+    ):
+        raise TypeError(
+            f"key_mapping must be a dict of regex pattern -> replacement strings, not {key_mapping!r}"
+        )
+    compiled = []
+    for pattern, replacement in key_mapping.items():
+        try:
+            compiled.append((re.compile(pattern), replacement))
+        except re.error as e:
+            raise ValueError(f"key_mapping pattern {pattern!r} is not a regular expression: {e}") from None
+    return compiled
+
+
+def apply_key_mapping(state: dict[str, torch.Tensor], key_mapping: list) -> dict[str, torch.Tensor]:
+    """The checkpoint's names renamed by ``key_mapping``: each pattern in order replaces its first match (so the
+    renamings chain), as transformers 5's ``WeightRenaming``; two names renamed to one is an error."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new = key
+        for pattern, replacement in key_mapping:
+            new = pattern.sub(replacement, new, count=1)
+        if new in out:
+            raise ValueError(f"key_mapping renames two checkpoint tensors to {new!r}")
+        out[new] = value
+    return out
 
 
 def _model_args(cls: type, config: Any, model_args: tuple, kwargs: dict[str, Any]) -> tuple:

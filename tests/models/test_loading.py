@@ -510,3 +510,29 @@ def test_use_safetensors_names_the_file_the_folder_holds(tmp_path):
     ):
         fastbert.BertModel.from_pretrained(tmp_path / "m", use_safetensors=False)
     assert fastbert.BertModel.from_pretrained(tmp_path / "m", use_safetensors=True) is not None
+
+
+def test_key_mapping_renames_the_checkpoint_tensors_as_transformers(tmp_path):
+    """``key_mapping`` (a checkpoint whose names transformers' class does not use) renames the tensors before
+    they are matched; fastbert dropped the keyword and loaded random weights, with every tensor missing."""
+    hf = save_tiny(tmp_path / "m", "BertForSequenceClassification")
+    state = load_file(str(tmp_path / "m" / "model.safetensors"))
+    save_file(
+        {k.replace("bert.", "encoder_model.", 1): v for k, v in state.items()},
+        str(tmp_path / "m" / "model.safetensors"),
+    )
+    mapping = {"^encoder_model": "bert"}
+    theirs, their_info = transformers.BertForSequenceClassification.from_pretrained(
+        tmp_path / "m", key_mapping=mapping, output_loading_info=True
+    )
+    model, info = fastbert.BertForSequenceClassification.from_pretrained(
+        tmp_path / "m", key_mapping=mapping, output_loading_info=True
+    )
+    assert not their_info["missing_keys"] and not their_info["unexpected_keys"]
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    for key, value in hf.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="not a regular expression"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "m", key_mapping={"(": "bert"})
+    with pytest.raises(TypeError, match="key_mapping must be a dict"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "m", key_mapping=[("a", "b")])
