@@ -476,7 +476,8 @@ class PreTrainedMixin:
                 "prune_heads): fastbert has no pruned attention heads; load it with transformers 4"
             )
 
-        torch_dtype = parse_dtype(torch_dtype if torch_dtype is not None else dtype)
+        # both given: ``dtype`` wins, as transformers (``torch_dtype`` is its deprecated name)
+        torch_dtype = parse_dtype(dtype if dtype is not None else torch_dtype)
         device = parse_device_map(device_map)
         if device is not None and device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(

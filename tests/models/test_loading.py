@@ -536,3 +536,14 @@ def test_key_mapping_renames_the_checkpoint_tensors_as_transformers(tmp_path):
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "m", key_mapping={"(": "bert"})
     with pytest.raises(TypeError, match="key_mapping must be a dict"):
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "m", key_mapping=[("a", "b")])
+
+
+def test_dtype_wins_over_torch_dtype_as_in_transformers(tmp_path):
+    """Both given: transformers loads ``dtype`` (``torch_dtype`` is its deprecated name); fastbert loaded
+    ``torch_dtype``."""
+    save_tiny(tmp_path / "m", "BertModel")
+    kw = {"dtype": torch.bfloat16, "torch_dtype": torch.float16}
+    theirs = transformers.BertModel.from_pretrained(tmp_path / "m", **kw)
+    ours = fastbert.BertModel.from_pretrained(tmp_path / "m", **kw)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    assert ours.config.dtype == theirs.config.dtype == torch.bfloat16
