@@ -443,6 +443,7 @@ class PreTrainedMixin:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         for key in _LOADING_ONLY_KWARGS:  # transformers' download / placement options: nothing to configure
             kwargs.pop(key, None)
+        _pop_unsupported(cls, kwargs)
         config_class = getattr(cls, "config_class", BertConfig)
         if config is None or isinstance(config, (str, os.PathLike)):
             config = config_class.from_pretrained(config or config_location(path), hub=hub)
@@ -792,7 +793,48 @@ _LOADING_ONLY_KWARGS = (
     "weights_only",
     "use_auth_token",
     "user_agent",
+    "tqdm_class",
 )
+
+#: transformers 5 ``from_pretrained`` keywords of features fastbert has not (quantizers, tensor parallelism,
+#: GGUF, hub kernels, PEFT adapters): their default, which changes nothing in
+#: transformers either, is accepted (code that forwards them as None runs); any other value is refused by name
+_UNSUPPORTED_KWARGS = {
+    "quantization_config": (None,),
+    "gguf_file": (None,),
+    "tp_plan": (None,),
+    "tp_size": (None,),
+    "device_mesh": (None,),
+    "distributed_config": (None,),
+    "use_kernels": (None, False),
+    "kernel_config": (None,),
+    "kernels_mode": (None,),
+    "allow_all_kernels": (False,),
+    "adapter_name": ("default",),
+    "adapter_kwargs": (None,),
+}
+
+
+def _pop_unsupported(cls: type, kwargs: dict[str, Any]) -> None:
+    """Remove the keywords of :data:`_UNSUPPORTED_KWARGS` from ``kwargs``; TypeError for one not at its default."""
+    for key, defaults in _UNSUPPORTED_KWARGS.items():
+        if key not in kwargs:
+            continue
+        value = kwargs.pop(key)
+        at_default = any(
+            value is d or (type(value) is type(d) and value == d) or (d is None and value == {})
+            for d in defaults
+        )
+        if not at_default:
+            hint = (
+                "fastbert quantizes with quantization='int8' or 'fp8'; "
+                if key == "quantization_config"
+                else ""
+            )
+            raise TypeError(
+                f"{cls.__name__}.from_pretrained(): {key}={value!r} asks for a transformers feature fastbert does "
+                f"not have (only {key}={defaults[0]!r} is accepted): {hint}load the model with transformers"
+            )
 
 
 def _check_key_mapping(key_mapping: Any) -> list[tuple[re.Pattern, str]] | None:
