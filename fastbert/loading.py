@@ -52,6 +52,7 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
     "float64": torch.float64,
+    "double": torch.float64,
 }
 
 

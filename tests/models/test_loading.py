@@ -573,3 +573,15 @@ def test_transformers_keywords_at_their_default_are_accepted(tmp_path):
         fastbert.BertModel.from_pretrained(tmp_path / "m", tp_plan="auto")
     with pytest.raises(TypeError, match=r"quantization_config=\{'load_in_8bit': True\}.*quantization='int8'"):
         fastbert.BertModel.from_pretrained(tmp_path / "m", quantization_config={"load_in_8bit": True})
+
+
+def test_dtype_double_is_float64_as_in_transformers(tmp_path):
+    """transformers reads a dtype string as ``torch``'s attribute: ``dtype="double"`` loads float64; fastbert
+    called it an unknown dtype."""
+    save_tiny(tmp_path / "m", "BertModel")
+    theirs = transformers.BertModel.from_pretrained(tmp_path / "m", dtype="double")
+    assert (
+        fastbert.BertModel.from_pretrained(tmp_path / "m", dtype="double").dtype
+        == theirs.dtype
+        == torch.float64
+    )
