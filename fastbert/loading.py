@@ -637,6 +637,7 @@ class PreTrainedMixin:
             raise TypeError(f"save_pretrained() got unexpected keyword arguments {sorted(kwargs)}")
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory!r} is a file, not a folder")
+        _check_max_shard_size(max_shard_size)  # before config.json is written over an earlier save's
         os.makedirs(save_directory, exist_ok=True)
         if not is_main_process:
             return
@@ -662,6 +663,20 @@ class PreTrainedMixin:
         )
         if push_to_hub:
             push_folder(save_directory, **hub_args)
+
+
+def _check_max_shard_size(max_shard_size: Any) -> None:
+    """``max_shard_size`` as transformers takes it (None, bytes, or a size such as "10MB"); another value is
+    refused before anything is written (huggingface_hub refused it only once the config was saved)."""
+    if max_shard_size is None or (isinstance(max_shard_size, int) and not isinstance(max_shard_size, bool)):
+        return
+    if not isinstance(max_shard_size, str):
+        raise TypeError(
+            f"max_shard_size must be a number of bytes or a size such as '5GB', got {max_shard_size!r}"
+        )
+    from huggingface_hub.serialization._base import parse_size_to_int
+
+    parse_size_to_int(max_shard_size)  # its ValueError names the unit it does not know
 
 
 def push_folder(

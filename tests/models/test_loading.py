@@ -585,3 +585,20 @@ def test_dtype_double_is_float64_as_in_transformers(tmp_path):
         == theirs.dtype
         == torch.float64
     )
+
+
+def test_a_bad_max_shard_size_is_refused_before_anything_is_written(tmp_path):
+    """``save_pretrained(max_shard_size="abc")`` wrote config.json, then huggingface_hub refused the size: a
+    folder holding an earlier save was left with the new config beside the old weights."""
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    out = tmp_path / "out"
+    model.save_pretrained(out)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    model.config.layer_norm_eps = 1e-5  # a config that differs from the saved one
+    with pytest.raises(ValueError, match="Unit"):
+        model.save_pretrained(out, max_shard_size="abc")
+    with pytest.raises(TypeError, match="max_shard_size"):
+        model.save_pretrained(out, max_shard_size=1.5)
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    model.save_pretrained(out, max_shard_size=10**9)  # bytes as an int still save
