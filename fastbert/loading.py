@@ -98,7 +98,13 @@ def parse_device_map(device_map: Any) -> torch.device | None:
         return torch.device("cuda", device_map)
     if device_map in ("balanced", "balanced_low_0", "sequential"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device_map)
+    device = torch.device(device_map)
+    if device.type == "meta":  # the weights would be read and dropped (transformers refuses it too)
+        raise ValueError(
+            "device_map='meta' loads no weights: build the model on the meta device with "
+            "torch.device('meta') and from_config instead"
+        )
+    return device
 
 
 # --------------------------------------------------------------------------------------------- reading files

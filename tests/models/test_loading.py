@@ -602,3 +602,12 @@ def test_a_bad_max_shard_size_is_refused_before_anything_is_written(tmp_path):
         model.save_pretrained(out, max_shard_size=1.5)
     assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
     model.save_pretrained(out, max_shard_size=10**9)  # bytes as an int still save
+
+
+@pytest.mark.parametrize("device_map", ["meta", {"": "meta"}, torch.device("meta")])
+def test_device_map_meta_is_refused(tmp_path, device_map):
+    """``device_map="meta"`` returned a model on the meta device, the weights read and dropped (and a head to
+    initialise failed with "Tensor.item() cannot be called on meta tensors"); transformers refuses it."""
+    save_tiny(tmp_path / "m", "BertModel")
+    with pytest.raises(ValueError, match="device_map='meta' loads no weights"):
+        fastbert.BertModel.from_pretrained(tmp_path / "m", device_map=device_map)
