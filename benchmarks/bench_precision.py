@@ -323,8 +323,18 @@ def quality_rows(n_sentences: int = 1000, heads: int = 10) -> list[dict]:
     return rows
 
 
+COMMANDS = ("dense", "skewed", "encode", "quality", "report")
+
+
 def main(argv: list[str]) -> None:
     what = argv[0] if argv else "dense"
+    if what not in COMMANDS:  # --help, a typo: the usage, not a KeyError from the table below
+        print(
+            __doc__.strip()
+            if what in ("-h", "--help")
+            else f"unknown command {what!r}: use {', '.join(COMMANDS)}"
+        )
+        raise SystemExit(0 if what in ("-h", "--help") else 2)
     if what == "report":
         return report()
     if what == "quality":

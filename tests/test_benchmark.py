@@ -912,3 +912,18 @@ def test_flags_the_serve_and_long_suites_do_not_read_are_refused(flags, said, ca
 
     assert main(["bench", *flags]) == 2
     assert said in capsys.readouterr().err
+
+
+def test_precision_script_answers_help_and_refuses_an_unknown_command(capsys):
+    """``bench_precision.py --help`` (or a typo) ended in a KeyError traceback from its table of commands."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_precision
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(SystemExit) as e:
+        bench_precision.main(["--help"])
+    assert e.value.code == 0 and "Reduced precision on the CPU" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        bench_precision.main(["dnse"])
+    assert e.value.code == 2 and "unknown command 'dnse'" in capsys.readouterr().out
