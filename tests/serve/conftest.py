@@ -14,6 +14,20 @@ def tiny(tmp_path_factory):
     return build_checkpoints(tmp_path_factory.mktemp("serve-models"))
 
 
+@pytest.fixture(scope="module")
+def base_server(tiny):
+    """The tiny base model served as the folder says (no pooling config: the first token, as TEI)."""
+    with serving(model=tiny["base"]) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def mean_base_server(tiny):
+    """The tiny base model served with mean pooling."""
+    with serving(model=tiny["base"], pooling="mean") as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def prompt_model(tiny, tmp_path_factory):
     """The tiny base model with sentence-transformers prompts ("query" the config's default)."""

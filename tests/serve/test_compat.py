@@ -26,12 +26,6 @@ TIMING_HEADERS = (
 )
 
 
-@pytest.fixture(scope="module")
-def base_server(tiny):
-    with serving(model=tiny["base"]) as srv:
-        yield srv
-
-
 def _metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):

@@ -12,12 +12,6 @@ import pytest
 from serve_helpers import httpx, serving
 
 
-@pytest.fixture(scope="module")
-def base_server(tiny):
-    with serving(model=tiny["base"]) as srv:
-        yield srv
-
-
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -13,12 +13,6 @@ import pytest
 from serve_helpers import requests_held, serving
 
 
-@pytest.fixture(scope="module")
-def base_server(tiny):
-    with serving(model=tiny["base"]) as srv:
-        yield srv
-
-
 def _counters(srv) -> tuple[float, float, dict[str, float]]:
     """(te_request_count, te_request_success, te_request_failure by err label) of a server."""
     count = success = 0.0

@@ -11,22 +11,16 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 
-@pytest.fixture(scope="module")
-def base_server(tiny):
-    with serving(model=tiny["base"], pooling="mean") as srv:
-        yield srv
-
-
 def _error(r) -> str:
     assert r.status_code == 422, r.text
     body = r.json()
     return body["error"] if isinstance(body["error"], str) else body["error"]["message"]
 
 
-def test_a_token_id_outside_the_vocabulary_is_named_where_it_is(base_server):
+def test_a_token_id_outside_the_vocabulary_is_named_where_it_is(mean_base_server):
     """The error named ``inputs[0]`` for any bad id of a single token-id input (``[5, 6, 99999]``: the id
     at inputs[2]) and ``ids[0]`` on /decode: it names the input as the other errors do, and the position."""
-    c = base_server.client
+    c = mean_base_server.client
     message = _error(c.post("/embed", json={"inputs": [5, 6, 99999]}))
     assert message.startswith("`inputs`:") and "99999 at position 2" in message, message
     message = _error(c.post("/v1/embeddings", json={"input": [[5], [6, 99999]]}))
@@ -50,12 +44,12 @@ def test_a_token_id_outside_the_vocabulary_is_named_where_it_is(base_server):
         ("/decode", {"ids": [[5], [6, "x"]]}, "ids[1][1]", "valid integer"),
     ],
 )
-def test_a_bad_input_of_a_union_field_is_named_first(base_server, path, body, named, says):
+def test_a_bad_input_of_a_union_field_is_named_first(mean_base_server, path, body, named, says):
     """``inputs`` / ``input`` take a string, token ids or a list of them (TEI's untagged enums): a bad item
     was reported as the string member's refusal of the whole list (```input`: Input should be a valid
     string``) for ``["the cat", 5]``, and three strings on /predict as ``Input should be a valid string``;
     the error now names first the item at fault and what is wrong with it."""
-    message = _error(base_server.client.post(path, json=body))
+    message = _error(mean_base_server.client.post(path, json=body))
     assert message.startswith(f"Input validation error: `{named}`: ") and says in message, message
 
 

@@ -18,12 +18,6 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 
-@pytest.fixture(scope="module")
-def base_server(tiny):
-    with serving(model=tiny["base"], pooling="mean") as srv:
-        yield srv
-
-
 def _empty(r, field="inputs"):
     assert r.status_code == 400, r.text
     body = r.json()
@@ -32,9 +26,9 @@ def _empty(r, field="inputs"):
     )
 
 
-def test_empty_inputs_are_400_empty(base_server):
+def test_empty_inputs_are_400_empty(mean_base_server):
     """TEI (core/src/tokenization.rs): an empty text or token-id list is refused before tokenizing."""
-    c = base_server.client
+    c = mean_base_server.client
     _empty(c.post("/embed", json={"inputs": ""}))
     _empty(c.post("/embed", json={"inputs": ["the cat", ""]}), "inputs[1]")
     _empty(c.post("/embed", json={"inputs": [[]]}))
@@ -48,10 +42,10 @@ def test_empty_inputs_are_400_empty(base_server):
     assert c.post("/embed", json={"inputs": " "}).status_code == 200
 
 
-def test_character_limit_before_tokenizing(base_server):
+def test_character_limit_before_tokenizing(mean_base_server):
     """TEI's MAX_CHAR_MULTIPLIER: over max_input_length x 250 characters (64 x 250 here) an input is a 422
     without truncation, and is cut there with it, on the side truncation drops."""
-    c = base_server.client
+    c = mean_base_server.client
     text = "cat " * 4000 + "dog " * 100  # 16,400 characters, over 16,000
     r = c.post("/embed", json={"inputs": text, "truncate": False})
     assert r.status_code == 422 and "16000 characters" in r.json()["error"] and "16400" in r.json()["error"]
@@ -76,10 +70,10 @@ def test_character_limit_before_tokenizing(base_server):
         ("application/vnd.api+json", 200),
     ],
 )
-def test_content_type(base_server, content_type, status):
+def test_content_type(mean_base_server, content_type, status):
     """axum's Json extractor: a body not sent as JSON is a 415 that says so (not a 422 about the body)."""
     headers = {} if content_type is None else {"content-type": content_type}
-    r = base_server.client.post("/embed", content=b'{"inputs": "the cat"}', headers=headers)
+    r = mean_base_server.client.post("/embed", content=b'{"inputs": "the cat"}', headers=headers)
     assert r.status_code == status, r.text
     if status == 415:
         assert (
@@ -87,8 +81,8 @@ def test_content_type(base_server, content_type, status):
         )
 
 
-def test_head_health_and_public_routes(base_server):
-    c = base_server.client
+def test_head_health_and_public_routes(mean_base_server):
+    c = mean_base_server.client
     for path in ("/health", "/", "/ping"):
         r = c.head(path)
         assert r.status_code == 200 and r.content == b"", path
@@ -96,9 +90,9 @@ def test_head_health_and_public_routes(base_server):
     assert "/vertex" in doc["paths"] and "head" not in doc["paths"]["/health"]
 
 
-def test_vertex_route(base_server):
+def test_vertex_route(mean_base_server):
     """TEI's /vertex: {"instances": [...]}, each the body of the model's route, answered in order."""
-    c = base_server.client
+    c = mean_base_server.client
     r = c.post("/vertex", json={"instances": [{"inputs": "the cat"}, {"inputs": ["a dog", "the sky"]}]})
     assert r.status_code == 200, r.text
     got = r.json()["predictions"]
@@ -113,11 +107,11 @@ def test_vertex_route(base_server):
     assert r.status_code == 424 and r.json()["error_type"] == "Backend"
 
 
-def test_non_finite_output_is_a_424(base_server, monkeypatch):
+def test_non_finite_output_is_a_424(mean_base_server, monkeypatch):
     """An overflowed forward is answered 424 Backend with TEI's body (never a 500, nor NaN in the JSON)."""
-    model = base_server.state.models[0]
+    model = mean_base_server.state.models[0]
     monkeypatch.setattr(model, "run", lambda rows, ops: [np.full(32, np.nan, np.float32) for _ in rows])
-    c = base_server.client
+    c = mean_base_server.client
     for path, body in (
         ("/embed", {"inputs": "the cat"}),
         ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}}),
@@ -127,11 +121,11 @@ def test_non_finite_output_is_a_424(base_server, monkeypatch):
         assert r.status_code == 424 and "NaN or infinity" in r.text, (path, r.text)
 
 
-def test_numbers_are_float32_shortest(base_server):
+def test_numbers_are_float32_shortest(mean_base_server):
     """TEI writes its f32 values shortest (serde/ryu): the vector's numbers read back as the same float32s,
     and none carries more digits than a float32 needs (9 significant)."""
     pytest.importorskip("orjson")
-    c = base_server.client
+    c = mean_base_server.client
     r = c.post("/embed", json={"inputs": "the cat sat on the mat"})
     got = np.asarray(r.json(), dtype=np.float32)
     numbers = re.findall(rb"-?\d[\d.eE+-]*", r.content)
@@ -264,10 +258,10 @@ def test_help_names_the_environment_variable_of_each_option_that_reads_one():
     assert all(h.count("env") == 1 for h in said.values()), said
 
 
-def test_similarity_errors_name_the_source_sentence_and_the_sentence(base_server):
+def test_similarity_errors_name_the_source_sentence_and_the_sentence(mean_base_server):
     """/similarity embeds [source_sentence, *sentences] as one list; its errors named the source sentence
     `inputs.sentences[0]` and sentence k `inputs.sentences[k + 1]` (an index that may not exist)."""
-    c = base_server.client
+    c = mean_base_server.client
     r = c.post("/similarity", json={"inputs": {"source_sentence": "", "sentences": ["cat"]}})
     _empty(r, "inputs.source_sentence")
     assert "inputs.source_sentence`" in r.json()["error"]
@@ -277,11 +271,11 @@ def test_similarity_errors_name_the_source_sentence_and_the_sentence(base_server
     assert r.status_code == 200 and len(r.json()) == 2
 
 
-def test_a_lone_surrogate_is_a_422_naming_the_input(base_server):
+def test_a_lone_surrogate_is_a_422_naming_the_input(mean_base_server):
     """A lone UTF-16 surrogate ("\\ud800" in the JSON) is valid JSON but no Unicode text: a 422 naming the
     input (the tokenizer's own type error said neither which input nor why)."""
     body = '{"inputs": ["cat", "a \\ud800 b"]}'
-    r = base_server.client.post("/embed", content=body, headers={"content-type": "application/json"})
+    r = mean_base_server.client.post("/embed", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert "`inputs[1]` is not valid Unicode" in r.json()["error"] and "lone surrogate" in r.json()["error"]
 
