@@ -78,6 +78,16 @@ class RerankPairs(str):
     def pair(self, k: int) -> str:
         return f"`query` and `texts[{k}]`"
 
+    def too_long(self, k: int, query: int, total: int, maximum: int) -> tuple[str, int]:
+        """(what is named, its length) when pair ``k`` is over ``maximum`` (characters or tokens): the query
+        when it is too long alone, else the pair together."""
+        return ("`query`", query) if query > maximum else (f"{self.pair(k)} together", total)
+
+
+def first_at_or_above(ids: list[int], limit: int) -> int | None:
+    """The position of the first id of ``ids`` at or above ``limit`` (outside a vocabulary), or None."""
+    return next((j for j, t in enumerate(ids) if t >= limit), None)
+
 
 def input_name(field: str, k: int, n: int) -> str:
     """How an error message names input ``k`` of ``n`` of ``field`` (``field[k]``; the field alone for one)."""
@@ -208,10 +218,8 @@ class Server:
             if chars > limit:
                 if not truncate:
                     named, given = f"`{where}`", chars
-                    if pairs:  # the query when it is too long alone, else the pair
-                        alone = len(texts[0]) > limit
-                        named = "`query`" if alone else f"{field.pair(k)} together"
-                        given = len(texts[0]) if alone else chars
+                    if pairs:
+                        named, given = field.too_long(k, len(texts[0]), chars, limit)
                     raise ServeError(
                         f"Input validation error: {named} must have less than {limit} characters. "
                         f"Given: {given}",
@@ -237,7 +245,7 @@ class Server:
         vocab = self.id_limit
         for k, x in enumerate(inputs):
             if isinstance(x, list) and x and isinstance(x[0], int):
-                j = next((j for j, t in enumerate(x) if t >= vocab), None)
+                j = first_at_or_above(x, vocab)
                 if j is not None:
                     raise ServeError(
                         f"`{input_name(field, k, len(inputs))}`: token id {x[j]} at position {j} is not below "
@@ -252,7 +260,7 @@ class Server:
         if limit >= self.tokenizer.vocab_size:
             return
         for k, (ids, _) in enumerate(rows):
-            j = next((j for j, t in enumerate(ids) if t >= limit), None)
+            j = first_at_or_above(ids, limit)
             if j is not None:
                 raise ServeError(
                     f"`{input_name(field, k, len(rows))}`: its token {j} has id {ids[j]}, which the model's "
@@ -286,11 +294,9 @@ class Server:
             rows = self.tokenizer.encode(inputs, truncate, direction.lower())
         except InputTooLong as e:
             named, given = f"`{input_name(field, e.index, len(inputs))}`", e.length
-            if isinstance(field, RerankPairs):  # the query when it is too long alone, else the pair
+            if isinstance(field, RerankPairs):
                 query = len(self.tokenizer.plain.encode(inputs[e.index][0]).ids)
-                alone = query > e.maximum
-                named = "`query`" if alone else f"{field.pair(e.index)} together"
-                given = query if alone else e.length
+                named, given = field.too_long(e.index, query, e.length, e.maximum)
             raise ServeError(
                 f"Input validation error: {named} must have less than {e.maximum} tokens. Given: {given} "
                 "(pass truncate=true, or start the server with --auto-truncate)",
@@ -745,7 +751,7 @@ def create_app(
             where = f"ids[{k}]" if len(batch) > 1 else "ids"
             if not row:
                 raise ServeError(f"`{where}` cannot be empty", "empty")
-            j = next((j for j, t in enumerate(row) if t >= vocab), None)
+            j = first_at_or_above(row, vocab)
             if j is not None:
                 raise ServeError(
                     f"`{where}`: token id {row[j]} at position {j} is not below the vocabulary size {vocab}"
