@@ -56,7 +56,7 @@ class Encoder:
         self.tokenizer = self.pipe.tokenizer
         self.max_length = int(getattr(self.pipe, "max_length", None) or job.max_length or 512)
         #: the prompt the sentence-embedding pipeline puts before each text (the folder's default), or ""
-        self._prompt = self.pipe._prompt(None, None) if job.task == "sentence-embedding" else ""
+        self._prompt = self.pipe.default_prompt if job.task == "sentence-embedding" else ""
         self._label_index: dict[str, int] | None = None
         if job.task == "text-classification":
             id2label = getattr(self.pipe.model.config, "id2label", None) or {}

@@ -281,6 +281,11 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
             kwargs = {"prompt": None, "prompt_name": None, **kwargs}
         return super()._split_params(**kwargs)
 
+    @property
+    def default_prompt(self) -> str:
+        """The prompt put before each text of a call that names none (``default_prompt_name``'s), or ""."""
+        return self._prompt(None, None)
+
     def _prompt(self, prompt: Any, prompt_name: Any) -> str:
         """The prompt of a call (sentence-transformers' rule): ``prompt``, else ``prompt_name``'s, else the
         default prompt's, else none."""
