@@ -153,9 +153,11 @@ def _check_calibration_tokenizers(obj, tokenizer) -> None:
         for t in [getattr(p, "tokenizer", None) for p, _, _ in holders] + [tokenizer]
         if t is not None
     }
+    from .quant import _calibration_batches
+
     for tok in tokenizers.values():
         try:
-            tok(["a", "a b"], padding=True, truncation=True, return_tensors="pt")
+            _calibration_batches(None, tok, ["a", "a b"])  # the calibration's own tokenizer call
         except Exception as e:
             raise ValueError(
                 f"int8 calibration pads batches of sentences, and the tokenizer {type(tok).__name__} cannot: "
