@@ -81,6 +81,11 @@ def expand_inputs(inputs: Sequence[str] | str, output: str | None = None) -> lis
     return unique
 
 
+def join(folder: str, name: str) -> str:
+    """``name`` inside ``folder``, a local folder or a URI (whose separator is "/" on every system)."""
+    return folder.rstrip("/") + "/" + name if is_uri(folder) else os.path.join(folder, name)
+
+
 def format_of(path: str, fmt: str | None = None) -> str:
     """The format of an input: ``fmt`` when given, else from the extension (``.gz`` not supported)."""
     if fmt is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastbert.output_files import open_output
 
-from .inputs import filesystem, is_uri
+from .inputs import filesystem, is_uri, join
 from .job import Job
 from .plan import SHARD_DIGITS, InputFile, Shard, input_records, shard_name
 from .writer import shard_metadata
@@ -30,7 +30,7 @@ MANIFEST_VERSION = 1
 
 def manifest_path(output: str) -> str:
     """Where the manifest of ``output`` (a folder or a URI) lives."""
-    return output.rstrip("/") + "/" + MANIFEST if is_uri(output) else os.path.join(output, MANIFEST)
+    return join(output, MANIFEST)
 
 
 def read_manifest(path: str) -> dict[str, Any] | None:

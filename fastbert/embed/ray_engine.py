@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import posixpath
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from fastbert.output_files import _fsync_folder
 
 from .encoder import Encoder, encode_rows
-from .inputs import filesystem, is_uri
+from .inputs import filesystem, is_uri, join
 from .job import Job, job_from_dict
 from .manifest import ray_staging_name, ray_summary
 from .plan import InputFile, Shard, file_from_record, input_records
@@ -204,7 +205,7 @@ def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[s
     )
     # written where readers do not look (Ray Data writes each file at its final name, so a run killed
     # mid-write left truncated files in the dataset); moved into the output once all of them are complete
-    staging = _join(output, ray_staging_name(file_prefix))
+    staging = join(output, ray_staging_name(file_prefix))
     try:
         ds.write_parquet(
             staging, filename_provider=FilenameProvider(dataset_uuid=file_prefix, file_format="parquet")
@@ -215,10 +216,6 @@ def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[s
         raise
     _publish(staging, output, [str(r["name"]) for r in summary["shards"]])
     return summary
-
-
-def _join(folder: str, name: str) -> str:
-    return folder.rstrip("/") + "/" + name if is_uri(folder) else os.path.join(folder, name)
 
 
 def _remove_staging(staging: str) -> None:
@@ -253,7 +250,7 @@ def _publish(staging: str, output: str, names: Sequence[str]) -> None:
     fs, inner = filesystem(staging)
     _, target = filesystem(output)
     for name in names:
-        src, dst = inner.rstrip("/") + "/" + name, target.rstrip("/") + "/" + name
+        src, dst = posixpath.join(inner, name), posixpath.join(target, name)
         try:
             fs.move(src, dst)
         except NotImplementedError:  # pyarrow's ArrowNotImplementedError: copy, then delete

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -94,10 +95,7 @@ class OutputFolder:
             previous = read_manifest(self.manifest_path)
         else:
             if os.path.exists(output) and not os.path.isdir(output):
-                raise OSError(
-                    f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
-                    f"{MANIFEST} (it is created if missing)"
-                )
+                raise _not_a_folder(output)
             if not os.path.isdir(output):
                 return  # locked when made (start)
             if not os.access(output, os.W_OK | os.X_OK):
@@ -217,6 +215,13 @@ class OutputFolder:
             write_manifest(self.manifest_path, manifest)
 
 
+def _not_a_folder(output: str) -> OSError:
+    return OSError(
+        f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and {MANIFEST} "
+        "(it is created if missing)"
+    )
+
+
 def _remote_names(output: str) -> list[str] | None:
     """The names in the folder at URI ``output``; None when there is none (an OSError when it is a file)."""
     import pyarrow.fs as pafs
@@ -226,10 +231,7 @@ def _remote_names(output: str) -> list[str] | None:
     if kind == pafs.FileType.NotFound:
         return None
     if kind != pafs.FileType.Directory:
-        raise OSError(
-            f"output {output} is not a folder: fastbert embed writes a folder of Parquet shards and "
-            f"{MANIFEST} (it is created if missing)"
-        )
+        raise _not_a_folder(output)
     return [i.base_name for i in fs.get_file_info(pafs.FileSelector(inner, recursive=False))]
 
 
@@ -244,7 +246,7 @@ def _start_remote(output: str, remove: Sequence[str]) -> None:
     except OSError as e:
         raise OSError(f"cannot create the output folder {output}: {e}") from None
     for name in remove:
-        path = inner.rstrip("/") + "/" + name
+        path = posixpath.join(inner, name)
         if fs.get_file_info(path).type == pafs.FileType.Directory:  # a Ray run's staging folder
             fs.delete_dir(path)
             continue
