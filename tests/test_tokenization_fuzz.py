@@ -838,3 +838,30 @@ def test_encode_plus_positional_arguments(loaded, family):
         ours.encode_plus(text, pair, True, add_special_tokens=False)
     with pytest.raises(TypeError, match="positional"):
         ours.batch_encode_plus(batch, *range(17))
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_encode_plus_tokens_and_ids(loaded, family):
+    """transformers 4 documents ``encode_plus``'s list of strings as tokens (``tokenize``'s output) and a list
+    of ints as their ids, the same example as the text (fastbert encoded a list of strings as a batch)."""
+    ours, theirs = loaded[family]
+    text, pair = "hello world foo bar baz", "qux quux"
+    tokens, pair_tokens = ours.tokenize(text), ours.tokenize(pair)
+    ids = ours.convert_tokens_to_ids(tokens)
+    for kwargs in (
+        {},
+        {"truncation": "longest_first", "max_length": 7, "return_tensors": "pt"},
+        {"padding": "max_length", "max_length": 16},
+    ):
+        expected = _plain(theirs(text, pair, **kwargs))
+        assert _plain(ours.encode_plus(tokens, pair_tokens, **kwargs)) == expected, (family, kwargs)
+        assert _plain(ours.encode_plus(ids, pair, **kwargs)) == expected, (family, kwargs)
+    assert _plain(ours.encode_plus(tokens)) == _plain(theirs(text))
+    words = text.split()  # RoBERTa's tokenizers take words only with add_prefix_space
+    if family == "bert":
+        assert _plain(ours.encode_plus(words, is_split_into_words=True)) == _plain(
+            theirs(words, is_split_into_words=True)
+        )
+    for bad in ([["hello"]], [], [1, "a"]):
+        with pytest.raises(ValueError, match="encode_plus: text"):
+            ours.encode_plus(bad)

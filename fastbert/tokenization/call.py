@@ -598,8 +598,36 @@ class CallMixin:
     def encode_plus(self, text: Any, text_pair: Any = None, *args: Any, **kwargs: Any) -> BatchEncoding:
         """transformers 4's ``encode_plus``: the call of one text (or pair); the other arguments are those of
         ``__call__``, positionally in 4's order (``add_special_tokens, padding, truncation, max_length, stride,
-        is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, ...``)."""
-        return self(text, text_pair, **_by_name("encode_plus", _PLUS_POSITIONAL, 2, args, kwargs))
+        is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, ...``). As 4 documents it, a list
+        of strings is tokens (what ``tokenize`` returns) and a list of ints is their ids, each turned into a
+        model input by ``prepare_for_model``; with ``is_split_into_words=True`` a list of strings is words."""
+        kwargs = _by_name("encode_plus", _PLUS_POSITIONAL, 2, args, kwargs)
+        if not kwargs.get("is_split_into_words") and isinstance(text, (list, tuple)):
+            kwargs.pop("is_split_into_words", None)
+            return self.prepare_for_model(
+                self._plus_ids(text, "text"),
+                None if text_pair is None else self._plus_ids(text_pair, "text_pair"),
+                prepend_batch_axis=True,
+                **kwargs,
+            )
+        return self(text, text_pair, **kwargs)
+
+    def _plus_ids(self, text: Any, name: str) -> list[int]:
+        """transformers 4's ``encode_plus`` input → ids: a text is tokenized, tokens are looked up, ids kept."""
+        if isinstance(text, str):
+            return self.convert_tokens_to_ids(self.tokenize(text))
+        if isinstance(text, (list, tuple)) and text and _is_str_list(text):
+            return self.convert_tokens_to_ids(list(text))
+        if (
+            isinstance(text, (list, tuple))
+            and text
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in text)
+        ):
+            return list(text)
+        raise ValueError(
+            f"encode_plus: {name} {str(text)[:80]!r} is not valid. Should be a string, a list/tuple of strings "
+            "(tokens) or a list/tuple of integers (token ids); for a batch, use batch_encode_plus or call the tokenizer."
+        )
 
     def batch_encode_plus(
         self, batch_text_or_text_pairs: Sequence, *args: Any, **kwargs: Any
