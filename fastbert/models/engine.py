@@ -680,9 +680,11 @@ class BertModel(BertPreTrainedModel):
         self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
     ) -> torch.Tensor:
         """(B, L) position ids when none are given: BERT's 0..L-1 after the cached positions. Computed on
-        the padded batch, before packing (a family's policy may read the padded ids)."""
-        position_ids = self.embeddings.position_ids[:, past_length : past_length + seqlen]
-        return position_ids.expand(batch, seqlen)
+        the padded batch, before packing (a family's policy may read the padded ids). Computed, not read from
+        the ``position_ids`` buffer: after ``to_empty()`` and ``load_state_dict`` (meta-device initialisation)
+        that non-persistent buffer holds whatever the memory held."""
+        device = self.embeddings.position_ids.device
+        return torch.arange(past_length, past_length + seqlen, device=device).expand(batch, seqlen)
 
     def _resolve(
         self,
@@ -918,12 +920,11 @@ class BertModel(BertPreTrainedModel):
             position_ids = self._default_position_ids(inputs, batch, seqlen, past_length)
         elif position_ids.shape[0] != batch:
             position_ids = position_ids.expand(batch, seqlen)
-        if token_type_ids is None and seqlen > emb.token_type_ids.shape[1]:
-            # a row longer than the position table, with explicit position_ids that stay within it (padding-free
-            # packed rows): token type 0 everywhere, as transformers' buffer gathered by those positions
-            token_type_ids = emb.token_type_ids.new_zeros(batch, seqlen)
-        elif token_type_ids is None:
-            token_type_ids = emb.token_type_ids[:, :seqlen].expand(batch, seqlen)
+        if token_type_ids is None:
+            # type 0 everywhere, as transformers' all-zero buffer; made here, not read from that non-persistent
+            # buffer (garbage after to_empty() + load_state_dict), and for rows longer than the position table
+            # too (explicit position_ids that stay within it: padding-free packed rows)
+            token_type_ids = emb.token_type_ids.new_zeros(1, seqlen).expand(batch, seqlen)
         elif token_type_ids.shape[0] != batch:
             token_type_ids = token_type_ids.expand(batch, seqlen)
         ids, embeds, enc_states = inputs.input_ids, inputs.inputs_embeds, inputs.encoder_hidden_states

@@ -119,3 +119,32 @@ def test_loading_after_a_meta_build_into_the_same_storage(tmp_path):
     check_buffers(model)
     assert fused(model.eval())
     assert_same(model, ref)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "distilbert", "electra", "roberta", "mpnet", "modernbert"])
+def test_meta_build_to_empty_load_state_dict_without_post_init(model_type):
+    """torch's meta-device recipe (build on meta, ``to_empty``, ``load_state_dict``) without ``post_init``:
+    the non-persistent position / token-type buffers hold whatever the memory held, and a call without
+    ``position_ids`` / ``token_type_ids`` gives the plain model's outputs all the same (fastbert read its
+    default ids from those buffers: an IndexError, or other numbers where the garbage was in range)."""
+    from model_helpers import tiny_family_config
+
+    from fastbert import registry
+
+    config = tiny_family_config(model_type)
+    cls = registry.model_class(model_type, "base")
+    torch.manual_seed(0)
+    ref = perturb_norms_and_biases(cls(config)).eval()
+    with torch.device("meta"):
+        model = cls(config)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for buffer in model.buffers():
+            buffer.fill_(3)  # in range of every table: silently other positions / token types
+    model.load_state_dict(ref.state_dict())
+    ids = torch.randint(5, 99, (2, 9), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        got, want = model.eval()(ids, attention_mask=mask), ref(ids, attention_mask=mask)
+    torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, rtol=0, atol=0)
