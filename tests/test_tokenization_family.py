@@ -413,6 +413,23 @@ def test_vocab_json_and_merges_only(loaded, folders):
     assert direct(TEXTS[:40])["input_ids"] == ours(TEXTS[:40])["input_ids"]
 
 
+def test_slow_files_with_special_tokens_map_keep_mask_lstrip(folders, tmp_path):
+    """A RoBERTa folder of transformers 4's slow tokenizer (vocab.json + merges.txt, no tokenizer.json):
+    special_tokens_map.json's ``<mask>`` object says its lstrip, which transformers keeps."""
+    for name in ("vocab.json", "merges.txt", "config.json"):
+        (tmp_path / name).write_bytes(open(os.path.join(folders["roberta-slow"], name), "rb").read())
+    mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False}
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>"}
+    (tmp_path / "special_tokens_map.json").write_text(
+        json.dumps({**specials, "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask})
+    )
+    ours = fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert ours.tokenize("Paris is the <mask>.") == theirs.tokenize("Paris is the <mask>.")
+    _same(ours(TEXTS, **ALL_KEYS), theirs(TEXTS, **ALL_KEYS), "texts")
+    assert ours.mask_token == "<mask>" and ours.added_tokens_decoder[ours.mask_token_id].lstrip
+
+
 @pytest.mark.parametrize("family", ["xlm-roberta", "camembert"])
 def test_sentencepiece_model_only_folder(tmp_path, family):
     """A folder with only sentencepiece.bpe.model loads (read without sentencepiece or protobuf) to what

@@ -287,6 +287,9 @@ def _read_settings(path: str, options: hub.HubOptions, overrides: Mapping[str, A
         for key, value in special.items():
             if key == "additional_special_tokens":
                 settings[key] = [_token_content(v) for v in value or ()]
+            elif key in SPECIAL_TOKENS_ATTRIBUTES and isinstance(value, Mapping):
+                # with its flags, as transformers 4 reads it (RoBERTa's slow files: <mask> with its lstrip)
+                settings[key] = dict(value)
             else:
                 settings[key] = _token_content(value)
     extra = settings.get("extra_special_tokens")  # transformers 5's name for additional_special_tokens
