@@ -139,6 +139,19 @@ def test_call_options_override_the_layers(tokenizers):
     assert layer.options["padding"] == "max_length"
 
 
+def test_call_options_given_as_none_are_the_layers(tokenizers):
+    """TFBertTokenizer.call's options default to None, which means the layer's own (its max_length, not the
+    tokenizer's model_max_length; its padding, not an error)."""
+    tokenizer = tokenizers["fastbert"]
+    options = dict(padding="max_length", max_length=12, pad_to_multiple_of=4, return_token_type_ids=False)
+    layer = BertTokenizerLayer.from_tokenizer(tokenizer, **options)
+    nones = {name: None for name in DEFAULTS if name != "return_packed"}
+    _same(layer([LONG, "a"], **nones), dict(layer([LONG, "a"])))
+    assert layer([LONG, "a"], **nones)["input_ids"].shape == (2, 12)
+    packed = layer([LONG, "a"], return_packed=True, max_length=None)
+    assert packed["max_seqlen"] == 12
+
+
 @pytest.mark.parametrize("source", ["fastbert", "transformers"])
 @pytest.mark.parametrize("form", list(INPUTS))
 @pytest.mark.parametrize("max_length", [512, 12])

@@ -133,7 +133,8 @@ class BertTokenizerLayer(nn.Module):
 
     def forward(self, text: Any, text_pair: Any = None, **options: Any) -> dict[str, Any]:
         """Tokenize a string, a list of strings, a list of ``(text, text_pair)`` pairs, or ``text`` with
-        ``text_pair`` (a string or a list of strings), with the layer's options overridden by ``options``.
+        ``text_pair`` (a string or a list of strings), with the layer's options overridden by ``options`` (one
+        given as None is the layer's, as in ``TFBertTokenizer.call``).
 
         Returns ``tokenizer(text, text_pair, return_tensors="pt", padding=..., truncation=..., max_length=...,
         pad_to_multiple_of=..., return_token_type_ids=..., return_attention_mask=...)`` as a dict of int64
@@ -146,6 +147,8 @@ class BertTokenizerLayer(nn.Module):
         ``cu_seqlens`` (batch + 1,) int32, where each sequence starts; ``max_seqlen``, a Python int.
         ``padding``, ``pad_to_multiple_of`` and ``return_attention_mask`` do not apply.
         """
+        # None is the layer's option, as in TFBertTokenizer.call (every option there defaults to None)
+        options = {name: value for name, value in options.items() if value is not None}
         _check_options(options)
         o = {**self.options, **options}
         common = dict(
