@@ -395,6 +395,37 @@ def test_unigram_save_vocabulary_needs_a_sentencepiece_model(loaded, tmp_path):
         ours.save_vocabulary(str(tmp_path))
 
 
+def test_interrupted_sentencepiece_copy_leaves_no_truncated_model(tmp_path, monkeypatch):
+    """save_vocabulary copies the SentencePiece model into a folder inside the target and renames it in once
+    complete: a copy interrupted half way leaves the model that was there, and no temporary file."""
+    import shutil
+
+    model = open(os.path.join(os.path.dirname(__file__), "data", "tiny_unigram.model"), "rb").read()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "sentencepiece.bpe.model").write_bytes(model)
+    (tmp_path / "src" / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
+    ours = fastbert.AutoTokenizer.from_pretrained(tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sentencepiece.bpe.model").write_bytes(b"the model saved before")
+
+    def half_then_interrupt(src, dst, **kwargs):
+        with open(dst, "wb") as f:
+            f.write(open(src, "rb").read()[:10])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfile", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ours.save_vocabulary(str(out))
+    assert os.listdir(out) == ["sentencepiece.bpe.model"]
+    assert (out / "sentencepiece.bpe.model").read_bytes() == b"the model saved before"
+    monkeypatch.undo()
+    assert ours.save_vocabulary(str(out)) == (str(out / "sentencepiece.bpe.model"),)
+    assert (out / "sentencepiece.bpe.model").read_bytes() == model and os.listdir(out) == [
+        "sentencepiece.bpe.model"
+    ]
+
+
 @pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "mpnet"])
 def test_pickle(loaded, family):
     ours, _ = loaded[family]

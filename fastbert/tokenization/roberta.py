@@ -597,7 +597,14 @@ class XLMRobertaTokenizer(_RobertaStyleTokenizer):
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         out = os.path.join(save_directory, prefix + SENTENCEPIECE_FILE)
         if os.path.abspath(self.vocab_file) != os.path.abspath(out):
-            shutil.copyfile(self.vocab_file, out)
+            # copied into a folder inside it, renamed into it once complete: an interrupted save leaves no
+            # truncated model (nor a truncated copy over the one there was)
+            write_files_into(
+                save_directory,
+                lambda folder: [
+                    shutil.copyfile(self.vocab_file, os.path.join(folder, os.path.basename(out)))
+                ],
+            )
         return (out,)
 
     @property
