@@ -302,3 +302,28 @@ def test_pooling_with_an_empty_entry_is_refused_naming_the_flag(here):
     """``--pooling mean,`` said "unknown pooling mode ''" without naming the flag."""
     p = here("--task", "sentence-embedding", "--pooling", "mean,", stdin="a\n")
     assert p.returncode == 2 and "--pooling 'mean,' has an empty entry" in p.stderr, p.stderr
+
+
+def test_a_nan_score_is_refused_in_json_and_written_in_csv(ckpt, tmp_path, here):
+    """A score that is NaN (weights that hold NaN, an overflow) was written as ``NaN`` into JSON lines and
+    JSON, which JSON readers reject: it is refused naming the line, as ``fastbert serve`` refuses it; CSV
+    writes it as ``nan``."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "nan"
+    shutil.copytree(ckpt["seq1"], model)
+    weights = load_file(str(model / "model.safetensors"))
+    weights["classifier.bias"] = torch.tensor([float("nan")])
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})
+    args = ("--task", "text-classification", "--model", str(model), "--function-to-apply", "none")
+    for fmt in ("jsonl", "json"):
+        out = tmp_path / f"out.{fmt}"
+        p = here(*args, "--output", str(out), "--skip-empty", stdin="\nthe city\nparis\n")
+        assert p.returncode == 2, (p.stdout, p.stderr)
+        assert "line 2: the result holds NaN or infinity, which JSON cannot carry" in p.stderr, p.stderr
+        assert not out.exists()
+    p = here(*args, "--format", "csv", stdin="the city\nparis\n")
+    assert p.returncode == 0, p.stderr
+    assert [r["score"] for r in csv.DictReader(io.StringIO(p.stdout))] == ["nan", "nan"]

@@ -248,8 +248,10 @@ def _read_inputs(task: str, stream: IO[bytes], name: str, skip_empty: bool) -> I
         yield lineno, _parse_line(task, line, lineno)
 
 
-def _naming_lines(pipe: Any, numbered: Iterable[tuple[int, Any]], kwargs: dict[str, Any]) -> Iterator[Any]:
-    """``pipe``'s results of the numbered inputs, in order; a ValueError the pipeline raises for one input
+def _naming_lines(
+    pipe: Any, numbered: Iterable[tuple[int, Any]], kwargs: dict[str, Any]
+) -> Iterator[tuple[int, Any]]:
+    """(line number, ``pipe``'s result) of the numbered inputs, in order; a ValueError the pipeline raises for one input
     (no [MASK] in it, an empty context, too long without truncation) is raised again naming its line: the
     inputs taken but not yet answered are rerun one at a time until one raises it."""
     pending: collections.deque[tuple[int, Any]] = collections.deque()
@@ -270,8 +272,8 @@ def _naming_lines(pipe: Any, numbered: Iterable[tuple[int, Any]], kwargs: dict[s
 
     try:
         for result in pipe(feed(), **kwargs):
-            pending.popleft()
-            yield result
+            lineno, _ = pending.popleft()
+            yield lineno, result
     except ValueError as e:
         if str(e).startswith("line ") or any(e is r for r in read_errors):
             raise
@@ -426,13 +428,13 @@ class _Writer:
     def binary(self) -> bool:
         return self.fmt in ("npy", "safetensors")
 
-    def write(self, out: IO, index: int, result: Any, flush: bool) -> None:
+    def write(self, out: IO, index: int, result: Any, flush: bool, lineno: int | None = None) -> None:
         if self.fmt == "jsonl":
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.write(_json(result, lineno) + "\n")
             if flush:  # a terminal, a pipe or a FIFO reads each line as it is written
                 out.flush()
         elif self.fmt == "json":
-            out.write(("[\n" if self.first else ",\n") + json.dumps(result, ensure_ascii=False))
+            out.write(("[\n" if self.first else ",\n") + _json(result, lineno))
         elif self.fmt == "csv":
             if self.csv_writer is None:
                 self.csv_writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="raise")
@@ -473,6 +475,19 @@ class _Writer:
         buf = io.BytesIO()
         np.save(buf, stacked)
         return buf.getvalue()
+
+
+def _json(result: Any, lineno: int | None) -> str:
+    """``result`` as JSON; one that holds NaN or infinity (a model whose output overflowed or whose weights
+    hold NaN) is refused, naming its input line, as ``fastbert serve`` refuses it: JSON has no such number
+    (``json.dumps`` would write ``NaN``, which JSON readers reject)."""
+    try:
+        return json.dumps(result, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError(
+            f"line {lineno}: the result holds NaN or infinity, which JSON cannot carry (the model's output "
+            "overflowed or its weights hold NaN); --format csv writes them as nan / inf"
+        ) from None
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -566,7 +581,7 @@ def _cli_main(args: argparse.Namespace) -> int:
             kwargs["window"] = 1
         results = _naming_lines(pipe, inputs, kwargs)
         if writer.binary:  # computed first, written at once: a failed run leaves the target as it was
-            for i, result in enumerate(results):
+            for i, (_, result) in enumerate(results):
                 writer.write(None, i, result, flush=False)
             results = []
         with open_output(plan.path, "wb" if writer.binary else "w") as out:
@@ -606,9 +621,9 @@ def _refuse_output_is_input(input_path: str | None, output_path: str) -> None:
         )
 
 
-def _write_all(writer: _Writer, out: IO, results: Iterable[Any], flush: bool) -> None:
-    for i, result in enumerate(results):
-        writer.write(out, i, result, flush)
+def _write_all(writer: _Writer, out: IO, results: Iterable[tuple[int, Any]], flush: bool) -> None:
+    for i, (lineno, result) in enumerate(results):
+        writer.write(out, i, result, flush, lineno)
     writer.finish(out)
 
 
