@@ -1002,6 +1002,14 @@ _SCAN_CASES = {
         r"line 1: id \('id'\) is a boolean",
     ),
     "csv empty": ("a.csv", b"text,id\nthe city,1\n  ,2\n", "id", r"a\.csv, row 2 \(id '2'\): empty text"),
+    # an empty CSV id field was the id "" (every such row the same id), silently
+    "csv empty id": ("a.csv", b"text,id\nthe city,1\nparis,\n", "id", r"a\.csv, row 2: empty id \('id'\)"),
+    "jsonl blank id": (
+        "a.jsonl",
+        b'{"id": " ", "text": "x"}\n',
+        "id",
+        r"a\.jsonl, line 1: empty id \('id'\)",
+    ),
     "parquet null": ("a.parquet", None, None, r"a\.parquet, row 12: missing text"),
 }
 

@@ -87,11 +87,14 @@ def _text_of(value: Any) -> tuple[str | None, str | None]:
 
 def _id_of(value: Any, id_column: str) -> tuple[str | None, str | None]:
     """(the id as a string, None) or (None, why the row has no id): ids are strings or integers (a float,
-    a boolean or an object would not stay the same value as a string: ``1.0``, ``True``)."""
+    a boolean or an object would not stay the same value as a string: ``1.0``, ``True``), and an empty or
+    blank string (an empty CSV field) is no id: every such row would share the id ``""``."""
     if value is None:
         return None, f"missing id ({id_column!r})"
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors="backslashreplace"), None
+        value = bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, str) and not value.strip():
+        return None, f"empty id ({id_column!r})"
     if isinstance(value, str):
         if not _is_utf8(value):
             return value.encode("utf-8", "surrogateescape").decode("utf-8", errors="backslashreplace"), None
