@@ -1074,7 +1074,9 @@ def test_ids_are_strings_or_integers_and_repeats_are_warned(tmp_path, models, ca
     dup.write_text("".join(json.dumps({"id": i, "text": "the city"}) + "\n" for i in ["a", "b", 7, "7", "a"]))
     with pytest.warns(fastbert.embed.DuplicateIdWarning, match=r"2 row\(s\).*dup\.jsonl, line 4 \(id '7'\)"):
         m = embed([str(dup)], str(tmp_path / "d"), model=models["base"], id_column="id", progress=False)
-    assert m["duplicate_ids"] == 2 and m["first_duplicate_id"].endswith("dup.jsonl, line 4 (id '7')")
+    assert m["duplicate_ids"] == 2
+    # the field named the id holds the id (it held "…dup.jsonl, line 4 (id '7')"), the place beside it
+    assert m["first_duplicate_id"] == "7" and m["first_duplicate_at"].endswith("dup.jsonl, line 4")
     from fastbert.cli import main
 
     capsys.readouterr()

@@ -142,9 +142,12 @@ class DuplicateIdWarning(UserWarning):
 
 def duplicate_ids_message(manifest: dict[str, Any]) -> str:
     """What :class:`DuplicateIdWarning` says about ``manifest``."""
+    first = manifest.get("first_duplicate_id")
+    if manifest.get("first_duplicate_at"):  # older manifests: where and id in first_duplicate_id
+        first = f"{manifest['first_duplicate_at']} (id {first!r})"
     return (
         f"{manifest['duplicate_ids']} row(s) have an id an earlier row of their shard has (the first: "
-        f"{manifest.get('first_duplicate_id')}): ids that repeat make a join or sort by id ambiguous "
+        f"{first}): ids that repeat make a join or sort by id ambiguous "
         "(repeats across shards are not looked for)"
     )
 

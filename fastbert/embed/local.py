@@ -122,9 +122,10 @@ def process_shard(job, files, shard, output, report, encoder) -> None:
 
 
 def duplicate_ids(rows: Sequence[Row], on_error: str) -> dict[str, Any]:
-    """``{"duplicate_ids": N, "first_duplicate_id": "path, line 7 (id 'x')"}``: the written rows of a shard
-    whose id an earlier row of the shard has (a set of one shard's ids: memory stays bounded; a repeat
-    across shards is not seen); ``{}`` when there is none."""
+    """``{"duplicate_ids": N, "first_duplicate_id": "x", "first_duplicate_at": "path, line 7"}``: the
+    written rows of a shard whose id an earlier row of the shard has (a set of one shard's ids: memory stays
+    bounded; a repeat across shards is not seen), the first one's id and where it is; ``{}`` when there is
+    none."""
     seen: set[Any] = set()
     count, first = 0, None
     for r in rows:
@@ -132,9 +133,11 @@ def duplicate_ids(rows: Sequence[Row], on_error: str) -> dict[str, Any]:
             continue  # not written
         if r.id in seen:
             count += 1
-            first = first or f"{r.where} (id {r.id!r})"
+            first = first or r
         seen.add(r.id)
-    return {"duplicate_ids": count, "first_duplicate_id": first} if count else {}
+    if not count:
+        return {}
+    return {"duplicate_ids": count, "first_duplicate_id": first.id, "first_duplicate_at": first.where}
 
 
 # ------------------------------------------------------------------------------------------ --devices

@@ -170,14 +170,16 @@ def _fastbert_version() -> str:
 
 def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:
     """The shards of a finished local run with their counts (read from each shard's metadata), and totals
-    (``duplicate_ids``: ids that repeat inside a shard, with the first, when there are any)."""
+    (``duplicate_ids``: ids that repeat inside a shard, with the first one's id and where it is, when there
+    are any)."""
     records = []
     totals = {"rows": 0, "bad": 0, "empty": 0, "skipped": 0, "tokens": 0}
-    duplicates, first_duplicate = 0, None
+    duplicates, first_duplicate = 0, {}
     for s in shards:
         meta = shard_metadata(os.path.join(output, s.name))
         duplicates += int(meta.get("duplicate_ids", 0))
-        first_duplicate = first_duplicate or meta.get("first_duplicate_id")
+        if not first_duplicate and meta.get("duplicate_ids"):
+            first_duplicate = {k: meta.get(k) for k in ("first_duplicate_id", "first_duplicate_at")}
         records.append(
             {
                 "name": s.name,
@@ -195,7 +197,7 @@ def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:
         "bad_rows_empty": totals["empty"],
         "bad_rows_skipped": totals["skipped"],
         "padded_tokens": totals["tokens"],
-        **({"duplicate_ids": duplicates, "first_duplicate_id": first_duplicate} if duplicates else {}),
+        **({"duplicate_ids": duplicates, **first_duplicate} if duplicates else {}),
     }
 
 
