@@ -157,10 +157,19 @@ class OutputFolder:
         return self.ray_prefix is not None and name.startswith(self.ray_prefix) and name.endswith(".parquet")
 
     def todo(self, shards: Sequence[Shard]) -> list[Shard]:
-        """The shards still to compute (Ray: all of them; local: those whose file does not exist)."""
+        """The shards still to compute (Ray: all of them; local: those whose file does not exist). A shard
+        file that exists is refused when its Parquet footer cannot be read or does not describe that shard
+        (truncated or damaged since it was written): never kept beside the new ones as if complete."""
         if self.engine == "ray" or self.previous is None:
             return list(shards)
-        return [s for s in shards if not os.path.exists(os.path.join(self.output, s.name))]
+        todo = []
+        for s in shards:
+            path = os.path.join(self.output, s.name)
+            if os.path.exists(path):
+                _check_finished_shard(path, s)
+            else:
+                todo.append(s)
+        return todo
 
     def finished(self, todo: Sequence[Shard], job: Job) -> bool:
         """True when the previous run is the same job and complete (then it is returned as is; an old-named
@@ -213,6 +222,30 @@ class OutputFolder:
             os.replace(os.path.join(self.output, LEGACY_MANIFEST), self.manifest_path)
         if self.previous.get("job") != manifest.get("job"):  # a resume that changed on_error (or old names)
             write_manifest(self.manifest_path, manifest)
+
+
+def _check_finished_shard(path: str, shard: Shard) -> None:
+    """A ValueError naming ``path`` when it is not the finished shard ``shard`` (its footer only is read: a
+    truncated file, another file under its name; bytes damaged inside its pages are not seen)."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_metadata(path).num_rows
+        meta = shard_metadata(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        why = f"not a readable Parquet file: {e}"
+    else:
+        if meta.get("input_rows") != [shard.start, shard.stop] or meta.get("rows") != rows:
+            why = (
+                f"it holds {rows} rows of input rows {meta.get('input_rows')}, not the {meta.get('rows')} "
+                f"written rows of input rows {[shard.start, shard.stop]} this shard has"
+            )
+        else:
+            return
+    raise ValueError(
+        f"{path}, a finished shard of the run this one resumes, is damaged ({why}): remove it and run the "
+        "command again to compute it anew, or pass --overwrite to start over"
+    )
 
 
 def _not_a_folder(output: str) -> OSError:

@@ -10,6 +10,9 @@
   "running" and ended on Ray's "('size must be >= 1', 0)").
 - Warnings of the forward other than the per-row truncation warnings reach the user (``--attn-implementation
   triton`` on the CPU ran sdpa without a word): the backend's fallback, once, one line from the CLI.
+- A finished shard damaged on disk since it was written (truncated, emptied, another shard's file under its
+  name) is refused on a rerun or a resume, naming it and the fix: a complete output was returned as is,
+  a resume ended on pyarrow's "Parquet magic bytes not found" or kept the wrong rows beside the new ones.
 - Messages that named the wrong thing: stdin (``-``) or a pipe as an input "does not exist" (it is not a
   regular file); an output URI without ``--ray`` said ``engine='ray'`` on the command line.
 
@@ -205,3 +208,38 @@ def test_stdin_or_a_pipe_as_input_says_it_needs_regular_files(tmp_path, capsys, 
 def test_an_output_uri_without_ray_names_the_flag(tmp_path, capsys, model, docs):
     line = one_error_line(*run_cli(capsys, docs, "--model", model, "-o", "s3://bucket/vectors"))
     assert "the local engine writes local folders (use --ray, engine='ray' from Python)" in line, line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "another shard"])
+@pytest.mark.parametrize("complete", [True, False], ids=["complete", "interrupted"])
+def test_a_damaged_finished_shard_is_refused_on_rerun_and_resume(
+    tmp_path, capsys, model, docs, damage, complete
+):
+    out = tmp_path / "vectors"
+    embed([docs], str(out), model=model, shard_rows=1, progress=False)  # 3 shards, one row each
+    shard = out / "part-00001.parquet"
+    data = shard.read_bytes()
+    if damage == "truncated":
+        shard.write_bytes(data[: len(data) // 2])
+    elif damage == "emptied":
+        shard.write_bytes(b"")
+    else:
+        shard.write_bytes((out / "part-00000.parquet").read_bytes())
+    if not complete:  # as a run killed after its third shard leaves it
+        m = json.loads((out / MANIFEST).read_text())
+        m["status"] = "running"
+        for key in ("shards", "total_rows", "description", "dimension"):
+            m.pop(key, None)
+        (out / MANIFEST).write_text(json.dumps(m))
+    before = listing(out)
+    with pytest.raises(ValueError, match=r"part-00001\.parquet, a finished shard .* is damaged .*remove it"):
+        embed([docs], str(out), model=model, shard_rows=1, progress=False)
+    line = one_error_line(*run_cli(capsys, docs, "--model", model, "--output", str(out), "--shard-rows", "1"))
+    assert "part-00001.parquet" in line and "damaged" in line and "--overwrite" in line
+    assert listing(out) == before  # nothing written, nothing removed
+
+    # as the message says: removed, it is computed again
+    shard.unlink()
+    m = embed([docs], str(out), model=model, shard_rows=1, progress=False)
+    assert m["status"] == "complete" and m["total_rows"] == 3
+    assert ds.dataset(str(out)).to_table().column("id").to_pylist() == [0, 1, 2]
