@@ -391,6 +391,31 @@ def test_result_files_are_replaced_whole(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["provider"] == "hf-sdpa"
 
 
+def test_report_renders_older_rows_and_refuses_other_tools_rows(tmp_path, capsys):
+    """``report --readme`` on result files with fields missing (an older schema: no group, baseline, ratio
+    range, device name, threads or date) renders what they have; rows of another tool (``fastbert serve``'s)
+    are one line naming the folder, not a KeyError traceback."""
+    old = tmp_path / "old"
+    old.mkdir()
+    rows = [
+        dict(model="minilm", task="model", dtype="fp32", provider=p, shape="1x128", tokens=128, status="ok",
+             median_ms=ms, ratio=ratio, note="", extra_field=[1])
+        for p, ms, ratio in (("fastbert-sdpa", 14.3, 1.08), ("hf-sdpa", 15.6, None))
+    ]  # fmt: skip
+    (old / "bench.json").write_text(json.dumps({"schema": "fastbert-bench/1", "meta": {}, "rows": rows}))
+    assert report.main(["--readme", str(old)]) == 0
+    text = capsys.readouterr().out
+    assert "| minilm | model | fp32 | 1x128 | 128 | 14.3 ms (1.08×) | 15.6 ms |" in text
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    (serve / "rows.jsonl").write_text(json.dumps({"server": "fastbert serve", "p50_ms": 29.3}) + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["--readme", str(serve)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert str(serve) in err and "not a row of fastbert bench" in err and "Traceback" not in err
+
+
 def test_cli_list_providers(capsys):
     assert cli_main(["bench", "--list-providers", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

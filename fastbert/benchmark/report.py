@@ -110,7 +110,10 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         path = jsonl if os.path.exists(jsonl) else os.path.join(path, "bench.json")
     if path.endswith(".json"):
         with open(path) as f:
-            return json.load(f)["rows"]
+            data = json.load(f)
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+            raise ValueError(f"{path} has no 'rows' list: not a result file of fastbert bench")
+        return data["rows"]
     rows = []
     with open(path) as f:
         for line in f:
@@ -143,7 +146,7 @@ def row_line(r: dict[str, Any]) -> str:
 
 
 def _value(r: dict[str, Any]) -> str:
-    if r["group"] == "sentences" or r.get("task") == "encode":
+    if (r.get("group") == "sentences" or r.get("task") == "encode") and r.get("seq_per_s") is not None:
         return f"{r['seq_per_s']:.1f} sent/s"
     return f"{r['median_ms']:.3g} ms" if r["median_ms"] < 100 else f"{r['median_ms']:.0f} ms"
 
@@ -157,7 +160,12 @@ def result_cell(r: dict[str, Any] | None) -> str:
         return r["status"]
     text = _value(r)
     if r.get("ratio") is not None and r["provider"] != r.get("baseline"):
-        text += f" ({r['ratio']:.2f}× [{r['ratio_lo']:.2f}–{r['ratio_hi']:.2f}])"
+        spread = (
+            f" [{r['ratio_lo']:.2f}–{r['ratio_hi']:.2f}]"
+            if r.get("ratio_lo") is not None and r.get("ratio_hi") is not None
+            else ""
+        )
+        text += f" ({r['ratio']:.2f}×{spread})"
     return text + (" cut" if r["status"] == "cut" else "")
 
 
@@ -172,25 +180,27 @@ def _ordered(values: Iterable[Any]) -> list[Any]:
 def group_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
     """Per group: (group name, markdown pivot table, lines of skipped / wrong providers)."""
     out = []
-    groups = _ordered(r["group"] for r in rows)
+    _check_rows(rows)
+    groups = _ordered(r.get("group") for r in rows)
     order = list(GROUP_TITLES)
     groups.sort(key=lambda g: order.index(g) if g in order else len(order))
     for group in groups:
-        rs = [r for r in rows if r["group"] == group]
+        rs = [r for r in rows if r.get("group") == group]
         measured = [r for r in rs if r["status"] != "skipped" or r.get("shape")]
         providers = _ordered(r["provider"] for r in rs if r["status"] != "skipped")
         keys = _ordered(
-            (r["model"], r["task"], r["dtype"], r["shape"], r.get("tokens"))
+            (r.get("model"), r.get("task"), r.get("dtype"), r["shape"], r.get("tokens"))
             for r in measured
             if r.get("shape") and r["status"] != "skipped"
         )
         cells = {
-            (r["model"], r["task"], r["dtype"], r["shape"], r.get("tokens"), r["provider"]): r for r in rs
+            (r.get("model"), r.get("task"), r.get("dtype"), r.get("shape"), r.get("tokens"), r["provider"]): r
+            for r in rs
         }
         head = ["model", "task", "dtype", "shape", "real tokens"] + providers
         body = [list(k) + [result_cell(cells.get((*k, p))) for p in providers] for k in keys]
         notes = _ordered(
-            f"`{r['provider']}` ({r['model']} {r['dtype']}): {r['status']}: {r['note']}"
+            f"`{r['provider']}` ({r.get('model')} {r.get('dtype')}): {r['status']}: {r['note']}"
             for r in rs
             if r["status"] in ("skipped", "wrong", "error") and r.get("note")
         )
@@ -198,8 +208,20 @@ def group_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[st
     return out
 
 
+def _check_rows(rows: Sequence[dict[str, Any]]) -> None:
+    """A ValueError naming the fields a table needs when a row lacks them (``fastbert serve``'s or
+    ``bench_embed.py``'s rows, not ``fastbert bench``'s); other fields may be missing (older files)."""
+    for i, r in enumerate(rows):
+        missing = [k for k in ("provider", "status") if k not in r]
+        if missing:
+            raise ValueError(
+                f"row {i + 1} has no {' / '.join(repr(k) for k in missing)} field: not a row of fastbert bench "
+                f"(its fields: {', '.join(list(r)[:8])})"
+            )
+
+
 def header_line(rows: Sequence[dict[str, Any]]) -> str:
-    """Where and when: device, cores, threads, versions, date (of the first row)."""
+    """Where and when: device, cores, threads, versions, date (of the first row; older files may lack some)."""
     r = rows[0]
     versions = ", ".join(
         f"{k.replace('_', '-')} {r[k]}"
@@ -208,9 +230,9 @@ def header_line(rows: Sequence[dict[str, Any]]) -> str:
     )
     cores = f", {r['cores']} cores" if r.get("cores") else ""
     cpu = f", {r['cpu_details']}" if r.get("cpu_details") and r.get("device") == "cpu" else ""
-    return (
-        f"**{r['device_name']}** ({r['device']}{cpu}{cores}, {r['threads']} threads), {versions}, {r['date']}"
-    )
+    threads = f", {r['threads']} threads" if r.get("threads") else ""
+    where = f"**{r.get('device_name') or r.get('device') or 'unknown device'}** ({r.get('device') or '?'}{cpu}{cores}{threads})"
+    return ", ".join(part for part in (where, versions, r.get("date") or "no date") if part)
 
 
 GROUP_TITLES = {
@@ -233,6 +255,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
     """The tables of a run: the device line, the command, one pivot table per group with its notes."""
     if not rows:
         return "no rows\n"
+    _check_rows(rows)
     lines = [header_line(rows), ""]
     if command:
         lines += ["```bash", command, "```", ""]
@@ -245,7 +268,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
         "",
     ]
     for group, table, notes in group_tables(rows):
-        lines += [f"### {GROUP_TITLES.get(group, group)}", ""]
+        lines += [f"### {GROUP_TITLES.get(group, group or 'rows')}", ""]
         if table:
             lines += [table, ""]
         if notes:
@@ -356,7 +379,10 @@ def readme_markdown(folders: Sequence[str]) -> str:
         if meta_path and os.path.exists(meta_path):
             with open(meta_path) as f:
                 command = json.load(f).get("meta", {}).get("command")
-        parts.append(summary_markdown(rows, command))
+        try:
+            parts.append(summary_markdown(rows, command))
+        except ValueError as e:
+            raise ValueError(f"{folder}: {e}") from e
         if os.path.isdir(folder) and os.path.exists(os.path.join(folder, "scaling.png")):
             parts.append(f"![scaling]({os.path.join(folder, 'scaling.png')})\n")
     return "\n".join(parts)
@@ -370,7 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for folder in args.readme:
         if not os.path.exists(folder):
             parser.error(f"--readme: {folder!r} does not exist")
-    sys.stdout.write(readme_markdown(args.readme))
+    try:
+        text = readme_markdown(args.readme)
+    except (OSError, ValueError) as e:  # a folder without rows, rows of another tool
+        parser.error(f"--readme: {e}")
+    sys.stdout.write(text)
     return 0
 
 
