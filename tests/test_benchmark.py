@@ -558,6 +558,17 @@ def test_cli_options_and_overrides():
     assert resolve_groups(fb.BenchOptions(suite="gpu-e2e"), "cuda")[0].dtypes == ("bf16",)
 
 
+@pytest.mark.parametrize("flag", ["--providers", "--models", "--shapes", "--tasks", "--dtypes"])
+def test_a_list_flag_that_names_nothing_is_refused(flag, capsys):
+    """``--providers ,`` (or ``--shapes ""``) was an empty list, read as "not given": the suite's own list ran,
+    without a word. Refused by the flag's name before anything runs."""
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["bench", "--device", "cpu", flag, " , "])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: names nothing" in err, err
+
+
 def test_cli_refuses_bad_tasks_and_shapes_before_running(capsys):
     """``--tasks nope`` ran the whole quick suite (every row an IndexError); ``--shapes 0x128`` / ``8x0`` failed
     inside the run; a shape longer than the model takes was dropped without a word. Each is one line, exit 2,

@@ -19,7 +19,12 @@ SUITE_DEFAULTS = {
 
 
 def _csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """argparse type: comma-separated names; none at all (``--providers ,``, ``--shapes ""``) is refused by
+    the option's name (an empty list read as "not given" ran the suite's own list)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"names nothing ({text!r}): give comma-separated names")
+    return names
 
 
 def _at_least(name: str, low: float, kind: type, above: bool = False):
