@@ -182,3 +182,39 @@ def test_long_refuses_another_device_in_one_line(capsys):
     assert cli_main(["bench", "--suite", "long", "--device", "cuda:0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--suite long runs on the CPU" in err[0]
+
+
+def _fake_long(monkeypatch, tmp_path, fail_after=None):
+    """``run_long``'s keywords with its child processes and reference faked: 4 rounds at 10 ms for
+    transformers, 10 / 5 / 2.5 / 2 ms for fastbert (ratios 1, 2, 4, 5); ``fail_after[provider]``: the rounds
+    it runs before its process fails."""
+    from fastbert.benchmark import long
+
+    times = {"hf-sdpa": [10.0] * 4, "fastbert-sdpa": [10.0, 5.0, 2.5, 2.0]}
+    calls = dict.fromkeys(times, 0)
+
+    def child(model, provider, length, threads, seed, save):
+        n = calls[provider]
+        calls[provider] += 1
+        if n >= (fail_after or {}).get(provider, 99):
+            raise RuntimeError("the measuring process failed: boom")
+        torch.save(torch.zeros(1, length, 8), save)
+        return dict(ms=times[provider][n], peak_mem_mb=1.0, rss_before_mb=1.0, hwm_mb=2.0, local_ms=None,
+                    global_ms=None, local_layers=0, global_layers=1)  # fmt: skip
+
+    monkeypatch.setattr(long, "_child", child)
+    monkeypatch.setattr(long, "_reference", lambda model, length, seed: (torch.zeros(1, length, 8),) * 2)
+    return dict(model="tiny-modernbert", shapes=("1x48",), rounds=4, out=str(tmp_path), log=lambda s: None)
+
+
+def test_long_rows_give_the_ratios_iqr(tmp_path, monkeypatch):
+    """The long suite's rows gave min–max as the ratio's range where every other row (and TABLE.md's own
+    words: "with its interquartile range") gives the interquartile range."""
+    from fastbert.benchmark import long
+
+    if "modernbert" not in registry.FAMILIES:
+        pytest.skip("fastbert's ModernBERT rows are skipped until its registry has it")
+    rows = {r["provider"]: r for r in long.run_long(**_fake_long(monkeypatch, tmp_path))["rows"]}
+    fast = rows["fastbert-sdpa"]
+    assert fast["status"] == "ok" and fast["ratio"] == 3.0, fast
+    assert (fast["ratio_lo"], fast["ratio_hi"]) == (1.75, 4.25), fast  # min–max gave (1.0, 5.0)

@@ -241,6 +241,7 @@ def run_long(
     import torch
 
     from fastbert.benchmark.run import SCHEMA, environment
+    from fastbert.benchmark.timing import median_iqr
     from fastbert.benchmark.workloads import fastbert_family_missing, hf_config, parse_shape
     from fastbert.core import tolerances
 
@@ -330,6 +331,7 @@ def run_long(
                     continue
                 ms = [x["ms"] for x in results[p]]
                 ratios = [b / m for b, m in zip(base, ms) if m > 0]
+                ratio, ratio_lo, ratio_hi = median_iqr(ratios)  # the IQR, as the other suites' rows
                 last = results[p][-1]
                 notes = [message] if message and gate is None else []
                 if last["local_ms"] is not None:
@@ -344,9 +346,9 @@ def run_long(
                     median_ms=round(med, 1),
                     min_ms=round(min(ms), 1),
                     rounds=len(ms),
-                    ratio=round(statistics.median(ratios), 3) if ratios else None,
-                    ratio_lo=round(min(ratios), 3) if ratios else None,
-                    ratio_hi=round(max(ratios), 3) if ratios else None,
+                    ratio=None if ratio is None else round(ratio, 3),
+                    ratio_lo=None if ratio_lo is None else round(ratio_lo, 3),
+                    ratio_hi=None if ratio_hi is None else round(ratio_hi, 3),
                     tok_per_s=round(length / (med / 1e3), 1),
                     peak_mem_mb=statistics.median(
                         [x["peak_mem_mb"] for x in results[p] if x["peak_mem_mb"] is not None] or [None]

@@ -154,13 +154,17 @@ class Interleaved:
 
     def ratio(self, name: str, baseline: str) -> tuple[float | None, float | None, float | None]:
         """(median, first quartile, third quartile) of the per-round speed-ups over ``baseline``."""
-        r = self.ratios(name, baseline)
-        if not r:
-            return None, None, None
-        if len(r) == 1:
-            return r[0], r[0], r[0]
-        q1, _, q3 = statistics.quantiles(r, n=4, method="inclusive")
-        return statistics.median(r), q1, q3
+        return median_iqr(self.ratios(name, baseline))
+
+
+def median_iqr(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    """(median, first quartile, third quartile) of ``values`` (inclusive quartiles; None when empty)."""
+    if not values:
+        return None, None, None
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return statistics.median(values), q1, q3
 
 
 def interleave(
