@@ -218,3 +218,13 @@ def test_long_rows_give_the_ratios_iqr(tmp_path, monkeypatch):
     fast = rows["fastbert-sdpa"]
     assert fast["status"] == "ok" and fast["ratio"] == 3.0, fast
     assert (fast["ratio_lo"], fast["ratio_hi"]) == (1.75, 4.25), fast  # min–max gave (1.0, 5.0)
+
+
+def test_long_row_says_a_provider_failed_after_its_first_rounds(tmp_path, monkeypatch):
+    """A provider whose process failed after some rounds was an "ok" row of fewer rounds, the failure unsaid."""
+    from fastbert.benchmark import long
+
+    kw = _fake_long(monkeypatch, tmp_path, fail_after={"hf-sdpa": 2})
+    hf = {r["provider"]: r for r in long.run_long(**kw)["rows"]}["hf-sdpa"]
+    assert hf["status"] == "ok" and hf["rounds"] == 2, hf
+    assert "failed in a later round" in hf["note"] and "boom" in hf["note"], hf

@@ -334,6 +334,8 @@ def run_long(
                 ratio, ratio_lo, ratio_hi = median_iqr(ratios)  # the IQR, as the other suites' rows
                 last = results[p][-1]
                 notes = [message] if message and gate is None else []
+                if p in failed:  # it ran in some rounds, then failed: say so beside the rounds it has
+                    notes.append(f"failed in a later round: {failed[p]}")
                 if last["local_ms"] is not None:
                     notes.append(
                         f"{last['local_layers']} local layers {last['local_ms']:.0f} ms, "
