@@ -228,3 +228,21 @@ def test_long_row_says_a_provider_failed_after_its_first_rounds(tmp_path, monkey
     hf = {r["provider"]: r for r in long.run_long(**kw)["rows"]}["hf-sdpa"]
     assert hf["status"] == "ok" and hf["rounds"] == 2, hf
     assert "failed in a later round" in hf["note"] and "boom" in hf["note"], hf
+
+
+def test_long_table_md_is_replaced_whole(tmp_path, monkeypatch):
+    """TABLE.md was written, then the long table appended to it: an interrupt between the two left the new
+    summary without its table. Now one replace: an interrupted run leaves the last whole file."""
+    from fastbert.benchmark import long
+
+    long.run_long(**_fake_long(monkeypatch, tmp_path, fail_after={"hf-sdpa": 2}))
+    before = (tmp_path / "TABLE.md").read_text()
+    assert "local layers ms" in before
+
+    def interrupted(rows):
+        raise KeyboardInterrupt  # the run is stopped while its files are written
+
+    monkeypatch.setattr(long, "table", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        long.run_long(**_fake_long(monkeypatch, tmp_path))
+    assert (tmp_path / "TABLE.md").read_text() == before

@@ -380,10 +380,8 @@ def run_long(
         "memory": "VmHWM - VmRSS around the timed call, in a fresh process per row",
     }
     result = {"schema": SCHEMA, "meta": meta, "rows": rows}
-    if out:
-        report.write_outputs(result, out, plots=False)
-        with open(os.path.join(out, "TABLE.md"), "a") as f:
-            f.write("\n" + table(rows) + "\n")
+    if out:  # TABLE.md whole in one replace (an append after it could be cut off by an interrupt)
+        report.write_outputs(result, out, plots=False, table_extra="\n" + table(rows) + "\n")
     return result
 
 

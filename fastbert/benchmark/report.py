@@ -355,8 +355,11 @@ def write_scaling_plot(rows: Sequence[dict[str, Any]], path: str) -> str | None:
     return path
 
 
-def write_outputs(result: dict[str, Any], out_dir: str, plots: bool = True) -> list[str]:
-    """``bench.json``, ``bench.csv``, ``TABLE.md`` and ``scaling.png`` (``plots`` and matplotlib) into ``out_dir``."""
+def write_outputs(
+    result: dict[str, Any], out_dir: str, plots: bool = True, table_extra: str = ""
+) -> list[str]:
+    """``bench.json``, ``bench.csv``, ``TABLE.md`` (``table_extra`` at its end) and ``scaling.png`` (``plots``
+    and matplotlib) into ``out_dir``."""
     os.makedirs(out_dir, exist_ok=True)
     rows = result["rows"]
     paths = [os.path.join(out_dir, n) for n in ("bench.json", "bench.csv", "TABLE.md")]
@@ -365,6 +368,7 @@ def write_outputs(result: dict[str, Any], out_dir: str, plots: bool = True) -> l
     with _replacing(paths[2]) as f:
         f.write(summary_markdown(rows, result.get("meta", {}).get("command")))
         f.write(f"\nWall time of the run: {result.get('meta', {}).get('wall_s')} s.\n")
+        f.write(table_extra)
     png = write_scaling_plot(rows, os.path.join(out_dir, "scaling.png")) if plots else None
     return paths + ([png] if png else [])
 
