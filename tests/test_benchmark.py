@@ -391,6 +391,29 @@ def test_result_files_are_replaced_whole(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["provider"] == "hf-sdpa"
 
 
+def test_a_sigterm_while_writing_leaves_the_last_whole_file_and_no_temporary_one(tmp_path):
+    """SIGTERM (a CI's timeout, ``kill``) while bench.json was written left ``bench.json.tmp-PID`` beside the
+    last whole file: the result files follow fastbert.output_files' rule, which removes it."""
+    (tmp_path / "bench.json").write_text('{"rows": []}\n')
+    script = f"""
+import json, os, signal
+from fastbert.benchmark import report
+def killed(obj, f, **kw):
+    f.write('{{"rows": [')
+    f.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
+report.json.dump = killed
+report.write_json({{"rows": [{{"provider": "x"}}]}}, {str(tmp_path / "bench.json")!r})
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == -15, proc.stderr  # ended by its signal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+    assert (tmp_path / "bench.json").read_text() == '{"rows": []}\n'
+
+
 def test_report_renders_older_rows_and_refuses_other_tools_rows(tmp_path, capsys):
     """``report --readme`` on result files with fields missing (an older schema: no group, baseline, ratio
     range, device name, threads or date) renders what they have; rows of another tool (``fastbert serve``'s)

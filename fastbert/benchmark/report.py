@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
+from ..output_files import open_output
 from ..tables import format_table, markdown_table  # noqa: F401  (the report's tables; re-exported)
 
 #: Columns of a row (``rows.jsonl``, ``bench.csv``, ``bench.json``'s ``rows``), then the environment columns.
@@ -277,19 +278,12 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
 
 
 @contextlib.contextmanager
-def _replacing(path: str, newline: str | None = None) -> Iterator[TextIO]:
-    """A text file written beside ``path`` and moved over it once complete: a run killed while writing leaves
-    the last whole file (or none), never a torn one that ``json.load`` fails on."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", newline=newline) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+def _replacing(path: str) -> Iterator[TextIO]:
+    """A text file written beside ``path`` and moved over it once complete (:mod:`fastbert.output_files`'
+    rule): a run killed while writing leaves the last whole file (or none), never a torn one that
+    ``json.load`` fails on, and no temporary file (SIGTERM's too: a ``bench.json.tmp-PID`` stayed)."""
+    with open_output(path, "w") as f:
+        yield f
 
 
 def write_json(result: dict[str, Any], path: str) -> None:
@@ -299,7 +293,7 @@ def write_json(result: dict[str, Any], path: str) -> None:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
-    with _replacing(path, newline="") as f:
+    with _replacing(path) as f:  # newlines as written: the csv module's own
         writer = csv.DictWriter(f, fieldnames=list(ROW_FIELDS) + list(ENV_FIELDS), extrasaction="ignore")
         writer.writeheader()
         for r in rows:
