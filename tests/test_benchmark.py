@@ -961,6 +961,8 @@ def test_serve_rows_judge_the_answers_by_the_parity_rule(monkeypatch, tmp_path, 
         (["--suite", "serve", "--device", "cuda"], "--suite serve does not take --device"),
         (["--suite", "serve", "--rounds", "3", "--models", "minilm"], "does not take --models, --rounds"),
         (["--suite", "long", "--dtypes", "fp16"], "--suite long does not take --dtypes"),
+        (["--suite", "long", "--flush-l2"], "--suite long does not take --flush-l2"),
+        (["--suite", "serve", "--flush-l2"], "--suite serve does not take --flush-l2"),
         (["--suite", "long", "--models", "minilm,bert-base"], "--suite long runs one model"),
     ],
 )

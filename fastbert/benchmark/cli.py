@@ -211,8 +211,8 @@ def check_out(out: str | None) -> None:
 #: (--suite serve --device cuda ran on the CPU)
 _NOT_READ = {
     "serve": ("device", "models", "providers", "rounds", "time_budget", "tasks", "dtypes", "shapes", "warmup",
-              "min_rounds", "target_time"),
-    "long": ("time_budget", "tasks", "dtypes", "warmup", "min_rounds", "target_time"),
+              "min_rounds", "target_time", "flush_l2"),
+    "long": ("time_budget", "tasks", "dtypes", "warmup", "min_rounds", "target_time", "flush_l2"),
 }  # fmt: skip
 
 
@@ -221,7 +221,8 @@ def _ignored_flags(args) -> str | None:
     given = [
         "--" + name.replace("_", "-")
         for name in _NOT_READ.get(args.suite, ())
-        if getattr(args, name, None) is not None and not (name == "device" and str(args.device) == "cpu")
+        if getattr(args, name, None) not in (None, False)  # --flush-l2 is False when not given
+        and not (name == "device" and str(args.device) == "cpu")
     ]
     if given:
         return (
