@@ -221,12 +221,22 @@ class GenerateDecoderOnlyOutput(_WithCache, ModelOutput):
 def _as_list(ids: Any) -> list[int] | None:
     if ids is None:
         return None
+    given = ids
     if torch.is_tensor(ids):
         ids = ids.tolist()
-    ids = [ids] if isinstance(ids, int) else list(ids)
+    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids]
     if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise ValueError(f"eos_token_id must be a token id or a list of token ids, got {ids!r}")
+        raise ValueError(f"eos_token_id must be a token id or a list of token ids, got {given!r}")
     return ids
+
+
+def _token_id(name: str, value: Any) -> int | None:
+    """A single token id setting (``pad_token_id``): None, an int or a one-element integer tensor."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.dtype.is_floating_point:
+        value = value.item()
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} must be a token id (an int), got {value!r}")
+    return value
 
 
 def _whole(name: str, value: Any, minimum: int) -> int:
@@ -504,7 +514,7 @@ class GenerationMixin:
                 "needs do_sample=True"
             )
         eos = _as_list(s["eos_token_id"])
-        pad = s["pad_token_id"]
+        pad = _token_id("pad_token_id", s["pad_token_id"])
         if pad is None and eos is not None:
             pad = eos[0]
         prompt_length = input_ids.shape[1]

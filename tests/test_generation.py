@@ -139,3 +139,30 @@ def test_max_new_tokens_wins_over_max_length_with_a_logged_warning(lm_pair, capl
     with caplog.at_level(logging.WARNING, logger="fastbert.generation"):
         _generate(fb, ids, max_new_tokens=4)  # max_length not set: nothing to say
     assert not [r for r in caplog.records if r.name == "fastbert.generation"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(eos_token_id=5.0), "eos_token_id"),
+        (dict(eos_token_id=5, pad_token_id=1.0), "pad_token_id"),
+        (dict(eos_token_id=5, pad_token_id="1"), "pad_token_id"),
+        (dict(eos_token_id=5, pad_token_id=[1]), "pad_token_id"),
+    ],
+)
+def test_a_token_id_of_the_wrong_type_is_refused_naming_it(lm_pair, kwargs, name):
+    """Before: eos_token_id=5.0 raised "'float' object is not iterable", pad_token_id=1.0 was blamed on
+    input_ids ("input_ids must be integer token ids") and a str or list pad an AttributeError on a bool."""
+    _, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 3), generator=torch.Generator().manual_seed(4))
+    with pytest.raises(ValueError, match=f"^{name} must be a token id"):
+        fb.generate(ids, max_new_tokens=3, **kwargs)
+
+
+def test_a_token_id_tensor_is_taken(lm_pair):
+    _, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 3), generator=torch.Generator().manual_seed(4))
+    eos = int(fb.generate(ids, max_new_tokens=4)[0, 4])  # row 0's second new token
+    want = fb.generate(ids, max_new_tokens=4, eos_token_id=eos, pad_token_id=1)
+    got = fb.generate(ids, max_new_tokens=4, eos_token_id=torch.tensor(eos), pad_token_id=torch.tensor(1))
+    assert torch.equal(got, want)
