@@ -517,6 +517,12 @@ class GenerationMixin:
         pad = _token_id("pad_token_id", s["pad_token_id"])
         if pad is None and eos is not None:
             pad = eos[0]
+        rows = self.get_input_embeddings().num_embeddings
+        if eos is not None and not 0 <= pad < rows and any(0 <= e < rows for e in eos):
+            raise ValueError(
+                f"pad_token_id={pad} is outside the vocabulary [0, {rows}): generate writes it after a row's "
+                "eos_token_id and feeds it back to the model"
+            )
         prompt_length = input_ids.shape[1]
         max_total = self._max_total_length(s, prompt_length, max_length, generation_config)
 

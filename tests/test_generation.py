@@ -166,3 +166,22 @@ def test_a_token_id_tensor_is_taken(lm_pair):
     want = fb.generate(ids, max_new_tokens=4, eos_token_id=eos, pad_token_id=1)
     got = fb.generate(ids, max_new_tokens=4, eos_token_id=torch.tensor(eos), pad_token_id=torch.tensor(1))
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("pad", [TINY["vocab_size"], -1])
+def test_a_pad_outside_the_vocabulary_is_refused_before_generating(lm_pair, pad):
+    """A finished row's filler is fed back to the model on the next step: before, the forward of that step
+    refused it as "input_ids holds 99" (ids the caller never passed), after the steps before it had run;
+    transformers fails there too (an IndexError on the CPU)."""
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 3), generator=torch.Generator().manual_seed(10))
+    free = fb.generate(ids, max_new_tokens=6)
+    eos = int(free[0, 4])  # row 0's second new token: row 0 ends while row 1 goes on
+    assert eos not in free[1, 3:].tolist()
+    with pytest.raises(ValueError, match=rf"^pad_token_id={pad} is outside the vocabulary \[0, 99\)"):
+        fb.generate(ids, max_new_tokens=6, eos_token_id=eos, pad_token_id=pad)
+    with pytest.raises(IndexError):
+        hf.generate(ids, max_new_tokens=6, eos_token_id=eos, pad_token_id=pad)
+    # an eos id the model cannot produce ends no row, so its pad is never written: as transformers
+    theirs = hf.generate(ids, max_new_tokens=6, eos_token_id=pad)
+    assert torch.equal(fb.generate(ids, max_new_tokens=6, eos_token_id=pad), theirs)
