@@ -290,6 +290,7 @@ class GenerationMixin:
     def _read_generation_config(self, path: str, hub: Any) -> None:
         """``from_pretrained``: the checkpoint's ``generation_config.json``, when it has one, as transformers
         reads it (its settings over those of config.json)."""
+        from .config import read_config_json
         from .hub import resolve_file
 
         try:
@@ -298,10 +299,7 @@ class GenerationMixin:
             return
         if file is None:
             return
-        with open(file, encoding="utf-8") as f:
-            data = json.load(f)
-        if not isinstance(data, dict):
-            raise ValueError(f"{file} holds {type(data).__name__}, not a JSON object of generation settings")
+        data = read_config_json(file)  # an OSError naming the file when it is not a JSON object
         self.__dict__["_generation_config"] = GenerationConfig.from_dict(data, source=file)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:

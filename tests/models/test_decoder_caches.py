@@ -204,6 +204,20 @@ def test_generation_config_unsupported_settings_warn_and_transformers_objects_ar
         fb.generation_config = 3
 
 
+@pytest.mark.parametrize(
+    "text, says", [("{not json", "is not valid JSON"), ("[1, 2]", "does not hold a JSON object")]
+)
+def test_a_generation_config_json_that_is_not_a_json_object_is_refused_naming_it(tmp_path, text, says):
+    """A truncated or hand-broken generation_config.json: before, a bare JSONDecodeError ("Expecting property
+    name enclosed in double quotes: line 1 column 2") that named no file."""
+    _, fb = _pair()
+    fb.save_pretrained(tmp_path)
+    path = tmp_path / "generation_config.json"
+    path.write_text(text)
+    with pytest.raises(OSError, match=f"generation_config.json {says}"):
+        fastbert.BertLMHeadModel.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("kind", ["fastbert", "transformers"])
 def test_a_passed_generation_config_falls_back_to_the_model_s(kind):
     """transformers fills what a ``generation_config=`` leaves unset from ``model.generation_config``; fastbert
