@@ -157,20 +157,24 @@ class GenerationConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "the generation config") -> GenerationConfig:
         """The settings of a ``generation_config.json`` (or of a transformers ``GenerationConfig``'s
         ``to_diff_dict()``): the ones fastbert's ``generate`` implements; a setting it does not implement, set
-        to anything but transformers' default, is named in one warning and not applied."""
-        ignored = sorted(
-            f"{k}={v!r}"
+        to anything but transformers' default, is named in one warning and not applied, but kept (a plain
+        attribute, written back by ``save_pretrained``, so transformers still applies it to the saved model)."""
+        ignored = {
+            k: v
             for k, v in data.items()
             if k not in _DEFAULTS and k not in _METADATA and v != _UNSUPPORTED_DEFAULTS.get(k)
-        )
+        }
         if ignored:
             warnings.warn(
-                f"{source} sets {', '.join(ignored)}: fastbert's generate does greedy search and sampling "
-                "(temperature, top-k, top-p) only, and does not apply these",
+                f"{source} sets {', '.join(sorted(f'{k}={v!r}' for k, v in ignored.items()))}: fastbert's "
+                "generate does greedy search and sampling (temperature, top-k, top-p) only, and does not "
+                "apply these",
                 UserWarning,
                 stacklevel=3,
             )
-        return cls(**{k: v for k, v in data.items() if k in _DEFAULTS})
+        config = cls(**{k: v for k, v in data.items() if k in _DEFAULTS})
+        config.__dict__.update(ignored)  # warned above: not again by __setattr__
+        return config
 
     @classmethod
     def coerce(cls, value: Any) -> GenerationConfig:
@@ -192,7 +196,9 @@ class GenerationConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _DEFAULTS if getattr(self, k) is not None}
+        """The settings set: those ``generate`` implements, and those it does not (kept, not applied)."""
+        kept = {k: v for k, v in self.__dict__.items() if k not in _DEFAULTS and not k.startswith("_")}
+        return {**{k: getattr(self, k) for k in _DEFAULTS if getattr(self, k) is not None}, **kept}
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         os.makedirs(save_directory, exist_ok=True)

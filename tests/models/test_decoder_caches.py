@@ -204,6 +204,33 @@ def test_generation_config_unsupported_settings_warn_and_transformers_objects_ar
         fb.generation_config = 3
 
 
+def test_an_unsupported_setting_is_kept_by_save_pretrained(tmp_path):
+    """A checkpoint whose generation_config.json asks for beam search, loaded by fastbert and saved again (after
+    fine-tuning, say): before, the settings fastbert does not apply were dropped from the written file, so
+    transformers then generated from the saved model with greedy search instead of the checkpoint's beams."""
+    hf, _ = _pair()
+    hf.generation_config = transformers.GenerationConfig(
+        num_beams=3, repetition_penalty=1.3, max_new_tokens=4
+    )
+    hf.save_pretrained(tmp_path / "hf")
+    with pytest.warns(UserWarning, match=r"num_beams=3, repetition_penalty=1\.3"):
+        loaded = fastbert.BertLMHeadModel.from_pretrained(tmp_path / "hf")
+    assert loaded.generation_config.max_new_tokens == 4
+    loaded.save_pretrained(tmp_path / "fb")
+    written = json.loads((tmp_path / "fb" / "generation_config.json").read_text())
+    assert written == {"max_new_tokens": 4, "num_beams": 3, "repetition_penalty": 1.3}
+    again = transformers.BertLMHeadModel.from_pretrained(tmp_path / "fb")
+    assert (again.generation_config.num_beams, again.generation_config.repetition_penalty) == (3, 1.3)
+    # from_transformers keeps them too; one set on the object (with its warning) is written as well
+    with pytest.warns(UserWarning, match="num_beams=3"):
+        converted = fastbert.from_transformers(hf)
+    with pytest.warns(UserWarning, match="no_repeat_ngram_size=2"):
+        converted.generation_config.no_repeat_ngram_size = 2
+    converted.save_pretrained(tmp_path / "converted")
+    written = json.loads((tmp_path / "converted" / "generation_config.json").read_text())
+    assert (written["num_beams"], written["no_repeat_ngram_size"]) == (3, 2)
+
+
 @pytest.mark.parametrize(
     "text, says", [("{not json", "is not valid JSON"), ("[1, 2]", "does not hold a JSON object")]
 )
