@@ -288,10 +288,12 @@ def convert_checkpoint(
         os.makedirs(dst, exist_ok=True)
     except OSError as e:
         raise OSError(f"cannot create the output folder {dst}: {e.strerror or e}") from None
-    with output_name(out_model) as name:  # beside it, renamed over it once complete
-        save_file(out, name, metadata={"format": "pt"})
+    # the weights last: an interrupted conversion leaves no model.safetensors without its config.json (which
+    # a rerun would refuse to replace without --overwrite)
     config.save_pretrained(dst)
     _copy_tokenizer_files(config_src, dst, config_hub)
+    with output_name(out_model) as name:  # beside it, renamed over it once complete
+        save_file(out, name, metadata={"format": "pt"})
     log(f"fastbert convert: wrote {arch} ({len(out)} tensors, from {kind} {files[0]}) to {dst}")
     return arch
 
@@ -303,4 +305,6 @@ def _copy_tokenizer_files(config_src: str, dst: str, hub: HubOptions) -> None:
         except OSError:
             path = None
         if path is not None and not os.path.exists(os.path.join(dst, name)):
-            shutil.copyfile(path, os.path.join(dst, name))
+            # beside it, renamed over it once complete: a half-copied file would be kept by the next run
+            with output_name(os.path.join(dst, name)) as tmp:
+                shutil.copyfile(path, tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -22,6 +23,7 @@ from safetensors.torch import load_file
 
 from fastbert import legacy
 from fastbert.cli import main
+from fastbert.config import BertConfig
 from fastbert.hub import HubOptions
 
 FORMATS = {
@@ -86,3 +88,33 @@ def test_convert_offline_hub_options(tmp_path):
         str(GOOGLE), str(dst), hub=HubOptions(local_files_only=True), log=lambda _: None
     )
     assert arch == "BertForPreTraining" and (dst / "model.safetensors").is_file()
+
+
+def test_interrupted_convert_leaves_no_partial_output(google_copy, tmp_path, monkeypatch):
+    vocab = "".join(f"tok{i}\n" for i in range(99))
+    (google_copy / "vocab.txt").write_text(vocab)
+    dst = tmp_path / "out"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # stopped before config.json is written: no weights without it
+        m.setattr(BertConfig, "save_pretrained", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            convert(google_copy, dst)
+    assert not (dst / "model.safetensors").exists()
+
+    def half_copy(src, target):
+        with open(target, "w") as f:
+            f.write(vocab[:10])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # stopped while copying vocab.txt: no half file the next run keeps
+        m.setattr(shutil, "copyfile", half_copy)
+        with pytest.raises(KeyboardInterrupt):
+            convert(google_copy, dst)
+    assert not (dst / "vocab.txt").exists() and not (dst / "model.safetensors").exists()
+    assert not [p for p in os.listdir(dst) if p.endswith(".tmp")]
+
+    assert convert(google_copy, dst) == "BertForPreTraining"  # the rerun needs no --overwrite
+    assert (dst / "vocab.txt").read_text() == vocab
