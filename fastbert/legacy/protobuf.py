@@ -62,3 +62,22 @@ def fields(buf) -> dict[int, list]:
 def int64(v: int) -> int:
     """A varint read as unsigned 64 bits, as the signed ``int64`` it encodes."""
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def last(f: dict[int, list], number: int, kind: type, default=None):
+    """The value of the singular field ``number`` of a message decoded by :func:`fields` (the last one, as
+    protobuf reads it; ``default`` when absent); ``Corrupt`` when its wire type does not give a ``kind``
+    (``int`` for numbers, ``bytes`` for messages and strings)."""
+    values = f.get(number)
+    if not values:
+        return default
+    return repeated(f, number, kind)[-1]
+
+
+def repeated(f: dict[int, list], number: int, kind: type) -> list:
+    """The values of the repeated field ``number``; ``Corrupt`` when one of them is not a ``kind``."""
+    values = f.get(number, [])
+    for v in values:
+        if not isinstance(v, kind):
+            raise Corrupt(f"field {number} has the wire type of {type(v).__name__}, expected {kind.__name__}")
+    return values

@@ -48,10 +48,10 @@ def tf1_shard_names(index_name: str, num_shards: int) -> list[str]:
 def _parse_header(value: bytes, path: str) -> dict[str, int]:
     try:
         f = protobuf.fields(value)
+        num_shards = protobuf.last(f, 1, int, 1)
+        endianness = protobuf.last(f, 2, int, 0)
     except Corrupt as e:
         raise OSError(f"{path}: corrupt BundleHeaderProto: {e}") from None
-    num_shards = f.get(1, [1])[-1]
-    endianness = f.get(2, [0])[-1]
     if num_shards < 1:
         raise OSError(f"{path}: BundleHeaderProto says {num_shards} shards")
     if endianness not in (0, 1):
@@ -76,18 +76,18 @@ def _parse_entry(value: bytes, name: str, path: str) -> dict[str, Any]:
         f = protobuf.fields(value)
         shape: list[int] = []
         if 2 in f:
-            shape_fields = protobuf.fields(f[2][-1])
-            if shape_fields.get(3, [0])[-1]:
+            shape_fields = protobuf.fields(protobuf.last(f, 2, bytes))
+            if protobuf.last(shape_fields, 3, int, 0):
                 raise Corrupt("unknown rank")
-            for dim in shape_fields.get(2, []):
-                shape.append(protobuf.int64(protobuf.fields(dim).get(1, [0])[-1]))
+            for dim in protobuf.repeated(shape_fields, 2, bytes):
+                shape.append(protobuf.int64(protobuf.last(protobuf.fields(dim), 1, int, 0)))
         return {
-            "dtype": f.get(1, [0])[-1],
+            "dtype": protobuf.last(f, 1, int, 0),
             "shape": shape,
-            "shard_id": f.get(3, [0])[-1],
-            "offset": protobuf.int64(f.get(4, [0])[-1]),
-            "size": protobuf.int64(f.get(5, [0])[-1]),
-            "crc32c": f.get(6, [None])[-1],
+            "shard_id": protobuf.last(f, 3, int, 0),
+            "offset": protobuf.int64(protobuf.last(f, 4, int, 0)),
+            "size": protobuf.int64(protobuf.last(f, 5, int, 0)),
+            "crc32c": protobuf.last(f, 6, int, None),
             "sliced": 7 in f,
         }
     except Corrupt as e:

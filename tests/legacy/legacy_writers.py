@@ -244,7 +244,15 @@ def write_tf1_bundle(
         table.append((name.encode(), entry))
     for fh in handles:
         fh.close()
-    with open(prefix + ".index", "wb") as f:
+    write_tf1_index(prefix + ".index", table, entries_per_block=entries_per_block, snappy=snappy)
+    return [prefix + ".index", *shard_files]
+
+
+def write_tf1_index(
+    path, table: list[tuple[bytes, bytes]], *, entries_per_block: int = 5, snappy: bool = False
+) -> None:
+    """The SSTable of a bundle's index: (key, serialized proto) in key order, the header's empty key first."""
+    with open(path, "wb") as f:
         index_entries = []
         for start in range(0, len(table), entries_per_block):
             chunk = table[start : start + entries_per_block]
@@ -253,7 +261,6 @@ def write_tf1_bundle(
         index = _write_block(f, _block(index_entries, restart_interval=1))
         footer = (meta + index).ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
         f.write(footer)
-    return [prefix + ".index", *shard_files]
 
 
 def google_names(state: dict[str, torch.Tensor], *, google_heads: bool = True) -> dict[str, torch.Tensor]:

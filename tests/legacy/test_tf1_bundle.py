@@ -18,7 +18,7 @@ from legacy_helpers import (
     corrupt,
     with_head,
 )
-from legacy_writers import google_names, write_tf1_bundle
+from legacy_writers import _field, _pb_bytes, encode_varint, google_names, write_tf1_bundle, write_tf1_index
 
 from fastbert import legacy
 from fastbert.config import BertConfig
@@ -147,3 +147,26 @@ def test_missing_crc32c_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "google_crc32c", None)
     with pytest.raises(ImportError, match=f"google-crc32c package, .*{EXTRA_HINT}"):
         legacy.load_legacy_checkpoint("tf1", [str(GOOGLE / INDEX)])
+
+
+@pytest.mark.parametrize(
+    "key, extra, said",
+    [
+        (b"", _pb_bytes(1, b"x"), "corrupt BundleHeaderProto: field 1 "),  # num_shards as a string
+        (b"bert/pooler/dense/bias", _pb_bytes(1, b"x"), "tensor bert/pooler/dense/bias: field 1 "),  # dtype
+        (
+            b"bert/pooler/dense/bias",
+            _field(2, 0, encode_varint(3)),
+            "dense/bias: field 2 ",
+        ),  # shape: a number
+        (b"bert/pooler/dense/kernel", _pb_bytes(2, _field(2, 0, encode_varint(3))), "dense/kernel: field 2 "),
+    ],
+    ids=["num_shards", "dtype", "shape", "dim"],
+)
+def test_index_fields_of_the_wrong_wire_type(google_copy, key, extra, said):
+    """A well-formed index whose protos hold a field of another wire type (the last value of a field wins in
+    protobuf) is a corrupt index naming the file and the tensor, not a TypeError."""
+    table = [(k, v + extra if k == key else v) for k, v in read_sstable(str(GOOGLE / INDEX))]
+    write_tf1_index(google_copy / INDEX, table)
+    with pytest.raises(OSError, match=f"{INDEX}: .*{said}"):
+        legacy.load_legacy_checkpoint("tf1", [str(google_copy / INDEX)])
