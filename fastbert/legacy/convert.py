@@ -147,6 +147,19 @@ _ARCH_HEADS: dict[str, tuple[str, ...]] = {
     "BertForQuestionAnswering": ("qa",),
 }
 
+# the head prefix of each head, and the classes that build their BertModel with add_pooling_layer=False
+_HEAD_PREFIXES = {"mlm": "cls.predictions.", "nsp": "cls.seq_relationship.", "classifier": "classifier.",
+                  "qa": "qa_outputs."}  # fmt: skip
+_NO_POOLER = ("BertForMaskedLM", "BertLMHeadModel", "BertForTokenClassification", "BertForQuestionAnswering")
+
+
+def _arch_holds(arch: str, key: str) -> bool:
+    """Whether the class ``arch`` has a parameter ``key`` (a name of the converted state dict): a run_squad.py
+    checkpoint's pooler, or a pre-training head kept beside a classifier, is not one of its parameters."""
+    if key.startswith("bert."):
+        return not (key.startswith("bert.pooler.") and arch in _NO_POOLER)
+    return any(key.startswith(_HEAD_PREFIXES[head]) for head in _ARCH_HEADS.get(arch, ()))
+
 
 def infer_architecture(state_dict: dict[str, torch.Tensor], config=None) -> str:
     """The PyTorch class whose heads ``state_dict`` holds. A config naming a consistent class (including
@@ -259,7 +272,7 @@ def convert_checkpoint(
     check_shapes(config, state)
 
     arch = infer_architecture(state, config)
-    known = set(expected_shapes(config, state))
+    known = {k for k in expected_shapes(config, state) if _arch_holds(arch, k)}
     unexpected = sorted(k for k in state if k not in known)
     for k in unexpected:
         log(f"fastbert convert: skipping {state.sources.get(k, k)} (no {arch} parameter named {k})")

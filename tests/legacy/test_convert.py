@@ -13,12 +13,14 @@ from legacy_helpers import (
     FIXTURES,
     GOOGLE,
     INDEX,
+    assert_converted_like,
     assert_pretraining_outputs,
     assert_same_weights,
     convert,
     copy_config,
+    with_head,
 )
-from legacy_writers import write_tf2_h5
+from legacy_writers import google_names, write_tf1_bundle, write_tf2_h5
 from safetensors.torch import load_file
 
 from fastbert import legacy
@@ -118,3 +120,21 @@ def test_interrupted_convert_leaves_no_partial_output(google_copy, tmp_path, mon
 
     assert convert(google_copy, dst) == "BertForPreTraining"  # the rerun needs no --overwrite
     assert (dst / "vocab.txt").read_text() == vocab
+
+
+def test_convert_drops_what_the_class_does_not_hold(tmp_path, reference, config, inputs, transformers):
+    """run_squad.py saves BertModel's pooler beside ``cls/squad``: BertForQuestionAnswering has no pooler, so
+    the converted folder holds none (transformers would report it unexpected), and the log says so."""
+    state = with_head(reference, "qa_outputs") | {k: v for k, v in reference.items() if "pooler" in k}
+    (tmp_path / "squad").mkdir()
+    write_tf1_bundle(tmp_path / "squad" / "model.ckpt", google_names(state))
+    shutil.copyfile(GOOGLE / "bert_config.json", tmp_path / "squad" / "bert_config.json")
+    logged = []
+    dst = tmp_path / "out"
+    assert legacy.convert_checkpoint(tmp_path / "squad", dst, log=logged.append) == "BertForQuestionAnswering"
+    assert not [k for k in load_file(dst / "model.safetensors") if "pooler" in k]
+    assert sum("skipping" in line and "bert/pooler/dense/" in line for line in logged) == 2
+    _, info = transformers.BertForQuestionAnswering.from_pretrained(dst, output_loading_info=True)
+    assert not info["unexpected_keys"] and not info["missing_keys"]
+    qa = {k: v for k, v in state.items() if "pooler" not in k}
+    assert_converted_like(transformers, dst, "BertForQuestionAnswering", config, qa, inputs, ["start_logits"])
