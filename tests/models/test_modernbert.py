@@ -186,6 +186,19 @@ def test_bert_hidden_act_is_not_the_mlp_activation(saved, tmp_path):
         fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, hidden_activation="not-an-activation"))
 
 
+def test_a_rope_theta_field_is_kept_unread_as_transformers(saved, tmp_path):
+    """A config.json with a flat ``rope_theta`` (the field of most RoPE models): transformers' ModernBERT keeps
+    it as an unused attribute (its thetas are in ``rope_parameters``) and writes it back; fastbert's forward
+    failed on it (``'float' object is not callable``: the field hid the config's theta method)."""
+    folder = copy_folder(saved("base", "current")[0], tmp_path / "m", rope_theta=5.0)
+    hf = transformers.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    model = fastbert.AutoModel.from_pretrained(folder)
+    assert model.config.rope_theta == 5.0 == hf.config.rope_theta
+    assert model.config.rope_parameters == hf.config.rope_parameters
+    judge_all(model, hf, batch("base", labels=False), "base", "sdpa")
+    assert model.config.to_dict()["rope_theta"] == 5.0 == hf.config.to_dict()["rope_theta"]
+
+
 def test_an_unsupported_classifier_activation_is_refused_by_its_name():
     """The refusal of a ``classifier_activation`` fastbert has not names that field (it said ``hidden_act``, a
     field transformers' ModernBERT does not read)."""

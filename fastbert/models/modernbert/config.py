@@ -180,7 +180,9 @@ class ModernBertConfig(BertConfig):
         after ``layer_types`` was derived lists more)."""
         return list(self.layer_types[: self.num_hidden_layers])
 
-    def rope_theta(self, layer_type: str) -> float:
+    def rope_theta_of(self, layer_type: str) -> float:
+        """The RoPE theta of a layer type (not named ``rope_theta``: a config.json may carry a ``rope_theta``
+        field, which transformers' ModernBERT keeps unread and which would hide a method of that name)."""
         return float(self.rope_parameters[layer_type]["rope_theta"])
 
     # ----------------------------------------------------------------- validation and serialisation

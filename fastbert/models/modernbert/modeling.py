@@ -357,7 +357,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (n, D // 2) cos / sin of the layer type's theta for n = max_position_embeddings, or the next
         power of two that holds ``positions`` beyond it (built once per device, theta and n)."""
-        theta = self.config.rope_theta(layer_type)
+        theta = self.config.rope_theta_of(layer_type)
         head_dim = self.config.hidden_size // self.config.num_attention_heads
         n = self.config.max_position_embeddings
         if positions > n:
