@@ -199,6 +199,18 @@ def test_a_rope_theta_field_is_kept_unread_as_transformers(saved, tmp_path):
     assert model.config.to_dict()["rope_theta"] == 5.0 == hf.config.to_dict()["rope_theta"]
 
 
+@pytest.mark.parametrize("field", ["attention_dropout", "embedding_dropout", "mlp_dropout"])
+def test_a_bad_dropout_is_refused_by_its_name(field):
+    """A dropout out of [0, 1] or not a number is refused naming the field given; the refusal named BERT's
+    derived ``hidden_dropout_prob`` (their largest, which ModernBERT has not) or failed in ``max`` with
+    "'>' not supported between instances of 'str' and 'float'"."""
+    with pytest.raises(ValueError, match=rf"config field {field} is a dropout probability.*got 1.5"):
+        fastbert.ModernBertModel(fastbert.ModernBertConfig(**TINY, **{field: 1.5}))
+    for value in ("0.1", None, True):
+        with pytest.raises(TypeError, match=rf"config field {field} must be a number, got"):
+            fastbert.ModernBertConfig(**TINY, **{field: value})
+
+
 def test_an_unsupported_classifier_activation_is_refused_by_its_name():
     """The refusal of a ``classifier_activation`` fastbert has not names that field (it said ``hidden_act``, a
     field transformers' ModernBERT does not read)."""

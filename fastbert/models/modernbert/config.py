@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ...config import _BERT_DEFAULTS, BertConfig
+from ...config import _BERT_DEFAULTS, BertConfig, _field_type_error
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 LAYER_TYPES = (FULL, SLIDING)
@@ -92,6 +92,8 @@ _BOOLS = (
     "sparse_prediction",
 )
 _DROPOUTS = ("attention_dropout", "embedding_dropout", "mlp_dropout", "classifier_dropout")
+#: the dropouts BERT's derived ``hidden_dropout_prob`` is the largest of
+_HIDDEN_DROPOUTS = _DROPOUTS[:3]
 
 
 class ModernBertConfig(BertConfig):
@@ -186,13 +188,26 @@ class ModernBertConfig(BertConfig):
         return float(self.rope_parameters[layer_type]["rope_theta"])
 
     # ----------------------------------------------------------------- validation and serialisation
+    def _check_types(self) -> None:
+        for name in _HIDDEN_DROPOUTS:  # before the shared checks, which read hidden_dropout_prob (their max)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _field_type_error(name, "a number", value)
+        super()._check_types()
+
     def validate(self) -> None:
-        super().validate()
         where = f"{self._config_file}: " if getattr(self, "_config_file", None) else ""
 
         def bad(message: str) -> ValueError:
             return ValueError(f"{where}config field {message}")
 
+        # before the shared checks: they read hidden_dropout_prob, derived from these (a bad one was named
+        # hidden_dropout_prob, or failed in max() with a TypeError)
+        for name in _DROPOUTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise bad(f"{name} is a dropout probability: it must be in [0, 1], got {value!r}")
+        super().validate()
         types = self.layer_types
         if not isinstance(types, list) or len(types) < self.num_hidden_layers:
             raise bad(
@@ -237,10 +252,6 @@ class ModernBertConfig(BertConfig):
         for name in _BOOLS:
             if not isinstance(getattr(self, name), bool):
                 raise bad(f"{name} must be a boolean (true/false), got {getattr(self, name)!r}")
-        for name in _DROPOUTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise bad(f"{name} is a dropout probability: it must be in [0, 1], got {value!r}")
         from ...core.layers_ref import activation
 
         try:
