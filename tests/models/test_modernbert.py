@@ -211,6 +211,26 @@ def test_a_bad_dropout_is_refused_by_its_name(field):
             fastbert.ModernBertConfig(**TINY, **{field: value})
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("norm_eps", "1e-5", "norm_eps must be a number, got str '1e-5'"),
+        ("norm_eps", None, "norm_eps must be a number, got NoneType None"),
+        ("initializer_cutoff_factor", "2", "initializer_cutoff_factor must be a number or null, got str"),
+        ("sparse_pred_ignore_index", None, "sparse_pred_ignore_index must be an integer, got NoneType"),
+        ("layer_types", FULL, r"layer_types must list one type per layer \(3; .*\), got 'full_attention'"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_by_its_name(field, value, said):
+    """ModernBERT's own fields of the wrong type (transformers 5's strict config refuses each) are refused
+    naming the field; they failed later with "'<' not supported between instances of 'float' and 'str'",
+    "bad operand type for unary -: 'str'", "'bool' object has no attribute 'to'" (in a sparse masked-LM
+    forward), or a ``layer_types`` string read as its letters ("layer_types holds 'f'")."""
+    with pytest.raises((TypeError, ValueError), match="config field " + said):
+        config = fastbert.ModernBertConfig(**TINY, **{field: value})
+        fastbert.ModernBertForMaskedLM(config)
+
+
 def test_an_unsupported_classifier_activation_is_refused_by_its_name():
     """The refusal of a ``classifier_activation`` fastbert has not names that field (it said ``hidden_act``, a
     field transformers' ModernBERT does not read)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ...config import _BERT_DEFAULTS, BertConfig, _field_type_error
+from ...config import _BERT_DEFAULTS, _INT, _NUMBER, BertConfig, _field_type_error, _is_kind
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 LAYER_TYPES = (FULL, SLIDING)
@@ -92,8 +92,16 @@ _BOOLS = (
     "sparse_prediction",
 )
 _DROPOUTS = ("attention_dropout", "embedding_dropout", "mlp_dropout", "classifier_dropout")
-#: the dropouts BERT's derived ``hidden_dropout_prob`` is the largest of
-_HIDDEN_DROPOUTS = _DROPOUTS[:3]
+#: ModernBERT's numeric fields (kind, None allowed), checked when the config is made, as BERT's are; the
+#: dropouts first: the shared checks read BERT's derived ``hidden_dropout_prob``, their largest
+_FIELD_TYPES = {
+    "attention_dropout": (_NUMBER, False),
+    "embedding_dropout": (_NUMBER, False),
+    "mlp_dropout": (_NUMBER, False),
+    "norm_eps": (_NUMBER, False),
+    "initializer_cutoff_factor": (_NUMBER, True),  # None: transformers' initialisation cuts at 3 std
+    "sparse_pred_ignore_index": (_INT, False),
+}
 
 
 class ModernBertConfig(BertConfig):
@@ -135,7 +143,8 @@ class ModernBertConfig(BertConfig):
                     f"config field global_attn_every_n_layers must be a positive integer, got {every!r}"
                 )
             layer_types = [SLIDING if i % every else FULL for i in range(self.num_hidden_layers)]
-        self.layer_types = list(layer_types)
+        #: a list (a string is refused by validate, not read as a list of letters)
+        self.layer_types = list(layer_types) if isinstance(layer_types, (list, tuple)) else layer_types
         if rope_parameters is None:
             rope_parameters = {SLIDING: {"rope_type": "default"}, FULL: {"rope_type": "default"}}
         if not isinstance(rope_parameters, dict) or not all(
@@ -189,10 +198,10 @@ class ModernBertConfig(BertConfig):
 
     # ----------------------------------------------------------------- validation and serialisation
     def _check_types(self) -> None:
-        for name in _HIDDEN_DROPOUTS:  # before the shared checks, which read hidden_dropout_prob (their max)
+        for name, (kind, nullable) in _FIELD_TYPES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _field_type_error(name, "a number", value)
+            if not (value is None and nullable) and not _is_kind(value, kind):
+                raise _field_type_error(name, kind + (" or null" if nullable else ""), value)
         super()._check_types()
 
     def validate(self) -> None:
