@@ -231,6 +231,20 @@ def test_a_field_of_the_wrong_type_is_refused_by_its_name(field, value, said):
         fastbert.ModernBertForMaskedLM(config)
 
 
+def test_reference_compile_as_transformers4_takes_it(saved, tmp_path):
+    """``from_pretrained(path, reference_compile=False)``, transformers 4's way to switch off its compiled
+    layers (a ModernBertConfig field there, None by default): accepted and kept (fastbert compiles nothing),
+    never written to config.json, as transformers drops it; fastbert refused it as "neither a field of
+    ModernBertConfig nor an argument"."""
+    folder, hf = saved("masked-lm", "hub")
+    model = fastbert.ModernBertForMaskedLM.from_pretrained(folder, reference_compile=False)
+    assert model.config.reference_compile is False
+    assert fastbert.ModernBertConfig(**TINY).reference_compile is None
+    judge_all(model, hf, batch("masked-lm"), "masked-lm", "sdpa")
+    model.save_pretrained(tmp_path)
+    assert "reference_compile" not in json.loads((tmp_path / "config.json").read_text())
+
+
 def test_an_unsupported_classifier_activation_is_refused_by_its_name():
     """The refusal of a ``classifier_activation`` fastbert has not names that field (it said ``hidden_act``, a
     field transformers' ModernBERT does not read)."""

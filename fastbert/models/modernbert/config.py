@@ -132,10 +132,13 @@ class ModernBertConfig(BertConfig):
         rope_scaling = kwargs.pop("rope_scaling", None)
         global_theta = kwargs.pop("global_rope_theta", None)
         local_theta = kwargs.pop("local_rope_theta", None)
-        kwargs.pop("reference_compile", None)  # transformers drops it when writing
+        #: transformers 4's switch of its torch.compile'd layers (``from_pretrained(path,
+        #: reference_compile=False)``): kept, unread (fastbert compiles nothing), never written, as transformers
+        reference_compile = kwargs.pop("reference_compile", None)
         kwargs.setdefault("type_vocab_size", 1)  # no token-type table: only type 0 (the engine's range check)
         super().__init__(**kwargs)
         self._given_bert = given_bert
+        self.reference_compile = reference_compile
         if layer_types is None:
             every = getattr(self, "global_attn_every_n_layers", 3)  # the hub form (kept as given)
             if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -277,6 +280,7 @@ class ModernBertConfig(BertConfig):
             and len(out["layer_types"]) > layers
         ):
             out["layer_types"] = out["layer_types"][:layers]  # a truncated model: the types of its layers
+        out.pop("reference_compile", None)  # transformers drops it when writing
         given = getattr(self, "_given_bert", set())
         for name in _BERT_ONLY:
             if name not in given:
