@@ -685,7 +685,19 @@ def test_batch_size_does_not_change_results(ckpt, task, model, inputs):
             assert_same(ours(inputs, batch_size=bs), want)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_numpy_numbers_are_numbers(ckpt):
+    """A top_k or max_answer_len computed with numpy (``np.int64(2)``) is taken as transformers takes it (it
+    was refused: 'top_k must be a whole number of at least 0, got np.int64(2)')."""
+    ours, ref = pipes("fill-mask", ckpt["mlm"])
+    same_call(ours, ref, FILL[0], top_k=np.int64(2))
+    assert_same(ours(FILL, top_k=np.int64(3), batch_size=np.int64(2)), ours(FILL, top_k=3, batch_size=2))
+    qa = fastbert.pipeline("question-answering", model=ckpt["qa"])
+    q, c = QA[0]
+    got = qa(question=q, context=c, top_k=np.int32(3), max_answer_len=np.float32(4.0), doc_stride=np.uint8(8))
+    assert_same(got, qa(question=q, context=c, top_k=3, max_answer_len=4, doc_stride=8))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, np.bool_(True), float("inf"), np.float64("nan")])
 def test_bad_batch_size_is_a_clear_error(ckpt, bad):
     ours, _ = pipes("fill-mask", ckpt["mlm"])
     with pytest.raises(ValueError, match="batch_size must be a whole number of at least 1"):

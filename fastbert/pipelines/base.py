@@ -10,6 +10,7 @@ task in input order. Windows bound the memory: a generator is consumed a window 
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 import sys
 import types
@@ -475,10 +476,12 @@ class PipelineKeyError(KeyError, ValueError):
 
 
 def whole_number(name: str, value: Any, minimum: int = 1) -> int | None:
-    """``value`` as an int of at least ``minimum`` (None stays None); a ValueError naming ``name`` otherwise."""
+    """``value`` as an int of at least ``minimum`` (None stays None); a ValueError naming ``name`` otherwise.
+    numpy's numbers (``np.int64(3)``, an array's ``.max()``) are numbers here, as Python's."""
     if value is None:
         return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and value == value
+    ok = ok and abs(value) != float("inf")  # (nan and inf: no whole number)
     if not ok or value != int(value) or value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
     return int(value)
