@@ -450,6 +450,24 @@ def test_loaded_transformers_objects(ckpt):
     assert_same(ours(FILL_INPUTS), hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS))
 
 
+def test_tokenizer_name_with_kwargs_and_a_wrong_tokenizer(ckpt):
+    """transformers 4's ``tokenizer=(name, from_pretrained kwargs)`` loads the tokenizer with them; what is
+    no tokenizer is refused at construction (both were kept and failed at the first call: 'tuple' object is
+    not callable)."""
+    text = "john lives in new york and works at google in paris"
+    ours = fastbert.pipeline("ner", model=ckpt["tok"], tokenizer=(ckpt["tok"], {"model_max_length": 8}))
+    assert ours.tokenizer.model_max_length == 8 and ours.max_length == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = transformers.pipeline(
+            "ner", model=ckpt["tok"], tokenizer=(ckpt["tok"], {"model_max_length": 8})
+        )
+        assert_same(ours(text), ref(text))
+    for bad in (3, [ckpt["tok"]], (ckpt["tok"],), (ckpt["tok"], {}, {})):
+        with pytest.raises(TypeError, match="tokenizer must be a tokenizer"):
+            fastbert.pipeline("ner", model=ckpt["tok"], tokenizer=bad)
+
+
 def test_wrong_architecture_is_a_clear_error(ckpt):
     with pytest.raises(ValueError, match="BertForSequenceClassification.*no head for fill-mask"):
         fastbert.pipeline("fill-mask", model=ckpt["seq"])

@@ -220,10 +220,21 @@ def pipeline(
                 "the model given has no name_or_path to load its tokenizer from: pass tokenizer="
             )
         tokenizer = path
+    tokenizer_kwargs: dict[str, Any] = {}
+    if isinstance(tokenizer, tuple) and len(tokenizer) == 2 and isinstance(tokenizer[1], dict):
+        # transformers 4's (tokenizer name, its from_pretrained kwargs)
+        tokenizer, tokenizer_kwargs = tokenizer[0], dict(tokenizer[1])
     if isinstance(tokenizer, (str, os.PathLike)):
         from fastbert.tokenization.auto import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), **hub.as_kwargs())
+        tokenizer = AutoTokenizer.from_pretrained(
+            os.fspath(tokenizer), **{**hub.as_kwargs(), **tokenizer_kwargs}
+        )
+    elif not callable(tokenizer) or tokenizer_kwargs:
+        raise TypeError(
+            "tokenizer must be a tokenizer, a folder or hub id of one, or (folder or hub id, {from_pretrained "
+            f"kwargs}}), not {type(tokenizer).__name__}"
+        )
 
     extra: dict[str, Any] = {}
     folder_max_length = False  # max_length from the folder's sentence_bert_config: the model's own limit
