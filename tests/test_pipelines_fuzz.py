@@ -416,6 +416,23 @@ def test_token_classification_errors(ckpt):
     both_raise(ours, ref, 5, ValueError)
 
 
+def test_token_classification_ignore_labels_string_is_refused(ckpt):
+    """A string for the list ignore_labels: transformers raises TypeError; it was taken as its letters
+    (ignore_labels="B-PER" ignored nothing, "O" happened to work)."""
+    ours, ref = pipes("token-classification", ckpt["tok"])
+    for label, strategy in (("B-PER", "none"), ("PER", "simple"), ("O", "none")):
+        both_raise(
+            ours,
+            ref,
+            TEXTS[0],
+            TypeError,
+            "ignore_labels=",
+            ignore_labels=label,
+            aggregation_strategy=strategy,
+        )
+    same_call(ours, ref, TEXTS[0], ignore_labels=("O", "B-LOC"))
+
+
 def test_token_classification_stride_without_strategy(ckpt):
     """``stride`` without an aggregation strategy runs the windows and merges their tokens' entities, as
     transformers (4.57 and 5.25 raise only when ``aggregation_strategy="none"`` is passed; fastbert refused)."""

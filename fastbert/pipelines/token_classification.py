@@ -63,6 +63,12 @@ class TokenClassificationPipeline(Pipeline):
                 )
             post["aggregation_strategy"] = strategy
         if ignore_labels is not None:
+            if isinstance(
+                ignore_labels, str
+            ):  # (list() would ignore its letters; transformers raises TypeError)
+                raise TypeError(
+                    f"ignore_labels is a list of labels, not a string: pass ignore_labels=[{ignore_labels!r}]"
+                )
             post["ignore_labels"] = list(ignore_labels)
         if stride is not None:
             stride = whole_number("stride", stride, minimum=0)
