@@ -610,6 +610,27 @@ def test_question_answering_candidates_per_window_of_4_54(qa):
     assert_same(pipe(question=q, context=c), qa_reference(model, tok, q, c), atol=1e-5)
 
 
+class SquadExample:
+    """transformers 4's ``SquadExample`` (gone from transformers 5), the attributes its pipeline reads."""
+
+    def __init__(self, qas_id, question_text, context_text, answer_text, start_position_character, title):
+        self.qas_id, self.question_text, self.context_text = qas_id, question_text, context_text
+        self.answer_text, self.title = answer_text, title
+
+
+def test_question_answering_takes_squad_examples(qa):
+    """transformers 4.57 takes SquadExample inputs (``create_sample``'s), alone, in a list or as arguments; they
+    were refused ('takes {'question': ..., 'context': ...} dictionaries, got SquadExample')."""
+    pipe, model, tok = qa
+    examples = [SquadExample(None, q, c, None, None, None) for q, c in QA[:3]]
+    expected = [qa_reference(model, tok, q, c, top_k=2) for q, c in QA[:3]]
+    assert_same(pipe(examples[0], top_k=2), expected[0], atol=1e-5)
+    assert_same(pipe(examples, top_k=2), expected, atol=1e-5)
+    assert_same(pipe(*examples, top_k=2), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be empty"):
+        pipe(SquadExample(None, "", "a context", None, None, None))
+
+
 def test_question_answering_errors(qa):
     pipe, model, tok = qa
     q, c = QA[0]

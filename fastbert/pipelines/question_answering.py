@@ -50,6 +50,9 @@ class QuestionAnsweringPipeline(Pipeline):
 
     @staticmethod
     def _example(item: Any) -> dict[str, str]:
+        if hasattr(item, "question_text") and hasattr(item, "context_text"):
+            # transformers 4's SquadExample (what its QuestionAnsweringPipeline.create_sample makes)
+            item = {"question": item.question_text, "context": item.context_text}
         if isinstance(item, dict):
             for k in ("question", "context"):
                 if k not in item:
@@ -62,7 +65,8 @@ class QuestionAnsweringPipeline(Pipeline):
                     raise ValueError(f"`{k}` cannot be empty")
             return {"question": item["question"], "context": item["context"]}
         raise ValueError(
-            f"question-answering takes {{'question': ..., 'context': ...}} dictionaries, got {type(item).__name__}"
+            "question-answering takes {'question': ..., 'context': ...} dictionaries (or transformers 4's "
+            f"SquadExample), got {type(item).__name__}"
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
