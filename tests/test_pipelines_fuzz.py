@@ -650,6 +650,13 @@ def test_question_answering_errors(qa):
         pipe(question=[q, q], context=[c])
     with pytest.raises(ValueError, match="question"):
         pipe({"question": q})
+    # a question or context that is not a string is named (the tokenizer's errors named text / text_pair)
+    for bad, match in [
+        ({"question": [q, q], "context": c}, "`question` must be a string, got list"),
+        ({"question": q, "context": 3}, "`context` must be a string, got int"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            pipe(bad)
 
 
 # =========================================================================================== feature-extraction

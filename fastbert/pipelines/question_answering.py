@@ -61,7 +61,9 @@ class QuestionAnsweringPipeline(Pipeline):
                     )
                 if item[k] is None:
                     raise ValueError(f"`{k}` cannot be None")
-                if isinstance(item[k], str) and len(item[k]) == 0:
+                if not isinstance(item[k], str):  # (the tokenizer's error named text and text_pair)
+                    raise ValueError(f"`{k}` must be a string, got {type(item[k]).__name__}")
+                if len(item[k]) == 0:
                     raise ValueError(f"`{k}` cannot be empty")
             return {"question": item["question"], "context": item["context"]}
         raise ValueError(
