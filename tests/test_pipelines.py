@@ -530,6 +530,26 @@ def test_dtype_and_attn_implementation(ckpt):
         fastbert.pipeline("fill-mask", model=ckpt["mlm"], torch_dtype="int3")
 
 
+def test_dtype_given_twice_as_transformers(ckpt):
+    """dtype and torch_dtype both given: dtype is kept, as transformers (torch_dtype was); one of them, or
+    device_map, given again in model_kwargs is refused, as transformers (model_kwargs' was used silently)."""
+    both = {"dtype": torch.bfloat16, "torch_dtype": torch.float16}
+    assert fastbert.pipeline("ner", model=ckpt["tok"], **both).dtype == torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert transformers.pipeline("ner", model=ckpt["tok"], **both).dtype == torch.bfloat16
+    for kw in (
+        {"torch_dtype": torch.bfloat16, "model_kwargs": {"torch_dtype": torch.float16}},
+        {"dtype": torch.bfloat16, "model_kwargs": {"torch_dtype": torch.float16}},
+        {"dtype": "bfloat16", "model_kwargs": {"dtype": "float16"}},
+        {"device_map": "cpu", "model_kwargs": {"device_map": "cpu"}},
+    ):
+        with pytest.raises(ValueError, match="You cannot use both"):
+            transformers.pipeline("ner", model=ckpt["tok"], **kw)
+        with pytest.raises(ValueError, match="You cannot use both `pipeline.*model_kwargs"):
+            fastbert.pipeline("ner", model=ckpt["tok"], **kw)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("attn", ["sdpa", "triton"])
 def test_fill_mask_fp16_cuda(ckpt, attn):

@@ -98,6 +98,10 @@ def _model_path(model: Any) -> str | None:
     return None
 
 
+#: from_pretrained's two names of one argument
+_SAME_AS = {"torch_dtype": ("dtype",), "dtype": ("torch_dtype",)}
+
+
 def pipeline(
     task: str | None = None,
     model: Any = None,
@@ -147,7 +151,16 @@ def pipeline(
         task = _infer_task(model)
     task = check_task(task)
     spec = TASKS[task]
-    if torch_dtype is None:
+    given = {"torch_dtype": torch_dtype, "dtype": dtype, "device_map": device_map}
+    for name, value in given.items():
+        inner = next((k for k in (name, *_SAME_AS.get(name, ())) if k in (model_kwargs or {})), None)
+        if value is not None and inner is not None:
+            # as transformers: which of the two would be used is not the caller's choice
+            raise ValueError(
+                f"You cannot use both `pipeline(... {name}=..., model_kwargs={{{inner!r}: ...}})` as those "
+                "arguments might conflict, use only one."
+            )
+    if dtype is not None:  # dtype is transformers' name, torch_dtype the older one: of both, dtype is kept
         torch_dtype = dtype
     torch_dtype = resolve_dtype(torch_dtype)
     if device is None and device_map is not None and device_map != "auto":
