@@ -537,6 +537,13 @@ class GenerationMixin:
             if pad is not None and (eos is None or pad not in eos) and bool((input_ids == pad).any()):
                 attention_mask = input_ids.ne(pad).long()
         attention_mask = attention_mask.to(device)
+        if bool((attention_mask[:, -1] == 0).any()):
+            # transformers' warning (it looks for pad_token_id at the end of a row); the token a right-padded
+            # row continues from is a padded position, whose hidden states the packed forward leaves zero
+            logger.warning(
+                "A decoder-only architecture is being used, but right-padding was detected! For correct "
+                "generation results, please set `padding_side='left'` when initializing the tokenizer."
+            )
         if n_return > 1:
             input_ids = input_ids.repeat_interleave(n_return, dim=0)
             attention_mask = attention_mask.repeat_interleave(n_return, dim=0)

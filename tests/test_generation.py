@@ -141,6 +141,24 @@ def test_max_new_tokens_wins_over_max_length_with_a_logged_warning(lm_pair, capl
     assert not [r for r in caplog.records if r.name == "fastbert.generation"]
 
 
+def test_right_padding_is_warned_about_as_transformers(lm_pair, caplog):
+    """A row whose mask ends in padding continues from a padded position: transformers logs that
+    right padding was detected (fastbert said nothing, and its packed forward reads zeros there)."""
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    right, left = mask.clone(), mask.clone()
+    right[1, 3:] = 0
+    left[1, :1] = 0
+    said = "A decoder-only architecture is being used, but right-padding was detected!"
+    for m, warned in [(right, True), (left, False), (mask, False)]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fastbert.generation"):
+            _generate(fb, ids, attention_mask=m, max_new_tokens=2)
+        logged = [r.getMessage() for r in caplog.records if r.name == "fastbert.generation"]
+        assert any(said in x for x in logged) == warned, (m, logged)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
