@@ -604,6 +604,14 @@ class BertModel(BertPreTrainedModel):
             if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
                 raise ValueError(f"{field_name} must be integer ids, got {t.dtype}")
         enc, enc_mask = inputs.encoder_hidden_states, inputs.encoder_attention_mask
+        crossing = enc is not None and cfg.is_decoder and cfg.add_cross_attention  # an encoder ignores them
+        if crossing and (
+            enc.dim() != 3 or enc.shape[0] not in (shape[0], 1) or enc.shape[2] != cfg.hidden_size
+        ):
+            raise ValueError(
+                f"encoder_hidden_states has shape {tuple(enc.shape)}, expected ({shape[0]}, encoder_length, "
+                f"{cfg.hidden_size}): a row of encoder states per input row (or one row for all) of hidden_size"
+            )
         if enc is not None and enc_mask is not None and tuple(enc_mask.shape) != tuple(enc.shape[:2]):
             raise ValueError(
                 f"encoder_attention_mask has shape {tuple(enc_mask.shape)}, expected {tuple(enc.shape[:2])}"

@@ -106,3 +106,25 @@ def test_transformers_4_keywords(model):
 TINY_ROBERTA = dict(
     vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
 )
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_encoder_states_of_another_batch_or_width(impl):
+    """A decoder's ``encoder_hidden_states`` must hold one row per input row (or one row for all, which
+    broadcasts as in transformers) of hidden_size: another batch or width failed inside the cross-attention
+    with torch's shape error."""
+    config = fastbert.BertConfig(**{**CFG.to_dict(), "is_decoder": True, "add_cross_attention": True})
+    m = fastbert.BertLMHeadModel(config).eval()
+    m.set_attn_implementation(impl)
+    ids = torch.ones(3, 5, dtype=torch.long)
+    for enc in (torch.randn(2, 4, 24), torch.randn(3, 4, 16), torch.randn(3, 4)):
+        with pytest.raises(
+            ValueError, match=r"encoder_hidden_states has shape .*expected \(3, encoder_length, 24\)"
+        ):
+            m(input_ids=ids, encoder_hidden_states=enc)
+    one = torch.randn(1, 4, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            m(input_ids=ids, encoder_hidden_states=one).logits,
+            m(input_ids=ids, encoder_hidden_states=one.expand(3, 4, 24)).logits,
+        )
