@@ -148,3 +148,22 @@ def test_accelerate_cross_encoder_on_electra(tmp_path):
     assert type(fast.model) is fastbert.ElectraForSequenceClassification
     ours, theirs = fast.predict(pairs, convert_to_tensor=True), plain.predict(pairs, convert_to_tensor=True)
     assert_close(ours, theirs, ref.predict(pairs, convert_to_tensor=True), torch.float32)
+
+
+def test_summary_type_attn_is_refused_by_the_multiple_choice_head_only(tmp_path):
+    """transformers' ElectraSequenceSummary raises NotImplementedError for summary_type "attn", which only its
+    multiple-choice head builds: every other class loads such a config (fastbert refused it for every class)."""
+    config = transformers.ElectraConfig(**TINY, summary_type="attn")
+    torch.manual_seed(0)
+    hf = transformers.ElectraForSequenceClassification(config).eval()
+    hf.save_pretrained(tmp_path)
+    ours = fastbert.ElectraForSequenceClassification.from_pretrained(tmp_path).eval()
+    inputs = batch("sequence-classification", labels=False)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**inputs).logits, hf(**inputs).logits, rtol=1e-4, atol=1e-5)
+    with pytest.raises(NotImplementedError):
+        transformers.ElectraForMultipleChoice(config)
+    with pytest.raises(NotImplementedError, match="summary_type 'attn'"):
+        fastbert.ElectraForMultipleChoice.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="summary_type must be one of"):
+        fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**TINY, summary_type="max"))

@@ -26,7 +26,7 @@ from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import _BertHead, _classifier_dropout
 from ..layers import BertEmbeddings, BertEncoder, _Module, dense_act
-from .config import ElectraConfig
+from .config import SUMMARY_TYPES, ElectraConfig
 
 
 @dataclass
@@ -97,6 +97,16 @@ class ElectraSequenceSummary(_Module):
     def __init__(self, config: ElectraConfig):
         super().__init__()
         self.summary_type = config.summary_type
+        if self.summary_type == "attn":  # transformers' ElectraSequenceSummary raises this too
+            raise NotImplementedError(
+                "config field summary_type 'attn' is not implemented (in transformers neither): the "
+                f"multiple-choice head takes one of {SUMMARY_TYPES}"
+            )
+        if self.summary_type not in SUMMARY_TYPES:
+            raise ValueError(
+                f"config field summary_type must be one of {SUMMARY_TYPES} for the multiple-choice head, got "
+                f"{self.summary_type!r}"
+            )
         self.summary = nn.Identity()
         if getattr(config, "summary_use_proj", False):
             to_labels = getattr(config, "summary_proj_to_labels", False) and config.num_labels > 0
@@ -115,7 +125,7 @@ class ElectraSequenceSummary(_Module):
             x = hidden_states[:, 0]
         elif self.summary_type in ("last", "cls_index"):
             x = hidden_states[:, -1]
-        else:  # "mean" (ElectraConfig.validate refuses the others)
+        else:  # "mean" (__init__ refuses the others)
             x = hidden_states.mean(dim=1)
         return self.last_dropout(self.activation(self.summary(self.first_dropout(x))))
 
