@@ -244,7 +244,7 @@ def convert_checkpoint(
     ``dst``: ``model.safetensors`` + ``config.json`` (+ the tokenizer files found beside the checkpoint).
 
     ``from_tf`` / ``from_flax`` / ``hub`` are as for :func:`find_legacy_checkpoint`; an existing
-    ``dst/model.safetensors`` is replaced only with ``overwrite``. ``log`` receives what is skipped and
+    ``dst/model.safetensors`` (and the tokenizer files there) is replaced only with ``overwrite``. ``log`` receives what is skipped and
     what was written (default: stderr). Returns the architecture written into ``config.json``.
     """
     from safetensors.torch import save_file
@@ -304,20 +304,27 @@ def convert_checkpoint(
     # the weights last: an interrupted conversion leaves no model.safetensors without its config.json (which
     # a rerun would refuse to replace without --overwrite)
     config.save_pretrained(dst)
-    _copy_tokenizer_files(config_src, dst, config_hub)
+    _copy_tokenizer_files(config_src, dst, config_hub, overwrite, log)
     with output_name(out_model) as name:  # beside it, renamed over it once complete
         save_file(out, name, metadata={"format": "pt"})
     log(f"fastbert convert: wrote {arch} ({len(out)} tensors, from {kind} {files[0]}) to {dst}")
     return arch
 
 
-def _copy_tokenizer_files(config_src: str, dst: str, hub: HubOptions) -> None:
+def _copy_tokenizer_files(
+    config_src: str, dst: str, hub: HubOptions, overwrite: bool, log: Callable[[str], None]
+) -> None:
+    """The tokenizer files beside the checkpoint, copied into ``dst``: those missing there, and with
+    ``overwrite`` those there too (another model's vocabulary would be kept beside the new weights)."""
     for name in TOKENIZER_FILES:
         try:
             path = hub_files.resolve_file(config_src, name, hub=hub, required=False)
         except OSError:
             path = None
-        if path is not None and not os.path.exists(os.path.join(dst, name)):
+        there = os.path.exists(os.path.join(dst, name))
+        if path is None and there and overwrite:
+            log(f"fastbert convert: kept {os.path.join(dst, name)} from before ({config_src} has no {name})")
+        if path is not None and (overwrite or not there):
             # beside it, renamed over it once complete: a half-copied file would be kept by the next run
             with output_name(os.path.join(dst, name)) as tmp:
                 shutil.copyfile(path, tmp)

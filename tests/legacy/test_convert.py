@@ -138,3 +138,18 @@ def test_convert_drops_what_the_class_does_not_hold(tmp_path, reference, config,
     assert not info["unexpected_keys"] and not info["missing_keys"]
     qa = {k: v for k, v in state.items() if "pooler" not in k}
     assert_converted_like(transformers, dst, "BertForQuestionAnswering", config, qa, inputs, ["start_logits"])
+
+
+def test_overwrite_replaces_the_tokenizer_files_too(google_copy, tmp_path):
+    """--overwrite converting another checkpoint into a folder replaces its tokenizer files with the new
+    source's (the earlier model's vocab.txt was kept beside the new weights), and says which it keeps."""
+    dst = tmp_path / "out"
+    (google_copy / "vocab.txt").write_text("".join(f"old{i}\n" for i in range(99)))
+    convert(google_copy, dst)
+    new = "".join(f"new{i}\n" for i in range(99))
+    (google_copy / "vocab.txt").write_text(new)
+    (dst / "tokenizer.json").write_text("{}")  # a file the source lacks: kept, and said so
+    logged = []
+    legacy.convert_checkpoint(str(google_copy), str(dst), overwrite=True, log=logged.append)
+    assert (dst / "vocab.txt").read_text() == new
+    assert any("kept" in line and "tokenizer.json" in line for line in logged), logged
