@@ -19,7 +19,7 @@ for its bucket and its real tokens rounded up by an eighth of the bucket (``pack
 their offsets (``cu_seqlens``) and the real tokens' positions, then filler rows that belong to no sequence;
 the graph runs the packed forward on those rows (a static :class:`~fastbert.core.padding.Packing`, no host read
 inside), and the real rows are re-padded after it. The ids are validated once per call, with one host read
-(with the mask's lengths when the fill rule or the packing needs them).
+(with the mask's lengths: a batch whose mask has no real token at all runs the model's own forward).
 
 A graph reads the weights by address. Each call compares the parameters' and buffers' addresses with those
 the graphs were captured on (about 20 us for BERT-base): in-place edits (``copy_``, ``load_state_dict``) are
@@ -392,8 +392,10 @@ class GraphRunner:
         bucket = self.bucket(*ids.shape)
         size = bucket[0] * bucket[1]
         fill = self.packed or (self.min_fill > 0 and size > self.fill_from_tokens)
-        # one host read, before any replay (with the lengths when the fill or the packing decides)
-        checked = self.model.validate(inputs, read_lengths=fill and inputs.attention_mask is not None)
+        # one host read, before any replay, with the mask's lengths: the fill rule and the packing decide by
+        # them, and a batch without any real token runs the forward's own rule (eager, as transformers
+        # computes it), which a padded replay would answer with zeros
+        checked = self.model.validate(inputs, read_lengths=inputs.attention_mask is not None)
         if checked.seqlens_host is not None:
             real = sum(checked.seqlens_host)
         else:  # no mask: every position is a token
@@ -403,7 +405,7 @@ class GraphRunner:
         rows = self.packed_rows(bucket, real) if self.packed and not checked.holes else None
         if (
             (bucket, rows is not None) in self.failures
-            or (self.packed and real == 0)  # every row padded: the forward's own rule (no packed launch)
+            or real == 0  # every row padded: the forward's own rule (nothing to pack or replay)
             or (not self.packed and not self.worth_padding(bucket, real))
         ):
             return self.encode(inputs, keep_packed=keep_packed, allow_pack=allow_pack, host_reads=host_reads)

@@ -489,6 +489,24 @@ def test_packed_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def test_padded_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
+    """The default (padded) graphs too: a replay of a batch without any real token gave zeros, where the
+    forward (and transformers) computes every position over the padding."""
+    model = tiny_model()
+    runner = GraphRunner(model, 4, 32)
+    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
+    monkeypatch.setattr(runner, "run", lambda inputs, **kw: 1 / 0)
+    ids = torch.randint(1, TINY["vocab_size"], (2, 8))
+    mask = torch.zeros_like(ids)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the forward's own note on a batch without tokens
+        want = model(input_ids=ids, attention_mask=mask)
+        model.__dict__["encode"] = runner
+        got = model(input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(got.pooler_output, want.pooler_output, rtol=0, atol=0)
+
+
 def test_a_failed_packed_graph_leaves_the_padded_graph_of_its_bucket(monkeypatch):
     """A packed capture that fails (auto runner) is remembered as (bucket, packed): that bucket's padded graph
     stays in use, its packed graphs captured before are freed (none is replayed again), and batches that would
