@@ -57,6 +57,16 @@ _TENSOR_ARGUMENTS = (
     "start_positions",
     "end_positions",
 )
+#: the encoder's tensor inputs, which must be on the model's device
+_DEVICE_ARGUMENTS = (
+    "input_ids",
+    "inputs_embeds",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+)
 #: integer id dtypes the embedding lookup does not take: converted to int64 (transformers fails on them)
 _SMALL_INT_DTYPES = frozenset(
     getattr(torch, n) for n in ("uint8", "int8", "int16", "uint16", "uint32", "uint64") if hasattr(torch, n)
@@ -589,6 +599,16 @@ class BertModel(BertPreTrainedModel):
                 f"{name} has shape {tuple(inputs.reference.shape)}: the batch and the sequence length must be "
                 "at least 1 (an empty batch has nothing to encode)"
             )
+        device = self.device
+        for field_name in _DEVICE_ARGUMENTS:  # else torch's own error, naming no argument (or a kernel's)
+            if field_name.startswith("encoder_") and not cfg.is_decoder:
+                continue  # an encoder ignores them, as transformers
+            t = getattr(inputs, field_name)
+            if t is not None and t.device != device:
+                raise ValueError(
+                    f"{field_name} is on {t.device}, the model on {device}: move the inputs to the model's "
+                    "device first (batch.to(model.device))"
+                )
         mask = inputs.attention_mask
         if mask is not None and tuple(mask.shape) != (shape[0], shape[1] + past_length):
             raise ValueError(

@@ -47,6 +47,26 @@ def test_mask_of_wrong_shape(model):
         model(input_ids=torch.ones(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 4))
 
 
+@pytest.mark.parametrize(
+    "name", ["input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"]
+)
+def test_an_input_on_another_device_than_the_model_is_named(model, name):
+    """A tensor on another device than the model's failed in torch's concatenation or lookup, naming no
+    argument ("Expected all tensors to be on the same device"); here the meta device stands for another one."""
+    ids = torch.ones(2, 5, dtype=torch.long)
+    kwargs = dict(
+        input_ids=ids,
+        attention_mask=torch.ones(2, 5, dtype=torch.long),
+        token_type_ids=torch.zeros(2, 5, dtype=torch.long),
+        position_ids=torch.arange(5).expand(2, 5),
+    )
+    if name == "inputs_embeds":
+        kwargs["inputs_embeds"] = model.get_input_embeddings()(kwargs.pop("input_ids"))
+    kwargs[name] = kwargs[name].to("meta")
+    with pytest.raises(ValueError, match=f"{name} is on meta, the model on cpu"):
+        model(**kwargs)
+
+
 def test_labels_of_wrong_shape(model):
     with pytest.raises(ValueError, match="labels has shape"):
         model(input_ids=torch.ones(2, 5, dtype=torch.long), labels=torch.ones(2, 4, dtype=torch.long))
