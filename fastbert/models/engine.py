@@ -910,7 +910,11 @@ class BertModel(BertPreTrainedModel):
             packing = full_packing(checked.batch, checked.seqlen, inputs.reference.device)
             attn = AttentionSpec(causal=causal, q_packing=packing, k_packing=packing)
         elif mask is not None and (checked.padded or checked.seqlens_host is None):
-            key_lengths = extents(mask) if ops.wants_key_lengths else None
+            # the kernel's bound on a row's keys also gives its queries past the bound zeros: only for a call
+            # without host reads (a CUDA graph's, which zeroes the padded positions after); a padded forward
+            # that reads them (a loss over padded positions) needs transformers' values there
+            bounded = ops.wants_key_lengths and checked.seqlens_host is None
+            key_lengths = extents(mask) if bounded else None
             attn = AttentionSpec(causal=causal, key_mask=mask.bool(), key_lengths=key_lengths)
         cross = None
         if enc is not None and cfg.is_decoder:  # an encoder (is_decoder=False) ignores them, as transformers

@@ -13,7 +13,14 @@ import torch
 
 import fastbert
 from fastbert import registry
-from tests.model_helpers import CLASSES, TINY, assert_rule, require_transformers, tiny_family_config
+from tests.model_helpers import (
+    CLASSES,
+    TINY,
+    assert_rule,
+    require_interpreter,
+    require_transformers,
+    tiny_family_config,
+)
 
 transformers = require_transformers()
 
@@ -315,3 +322,23 @@ def test_cuda_graphs_entry_on_a_cpu_model(model_type):
     with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
         model.cuda_graphs()
     assert model.cuda_graphs(enabled=False) is model
+
+
+def test_a_loss_over_padded_positions_on_triton_equals_transformers():
+    """A QA loss whose positions point at padding runs the padded forward, which must give transformers' values
+    at the padded positions: on the triton table the padded kernel's per-row bound (meant for CUDA graphs, which
+    zero those positions after) gave their queries zeros, and the logits there and the loss differed."""
+    require_interpreter()
+    hf, fb = _pair("BertForQuestionAnswering")
+    fb.set_attn_implementation("triton")
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, TINY["vocab_size"], (2, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    targets = dict(start_positions=torch.tensor([2, 7]), end_positions=torch.tensor([3, 8]))  # row 1: padding
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask, **targets)
+        got = fb(input_ids=ids, attention_mask=mask, **targets)
+    torch.testing.assert_close(got.start_logits, want.start_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.end_logits, want.end_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-5)
