@@ -228,8 +228,8 @@ def _torch_tensor(x: Any) -> Any:
         import numpy as np
 
         return torch.from_numpy(np.array(x))
-    if isinstance(x, list) and (not x or all(isinstance(r, list) and not r for r in x)):
-        return torch.tensor(x, dtype=torch.long)  # empty: ids, not floats
+    if isinstance(x, (list, tuple)) and _is_empty(x):
+        return torch.tensor(x, dtype=torch.long)  # empty (at any depth, lists or tuples): ids, not floats
     return torch.tensor(x)
 
 

@@ -737,6 +737,18 @@ def test_return_tensors_np_ragged_as_transformers(minilm_pair, how):
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "prepend"), [([[], []], True), ([[[], []]], False), ([(), ()], False), ((), False), ([], True)]
+)
+def test_return_tensors_pt_empty_is_int64_as_transformers(value, prepend):
+    """Empty ids at any depth, in lists or tuples, become int64 tensors (transformers' ``_is_empty``), not
+    torch's default float32 that an embedding refuses."""
+    ours = BatchEncoding({"input_ids": value}, tensor_type="pt", prepend_batch_axis=prepend)["input_ids"]
+    theirs = transformers.BatchEncoding({"input_ids": value}, tensor_type="pt", prepend_batch_axis=prepend)
+    assert ours.dtype == theirs["input_ids"].dtype == torch.int64
+    assert ours.shape == theirs["input_ids"].shape
+
+
 def test_cuda_to(minilm_pair):
     ours, _ = minilm_pair
     enc = ours("Hello", return_tensors="pt")
