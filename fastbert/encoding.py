@@ -95,6 +95,23 @@ class BatchEncoding(dict):
         new = BatchEncoding(dict(self), self._encodings, n_sequences=self._n_sequences)
         return new
 
+    def copy(self) -> BatchEncoding:
+        """A shallow copy that stays a ``BatchEncoding`` with its encodings (``dict.copy`` gave a plain dict),
+        as transformers' ``UserDict.copy``."""
+        return self.__copy__()
+
+    def __or__(self, other: Any) -> BatchEncoding:
+        """``enc | {...}``: a new ``BatchEncoding`` of the merged keys, without encodings, as transformers'
+        ``UserDict.__or__`` (``dict.__or__`` gave a plain dict with no ``.to``)."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return BatchEncoding({**self, **other})
+
+    def __ror__(self, other: Any) -> BatchEncoding:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return BatchEncoding({**other, **self})
+
     def __deepcopy__(self, memo: dict) -> BatchEncoding:
         return BatchEncoding(
             copy.deepcopy(dict(self), memo),

@@ -697,6 +697,27 @@ def test_batch_encoding_indexing_as_transformers(minilm_pair):
     assert json.dumps(enc.data) == json.dumps(dict(ref.data))
 
 
+def test_batch_encoding_copy_and_merge_stay_batch_encodings(minilm_pair):
+    """``enc.copy()`` and ``enc | {...}`` / ``{...} | enc`` give a BatchEncoding (with ``.to``) as transformers'
+    UserDict: the copy keeps the encodings, the merge has none; ``|=`` updates in place."""
+    ours, theirs = minilm_pair
+    enc, ref = (tok(["Hello world", "a"], padding=True, return_tensors="pt") for tok in (ours, theirs))
+    for a, b in ((enc.copy(), ref.copy()), (enc | {"labels": 1}, ref | {"labels": 1})):
+        assert type(a) is BatchEncoding and type(b) is transformers.BatchEncoding
+        assert list(a) == list(b) and a.is_fast == b.is_fast
+        assert a.to("cpu") is a
+    copied = enc.copy()
+    assert copied is not enc and copied["input_ids"] is enc["input_ids"] and copied.tokens(1) == ref.tokens(1)
+    copied["labels"] = 0
+    assert "labels" not in enc
+    merged = {"labels": 1} | enc
+    assert type(merged) is BatchEncoding and list(merged) == list({"labels": 1} | ref)
+    assert not merged.is_fast and merged["labels"] == 1
+    same = enc
+    same |= {"labels": 2}
+    assert same is enc and enc["labels"] == 2 and enc.is_fast
+
+
 @pytest.mark.parametrize("how", ["call", "convert_to_tensors", "pad"])
 def test_return_tensors_np_ragged_as_transformers(minilm_pair, how):
     """An unpadded batch of different lengths with return_tensors="np": transformers 4.57 and 5 return a 1-D
