@@ -224,8 +224,9 @@ class BatchEncoding(dict):
             dict.__setitem__(self, key, tensor)
         return self
 
-    def to(self, device: Any, non_blocking: bool = False) -> BatchEncoding:
-        """Move every tensor to ``device`` (a str, int or ``torch.device``), in place; returns ``self``."""
+    def to(self, device: Any, *, non_blocking: bool = False) -> BatchEncoding:
+        """Move every tensor to ``device`` (a str, int or ``torch.device``), in place; returns ``self``.
+        ``non_blocking`` is keyword-only, as transformers': ``.to("cuda", torch.float16)`` is a TypeError."""
         import torch
 
         if isinstance(device, (str, int, torch.device)):

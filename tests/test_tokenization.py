@@ -770,6 +770,19 @@ def test_return_tensors_pt_empty_is_int64_as_transformers(value, prepend):
     assert ours.shape == theirs["input_ids"].shape
 
 
+def test_batch_encoding_to_non_blocking_is_keyword_only(minilm_pair):
+    """As transformers': ``non_blocking`` only by keyword, so ``.to(device, dtype)`` (a tensor's habit) is
+    refused before any tensor is touched, not passed on to torch as ``non_blocking=torch.float16``."""
+    ours, theirs = minilm_pair
+    enc, ref = ours("Hello", return_tensors="pt"), theirs("Hello", return_tensors="pt")
+    for args in (("cpu", torch.float16), ("cpu", True)):
+        with pytest.raises(TypeError, match="positional argument"):
+            ref.to(*args)
+        with pytest.raises(TypeError, match="positional argument"):
+            enc.to(*args)
+    assert enc.to("cpu", non_blocking=True) is enc and enc["input_ids"].dtype == torch.int64
+
+
 def test_cuda_to(minilm_pair):
     ours, _ = minilm_pair
     enc = ours("Hello", return_tensors="pt")
