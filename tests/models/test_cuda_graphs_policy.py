@@ -473,27 +473,13 @@ def test_packed_replays_equal_the_forward(monkeypatch, model_type):
             )
 
 
-def test_packed_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
-    """No real token at all: nothing to pack, the model's own forward answers (as transformers computes it)."""
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_graphs_leave_fully_padded_batches_to_the_forward(packed, monkeypatch):
+    """No real token at all: nothing to pack, the model's own forward answers (as transformers computes it);
+    the default (padded) graphs' replay of such a batch gave zeros, where the forward (and transformers)
+    computes every position over the padding."""
     model = tiny_model()
-    runner = GraphRunner(model, 4, 32, packed=True)
-    monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
-    monkeypatch.setattr(runner, "run", lambda inputs, **kw: 1 / 0)
-    ids = torch.randint(1, TINY["vocab_size"], (2, 8))
-    mask = torch.zeros_like(ids)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the forward's own note on a batch without tokens
-        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        model.__dict__["encode"] = runner
-        got = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-def test_padded_graphs_leave_fully_padded_batches_to_the_forward(monkeypatch):
-    """The default (padded) graphs too: a replay of a batch without any real token gave zeros, where the
-    forward (and transformers) computes every position over the padding."""
-    model = tiny_model()
-    runner = GraphRunner(model, 4, 32)
+    runner = GraphRunner(model, 4, 32, packed=packed)
     monkeypatch.setattr(runner, "covers", lambda inputs, allow_pack: True)
     monkeypatch.setattr(runner, "run", lambda inputs, **kw: 1 / 0)
     ids = torch.randint(1, TINY["vocab_size"], (2, 8))
