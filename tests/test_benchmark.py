@@ -2,6 +2,7 @@
 the parity gate, skipped providers, rows.jsonl, tables, the CLI. Timings themselves are never asserted,
 only what the runner does with them (fake providers that sleep make the timings known)."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -988,3 +989,37 @@ def test_precision_script_answers_help_and_refuses_an_unknown_command(capsys):
     with pytest.raises(SystemExit) as e:
         bench_precision.main(["dnse"])
     assert e.value.code == 2 and "unknown command 'dnse'" in capsys.readouterr().out
+
+
+def test_a_sigterm_to_the_long_suite_kills_its_measuring_process(tmp_path):
+    """--suite long measures in child processes of their own session: a SIGTERM to the bench ended it at once
+    and left the child measuring (up to 900 s, GBs at long lengths); now the child is killed with it."""
+    import signal
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = (
+        "import sys; from fastbert.benchmark.long import _run_child; "
+        f"_run_child([sys.executable, '-c', {child!r}], 300)"
+    )
+
+    def default_signals():  # a test run under nohup ignores SIGHUP and SIGINT: the bench sees the defaults
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+
+    proc = subprocess.Popen([sys.executable, "-c", parent], preexec_fn=default_signals)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the bench ended before its child started"
+            time.sleep(0.1)
+        grandchild = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):  # killed and reaped by the bench before it ended
+            os.kill(grandchild, 0)
+    finally:
+        proc.kill()
+        if pid_file.exists() and pid_file.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -197,14 +198,44 @@ def _child(model: str, provider: str, length: int, threads: int, seed: int, save
         "--save",
         save,
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, start_new_session=True
-    )
-    for line in proc.stdout.splitlines():
+    returncode, stdout, stderr = _run_child(cmd, CHILD_TIMEOUT_S)
+    for line in stdout.splitlines():
         if line.startswith("FASTBERT-LONG "):
             return json.loads(line.split(" ", 1)[1])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+    tail = (stderr or stdout).strip().splitlines()[-1:] or [f"exit {returncode}"]
     raise RuntimeError(f"the measuring process failed: {tail[0][:300]}")
+
+
+def _run_child(cmd: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run a measuring process in its own session (a Ctrl-C in the terminal reaches this process only) and
+    return (exit status, stdout, stderr). It is killed with this process: on any exception (Ctrl-C, the
+    timeout: ``subprocess.TimeoutExpired``) and on SIGTERM / SIGHUP, which otherwise ended this process
+    at once and left the child measuring (up to ``timeout``, GBs at long lengths) and the run's temporary
+    folder behind: here they raise ``SystemExit(128 + signal)`` instead, so the ``finally`` blocks run."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:  # an ignored one (nohup) stays ignored
+                previous[sig] = signal.signal(sig, stop)
+    try:
+        with subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            return proc.returncode, stdout, stderr
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _reference(model: str, length: int, seed: int):
