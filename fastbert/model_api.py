@@ -39,6 +39,9 @@ class TransformersModelAPI:
     #: it then passes ``num_items_in_batch`` and does not divide the loss by the accumulation steps itself.
     #: The same value, said explicitly (each head uses ``num_items_in_batch`` exactly where transformers does).
     accepts_loss_kwargs = True
+    #: ``PreTrainedModel``'s class attribute (None: no keys left out of a save); transformers' ``Trainer`` reads
+    #: it when a checkpoint it resumes from lacks keys (a transformers checkpoint of a tied head has no decoder)
+    _keys_to_ignore_on_save = None
 
     # ---------------------------------------------------------------------------------------- structure
     @property

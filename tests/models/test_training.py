@@ -106,8 +106,8 @@ class _Recording(transformers.Trainer):
         return loss
 
 
-def _train(model, name: str, tmp_path, tag: str, **extra_args):
-    args = transformers.TrainingArguments(
+def _train(model, name: str, tmp_path, tag: str, resume_from_checkpoint=None, **extra_args):
+    settings = dict(
         output_dir=str(tmp_path / tag),
         per_device_train_batch_size=BATCH,
         gradient_accumulation_steps=2,
@@ -123,8 +123,8 @@ def _train(model, name: str, tmp_path, tag: str, **extra_args):
         disable_tqdm=True,
         dataloader_num_workers=0,
         optim="adamw_torch",
-        **extra_args,
     )
+    args = transformers.TrainingArguments(**{**settings, **extra_args})
     trainer = _Recording(
         model=model,
         args=args,
@@ -133,7 +133,7 @@ def _train(model, name: str, tmp_path, tag: str, **extra_args):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
 
 
@@ -202,6 +202,22 @@ def test_trainer_with_gradient_checkpointing_packed(tmp_path):
     ours, theirs = fb_checkpointed.state_dict(), fb.state_dict()
     for key in theirs:
         assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_trainer_resumes_from_a_transformers_checkpoint_of_a_tied_head(tmp_path):
+    """A drop-in swap mid-training: fastbert's masked LM resumes transformers' Trainer checkpoint, which has no
+    tied decoder weight (the Trainer then reads ``_keys_to_ignore_on_save``, an AttributeError before), and
+    trains the second step as transformers' uninterrupted run does."""
+    name = "BertForMaskedLM"
+    hf, hf64, fb = _models(name)
+    hf_run = _train(hf, name, tmp_path, "hf", save_strategy="steps", save_steps=1)
+    ref_run = _train(hf64, name, tmp_path, "ref")
+    fb_run = _train(fb, name, tmp_path, "fb", resume_from_checkpoint=str(tmp_path / "hf" / "checkpoint-1"))
+    assert fb.get_output_embeddings().weight is fb.get_input_embeddings().weight
+    assert len(fb_run.losses) == 2  # the second step's micro-batches
+    for i, (ours, theirs, ref) in enumerate(zip(fb_run.losses, hf_run.losses[2:], ref_run.losses[2:])):
+        v = judge(ours, theirs, ref, torch.float32)
+        assert v.ok, v.message(f"loss of resumed micro-batch {i}")
 
 
 # --------------------------------------------------------------------------------------------- loss kwargs
