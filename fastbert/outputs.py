@@ -7,6 +7,7 @@ so ``out.logits``, ``out["logits"]``, ``out[0]`` and ``out.to_tuple()`` all work
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -17,7 +18,18 @@ class ModelOutput(OrderedDict):
     """Base class of every output: attribute, key and index access to the fields that are set."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
+        class_fields = fields(self)
+        first = getattr(self, class_fields[0].name)
+        if isinstance(first, Mapping) and all(getattr(self, f.name) is None for f in class_fields[1:]):
+            # built from a mapping of its fields, as transformers' ModelOutput is: accelerate's convert_to_fp32
+            # (the Trainer's bf16 / fp16) rebuilds an output as type(out)({name: value, ...})
+            super().__setattr__(class_fields[0].name, None)
+            for name, value in first.items():
+                super().__setattr__(name, value)
+                if value is not None:
+                    super().__setitem__(name, value)
+            return
+        for f in class_fields:
             value = getattr(self, f.name)
             if value is not None:
                 super().__setitem__(f.name, value)

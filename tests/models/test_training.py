@@ -220,6 +220,26 @@ def test_trainer_resumes_from_a_transformers_checkpoint_of_a_tied_head(tmp_path)
         assert v.ok, v.message(f"loss of resumed micro-batch {i}")
 
 
+def test_trainer_in_bf16_mixed_precision(tmp_path):
+    """``TrainingArguments(bf16=True)``: accelerate converts the forward's outputs to fp32 by rebuilding them as
+    ``type(out)({name: value})``, which transformers' ModelOutput reads as its fields (fastbert's took the dict
+    as its loss: the Trainer's ``loss *= ...`` raised a TypeError). Losses as transformers' bf16 run's."""
+    name = "BertForSequenceClassification"
+    hf, hf64, fb = _models(name)
+    out = fb(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([1]))
+    rebuilt = type(out)(dict(out))
+    assert (
+        list(rebuilt.keys()) == ["loss", "logits"] and rebuilt.loss is out.loss and rebuilt[1] is out.logits
+    )
+    fb_run = _train(fb, name, tmp_path, "fb", bf16=True)
+    hf_run = _train(hf, name, tmp_path, "hf", bf16=True)
+    ref_run = _train(hf64, name, tmp_path, "ref")
+    assert len(fb_run.losses) == 4
+    for i, (ours, theirs, ref) in enumerate(zip(fb_run.losses, hf_run.losses, ref_run.losses)):
+        v = judge(ours, theirs, ref, torch.bfloat16)
+        assert v.ok, v.message(f"bf16 loss of micro-batch {i}")
+
+
 # --------------------------------------------------------------------------------------------- loss kwargs
 def _lm_pair():
     hf, hf64, fb = _models("BertLMHeadModel")
