@@ -130,6 +130,31 @@ def test_lora_training_updates_only_adapters_and_matches_transformers(name, tmp_
     assert (out_after - out_before).abs().max() > 1e-3
 
 
+def test_trainable_tokens_wrapping_the_word_embeddings_match_transformers(tmp_path):
+    """LoRA with ``trainable_token_indices`` (PEFT's way to train added tokens) replaces the word embeddings by
+    a wrapper without ``num_embeddings`` / ``embedding_dim``: the forward read them (AttributeError); it runs,
+    on ids and on ``inputs_embeds``, with transformers' loss, and gradients reach the tokens' delta."""
+    hf, fb = pair("BertForMaskedLM", tmp_path)
+    inputs = batch()
+    inputs["input_ids"][0, :2] = torch.tensor([5, 7])  # the trained tokens occur
+    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    config = peft.LoraConfig(r=2, target_modules=["query"], trainable_token_indices=[5, 7])
+    models = {key: peft.get_peft_model(m, copy.deepcopy(config)) for key, m in (("hf", hf), ("fb", fb))}
+    for model in models.values():  # the same non-zero deltas, so that the wrapper changes the outputs
+        for name, p in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                p.data.copy_(torch.linspace(-1, 1, p.numel()).view_as(p))
+    assert not isinstance(fb.get_input_embeddings(), torch.nn.Embedding)
+    with torch.no_grad():
+        ours = models["fb"](**inputs, labels=labels).loss
+    assert_rule(ours, models["hf"], lambda m: m(**inputs, labels=labels).loss, what="loss")
+    embeds = fb.get_input_embeddings()(inputs["input_ids"])
+    out = models["fb"](inputs_embeds=embeds, attention_mask=inputs["attention_mask"], labels=labels)
+    out.loss.backward()
+    deltas = [p.grad for n, p in models["fb"].named_parameters() if "trainable_tokens_delta" in n]
+    assert deltas and all(g is not None and g.abs().max() > 0 for g in deltas)
+
+
 def test_merge_and_unload_gives_plain_modules_and_the_fused_gemm(tmp_path):
     hf, fb = pair("BertForSequenceClassification", tmp_path)
     inputs = batch()
