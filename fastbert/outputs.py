@@ -20,11 +20,24 @@ class ModelOutput(OrderedDict):
     def __post_init__(self) -> None:
         class_fields = fields(self)
         first = getattr(self, class_fields[0].name)
-        if isinstance(first, Mapping) and all(getattr(self, f.name) is None for f in class_fields[1:]):
-            # built from a mapping of its fields, as transformers' ModelOutput is: accelerate's convert_to_fp32
-            # (the Trainer's bf16 / fp16) rebuilds an output as type(out)({name: value, ...})
+        pairs = None
+        if all(getattr(self, f.name) is None for f in class_fields[1:]):
+            # built from its fields, as transformers' ModelOutput takes them: a mapping (accelerate's
+            # convert_to_fp32, the Trainer's bf16 / fp16, rebuilds an output as type(out)({name: value})) or
+            # (name, value) pairs (nn.DataParallel's gather: type(out)((k, v) for k in out))
+            if isinstance(first, Mapping):
+                pairs = list(first.items())
+            elif isinstance(first, (list, tuple)) or hasattr(first, "__next__"):
+                items = first if isinstance(first, (list, tuple)) else list(first)  # a generator is read once
+                if items and all(
+                    isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str) for e in items
+                ):
+                    pairs = [tuple(e) for e in items]
+                elif items is not first:  # an iterator as the first field's value: kept as what it held
+                    super().__setattr__(class_fields[0].name, items)
+        if pairs is not None:
             super().__setattr__(class_fields[0].name, None)
-            for name, value in first.items():
+            for name, value in pairs:
                 super().__setattr__(name, value)
                 if value is not None:
                     super().__setitem__(name, value)

@@ -321,3 +321,17 @@ def test_multiple_choice_flattens_as_transformers_view(tmp_path, name):
         assert_close(got[key], want[key], ref[key], torch.float32, what=f"{name} {key}")
     with pytest.raises(ValueError, match="num_choices"):
         ours(inputs_embeds=torch.randn(2, 7, 36))
+
+
+def test_outputs_rebuilt_from_a_mapping_or_pairs_as_transformers():
+    """transformers' ModelOutput takes its fields as one mapping or as (name, value) pairs in the first
+    argument: accelerate's convert_to_fp32 rebuilds outputs as ``type(out)(dict)``, nn.DataParallel's gather
+    as ``type(out)((k, v) for k in out)`` (fastbert took the pairs as the loss)."""
+    torch.manual_seed(0)
+    model = fastbert.BertForSequenceClassification(fastbert.BertConfig(**TINY)).eval()
+    out = model(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([1]))
+    for rebuilt in (type(out)(dict(out)), type(out)((k, out[k]) for k in out), type(out)(list(out.items()))):
+        assert list(rebuilt.keys()) == ["loss", "logits"], rebuilt
+        assert rebuilt.loss is out.loss and rebuilt[1] is out.logits and rebuilt.hidden_states is None
+    plain = fastbert.outputs.BaseModelOutput(iter([out.logits]))  # an iterator of values: its items
+    assert plain.last_hidden_state == [out.logits]
