@@ -581,6 +581,28 @@ def test_bad_arguments_named(tmp_path, models):
         embed([str(tmp_path / "a.txt")], str(tmp_path / "o"), model=models["base"], input_format="xml")
 
 
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [
+        ({"normalize": "false"}, "normalize must be True or False or None, got 'false'"),
+        ({"overwrite": "no"}, "overwrite must be True or False, got 'no'"),
+        ({"progress": "no"}, "progress must be True or False or None, got 'no'"),
+        ({"shard_rows": True}, "shard_rows must be a positive integer, got True"),
+        ({"max_batch_tokens": True}, "max_batch_tokens must be a positive integer, got True"),
+        ({"max_length": "16"}, "max_length must be an integer of at least 2, got '16'"),
+    ],
+)
+def test_arguments_of_another_type_are_refused_before_anything_runs(tmp_path, models, kwargs, said):
+    """A flag given as a string was taken by its truth (``normalize="false"`` normalised, and was recorded so
+    in the manifest; ``overwrite="no"`` overwrote), True was a count of 1, and ``max_length="16"`` was a
+    TypeError about ``<``: each is refused naming the argument, before the folder is made."""
+    path = tmp_path / "a.txt"
+    path.write_text("the city\n")
+    with pytest.raises(ValueError, match=re.escape(said)):
+        embed([str(path)], str(tmp_path / "o"), model=models["base"], **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
 def test_module_is_callable(tmp_path, models):
     import fastbert.embed
 

@@ -81,6 +81,13 @@ def embed(
     refusal = null_vectors_refusal(on_error)
     if refusal is not None:
         raise ValueError(refusal)
+    for name, value, optional in (
+        ("normalize", normalize, True),
+        ("progress", progress, True),
+        ("overwrite", overwrite, False),
+    ):
+        if not isinstance(value, bool) and not (optional and value is None):  # a string was taken by truth
+            raise ValueError(f"{name} must be True or False{' or None' if optional else ''}, got {value!r}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if ray_actors is not None and (

@@ -74,10 +74,13 @@ def make_job(**options: Any) -> Job:
     if o["output_dtype"] not in OUTPUT_DTYPES:
         raise ValueError(f"output_dtype must be float32 or float16, got {o['output_dtype']!r}")
     for name in ("max_batch_tokens", "window", "shard_rows"):
-        if not isinstance(o[name], int) or o[name] < 1:
+        if not isinstance(o[name], int) or isinstance(o[name], bool) or o[name] < 1:  # (True was 1)
             raise ValueError(f"{name} must be a positive integer, got {o[name]!r}")
-    if o["max_length"] is not None and o["max_length"] < 2:
-        raise ValueError(f"max_length must be at least 2, got {o['max_length']}")
+    max_length = o["max_length"]
+    if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)):
+        raise ValueError(f"max_length must be an integer of at least 2, got {max_length!r}")  # ('<' on a str)
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
     pooling = o["pooling"]
     if isinstance(pooling, str):
         pooling = [p.strip() for p in pooling.split(",") if p.strip()]
