@@ -351,6 +351,9 @@ def cli_main(args: argparse.Namespace) -> int:
     """``fastbert serve``: load the model (a clear error and exit 2 when it does not load), then serve until
     SIGTERM/SIGINT (in-flight requests are answered first; a SIGINT while the model loads exits 130)."""
     reset_sigint()
+    for flag, value in (("--ray-address", args.ray_address), ("--ray-replicas", args.ray_replicas)):
+        if value is not None and not args.ray:  # the plain server ran, and the flag was ignored
+            raise ValueError(f"{flag} is an option of --ray: pass --ray too, or leave {flag} out")
     missing = missing_extra(("fastapi", "uvicorn", "prometheus_client", "pydantic"))
     if missing:
         print(f"fastbert serve: error: {missing} is not installed: {SERVE_EXTRA}", file=sys.stderr)

@@ -349,3 +349,22 @@ def test_graceful_shutdown_timeout_is_the_replicas_drain(fake_ray, tiny):
         finally:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("flag", [["--ray-replicas", "2"], ["--ray-address", "auto"]])
+def test_a_ray_option_without_ray_is_refused(tmp_path, flag):
+    """``--ray-replicas`` / ``--ray-address`` without ``--ray``: the plain server started and the flag was
+    ignored without a word; refused in one line (exit 2) before the model loads, as ``fastbert embed``
+    refuses ``--ray-actors`` without ``--ray``."""
+    env = child_env()
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbert", "serve", "--model", str(tmp_path / "missing"), *flag],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"{flag[0]} is an option of --ray" in lines[0], lines[0]
