@@ -160,7 +160,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         "-p",
         type=_port,
         default=env("port", DEFAULT_PORT),
-        help="port (0: any free port)",
+        help="port (0: any free port, not with --ray)",
     )
     parser.add_argument(
         "--max-batch-tokens",

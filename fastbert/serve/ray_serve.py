@@ -234,6 +234,11 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
     (for replicas that cannot be scheduled yet, say)."""
     import ray
 
+    if options.port == 0:  # Ray's proxies bound a port of their own choosing, said nowhere ("...:0")
+        raise ValueError(
+            "--port 0 (any free port) is the plain server's: Ray Serve's proxies do not say which port they "
+            "took; pass a port with --ray"
+        )
     path = check_model(options)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)

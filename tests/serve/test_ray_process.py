@@ -228,6 +228,9 @@ def test_a_model_or_option_a_replica_would_refuse_is_refused_before_ray_starts(f
     assert "missing" in line and calls == []
     line, calls = _refused(fake_ray, {}, "--model", tiny["base"], "--max-batch-tokens", "8")
     assert "--max-batch-tokens 8" in line and calls == []
+    # --port 0: the proxies took a port of their own, and the driver said it listened on ":0"
+    line, calls = _refused(fake_ray, {}, "--model", tiny["base"], "--port", "0")
+    assert "--port 0" in line and calls == [], (line, calls)
 
 
 @pytest.mark.parametrize(
