@@ -228,8 +228,9 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
     on a Ray instance this process started (on a cluster it would delete every other application too).
     The process then ends by its signal, as the plain server: SIGTERM's status, or KeyboardInterrupt.
 
-    A model or option a replica would refuse, replicas the cluster cannot place, or a deployment that fails
-    (its port taken, a replica's constructor) are one-line errors (``ValueError``: ``fastbert serve:
+    A model or option a replica would refuse, replicas the cluster cannot place, a ``fastbert`` application
+    already on the cluster, or a deployment that fails (its port taken, a replica's constructor) are
+    one-line errors (``ValueError``: ``fastbert serve:
     error:``, exit 2). From the moment Ray is up, the signals are handled, while the deployment waits too
     (for replicas that cannot be scheduled yet, say)."""
     import ray
@@ -253,21 +254,28 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
         limits = ray_limits(options)
         app = deployment.options(num_replicas=count, ray_actor_options=actor, **limits).bind(options)
 
-        def deploy() -> None:
+        def deploy() -> str | None:
+            """None once deployed, else why not."""
             nonlocal serving, deployed
             serving = True
             serve.start(http_options={"host": options.host, "port": options.port})
             if signals.received:  # (stopped meanwhile: nothing to deploy, and then delete)
-                return
+                return None
+            if "fastbert" in serve.status().applications:  # serve.run replaced it, and our stop deleted it
+                return (
+                    "the cluster already runs a fastbert application (another fastbert serve --ray): stop "
+                    "that one first, or deploy from Python under another name"
+                )
             deployed = True
             serve.run(app, name="fastbert", route_prefix="/")
+            return None
 
         try:
-            ready, _ = _on_thread(deploy, lambda: bool(signals.received))
+            ready, failure = _on_thread(deploy, lambda: bool(signals.received))
         except Exception as e:  # the port is taken, a replica's constructor failed, ...
             failure = _deploy_error(e)
         else:
-            if ready:
+            if ready and failure is None:
                 print(
                     f"fastbert serve: listening on http://{options.host}:{options.port} (Ray Serve, {count} "
                     f"{'GPU' if 'num_gpus' in actor else 'CPU'} replica{'s' if count > 1 else ''}) "
@@ -275,7 +283,7 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
                     file=sys.stderr,
                     flush=True,
                 )
-            while not signals.received:
+            while not signals.received and failure is None:
                 time.sleep(0.1)
     finally:
         first = len(signals.received)

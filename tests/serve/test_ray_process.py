@@ -110,7 +110,8 @@ class _Status:
 
 
 def status():
-    return type("S", (), {"applications": {name: _Status() for name in RAN}})()
+    names = SCENARIO.get("applications", []) + RAN  # (another driver's, on a cluster this one joined)
+    return type("S", (), {"applications": {name: _Status() for name in names}})()
 
 
 def delete(name, _blocking=True):
@@ -371,3 +372,13 @@ def test_a_ray_option_without_ray_is_refused(tmp_path, flag):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert f"{flag[0]} is an option of --ray" in lines[0], lines[0]
+
+
+def test_a_fastbert_application_already_on_the_cluster_is_left_alone(fake_ray, tiny):
+    """A second ``fastbert serve --ray`` on a cluster the first one's application runs on: serve.run
+    replaced that application with its own, and its stop then deleted it. Refused, and nothing of the
+    cluster's is deployed, deleted or shut down."""
+    line, calls = _refused(fake_ray, {"head": False, "applications": ["fastbert"]}, "--model", tiny["base"])
+    assert "already runs a fastbert application" in line, line
+    names = [c[0] for c in calls]
+    assert "run" not in names and "delete" not in names and "shutdown" not in names, calls
