@@ -306,3 +306,37 @@ def test_ray_run_stopped_while_moving_its_files_is_refused_and_overwritten(setup
     finally:
         folder.release()
     assert sorted(os.listdir(out)) == [MANIFEST]
+
+
+@pytest.mark.parametrize(
+    "device, gpu", [(-1, False), ("-1", False), ("cpu", False), (0, True), ("cuda", True)]
+)
+def test_ray_actors_take_a_gpu_only_for_a_gpu_device(device, gpu, tmp_path):
+    """On a cluster with GPUs, ``device=-1`` (the pipelines' number for the CPU, as the token budget reads it)
+    gave the actors GPUs: only a name starting with "cpu" meant the CPU."""
+    from types import SimpleNamespace
+
+    from fastbert.embed import ray_engine
+
+    asked = {}
+
+    class Stop(Exception):
+        pass
+
+    class Dataset:
+        def map_batches(self, fn, **kwargs):
+            asked.update(kwargs)
+            return self
+
+        def write_parquet(self, *args, **kwargs):
+            raise Stop
+
+    fake = SimpleNamespace(
+        cluster_resources=lambda: {"GPU": 2, "CPU": 4},
+        data=SimpleNamespace(from_items=lambda *a, **k: Dataset(), ActorPoolStrategy=lambda size: size),
+    )
+    job = SimpleNamespace(identity=dict, window=8)
+    with pytest.raises(Stop):
+        ray_engine._run(fake, job, [], [], str(tmp_path), None, device, "x")
+    assert asked["num_gpus"] == (1 if gpu else 0), asked
+    assert asked["fn_constructor_kwargs"]["device"] == (None if gpu else "cpu")

@@ -27,6 +27,15 @@ def check_devices(devices: list[Any]) -> None:
             available_device(d, "device")
 
 
+def names_a_gpu(d: Any) -> bool:
+    """Whether a given device (not None) is a GPU: ``cuda``, ``cuda:N`` or a pipeline device number N >= 0
+    (-1 is the CPU)."""
+    text = str(d)
+    if text.lstrip("-").isdigit():
+        return int(text) >= 0
+    return text.startswith("cuda")
+
+
 def default_max_batch_tokens(devices: list[Any], engine: str = "local") -> int:
     """The token budget of a forward when none is given: GPU-sized when every device is a GPU. No device is
     the CPU for the local engine (as the pipeline places it), and a GPU where there is one for Ray's actors."""
@@ -38,9 +47,6 @@ def default_max_batch_tokens(devices: list[Any], engine: str = "local") -> int:
             import torch
 
             return torch.cuda.is_available()
-        text = str(d)
-        if text.lstrip("-").isdigit():  # pipeline device numbers: -1 is the CPU
-            return int(text) >= 0
-        return text.startswith("cuda")
+        return names_a_gpu(d)
 
     return DEFAULT_MAX_BATCH_TOKENS if all(on_gpu(d) for d in devices) else DEFAULT_MAX_BATCH_TOKENS_CPU

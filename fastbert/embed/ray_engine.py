@@ -19,6 +19,7 @@ from typing import Any
 
 from fastbert.output_files import _fsync_folder
 
+from .devices import names_a_gpu
 from .encoder import Encoder, encode_rows
 from .inputs import filesystem, is_uri, join
 from .job import Job, job_from_dict
@@ -177,7 +178,7 @@ def _run(ray, job, files, shards, output, actors, device, file_prefix) -> dict[s
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    use_gpu = gpus > 0 and (device is None or not str(device).startswith("cpu"))
+    use_gpu = gpus > 0 and (device is None or names_a_gpu(device))  # -1 (the pipelines' CPU) is the CPU
     if actors is None:
         actors = gpus if use_gpu else max(1, int(resources.get("CPU", 1)) - 1)
     job_dict = job.identity()
