@@ -603,6 +603,16 @@ def test_arguments_of_another_type_are_refused_before_anything_runs(tmp_path, mo
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("inputs, said", [(None, "got NoneType"), (5, "got int"), ([None], "an item None")])
+def test_inputs_of_another_type_are_named(tmp_path, models, inputs, said):
+    """``inputs=None`` was "'NoneType' object is not iterable", an item None "expected str, bytes or
+    os.PathLike object": both named neither the argument nor what it takes."""
+    with pytest.raises(TypeError, match=re.escape(said)) as e:
+        embed(inputs, str(tmp_path / "o"), model=models["base"])
+    assert str(e.value).startswith("inputs must be")
+    assert not (tmp_path / "o").exists()
+
+
 def test_module_is_callable(tmp_path, models):
     import fastbert.embed
 

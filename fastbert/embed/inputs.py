@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 FORMATS = ("text", "jsonl", "csv", "parquet")
 _EXT_FORMATS = {
@@ -41,8 +41,14 @@ def expand_inputs(inputs: Sequence[str] | str, output: str | None = None) -> lis
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    if not isinstance(inputs, Iterable) or isinstance(inputs, (bytes, Mapping)):
+        raise TypeError(f"inputs must be a path, a glob or a list of them, got {type(inputs).__name__}")
     out: list[str] = []
     for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(
+                f"inputs must be paths or globs, got an item {item!r} of type {type(item).__name__}"
+            )
         item = os.fspath(item)
         if is_uri(item):
             out.append(item)
