@@ -44,8 +44,22 @@ class _AutoModel:
 
     @classmethod
     def from_config(cls, config: BertConfig, **kwargs: Any):
+        """A freshly initialised model of the config's family for this task. As transformers, ``dtype`` (or
+        its old name ``torch_dtype``) builds it in that dtype, else in the config's own ``dtype`` when it names
+        one (a config read from a float16 checkpoint builds a float16 model); ``attn_implementation`` picks
+        the backend."""
+        import torch
+
+        from .loading import parse_dtype
+
         attn = kwargs.pop("attn_implementation", None)
+        dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+        dtype = parse_dtype(dtype if dtype is not None else torch_dtype)  # both given: dtype, as transformers
+        if dtype is None or dtype == "auto":
+            dtype = getattr(config, "torch_dtype", None)
         model = cls._class_for(config)(config, **kwargs)
+        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+            model.to(dtype)
         if attn is not None:
             model.set_attn_implementation(attn)
         return model

@@ -678,3 +678,23 @@ def test_trust_remote_code_with_an_auto_map_is_refused(saved, tmp_path):
     assert type(fastbert.AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)).__name__ == (
         "BertForMaskedLM"
     )
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_from_config_builds_in_the_dtype_asked_or_the_configs(tmp_path, family):
+    """transformers' ``from_config`` builds the model in ``dtype`` / ``torch_dtype``, else in the config's own
+    dtype (a config read from a float16 checkpoint); fastbert passed both keywords to the class
+    (TypeError) and built float32 from a float16 config."""
+    config = hf_config(family)
+    config.dtype = torch.float16
+    config.save_pretrained(tmp_path)
+    for lib in (transformers, fastbert):
+        auto = lib.AutoModelForMaskedLM
+        built = auto.from_config(lib.AutoConfig.from_pretrained(tmp_path))
+        assert {p.dtype for p in built.parameters()} == {torch.float16}, lib
+        assert built.get_output_embeddings().weight is built.get_input_embeddings().weight, lib
+        for key in ("dtype", "torch_dtype"):
+            built = auto.from_config(lib.AutoConfig.from_pretrained(tmp_path), **{key: torch.bfloat16})
+            assert {p.dtype for p in built.parameters()} == {torch.bfloat16}, (lib, key)
+        sizes = {k: v for k, v in hf_config(family).to_dict().items() if k not in ("model_type", "dtype")}
+        assert auto.from_config(lib.AutoConfig.for_model(family, **sizes)).dtype == torch.float32, lib
