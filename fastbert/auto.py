@@ -22,11 +22,37 @@ class AutoConfig:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BertConfig:
         kwargs.pop("code_revision", None)  # transformers' AutoConfig consumes it (remote code, not run here)
-        return registry.load_config(pretrained_model_name_or_path, **kwargs)
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
+        loaded = registry.load_config(pretrained_model_name_or_path, **kwargs)
+        # (config, unused keywords) with return_unused_kwargs=True
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        _refuse_remote_code(pretrained_model_name_or_path, config, ("AutoConfig",), trust_remote_code)
+        return loaded
 
     @classmethod
     def for_model(cls, model_type: str = "bert", **kwargs: Any) -> BertConfig:
         return registry.config_class(model_type)(**kwargs)
+
+
+def _refuse_remote_code(
+    where: Any, config: Any, auto_classes: tuple[str, ...], trust_remote_code: Any
+) -> None:
+    """A ValueError when ``trust_remote_code`` is true and the config's ``auto_map`` names the checkpoint's own
+    code for one of ``auto_classes``: transformers then runs that code (its own config or model class, in the
+    folder or repo), which fastbert does not: the family's built-in class in its place would compute something
+    else. Without trust_remote_code transformers builds the built-in class too: so does fastbert."""
+    remote = getattr(config, "auto_map", None)
+    if not trust_remote_code or not isinstance(remote, dict):
+        return
+    for name in auto_classes:
+        if name in remote:
+            what = "config" if name == "AutoConfig" else "class"
+            raise ValueError(
+                f"{where}: config.json's auto_map names {remote[name]!r} for {name}, and trust_remote_code=True "
+                "asks for that code, which fastbert does not run: load the model with transformers, or leave "
+                f"trust_remote_code unset to load fastbert's {config.model_type} {what} (as transformers does "
+                "without it)"
+            )
 
 
 class _AutoModel:
@@ -52,6 +78,10 @@ class _AutoModel:
 
         from .loading import parse_dtype
 
+        kwargs.pop("code_revision", None)
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
+        where = getattr(config, "name_or_path", "") or type(config).__name__
+        _refuse_remote_code(where, config, (cls.__name__,), trust_remote_code)
         attn = kwargs.pop("attn_implementation", None)
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
         dtype = parse_dtype(dtype if dtype is not None else torch_dtype)  # both given: dtype, as transformers
@@ -71,21 +101,14 @@ class _AutoModel:
         config = kwargs.pop("config", None)
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         trust_remote_code = kwargs.pop("trust_remote_code", None)
-        if not isinstance(config, BertConfig):
+        given = isinstance(config, BertConfig)
+        if not given:
             # a checkpoint file given directly (Google's bert_model.ckpt, a tf_model.h5) has its config beside
             # it, as the model classes' from_pretrained reads it (the file itself was read as config.json)
             config = registry.load_config(config or config_location(pretrained_model_name_or_path), hub=hub)
-        remote = getattr(config, "auto_map", None)
-        if trust_remote_code and isinstance(remote, dict) and cls.__name__ in remote:
-            # transformers then builds the checkpoint's own class (its code in the folder or repo), which
-            # fastbert does not run: the family's built-in class in its place would compute something else
-            # (without trust_remote_code, transformers builds the built-in class too: so does fastbert)
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: config.json's auto_map names {remote[cls.__name__]!r} for "
-                f"{cls.__name__}, and trust_remote_code=True asks for that code, which fastbert does not run: "
-                "load the model with transformers, or leave trust_remote_code unset to load fastbert's "
-                f"{config.model_type} class (as transformers does without it)"
-            )
+        # a config read here is read as transformers' AutoConfig reads it: its own config class runs too
+        keys = (cls.__name__,) if given else (cls.__name__, "AutoConfig")
+        _refuse_remote_code(pretrained_model_name_or_path, config, keys, trust_remote_code)
         return cls._class_for(config).from_pretrained(
             pretrained_model_name_or_path, *args, config=config, hub=hub, **kwargs
         )

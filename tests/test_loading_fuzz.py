@@ -698,3 +698,39 @@ def test_from_config_builds_in_the_dtype_asked_or_the_configs(tmp_path, family):
             assert {p.dtype for p in built.parameters()} == {torch.bfloat16}, (lib, key)
         sizes = {k: v for k, v in hf_config(family).to_dict().items() if k not in ("model_type", "dtype")}
         assert auto.from_config(lib.AutoConfig.for_model(family, **sizes)).dtype == torch.float32, lib
+
+
+def test_trust_remote_code_with_an_auto_map_config_or_from_config_is_refused(saved, tmp_path):
+    """transformers' AutoConfig (and so every AutoModel* reading config.json) with trust_remote_code=True runs
+    the config class auto_map names, and ``from_config(config, trust_remote_code=True)`` the model class:
+    refused as from_pretrained refuses its own (fastbert returned its BertConfig / built BertForMaskedLM
+    silently, and from_config passed trust_remote_code to the class: TypeError)."""
+    import shutil
+
+    folder = tmp_path / "custom"
+    shutil.copytree(saved("bert", "base"), folder)
+    (folder / "configuration_custom.py").write_text(
+        "from transformers import BertConfig\n\n\nclass CustomBertConfig(BertConfig):\n    pass\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {
+        "AutoConfig": "configuration_custom.CustomBertConfig",
+        "AutoModel": "modeling_custom.CustomBertModel",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    path = str(folder)
+    theirs = transformers.AutoConfig.from_pretrained(path, trust_remote_code=True)
+    assert type(theirs).__name__ == "CustomBertConfig"
+    with pytest.raises(ValueError, match="configuration_custom.CustomBertConfig.*trust_remote_code"):
+        fastbert.AutoConfig.from_pretrained(path, trust_remote_code=True)
+    with pytest.raises(ValueError, match="configuration_custom.CustomBertConfig.*trust_remote_code"):
+        fastbert.AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)
+    ours = fastbert.AutoConfig.from_pretrained(path, trust_remote_code=False)
+    assert type(ours).__name__ == type(transformers.AutoConfig.from_pretrained(path)).__name__ == "BertConfig"
+    with pytest.raises(ValueError, match="modeling_custom.CustomBertModel.*trust_remote_code"):
+        fastbert.AutoModel.from_config(ours, trust_remote_code=True)
+    for flag in (None, False):
+        assert type(fastbert.AutoModel.from_config(ours, trust_remote_code=flag)) is fastbert.BertModel
+    # an auto_map for another Auto class and a config given: the built-in class, as transformers
+    built = fastbert.AutoModelForMaskedLM.from_config(ours, trust_remote_code=True, code_revision="v1")
+    assert type(built) is fastbert.BertForMaskedLM
