@@ -713,3 +713,38 @@ def _saved(tok) -> str:
     folder = tempfile.mkdtemp()
     tok.save_pretrained(folder)
     return folder
+
+
+def test_trust_remote_code_with_an_auto_map_tokenizer_is_refused(folders, tmp_path):
+    """tokenizer_config.json's auto_map (or config.json's, when tokenizer_config.json names no class) names the
+    folder's own tokenizer code: transformers runs it under trust_remote_code=True, fastbert cannot: refused
+    (fastbert loaded its RobertaTokenizer in its place, silently); without the flag both load the built-in."""
+    import shutil
+
+    folder = tmp_path / "custom"
+    shutil.copytree(folders["roberta"], folder)
+    (folder / "tokenization_custom.py").write_text(
+        "from transformers import RobertaTokenizerFast\n\n\n"
+        "class CustomTokenizerFast(RobertaTokenizerFast):\n    pass\n"
+    )
+    config_path = folder / "tokenizer_config.json"
+    tok_config = json.loads(config_path.read_text())
+    tok_config["auto_map"] = {"AutoTokenizer": [None, "tokenization_custom.CustomTokenizerFast"]}
+    config_path.write_text(json.dumps(tok_config))
+    theirs = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    assert type(theirs).__name__ == "CustomTokenizerFast"
+    with pytest.raises(ValueError, match="tokenization_custom.CustomTokenizerFast.*trust_remote_code"):
+        fastbert.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    for flag in (None, False):
+        assert (
+            type(fastbert.AutoTokenizer.from_pretrained(folder, trust_remote_code=flag)) is RobertaTokenizer
+        )
+    # config.json's, read when tokenizer_config.json names no tokenizer_class
+    del tok_config["auto_map"], tok_config["tokenizer_class"]
+    config_path.write_text(json.dumps(tok_config))
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoTokenizer": [None, "tokenization_custom.CustomTokenizerFast"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json's auto_map.*CustomTokenizerFast"):
+        fastbert.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    assert type(fastbert.AutoTokenizer.from_pretrained(folder)) is RobertaTokenizer

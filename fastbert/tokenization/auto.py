@@ -129,10 +129,32 @@ def tokenizer_class_for(path: str | os.PathLike, **kwargs: Any) -> type[Tokenize
     return BertTokenizer
 
 
+def _refuse_remote_code(path: str, options: hub.HubOptions) -> None:
+    """A ValueError when the folder names its own tokenizer code for ``AutoTokenizer`` (tokenizer_config.json's
+    ``auto_map``, else config.json's when tokenizer_config.json names no ``tokenizer_class``), which
+    transformers runs under trust_remote_code=True and fastbert does not: the class fastbert picks in its place
+    may split text otherwise."""
+    auto_map = _read_field(path, TOKENIZER_CONFIG_FILE, "auto_map", options)
+    where = TOKENIZER_CONFIG_FILE
+    if isinstance(auto_map, dict):
+        auto_map = auto_map.get("AutoTokenizer")
+    if auto_map is None and _read_field(path, TOKENIZER_CONFIG_FILE, "tokenizer_class", options) is None:
+        auto_map = _read_field(path, "config.json", "auto_map", options)
+        where = "config.json"
+        auto_map = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else None
+    if auto_map is not None:  # [slow class, fast class] (transformers 4's), or a list alone (older files)
+        raise ValueError(
+            f"{path}: {where}'s auto_map names {auto_map!r} for AutoTokenizer, and trust_remote_code=True asks "
+            "for that code, which fastbert does not run: load the tokenizer with transformers, or leave "
+            "trust_remote_code unset to load fastbert's (as transformers does without it)"
+        )
+
+
 def from_pretrained(path: str | os.PathLike, *args: Any, **kwargs: Any) -> TokenizerBase:
     """The tokenizer of a folder or hub id, of the class :func:`tokenizer_class_for` picks."""
     kwargs.pop("use_fast", None)
-    kwargs.pop("trust_remote_code", None)
+    if kwargs.pop("trust_remote_code", None):
+        _refuse_remote_code(str(path), _options(kwargs))
     return tokenizer_class_for(path, **kwargs).from_pretrained(path, *args, **kwargs)
 
 
