@@ -78,6 +78,13 @@ class _AutoModel:
 
         from .loading import parse_dtype
 
+        # as transformers, in its words (a dict was an AttributeError)
+        if not isinstance(config, BertConfig):
+            raise ValueError(
+                f"Unrecognized configuration class {type(config)} for this kind of AutoModel: {cls.__name__}. "
+                "fastbert builds from a fastbert config: fastbert.AutoConfig.from_pretrained(path) or "
+                "fastbert.AutoConfig.for_model(model_type, **fields)"
+            )
         kwargs.pop("code_revision", None)
         trust_remote_code = kwargs.pop("trust_remote_code", None)
         where = getattr(config, "name_or_path", "") or type(config).__name__
@@ -101,6 +108,9 @@ class _AutoModel:
         config = kwargs.pop("config", None)
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         trust_remote_code = kwargs.pop("trust_remote_code", None)
+        if not isinstance(config, (BertConfig, str, os.PathLike, type(None))) and hasattr(config, "to_dict"):
+            # a transformers config (the model classes take one): its fields, in the class of its model type
+            config = registry.config_from_dict(config.to_dict())
         given = isinstance(config, BertConfig)
         if not given:
             # a checkpoint file given directly (Google's bert_model.ckpt, a tf_model.h5) has its config beside

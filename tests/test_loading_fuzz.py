@@ -734,3 +734,16 @@ def test_trust_remote_code_with_an_auto_map_config_or_from_config_is_refused(sav
     # an auto_map for another Auto class and a config given: the built-in class, as transformers
     built = fastbert.AutoModelForMaskedLM.from_config(ours, trust_remote_code=True, code_revision="v1")
     assert type(built) is fastbert.BertForMaskedLM
+
+
+def test_auto_classes_given_a_transformers_config_or_not_a_config(saved):
+    """``from_pretrained(path, config=<a transformers config>)`` builds the class of its model type, as the model
+    classes take one (fastbert read the config's repr as a path: OSError); ``from_config`` of something that is
+    not a config is refused in transformers' words (a dict was an AttributeError)."""
+    path = saved("roberta", "masked-lm")
+    theirs = transformers.AutoConfig.from_pretrained(path)
+    built = fastbert.AutoModelForMaskedLM.from_pretrained(path, config=theirs)
+    assert type(built) is fastbert.RobertaForMaskedLM
+    for lib in (transformers, fastbert):
+        with pytest.raises(ValueError, match="Unrecognized configuration class <class 'dict'>.*: AutoModel"):
+            lib.AutoModel.from_config(theirs.to_dict())
