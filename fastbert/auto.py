@@ -63,10 +63,25 @@ class _AutoModel:
 
     @classmethod
     def _class_for(cls, config: BertConfig):
-        task = cls.task
-        if task == "pretraining":
-            task = registry.family(config.model_type).auto_pretraining
-        return registry.model_class(config.model_type, task)
+        """The class of the config's family for this Auto class; a family without one is refused in
+        transformers' words, naming the config classes that have one."""
+        family = registry.family(config.model_type)
+        task = cls._task_of(family)
+        if task not in family.classes:
+            having = [
+                f.config.split(":")[1] for f in registry.FAMILIES.values() if cls._task_of(f) in f.classes
+            ]
+            raise ValueError(
+                f"Unrecognized configuration class {type(config)} for this kind of AutoModel: {cls.__name__}.\n"
+                f"Model type should be one of {', '.join(having)} (model_type {config.model_type!r} has no {task} "
+                f"class: it has {', '.join(family.classes.values())})"
+            )
+        return family.model_class(task)
+
+    @classmethod
+    def _task_of(cls, family: registry.Family) -> str:
+        """The family's task this Auto class builds (AutoModelForPreTraining: a masked LM in some families)."""
+        return family.auto_pretraining if cls.task == "pretraining" else cls.task
 
     @classmethod
     def from_config(cls, config: BertConfig, **kwargs: Any):

@@ -747,3 +747,26 @@ def test_auto_classes_given_a_transformers_config_or_not_a_config(saved):
     for lib in (transformers, fastbert):
         with pytest.raises(ValueError, match="Unrecognized configuration class <class 'dict'>.*: AutoModel"):
             lib.AutoModel.from_config(theirs.to_dict())
+
+
+@pytest.mark.parametrize(
+    "family,auto",
+    [
+        ("roberta", "AutoModelForNextSentencePrediction"),
+        ("distilbert", "AutoModelForCausalLM"),
+        ("modernbert", "AutoModelForPreTraining"),
+    ],
+)
+def test_auto_class_a_family_lacks_is_refused_in_transformers_words(family, auto):
+    """A family without the Auto class's head (transformers has none either): transformers' ValueError, its first
+    line word for word with fastbert's config class, then the config classes that have one (fastbert's said
+    only that the model type had no such class "in fastbert", naming no Auto class)."""
+    theirs = hf_config(family)
+    ours = registry.config_from_dict(theirs.to_dict())
+    first_lines = []
+    for lib, config in ((transformers, theirs), (fastbert, ours)):
+        with pytest.raises(ValueError) as raised:
+            getattr(lib, auto).from_config(config)
+        first_lines.append(str(raised.value).splitlines()[0].replace(type(config).__module__, ""))
+    assert first_lines[0] == first_lines[1]
+    assert str(raised.value).splitlines()[1].startswith("Model type should be one of ")
