@@ -193,7 +193,7 @@ def family(model_type: str | None) -> Family:
     if found is None:
         raise ValueError(
             f"model_type {model_type!r} is not supported by fastbert; supported model types: "
-            f"{', '.join(supported_model_types())}"
+            f"{', '.join(supported_model_types())} (transformers' own Auto classes load the others)"
         )
     return found
 

@@ -770,3 +770,15 @@ def test_auto_class_a_family_lacks_is_refused_in_transformers_words(family, auto
         first_lines.append(str(raised.value).splitlines()[0].replace(type(config).__module__, ""))
     assert first_lines[0] == first_lines[1]
     assert str(raised.value).splitlines()[1].startswith("Model type should be one of ")
+
+
+def test_unsupported_model_type_points_at_transformers(tmp_path):
+    """A model type fastbert lacks: the error lists fastbert's and says transformers' Auto classes load the
+    others (it listed fastbert's only)."""
+    transformers.AlbertConfig(vocab_size=99, hidden_size=32, num_attention_heads=2).save_pretrained(tmp_path)
+    assert type(transformers.AutoConfig.from_pretrained(tmp_path)).__name__ == "AlbertConfig"
+    for load in (fastbert.AutoConfig.from_pretrained, fastbert.AutoModel.from_pretrained):
+        with pytest.raises(
+            ValueError, match=r"'albert' is not supported.*transformers' own Auto classes load"
+        ):
+            load(tmp_path)
