@@ -19,6 +19,11 @@ from .config import BertConfig
 
 
 class AutoConfig:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError(
+            "AutoConfig is built with AutoConfig.from_pretrained(...) or AutoConfig.for_model(model_type)"
+        )
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BertConfig:
         kwargs.pop("code_revision", None)  # transformers' AutoConfig consumes it (remote code, not run here)

@@ -782,3 +782,10 @@ def test_unsupported_model_type_points_at_transformers(tmp_path):
             ValueError, match=r"'albert' is not supported.*transformers' own Auto classes load"
         ):
             load(tmp_path)
+
+
+def test_autoconfig_is_not_built_directly():
+    """``AutoConfig()`` is refused as transformers refuses it (fastbert gave an empty AutoConfig object)."""
+    for lib in (transformers, fastbert):
+        with pytest.raises(OSError, match="AutoConfig.from_pretrained"):
+            lib.AutoConfig()
