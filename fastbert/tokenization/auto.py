@@ -96,8 +96,9 @@ def _class_from_tokenizer_json(path: str, options: hub.HubOptions) -> type[Token
 def tokenizer_class_for(path: str | os.PathLike, **kwargs: Any) -> type[TokenizerBase]:
     """The fastbert tokenizer class of a folder or hub id (``kwargs``: the hub options of ``from_pretrained``).
 
-    ``ValueError`` names a ``tokenizer_class`` or ``model_type`` that fastbert has no tokenizer for, with the
-    ones it has.
+    A ``tokenizer_class`` or ``model_type`` fastbert has no tokenizer for falls back to what the files are (a
+    ``tokenizer.json``'s pipeline, which gives transformers' fast tokenizer's ids, a WordPiece ``vocab.txt``);
+    ``ValueError`` names them, with the ones fastbert has, when the files do not say either.
     """
     path = str(path)
     options = _options(kwargs)
