@@ -201,6 +201,9 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         config.validate()  # types and ranges of every field, when the model is built (as transformers)
         self.config = config
         self._fallback_warned: set[str] = set()
+        #: transformers 4's per-model record of the warnings given once (``estimate_tokens``); TRL's trainers
+        #: set ``model.warnings_issued["estimate_tokens"] = True`` to silence it
+        self.warnings_issued: dict[str, bool] = {}
         #: bumped whenever the parameters may have moved (``to()``, ``_apply``, loading with assign):
         #: whoever holds their addresses (a CUDA graph) compares it
         self.weights_version = 0

@@ -147,6 +147,22 @@ def test_name_or_path_as_transformers(tmp_path):
     assert fb.config.name_or_path == "elsewhere"
 
 
+def test_warnings_issued_as_transformers4(tmp_path):
+    """transformers 4's ``warnings_issued``, a dict from the start: TRL's trainers set
+    ``model.warnings_issued["estimate_tokens"] = True`` before training (AttributeError before), which silences
+    ``estimate_tokens``'s warning."""
+    hf = transformers.BertModel(transformers.BertConfig(**TINY))
+    hf.save_pretrained(tmp_path)
+    for model in (
+        fastbert.BertModel(fastbert.BertConfig(**TINY)),
+        fastbert.BertModel.from_pretrained(tmp_path),
+    ):
+        assert model.warnings_issued == {}
+        model.warnings_issued["estimate_tokens"] = True
+        assert model.estimate_tokens({"labels": torch.ones(2, 3)}) == 0
+        assert model.warnings_issued == {"estimate_tokens": True}
+
+
 def test_init_weights_initialises_only_new_modules_and_ties(tmp_path):
     """``init_weights()`` as transformers 4.57 and 5: a module already initialised, loaded or converted keeps
     its values (``_is_hf_initialized``); a head swapped in after loading is initialised; the decoder is tied.
