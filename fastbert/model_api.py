@@ -42,6 +42,9 @@ class TransformersModelAPI:
     #: ``PreTrainedModel``'s class attribute (None: no keys left out of a save); transformers' ``Trainer`` reads
     #: it when a checkpoint it resumes from lacks keys (a transformers checkpoint of a tied head has no decoder)
     _keys_to_ignore_on_save = None
+    #: the hub tags of the model (None until :meth:`add_model_tags`); transformers' ``Trainer`` writes them into
+    #: the model card it creates
+    model_tags: list[str] | None = None
 
     # ---------------------------------------------------------------------------------------- structure
     @property
@@ -58,6 +61,16 @@ class TransformersModelAPI:
     def base_model(self) -> nn.Module:
         """The main body of the model (``self.bert`` on a head, the model itself on ``BertModel``)."""
         return getattr(self, self.base_model_prefix, self)
+
+    def add_model_tags(self, tags: list[str] | str) -> None:
+        """Add one tag or a list of tags to :attr:`model_tags` (each once, in order), as transformers."""
+        if isinstance(tags, str):
+            tags = [tags]
+        if self.model_tags is None:
+            self.model_tags = []
+        for tag in tags:
+            if tag not in self.model_tags:
+                self.model_tags.append(tag)
 
     @classmethod
     def can_generate(cls) -> bool:

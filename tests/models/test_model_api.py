@@ -163,6 +163,20 @@ def test_warnings_issued_as_transformers4(tmp_path):
         assert model.warnings_issued == {"estimate_tokens": True}
 
 
+def test_add_model_tags_as_transformers():
+    """``add_model_tags`` / ``model_tags`` (the Trainer's model card reads them): None, then each tag once."""
+    hf = transformers.BertModel(transformers.BertConfig(**TINY))
+    fb = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    other = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    for model in (hf, fb):
+        assert model.model_tags is None
+        model.add_model_tags(["a", "b"])
+        model.add_model_tags("a")
+        model.add_model_tags("c")
+    assert fb.model_tags == hf.model_tags == ["a", "b", "c"]
+    assert other.model_tags is None  # per model, not shared through the class
+
+
 def test_init_weights_initialises_only_new_modules_and_ties(tmp_path):
     """``init_weights()`` as transformers 4.57 and 5: a module already initialised, loaded or converted keeps
     its values (``_is_hf_initialized``); a head swapped in after loading is initialised; the decoder is tied.
