@@ -72,6 +72,46 @@ class TransformersModelAPI:
             if tag not in self.model_tags:
                 self.model_tags.append(tag)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        max_shard_size: int | str | None = "5GB",
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        revision: str | None = None,
+        commit_description: str | None = None,
+        variant: str | None = None,
+    ) -> Any:
+        """Upload the model to the hub repo ``repo_id`` as transformers' ``push_to_hub``: ``save_pretrained``
+        into a temporary folder, the repo made if missing (private when asked), one commit of the folder's
+        files ("Upload model" by default); returns huggingface_hub's commit info. No model card is written
+        (transformers also uploads a README.md with the model's tags). Without network, huggingface_hub's
+        connection error is raised."""
+        import tempfile
+
+        from .loading import push_folder
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(
+                folder,
+                safe_serialization=safe_serialization,
+                max_shard_size=max_shard_size,
+                variant=variant,
+            )
+            return push_folder(
+                folder,
+                repo_id=repo_id,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                private=private,
+                token=token,
+                create_pr=create_pr,
+                revision=revision,
+            )
+
     @classmethod
     def can_generate(cls) -> bool:
         """Whether ``generate`` works on this class: True only for ``BertLMHeadModel``, as in transformers."""
