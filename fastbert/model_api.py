@@ -72,6 +72,18 @@ class TransformersModelAPI:
             if tag not in self.model_tags:
                 self.model_tags.append(tag)
 
+    def get_position_embeddings(self) -> nn.Embedding:
+        """transformers' ``PreTrainedModel`` method: NotImplementedError, as transformers, for every family but
+        DistilBERT (which overrides it)."""
+        raise NotImplementedError(f"`get_position_embeddings` is not implemented for {type(self).__name__}")
+
+    def resize_position_embeddings(self, new_num_position_embeddings: int) -> None:
+        """transformers' ``PreTrainedModel`` method: NotImplementedError, as transformers, for every family but
+        DistilBERT (which overrides it)."""
+        raise NotImplementedError(
+            f"`resize_position_embeddings` is not implemented for {type(self).__name__}"
+        )
+
     def push_to_hub(
         self,
         repo_id: str,

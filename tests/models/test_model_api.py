@@ -137,6 +137,19 @@ def test_attributes_as_transformers(name):
     assert fb.num_parameters(exclude_embeddings=True) == hf.num_parameters(exclude_embeddings=True)
 
 
+@pytest.mark.parametrize("name", ["BertModel", "BertForMaskedLM"])
+def test_position_embeddings_methods_not_implemented_as_transformers(name):
+    """``get_position_embeddings`` / ``resize_position_embeddings``: NotImplementedError, as transformers' BERT
+    (code written for DistilBERT catches it; AttributeError before)."""
+    hf, fb = _pair(name)
+    for model in (hf, fb):
+        with pytest.raises(NotImplementedError, match="get_position_embeddings"):
+            model.get_position_embeddings()
+        with pytest.raises(NotImplementedError, match="resize_position_embeddings"):
+            model.resize_position_embeddings(100)
+    assert fb.config.max_position_embeddings == TINY["max_position_embeddings"]
+
+
 def test_name_or_path_as_transformers(tmp_path):
     """``model.name_or_path``: the folder it was loaded from (PEFT and sentence-transformers read it)."""
     hf = transformers.BertModel(transformers.BertConfig(**TINY))
