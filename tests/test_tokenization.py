@@ -1846,3 +1846,22 @@ def test_save_vocabulary_to_a_file_path(tmp_path):
     assert BertTokenizer(path).tokenize("hello world") == ["hello", "world"]
     with pytest.raises(OSError, match="should be a directory"):
         tok.save_vocabulary(str(tmp_path / "missing" / "vocab.txt"))
+
+
+def test_save_vocabulary_warns_of_ids_it_cannot_keep_into_a_folder_too(tmp_path, caplog):
+    """A vocab.txt with a repeated line has an id no token holds; the saved file's line numbers are then not the
+    ids. transformers 4's BertTokenizer warns whether it saves into a folder or to a file path; the folder save
+    (the one save_pretrained makes) said nothing."""
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nx\nhello\nx\ny\n", encoding="utf-8")
+    tok = BertTokenizer(str(tmp_path / "vocab.txt"))
+    for target in (tmp_path / "folder", tmp_path / "file.txt"):
+        os.makedirs(tmp_path / "folder", exist_ok=True)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fastbert.tokenization"):
+            (path,) = tok.save_vocabulary(str(target))
+        assert "vocabulary indices are not consecutive" in caplog.text and path in caplog.text
+        assert open(path, encoding="utf-8").read() == "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\nx\ny\n"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fastbert.tokenization"):
+        BertTokenizer.from_pretrained(MINILM).save_vocabulary(str(tmp_path / "folder"))
+    assert "not consecutive" not in caplog.text

@@ -270,18 +270,19 @@ class BertTokenizer(TokenizerBase):
         model = self._tokenizer.model
         if not isinstance(model, WordPiece):
             raise ValueError("save_vocabulary needs a WordPiece model")
-        if os.path.isdir(save_directory):
-            # into a folder inside it, renamed into it once complete: an interrupted save leaves no truncated file
-            return write_files_into(save_directory, lambda folder: model.save(folder, filename_prefix))
-        folder = os.path.dirname(os.path.abspath(save_directory))
+        prefix = filename_prefix + "-" if filename_prefix else ""
+        is_folder = os.path.isdir(save_directory)
+        folder = save_directory if is_folder else os.path.dirname(os.path.abspath(save_directory))
         if not os.path.isdir(folder):
             raise OSError(f"Vocabulary path ({save_directory}) should be a directory or a file in one")
-        path = os.path.join(
-            folder, (filename_prefix + "-" if filename_prefix else "") + os.path.basename(save_directory)
-        )
+        path = os.path.join(folder, prefix + (VOCAB_FILE if is_folder else os.path.basename(save_directory)))
         vocab = sorted(self._tokenizer.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1])
         if any(b[1] != a[1] + 1 for a, b in zip(vocab, vocab[1:])):
+            # as transformers 4's BertTokenizer (into a folder or a file): the file's line numbers are not the ids
             logger.warning(f"Saving vocabulary to {path}: vocabulary indices are not consecutive")
+        if is_folder:
+            # into a folder inside it, renamed into it once complete: an interrupted save leaves no truncated file
+            return write_files_into(save_directory, lambda staging: model.save(staging, filename_prefix))
         with open_output(path, "w") as f:
             f.write("".join(f"{token}\n" for token, _ in vocab))
         return (path,)
