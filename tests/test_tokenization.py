@@ -1865,3 +1865,27 @@ def test_save_vocabulary_warns_of_ids_it_cannot_keep_into_a_folder_too(tmp_path,
     with caplog.at_level(logging.WARNING, logger="fastbert.tokenization"):
         BertTokenizer.from_pretrained(MINILM).save_vocabulary(str(tmp_path / "folder"))
     assert "not consecutive" not in caplog.text
+
+
+@pytest.mark.parametrize("saved_class", ["PreTrainedTokenizerFast", "TokenizersBackend"])
+def test_generic_fast_tokenizer_folder_keeps_its_normalizer(tmp_path, saved_class):
+    """A WordPiece tokenizer.json saved by transformers' generic fast tokenizer (tokenizer_class
+    PreTrainedTokenizerFast, 5's TokenizersBackend) runs its own normalizer in transformers' AutoTokenizer,
+    whatever tokenizer_config.json's do_lower_case says; fastbert's AutoTokenizer rebuilt it with BERT's defaults,
+    so a cased file was lower-cased (other ids than the model was trained on)."""
+    BertTokenizer.from_pretrained(MINILM, do_lower_case=False, strip_accents=False).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["tokenizer_class"] = saved_class
+    config["do_lower_case"] = True  # the generic tokenizer does not read it
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ours = fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    assert ours.do_lower_case is False and ours.strip_accents is False
+    for text in ["Héllo WORLD, Ünïcode", *TEXTS[:6]]:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"]
+    assert ours.tokenize("Hello") != ["hello"]
+    # an argument still wins, and a BertTokenizer folder is still rebuilt as transformers' BertTokenizerFast does
+    assert fastbert.AutoTokenizer.from_pretrained(tmp_path, do_lower_case=True).tokenize("Hello") == ["hello"]
+    config["tokenizer_class"] = "BertTokenizerFast"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert fastbert.AutoTokenizer.from_pretrained(tmp_path).tokenize("Hello") == ["hello"]

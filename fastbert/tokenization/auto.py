@@ -151,12 +151,33 @@ def _refuse_remote_code(path: str, options: hub.HubOptions) -> None:
         )
 
 
+def _generic_normalizer_settings(path: str, options: hub.HubOptions) -> dict[str, Any]:
+    """A folder saved by transformers' generic fast tokenizer (``tokenizer_class`` ``PreTrainedTokenizerFast`` /
+    ``TokenizersBackend``) is tokenized with its tokenizer.json's normalizer as it is, whatever
+    tokenizer_config.json's ``do_lower_case`` says: the settings of the file's BertNormalizer, which
+    ``BertTokenizer`` would otherwise replace by transformers' BERT defaults (lower-casing a cased file). Empty for
+    any other folder or normalizer."""
+    if _read_field(path, TOKENIZER_CONFIG_FILE, "tokenizer_class", options) not in GENERIC_TOKENIZER_CLASSES:
+        return {}
+    normalizer = _read_field(path, TOKENIZER_FILE, "normalizer", options)
+    if not isinstance(normalizer, dict) or normalizer.get("type") != "BertNormalizer":
+        return {}
+    return {
+        "do_lower_case": bool(normalizer.get("lowercase", True)),
+        "strip_accents": normalizer.get("strip_accents"),
+        "tokenize_chinese_chars": bool(normalizer.get("handle_chinese_chars", True)),
+    }
+
+
 def from_pretrained(path: str | os.PathLike, *args: Any, **kwargs: Any) -> TokenizerBase:
     """The tokenizer of a folder or hub id, of the class :func:`tokenizer_class_for` picks."""
     kwargs.pop("use_fast", None)
     if kwargs.pop("trust_remote_code", None):
         _refuse_remote_code(str(path), _options(kwargs))
-    return tokenizer_class_for(path, **kwargs).from_pretrained(path, *args, **kwargs)
+    cls = tokenizer_class_for(path, **kwargs)
+    if issubclass(cls, BertTokenizer):
+        kwargs = {**_generic_normalizer_settings(str(path), _options(kwargs)), **kwargs}
+    return cls.from_pretrained(path, *args, **kwargs)
 
 
 class AutoTokenizer:
