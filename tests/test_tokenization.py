@@ -1889,3 +1889,34 @@ def test_generic_fast_tokenizer_folder_keeps_its_normalizer(tmp_path, saved_clas
     config["tokenizer_class"] = "BertTokenizerFast"
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     assert fastbert.AutoTokenizer.from_pretrained(tmp_path).tokenize("Hello") == ["hello"]
+
+
+@pytest.mark.parametrize("where", ["special_tokens_map.json", "tokenizer_config.json", "argument"])
+def test_special_token_flags_of_the_files_are_kept(tmp_path, where):
+    """A special token described with flags ([MASK] with lstrip / rstrip / single_word, in special_tokens_map.json
+    or tokenizer_config.json as older transformers saved it, or given as an AddedToken) is matched with them, as
+    transformers matches it; fastbert kept only its content (other offsets, and 'a[MASK]b' matched)."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a", "b", "[", "]", "mask"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    mask = {"content": "[MASK]", "lstrip": True, "rstrip": True, "single_word": True, "normalized": False}
+    config = {"tokenizer_class": "BertTokenizer"}
+    if where == "tokenizer_config.json":
+        config["mask_token"] = {"__type": "AddedToken", **mask}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    if where == "special_tokens_map.json":
+        (tmp_path / "special_tokens_map.json").write_text(json.dumps({"mask_token": mask}), encoding="utf-8")
+    kwargs = {}
+    if where == "argument":
+        kwargs["mask_token"] = transformers.AddedToken(**mask)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, **kwargs)
+    if where == "argument":
+        from tokenizers import AddedToken
+
+        kwargs["mask_token"] = AddedToken(**mask)
+    ours = fastbert.AutoTokenizer.from_pretrained(tmp_path, **kwargs)
+    text = "hello [MASK] world a[MASK]b [MASK]"
+    assert ours.mask_token == "[MASK]"
+    mine, ref = ours(text, return_offsets_mapping=True), theirs(text, return_offsets_mapping=True)
+    assert mine["input_ids"] == ref["input_ids"]
+    assert mine["offset_mapping"] == ref["offset_mapping"]
+    assert mine["offset_mapping"][2] == (5, 13)  # the spaces around [MASK] are its own

@@ -33,7 +33,7 @@ from .files import (
     _token_content,
     load_vocab,
 )
-from .special_tokens import _add_config_tokens, _add_special_tokens
+from .special_tokens import _add_config_tokens, _add_special_tokens, as_added_token
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,15 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
     skipped = [t for t in never_split if backend.token_to_id(t) is None]
     if skipped:
         logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+
+
+def _flagged_special(value: Any) -> AddedToken | None:
+    """A special token given with flags (an ``AddedToken`` or ``{"content": ..., "lstrip": ...}``) as the special
+    ``AddedToken`` it describes; None for a plain string."""
+    if isinstance(value, AddedToken):
+        flags = ("content", "lstrip", "rstrip", "single_word", "normalized")
+        value = {flag: getattr(value, flag) for flag in flags}
+    return as_added_token({**value, "special": True}) if isinstance(value, Mapping) else None
 
 
 def _set_template(backend: Tokenizer, cls_token: str, cls_id: int, sep_token: str, sep_id: int) -> None:
@@ -223,8 +232,12 @@ class BertTokenizer(TokenizerBase):
             backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         self.never_split = list(never_split) if never_split else None
         specials = [t for t in self._special_token_values() if t]
+        # a special token given with its flags (an AddedToken, or an object of special_tokens_map.json or
+        # tokenizer_config.json) is added with them, as transformers reads it: [MASK] with its lstrip
+        given = (unk_token, sep_token, pad_token, cls_token, mask_token, bos_token, eos_token)
+        flagged = {t.content: t for t in map(_flagged_special, given) if t is not None}
         _add_config_tokens(backend, added_tokens_decoder)  # first: each at the id the files give it
-        self._add_specials(backend, specials)
+        self._add_specials(backend, [flagged.get(t, t) for t in specials])
         _add_never_split(backend, self.never_split, specials)
         self._tokenizer = backend
         self._ensure_post_processor()
@@ -347,7 +360,7 @@ class BertTokenizer(TokenizerBase):
         """At construction: the ``[CLS] A [SEP] B [SEP]`` template unless the backend brought the same one."""
         _ensure_template(self._tokenizer, self.cls_token, self.sep_token)
 
-    def _add_specials(self, backend: Tokenizer, specials: list[str]) -> None:
+    def _add_specials(self, backend: Tokenizer, specials: list[str | AddedToken]) -> None:
         """At construction: the special tokens the backend lacks, matched whole in the raw text."""
         _add_special_tokens(backend, specials)
 

@@ -17,12 +17,19 @@ from .call import _to_py
 from .files import SPECIAL_TOKENS_ATTRIBUTES, _token_content
 
 
-def _add_special_tokens(backend: Tokenizer, specials: list[str]) -> None:
-    """Special tokens are matched whole in the raw text, before normalization: those the backend lacks."""
+def _add_special_tokens(backend: Tokenizer, specials: Sequence[str | AddedToken]) -> None:
+    """Special tokens are matched whole in the raw text, before normalization: those the backend lacks (an
+    ``AddedToken`` with its own flags)."""
     existing = {t.content for t in backend.get_added_tokens_decoder().values()}
-    missing = [t for t in dict.fromkeys(specials) if t not in existing]
+    missing: dict[str, AddedToken] = {}
+    for t in specials:
+        content = t.content if isinstance(t, AddedToken) else t
+        if content not in existing and content not in missing:
+            missing[content] = (
+                t if isinstance(t, AddedToken) else AddedToken(t, special=True, normalized=False)
+            )
     if missing:
-        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+        backend.add_special_tokens(list(missing.values()))
 
 
 def as_added_token(entry: Any, plain_special: bool = False) -> AddedToken | None:
