@@ -273,3 +273,33 @@ def plain_all_outputs(plain, texts, **kwargs):
             f"sentence-transformers {sentence_transformers.__version__}'s own encode(output_value=None) fails "
             f"on {len(texts)} texts ({e}): nothing to compare with"
         )
+
+
+def fake_hub_api(monkeypatch) -> list:
+    """``huggingface_hub.HfApi`` replaced by a recorder of what an upload asks (no network): the calls as
+    ``("token", t)``, ``("create", repo_id, private, exist_ok)``, ``("upload", repo_id, files, message)``; each
+    upload's keyword arguments, with the ``config.json`` it held, in the list's ``uploads``."""
+    import huggingface_hub
+
+    class Calls(list):
+        uploads: list
+
+    calls = Calls()
+    calls.uploads = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls.append(("create", repo_id, private, exist_ok))
+
+        def upload_folder(self, **kw):
+            folder = kw["folder_path"]
+            calls.append(("upload", kw["repo_id"], sorted(os.listdir(folder)), kw["commit_message"]))
+            with open(os.path.join(folder, "config.json")) as f:
+                calls.uploads.append({**kw, "config": json.load(f)})
+            return "commit"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    return calls

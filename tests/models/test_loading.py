@@ -8,6 +8,7 @@ import pytest
 import torch
 from model_helpers import (
     TINY,
+    fake_hub_api,
     in_float64,
     minilm_folder,
     perturb_norms_and_biases,
@@ -395,23 +396,7 @@ def test_unknown_keywords_are_refused_and_push_to_hub_uploads(tmp_path, monkeypa
     assert model.config.output_attentions is True
     with pytest.raises(TypeError, match="safe_serialisation"):
         model.save_pretrained(tmp_path / "out", safe_serialisation=False)
-    calls = []
-
-    class FakeApi:
-        def __init__(self, token=None):
-            calls.append(("token", token))
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            calls.append(("create", repo_id, private, exist_ok))
-
-        def upload_folder(self, **kw):
-            calls.append(
-                ("upload", kw["repo_id"], sorted(os.listdir(kw["folder_path"])), kw["commit_message"])
-            )
-
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    calls = fake_hub_api(monkeypatch)
     model.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id="me/tiny", private=True, token="t")
     assert calls == [
         ("token", "t"),

@@ -18,6 +18,7 @@ from tests.model_helpers import (
     CLASSES,
     TINY,
     assert_rule,
+    fake_hub_api,
     require_interpreter,
     require_transformers,
     tiny_family_config,
@@ -194,39 +195,23 @@ def test_add_model_tags_as_transformers():
 def test_push_to_hub_uploads_a_saved_model(monkeypatch):
     """``model.push_to_hub(repo_id)`` as transformers': the model saved into a temporary folder (gone after),
     the repo made if missing, the folder uploaded in one commit (AttributeError before)."""
-    import huggingface_hub
-
-    calls = []
-
-    class FakeApi:
-        def __init__(self, token=None):
-            calls.append(("token", token))
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            calls.append(("create", repo_id, private, exist_ok))
-
-        def upload_folder(self, **kw):
-            folder = kw["folder_path"]
-            config = json.loads(open(os.path.join(folder, "config.json")).read())
-            calls.append(("upload", kw["repo_id"], sorted(os.listdir(folder)), kw["commit_message"]))
-            calls.append(("config", config["architectures"], kw["create_pr"], kw["revision"]))
-            calls.append(("folder", folder))
-            return "commit"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    calls = fake_hub_api(monkeypatch)
     model = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY))
     assert model.push_to_hub("me/tiny", private=True, token="t") == "commit"
-    assert calls[:4] == [
+    assert calls == [
         ("token", "t"),
         ("create", "me/tiny", True, True),
         ("upload", "me/tiny", ["config.json", "model.safetensors"], "Upload model"),
-        ("config", ["BertForMaskedLM"], False, None),
     ]
-    assert not os.path.exists(calls[4][1])
+    upload = calls.uploads[0]
+    assert upload["config"]["architectures"] == ["BertForMaskedLM"]
+    assert upload["create_pr"] is False and upload["revision"] is None
+    assert not os.path.exists(upload["folder_path"])
     calls.clear()
+    calls.uploads.clear()
     model.push_to_hub("me/tiny", commit_message="v2", create_pr=True, safe_serialization=False)
     assert calls[2] == ("upload", "me/tiny", ["config.json", "pytorch_model.bin"], "v2")
-    assert calls[3][2] is True
+    assert calls.uploads[0]["create_pr"] is True
 
 
 def test_init_weights_initialises_only_new_modules_and_ties(tmp_path):
