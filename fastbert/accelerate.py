@@ -218,7 +218,9 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
             strict,
         )
         return obj
-    for _, _, child in slots:
+    # backbones an earlier call swapped (the others were refused then): the options apply to them as well
+    previous = list(_fastbert_slots(obj))
+    for _, _, child in slots + previous:
         _check_cuda_graphs_device(child, cuda_graphs)
     # every backbone is converted before any is swapped: a refusal under strict changes nothing
     swaps, refused = [], []
@@ -236,6 +238,8 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
             swaps.append((parent, name, fast))
     if refused and strict:
         raise ValueError("fastbert.accelerate cannot accelerate " + "; ".join(refused))
+    if previous:
+        _reconfigure(obj, previous, attn_implementation, cuda_graphs, strict)
     for parent, name, fast in swaps:
         setattr(parent, name, fast)
         _configure(fast, None, cuda_graphs)
@@ -244,10 +248,12 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
         head = (
             f"accelerated {len(swaps)} backbone(s) of {type(obj).__name__} and left the others as they were"
             if swaps
+            else f"{type(obj).__name__} keeps its {len(previous)} fastbert backbone(s) and the others as they were"
+            if previous
             else f"{type(obj).__name__} is left as it is"
         )
         _refuse(f"{head}: " + "; ".join(refused), strict=False)
-    if dtype is not None and swaps:
+    if dtype is not None and (swaps or previous):
         obj.to(dtype)
     return obj
 

@@ -549,6 +549,21 @@ def test_mixed_container_accelerates_what_it_can():
     assert type(holder["bert"]) is transformers.BertModel  # strict changes nothing before it raises
 
 
+def test_accelerating_a_mixed_container_again_applies_the_options():
+    """A second call on an object whose other backbone was refused: the options reach the fastbert backbone
+    swapped by the first call (they were dropped: the refused backbone sent it down the swapping path)."""
+    holder = torch.nn.ModuleDict({"bert": tiny_hf("BertModel"), "other": tiny_albert()})
+    accelerate_warnings(holder)
+    fast = holder["bert"]
+    assert fast.attn_implementation == "sdpa"
+    out, caught = accelerate_warnings(holder, attn_implementation="eager", dtype=torch.bfloat16)
+    assert out is holder and holder["bert"] is fast
+    assert fast.attn_implementation == "eager"
+    assert {p.dtype for p in holder.parameters()} == {torch.bfloat16}
+    assert len(caught) == 1 and "keeps its 1 fastbert backbone(s)" in str(caught[0].message)
+    assert "other (AlbertModel)" in str(caught[0].message)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
