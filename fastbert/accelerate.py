@@ -360,7 +360,11 @@ def _unsupported_reason(model: nn.Module) -> str | None:
         else "is_gradient_checkpointing"
     )
     if getattr(model, checkpointing, False):
-        return "gradient checkpointing is on, which fastbert does not do"
+        # fastbert's models checkpoint too: the swap does not carry it over, the user turns it on after
+        return (
+            "gradient checkpointing is on: accelerate the model before turning it on "
+            "(fastbert's models have gradient_checkpointing_enable)"
+        )
     dtypes = {p.dtype for p in model.parameters()}
     devices = {p.device for p in model.parameters()}
     if len(dtypes) > 1 or not dtypes <= set(_DTYPES):

@@ -502,6 +502,27 @@ def test_unsupported_model_unchanged_with_one_warning(case):
         fastbert.accelerate(build(), strict=True)
 
 
+def test_checkpointing_refusal_says_to_accelerate_first():
+    """The refusal of a checkpointing model says what to do (it said fastbert does not checkpoint, which it
+    does); done so, the fastbert model checkpoints and trains to transformers' gradients."""
+    _, caught = accelerate_warnings(checkpointing())
+    assert "accelerate the model before turning it on" in str(caught[0].message)
+    hf, fast = checkpointing().train(), accelerate_quietly(tiny_hf("BertModel")).train()
+    fast.gradient_checkpointing_enable()
+    assert fast.is_gradient_checkpointing
+    batch = tiny_batch("BertModel")
+    for model in (hf, fast):
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        hidden = model(**batch).last_hidden_state  # (batch, seq, hidden)
+        (hidden.square().sum(-1) * batch["attention_mask"]).mean().backward()  # padded positions differ
+    theirs = dict(hf.named_parameters())
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_sentence_transformer_with_other_architecture(tmp_path, folder):
     """An ST whose backbone is not BERT: returned unchanged, one warning, and still encodes."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
