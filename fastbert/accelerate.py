@@ -538,6 +538,8 @@ def _backend_for(holder: nn.Module, attn_implementation: str | None) -> tuple[st
 def _reconfigure(obj, accelerated, attn_implementation, cuda_graphs, strict) -> None:
     """accelerate on an object accelerated before: the options on every fastbert backbone, with the backend
     that ``_backend_for`` asks for (a query expansion set after the first call included)."""
+    for _, _, model in accelerated:  # cuda_graphs off CUDA: refused before any backbone changes
+        _check_cuda_graphs_device(model, cuda_graphs)
     backends, refused = [], []
     for parent, name, model in accelerated:
         backend, reason = _backend_for(parent, attn_implementation)
@@ -619,10 +621,10 @@ def _try_convert(hf_model: nn.Module, attn_implementation: str | None):
 
 
 def _configure(model: nn.Module, attn_implementation: str | None, cuda_graphs) -> None:
+    _check_cuda_graphs_device(model, cuda_graphs)  # before anything changes
     if attn_implementation is not None:
         model.set_attn_implementation(attn_implementation)
     if cuda_graphs is True or isinstance(cuda_graphs, dict):  # {}: a runner with the defaults
-        _check_cuda_graphs_device(model, cuda_graphs)
         model.cuda_graphs(**(cuda_graphs if isinstance(cuda_graphs, dict) else {}))
     elif cuda_graphs is False:
         model.cuda_graphs(enabled=False)

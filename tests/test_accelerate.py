@@ -611,6 +611,19 @@ def test_bad_object_and_cuda_graphs_off_gpu():
         assert type(holder["bert"]) is transformers.BertModel
 
 
+@pytest.mark.skipif(CUDA, reason="cuda_graphs off a CUDA device")
+def test_cuda_graphs_off_gpu_on_an_accelerated_object_changes_nothing():
+    """accelerate again with cuda_graphs on a CPU model: the ValueError comes before the other options are
+    applied (the backend was switched, then the call raised)."""
+    holder = torch.nn.ModuleDict({"a": tiny_hf("BertModel"), "b": tiny_hf("BertModel")})
+    accelerate_quietly(holder)
+    fast = accelerate_quietly(tiny_hf("BertModel"))
+    for obj, models in ((holder, [holder["a"], holder["b"]]), (fast, [fast])):
+        with pytest.raises(ValueError, match="CUDA device"):
+            fastbert.accelerate(obj, attn_implementation="eager", cuda_graphs=True)
+        assert [m.attn_implementation for m in models] == ["sdpa"] * len(models)
+
+
 def test_trainer_trains_an_accelerated_model(tmp_path):
     """transformers' Trainer (and sentence-transformers' trainers, built on it) read the text config of
     ``model.config`` (``get_text_config``) before the first step: an accelerated model trains to the plain
