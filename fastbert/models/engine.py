@@ -298,6 +298,9 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
         self.tie_weights()
         if getattr(self.config, "gradient_checkpointing", False):  # transformers' legacy config flag
             self.gradient_checkpointing_enable()
+            # consumed, as transformers removes it: not written back by save_pretrained
+            if "gradient_checkpointing" in vars(self.config):
+                delattr(self.config, "gradient_checkpointing")
 
     def tie_weights(self) -> None:
         tied = getattr(self.config, "tie_word_embeddings", True)

@@ -571,6 +571,9 @@ class ModelTesterMixin:
             config.gradient_checkpointing = True
             model = self._model(model_class, config)
             self.assertTrue(model.is_gradient_checkpointing)
+            # consumed and removed, as transformers does: save_pretrained does not write it back
+            self.assertFalse(hasattr(model.config, "gradient_checkpointing"))
+            self.assertNotIn("gradient_checkpointing", model.config.to_dict())
 
     def test_gradient_checkpointing_enable_disable(self):
         config, _ = self.model_tester.prepare_config_and_inputs_for_common()
