@@ -60,3 +60,41 @@ def test_an_overflowed_torch_output_or_reference_fails_instead_of_passing_everyt
         v = tol.judge(wrong, torch_out, reference, torch.float16)
         assert not v.ok and "no bound to judge by" in v.message()
     assert tol.judge(ref.float(), ref.half(), ref, torch.float16).ok  # finite: judged as before
+
+
+def test_torch_error_and_magnitude_are_measured_on_the_valid_positions_only():
+    """PyTorch's own error and the reference's magnitude, which set the bound, count on ``mask``'s positions
+    only: a padded position where torch's output (or the reference) is large must not widen the bound."""
+    ref = torch.zeros(2, 3, 4, dtype=torch.float64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    mask[1, 2] = False
+    out = ref.float() + 1e-3  # 1e-3 off everywhere: above the fp32 floor
+    torch_out = ref.float().clone()
+    torch_out[1, 2] = 1.0  # torch's output wrong on a padded position only
+    v = tol.judge(out, torch_out, ref, torch.float32, mask=mask)
+    assert v.torch_error == 0.0 and not v.ok, v
+    big = ref.clone()
+    big[1, 2] = 1e6  # the reference huge on a padded position only: the floor stays 2**-20
+    v = tol.judge(big.float() + 1e-3, None, big, torch.float32, mask=mask)
+    assert v.bound == tol.FLOOR[torch.float32] and not v.ok, v
+
+
+def test_shapes_must_agree():
+    """torch's output of shape (n, 1) against a reference of shape (n,) broadcast to an (n, n) difference:
+    PyTorch's "error" was the spread of the values, and an output 0.5 off everywhere passed."""
+    ref = torch.linspace(-3, 3, 50, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"torch's own output of shape \(50, 1\) .* reference of shape \(50,\)"
+    ):
+        tol.judge(ref.float() + 0.5, ref.float()[:, None], ref, torch.float32)
+    with pytest.raises(
+        ValueError, match=r"output of shape \(1, 50\) judged against a reference of shape \(50,\)"
+    ):
+        tol.judge(ref.float()[None], None, ref, torch.float32)
+    assert tol.judge(ref.float(), ref.float(), ref, torch.float32).ok  # equal shapes: judged as before
+
+
+def test_quantized_rivals_cosine_gate_is_pinned():
+    """int8 rivals are judged by cosine to the float64 reference; a lower gate must fail here."""
+    assert tol.MIN_COSINE_QUANTIZED == 0.999
+    assert tol.FLOOR[torch.float64] == 1e-12

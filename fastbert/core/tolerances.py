@@ -95,7 +95,14 @@ def judge(
     mask: torch.Tensor | None = None,
 ) -> Verdict:
     """Apply the rule. ``torch_out`` is PyTorch's own output in ``dtype`` (None: the floor alone, as for an
-    fp32 output judged against an fp32 reference); ``mask`` selects the positions that count."""
+    fp32 output judged against an fp32 reference); ``mask`` selects the positions that count. The three
+    must have one shape: torch's output of shape (n, 1) against a reference of shape (n,) broadcast to an
+    (n, n) difference, its "error" the spread of the values, and the bound passed anything."""
+    for name, t in (("output", out), ("torch's own output", torch_out)):
+        if t is not None and tuple(t.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"{name} of shape {tuple(t.shape)} judged against a reference of shape {tuple(ref.shape)}"
+            )
     ours = _select(out, mask)
     finite = bool(torch.isfinite(ours).all()) if ours.numel() else True
     reference = _select(ref, mask).to(ours.device)
