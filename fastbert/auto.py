@@ -246,12 +246,13 @@ def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = registry.H
     from torch import nn
 
     lins = tuple(getattr(hf_self, n) for n in names)
-    requires_grad = lins[0].weight.requires_grad
     n = lins[0].out_features
     for kind in ("weight", "bias"):
         with torch.no_grad():
             fused = torch.cat([getattr(lin, kind) for lin in lins])
         for i, (name, lin) in enumerate(zip(("query", "key", "value"), lins)):
             view = fused[i * n : (i + 1) * n]
+            # each parameter keeps its own flag (BitFit trains the biases of frozen weights)
+            requires_grad = getattr(lin, kind).requires_grad
             setattr(lin, kind, nn.Parameter(view, requires_grad=requires_grad))
             setattr(getattr(ours, name), kind, nn.Parameter(view, requires_grad=requires_grad))

@@ -282,6 +282,23 @@ def test_gradients_reach_query_key_value_in_eval_mode():
     assert attn.query.bias.grad.abs().max() > 0 and attn.value.bias.grad.abs().max() > 0
 
 
+def test_query_key_value_keep_their_own_requires_grad():
+    """BitFit (weights frozen, biases trained): each of query/key/value's parameters keeps its flag, on both
+    models, and the biases get gradients (the fused layout took the query weight's flag for all six)."""
+    hf = hf_model("BertModel")
+    for name, p in hf.named_parameters():
+        p.requires_grad_(name.endswith("bias"))
+    fb = fastbert.from_transformers(hf, attn_implementation="sdpa")
+    for model in (hf, fb):
+        flags = {n: p.requires_grad for n, p in model.named_parameters()}
+        assert flags == {n: n.endswith("bias") for n in flags}
+    inputs = batch("BertModel")
+    fb(**inputs).last_hidden_state[inputs["attention_mask"].bool()].sum().backward()
+    attn = fb.encoder.layer[0].attention.self
+    assert attn.query.weight.grad is None and attn.query.bias.grad.abs().max() > 0
+    assert attn.value.bias.grad.abs().max() > 0
+
+
 def test_model_built_in_inference_mode():
     hf = hf_model("BertModel")
     inputs = batch("BertModel")
