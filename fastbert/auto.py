@@ -225,6 +225,19 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
                     new = torch.zeros(buf.shape, dtype=buf.dtype, device=param.device)
                 module._buffers[bname] = new
     model.tie_weights()
+    # tying follows the config: a transformers model whose tied weight was replaced by hand (a decoder of its
+    # own under tie_word_embeddings=True) computes with another tensor than fastbert's tied one would
+    theirs = dict(hf_model.named_parameters(remove_duplicate=False))
+    untied = [
+        n
+        for n, p in model.named_parameters(remove_duplicate=False)
+        if n in theirs and p.data_ptr() != theirs[n].data_ptr()
+    ]
+    if untied:
+        raise ValueError(
+            f"converting {name}: the transformers model's {untied} hold tensors of their own, while its config "
+            f"(tie_word_embeddings={getattr(config, 'tie_word_embeddings', True)}) ties them, as fastbert does"
+        )
     model._mark_initialised()
     model.train(hf_model.training)
     hf_generation = getattr(hf_model, "generation_config", None)

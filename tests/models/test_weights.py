@@ -95,6 +95,19 @@ def test_from_transformers_refuses_other_modules():
         fastbert.from_transformers(torch.nn.Linear(2, 2))
 
 
+def test_from_transformers_refuses_a_decoder_untied_by_hand():
+    """A decoder weight of its own under tie_word_embeddings=True: transformers computes with it, fastbert's
+    tie would compute with the word embeddings (different logits, silently); refused, and accelerate warns."""
+    hf = hf_of("BertForMaskedLM")
+    hf.cls.predictions.decoder.weight = torch.nn.Parameter(
+        torch.randn_like(hf.cls.predictions.decoder.weight)
+    )
+    with pytest.raises(ValueError, match=r"cls\.predictions\.decoder\.weight.*tie_word_embeddings=True"):
+        fastbert.from_transformers(hf)
+    with pytest.warns(fastbert.accelerate.AccelerateWarning, match="hold tensors of their own"):
+        assert fastbert.accelerate(hf) is hf
+
+
 def test_qkv_are_linear_modules_over_one_storage_and_never_go_stale():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     att = model.encoder.layer[0].attention.self
