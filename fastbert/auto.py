@@ -195,7 +195,7 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
         model = model_class(config, *args)
 
     hf_modules = dict(hf_model.named_modules())
-    missing = []
+    missing, reshaped = [], []
     for path, module in model.named_modules():
         hf_module = hf_modules.get(path)
         if getattr(module, "is_cross_attention", True) is False:
@@ -209,11 +209,20 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
             hf_param = getattr(hf_module, pname, None) if hf_module is not None else None
             if not isinstance(hf_param, nn.Parameter) or hf_param.shape != p.shape:
                 missing.append(f"{path}.{pname}" if path else pname)
+                if isinstance(hf_param, nn.Parameter):  # a config edited after building (num_labels)
+                    reshaped.append(
+                        f"{missing[-1]} is {tuple(hf_param.shape)}, the config says {tuple(p.shape)}"
+                    )
                 continue
             # the same storage under a parameter of our own: in-place edits are shared, while a move or
             # a conversion of one model (``.to()``, ``.half()``) leaves the other as it was
             setattr(module, pname, nn.Parameter(hf_param.data, requires_grad=hf_param.requires_grad))
     missing += [n for n, p in model.named_parameters() if p.is_meta and n not in missing]
+    if reshaped:
+        raise ValueError(
+            f"converting {name}: weights of other shapes than the transformers model's config says (was the "
+            f"config edited after the model was built?): {'; '.join(reshaped)}"
+        )
     if missing:
         raise ValueError(f"converting {name}: weights missing from the transformers model: {missing}")
     for module in model.modules():  # non-persistent buffers: rebuilt on the device

@@ -95,6 +95,15 @@ def test_from_transformers_refuses_other_modules():
         fastbert.from_transformers(torch.nn.Linear(2, 2))
 
 
+def test_from_transformers_names_a_config_edited_after_building():
+    """num_labels changed on the config of a built classifier: its weights keep their shape, and the error
+    says so (it said the classifier's weights were missing)."""
+    hf = hf_of("BertForSequenceClassification", num_labels=2)
+    hf.config.num_labels = 5
+    with pytest.raises(ValueError, match=r"classifier\.weight is \(2, 36\), the config says \(5, 36\)"):
+        fastbert.from_transformers(hf)
+
+
 def test_from_transformers_refuses_a_decoder_untied_by_hand():
     """A decoder weight of its own under tie_word_embeddings=True: transformers computes with it, fastbert's
     tie would compute with the word embeddings (different logits, silently); refused, and accelerate warns."""
