@@ -249,6 +249,10 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
         )
     model._mark_initialised()
     model.train(hf_model.training)
+    # a part put in eval mode alone (``model.train(); model.bert.eval()``) stays so
+    for path, module in model.named_modules():
+        if path in hf_modules:
+            module.training = hf_modules[path].training
     hf_generation = getattr(hf_model, "generation_config", None)
     if model.can_generate() and hf_generation is not None:  # the transformers model's settings go along
         model.generation_config = hf_generation

@@ -299,6 +299,23 @@ def test_query_key_value_keep_their_own_requires_grad():
     assert attn.value.bias.grad.abs().max() > 0
 
 
+def test_a_part_in_eval_mode_stays_in_eval_mode():
+    """``model.train(); model.bert.eval()`` (no dropout in the backbone): each module keeps its mode, so the
+    converted backbone computes transformers' numbers while the head's dropout still runs (the whole model
+    was put in training mode)."""
+    hf = hf_model("BertForSequenceClassification").train()
+    hf.bert.eval()
+    fb = fastbert.from_transformers(hf, attn_implementation="sdpa")
+    assert {n: m.training for n, m in fb.named_modules()} == {
+        n: dict(hf.named_modules())[n].training for n, _ in fb.named_modules()
+    }
+    inputs = batch("BertModel")
+    mask = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        ours, theirs = fb.bert(**inputs).last_hidden_state, hf.bert(**inputs).last_hidden_state
+    torch.testing.assert_close(ours[mask], theirs[mask], rtol=1e-5, atol=1e-5)
+
+
 def test_model_built_in_inference_mode():
     hf = hf_model("BertModel")
     inputs = batch("BertModel")
