@@ -183,6 +183,28 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
         raise ValueError(
             f"{name} is not one of the classes fastbert converts: {', '.join(sorted(registry.class_names()))}"
         )
+    hf_modules = dict(hf_model.named_modules())
+    # refused before anything is shared: sharing query/key/value replaces the transformers model's parameters
+    if getattr(hf_model, "_hf_peft_config_loaded", False) or getattr(hf_model, "peft_config", None):
+        raise ValueError(
+            f"converting {name}: it has PEFT adapters injected, which fastbert would not run (merge them first: "
+            "merge_and_unload())"
+        )
+    meta = [n for n, p in hf_model.named_parameters() if p.is_meta]
+    if meta:
+        raise ValueError(
+            f"converting {name}: its weights are not loaded (on the meta device: offloaded by accelerate's "
+            f"device_map / cpu_offload, or never loaded): {meta[:3]}{' ...' if len(meta) > 3 else ''}"
+        )
+    for path, module in hf_modules.items():
+        names = next((n for n in registry.HF_QKV_NAMES if hasattr(module, n[0])), ())
+        lins = [getattr(module, n, None) for n in names]
+        wrapped = next((n for n, lin in zip(names, lins) if type(lin) is not nn.Linear), None)
+        if wrapped is not None and all(isinstance(lin, nn.Module) for lin in lins):  # a PEFT layer, a wrapper
+            raise ValueError(
+                f"converting {name}: {path}.{wrapped} is a {_qualified(getattr(module, wrapped))}, not the "
+                "nn.Linear whose weights fastbert shares"
+            )
     cfg = hf_model.config.to_dict()
     config = registry.config_from_dict(cfg)
     config._attn_implementation = check_attn_implementation(attn_implementation)
@@ -194,7 +216,6 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     with torch.device("meta"):
         model = model_class(config, *args)
 
-    hf_modules = dict(hf_model.named_modules())
     missing, reshaped = [], []
     for path, module in model.named_modules():
         hf_module = hf_modules.get(path)
@@ -262,6 +283,10 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
         if hasattr(model, setting) and hasattr(hf_model, setting):
             setattr(model, setting, getattr(hf_model, setting))
     return model
+
+
+def _qualified(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = registry.HF_QKV_NAMES[0]) -> None:

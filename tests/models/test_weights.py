@@ -104,6 +104,40 @@ def test_from_transformers_names_a_config_edited_after_building():
         fastbert.from_transformers(hf)
 
 
+def test_from_transformers_refuses_adapters_and_wrapped_projections_before_sharing():
+    """q/k/v modules that are not transformers' nn.Linear (a PEFT LoRA layer, a subclass set by hand) are
+    refused with the reason, and the transformers model's parameters are left as they were (the sharing
+    replaced query's and key's, then failed with a KeyError on a LoRA value, or ignored a subclass's code)."""
+    peft = pytest.importorskip("peft")
+
+    class Doubled(torch.nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    hf = hf_of("BertModel")
+    attn = hf.encoder.layer[1].attention.self
+    attn.value = Doubled(attn.value.in_features, attn.value.out_features)
+    before = [p for p in hf.parameters()]
+    with pytest.raises(ValueError, match=r"encoder\.layer\.1\.attention\.self\.value is a .*Doubled"):
+        fastbert.from_transformers(hf)
+    assert all(a is b for a, b in zip(before, hf.parameters()))
+
+    hf = peft.get_peft_model(
+        hf_of("BertModel"), peft.LoraConfig(target_modules=["value"], r=2)
+    ).base_model.model
+    before = [p for p in hf.parameters()]
+    with pytest.raises(ValueError, match="PEFT adapters"):
+        fastbert.from_transformers(hf)
+    assert all(a is b for a, b in zip(before, hf.parameters()))
+
+
+def test_from_transformers_names_weights_that_are_not_loaded():
+    with torch.device("meta"):
+        hf = transformers.BertModel(transformers.BertConfig(**TINY))
+    with pytest.raises(ValueError, match="not loaded \\(on the meta device"):
+        fastbert.from_transformers(hf)
+
+
 def test_from_transformers_refuses_a_decoder_untied_by_hand():
     """A decoder weight of its own under tie_word_embeddings=True: transformers computes with it, fastbert's
     tie would compute with the word embeddings (different logits, silently); refused, and accelerate warns."""
