@@ -197,6 +197,13 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
             f"got {type(obj).__name__}{hint}"
         )
 
+    if isinstance(getattr(obj, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+        _refuse(
+            f"{type(obj).__name__} is a torch.compile'd model, left as it is: accelerate the model it compiles "
+            "(obj._orig_mod) and compile the result",
+            strict,
+        )
+        return obj
     if _is_transformers_model(obj) and not _is_container(obj):
         _check_cuda_graphs_device(obj, cuda_graphs)
         fast, reason = _try_convert(obj, attn_implementation)

@@ -179,6 +179,11 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
 
     name = type(hf_model).__name__
     model_class = registry.class_by_name(name)
+    if isinstance(getattr(hf_model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+        raise ValueError(
+            f"{name} is a torch.compile'd model: convert the model it compiles (its ._orig_mod) and compile "
+            "the fastbert model"
+        )
     if model_class is None or not isinstance(hf_model, nn.Module):
         raise ValueError(
             f"{name} is not one of the classes fastbert converts: {', '.join(sorted(registry.class_names()))}"

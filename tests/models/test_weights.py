@@ -138,6 +138,14 @@ def test_from_transformers_names_weights_that_are_not_loaded():
         fastbert.from_transformers(hf)
 
 
+def test_from_transformers_and_accelerate_name_a_compiled_model():
+    compiled = torch.compile(hf_of("BertModel"))
+    with pytest.raises(ValueError, match=r"torch\.compile'd model: convert the model it compiles"):
+        fastbert.from_transformers(compiled)
+    with pytest.raises(ValueError, match=r"torch\.compile'd model.*_orig_mod"):
+        fastbert.accelerate(compiled, strict=True)
+
+
 def test_from_transformers_refuses_a_decoder_untied_by_hand():
     """A decoder weight of its own under tie_word_embeddings=True: transformers computes with it, fastbert's
     tie would compute with the word embeddings (different logits, silently); refused, and accelerate warns."""
