@@ -156,6 +156,27 @@ def test_sparse_encoder_splade_on_a_family(tmp_path, model_type):
             lambda m: setattr(m.discriminator_predictions, "activation", torch.nn.ReLU()),
             "discriminator_predictions.activation is ReLU(), not the config's hidden_act 'gelu'",
         ),
+        # the config edited after building: transformers' modules keep what they were built with
+        (
+            lambda: transformers.RobertaModel(
+                transformers.RobertaConfig(
+                    vocab_size=50,
+                    hidden_size=16,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    intermediate_size=32,
+                )
+            ),
+            lambda m: setattr(m.config, "pad_token_id", 3),
+            "embeddings.padding_idx is 1, not the config's pad_token_id 3",
+        ),
+        (
+            lambda: transformers.DistilBertModel(
+                transformers.DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32)
+            ),
+            lambda m: setattr(m.config, "n_heads", 4),
+            "transformer.layer.0.attention.n_heads is 2, not the config's 4 heads",
+        ),
     ],
 )
 def test_accelerate_leaves_a_distilbert_or_electra_activation_module_the_config_does_not_say(
@@ -163,7 +184,8 @@ def test_accelerate_leaves_a_distilbert_or_electra_activation_module_the_config_
 ):
     """DistilBERT's and ELECTRA's ``activation`` modules swapped by hand: fastbert, built from the config,
     computed the config's activation (or ELECTRA's fixed GELU) silently; now the model is left as it is with
-    one warning naming the module, as for BERT's and ModernBERT's activation modules."""
+    one warning naming the module, as for BERT's and ModernBERT's activation modules. So are RoBERTa's position
+    padding index and the heads when the config was edited after building (other numbers, silently, before)."""
     from model_helpers import accelerate_warnings
 
     torch.manual_seed(0)
