@@ -197,6 +197,23 @@ def test_budget_alarm_and_fits():
     assert timing.Budget(None).fits(1e9)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_budget_alarm_fires_again_after_python_drops_it():
+    """A BudgetSpent raised inside a __del__ or a weakref callback is printed and dropped by Python ("Exception
+    ignored in"): the alarm fires again while its block runs, so the block still ends (gpu_check's dry run saw
+    a compile run past its budget to the sub-step's kill)."""
+
+    class Finalized:
+        def __del__(self):
+            time.sleep(3)  # the alarm fires in here, and Python drops its exception
+
+    t0 = time.perf_counter()
+    with pytest.raises(timing.BudgetSpent), timing.Budget(0.2).alarm():
+        Finalized()
+        while time.perf_counter() - t0 < 20:
+            pass
+
+
 # ---------------------------------------------------------------- the parity gate
 
 
