@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_check.sh 1   # install, versions, CUDA test tier, fastbert check, kernel and end-to-end benches
 #   bash benchmarks/gpu_check.sh 2   # torch.compile test, FP8/int8 tests, CUDA-graph and compile rows, host, FP8/int8 rows
 #   bash benchmarks/gpu_check.sh 1 --dry-run   # (or GPU_CHECK_DRY_RUN=1) the same on the CPU: interpreter, tiny shapes
+#                                              # (each sub-step killed GPU_CHECK_DRY_GRACE_S=60 after its limit)
 #   GPU_CHECK_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_check.sh 1   # the log names the tree sent
 #
 # Run from anywhere; it works in the repository root. Results go to $OUT (the device tool's folder; default
@@ -84,6 +85,10 @@ DEFAULT_DEADLINE=330
 [ "$DRY" = 1 ] && DEFAULT_DEADLINE=900
 DEADLINE="${GPU_CHECK_DEADLINE_S:-$DEFAULT_DEADLINE}"
 KILL_AFTER=5 # timeout's grace between TERM and KILL
+# the dry run's sub-steps may run GPU_CHECK_DRY_GRACE_S past their limits, which are the GPU's (its benches
+# keep their budgets): on a CPU under other jobs the host profile ran past its limit and failed the dry run
+GRACE=0
+[ "$DRY" = 1 ] && GRACE="${GPU_CHECK_DRY_GRACE_S:-60}"
 RESERVE=15   # the targets table (the last one) and timeout's kill-after, kept out of every sub-step's limit
 AFTER=0      # seconds kept for the sub-steps after the next one (the floors they need: `after`)
 
@@ -127,8 +132,9 @@ sub() { # sub NAME SECONDS COMMAND... : one sub-step under its own time limit (c
     else
         local cut=""
         [ "$LIM" -lt "$limit" ] && cut=", cut from ${limit}s by the step's deadline"
+        [ "$GRACE" -gt 0 ] && cut="$cut, +${GRACE}s in the dry run"
         echo "=== $name (limit ${LIM}s$cut; ${SECONDS}s of ${DEADLINE}s spent): $*" | tee -a "$LOG"
-        timeout --kill-after="$KILL_AFTER" "$LIM" "$@" >>"$LOG" 2>&1
+        timeout --kill-after="$KILL_AFTER" "$((LIM + GRACE))" "$@" >>"$LOG" 2>&1
         rc=$?
         echo "=== $name: rc=$rc in $((SECONDS - t0))s" | tee -a "$LOG"
     fi

@@ -155,6 +155,22 @@ def test_steps_end_within_their_deadline_and_write_the_table_as_they_go(tmp_path
     assert (tmp_path / "keep" / "step1" / "steps.tsv").read_text().count("\n") == 6
 
 
+def test_dry_run_sub_steps_get_a_grace_past_the_gpu_limits(tmp_path):
+    """The dry run's sub-steps have the GPU's limits and a grace after them (GPU_CHECK_DRY_GRACE_S): on a CPU
+    under other jobs the host profile ran past its 40 s and failed the dry run's test. The GPU run has none."""
+    stub = _stub_python(tmp_path, sleep={"profile_host.py": 13})
+    env = {**_env(tmp_path), "PYTHON": str(stub), "GPU_CHECK_HOST_S": "10"}
+    env.pop("GPU_CHECK_DRY_RUN", None)
+    dry = subprocess.run(["bash", str(SCRIPT), "2", "--dry-run"], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    steps = [line.split("\t") for line in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
+    assert dry.returncode == 0 and ["host", "0"] == steps[1][:2], (steps, dry.stdout[-2000:])
+    assert "+60s in the dry run" in (tmp_path / "out" / "gpu_check.log").read_text()
+    gpu = subprocess.run(["bash", str(SCRIPT), "2"], env=env, capture_output=True, text=True, timeout=300)
+    steps = [line.split("\t") for line in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
+    assert gpu.returncode == 1 and ["host", "124"] == [s[:2] for s in steps if s[0] == "host"][0], steps
+
+
 def test_device_tier_leaves_out_the_cpu_only_tests(tmp_path):
     """Step 1's model tier selects what the device can add to CI: the tests marked cpu_only (the two fuzz
     files, 308 CPU cases, the longest files under --dist loadfile; a CPU int8 compile that ran over the
