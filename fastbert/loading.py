@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .config import BertConfig, check_attn_implementation
-from .hub import HubOptions, config_location, hub_unavailable, resolve_file
+from .hub import HubOptions, config_location, hub_unavailable, push_folder, resolve_file
 from .output_files import open_output, output_name
 
 logger = logging.getLogger("fastbert")
@@ -683,33 +683,6 @@ def _check_max_shard_size(max_shard_size: Any) -> None:
     from huggingface_hub.serialization._base import parse_size_to_int
 
     parse_size_to_int(max_shard_size)  # its ValueError names the unit it does not know
-
-
-def push_folder(
-    folder: str | os.PathLike,
-    repo_id: str | None = None,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    create_pr: bool = False,
-    revision: str | None = None,
-) -> Any:
-    """Upload ``folder`` to the hub as transformers' ``push_to_hub`` does: the repo made if missing (private
-    when asked), one commit of the folder's files; returns huggingface_hub's commit info."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    repo_id = repo_id or os.path.basename(os.path.abspath(folder))
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(folder),
-        commit_message=commit_message or "Upload model",
-        commit_description=commit_description,
-        create_pr=create_pr,
-        revision=revision,
-    )
 
 
 def write_weights(

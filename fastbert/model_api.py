@@ -104,7 +104,7 @@ class TransformersModelAPI:
         connection error is raised."""
         import tempfile
 
-        from .loading import push_folder
+        from .hub import push_folder
 
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(
