@@ -28,8 +28,8 @@
 # and the copy of step 1's files in $GPU_CHECK_KEEP are rewritten after every sub-step: a step that the device
 # tool kills still leaves its table.
 # Time limits (seconds, environment), from the H200 runs of 2026-12-04 (in brackets what it took there):
-# GPU_CHECK_INSTALL_S=30 [4]; step 1: GPU_CHECK_TESTS_MODELS_S=120 [82-99 s with 550 tests in session 10; 646
-# now, the cpu_only tests left out] GPU_CHECK_TESTS_KERNELS_S=100 [57-87, 707 tests; 730 now]
+# GPU_CHECK_INSTALL_S=30 [4]; step 1: GPU_CHECK_TESTS_MODELS_S=120 [82-99 s with 550 tests in session 10; 458
+# now (2026-12-06), the cpu_only tests left out] GPU_CHECK_TESTS_KERNELS_S=100 [57-87, 707 tests; 730 now]
 # GPU_CHECK_CHECK_S=60 [33-40 before its triton-eager and triton-packed rows; the model is built once now]
 # GPU_CHECK_KERNELS_S=45 [27] GPU_CHECK_E2E_S=100 [36 for 4 shapes x 3 providers and the overhead rows]
 # (expected about 300 s with the install and the version probe); step 2: GPU_CHECK_TESTS_COMPILE_S=50 [19-25]
@@ -221,8 +221,8 @@ if [ "$STEP" = 1 ]; then
         fi
     fi
     # torch.compile over the kernels (a cold compile of BERT) runs in step 2, not inside this step's limit; the
-    # tests marked cpu_only (CPU models, no CUDA path: the two fuzz files, 308 cases, the longest files of the
-    # tier under --dist loadfile) run in CI, not on the device
+    # tests marked cpu_only (CPU models, no CUDA path: the fuzz files and the files of tests/models that never
+    # touch CUDA, about 620 cases) run in CI, not on the device
     after 60 35 25 60 # floors of tests-kernels, check, kernels, e2e
     sub tests-models "${GPU_CHECK_TESTS_MODELS_S:-120}" "$PY" -m pytest -v -rA -p no:cacheprovider \
         -m "not slow and not cpu_only" \

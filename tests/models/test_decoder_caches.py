@@ -15,6 +15,9 @@ import torch
 import fastbert
 from tests.model_helpers import TINY, assert_rule, require_transformers
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 transformers = require_transformers()
 cache_utils = pytest.importorskip("transformers.cache_utils")
 

@@ -10,6 +10,9 @@ import fastbert
 from fastbert import registry
 from fastbert.core.tolerances import assert_close
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 transformers = require_transformers()
 
 

@@ -9,6 +9,9 @@ import inspect
 
 import pytest
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 transformers = pytest.importorskip("transformers")
 
 from fastbert import registry  # noqa: E402

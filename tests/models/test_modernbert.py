@@ -27,6 +27,9 @@ from fastbert import registry
 from fastbert.core.tolerances import assert_close
 from fastbert.models.modernbert.config import FULL, SLIDING
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 transformers = require_transformers()
 
 TINY = dict(

@@ -14,6 +14,9 @@ from model_helpers import CLASSES, in_float64, perturb_norms_and_biases, require
 import fastbert
 from fastbert.core.tolerances import assert_close
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 transformers = require_transformers()
 
 CFG = dict(

@@ -13,6 +13,9 @@ from model_helpers import TINY, assert_rule, perturb_norms_and_biases, require_t
 import fastbert
 from fastbert.core.tolerances import assert_close
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 transformers = require_transformers()
 peft = pytest.importorskip("peft")  # the test extra
 

@@ -16,6 +16,9 @@ from model_helpers import assert_rule
 
 import fastbert
 
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
 CFG = dict(
     vocab_size=40,
     hidden_size=12,
