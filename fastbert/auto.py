@@ -35,8 +35,10 @@ class AutoConfig:
         return loaded
 
     @classmethod
-    def for_model(cls, model_type: str = "bert", **kwargs: Any) -> BertConfig:
-        return registry.config_class(model_type)(**kwargs)
+    def for_model(cls, model_type: str, *args: Any, **kwargs: Any) -> BertConfig:
+        """The config class of ``model_type`` built from ``args`` / ``kwargs``; ``model_type`` is required, as in
+        transformers (it defaulted to "bert")."""
+        return registry.config_class(model_type)(*args, **kwargs)
 
 
 def _refuse_remote_code(

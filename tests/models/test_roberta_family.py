@@ -233,6 +233,14 @@ def test_auto_classes_pick_the_family(saved):
     assert type(fastbert.AutoModel.from_config(config)) is fastbert.CamembertModel
 
 
+def test_for_model_needs_a_model_type_as_transformers():
+    """``AutoConfig.for_model()`` without a model type is transformers' TypeError (fastbert built a BERT config)."""
+    for lib in (transformers, fastbert):
+        with pytest.raises(TypeError, match="model_type"):
+            lib.AutoConfig.for_model()
+    assert type(fastbert.AutoConfig.for_model("bert", **TINY)) is fastbert.BertConfig
+
+
 def test_other_model_type_is_named_with_the_supported_ones(tmp_path):
     transformers.AlbertConfig(vocab_size=99, hidden_size=32, num_attention_heads=2).save_pretrained(tmp_path)
     for load in (fastbert.AutoConfig.from_pretrained, fastbert.AutoModel.from_pretrained):
