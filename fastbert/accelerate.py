@@ -422,40 +422,16 @@ def _same_activation(act: nn.Module, want: nn.Module) -> bool:
     return type(act) is type(want) and getattr(act, "approximate", None) == getattr(want, "approximate", None)
 
 
-#: transformers' embeddings that count positions from their own ``padding_idx`` (fastbert: the config's
-#: ``pad_token_id``)
-_POSITIONS_FROM_PADDING = ("RobertaEmbeddings", "XLMRobertaEmbeddings", "CamembertEmbeddings")
-
-
 def _settings_differ(hf_model: nn.Module, fast: nn.Module) -> str | None:
     """A module setting the config does not say, which fastbert (built from the config) would not follow:
-    the attention heads and RoBERTa's position padding index (the config edited after building), a LayerNorm's
-    ``eps``, a BERT-family layer's activation module, DistilBERT's and ELECTRA's ``activation``
+    a LayerNorm's ``eps``, a BERT-family layer's activation module, DistilBERT's and ELECTRA's ``activation``
     modules, ModernBERT's MLP and head activation modules (None when they agree)."""
     ours = dict(fast.named_modules())
     config = hf_model.config
     act_name = getattr(config, "hidden_act", None)
     want = _activation_module(act_name)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
-    width = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
-    head_size = width // heads if isinstance(width, int) and isinstance(heads, int) and heads > 0 else None
     for path, module in hf_model.named_modules():
         mine = ours.get(path)
-        # the config edited after building (transformers' modules keep what they were built with)
-        for attr in ("num_attention_heads", "n_heads"):
-            value = getattr(module, attr, None)
-            if isinstance(value, int) and heads is not None and value != heads:
-                return f"{path}.{attr} is {value}, not the config's {heads} heads, which fastbert computes"
-        for attr in ("attention_head_size", "head_dim"):
-            value = getattr(module, attr, None)
-            if isinstance(value, int) and head_size is not None and value != head_size:
-                return f"{path}.{attr} is {value}, not the config's {head_size}, which fastbert computes"
-        pad = getattr(config, "pad_token_id", None)
-        if type(module).__name__ in _POSITIONS_FROM_PADDING and getattr(module, "padding_idx", pad) != pad:
-            return (
-                f"{path}.padding_idx is {module.padding_idx}, not the config's pad_token_id {pad}, from which "
-                "fastbert counts the positions"
-            )
         if isinstance(module, nn.LayerNorm) and isinstance(mine, nn.LayerNorm) and mine.eps != module.eps:
             return f"{path or 'the model'}.eps is {module.eps}, not the config's {mine.eps}, which fastbert computes"
         for attr in ("intermediate_act_fn", "transform_act_fn"):

@@ -197,6 +197,9 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
             f"converting {name}: it has PEFT adapters injected, which fastbert would not run (merge them first: "
             "merge_and_unload())"
         )
+    edited = _config_edited(hf_model)
+    if edited is not None:
+        raise ValueError(f"converting {name}: its config was edited after it was built: {edited}")
     meta = [n for n, p in hf_model.named_parameters() if p.is_meta]
     if meta:
         raise ValueError(
@@ -314,3 +317,34 @@ def _share_qkv(ours: Any, hf_self: Any, names: tuple[str, str, str] = registry.H
             requires_grad = getattr(lin, kind).requires_grad
             setattr(lin, kind, nn.Parameter(view, requires_grad=requires_grad))
             setattr(getattr(ours, name), kind, nn.Parameter(view, requires_grad=requires_grad))
+
+
+#: transformers' embeddings that count positions from their own ``padding_idx`` (fastbert: the config's
+#: ``pad_token_id``)
+_POSITIONS_FROM_PADDING = ("RobertaEmbeddings", "XLMRobertaEmbeddings", "CamembertEmbeddings")
+
+
+def _config_edited(hf_model: Any) -> str | None:
+    """What a transformers model's modules were built with that its config no longer says (the config edited
+    after building; transformers' modules keep their own values, fastbert builds from the config): the
+    attention heads and head size, RoBERTa's position padding index. None when they agree."""
+    config = hf_model.config
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
+    width = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+    head_size = width // heads if isinstance(width, int) and isinstance(heads, int) and heads > 0 else None
+    pad = getattr(config, "pad_token_id", None)
+    for path, module in hf_model.named_modules():
+        for attr in ("num_attention_heads", "n_heads"):
+            value = getattr(module, attr, None)
+            if isinstance(value, int) and heads is not None and value != heads:
+                return f"{path}.{attr} is {value}, not the config's {heads} heads, which fastbert computes"
+        for attr in ("attention_head_size", "head_dim"):
+            value = getattr(module, attr, None)
+            if isinstance(value, int) and head_size is not None and value != head_size:
+                return f"{path}.{attr} is {value}, not the config's {head_size}, which fastbert computes"
+        if type(module).__name__ in _POSITIONS_FROM_PADDING and getattr(module, "padding_idx", pad) != pad:
+            return (
+                f"{path}.padding_idx is {module.padding_idx}, not the config's pad_token_id {pad}, from which "
+                "fastbert counts the positions"
+            )
+    return None

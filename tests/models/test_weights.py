@@ -104,6 +104,25 @@ def test_from_transformers_names_a_config_edited_after_building():
         fastbert.from_transformers(hf)
 
 
+def test_from_transformers_refuses_heads_or_pad_id_edited_after_building():
+    """The heads or RoBERTa's pad_token_id edited on a built model's config keep their shapes: transformers'
+    modules keep what they were built with, fastbert (built from the config) computed other numbers silently."""
+    small = dict(vocab_size=50, num_hidden_layers=1, intermediate_size=32)
+    roberta = transformers.RobertaModel(
+        transformers.RobertaConfig(hidden_size=16, num_attention_heads=2, **small)
+    )
+    roberta.config.pad_token_id = 3
+    with pytest.raises(
+        ValueError, match="edited after it was built: embeddings.padding_idx is 1, not the config's"
+    ):
+        fastbert.from_transformers(roberta)
+    bert = hf_of("BertModel")
+    bert.config.num_attention_heads = bert.config.num_attention_heads * 2
+    with pytest.raises(ValueError, match=r"attention\.self\.num_attention_heads is \d+, not the config's"):
+        fastbert.from_transformers(bert)
+    assert type(fastbert.from_transformers(hf_of("BertModel"))) is fastbert.BertModel
+
+
 def test_from_transformers_refuses_adapters_and_wrapped_projections_before_sharing():
     """q/k/v modules that are not transformers' nn.Linear (a PEFT LoRA layer, a subclass set by hand) are
     refused with the reason, and the transformers model's parameters are left as they were (the sharing
