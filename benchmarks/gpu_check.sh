@@ -172,8 +172,9 @@ if [ "$DRY" != 1 ]; then
     sub install "${GPU_CHECK_INSTALL_S:-30}" "$PY" -m pip install --no-deps --no-build-isolation -q -e .
 fi
 {
-    nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
-    "$PY" - <<'EOF'
+    # bounded: a hung driver query or CUDA init must not take the step's device time
+    timeout --kill-after=5 20 nvidia-smi -L 2>&1 || echo "nvidia-smi: not available (or no answer in 20 s)"
+    timeout --kill-after=5 90 "$PY" - <<'EOF'
 import platform, torch
 from importlib.metadata import version
 def v(m):

@@ -54,6 +54,8 @@ def test_dry_run_of_both_steps(tmp_path):
         assert Path(name) in files, (name, files)
     assert len(files) <= 8 and all(len(f.parts) <= 2 for f in files), files
     assert "fastbert check" in log1 and "copy" in (out / "kernels.csv").read_text()
+    # the versions and the device name, from the bounded probe at the start (the results' device name)
+    assert "| torch " in log1 and "\ndevice " in log1, log1[:2000]
     rows = [json.loads(line) for line in (out / "e2e" / "rows.jsonl").read_text().splitlines() if line]
     assert rows, "the end-to-end bench wrote no row"
     steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
