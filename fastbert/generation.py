@@ -521,7 +521,9 @@ class GenerationMixin:
         pad = _token_id("pad_token_id", s["pad_token_id"])
         if pad is None and eos is not None:
             pad = eos[0]
-        rows = self.get_input_embeddings().num_embeddings
+        from .models.layers import table_shape
+
+        rows = table_shape(self.get_input_embeddings())[0]  # PEFT's trainable tokens wrap the Embedding
         if eos is not None and not 0 <= pad < rows and any(0 <= e < rows for e in eos):
             raise ValueError(
                 f"pad_token_id={pad} is outside the vocabulary [0, {rows}): generate writes it after a row's "

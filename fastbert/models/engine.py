@@ -41,7 +41,7 @@ from ..core.padding import (
 from ..core.tracing import traced
 from ..loading import PreTrainedMixin
 from ..model_api import TransformersModelAPI
-from .layers import BertEmbeddings, BertEncoder, BertPooler, LayerContext, _Module
+from .layers import BertEmbeddings, BertEncoder, BertPooler, LayerContext, _Module, table_shape
 
 #: forward arguments that must be tensors when given (a list or a numpy array is refused by name)
 _TENSOR_ARGUMENTS = (
@@ -475,13 +475,6 @@ class _Checked:
         return self.enc_seqlens_host is not None and any(n != enc_len for n in self.enc_seqlens_host)
 
 
-def _table_shape(embeddings: nn.Module) -> tuple[int, int]:
-    """(rows, width) of the word-embedding table, read from its weight: the module may wrap the
-    ``nn.Embedding`` (PEFT's trainable tokens, ``trainable_token_indices``), without ``num_embeddings``."""
-    rows, width = embeddings.weight.shape
-    return rows, width
-
-
 def _has_holes(mask: torch.Tensor) -> torch.Tensor:
     """A 0-d bool tensor (on the mask's device): some row of a (B, L) mask has padding between two real
     tokens, i.e. more than one run of real tokens."""
@@ -600,7 +593,7 @@ class BertModel(BertPreTrainedModel):
             shape = tuple(input_ids.shape)
             name = "input_ids"
         else:
-            width = _table_shape(self.embeddings.word_embeddings)[1]  # hidden_size (ELECTRA: embedding_size)
+            width = table_shape(self.embeddings.word_embeddings)[1]  # hidden_size (ELECTRA: embedding_size)
             if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != width:
                 raise ValueError(
                     f"inputs_embeds must be (batch, sequence_length, {width}), got {tuple(inputs_embeds.shape)}"
@@ -688,7 +681,7 @@ class BertModel(BertPreTrainedModel):
             limit = getattr(cfg, _RANGE_FIELDS[n])
             what = f"{_RANGE_FIELDS[n]} = {limit}"
             if n == "input_ids":  # the table's rows: set_input_embeddings may give more than vocab_size says
-                rows = _table_shape(self.get_input_embeddings())[0]
+                rows = table_shape(self.get_input_embeddings())[0]
                 if rows != limit:
                     limit, what = rows, f"the word embeddings have {rows} rows"
             elif n == "position_ids" and not self.position_table:

@@ -418,6 +418,13 @@ class BertEncoder(_Module):
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
 
+def table_shape(embeddings: nn.Module) -> tuple[int, int]:
+    """(rows, width) of the word-embedding table, read from its weight: the module may wrap the
+    ``nn.Embedding`` (PEFT's trainable tokens, ``trainable_token_indices``), without ``num_embeddings``."""
+    rows, width = embeddings.weight.shape
+    return rows, width
+
+
 def embedding(num_embeddings: int, embedding_dim: int, padding_idx: int | None = None) -> nn.Embedding:
     """``nn.Embedding(num_embeddings, embedding_dim, padding_idx)``. Built on the meta device (a model about
     to be loaded), it skips its random init: a meta tensor has no values, and torch's ``normal_`` on one runs

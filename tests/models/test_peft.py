@@ -158,6 +158,23 @@ def test_trainable_tokens_wrapping_the_word_embeddings_match_transformers(tmp_pa
     assert deltas and all(g is not None and g.abs().max() > 0 for g in deltas)
 
 
+def test_generate_with_trainable_tokens():
+    """``generate`` reads the vocabulary size from the table's weight, as the forward does: PEFT's trainable
+    tokens wrapper has no ``num_embeddings`` (AttributeError before). Greedy: each new token is the argmax of
+    the wrapped model's own logits."""
+    config = fastbert.BertConfig(**TINY, is_decoder=True)
+    torch.manual_seed(0)
+    model = fastbert.BertLMHeadModel(config).eval()
+    wrapped = peft.get_peft_model(
+        model, peft.TrainableTokensConfig(token_indices=[3, 4], target_modules=["word_embeddings"])
+    )
+    ids = torch.tensor([[5, 6, 7]])
+    out = model.generate(ids, max_new_tokens=2, eos_token_id=2, pad_token_id=0)
+    with torch.no_grad():
+        first = wrapped(input_ids=ids).logits[0, -1].argmax()
+    assert out.shape == (1, 5) and out[0, 3] == first
+
+
 def test_merge_and_unload_gives_plain_modules_and_the_fused_gemm(tmp_path):
     hf, fb = pair("BertForSequenceClassification", tmp_path)
     inputs = batch()
