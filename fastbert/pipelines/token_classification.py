@@ -63,9 +63,8 @@ class TokenClassificationPipeline(Pipeline):
                 )
             post["aggregation_strategy"] = strategy
         if ignore_labels is not None:
-            if isinstance(
-                ignore_labels, str
-            ):  # (list() would ignore its letters; transformers raises TypeError)
+            # a string: list() would ignore its letters (transformers raises TypeError)
+            if isinstance(ignore_labels, str):
                 raise TypeError(
                     f"ignore_labels is a list of labels, not a string: pass ignore_labels=[{ignore_labels!r}]"
                 )
