@@ -110,9 +110,14 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     modules = _read_json(os.path.join(path, "modules.json"))
     num_labels = int(getattr(config, "num_labels", 0) or len(getattr(config, "id2label", {}) or {}))
     pooling = options.pooling
-    if seq_cls in archs and pooling is None:
+    notes = []
+    if seq_cls in archs:
+        # as TEI (router/src/lib.rs get_backend_model_type): a classification head makes the model a
+        # classifier or re-ranker whatever --pooling says (a POOLING set for every deployment included)
         kind = RERANKER if num_labels == 1 else CLASSIFIER
         arch = seq_cls
+        if pooling is not None:
+            notes.append(f"--pooling {pooling} is ignored: {path} is a {seq_cls} ({kind}), as in TEI")
     elif pooling == "splade" or (pooling is None and mlm in archs and not modules):
         if pooling is None:
             raise ValueError(
@@ -134,6 +139,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
         architecture=arch,
         pooling="",
         vocab_size=int(config.vocab_size) if getattr(config, "vocab_size", None) else None,
+        notes=notes,
     )
     if kind == EMBEDDING:
         if pooling == "splade":

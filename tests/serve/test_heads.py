@@ -205,6 +205,22 @@ def test_masked_lm_without_pooling_is_a_clear_error(tiny):
         describe_model(ServeOptions(model=tiny["mlm"]))
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean", "splade"])
+@pytest.mark.parametrize("head", ["reranker", "classifier"])
+def test_pooling_does_not_turn_a_classifier_into_an_embedding_model(tiny, head, pooling):
+    """TEI (router/src/lib.rs get_backend_model_type) serves a *ForSequenceClassification folder as its
+    classifier or re-ranker whatever --pooling (or a POOLING set for every deployment) says, with a warning;
+    fastbert served its encoder as an embedding model (/rerank a 424), or with --pooling splade a masked-LM
+    head the checkpoint lacks (random weights)."""
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    spec = describe_model(ServeOptions(model=tiny[head], pooling=pooling))
+    assert spec.kind == head and spec.architecture == "BertForSequenceClassification"
+    assert any("--pooling" in note and "ignored" in note for note in spec.notes)
+    assert describe_model(ServeOptions(model=tiny[head])).notes == []
+
+
 def test_quantization_is_applied_never_silently_dropped(tiny):
     import torch
 
