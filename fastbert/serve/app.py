@@ -297,9 +297,11 @@ class Server:
             if isinstance(field, RerankPairs):
                 query = len(self.tokenizer.plain.encode(inputs[e.index][0]).ids)
                 named, given = field.too_long(e.index, query, e.length, e.maximum)
+            # the OpenAI route (its field `input`) has no `truncate`: only the server's option truncates there
+            hint = "" if field == "input" else "pass truncate=true, or "
             raise ServeError(
                 f"Input validation error: {named} must have less than {e.maximum} tokens. Given: {given} "
-                "(pass truncate=true, or start the server with --auto-truncate)",
+                f"({hint}start the server with --auto-truncate)",
                 "validation",
                 metric="tokenization",
             ) from None

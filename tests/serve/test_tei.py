@@ -304,3 +304,21 @@ def test_prompt_refused_where_the_pooling_excludes_it(prompt_model, tmp_path):
         plain = c.post("/embed", json=text).json()
         np.testing.assert_allclose(c.post("/embed", json={**text, "prompt_name": "passage"}).json(), plain)
         assert c.post("/tokenize", json={**text, "prompt_name": "query"}).status_code == 200
+
+
+def test_too_long_without_truncation_names_what_the_route_takes(tiny):
+    """With --auto-truncate false, an input over --max-input-length is a 422 that says how to truncate it:
+    `truncate=true` on TEI's routes; the OpenAI route has no such field (it is ignored there, as in TEI, whose
+    route truncates as the server's option says), so its error told the client to pass what it cannot."""
+    text = "cat " * 100
+    with serving(model=tiny["base"], pooling="mean", auto_truncate=False) as srv:
+        c = srv.client
+        r = c.post("/embed", json={"inputs": text})
+        assert r.status_code == 422 and "pass truncate=true" in r.json()["error"], r.text
+        assert c.post("/embed", json={"inputs": text, "truncate": True}).status_code == 200
+        r = c.post("/v1/embeddings", json={"input": text})
+        assert r.status_code == 422, r.text
+        message = r.json()["error"]["message"]
+        assert "`input` must have less than 64 tokens" in message and "--auto-truncate" in message
+        assert "truncate=true" not in message
+        assert c.post("/v1/embeddings", json={"input": text, "truncate": True}).status_code == 422
