@@ -127,7 +127,22 @@ def _furthest(errors: list[dict]) -> dict:
         return where
 
     members = [e for e in errors if tuple(e.get("loc", ()))[:cut] == loc[:cut]]
-    return max(members, key=reach)  # the first of those that reach as far
+
+    def item(e: dict) -> int:  # the item an error is in (-1: the whole value)
+        return next((p for p in tuple(e.get("loc", ()))[cut:] if isinstance(p, int)), -1)
+
+    # a member reaches as far as it got into its first refused item: the list of inputs refuses every item
+    # of ``[-1, 2]`` (no item is a string or a list), the token ids refuse -1 first, and that is named
+    by_member: dict[Any, list[dict]] = {}
+    for e in members:
+        by_member.setdefault(tuple(e.get("loc", ()))[cut], []).append(e)
+
+    def got(es: list[dict]) -> tuple[int, ...]:
+        k = min(item(e) for e in es)
+        return max(reach(e) for e in es if item(e) == k)
+
+    best = max(by_member.values(), key=got)  # the first of those that got as far
+    return max(best, key=reach)  # its furthest error
 
 
 def validation_message(errors: list[dict]) -> str:

@@ -39,6 +39,9 @@ def test_a_token_id_outside_the_vocabulary_is_named_where_it_is(mean_base_server
         ("/v1/embeddings", {"input": ["the cat", 5]}, "input[1]", "valid string"),
         ("/embed", {"inputs": [[5, 6], [7, "x"]]}, "inputs[1][1]", "valid integer"),
         ("/embed", {"inputs": [5, -1]}, "inputs[1]", "greater than or equal to 0"),
+        # the list of inputs refuses every item of [-1, 2] (ints are no inputs): the ids' -1 is at fault
+        ("/embed", {"inputs": [-1, 2]}, "inputs[0]", "greater than or equal to 0"),
+        ("/embed", {"inputs": [[-1], "the cat"]}, "inputs[0][0]", "greater than or equal to 0"),
         ("/predict", {"inputs": ["a", "b", "c"]}, "inputs", "at most 2 items"),
         ("/predict", {"inputs": [["a"], ["b", "c", "d"]]}, "inputs[1]", "at most 2 items"),
         ("/decode", {"ids": [[5], [6, "x"]]}, "ids[1][1]", "valid integer"),
