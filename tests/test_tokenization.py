@@ -1836,6 +1836,23 @@ def test_do_basic_tokenize_false_as_transformers_4(tmp_path):
     ]
 
 
+def test_never_split_is_unused_without_the_basic_tokenizer():
+    """transformers 4's BertTokenizer(do_basic_tokenize=False) runs WordPiece alone: never_split (a setting of its
+    basic tokenizer) changes nothing there; fastbert still matched the words whole, splitting "new," into "new"
+    and "," (WordPiece gives "new", "##,")."""
+    tok = BertTokenizer.from_pretrained(MINILM, do_basic_tokenize=False, never_split=["new", "[unused1]"])
+    plain = BertTokenizer.from_pretrained(MINILM, do_basic_tokenize=False)
+    for text in ["new, york", "renew new.", "x [unused1], y", "([unused1])"]:
+        assert tok.tokenize(text) == plain.tokenize(text), text
+    assert tok.tokenize("new, york") == ["new", "##,", "york"]
+    legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+    slow = legacy.BertTokenizerLegacy(
+        os.path.join(MINILM, "vocab.txt"), do_basic_tokenize=False, never_split=["new", "[unused1]"]
+    )
+    for text in ["new, york", "x [unused1], y", "([unused1])"]:
+        assert tok.tokenize(text) == slow.tokenize(text), text
+
+
 def test_save_vocabulary_to_a_file_path(tmp_path):
     """transformers 4's BertTokenizer.save_vocabulary takes a folder or a file path."""
     tok = BertTokenizer.from_pretrained(MINILM)

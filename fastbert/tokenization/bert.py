@@ -169,7 +169,7 @@ class BertTokenizer(TokenizerBase):
     ``do_lower_case``, ``strip_accents`` and ``tokenize_chinese_chars`` set the BertNormalizer; left out with
     a ``tokenizer.json``, the file's own normalizer settings are kept. ``never_split`` tokens found in the
     vocabulary are matched whole in the raw text (like transformers' slow tokenizer) instead of being split
-    on punctuation.
+    on punctuation; with ``do_basic_tokenize=False`` they are not used, as there.
     """
 
     vocab_files_names = {"vocab_file": VOCAB_FILE, "tokenizer_file": TOKENIZER_FILE}
@@ -238,7 +238,9 @@ class BertTokenizer(TokenizerBase):
         flagged = {t.content: t for t in map(_flagged_special, given) if t is not None}
         _add_config_tokens(backend, added_tokens_decoder)  # first: each at the id the files give it
         self._add_specials(backend, [flagged.get(t, t) for t in specials])
-        _add_never_split(backend, self.never_split, specials)
+        # transformers 4: never_split is the basic tokenizer's, unused without it
+        if do_basic_tokenize is not False:
+            _add_never_split(backend, self.never_split, specials)
         self._tokenizer = backend
         self._ensure_post_processor()
 
