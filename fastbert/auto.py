@@ -6,7 +6,8 @@ The family comes from config.json's ``model_type`` through :mod:`fastbert.regist
 without ``model_type`` is BERT's); an ``AutoModelFor*`` class builds that family's class for its task (a
 checkpoint saved from ``BertForPreTraining`` loads in ``AutoModelForMaskedLM`` as ``BertForMaskedLM``).
 A ``model_type`` fastbert does not have is refused with one ``ValueError`` that names it and lists the
-supported ones.
+supported ones, unless the user's own classes are registered for it (``AutoConfig.register``,
+``AutoModel*.register``, as transformers').
 """
 
 from __future__ import annotations
@@ -40,6 +41,26 @@ class AutoConfig:
         transformers (it defaulted to "bert")."""
         return registry.config_class(model_type)(*args, **kwargs)
 
+    @staticmethod
+    def register(model_type: str, config: type, exist_ok: bool = False) -> None:
+        """Registers the config class of a ``model_type`` of the user's (a fastbert config subclass), as
+        transformers' ``AutoConfig.register``: a config.json of that ``model_type`` then loads in it. A
+        ``model_type`` fastbert has is refused unless ``exist_ok=True``."""
+        if not (isinstance(config, type) and issubclass(config, BertConfig)):
+            raise ValueError(
+                f"AutoConfig.register({model_type!r}, {config!r}): fastbert's Auto classes load fastbert configs, "
+                "a subclass of fastbert.BertConfig (or of another family's config class)"
+            )
+        if config.model_type != model_type:  # transformers' words
+            raise ValueError(
+                "The config you are passing has a `model_type` attribute that is not consistent with the model type "
+                f"you passed (config has {config.model_type} and you passed {model_type}. Fix one of those so they "
+                "match!"
+            )
+        if model_type in registry.FAMILIES and not exist_ok:
+            raise ValueError(f"'{model_type}' is already used by a Transformers config, pick another name.")
+        registry.REGISTERED_CONFIGS[model_type] = config
+
 
 def _refuse_remote_code(
     where: Any, config: Any, auto_classes: tuple[str, ...], trust_remote_code: Any
@@ -72,18 +93,57 @@ class _AutoModel:
     def _class_for(cls, config: BertConfig):
         """The class of the config's family for this Auto class; a family without one is refused in
         transformers' words, naming the config classes that have one."""
+        registered = registry.REGISTERED_MODELS.get((type(config), cls.task))
+        if registered is not None:
+            return registered
+        having = [f.config.split(":")[1] for f in registry.FAMILIES.values() if cls._task_of(f) in f.classes]
+        having += [c.__name__ for c, task in registry.REGISTERED_MODELS if task == cls.task]
+        if config.model_type in registry.REGISTERED_CONFIGS and config.model_type not in registry.FAMILIES:
+            raise ValueError(
+                f"Unrecognized configuration class {type(config)} for this kind of AutoModel: {cls.__name__}.\n"
+                f"Model type should be one of {', '.join(having)} (no model class is registered for "
+                f"{type(config).__name__} with {cls.__name__}.register)"
+            )
         family = registry.family(config.model_type)
         task = cls._task_of(family)
         if task not in family.classes:
-            having = [
-                f.config.split(":")[1] for f in registry.FAMILIES.values() if cls._task_of(f) in f.classes
-            ]
             raise ValueError(
                 f"Unrecognized configuration class {type(config)} for this kind of AutoModel: {cls.__name__}.\n"
                 f"Model type should be one of {', '.join(having)} (model_type {config.model_type!r} has no {task} "
                 f"class: it has {', '.join(family.classes.values())})"
             )
         return family.model_class(task)
+
+    @classmethod
+    def register(cls, config_class: type, model_class: type, exist_ok: bool = False) -> None:
+        """Registers the user's model class (a fastbert model subclass) for configs of ``config_class``, as
+        transformers' ``AutoModel*.register``: ``from_config`` / ``from_pretrained`` then build it. A config
+        class fastbert has, whose family has a class for this Auto class, is refused unless ``exist_ok=True``."""
+        from .models.engine import BertPreTrainedModel
+
+        if not (isinstance(config_class, type) and issubclass(config_class, BertConfig)):
+            raise ValueError(
+                f"{cls.__name__}.register({config_class!r}, ...): fastbert's Auto classes build from fastbert "
+                "configs, a subclass of fastbert.BertConfig (or of another family's config class)"
+            )
+        if not (isinstance(model_class, type) and issubclass(model_class, BertPreTrainedModel)):
+            raise ValueError(
+                f"{cls.__name__}.register(..., {model_class!r}): fastbert's Auto classes build fastbert models, a "
+                "subclass of one of fastbert's model classes"
+            )
+        if model_class.config_class.__name__ != config_class.__name__:  # transformers' check and words
+            raise ValueError(
+                "The model class you are passing has a `config_class` attribute that is not consistent with the "
+                f"config class you passed (model has {model_class.config_class} and you passed {config_class}. Fix "
+                "one of those so they match!"
+            )
+        taken = any(
+            f.config_class() is config_class and cls._task_of(f) in f.classes
+            for f in registry.FAMILIES.values()
+        )
+        if taken and not exist_ok:
+            raise ValueError(f"'{config_class}' is already used by a Transformers model.")
+        registry.REGISTERED_MODELS[config_class, cls.task] = model_class
 
     @classmethod
     def _task_of(cls, family: registry.Family) -> str:

@@ -544,7 +544,8 @@ class BertConfig:
         if not isinstance(data, dict):
             raise OSError(f"{path} does not hold a JSON object")
         model_type = data.get("model_type")
-        if model_type is not None and model_type not in cls.compatible_model_types:
+        # a class reads its own model_type too (a user's subclass registered with AutoConfig.register)
+        if model_type is not None and model_type not in (cls.model_type, *cls.compatible_model_types):
             raise ValueError(
                 f"{path} describes a {model_type!r} model, not a {cls.family_name} model "
                 "(fastbert.AutoConfig picks the class of any model_type fastbert supports)"

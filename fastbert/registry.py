@@ -180,6 +180,13 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+#: the classes a user registered with ``AutoConfig.register`` / ``AutoModel*.register`` (transformers' custom
+#: classes), looked up before the families: ``model_type`` -> config class, (config class, the Auto class's task)
+#: -> model class
+REGISTERED_CONFIGS: dict[str, type] = {}
+REGISTERED_MODELS: dict[tuple[type, str], type] = {}
+
+
 def supported_model_types() -> list[str]:
     return sorted(FAMILIES)
 
@@ -199,7 +206,8 @@ def family(model_type: str | None) -> Family:
 
 
 def config_class(model_type: str | None) -> type:
-    return family(model_type).config_class()
+    registered = REGISTERED_CONFIGS.get("bert" if model_type is None else model_type)
+    return registered if registered is not None else family(model_type).config_class()
 
 
 def model_class(model_type: str | None, task: str) -> type:

@@ -10,6 +10,7 @@ safetensors whatever the flag), a ``config.json`` without ``model_type`` is BERT
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -789,3 +790,134 @@ def test_autoconfig_is_not_built_directly():
     for lib in (transformers, fastbert):
         with pytest.raises(OSError, match="AutoConfig.from_pretrained"):
             lib.AutoConfig()
+
+
+class MyBertConfig(fastbert.BertConfig):
+    """A user's own config and classes, as transformers documents registering them."""
+
+    model_type = "my-bert"
+
+
+class MyBertModel(fastbert.BertModel):
+    config_class = MyBertConfig
+
+
+class MyBertForSequenceClassification(fastbert.BertForSequenceClassification):
+    config_class = MyBertConfig
+
+
+@contextlib.contextmanager
+def registrations_undone():
+    """The Auto classes' registrations are process-wide: those made inside are undone on leaving."""
+    configs, models = dict(registry.REGISTERED_CONFIGS), dict(registry.REGISTERED_MODELS)
+    try:
+        yield
+    finally:
+        registry.REGISTERED_CONFIGS.clear()
+        registry.REGISTERED_CONFIGS.update(configs)
+        registry.REGISTERED_MODELS.clear()
+        registry.REGISTERED_MODELS.update(models)
+
+
+def test_registered_classes_round_trip(tmp_path):
+    """``AutoConfig.register`` / ``AutoModel*.register`` as transformers documents them (fastbert had neither): a
+    folder of the user's model_type loads in the user's config and model classes, heads included; an Auto class
+    with no class registered refuses the config in transformers' words."""
+    sizes = dict(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    ids = torch.tensor([[2, 5, 7, 11, 3]])
+    with registrations_undone():
+        fastbert.AutoConfig.register("my-bert", MyBertConfig)
+        fastbert.AutoModel.register(MyBertConfig, MyBertModel)
+        fastbert.AutoModelForSequenceClassification.register(MyBertConfig, MyBertForSequenceClassification)
+        built = fastbert.AutoModel.from_config(MyBertConfig(**sizes)).eval()
+        assert type(built) is MyBertModel
+        built.save_pretrained(tmp_path)
+        assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "my-bert"
+        assert type(fastbert.AutoConfig.from_pretrained(tmp_path)) is MyBertConfig
+        assert type(fastbert.AutoConfig.for_model("my-bert", **sizes)) is MyBertConfig
+        loaded = fastbert.AutoModel.from_pretrained(tmp_path).eval()
+        assert type(loaded) is MyBertModel
+        torch.testing.assert_close(
+            loaded(ids).last_hidden_state, built(ids).last_hidden_state, rtol=0, atol=0
+        )
+        head = fastbert.AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+        assert type(head) is MyBertForSequenceClassification and head(ids).logits.shape == (1, 3)
+        with pytest.raises(
+            ValueError, match=r"Unrecognized configuration class .*MyBertConfig.*AutoModelForMaskedLM"
+        ):
+            fastbert.AutoModelForMaskedLM.from_pretrained(tmp_path)
+    # undone: the model_type is unknown again, and BERT's configs build BERT's classes
+    with pytest.raises(ValueError, match="'my-bert' is not supported"):
+        fastbert.AutoConfig.from_pretrained(tmp_path)
+    assert type(fastbert.AutoModel.from_config(fastbert.BertConfig(**sizes))) is fastbert.BertModel
+
+
+def test_register_refusals_in_transformers_words_and_exist_ok(saved):
+    """transformers' refusals, word for word: a config whose model_type is not the name, a name of its own
+    (unless exist_ok=True), a model whose config_class is another, a config class of its own that has a model
+    for this Auto class (unless exist_ok=True); classes that are not fastbert's are refused too."""
+
+    class OtherConfig(transformers.BertConfig):
+        model_type = "other"
+
+    class TheirModel(transformers.BertModel):
+        config_class = OtherConfig
+
+    class OurOtherConfig(fastbert.BertConfig):
+        model_type = "other"
+
+    class OurModel(fastbert.BertModel):
+        config_class = OurOtherConfig
+
+    cases = (
+        (transformers, OtherConfig, TheirModel, transformers.BertConfig),
+        (fastbert, OurOtherConfig, OurModel, fastbert.BertConfig),
+    )  # fmt: skip
+    with registrations_undone():
+        for lib, other, model, bert in cases:
+            with pytest.raises(
+                ValueError, match=r"config has other and you passed my-bert\. Fix one of those"
+            ):
+                lib.AutoConfig.register("my-bert", other)
+            with pytest.raises(
+                ValueError, match="^'bert' is already used by a Transformers config, pick another"
+            ):
+                lib.AutoConfig.register("bert", bert)
+            with pytest.raises(
+                ValueError, match=r"model has <class .*OtherConfig'> and you passed <class .*MyBert"
+            ):
+                lib.AutoModel.register(MyBertConfig, model)
+            with pytest.raises(
+                ValueError, match=r"^'<class '.*\.BertConfig'>' is already used by a Transformers model"
+            ):
+                lib.AutoModel.register(bert, lib.BertModel)
+        assert registry.REGISTERED_CONFIGS == {} and registry.REGISTERED_MODELS == {}
+        with pytest.raises(ValueError, match="a subclass of fastbert.BertConfig"):
+            fastbert.AutoConfig.register("other", OtherConfig)
+        with pytest.raises(ValueError, match="fastbert's Auto classes build fastbert models"):
+            fastbert.AutoModel.register(OurOtherConfig, TheirModel)
+        with pytest.raises(ValueError, match="build from fastbert configs"):
+            fastbert.AutoModel.register("my-bert", MyBertModel)
+        # RoBERTa has no next-sentence head: its config class is free for that Auto class
+
+        class RobertaForNextSentencePrediction(fastbert.BertForNextSentencePrediction):
+            config_class = fastbert.RobertaConfig
+
+        auto = fastbert.AutoModelForNextSentencePrediction
+        auto.register(fastbert.RobertaConfig, RobertaForNextSentencePrediction)
+        roberta = fastbert.RobertaConfig(**hf_config("bert").to_dict())
+        assert type(auto.from_config(roberta)) is RobertaForNextSentencePrediction
+
+        class MyBertOverride(fastbert.BertConfig):
+            pass
+
+        class MyBertModelOverride(fastbert.BertModel):
+            config_class = MyBertOverride
+
+        fastbert.AutoConfig.register("bert", MyBertOverride, exist_ok=True)
+        assert type(fastbert.AutoConfig.from_pretrained(saved("bert", "base"))) is MyBertOverride
+        fastbert.AutoModel.register(MyBertOverride, MyBertModelOverride, exist_ok=True)
+        assert type(fastbert.AutoModel.from_pretrained(saved("bert", "base"))) is MyBertModelOverride
+    assert type(fastbert.AutoConfig.from_pretrained(saved("bert", "base"))) is fastbert.BertConfig
