@@ -33,6 +33,9 @@ class AutoConfig:
         # (config, unused keywords) with return_unused_kwargs=True
         config = loaded[0] if isinstance(loaded, tuple) else loaded
         _refuse_remote_code(pretrained_model_name_or_path, config, ("AutoConfig",), trust_remote_code)
+        # as transformers' AutoConfig (not the config classes): where it was read from, which a model built on it
+        # keeps (the pipelines load its tokenizer from there)
+        config.name_or_path = pretrained_model_name_or_path
         return loaded
 
     @classmethod

@@ -785,6 +785,23 @@ def test_unsupported_model_type_points_at_transformers(tmp_path):
             load(tmp_path)
 
 
+def test_autoconfig_keeps_where_it_was_read_from(saved):
+    """transformers' AutoConfig (not the config classes) sets ``name_or_path`` to the path it was given, which a
+    model built on it keeps: a pipeline loads that model's tokenizer from there (fastbert's was "": the pipeline
+    refused the model, having no name_or_path)."""
+    import pathlib
+
+    path = saved("bert", "base")
+    for given in (path, pathlib.Path(path)):
+        for lib in (transformers, fastbert):
+            assert lib.AutoConfig.from_pretrained(given).name_or_path == path, lib
+            assert lib.BertConfig.from_pretrained(given).name_or_path == "", lib
+    folder = fastbert.hub.embedded_model_path()  # a folder with its tokenizer
+    model = fastbert.AutoModel.from_config(fastbert.AutoConfig.from_pretrained(folder))
+    assert model.config.name_or_path == folder
+    assert len(fastbert.pipeline("feature-extraction", model=model)("hello world")[0]) == 4
+
+
 def test_autoconfig_is_not_built_directly():
     """``AutoConfig()`` is refused as transformers refuses it (fastbert gave an empty AutoConfig object)."""
     for lib in (transformers, fastbert):
