@@ -194,8 +194,10 @@ class _AutoModel:
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
         trust_remote_code = kwargs.pop("trust_remote_code", None)
         if not isinstance(config, (BertConfig, str, os.PathLike, type(None))) and hasattr(config, "to_dict"):
-            # a transformers config (the model classes take one): its fields, in the class of its model type
-            config = registry.config_from_dict(config.to_dict())
+            # a transformers config (the model classes take one): its fields, in the class of its model type, and
+            # its backend, as the model classes keep it (to_dict leaves it out)
+            theirs, config = config, registry.config_from_dict(config.to_dict())
+            config._attn_implementation = getattr(theirs, "_attn_implementation", None)
         given = isinstance(config, BertConfig)
         if not given:
             # a checkpoint file given directly (Google's bert_model.ckpt, a tf_model.h5) has its config beside

@@ -739,8 +739,8 @@ def test_trust_remote_code_with_an_auto_map_config_or_from_config_is_refused(sav
 
 def test_auto_classes_given_a_transformers_config_or_not_a_config(saved):
     """``from_pretrained(path, config=<a transformers config>)`` builds the class of its model type, as the model
-    classes take one (fastbert read the config's repr as a path: OSError); ``from_config`` of something that is
-    not a config is refused in transformers' words (a dict was an AttributeError)."""
+    classes take one (fastbert read the config's repr as a path: OSError), with its attn_implementation; ``from_config``
+    of something that is not a config is refused in transformers' words (a dict was an AttributeError)."""
     path = saved("roberta", "masked-lm")
     theirs = transformers.AutoConfig.from_pretrained(path)
     built = fastbert.AutoModelForMaskedLM.from_pretrained(path, config=theirs)
@@ -748,6 +748,14 @@ def test_auto_classes_given_a_transformers_config_or_not_a_config(saved):
     for lib in (transformers, fastbert):
         with pytest.raises(ValueError, match="Unrecognized configuration class <class 'dict'>.*: AutoModel"):
             lib.AutoModel.from_config(theirs.to_dict())
+    # its backend too, as the model classes keep it (the Auto class built the default one)
+    eager = transformers.AutoConfig.from_pretrained(path, attn_implementation="eager")
+    for cls in (fastbert.AutoModelForMaskedLM, fastbert.RobertaForMaskedLM):
+        assert cls.from_pretrained(path, config=eager).config._attn_implementation == "eager", cls
+        with pytest.raises(ValueError, match="'flash_attention_2' is a transformers backend"):
+            cls.from_pretrained(
+                path, config=type(eager).from_pretrained(path, attn_implementation="flash_attention_2")
+            )
 
 
 @pytest.mark.parametrize(
