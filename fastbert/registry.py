@@ -185,6 +185,10 @@ FAMILIES: dict[str, Family] = {
 #: -> model class
 REGISTERED_CONFIGS: dict[str, type] = {}
 REGISTERED_MODELS: dict[tuple[type, str], type] = {}
+#: ``AutoTokenizer.register``: config class -> the user's tokenizer class; and every registered tokenizer class by
+#: its name (tokenizer_config.json's ``tokenizer_class``)
+REGISTERED_TOKENIZERS: dict[type, type] = {}
+REGISTERED_TOKENIZER_NAMES: dict[str, type] = {}
 
 
 def supported_model_types() -> list[str]:

@@ -834,14 +834,19 @@ class MyBertForSequenceClassification(fastbert.BertForSequenceClassification):
 @contextlib.contextmanager
 def registrations_undone():
     """The Auto classes' registrations are process-wide: those made inside are undone on leaving."""
-    configs, models = dict(registry.REGISTERED_CONFIGS), dict(registry.REGISTERED_MODELS)
+    tables = (
+        registry.REGISTERED_CONFIGS,
+        registry.REGISTERED_MODELS,
+        registry.REGISTERED_TOKENIZERS,
+        registry.REGISTERED_TOKENIZER_NAMES,
+    )
+    saved = [dict(t) for t in tables]
     try:
         yield
     finally:
-        registry.REGISTERED_CONFIGS.clear()
-        registry.REGISTERED_CONFIGS.update(configs)
-        registry.REGISTERED_MODELS.clear()
-        registry.REGISTERED_MODELS.update(models)
+        for table, before in zip(tables, saved):
+            table.clear()
+            table.update(before)
 
 
 def test_registered_classes_round_trip(tmp_path):
@@ -877,6 +882,64 @@ def test_registered_classes_round_trip(tmp_path):
     with pytest.raises(ValueError, match="'my-bert' is not supported"):
         fastbert.AutoConfig.from_pretrained(tmp_path)
     assert type(fastbert.AutoModel.from_config(fastbert.BertConfig(**sizes))) is fastbert.BertModel
+
+
+class MyBertTokenizer(fastbert.BertTokenizer):
+    pass
+
+
+def test_registered_tokenizer_loads_by_model_type_and_by_name(tmp_path):
+    """``AutoTokenizer.register`` as transformers documents it (fastbert had none): a folder whose config.json
+    has the registered config's model_type, or whose tokenizer_config.json names the registered class, loads in
+    the user's class; transformers 4's slow / fast arguments are taken; refusals in transformers' words."""
+    folder = fastbert.hub.embedded_model_path()
+    with registrations_undone():
+        fastbert.AutoConfig.register("my-bert", MyBertConfig)
+        fastbert.AutoTokenizer.register(MyBertConfig, MyBertTokenizer)
+        by_type = tmp_path / "by_type"
+        fastbert.AutoTokenizer.from_pretrained(folder).save_pretrained(by_type)
+        tok_config = json.loads((by_type / "tokenizer_config.json").read_text())
+        del tok_config["tokenizer_class"]  # only config.json's model_type says which
+        (by_type / "tokenizer_config.json").write_text(json.dumps(tok_config))
+        MyBertConfig(vocab_size=99).save_pretrained(by_type)
+        tok = fastbert.AutoTokenizer.from_pretrained(by_type)
+        assert type(tok) is MyBertTokenizer
+        assert (
+            tok("hello world")["input_ids"]
+            == fastbert.AutoTokenizer.from_pretrained(folder)("hello world")["input_ids"]
+        )
+        by_name = tmp_path / "by_name"
+        MyBertTokenizer.from_pretrained(folder).save_pretrained(by_name)
+        assert json.loads((by_name / "tokenizer_config.json").read_text())["tokenizer_class"] == (
+            "MyBertTokenizer"
+        )
+        assert type(fastbert.AutoTokenizer.from_pretrained(by_name)) is MyBertTokenizer
+        # transformers 4's keywords: one class in fastbert, the fast one where both are given
+        fastbert.AutoTokenizer.register(MyBertConfig, slow_tokenizer_class=MyBertTokenizer)
+        assert type(fastbert.AutoTokenizer.from_pretrained(by_type)) is MyBertTokenizer
+        for lib in (transformers, fastbert):
+            with pytest.raises(ValueError, match="^You need to pass a `tokenizer_class`$"):
+                lib.AutoTokenizer.register(MyBertConfig)
+        with pytest.raises(
+            ValueError, match=r"^'<class '.*\.BertConfig'>' is already used by a Transformers model\.$"
+        ):
+            transformers.AutoTokenizer.register(transformers.BertConfig, transformers.BertTokenizer)
+        with pytest.raises(
+            ValueError, match=r"^'<class '.*\.BertConfig'>' is already used by a Transformers model\.$"
+        ):
+            fastbert.AutoTokenizer.register(fastbert.BertConfig, MyBertTokenizer)
+        with pytest.raises(ValueError, match="loads fastbert tokenizers"):
+            fastbert.AutoTokenizer.register(MyBertConfig, transformers.BertTokenizer)
+        # exist_ok=True replaces a family's tokenizer for its model_type (config.json says "bert")
+        fastbert.AutoTokenizer.register(fastbert.BertConfig, MyBertTokenizer, exist_ok=True)
+        plain = tmp_path / "plain"
+        fastbert.AutoTokenizer.from_pretrained(folder).save_pretrained(plain)
+        (plain / "tokenizer_config.json").write_text(json.dumps(tok_config))
+        fastbert.BertConfig(vocab_size=99).save_pretrained(plain)
+        assert type(fastbert.AutoTokenizer.from_pretrained(plain)) is MyBertTokenizer
+    # undone: a folder naming the class falls back to its files (a WordPiece vocabulary: BERT's)
+    assert type(fastbert.AutoTokenizer.from_pretrained(by_name)) is fastbert.BertTokenizer
+    assert type(fastbert.AutoTokenizer.from_pretrained(plain)) is fastbert.BertTokenizer
 
 
 def test_register_refusals_in_transformers_words_and_exist_ok(saved):

@@ -93,6 +93,25 @@ def _class_from_tokenizer_json(path: str, options: hub.HubOptions) -> type[Token
     return None
 
 
+def _registered_class(name: Any) -> type[TokenizerBase] | None:
+    """The user's tokenizer class (``AutoTokenizer.register``) a tokenizer_config.json's ``tokenizer_class``
+    names, with or without "Fast" (transformers 5 looks the registered names up before its own)."""
+    if not isinstance(name, str):
+        return None
+    found = registry.REGISTERED_TOKENIZER_NAMES
+    return found.get(name) or found.get(name.removesuffix("Fast")) or found.get(f"{name}Fast")
+
+
+def _registered_for_model_type(model_type: Any) -> type[TokenizerBase] | None:
+    """The tokenizer class registered for the config class of config.json's ``model_type`` (the user's, or a
+    family's replaced with ``exist_ok=True``)."""
+    if not registry.REGISTERED_TOKENIZERS or not isinstance(model_type, str):
+        return None
+    if model_type not in registry.REGISTERED_CONFIGS and model_type not in registry.FAMILIES:
+        return None
+    return registry.REGISTERED_TOKENIZERS.get(registry.config_class(model_type))
+
+
 def tokenizer_class_for(path: str | os.PathLike, **kwargs: Any) -> type[TokenizerBase]:
     """The fastbert tokenizer class of a folder or hub id (``kwargs``: the hub options of ``from_pretrained``).
 
@@ -103,9 +122,15 @@ def tokenizer_class_for(path: str | os.PathLike, **kwargs: Any) -> type[Tokenize
     path = str(path)
     options = _options(kwargs)
     name = _read_field(path, TOKENIZER_CONFIG_FILE, "tokenizer_class", options)
+    registered = _registered_class(name)
+    if registered is not None:
+        return registered
     if isinstance(name, str) and name.removesuffix("Fast") in TOKENIZER_CLASSES:
         return TOKENIZER_CLASSES[name.removesuffix("Fast")]
     model_type = _read_field(path, "config.json", "model_type", options)
+    registered = _registered_for_model_type(model_type)
+    if registered is not None:
+        return registered
     if isinstance(model_type, str) and model_type in MODEL_TYPE_TOKENIZERS:
         return MODEL_TYPE_TOKENIZERS[model_type]
     guessed = _class_from_tokenizer_json(path, options)
@@ -192,3 +217,44 @@ class AutoTokenizer:
         ``model_type``, else tokenizer.json's model) loaded from it: BERT, DistilBERT, ELECTRA, MPNet, RoBERTa,
         XLM-RoBERTa, CamemBERT, ModernBERT."""
         return from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @staticmethod
+    def register(
+        config_class: type,
+        tokenizer_class: type | None = None,
+        slow_tokenizer_class: type | None = None,
+        fast_tokenizer_class: type | None = None,
+        exist_ok: bool = False,
+    ) -> None:
+        """Registers the user's tokenizer class (a fastbert tokenizer subclass) for configs of ``config_class``,
+        as transformers' ``AutoTokenizer.register``: a folder whose config.json has that config's
+        ``model_type``, or whose tokenizer_config.json names the class, then loads in it. fastbert has one
+        class per tokenizer: transformers 4's ``slow_tokenizer_class`` / ``fast_tokenizer_class`` are taken as
+        it (the fast one where both are given). A config class fastbert has is refused unless ``exist_ok=True``.
+        """
+        from ..config import BertConfig
+
+        if tokenizer_class is None:
+            tokenizer_class = (
+                fast_tokenizer_class if fast_tokenizer_class is not None else slow_tokenizer_class
+            )
+        if tokenizer_class is None:  # transformers' words
+            raise ValueError("You need to pass a `tokenizer_class`")
+        if not (isinstance(config_class, type) and issubclass(config_class, BertConfig)):
+            raise ValueError(
+                f"AutoTokenizer.register({config_class!r}, ...): fastbert's Auto classes take fastbert configs, a "
+                "subclass of fastbert.BertConfig (or of another family's config class)"
+            )
+        given = [c for c in (tokenizer_class, slow_tokenizer_class, fast_tokenizer_class) if c is not None]
+        for candidate in given:
+            if not (isinstance(candidate, type) and issubclass(candidate, TokenizerBase)):
+                raise ValueError(
+                    f"AutoTokenizer.register(..., {candidate!r}): fastbert's AutoTokenizer loads fastbert "
+                    "tokenizers, a subclass of one of fastbert's tokenizer classes"
+                )
+        taken = any(f.config_class() is config_class for f in registry.FAMILIES.values())
+        if taken and not exist_ok:  # transformers' words
+            raise ValueError(f"'{config_class}' is already used by a Transformers model.")
+        for candidate in given:
+            registry.REGISTERED_TOKENIZER_NAMES[candidate.__name__] = tokenizer_class
+        registry.REGISTERED_TOKENIZERS[config_class] = tokenizer_class
