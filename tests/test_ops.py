@@ -410,3 +410,34 @@ def test_sdpa_window_path_across_chunks_equals_the_reference():
     plain = R.attention_varlen(q, k, v, *args, **kw)
     ref = R.attention_varlen(q.double(), k.double(), v.double(), *args, **kw)
     assert_close(ours, plain, ref, torch.float32, what="banded sdpa across chunks")
+
+
+def test_triton_falls_back_for_more_sequences_than_the_attention_grid_takes():
+    """The attention kernel's grid carries the batch on an axis of at most 65535: a larger batch (a plain
+    model call; transformers runs it) falls back to sdpa, warned, instead of the kernel refusing it mid-forward
+    after the embedding kernel ran."""
+    import warnings
+
+    import fastbert
+
+    if not ops.triton_available():
+        pytest.skip("needs triton (CUDA or TRITON_INTERPRET=1)")
+    from fastbert.kernels.attention import MAX_GRID_BATCH
+
+    assert ops.TRITON_MAX_BATCH == MAX_GRID_BATCH  # resolve's copy of the kernel's limit
+    assert ops.resolve("triton", batch=MAX_GRID_BATCH) == (ops.get_ops("triton"), None)
+    table, reason = ops.resolve("triton", batch=MAX_GRID_BATCH + 1)
+    assert table is ops.SDPA_OPS and f"more than {MAX_GRID_BATCH} sequences" in reason
+    cfg = dict(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**cfg, max_position_embeddings=4)).eval()
+    ids = torch.randint(0, 11, (MAX_GRID_BATCH + 1, 1))
+    model.set_attn_implementation("triton")
+    with torch.no_grad(), pytest.warns(UserWarning, match=f"more than {MAX_GRID_BATCH} sequences"):
+        ours = model(input_ids=ids).last_hidden_state
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per reason
+        model(input_ids=ids[:-1].repeat(2, 1))
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        assert torch.equal(ours, model(input_ids=ids).last_hidden_state)

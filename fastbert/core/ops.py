@@ -619,6 +619,8 @@ def _triton_table() -> OpTable:
 TRITON_MAX_HEAD_DIM = 128
 #: the widest row the Triton norm and embedding kernels take (``kernels.layernorm.MAX_HIDDEN``)
 TRITON_MAX_HIDDEN = 16384
+#: the most sequences one Triton attention launch takes (``kernels.attention.MAX_GRID_BATCH``: the grid's batch axis)
+TRITON_MAX_BATCH = 65535
 
 
 def resolve(
@@ -634,6 +636,7 @@ def resolve(
     head_dim: int = 64,
     hidden_size: int = 768,
     autocast: bool = False,
+    batch: int = 1,
 ) -> tuple[OpTable, str | None]:
     """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
 
@@ -642,8 +645,8 @@ def resolve(
     padding); the triton kernels have no relative positions, dropout, gradients, KV cache or
     ``torch.autocast`` (each kernel takes one dtype; under autocast transformers' residual stream and
     LayerNorms stay fp32 while its GEMMs run in half precision: the torch tables do the same), cover head
-    dims up to :data:`TRITON_MAX_HEAD_DIM` and rows up to :data:`TRITON_MAX_HIDDEN`, and need CUDA (or the
-    interpreter).
+    dims up to :data:`TRITON_MAX_HEAD_DIM`, rows up to :data:`TRITON_MAX_HIDDEN` and batches up to
+    :data:`TRITON_MAX_BATCH` sequences, and need CUDA (or the interpreter).
     """
     name = attn_implementation
     if name != "eager" and no_real_tokens:
@@ -675,6 +678,9 @@ def resolve(
         reason = (
             f"hidden size {hidden_size} is over the norm kernels' {TRITON_MAX_HIDDEN} (one row per block)"
         )
+    elif batch > TRITON_MAX_BATCH:
+        # no count in the reason: the model warns once per reason, not once per batch size
+        reason = f"batches of more than {TRITON_MAX_BATCH} sequences are over the attention kernel's grid (its batch axis)"
     elif not triton_available():
         reason = "the Triton kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
     elif device is not None and os.environ.get("TRITON_INTERPRET", "0") != "1" and device().type != "cuda":

@@ -726,6 +726,7 @@ class BertModel(BertPreTrainedModel):
         past: Any,
         no_real_tokens: bool = False,
         inputs: BertInputs | None = None,
+        batch: int = 1,
     ) -> OpTable:
         """The op table of this forward: ``attn_implementation``, or the table a fallback rule says (warned
         once per reason). Gradients are needed when a parameter or a float input (``inputs_embeds``,
@@ -759,6 +760,7 @@ class BertModel(BertPreTrainedModel):
             head_dim=cfg.hidden_size // cfg.num_attention_heads,  # not a head_dim config.json may carry
             hidden_size=cfg.hidden_size,
             autocast=torch.is_autocast_enabled(self.device.type),
+            batch=batch,
         )
         if reason is not None:
             self._warn_fallback(reason)
@@ -830,7 +832,7 @@ class BertModel(BertPreTrainedModel):
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1], past_length=past_length)
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
-        ops = self._resolve(output_attentions, past, no_real_tokens, inputs)
+        ops = self._resolve(output_attentions, past, no_real_tokens, inputs, checked.batch)
         attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
         can_pack = (
             (host_reads or inputs.static_packing is not None)
