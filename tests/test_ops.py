@@ -441,3 +441,27 @@ def test_triton_falls_back_for_more_sequences_than_the_attention_grid_takes():
     model.set_attn_implementation("sdpa")
     with torch.no_grad():
         assert torch.equal(ours, model(input_ids=ids).last_hidden_state)
+
+
+def test_triton_falls_back_for_a_float64_model():
+    """The kernels take fp32/fp16/bf16: a float64 model (transformers runs one; on CUDA triton is the default
+    backend) falls back to sdpa, warned, instead of the embedding kernel refusing its tables mid-forward."""
+    import fastbert
+
+    if not ops.triton_available():
+        pytest.skip("needs triton (CUDA or TRITON_INTERPRET=1)")
+    table, reason = ops.resolve("triton", dtype=torch.float64)
+    assert table is ops.SDPA_OPS and "not the model's torch.float64" in reason
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        assert ops.resolve("triton", dtype=dtype) == (ops.get_ops("triton"), None)
+    cfg = dict(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**cfg, max_position_embeddings=4)).eval().double()
+    ids = torch.randint(0, 11, (2, 3))
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    model.set_attn_implementation("triton")
+    with torch.no_grad(), pytest.warns(UserWarning, match="float64"):
+        ours = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        assert torch.equal(ours, model(input_ids=ids, attention_mask=mask).last_hidden_state)

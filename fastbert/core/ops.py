@@ -614,6 +614,8 @@ def _triton_table() -> OpTable:
     )
 
 
+#: the model dtypes the Triton kernels take (``kernels.activation.FLOAT_DTYPES``)
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: the largest head dim the Triton attention kernel takes (``kernels.attention.MAX_HEAD_DIM``; kept here so
 #: that resolving imports no triton)
 TRITON_MAX_HEAD_DIM = 128
@@ -637,6 +639,7 @@ def resolve(
     hidden_size: int = 768,
     autocast: bool = False,
     batch: int = 1,
+    dtype: torch.dtype | None = None,
 ) -> tuple[OpTable, str | None]:
     """The table one forward runs with, and why it is not ``attn_implementation``'s own (None when it is).
 
@@ -644,7 +647,8 @@ def resolve(
     mask has no real token at all (nothing to pack: every output is what transformers computes over the
     padding); the triton kernels have no relative positions, dropout, gradients, KV cache or
     ``torch.autocast`` (each kernel takes one dtype; under autocast transformers' residual stream and
-    LayerNorms stay fp32 while its GEMMs run in half precision: the torch tables do the same), cover head
+    LayerNorms stay fp32 while its GEMMs run in half precision: the torch tables do the same), take a model
+    ``dtype`` of float32, float16 or bfloat16 (not float64), cover head
     dims up to :data:`TRITON_MAX_HEAD_DIM`, rows up to :data:`TRITON_MAX_HIDDEN` and batches up to
     :data:`TRITON_MAX_BATCH` sequences, and need CUDA (or the interpreter).
     """
@@ -672,6 +676,8 @@ def resolve(
         reason = "incremental decoding with a KV cache"
     elif autocast:
         reason = "torch.autocast mixes dtypes (half-precision GEMMs, an fp32 residual stream) and the Triton kernels take one"
+    elif dtype is not None and dtype not in TRITON_DTYPES:
+        reason = f"the Triton kernels take float32, float16 and bfloat16, not the model's {dtype}"
     elif head_dim > TRITON_MAX_HEAD_DIM:
         reason = f"head dim {head_dim} is over the attention kernel's {TRITON_MAX_HEAD_DIM}"
     elif hidden_size > TRITON_MAX_HIDDEN:

@@ -761,6 +761,7 @@ class BertModel(BertPreTrainedModel):
             hidden_size=cfg.hidden_size,
             autocast=torch.is_autocast_enabled(self.device.type),
             batch=batch,
+            dtype=self.dtype,
         )
         if reason is not None:
             self._warn_fallback(reason)
