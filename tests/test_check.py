@@ -370,3 +370,39 @@ def test_check_list_flags_refuse_empty_entries_and_run_repeated_ones_once(monkey
         ]
     )
     assert seen == {"dtypes": ("fp32",), "backends": ("sdpa", "eager")}, seen
+
+
+def test_check_fails_a_row_that_overflows_in_the_dtype(tmp_path, capsys):
+    """A model whose fp16 output overflows (inf in fastbert's fp16 and in PyTorch's own): the bound, 4 x
+    torch's own error, was inf, and ``inf <= inf`` passed the row: ``fastbert check`` said "all rows within
+    tolerance" and exited 0 on an output of inf. Such a row now fails (exit 1), as ``Verdict.ok`` says."""
+    import fastbert
+    from fastbert.cli import main
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "lazy", "dog"]
+    cfg = fastbert.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=20,
+    )
+    torch.manual_seed(0)
+    model = fastbert.BertModel(cfg)
+    with torch.no_grad():  # 1e5 is inf in fp16: the last LayerNorm's output overflows
+        model.encoder.layer[0].output.LayerNorm.weight.fill_(1e5)
+    model.save_pretrained(str(tmp_path))
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    rows = check.run_check(
+        model=str(tmp_path), dtypes=("fp16",), backends=("eager",), device="cpu", with_transformers=False
+    )
+    assert rows[0].max_err == float("inf") and not rows[0].ok
+    assert (
+        check.Row("fastbert eager", "fp16", 1.0, 1.0, float("inf")).ok is False
+    )  # a bound of inf judges nothing
+    capsys.readouterr()
+    code = main(
+        ["check", "--model", str(tmp_path), "--dtypes", "fp16", "--backends", "eager", "--no-transformers"]
+    )
+    out = capsys.readouterr()
+    assert code == 1 and "FAIL" in out.out and "all rows within tolerance" not in out.out
