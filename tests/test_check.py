@@ -9,6 +9,9 @@ from fastbert import check
 
 
 def test_check_rows_and_tolerances():
+    from model_helpers import require_transformers
+
+    require_transformers()  # its rows are asserted (FASTBERT_ALLOW_NO_TRANSFORMERS=1: skipped)
     rows = check.run_check(
         config="tiny", dtypes=("fp32", "bf16"), backends=("eager", "sdpa"), batch=3, seqlen=9
     )
