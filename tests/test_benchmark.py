@@ -578,6 +578,12 @@ def test_cli_options_and_overrides():
     for bad in (["--rounds", "0"], ["--time-budget", "-1"], ["--min-rounds", "0"], ["--target-time", "-1"]):
         with pytest.raises(SystemExit):  # refused by name before anything runs (--rounds 0 ran 45 s)
             parser.parse_args(bad)
+    # nan passed every comparison: --target-time nan ended each row in "cannot convert float NaN to integer",
+    # --time-budget nan cut each row; --target-time inf ended each row in an OverflowError
+    for bad in (["--time-budget", "nan"], ["--target-time", "nan"], ["--target-time", "inf"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    assert parser.parse_args(["--time-budget", "inf"]).time_budget == float("inf")  # no budget: allowed
     quick = options_from_args(parser.parse_args(["--quick", "--device", "cpu"]))
     assert quick.suite == "quick" and quick.time_budget_s == 45
     assert options_from_args(parser.parse_args(["--quick", "--time-budget", "9"])).time_budget_s == 9

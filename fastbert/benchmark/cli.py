@@ -27,15 +27,23 @@ def _csv_list(text: str) -> list[str]:
     return names
 
 
-def _at_least(name: str, low: float, kind: type, above: bool = False):
+def _at_least(name: str, low: float, kind: type, above: bool = False, infinite: bool = False):
     """argparse type: a number of ``kind`` not below ``low`` (with ``above``, more than it), refused by the
-    option's name before anything runs; not a number: argparse's own "invalid int value" message."""
+    option's name before anything runs; not a number: argparse's own "invalid int value" message. ``nan``
+    (which no comparison refuses) and, unless ``infinite``, ``inf`` are refused too: ``--target-time nan``
+    ended every row in "cannot convert float NaN to integer", ``--time-budget nan`` cut every row."""
 
     def parse(text: str):
         value = kind(text)  # ValueError: argparse says "invalid int value: 'two'"
-        if value < low or (above and value == low):
+        if (
+            value != value
+            or (value == float("inf") and not infinite)
+            or value < low
+            or (above and value == low)
+        ):
+            finite = "" if infinite else "a finite number "
             raise argparse.ArgumentTypeError(
-                f"{name} must be {'more than' if above else 'at least'} {low}, got {text}"
+                f"{name} must be {finite}{'more than' if above else 'at least'} {low}, got {text}"
             )
         return value
 
@@ -68,7 +76,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-budget",
         "--max-time",
         dest="time_budget",
-        type=_at_least("--time-budget", 0, float, above=True),
+        type=_at_least("--time-budget", 0, float, above=True, infinite=True),
         help="seconds for the whole run, enforced inside rows (a row that would overrun is cut and marked); "
         "--quick: 45 on the CPU, 160 on CUDA unless given",
     )
