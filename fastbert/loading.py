@@ -707,19 +707,18 @@ def write_weights(
         filename_pattern=pattern,
         max_shard_size=max_shard_size if max_shard_size is not None else 2**62,
     )
-    # shards of an earlier save that this one does not rewrite would be read with the new index: remove them
+    # shards of an earlier save that this one does not rewrite would be read with the new index: removed once
+    # the new index is written (before, an interrupted save left the earlier index naming removed shards)
     stem = weights_name.replace(".bin", "").replace(".safetensors", "")
     shard_name = re.compile(r"(.*?)-\d{5}-of-\d{5}")
-    for filename in os.listdir(save_directory):
-        path = os.path.join(save_directory, filename)
-        bare = filename.replace(".bin", "").replace(".safetensors", "")
-        if (
-            filename.startswith(stem)
-            and os.path.isfile(path)
-            and filename not in split.filename_to_tensors
-            and shard_name.fullmatch(bare) is not None
-        ):
-            os.remove(path)
+    stale = [
+        path
+        for filename in os.listdir(save_directory)
+        if filename.startswith(stem)
+        and os.path.isfile(path := os.path.join(save_directory, filename))
+        and filename not in split.filename_to_tensors
+        and shard_name.fullmatch(filename.replace(".bin", "").replace(".safetensors", "")) is not None
+    ]
     for filename, names in split.filename_to_tensors.items():
         shard = {name: state[name] for name in names}
         path = os.path.join(save_directory, filename)
@@ -743,6 +742,8 @@ def write_weights(
         with open_output(os.path.join(save_directory, index_name), "w") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         written.append(index_name)
+    for path in stale:
+        os.remove(path)
     _remove_shadowing_weights(str(save_directory), written[-1], variant, written)
     return written
 

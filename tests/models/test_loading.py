@@ -461,6 +461,40 @@ def test_a_failed_safetensors_or_config_save_leaves_the_earlier_files(tmp_path, 
     )
 
 
+def test_an_interrupted_sharded_save_leaves_the_earlier_shards(tmp_path, monkeypatch):
+    """A sharded save over an earlier one with more shards removes the earlier shards once its index is
+    written: it removed them first, and a save interrupted at its second shard left the earlier index
+    naming shards that were gone (the folder no longer loaded)."""
+    import safetensors.torch
+
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    out = tmp_path / "out"
+    model.save_pretrained(out, max_shard_size="10KB")
+    earlier = sorted(n for n in os.listdir(out) if n.endswith(".safetensors"))
+    assert len(earlier) > 3
+    save_file = safetensors.torch.save_file
+    calls = []
+
+    def interrupt_at_the_second_shard(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return save_file(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(safetensors.torch, "save_file", interrupt_at_the_second_shard)
+        with pytest.raises(KeyboardInterrupt):
+            model.save_pretrained(out, max_shard_size="40KB")
+    assert set(earlier) <= set(os.listdir(out))
+    reloaded = fastbert.BertModel.from_pretrained(out)
+    assert torch.equal(reloaded.embeddings.word_embeddings.weight, model.embeddings.word_embeddings.weight)
+    model.save_pretrained(out, max_shard_size="40KB")  # completed: the earlier shards are gone
+    shards = sorted(n for n in os.listdir(out) if n.endswith(".safetensors"))
+    assert shards and not set(shards) & set(earlier)
+    fastbert.BertModel.from_pretrained(out)
+
+
 @pytest.mark.parametrize(
     "first, second",
     [
