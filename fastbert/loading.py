@@ -615,6 +615,7 @@ class PreTrainedMixin:
         is_main_process: bool = True,
         state_dict: dict[str, torch.Tensor] | None = None,
         *,
+        save_function: Any = None,
         safe_serialization: bool = True,
         max_shard_size: int | str | None = "5GB",
         variant: str | None = None,
@@ -626,7 +627,9 @@ class PreTrainedMixin:
         As transformers: ``max_shard_size`` (bytes or "10MB"; default "5GB", transformers 4's) splits bigger
         weights into ``model-00001-of-0000N.safetensors`` shards with a ``model.safetensors.index.json`` (and
         removes the shards of an earlier save that this one does not rewrite); ``variant`` names the files
-        ``model.<variant>.safetensors``; ``is_main_process=False`` (the other processes of a distributed run)
+        ``model.<variant>.safetensors``; ``save_function`` (transformers 4's, e.g. ``accelerator.save``; default
+        ``torch.save``) writes each ``.bin`` file (``safe_serialization=False``; safetensors files are written by
+        safetensors, as transformers 4); ``is_main_process=False`` (the other processes of a distributed run)
         writes nothing. ``push_to_hub=True`` then uploads the folder with huggingface_hub (``repo_id``, default
         the folder's name; ``commit_message``, ``private``, ``token``, ``create_pr``, ``revision``)."""
         hub_keys = (
@@ -666,6 +669,7 @@ class PreTrainedMixin:
             max_shard_size=max_shard_size,
             variant=variant,
             total_parameters=sum(p.numel() for p in self.parameters()),
+            save_function=save_function,
         )
         if push_to_hub:
             push_folder(save_directory, **hub_args)
@@ -693,9 +697,11 @@ def write_weights(
     max_shard_size: int | str | None = "5GB",
     variant: str | None = None,
     total_parameters: int | None = None,
+    save_function: Any = None,
 ) -> list[str]:
     """Write ``state`` as transformers' ``save_pretrained`` does (one file, or shards of at most
-    ``max_shard_size`` and an index, named with ``variant``); returns the names of the files written."""
+    ``max_shard_size`` and an index, named with ``variant``; a ``.bin`` file by ``save_function(shard, path)``
+    when given); returns the names of the files written."""
     import re
 
     from huggingface_hub import split_torch_state_dict_into_shards
@@ -727,6 +733,9 @@ def write_weights(
 
             with output_name(path) as name:  # beside the target, renamed over it once complete
                 save_file(shard, name, metadata={"format": "pt"})
+        elif save_function is not None:
+            with output_name(path) as name:
+                save_function(shard, name)
         else:  # beside the target, renamed over it once complete: a killed save leaves no truncated .bin
             with open_output(path, "wb") as f:
                 torch.save(shard, f)

@@ -424,6 +424,29 @@ def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]
 
 
+def test_save_function_writes_the_bin_files(tmp_path):
+    """transformers 4's ``save_function`` (``save_pretrained(out, is_main_process=..., save_function=
+    accelerator.save)``, its no-trainer examples' call) writes each .bin shard; safetensors files are written by
+    safetensors, as transformers 4. It was refused with a TypeError."""
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    calls = []
+
+    def save_function(obj, f):
+        calls.append(sorted(obj))
+        torch.save(obj, f)
+
+    model.save_pretrained(tmp_path / "bin", save_function=save_function, safe_serialization=False)
+    assert calls == [sorted(model.state_dict())]
+    assert sorted(os.listdir(tmp_path / "bin")) == ["config.json", "pytorch_model.bin"]
+    for cls in (fastbert.BertModel, transformers.BertModel):
+        reloaded = cls.from_pretrained(tmp_path / "bin")
+        assert torch.equal(reloaded.pooler.dense.weight, model.pooler.dense.weight)
+    calls.clear()
+    model.save_pretrained(tmp_path / "st", save_function=save_function)
+    assert calls == [] and "model.safetensors" in os.listdir(tmp_path / "st")
+
+
 def test_a_failed_safetensors_or_config_save_leaves_the_earlier_files(tmp_path, monkeypatch):
     """model.safetensors (the default), config.json and generation_config.json are written beside their
     targets and renamed once complete, as the .bin: a save interrupted half way (Ctrl-C, a full disk)
