@@ -295,21 +295,25 @@ def rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def adapt_prefix(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
-    """Add or strip the ``bert.`` prefix so a base checkpoint loads in a head model and the reverse."""
+    """Add or strip the ``bert.`` prefix so a base checkpoint loads in a head model and the reverse, key by key
+    as transformers 5: a name is renamed only when the renamed one is the model's; the others (a head's own
+    tensors in the base model, a tensor the model has not) keep their names, and are reported as unexpected.
+    (Decided once for the whole checkpoint, one stray ``bert.`` name in a base checkpoint left every tensor of a
+    head model unloaded.)"""
     model_keys = set(model.state_dict().keys())
-    has_prefix_module = hasattr(model, prefix)
-    ckpt_has_prefix = any(k.startswith(prefix + ".") for k in state)
-    if has_prefix_module and not ckpt_has_prefix:
-        base_keys = {k.split(".", 1)[1] for k in model_keys if k.startswith(prefix + ".")}
-        return {(f"{prefix}.{k}" if k in base_keys else k): v for k, v in state.items()}
-    if not has_prefix_module and ckpt_has_prefix:
-        # a head model's checkpoint in the base model: the head's own tensors stay under their names, and are
-        # reported as unexpected (transformers' "Some weights of the model checkpoint ... were not used")
-        stripped = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-        return stripped | {
-            k: v for k, v in state.items() if not k.startswith(prefix + ".") and k not in stripped
-        }
-    return state
+    dot = prefix + "."
+    out = {}
+    for key, value in state.items():
+        if key.startswith(dot) and key[len(dot) :] in model_keys:
+            new = key[len(dot) :]
+        elif dot + key in model_keys:
+            new = dot + key
+        else:
+            new = key
+        if new != key and new in state:  # the checkpoint also holds the name itself: that tensor is loaded
+            new = key
+        out[new] = value
+    return out
 
 
 def load_into_model(

@@ -216,6 +216,40 @@ def test_add_pooling_layer_goes_to_the_model(saved):
     assert fb_out[0].pooler is None and not hasattr(fb_out[0].config, "add_pooling_layer")
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_base_prefix_is_added_or_stripped_key_by_key(saved, family, tmp_path):
+    """The base model's prefix (``bert.``, ``roberta.``, ``model.`` ...) is added or stripped per tensor, as
+    transformers 5: a base checkpoint with one stray prefixed tensor still loads into a head model (fastbert
+    decided for the whole checkpoint and loaded none of its tensors), and that tensor is unexpected under its
+    own name in both directions."""
+    from safetensors.torch import load_file, save_file
+
+    prefix = getattr(transformers, class_name(family, "base")).base_model_prefix
+    src = saved(family, "base")
+    state = load_file(os.path.join(src, "model.safetensors"))
+    state[f"{prefix}.stray.weight"] = torch.zeros(3)
+    folder = tmp_path / "stray"
+    folder.mkdir()
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f:
+        (folder / "config.json").write_text(f.read())
+    for task in ("masked-lm", "base"):
+        name = class_name(family, task)
+        hf_out, fb_out = load_both(getattr(transformers, name), getattr(fastbert, name), str(folder), {}, {})
+        assert_same_outcome(hf_out, fb_out)
+        assert f"{prefix}.stray.weight" in fb_out[1]["unexpected_keys"]
+
+
+def test_a_head_checkpoints_base_tensor_the_model_lacks_keeps_its_name(saved):
+    """A head checkpoint in ``BertModel(add_pooling_layer=False)``: its ``bert.pooler.*`` tensors are
+    unexpected under their own names, as transformers 5 reports them (fastbert stripped the prefix)."""
+    kw = {"add_pooling_layer": False}
+    path = saved("bert", "sequence-classification")
+    hf_out, fb_out = load_both(transformers.BertModel, fastbert.BertModel, path, kw, kw)
+    assert_same_outcome(hf_out, fb_out)
+    assert {"bert.pooler.dense.weight", "classifier.weight"} <= fb_out[1]["unexpected_keys"]
+
+
 # --------------------------------------------------------------------------------------------- keyword arguments
 def _write_format(src: str, dst: str, *, bin_files: bool, shards: bool, variant: str | None, subfolder: str):
     """The weights of transformers' folder ``src`` in ``dst``/``subfolder``: safetensors or .bin, one file or
