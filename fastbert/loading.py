@@ -718,9 +718,11 @@ def write_weights(
         max_shard_size=max_shard_size if max_shard_size is not None else 2**62,
     )
     # shards of an earlier save that this one does not rewrite would be read with the new index: removed once
-    # the new index is written (before, an interrupted save left the earlier index naming removed shards)
+    # the new index is written (before, an interrupted save left the earlier index naming removed shards).
+    # Only this save's own names: transformers' pattern (any "<stem>*-NNNNN-of-NNNNN") also removed the shards
+    # of a variant saved beside (model.fp16-00001-of-00002.safetensors by a save without variant)
     stem = weights_name.replace(".bin", "").replace(".safetensors", "")
-    shard_name = re.compile(r"(.*?)-\d{5}-of-\d{5}")
+    shard_name = re.compile(re.escape(stem) + r"-\d{5}-of-\d{5}")
     stale = [
         path
         for filename in os.listdir(save_directory)

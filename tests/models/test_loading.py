@@ -424,6 +424,25 @@ def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]
 
 
+def test_a_sharded_save_keeps_another_variants_shards(tmp_path):
+    """A sharded save removes the stale shards of its own name only: saved after an fp16 variant in the same
+    folder, it removed model.fp16-0000N-of-0000M.safetensors too (transformers' pattern does), and the
+    variant's index named shards that were gone."""
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    out = tmp_path / "out"
+    model.save_pretrained(out, variant="fp16", max_shard_size="20KB")
+    variant_files = sorted(os.listdir(out))
+    model.save_pretrained(out, max_shard_size="10KB")
+    model.save_pretrained(out, max_shard_size="20KB")  # and its own stale shards still go
+    assert set(variant_files) <= set(os.listdir(out))
+    own = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"].values()
+    assert {n for n in os.listdir(out) if n.startswith("model-")} == set(own)
+    for variant in ("fp16", None):
+        reloaded = fastbert.BertModel.from_pretrained(out, variant=variant)
+        assert torch.equal(reloaded.pooler.dense.weight, model.pooler.dense.weight)
+
+
 def test_save_function_writes_the_bin_files(tmp_path):
     """transformers 4's ``save_function`` (``save_pretrained(out, is_main_process=..., save_function=
     accelerator.save)``, its no-trainer examples' call) writes each .bin shard; safetensors files are written by
