@@ -613,8 +613,10 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
         config_file = resolve_file(path, GOOGLE_CONFIG_NAME, hub, required=False)
     if config_file is None:
         if os.path.isdir(path):
+            subfolder = getattr(hub, "subfolder", "")
+            where = os.path.join(path, subfolder) if subfolder else path  # the folder looked in
             raise OSError(
-                f"{path} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a model folder?"
+                f"{where} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a model folder?"
             )
         why = hub_unavailable(hub) or "no such model, or not cached"
         raise OSError(

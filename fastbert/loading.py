@@ -229,6 +229,7 @@ def find_and_load_weights(
         state = pytorch_weights()
         if state is not None:
             return state
+    where = os.path.join(path_or_id, hub.subfolder) if hub.subfolder else path_or_id  # the folder looked in
     if variant:  # transformers reads no TF/Flax variant: name the files that were looked for
         names = [add_variant(n, variant) for n in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
                                                    WEIGHTS_INDEX_NAME)]  # fmt: skip
@@ -236,7 +237,7 @@ def find_and_load_weights(
             names = names[:2]
         elif use_safetensors is False:
             names = names[2:]
-        raise OSError(f"{path_or_id} has no weights of variant {variant!r}: no file named {', '.join(names)}")
+        raise OSError(f"{where} has no weights of variant {variant!r}: no file named {', '.join(names)}")
     from . import legacy  # the readers import their optional packages ([legacy]) only when used
 
     found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, hub=hub)
@@ -267,11 +268,11 @@ def find_and_load_weights(
         held = [n for n in other if os.path.isfile(os.path.join(path_or_id, hub.subfolder or "", n))]
         if held:
             raise OSError(
-                f"{path_or_id} has no {' or '.join(wanted)} (use_safetensors={use_safetensors}), but holds "
+                f"{where} has no {' or '.join(wanted)} (use_safetensors={use_safetensors}), but holds "
                 f"{held[0]}: pass use_safetensors={not use_safetensors} (or None) to load it"
             )
     raise OSError(
-        f"{path_or_id} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
+        f"{where} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
         "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt"
     )
 

@@ -95,6 +95,30 @@ def test_from_pretrained_takes_hub_options(tmp_path):
     assert model.config.vocab_size == 20
 
 
+def test_a_subfolder_without_config_or_weights_is_named(tmp_path):
+    """The errors of a folder that lacks the config or the weights name the subfolder that was looked in
+    (they named the folder above it, which may hold neither on purpose)."""
+    import os
+    import re
+
+    import fastbert
+
+    sub = tmp_path / "model"
+    fastbert.BertModel(
+        fastbert.BertConfig(
+            vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+        )
+    ).save_pretrained(sub)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(OSError, match="^" + re.escape(f"{tmp_path / 'other'} has no config.json")):
+        fastbert.BertModel.from_pretrained(tmp_path, subfolder="other")
+    os.remove(sub / "model.safetensors")
+    with pytest.raises(OSError, match="^" + re.escape(f"{sub} holds no model weights")):
+        fastbert.BertModel.from_pretrained(tmp_path, subfolder="model")
+    with pytest.raises(OSError, match="^" + re.escape(f"{sub} has no weights of variant 'fp16'")):
+        fastbert.BertModel.from_pretrained(tmp_path, subfolder="model", variant="fp16")
+
+
 def test_a_cache_only_miss_does_not_mark_the_repo_unreachable(tmp_path, monkeypatch):
     """local_files_only / HF_HUB_OFFLINE misses say nothing of the hub: a later call may still download
     (the repo was marked unreachable for the rest of the process)."""
