@@ -803,13 +803,14 @@ _LOADING_ONLY_KWARGS = (
     "_from_pipeline",
     "_commit_hash",
     "weights_only",
+    "disable_mmap",
     "use_auth_token",
     "user_agent",
     "tqdm_class",
 )
 
 #: transformers 5 ``from_pretrained`` keywords of features fastbert has not (quantizers, tensor parallelism,
-#: GGUF, hub kernels, PEFT adapters): their default, which changes nothing in
+#: GGUF, hub kernels, PEFT adapters, module fusion): their default, which changes nothing in
 #: transformers either, is accepted (code that forwards them as None runs); any other value is refused by name
 _UNSUPPORTED_KWARGS = {
     "quantization_config": (None,),
@@ -824,6 +825,7 @@ _UNSUPPORTED_KWARGS = {
     "allow_all_kernels": (False,),
     "adapter_name": ("default",),
     "adapter_kwargs": (None,),
+    "fusion_config": (None,),
 }
 
 

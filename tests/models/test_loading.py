@@ -612,7 +612,7 @@ def test_dtype_wins_over_torch_dtype_as_in_transformers(tmp_path):
 
 def test_transformers_keywords_at_their_default_are_accepted(tmp_path):
     """transformers 5's keywords of features fastbert has not (quantizers, tensor parallelism, GGUF, kernels,
-    adapters) change nothing at their default: code that forwards them (``quantization_config=None``) loads in
+    adapters, fusion) and of how files are read (``disable_mmap``) change nothing at their default: code that forwards them (``quantization_config=None``) loads in
     both; fastbert refused them as unknown keywords. Another value is refused, naming the keyword."""
     save_tiny(tmp_path / "m", "BertModel")
     kw = {
@@ -626,12 +626,16 @@ def test_transformers_keywords_at_their_default_are_accepted(tmp_path):
         "adapter_name": "default",
         "adapter_kwargs": {},
         "tqdm_class": None,
+        "fusion_config": None,
+        "disable_mmap": True,  # how the files are read: nothing to configure
     }
     theirs = transformers.BertModel.from_pretrained(tmp_path / "m", **kw)
     ours = fastbert.BertModel.from_pretrained(tmp_path / "m", **kw)
     assert torch.equal(ours.pooler.dense.weight, theirs.pooler.dense.weight)
     with pytest.raises(TypeError, match=r"tp_plan='auto' asks for a transformers feature"):
         fastbert.BertModel.from_pretrained(tmp_path / "m", tp_plan="auto")
+    with pytest.raises(TypeError, match=r"fusion_config=\{'x': True\} asks for a transformers feature"):
+        fastbert.BertModel.from_pretrained(tmp_path / "m", fusion_config={"x": True})
     with pytest.raises(TypeError, match=r"quantization_config=\{'load_in_8bit': True\}.*quantization='int8'"):
         fastbert.BertModel.from_pretrained(tmp_path / "m", quantization_config={"load_in_8bit": True})
 
