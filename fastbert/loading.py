@@ -11,6 +11,7 @@ transformers; heads that are not in the checkpoint are initialised with ``initia
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from torch import nn
 
 from .config import BertConfig, check_attn_implementation
 from .hub import HubOptions, config_location, hub_unavailable, push_folder, resolve_file
-from .output_files import open_output, output_name
+from .output_files import output_name
 
 logger = logging.getLogger("fastbert")
 
@@ -732,32 +733,38 @@ def write_weights(
         and filename not in split.filename_to_tensors
         and shard_name.fullmatch(filename.replace(".bin", "").replace(".safetensors", "")) is not None
     ]
-    for filename, names in split.filename_to_tensors.items():
-        shard = {name: state[name] for name in names}
-        path = os.path.join(save_directory, filename)
-        if safe_serialization:
-            from safetensors.torch import save_file
-
-            with output_name(path) as name:  # beside the target, renamed over it once complete
-                save_file(shard, name, metadata={"format": "pt"})
-        elif save_function is not None:
-            with output_name(path) as name:
-                save_function(shard, name)
-        else:  # beside the target, renamed over it once complete: a killed save leaves no truncated .bin
-            with open_output(path, "wb") as f:
-                torch.save(shard, f)
     written = list(split.filename_to_tensors)
+    index_name = None
     if split.is_sharded:
         index_name = add_variant(
             SAFE_WEIGHTS_INDEX_NAME if safe_serialization else WEIGHTS_INDEX_NAME, variant
         )
-        metadata = dict(split.metadata)
-        if total_parameters is not None:
-            metadata["total_parameters"] = total_parameters
-        index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
-        with open_output(os.path.join(save_directory, index_name), "w") as f:
-            f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         written.append(index_name)
+    # each file is written beside its target, and all are renamed over their targets once the last one is
+    # complete (the shards, then the index): a save interrupted half way leaves the earlier files. (Renamed one
+    # by one as written, an interrupted save over an earlier one with as many shards left some new shards
+    # among the earlier ones under the earlier index, a mix that loaded silently.)
+    with contextlib.ExitStack() as renames:
+        if index_name is not None:
+            metadata = dict(split.metadata)
+            if total_parameters is not None:
+                metadata["total_parameters"] = total_parameters
+            index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
+            index_path = renames.enter_context(output_name(os.path.join(save_directory, index_name)))
+            with open(index_path, "w", encoding="utf-8") as f:
+                f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        for filename, names in split.filename_to_tensors.items():
+            shard = {name: state[name] for name in names}
+            path = renames.enter_context(output_name(os.path.join(save_directory, filename)))
+            if safe_serialization:
+                from safetensors.torch import save_file
+
+                save_file(shard, path, metadata={"format": "pt"})
+            elif save_function is not None:
+                save_function(shard, path)
+            else:
+                with open(path, "wb") as f:
+                    torch.save(shard, f)
     for path in stale:
         os.remove(path)
     _remove_shadowing_weights(str(save_directory), written[-1], variant, written)

@@ -424,6 +424,46 @@ def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".")]
 
 
+@pytest.mark.parametrize("safe_serialization", [True, False])
+def test_an_interrupted_save_over_as_many_shards_leaves_no_mix(tmp_path, monkeypatch, safe_serialization):
+    """A sharded save over an earlier one with the same shard names renames its files over the earlier ones
+    only once all are written: interrupted at its third shard, the folder still holds the earlier weights
+    alone (the first shards were renamed as they were written, and the folder loaded a mix of both saves)."""
+    import safetensors.torch
+
+    save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    out = tmp_path / "out"
+    kw = {"max_shard_size": "20KB", "safe_serialization": safe_serialization}
+    model.save_pretrained(out, **kw)
+    earlier = {k: v.clone() for k, v in model.state_dict().items()}
+    files = sorted(os.listdir(out))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    module, name = (safetensors.torch, "save_file") if safe_serialization else (torch, "save")
+    write = getattr(module, name)
+    calls = []
+
+    def interrupt_at_the_third_shard(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return write(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(module, name, interrupt_at_the_third_shard)
+        with pytest.raises(KeyboardInterrupt):
+            model.save_pretrained(out, **kw)
+    assert sorted(os.listdir(out)) == files  # no temporary left
+    reloaded = fastbert.BertModel.from_pretrained(out).state_dict()
+    for key, value in earlier.items():
+        assert torch.equal(reloaded[key], value), key
+    model.save_pretrained(out, **kw)
+    reloaded = fastbert.BertModel.from_pretrained(out).state_dict()
+    assert all(torch.equal(reloaded[k], v) for k, v in model.state_dict().items())
+
+
 def test_a_sharded_save_keeps_another_variants_shards(tmp_path):
     """A sharded save removes the stale shards of its own name only: saved after an fp16 variant in the same
     folder, it removed model.fp16-0000N-of-0000M.safetensors too (transformers' pattern does), and the
