@@ -451,6 +451,12 @@ class PreTrainedMixin:
 
         quantization = check_quantization(quantization)  # a bad value fails before anything loads
         key_mapping = _check_key_mapping(key_mapping)
+        if pretrained_model_name_or_path is None and (config is None or state_dict is None):
+            # as transformers: None loads from config= and state_dict= alone ("None" was looked up on the hub)
+            raise ValueError(
+                f"{cls.__name__}.from_pretrained(None) needs both config= and state_dict=: there is no folder or "
+                "hub id to read the missing one from"
+            )
         path = str(pretrained_model_name_or_path)
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)

@@ -464,6 +464,20 @@ def test_an_interrupted_save_over_as_many_shards_leaves_no_mix(tmp_path, monkeyp
     assert all(torch.equal(reloaded[k], v) for k, v in model.state_dict().items())
 
 
+def test_from_pretrained_none_takes_config_and_state_dict(tmp_path, monkeypatch):
+    """``from_pretrained(None, config=..., state_dict=...)`` loads as transformers; without one of the two it is
+    a ValueError saying so, before anything is looked up (``"None"`` was looked up as a hub id)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    save_tiny(tmp_path / "m", "BertModel")
+    config = fastbert.BertConfig.from_pretrained(tmp_path / "m")
+    state = fastbert.BertModel.from_pretrained(tmp_path / "m").state_dict()
+    model = fastbert.BertModel.from_pretrained(None, config=config, state_dict=state)
+    assert torch.equal(model.pooler.dense.weight, state["pooler.dense.weight"])
+    for kw in ({"config": config}, {"state_dict": state}, {}):
+        with pytest.raises(ValueError, match=r"from_pretrained\(None\) needs both config= and state_dict="):
+            fastbert.BertModel.from_pretrained(None, **kw)
+
+
 def test_a_sharded_save_keeps_another_variants_shards(tmp_path):
     """A sharded save removes the stale shards of its own name only: saved after an fp16 variant in the same
     folder, it removed model.fp16-0000N-of-0000M.safetensors too (transformers' pattern does), and the
