@@ -750,31 +750,40 @@ def write_weights(
     # complete (the shards, then the index): a save interrupted half way leaves the earlier files. (Renamed one
     # by one as written, an interrupted save over an earlier one with as many shards left some new shards
     # among the earlier ones under the earlier index, a mix that loaded silently.)
-    with contextlib.ExitStack() as renames:
-        if index_name is not None:
-            metadata = dict(split.metadata)
-            if total_parameters is not None:
-                metadata["total_parameters"] = total_parameters
-            index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
-            index_path = renames.enter_context(output_name(os.path.join(save_directory, index_name)))
-            with open(index_path, "w", encoding="utf-8") as f:
-                f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
-        for filename, names in split.filename_to_tensors.items():
-            shard = {name: state[name] for name in names}
-            path = renames.enter_context(output_name(os.path.join(save_directory, filename)))
-            if safe_serialization:
-                from safetensors.torch import save_file
+    try:
+        with contextlib.ExitStack() as renames:
+            if index_name is not None:
+                metadata = dict(split.metadata)
+                if total_parameters is not None:
+                    metadata["total_parameters"] = total_parameters
+                index = {"metadata": metadata, "weight_map": split.tensor_to_filename}
+                index_path = renames.enter_context(output_name(os.path.join(save_directory, index_name)))
+                with open(index_path, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+            for filename, names in split.filename_to_tensors.items():
+                shard = {name: state[name] for name in names}
+                path = renames.enter_context(output_name(os.path.join(save_directory, filename)))
+                if safe_serialization:
+                    from safetensors.torch import save_file
 
-                save_file(shard, path, metadata={"format": "pt"})
-            elif save_function is not None:
-                save_function(shard, path)
-            else:
-                with open(path, "wb") as f:
-                    torch.save(shard, f)
+                    save_file(shard, path, metadata={"format": "pt"})
+                elif save_function is not None:
+                    save_function(shard, path)
+                    if not os.path.getsize(path):  # accelerator.save off the main process
+                        raise _NothingWritten
+                else:
+                    with open(path, "wb") as f:
+                        torch.save(shard, f)
+    except _NothingWritten:  # this process saves nothing: the earlier files stay, as transformers 4
+        return []
     for path in stale:
         os.remove(path)
     _remove_shadowing_weights(str(save_directory), written[-1], variant, written)
     return written
+
+
+class _NothingWritten(Exception):
+    """A ``save_function`` wrote nothing (``accelerator.save`` on a process that does not save)."""
 
 
 def _remove_shadowing_weights(folder: str, saved: str, variant: str | None, written: list[str]) -> None:

@@ -518,6 +518,12 @@ def test_save_function_writes_the_bin_files(tmp_path):
     calls.clear()
     model.save_pretrained(tmp_path / "st", save_function=save_function)
     assert calls == [] and "model.safetensors" in os.listdir(tmp_path / "st")
+    # a save_function that writes nothing (accelerator.save off the main process) leaves the earlier files, as
+    # transformers 4 (it replaced pytorch_model.bin with the empty temporary file)
+    before = (tmp_path / "bin" / "pytorch_model.bin").read_bytes()
+    model.save_pretrained(tmp_path / "bin", save_function=lambda obj, f: None, safe_serialization=False)
+    assert (tmp_path / "bin" / "pytorch_model.bin").read_bytes() == before
+    assert sorted(os.listdir(tmp_path / "bin")) == ["config.json", "pytorch_model.bin"]
 
 
 def test_a_failed_safetensors_or_config_save_leaves_the_earlier_files(tmp_path, monkeypatch):
