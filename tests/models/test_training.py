@@ -325,6 +325,25 @@ def test_causal_lm_logits_to_keep():
             assert v.ok, v.message(f"logits_to_keep={keep}")
 
 
+def test_causal_lm_loss_with_logits_to_keep():
+    """With ``logits_to_keep``, transformers' loss reads labels of the kept positions against the kept logits:
+    the same loss here, padded or not; full-length labels are refused with one ValueError naming the shape."""
+    hf, hf64, fb = _lm_pair()
+    ids = torch.randint(1, CFG["vocab_size"], (2, 6))
+    labels = torch.randint(1, CFG["vocab_size"], (2, 6))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    with torch.no_grad():
+        for keep, kept in ((2, labels[:, -2:]), (torch.tensor([0, 3]), labels[:, [0, 3]])):
+            for extra in ({}, {"attention_mask": mask}):
+                args = dict(extra, labels=kept, logits_to_keep=keep)
+                losses = [m(ids, **args).loss for m in (fb, hf, hf64)]
+                v = judge(*losses, torch.float32)
+                assert v.ok, v.message(f"loss with logits_to_keep={keep} {sorted(extra)}")
+        with pytest.raises(ValueError, match=r"labels has shape \(2, 6\), expected \(2, 2\)"):
+            fb(ids, labels=labels, logits_to_keep=2)
+
+
 # --------------------------------------------------------------------------------------------- checkpointing
 def _grads(model, ids, mask, labels):
     model.zero_grad()

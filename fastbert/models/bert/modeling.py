@@ -187,6 +187,18 @@ class BertLMHeadModel(GenerationMixin, _BertHead):
             inputs.use_cache = False
         return self._run(inputs, return_dict, labels=labels, logits_to_keep=logits_to_keep, **loss_kwargs)
 
+    def check_targets(self, inputs, labels=None, logits_to_keep=0, **targets):
+        """``labels`` cover the positions the head keeps, as transformers' loss reads them against the kept
+        logits: every position, or those ``logits_to_keep`` keeps."""
+        shape = self.target_shapes(inputs)["labels"]
+        if shape is not None and not (isinstance(logits_to_keep, int) and logits_to_keep == 0):
+            if isinstance(logits_to_keep, int):
+                kept = len(range(shape[1])[-logits_to_keep:])
+            else:
+                kept = torch.arange(shape[1])[logits_to_keep.cpu()].shape[-1]
+            shape = (shape[0], kept)
+        _check_shape("labels", labels, shape)
+
     def allow_pack(self, inputs, labels=None, shift_labels=None, ignore_index=-100, **targets):
         """Packed only when no padded position's logits reach the loss (the labels are shifted here)."""
         if labels is None or inputs.attention_mask is None:
