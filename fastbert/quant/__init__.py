@@ -425,6 +425,14 @@ def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
 _BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
+def _described(value: Any) -> str:
+    """A calibration item for an error: its type and a short repr (a dict shows each value's type)."""
+    if isinstance(value, Mapping):
+        types = {k: type(v).__name__ for k, v in value.items()}
+        return f"{type(value).__name__} of {types}"
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
 def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, max_length: int = 128):
     if calibration is not None and not isinstance(calibration, (list, tuple)):
         raise TypeError("calibration must be a list of sentences or of tokenized batches (dicts of tensors)")
@@ -433,8 +441,25 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
             "calibration is empty: pass sentences or tokenized batches, or leave it None for the built-in set"
         )
     if calibration and isinstance(calibration[0], Mapping):  # dicts, tokenizers' BatchEncoding
+        for i, b in enumerate(calibration):
+            # checked here: a batch of lists (tokenized without return_tensors="pt"), without input_ids, or a
+            # sentence among the batches failed in the forward, in words that did not name calibration
+            ids = b.get("input_ids") if isinstance(b, Mapping) else None
+            if not isinstance(ids, torch.Tensor) or not all(
+                isinstance(b[k], torch.Tensor) for k in _BATCH_KEYS if k in b
+            ):
+                raise TypeError(
+                    "calibration's tokenized batches must be dicts of tensors with input_ids (tokenize with "
+                    f"return_tensors='pt'); calibration[{i}] is {_described(b)}"
+                )
         # the model's inputs; what else a tokenizer returns (special_tokens_mask, offset_mapping, length) stays
         return [{k: b[k] for k in _BATCH_KEYS if k in b} for b in calibration]
+    for i, s in enumerate(calibration or ()):
+        if not isinstance(s, (str, list, tuple)):  # list / tuple: a pre-tokenized sentence or a text pair
+            raise TypeError(
+                "calibration must be a list of sentences (str) or of tokenized batches (dicts of tensors); "
+                f"calibration[{i}] is {_described(s)}"
+            )
     sentences = list(calibration) if calibration else calibration_sentences()
     if tokenizer is None:
         tokenizer = _tokenizer_of(model)

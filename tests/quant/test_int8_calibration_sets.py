@@ -72,6 +72,37 @@ def test_tokenized_batches_with_a_tokenizers_extra_keys():
     assert model.quantization.active and isinstance(model.encoder.layer[0].output.dense, QuantizedLinear)
 
 
+def _tokenizer(texts, **kwargs):
+    raise AssertionError("the calibration set reached the tokenizer")
+
+
+@pytest.mark.parametrize(
+    "calibration, error",
+    [
+        (["a sentence", None], r"calibration\[1\] is NoneType None"),
+        ([1, 2], r"calibration\[0\] is int 1"),
+        ([b"bytes"], r"calibration\[0\] is bytes b'bytes'"),
+        (["a sentence", _batch()], r"calibration\[1\] is dict of \{'input_ids': 'Tensor'"),
+        ([_batch(), "a sentence"], r"calibration\[1\] is str 'a sentence'"),
+        ([dict(input_ids=[[5, 6]], attention_mask=[[1, 1]])], r"return_tensors='pt'.*'input_ids': 'list'"),
+        ([{"attention_mask": torch.ones(1, 2, dtype=torch.long)}], r"with input_ids .*calibration\[0\]"),
+    ],
+    ids=["none", "ints", "bytes", "batch-among-sentences", "sentence-among-batches", "lists", "no-input-ids"],
+)
+def test_a_calibration_item_of_another_kind_is_refused_by_its_index(calibration, error, monkeypatch):
+    """Calibration takes sentences or tokenized batches (dicts of tensors): an item of another kind is
+    refused by its index before any forward; it failed inside the tokenizer or the forward, in words that did
+    not name calibration ("text input must be of type `str`...", "give exactly one of input_ids or
+    inputs_embeds", "'list' object has no attribute 'to'")."""
+    import fastbert.quant as quant
+
+    model = _model()
+    monkeypatch.setattr(quant, "_embed", lambda *a: pytest.fail("calibration ran"))
+    with pytest.raises(TypeError, match=error):
+        quantize(model, "int8", tokenizer=_tokenizer, calibration=calibration)
+    assert _untouched(model)
+
+
 def test_int8_on_a_device_it_has_no_path_for_says_where_it_runs():
     """A model on the meta device (or MPS) is refused with where int8 runs, as from_pretrained refuses it;
     quantize said 'torch._int_mm int8 linears are the CUDA path; this model is on the meta'."""
