@@ -123,7 +123,9 @@ def accelerate(
 
         for model, holder_tokenizer in _quantization_targets(out, tokenizer):
             for m in model.modules():  # a head model and its base model: once
-                if isinstance(m, BertPreTrainedModel) and getattr(m, "quantization", None) is None:
+                if isinstance(m, BertPreTrainedModel) and all(
+                    getattr(x, "quantization", None) is None for x in (m, m.base_model)
+                ):
                     quantize(m, quantization, tokenizer=holder_tokenizer)
     return out
 

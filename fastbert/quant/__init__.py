@@ -680,7 +680,8 @@ def _quantize(
         raise TypeError(
             f"quantize takes a fastbert model (fastbert.accelerate converts others), got {type(model).__name__}"
         )
-    if getattr(model, "quantization", None) is not None:
+    if any(getattr(m, "quantization", None) is not None for m in (model, model.base_model)):
+        # its base model quantized by itself (quantize(model.bert)) too: calibrating again replaced that
         raise ValueError("this model is quantized already (model.quantization); load it again to change it")
     dtypes = {p.dtype for p in model.parameters()}
     devices = {p.device for p in model.parameters()}

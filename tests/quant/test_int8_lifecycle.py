@@ -439,6 +439,22 @@ def test_from_pretrained_without_a_tokenizer_refuses_before_reading_weights(tmp_
     assert reads == []
 
 
+def test_a_head_model_whose_base_model_is_quantized_is_quantized_already(tmp_path):
+    """``quantize(model.bert)`` then ``quantize(model)`` (or ``accelerate(model, quantization=)``): refused
+    as a second quantize of the model is, and accelerate leaves it; the head model calibrated again and
+    replaced its base model's copies (and decisions) silently."""
+    fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY)).save_pretrained(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    model = fastbert.BertForMaskedLM.from_pretrained(tmp_path).eval()
+    quantize(model.bert, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    report, dense = model.bert.quantization, model.bert.encoder.layer[0].intermediate.dense
+    with pytest.raises(ValueError, match="quantized already"):
+        quantize(model, "int8", calibration=_batches())
+    assert fastbert.accelerate(model, quantization="int8") is model
+    assert model.bert.quantization is report and model.bert.encoder.layer[0].intermediate.dense is dense
+    assert getattr(model, "quantization", None) is None
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "bf16", "half"])
 def test_int8_with_another_cpu_dtype_is_refused_before_reading_weights(dtype, tmp_path, monkeypatch):
     fastbert.BertModel(fastbert.BertConfig(**TINY)).save_pretrained(tmp_path)
