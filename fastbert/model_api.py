@@ -4,7 +4,7 @@ A mixin of the base class (``BertPreTrainedModel``): ``base_model``, ``main_inpu
 ``can_generate``, ``init_weights``, ``resize_token_embeddings`` (new rows initialised as transformers 5
 does), ``set_output_embeddings``, transformers 4's public helpers that transformers 5 dropped
 (``get_extended_attention_mask``, ``invert_attention_mask``, ``create_extended_attention_mask_for_decoder``,
-``get_head_mask``, ``estimate_tokens``, ``floating_point_ops``), ``get_memory_footprint``, gradient
+``get_head_mask``, ``estimate_tokens``, ``floating_point_ops``), ``get_memory_footprint``, ``dequantize``, gradient
 (activation) checkpointing and ``enable_input_require_grads``. Each method follows the transformers 5.24 method of
 the same name: same arguments, same defaults, same random draws in the same order (so a resize after
 ``torch.manual_seed`` gives transformers' numbers). Nothing here imports transformers.
@@ -246,6 +246,15 @@ class TransformersModelAPI:
         if return_buffers:
             mem += sum(b.nelement() * b.element_size() for b in self.buffers())
         return mem
+
+    def dequantize(self, dtype: torch.dtype | None = None) -> nn.Module:
+        """The model with its quantization removed (:func:`fastbert.quant.dequantize`: plain ``nn.Linear``
+        modules on the same parameters, ``model.quantization`` gone), cast to ``dtype`` when given, as
+        transformers; ValueError for a model that is not quantized."""
+        from .quant import dequantize
+
+        dequantize(self)
+        return self if dtype is None else self.to(dtype)
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         """Replace the output embeddings (the LM decoder) where they are: ``cls.predictions.decoder`` (BERT),

@@ -25,7 +25,7 @@ transformers' ``is_quantized`` (weights stored quantized, not trainable): its we
 
 The parameters are not changed and stay the truth: ``save_pretrained`` writes the checkpoint the model was
 loaded from (in its dtype), and loading it gives an unquantized model until ``quantization=`` is asked
-again. The reduced copy of a linear belongs to its module (:class:`QuantizedLinear`; the fused
+again; :func:`dequantize` (``model.dequantize()``, as transformers) gives the unquantized model back. The reduced copy of a linear belongs to its module (:class:`QuantizedLinear`; the fused
 query/key/value projection's to its self-attention) and is made again from the current weight when that
 changed (:class:`fastbert.quant.int8.WeightWatch`: another tensor, an in-place edit, and on the CPU an edit
 through ``.data`` seen at a sample of the weight's elements); :func:`refresh` makes every copy again for an
@@ -60,6 +60,7 @@ __all__ = [
     "calibration_tokenizer",
     "check_quantization",
     "check_quantization_device",
+    "dequantize",
     "flag_refusal",
     "quantize",
     "refresh",
@@ -309,6 +310,31 @@ def refresh(model: nn.Module) -> nn.Module:
         hook = m.__dict__.get("qkv_linear")
         if hook is not None and hasattr(hook, "invalidate"):
             hook.invalidate()
+    return model
+
+
+def dequantize(model: nn.Module) -> nn.Module:
+    """Remove the quantization of ``model`` in place and return it, as transformers' ``model.dequantize()``
+    (which fastbert's models call): every :class:`QuantizedLinear` becomes a plain ``nn.Linear`` on the same
+    parameters, the fused query/key/value projections drop their copies, and ``model.quantization`` is gone.
+    Nothing is computed back: the parameters stayed the model's dtype. ValueError, as transformers', for a
+    model that is not quantized."""
+    if all(m.__dict__.get("quantization") is None for m in model.modules()):
+        raise ValueError("You need to first quantize your model in order to dequantize it")
+    plain: dict[int, nn.Linear] = {}  # a module shared by several layers stays one module
+    for parent in list(model.modules()):
+        parent.__dict__.pop("quantization", None)
+        parent.__dict__.pop("qkv_linear", None)
+        parent.__dict__.pop("qkv_kept", None)
+        for name, child in parent.named_children():
+            if isinstance(child, QuantizedLinear):
+                linear = plain.get(id(child))
+                if linear is None:
+                    child.weight.__dict__.pop("fastbert_linear", None)
+                    linear = nn.Linear(child.in_features, child.out_features, bias=False, device="meta")
+                    linear.weight, linear.bias = child.weight, child.bias
+                    plain[id(child)] = linear.train(child.training)
+                setattr(parent, name, linear)
     return model
 
 

@@ -223,6 +223,37 @@ def test_a_copy_made_again_inside_inference_mode_is_made_of_normal_tensors():
     _out(q)
 
 
+def test_dequantize_gives_the_plain_model_back():
+    """``model.dequantize()`` (transformers' ``PreTrainedModel.dequantize``): plain ``nn.Linear`` modules on the
+    same parameters, no copy left on a weight or a self-attention, ``model.quantization`` gone from the head
+    model and its base model; the fp32 twin's outputs exactly, and the model quantizes again. A model that
+    is not quantized is refused as transformers refuses it."""
+    torch.manual_seed(0)
+    fp32 = fastbert.BertForMaskedLM(fastbert.BertConfig(**TINY)).eval()
+    model = copy.deepcopy(fp32)
+    model.bert.encoder.layer[1].output.dense = model.bert.encoder.layer[0].output.dense  # one shared module
+    fp32.bert.encoder.layer[1].output.dense = fp32.bert.encoder.layer[0].output.dense
+    with pytest.raises(ValueError, match="first quantize your model"):
+        model.dequantize()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    quantize(model, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    assert model.dequantize() is model
+    assert getattr(model, "quantization", None) is None and getattr(model.bert, "quantization", None) is None
+    assert not any(isinstance(m, QuantizedLinear) for m in model.modules())
+    layers = model.bert.encoder.layer
+    assert "quantization" not in repr(model) and "qkv_linear" not in vars(layers[0].attention.self)
+    assert not any(hasattr(p, "fastbert_linear") for p in model.parameters())
+    dense = layers[0].output.dense
+    assert type(dense) is torch.nn.Linear and layers[1].output.dense is dense
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=IDS).logits, fp32(input_ids=IDS).logits)
+    quantize(model, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    assert model.quantization.active
+    assert model.dequantize(torch.float64).bert.encoder.layer[0].output.dense.weight.dtype == torch.float64
+
+
 def test_repr_says_what_runs():
     """A linear whose weights are fp16 says int8 is inactive; a copy left off the current weight (a weight
     put in place behind the module's back) says so and refresh puts it back."""
