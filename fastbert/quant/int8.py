@@ -397,7 +397,9 @@ class WeightWatch:
         if traced(x):  # not torch's process-wide compile flag: another thread may be compiling
             note_compile(self.notes.key, self.method)  # said once, while Dynamo traces
             return F.linear(x, weight, bias)  # tracing: the model's weights
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        # a trainable bias alone (frozen weights, BitFit) too: the reduced product takes it detached
+        grads = x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+        if torch.is_grad_enabled() and grads:
             return self._fallback(
                 "grad", "gradients are recorded (run under torch.no_grad())", x, weight, bias
             )

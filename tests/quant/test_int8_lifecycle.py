@@ -388,6 +388,26 @@ def test_fallback_warnings_once_per_reason_per_model_at_the_callers_line():
     assert all(w.filename == HERE for w in said), [(w.filename, w.lineno) for w in said]
 
 
+def test_a_trainable_bias_of_a_frozen_weight_gets_its_gradient():
+    """Frozen weights and trainable biases (BitFit): the linear whose bias alone records gradients computes
+    with the model's weights, said once, and the bias gets fp32's gradient; the int8 product took the bias
+    detached, the output recorded nothing, and backward failed (or the bias kept no gradient)."""
+    fp32, q = _int8_model()
+    name = "encoder.layer.1.output.dense.bias"  # its input (GELU of frozen linears) records nothing
+    grads = []
+    for model in (fp32, q):
+        for n, p in model.named_parameters():
+            p.requires_grad_(n == name)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            out = model(input_ids=IDS).last_hidden_state
+        assert out.requires_grad
+        (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
+        grads.append(model.get_parameter(name).grad)
+    assert ["gradients are recorded" in str(w.message) for w in record] == [True]
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+
+
 def test_calibration_that_keeps_every_linear_fp32_says_so():
     torch.manual_seed(0)
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
