@@ -236,6 +236,7 @@ class QuantizedLinear(nn.Linear):
 
     def __init__(self, linear: nn.Linear, decision: LayerDecision, qlinear: Any = None):
         nn.Module.__init__(self)
+        self.training = linear.training  # an eval model's linear stays in eval mode (a new module trains)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.decision = decision
         self.qlinear = qlinear  # before the weight: registering it attaches the pointer

@@ -254,6 +254,17 @@ def test_dequantize_gives_the_plain_model_back():
     assert model.dequantize(torch.float64).bert.encoder.layer[0].output.dense.weight.dtype == torch.float64
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_the_quantized_linears_keep_the_models_mode(training):
+    """Quantizing leaves every module in the mode the model was in: the new QuantizedLinear modules were in
+    training mode inside an eval model (``from_pretrained(..., quantization="int8")`` too)."""
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).train(training)
+    quantize(model, "int8", calibration=_batches(), min_cosine=0.0, mean_cosine=0.0)
+    assert any(isinstance(m, QuantizedLinear) for m in model.modules())
+    assert {m.training for m in model.modules()} == {training}
+
+
 def test_repr_says_what_runs():
     """A linear whose weights are fp16 says int8 is inactive; a copy left off the current weight (a weight
     put in place behind the module's back) says so and refresh puts it back."""
