@@ -19,7 +19,7 @@ rounding by GPTQ (:mod:`fastbert.quant.gptq`: each rounding error carried onto t
 rounded yet, from the calibration inputs' Gram matrix; kept where it lowers the error); then, while the calibration
 embeddings' cosine to the unquantized model is under the target, the linear with the highest error goes
 back to the model's dtype. The decision is recorded on the model (``model.quantization``; its ``active``:
-some linear runs reduced) and each linear's repr says what computes it now. The model does not carry
+calibration left some linear reduced) and each linear's repr says what computes it now. The model does not carry
 transformers' ``is_quantized`` (weights stored quantized, not trainable): its weights stay trainable, and
 ``transformers.Trainer`` takes it.
 
@@ -210,7 +210,8 @@ class QuantizationReport:
 
     @property
     def active(self) -> bool:
-        """True when some linear runs the reduced method (calibration may keep them all)."""
+        """True when calibration left some linear in the reduced method (it may keep them all); the
+        decision, not what runs now (after ``.half()``: each linear's repr says that)."""
         return self.reduced > 0
 
     def __repr__(self) -> str:
