@@ -202,6 +202,26 @@ def test_a_rope_theta_field_is_kept_unread_as_transformers(saved, tmp_path):
     assert model.config.to_dict()["rope_theta"] == 5.0 == hf.config.to_dict()["rope_theta"]
 
 
+def test_a_null_local_rope_theta_is_the_global_one_as_transformers4(saved, tmp_path):
+    """A hub-form config.json with ``"local_rope_theta": null``: transformers 4's ModernBertAttention gives the
+    local layers ``global_rope_theta`` then (``if config.local_rope_theta is not None``); fastbert gave them
+    10,000 (transformers 5.25 cannot build this config, so the reference is the folder with the global theta
+    written in)."""
+    folder = saved("base", "hub")[0]
+    null = copy_folder(folder, tmp_path / "null")
+    data = json.loads((null / "config.json").read_text())
+    data["local_rope_theta"] = None
+    (null / "config.json").write_text(json.dumps(data))
+    config = fastbert.AutoConfig.from_pretrained(null)
+    assert config.rope_theta_of(SLIDING) == HUB["global_rope_theta"] == config.rope_theta_of(FULL)
+    same = copy_folder(folder, tmp_path / "same", local_rope_theta=HUB["global_rope_theta"])
+    hf = transformers.AutoModel.from_pretrained(same, attn_implementation="sdpa").eval()
+    judge_all(fastbert.AutoModel.from_pretrained(null), hf, batch("base", labels=False), "base", "sdpa")
+    # a config without the field keeps transformers' default local theta
+    assert fastbert.ModernBertConfig(global_rope_theta=500.0).rope_theta_of(SLIDING) == 10_000.0
+    assert fastbert.ModernBertConfig(local_rope_theta=None).rope_theta_of(SLIDING) == 160_000.0
+
+
 @pytest.mark.parametrize("field", ["attention_dropout", "embedding_dropout", "mlp_dropout"])
 def test_a_bad_dropout_is_refused_by_its_name(field):
     """A dropout out of [0, 1] or not a number is refused naming the field given; the refusal named BERT's

@@ -131,7 +131,11 @@ class ModernBertConfig(BertConfig):
         rope_parameters = copy.deepcopy(kwargs.pop("rope_parameters", None))
         rope_scaling = kwargs.pop("rope_scaling", None)
         global_theta = kwargs.pop("global_rope_theta", None)
+        local_null = "local_rope_theta" in kwargs and kwargs["local_rope_theta"] is None
         local_theta = kwargs.pop("local_rope_theta", None)
+        # transformers 4's ModernBertAttention: local layers without a theta (null) use the global one
+        if local_null:
+            local_theta = global_theta if global_theta is not None else DEFAULT_THETA[FULL]
         #: transformers 4's switch of its torch.compile'd layers (``from_pretrained(path,
         #: reference_compile=False)``): kept, unread (fastbert compiles nothing), never written, as transformers
         reference_compile = kwargs.pop("reference_compile", None)
