@@ -33,6 +33,19 @@ def antiberty_dir(tmp_path):
     return str(folder)
 
 
+def interrupted_at_call(write, n: int):
+    """``write`` that raises KeyboardInterrupt at its ``n``-th call (a save interrupted part-way)."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return write(*args, **kwargs)
+
+    return wrapper
+
+
 def save_tiny(tmp_path, name="BertForMaskedLM", **overrides):
     torch.manual_seed(0)
     hf = getattr(transformers, name)(transformers.BertConfig(**TINY, **overrides)).eval()
@@ -443,16 +456,8 @@ def test_an_interrupted_save_over_as_many_shards_leaves_no_mix(tmp_path, monkeyp
             p.add_(1.0)
     module, name = (safetensors.torch, "save_file") if safe_serialization else (torch, "save")
     write = getattr(module, name)
-    calls = []
-
-    def interrupt_at_the_third_shard(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return write(*args, **kwargs)
-
     with monkeypatch.context() as m:
-        m.setattr(module, name, interrupt_at_the_third_shard)
+        m.setattr(module, name, interrupted_at_call(write, 3))
         with pytest.raises(KeyboardInterrupt):
             model.save_pretrained(out, **kw)
     assert sorted(os.listdir(out)) == files  # no temporary left
@@ -575,17 +580,8 @@ def test_an_interrupted_sharded_save_leaves_the_earlier_shards(tmp_path, monkeyp
     model.save_pretrained(out, max_shard_size="10KB")
     earlier = sorted(n for n in os.listdir(out) if n.endswith(".safetensors"))
     assert len(earlier) > 3
-    save_file = safetensors.torch.save_file
-    calls = []
-
-    def interrupt_at_the_second_shard(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return save_file(*args, **kwargs)
-
     with monkeypatch.context() as m:
-        m.setattr(safetensors.torch, "save_file", interrupt_at_the_second_shard)
+        m.setattr(safetensors.torch, "save_file", interrupted_at_call(safetensors.torch.save_file, 2))
         with pytest.raises(KeyboardInterrupt):
             model.save_pretrained(out, max_shard_size="40KB")
     assert set(earlier) <= set(os.listdir(out))
