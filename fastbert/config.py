@@ -253,8 +253,10 @@ class BertConfig:
         if label2id is not None:
             if not isinstance(label2id, dict):
                 raise _field_type_error("label2id", "a mapping of label names to ids", label2id)
-            self.label2id = {k: _label_id("label2id", v) for k, v in label2id.items()}
-        else:
+            label2id = {k: _label_id("label2id", v) for k, v in label2id.items()}
+        if label2id is not None and id2label is not None:
+            self.label2id = label2id
+        else:  # as transformers (4 and 5): without id2label, num_labels names the labels and label2id is rebuilt
             self.label2id = {v: k for k, v in self.id2label.items()}
 
         self._check_types()

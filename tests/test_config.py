@@ -226,3 +226,18 @@ def test_config_json_private_attn_implementation_is_not_read(tmp_path):
     assert model.config._attn_implementation is None
     assert model(torch.tensor([[5, 6, 7]])).last_hidden_state.shape == (1, 3, TINY["hidden_size"])
     assert fastbert.BertConfig.from_dict(data, attn_implementation="eager")._attn_implementation == "eager"
+
+
+def test_label2id_without_id2label_is_rebuilt(tmp_path):
+    # transformers (4 and 5): without id2label, num_labels (default 2) names the labels and label2id follows
+    # them; fastbert kept the given label2id beside LABEL_0/LABEL_1 (3 names for 2 labels, saved back)
+    given = {"neg": 0, "neu": 1, "pos": 2}
+    for lib in (transformers, fastbert):
+        config = lib.BertConfig(label2id=given)
+        assert config.num_labels == 2 and config.id2label == {0: "LABEL_0", 1: "LABEL_1"}, lib
+        assert config.label2id == {"LABEL_0": 0, "LABEL_1": 1}, lib
+        three = lib.BertConfig(label2id=given, num_labels=3)
+        assert three.label2id == {f"LABEL_{i}": i for i in range(3)}, lib
+    # with id2label, the given label2id is kept, as transformers keeps it
+    config = fastbert.BertConfig(id2label={"0": "a", "1": "b"}, label2id={"a": "0", "b": 1})
+    assert config.id2label == {0: "a", 1: "b"} and config.label2id == {"a": 0, "b": 1}
