@@ -262,6 +262,12 @@ class BertConfig:
         self._check_types()
         if self.problem_type is not None and self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            # as transformers 5 (4 took it, and its cross-entropy over one class is 0: nothing trained)
+            raise ValueError(
+                'problem_type="single_label_classification" requires num_labels > 1: for binary classification '
+                'use num_labels=2, or problem_type="regression" for a single-output regression head'
+            )
         if self.position_embedding_type not in _POSITION_TYPES:
             raise ValueError(
                 f"position_embedding_type must be one of {_POSITION_TYPES}, got {self.position_embedding_type!r}"

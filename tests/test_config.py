@@ -241,3 +241,22 @@ def test_label2id_without_id2label_is_rebuilt(tmp_path):
     # with id2label, the given label2id is kept, as transformers keeps it
     config = fastbert.BertConfig(id2label={"0": "a", "1": "b"}, label2id={"a": "0", "b": 1})
     assert config.id2label == {0: "a", 1: "b"} and config.label2id == {"a": 0, "b": 1}
+
+
+def test_single_label_classification_needs_two_labels(tmp_path):
+    # transformers 5 refuses the config (4 took it, and cross-entropy over one class is 0: a head that never
+    # trains); fastbert took it. Set later by attribute, it is taken, as transformers takes it
+    for lib in (transformers, fastbert):
+        with pytest.raises(ValueError, match="num_labels > 1"):
+            lib.BertConfig(problem_type="single_label_classification", num_labels=1)
+        config = lib.BertConfig(problem_type="single_label_classification")
+        config.num_labels = 1
+        assert config.num_labels == 1
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {"model_type": "bert", "problem_type": "single_label_classification", "id2label": {"0": "a"}}
+        )
+    )
+    with pytest.raises(ValueError, match="config.json: .*num_labels > 1"):
+        fastbert.BertConfig.from_pretrained(tmp_path)
+    assert fastbert.BertConfig(problem_type="regression", num_labels=1).num_labels == 1
