@@ -260,3 +260,21 @@ def test_single_label_classification_needs_two_labels(tmp_path):
     with pytest.raises(ValueError, match="config.json: .*num_labels > 1"):
         fastbert.BertConfig.from_pretrained(tmp_path)
     assert fastbert.BertConfig(problem_type="regression", num_labels=1).num_labels == 1
+
+
+def test_modernbert_bert_dropout_names_are_kept_unread(tmp_path):
+    # transformers' ModernBERT has no attention_probs_dropout_prob / hidden_dropout_prob: given, they are kept
+    # as unused attributes and written back, and attention drops out with attention_dropout (default 0). fastbert
+    # took attention_probs_dropout_prob as attention_dropout (trained with that dropout) and dropped both
+    given = dict(attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.2)
+    for lib in (transformers, fastbert):
+        config = lib.ModernBertConfig(**given)
+        assert config.attention_dropout == 0.0, lib
+        data = config.to_diff_dict()
+        assert {k: data.get(k) for k in given} == given and data["attention_dropout"] == 0.0, lib
+        config.save_pretrained(tmp_path / lib.__name__)
+        again = fastbert.ModernBertConfig.from_pretrained(tmp_path / lib.__name__)
+        assert again.attention_dropout == 0.0 and {k: again.to_dict()[k] for k in given} == given, lib
+    config = fastbert.ModernBertConfig(attention_dropout=0.25)
+    assert config.attention_probs_dropout_prob == 0.25  # what the engine reads
+    assert "attention_probs_dropout_prob" not in config.to_dict()

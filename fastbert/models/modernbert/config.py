@@ -17,11 +17,13 @@ Fewer layers than ``layer_types`` lists (``from_pretrained(path, num_hidden_laye
 first k, of the first k types, as transformers builds them; ``config.json`` is written with those k types
 (transformers 5.25 refuses to save such a config: its ``layer_types`` must have one entry per layer).
 
-The shared engine reads BERT's names: ``attention_probs_dropout_prob`` is an alias of ``attention_dropout``,
-and ``hidden_dropout_prob`` is the largest of ``embedding_dropout`` / ``mlp_dropout`` / ``attention_dropout``
-(read-only: ModernBERT has no such field). BERT's other fields are written to ``config.json`` only when the
-input had them; BERT's ``hidden_act`` among them is not an alias: transformers' ModernBERT keeps it as an
-unused attribute and its MLP runs ``hidden_activation`` (default ``gelu``), and so does fastbert.
+The shared engine reads BERT's names: ``attention_probs_dropout_prob`` reads ``attention_dropout``, and
+``hidden_dropout_prob`` the largest of ``embedding_dropout`` / ``mlp_dropout`` / ``attention_dropout``
+(ModernBERT has neither field). A value given or set under either BERT name is kept and written back unread,
+as transformers' ModernBERT keeps it as an unused attribute (it is not ModernBERT's dropout). BERT's other
+fields are written to ``config.json`` only when the input had them; BERT's ``hidden_act`` among them is not
+an alias: transformers' ModernBERT keeps it as an unused attribute and its MLP runs ``hidden_activation``
+(default ``gelu``), and so does fastbert.
 """
 
 from __future__ import annotations
@@ -75,12 +77,12 @@ MODERNBERT_DEFAULTS: dict[str, Any] = {
     "tie_word_embeddings": True,
 }
 
-#: BERT's field -> ModernBERT's field it stands for (one value, written under ModernBERT's name)
-#: (not ``hidden_act``: transformers' ModernBERT ignores it, its MLP runs ``hidden_activation``)
-ALIASES = {"attention_probs_dropout_prob": "attention_dropout"}
+#: BERT's dropouts the engine reads, derived from ModernBERT's (a value given under these names is kept
+#: unread, as transformers keeps it: not ``hidden_act`` either, its MLP runs ``hidden_activation``)
+_DERIVED = ("attention_probs_dropout_prob", "hidden_dropout_prob")
 
 #: BERT's fields the engine reads that ModernBERT does not have: written only when the input had them
-_BERT_ONLY = tuple(k for k in _BERT_DEFAULTS if k not in MODERNBERT_DEFAULTS and k not in ALIASES)
+_BERT_ONLY = tuple(k for k in _BERT_DEFAULTS if k not in MODERNBERT_DEFAULTS and k not in _DERIVED)
 
 _BOOLS = (
     "norm_bias",
@@ -122,11 +124,7 @@ class ModernBertConfig(BertConfig):
         kwargs = dict(kwargs)
         #: the BERT-only fields the input had (written back as they came)
         given_bert = {k for k in _BERT_ONLY if k in kwargs}
-        for bert_name, name in ALIASES.items():  # BERT's name given: it sets ModernBERT's field
-            if bert_name in kwargs:
-                value = kwargs.pop(bert_name)
-                kwargs.setdefault(name, value)
-        kwargs.pop("hidden_dropout_prob", None)  # derived (read-only): see hidden_dropout_prob
+        given_dropouts = {k: kwargs.pop(k) for k in _DERIVED if k in kwargs}  # kept, unread (see _DERIVED)
         layer_types = kwargs.pop("layer_types", None)
         rope_parameters = copy.deepcopy(kwargs.pop("rope_parameters", None))
         rope_scaling = kwargs.pop("rope_scaling", None)
@@ -142,6 +140,7 @@ class ModernBertConfig(BertConfig):
         kwargs.setdefault("type_vocab_size", 1)  # no token-type table: only type 0 (the engine's range check)
         super().__init__(**kwargs)
         self._given_bert = given_bert
+        self._bert_dropouts = given_dropouts  # BertConfig.__init__ set BERT's defaults through the setters
         self.reference_compile = reference_compile
         if layer_types is None:
             every = getattr(self, "global_attn_every_n_layers", 3)  # the hub form (kept as given)
@@ -180,7 +179,16 @@ class ModernBertConfig(BertConfig):
 
     @hidden_dropout_prob.setter
     def hidden_dropout_prob(self, value: Any) -> None:
-        pass  # BERT's default set by BertConfig.__init__: ModernBERT derives it (see the getter)
+        self.__dict__.setdefault("_bert_dropouts", {})["hidden_dropout_prob"] = value  # kept, unread
+
+    @property
+    def attention_probs_dropout_prob(self) -> float:
+        """ModernBERT's ``attention_dropout`` (the engine reads BERT's name)."""
+        return self.attention_dropout
+
+    @attention_probs_dropout_prob.setter
+    def attention_probs_dropout_prob(self, value: Any) -> None:
+        self.__dict__.setdefault("_bert_dropouts", {})["attention_probs_dropout_prob"] = value  # kept, unread
 
     @property
     def sliding_window(self) -> int:
@@ -289,18 +297,5 @@ class ModernBertConfig(BertConfig):
         for name in _BERT_ONLY:
             if name not in given:
                 out.pop(name, None)
+        out.update(copy.deepcopy(getattr(self, "_bert_dropouts", {})))  # BERT's names given: written back
         return dict(sorted(out.items()))
-
-
-def _alias(name: str) -> property:
-    def get(self):
-        return getattr(self, name)
-
-    def set_(self, value):
-        setattr(self, name, value)
-
-    return property(get, set_, doc=f"BERT's name of ModernBERT's ``{name}``")
-
-
-for _bert_name, _name in ALIASES.items():
-    setattr(ModernBertConfig, _bert_name, _alias(_name))
