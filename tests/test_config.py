@@ -278,3 +278,26 @@ def test_modernbert_bert_dropout_names_are_kept_unread(tmp_path):
     config = fastbert.ModernBertConfig(attention_dropout=0.25)
     assert config.attention_probs_dropout_prob == 0.25  # what the engine reads
     assert "attention_probs_dropout_prob" not in config.to_dict()
+
+
+def test_distilbert_unmapped_bert_names_are_kept_unread(tmp_path):
+    # transformers' DistilBertConfig maps hidden_size / num_attention_heads / num_hidden_layers to dim / n_heads /
+    # n_layers (BERT's name wins when both are given), and keeps intermediate_size, hidden_act and BERT's dropouts
+    # as unused attributes: its model is built from hidden_dim, activation, dropout, attention_dropout. fastbert
+    # took them as aliases (an FFN of 64 with ReLU where transformers builds 3072 with GELU)
+    given = dict(
+        intermediate_size=64, hidden_act="relu", hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.2
+    )
+    for lib in (transformers, fastbert):
+        config = lib.DistilBertConfig(**given, dim=32, hidden_size=64, n_heads=4)
+        fields = ("hidden_dim", "activation", "dropout", "attention_dropout", "dim", "n_heads")
+        assert tuple(getattr(config, k) for k in fields) == (3072, "gelu", 0.1, 0.1, 64, 4), lib
+        data = config.to_diff_dict()
+        assert {k: data[k] for k in given} == given and "hidden_size" not in data, lib
+        config.save_pretrained(tmp_path / lib.__name__)
+        again = fastbert.DistilBertConfig.from_pretrained(tmp_path / lib.__name__)
+        assert (again.hidden_dim, again.activation, again.dim) == (3072, "gelu", 64), lib
+        assert {k: again.to_dict()[k] for k in given} == given, lib
+    tiny = dict(vocab_size=99, dim=36, n_layers=1, n_heads=3, max_position_embeddings=40)
+    model = fastbert.DistilBertModel(fastbert.DistilBertConfig(**tiny, intermediate_size=16))
+    assert model.transformer.layer[0].ffn.lin1.out_features == 3072

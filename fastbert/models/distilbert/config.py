@@ -3,11 +3,15 @@
 DistilBERT names its fields its own way (``dim``, ``n_layers``, ``n_heads``, ``hidden_dim``, ``dropout``,
 ``attention_dropout``, ``activation``); the shared engine reads BERT's names. The config keeps one value
 per field: DistilBERT's names are aliases of BERT's (as transformers' ``attribute_map`` makes
-``hidden_size`` an alias of ``dim``), and ``config.json`` is written with DistilBERT's names only.
+``hidden_size`` an alias of ``dim``), and ``config.json`` is written with DistilBERT's names. Given to the
+config, the BERT names transformers' ``attribute_map`` lacks (``intermediate_size``, ``hidden_act``,
+``hidden_dropout_prob``, ``attention_probs_dropout_prob``) are kept unread and written back, as transformers
+keeps them as unused attributes: ``hidden_dim`` / ``activation`` / the dropouts come from DistilBERT's names.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ...config import BertConfig
@@ -46,13 +50,22 @@ class DistilBertConfig(BertConfig):
     }
 
     def __init__(self, **kwargs: Any) -> None:
+        #: BERT's names transformers' DistilBertConfig does not map: given, kept unread and written back
+        unmapped = {}
         for name, bert_name in ALIASES.items():
+            if bert_name in self.attribute_map:  # either name sets the field; BERT's wins, as transformers
+                if name in kwargs:
+                    kwargs.setdefault(bert_name, kwargs.pop(name))
+                continue
+            if bert_name in kwargs:
+                unmapped[bert_name] = kwargs.pop(bert_name)
             if name in kwargs:
                 kwargs[bert_name] = kwargs.pop(name)
         #: the BERT-only fields the input had: written back as they came (transformers keeps them as extra keys)
         given = {k for k in _NOT_DISTILBERT if k in kwargs}
         super().__init__(**kwargs)
         self._given_bert = given
+        self._unmapped_bert = unmapped
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -62,6 +75,7 @@ class DistilBertConfig(BertConfig):
         for name in _NOT_DISTILBERT:
             if name not in given:
                 out.pop(name, None)
+        out.update(copy.deepcopy(getattr(self, "_unmapped_bert", {})))
         return dict(sorted(out.items()))
 
 
