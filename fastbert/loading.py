@@ -476,16 +476,13 @@ class PreTrainedMixin:
         # (``BertModel.from_pretrained(path, add_pooling_layer=False)``) goes to the model, the rest to the config
         model_args = _model_args(cls, config, model_args, kwargs)
         labels_in_file = None if "num_labels" in kwargs else config.__dict__.get("_labels_in_file")
-        for key, value in kwargs.items():  # config overrides, as transformers
-            if key == "num_labels":
-                config.num_labels = value
-            elif hasattr(config, key):
-                setattr(config, key, value)
-            else:  # transformers passes it to the class, which refuses it: a typo never reaches the config
-                raise TypeError(
-                    f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {key!r}: neither a "
-                    f"field of {type(config).__name__} nor an argument of {cls.__name__}"
-                )
+        # config overrides, as transformers (the config's rule: DistilBERT's takes no unmapped BERT name)
+        for key in config._apply_overrides(kwargs):
+            # transformers passes it to the class, which refuses it: a typo never reaches the config
+            raise TypeError(
+                f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {key!r}: neither a "
+                f"field of {type(config).__name__} nor an argument of {cls.__name__}"
+            )
         if attn_implementation is None:  # the config's own choice (BertConfig(attn_implementation=...))
             attn_implementation = config._attn_implementation
         config._attn_implementation = check_attn_implementation(attn_implementation)

@@ -301,3 +301,20 @@ def test_distilbert_unmapped_bert_names_are_kept_unread(tmp_path):
     tiny = dict(vocab_size=99, dim=36, n_layers=1, n_heads=3, max_position_embeddings=40)
     model = fastbert.DistilBertModel(fastbert.DistilBertConfig(**tiny, intermediate_size=16))
     assert model.transformer.layer[0].ffn.lin1.out_features == 3072
+
+
+def test_distilbert_from_pretrained_unmapped_bert_names_are_unused(tmp_path):
+    # transformers: from_pretrained keywords set the config's fields only; DistilBertConfig has no hidden_act or
+    # intermediate_size (returned unused; the model class refuses them). fastbert set activation / hidden_dim:
+    # DistilBertModel.from_pretrained(path, hidden_act="relu") ran GELU-trained weights under ReLU
+    config = transformers.DistilBertConfig(vocab_size=99, dim=32, n_heads=4, n_layers=1, hidden_dim=37)
+    transformers.DistilBertModel(config).save_pretrained(tmp_path)
+    for lib in (transformers, fastbert):
+        config, unused = lib.DistilBertConfig.from_pretrained(
+            tmp_path, return_unused_kwargs=True, hidden_act="relu", intermediate_size=16, hidden_size=64
+        )
+        assert unused == {"hidden_act": "relu", "intermediate_size": 16}, lib
+        assert (config.activation, config.hidden_dim, config.dim) == ("gelu", 37, 64), lib
+        with pytest.raises(TypeError, match="hidden_act"):
+            lib.DistilBertModel.from_pretrained(tmp_path, hidden_act="relu")
+    assert fastbert.DistilBertModel.from_pretrained(tmp_path, activation="relu").config.activation == "relu"

@@ -67,6 +67,13 @@ class DistilBertConfig(BertConfig):
         self._given_bert = given
         self._unmapped_bert = unmapped
 
+    def _apply_overrides(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # as transformers: BERT's names its DistilBertConfig does not map are no fields of it (returned unused:
+        # from_pretrained(path, hidden_act="relu") set activation here, and is a TypeError of the model there)
+        unmapped = {k: v for k, v in kwargs.items() if k in ALIASES.values() and k not in self.attribute_map}
+        unused = super()._apply_overrides({k: v for k, v in kwargs.items() if k not in unmapped})
+        return {**unused, **unmapped}
+
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         for name, bert_name in ALIASES.items():
