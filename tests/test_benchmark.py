@@ -1046,3 +1046,33 @@ def test_a_sigterm_to_the_long_suite_kills_its_measuring_process(tmp_path):
         if pid_file.exists() and pid_file.read_text():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_serve_bench_interrupted_while_writing_its_table_keeps_the_earlier_files(monkeypatch, tmp_path):
+    """``--suite serve`` opened rows.jsonl and TABLE.md with a plain ``open(..., "w")``: an interrupt while
+    writing (Ctrl-C, a failing table) left them truncated, the earlier run's figures lost. They are now
+    written beside their targets and renamed over them once complete."""
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark import serve
+
+    async def load(url, bodies, concurrency):
+        return 1.0, [0.01] * len(bodies), [[[0.5, 0.5]]] * len(bodies)
+
+    def interrupted(rows):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        serve, "_start", lambda cmd, env, pattern, port: (_StoppedServer(), "http://127.0.0.1:1")
+    )
+    monkeypatch.setattr(serve, "_free_port", lambda: 1)
+    monkeypatch.setattr(serve, "_load", load)
+    monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
+    monkeypatch.setattr(serve, "_reference_vectors", lambda model, texts: torch.full((len(texts), 2), 0.5))
+    monkeypatch.setattr(serve, "table", interrupted)
+    (tmp_path / "TABLE.md").write_text("the earlier run's table\n")
+    with pytest.raises(KeyboardInterrupt):
+        serve.run_serve_bench(
+            out=str(tmp_path), concurrencies=(1,), requests_per_round={1: 2}, rounds=1, log=lambda s: None
+        )
+    assert (tmp_path / "TABLE.md").read_text() == "the earlier run's table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["TABLE.md", "rows.jsonl"]  # no temporary file

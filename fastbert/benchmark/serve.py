@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any
 
+from fastbert.output_files import open_output
+
 WORDS = (
     "the quick brown fox jumps over a lazy dog while paris sleeps and new york works late into the night "
     "science finds answers in data models learn from text embeddings map sentences into vectors search ranks "
@@ -336,10 +338,11 @@ def run_serve_bench(
         _stop([fb, st])
     if out:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "rows.jsonl"), "w") as f:
+        # each beside its target, renamed over it once complete: an interrupted write leaves the earlier file
+        with open_output(os.path.join(out, "rows.jsonl"), "w") as f:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
-        with open(os.path.join(out, "TABLE.md"), "w") as f:
+        with open_output(os.path.join(out, "TABLE.md"), "w") as f:
             f.write(table(rows) + "\n")
     return rows
 
