@@ -3,6 +3,7 @@ the parity gate, skipped providers, rows.jsonl, tables, the CLI. Timings themsel
 only what the runner does with them (fake providers that sleep make the timings known)."""
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -493,6 +494,34 @@ def test_scaling_plot(tmp_path):
     path = report.write_scaling_plot(rows, str(tmp_path / "scaling.png"))
     assert path and (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert report.write_scaling_plot([], str(tmp_path / "none.png")) is None
+
+
+def test_scaling_plot_interrupted_while_written_keeps_the_earlier_one(tmp_path, monkeypatch):
+    """``scaling.png`` was saved by ``fig.savefig(path)`` straight into the target: an interrupt mid-way left a
+    truncated PNG in place of the earlier run's. It is now written beside it and renamed once complete."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    print_png = FigureCanvasAgg.print_png
+
+    def interrupted(self, filename_or_obj, *args, **kwargs):
+        if isinstance(filename_or_obj, io.BytesIO):  # matplotlib's dry run, measuring the figure
+            return print_png(self, filename_or_obj)
+        if isinstance(filename_or_obj, (str, os.PathLike)):
+            with open(filename_or_obj, "wb") as f:
+                f.write(b"\x89PNG torn")
+        else:
+            filename_or_obj.write(b"\x89PNG torn")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FigureCanvasAgg, "print_png", interrupted)
+    rows = [dict(group="scaling", provider="fastbert-sdpa", status="ok", shape="1x16", batch=1, seqlen=16,
+                 tokens=16, median_ms=1.0, model="tiny", dtype="fp32", device_name="cpu", threads=2)]  # fmt: skip
+    (tmp_path / "scaling.png").write_bytes(b"the earlier plot")
+    with pytest.raises(KeyboardInterrupt):
+        report.write_scaling_plot(rows, str(tmp_path / "scaling.png"))
+    assert (tmp_path / "scaling.png").read_bytes() == b"the earlier plot"
+    assert [p.name for p in tmp_path.iterdir()] == ["scaling.png"]
 
 
 def test_format_table():

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import IO, Any
 
 from ..output_files import open_output
 from ..tables import format_table, markdown_table  # noqa: F401  (the report's tables; re-exported)
@@ -278,11 +278,12 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
 
 
 @contextlib.contextmanager
-def _replacing(path: str) -> Iterator[TextIO]:
-    """A text file written beside ``path`` and moved over it once complete (:mod:`fastbert.output_files`'
-    rule): a run killed while writing leaves the last whole file (or none), never a torn one that
-    ``json.load`` fails on, and no temporary file (SIGTERM's too: a ``bench.json.tmp-PID`` stayed)."""
-    with open_output(path, "w") as f:
+def _replacing(path: str, mode: str = "w") -> Iterator[IO]:
+    """A text (``"wb"``: binary) file written beside ``path`` and moved over it once complete
+    (:mod:`fastbert.output_files`' rule): a run killed while writing leaves the last whole file (or none),
+    never a torn one that ``json.load`` fails on, and no temporary file (SIGTERM's too: a
+    ``bench.json.tmp-PID`` stayed)."""
+    with open_output(path, mode) as f:
         yield f
 
 
@@ -344,7 +345,8 @@ def write_scaling_plot(rows: Sequence[dict[str, Any]], path: str) -> str | None:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with _replacing(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return path
 
