@@ -201,8 +201,13 @@ _SIGNALS = tuple(
 
 def _remove_temps() -> None:
     for tmp in list(_live_temps):
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if os.path.isdir(tmp) and not os.path.islink(tmp):  # write_files_into's staging folder
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         _live_temps.discard(tmp)
 
 
@@ -380,7 +385,10 @@ def write_files_into(folder: str | os.PathLike, write: Callable[[str], Sequence[
     import tempfile
 
     folder = os.fspath(folder)
-    staging = tempfile.mkdtemp(prefix=".fastbert-", suffix=".tmp", dir=folder)
+    with _lock:
+        staging = tempfile.mkdtemp(prefix=".fastbert-", suffix=".tmp", dir=folder)
+        _live_temps.add(staging)  # removed by a signal that ends the process too
+        _install_handlers()
     try:
         written = [os.fspath(p) for p in write(staging)]
         for path in written:
@@ -397,7 +405,11 @@ def write_files_into(folder: str | os.PathLike, write: Callable[[str], Sequence[
         _fsync_folder(folder)
         return tuple(out)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with _lock:
+            shutil.rmtree(staging, ignore_errors=True)
+            _live_temps.discard(staging)
+            if not _live_temps:
+                _restore_handlers()
 
 
 def _settle(fd: int, plan: OutputPlan) -> None:

@@ -375,3 +375,38 @@ def test_files_a_library_writes_into_a_folder_arrive_whole(tmp_path):
 
     saved = AutoTokenizer.from_pretrained(embedded_model_path()).save_pretrained(tmp_path / "tok")
     assert sorted(os.listdir(tmp_path / "tok")) == sorted(os.path.basename(p) for p in saved)
+
+
+FOLDER_WRITER = """
+import os, sys, time
+from fastbert.output_files import write_files_into
+
+def slow(staging):
+    with open(os.path.join(staging, "vocab.txt"), "w") as f:
+        f.write("ne")
+    print("ready", flush=True)
+    time.sleep(60)
+
+write_files_into(sys.argv[1], slow)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_signal_during_write_files_into_leaves_no_staging_folder(tmp_path, sig):
+    """write_files_into's staging folder was removed by its ``finally`` only: a SIGTERM (or SIGHUP) ended the
+    process without it, and a ``.fastbert-XXXX.tmp`` folder holding a half-written vocabulary stayed inside
+    the saved model's folder (pushed to the hub with it). A signal removes it as it removes open_output's."""
+    (tmp_path / "vocab.txt").write_text("old\n")
+    p = subprocess.Popen(
+        [sys.executable, "-c", FOLDER_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+        preexec_fn=default_signals,
+    )
+    assert p.stdout.readline() == "ready\n", p.stderr.read()
+    assert len(temps(tmp_path)) == 1  # the staging folder, under way
+    p.send_signal(sig)
+    assert p.wait(timeout=60) == -sig
+    assert os.listdir(tmp_path) == ["vocab.txt"] and (tmp_path / "vocab.txt").read_text() == "old\n"
