@@ -309,11 +309,18 @@ class GenerationMixin:
         self.__dict__["_generation_config"] = GenerationConfig.from_dict(data, source=file)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        """The model's files, and ``generation_config.json`` as transformers writes for a generative model."""
+        """The model's files, and ``generation_config.json`` as transformers writes for a generative model
+        (before ``push_to_hub`` uploads the folder)."""
+        push = kwargs.pop("push_to_hub", False)
         super().save_pretrained(save_directory, *args, **kwargs)
         main = kwargs.get("is_main_process", args[0] if args else True)
         if main:  # the other processes of a distributed run write nothing
             self.generation_config.save_pretrained(save_directory)
+            if push:
+                from .hub import push_folder
+                from .loading import PUSH_KEYS
+
+                push_folder(save_directory, **{k: v for k, v in kwargs.items() if k in PUSH_KEYS})
 
     def prepare_inputs_for_generation(
         self,

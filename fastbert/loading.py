@@ -641,16 +641,7 @@ class PreTrainedMixin:
         safetensors, as transformers 4); ``is_main_process=False`` (the other processes of a distributed run)
         writes nothing. ``push_to_hub=True`` then uploads the folder with huggingface_hub (``repo_id``, default
         the folder's name; ``commit_message``, ``private``, ``token``, ``create_pr``, ``revision``)."""
-        hub_keys = (
-            "repo_id",
-            "commit_message",
-            "commit_description",
-            "private",
-            "token",
-            "create_pr",
-            "revision",
-        )
-        hub_args = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        hub_args = {k: kwargs.pop(k) for k in PUSH_KEYS if k in kwargs}
         if kwargs:
             raise TypeError(f"save_pretrained() got unexpected keyword arguments {sorted(kwargs)}")
         if os.path.isfile(save_directory):
@@ -682,6 +673,10 @@ class PreTrainedMixin:
         )
         if push_to_hub:
             push_folder(save_directory, **hub_args)
+
+
+#: save_pretrained's keywords that push_to_hub=True passes to the upload
+PUSH_KEYS = ("repo_id", "commit_message", "commit_description", "private", "token", "create_pr", "revision")
 
 
 def _check_max_shard_size(max_shard_size: Any) -> None:

@@ -214,6 +214,19 @@ def test_push_to_hub_uploads_a_saved_model(monkeypatch):
     assert calls.uploads[0]["create_pr"] is True
 
 
+def test_save_pretrained_push_to_hub_uploads_the_generation_config_too(monkeypatch, tmp_path):
+    """A generative model's ``save_pretrained(push_to_hub=True)`` uploaded the folder before it wrote
+    ``generation_config.json``: the hub got config and weights without it (transformers uploads all three)."""
+    calls = fake_hub_api(monkeypatch)
+    model = fastbert.BertLMHeadModel(fastbert.BertConfig(**TINY, is_decoder=True))
+    model.save_pretrained(tmp_path, push_to_hub=True, repo_id="me/tiny", token="t")
+    assert calls[2] == ("upload", "me/tiny", ["config.json", "generation_config.json", "model.safetensors"],
+                        "Upload model")  # fmt: skip
+    calls.clear()
+    model.save_pretrained(tmp_path / "other", is_main_process=False, push_to_hub=True, repo_id="me/tiny")
+    assert calls == []  # the other processes of a distributed run neither write nor upload
+
+
 def test_init_weights_initialises_only_new_modules_and_ties(tmp_path):
     """``init_weights()`` as transformers 4.57 and 5: a module already initialised, loaded or converted keeps
     its values (``_is_hf_initialized``); a head swapped in after loading is initialised; the decoder is tied.
