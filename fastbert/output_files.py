@@ -228,7 +228,9 @@ def _install_handlers() -> None:
         return  # installed already, or not installable (signals are the main thread's)
     for sig in _SIGNALS:
         previous = signal.getsignal(sig)
-        if previous in (signal.SIG_IGN, None):  # ignored (nohup) or not set from Python: leave it
+        if previous not in (signal.SIG_DFL, signal.default_int_handler):
+            # ignored (nohup), not set from Python, or the program's own handler (a graceful stop that sets a
+            # flag): left as it is; the write goes on, and the block's own cleanup runs if the handler raises
             continue
         _previous_handlers[sig] = previous
         signal.signal(sig, _on_signal)

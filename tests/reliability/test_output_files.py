@@ -410,3 +410,29 @@ def test_signal_during_write_files_into_leaves_no_staging_folder(tmp_path, sig):
     p.send_signal(sig)
     assert p.wait(timeout=60) == -sig
     assert os.listdir(tmp_path) == ["vocab.txt"] and (tmp_path / "vocab.txt").read_text() == "old\n"
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=["SIGTERM", "SIGUSR1", "SIGINT"]
+)
+def test_a_programs_own_signal_handler_is_left_alone_and_the_write_completes(tmp_path, sig):
+    """A program's own handler (a training loop that stops gracefully on SIGTERM, after its checkpoint) was
+    wrapped by open_output's cleanup: the signal removed the temporary file, then the handler returned, the
+    write went on into the removed file and ended in a FileNotFoundError, the checkpoint lost. Only the
+    default handlers get the cleanup (as the module says); a program's own handler runs as it is."""
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(sig, handler)
+    try:
+        with open_output(tmp_path / "ckpt.json", "w") as f:
+            f.write("partial ")
+            assert signal.getsignal(sig) is handler
+            os.kill(os.getpid(), sig)
+            f.write("done\n")
+    finally:
+        signal.signal(sig, previous)
+    assert seen == [sig]
+    assert (tmp_path / "ckpt.json").read_text() == "partial done\n" and temps(tmp_path) == []
