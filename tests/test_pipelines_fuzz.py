@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_helpers import WORDS, save_tiny_checkpoints, wordpiece_vocab
-from model_helpers import assert_same
+from model_helpers import assert_same, fake_hub_api
 
 import fastbert
 
@@ -961,6 +961,19 @@ def test_pipeline_object_api_of_transformers_4(ckpt, tmp_path):
     reloaded = transformers.pipeline("fill-mask", model=str(tmp_path / "saved"))
     assert_same(reloaded(FILL[:2]), ref(FILL[:2]))
     assert_same(fastbert.pipeline("fill-mask", model=str(tmp_path / "saved"))(FILL[0]), ref(FILL[0]))
+
+
+def test_pipeline_save_pretrained_push_to_hub_uploads_the_tokenizer_too(ckpt, tmp_path, monkeypatch):
+    """``save_pretrained(push_to_hub=True)`` passed the flag to the model's save, which uploaded the folder
+    before the tokenizer's files were written: the hub got a model without its tokenizer."""
+    ours = fastbert.pipeline("fill-mask", model=ckpt["mlm"])
+    calls = fake_hub_api(monkeypatch)
+    ours.save_pretrained(tmp_path / "saved", push_to_hub=True, repo_id="me/tiny", token="t")
+    uploads = [c for c in calls if c[0] == "upload"]
+    assert len(uploads) == 1 and uploads[0][1] == "me/tiny"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(
+        uploads[0][2]
+    )
 
 
 @pytest.mark.parametrize(

@@ -190,13 +190,20 @@ class Pipeline:
         self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any
     ):
         """Save the model and the tokenizer in ``save_directory`` (created if missing), as transformers'
-        ``Pipeline.save_pretrained``: ``pipeline(task, model=save_directory)`` loads them back."""
+        ``Pipeline.save_pretrained``: ``pipeline(task, model=save_directory)`` loads them back.
+        ``push_to_hub=True`` uploads the folder once both are written."""
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {os.fspath(save_directory)!r} is a file: pass a folder")
         os.makedirs(save_directory, exist_ok=True)
+        push = kwargs.pop("push_to_hub", False)
         self.model.save_pretrained(save_directory, safe_serialization=safe_serialization, **kwargs)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+        if push and kwargs.get("is_main_process", True):  # not before: the tokenizer's files were left out
+            from ..hub import push_folder
+            from ..loading import PUSH_KEYS
+
+            push_folder(save_directory, **{k: v for k, v in kwargs.items() if k in PUSH_KEYS})
 
     def transform(self, X: Any) -> Any:
         """scikit-learn's interface, as transformers: ``self(X)``."""
