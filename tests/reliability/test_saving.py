@@ -72,3 +72,27 @@ def test_saved_weights_do_not_alias_the_model(tmp_path):
         q.add_(1.0)
     saved = load_file(tmp_path / "model.safetensors")["encoder.layer.0.attention.self.query.weight"]
     torch.testing.assert_close(saved, before, rtol=0, atol=0)
+
+
+def test_interrupted_save_over_a_sharded_save_leaves_the_earlier_one_loadable(tmp_path, monkeypatch):
+    """The earlier save's shards are removed only once the new weights are complete: a save that fails
+    mid-way leaves the earlier index and every shard it names (the earlier model loads back)."""
+    import safetensors.torch
+
+    torch.manual_seed(0)
+    old = perturb_norms_and_biases(fastbert.BertModel(fastbert.BertConfig(**CFG))).eval()
+    old.save_pretrained(tmp_path, max_shard_size=5_000)  # 4 shards
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    new = fastbert.BertModel(fastbert.BertConfig(**CFG)).eval()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    for shard_size in ("5GB", 20_000):  # one file, then 2 shards (the earlier save had 4)
+        with pytest.raises(KeyboardInterrupt):
+            new.save_pretrained(tmp_path, max_shard_size=shard_size)
+        assert not (tmp_path / "model.safetensors").exists()
+        again = fastbert.BertModel.from_pretrained(tmp_path)
+        for key, value in old.state_dict().items():
+            torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0, msg=key)
