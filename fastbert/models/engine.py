@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -659,7 +658,8 @@ class BertModel(BertPreTrainedModel):
             for n, t in (
                 ("input_ids", input_ids),
                 ("token_type_ids", inputs.token_type_ids),
-                ("position_ids", inputs.position_ids if absolute else None),
+                # rows of a position table only: RoPE (ModernBERT) computes any position, negative ones too
+                ("position_ids", inputs.position_ids if absolute and self.position_table else None),
             )
             if t is not None
         ]
@@ -684,8 +684,6 @@ class BertModel(BertPreTrainedModel):
                 rows = table_shape(self.get_input_embeddings())[0]
                 if rows != limit:
                     limit, what = rows, f"the word embeddings have {rows} rows"
-            elif n == "position_ids" and not self.position_table:
-                limit = sys.maxsize  # no position table (RoPE): any position not below 0
             if lo < 0 or hi >= limit:
                 raise ValueError(f"{n} holds {lo if lo < 0 else hi}, outside [0, {limit}) ({what})")
         rest = values[2 * len(checks) :]
