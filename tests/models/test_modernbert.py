@@ -381,6 +381,28 @@ def test_hidden_states_attentions_and_a_batch_without_padding(saved, backend):
         assert probs[0][..., outside].abs().max() > 0  # a global one
 
 
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_position_ids_read_at_the_real_tokens_only(saved, backend):
+    """position_ids built from the mask (``cumsum(mask) - 1``, any value at the padding) count up along the
+    real tokens only, left or right padded: transformers runs them (its RoPE of the real tokens never reads
+    the padding's), and so does fastbert; positions that skip padding between real tokens stay refused."""
+    folder, hf = saved("base", "current")
+    model = fastbert.ModernBertModel.from_pretrained(folder, attn_implementation=backend)
+    right = batch("base", labels=False)
+    left = {k: v.flip(-1) for k, v in right.items()}
+    for inputs, fill in ((left, 1), (right, 0)):
+        mask = inputs["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, fill)
+        judge_all(model, hf, inputs, "base", backend, extra={"position_ids": positions})
+    holes = torch.tensor([[1, 1, 0, 1, 1]])
+    with pytest.raises(ValueError, match="position_ids must count up by one"):
+        model(
+            input_ids=torch.ones(1, 5, dtype=torch.long),
+            attention_mask=holes,
+            position_ids=holes.cumsum(-1) - 1,
+        )
+
+
 def test_triton_under_the_interpreter(saved):
     require_interpreter()
     for form in ("hub", "current"):

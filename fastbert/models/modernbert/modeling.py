@@ -292,6 +292,21 @@ def _std_of(model: nn.Module, module: nn.Module, std_in: float, std_out: float) 
     return std_in  # tok_embeddings, Wqkv, Wi (and anything added by hand)
 
 
+def _consecutive(positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A 0-d bool tensor: the positions of each row's real tokens count up by one with their index in the row
+    (position minus index the same for all of them). Padded positions are not read (transformers' RoPE of the
+    real tokens does not see them): a left-padded row may carry ``cumsum(mask) - 1`` positions with any value
+    at the padding."""
+    offsets = positions - torch.arange(positions.shape[-1], device=positions.device)
+    if mask is None:
+        return (offsets == offsets[:, :1]).all()
+    real = mask.bool()
+    offsets = offsets.expand(real.shape)
+    hi = offsets.masked_fill(~real, torch.iinfo(offsets.dtype).min).amax(dim=-1)
+    lo = offsets.masked_fill(~real, torch.iinfo(offsets.dtype).max).amin(dim=-1)
+    return ((hi == lo) | ~real.any(dim=-1)).all()
+
+
 class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     """The bare ModernBERT encoder (transformers' ``ModernBertModel``): no pooler, ``final_norm`` at the end."""
 
@@ -341,7 +356,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         checked = super().validate(inputs, past_length, read_lengths)
         positions = inputs.position_ids
         if positions is not None:  # RoPE scores see offsets only: rows of consecutive positions are exact
-            if positions.shape[-1] > 1 and not bool((positions.diff(dim=-1) == 1).all()):
+            if positions.shape[-1] > 1 and not bool(_consecutive(positions, inputs.attention_mask)):
                 raise ValueError(
                     "position_ids must count up by one along each row (ModernBERT's RoPE positions restart at "
                     "every sequence of the packed batch); other positions are not supported by fastbert"
