@@ -28,7 +28,9 @@ seen by the next replay, and anything that puts a weight elsewhere (``half()``, 
 the next call capture again; a no-op ``.to()`` keeps the graphs, and a model moved off their GPU frees them at
 once. The runner lists the model's tensors again after a move (``weights_version``) or any registration of a
 parameter, buffer or submodule anywhere (torch's global registration hooks). :meth:`GraphRunner.invalidate`
-drops the graphs by hand. A call under ``torch.autocast`` runs the normal forward (there the triton backend
+drops the graphs by hand. A quantized model's graphs also read its reduced copies (:mod:`fastbert.quant`) by
+address: any in-place edit of its parameters, :func:`fastbert.quant.refresh`, ``dequantize()`` or quantizing
+after a capture makes the next call capture again (its warm-up packs a stale copy again). A call under ``torch.autocast`` runs the normal forward (there the triton backend
 falls back to sdpa: its kernels take one dtype, and autocast keeps the residual stream in fp32 while the GEMMs
 run in half precision, as transformers does). A model with a forward hook
 (its own modules' or a global one), a patched ``forward`` or a module type other than torch's and fastbert's
@@ -258,6 +260,7 @@ class GraphRunner:
         self.lock = threading.Lock()
         self.done: torch.cuda.Event | None = None  # the previous call's last work, on its stream
         self._tensors: list[torch.Tensor] | None = None
+        self._params = 0  # how many of _tensors are parameters (the buffers follow)
         self._addresses: list[int] | None = None
         self._hook_dicts: list[dict] = []
         self._module_dicts: list[dict] = []
@@ -335,6 +338,7 @@ class GraphRunner:
             self._hook_dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
             self._module_dicts = [m.__dict__ for m in modules]
             self._tensors = [*model.parameters(), *model.buffers()]
+            self._params = len(self._tensors) - sum(1 for _ in model.buffers())
 
     def replayable(self) -> bool:
         """Whether a replay would run what the forward runs: no forward hooks (the model's, the global
@@ -352,9 +356,29 @@ class GraphRunner:
         rebound or ``.data =``-replaced weight; a no-op ``.to()`` keeps them)."""
         self._sync_modules()
         addresses = list(map(torch.Tensor.data_ptr, self._tensors))
+        addresses += self._reduced_copies()
         if addresses != self._addresses:
             self.invalidate()
             self._addresses = addresses
+
+    def _reduced_copies(self) -> list:
+        """What the graphs read of the reduced copies of :mod:`fastbert.quant` (held by the modules, not
+        parameters): each copy, its key (None once ``refresh`` asked for a new one) and its packed tensors'
+        addresses; and while any copy exists, the parameters' version counters: a replay runs no Python, so
+        an in-place edit (``load_state_dict``, ``copy_``) that makes a copy stale, a new copy, a dequantized
+        or a newly quantized model drop the graphs (the next capture's warm-up packs the copy again)."""
+        state = []
+        for d in self._module_dicts:
+            for name in ("qlinear", "qkv_linear"):
+                hook = d.get(name)
+                if hook is not None:
+                    held = hook.__dict__
+                    packed = (held.get(n) for n in getattr(hook, "_PACKED", ()))
+                    ptrs = tuple(t.data_ptr() for t in packed if isinstance(t, torch.Tensor))
+                    state.append((id(hook), held.get("_key"), ptrs))
+        if state:
+            state += [t._version for t in self._tensors[: self._params]]
+        return state
 
     def covers(self, inputs, allow_pack: bool) -> bool:
         m = self.model

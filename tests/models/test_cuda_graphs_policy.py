@@ -100,6 +100,51 @@ def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
     assert _graphs_dropped(runner)
 
 
+def test_graphs_are_dropped_when_a_reduced_copy_is_stale_or_gone():
+    """A quantized model's graphs read the reduced copies (fastbert.quant) by address, and a replay runs no
+    Python to pack a copy again: an in-place edit of a weight, ``refresh``, ``dequantize`` (which frees the
+    copies) and a model quantized after its capture drop the graphs; calls that change nothing keep them."""
+    from fastbert.quant import _quantize, refresh
+    from fastbert.quant.gpu import cpu_implements
+
+    if not cpu_implements("int8"):
+        pytest.skip(f"this torch {torch.__version__} has no CPU torch._int_mm")
+    torch.manual_seed(0)
+    config = fastbert.BertConfig(
+        vocab_size=99, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48
+    )
+    model = fastbert.BertModel(config).eval()
+    runner = GraphRunner(model, 8, 128)
+    runner.check_weights()
+    batches = [
+        dict(input_ids=torch.randint(1, 99, (4, 12)), attention_mask=torch.ones(4, 12, dtype=torch.long))
+    ]
+    _quantize(model, "int8", "int_mm", calibration=batches, min_cosine=0.0, mean_cosine=0.0)
+    assert _graphs_dropped(runner)  # captured unquantized: the replays would not run the copies
+    assert not _graphs_dropped(runner)
+    with torch.no_grad():
+        model(input_ids=batches[0]["input_ids"])  # the copies are current: nothing packed again
+    assert not _graphs_dropped(runner)
+    dense = model.encoder.layer[0].output.dense
+    with torch.no_grad():
+        dense.weight.add_(1.0)  # in place: the copy of the old values is stale
+    assert _graphs_dropped(runner)
+    with torch.no_grad():
+        model(input_ids=batches[0]["input_ids"])  # packed again: new copies at new addresses
+    assert _graphs_dropped(runner)
+    assert not _graphs_dropped(runner)
+    with torch.no_grad():
+        model.encoder.layer[1].attention.self.query.weight.mul_(1.0)  # the fused query/key/value copy's
+    assert _graphs_dropped(runner)
+    refresh(model)  # a .data edit on CUDA: the copies are made again at the next call
+    assert _graphs_dropped(runner)
+    model.dequantize()  # the copies are freed
+    assert _graphs_dropped(runner)
+    with torch.no_grad():
+        dense.weight.add_(1.0)  # unquantized again: the graph reads the new values at the same address
+    assert not _graphs_dropped(runner)
+
+
 class Foreign(nn.Linear):  # a module type outside torch and fastbert (PEFT's LoRA layers are such)
     pass
 
