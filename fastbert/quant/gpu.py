@@ -31,7 +31,8 @@ What the calls accept (torch 2.11 to 2.13): ``_scaled_mm`` wants K and N multipl
 column-major (``qW.t()`` of the ``(N, K)`` row-major copy), fp32 scales of shape ``(M, 1)`` and ``(1, N)``
 (or one element each), a bias in the output dtype and none with an fp32 output; a build that refuses the
 output dtype with per-row scales (CUTLASS' row-wise kernel takes bf16 only in older releases) gets a bf16
-output cast to x's dtype, decided on the first call and shown in the repr. ``_int_mm`` wants M > 16 on
+output cast to x's dtype, decided on the first call (with a bias and without apart: the row-wise kernel takes
+an fp16 output but no fp16 bias) and shown in the repr. ``_int_mm`` wants M > 16 on
 CUDA (fewer rows are padded with zero rows), K and N multiples of 8. A linear whose K or N does not fit
 keeps the model's dtype, with the reason in the report. torch 2.13 also runs both calls on the CPU, which
 is how the call path is tested without a GPU.
@@ -232,7 +233,9 @@ _FUSED = {
 }
 _EAGER = {"fp8": quantize_tokens_fp8, "int8": quantize_tokens_int8, "rescale": _rescale_int8}
 
-#: (device, dtype, per_row) -> the output dtype _scaled_mm accepted (x's own, or bf16 then a cast)
+#: (device, dtype, per_row, with a bias) -> the output dtype _scaled_mm accepted (x's own, or bf16 then a
+#: cast): CUTLASS' row-wise kernel (sm_89, and sm_90 before cuBLAS 12.9) takes an fp16 output without a bias
+#: but no fp16 bias, so the two are decided apart
 _FP8_OUT: dict[tuple, torch.dtype] = {}
 
 
@@ -343,7 +346,7 @@ class Fp8Linear(_ReducedLinear):
 
     def _product(self, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         qx, sx = self._ops(x2)["fp8"](x2, self.inv_or_ones, self.per_row)  # (M, K) e4m3, (M, 1) fp32
-        key = (x2.device, x2.dtype, self.per_row)
+        key = (x2.device, x2.dtype, self.per_row, bias is not None)
         out_dtype = _FP8_OUT.get(key)
         if out_dtype is None:  # first call: does this build take x's dtype as the output?
             try:
@@ -411,10 +414,12 @@ class IntMMLinear(_ReducedLinear):
         return ops["rescale"](acc, sx, zx, self.w_sum, self.w_scale, bias.to(x2.dtype))
 
 
-def fp8_output_dtype(device: torch.device, dtype: torch.dtype, per_row: bool = True) -> torch.dtype | None:
-    """The output dtype ``torch._scaled_mm`` computed for inputs of ``dtype`` on ``device`` (``dtype``
-    itself, or bf16 where this build refused it; None before the first call)."""
-    return _FP8_OUT.get((torch.device(device), dtype, per_row))
+def fp8_output_dtype(
+    device: torch.device, dtype: torch.dtype, per_row: bool = True, bias: bool = True
+) -> torch.dtype | None:
+    """The output dtype ``torch._scaled_mm`` computed for inputs of ``dtype`` on ``device``, with a bias or
+    without (``dtype`` itself, or bf16 where this build refused it; None before the first call)."""
+    return _FP8_OUT.get((torch.device(device), dtype, per_row, bias))
 
 
 #: the reduced linear class and its reference, by method

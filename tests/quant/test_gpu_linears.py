@@ -174,6 +174,38 @@ def test_real_call_on_cpu_is_its_formula(method, dtype):
         _check_call(method, dtype, "cpu", 21, True, False, per_row=False)
 
 
+def test_fp8_output_dtype_is_decided_with_and_without_a_bias_apart(monkeypatch):
+    """CUTLASS' row-wise kernel (sm_89; sm_90 before cuBLAS 12.9) computes an fp16 output without a bias but
+    refuses an fp16 bias: a linear without a bias that ran first (ModernBERT's, or the triton table's GEMMs,
+    whose bias the next kernel adds) must not make the linears with one call it with an fp16 output."""
+    if not CPU_CALLS["fp8"]:
+        pytest.skip(f"this torch {torch.__version__} has no CPU implementation of the fp8 GEMM")
+    from fastbert.quant import gpu
+
+    real = torch._scaled_mm
+
+    def cutlass_rowwise(a, b, *, scale_a, scale_b, bias=None, out_dtype=None, use_fast_accum=False):
+        if bias is not None and bias.dtype not in (torch.bfloat16, torch.float32):
+            raise RuntimeError("Bias type must be bfloat16 or float32 if provided.")
+        return real(a, b, scale_a=scale_a, scale_b=scale_b, bias=bias, out_dtype=out_dtype,
+                    use_fast_accum=use_fast_accum)  # fmt: skip
+
+    monkeypatch.setattr(gpu, "_FP8_OUT", {})
+    monkeypatch.setattr(torch, "_scaled_mm", cutlass_rowwise)
+    x, w, b = _data(torch.float16)
+    lin = Fp8Linear(w, None, 0.0, 0.0)
+    with torch.no_grad():
+        y_plain = lin(x, w)  # without a bias first: fp16 out
+        y = lin(x, w, b)  # with one: bf16 out, then fp16
+    assert fp8_output_dtype("cpu", torch.float16, bias=False) == torch.float16
+    assert fp8_output_dtype("cpu", torch.float16, bias=True) == torch.bfloat16
+    assert y.dtype == y_plain.dtype == torch.float16
+    ref = reference_fp8_linear(x, w, b)
+    assert_close(
+        y, (y_plain.float() + b.float()).to(torch.bfloat16), ref, torch.bfloat16, what="fp8 with bias"
+    )
+
+
 def test_fp8_refused_where_it_cannot_run(tmp_path, monkeypatch):
     why = fp8_refusal("cpu")
     assert "compute capability 8.9" in why and "cpu" in why
