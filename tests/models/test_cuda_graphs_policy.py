@@ -100,6 +100,7 @@ def test_graphs_are_dropped_when_a_weight_is_no_longer_where_it_was():
     assert _graphs_dropped(runner)
 
 
+@pytest.mark.cpu_only  # calibrates on the CPU: the GPU check's time goes to its CUDA paths
 def test_graphs_are_dropped_when_a_reduced_copy_is_stale_or_gone():
     """A quantized model's graphs read the reduced copies (fastbert.quant) by address, and a replay runs no
     Python to pack a copy again: an in-place edit of a weight, ``refresh``, ``dequantize`` (which frees the
