@@ -645,6 +645,28 @@ def test_a_glob_over_the_output_folder_leaves_its_shards_out(tmp_path, models):
         embed(str(out / "*.parquet"), str(out), model=models["base"], progress=False)
 
 
+def test_parquet_files_in_a_subfolder_of_the_output_are_refused(tmp_path, models):
+    """Dataset readers read the output folder recursively: a Parquet file in a subfolder (``vectors/old/``)
+    was read with the shards (pyarrow.dataset failed on the mixed schemas) while the folder's top level
+    alone was checked for Parquet files fastbert did not write. A subfolder that readers skip (``_``, ``.``)
+    is left alone."""
+    src = tmp_path / "a.txt"
+    src.write_text("the city\n")
+    out = tmp_path / "out"
+    (out / "_skipped").mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), out / "_skipped" / "a.parquet")
+    embed(str(src), str(out), model=models["base"], progress=False)
+    (out / "old" / "deeper").mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), out / "old" / "deeper" / "b.parquet")
+    with pytest.raises(
+        ValueError, match=r"Parquet files that no fastbert manifest there names \(old/deeper/b"
+    ):
+        embed(str(src), str(out), model=models["base"], progress=False)
+    with pytest.raises(ValueError, match="old/deeper/b.parquet"):
+        embed(str(src), str(tmp_path / "out"), model=models["base"], progress=False, overwrite=True)
+    assert (out / "old" / "deeper" / "b.parquet").exists() and (out / MANIFEST).exists()
+
+
 def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
     """``data[2024].jsonl`` names an existing file: it was read as a glob (the character class ``[2024]``),
     which matched no file, and the file could not be embedded at all ("matches no file")."""

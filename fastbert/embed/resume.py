@@ -110,6 +110,8 @@ class OutputFolder:
             self.owned, self.ray_prefix = owned_names(previous)
             self.owned.add(LEGACY_MANIFEST if self.legacy else MANIFEST)
         foreign = sorted(n for n in names if n.endswith(".parquet") and not self.owns(n) and n[0] not in "._")
+        if not self.remote:
+            foreign += _parquet_in_subfolders(output, names)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ValueError(
@@ -246,6 +248,22 @@ def _check_finished_shard(path: str, shard: Shard) -> None:
         f"{path}, a finished shard of the run this one resumes, is damaged ({why}): remove it and run the "
         "command again to compute it anew, or pass --overwrite to start over"
     )
+
+
+def _parquet_in_subfolders(output: str, names: Sequence[str]) -> list[str]:
+    """The Parquet files in the subfolders of ``output`` (paths relative to it): dataset readers read a folder
+    recursively (skipping names that start with ``.`` or ``_``), so they would take them with the shards."""
+    found = []
+    for name in sorted(names):
+        if name[0] in "._" or not os.path.isdir(os.path.join(output, name)):
+            continue
+        for root, dirs, files in os.walk(os.path.join(output, name)):
+            dirs[:] = sorted(d for d in dirs if d[0] not in "._")
+            rel = os.path.relpath(root, output)
+            found += [
+                os.path.join(rel, f) for f in sorted(files) if f.endswith(".parquet") and f[0] not in "._"
+            ]
+    return found
 
 
 def _not_a_folder(output: str) -> OSError:

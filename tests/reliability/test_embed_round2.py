@@ -116,19 +116,19 @@ def test_overwrite_removes_the_manifests_files_and_leaves_the_rest(tmp_path, mod
         f"part-0000{i}.parquet" for i in range(3)
     ]
     (out / "notes.txt").write_text("my notes")
-    (out / "sub").mkdir()
-    (out / "sub" / "x.parquet").write_bytes(b"not looked at")
+    (out / "_sub").mkdir()  # readers skip it (a Parquet file in a subfolder they read is refused)
+    (out / "_sub" / "x.parquet").write_bytes(b"not looked at")
     m = embed([docs], str(out), model=model, shard_rows=2, overwrite=True, progress=False)  # 2 shards
     assert m["total_rows"] == 3 and len(m["shards"]) == 2
     assert sorted(os.listdir(out)) == [
         MANIFEST,
+        "_sub",
         "notes.txt",
         "part-00000.parquet",
         "part-00001.parquet",
-        "sub",
     ]
     assert (out / "notes.txt").read_text() == "my notes"
-    assert (out / "sub" / "x.parquet").read_bytes() == b"not looked at"
+    assert (out / "_sub" / "x.parquet").read_bytes() == b"not looked at"
     assert read_output(str(out)).num_rows == 3
 
 
