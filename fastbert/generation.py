@@ -53,6 +53,15 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+#: ``generate``'s default for a setting the call does not pass: the configs decide. A setting passed, None
+#: included, overrides them, as transformers' ``generation_config.update(**kwargs)`` does (``pad_token_id=None``
+#: is no pad, then the first eos id; ``top_k=None`` is no top-k filter)
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+
+#: a setting passed as None that transformers cannot run (``max_length``, ``num_return_sequences``) or hands
+#: to the model's forward (``use_cache``): the configs decide, as when it is not passed
+_NONE_IS_UNSET = {"max_length", "num_return_sequences", "use_cache"}
+
 #: transformers' defaults of the generation settings fastbert's ``generate`` does not implement: a
 #: ``generation_config.json`` (or a transformers ``GenerationConfig``) that sets one to another value is read
 #: with a warning naming it (the setting is not applied)
@@ -354,7 +363,9 @@ class GenerationMixin:
     def _generation_settings(self, overrides: dict[str, Any], generation_config: GenerationConfig | None):
         """The call's argument, else the ``generation_config=`` passed in, else ``model.generation_config``,
         else transformers' default: transformers 5's ``_prepare_generation_config`` fills the fields a passed
-        config leaves unset from the model's (its eos / pad ids, its ``max_new_tokens``)."""
+        config leaves unset from the model's (its eos / pad ids, its ``max_new_tokens``). An argument passed as
+        None overrides the configs too (``generation_config.update(**kwargs)``), as the setting's "none": no
+        eos / pad id, no ``max_new_tokens``, no top-k filter, greedy, temperature and top-p 1."""
         bases = (
             [self.generation_config]
             if generation_config is None
@@ -363,6 +374,9 @@ class GenerationMixin:
         settings = {}
         for name, default in _DEFAULTS.items():
             value = overrides.get(name)
+            if value is None and name in overrides and name not in _NONE_IS_UNSET:
+                settings[name] = None if name == "top_k" else default
+                continue
             for base in bases:
                 if value is None:
                     value = getattr(base, name, None)
@@ -428,19 +442,19 @@ class GenerationMixin:
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
-        max_new_tokens: int | None = None,
-        max_length: int | None = None,
-        do_sample: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | list[int] | None = None,
-        pad_token_id: int | None = None,
-        num_return_sequences: int | None = None,
-        use_cache: bool | None = None,
-        return_dict_in_generate: bool | None = None,
-        output_scores: bool | None = None,
-        output_logits: bool | None = None,
+        max_new_tokens: int | None = _UNSET,
+        max_length: int | None = _UNSET,
+        do_sample: bool | None = _UNSET,
+        temperature: float | None = _UNSET,
+        top_k: int | None = _UNSET,
+        top_p: float | None = _UNSET,
+        eos_token_id: int | list[int] | None = _UNSET,
+        pad_token_id: int | None = _UNSET,
+        num_return_sequences: int | None = _UNSET,
+        use_cache: bool | None = _UNSET,
+        return_dict_in_generate: bool | None = _UNSET,
+        output_scores: bool | None = _UNSET,
+        output_logits: bool | None = _UNSET,
         token_type_ids: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
@@ -471,24 +485,24 @@ class GenerationMixin:
             )
         if generation_config is not None:
             generation_config = GenerationConfig.coerce(generation_config)
-        s = self._generation_settings(
-            dict(
-                max_new_tokens=max_new_tokens,
-                max_length=max_length,
-                do_sample=do_sample,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                eos_token_id=eos_token_id,
-                pad_token_id=pad_token_id,
-                num_return_sequences=num_return_sequences,
-                use_cache=use_cache,
-                return_dict_in_generate=return_dict_in_generate,
-                output_scores=output_scores,
-                output_logits=output_logits,
-            ),
-            generation_config,
+        passed = dict(
+            max_new_tokens=max_new_tokens,
+            max_length=max_length,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            num_return_sequences=num_return_sequences,
+            use_cache=use_cache,
+            return_dict_in_generate=return_dict_in_generate,
+            output_scores=output_scores,
+            output_logits=output_logits,
         )
+        s = self._generation_settings({k: v for k, v in passed.items() if v is not _UNSET}, generation_config)
+        if max_length is _UNSET:
+            max_length = None
         if input_ids is None:
             raise ValueError(
                 "generate needs input_ids (batch, prompt_length): BERT has no start token to begin from"

@@ -203,3 +203,27 @@ def test_a_pad_outside_the_vocabulary_is_refused_before_generating(lm_pair, pad)
     # an eos id the model cannot produce ends no row, so its pad is never written: as transformers
     theirs = hf.generate(ids, max_new_tokens=6, eos_token_id=pad)
     assert torch.equal(fb.generate(ids, max_new_tokens=6, eos_token_id=pad), theirs)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["pad_token_id", "eos_token_id", "max_new_tokens", "do_sample", "temperature", "top_k", "top_p"],
+)
+def test_a_setting_passed_as_none_overrides_the_generation_config_as_transformers(name):
+    """transformers' ``generation_config.update(**kwargs)`` takes a setting passed as None (a tokenizer's
+    ``pad_token_id`` / ``eos_token_id`` when it has none, ``top_k=args.top_k``) over the model's generation
+    config: no pad (then the first eos id), no eos, no ``max_new_tokens``, greedy, no temperature, no top-k
+    filter. fastbert took None as not passed and used the model's: other tokens after a row's end, another
+    length, sampling where transformers was greedy, a top-k filter transformers does not apply."""
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (3, 5), generator=torch.Generator().manual_seed(1))
+    eos = int(hf.generate(ids, max_new_tokens=8)[0, 7])  # row 0's third new token
+    for model in (hf, fb):
+        config = model.generation_config
+        config.eos_token_id, config.pad_token_id, config.max_new_tokens = eos, 1, 7
+        config.do_sample, config.temperature, config.top_k, config.top_p = True, 0.3, 5, 0.5
+    torch.manual_seed(0)
+    theirs = hf.generate(ids, **{name: None})
+    torch.manual_seed(0)
+    ours = fb.generate(ids, **{name: None})
+    assert torch.equal(ours, theirs)
