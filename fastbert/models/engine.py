@@ -825,6 +825,10 @@ class BertModel(BertPreTrainedModel):
         if checkpointing and use_cache:
             self._warn_fallback("use_cache=True is incompatible with gradient checkpointing: use_cache=False")
             use_cache = False
+        # a transformers Cache passed in is updated in place whatever use_cache says, as transformers' layers
+        # update it (use_cache=False, which a call with labels sets, only leaves it out of the output)
+        fills_cache = is_cache_object(inputs.past_key_values) and not checkpointing
+        keeps = use_cache or fills_cache
         if host_reads:
             checked = self.validate(inputs, past_length)
         else:
@@ -837,7 +841,7 @@ class BertModel(BertPreTrainedModel):
             (host_reads or inputs.static_packing is not None)
             and ops.packs
             and past is None
-            and not use_cache
+            and not keeps
             and cfg.position_embedding_type == "absolute"
             and allow_pack
             and not (self.always_pack and attention_dropout)  # the packed positional paths have no dropout
@@ -845,7 +849,7 @@ class BertModel(BertPreTrainedModel):
             # tokens; transformers' relative bias / RoPE / window see those of the padded row
             and not (self.always_pack and checked.holes)
         )
-        ctx = self._context(inputs, checked, ops, can_pack, past_length, use_cache)
+        ctx = self._context(inputs, checked, ops, can_pack, past_length, keeps)
         hidden, enc_states = self._embed(inputs, ctx, checked.batch, checked.seqlen, past_length)
         packing = ctx.attn.q_packing
 
@@ -855,7 +859,7 @@ class BertModel(BertPreTrainedModel):
         all_hidden = (repad(hidden),) if output_hidden_states else None
         all_attn = () if output_attentions else None
         all_cross = () if output_attentions and ctx.cross is not None else None
-        presents = () if use_cache else None
+        presents = () if keeps else None
         # the CPU linears of the layers write into buffers reused from layer to layer (fastbert.core.workspace)
         buffers = (
             workspace.scope()
@@ -878,11 +882,13 @@ class BertModel(BertPreTrainedModel):
                     all_attn += (probs,)
                     if all_cross is not None:
                         all_cross += (cross_probs,)
-                if use_cache:
+                if keeps:
                     presents += (present,)
 
-        if use_cache and is_cache_object(inputs.past_key_values):
+        if fills_cache:
             presents = update_cache(inputs.past_key_values, presents, past_length)
+        if not use_cache:
+            presents = None
         enc = Encoded(
             sequence=hidden,
             packing=packing,

@@ -67,6 +67,31 @@ def test_a_passed_cache_is_updated_in_place_as_transformers(cross):
     assert_rule(ours, hf, loop, what=f"step logits through one in-place cache (cross={cross})")
 
 
+@pytest.mark.parametrize("cross", [False, True])
+@pytest.mark.parametrize("how", ["labels", "use_cache_false"])
+def test_a_passed_cache_is_updated_without_use_cache_as_transformers(cross, how):
+    """transformers' layers update a Cache passed in whatever use_cache says: a call with labels (which sets
+    use_cache=False) or use_cache=False still fills it, and only leaves it out of the output. Before, fastbert
+    read the cache but left it as it was, so the next call continued from the stale past (other logits)."""
+    hf, fb = _pair(add_cross_attention=cross)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=g)
+    kw = {"encoder_hidden_states": torch.randn(2, 4, TINY["hidden_size"], generator=g)} if cross else {}
+    first = dict(labels=ids[:, :4]) if how == "labels" else dict(use_cache=False)
+
+    def run(model):
+        cache = _new_cache(cross)
+        states = {k: v.to(model.dtype) for k, v in kw.items()}
+        out = model(ids[:, :4], past_key_values=cache, **first, **states)
+        assert out.past_key_values is None
+        assert cache.get_seq_length() == 4
+        return model(ids[:, 4:], past_key_values=cache, use_cache=True, **states).logits
+
+    with torch.no_grad():
+        ours = run(fb)
+    assert_rule(ours, hf, run, what=f"logits after a {how} call on a cache (cross={cross})")
+
+
 def test_a_static_cache_is_read_at_its_filled_length():
     if not hasattr(cache_utils, "StaticCache"):
         pytest.skip("this transformers has no StaticCache")
