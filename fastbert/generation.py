@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import warnings
 from dataclasses import dataclass
@@ -233,28 +234,42 @@ class GenerateDecoderOnlyOutput(_WithCache, ModelOutput):
     past_key_values: tuple | None = None
 
 
+def _integer(value: Any) -> Any:
+    """A NumPy integer or a one-element integer tensor as the int it holds (transformers takes them: they
+    are what lengths and ids computed with NumPy or torch are); anything else, bools included, as it is."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.dtype.is_floating_point:
+        value = value.item()
+    if isinstance(value, bool) or isinstance(value, int) or type(value).__name__.startswith("bool"):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
 def _as_list(ids: Any) -> list[int] | None:
     if ids is None:
         return None
     given = ids
     if torch.is_tensor(ids):
         ids = ids.tolist()
-    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids]
+    ids = [_integer(i) for i in ids] if isinstance(ids, (list, tuple)) else [_integer(ids)]
     if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValueError(f"eos_token_id must be a token id or a list of token ids, got {given!r}")
     return ids
 
 
 def _token_id(name: str, value: Any) -> int | None:
-    """A single token id setting (``pad_token_id``): None, an int or a one-element integer tensor."""
-    if torch.is_tensor(value) and value.numel() == 1 and not value.dtype.is_floating_point:
-        value = value.item()
+    """A single token id setting (``pad_token_id``): None, an int, a NumPy integer or a one-element integer
+    tensor."""
+    value = _integer(value)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{name} must be a token id (an int), got {value!r}")
     return value
 
 
 def _whole(name: str, value: Any, minimum: int) -> int:
+    value = _integer(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
     return value
@@ -529,7 +544,7 @@ class GenerationMixin:
             ):
                 raise ValueError(f"temperature must be a number above 0, got {temperature!r}")
             if top_k is not None and top_k != 0:
-                _whole("top_k", top_k, 1)
+                top_k = _whole("top_k", top_k, 1)
             if not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 <= top_p <= 1:
                 raise ValueError(f"top_p must be a number in [0, 1], got {top_p!r}")
         n_return = _whole("num_return_sequences", s["num_return_sequences"], 1)

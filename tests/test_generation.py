@@ -227,3 +227,30 @@ def test_a_setting_passed_as_none_overrides_the_generation_config_as_transformer
     torch.manual_seed(0)
     ours = fb.generate(ids, **{name: None})
     assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_numpy_and_tensor_integers_are_taken_as_transformers(lm_pair, kind):
+    """A length or id computed with NumPy or torch (``max_new_tokens=np.int64(4)``, ``torch.tensor(4)``) is
+    taken by transformers' generate; fastbert refused it as "must be a whole number of at least 1"."""
+    np = pytest.importorskip("numpy")
+    hf, fb = lm_pair
+
+    def to(v):
+        return np.int64(v) if kind == "numpy" else torch.tensor(v)
+
+    ids = torch.randint(3, TINY["vocab_size"], (2, 3), generator=torch.Generator().manual_seed(5))
+    want = hf.generate(ids, max_new_tokens=4)
+    assert torch.equal(fb.generate(ids, max_new_tokens=to(4)), want)
+    assert torch.equal(fb.generate(ids, max_length=to(7)), want)
+    eos = int(want[0, 4])
+    want = hf.generate(ids, max_new_tokens=4, eos_token_id=eos, pad_token_id=1)
+    got = fb.generate(ids, max_new_tokens=4, eos_token_id=[to(eos)], pad_token_id=to(1))
+    assert torch.equal(got, want)
+    torch.manual_seed(0)
+    want = hf.generate(ids, max_new_tokens=3, do_sample=True, top_k=3, num_return_sequences=2)
+    torch.manual_seed(0)
+    got = fb.generate(ids, max_new_tokens=3, do_sample=True, top_k=to(3), num_return_sequences=to(2))
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="^max_new_tokens must be a whole number"):
+        fb.generate(ids, max_new_tokens=np.bool_(True) if kind == "numpy" else torch.tensor(True))
