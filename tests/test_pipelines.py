@@ -517,6 +517,19 @@ def test_device_map_ordinal_without_cuda_fails_like_torch(ckpt):
         fastbert.pipeline("fill-mask", model=ckpt["mlm"], device_map=0)
 
 
+def test_device_map_of_one_device_as_from_pretrained(ckpt):
+    """A device_map dict of one device ({"": "cpu"}) and the strategies (balanced, sequential) place the
+    model as from_pretrained and transformers' pipeline do; they were refused as 'is not a device'."""
+    for device_map in ({"": "cpu"}, {"bert": "cpu", "cls": "cpu"}, "balanced", "sequential"):
+        if isinstance(device_map, str) and torch.cuda.is_available():
+            continue  # (a GPU machine places the strategies on CUDA, as from_pretrained)
+        ours = fastbert.pipeline("fill-mask", model=ckpt["mlm"], device_map=device_map)
+        assert ours.device == ours.model.device == torch.device("cpu")
+        assert_same(ours(FILL_INPUTS[0]), hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS[0]))
+    with pytest.raises(ValueError, match="same device"):
+        fastbert.pipeline("fill-mask", model=ckpt["mlm"], device_map={"bert": "cpu", "cls": "meta"})
+
+
 def test_dtype_and_attn_implementation(ckpt):
     fill = fastbert.pipeline(
         "fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1

@@ -165,9 +165,14 @@ def pipeline(
     torch_dtype = resolve_dtype(torch_dtype)
     if device is None and device_map is not None and device_map != "auto":
         from fastbert.devices import parse_device
+        from fastbert.loading import parse_device_map
 
-        # a device_map ordinal is CUDA's, as from_pretrained(device_map=0) (no CPU fallback, unlike device=0)
-        device = parse_device(device_map, "device_map")
+        if isinstance(device_map, dict) or device_map in ("balanced", "balanced_low_0", "sequential"):
+            # one device for the whole model, as from_pretrained reads them ({"": "cpu"}, a strategy)
+            device = parse_device_map(device_map)
+        else:
+            # a device_map ordinal is CUDA's, as from_pretrained(device_map=0) (no CPU fallback, unlike device=0)
+            device = parse_device(device_map, "device_map")
 
     hub = HubOptions(revision=revision, token=token)
     if model is None:
