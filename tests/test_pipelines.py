@@ -530,6 +530,25 @@ def test_device_map_of_one_device_as_from_pretrained(ckpt):
         fastbert.pipeline("fill-mask", model=ckpt["mlm"], device_map={"bert": "cpu", "cls": "meta"})
 
 
+def test_one_input_tokenized_into_several_sequences_is_named(ckpt):
+    """A list as a dict's text, or tokenizer arguments that return a batch, are refused naming that; the
+    model refused them ('input_ids must be (batch, sequence_length), got shape (1, 2, 3)') or numpy / torch
+    raised 'The truth value of an array ... is ambiguous'."""
+    classify = fastbert.pipeline("text-classification", model=ckpt["seq"])
+    extract = fastbert.pipeline("feature-extraction", model=ckpt["base"])
+    match = "tokenized into several sequences"
+    with pytest.raises(ValueError, match=match):
+        classify({"text": ["hello world", "the sun"]})
+    with pytest.raises(ValueError, match=match):
+        extract({"text": ["hello world", "the sun"]})
+    for kwargs in ({"return_overflowing_tokens": True}, {"return_tensors": "np"}, {"return_tensors": "pt"}):
+        with pytest.raises(ValueError, match=match):
+            extract("hello world", tokenize_kwargs=kwargs)
+    # pre-tokenized words are one text
+    words = {"text": ["hello", "world"], "is_split_into_words": True}
+    assert_same(classify(words), hf_pipe("text-classification", ckpt["seq"])(words))
+
+
 def test_dtype_and_attn_implementation(ckpt):
     fill = fastbert.pipeline(
         "fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1

@@ -303,7 +303,17 @@ class Pipeline:
                 return None
             return v[index] if index is not None else v
 
-        feat = {"input_ids": list(row("input_ids")), "token_type_ids": row("token_type_ids")}
+        ids = row("input_ids")
+        nested = getattr(ids, "ndim", 1) != 1 or (len(ids) and isinstance(ids[0], (list, tuple)))
+        if index is None and nested:
+            # a batch where one input goes: a list as a dict's "text", return_overflowing_tokens... (the model
+            # refused its (1, n, length) input_ids, naming neither)
+            raise ValueError(
+                "one input was tokenized into several sequences: a dict's text and text_pair are one text each "
+                "(pass a list of inputs for several), and tokenizer arguments that return several sequences "
+                "(return_overflowing_tokens, return_tensors) are not taken"
+            )
+        feat = {"input_ids": list(ids), "token_type_ids": row("token_type_ids")}
         if feat["token_type_ids"] is not None:
             feat["token_type_ids"] = list(feat["token_type_ids"])
         mask = row("attention_mask")
