@@ -549,6 +549,20 @@ def test_one_input_tokenized_into_several_sequences_is_named(ckpt):
     assert_same(classify(words), hf_pipe("text-classification", ckpt["seq"])(words))
 
 
+def test_tokenizer_kwargs_that_are_not_a_dict_are_named(ckpt):
+    """fill-mask's tokenizer_kwargs and feature-extraction's tokenize_kwargs are dicts: anything else is a
+    TypeError naming them (dict() raised 'dictionary update sequence element #0 has length 1; 2 is required')."""
+    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"])
+    extract = fastbert.pipeline("feature-extraction", model=ckpt["base"])
+    for bad in ("truncation", [("truncation", True)]):
+        with pytest.raises(TypeError, match="tokenizer_kwargs must be a dict"):
+            fill(FILL_INPUTS[0], tokenizer_kwargs=bad)
+        with pytest.raises(TypeError, match="tokenize_kwargs must be a dict"):
+            extract("hello world", tokenize_kwargs=bad)
+    with pytest.raises(TypeError, match="tokenize_kwargs must be a dict"):
+        fastbert.pipeline("feature-extraction", model=ckpt["base"], tokenize_kwargs="truncation")
+
+
 def test_dtype_and_attn_implementation(ckpt):
     fill = fastbert.pipeline(
         "fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1

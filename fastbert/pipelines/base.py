@@ -15,7 +15,7 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -502,6 +502,18 @@ def whole_number(name: str, value: Any, minimum: int = 1) -> int | None:
     if not ok or value != int(value) or value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
     return int(value)
+
+
+def keyword_dict(name: str, value: Any) -> dict[str, Any]:
+    """``value``, the tokenizer's keyword arguments (``tokenizer_kwargs`` / ``tokenize_kwargs``), as a dict
+    (None: empty); a TypeError naming ``name`` for anything but a mapping (as transformers' ``**`` refuses it)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{name} must be a dict of the tokenizer's keyword arguments, not {type(value).__name__}"
+        )
+    return dict(value)
 
 
 def model_output(output: Any, name: str) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import Pipeline
+from .base import Pipeline, keyword_dict
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -23,7 +23,7 @@ class FeatureExtractionPipeline(Pipeline):
     def _sanitize(
         self, truncation: Any = None, tokenize_kwargs: dict | None = None, return_tensors: bool | None = None
     ):
-        pre: dict[str, Any] = {"tokenize_kwargs": dict(tokenize_kwargs or {})}
+        pre: dict[str, Any] = {"tokenize_kwargs": keyword_dict("tokenize_kwargs", tokenize_kwargs)}
         if truncation is not None:
             if "truncation" in pre["tokenize_kwargs"]:
                 raise ValueError(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Pipeline, _preview, model_output, whole_number
+from .base import Pipeline, _preview, keyword_dict, model_output, whole_number
 
 
 class FillMaskPipeline(Pipeline):
@@ -30,7 +30,7 @@ class FillMaskPipeline(Pipeline):
             post["top_k"] = whole_number("top_k", top_k, minimum=0)  # 0: no token, [] per mask (transformers)
         if targets is not None:
             post["target_ids"] = self._target_ids(targets)
-        pre: dict[str, Any] = {"tokenizer_kwargs": dict(tokenizer_kwargs or {})}
+        pre: dict[str, Any] = {"tokenizer_kwargs": keyword_dict("tokenizer_kwargs", tokenizer_kwargs)}
         if truncation is not None:
             pre["truncation"] = truncation
         return {"preprocess": pre, "postprocess": post}
