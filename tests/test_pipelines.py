@@ -563,6 +563,19 @@ def test_tokenizer_kwargs_that_are_not_a_dict_are_named(ckpt):
         fastbert.pipeline("feature-extraction", model=ckpt["base"], tokenize_kwargs="truncation")
 
 
+def test_fill_mask_targets_that_are_not_strings_are_named(ckpt):
+    """targets are tokens (str): an int among them raised the tokenizer's 'text input must be of type `str`',
+    a None 'You need to specify either `text` or `text_target`', an int alone 'object is not iterable'."""
+    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"])
+    for bad in ([1, 2], ["paris", None], 5):
+        with pytest.raises(ValueError, match="targets must be a token"):
+            fill(FILL_INPUTS[0], targets=bad)
+    assert_same(
+        fill(FILL_INPUTS[0], targets=("paris", "city")),
+        hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS[0], targets=["paris", "city"]),
+    )
+
+
 def test_dtype_and_attn_implementation(ckpt):
     fill = fastbert.pipeline(
         "fill-mask", model=ckpt["mlm"], torch_dtype="bfloat16", attn_implementation="sdpa", device=-1

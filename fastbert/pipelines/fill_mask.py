@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,10 @@ class FillMaskPipeline(Pipeline):
     def _target_ids(self, targets: Any) -> np.ndarray:
         if isinstance(targets, str):
             targets = [targets]
+        targets = list(targets) if isinstance(targets, Iterable) else targets
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            # (the tokenizer's error on a target named its text input, not targets)
+            raise ValueError(f"targets must be a token (str) or a list of them, got {targets!r}")
         vocab = self.tokenizer.get_vocab()
         ids = []
         for target in targets:
