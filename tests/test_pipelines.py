@@ -530,6 +530,22 @@ def test_device_map_of_one_device_as_from_pretrained(ckpt):
         fastbert.pipeline("fill-mask", model=ckpt["mlm"], device_map={"bert": "cpu", "cls": "meta"})
 
 
+def test_model_kwargs_device_map_places_the_model_for_good(ckpt, monkeypatch):
+    """model_kwargs' device_map (no device=) places the model, and the pipeline keeps it there, as transformers'
+    pipeline: the pipeline moved it to the CPU afterwards (a device_map="cuda" undone). Off a GPU the move is
+    spied on: the model must not be moved after loading."""
+    from fastbert.pipelines import factory
+
+    moved = []
+    to_device = factory._to_device
+    monkeypatch.setattr(factory, "_to_device", lambda m, t: moved.append(t) or to_device(m, t))
+    ours = fastbert.pipeline("fill-mask", model=ckpt["mlm"], model_kwargs={"device_map": "cpu"})
+    assert moved == [] and ours.device == ours.model.device == torch.device("cpu")
+    assert_same(ours(FILL_INPUTS[0]), hf_pipe("fill-mask", ckpt["mlm"])(FILL_INPUTS[0]))
+    fastbert.pipeline("fill-mask", model=ckpt["mlm"], device=-1)  # device= still moves it
+    assert moved == [torch.device("cpu")]
+
+
 def test_one_input_tokenized_into_several_sequences_is_named(ckpt):
     """A list as a dict's text, or tokenizer arguments that return a batch, are refused naming that; the
     model refused them ('input_ids must be (batch, sequence_length), got shape (1, 2, 3)') or numpy / torch

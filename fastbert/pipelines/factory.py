@@ -210,7 +210,12 @@ def pipeline(
             # int8 / fp8 on a GPU calibrate there (and fp8 checks the GPU's capability before the weights)
             load_kwargs.setdefault("device_map", str(target))
         loaded = getattr(auto, spec["auto"]).from_pretrained(path, config=config, **load_kwargs)
-        loaded = _to_device(loaded, target)
+        if device is None and "device_map" in (model_kwargs or {}):
+            # model_kwargs' device_map placed it, as transformers' pipeline keeps it (moving it to the CPU
+            # undid a device_map="cuda")
+            target = resolve_device(None, loaded)
+        else:
+            loaded = _to_device(loaded, target)
     elif isinstance(model, torch.nn.Module):
         path = _model_path(model)
         loaded = model
