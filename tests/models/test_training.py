@@ -344,6 +344,22 @@ def test_causal_lm_loss_with_logits_to_keep():
             fb(ids, labels=labels, logits_to_keep=2)
 
 
+def test_causal_lm_labels_flattened_or_with_trailing_one_are_refused():
+    """transformers' causal loss shifts the labels along their last dimension before flattening them: a
+    flattened (B * L,) tensor is shifted across rows there (the last token of a row predicts the next row's
+    first), a (B, L, 1) one leaves no label (NaN). Read as (B, L), as the other token heads read them, they gave
+    another loss silently; they are refused with a ValueError naming the shape."""
+    hf, hf64, fb = _lm_pair()
+    ids = torch.randint(1, CFG["vocab_size"], (2, 6))
+    labels = torch.randint(1, CFG["vocab_size"], (2, 6))
+    for bad in (labels.reshape(-1), labels[..., None]):
+        with pytest.raises(ValueError, match=r"labels has shape .*, expected \(2, 6\)"):
+            fb(ids, labels=bad)
+    with torch.no_grad():  # (B, L) labels: transformers' loss
+        v = judge(*(m(ids, labels=labels).loss for m in (fb, hf, hf64)), torch.float32)
+    assert v.ok, v.message("causal loss")
+
+
 # --------------------------------------------------------------------------------------------- checkpointing
 def _grads(model, ids, mask, labels):
     model.zero_grad()

@@ -187,10 +187,15 @@ class BertLMHeadModel(GenerationMixin, _BertHead):
             inputs.use_cache = False
         return self._run(inputs, return_dict, labels=labels, logits_to_keep=logits_to_keep, **loss_kwargs)
 
+    def target_shapes(self, inputs):
+        """None: transformers' causal loss shifts the labels along their last dimension before flattening them,
+        so a flattened (B * L,) or a (B, L, 1) tensor is not read as the (B, L) one; check_targets refuses it."""
+        return {}
+
     def check_targets(self, inputs, labels=None, logits_to_keep=0, **targets):
         """``labels`` cover the positions the head keeps, as transformers' loss reads them against the kept
         logits: every position, or those ``logits_to_keep`` keeps."""
-        shape = self.target_shapes(inputs)["labels"]
+        shape = inputs.batch_shape(2)
         if shape is not None and not (isinstance(logits_to_keep, int) and logits_to_keep == 0):
             if isinstance(logits_to_keep, int):
                 kept = len(range(shape[1])[-logits_to_keep:])
