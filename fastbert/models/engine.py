@@ -957,6 +957,16 @@ class BertModel(BertPreTrainedModel):
         relative bias here, built once per forward. BERT's layers all read ``attn`` itself: {}."""
         return {}
 
+    def _hooked_word_embeddings(self, ids, embeds):
+        """(ids, embeds) before packing: a forward hook on the input embeddings sees their (B, L, H) output, as in
+        transformers (the Trainer's NEFTune hook reads the padded length there, and an attribution hook the
+        batch); on the packed (T,) ids it saw a (T, H) output (NEFTune: IndexError). The hooked module is then
+        run on the padded ids here and its output packed."""
+        module = self.get_input_embeddings()
+        if ids is None or not isinstance(module, nn.Module) or not module._forward_hooks:
+            return ids, embeds
+        return None, module(ids)
+
     def _embed(self, inputs: BertInputs, ctx: LayerContext, batch: int, seqlen: int, past_length: int):
         """Embeddings of the real tokens ((T, H) packed or (B, L, H)) and the encoder's states to attend."""
         emb = self.embeddings
@@ -975,6 +985,7 @@ class BertModel(BertPreTrainedModel):
         ids, embeds, enc_states = inputs.input_ids, inputs.inputs_embeds, inputs.encoder_hidden_states
         packing = ctx.attn.q_packing
         if packing is not None:
+            ids, embeds = self._hooked_word_embeddings(ids, embeds)
             ids = pack(ids, packing) if ids is not None else None
             embeds = pack(embeds, packing) if embeds is not None else None
             token_type_ids, position_ids = pack(token_type_ids, packing), pack(position_ids, packing)

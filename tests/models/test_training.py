@@ -220,6 +220,21 @@ def test_trainer_resumes_from_a_transformers_checkpoint_of_a_tied_head(tmp_path)
         assert v.ok, v.message(f"loss of resumed micro-batch {i}")
 
 
+@pytest.mark.parametrize("name", ["BertForSequenceClassification", "BertForTokenClassification"])
+def test_trainer_with_neftune_noise(name, tmp_path):
+    """``TrainingArguments(neftune_noise_alpha=...)``: the Trainer hooks the input embeddings, and its hook reads
+    their (B, L, H) output (the noise scales with L); on the packed path the hook saw (T, H) and raised an
+    IndexError. The same noise draws, hence transformers' losses and weights."""
+    hf, hf64, fb = _models(name)
+    before = fb.state_dict()[_PROBE].clone()
+    runs = [
+        _train(m, name, tmp_path, tag, neftune_noise_alpha=5.0)
+        for m, tag in ((fb, "fb"), (hf, "hf"), (hf64, "ref"))
+    ]
+    _judge_runs(*runs, fb, hf, hf64, name, before)
+    assert not fb.get_input_embeddings()._forward_hooks  # the Trainer removed its hook after training
+
+
 def test_trainer_in_bf16_mixed_precision(tmp_path):
     """``TrainingArguments(bf16=True)``: accelerate converts the forward's outputs to fp32 by rebuilding them as
     ``type(out)({name: value})``, which transformers' ModelOutput reads as its fields (fastbert's took the dict

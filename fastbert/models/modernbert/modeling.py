@@ -407,6 +407,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         if packing is not None:
             from ...core.padding import pack
 
+            ids, embeds = self._hooked_word_embeddings(ids, embeds)
             ids = pack(ids, packing) if ids is not None else None
             embeds = pack(embeds, packing) if embeds is not None else None
         return self.embeddings(ids, embeds, ctx), None
