@@ -175,6 +175,10 @@ def infer_architecture(state_dict: dict[str, torch.Tensor], config=None) -> str:
         candidates = ["BertForQuestionAnswering"]
     elif has["classifier"]:
         candidates = list(_CLASSIFIER_ARCHS)
+        if not any(k.removeprefix("bert.").startswith("pooler.") for k in state_dict):
+            # TFBertForTokenClassification / FlaxBertForTokenClassification store no pooler: as a
+            # BertForSequenceClassification, transformers would run a random one
+            candidates.insert(0, candidates.pop(candidates.index("BertForTokenClassification")))
     else:
         candidates = ["BertModel"]
     declared = []

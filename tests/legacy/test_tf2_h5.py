@@ -71,6 +71,24 @@ def test_tf2_token_classification_declared_in_config(tmp_path, reference, config
     assert saved.architectures == ["BertForTokenClassification"] and saved.num_labels == 5
 
 
+def test_tf2_token_classification_told_by_its_missing_pooler(
+    tmp_path, reference, config, inputs, transformers
+):
+    """TFBertForTokenClassification stores no pooler: with no class in config.json, the checkpoint is a
+    BertForTokenClassification (as a BertForSequenceClassification, transformers ran a random pooler)."""
+    state = {k: v for k, v in with_head(reference, "classifier", n=5).items() if ".pooler." not in k}
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    write_tf2_h5(folder / "tf_model.h5", state, model_name="tf_bert_for_token_classification")
+    copy_config(folder, config, architectures=None, num_labels=5)
+    dst = tmp_path / "converted"
+    assert convert(folder, dst) == "BertForTokenClassification"
+    cls_config = BertConfig.from_pretrained(dst)
+    assert_converted_like(
+        transformers, dst, "BertForTokenClassification", cls_config, state, inputs, ["logits"]
+    )
+
+
 @pytest.mark.parametrize("cut", [0, 100, 4000, 100_000])
 def test_truncated_h5(tmp_path, cut):
     bad = corrupt(FIXTURES / "tf_model.h5", tmp_path / "tf_model.h5", truncate=cut)
