@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import operator
 from types import ModuleType
 
 import torch
@@ -53,7 +54,10 @@ def tensor_from_bytes(
 ) -> torch.Tensor:
     """A tensor of ``dtype`` and ``shape`` over the bytes ``raw`` (``ValueError`` naming ``source`` when
     their number does not fit the shape); ``byteswap`` for big-endian data."""
-    shape = tuple(int(s) for s in shape)
+    try:
+        shape = tuple(operator.index(s) for s in shape)  # a damaged file's shape may hold a string
+    except TypeError:
+        raise ValueError(f"{source}: invalid shape {list(shape)}") from None
     if any(s < 0 for s in shape):
         raise ValueError(f"{source}: invalid shape {list(shape)}")
     itemsize = torch.empty((), dtype=dtype).element_size()

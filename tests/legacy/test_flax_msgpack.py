@@ -73,6 +73,11 @@ def test_msgpack_garbage_and_wrong_sizes(tmp_path):
     (tmp_path / "short.msgpack").write_bytes(msgpack.packb({"bert": {"pooler": {"dense": {"kernel": arr}}}}))
     with pytest.raises(ValueError, match=r"short.msgpack: bert/pooler/dense/kernel"):
         legacy.load_legacy_checkpoint("flax", [str(tmp_path / "short.msgpack")])
+    # a damaged shape (a string where a dimension was: one flipped bit of the fixture does this)
+    arr = msgpack.ExtType(1, msgpack.packb((["", 4], "float32", b"\0" * 64), use_bin_type=True))
+    (tmp_path / "shape.msgpack").write_bytes(msgpack.packb({"bert": {"pooler": {"dense": {"kernel": arr}}}}))
+    with pytest.raises(ValueError, match=r"shape.msgpack: bert/pooler/dense/kernel: invalid shape"):
+        legacy.load_legacy_checkpoint("flax", [str(tmp_path / "shape.msgpack")])
 
 
 def test_flax_base_layout_of_another_family_loads(tmp_path):
