@@ -296,6 +296,14 @@ def convert_checkpoint(
         if arch == "BertModel":  # as transformers writes a BertModel: no prefix
             k = k.removeprefix("bert.")
         out[k] = v.contiguous()
+    if (
+        "cls.predictions.bias" in out
+        and "cls.predictions.decoder.bias" not in out
+        and not config.tie_word_embeddings
+    ):
+        # Flax stores one bias; transformers 5 ties the decoder's to it only with tied embeddings (untied, the
+        # decoder's own was left to initialisation)
+        out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"].clone()
     config.architectures = [arch]
     dtypes = {v.dtype for v in out.values() if v.is_floating_point()}
     if len(dtypes) == 1:

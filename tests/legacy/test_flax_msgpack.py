@@ -8,6 +8,7 @@ import torch
 from legacy_helpers import (
     FIXTURES,
     assert_converted_like,
+    assert_same_outputs,
     assert_same_weights,
     convert,
     copy_config,
@@ -56,6 +57,28 @@ def test_flax_bfloat16(tmp_path, reference):
     half = {k: v.to(torch.bfloat16) for k, v in reference.items()}
     write_flax_msgpack(tmp_path / "bf16.msgpack", half)
     assert_same_weights(legacy.load_legacy_checkpoint("flax", [str(tmp_path / "bf16.msgpack")]), half)
+
+
+def test_flax_untied_masked_lm_converts_for_transformers(tmp_path, reference, config, inputs, transformers):
+    """With tie_word_embeddings=False, transformers 5 reads the decoder's own bias: the converted folder holds
+    it (the Flax head's one bias), as fastbert's from_pretrained fills it; it was left to initialisation."""
+    g = torch.Generator().manual_seed(7)
+    state = {k: v for k, v in reference.items() if not k.startswith(("cls.seq", "bert.pooler"))}
+    state["cls.predictions.decoder.weight"] = torch.randn(99, 32, generator=g) * 0.02
+    folder = tmp_path / "untied"
+    folder.mkdir()
+    write_flax_msgpack(folder / "flax_model.msgpack", state)
+    copy_config(folder, config, architectures=["FlaxBertForMaskedLM"], tie_word_embeddings=False)
+    fields = {k: v for k, v in config.to_dict().items() if k not in ("torch_dtype", "architectures")}
+    want = transformers.BertForMaskedLM(transformers.BertConfig(**{**fields, "tie_word_embeddings": False}))
+    want.load_state_dict(
+        {**state, "cls.predictions.decoder.bias": state["cls.predictions.bias"]}, strict=False
+    )
+    dst = tmp_path / "converted"
+    assert convert(folder, dst) == "BertForMaskedLM"
+    got = transformers.BertForMaskedLM.from_pretrained(dst).eval()
+    with torch.no_grad():
+        assert_same_outputs(got(**inputs), want.eval()(**inputs), ["logits"])
 
 
 @pytest.mark.parametrize("cut", [0, 1, 50, 40_000, 86_535])
