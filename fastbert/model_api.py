@@ -251,9 +251,13 @@ class TransformersModelAPI:
         """The model with its quantization removed (:func:`fastbert.quant.dequantize`: plain ``nn.Linear``
         modules on the same parameters, ``model.quantization`` gone), cast to ``dtype`` when given, as
         transformers; ValueError for a model that is not quantized."""
-        from .quant import dequantize
-
-        dequantize(self)
+        # the report quantize left on the model (or on its base model) undoes it: model_api does not import
+        # fastbert.quant, which imports model_api
+        reports = (m.__dict__.get("quantization") for m in self.modules())
+        report = next((r for r in reports if r is not None), None)
+        if report is None:  # transformers' words
+            raise ValueError("You need to first quantize your model in order to dequantize it")
+        report.remove(self)
         return self if dtype is None else self.to(dtype)
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:

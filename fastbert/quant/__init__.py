@@ -214,6 +214,11 @@ class QuantizationReport:
         decision, not what runs now (after ``.half()``: each linear's repr says that)."""
         return self.reduced > 0
 
+    def remove(self, model: nn.Module) -> nn.Module:
+        """Undo this quantization on ``model``, the model it was made for (:func:`dequantize`): how a model's
+        ``dequantize()`` reaches it, without the model classes importing this package."""
+        return dequantize(model)
+
     def __repr__(self) -> str:
         n = self.reduced
         via = "" if self.kernel == "onednn" else f" via {self.kernel} on {self.device}"
