@@ -839,12 +839,9 @@ class _StoppedServer:
         return 0
 
 
-def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
-    """``--suite serve``'s rows and table named the CPU ("AMD EPYC") without its family/model and flags, which
-    every other suite's rows carry (run.cpu_details): the README's serve figures say they were not recorded."""
-    pytest.importorskip("sentence_transformers")
-    from fastbert.benchmark import serve
-    from fastbert.benchmark.run import cpu_details
+def _stub_serve_bench(monkeypatch, serve) -> None:
+    """``--suite serve`` without servers or load: every server stopped at once, every request answered in
+    10 ms with the vector [0.5, 0.5], which is also the reference."""
 
     async def load(url, bodies, concurrency):
         return 1.0, [0.01] * len(bodies), [[[0.5, 0.5]]] * len(bodies)
@@ -856,6 +853,16 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
     monkeypatch.setattr(serve, "_load", load)
     monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
     monkeypatch.setattr(serve, "_reference_vectors", lambda model, texts: torch.full((len(texts), 2), 0.5))
+
+
+def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
+    """``--suite serve``'s rows and table named the CPU ("AMD EPYC") without its family/model and flags, which
+    every other suite's rows carry (run.cpu_details): the README's serve figures say they were not recorded."""
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark import serve
+    from fastbert.benchmark.run import cpu_details
+
+    _stub_serve_bench(monkeypatch, serve)
     rows = serve.run_serve_bench(
         out=str(tmp_path), concurrencies=(1,), requests_per_round={1: 2}, rounds=1, log=lambda s: None
     )
@@ -1084,19 +1091,10 @@ def test_serve_bench_interrupted_while_writing_its_table_keeps_the_earlier_files
     pytest.importorskip("sentence_transformers")
     from fastbert.benchmark import serve
 
-    async def load(url, bodies, concurrency):
-        return 1.0, [0.01] * len(bodies), [[[0.5, 0.5]]] * len(bodies)
-
     def interrupted(rows):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(
-        serve, "_start", lambda cmd, env, pattern, port: (_StoppedServer(), "http://127.0.0.1:1")
-    )
-    monkeypatch.setattr(serve, "_free_port", lambda: 1)
-    monkeypatch.setattr(serve, "_load", load)
-    monkeypatch.setattr(serve, "_direct_rows", lambda *args: [])
-    monkeypatch.setattr(serve, "_reference_vectors", lambda model, texts: torch.full((len(texts), 2), 0.5))
+    _stub_serve_bench(monkeypatch, serve)
     monkeypatch.setattr(serve, "table", interrupted)
     (tmp_path / "TABLE.md").write_text("the earlier run's table\n")
     with pytest.raises(KeyboardInterrupt):
