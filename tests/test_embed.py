@@ -873,7 +873,9 @@ def test_devices_ctrl_c_with_int8_leaves_nothing_behind(tmp_path, models, corpus
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
-    assert err.strip() == "", err[-2000:]
+    # torch's own line where a CUDA build of torch runs without a GPU (Inductor's C++ compile looks for CUDA)
+    ours = [line for line in err.splitlines() if line.strip() and "No CUDA runtime is found" not in line]
+    assert ours == [], err[-2000:]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
