@@ -118,14 +118,13 @@ def accelerate(
         _check_calibration_tokenizers(obj, tokenizer)
     out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
     if quantization is not None:
+        from .model_api import quantization_of
         from .models.engine import BertPreTrainedModel
         from .quant import quantize
 
         for model, holder_tokenizer in _quantization_targets(out, tokenizer):
             for m in model.modules():  # a head model and its base model: once
-                if isinstance(m, BertPreTrainedModel) and all(
-                    getattr(x, "quantization", None) is None for x in (m, m.base_model)
-                ):
+                if isinstance(m, BertPreTrainedModel) and quantization_of(m) is None:
                     quantize(m, quantization, tokenizer=holder_tokenizer)
     return out
 

@@ -253,8 +253,7 @@ class TransformersModelAPI:
         transformers; ValueError for a model that is not quantized."""
         # the report quantize left on the model (or on its base model) undoes it: model_api does not import
         # fastbert.quant, which imports model_api
-        reports = (m.__dict__.get("quantization") for m in self.modules())
-        report = next((r for r in reports if r is not None), None)
+        report = quantization_of(self)
         if report is None:  # transformers' words
             raise ValueError("You need to first quantize your model in order to dequantize it")
         report.remove(self)
@@ -516,6 +515,13 @@ class TransformersModelAPI:
         self._require_grads_hooks = []
         if "_require_grads_hook" in self.__dict__:
             del self._require_grads_hook
+
+
+def quantization_of(model: nn.Module) -> Any:
+    """The report :func:`fastbert.quantize` left on ``model`` or on a module of it (its base model quantized
+    by itself: ``quantize(model.bert)``); None for a model that is not quantized."""
+    reports = (m.__dict__.get("quantization") for m in model.modules())
+    return next((r for r in reports if r is not None), None)
 
 
 def _context_tensors(value: Any, found: dict[int, torch.Tensor], depth: int = 0) -> None:

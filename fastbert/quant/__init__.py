@@ -326,7 +326,9 @@ def dequantize(model: nn.Module) -> nn.Module:
     parameters, the fused query/key/value projections drop their copies, and ``model.quantization`` is gone.
     Nothing is computed back: the parameters stayed the model's dtype. ValueError, as transformers', for a
     model that is not quantized."""
-    if all(m.__dict__.get("quantization") is None for m in model.modules()):
+    from ..model_api import quantization_of
+
+    if quantization_of(model) is None:
         raise ValueError("You need to first quantize your model in order to dequantize it")
     plain: dict[int, nn.Linear] = {}  # a module shared by several layers stays one module
     for parent in list(model.modules()):
@@ -707,13 +709,13 @@ def _quantize(
             f"tokenizer must be a tokenizer (it is called on the calibration sentences), got "
             f"{type(tokenizer).__name__} {reprlib.repr(tokenizer)}{hint}"
         )
-    from ..model_api import TransformersModelAPI  # the mixin of every fastbert model class
+    from ..model_api import TransformersModelAPI, quantization_of  # the mixin of every fastbert model class
 
     if not isinstance(model, TransformersModelAPI):
         raise TypeError(
             f"quantize takes a fastbert model (fastbert.accelerate converts others), got {type(model).__name__}"
         )
-    if any(getattr(m, "quantization", None) is not None for m in (model, model.base_model)):
+    if quantization_of(model) is not None:
         # its base model quantized by itself (quantize(model.bert)) too: calibrating again replaced that
         raise ValueError("this model is quantized already (model.quantization); load it again to change it")
     dtypes = {p.dtype for p in model.parameters()}
