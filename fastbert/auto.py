@@ -49,11 +49,7 @@ class AutoConfig:
         """Registers the config class of a ``model_type`` of the user's (a fastbert config subclass), as
         transformers' ``AutoConfig.register``: a config.json of that ``model_type`` then loads in it. A
         ``model_type`` fastbert has is refused unless ``exist_ok=True``."""
-        if not (isinstance(config, type) and issubclass(config, BertConfig)):
-            raise ValueError(
-                f"AutoConfig.register({model_type!r}, {config!r}): fastbert's Auto classes load fastbert configs, "
-                "a subclass of fastbert.BertConfig (or of another family's config class)"
-            )
+        registry.check_config_class(f"AutoConfig.register({model_type!r}, {config!r})", "load", config)
         if config.model_type != model_type:  # transformers' words
             raise ValueError(
                 "The config you are passing has a `model_type` attribute that is not consistent with the model type "
@@ -99,12 +95,10 @@ class _AutoModel:
         registered = registry.REGISTERED_MODELS.get((type(config), cls.task))
         if registered is not None:
             return registered
-        having = [f.config.split(":")[1] for f in registry.FAMILIES.values() if cls._task_of(f) in f.classes]
-        having += [c.__name__ for c, task in registry.REGISTERED_MODELS if task == cls.task]
         if config.model_type in registry.REGISTERED_CONFIGS and config.model_type not in registry.FAMILIES:
             raise ValueError(
                 f"Unrecognized configuration class {type(config)} for this kind of AutoModel: {cls.__name__}.\n"
-                f"Model type should be one of {', '.join(having)} (no model class is registered for "
+                f"Model type should be one of {cls._having()} (no model class is registered for "
                 f"{type(config).__name__} with {cls.__name__}.register)"
             )
         family = registry.family(config.model_type)
@@ -112,10 +106,17 @@ class _AutoModel:
         if task not in family.classes:
             raise ValueError(
                 f"Unrecognized configuration class {type(config)} for this kind of AutoModel: {cls.__name__}.\n"
-                f"Model type should be one of {', '.join(having)} (model_type {config.model_type!r} has no {task} "
+                f"Model type should be one of {cls._having()} (model_type {config.model_type!r} has no {task} "
                 f"class: it has {', '.join(family.classes.values())})"
             )
         return family.model_class(task)
+
+    @classmethod
+    def _having(cls) -> str:
+        """The config classes this Auto class builds from (its refusal names them, as transformers')."""
+        having = [f.config.split(":")[1] for f in registry.FAMILIES.values() if cls._task_of(f) in f.classes]
+        having += [c.__name__ for c, task in registry.REGISTERED_MODELS if task == cls.task]
+        return ", ".join(having)
 
     @classmethod
     def register(cls, config_class: type, model_class: type, exist_ok: bool = False) -> None:
@@ -124,11 +125,9 @@ class _AutoModel:
         class fastbert has, whose family has a class for this Auto class, is refused unless ``exist_ok=True``."""
         from .models.engine import BertPreTrainedModel
 
-        if not (isinstance(config_class, type) and issubclass(config_class, BertConfig)):
-            raise ValueError(
-                f"{cls.__name__}.register({config_class!r}, ...): fastbert's Auto classes build from fastbert "
-                "configs, a subclass of fastbert.BertConfig (or of another family's config class)"
-            )
+        registry.check_config_class(
+            f"{cls.__name__}.register({config_class!r}, ...)", "build from", config_class
+        )
         if not (isinstance(model_class, type) and issubclass(model_class, BertPreTrainedModel)):
             raise ValueError(
                 f"{cls.__name__}.register(..., {model_class!r}): fastbert's Auto classes build fastbert models, a "

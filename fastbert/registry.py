@@ -191,6 +191,18 @@ REGISTERED_TOKENIZERS: dict[type, type] = {}
 REGISTERED_TOKENIZER_NAMES: dict[str, type] = {}
 
 
+def check_config_class(call: str, verb: str, config_class: Any) -> None:
+    """A ValueError naming ``call`` unless ``config_class`` is a fastbert config class (what the Auto classes'
+    ``register`` take: transformers' own are refused)."""
+    from .config import BertConfig
+
+    if not (isinstance(config_class, type) and issubclass(config_class, BertConfig)):
+        raise ValueError(
+            f"{call}: fastbert's Auto classes {verb} fastbert configs, a subclass of fastbert.BertConfig (or of "
+            "another family's config class)"
+        )
+
+
 def supported_model_types() -> list[str]:
     return sorted(FAMILIES)
 

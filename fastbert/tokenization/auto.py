@@ -232,19 +232,13 @@ class AutoTokenizer:
         class per tokenizer: transformers 4's ``slow_tokenizer_class`` / ``fast_tokenizer_class`` are taken as
         it (the fast one where both are given). A config class fastbert has is refused unless ``exist_ok=True``.
         """
-        from ..config import BertConfig
-
         if tokenizer_class is None:
             tokenizer_class = (
                 fast_tokenizer_class if fast_tokenizer_class is not None else slow_tokenizer_class
             )
         if tokenizer_class is None:  # transformers' words
             raise ValueError("You need to pass a `tokenizer_class`")
-        if not (isinstance(config_class, type) and issubclass(config_class, BertConfig)):
-            raise ValueError(
-                f"AutoTokenizer.register({config_class!r}, ...): fastbert's Auto classes take fastbert configs, a "
-                "subclass of fastbert.BertConfig (or of another family's config class)"
-            )
+        registry.check_config_class(f"AutoTokenizer.register({config_class!r}, ...)", "take", config_class)
         given = [c for c in (tokenizer_class, slow_tokenizer_class, fast_tokenizer_class) if c is not None]
         for candidate in given:
             if not (isinstance(candidate, type) and issubclass(candidate, TokenizerBase)):
