@@ -341,10 +341,9 @@ class GenerationMixin:
         if main:  # the other processes of a distributed run write nothing
             self.generation_config.save_pretrained(save_directory)
             if push:
-                from .hub import push_folder
-                from .loading import PUSH_KEYS
+                from .loading import push_saved
 
-                push_folder(save_directory, **{k: v for k, v in kwargs.items() if k in PUSH_KEYS})
+                push_saved(save_directory, kwargs)
 
     def prepare_inputs_for_generation(
         self,

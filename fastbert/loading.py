@@ -679,6 +679,13 @@ class PreTrainedMixin:
 PUSH_KEYS = ("repo_id", "commit_message", "commit_description", "private", "token", "create_pr", "revision")
 
 
+def push_saved(save_directory: str | os.PathLike, kwargs: dict[str, Any]) -> Any:
+    """Upload a saved folder (:func:`fastbert.hub.push_folder`) with the upload keywords among ``kwargs`` (a
+    ``save_pretrained`` call's): for savers that write more files after the model's own (a generation config,
+    a pipeline's tokenizer) and push once all are written."""
+    return push_folder(save_directory, **{k: v for k, v in kwargs.items() if k in PUSH_KEYS})
+
+
 def _check_max_shard_size(max_shard_size: Any) -> None:
     """``max_shard_size`` as transformers takes it (None, bytes, or a size such as "10MB"); another value is
     refused before anything is written (huggingface_hub refused it only once the config was saved)."""

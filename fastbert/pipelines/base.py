@@ -200,10 +200,9 @@ class Pipeline:
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
         if push and kwargs.get("is_main_process", True):  # not before: the tokenizer's files were left out
-            from ..hub import push_folder
-            from ..loading import PUSH_KEYS
+            from ..loading import push_saved
 
-            push_folder(save_directory, **{k: v for k, v in kwargs.items() if k in PUSH_KEYS})
+            push_saved(save_directory, kwargs)
 
     def transform(self, X: Any) -> Any:
         """scikit-learn's interface, as transformers: ``self(X)``."""
