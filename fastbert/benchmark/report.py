@@ -10,14 +10,13 @@ This module imports nothing heavy at the top (no torch), so anything may use the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..output_files import open_output
 from ..tables import format_table, markdown_table  # noqa: F401  (the report's tables; re-exported)
@@ -277,24 +276,16 @@ def summary_markdown(rows: Sequence[dict[str, Any]], command: str | None = None)
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _replacing(path: str, mode: str = "w") -> Iterator[IO]:
-    """A text (``"wb"``: binary) file written beside ``path`` and moved over it once complete
-    (:mod:`fastbert.output_files`' rule): a run killed while writing leaves the last whole file (or none),
-    never a torn one that ``json.load`` fails on, and no temporary file (SIGTERM's too: a
-    ``bench.json.tmp-PID`` stayed)."""
-    with open_output(path, mode) as f:
-        yield f
-
-
+# the result files go through open_output: written beside their targets and moved over them once complete (a
+# run killed while writing leaves the last whole file, never a torn one that json.load fails on, nor a temporary)
 def write_json(result: dict[str, Any], path: str) -> None:
-    with _replacing(path) as f:
+    with open_output(path) as f:
         json.dump(_jsonable(result), f, indent=1)
         f.write("\n")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
-    with _replacing(path) as f:  # newlines as written: the csv module's own
+    with open_output(path) as f:  # newlines as written: the csv module's own
         writer = csv.DictWriter(f, fieldnames=list(ROW_FIELDS) + list(ENV_FIELDS), extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -345,7 +336,7 @@ def write_scaling_plot(rows: Sequence[dict[str, Any]], path: str) -> str | None:
         fontsize=9,
     )
     fig.tight_layout()
-    with _replacing(path, "wb") as f:
+    with open_output(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return path
@@ -361,7 +352,7 @@ def write_outputs(
     paths = [os.path.join(out_dir, n) for n in ("bench.json", "bench.csv", "TABLE.md")]
     write_json(result, paths[0])
     write_csv(rows, paths[1])
-    with _replacing(paths[2]) as f:
+    with open_output(paths[2]) as f:
         f.write(summary_markdown(rows, result.get("meta", {}).get("command")))
         f.write(f"\nWall time of the run: {result.get('meta', {}).get('wall_s')} s.\n")
         f.write(table_extra)
