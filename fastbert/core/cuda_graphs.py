@@ -337,8 +337,9 @@ class GraphRunner:
             # the dicts themselves (registering a hook adds to them in place): checked at each call in C loops
             self._hook_dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
             self._module_dicts = [m.__dict__ for m in modules]
-            self._tensors = [*model.parameters(), *model.buffers()]
-            self._params = len(self._tensors) - sum(1 for _ in model.buffers())
+            params = list(model.parameters())
+            self._tensors = [*params, *model.buffers()]
+            self._params = len(params)
 
     def replayable(self) -> bool:
         """Whether a replay would run what the forward runs: no forward hooks (the model's, the global
