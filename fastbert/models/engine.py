@@ -463,6 +463,9 @@ class _Checked:
     holes: bool = False
     #: cached positions before this call's: attention_mask covers past + seqlen
     past_length: int = 0
+    #: position_ids without attention_mask restart within a row: packed sequences, as transformers 5 reads
+    #: them (read for ``splits_restarting_positions`` families only)
+    restarts: bool = False
 
     @property
     def padded(self) -> bool:
@@ -482,6 +485,66 @@ def _has_holes(mask: torch.Tensor) -> torch.Tensor:
     return (starts > 1).any()
 
 
+def _segment_starts(position_ids: torch.Tensor) -> torch.Tensor:
+    """(rows, L) bool: True where a packed sequence starts, as transformers 5's ``find_packed_sequence_indices``
+    reads position ids: at the first position of a row and wherever a position is not the one before plus 1."""
+    starts = torch.ones_like(position_ids, dtype=torch.bool)
+    starts[:, 1:] = position_ids[:, 1:] - position_ids[:, :-1] != 1
+    return starts
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """The packed sequences of a (B, L) batch whose position ids restart: each is a row of a padded batch of
+    ``len(lengths)`` rows (``packing`` packs that batch back into the (B * L,) order of the tokens)."""
+
+    batch: int
+    seqlen: int
+    packing: Packing
+    starts: tuple[int, ...]  # flat position of each sequence's first token in B * L
+    lengths: tuple[int, ...]
+
+    @classmethod
+    def of(cls, position_ids: torch.Tensor, batch: int, seqlen: int) -> _Segments:
+        starts = _segment_starts(position_ids.expand(batch, seqlen)).flatten()
+        first = tuple(host_read(torch.nonzero(starts).flatten()))
+        lengths = tuple(b - a for a, b in zip(first, first[1:] + (batch * seqlen,)))
+        device = position_ids.device
+        n = torch.tensor(lengths, dtype=torch.int32, device=device)
+        mask = torch.arange(max(lengths), device=device)[None, :] < n[:, None]
+        return cls(batch, seqlen, packing_from_mask(mask, n, lengths), first, lengths)
+
+    @property
+    def rows(self) -> list[int]:
+        """The (B, L) row of each sequence."""
+        return [a // self.seqlen for a in self.starts]
+
+    def split(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, L, ...) (or (1, L, ...), one row for all) -> (sequences, longest, ...), padding zero."""
+        if x is None:
+            return None
+        x = x.expand(self.batch, *x.shape[1:]) if x.shape[0] != self.batch else x
+        return unpack(x.reshape(self.batch * self.seqlen, *x.shape[2:]), self.packing)
+
+    def join(self, x: torch.Tensor) -> torch.Tensor:
+        """(sequences, longest, ...) -> (B, L, ...)."""
+        return pack(x, self.packing).view(self.batch, self.seqlen, *x.shape[2:])
+
+    def join_probs(self, p: torch.Tensor, keys_are_queries: bool = True) -> torch.Tensor:
+        """Attention weights (sequences, heads, longest, keys) -> (B, heads, L, L): a sequence's block on the
+        diagonal, zero elsewhere (what transformers 5's block-diagonal mask leaves there); cross-attention's
+        (sequences, heads, longest, encoder length) -> (B, heads, L, encoder length)."""
+        keys = self.seqlen if keys_are_queries else p.shape[-1]
+        out = p.new_zeros(self.batch, p.shape[1], self.seqlen, keys)
+        for s, (a, n) in enumerate(zip(self.starts, self.lengths)):
+            row, col = divmod(a, self.seqlen)
+            if keys_are_queries:
+                out[row, :, col : col + n, col : col + n] = p[s, :, :n, :n]
+            else:
+                out[row, :, col : col + n] = p[s, :, :n]
+        return out
+
+
 # --------------------------------------------------------------------------------------------- BertModel
 class BertModel(BertPreTrainedModel):
     """The bare BERT encoder (transformers' ``BertModel``), with an optional pooler."""
@@ -495,6 +558,10 @@ class BertModel(BertPreTrainedModel):
     #: the positions are rows of a table (BERT's absolute embeddings): inputs and position ids stay within
     #: it; False for RoPE (ModernBERT), which computes any position, as transformers does
     position_table: bool = True
+    #: position_ids that restart within a row, given without attention_mask, mark packed sequences that attend
+    #: only within themselves (transformers 5's reading of ``DataCollatorWithFlattening``'s rows, in the
+    #: families whose masks it builds from position_ids; transformers 4 attended across the row)
+    splits_restarting_positions: bool = True
     #: where the op table's linears are, for load-time transforms (``fastbert.quant``): the layer list (a
     #: path from this model), the self-attention module whose fused query/key/value projection is one
     #: linear (a path from a layer; None where that projection is a plain linear of the list), and the
@@ -671,11 +738,21 @@ class BertModel(BertPreTrainedModel):
         if read_lengths and enc is not None and enc_mask is not None:
             enc_seqlens = lengths(enc_mask)
             parts.append(enc_seqlens)
+        read_restarts = (
+            read_lengths
+            and mask is None
+            and inputs.position_ids is not None
+            and past_length == 0
+            and self.splits_restarting_positions
+        )
+        if read_restarts:  # one flag, before the holes' flag
+            parts.append(_segment_starts(inputs.position_ids)[:, 1:].any().view(1))
         read_holes = read_lengths and mask is not None and self.always_pack
         if read_holes:  # last: one flag
             parts.append(_has_holes(mask).view(1))
         values = host_read(torch.cat([p.to(torch.long) for p in parts])) if parts else []
         holes = bool(values.pop()) if read_holes else False
+        restarts = bool(values.pop()) if read_restarts else False
         for i, (n, _) in enumerate(checks):
             lo, hi = values[2 * i], values[2 * i + 1]
             limit = getattr(cfg, _RANGE_FIELDS[n])
@@ -692,7 +769,9 @@ class BertModel(BertPreTrainedModel):
             seqlens_host, rest = tuple(rest[: shape[0]]), rest[shape[0] :]
         if enc_seqlens is not None:
             enc_host = tuple(rest)
-        return _Checked(shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host, holes, past_length)
+        return _Checked(
+            shape[0], shape[1], seqlens, seqlens_host, enc_seqlens, enc_host, holes, past_length, restarts
+        )
 
     def _layers(self) -> nn.ModuleList:
         """The encoder's layers, in order (BERT: ``encoder.layer``; DistilBERT: ``transformer.layer``)."""
@@ -834,6 +913,8 @@ class BertModel(BertPreTrainedModel):
         else:
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1], past_length=past_length)
+        if checked.restarts and past is None and not keeps and not torch.compiler.is_compiling():
+            return self._encode_segments(inputs, checked, keep_packed, allow_pack)
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
         ops = self._resolve(output_attentions, past, no_real_tokens, inputs, checked.batch)
         attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
@@ -902,6 +983,52 @@ class BertModel(BertPreTrainedModel):
         if not keep_packed and packing is not None and not _PACKED_OUTPUTS.get():
             enc.sequence, enc.packing = enc.last_hidden_state, None
         return enc
+
+    def _encode_segments(
+        self, inputs: BertInputs, checked: _Checked, keep_packed: bool, allow_pack: bool
+    ) -> Encoded:
+        """A batch whose position ids restart within a row, without attention_mask (a padding-free collator's
+        packed rows): each packed sequence attends only to itself, as in transformers 5. The sequences are
+        encoded as the rows of a padded batch with its mask, and every output is put back in the (B, L)
+        layout: per-token states in place, the pooler's output of each row's first sequence (its position 0),
+        attention weights as blocks on the diagonal."""
+        seg = _Segments.of(inputs.position_ids, checked.batch, checked.seqlen)
+        picks = torch.tensor(seg.rows, device=seg.packing.indices.device)
+        enc, enc_mask = inputs.encoder_hidden_states, inputs.encoder_attention_mask
+        if enc is not None and enc.shape[0] == checked.batch:
+            enc = enc.index_select(0, picks)
+        if enc_mask is not None and enc_mask.shape[0] == checked.batch:
+            enc_mask = enc_mask.index_select(0, picks)
+        split = dataclasses.replace(
+            inputs,
+            input_ids=seg.split(inputs.input_ids),
+            inputs_embeds=seg.split(inputs.inputs_embeds),
+            token_type_ids=seg.split(inputs.token_type_ids),
+            position_ids=seg.split(inputs.position_ids),
+            attention_mask=seg.packing.mask.to(torch.long),
+            encoder_hidden_states=enc,
+            encoder_attention_mask=enc_mask,
+        )
+        out = self.encode(split, keep_packed=True, allow_pack=allow_pack)
+        # packed, the sequence's tokens are already in the (B * L) order of the input
+        flat = out.sequence if out.packing is not None else pack(out.sequence, seg.packing)
+        first = [i for i, a in enumerate(seg.starts) if a % seg.seqlen == 0]  # each row's first sequence
+
+        def each(fn, outputs):
+            return tuple(fn(x) for x in outputs) if outputs else outputs
+
+        joined = Encoded(
+            sequence=flat,
+            packing=full_packing(seg.batch, seg.seqlen, flat.device),
+            ops=out.ops,
+            pooled=out.pooled[first] if out.pooled is not None else None,
+            hidden_states=each(seg.join, out.hidden_states),
+            attentions=each(seg.join_probs, out.attentions),
+            cross_attentions=each(lambda p: seg.join_probs(p, keys_are_queries=False), out.cross_attentions),
+        )
+        if not keep_packed and not _PACKED_OUTPUTS.get():
+            joined.sequence, joined.packing = flat.view(seg.batch, seg.seqlen, -1), None
+        return joined
 
     def _context(self, inputs: BertInputs, checked: _Checked, ops: OpTable, can_pack, past_length, use_cache):
         """The per-forward attention description: packed once when the batch has padding and may pack."""

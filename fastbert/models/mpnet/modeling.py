@@ -168,6 +168,7 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
     """The bare MPNet encoder (transformers' ``MPNetModel``), with an optional pooler."""
 
     always_pack = True  # packed also without padding: the relative bias runs in the varlen attention
+    splits_restarting_positions = False  # transformers 5 builds this family's mask without position_ids
     linear_layout = (
         "encoder.layer",
         "attention.attn",

@@ -1,0 +1,189 @@
+"""Padding-free packed rows (transformers' ``DataCollatorWithFlattening``): position ids that restart within a
+row, given without ``attention_mask``, mark sequences that attend only within themselves in transformers 5
+(``masking_utils.find_packed_sequence_indices``), in the families whose masks it builds from the position ids
+(BERT, RoBERTa and its subclasses, ELECTRA). fastbert attended across the whole row, as transformers 4 did:
+numbers 1e-2 away from transformers 5's, with no warning. Each check is against transformers itself."""
+
+import warnings
+
+import pytest
+import torch
+from model_helpers import INTERPRET, TINY, require_transformers
+
+import fastbert
+from fastbert.core import padding
+from fastbert.core.tolerances import assert_close
+
+#: CPU models only (no CUDA path): CI runs it; the GPU check's CUDA tier leaves it out
+pytestmark = pytest.mark.cpu_only
+
+transformers = require_transformers()
+
+#: two rows of packed sequences (lengths 5, 3, 7, 1 and 7, 9): the positions restart at each
+ROWS = ((5, 3, 7, 1), (7, 9))
+BACKENDS = ["eager", "sdpa"] + (["triton"] if INTERPRET else [])
+
+
+def _positions(rows=ROWS) -> torch.Tensor:
+    return torch.stack([torch.cat([torch.arange(n) for n in lengths]) for lengths in rows])
+
+
+def _save(tmp_path, name, **cfg):
+    torch.manual_seed(0)
+    cls = getattr(transformers, name)
+    cls(cls.config_class(**dict(TINY, pad_token_id=1, **cfg))).save_pretrained(tmp_path)
+
+
+def _load(tmp_path, name, backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf_backend = "sdpa" if backend == "triton" else backend
+        if name.startswith("MPNet"):
+            hf_backend = "eager"  # transformers' MPNet has no sdpa
+        theirs = getattr(transformers, name).from_pretrained(tmp_path, attn_implementation=hf_backend).eval()
+        ours = getattr(fastbert, name).from_pretrained(tmp_path, attn_implementation=backend).eval()
+    return theirs, ours
+
+
+def _compare(ours, theirs, kw, mask):
+    """Every output transformers gives (fastbert has no empty ``cross_attentions``) within the parity rule."""
+    with torch.no_grad():
+        want = theirs(**kw)
+        got = ours(**kw)
+        ref = theirs.double()(
+            **{
+                k: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                for k, v in kw.items()
+            }
+        )
+        theirs.float()
+    for key in want.keys():
+        if key not in got.keys():
+            continue
+        w, g, r = want[key], got[key], ref[key]
+        if not isinstance(w, tuple):
+            w, g, r = (w,), (g,), (r,)
+        assert len(g) == len(w), key
+        for i, (a, b, c) in enumerate(zip(g, w, r)):
+            assert a.shape == b.shape, (key, i, a.shape, b.shape)
+            valid = mask if a.dim() == 3 and a.shape[:2] == mask.shape else None
+            assert_close(a, b, c, torch.float32, valid, what=f"{key}[{i}]")
+    return got
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "name", ["BertModel", "RobertaModel", "ElectraModel", "BertForMaskedLM", "BertForSequenceClassification"]
+)
+def test_restarting_positions_without_a_mask_attend_within_each_sequence(tmp_path, name, backend):
+    _save(tmp_path, name)
+    theirs, ours = _load(tmp_path, name, backend)
+    pos = _positions()
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    kw = dict(input_ids=ids, position_ids=pos, token_type_ids=torch.randint(0, 2, pos.shape))
+    kw["output_hidden_states"] = True
+    kw["output_attentions"] = backend == "eager"  # (B, heads, L, L), the sequences' blocks on the diagonal
+    if name == "BertForMaskedLM":
+        kw["labels"] = torch.where(torch.rand(pos.shape) < 0.3, ids, -100)
+    got = _compare(ours, theirs, kw, torch.ones(pos.shape, dtype=torch.bool))
+    # the case the old code got wrong: attending across the row (what a mask of ones asks for) differs
+    with torch.no_grad():
+        across = ours(**kw, attention_mask=torch.ones_like(ids))
+    assert (got.hidden_states[-1] - across.hidden_states[-1]).abs().max() > 1e-2
+    if kw["output_attentions"]:
+        probs = got.attentions[0][0, :, 5:8]  # row 0's second sequence: keys 5..7 only
+        assert probs[..., :5].abs().max() == 0 and probs[..., 8:].abs().max() == 0
+        torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs.sum(-1)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_causal_lm_splits_the_row_only_without_a_cache(tmp_path, backend, use_cache):
+    """transformers 5 reads the packed sequences only when no cache is kept: with ``use_cache=True`` its decoder
+    makes one and attends causally across the row."""
+    _save(tmp_path, "BertLMHeadModel", is_decoder=True)
+    theirs, ours = _load(tmp_path, "BertLMHeadModel", backend)
+    pos = _positions()
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    _compare(
+        ours, theirs, dict(input_ids=ids, position_ids=pos, use_cache=use_cache), torch.ones_like(ids).bool()
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_embeds_and_one_row_of_positions_for_the_batch(tmp_path, backend):
+    """``position_ids`` of shape (1, L), as transformers broadcasts it, and ``inputs_embeds`` instead of ids."""
+    _save(tmp_path, "BertModel")
+    theirs, ours = _load(tmp_path, "BertModel", backend)
+    pos = _positions()[:1]
+    torch.manual_seed(1)
+    embeds = torch.randn(2, pos.shape[1], TINY["hidden_size"])
+    _compare(ours, theirs, dict(inputs_embeds=embeds, position_ids=pos), torch.ones(2, pos.shape[1]).bool())
+
+
+def test_the_packed_rows_train(tmp_path):
+    """Gradients reach every sequence's tokens through the split and the join, as transformers' do."""
+    _save(tmp_path, "BertForMaskedLM", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    theirs, ours = _load(tmp_path, "BertForMaskedLM", "sdpa")
+    pos = _positions()
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    for model in (theirs, ours):
+        model.train()
+        model(input_ids=ids, position_ids=pos, labels=ids).loss.backward()
+    want = theirs.bert.embeddings.word_embeddings.weight.grad
+    got = ours.bert.embeddings.word_embeddings.weight.grad
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_positions_that_count_up_cost_no_extra_host_read(tmp_path):
+    """Explicit positions that do not restart (an offset, or one sequence per row) change nothing, and the
+    check rides on the forward's one host read; a mask given with restarting positions attends across the
+    row, as in transformers 5 (it reads the packed sequences only without a mask)."""
+    _save(tmp_path, "BertModel")
+    theirs, ours = _load(tmp_path, "BertModel", "sdpa")
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 9))
+    pos = (torch.arange(9) + 3)[None]
+    with torch.no_grad(), padding.count_host_reads() as reads:
+        ours(input_ids=ids, position_ids=pos)
+    assert reads.count == 1
+    _compare(ours, theirs, dict(input_ids=ids, position_ids=pos), torch.ones(2, 9).bool())
+    restarting = _positions(((4, 5), (9,)))
+    mask = torch.ones_like(ids)
+    _compare(ours, theirs, dict(input_ids=ids, position_ids=restarting, attention_mask=mask), mask.bool())
+
+
+@pytest.mark.parametrize("name", ["DistilBertModel", "MPNetModel"])
+def test_families_whose_masks_ignore_positions_attend_across(tmp_path, name):
+    """transformers 5 builds DistilBERT's and MPNet's masks without the position ids: the row is one sequence.
+    (DistilBERT's forward takes no position ids there: only fastbert's flag is checked.)"""
+    if name == "DistilBertModel":
+        assert not fastbert.DistilBertModel.splits_restarting_positions
+        return
+    torch.manual_seed(0)
+    cfg = {k: v for k, v in TINY.items() if k != "type_vocab_size"}
+    transformers.MPNetModel(transformers.MPNetConfig(**cfg)).save_pretrained(tmp_path)
+    theirs, ours = _load(tmp_path, name, "sdpa")
+    pos = _positions()
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    _compare(ours, theirs, dict(input_ids=ids, position_ids=pos + 2), torch.ones_like(ids).bool())
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_cross_attention_of_each_sequence_reads_its_rows_encoder_states(tmp_path, backend):
+    """A decoder with cross-attention: each packed sequence attends to its row's encoder states and mask."""
+    _save(tmp_path, "BertLMHeadModel", is_decoder=True, add_cross_attention=True)
+    theirs, ours = _load(tmp_path, "BertLMHeadModel", backend)
+    pos = _positions()
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    enc = torch.randn(2, 6, TINY["hidden_size"])
+    enc_mask = torch.ones(2, 6, dtype=torch.long)
+    enc_mask[1, 4:] = 0
+    kw = dict(input_ids=ids, position_ids=pos, use_cache=False, encoder_hidden_states=enc)
+    kw.update(encoder_attention_mask=enc_mask, output_attentions=backend == "eager")
+    _compare(ours, theirs, kw, torch.ones_like(ids).bool())
