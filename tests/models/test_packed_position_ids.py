@@ -187,3 +187,20 @@ def test_cross_attention_of_each_sequence_reads_its_rows_encoder_states(tmp_path
     kw = dict(input_ids=ids, position_ids=pos, use_cache=False, encoder_hidden_states=enc)
     kw.update(encoder_attention_mask=enc_mask, output_attentions=backend == "eager")
     _compare(ours, theirs, kw, torch.ones_like(ids).bool())
+
+
+def test_data_collator_with_flattening_batches_give_transformers_loss(tmp_path):
+    """transformers' own ``DataCollatorWithFlattening`` (ids, labels, restarting positions in one row, no mask)
+    on the causal LM: the loss transformers 5 gives."""
+    _save(tmp_path, "BertLMHeadModel", is_decoder=True)
+    theirs, ours = _load(tmp_path, "BertLMHeadModel", "sdpa")
+    torch.manual_seed(1)
+    features = [{"input_ids": torch.randint(3, TINY["vocab_size"], (n,)).tolist()} for n in (5, 9, 3)]
+    batch = transformers.DataCollatorWithFlattening()(features)
+    assert "attention_mask" not in batch and batch["position_ids"].shape == (1, 17)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want, got = theirs(**batch, use_cache=False).loss, ours(**batch, use_cache=False).loss
+        across = ours(**batch, use_cache=False, attention_mask=torch.ones_like(batch["input_ids"])).loss
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert abs(across - want) > 1e-4
