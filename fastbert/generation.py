@@ -450,6 +450,36 @@ class GenerationMixin:
             )
         return max_total
 
+    def _check_positions_fit(
+        self, position_ids: torch.Tensor, max_total: int, settings: dict[str, Any], max_length_passed: bool
+    ) -> None:
+        """Refuse, before the first forward, a length whose last tokens would need positions past the model's
+        ``max_position_embeddings``: transformers 5.25 logs "friendly reminder ... exceeded the model's
+        predefined maximum length" and fails partway (an index error in the position table), after the
+        tokens before it were computed; fastbert failed the same way (a ValueError on ``position_ids``). The last
+        new token is never fed back: ``limit - last prompt position`` new tokens fit, as in transformers."""
+        limit = getattr(self.config, "max_position_embeddings", None)
+        prompt_length = position_ids.shape[1]
+        new_tokens = max_total - prompt_length
+        if limit is None or new_tokens <= 0:
+            return
+        last_prompt_position = int(position_ids[:, -1].max())
+        last_fed = last_prompt_position + new_tokens - 1  # the last new token is returned, never fed back
+        if last_fed < limit:
+            return
+        fits = max(limit - last_prompt_position, 0)
+        asked = (
+            f"max_new_tokens={new_tokens}"
+            if settings["max_new_tokens"] is not None
+            else f"max_length={max_total} ({new_tokens} new tokens)"
+        )
+        raise ValueError(
+            f"generate was asked for {asked} after a prompt of {prompt_length} tokens, but the model has "
+            f"max_position_embeddings={limit}: the new tokens fed back to it would need positions up to "
+            f"{last_fed}. At most {fits} new tokens fit after this prompt; lower "
+            f"max_new_tokens{'' if settings['max_new_tokens'] is not None else ' / max_length'} or shorten the prompt"
+        )
+
     @torch.no_grad()
     def generate(
         self,
@@ -591,6 +621,7 @@ class GenerationMixin:
             if encoder_attention_mask is not None:
                 encoder_attention_mask = encoder_attention_mask.repeat_interleave(n_return, dim=0)
         position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        self._check_positions_fit(position_ids, max_total, s, max_length is not None)
         extra = {}
         if encoder_hidden_states is not None:
             extra["encoder_hidden_states"] = encoder_hidden_states

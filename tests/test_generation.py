@@ -254,3 +254,37 @@ def test_numpy_and_tensor_integers_are_taken_as_transformers(lm_pair, kind):
     assert torch.equal(got, want)
     with pytest.raises(ValueError, match="^max_new_tokens must be a whole number"):
         fb.generate(ids, max_new_tokens=np.bool_(True) if kind == "numpy" else torch.tensor(True))
+
+
+def test_a_length_past_max_position_embeddings_is_refused_before_generating():
+    """Prompt + max_new_tokens past the position table: transformers 5.25 logs a "friendly reminder" and fails
+    partway with an IndexError-like RuntimeError from the position table; fastbert failed partway too, with a
+    ValueError on position_ids after the first tokens were computed. Now a ValueError before the first forward,
+    naming max_new_tokens / max_length, the prompt length and max_position_embeddings. The last new token is
+    never fed back, so prompt + new tokens may exceed the table by one, as in transformers."""
+    hf, fb = _pair(max_position_embeddings=12)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # left padding: the unpadded row sets the limit
+    for kwargs in (dict(max_new_tokens=8), dict(max_new_tokens=8, use_cache=False), dict(max_length=13)):
+        assert torch.equal(
+            fb.generate(ids, attention_mask=mask, **kwargs), hf.generate(ids, attention_mask=mask, **kwargs)
+        )
+    with pytest.raises(RuntimeError):  # what transformers does one token further
+        hf.generate(ids, max_new_tokens=9)
+    calls = []
+    handle = fb.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        for kwargs, asked in (
+            (dict(max_new_tokens=9), r"max_new_tokens=9"),
+            (dict(max_new_tokens=9, use_cache=False), r"max_new_tokens=9"),
+            (dict(max_length=14), r"max_length=14 \(9 new tokens\)"),
+        ):
+            with pytest.raises(
+                ValueError, match=asked + r".* prompt of 5 tokens.*max_position_embeddings=12"
+            ) as e:
+                fb.generate(ids, attention_mask=mask, **kwargs)
+            assert "At most 8 new tokens fit" in str(e.value)
+        assert calls == []  # refused before the first forward
+    finally:
+        handle.remove()
