@@ -111,8 +111,108 @@ _UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "decoder_start_token_id": None,
 }
 
+# transformers 5.25's settings that default to None and are not listed above
+for _name in (
+    "assistant_early_exit",
+    "assistant_ensemble_weight",
+    "assistant_lookbehind",
+    "target_lookbehind",
+    "max_matching_ngram_size",
+    "is_assistant",
+    "speculation_type",
+    "use_mtp",
+    "token_healing",
+    "cache_config",
+    "max_cache_len",
+    "compile_config",
+    "disable_compile",
+    "prefill_chunk_size",
+    "continuous_batching_config",
+):
+    _UNSUPPORTED_DEFAULTS.setdefault(_name, None)
+
+#: settings transformers 5.25 reads only in a mode fastbert refuses anyway (beam search, assisted generation,
+#: encoder-decoders), or that change how it computes and not the tokens (caches, compilation): accepted at any
+#: value, as transformers' greedy search and sampling ignore them
+_NO_EFFECT = {
+    "early_stopping",
+    "length_penalty",
+    "diversity_penalty",
+    "low_memory",
+    "num_assistant_tokens",
+    "num_assistant_tokens_schedule",
+    "assistant_confidence_threshold",
+    "assistant_ensemble_weight",
+    "assistant_lookbehind",
+    "target_lookbehind",
+    "max_matching_ngram_size",
+    "is_assistant",
+    "speculation_type",
+    "decoder_start_token_id",
+    "cache_implementation",
+    "cache_config",
+    "max_cache_len",
+    "compile_config",
+    "disable_compile",
+    "prefill_chunk_size",
+    "continuous_batching_config",
+}
+
+#: processors transformers applies only when sampling (``do_sample=True``): greedy search ignores them
+_SAMPLING_ONLY = {"min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff"}
+
+#: ``generate``'s own arguments in transformers 5.25 (not generation config settings) that fastbert does not
+#: implement: None (or an empty processor / criteria list, ``synced_gpus=False``) asks nothing of them
+_UNSUPPORTED_ARGUMENTS = (
+    "logits_processor",
+    "stopping_criteria",
+    "prefix_allowed_tokens_fn",
+    "synced_gpus",
+    "assistant_model",
+    "streamer",
+    "negative_prompt_ids",
+    "custom_generate",
+)
+#: read only with an argument above that fastbert refuses (``assistant_model``, ``negative_prompt_ids``,
+#: ``stop_strings``): accepted at any value
+_NO_EFFECT_ARGUMENTS = {"negative_prompt_attention_mask", "assistant_tokenizer", "tokenizer"}
+
 #: what a generation config file carries besides settings
 _METADATA = {"transformers_version", "_from_model_config", "_commit_hash", "_original_object_hash"}
+
+
+def _changes_output(name: str, value: Any, settings: dict[str, Any], eos: list[int] | None) -> bool:
+    """Whether ``name=value``, a setting fastbert's ``generate`` does not implement, changes what transformers
+    5.25 generates given the settings it does implement: not when it is at its default (:func:`_at_default`),
+    read only in a mode fastbert refuses anyway (:data:`_NO_EFFECT`) or only when sampling while greedy."""
+    if _at_default(name, value) or name in _NO_EFFECT:
+        return False
+    if name in _SAMPLING_ONLY:
+        return bool(settings["do_sample"])
+    if name in ("output_attentions", "output_hidden_states"):  # fields of the returned dict only
+        return bool(value) and bool(settings["return_dict_in_generate"])
+    if name in ("min_length", "min_new_tokens"):  # transformers: only with an eos id to hold back
+        return eos is not None and isinstance(value, (int, float)) and value > 0
+    if name == "guidance_scale":
+        return value != 1
+    if name == "penalty_alpha" and isinstance(value, (int, float)):  # contrastive search: greedy, top_k > 1
+        top_k = settings["top_k"]
+        return not settings["do_sample"] and isinstance(top_k, int) and top_k > 1 and value > 0
+    if name in ("num_beams", "num_beam_groups"):
+        return isinstance(value, bool) or value != 1
+    return True
+
+
+def _argument_asks(name: str, value: Any) -> bool:
+    """Whether ``generate(name=value)``, one of transformers' own ``generate`` arguments fastbert does not
+    implement (:data:`_UNSUPPORTED_ARGUMENTS`), asks for anything."""
+    if value is None or name in _NO_EFFECT_ARGUMENTS:
+        return False
+    if name in ("logits_processor", "stopping_criteria"):
+        return len(value) > 0
+    if name == "synced_gpus":
+        return bool(value)
+    return True
 
 
 def _at_default(name: str, value: Any) -> bool:
@@ -145,11 +245,12 @@ class GenerationConfig:
     def __setattr__(self, name: str, value: Any) -> None:
         """A transformers setting fastbert's ``generate`` does not implement, set on the object
         (``model.generation_config.num_beams = 4``, as transformers' docs do), is named in a warning: it was
-        kept as a plain attribute and silently not applied."""
-        if name in _UNSUPPORTED_DEFAULTS and value != _UNSUPPORTED_DEFAULTS[name]:
+        kept as a plain attribute, and generate refuses it where it would change the output."""
+        if name in _UNSUPPORTED_DEFAULTS and name not in _NO_EFFECT and value != _UNSUPPORTED_DEFAULTS[name]:
             warnings.warn(
                 f"generation_config.{name}={value!r}: fastbert's generate does greedy search and sampling "
-                "(temperature, top-k, top-p) only, and does not apply it",
+                "(temperature, top-k, top-p) only; it refuses (a ValueError) this setting where it would "
+                "change its output",
                 UserWarning,
                 stacklevel=2,
             )
@@ -174,11 +275,12 @@ class GenerationConfig:
             for k, v in data.items()
             if k not in _DEFAULTS and k not in _METADATA and v != _UNSUPPORTED_DEFAULTS.get(k)
         }
-        if ignored:
+        named = sorted(f"{k}={v!r}" for k, v in ignored.items() if k not in _NO_EFFECT)
+        if named:
             warnings.warn(
-                f"{source} sets {', '.join(sorted(f'{k}={v!r}' for k, v in ignored.items()))}: fastbert's "
-                "generate does greedy search and sampling (temperature, top-k, top-p) only, and does not "
-                "apply these",
+                f"{source} sets {', '.join(named)}: fastbert's generate does greedy search and sampling "
+                "(temperature, top-k, top-p) only; it refuses (a ValueError) those of these that would change "
+                "its output unless the call overrides them",
                 UserWarning,
                 stacklevel=3,
             )
@@ -450,6 +552,49 @@ class GenerationMixin:
             )
         return max_total
 
+    def _refuse_unsupported(
+        self,
+        passed: dict[str, Any],
+        arguments: dict[str, Any],
+        generation_config: GenerationConfig | None,
+        settings: dict[str, Any],
+        eos: list[int] | None,
+    ) -> None:
+        """A ValueError naming every setting fastbert's ``generate`` does not implement that would change the
+        output, wherever it was given: the call's keyword arguments win over ``generation_config=``, which wins
+        over ``model.generation_config`` (transformers' precedence). Before, a keyword argument was a TypeError
+        while the same setting in a generation config was a warning, and the output silently transformers'
+        greedy / sampled one instead of, say, beam search."""
+
+        def shown(value: Any) -> str:  # a model or a processor list: its type, not its whole repr
+            text = repr(value)
+            return text if len(text) <= 60 and "\n" not in text else f"<{type(value).__name__}>"
+
+        asked = [f"{k}={shown(v)} (argument)" for k, v in arguments.items() if _argument_asks(k, v)]
+        configs = [
+            (generation_config, "generation_config="),
+            (self.generation_config, "model.generation_config"),
+        ]
+        for name in _UNSUPPORTED_DEFAULTS:
+            if name in passed:
+                value, where = passed[name], "argument"
+            else:
+                value, where = None, None
+                for config, source in configs:
+                    if config is not None and config.__dict__.get(name) is not None:
+                        value, where = config.__dict__[name], source
+                        break
+            if _changes_output(name, value, settings, eos):
+                asked.append(f"{name}={shown(value)} ({where})")
+        if asked:
+            raise ValueError(
+                f"generate got {', '.join(asked)}: fastbert's generate does greedy search and sampling "
+                "(temperature, top-k, top-p) only, without beam search, assisted generation, streaming or "
+                "other logits processors, so these would not be applied and the output would differ from "
+                "transformers'. Leave them unset (or pass them as None / their default to override a "
+                "generation config)"
+            )
+
     def _check_positions_fit(
         self, position_ids: torch.Tensor, max_total: int, settings: dict[str, Any], max_length_passed: bool
     ) -> None:
@@ -517,10 +662,12 @@ class GenerationMixin:
             if input_ids is not None:
                 raise TypeError("generate() got both inputs and input_ids: give one")
             input_ids = kwargs.pop("inputs")
-        for name in [k for k, v in kwargs.items() if _at_default(k, v)]:
-            del kwargs[
-                name
-            ]  # a setting generate does not implement, passed unset or at transformers' default
+        # transformers' settings and arguments generate does not implement: refused below when they would change
+        # the output, whether passed here or set in a generation config
+        unsupported = {k: kwargs.pop(k) for k in list(kwargs) if k in _UNSUPPORTED_DEFAULTS}
+        arguments = {
+            k: kwargs.pop(k) for k in list(kwargs) if k in _UNSUPPORTED_ARGUMENTS or k in _NO_EFFECT_ARGUMENTS
+        }
         if kwargs:
             raise TypeError(
                 f"generate() got unexpected keyword arguments {sorted(kwargs)}: fastbert's generate does "
@@ -586,6 +733,7 @@ class GenerationMixin:
         pad = _token_id("pad_token_id", s["pad_token_id"])
         if pad is None and eos is not None:
             pad = eos[0]
+        self._refuse_unsupported(unsupported, arguments, generation_config, s, eos)
         from .models.layers import table_shape
 
         rows = table_shape(self.get_input_embeddings())[0]  # PEFT's trainable tokens wrap the Embedding

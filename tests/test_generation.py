@@ -288,3 +288,121 @@ def test_a_length_past_max_position_embeddings_is_refused_before_generating():
         assert calls == []  # refused before the first forward
     finally:
         handle.remove()
+
+
+_CHANGES_OUTPUT = [
+    dict(num_beams=2),
+    dict(repetition_penalty=1.5),
+    dict(no_repeat_ngram_size=2),
+    dict(penalty_alpha=0.6),  # transformers 5.25: contrastive search, a hub repo (a ValueError there too)
+    dict(max_time=10.0),
+    dict(min_new_tokens=2, eos_token_id=5),
+    dict(do_sample=True, min_p=0.1),
+    dict(return_dict_in_generate=True, output_attentions=True),
+]
+
+
+@pytest.mark.parametrize("asked", _CHANGES_OUTPUT, ids=lambda d: ",".join(d))
+@pytest.mark.parametrize("route", ["argument", "generation_config=", "model.generation_config"])
+def test_an_unsupported_setting_that_changes_the_output_is_refused_whichever_way_it_is_given(
+    lm_pair, asked, route
+):
+    """A setting fastbert's generate does not implement was a TypeError as a keyword argument but, in a
+    (transformers) GenerationConfig, a warning and then greedy tokens where transformers runs beam search,
+    say. Now a ValueError naming it and where it came from, whichever way it is given; the call overrides a
+    config with the default."""
+    _, fb = lm_pair
+    ids = torch.randint(6, TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(3))
+    name = next(k for k in asked if k not in ("eos_token_id", "do_sample", "return_dict_in_generate"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the config's warning when it is set
+        config = transformers.GenerationConfig(max_new_tokens=3, **asked)
+    saved = fb.generation_config
+    try:
+        if route == "argument":
+            call = dict(max_new_tokens=3, **asked)
+        elif route == "generation_config=":
+            call = dict(generation_config=config)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fb.generation_config = config
+            call = {}
+        with pytest.raises(ValueError, match=rf"{name}={asked[name]!r} \({route}\)"):
+            fb.generate(ids, **call)
+        if route != "argument":  # the call's default wins over the config's setting
+            default = {
+                "num_beams": 1,
+                "repetition_penalty": 1.0,
+                "no_repeat_ngram_size": 0,
+                "min_new_tokens": 0,
+            }
+            out = fb.generate(ids, **call, **{name: default.get(name)})  # None: transformers' "unset"
+            out = out.sequences if asked.get("return_dict_in_generate") else out
+            assert out.shape == (1, 7)
+    finally:
+        fb.generation_config = saved
+
+
+_NO_CHANGE = [
+    dict(early_stopping=True),
+    dict(length_penalty=2.0),
+    dict(min_p=0.1),  # greedy: transformers applies it only when sampling
+    dict(typical_p=0.5),
+    dict(low_memory=True),
+    dict(num_assistant_tokens=5),
+    dict(cache_implementation="static"),
+    dict(decoder_start_token_id=3),
+    dict(output_attentions=True),  # without return_dict_in_generate
+    dict(min_new_tokens=2),  # no eos id to hold back
+    dict(num_beams=1, repetition_penalty=1.0),
+]
+
+
+@pytest.mark.parametrize("given", _NO_CHANGE, ids=lambda d: ",".join(d))
+@pytest.mark.parametrize("route", ["argument", "generation_config="])
+def test_an_unsupported_setting_that_changes_nothing_is_accepted_as_transformers(lm_pair, given, route):
+    """transformers 5.25 ignores these in greedy search (beam-only, sampling-only, assisted-only, cache
+    choices): fastbert gives its tokens, whichever way they are given (a keyword argument was a TypeError)."""
+    hf, fb = lm_pair
+    ids = torch.randint(6, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call = (
+            dict(max_new_tokens=5, **given)
+            if route == "argument"
+            else dict(generation_config=transformers.GenerationConfig(max_new_tokens=5, **given))
+        )
+        want = hf.generate(ids, **call)
+        assert torch.equal(fb.generate(ids, **call), want)
+
+
+def test_transformers_generate_arguments_are_taken_unset_and_refused_set(lm_pair):
+    """transformers' own generate arguments (a wrapper forwarding every one passes None): accepted unset or
+    empty, a ValueError naming them when they ask for something; a TypeError before, either way."""
+    hf, fb = lm_pair
+    ids = torch.randint(6, TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(5))
+    unset = dict(
+        logits_processor=transformers.LogitsProcessorList(),
+        stopping_criteria=transformers.StoppingCriteriaList(),
+        assistant_model=None,
+        streamer=None,
+        prefix_allowed_tokens_fn=None,
+        synced_gpus=False,
+        negative_prompt_ids=None,
+        custom_generate=None,
+    )
+    assert torch.equal(
+        fb.generate(ids, max_new_tokens=3, **unset), hf.generate(ids, max_new_tokens=3, **unset)
+    )
+    asked = dict(
+        logits_processor=transformers.LogitsProcessorList([transformers.TemperatureLogitsWarper(0.5)]),
+        assistant_model=hf,
+        streamer=object(),
+        prefix_allowed_tokens_fn=lambda batch, ids: [1],
+    )
+    for name, value in asked.items():
+        with pytest.raises(ValueError, match=rf"{name}=.* \(argument\)"):
+            fb.generate(ids, max_new_tokens=3, **{name: value})
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['foo'\\]"):  # not a generate setting
+        fb.generate(ids, max_new_tokens=3, foo=1)
