@@ -731,8 +731,28 @@ class GenerationMixin:
             )
         eos = _as_list(s["eos_token_id"])
         pad = _token_id("pad_token_id", s["pad_token_id"])
+        batched_without_mask = attention_mask is None and input_ids.shape[0] > 1
         if pad is None and eos is not None:
+            if (
+                batched_without_mask
+            ):  # transformers 5.25's _prepare_special_tokens warnings, through its logger
+                logger.warning(
+                    "The attention mask and the pad token id were not set, with a batched input. As a consequence, "
+                    "you may observe unexpected behavior. Please pass your input's `attention_mask` to obtain "
+                    "reliable results."
+                )
             pad = eos[0]
+        if eos is not None and pad in eos and batched_without_mask:
+            logger.warning(
+                "The attention mask is not set with a batched input, and cannot be inferred from input because pad "
+                "token is same as eos token. As a consequence, you may observe unexpected behavior. Please pass "
+                "your input's `attention_mask` to obtain reliable results."
+            )
+        if eos is not None and any(e < 0 for e in eos):
+            logger.warning(
+                f"`eos_token_id` should consist of positive integers, but is {torch.tensor(eos)}. Your generation "
+                "will not stop until the maximum length is reached. Depending on other flags, it may even crash."
+            )
         self._refuse_unsupported(unsupported, arguments, generation_config, s, eos)
         from .models.layers import table_shape
 

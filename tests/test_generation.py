@@ -406,3 +406,59 @@ def test_transformers_generate_arguments_are_taken_unset_and_refused_set(lm_pair
             fb.generate(ids, max_new_tokens=3, **{name: value})
     with pytest.raises(TypeError, match="unexpected keyword arguments \\['foo'\\]"):  # not a generate setting
         fb.generate(ids, max_new_tokens=3, foo=1)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _logged(model, logger_name, ids, **kwargs):
+    handler = _Records()
+    log = logging.getLogger(logger_name)
+    log.addHandler(handler)
+    try:
+        _generate(model, ids, **kwargs)
+    finally:
+        log.removeHandler(handler)
+    return handler.messages
+
+
+_NO_MASK_NO_PAD = "The attention mask and the pad token id were not set, with a batched input."
+_PAD_IS_EOS = (
+    "The attention mask is not set with a batched input, and cannot be inferred from input because pad"
+)
+_NEGATIVE_EOS = "`eos_token_id` should consist of positive integers, but is tensor([-1]). Your generation"
+
+
+def test_special_token_warnings_are_logged_as_transformers(lm_pair):
+    """transformers 5.25's _prepare_special_tokens logs when a batch comes without attention mask and without
+    pad id (the first eos id then pads), when the pad id is an eos id so no mask can be inferred, and when an
+    eos id is negative (generation runs to the maximum length); fastbert said nothing."""
+    hf, fb = lm_pair
+    ids = torch.randint(6, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(6))
+    cases = [
+        (dict(max_new_tokens=2, eos_token_id=5, pad_token_id=None), [_NO_MASK_NO_PAD, _PAD_IS_EOS]),
+        (dict(max_new_tokens=2, eos_token_id=[5, 7], pad_token_id=7), [_PAD_IS_EOS]),
+        (dict(max_new_tokens=2, eos_token_id=-1, pad_token_id=0), [_NEGATIVE_EOS]),
+        (dict(max_new_tokens=2, eos_token_id=-1, pad_token_id=0), [_NEGATIVE_EOS]),
+        (dict(max_new_tokens=2, eos_token_id=5, pad_token_id=None, attention_mask=torch.ones_like(ids)), []),
+        (dict(max_new_tokens=2, eos_token_id=5, pad_token_id=0), []),
+    ]
+    for kwargs, expected in cases:
+        ours = _logged(fb, "fastbert.generation", ids, **kwargs)
+        assert [[m for m in ours if m.startswith(e)] != [] for e in expected] == [True] * len(expected), (
+            kwargs,
+            ours,
+        )
+        assert len(ours) == len(expected), (kwargs, ours)
+        theirs = _logged(hf, "transformers", ids, **kwargs)  # 5.25 logs _PAD_IS_EOS once per process
+        for message in ours:
+            if not message.startswith(_PAD_IS_EOS):
+                assert message in theirs, (kwargs, message, theirs)
+    one_row = _logged(fb, "fastbert.generation", ids[:1], max_new_tokens=2, eos_token_id=5, pad_token_id=None)
+    assert one_row == []  # one row: no padding, nothing to say (as transformers)
