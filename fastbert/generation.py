@@ -234,13 +234,20 @@ class GenerationConfig:
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        unknown = set(kwargs) - set(_DEFAULTS)
+        """The settings ``generate`` implements; one of transformers' settings it does not implement is kept
+        as transformers' ``GenerationConfig(...)`` would take it (named in a warning where it matters), and
+        ``generate`` refuses it where it would change the output, as when it is passed to ``generate``."""
+        unknown = set(kwargs) - set(_DEFAULTS) - set(_UNSUPPORTED_DEFAULTS)
         if unknown:
             raise TypeError(
-                f"GenerationConfig got unknown fields {sorted(unknown)}; known: {sorted(_DEFAULTS)}"
+                f"GenerationConfig got unknown fields {sorted(unknown)}; known: {sorted(_DEFAULTS)} and "
+                "transformers' settings fastbert's generate does not implement"
             )
         for name in _DEFAULTS:
             setattr(self, name, kwargs.get(name))
+        for name in sorted(set(kwargs) & set(_UNSUPPORTED_DEFAULTS)):
+            if not _at_default(name, kwargs[name]):  # transformers' default: nothing to keep
+                setattr(self, name, kwargs[name])
 
     def __setattr__(self, name: str, value: Any) -> None:
         """A transformers setting fastbert's ``generate`` does not implement, set on the object

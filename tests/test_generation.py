@@ -462,3 +462,25 @@ def test_special_token_warnings_are_logged_as_transformers(lm_pair):
                 assert message in theirs, (kwargs, message, theirs)
     one_row = _logged(fb, "fastbert.generation", ids[:1], max_new_tokens=2, eos_token_id=5, pad_token_id=None)
     assert one_row == []  # one row: no padding, nothing to say (as transformers)
+
+
+def test_fastbert_s_generation_config_takes_transformers_settings_as_generate_does(lm_pair, tmp_path):
+    """fastbert's GenerationConfig(num_beams=4) was a TypeError ("unknown fields") and so was
+    GenerationConfig(num_beams=1), while generate(num_beams=1) was taken: now it keeps them as transformers'
+    GenerationConfig does, and generate refuses them where they would change the output, as when passed to it."""
+    hf, fb = lm_pair
+    ids = torch.randint(6, TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(7))
+    with pytest.warns(UserWarning, match="num_beams=4"):
+        beams = GenerationConfig(max_new_tokens=3, num_beams=4)
+    with pytest.raises(ValueError, match=r"num_beams=4 \(generation_config=\)"):
+        fb.generate(ids, generation_config=beams)
+    beams.save_pretrained(tmp_path)
+    assert transformers.GenerationConfig.from_pretrained(tmp_path).num_beams == 4  # kept for transformers
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at the default, or read only by beam search: nothing to say
+        quiet = GenerationConfig(max_new_tokens=3, num_beams=1, early_stopping=True, repetition_penalty=None)
+    assert "num_beams" not in quiet.to_dict() and quiet.to_dict()["early_stopping"] is True
+    want = hf.generate(ids, max_new_tokens=3)
+    assert torch.equal(fb.generate(ids, generation_config=quiet), want)
+    with pytest.raises(TypeError, match=r"unknown fields \['nmu_beams'\]"):
+        GenerationConfig(nmu_beams=4)
