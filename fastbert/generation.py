@@ -65,7 +65,8 @@ _NONE_IS_UNSET = {"max_length", "num_return_sequences", "use_cache"}
 
 #: transformers' defaults of the generation settings fastbert's ``generate`` does not implement: a
 #: ``generation_config.json`` (or a transformers ``GenerationConfig``) that sets one to another value is read
-#: with a warning naming it (the setting is not applied)
+#: with a warning naming it and kept (``save_pretrained`` writes it back); ``generate`` refuses it, set there or
+#: passed to it, where it would change the output (:func:`_changes_output`)
 _UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "num_beams": 1,
     "num_beam_groups": 1,
