@@ -126,6 +126,44 @@ def test_sinusoidal_position_table_as_transformers():
     torch.testing.assert_close(table, theirs.embeddings.position_embeddings.weight, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("task", ["base", "masked-lm", "sequence-classification"])
+def test_sinusoidal_position_table_is_fixed_not_trained(saved, tmp_path, task):
+    """With sinusoidal_pos_embds the position table is a fixed table (transformers 4's DistilBERT sets its
+    requires_grad to False; transformers 5.25 leaves it trainable): an optimizer step leaves it as it is while
+    the word embeddings learn, it stays a parameter that save_pretrained writes and from_pretrained reads back
+    (frozen again). A learned table (the default) stays trainable. (It was trainable.)"""
+    from safetensors.torch import load_file
+
+    folder, _ = saved(task, sinusoidal_pos_embds=True)
+    model_class = getattr(fastbert, registry.family("distilbert").classes[task])
+    model = model_class.from_pretrained(folder).train()
+    for m in (model, model_class(fastbert.DistilBertConfig(**TINY, sinusoidal_pos_embds=True))):
+        table = m.get_position_embeddings().weight
+        assert not table.requires_grad
+        assert any(n.endswith("embeddings.position_embeddings.weight") for n, _ in m.named_parameters())
+    table = model.get_position_embeddings().weight
+    before, words = table.detach().clone(), model.get_input_embeddings().weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    out = model(input_ids=torch.tensor([[5, 6, 7, 8]]))
+    first = out.last_hidden_state if task == "base" else out.logits
+    first.float().square().sum().backward()
+    optimizer.step()
+    assert table.grad is None
+    torch.testing.assert_close(table.detach(), before, rtol=0, atol=0)
+    assert not torch.equal(model.get_input_embeddings().weight.detach(), words)
+
+    model.save_pretrained(tmp_path)
+    written = load_file(tmp_path / "model.safetensors")
+    key = next(k for k in written if k.endswith("embeddings.position_embeddings.weight"))
+    torch.testing.assert_close(written[key], before, rtol=0, atol=0)
+    back = model_class.from_pretrained(tmp_path).get_position_embeddings().weight
+    assert not back.requires_grad
+    torch.testing.assert_close(back.detach(), before, rtol=0, atol=0)
+
+    learned = model_class(fastbert.DistilBertConfig(**TINY)).get_position_embeddings().weight
+    assert learned.requires_grad
+
+
 def test_sinusoidal_position_table_initialised_at_load_as_transformers(saved, tmp_path):
     """A position table that loading initialises (missing from the checkpoint, or re-initialised for a longer
     max_position_embeddings by ignore_mismatched_sizes) is the sinusoidal table, as transformers' (it was a

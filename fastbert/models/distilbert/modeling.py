@@ -230,6 +230,10 @@ class DistilBertModel(DistilBertPreTrainedModel, BertModel):
     def __init__(self, config: DistilBertConfig, add_pooling_layer: bool = False):
         BertPreTrainedModel.__init__(self, config)  # not BertModel's modules
         self.embeddings = Embeddings(config)
+        if config.sinusoidal_pos_embds:
+            # a fixed table, not learned: kept out of training (transformers 4's DistilBERT; transformers 5.25
+            # leaves it trainable), while still a parameter that save_pretrained writes and loading reads
+            self.embeddings.position_embeddings.weight.requires_grad_(False)
         self.transformer = Transformer(config)
         self.pooler = None  # DistilBERT has none (``add_pooling_layer`` is accepted for the shared heads)
         self.post_init()
