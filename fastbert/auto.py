@@ -348,6 +348,7 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
     for path, module in model.named_modules():
         if path in hf_modules:
             module.training = hf_modules[path].training
+    _carry_checkpointing(hf_model, hf_modules, model)
     hf_generation = getattr(hf_model, "generation_config", None)
     if model.can_generate() and hf_generation is not None:  # the transformers model's settings go along
         model.generation_config = hf_generation
@@ -357,6 +358,35 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
         if hasattr(model, setting) and hasattr(hf_model, setting):
             setattr(model, setting, getattr(hf_model, setting))
     return model
+
+
+def _carry_checkpointing(hf_model: Any, hf_modules: dict, model: Any) -> None:
+    """The transformers model's training setup goes along: activation checkpointing on the same layers, with
+    its checkpoint function (``gradient_checkpointing_kwargs``, offloading), and the input embeddings' hook of
+    ``enable_input_require_grads`` (set by ``gradient_checkpointing_enable`` or by hand)."""
+    import functools
+
+    from .model_api import _checkpoint_lifting_context_tensors
+
+    layers = [(path, m) for path, m in model.named_modules() if hasattr(m, "gradient_checkpointing")]
+    on = [
+        path for path, _ in layers if getattr(hf_modules.get(path), "gradient_checkpointing", False) is True
+    ]
+    if on:
+        func = getattr(hf_modules[on[0]], "_gradient_checkpointing_func", None)
+        if callable(func):
+            kwargs = func.keywords if isinstance(func, functools.partial) else {}
+            if kwargs.get("use_reentrant", True):  # as fastbert's own: context tensors passed explicitly
+                func = functools.partial(_checkpoint_lifting_context_tensors, func)
+        else:
+            from torch.utils.checkpoint import checkpoint
+
+            func = functools.partial(checkpoint, use_reentrant=False)  # transformers 5's default
+        for path, module in layers:
+            module._gradient_checkpointing_func = func
+            module.gradient_checkpointing = path in on
+    if getattr(hf_model, "_require_grads_hooks", None) or getattr(hf_model, "_require_grads_hook", None):
+        model.enable_input_require_grads()
 
 
 def _qualified(obj: Any) -> str:
