@@ -10,6 +10,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -206,6 +207,8 @@ class BertConfig:
     task_specific_params: dict | None = None
     prefix: str | None = None
     sep_token_id: int | None = None
+    #: the transformers version named in the config.json read (None for a config built in code)
+    transformers_version: str | None = None
     decoder_start_token_id: int | None = None
     #: the field that names the engine's activation (ModernBERT: ``hidden_activation``; its config keeps a
     #: ``hidden_act`` it is given as an extra attribute, as transformers does)
@@ -274,7 +277,13 @@ class BertConfig:
             )
         #: the backend (transformers' ``config._attn_implementation``); checked when a model is built
         self._attn_implementation: str | None = attn_implementation
-        kwargs.pop("transformers_version", None)
+        # the transformers version that wrote the file (transformers keeps it on the config): written back as
+        # read, so a load/save round trip keeps it; a config built in code has None and writes none
+        version = kwargs.pop("transformers_version", None)
+        if version is not None:
+            if not isinstance(version, str):
+                raise _field_type_error("transformers_version", "a version string or null", version)
+            self.transformers_version = version
         for key, value in kwargs.items():  # unknown keys are kept, as transformers does
             setattr(self, key, value)
 
@@ -598,6 +607,12 @@ class BertConfig:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BertConfig) and self.to_dict() == other.to_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        """The names of the fields the config holds, as transformers 5's ``PretrainedConfig.__iter__`` (the
+        keys of its ``config.json``, ``model_type`` aside), so that ``"field" in config`` asks whether it has
+        one (a field of the family, an extra key given or read)."""
+        return iter([key for key in self.to_dict() if key != "model_type"])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"

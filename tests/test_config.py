@@ -324,3 +324,56 @@ def test_distilbert_from_pretrained_unmapped_bert_names_are_unused(tmp_path):
         with pytest.raises(TypeError, match="hidden_act"):
             lib.DistilBertModel.from_pretrained(tmp_path, hidden_act="relu")
     assert fastbert.DistilBertModel.from_pretrained(tmp_path, activation="relu").config.activation == "relu"
+
+
+FAMILY_CONFIGS = [
+    "BertConfig",
+    "RobertaConfig",
+    "ElectraConfig",
+    "DistilBertConfig",
+    "MPNetConfig",
+    "ModernBertConfig",
+]
+
+
+@pytest.mark.parametrize("name", FAMILY_CONFIGS)
+def test_transformers_version_kept_as_read_and_written_back(tmp_path, name):
+    """config.transformers_version is the version the config.json read names, as transformers' (it was
+    dropped): save_pretrained writes it back (transformers writes its own version there; fastbert, which runs
+    without transformers, writes the one it read), and transformers reads it back; a config built in code has
+    None, as transformers 5's, and writes none."""
+    theirs_class, ours_class = getattr(transformers, name), getattr(fastbert, name)
+    theirs_class().save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["transformers_version"] = "4.30.0"
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    ours = ours_class.from_pretrained(tmp_path)
+    assert (
+        ours.transformers_version == theirs_class.from_pretrained(tmp_path).transformers_version == "4.30.0"
+    )
+    assert ours.to_dict()["transformers_version"] == "4.30.0"
+    assert "transformers_version" in json.loads(ours.to_json_string(use_diff=True))
+    ours.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["transformers_version"] == "4.30.0"
+    assert theirs_class.from_pretrained(tmp_path / "again").transformers_version == "4.30.0"
+    assert ours_class.from_pretrained(tmp_path / "again") == ours
+
+    built = ours_class()
+    assert built.transformers_version is None and theirs_class().transformers_version is None
+    assert "transformers_version" not in built.to_dict()
+    with pytest.raises(TypeError, match="transformers_version"):
+        ours_class(transformers_version=4.3)
+
+
+@pytest.mark.parametrize("name", FAMILY_CONFIGS)
+def test_in_and_iteration_name_the_fields_as_transformers(name):
+    """``"field" in config`` (transformers 5's PretrainedConfig iterates over its fields): it raised TypeError
+    (not iterable). The family's own field names, extra keys given; not a name the config lacks, nor
+    transformers' alias of a field (DistilBERT's hidden_size)."""
+    ours = getattr(fastbert, name)(my_extra_key=3)
+    theirs = getattr(transformers, name)(my_extra_key=3)
+    public = {k for k in theirs if not k.startswith("_")} - {"transformers_version"}
+    assert public <= set(ours)
+    for key in ("my_extra_key", "vocab_size", "num_labels_missing", "not_a_field", "hidden_size", "dim"):
+        assert (key in ours) == (key in theirs), key
+    assert "model_type" not in ours and list(ours) == list(dict.fromkeys(ours))
