@@ -362,17 +362,6 @@ def _unsupported_reason(model: nn.Module) -> str | None:
         return "it has adapters (PEFT) loaded"
     if getattr(model, "hf_quantizer", None) is not None or getattr(config, "quantization_config", None):
         return "its weights are quantised"
-    checkpointing = (
-        "is_activation_checkpointing"  # the name since transformers 5
-        if hasattr(type(model), "is_activation_checkpointing")
-        else "is_gradient_checkpointing"
-    )
-    if getattr(model, checkpointing, False):
-        # fastbert's models checkpoint too: the swap does not carry it over, the user turns it on after
-        return (
-            "gradient checkpointing is on: accelerate the model before turning it on "
-            "(fastbert's models have gradient_checkpointing_enable)"
-        )
     dtypes = {p.dtype for p in model.parameters()}
     devices = {p.device for p in model.parameters()}
     if len(dtypes) > 1 or not dtypes <= set(_DTYPES):

@@ -485,7 +485,6 @@ UNSUPPORTED = {
     "hook": (with_hook, "forward hooks"),
     "pruned": (pruned, "pruned attention heads"),
     "activation": (lambda: tiny_hf("BertModel", hidden_act="mish"), "hidden_act"),
-    "checkpointing": (checkpointing, "gradient checkpointing"),
     "mixed dtype": (mixed_dtype, "not all one of"),
 }
 
@@ -502,14 +501,23 @@ def test_unsupported_model_unchanged_with_one_warning(case):
         fastbert.accelerate(build(), strict=True)
 
 
-def test_checkpointing_refusal_says_to_accelerate_first():
-    """The refusal of a checkpointing model says what to do (it said fastbert does not checkpoint, which it
-    does); done so, the fastbert model checkpoints and trains to transformers' gradients."""
-    _, caught = accelerate_warnings(checkpointing())
-    assert "accelerate the model before turning it on" in str(caught[0].message)
-    hf, fast = checkpointing().train(), accelerate_quietly(tiny_hf("BertModel")).train()
-    fast.gradient_checkpointing_enable()
-    assert fast.is_gradient_checkpointing
+def test_checkpointing_model_accelerated_keeps_checkpointing():
+    """A model with gradient checkpointing on is accelerated (it was refused, the conversion dropping the
+    setting): the fastbert model checkpoints the same layers and trains to transformers' gradients."""
+    hf = checkpointing().train()
+    fast, caught = accelerate_warnings(checkpointing())
+    assert not caught, [str(w.message) for w in caught]
+    assert type(fast).__module__.startswith("fastbert.") and fast.is_gradient_checkpointing
+    fast.train()
+    calls = []
+    for layer in fast.encoder.layer:
+        func = layer._gradient_checkpointing_func
+
+        def counted(*args, _func=func, **kwargs):
+            calls.append(1)
+            return _func(*args, **kwargs)
+
+        layer._gradient_checkpointing_func = counted
     batch = tiny_batch("BertModel")
     for model in (hf, fast):
         model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
@@ -518,6 +526,7 @@ def test_checkpointing_refusal_says_to_accelerate_first():
                 m.p = 0.0
         hidden = model(**batch).last_hidden_state  # (batch, seq, hidden)
         (hidden.square().sum(-1) * batch["attention_mask"]).mean().backward()  # padded positions differ
+    assert len(calls) == len(fast.encoder.layer)
     theirs = dict(hf.named_parameters())
     for name, p in fast.named_parameters():
         torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
