@@ -187,6 +187,37 @@ def test_sharded_checkpoint(tmp_path):
         fastbert.BertModel.from_pretrained(tmp_path)
 
 
+def test_an_index_listing_what_no_shard_holds_loads_as_transformers(tmp_path):
+    """As transformers 5.25: a tensor the index lists that no shard holds is no error (a weight of the model is
+    reported missing and initialised, another is not reported); a shard file that is not there is a
+    FileNotFoundError naming it. (fastbert refused the first with an OSError.)"""
+    hf = transformers.BertModel(transformers.BertConfig(**TINY)).eval()
+    hf.save_pretrained(tmp_path / "m", max_shard_size="20KB")
+    index_file = tmp_path / "m" / "model.safetensors.index.json"
+    index = json.loads(index_file.read_text())
+    key = "encoder.layer.0.attention.self.query.weight"
+    shard = tmp_path / "m" / index["weight_map"][key]
+    held = load_file(shard)
+    del held[key]
+    save_file(held, shard, metadata={"format": "pt"})
+    index["weight_map"]["encoder.layer.9.extra.weight"] = index["weight_map"][key]
+    index_file.write_text(json.dumps(index))
+    _, hf_info = transformers.BertModel.from_pretrained(tmp_path / "m", output_loading_info=True)
+    fb, info = fastbert.BertModel.from_pretrained(tmp_path / "m", output_loading_info=True)
+    assert set(info["missing_keys"]) == set(hf_info["missing_keys"]) == {key}
+    assert not info["unexpected_keys"] and not hf_info["unexpected_keys"]
+    torch.testing.assert_close(
+        fb.encoder.layer[1].output.dense.weight, hf.encoder.layer[1].output.dense.weight
+    )
+    assert torch.isfinite(fb.encoder.layer[0].attention.self.query.weight).all()
+    last = sorted(set(index["weight_map"].values()))[-1]
+    os.remove(tmp_path / "m" / last)
+    with pytest.raises(FileNotFoundError, match=last):
+        transformers.BertModel.from_pretrained(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match=f"{last}.*missing"):
+        fastbert.BertModel.from_pretrained(tmp_path / "m")
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "auto"])
 def test_torch_dtype_and_device_map(tmp_path, dtype):
     hf = save_tiny(tmp_path, "BertModel")
