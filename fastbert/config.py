@@ -626,7 +626,7 @@ _DOWNLOAD_KWARGS = ("force_download", "proxies", "trust_remote_code", "_from_pip
 def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any) -> str:
     """The ``config.json`` (or Google's ``bert_config.json``) of a file, a folder or a hub id; OSError when
     there is none (saying whether the hub could be asked)."""
-    from .hub import hub_unavailable, resolve_file
+    from .hub import folder_looked_in, hub_unavailable, resolve_file
 
     path = str(pretrained_model_name_or_path)
     if os.path.isfile(path):
@@ -636,8 +636,7 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
         config_file = resolve_file(path, GOOGLE_CONFIG_NAME, hub, required=False)
     if config_file is None:
         if os.path.isdir(path):
-            subfolder = getattr(hub, "subfolder", "")
-            where = os.path.join(path, subfolder) if subfolder else path  # the folder looked in
+            where = folder_looked_in(path, hub)
             raise OSError(
                 f"{where} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a model folder?"
             )

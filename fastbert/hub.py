@@ -29,6 +29,13 @@ class HubOptions:
         return asdict(self)
 
 
+def folder_looked_in(path: str | os.PathLike, hub: HubOptions | None = None) -> str:
+    """The local folder whose files are read: ``path``, or its ``hub.subfolder`` when one is given (what the
+    errors about a missing file name)."""
+    subfolder = getattr(hub, "subfolder", "") or ""
+    return os.path.join(str(path), subfolder) if subfolder else str(path)
+
+
 def offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as huggingface_hub parses it. Its own constant is read
     once, when huggingface_hub is imported; the environment is read again here, so that a later setting

@@ -23,7 +23,14 @@ import torch
 from torch import nn
 
 from .config import BertConfig, check_attn_implementation
-from .hub import HubOptions, config_location, hub_unavailable, push_folder, resolve_file
+from .hub import (
+    HubOptions,
+    config_location,
+    folder_looked_in,
+    hub_unavailable,
+    push_folder,
+    resolve_file,
+)
 from .output_files import output_name
 
 logger = logging.getLogger("fastbert")
@@ -243,7 +250,7 @@ def find_and_load_weights(
         state = pytorch_weights()
         if state is not None:
             return state
-    where = os.path.join(path_or_id, hub.subfolder) if hub.subfolder else path_or_id  # the folder looked in
+    where = folder_looked_in(path_or_id, hub)
     if variant:  # transformers reads no TF/Flax variant: name the files that were looked for
         names = [add_variant(n, variant) for n in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
                                                    WEIGHTS_INDEX_NAME)]  # fmt: skip
@@ -279,7 +286,7 @@ def find_and_load_weights(
             if use_safetensors
             else (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
         )
-        held = [n for n in other if os.path.isfile(os.path.join(path_or_id, hub.subfolder or "", n))]
+        held = [n for n in other if os.path.isfile(os.path.join(where, n))]
         if held:
             raise OSError(
                 f"{where} has no {' or '.join(wanted)} (use_safetensors={use_safetensors}), but holds "
