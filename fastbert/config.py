@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -637,6 +638,12 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
     if config_file is None:
         if os.path.isdir(path):
             where = folder_looked_in(path, hub)
+            weights = _weight_files(where)
+            if weights:  # the weights are there: the config that gives their shapes is not
+                raise OSError(
+                    f"{where} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}), which the weights beside "
+                    f"it ({weights[0]}) need: add it, or pass config= (a config object or a config.json path)"
+                )
             raise OSError(
                 f"{where} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}): is it a model folder?"
             )
@@ -646,6 +653,20 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
             f"hub ({why}): pass a local folder that holds the model"
         )
     return config_file
+
+
+_WEIGHT_FILE = re.compile(
+    r"(model|pytorch_model|tf_model|flax_model)(\.[^.]+)?(-\d{5}-of-\d{5})?\.(safetensors|bin|h5|msgpack)"
+    r"(\.index(\.[^.]+)?\.json)?|bert_model\.ckpt\.index"
+)
+
+
+def _weight_files(folder: str) -> list[str]:
+    """The checkpoint files of a local folder by their transformers names (variants and indexes included)."""
+    try:
+        return [n for n in sorted(os.listdir(folder)) if _WEIGHT_FILE.fullmatch(n)]
+    except OSError:
+        return []
 
 
 def read_config_json(config_file: str) -> dict[str, Any]:

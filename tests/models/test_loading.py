@@ -260,6 +260,32 @@ def test_folder_without_config(tmp_path):
         fastbert.BertModel.from_pretrained(tmp_path)
 
 
+def test_weights_without_a_usable_config_and_a_config_without_usable_weights_name_the_file(tmp_path):
+    """config.json is read before the weights (as transformers): a folder with weights and no config.json says
+    that its weights need one (it asked "is it a model folder?"; transformers 5.25 loads a default config and
+    fails on a size mismatch); a broken config.json beside good weights, and corrupt weights beside a good
+    config.json, are each named, with their folder."""
+    save_tiny(tmp_path, "BertModel")
+    config = (tmp_path / "config.json").read_text()
+    os.remove(tmp_path / "config.json")
+    with pytest.raises(
+        OSError, match=f"^{tmp_path} has no config.json .*weights beside it \\(model.safetensors\\)"
+    ):
+        fastbert.BertModel.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(OSError, match=f"^{tmp_path / 'config.json'} is not valid JSON"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(config)
+    (tmp_path / "model.safetensors").write_bytes(b"xx")
+    with pytest.raises(
+        OSError, match=f"^{tmp_path / 'model.safetensors'} is not a readable safetensors file"
+    ):
+        fastbert.BertModel.from_pretrained(tmp_path)
+    os.remove(tmp_path / "model.safetensors")
+    with pytest.raises(OSError, match=f"^{tmp_path} holds no model weights: expected model.safetensors"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+
+
 def test_truncated_safetensors(tmp_path):
     save_tiny(tmp_path, "BertModel")
     data = (tmp_path / "model.safetensors").read_bytes()
