@@ -649,6 +649,9 @@ class PreTrainedMixin:
         max_shard_size: int | str | None = "5GB",
         variant: str | None = None,
         push_to_hub: bool = False,
+        save_peft_format: bool = True,
+        save_original_format: bool = True,
+        distributed_checkpoint: bool = False,
         **kwargs: Any,
     ) -> None:
         """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) that transformers loads.
@@ -660,7 +663,18 @@ class PreTrainedMixin:
         ``torch.save``) writes each ``.bin`` file (``safe_serialization=False``; safetensors files are written by
         safetensors, as transformers 4); ``is_main_process=False`` (the other processes of a distributed run)
         writes nothing. ``push_to_hub=True`` then uploads the folder with huggingface_hub (``repo_id``, default
-        the folder's name; ``commit_message``, ``private``, ``token``, ``create_pr``, ``revision``)."""
+        the folder's name; ``commit_message``, ``private``, ``token``, ``create_pr``, ``revision``).
+
+        transformers 5's ``save_peft_format`` and ``save_original_format`` are taken, and change nothing (as in
+        transformers for a model without PEFT adapters or converted weights: the files are the same);
+        ``distributed_checkpoint=True`` is refused, as transformers refuses it for a model that is not FSDP- or
+        TP-sharded. (transformers 5 ignores ``safe_serialization=False``; fastbert writes the ``.bin`` as 4.)"""
+        del save_peft_format, save_original_format  # no adapters, no converted weights: nothing to change
+        if distributed_checkpoint:
+            raise ValueError(
+                "save_pretrained(distributed_checkpoint=True) writes an FSDP- or TP-sharded model's checkpoint: "
+                f"fastbert's {type(self).__name__} is not sharded; save it with distributed_checkpoint=False"
+            )
         hub_args = {k: kwargs.pop(k) for k in PUSH_KEYS if k in kwargs}
         if kwargs:
             raise TypeError(f"save_pretrained() got unexpected keyword arguments {sorted(kwargs)}")

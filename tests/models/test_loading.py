@@ -475,6 +475,35 @@ def test_unknown_keywords_are_refused_and_push_to_hub_uploads(tmp_path, monkeypa
     ]
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"save_peft_format": False},
+        {"save_peft_format": True, "save_original_format": False},
+        {"distributed_checkpoint": False, "max_shard_size": "10KB"},
+    ],
+)
+def test_transformers_5_save_keywords_write_the_files_transformers_writes(tmp_path, kwargs):
+    """transformers 5.25's save_pretrained takes save_peft_format, save_original_format and
+    distributed_checkpoint=False (no adapters, no converted weights: the same files); fastbert refused them as
+    unexpected keywords. distributed_checkpoint=True is a ValueError in both (fastbert's before it writes anything)."""
+    hf = save_tiny(tmp_path / "m", "BertForMaskedLM")
+    model = fastbert.BertForMaskedLM.from_pretrained(tmp_path / "m")
+    hf.save_pretrained(tmp_path / "hf", **kwargs)
+    model.save_pretrained(tmp_path / "fb", **kwargs)
+    names = sorted(os.listdir(tmp_path / "hf"))
+    assert sorted(os.listdir(tmp_path / "fb")) == names
+    for name in (n for n in names if n.endswith(".safetensors")):
+        ours, theirs = load_file(tmp_path / "fb" / name), load_file(tmp_path / "hf" / name)
+        assert sorted(ours) == sorted(theirs)
+        for key in theirs:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
+    for name, lib_model in (("hf-dist", hf), ("fb-dist", model)):
+        with pytest.raises(ValueError, match="distributed_checkpoint=True"):
+            lib_model.save_pretrained(tmp_path / name, distributed_checkpoint=True)
+    assert not os.path.exists(tmp_path / "fb-dist")  # transformers writes config.json first
+
+
 def test_a_failed_bin_save_leaves_no_truncated_file(tmp_path, monkeypatch):
     """safe_serialization=False writes pytorch_model.bin beside its target and renames it once complete: a
     save that fails half way leaves the earlier file as it was and no temporary."""
