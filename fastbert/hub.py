@@ -165,7 +165,7 @@ def resolve_file(
         if os.path.isfile(candidate):
             return candidate
         if required:
-            raise OSError(f"{os.path.join(path_or_id, hub.subfolder)} has no file named {filename}")
+            raise OSError(f"{folder_looked_in(path_or_id, hub)} has no file named {filename}")
         return None
     if os.path.isfile(path_or_id):
         raise _a_file(path_or_id)

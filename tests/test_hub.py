@@ -1,5 +1,7 @@
 """fastbert.hub: local folders, subfolders, missing files, offline mode, HubOptions."""
 
+import re
+
 import pytest
 
 from fastbert import hub
@@ -18,8 +20,12 @@ def test_local_folder_and_subfolder(tmp_path):
 
 
 def test_missing_file_names_folder_and_file(tmp_path):
-    with pytest.raises(OSError, match=r"has no file named model.safetensors"):
+    """The folder looked in is named as it is (it was written with a trailing slash without a subfolder)."""
+    with pytest.raises(OSError, match="^" + re.escape(f"{tmp_path} has no file named model.safetensors")):
         resolve_file(tmp_path, "model.safetensors")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(OSError, match="^" + re.escape(f"{tmp_path / 'sub'} has no file named vocab.txt")):
+        resolve_file(tmp_path, "vocab.txt", HubOptions(subfolder="sub"))
     (tmp_path / "weights.bin").write_text("x")
     with pytest.raises(OSError, match="is a file; pass the folder"):
         resolve_file(tmp_path / "weights.bin", "config.json")
