@@ -9,7 +9,6 @@ import copy
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -627,7 +626,7 @@ _DOWNLOAD_KWARGS = ("force_download", "proxies", "trust_remote_code", "_from_pip
 def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any) -> str:
     """The ``config.json`` (or Google's ``bert_config.json``) of a file, a folder or a hub id; OSError when
     there is none (saying whether the hub could be asked)."""
-    from .hub import folder_looked_in, hub_unavailable, resolve_file
+    from .hub import folder_looked_in, hub_unavailable, resolve_file, weight_files
 
     path = str(pretrained_model_name_or_path)
     if os.path.isfile(path):
@@ -638,7 +637,7 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
     if config_file is None:
         if os.path.isdir(path):
             where = folder_looked_in(path, hub)
-            weights = _weight_files(where)
+            weights = weight_files(where)
             if weights:  # the weights are there: the config that gives their shapes is not
                 raise OSError(
                     f"{where} has no {CONFIG_NAME} (nor Google's {GOOGLE_CONFIG_NAME}), which the weights beside "
@@ -653,20 +652,6 @@ def find_config_file(pretrained_model_name_or_path: str | os.PathLike, hub: Any)
             f"hub ({why}): pass a local folder that holds the model"
         )
     return config_file
-
-
-_WEIGHT_FILE = re.compile(
-    r"(model|pytorch_model|tf_model|flax_model)(\.[^.]+)?(-\d{5}-of-\d{5})?\.(safetensors|bin|h5|msgpack)"
-    r"(\.index(\.[^.]+)?\.json)?|bert_model\.ckpt\.index"
-)
-
-
-def _weight_files(folder: str) -> list[str]:
-    """The checkpoint files of a local folder by their transformers names (variants and indexes included)."""
-    try:
-        return [n for n in sorted(os.listdir(folder)) if _WEIGHT_FILE.fullmatch(n)]
-    except OSError:
-        return []
 
 
 def read_config_json(config_file: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +35,28 @@ def folder_looked_in(path: str | os.PathLike, hub: HubOptions | None = None) -> 
     errors about a missing file name)."""
     subfolder = getattr(hub, "subfolder", "") or ""
     return os.path.join(str(path), subfolder) if subfolder else str(path)
+
+
+#: a checkpoint file by transformers' names: weights, shards and indexes, of a variant (group "variant" or
+#: "index_variant") or none; Google's TF1 checkpoint index
+_WEIGHT_FILE = re.compile(
+    r"(model|pytorch_model|tf_model|flax_model)(\.(?P<variant>[^.]+?))?(-\d{5}-of-\d{5})?"
+    r"\.(safetensors|bin|h5|msgpack)(\.index(\.(?P<index_variant>[^.]+))?\.json)?|bert_model\.ckpt\.index"
+)
+
+
+def weight_files(folder: str) -> list[str]:
+    """The checkpoint files of a local folder by transformers' names (variants, shards and indexes too)."""
+    try:
+        return [n for n in sorted(os.listdir(folder)) if _WEIGHT_FILE.fullmatch(n)]
+    except OSError:
+        return []
+
+
+def weight_file_variant(name: str) -> str | None:
+    """The variant a checkpoint file name of :func:`weight_files` holds (``model.fp16.safetensors``: "fp16")."""
+    match = _WEIGHT_FILE.fullmatch(name)
+    return (match.group("variant") or match.group("index_variant")) if match else None
 
 
 def offline() -> bool:

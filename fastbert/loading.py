@@ -30,6 +30,8 @@ from .hub import (
     hub_unavailable,
     push_folder,
     resolve_file,
+    weight_file_variant,
+    weight_files,
 )
 from .output_files import output_name
 
@@ -258,7 +260,10 @@ def find_and_load_weights(
             names = names[:2]
         elif use_safetensors is False:
             names = names[2:]
-        raise OSError(f"{where} has no weights of variant {variant!r}: no file named {', '.join(names)}")
+        raise OSError(
+            f"{where} has no weights of variant {variant!r}: no file named {', '.join(names)}"
+            + _variant_hint(where, variant)
+        )
     from . import legacy  # the readers import their optional packages ([legacy]) only when used
 
     found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, hub=hub)
@@ -294,8 +299,24 @@ def find_and_load_weights(
             )
     raise OSError(
         f"{where} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "
-        "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt"
+        "index), tf_model.h5, flax_model.msgpack or a Google bert_model.ckpt" + _variant_hint(where, None)
     )
+
+
+def _variant_hint(folder: str, variant: str | None) -> str:
+    """Where a local folder has no PyTorch weights of ``variant`` but has those of another (or of none): the
+    sentence that names one and the ``variant`` that loads it ("" otherwise)."""
+    other = sorted(  # an index before its shards
+        (
+            name
+            for name in weight_files(folder)
+            if name.endswith((".safetensors", ".bin", ".json")) and weight_file_variant(name) != variant
+        ),
+        key=lambda name: "-of-" in name,
+    )
+    if not other:
+        return ""
+    return f"; it holds {other[0]}: pass variant={weight_file_variant(other[0])!r} to load it"
 
 
 class CheckpointShapeError(RuntimeError, ValueError):

@@ -255,6 +255,23 @@ def test_folder_without_weights(tmp_path):
         fastbert.BertModel.from_pretrained(tmp_path)
 
 
+def test_weights_of_another_variant_are_named_with_the_variant_that_loads_them(tmp_path):
+    """A folder with only fp16-variant weights loaded without variant (and the reverse) failed as transformers
+    5.25 does ("no model weights"), without saying that the weights there load with another variant: the
+    error names the file and the variant= to pass."""
+    hf = transformers.BertModel(transformers.BertConfig(**TINY))
+    hf.save_pretrained(tmp_path / "v", variant="fp16", max_shard_size="20KB")
+    said = r"holds no model weights.*it holds model\.safetensors\.index\.fp16\.json: pass variant='fp16'"
+    with pytest.raises(OSError, match=said):
+        fastbert.BertModel.from_pretrained(tmp_path / "v")
+    fastbert.BertModel.from_pretrained(tmp_path / "v", variant="fp16")
+    hf.save_pretrained(tmp_path / "plain")
+    with pytest.raises(
+        OSError, match=r"no weights of variant 'fp16'.*it holds model\.safetensors: pass variant=None"
+    ):
+        fastbert.BertModel.from_pretrained(tmp_path / "plain", variant="fp16")
+
+
 def test_folder_without_config(tmp_path):
     with pytest.raises(OSError, match="config.json"):
         fastbert.BertModel.from_pretrained(tmp_path)
