@@ -701,7 +701,7 @@ class PreTrainedMixin:
             raise TypeError(f"save_pretrained() got unexpected keyword arguments {sorted(kwargs)}")
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory!r} is a file, not a folder")
-        _check_max_shard_size(max_shard_size)  # before config.json is written over an earlier save's
+        max_shard_size = _check_max_shard_size(max_shard_size)  # before config.json is written over a save
         os.makedirs(save_directory, exist_ok=True)
         if not is_main_process:
             return
@@ -741,11 +741,14 @@ def push_saved(save_directory: str | os.PathLike, kwargs: dict[str, Any]) -> Any
     return push_folder(save_directory, **{k: v for k, v in kwargs.items() if k in PUSH_KEYS})
 
 
-def _check_max_shard_size(max_shard_size: Any) -> None:
-    """``max_shard_size`` as transformers takes it (None, bytes, or a size such as "10MB"); another value is
-    refused before anything is written (huggingface_hub refused it only once the config was saved)."""
+def _check_max_shard_size(max_shard_size: Any) -> int | str | None:
+    """``max_shard_size`` as transformers takes it (None, bytes, or a size such as "10MB"; bytes as a float
+    with a whole value, ``1e9``, as an int); another value is refused before anything is written
+    (huggingface_hub refused it only once the config was saved)."""
+    if isinstance(max_shard_size, float) and max_shard_size.is_integer():  # transformers takes 1e9 as bytes
+        return int(max_shard_size)
     if max_shard_size is None or (isinstance(max_shard_size, int) and not isinstance(max_shard_size, bool)):
-        return
+        return max_shard_size
     if not isinstance(max_shard_size, str):
         raise TypeError(
             f"max_shard_size must be a number of bytes or a size such as '5GB', got {max_shard_size!r}"
@@ -753,6 +756,7 @@ def _check_max_shard_size(max_shard_size: Any) -> None:
     from huggingface_hub.serialization._base import parse_size_to_int
 
     parse_size_to_int(max_shard_size)  # its ValueError names the unit it does not know
+    return max_shard_size
 
 
 def write_weights(

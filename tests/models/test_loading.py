@@ -828,6 +828,19 @@ def test_a_bad_max_shard_size_is_refused_before_anything_is_written(tmp_path):
     model.save_pretrained(out, max_shard_size=10**9)  # bytes as an int still save
 
 
+def test_max_shard_size_as_a_whole_float_shards_as_transformers(tmp_path):
+    """transformers 5.25 takes max_shard_size=1e4 (bytes as a float, as people write 1e9); fastbert refused any
+    float. A whole one writes transformers' shards; a fractional one (1.5 bytes) stays refused."""
+    hf = save_tiny(tmp_path / "m", "BertModel")
+    model = fastbert.BertModel.from_pretrained(tmp_path / "m")
+    hf.save_pretrained(tmp_path / "hf", max_shard_size=1e4)
+    model.save_pretrained(tmp_path / "fb", max_shard_size=1e4)
+    names = sorted(os.listdir(tmp_path / "hf"))
+    assert "model.safetensors.index.json" in names and sorted(os.listdir(tmp_path / "fb")) == names
+    ours = json.loads((tmp_path / "fb" / "model.safetensors.index.json").read_text())["weight_map"]
+    assert ours == json.loads((tmp_path / "hf" / "model.safetensors.index.json").read_text())["weight_map"]
+
+
 @pytest.mark.parametrize("device_map", ["meta", {"": "meta"}, torch.device("meta")])
 def test_device_map_meta_is_refused(tmp_path, device_map):
     """``device_map="meta"`` returned a model on the meta device, the weights read and dropped (and a head to
