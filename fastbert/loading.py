@@ -215,6 +215,11 @@ def read_weight_map(index_file: str) -> dict[str, str]:
         raise OSError(
             f"{index_file} is not a valid checkpoint index: its weight_map is not a name -> file mapping"
         )
+    # an index naming no shard would load a model of random weights (transformers 5.25: an IndexError)
+    if not weight_map:
+        raise OSError(
+            f"{index_file} is not a valid checkpoint index: its weight_map is empty (it names no shard)"
+        )
     for shard in set(weight_map.values()):
         # as transformers 5: a shard is a file of the model's folder, never a path out of it
         if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):

@@ -469,6 +469,10 @@ def test_index_shards_stay_in_the_model_folder(tmp_path):
     index.write_text(json.dumps({"metadata": {}, "weight_map": list(state)}))
     with pytest.raises(OSError, match="weight_map is not a name -> file mapping"):
         fastbert.BertModel.from_pretrained(tmp_path / "m")
+    # an empty weight_map loaded a model of random weights, with a warning only (transformers: an IndexError)
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {}}))
+    with pytest.raises(OSError, match="weight_map is empty"):
+        fastbert.BertModel.from_pretrained(tmp_path / "m")
 
 
 def test_unknown_keywords_are_refused_and_push_to_hub_uploads(tmp_path, monkeypatch):
