@@ -142,12 +142,15 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
 def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str, torch.Tensor]:
     """The tensors of the shards a sharded checkpoint's index names, as transformers 5 reads them: what the
     shards hold is loaded; a tensor the index lists that no shard holds is not an error (a weight of the model
-    is then reported missing and initialised, as transformers 5); a shard file that is not there is a
-    ``FileNotFoundError`` naming it."""
+    is then reported missing and initialised, as transformers 5); a shard file that is not in a local folder is
+    a ``FileNotFoundError`` naming it, one of a hub id :func:`resolve_file`'s error (not in the cache, not in
+    the repository)."""
     weight_map = read_weight_map(index_file)
     state: dict[str, torch.Tensor] = {}
+    local = os.path.isdir(path_or_id)
     for shard in sorted(set(weight_map.values())):
-        shard_path = resolve_file(path_or_id, shard, hub, required=False)
+        # of a hub id, resolve_file's own error: a shard not in the cache (offline) or not in the repository
+        shard_path = resolve_file(path_or_id, shard, hub, required=not local)
         if shard_path is None:
             raise FileNotFoundError(
                 f"{os.path.join(os.path.dirname(index_file), shard)}: shard {shard} listed in "

@@ -143,3 +143,28 @@ def test_a_cache_only_miss_does_not_mark_the_repo_unreachable(tmp_path, monkeypa
         is None
     )
     assert not hub._UNREACHABLE
+
+
+def test_a_shard_of_a_cached_hub_model_not_in_the_cache_says_so(tmp_path):
+    """A sharded hub model whose index is cached but one shard is not (offline): the error says that shard is
+    not in the local cache and to pass a local folder (it named the cache snapshot's path as a missing file)."""
+    import os
+
+    import fastbert
+
+    repo = tmp_path / "models--someone--sharded-bert"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    config = fastbert.BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8
+    )
+    fastbert.BertModel(config).save_pretrained(snapshot, max_shard_size="1KB")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    hub_kwargs = {"cache_dir": str(tmp_path), "local_files_only": True}
+    fastbert.BertModel.from_pretrained("someone/sharded-bert", **hub_kwargs)  # all cached: loads
+    shard = sorted(n for n in os.listdir(snapshot) if n.endswith(".safetensors"))[-1]
+    os.remove(snapshot / shard)
+    with pytest.raises(
+        OSError, match=rf"'someone/sharded-bert' is not a local folder, and {shard} of it is not in "
+    ):
+        fastbert.BertModel.from_pretrained("someone/sharded-bert", **hub_kwargs)
