@@ -1937,3 +1937,35 @@ def test_special_token_flags_of_the_files_are_kept(tmp_path, where):
     assert mine["input_ids"] == ref["input_ids"]
     assert mine["offset_mapping"] == ref["offset_mapping"]
     assert mine["offset_mapping"][2] == (5, 13)  # the spaces around [MASK] are its own
+
+
+def test_max_length_as_integer_tensor_or_numpy_integer(minilm_pair):
+    """transformers hands ``max_length`` (and ``stride``, ``pad_to_multiple_of``) to ``tokenizers``, which takes
+    any integer with ``__index__``: a 0-d integer tensor or a numpy integer works as the int; a float tensor, a
+    float or a string is a TypeError naming the argument."""
+    np = pytest.importorskip("numpy")
+    ours, theirs = minilm_pair
+    texts = ["hello world how are you doing today", "a"]
+    for max_length in (torch.tensor(8), np.int64(8), torch.tensor([8])):
+        kwargs = dict(max_length=max_length, truncation=True, padding="max_length")
+        assert ours(texts, **kwargs)["input_ids"] == theirs(texts, **kwargs)["input_ids"]
+        enc = ours(texts, return_tensors="pt", **kwargs)
+        assert enc["input_ids"].shape == (2, 8)
+        padded = ours.pad({"input_ids": [[1, 2], [3]]}, padding="max_length", max_length=max_length)
+        assert (
+            padded["input_ids"]
+            == theirs.pad({"input_ids": [[1, 2], [3]]}, padding="max_length", max_length=8)["input_ids"]
+        )
+    kwargs = dict(
+        truncation=True, padding=True, pad_to_multiple_of=torch.tensor(4), max_length=torch.tensor(8)
+    )
+    assert ours(texts, **kwargs)["input_ids"] == theirs(texts, **kwargs)["input_ids"]
+    windows = dict(
+        max_length=torch.tensor(6), truncation=True, stride=torch.tensor(2), return_overflowing_tokens=True
+    )
+    assert ours(texts[0], **windows)["input_ids"] == theirs(texts[0], **windows)["input_ids"]
+    for bad in (torch.tensor(8.5), 8.5, "8", torch.tensor([8, 9])):
+        with pytest.raises(TypeError, match="max_length"):
+            ours(texts, max_length=bad, truncation=True)
+    with pytest.raises(ValueError, match="max_length should be at least 0"):
+        ours(texts, max_length=torch.tensor(-1), truncation=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import operator
 import threading
 import warnings
 from collections.abc import Mapping, Sequence, Sized
@@ -120,8 +121,8 @@ class CallMixin:
         verbose: bool = True,
     ) -> tuple[str, str, int | None]:
         """transformers' _get_padding_truncation_strategies: → (padding, truncation, max_length)."""
-        _check_count("max_length", max_length)
-        _check_count("pad_to_multiple_of", pad_to_multiple_of)
+        max_length = _check_count("max_length", max_length)
+        pad_to_multiple_of = _check_count("pad_to_multiple_of", pad_to_multiple_of)
         padding, truncation = _enum_value(padding), _enum_value(truncation)
         if max_length is not None and padding is False and truncation is None:
             self._warn_once(
@@ -366,7 +367,8 @@ class CallMixin:
         verbose: bool,
     ) -> BatchEncoding:
         """One text (or batch, with its pairs) → ``BatchEncoding``: the work of ``__call__``."""
-        _check_count("stride", stride)
+        stride = _check_count("stride", stride)
+        pad_to_multiple_of = _check_count("pad_to_multiple_of", pad_to_multiple_of)
         self._check_call(is_split_into_words)
         batch, is_batched = _as_batch(text, text_pair, is_split_into_words)
         padding_strategy, truncation_strategy, max_length = self._strategies(
@@ -445,10 +447,11 @@ class CallMixin:
         ``truncate_sequences``), with the special tokens, token types and masks, padded. ``overflowing_tokens``
         and ``num_truncated_tokens`` with ``return_overflowing_tokens`` (one window, not the call's list of
         windows); ``return_offsets_mapping`` is accepted and ignored (ids have no offsets), as in 4."""
+        pad_to_multiple_of = _check_count("pad_to_multiple_of", pad_to_multiple_of)
         padding_strategy, truncation_strategy, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of, verbose
         )
-        _check_count("stride", stride)
+        stride = _check_count("stride", stride)
         ids = list(ids)
         pair = pair_ids is not None
         pair_ids = list(pair_ids) if pair else None
@@ -759,6 +762,7 @@ class CallMixin:
         if return_tensors is None:
             return_tensors = tensor_type
 
+        pad_to_multiple_of = _check_count("pad_to_multiple_of", pad_to_multiple_of)
         padding_strategy, _, max_length = self._strategies(
             padding, False, max_length, pad_to_multiple_of, verbose
         )
@@ -908,14 +912,28 @@ def _by_name(method: str, names: tuple[str, ...], before: int, args: tuple, kwar
     return kwargs
 
 
-def _check_count(name: str, value: Any) -> None:
-    """``value`` of the argument ``name`` is None or a whole number ≥ 0."""
+def _check_count(name: str, value: Any) -> int | None:
+    """``value`` of the argument ``name`` as a python int ≥ 0, or None. As transformers (which hands it to
+    ``tokenizers``), any integer with ``__index__`` is taken: a numpy integer, a one-element integer tensor
+    (``torch.tensor(8)``); a float, a string or a bool is a TypeError naming the argument."""
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    if isinstance(value, bool):
         raise TypeError(f"{name} should be a whole number or None, got {value!r}")
+    if not isinstance(value, numbers.Integral):
+        try:
+            value = operator.index(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} should be a whole number or None (an int, a numpy integer or a one-element integer "
+                f"tensor), got {type(value).__name__} {value!r}"
+            ) from None
+        if isinstance(value, bool):  # a bool tensor's __index__
+            raise TypeError(f"{name} should be a whole number or None, got a boolean")
+    value = int(value)
     if value < 0:
         raise ValueError(f"{name} should be at least 0, got {value}")
+    return value
 
 
 def _strategy(name: str, value: Any, choices: tuple[str, ...], when_true: str, when_false: str) -> str:
