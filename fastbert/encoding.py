@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import UserDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -34,10 +35,14 @@ def _enum_value(x: Any) -> Any:
     return value if isinstance(value, str) else x
 
 
-class BatchEncoding(dict):
-    """What a tokenizer call returns: a dict of model inputs (``input_ids``, ``token_type_ids``,
+class BatchEncoding(UserDict):
+    """What a tokenizer call returns: a mapping of model inputs (``input_ids``, ``token_type_ids``,
     ``attention_mask``, ...) with attribute access, ``.to(device)`` and, when it comes from the ``tokenizers``
-    backend, the per-sequence ``encodings`` and their alignment helpers."""
+    backend, the per-sequence ``encodings`` and their alignment helpers.
+
+    As transformers' (4 and 5) a ``UserDict``: ``.data`` is the plain ``dict`` that holds the keys, so writing
+    through it shows in the encoding, and ``torch.save(enc.data)`` loads back with ``weights_only=True``; like
+    transformers', it is a ``Mapping``, not a ``dict`` subclass (``dict(enc)`` or ``enc.data`` give a dict)."""
 
     def __init__(
         self,
@@ -47,7 +52,7 @@ class BatchEncoding(dict):
         prepend_batch_axis: bool = False,
         n_sequences: int | None = None,
     ):
-        super().__init__(data or {})
+        super().__init__(data)
         if encoding is not None and not isinstance(encoding, (list, tuple)):
             encoding = [encoding]
         self._encodings = list(encoding) if encoding is not None else None
@@ -62,29 +67,29 @@ class BatchEncoding(dict):
         ``tokenizers.Encoding`` list when there is one (``enc[:2]`` → ``list[Encoding]``); without encodings
         (built by hand or by ``pad``), a slice → ``{key: value[slice]}``, and an int is a ``KeyError``."""
         if isinstance(item, str):
-            return dict.__getitem__(self, item)
+            return self.data[item]
         if self._encodings is not None:
             return self._encodings[item]
         if isinstance(item, slice):
-            return {key: dict.__getitem__(self, key)[item] for key in self.keys()}
+            return {key: value[item] for key, value in self.data.items()}
         raise KeyError(
             "Invalid key. Only three types of key are available: (1) string, (2) integers for backend Encoding, "
             "and (3) slices for data subsetting."
         )
 
     def __getattr__(self, item: str) -> Any:
-        if item.startswith("__") or item in ("_encodings", "_n_sequences"):
+        if item.startswith("__") or item in ("data", "_encodings", "_n_sequences"):
             raise AttributeError(item)
         try:
-            return dict.__getitem__(self, item)
+            return self.data[item]
         except KeyError:
             raise AttributeError(f"'BatchEncoding' object has no attribute {item!r}") from None
 
     def __getstate__(self) -> dict:
-        return {"data": dict(self), "encodings": self._encodings, "n_sequences": self._n_sequences}
+        return {"data": self.data, "encodings": self._encodings, "n_sequences": self._n_sequences}
 
     def __setstate__(self, state: dict) -> None:
-        self.update(state.get("data", {}))
+        self.data = dict(state.get("data") or {})
         self._encodings = state.get("encodings")
         self._n_sequences = state.get("n_sequences")
 
@@ -92,38 +97,30 @@ class BatchEncoding(dict):
         return (self.__class__, (), self.__getstate__())
 
     def __copy__(self) -> BatchEncoding:
-        new = BatchEncoding(dict(self), self._encodings, n_sequences=self._n_sequences)
-        return new
+        return BatchEncoding(self.data, self._encodings, n_sequences=self._n_sequences)
 
     def copy(self) -> BatchEncoding:
-        """A shallow copy that stays a ``BatchEncoding`` with its encodings (``dict.copy`` gave a plain dict),
-        as transformers' ``UserDict.copy``."""
+        """A shallow copy that stays a ``BatchEncoding`` with its encodings, as transformers' ``UserDict.copy``."""
         return self.__copy__()
 
     def __or__(self, other: Any) -> BatchEncoding:
         """``enc | {...}``: a new ``BatchEncoding`` of the merged keys, without encodings, as transformers'
-        ``UserDict.__or__`` (``dict.__or__`` gave a plain dict with no ``.to``)."""
+        ``UserDict.__or__``."""
         if not isinstance(other, Mapping):
             return NotImplemented
-        return BatchEncoding({**self, **other})
+        return BatchEncoding({**self.data, **other})
 
     def __ror__(self, other: Any) -> BatchEncoding:
         if not isinstance(other, Mapping):
             return NotImplemented
-        return BatchEncoding({**other, **self})
+        return BatchEncoding({**other, **self.data})
 
     def __deepcopy__(self, memo: dict) -> BatchEncoding:
         return BatchEncoding(
-            copy.deepcopy(dict(self), memo),
+            copy.deepcopy(self.data, memo),
             copy.deepcopy(self._encodings, memo),
             n_sequences=self._n_sequences,
         )
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """A plain ``dict`` of the same keys and values (transformers' BatchEncoding is a UserDict whose ``data``
-        is a dict). A copy of the mapping: the values are shared, setting a key on it does not change ``self``."""
-        return dict(self)
 
     @property
     def encodings(self) -> list | None:
@@ -211,8 +208,7 @@ class BatchEncoding(dict):
         if tensor_type is None:
             return self
         tensor_class, as_tensor = _converter(tensor_type)
-        for key in list(self.keys()):
-            value = dict.__getitem__(self, key)
+        for key, value in list(self.data.items()):
             if prepend_batch_axis:
                 value = [value]
             if isinstance(value, tensor_class):
@@ -221,7 +217,7 @@ class BatchEncoding(dict):
                 tensor = as_tensor(value)
             except Exception as e:
                 raise _tensor_error(key) from e
-            dict.__setitem__(self, key, tensor)
+            self.data[key] = tensor
         return self
 
     def to(self, device: Any, *, non_blocking: bool = False) -> BatchEncoding:
@@ -230,10 +226,9 @@ class BatchEncoding(dict):
         import torch
 
         if isinstance(device, (str, int, torch.device)):
-            for key in list(self.keys()):
-                value = dict.__getitem__(self, key)
+            for key, value in list(self.data.items()):
                 if isinstance(value, torch.Tensor):
-                    dict.__setitem__(self, key, value.to(device=device, non_blocking=non_blocking))
+                    self.data[key] = value.to(device=device, non_blocking=non_blocking)
         else:
             logger.warning(f"Attempting to cast a BatchEncoding to type {device!s}. This is not supported.")
         return self

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Mapping
 
 import pytest
 import torch
@@ -603,7 +604,7 @@ def test_padding_side_left(minilm_pair):
 def test_batch_encoding_api(minilm_pair):
     ours, theirs = minilm_pair
     enc = ours(["Hello world", "Crème brûlée"], ["pair one", "two"], padding=True, return_tensors="pt")
-    assert isinstance(enc, dict) and isinstance(enc, BatchEncoding)
+    assert isinstance(enc, BatchEncoding) and isinstance(enc, Mapping)
     assert list(enc.keys()) == ["input_ids", "token_type_ids", "attention_mask"]
     assert enc.input_ids is enc["input_ids"]
     for k in enc:
@@ -695,6 +696,45 @@ def test_batch_encoding_indexing_as_transformers(minilm_pair):
     assert type(enc.data) is type(ref.data) is dict
     assert enc.data == dict(enc) and enc.data["input_ids"] is enc["input_ids"]
     assert json.dumps(enc.data) == json.dumps(dict(ref.data))
+
+
+def test_batch_encoding_data_is_the_dict_behind_it(minilm_pair, tmp_path):
+    """transformers' BatchEncoding is a UserDict: ``enc.data`` is the very dict that holds the keys (writes
+    through it show in ``enc``, and the reverse), and a modified ``enc.data`` of tensors saved with
+    ``torch.save`` loads back with ``weights_only=True``. ``.to``, ``convert_to_tensors`` and the encodings
+    keep working on it."""
+    ours, theirs = minilm_pair
+    texts = ["Hello world", "a"]
+    for tok in (ours, theirs):
+        enc = tok(texts, padding=True)
+        assert isinstance(enc, Mapping) and isinstance(enc, dict) is isinstance(theirs(texts), dict)
+        data = enc.data
+        assert enc.data is data and type(data) is dict
+        data["labels"] = [[0, 1, 2, 3], [1, 2, 3, 4]]
+        assert "labels" in enc and enc["labels"] is data["labels"] and enc.labels == data["labels"]
+        enc["extra"] = [[5], [6]]
+        assert data["extra"] == [[5], [6]]
+        del data["extra"]
+        assert "extra" not in enc and list(enc) == [*tok.model_input_names, "labels"]
+        enc.convert_to_tensors("pt")
+        assert enc.data is data and isinstance(data["labels"], torch.Tensor)
+        assert enc.to("cpu") is enc
+        data = enc.data  # transformers' .to() puts a new dict behind it; fastbert's moves them in place
+        data["input_ids"] = data["input_ids"][:, :2]
+        assert enc["input_ids"].shape == (2, 2)
+        assert enc.word_ids(0) == theirs(texts, padding=True).word_ids(0)
+        path = tmp_path / f"{type(tok).__module__.split('.')[0]}.pt"
+        torch.save(enc.data, path)
+        loaded = torch.load(path, weights_only=True)
+        assert type(loaded) is dict and list(loaded) == list(enc)
+        assert all(torch.equal(loaded[k], enc[k]) for k in loaded)
+        # a copy has a dict of its own
+        copied = enc.copy()
+        assert copied.data is not data and copied.data == data
+        copied.data["labels"] = None
+        assert enc["labels"] is data["labels"] is not None
+        again = pickle.loads(pickle.dumps(enc))
+        assert type(again.data) is dict and list(again.data) == list(data)
 
 
 def test_batch_encoding_copy_and_merge_stay_batch_encodings(minilm_pair):
