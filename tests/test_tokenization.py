@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping
 
 import pytest
+import tokenizers
 import torch
 
 import fastbert
@@ -2009,3 +2010,76 @@ def test_max_length_as_integer_tensor_or_numpy_integer(minilm_pair):
             ours(texts, max_length=bad, truncation=True)
     with pytest.raises(ValueError, match="max_length should be at least 0"):
         ours(texts, max_length=torch.tensor(-1), truncation=True)
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_never_split_beside_punctuation_as_the_slow_tokenizer(small_dir, tmp_path, lower):
+    """transformers 4's slow BasicTokenizer keeps a never_split entry whole only when a whitespace-separated
+    word is that entry (as written, or once lower-cased); "([XX])." or "(a.b)." are split on punctuation.
+    fastbert matched the entries beside punctuation too ("(", "[XX]", ")", "."). Compared with transformers 5's
+    BertTokenizerLegacy (the slow tokenizer), also after a save and reload."""
+    legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+    vocab = os.path.join(tmp_path, "vocab.txt")
+    extra = [
+        "[XX]",
+        "a.b",
+        "foo.bar",
+        "a",
+        "b",
+        "x",
+        "xx",
+        "(",
+        ")",
+        ".",
+        "[",
+        "]",
+        "!",
+        "中",
+        "Cat",
+        "a b",
+        "中x",
+    ]
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(SMALL_VOCAB + extra) + "\n")
+    never_split = ["[XX]", "a.b", "foo.bar", "a b", "中x"]
+    texts = [
+        "([XX]).",
+        "[XX]",
+        "x [XX]\tx",
+        "[xx] [Xx]",
+        "(a.b). a.b a.b. A.B",
+        "foo.bar! (foo.bar) xfoo.bar foo.bar",
+        "中[XX]中 中x",
+        "[MASK][XX] [XX][SEP]",
+        "the cat sat on the mat.",
+        "Cat",
+        "a b 中x",
+    ]
+    ours = BertTokenizer(vocab, never_split=never_split, do_lower_case=lower)
+    slow = legacy.BertTokenizerLegacy(vocab, never_split=never_split, do_lower_case=lower)
+    plain = BertTokenizer(vocab, do_lower_case=lower)
+    for text in texts:
+        assert ours.tokenize(text) == slow.tokenize(text), text
+        assert ours(text)["input_ids"] == slow(text)["input_ids"], text
+    assert ours.tokenize("([XX]).") == ["(", "[", "xx" if lower else "[UNK]", "]", ")", "."]
+    enc = ours("x [XX] a.b", return_offsets_mapping=True)
+    assert enc.tokens() == ["[CLS]", "x", "[XX]", "a.b", "[SEP]"]
+    assert enc["offset_mapping"] == [(0, 0), (0, 1), (2, 6), (7, 10), (0, 0)]
+    # where no entry is a whole word, the tokens are those without never_split
+    for text in TEXTS:
+        assert ours.tokenize(text) == plain.tokenize(text), text
+    if lower:  # the pre-tokenizer splits every character as BertPreTokenizer does
+        every = " ".join(f"q{chr(c)}q" for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+        bert = tokenizers.pre_tokenizers.BertPreTokenizer()
+        assert ours._tokenizer.pre_tokenizer.pre_tokenize_str(every) == bert.pre_tokenize_str(every)
+    # saved and loaded back: the same tokens (the pipeline is rebuilt, not wrapped twice)
+    ours.save_pretrained(tmp_path / "saved")
+    again = BertTokenizer.from_pretrained(tmp_path / "saved")
+    for text in texts:
+        assert again.tokenize(text) == slow.tokenize(text), text
+    assert again._tokenizer.to_str() == ours._tokenizer.to_str()
+    assert BertTokenizer.from_pretrained(tmp_path / "saved", never_split=None).tokenize("a.b") == [
+        "a",
+        ".",
+        "b",
+    ]

@@ -10,14 +10,17 @@ tokens ``special_tokens.py``'s, the call / pad / truncate path ``call.py``'s.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import threading
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from ..output_files import open_output, write_files_into
@@ -106,17 +109,152 @@ def _apply_normalizer_options(
     return wanted["lowercase"], wanted["strip_accents"], wanted["handle_chinese_chars"]
 
 
+# never_split, as transformers 4's slow BasicTokenizer reads it: the text is split on whitespace, and a
+# whitespace-separated word is kept whole when it is a never_split entry as written, or once lower-cased (and
+# its accents stripped); any other word is split on punctuation. In the tokenizers pipeline: the pre-tokenizer
+# splits on whitespace, then keeps a word that is one of the entries whole and isolates punctuation elsewhere
+# (BertPreTokenizer's split otherwise). An entry that the normalizer changes ("[XX]" lower-cased) is found in
+# the raw text as a whole word; each of its characters that the normalizer changes is swapped for a
+# placeholder (a cuneiform sign: no case, no accent, not CJK) before the normalizer and put back after it, one
+# character for one so that the offsets stay those of the text.
+_PLACEHOLDERS = (0x12000, 0x12399)  # cuneiform signs
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+
+
+def _char_class(ranges: Sequence[tuple[int, int]]) -> str:
+    return "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
+
+
+@functools.lru_cache(maxsize=1)
+def _punctuation_class() -> str:
+    """The characters BertPreTokenizer isolates as punctuation, as a regex character class: ASCII punctuation
+    and the characters of Unicode's P* categories as the installed tokenizers knows them, found by asking it
+    (its tables are older than Python's: a few of them are symbols or marks for Python, so those are asked too)."""
+    candidates = [
+        chr(c)
+        for c in range(0x110000)
+        if not 0xD800 <= c < 0xE000 and unicodedata.category(chr(c))[0] in "PSM"
+    ]
+    pieces = pre_tokenizers.BertPreTokenizer().pre_tokenize_str("".join(f"a{c}a " for c in candidates))
+    codes = sorted({ord(piece) for piece, (start, end) in pieces if end - start == 1 and piece != "a"})
+    ranges: list[tuple[int, int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return f"[{_char_class(ranges)}]"
+
+
+def _unwrap_never_split(backend: Tokenizer) -> None:
+    """The plain BertNormalizer / BertPreTokenizer of a backend that ``_add_never_split`` wrapped (a saved
+    tokenizer.json): never_split is a setting (tokenizer_config.json), applied afresh at construction."""
+    state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    steps = state.get("normalizers", []) if state.get("type") == "Sequence" else []
+    inner = [n for n in steps if n.get("type") == "BertNormalizer"]
+    low, high = _PLACEHOLDERS
+    ours = [
+        n
+        for n in steps
+        if n.get("type") == "Replace"
+        and any(low <= ord(c) <= high for c in n.get("content", "") + str(n.get("pattern", "")))
+    ]
+    if len(inner) == 1 and ours and len(inner) + len(ours) == len(steps):
+        flags = ("clean_text", "handle_chinese_chars", "strip_accents", "lowercase")
+        backend.normalizer = normalizers.BertNormalizer(**{k: inner[0][k] for k in flags if k in inner[0]})
+    state = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
+    steps = state.get("pretokenizers", []) if state.get("type") == "Sequence" else []
+    if (
+        len(steps) == 2
+        and steps[0].get("type") == "WhitespaceSplit"
+        and steps[1].get("type") == "Split"
+        and str(steps[1].get("pattern", {}).get("Regex", "")).endswith(")$|" + _punctuation_class())
+    ):
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+
+def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> Any:
+    """``normalizer`` in a Sequence that leaves each of ``entries`` as written where it is a whole word of the
+    raw text (between whitespace, CJK characters when ``cjk``, or the ends)."""
+    gap = "\\s" + (_char_class(_CJK_RANGES) if cjk else "")
+    before, after = [], []
+    placeholder = _PLACEHOLDERS[0]
+    for token in entries:
+        protected = list(token)  # the entry as it stands after the swaps so far
+        for k, char in enumerate(token):
+            if normalizer.normalize_str(char) == char:
+                continue
+            if placeholder > _PLACEHOLDERS[1]:
+                logger.warning(
+                    f"never_split: too many characters to keep as written; {token!r} is lower-cased"
+                )
+                return normalizer
+            sign = chr(placeholder)
+            placeholder += 1
+            prefix, suffix = re.escape("".join(protected[:k])), re.escape(token[k + 1 :])
+            look_behind = f"(?<![^{gap}]{prefix})" + (f"(?<={prefix})" if prefix else "")
+            before.append(
+                normalizers.Replace(Regex(f"{look_behind}{re.escape(char)}(?={suffix}(?![^{gap}]))"), sign)
+            )
+            protected[k] = sign
+        for k, char in enumerate(token):
+            if protected[k] != char:  # back, where the word stands as the normalizer left it
+                prefix, suffix = re.escape(token[:k]), re.escape("".join(protected[k + 1 :]))
+                look_behind = f"(?<={prefix})" if prefix else ""
+                after.append(normalizers.Replace(Regex(f"{look_behind}{protected[k]}(?={suffix})"), char))
+    return normalizers.Sequence([*before, normalizer, *after])
+
+
 def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials: list[str]) -> None:
-    """``never_split`` tokens of the vocabulary are matched whole, like transformers' slow tokenizer does."""
+    """``never_split`` entries of the vocabulary are kept whole where transformers 4's slow tokenizer keeps them:
+    as a whole whitespace-separated word (see above), never inside a word or beside punctuation."""
     if not never_split:
         return
-    in_vocab = [t for t in never_split if backend.token_to_id(t) is not None and t not in specials]
-    if in_vocab:
-        # whole words only, as the slow tokenizer's split on whitespace and punctuation: "new" never splits "renew"
-        backend.add_tokens([AddedToken(t, normalized=False, single_word=True) for t in in_vocab])
     skipped = [t for t in never_split if backend.token_to_id(t) is None]
     if skipped:
         logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+    entries = [t for t in dict.fromkeys(never_split) if t and t not in specials and t not in skipped]
+    if not entries:
+        return
+    norm_state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    pre_state = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
+    if norm_state.get("type") != "BertNormalizer" or pre_state.get("type") != "BertPreTokenizer":
+        logger.warning(
+            "never_split is the BERT basic tokenizer's setting; this tokenizer's pipeline is not BERT's "
+            f"(normalizer {norm_state.get('type')}, pre-tokenizer {pre_state.get('type')}): never_split is not used"
+        )
+        return
+    normalizer = backend.normalizer
+    kept, changed = [], []
+    for token in entries:
+        normalized = normalizer.normalize_str(token)
+        if not normalized or any(c.isspace() for c in normalized):
+            continue  # never one whitespace-separated word (spaces, or CJK characters set apart): split as usual
+        kept.append(token)
+        if normalized != token:
+            changed.append(token)
+    if not kept:
+        return
+    if changed:
+        backend.normalizer = _protected_normalizer(
+            normalizer, changed, norm_state.get("handle_chinese_chars", True)
+        )
+    words = "|".join(re.escape(t) for t in sorted(kept, key=len, reverse=True))
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(f"^(?:{words})$|{_punctuation_class()}"), "isolated"),
+        ]
+    )
 
 
 def _flagged_special(value: Any) -> AddedToken | None:
@@ -168,8 +306,9 @@ class BertTokenizer(TokenizerBase):
 
     ``do_lower_case``, ``strip_accents`` and ``tokenize_chinese_chars`` set the BertNormalizer; left out with
     a ``tokenizer.json``, the file's own normalizer settings are kept. ``never_split`` tokens found in the
-    vocabulary are matched whole in the raw text (like transformers' slow tokenizer) instead of being split
-    on punctuation; with ``do_basic_tokenize=False`` they are not used, as there.
+    vocabulary are kept whole where transformers 4's slow tokenizer keeps them (a whole whitespace-separated
+    word, as written or once lower-cased), instead of being split on punctuation; with
+    ``do_basic_tokenize=False`` they are not used, as there.
     """
 
     vocab_files_names = {"vocab_file": VOCAB_FILE, "tokenizer_file": TOKENIZER_FILE}
@@ -221,6 +360,7 @@ class BertTokenizer(TokenizerBase):
         backend = _load_backend(
             tokenizer_object, tokenizer_file, lambda: _wordpiece_from_vocab(vocab_file, vocab, self.unk_token)
         )
+        _unwrap_never_split(backend)  # a saved never_split pipeline: rebuilt below from the never_split given
         self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars = _apply_normalizer_options(
             backend, do_lower_case, strip_accents, tokenize_chinese_chars
         )
