@@ -2083,3 +2083,20 @@ def test_never_split_beside_punctuation_as_the_slow_tokenizer(small_dir, tmp_pat
         ".",
         "b",
     ]
+
+
+def test_never_split_on_a_pipeline_that_is_not_berts(tmp_path):
+    """A tokenizer.json whose normalizer is not a BertNormalizer (here a Sequence of NFD, Lowercase and
+    StripAccents) still keeps the never_split entries whole as whole words, as before."""
+    plain = BertTokenizer.from_pretrained(MINILM)
+    backend = tokenizers.Tokenizer.from_str(plain._tokenizer.to_str())
+    backend.normalizer = tokenizers.normalizers.Sequence(
+        [
+            tokenizers.normalizers.NFD(),
+            tokenizers.normalizers.Lowercase(),
+            tokenizers.normalizers.StripAccents(),
+        ]
+    )
+    tok = BertTokenizer(tokenizer_object=backend, never_split=["[unused1]"])
+    assert tok.tokenize("x [unused1] y") == ["x", "[unused1]", "y"]
+    assert BertTokenizer(tokenizer_object=backend).tokenize("[unused1]") == ["[", "unused", "##1", "]"]

@@ -228,10 +228,13 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
     norm_state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
     pre_state = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
     if norm_state.get("type") != "BertNormalizer" or pre_state.get("type") != "BertPreTokenizer":
-        logger.warning(
-            "never_split is the BERT basic tokenizer's setting; this tokenizer's pipeline is not BERT's "
-            f"(normalizer {norm_state.get('type')}, pre-tokenizer {pre_state.get('type')}): never_split is not used"
+        # a tokenizer.json with a pipeline of its own: the entries are matched whole in the raw text, as whole
+        # words (not inside a word; beside punctuation too, unlike the slow tokenizer)
+        logger.info(
+            f"never_split on a normalizer {norm_state.get('type')} / pre-tokenizer {pre_state.get('type')} "
+            "(not BERT's): its entries are matched as whole words of the raw text"
         )
+        backend.add_tokens([AddedToken(t, normalized=False, single_word=True) for t in entries])
         return
     normalizer = backend.normalizer
     kept, changed = [], []
