@@ -391,6 +391,7 @@ class GraphRunner:
             and ids.device == m.device  # another GPU's inputs: the forward's own device rules
             and ids.dim() == 2
             and inputs.position_ids is None
+            and not inputs.sequence_kwargs  # checked against the call's sequences by encode
             and inputs.inputs_embeds is None
             and inputs.encoder_hidden_states is None
             and inputs.past_key_values is None

@@ -75,6 +75,13 @@ _SMALL_INT_DTYPES = frozenset(
 #: forward arguments that are switches: a tensor there is an argument given in another order's place
 _SWITCHES = ("output_attentions", "output_hidden_states", "return_dict", "use_cache")
 
+#: transformers 5's keyword arguments that describe a padding-free batch's sequences (``TransformersKwargs``:
+#: what ``DataCollatorWithFlattening(return_flash_attn_kwargs=True / return_seq_idx=True)`` adds to a batch).
+#: transformers' flash attention reads the first four, its eager and sdpa attention none: there the sequences
+#: come from the position ids alone. fastbert's attention follows the position ids too, and checks that these
+#: mark the same sequences (a ValueError where they do not, whose result would depend on transformers' backend)
+_SEQUENCE_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
+
 
 @dataclass
 class BertInputs:
@@ -94,6 +101,9 @@ class BertInputs:
     #: a CUDA graph's packing of ``attention_mask`` (``fastbert.core.cuda_graphs``), kept on the device: the call
     #: packs by it without a host read (``encode(..., host_reads=False)``); never a ``forward`` argument
     static_packing: Packing | None = None
+    #: transformers' ``cu_seq_lens_q`` ... ``seq_idx`` (``_SEQUENCE_KWARGS``) where given: checked against
+    #: the sequences the call attends within; never a ``forward`` argument of that name
+    sequence_kwargs: dict | None = None
 
     @classmethod
     def of(cls, args: dict) -> BertInputs:
@@ -104,6 +114,7 @@ class BertInputs:
         extra.pop("cache_position", None)  # generate()'s: the positions follow from the cache here
         _no_head_mask(extra.pop("head_mask", None))
         use_cache = extra.pop("use_cache", None)  # transformers' heads take it through **kwargs too
+        sequence_kwargs = {k: v for k in _SEQUENCE_KWARGS if (v := extra.pop(k, None)) is not None}
         if extra:
             raise TypeError(f"forward() got unexpected keyword arguments {sorted(extra)}")
         for name in _TENSOR_ARGUMENTS:
@@ -130,6 +141,8 @@ class BertInputs:
                 values[name] = t.long()
         if values.get("past_key_values") is None and args.get("cache") is not None:
             values["past_key_values"] = args["cache"]
+        if sequence_kwargs:
+            values["sequence_kwargs"] = sequence_kwargs
         return cls(**values)
 
     @property
@@ -913,7 +926,10 @@ class BertModel(BertPreTrainedModel):
         else:
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1], past_length=past_length)
-        if checked.restarts and past is None and not keeps and not torch.compiler.is_compiling():
+        splits = checked.restarts and past is None and not keeps and not torch.compiler.is_compiling()
+        if inputs.sequence_kwargs:
+            self._check_sequence_kwargs(inputs, checked, splits)
+        if splits:
             return self._encode_segments(inputs, checked, keep_packed, allow_pack)
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
         ops = self._resolve(output_attentions, past, no_real_tokens, inputs, checked.batch)
@@ -984,6 +1000,58 @@ class BertModel(BertPreTrainedModel):
             enc.sequence, enc.packing = enc.last_hidden_state, None
         return enc
 
+    def _check_sequence_kwargs(self, inputs: BertInputs, checked: _Checked, splits: bool) -> None:
+        """transformers' ``cu_seq_lens_q/k``, ``max_length_q/k`` and ``seq_idx`` (a padding-free collator's)
+        must mark the sequences this call attends within: those the position ids mark where ``splits``
+        (restarting, no attention_mask, no cache), else each row as one. One more host read, only where given."""
+        batch, seqlen = checked.batch, checked.seqlen
+        if splits:
+            starts = _segment_starts(inputs.position_ids.expand(batch, seqlen)).flatten()
+            how = "the position_ids mark"
+        else:
+            starts = (torch.arange(batch * seqlen) % seqlen == 0).to(inputs.reference.device)
+            how = (
+                "this call attends within each row (the position_ids mark sequences only without attention_mask "
+                "and without a cache)"
+                if self.splits_restarting_positions
+                else f"{type(self).__name__} attends within each row (transformers 5 builds its mask without "
+                "the position ids)"
+            )
+        first = host_read(torch.nonzero(starts).flatten())
+        bounds = [*first, batch * seqlen]
+        longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+        given = inputs.sequence_kwargs
+        for name in ("cu_seq_lens_q", "cu_seq_lens_k"):
+            if name in given:
+                value = given[name]
+                got = host_read(value.flatten()) if isinstance(value, torch.Tensor) else list(value)
+                if list(got) != bounds:
+                    raise ValueError(
+                        f"{name} is {list(got)}, but {how} the sequence boundaries {bounds}: fastbert's attention "
+                        "follows the position_ids, as transformers 5's eager and sdpa masks (its flash attention "
+                        "would follow cu_seq_lens): give position_ids that restart at each sequence"
+                    )
+        for name in ("max_length_q", "max_length_k"):
+            if name in given:
+                value = given[name]
+                got = int(host_read(value.reshape(())) if isinstance(value, torch.Tensor) else value)
+                if got != longest:
+                    raise ValueError(f"{name} is {got}, but the longest sequence {how} has {longest} tokens")
+        if "seq_idx" in given:
+            idx = given["seq_idx"]
+            if not isinstance(idx, torch.Tensor) or idx.numel() != batch * seqlen:
+                raise ValueError(
+                    f"seq_idx must be a tensor of {batch * seqlen} sequence indices, one a token"
+                )
+            idx = idx.reshape(-1).to(starts.device)
+            marked = torch.arange(batch * seqlen, device=starts.device) % seqlen == 0  # each row starts one
+            marked[1:] |= idx[1:] != idx[:-1]
+            if host_read((marked != starts).any()):
+                raise ValueError(
+                    f"seq_idx marks other sequences than {how} (boundaries {bounds}): fastbert's attention "
+                    "follows the position_ids, as transformers 5's masks"
+                )
+
     def _encode_segments(
         self, inputs: BertInputs, checked: _Checked, keep_packed: bool, allow_pack: bool
     ) -> Encoded:
@@ -1008,6 +1076,7 @@ class BertModel(BertPreTrainedModel):
             attention_mask=seg.packing.mask.to(torch.long),
             encoder_hidden_states=enc,
             encoder_attention_mask=enc_mask,
+            sequence_kwargs=None,  # checked against these sequences
         )
         out = self.encode(split, keep_packed=True, allow_pack=allow_pack)
         # packed, the sequence's tokens are already in the (B * L) order of the input

@@ -237,3 +237,75 @@ def test_data_collator_with_flattening_batches_give_transformers_loss(tmp_path):
         across = ours(**batch, use_cache=False, attention_mask=torch.ones_like(batch["input_ids"])).loss
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert abs(across - want) > 1e-4
+
+
+def _flattened_trainer_loss(model, features, collator, output_dir) -> list[float]:
+    """transformers' ``Trainer`` over ``features`` (three a step, two steps, CPU, seeded, nothing saved) with
+    ``collator``: the logged loss of each step."""
+    args = transformers.TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=3,
+        max_steps=2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        logging_steps=1,
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+@pytest.mark.parametrize("name", ["BertForMaskedLM", "BertForTokenClassification"])
+@pytest.mark.parametrize("extra", [{}, {"return_flash_attn_kwargs": True, "return_seq_idx": True}])
+def test_trainer_with_data_collator_with_flattening_gives_transformers_losses(tmp_path, name, extra):
+    """The Trainer on ``DataCollatorWithFlattening``'s batches (one row, restarting positions, no mask): each
+    step's loss is transformers 5's. With ``return_flash_attn_kwargs`` / ``return_seq_idx`` the batch also holds
+    ``cu_seq_lens_q/k``, ``max_length_q/k`` and ``seq_idx``, which transformers' forward takes (its sdpa ignores
+    them); fastbert refused them as unknown keywords."""
+    _needs_transformers_reading()
+    cfg = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    if name == "BertForTokenClassification":
+        cfg["num_labels"] = 3
+    _save(tmp_path / "model", name, **cfg)
+    theirs, ours = _load(tmp_path / "model", name, "sdpa")
+    torch.manual_seed(2)
+    features = []
+    for n in (5, 9, 3, 7, 4, 6):
+        feature = {"input_ids": torch.randint(3, TINY["vocab_size"], (n,)).tolist()}
+        if name == "BertForTokenClassification":
+            feature["labels"] = torch.randint(0, 3, (n,)).tolist()
+        features.append(feature)
+    collator = transformers.DataCollatorWithFlattening(**extra)
+    want = _flattened_trainer_loss(theirs, features, collator, tmp_path / "theirs")
+    got = _flattened_trainer_loss(ours, features, collator, tmp_path / "ours")
+    assert len(got) == len(want) == 2
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_kwargs_that_disagree_with_the_attention_are_refused(tmp_path):
+    """``cu_seq_lens_q/k``, ``max_length_q/k`` and ``seq_idx`` must mark the sequences the call attends within
+    (fastbert follows the position ids, as transformers' eager and sdpa masks; its flash attention would follow
+    ``cu_seq_lens``): the collator's agree; others, or any with an attention_mask (one sequence a row), are a
+    ValueError naming the argument."""
+    _save(tmp_path, "BertModel")
+    ours = fastbert.BertModel.from_pretrained(tmp_path).eval()
+    batch = transformers.DataCollatorWithFlattening(return_flash_attn_kwargs=True, return_seq_idx=True)(
+        [{"input_ids": list(range(5, 5 + n))} for n in (4, 6, 2)]
+    )
+    del batch["labels"]  # the bare encoder takes none
+    with torch.no_grad():
+        ours(**batch)  # the collator's own: accepted
+        wrong = dict(batch, cu_seq_lens_q=torch.tensor([0, 4, 12], dtype=torch.int32))
+        with pytest.raises(ValueError, match="cu_seq_lens_q"):
+            ours(**wrong)
+        with pytest.raises(ValueError, match="max_length_k"):
+            ours(**dict(batch, max_length_k=5))
+        with pytest.raises(ValueError, match="seq_idx"):
+            ours(**dict(batch, seq_idx=torch.zeros_like(batch["seq_idx"])))
+        with pytest.raises(ValueError, match="cu_seq_lens_q"):
+            ours(**batch, attention_mask=torch.ones_like(batch["input_ids"]))
