@@ -309,3 +309,106 @@ def test_sequence_kwargs_that_disagree_with_the_attention_are_refused(tmp_path):
             ours(**dict(batch, seq_idx=torch.zeros_like(batch["seq_idx"])))
         with pytest.raises(ValueError, match="cu_seq_lens_q"):
             ours(**batch, attention_mask=torch.ones_like(batch["input_ids"]))
+
+
+def _head_case(case: str):
+    """(class name, config, inputs) of one head on the packed rows of ``ROWS``."""
+    pos = _positions()
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    if case == "token-classification":
+        labels = torch.randint(0, 3, pos.shape)
+        return (
+            "BertForTokenClassification",
+            {"num_labels": 3},
+            dict(input_ids=ids, position_ids=pos, labels=labels),
+        )
+    if case == "question-answering":
+        spans = dict(start_positions=torch.tensor([3, 10]), end_positions=torch.tensor([4, 12]))
+        return "BertForQuestionAnswering", {}, dict(input_ids=ids, position_ids=pos, **spans)
+    if case.startswith("multiple-choice"):
+        choices = torch.randint(3, TINY["vocab_size"], (2, 3, pos.shape[1]))
+        # transformers views (B, C, L) positions as (B * C, L) and broadcasts a (1, L) row over the choices
+        row = pos[:1] if case == "multiple-choice-one-row" else pos[:1].expand(2, 3, -1).contiguous()
+        kw = dict(input_ids=choices, position_ids=row, labels=torch.tensor([0, 2]))
+        return "BertForMultipleChoice", {}, kw
+    if case == "pretraining":  # the pooler reads each row's first sequence (NSP)
+        kw = dict(input_ids=ids, position_ids=pos, token_type_ids=torch.randint(0, 2, pos.shape))
+        return "BertForPreTraining", {}, dict(kw, labels=ids, next_sentence_label=torch.tensor([0, 1]))
+    if case == "electra-discriminator":
+        kw = dict(input_ids=ids, position_ids=pos, labels=torch.randint(0, 2, pos.shape))
+        return "ElectraForPreTraining", {}, kw
+    if case == "roberta-causal-lm":  # labels: no cache (use_cache left to the config's True), the row splits
+        return (
+            "RobertaForCausalLM",
+            {"is_decoder": True},
+            dict(input_ids=ids, position_ids=pos + 2, labels=ids),
+        )
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "token-classification",
+        "question-answering",
+        "multiple-choice",
+        "multiple-choice-one-row",
+        "pretraining",
+        "electra-discriminator",
+        "roberta-causal-lm",
+    ],
+)
+def test_every_head_reads_the_packed_sequences(tmp_path, case):
+    """Each head class on restarting positions without a mask: logits and loss as transformers 5's (per-token
+    heads in the row's layout; the pooled heads on each row's first sequence; the causal LM, given labels,
+    keeps no cache and so splits the row as transformers does); and the same as a tuple (``return_dict=False``)."""
+    _needs_transformers_reading(decoder=case == "roberta-causal-lm")
+    name, cfg, kw = _head_case(case)
+    _save(tmp_path, name, **cfg)
+    theirs, ours = _load(tmp_path, name, "sdpa")
+    rows = kw["input_ids"].reshape(-1, kw["input_ids"].shape[-1]).shape
+    got = _compare(ours, theirs, kw, torch.ones(rows, dtype=torch.bool))
+    assert got.loss is not None
+    with torch.no_grad():
+        as_tuple = ours(**kw, return_dict=False)
+        across = ours(**kw, attention_mask=torch.ones(kw["input_ids"].shape, dtype=torch.long))
+    assert len(as_tuple) == len(got.to_tuple())
+    for a, b in zip(as_tuple, got.to_tuple()):
+        torch.testing.assert_close(a, b)
+    # attending across the row (what a mask of ones asks for) gives other logits (ELECTRA's are small)
+    assert (across.to_tuple()[1] - got.to_tuple()[1]).abs().max() > 1e-5
+
+
+def test_gradient_checkpointing_trains_the_packed_rows_as_transformers(tmp_path):
+    """A decoder in training mode with gradient checkpointing and no labels: transformers 5 turns the config's
+    ``use_cache`` off before it builds the mask, so the row splits; fastbert's logits, hidden states, attention
+    weights and gradients are transformers', also for positions of dtype int32 given as one (1, L) row."""
+    _needs_transformers_reading(decoder=True)
+    _save(
+        tmp_path,
+        "RobertaForCausalLM",
+        is_decoder=True,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    theirs, ours = _load(tmp_path, "RobertaForCausalLM", "eager")
+    pos = (_positions(((5, 3, 7, 1),)) + 2).to(torch.int32)
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], (2, pos.shape[1]))
+    outs = []
+    for model in (theirs, ours):
+        model.train()
+        model.gradient_checkpointing_enable()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = model(input_ids=ids, position_ids=pos, output_hidden_states=True, output_attentions=True)
+        (out.logits.square().mean() + out.hidden_states[1].square().mean()).backward()
+        grad = model.get_input_embeddings().weight.grad
+        outs.append((out.logits, out.hidden_states, out.attentions, grad))
+    (lt, ht, at, gt), (lo, ho, ao, go) = outs
+    torch.testing.assert_close(lo, lt, rtol=1e-4, atol=1e-5)
+    for a, b in zip(ho + ao, ht + at, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(go, gt, rtol=1e-4, atol=1e-6)
+    assert ao[0][:, :, 5:8, :5].abs().max() == 0  # the second sequence sees none of the first
