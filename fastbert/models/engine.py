@@ -1003,40 +1003,47 @@ class BertModel(BertPreTrainedModel):
     def _check_sequence_kwargs(self, inputs: BertInputs, checked: _Checked, splits: bool) -> None:
         """transformers' ``cu_seq_lens_q/k``, ``max_length_q/k`` and ``seq_idx`` (a padding-free collator's)
         must mark the sequences this call attends within: those the position ids mark where ``splits``
-        (restarting, no attention_mask, no cache), else each row as one. One more host read, only where given."""
+        (restarting, no attention_mask, no cache), else each row as one. More host reads, only where given."""
         batch, seqlen = checked.batch, checked.seqlen
+        rows = torch.arange(batch * seqlen, device=inputs.reference.device) % seqlen == 0
         if splits:
             starts = _segment_starts(inputs.position_ids.expand(batch, seqlen)).flatten()
-            how = "the position_ids mark"
-        else:
-            starts = (torch.arange(batch * seqlen) % seqlen == 0).to(inputs.reference.device)
+            how = "the sequences the position_ids mark"
+        elif self.splits_restarting_positions:
+            starts = rows
             how = (
-                "this call attends within each row (the position_ids mark sequences only without attention_mask "
-                "and without a cache)"
-                if self.splits_restarting_positions
-                else f"{type(self).__name__} attends within each row (transformers 5 builds its mask without "
-                "the position ids)"
+                "this call attends across each row (the position_ids mark sequences only where they restart, "
+                "without attention_mask and without a cache)"
+            )
+        else:
+            starts = rows
+            how = (
+                f"{type(self).__name__} attends across each row (transformers 5 builds its mask without the "
+                "position ids)"
             )
         first = host_read(torch.nonzero(starts).flatten())
         bounds = [*first, batch * seqlen]
         longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+        why = (
+            f"{how}, whose boundaries are {bounds}; transformers' eager and sdpa attention do not read "
+            "these arguments (only its flash attention reads cu_seq_lens): its result would depend on its "
+            "backend"
+        )
         given = inputs.sequence_kwargs
         for name in ("cu_seq_lens_q", "cu_seq_lens_k"):
             if name in given:
                 value = given[name]
                 got = host_read(value.flatten()) if isinstance(value, torch.Tensor) else list(value)
                 if list(got) != bounds:
-                    raise ValueError(
-                        f"{name} is {list(got)}, but {how} the sequence boundaries {bounds}: fastbert's attention "
-                        "follows the position_ids, as transformers 5's eager and sdpa masks (its flash attention "
-                        "would follow cu_seq_lens): give position_ids that restart at each sequence"
-                    )
+                    raise ValueError(f"{name} is {list(got)}, but {why}")
         for name in ("max_length_q", "max_length_k"):
             if name in given:
                 value = given[name]
                 got = int(host_read(value.reshape(())) if isinstance(value, torch.Tensor) else value)
                 if got != longest:
-                    raise ValueError(f"{name} is {got}, but the longest sequence {how} has {longest} tokens")
+                    raise ValueError(
+                        f"{name} is {got}, but the longest sequence is {longest} tokens long: {why}"
+                    )
         if "seq_idx" in given:
             idx = given["seq_idx"]
             if not isinstance(idx, torch.Tensor) or idx.numel() != batch * seqlen:
@@ -1044,13 +1051,10 @@ class BertModel(BertPreTrainedModel):
                     f"seq_idx must be a tensor of {batch * seqlen} sequence indices, one a token"
                 )
             idx = idx.reshape(-1).to(starts.device)
-            marked = torch.arange(batch * seqlen, device=starts.device) % seqlen == 0  # each row starts one
+            marked = rows.clone()  # a sequence never spans two rows
             marked[1:] |= idx[1:] != idx[:-1]
             if host_read((marked != starts).any()):
-                raise ValueError(
-                    f"seq_idx marks other sequences than {how} (boundaries {bounds}): fastbert's attention "
-                    "follows the position_ids, as transformers 5's masks"
-                )
+                raise ValueError(f"seq_idx marks other sequences than {why}")
 
     def _encode_segments(
         self, inputs: BertInputs, checked: _Checked, keep_packed: bool, allow_pack: bool

@@ -309,6 +309,13 @@ def test_sequence_kwargs_that_disagree_with_the_attention_are_refused(tmp_path):
             ours(**dict(batch, seq_idx=torch.zeros_like(batch["seq_idx"])))
         with pytest.raises(ValueError, match="cu_seq_lens_q"):
             ours(**batch, attention_mask=torch.ones_like(batch["input_ids"]))
+    # a family whose mask transformers 5 builds without the positions attends across the row: refused too
+    torch.manual_seed(0)
+    cfg = {k: v for k, v in TINY.items() if k != "type_vocab_size"}
+    transformers.MPNetModel(transformers.MPNetConfig(**cfg)).save_pretrained(tmp_path / "mpnet")
+    mpnet = fastbert.MPNetModel.from_pretrained(tmp_path / "mpnet").eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="MPNetModel attends across each row"):
+        mpnet(**dict(batch, position_ids=batch["position_ids"] + 2))
 
 
 def _head_case(case: str):
