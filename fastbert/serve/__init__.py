@@ -21,18 +21,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cli import add_cli_arguments, cli_main
+from .cli import RAY_EXTRA, SERVE_EXTRA, add_cli_arguments, cli_main, missing_extra
 from .options import ServeOptions
 
 __all__ = ["ServeOptions", "add_cli_arguments", "cli_main", "create_app", "deployment"]
 
 
+#: the modules of the ``[serve]`` extra that ``create_app`` imports
+SERVE_MODULES = ("fastapi", "starlette", "prometheus_client", "pydantic")
+
+
+def _require(name: str, modules: tuple[str, ...], what: str, install: str) -> None:
+    """An ``ImportError`` naming the extra to install when one of ``modules`` is missing."""
+    missing = missing_extra(modules)
+    if missing is not None:
+        raise ImportError(
+            f"fastbert.serve.{name} needs {what}, which is not installed ({missing} is missing): {install}",
+            name=missing,
+        )
+
+
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        _require(name, SERVE_MODULES, "the [serve] extra", SERVE_EXTRA)
         from .app import create_app
 
         return create_app
     if name == "deployment":
+        _require(name, ("ray", "ray.serve", *SERVE_MODULES), "ray[serve]", RAY_EXTRA)
         from .ray_serve import deployment
 
         return deployment

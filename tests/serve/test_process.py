@@ -269,3 +269,32 @@ def test_import_and_cli_without_the_serve_extra():
         env=child_env(),
     )
     assert r.returncode == 0
+
+
+def test_create_app_and_deployment_without_their_extra_name_it():
+    """``from fastbert.serve import create_app`` / ``deployment`` without the extra: an ImportError saying
+    what to install (it was Python's bare 'No module named ...')."""
+    for hidden, name, said in (
+        ("fastapi", "create_app", "fastapi is missing): pip install 'fastbert-triton[serve]'"),
+        (
+            "prometheus_client",
+            "create_app",
+            "prometheus_client is missing): pip install 'fastbert-triton[serve]'",
+        ),
+        ("ray", "deployment", "ray is missing): pip install 'fastbert-triton[serve-ray]'"),
+        # (ray.serve: "ray is missing" on a machine without ray)
+        ("ray.serve", "deployment", " is missing): pip install 'fastbert-triton[serve-ray]'"),
+    ):
+        code = (
+            f"import sys; sys.modules[{hidden!r}] = None\n"
+            "try:\n"
+            f"    from fastbert.serve import {name}\n"
+            "except ImportError as e:\n"
+            "    print(type(e).__name__, e)\n"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=child_env()
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"ImportError fastbert.serve.{name} needs "), r.stdout
+        assert r.stdout.strip().endswith(said), r.stdout
