@@ -1,27 +1,133 @@
-"""Prometheus metrics under text-embeddings-inference's names (``prometheus_client``, one registry per app).
+"""Prometheus metrics under text-embeddings-inference's names, types and buckets (``prometheus_client``, one
+registry per app).
 
-TEI's counters (``te_request_count``, ``te_request_success``, ``te_request_failure``, ...) keep their exact
-names: prometheus_client would append ``_total`` to a Counter, so they are kept as gauges that only
-grow. Histograms (``te_request_duration``, ``te_batch_next_size``...) are prometheus_client Histograms.
+TEI's counters (``te_request_count``, ``te_request_success``, ``te_request_failure``, ...) are counters of
+TEI's exact names: prometheus_client writes a Counter as ``NAME_total``, so they are :class:`Counter` here,
+a collector whose samples keep the name, written by :meth:`Metrics.render` (``# TYPE te_request_count
+counter``, as TEI's exporter writes them). Histograms (``te_request_duration``, ``te_batch_next_size``...)
+are prometheus_client Histograms on TEI's buckets (router/src/prometheus.rs); their ``_created`` series (a
+timestamp that never changes, which TEI does not have) are left out of ``/metrics``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+import threading
+from collections.abc import Iterable
 
-_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-_TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
+
+
+def _duration_buckets() -> tuple[float, ...]:
+    """TEI's buckets of every ``*duration`` histogram: 35 steps of x1.5 from 15 microseconds (to ~14.6 s)."""
+    buckets, value = [], 0.00001
+    for _ in range(35):
+        value *= 1.5
+        buckets.append(value)
+    return tuple(buckets)
+
+
+_DURATION_BUCKETS = _duration_buckets()
+#: TEI's te_batch_next_size buckets (1 to 4096) and te_batch_next_tokens buckets (1 to 2**20)
+_SIZE_BUCKETS = tuple(float(2**k) for k in range(13))
+_TOKEN_BUCKETS = tuple(float(2**k) for k in range(21))
+
+
+def input_length_buckets(max_input_length: int | None) -> tuple[float, ...]:
+    """TEI's te_request_input_length buckets: the powers of two up to 2**19 that are at most the model's
+    ``max_input_length`` (all of them when it is not known)."""
+    return tuple(float(2**k) for k in range(20) if max_input_length is None or 2**k <= max_input_length)
+
+
+class Counter:
+    """A counter written under its own name (no ``_total``), optionally with labels: ``.inc(n)``, or
+    ``.labels(value).inc(n)``. Registered in a registry, ``registry.collect()`` yields it as a ``counter``
+    family whose samples are named ``name``."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (), *, registry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._values: dict[tuple[str, ...], float] = {} if self.labelnames else {(): 0.0}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, *values: str) -> _Child:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes the labels {self.labelnames}, got {values!r}")
+        return _Child(self, tuple(str(v) for v in values))
+
+    def inc(self, amount: float = 1) -> None:
+        if self.labelnames:
+            raise ValueError(f"{self.name} has labels {self.labelnames}: count through .labels(...)")
+        self._inc((), amount)
+
+    def _inc(self, key: tuple[str, ...], amount: float) -> None:
+        if amount < 0:
+            raise ValueError(f"{self.name} is a counter: it cannot go down by {amount}")
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def describe(self) -> list[Metric]:
+        return [Metric(self.name, self.documentation, "counter")]
+
+    def collect(self) -> list[Metric]:
+        family = Metric(self.name, self.documentation, "counter")
+        with self._lock:
+            values = sorted(self._values.items())
+        for key, value in values:
+            family.add_sample(self.name, dict(zip(self.labelnames, key)), value)
+        return [family]
+
+
+class _Child:
+    __slots__ = ("counter", "key")
+
+    def __init__(self, counter: Counter, key: tuple[str, ...]) -> None:
+        self.counter = counter
+        self.key = key
+
+    def inc(self, amount: float = 1) -> None:
+        self.counter._inc(self.key, amount)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _counter_text(family: Metric) -> str:
+    """A counter family in Prometheus' text format, its samples under the family's own name (TEI's)."""
+    doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    lines = [f"# HELP {family.name} {doc}", f"# TYPE {family.name} counter"]
+    for s in family.samples:
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+        lines.append(
+            f"{s.name}{{{labels}}} {floatToGoString(s.value)}"
+            if labels
+            else f"{s.name} {floatToGoString(s.value)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class _Families:
+    """Families already collected, as a collector for ``generate_latest``."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, max_input_length: int | None = None) -> None:
         r = self.registry = CollectorRegistry()
-        self.request_count = Gauge("te_request_count", "Requests received", ["method"], registry=r)
-        self.request_success = Gauge("te_request_success", "Requests answered", ["method"], registry=r)
-        self.request_failure = Gauge("te_request_failure", "Requests failed", ["err"], registry=r)
-        self.embed_count = Gauge("te_embed_count", "Embed requests", ["method"], registry=r)
-        self.predict_count = Gauge("te_predict_count", "Predict requests", ["method"], registry=r)
+        self.request_count = Counter("te_request_count", "Requests received", ["method"], registry=r)
+        self.request_success = Counter("te_request_success", "Requests answered", ["method"], registry=r)
+        self.request_failure = Counter("te_request_failure", "Requests failed", ["err"], registry=r)
+        self.embed_count = Counter("te_embed_count", "Embed requests", ["method"], registry=r)
+        self.predict_count = Counter("te_predict_count", "Predict requests", ["method"], registry=r)
         self.request_duration = Histogram(
             "te_request_duration", "Request duration (s)", buckets=_DURATION_BUCKETS, registry=r
         )
@@ -41,7 +147,10 @@ class Metrics:
             "te_batch_inference_duration", "One forward (s)", buckets=_DURATION_BUCKETS, registry=r
         )
         self.input_length = Histogram(
-            "te_request_input_length", "Tokens of an input", buckets=_TOKEN_BUCKETS, registry=r
+            "te_request_input_length",
+            "Tokens of an input",
+            buckets=input_length_buckets(max_input_length),
+            registry=r,
         )
         self.queue_size = Gauge("te_queue_size", "Inputs waiting for a forward", registry=r)
         self.batch_next_size = Histogram(
@@ -53,4 +162,13 @@ class Metrics:
         self.in_flight = Gauge("te_requests_in_flight", "Requests being served", registry=r)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The registry in Prometheus' text format: counters under TEI's names, no ``_created`` series."""
+        out = []
+        for family in self.registry.collect():
+            if family.type == "counter":
+                out.append(_counter_text(family).encode())
+                continue
+            created = family.name + "_created"
+            family.samples = [s for s in family.samples if s.name != created]
+            out.append(generate_latest(_Families([family])))
+        return b"".join(out)

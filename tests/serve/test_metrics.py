@@ -139,3 +139,66 @@ def test_queue_size_drops_the_inputs_of_a_gone_client():
     queued, idle = asyncio.run(scenario())
     assert queued == 5
     assert idle == 0
+
+
+def _types_and_samples(text: str) -> tuple[dict[str, str], list[str]]:
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return types, samples
+
+
+def _les(samples: list[str], name: str) -> list[float]:
+    prefix = f'{name}_bucket{{le="'
+    return [float(s[len(prefix) :].split('"')[0]) for s in samples if s.startswith(prefix)]
+
+
+def test_metrics_text_has_teis_types_names_and_buckets(base_server):
+    """/metrics as TEI's exporter writes it: the counters typed ``counter`` under TEI's names (they were
+    gauges: prometheus_client would have written a Counter as NAME_total), no ``_created`` series (a
+    timestamp that never changes), and the histograms on TEI's buckets (router/src/prometheus.rs): durations
+    from 15 us by x1.5 (they began at 1 ms: every tokenization fell in the first bucket), batch sizes 1 to
+    4096, batch tokens 1 to 2**20, input lengths the powers of two up to the model's maximum."""
+    c = base_server.client
+    assert c.post("/embed", json={"inputs": "the cat"}).status_code == 200
+    assert c.post("/embed", json={"inputs": []}).status_code == 400
+    types, samples = _types_and_samples(c.get("/metrics").text)
+    for name in ("te_request_count", "te_request_success", "te_request_failure", "te_embed_count"):
+        assert types[name] == "counter", (name, types.get(name))
+    for name in ("te_queue_size", "te_requests_in_flight"):
+        assert types[name] == "gauge"
+    for name in ("te_request_duration", "te_request_tokenization_duration", "te_batch_next_size"):
+        assert types[name] == "histogram"
+    assert not [s for s in samples if "_total" in s or "_created" in s]
+    assert not [n for n in types if n.endswith(("_total", "_created"))]
+    assert any(s.startswith('te_request_failure{err="validation"} ') for s in samples)
+    assert any(s.startswith('te_request_success{method="single"} ') for s in samples)
+    durations = _les(samples, "te_request_tokenization_duration")
+    assert len(durations) == 36 and durations[-1] == float("inf")
+    np.testing.assert_allclose(durations[:-1], [1e-5 * 1.5**k for k in range(1, 36)], rtol=1e-9)
+    assert _les(samples, "te_request_duration") == durations
+    assert _les(samples, "te_batch_next_size") == [2.0**k for k in range(13)] + [float("inf")]
+    assert _les(samples, "te_batch_next_tokens") == [2.0**k for k in range(21)] + [float("inf")]
+    max_input_length = base_server.state.spec.max_input_length
+    want = [2.0**k for k in range(20) if 2**k <= max_input_length] + [float("inf")]
+    assert _les(samples, "te_request_input_length") == want
+
+
+def test_counters_count_and_refuse_to_go_down():
+    from prometheus_client import CollectorRegistry
+
+    from fastbert.serve.metrics import Counter
+
+    registry = CollectorRegistry()
+    plain = Counter("x_count", "doc", registry=registry)
+    labelled = Counter("y_count", "doc", ["err"], registry=registry)
+    plain.inc()
+    plain.inc(2)
+    labelled.labels("a").inc()
+    assert registry.get_sample_value("x_count") == 3
+    assert registry.get_sample_value("y_count", {"err": "a"}) == 1
+    with pytest.raises(ValueError, match="cannot go down"):
+        plain.inc(-1)
+    with pytest.raises(ValueError, match="labels"):
+        labelled.inc()
+    with pytest.raises(ValueError, match="labels"):
+        labelled.labels("a", "b")
