@@ -338,6 +338,12 @@ class Server:
         finally:
             if not queued.future.done() or queued.future.cancelled():
                 queued.cancelled = True  # its inputs not yet in a forward are dropped, now
+        # TEI's te_embed_success / te_predict_success: each input whose inference answered
+        predicted = sum(op == "scores" for op in ops)
+        if predicted:
+            self.metrics.predict_success.inc(predicted)
+        if len(ops) > predicted:
+            self.metrics.embed_success.inc(len(ops) - predicted)
         end = time.perf_counter()
         queue = queued.queue_time if rows else 0.0
         inference = max(end - queued.enqueued - queue, 0.0) if rows else 0.0
@@ -528,10 +534,10 @@ def create_app(
     def _chars(inputs: list[Any]) -> int:
         return sum(len(x) if isinstance(x, str) else len(x) for x in inputs)
 
-    def _count(method: str, single: bool) -> str:
+    def _count(single: bool) -> str:
+        """``te_request_count`` of a request (single or batch), as TEI's routes count it on arrival."""
         kind = "single" if single else "batch"
         m.request_count.labels(kind).inc()
-        (m.embed_count if method == "embed" else m.predict_count).labels(kind).inc()
         return kind
 
     async def tokenize_inputs(request: Request, body: Any, field: str = "inputs") -> tuple[list[Any], list]:
@@ -540,6 +546,7 @@ def create_app(
         inputs, _ = _as_list(body.inputs)
         server.check_count(field, len(inputs))
         server.admit(request)
+        m.embed_count.inc(len(inputs))  # TEI's te_embed_count: each input that reaches Infer::embed
         rows = await server.encode_off_loop(
             field,
             inputs,
@@ -586,7 +593,7 @@ def create_app(
     async def embed(request: Request, body: schemas.EmbedRequest):
         """Pooled embeddings (TEI ``/embed``): one vector per input, normalised unless ``normalize=false``."""
         start = time.perf_counter()
-        kind = _count("embed", _as_list(body.inputs)[1])
+        kind = _count(_as_list(body.inputs)[1])
         vectors, rows, inputs = await embed_vectors(request, body)
         m.request_success.labels(kind).inc()
         headers = _headers(request, rows, _chars(inputs), start)
@@ -596,6 +603,7 @@ def create_app(
     async def embed_all(request: Request, body: schemas.EmbedAllRequest):
         """Every token's hidden state of each input (TEI ``/embed_all``)."""
         start = time.perf_counter()
+        kind = _count(_as_list(body.inputs)[1])  # before the model's kind, as TEI counts it
         if server.spec.pooling == "splade":
             raise ServeError(
                 "model is not an embedding model with token outputs (it is a SPLADE model)",
@@ -603,7 +611,6 @@ def create_app(
                 metric="model_type",
             )
         server.require((EMBEDDING,), "all")
-        kind = _count("embed", _as_list(body.inputs)[1])
         inputs, rows = await tokenize_inputs(request, body)
         outs = [np.asarray(o) for o in await server.run(request, rows, ["all"] * len(rows))]
         check_finite(outs)
@@ -620,9 +627,9 @@ def create_app(
         return await json_off_loop(result, sum(len(r) for r in result), headers)
 
     async def sparse_values(request: Request, body: schemas.EmbedSparseRequest):
+        kind = _count(_as_list(body.inputs)[1])  # before the model's kind, as TEI counts it
         if server.spec.pooling != "splade":
             raise ServeError(f"model is not {_ARTICLE['sparse']}", "backend", metric="model_type")
-        kind = _count("embed", _as_list(body.inputs)[1])
         inputs, rows = await tokenize_inputs(request, body)
         outs = [np.asarray(o) for o in await server.run(request, rows, ["sparse"] * len(rows))]
         check_finite(outs)
@@ -634,11 +641,12 @@ def create_app(
         return result, rows, inputs
 
     async def predict_scores(request: Request, body: schemas.PredictRequest):
-        server.require((CLASSIFIER, RERANKER), "predict")
         seqs, single = _predict_seqs(body.inputs)
-        kind = _count("predict", single)
+        kind = _count(single)  # before the model's kind: TEI counts the request first
+        server.require((CLASSIFIER, RERANKER), "predict")
         server.check_count("inputs", len(seqs))
         server.admit(request)
+        m.predict_count.inc(len(seqs))
         items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
         rows = await server.encode_off_loop(
             "inputs", items, body.truncate, body.truncation_direction, request=request
@@ -674,6 +682,7 @@ def create_app(
         m.request_count.labels("batch").inc()
         server.check_count("texts", len(body.texts))
         server.admit(request)
+        m.predict_count.inc(len(body.texts))
         rows = await server.encode_off_loop(
             RerankPairs("texts"),
             [(body.query, t) for t in body.texts],
@@ -703,11 +712,11 @@ def create_app(
         return json_response(ranks, headers=_headers(request, rows, chars, start))
 
     async def similarity_scores(request: Request, body: schemas.SimilarityRequest):
-        server.require((EMBEDDING,), "embed")
         params = body.parameters or schemas.SimilarityParameters()
         if not body.inputs.sentences:
             raise ServeError("`inputs.sentences` cannot be empty", "empty")
         m.request_count.labels("batch").inc()
+        server.require((EMBEDDING,), "embed")  # after the count: TEI's /similarity counts it in /embed first
         server.check_count("inputs.sentences", len(body.inputs.sentences) + 1)
         server.admit(request)
         embed_body = schemas.EmbedRequest(
@@ -767,7 +776,7 @@ def create_app(
     async def openai(request: Request, body: schemas.OpenAIEmbeddingsRequest):
         """OpenAI's embeddings API: ``input`` a string, a list of strings, token ids or lists of them."""
         start = time.perf_counter()
-        kind = _count("embed", _as_list(body.input)[1])
+        kind = _count(_as_list(body.input)[1])
         embed_body = schemas.EmbedRequest(inputs=body.input, normalize=True, dimensions=body.dimensions)
         vectors, rows, inputs = await embed_vectors(request, embed_body, "input")
         data = []
@@ -864,7 +873,7 @@ def create_app(
                 return (await predict_scores(request, body))[0]
             if route == "sparse":
                 return (await sparse_values(request, body))[0]
-            kind = _count("embed", _as_list(body.inputs)[1])
+            kind = _count(_as_list(body.inputs)[1])
             vectors = (await embed_vectors(request, body))[0]
             m.request_success.labels(kind).inc()
             return vectors

@@ -126,8 +126,11 @@ class Metrics:
         self.request_count = Counter("te_request_count", "Requests received", ["method"], registry=r)
         self.request_success = Counter("te_request_success", "Requests answered", ["method"], registry=r)
         self.request_failure = Counter("te_request_failure", "Requests failed", ["err"], registry=r)
-        self.embed_count = Counter("te_embed_count", "Embed requests", ["method"], registry=r)
-        self.predict_count = Counter("te_predict_count", "Predict requests", ["method"], registry=r)
+        # TEI's per-input counters (its router runs each input of a request through Infer): unlabelled
+        self.embed_count = Counter("te_embed_count", "Inputs to embed", registry=r)
+        self.embed_success = Counter("te_embed_success", "Inputs embedded", registry=r)
+        self.predict_count = Counter("te_predict_count", "Inputs to classify or score", registry=r)
+        self.predict_success = Counter("te_predict_success", "Inputs classified or scored", registry=r)
         self.request_duration = Histogram(
             "te_request_duration", "Request duration (s)", buckets=_DURATION_BUCKETS, registry=r
         )

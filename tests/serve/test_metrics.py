@@ -202,3 +202,37 @@ def test_counters_count_and_refuse_to_go_down():
         labelled.inc()
     with pytest.raises(ValueError, match="labels"):
         labelled.labels("a", "b")
+
+
+def _values(srv, *names: str) -> list[float]:
+    return [srv.state.metrics.registry.get_sample_value(name) or 0.0 for name in names]
+
+
+def test_embed_and_predict_counters_count_inputs_as_tei(base_server, tiny):
+    """te_embed_count / te_predict_count and their _success are TEI's per-input counters without labels
+    (they counted requests, by a `method` label TEI's lack; the _success ones were missing)."""
+    names = ("te_embed_count", "te_embed_success", "te_predict_count", "te_predict_success")
+    before = _values(base_server, *names)
+    assert base_server.client.post("/embed", json={"inputs": ["the cat", "a dog", "sky"]}).status_code == 200
+    assert base_server.client.post("/embed", json={"inputs": ["the cat", ""]}).status_code == 400
+    after = _values(base_server, *names)
+    assert [a - b for a, b in zip(after, before)] == [5, 3, 0, 0]
+    families = {f.name: f for f in base_server.state.metrics.registry.collect()}
+    assert all(not s.labels for n in names for s in families[n].samples)
+    with serving(model=tiny["classifier"]) as srv:
+        r = srv.client.post("/predict", json={"inputs": [["the cat", "a dog"], ["sky"]]})
+        assert r.status_code == 200, r.text
+        assert _values(srv, *names) == [0, 0, 2, 2]
+
+
+def test_a_route_the_model_cannot_serve_counts_as_a_request(base_server, tiny):
+    """As TEI's routes (te_request_count first, then Infer's model check): a 424 for the model's kind counts
+    in te_request_count too (/predict, /embed_sparse, /embed_all, /similarity counted none)."""
+    for path, body in (("/predict", {"inputs": "the cat"}), ("/embed_sparse", {"inputs": "the cat"})):
+        assert _posted(base_server, path, body) == (424, 1, 0, {"model_type": 1})
+    with serving(model=tiny["classifier"]) as srv:
+        for path, body in (
+            ("/embed_all", {"inputs": "the cat"}),
+            ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}}),
+        ):
+            assert _posted(srv, path, body) == (424, 1, 0, {"model_type": 1}), path
