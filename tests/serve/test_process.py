@@ -298,3 +298,15 @@ def test_create_app_and_deployment_without_their_extra_name_it():
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(f"ImportError fastbert.serve.{name} needs "), r.stdout
         assert r.stdout.strip().endswith(said), r.stdout
+
+
+def test_a_port_already_in_use_is_one_line_and_exit_2(tiny, capsys):
+    from fastbert.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", tiny["base"], "--host", "127.0.0.1", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"fastbert serve: error: cannot listen on 127.0.0.1:{port}: Address already in use", err

@@ -69,6 +69,33 @@ def test_deployment_on_local_ray(tiny):
         ray.shutdown()
 
 
+def test_the_deployment_class_serves_without_a_cluster(tiny):
+    """The replica's class, without Ray: its constructor (CPU without CUDA) and the ASGI app it builds for
+    Ray Serve (``__serve_build_asgi_app__``) answer as the in-process server, workers started and stopped
+    by the app's lifespan."""
+    import torch
+    from starlette.testclient import TestClient
+
+    from fastbert.serve import ServeOptions, deployment
+
+    with serving(model=tiny["base"]) as local:
+        want = local.client.post("/embed", json={"inputs": TEXTS}).json()
+    # the class as written: Ray's ingress wraps it (an async constructor that Ray's replica awaits)
+    cls = next(c for c in deployment.func_or_class.__mro__ if "__serve_build_asgi_app__" in vars(c))
+    replica = cls(ServeOptions(model=tiny["base"], threads=1))
+    if not torch.cuda.is_available():
+        assert replica.options.devices == ("cpu",)
+    app = replica.__serve_build_asgi_app__()
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        got = client.post("/embed", json={"inputs": TEXTS})
+        assert got.status_code == 200, got.text
+        np.testing.assert_allclose(np.asarray(got.json()), np.asarray(want), atol=1e-6, rtol=0)
+        r = client.post("/embed", json={"inputs": 5})
+        assert r.status_code == 422 and r.json()["error_type"] == "Validation"
+        assert app.server.batcher.alive()
+    assert not app.server.batcher.alive()  # the lifespan's end stopped the workers
+
+
 @pytest.mark.parametrize("devices", [("cuda:1",), ("cuda:3",)])
 def test_a_gpu_other_than_the_replicas_own_is_refused(devices):
     """A replica sees the one GPU Ray gives it, as cuda:0: --devices 1 (cuda:1) cannot be honoured there
