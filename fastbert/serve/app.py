@@ -338,12 +338,6 @@ class Server:
         finally:
             if not queued.future.done() or queued.future.cancelled():
                 queued.cancelled = True  # its inputs not yet in a forward are dropped, now
-        # TEI's te_embed_success / te_predict_success: each input whose inference answered
-        predicted = sum(op == "scores" for op in ops)
-        if predicted:
-            self.metrics.predict_success.inc(predicted)
-        if len(ops) > predicted:
-            self.metrics.embed_success.inc(len(ops) - predicted)
         end = time.perf_counter()
         queue = queued.queue_time if rows else 0.0
         inference = max(end - queued.enqueued - queue, 0.0) if rows else 0.0
@@ -352,6 +346,11 @@ class Server:
         timing = _timing(request)
         timing["queue"] += queue
         timing["inference"] += inference
+        # TEI's te_embed_success / te_predict_success and te_embed_*duration / te_predict_*duration: each
+        # input whose inference answered (a run's inputs are all of one kind)
+        if rows:
+            kind = "predict" if ops[0] == "scores" else "embed"
+            self.metrics.inputs_done(kind, len(rows), timing["tokenization"], queue, inference)
         return results
 
 

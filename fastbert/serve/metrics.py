@@ -163,6 +163,39 @@ class Metrics:
             "te_batch_next_tokens", "Tokens of a forward", buckets=_TOKEN_BUCKETS, registry=r
         )
         self.in_flight = Gauge("te_requests_in_flight", "Requests being served", registry=r)
+        # TEI's per-input histograms of Infer::embed / Infer::predict (te_embed_duration, ...)
+        self.per_input = {
+            kind: {
+                part: Histogram(
+                    f"te_{kind}{'_' + part if part else ''}_duration",
+                    f"{what} of an input to {kind} (s)",
+                    buckets=_DURATION_BUCKETS,
+                    registry=r,
+                )
+                for part, what in (
+                    ("", "Tokenization, queue and inference"),
+                    ("tokenization", "Tokenization"),
+                    ("queue", "Time queued"),
+                    ("inference", "Inference"),
+                )
+            }
+            for kind in ("embed", "predict")
+        }
+
+    def inputs_done(self, kind: str, n: int, tokenization: float, queue: float, inference: float) -> None:
+        """``n`` inputs of one request answered by ``kind`` (embed, predict): TEI's te_{kind}_success and
+        its per-input histograms, each input with its request's times (they are tokenized and queued
+        together)."""
+        (self.embed_success if kind == "embed" else self.predict_success).inc(n)
+        hists = self.per_input[kind]
+        for part, value in (
+            ("", tokenization + queue + inference),
+            ("tokenization", tokenization),
+            ("queue", queue),
+            ("inference", inference),
+        ):
+            for _ in range(n):
+                hists[part].observe(value)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format: counters under TEI's names, no ``_created`` series."""

@@ -210,19 +210,26 @@ def _values(srv, *names: str) -> list[float]:
 
 def test_embed_and_predict_counters_count_inputs_as_tei(base_server, tiny):
     """te_embed_count / te_predict_count and their _success are TEI's per-input counters without labels
-    (they counted requests, by a `method` label TEI's lack; the _success ones were missing)."""
+    (they counted requests, by a `method` label TEI's lack; the _success ones were missing), and TEI's
+    per-input histograms te_embed_duration, te_embed_{tokenization,queue,inference}_duration (te_predict_*
+    alike) take one observation per input answered (they were missing)."""
     names = ("te_embed_count", "te_embed_success", "te_predict_count", "te_predict_success")
-    before = _values(base_server, *names)
+    hists = tuple(
+        f"te_{kind}{part}_duration_count"
+        for kind in ("embed", "predict")
+        for part in ("", "_tokenization", "_queue", "_inference")
+    )
+    before = _values(base_server, *names, *hists)
     assert base_server.client.post("/embed", json={"inputs": ["the cat", "a dog", "sky"]}).status_code == 200
     assert base_server.client.post("/embed", json={"inputs": ["the cat", ""]}).status_code == 400
-    after = _values(base_server, *names)
-    assert [a - b for a, b in zip(after, before)] == [5, 3, 0, 0]
+    after = _values(base_server, *names, *hists)
+    assert [a - b for a, b in zip(after, before)] == [5, 3, 0, 0] + [3] * 4 + [0] * 4
     families = {f.name: f for f in base_server.state.metrics.registry.collect()}
     assert all(not s.labels for n in names for s in families[n].samples)
     with serving(model=tiny["classifier"]) as srv:
         r = srv.client.post("/predict", json={"inputs": [["the cat", "a dog"], ["sky"]]})
         assert r.status_code == 200, r.text
-        assert _values(srv, *names) == [0, 0, 2, 2]
+        assert _values(srv, *names, *hists) == [0, 0, 2, 2] + [0] * 4 + [2] * 4
 
 
 def test_a_route_the_model_cannot_serve_counts_as_a_request(base_server, tiny):
