@@ -108,7 +108,8 @@ class Server:
         self.spec = spec
         self.models = models
         self.tokenizer = Tokenizer(spec)
-        self.metrics = Metrics(spec.max_input_length)
+        tasks = ("predict",) if spec.kind in (CLASSIFIER, RERANKER) else ("embed",)
+        self.metrics = Metrics(spec.max_input_length, tasks)
         self.max_batch_tokens = default_max_batch_tokens(options, [m.device for m in models], spec)
         self.batcher = Batcher(models, self.max_batch_tokens, options.max_batch_requests, self.metrics)
         self.in_flight = 0

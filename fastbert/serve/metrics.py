@@ -45,13 +45,16 @@ class Counter:
     ``.labels(value).inc(n)``. Registered in a registry, ``registry.collect()`` yields it as a ``counter``
     family whose samples are named ``name``."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (), *, registry) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Iterable[str] = (), *, registry=None
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self._values: dict[tuple[str, ...], float] = {} if self.labelnames else {(): 0.0}
         self._lock = threading.Lock()
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
     def labels(self, *values: str) -> _Child:
         if len(values) != len(self.labelnames):
@@ -121,16 +124,23 @@ class _Families:
 
 
 class Metrics:
-    def __init__(self, max_input_length: int | None = None) -> None:
+    """The server's metrics. ``tasks``: which of TEI's per-task metrics (``te_embed_*``, ``te_predict_*``)
+    are exported, those of the served model's task (the other's could never change; TEI shows a metric only
+    once used); None: both."""
+
+    def __init__(self, max_input_length: int | None = None, tasks: tuple[str, ...] | None = None) -> None:
         r = self.registry = CollectorRegistry()
+        tasks = ("embed", "predict") if tasks is None else tasks
+        er = r if "embed" in tasks else None
+        pr = r if "predict" in tasks else None
         self.request_count = Counter("te_request_count", "Requests received", ["method"], registry=r)
         self.request_success = Counter("te_request_success", "Requests answered", ["method"], registry=r)
         self.request_failure = Counter("te_request_failure", "Requests failed", ["err"], registry=r)
         # TEI's per-input counters (its router runs each input of a request through Infer): unlabelled
-        self.embed_count = Counter("te_embed_count", "Inputs to embed", registry=r)
-        self.embed_success = Counter("te_embed_success", "Inputs embedded", registry=r)
-        self.predict_count = Counter("te_predict_count", "Inputs to classify or score", registry=r)
-        self.predict_success = Counter("te_predict_success", "Inputs classified or scored", registry=r)
+        self.embed_count = Counter("te_embed_count", "Inputs to embed", registry=er)
+        self.embed_success = Counter("te_embed_success", "Inputs embedded", registry=er)
+        self.predict_count = Counter("te_predict_count", "Inputs to classify or score", registry=pr)
+        self.predict_success = Counter("te_predict_success", "Inputs classified or scored", registry=pr)
         self.request_duration = Histogram(
             "te_request_duration", "Request duration (s)", buckets=_DURATION_BUCKETS, registry=r
         )
@@ -170,7 +180,7 @@ class Metrics:
                     f"te_{kind}{'_' + part if part else ''}_duration",
                     f"{what} of an input to {kind} (s)",
                     buckets=_DURATION_BUCKETS,
-                    registry=r,
+                    registry=er if kind == "embed" else pr,
                 )
                 for part, what in (
                     ("", "Tokenization, queue and inference"),

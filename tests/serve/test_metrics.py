@@ -225,7 +225,7 @@ def test_embed_and_predict_counters_count_inputs_as_tei(base_server, tiny):
     after = _values(base_server, *names, *hists)
     assert [a - b for a, b in zip(after, before)] == [5, 3, 0, 0] + [3] * 4 + [0] * 4
     families = {f.name: f for f in base_server.state.metrics.registry.collect()}
-    assert all(not s.labels for n in names for s in families[n].samples)
+    assert all(not s.labels for n in names[:2] for s in families[n].samples)
     with serving(model=tiny["classifier"]) as srv:
         r = srv.client.post("/predict", json={"inputs": [["the cat", "a dog"], ["sky"]]})
         assert r.status_code == 200, r.text
@@ -243,3 +243,15 @@ def test_a_route_the_model_cannot_serve_counts_as_a_request(base_server, tiny):
             ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}}),
         ):
             assert _posted(srv, path, body) == (424, 1, 0, {"model_type": 1}), path
+
+
+def test_only_the_served_tasks_per_task_metrics_are_exported(base_server, tiny):
+    """An embedding model's /metrics has no te_predict_* (they could never change), a classifier's no
+    te_embed_*; TEI shows a metric once used."""
+    types, _ = _types_and_samples(base_server.client.get("/metrics").text)
+    assert "te_embed_count" in types and "te_embed_duration" in types
+    assert not [n for n in types if n.startswith("te_predict_")], types
+    with serving(model=tiny["classifier"]) as srv:
+        types, _ = _types_and_samples(srv.client.get("/metrics").text)
+    assert "te_predict_count" in types and "te_predict_inference_duration" in types
+    assert not [n for n in types if n.startswith("te_embed_")], types
