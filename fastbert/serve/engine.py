@@ -227,8 +227,13 @@ def default_prompt(options: ServeOptions, prompts: dict[str, str]) -> str | None
 
 
 def default_devices(options: ServeOptions) -> list[torch.device]:
+    """The model workers' devices: ``options.devices`` (each refused with a ``ValueError`` naming
+    ``--devices`` when this machine lacks it: a CUDA device without CUDA was torch's AssertionError, a
+    traceback), else the first GPU, or the CPU."""
     if options.devices:
-        return [torch.device(d) for d in options.devices]
+        from ..devices import available_device
+
+        return [available_device(d, "--devices") for d in options.devices]
     return [torch.device("cuda:0" if torch.cuda.is_available() else "cpu")]
 
 

@@ -310,3 +310,17 @@ def test_a_port_already_in_use_is_one_line_and_exit_2(tiny, capsys):
         assert main(["serve", "--model", tiny["base"], "--host", "127.0.0.1", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"fastbert serve: error: cannot listen on 127.0.0.1:{port}: Address already in use", err
+
+
+def test_a_device_this_machine_lacks_is_one_line_and_exit_2(tiny, capsys):
+    """--devices naming a CUDA GPU this machine has not (any machine: one past its GPUs), or no device at
+    all: one line naming --devices, exit 2 (torch's AssertionError / RuntimeError traceback before)."""
+    import torch
+
+    from fastbert.cli import main
+
+    missing = f"cuda:{torch.cuda.device_count() + 7}"
+    for device, said in ((missing, f"--devices '{missing}': "), ("tpu", "--devices 'tpu' is not a device")):
+        assert main(["serve", "--model", tiny["base"], "--port", "0", "--devices", device]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"fastbert serve: error: {said}"), err
