@@ -15,13 +15,16 @@ alone is what the padded batch must give on its real tokens. The reference is fl
 a float32 reference PyTorch's own fp32 error would be zero, and the sdpa/triton fp32 rows, summing in another
 order, would break the rule). The exit status is 1
 when a row breaks the rule. A triton backend named where triton cannot run is refused (the model would
-fall back to sdpa under triton's name).
+fall back to sdpa under triton's name): no triton, a model on the CPU without ``TRITON_INTERPRET=1``, or a
+model the kernels do not take (a head dim over theirs, relative positions: the model warns that it fell
+back); a default backend the model falls back from is left out, saying why on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from dataclasses import dataclass
 
@@ -123,8 +126,12 @@ def run_check(
     cfg, path, inputs = _inputs(model, config, batch, seqlen)
     inputs = {k: v.to(dev) for k, v in inputs.items()}
     mask = inputs["attention_mask"].bool()
+    # the triton kernels run on a CUDA device, or on the CPU under the interpreter (``ops.resolve``'s rule):
+    # a model on the CPU of a CUDA machine falls back to sdpa
+    triton_runs = triton_available() and (dev.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
+    named = backends is not None
     if backends is None:
-        backends = ("eager", "sdpa") + (("triton",) if triton_available() else ())
+        backends = ("eager", "sdpa") + (("triton",) if triton_runs else ())
         if "triton" in backends and dev.type == "cuda":  # the default (CUDA graphs), the packed forward
             backends += (TRITON_EAGER, TRITON_PACKED)  # and the packed graphs
     triton_rows = [b for b in backends if b in ("triton", TRITON_EAGER, TRITON_PACKED)]
@@ -133,6 +140,11 @@ def run_check(
         raise ValueError(
             f"{triton_rows[0]} needs triton on a CUDA GPU (or TRITON_INTERPRET=1 on the CPU), which this "
             "machine lacks: leave it out of --attn-implementation"
+        )
+    if triton_rows and not triton_runs:
+        raise ValueError(
+            f"{triton_rows[0]} needs a CUDA device (or TRITON_INTERPRET=1 on the CPU), not {dev}: the model "
+            "would run sdpa under its name; leave it out of --attn-implementation or pass --device cuda"
         )
     if TRITON_PACKED in backends and dev.type != "cuda":
         raise ValueError(f"{TRITON_PACKED} replays CUDA graphs: it needs a CUDA device, not {dev}")
@@ -163,6 +175,28 @@ def run_check(
     @torch.no_grad()
     def run(m) -> torch.Tensor:
         return m(**inputs).last_hidden_state[mask]
+
+    skipped: set[str] = set()  # default backends the model cannot run (said once on stderr)
+
+    def run_backend(backend: str, dname: str) -> torch.Tensor | None:
+        """The output of ``backend``'s forward, or None (a default backend the model fell back from: its row
+        is left out). A backend that fell back (triton on a head dim over its kernel's, a relative position
+        embedding...) ran another backend's path: a row under its name would judge that path, and pass."""
+        m = build(backend, DTYPES[dname])
+        out = run(m)
+        fell_back = sorted(getattr(m, "_fallback_warned", ()))
+        if not fell_back:
+            return out
+        why = "; ".join(fell_back)
+        if named:
+            raise ValueError(
+                f"{backend} did not run its own path on this model in {dname} ({why}): a row under its name "
+                "would judge another backend's output; leave it out of --attn-implementation"
+            )
+        if backend not in skipped:
+            skipped.add(backend)
+            print(f"{backend} rows are skipped: the model does not run it ({why})", file=sys.stderr)
+        return None
 
     fast_ref = build("eager", torch.float64)
     # fastbert's float64 forward first: it checks the inputs on the host (ids beyond the model's vocab, a
@@ -228,7 +262,9 @@ def run_check(
             hf_out = {impl: run_hf(dtype, impl) for impl in hf_impls}
         torch_out = hf_out.get("eager", fast_eager)  # PyTorch's own error in this dtype
         for backend in backends:
-            out = fast_eager if backend == "eager" else run(build(backend, dtype))
+            out = fast_eager if backend == "eager" else run_backend(backend, dname)
+            if out is None:
+                continue
             verdict = judge(out, torch_out, ref, dtype)
             err = (out.double() - ref).abs()
             rows.append(Row(f"fastbert {backend}", dname, verdict.error, err.mean().item(), verdict.bound))

@@ -409,3 +409,56 @@ def test_check_fails_a_row_that_overflows_in_the_dtype(tmp_path, capsys):
     )
     out = capsys.readouterr()
     assert code == 1 and "FAIL" in out.out and "all rows within tolerance" not in out.out
+
+
+def _saved_bert(path, **config):
+    """A tiny fastbert BERT folder (random weights, a word-level vocab) for ``--model``."""
+    import fastbert
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "lazy", "dog"]
+    sizes = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20)
+    torch.manual_seed(0)
+    fastbert.BertModel(fastbert.BertConfig(vocab_size=len(vocab), **{**sizes, **config})).save_pretrained(
+        str(path)
+    )
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return str(path)
+
+
+def test_check_refuses_a_triton_row_that_fell_back_to_sdpa(tmp_path, monkeypatch, capsys):
+    """A model the triton kernels do not take (head dim 160, over the attention kernel's 128) falls back to
+    sdpa with a warning: its "fastbert triton" row was sdpa's output, judged and passed under triton's name
+    (a row that could not fail). Named, the backend is now refused naming the reason; by default its rows are
+    left out, saying why."""
+    import pytest
+
+    from fastbert.core import ops
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(ops, "triton_available", lambda: True)  # the fallback is decided before any kernel
+    folder = _saved_bert(tmp_path, hidden_size=160, num_attention_heads=1, intermediate_size=40)
+    args = dict(model=folder, dtypes=("fp32",), device="cpu", with_transformers=False)
+    for backend in ("triton", check.TRITON_EAGER):
+        with pytest.raises(ValueError, match=f"{backend} did not run its own path.*head dim 160"):
+            check.run_check(backends=("sdpa", backend), **args)
+    capsys.readouterr()
+    rows = check.run_check(**args)
+    assert [r.provider for r in rows] == ["fastbert eager", "fastbert sdpa"]
+    assert "triton rows are skipped" in capsys.readouterr().err
+
+
+def test_check_refuses_triton_on_the_cpu_of_a_cuda_machine(monkeypatch):
+    """On a CUDA machine (triton available), ``--device cpu`` without ``TRITON_INTERPRET=1`` runs the model's
+    triton backend as sdpa (the kernels need a CUDA device): the default rows held a "fastbert triton" row
+    of sdpa's output, and a named triton passed as sdpa. Now triton is no default row there, and named it is
+    refused before the model loads."""
+    import pytest
+
+    from fastbert.core import ops
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(ops, "triton_available", lambda: True)  # as on a CUDA machine
+    args = dict(config="tiny", dtypes=("fp32",), device="cpu", batch=3, seqlen=9, with_transformers=False)
+    with pytest.raises(ValueError, match="triton needs a CUDA device .*not cpu"):
+        check.run_check(backends=("eager", "triton"), **args)
+    assert [r.provider for r in check.run_check(**args)] == ["fastbert eager", "fastbert sdpa"]
