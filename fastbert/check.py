@@ -103,6 +103,32 @@ def _check_backend_names(backends: tuple[str, ...] | None) -> None:
             raise ValueError(f"unknown backend {backend!r} in --attn-implementation: use {', '.join(known)}")
 
 
+def _check_arguments(model, config, dtypes, backends, batch, seqlen) -> None:
+    """A ValueError/TypeError naming a bad argument of :func:`run_check` (a KeyError, an IndexError from
+    inside torch, or a string taken letter by letter, after the model had loaded)."""
+    if model is not None and config is not None:
+        raise ValueError(
+            "--model and --config exclude each other: --config checks random weights of a built-in config, "
+            "--model a model's own weights"
+        )
+    if config is not None and config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}; use one of {', '.join(sorted(CONFIGS))}")
+    for name, values in (("dtypes", dtypes), ("backends", backends)):
+        if isinstance(values, str):
+            raise TypeError(f"{name} is a tuple of names, not the string {values!r}")
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown:
+        raise ValueError(f"unknown dtypes {unknown}; use {sorted(DTYPES)}")
+    if not dtypes:
+        raise ValueError(f"no dtype to check; use one or more of {', '.join(sorted(DTYPES))}")
+    if backends is not None and not backends:
+        raise ValueError("no backend to check; use eager, sdpa, triton, ... (or None: every available one)")
+    _check_backend_names(backends)
+    for name, value in (("batch", batch), ("seqlen", seqlen)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def run_check(
     model: str | None = None,
     config: str | None = None,
@@ -119,8 +145,8 @@ def run_check(
     from .core.tolerances import judge
     from .hub import embedded_model_path
 
+    _check_arguments(model, config, dtypes, backends, batch, seqlen)  # before anything loads
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    _check_backend_names(backends)  # before the model loads
     if model is None and config is None:
         model = embedded_model_path()
     cfg, path, inputs = _inputs(model, config, batch, seqlen)

@@ -462,3 +462,32 @@ def test_check_refuses_triton_on_the_cpu_of_a_cuda_machine(monkeypatch):
     with pytest.raises(ValueError, match="triton needs a CUDA device .*not cpu"):
         check.run_check(backends=("eager", "triton"), **args)
     assert [r.provider for r in check.run_check(**args)] == ["fastbert eager", "fastbert sdpa"]
+
+
+def test_run_check_refuses_bad_arguments_before_anything_loads(monkeypatch):
+    """``run_check`` (the API under ``fastbert check``) took its arguments unchecked: an unknown dtype was a
+    KeyError after the float64 reference had run, an unknown config a KeyError, ``batch=0`` an IndexError
+    from inside torch, ``dtypes="fp32"`` the letters 'f', 'p'..., ``backends=()`` no fastbert row at all
+    (nothing judged: a check that passed), ``model`` with ``config`` ignored the model. Each is now refused
+    by name before the inputs or the model load."""
+    import pytest
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the inputs or the model loaded")
+
+    monkeypatch.setattr(check, "_inputs", no_load)
+    base = dict(config="tiny", dtypes=("fp32",), backends=("eager",), with_transformers=False)
+    for kw, error, said in (
+        (dict(dtypes=("fp8",)), ValueError, r"unknown dtypes \['fp8'\]"),
+        (dict(dtypes=()), ValueError, "no dtype to check"),
+        (dict(dtypes="fp32"), TypeError, "dtypes is a tuple of names"),
+        (dict(backends="sdpa"), TypeError, "backends is a tuple of names"),
+        (dict(backends=()), ValueError, "no backend to check"),
+        (dict(config="bert-huge"), ValueError, "unknown config 'bert-huge'; use one of bert-base"),
+        (dict(model="some/model"), ValueError, "--model and --config exclude each other"),
+        (dict(batch=0), ValueError, "batch must be a positive integer, got 0"),
+        (dict(seqlen=-3), ValueError, "seqlen must be a positive integer, got -3"),
+        (dict(batch=2.5), ValueError, "batch must be a positive integer"),
+    ):
+        with pytest.raises(error, match=said):
+            check.run_check(**{**base, **kw})
