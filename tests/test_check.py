@@ -491,3 +491,23 @@ def test_run_check_refuses_bad_arguments_before_anything_loads(monkeypatch):
     ):
         with pytest.raises(error, match=said):
             check.run_check(**{**base, **kw})
+
+
+def test_check_leaves_out_triton_bf16_rows_under_the_interpreter(monkeypatch, capsys):
+    """Triton's interpreter computes bf16 ``tl.dot`` wrongly (the kernel tests skip it there): ``TRITON_INTERPRET=1
+    fastbert check`` on the CPU showed ``fastbert triton bf16`` with an error of 5 and FAIL, exit 1, a failure
+    of triton's interpreter and not of fastbert. Those rows are left out, saying why on stderr; a check left
+    with no fastbert row to judge is refused rather than passed."""
+    import pytest
+
+    from fastbert.core import ops
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(ops, "triton_available", lambda: True)
+    args = dict(config="tiny", device="cpu", batch=3, seqlen=9, with_transformers=False)
+    rows = check.run_check(dtypes=("bf16",), backends=("eager", "triton", check.TRITON_EAGER), **args)
+    assert [(r.provider, r.dtype) for r in rows] == [("fastbert eager", "bf16")]
+    err = capsys.readouterr().err
+    assert "triton bf16 rows are skipped: triton's interpreter" in err and "triton-eager bf16" in err
+    with pytest.raises(ValueError, match="no fastbert row to judge"):
+        check.run_check(dtypes=("bf16",), backends=("triton",), **args)
