@@ -331,6 +331,14 @@ def _transformers_model(path, cfg, fast_model, dev):
 
     if path is not None:
         hf = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
+        kind = getattr(cfg, "position_embedding_type", "absolute")
+        if kind not in (None, "absolute") and not any("distance_embedding" in n for n in hf.state_dict()):
+            # transformers 5 dropped relative positions from BERT and runs such a model with absolute ones
+            # (no warning): as a reference it would fail every fastbert row, which follows transformers 4
+            raise ValueError(
+                f"transformers {transformers.__version__} ignores position_embedding_type={kind!r} "
+                "(fastbert follows transformers 4's relative positions)"
+            )
         return hf.to(device=dev, dtype=torch.float64).eval()
     hf = transformers.BertModel(transformers.BertConfig(**cfg.to_dict()), add_pooling_layer=True).eval()
     _set_attn(hf, "eager")

@@ -511,3 +511,19 @@ def test_check_leaves_out_triton_bf16_rows_under_the_interpreter(monkeypatch, ca
     assert "triton bf16 rows are skipped: triton's interpreter" in err and "triton-eager bf16" in err
     with pytest.raises(ValueError, match="no fastbert row to judge"):
         check.run_check(dtypes=("bf16",), backends=("triton",), **args)
+
+
+def test_check_on_a_relative_key_model_is_not_judged_against_absolute_positions(tmp_path, capsys):
+    """transformers 5 dropped BERT's relative positions ("relative_key", "relative_key_query") and loads
+    such a model with absolute ones, silently: as check's reference it failed every fastbert row (error ~2,
+    exit 1), fastbert being right by transformers 4. Where transformers' model has no distance embedding,
+    its rows are skipped (said on stderr) and fastbert's own float64 eager is the reference."""
+    import pytest
+
+    pytest.importorskip("transformers")
+    folder = _saved_bert(tmp_path, position_embedding_type="relative_key", max_position_embeddings=64)
+    rows = check.run_check(model=folder, dtypes=("fp32",), backends=("eager", "sdpa"), device="cpu")
+    judged = [r for r in rows if r.tolerance is not None]
+    assert len(judged) == 2 and all(r.ok for r in rows), rows
+    if not any(r.provider.startswith("transformers") for r in rows):  # transformers 5
+        assert "ignores position_embedding_type='relative_key'" in capsys.readouterr().err
