@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -409,6 +410,10 @@ def cli_main(args: argparse.Namespace) -> int:
     name = torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") else "cpu"
     if any(r.provider.startswith("transformers") for r in rows):
         reference = "transformers eager in float64 (tolerance: from transformers eager in each dtype)"
+    elif args.no_transformers:
+        reference = "fastbert eager in float64 (fastbert against itself: --no-transformers)"
+    elif importlib.util.find_spec("transformers") is not None:  # it could not load this model (said above)
+        reference = "fastbert eager in float64 (fastbert against itself: transformers cannot run this model)"
     else:
         reference = (
             "fastbert eager in float64 (fastbert against itself: install transformers to check against it)"

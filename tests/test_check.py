@@ -211,7 +211,7 @@ def test_check_header_names_the_reference():
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 0 and "fastbert against itself" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "fastbert against itself: --no-transformers" in proc.stdout, proc.stderr
 
 
 def test_check_draws_a_configs_weights_once(monkeypatch):
@@ -527,3 +527,20 @@ def test_check_on_a_relative_key_model_is_not_judged_against_absolute_positions(
     assert len(judged) == 2 and all(r.ok for r in rows), rows
     if not any(r.provider.startswith("transformers") for r in rows):  # transformers 5
         assert "ignores position_embedding_type='relative_key'" in capsys.readouterr().err
+
+
+def test_check_header_says_why_transformers_is_not_the_reference(tmp_path, capsys):
+    """With transformers installed but unable to serve as the reference (here: a relative_key model, which
+    transformers 5 runs with absolute positions), the header said "install transformers to check against
+    it". It now says which: transformers cannot run this model, or --no-transformers."""
+    import pytest
+
+    transformers = pytest.importorskip("transformers")
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("transformers 4 runs relative positions: it is the reference")
+    from fastbert.cli import main
+
+    folder = _saved_bert(tmp_path, position_embedding_type="relative_key", max_position_embeddings=64)
+    assert main(["check", "--model", folder, "--dtypes", "fp32", "--backends", "eager"]) == 0
+    out = capsys.readouterr().out
+    assert "transformers cannot run this model" in out and "install transformers" not in out, out
