@@ -244,6 +244,27 @@ def test_wrong_answers_get_no_time():
     assert _by(rows, "hf-sdpa")[0]["error"] <= _by(rows, "hf-sdpa")[0]["bound"]
 
 
+def test_a_fastbert_provider_that_fell_back_to_another_backend_gets_no_time(monkeypatch):
+    """fastbert-triton where its kernels cannot run (here: a CPU model without TRITON_INTERPRET) falls back to
+    sdpa with a warning and passes the gate: timed, its row showed sdpa's time under triton's name."""
+    import warnings
+
+    from fastbert.benchmark.providers import _build_fastbert
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    triton = fb.Provider("triton-here", "", _build_fastbert("triton"), converts=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = _run(
+            ["hf-sdpa", "fastbert-sdpa", "triton-here"], {"triton-here": triton}, shapes=("2x8", "2x4")
+        )
+    for r in _by(rows, "triton-here"):
+        assert r["status"] == "skipped" and r["median_ms"] is None, r
+        assert "did not run its own path" in r["note"] and "sdpa" in r["note"], r
+    for r in _by(rows, "fastbert-sdpa") + _by(rows, "hf-sdpa"):
+        assert r["status"] == "ok" and r["median_ms"] > 0 and "own path" not in r["note"], r
+
+
 def test_build_failure_is_reported_not_fatal():
     def build(ctx):
         raise RuntimeError("no kernel for this")

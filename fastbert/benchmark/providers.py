@@ -219,7 +219,21 @@ def _wrap(model, task: str) -> RunFn:
     def run(inputs):
         return task_output(task, model(**inputs), inputs["attention_mask"])
 
+    run.model = model  # what :func:`fallback_reasons` reads
     return run
+
+
+def fallback_reasons(fn: RunFn) -> list[str]:
+    """The fallbacks the fastbert model behind a provider's callable warned of (``fastbert-triton`` on a head
+    dim over the kernel's runs the sdpa path, with a warning): a row timed under the provider's name would
+    time another backend. Empty for a callable with no fastbert model behind it."""
+    model = getattr(fn, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return []
+    reasons: set[str] = set()
+    for m in model.modules():
+        reasons.update(getattr(m, "_fallback_warned", None) or ())
+    return sorted(reasons)
 
 
 def _build_hf(impl: str, dtype: torch.dtype | None = None) -> Callable[[BuildContext], RunFn]:

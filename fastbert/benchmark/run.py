@@ -26,7 +26,13 @@ from typing import Any
 import torch
 
 from fastbert.benchmark import report
-from fastbert.benchmark.providers import PROVIDERS, BuildContext, Provider, package_version
+from fastbert.benchmark.providers import (
+    PROVIDERS,
+    BuildContext,
+    Provider,
+    fallback_reasons,
+    package_version,
+)
 from fastbert.benchmark.suites import Group, suite_groups, tiny
 from fastbert.benchmark.timing import (
     Budget,
@@ -470,7 +476,16 @@ class Runner:
                     return _gate(self.registry[name], out, torch_out, ref, torch_dtype, mask)
 
                 calls = {name: (lambda i, fn=fn, x=inputs: fn(x)) for name, fn in fns.items()}
-                self._measure_row(group, calls, judge, info, flops=flops, units=shape.batch, note=source_note)
+                self._measure_row(
+                    group,
+                    calls,
+                    judge,
+                    info,
+                    flops=flops,
+                    units=shape.batch,
+                    note=source_note,
+                    fell_back=lambda name, fns=fns: "; ".join(fallback_reasons(fns[name])),
+                )
         finally:
             del fns, reference, plain, source
             shutil.rmtree(ctx.cache.get("tmpdir", ""), ignore_errors=True)
@@ -555,8 +570,11 @@ class Runner:
         first_calls: dict[str, Callable[[], Any]] | None = None,
         rounds: int | None = None,
         note: str = "",
+        fell_back: Callable[[str], str] | None = None,
     ) -> None:
-        """Gate, warm up and time one row's providers (interleaved); emits one row per provider."""
+        """Gate, warm up and time one row's providers (interleaved); emits one row per provider.
+        ``fell_back(name)``: why the provider's model ran another backend's path than its own (empty: it did
+        not); such a provider is refused after the gate's calls (its row would time that other path)."""
         device, opts = self.device, self.opts
         first: dict[str, float] = {}
         second: dict[str, float] = {}  # the gate's second call: a warm call, the round estimate
@@ -593,6 +611,15 @@ class Runner:
                 continue
             except Exception as e:
                 self.emit(self.row(group, provider=name, status="error", note=_why(e), **info))
+                continue
+            why = fell_back(name) if fell_back is not None else ""
+            if why:  # fastbert-triton on a model its kernels do not take ran sdpa under its name
+                refused = f"did not run its own path ({why}): its time would be another backend's"
+                self.emit(
+                    self.row(
+                        group, provider=name, status="skipped", first_call_s=first[name], note=refused, **info
+                    )
+                )
                 continue
             gated[name] = figures
             if not ok:
