@@ -655,6 +655,16 @@ def test_cli_options_and_overrides():
     assert resolve_groups(fb.BenchOptions(suite="gpu-e2e"), "cuda")[0].dtypes == ("bf16",)
 
 
+def test_a_provider_the_suite_has_no_rows_for_is_refused(capsys):
+    """``--providers hf-sdpa,st-torch`` on the quick suite (tensor rows only) dropped st-torch without a word:
+    the run printed hf-sdpa's rows as if st-torch had been asked for nothing. Refused, exit 2, before any row."""
+    argv = ["bench", "--device", "cpu", "--no-plots", "--providers", "hf-sdpa,st-torch"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "provider 'st-torch' runs sentences rows, which --suite quick does not have" in err, err
+    assert "--suite cpu" in err
+
+
 @pytest.mark.parametrize("flag", ["--providers", "--models", "--shapes", "--tasks", "--dtypes"])
 def test_a_list_flag_that_names_nothing_is_refused(flag, capsys):
     """``--providers ,`` (or ``--shapes ""``) was an empty list, read as "not given": the suite's own list ran,

@@ -226,6 +226,16 @@ def resolve_groups(
         for m in g.models if g.kind == "tensor" else ():
             model_source(m)  # an unknown name or a missing folder fails before anything loads
         out.append(g)
+    # a provider no group takes (a sentences provider in a suite of tensor rows) was dropped without a word
+    taken = {p for g in out for p in g.providers}
+    for p in opts.providers or ():
+        if p not in taken:
+            kind = registry[p].kind
+            where = " (sentence-transformers rows: --suite cpu)" if kind == "sentences" else ""
+            raise ValueError(
+                f"provider {p!r} runs {kind} rows, which --suite {opts.suite} does not have: it would not "
+                f"run{where}"
+            )
     return out
 
 
