@@ -545,6 +545,27 @@ def test_scaling_plot_interrupted_while_written_keeps_the_earlier_one(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["scaling.png"]
 
 
+def test_a_provider_cut_before_any_shape_is_named_in_the_table():
+    """A provider the budget cut while it was built has a row without a shape and a time: it was in no table
+    cell and in no note, so TABLE.md did not say it had been asked for."""
+    base = dict(group="quick", model="tiny", task="model", dtype="fp32", baseline="hf-sdpa", note="")
+    rows = [
+        dict(base, provider="hf-sdpa", shape="2x8", tokens=16, status="ok", median_ms=1.0, ratio=1.0),
+        dict(base, provider="fastbert-int8", status="cut", note="time budget spent while building"),
+        dict(
+            base,
+            provider="fastbert-sdpa",
+            shape="2x8",
+            tokens=16,
+            status="cut",
+            note="time budget spent: no time",
+        ),
+    ]
+    text = report.summary_markdown(rows)
+    assert "`fastbert-int8` (tiny fp32): cut: time budget spent while building" in text, text
+    assert "`fastbert-sdpa` (tiny fp32 2x8): cut: time budget spent: no time" in text, text
+
+
 def test_format_table():
     text = fb.format_table(["name", "ms"], [["a", 1.5], ["longer", 12.25], ["c", None]])
     lines = text.splitlines()

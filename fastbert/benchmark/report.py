@@ -199,10 +199,11 @@ def group_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[st
         }
         head = ["model", "task", "dtype", "shape", "real tokens"] + providers
         body = [list(k) + [result_cell(cells.get((*k, p))) for p in providers] for k in keys]
-        notes = _ordered(
-            f"`{r['provider']}` ({r.get('model')} {r.get('dtype')}): {r['status']}: {r['note']}"
+        notes = _ordered(  # a cut row with no time (its build or first call ran out of the budget) too
+            f"`{r['provider']}` ({' '.join(str(r[k]) for k in ('model', 'dtype', 'shape') if r.get(k))}): "
+            f"{r['status']}: {r['note']}"
             for r in rs
-            if r["status"] in ("skipped", "wrong", "error") and r.get("note")
+            if (r["status"] in ("skipped", "wrong", "error") or r.get("median_ms") is None) and r.get("note")
         )
         out.append((group, markdown_table(head, body) if body else "", notes))
     return out
