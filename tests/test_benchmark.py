@@ -593,6 +593,10 @@ def test_shapes():
     for bad in ("8by128", "8x128p100", "4xskewed9-3", "0x128", "8x0", "0xskewed8-256"):
         with pytest.raises(ValueError, match="shape"):
             fb.parse_shape(bad)
+    # more padding than the shape can hold ran as less under the asked-for label: 1x128p75 had none
+    for bad, most in (("1x128p75", "at most 0% padding"), ("4x4p90", "at most 56% padding")):
+        with pytest.raises(ValueError, match=most):
+            fb.parse_shape(bad)
     inp = fb.make_inputs(fb.parse_shape("5xskewed8-64"), vocab_size=512, device="cpu")
     assert inp["attention_mask"].sum(1).tolist() == fb.parse_shape("5xskewed8-64").lengths()
     assert (inp["input_ids"][inp["attention_mask"] == 0] == 0).all()

@@ -191,9 +191,18 @@ def parse_shape(text: str) -> Shape:
         pct = int(m.group(3) or 0)
         if not 0 <= pct < 100:
             raise ValueError(f"shape {text!r}: the padding percentage must be in [0, 100)")
-        if int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        batch, seqlen = int(m.group(1)), int(m.group(2))
+        if batch < 1 or seqlen < 1:
             raise ValueError(f"shape {text!r}: the batch and the length must be at least 1")
-        return Shape(batch=int(m.group(1)), seqlen=int(m.group(2)), pad_pct=pct)
+        # the first row is full, each other holds at least one token: more padding than that ran as less
+        # under the asked-for label (1x128p75 was a batch without padding, 4x4p90 had 56%)
+        most = 100 * (batch - 1) * (seqlen - 1) / (batch * seqlen)
+        if pct > most:
+            raise ValueError(
+                f"shape {text!r}: {batch} row(s) of {seqlen} tokens hold at most {most:.0f}% padding (the first "
+                "row is full, each other has at least one token)"
+            )
+        return Shape(batch=batch, seqlen=seqlen, pad_pct=pct)
     m = re.fullmatch(r"(\d+)x(uniform|skewed)(\d+)-(\d+)", t)
     if m:
         lo, hi = int(m.group(3)), int(m.group(4))
