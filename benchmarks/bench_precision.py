@@ -348,17 +348,41 @@ def main(argv: list[str]) -> None:
             print(json.dumps(r))
 
 
+def _checked_providers(what: str, argv: list[str]) -> tuple[str, ...]:
+    """The providers of a timed command, refused (exit 2) before anything loads when one is unknown or of the
+    other kind, or when the two the rows are measured against are missing (a KeyError after the builds)."""
+    from fastbert.benchmark.providers import PROVIDERS
+
+    encode = what == "encode"
+    default, kind = (SENTENCE_PROVIDERS, "sentences") if encode else (TENSOR_PROVIDERS, "tensor")
+    chosen = tuple(n.strip() for n in argv[2].split(",") if n.strip()) if len(argv) > 2 else default
+    needed = ("st-torch", "st-fastbert") if encode else ("hf-sdpa", "fastbert-sdpa")
+    why = None
+    for name in chosen:
+        if name not in PROVIDERS:
+            why = f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}"
+        elif PROVIDERS[name].kind != kind:
+            why = f"{name} is a {PROVIDERS[name].kind} provider: {what} takes {kind} providers"
+        if why:
+            break
+    missing = [n for n in needed if n not in chosen]
+    if why is None and missing:
+        why = f"{what} needs {' and '.join(needed)} among the providers (its speed-ups and cosines are against them)"
+    if why is None and encode and len(argv) > 1 and not argv[1].isdigit():
+        why = f"encode takes a number of sentences, got {argv[1]!r}"
+    if why:
+        print(f"bench_precision.py {what}: {why}", file=sys.stderr)
+        raise SystemExit(2)
+    return chosen
+
+
 def _timed_rows(what: str, argv: list[str]) -> list[dict]:
     model = argv[1] if len(argv) > 1 else "minilm"
-    chosen = tuple(argv[2].split(",")) if len(argv) > 2 else TENSOR_PROVIDERS
+    chosen = _checked_providers(what, argv)
     return {
         "dense": lambda: tensor_rows("32x128", rounds=5, model=model, providers=chosen),
         "skewed": lambda: tensor_rows("32xskewed8-256", rounds=5, model=model, providers=chosen),
-        "encode": lambda: encode_rows(
-            int(argv[1]) if len(argv) > 1 else 800,
-            rounds=2,
-            providers=tuple(argv[2].split(",")) if len(argv) > 2 else SENTENCE_PROVIDERS,
-        ),
+        "encode": lambda: encode_rows(int(argv[1]) if len(argv) > 1 else 800, rounds=2, providers=chosen),
     }[what]()
 
 

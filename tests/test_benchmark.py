@@ -1106,6 +1106,35 @@ def test_precision_script_answers_help_and_refuses_an_unknown_command(capsys):
     assert e.value.code == 2 and "unknown command 'dnse'" in capsys.readouterr().out
 
 
+def test_precision_script_refuses_providers_it_cannot_measure_against(capsys, monkeypatch):
+    """``bench_precision.py dense tiny fastbert-int8`` built every provider, ran them, then ended in a KeyError
+    ('hf-sdpa', the baseline of its speed-ups); an unknown or sentence provider was a KeyError / a crash too.
+    Each is one line, exit 2, before any model loads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_precision
+    finally:
+        sys.path.pop(0)
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("fastbert.benchmark.workloads.load_source_model", no_load)
+    monkeypatch.setattr(bench_precision, "tensor_rows", no_load)
+    monkeypatch.setattr(bench_precision, "encode_rows", no_load)
+    for argv, said in (
+        (["dense", "tiny", "fastbert-int8"], "needs hf-sdpa and fastbert-sdpa"),
+        (["skewed", "tiny", "hf-sdpa,fastbert-sdpa,nope"], "unknown provider 'nope'"),
+        (["dense", "tiny", "hf-sdpa,fastbert-sdpa,st-torch"], "st-torch is a sentences provider"),
+        (["encode", "100", "st-torch,st-fastbert-int8"], "needs st-torch and st-fastbert"),
+        (["encode", "many"], "takes a number of sentences"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            bench_precision.main(argv)
+        assert e.value.code == 2, argv
+        assert said in capsys.readouterr().err, argv
+
+
 def test_a_sigterm_to_the_long_suite_kills_its_measuring_process(tmp_path):
     """--suite long measures in child processes of their own session: a SIGTERM to the bench ended it at once
     and left the child measuring (up to 900 s, GBs at long lengths); now the child is killed with it."""
