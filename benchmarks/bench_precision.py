@@ -98,10 +98,19 @@ def _cosines(out: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) ->
     return round(cos.min().item(), 5), round(cos.mean().item(), 5)
 
 
-def _interleaved(fns: dict, arg, rounds: int) -> dict[str, float]:
+def _interleaved(fns: dict, arg, rounds: int, seed: int = 0) -> dict[str, float]:
+    """Median seconds per provider over ``rounds`` rounds, each calling every provider once in a fresh
+    random order, as ``fastbert bench`` does (a fixed order put each provider after the same one in every
+    round: the cache state it found and the drift within a round were the same each time)."""
+    import random
+
+    rng = random.Random(seed)
     times = {n: [] for n in fns}
     for _ in range(rounds):
-        for n, fn in fns.items():
+        order = list(fns)
+        rng.shuffle(order)
+        for n in order:
+            fn = fns[n]
             t = time.perf_counter()
             fn(arg)
             times[n].append(time.perf_counter() - t)

@@ -1135,6 +1135,21 @@ def test_precision_script_refuses_providers_it_cannot_measure_against(capsys, mo
         assert said in capsys.readouterr().err, argv
 
 
+def test_precision_script_interleaves_in_a_fresh_order_each_round():
+    """Its rounds called the providers in one fixed order: not interleaved as the README table says."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_precision
+    finally:
+        sys.path.pop(0)
+    calls: list[str] = []
+    fns = {n: (lambda arg, n=n: calls.append(n)) for n in "abcd"}
+    medians = bench_precision._interleaved(fns, None, rounds=12)
+    assert set(medians) == set("abcd") and len(calls) == 48
+    orders = {tuple(calls[i : i + 4]) for i in range(0, 48, 4)}
+    assert all(sorted(o) == list("abcd") for o in orders) and len(orders) > 1
+
+
 def test_a_sigterm_to_the_long_suite_kills_its_measuring_process(tmp_path):
     """--suite long measures in child processes of their own session: a SIGTERM to the bench ended it at once
     and left the child measuring (up to 900 s, GBs at long lengths); now the child is killed with it."""
