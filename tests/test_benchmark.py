@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -769,6 +770,11 @@ def test_sentence_rows_on_the_embedded_minilm(monkeypatch):
     assert by["st-torch"]["ratio"] == 1.0 and by["st-fastbert"]["ratio"] > 0
     assert by["st-onnx"]["status"] == "skipped" or by["st-onnx"]["status"] == "ok"
     assert "10 sentences" in by["st-torch"]["shape"]
+    assert "each round encodes 1/5 of it" in by["st-torch"]["note"]
+    # --min-rounds over 5: that many slices of the corpus, and the note says so (it said "a fifth")
+    opts = fb.BenchOptions(groups=[replace(group, providers=("st-torch",))], **{**FAST, "min_rounds": 6})
+    (row,) = fb.run_benchmark(opts, log=lambda s: None)["rows"]
+    assert row["rounds"] == 6 and "each round encodes 1/6 of it" in row["note"], row
 
 
 # ---------------------------------------------------------------- reduced-precision rivals (issue 28)

@@ -542,7 +542,7 @@ class Runner:
         )
         fns = self._build(group, names, ctx, dtype, where | {"shape": shape})
         rounds = max(self.opts.min_rounds, 5)
-        slices = [corpus[i::rounds] for i in range(rounds)]  # each round encodes one fifth of the corpus
+        slices = [corpus[i::rounds] for i in range(rounds)]  # each round encodes 1/rounds of the corpus
         info = dict(where, shape=shape, batch=group.batch_size, dtype=dtype)
 
         def judge(name, out):
@@ -560,7 +560,7 @@ class Runner:
                 first_calls=first,
                 rounds=rounds,
                 note=f"corpus of {len(corpus)} sentences, {lo}-{hi} words (skewed), batch_size={group.batch_size}; "
-                f"each round encodes a fifth",
+                f"each round encodes 1/{rounds} of it",
             )
         finally:
             del fns
