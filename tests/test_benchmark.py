@@ -266,6 +266,27 @@ def test_a_fastbert_provider_that_fell_back_to_another_backend_gets_no_time(monk
         assert r["status"] == "ok" and r["median_ms"] > 0 and "own path" not in r["note"], r
 
 
+def test_an_int8_provider_whose_calibration_kept_every_linear_fp32_is_refused(monkeypatch):
+    """fastbert.quantize keeps a linear in fp32 when int8 costs more cosine than allowed; with every linear kept
+    (a warning) the model ran fp32 and fastbert-int8's row timed it under int8's name."""
+    import warnings
+
+    import fastbert
+
+    why = fb.PROVIDERS["fastbert-int8"].unavailable("cpu", torch.float32)
+    if why:
+        pytest.skip(why)
+    real = fastbert.quantize
+    # the real quantizer with a bar no int8 linear can pass: calibration keeps them all in fp32
+    monkeypatch.setattr(fastbert, "quantize", lambda model, q, **kw: real(model, q, **kw, min_cosine=1.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = _run(["hf-sdpa", "fastbert-int8"], {})
+    (row,) = _by(rows, "fastbert-int8")
+    assert row["status"] == "error" and row["median_ms"] is None, row
+    assert "no linear runs int8" in row["note"] and "0/" in row["note"], row
+
+
 def test_build_failure_is_reported_not_fatal():
     def build(ctx):
         raise RuntimeError("no kernel for this")

@@ -317,9 +317,22 @@ def _build_fastbert_precision(precision: str) -> Callable[[BuildContext], RunFn]
             ids = torch.randint(5, model.config.vocab_size, (8, 64), generator=g)
             calibration = [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}]
         fastbert.quantize(model, "int8", tokenizer=tokenizer, calibration=calibration)
+        _check_reduced(model, "int8")
         return _wrap(model, ctx.task)
 
     return build
+
+
+def _check_reduced(model, method: str) -> None:
+    """A RuntimeError when ``fastbert.quantize`` left no linear of ``model`` in ``method`` (calibration kept
+    them all in fp32, with a warning): the row would time fp32 under the int8 provider's name."""
+    reports = {id(r): r for m in model.modules() if (r := m.__dict__.get("quantization")) is not None}
+    if not any(getattr(r, "reduced", 0) for r in reports.values()):
+        said = "; ".join(map(repr, reports.values())) or "not quantized"
+        raise RuntimeError(
+            f"no linear runs {method} ({said}): the model runs fp32, and a row under this provider's name "
+            "would time fp32"
+        )
 
 
 def _precision_missing(precision: str) -> Callable[[str, torch.dtype], str | None]:
@@ -524,6 +537,7 @@ def _build_st(backend: str) -> Callable[[BuildContext], RunFn]:
             import fastbert
 
             model = fastbert.accelerate(_st_model(ctx), quantization="int8")
+            _check_reduced(model, "int8")
         elif backend == "fastbert-bf16":
             import fastbert
 
