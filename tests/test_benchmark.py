@@ -723,10 +723,16 @@ def test_a_list_flag_that_names_nothing_is_refused(flag, capsys):
     assert f"argument {flag}: names nothing" in err, err
 
 
-def test_cli_refuses_bad_tasks_and_shapes_before_running(capsys):
+def test_cli_refuses_bad_tasks_and_shapes_before_running(capsys, monkeypatch):
     """``--tasks nope`` ran the whole quick suite (every row an IndexError); ``--shapes 0x128`` / ``8x0`` failed
     inside the run; a shape longer than the model takes was dropped without a word. Each is one line, exit 2,
-    before anything loads."""
+    before anything loads (a model load fails the test; no clock)."""
+    import fastbert.benchmark.run as bench_run
+
+    def no_load(*args, **kwargs):
+        raise AssertionError(f"a model was loaded for a refused command: {args}")
+
+    monkeypatch.setattr(bench_run, "load_source_model", no_load)
     for args, said in (
         (["--tasks", "nope"], "unknown task 'nope'; known: model, mlm, embed"),
         (["--shapes", "0x128"], "shape '0x128': the batch and the length must be at least 1"),
@@ -734,9 +740,8 @@ def test_cli_refuses_bad_tasks_and_shapes_before_running(capsys):
         (["--shapes", "4x600"], "shape '4x600' is 600 tokens long: model 'tiny' takes at most 512"),
         (["--models", "tiny-xlm-roberta", "--shapes", "2x130"], "model 'tiny-xlm-roberta' takes at most 128"),
     ):
-        t0 = time.perf_counter()
         assert cli_main(["bench", "--models", "tiny", "--device", "cpu", "--no-plots", *args]) == 2, args
-        assert said in capsys.readouterr().err and time.perf_counter() - t0 < 20, args
+        assert said in capsys.readouterr().err, args
 
 
 def test_cli_refuses_an_unknown_model_before_anything_runs(tmp_path, capsys):
