@@ -112,24 +112,24 @@ _UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "decoder_start_token_id": None,
 }
 
-# transformers 5.25's settings that default to None and are not listed above
-for _name in (
-    "assistant_early_exit",
+#: transformers 5.25's settings that default to None, are not listed above, and are read only in assisted
+#: generation or change how it computes, not the tokens (caches, compilation)
+_NONE_DEFAULTS_WITHOUT_EFFECT = (
     "assistant_ensemble_weight",
     "assistant_lookbehind",
     "target_lookbehind",
     "max_matching_ngram_size",
     "is_assistant",
     "speculation_type",
-    "use_mtp",
-    "token_healing",
     "cache_config",
     "max_cache_len",
     "compile_config",
     "disable_compile",
     "prefill_chunk_size",
     "continuous_batching_config",
-):
+)
+# ... and those that change the output
+for _name in ("assistant_early_exit", "use_mtp", "token_healing", *_NONE_DEFAULTS_WITHOUT_EFFECT):
     _UNSUPPORTED_DEFAULTS.setdefault(_name, None)
 
 #: settings transformers 5.25 reads only in a mode fastbert refuses anyway (beam search, assisted generation,
@@ -143,20 +143,9 @@ _NO_EFFECT = {
     "num_assistant_tokens",
     "num_assistant_tokens_schedule",
     "assistant_confidence_threshold",
-    "assistant_ensemble_weight",
-    "assistant_lookbehind",
-    "target_lookbehind",
-    "max_matching_ngram_size",
-    "is_assistant",
-    "speculation_type",
     "decoder_start_token_id",
     "cache_implementation",
-    "cache_config",
-    "max_cache_len",
-    "compile_config",
-    "disable_compile",
-    "prefill_chunk_size",
-    "continuous_batching_config",
+    *_NONE_DEFAULTS_WITHOUT_EFFECT,
 }
 
 #: processors transformers applies only when sampling (``do_sample=True``): greedy search ignores them
