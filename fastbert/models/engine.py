@@ -927,10 +927,11 @@ class BertModel(BertPreTrainedModel):
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1], past_length=past_length)
         splits = checked.restarts and past is None and not keeps and not torch.compiler.is_compiling()
+        seg = _Segments.of(inputs.position_ids, checked.batch, checked.seqlen) if splits else None
         if inputs.sequence_kwargs:
-            self._check_sequence_kwargs(inputs, checked, splits)
-        if splits:
-            return self._encode_segments(inputs, checked, keep_packed, allow_pack)
+            self._check_sequence_kwargs(inputs, checked, seg)
+        if seg is not None:
+            return self._encode_segments(inputs, seg, keep_packed, allow_pack)
         no_real_tokens = checked.seqlens_host is not None and not any(checked.seqlens_host)
         ops = self._resolve(output_attentions, past, no_real_tokens, inputs, checked.batch)
         attention_dropout = self.training and cfg.attention_probs_dropout_prob > 0
@@ -1000,28 +1001,29 @@ class BertModel(BertPreTrainedModel):
             enc.sequence, enc.packing = enc.last_hidden_state, None
         return enc
 
-    def _check_sequence_kwargs(self, inputs: BertInputs, checked: _Checked, splits: bool) -> None:
+    def _check_sequence_kwargs(self, inputs: BertInputs, checked: _Checked, seg: _Segments | None) -> None:
         """transformers' ``cu_seq_lens_q/k``, ``max_length_q/k`` and ``seq_idx`` (a padding-free collator's)
-        must mark the sequences this call attends within: those the position ids mark where ``splits``
-        (restarting, no attention_mask, no cache), else each row as one. More host reads, only where given."""
+        must mark the sequences this call attends within: ``seg``, those the position ids mark (restarting, no
+        attention_mask, no cache), else each row as one. More host reads, only where given."""
         batch, seqlen = checked.batch, checked.seqlen
         rows = torch.arange(batch * seqlen, device=inputs.reference.device) % seqlen == 0
-        if splits:
-            starts = _segment_starts(inputs.position_ids.expand(batch, seqlen)).flatten()
+        if seg is not None:
+            starts = torch.zeros_like(rows)
+            starts[list(seg.starts)] = True
+            first = list(seg.starts)
             how = "the sequences the position_ids mark"
         elif self.splits_restarting_positions:
-            starts = rows
+            starts, first = rows, list(range(0, batch * seqlen, seqlen))
             how = (
                 "this call attends across each row (the position_ids mark sequences only where they restart, "
                 "without attention_mask and without a cache)"
             )
         else:
-            starts = rows
+            starts, first = rows, list(range(0, batch * seqlen, seqlen))
             how = (
                 f"{type(self).__name__} attends across each row (transformers 5 builds its mask without the "
                 "position ids)"
             )
-        first = host_read(torch.nonzero(starts).flatten())
         bounds = [*first, batch * seqlen]
         longest = max(b - a for a, b in zip(bounds, bounds[1:]))
         why = (
@@ -1057,19 +1059,18 @@ class BertModel(BertPreTrainedModel):
                 raise ValueError(f"seq_idx marks other sequences than {why}")
 
     def _encode_segments(
-        self, inputs: BertInputs, checked: _Checked, keep_packed: bool, allow_pack: bool
+        self, inputs: BertInputs, seg: _Segments, keep_packed: bool, allow_pack: bool
     ) -> Encoded:
         """A batch whose position ids restart within a row, without attention_mask (a padding-free collator's
         packed rows): each packed sequence attends only to itself, as in transformers 5. The sequences are
         encoded as the rows of a padded batch with its mask, and every output is put back in the (B, L)
         layout: per-token states in place, the pooler's output of each row's first sequence (its position 0),
         attention weights as blocks on the diagonal."""
-        seg = _Segments.of(inputs.position_ids, checked.batch, checked.seqlen)
         picks = torch.tensor(seg.rows, device=seg.packing.indices.device)
         enc, enc_mask = inputs.encoder_hidden_states, inputs.encoder_attention_mask
-        if enc is not None and enc.shape[0] == checked.batch:
+        if enc is not None and enc.shape[0] == seg.batch:
             enc = enc.index_select(0, picks)
-        if enc_mask is not None and enc_mask.shape[0] == checked.batch:
+        if enc_mask is not None and enc_mask.shape[0] == seg.batch:
             enc_mask = enc_mask.index_select(0, picks)
         split = dataclasses.replace(
             inputs,
