@@ -147,6 +147,7 @@ def run_check(
     from .core.ops import triton_available
     from .core.tolerances import judge
     from .hub import embedded_model_path
+    from .model_api import fallbacks_of
 
     _check_arguments(model, config, dtypes, backends, batch, seqlen)  # before anything loads
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -224,7 +225,7 @@ def run_check(
             return None
         m = build(backend, DTYPES[dname])
         out = run(m)
-        fell_back = sorted(getattr(m, "_fallback_warned", ()))
+        fell_back = fallbacks_of(m)
         if not fell_back:
             return out
         why = "; ".join(fell_back)

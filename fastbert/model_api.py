@@ -524,6 +524,16 @@ def quantization_of(model: nn.Module) -> Any:
     return next((r for r in reports if r is not None), None)
 
 
+def fallbacks_of(model: nn.Module) -> list[str]:
+    """The fallbacks a fastbert model (or a module of it: a head model's base warns) warned of, sorted: the
+    reasons a backend it was asked for ran another backend's path (``fastbert check`` and ``fastbert bench``
+    refuse a row under the asked backend's name then). Empty for a model that did not fall back."""
+    reasons: set[str] = set()
+    for m in model.modules():
+        reasons.update(m.__dict__.get("_fallback_warned") or ())
+    return sorted(reasons)
+
+
 def _context_tensors(value: Any, found: dict[int, torch.Tensor], depth: int = 0) -> None:
     """The tensors that need grad inside a layer's context (dataclasses, mappings, tuples), by id."""
     if depth > 6 or isinstance(value, nn.Module):

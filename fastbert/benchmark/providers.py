@@ -227,13 +227,10 @@ def fallback_reasons(fn: RunFn) -> list[str]:
     """The fallbacks the fastbert model behind a provider's callable warned of (``fastbert-triton`` on a head
     dim over the kernel's runs the sdpa path, with a warning): a row timed under the provider's name would
     time another backend. Empty for a callable with no fastbert model behind it."""
+    from fastbert.model_api import fallbacks_of
+
     model = getattr(fn, "model", None)
-    if not isinstance(model, torch.nn.Module):
-        return []
-    reasons: set[str] = set()
-    for m in model.modules():
-        reasons.update(getattr(m, "_fallback_warned", None) or ())
-    return sorted(reasons)
+    return fallbacks_of(model) if isinstance(model, torch.nn.Module) else []
 
 
 def _build_hf(impl: str, dtype: torch.dtype | None = None) -> Callable[[BuildContext], RunFn]:
