@@ -480,6 +480,45 @@ def test_resume_of_another_job_refused(tmp_path, models):
     assert m["total_rows"] == 51 and m["job"]["model"] == models["other"]
 
 
+def test_an_overwrite_stopped_while_it_removes_the_files_leaves_them_owned(tmp_path, models, monkeypatch):
+    """--overwrite removes the previous run's files before it writes its own: stopped meanwhile (Ctrl-C,
+    SIGKILL), the manifest went first and the shards left were named by no manifest, so every later run,
+    --overwrite too, refused the folder. The manifest now goes last, no longer saying complete: the folder
+    is not read as the whole dataset, and a rerun (the new job with --overwrite, or the old one) goes on."""
+    import fastbert.embed.resume as resume
+
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis is a city\nthe river\n")
+    out = tmp_path / "out"
+    old = dict(model=models["base"], shard_rows=1, progress=False)
+    embed([str(path)], str(out), **old)  # 3 shards
+    remove, removed = os.remove, []
+
+    def interrupted_remove(p, *a, **kw):
+        if removed and os.path.basename(p) != LOCK_NAME:  # Ctrl-C after the first file
+            raise KeyboardInterrupt
+        removed.append(os.path.basename(p))
+        remove(p, *a, **kw)
+
+    monkeypatch.setattr(resume.os, "remove", interrupted_remove)
+    with pytest.raises(KeyboardInterrupt):
+        embed([str(path)], str(out), model=models["base"], shard_rows=2, overwrite=True, progress=False)
+    monkeypatch.setattr(resume.os, "remove", remove)
+    assert removed[0] == "part-00000.parquet"
+    with open(out / MANIFEST, encoding="utf-8") as f:
+        assert json.load(f)["status"] == "running"  # not the whole dataset any more
+    with pytest.raises(ValueError, match="not a finished fastbert embed output"):
+        read_output(str(out))
+    m = embed([str(path)], str(out), **old)  # the old job resumes: the removed shard computed again
+    assert m["status"] == "complete" and m["total_rows"] == 3 and len(m["shards"]) == 3
+    m = embed([str(path)], str(out), model=models["base"], shard_rows=2, overwrite=True, progress=False)
+    assert m["status"] == "complete" and len(m["shards"]) == 2
+    assert sorted(n for n in os.listdir(out) if n.endswith(".parquet")) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+
+
 def test_text_csv_float16_and_row_number_ids(tmp_path, models):
     rng = random.Random(3)
     texts = [text(rng) for _ in range(30)]

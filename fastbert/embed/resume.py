@@ -27,7 +27,7 @@ from typing import Any
 
 from fastbert.output_files import is_temp_name
 
-from .inputs import filesystem, is_uri, stat
+from .inputs import filesystem, is_uri, join, stat
 from .job import Job, model_fingerprint, normalize_dtype, pinned_commit
 from .lock import LOCK_NAME, FolderLock
 from .manifest import (
@@ -55,7 +55,8 @@ class OutputFolder:
         self.manifest_path = manifest_path(output)
         self.previous: dict[str, Any] | None = None  # the manifest of the run to resume
         self.legacy = False  # the previous manifest has the old name
-        self.remove: list[str] = []  # what --overwrite removes when the run starts
+        self.remove: list[str] = []  # what --overwrite removes when the run starts (its manifest last)
+        self.replaced: dict[str, Any] | None = None  # the manifest of the run --overwrite replaces
         self.owned: set[str] = set()
         self.ray_prefix: str | None = None
         self.lock: FolderLock | None = None  # held from inspect (or start, for a new folder) to release
@@ -126,7 +127,9 @@ class OutputFolder:
                 # --column): nothing to keep consistent with, so a corrected run starts over
                 overwrite = True
         if overwrite:
-            self.remove = sorted(n for n in names if self.owns(n))
+            # the manifest last: a run stopped while it removes the files leaves them named by it
+            self.remove = sorted((n for n in names if self.owns(n)), key=lambda n: (_is_manifest_name(n), n))
+            self.replaced = previous
         elif previous is not None and engine == "ray":
             raise ValueError(
                 f"{output} holds a previous run's output: the Ray engine does not resume (Ray retries "
@@ -188,6 +191,7 @@ class OutputFolder:
     def start(self, manifest: dict[str, Any]) -> None:
         """The first write of the run: the folder made, the previous run's files removed (--overwrite), its
         old-named manifest moved, a killed run's temporaries removed, the manifest written (a new run)."""
+        self._unfinish_replaced()
         if self.remote:
             _start_remote(self.output, self.remove)
             write_manifest(self.manifest_path, manifest)
@@ -224,6 +228,20 @@ class OutputFolder:
             os.replace(os.path.join(self.output, LEGACY_MANIFEST), self.manifest_path)
         if self.previous.get("job") != manifest.get("job"):  # a resume that changed on_error (or old names)
             write_manifest(self.manifest_path, manifest)
+
+    def _unfinish_replaced(self) -> None:
+        """Before ``--overwrite`` removes a finished run's files, its manifest rewritten as not complete: a
+        run stopped while it removes them (the manifest goes last) leaves a folder that does not say it is
+        the whole dataset, and whose files a rerun still owns (it resumes that job, or overwrites it), not
+        shards that no manifest names."""
+        if not self.remove or self.replaced is None or self.replaced.get("status") != "complete":
+            return
+        path = join(self.output, LEGACY_MANIFEST if self.legacy else MANIFEST)
+        write_manifest(path, self.replaced | {"status": "running"})  # what a run that did not end says
+
+
+def _is_manifest_name(name: str) -> bool:
+    return name in (MANIFEST, LEGACY_MANIFEST)
 
 
 def _check_finished_shard(path: str, shard: Shard) -> None:
