@@ -569,6 +569,33 @@ def test_csv_fields_with_newlines_past_the_first_block(tmp_path, models):
     np.testing.assert_array_equal(got[pick], expect.numpy())
 
 
+@pytest.mark.filterwarnings("ignore:input of")  # the long row truncated (the reference pipeline's warning)
+def test_a_csv_row_larger_than_a_read_block(tmp_path, models):
+    """A CSV row longer than two of pyarrow's 1 MiB read blocks (a long document), deep in the file: the
+    valid file was refused as "not a valid CSV file: straddling object straddles two block boundaries". It
+    is read again with larger blocks, every row once, in order."""
+    rng = random.Random(6)
+    texts = [text(rng) for _ in range(600)]
+    big = 500  # after 1.5 MiB of rows (their other column)
+    texts[big] = "paris" * 500_000  # 2.5 MB (a row across three blocks), one word: a few tokens
+    path = tmp_path / "large.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "other"])
+        for i, t in enumerate(texts):
+            w.writerow([f"r{i}", t, "x" * 3000])
+    out = tmp_path / "out"
+    m = embed([str(path)], str(out), model=models["base"], id_column="id", shard_rows=250, progress=False)
+    assert m["total_rows"] == len(texts) and m["bad_rows"] == 0
+    ids, got = vectors(out)
+    assert ids == [f"r{i}" for i in range(len(texts))]
+    pick = [0, 251, big - 1, big, big + 1, len(texts) - 1]
+    expect = fastbert.pipeline("sentence-embedding", model=models["base"])(
+        [texts[i] for i in pick], return_tensors=True
+    )
+    np.testing.assert_array_equal(got[pick], expect.numpy())
+
+
 def test_feature_extraction_pooled_and_classification_scores(tmp_path, models):
     path = tmp_path / "a.txt"
     texts = ["paris is the capital of france", "john lives in new york", "the sun"]

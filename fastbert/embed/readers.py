@@ -167,6 +167,13 @@ def csv_options(column: str, id_column: str | None, path: str):
     )
 
 
+#: pyarrow's CSV block (its default), and the largest one tried: a row may not cross two block boundaries
+#: (pyarrow: "straddling object straddles two block boundaries"), so a file with a row longer than that is
+#: read again from its start with blocks four times as large, the rows already read skipped
+CSV_BLOCK = 1 << 20
+CSV_MAX_BLOCK = 1 << 30
+
+
 def csv_batches(path: str, column: str, id_column: str | None) -> Iterator[Any]:
     """The record batches of a CSV file; a file pyarrow cannot parse is a ValueError naming it."""
     import pyarrow as pa
@@ -176,11 +183,25 @@ def csv_batches(path: str, column: str, id_column: str | None) -> Iterator[Any]:
     # a quoted field may hold newlines: without newlines_in_values, pyarrow cuts its blocks (1 MiB) at the
     # last newline, inside such a field, and a file past one block failed as "not a valid CSV file"
     parse = pacsv.ParseOptions(newlines_in_values=True)
-    try:
-        with open_arrow(path) as f:
-            yield from pacsv.open_csv(f, parse_options=parse, convert_options=options)
-    except pa.ArrowInvalid as e:
-        raise ValueError(f"{path} is not a valid CSV file: {e}") from None
+    block, done = CSV_BLOCK, 0  # rows yielded
+    while True:
+        row = 0
+        try:
+            with open_arrow(path) as f:
+                read = pacsv.ReadOptions(block_size=block)
+                for batch in pacsv.open_csv(
+                    f, read_options=read, parse_options=parse, convert_options=options
+                ):
+                    if row + batch.num_rows > done:
+                        yield batch.slice(done - row) if done > row else batch
+                        done = row + batch.num_rows
+                    row += batch.num_rows
+            return
+        except pa.ArrowInvalid as e:
+            if "straddl" in str(e) and block < CSV_MAX_BLOCK:  # a row over two block boundaries
+                block *= 4
+                continue
+            raise ValueError(f"{path} is not a valid CSV file: {e}") from None
 
 
 def parquet_file(path: str, f: Any):
