@@ -596,6 +596,45 @@ def test_a_csv_row_larger_than_a_read_block(tmp_path, models):
     np.testing.assert_array_equal(got[pick], expect.numpy())
 
 
+def test_normalize_gives_unit_vectors_after_a_folders_truncate_dim(tmp_path, models):
+    """--normalize is "L2-normalize" (encode's normalize_embeddings=True): with a folder whose
+    config_sentence_transformers.json sets truncate_dim, the vectors were normalized before the cut, so
+    not unit vectors, though the manifest said normalize: true."""
+    folder = tmp_path / "truncated"
+    shutil.copytree(models["base"], folder)
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"truncate_dim": 8}))
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling")]
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": i, "name": str(i), "path": p, "type": f"sentence_transformers.models.{t}"}
+                for i, (p, t) in enumerate(modules)
+            ]
+        )
+    )
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    texts = ["paris is the capital of france", "the city", "what where"]
+    path = tmp_path / "c.txt"
+    path.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "out"
+    m = embed([str(path)], str(out), model=str(folder), normalize=True, progress=False)
+    assert m["dimension"] == 8 and m["description"]["normalize"] is True
+    _, got = vectors(out)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+    expect = fastbert.pipeline("sentence-embedding", model=str(folder))(
+        texts, return_tensors=True, normalize=True
+    )
+    np.testing.assert_array_equal(got, expect.numpy())
+    # without --normalize: the folder's own pipeline, unchanged
+    plain = embed([str(path)], str(tmp_path / "plain"), model=str(folder), progress=False)
+    assert plain["description"]["normalize"] is False
+    _, got = vectors(tmp_path / "plain")
+    np.testing.assert_array_equal(
+        got, fastbert.pipeline("sentence-embedding", model=str(folder))(texts, return_tensors=True).numpy()
+    )
+
+
 def test_feature_extraction_pooled_and_classification_scores(tmp_path, models):
     path = tmp_path / "a.txt"
     texts = ["paris is the capital of france", "john lives in new york", "the sun"]

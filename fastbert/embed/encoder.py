@@ -96,7 +96,10 @@ class Encoder:
             # other warning passes (a backend's fallback, said once: --attn-implementation triton on a CPU)
             warnings.filterwarnings("ignore", message=TRUNCATION_WARNING, category=UserWarning)
             if self.job.task == "sentence-embedding":
-                out = self.pipe(texts, batch_size=len(texts), return_tensors=True)
+                # normalize=True in the call too: encode's normalize_embeddings, unit vectors also after the
+                # cut of a folder's truncate_dim (the pipeline's normalize normalizes before it)
+                call = {"normalize": True} if self.job.normalize else {}
+                out = self.pipe(texts, batch_size=len(texts), return_tensors=True, **call)
                 return out.float().numpy()
             if self.job.task == "feature-extraction":
                 outs = self.pipe(texts, batch_size=len(texts), return_tensors=True)
