@@ -78,6 +78,8 @@ def embed(
     """
     require_pyarrow()
     output = os.fspath(output)  # a pathlib.Path, as inputs may be (a TypeError deep in the URI check)
+    if not isinstance(output, str) or not output:  # "" was the current folder, named as ""
+        raise ValueError(f"output (--output) must name a folder, got {output!r}")
     refusal = null_vectors_refusal(on_error)
     if refusal is not None:
         raise ValueError(refusal)

@@ -158,6 +158,7 @@ _FLAGS = {
     "ray_actors is an option of the Ray engine (engine='ray')": "--ray-actors is an option of --ray",
     "ray_address is an option of the Ray engine (engine='ray')": "--ray-address is an option of --ray",
     "device and devices: pass one": "--device and --devices: pass one",
+    "output (--output) must": "--output must",
 }
 
 

@@ -308,3 +308,7 @@ def test_output_that_is_not_a_folder(tmp_path, capsys, model, docs):
     plain.write_text("keep")
     line = one_error_line(*run_cli(capsys, docs, "--model", model, "--output", str(plain)))
     assert f"{plain} is not a folder" in line and plain.read_text() == "keep"
+    # an empty --output was the current folder, refused as "input file ... is in the output folder : "
+    # (or made there) instead of named
+    line = one_error_line(*run_cli(capsys, docs, "--model", model, "--output", ""))
+    assert "--output must name a folder, got ''" in line
