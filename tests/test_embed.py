@@ -596,6 +596,27 @@ def test_a_csv_row_larger_than_a_read_block(tmp_path, models):
     np.testing.assert_array_equal(got[pick], expect.numpy())
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_the_text_column_may_be_the_id_column(tmp_path, models, fmt):
+    """--column id --id-column id (the text is its own id): a CSV input failed with a traceback (pyarrow's
+    KeyError 'Field "id" exists 2 times in schema'), where JSON lines and Parquet inputs ran."""
+    texts = ["paris is the capital of france", "the city"]
+    path = tmp_path / f"c.{fmt}"
+    if fmt == "csv":
+        path.write_text("id,other\n" + "".join(f"{t},x\n" for t in texts))
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"id": t}) + "\n" for t in texts))
+    else:
+        pq.write_table(pa.table({"id": texts}), path)
+    out = tmp_path / "out"
+    m = embed([str(path)], str(out), model=models["base"], column="id", id_column="id", progress=False)
+    assert m["total_rows"] == 2
+    ids, got = vectors(out)
+    assert ids == texts
+    expect = fastbert.pipeline("sentence-embedding", model=models["base"])(texts, return_tensors=True)
+    np.testing.assert_array_equal(got, expect.numpy())
+
+
 def test_normalize_gives_unit_vectors_after_a_folders_truncate_dim(tmp_path, models):
     """--normalize is "L2-normalize" (encode's normalize_embeddings=True): with a folder whose
     config_sentence_transformers.json sets truncate_dim, the vectors were normalized before the cut, so

@@ -158,7 +158,7 @@ def csv_options(column: str, id_column: str | None, path: str):
         names = next(iter(csv.reader([header.decode("utf-8-sig")])))  # pyarrow skips a BOM too
     except (UnicodeDecodeError, StopIteration, csv.Error):
         raise ValueError(f"{path}, line 1: not a UTF-8 CSV header") from None
-    wanted = [column] + ([id_column] if id_column else [])
+    wanted = list(dict.fromkeys([column] + ([id_column] if id_column else [])))  # the text may be the id
     for name in wanted:
         if name not in names:
             raise ValueError(f"{path} has no column {name!r} (its columns: {', '.join(names)})")
