@@ -212,3 +212,36 @@ def test_embed_follows_the_folders_prompt_and_truncate_dim(tmp_path):
     prompt_tokens = len(encoder.tokenizer("passage: ", add_special_tokens=False)["input_ids"])
     plain = [len(ids) for ids in encoder.tokenizer(texts)["input_ids"]]
     assert encoder.lengths(texts) == [n + prompt_tokens for n in plain]
+
+
+def test_run_writes_the_folders_truncate_dim_width(tmp_path, monkeypatch, capsys):
+    """``fastbert run`` on a folder whose config_sentence_transformers.json sets truncate_dim: the vectors are
+    that wide, and so are the CSV header and the ``.npy`` / ``.safetensors`` arrays (the run sized them by
+    the hidden size: ``.npy`` failed to reshape the rows, the CSV had empty columns past the cut)."""
+    import csv
+
+    import numpy as np
+    from cli_helpers import run_here
+    from safetensors.numpy import load_file
+
+    folder = _st_folder(tmp_path, Pooling(32, "mean"), truncate_dim=8)
+    texts = [t for t in TEXTS if t]
+    stdin = "\n".join(texts) + "\n"
+    want = fastbert.pipeline("sentence-embedding", model=folder)(texts, return_tensors=True).numpy()
+    assert want.shape == (len(texts), 8)
+    for name in ("v.npy", "v.safetensors", "v.csv"):
+        out = tmp_path / name
+        p = run_here(
+            monkeypatch, capsys, "--task", "sentence-embedding", "--model", folder, "--output", str(out),
+            stdin=stdin,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        if name.endswith(".npy"):
+            got = np.load(out)
+        elif name.endswith(".safetensors"):
+            got = load_file(str(out))["embeddings"]
+        else:
+            rows = list(csv.reader(out.open()))
+            assert rows[0] == ["index", *(f"dim_{j}" for j in range(8))]
+            got = np.asarray([[float(v) for v in row[1:]] for row in rows[1:]])
+        np.testing.assert_allclose(got, want, atol=1e-6, err_msg=name)

@@ -640,6 +640,11 @@ def _vector_size(pipe: Any, kwargs: dict[str, Any]) -> int | None:
     # CSV header had hidden-size columns, left empty past the vector, and an empty .npy that width
     dense = [m for m in getattr(pipe, "dense", None) or () if isinstance(m, torch.nn.Linear)]
     if dense:
-        return dense[-1].out_features
-    pooling = kwargs.get("pooling") or pipe.pooling
-    return hidden * (1 if isinstance(pooling, str) else len(pooling))
+        size = dense[-1].out_features
+    else:
+        pooling = kwargs.get("pooling") or pipe.pooling
+        size = hidden * (1 if isinstance(pooling, str) else len(pooling))
+    # the folder's truncate_dim (config_sentence_transformers.json) cuts the vectors: the CSV header had the
+    # full width, its columns past the cut left empty, and .npy / .safetensors failed to reshape the rows
+    truncate_dim = getattr(pipe, "truncate_dim", None)
+    return size if truncate_dim is None else min(size, int(truncate_dim))
