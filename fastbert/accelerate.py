@@ -10,8 +10,8 @@ function of another library is patched, so tokenisation, prompts, truncation, po
 ``similarity``, ``rank``, device moves and ``save`` keep running their own code.
 
 What fastbert cannot compute exactly as transformers does (another architecture, a subclass with its own
-code, relative position embeddings, pruned heads, adapters, quantised or offloaded weights, hooks,
-gradient checkpointing) is left as it is, with one warning that says why (``strict=True``: a
+code, relative position embeddings, pruned heads, adapters, quantised or offloaded weights, hooks) is left
+as it is, with one warning that says why (``strict=True``: a
 ``ValueError`` instead). Never silently different numbers.
 
 The caller's padding is removed once inside fastbert's forward (the ``sdpa`` and ``triton`` backends pack
