@@ -245,3 +245,39 @@ def test_run_writes_the_folders_truncate_dim_width(tmp_path, monkeypatch, capsys
             assert rows[0] == ["index", *(f"dim_{j}" for j in range(8))]
             got = np.asarray([[float(v) for v in row[1:]] for row in rows[1:]])
         np.testing.assert_allclose(got, want, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("pooling", [("mean",), ("cls", "mean"), ("mean", "cls")])
+def test_save_pretrained_keeps_the_pooling(tmp_path, pooling):
+    """A sentence-embedding pipeline saved with ``save_pretrained`` loads back (``pipeline(task, model=folder)``)
+    to the same vectors, and sentence-transformers loads the folder to them too: the pooling, Dense, Normalize,
+    max_seq_length, prompts and truncate_dim are written beside the model (the model and the tokenizer alone
+    loaded back as mean pooling, unnormalized, with the tokenizer's length)."""
+    try:
+        from sentence_transformers.base.modules import Dense, Normalize
+    except ImportError:
+        from sentence_transformers.models import Dense, Normalize
+    torch.manual_seed(3)
+    modules = [
+        Transformer(str(_bert_folder(tmp_path)), max_seq_length=16),
+        Pooling(32, list(pooling) if len(pooling) > 1 else pooling[0], include_prompt=False),
+        Dense(32 * len(pooling), 24, activation_function=torch.nn.GELU()),
+        Normalize(),
+    ]
+    folder = tmp_path / "st"
+    model = st.SentenceTransformer(
+        modules=modules, device="cpu", truncate_dim=20, prompts=PROMPTS, default_prompt_name="query"
+    )
+    model.save(str(folder))
+    texts = [*TEXTS, "a text longer than sixteen tokens " * 4]
+    pipe = fastbert.pipeline("sentence-embedding", model=str(folder))
+    want = pipe(texts, return_tensors=True)
+    assert want.shape == (len(texts), 20)
+
+    pipe.save_pretrained(tmp_path / "saved")
+    again = fastbert.pipeline("sentence-embedding", model=str(tmp_path / "saved"))
+    torch.testing.assert_close(again(texts, return_tensors=True), want)
+    assert again.max_length == 16 and again.pooling == pooling and again.default_prompt == "Query: "
+
+    theirs, ref = _theirs(str(tmp_path / "saved"), texts)
+    assert_close(want, theirs, ref, torch.float32, what=f"saved pipeline, {pooling}")

@@ -199,10 +199,15 @@ class Pipeline:
         self.model.save_pretrained(save_directory, safe_serialization=safe_serialization, **kwargs)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+        self._save_task_files(save_directory)
         if push and kwargs.get("is_main_process", True):  # not before: the tokenizer's files were left out
             from ..loading import push_saved
 
             push_saved(save_directory, kwargs)
+
+    def _save_task_files(self, save_directory: str | os.PathLike) -> None:
+        """The files beside the model and the tokenizer that ``pipeline(task, model=save_directory)`` reads to
+        build this pipeline again (none for most tasks)."""
 
     def transform(self, X: Any) -> Any:
         """scikit-learn's interface, as transformers: ``self(X)``."""

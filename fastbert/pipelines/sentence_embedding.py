@@ -272,6 +272,86 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         self.include_prompt = bool(include_prompt)
         super().__init__(*args, **kwargs)
 
+    def _save_task_files(self, save_directory: Any) -> None:
+        """The sentence-transformers files that say how this pipeline pools (``modules.json``, the Pooling's,
+        Dense's and Normalize's folders, ``sentence_bert_config.json``, ``config_sentence_transformers.json``),
+        so that ``pipeline("sentence-embedding", model=save_directory)`` gives the same vectors (the model and
+        the tokenizer alone gave mean-pooled, unnormalized ones) and sentence-transformers loads the folder."""
+        import json
+        import os
+
+        def write(relative: str, obj: Any) -> None:
+            path = os.path.join(save_directory, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(obj, f, indent=2)
+
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        hidden = int(self.model.config.hidden_size)
+        if self.pooling == tuple(m for m in _LEGACY_POOLING_KEYS.values() if m in self.pooling):
+            # the keys every sentence-transformers version reads (their order is the order of the vector)
+            pooling: dict[str, Any] = {"word_embedding_dimension": hidden}
+            for key, mode in _LEGACY_POOLING_KEYS.items():
+                if mode in self.pooling or mode in ("cls", "max", "mean", "mean_sqrt_len_tokens"):
+                    pooling[key] = mode in self.pooling
+        else:  # another order, or a mode twice: sentence-transformers >= 6's list
+            pooling = {"embedding_dimension": hidden, "pooling_mode": list(self.pooling)}
+        if not self.include_prompt:
+            pooling["include_prompt"] = False
+        write("1_Pooling/config.json", pooling)
+        layers = list(self.dense or ())
+        for linear, activation in zip(layers[::2], layers[1::2]):
+            folder = f"{len(modules)}_Dense"
+            write(
+                f"{folder}/config.json",
+                {
+                    "in_features": linear.in_features,
+                    "out_features": linear.out_features,
+                    "bias": linear.bias is not None,
+                    "activation_function": f"{type(activation).__module__}.{type(activation).__name__}",
+                },
+            )
+            from safetensors.torch import save_file
+
+            state = {
+                f"linear.{k}": v.detach().float().contiguous().cpu() for k, v in linear.state_dict().items()
+            }
+            save_file(state, os.path.join(save_directory, folder, "model.safetensors"))
+            modules.append(
+                {
+                    "idx": len(modules),
+                    "name": str(len(modules)),
+                    "path": folder,
+                    "type": "sentence_transformers.models.Dense",
+                }
+            )
+        if self.normalize:
+            folder = f"{len(modules)}_Normalize"
+            os.makedirs(os.path.join(save_directory, folder), exist_ok=True)
+            modules.append(
+                {
+                    "idx": len(modules),
+                    "name": str(len(modules)),
+                    "path": folder,
+                    "type": "sentence_transformers.models.Normalize",
+                }
+            )
+        write(
+            "sentence_bert_config.json",
+            {"max_seq_length": self.max_length, "do_lower_case": self.do_lower_case},
+        )
+        model_config: dict[str, Any] = {
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
+        }
+        if self.truncate_dim is not None:
+            model_config["truncate_dim"] = self.truncate_dim
+        write("config_sentence_transformers.json", model_config)
+        write("modules.json", modules)
+
     def _known_prompts(self) -> str:
         return ", ".join(repr(k) for k in self.prompts) or "none: the model has no prompts"
 
