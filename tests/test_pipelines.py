@@ -491,6 +491,26 @@ def test_wrong_architecture_of_a_loaded_model_names_its_family_head():
         fastbert.pipeline("question-answering", model=model, tokenizer="unused")
 
 
+def test_a_module_that_is_no_from_pretrained_model_is_refused_naming_it(ckpt):
+    """A module that is no from_pretrained model (a SentenceTransformer, whose forward takes a dict of features)
+    is refused when the pipeline is built, naming it and what to pass instead (it was taken, and the first
+    call failed in its forward: "missing 1 required positional argument")."""
+
+    class Encoder(torch.nn.Sequential):  # a sentence-transformers object's shape: modules, no config
+        def forward(self, input):
+            return super().forward(input)
+
+    for task in ("sentence-embedding", "feature-extraction", "fill-mask"):
+        with pytest.raises(
+            ValueError, match="a Encoder, not a model loaded with from_pretrained.*folder or hub id as model="
+        ):
+            fastbert.pipeline(task, model=Encoder(torch.nn.Linear(2, 2)), tokenizer=ckpt["mlm"])
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(embedded_model_path(), device="cpu")
+    with pytest.raises(ValueError, match="SentenceTransformer, not a model loaded with from_pretrained"):
+        fastbert.pipeline("sentence-embedding", model=model)
+
+
 def test_task_inferred_from_architecture(ckpt):
     assert fastbert.pipeline(model=ckpt["tok"]).task == "token-classification"
     assert fastbert.pipeline(model=embedded_model_path()).task == "sentence-embedding"

@@ -220,6 +220,18 @@ def pipeline(
         path = _model_path(model)
         loaded = model
         name = type(model).__name__
+        if (
+            type(model).__module__.startswith("sentence_transformers.")
+            or getattr(model, "config", None) is None
+        ):
+            # a sentence-transformers object (its forward takes a dict of features; sentence-transformers 6 gives
+            # it its backbone's config), or another module with no config: the first call failed in its forward,
+            # "missing 1 required positional argument", naming neither the model nor the fix
+            raise ValueError(
+                f"the model given is a {name}, not a model loaded with from_pretrained (fastbert's or "
+                "transformers', which the pipeline calls with input_ids): for a sentence-transformers model "
+                "pass its folder or hub id as model= (the pipeline reads its pooling), or call its encode"
+            )
         accepted = architectures(task)
         if accepted and is_known_architecture(name) and name not in accepted:
             raise ValueError(
