@@ -281,3 +281,30 @@ def test_save_pretrained_keeps_the_pooling(tmp_path, pooling):
 
     theirs, ref = _theirs(str(tmp_path / "saved"), texts)
     assert_close(want, theirs, ref, torch.float32, what=f"saved pipeline, {pooling}")
+
+
+def test_a_pooling_the_dense_module_cannot_take_is_refused(tmp_path, monkeypatch, capsys):
+    """``pooling=`` of another width than the folder's Dense module takes (``["mean", "max"]`` on a folder
+    trained on mean pooling) is refused naming both widths, at construction and per call, and ``fastbert run
+    --pooling`` exits 2 with that message (torch's "mat1 and mat2 shapes cannot be multiplied" was raised at
+    the first forward, a traceback from the CLI); a pooling of the same width runs."""
+    try:
+        from sentence_transformers.base.modules import Dense
+    except ImportError:
+        from sentence_transformers.models import Dense
+    from cli_helpers import run_here
+
+    modules = [Transformer(str(_bert_folder(tmp_path))), Pooling(32, "mean"), Dense(32, 16)]
+    folder = str(tmp_path / "st")
+    st.SentenceTransformer(modules=modules, device="cpu").save(folder)
+    pipe = fastbert.pipeline("sentence-embedding", model=folder)
+    assert len(pipe("hi", pooling="cls")) == 16
+    with pytest.raises(ValueError, match=r"pooling=\['mean', 'max'\] gives vectors of 64 values.*takes 32"):
+        pipe("hi", pooling=["mean", "max"])
+    with pytest.raises(ValueError, match="gives vectors of 64 values.*takes 32"):
+        fastbert.pipeline("sentence-embedding", model=folder, pooling=["mean", "max"])
+    p = run_here(
+        monkeypatch, capsys, "--task", "sentence-embedding", "--model", folder, "--pooling", "mean,max",
+        stdin="hi\n",
+    )  # fmt: skip
+    assert p.returncode == 2 and "gives vectors of 64 values" in p.stderr and not p.stdout

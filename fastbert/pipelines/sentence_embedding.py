@@ -271,6 +271,21 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         self.truncate_dim = whole_number("truncate_dim", truncate_dim)
         self.include_prompt = bool(include_prompt)
         super().__init__(*args, **kwargs)
+        self._check_dense_width(self.pooling, pooling)
+
+    def _check_dense_width(self, modes: tuple[str, ...], given: Any) -> None:
+        """A pooling whose vectors the folder's first ``Dense`` module cannot take (``pooling=["mean", "max"]``
+        on a folder trained on mean pooling) is refused, naming both widths (the first call raised torch's
+        "mat1 and mat2 shapes cannot be multiplied")."""
+        first = next((m for m in self.dense or () if isinstance(m, torch.nn.Linear)), None)
+        hidden = getattr(self.model.config, "hidden_size", None)
+        if first is None or not isinstance(hidden, int) or hidden * len(modes) == first.in_features:
+            return
+        raise ValueError(
+            f"pooling={given!r} gives vectors of {hidden * len(modes)} values ({len(modes)} x the hidden size "
+            f"{hidden}), and the folder's Dense module after the pooling takes {first.in_features}: pass a "
+            "pooling of that width (the folder's own: leave pooling unset)"
+        )
 
     def _save_task_files(self, save_directory: Any) -> None:
         """The sentence-transformers files that say how this pipeline pools (``modules.json``, the Pooling's,
@@ -428,6 +443,7 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         forward: dict[str, Any] = {}
         if pooling is not None:
             forward["pooling"] = check_pooling(pooling)
+            self._check_dense_width(forward["pooling"], pooling)
         if normalize is not None:
             forward["normalize"] = bool(normalize)
         if truncate_dim is not None:
