@@ -152,6 +152,31 @@ def test_long_input_truncated_with_warning_or_error(ckpt):
         assert cls(text, truncation="longest_first") == want
 
 
+def test_warnings_point_at_the_callers_line(ckpt):
+    """The pipelines' warnings (an input truncated, a target not in the vocabulary, a deprecated parameter) are
+    attributed to the line that called the pipeline, whether it gave one input, a list or a generator (a fixed
+    stacklevel pointed into fastbert's own frames: pipelines/base.py)."""
+    fill = fb_pipe("fill-mask", ckpt["mlm"])
+    cls = fb_pipe("text-classification", ckpt["seq"])
+    long = "the [MASK] of france. " + "the city is old. " * 40
+    calls = [
+        lambda: fill(long),
+        lambda: fill([long, long]),
+        lambda: list(fill(iter([long]))),
+        lambda: fill("the [MASK] of france.", targets=["zzyzxq"]),
+        lambda: cls(long),
+        lambda: cls("paris", return_all_scores=True),
+        lambda: fastbert.pipeline("text-classification", model=ckpt["seq"], return_all_scores=True),
+    ]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert caught and {w.filename for w in caught} == {__file__}, [
+            (w.filename, str(w.message)) for w in caught
+        ]
+
+
 def test_batching_order_and_generators(ckpt):
     fill = fb_pipe("fill-mask", ckpt["mlm"])
     texts = [("the city " * (i % 7)) + "[MASK] is old." for i in range(23)]

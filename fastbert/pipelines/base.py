@@ -14,7 +14,6 @@ import numbers
 import os
 import sys
 import types
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -289,11 +288,7 @@ class Pipeline:
                 f"{what} is {n} tokens long, longer than {limit} "
                 f"(truncation={truncation!r}): shorten it or allow truncation. Input starts: {_preview(text)}"
             )
-        warnings.warn(
-            f"{what} of {n} tokens truncated to {limit}: {_preview(text)}",
-            UserWarning,
-            stacklevel=4,
-        )
+        warn_at_caller(f"{what} of {n} tokens truncated to {limit}: {_preview(text)}")
         kwargs.pop("max_length", None)  # the caller's was longer than the model's (else it would fit)
         return self.tokenizer(
             text, text_pair, truncation="longest_first", max_length=self.max_length, verbose=False, **kwargs
@@ -420,7 +415,7 @@ class Pipeline:
         """A warning about ``param`` (deprecated, a target not in the vocabulary...): given once, at
         construction, when ``param`` was given there, as transformers sanitizes construction parameters once."""
         if param not in self._quiet:
-            warnings.warn(message, UserWarning, stacklevel=6)  # the caller of __call__
+            warn_at_caller(message)
 
     def _split_params(self, **kwargs: Any) -> dict[str, Any]:
         merged = {**self._init_params, **kwargs}
@@ -494,6 +489,15 @@ class PipelineKeyError(KeyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+def warn_at_caller(message: str) -> None:
+    """A ``UserWarning`` attributed to the caller's line, the first frame outside fastbert (a fixed
+    ``stacklevel`` pointed into the pipeline's own frames, which differ between a call on one input, on a
+    list and on a generator)."""
+    from ..quant.notes import warn_at_caller as warn
+
+    warn(message, UserWarning)
 
 
 def whole_number(name: str, value: Any, minimum: int = 1) -> int | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
-from .base import Pipeline, _preview, keyword_dict, model_output, whole_number
+from .base import Pipeline, _preview, keyword_dict, model_output, warn_at_caller, whole_number
 
 
 class FillMaskPipeline(Pipeline):
@@ -98,12 +97,10 @@ class FillMaskPipeline(Pipeline):
                 f"fill-mask: no mask token ({self.tokenizer.mask_token}) found in the input {_preview(text)}"
             )
         if len(whole) > len(positions):
-            warnings.warn(
+            warn_at_caller(
                 f"fill-mask: {len(whole) - len(positions)} of the input's {len(whole)} mask tokens were "
                 f"truncated away (cut at {self._limit_text()}): results for the first {len(positions)} only. "
-                f"Input starts: {_preview(text)}",
-                UserWarning,
-                stacklevel=4,
+                f"Input starts: {_preview(text)}"
             )
         return [self._feature(enc, positions=positions)]
 

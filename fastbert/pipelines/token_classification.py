@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-from .base import Pipeline, label_name, model_output, softmax, whole_number
+from .base import Pipeline, label_name, model_output, softmax, warn_at_caller, whole_number
 from .token_aggregation import AGGREGATION_STRATEGIES, aggregate, aggregate_overlapping, plain_entity
 
 
@@ -227,9 +226,7 @@ class TokenClassificationPipeline(Pipeline):
         unk = self.tokenizer.unk_token_id
         real_words = self._marks_subwords()
         if not real_words and strategy in ("first", "average", "max"):
-            warnings.warn(
-                "Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=2
-            )
+            warn_at_caller("Tokenizer does not support real words, using fallback heuristic")
         for idx, token_scores in enumerate(scores):
             if special[idx]:
                 continue
