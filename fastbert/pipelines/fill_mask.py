@@ -90,7 +90,7 @@ class FillMaskPipeline(Pipeline):
                     f"fill-mask: the input's mask token{'s' if len(whole) > 1 else ''} "
                     f"({self.tokenizer.mask_token} at token {', '.join(map(str, whole))}) "
                     f"{'were' if len(whole) > 1 else 'was'} truncated away: the input is cut at "
-                    f"{self._limit_text()}; shorten the text before the mask or raise max_length. "
+                    f"{self._limit_text(kwargs)}; shorten the text before the mask or raise max_length. "
                     f"Input starts: {_preview(text)}"
                 )
             raise ValueError(
@@ -99,22 +99,31 @@ class FillMaskPipeline(Pipeline):
         if len(whole) > len(positions):
             warn_at_caller(
                 f"fill-mask: {len(whole) - len(positions)} of the input's {len(whole)} mask tokens were "
-                f"truncated away (cut at {self._limit_text()}): results for the first {len(positions)} only. "
+                f"truncated away (cut at {self._limit_text(kwargs)}): results for the first {len(positions)} only. "
                 f"Input starts: {_preview(text)}"
             )
         return [self._feature(enc, positions=positions)]
 
     def _untruncated_masks(self, text: str, kwargs: dict[str, Any], kept: int) -> list[int]:
         """Token positions of the mask tokens of the whole input; tokenized again only when the input
-        filled ``max_length`` (it may have been cut), else none are missing: []."""
-        if kept < self.max_length:
+        filled the length it is cut at (it may have been cut), else none are missing: []."""
+        if kept < self._cut_at(kwargs):
             return []
-        ids = list(self.tokenizer(text, verbose=False, **kwargs)["input_ids"])
+        # without the caller's max_length (tokenizer_kwargs), which cuts the input without truncation=
+        whole = {k: v for k, v in kwargs.items() if k not in ("max_length", "padding")}
+        ids = list(self.tokenizer(text, verbose=False, **whole)["input_ids"])
         if len(ids) <= kept:
             return []
         return [i for i, t in enumerate(ids) if t == self.tokenizer.mask_token_id]
 
-    def _limit_text(self) -> str:
+    def _cut_at(self, kwargs: dict[str, Any]) -> int:
+        """The length an input is cut at: the tokenizer_kwargs' ``max_length`` where it is below the model's."""
+        given = kwargs.get("max_length")
+        return min(given, self.max_length) if isinstance(given, int) and given > 0 else self.max_length
+
+    def _limit_text(self, kwargs: dict[str, Any]) -> str:
+        if self._cut_at(kwargs) < self.max_length:
+            return f"tokenizer_kwargs' max_length={self._cut_at(kwargs)} tokens"
         if getattr(self, "_max_length_given", False):
             return f"max_length={self.max_length} tokens"
         return f"the model's maximum of {self.max_length} tokens"

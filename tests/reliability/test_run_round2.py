@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -548,6 +549,26 @@ def test_a_second_mask_cut_off_warns_and_the_first_is_answered(ckpt):
     with pytest.warns(UserWarning, match=r"1 of the input's 2 mask tokens were truncated away"):
         out = fill8("hello [MASK] world the a is hello world [MASK]", top_k=2)
     assert len(out) == 2 and isinstance(out[0], dict)
+
+
+def test_a_mask_cut_off_by_the_tokenizer_kwargs_max_length_says_so(ckpt):
+    """tokenizer_kwargs' max_length below the model's cuts the input there (with or without truncation=, the
+    tokenizer's default): a mask past it is named, and a second mask cut away is warned of, as for the model's
+    maximum (a mask cut off was "no mask token found", a second one cut away said nothing: the check read the
+    model's maximum only)."""
+    fill = fastbert.pipeline("fill-mask", model=ckpt["mlm"])
+    text = "hello world the a is hello world [MASK]"
+    for kwargs in ({"truncation": True, "max_length": 6}, {"max_length": 6}):
+        with pytest.raises(
+            ValueError, match=r"truncated away: the input is cut at tokenizer_kwargs' max_length=6"
+        ):
+            fill(text, tokenizer_kwargs=kwargs)
+    with pytest.warns(UserWarning, match=r"1 of the input's 2 mask tokens were truncated away \(cut at tok"):
+        out = fill("hello [MASK] world the a is hello world [MASK]", tokenizer_kwargs={"max_length": 6})
+    assert len(out) == 5 and isinstance(out[0], dict)
+    with warnings.catch_warnings():  # padded to max_length, nothing cut: no warning
+        warnings.simplefilter("error")
+        fill("hello [MASK]", tokenizer_kwargs={"padding": "max_length", "max_length": 6})
 
 
 def test_truncated_mask_at_the_command_line_is_one_line(ckpt, monkeypatch, capsys):
