@@ -177,6 +177,17 @@ def test_warnings_point_at_the_callers_line(ckpt):
         ]
 
 
+@pytest.mark.parametrize("mode", ["lasttoken", "cls", "mean", "max", "weightedmean"])
+def test_sentence_embedding_of_a_padded_input_is_the_unpadded_ones(ckpt, mode):
+    """Padding asked for in tokenize_kwargs (padding="max_length") leaves every pooling's vector as it is:
+    lasttoken read the row's last position, a [PAD], where sentence-transformers reads the last attended one."""
+    pipe = fastbert.pipeline("sentence-embedding", model=ckpt["base"], pooling=mode)
+    texts = ["paris is old", "the city of paris is the capital of france"]
+    want = pipe(texts, return_tensors=True)
+    got = pipe(texts, return_tensors=True, tokenize_kwargs={"padding": "max_length", "max_length": 24})
+    torch.testing.assert_close(got, want)
+
+
 def test_batching_order_and_generators(ckpt):
     fill = fb_pipe("fill-mask", ckpt["mlm"])
     texts = [("the city " * (i % 7)) + "[MASK] is old." for i in range(23)]

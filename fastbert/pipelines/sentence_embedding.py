@@ -59,6 +59,9 @@ def pool(
     if hidden.dim() == 2:
         return _pool_packed(hidden, lengths, modes, skip)
     first = None
+    # each row's last attended position, as sentence-transformers' lasttoken reads it: a row's length counts
+    # the padding a tokenizer kwarg asked for (padding="max_length"), whose last position is a [PAD]
+    last = mask.shape[1] - 1 - mask.flip(1).to(torch.int).argmax(dim=1)
     if skip is not None:
         positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
         skip_t = torch.tensor(skip, device=mask.device)
@@ -84,8 +87,7 @@ def pool(
             w = positions.view(1, -1, 1) * mask
             vectors.append((hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-9))
         elif mode == "lasttoken":
-            last = torch.tensor([L - 1 for L in lengths], device=hidden.device)
-            vectors.append(hidden[torch.arange(len(lengths), device=hidden.device), last])
+            vectors.append(hidden[torch.arange(len(lengths), device=hidden.device), last.to(hidden.device)])
     return torch.cat(vectors, dim=-1)
 
 
