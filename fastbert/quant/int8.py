@@ -279,11 +279,12 @@ class WeightWatch:
     weights) the bits of :func:`weight_sample`. At each call the copy is current when the weight is the same
     memory, not edited in place (``_version``; every in-place op through the parameter, ``load_state_dict``,
     an optimizer step), and (CPU) still holds the sampled bits: edits through ``.data`` (``p.data.copy_``,
-    PEFT's ``merge_and_unload``) leave ``_version`` as it was and are seen by the sample. Another tensor of the
-    same shape (``p.data = t``, ``load_state_dict(assign=True)``, ``to_empty``; the concatenated query/key/value
-    weight) is taken as current when the sampled bits are the same, else the copy is made again. On CUDA
-    the sample is not compared (it would synchronise the device at every linear): another tensor is always
-    packed again, and an edit through ``.data`` needs :func:`fastbert.quant.refresh`. An edit that leaves every
+    PEFT's ``merge_and_unload``) leave ``_version`` as it was and are seen by the sample. Another tensor
+    (``p.data = t``, ``module.weight = ...``, ``load_state_dict(assign=True)``, ``to_empty``) is packed again;
+    the concatenated query/key/value weight, a fresh tensor at each call, is taken as current while its three
+    parameters are the same tensors, unedited in place, and the sampled bits are the same. On CUDA the sample
+    is not compared (it would synchronise the device at every linear): another tensor is always packed
+    again, and an edit through ``.data`` needs :func:`fastbert.quant.refresh`. An edit that leaves every
     sampled element as it was needs it too.
     """
 
@@ -346,14 +347,19 @@ class WeightWatch:
         if key[2:] != old[2:]:
             return False
         same_memory = key[0] == old[0]
-        if key[1] != old[1] and (same_memory or isinstance(key[1], tuple)):
+        fused = isinstance(key[1], tuple)
+        if key[1] != old[1] and (same_memory or fused):
             return False  # edited in place through the parameter (one of a fused weight's three)
+        if not same_memory and not fused:
+            # another tensor (p.data = t, module.weight = ..., assign=True, to_empty): its values may differ
+            # wherever the sample does not look (a pruned or sparsely edited weight)
+            return False
         if self._sample is None:  # CUDA: the host-side checks only
             return same_memory
         view = self._view if same_memory else weight_sample(weight.detach())
         if not torch.equal(view, self._sample):
             return False
-        if not same_memory:  # another tensor with the same values: keep the copy, watch the new memory
+        if not same_memory:  # a concatenated fused weight (a fresh tensor at each call) of the same three
             self._key, self._view = key, view
         return True
 

@@ -210,6 +210,33 @@ def test_a_data_edit_of_a_non_contiguous_weight_is_seen():
     )  # rows 0..3, column 0
 
 
+@pytest.mark.parametrize(
+    "how", ["p.data = t", "module.weight = Parameter(t)", "load_state_dict(assign=True)"]
+)
+def test_another_weight_tensor_is_packed_again_whatever_the_sample_holds(how):
+    """A weight that is another tensor is made again at the next call (README), not kept because the 64
+    sampled elements hold the old values: a sparse replacement (pruned weights, edited rows) can leave
+    them all as they were, and the copy stayed stale (12 % off the fp32 twin here)."""
+    fp32, q = _int8_model()
+    _out(q)  # the copies are current
+    name = "encoder.layer.0.intermediate.dense"
+    old = q.get_submodule(name).weight.detach()
+    positions = weight_sample(torch.arange(old.numel(), dtype=torch.float32).view_as(old))
+    positions = positions.view(torch.float32).long()
+    new = 0.3 * torch.randn(old.shape, generator=torch.Generator().manual_seed(5))
+    new.view(-1)[positions] = old.reshape(-1)[positions]  # equal at every sampled element only
+    for m in (fp32, q):
+        lin = m.get_submodule(name)
+        if how == "p.data = t":
+            lin.weight.data = new.clone()
+        elif how == "module.weight = Parameter(t)":
+            lin.weight = torch.nn.Parameter(new.clone())
+        else:
+            m.load_state_dict({**m.state_dict(), f"{name}.weight": new.clone()}, assign=True)
+    assert torch.equal(weight_sample(q.get_submodule(name).weight.detach()), weight_sample(old))
+    assert _rel(_out(q), _out(fp32)) < 0.01
+
+
 def test_a_copy_made_again_inside_inference_mode_is_made_of_normal_tensors():
     """sentence-transformers encodes under torch.inference_mode(): a copy made again there is still usable
     outside it (and keeps one compiled variant of the fused passes)."""
