@@ -434,11 +434,15 @@ def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
     return layers_path, att_path, linear_paths
 
 
-def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
+def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], dict[str, str]]:
     """The encoder projections the op table runs (fused QKV, attention output, intermediate, output, under
-    each family's names), and the names of those that stay fp32 because they do not run through the table."""
+    each family's names), and {name: reason} of those that stay in the model's dtype because they do not
+    run through the table but as modules (wrapped, replaced or hooked: the table leaves them to their own
+    code, which a quantized copy would drop)."""
+    from ..models.layers import fusable_linear
+
     layers_path, att_path, linear_paths = _family_layout(base)
-    out, skipped = [], []
+    out, skipped = [], {}
     for i, layer in enumerate(_path(base, layers_path)):
         prefix = f"{layers_path}.{i}."
         if att_path is not None:
@@ -446,13 +450,21 @@ def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], list[str]]:
             if att.fused_qkv() is not None:
                 out.append(_Slot(f"{prefix}{att_path}.qkv", att, None))
             else:  # PEFT-wrapped or replaced query/key/value run as their own modules
-                skipped.append(f"{prefix}{att_path}.qkv")
+                skipped[f"{prefix}{att_path}.qkv"] = (
+                    "kept: query/key/value are wrapped or replaced (run as modules)"
+                )
         for path in linear_paths:
             parent_path, _, attr = path.rpartition(".")
             parent = _path(layer, parent_path)
             linear = getattr(parent, attr, None)
-            if isinstance(linear, nn.Linear):
+            if linear is None:
+                continue
+            if fusable_linear(linear):
                 out.append(_Slot(prefix + path, parent, attr, linear))
+            else:  # its hooks, its subclass's forward or its adapter run, on the model's own weights
+                skipped[prefix + path] = (
+                    f"kept: {type(linear).__name__} with hooks or code of its own (runs as a module)"
+                )
     return out, skipped
 
 
@@ -854,20 +866,14 @@ def _quantize(
     finally:
         base.config._attn_implementation = impl
         model.train(was_training)
-    for name in skipped:
-        decisions[name] = LayerDecision(
-            name,
-            dtype_name,
-            float("nan"),
-            None,
-            "kept: query/key/value are wrapped or replaced (run as modules)",
-        )
+    for name, why in skipped.items():
+        decisions[name] = LayerDecision(name, dtype_name, float("nan"), None, why)
     for alias, slot in aliases:
         d = decisions[slot.name]
         decisions[alias.name] = LayerDecision(
             alias.name, d.precision, d.error, d.alpha, d.reason or f"shares the weight of {slot.name}"
         )
-    names = [slot.name for slot in all_slots] + skipped
+    names = [slot.name for slot in all_slots] + list(skipped)
     report = QuantizationReport(
         method, qmax, [decisions[n] for n in names], lo, mean, kernel_name, dtype_name, str(device)
     )

@@ -511,6 +511,46 @@ def test_wrapped_query_key_value_stay_fp32_with_the_reason():
     assert "qkv_linear" not in model.encoder.layer[1].attention.self.__dict__
 
 
+def test_hooked_or_replaced_linears_stay_fp32_and_keep_their_code():
+    """An encoder linear with a forward hook, or of a class of its own, runs as a module (the op table
+    leaves it its code), so it never called calibration's recorder: quantize failed with torch.cat's
+    'expected a non-empty list of Tensors'. It stays fp32 with the reason, its hook and class kept; the
+    other linears quantize."""
+
+    class Doubled(torch.nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    seen = []
+    hooked = model.encoder.layer[0].intermediate.dense
+    hooked.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    old = model.encoder.layer[1].output.dense
+    model.encoder.layer[1].output.dense = Doubled(old.in_features, old.out_features)
+    model.encoder.layer[1].output.dense.load_state_dict(old.state_dict())
+    batches = [
+        dict(input_ids=torch.randint(1, 99, (2, 8)), attention_mask=torch.ones(2, 8, dtype=torch.long))
+    ]
+    with torch.no_grad():
+        ref = model(**batches[0]).last_hidden_state
+    quantize(model, "int8", calibration=batches, min_cosine=0.0, mean_cosine=0.0)
+    by_name = {d.name: d for d in model.quantization.layers}
+    for name, cls in (
+        ("encoder.layer.0.intermediate.dense", "Linear"),
+        ("encoder.layer.1.output.dense", "Doubled"),
+    ):
+        assert by_name[name].precision == "fp32" and f"kept: {cls} with hooks" in by_name[name].reason
+    assert by_name["encoder.layer.1.intermediate.dense"].precision == "int8"
+    assert model.encoder.layer[0].intermediate.dense is hooked
+    assert type(model.encoder.layer[1].output.dense) is Doubled
+    seen.clear()
+    with torch.no_grad():
+        out = model(**batches[0]).last_hidden_state
+    assert len(seen) == 1
+    assert F.cosine_similarity(out.flatten(1), ref.flatten(1)).min() > 0.99
+
+
 def test_calibration_stays_within_the_family_length_limit():
     """RoBERTa's positions start after the padding index: 40 positions take 38 tokens, not 40 (nor 128)."""
     config = fastbert.RobertaConfig(**{**TINY, "max_position_embeddings": 40}, pad_token_id=1)
