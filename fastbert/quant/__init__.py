@@ -411,10 +411,10 @@ def _path(root: nn.Module, path: str):
     return root
 
 
-def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
+def _family_layout(base: nn.Module, method: str = "int8") -> tuple[str, str | None, tuple[str, ...]]:
     """The base model's ``linear_layout`` (its family's: the layer list, self-attention's module, the linears
     the op table runs after it); ValueError naming the model when its encoder is not laid out that way (a
-    model whose layers were replaced by hand)."""
+    model whose layers were replaced by hand; ``method``: the quantization asked, for the message)."""
     model_type = base.config.model_type
     layers_path, att_path, linear_paths = getattr(base, "linear_layout", ("", None, ()))
     layers = _path(base, layers_path) if layers_path else None
@@ -427,7 +427,7 @@ def _family_layout(base: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
 
     if layers is None or not all(laid_out(m) for m in layers):
         raise ValueError(
-            "int8 quantization covers BERT's family (RoBERTa, XLM-R, CamemBERT, ELECTRA), DistilBERT, MPNet "
+            f"{method} quantization covers BERT's family (RoBERTa, XLM-R, CamemBERT, ELECTRA), DistilBERT, MPNet "
             f"and ModernBERT as they are built; {type(base).__name__} ({model_type}) is not laid out that way "
             "(its encoder layers were replaced or it is another architecture)"
         )
@@ -480,7 +480,9 @@ def _described(value: Any) -> str:
     return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, max_length: int = 128):
+def _calibration_batches(
+    model, tokenizer, calibration, batch_size: int = 32, max_length: int = 128, method: str = "int8"
+):
     if calibration is not None and not isinstance(calibration, (list, tuple)):
         raise TypeError("calibration must be a list of sentences or of tokenized batches (dicts of tensors)")
     if calibration is not None and len(calibration) == 0:
@@ -509,7 +511,7 @@ def _calibration_batches(model, tokenizer, calibration, batch_size: int = 32, ma
             )
     sentences = list(calibration) if calibration else calibration_sentences()
     if tokenizer is None:
-        tokenizer = _tokenizer_of(model)
+        tokenizer = _tokenizer_of(model, method)
     batches = []
     for i in range(0, len(sentences), batch_size):
         enc = tokenizer(
@@ -559,18 +561,19 @@ def calibration_tokenizer(
     raise ValueError(_NO_TOKENIZER.format(method=method, what=repr(str(path)), why=why))
 
 
-def _tokenizer_of(model):
+def _tokenizer_of(model, method: str = "int8"):
     """The tokenizer of the folder or hub id ``model`` was loaded from (a fastbert or transformers model,
-    ``config._name_or_path``); a ValueError saying what to pass when there is none."""
+    ``config._name_or_path``); a ValueError saying what to pass when there is none (``method``: the
+    quantization asked, for the message)."""
     config = getattr(model, "config", None)
     path = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
     if not path:
         raise ValueError(
             _NO_TOKENIZER.format(
-                method="int8", what="this model", why=" (it was not loaded from a folder or hub id)"
+                method=method, what="this model", why=" (it was not loaded from a folder or hub id)"
             )
         )
-    return calibration_tokenizer(str(path))
+    return calibration_tokenizer(str(path), method=method)
 
 
 def _embed(base, batches) -> torch.Tensor:
@@ -758,13 +761,13 @@ def _quantize(
         qmax, schemes = (448 if method == "fp8" else 127), (None,)
     dtype_name = _DTYPE_NAMES[next(iter(dtypes))]
     base = model.base_model
-    _family_layout(base)  # a family without a layout here: refused before anything runs
+    _family_layout(base, method)  # a family without a layout here: refused before anything runs
     if base.config.add_cross_attention:
         # at the user's line, whichever entry point quantizes (from_pretrained, accelerate, quantize)
         warn_at_caller(f"{method}: the cross-attention linears have no {method} path and stay {dtype_name}")
     # no longer than the family's longest input (RoBERTa's: max_position_embeddings - padding_idx - 1)
     batches = _calibration_batches(
-        model, tokenizer, calibration, max_length=min(128, base._length_limit()[0])
+        model, tokenizer, calibration, max_length=min(128, base._length_limit()[0]), method=method
     )
     slots, skipped = _encoder_linears(base)
     # a weight (or a self-attention) that several layers share is calibrated and quantized once, by its

@@ -230,6 +230,19 @@ def test_fp8_refused_where_it_cannot_run(tmp_path, monkeypatch):
         Fp8Linear(torch.randn(40, 64), None, 0.0, 0.0)
 
 
+def test_fp8_refusals_before_calibrating_name_fp8():
+    """fp8's own refusals (no tokenizer to calibrate with, a model laid out otherwise than its family) said
+    "int8 quantization ..." to a user who asked for fp8. Checked through the fp8 kernel forced on this CPU:
+    both refuse before any GEMM runs."""
+    model = fastbert.BertModel(fastbert.BertConfig(**SMALL)).eval()  # built, not loaded: no folder
+    with pytest.raises(ValueError, match="^fp8 quantization calibrates on text and found no tokenizer"):
+        _quantize(model, "fp8", "scaled_mm", calibration=["a sentence"])
+    model.encoder.layer[1].attention.self = torch.nn.Identity()
+    with pytest.raises(ValueError, match=r"^fp8 quantization covers .*BertModel \(bert\) is not laid out"):
+        _quantize(model, "fp8", "scaled_mm", calibration=[dict(input_ids=torch.randint(1, 99, (2, 8)))])
+    assert getattr(model, "quantization", None) is None
+
+
 @pytest.mark.parametrize("method", ["fp8", "int8"])
 def test_calibrated_model_on_cpu_call_path(method, tmp_path):
     if not CPU_CALLS[method]:
