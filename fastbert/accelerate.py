@@ -111,11 +111,12 @@ def accelerate(
             dtype if dtype is not None else _dtype_of(obj),
             to_fp32="pass dtype=torch.float32 to accelerate (it converts the weights)",
         )
+        _check_quantized_already(obj, quantization)
         if tokenizer is None and getattr(obj, "config", None) is not None:
             from .quant import _tokenizer_of
 
             tokenizer = _tokenizer_of(obj)  # a transformers model: its folder's tokenizer, else a ValueError
-        _check_calibration_tokenizers(obj, tokenizer)
+        _check_calibration_tokenizers(obj, tokenizer, quantization)
     out = _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict)
     if quantization is not None:
         from .model_api import quantization_of
@@ -144,7 +145,23 @@ def _quantization_targets(out, tokenizer):
     return targets
 
 
-def _check_calibration_tokenizers(obj, tokenizer) -> None:
+def _check_quantized_already(obj, quantization: str) -> None:
+    """A fastbert model in ``obj`` quantized another way already (``model.quantization``) is refused, as
+    :func:`fastbert.quantize` refuses it, before anything changes; one quantized the way asked is kept as it
+    is (accelerating again leaves it quantized)."""
+    if not isinstance(obj, nn.Module):
+        return
+    for m in obj.modules():
+        report = m.__dict__.get("quantization")  # what fastbert.quantize left on a model it quantized
+        if report is not None and report.method != quantization:
+            raise ValueError(
+                f"quantization={quantization!r}: {type(m).__name__} in this object is quantized with "
+                f"{report.method} already (its .quantization); load it again to quantize it otherwise "
+                "(nothing was changed)"
+            )
+
+
+def _check_calibration_tokenizers(obj, tokenizer, quantization: str = "int8") -> None:
     """Each tokenizer that will calibrate a backbone pads a batch of two sentences, before the swap changes
     ``obj``: one that cannot (no pad token) failed in the calibration, after the swap, leaving ``obj``
     accelerated but not quantized."""
@@ -161,7 +178,8 @@ def _check_calibration_tokenizers(obj, tokenizer) -> None:
             _calibration_batches(None, tok, ["a", "a b"])  # the calibration's own tokenizer call
         except Exception as e:
             raise ValueError(
-                f"int8 calibration pads batches of sentences, and the tokenizer {type(tok).__name__} cannot: "
+                f"{quantization} calibration pads batches of sentences, and the tokenizer {type(tok).__name__} "
+                "cannot: "
                 f"{e} (nothing was changed)"
             ) from e
 

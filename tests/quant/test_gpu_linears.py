@@ -437,3 +437,21 @@ def test_minilm_argmax_gate_on_cuda(gpu_minilm, method, dtype):
     with torch.no_grad():
         same = (head(F.normalize(a, dim=-1)).argmax(-1) == head(F.normalize(b, dim=-1)).argmax(-1)).float()
     assert same.mean() >= 0.99, same.mean()
+
+
+def test_accelerate_refuses_a_model_quantized_another_way():
+    """``accelerate(obj, quantization=...)`` kept, silently, a model in ``obj`` quantized with another method
+    already (``quantize`` refuses to quantize twice); one quantized the way asked is kept as it is."""
+    if not CPU_CALLS["fp8"]:
+        pytest.skip(f"this torch {torch.__version__} has no CPU implementation of the fp8 GEMM")
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**SMALL)).eval()
+    batches = [
+        dict(input_ids=torch.randint(1, 99, (2, 8)), attention_mask=torch.ones(2, 8, dtype=torch.long))
+    ]
+    _quantize(model, "fp8", "scaled_mm", calibration=batches, min_cosine=0.0, mean_cosine=0.0)
+    report = model.quantization
+    holder = torch.nn.ModuleDict({"encoder": model})
+    with pytest.raises(ValueError, match=r"quantization='int8': BertModel .* quantized with fp8 already"):
+        fastbert.accelerate(holder, quantization="int8")
+    assert model.quantization is report
