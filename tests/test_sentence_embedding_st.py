@@ -308,3 +308,59 @@ def test_a_pooling_the_dense_module_cannot_take_is_refused(tmp_path, monkeypatch
         stdin="hi\n",
     )  # fmt: skip
     assert p.returncode == 2 and "gives vectors of 64 values" in p.stderr and not p.stdout
+
+
+def _old_layout(folder):
+    """``folder`` (a saved SentenceTransformer) rewritten as older sentence-transformers wrote it: the
+    transformer's files (config, weights, tokenizer, sentence_bert_config.json) in ``0_Transformer``, named
+    by modules.json's first module's path."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    assert modules[0]["path"] == ""
+    (folder / "0_Transformer").mkdir()
+    for f in folder.iterdir():
+        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
+            shutil.move(str(f), folder / "0_Transformer" / f.name)
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    return str(folder)
+
+
+def test_an_older_folder_with_the_transformer_in_a_subfolder(tmp_path, monkeypatch, capsys):
+    """An older sentence-transformers folder keeps the transformer in modules.json's ``0_Transformer``
+    (config.json, weights, tokenizer, sentence_bert_config.json's max_seq_length): the pipeline, ``fastbert
+    run`` and ``fastbert embed`` load it as SentenceTransformer does, to its vectors (they stopped with "has
+    no config.json ... is it a model folder?")."""
+    import numpy as np
+    from cli_helpers import run_here
+
+    from fastbert.embed import embed, read_output
+
+    folder = tmp_path / "st"
+    modules = [Transformer(str(_bert_folder(tmp_path)), max_seq_length=8), Pooling(32, "mean")]
+    st.SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    folder = _old_layout(folder)
+    texts = [*(t for t in TEXTS if t), "a text longer than eight tokens " * 3]
+    theirs, ref = _theirs(folder, texts)
+    pipe = fastbert.pipeline("sentence-embedding", model=folder)
+    assert pipe.max_length == 8
+    ours = pipe(texts, return_tensors=True)
+    assert_close(ours, theirs, ref, torch.float32, what="0_Transformer folder")
+
+    out = tmp_path / "v.npy"
+    p = run_here(
+        monkeypatch, capsys, "--task", "sentence-embedding", "--model", folder, "--output", str(out),
+        stdin="\n".join(texts) + "\n",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    np.testing.assert_allclose(np.load(out), ours.numpy(), atol=1e-6)
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n")
+    embed([str(corpus)], tmp_path / "out", model=folder)
+    v = read_output(str(tmp_path / "out")).column("vector")
+    flat = v.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(flat.reshape(len(texts), -1), ours.numpy(), atol=1e-6)

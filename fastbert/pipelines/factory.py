@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Any
 
@@ -18,7 +19,12 @@ from .registry import (
     task_class,
     task_of_architecture,
 )
-from .sentence_embedding import load_dense, modules_after_pooling, pooling_modes_from_config
+from .sentence_embedding import (
+    load_dense,
+    modules_after_pooling,
+    pooling_modes_from_config,
+    transformer_folder,
+)
 
 
 def _is_sentence_transformers_folder(path: str) -> bool:
@@ -53,10 +59,19 @@ def _check_architecture(task: str, archs: list[str] | None, where: str) -> None:
         )
 
 
-def _pooling_config(path: str | None, hub: HubOptions) -> dict[str, Any]:
+def _model_subfolder(path: str, hub: HubOptions) -> str:
+    """The subfolder of a sentence-transformers folder (or hub id) that holds its transformer (modules.json's
+    first module's path: ``0_Transformer`` in older folders), ``""`` for the top or another model."""
+    from fastbert.hub import resolve_file
+
+    return transformer_folder(read_json_file(resolve_file(path, "modules.json", hub=hub, required=False)))
+
+
+def _pooling_config(path: str | None, hub: HubOptions, subfolder: str = "") -> dict[str, Any]:
     """The ``SentenceEmbeddingPipeline`` arguments a sentence-transformers folder sets (pooling, normalize,
     max_length (its max_seq_length), dense, do_lower_case, include_prompt; prompts, default_prompt_name
-    and truncate_dim from config_sentence_transformers.json); empty elsewhere."""
+    and truncate_dim from config_sentence_transformers.json); empty elsewhere. ``subfolder``: the
+    transformer's (:func:`_model_subfolder`), where its ``sentence_bert_config.json`` is."""
     if not path:
         return {}
     from fastbert.hub import resolve_file
@@ -73,7 +88,12 @@ def _pooling_config(path: str | None, hub: HubOptions) -> dict[str, Any]:
     pooling_config = read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None) or {}
     modes = pooling_modes_from_config(pooling_config)
     dense_folders, normalize = modules_after_pooling(modules)
-    st_config = read_json_file(find("sentence_bert_config.json")) or {}
+    st_config = (
+        read_json_file(
+            find(f"{subfolder}/sentence_bert_config.json" if subfolder else "sentence_bert_config.json")
+        )
+        or {}
+    )
     max_len = st_config.get("max_seq_length")
     model_config = read_json_file(find("config_sentence_transformers.json")) or {}
     return {
@@ -175,6 +195,7 @@ def pipeline(
             device = parse_device(device_map, "device_map")
 
     hub = HubOptions(revision=revision, token=token)
+    subfolder = ""  # the transformer's, in a sentence-transformers folder (_model_subfolder)
     if model is None:
         if task not in DEFAULT_MODEL_TASKS:
             raise ValueError(
@@ -194,9 +215,14 @@ def pipeline(
 
         # a hub id that cannot be had (offline, unreachable, unknown) fails here, through huggingface_hub;
         # a model_type fastbert does not have, with the list of those it has
-        config = registry.load_config(path, hub=hub)
+        if task == "sentence-embedding" and "subfolder" not in (model_kwargs or {}):
+            # an older sentence-transformers folder keeps the transformer in modules.json's 0_Transformer
+            # (config, weights, tokenizer), as SentenceTransformer loads it ("has no config.json" here)
+            subfolder = _model_subfolder(path, hub)
+        model_hub = dataclasses.replace(hub, subfolder=subfolder)
+        config = registry.load_config(path, hub=model_hub)
         _check_architecture(task, config.architectures, repr(path))
-        load_kwargs = {**hub.as_kwargs(), **(model_kwargs or {})}
+        load_kwargs = {**model_hub.as_kwargs(), **(model_kwargs or {})}
         if torch_dtype is not None:
             load_kwargs.setdefault("torch_dtype", torch_dtype)
         if attn_implementation is not None:
@@ -255,7 +281,7 @@ def pipeline(
                 "the model given has no name_or_path to load its tokenizer from: pass tokenizer="
             )
         tokenizer = path
-    tokenizer_kwargs: dict[str, Any] = {}
+    tokenizer_kwargs: dict[str, Any] = {"subfolder": subfolder} if subfolder and tokenizer == path else {}
     if isinstance(tokenizer, tuple) and len(tokenizer) == 2 and isinstance(tokenizer[1], dict):
         # transformers 4's (tokenizer name, its from_pretrained kwargs)
         tokenizer, tokenizer_kwargs = tokenizer[0], dict(tokenizer[1])
@@ -274,7 +300,7 @@ def pipeline(
     extra: dict[str, Any] = {}
     folder_max_length = False  # max_length from the folder's sentence_bert_config: the model's own limit
     if task == "sentence-embedding":
-        folder = _pooling_config(path, hub)
+        folder = _pooling_config(path, hub, subfolder)
         max_len = folder.pop("max_length", None)
         extra.update(folder)
         extra["pooling"] = kwargs.pop("pooling", None) or folder.get("pooling")

@@ -135,6 +135,15 @@ def _kind(module: dict[str, Any]) -> str:
     return str(module.get("type", "")).rsplit(".", 1)[-1]
 
 
+def transformer_folder(modules: list[dict[str, Any]] | None) -> str:
+    """The folder of a sentence-transformers ``modules.json``'s first module, the transformer fastbert runs,
+    relative to the model folder: ``""`` where the model is at the top (the layout sentence-transformers
+    writes now), ``"0_Transformer"`` in older folders, which keep its config.json, weights, tokenizer and
+    ``sentence_bert_config.json`` there (``SentenceTransformer`` loads each module from its ``path``)."""
+    first = (modules or [{}])[0]
+    return str(first.get("path", "") or "").strip("/") if isinstance(first, dict) else ""
+
+
 def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[str], bool]:
     """(the folders of the ``Dense`` modules after the pooling, in order; whether ``Normalize`` ends the
     stack) of a sentence-transformers ``modules.json``. A module fastbert cannot apply is refused by name
