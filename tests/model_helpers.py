@@ -303,3 +303,21 @@ def fake_hub_api(monkeypatch) -> list:
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     return calls
+
+
+def old_layout(folder) -> str:
+    """``folder`` (a saved SentenceTransformer) rewritten as older sentence-transformers wrote it: the
+    transformer's files (config, weights, tokenizer, sentence_bert_config.json) in ``0_Transformer``, named
+    by modules.json's first module's path."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    assert modules[0]["path"] == ""
+    (folder / "0_Transformer").mkdir()
+    for f in folder.iterdir():
+        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
+            shutil.move(str(f), folder / "0_Transformer" / f.name)
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    return str(folder)

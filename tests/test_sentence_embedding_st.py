@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from model_helpers import minilm_folder, perturb_norms_and_biases
+from model_helpers import minilm_folder, old_layout, perturb_norms_and_biases
 
 import fastbert
 from fastbert.core.tolerances import assert_close
@@ -310,25 +310,6 @@ def test_a_pooling_the_dense_module_cannot_take_is_refused(tmp_path, monkeypatch
     assert p.returncode == 2 and "gives vectors of 64 values" in p.stderr and not p.stdout
 
 
-def _old_layout(folder):
-    """``folder`` (a saved SentenceTransformer) rewritten as older sentence-transformers wrote it: the
-    transformer's files (config, weights, tokenizer, sentence_bert_config.json) in ``0_Transformer``, named
-    by modules.json's first module's path."""
-    import shutil
-    from pathlib import Path
-
-    folder = Path(folder)
-    modules = json.loads((folder / "modules.json").read_text())
-    assert modules[0]["path"] == ""
-    (folder / "0_Transformer").mkdir()
-    for f in folder.iterdir():
-        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
-            shutil.move(str(f), folder / "0_Transformer" / f.name)
-    modules[0]["path"] = "0_Transformer"
-    (folder / "modules.json").write_text(json.dumps(modules))
-    return str(folder)
-
-
 def test_an_older_folder_with_the_transformer_in_a_subfolder(tmp_path, monkeypatch, capsys):
     """An older sentence-transformers folder keeps the transformer in modules.json's ``0_Transformer``
     (config.json, weights, tokenizer, sentence_bert_config.json's max_seq_length): the pipeline, ``fastbert
@@ -342,7 +323,7 @@ def test_an_older_folder_with_the_transformer_in_a_subfolder(tmp_path, monkeypat
     folder = tmp_path / "st"
     modules = [Transformer(str(_bert_folder(tmp_path)), max_seq_length=8), Pooling(32, "mean")]
     st.SentenceTransformer(modules=modules, device="cpu").save(str(folder))
-    folder = _old_layout(folder)
+    folder = old_layout(folder)
     texts = [*(t for t in TEXTS if t), "a text longer than eight tokens " * 3]
     theirs, ref = _theirs(folder, texts)
     pipe = fastbert.pipeline("sentence-embedding", model=folder)

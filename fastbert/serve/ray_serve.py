@@ -89,7 +89,7 @@ def _started_here() -> bool:
 def check_model(options: ServeOptions) -> str:
     """What a replica would refuse of the model and the options, refused in the driver before Ray starts:
     the plain server's one-line ``OSError``/``ValueError`` (a replica's refusal reached the driver as a
-    Ray traceback without its cause, after half a minute). Returns the model's folder. A --quantization
+    Ray traceback without its cause, after half a minute). Returns the transformer's folder (its config). A --quantization
     the replicas' device cannot run is refused here when --devices names the CPU only, else once the
     replicas' device is known (:func:`check_precision`)."""
     import torch
@@ -103,8 +103,8 @@ def check_model(options: ServeOptions) -> str:
     parse_dtype(options.dtype)
     default_max_batch_tokens(options, [torch.device("cpu")], spec)
     if options.devices and all(d == "cpu" for d in options.devices):
-        check_precision(options, spec.path, on_gpu=False)
-    return spec.path
+        check_precision(options, spec.model_path, on_gpu=False)
+    return spec.model_path
 
 
 def check_precision(options: ServeOptions, path: str, on_gpu: bool) -> None:

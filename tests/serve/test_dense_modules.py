@@ -129,3 +129,26 @@ def test_a_module_before_the_pooling_or_in_its_place_is_refused(dense_folder, tm
         fastbert.pipeline("sentence-embedding", model=str(folder))
     with pytest.raises(ValueError, match=name):
         describe_model(ServeOptions(model=str(folder)))
+
+
+def test_an_older_folder_with_the_transformer_in_a_subfolder(dense_folder, tmp_path):
+    """An older sentence-transformers folder keeps the transformer (config, weights, tokenizer,
+    sentence_bert_config.json) in modules.json's ``0_Transformer``: the server loads it from there, as
+    SentenceTransformer does, to its vectors and length limit (it refused the folder: "has no config.json")."""
+    import shutil
+
+    from model_helpers import old_layout
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    folder = old_layout(shutil.copytree(dense_folder, tmp_path / "model"))
+    spec = describe_model(ServeOptions(model=folder))
+    assert spec.model_path == str(tmp_path / "model" / "0_Transformer")
+    assert spec.max_input_length == describe_model(ServeOptions(model=dense_folder)).max_input_length
+    theirs, ref = _reference(folder)
+    with serving(model=folder) as srv:
+        r = srv.client.post("/embed", json={"inputs": SENTENCES})
+        assert r.status_code == 200, r.text
+        served = torch.tensor(np.array(r.json(), dtype=np.float32))
+        assert_close(served, theirs, ref, torch.float32, what="/embed, 0_Transformer")
