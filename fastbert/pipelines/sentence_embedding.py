@@ -181,6 +181,23 @@ def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[st
     return dense, normalize
 
 
+def check_dense_width(
+    modes: tuple[str, ...], hidden: Any, dense_in: int | None, given: str, setting: str
+) -> None:
+    """A pooling ``modes`` whose vectors (``hidden`` values a mode) the folder's first ``Dense`` module (of
+    ``dense_in`` inputs; None: no Dense) cannot take (``pooling=["mean", "max"]`` on a folder trained on mean
+    pooling, ``--pooling mean`` on one trained on mean and max) is refused, naming both widths (the first
+    forward raised torch's "mat1 and mat2 shapes cannot be multiplied"). ``given``: how the pooling was
+    given, ``setting``: what to leave unset for the folder's own."""
+    if dense_in is None or not isinstance(hidden, int) or hidden * len(modes) == dense_in:
+        return
+    raise ValueError(
+        f"{given} gives vectors of {hidden * len(modes)} values ({len(modes)} x the hidden size "
+        f"{hidden}), and the folder's Dense module after the pooling takes {dense_in}: pass a "
+        f"pooling of that width (the folder's own: leave {setting} unset)"
+    )
+
+
 def _activation(name: str | None) -> torch.nn.Module:
     """A Dense module's ``activation_function`` (a ``torch.nn`` class path; Tanh when absent, as
     sentence-transformers)."""
@@ -285,18 +302,9 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         self._check_dense_width(self.pooling, pooling)
 
     def _check_dense_width(self, modes: tuple[str, ...], given: Any) -> None:
-        """A pooling whose vectors the folder's first ``Dense`` module cannot take (``pooling=["mean", "max"]``
-        on a folder trained on mean pooling) is refused, naming both widths (the first call raised torch's
-        "mat1 and mat2 shapes cannot be multiplied")."""
         first = next((m for m in self.dense or () if isinstance(m, torch.nn.Linear)), None)
         hidden = getattr(self.model.config, "hidden_size", None)
-        if first is None or not isinstance(hidden, int) or hidden * len(modes) == first.in_features:
-            return
-        raise ValueError(
-            f"pooling={given!r} gives vectors of {hidden * len(modes)} values ({len(modes)} x the hidden size "
-            f"{hidden}), and the folder's Dense module after the pooling takes {first.in_features}: pass a "
-            "pooling of that width (the folder's own: leave pooling unset)"
-        )
+        check_dense_width(modes, hidden, first and first.in_features, f"pooling={given!r}", "pooling")
 
     def _save_task_files(self, save_directory: Any) -> None:
         """The sentence-transformers files that say how this pipeline pools (``modules.json``, the Pooling's,

@@ -22,6 +22,7 @@ import torch
 
 from ..core.padding import packed_outputs
 from ..pipelines.sentence_embedding import (
+    check_dense_width,
     check_pooling,
     load_dense,
     modules_after_pooling,
@@ -187,6 +188,12 @@ def describe_model(options: ServeOptions) -> ModelSpec:
                 )
             spec.pooling = "+".join(spec.pooling_modes)
             spec.normalize = st_normalize
+            if spec.dense:  # refused here, at startup: each request failed in torch's matmul
+                dense_config = _read_json(os.path.join(path, spec.dense[0], "config.json")) or {}
+                dense_in = int(dense_config["in_features"]) if "in_features" in dense_config else None
+                given = f"--pooling {pooling}" if pooling else f"the pooling config's {spec.pooling}"
+                hidden = getattr(config, "hidden_size", None)
+                check_dense_width(spec.pooling_modes, hidden, dense_in, given, "--pooling")
     else:
         id2label = getattr(config, "id2label", None) or {}
         spec.id2label = {str(k): str(v) for k, v in id2label.items()} or {

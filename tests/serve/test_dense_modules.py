@@ -152,3 +152,25 @@ def test_an_older_folder_with_the_transformer_in_a_subfolder(dense_folder, tmp_p
         assert r.status_code == 200, r.text
         served = torch.tensor(np.array(r.json(), dtype=np.float32))
         assert_close(served, theirs, ref, torch.float32, what="/embed, 0_Transformer")
+
+
+def test_a_pooling_the_dense_module_cannot_take_is_refused_at_startup(tiny, tmp_path):
+    """``--pooling mean`` on a folder whose Dense module takes mean and max pooled (64 values) is refused at
+    startup naming both widths, by the pipeline's check (each request answered 424 with torch's "mat1 and mat2
+    shapes cannot be multiplied"); a pooling of the Dense module's width is served."""
+    try:
+        from sentence_transformers.base.modules import Dense, Transformer
+        from sentence_transformers.sentence_transformer.modules import Pooling
+    except ImportError:
+        from sentence_transformers.models import Dense, Pooling, Transformer
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    torch.manual_seed(3)
+    modules = [Transformer(tiny["base"]), Pooling(32, ["mean", "max"]), Dense(64, 16)]
+    folder = str(tmp_path / "model")
+    st.SentenceTransformer(modules=modules, device="cpu").save(folder)
+    with pytest.raises(ValueError, match=r"--pooling mean gives vectors of 32 values.*takes 64"):
+        describe_model(ServeOptions(model=folder, pooling="mean"))
+    assert describe_model(ServeOptions(model=folder)).pooling_modes == ("mean", "max")
