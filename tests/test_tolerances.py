@@ -73,10 +73,31 @@ def test_torch_error_and_magnitude_are_measured_on_the_valid_positions_only():
     torch_out[1, 2] = 1.0  # torch's output wrong on a padded position only
     v = tol.judge(out, torch_out, ref, torch.float32, mask=mask)
     assert v.torch_error == 0.0 and not v.ok, v
-    big = ref.clone()
-    big[1, 2] = 1e6  # the reference huge on a padded position only: the floor stays 2**-20
+    big = torch.ones_like(ref)
+    big[1, 2] = 1e6  # the reference huge on a padded position only: the floor stays 2**-20 * 1
     v = tol.judge(big.float() + 1e-3, None, big, torch.float32, mask=mask)
     assert v.bound == tol.FLOOR[torch.float32] and not v.ok, v
+
+
+def test_the_floor_scales_with_an_output_below_one():
+    """The floor is ulps at the reference's magnitude, below 1 too: a floor of one ulp at magnitude 1 passed
+    bf16 unit-normalized embeddings 0.008 off (16 times torch's own error, cosine 0.989 where torch's is
+    0.99999), and fp16 ones 16 times off."""
+    g = torch.Generator().manual_seed(0)
+    ref = torch.nn.functional.normalize(torch.randn(8, 384, generator=g, dtype=torch.float64), dim=-1)
+    noise = torch.sign(torch.randn(8, 384, generator=g, dtype=torch.float64))
+    for dtype, off in ((torch.bfloat16, 0.0075), (torch.float16, 0.0009)):
+        torch_out = ref.to(dtype)
+        wrong = (ref + off * noise).to(dtype)
+        v = tol.judge(wrong, torch_out, ref, dtype)
+        assert v.error > 10 * v.torch_error and not v.ok, (dtype, v)
+        assert tol.judge(torch_out, torch_out, ref, dtype).ok  # torch's own rounding passes
+    # the floor alone, at the reference's magnitude: 1 ulp of fp16 at 0.01 passes, 4 ulps do not
+    small = torch.full((4,), 0.01, dtype=torch.float64)
+    ulp = 2.0**-17  # fp16's spacing in [2**-7, 2**-6)
+    assert tol.judge(small + ulp, None, small, torch.float16).ok
+    assert not tol.judge(small + 4 * ulp, None, small, torch.float16).ok
+    assert tol.bound(0.0, torch.float16, 0.01) == pytest.approx(0.01 * 2.0**-10)
 
 
 def test_shapes_must_agree():
