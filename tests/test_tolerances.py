@@ -100,6 +100,24 @@ def test_the_floor_scales_with_an_output_below_one():
     assert tol.bound(0.0, torch.float16, 0.01) == pytest.approx(0.01 * 2.0**-10)
 
 
+def test_a_mask_that_selects_nothing_is_refused():
+    """An all-padding mask compared nothing: error 0 and the verdict ok, for any output however wrong. It is
+    refused; an empty output (encode([])) is still judged, and equal."""
+    ref = torch.zeros(2, 3, 4, dtype=torch.float64)
+    wrong = torch.full((2, 3, 4), 1e6)
+    none = torch.zeros(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="selects no position"):
+        tol.judge(wrong, ref.float(), ref, torch.float32, mask=none)
+    with pytest.raises(ValueError, match="selects no position"):
+        tol.assert_close(wrong, None, ref, torch.float32, mask=none)
+    empty = torch.zeros(0, 4)
+    assert tol.judge(empty, empty, empty.double(), torch.float32).ok
+    assert tol.judge(empty, None, empty.double(), torch.float32, mask=torch.zeros(0, dtype=torch.bool)).ok
+    one = none.clone()
+    one[1, 2] = True  # one valid token: judged
+    assert not tol.judge(wrong, ref.float(), ref, torch.float32, mask=one).ok
+
+
 def test_shapes_must_agree():
     """torch's output of shape (n, 1) against a reference of shape (n,) broadcast to an (n, n) difference:
     PyTorch's "error" was the spread of the values, and an output 0.5 off everywhere passed."""

@@ -98,7 +98,8 @@ def judge(
     mask: torch.Tensor | None = None,
 ) -> Verdict:
     """Apply the rule. ``torch_out`` is PyTorch's own output in ``dtype`` (None: the floor alone, as for an
-    fp32 output judged against an fp32 reference); ``mask`` selects the positions that count. The three
+    fp32 output judged against an fp32 reference); ``mask`` selects the positions that count (at least one of
+    a non-empty output: a ValueError otherwise, as an all-padding batch compares nothing). The three
     must have one shape: torch's output of shape (n, 1) against a reference of shape (n,) broadcast to an
     (n, n) difference, its "error" the spread of the values, and the bound passed anything."""
     for name, t in (("output", out), ("torch's own output", torch_out)):
@@ -107,6 +108,12 @@ def judge(
                 f"{name} of shape {tuple(t.shape)} judged against a reference of shape {tuple(ref.shape)}"
             )
     ours = _select(out, mask)
+    if mask is not None and out.numel() and not ours.numel():
+        # every position padding (a mask of zeros): nothing compared, an error of 0 that passed any output
+        raise ValueError(
+            f"the mask of shape {tuple(mask.shape)} selects no position of the output: nothing to judge "
+            "(give at least one valid token)"
+        )
     finite = bool(torch.isfinite(ours).all()) if ours.numel() else True
     reference = _select(ref, mask).to(ours.device)
     magnitude = reference.abs().max().item() if reference.numel() else 1.0
