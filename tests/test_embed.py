@@ -1005,6 +1005,30 @@ def test_devices_ctrl_c_with_int8_leaves_nothing_behind(tmp_path, models, corpus
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_devices_ctrl_c_stops_workers_of_a_parent_that_ignores_sigterm(tmp_path, models, corpus):
+    """A parent started with SIGTERM ignored (inherited, as a supervisor or a background job may leave it)
+    stops its workers on Ctrl-C all the same: they reset SIGTERM, what ``terminate`` sends, to its default
+    (they inherited it ignored, and the parent waited for them forever)."""
+    out = tmp_path / "out"
+
+    def ctrl_c_but_sigterm_ignored():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    proc, worker = _held_devices_run(
+        tmp_path, models, corpus, out, start_new_session=True, preexec_fn=ctrl_c_but_sigterm_ignored
+    )
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert not _alive(worker)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_devices_workers_hold_the_lock_until_they_end(tmp_path, models, corpus):
     """The --devices workers hold the parent's lock with it: a worker that outlives its killed parent (here
     its watchdog is off; it ends within a second otherwise) may still write a shard, so the folder stays

@@ -175,12 +175,15 @@ def _exit_with_parent(parent: int) -> None:
 def _ignore_ctrl_c() -> None:
     """A worker ignores SIGINT: Ctrl-C reaches the whole process group, and the parent stops its workers
     (``terminate``) on it. Interrupted by it themselves, workers printed tracebacks from wherever it landed
-    (their atexit callbacks, after their last shard)."""
+    (their atexit callbacks, after their last shard). SIGTERM, what ``terminate`` sends, is the default:
+    a worker of a parent started with it ignored (a background job, a supervisor) ignored it, and the
+    parent waited for it forever."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
