@@ -147,15 +147,7 @@ def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str
     the repository)."""
     weight_map = read_weight_map(index_file)
     state: dict[str, torch.Tensor] = {}
-    local = os.path.isdir(path_or_id)
-    for shard in sorted(set(weight_map.values())):
-        # of a hub id, resolve_file's own error: a shard not in the cache (offline) or not in the repository
-        shard_path = resolve_file(path_or_id, shard, hub, required=not local)
-        if shard_path is None:
-            raise FileNotFoundError(
-                f"{os.path.join(os.path.dirname(index_file), shard)}: shard {shard} listed in "
-                f"{os.path.basename(index_file)} is missing (no such file)"
-            )
+    for shard_path in _shard_files(index_file, path_or_id, hub, weight_map):
         state.update(load_state_dict_file(shard_path))
     absent = sorted(set(weight_map) - set(state))
     if absent:  # transformers 5 says nothing of them; the model's own are reported missing by loading
@@ -167,6 +159,61 @@ def _load_sharded(index_file: str, path_or_id: str, hub: HubOptions) -> dict[str
             " ..." if len(absent) > 5 else "",
         )
     return state
+
+
+def _shard_files(
+    index_file: str, path_or_id: str, hub: HubOptions, weight_map: dict[str, str] | None = None
+) -> list[str]:
+    """The local paths of the shards a sharded checkpoint's index names (a hub id's fetched): a shard file that
+    is not in a local folder is a ``FileNotFoundError`` naming it, one of a hub id :func:`resolve_file`'s
+    error (not in the cache, not in the repository)."""
+    weight_map = read_weight_map(index_file) if weight_map is None else weight_map
+    local = os.path.isdir(path_or_id)
+    paths = []
+    for shard in sorted(set(weight_map.values())):
+        # of a hub id, resolve_file's own error: a shard not in the cache (offline) or not in the repository
+        shard_path = resolve_file(path_or_id, shard, hub, required=not local)
+        if shard_path is None:
+            raise FileNotFoundError(
+                f"{os.path.join(os.path.dirname(index_file), shard)}: shard {shard} listed in "
+                f"{os.path.basename(index_file)} is missing (no such file)"
+            )
+        paths.append(shard_path)
+    return paths
+
+
+def _pytorch_weights_file(
+    path_or_id: str, hub: HubOptions, use_safetensors: bool | None, variant: str | None
+) -> tuple[str, bool] | None:
+    """(the local path, whether it is a sharded index) of the PyTorch checkpoint ``from_pretrained`` reads,
+    by transformers 4's order of preference (a hub id's fetched); None when there is none."""
+    candidates = []
+    if use_safetensors is not False:
+        candidates += [(SAFE_WEIGHTS_NAME, False), (SAFE_WEIGHTS_INDEX_NAME, True)]
+    if use_safetensors is not True:
+        candidates += [(WEIGHTS_NAME, False), (WEIGHTS_INDEX_NAME, True)]
+    for name, sharded in candidates:
+        path = resolve_file(path_or_id, add_variant(name, variant), hub, required=False)
+        if path is not None:
+            return path, sharded
+    return None
+
+
+def fetch_weight_files(
+    path_or_id: str, hub: HubOptions, *, use_safetensors: bool | None = None, variant: str | None = None
+) -> list[str]:
+    """The local paths of the checkpoint files :func:`find_and_load_weights` reads, without reading them: a
+    hub id's are fetched into the hub cache (only those, not the rest of the repository), so that the cache
+    snapshot's folder loads as a local one. The PyTorch weights (an index with its shards), else a legacy
+    (TF / Flax) checkpoint's files; ``[]`` when there are none (loading the folder then says so)."""
+    found = _pytorch_weights_file(path_or_id, hub, use_safetensors, variant)
+    if found is not None:
+        path, sharded = found
+        return [path, *_shard_files(path, path_or_id, hub)] if sharded else [path]
+    from . import legacy
+
+    legacy_found = legacy.find_legacy_checkpoint(path_or_id, hub=hub)
+    return list(legacy_found[1]) if legacy_found is not None else []
 
 
 _SAFETENSORS_FLOATS = {
@@ -244,17 +291,11 @@ def find_and_load_weights(
     ``variant`` ("fp16", ...) reads ``model.<variant>.safetensors`` and the like, as transformers."""
 
     def pytorch_weights():
-        candidates = []
-        if use_safetensors is not False:
-            candidates += [(SAFE_WEIGHTS_NAME, False), (SAFE_WEIGHTS_INDEX_NAME, True)]
-        if use_safetensors is not True:
-            candidates += [(WEIGHTS_NAME, False), (WEIGHTS_INDEX_NAME, True)]
-        candidates = [(add_variant(name, variant), sharded) for name, sharded in candidates]
-        for name, sharded in candidates:
-            path = resolve_file(path_or_id, name, hub, required=False)
-            if path is not None:
-                return _load_sharded(path, path_or_id, hub) if sharded else load_state_dict_file(path)
-        return None
+        found = _pytorch_weights_file(path_or_id, hub, use_safetensors, variant)
+        if found is None:
+            return None
+        path, sharded = found
+        return _load_sharded(path, path_or_id, hub) if sharded else load_state_dict_file(path)
 
     if not (from_tf or from_flax):
         state = pytorch_weights()

@@ -305,6 +305,44 @@ def fake_hub_api(monkeypatch) -> list:
     return calls
 
 
+def fake_hub_download(monkeypatch, repos: dict[str, str]) -> list[str]:
+    """``huggingface_hub.hf_hub_download`` replaced by a hub of local folders (no network): ``repos`` maps a
+    hub id to the folder that stands for its repository. A file is copied into the hub cache's snapshot of
+    the repository when first asked (as a download), and read from there after (``local_files_only`` too); a
+    file the folder lacks is huggingface_hub's ``EntryNotFoundError``. The hub counts as reachable. Returns
+    the list of the files downloaded (paths in the repository), in order."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from fastbert import hub
+
+    fetched: list[str] = []
+
+    def download(repo_id, filename, *, subfolder=None, cache_dir=None, local_files_only=False, **_):
+        name = f"{subfolder}/{filename}" if subfolder else filename
+        cache = cache_dir or constants.HF_HUB_CACHE
+        target = os.path.join(cache, "models--" + repo_id.replace("/", "--"), "snapshots", "0" * 40, name)
+        if os.path.isfile(target):
+            return target
+        if local_files_only:
+            raise LocalEntryNotFoundError(f"{repo_id}: {name} is not in the cache")
+        source = os.path.join(repos[repo_id], name)
+        if not os.path.isfile(source):
+            raise EntryNotFoundError(f"{repo_id} has no file {name}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(source, target)
+        fetched.append(name)
+        return target
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "unreachable", lambda: None)
+    monkeypatch.setattr(hub, "_UNREACHABLE", set())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    return fetched
+
+
 def old_layout(folder) -> str:
     """``folder`` (a saved SentenceTransformer) rewritten as older sentence-transformers wrote it: the
     transformer's files (config, weights, tokenizer, sentence_bert_config.json) in ``0_Transformer``, named

@@ -88,6 +88,7 @@ def resolve_model_path(options: ServeOptions) -> str:
     if os.path.isfile(path):
         raise OSError(f"--model {path} is a file: pass the folder that holds the model")
     from fastbert.hub import HubOptions, resolve_file
+    from fastbert.loading import fetch_weight_files
 
     hub = HubOptions(revision=options.revision)
     modules = resolve_file(path, "modules.json", hub, required=False)
@@ -95,8 +96,25 @@ def resolve_model_path(options: ServeOptions) -> str:
     model_hub = HubOptions(revision=options.revision, subfolder=transformer_folder(_read_json(modules or "")))
     config = resolve_file(path, "config.json", model_hub)
     folder = os.path.dirname(modules) if modules else os.path.dirname(config)
-    # the rest of a hub model's small files, so that the folder reads like a local one
-    for name in ("config_sentence_transformers.json", "1_Pooling/config.json"):
+    # the rest of what the server reads of a hub model, fetched into the cache's snapshot folder so that it
+    # reads like a local one (as SentenceTransformer("org/name") fetches each module's files, not the whole
+    # repository, which carries onnx / openvino copies): the transformer's weights, by from_pretrained's
+    # own resolution (safetensors, sharded index, .bin), and the files of the Pooling and Dense modules at
+    # the paths modules.json names (and 1_Pooling, where TEI looks without one)
+    fetch_weight_files(path, model_hub)
+    names = ["config_sentence_transformers.json", "1_Pooling/config.json"]
+    for module in (_read_json(modules) if modules else None) or ():
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1] if isinstance(module, dict) else ""
+        if kind not in ("Pooling", "Dense"):
+            continue
+        prefix = str(module.get("path", "") or "").strip("/")
+        prefix = f"{prefix}/" if prefix else ""
+        names.append(f"{prefix}config.json")
+        if kind == "Dense":  # load_dense's files: model.safetensors, else pytorch_model.bin
+            names.append(f"{prefix}model.safetensors")
+            if resolve_file(path, names[-1], hub, required=False) is None:
+                names[-1] = f"{prefix}pytorch_model.bin"
+    for name in dict.fromkeys(names):
         resolve_file(path, name, hub, required=False)
     for name in (
         "sentence_bert_config.json",

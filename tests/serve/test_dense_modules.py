@@ -174,3 +174,42 @@ def test_a_pooling_the_dense_module_cannot_take_is_refused_at_startup(tiny, tmp_
     with pytest.raises(ValueError, match=r"--pooling mean gives vectors of 32 values.*takes 64"):
         describe_model(ServeOptions(model=folder, pooling="mean"))
     assert describe_model(ServeOptions(model=folder)).pooling_modes == ("mean", "max")
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["top", "0_Transformer"])
+def test_a_hub_id_is_served_from_an_empty_cache(dense_folder, tmp_path, monkeypatch, older):
+    """``--model org/name`` on an empty hub cache fetches what the served folder needs, as
+    ``SentenceTransformer("org/name")`` does: the transformer's weights (in 0_Transformer in an older layout),
+    the Pooling config and the Dense modules by the paths modules.json names (only the small files were
+    fetched: the server failed on the snapshot folder, which held no weights), and no other file."""
+    import shutil
+    import uuid
+
+    from model_helpers import fake_hub_download, old_layout
+
+    folder = tmp_path / "repo"
+    shutil.copytree(dense_folder, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    for module in modules:  # folder names of the modules' own choosing, not 1_Pooling / 2_Dense
+        if module["path"]:
+            (folder / module["path"]).rename(folder / f"my_{module['path']}")
+            module["path"] = f"my_{module['path']}"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    if older:
+        old_layout(folder)
+    (folder / "onnx").mkdir()  # what a hub repository carries besides: never fetched
+    (folder / "onnx" / "model.onnx").write_bytes(b"onnx")
+    theirs, ref = _reference(dense_folder)
+    repo = f"someone/dense-{uuid.uuid4().hex[:8]}"
+    fetched = fake_hub_download(monkeypatch, {repo: str(folder)})
+    with serving(model=repo) as srv:
+        r = srv.client.post("/embed", json={"inputs": SENTENCES})
+        assert r.status_code == 200, r.text
+        served = torch.tensor(np.array(r.json(), dtype=np.float32))
+        assert_close(served, theirs, ref, torch.float32, what="/embed of a hub id")
+    prefix = "0_Transformer/" if older else ""
+    assert f"{prefix}model.safetensors" in fetched
+    assert {"my_1_Pooling/config.json", "my_2_Dense/model.safetensors", "my_3_Dense/config.json"} <= set(
+        fetched
+    )
+    assert not any(name.startswith("onnx") for name in fetched)
