@@ -1537,3 +1537,35 @@ def test_a_bad_row_of_a_csv_or_parquet_file_exits_2(tmp_path, fmt):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, err
         assert "empty text" in err and "terminate called" not in err, err
+
+
+def test_a_hub_model_of_the_older_layout_is_pinned_to_its_commit(tmp_path, models, monkeypatch):
+    """An older sentence-transformers repository keeps config.json in modules.json's 0_Transformer, none at
+    its top: its job records the commit too (it recorded none: the job was not pinned, and a resume after
+    the branch moved ran on another model)."""
+    import uuid
+
+    from huggingface_hub import constants
+
+    from fastbert.embed.job import model_fingerprint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = f"fastbert-tests/embed-old-{uuid.uuid4().hex[:8]}"
+    folder = os.path.join(constants.HF_HUB_CACHE, "models--" + repo.replace("/", "--"))
+    commit = "3" * 40
+    snapshot = os.path.join(folder, "snapshots", commit)
+    shutil.copytree(models["base"], os.path.join(snapshot, "0_Transformer"))
+    modules = [
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    with open(os.path.join(snapshot, "modules.json"), "w") as f:
+        json.dump(modules, f)
+    os.makedirs(os.path.join(folder, "refs"))
+    with open(os.path.join(folder, "refs", "main"), "w") as f:
+        f.write(commit)
+    assert model_fingerprint(repo) == f"hub:{commit}"
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis\n")
+    m = embed([str(path)], str(tmp_path / "out"), model=repo, progress=False)
+    assert m["job"]["model_fingerprint"] == f"hub:{commit}"

@@ -159,10 +159,16 @@ def hub_commit(model: str, revision: str | None) -> str | None:
     revision has moved since is refused: one output, one model."""
     from fastbert.hub import HubOptions, resolve_file
 
-    try:
-        path = resolve_file(model, "config.json", HubOptions(revision=revision), required=False)
-    except OSError:
-        return None
+    path = None
+    # config.json at the top; an older sentence-transformers repository has none there (it keeps it in
+    # modules.json's 0_Transformer), but a modules.json: any file at the top gives the snapshot
+    for name in ("config.json", "modules.json"):
+        try:
+            path = resolve_file(model, name, HubOptions(revision=revision), required=False)
+        except OSError:
+            return None
+        if path:
+            break
     snapshot = os.path.dirname(path) if path else ""
     if os.path.basename(os.path.dirname(snapshot)) != "snapshots":  # pragma: no cover - not a hub cache
         return None
