@@ -780,3 +780,27 @@ def test_folder_max_seq_length_above_the_position_table_is_capped(tmp_path):
     np.testing.assert_allclose(np.asarray(emb(text)), np.asarray(ref(text)), atol=1e-6)
     with pytest.raises(ValueError, match="max_length=4096 is more than"):  # one the caller passes: refused
         fastbert.pipeline("sentence-embedding", model=str(folder), max_length=4096)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["top", "0_Transformer"])
+def test_task_of_a_sentence_transformers_hub_id(tmp_path, monkeypatch, older):
+    """``pipeline(model="org/name")`` of a sentence-transformers repository is a sentence-embedding pipeline,
+    as its local folder: an older one (config.json in 0_Transformer only) failed ("no config.json"), a newer
+    one was a feature-extraction pipeline, which returns every token's vector."""
+    import shutil
+    import uuid
+
+    from model_helpers import fake_hub_download, old_layout
+
+    source = embedded_model_path()
+    folder = tmp_path / "repo"
+    shutil.copytree(source, folder)
+    if older:
+        old_layout(folder)
+    repo = f"someone/minilm-{uuid.uuid4().hex[:8]}"
+    fake_hub_download(monkeypatch, {repo: str(folder)})
+    pipe = fastbert.pipeline(model=repo)
+    assert pipe.task == "sentence-embedding"
+    texts = ["the cat sat", "a blue sky"]
+    want = fastbert.pipeline("sentence-embedding", model=source)(texts, return_tensors=True)
+    torch.testing.assert_close(pipe(texts, return_tensors=True), want)

@@ -31,13 +31,18 @@ def _is_sentence_transformers_folder(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "modules.json"))
 
 
-def _infer_task(model: Any) -> str:
+def _infer_task(model: Any, hub: HubOptions | None = None) -> str:
     if isinstance(model, str):
         if _is_sentence_transformers_folder(model):
             return "sentence-embedding"
         from fastbert import registry
+        from fastbert.hub import looks_local, resolve_file
 
-        archs = registry.load_config(model).architectures or []
+        # a hub id of a sentence-transformers repository, as its local folder (an older one has no
+        # config.json at the top, only in modules.json's 0_Transformer)
+        if not looks_local(model) and resolve_file(model, "modules.json", hub, required=False):
+            return "sentence-embedding"
+        archs = registry.load_config(model, hub).architectures or []
     else:
         archs = [type(model).__name__]
     for arch in archs:
@@ -168,7 +173,7 @@ def pipeline(
     if task is None:
         if model is None:
             raise ValueError("pipeline needs a task, a model, or both")
-        task = _infer_task(model)
+        task = _infer_task(model, HubOptions(revision=revision, token=token))
     task = check_task(task)
     spec = TASKS[task]
     given = {"torch_dtype": torch_dtype, "dtype": dtype, "device_map": device_map}
