@@ -168,3 +168,38 @@ def test_a_shard_of_a_cached_hub_model_not_in_the_cache_says_so(tmp_path):
         OSError, match=rf"'someone/sharded-bert' is not a local folder, and {shard} of it is not in "
     ):
         fastbert.BertModel.from_pretrained("someone/sharded-bert", **hub_kwargs)
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
+def test_fetch_weight_files_fetches_a_sharded_checkpoint_and_nothing_else(tmp_path, monkeypatch, safe):
+    """``fetch_weight_files`` (what ``fastbert serve`` fetches of a hub id) fetches the index and each shard it
+    names, by from_pretrained's resolution, and no other file: the cache snapshot's folder then loads as the
+    model."""
+    import os
+    import uuid
+
+    import torch
+    from model_helpers import fake_hub_download
+
+    import fastbert
+    from fastbert.loading import fetch_weight_files
+
+    config = fastbert.BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8
+    )
+    model = fastbert.BertModel(config)
+    model.save_pretrained(tmp_path / "repo", max_shard_size="1KB", safe_serialization=safe)
+    (tmp_path / "repo" / "model.onnx").write_bytes(b"onnx")
+    repo = f"someone/sharded-{uuid.uuid4().hex[:8]}"
+    fetched = fake_hub_download(monkeypatch, {repo: str(tmp_path / "repo")})
+    files = fetch_weight_files(repo, HubOptions())
+    resolve_file(repo, "config.json")  # as fastbert serve fetches it
+    index = "model.safetensors.index.json" if safe else "pytorch_model.bin.index.json"
+    shards = sorted(
+        n for n in os.listdir(tmp_path / "repo") if n.endswith(".safetensors" if safe else ".bin")
+    )
+    assert len(shards) > 1 and [os.path.basename(f) for f in files] == [index, *shards]
+    assert set(fetched) == {index, *shards, "config.json"}
+    loaded = fastbert.BertModel.from_pretrained(os.path.dirname(files[0]))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value)
