@@ -87,7 +87,7 @@ def resolve_model_path(options: ServeOptions) -> str:
         return path
     if os.path.isfile(path):
         raise OSError(f"--model {path} is a file: pass the folder that holds the model")
-    from fastbert.hub import HubOptions, resolve_file
+    from fastbert.hub import HubOptions, hub_unavailable, resolve_file
     from fastbert.loading import fetch_weight_files
 
     hub = HubOptions(revision=options.revision)
@@ -101,7 +101,15 @@ def resolve_model_path(options: ServeOptions) -> str:
     # repository, which carries onnx / openvino copies): the transformer's weights, by from_pretrained's
     # own resolution (safetensors, sharded index, .bin), and the files of the Pooling and Dense modules at
     # the paths modules.json names (and 1_Pooling, where TEI looks without one)
-    fetch_weight_files(path, model_hub)
+    if not fetch_weight_files(path, model_hub):  # said now, not as "<the cache snapshot> holds no weights"
+        reason = hub_unavailable(model_hub)
+        raise OSError(
+            f"{path!r} is not a local folder, and its weights are not in the local cache ({reason}): "
+            "pass a local folder that holds the model"
+            if reason
+            else f"{path!r} holds no model weights (model.safetensors, pytorch_model.bin or their sharded "
+            "index, tf_model.h5, flax_model.msgpack)"
+        )
     names = ["config_sentence_transformers.json", "1_Pooling/config.json"]
     for module in (_read_json(modules) if modules else None) or ():
         kind = str(module.get("type", "")).rsplit(".", 1)[-1] if isinstance(module, dict) else ""

@@ -213,3 +213,30 @@ def test_a_hub_id_is_served_from_an_empty_cache(dense_folder, tmp_path, monkeypa
         fetched
     )
     assert not any(name.startswith("onnx") for name in fetched)
+
+
+def test_a_hub_id_whose_weights_are_not_cached_offline_says_so(dense_folder, monkeypatch):
+    """Offline, a hub id whose config is cached but not its weights is refused at startup, saying the weights
+    are not in the local cache (the server started, and each worker said the cache's snapshot folder "holds
+    no model weights")."""
+    import uuid
+
+    from model_helpers import fake_hub_download
+
+    from fastbert.hub import resolve_file
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    repo = f"someone/dense-{uuid.uuid4().hex[:8]}"
+    fake_hub_download(monkeypatch, {repo: dense_folder})
+    for name in ("modules.json", "config.json", "1_Pooling/config.json"):
+        resolve_file(repo, name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        OSError, match=rf"'{repo}' is not a local folder, and its weights are not in the local cache"
+    ):
+        describe_model(ServeOptions(model=repo))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # fetched once: served offline from the cache after
+    online = describe_model(ServeOptions(model=repo))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert describe_model(ServeOptions(model=repo)).model_path == online.model_path
