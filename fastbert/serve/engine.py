@@ -124,14 +124,12 @@ def resolve_model_path(options: ServeOptions) -> str:
                 names[-1] = f"{prefix}pytorch_model.bin"
     for name in dict.fromkeys(names):
         resolve_file(path, name, hub, required=False)
-    for name in (
-        "sentence_bert_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.txt",
-        "special_tokens_map.json",
-    ):
-        resolve_file(path, name, model_hub, required=False)
+    resolve_file(path, "sentence_bert_config.json", model_hub, required=False)
+    # the tokenizer's files, by fastbert's AutoTokenizer's own resolution (tokenizer.json, a family's slow
+    # files: vocab.txt, vocab.json + merges.txt, sentencepiece.bpe.model; tokenizer_config.json...)
+    from fastbert.tokenization.auto import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(path, **model_hub.as_kwargs())
     return folder
 
 

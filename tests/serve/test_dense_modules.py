@@ -6,6 +6,7 @@ by name at load."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -240,3 +241,34 @@ def test_a_hub_id_whose_weights_are_not_cached_offline_says_so(dense_folder, mon
     online = describe_model(ServeOptions(model=repo))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert describe_model(ServeOptions(model=repo)).model_path == online.model_path
+
+
+def test_a_hub_id_with_the_slow_tokenizer_files_only_is_served(tmp_path, monkeypatch):
+    """A RoBERTa repository with transformers 4's slow tokenizer files only (vocab.json + merges.txt, no
+    tokenizer.json): the server fetches the files fastbert's AutoTokenizer reads, by its own resolution, as
+    for a local folder (only BERT's vocab.txt and tokenizer.json were fetched: the tokenizer failed)."""
+    import json as _json
+    import uuid
+
+    from model_helpers import fake_hub_download
+    from tokenizer_family_helpers import save_family_tokenizers
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import Tokenizer, describe_model
+
+    slow = save_family_tokenizers(str(tmp_path / "tokenizers"))["roberta-slow"]
+    vocab = _json.loads(open(f"{slow}/vocab.json").read())
+    config = fastbert.RobertaConfig(
+        vocab_size=len(vocab) + 2,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+    )
+    fastbert.RobertaModel(config).save_pretrained(slow)
+    assert "tokenizer.json" not in os.listdir(slow)
+    repo = f"someone/roberta-{uuid.uuid4().hex[:8]}"
+    fake_hub_download(monkeypatch, {repo: slow})
+    local = Tokenizer(describe_model(ServeOptions(model=slow, pooling="mean")))
+    served = Tokenizer(describe_model(ServeOptions(model=repo, pooling="mean")))
+    assert served.fast("the cat sat")["input_ids"] == local.fast("the cat sat")["input_ids"]
