@@ -64,6 +64,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import attention_ref as _ref_attention
 from . import cpu, workspace
@@ -434,6 +435,20 @@ _INPLACE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "swish": functools.partial(F.silu, inplace=True),
     "tanh": torch.tanh_,
 }
+
+
+# ------------------------------------------------------------------------------------- linears by the table
+def fusable_linear(m: nn.Module) -> bool:
+    """The op table may read this linear's weight and bias and fuse what follows into its GEMM: an
+    ``nn.Linear`` itself (or fastbert's own subclass, the int8 ``QuantizedLinear``, whose weight carries the
+    int8 path the table calls) without hooks and without a ``forward`` of its own. A PEFT LoRA layer, a
+    module replaced by hand or a hooked one is not: it runs as a module (its adapter, hook or code applies)."""
+    t, d = type(m), m.__dict__
+    if not (t is nn.Linear or (issubclass(t, nn.Linear) and t.__module__.startswith("fastbert."))):
+        return False
+    return "forward" not in d and not (
+        d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d.get("_backward_pre_hooks")
+    )
 
 
 @dataclass(frozen=True)

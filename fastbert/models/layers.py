@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import BertConfig
-from ..core.ops import AttentionSpec, OpTable, activation
+from ..core.ops import AttentionSpec, OpTable, activation, fusable_linear
 from ..core.tracing import traced
 
 # --------------------------------------------------------------------------------------------- per forward
@@ -65,19 +65,6 @@ class _Module(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- linears by the table
-def fusable_linear(m: nn.Module) -> bool:
-    """The op table may read this linear's weight and bias and fuse what follows into its GEMM: an
-    ``nn.Linear`` itself (or fastbert's own subclass, the int8 ``QuantizedLinear``, whose weight carries the
-    int8 path the table calls) without hooks and without a ``forward`` of its own. A PEFT LoRA layer, a
-    module replaced by hand or a hooked one is not: it runs as a module (its adapter, hook or code applies)."""
-    t, d = type(m), m.__dict__
-    if not (t is nn.Linear or (issubclass(t, nn.Linear) and t.__module__.startswith("fastbert."))):
-        return False
-    return "forward" not in d and not (
-        d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d.get("_backward_pre_hooks")
-    )
-
-
 def _plain_norm(norm: nn.Module) -> bool:
     return type(norm) is nn.LayerNorm
 

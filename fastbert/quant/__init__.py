@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.ops import fusable_linear
 from .int8 import DTYPE_NAMES as _DTYPE_NAMES
 from .int8 import Int8Linear, int8_available, int8_schemes, reference_int8_linear
 from .notes import Notes, warn_at_caller
@@ -439,8 +440,6 @@ def _encoder_linears(base: nn.Module) -> tuple[list[_Slot], dict[str, str]]:
     each family's names), and {name: reason} of those that stay in the model's dtype because they do not
     run through the table but as modules (wrapped, replaced or hooked: the table leaves them to their own
     code, which a quantized copy would drop)."""
-    from ..models.layers import fusable_linear
-
     layers_path, att_path, linear_paths = _family_layout(base)
     out, skipped = [], {}
     for i, layer in enumerate(_path(base, layers_path)):
