@@ -45,6 +45,8 @@ def test_nan_fails_and_cosine():
         tol.assert_close(out, ref, ref, torch.float32)
     assert tol.min_cosine(ref * 3, ref) == pytest.approx(1.0)
     assert tol.min_cosine(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="no row to compare"):  # an all-padding selection passed as 1.0
+        tol.min_cosine(torch.empty(0, 4), torch.empty(0, 4))
 
 
 def test_an_overflowed_torch_output_or_reference_fails_instead_of_passing_everything():

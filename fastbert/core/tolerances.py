@@ -140,9 +140,14 @@ def assert_close(
 
 
 def min_cosine(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """The smallest cosine similarity between matching rows (last dimension) of two outputs."""
+    """The smallest cosine similarity between matching rows (last dimension) of two outputs; a ValueError
+    where there is no row (an all-padding selection), as :func:`judge` refuses one: a cosine of 1 over no
+    row passed any output."""
     a = out.detach().double().reshape(-1, out.shape[-1])
     b = ref.detach().double().reshape(-1, ref.shape[-1]).to(a.device)
     if not a.numel():
-        return 1.0
+        raise ValueError(
+            f"no row to compare (outputs of shape {tuple(out.shape)}): nothing to judge (give at least one "
+            "valid token)"
+        )
     return torch.nn.functional.cosine_similarity(a, b, dim=-1).min().item()
