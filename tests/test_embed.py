@@ -972,6 +972,19 @@ def test_devices_workers_end_with_their_parent(tmp_path, models, corpus, sig):
     FolderLock.acquire(str(out)).release()  # the parent's end released the lock, however it ended
 
 
+def _ctrl_c_the_group(proc) -> str:
+    """Ctrl-C (SIGINT to the process group of ``proc``, started in a session of its own): its stderr, once it
+    has exited 130 (its group killed whatever happens)."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    return err
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_devices_ctrl_c_with_int8_leaves_nothing_behind(tmp_path, models, corpus):
     """Ctrl-C (SIGINT to the whole process group) of ``embed --quantization int8 --devices cpu,cpu``: exit
@@ -992,13 +1005,7 @@ def test_devices_ctrl_c_with_int8_leaves_nothing_behind(tmp_path, models, corpus
         start_new_session=True,  # its own group, as a terminal's job: Ctrl-C reaches the parent and workers
         preexec_fn=own_ctrl_c,
     )
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-2000:]
+    err = _ctrl_c_the_group(proc)
     # torch's own line where a CUDA build of torch runs without a GPU (Inductor's C++ compile looks for CUDA)
     ours = [line for line in err.splitlines() if line.strip() and "No CUDA runtime is found" not in line]
     assert ours == [], err[-2000:]
@@ -1018,13 +1025,7 @@ def test_devices_ctrl_c_stops_workers_of_a_parent_that_ignores_sigterm(tmp_path,
     proc, worker = _held_devices_run(
         tmp_path, models, corpus, out, start_new_session=True, preexec_fn=ctrl_c_but_sigterm_ignored
     )
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-2000:]
+    _ctrl_c_the_group(proc)
     assert not _alive(worker)
 
 
