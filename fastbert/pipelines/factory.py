@@ -22,6 +22,7 @@ from .registry import (
 from .sentence_embedding import (
     load_dense,
     modules_after_pooling,
+    pooling_folder,
     pooling_modes_from_config,
     transformer_folder,
 )
@@ -87,9 +88,7 @@ def _pooling_config(path: str | None, hub: HubOptions, subfolder: str = "") -> d
     modules = read_json_file(find("modules.json"))
     if not modules:
         return {}
-    pooling_dir = next(
-        (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
-    )
+    pooling_dir = pooling_folder(modules)
     pooling_config = read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None) or {}
     modes = pooling_modes_from_config(pooling_config)
     dense_folders, normalize = modules_after_pooling(modules)

@@ -130,7 +130,7 @@ def _pool_packed(
     return torch.cat(vectors, dim=-1)
 
 
-def _kind(module: dict[str, Any]) -> str:
+def module_kind(module: dict[str, Any]) -> str:
     """A modules.json entry's class name (``sentence_transformers.models.Dense`` -> ``Dense``)."""
     return str(module.get("type", "")).rsplit(".", 1)[-1]
 
@@ -144,6 +144,21 @@ def transformer_folder(modules: list[dict[str, Any]] | None) -> str:
     return str(first.get("path", "") or "").strip("/") if isinstance(first, dict) else ""
 
 
+def pooling_folder(modules: list[dict[str, Any]] | None) -> str:
+    """The folder of a sentence-transformers ``modules.json``'s Pooling module, relative to the model folder
+    (``""`` for the top), or ``1_Pooling`` where it names none (where TEI looks without a modules.json)."""
+    return next(
+        (m.get("path", "") for m in modules or () if str(m.get("type", "")).endswith("Pooling")), "1_Pooling"
+    )
+
+
+def dense_weights_file(folder: str, find) -> str | None:
+    """The weights file of the ``Dense`` module in ``folder`` that :func:`load_dense` reads (model.safetensors,
+    else pytorch_model.bin), by ``find(relative_path)`` (a local file or None; a hub id's fetches it)."""
+    prefix = f"{folder}/" if folder else ""
+    return find(f"{prefix}model.safetensors") or find(f"{prefix}pytorch_model.bin")
+
+
 def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[str], bool]:
     """(the folders of the ``Dense`` modules after the pooling, in order; whether ``Normalize`` ends the
     stack) of a sentence-transformers ``modules.json``. A module fastbert cannot apply is refused by name
@@ -154,14 +169,18 @@ def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[st
     normalize = False
     after = False
     for i, module in enumerate(modules or ()):
-        kind = _kind(module)
+        kind = module_kind(module)
         if kind == "Pooling" and not after:
             after = True
             continue
         if not after:
             if i == 0:  # the input module: the transformer fastbert runs
                 continue
-            where = "before the Pooling" if any(_kind(m) == "Pooling" for m in modules) else "and no Pooling"
+            where = (
+                "before the Pooling"
+                if any(module_kind(m) == "Pooling" for m in modules)
+                else "and no Pooling"
+            )
             raise ValueError(
                 f"modules.json has a {module.get('type')!r} module {where}, which fastbert does not "
                 "apply (it runs the transformer, then Pooling, Dense and Normalize): encode with "
@@ -237,7 +256,7 @@ def load_dense(folders: list[str], find) -> torch.nn.Sequential | None:
                 f"the Dense module in {folder!r} uses a residual or another input (use_residual, "
                 "module_input_name): fastbert applies plain Dense layers only"
             )
-        weights = find(f"{prefix}model.safetensors") or find(f"{prefix}pytorch_model.bin")
+        weights = dense_weights_file(folder, find)
         if weights is None:
             raise OSError(f"the Dense module in {folder!r} has no model.safetensors or pytorch_model.bin")
         state = load_state_dict_file(weights)

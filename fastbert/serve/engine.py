@@ -24,9 +24,12 @@ from ..core.padding import packed_outputs
 from ..pipelines.sentence_embedding import (
     check_dense_width,
     check_pooling,
+    dense_weights_file,
     load_dense,
+    module_kind,
     modules_after_pooling,
     pool,
+    pooling_folder,
     pooling_modes_from_config,
     transformer_folder,
 )
@@ -110,20 +113,20 @@ def resolve_model_path(options: ServeOptions) -> str:
             else f"{path!r} holds no model weights (model.safetensors, pytorch_model.bin or their sharded "
             "index, tf_model.h5, flax_model.msgpack)"
         )
-    names = ["config_sentence_transformers.json", "1_Pooling/config.json"]
-    for module in (_read_json(modules) if modules else None) or ():
-        kind = str(module.get("type", "")).rsplit(".", 1)[-1] if isinstance(module, dict) else ""
-        if kind not in ("Pooling", "Dense"):
-            continue
-        prefix = str(module.get("path", "") or "").strip("/")
-        prefix = f"{prefix}/" if prefix else ""
-        names.append(f"{prefix}config.json")
-        if kind == "Dense":  # load_dense's files: model.safetensors, else pytorch_model.bin
-            names.append(f"{prefix}model.safetensors")
-            if resolve_file(path, names[-1], hub, required=False) is None:
-                names[-1] = f"{prefix}pytorch_model.bin"
-    for name in dict.fromkeys(names):
-        resolve_file(path, name, hub, required=False)
+
+    def fetch(name: str) -> str | None:
+        return resolve_file(path, name, hub, required=False)
+
+    listed = (_read_json(modules) if modules else None) or []
+    fetch("config_sentence_transformers.json")
+    pooling_dir = pooling_folder(listed)
+    if pooling_dir:
+        fetch(f"{pooling_dir}/config.json")
+    for module in listed:
+        if isinstance(module, dict) and module_kind(module) == "Dense":
+            dense_dir = str(module.get("path", "") or "").strip("/")
+            fetch(f"{dense_dir}/config.json" if dense_dir else "config.json")
+            dense_weights_file(dense_dir, fetch)
     resolve_file(path, "sentence_bert_config.json", model_hub, required=False)
     # the tokenizer's files, by fastbert's AutoTokenizer's own resolution (tokenizer.json, a family's slow
     # files: vocab.txt, vocab.json + merges.txt, sentencepiece.bpe.model; tokenizer_config.json...)
@@ -186,12 +189,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
         else:
             # as TEI (router/src/lib.rs): the pooling config (the Pooling module's folder, else 1_Pooling),
             # with or without modules.json; without one a BERT-family model pools its first token
-            pooling_dir = "1_Pooling"
-            if modules:
-                pooling_dir = next(
-                    (m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")),
-                    pooling_dir,
-                )
+            pooling_dir = pooling_folder(modules)
             pool_config = _read_json(os.path.join(path, pooling_dir, "config.json")) if pooling_dir else None
             spec.dense, st_normalize = modules_after_pooling(modules)
             if pooling:
