@@ -345,3 +345,34 @@ def test_an_older_folder_with_the_transformer_in_a_subfolder(tmp_path, monkeypat
     v = read_output(str(tmp_path / "out")).column("vector")
     flat = v.combine_chunks().flatten().to_numpy(zero_copy_only=False)
     np.testing.assert_allclose(flat.reshape(len(texts), -1), ours.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sentence_roberta_config.json", "sentence_xlnet_config.json"])
+@pytest.mark.parametrize("old", [False, True], ids=["top", "0_Transformer"])
+def test_an_older_per_architecture_sentence_config(tmp_path, name, old):
+    """Older folders named the transformer's config for their architecture (``sentence_roberta_config.json``,
+    ``sentence_xlnet_config.json``...), which sentence-transformers still reads (``Transformer.load_config``):
+    its max_seq_length and do_lower_case hold for the pipeline and ``fastbert serve`` (they were read from
+    ``sentence_bert_config.json`` only: a text past max_seq_length ran whole, to other vectors)."""
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    folder = tmp_path / "st"
+    modules = [Transformer(str(_bert_folder(tmp_path)), max_seq_length=8), Pooling(32, "mean")]
+    st.SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    config = json.loads((folder / "sentence_bert_config.json").read_text())
+    (folder / "sentence_bert_config.json").unlink()
+    (folder / name).write_text(
+        json.dumps({"max_seq_length": 8, "do_lower_case": config.get("do_lower_case")})
+    )
+    # as such a folder's tokenizer says: the model's length, not max_seq_length (which saving wrote there)
+    tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**tok_config, "model_max_length": 64}))
+    folder = old_layout(folder) if old else str(folder)
+    texts = [*(t for t in TEXTS if t), "a text longer than eight tokens " * 3]
+    theirs, ref = _theirs(folder, texts)
+    assert st.SentenceTransformer(folder, device="cpu").max_seq_length == 8  # what it reads
+    pipe = fastbert.pipeline("sentence-embedding", model=folder)
+    assert pipe.max_length == 8
+    assert_close(pipe(texts, return_tensors=True), theirs, ref, torch.float32, what=name)
+    assert describe_model(ServeOptions(model=folder)).max_input_length == 8

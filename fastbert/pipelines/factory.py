@@ -24,6 +24,7 @@ from .sentence_embedding import (
     modules_after_pooling,
     pooling_folder,
     pooling_modes_from_config,
+    sentence_config,
     transformer_folder,
 )
 
@@ -77,7 +78,7 @@ def _pooling_config(path: str | None, hub: HubOptions, subfolder: str = "") -> d
     """The ``SentenceEmbeddingPipeline`` arguments a sentence-transformers folder sets (pooling, normalize,
     max_length (its max_seq_length), dense, do_lower_case, include_prompt; prompts, default_prompt_name
     and truncate_dim from config_sentence_transformers.json); empty elsewhere. ``subfolder``: the
-    transformer's (:func:`_model_subfolder`), where its ``sentence_bert_config.json`` is."""
+    transformer's (:func:`_model_subfolder`), where its ``sentence_bert_config.json`` (:func:`sentence_config`) is."""
     if not path:
         return {}
     from fastbert.hub import resolve_file
@@ -92,12 +93,7 @@ def _pooling_config(path: str | None, hub: HubOptions, subfolder: str = "") -> d
     pooling_config = read_json_file(find(f"{pooling_dir}/config.json") if pooling_dir else None) or {}
     modes = pooling_modes_from_config(pooling_config)
     dense_folders, normalize = modules_after_pooling(modules)
-    st_config = (
-        read_json_file(
-            find(f"{subfolder}/sentence_bert_config.json" if subfolder else "sentence_bert_config.json")
-        )
-        or {}
-    )
+    st_config = sentence_config(subfolder, find)
     max_len = st_config.get("max_seq_length")
     model_config = read_json_file(find("config_sentence_transformers.json")) or {}
     return {

@@ -152,6 +152,34 @@ def pooling_folder(modules: list[dict[str, Any]] | None) -> str:
     )
 
 
+#: the names of a sentence-transformers ``Transformer``'s own config (``max_seq_length``, ``do_lower_case``),
+#: in the order ``Transformer.load_config`` tries them: older folders wrote one named for their architecture
+SENTENCE_CONFIG_NAMES = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+
+
+def sentence_config(folder: str, find) -> dict[str, Any]:
+    """The transformer's ``sentence_bert_config.json`` (or an older folder's ``sentence_roberta_config.json``,
+    ...: the first of :data:`SENTENCE_CONFIG_NAMES` that holds anything, as sentence-transformers reads it) in
+    ``folder`` (the transformer's, ``""`` for the top), by ``find(relative_path)`` (a local file or None; a hub
+    id's fetches it); ``{}`` where there is none."""
+    from .base import read_json_file
+
+    prefix = f"{folder}/" if folder else ""
+    for name in SENTENCE_CONFIG_NAMES:
+        config = read_json_file(find(f"{prefix}{name}"))
+        if config:
+            return dict(config)
+    return {}
+
+
 def dense_weights_file(folder: str, find) -> str | None:
     """The weights file of the ``Dense`` module in ``folder`` that :func:`load_dense` reads (model.safetensors,
     else pytorch_model.bin), by ``find(relative_path)`` (a local file or None; a hub id's fetches it)."""

@@ -31,6 +31,7 @@ from ..pipelines.sentence_embedding import (
     pool,
     pooling_folder,
     pooling_modes_from_config,
+    sentence_config,
     transformer_folder,
 )
 from .options import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS_CPU, POOLINGS, ServeOptions
@@ -127,7 +128,7 @@ def resolve_model_path(options: ServeOptions) -> str:
             dense_dir = str(module.get("path", "") or "").strip("/")
             fetch(f"{dense_dir}/config.json" if dense_dir else "config.json")
             dense_weights_file(dense_dir, fetch)
-    resolve_file(path, "sentence_bert_config.json", model_hub, required=False)
+    sentence_config("", lambda name: resolve_file(path, name, model_hub, required=False))
     # the tokenizer's files, by fastbert's AutoTokenizer's own resolution (tokenizer.json, a family's slow
     # files: vocab.txt, vocab.json + merges.txt, sentencepiece.bpe.model; tokenizer_config.json...)
     from fastbert.tokenization.auto import AutoTokenizer
@@ -225,7 +226,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     positions = registry.max_input_tokens(config)  # RoBERTa's family: less its padding offset, as TEI
     if positions is not None:
         limits.append(positions)
-    st_config = _read_json(os.path.join(model_path, "sentence_bert_config.json")) or {}
+    st_config = sentence_config(model_path, lambda name: name if os.path.isfile(name) else None)
     if st_config.get("max_seq_length"):
         limits.append(int(st_config["max_seq_length"]))
     tok_config = _read_json(os.path.join(model_path, "tokenizer_config.json")) or {}
