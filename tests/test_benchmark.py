@@ -280,8 +280,11 @@ def test_an_int8_provider_whose_calibration_kept_every_linear_fp32_is_refused(mo
     if why:
         pytest.skip(why)
     real = fastbert.quantize
-    # the real quantizer with a bar no int8 linear can pass: calibration keeps them all in fp32
-    monkeypatch.setattr(fastbert, "quantize", lambda model, q, **kw: real(model, q, **kw, min_cosine=1.5))
+    # the real quantizer with a bar no int8 linear can pass (the cosine of identical vectors): calibration
+    # keeps them all in fp32
+    monkeypatch.setattr(
+        fastbert, "quantize", lambda model, q, **kw: real(model, q, **kw, min_cosine=1.0, mean_cosine=1.0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = _run(["hf-sdpa", "fastbert-int8"], {})

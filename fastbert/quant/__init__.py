@@ -683,7 +683,8 @@ def _pick_kernel(method: str, device: torch.device) -> str:
 
 def _cosine_target(name: str, value: Any) -> float:
     """``min_cosine`` / ``mean_cosine`` as a float: calibration compares them only after it has run (seconds
-    to minutes), so a value that is not a number (or NaN, which no cosine reaches) is refused first."""
+    to minutes), so a value that is not a number (or NaN, or one outside [-1, 1], which no cosine reaches or
+    every cosine does) is refused first."""
     try:
         number = None if isinstance(value, (str, bytes, bool)) else float(value)
     except (TypeError, ValueError):
@@ -692,6 +693,10 @@ def _cosine_target(name: str, value: Any) -> float:
         raise TypeError(f"{name} must be a number (a cosine to keep, such as 0.997), got {value!r}")
     if math.isnan(number):
         raise ValueError(f"{name} is NaN, which no cosine reaches: pass a number such as 0.997")
+    if not -1.0 <= number <= 1.0:
+        raise ValueError(
+            f"{name}={number} is outside [-1, 1], where every cosine lies: pass a cosine such as 0.997"
+        )
     return number
 
 

@@ -132,13 +132,15 @@ def test_a_model_that_returns_tuples_quantizes(option):
         (dict(min_cosine=None), "min_cosine must be a number .*got None"),
         (dict(mean_cosine="0.999"), "mean_cosine must be a number .*got '0.999'"),
         (dict(min_cosine=float("nan")), "min_cosine is NaN"),
+        (dict(min_cosine=1.5), r"min_cosine=1.5 is outside \[-1, 1\]"),
+        (dict(mean_cosine=-2), r"mean_cosine=-2.0 is outside \[-1, 1\]"),
         (dict(tokenizer="bert-base-uncased"), "tokenizer must be a tokenizer .*got str 'bert-base-uncased'"),
     ],
 )
 def test_bad_arguments_are_refused_before_calibrating(kwargs, error, monkeypatch):
     """min_cosine / mean_cosine are compared only after calibration has run (seconds on the MiniLM, 43 s on
-    BERT-base): one that is not a number failed there ('>=' not supported), and NaN kept every linear in
-    fp32; a tokenizer that is not one ('str' object is not callable). Refused, by name, before any forward."""
+    BERT-base): one that is not a number failed there ('>=' not supported), and NaN or one above 1 kept every
+    linear in fp32 (one below -1 quantized every linear, whatever it cost); a tokenizer that is not one ('str' object is not callable). Refused, by name, before any forward."""
     import fastbert.quant as quant
 
     model = _model()
