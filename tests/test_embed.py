@@ -480,6 +480,34 @@ def test_resume_of_another_job_refused(tmp_path, models):
     assert m["total_rows"] == 51 and m["job"]["model"] == models["other"]
 
 
+def test_resume_of_another_fastbert_versions_run_refused(tmp_path, models):
+    """An unfinished run started by another fastbert version is not resumed: its shards hold that version's
+    vectors, and the rest computed by this one (which may differ) were put beside them, the manifest then
+    naming this version alone. A finished output of another version is returned as is (nothing added)."""
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis is a city\nthe river\n")
+    out = tmp_path / "out"
+    kw = dict(model=models["base"], shard_rows=1, progress=False)
+    embed([str(path)], str(out), **kw)  # 3 shards
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**manifest, "fastbert_version": "0.0.1"}))
+    assert embed([str(path)], str(out), **kw)["fastbert_version"] == "0.0.1"  # finished: as it is
+    (out / MANIFEST).write_text(json.dumps({**manifest, "fastbert_version": "0.0.1", "status": "running"}))
+    os.remove(out / "part-00002.parquet")
+    with pytest.raises(
+        ValueError, match=r"unfinished run of fastbert 0\.0\.1, and this is fastbert .*--overwrite"
+    ):
+        embed([str(path)], str(out), **kw)
+    assert sorted(n for n in os.listdir(out) if n.endswith(".parquet")) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+    m = embed([str(path)], str(out), overwrite=True, **kw)
+    assert (
+        m["status"] == "complete" and m["total_rows"] == 3 and m["fastbert_version"] == fastbert.__version__
+    )
+
+
 def test_an_overwrite_stopped_while_it_removes_the_files_leaves_them_owned(tmp_path, models, monkeypatch):
     """--overwrite removes the previous run's files before it writes its own: stopped meanwhile (Ctrl-C,
     SIGKILL), the manifest went first and the shards left were named by no manifest, so every later run,

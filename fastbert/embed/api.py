@@ -16,7 +16,7 @@ from .local import run_local
 from .manifest import new_manifest, write_manifest
 from .plan import plan_shards
 from .ray_engine import require_ray, run_ray
-from .resume import OutputFolder, plan_inputs
+from .resume import OutputFolder, check_same_version, plan_inputs
 from .writer import null_vectors_refusal
 
 PYARROW_MISSING = 'fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
@@ -184,6 +184,8 @@ def _run(job, folder, paths, formats, engine, targets, progress, ray_address, ra
     digits = folder.shard_digits(files, job.shard_rows)
     shards = plan_shards(files, job.shard_rows, digits)
     todo = folder.todo(shards)
+    if folder.previous is not None and (todo or folder.previous.get("status") != "complete"):
+        check_same_version(folder.previous, output)  # a resume: not beside another version's shards
     if folder.finished(todo, job):
         return folder.previous
     # the model loads before anything is written: a bad model, head, pooling or device stops here

@@ -146,7 +146,7 @@ def new_manifest(
     local engine's shard names have ``shard_digits`` digits."""
     manifest = {
         "manifest_version": MANIFEST_VERSION,
-        "fastbert_version": _fastbert_version(),
+        "fastbert_version": fastbert_version(),
         "engine": engine,
         "status": "running",
         "job": job.identity(),
@@ -159,7 +159,8 @@ def new_manifest(
     return manifest
 
 
-def _fastbert_version() -> str:
+def fastbert_version() -> str:
+    """The version of fastbert that runs (the manifest's ``fastbert_version``)."""
     try:
         from fastbert import __version__
 

@@ -33,6 +33,7 @@ from .lock import LOCK_NAME, FolderLock
 from .manifest import (
     LEGACY_MANIFEST,
     MANIFEST,
+    fastbert_version,
     manifest_path,
     manifest_shard_digits,
     owned_names,
@@ -406,6 +407,22 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
             + ";\n  ".join(problems)
             + ".\nPass --overwrite to start over, or another --output."
         )
+
+
+def check_same_version(old: dict[str, Any], output: str) -> None:
+    """A ValueError when the unfinished run that ``output`` holds (``old``, its manifest) was started by
+    another fastbert version: its finished shards hold that version's vectors, which this version's may
+    differ from (a fix to pooling, to a kernel, to what is read of a model folder), and the shards this run
+    would add beside them, under a manifest naming this version alone, could not be told apart. A manifest
+    that names no version (written by hand) is not refused."""
+    was, now = old.get("fastbert_version"), fastbert_version()
+    if was is None or str(was) == now:
+        return
+    raise ValueError(
+        f"{output} holds an unfinished run of fastbert {was}, and this is fastbert {now}: its finished shards "
+        f"hold vectors of {was}, which {now}'s may differ from, so this run does not add its own beside them. "
+        f"Resume with fastbert {was}, or pass --overwrite to start over, or another --output."
+    )
 
 
 def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
