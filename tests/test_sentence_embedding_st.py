@@ -376,3 +376,19 @@ def test_an_older_per_architecture_sentence_config(tmp_path, name, old):
     assert pipe.max_length == 8
     assert_close(pipe(texts, return_tensors=True), theirs, ref, torch.float32, what=name)
     assert describe_model(ServeOptions(model=folder)).max_input_length == 8
+
+
+def test_normalize_false_leaves_out_the_folders_normalize_module(tmp_path):
+    """What the docs say of ``normalize=False`` / ``--no-normalize``: an override that leaves out the folder's
+    Normalize module, giving the vectors before it, where ``encode(normalize_embeddings=False)`` still applies
+    the module (it is part of the model)."""
+    folder = _st_folder(tmp_path, Pooling(32, "mean"))
+    theirs, _ = _theirs(folder, TEXTS, normalize_embeddings=False)
+    assert torch.allclose(theirs.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-5)  # still normalized
+    full = st.SentenceTransformer(folder, device="cpu")
+    model = st.SentenceTransformer(modules=[full[0], full[1]], device="cpu")  # no Normalize
+    before = model.encode(TEXTS, convert_to_tensor=True)
+    ref = model.to(torch.float64).encode(TEXTS, convert_to_tensor=True)
+    ours = fastbert.pipeline("sentence-embedding", model=folder, normalize=False)(TEXTS, return_tensors=True)
+    assert_close(ours, before, ref, torch.float32, what="normalize=False")
+    assert not torch.allclose(ours.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-3)

@@ -47,7 +47,13 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument(
         "--normalize", dest="normalize", action="store_true", default=None, help="L2-normalize"
     )
-    parser.add_argument("--no-normalize", dest="normalize", action="store_false", help="do not L2-normalize")
+    parser.add_argument(
+        "--no-normalize",
+        dest="normalize",
+        action="store_false",
+        help="do not L2-normalize, even where the folder's modules.json has Normalize (which "
+        "encode(normalize_embeddings=False) still applies)",
+    )
     parser.add_argument("--function-to-apply", default=None, choices=("sigmoid", "softmax", "none"))
     parser.add_argument(
         "--max-batch-tokens",

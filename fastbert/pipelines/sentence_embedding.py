@@ -303,7 +303,9 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
     (``1_Pooling/config.json``: mean / CLS / max..., then the ``Dense`` modules and ``Normalize`` that
     ``modules.json`` lists after it).
 
-    ``pooling=`` and ``normalize=`` given at construction or to a call override the folder's config.
+    ``pooling=`` and ``normalize=`` given at construction or to a call override the folder's config:
+    ``normalize=False`` leaves out the folder's ``Normalize`` module (``SentenceTransformer.encode``'s
+    ``normalize_embeddings=False`` does not: the module is part of the model, and ``encode`` applies it).
     ``do_lower_case``: lower-case each text before tokenising it, as sentence-transformers' ``Transformer``
     does for a folder whose ``sentence_bert_config.json`` says so (read from there by ``fastbert.pipeline``).
 
