@@ -392,3 +392,28 @@ def test_normalize_false_leaves_out_the_folders_normalize_module(tmp_path):
     ours = fastbert.pipeline("sentence-embedding", model=folder, normalize=False)(TEXTS, return_tensors=True)
     assert_close(ours, before, ref, torch.float32, what="normalize=False")
     assert not torch.allclose(ours.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(module_output_name="projected"),
+        dict(use_residual=True),
+        dict(module_input_name="token_embeddings"),
+    ],
+    ids=["output", "residual", "input"],
+)
+def test_a_dense_module_of_another_input_or_output_is_refused(tmp_path, kwargs):
+    """A Dense after the pooling that writes another output (``module_output_name``) leaves the sentence
+    embedding as it was in ``SentenceTransformer.encode``; the pipeline applied it (vectors of its width, not
+    the folder's): refused by name, as a residual or another input is."""
+    try:
+        from sentence_transformers.base.modules import Dense
+    except ImportError:
+        from sentence_transformers.models import Dense
+    dense = Dense(32, 32 if "use_residual" in kwargs else 16, **kwargs)
+    modules = [Transformer(str(_bert_folder(tmp_path))), Pooling(32, "mean"), dense]
+    folder = str(tmp_path / "st")
+    st.SentenceTransformer(modules=modules, device="cpu").save(folder)
+    with pytest.raises(ValueError, match="module_output_name\\): fastbert applies plain Dense layers only"):
+        fastbert.pipeline("sentence-embedding", model=folder)

@@ -279,10 +279,12 @@ def load_dense(folders: list[str], find) -> torch.nn.Sequential | None:
         if (
             config.get("use_residual")
             or config.get("module_input_name", "sentence_embedding") != "sentence_embedding"
+            # sentence-transformers writes another output beside the sentence embedding, left as it was
+            or (config.get("module_output_name") or "sentence_embedding") != "sentence_embedding"
         ):
             raise ValueError(
-                f"the Dense module in {folder!r} uses a residual or another input (use_residual, "
-                "module_input_name): fastbert applies plain Dense layers only"
+                f"the Dense module in {folder!r} uses a residual or another input or output (use_residual, "
+                "module_input_name, module_output_name): fastbert applies plain Dense layers only"
             )
         weights = dense_weights_file(folder, find)
         if weights is None:
