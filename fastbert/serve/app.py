@@ -14,8 +14,10 @@ import asyncio
 import base64
 import json
 import math
+import signal
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Awaitable
@@ -973,8 +975,8 @@ def startup_line(address: str, spec: ModelSpec, models: list[ServedModel]) -> st
 
 
 def run_server(options: ServeOptions) -> int:
-    """Serve until SIGTERM / SIGINT: then stop accepting, answer what is in flight, stop the workers and end
-    (uvicorn then re-raises the signal, so the exit status is the signal's)."""
+    """Serve until SIGTERM / SIGINT: then stop accepting, answer what is in flight, stop the workers and end:
+    0 after SIGTERM, as TEI (a stop that went as asked is no failure), KeyboardInterrupt after SIGINT."""
     import uvicorn
 
     spec, models = load(options)
@@ -1005,5 +1007,14 @@ def run_server(options: ServeOptions) -> int:
         handle_exit(sig, frame)
 
     server.handle_exit = signalled
-    server.run(sockets=[sock])
+    # uvicorn re-raises the signal that stopped it once it has shut down, under the handler it found then:
+    # SIGTERM's is made ours for that, so that the process returns 0 instead of being killed by it (exit
+    # status 143, which Docker and Kubernetes report as an error); SIGINT's stays KeyboardInterrupt (130)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signalled) if main else None
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if main:  # (None: a handler not set from Python, which cannot be put back)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0

@@ -1,5 +1,5 @@
 """``fastbert serve`` as a process: the startup line, SIGTERM under load (what is in flight is answered, then
-the process ends), a model folder that does not load (one line, exit 2), and fastbert without the [serve] extra."""
+the process exits 0), a model folder that does not load (one line, exit 2), and fastbert without the [serve] extra."""
 
 from __future__ import annotations
 
@@ -88,8 +88,9 @@ def test_sigterm_answers_what_is_in_flight(tiny):
         for t in threads:
             t.join(60)
         assert results == [200] * 6
-        # then it ends by the signal it was sent (uvicorn re-raises it after the graceful shutdown)
-        assert proc.wait(60) == -signal.SIGTERM
+        # then it exits 0, as TEI: a graceful shutdown is no failure (uvicorn re-raised the SIGTERM after
+        # it, and the process was killed by it: 143 in a shell, an error in Docker and Kubernetes)
+        assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -178,10 +179,8 @@ def _cut_at_shutdown(tiny, tmp_path, args: tuple[str, ...], signals: tuple[int, 
 
 def test_requests_cut_by_the_graceful_shutdown_timeout_get_503(tiny, tmp_path):
     """--graceful-shutdown-timeout: what still runs then is answered TEI's 503 (a plain-text 500 and a
-    traceback per request before), and the process ends by its SIGTERM."""
-    _cut_at_shutdown(
-        tiny, tmp_path, ("--graceful-shutdown-timeout", "0.5"), (signal.SIGTERM,), -signal.SIGTERM
-    )
+    traceback per request before), and the process exits 0, as after any SIGTERM."""
+    _cut_at_shutdown(tiny, tmp_path, ("--graceful-shutdown-timeout", "0.5"), (signal.SIGTERM,), 0)
 
 
 def test_a_second_ctrl_c_answers_503_and_exits_130_quietly(tiny, tmp_path):
