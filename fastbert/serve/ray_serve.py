@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 from ray import serve
 
@@ -220,13 +220,13 @@ def _deploy_error(error: BaseException) -> str:
     return (_ANSI.sub("", str(error)).strip().splitlines() or [type(error).__name__])[0]
 
 
-def run_ray(options: ServeOptions, address: str | None = None, replicas: int | None = None) -> NoReturn:
+def run_ray(options: ServeOptions, address: str | None = None, replicas: int | None = None) -> int:
     """``fastbert serve --ray``: start (or join) Ray, run one replica per GPU (CPU replicas when none) on
     ``options.host:options.port``, and block until SIGTERM / SIGINT. Then only the ``fastbert`` application
     is deleted (``serve.delete`` drains it: the replicas answer what they hold, the proxy stays up
     meanwhile; a second Ctrl-C stops waiting, a second SIGTERM is ignored); Serve itself is shut down only
     on a Ray instance this process started (on a cluster it would delete every other application too).
-    The process then ends by its signal, as the plain server: SIGTERM's status, or KeyboardInterrupt.
+    Then, as the plain server, 0 after SIGTERM, or KeyboardInterrupt after SIGINT.
 
     A model or option a replica would refuse, replicas the cluster cannot place, a ``fastbert`` application
     already on the cluster, or a deployment that fails (its port taken, a replica's constructor) are
@@ -294,9 +294,7 @@ def run_ray(options: ServeOptions, address: str | None = None, replicas: int | N
     if failure is not None:
         raise ValueError(f"Ray Serve could not deploy fastbert: {failure}")
     if signals.received[0] == signal.SIGTERM:
-        ray.shutdown()  # (no atexit after the signal below)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)
+        return 0  # as the plain server (and TEI): a stop that went as asked
     raise KeyboardInterrupt
 
 

@@ -212,7 +212,7 @@ def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
         for c in clients:
             c.join(120)
         assert results == [200] * 3
-        assert proc.wait(120) == -signal.SIGTERM  # (as the plain server: ended by its signal)
+        assert proc.wait(120) == 0  # (as the plain server, and TEI)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(_alive(pid) for pid in family):
             time.sleep(0.2)
