@@ -10,6 +10,7 @@ sparse SPLADE vector, or class scores).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -458,9 +459,12 @@ class ServedModel:
                 types[r, :n] = torch.tensor(row_types, dtype=torch.long)
             mask[r, :n] = 1
         dev = self.device
-        # per-token outputs stay packed where the forward packed them: a skewed batch (one long input among
-        # many short ones) never builds (rows, longest, hidden) or SPLADE's (rows, longest, vocab) tensors
-        with torch.inference_mode(), packed_outputs():
+        # an embedding model's per-token outputs stay packed where the forward packed them: a skewed batch
+        # (one long input among many short ones) never builds (rows, longest, hidden) or SPLADE's (rows,
+        # longest, vocab) tensors. Not a classifier's: it reads (rows, labels) logits only, and a head that
+        # takes its first token from the re-padded states (RoBERTa's, DistilBERT's, ...) got them packed
+        per_token = packed_outputs() if self.spec.kind == EMBEDDING else contextlib.nullcontext()
+        with torch.inference_mode(), per_token:
             out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), token_type_ids=types.to(dev))
             results: list[Any] = [None] * B
             if self.spec.kind != EMBEDDING:

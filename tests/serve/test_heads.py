@@ -197,6 +197,51 @@ def test_splade_embed_sparse(tiny):
         np.testing.assert_allclose(dense, want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "distilbert", "electra", "mpnet", "modernbert"])
+def test_rerank_and_predict_of_other_families_on_a_padded_batch(tiny, tmp_path, model_type):
+    """A cross-encoder of another family (BAAI/bge-reranker-*: XLM-RoBERTa) reranks texts of different
+    lengths as transformers' forward scores each pair. Its head reads the first token of the re-padded states,
+    which the server's packed_outputs() handed it packed: every /rerank of unequal texts (and /predict on
+    MPNet and ModernBERT) was a 424 'mat1 and mat2 shapes cannot be multiplied'."""
+    import os
+    import shutil
+
+    from model_helpers import tiny_family_config
+
+    import fastbert
+    from fastbert import registry
+
+    cls = getattr(fastbert, registry.family(model_type).classes["sequence-classification"])
+    torch.manual_seed(0)
+    folder = tmp_path / model_type
+    cls(tiny_family_config(model_type, width=32, num_labels=1)).save_pretrained(folder)
+    for name in os.listdir(tiny["reranker"]):  # the tiny WordPiece tokenizer
+        if name.startswith(("vocab", "tokenizer", "special_tokens")):
+            shutil.copy(os.path.join(tiny["reranker"], name), folder / name)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = transformers.BertTokenizerFast.from_pretrained(folder)
+    takes_types = model_type not in ("distilbert", "mpnet", "modernbert")
+
+    def reference(a, b=None):
+        enc = tok(a, b, return_tensors="pt", return_token_type_ids=takes_types)
+        with torch.no_grad():
+            return float(model(**enc).logits[0, 0])
+
+    with serving(model=str(folder)) as srv:
+        raw = srv.client.post("/rerank", json={"query": QUERY, "texts": TEXTS, "raw_scores": True})
+        assert raw.status_code == 200, raw.text
+        got = {r["index"]: r["score"] for r in raw.json()}
+        np.testing.assert_allclose(
+            [got[k] for k in range(len(TEXTS))], [reference(QUERY, t) for t in TEXTS], atol=1e-5
+        )
+        body = {"inputs": [[t] for t in TEXTS], "raw_scores": True}
+        preds = srv.client.post("/predict", json=body)
+        assert preds.status_code == 200, preds.text
+        np.testing.assert_allclose(
+            [p[0]["score"] for p in preds.json()], [reference(t) for t in TEXTS], atol=1e-5
+        )
+
+
 def test_masked_lm_without_pooling_is_a_clear_error(tiny):
     from fastbert.serve import ServeOptions
     from fastbert.serve.engine import describe_model
