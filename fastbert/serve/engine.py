@@ -50,7 +50,8 @@ class ModelSpec:
     architecture: str  # the fastbert class that is loaded
     pooling: str  # TEI's name: cls, mean, splade, ... ("+"-joined when several); "" for classifiers
     pooling_modes: tuple[str, ...] = ()
-    normalize: bool = True  # the sentence-transformers folder has a Normalize module (TEI: normalize=true)
+    #: the folder has a Normalize module (recorded only: as in TEI, a request's ``normalize`` decides)
+    normalize: bool = True
     id2label: dict[str, str] = field(default_factory=dict)
     max_input_length: int = 512
     prompts: dict[str, str] = field(default_factory=dict)
