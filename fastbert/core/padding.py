@@ -226,9 +226,11 @@ def packed_outputs() -> Iterator[None]:
     """Within it, a forward that packed its padded batch returns its per-token outputs (``last_hidden_state``,
     per-token logits) packed: (real tokens, ...), the rows' real tokens one row after the other, as
     ``attention_mask`` orders them; a forward that did not pack (eager, no padding, a CUDA-graph replay)
-    returns them padded as usual, so the caller tells them apart by their ``dim()``. For callers that reduce
-    each sequence (a server's pooling, SPLADE's max) and must not build (batch, longest, ...) tensors of a
-    skewed batch; inference only (no labels)."""
+    returns them padded as usual, so the caller tells them apart by their ``dim()``. Per-sequence outputs
+    (the pooler, sequence classification, multiple choice, of every family: each sequence's first token or
+    mean taken from the packed tokens) are (batch, ...) as outside it. For callers that reduce each sequence
+    (a server's pooling, SPLADE's max) and must not build (batch, longest, ...) tensors of a skewed batch;
+    inference only (no labels)."""
     token = _PACKED_OUTPUTS.set(True)
     try:
         yield

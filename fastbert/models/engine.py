@@ -184,12 +184,26 @@ class Encoded:
 
     @property
     def last_hidden_state(self) -> torch.Tensor:
-        """(B, L, H), padded positions zero (re-padded once)."""
+        """(B, L, H), padded positions zero (re-padded once); packed (T, H) when :func:`packed_outputs` asks
+        for it and the forward packed (the heads read the first token through :meth:`first_token`)."""
         if self.packing is not None and _PACKED_OUTPUTS.get():
             return self.sequence
         if self._padded is None:
             self._padded = unpack(self.sequence, self.packing) if self.packing is not None else self.sequence
         return self._padded
+
+    def first_token(self) -> torch.Tensor:
+        """(B, H) states at position 0 of each row, what ``last_hidden_state[:, 0]`` reads padded: when packed,
+        each sequence's first packed token (found by the cumulative lengths, nothing re-padded), zeros where
+        position 0 is padding (as the re-padded states and BERT's pooler on the packed path)."""
+        packing, hidden = self.packing, self.sequence
+        if packing is None:
+            return hidden[:, 0]
+        if packing.total == 0:
+            return hidden.new_zeros(packing.batch, hidden.shape[-1])
+        rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
+        at_zero = (packing.seqlens > 0) & (packing.indices[rows] % max(packing.seqlen, 1) == 0)
+        return hidden[rows].masked_fill(~at_zero[:, None], 0.0)
 
     def per_token(self, head) -> torch.Tensor:
         """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once, unless

@@ -320,8 +320,8 @@ class DistilBertForSequenceClassification(
         self.post_init()
 
     def head(self, enc: Encoded, **targets):
-        # position 0 of the re-padded states: zeros where it is padding on the packed paths (as BERT's pooler)
-        return self._classify(enc.last_hidden_state[:, 0])
+        # position 0 (zeros where it is padding on the packed paths, as BERT's pooler), packed or padded
+        return self._classify(enc.first_token())
 
 
 class DistilBertForMultipleChoice(
@@ -336,7 +336,7 @@ class DistilBertForMultipleChoice(
         self.post_init()
 
     def head(self, enc: Encoded, labels=None, num_choices=None):
-        return self._classify(enc.last_hidden_state[:, 0]).view(-1, num_choices)
+        return self._classify(enc.first_token()).view(-1, num_choices)
 
 
 class DistilBertForTokenClassification(

@@ -127,6 +127,10 @@ class ElectraSequenceSummary(_Module):
             x = hidden_states[:, -1]
         else:  # "mean" (__init__ refuses the others)
             x = hidden_states.mean(dim=1)
+        return self.summarize(x)
+
+    def summarize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H) summary vector (the first token's states, ...) -> (B, H or num_labels)."""
         return self.last_dropout(self.activation(self.summary(self.first_dropout(x))))
 
 
@@ -267,8 +271,8 @@ class ElectraForSequenceClassification(ElectraPreTrainedModel, bert.BertForSeque
         self.post_init()
 
     def head(self, enc: Encoded, **targets):
-        # position 0 of the re-padded states: zeros where it is padding on the packed paths (as BERT's pooler)
-        return self.classifier(enc.last_hidden_state[:, 0])
+        # position 0 (zeros where it is padding on the packed paths, as BERT's pooler), packed or padded
+        return self.classifier(enc.first_token())
 
 
 class ElectraForMultipleChoice(ElectraPreTrainedModel, bert.BertForMultipleChoice):
@@ -286,7 +290,10 @@ class ElectraForMultipleChoice(ElectraPreTrainedModel, bert.BertForMultipleChoic
         return self.sequence_summary.summary_type == "first"
 
     def head(self, enc: Encoded, labels=None, num_choices=None):
-        return self.classifier(self.sequence_summary(enc.last_hidden_state)).view(-1, num_choices)
+        summary = self.sequence_summary
+        if summary.summary_type == "first":  # position 0, packed or padded (as the first-token heads)
+            return self.classifier(summary.summarize(enc.first_token())).view(-1, num_choices)
+        return self.classifier(summary(enc.last_hidden_state)).view(-1, num_choices)
 
 
 class ElectraForTokenClassification(ElectraPreTrainedModel, bert.BertForTokenClassification):

@@ -518,9 +518,23 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
         return self._return(self.output(loss, logits, enc), return_dict)
 
 
-def _pool(pooling: str, hidden: torch.Tensor, mask: torch.Tensor | None, first_real: bool) -> torch.Tensor:
-    """(B, L, H) -> (B, H): the ``cls`` token (position 0, or with ``first_real`` the first unmasked one, as
-    transformers' multiple-choice head) or the ``mean`` over unmasked tokens."""
+def _pool(pooling: str, enc: Encoded, mask: torch.Tensor | None, first_real: bool) -> torch.Tensor:
+    """The encoder's states -> (B, H): the ``cls`` token (position 0, or with ``first_real`` the first unmasked
+    one, as transformers' multiple-choice head) or the ``mean`` over unmasked tokens; from the packed tokens
+    by the cumulative lengths when :func:`~fastbert.core.padding.packed_outputs` left them packed."""
+    packing = enc.packing
+    if packing is not None:
+        hidden = enc.sequence  # (T, H): each row's real tokens, one row after the other
+        if pooling == "cls" and not first_real:
+            return enc.first_token()
+        if pooling == "cls":  # the first real token: a row's first packed one (zeros for a row without any)
+            if packing.total == 0:
+                return hidden.new_zeros(packing.batch, hidden.shape[-1])
+            rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
+            return hidden[rows].masked_fill((packing.seqlens == 0)[:, None], 0.0)
+        sums = hidden.new_zeros(packing.batch, hidden.shape[-1]).index_add_(0, packing.rows, hidden)
+        return sums / packing.seqlens[:, None].to(hidden.dtype)
+    hidden = enc.last_hidden_state  # (B, L, H)
     if pooling == "cls":
         if first_real and mask is not None:
             rows = torch.arange(hidden.shape[0], device=hidden.device)
@@ -554,9 +568,7 @@ class _Classifier:
         if num_choices is None:
             self.check_targets(inputs, labels=labels)
         enc = self.base_model.encode(inputs)
-        pooled = _pool(
-            self.config.classifier_pooling, enc.last_hidden_state, inputs.attention_mask, self.first_real
-        )
+        pooled = _pool(self.config.classifier_pooling, enc, inputs.attention_mask, self.first_real)
         logits = self._classify(pooled, enc.ops)
         if num_choices is not None:
             logits = logits.view(-1, num_choices)

@@ -160,8 +160,8 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel, bert.BertForSeque
         self.post_init()
 
     def head(self, enc: Encoded, **targets):
-        # position 0 of the re-padded states: zeros where it is padding on the packed paths (as BERT's pooler)
-        return self.classifier(enc.last_hidden_state[:, 0])
+        # position 0 (zeros where it is padding on the packed paths, as BERT's pooler), packed or padded
+        return self.classifier(enc.first_token())
 
 
 class RobertaForMultipleChoice(RobertaPreTrainedModel, bert.BertForMultipleChoice):
