@@ -228,7 +228,8 @@ def packed_outputs() -> Iterator[None]:
     ``attention_mask`` orders them; a forward that did not pack (eager, no padding, a CUDA-graph replay)
     returns them padded as usual, so the caller tells them apart by their ``dim()``. Per-sequence outputs
     (the pooler, sequence classification, multiple choice, of every family: each sequence's first token or
-    mean taken from the packed tokens) are (batch, ...) as outside it. For callers that reduce each sequence
+    mean taken from the packed tokens) are (batch, ...) as outside it, and so are a causal LM's logits of
+    ``logits_to_keep`` (positions of the padded layout). For callers that reduce each sequence
     (a server's pooling, SPLADE's max) and must not build (batch, longest, ...) tensors of a skewed batch;
     inference only (no labels)."""
     token = _PACKED_OUTPUTS.set(True)

@@ -188,6 +188,12 @@ class Encoded:
         for it and the forward packed (the heads read the first token through :meth:`first_token`)."""
         if self.packing is not None and _PACKED_OUTPUTS.get():
             return self.sequence
+        return self.padded_sequence
+
+    @property
+    def padded_sequence(self) -> torch.Tensor:
+        """(B, L, H), padded positions zero (re-padded once), whatever :func:`packed_outputs` asks: for the heads
+        that pick positions of the padded layout (``logits_to_keep``)."""
         if self._padded is None:
             self._padded = unpack(self.sequence, self.packing) if self.packing is not None else self.sequence
         return self._padded

@@ -30,6 +30,8 @@ CASES += [
     ("electra", "multiple-choice", {"summary_type": "mean"}),
     ("electra", "multiple-choice", {"summary_type": "last"}),
 ]
+#: the families with a causal-LM class
+CAUSAL = [mt for mt in registry.supported_model_types() if "causal-lm" in registry.family(mt).classes]
 
 
 def build(model_type, task, overrides):
@@ -85,3 +87,18 @@ def test_packed_outputs_match_the_padded_forward(model_type, task, overrides, si
         assert_close(
             got, None, ref, torch.float32, what=f"{type(model).__name__} {name} under packed_outputs"
         )
+
+
+@pytest.mark.parametrize("keep", [1, 3, torch.tensor([0, 5])], ids=["last", "last-3", "positions"])
+@pytest.mark.parametrize("model_type", CAUSAL)
+def test_packed_outputs_keep_the_logits_of_logits_to_keep_padded(model_type, keep):
+    """A causal LM's ``logits_to_keep`` picks positions of the padded layout: its logits are (batch, kept,
+    vocab) inside packed_outputs() as outside (they indexed the packed states as padded: 'mat1 and mat2
+    shapes cannot be multiplied'), and so is what ``generate`` reads."""
+    model = build(model_type, "causal-lm", {})
+    inputs = batch(model, "causal-lm", "right")
+    with torch.no_grad():
+        padded = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+        with packed_outputs():
+            packed = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    assert_close(packed, None, padded, torch.float32, what=f"{type(model).__name__} logits_to_keep={keep}")

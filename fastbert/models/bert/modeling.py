@@ -217,7 +217,8 @@ class BertLMHeadModel(GenerationMixin, _BertHead):
         if isinstance(logits_to_keep, int) and logits_to_keep == 0:
             return enc.per_token(self._lm_logits)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        return self._lm_logits(enc.last_hidden_state[:, keep], enc.ops)
+        # positions of the padded layout: (B, kept, V) under packed_outputs() too (their dim() tells them apart)
+        return self._lm_logits(enc.padded_sequence[:, keep], enc.ops)
 
     def loss(
         self, logits, labels=None, shift_labels=None, num_items_in_batch=None, ignore_index=-100, **targets
