@@ -231,7 +231,7 @@ def packed_outputs() -> Iterator[None]:
     mean taken from the packed tokens) are (batch, ...) as outside it, and so are a causal LM's logits of
     ``logits_to_keep`` (positions of the padded layout). For callers that reduce each sequence
     (a server's pooling, SPLADE's max) and must not build (batch, longest, ...) tensors of a skewed batch;
-    inference only (no labels)."""
+    inference only (a head whose loss reads its per-token logits refuses labels here by name)."""
     token = _PACKED_OUTPUTS.set(True)
     try:
         yield

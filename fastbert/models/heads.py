@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BertConfig
+from ..core.padding import _PACKED_OUTPUTS
 from .engine import BertInputs, BertPreTrainedModel, Encoded
 
 
@@ -22,6 +23,18 @@ def _labels_ignore_padding(labels: torch.Tensor | None, attention_mask: torch.Te
     if labels.shape != attention_mask.shape:
         return False
     return bool((labels[attention_mask == 0] == -100).all())
+
+
+def refuse_packed_labels(head, labels: torch.Tensor | None, allow_pack: bool) -> None:
+    """Per-token labels of a forward that may pack, inside :func:`~fastbert.core.padding.packed_outputs`
+    (inference only): its logits would come back packed (real tokens, ...) against (batch, seqlen) labels.
+    Refused by name before the forward runs (the loss failed on mismatched batch sizes after it)."""
+    if labels is not None and allow_pack and _PACKED_OUTPUTS.get():
+        raise ValueError(
+            f"{type(head).__name__} got labels inside fastbert.core.padding.packed_outputs(), which is for "
+            "inference: its per-token logits come back packed (real tokens, ...) and the loss reads (batch, "
+            "seqlen) labels; compute the loss outside packed_outputs()"
+        )
 
 
 def loss_kwargs_of(head, kwargs: dict) -> dict:
@@ -94,6 +107,8 @@ class _BertHead(BertPreTrainedModel):
         targets = conform_targets(self, inputs, targets)
         self.check_targets(inputs, **targets)
         allow_pack = self.allow_pack(inputs, **targets)
+        if self.per_token:
+            refuse_packed_labels(self, targets.get("labels"), allow_pack)
         enc = self._base().encode(inputs, keep_packed=self.per_token, allow_pack=allow_pack)
         logits = self.head(enc, **targets)
         return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)

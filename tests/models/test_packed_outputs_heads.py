@@ -102,3 +102,53 @@ def test_packed_outputs_keep_the_logits_of_logits_to_keep_padded(model_type, kee
         with packed_outputs():
             packed = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     assert_close(packed, None, padded, torch.float32, what=f"{type(model).__name__} logits_to_keep={keep}")
+
+
+#: heads whose loss reads per-token logits
+PER_TOKEN_LOSS = ("pretraining", "causal-lm", "masked-lm", "token-classification")
+
+
+def targets(model_type, task, real):
+    """Targets of ``task`` for a batch whose real tokens are ``real`` (per-token labels -100 on padding)."""
+    g = torch.Generator().manual_seed(1)
+    if task in PER_TOKEN_LOSS:
+        top = (
+            2
+            if (task == "pretraining" and model_type == "electra")
+            else 3
+            if task == "token-classification"
+            else 100
+        )
+        out = {"labels": torch.where(real, torch.randint(0, top, real.shape, generator=g), -100)}
+        if task == "pretraining" and model_type == "bert":
+            out["next_sentence_label"] = torch.tensor([0, 1, 0])
+        return out
+    if task == "question-answering":
+        return {"start_positions": torch.tensor([1, 2, 3]), "end_positions": torch.tensor([4, 3, 5])}
+    return {"labels": torch.tensor([0, 1, 2] if task == "sequence-classification" else [1, 0, 1])}
+
+
+@pytest.mark.parametrize(
+    "model_type,task,overrides",
+    [c for c in CASES if c[1] != "base"],
+    ids=["-".join([mt, task, *map(str, o.values())]) for mt, task, o in CASES if task != "base"],
+)
+def test_labels_inside_packed_outputs(model_type, task, overrides):
+    """packed_outputs() is for inference: a head whose loss reads its per-token logits refuses labels there
+    by name, before the forward (the loss met packed logits and failed on 'Expected input batch_size (22) to
+    match target batch_size (33)', or an IndexError); the others give the padded forward's loss."""
+    model = build(model_type, task, overrides)
+    inputs = batch(model, task, "right")
+    inputs.update(targets(model_type, task, inputs["attention_mask"].bool()))
+    extra = {"use_cache": False} if task == "causal-lm" else {}
+    with torch.no_grad():
+        padded = model(**inputs, **extra)
+        with packed_outputs():
+            if task in PER_TOKEN_LOSS:
+                with pytest.raises(
+                    ValueError, match=rf"{type(model).__name__} got labels inside .*packed_outputs"
+                ):
+                    model(**inputs, **extra)
+                return
+            packed = model(**inputs, **extra)
+    assert_close(packed.loss, None, padded.loss, torch.float32, what=f"{type(model).__name__} loss")

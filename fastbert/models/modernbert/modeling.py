@@ -41,6 +41,7 @@ from ..heads import (
     conform_targets,
     fixed_cross_entropy,
     loss_kwargs_of,
+    refuse_packed_labels,
 )
 from ..layers import LayerContext, _Module, _plain_module, embedding, fusable_linear, fused_embed, run_linear
 from .config import SLIDING, ModernBertConfig
@@ -461,7 +462,9 @@ class _PerToken:
         targets = conform_targets(self, inputs, targets)
         inputs.token_type_ids = None
         self.check_targets(inputs, **targets)
-        enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=self.allow_pack(inputs, **targets))
+        allow_pack = self.allow_pack(inputs, **targets)
+        refuse_packed_labels(self, targets.get("labels"), allow_pack)
+        enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=allow_pack)
         logits = self._logits(enc)
         return self._return(self.output(self.loss(logits, **targets), logits, enc), return_dict)
 
@@ -505,6 +508,7 @@ class ModernBertForMaskedLM(NoTokenTypesHead, ModernBertPreTrainedModel, bert.Be
         inputs.token_type_ids = None
         self.check_targets(inputs, labels=labels)
         allow_pack = self.allow_pack(inputs, labels=labels)
+        refuse_packed_labels(self, labels, allow_pack)
         enc = self.base_model.encode(inputs, keep_packed=True, allow_pack=allow_pack)
         logits = self.head_logits(enc, labels)
         loss = None
