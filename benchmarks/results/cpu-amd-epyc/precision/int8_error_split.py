@@ -8,7 +8,8 @@ two passes (the code, then the code of what it left), in float64 on this CPU's c
 
 native: the shipped oneDNN path; qq: its formula in float64; wf: weights unrounded; af: activations
 unrounded; r2: activations in two passes everywhere, r2:REGEX only in the linears whose name matches,
-r2t:FRACTION only for that fraction of each call's tokens, those whose code step is largest against their rms.
+r2t:FRACTION only for that fraction of each call's tokens, those whose code step is largest against their rms;
+g:G a scale and zero point per token and per group of G input channels (one GEMM per group).
 Prints per variant the cosine to fp32 over 1,000 sentences and how often 10 random and 5 trained heads keep
 their argmax.
 """
@@ -89,6 +90,13 @@ def call(self, x, weight, bias=None):
         amode = "q"
     if amode == "f":
         X = xs.to(c)
+    elif MODE.get("group"):  # a scale and zero point per token and per group of G input channels
+        G = MODE["group"]
+        g = xs.reshape(-1, G) if xs.shape[1] % G == 0 else None
+        if g is None:
+            raise ValueError(f"{name}: K {xs.shape[1]} not a multiple of {G}")
+        qx, s, z = quantize_tokens(g, None, self.scheme.levels)
+        X = ((qx.to(c) - z.to(c)) * s.to(c)).reshape(xs.shape)
     else:
         qx, s, z = quantize_tokens(x2, x_side, self.scheme.levels)
         X = (qx.to(c) - z.to(c)) * s.to(c)
@@ -164,6 +172,8 @@ for v in variants:
     elif v.startswith("r2t:"):
         MODE["a"] = "r2"
         MODE["frac"] = float(v[4:])
+    elif v.startswith("g:"):
+        MODE["group"] = int(v[2:])
     elif v.startswith("r2:"):
         MODE["a"] = "r2"
         MODE["sel"] = v[3:].split("|")
