@@ -2085,6 +2085,45 @@ def test_never_split_beside_punctuation_as_the_slow_tokenizer(small_dir, tmp_pat
     ]
 
 
+def test_never_split_entries_not_in_the_vocabulary_are_unk(tmp_path):
+    """transformers 4's slow BertTokenizer keeps a never_split entry whole wherever it is a whole word (as written,
+    or once lower-cased) and looks the word up: an entry not in the vocabulary is [UNK]. fastbert split such
+    entries as if never_split did not name them ("hello!" gave hello + !), with a warning. Expected ids from
+    transformers 4's slow tokenizer (transformers 5's BertTokenizerLegacy), written out."""
+    vocab = tmp_path / "vocab.txt"
+    words = "[PAD] [UNK] [CLS] [SEP] [MASK] hello ! x foo . bar ( ) 中 zurich".split()
+    vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
+    never_split = ["hello!", "Foo.Bar", "zürich!"]
+    expected = {
+        # a whole word, as written or once lower-cased: [UNK] (1); beside punctuation: split as usual
+        "x hello! HELLO! (hello!)": [2, 7, 1, 1, 11, 5, 6, 12, 3],
+        # "Foo.Bar" as written only: lower-cased, no word is the entry
+        "Foo.Bar foo.bar FOO.BAR": [2, 1, 8, 9, 10, 8, 9, 10, 3],
+        # "zürich!" as written only: "Zürich!" is "zurich!" once lower-cased, which is no entry
+        "zürich! Zürich!": [2, 1, 14, 6, 3],
+        "中hello!中": [2, 13, 1, 13, 3],
+    }
+    ours = BertTokenizer(str(vocab), never_split=never_split)
+    for text, ids in expected.items():
+        assert ours(text)["input_ids"] == ids, text
+    enc = ours("x hello! x", return_offsets_mapping=True)
+    assert enc.tokens() == ["[CLS]", "x", "[UNK]", "x", "[SEP]"]
+    assert enc["offset_mapping"] == [(0, 0), (0, 1), (2, 8), (9, 10), (0, 0)]
+    assert ours.decode(ours("x hello! x")["input_ids"]) == "[CLS] x [UNK] x [SEP]"
+    ours.save_pretrained(tmp_path / "saved")
+    again = BertTokenizer.from_pretrained(tmp_path / "saved")
+    for text, ids in expected.items():
+        assert again(text)["input_ids"] == ids, text
+    assert BertTokenizer.from_pretrained(tmp_path / "saved", never_split=None).tokenize("hello!") == [
+        "hello",
+        "!",
+    ]
+    legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+    slow = legacy.BertTokenizerLegacy(str(vocab), never_split=never_split)
+    for text, ids in expected.items():
+        assert slow(text)["input_ids"] == ids, text
+
+
 def test_never_split_on_a_pipeline_that_is_not_berts(tmp_path):
     """A tokenizer.json whose normalizer is not a BertNormalizer (here a Sequence of NFD, Lowercase and
     StripAccents) still keeps the never_split entries whole as whole words, as before."""

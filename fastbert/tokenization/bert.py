@@ -116,8 +116,11 @@ def _apply_normalizer_options(
 # (BertPreTokenizer's split otherwise). An entry that the normalizer changes ("[XX]" lower-cased) is found in
 # the raw text as a whole word; each of its characters that the normalizer changes is swapped for a
 # placeholder (a cuneiform sign: no case, no accent, not CJK) before the normalizer and put back after it, one
-# character for one so that the offsets stay those of the text.
-_PLACEHOLDERS = (0x12000, 0x12399)  # cuneiform signs
+# character for one so that the offsets stay those of the text. An entry that is not in the vocabulary is kept
+# whole too, and the slow tokenizer looks the whole word up: [UNK]. Here its first character, once the word is
+# normalized, becomes a sign that begins no vocabulary entry (_UNKNOWN_SIGN), so that WordPiece finds no piece.
+_PLACEHOLDERS = (0x12000, 0x12398)  # cuneiform signs
+_UNKNOWN_SIGN = chr(0x12399)  # the last cuneiform sign
 _CJK_RANGES = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
@@ -166,7 +169,10 @@ def _unwrap_never_split(backend: Tokenizer) -> None:
         n
         for n in steps
         if n.get("type") == "Replace"
-        and any(low <= ord(c) <= high for c in n.get("content", "") + str(n.get("pattern", "")))
+        and any(
+            low <= ord(c) <= high or c == _UNKNOWN_SIGN
+            for c in n.get("content", "") + str(n.get("pattern", ""))
+        )
     ]
     if len(inner) == 1 and ours and len(inner) + len(ours) == len(steps):
         flags = ("clean_text", "handle_chinese_chars", "strip_accents", "lowercase")
@@ -182,9 +188,10 @@ def _unwrap_never_split(backend: Tokenizer) -> None:
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
 
 
-def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> Any:
-    """``normalizer`` in a Sequence that leaves each of ``entries`` as written where it is a whole word of the
-    raw text (between whitespace, CJK characters when ``cjk``, or the ends)."""
+def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> list[Any]:
+    """``normalizer`` with the steps before and after it (a Sequence's list) that leave each of ``entries`` as
+    written where it is a whole word of the raw text (between whitespace, CJK characters when ``cjk``, or the
+    ends)."""
     gap = "\\s" + (_char_class(_CJK_RANGES) if cjk else "")
     before, after = [], []
     placeholder = _PLACEHOLDERS[0]
@@ -197,7 +204,7 @@ def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> Any
                 logger.warning(
                     f"never_split: too many characters to keep as written; {token!r} is lower-cased"
                 )
-                return normalizer
+                return [normalizer]
             sign = chr(placeholder)
             placeholder += 1
             prefix, suffix = re.escape("".join(protected[:k])), re.escape(token[k + 1 :])
@@ -211,18 +218,23 @@ def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> Any
                 prefix, suffix = re.escape(token[:k]), re.escape("".join(protected[k + 1 :]))
                 look_behind = f"(?<={prefix})" if prefix else ""
                 after.append(normalizers.Replace(Regex(f"{look_behind}{protected[k]}(?={suffix})"), char))
-    return normalizers.Sequence([*before, normalizer, *after])
+    return [*before, normalizer, *after]
+
+
+def _unknown_word_swap(token: str) -> Any:
+    """The normalizer step that swaps the first character of ``token`` (as the normalizer leaves it, a whole word
+    between whitespace or the ends) for ``_UNKNOWN_SIGN``."""
+    pattern = f"(?<![^\\s]){re.escape(token[0])}(?={re.escape(token[1:])}(?![^\\s]))"
+    return normalizers.Replace(Regex(pattern), _UNKNOWN_SIGN)
 
 
 def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials: list[str]) -> None:
-    """``never_split`` entries of the vocabulary are kept whole where transformers 4's slow tokenizer keeps them:
-    as a whole whitespace-separated word (see above), never inside a word or beside punctuation."""
+    """``never_split`` entries are kept whole where transformers 4's slow tokenizer keeps them: as a whole
+    whitespace-separated word (see above), never inside a word or beside punctuation; there, an entry of the
+    vocabulary is its id and any other is the unk token's, as the slow tokenizer looks the word up."""
     if not never_split:
         return
-    skipped = [t for t in never_split if backend.token_to_id(t) is None]
-    if skipped:
-        logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
-    entries = [t for t in dict.fromkeys(never_split) if t and t not in specials and t not in skipped]
+    entries = [t for t in dict.fromkeys(never_split) if t and t not in specials]
     if not entries:
         return
     norm_state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
@@ -230,27 +242,42 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
     if norm_state.get("type") != "BertNormalizer" or pre_state.get("type") != "BertPreTokenizer":
         # a tokenizer.json with a pipeline of its own: the entries are matched whole in the raw text, as whole
         # words (not inside a word; beside punctuation too, unlike the slow tokenizer)
+        skipped = [t for t in entries if backend.token_to_id(t) is None]
+        if skipped:
+            logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
         logger.info(
             f"never_split on a normalizer {norm_state.get('type')} / pre-tokenizer {pre_state.get('type')} "
             "(not BERT's): its entries are matched as whole words of the raw text"
         )
-        backend.add_tokens([AddedToken(t, normalized=False, single_word=True) for t in entries])
+        backend.add_tokens(
+            [AddedToken(t, normalized=False, single_word=True) for t in entries if t not in skipped]
+        )
         return
     normalizer = backend.normalizer
-    kept, changed = [], []
+    vocab = backend.get_vocab()
+    if any(t.startswith(_UNKNOWN_SIGN) or t.startswith("##" + _UNKNOWN_SIGN) for t in vocab):
+        skipped = [t for t in entries if t not in vocab]
+        if skipped:
+            logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+        entries = [t for t in entries if t not in skipped]
+    kept, changed, unknown = [], [], []
     for token in entries:
         normalized = normalizer.normalize_str(token)
         if not normalized or any(c.isspace() for c in normalized):
             continue  # never one whitespace-separated word (spaces, or CJK characters set apart): split as usual
-        kept.append(token)
+        kept.append(token if token in vocab else _UNKNOWN_SIGN + token[1:])
         if normalized != token:
             changed.append(token)
+        if token not in vocab:
+            unknown.append(token)
     if not kept:
         return
+    steps = [normalizer]
     if changed:
-        backend.normalizer = _protected_normalizer(
-            normalizer, changed, norm_state.get("handle_chinese_chars", True)
-        )
+        steps = _protected_normalizer(normalizer, changed, norm_state.get("handle_chinese_chars", True))
+    steps += [_unknown_word_swap(token) for token in unknown]
+    if len(steps) > 1:
+        backend.normalizer = normalizers.Sequence(steps)
     words = "|".join(re.escape(t) for t in sorted(kept, key=len, reverse=True))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -308,10 +335,10 @@ class BertTokenizer(TokenizerBase):
     ``tokenizers.Tokenizer`` (``tokenizer_object=``).
 
     ``do_lower_case``, ``strip_accents`` and ``tokenize_chinese_chars`` set the BertNormalizer; left out with
-    a ``tokenizer.json``, the file's own normalizer settings are kept. ``never_split`` tokens found in the
-    vocabulary are kept whole where transformers 4's slow tokenizer keeps them (a whole whitespace-separated
-    word, as written or once lower-cased), instead of being split on punctuation; with
-    ``do_basic_tokenize=False`` they are not used, as there.
+    a ``tokenizer.json``, the file's own normalizer settings are kept. ``never_split`` tokens are kept whole
+    where transformers 4's slow tokenizer keeps them (a whole whitespace-separated word, as written or once
+    lower-cased), instead of being split on punctuation, and are looked up whole: a token not in the vocabulary
+    is the unk token, as there; with ``do_basic_tokenize=False`` they are not used, as there.
     """
 
     vocab_files_names = {"vocab_file": VOCAB_FILE, "tokenizer_file": TOKENIZER_FILE}
