@@ -1758,8 +1758,36 @@ def test_bad_arguments(minilm_pair):
         ours("a", padding=True, truncation=True, max_length=10, pad_to_multiple_of=8)
     with pytest.raises(TypeError):
         ours.tokenize(["a"])
+    with pytest.raises(TypeError):
+        ours.tokenize(["a", 1], is_split_into_words=True)
     with pytest.raises(ValueError, match="Padding side should be selected"):
         ours("a", padding_side="middle", padding=True)
+
+
+def test_tokenize_pre_split_words(minilm_pair):
+    """transformers 4's fast ``tokenize`` is ``encode_plus(text, pair, **kwargs).tokens()`` (5 keeps that): with
+    ``is_split_into_words=True`` it takes a list of words (and of pair words); fastbert refused any list with a
+    TypeError. A list without ``is_split_into_words`` is still refused (4 reads it as a pair, 5 as a batch)."""
+    ours, theirs = minilm_pair
+    assert ours.tokenize(["Héllo", "world!"], is_split_into_words=True) == ["hello", "world", "!"]
+    assert ours.tokenize(("un", "affable"), ["x"], is_split_into_words=True) == [
+        "un",
+        "af",
+        "##fa",
+        "##ble",
+        "x",
+    ]
+    assert theirs.tokenize(("un", "affable"), ["x"], is_split_into_words=True) == [
+        "un",
+        "af",
+        "##fa",
+        "##ble",
+        "x",
+    ]
+    assert ours.tokenize(["a"], is_split_into_words=True, add_special_tokens=True) == ["[CLS]", "a", "[SEP]"]
+    assert ours.tokenize([], is_split_into_words=True) == []
+    with pytest.raises(TypeError, match="is_split_into_words=True"):
+        ours.tokenize(["hello", "world"])
 
 
 # ---------------------------------------------------------------------------------------------------------

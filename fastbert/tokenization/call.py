@@ -653,9 +653,13 @@ class CallMixin:
     def tokenize(
         self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any
     ) -> list[str]:
-        """WordPiece tokens of a text (without [CLS]/[SEP] unless ``add_special_tokens``)."""
-        if not isinstance(text, str):
-            raise TypeError(f"tokenize() takes a str, got {type(text).__name__}")
+        """WordPiece tokens of a text (without [CLS]/[SEP] unless ``add_special_tokens``), or of a list of words
+        with ``is_split_into_words=True`` (transformers 4 and 5)."""
+        if not isinstance(text, str) and not (kwargs.get("is_split_into_words") and _is_str_list(text)):
+            raise TypeError(
+                f"tokenize() takes a str, or a list of str words with is_split_into_words=True; got "
+                f"{type(text).__name__}"
+            )
         return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
 
     # ---------------------------------------------------------------------------------------------------------
