@@ -2152,6 +2152,42 @@ def test_never_split_entries_not_in_the_vocabulary_are_unk(tmp_path):
         assert slow(text)["input_ids"] == ids, text
 
 
+def test_never_split_found_where_the_slow_tokenizer_finds_it(tmp_path):
+    """transformers 4's slow BasicTokenizer looks for never_split entries in the cleaned, composed text (control
+    characters such as a zero-width space dropped, NFC), and its _tokenize keeps whole every piece that is an
+    entry, also a piece of a word split on punctuation: an entry not in the vocabulary is [UNK] there. fastbert
+    looked in the raw text ("[XX]" beside a zero-width space was split), matched an entry written decomposed,
+    which the slow tokenizer never finds ("e" + U+0301 became [UNK]), and split unknown entries beside
+    punctuation ("(qzy)" gave q ##z ##y). Expected ids from the slow tokenizer (transformers 5's
+    BertTokenizerLegacy), written out."""
+    vocab = tmp_path / "vocab.txt"
+    words = "[PAD] [UNK] [CLS] [SEP] [MASK] [XX] x ( ) [ ] xx ' s ! e hello q ##z ##y H ##ello".split()
+    vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
+    never_split = ["[XX]", "qzy", "Hello", "hello!", "e\u0301"]
+    expected = {
+        (True, "x \u200b[XX]\ufeff x"): [2, 6, 5, 6, 3],
+        (True, "(qzy) qzy's"): [2, 7, 1, 8, 1, 12, 13, 3],
+        (True, "e\u0301 x"): [2, 15, 6, 3],
+        # "Hello!" is split on punctuation ("hello!" is an entry, not "Hello!"): its piece "Hello" is an entry
+        (False, "Hello! hello!"): [2, 1, 14, 1, 3],
+    }
+    ours = {
+        lower: BertTokenizer(str(vocab), never_split=never_split, do_lower_case=lower)
+        for lower in (True, False)
+    }
+    for (lower, text), ids in expected.items():
+        assert ours[lower](text)["input_ids"] == ids, text
+    enc = ours[True]("x \u200b[XX]\ufeff x", return_offsets_mapping=True)
+    assert enc["offset_mapping"] == [(0, 0), (0, 1), (3, 7), (9, 10), (0, 0)]
+    ours[True].save_pretrained(tmp_path / "saved")
+    again = BertTokenizer.from_pretrained(tmp_path / "saved")
+    assert again._tokenizer.to_str() == ours[True]._tokenizer.to_str()
+    legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+    for (lower, text), ids in expected.items():
+        slow = legacy.BertTokenizerLegacy(str(vocab), never_split=never_split, do_lower_case=lower)
+        assert slow(text)["input_ids"] == ids, text
+
+
 def test_never_split_on_a_pipeline_that_is_not_berts(tmp_path):
     """A tokenizer.json whose normalizer is not a BertNormalizer (here a Sequence of NFD, Lowercase and
     StripAccents) still keeps the never_split entries whole as whole words, as before."""

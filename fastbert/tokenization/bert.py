@@ -113,24 +113,23 @@ def _apply_normalizer_options(
 # whitespace-separated word is kept whole when it is a never_split entry as written, or once lower-cased (and
 # its accents stripped); any other word is split on punctuation. In the tokenizers pipeline: the pre-tokenizer
 # splits on whitespace, then keeps a word that is one of the entries whole and isolates punctuation elsewhere
-# (BertPreTokenizer's split otherwise). An entry that the normalizer changes ("[XX]" lower-cased) is found in
-# the raw text as a whole word; each of its characters that the normalizer changes is swapped for a
-# placeholder (a cuneiform sign: no case, no accent, not CJK) before the normalizer and put back after it, one
-# character for one so that the offsets stay those of the text. An entry that is not in the vocabulary is kept
-# whole too, and the slow tokenizer looks the whole word up: [UNK]. Here its first character, once the word is
-# normalized, becomes a sign that begins no vocabulary entry (_UNKNOWN_SIGN), so that WordPiece finds no piece.
-_PLACEHOLDERS = (0x12000, 0x12398)  # cuneiform signs
-_UNKNOWN_SIGN = chr(0x12399)  # the last cuneiform sign
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
-    (0xF900, 0xFAFF),
-    (0x2F800, 0x2FA1F),
-)
+# (BertPreTokenizer's split otherwise). The BertNormalizer runs in two steps: the clean-up (control characters
+# such as a zero-width space dropped, whitespace as spaces, CJK characters set apart), as the slow tokenizer
+# cleans the text before it splits it, then the lower-casing and accent stripping. An entry that the second
+# changes ("[XX]" lower-cased) is found in the cleaned text as a whole word; each of its characters that it
+# changes is swapped for a placeholder (a cuneiform sign: no case, no accent, not CJK) before it and put back
+# after it, one character for one so that the offsets stay those of the text.
+# An entry that is not in the vocabulary is kept whole too, and the slow tokenizer looks the whole word up:
+# [UNK]. Here its first character, once the word is normalized, becomes a sign that begins no vocabulary entry
+# (one of _UNKNOWN_SIGNS, a sign for each entry), so that WordPiece finds no piece. The slow tokenizer also keeps whole any piece of a word
+# split on punctuation that is an entry ("(qzx)" gives "(", "qzx", ")"): WordPiece gives an entry of the
+# vocabulary whole anyway, and an entry without punctuation that is not in it is [UNK] there too (found beside
+# punctuation as well as whitespace).
+# The slow tokenizer composes the text (NFC) before it looks for the entries: an entry that is not composed is
+# never found, and is left out here (a word of the text written decomposed is not composed here: the fast
+# tokenizer composes nothing).
+_PLACEHOLDERS = (0x12000, 0x122FF)  # cuneiform signs
+_UNKNOWN_SIGNS = (0x12300, 0x12399)  # the other cuneiform signs
 
 
 def _char_class(ranges: Sequence[tuple[int, int]]) -> str:
@@ -164,17 +163,21 @@ def _unwrap_never_split(backend: Tokenizer) -> None:
     state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
     steps = state.get("normalizers", []) if state.get("type") == "Sequence" else []
     inner = [n for n in steps if n.get("type") == "BertNormalizer"]
-    low, high = _PLACEHOLDERS
+    if len(inner) == 2:  # the text cleaned, then lower-cased / accents stripped: one BertNormalizer
+        cleaning, casing = ("clean_text", "handle_chinese_chars"), ("strip_accents", "lowercase")
+        inner = [{**{k: inner[0].get(k) for k in cleaning}, **{k: inner[1].get(k) for k in casing}}]
+    low, high = _PLACEHOLDERS[0], _UNKNOWN_SIGNS[1]
     ours = [
         n
         for n in steps
         if n.get("type") == "Replace"
-        and any(
-            low <= ord(c) <= high or c == _UNKNOWN_SIGN
-            for c in n.get("content", "") + str(n.get("pattern", ""))
-        )
+        and any(low <= ord(c) <= high for c in n.get("content", "") + str(n.get("pattern", "")))
     ]
-    if len(inner) == 1 and ours and len(inner) + len(ours) == len(steps):
+    if (
+        len(inner) == 1
+        and ours
+        and len(ours) == len(steps) - len([n for n in steps if n.get("type") == "BertNormalizer"])
+    ):
         flags = ("clean_text", "handle_chinese_chars", "strip_accents", "lowercase")
         backend.normalizer = normalizers.BertNormalizer(**{k: inner[0][k] for k in flags if k in inner[0]})
     state = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
@@ -188,11 +191,10 @@ def _unwrap_never_split(backend: Tokenizer) -> None:
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
 
 
-def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> list[Any]:
+def _protected_normalizer(normalizer: Any, entries: list[str]) -> list[Any]:
     """``normalizer`` with the steps before and after it (a Sequence's list) that leave each of ``entries`` as
-    written where it is a whole word of the raw text (between whitespace, CJK characters when ``cjk``, or the
-    ends)."""
-    gap = "\\s" + (_char_class(_CJK_RANGES) if cjk else "")
+    written where it is a whole word of the text (between whitespace or the ends)."""
+    gap = "\\s"
     before, after = [], []
     placeholder = _PLACEHOLDERS[0]
     for token in entries:
@@ -221,11 +223,11 @@ def _protected_normalizer(normalizer: Any, entries: list[str], cjk: bool) -> lis
     return [*before, normalizer, *after]
 
 
-def _unknown_word_swap(token: str) -> Any:
+def _unknown_word_swap(token: str, sign: str, gap: str) -> Any:
     """The normalizer step that swaps the first character of ``token`` (as the normalizer leaves it, a whole word
-    between whitespace or the ends) for ``_UNKNOWN_SIGN``."""
-    pattern = f"(?<![^\\s]){re.escape(token[0])}(?={re.escape(token[1:])}(?![^\\s]))"
-    return normalizers.Replace(Regex(pattern), _UNKNOWN_SIGN)
+    between ``gap`` characters or the ends) for ``sign``."""
+    pattern = f"(?<![^{gap}]){re.escape(token[0])}(?={re.escape(token[1:])}(?![^{gap}]))"
+    return normalizers.Replace(Regex(pattern), sign)
 
 
 def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials: list[str]) -> None:
@@ -253,30 +255,49 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
             [AddedToken(t, normalized=False, single_word=True) for t in entries if t not in skipped]
         )
         return
-    normalizer = backend.normalizer
     vocab = backend.get_vocab()
-    if any(t.startswith(_UNKNOWN_SIGN) or t.startswith("##" + _UNKNOWN_SIGN) for t in vocab):
-        skipped = [t for t in entries if t not in vocab]
-        if skipped:
-            logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
+    signs = [chr(c) for c in range(_UNKNOWN_SIGNS[0], _UNKNOWN_SIGNS[1] + 1)]
+    if not {t.removeprefix("##")[:1] for t in vocab}.isdisjoint(signs):
+        signs = []  # the vocabulary has pieces that begin with them
+    skipped = [t for t in entries if t not in vocab][len(signs) :]
+    if skipped:
+        logger.warning(f"never_split tokens not in the vocabulary are split as usual: {skipped}")
         entries = [t for t in entries if t not in skipped]
-    kept, changed, unknown = [], [], []
+    # the BertNormalizer in two: the text cleaned (control characters dropped, whitespace as spaces, CJK
+    # characters set apart), where the entries are looked for, then lower-cased / accents stripped
+    cleaner = normalizers.BertNormalizer(
+        clean_text=norm_state.get("clean_text", True),
+        handle_chinese_chars=norm_state.get("handle_chinese_chars", True),
+        strip_accents=False,
+        lowercase=False,
+    )
+    caser = normalizers.BertNormalizer(
+        clean_text=False,
+        handle_chinese_chars=False,
+        strip_accents=norm_state.get("strip_accents"),
+        lowercase=norm_state.get("lowercase", True),
+    )
+    kept, changed, unknown = [], [], {}
     for token in entries:
-        normalized = normalizer.normalize_str(token)
+        normalized = backend.normalizer.normalize_str(token)
         if not normalized or any(c.isspace() for c in normalized):
             continue  # never one whitespace-separated word (spaces, or CJK characters set apart): split as usual
-        kept.append(token if token in vocab else _UNKNOWN_SIGN + token[1:])
+        if cleaner.normalize_str(token) != token or unicodedata.normalize("NFC", token) != token:
+            continue  # never a word of the cleaned, composed text
+        if token not in vocab:
+            unknown[token] = signs[len(unknown)]
+        kept.append(unknown[token] + token[1:] if token in unknown else token)
         if normalized != token:
             changed.append(token)
-        if token not in vocab:
-            unknown.append(token)
     if not kept:
         return
-    steps = [normalizer]
-    if changed:
-        steps = _protected_normalizer(normalizer, changed, norm_state.get("handle_chinese_chars", True))
-    steps += [_unknown_word_swap(token) for token in unknown]
-    if len(steps) > 1:
+    if changed or unknown:
+        steps = [cleaner, *(_protected_normalizer(caser, changed) if changed else [caser])]
+        # after the normalizer: a whole word, or a piece between punctuation for an entry without punctuation
+        punctuation = _punctuation_class()[1:-1]
+        pieces = pre_tokenizers.BertPreTokenizer()
+        gap = {t: "\\s" + (punctuation if len(pieces.pre_tokenize_str(t)) == 1 else "") for t in unknown}
+        steps += [_unknown_word_swap(t, sign, gap[t]) for t, sign in unknown.items()]
         backend.normalizer = normalizers.Sequence(steps)
     words = "|".join(re.escape(t) for t in sorted(kept, key=len, reverse=True))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
