@@ -2188,6 +2188,27 @@ def test_never_split_found_where_the_slow_tokenizer_finds_it(tmp_path):
         assert slow(text)["input_ids"] == ids, text
 
 
+def test_never_split_as_a_set(tmp_path):
+    """transformers documents never_split as an Iterable (its BasicTokenizer makes a set of it): a set was refused
+    with a ValueError. It is used in sorted order, so the saved tokenizer_config.json is the same on every run; a
+    plain string is still refused (transformers would make a set of its characters)."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text(
+        "\n".join("[PAD] [UNK] [CLS] [SEP] [MASK] [XX] x [ ] xx".split()) + "\n", encoding="utf-8"
+    )
+    tok = BertTokenizer(str(vocab), never_split={"x", "[XX]"})
+    assert tok("[XX] x")["input_ids"] == [2, 5, 6, 3]
+    assert tok.never_split == ["[XX]", "x"]
+    tok.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["never_split"] == ["[XX]", "x"]
+    assert BertTokenizer(str(vocab), never_split=frozenset({"[XX]"})).tokenize("[XX]") == ["[XX]"]
+    with pytest.raises(ValueError, match="never_split should be a list of strings"):
+        BertTokenizer(str(vocab), never_split="[XX]")
+    with pytest.raises(ValueError, match="never_split should be a list of strings"):
+        BertTokenizer(str(vocab), never_split={1})
+
+
 def test_never_split_on_a_pipeline_that_is_not_berts(tmp_path):
     """A tokenizer.json whose normalizer is not a BertNormalizer (here a Sequence of NFD, Lowercase and
     StripAccents) still keeps the never_split entries whole as whole words, as before."""

@@ -421,7 +421,12 @@ class BertTokenizer(TokenizerBase):
         ):  # transformers 4's BertTokenizer: WordPiece on whitespace-split text as is
             backend.normalizer = None
             backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        self.never_split = list(never_split) if never_split else None
+        # a set in a fixed order: tokenizer_config.json and the pipeline the same on every run
+        self.never_split = (
+            (sorted(never_split) if isinstance(never_split, (set, frozenset)) else list(never_split))
+            if never_split
+            else None
+        )
         specials = [t for t in self._special_token_values() if t]
         # a special token given with its flags (an AddedToken, or an object of special_tokens_map.json or
         # tokenizer_config.json) is added with them, as transformers reads it: [MASK] with its lstrip

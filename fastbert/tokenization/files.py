@@ -248,7 +248,11 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_len": (_is_length, "a whole number of tokens, at least 1"),
     "padding_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
     "truncation_side": (lambda v: v in ("right", "left"), "'right' or 'left'"),
-    "never_split": (lambda v: v is None or _is_str_list(v), "a list of strings"),
+    # transformers documents an Iterable (its BasicTokenizer makes a set of it): a list, tuple or set
+    "never_split": (
+        lambda v: v is None or _is_str_list(v) or (isinstance(v, (set, frozenset)) and _is_str_list(list(v))),
+        "a list of strings (or a tuple or set)",
+    ),
     "model_input_names": (lambda v: v is None or (_is_str_list(v) and len(v) > 0), "a list of input names"),
     "additional_special_tokens": (_is_token_list, f"a list of tokens, each {_TOKEN}"),
     "added_tokens_decoder": (
