@@ -752,6 +752,18 @@ class BertModel(BertPreTrainedModel):
             raise ValueError(
                 f"sequence length {shape[1] + past_length} is longer than {why}: truncate the input"
             )
+        kind = cfg.position_embedding_type
+        if (
+            kind in ("relative_key", "relative_key_query")
+            and shape[1] + past_length > cfg.max_position_embeddings
+        ):
+            # transformers 4: an IndexError in distance_embedding, whose 2 * max_position_embeddings - 1 rows
+            # hold the distances of up to max_position_embeddings positions (position_ids do not change them)
+            raise ValueError(
+                f"sequence length {shape[1] + past_length} (past + input) is longer than max_position_embeddings "
+                f"({cfg.max_position_embeddings}), the distances position_embedding_type={kind!r} has embeddings "
+                "for: truncate the input"
+            )
         # value ranges and mask lengths: one host read for all of them
         checks = [
             (n, t)

@@ -95,3 +95,22 @@ def test_relative_checkpoint_round_trip(tmp_path):
     again = fastbert.BertModel.from_pretrained(tmp_path)
     key = "encoder.layer.0.attention.self.distance_embedding.weight"
     torch.testing.assert_close(again.state_dict()[key], model.state_dict()[key])
+
+
+@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
+def test_an_input_past_max_position_embeddings_is_refused_naming_it(kind):
+    """distance_embedding has rows for max_position_embeddings positions: one more (in one call, or past +
+    input on a cache) is a ValueError naming the limit, not an IndexError from inside the embedding."""
+    torch.manual_seed(0)
+    cfg = fastbert.BertConfig(**CFG, position_embedding_type=kind, is_decoder=True)
+    model = fastbert.BertLMHeadModel(cfg).eval()
+    n = CFG["max_position_embeddings"]
+    with torch.no_grad():
+        assert model(torch.randint(1, 40, (2, n))).logits.shape == (2, n, 40)  # exactly the limit fits
+        with pytest.raises(ValueError, match=r"sequence length 11 .*max_position_embeddings \(10\)"):
+            model(torch.randint(1, 40, (2, n + 1)))
+        with pytest.raises(ValueError, match=r"sequence length 11 .*max_position_embeddings \(10\)"):
+            model(torch.randint(1, 40, (2, n + 1)), position_ids=torch.zeros(2, n + 1, dtype=torch.long))
+        past = model(torch.randint(1, 40, (1, n - 1)), use_cache=True).past_key_values
+        with pytest.raises(ValueError, match=r"sequence length 11 .*max_position_embeddings \(10\)"):
+            model(torch.randint(1, 40, (1, 2)), past_key_values=past)
