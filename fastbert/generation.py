@@ -606,6 +606,9 @@ class GenerationMixin:
         if limit is None or new_tokens <= 0:
             return
         last_prompt_position = int(position_ids[:, -1].max())
+        if getattr(self.config, "position_embedding_type", None) in ("relative_key", "relative_key_query"):
+            # distances count the row's columns, left padding included (transformers 4; no position ids)
+            last_prompt_position = prompt_length - 1
         last_fed = last_prompt_position + new_tokens - 1  # the last new token is returned, never fed back
         if last_fed < limit:
             return

@@ -114,3 +114,20 @@ def test_an_input_past_max_position_embeddings_is_refused_naming_it(kind):
         past = model(torch.randint(1, 40, (1, n - 1)), use_cache=True).past_key_values
         with pytest.raises(ValueError, match=r"sequence length 11 .*max_position_embeddings \(10\)"):
             model(torch.randint(1, 40, (1, 2)), past_key_values=past)
+
+
+def test_generate_past_max_position_embeddings_is_refused_before_generating_with_left_padding():
+    """Relative distances count a row's columns, its left padding included: a padded prompt leaves no more
+    room than an unpadded one of its length. generate refuses before the first forward (it checked the
+    mask's positions and failed partway, after computing the tokens before)."""
+    torch.manual_seed(0)
+    cfg = fastbert.BertConfig(**CFG, position_embedding_type="relative_key", is_decoder=True)
+    model = fastbert.BertLMHeadModel(cfg).eval()
+    ids = torch.randint(1, 40, (1, 5))
+    mask = torch.tensor([[0, 0, 1, 1, 1]])
+    assert model.generate(ids, attention_mask=mask, max_new_tokens=6).shape == (1, 11)  # 10 columns fed
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match="max_new_tokens=7 .*At most 6 new tokens fit"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=7)
+    assert not calls
