@@ -441,6 +441,17 @@ class BertConfig:
     def name_or_path(self, value: str) -> None:
         self._name_or_path = str(value)
 
+    @property
+    def per_layer_config(self) -> list[BertConfig]:
+        """transformers 5's per-layer view of a config, which ``DynamicCache(config=model.config)`` and
+        ``StaticCache(config=model.config, ...)`` read to lay out their layers: every layer has this config."""
+        return [self] * self.num_hidden_layers
+
+    @per_layer_config.setter
+    def per_layer_config(self, value: Any) -> None:
+        """A ``per_layer_config`` field of a config.json: kept and written back, as any unknown field."""
+        self.__dict__["per_layer_config"] = value
+
     def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> BertConfig:
         """transformers' accessor of a composite model's text config: an encoder's config is its own text
         config (``Trainer.train`` reads special tokens through it)."""

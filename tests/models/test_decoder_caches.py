@@ -384,3 +384,42 @@ def test_outputs_answer_the_cache_key_as_transformers_5():
     assert "cache" not in without and without.get("cache", 1) == 1
     with pytest.raises(KeyError):
         without["cache"]
+
+
+@pytest.mark.parametrize("kind", ["DynamicCache", "StaticCache"])
+def test_a_cache_built_from_the_model_s_config_as_transformers_documents(kind):
+    """``DynamicCache(config=model.config)`` / ``StaticCache(config=model.config, max_cache_len=...)``, as
+    transformers 5's cache docstrings write them: transformers 5.25 reads ``config.per_layer_config`` there,
+    and a fastbert config failed with an AttributeError naming it before any step ran."""
+    if not hasattr(cache_utils, kind):
+        pytest.skip(f"this transformers has no {kind}")
+    hf, fb = _pair(add_cross_attention=True)
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=g)
+    states = torch.randn(2, 4, TINY["hidden_size"], generator=g)
+
+    def make(config):
+        own = getattr(cache_utils, kind)(
+            config=config, **({"max_cache_len": 8} if kind == "StaticCache" else {})
+        )
+        return cache_utils.EncoderDecoderCache(own, cache_utils.DynamicCache(config=config))
+
+    def loop(model):
+        cache = make(model.config)
+        enc = states.to(model.dtype)
+        logits = [model(ids[:, :3], encoder_hidden_states=enc, past_key_values=cache, use_cache=True).logits]
+        for t in range(3, 6):
+            step = model(ids[:, t : t + 1], encoder_hidden_states=enc, past_key_values=cache, use_cache=True)
+            logits.append(step.logits)
+        assert cache.get_seq_length() == 6
+        return torch.cat(logits, dim=1)
+
+    with torch.no_grad():
+        ours = loop(fb)
+    assert_rule(ours, hf, loop, what=f"step logits through a {kind} built from the model's config")
+
+
+def test_a_per_layer_config_field_is_kept_as_any_unknown_field():
+    config = fastbert.BertConfig(**TINY, per_layer_config={"0": {"hidden_act": "relu"}})
+    assert config.to_dict()["per_layer_config"] == {"0": {"hidden_act": "relu"}}
+    assert config.per_layer_config == [config] * TINY["num_hidden_layers"]
