@@ -658,6 +658,8 @@ class BertModel(BertPreTrainedModel):
         batch = reference.shape[0] if reference is not None else None
         if len(past) != layers:
             raise ValueError(f"past_key_values holds {len(past)} layers, the model has {layers}")
+        heads = self.config.num_attention_heads
+        head_dim = self.config.hidden_size // heads
         for i, layer in enumerate(past):
             if len(layer) not in (2, 4) or not all(
                 isinstance(t, torch.Tensor) and t.dim() == 4 for t in layer
@@ -670,6 +672,18 @@ class BertModel(BertPreTrainedModel):
                 raise ValueError(
                     f"past_key_values[{i}] has batch size {layer[0].shape[0]}, the input {batch}"
                 )
+            # another model's past (other heads or head size), or keys and values that disagree: a torch.cat
+            # size error in the attention before
+            for j, t in enumerate(layer):
+                positions = past[0][0].shape[2] if j < 2 else layer[2].shape[2]
+                want = (layer[0].shape[0], heads, positions, head_dim)
+                if tuple(t.shape) != want:
+                    what = ("key", "value", "cross_key", "cross_value")[j]
+                    raise ValueError(
+                        f"past_key_values[{i}] {what} has shape {tuple(t.shape)}, expected {want} (batch, heads, "
+                        f"positions, head_dim): num_attention_heads={heads} and head_dim={head_dim} of this "
+                        "model, and as many positions in every layer's keys and values"
+                    )
 
     def validate(self, inputs: BertInputs, past_length: int = 0, read_lengths: bool = True) -> _Checked:
         """Check shapes, dtypes and id ranges (ValueError naming the argument); with ``read_lengths``, the

@@ -423,3 +423,31 @@ def test_a_per_layer_config_field_is_kept_as_any_unknown_field():
     config = fastbert.BertConfig(**TINY, per_layer_config={"0": {"hidden_act": "relu"}})
     assert config.to_dict()["per_layer_config"] == {"0": {"hidden_act": "relu"}}
     assert config.per_layer_config == [config] * TINY["num_hidden_layers"]
+
+
+def test_a_past_of_another_shape_is_refused_naming_it():
+    """A cache another model filled (other heads, other head size), or legacy tuples whose keys and values
+    disagree: a ValueError naming past_key_values and the shape wanted; it was torch.cat's size error from
+    inside the attention."""
+    _, fb = _pair()
+    _, other = _pair(hidden_size=24, num_attention_heads=2)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(5))
+    heads, head_dim = TINY["num_attention_heads"], TINY["hidden_size"] // TINY["num_attention_heads"]
+    with torch.no_grad():
+        cache = cache_utils.DynamicCache()
+        other(ids[:, :3], past_key_values=cache, use_cache=True)
+        with pytest.raises(
+            ValueError,
+            match=rf"past_key_values\[0\] key has shape \(2, 2, 3, 12\), expected \(2, {heads}, 3, {head_dim}\)",
+        ):
+            fb(ids[:, 3:], past_key_values=cache)
+        past = fb(ids[:, :3], use_cache=True).past_key_values
+        bad = (past[0], (past[1][0], past[1][1][:, :, :2]))  # layer 1's values one position short
+        with pytest.raises(
+            ValueError,
+            match=r"past_key_values\[1\] value has shape \(2, 3, 2, 12\), expected \(2, 3, 3, 12\)",
+        ):
+            fb(ids[:, 3:], past_key_values=bad)
+        torch.testing.assert_close(  # the past that fits still runs
+            fb(ids[:, 3:], past_key_values=past).logits[:, 0], fb(ids).logits[:, 3], atol=1e-5, rtol=1e-5
+        )
