@@ -668,6 +668,12 @@ class GenerationMixin:
         arguments = {
             k: kwargs.pop(k) for k in list(kwargs) if k in _UNSUPPORTED_ARGUMENTS or k in _NO_EFFECT_ARGUMENTS
         }
+        cached = [k for k in ("past_key_values", "cache") if kwargs.pop(k, None) is not None]
+        if cached:  # transformers continues from a prefilled cache (prompt reuse); None asks nothing
+            raise TypeError(
+                f"generate() got {cached[0]}: fastbert's generate does not continue from a cache passed in; pass "
+                "the whole prompt as input_ids (the cache is built from it, and the tokens are the same)"
+            )
         if kwargs:
             raise TypeError(
                 f"generate() got unexpected keyword arguments {sorted(kwargs)}: fastbert's generate does "

@@ -484,3 +484,22 @@ def test_fastbert_s_generation_config_takes_transformers_settings_as_generate_do
     assert torch.equal(fb.generate(ids, generation_config=quiet), want)
     with pytest.raises(TypeError, match=r"unknown fields \['nmu_beams'\]"):
         GenerationConfig(nmu_beams=4)
+
+
+@pytest.mark.parametrize("name", ["past_key_values", "cache"])
+def test_a_cache_passed_to_generate_is_refused_naming_it(lm_pair, name):
+    """transformers' generate continues from a prefilled cache (prompt reuse); fastbert's does not, and said
+    only that the argument was unexpected, beside a list of other things it does not do."""
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (1, 5), generator=torch.Generator().manual_seed(6))
+    cache = transformers.DynamicCache()
+    with torch.no_grad():
+        fb(ids[:, :3], past_key_values=cache, use_cache=True)
+    with pytest.raises(TypeError, match=f"got {name}: fastbert's generate does not continue from a cache"):
+        fb.generate(ids, max_new_tokens=3, **{name: cache})
+    # what the message recommends gives transformers' tokens for the cache it was passed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = hf.generate(ids, past_key_values=cache, max_new_tokens=3)
+    assert torch.equal(fb.generate(ids, max_new_tokens=3), theirs)
+    assert fb.generate(ids, max_new_tokens=3, past_key_values=None).shape == (1, 8)  # None asks nothing
