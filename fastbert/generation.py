@@ -325,11 +325,15 @@ class GenerationConfig:
 @dataclass
 class GenerateDecoderOnlyOutput(_WithCache, ModelOutput):
     """``generate(..., return_dict_in_generate=True)``: the sequences, and per step the processed scores
-    (``output_scores``) and raw logits (``output_logits``), each (batch, vocab), and the final cache."""
+    (``output_scores``) and raw logits (``output_logits``), each (batch, vocab), and the final cache.
+    ``attentions`` / ``hidden_states`` are transformers' fields, always None here (``generate`` refuses
+    ``output_attentions`` / ``output_hidden_states``)."""
 
     sequences: torch.Tensor | None = None
     scores: tuple | None = None
     logits: tuple | None = None
+    attentions: tuple | None = None
+    hidden_states: tuple | None = None
     past_key_values: tuple | None = None
 
 

@@ -503,3 +503,19 @@ def test_a_cache_passed_to_generate_is_refused_naming_it(lm_pair, name):
         theirs = hf.generate(ids, past_key_values=cache, max_new_tokens=3)
     assert torch.equal(fb.generate(ids, max_new_tokens=3), theirs)
     assert fb.generate(ids, max_new_tokens=3, past_key_values=None).shape == (1, 8)  # None asks nothing
+
+
+def test_the_dict_output_has_transformers_fields(lm_pair):
+    """transformers' GenerateDecoderOnlyOutput has attentions and hidden_states (None unless asked for): code
+    that reads them (``if out.attentions is not None``) failed with an AttributeError."""
+    hf, fb = lm_pair
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(8))
+    kw = dict(max_new_tokens=3, return_dict_in_generate=True, output_scores=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = hf.generate(ids, **kw)
+    ours = fb.generate(ids, **kw)
+    assert ours.attentions is None and ours.hidden_states is None
+    assert theirs.attentions is None and theirs.hidden_states is None
+    assert [k for k in ours.keys() if k != "past_key_values"] == [k for k in theirs.keys() if k != "cache"]
+    assert torch.equal(ours.sequences, theirs.sequences)
