@@ -454,21 +454,31 @@ class GenerationMixin:
         past_key_values: Any = None,
         attention_mask=None,
         position_ids=None,
+        next_sequence_length: int | None = None,
+        cache: Any = None,
+        is_first_iteration: bool | None = None,
         **kwargs,
     ) -> dict[str, Any]:
         """The forward arguments of one step: only the tokens the cache (legacy tuples or a transformers
         ``Cache``) has not seen yet; without ``position_ids``, positions from ``attention_mask`` (``cumsum - 1``,
-        1 on padding, as transformers 4)."""
+        1 on padding, as transformers 4).
+
+        transformers 5's arguments are taken too: ``cache`` (its name of ``past_key_values``) and
+        ``next_sequence_length`` (keep the last that many tokens; transformers' generate passes 1 on a cache);
+        ``is_first_iteration`` is read by transformers' multimodal models only."""
+        if past_key_values is None:
+            past_key_values = cache
         if position_ids is None and attention_mask is not None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
         past_length = cache_length(past_key_values)
-        if past_length:
-            input_ids = input_ids[:, past_length:]
+        start = -next_sequence_length if next_sequence_length is not None else past_length
+        if start:
+            input_ids = input_ids[:, start:]
             if position_ids is not None:
-                position_ids = position_ids[:, past_length:]
+                position_ids = position_ids[:, start:]
             token_type_ids = kwargs.get("token_type_ids")
             if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids[:, past_length:]
+                kwargs["token_type_ids"] = token_type_ids[:, start:]
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,

@@ -451,3 +451,30 @@ def test_a_past_of_another_shape_is_refused_naming_it():
         torch.testing.assert_close(  # the past that fits still runs
             fb(ids[:, 3:], past_key_values=past).logits[:, 0], fb(ids).logits[:, 3], atol=1e-5, rtol=1e-5
         )
+
+
+def test_prepare_inputs_for_generation_takes_transformers_5_arguments():
+    """transformers 5.25 calls it with ``cache=`` (its name of past_key_values), ``next_sequence_length`` (1 on
+    a cache) and ``is_first_iteration``: fastbert passed the last two on to forward (a TypeError) and did not
+    read ``cache``, so the step fed the whole sequence again on a filled cache."""
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(7))
+    mask = torch.ones_like(ids)
+
+    def step(model, **how):
+        cache = cache_utils.DynamicCache()
+        first = model.prepare_inputs_for_generation(
+            ids[:, :5], cache=cache, attention_mask=mask[:, :5], use_cache=True, is_first_iteration=True
+        )
+        model(**first)
+        inputs = model.prepare_inputs_for_generation(
+            ids, cache=cache, attention_mask=mask, use_cache=True, is_first_iteration=False, **how
+        )
+        assert inputs["input_ids"].tolist() == ids[:, 5:].tolist()
+        return model(**inputs).logits
+
+    with torch.no_grad():
+        theirs = step(hf, next_sequence_length=1)
+        torch.testing.assert_close(step(fb, next_sequence_length=1), theirs, atol=1e-5, rtol=1e-5)
+        # without next_sequence_length: the tokens the cache has not seen, as with past_key_values
+        torch.testing.assert_close(step(fb), theirs, atol=1e-5, rtol=1e-5)
