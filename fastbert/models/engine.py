@@ -139,6 +139,13 @@ class BertInputs:
             t = values.get(name)
             if t is not None and t.dtype in _SMALL_INT_DTYPES:
                 values[name] = t.long()
+        given = values.get("past_key_values")
+        if given is not None and args.get("cache") is not None and args["cache"] is not given:
+            # transformers 5.25 reads cache and ignores past_key_values (a warning): one of them is stale
+            raise ValueError(
+                "forward got both past_key_values and cache (transformers 5's name of it), two different caches: "
+                "give one"
+            )
         if values.get("past_key_values") is None and args.get("cache") is not None:
             values["past_key_values"] = args["cache"]
         if sequence_kwargs:

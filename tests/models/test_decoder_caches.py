@@ -478,3 +478,17 @@ def test_prepare_inputs_for_generation_takes_transformers_5_arguments():
         torch.testing.assert_close(step(fb, next_sequence_length=1), theirs, atol=1e-5, rtol=1e-5)
         # without next_sequence_length: the tokens the cache has not seen, as with past_key_values
         torch.testing.assert_close(step(fb), theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_past_key_values_and_cache_both_given_are_refused():
+    """transformers 5.25 reads ``cache`` and ignores ``past_key_values`` when both are given; fastbert read
+    ``past_key_values`` and ignored ``cache``: two different caches are a ValueError, the same one is taken."""
+    _, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        filled = cache_utils.DynamicCache()
+        fb(ids[:, :4], past_key_values=filled, use_cache=True)
+        with pytest.raises(ValueError, match="both past_key_values and cache"):
+            fb(ids[:, 4:], past_key_values=cache_utils.DynamicCache(), cache=filled)
+        step = fb(ids[:, 4:], past_key_values=filled, cache=filled).logits
+    torch.testing.assert_close(step[:, 0], fb(ids).logits[:, 4], atol=1e-5, rtol=1e-5)
