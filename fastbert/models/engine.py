@@ -24,7 +24,7 @@ from torch import nn
 from .. import outputs
 from ..config import BertConfig, check_attn_implementation
 from ..core import workspace
-from ..core.kv_cache import as_legacy_cache, is_cache_object, update_cache
+from ..core.kv_cache import as_legacy_cache, cache_capacity, is_cache_object, update_cache
 from ..core.ops import AttentionSpec, OpTable, default_attn_implementation, resolve
 from ..core.padding import (
     _PACKED_OUTPUTS,
@@ -973,6 +973,16 @@ class BertModel(BertPreTrainedModel):
         # a transformers Cache passed in is updated in place whatever use_cache says, as transformers' layers
         # update it (use_cache=False, which a call with labels sets, only leaves it out of the output)
         fills_cache = is_cache_object(inputs.past_key_values) and not checkpointing
+        if fills_cache and inputs.reference is not None:
+            capacity = cache_capacity(inputs.past_key_values)
+            new = inputs.reference.shape[1]
+            if capacity is not None and past_length + new > capacity:
+                # transformers' StaticLayer: an IndexError of index_copy_ after the forward
+                raise ValueError(
+                    f"past_key_values is a {type(inputs.past_key_values).__name__} of {capacity} positions, "
+                    f"which holds {past_length}: the {new} new ones do not fit. Make it with a larger "
+                    "max_cache_len, or use a DynamicCache"
+                )
         keeps = use_cache or fills_cache
         if host_reads:
             checked = self.validate(inputs, past_length)

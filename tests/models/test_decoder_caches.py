@@ -492,3 +492,26 @@ def test_past_key_values_and_cache_both_given_are_refused():
             fb(ids[:, 4:], past_key_values=cache_utils.DynamicCache(), cache=filled)
         step = fb(ids[:, 4:], past_key_values=filled, cache=filled).logits
     torch.testing.assert_close(step[:, 0], fb(ids).logits[:, 4], atol=1e-5, rtol=1e-5)
+
+
+def test_a_static_cache_that_is_full_is_refused_naming_it():
+    """More positions than a StaticCache's max_cache_len: transformers' StaticLayer fails with an IndexError of
+    index_copy_ after the forward; a ValueError naming the cache and its size now, before it, the cache left
+    as it was; what fits still runs."""
+    if not hasattr(cache_utils, "StaticCache"):
+        pytest.skip("this transformers has no StaticCache")
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(10))
+    try:
+        static = cache_utils.StaticCache(config=hf.config, max_cache_len=4)
+    except TypeError as error:  # its constructor differs between transformers versions
+        pytest.skip(f"StaticCache(config=, max_cache_len=) not accepted: {error}")
+    with torch.no_grad():
+        fb(ids[:, :3], past_key_values=static, use_cache=True)
+        with pytest.raises(
+            ValueError, match="StaticCache of 4 positions, which holds 3: the 2 new ones do not fit"
+        ):
+            fb(ids[:, 3:5], past_key_values=static, use_cache=True)
+        assert static.get_seq_length() == 3
+        step = fb(ids[:, 3:4], past_key_values=static, use_cache=True).logits
+    torch.testing.assert_close(step[:, 0], fb(ids[:, :4]).logits[:, 3], atol=1e-5, rtol=1e-5)
