@@ -30,8 +30,9 @@ CFG = dict(
 )
 
 
-def reference_hidden(model, ids, mask):
-    """The 1-layer encoder output computed with explicit loops (transformers 4's formula)."""
+def reference_hidden(model, ids, mask, causal=False):
+    """The 1-layer encoder output computed with explicit loops (transformers 4's formula); ``causal``: a
+    decoder's, each position attending to itself and those before it."""
     emb = model.embeddings
     x = emb.word_embeddings(ids) + emb.token_type_embeddings(torch.zeros_like(ids))
     x = emb.LayerNorm(x)
@@ -55,7 +56,7 @@ def reference_hidden(model, ids, mask):
                     if att.position_embedding_type == "relative_key_query":
                         s = s + k[bi, j, hi] @ r
                     s = s / math.sqrt(d)
-                    if mask[bi, j] == 0:
+                    if mask[bi, j] == 0 or (causal and j > i):
                         s = s + torch.finfo(torch.float32).min
                     scores.append(s)
                 p = torch.softmax(torch.stack(scores), dim=0)
@@ -131,3 +132,33 @@ def test_generate_past_max_position_embeddings_is_refused_before_generating_with
     with pytest.raises(ValueError, match="max_new_tokens=7 .*At most 6 new tokens fit"):
         model.generate(ids, attention_mask=mask, max_new_tokens=7)
     assert not calls
+
+
+@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
+def test_a_decoder_and_its_cached_steps_match_the_published_formula(kind):
+    """A causal decoder with relative positions, whole and one token at a time on its cache (the query at
+    the last key's position, transformers 4's rule for a cached step), against the loop formula: the ported
+    transformers test of a relative decoder's cache compares only the embedding output, which the distance
+    table does not reach."""
+    torch.manual_seed(0)
+    cfg = fastbert.BertConfig(**CFG, position_embedding_type=kind, is_decoder=True)
+    model = fastbert.BertModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        att = model.encoder.layer[0].attention.self
+        for w in (att.distance_embedding.weight, att.query.weight, att.key.weight, att.value.weight):
+            w.normal_(0, 0.5)
+    ids = torch.randint(1, 40, (2, 6))
+    mask = torch.ones_like(ids)
+    want = reference_hidden(model, ids, mask, causal=True)
+    with torch.no_grad():
+        whole = model(input_ids=ids).last_hidden_state
+        out = model(input_ids=ids[:, :3], use_cache=True)
+        steps = [out.last_hidden_state]
+        for t in range(3, 6):
+            out = model(input_ids=ids[:, t : t + 1], past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.last_hidden_state)
+    assert_rule(whole, model, lambda model: reference_hidden(model, ids, mask, causal=True), what=kind)
+    assert_rule(
+        torch.cat(steps, 1), model, lambda model: reference_hidden(model, ids, mask, causal=True), what=kind
+    )
+    assert (want - reference_hidden(model, ids, mask)).abs().max() > 1e-3  # the causal mask matters
