@@ -318,6 +318,16 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
             f"converting {name}: weights of other shapes than the transformers model's config says (was the "
             f"config edited after the model was built?): {'; '.join(reshaped)}"
         )
+    kind = getattr(config, "position_embedding_type", None)
+    if missing and all("distance_embedding" in n for n in missing):
+        # transformers 5 builds no distance table: its model ran with absolute positions whatever the config says
+        raise ValueError(
+            f"converting {name}: its config says position_embedding_type={kind!r}, but the transformers model has "
+            f"no distance_embedding weights ({len(missing)} missing): transformers 5 ignores relative positions and "
+            "runs the model with absolute ones, which fastbert does not do for this config (it follows transformers "
+            "4's relative formula). A model trained by transformers 5 under this config was trained with absolute "
+            "positions: set position_embedding_type='absolute' in its config"
+        )
     if missing:
         raise ValueError(f"converting {name}: weights missing from the transformers model: {missing}")
     for module in model.modules():  # non-persistent buffers: rebuilt on the device

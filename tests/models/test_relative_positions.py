@@ -162,3 +162,27 @@ def test_a_decoder_and_its_cached_steps_match_the_published_formula(kind):
         torch.cat(steps, 1), model, lambda model: reference_hidden(model, ids, mask, causal=True), what=kind
     )
     assert (want - reference_hidden(model, ids, mask)).abs().max() > 1e-3  # the causal mask matters
+
+
+def test_from_transformers_on_a_transformers_5_relative_config_says_why():
+    """transformers 5 builds no distance table for relative_key and runs the model with absolute positions;
+    from_transformers refused it by listing the distance_embedding weights as missing, without the reason or
+    the way out, which gives transformers 5's numbers."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = transformers.BertModel(transformers.BertConfig(**CFG, position_embedding_type="relative_key")).eval()
+    if any("distance_embedding" in k for k in hf.state_dict()):
+        pytest.skip("this transformers implements relative positions")
+    with pytest.raises(
+        ValueError, match="transformers 5 ignores relative positions.*position_embedding_type='absolute'"
+    ):
+        fastbert.from_transformers(hf)
+    hf.config.position_embedding_type = "absolute"
+    ids = torch.randint(1, 40, (2, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fastbert.from_transformers(hf)(ids).last_hidden_state,
+            hf(ids).last_hidden_state,
+            atol=1e-5,
+            rtol=1e-5,
+        )
