@@ -667,6 +667,18 @@ class PreTrainedMixin:
                 path,
                 sorted(uninitialised),
             )
+        kind = getattr(config, "position_embedding_type", None)
+        tables = [n for n, _ in model.named_parameters() if n.endswith("distance_embedding.weight")]
+        if kind in ("relative_key", "relative_key_query") and tables and set(tables) <= uninitialised:
+            # what transformers 5 writes for such a config: it builds no distance table and runs absolute positions
+            logger.warning(
+                "%s: config.json says position_embedding_type=%r but the checkpoint has no distance_embedding "
+                "weights: they are random. transformers 5 ignores relative positions and runs such a model with "
+                "absolute ones (a model it trained learned those); to get its numbers, load with "
+                "position_embedding_type='absolute'",
+                path,
+                kind,
+            )
         if info["unexpected_keys"]:
             logger.warning(
                 "Some weights of the checkpoint at %s were not used when initializing %s: %s",

@@ -186,3 +186,36 @@ def test_from_transformers_on_a_transformers_5_relative_config_says_why():
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def test_a_folder_transformers_5_saved_with_a_relative_config_says_why_its_tables_are_random(
+    tmp_path, caplog
+):
+    """transformers 5 saves a relative_key config with absolute position weights and no distance table: loading
+    it as the config says (transformers 4's formula) leaves the tables random, which the log now explains with
+    the way to transformers 5's numbers (loading with position_embedding_type='absolute')."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = transformers.BertModel(transformers.BertConfig(**CFG, position_embedding_type="relative_key")).eval()
+    if any("distance_embedding" in k for k in hf.state_dict()):
+        pytest.skip("this transformers implements relative positions")
+    hf.save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="fastbert"):
+        fastbert.BertModel.from_pretrained(tmp_path)
+    assert "no distance_embedding weights: they are random. transformers 5 ignores" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fastbert"):
+        model = fastbert.BertModel.from_pretrained(tmp_path, position_embedding_type="absolute")
+    assert "distance_embedding" not in caplog.text
+    ids = torch.randint(1, 40, (2, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(ids).last_hidden_state, hf(ids).last_hidden_state, atol=1e-5, rtol=1e-5
+        )
+    # a checkpoint with its tables (fastbert's own, transformers 4's) loads without the warning
+    relative = fastbert.BertModel(fastbert.BertConfig(**CFG, position_embedding_type="relative_key"))
+    relative.save_pretrained(tmp_path / "own")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fastbert"):
+        fastbert.BertModel.from_pretrained(tmp_path / "own")
+    assert "distance_embedding" not in caplog.text
