@@ -84,11 +84,11 @@ def update_cache(cache, presents: tuple, past_length: int):
 def cache_capacity(cache) -> int | None:
     """How many positions a transformers ``Cache`` holds at most (a ``StaticCache``'s ``max_cache_len``; the
     self-attention part of an ``EncoderDecoderCache``), or None when it grows (``DynamicCache``): transformers
-    5's ``get_max_length()``, 4.5x's ``get_max_cache_shape()``, -1 or None for no maximum."""
+    4.5x's ``get_max_cache_shape()``, 5's ``get_max_length()``, -1 or None for no maximum."""
     own = getattr(cache, "self_attention_cache", cache)
     if getattr(own, "layers", None) == []:  # a DynamicCache before its first update: no layers to ask
         return None
-    for name in ("get_max_length", "get_max_cache_shape"):
+    for name in ("get_max_cache_shape", "get_max_length"):  # 4.5x (whose get_max_length warns), then 5
         method = getattr(own, name, None)
         if callable(method):
             capacity = method()
