@@ -119,6 +119,35 @@ def assert_rule(ours, model, call, dtype=torch.float32, what="output"):
     return assert_close(ours, theirs, ref, dtype, what=what)
 
 
+def assert_gradients_meet_the_rule(ours, theirs, ref, keep=lambda name: True, what="gradients") -> int:
+    """The gradients of ``ours`` (after a backward) against ``ref``'s (float64) within the parity rule of
+    ``theirs`` (fp32), on the parameters of ``theirs`` that ``keep`` accepts (by name); returns how many.
+    Each block's gradients (those of one module's submodules: an attention's query, key and value, a layer's
+    norms, a head) are judged as one output. A gradient that is zero or small in exact arithmetic holds
+    rounding noise at the scale of the terms it sums, not at its own (``fastbert.core.tolerances``): a key
+    bias's, a QA head's bias (the loss gradients sum to zero over the positions), a query's (the softmax
+    backward's cancellation: 1e-3 of the value's in tiny models); judged alone, a floor at its own magnitude
+    calls that noise an error, or passes it by luck of the summation order. The whole model as one output
+    instead let a query's gradient (1e-6 of the embeddings') be wholly wrong."""
+    from fastbert.core.tolerances import assert_close
+
+    ours_p, ref_p = dict(ours.named_parameters()), dict(ref.named_parameters())
+    blocks: dict[str, tuple[list, list, list]] = {}
+    for name, p in theirs.named_parameters():
+        if not keep(name):
+            continue
+        grads = (ours_p[name].grad, p.grad, ref_p[name].grad)
+        assert len({g is None for g in grads}) == 1, f"{name}: a gradient in only some of the models"
+        if p.grad is not None:
+            block = name.rsplit(".", 2)[0] if name.count(".") >= 2 else "the top-level modules"
+            for out, g in zip(blocks.setdefault(block, ([], [], [])), grads):
+                out.append(g.detach().double().flatten())
+    assert blocks, "no gradient to judge"
+    for block, flat in blocks.items():
+        assert_close(*(torch.cat(f) for f in flat), torch.float32, what=f"{what} of {block}")
+    return sum(len(flat[0]) for flat in blocks.values())
+
+
 def judge_all(model, hf, inputs, task, backend, extra=None):
     """Every output fastbert and transformers share, judged by the tolerance rule on the valid tokens
     against transformers run in float64 (``extra``: keyword arguments of both forwards beside ``inputs``)."""
