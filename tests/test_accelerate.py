@@ -15,6 +15,7 @@ from model_helpers import TINY as MODEL_TINY
 from model_helpers import (
     accelerate_quietly,
     accelerate_warnings,
+    assert_gradients_meet_the_rule,
     perturb_norms_and_biases,
     plain_all_outputs,
     splade_modules,
@@ -528,15 +529,11 @@ def test_checkpointing_model_accelerated_keeps_checkpointing():
         hidden = model(**batch).last_hidden_state  # (batch, seq, hidden)
         (hidden.square().sum(-1) * batch["attention_mask"]).mean().backward()  # padded positions differ
     assert len(calls) == len(fast.encoder.layer)
-    theirs, ref = dict(hf.named_parameters()), dict(exact.named_parameters())
-    judged = [name for name, p in fast.named_parameters() if p.grad is not None]
     assert all("pooler" in name for name, p in fast.named_parameters() if p.grad is None)  # not in the loss
-    assert all(theirs[name].grad is None for name, p in fast.named_parameters() if p.grad is None)
-    # the gradients as one output (a key bias's exact gradient is 0: its fp32 values are rounding noise)
-    flat = lambda grads: torch.cat([grads[n].detach().double().flatten() for n in judged])
-    ours = flat({n: p.grad for n, p in fast.named_parameters()})
-    plain, exact_grads = flat({n: theirs[n].grad for n in judged}), flat({n: ref[n].grad for n in judged})
-    assert_close(ours, plain, exact_grads, torch.float32, what="gradients")
+    # block by block (a key bias's exact gradient is 0: its fp32 values are rounding noise at the scale of
+    # its attention's query, key and value); a gradient in only some of the models fails there
+    judged = assert_gradients_meet_the_rule(fast, hf, exact)
+    assert judged == sum(p.grad is not None for p in fast.parameters()) > 10
 
 
 def test_sentence_transformer_with_other_architecture(tmp_path, folder):
