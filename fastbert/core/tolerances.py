@@ -13,8 +13,10 @@ more. It scales with the output below 1 too: one ulp at magnitude 1 as the floor
 passed bf16 unit-normalized embeddings (components of at most 0.18) 0.008 off, 16 times torch's own error
 (cosine 0.989). A tensor that is zero in exact arithmetic (a key bias's gradient) has rounding errors at
 the scale of the terms it sums, not at its own: judge it together with the tensors it shares that scale with
-(a model's gradients, its weights after training, as one output). Quantized rivals (int8) cannot meet an
-error bound of their dtype; they are judged by cosine similarity instead (:data:`MIN_COSINE_QUANTIZED`).
+(a block's gradients as one output: a key bias's with its attention's query, key and value; a model's weights
+after training), and no wider: a whole model's gradients as one output passed a query's 10% off. Quantized
+rivals (int8) cannot meet an error bound of their dtype; they are judged by cosine similarity instead
+(:data:`MIN_COSINE_QUANTIZED`).
 
 ```python
 from fastbert.core.tolerances import judge
