@@ -4,12 +4,13 @@ row, given without ``attention_mask``, mark sequences that attend only within th
 (BERT, RoBERTa and its subclasses, ELECTRA). fastbert attended across the whole row, as transformers 4 did:
 numbers 1e-2 away from transformers 5's, with no warning. Each check is against transformers itself."""
 
+import copy
 import functools
 import warnings
 
 import pytest
 import torch
-from model_helpers import INTERPRET, TINY, require_transformers
+from model_helpers import INTERPRET, TINY, assert_gradients_meet_the_rule, require_transformers
 
 import fastbert
 from fastbert.core import padding
@@ -161,12 +162,11 @@ def test_the_packed_rows_train(tmp_path):
     pos = _positions()
     torch.manual_seed(1)
     ids = torch.randint(3, TINY["vocab_size"], pos.shape)
-    for model in (theirs, ours):
+    ref = copy.deepcopy(theirs).double()  # the parity rule's reference: transformers in float64
+    for model in (theirs, ours, ref):
         model.train()
         model(input_ids=ids, position_ids=pos, labels=ids).loss.backward()
-    want = theirs.bert.embeddings.word_embeddings.weight.grad
-    got = ours.bert.embeddings.word_embeddings.weight.grad
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert assert_gradients_meet_the_rule(ours, theirs, ref) == len(list(theirs.parameters()))
 
 
 def test_positions_that_count_up_cost_no_extra_host_read(tmp_path):
@@ -234,8 +234,9 @@ def test_data_collator_with_flattening_batches_give_transformers_loss(tmp_path):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want, got = theirs(**batch, use_cache=False).loss, ours(**batch, use_cache=False).loss
+        ref = copy.deepcopy(theirs).double()(**batch, use_cache=False).loss
         across = ours(**batch, use_cache=False, attention_mask=torch.ones_like(batch["input_ids"])).loss
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert_close(got, want, ref, torch.float32, what="loss")
     assert abs(across - want) > 1e-4
 
 
@@ -281,10 +282,12 @@ def test_trainer_with_data_collator_with_flattening_gives_transformers_losses(tm
             feature["labels"] = torch.randint(0, 3, (n,)).tolist()
         features.append(feature)
     collator = transformers.DataCollatorWithFlattening(**extra)
+    exact = copy.deepcopy(theirs).double()  # the parity rule's reference: transformers in float64
     want = _flattened_trainer_loss(theirs, features, collator, tmp_path / "theirs")
     got = _flattened_trainer_loss(ours, features, collator, tmp_path / "ours")
-    assert len(got) == len(want) == 2
-    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-6)
+    ref = _flattened_trainer_loss(exact, features, collator, tmp_path / "ref")
+    assert len(got) == len(want) == len(ref) == 2
+    assert_close(*map(torch.tensor, (got, want, ref)), torch.float32, what="Trainer losses")
 
 
 def test_sequence_kwargs_that_disagree_with_the_attention_are_refused(tmp_path):
@@ -404,7 +407,7 @@ def test_gradient_checkpointing_trains_the_packed_rows_as_transformers(tmp_path)
     torch.manual_seed(1)
     ids = torch.randint(3, TINY["vocab_size"], (2, pos.shape[1]))
     outs = []
-    for model in (theirs, ours):
+    for model in (theirs, ours, copy.deepcopy(theirs).double()):  # the last: the parity rule's reference
         model.train()
         model.gradient_checkpointing_enable()
         with warnings.catch_warnings():
@@ -413,9 +416,9 @@ def test_gradient_checkpointing_trains_the_packed_rows_as_transformers(tmp_path)
         (out.logits.square().mean() + out.hidden_states[1].square().mean()).backward()
         grad = model.get_input_embeddings().weight.grad
         outs.append((out.logits, out.hidden_states, out.attentions, grad))
-    (lt, ht, at, gt), (lo, ho, ao, go) = outs
-    torch.testing.assert_close(lo, lt, rtol=1e-4, atol=1e-5)
-    for a, b in zip(ho + ao, ht + at, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(go, gt, rtol=1e-4, atol=1e-6)
+    (lt, ht, at, gt), (lo, ho, ao, go), (lr, hr, ar, gr) = outs
+    assert_close(lo, lt, lr, torch.float32, what="logits")
+    for i, (a, b, c) in enumerate(zip(ho + ao, ht + at, hr + ar, strict=True)):
+        assert_close(a, b, c, torch.float32, what=f"hidden state or attention {i}")
+    assert_close(go, gt, gr, torch.float32, what="input embeddings' gradient")
     assert ao[0][:, :, 5:8, :5].abs().max() == 0  # the second sequence sees none of the first
