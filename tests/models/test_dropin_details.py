@@ -2,6 +2,8 @@
 loading-info types, the size-mismatch exception, when a config is validated, ``dtype`` /
 ``attn_implementation`` config fields, and an EncoderDecoderCache whose cross-attention part is empty."""
 
+import copy
+
 import pytest
 import torch
 from model_helpers import TINY, require_transformers
@@ -232,13 +234,16 @@ def test_training_attentions_equal_transformers_under_one_seed():
     hf = transformers.BertModel(config).train()
     ours = fastbert.from_transformers(hf, attn_implementation="eager").train()
     ids = torch.randint(5, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(3)
-    theirs = hf(ids, output_attentions=True)
-    torch.manual_seed(3)
-    mine = ours(ids, output_attentions=True)
-    torch.testing.assert_close(mine.last_hidden_state, theirs.last_hidden_state)
-    for a, b in zip(mine.attentions, theirs.attentions):
-        torch.testing.assert_close(a, b)
+    ref = copy.deepcopy(hf).double()  # the parity rule's reference: transformers in float64, the same masks
+    outs = []
+    for model in (hf, ours, ref):
+        torch.manual_seed(3)
+        outs.append(model(ids, output_attentions=True))
+    theirs, mine, exact = outs
+    assert_close(mine.last_hidden_state, theirs.last_hidden_state, exact.last_hidden_state, torch.float32)
+    assert len(mine.attentions) == len(theirs.attentions) == len(exact.attentions)
+    for i, (a, b, c) in enumerate(zip(mine.attentions, theirs.attentions, exact.attentions)):
+        assert_close(a, b, c, torch.float32, what=f"attentions[{i}]")
 
 
 @pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
