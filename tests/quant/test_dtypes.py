@@ -5,9 +5,9 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 from fastbert.quant import dtypes
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
@@ -42,18 +42,22 @@ def test_bf16_on_an_emulating_cpu_works_with_one_warning(fresh, tmp_path):
     ids = torch.randint(1, 99, (3, 10))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
-    with torch.no_grad():
-        ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
     with pytest.warns(UserWarning, match="without native bf16") as record:
         bf = fastbert.BertModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
         fastbert.accelerate(fastbert.BertModel.from_pretrained(tmp_path), dtype=torch.bfloat16)
     assert sum("native bf16" in str(w.message) for w in record) == 1
+    # the parity rule in bf16: transformers' bf16 torch's own output, transformers in float64 the reference
+    transformers = pytest.importorskip("transformers")
+    theirs, exact = (
+        transformers.BertModel.from_pretrained(tmp_path, dtype=t).eval()
+        for t in (torch.bfloat16, torch.float64)
+    )
     with torch.no_grad():
         out = bf(input_ids=ids, attention_mask=mask).last_hidden_state
-    assert out.dtype == torch.bfloat16
-    real = mask.bool()
-    cos = F.cosine_similarity(out.float()[real], ref[real], dim=-1)
-    assert cos.min() > 0.99  # bf16's 8-bit mantissa, fp32 statistics: close to fp32
+        plain = theirs(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref = exact(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert out.dtype == plain.dtype == torch.bfloat16
+    assert_close(out, plain, ref, torch.bfloat16, mask.bool(), what="bf16 last_hidden_state")
 
 
 def test_unknown_dtype_is_refused():
