@@ -724,9 +724,17 @@ def test_num_items_in_batch_as_transformers(saved, task):
     inputs = batch(task)
     with torch.no_grad():
         want_mean, got_mean = hf(**inputs).loss, model(**inputs).loss
-        # the level: within the backends' spread (QA runs padded; transformers' sdpa and fastbert's differ
-        # in the rows that see no key); the scaling by num_items_in_batch: to the bit of a ratio
-        torch.testing.assert_close(got_mean, want_mean, rtol=1e-3, atol=1e-6)
+        # the level, by the parity rule: QA runs padded, where transformers' sdpa gives the rows that see no
+        # key other numbers than its eager (which fastbert follows) and its float64 eager NaN; there
+        # transformers' eager is torch's own output and fastbert's float64 eager the reference
+        if task == "question-answering":
+            theirs = type(hf).from_pretrained(folder, attn_implementation="eager").eval()(**inputs).loss
+            eager64 = type(model).from_pretrained(folder, attn_implementation="eager").double().eval()
+            ref = eager64(**inputs).loss
+        else:
+            theirs, ref = want_mean, in_float64(hf, **inputs).loss
+        assert_close(got_mean, theirs, ref, torch.float32, what=f"{task} loss")
+        # the scaling by num_items_in_batch: to the bit of a ratio
         for n in (torch.tensor(40), 7):
             want = hf(**inputs, num_items_in_batch=n).loss
             got = model(**inputs, num_items_in_batch=n).loss
