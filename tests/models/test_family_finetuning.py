@@ -1,7 +1,9 @@
 """Fine-tuning every family as a transformers user does: PEFT LoRA on transformers' target module names
 (RoBERTa/XLM-R/CamemBERT/ELECTRA ``query``/``value``, DistilBERT ``q_lin``/``v_lin``, MPNet ``q``/``v``) gives
 transformers' logits and LoRA gradients under the tolerance rule (float64 reference), and transformers'
-``Trainer`` gives transformers' losses (both judged against a float64 run)."""
+``Trainer`` gives transformers' losses (both judged against a float64 run); on every family the adapter
+fastbert's PeftModel saves, and its ``merge_and_unload`` saved, load into transformers' model to the same
+logits."""
 
 import copy
 import tempfile
@@ -91,3 +93,72 @@ def test_trainer_gives_transformers_losses(family, tmp_path):
         losses.append(trainer_loss(model, rows, tempfile.mkdtemp(dir=tmp_path)))
     hf_loss, fb_loss, ref_loss = map(torch.tensor, losses)
     assert_close(fb_loss, hf_loss, ref_loss, torch.float32, what=f"{family} Trainer loss")
+
+
+#: per registered family, transformers' LoRA target names for its attention
+ADAPTER_TARGETS = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "mpnet": ["q", "v"],
+    "modernbert": ["Wqkv", "Wo"],
+}
+
+
+@pytest.mark.parametrize("model_type", list(ADAPTER_TARGETS))
+def test_adapter_and_merged_model_load_into_transformers(model_type, tmp_path):
+    """The transformers user's round trip on every family: the adapter fastbert's PeftModel saves has the
+    keys transformers' PeftModel saves and loads into transformers' model to its logits (and transformers'
+    adapter into fastbert's model), and ``merge_and_unload`` + ``save_pretrained`` gives a folder
+    transformers loads to the adapted logits (all judged by the rule, a float64 transformers the reference)."""
+    import safetensors.torch
+    from model_helpers import perturb_norms_and_biases, tiny_family_config
+
+    torch.manual_seed(0)
+    fb = fastbert.AutoModelForSequenceClassification.from_config(tiny_family_config(model_type, num_labels=2))
+    perturb_norms_and_biases(fb).eval()
+    fb.save_pretrained(tmp_path / "base")
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=ADAPTER_TARGETS[model_type], task_type="SEQ_CLS",
+        init_lora_weights=False,  # non-zero B: the adapter changes the logits
+    )  # fmt: skip
+    torch.manual_seed(1)
+    ours = peft.get_peft_model(fb, copy.deepcopy(config)).eval()
+    ours.save_pretrained(tmp_path / "ours")
+    batch = {k: v for k, v in _batch().items() if k != "labels"}
+
+    def logits(model):
+        return model(**batch).logits
+
+    def hf_base():
+        return transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base").eval()
+
+    with torch.no_grad():
+        adapted = logits(ours)
+        assert (adapted - logits(fb.__class__.from_pretrained(tmp_path / "base").eval())).abs().max() > 1e-3
+        theirs = peft.PeftModel.from_pretrained(hf_base(), tmp_path / "ours").eval()
+        ref = peft.PeftModel.from_pretrained(hf_base().double(), tmp_path / "ours").eval()
+        assert_close(
+            adapted, logits(theirs), logits(ref), torch.float32, what=f"{model_type} fastbert adapter"
+        )
+    theirs.save_pretrained(tmp_path / "theirs")
+    keys = [
+        safetensors.torch.load_file(tmp_path / p / "adapter_model.safetensors") for p in ("ours", "theirs")
+    ]
+    assert sorted(keys[0]) == sorted(keys[1]) and any("lora_A" in k for k in keys[0])
+    back = peft.PeftModel.from_pretrained(
+        fb.__class__.from_pretrained(tmp_path / "base").eval(), tmp_path / "theirs"
+    )
+    with torch.no_grad():
+        assert_close(
+            logits(back.eval()), logits(theirs), logits(ref), torch.float32, what="transformers adapter"
+        )
+        ours.merge_and_unload().save_pretrained(tmp_path / "merged")
+        merged = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+        assert not any("lora_" in n for n, _ in merged.named_parameters())
+        assert_close(
+            adapted, logits(merged), logits(ref), torch.float32, what=f"{model_type} merged, reloaded"
+        )
