@@ -688,6 +688,7 @@ class PreTrainedMixin:
             )
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
+        model.name_or_path = path  # transformers sets the config's before building the model
         model._read_generation_config(config_location(path), hub)
         model.eval()
         if quantization is not None:

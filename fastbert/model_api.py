@@ -48,16 +48,6 @@ class TransformersModelAPI:
 
     # ---------------------------------------------------------------------------------------- structure
     @property
-    def name_or_path(self) -> str:
-        """The folder or hub id the model was loaded from (its config's ``name_or_path``), as transformers'
-        ``PreTrainedModel.name_or_path``, which PEFT and sentence-transformers read."""
-        return self.config.name_or_path
-
-    @name_or_path.setter
-    def name_or_path(self, value: str) -> None:
-        self.config.name_or_path = value
-
-    @property
     def base_model(self) -> nn.Module:
         """The main body of the model (``self.bert`` on a head, the model itself on ``BertModel``)."""
         return getattr(self, self.base_model_prefix, self)

@@ -239,6 +239,10 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
             raise TypeError(f"config must be a fastbert.BertConfig, got {type(config).__name__}")
         config.validate()  # types and ranges of every field, when the model is built (as transformers)
         self.config = config
+        #: the folder or hub id the model was loaded from: an instance attribute taken from the config, as
+        #: transformers' ``PreTrainedModel`` sets it (PEFT reads ``model.__dict__["name_or_path"]`` for the
+        #: ``base_model_name_or_path`` of the adapters it saves; sentence-transformers reads it too)
+        self.name_or_path = config.name_or_path
         self._fallback_warned: set[str] = set()
         #: transformers 4's per-model record of the warnings given once (``estimate_tokens``); TRL's trainers
         #: set ``model.warnings_issued["estimate_tokens"] = True`` to silence it

@@ -158,8 +158,13 @@ def test_name_or_path_as_transformers(tmp_path):
     fb = fastbert.BertModel.from_pretrained(tmp_path)
     assert fb.name_or_path == transformers.BertModel.from_pretrained(tmp_path).name_or_path == str(tmp_path)
     assert fastbert.BertModel(fastbert.BertConfig(**TINY)).name_or_path == hf.name_or_path == ""
-    fb.name_or_path = "elsewhere"
-    assert fb.config.name_or_path == "elsewhere"
+    # an instance attribute, as transformers sets it (PEFT reads ``model.__dict__``): the model's own
+    hf = transformers.BertModel.from_pretrained(tmp_path)
+    for model in (fb, hf):
+        assert model.__dict__["name_or_path"] == str(tmp_path)
+        model.name_or_path = "elsewhere"
+    assert fb.name_or_path == hf.name_or_path == "elsewhere"
+    assert fb.config.name_or_path == hf.config.name_or_path == str(tmp_path)
 
 
 def test_warnings_issued_as_transformers4(tmp_path):

@@ -195,6 +195,34 @@ def test_merge_and_unload_gives_plain_modules_and_the_fused_gemm(tmp_path):
     assert not any("lora" in n for n in names)
 
 
+@pytest.mark.parametrize("model_type", ["bert", "modernbert"])
+def test_saved_adapter_names_the_base_model_as_transformers(model_type, tmp_path):
+    """The adapter_config.json a PeftModel writes names the folder the base model was loaded from
+    (``base_model_name_or_path``, which ``AutoPeftModel*.from_pretrained`` loads), as for transformers' model:
+    PEFT reads ``model.__dict__["name_or_path"]``, an instance attribute as transformers sets it (fastbert's
+    property left it null, and AutoPeftModel then looked for a hub model named "None")."""
+    import json
+
+    from model_helpers import tiny_family_config
+
+    fastbert.AutoModelForSequenceClassification.from_config(tiny_family_config(model_type)).save_pretrained(
+        tmp_path / "base"
+    )
+    written = {}
+    for lib in (transformers, fastbert):
+        model = lib.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base")
+        target = "Wqkv" if model_type == "modernbert" else "query"
+        peft_model = peft.get_peft_model(
+            model, peft.LoraConfig(r=2, target_modules=[target], task_type="SEQ_CLS")
+        )
+        peft_model.save_pretrained(tmp_path / lib.__name__)
+        config = json.loads((tmp_path / lib.__name__ / "adapter_config.json").read_text())
+        written[lib.__name__] = config["base_model_name_or_path"]
+    assert written["fastbert"] == written["transformers"] == str(tmp_path / "base")
+    auto = peft.AutoPeftModelForSequenceClassification.from_pretrained(tmp_path / "fastbert")
+    assert auto.base_model.model.name_or_path == str(tmp_path / "base")
+
+
 class Scaled(torch.nn.Module):
     """A hand-made replacement of a projection."""
 
