@@ -48,6 +48,8 @@ class Running:
 def serving(options=None, **kwargs):
     """Serve ``ServeOptions(**kwargs)`` on a free 127.0.0.1 port for the ``with`` block.
 
+    On the CPU unless ``devices`` says otherwise: with no ``--devices`` the server takes the first GPU in
+    float16 where there is one, and the tests compare its answers with float32 CPU references at 1e-5.
     One torch thread (restored after): the test process shares 2 cores with pytest and the clients, and
     an OpenMP team of 2 on oversubscribed cores spends its time at barriers (a tiny forward: ~1 ms on one
     thread, hundreds of ms on two)."""
@@ -57,6 +59,7 @@ def serving(options=None, **kwargs):
     from fastbert.serve.app import bind, create_app
 
     kwargs.setdefault("threads", 1)
+    kwargs.setdefault("devices", ("cpu",))
     options = options or ServeOptions(**kwargs)
     threads = torch.get_num_threads()
     app = create_app(options)

@@ -52,8 +52,10 @@ def test_deployment_on_local_ray(tiny):
     try:
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # on the CPU, as the reference: a replica without num_gpus still sees the machine's GPUs (Ray
+        # leaves CUDA_VISIBLE_DEVICES alone then), and would take cuda:0 in float16
         app = deployment.options(num_replicas=1, ray_actor_options={"num_cpus": 1}).bind(
-            ServeOptions(model=tiny["base"], threads=1)
+            ServeOptions(model=tiny["base"], threads=1, devices=("cpu",))
         )
         serve.run(app, name="fastbert", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
@@ -82,9 +84,10 @@ def test_the_deployment_class_serves_without_a_cluster(tiny):
         want = local.client.post("/embed", json={"inputs": TEXTS}).json()
     # the class as written: Ray's ingress wraps it (an async constructor that Ray's replica awaits)
     cls = next(c for c in deployment.func_or_class.__mro__ if "__serve_build_asgi_app__" in vars(c))
-    replica = cls(ServeOptions(model=tiny["base"], threads=1))
-    if not torch.cuda.is_available():
-        assert replica.options.devices == ("cpu",)
+    default = cls(ServeOptions(model=tiny["base"], threads=1))
+    assert default.options.devices == (("cuda:0",) if torch.cuda.is_available() else ("cpu",))
+    replica = cls(ServeOptions(model=tiny["base"], threads=1, devices=("cpu",)))  # as the reference
+    assert replica.options.devices == ("cpu",)
     app = replica.__serve_build_asgi_app__()
     with TestClient(app, base_url="http://127.0.0.1") as client:
         got = client.post("/embed", json={"inputs": TEXTS})
