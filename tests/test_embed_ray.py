@@ -26,7 +26,9 @@ from fastbert.core.tolerances import assert_close  # noqa: E402
 from fastbert.embed import _CRASH_ENV, MANIFEST, OutputInUse, embed, read_output  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JOB = dict(id_column="id", shard_rows=200, window=100, max_batch_tokens=1024, progress=False)
+# device="cpu": with no device the Ray engine's actors take a GPU each where the cluster has one (float32 on
+# CUDA against the local engine's CPU vectors; the two-actor run asked for two GPUs)
+JOB = dict(id_column="id", shard_rows=200, window=100, max_batch_tokens=1024, progress=False, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +206,12 @@ def test_ray_with_several_devices_is_refused(setup, tmp_path, capsys):
     """The Ray engine's actors take the cluster's GPUs: --devices 0,1 was ignored but for its first entry."""
     with pytest.raises(ValueError, match=r"devices \(--devices\) 'cpu,cpu': several devices are the local"):
         embed(
-            setup["paths"], str(tmp_path / "o"), model=setup["model"], engine="ray", devices="cpu,cpu", **JOB
+            setup["paths"],
+            str(tmp_path / "o"),
+            model=setup["model"],
+            engine="ray",
+            **dict(JOB, device=None),
+            devices="cpu,cpu",
         )
     assert not os.path.exists(tmp_path / "o")
     args = [setup["paths"][0], "--output", str(tmp_path / "o"), "--model", setup["model"], "--ray"]
