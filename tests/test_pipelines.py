@@ -56,9 +56,11 @@ _FB: dict = {}
 
 
 def hf_pipe(task, path, **kw):
+    """transformers' pipeline on the CPU, as fastbert's without a device: transformers' default, device 0, is
+    cuda:0 where there is a GPU."""
     key = (task, path, tuple(sorted(kw.items())))
     if key not in _HF:
-        _HF[key] = transformers.pipeline(task, model=path, **kw)
+        _HF[key] = transformers.pipeline(task, model=path, device=-1, **kw)
     return _HF[key]
 
 
@@ -501,7 +503,7 @@ def test_tokenizer_name_with_kwargs_and_a_wrong_tokenizer(ckpt):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = transformers.pipeline(
-            "ner", model=ckpt["tok"], tokenizer=(ckpt["tok"], {"model_max_length": 8})
+            "ner", model=ckpt["tok"], tokenizer=(ckpt["tok"], {"model_max_length": 8}), device=-1
         )
         assert_same(ours(text), ref(text))
     for bad in (3, [ckpt["tok"]], (ckpt["tok"],), (ckpt["tok"], {}, {})):
@@ -750,7 +752,7 @@ def antiberty_folder(tmp_path_factory):
 def test_antiberty_fill_mask_matches_transformers(antiberty_folder):
     model = transformers.BertForMaskedLM.from_pretrained(antiberty_folder).eval()
     tok = transformers.AutoTokenizer.from_pretrained(antiberty_folder)
-    ref = transformers.pipeline("fill-mask", model=model, tokenizer=tok)
+    ref = transformers.pipeline("fill-mask", model=model, tokenizer=tok, device=-1)
     ours = fastbert.pipeline("fill-mask", model=antiberty_folder)
     seqs = [
         "E V Q L [MASK] E S G G G L V Q P G G S L R L S C A A S",

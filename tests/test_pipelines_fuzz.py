@@ -892,7 +892,7 @@ def test_factory_takes_framework_config_and_modelcard(ckpt):
     config.id2label = {0: "x", 1: "y", 2: "z"}
     config.label2id = {"x": 0, "y": 1, "z": 2}
     got = fastbert.pipeline("text-classification", model=ckpt["seq"], config=config)(TEXTS[0], top_k=None)
-    want = transformers.pipeline("text-classification", model=ckpt["seq"], config=config)(
+    want = transformers.pipeline("text-classification", model=ckpt["seq"], config=config, device=-1)(
         TEXTS[0], top_k=None
     )
     assert_same(got, want)
@@ -912,7 +912,7 @@ def test_fill_mask_on_a_loaded_bert_for_pretraining(ckpt, tmp_path):
     transformers.AutoTokenizer.from_pretrained(ckpt["mlm"]).save_pretrained(tmp_path)
     loaded = fastbert.BertForPreTraining.from_pretrained(str(tmp_path))
     ours = fastbert.pipeline("fill-mask", model=loaded, tokenizer=str(tmp_path))
-    ref = transformers.pipeline("fill-mask", model=str(tmp_path))
+    ref = transformers.pipeline("fill-mask", model=str(tmp_path), device=-1)
     assert_same(ours(FILL[:3]), ref(FILL[:3]))
 
 
@@ -958,7 +958,7 @@ def test_pipeline_object_api_of_transformers_4(ckpt, tmp_path):
     assert_same(ours.predict(FILL[0]), ref(FILL[0]))
     assert_same(ours.transform(FILL[:2]), ref(FILL[:2]))
     ours.save_pretrained(tmp_path / "saved")
-    reloaded = transformers.pipeline("fill-mask", model=str(tmp_path / "saved"))
+    reloaded = transformers.pipeline("fill-mask", model=str(tmp_path / "saved"), device=-1)
     assert_same(reloaded(FILL[:2]), ref(FILL[:2]))
     assert_same(fastbert.pipeline("fill-mask", model=str(tmp_path / "saved"))(FILL[0]), ref(FILL[0]))
 

@@ -143,15 +143,16 @@ def test_fill_mask_and_text_classification_pipelines(folder, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     text = "Paris is the [MASK] of France."
     ours = fastbert.pipeline("fill-mask", model=str(tmp_path))(text)
-    theirs = transformers.pipeline("fill-mask", model=str(tmp_path))(text)
-    ref = transformers.pipeline("fill-mask", model=str(tmp_path), dtype=torch.float64)(text)  # the rule's
+    theirs = transformers.pipeline("fill-mask", model=str(tmp_path), device=-1)(text)
+    # the rule's reference
+    ref = transformers.pipeline("fill-mask", model=str(tmp_path), dtype=torch.float64, device=-1)(text)
     assert [r["token"] for r in ours] == [r["token"] for r in theirs] == [r["token"] for r in ref]
     assert [r["sequence"] for r in ours] == [r["sequence"] for r in theirs]
     scores = lambda answers: torch.tensor([r["score"] for r in answers], dtype=torch.float64)
     assert_close(scores(ours), scores(theirs), scores(ref), torch.float32, what="fill-mask scores")
     texts = [q for q, _ in PAIRS]
     ours = fastbert.pipeline("text-classification", model=folder, function_to_apply="none")(texts)
-    kw = dict(model=folder, function_to_apply="none")
+    kw = dict(model=folder, function_to_apply="none", device=-1)
     theirs = transformers.pipeline("text-classification", **kw)(texts)
     ref = transformers.pipeline("text-classification", **kw, dtype=torch.float64)(texts)
     assert [a["label"] for a in ours] == [b["label"] for b in theirs] == [c["label"] for c in ref]
