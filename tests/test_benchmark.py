@@ -966,6 +966,22 @@ def test_serve_rows_record_the_cpus_family_and_flags(monkeypatch, tmp_path):
         assert details in (tmp_path / "TABLE.md").read_text()
 
 
+def test_serve_bench_runs_fastbert_serve_on_the_cpu(monkeypatch, tmp_path):
+    """``--suite serve`` is a CPU suite (its rival and its direct row run on the CPU, its rows name the CPU):
+    ``fastbert serve`` was started without ``--devices``, so on a machine with a GPU it served from cuda:0 in
+    float16 under a CPU row."""
+    pytest.importorskip("sentence_transformers")
+    from fastbert.benchmark import serve
+
+    _stub_serve_bench(monkeypatch, serve)
+    started = []
+    stub = serve._start
+    monkeypatch.setattr(serve, "_start", lambda cmd, *args: started.append(cmd) or stub(cmd, *args))
+    serve.run_serve_bench(concurrencies=(1,), requests_per_round={1: 2}, rounds=1, log=lambda s: None)
+    (fastbert_serve,) = [cmd for cmd in started if cmd[1:4] == ["-m", "fastbert", "serve"]]
+    assert " --devices cpu" in " ".join(fastbert_serve), fastbert_serve
+
+
 @pytest.mark.parametrize("warning_first", [True, False])
 def test_serve_bench_servers_start_past_warnings_and_their_stderr_is_drained(tmp_path, warning_first):
     """``_start`` took fastbert serve's first stderr line for its startup line (a warning printed before it:

@@ -252,7 +252,10 @@ def run_serve_bench(
         "HF_HUB_OFFLINE": "1",
     }
     fb, fb_url = _start(
-        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", str(threads)],
+        # on the CPU, as the rival and the direct row: without --devices it takes cuda:0 in float16 where
+        # there is a GPU, and its answers were judged against fp32 CPU vectors under a CPU row
+        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", str(threads)]
+        + ["--devices", "cpu"],
         env,
         r"listening on (http://127\.0\.0\.1:\d+)",
         None,
