@@ -92,15 +92,21 @@ def test_a_passed_cache_is_updated_without_use_cache_as_transformers(cross, how)
     assert_rule(ours, hf, run, what=f"logits after a {how} call on a cache (cross={cross})")
 
 
-def test_a_static_cache_is_read_at_its_filled_length():
+def _static_cache(hf, max_cache_len: int):
+    """transformers' StaticCache for ``hf``'s config, or a skip where this transformers has none or builds it
+    otherwise."""
     if not hasattr(cache_utils, "StaticCache"):
         pytest.skip("this transformers has no StaticCache")
-    hf, fb = _pair()
-    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(2))
     try:
-        static = cache_utils.StaticCache(config=hf.config, max_cache_len=16)
+        return cache_utils.StaticCache(config=hf.config, max_cache_len=max_cache_len)
     except TypeError as error:  # its constructor differs between transformers versions
         pytest.skip(f"StaticCache(config=, max_cache_len=) not accepted: {error}")
+
+
+def test_a_static_cache_is_read_at_its_filled_length():
+    hf, fb = _pair()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(2))
+    static = _static_cache(hf, 16)
     with torch.no_grad():
         fb(ids[:, :4], past_key_values=static, use_cache=True)
         step = fb(ids[:, 4:], past_key_values=static, use_cache=True).logits
@@ -498,14 +504,9 @@ def test_a_static_cache_that_is_full_is_refused_naming_it():
     """More positions than a StaticCache's max_cache_len: transformers' StaticLayer fails with an IndexError of
     index_copy_ after the forward; a ValueError naming the cache and its size now, before it, the cache left
     as it was; what fits still runs."""
-    if not hasattr(cache_utils, "StaticCache"):
-        pytest.skip("this transformers has no StaticCache")
     hf, fb = _pair()
     ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(10))
-    try:
-        static = cache_utils.StaticCache(config=hf.config, max_cache_len=4)
-    except TypeError as error:  # its constructor differs between transformers versions
-        pytest.skip(f"StaticCache(config=, max_cache_len=) not accepted: {error}")
+    static = _static_cache(hf, 4)
     with torch.no_grad():
         fb(ids[:, :3], past_key_values=static, use_cache=True)
         with pytest.raises(
