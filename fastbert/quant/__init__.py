@@ -855,7 +855,11 @@ def _quantize(
         by_error = sorted(quantized, key=lambda n: decisions[n].error, reverse=True)
         by_name = {slot.name: slot for slot in slots}
         while True:
-            cos = F.cosine_similarity(_embed(base, batches)[valid], reference[valid], dim=-1)
+            # in float64: a float32 cosine rounds to 1.0 once the error is under about 3e-4 of the vector, so
+            # min_cosine=1.0 ("nothing may change") would keep an int8 linear whose error is that small
+            cos = F.cosine_similarity(
+                _embed(base, batches)[valid].double(), reference[valid].double(), dim=-1
+            )
             lo, mean = cos.min().item(), cos.mean().item()
             if (lo >= min_cosine and mean >= mean_cosine) or not by_error:
                 break

@@ -323,7 +323,7 @@ def test_repr_of_a_fused_qkv_says_what_runs_as_a_linears_does():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "int8 gives nothing on this model"
-        quantize(model, "int8", calibration=_batches(), min_cosine=1.5, mean_cosine=1.5)
+        quantize(model, "int8", calibration=_batches(), min_cosine=1.0, mean_cosine=1.0)
     attention, dense = model.encoder.layer[0].attention.self, model.encoder.layer[0].intermediate.dense
     assert dense.running().startswith("fp32 (kept: int8 error")
     assert attention.extra_repr().startswith("qkv quantization=fp32 (kept: int8 error"), (
@@ -450,7 +450,7 @@ def test_calibration_that_keeps_every_linear_fp32_says_so():
     torch.manual_seed(0)
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     with pytest.warns(UserWarning, match="int8 gives nothing on this model, which runs in fp32") as record:
-        quantize(model, "int8", calibration=_batches(), min_cosine=1.5, mean_cosine=1.5)
+        quantize(model, "int8", calibration=_batches(), min_cosine=1.0, mean_cosine=1.0)
     assert sum("gives nothing" in str(w.message) for w in record) == 1
     assert record[0].filename == HERE
     assert all(d.precision == "fp32" for d in model.quantization.layers) and not model.quantization.active
