@@ -32,6 +32,7 @@ import inspect
 import numbers
 from collections.abc import Callable
 
+import numpy
 import torch
 from torch.library import triton_op
 
@@ -64,6 +65,14 @@ def check_float(name: str, value, *, minimum: float | None = None) -> float:
         kind = "a finite float" if minimum is None else f"a finite float >= {minimum:g}"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     return value if isinstance(value, float) else float(value)
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` as a python bool: a bool (python or numpy); ValueError naming ``name`` otherwise (``bool()``
+    of the string "false" is True, and of a tensor a device->host read or an error)."""
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
 
 
 def check_count(name: str, value, what: str = "") -> int:

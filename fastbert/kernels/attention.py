@@ -44,7 +44,7 @@ import triton.language as tl
 
 from . import _compat
 from ._compat import cast_out, div_rn
-from ._op import check_count, check_float, kernel_op
+from ._op import check_count, check_flag, check_float, kernel_op
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
@@ -537,7 +537,7 @@ def _check_padded(args: dict) -> None:
             )
         seqlens_k = n.contiguous()
     args["key_padding_mask"], args["seqlens_k"] = key_padding_mask, seqlens_k
-    args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])
+    args["scale"], args["causal"] = _check_scale(args["scale"]), check_flag("causal", args["causal"])
 
 
 @kernel_op(check=_check_padded)
@@ -611,7 +611,7 @@ def _check_varlen(args: dict, *, validate: bool = True) -> None:
         _check_cu("cu_seqlens_k", cu_seqlens_k, n, k.shape[0], max_seqlen_k, both[n:])
     if cu_seqlens_q.shape[0] - 1 > MAX_GRID_BATCH:
         raise ValueError(f"{cu_seqlens_q.shape[0] - 1} sequences exceed {MAX_GRID_BATCH}; split the batch")
-    args["scale"], args["causal"] = _check_scale(args["scale"]), bool(args["causal"])
+    args["scale"], args["causal"] = _check_scale(args["scale"]), check_flag("causal", args["causal"])
     args["window"] = check_count("window", args["window"], " (0: no window)")
     heads, d = q.shape[-2], q.shape[-1]
     rel_bias = args["rel_bias"]

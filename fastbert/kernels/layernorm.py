@@ -25,7 +25,7 @@ import triton.language as tl
 
 from . import _compat
 from ._compat import cast_out, div_rn, sqrt_rn
-from ._op import check_float, kernel_op
+from ._op import check_flag, check_float, kernel_op
 from .activation import activation_code, apply_activation, check_input, check_vector, contiguous_or_none
 
 MAX_HIDDEN = 16384  # one row must fit one block
@@ -207,6 +207,8 @@ def _check(args: dict) -> None:
     args["eps"] = check_float("eps", args["eps"], minimum=0.0)
     if "activation" in args:
         activation_code(args["activation"])
+    if "rms" in args:
+        args["rms"] = check_flag("rms", args["rms"])
     if args.get("rms") and args.get("ln_bias") is not None:
         raise ValueError("RMSNorm has no bias: ln_bias must be None with rms=True")
 

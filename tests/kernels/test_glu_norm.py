@@ -144,3 +144,18 @@ def test_embed_bad_optional_tables(device):
         kernels.embed_layernorm(ids, None, torch.zeros_like(ids), w, None, None, ln, None, 1e-5)
     with pytest.raises(ValueError, match="position_ids given without a position_weight"):
         kernels.embed_layernorm(ids, torch.zeros_like(ids), None, w, None, None, ln, None, 1e-5)
+
+
+def test_flags_must_be_bools(device):
+    """A flag that is not a bool is refused, not read by truthiness: "false" would select causal attention
+    or RMSNorm."""
+    x = torch.randn(3, 16, device=device)
+    w = torch.ones(16, device=device)
+    with pytest.raises(ValueError, match="rms must be a bool, got 'false'"):
+        kernels.add_norm_residual(x, None, None, w, None, 1e-6, "false")
+    q = torch.randn(3, 1, 16, device=device)
+    cu = torch.tensor([0, 3], dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="causal must be a bool, got 'false'"):
+        kernels.attention_varlen(q, q, q, cu, cu, 3, 3, 0.25, "false")
+    with pytest.raises(ValueError, match="causal must be a bool, got None"):
+        kernels.attention_padded(q[None], q[None], q[None], None, 0.25, None)
