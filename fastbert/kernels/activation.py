@@ -122,6 +122,15 @@ def contiguous_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def int32_columns(t2: torch.Tensor) -> torch.Tensor:
+    """``t2`` (M, N) as the row kernels read it: they index a column as ``cols * stride(1)`` in int32 (only
+    the row offset is int64), which a column stride of a transposed view of >= 2**31 elements would
+    overflow (a read out of bounds on a GPU); such a view is copied contiguous (column stride 1)."""
+    if (t2.shape[1] - 1) * t2.stride(1) >= 2**31:
+        return t2.contiguous()
+    return t2
+
+
 def elementwise_settings(n_cols: int, tile: int = 8192) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) for a row-tiled elementwise kernel: ~``tile`` elements a program."""
     block_n = min(_compat.next_power_of_2(max(n_cols, 16)), 1024)
@@ -173,7 +182,7 @@ def _launch_elementwise(
     y = torch.empty((*x.shape[:-1], n_out), dtype=x.dtype, device=x.device)
     if y.numel() == 0:  # before the reshape: (..., 0) cannot be reshaped to (-1, 0)
         return y
-    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    x2 = int32_columns(x if x.dim() == 2 else x.reshape(-1, x.shape[-1]))
     m = x2.shape[0]
     bias = contiguous_or_none(bias)
     block_m, block_n, num_warps = elementwise_settings(n_out)

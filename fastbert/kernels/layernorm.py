@@ -26,7 +26,14 @@ import triton.language as tl
 from . import _compat
 from ._compat import cast_out, div_rn, sqrt_rn
 from ._op import check_flag, check_float, kernel_op
-from .activation import activation_code, apply_activation, check_input, check_vector, contiguous_or_none
+from .activation import (
+    activation_code,
+    apply_activation,
+    check_input,
+    check_vector,
+    contiguous_or_none,
+    int32_columns,
+)
 
 MAX_HIDDEN = 16384  # one row must fit one block
 
@@ -143,8 +150,12 @@ def launch_rows(kernel, n_rows: int, n_cols: int, *, device: torch.device, wrap:
 def _launch(x, residual, bias, ln_weight, ln_bias, eps, act, wrap: bool, rms: bool = False, sum_out=None):
     """The one launcher of ``_layernorm_fwd_kernel`` (every op of this file), arguments already validated."""
     n = x.shape[-1]
-    x2 = x if x.dim() == 2 else x.reshape(-1, n)
-    r2 = None if residual is None else (residual if residual.dim() == 2 else residual.reshape(-1, n))
+    x2 = int32_columns(x if x.dim() == 2 else x.reshape(-1, n))
+    r2 = (
+        None
+        if residual is None
+        else int32_columns(residual if residual.dim() == 2 else residual.reshape(-1, n))
+    )
     m = x2.shape[0]
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if m == 0:

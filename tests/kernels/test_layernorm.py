@@ -143,3 +143,28 @@ def test_fp32_parameters_low_precision_activations(dtype, device):
     torch_out = reference("add_layernorm")(x, r, b, w, lb, 1e-12)
     ref64 = reference("add_layernorm")(*(t.double() for t in (x, r, b, w, lb)), 1e-12)
     check_against_reference(out, torch_out, ref64, dtype)
+
+
+def test_transposed_views_past_int32_columns_are_copied(monkeypatch):
+    """The row kernels index a column as ``cols * stride`` in int32: a transposed view whose last column lies
+    2**31 elements or more from the first (4 GiB in fp16) would wrap to a read out of bounds, so it is
+    copied contiguous first. Meta tensors (no memory) and a launch that only records its arguments."""
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    launched = []
+    monkeypatch.setattr(_compat, "launch", lambda kernel, grid, **kw: launched.append(kw))
+    m, n = 2**22, 1024
+    x = torch.empty_strided((m, n), (1, m), dtype=torch.float16, device="meta")  # x.t() of a (n, m) tensor
+    w = torch.ones(n, device="meta")
+    kernels.add_layernorm(x, x, None, w, None, 1e-5)
+    kernels.bias_act(x, None)
+    kernels.glu(x, None)
+    for kw in launched:
+        assert kw["stride_xn"] * (n - 1) < 2**31, kw["stride_xn"]
+        assert kw.get("stride_rn", 0) * (n - 1) < 2**31
+    assert len(launched) == 3
+    small = torch.empty_strided((4, n), (1, 4), dtype=torch.float16, device="meta")  # far from int32's limit
+    launched.clear()
+    kernels.bias_act(small, None)
+    assert launched[0]["stride_xn"] == 4  # read in place, not copied
