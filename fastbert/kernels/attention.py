@@ -410,14 +410,27 @@ def _forced(
     return first
 
 
+def _int32_offsets(t: torch.Tensor, seqlen: int) -> torch.Tensor:
+    """``t`` as the kernel reads it: inside a sequence it offsets a token by ``position * stride`` and a column
+    by ``column * stride`` in int32 (the batch, sequence start and head offsets are int64), which a view
+    with a token or column stride that large (a sequence-first or transposed view of >= 2**31 elements)
+    would overflow (a read out of bounds on a GPU); such a view is copied contiguous."""
+    if (seqlen - 1) * t.stride(-3) >= 2**31 or (t.shape[-1] - 1) * t.stride(-1) >= 2**31:
+        return t.contiguous()
+    return t
+
+
 def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q, batch, scale, causal, wrap, *,
-            window=0, rel_bias=None, cos=None, sin=None, block_count=None):  # fmt: skip
+            window=0, rel_bias=None, cos=None, sin=None, block_count=None, max_seqlen_k=None):  # fmt: skip
     """The one launcher of ``_attn_fwd_kernel`` (both layouts): allocates and returns the output.
-    ``block_count``: an int32 (1,) tensor that counts the key/value blocks loaded (tests only)."""
+    ``block_count``: an int32 (1,) tensor that counts the key/value blocks loaded (tests only).
+    ``max_seqlen_k``: varlen, the longest key sequence (padded: ``seqlen_k``)."""
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     heads, d = q.shape[-2], int(q.shape[-1])  # a compile-time constant of the kernel: never symbolic
     if batch == 0 or max_seqlen_q == 0:
         return o
+    keys = seqlen_k if max_seqlen_k is None else max_seqlen_k
+    q, k, v = _int32_offsets(q, max_seqlen_q), _int32_offsets(k, keys), _int32_offsets(v, keys)
     varlen = cu_q is not None
     stride_b = (lambda t: 0) if varlen else (lambda t: t.stride(0))  # noqa: E731
     block_d = max(16, _compat.next_power_of_2(d))
@@ -694,4 +707,5 @@ def attention_varlen(
       before the products, as transformers' ``apply_rotary_pos_emb``.
     """
     return _launch(q, k, v, None, cu_seqlens_q, cu_seqlens_k, None, 0, 0, max_seqlen_q, cu_seqlens_q.shape[0] - 1,
-                   scale, causal, wrap, window=window, rel_bias=rel_bias, cos=rotary_cos, sin=rotary_sin)  # fmt: skip
+                   scale, causal, wrap, window=window, rel_bias=rel_bias, cos=rotary_cos, sin=rotary_sin,
+                   max_seqlen_k=max_seqlen_k)  # fmt: skip

@@ -255,3 +255,26 @@ def test_gpu_compile_no_graph_break(device, monkeypatch):
 
 
 assert CUDA or INTERPRET
+
+
+def test_views_past_int32_offsets_are_copied(monkeypatch):
+    """Inside a sequence the kernel offsets a token by ``position * stride`` in int32: a sequence-first view of
+    >= 2**31 elements (here (L, B, heads, D) transposed to (B, L, heads, D)) would wrap to a read out of
+    bounds, so it is copied contiguous first. Meta tensors (no memory) and a launch that records its
+    arguments."""
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    launched = []
+    monkeypatch.setattr(_compat, "launch", lambda kernel, grid, **kw: launched.append(kw))
+    b, length, heads, d = 2**14, 1025, 2, 64
+    seq_first = torch.empty(length, b, heads, d, dtype=torch.float16, device="meta").transpose(0, 1)
+    kernels.attention_padded(seq_first, seq_first, seq_first, None, 0.125)
+    kw = launched[-1]
+    for name in ("stride_qt", "stride_kt", "stride_vt"):
+        assert kw[name] * (length - 1) < 2**31, (name, kw[name])
+    # a fused QKV view of a packed batch: token stride 3 * heads * d, short sequences: read in place
+    qkv = torch.empty(2**20, 3, heads, d, dtype=torch.float16, device="meta")
+    cu = torch.arange(0, 2**20 + 1, 2**10, dtype=torch.int32, device="meta")
+    kernels.attention_varlen(*qkv.unbind(1), cu, cu, 2**10, 2**10, 0.125, validate=False)
+    assert launched[-1]["stride_qt"] == launched[-1]["stride_kt"] == 3 * heads * d
