@@ -20,10 +20,10 @@ def test_check_rows_and_tolerances():
     assert ("transformers sdpa", "fp32") in names
     judged = [r for r in rows if r.provider.startswith("fastbert")]
     assert all(r.tolerance is not None and r.ok for r in judged)  # every fastbert row is judged, eager too
+    # fp32 against the float64 reference: a real error (how small is the parity rule's to judge, above: a
+    # fixed bound would not hold on every device, TF32 matmuls on a GPU say)
     eager32 = next(r for r in rows if r.provider == "fastbert eager" and r.dtype == "fp32")
-    assert 0 < eager32.max_err < 1e-5  # fp32 against the float64 reference: a real, small error
-    sdpa32 = next(r for r in rows if r.provider == "fastbert sdpa" and r.dtype == "fp32")
-    assert sdpa32.max_err < 1e-5
+    assert 0 < eager32.max_err
     bf16 = next(r for r in rows if r.provider == "fastbert sdpa" and r.dtype == "bf16")
     assert bf16.max_err > 1e-4  # bf16 really ran
     table = check.format_table(rows)
@@ -158,7 +158,10 @@ def test_check_judges_fastbert_against_transformers(monkeypatch):
 
     real = layers.BertIntermediate.forward
     monkeypatch.setattr(layers.BertIntermediate, "forward", lambda self, *a, **k: real(self, *a, **k) * 1.01)
-    rows = check.run_check(config="tiny", dtypes=("fp32",), backends=("eager", "sdpa"), batch=3, seqlen=9)
+    # on the CPU: transformers' fp32 row is held to a fixed bound, which TF32 matmuls on a GPU would not meet
+    rows = check.run_check(
+        config="tiny", dtypes=("fp32",), backends=("eager", "sdpa"), device="cpu", batch=3, seqlen=9
+    )
     fast = [r for r in rows if r.provider.startswith("fastbert")]
     assert fast and not any(r.ok for r in fast)
     theirs = next(r for r in rows if r.provider == "transformers eager")
@@ -172,7 +175,10 @@ def test_check_transformers_rows_do_not_depend_on_the_dtype_order():
     pytest.importorskip("transformers")
 
     def fp32_rows(dtypes):
-        rows = check.run_check(config="tiny", dtypes=dtypes, backends=("eager",), batch=3, seqlen=9)
+        # on the CPU: the fp32 row below is held to a fixed bound (TF32 matmuls on a GPU would not meet it)
+        rows = check.run_check(
+            config="tiny", dtypes=dtypes, backends=("eager",), device="cpu", batch=3, seqlen=9
+        )
         return {r.provider: (r.max_err, r.mean_err) for r in rows if r.dtype == "fp32"}
 
     alone = fp32_rows(("fp32",))

@@ -215,4 +215,5 @@ def test_check_on_a_modernbert_folder(folder, tmp_path, side):
     }
     assert all(math.isfinite(r.max_err) for r in rows) and all(r.ok for r in rows)
     judged = [r for r in rows if r.tolerance is not None]
-    assert len(judged) == 2 and all(0 < r.max_err < 1e-5 for r in judged)
+    # a real error, judged by the parity rule (all ok, above): a fixed bound would not hold on every device
+    assert len(judged) == 2 and all(0 < r.max_err for r in judged)
