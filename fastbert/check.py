@@ -150,7 +150,12 @@ def run_check(
     from .model_api import fallbacks_of
 
     _check_arguments(model, config, dtypes, backends, batch, seqlen)  # before anything loads
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device is not None:  # one this machine lacks (cuda without CUDA, meta, banana): refused before loading
+        from .devices import available_device
+
+        dev = available_device(device, "device")
+    else:
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if model is None and config is None:
         model = embedded_model_path()
     cfg, path, inputs = _inputs(model, config, batch, seqlen)

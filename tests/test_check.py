@@ -550,3 +550,19 @@ def test_check_header_says_why_transformers_is_not_the_reference(tmp_path, capsy
     assert main(["check", "--model", folder, "--dtypes", "fp32", "--backends", "eager"]) == 0
     out = capsys.readouterr().out
     assert "transformers cannot run this model" in out and "install transformers" not in out, out
+
+
+def test_run_check_refuses_a_device_it_cannot_use_before_loading(monkeypatch):
+    """``run_check(device=...)`` with a device torch does not know or this machine lacks ended after the
+    tokenizer had loaded in torch's own words (a RuntimeError listing torch's device types, "Torch not
+    compiled with CUDA enabled", "Cannot copy out of meta tensor"), where ``fastbert check --device`` says it
+    in one line: a ValueError naming the device, before anything loads."""
+    import pytest
+
+    def loads(*args, **kwargs):
+        raise AssertionError("the model's inputs were loaded")
+
+    monkeypatch.setattr(check, "_inputs", loads)
+    for spec in ("banana", "meta", "cuda:99"):
+        with pytest.raises(ValueError, match=f"device '{spec}'"):
+            check.run_check(config="tiny", dtypes=("fp32",), backends=("eager",), device=spec)
