@@ -412,8 +412,13 @@ def cli_main(args: argparse.Namespace) -> int:
 
         args.device = str(available_device(args.device))
     rows = run_check(args.model, args.config, dtypes, backends, args.device, not args.no_transformers)
-    dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") else "cpu"
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":  # which GPU (two of one model share a name), and its name
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        name = f"{dev} ({torch.cuda.get_device_name(dev)})"
+    else:
+        name = str(dev)
     if any(r.provider.startswith("transformers") for r in rows):
         reference = "transformers eager in float64 (tolerance: from transformers eager in each dtype)"
     elif args.no_transformers:

@@ -335,7 +335,8 @@ def test_check_shows_no_transformers_sdpa_row_for_a_model_without_it(tmp_path):
 
 
 def test_check_header_names_the_gpu_of_device(monkeypatch, capsys):
-    """``--device cuda:1`` printed the name of the current GPU (cuda:0), not of the one checked."""
+    """``--device cuda:1`` printed the name of the current GPU (cuda:0), not of the one checked; then the
+    name alone, which does not say which of two GPUs of one model was checked: the device comes first."""
     import fastbert.devices
     from fastbert.cli import main
 
@@ -343,7 +344,12 @@ def test_check_header_names_the_gpu_of_device(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"GPU of {device}")
     monkeypatch.setattr(check, "run_check", lambda *a, **k: [check.Row("fastbert sdpa", "fp32", 0, 0, 1)])
     assert main(["check", "--config", "tiny", "--device", "cuda:1"]) == 0
-    assert "tiny on GPU of cuda:1;" in capsys.readouterr().out
+    assert "tiny on cuda:1 (GPU of cuda:1);" in capsys.readouterr().out
+    # no --device on a CUDA machine: the current GPU, by its index
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert main(["check", "--config", "tiny"]) == 0
+    assert "tiny on cuda:1 (GPU of cuda:1);" in capsys.readouterr().out
 
 
 def test_check_list_flags_refuse_empty_entries_and_run_repeated_ones_once(monkeypatch, capsys):
