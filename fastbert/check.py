@@ -156,11 +156,6 @@ def run_check(
         dev = available_device(device, "device")
     else:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if model is None and config is None:
-        model = embedded_model_path()
-    cfg, path, inputs = _inputs(model, config, batch, seqlen)
-    inputs = {k: v.to(dev) for k, v in inputs.items()}
-    mask = inputs["attention_mask"].bool()
     # the triton kernels run on a CUDA device, or on the CPU under the interpreter (``ops.resolve``'s rule):
     # a model on the CPU of a CUDA machine falls back to sdpa
     triton_runs = triton_available() and (dev.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
@@ -183,6 +178,12 @@ def run_check(
         )
     if TRITON_PACKED in backends and dev.type != "cuda":
         raise ValueError(f"{TRITON_PACKED} replays CUDA graphs: it needs a CUDA device, not {dev}")
+    # the refusals above need the device and the names alone: the model's config and tokenizer load after them
+    if model is None and config is None:
+        model = embedded_model_path()
+    cfg, path, inputs = _inputs(model, config, batch, seqlen)
+    inputs = {k: v.to(dev) for k, v in inputs.items()}
+    mask = inputs["attention_mask"].bool()
 
     model_class = registry.model_class(cfg.model_type, "base")
     #: a config's random weights, drawn once (on the CPU, then moved) and copied on the device for every

@@ -572,3 +572,27 @@ def test_run_check_refuses_a_device_it_cannot_use_before_loading(monkeypatch):
     for spec in ("banana", "meta", "cuda:99"):
         with pytest.raises(ValueError, match=f"device '{spec}'"):
             check.run_check(config="tiny", dtypes=("fp32",), backends=("eager",), device=spec)
+
+
+def test_check_refuses_a_triton_row_it_cannot_run_before_loading(monkeypatch):
+    """A triton row that cannot run here (no triton, a CPU without the interpreter, triton-packed off CUDA)
+    was refused after the model's config and tokenizer had loaded (from the hub, for a hub id): it depends
+    on the device and the names alone, and is now refused before anything loads."""
+    import pytest
+
+    from fastbert.core import ops
+
+    def loads(*args, **kwargs):
+        raise AssertionError("the model's inputs were loaded")
+
+    monkeypatch.setattr(check, "_inputs", loads)
+    args = dict(model="some/model", dtypes=("fp32",), device="cpu")
+    with pytest.raises(ValueError, match="triton-packed replays CUDA graphs"):
+        check.run_check(backends=("eager", check.TRITON_PACKED), **args)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(ops, "triton_available", lambda: True)  # a CUDA machine's triton, a CPU device
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        check.run_check(backends=("triton",), **args)
+    monkeypatch.setattr(ops, "triton_available", lambda: False)
+    with pytest.raises(ValueError, match="needs triton on a CUDA GPU"):
+        check.run_check(backends=("triton",), **args)
