@@ -209,14 +209,28 @@ class Encoded:
         """(B, H) states at position 0 of each row, what ``last_hidden_state[:, 0]`` reads padded: when packed,
         each sequence's first packed token (found by the cumulative lengths, nothing re-padded), zeros where
         position 0 is padding (as the re-padded states and BERT's pooler on the packed path)."""
-        packing, hidden = self.packing, self.sequence
+        packing = self.packing
         if packing is None:
-            return hidden[:, 0]
+            return self.sequence[:, 0]
+        first = self.first_packed()
+        if packing.total == 0:
+            return first
+        at_zero = packing.indices[self._first_rows()] % max(packing.seqlen, 1) == 0
+        return first.masked_fill(~at_zero[:, None], 0.0)
+
+    def _first_rows(self) -> torch.Tensor:
+        """(B,) the packed row of each sequence's first real token (clamped into range for a sequence without
+        any, whose row :meth:`first_packed` fills with zeros)."""
+        return self.packing.cu_seqlens[:-1].long().clamp(max=self.packing.total - 1)
+
+    def first_packed(self) -> torch.Tensor:
+        """(B, H) of a packed forward: each sequence's first real token, found by the cumulative lengths, zeros
+        for a sequence without any (a fill, not a product: a CUDA graph's packing has filler rows past the real
+        tokens, which no attention writes, and such a sequence may point at one)."""
+        packing, hidden = self.packing, self.sequence
         if packing.total == 0:
             return hidden.new_zeros(packing.batch, hidden.shape[-1])
-        rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
-        at_zero = (packing.seqlens > 0) & (packing.indices[rows] % max(packing.seqlen, 1) == 0)
-        return hidden[rows].masked_fill(~at_zero[:, None], 0.0)
+        return hidden[self._first_rows()].masked_fill((packing.seqlens == 0)[:, None], 0.0)
 
     def per_token(self, head) -> torch.Tensor:
         """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once, unless
@@ -1276,15 +1290,10 @@ class BertModel(BertPreTrainedModel):
             if zero_padded_first and attention_mask is not None:
                 first = first * attention_mask[:, :1].to(hidden.dtype)
             return self.pooler.pool(first)
-        # position 0 of sequence b is packed row cu_seqlens[b] when it is a real token, else zero
-        if packing.total == 0:
-            return self.pooler.pool(hidden.new_zeros(packing.batch, hidden.shape[-1]))
-        rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
-        first = hidden[rows]  # (B, H)
+        # position 0 of sequence b is its first packed token when it is a real one, else zero
+        first = enc.first_packed()  # (B, H)
         if attention_mask is not None:  # packed without a mask: every row's position 0 is real (MPNet)
-            # a fill, not a product: a CUDA graph's packing has filler rows past the real tokens, which no
-            # attention writes, and a fully padded row may point at one
-            first = first.masked_fill(attention_mask[:, :1] == 0, 0.0)
+            first = first.masked_fill(attention_mask[:, :1] == 0, 0.0)  # a fill, as first_packed's
         return self.pooler.pool(first)
 
 

@@ -532,10 +532,7 @@ def _pool(pooling: str, enc: Encoded, mask: torch.Tensor | None, first_real: boo
         if pooling == "cls" and not first_real:
             return enc.first_token()
         if pooling == "cls":  # the first real token: a row's first packed one (zeros for a row without any)
-            if packing.total == 0:
-                return hidden.new_zeros(packing.batch, hidden.shape[-1])
-            rows = packing.cu_seqlens[:-1].long().clamp(max=packing.total - 1)
-            return hidden[rows].masked_fill((packing.seqlens == 0)[:, None], 0.0)
+            return enc.first_packed()
         sums = hidden.new_zeros(packing.batch, hidden.shape[-1]).index_add_(0, packing.rows, hidden)
         return sums / packing.seqlens[:, None].to(hidden.dtype)
     hidden = enc.last_hidden_state  # (B, L, H)
