@@ -365,10 +365,12 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
         import json
         import os
 
-        def write(relative: str, obj: Any) -> None:
+        from ..output_files import open_output, output_name
+
+        def write(relative: str, obj: Any) -> None:  # each file whole or not at all, as save_pretrained's
             path = os.path.join(save_directory, relative)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w", encoding="utf-8") as f:
+            with open_output(path, "w") as f:
                 json.dump(obj, f, indent=2)
 
         modules = [
@@ -404,7 +406,8 @@ class SentenceEmbeddingPipeline(FeatureExtractionPipeline):
             state = {
                 f"linear.{k}": v.detach().float().contiguous().cpu() for k, v in linear.state_dict().items()
             }
-            save_file(state, os.path.join(save_directory, folder, "model.safetensors"))
+            with output_name(os.path.join(save_directory, folder, "model.safetensors")) as name:
+                save_file(state, name)
             modules.append(
                 {
                     "idx": len(modules),
