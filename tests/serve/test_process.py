@@ -15,11 +15,15 @@ import time
 from serve_helpers import child_env, default_signals, httpx
 
 HIDE_FASTAPI = "import sys; sys.modules['fastapi'] = None; "
+#: the servers these tests start run on the CPU, as serving()'s: without --devices a server takes the GPU
+#: where there is one (the startup line is checked to say device=cpu)
+ON_CPU = ("--devices", "cpu")
+STARTUP = re.compile(r"listening on (http://127\.0\.0\.1:\d+) .* device=cpu ")
 
 
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", "1", *args],
+        [sys.executable, "-m", "fastbert", "serve", "--port", "0", "--threads", "1", *ON_CPU, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -27,7 +31,7 @@ def _start(*args: str) -> tuple[subprocess.Popen, str]:
         preexec_fn=default_signals,
     )
     line = proc.stderr.readline()  # the one startup line (blocks until the model is loaded)
-    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+    m = STARTUP.search(line)
     if not m:
         proc.kill()
         raise AssertionError(f"no startup line: {line!r} {proc.stderr.read()}")
@@ -109,7 +113,7 @@ def _held_server(tiny, gate, *args: str) -> tuple[subprocess.Popen, str]:
         "    return [None] * len(rows)\n"
         "engine.ServedModel.run = run\n"
         "from fastbert.cli import main\n"
-        f"sys.exit(main(['serve', '--model', {tiny['base']!r}, '--port', '0', '--threads', '1', *{args!r}]))\n"
+        f"sys.exit(main(['serve', '--model', {tiny['base']!r}, '--port', '0', '--threads', '1', *{ON_CPU + args!r}]))\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
@@ -120,7 +124,7 @@ def _held_server(tiny, gate, *args: str) -> tuple[subprocess.Popen, str]:
         preexec_fn=default_signals,
     )
     line = proc.stderr.readline()
-    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+    m = STARTUP.search(line)
     if not m:
         proc.kill()
         raise AssertionError(f"no startup line: {line!r} {proc.stderr.read()}")
@@ -306,7 +310,8 @@ def test_a_port_already_in_use_is_one_line_and_exit_2(tiny, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["serve", "--model", tiny["base"], "--host", "127.0.0.1", "--port", str(port)]) == 2
+        args = ["serve", "--model", tiny["base"], "--host", "127.0.0.1", "--port", str(port), *ON_CPU]
+        assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"fastbert serve: error: cannot listen on 127.0.0.1:{port}: Address already in use", err
 
