@@ -114,7 +114,10 @@ class Server:
         self.metrics = Metrics(spec.max_input_length, tasks)
         self.max_batch_tokens = default_max_batch_tokens(options, [m.device for m in models], spec)
         self.batcher = Batcher(models, self.max_batch_tokens, options.max_batch_requests, self.metrics)
+        #: the slots taken (TEI's permits of --max-concurrent-requests: one per input), and the requests
+        #: holding them (te_requests_in_flight)
         self.in_flight = 0
+        self.requests = 0
         #: set when a shutdown signal came (run_server): a request cancelled then is answered 503 quietly
         self.stopping = False
         from fastbert import __version__
@@ -154,24 +157,36 @@ class Server:
 
     # ------------------------------------------------------------------------------- concurrency
     def take_slots(self, scope: dict, n: int = 1) -> bool:
-        """``n`` of the ``--max-concurrent-requests`` slots for the request of ``scope`` (the Guard gives
-        them back once it is answered); False, taking none, when fewer are free."""
+        """``n`` of the ``--max-concurrent-requests`` slots (TEI's permits) for the request of ``scope`` (the
+        Guard gives them back once it is answered); False, taking none, when fewer are free."""
         if self.in_flight + n > self.options.max_concurrent_requests:
             return False
+        if n and not scope.get(SLOTS):
+            self.requests += 1
         self.in_flight += n
         scope[SLOTS] = scope.get(SLOTS, 0) + n
-        self.metrics.in_flight.set(self.in_flight)
+        self.metrics.in_flight.set(self.requests)
         return True
 
     def release_slots(self, scope: dict) -> None:
-        self.in_flight -= scope.pop(SLOTS, 0)
-        self.metrics.in_flight.set(self.in_flight)
+        n = scope.pop(SLOTS, 0)
+        if n:
+            self.in_flight -= n
+            self.requests -= 1
+        self.metrics.in_flight.set(self.requests)
 
-    def admit(self, request: Request) -> None:
+    def admit(self, request: Request, inputs: int = 1) -> None:
         """TEI's ``try_acquire_permit``, where TEI calls it (the request counted in ``te_request_count``,
-        its batch checked): a 429 when the Guard found every slot taken as the request came in."""
-        if request.scope.get(OVERLOADED):
-            raise overloaded(self.options.max_concurrent_requests)
+        its batch checked), and as often: one permit per input, so a request of ``inputs`` inputs holds that
+        many slots (the Guard took its first on arrival). A 429 when the Guard found every slot taken as
+        the request came in, or fewer than its inputs are free now (none taken: it runs nothing)."""
+        scope = request.scope
+        limit = self.options.max_concurrent_requests
+        if scope.get(OVERLOADED):
+            raise overloaded(limit, inputs)
+        more = inputs - scope.get(SLOTS, 0)
+        if more > 0 and not self.take_slots(scope, more):
+            raise overloaded(limit, inputs)
 
     # -------------------------------------------------------------------------------- shared steps
     def check_count(self, field: str, n: int) -> None:
@@ -547,7 +562,7 @@ def create_app(
         prompt, truncation and direction: (inputs, rows)."""
         inputs, _ = _as_list(body.inputs)
         server.check_count(field, len(inputs))
-        server.admit(request)
+        server.admit(request, len(inputs))
         m.embed_count.inc(len(inputs))  # TEI's te_embed_count: each input that reaches Infer::embed
         rows = await server.encode_off_loop(
             field,
@@ -647,7 +662,7 @@ def create_app(
         kind = _count(single)  # before the model's kind: TEI counts the request first
         server.require((CLASSIFIER, RERANKER), "predict")
         server.check_count("inputs", len(seqs))
-        server.admit(request)
+        server.admit(request, len(seqs))
         m.predict_count.inc(len(seqs))
         items = [s if isinstance(s, str) else (s[0] if len(s) == 1 else (s[0], s[1])) for s in seqs]
         rows = await server.encode_off_loop(
@@ -683,7 +698,7 @@ def create_app(
         server.require((RERANKER,), "rerank")
         m.request_count.labels("batch").inc()
         server.check_count("texts", len(body.texts))
-        server.admit(request)
+        server.admit(request, len(body.texts))
         m.predict_count.inc(len(body.texts))
         rows = await server.encode_off_loop(
             RerankPairs("texts"),
@@ -720,7 +735,7 @@ def create_app(
         m.request_count.labels("batch").inc()
         server.require((EMBEDDING,), "embed")  # after the count: TEI's /similarity counts it in /embed first
         server.check_count("inputs.sentences", len(body.inputs.sentences) + 1)
-        server.admit(request)
+        server.admit(request, len(body.inputs.sentences) + 1)
         embed_body = schemas.EmbedRequest(
             inputs=[body.inputs.source_sentence, *body.inputs.sentences],
             truncate=params.truncate,
@@ -829,9 +844,9 @@ def create_app(
         ``{"predictions": [...]}`` in order; the first error fails the request.
 
         Every instance is parsed first (a 422 naming the first bad one). As TEI runs each instance through
-        its route, each takes one of the ``--max-concurrent-requests`` slots (a 429 unless all are free;
-        the request's own slot is the first instance's), and their inputs together count against
-        ``--max-client-batch-size`` (a 422 above it)."""
+        its route, each input of each instance takes one of the ``--max-concurrent-requests`` slots (a 429
+        unless all are free), and their inputs together count against ``--max-client-batch-size`` (a 422
+        above it)."""
         payload = await _json_object(request)
         instances = payload.get("instances")
         if not isinstance(instances, list):
@@ -862,11 +877,12 @@ def create_app(
                 f"batch size {limit} (--max-client-batch-size)",
                 metric="batch_size",
             )
-        if bodies and (
-            request.scope.get(OVERLOADED) or not server.take_slots(request.scope, len(bodies) - 1)
-        ):
-            m.request_count.labels("batch").inc()
-            raise overloaded(server.options.max_concurrent_requests)
+        if bodies:
+            try:
+                server.admit(request, total)  # each instance's inputs, a slot each, as TEI's routes take them
+            except ServeError:
+                m.request_count.labels("batch").inc()
+                raise
 
         async def one(route: str, body: Any) -> Any:
             if route == "rerank":

@@ -179,7 +179,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         "--max-concurrent-requests",
         type=_positive("--max-concurrent-requests"),
         default=env("max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS),
-        help="requests in flight; more are answered 429 at once",
+        help="inputs in flight (a permit each, as TEI); a request finding fewer free than its inputs is "
+        "answered 429 at once",
     )
     parser.add_argument(
         "--max-client-batch-size",

@@ -7,7 +7,7 @@
 | ``Validation`` | 415 | a body that is not sent as ``Content-Type: application/json`` |
 | ``Tokenizer`` | 422 | the tokenizer rejected an input |
 | ``Empty`` | 400 | an empty batch, an empty input |
-| ``Overloaded`` | 429 | more than ``--max-concurrent-requests`` in flight |
+| ``Overloaded`` | 429 | fewer free ``--max-concurrent-requests`` permits than the request's inputs (one each, as TEI) |
 | ``Backend`` | 424 | the forward failed (only its batch's requests) or gave NaN / infinity, or the model cannot do this task |
 | ``Unhealthy`` | 503 | a worker is down |
 
@@ -88,7 +88,17 @@ def too_many_inputs(field: str, n: int, limit: int) -> ServeError:
     )
 
 
-def overloaded(limit: int) -> ServeError:
+def overloaded(limit: int, inputs: int = 1) -> ServeError:
+    """The 429 of a request whose ``inputs`` found fewer slots free: as TEI, each input in flight holds one
+    of the ``--max-concurrent-requests`` permits."""
+    if inputs <= 1:
+        return ServeError(
+            f"Model is overloaded: all {limit} permits are in use (--max-concurrent-requests; each input "
+            "in flight holds one)",
+            "overloaded",
+        )
     return ServeError(
-        f"Model is overloaded: {limit} requests in flight (--max-concurrent-requests)", "overloaded"
+        f"Model is overloaded: the request's {inputs} inputs need a permit each, and fewer than {inputs} "
+        f"of the {limit} are free (--max-concurrent-requests; each input in flight holds one)",
+        "overloaded",
     )

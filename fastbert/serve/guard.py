@@ -1,8 +1,9 @@
 """The ASGI middleware in front of the app (as TEI's tower layers): the API key (the health routes, /metrics
 and the API docs stay public), CORS, ``Content-Type: application/json`` on the JSON routes, the payload
-limit, and one slot per inference request; and a request cut by the end of a graceful shutdown is
-answered 503 with TEI's body (no traceback). A request that finds ``--max-concurrent-requests`` in flight
-takes none and is marked; its route counts it and answers 429 at TEI's point (``Server.admit``), before
+limit, and an inference request's first slot (its route takes one more per further input, as TEI takes a
+permit per input: ``Server.admit``); and a request cut by the end of a graceful shutdown is answered 503
+with TEI's body (no traceback). A request that finds every ``--max-concurrent-requests`` slot taken takes
+none and is marked; its route counts it and answers 429 at TEI's point (``Server.admit``), before
 tokenizing."""
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import threading
 import time
 
@@ -130,6 +131,49 @@ def test_429_only_past_the_limit(tiny):
         assert statuses == [200] * limit
         assert srv.state.in_flight == 0
         assert srv.client.post("/embed", json={"inputs": "room again"}).status_code == 200
+
+
+def test_each_input_takes_a_slot_as_tei_takes_a_permit(tiny):
+    """TEI's routes take one --max-concurrent-requests permit per input (router/src/http/server.rs: a batch
+    of N inputs calls try_acquire_permit N times), so a request of more inputs than the free permits is a
+    429. fastbert counted one slot per request: 4 slots let a request of 30 inputs in, or 4 of them at
+    once (120 inputs queued). The gauge te_requests_in_flight still counts requests."""
+    limit = 4
+    with serving(model=tiny["base"], max_concurrent_requests=limit) as srv:
+        c = srv.client
+        for path, body in (
+            ("/embed", {"inputs": ["the cat"] * (limit + 1)}),
+            ("/embed_all", {"inputs": ["the cat"] * (limit + 1)}),
+            ("/v1/embeddings", {"input": ["the cat"] * (limit + 1)}),
+            ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["the cat"] * limit}}),
+            ("/vertex", {"instances": [{"inputs": ["the cat"] * 2}] * 3}),
+        ):
+            r = c.post(path, json=body)
+            assert r.status_code == 429, (path, r.text[:300])
+            said = r.json().get("error_type") or r.json()["type"]
+            assert said == "Overloaded", r.text[:300]
+            assert srv.state.in_flight == 0 and srv.state.batcher.queued() == 0
+        assert c.post("/embed", json={"inputs": ["the cat"] * limit}).status_code == 200
+        r = c.post("/similarity", json={"inputs": {"source_sentence": "a", "sentences": ["b"] * (limit - 1)}})
+        assert r.status_code == 200
+        assert c.post("/vertex", json={"instances": [{"inputs": ["the cat"] * 2}] * 2}).status_code == 200
+        assert srv.state.in_flight == 0
+        with requests_held(srv, ["the sun"]):  # 1 of the 4 slots held (its forward held, out of the queue)
+            r = c.post("/embed", json={"inputs": ["the cat"] * 4})
+            assert r.status_code == 429 and "4 inputs" in r.json()["error"], r.text[:300]
+            assert srv.state.in_flight == 1 and srv.state.batcher.queued() == 0  # nothing of it queued
+            gauge = re.search(r"^te_requests_in_flight (\S+)", c.get("/metrics").text, re.M)
+            assert gauge and float(gauge.group(1)) == 1
+        assert srv.state.in_flight == 0
+    with serving(model=tiny["reranker"], max_concurrent_requests=limit) as srv:
+        for path, body in (
+            ("/rerank", {"query": "the cat", "texts": ["a dog"] * (limit + 1)}),
+            ("/predict", {"inputs": [["the cat", "a dog"]] * (limit + 1)}),
+        ):
+            r = srv.client.post(path, json=body)
+            assert r.status_code == 429 and r.json()["error_type"] == "Overloaded", (path, r.text[:300])
+        assert srv.client.post("/rerank", json={"query": "a", "texts": ["b"] * limit}).status_code == 200
+        assert srv.state.in_flight == 0
 
 
 def test_vertex_instances_count_against_the_limits(tiny):

@@ -153,8 +153,9 @@ if GATE:
 
 
 def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
-    """``fastbert serve --ray --max-concurrent-requests 3`` with 3 requests held in the replica: a 4th is
-    answered 429 (Ray Serve hands the replica more than 3, ray_limits); then SIGTERM: the 3 are answered
+    """``fastbert serve --ray --max-concurrent-requests 6`` with 3 requests of 2 inputs held in the replica
+    (a permit per input, as TEI: all 6 taken): a 4th is answered 429 (Ray Serve hands the replica more than
+    3 requests, ray_limits); then SIGTERM: the 3 are answered
     (serve.delete drains the application; serve.shutdown dropped their connections at once before), the
     driver exits, and none of the processes of the Ray instance it started outlives it."""
     import psutil
@@ -171,7 +172,7 @@ def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastbert", "serve", "--ray", "--port", str(port), "--threads", "1"]
-        + ["--model", tiny["base"], "--max-concurrent-requests", "3"],
+        + ["--model", tiny["base"], "--max-concurrent-requests", "6"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
