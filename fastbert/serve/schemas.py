@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 TokenId = Annotated[StrictInt, Field(ge=0)]
+#: /decode's ids: TEI's ``Vec<u32>`` (an id past the vocabulary is skipped, as the tokenizer decodes)
+DecodeId = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 TokenIds = list[TokenId]  # an empty one is refused by the route, 400 as TEI's ``Empty``
 InputType = StrictStr | TokenIds
 Input = InputType | list[InputType]
@@ -109,7 +111,7 @@ class SimpleToken(BaseModel):
 
 
 class DecodeRequest(_Request):
-    ids: list[TokenId] | list[list[TokenId]]
+    ids: list[DecodeId] | list[list[DecodeId]]
     skip_special_tokens: StrictBool = True
 
 
