@@ -70,6 +70,9 @@ class ModelSpec:
     #: the transformer's folder (config, weights, tokenizer, sentence_bert_config.json): ``path``, or the
     #: subfolder modules.json names in an older sentence-transformers folder (``0_Transformer``)
     model_path: str = ""
+    #: sentence_bert_config.json's ``do_lower_case``: every text (its prompt included) is lower-cased before
+    #: the tokenizer's own normalizer, as sentence-transformers' Transformer module does (TEI ignores it)
+    do_lower_case: bool = False
 
     def __post_init__(self) -> None:
         self.model_path = self.model_path or self.path
@@ -229,6 +232,7 @@ def describe_model(options: ServeOptions) -> ModelSpec:
     if positions is not None:
         limits.append(positions)
     st_config = sentence_config(model_path, lambda name: name if os.path.isfile(name) else None)
+    spec.do_lower_case = bool(st_config.get("do_lower_case", False))
     if st_config.get("max_seq_length"):
         limits.append(int(st_config["max_seq_length"]))
     tok_config = _read_json(os.path.join(model_path, "tokenizer_config.json")) or {}
@@ -307,6 +311,8 @@ class Tokenizer:
 
         self.fast = AutoTokenizer.from_pretrained(spec.model_path)
         text = self.fast.backend_tokenizer.to_str()
+        if spec.do_lower_case:
+            text = _lower_casing(text)
         self.max_length = spec.max_input_length
         self.plain = Backend.from_str(text)
         self.plain.no_truncation()
@@ -372,6 +378,24 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self.plain.get_vocab_size(with_added_tokens=True)
+
+
+def _lower_casing(tokenizer_json: str) -> str:
+    """The tokenizer (its JSON) with a ``Lowercase`` normalizer before its own, unless it has one: how
+    sentence-transformers' Transformer module applies ``do_lower_case`` to a fast tokenizer (offsets stay
+    those of the text sent)."""
+    from tokenizers import Tokenizer as Backend
+    from tokenizers.normalizers import Lowercase
+    from tokenizers.normalizers import Sequence as NormalizerSequence
+
+    backend = Backend.from_str(tokenizer_json)
+    normalizer = backend.normalizer
+    if isinstance(normalizer, Lowercase) or (
+        isinstance(normalizer, NormalizerSequence) and any(isinstance(n, Lowercase) for n in normalizer)
+    ):
+        return tokenizer_json
+    backend.normalizer = NormalizerSequence([Lowercase(), *([normalizer] if normalizer is not None else [])])
+    return backend.to_str()
 
 
 def _byte_offsets(text: str) -> Callable[[int], int]:
