@@ -838,9 +838,9 @@ def create_app(
         ``{"predictions": [...]}`` in order; the first error fails the request.
 
         Every instance is parsed first (a 422 naming the first bad one). As TEI runs each instance through
-        its route, each input of each instance takes one of the ``--max-concurrent-requests`` slots (a 429
-        unless all are free), and their inputs together count against ``--max-client-batch-size`` (a 422
-        above it)."""
+        its route, each instance's inputs count against ``--max-client-batch-size`` (a 422 above it), and
+        each input of each instance takes one of the ``--max-concurrent-requests`` slots (a 429 unless all
+        are free)."""
         payload = await _json_object(request)
         instances = payload.get("instances")
         if not isinstance(instances, list):
@@ -862,15 +862,13 @@ def create_app(
             return "embed", parse(schemas.EmbedRequest, instance, where)
 
         bodies = [parsed(k, x) for k, x in enumerate(instances)]
-        total = sum(_inputs_of(route, body) for route, body in bodies)
+        counts = [_inputs_of(route, body) for route, body in bodies]
         limit = server.options.max_client_batch_size
-        if total > limit:
-            m.request_count.labels("batch").inc()
-            raise ServeError(
-                f"`instances`: batch size {total} (the inputs of {len(bodies)} instances) > maximum allowed "
-                f"batch size {limit} (--max-client-batch-size)",
-                metric="batch_size",
-            )
+        for k, n in enumerate(counts):
+            if n > limit:  # as the instance's route refuses it (TEI checks each instance, not their sum)
+                m.request_count.labels("batch").inc()
+                raise too_many_inputs(f"instances[{k}]", n, limit)
+        total = sum(counts)
         if bodies:
             try:
                 server.admit(request, total)  # each instance's inputs, a slot each, as TEI's routes take them
