@@ -172,7 +172,7 @@ def test_sigterm_drains_the_requests_in_flight(tiny, tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastbert", "serve", "--ray", "--port", str(port), "--threads", "1"]
-        + ["--model", tiny["base"], "--max-concurrent-requests", "6"],
+        + ["--model", tiny["base"], "--max-concurrent-requests", "6", "--devices", "cpu"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
