@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,5 +59,37 @@ class ServeOptions:
     #: (0: no limit, as TEI, which waits for every request)
     graceful_shutdown_timeout: float = DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
 
+    def __post_init__(self) -> None:
+        # the command line checks these as it parses them; options built in Python (create_app, the Ray
+        # deployment) went unchecked: a limit of 0 answered every request 429 or 422, a limit given as a
+        # string failed every request with a 500
+        for name in ("max_concurrent_requests", "max_client_batch_size", "payload_limit"):
+            _whole(name, getattr(self, name), 1)
+        for name in ("max_batch_tokens", "max_batch_requests", "max_input_length", "threads"):
+            if getattr(self, name) is not None:
+                _whole(name, getattr(self, name), 1)
+        _whole("port", self.port, 0, 65535)
+        timeout = self.graceful_shutdown_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            raise TypeError(
+                f"ServeOptions.graceful_shutdown_timeout (--graceful-shutdown-timeout) must be a number of "
+                f"seconds, got {timeout!r}"
+            )
+        if not 0 <= timeout < float("inf"):
+            raise ValueError(
+                f"ServeOptions.graceful_shutdown_timeout (--graceful-shutdown-timeout) must be 0 (no limit) "
+                f"or more seconds, got {timeout!r}"
+            )
+
     def replace(self, **changes: Any) -> ServeOptions:
         return dataclasses.replace(self, **changes)
+
+
+def _whole(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """A ``TypeError`` / ``ValueError`` naming the option (and its flag) unless ``value`` is an int in range."""
+    what = f"ServeOptions.{name} (--{name.replace('_', '-')})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{what} must be {bounds}, got {value}")

@@ -245,6 +245,36 @@ def test_cli_takes_tei_forms_and_environment(capsys):
         assert where in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("changes", "error", "said"),
+    [
+        (
+            {"max_concurrent_requests": 0},
+            ValueError,
+            "max_concurrent_requests (--max-concurrent-requests) must",
+        ),
+        ({"max_client_batch_size": 0}, ValueError, "max_client_batch_size (--max-client-batch-size) must"),
+        ({"max_concurrent_requests": "8"}, TypeError, "must be a whole number, got '8'"),
+        ({"payload_limit": -1}, ValueError, "payload_limit (--payload-limit) must be at least 1"),
+        ({"max_batch_tokens": 0}, ValueError, "max_batch_tokens"),
+        ({"threads": 1.5}, TypeError, "threads (--threads) must be a whole number"),
+        ({"port": 70000}, ValueError, "port (--port) must be 0..65535"),
+        ({"graceful_shutdown_timeout": -1}, ValueError, "--graceful-shutdown-timeout"),
+        ({"max_concurrent_requests": True}, TypeError, "max_concurrent_requests"),
+    ],
+)
+def test_serve_options_built_in_python_are_checked_as_the_cli_checks_them(changes, error, said):
+    """create_app and the Ray deployment take a ServeOptions built in Python, which nothing checked: a
+    limit of 0 answered every request 429 (or 422), a limit given as a string failed each with a 500."""
+    from fastbert.serve import ServeOptions
+
+    with pytest.raises(error, match=re.escape(said)):
+        ServeOptions(**changes)
+    with pytest.raises(error, match=re.escape(said)):
+        ServeOptions().replace(**changes)
+    ServeOptions(max_concurrent_requests=1, port=0, graceful_shutdown_timeout=0, threads=None)  # fine
+
+
 def test_help_names_the_environment_variable_of_each_option_that_reads_one():
     """Every option TEI also reads from the environment says its variable in --help, as TEI's help does
     (a refusal that names --dtype may come from DTYPE), and no other option claims one."""
