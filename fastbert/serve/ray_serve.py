@@ -13,8 +13,8 @@ and backpressure in front.
 Each replica loads the model on its device and runs the app's token-budget batcher.
 
 Overload (:func:`ray_limits`): ``--max-concurrent-requests`` N holds per replica. Ray Serve hands a replica
-up to ``max_ongoing_requests`` = 2N requests; its app serves N and answers the others 429 at once, as the
-plain server does. Requests that find every replica at 2N wait at the proxy, up to
+up to ``max_ongoing_requests`` = 2N requests; its app serves N inputs (a slot each, as TEI's permits) and
+answers the requests past them 429 at once, as the plain server does. Requests that find every replica at 2N wait at the proxy, up to
 ``max_queued_requests`` = N of them per proxy; past that Ray's proxy answers 503 itself (its plain-text
 body, not TEI's). Binding other :class:`ServeOptions` than the defaults from Python, pass
 ``**ray_limits(options)`` to ``.options(...)``.
@@ -40,7 +40,7 @@ _NO_LIMIT_S = 365 * 24 * 3600.0
 def ray_limits(options: ServeOptions) -> dict[str, Any]:
     """The deployment options (``deployment.options(**ray_limits(options))``) under which Ray Serve honours
     ``options.max_concurrent_requests`` N per replica: a replica is handed up to 2N requests, its app
-    answers those past N 429 at once, and each proxy queues at most N more (Ray's 503 past them; its
+    answers those past N inputs 429 at once, and each proxy queues at most N more (Ray's 503 past them; its
     queue has no bound by default); and ``options.graceful_shutdown_timeout``: how long a replica being
     stopped (the application deleted, scaled down) waits for what it holds (Ray's default: 20 s)."""
     n = options.max_concurrent_requests
