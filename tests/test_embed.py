@@ -495,7 +495,8 @@ def test_resume_of_another_fastbert_versions_run_refused(tmp_path, models):
     (out / MANIFEST).write_text(json.dumps({**manifest, "fastbert_version": "0.0.1", "status": "running"}))
     os.remove(out / "part-00002.parquet")
     with pytest.raises(
-        ValueError, match=r"unfinished run of fastbert 0\.0\.1, and this is fastbert .*--overwrite"
+        ValueError,
+        match=r"unfinished run of fastbert 0\.0\.1 \(build sha256:\w+\), and this is fastbert .*--overwrite",
     ):
         embed([str(path)], str(out), **kw)
     assert sorted(n for n in os.listdir(out) if n.endswith(".parquet")) == [
@@ -506,6 +507,72 @@ def test_resume_of_another_fastbert_versions_run_refused(tmp_path, models):
     assert (
         m["status"] == "complete" and m["total_rows"] == 3 and m["fastbert_version"] == fastbert.__version__
     )
+
+
+def test_resume_of_another_fastbert_builds_run_refused(tmp_path, models):
+    """``__version__`` is the same across development commits, so an unfinished run started by other code
+    of the same version was resumed, its shards beside this code's. The manifest records the build (a
+    digest of the package's files) and a resume of another build, or of a manifest of the same version
+    that records none (written before builds were recorded), is refused naming both; the same build
+    resumes."""
+    from fastbert.embed.manifest import fastbert_build
+
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis is a city\nthe river\n")
+    out = tmp_path / "out"
+    kw = dict(model=models["base"], shard_rows=1, progress=False)
+    manifest = embed([str(path)], str(out), **kw)
+    assert manifest["fastbert_build"] == fastbert_build() and re.fullmatch(
+        r"sha256:[0-9a-f]{64}", manifest["fastbert_build"]
+    )
+    other = "sha256:" + "0" * 64
+    no_build = {k: v for k, v in manifest.items() if k != "fastbert_build"}
+    for old, named in ((dict(manifest, fastbert_build=other), other), (no_build, "not recorded")):
+        (out / MANIFEST).write_text(json.dumps({**old, "status": "running"}))
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(out / "part-00002.parquet")
+        with pytest.raises(ValueError) as e:
+            embed([str(path)], str(out), **kw)
+        msg = str(e.value)
+        assert f"fastbert {fastbert.__version__} (build {named})" in msg, msg
+        assert f"this is fastbert {fastbert.__version__} (build {fastbert_build()})" in msg, msg
+        assert "--overwrite" in msg
+        assert not (out / "part-00002.parquet").exists()
+    # the same build resumes
+    (out / MANIFEST).write_text(json.dumps({**manifest, "status": "running"}))
+    m = embed([str(path)], str(out), **kw)
+    assert m["status"] == "complete" and m["total_rows"] == 3 and (out / "part-00002.parquet").exists()
+
+
+def test_fastbert_build_follows_the_code_and_not_the_install(tmp_path):
+    """The build is a digest of the imported package's .py and .txt files: the same for an editable
+    checkout and a wheel-like copy of it imported from elsewhere (another process), another when a file
+    changes, the same with bytecode or other leftovers beside them."""
+    from fastbert.embed.manifest import fastbert_build, package_digest
+
+    package = os.path.dirname(os.path.abspath(fastbert.__file__))
+    site = tmp_path / "site"
+    shutil.copytree(package, site / "fastbert", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = "from fastbert.embed.manifest import fastbert_build; import fastbert; print(fastbert.__file__); print(fastbert_build())"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    where, build = result.stdout.split()
+    assert where == str(site / "fastbert" / "__init__.py") and build == fastbert_build()
+    copy = str(site / "fastbert")
+    digest = package_digest(copy)
+    (site / "fastbert" / "__pycache__").mkdir(exist_ok=True)
+    (site / "fastbert" / "__pycache__" / "x.cpython-310.pyc").write_bytes(b"junk")
+    (site / "fastbert" / ".x.py.swp").write_bytes(b"junk")
+    assert package_digest(copy) == digest
+    pooling = site / "fastbert" / "embed" / "encoder.py"
+    pooling.write_text(pooling.read_text() + "\n# changed\n")
+    changed = package_digest(copy)
+    assert changed != digest
+    (site / "fastbert" / "quant" / "calibration.txt").write_text("another calibration\n")
+    assert package_digest(copy) not in (digest, changed)
 
 
 def test_an_overwrite_stopped_while_it_removes_the_files_leaves_them_owned(tmp_path, models, monkeypatch):

@@ -9,6 +9,8 @@ hold ``manifest.json``; a run into such a folder moves it to the new name (see :
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -147,6 +149,7 @@ def new_manifest(
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "fastbert_version": fastbert_version(),
+        "fastbert_build": fastbert_build(),
         "engine": engine,
         "status": "running",
         "job": job.identity(),
@@ -167,6 +170,51 @@ def fastbert_version() -> str:
         return str(__version__)
     except ImportError:  # pragma: no cover
         return "unknown"
+
+
+#: the suffixes of the package's files that make its vectors: its code (the Triton kernels too) and the data
+#: it reads (``quant/calibration.txt``, int8's calibration sentences)
+BUILD_SUFFIXES = (".py", ".txt")
+
+
+def fastbert_build() -> str:
+    """The identity of the fastbert code that runs (the manifest's ``fastbert_build``): ``sha256:`` and a
+    digest of the installed package's files (:func:`package_digest`). ``__version__`` stays the same across
+    development commits, so a resume across a change to the code that computes the vectors was not seen;
+    this changes with any such change, and is the same in every process of one installed copy, an editable
+    checkout and a wheel of the same sources alike. Computed once a process."""
+    return _build_of(os.path.dirname(os.path.abspath(_package_file())))
+
+
+def _package_file() -> str:
+    import fastbert
+
+    return fastbert.__file__
+
+
+@functools.cache
+def _build_of(root: str) -> str:
+    return "sha256:" + package_digest(root)
+
+
+def package_digest(root: str) -> str:
+    """A sha256 over the files of the package folder ``root`` whose names end in :data:`BUILD_SUFFIXES`
+    (each one's path relative to ``root`` and its bytes, in sorted order); ``__pycache__`` and other names
+    are left out, so bytecode, editor and build leftovers in an editable checkout change nothing."""
+    entries = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        for name in names:
+            if name.endswith(BUILD_SUFFIXES) and not name.startswith("."):
+                path = os.path.join(folder, name)
+                entries.append((os.path.relpath(path, root).replace(os.sep, "/"), path))
+    digest = hashlib.sha256()
+    for rel, path in sorted(entries):
+        with open(path, "rb") as f:
+            data = f.read()
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def local_summary(output: str, shards: Sequence[Shard]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from .lock import LOCK_NAME, FolderLock
 from .manifest import (
     LEGACY_MANIFEST,
     MANIFEST,
+    fastbert_build,
     fastbert_version,
     manifest_path,
     manifest_shard_digits,
@@ -411,17 +412,26 @@ def check_resume(old: dict[str, Any], job: Job, files: Sequence[InputFile], outp
 
 def check_same_version(old: dict[str, Any], output: str) -> None:
     """A ValueError when the unfinished run that ``output`` holds (``old``, its manifest) was started by
-    another fastbert version: its finished shards hold that version's vectors, which this version's may
-    differ from (a fix to pooling, to a kernel, to what is read of a model folder), and the shards this run
-    would add beside them, under a manifest naming this version alone, could not be told apart. A manifest
-    that names no version (written by hand) is not refused."""
-    was, now = old.get("fastbert_version"), fastbert_version()
-    if was is None or str(was) == now:
+    another fastbert build: its finished shards hold that build's vectors, which this one's may differ from
+    (a fix to pooling, to a kernel, to what is read of a model folder), and the shards this run would add
+    beside them, under a manifest naming this build alone, could not be told apart. The build is the
+    manifest's ``fastbert_build`` (a digest of the package's code, :func:`~.manifest.fastbert_build`) beside
+    its ``fastbert_version``, which development commits share; a manifest that names a version and no build
+    was written before fastbert recorded one, so by other code. A manifest that names neither (written by
+    hand) is not refused."""
+    was_version, was_build = old.get("fastbert_version"), old.get("fastbert_build")
+    if was_version is None and was_build is None:
         return
+    now_version, now_build = fastbert_version(), fastbert_build()
+    if (was_version is None or str(was_version) == now_version) and was_build == now_build:
+        return
+    was = f"{was_version if was_version is not None else 'of unknown version'} (build {was_build or 'not recorded'})"
+    now = f"{now_version} (build {now_build})"
     raise ValueError(
-        f"{output} holds an unfinished run of fastbert {was}, and this is fastbert {now}: its finished shards "
-        f"hold vectors of {was}, which {now}'s may differ from, so this run does not add its own beside them. "
-        f"Resume with fastbert {was}, or pass --overwrite to start over, or another --output."
+        f"{output} holds an unfinished run of fastbert {was}, and this is fastbert {now}: its finished "
+        f"shards hold vectors of that build, which this one's may differ from, so this run does not add its "
+        f"own beside them. Resume with the fastbert that started it, or pass --overwrite to start over, or "
+        f"another --output."
     )
 
 
