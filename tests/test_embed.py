@@ -1665,3 +1665,49 @@ def test_a_hub_model_of_the_older_layout_is_pinned_to_its_commit(tmp_path, model
     path.write_text("the city\nparis\n")
     m = embed([str(path)], str(tmp_path / "out"), model=repo, progress=False)
     assert m["job"]["model_fingerprint"] == f"hub:{commit}"
+
+
+def test_a_hub_model_of_googles_layout_is_pinned_to_its_commit(tmp_path, monkeypatch):
+    """A hub repository of a Google checkpoint holds bert_config.json and a TF1 checkpoint, no config.json
+    or modules.json, and fastbert loads it: its job recorded no commit (model_fingerprint None), so the run
+    was not pinned (its workers loaded whatever the branch named when each started) and a resume after the
+    branch moved ran on another model. It records the commit, and such a resume is refused."""
+    import uuid
+
+    from huggingface_hub import constants
+
+    from fastbert.embed.job import model_fingerprint
+
+    google = os.path.join(ROOT, "tests", "fixtures", "legacy-bert", "google_ckpt")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = f"fastbert-tests/embed-google-{uuid.uuid4().hex[:8]}"
+    folder = os.path.join(constants.HF_HUB_CACHE, "models--" + repo.replace("/", "--"))
+    first, second = "5" * 40, "6" * 40
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"][: 99 - len(vocab)]
+    for commit in (first, second):
+        snapshot = os.path.join(folder, "snapshots", commit)
+        shutil.copytree(google, snapshot, ignore=shutil.ignore_patterns("expected_outputs.safetensors"))
+        with open(os.path.join(snapshot, "vocab.txt"), "w") as f:
+            f.write("\n".join(vocab) + "\n")
+    os.makedirs(os.path.join(folder, "refs"))
+    with open(os.path.join(folder, "refs", "main"), "w") as f:
+        f.write(first)
+    assert sorted(os.listdir(snapshot)) == [
+        "bert_config.json",
+        "bert_model.ckpt.data-00000-of-00001",
+        "bert_model.ckpt.index",
+        "vocab.txt",
+    ]
+    assert model_fingerprint(repo) == f"hub:{first}"
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis\nthe river\n")
+    out = tmp_path / "out"
+    m = embed([str(path)], str(out), model=repo, shard_rows=1, progress=False)
+    assert m["job"]["model_fingerprint"] == f"hub:{first}" and m["total_rows"] == 3
+    (out / MANIFEST).write_text(json.dumps({**m, "status": "running"}))
+    os.remove(out / "part-00002.parquet")
+    with open(os.path.join(folder, "refs", "main"), "w") as f:
+        f.write(second)
+    with pytest.raises(ValueError, match=f"was commit {first} there and is {second} now"):
+        embed([str(path)], str(out), model=repo, shard_rows=1, progress=False)

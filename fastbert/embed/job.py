@@ -157,12 +157,14 @@ def hub_commit(model: str, revision: str | None) -> str | None:
     ``model`` names now, as the hub answers, or the local cache where the hub is not reached; None where
     neither knows it (loading the model then says why). The run loads that commit, and a resume whose
     revision has moved since is refused: one output, one model."""
+    from fastbert.config import GOOGLE_CONFIG_NAME
     from fastbert.hub import HubOptions, resolve_file
 
     path = None
     # config.json at the top; an older sentence-transformers repository has none there (it keeps it in
-    # modules.json's 0_Transformer), but a modules.json: any file at the top gives the snapshot
-    for name in ("config.json", "modules.json"):
+    # modules.json's 0_Transformer), but a modules.json; a Google checkpoint's, only bert_config.json (which
+    # fastbert loads, with its TF1 checkpoint): any file at the top gives the snapshot
+    for name in ("config.json", "modules.json", GOOGLE_CONFIG_NAME):
         try:
             path = resolve_file(model, name, HubOptions(revision=revision), required=False)
         except OSError:
