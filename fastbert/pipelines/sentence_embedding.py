@@ -187,12 +187,17 @@ def dense_weights_file(folder: str, find) -> str | None:
     return find(f"{prefix}model.safetensors") or find(f"{prefix}pytorch_model.bin")
 
 
-def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[str], bool]:
+def modules_after_pooling(modules: list[dict[str, Any]] | None, find) -> tuple[list[str], bool]:
     """(the folders of the ``Dense`` modules after the pooling, in order; whether ``Normalize`` ends the
-    stack) of a sentence-transformers ``modules.json``. A module fastbert cannot apply is refused by name
+    stack) of a sentence-transformers ``modules.json``; ``find(relative_path)`` gives a module's local
+    ``config.json`` or None (a hub id's fetches it). A module fastbert cannot apply is refused by name
     (its vectors would silently differ from ``SentenceTransformer.encode``): anything but the first module
     (the transformer) before the ``Pooling`` (``WeightedLayerPooling``, a token-level ``Dense``, ``LayerNorm``,
-    a ``SparseEncoder``'s ``SpladePooling``...), anything but ``Dense`` and ``Normalize`` after it."""
+    a ``SparseEncoder``'s ``SpladePooling``...), anything but ``Dense`` and ``Normalize`` after it. A
+    ``Normalize`` normalises what its config's ``module_input_name`` names into its ``module_output_name``
+    (:func:`normalize_names`): one that leaves the sentence embedding alone (token embeddings into token
+    embeddings, the sentence embedding into another output) changes nothing of ``encode``'s vectors and is
+    passed over, as there; one that writes another input over the sentence embedding is refused."""
     dense: list[str] = []
     normalize = False
     after = False
@@ -214,6 +219,17 @@ def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[st
                 "apply (it runs the transformer, then Pooling, Dense and Normalize): encode with "
                 "sentence-transformers, or remove it"
             )
+        if kind == "Normalize":
+            folder = str(module.get("path", "") or "").strip("/")
+            source, target = normalize_names(folder, find)
+            if target != SENTENCE_EMBEDDING:  # the sentence embedding as it was
+                continue
+            if source != SENTENCE_EMBEDDING:
+                raise ValueError(
+                    f"the Normalize module in {folder!r} writes its normalised {source!r} as the "
+                    f"sentence embedding (module_input_name {source!r}, module_output_name {target!r}): "
+                    "fastbert normalises the sentence embedding only: encode with sentence-transformers"
+                )
         if normalize:
             raise ValueError(f"modules.json has {kind} after Normalize: fastbert applies Normalize last only")
         if kind == "Dense":
@@ -226,6 +242,25 @@ def modules_after_pooling(modules: list[dict[str, Any]] | None) -> tuple[list[st
                 "apply (it applies Dense and Normalize): encode with sentence-transformers, or remove it"
             )
     return dense, normalize
+
+
+#: the feature that ``SentenceTransformer.encode`` returns, and that ``Normalize`` normalises by default
+SENTENCE_EMBEDDING = "sentence_embedding"
+
+
+def normalize_names(folder: str, find) -> tuple[str, str]:
+    """(``module_input_name``, ``module_output_name``) of the ``Normalize`` module in ``folder`` (``""``: the
+    top), from its ``config.json`` as sentence-transformers reads it (``find(relative_path)``: a local file
+    or None); ``sentence_embedding`` into itself where there is none (the folders it wrote before the two
+    existed), the output the input where it names none."""
+    from .base import read_json_file
+
+    config = read_json_file(find(f"{folder}/config.json" if folder else "config.json"))
+    config = config if isinstance(config, dict) else {}
+    source = config.get("module_input_name")
+    source = SENTENCE_EMBEDDING if source is None else str(source)
+    target = config.get("module_output_name")
+    return source, source if target is None else str(target)
 
 
 def check_dense_width(

@@ -129,10 +129,13 @@ def resolve_model_path(options: ServeOptions) -> str:
     if pooling_dir:
         fetch(f"{pooling_dir}/config.json")
     for module in listed:
-        if isinstance(module, dict) and module_kind(module) == "Dense":
-            dense_dir = str(module.get("path", "") or "").strip("/")
-            fetch(f"{dense_dir}/config.json" if dense_dir else "config.json")
-            dense_weights_file(dense_dir, fetch)
+        if isinstance(module, dict) and module_kind(module) in ("Dense", "Normalize"):
+            module_dir = str(module.get("path", "") or "").strip("/")
+            fetch(
+                f"{module_dir}/config.json" if module_dir else "config.json"
+            )  # Normalize's: what it normalises
+            if module_kind(module) == "Dense":
+                dense_weights_file(module_dir, fetch)
     sentence_config("", lambda name: resolve_file(path, name, model_hub, required=False))
     # the tokenizer's files, by fastbert's AutoTokenizer's own resolution (tokenizer.json, a family's slow
     # files: vocab.txt, vocab.json + merges.txt, sentencepiece.bpe.model; tokenizer_config.json...)
@@ -197,7 +200,12 @@ def describe_model(options: ServeOptions) -> ModelSpec:
             # with or without modules.json; without one a BERT-family model pools its first token
             pooling_dir = pooling_folder(modules)
             pool_config = _read_json(os.path.join(path, pooling_dir, "config.json")) if pooling_dir else None
-            spec.dense, st_normalize = modules_after_pooling(modules)
+
+            def find(name: str) -> str | None:
+                local = os.path.join(path, name)
+                return local if os.path.isfile(local) else None
+
+            spec.dense, st_normalize = modules_after_pooling(modules, find)
             if pooling:
                 spec.pooling_modes = check_pooling(pooling)
             elif pool_config is not None:

@@ -80,6 +80,59 @@ def test_a_module_after_the_pooling_that_fastbert_cannot_apply_is_refused(dense_
         describe_model(ServeOptions(model=str(folder)))
 
 
+def test_a_normalize_module_of_another_feature_is_applied_as_sentence_transformers_does(
+    dense_folder, tmp_path
+):
+    """sentence-transformers' Normalize normalises the feature its config's module_input_name names into its
+    module_output_name: token embeddings into themselves, or the sentence embedding into another output,
+    leave encode's vectors as they were, and fastbert (pipeline, server) normalised them all the same. Those
+    are passed over now, as there (a Dense after such one applies too); one that writes another feature
+    over the sentence embedding is refused by name."""
+    import shutil
+
+    from fastbert.serve import ServeOptions
+    from fastbert.serve.engine import describe_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(dense_folder, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    last = modules[-1]
+    assert last["type"].endswith("Normalize")
+    # a token-level Normalize between the pooling and the Dense modules, the folder's own last
+    modules.insert(2, {**last, "idx": 9, "name": "9", "path": "9_Normalize"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    os.makedirs(folder / "9_Normalize")
+    token_level = {"module_input_name": "token_embeddings"}
+    (folder / "9_Normalize" / "config.json").write_text(json.dumps(token_level))
+    theirs, ref = _reference(str(folder))
+    assert_close(
+        fastbert.pipeline("sentence-embedding", model=str(folder))(SENTENCES, return_tensors=True),
+        theirs,
+        ref,
+        torch.float32,
+        what="token-level Normalize before the Dense modules",
+    )
+    assert describe_model(ServeOptions(model=str(folder))).normalize is True
+
+    last_folder = folder / last["path"]
+    os.makedirs(last_folder, exist_ok=True)
+    for config in (token_level, {"module_output_name": "normalized"}):
+        (last_folder / "config.json").write_text(json.dumps(config))
+        theirs, ref = _reference(str(folder))
+        assert not torch.allclose(theirs.norm(dim=1), torch.ones(len(SENTENCES)), atol=1e-3)  # not unit
+        ours = fastbert.pipeline("sentence-embedding", model=str(folder))(SENTENCES, return_tensors=True)
+        assert_close(ours, theirs, ref, torch.float32, what=str(config))
+        assert describe_model(ServeOptions(model=str(folder))).normalize is False
+
+    over = {"module_input_name": "token_embeddings", "module_output_name": "sentence_embedding"}
+    (last_folder / "config.json").write_text(json.dumps(over))
+    match = rf"Normalize module in '{last['path']}'.*'token_embeddings'"
+    with pytest.raises(ValueError, match=match):
+        fastbert.pipeline("sentence-embedding", model=str(folder))
+    with pytest.raises(ValueError, match=match):
+        describe_model(ServeOptions(model=str(folder)))
+
+
 @pytest.mark.parametrize(
     ("model_type", "usable"),
     [("bert", 40), ("roberta", 38), ("xlm-roberta", 38), ("mpnet", 38), ("electra", 40)],
