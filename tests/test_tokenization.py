@@ -2188,6 +2188,61 @@ def test_never_split_found_where_the_slow_tokenizer_finds_it(tmp_path):
         assert slow(text)["input_ids"] == ids, text
 
 
+def test_never_split_written_decomposed_as_the_slow_tokenizer(tmp_path):
+    """transformers 4's slow BasicTokenizer composes the text (NFC) before it looks for never_split entries, so
+    an entry is found whatever spelling of it the text has ("Cafe" + U+0301 for "Café", "u" + U+0308 + U+0301
+    or "ü" + U+0301 for "ǘ"): kept whole and looked up as the entry. fastbert looked for the entry as written
+    only: a decomposed one was lower-cased and split as any word ("cafe", or [UNK]). Compared with
+    transformers 5's BertTokenizerLegacy (the slow tokenizer) under each casing setting, and written out."""
+    import unicodedata
+
+    vocab = tmp_path / "vocab.txt"
+    words = "[PAD] [UNK] [CLS] [SEP] [MASK] Café café cafe x ( ) . ! ǘ u ệ Zürich zürich zurich".split()
+    vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
+    never_split = ["Café", "ǘ", "ệ", "Zürich", "qǘq"]
+    spellings = {
+        "Café": ["Cafe\u0301"],
+        "ǘ": ["u\u0308\u0301", "\u00fc\u0301"],
+        "ệ": ["e\u0323\u0302", "e\u0302\u0323", "\u00ea\u0323", "\u1eb9\u0302"],
+        "Zürich": ["Zu\u0308rich", unicodedata.normalize("NFD", "Zürich")],
+        "qǘq": ["qu\u0308\u0301q"],
+    }
+    assert all(unicodedata.normalize("NFC", w) == e != w for e, ws in spellings.items() for w in ws)
+    texts = [
+        f"{before}{w}{after}"
+        for ws in spellings.values()
+        for w in ws
+        for before, after in (("x ", " x"), ("(", ")."), ("", "!"), ("x", ""))
+    ]
+    legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+    for lower, strip in itertools.product((True, False), (None, True, False)):
+        settings = dict(never_split=never_split, do_lower_case=lower, strip_accents=strip)
+        ours = BertTokenizer(str(vocab), **settings)
+        slow = legacy.BertTokenizerLegacy(str(vocab), **settings)
+        for text in texts:
+            assert ours(text)["input_ids"] == slow(text)["input_ids"], (lower, strip, text)
+    ours = BertTokenizer(str(vocab), never_split=never_split)
+    expected = {
+        "x Cafe\u0301 x": [2, 8, 5, 8, 3],  # Café, as written
+        "x u\u0308\u0301 \u00fc\u0301 x": [2, 8, 13, 13, 8, 3],
+        "x e\u0302\u0323 x": [2, 8, 15, 8, 3],  # its marks in another order
+        "x qu\u0308\u0301q": [2, 8, 1, 3],  # not in the vocabulary: [UNK]
+        "x CAFE\u0301 Zu\u0308rich": [2, 8, 7, 16, 3],  # no entry: cafe; Zürich as written
+    }
+    for text, ids in expected.items():
+        assert ours(text)["input_ids"] == ids, text
+    enc = ours("x Cafe\u0301 x", return_offsets_mapping=True)
+    assert enc.tokens() == ["[CLS]", "x", "Café", "x", "[SEP]"]
+    assert enc["offset_mapping"] == [(0, 0), (0, 1), (2, 7), (8, 9), (0, 0)]
+    ours.save_pretrained(tmp_path / "saved")
+    again = BertTokenizer.from_pretrained(tmp_path / "saved")
+    assert again._tokenizer.to_str() == ours._tokenizer.to_str()
+    for text, ids in expected.items():
+        assert again(text)["input_ids"] == ids, text
+    plain = BertTokenizer.from_pretrained(tmp_path / "saved", never_split=None)
+    assert plain._tokenizer.to_str() == BertTokenizer(str(vocab))._tokenizer.to_str()
+
+
 def test_never_split_as_a_set(tmp_path):
     """transformers documents never_split as an Iterable (its BasicTokenizer makes a set of it): a set was refused
     with a ValueError. It is used in sorted order, so the saved tokenizer_config.json is the same on every run; a

@@ -126,10 +126,16 @@ def _apply_normalizer_options(
 # vocabulary whole anyway, and an entry without punctuation that is not in it is [UNK] there too (found beside
 # punctuation as well as whitespace).
 # The slow tokenizer composes the text (NFC) before it looks for the entries: an entry that is not composed is
-# never found, and is left out here (a word of the text written decomposed is not composed here: the fast
-# tokenizer composes nothing).
+# never found, and is left out here. A spelling of an entry written decomposed (or partly: "Zu" + U+0308 +
+# "rich" for "Zürich") is its entry once composed, found where the entry would be, and is composed there, after
+# the clean-up, into the entry as written (the rest of the text is not composed: the fast tokenizer composes
+# nothing). The spellings are those built from the entry's decomposition (its marks in any order that composes
+# back to it, parts of it composed); a character that composition replaces by another one (the Angstrom sign
+# U+212B for U+00C5) is not looked for.
 _PLACEHOLDERS = (0x12000, 0x122FF)  # cuneiform signs
 _UNKNOWN_SIGNS = (0x12300, 0x12399)  # the other cuneiform signs
+#: the decomposition of a piece of an entry longer than this is looked for as itself and fully decomposed only
+_MAX_SPELLING_CHARS = 4
 
 
 def _char_class(ranges: Sequence[tuple[int, int]]) -> str:
@@ -223,6 +229,57 @@ def _protected_normalizer(normalizer: Any, entries: list[str]) -> list[Any]:
     return [*before, normalizer, *after]
 
 
+def _spellings(piece: str) -> list[str]:
+    """The spellings of ``piece`` (a character of an entry and the marks after it) that compose (NFC) to it:
+    each order of its decomposition's characters, with runs of them composed into one character where they
+    compose to one; longest first."""
+    import itertools
+
+    decomposed = unicodedata.normalize("NFD", piece)
+    found = {piece, decomposed}
+    if len(decomposed) <= _MAX_SPELLING_CHARS:
+        for order in set(itertools.permutations(decomposed)):
+            for cuts in itertools.product((False, True), repeat=len(order) - 1):
+                parts, start = [], 0
+                for i, cut in enumerate((*cuts, True)):
+                    if cut:
+                        parts.append("".join(order[start : i + 1]))
+                        start = i + 1
+                composed = [unicodedata.normalize("NFC", part) for part in parts]
+                if all(len(c) == 1 for c in composed):
+                    found.add("".join(composed))
+    return sorted((x for x in found if unicodedata.normalize("NFC", x) == piece), key=lambda x: (-len(x), x))
+
+
+def _composing_steps(token: str, gap: str) -> list[Any]:
+    """The normalizer steps that compose a spelling of ``token`` (composed, as written) that is not composed,
+    where it is a whole word between ``gap`` characters or the ends, into ``token``: a step a piece of it
+    (a character and the marks after it) that has other spellings, from the first, each one composing that
+    piece alone so that the offsets of the word stay those of the text; none where it has no other spelling.
+    Each pattern ends with a placeholder sign where it matches nothing (the word ends before it), which marks
+    the step as never_split's (:func:`_unwrap_never_split`)."""
+    pieces: list[str] = []
+    for char in token:
+        if pieces and unicodedata.combining(char):
+            pieces[-1] += char
+        else:
+            pieces.append(char)
+    spellings = [_spellings(piece) for piece in pieces]
+    mark = chr(_PLACEHOLDERS[0])
+    steps = []
+    for k, piece in enumerate(pieces):
+        others = [x for x in spellings[k] if x != piece]
+        if not others:
+            continue
+        prefix = re.escape("".join(pieces[:k]))  # composed by the steps before
+        look_behind = f"(?<![^{gap}]{prefix})" + (f"(?<={prefix})" if prefix else "")
+        rest = "".join("(?:" + "|".join(re.escape(x) for x in s) + ")" for s in spellings[k + 1 :])
+        alternatives = "|".join(re.escape(x) for x in others)
+        pattern = f"{look_behind}(?:{alternatives})(?={rest}(?![^{gap}])(?!{mark}))"
+        steps.append(normalizers.Replace(Regex(pattern), piece))
+    return steps
+
+
 def _unknown_word_swap(token: str, sign: str, gap: str) -> Any:
     """The normalizer step that swaps the first character of ``token`` (as the normalizer leaves it, a whole word
     between ``gap`` characters or the ends) for ``sign``."""
@@ -277,7 +334,7 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
         strip_accents=norm_state.get("strip_accents"),
         lowercase=norm_state.get("lowercase", True),
     )
-    kept, changed, unknown = [], [], {}
+    found, kept, changed, unknown = [], [], [], {}
     for token in entries:
         normalized = backend.normalizer.normalize_str(token)
         if not normalized or any(c.isspace() for c in normalized):
@@ -286,17 +343,22 @@ def _add_never_split(backend: Tokenizer, never_split: list[str] | None, specials
             continue  # never a word of the cleaned, composed text
         if token not in vocab:
             unknown[token] = signs[len(unknown)]
+        found.append(token)
         kept.append(unknown[token] + token[1:] if token in unknown else token)
         if normalized != token:
             changed.append(token)
     if not kept:
         return
-    if changed or unknown:
-        steps = [cleaner, *(_protected_normalizer(caser, changed) if changed else [caser])]
-        # after the normalizer: a whole word, or a piece between punctuation for an entry without punctuation
-        punctuation = _punctuation_class()[1:-1]
-        pieces = pre_tokenizers.BertPreTokenizer()
-        gap = {t: "\\s" + (punctuation if len(pieces.pre_tokenize_str(t)) == 1 else "") for t in unknown}
+    # where the slow tokenizer finds an entry: a whole word, or a piece between punctuation for an entry
+    # without punctuation (its _tokenize keeps such a piece whole)
+    punctuation = _punctuation_class()[1:-1]
+    pieces = pre_tokenizers.BertPreTokenizer()
+    gap = {t: "\\s" + (punctuation if len(pieces.pre_tokenize_str(t)) == 1 else "") for t in found}
+    composing = [step for t in found for step in _composing_steps(t, gap[t])]
+    if changed or unknown or composing:
+        steps = [cleaner, *composing, *(_protected_normalizer(caser, changed) if changed else [caser])]
+        if norm_state.get("lowercase", True) and norm_state.get("strip_accents") is False:
+            steps += composing  # a word found once lower-cased keeps its marks: composed there too
         steps += [_unknown_word_swap(t, sign, gap[t]) for t, sign in unknown.items()]
         backend.normalizer = normalizers.Sequence(steps)
     words = "|".join(re.escape(t) for t in sorted(kept, key=len, reverse=True))
