@@ -1496,7 +1496,7 @@ def test_resume_identity_normalises_dtype_and_path_and_samples_weights(tmp_path,
     shutil.copytree(models["base"], model)
     out = str(tmp_path / "out")
     m = embed([str(path)], out, model=str(model), progress=False)
-    assert m["job"]["dtype"] == "float32" and m["job"]["model_fingerprint"].startswith("sha256-v2:")
+    assert m["job"]["dtype"] == "float32" and m["job"]["model_fingerprint"].startswith("sha256-v3:")
     link = tmp_path / "link"
     link.symlink_to(model)
     for dtype in ("float32", "fp32", None):
@@ -1511,6 +1511,11 @@ def test_resume_identity_normalises_dtype_and_path_and_samples_weights(tmp_path,
     with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(old, f)
     assert embed([str(path)], out, model=str(model), progress=False)["job"]["dtype"] == "float32"
+    # and a fingerprint of the second kind (weights sampled, a TF1 checkpoint's files left out)
+    old["job"].update(model_fingerprint=model_fingerprint(str(model), version=2))
+    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(old, f)
+    assert embed([str(path)], out, model=str(model), progress=False)["status"] == "complete"
 
     # another model's weights, same size, the mtime kept
     weights = [n for n in os.listdir(model) if n.endswith(".safetensors")]
@@ -1522,6 +1527,33 @@ def test_resume_identity_normalises_dtype_and_path_and_samples_weights(tmp_path,
         os.utime(model / name, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(ValueError, match=r"(?s)another job.*model_fingerprint"):
         embed([str(path)], out, model=str(model), progress=False)
+
+
+def test_a_google_folders_checkpoint_replaced_is_another_model(tmp_path):
+    """A Google folder (bert_config.json, a TF1 checkpoint, vocab.txt), which fastbert loads: its fingerprint
+    left the checkpoint's files out (only .safetensors, .bin, .pt, .h5 and .msgpack were weights), so a
+    checkpoint replaced by another was the same model, and a rerun added the other model's vectors beside the
+    first one's. They count now, as other weights do (name, size, mtime, sampled content)."""
+    google = os.path.join(ROOT, "tests", "fixtures", "legacy-bert", "google_ckpt")
+    model = tmp_path / "google"
+    shutil.copytree(google, model, ignore=shutil.ignore_patterns("expected_outputs.safetensors"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (model / "vocab.txt").write_text("\n".join(vocab[:99]) + "\n")
+    path = tmp_path / "c.txt"
+    path.write_text("the city\nparis\nthe river\n")
+    out = str(tmp_path / "out")
+    m = embed([str(path)], out, model=str(model), shard_rows=1, progress=False)
+    assert m["total_rows"] == 3
+    assert embed([str(path)], out, model=str(model), shard_rows=1, progress=False)["status"] == "complete"
+    data = model / "bert_model.ckpt.data-00000-of-00001"
+    st = os.stat(data)
+    content = bytearray(data.read_bytes())
+    content[-4:] = bytes(4)  # another value of the last weight, the same size and mtime
+    data.write_bytes(bytes(content))
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ValueError, match=r"(?s)another job.*model_fingerprint"):
+        embed([str(path)], out, model=str(model), shard_rows=1, progress=False)
+    assert m["job"]["model_fingerprint"].startswith("sha256-v3:")
 
 
 def test_a_hub_model_is_pinned_to_its_commit(tmp_path, models, monkeypatch):

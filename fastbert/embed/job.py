@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from typing import Any
 
 TASKS = ("sentence-embedding", "feature-extraction", "text-classification")
@@ -126,14 +127,21 @@ def normalize_dtype(dtype: Any) -> str:
 FINGERPRINT_BLOCK = 1 << 16
 FINGERPRINT_BLOCKS = 16
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
+#: a TF1 checkpoint's files (``bert_model.ckpt.index``, ``bert_model.ckpt.data-00000-of-00001``): the weights
+#: of a Google folder, which fastbert loads
+_TF1_FILE = re.compile(r".+\.(?:index|data-\d+-of-\d+)")
+#: the prefix of each version's fingerprint (:func:`model_fingerprint`)
+FINGERPRINT_PREFIXES = {1: "sha256:", 2: "sha256-v2:", 3: "sha256-v3:"}
 
 
-def model_fingerprint(model: str, version: int = 2, revision: str | None = None) -> str | None:
+def model_fingerprint(model: str, version: int = 3, revision: str | None = None) -> str | None:
     """sha256 of a local model folder: its .json and .txt files, and its weight files' names, sizes and
     mtimes and (``version`` 2) sampled content, so that weights replaced by others of the same size with the
     mtime kept (``cp -p``, ``rsync -a``) are another model, at the cost of reading ``FINGERPRINT_BLOCKS``
-    blocks a file. Version 1 (``sha256:``, no content) is how older manifests recorded it. A hub id: the
-    commit its ``revision`` names now (:func:`hub_commit`)."""
+    blocks a file; version 3 counts a TF1 checkpoint's files among the weights (version 2 left them out: a
+    Google folder's weights replaced were the same model). Versions 1 (``sha256:``, no content) and 2
+    (``sha256-v2:``) are how older manifests recorded it. A hub id: the commit its ``revision`` names now
+    (:func:`hub_commit`)."""
     if not os.path.isdir(model):
         return hub_commit(model, revision)
     h = hashlib.sha256()
@@ -144,12 +152,12 @@ def model_fingerprint(model: str, version: int = 2, revision: str | None = None)
             if name.endswith((".json", ".txt")):
                 with open(p, "rb") as f:
                     h.update(rel.encode() + b"\0" + f.read())
-            elif name.endswith(_WEIGHTS):
+            elif name.endswith(_WEIGHTS) or (version >= 3 and _TF1_FILE.fullmatch(name)):
                 st = os.stat(p)
                 h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
                 if version >= 2:
                     h.update(_sampled_content(p, st.st_size))
-    return ("sha256:" if version == 1 else "sha256-v2:") + h.hexdigest()
+    return FINGERPRINT_PREFIXES[version] + h.hexdigest()
 
 
 def hub_commit(model: str, revision: str | None) -> str | None:

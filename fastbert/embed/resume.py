@@ -28,7 +28,7 @@ from typing import Any
 from fastbert.output_files import is_temp_name
 
 from .inputs import filesystem, is_uri, join, stat
-from .job import Job, model_fingerprint, normalize_dtype, pinned_commit
+from .job import FINGERPRINT_PREFIXES, Job, model_fingerprint, normalize_dtype, pinned_commit
 from .lock import LOCK_NAME, FolderLock
 from .manifest import (
     LEGACY_MANIFEST,
@@ -448,13 +448,11 @@ def normalized_identity(old_job: dict[str, Any], job: Job) -> dict[str, Any]:
     fingerprint = d.get("model_fingerprint")
     if fingerprint is None and pinned_commit(job.model_fingerprint) and d.get("model") == job.model:
         d["model_fingerprint"] = job.model_fingerprint  # older manifests recorded no commit for a hub id
-    elif (
-        isinstance(fingerprint, str)
-        and fingerprint.startswith("sha256:")
-        and d.get("model") == job.model
-        and model_fingerprint(job.model, version=1) == fingerprint
-    ):
-        d["model_fingerprint"] = job.model_fingerprint
+    elif isinstance(fingerprint, str) and d.get("model") == job.model:
+        # the older kinds (a prefix of each, none the start of another): replaced when they match the model
+        older = [v for v, prefix in FINGERPRINT_PREFIXES.items() if v < 3 and fingerprint.startswith(prefix)]
+        if older and model_fingerprint(job.model, version=older[0]) == fingerprint:
+            d["model_fingerprint"] = job.model_fingerprint
     if pinned_commit(d.get("model_fingerprint")) and d.get("model_fingerprint") == job.model_fingerprint:
         d["revision"] = job.revision  # another name of the same commit (--revision <commit> on resume)
     return d
