@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .common import require
+from .common import Corrupt, require
 from .names import BASE_SEGMENTS, HEAD_ROOTS, map_keras_or_flax
 
 TF2_WEIGHTS_NAME = "tf_model.h5"
@@ -86,9 +86,9 @@ def read_tf2(files: list[str]) -> list[tuple[str, torch.Tensor, str]]:
         with f:
             try:
                 entries = _tf2_entries(f, h5py)
-            except (OSError, ValueError):
-                raise
-            except Exception as e:
+            except Corrupt as e:
+                raise OSError(f"{path}: {e}") from None
+            except Exception as e:  # h5py's own errors (OSError, KeyError, UnicodeError...) name no file
                 raise OSError(f"{path}: damaged HDF5 (tf_model.h5) file ({type(e).__name__}: {e})") from None
             if not entries:
                 raise OSError(f"{path}: no weights found: is it a transformers TF 2 (Keras) checkpoint?")
@@ -122,7 +122,7 @@ def _tf2_entries(f, h5py) -> list[tuple[str, str, Any, list[str]]]:
     else:
         for layer in layer_names:
             if layer not in root:
-                raise OSError(f"{f.filename}: layer {layer!r} is listed but not stored (truncated file?)")
+                raise Corrupt(f"layer {layer!r} is listed but not stored (truncated file?)")
             obj = root[layer]
             if isinstance(obj, h5py.Dataset):  # sharded layout: datasets named by weight, no model level
                 entries.append(("", layer, obj, _keras_name(layer, drop_model_level=False, find_root=False)))
@@ -130,9 +130,7 @@ def _tf2_entries(f, h5py) -> list[tuple[str, str, Any, list[str]]]:
             weight_names = _h5_attr_list(obj, "weight_names") or []
             for weight_name in weight_names:
                 if weight_name not in obj:
-                    raise OSError(
-                        f"{f.filename}: tensor {layer}/{weight_name} is listed but not stored (truncated file?)"
-                    )
+                    raise Corrupt(f"tensor {layer}/{weight_name} is listed but not stored (truncated file?)")
                 entries.append(
                     (layer, weight_name, obj[weight_name], _keras_name(weight_name, drop_model_level=True))
                 )

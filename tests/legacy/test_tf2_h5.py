@@ -96,6 +96,27 @@ def test_truncated_h5(tmp_path, cut):
         legacy.load_legacy_checkpoint("tf2", [str(bad)])
 
 
+@pytest.mark.parametrize("flip", [3970, 6676, 6696, 6705, 138838])
+def test_damaged_h5_metadata_names_the_file(tmp_path, flip):
+    """A damaged byte in the Keras attributes (``layer_names`` / ``weight_names``, kept in HDF5's global heap):
+    h5py's own OSError ("Can't synchronously read data (bad heap index ...)") came through as it was, naming
+    no file."""
+    bad = corrupt(FIXTURES / "tf_model.h5", tmp_path / "tf_model.h5", flip=flip)
+    with pytest.raises(OSError, match=re.escape(str(bad))):
+        legacy.load_legacy_checkpoint("tf2", [str(bad)])
+
+
+@pytest.mark.parametrize("attr", ["layer_names", "weight_names"])
+def test_undecodable_keras_names_name_the_file(tmp_path, attr):
+    """A layer or weight name that is not UTF-8: h5py's UnicodeEncodeError, naming no file, came through."""
+    path = tmp_path / "tf_model.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"bert\xff" if attr == "layer_names" else b"bert"]
+        f.create_group("bert").attrs["weight_names"] = [b"tf_bert_model/bert/x\xff:0"]
+    with pytest.raises(OSError, match=f"{re.escape(str(path))}: damaged HDF5"):
+        legacy.load_legacy_checkpoint("tf2", [str(path)])
+
+
 def test_h5_without_keras_weights(tmp_path):
     with h5py.File(tmp_path / "tf_model.h5", "w") as f:
         f.attrs["layer_names"] = [b"bert"]
