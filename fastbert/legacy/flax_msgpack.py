@@ -47,6 +47,8 @@ def _flax_ext_hook(code: int, data: bytes):
 
     if code in (1, 3):  # ndarray, numpy scalar: (shape, dtype name, raw bytes)
         shape, dtype, raw = msgpack.unpackb(data, raw=False)
+        if not isinstance(raw, bytes):  # read_flax reports it as a damaged file, naming it
+            raise ValueError(f"array data is a {type(raw).__name__}, not bytes")
         return _FlaxArray(tuple(shape), dtype, raw)
     if code == 2:  # native complex
         return _FlaxArray((), "complex", data)

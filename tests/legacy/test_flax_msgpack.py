@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgpack
 import pytest
 import torch
@@ -101,6 +103,17 @@ def test_msgpack_garbage_and_wrong_sizes(tmp_path):
     (tmp_path / "shape.msgpack").write_bytes(msgpack.packb({"bert": {"pooler": {"dense": {"kernel": arr}}}}))
     with pytest.raises(ValueError, match=r"shape.msgpack: bert/pooler/dense/kernel: invalid shape"):
         legacy.load_legacy_checkpoint("flax", [str(tmp_path / "shape.msgpack")])
+
+
+@pytest.mark.parametrize("data", [0, "abcd", [1.0]])
+def test_array_data_that_is_not_bytes_names_the_file(tmp_path, data):
+    """An array whose data field is an int, a str or a list (a damaged type byte): torch's TypeError ("object of
+    type 'int' has no len()", "string argument without an encoding") came through, naming no file."""
+    arr = msgpack.ExtType(1, msgpack.packb(([1], "float32", data), use_bin_type=True))
+    path = tmp_path / "flax_model.msgpack"
+    path.write_bytes(msgpack.packb({"bert": {"pooler": {"dense": {"bias": arr}}}}))
+    with pytest.raises(OSError, match=f"{re.escape(str(path))}: not a valid Flax msgpack file"):
+        legacy.load_legacy_checkpoint("flax", [str(path)])
 
 
 def test_flax_base_layout_of_another_family_loads(tmp_path):
