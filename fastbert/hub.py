@@ -196,6 +196,7 @@ def resolve_file(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        GatedRepoError,
         HFValidationError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
@@ -235,7 +236,18 @@ def resolve_file(
         return None
     except RevisionNotFoundError:
         raise OSError(f"{path_or_id!r} has no revision {hub.revision!r}") from None
-    except (RepositoryNotFoundError, HFValidationError):
+    except GatedRepoError as e:  # a RepositoryNotFoundError too: the repository exists, access is not granted
+        raise OSError(
+            f"{path_or_id!r} is a gated repository on the Hugging Face hub: request access at "
+            f"https://huggingface.co/{path_or_id} and pass a token that has it (token=..., or `hf auth login`) "
+            f"({e})"
+        ) from None
+    except RepositoryNotFoundError:  # also what the hub answers for a private repository without a token
+        raise OSError(
+            f"{path_or_id!r} is neither a local folder nor a model id on the Hugging Face hub; if it is a "
+            "private repository, pass a token that can read it (token=..., or `hf auth login`)"
+        ) from None
+    except HFValidationError:
         raise OSError(
             f"{path_or_id!r} is neither a local folder nor a model id on the Hugging Face hub"
         ) from None

@@ -203,3 +203,31 @@ def test_fetch_weight_files_fetches_a_sharded_checkpoint_and_nothing_else(tmp_pa
     loaded = fastbert.BertModel.from_pretrained(os.path.dirname(files[0]))
     for name, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("kind", ["gated", "not-found"])
+def test_gated_or_private_repository_says_so(monkeypatch, kind):
+    """The hub answers a gated repository with GatedRepoError, a RepositoryNotFoundError: it said "is neither a
+    local folder nor a model id on the Hugging Face hub" of a repository that exists. A gated one now says to
+    request access and pass a token, a missing one (what a private repository without a token looks like) that
+    a private one needs a token, as transformers says (no network: the download is monkeypatched)."""
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    error_class = GatedRepoError if kind == "gated" else RepositoryNotFoundError
+    error = error_class.__new__(error_class)  # without an HTTP response to build it from
+    Exception.__init__(error, "403 Client Error")
+
+    def download(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "hub_unavailable", lambda hub_options=None: None)
+    said = (
+        r"'someone/gated-bert' is a gated repository .*request access at "
+        r"https://huggingface.co/someone/gated-bert and pass a token"
+        if kind == "gated"
+        else r"'someone/gated-bert' is neither a local folder nor a model id .*private repository, pass a token"
+    )
+    with pytest.raises(OSError, match=said):
+        resolve_file("someone/gated-bert", "config.json")
