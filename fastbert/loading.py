@@ -329,6 +329,17 @@ def find_and_load_weights(
             f"{path_or_id!r} is not a local folder, and its weights are not in the local cache ({reason}): "
             "pass a local folder that holds the model"
         )
+    if from_tf != from_flax and os.path.isdir(path_or_id):
+        # the folder holds the other kind: the flag that loads it (transformers 4: "there is a file for Flax
+        # weights. Use `from_flax=True`"), not "holds no model weights"
+        other = legacy.find_legacy_checkpoint(path_or_id, hub=hub)
+        if other is not None:
+            asked, wanted = ("from_tf", "TensorFlow") if from_tf else ("from_flax", "Flax")
+            flag = "from_flax" if other[0] == "flax" else "from_tf"
+            raise OSError(
+                f"{where} holds no {wanted} checkpoint or PyTorch weights ({asked}=True), but holds "
+                f"{os.path.basename(other[1][0])}: pass {flag}=True to load it"
+            )
     if use_safetensors is not None and os.path.isdir(path_or_id):
         wanted = (
             (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
@@ -168,3 +169,23 @@ def test_a_checkpoint_file_without_its_flag_names_the_flag(name, said):
 
     with pytest.raises(OSError, match=said):
         fastbert.BertForPreTraining.from_pretrained(os.path.join(FIXTURES, name))
+
+
+@pytest.mark.parametrize(
+    "names, kwargs, said",
+    [
+        (["flax_model.msgpack"], {"from_tf": True}, "but holds flax_model.msgpack: pass from_flax=True"),
+        (["tf_model.h5"], {"from_flax": True}, "but holds tf_model.h5: pass from_tf=True"),
+        ([INDEX, SHARD], {"from_flax": True}, f"but holds {INDEX}: pass from_tf=True"),
+    ],
+)
+def test_the_other_flag_is_named_when_the_folder_holds_the_other_kind(tmp_path, names, kwargs, said):
+    """from_tf=True on a folder holding only a Flax checkpoint (or from_flax=True on a TF one) said "holds no
+    model weights: expected ..., flax_model.msgpack", of a folder holding flax_model.msgpack; transformers 4
+    names the flag ("there is a file for Flax weights. Use `from_flax=True`")."""
+    src = GOOGLE if INDEX in names else FIXTURES
+    folder = copy_files(src, tmp_path / "m", names)
+    shutil.copyfile(FIXTURES / "config.json", folder / "config.json")
+    with pytest.raises(OSError, match=re.escape(f"{folder} holds no ") + ".*" + re.escape(said)):
+        fastbert.BertModel.from_pretrained(str(folder), **kwargs)
+    fastbert.BertModel.from_pretrained(str(folder), **{k: False for k in kwargs})  # loads without the flag
