@@ -324,22 +324,24 @@ def find_and_load_weights(
         if state is not None:
             return state
     reason = None if os.path.isdir(path_or_id) else hub_unavailable(hub)
+    if from_tf != from_flax and (os.path.isdir(path_or_id) or reason is not None):
+        # the folder (or a hub id's local cache: nothing is downloaded for this) holds the other kind: the flag
+        # that loads it (transformers 4: "there is a file for Flax weights. Use `from_flax=True`"), not "holds
+        # no model weights"
+        other = legacy.find_legacy_checkpoint(path_or_id, hub=hub)
+        if other is not None:
+            asked, wanted = ("from_tf", "TensorFlow") if from_tf else ("from_flax", "Flax")
+            flag = "from_flax" if other[0] == "flax" else "from_tf"
+            cached = "" if reason is None else " in the local cache"
+            raise OSError(
+                f"{where} holds no {wanted} checkpoint or PyTorch weights ({asked}=True), but holds "
+                f"{os.path.basename(other[1][0])}{cached}: pass {flag}=True to load it"
+            )
     if reason is not None:  # a hub id whose weights are not cached: "holds no weights" would mislead
         raise OSError(
             f"{path_or_id!r} is not a local folder, and its weights are not in the local cache ({reason}): "
             "pass a local folder that holds the model"
         )
-    if from_tf != from_flax and os.path.isdir(path_or_id):
-        # the folder holds the other kind: the flag that loads it (transformers 4: "there is a file for Flax
-        # weights. Use `from_flax=True`"), not "holds no model weights"
-        other = legacy.find_legacy_checkpoint(path_or_id, hub=hub)
-        if other is not None:
-            asked, wanted = ("from_tf", "TensorFlow") if from_tf else ("from_flax", "Flax")
-            flag = "from_flax" if other[0] == "flax" else "from_tf"
-            raise OSError(
-                f"{where} holds no {wanted} checkpoint or PyTorch weights ({asked}=True), but holds "
-                f"{os.path.basename(other[1][0])}: pass {flag}=True to load it"
-            )
     if use_safetensors is not None and os.path.isdir(path_or_id):
         wanted = (
             (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)

@@ -189,3 +189,17 @@ def test_the_other_flag_is_named_when_the_folder_holds_the_other_kind(tmp_path, 
     with pytest.raises(OSError, match=re.escape(f"{folder} holds no ") + ".*" + re.escape(said)):
         fastbert.BertModel.from_pretrained(str(folder), **kwargs)
     fastbert.BertModel.from_pretrained(str(folder), **{k: False for k in kwargs})  # loads without the flag
+
+
+def test_the_other_flag_is_named_for_a_cached_hub_id(tmp_path):
+    """The same of a hub id whose cache holds the other kind (local_files_only: nothing is downloaded): it said
+    "its weights are not in the local cache" of a cache holding tf_model.h5."""
+    repo = tmp_path / "models--someone--tf-bert"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    copy_files(FIXTURES, snapshot, ["tf_model.h5", "config.json"])
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    hub_kwargs = {"cache_dir": str(tmp_path), "local_files_only": True}
+    fastbert.BertModel.from_pretrained("someone/tf-bert", from_tf=True, **hub_kwargs)  # cached: loads
+    with pytest.raises(OSError, match="but holds tf_model.h5 in the local cache: pass from_tf=True"):
+        fastbert.BertModel.from_pretrained("someone/tf-bert", from_flax=True, **hub_kwargs)
