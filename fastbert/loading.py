@@ -315,7 +315,13 @@ def find_and_load_weights(
         )
     from . import legacy  # the readers import their optional packages ([legacy]) only when used
 
-    found = legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, hub=hub)
+    # as transformers: use_safetensors=True reads safetensors only (a TF / Flax checkpoint loads with its flag)
+    only_safetensors = use_safetensors is True and not (from_tf or from_flax)
+    found = (
+        None
+        if only_safetensors
+        else legacy.find_legacy_checkpoint(path_or_id, from_tf=from_tf, from_flax=from_flax, hub=hub)
+    )
     if found is not None:
         kind, files = found
         return legacy.load_legacy_checkpoint(kind, files)
@@ -358,6 +364,13 @@ def find_and_load_weights(
             raise OSError(
                 f"{where} has no {' or '.join(wanted)} (use_safetensors={use_safetensors}), but holds "
                 f"{held[0]}: pass use_safetensors={not use_safetensors} (or None) to load it"
+            )
+        other_kind = legacy.find_legacy_checkpoint(path_or_id, hub=hub) if only_safetensors else None
+        if other_kind is not None:
+            flag = "from_flax" if other_kind[0] == "flax" else "from_tf"
+            raise OSError(
+                f"{where} has no {' or '.join(wanted)} (use_safetensors=True), but holds "
+                f"{os.path.basename(other_kind[1][0])}: pass {flag}=True (or use_safetensors=None) to load it"
             )
     raise OSError(
         f"{where} holds no model weights: expected {SAFE_WEIGHTS_NAME}, {WEIGHTS_NAME} (or their sharded "

@@ -203,3 +203,17 @@ def test_the_other_flag_is_named_for_a_cached_hub_id(tmp_path):
     fastbert.BertModel.from_pretrained("someone/tf-bert", from_tf=True, **hub_kwargs)  # cached: loads
     with pytest.raises(OSError, match="but holds tf_model.h5 in the local cache: pass from_tf=True"):
         fastbert.BertModel.from_pretrained("someone/tf-bert", from_flax=True, **hub_kwargs)
+
+
+@pytest.mark.parametrize("name, flag", [("tf_model.h5", "from_tf"), ("flax_model.msgpack", "from_flax")])
+def test_use_safetensors_true_does_not_read_a_tf_or_flax_checkpoint(tmp_path, name, flag):
+    """use_safetensors=True on a folder holding only a TF / Flax checkpoint: transformers reads safetensors
+    only ("Error no file named model.safetensors"); it loaded tf_model.h5 / flax_model.msgpack instead. The
+    error names the flag that loads it; with the flag, as transformers 4, the flag wins."""
+    folder = copy_files(FIXTURES, tmp_path / "m", [name, "config.json"])
+    with pytest.raises(
+        OSError, match=re.escape(f"but holds {name}: pass {flag}=True (or use_safetensors=None)")
+    ):
+        fastbert.BertModel.from_pretrained(str(folder), use_safetensors=True)
+    fastbert.BertModel.from_pretrained(str(folder), use_safetensors=True, **{flag: True})
+    fastbert.BertModel.from_pretrained(str(folder))
