@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("fastbert.benchmark", "benchmark fastbert against transformers and torch.compile"),
     "convert": (
         "fastbert.cli:ConvertCommand",
-        "convert a TF 2, Flax or Google TF1 checkpoint into a safetensors folder",
+        "convert a BERT TF 2, Flax or Google TF1 checkpoint into a safetensors folder",
     ),
 }
 
@@ -52,7 +52,7 @@ class ConvertCommand:
     @staticmethod
     def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "src", metavar="SRC", help="folder, hub id or file of a TF 2, Flax or Google TF1 checkpoint"
+            "src", metavar="SRC", help="folder, hub id or file of a BERT TF 2, Flax or Google TF1 checkpoint"
         )
         parser.add_argument("dst", metavar="DST", help="folder to write model.safetensors + config.json into")
         group = parser.add_mutually_exclusive_group()

@@ -268,11 +268,12 @@ def convert_checkpoint(
     if os.path.exists(out_model) and not overwrite:
         raise OSError(f"{out_model} exists already (pass --overwrite to replace it)")
 
-    state = _under_bert(load_legacy_checkpoint(kind, files))
     config_src = hub_files.config_location(src)
     # the subfolder is of src; a checkpoint file given directly has its config beside it
     config_hub = hub if config_src == src else dataclasses.replace(hub, subfolder="")
+    _refuse_other_families(config_src, config_hub)  # before the checkpoint is read
     config = BertConfig.from_pretrained(config_src, hub=config_hub)
+    state = _under_bert(load_legacy_checkpoint(kind, files))
     check_shapes(config, state)
 
     arch = infer_architecture(state, config)
@@ -321,6 +322,31 @@ def convert_checkpoint(
         save_file(out, name, metadata={"format": "pt"})
     log(f"fastbert convert: wrote {arch} ({len(out)} tensors, from {kind} {files[0]}) to {dst}")
     return arch
+
+
+def _refuse_other_families(config_src: str, hub: HubOptions) -> None:
+    """``ValueError`` for a checkpoint whose config.json names another family than BERT (its ``model_type``,
+    or for one without, its ``architectures``): the conversion writes BERT's
+    classes only, and said "describes a 'roberta' model, not a BERT model (fastbert.AutoConfig picks ...)"."""
+    import json
+
+    from ..config import find_config_file
+    from ..registry import model_type_of
+
+    config_file = find_config_file(config_src, hub)
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return  # BertConfig.from_pretrained says what is wrong with it
+    # not the name rule (a folder path holding "electra" somewhere): Google's bert_config.json has no model_type
+    model_type = model_type_of(data) if isinstance(data, dict) else None
+    if model_type not in (None, "bert"):
+        raise ValueError(
+            f"{config_file} describes a {model_type!r} model: fastbert convert converts BERT checkpoints only; "
+            "load this one with fastbert.AutoModel (or the class of its head).from_pretrained(SRC, from_tf=True "
+            "or from_flax=True) and write it with save_pretrained"
+        )
 
 
 def _copy_tokenizer_files(

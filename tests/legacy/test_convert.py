@@ -153,3 +153,40 @@ def test_overwrite_replaces_the_tokenizer_files_too(google_copy, tmp_path):
     legacy.convert_checkpoint(str(google_copy), str(dst), overwrite=True, log=logged.append)
     assert (dst / "vocab.txt").read_text() == new
     assert any("kept" in line and "tokenizer.json" in line for line in logged), logged
+
+
+@pytest.mark.parametrize(
+    "fields", [{"model_type": "roberta"}, {"model_type": None, "architectures": ["DistilBertForMaskedLM"]}]
+)
+def test_a_checkpoint_of_another_family_is_refused_before_it_is_read(tmp_path, monkeypatch, fields):
+    """convert writes BERT's classes only. A RoBERTa config said "describes a 'roberta' model, not a BERT
+    model (fastbert.AutoConfig picks the class ...)", after the whole checkpoint was read; one without
+    model_type whose architectures name another family was read as BERT ("lacks weights of a BertModel")."""
+    import json
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    shutil.copyfile(FIXTURES / "tf_model.h5", folder / "tf_model.h5")
+    data = json.loads((FIXTURES / "config.json").read_text())
+    data.update(fields)
+    if data["model_type"] is None:
+        del data["model_type"]
+    (folder / "config.json").write_text(json.dumps(data))
+
+    def not_read(*args, **kwargs):
+        raise AssertionError("the checkpoint was read")
+
+    monkeypatch.setattr(legacy.convert, "load_legacy_checkpoint", not_read)
+    with pytest.raises(
+        ValueError, match="converts BERT checkpoints only; load this one with fastbert.AutoModel"
+    ):
+        convert(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_google_checkpoint_under_a_path_naming_another_family_converts(tmp_path):
+    """Google's bert_config.json has no model_type: a folder path that holds "electra" is not read as an
+    ELECTRA checkpoint by convert (transformers 4's name rule is not applied to it)."""
+    src = tmp_path / "electra_vs_bert" / "google"
+    shutil.copytree(GOOGLE, src)
+    assert convert(src, tmp_path / "out") == "BertForPreTraining"
