@@ -26,6 +26,7 @@ TF1_SKIP = {
     "lamb_v",
     "Momentum",
     "global_step",
+    "temperature",  # google-research/electra's (transformers 4's load_tf_weights_in_electra skips it)
     "beta1_power",
     "beta2_power",
     "loss_scale",
@@ -71,12 +72,17 @@ def map_keras_or_flax(parts: list[str], tensor: torch.Tensor, source: str) -> tu
 
 def map_tf1(name: str, tensor: torch.Tensor, source: str) -> tuple[str, torch.Tensor]:
     """The PyTorch name and tensor of a google-research/bert variable, as transformers 4's
-    ``load_tf_weights_in_bert`` maps them (plus the fine-tuning heads of run_classifier.py / run_squad.py)."""
+    ``load_tf_weights_in_bert`` maps them (plus the fine-tuning heads of run_classifier.py / run_squad.py), and
+    of a google-research/electra one, as its ``load_tf_weights_in_electra`` (``dense_1`` is ``dense_prediction``)."""
     parts = name.split("/")
     if parts in (["output_weights"], ["output_bias"]):  # run_classifier.py
         parts = ["classifier", parts[0]]
     elif parts[:2] == ["cls", "squad"]:  # run_squad.py
         parts = ["qa_outputs", *parts[2:]]
+    elif parts[:2] == ["discriminator_predictions", "dense_1"]:  # google-research/electra's scorer
+        parts = ["discriminator_predictions", "dense_prediction", *parts[2:]]
+    elif parts == ["generator_predictions", "output_bias"]:  # google-research/electra's generator
+        parts = ["generator_lm_head", "bias"]
     out: list[str] = []
     for p in parts:
         m = re.fullmatch(r"([A-Za-z]+)_(\d+)", p)

@@ -170,3 +170,38 @@ def test_index_fields_of_the_wrong_wire_type(google_copy, key, extra, said):
     write_tf1_index(google_copy / INDEX, table)
     with pytest.raises(OSError, match=f"{INDEX}: .*{said}"):
         legacy.load_legacy_checkpoint("tf1", [str(google_copy / INDEX)])
+
+
+def test_google_electra_checkpoint_loads_its_discriminator_and_generator_heads(tmp_path):
+    """google-research/electra's TF1 names: the discriminator's scorer is ``discriminator_predictions/dense_1``
+    and the generator's bias ``generator_predictions/output_bias`` (transformers 4's load_tf_weights_in_electra:
+    ``dense_prediction``, ``generator_lm_head.bias``); ``temperature`` is skipped. The scorer was read as
+    ``dense_1``, an unexpected key, and ElectraForPreTraining ran a random one."""
+    import fastbert
+
+    config = fastbert.ElectraConfig(
+        vocab_size=60, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=40,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = fastbert.ElectraForPreTraining(config).eval()
+    state = {
+        k: v for k, v in model.state_dict().items() if not k.endswith(("position_ids", "token_type_ids"))
+    }
+    tf = google_names(state, google_heads=False)
+    tf["electra/embeddings_project/kernel"] = tf.pop("electra/embeddings_project/weight").t().contiguous()
+    for end in ("kernel", "bias"):
+        tf[f"discriminator_predictions/dense_1/{end}"] = tf.pop(
+            f"discriminator_predictions/dense_prediction/{end}"
+        )
+    bias = torch.randn(60)
+    extra = {"generator_predictions/output_bias": bias, "temperature": torch.tensor(1.0)}
+    write_tf1_bundle(tmp_path / "model.ckpt", tf | extra)
+    config.save_pretrained(tmp_path)
+    state = legacy.load_legacy_checkpoint(*legacy.find_legacy_checkpoint(str(tmp_path)))
+    assert torch.equal(state["generator_lm_head.bias"], bias) and "temperature" not in state
+    again, info = fastbert.ElectraForPreTraining.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and info["unexpected_keys"] == {"generator_lm_head.bias"}
+    ids = torch.randint(0, 60, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, model(ids).logits)
