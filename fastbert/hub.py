@@ -232,7 +232,8 @@ def resolve_file(
         raise not_reachable from None
     except EntryNotFoundError:
         if required:
-            raise OSError(f"{path_or_id} has no file named {filename}") from None
+            at = f" at revision {hub.revision!r}" if hub.revision else ""
+            raise OSError(f"{folder_looked_in(path_or_id, hub)}{at} has no file named {filename}") from None
         return None
     except RevisionNotFoundError:
         raise OSError(f"{path_or_id!r} has no revision {hub.revision!r}") from None

@@ -231,3 +231,24 @@ def test_gated_or_private_repository_says_so(monkeypatch, kind):
     )
     with pytest.raises(OSError, match=said):
         resolve_file("someone/gated-bert", "config.json")
+
+
+def test_a_file_missing_from_a_hub_subfolder_names_the_subfolder(monkeypatch):
+    """A file the hub repository lacks in the subfolder (and revision) asked for: the error named the repository
+    alone, as if the file had been looked for at its top (no network: the download is monkeypatched)."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    def download(*args, **kwargs):
+        error = EntryNotFoundError.__new__(EntryNotFoundError)
+        Exception.__init__(error, "404 Client Error")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "hub_unavailable", lambda hub_options=None: None)
+    options = HubOptions(subfolder="models/base", revision="v2")
+    with pytest.raises(
+        OSError, match=re.escape("someone/bert/models/base at revision 'v2' has no file named a.json")
+    ):
+        resolve_file("someone/bert", "a.json", options)
+    assert resolve_file("someone/bert", "a.json", options, required=False) is None
