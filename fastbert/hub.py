@@ -22,8 +22,12 @@ class HubOptions:
 
     @classmethod
     def pop_from(cls, kwargs: dict) -> HubOptions:
-        """The options named in ``kwargs`` (removed from it); the rest keep their defaults."""
+        """The options named in ``kwargs`` (removed from it); the rest keep their defaults. transformers 4's
+        ``use_auth_token`` (removed too) is the ``token`` where none is given."""
         popped = {k: kwargs.pop(k) for k in HUB_FIELDS if k in kwargs}
+        legacy_token = kwargs.pop("use_auth_token", None)
+        if popped.get("token") is None and legacy_token is not None:
+            popped["token"] = legacy_token
         return cls(**{k: v for k, v in popped.items() if v is not None})
 
     def as_kwargs(self) -> dict:

@@ -574,6 +574,9 @@ class PreTrainedMixin:
                 "hub id to read the missing one from"
             )
         path = str(pretrained_model_name_or_path)
+        legacy_token = kwargs.pop("use_auth_token", None)  # transformers 4's (deprecated) name of ``token``
+        if token is None:
+            token = legacy_token
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         for key in _LOADING_ONLY_KWARGS:  # transformers' download / placement options: nothing to configure
@@ -972,7 +975,6 @@ _LOADING_ONLY_KWARGS = (
     "_commit_hash",
     "weights_only",
     "disable_mmap",
-    "use_auth_token",
     "user_agent",
     "tqdm_class",
 )

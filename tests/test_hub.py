@@ -252,3 +252,47 @@ def test_a_file_missing_from_a_hub_subfolder_names_the_subfolder(monkeypatch):
     ):
         resolve_file("someone/bert", "a.json", options)
     assert resolve_file("someone/bert", "a.json", options, required=False) is None
+
+
+def test_use_auth_token_is_the_token_of_the_model_too(tmp_path, monkeypatch):
+    """transformers 4's ``use_auth_token=`` is read as ``token`` (as the tokenizers read it): the models',
+    AutoModel's and AutoConfig's from_pretrained dropped it, so a private hub model's files were asked for
+    without it."""
+    import fastbert
+    from fastbert import loading
+
+    fastbert.BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    ).save_pretrained(tmp_path)
+    seen = []
+
+    def weights(path, hub_options, **kwargs):
+        seen.append(hub_options.token)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(loading, "find_and_load_weights", weights)
+    for build in (fastbert.BertModel, fastbert.AutoModel):
+        with pytest.raises(OSError, match="stop here"):
+            build.from_pretrained(tmp_path, use_auth_token="hf_old")
+        assert seen.pop() == "hf_old"
+    options = HubOptions.pop_from(kwargs := {"use_auth_token": "hf_old", "revision": "v1"})
+    assert options == HubOptions(revision="v1", token="hf_old") and not kwargs
+    assert HubOptions.pop_from({"use_auth_token": "a", "token": "b"}).token == "b"
+    for kwargs, want in [
+        ({"use_auth_token": "hf_old"}, "hf_old"),
+        ({"use_auth_token": "a", "token": "b"}, "b"),
+    ]:
+        with pytest.raises(OSError, match="stop here"):
+            fastbert.BertModel.from_pretrained(tmp_path, **kwargs)
+        assert seen.pop() == want
+    from fastbert import config as config_module
+
+    real, tokens = config_module.find_config_file, []
+
+    def find_config_file(path, hub_options):
+        tokens.append(hub_options.token)
+        return real(path, hub_options)
+
+    monkeypatch.setattr(config_module, "find_config_file", find_config_file)
+    fastbert.BertConfig.from_pretrained(tmp_path, use_auth_token="hf_old")
+    assert tokens == ["hf_old"]
