@@ -2,7 +2,8 @@
 
 In:  input_ids (T,) int64/int32; position_ids (T,) or None (= arange(T)); token_type_ids (T,)
      or None (= all type 0); word_weight (V, H), position_weight (P, H), type_weight (TV, H),
-     ln_weight (H,), ln_bias (H,): tables of one dtype (fp32/fp16/bf16), any row/column strides;
+     ln_weight (H,), ln_bias (H,): tables of one dtype (fp32/fp16/bf16), any row/column strides
+     (row and column offsets in int64: a transposed table of >= 2**31 elements is read in place);
      LayerNorm parameters fp32/fp16/bf16. position_weight, type_weight and ln_bias may be None (no
      such table / a LayerNorm without bias: ModernBERT's embeddings are word + LayerNorm(bias=False)).
 Out: (T, H) contiguous in the weights' dtype. Sum and LayerNorm statistics in fp32, eps as given
@@ -56,23 +57,26 @@ def _embed_layernorm_kernel(
     cols = tl.arange(0, BLOCK_N)
     col_ok = cols < H
     mask = row_ok[:, None] & col_ok[None, :]
+    # a table's column offset in int64, as its row offset: a transposed (V, H) view of >= 2**31 elements
+    # (a stride that fits int32 times a column that makes it pass 2**31) wrapped to a read out of bounds
+    tcols = cols.to(tl.int64)
     ids = tl.load(IDS + rows, mask=row_ok, other=0).to(tl.int64)
     if HAS_POS:
         pos = tl.load(POS + rows, mask=row_ok, other=0).to(tl.int64)
     else:
         pos = rows
-    h = tl.load(WE + ids[:, None] * stride_we0 + cols[None, :] * stride_we1, mask=mask, other=0.0)
+    h = tl.load(WE + ids[:, None] * stride_we0 + tcols[None, :] * stride_we1, mask=mask, other=0.0)
     h = h.to(tl.float32)
     if HAS_PE:
-        pe = tl.load(PE + pos[:, None] * stride_pe0 + cols[None, :] * stride_pe1, mask=mask, other=0.0)
+        pe = tl.load(PE + pos[:, None] * stride_pe0 + tcols[None, :] * stride_pe1, mask=mask, other=0.0)
         h += pe.to(tl.float32)
     if HAS_TE:
         if HAS_TT:
             tt = tl.load(TT + rows, mask=row_ok, other=0).to(tl.int64)
-            te = tl.load(TE + tt[:, None] * stride_te0 + cols[None, :] * stride_te1, mask=mask, other=0.0)
+            te = tl.load(TE + tt[:, None] * stride_te0 + tcols[None, :] * stride_te1, mask=mask, other=0.0)
             h += te.to(tl.float32)
         else:
-            h += tl.load(TE + cols * stride_te1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+            h += tl.load(TE + tcols * stride_te1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     # h is 0 on padding columns (masked loads)
     y = normalize(h, col_ok, H, eps, W, LB, cols, HAS_LN_BIAS, False, EXACT)
     tl.store(Y + rows[:, None] * H + cols[None, :], cast_out(y, Y.dtype.element_ty), mask=mask)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +112,44 @@ def test_validation_reads_the_device_once(device, monkeypatch):
     cu = torch.tensor([0, 4, 9], dtype=torch.int32, device=device)
     kernels.attention_varlen(q, q, q, cu, cu, 5, 5, 0.1)
     assert len(reads) == 3
+
+
+_WIDE_TABLES_CHILD = """
+import torch
+from fastbert.kernels import embed_layernorm
+
+H, S, V, P, TV = 3, 2**30 + 1, 5, 4, 2  # column stride S fits int32; column 2's offset 2 * S does not
+try:
+    store = torch.empty(2 * S + V + P + TV, dtype=torch.float16)  # 4 GiB of address space, pages untouched
+except RuntimeError:
+    raise SystemExit(3)
+small = torch.randn(V + P + TV, H).half()
+for c in range(H):  # only these few elements are written (and read back)
+    store[c * S : c * S + V + P + TV] = small[:, c]
+we = store.as_strided((V, H), (1, S))  # transposed views, as (H, rows) tables' .t()
+pe = store.as_strided((P, H), (1, S), V)
+te = store.as_strided((TV, H), (1, S), V + P)
+ids, pos, tt = torch.tensor([4, 0, 2]), torch.tensor([3, 1, 0]), torch.tensor([1, 0, 1])
+lw = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float16)
+for tt_ in (tt, None):
+    got = embed_layernorm(ids, pos, tt_, we, pe, te, lw, None, 1e-5)
+    h = small[ids].float() + small[V + pos].float() + small[V + P + (tt_ if tt_ is not None else 0)].float()
+    want = torch.nn.functional.layer_norm(h, (H,), lw.float(), None, 1e-5)
+    torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)
+print("ok")
+"""
+
+
+def test_transposed_tables_past_int32_columns():
+    """A table's column offset is ``column * stride``: in a transposed view of >= 2**31 elements (a word
+    table stored (hidden, vocab)) it passes 2**31 while the stride itself fits int32, and in int32 it wrapped
+    to a read out of bounds (a segfault under the interpreter). Such tables are read in place, with int64
+    offsets. Run under the interpreter on the CPU in a child process (a wrapped read crashes it), with a
+    4 GiB fp16 storage of which only the few elements read are ever touched."""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _WIDE_TABLES_CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
+    if run.returncode == 3:
+        pytest.skip("no 4 GiB of address space for the table's storage")
+    assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-2000:])
