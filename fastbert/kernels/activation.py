@@ -36,6 +36,7 @@ ACTIVATIONS: dict[str, int] = {
     "swish": 5,
 }
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_GRID_COLUMN_BLOCKS = 65535  # the elementwise grid's axis 1 (CUDA: at most 65,535 blocks on axes 1 and 2)
 
 
 def activation_code(activation: str) -> int:
@@ -157,6 +158,17 @@ def check_vector(name: str, t: torch.Tensor | None, n: int, x: torch.Tensor) -> 
         raise ValueError(f"{name} is on {t.device}, input on {x.device}")
 
 
+def check_grid_columns(n_out: int) -> None:
+    """ValueError unless ``n_out`` output columns fit the elementwise grid: its axis 1 carries the column
+    blocks (of at most 1024), and CUDA launches at most 65,535 blocks on that axis."""
+    blocks = _compat.cdiv(n_out, elementwise_settings(n_out)[1])
+    if blocks > MAX_GRID_COLUMN_BLOCKS:
+        raise ValueError(
+            f"{n_out} output columns a row need {blocks} column blocks, over the grid's "
+            f"{MAX_GRID_COLUMN_BLOCKS} (its axis 1); split the last dimension"
+        )
+
+
 def check_input(name: str, x: torch.Tensor) -> None:
     """ValueError unless x is a floating tensor (fp32/fp16/bf16) with at least one dimension."""
     if not isinstance(x, torch.Tensor):
@@ -172,6 +184,7 @@ def _check_bias_act(args: dict) -> None:
     check_input("x", x)
     check_vector("bias", args["bias"], x.shape[-1], x)
     activation_code(args["activation"])
+    check_grid_columns(x.shape[-1])
 
 
 def _launch_elementwise(
@@ -222,6 +235,7 @@ def _check_glu(args: dict) -> None:
         raise ValueError(f"glu needs an even last dimension ([input | gate]), got {x.shape[-1]}")
     check_vector("bias", args["bias"], x.shape[-1], x)
     activation_code(args["activation"])
+    check_grid_columns(x.shape[-1] // 2)
 
 
 @kernel_op(check=_check_glu)

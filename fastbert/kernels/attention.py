@@ -48,6 +48,7 @@ from ._op import check_count, check_flag, check_float, kernel_op
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
+MAX_GRID_HEADS = 65535  # grid axis 1 carries the heads (CUDA: at most 65,535 blocks on axes 1 and 2)
 _LOG2E = 1.4426950408889634
 
 # Candidates (BLOCK_M, BLOCK_N, num_warps, num_stages) by dtype class and padded head dim. Each was
@@ -509,6 +510,8 @@ def _check_qkv(q, k, v, ndim: int, layout: str) -> None:
         raise ValueError(f"k shape {tuple(k.shape)} != v shape {tuple(v.shape)}")
     if q.shape[-2:] != k.shape[-2:]:
         raise ValueError(f"q heads/head dim {tuple(q.shape[-2:])} != k's {tuple(k.shape[-2:])}")
+    if q.shape[-2] > MAX_GRID_HEADS:
+        raise ValueError(f"{q.shape[-2]} heads exceed {MAX_GRID_HEADS} (the grid's heads axis); split them")
     d = q.shape[-1]
     if not 1 <= d <= MAX_HEAD_DIM:
         raise ValueError(f"head dim must be in 1..{MAX_HEAD_DIM}, got {d}")

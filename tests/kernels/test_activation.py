@@ -150,3 +150,24 @@ def test_fp32_parameters_with_fp16_activations(name, device):
     out, torch_out, ref64 = run_both(name, *args)
     assert out.dtype == torch_out.dtype == torch.float16
     check_against_reference(out, torch_out, ref64, torch.float16)
+
+
+def test_columns_past_the_grid_axis_are_refused(monkeypatch):
+    """bias_act and glu tile a row's output columns on the grid's axis 1 (blocks of 1024), and CUDA launches
+    at most 65,535 blocks on it: a row of more than 65,535 * 1024 outputs failed in the driver's launch on a
+    GPU. Such an input is refused by name before any launch (meta tensors: no memory; a recording launch)."""
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    launched = []
+    monkeypatch.setattr(_compat, "launch", lambda kernel, grid, **kw: launched.append(grid))
+    most = 65535 * 1024
+    kernels.bias_act(torch.empty(1, most, dtype=torch.float16, device="meta"), None)
+    kernels.glu(torch.empty(1, 2 * most, dtype=torch.float16, device="meta"), None)
+    assert [g[1] for g in launched] == [65535, 65535]
+    launched.clear()
+    with pytest.raises(ValueError, match="67107841 output columns a row need 65536 column blocks"):
+        kernels.bias_act(torch.empty(1, most + 1, dtype=torch.float16, device="meta"), None)
+    with pytest.raises(ValueError, match="67107841 output columns a row need 65536 column blocks"):
+        kernels.glu(torch.empty(1, 2 * (most + 1), dtype=torch.float16, device="meta"), None)
+    assert not launched

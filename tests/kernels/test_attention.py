@@ -278,3 +278,25 @@ def test_views_past_int32_offsets_are_copied(monkeypatch):
     cu = torch.arange(0, 2**20 + 1, 2**10, dtype=torch.int32, device="meta")
     kernels.attention_varlen(*qkv.unbind(1), cu, cu, 2**10, 2**10, 0.125, validate=False)
     assert launched[-1]["stride_qt"] == launched[-1]["stride_kt"] == 3 * heads * d
+
+
+def test_heads_past_the_grid_axis_are_refused(monkeypatch):
+    """The grid's axis 1 carries the heads, and CUDA launches at most 65,535 blocks on it: more heads failed
+    in the driver's launch ("invalid argument") on a GPU. Both layouts refuse them by name before any launch
+    (meta tensors: no memory; a launch that records instead of running)."""
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    launched = []
+    monkeypatch.setattr(_compat, "launch", lambda kernel, grid, **kw: launched.append(grid))
+    fits = torch.empty(1, 4, 65535, 16, dtype=torch.float16, device="meta")
+    kernels.attention_padded(fits, fits, fits, None, 0.25)
+    assert launched[-1]({"BLOCK_M": 64}) == (1, 65535, 1)
+    launched.clear()
+    over = torch.empty(1, 4, 65536, 16, dtype=torch.float16, device="meta")
+    with pytest.raises(ValueError, match="65536 heads exceed 65535"):
+        kernels.attention_padded(over, over, over, None, 0.25)
+    cu = torch.tensor([0, 4], dtype=torch.int32, device="meta")
+    with pytest.raises(ValueError, match="65536 heads exceed 65535"):
+        kernels.attention_varlen(over[0], over[0], over[0], cu, cu, 4, 4, 0.25, validate=False)
+    assert not launched
