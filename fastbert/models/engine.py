@@ -124,6 +124,17 @@ class BertInputs:
                     f"{name} must be a torch.Tensor, got {type(value).__name__}: make one with torch.tensor(...) "
                     "(or call the tokenizer with return_tensors='pt')"
                 )
+            if value is not None and value.is_nested:  # else torch's "NestedTensorImpl doesn't support sizes"
+                raise TypeError(
+                    f"{name} is a nested tensor; the model takes a dense (batch, sequence_length, ...) tensor: pad "
+                    "it (torch.nested.to_padded_tensor) and give the attention_mask of its real tokens"
+                )
+            # sparse: else torch's "Could not run 'aten::aminmax' ... from the 'SparseCPU' backend"
+            if value is not None and value.layout != torch.strided:
+                raise TypeError(
+                    f"{name} is a {value.layout} tensor; the model takes a dense (strided) tensor: convert it "
+                    "with .to_dense()"
+                )
         for name in _SWITCHES:
             if isinstance(args.get(name), torch.Tensor):
                 raise TypeError(

@@ -148,3 +148,37 @@ def test_encoder_states_of_another_batch_or_width(impl):
             m(input_ids=ids, encoder_hidden_states=one).logits,
             m(input_ids=ids, encoder_hidden_states=one.expand(3, 4, 24)).logits,
         )
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "triton"])
+@pytest.mark.parametrize(
+    "name", ["input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds", "labels"]
+)
+def test_sparse_and_nested_inputs_are_named(impl, name, monkeypatch):
+    """A sparse (COO, CSR) or nested tensor failed deep inside with torch's own words, naming no argument
+    ("Could not run 'aten::aminmax' with arguments from the 'SparseCPU' backend", "NestedTensorImpl doesn't
+    support sizes. Please file an issue"; transformers fails alike). It is refused by name, before anything
+    runs, on every backend."""
+    from fastbert.kernels import _compat
+
+    monkeypatch.setattr(_compat, "launch", lambda *a, **k: pytest.fail("a kernel ran"))
+    model = fastbert.BertForMaskedLM(CFG).eval()
+    model.set_attn_implementation(impl)
+    kwargs = dict(
+        input_ids=torch.ones(2, 5, dtype=torch.long),
+        attention_mask=torch.ones(2, 5, dtype=torch.long),
+        token_type_ids=torch.zeros(2, 5, dtype=torch.long),
+        position_ids=torch.arange(5).repeat(2, 1),
+        labels=torch.ones(2, 5, dtype=torch.long),
+    )
+    if name == "inputs_embeds":
+        kwargs["inputs_embeds"] = torch.randn(2, 5, CFG.hidden_size)
+        del kwargs["input_ids"]
+    dense = kwargs[name]
+    for odd, what in (
+        (dense.to_sparse(), "torch.sparse_coo"),
+        (dense.to_sparse_csr() if dense.dim() == 2 else dense.to_sparse(2), "torch.sparse_(csr|coo)"),
+        (torch.nested.nested_tensor(list(dense)), "nested"),
+    ):
+        with torch.no_grad(), pytest.raises(TypeError, match=f"{name} is a {what} tensor"):
+            model(**{**kwargs, name: odd})
