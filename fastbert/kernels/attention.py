@@ -411,13 +411,27 @@ def _forced(
     return first
 
 
-def _int32_offsets(t: torch.Tensor, seqlen: int) -> torch.Tensor:
+def _in_sequence_span(t: torch.Tensor, seqlen: int) -> int:
+    """The largest in-sequence offset the kernel computes in int32 for ``t``: last position times the token
+    stride plus last column times the column stride."""
+    return (seqlen - 1) * t.stride(-3) + (t.shape[-1] - 1) * t.stride(-1)
+
+
+def _int32_offsets(name: str, t: torch.Tensor, seqlen: int) -> torch.Tensor:
     """``t`` as the kernel reads it: inside a sequence it offsets a token by ``position * stride`` and a column
     by ``column * stride`` in int32 (the batch, sequence start and head offsets are int64), which a view
     with a token or column stride that large (a sequence-first or transposed view of >= 2**31 elements)
-    would overflow (a read out of bounds on a GPU); such a view is copied contiguous."""
-    if (seqlen - 1) * t.stride(-3) >= 2**31 or (t.shape[-1] - 1) * t.stride(-1) >= 2**31:
-        return t.contiguous()
+    would overflow (a read out of bounds on a GPU); such a view is copied contiguous. A sequence that spans
+    2**31 elements even contiguous (seqlen x heads x head dim) is refused (ValueError naming ``name``)."""
+    if _in_sequence_span(t, seqlen) < 2**31:
+        return t
+    t = t.contiguous()
+    if _in_sequence_span(t, seqlen) >= 2**31:
+        raise ValueError(
+            f"{name}: a sequence of {seqlen} tokens x {t.shape[-2]} heads x head dim {t.shape[-1]} spans 2**31 "
+            "elements or more, over the attention kernel's int32 offsets within a sequence; use the torch "
+            "reference (fastbert.core.ops.KERNEL_REFERENCES) for such a sequence"
+        )
     return t
 
 
@@ -431,7 +445,8 @@ def _launch(q, k, v, kpm, cu_q, cu_k, seqlens, seqlen_q, seqlen_k, max_seqlen_q,
     if batch == 0 or max_seqlen_q == 0:
         return o
     keys = seqlen_k if max_seqlen_k is None else max_seqlen_k
-    q, k, v = _int32_offsets(q, max_seqlen_q), _int32_offsets(k, keys), _int32_offsets(v, keys)
+    q, k, v = _int32_offsets("q", q, max_seqlen_q), _int32_offsets("k", k, keys), _int32_offsets("v", v, keys)
+    _int32_offsets("the output (q's shape)", o, max_seqlen_q)
     varlen = cu_q is not None
     stride_b = (lambda t: 0) if varlen else (lambda t: t.stride(0))  # noqa: E731
     block_d = max(16, _compat.next_power_of_2(d))

@@ -300,3 +300,33 @@ def test_heads_past_the_grid_axis_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="65536 heads exceed 65535"):
         kernels.attention_varlen(over[0], over[0], over[0], cu, cu, 4, 4, 0.25, validate=False)
     assert not launched
+
+
+def test_sequences_past_int32_offsets_even_contiguous_are_refused(monkeypatch):
+    """A view whose in-sequence offsets pass int32 is copied contiguous, but a contiguous sequence of
+    seqlen x heads x head dim >= 2**31 elements (2**21 tokens at 8 heads of 128) still offset its last tokens
+    past int32 (position * token stride, in int32): it was launched and read and wrote out of bounds on a GPU.
+    It is refused by name before the launch; one token less is launched. Meta tensors and a recording launch."""
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    launched = []
+    monkeypatch.setattr(_compat, "launch", lambda kernel, grid, **kw: launched.append(kw))
+    heads, d = 8, 128
+    fits = torch.empty(1, 2**21, heads, d, dtype=torch.float16, device="meta")
+    kernels.attention_padded(fits, fits, fits, None, 0.1)
+    assert len(launched) == 1
+    over = torch.empty(1, 2**21 + 1, heads, d, dtype=torch.float16, device="meta")
+    with pytest.raises(
+        ValueError, match=r"q: a sequence of 2097153 tokens x 8 heads x head dim 128 spans 2\*\*31"
+    ):
+        kernels.attention_padded(over, over, over, None, 0.1)
+    with pytest.raises(ValueError, match="k: a sequence of 2097153 tokens"):  # cross-attention: long keys
+        kernels.attention_padded(fits[:, :4], over, over, None, 0.1)
+    packed = over[0]
+    cu = torch.tensor([0, packed.shape[0]], dtype=torch.int32, device="meta")
+    with pytest.raises(ValueError, match="q: a sequence of 2097153 tokens"):
+        kernels.attention_varlen(
+            packed, packed, packed, cu, cu, packed.shape[0], packed.shape[0], 0.1, validate=False
+        )
+    assert len(launched) == 1
