@@ -553,6 +553,8 @@ def _check_padded(args: dict) -> None:
         if m.device != q.device:
             raise ValueError(f"key_padding_mask is on {m.device}, q on {q.device}")
         key_padding_mask = m.view(torch.uint8)
+        if (m.shape[1] - 1) * m.stride(1) >= 2**31:  # the kernel offsets a key by key * stride in int32
+            key_padding_mask = key_padding_mask.contiguous()
     if seqlens_k is not None:
         n = seqlens_k
         if not isinstance(n, torch.Tensor) or n.dtype != torch.int32 or n.shape != (q.shape[0],):

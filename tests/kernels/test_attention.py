@@ -330,3 +330,24 @@ def test_sequences_past_int32_offsets_even_contiguous_are_refused(monkeypatch):
             packed, packed, packed, cu, cu, packed.shape[0], packed.shape[0], 0.1, validate=False
         )
     assert len(launched) == 1
+
+
+def test_mask_views_past_int32_offsets_are_copied(monkeypatch):
+    """The kernel offsets a key's mask entry by ``key * stride`` in int32: a key_padding_mask view whose key
+    stride takes its last key past 2**31 (a transposed (Lk, B) mask of a large batch) would wrap to a read out
+    of bounds, so it is copied contiguous first; an ordinary mask is read in place. Meta tensors and a
+    recording launch."""
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    launched = []
+    monkeypatch.setattr(_compat, "launch", lambda kernel, grid, **kw: launched.append(kw))
+    b, lk = 65535, 32770
+    q = torch.empty(b, 4, 1, 16, dtype=torch.float16, device="meta")
+    k = torch.empty(b, lk, 1, 16, dtype=torch.float16, device="meta")
+    transposed = torch.empty(lk, b, dtype=torch.bool, device="meta").t()
+    kernels.attention_padded(q, k, k, transposed, 0.25)
+    assert launched[-1]["stride_mn"] * (lk - 1) < 2**31, launched[-1]["stride_mn"]
+    small = torch.empty(8, b, dtype=torch.bool, device="meta").t()
+    kernels.attention_padded(q, k[:, :8], k[:, :8], small, 0.25)
+    assert launched[-1]["stride_mn"] == b  # read in place
