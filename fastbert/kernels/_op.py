@@ -93,6 +93,18 @@ def _refuse_grad(name: str, args: dict) -> None:
     )
 
 
+def _refuse_layout(name: str, args: dict) -> None:
+    """ValueError naming the first sparse or nested tensor among ``args``: the kernels read dense (strided)
+    memory; torch's own error came from deep inside (an id check's ``min``, the launch's ``data_ptr``)."""
+    for n, v in args.items():
+        if isinstance(v, torch.Tensor) and (v.is_nested or v.layout is not torch.strided):
+            kind = "nested" if v.is_nested else str(v.layout)
+            raise ValueError(
+                f"fastbert.kernels.{name}: {n} is a {kind} tensor; the kernels take dense (strided) tensors "
+                "(.to_dense(); a nested tensor padded with torch.nested.to_padded_tensor)"
+            )
+
+
 def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
     """Decorator: launcher -> public function, registering ``fastbert::<launcher name>`` on the way.
 
@@ -142,11 +154,21 @@ def kernel_op(check: Callable[..., None]) -> Callable[[Callable], Callable]:
         host_call = "".join(f", {p.name}={p.name}" for p in host)
         tensors = [n for n in names if "Tensor" in str(sig.parameters[n].annotation)]
         env["grad_enabled"], env["refuse_grad"] = torch.is_grad_enabled, _refuse_grad
+        env["refuse_layout"], env["strided"] = _refuse_layout, torch.strided
         needs_grad = " or ".join(f"getattr({n}, 'requires_grad', False)" for n in tensors) or "False"
+        not_dense = (
+            " or ".join(
+                f"getattr({n}, 'layout', strided) is not strided or getattr({n}, 'is_nested', False)"
+                for n in tensors
+            )
+            or "False"
+        )
         source = (
             f"def {name}({', '.join(param(p) for p in sig.parameters.values())}"
             f"{', *, ' + ', '.join(param(p) for p in host) if host else ''}):\n"
             f"    args = {{{', '.join(f'{n!r}: {n}' for n in names)}}}\n"
+            f"    if {not_dense}:\n"
+            f"        refuse_layout({name!r}, args)\n"
             f"    check(args{host_call})\n"
             f"    if compiler.is_compiling():\n"
             f"        return op(**args)\n"

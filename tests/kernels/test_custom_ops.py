@@ -279,3 +279,29 @@ def test_scalar_checks_trace_without_breaks_or_specialising():
     for eps, n in ((1e-5, 3), (1e-5, 5), (1e-12, 7), (0.5, 11)):
         torch.testing.assert_close(scaled(torch.ones(4), eps, n), torch.full((4,), n + eps))
     assert counter.frame_count == 1
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_sparse_and_nested_tensors_are_refused_by_name(name, monkeypatch):
+    """Every tensor argument of every public kernel function: a sparse or nested tensor failed deep inside
+    with torch's words naming nothing ("Could not run 'aten::min' with arguments from the 'SparseCPU'
+    backend", "Cannot access storage of SparseTensorImpl" at the launch, "NestedTensorImpl doesn't support
+    sizes. Please file an issue"); it is refused by name before anything runs."""
+    import inspect
+
+    from fastbert import kernels
+    from fastbert.kernels import _compat
+
+    monkeypatch.setattr(_compat, "launch", lambda *a, **k: pytest.fail("a kernel ran"))
+    fn = getattr(kernels, name)
+    params = list(inspect.signature(fn).parameters)
+    args = _samples("cpu")[name]
+    for i, t in enumerate(args):
+        if not isinstance(t, torch.Tensor):
+            continue
+        for odd, kind in (
+            (t.to_sparse(), "torch.sparse_coo"),
+            (torch.nested.nested_tensor(list(t)), "nested"),
+        ):
+            with pytest.raises(ValueError, match=f"fastbert.kernels.{name}: {params[i]} is a {kind} tensor"):
+                fn(*args[:i], odd, *args[i + 1 :])
