@@ -755,6 +755,13 @@ class BertModel(BertPreTrainedModel):
                 "at least 1 (an empty batch has nothing to encode)"
             )
         device = self.device
+        if device.type == "meta":  # else "Cannot copy out of meta tensor; no data!" from the host read below
+            raise NotImplementedError(
+                "the model is on the meta device, which holds no data: a fastbert forward reads its inputs' values "
+                "(the ids' range, the mask's lengths) to run, so it cannot run on meta tensors as transformers' "
+                "shape-only forward does; give the model its weights first (to_empty(device=...) and load them, "
+                "or from_pretrained)"
+            )
         for field_name in _DEVICE_ARGUMENTS:  # else torch's own error, naming no argument (or a kernel's)
             if field_name.startswith("encoder_") and not cfg.is_decoder:
                 continue  # an encoder ignores them, as transformers

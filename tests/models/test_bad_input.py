@@ -182,3 +182,17 @@ def test_sparse_and_nested_inputs_are_named(impl, name, monkeypatch):
     ):
         with torch.no_grad(), pytest.raises(TypeError, match=f"{name} is a {what} tensor"):
             model(**{**kwargs, name: odd})
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "triton"])
+def test_a_model_on_the_meta_device_says_it_cannot_run(impl):
+    """A model built on the meta device (no weights given yet) failed its forward with torch's "Cannot copy out
+    of meta tensor; no data!" from the one host read of the inputs' values, and with meta-less inputs with
+    "move the inputs to the model's device", which cannot help. transformers runs a shape-only forward there;
+    fastbert reads values, and says so."""
+    with torch.device("meta"):
+        model = fastbert.BertForMaskedLM(CFG).eval()
+    model.set_attn_implementation(impl)
+    for dev in ("meta", "cpu"):
+        with torch.no_grad(), pytest.raises(NotImplementedError, match="the model is on the meta device"):
+            model(input_ids=torch.ones(2, 5, dtype=torch.long, device=dev))
