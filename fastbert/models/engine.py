@@ -747,6 +747,13 @@ class BertModel(BertPreTrainedModel):
                 raise ValueError(
                     f"inputs_embeds must be (batch, sequence_length, {width}), got {tuple(inputs_embeds.shape)}"
                 )
+            # else "mixed dtype (CPU)" from the embeddings' LayerNorm, naming nothing
+            wide = inputs_embeds.dtype.is_complex or inputs_embeds.dtype == torch.float64
+            if wide and inputs_embeds.dtype != self.dtype:
+                raise ValueError(
+                    f"inputs_embeds is {inputs_embeds.dtype}, the model {self.dtype}: the embeddings' LayerNorm "
+                    "cannot take it (transformers fails alike); cast it (inputs_embeds.to(model.dtype))"
+                )
             shape = tuple(inputs_embeds.shape[:2])
             name = "inputs_embeds"
         if 0 in shape:

@@ -196,3 +196,25 @@ def test_a_model_on_the_meta_device_says_it_cannot_run(impl):
     for dev in ("meta", "cpu"):
         with torch.no_grad(), pytest.raises(NotImplementedError, match="the model is on the meta device"):
             model(input_ids=torch.ones(2, 5, dtype=torch.long, device=dev))
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "triton"])
+def test_inputs_embeds_wider_than_the_model_are_named(impl):
+    """float64 or complex inputs_embeds into a float32 model failed in the embeddings' LayerNorm with torch's
+    "mixed dtype (CPU): all inputs must share same datatype", naming nothing (transformers fails alike); a
+    ValueError names inputs_embeds and the cast. Narrower or integer embeddings promote to the model's dtype
+    and run, as in transformers, and a float64 model takes float64 embeddings."""
+    model = fastbert.BertModel(CFG).eval()
+    model.set_attn_implementation(impl)
+    embeds = torch.randn(2, 5, CFG.hidden_size)
+    for dtype in (torch.float64, torch.complex64):
+        with (
+            torch.no_grad(),
+            pytest.raises(ValueError, match=f"inputs_embeds is {dtype}, the model torch.float32"),
+        ):
+            model(inputs_embeds=embeds.to(dtype))
+    with torch.no_grad():
+        for dtype in (torch.float16, torch.bfloat16, torch.int64):
+            assert model(inputs_embeds=embeds.to(dtype)).last_hidden_state.dtype == torch.float32
+        wide = model.double()(inputs_embeds=embeds.double()).last_hidden_state
+    assert wide.dtype == torch.float64
