@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .. import outputs
+from ..adapters import AdapterAPI
 from ..config import BertConfig, check_attn_implementation
 from ..core import workspace
 from ..core.kv_cache import as_legacy_cache, cache_capacity, is_cache_object, update_cache
@@ -251,8 +252,9 @@ class Encoded:
 
 
 # --------------------------------------------------------------------------------------------- base class
-class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, _Module):
-    """Weight initialisation, backend choice, loading/saving (``PreTrainedMixin``)."""
+class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, AdapterAPI, _Module):
+    """Weight initialisation, backend choice, loading/saving (``PreTrainedMixin``), PEFT adapters
+    (``AdapterAPI``)."""
 
     config_class = BertConfig
     base_model_prefix = "bert"

@@ -1,0 +1,310 @@
+"""transformers' adapter API (``PeftAdapterMixin``) for the fastbert model classes, on top of ``peft``.
+
+``load_adapter``, ``add_adapter``, ``set_adapter``, ``disable_adapters``, ``enable_adapters``,
+``active_adapters``, ``active_adapter`` (transformers 4's, deprecated), ``get_adapter_state_dict`` and
+``delete_adapter`` follow transformers' methods of the same name: same arguments, same errors, the adapters
+injected into the model itself (``peft.inject_adapter_in_model``: no ``PeftModel`` wrapper), the model's
+``peft_config`` dict and ``_hf_peft_config_loaded`` flag. ``peft`` is optional: fastbert imports and runs
+without it, and these methods then raise an ``ImportError`` saying ``pip install peft``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+import warnings
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: the files an adapter is saved in (PEFT's and transformers' names)
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+ADAPTER_BIN_NAME = "adapter_model.bin"
+#: the prefix a PeftModel's state dict has (``save_peft_format``)
+PEFT_PREFIX = "base_model.model."
+
+
+def require_peft(what: str) -> Any:
+    """The ``peft`` module, or an ImportError naming ``what`` needs it and how to install it."""
+    try:
+        import peft
+    except ImportError as e:
+        raise ImportError(f"{what} needs the peft package, which is not installed: pip install peft") from e
+    return peft
+
+
+def _no_adapter() -> ValueError:
+    return ValueError("No adapter loaded. Please load an adapter first.")
+
+
+def _check_injectable(config: Any) -> None:
+    """A clear ValueError for a PEFT method that is not injected into modules (prompt learning: prefix tuning,
+    prompt tuning, P-tuning; adaption prompt), before anything changes."""
+    if getattr(config, "is_prompt_learning", False) or getattr(config, "is_adaption_prompt", False):
+        raise ValueError(
+            f"{type(config).__name__} ({config.peft_type}) is a prompt-learning method: it adds virtual tokens "
+            "to the inputs, not layers to the model, so it cannot be added to or loaded into the model itself "
+            "(transformers' add_adapter / load_adapter refuse it too): wrap the model with "
+            "peft.get_peft_model(model, config) or peft.PeftModel.from_pretrained(model, path) instead"
+        )
+
+
+class AdapterAPI:
+    """transformers' ``PeftAdapterMixin`` methods (see the module docstring); mixed into the base class."""
+
+    #: True once an adapter was added or loaded (transformers' private flag, read by its Trainer and by PEFT)
+    _hf_peft_config_loaded = False
+
+    # ------------------------------------------------------------------------------------------- loading
+    def load_adapter(
+        self,
+        peft_model_id: str | os.PathLike | None = None,
+        adapter_name: str | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        device_map: Any = None,
+        max_memory: Any = None,
+        offload_folder: Any = None,
+        offload_index: Any = None,
+        peft_config: Any = None,
+        adapter_state_dict: dict[str, torch.Tensor] | None = None,
+        low_cpu_mem_usage: bool = False,
+        is_trainable: bool = False,
+        hotswap: bool | str = "auto",
+        local_files_only: bool = False,
+        adapter_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Load an adapter (a folder or hub id holding ``adapter_config.json`` and ``adapter_model.safetensors``
+        or ``.bin``, or ``peft_config`` with ``adapter_state_dict``) into the model, as transformers.
+
+        ``adapter_name`` defaults to ``"default"`` (a name already loaded is refused unless ``hotswap=True``,
+        which replaces that LoRA adapter's weights in place). ``is_trainable=False`` freezes the adapter and
+        puts the model in eval mode. ``revision``, ``token``, ``local_files_only``, ``cache_dir`` and
+        ``subfolder`` (or ``adapter_kwargs``) say where to find the files. transformers 4's ``device_map``,
+        ``max_memory``, ``offload_folder`` and ``offload_index`` re-dispatch an offloaded model: fastbert's
+        models are not offloaded, they change nothing (the adapter goes on the model's device)."""
+        del device_map, max_memory, offload_folder, offload_index  # no offloaded models: nothing to dispatch
+        peft = require_peft(f"{type(self).__name__}.load_adapter")
+        from peft import PeftConfig
+        from peft.functional import inject_adapter_in_model, set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        hub = {k: kwargs.pop(k) for k in ("cache_dir", "subfolder", "force_download") if k in kwargs}
+        if kwargs:
+            raise TypeError(f"load_adapter() got unexpected keyword arguments {sorted(kwargs)}")
+        hub.update(adapter_kwargs or {})
+        if revision is not None:
+            hub.setdefault("revision", revision)
+        if token is not None:
+            hub.setdefault("token", token)
+        if local_files_only:
+            hub.setdefault("local_files_only", True)
+        loaded = self._hf_peft_config_loaded
+        if hotswap not in (True, False, "auto"):
+            raise ValueError(f"hotswap must be True, False or 'auto', got {hotswap!r}")
+        hotswap = hotswap is True  # "auto": transformers hotswaps after enable_peft_hotswap only (not here)
+        adapter_name = adapter_name if adapter_name is not None else "default"
+        if hotswap and (not loaded or adapter_name not in self.peft_config):
+            raise ValueError(
+                "To hotswap an adapter, there must already be an existing adapter with the same adapter name."
+            )
+        if hotswap and any(c.peft_type != peft.PeftType.LORA for c in self.peft_config.values()):
+            raise ValueError("Hotswapping is currently only supported for LoRA, please set `hotswap=False`.")
+        if loaded and not hotswap and adapter_name in self.peft_config:
+            raise ValueError(f"Adapter with name {adapter_name} already exists. Please use a different name.")
+        if peft_model_id is None and adapter_state_dict is None:
+            raise ValueError(
+                "You should either pass a `peft_model_id` or a `peft_config` and `adapter_state_dict` to load an "
+                "adapter."
+            )
+
+        # everything is read (and checked) before the model changes: a missing or bad file leaves it as it was
+        if peft_config is None:
+            if peft_model_id is None:
+                raise ValueError("adapter_state_dict needs its peft_config (the adapter's PeftConfig)")
+            folder = os.path.join(str(peft_model_id), hub.get("subfolder") or "")
+            if os.path.isdir(str(peft_model_id)) and not os.path.isfile(
+                os.path.join(folder, ADAPTER_CONFIG_NAME)
+            ):
+                raise ValueError(
+                    f"adapter model file not found in {peft_model_id}: {folder} has no {ADAPTER_CONFIG_NAME}. "
+                    "Make sure you are passing the correct path to the adapter model."
+                )
+            peft_config = PeftConfig.from_pretrained(str(peft_model_id), **hub)
+        elif isinstance(peft_config, dict):
+            peft_config = PeftConfig.from_peft_type(**peft_config)
+        elif isinstance(peft_config, PeftConfig):
+            peft_config = copy.deepcopy(
+                peft_config
+            )  # PEFT fills it in (target modules): the caller's is kept
+        else:
+            raise TypeError(f"peft_config should be a PeftConfig or a dict, got {type(peft_config).__name__}")
+        _check_injectable(peft_config)
+        if hasattr(peft_config, "inference_mode"):
+            peft_config.inference_mode = not is_trainable
+        if adapter_state_dict is None:
+            adapter_state_dict = load_peft_weights(str(peft_model_id), device=str(self.device), **hub)
+        # a PeftModel's state dict (what PeftModel.save_pretrained writes) has the PeftModel's prefix
+        state = {
+            (k[len(PEFT_PREFIX) :] if k.startswith(PEFT_PREFIX) else k): v
+            for k, v in adapter_state_dict.items()
+        }
+
+        if hotswap:
+            from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
+
+            check_hotswap_configs_compatible(self.peft_config[adapter_name], peft_config)
+            # the model's names of LoRA weights hold the adapter's name: ...query.lora_A.<name>.weight
+            named = {
+                re.sub(r"(\.lora_\w+)\.(weight|bias)$", rf"\1.{adapter_name}.\2", k): v
+                for k, v in state.items()
+            }
+            hotswap_adapter_from_state_dict(self, named, adapter_name=adapter_name, config=peft_config)
+            return
+        inject_adapter_in_model(peft_config, self, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        self._hf_peft_config_loaded = True
+        result = set_peft_model_state_dict(self, state, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        origin = peft_model_id if peft_model_id is not None else "state_dict"
+        unexpected = getattr(result, "unexpected_keys", None) or []
+        missing = [k for k in getattr(result, "missing_keys", None) or [] if adapter_name in k.split(".")]
+        if unexpected:
+            logger.warning(
+                "Loading adapter weights from %s led to unexpected keys not found in the model: %s",
+                origin,
+                ", ".join(unexpected),
+            )
+        if missing:
+            logger.warning(
+                "Loading adapter weights from %s led to missing keys in the model: %s",
+                origin,
+                ", ".join(missing),
+            )
+        if getattr(peft_config, "inference_mode", False):
+            self.eval()
+
+    def add_adapter(self, adapter_config: Any, adapter_name: str | None = None) -> None:
+        """Add a fresh adapter (a ``peft.PeftConfig`` of an injectable method: LoRA, IA³ ...) under
+        ``adapter_name`` (default ``"default"``) and make it the active one, as transformers."""
+        require_peft(f"{type(self).__name__}.add_adapter")
+        from peft import PeftConfig
+        from peft.functional import inject_adapter_in_model
+
+        adapter_name = adapter_name or "default"
+        if not isinstance(adapter_config, PeftConfig):
+            raise TypeError(
+                f"adapter_config should be an instance of PeftConfig. Got {type(adapter_config)} instead."
+            )
+        if self._hf_peft_config_loaded and adapter_name in self.peft_config:
+            raise ValueError(f"Adapter with name {adapter_name} already exists. Please use a different name.")
+        _check_injectable(adapter_config)
+        # the folder the model was loaded from, as PEFT and transformers record it
+        adapter_config.base_model_name_or_path = self.__dict__.get("name_or_path", None)
+        inject_adapter_in_model(adapter_config, self, adapter_name)
+        self._hf_peft_config_loaded = True
+        self.set_adapter(adapter_name)
+
+    # ------------------------------------------------------------------------------------------ choosing
+    def _tuner_layers(self, with_modules_to_save: bool = False) -> list:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils import ModulesToSaveWrapper
+
+        kinds = (BaseTunerLayer, ModulesToSaveWrapper) if with_modules_to_save else (BaseTunerLayer,)
+        return [m for m in self.modules() if isinstance(m, kinds)]
+
+    def _check_loaded(self, what: str) -> None:
+        require_peft(f"{type(self).__name__}.{what}")
+        if not self._hf_peft_config_loaded:
+            raise _no_adapter()
+
+    def set_adapter(self, adapter_name: list[str] | str) -> None:
+        """Make ``adapter_name`` (or a list of names) the active adapter(s); the others are not applied."""
+        self._check_loaded("set_adapter")
+        names = adapter_name if isinstance(adapter_name, list) else [adapter_name]
+        missing = [n for n in names if n not in self.peft_config]
+        if isinstance(adapter_name, list) and missing:
+            raise ValueError(
+                f"Following adapter(s) could not be found: {', '.join(map(str, missing))}. Make sure you are passing "
+                f"the correct adapter name(s). current loaded adapters are: {list(self.peft_config)}"
+            )
+        if missing:
+            raise ValueError(
+                f"Adapter with name {adapter_name} not found. Please pass the correct adapter name among "
+                f"{list(self.peft_config)}"
+            )
+        layers = self._tuner_layers(with_modules_to_save=True)
+        if not layers:
+            raise ValueError(
+                "Did not succeeded in setting the adapter. Please make sure you are using a model that supports "
+                "adapters."
+            )
+        for module in layers:
+            module.set_adapter(adapter_name)
+
+    def disable_adapters(self) -> None:
+        """Run the base model alone (the adapters stay loaded)."""
+        self._check_loaded("disable_adapters")
+        for module in self._tuner_layers(with_modules_to_save=True):
+            module.enable_adapters(enabled=False)
+
+    def enable_adapters(self) -> None:
+        """Apply the active adapters again after :meth:`disable_adapters`."""
+        self._check_loaded("enable_adapters")
+        for module in self._tuner_layers(with_modules_to_save=True):
+            module.enable_adapters(enabled=True)
+
+    def active_adapters(self) -> list[str]:
+        """The names of the active adapters."""
+        self._check_loaded("active_adapters")
+        for module in self._tuner_layers():
+            active = module.active_adapter
+            return [active] if isinstance(active, str) else list(active)
+        raise _no_adapter()  # every adapter layer was removed by hand
+
+    def active_adapter(self) -> str:
+        """transformers 4's deprecated form of :meth:`active_adapters`: the first active adapter."""
+        warnings.warn(
+            "The `active_adapter` method is deprecated and will be removed in a future version.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.active_adapters()[0]
+
+    def get_adapter_state_dict(
+        self, adapter_name: str | None = None, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The weights of one adapter (default: the first active one), by the names PEFT saves them under
+        (without the adapter's name: ``...query.lora_A.weight``)."""
+        self._check_loaded("get_adapter_state_dict")
+        from peft.functional import get_peft_model_state_dict
+
+        if adapter_name is None:
+            adapter_name = self.active_adapters()[0]
+        elif adapter_name not in self.peft_config:
+            raise ValueError(f"Adapter with name {adapter_name} not found among {list(self.peft_config)}")
+        return get_peft_model_state_dict(self, state_dict=state_dict, adapter_name=adapter_name)
+
+    def delete_adapter(self, adapter_names: list[str] | str) -> None:
+        """Remove adapter(s) from the model; once none is left the model has no adapter loaded."""
+        self._check_loaded("delete_adapter")
+        from peft.functional import delete_adapter
+
+        if isinstance(adapter_names, str):
+            adapter_names = [adapter_names]
+        missing = [n for n in adapter_names if n not in self.peft_config]
+        if missing:
+            raise ValueError(
+                f"The following adapter(s) are not present and cannot be deleted: {', '.join(map(str, missing))}"
+            )
+        for name in adapter_names:
+            prefix = f"{self.peft_config[name].peft_type.value.lower()}_"
+            delete_adapter(self, adapter_name=name, prefix=prefix)
+            self.peft_config.pop(name, None)
+        if not self.peft_config:
+            del self.peft_config
+            self._hf_peft_config_loaded = False

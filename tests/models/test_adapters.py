@@ -1,0 +1,233 @@
+"""transformers' adapter API (``PeftAdapterMixin``) on fastbert models: ``load_adapter``, ``add_adapter``,
+``set_adapter``, ``disable_adapters`` / ``enable_adapters``, ``active_adapters``, ``get_adapter_state_dict``,
+``delete_adapter``. The adapters are PEFT's; transformers' reference is its model wrapped by PEFT with the
+same adapter (transformers 5.25's own ``load_adapter`` wants a newer peft than the test extra pins)."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+from model_helpers import TINY, assert_rule, perturb_norms_and_biases, require_transformers
+
+import fastbert
+
+#: CPU models only (no CUDA path)
+pytestmark = pytest.mark.cpu_only
+
+transformers = require_transformers()
+peft = pytest.importorskip("peft")  # the test extra
+
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def pair(tmp_path, name="BertForSequenceClassification"):
+    """transformers' model and fastbert's, loaded from the same folder (dropout off)."""
+    torch.manual_seed(0)
+    hf = getattr(transformers, name)(transformers.BertConfig(**TINY, **NO_DROPOUT))
+    perturb_norms_and_biases(hf).eval()
+    hf.save_pretrained(tmp_path / "base")
+    return hf, getattr(fastbert, name).from_pretrained(tmp_path / "base")
+
+
+def batch():
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 99, (3, 8), generator=g)
+    mask = torch.ones(3, 8, dtype=torch.long)
+    mask[1, 5:] = 0
+    return dict(input_ids=ids, attention_mask=mask)
+
+
+def logits(model, inputs=None):
+    with torch.no_grad():
+        return model(**(inputs or batch())).logits
+
+
+def lora(**kw):
+    """LoRA with a non-zero B: the adapter changes the outputs from the start."""
+    return peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, **kw)
+
+
+def saved_adapter(hf, folder, **kw):
+    """transformers' model wrapped by PEFT with a LoRA adapter (and, for a classifier, its head trained too),
+    saved in ``folder`` with PeftModel.save_pretrained: the wrapped model."""
+    torch.manual_seed(1)
+    wrapped = peft.get_peft_model(hf, lora(target_modules=["query", "value"], **kw))
+    with torch.no_grad():
+        for name, p in wrapped.named_parameters():
+            if "modules_to_save" in name:
+                p.add_(0.5)  # the saved head differs from the base model's
+    wrapped.save_pretrained(folder)
+    return wrapped.eval()
+
+
+def test_load_adapter_gives_transformers_outputs_with_the_same_adapter(tmp_path):
+    hf, fb = pair(tmp_path)
+    before = logits(fb)
+    theirs = saved_adapter(hf, tmp_path / "adapter", task_type="SEQ_CLS")
+    fb.train()
+    assert fb.load_adapter(tmp_path / "adapter") is None
+    assert fb._hf_peft_config_loaded and list(fb.peft_config) == ["default"]
+    assert fb.active_adapters() == ["default"]
+    assert not fb.training  # is_trainable=False: frozen, in eval mode, as transformers
+    adapter = [p for n, p in fb.named_parameters() if "lora_" in n]
+    assert adapter and not any(p.requires_grad for p in adapter)
+    ours = logits(fb)
+    assert_rule(ours, theirs, logits)
+    assert (ours - before).abs().max() > 1e-3, "the adapter changes nothing: the test could not fail"
+    # the same adapter again under another name, trainable
+    fb.load_adapter(tmp_path / "adapter", adapter_name="again", is_trainable=True)
+    assert list(fb.peft_config) == ["default", "again"]
+    assert all(p.requires_grad for n, p in fb.named_parameters() if "lora_" in n and ".again." in n)
+
+
+def test_load_adapter_from_a_state_dict_and_its_errors(tmp_path):
+    hf, fb = pair(tmp_path)
+    theirs = saved_adapter(hf, tmp_path / "adapter")
+    config = peft.PeftConfig.from_pretrained(str(tmp_path / "adapter"))
+    state = peft.get_peft_model_state_dict(theirs)  # base_model.model.-prefixed names, as a PeftModel has
+    fb.load_adapter(peft_config=config, adapter_state_dict=state)
+    assert_rule(logits(fb), theirs, logits)
+    assert config.inference_mode is True and config.target_modules == {"query", "value"}  # the caller's kept
+    with pytest.raises(ValueError, match="Adapter with name default already exists"):
+        fb.load_adapter(tmp_path / "adapter")
+    _, other = pair(tmp_path / "other")
+    before = logits(other)
+    with pytest.raises(ValueError, match="adapter model file not found"):
+        other.load_adapter(tmp_path / "base")  # a model folder, not an adapter
+    with pytest.raises(ValueError, match="either pass a `peft_model_id`"):
+        other.load_adapter()
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['bogus'\\]"):
+        other.load_adapter(tmp_path / "adapter", bogus=1)
+    (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
+    with pytest.raises((OSError, ValueError)):
+        other.load_adapter(tmp_path / "adapter")
+    # nothing was injected by the refused calls
+    assert not other._hf_peft_config_loaded and "peft_config" not in other.__dict__
+    assert torch.equal(logits(other), before)
+
+
+def test_load_adapter_hotswap_replaces_the_weights_of_a_loaded_lora(tmp_path):
+    hf, fb = pair(tmp_path)
+    first = saved_adapter(copy.deepcopy(hf), tmp_path / "first")
+    torch.manual_seed(2)
+    second = peft.get_peft_model(hf, lora(target_modules=["query", "value"])).eval()
+    second.save_pretrained(tmp_path / "second")
+    with pytest.raises(ValueError, match="there must already be an existing adapter"):
+        fb.load_adapter(tmp_path / "second", hotswap=True)
+    fb.load_adapter(tmp_path / "first")
+    assert_rule(logits(fb), first, logits)
+    fb.load_adapter(tmp_path / "second", hotswap=True)
+    assert list(fb.peft_config) == ["default"]
+    ours = logits(fb)
+    assert_rule(ours, second, logits)
+    assert (ours - logits(first)).abs().max() > 1e-3
+
+
+def test_add_set_disable_enable_adapters(tmp_path):
+    hf, fb = pair(tmp_path)
+    before = logits(fb)
+    torch.manual_seed(1)
+    theirs = peft.get_peft_model(hf, lora(target_modules=["query", "value"])).eval()
+    fb.add_adapter(lora(target_modules=["query", "value"]))
+    assert fb.active_adapters() == ["default"]
+    assert fb.peft_config["default"].base_model_name_or_path == str(tmp_path / "base")
+    ours = fb.get_adapter_state_dict()
+    reference = peft.get_peft_model_state_dict(theirs)
+    assert set(ours) == {k.removeprefix("base_model.model.") for k in reference}
+    named = {
+        "lora_A.": "lora_A.default.",
+        "lora_B.": "lora_B.default.",
+    }  # the model's names hold the adapter's
+    copied = {}
+    for key, value in reference.items():  # transformers' random draws
+        key = key.removeprefix("base_model.model.")
+        for plain, with_name in named.items():
+            key = key.replace(plain, with_name)
+        copied[key] = value
+    assert not fb.load_state_dict(copied, strict=False).unexpected_keys
+    adapted = logits(fb)
+    assert_rule(adapted, theirs, logits)
+    assert (adapted - before).abs().max() > 1e-3
+    fb.disable_adapters()
+    torch.testing.assert_close(logits(fb), before)
+    fb.enable_adapters()
+    torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
+    # a second adapter is active once added; set_adapter switches back
+    fb.add_adapter(lora(target_modules=["key"]), adapter_name="other")
+    assert fb.active_adapters() == ["other"]
+    other = logits(fb)
+    assert (other - adapted).abs().max() > 1e-3
+    fb.set_adapter("default")
+    assert fb.active_adapters() == ["default"]
+    torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
+    with pytest.warns(FutureWarning, match="active_adapter"):
+        assert fb.active_adapter() == "default"
+    assert set(fb.get_adapter_state_dict("other")) == {
+        f"bert.encoder.layer.{i}.attention.self.key.lora_{ab}.weight" for i in range(2) for ab in "AB"
+    }
+    with pytest.raises(ValueError, match="Adapter with name nope not found"):
+        fb.set_adapter("nope")
+    with pytest.raises(ValueError, match="could not be found: nope"):
+        fb.set_adapter(["default", "nope"])
+    with pytest.raises(ValueError, match="Adapter with name other already exists"):
+        fb.add_adapter(lora(target_modules=["key"]), adapter_name="other")
+    # deleting every adapter leaves the base model
+    fb.delete_adapter("other")
+    assert list(fb.peft_config) == ["default"]
+    with pytest.raises(ValueError, match="not present and cannot be deleted: other"):
+        fb.delete_adapter("other")
+    fb.delete_adapter(["default"])
+    assert not fb._hf_peft_config_loaded and not hasattr(fb, "peft_config")
+    torch.testing.assert_close(logits(fb), before)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.set_adapter("default"),
+        lambda m: m.disable_adapters(),
+        lambda m: m.enable_adapters(),
+        lambda m: m.active_adapters(),
+        lambda m: m.get_adapter_state_dict(),
+        lambda m: m.delete_adapter("default"),
+    ],
+)
+def test_the_adapter_methods_need_an_adapter(call):
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    with pytest.raises(ValueError, match="No adapter loaded"):
+        call(model)
+
+
+def test_add_adapter_refuses_what_it_cannot_add(tmp_path):
+    model = fastbert.BertForSequenceClassification(fastbert.BertConfig(**TINY))
+    with pytest.raises(TypeError, match="adapter_config should be an instance of PeftConfig"):
+        model.add_adapter({"r": 2})
+    prefix = peft.PrefixTuningConfig(num_virtual_tokens=4, task_type="SEQ_CLS")
+    with pytest.raises(ValueError, match=r"PrefixTuningConfig.*prompt-learning.*peft.get_peft_model"):
+        model.add_adapter(prefix)
+    with pytest.raises(ValueError, match=r"PrefixTuningConfig.*prompt-learning"):
+        model.load_adapter(peft_config=prefix, adapter_state_dict={})
+    assert not model._hf_peft_config_loaded and "peft_config" not in model.__dict__
+
+
+def test_without_peft_fastbert_runs_and_the_adapter_methods_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft raises ImportError
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    for call in (
+        lambda: model.add_adapter(None),
+        lambda: model.load_adapter("somewhere"),
+        lambda: model.active_adapters(),
+    ):
+        with pytest.raises(ImportError, match="pip install peft"):
+            call()
+    code = (
+        "import sys; sys.modules['peft'] = None\n"
+        "import torch, fastbert\n"
+        f"m = fastbert.BertModel(fastbert.BertConfig(**{TINY!r}))\n"
+        "print(m(input_ids=torch.tensor([[5, 6]])).last_hidden_state.shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "torch.Size([1, 2, 36])" in out.stdout
