@@ -308,3 +308,43 @@ class AdapterAPI:
         if not self.peft_config:
             del self.peft_config
             self._hf_peft_config_loaded = False
+
+
+def save_adapter(
+    model: Any,
+    folder: str | os.PathLike,
+    state_dict: dict[str, torch.Tensor] | None,
+    safe_serialization: bool,
+    save_peft_format: bool,
+) -> None:
+    """``save_pretrained`` of a model with adapters, as transformers: the active adapter's weights
+    (``adapter_model.safetensors``, or ``adapter_model.bin``) and its ``adapter_config.json``, each file written
+    whole or not at all (the weights first: a folder with the new config has the new weights)."""
+    from .output_files import open_output, output_name, write_files_into
+
+    active = model.active_adapters()
+    if len(active) > 1:
+        raise ValueError(
+            "Multiple active adapters detected, saving multiple active adapters is not supported yet. You can save "
+            "adapters separately one by one by iteratively calling `model.set_adapter(adapter_name)` then "
+            "`model.save_pretrained(...)`"
+        )
+    state = model.get_adapter_state_dict(adapter_name=active[0], state_dict=state_dict)
+    prefix = PEFT_PREFIX if save_peft_format else ""
+    # each tensor its own storage (tied or fused views are not written as shared memory)
+    state = {prefix + k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    if safe_serialization:
+        from safetensors.torch import save_file
+
+        with output_name(os.path.join(folder, ADAPTER_WEIGHTS_NAME)) as path:
+            save_file(state, path, metadata={"format": "pt"})
+    else:
+        with open_output(os.path.join(folder, ADAPTER_BIN_NAME), "wb") as f:
+            torch.save(state, f)
+    config = model.peft_config[active[0]]
+
+    def write_config(tmp: str) -> list[str]:
+        config.save_pretrained(tmp)
+        return [os.path.join(tmp, ADAPTER_CONFIG_NAME)]
+
+    write_files_into(folder, write_config)

@@ -780,8 +780,13 @@ class PreTrainedMixin:
         transformers 5's ``save_peft_format`` and ``save_original_format`` are taken, and change nothing (as in
         transformers for a model without PEFT adapters or converted weights: the files are the same);
         ``distributed_checkpoint=True`` is refused, as transformers refuses it for a model that is not FSDP- or
-        TP-sharded. (transformers 5 ignores ``safe_serialization=False``; fastbert writes the ``.bin`` as 4.)"""
-        del save_peft_format, save_original_format  # no adapters, no converted weights: nothing to change
+        TP-sharded. (transformers 5 ignores ``safe_serialization=False``; fastbert writes the ``.bin`` as 4.)
+
+        With PEFT adapters loaded (``load_adapter`` / ``add_adapter``), as transformers: only the active adapter
+        is written, ``adapter_model.safetensors`` (``.bin`` with ``safe_serialization=False``) and
+        ``adapter_config.json``, its keys prefixed with ``base_model.model.`` as a PeftModel's
+        (``save_peft_format=True``, the default); no config.json, no base weights."""
+        del save_original_format  # no converted weights: nothing to change
         if distributed_checkpoint:
             raise ValueError(
                 "save_pretrained(distributed_checkpoint=True) writes an FSDP- or TP-sharded model's checkpoint: "
@@ -795,6 +800,13 @@ class PreTrainedMixin:
         max_shard_size = _check_max_shard_size(max_shard_size)  # before config.json is written over a save
         os.makedirs(save_directory, exist_ok=True)
         if not is_main_process:
+            return
+        if getattr(self, "_hf_peft_config_loaded", False):
+            from .adapters import save_adapter
+
+            save_adapter(self, save_directory, state_dict, safe_serialization, save_peft_format)
+            if push_to_hub:
+                push_folder(save_directory, **hub_args)
             return
         config = type(self.config).from_dict(self.config.to_dict())
         config.architectures = [type(self).__name__]

@@ -231,3 +231,45 @@ def test_without_peft_fastbert_runs_and_the_adapter_methods_say_how_to_install_i
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "torch.Size([1, 2, 36])" in out.stdout
+
+
+def test_save_pretrained_with_an_adapter_writes_the_adapter_alone(tmp_path):
+    """As transformers: adapter_model.safetensors (keys prefixed as a PeftModel's) and adapter_config.json
+    only, which PEFT loads on transformers' model to the same outputs; fastbert wrote config.json and the
+    whole model, with the adapters' weights under names neither library loads as an adapter."""
+    from safetensors.torch import load_file
+
+    hf, fb = pair(tmp_path)
+    theirs = saved_adapter(copy.deepcopy(hf), tmp_path / "adapter", task_type="SEQ_CLS")
+    fb.load_adapter(tmp_path / "adapter")
+    ours = logits(fb)
+    fb.save_pretrained(tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    written = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    assert written.keys() == load_file(tmp_path / "adapter" / "adapter_model.safetensors").keys()
+    assert all(k.startswith("base_model.model.") for k in written)
+    reloaded = peft.PeftModel.from_pretrained(hf, tmp_path / "out").eval()
+    assert_rule(ours, reloaded, logits)
+    torch.testing.assert_close(logits(reloaded), logits(theirs), rtol=0, atol=0)
+    _, again = pair(tmp_path / "again")
+    again.load_adapter(tmp_path / "out")
+    torch.testing.assert_close(logits(again), ours, rtol=0, atol=0)
+    # save_peft_format=False: the model's own names; safe_serialization=False: the .bin (transformers 4)
+    fb.save_pretrained(tmp_path / "plain", save_peft_format=False, safe_serialization=False)
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.bin",
+    ]
+    plain = torch.load(tmp_path / "plain" / "adapter_model.bin", weights_only=True)
+    assert plain.keys() == {k.removeprefix("base_model.model.") for k in written}
+    # two active adapters: refused before anything is written
+    two = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    two.add_adapter(lora(target_modules=["query"]))
+    two.add_adapter(lora(target_modules=["key"]), adapter_name="other")
+    two.set_adapter(["default", "other"])
+    with pytest.raises(ValueError, match="Multiple active adapters detected"):
+        two.save_pretrained(tmp_path / "two")
+    assert not any((tmp_path / "two").iterdir())
