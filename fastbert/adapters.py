@@ -11,6 +11,7 @@ without it, and these methods then raise an ``ImportError`` saying ``pip install
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -36,6 +37,45 @@ def require_peft(what: str) -> Any:
     except ImportError as e:
         raise ImportError(f"{what} needs the peft package, which is not installed: pip install peft") from e
     return peft
+
+
+def find_adapter(path: str, hub: Any = None) -> tuple[str | None, str]:
+    """(the adapter to load, the folder or hub id of the base model) for ``from_pretrained(path)``, as
+    transformers: a folder holding ``adapter_config.json`` and no ``config.json`` loads the base model that
+    the adapter's config names (``base_model_name_or_path``), then the adapter; one holding both loads its
+    own model and the adapter (when peft is installed, as transformers); else (None, ``path``). A hub id is
+    asked for ``adapter_config.json`` only when it has no ``config.json``."""
+    from .hub import HubOptions, folder_looked_in, looks_local, resolve_file
+
+    hub = hub or HubOptions()
+    if os.path.isdir(path):
+        folder = folder_looked_in(path, hub)
+        config_file = os.path.join(folder, ADAPTER_CONFIG_NAME)
+        if not os.path.isfile(config_file):
+            return None, path
+        if os.path.isfile(os.path.join(folder, "config.json")):
+            try:
+                import peft  # noqa: F401
+            except ImportError:
+                return None, path  # transformers loads the model alone without peft
+            return path, path
+    elif looks_local(path):
+        return None, path
+    else:
+        if resolve_file(path, "config.json", hub, required=False) is not None:
+            return None, path
+        config_file = resolve_file(path, ADAPTER_CONFIG_NAME, hub, required=False)
+        if config_file is None:
+            return None, path
+    require_peft(f"from_pretrained({path!r}), an adapter (adapter_config.json),")
+    with open(config_file, encoding="utf-8") as f:
+        base = json.load(f).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(
+            f"{config_file} names no base model (base_model_name_or_path is {base!r}): load the base model with "
+            f"from_pretrained and then the adapter with model.load_adapter({path!r})"
+        )
+    return path, str(base)
 
 
 def _no_adapter() -> ValueError:

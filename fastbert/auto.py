@@ -201,7 +201,12 @@ class _AutoModel:
         if not given:
             # a checkpoint file given directly (Google's bert_model.ckpt, a tf_model.h5) has its config beside
             # it, as the model classes' from_pretrained reads it (the file itself was read as config.json)
-            config = registry.load_config(config or config_location(pretrained_model_name_or_path), hub=hub)
+            source = str(pretrained_model_name_or_path)
+            if config is None:  # an adapter's folder: the config of the base model it names
+                from .adapters import find_adapter
+
+                source = find_adapter(source, hub)[1]
+            config = registry.load_config(config or config_location(source), hub=hub)
         # a config read here is read as transformers' AutoConfig reads it: its own config class runs too
         keys = (cls.__name__,) if given else (cls.__name__, "AutoConfig")
         _refuse_remote_code(pretrained_model_name_or_path, config, keys, trust_remote_code)

@@ -579,6 +579,15 @@ class PreTrainedMixin:
             token = legacy_token
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
+        # as transformers: a folder or hub id holding an adapter (adapter_config.json) loads the base model it
+        # names (or its own, beside it), then the adapter into it
+        adapter_name = kwargs.pop("adapter_name", None) or "default"
+        adapter_kwargs = kwargs.pop("adapter_kwargs", None) or {}
+        adapter = None
+        if state_dict is None and pretrained_model_name_or_path is not None:
+            from .adapters import find_adapter
+
+            adapter, path = find_adapter(path, hub)
         for key in _LOADING_ONLY_KWARGS:  # transformers' download / placement options: nothing to configure
             kwargs.pop(key, None)
         _pop_unsupported(cls, kwargs)
@@ -724,6 +733,9 @@ class PreTrainedMixin:
             from .quant import quantize
 
             quantize(model, quantization, tokenizer=quant_tokenizer)
+        if adapter is not None:
+            given = {k: v for k, v in hub.as_kwargs().items() if v not in (None, "", False)}
+            model.load_adapter(adapter, adapter_name=adapter_name, adapter_kwargs=adapter_kwargs, **given)
         return (model, info) if output_loading_info else model
 
     def _read_generation_config(self, path: str, hub: HubOptions) -> None:
@@ -992,7 +1004,7 @@ _LOADING_ONLY_KWARGS = (
 )
 
 #: transformers 5 ``from_pretrained`` keywords of features fastbert has not (quantizers, tensor parallelism,
-#: GGUF, hub kernels, PEFT adapters, module fusion): their default, which changes nothing in
+#: GGUF, hub kernels, module fusion): their default, which changes nothing in
 #: transformers either, is accepted (code that forwards them as None runs); any other value is refused by name
 _UNSUPPORTED_KWARGS = {
     "quantization_config": (None,),
@@ -1005,8 +1017,6 @@ _UNSUPPORTED_KWARGS = {
     "kernel_config": (None,),
     "kernels_mode": (None,),
     "allow_all_kernels": (False,),
-    "adapter_name": ("default",),
-    "adapter_kwargs": (None,),
     "fusion_config": (None,),
 }
 

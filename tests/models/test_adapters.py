@@ -273,3 +273,52 @@ def test_save_pretrained_with_an_adapter_writes_the_adapter_alone(tmp_path):
     with pytest.raises(ValueError, match="Multiple active adapters detected"):
         two.save_pretrained(tmp_path / "two")
     assert not any((tmp_path / "two").iterdir())
+
+
+@pytest.mark.parametrize("auto", [False, True])
+def test_from_pretrained_on_an_adapter_folder_loads_the_base_model_and_the_adapter(auto, tmp_path):
+    """As transformers: a folder holding adapter_config.json alone loads the base model its config names,
+    then the adapter (``adapter_name``); one holding a model and an adapter loads both. fastbert looked for
+    config.json (OSError)."""
+    import shutil
+
+    hf, _ = pair(tmp_path)
+    base = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "base").eval()
+    theirs = saved_adapter(base, tmp_path / "adapter", task_type="SEQ_CLS")
+    cls = fastbert.AutoModelForSequenceClassification if auto else fastbert.BertForSequenceClassification
+    ours = cls.from_pretrained(tmp_path / "adapter", adapter_name="sst2")
+    assert type(ours) is fastbert.BertForSequenceClassification
+    assert list(ours.peft_config) == ["sst2"] and ours.active_adapters() == ["sst2"]
+    assert ours.name_or_path == str(tmp_path / "base")
+    adapted = logits(ours)
+    assert_rule(adapted, theirs, logits)
+    assert (adapted - logits(hf)).abs().max() > 1e-3
+    # a model folder with the adapter beside it: both
+    shutil.copytree(tmp_path / "base", tmp_path / "both")
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(tmp_path / "adapter" / name, tmp_path / "both" / name)
+    both = cls.from_pretrained(tmp_path / "both")
+    assert list(both.peft_config) == ["default"]
+    torch.testing.assert_close(logits(both), adapted, rtol=0, atol=0)
+
+
+def test_from_pretrained_on_an_adapter_folder_without_peft_or_a_base_model(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    hf, fb = pair(tmp_path)
+    saved_adapter(hf, tmp_path / "adapter")  # the base model was built, not loaded: no base named
+    with pytest.raises(ValueError, match=r"names no base model.*load_adapter"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "base")
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    shutil.copytree(tmp_path / "base", tmp_path / "both")
+    shutil.copy(tmp_path / "adapter" / "adapter_config.json", tmp_path / "both")
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ImportError, match="pip install peft"):
+        fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "adapter")
+    # a model with an adapter beside it: without peft the model alone, as transformers
+    plain = fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "both")
+    assert not plain._hf_peft_config_loaded
+    torch.testing.assert_close(logits(plain), logits(fb), rtol=0, atol=0)
