@@ -100,6 +100,24 @@ class AdapterAPI:
     #: True once an adapter was added or loaded (transformers' private flag, read by its Trainer and by PEFT)
     _hf_peft_config_loaded = False
 
+    def __getattr__(self, name: str) -> Any:
+        """``transformer_backbone_name`` (read by PEFT's prefix tuning alone) is refused with the reason: PEFT
+        passes the prefix as ``past_key_values``, to the model itself when its ``forward`` names that argument
+        (``BertModel``, ``BertLMHeadModel``: it works, as on transformers' model), else to the transformers
+        ``PreTrainedModel`` it finds inside the model, whose attribute name it keeps under this name. fastbert's
+        models are none: PEFT then asked the model for it, and the AttributeError named only the attribute.
+        (Submodules are instance attributes, ``_Module``: this runs for missing attributes only.)"""
+        if name == "transformer_backbone_name":
+            raise AttributeError(
+                f"PEFT prefix tuning cannot run on fastbert's {type(self).__name__}: PEFT passes the prefix as "
+                "past_key_values, which this class's forward does not take, so it looks for a transformers "
+                "PreTrainedModel inside the model to pass them to, and fastbert's models are not transformers' "
+                "(transformers 5's BERT heads fail as well: 'Model does not support past key values'). Prefix-tune "
+                "the encoder (fastbert.BertModel / AutoModel, task_type='FEATURE_EXTRACTION') or BertLMHeadModel "
+                "(task_type='CAUSAL_LM'), or use LoRA, prompt tuning or P-tuning on this class"
+            )
+        return super().__getattr__(name)
+
     # ------------------------------------------------------------------------------------------- loading
     def load_adapter(
         self,

@@ -322,3 +322,75 @@ def test_from_pretrained_on_an_adapter_folder_without_peft_or_a_base_model(tmp_p
     plain = fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "both")
     assert not plain._hf_peft_config_loaded
     torch.testing.assert_close(logits(plain), logits(fb), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name, task",
+    [
+        ("BertForSequenceClassification", "SEQ_CLS"),
+        ("BertForTokenClassification", "TOKEN_CLS"),
+        ("BertForQuestionAnswering", "QUESTION_ANS"),
+    ],
+)
+def test_prefix_tuning_on_a_head_is_refused_naming_the_reason(name, task, tmp_path):
+    """PEFT passes the prefix to a transformers PreTrainedModel it looks for inside the head; fastbert's
+    classes are none, and the forward failed with "has no attribute 'transformer_backbone_name'".
+    transformers 5's heads are refused too (PEFT's ValueError)."""
+    hf, fb = pair(tmp_path, name)
+    config = peft.PrefixTuningConfig(num_virtual_tokens=4, task_type=task)
+    theirs = peft.get_peft_model(hf, copy.deepcopy(config))
+    with pytest.raises(ValueError, match="does not support past key values"):
+        theirs(**batch())
+    ours = peft.get_peft_model(fb, config)
+    refusal = rf"PEFT prefix tuning cannot run on fastbert's {name}.*past_key_values"
+    with pytest.raises(AttributeError, match=refusal):
+        ours(**batch())
+    assert not hasattr(fb, "transformer_backbone_name")
+
+
+@pytest.mark.parametrize(
+    "name, task, config",
+    [("BertModel", "FEATURE_EXTRACTION", {}), ("BertLMHeadModel", "CAUSAL_LM", {"is_decoder": True})],
+)
+def test_prefix_tuning_on_the_encoder_and_the_lm_head_matches_transformers(name, task, config):
+    """Where the forward takes past_key_values, PEFT gives the prefix to the model itself: transformers'
+    outputs with the same prefix."""
+    torch.manual_seed(0)
+    hf = getattr(transformers, name)(transformers.BertConfig(**TINY, **NO_DROPOUT, **config))
+    perturb_norms_and_biases(hf).eval()
+    fb = getattr(fastbert, name)(fastbert.BertConfig(**TINY, **NO_DROPOUT, **config)).eval()
+    fb.load_state_dict(hf.state_dict())
+    prefix = peft.PrefixTuningConfig(num_virtual_tokens=4, task_type=task)
+    theirs, ours = peft.get_peft_model(hf, copy.deepcopy(prefix)), peft.get_peft_model(fb, prefix)
+    ours.load_state_dict(theirs.state_dict())
+    with torch.no_grad():
+        for model in (theirs, ours):
+            model.prompt_encoder.default.embedding.weight.copy_(
+                torch.linspace(-2, 2, 4 * 2 * 2 * 36).view(4, -1)
+            )
+    inputs = batch()
+    mask = inputs["attention_mask"].bool()
+
+    def first(model):
+        return model(**inputs)[0][mask]
+
+    with torch.no_grad():
+        out = first(ours)
+        plain = fb(**inputs)[0][mask]
+    assert_rule(out, theirs, first)
+    assert (out - plain).abs().max() > 1e-3, "the prefix changes nothing: the test could not fail"
+
+
+@pytest.mark.parametrize("kind", ["PromptTuningConfig", "PromptEncoderConfig"])
+def test_prompt_tuning_and_p_tuning_on_the_classifier_match_transformers(kind, tmp_path):
+    """They prepend virtual-token embeddings (``inputs_embeds``): no past_key_values, the head runs as is."""
+    hf, fb = pair(tmp_path)
+    extra = {"encoder_hidden_size": 8} if kind == "PromptEncoderConfig" else {}
+    config = getattr(peft, kind)(num_virtual_tokens=4, task_type="SEQ_CLS", **extra)
+    torch.manual_seed(1)
+    theirs = peft.get_peft_model(hf, copy.deepcopy(config)).eval()
+    ours = peft.get_peft_model(fb, config).eval()
+    ours.load_state_dict(theirs.state_dict())
+    out = logits(ours)
+    assert_rule(out, theirs, logits)
+    assert (out - logits(fb)).abs().max() > 1e-4, "the prompt changes nothing: the test could not fail"
