@@ -394,3 +394,44 @@ def test_prompt_tuning_and_p_tuning_on_the_classifier_match_transformers(kind, t
     out = logits(ours)
     assert_rule(out, theirs, logits)
     assert (out - logits(fb)).abs().max() > 1e-4, "the prompt changes nothing: the test could not fail"
+
+
+#: per family, the attention projection LoRA targets
+FAMILY_TARGETS = {
+    "bert": ["query"],
+    "roberta": ["query"],
+    "electra": ["query"],
+    "distilbert": ["q_lin"],
+    "mpnet": ["q"],
+    "modernbert": ["Wqkv"],
+}
+
+
+@pytest.mark.parametrize("model_type", list(FAMILY_TARGETS))
+def test_an_adapter_folder_of_every_family_loads_to_transformers_outputs(model_type, tmp_path):
+    """A sequence-classification LoRA adapter (its head trained too) saved by PEFT on transformers' model of
+    each family: AutoModelForSequenceClassification.from_pretrained on the adapter folder gives the outputs
+    of transformers' model with the adapter."""
+    from model_helpers import tiny_family_config
+
+    torch.manual_seed(0)
+    config = tiny_family_config(model_type)
+    perturb_norms_and_biases(fastbert.AutoModelForSequenceClassification.from_config(config)).save_pretrained(
+        tmp_path / "base"
+    )
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base").eval()
+    plain = logits(fastbert.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"))
+    torch.manual_seed(1)
+    theirs = peft.get_peft_model(hf, lora(target_modules=FAMILY_TARGETS[model_type], task_type="SEQ_CLS"))
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            if "modules_to_save" in name:
+                p.add_(0.5)
+    theirs.save_pretrained(tmp_path / "adapter")
+    theirs.eval()
+    inputs = batch()
+    ours = fastbert.AutoModelForSequenceClassification.from_pretrained(tmp_path / "adapter")
+    assert ours.active_adapters() == ["default"]
+    out = logits(ours, inputs)
+    assert_rule(out, theirs, lambda m: logits(m, inputs), what=model_type)
+    assert (out - plain).abs().max() > 1e-3, "the adapter changes nothing: the test could not fail"
