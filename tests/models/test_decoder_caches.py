@@ -113,9 +113,10 @@ def test_a_static_cache_is_read_at_its_filled_length():
         dynamic = cache_utils.DynamicCache()
         fb(ids[:, :4], past_key_values=dynamic, use_cache=True)
         want = fb(ids[:, 4:], past_key_values=dynamic, use_cache=True).logits
-        whole = fb(ids).logits[:, 4:]
-    torch.testing.assert_close(step, want)
-    torch.testing.assert_close(step, whole, atol=1e-5, rtol=1e-5)
+    # bit-identical by construction: the StaticCache read at its filled length holds the bits the DynamicCache
+    # holds, and the attention concatenates either with the new keys into one contiguous tensor
+    assert torch.equal(step, want)
+    assert_rule(step, hf, lambda m: m(ids).logits[:, 4:], what="a step on a StaticCache")
 
 
 def test_a_past_that_is_all_padding_keeps_the_mask():
@@ -435,7 +436,7 @@ def test_a_past_of_another_shape_is_refused_naming_it():
     """A cache another model filled (other heads, other head size), or legacy tuples whose keys and values
     disagree: a ValueError naming past_key_values and the shape wanted; it was torch.cat's size error from
     inside the attention."""
-    _, fb = _pair()
+    hf, fb = _pair()
     _, other = _pair(hidden_size=24, num_attention_heads=2)
     ids = torch.randint(3, TINY["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(5))
     heads, head_dim = TINY["num_attention_heads"], TINY["hidden_size"] // TINY["num_attention_heads"]
@@ -454,9 +455,8 @@ def test_a_past_of_another_shape_is_refused_naming_it():
             match=r"past_key_values\[1\] value has shape \(2, 3, 2, 12\), expected \(2, 3, 3, 12\)",
         ):
             fb(ids[:, 3:], past_key_values=bad)
-        torch.testing.assert_close(  # the past that fits still runs
-            fb(ids[:, 3:], past_key_values=past).logits[:, 0], fb(ids).logits[:, 3], atol=1e-5, rtol=1e-5
-        )
+        fits = fb(ids[:, 3:], past_key_values=past).logits[:, 0]
+    assert_rule(fits, hf, lambda m: m(ids).logits[:, 3], what="the past that fits still runs")
 
 
 def test_prepare_inputs_for_generation_takes_transformers_5_arguments():
@@ -480,16 +480,17 @@ def test_prepare_inputs_for_generation_takes_transformers_5_arguments():
         return model(**inputs).logits
 
     with torch.no_grad():
-        theirs = step(hf, next_sequence_length=1)
-        torch.testing.assert_close(step(fb, next_sequence_length=1), theirs, atol=1e-5, rtol=1e-5)
+        ours = step(fb, next_sequence_length=1)
         # without next_sequence_length: the tokens the cache has not seen, as with past_key_values
-        torch.testing.assert_close(step(fb), theirs, atol=1e-5, rtol=1e-5)
+        unseen = step(fb)
+    assert_rule(ours, hf, lambda m: step(m, next_sequence_length=1), what="next_sequence_length=1")
+    assert_rule(unseen, hf, lambda m: step(m, next_sequence_length=1), what="without next_sequence_length")
 
 
 def test_past_key_values_and_cache_both_given_are_refused():
     """transformers 5.25 reads ``cache`` and ignores ``past_key_values`` when both are given; fastbert read
     ``past_key_values`` and ignored ``cache``: two different caches are a ValueError, the same one is taken."""
-    _, fb = _pair()
+    hf, fb = _pair()
     ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         filled = cache_utils.DynamicCache()
@@ -497,7 +498,7 @@ def test_past_key_values_and_cache_both_given_are_refused():
         with pytest.raises(ValueError, match="both past_key_values and cache"):
             fb(ids[:, 4:], past_key_values=cache_utils.DynamicCache(), cache=filled)
         step = fb(ids[:, 4:], past_key_values=filled, cache=filled).logits
-    torch.testing.assert_close(step[:, 0], fb(ids).logits[:, 4], atol=1e-5, rtol=1e-5)
+    assert_rule(step[:, 0], hf, lambda m: m(ids).logits[:, 4], what="the same cache under both names")
 
 
 def test_a_static_cache_that_is_full_is_refused_naming_it():
@@ -515,4 +516,4 @@ def test_a_static_cache_that_is_full_is_refused_naming_it():
             fb(ids[:, 3:5], past_key_values=static, use_cache=True)
         assert static.get_seq_length() == 3
         step = fb(ids[:, 3:4], past_key_values=static, use_cache=True).logits
-    torch.testing.assert_close(step[:, 0], fb(ids[:, :4]).logits[:, 3], atol=1e-5, rtol=1e-5)
+    assert_rule(step[:, 0], hf, lambda m: m(ids[:, :4]).logits[:, 3], what="what fits a full StaticCache")
