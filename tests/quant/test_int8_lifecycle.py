@@ -390,21 +390,22 @@ def test_torch_compile_warns_once_naming_it():
     from torch._dynamo.utils import counters
 
     fp32, q = _int8_model()
-    breaks = []
+    breaks, outs = [], []
     for model in (fp32, q):
         torch._dynamo.reset()
         counters.clear()
         compiled = torch.compile(model, backend="eager")
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
-            out = _out(compiled)
+            outs.append(_out(compiled))
             _out(compiled)
         breaks.append(sum(counters["graph_break"].values()))
     torch._dynamo.reset()
     said = [w for w in record if "under torch.compile" in str(w.message)]
     assert len(said) == 1 and "int8 linears compute without int8" in str(said[0].message)
     assert breaks[1] == breaks[0], breaks
-    torch.testing.assert_close(out, _out(fp32), rtol=1e-4, atol=1e-5)
+    # the fp32 twin's traced ops on its own weights, run by the eager backend: the same bits by construction
+    assert torch.equal(outs[1], outs[0])
 
 
 # -------------------------------------------------------------------------------------------- warnings
@@ -602,7 +603,7 @@ def test_transformers_trainer_takes_an_int8_model(tmp_path):
     predicted = trainer.predict(rows).predictions
     with torch.no_grad():
         direct = model(input_ids=IDS).logits
-    torch.testing.assert_close(torch.as_tensor(predicted), direct, rtol=1e-5, atol=1e-5)
+    assert torch.equal(torch.as_tensor(predicted), direct)
 
 
 def test_int8_runs_int8_while_another_thread_compiles(monkeypatch):
