@@ -148,6 +148,39 @@ def assert_gradients_meet_the_rule(ours, theirs, ref, keep=lambda name: True, wh
     return sum(len(flat[0]) for flat in blocks.values())
 
 
+#: heads whose transformers loss is the mean cross-entropy of the logits over the labels that are not -100
+CROSS_ENTROPY_TASKS = ("masked-lm", "causal-lm", "token-classification")
+
+
+def cross_entropy_loss(logits, labels, causal=False):
+    """transformers' loss of a masked or causal LM or a token-classification head, computed in the logits' dtype:
+    the mean cross-entropy over the labels that are not -100; a causal LM's position predicts the next one's
+    label (transformers pads the labels with -100 and shifts them)."""
+    if causal:
+        labels = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+    )
+
+
+def float64_loss(task, theirs, ref, labels):
+    """The rule's reference loss: ``ref.loss`` (transformers' float64 forward), or for the heads of
+    :data:`CROSS_ENTROPY_TASKS` their cross-entropy computed in float64 from ``ref``'s float64 logits.
+    transformers' loss functions for them (``loss_utils``: ForCausalLMLoss, ForMaskedLMLoss,
+    ForTokenClassification) cast the logits to float32 first, so its float64 forward's loss is an fp32 loss,
+    as rounded as the outputs it judges: a bound at the floor. The formula is checked bit for bit against
+    transformers' own fp32 loss (``theirs``) first."""
+    if task not in CROSS_ENTROPY_TASKS:
+        return ref.loss
+    causal = task == "causal-lm"
+    mine = cross_entropy_loss(theirs.logits, labels, causal)
+    # exactly (NaN where every label is -100, as transformers')
+    torch.testing.assert_close(
+        mine, theirs.loss, rtol=0, atol=0, equal_nan=True, msg=f"{task}: not transformers' loss"
+    )
+    return cross_entropy_loss(ref.logits, labels, causal)
+
+
 def judge_all(model, hf, inputs, task, backend, extra=None):
     """Every output fastbert and transformers share, judged by the tolerance rule on the valid tokens
     against transformers run in float64 (``extra``: keyword arguments of both forwards beside ``inputs``)."""
@@ -166,7 +199,8 @@ def judge_all(model, hf, inputs, task, backend, extra=None):
         where = None if name == "loss" else mask
         if name == "pooler_output" or (task in FIRST_TOKEN_HEADS and name == "logits"):
             where = None if backend == "eager" else mask[..., 0]
-        assert_close(ours[name], theirs[name], ref[name], torch.float32, where, what=f"{backend} {name}")
+        want = float64_loss(task, theirs, ref, inputs.get("labels")) if name == "loss" else ref[name]
+        assert_close(ours[name], theirs[name], want, torch.float32, where, what=f"{backend} {name}")
 
 
 def tiny_family_config(model_type: str, width: int = 64, **overrides):
