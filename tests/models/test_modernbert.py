@@ -17,6 +17,7 @@ from model_helpers import (
     FIRST_TOKEN_HEADS,
     assert_gradients_meet_the_rule,
     assert_rule,
+    float64_loss,
     in_float64,
     judge_all,
     require_interpreter,
@@ -731,8 +732,11 @@ def test_num_items_in_batch_as_transformers(saved, task):
             theirs = type(hf).from_pretrained(folder, attn_implementation="eager").eval()(**inputs).loss
             eager64 = type(model).from_pretrained(folder, attn_implementation="eager").double().eval()
             ref = eager64(**inputs).loss
-        else:
-            theirs, ref = want_mean, in_float64(hf, **inputs).loss
+        else:  # in float64 from the float64 logits: transformers' loss functions cast them to float32
+            theirs, ref = (
+                want_mean,
+                float64_loss(task, hf(**inputs), in_float64(hf, **inputs), inputs["labels"]),
+            )
         assert_close(got_mean, theirs, ref, torch.float32, what=f"{task} loss")
         # the scaling by num_items_in_batch: to the bit of a ratio
         for n in (torch.tensor(40), 7):

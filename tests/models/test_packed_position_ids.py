@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import INTERPRET, TINY, assert_gradients_meet_the_rule, require_transformers
+from model_helpers import INTERPRET, TINY, assert_gradients_meet_the_rule, float64_loss, require_transformers
 
 import fastbert
 from fastbert.core import padding
@@ -233,8 +233,12 @@ def test_data_collator_with_flattening_batches_give_transformers_loss(tmp_path):
     assert "attention_mask" not in batch and batch["position_ids"].shape == (1, 17)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        want, got = theirs(**batch, use_cache=False).loss, ours(**batch, use_cache=False).loss
-        ref = copy.deepcopy(theirs).double()(**batch, use_cache=False).loss
+        want, got = theirs(**batch, use_cache=False), ours(**batch, use_cache=False).loss
+        # in float64 from the float64 logits: transformers' ForCausalLMLoss casts them to float32
+        ref = float64_loss(
+            "causal-lm", want, copy.deepcopy(theirs).double()(**batch, use_cache=False), batch["labels"]
+        )
+        want = want.loss
         across = ours(**batch, use_cache=False, attention_mask=torch.ones_like(batch["input_ids"])).loss
     assert_close(got, want, ref, torch.float32, what="loss")
     assert abs(across - want) > 1e-4
