@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fastbert.modeling import MODEL_CLASSES
 
@@ -152,20 +153,31 @@ def assert_gradients_meet_the_rule(ours, theirs, ref, keep=lambda name: True, wh
 CROSS_ENTROPY_TASKS = ("masked-lm", "causal-lm", "token-classification")
 
 
-def cross_entropy_loss(logits, labels, causal=False):
+def cross_entropy_loss(
+    logits, labels, causal=False, num_items_in_batch=None, ignore_index=-100, shift_labels=None
+):
     """transformers' loss of a masked or causal LM or a token-classification head, computed in the logits' dtype:
-    the mean cross-entropy over the labels that are not -100; a causal LM's position predicts the next one's
-    label (transformers pads the labels with -100 and shifts them)."""
+    the cross-entropy over the labels that are not ``ignore_index``, its mean (its sum divided by
+    ``num_items_in_batch`` where given); a causal LM's position predicts the next one's label (transformers
+    pads the labels with ``ignore_index`` and shifts them, or takes ``shift_labels`` as they are)."""
     if causal:
-        labels = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+        labels = (
+            shift_labels if shift_labels is not None else F.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        )
+    reduction = "sum" if num_items_in_batch is not None else "mean"
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=ignore_index,
+        reduction=reduction,
     )
+    return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
-def float64_loss(task, theirs, ref, labels):
+def float64_loss(task, theirs, ref, labels, **loss_kwargs):
     """The rule's reference loss: ``ref.loss`` (transformers' float64 forward), or for the heads of
-    :data:`CROSS_ENTROPY_TASKS` their cross-entropy computed in float64 from ``ref``'s float64 logits.
+    :data:`CROSS_ENTROPY_TASKS` their cross-entropy computed in float64 from ``ref``'s float64 logits
+    (``loss_kwargs``: the forward's ``num_items_in_batch``, ``ignore_index``, ``shift_labels``).
     transformers' loss functions for them (``loss_utils``: ForCausalLMLoss, ForMaskedLMLoss,
     ForTokenClassification) cast the logits to float32 first, so its float64 forward's loss is an fp32 loss,
     as rounded as the outputs it judges: a bound at the floor. The formula is checked bit for bit against
@@ -173,12 +185,12 @@ def float64_loss(task, theirs, ref, labels):
     if task not in CROSS_ENTROPY_TASKS:
         return ref.loss
     causal = task == "causal-lm"
-    mine = cross_entropy_loss(theirs.logits, labels, causal)
-    # exactly (NaN where every label is -100, as transformers')
+    mine = cross_entropy_loss(theirs.logits, labels, causal, **loss_kwargs)
+    # exactly (NaN where every label is ignored, as transformers')
     torch.testing.assert_close(
         mine, theirs.loss, rtol=0, atol=0, equal_nan=True, msg=f"{task}: not transformers' loss"
     )
-    return cross_entropy_loss(ref.logits, labels, causal)
+    return cross_entropy_loss(ref.logits, labels, causal, **loss_kwargs)
 
 
 def judge_all(model, hf, inputs, task, backend, extra=None):

@@ -19,7 +19,7 @@ import torch
 
 import fastbert
 from fastbert.core.tolerances import judge
-from tests.model_helpers import require_transformers
+from tests.model_helpers import float64_loss, require_transformers
 
 transformers = require_transformers()
 
@@ -277,9 +277,10 @@ def test_causal_lm_num_items_in_batch_and_shift_labels():
     ]
     for case in cases:
         ours = fb(**batch, **case).loss
-        theirs = hf(**batch, **case).loss
-        ref = hf64(**batch, **case).loss
-        v = judge(ours, theirs, ref, torch.float32)
+        theirs = hf(**batch, **case)
+        # in float64 from the float64 logits: transformers' ForCausalLMLoss casts them to float32
+        ref = float64_loss("causal-lm", theirs, hf64(**batch, **case), **case)
+        v = judge(ours, theirs.loss, ref, torch.float32)
         assert v.ok, v.message(f"loss with {sorted(case)}")
     # num_items_in_batch scales the summed loss: a different count gives a different loss
     a = fb(**batch, labels=labels, num_items_in_batch=10).loss
