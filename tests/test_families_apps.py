@@ -13,6 +13,7 @@ from model_helpers import perturb_norms_and_biases
 from tokenizer_family_helpers import save_family_tokenizers
 
 import fastbert
+from fastbert.core.tolerances import assert_close
 
 transformers = pytest.importorskip("transformers")
 
@@ -53,15 +54,20 @@ def folders(tmp_path_factory):
     return out
 
 
+def scores(answers):
+    """A pipeline's scores as one float64 tensor, for the parity rule (fastbert.core.tolerances)."""
+    return torch.tensor([r["score"] for r in answers], dtype=torch.float64)
+
+
 def test_fill_mask_pipeline_on_an_electra_generator(folders):
     ours = fastbert.pipeline("fill-mask", model=folders["mlm"], top_k=3)
     theirs = transformers.pipeline("fill-mask", model=folders["mlm"], device=-1, top_k=3)
     assert type(ours.model) is fastbert.ElectraForMaskedLM
+    ref = transformers.pipeline("fill-mask", model=folders["mlm"], dtype=torch.float64, device=-1, top_k=3)
     text = "the [MASK] of france is paris."
-    a, b = ours(text), theirs(text)
-    assert [r["token"] for r in a] == [r["token"] for r in b]
-    for x, y in zip(a, b):
-        assert abs(x["score"] - y["score"]) <= 1e-5
+    a, b, c = ours(text), theirs(text), ref(text)  # c: the rule's reference
+    assert [r["token"] for r in a] == [r["token"] for r in b] == [r["token"] for r in c]
+    assert_close(scores(a), scores(b), scores(c), torch.float32, what="fill-mask scores")
 
 
 def test_text_classification_pipeline_and_task_inference(folders):
@@ -69,8 +75,16 @@ def test_text_classification_pipeline_and_task_inference(folders):
     theirs = transformers.pipeline("text-classification", model=folders["cls"], device=-1)
     assert type(ours.model) is fastbert.ElectraForSequenceClassification
     texts = ["paris is the capital of france.", "john works at google"]
-    for x, y in zip(ours(texts), theirs(texts)):
-        assert x["label"] == y["label"] and abs(x["score"] - y["score"]) <= 1e-5
+    # the rule's reference, in float64 throughout: transformers' pipeline casts the logits to float32 before
+    # its softmax (TextClassificationPipeline.postprocess), so its float64 run is not one
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(folders["cls"], dtype=torch.float64)
+    tok = transformers.AutoTokenizer.from_pretrained(folders["cls"])
+    with torch.no_grad():
+        probs = [hf.eval()(**tok(t, return_tensors="pt")).logits[0].softmax(-1) for t in texts]
+    c = [{"label": hf.config.id2label[int(p.argmax())], "score": p.max().item()} for p in probs]
+    a, b = ours(texts), theirs(texts)
+    assert [x["label"] for x in a] == [y["label"] for y in b] == [z["label"] for z in c]
+    assert_close(scores(a), scores(b), scores(c), torch.float32, what="text-classification scores")
     with pytest.raises(ValueError, match="cannot tell the task"):
         fastbert.pipeline(model=folders["disc"])  # a discriminator serves no pipeline task by default
 
