@@ -174,16 +174,21 @@ def cross_entropy_loss(
     return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
-def float64_loss(task, theirs, ref, labels, **loss_kwargs):
+def float64_loss(task, theirs, ref, labels, sparse_pred_ignore_index=None, **loss_kwargs):
     """The rule's reference loss: ``ref.loss`` (transformers' float64 forward), or for the heads of
     :data:`CROSS_ENTROPY_TASKS` their cross-entropy computed in float64 from ``ref``'s float64 logits
     (``loss_kwargs``: the forward's ``num_items_in_batch``, ``ignore_index``, ``shift_labels``).
     transformers' loss functions for them (``loss_utils``: ForCausalLMLoss, ForMaskedLMLoss,
     ForTokenClassification) cast the logits to float32 first, so its float64 forward's loss is an fp32 loss,
     as rounded as the outputs it judges: a bound at the floor. The formula is checked bit for bit against
-    transformers' own fp32 loss (``theirs``) first."""
+    transformers' own fp32 loss (``theirs``) first. ``sparse_pred_ignore_index``: the logits are a sparse
+    masked LM's (ModernBERT's ``sparse_prediction``), one row for each label other than that index, in the
+    flattened batch's order; the loss is over those rows' labels."""
     if task not in CROSS_ENTROPY_TASKS:
         return ref.loss
+    if sparse_pred_ignore_index is not None:
+        labels = labels.flatten()[labels.flatten() != sparse_pred_ignore_index]
+        assert len(labels) == len(theirs.logits) == len(ref.logits), "not a sparse prediction's logits"
     causal = task == "causal-lm"
     mine = cross_entropy_loss(theirs.logits, labels, causal, **loss_kwargs)
     # exactly (NaN where every label is ignored, as transformers')
