@@ -187,7 +187,7 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        from .hub import HubOptions, config_location
+        from .hub import HubOptions, config_source
 
         config = kwargs.pop("config", None)
         hub = kwargs.pop("hub", None) or HubOptions.pop_from(kwargs)
@@ -201,12 +201,12 @@ class _AutoModel:
         if not given:
             # a checkpoint file given directly (Google's bert_model.ckpt, a tf_model.h5) has its config beside
             # it, as the model classes' from_pretrained reads it (the file itself was read as config.json)
-            source = str(pretrained_model_name_or_path)
+            source, config_hub = str(pretrained_model_name_or_path), hub
             if config is None:  # an adapter's folder: the config of the base model it names
                 from .adapters import find_adapter
 
-                source = find_adapter(source, hub)[1]
-            config = registry.load_config(config or config_location(source), hub=hub)
+                source, config_hub = config_source(find_adapter(source, hub)[1], hub)
+            config = registry.load_config(config or source, hub=config_hub)
         # a config read here is read as transformers' AutoConfig reads it: its own config class runs too
         keys = (cls.__name__,) if given else (cls.__name__, "AutoConfig")
         _refuse_remote_code(pretrained_model_name_or_path, config, keys, trust_remote_code)

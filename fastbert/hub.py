@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 HUB_FIELDS = ("revision", "cache_dir", "local_files_only", "token", "subfolder")
@@ -167,6 +167,14 @@ def config_location(src: str | os.PathLike) -> str:
     if os.path.isfile(src) or os.path.isfile(src + ".index"):
         return os.path.dirname(os.path.abspath(src))
     return src
+
+
+def config_source(src: str | os.PathLike, hub: HubOptions) -> tuple[str, HubOptions]:
+    """:func:`config_location` and the hub options to read the config there with: a checkpoint file given
+    directly is read as it is, whatever the subfolder (as transformers), and its config beside it, not in
+    ``hub.subfolder`` of the file's folder."""
+    location = config_location(src)
+    return location, (hub if location == str(src) else replace(hub, subfolder=""))
 
 
 def resolve_file(

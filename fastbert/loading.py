@@ -25,7 +25,7 @@ from torch import nn
 from .config import BertConfig, check_attn_implementation
 from .hub import (
     HubOptions,
-    config_location,
+    config_source,
     folder_looked_in,
     hub_unavailable,
     push_folder,
@@ -592,8 +592,11 @@ class PreTrainedMixin:
             kwargs.pop(key, None)
         _pop_unsupported(cls, kwargs)
         config_class = getattr(cls, "config_class", BertConfig)
-        if config is None or isinstance(config, (str, os.PathLike)):
-            config = config_class.from_pretrained(config or config_location(path), hub=hub)
+        if config is None:
+            location, config_hub = config_source(path, hub)  # a file's config beside it, not in a subfolder
+            config = config_class.from_pretrained(location, hub=config_hub)
+        elif isinstance(config, (str, os.PathLike)):
+            config = config_class.from_pretrained(config, hub=hub)
         else:  # a copy, of the config's own class when it is of this family (XLMRobertaConfig for Roberta*)
             own = type(config) if isinstance(config, config_class) else config_class
             given = config
@@ -727,7 +730,7 @@ class PreTrainedMixin:
         model.config.torch_dtype = torch_dtype
         model.config._name_or_path = path
         model.name_or_path = path  # transformers sets the config's before building the model
-        model._read_generation_config(config_location(path), hub)
+        model._read_generation_config(*config_source(path, hub))
         model.eval()
         if quantization is not None:
             from .quant import quantize

@@ -152,6 +152,21 @@ def test_checkpoint_file_given_directly_to_auto_classes(tmp_path):
             assert torch.equal(value, want[name]), (given, name)
 
 
+def test_checkpoint_file_given_directly_with_a_subfolder(tmp_path):
+    """A checkpoint file given directly is read as it is whatever the subfolder (as transformers reads a
+    file path), and so is its config beside it: the config was looked for in ``<file's folder>/<subfolder>``
+    ("has no config.json") while the weights ignored the subfolder, as ``fastbert convert`` does."""
+    tf1 = copy_files(GOOGLE, tmp_path / "tf1", [INDEX, SHARD, "bert_config.json"])
+    tf2 = copy_files(FIXTURES, tmp_path / "tf2", ["tf_model.h5", "config.json"])
+    want = fastbert.BertForPreTraining.from_pretrained(tf1, from_tf=True).state_dict()
+    for cls in (fastbert.BertForPreTraining, fastbert.AutoModelForPreTraining):
+        for given in (tf1 / "bert_model.ckpt", tf2 / "tf_model.h5"):
+            model = cls.from_pretrained(str(given), from_tf=True, subfolder="sub")
+            assert type(model).__name__ == "BertForPreTraining"
+            for name, value in model.state_dict().items():
+                assert torch.equal(value, want[name]), (cls, given, name)
+
+
 @pytest.mark.parametrize(
     "name, said",
     [
