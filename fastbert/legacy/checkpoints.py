@@ -32,6 +32,21 @@ def _tf1_index_candidates(files: list[str]) -> list[str]:
     return found + sorted(others, key=_step_of, reverse=True)
 
 
+def _cached_files(repo_id: str, hub: HubOptions) -> list[str]:
+    """The files of a hub repository's snapshot in the local cache (of ``hub.subfolder`` in it), as a local
+    folder is listed; [] when none is cached. Nothing is fetched."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = snapshot_download(
+            repo_id, revision=hub.revision, cache_dir=hub.cache_dir, token=hub.token, local_files_only=True
+        )
+    except Exception:  # not cached (or not a repository id): the known names alone are tried
+        return []
+    root = os.path.join(snapshot, hub.subfolder)
+    return sorted(os.listdir(root)) if os.path.isdir(root) else []
+
+
 def _shard_files_from_index_json(index_file: str) -> list[str]:
     from ..loading import (
         read_weight_map,  # the one check of an index (a shard never a path out of the folder)
@@ -97,7 +112,13 @@ def find_legacy_checkpoint(
         return hub_files.resolve_file(path, name, hub=hub, required=True)
 
     if want_tf:
-        candidates = _tf1_index_candidates(listing) if listing is not None else list(TF1_INDEX_NAMES)
+        # no listing (offline, local_files_only): the index files the cached snapshot holds, as a local
+        # folder's listing finds them (a training run's model.ckpt-<step>.index), then the known names
+        if listing is None:
+            cached = _cached_files(path, hub)
+            candidates = _tf1_index_candidates(cached) + [n for n in TF1_INDEX_NAMES if n not in cached]
+        else:
+            candidates = _tf1_index_candidates(listing)
         for name in candidates:
             index = present(name)
             if index is not None:

@@ -162,6 +162,24 @@ def test_hub_resolution(tmp_path, monkeypatch, reference):
     assert legacy.find_legacy_checkpoint("google/bert-tiny", hub=options)[0] == "flax"
 
 
+@pytest.mark.parametrize("subfolder", ["", "sub"])
+def test_fine_tuning_output_in_the_offline_cache(tmp_path, reference, subfolder):
+    """A hub id's cached ``model.ckpt-<step>.index`` is found without the hub's listing (local_files_only), as
+    a local folder's: only ``model.ckpt.index`` and ``bert_model.ckpt.index`` were tried ("no checkpoint")."""
+    tf = google_names(reference)
+    repo = tmp_path / "models--someone--fine-tuned"
+    snapshot = repo / "snapshots" / ("0" * 40) / subfolder
+    snapshot.mkdir(parents=True)
+    write_tf1_bundle(snapshot / "model.ckpt-100", {k: torch.zeros_like(v) for k, v in tf.items()})
+    write_tf1_bundle(snapshot / "model.ckpt-2000", tf)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    options = HubOptions(cache_dir=str(tmp_path), local_files_only=True, subfolder=subfolder)
+    kind, files = legacy.find_legacy_checkpoint("someone/fine-tuned", hub=options)
+    assert kind == "tf1" and os.path.basename(files[0]) == "model.ckpt-2000.index"
+    assert_same_weights(legacy.load_legacy_checkpoint(kind, files), reference)
+
+
 def test_hub_options_subfolder(tmp_path):
     """The hub options travel as one value: a subfolder is where the checkpoint is looked for."""
     folder = copy_files(FIXTURES, tmp_path / "sub", ["tf_model.h5"])
