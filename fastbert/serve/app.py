@@ -282,7 +282,7 @@ class Server:
             if j is not None:
                 raise ServeError(
                     f"`{input_name(field, k, len(rows))}`: its token {j} has id {ids[j]}, which the model's "
-                    f"vocabulary of {limit} lacks (the tokenizer holds {self.tokenizer.vocab_size} tokens)",
+                    f"vocabulary of {limit} lacks (the tokenizer's ids run below {self.tokenizer.vocab_size})",
                     metric="tokenization",
                 )
 

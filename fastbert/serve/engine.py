@@ -11,6 +11,7 @@ sparse SPLADE vector, or class scores).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -383,9 +384,12 @@ class Tokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool) -> str:
         return self.plain.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    @property
+    @functools.cached_property
     def vocab_size(self) -> int:
-        return self.plain.get_vocab_size(with_added_tokens=True)
+        """The tokenizer's highest id + 1 (added tokens included), not its count of tokens: a vocabulary with
+        gaps (a token listed twice in vocab.txt) holds fewer tokens than its highest id, whose real tokens
+        must stay valid ids."""
+        return max(self.plain.get_vocab(with_added_tokens=True).values(), default=-1) + 1
 
 
 def _lower_casing(tokenizer_json: str) -> str:

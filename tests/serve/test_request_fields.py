@@ -101,3 +101,22 @@ def test_ids_the_model_lacks_are_refused_before_the_batch(tiny, tmp_path):
         assert "vocabulary of" in _error(c.post("/v1/embeddings", json={"input": word}))
         assert c.post("/embed", json={"inputs": ["the", [5, limit - 1]]}).status_code == 200
         assert c.post("/decode", json={"ids": [5, limit]}).status_code == 200  # no forward: the tokenizer's
+
+
+def test_every_token_of_a_vocabulary_with_gaps_is_a_valid_id(mean_base_server):
+    """The tiny vocabulary lists "a" and "##s" twice: its tokenizer holds 119 tokens, ids up to 120. The
+    server took the count of tokens for the size of the vocabulary, so the ids of "##y" and "##z" (119,
+    120), real tokens the tokenizer itself makes, were refused 422 when sent as token ids. Ids below the
+    highest id + 1 (and the model's embedding table) run; the ids past it stay a 422."""
+    c = mean_base_server.client
+    tok = mean_base_server.state.tokenizer
+    top = max(tok.plain.get_vocab(with_added_tokens=True).values())
+    assert top + 1 > tok.plain.get_vocab_size(with_added_tokens=True)  # the vocabulary has gaps
+    made = c.post("/tokenize", json={"inputs": "zz"}).json()[0]  # token ids are sent as they run (TEI)
+    assert [t["id"] for t in made][1:3] == [tok.plain.token_to_id("z"), top], made
+    by_text = c.post("/embed", json={"inputs": "zz"})
+    by_ids = c.post("/embed", json={"inputs": [t["id"] for t in made]})
+    assert by_text.status_code == by_ids.status_code == 200, by_ids.text
+    assert by_ids.json() == by_text.json()
+    message = _error(c.post("/embed", json={"inputs": [5, top + 1]}))
+    assert f"{top + 1} at position 1" in message and f"vocabulary size {top + 1}" in message, message
