@@ -218,16 +218,11 @@ def run_check(
         """The output of ``backend``'s forward, or None (a default backend the model fell back from: its row
         is left out). A backend that fell back (triton on a head dim over its kernel's, a relative position
         embedding...) ran another backend's path: a row under its name would judge that path, and pass."""
-        if dname == "bf16" and backend in TRITON_ROWS and dev.type != "cuda":
-            # under the interpreter: triton's interpreter computes bf16 tl.dot wrongly (errors of 5 on
-            # LayerNorm outputs), a FAIL that is triton's, not fastbert's; checked on a GPU
+        no_bf16 = _no_triton_bf16(dev) if dname == "bf16" and backend in TRITON_ROWS else None
+        if no_bf16:
             if (backend, dname) not in skipped:
                 skipped.add((backend, dname))
-                print(
-                    f"{backend} bf16 rows are skipped: triton's interpreter (TRITON_INTERPRET=1) computes "
-                    "bf16 tl.dot wrongly; run fastbert check on a CUDA GPU for them",
-                    file=sys.stderr,
-                )
+                print(f"{backend} bf16 rows are skipped: {no_bf16}", file=sys.stderr)
             return None
         m = build(backend, DTYPES[dname])
         out = run(m)
@@ -324,6 +319,26 @@ def run_check(
             "another backend or dtype"
         )
     return rows
+
+
+def _no_triton_bf16(dev: torch.device) -> str | None:
+    """Why the triton kernels' bf16 rows cannot be judged on ``dev``, or None where they can."""
+    if dev.type != "cuda":
+        # under the interpreter: triton's interpreter computes bf16 tl.dot wrongly (errors of 5 on
+        # LayerNorm outputs), a FAIL that is triton's, not fastbert's; checked on a GPU
+        return (
+            "triton's interpreter (TRITON_INTERPRET=1) computes bf16 tl.dot wrongly; run fastbert check on a "
+            "CUDA GPU for them"
+        )
+    if torch.version.hip is None and torch.cuda.get_device_capability(dev) < (8, 0):
+        # before Ampere a GPU has no bf16 tensor cores: triton refuses a bf16 tl.dot there or emulates it, a
+        # FAIL or a row that judges no kernel a user of this GPU runs (their dtype is fp16)
+        major, minor = torch.cuda.get_device_capability(dev)
+        return (
+            f"{torch.cuda.get_device_name(dev)} (compute capability {major}.{minor}) has no native bf16, "
+            "which the triton kernels need (compute capability 8.0+); use fp16 on this GPU"
+        )
+    return None
 
 
 def _set_attn(model, impl: str) -> None:

@@ -600,3 +600,20 @@ def test_check_refuses_a_triton_row_it_cannot_run_before_loading(monkeypatch):
     monkeypatch.setattr(ops, "triton_available", lambda: False)
     with pytest.raises(ValueError, match="needs triton on a CUDA GPU"):
         check.run_check(backends=("triton",), **args)
+
+
+def test_check_leaves_out_triton_bf16_rows_on_a_gpu_without_native_bf16(monkeypatch):
+    """``fastbert check``'s default rows on CUDA include triton bf16: on a GPU before Ampere (a T4, a V100:
+    compute capability below 8.0, no bf16 tensor cores) triton refuses or emulates a bf16 ``tl.dot``, a row
+    that failed or judged a path nobody runs there. Those rows are left out with the GPU and its capability
+    as the reason (said on stderr as the interpreter's reason is); an Ampere GPU keeps them."""
+    import torch
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    why = check._no_triton_bf16(torch.device("cuda", 0))
+    assert why is not None and "Tesla T4 (compute capability 7.5) has no native bf16" in why, why
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert check._no_triton_bf16(torch.device("cuda", 0)) is None
+    assert "interpreter" in check._no_triton_bf16(torch.device("cpu"))
