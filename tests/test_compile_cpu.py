@@ -112,3 +112,32 @@ def test_an_eager_forward_while_another_thread_compiles_runs_as_eager(monkeypatc
     assert (
         model.encoder.layer[0].attention.self.__dict__.get("_fused_views") is views
     )  # reused, not concatenated
+
+
+def test_compiled_packed_rows_attend_within_each_sequence():
+    """Padding-free packed rows (``DataCollatorWithFlattening``: position_ids restarting, no attention_mask)
+    attend within each sequence in eager mode, as transformers 5.25 does (its mask comes from the positions
+    under torch.compile as well). Under ``torch.compile`` the split was switched off: the compiled model
+    attended across the row, other numbers than the eager model's, silently. It now splits there too (graph
+    breaks at the host reads of the positions), matching eager, and compiles once per input kind."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    ids = torch.randint(3, 99, (2, 10))
+    pos = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]])
+    batches = [dict(input_ids=ids, position_ids=pos), dict(input_ids=ids)]
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager")
+    with torch.no_grad():
+        plain = [model(**b).last_hidden_state for b in batches]
+        alone = model(input_ids=ids[:1, 4:7], position_ids=pos[:1, 4:7]).last_hidden_state
+        assert torch.allclose(plain[0][:1, 4:7], alone, atol=1e-5, rtol=0)  # eager: the sequence alone
+        for _ in range(2):
+            for b in batches:
+                compiled(**b)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(2):
+                for b, theirs in zip(batches, plain):
+                    assert torch.allclose(compiled(**b).last_hidden_state, theirs, atol=1e-6, rtol=0)
+    torch._dynamo.reset()

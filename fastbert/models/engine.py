@@ -1034,7 +1034,7 @@ class BertModel(BertPreTrainedModel):
         else:
             ref = inputs.reference
             checked = _Checked(ref.shape[0], ref.shape[1], past_length=past_length)
-        splits = checked.restarts and past is None and not keeps and not torch.compiler.is_compiling()
+        splits = checked.restarts and past is None and not keeps
         seg = _Segments.of(inputs.position_ids, checked.batch, checked.seqlen) if splits else None
         if inputs.sequence_kwargs:
             self._check_sequence_kwargs(inputs, checked, seg)
