@@ -18,6 +18,11 @@ answers the requests past them 429 at once, as the plain server does. Requests t
 ``max_queued_requests`` = N of them per proxy; past that Ray's proxy answers 503 itself (its plain-text
 body, not TEI's). Binding other :class:`ServeOptions` than the defaults from Python, pass
 ``**ray_limits(options)`` to ``.options(...)``.
+
+Metrics: ``GET /metrics`` is routed as any request, to one replica, which answers its own (not the
+deployment's, and without a replica label): with several replicas, successive scrapes see different
+replicas. Ray Serve's own metrics (``ray_serve_*``, labelled by replica, on each node's Ray metrics port)
+cover the deployment.
 """
 
 from __future__ import annotations
