@@ -37,7 +37,10 @@ def auto_dtype(device: torch.device | str | None = None) -> torch.dtype:
     GPU has it, else fp16."""
     device = torch.device(device or "cpu")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # native bf16 from compute capability 8.0 (Ampere): torch.cuda.is_bf16_supported() is also true on a
+        # GPU that only emulates it (a T4, a V100), where bf16 is slow and the triton kernels cannot run it
+        native = torch.version.hip is not None or torch.cuda.get_device_capability(device) >= (8, 0)
+        return torch.bfloat16 if native else torch.float16
     if cpu_has_native_bf16():
         _once("auto", "dtype='auto': this CPU computes bf16 natively (avx512_bf16/AMX): bfloat16", warn=False)
         return torch.bfloat16

@@ -64,3 +64,15 @@ def test_unknown_dtype_is_refused():
     model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
     with pytest.raises(ValueError, match="dtype must be one of"):
         fastbert.accelerate(model, dtype="float8")
+
+
+@pytest.mark.parametrize(("capability", "want"), [((7, 5), torch.float16), ((8, 0), torch.bfloat16)])
+def test_auto_dtype_on_cuda_is_bf16_only_where_the_gpu_computes_it(monkeypatch, capability, want):
+    """``dtype="auto"`` on CUDA read ``torch.cuda.is_bf16_supported()``, which is also true where bf16 is only
+    emulated (compute capability below 8.0: a T4, a V100): it picked bf16 there, slow, and a dtype the
+    triton kernels cannot run on such a GPU. bf16 needs compute capability 8.0; below, fp16. No GPU here:
+    the capability query is stubbed."""
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert dtypes.auto_dtype(torch.device("cuda", 0)) == want
