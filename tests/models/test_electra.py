@@ -169,3 +169,10 @@ def test_summary_type_attn_is_refused_by_the_multiple_choice_head_only(tmp_path)
         fastbert.ElectraForMultipleChoice.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="summary_type must be one of"):
         fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**TINY, summary_type="max"))
+
+
+def test_a_bad_summary_activation_is_refused_by_its_name():
+    """The multiple-choice head's ``summary_activation`` is named when it is not an activation (the error named
+    ``hidden_act``, a field the config had right)."""
+    with pytest.raises(ValueError, match=r"'bogus' \(summary_activation\)"):
+        fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**TINY, summary_activation="bogus"))

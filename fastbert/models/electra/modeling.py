@@ -114,7 +114,7 @@ class ElectraSequenceSummary(_Module):
                 config.hidden_size, config.num_labels if to_labels else config.hidden_size
             )
         name = getattr(config, "summary_activation", None)
-        self.activation = activation(name) if name else nn.Identity()
+        self.activation = activation(name, "summary_activation") if name else nn.Identity()
         first, last = getattr(config, "summary_first_dropout", 0), getattr(config, "summary_last_dropout", 0)
         self.first_dropout = nn.Dropout(first) if first and first > 0 else nn.Identity()
         self.last_dropout = nn.Dropout(last) if last and last > 0 else nn.Identity()
