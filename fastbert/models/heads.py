@@ -160,6 +160,18 @@ def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     return nn.Dropout(p)
 
 
+def head_dropout(config: BertConfig, field: str) -> nn.Dropout:
+    """``nn.Dropout`` of a head's own dropout field (DistilBERT's ``qa_dropout`` / ``seq_classif_dropout``,
+    ELECTRA's summary dropouts), read by that head only as in transformers; a value that is no probability is
+    refused naming the field (torch's message named none, and let NaN or a string through to a later error)."""
+    value = getattr(config, field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"config field {field} is a dropout probability: it must be in [0, 1], got {value!r}"
+        )
+    return nn.Dropout(value)
+
+
 class NoTokenTypesHead:
     """The ``forward`` of a head that takes ``labels`` in a family without token types (MPNet, ModernBERT), in
     transformers' argument order (so positional calls mean the same); a BERT tokenizer's ``token_type_ids``

@@ -285,3 +285,24 @@ def test_accelerate_sentence_transformer_on_distilbert(tmp_path):
     ref = build().to(torch.float64).encode(sentences, convert_to_tensor=True)
     ours, theirs = (m.encode(sentences, convert_to_tensor=True) for m in (fast, plain))
     assert_close(ours, theirs, ref, torch.float32, what="sentence_embedding")
+
+
+@pytest.mark.parametrize("value", [2.0, -0.1, float("nan"), "0.1"])
+def test_bad_head_dropouts_are_refused_by_their_names(value):
+    """DistilBERT's ``qa_dropout`` / ``seq_classif_dropout`` and ELECTRA's summary dropouts, read by their heads
+    only: a value that is no probability is refused naming the field (torch's message named none; NaN was
+    taken, a string failed in a comparison)."""
+    for cls, field in (
+        (fastbert.DistilBertForQuestionAnswering, "qa_dropout"),
+        (fastbert.DistilBertForSequenceClassification, "seq_classif_dropout"),
+        (fastbert.DistilBertForMultipleChoice, "seq_classif_dropout"),
+    ):
+        with pytest.raises(ValueError, match=f"config field {field} is a dropout probability"):
+            cls(fastbert.DistilBertConfig(**{**TINY, field: value}))
+    electra = dict(
+        vocab_size=99, embedding_size=24, hidden_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    for field in ("summary_first_dropout", "summary_last_dropout"):
+        with pytest.raises(ValueError, match=f"config field {field} is a dropout probability"):
+            fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**electra, **{field: value}))
+    fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**electra, summary_first_dropout=None))

@@ -18,6 +18,7 @@ from ... import outputs
 from ...core.ops import OpTable
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
+from ..heads import head_dropout
 from ..layers import (
     BertSelfAttention,
     LayerContext,
@@ -316,7 +317,7 @@ class DistilBertForSequenceClassification(
         self._new_base(config)
         self.pre_classifier = nn.Linear(config.dim, config.dim)
         self.classifier = nn.Linear(config.dim, config.num_labels)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.dropout = head_dropout(config, "seq_classif_dropout")
         self.post_init()
 
     def head(self, enc: Encoded, **targets):
@@ -332,7 +333,7 @@ class DistilBertForMultipleChoice(
         self._new_base(config)
         self.pre_classifier = nn.Linear(config.dim, config.dim)
         self.classifier = nn.Linear(config.dim, 1)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.dropout = head_dropout(config, "seq_classif_dropout")
         self.post_init()
 
     def head(self, enc: Encoded, labels=None, num_choices=None):
@@ -359,7 +360,7 @@ class DistilBertForQuestionAnswering(DistilBertPreTrainedModel, bert.BertForQues
         self.num_labels = config.num_labels
         self._new_base(config)
         self.qa_outputs = nn.Linear(config.dim, config.num_labels)
-        self.dropout = nn.Dropout(config.qa_dropout)
+        self.dropout = head_dropout(config, "qa_dropout")
         self.post_init()
 
     def forward(

@@ -24,7 +24,7 @@ from ... import outputs
 from ...core.ops import OpTable, activation
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
-from ..heads import _BertHead, _classifier_dropout
+from ..heads import _BertHead, _classifier_dropout, head_dropout
 from ..layers import BertEmbeddings, BertEncoder, _Module, dense_act
 from .config import SUMMARY_TYPES, ElectraConfig
 
@@ -115,9 +115,13 @@ class ElectraSequenceSummary(_Module):
             )
         name = getattr(config, "summary_activation", None)
         self.activation = activation(name, "summary_activation") if name else nn.Identity()
-        first, last = getattr(config, "summary_first_dropout", 0), getattr(config, "summary_last_dropout", 0)
-        self.first_dropout = nn.Dropout(first) if first and first > 0 else nn.Identity()
-        self.last_dropout = nn.Dropout(last) if last and last > 0 else nn.Identity()
+        # absent, null or 0: none (transformers' Identity); a bad value refused by its name
+        for field, attr in (
+            ("summary_first_dropout", "first_dropout"),
+            ("summary_last_dropout", "last_dropout"),
+        ):
+            none = getattr(config, field, None) in (None, 0)
+            setattr(self, attr, nn.Identity() if none else head_dropout(config, field))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(B, L, H) -> (B, H or num_labels)."""
