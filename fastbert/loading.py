@@ -828,10 +828,17 @@ class PreTrainedMixin:
         config.torch_dtype = self.dtype
         config.save_pretrained(save_directory)
         state = dict(state_dict if state_dict is not None else self.state_dict())  # the caller's dict is kept
-        # tied tensors are written once, as transformers does (only when they are tied)
+        # tied tensors are written once, as transformers does (only when they are tied). With
+        # tie_word_embeddings False transformers 5 ties nothing when it loads: a tensor shared under two names
+        # (an MLM head's two biases after set_output_embeddings / resize_token_embeddings) is written under
+        # both, else transformers 5 loads that key as missing (a zero decoder bias)
+        tie = getattr(self.config, "tie_word_embeddings", True)
         for key, target in (getattr(self, "_tied_weights_keys", {}) or {}).items():
             if key in state and target in state and _same_tensor(state[key], state[target]):
-                del state[key]
+                if tie:
+                    del state[key]
+                else:
+                    state[key] = state[key].clone()  # safetensors refuses shared memory
         # a tensor that is a view of a larger storage (query/key/value, fused for one GEMM) is written as its
         # own tensor, as transformers' separate parameters are: the same shards, and no shared memory on disk
         state = {k: _own_storage(v.detach().cpu()) for k, v in state.items()}

@@ -275,3 +275,24 @@ def test_generate_greedy_left_padded_as_transformers(saved):
     kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=PAD)
     ours = model.generate(**inputs, **kwargs)
     assert torch.equal(ours, hf.generate(**inputs, **kwargs))
+
+
+def test_untied_head_resized_saves_a_decoder_bias_transformers_loads(tmp_path):
+    """tie_word_embeddings=False and resize_token_embeddings: the head's two biases are one tensor (as
+    transformers 4 tied them); save_pretrained wrote it once, as ``lm_head.bias``, and transformers 5 (which ties
+    nothing when untied) loaded ``lm_head.decoder.bias`` as missing, zeros: other logits."""
+    torch.manual_seed(0)
+    config = fastbert.RobertaConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = fastbert.RobertaForMaskedLM(config).eval()
+    model.resize_token_embeddings(120)
+    with torch.no_grad():
+        model.lm_head.decoder.bias.normal_()
+    model.save_pretrained(tmp_path)
+    hf, info = transformers.RobertaForMaskedLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    torch.testing.assert_close(hf.lm_head.decoder.bias, model.lm_head.decoder.bias, rtol=0, atol=0)
+    again = fastbert.RobertaForMaskedLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(again.lm_head.decoder.bias, model.lm_head.decoder.bias, rtol=0, atol=0)
