@@ -17,7 +17,8 @@ order, would break the rule). The exit status is 1
 when a row breaks the rule. A triton backend named where triton cannot run is refused (the model would
 fall back to sdpa under triton's name): no triton, a model on the CPU without ``TRITON_INTERPRET=1``, or a
 model the kernels do not take (a head dim over theirs, relative positions: the model warns that it fell
-back); a default backend the model falls back from is left out, saying why on stderr.
+back); a default backend the model falls back from, or triton where it cannot run, is left out, saying why
+on stderr.
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ def run_check(
     # sequence longer than its positions: a tokenizer that does not fit the model) and refuses them in one
     # line, where transformers' reference would end in an IndexError from inside torch
     fast_ref_out = run(fast_ref)
+    if not named and not triton_runs:  # left out by default, and said, as every row left out is
+        print(f"triton rows are skipped: {_why_triton_cannot_run(dev)}", file=sys.stderr)
     hf = None
     if with_transformers:
         try:
@@ -339,6 +342,25 @@ def _no_triton_bf16(dev: torch.device) -> str | None:
             "which the triton kernels need (compute capability 8.0+); use fp16 on this GPU"
         )
     return None
+
+
+def _why_triton_cannot_run(dev: torch.device) -> str:
+    """Why the default backends leave triton out on ``dev`` (``run_check``'s ``triton_runs`` is False)."""
+    try:
+        installed = importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        installed = False
+    if not installed:
+        return "triton is not installed (its kernels run on a CUDA GPU)"
+    if torch.cuda.is_available():
+        return (
+            f"the model is on {dev}, and triton's kernels run on a CUDA device (pass --device cuda), or on the "
+            "CPU under TRITON_INTERPRET=1 (triton's interpreter, for testing)"
+        )
+    return (
+        "there is no CUDA GPU here, and triton's kernels run on one (or on the CPU under TRITON_INTERPRET=1, "
+        "triton's interpreter, for testing)"
+    )
 
 
 def _set_attn(model, impl: str) -> None:

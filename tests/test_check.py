@@ -480,6 +480,23 @@ def test_check_refuses_triton_on_the_cpu_of_a_cuda_machine(monkeypatch):
     assert [r.provider for r in check.run_check(**args)] == ["fastbert eager", "fastbert sdpa"]
 
 
+def test_check_says_why_triton_is_left_out_by_default(monkeypatch, capsys):
+    """README: a triton backend that cannot run here is left out of the default rows, "saying why". On a
+    machine without CUDA (and without ``TRITON_INTERPRET=1``), the first thing a new user runs, ``fastbert
+    check``, showed eager and sdpa rows only, with no word of triton: the one backend the README is about
+    left out in silence. One stderr line now says why, as for every other row left out."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = dict(config="tiny", dtypes=("fp32",), device="cpu", batch=3, seqlen=9, with_transformers=False)
+    capsys.readouterr()
+    assert [r.provider for r in check.run_check(**args)] == ["fastbert eager", "fastbert sdpa"]
+    err = capsys.readouterr().err
+    assert "triton rows are skipped:" in err and "TRITON_INTERPRET=1" in err, err
+    # named backends without triton: nothing left out, nothing said
+    check.run_check(backends=("eager", "sdpa"), **args)
+    assert "triton" not in capsys.readouterr().err
+
+
 def test_run_check_refuses_bad_arguments_before_anything_loads(monkeypatch):
     """``run_check`` (the API under ``fastbert check``) took its arguments unchecked: an unknown dtype was a
     KeyError after the float64 reference had run, an unknown config a KeyError, ``batch=0`` an IndexError
