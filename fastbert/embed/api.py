@@ -19,7 +19,10 @@ from .ray_engine import require_ray, run_ray
 from .resume import OutputFolder, check_same_version, plan_inputs
 from .writer import null_vectors_refusal
 
-PYARROW_MISSING = 'fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
+PYARROW_MISSING = (
+    "fastbert embed writes Parquet through pyarrow: pip install pyarrow (the [embed] extra: "
+    "pip install '.[embed]' in a checkout of fastbert; fastbert-triton is not on PyPI)"
+)
 
 
 def require_pyarrow() -> None:

@@ -85,7 +85,9 @@ def add_cli_arguments(parser) -> None:
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument(
-        "--ray", action="store_true", help="run as a Ray Data pipeline (pip install fastbert-triton[ray])"
+        "--ray",
+        action="store_true",
+        help="run as a Ray Data pipeline (pip install '.[ray]' in a checkout of fastbert)",
     )
     parser.add_argument(
         "--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)"

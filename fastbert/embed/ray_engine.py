@@ -93,7 +93,8 @@ def require_ray() -> None:
         import ray.data  # noqa: F401
     except ImportError:
         raise ImportError(
-            'engine="ray" needs Ray Data: pip install "fastbert-triton[ray]" (ray[data] and pyarrow)'
+            'engine="ray" needs Ray Data: pip install "ray[data]" pyarrow (the [ray] extra: pip install ".[ray]" '
+            "in a checkout of fastbert; fastbert-triton is not on PyPI)"
         ) from None
 
 

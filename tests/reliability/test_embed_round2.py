@@ -201,15 +201,18 @@ def _without(module: str, *args: str) -> subprocess.CompletedProcess:
 def test_without_pyarrow_one_line_says_what_to_install(tmp_path, docs):
     r = _without("pyarrow", "embed", docs, "--output", str(tmp_path / "o"))
     assert r.returncode == 2, r.stderr
+    # what to install from PyPI and from a checkout, never the distribution's name, which is not on PyPI
     assert r.stderr.splitlines() == [
-        'fastbert embed: error: fastbert embed writes Parquet through pyarrow: pip install "fastbert-triton[embed]"'
+        "fastbert embed: error: fastbert embed writes Parquet through pyarrow: pip install pyarrow (the [embed] "
+        "extra: pip install '.[embed]' in a checkout of fastbert; fastbert-triton is not on PyPI)"
     ]
     assert not (tmp_path / "o").exists()
     # beside it: --help needs no pyarrow; --ray without Ray says what to install the same way
     assert _without("pyarrow", "embed", "--help").returncode == 0
     r = _without("ray", "embed", docs, "--ray", "--output", str(tmp_path / "o"))
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
-    assert 'pip install "fastbert-triton[ray]"' in r.stderr
+    assert 'pip install "ray[data]" pyarrow' in r.stderr and 'pip install ".[ray]"' in r.stderr, r.stderr
+    assert "fastbert-triton[" not in r.stderr
 
 
 # ======================================================================= errors name the file and line
