@@ -12,7 +12,7 @@ from fastbert.serve import create_app, ServeOptions
 app = create_app(ServeOptions(model="./my-model"))        # an ASGI app: uvicorn.run(app)
 
 from ray import serve
-from fastbert.serve import deployment                     # Ray Serve (pip install 'fastbert-triton[serve-ray]')
+from fastbert.serve import deployment                     # Ray Serve (pip install '.[serve-ray]' in a checkout)
 serve.run(deployment.options(num_replicas=2).bind(ServeOptions(model="./my-model")))
 ```
 """

@@ -27,8 +27,15 @@ from .options import (
     ServeOptions,
 )
 
-SERVE_EXTRA = "pip install 'fastbert-triton[serve]'"
-RAY_EXTRA = "pip install 'fastbert-triton[serve-ray]'"
+# what to install from PyPI, and the checkout's extra: the distribution, fastbert-triton, is not on PyPI
+SERVE_EXTRA = (
+    "pip install fastapi uvicorn prometheus_client pydantic orjson (the [serve] extra: pip install '.[serve]' "
+    "in a checkout of fastbert; fastbert-triton is not on PyPI)"
+)
+RAY_EXTRA = (
+    "pip install 'ray[serve]' fastapi uvicorn prometheus_client pydantic orjson (the [serve-ray] extra: "
+    "pip install '.[serve-ray]' in a checkout of fastbert; fastbert-triton is not on PyPI)"
+)
 
 
 def _positive(name: str):
