@@ -4,7 +4,7 @@
 One module per format: :mod:`.tf2_h5` (h5py), :mod:`.flax_msgpack` (msgpack) and :mod:`.tf1_bundle`
 (TensorFlow tensor bundles: an :mod:`.sstable` index of :mod:`.protobuf` entries, CRC-32C by
 google-crc32c, snappy by cramjam). These packages are the ``[legacy]`` extra; a missing one raises
-``ImportError`` saying ``pip install 'fastbert-triton[legacy]'``.
+``ImportError`` saying ``pip install`` the package, or ``'.[legacy]'`` in a checkout.
 
 Every checkpoint comes back as the state dict that transformers' PyTorch class of the same head would
 hold (``bert.``-prefixed base model, ``[out, in]`` linear weights, ``weight``/``bias`` LayerNorms, no tied

@@ -9,7 +9,10 @@ from types import ModuleType
 
 import torch
 
-EXTRA_HINT = "pip install 'fastbert-triton[legacy]'"
+#: the checkout's extra (the distribution, fastbert-triton, is not on PyPI: never a command naming it)
+EXTRA_HINT = (
+    "the [legacy] extra: pip install '.[legacy]' in a checkout of fastbert; fastbert-triton is not on PyPI"
+)
 
 
 class LegacyStateDict(dict):
@@ -36,7 +39,7 @@ def require(module: str, what: str) -> ModuleType:
     except ImportError:
         package = module.replace("_", "-")  # google_crc32c is imported from google-crc32c
         raise ImportError(
-            f"reading {what} needs the {package} package, which is not installed: {EXTRA_HINT}"
+            f"reading {what} needs the {package} package, which is not installed: pip install {package} ({EXTRA_HINT})"
         ) from None
 
 

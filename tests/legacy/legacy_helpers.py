@@ -15,7 +15,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "legacy-bert"
 GOOGLE = FIXTURES / "google_ckpt"
 INDEX = "bert_model.ckpt.index"
 SHARD = "bert_model.ckpt.data-00000-of-00001"
-EXTRA_HINT = r"pip install 'fastbert-triton\[legacy\]'"
+EXTRA_HINT = r"\(the \[legacy\] extra: pip install '\.\[legacy\]' in a checkout of fastbert"
 
 
 def assert_same_weights(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
