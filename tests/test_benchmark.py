@@ -1265,3 +1265,17 @@ def test_serve_bench_interrupted_while_writing_its_table_keeps_the_earlier_files
         )
     assert (tmp_path / "TABLE.md").read_text() == "the earlier run's table\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["TABLE.md", "rows.jsonl"]  # no temporary file
+
+
+def test_serve_suite_without_its_packages_says_a_command_that_installs_them(monkeypatch, capsys):
+    """It said pip install 'fastbert-triton[serve,bench]' httpx: a distribution that is not on PyPI (README),
+    so the command failed (or installed whatever holds that name). It now lists the packages and the
+    checkout's extras."""
+    import fastbert.serve.cli
+    from fastbert.benchmark import serve as serve_bench
+
+    monkeypatch.setattr(fastbert.serve.cli, "missing_extra", lambda modules: "httpx")
+    assert serve_bench.cli_main(None) == 2
+    err = capsys.readouterr().err
+    assert "pip install fastapi uvicorn httpx sentence-transformers" in err and "'.[serve,bench]'" in err, err
+    assert "fastbert-triton[" not in err

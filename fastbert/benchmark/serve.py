@@ -418,7 +418,9 @@ def cli_main(args) -> int:
     missing = missing_extra(("fastapi", "uvicorn", "httpx", "sentence_transformers"))
     if missing:
         print(
-            f"fastbert bench: error: the serve suite needs {missing}: pip install 'fastbert-triton[serve,bench]' httpx",
+            f"fastbert bench: error: the serve suite needs {missing}: pip install fastapi uvicorn httpx "
+            "sentence-transformers (the extras: pip install '.[serve,bench]' httpx in a checkout of fastbert; "
+            "fastbert-triton is not on PyPI)",
             file=sys.stderr,
         )
         return 2
