@@ -139,5 +139,6 @@ def test_compiled_packed_rows_attend_within_each_sequence():
         with torch._dynamo.config.patch(error_on_recompile=True):
             for _ in range(2):
                 for b, theirs in zip(batches, plain):
-                    assert torch.allclose(compiled(**b).last_hidden_state, theirs, atol=1e-6, rtol=0)
+                    # backend="eager" runs the same torch ops between its graph breaks: the same bits
+                    assert torch.equal(compiled(**b).last_hidden_state, theirs)
     torch._dynamo.reset()
