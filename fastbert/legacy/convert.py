@@ -7,7 +7,6 @@ file and name); the heads present (and the config's ``architectures``) say which
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -268,9 +267,8 @@ def convert_checkpoint(
     if os.path.exists(out_model) and not overwrite:
         raise OSError(f"{out_model} exists already (pass --overwrite to replace it)")
 
-    config_src = hub_files.config_location(src)
     # the subfolder is of src; a checkpoint file given directly has its config beside it
-    config_hub = hub if config_src == src else dataclasses.replace(hub, subfolder="")
+    config_src, config_hub = hub_files.config_source(src, hub)
     _refuse_other_families(config_src, config_hub)  # before the checkpoint is read
     config = BertConfig.from_pretrained(config_src, hub=config_hub)
     state = _under_bert(load_legacy_checkpoint(kind, files))
