@@ -604,11 +604,10 @@ class BertConfig:
         """Load ``config.json`` (or Google's ``bert_config.json``) from a folder, a file or a hub id.
 
         ``hub`` (a :class:`fastbert.hub.HubOptions`) may replace the five hub keywords."""
-        from .hub import HubOptions
+        from .hub import HubOptions, token_or_legacy
 
-        legacy_token = kwargs.pop("use_auth_token", None)  # transformers 4's (deprecated) name of ``token``
+        token = token_or_legacy(token, kwargs)  # removes use_auth_token from kwargs whatever ``hub`` is
         if hub is None:
-            token = legacy_token if token is None else token
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         config = cls.from_json_file(find_config_file(pretrained_model_name_or_path, hub))
         for key in _DOWNLOAD_KWARGS:  # transformers' download and telemetry keywords: consumed, never unused

@@ -25,9 +25,7 @@ class HubOptions:
         """The options named in ``kwargs`` (removed from it); the rest keep their defaults. transformers 4's
         ``use_auth_token`` (removed too) is the ``token`` where none is given."""
         popped = {k: kwargs.pop(k) for k in HUB_FIELDS if k in kwargs}
-        legacy_token = kwargs.pop("use_auth_token", None)
-        if popped.get("token") is None and legacy_token is not None:
-            popped["token"] = legacy_token
+        popped["token"] = token_or_legacy(popped.get("token"), kwargs)
         return cls(**{k: v for k, v in popped.items() if v is not None})
 
     def as_kwargs(self) -> dict:
@@ -167,6 +165,12 @@ def config_location(src: str | os.PathLike) -> str:
     if os.path.isfile(src) or os.path.isfile(src + ".index"):
         return os.path.dirname(os.path.abspath(src))
     return src
+
+
+def token_or_legacy(token: Any, kwargs: dict) -> Any:
+    """``token``, else transformers 4's deprecated ``use_auth_token`` (removed from ``kwargs`` either way)."""
+    legacy = kwargs.pop("use_auth_token", None)
+    return legacy if token is None else token
 
 
 def config_source(src: str | os.PathLike, hub: HubOptions) -> tuple[str, HubOptions]:

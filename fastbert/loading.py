@@ -30,6 +30,7 @@ from .hub import (
     hub_unavailable,
     push_folder,
     resolve_file,
+    token_or_legacy,
     weight_file_variant,
     weight_files,
 )
@@ -574,9 +575,7 @@ class PreTrainedMixin:
                 "hub id to read the missing one from"
             )
         path = str(pretrained_model_name_or_path)
-        legacy_token = kwargs.pop("use_auth_token", None)  # transformers 4's (deprecated) name of ``token``
-        if token is None:
-            token = legacy_token
+        token = token_or_legacy(token, kwargs)  # transformers 4's use_auth_token, removed from kwargs
         if hub is None:
             hub = HubOptions(revision, cache_dir, local_files_only, token, subfolder)
         # as transformers: a folder or hub id holding an adapter (adapter_config.json) loads the base model it
