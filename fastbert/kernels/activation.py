@@ -124,8 +124,8 @@ def contiguous_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def int32_columns(t2: torch.Tensor) -> torch.Tensor:
-    """``t2`` (M, N) as the row kernels read it: they index a column as ``cols * stride(1)`` in int32 (only
-    the row offset is int64), which a column stride of a transposed view of >= 2**31 elements would
+    """``t2`` (M, N) as the row kernels (and attention, its key padding mask) read it: they index a column as
+    ``cols * stride(1)`` in int32 (only the row offset is int64), which a column stride of a transposed view of >= 2**31 elements would
     overflow (a read out of bounds on a GPU); such a view is copied contiguous (column stride 1)."""
     if (t2.shape[1] - 1) * t2.stride(1) >= 2**31:
         return t2.contiguous()

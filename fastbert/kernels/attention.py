@@ -45,6 +45,7 @@ import triton.language as tl
 from . import _compat
 from ._compat import cast_out, div_rn
 from ._op import check_count, check_flag, check_float, kernel_op
+from .activation import int32_columns
 
 MAX_HEAD_DIM = 128
 MAX_GRID_BATCH = 65535  # grid axis 2 carries the batch
@@ -552,9 +553,8 @@ def _check_padded(args: dict) -> None:
             raise ValueError(f"key_padding_mask shape {tuple(m.shape)} != (batch, Lk) = {tuple(k.shape[:2])}")
         if m.device != q.device:
             raise ValueError(f"key_padding_mask is on {m.device}, q on {q.device}")
-        key_padding_mask = m.view(torch.uint8)
-        if (m.shape[1] - 1) * m.stride(1) >= 2**31:  # the kernel offsets a key by key * stride in int32
-            key_padding_mask = key_padding_mask.contiguous()
+        # the kernel offsets a key by key * stride in int32: a view past that is copied contiguous
+        key_padding_mask = int32_columns(m.view(torch.uint8))
     if seqlens_k is not None:
         n = seqlens_k
         if not isinstance(n, torch.Tensor) or n.dtype != torch.int32 or n.shape != (q.shape[0],):
