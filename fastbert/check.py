@@ -346,11 +346,9 @@ def _no_triton_bf16(dev: torch.device) -> str | None:
 
 def _why_triton_cannot_run(dev: torch.device) -> str:
     """Why the default backends leave triton out on ``dev`` (``run_check``'s ``triton_runs`` is False)."""
-    try:
-        installed = importlib.util.find_spec("triton") is not None
-    except (ImportError, ValueError):
-        installed = False
-    if not installed:
+    from .core.ops import triton_installed
+
+    if not triton_installed():
         return "triton is not installed (its kernels run on a CUDA GPU)"
     if torch.cuda.is_available():
         return (

@@ -97,12 +97,17 @@ def triton_available() -> bool:
     Looks triton up without importing it (importing costs about a second and is left to
     ``get_ops("triton")``).
     """
-    try:
-        if importlib.util.find_spec("triton") is None:
-            return False
-    except (ImportError, ValueError):
+    if not triton_installed():
         return False
     return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_installed() -> bool:
+    """Whether triton can be imported, looked up without importing it."""
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
