@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import fastbert
 from fastbert.core.tolerances import assert_close
+from fastbert.core.weight_watch import weight_sample
 from fastbert.quant import quantize, refresh
 from fastbert.quant.gptq import compensated_codes, input_gram
 from fastbert.quant.int8 import (
@@ -23,7 +24,6 @@ from fastbert.quant.int8 import (
     reference_int8_linear,
     split_smoothing,
     weight_grid,
-    weight_sample,
 )
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")

@@ -14,8 +14,9 @@ import torch
 
 import fastbert
 import fastbert.loading
+from fastbert.core.weight_watch import weight_sample
 from fastbert.quant import QuantizedLinear, check_quantization, quantize, refresh
-from fastbert.quant.int8 import Int8Linear, int8_available, weight_sample
+from fastbert.quant.int8 import Int8Linear, int8_available
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="torch without oneDNN int8 ops")
 
