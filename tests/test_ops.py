@@ -380,6 +380,7 @@ def test_sdpa_packed_attention_of_an_all_padded_batch_is_zeros():
 
 def test_sdpa_linear_keeps_small_gemms_on_f_linear(monkeypatch):
     calls = []
+    monkeypatch.setattr(ops.prepack, "_ENABLED", False)  # the stand-in below takes a plain weight
     monkeypatch.setattr(
         ops, "_ONEDNN_LINEAR", lambda *a: calls.append(a) or torch.nn.functional.linear(*a[:3])
     )

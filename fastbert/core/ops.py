@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import attention_ref as _ref_attention
-from . import cpu, workspace
+from . import cpu, prepack, workspace
 from . import layers_ref as _ref_layers
 from .attention_ref import (
     AttentionSpec,
@@ -174,8 +174,9 @@ def _cpu_inference(x, weight, bias) -> bool:
 def _sdpa_linear(x, weight, bias=None):
     """``F.linear``; on a CPU with AVX-512 in fp32 (and in bf16 where the CPU computes bf16) without autograd
     or autocast, through oneDNN instead of the BLAS ``F.linear`` calls. Same math (fp32 accumulation), other blocking: with AVX-512 oneDNN's GEMMs ran about
-    twice MKL's speed at BERT-base's shapes, on the plain weight (no packed copy to go stale; figures in
-    benchmarks/results/code-notes.md). On AVX2-only CPUs MKL's are the faster ones
+    twice MKL's speed at BERT-base's shapes (figures in benchmarks/results/code-notes.md), on a prepacked copy
+    of the weight that follows it (:mod:`fastbert.core.prepack`: the same numbers, 3-9 % faster GEMMs; a
+    one-row call on the plain weight, where the packed path rounds otherwise). On AVX2-only CPUs MKL's are the faster ones
     (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``. A weight that carries
     a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of
     :mod:`fastbert.quant`) is computed by it. Inside a forward (:func:`fastbert.core.workspace.scope`) the MKL
@@ -193,7 +194,9 @@ def _sdpa_linear(x, weight, bias=None):
         and weight.is_contiguous()  # oneDNN's op reads a strided weight or bias as if it were contiguous
         and (bias is None or (bias.dtype == x.dtype and bias.is_contiguous()))
     ):
-        return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+        # one row (a matrix-vector product) on the plain weight: oneDNN's packed path rounds it otherwise
+        w = prepack.packed(weight) if x.numel() > x.shape[-1] else weight
+        return _ONEDNN_LINEAR(x, w, bias, "none", [], "")
     if (
         x.numel() // x.shape[-1] * weight.shape[0] >= _WORKSPACE_MIN_NUMEL
         and x.dtype == weight.dtype

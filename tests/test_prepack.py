@@ -1,0 +1,258 @@
+"""Prepacked oneDNN weights for the CPU linears (:mod:`fastbert.core.prepack`): the sdpa table's oneDNN
+linears run on a copy of each weight in oneDNN's layout, made at its first call without autograd, giving the
+same numbers bit for bit; the copy follows its weight (edits in place, through ``.data``, another tensor)
+and goes with it. On CPUs where oneDNN does not run the fp32 linears (AVX2-only: MKL does) the tests put
+oneDNN's linear in, so they check the same code everywhere."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+import threading
+
+import pytest
+import torch
+
+import fastbert
+from fastbert.core import ops, prepack
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+# 4 x 144 tokens (28 padding): every encoder linear has >= 2**21 multiply-adds (oneDNN's threshold, ops._ONEDNN_MIN_MACS)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=256,
+    max_position_embeddings=160,
+)
+
+
+@pytest.fixture
+def onednn(monkeypatch):
+    """oneDNN's fp32 linear in the sdpa table, prepacking on; calls counted by whether the weight was a
+    packed copy."""
+    real = torch.ops.mkldnn._linear_pointwise.default
+    seen = {"packed": 0, "plain": 0}
+
+    def linear(x, w, b, attr, scalars, algorithm):
+        seen["packed" if w.is_mkldnn else "plain"] += 1
+        return real(x, w, b, attr, scalars, algorithm)
+
+    monkeypatch.setattr(ops, "_ONEDNN_LINEAR", linear)
+    monkeypatch.setattr(prepack, "_ENABLED", True)
+    return seen
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+
+
+def _inputs(b=4, length=144):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, TINY["vocab_size"], (b, length), generator=g)
+    mask = torch.ones(b, length, dtype=torch.long)
+    mask[1, 100:] = 0
+    return dict(input_ids=ids, attention_mask=mask)
+
+
+def _forward(model, inputs, packed: bool):
+    was = prepack._ENABLED
+    prepack._ENABLED = packed  # switched without release(): the copies stay for the next packed call
+    try:
+        with torch.inference_mode():
+            return model(**inputs).last_hidden_state
+    finally:
+        prepack._ENABLED = was
+
+
+def _copies(model) -> int:
+    """Prepacked copies held for this model's parameters (a fused query/key/value weight's under its query)."""
+    return sum(c is not None for p in model.parameters() for c in (prepack._COPIES.get(p) or ()))
+
+
+def test_forward_runs_on_packed_copies_with_the_same_numbers(onednn):
+    model, inputs = _model(), _inputs()
+    plain = _forward(model, inputs, packed=False)
+    assert onednn["plain"] == 8 and onednn["packed"] == 0  # 4 linears x 2 layers, fused query/key/value
+    ours = _forward(model, inputs, packed=True)
+    assert onednn["packed"] == 8
+    assert _copies(model) == 8
+    assert torch.equal(ours, plain)
+    _forward(model, inputs, packed=True)  # the copies are reused, not made again
+    assert _copies(model) == 8 and onednn["packed"] == 16
+    count, nbytes = prepack.stats()  # this model's copies, and any another test's model still holds
+    encoder = sum(
+        p.numel() * 4 for n, p in model.named_parameters() if n.startswith("encoder.") and p.dim() == 2
+    )
+    assert count >= 8 and nbytes >= encoder
+
+
+def test_one_row_calls_use_the_plain_weight(onednn):
+    """A one-row product on the packed layout rounds otherwise than on the plain weight: it stays plain."""
+    torch.manual_seed(0)
+    w, b = torch.randn(2048, 1024), torch.randn(2048)
+    with torch.no_grad():
+        ops._sdpa_linear(torch.randn(1, 1024), w, b)
+        assert onednn == {"packed": 0, "plain": 1}
+        x = torch.randn(2, 1024)
+        assert torch.equal(
+            ops._sdpa_linear(x, w, b), torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+        )
+        assert onednn["packed"] == 1
+
+
+def _edit_in_place(model):
+    with torch.no_grad():
+        model.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
+
+
+def _edit_through_data(model):
+    w = model.encoder.layer[1].output.dense.weight
+    w.data.copy_(torch.randn_like(w))  # leaves the version counter as it was
+
+
+def _edit_query_in_place(model):
+    with torch.no_grad():
+        model.encoder.layer[0].attention.self.query.weight.add_(0.25)
+
+
+def _edit_value_through_data(model):
+    w = model.encoder.layer[1].attention.self.value.weight
+    w.data.mul_(-1.0)
+
+
+def _assign_another_tensor(model):
+    lin = model.encoder.layer[0].attention.output.dense
+    lin.weight.data = torch.randn_like(lin.weight)
+
+
+def _new_parameter(model):
+    lin = model.encoder.layer[1].intermediate.dense
+    lin.weight = torch.nn.Parameter(torch.randn_like(lin.weight))
+
+
+def _load_state_dict(model):
+    model.load_state_dict(_model(seed=3).state_dict())
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _edit_in_place,
+        _edit_through_data,
+        _edit_query_in_place,
+        _edit_value_through_data,
+        _assign_another_tensor,
+        _new_parameter,
+        _load_state_dict,
+    ],
+)
+def test_copies_follow_their_weights(onednn, edit):
+    model, inputs = _model(), _inputs()
+    before = _forward(model, inputs, packed=True)
+    edit(model)
+    plain = _forward(model, inputs, packed=False)
+    assert not torch.equal(plain, before)  # the edit changed the answer
+    assert torch.equal(_forward(model, inputs, packed=True), plain)
+
+
+def test_no_copy_with_autograd_and_none_once_released(onednn):
+    model, inputs = _model(), _inputs()
+    out = model(**inputs).last_hidden_state  # gradients recorded: F.linear, no oneDNN, no copy
+    assert out.requires_grad and _copies(model) == 0 and onednn == {"packed": 0, "plain": 0}
+    _forward(model, inputs, packed=True)
+    assert _copies(model) == 8
+    prepack.release()
+    assert _copies(model) == 0 and prepack.stats() == (0, 0)
+
+
+def test_set_enabled_false_drops_the_copies_and_makes_none(onednn):
+    model, inputs = _model(), _inputs()
+    _forward(model, inputs, packed=True)
+    assert _copies(model) == 8
+    prepack.set_enabled(False)
+    assert not prepack.enabled() and _copies(model) == 0
+    with torch.no_grad():
+        model(**inputs)
+    assert _copies(model) == 0 and onednn["packed"] == 8
+    prepack.set_enabled(True)
+    with torch.no_grad():
+        model(**inputs)
+    assert _copies(model) == 8
+    with pytest.raises(TypeError, match="set_enabled takes True or False"):
+        prepack.set_enabled("no")
+
+
+def test_copies_go_with_their_model(onednn):
+    model, inputs = _model(), _inputs()
+    _forward(model, inputs, packed=True)
+    params = [p for p in model.parameters() if prepack._COPIES.get(p) is not None]
+    assert len(params) == 8
+    held = len(prepack._COPIES)
+    refs = [torch.utils.weak.WeakIdRef(p) for p in params]
+    del model, params
+    gc.collect()
+    assert all(r() is None for r in refs)
+    assert len(prepack._COPIES) <= held - 8  # their entries went with them
+
+
+def test_copies_leave_pickles_and_deep_copies_alone(onednn):
+    model, inputs = _model(), _inputs()
+    ref = _forward(model, inputs, packed=True)
+    twin = copy.deepcopy(model)
+    again = pickle.loads(pickle.dumps(model))
+    assert _copies(twin) == 0 and _copies(again) == 0
+    assert torch.equal(_forward(twin, inputs, packed=True), ref)
+    assert torch.equal(_forward(again, inputs, packed=True), ref)
+    assert _copies(twin) == 8
+
+
+def test_threads_calling_at_once_share_one_copy(onednn):
+    model, inputs = _model(), _inputs()
+    ref = _forward(model, inputs, packed=False)
+    outs, errors = [], []
+
+    def call():
+        try:
+            outs.append(_forward(model, inputs, packed=True))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(outs) == 4
+    assert all(torch.equal(o, ref) for o in outs)
+    assert _copies(model) == 8
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", True), ("1", True), ("on", True), ("0", False), ("OFF", False), ("no", False)],
+)
+def test_env_switch(monkeypatch, value, expected):
+    monkeypatch.setenv(prepack.ENV, value)
+    assert prepack._enabled_from_env() is expected
+
+
+def test_env_switch_names_a_bad_value(monkeypatch):
+    monkeypatch.setenv(prepack.ENV, "sometimes")
+    with pytest.raises(ValueError, match="FASTBERT_CPU_PREPACK must be 1/on or 0/off, got 'sometimes'"):
+        prepack._enabled_from_env()
+
+
+@pytest.mark.skipif(
+    not ops.cpu.cpu_has_native_bf16(),
+    reason="bf16 linears go through oneDNN only where the CPU computes bf16",
+)
+def test_bf16_forward_on_packed_copies_matches(onednn):
+    model, inputs = _model().to(torch.bfloat16), _inputs()
+    plain = _forward(model, inputs, packed=False)
+    assert torch.equal(_forward(model, inputs, packed=True), plain)
+    assert _copies(model) == 8
