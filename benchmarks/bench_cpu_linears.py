@@ -1,8 +1,8 @@
 """The CPU linears of MiniLM's encoder shapes (4,096 tokens: 32 x 128) in one dtype, through each GEMM the
 sdpa table could call: torch's ``F.linear`` (MKL in fp32, oneDNN's bf16 matmul through ``addmm`` in bf16),
 ``addmm`` into a reused output (the workspace), oneDNN's ``_linear_pointwise`` on the plain weight (what
-``fastbert.core.ops._sdpa_linear`` calls where oneDNN is preferred) and on a prepacked weight (not used: a
-copy to keep in step with the weight). Interleaved, medians in ms; the CPU and its flags printed first.
+``fastbert.core.ops._sdpa_linear`` called where oneDNN is preferred until 2026-12-07, and still calls for one
+row) and on a prepacked weight (what it calls since: :mod:`fastbert.core.prepack`). Interleaved, medians in ms; the CPU and its flags printed first.
 
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_cpu_linears.py bfloat16
     flock -x /tmp/fastbert-quiet.lock python3 benchmarks/bench_cpu_linears.py float32

@@ -175,7 +175,7 @@ def _sdpa_linear(x, weight, bias=None):
     """``F.linear``; on a CPU with AVX-512 in fp32 (and in bf16 where the CPU computes bf16) without autograd
     or autocast, through oneDNN instead of the BLAS ``F.linear`` calls. Same math (fp32 accumulation), other blocking: with AVX-512 oneDNN's GEMMs ran about
     twice MKL's speed at BERT-base's shapes (figures in benchmarks/results/code-notes.md), on a prepacked copy
-    of the weight that follows it (:mod:`fastbert.core.prepack`: the same numbers, 3-9 % faster GEMMs; a
+    of the weight that follows it (:mod:`fastbert.core.prepack`: the same numbers, faster GEMMs; a
     one-row call on the plain weight, where the packed path rounds otherwise). On AVX2-only CPUs MKL's are the faster ones
     (:func:`_onednn_preferred`): ``F.linear`` there. Small GEMMs stay on ``F.linear``. A weight that carries
     a load-time transform (``weight.fastbert_linear``, e.g. the int8 copy of

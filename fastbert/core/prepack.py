@@ -3,9 +3,9 @@
 On CPUs with AVX-512 the sdpa table's linears run oneDNN's GEMM (:func:`fastbert.core.ops._sdpa_linear`).
 Called on a plain ``(N, K)`` weight, oneDNN reorders it into its blocked layout at every call; called on a
 weight reordered once (``torch.ops.mkldnn._reorder_linear_weight``, what Inductor's freezing does), it
-skips that pass. The numbers are the same, bit for bit (the same kernel on the same layout); the GEMMs run
-3-9 % faster at MiniLM's shapes, the dense 32x128 forward 3-7 % (fp32) and about 7 % (bf16) faster on an
-AMD EPYC Zen 4 (benchmarks/results/cpu-amd-epyc/precision/dense_fp32_profile.md).
+skips that pass. The numbers are the same, bit for bit (the same kernel on the same layout; one-row
+products, which oneDNN's packed path rounds otherwise, stay on the plain weight), and the GEMMs are
+faster (figures: benchmarks/results/code-notes.md, "CPU, prepacked oneDNN weights").
 
 The cost is memory: the packed copy sits beside the parameter, which stays the truth (state dicts,
 training, ``save_pretrained``): the encoder linears' weights once more (MiniLM: 40.5 MiB beside its 86.6
