@@ -200,6 +200,25 @@ def test_copies_go_with_their_model(onednn):
     assert len(prepack._COPIES) <= held - 8  # their entries went with them
 
 
+@pytest.mark.parametrize("move", ["half", "double", "to_bf16", "float_again"])
+def test_a_moved_or_cast_model_drops_its_copies_at_once(onednn, move):
+    """A cast (as a move to another device) gives the parameters new memory: the copies of the old weights,
+    which hold that old memory through their sampled view, go at the cast, not when the model is deleted."""
+    model, inputs = _model(), _inputs()
+    _forward(model, inputs, packed=True)
+    gone = torch.utils.weak.WeakIdRef(
+        prepack._COPIES.get(model.encoder.layer[0].intermediate.dense.weight)[0]
+    )
+    {"half": model.half, "double": model.double, "to_bf16": lambda: model.to(torch.bfloat16),
+     "float_again": lambda: model.float()}[move]()  # fmt: skip
+    assert _copies(model) == 0
+    gc.collect()
+    assert gone() is None
+    if move == "float_again":  # fp32 to fp32 is the same memory: the next call packs the weights again
+        assert torch.equal(_forward(model, inputs, packed=True), _forward(model, inputs, packed=False))
+        assert _copies(model) == 8
+
+
 def test_copies_leave_pickles_and_deep_copies_alone(onednn):
     model, inputs = _model(), _inputs()
     ref = _forward(model, inputs, packed=True)

@@ -13,7 +13,7 @@ MiB of fp32 parameters; BERT-base about 324 MiB beside 418). A copy is made at a
 call (inference: no autograd, not traced by torch.compile), so a model that only trains never holds one;
 it follows its weight (:class:`fastbert.core.weight_watch.WeightCopy`: made again when the weight is
 another tensor or was edited) and goes with it (the copies are held by weak reference to the weight: a
-model deleted frees them). ``FASTBERT_CPU_PREPACK=0`` (read at import) or :func:`set_enabled` (False)
+model deleted frees them; a model moved or cast drops them at once, :func:`forget`). ``FASTBERT_CPU_PREPACK=0`` (read at import) or :func:`set_enabled` (False)
 turn it off; :func:`release` drops every copy (they are made again at the next call).
 """
 
@@ -27,7 +27,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from .weight_watch import WeightCopy
 
-__all__ = ["ENV", "enabled", "packed", "release", "set_enabled", "stats"]
+__all__ = ["ENV", "enabled", "forget", "packed", "release", "set_enabled", "stats"]
 
 ENV = "FASTBERT_CPU_PREPACK"
 
@@ -81,6 +81,15 @@ def release() -> None:
     """Drop every prepacked copy (each is made again at its weight's next call while prepacking is on)."""
     with _LOCK:
         _COPIES.clear()
+
+
+def forget(weights) -> None:
+    """Drop the copies made for ``weights`` (a model's parameters): called when the model is moved or cast
+    (``.to()``, ``.half()``, ``.cuda()``), which gives its parameters new memory and would otherwise leave
+    the old copies, and the old weights' memory they look at, held until the model is deleted."""
+    with _LOCK:
+        for w in weights:
+            _COPIES.pop(w, None)
 
 
 def stats() -> tuple[int, int]:
