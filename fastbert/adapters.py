@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import re
 import warnings
@@ -215,15 +216,7 @@ class AdapterAPI:
         }
 
         if hotswap:
-            from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
-
-            check_hotswap_configs_compatible(self.peft_config[adapter_name], peft_config)
-            # the model's names of LoRA weights hold the adapter's name: ...query.lora_A.<name>.weight
-            named = {
-                re.sub(r"(\.lora_\w+)\.(weight|bias)$", rf"\1.{adapter_name}.\2", k): v
-                for k, v in state.items()
-            }
-            hotswap_adapter_from_state_dict(self, named, adapter_name=adapter_name, config=peft_config)
+            _hotswap(self, state, adapter_name, peft_config)
             return
         inject_adapter_in_model(peft_config, self, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
         self._hf_peft_config_loaded = True
@@ -366,6 +359,48 @@ class AdapterAPI:
         if not self.peft_config:
             del self.peft_config
             self._hf_peft_config_loaded = False
+
+
+def _hotswap(model: Any, state: dict[str, torch.Tensor], adapter_name: str, config: Any) -> None:
+    """Replace the weights of the loaded LoRA adapter ``adapter_name`` by ``state`` (its saved names) in place,
+    with its scaling: PEFT's ``hotswap_adapter_from_state_dict`` for the LoRA linears; a LoRA on an embedding
+    (``lora_embedding_A`` / ``_B``, which PEFT's function names wrongly: KeyError, then AttributeError) is
+    swapped here, same rank only. Everything is checked before the first weight changes."""
+    from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
+    from peft.utils.other import get_pattern_key
+
+    check_hotswap_configs_compatible(model.peft_config[adapter_name], config)
+    params = model.state_dict(keep_vars=True)
+    linears, embeddings = {}, {}
+    for key, value in state.items():
+        if re.search(r"\.lora_embedding_[AB]$", key):  # a ParameterDict entry: ...lora_embedding_A.<name>
+            embeddings[f"{key}.{adapter_name}"] = value
+        else:  # the model's names of LoRA weights hold the adapter's name: ...query.lora_A.<name>.weight
+            linears[re.sub(r"(\.lora_\w+)\.(weight|bias)$", rf"\1.{adapter_name}.\2", key)] = value
+    for key, value in embeddings.items():
+        old = params.get(key)
+        if old is None or old.shape != value.shape:
+            have = None if old is None else tuple(old.shape)
+            raise ValueError(
+                f"Hot swapping the adapter did not succeed: {key} is {tuple(value.shape)} in the new adapter and "
+                f"{have} in the loaded one (a LoRA on an embedding is hotswapped with the same target modules "
+                "and rank only)"
+            )
+    hotswap_adapter_from_state_dict(model, linears, adapter_name=adapter_name, config=config)
+    with torch.no_grad():  # PEFT zeroed them (missing from its state dict): the new values
+        for key, value in embeddings.items():
+            params[key].copy_(value)
+    for module_name in {k.rsplit(".", 2)[0] for k in embeddings}:
+        rank = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), module_name), config.r)
+        alpha = config.alpha_pattern.get(
+            get_pattern_key(config.alpha_pattern.keys(), module_name), config.lora_alpha
+        )
+        scaling = alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
+        scalings = model.get_submodule(module_name).scaling
+        if isinstance(scalings[adapter_name], torch.Tensor):
+            scalings[adapter_name].fill_(scaling)
+        else:
+            scalings[adapter_name] = scaling
 
 
 def save_adapter(

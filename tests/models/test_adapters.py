@@ -435,3 +435,31 @@ def test_an_adapter_folder_of_every_family_loads_to_transformers_outputs(model_t
     out = logits(ours, inputs)
     assert_rule(out, theirs, lambda m: logits(m, inputs), what=model_type)
     assert (out - plain).abs().max() > 1e-3, "the adapter changes nothing: the test could not fail"
+
+
+def test_hotswap_of_a_lora_on_the_word_embeddings(tmp_path):
+    """A LoRA on an embedding (``lora_embedding_A`` / ``_B``, saved without a ``.weight``) hotswaps in place,
+    its scaling too (another lora_alpha), to transformers' outputs with the second adapter; fastbert named the
+    weights as a linear's (KeyError), then PEFT's function looked for the scaling on the parent module
+    (AttributeError). Another rank is refused before anything changes."""
+    hf, fb = pair(tmp_path)
+    models = {}
+    for seed, alpha, rank in ((1, 8, 4), (2, 16, 4), (3, 8, 8)):
+        torch.manual_seed(seed)
+        config = peft.LoraConfig(
+            r=rank, lora_alpha=alpha, lora_dropout=0.0, init_lora_weights=False,
+            target_modules=["word_embeddings", "query"],
+        )  # fmt: skip
+        models[seed] = peft.get_peft_model(copy.deepcopy(hf), config).eval()
+        models[seed].save_pretrained(tmp_path / f"a{seed}")
+    fb.load_adapter(tmp_path / "a1")
+    first = logits(fb)
+    assert_rule(first, models[1], logits)
+    fb.load_adapter(tmp_path / "a2", hotswap=True)
+    assert list(fb.peft_config) == ["default"]
+    ours = logits(fb)
+    assert_rule(ours, models[2], logits)
+    assert (ours - first).abs().max() > 1e-3
+    with pytest.raises(ValueError, match=r"lora_embedding_A.default is \(8, 99\).*\(4, 99\)"):
+        fb.load_adapter(tmp_path / "a3", hotswap=True)
+    torch.testing.assert_close(logits(fb), ours, rtol=0, atol=0)
