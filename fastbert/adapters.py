@@ -365,18 +365,47 @@ def _hotswap(model: Any, state: dict[str, torch.Tensor], adapter_name: str, conf
     """Replace the weights of the loaded LoRA adapter ``adapter_name`` by ``state`` (its saved names) in place,
     with its scaling: PEFT's ``hotswap_adapter_from_state_dict`` for the LoRA linears; a LoRA on an embedding
     (``lora_embedding_A`` / ``_B``, which PEFT's function names wrongly: KeyError, then AttributeError) is
-    swapped here, same rank only. Everything is checked before the first weight changes."""
+    swapped here, same rank only; the modules the adapter saves whole (``modules_to_save``: a classifier head)
+    and trainable tokens are loaded into the adapter's copy, as transformers' ``load_adapter(hotswap=True)``
+    loads them. Everything is checked before the first weight changes."""
     from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
-    from peft.utils.other import get_pattern_key
+    from peft.utils.other import AuxiliaryTrainingWrapper, get_pattern_key
 
     check_hotswap_configs_compatible(model.peft_config[adapter_name], config)
     params = model.state_dict(keep_vars=True)
-    linears, embeddings = {}, {}
+    # modules saved whole (modules_to_save: a classifier head) and trainable tokens: their saved names and the
+    # adapter's copy in the model, as transformers' load_adapter maps them
+    aux = {}
+    for name, module in model.named_modules():
+        if isinstance(module, AuxiliaryTrainingWrapper):
+            prefix = f"{name}." if name else ""
+            for src, dst in module.adapter_state_dict_load_map(adapter_name).items():
+                aux[prefix + src] = prefix + dst
+    linears, embeddings, copies, unknown = {}, {}, {}, []
     for key, value in state.items():
-        if re.search(r"\.lora_embedding_[AB]$", key):  # a ParameterDict entry: ...lora_embedding_A.<name>
+        if key in aux:
+            copies[aux[key]] = value
+        elif re.search(r"\.lora_embedding_[AB]$", key):  # a ParameterDict entry: ...lora_embedding_A.<name>
             embeddings[f"{key}.{adapter_name}"] = value
-        else:  # the model's names of LoRA weights hold the adapter's name: ...query.lora_A.<name>.weight
+        elif (
+            ".lora_" in key
+        ):  # the model's names of LoRA weights hold the adapter's name: ...lora_A.<name>.weight
             linears[re.sub(r"(\.lora_\w+)\.(weight|bias)$", rf"\1.{adapter_name}.\2", key)] = value
+        else:
+            unknown.append(key)
+    if unknown:  # PEFT's function raised KeyError on them
+        raise ValueError(
+            f"Hot swapping the adapter did not succeed: the new adapter has weights that the loaded adapter "
+            f"{adapter_name!r} has no place for: {', '.join(sorted(unknown))} (hotswapping needs the same target "
+            "modules and modules_to_save; load it under another adapter_name instead)"
+        )
+    for key, value in copies.items():
+        if params[key].shape != value.shape:
+            raise ValueError(
+                f"Hot swapping the adapter did not succeed: {key} is {tuple(value.shape)} in the new adapter and "
+                f"{tuple(params[key].shape)} in the loaded one"
+            )
+    kept = sorted(set(aux) - set(state))
     for key, value in embeddings.items():
         old = params.get(key)
         if old is None or old.shape != value.shape:
@@ -388,8 +417,12 @@ def _hotswap(model: Any, state: dict[str, torch.Tensor], adapter_name: str, conf
             )
     hotswap_adapter_from_state_dict(model, linears, adapter_name=adapter_name, config=config)
     with torch.no_grad():  # PEFT zeroed them (missing from its state dict): the new values
-        for key, value in embeddings.items():
+        for key, value in {**embeddings, **copies}.items():
             params[key].copy_(value)
+    if kept:
+        logger.warning(
+            "The new adapter has no weights for %s: the loaded adapter's are kept (hotswap)", ", ".join(kept)
+        )
     for module_name in {k.rsplit(".", 2)[0] for k in embeddings}:
         rank = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), module_name), config.r)
         alpha = config.alpha_pattern.get(

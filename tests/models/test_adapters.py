@@ -463,3 +463,36 @@ def test_hotswap_of_a_lora_on_the_word_embeddings(tmp_path):
     with pytest.raises(ValueError, match=r"lora_embedding_A.default is \(8, 99\).*\(4, 99\)"):
         fb.load_adapter(tmp_path / "a3", hotswap=True)
     torch.testing.assert_close(logits(fb), ours, rtol=0, atol=0)
+
+
+def test_hotswap_of_a_classifier_adapter_swaps_its_head_too(tmp_path):
+    """A sequence-classification adapter saves its head whole (modules_to_save): hotswapping another one
+    loads its head into the adapter's copy, as transformers' load_adapter(hotswap=True) does (fastbert passed
+    the head's weights to PEFT's LoRA swap: KeyError 'classifier.bias'). A head the loaded adapter has no
+    place for is refused, naming it, before anything changes."""
+    hf, fb = pair(tmp_path)
+    first = saved_adapter(copy.deepcopy(hf), tmp_path / "first", task_type="SEQ_CLS")
+    torch.manual_seed(2)
+    second = peft.get_peft_model(
+        copy.deepcopy(hf), lora(target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    with torch.no_grad():
+        for name, p in second.named_parameters():
+            if "modules_to_save" in name:
+                p.sub_(0.7)
+    second.eval().save_pretrained(tmp_path / "second")
+    fb.load_adapter(tmp_path / "first")
+    before = logits(fb)
+    assert_rule(before, first, logits)
+    fb.load_adapter(tmp_path / "second", hotswap=True)
+    ours = logits(fb)
+    assert_rule(ours, second, logits)
+    assert (ours - before).abs().max() > 1e-3
+    # an adapter without a head, then one with a head: no place for it
+    _, plain = pair(tmp_path / "plain")
+    saved_adapter(copy.deepcopy(hf), tmp_path / "headless")
+    plain.load_adapter(tmp_path / "headless")
+    kept = logits(plain)
+    with pytest.raises(ValueError, match="no place for: classifier.bias, classifier.weight"):
+        plain.load_adapter(tmp_path / "second", hotswap=True)
+    torch.testing.assert_close(logits(plain), kept, rtol=0, atol=0)
