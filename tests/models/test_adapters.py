@@ -496,3 +496,25 @@ def test_hotswap_of_a_classifier_adapter_swaps_its_head_too(tmp_path):
     with pytest.raises(ValueError, match="no place for: classifier.bias, classifier.weight"):
         plain.load_adapter(tmp_path / "second", hotswap=True)
     torch.testing.assert_close(logits(plain), kept, rtol=0, atol=0)
+
+
+def test_save_pretrained_after_a_hotswap_writes_the_new_adapters_config(tmp_path):
+    """After a hotswap the model holds the new adapter (its weights and its scaling): save_pretrained writes
+    its config; it wrote the first adapter's lora_alpha beside the new weights, which loaded to other
+    outputs."""
+    import json
+
+    hf, fb = pair(tmp_path)
+    for seed, alpha in ((1, 8), (2, 32)):
+        torch.manual_seed(seed)
+        config = lora(target_modules=["query", "value"])
+        config.lora_alpha = alpha
+        peft.get_peft_model(copy.deepcopy(hf), config).save_pretrained(tmp_path / f"a{seed}")
+    fb.load_adapter(tmp_path / "a1")
+    fb.load_adapter(tmp_path / "a2", hotswap=True)
+    ours = logits(fb)
+    fb.save_pretrained(tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["lora_alpha"] == 32
+    _, again = pair(tmp_path / "again")
+    again.load_adapter(tmp_path / "out")
+    torch.testing.assert_close(logits(again), ours, rtol=0, atol=0)
