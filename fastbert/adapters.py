@@ -296,8 +296,12 @@ class AdapterAPI:
                 "Did not succeeded in setting the adapter. Please make sure you are using a model that supports "
                 "adapters."
             )
-        for module in layers:
-            module.set_adapter(adapter_name)
+        from peft.functional import set_adapter
+
+        # PEFT's: a module saved whole (modules_to_save: a classifier head) that one adapter has and another
+        # has not runs its own weights for that other one (calling each module's set_adapter raised "Adapter
+        # ... not found" there, and add_adapter failed with its layers injected)
+        set_adapter(self, adapter_name)
 
     def disable_adapters(self) -> None:
         """Run the base model alone (the adapters stay loaded)."""

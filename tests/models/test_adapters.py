@@ -518,3 +518,20 @@ def test_save_pretrained_after_a_hotswap_writes_the_new_adapters_config(tmp_path
     _, again = pair(tmp_path / "again")
     again.load_adapter(tmp_path / "out")
     torch.testing.assert_close(logits(again), ours, rtol=0, atol=0)
+
+
+def test_add_adapter_beside_an_adapter_with_a_head(tmp_path):
+    """A loaded classifier adapter saves its head whole (modules_to_save); a second adapter without one is
+    added and made active (its head: the model's own), and set_adapter switches back, as PEFT's set_adapter
+    does. Each module's set_adapter raised "Adapter new not found" at the head, with the new adapter's layers
+    injected already."""
+    hf, fb = pair(tmp_path)
+    theirs = saved_adapter(copy.deepcopy(hf), tmp_path / "adapter", task_type="SEQ_CLS")
+    fb.load_adapter(tmp_path / "adapter")
+    adapted = logits(fb)
+    fb.add_adapter(peft.LoraConfig(r=2, target_modules=["key"]), adapter_name="new")  # B = 0: no change
+    assert fb.active_adapters() == ["new"]
+    assert_rule(logits(fb), hf, logits)  # the base model's head and encoder
+    fb.set_adapter("default")
+    torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
+    assert_rule(adapted, theirs, logits)
