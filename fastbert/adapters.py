@@ -358,6 +358,7 @@ class AdapterAPI:
             raise ValueError(
                 f"The following adapter(s) are not present and cannot be deleted: {', '.join(map(str, missing))}"
             )
+        deleting_active = bool(set(adapter_names) & set(self.active_adapters()))
         for name in adapter_names:
             prefix = f"{self.peft_config[name].peft_type.value.lower()}_"
             delete_adapter(self, adapter_name=name, prefix=prefix)
@@ -365,6 +366,15 @@ class AdapterAPI:
         if not self.peft_config:
             del self.peft_config
             self._hf_peft_config_loaded = False
+            return
+        # PEFT makes the remaining adapter active in its layers (trainable, as set_adapter does), and in a module
+        # saved whole (modules_to_save: a head) only when the deleted adapter had one there: a head the deleted
+        # adapter lacked stayed off, and the model ran the remaining adapter with the model's own head
+        from peft.functional import set_adapter
+
+        active = self.active_adapters()
+        if deleting_active and active:  # else PEFT left none active (the remaining ones are on other layers)
+            set_adapter(self, active)
 
 
 def _hotswap(model: Any, state: dict[str, torch.Tensor], adapter_name: str, config: Any) -> None:

@@ -535,3 +535,26 @@ def test_add_adapter_beside_an_adapter_with_a_head(tmp_path):
     fb.set_adapter("default")
     torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
     assert_rule(adapted, theirs, logits)
+
+
+def test_delete_the_active_adapter_leaves_the_other_with_its_head(tmp_path):
+    """Deleting the active adapter makes the remaining one active (PEFT's choice), its saved head included:
+    the head stayed off when the deleted adapter had none, and the model ran the remaining adapter's layers
+    with the model's own head (active_adapters() said the remaining one)."""
+    hf, fb = pair(tmp_path)
+    saved_adapter(copy.deepcopy(hf), tmp_path / "adapter", task_type="SEQ_CLS")
+    fb.load_adapter(tmp_path / "adapter")
+    adapted = logits(fb)
+    fb.add_adapter(lora(target_modules=["query", "value"]), adapter_name="new")
+    assert (logits(fb) - adapted).abs().max() > 1e-3
+    fb.delete_adapter("new")
+    assert fb.active_adapters() == ["default"]
+    torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
+    # deleting an adapter that is not active changes nothing of the active one (frozen by hand here)
+    fb.add_adapter(lora(target_modules=["key"]), adapter_name="other")
+    fb.set_adapter("default")
+    frozen = [p.requires_grad_(False) for n, p in fb.named_parameters() if ".default." in n]
+    fb.delete_adapter("other")
+    assert fb.active_adapters() == ["default"]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
