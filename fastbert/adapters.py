@@ -238,6 +238,15 @@ class AdapterAPI:
                 origin,
                 ", ".join(missing),
             )
+        if len(self.peft_config) > 1:
+            # PEFT makes the new adapter active in the layers it injects into, but turns the modules saved whole
+            # (modules_to_save: a classifier head) off, each adapter's: the model ran the new adapter's layers
+            # with the model's own head. Every module as the layers are
+            from peft.functional import set_adapter
+
+            set_adapter(
+                self, self.active_adapters(), inference_mode=getattr(peft_config, "inference_mode", False)
+            )
         if getattr(peft_config, "inference_mode", False):
             self.eval()
 

@@ -558,3 +558,30 @@ def test_delete_the_active_adapter_leaves_the_other_with_its_head(tmp_path):
     assert fb.active_adapters() == ["default"]
     assert frozen and not any(p.requires_grad for p in frozen)
     torch.testing.assert_close(logits(fb), adapted, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_a_second_classifier_adapter_loads_with_its_head(trainable, tmp_path):
+    """Loading a second adapter that saves its head (modules_to_save) makes it active with its head, as its
+    LoRA layers are: PEFT left every head off, and the model ran the new adapter's layers with the model's own
+    head (neither adapter's outputs). is_trainable is kept; set_adapter switches back."""
+    hf, fb = pair(tmp_path)
+    first = saved_adapter(copy.deepcopy(hf), tmp_path / "first", task_type="SEQ_CLS")
+    torch.manual_seed(2)
+    second = peft.get_peft_model(
+        copy.deepcopy(hf), lora(target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    with torch.no_grad():
+        for name, p in second.named_parameters():
+            if "modules_to_save" in name:
+                p.sub_(0.7)
+    second.eval().save_pretrained(tmp_path / "second")
+    fb.load_adapter(tmp_path / "first")
+    fb.load_adapter(tmp_path / "second", adapter_name="other", is_trainable=trainable)
+    assert fb.active_adapters() == ["other"]
+    assert_rule(logits(fb), second, logits)
+    others = [p for n, p in fb.named_parameters() if ".other." in n]
+    assert any("modules_to_save" in n for n, _ in fb.named_parameters() if ".other." in n)
+    assert all(p.requires_grad == trainable for p in others)
+    fb.set_adapter("default")
+    assert_rule(logits(fb), first, logits)
