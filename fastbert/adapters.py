@@ -222,7 +222,13 @@ class AdapterAPI:
             return
         inject_adapter_in_model(peft_config, self, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
         self._hf_peft_config_loaded = True
-        result = set_peft_model_state_dict(self, state, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        try:
+            result = set_peft_model_state_dict(self, state, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        except Exception:
+            # weights of other shapes (an adapter of another model size): the injected adapter goes again, so
+            # that the model has no half-loaded adapter under this name (a retry said "already exists")
+            self.delete_adapter(adapter_name)
+            raise
         origin = peft_model_id if peft_model_id is not None else "state_dict"
         unexpected = getattr(result, "unexpected_keys", None) or []
         missing = [k for k in getattr(result, "missing_keys", None) or [] if adapter_name in k.split(".")]

@@ -585,3 +585,22 @@ def test_a_second_classifier_adapter_loads_with_its_head(trainable, tmp_path):
     assert all(p.requires_grad == trainable for p in others)
     fb.set_adapter("default")
     assert_rule(logits(fb), first, logits)
+
+
+def test_load_adapter_of_another_model_size_leaves_no_adapter_behind(tmp_path):
+    """An adapter saved on a wider model: the size mismatch is raised and the adapter injected for it is
+    removed again (it stayed, randomly initialised and active, and loading the right adapter under the same
+    name said "already exists")."""
+    hf, fb = pair(tmp_path)
+    before = logits(fb)
+    torch.manual_seed(0)
+    wide = transformers.BertForSequenceClassification(transformers.BertConfig(**dict(TINY, hidden_size=48)))
+    peft.get_peft_model(wide, lora(target_modules=["query"])).save_pretrained(tmp_path / "wide")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        fb.load_adapter(tmp_path / "wide")
+    assert not fb._hf_peft_config_loaded and "peft_config" not in fb.__dict__
+    assert not any("lora_" in n for n, _ in fb.named_parameters())
+    torch.testing.assert_close(logits(fb), before, rtol=0, atol=0)
+    theirs = saved_adapter(hf, tmp_path / "adapter")
+    fb.load_adapter(tmp_path / "adapter")
+    assert_rule(logits(fb), theirs, logits)
