@@ -731,13 +731,15 @@ class PreTrainedMixin:
         model.name_or_path = path  # transformers sets the config's before building the model
         model._read_generation_config(*config_source(path, hub))
         model.eval()
-        if quantization is not None:
-            from .quant import quantize
-
-            quantize(model, quantization, tokenizer=quant_tokenizer)
         if adapter is not None:
             given = {k: v for k, v in hub.as_kwargs().items() if v not in (None, "", False)}
             model.load_adapter(adapter, adapter_name=adapter_name, adapter_kwargs=adapter_kwargs, **given)
+        if (
+            quantization is not None
+        ):  # after the adapter: calibrated with it, the linears it wraps kept (and said)
+            from .quant import quantize
+
+            quantize(model, quantization, tokenizer=quant_tokenizer)
         return (model, info) if output_loading_info else model
 
     def _read_generation_config(self, path: str, hub: HubOptions) -> None:

@@ -604,3 +604,43 @@ def test_load_adapter_of_another_model_size_leaves_no_adapter_behind(tmp_path):
     theirs = saved_adapter(hf, tmp_path / "adapter")
     fb.load_adapter(tmp_path / "adapter")
     assert_rule(logits(fb), theirs, logits)
+
+
+def test_from_pretrained_an_adapter_folder_with_int8_says_which_linears_the_adapter_keeps(tmp_path):
+    """from_pretrained(adapter folder, quantization="int8") loads the adapter, then quantizes: calibration
+    measures the model with its adapter, and model.quantization says that the query/key/value projection it
+    wraps runs as modules in fp32 (quantized first, the report said int8 there while the wrapped modules ran
+    fp32). The adapter applies: each token's output has cosine >= MIN_COSINE_QUANTIZED (0.999) to the fp32
+    model with the same adapter, which is transformers' outputs by the parity rule."""
+    from fastbert.core.tolerances import MIN_COSINE_QUANTIZED
+    from fastbert.quant.int8 import int8_available
+
+    if not int8_available():
+        pytest.skip("torch without oneDNN int8 ops")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(TINY["vocab_size"] - 5)]
+    hf, _ = pair(tmp_path)
+    (tmp_path / "base" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    base = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "base").eval()
+    theirs = saved_adapter(base, tmp_path / "adapter", task_type="SEQ_CLS")
+    fp32 = fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "adapter")
+    int8 = fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "adapter", quantization="int8")
+    assert int8.active_adapters() == ["default"]
+    decisions = {d.name: d for d in int8.quantization.layers}
+    for i in range(TINY["num_hidden_layers"]):
+        qkv = decisions[f"encoder.layer.{i}.attention.self.qkv"]
+        assert qkv.precision == "fp32" and "wrapped" in qkv.reason, qkv
+    assert int8.quantization.reduced > 0  # the linears the adapter leaves alone are int8
+    inputs = batch()
+
+    def hidden(model):
+        with torch.no_grad():
+            return model.bert(**inputs).last_hidden_state[inputs["attention_mask"].bool()]
+
+    assert_rule(logits(fp32), theirs, logits)
+    cosine = torch.nn.functional.cosine_similarity(hidden(int8), hidden(fp32), dim=-1)
+    assert cosine.min() >= MIN_COSINE_QUANTIZED, cosine
+    plain = fastbert.BertForSequenceClassification.from_pretrained(tmp_path / "base")
+    assert (hidden(fp32) - hidden(plain)).abs().max() > 1e-2, (
+        "the adapter changes nothing: the test could not fail"
+    )
+    assert (hidden(int8) - hidden(plain)).abs().max() > 1e-2
