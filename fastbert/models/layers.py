@@ -119,6 +119,10 @@ def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor
     return a.detach().as_strided((3 * a.shape[0], *a.shape[1:]), a.stride())
 
 
+#: the repr's names of the weights' dtypes (as fastbert.quant's)
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
 def _plain_linear_params(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(weight, bias) of an ``nn.Linear`` itself (not a subclass, a PEFT layer or a replacement) with a bias,
     no hooks and no ``forward`` of its own (accelerate's hooks replace the instance's ``forward``); None for
@@ -253,6 +257,15 @@ class BertSelfAttention(_Module):
             kept = self.__dict__.get("qkv_kept")
             return "" if kept is None else f"qkv quantization={kept}"
         weight = next(iter(self.parameters()), None)
+        if weight is not None and any(
+            _plain_linear_params(m) is None for m in (self.query, self.key, self.value)
+        ):
+            # wrapped (PEFT's LoRA added after quantizing), replaced or hooked: forward runs the modules
+            dtype = _DTYPE_NAMES.get(weight.dtype, str(weight.dtype))
+            return (
+                f"qkv quantization={dtype} ({hook.method} copy not used: query/key/value are wrapped, replaced or "
+                "hooked and run as modules)"
+            )
         return f"qkv quantization={repr(hook) if weight is None else hook.running(weight)}"
 
     def _relative_bias(self, query: torch.Tensor, key: torch.Tensor, past_length: int) -> torch.Tensor:

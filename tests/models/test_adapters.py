@@ -644,3 +644,40 @@ def test_from_pretrained_an_adapter_folder_with_int8_says_which_linears_the_adap
         "the adapter changes nothing: the test could not fail"
     )
     assert (hidden(int8) - hidden(plain)).abs().max() > 1e-2
+
+
+def test_an_adapter_added_to_an_int8_model_applies_and_the_attention_says_what_runs(tmp_path):
+    """quantize, then add_adapter on query/value: PEFT wraps them, so the self-attention runs them as modules
+    in fp32 and its repr says so (it said "qkv quantization=int8 (...)", a copy no longer used); the adapter
+    applies: each token's output has cosine >= MIN_COSINE_QUANTIZED (0.999) to the fp32 model with the same
+    adapter, and differs from the int8 model without it."""
+    from fastbert.core.tolerances import MIN_COSINE_QUANTIZED
+    from fastbert.quant import quantize
+    from fastbert.quant.int8 import int8_available
+
+    if not int8_available():
+        pytest.skip("torch without oneDNN int8 ops")
+    _, fp32 = pair(tmp_path, "BertModel")
+    inputs = batch()
+    calibration = [dict(input_ids=inputs["input_ids"], attention_mask=torch.ones_like(inputs["input_ids"]))]
+    int8 = quantize(copy.deepcopy(fp32), "int8", calibration=calibration, min_cosine=0.0, mean_cosine=0.0)
+    attention = int8.encoder.layer[0].attention.self
+    assert attention.extra_repr().startswith("qkv quantization=int8 (")
+
+    def hidden(model):
+        with torch.no_grad():
+            return model(**inputs).last_hidden_state[inputs["attention_mask"].bool()]
+
+    plain = hidden(int8)
+    for model in (fp32, int8):
+        torch.manual_seed(1)
+        model.add_adapter(lora(target_modules=["query", "value"]))
+    int8.load_state_dict({k: v for k, v in fp32.state_dict().items() if "lora_" in k}, strict=False)
+    assert attention.extra_repr() == (
+        "qkv quantization=fp32 (int8 copy not used: query/key/value are wrapped, replaced or hooked and run as "
+        "modules)"
+    )
+    ours = hidden(int8)
+    cosine = torch.nn.functional.cosine_similarity(ours, hidden(fp32), dim=-1)
+    assert cosine.min() >= MIN_COSINE_QUANTIZED, cosine
+    assert (ours - plain).abs().max() > 1e-2, "the adapter changes nothing: the test could not fail"
