@@ -83,6 +83,12 @@ def _no_adapter() -> ValueError:
     return ValueError("No adapter loaded. Please load an adapter first.")
 
 
+def _none_active(what: str, hint: str) -> ValueError:
+    """No adapter is active (PEFT leaves none after the active one was deleted and the others are on other
+    layers): ``active_adapters()[0]`` raised IndexError."""
+    return ValueError(f"{what}: no adapter is active (the active one was deleted): {hint}")
+
+
 def _check_injectable(config: Any) -> None:
     """A clear ValueError for a PEFT method that is not injected into modules (prompt learning: prefix tuning,
     prompt tuning, P-tuning; adaption prompt), before anything changes."""
@@ -356,7 +362,12 @@ class AdapterAPI:
         from peft.functional import get_peft_model_state_dict
 
         if adapter_name is None:
-            adapter_name = self.active_adapters()[0]
+            active = self.active_adapters()
+            if not active:
+                raise _none_active(
+                    "get_adapter_state_dict()", "pass adapter_name, or call model.set_adapter(name) first"
+                )
+            adapter_name = active[0]
         elif adapter_name not in self.peft_config:
             raise ValueError(f"Adapter with name {adapter_name} not found among {list(self.peft_config)}")
         return get_peft_model_state_dict(self, state_dict=state_dict, adapter_name=adapter_name)
@@ -480,6 +491,8 @@ def save_adapter(
     from .output_files import open_output, output_name, write_files_into
 
     active = model.active_adapters()
+    if not active:
+        raise _none_active("save_pretrained", "call model.set_adapter(name) to choose the adapter to save")
     if len(active) > 1:
         raise ValueError(
             "Multiple active adapters detected, saving multiple active adapters is not supported yet. You can save "

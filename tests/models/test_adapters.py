@@ -681,3 +681,23 @@ def test_an_adapter_added_to_an_int8_model_applies_and_the_attention_says_what_r
     cosine = torch.nn.functional.cosine_similarity(ours, hidden(fp32), dim=-1)
     assert cosine.min() >= MIN_COSINE_QUANTIZED, cosine
     assert (ours - plain).abs().max() > 1e-2, "the adapter changes nothing: the test could not fail"
+
+
+def test_with_no_active_adapter_save_pretrained_says_to_set_one(tmp_path):
+    """PEFT leaves no adapter active when the active one is deleted and the others are on other layers:
+    get_adapter_state_dict() and save_pretrained raised IndexError; now a ValueError naming set_adapter,
+    before anything is written."""
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY))
+    model.add_adapter(lora(target_modules=["key"]))
+    model.add_adapter(lora(target_modules=["query"]), adapter_name="other")
+    model.delete_adapter("other")
+    assert model.active_adapters() == []
+    with pytest.raises(ValueError, match=r"get_adapter_state_dict\(\): no adapter is active.*adapter_name"):
+        model.get_adapter_state_dict()
+    assert model.get_adapter_state_dict("default")
+    with pytest.raises(ValueError, match=r"save_pretrained: no adapter is active.*set_adapter"):
+        model.save_pretrained(tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
+    model.set_adapter("default")
+    model.save_pretrained(tmp_path / "out")
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
