@@ -149,7 +149,8 @@ class AdapterAPI:
         or ``.bin``, or ``peft_config`` with ``adapter_state_dict``) into the model, as transformers.
 
         ``adapter_name`` defaults to ``"default"`` (a name already loaded is refused unless ``hotswap=True``,
-        which replaces that LoRA adapter's weights in place). ``is_trainable=False`` freezes the adapter and
+        which replaces that LoRA adapter's weights in place; ``"auto"``, the default, hotswaps it after
+        :meth:`enable_peft_hotswap`). ``is_trainable=False`` freezes the adapter and
         puts the model in eval mode. ``revision``, ``token``, ``local_files_only``, ``cache_dir`` and
         ``subfolder`` (or ``adapter_kwargs``) say where to find the files. transformers 4's ``device_map``,
         ``max_memory``, ``offload_folder`` and ``offload_index`` re-dispatch an offloaded model: fastbert's
@@ -173,8 +174,13 @@ class AdapterAPI:
         loaded = self._hf_peft_config_loaded
         if hotswap not in (True, False, "auto"):
             raise ValueError(f"hotswap must be True, False or 'auto', got {hotswap!r}")
-        hotswap = hotswap is True  # "auto": transformers hotswaps after enable_peft_hotswap only (not here)
         adapter_name = adapter_name if adapter_name is not None else "default"
+        if (
+            hotswap == "auto"
+        ):  # as transformers: after enable_peft_hotswap, a name already loaded is hotswapped
+            hotswap = bool(
+                self.__dict__.get("_hotswap_enabled") and loaded and adapter_name in self.peft_config
+            )
         if hotswap and (not loaded or adapter_name not in self.peft_config):
             raise ValueError(
                 "To hotswap an adapter, there must already be an existing adapter with the same adapter name."
@@ -261,6 +267,27 @@ class AdapterAPI:
             )
         if getattr(peft_config, "inference_mode", False):
             self.eval()
+
+    def enable_peft_hotswap(self, target_rank: int = 128, check_compiled: str = "error") -> None:
+        """transformers 5's switch for ``load_adapter(..., hotswap="auto")``: from now on, loading an adapter
+        under a name already loaded replaces that LoRA adapter's weights in place (``hotswap=False`` still
+        refuses the name). Call it before the first adapter is loaded: else ``check_compiled="error"``
+        raises, ``"warn"`` logs a warning, ``"ignore"`` says nothing. ``target_rank`` is recorded, as
+        transformers 5 records it; another rank hotswaps without it (PEFT's swap resizes the LoRA weights)."""
+        if check_compiled not in ("error", "warn", "ignore"):
+            raise ValueError(
+                f"check_compiles should be one of 'error', 'warn', or 'ignore', got '{check_compiled}' instead."
+            )
+        if self.__dict__.get("_hf_peft_config_loaded"):
+            if check_compiled == "error":
+                raise RuntimeError("Call `enable_peft_hotswap` before loading the first adapter.")
+            if check_compiled == "warn":
+                logger.warning(
+                    "It is recommended to call `enable_peft_hotswap` before loading the first adapter to avoid "
+                    "recompilation."
+                )
+        self._hotswap_enabled = True
+        self._prepare_peft_hotswap_kwargs = {"target_rank": target_rank, "check_compiled": check_compiled}
 
     def add_adapter(self, adapter_config: Any, adapter_name: str | None = None) -> None:
         """Add a fresh adapter (a ``peft.PeftConfig`` of an injectable method: LoRA, IA³ ...) under

@@ -701,3 +701,36 @@ def test_with_no_active_adapter_save_pretrained_says_to_set_one(tmp_path):
     model.set_adapter("default")
     model.save_pretrained(tmp_path / "out")
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+
+def test_enable_peft_hotswap_makes_auto_hotswap_a_loaded_name(tmp_path, caplog):
+    """transformers 5's enable_peft_hotswap: afterwards load_adapter's default hotswap="auto" replaces an
+    adapter loaded under the same name (fastbert had no such method: AttributeError); called after the first
+    adapter it raises (check_compiled="error"), warns ("warn") or says nothing ("ignore"), as transformers."""
+    import logging
+
+    hf, fb = pair(tmp_path)
+    first = saved_adapter(copy.deepcopy(hf), tmp_path / "first")
+    torch.manual_seed(2)
+    second = peft.get_peft_model(copy.deepcopy(hf), lora(target_modules=["query", "value"])).eval()
+    second.save_pretrained(tmp_path / "second")
+    fb.enable_peft_hotswap(target_rank=8)
+    fb.load_adapter(tmp_path / "first")  # the first load under the name: injected
+    assert_rule(logits(fb), first, logits)
+    fb.load_adapter(tmp_path / "second")  # "auto": hotswapped
+    assert list(fb.peft_config) == ["default"]
+    assert_rule(logits(fb), second, logits)
+    with pytest.raises(ValueError, match="Adapter with name default already exists"):
+        fb.load_adapter(tmp_path / "first", hotswap=False)
+    # without it, "auto" loads under a new name only
+    _, other = pair(tmp_path / "other")
+    other.load_adapter(tmp_path / "first")
+    with pytest.raises(ValueError, match="Adapter with name default already exists"):
+        other.load_adapter(tmp_path / "second")
+    with pytest.raises(RuntimeError, match="Call `enable_peft_hotswap` before loading the first adapter"):
+        other.enable_peft_hotswap()
+    with caplog.at_level(logging.WARNING, logger="fastbert.adapters"):
+        other.enable_peft_hotswap(check_compiled="warn")
+    assert "before loading the first adapter" in caplog.text
+    with pytest.raises(ValueError, match="check_compiles should be one of"):
+        other.enable_peft_hotswap(check_compiled="nope")
