@@ -231,6 +231,12 @@ class AdapterAPI:
             _hotswap(self, state, adapter_name, peft_config)
             # the model holds the new adapter: its config (lora_alpha, r) is what save_pretrained writes
             self.peft_config[adapter_name] = peft_config
+            if getattr(
+                peft_config, "inference_mode", False
+            ):  # is_trainable=False: frozen, eval, as transformers
+                for module in self._tuner_layers():
+                    module.requires_grad_(False)
+                self.eval()
             return
         inject_adapter_in_model(peft_config, self, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
         self._hf_peft_config_loaded = True

@@ -116,10 +116,13 @@ def test_load_adapter_hotswap_replaces_the_weights_of_a_loaded_lora(tmp_path):
     second.save_pretrained(tmp_path / "second")
     with pytest.raises(ValueError, match="there must already be an existing adapter"):
         fb.load_adapter(tmp_path / "second", hotswap=True)
-    fb.load_adapter(tmp_path / "first")
+    fb.load_adapter(tmp_path / "first", is_trainable=True)
     assert_rule(logits(fb), first, logits)
+    fb.train()
     fb.load_adapter(tmp_path / "second", hotswap=True)
     assert list(fb.peft_config) == ["default"]
+    # is_trainable=False (the default): frozen and in eval mode, as transformers' hotswap leaves it
+    assert not fb.training and not any(p.requires_grad for n, p in fb.named_parameters() if "lora_" in n)
     ours = logits(fb)
     assert_rule(ours, second, logits)
     assert (ours - logits(first)).abs().max() > 1e-3
