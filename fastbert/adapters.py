@@ -175,9 +175,8 @@ class AdapterAPI:
         if hotswap not in (True, False, "auto"):
             raise ValueError(f"hotswap must be True, False or 'auto', got {hotswap!r}")
         adapter_name = adapter_name if adapter_name is not None else "default"
-        if (
-            hotswap == "auto"
-        ):  # as transformers: after enable_peft_hotswap, a name already loaded is hotswapped
+        if hotswap == "auto":
+            # as transformers: after enable_peft_hotswap, a name already loaded is hotswapped
             hotswap = bool(
                 self.__dict__.get("_hotswap_enabled") and loaded and adapter_name in self.peft_config
             )
@@ -231,9 +230,8 @@ class AdapterAPI:
             _hotswap(self, state, adapter_name, peft_config)
             # the model holds the new adapter: its config (lora_alpha, r) is what save_pretrained writes
             self.peft_config[adapter_name] = peft_config
-            if getattr(
-                peft_config, "inference_mode", False
-            ):  # is_trainable=False: frozen, eval, as transformers
+            if getattr(peft_config, "inference_mode", False):
+                # is_trainable=False: frozen and in eval mode, as transformers' hotswap leaves it
                 for module in self._tuner_layers():
                     module.requires_grad_(False)
                 self.eval()
@@ -462,9 +460,8 @@ def _hotswap(model: Any, state: dict[str, torch.Tensor], adapter_name: str, conf
             copies[aux[key]] = value
         elif re.search(r"\.lora_embedding_[AB]$", key):  # a ParameterDict entry: ...lora_embedding_A.<name>
             embeddings[f"{key}.{adapter_name}"] = value
-        elif (
-            ".lora_" in key
-        ):  # the model's names of LoRA weights hold the adapter's name: ...lora_A.<name>.weight
+        elif ".lora_" in key:
+            # the model's names of LoRA weights hold the adapter's name: ...query.lora_A.<name>.weight
             linears[re.sub(r"(\.lora_\w+)\.(weight|bias)$", rf"\1.{adapter_name}.\2", key)] = value
         else:
             unknown.append(key)

@@ -734,9 +734,8 @@ class PreTrainedMixin:
         if adapter is not None:
             given = {k: v for k, v in hub.as_kwargs().items() if v not in (None, "", False)}
             model.load_adapter(adapter, adapter_name=adapter_name, adapter_kwargs=adapter_kwargs, **given)
-        if (
-            quantization is not None
-        ):  # after the adapter: calibrated with it, the linears it wraps kept (and said)
+        if quantization is not None:
+            # after the adapter: calibrated with it, the linears it wraps kept (and said so)
             from .quant import quantize
 
             quantize(model, quantization, tokenizer=quant_tokenizer)
