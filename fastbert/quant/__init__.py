@@ -412,6 +412,12 @@ def _path(root: nn.Module, path: str):
     return root
 
 
+def _base_linear(module: Any) -> Any:
+    """The linear inside a PEFT adapter layer (``get_base_layer``), else ``module`` itself."""
+    get_base_layer = getattr(module, "get_base_layer", None)
+    return get_base_layer() if callable(get_base_layer) else module
+
+
 def _family_layout(base: nn.Module, method: str = "int8") -> tuple[str, str | None, tuple[str, ...]]:
     """The base model's ``linear_layout`` (its family's: the layer list, self-attention's module, the linears
     the op table runs after it); ValueError naming the model when its encoder is not laid out that way (a
@@ -424,7 +430,9 @@ def _family_layout(base: nn.Module, method: str = "int8") -> tuple[str, str | No
         if att_path is not None:  # fastbert's self-attention (one fused query/key/value projection), by its
             # class: a wrapper that forwards attributes (PEFT's ModulesToSaveWrapper) is not laid out that way
             return callable(getattr(type(_path(layer, att_path)), "fused_qkv", None))
-        return all(isinstance(_path(layer, p), nn.Linear) for p in linear_paths)
+        # a linear wrapped by PEFT (LoRA) is laid out as built: it runs as a module and stays in the model's
+        # dtype (_encoder_linears says so); only a linear replaced by something else is not
+        return all(isinstance(_base_linear(_path(layer, p)), nn.Linear) for p in linear_paths)
 
     if layers is None or not all(laid_out(m) for m in layers):
         raise ValueError(

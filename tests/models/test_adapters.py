@@ -737,3 +737,39 @@ def test_enable_peft_hotswap_makes_auto_hotswap_a_loaded_name(tmp_path, caplog):
     assert "before loading the first adapter" in caplog.text
     with pytest.raises(ValueError, match="check_compiles should be one of"):
         other.enable_peft_hotswap(check_compiled="nope")
+
+
+@pytest.mark.parametrize("target", ["Wqkv", "Wo"])
+def test_int8_quantization_of_a_modernbert_with_an_adapter(target):
+    """ModernBERT with a LoRA on an encoder linear: quantize (as from_pretrained(adapter folder,
+    quantization="int8") does after loading the adapter) keeps the wrapped linears in fp32 and says so; it
+    refused the model as "not laid out that way (its encoder layers were replaced...)". The adapter applies:
+    cosine >= MIN_COSINE_QUANTIZED (0.999) per token to the fp32 model with the same adapter."""
+    from model_helpers import tiny_family_config
+
+    from fastbert.core.tolerances import MIN_COSINE_QUANTIZED
+    from fastbert.quant import quantize
+    from fastbert.quant.int8 import int8_available
+
+    if not int8_available():
+        pytest.skip("torch without oneDNN int8 ops")
+    torch.manual_seed(0)
+    fp32 = fastbert.AutoModel.from_config(tiny_family_config("modernbert")).eval()
+    ids = torch.randint(5, 90, (3, 8), generator=torch.Generator().manual_seed(3))
+    plain = fp32(input_ids=ids).last_hidden_state.detach()
+    torch.manual_seed(1)
+    fp32.add_adapter(lora(target_modules=[target]))
+    int8 = quantize(
+        copy.deepcopy(fp32), "int8", calibration=[dict(input_ids=ids, attention_mask=torch.ones_like(ids))],
+        min_cosine=0.0, mean_cosine=0.0,
+    )  # fmt: skip
+    decisions = {d.name: d for d in int8.quantization.layers}
+    for i in range(2):
+        kept = decisions[f"layers.{i}.attn.{target}"]
+        assert kept.precision == "fp32" and "runs as a module" in kept.reason, kept
+    assert int8.quantization.reduced > 0
+    with torch.no_grad():
+        ours, theirs = int8(input_ids=ids).last_hidden_state, fp32(input_ids=ids).last_hidden_state
+    cosine = torch.nn.functional.cosine_similarity(ours.flatten(0, 1), theirs.flatten(0, 1), dim=-1)
+    assert cosine.min() >= MIN_COSINE_QUANTIZED, cosine
+    assert (ours - plain).abs().max() > 1e-2, "the adapter changes nothing: the test could not fail"
