@@ -275,3 +275,24 @@ def test_bf16_forward_on_packed_copies_matches(onednn):
     plain = _forward(model, inputs, packed=False)
     assert torch.equal(_forward(model, inputs, packed=True), plain)
     assert _copies(model) == 8
+
+
+def test_jit_trace_without_autograd_records_the_plain_linear(onednn):
+    """``torch.jit.trace`` under ``torch.no_grad()`` (how a model is traced for inference) of a model that
+    holds copies: the trace records ``F.linear`` on the parameters, neither oneDNN's op (TorchScript cannot
+    take its argument list) nor a prepacked copy as a constant, so it saves and follows later edits."""
+    import io
+
+    model, inputs = _model(), _inputs()
+    args = (inputs["input_ids"], inputs["attention_mask"])
+    _forward(model, inputs, packed=True)
+    assert _copies(model) == 8
+    with torch.no_grad():
+        traced = torch.jit.trace(model, args, strict=False)
+    graph = str(traced.inlined_graph)
+    assert "mkldnn" not in graph and graph.count("aten::linear") >= 8
+    torch.jit.save(traced, io.BytesIO())
+    _edit_in_place(model)
+    with torch.no_grad():
+        got, want = traced(*args)["last_hidden_state"], model(*args).last_hidden_state
+    torch.testing.assert_close(got, want)

@@ -156,13 +156,16 @@ _ONEDNN_MIN_MACS = 1 << 21
 
 
 def _cpu_inference(x, weight, bias) -> bool:
-    """A CPU call that torch.compile does not trace, no autograd records and no autocast recasts: the sdpa
-    table's linear may pick its GEMM (oneDNN) and where it writes (the workspace) without changing what
-    anyone observes. Under ``torch.autocast("cpu")`` ``F.linear`` runs in the autocast dtype, which neither
-    oneDNN's op nor ``addmm(out=)`` would (they are not autocast ops)."""
+    """A CPU call that torch.compile and ``torch.jit.trace`` do not trace, no autograd records and no
+    autocast recasts: the sdpa table's linear may pick its GEMM (oneDNN) and where it writes (the workspace)
+    without changing what anyone observes. Under ``torch.autocast("cpu")`` ``F.linear`` runs in the autocast
+    dtype, which neither oneDNN's op nor ``addmm(out=)`` would (they are not autocast ops). A
+    ``torch.jit.trace`` (run under ``torch.no_grad()``, as for inference) would record oneDNN's op, whose
+    argument list TorchScript cannot take, and the prepacked copy as a constant: it records ``F.linear``."""
     return (
         x.device.type == "cpu"
         and not traced(x)
+        and not torch.jit.is_tracing()
         and not torch.is_autocast_enabled("cpu")
         and not (
             torch.is_grad_enabled()
