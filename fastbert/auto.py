@@ -315,8 +315,11 @@ def from_transformers(hf_model: Any, attn_implementation: str | None = None):
                     )
                 continue
             # the same storage under a parameter of our own: in-place edits are shared, while a move or
-            # a conversion of one model (``.to()``, ``.half()``) leaves the other as it was
-            setattr(module, pname, nn.Parameter(hf_param.data, requires_grad=hf_param.requires_grad))
+            # a conversion of one model (``.to()``, ``.half()``) leaves the other as it was. detach(), not
+            # .data: the version counter is shared too, so an in-place edit through transformers' parameter
+            # counts as one for the copies that follow fastbert's (prepacked CPU weights, int8), which
+            # would otherwise see it only where their 64-element sample does
+            setattr(module, pname, nn.Parameter(hf_param.detach(), requires_grad=hf_param.requires_grad))
     missing += [n for n, p in model.named_parameters() if p.is_meta and n not in missing]
     if reshaped:
         raise ValueError(

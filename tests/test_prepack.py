@@ -296,3 +296,23 @@ def test_jit_trace_without_autograd_records_the_plain_linear(onednn):
     with torch.no_grad():
         got, want = traced(*args)["last_hidden_state"], model(*args).last_hidden_state
     torch.testing.assert_close(got, want)
+
+
+def test_an_edit_through_the_transformers_model_reaches_the_copies(onednn):
+    """``fastbert.from_transformers`` (and ``accelerate``) share storage with transformers' parameters; an
+    in-place edit through transformers' parameter that misses the 64 sampled elements (one row) is seen
+    through the shared version counter: the packed copy is made again."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = transformers.BertModel(transformers.BertConfig(**TINY)).eval()
+    model, inputs = fastbert.from_transformers(hf), _inputs()
+    _forward(model, inputs, packed=True)
+    assert _copies(model) == 8
+    with torch.no_grad():
+        hf.encoder.layer[0].intermediate.dense.weight[7].mul_(3.0)  # one row: no sampled element
+        hf.encoder.layer[1].output.dense.weight[:, 3].add_(1.0)  # one column
+    plain = _forward(model, inputs, packed=False)
+    assert torch.equal(_forward(model, inputs, packed=True), plain)
+    real = inputs["attention_mask"].bool()  # fastbert's padded positions are zeros
+    with torch.inference_mode():
+        torch.testing.assert_close(plain[real], hf(**inputs).last_hidden_state[real], rtol=1e-4, atol=1e-4)
