@@ -316,3 +316,22 @@ def test_an_edit_through_the_transformers_model_reaches_the_copies(onednn):
     real = inputs["attention_mask"].bool()  # fastbert's padded positions are zeros
     with torch.inference_mode():
         torch.testing.assert_close(plain[real], hf(**inputs).last_hidden_state[real], rtol=1e-4, atol=1e-4)
+
+
+def test_refresh_remakes_a_copy_the_sample_cannot_see(onednn):
+    """An edit through ``.data`` of one element outside the 64 checked is not seen (as for the int8
+    copies); ``fastbert.quant.refresh(model)``, the remedy the README gives, drops the model's copies."""
+    from fastbert.core.weight_watch import weight_sample
+    from fastbert.quant import refresh
+
+    model, inputs = _model(), _inputs()
+    _forward(model, inputs, packed=True)
+    w = model.encoder.layer[0].intermediate.dense.weight
+    index = torch.arange(w.numel(), dtype=torch.float32).view_as(w)
+    sampled = set(weight_sample(index).view(torch.float32).long().tolist())
+    flat = next(i for i in range(w.numel()) if i not in sampled)
+    w.data.view(-1)[flat] += 50.0
+    plain = _forward(model, inputs, packed=False)
+    assert not torch.equal(_forward(model, inputs, packed=True), plain)  # stale: not in the sample
+    assert refresh(model) is model and _copies(model) == 0
+    assert torch.equal(_forward(model, inputs, packed=True), plain)

@@ -308,8 +308,14 @@ def refresh(model: nn.Module) -> nn.Module:
     cannot see: an edit through ``.data`` on CUDA, or one that leaves every sampled element as it was.
     The calibration's decisions (which linears, their smoothing and outlier channels) are kept, and its
     GPTQ rounding for a weight that holds exactly the values calibrated on (others are rounded to
-    nearest): to calibrate again, load the model again with ``quantization=``.
+    nearest): to calibrate again, load the model again with ``quantization=``. The prepacked CPU copies of
+    the model's other linears (:mod:`fastbert.core.prepack`: the ones calibration kept, the heads; every
+    linear of a model not quantized) follow their weights by the same check: they are dropped too, and made
+    again at their next call.
     """
+    from ..core import prepack
+
+    prepack.forget(model.parameters())
     for m in model.modules():
         if isinstance(m, QuantizedLinear):
             m.attach()
