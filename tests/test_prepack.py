@@ -10,6 +10,7 @@ import copy
 import gc
 import pickle
 import threading
+import time
 
 import pytest
 import torch
@@ -230,13 +231,25 @@ def test_copies_leave_pickles_and_deep_copies_alone(onednn):
     assert _copies(twin) == 8
 
 
-def test_threads_calling_at_once_share_one_copy(onednn):
+def test_threads_calling_at_once_share_one_copy(onednn, monkeypatch):
+    """Threads that reach a weight with no copy at once make one: the others wait for it (each weight is
+    reordered once; a slow reorder holds the others at the lock)."""
     model, inputs = _model(), _inputs()
     ref = _forward(model, inputs, packed=False)
-    outs, errors = [], []
+    outs, errors, reorders = [], [], []
+    real = prepack._reorder
+
+    def slow_reorder(weight):
+        reorders.append(weight.shape)
+        time.sleep(0.05)  # the other threads arrive meanwhile
+        return real(weight)
+
+    monkeypatch.setattr(prepack, "_reorder", slow_reorder)
+    start = threading.Barrier(4)
 
     def call():
         try:
+            start.wait(timeout=60)
             outs.append(_forward(model, inputs, packed=True))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
@@ -248,7 +261,7 @@ def test_threads_calling_at_once_share_one_copy(onednn):
         t.join(timeout=120)
     assert not errors and len(outs) == 4
     assert all(torch.equal(o, ref) for o in outs)
-    assert _copies(model) == 8
+    assert _copies(model) == 8 and len(reorders) == 8
 
 
 @pytest.mark.parametrize(
