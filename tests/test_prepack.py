@@ -348,3 +348,31 @@ def test_refresh_remakes_a_copy_the_sample_cannot_see(onednn):
     assert not torch.equal(_forward(model, inputs, packed=True), plain)  # stale: not in the sample
     assert refresh(model) is model and _copies(model) == 0
     assert torch.equal(_forward(model, inputs, packed=True), plain)
+
+
+def test_set_enabled_false_from_another_thread_leaves_no_copy_behind(onednn, monkeypatch):
+    """``set_enabled(False)`` that runs in another thread between a call's check and its pack (a server
+    turning prepacking off while a request runs): the call makes no copy that would outlive the switch."""
+    torch.manual_seed(0)
+    w, b, x = torch.randn(512, 256), torch.randn(512), torch.randn(64, 256)
+    real_lock = prepack._LOCK
+
+    class SwitchedOffMeanwhile:
+        first = True
+
+        def __enter__(self):
+            if SwitchedOffMeanwhile.first:
+                SwitchedOffMeanwhile.first = False
+                other = threading.Thread(target=prepack.set_enabled, args=(False,))
+                other.start()
+                other.join(timeout=60)
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    monkeypatch.setattr(prepack, "_LOCK", SwitchedOffMeanwhile())
+    with torch.no_grad():
+        out = ops._sdpa_linear(x, w, b)
+    assert not prepack.enabled() and prepack.stats() == (0, 0)
+    assert torch.equal(out, torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], ""))

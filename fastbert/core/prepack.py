@@ -114,6 +114,8 @@ def packed(weight: torch.Tensor) -> torch.Tensor:
     if copy is not None and copy.current(weight):
         return copy.packed
     with _LOCK:  # once: threads that call at once wait for it, then use that copy
+        if not _ENABLED:  # turned off (set_enabled(False) dropped the copies) since the check above
+            return weight
         pair = _COPIES.get(key)
         copy = None if pair is None else pair[slot]
         if copy is None or not copy.current(weight):
