@@ -220,6 +220,26 @@ def test_a_moved_or_cast_model_drops_its_copies_at_once(onednn, move):
         assert _copies(model) == 8
 
 
+@pytest.mark.parametrize("part", ["encoder", "layer", "attention"])
+def test_a_part_cast_by_itself_drops_its_copies_at_once(onednn, part):
+    """A part of the model cast by itself (``model.encoder.half()``: bf16 or fp16 layers under fp32
+    embeddings) drops the copies of its old weights at once, as the whole model's cast does."""
+    model, inputs = _model(), _inputs()
+    _forward(model, inputs, packed=True)
+    gone = torch.utils.weak.WeakIdRef(
+        prepack._COPIES.get(model.encoder.layer[0].attention.self.query.weight)[1]
+    )
+    target = {
+        "encoder": model.encoder,
+        "layer": model.encoder.layer[0],
+        "attention": model.encoder.layer[0].attention,
+    }[part]
+    target.half()
+    assert all(prepack._COPIES.get(p) is None for p in target.parameters())
+    gc.collect()
+    assert gone() is None
+
+
 def test_copies_leave_pickles_and_deep_copies_alone(onednn):
     model, inputs = _model(), _inputs()
     ref = _forward(model, inputs, packed=True)

@@ -84,9 +84,10 @@ def release() -> None:
 
 
 def forget(weights) -> None:
-    """Drop the copies made for ``weights`` (a model's parameters): called when the model is moved or cast
-    (``.to()``, ``.half()``, ``.cuda()``), which gives its parameters new memory and would otherwise leave
-    the old copies, and the old weights' memory they look at, held until the model is deleted."""
+    """Drop the copies made for ``weights`` (a model's parameters): called when the model (or a fastbert
+    part of it, ``model.encoder``) is moved or cast (``.to()``, ``.half()``, ``.cuda()``), which gives its
+    parameters new memory and would otherwise leave the old copies, and the old weights' memory they look
+    at, held until the model is deleted."""
     with _LOCK:
         for w in weights:
             _COPIES.pop(w, None)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import BertConfig
+from ..core import prepack
 from ..core.ops import AttentionSpec, OpTable, activation, fusable_linear
 from ..core.tracing import traced
 
@@ -62,6 +63,14 @@ class _Module(nn.Module):
         if name in self._modules:
             self.__dict__.pop(name, None)
         super().__delattr__(name)
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        # a part of a model moved or cast by itself (``model.encoder.half()``): the prepacked CPU copies of
+        # its old weights go now, as the whole model's do (fastbert.core.prepack.forget), not when the model
+        # is deleted (they hold the old weights' memory through their sampled view)
+        prepack.forget(self.parameters())
+        return out
 
 
 # ------------------------------------------------------------------------------------- linears by the table
