@@ -142,3 +142,29 @@ def test_compiled_packed_rows_attend_within_each_sequence():
                     # backend="eager" runs the same torch ops between its graph breaks: the same bits
                     assert torch.equal(compiled(**b).last_hidden_state, theirs)
     torch._dynamo.reset()
+
+
+def _graphs(model, inputs: dict, dynamic: bool = False) -> tuple[int, set[str]]:
+    """The graphs one compiled forward on ``inputs`` builds (``torch._dynamo.explain``'s graph_count) and the
+    kinds of its graph breaks (the first line of each reason Dynamo counts)."""
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounter
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    counter = CompileCounter()
+    with torch.no_grad():
+        torch.compile(model, backend=counter, dynamic=dynamic)(**inputs)
+    kinds = {reason.split("\n")[0] for reason in counters["graph_break"]}
+    torch._dynamo.reset()
+    return counter.frame_count, kinds
+
+
+def test_dynamic_compile_takes_the_longest_length_in_the_graph():
+    """``max(lengths, default=0)`` of a packing: Dynamo cannot handle the keyword once the lengths are symbolic
+    (``dynamic=True``, or the automatic dynamic shapes of a second batch of other lengths): a warning ("got an
+    unexpected keyword argument 'default'") and a graph break at every padded forward."""
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    _, kinds = _graphs(model, _inputs()[1], dynamic=True)
+    assert not any("builtin" in k for k in kinds), kinds

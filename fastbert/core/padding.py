@@ -175,7 +175,8 @@ def packing_from_mask(
         indices=indices,
         cu_seqlens=cu_seqlens,
         seqlens=seqlens,
-        max_seqlen=max(seqlens_host, default=0),
+        # not max(..., default=0): Dynamo cannot trace the keyword on the lengths of a dynamic compile
+        max_seqlen=max(seqlens_host) if seqlens_host else 0,
         batch=batch,
         seqlen=seqlen,
         seqlens_host=tuple(seqlens_host),
