@@ -165,7 +165,9 @@ def packing_from_mask(
     if seqlens_host is None:
         seqlens_host = tuple(host_read(seqlens))
     total = sum(seqlens_host)
-    if keep.is_cuda:  # the size is known on the host: no second sync
+    # the size is known on the host: no second sync on CUDA, and no graph break under torch.compile (whose
+    # nonzero has a shape of the data; eager CPU keeps nonzero)
+    if keep.is_cuda or traced(keep):
         indices = torch.nonzero_static(keep, size=total).flatten()
     else:
         indices = torch.nonzero(keep).flatten()
