@@ -180,3 +180,33 @@ def test_compiled_padded_batch_packs_without_a_graph_break_at_nonzero(dynamic):
     graphs, kinds = _graphs(model, _inputs()[1], dynamic=dynamic)
     assert "Dynamic shape operator" not in kinds, kinds
     assert graphs <= 3
+
+
+def test_compiled_padded_batch_reads_packed_outputs_beside_its_host_read():
+    """``packed_outputs()`` is a ContextVar, which Dynamo cannot read: a graph break wherever the forward reads
+    it. Read after the layers (whether to re-pad), it split a padded forward's graph in two; read beside the
+    forward's host read (a break anyway), nothing is split: 2 graphs (was 3). The compiled model still follows
+    it at every call, as the eager one: packed (tokens, hidden) inside it, padded outside, no recompile."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    padded = _inputs()[1]
+    graphs, _ = _graphs(model, padded)
+    assert graphs == 2
+    compiled = torch.compile(model, backend="eager")
+    with torch.no_grad():
+        plain = model(**padded).last_hidden_state
+        with padding.packed_outputs():
+            packed = model(**padded).last_hidden_state
+        assert plain.dim() == 3 and packed.dim() == 2
+        for _ in range(2):
+            compiled(**padded)
+            with padding.packed_outputs():
+                compiled(**padded)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(2):
+                assert torch.equal(compiled(**padded).last_hidden_state, plain)
+                with padding.packed_outputs():
+                    assert torch.equal(compiled(**padded).last_hidden_state, packed)
+    torch._dynamo.reset()

@@ -200,12 +200,18 @@ class Encoded:
     cross_attentions: tuple | None = None
     past_key_values: tuple | None = None
     _padded: torch.Tensor | None = field(default=None, repr=False)
+    #: :func:`packed_outputs` as the forward read it, where it read its inputs on the host (Dynamo cannot trace
+    #: ``ContextVar.get``: under ``torch.compile`` a read after the layers split the graph); None: read it now
+    packed_outputs: bool | None = field(default=None, repr=False)
+
+    def _packed_outputs(self) -> bool:
+        return _PACKED_OUTPUTS.get() if self.packed_outputs is None else self.packed_outputs
 
     @property
     def last_hidden_state(self) -> torch.Tensor:
         """(B, L, H), padded positions zero (re-padded once); packed (T, H) when :func:`packed_outputs` asks
         for it and the forward packed (the heads read the first token through :meth:`first_token`)."""
-        if self.packing is not None and _PACKED_OUTPUTS.get():
+        if self.packing is not None and self._packed_outputs():
             return self.sequence
         return self.padded_sequence
 
@@ -248,7 +254,7 @@ class Encoded:
         """``head(x, ops)`` on every token: on the packed tokens when packed (then re-padded once, unless
         :func:`packed_outputs` asks for them packed)."""
         y = head(self.sequence, self.ops)
-        return unpack(y, self.packing) if self.packing is not None and not _PACKED_OUTPUTS.get() else y
+        return unpack(y, self.packing) if self.packing is not None and not self._packed_outputs() else y
 
 
 # --------------------------------------------------------------------------------------------- base class
@@ -1056,6 +1062,13 @@ class BertModel(BertPreTrainedModel):
             # tokens; transformers' relative bias / RoPE / window see those of the padded row
             and not (self.always_pack and checked.holes)
         )
+        # a forward that packs after its host read reads packed_outputs() next to it, no tensor op in between:
+        # under torch.compile both are graph breaks, and a read after the layers split their graph in two
+        packed_out = (
+            _PACKED_OUTPUTS.get()
+            if host_reads and can_pack and (checked.padded or self.always_pack)
+            else None
+        )
         ctx = self._context(inputs, checked, ops, can_pack, past_length, keeps)
         hidden, enc_states = self._embed(inputs, ctx, checked.batch, checked.seqlen, past_length)
         packing = ctx.attn.q_packing
@@ -1104,10 +1117,11 @@ class BertModel(BertPreTrainedModel):
             attentions=all_attn,
             cross_attentions=all_cross,
             past_key_values=presents,
+            packed_outputs=packed_out,
         )
         enc.pooled = self._pool(enc, inputs.attention_mask, zero_padded_first=not host_reads)
-        if not keep_packed and packing is not None and not _PACKED_OUTPUTS.get():
-            enc.sequence, enc.packing = enc.last_hidden_state, None
+        if not keep_packed and packing is not None and not enc._packed_outputs():
+            enc.sequence, enc.packing = enc.padded_sequence, None
         return enc
 
     def _check_sequence_kwargs(self, inputs: BertInputs, checked: _Checked, seg: _Segments | None) -> None:
@@ -1208,8 +1222,9 @@ class BertModel(BertPreTrainedModel):
             hidden_states=each(seg.join, out.hidden_states),
             attentions=each(seg.join_probs, out.attentions),
             cross_attentions=each(lambda p: seg.join_probs(p, keys_are_queries=False), out.cross_attentions),
+            packed_outputs=out.packed_outputs,  # read by the sequences' forward beside its host read
         )
-        if not keep_packed and not _PACKED_OUTPUTS.get():
+        if not keep_packed and not joined._packed_outputs():
             joined.sequence, joined.packing = flat.view(seg.batch, seg.seqlen, -1), None
         return joined
 

@@ -32,7 +32,7 @@ from torch import nn
 from ... import outputs
 from ...core.attention_ref import rope_cos_sin, rope_inv_freq
 from ...core.ops import OpTable
-from ...core.padding import _PACKED_OUTPUTS, unpack
+from ...core.padding import unpack
 from ..bert import modeling as bert
 from ..engine import BertInputs, BertModel, BertPreTrainedModel, Encoded
 from ..heads import (
@@ -426,8 +426,8 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
         if enc.hidden_states is not None:  # padded, as the other hidden states
             last = unpack(enc.sequence, enc.packing) if enc.packing is not None else enc.sequence
             enc.hidden_states = enc.hidden_states[:-1] + (last,)
-        if not keep_packed and enc.packing is not None and not _PACKED_OUTPUTS.get():
-            enc.sequence, enc.packing = enc.last_hidden_state, None
+        if not keep_packed and enc.packing is not None and not enc._packed_outputs():
+            enc.sequence, enc.packing = enc.padded_sequence, None
         return enc
 
 
