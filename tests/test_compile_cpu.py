@@ -210,3 +210,15 @@ def test_compiled_padded_batch_reads_packed_outputs_beside_its_host_read():
                 with padding.packed_outputs():
                     assert torch.equal(compiled(**padded).last_hidden_state, packed)
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_compiled_relative_bias_attention_reads_no_bounds_per_layer(padded):
+    """MPNet's packed attention (``attention_ref.attention_varlen``, per sequence) read the sequences' bounds
+    from the device in every layer, though the packing holds them on the host: under ``torch.compile`` a graph
+    break in the layers' loop, so Dynamo ran the whole loop eagerly (11 graphs). Now 2: the forward's one host
+    read. Its numbers, and no recompiles, are ``test_compiled_family_does_not_recompile_per_call``'s."""
+    torch.manual_seed(0)
+    model = registry.model_class("mpnet", "base")(tiny_family_config("mpnet", width=32)).eval()
+    graphs, kinds = _graphs(model, _inputs()[int(padded)])
+    assert graphs == 2, kinds

@@ -14,7 +14,8 @@ Call signatures (what the op table uses; q (Tq, heads, D), k/v (Tk, heads, D) pa
 
 - ``attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal=False,
   window=0, rel_bias=None, rotary_cos=None, rotary_sin=None, validate=True) -> (Tq, heads, D)``: the
-  kernel's signature.
+  kernel's signature (plus ``chunk`` and ``host_cu_seqlens``: both ``cu_seqlens`` as Python ints where the
+  caller knows them, read from the device otherwise).
   ``window`` > 0: query i sees key j iff ``|i - j| <= window // 2`` (ModernBERT's local layers, window =
   ``local_attention``); ``rel_bias``: (heads, 2 R + 1) from :func:`relative_bias_table`, the bias of the
   offset ``j - i`` clamped to [-R, R], added to the scaled scores (MPNet); ``rotary_cos`` / ``rotary_sin``:
@@ -231,10 +232,14 @@ def torch_attention_varlen(
     scale,
     causal=False,
     validate: bool = True,
+    host_cu_seqlens: tuple[list[int], list[int]] | None = None,
 ):
     out = q.new_zeros(q.shape[:2] + (v.shape[-1],))
-    cq = cu_seqlens_q.tolist()
-    ck = cu_seqlens_k.tolist()
+    # the bounds as Python ints where the caller has them (no device read: under torch.compile a graph break
+    # in every layer's loop, which made Dynamo run the whole layer loop eagerly)
+    cq, ck = (
+        host_cu_seqlens if host_cu_seqlens is not None else (cu_seqlens_q.tolist(), cu_seqlens_k.tolist())
+    )
     for i in range(len(cq) - 1):
         if cq[i + 1] == cq[i]:
             continue
@@ -370,6 +375,7 @@ def attention_varlen(
     rotary_sin: torch.Tensor | None = None,
     validate: bool = True,
     chunk: int = CHUNK,
+    host_cu_seqlens: tuple[list[int], list[int]] | None = None,
 ) -> torch.Tensor:
     """Packed attention with the kernel's options (see the module docstring) -> (Tq, heads, D) in q's dtype."""
     if not isinstance(window, int) or window < 0:
@@ -380,13 +386,17 @@ def attention_varlen(
     if window == 0 and rel_bias is None:
         # the plain case: SDPA per sequence
         return torch_attention_varlen(
-            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal
-        )
+            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale, causal,
+            host_cu_seqlens=host_cu_seqlens,
+        )  # fmt: skip
     if rel_bias is not None:
         rel_bias = rel_bias.to(device=q.device, dtype=q.dtype)
     half = window // 2 if window > 0 else None
     out = q.new_zeros(q.shape[:2] + (v.shape[-1],))
-    cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()  # host loop over the sequences (CPU path)
+    # host loop over the sequences (CPU path)
+    cq, ck = (
+        host_cu_seqlens if host_cu_seqlens is not None else (cu_seqlens_q.tolist(), cu_seqlens_k.tolist())
+    )
     for b in range(len(cq) - 1):
         if cq[b + 1] > cq[b]:
             out[cq[b] : cq[b + 1]] = _sequence_attention(

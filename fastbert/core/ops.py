@@ -395,9 +395,11 @@ def _packed_positional(q, k, v, spec: AttentionSpec, scale, dropout_p):
     if spec.window and spec.rel_bias is None and not spec.causal and qp is kp and q.device.type == "cpu":
         return _packed_window_sdpa(q, k, v, spec, scale)
     cos, sin = spec.rotary if spec.rotary is not None else (None, None)
+    bounds = qp.cu_seqlens_host, kp.cu_seqlens_host  # known on the host (None: a CUDA graph's packing)
     return _ref_attention.attention_varlen(
         q, k, v, qp.cu_seqlens, kp.cu_seqlens, qp.max_seqlen, kp.max_seqlen, scale, spec.causal,
         window=spec.window, rel_bias=spec.rel_bias, rotary_cos=cos, rotary_sin=sin, validate=False,
+        host_cu_seqlens=None if None in bounds else bounds,
     )  # fmt: skip
 
 

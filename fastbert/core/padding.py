@@ -86,6 +86,16 @@ class Packing:
     static_rows: int | None = None
 
     @property
+    def cu_seqlens_host(self) -> list[int] | None:
+        """``cu_seqlens`` as Python ints, from ``seqlens_host`` (no device read); None where those are."""
+        if self.seqlens_host is None:
+            return None
+        out = [0]
+        for n in self.seqlens_host:
+            out.append(out[-1] + n)
+        return out
+
+    @property
     def total(self) -> int:
         """Packed rows (the real tokens; a static packing's filler included)."""
         return sum(self.seqlens_host) if self.seqlens_host is not None else self.static_rows
