@@ -369,12 +369,12 @@ def _packed_window_sdpa(q, k, v, spec: AttentionSpec, scale):
             e = min(end, a + chunk)
             lo, hi = max(start, a - half), min(end, e + half)
             mask = None
-            if a - lo > 0 or hi - e > 0 or (hi - lo) > half + 1:  # some key may be out of a query's reach
+            # some key out of a query's reach: the farthest pairs are (first query, last key) and (last query,
+            # first key); decided on the host (mask.all() on the device was a graph break under torch.compile)
+            if max(hi - 1 - a, e - 1 - lo) > half:
                 i = torch.arange(a, e, device=q.device)[:, None]
                 j = torch.arange(lo, hi, device=q.device)[None, :]
                 mask = (j - i).abs() <= half
-                if bool(mask.all()):
-                    mask = None
             out = F.scaled_dot_product_attention(
                 qt[:, :, a:e], kt[:, :, lo:hi], vt[:, :, lo:hi], attn_mask=mask, scale=scale
             )
