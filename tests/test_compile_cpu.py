@@ -233,3 +233,14 @@ def test_compiled_sliding_window_decides_its_band_mask_on_the_host(padded):
     model = registry.model_class("modernbert", "base")(tiny_family_config("modernbert", width=32)).eval()
     graphs, kinds = _graphs(model, _inputs()[int(padded)])
     assert graphs == 3, kinds
+
+
+def test_compiled_packed_rows_compile_their_split():
+    """Packed rows (position ids restarting) read ``Packing.mask`` to split the rows into sequences: a
+    ``functools.cached_property``, whose lock (before Python 3.12) Dynamo cannot enter, so ``torch.compile`` ran
+    that frame eagerly (10 graphs). Cached by hand: 8 (the position ids' and the sequences' host reads)."""
+    model = fastbert.BertModel(fastbert.BertConfig(**TINY)).eval()
+    ids = torch.randint(3, 99, (2, 10))
+    pos = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]])
+    graphs, kinds = _graphs(model, dict(input_ids=ids, position_ids=pos))
+    assert graphs <= 8, kinds

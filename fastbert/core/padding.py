@@ -13,7 +13,6 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
@@ -109,19 +108,28 @@ class Packing:
                 "at each replay): the graph runner re-pads its real tokens itself"
             )
 
-    @cached_property
+    # mask and rows are cached in __dict__ by hand, not by functools.cached_property: before Python 3.12 its
+    # lock is a context manager Dynamo cannot enter, and torch.compile ran the frame reading them eagerly
+
+    @property
     def mask(self) -> torch.Tensor:
         """(batch, seqlen) bool: True at real tokens (computed once, shared by every layer)."""
-        self._lengths_known("Packing.mask")
-        mask = torch.zeros(self.batch * self.seqlen, dtype=torch.bool, device=self.indices.device)
-        mask[self.indices] = True
-        return mask.view(self.batch, self.seqlen)
+        mask = self.__dict__.get("mask")
+        if mask is None:
+            self._lengths_known("Packing.mask")
+            mask = torch.zeros(self.batch * self.seqlen, dtype=torch.bool, device=self.indices.device)
+            mask[self.indices] = True
+            mask = self.__dict__["mask"] = mask.view(self.batch, self.seqlen)
+        return mask
 
-    @cached_property
+    @property
     def rows(self) -> torch.Tensor:
         """(total,) sequence index of each packed token."""
-        self._lengths_known("Packing.rows")
-        return self.indices // max(self.seqlen, 1)
+        rows = self.__dict__.get("rows")
+        if rows is None:
+            self._lengths_known("Packing.rows")
+            rows = self.__dict__["rows"] = self.indices // max(self.seqlen, 1)
+        return rows
 
     def rows_with_keys(self, keys: Packing) -> torch.Tensor:
         """(total,) bool: True where the token's sequence has at least one key in ``keys``."""
