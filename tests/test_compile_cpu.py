@@ -244,3 +244,17 @@ def test_compiled_packed_rows_compile_their_split():
     pos = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]])
     graphs, kinds = _graphs(model, dict(input_ids=ids, position_ids=pos))
     assert graphs <= 8, kinds
+
+
+_FAMILY_GRAPHS = {"modernbert": 3}  # its final norm runs after the layers' frame returns (a nested break)
+
+
+@pytest.mark.parametrize("model_type", registry.supported_model_types())
+def test_compiled_family_graph_counts(model_type):
+    """The graphs a compiled base model builds on a dense and on a padded batch: the forward's one host read
+    (validation and lengths) splits it in two; nothing else does (ModernBERT: 3)."""
+    torch.manual_seed(0)
+    model = registry.model_class(model_type, "base")(tiny_family_config(model_type, width=32)).eval()
+    for inputs in _inputs():
+        graphs, kinds = _graphs(model, inputs)
+        assert graphs == _FAMILY_GRAPHS.get(model_type, 2), (sorted(inputs), kinds)
