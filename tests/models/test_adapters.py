@@ -468,11 +468,10 @@ def test_hotswap_of_a_lora_on_the_word_embeddings(tmp_path):
     torch.testing.assert_close(logits(fb), ours, rtol=0, atol=0)
 
 
-def test_hotswap_of_a_classifier_adapter_swaps_its_head_too(tmp_path):
-    """A sequence-classification adapter saves its head whole (modules_to_save): hotswapping another one
-    loads its head into the adapter's copy, as transformers' load_adapter(hotswap=True) does (fastbert passed
-    the head's weights to PEFT's LoRA swap: KeyError 'classifier.bias'). A head the loaded adapter has no
-    place for is refused, naming it, before anything changes."""
+def two_classifier_adapters(tmp_path):
+    """(transformers model, fastbert twin, the first and the second PEFT model): two sequence-classification
+    adapters that save their heads whole (modules_to_save), saved in tmp_path / "first" and "second"; the
+    second's head differs (-0.7)."""
     hf, fb = pair(tmp_path)
     first = saved_adapter(copy.deepcopy(hf), tmp_path / "first", task_type="SEQ_CLS")
     torch.manual_seed(2)
@@ -484,6 +483,15 @@ def test_hotswap_of_a_classifier_adapter_swaps_its_head_too(tmp_path):
             if "modules_to_save" in name:
                 p.sub_(0.7)
     second.eval().save_pretrained(tmp_path / "second")
+    return hf, fb, first, second
+
+
+def test_hotswap_of_a_classifier_adapter_swaps_its_head_too(tmp_path):
+    """A sequence-classification adapter saves its head whole (modules_to_save): hotswapping another one
+    loads its head into the adapter's copy, as transformers' load_adapter(hotswap=True) does (fastbert passed
+    the head's weights to PEFT's LoRA swap: KeyError 'classifier.bias'). A head the loaded adapter has no
+    place for is refused, naming it, before anything changes."""
+    hf, fb, first, second = two_classifier_adapters(tmp_path)
     fb.load_adapter(tmp_path / "first")
     before = logits(fb)
     assert_rule(before, first, logits)
@@ -568,17 +576,7 @@ def test_a_second_classifier_adapter_loads_with_its_head(trainable, tmp_path):
     """Loading a second adapter that saves its head (modules_to_save) makes it active with its head, as its
     LoRA layers are: PEFT left every head off, and the model ran the new adapter's layers with the model's own
     head (neither adapter's outputs). is_trainable is kept; set_adapter switches back."""
-    hf, fb = pair(tmp_path)
-    first = saved_adapter(copy.deepcopy(hf), tmp_path / "first", task_type="SEQ_CLS")
-    torch.manual_seed(2)
-    second = peft.get_peft_model(
-        copy.deepcopy(hf), lora(target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    with torch.no_grad():
-        for name, p in second.named_parameters():
-            if "modules_to_save" in name:
-                p.sub_(0.7)
-    second.eval().save_pretrained(tmp_path / "second")
+    hf, fb, first, second = two_classifier_adapters(tmp_path)
     fb.load_adapter(tmp_path / "first")
     fb.load_adapter(tmp_path / "second", adapter_name="other", is_trainable=trainable)
     assert fb.active_adapters() == ["other"]
