@@ -3,7 +3,8 @@ with attention as torch.matmul + softmax + matmul in bf16, two sequences at a ti
 flash kernel (patched into fastbert.core.attention_ref for the measurement only), interleaved; errors against
 the fp32 model's output.
 
-    python3 bf16_attention_bmm.py
+    python3 bf16_attention_bmm.py            # dense 32x128
+    python3 bf16_attention_bmm.py skewed     # 32 x 8..256, packed
 """
 
 import statistics
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as RF
 
 import fastbert
-from fastbert.core import attention_ref
+from fastbert.core import attention_ref, ops
 from fastbert.hub import embedded_model_path
 
 torch.set_num_threads(2)
@@ -44,14 +45,22 @@ class FNS:
 
 m32 = fastbert.BertModel.from_pretrained(embedded_model_path()).eval()
 m16 = fastbert.BertModel.from_pretrained(embedded_model_path(), torch_dtype=torch.bfloat16).eval()
-ids = torch.randint(1000, 20000, (32, 128), generator=torch.Generator().manual_seed(0))
+import sys  # noqa: E402
+
+g = torch.Generator().manual_seed(0)
+ids = torch.randint(1000, 20000, (32, 128 if "skewed" not in sys.argv else 256), generator=g)
 mask = torch.ones_like(ids)
+if (
+    "skewed" in sys.argv
+):  # 32 rows of 8..256 real tokens (the bench's skewed batch): packed, one SDPA call a sequence
+    for row, n in enumerate(torch.randint(8, 257, (32,), generator=g).tolist()):
+        mask[row, n:] = 0
 with torch.inference_mode():
     ref = m32(input_ids=ids, attention_mask=mask).last_hidden_state.double()
 
 
 def run(variant):
-    attention_ref.F = FNS(mine) if variant else RF
+    attention_ref.F = ops.F = FNS(mine) if variant else RF
     with torch.inference_mode():
         t = time.perf_counter()
         o = m16(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -62,8 +71,9 @@ try:
     _, a = run(False)
     _, b = run(True)
     for name, o in (("sdpa bf16", a), ("bmm bf16", b)):
-        e = (o.double() - ref).abs()
-        cos = torch.nn.functional.cosine_similarity(o.double(), ref, dim=-1)
+        valid = mask.bool()  # real tokens only
+        e = (o.double() - ref).abs()[valid]
+        cos = torch.nn.functional.cosine_similarity(o.double(), ref, dim=-1)[valid]
         print(
             f"{name}: max abs err to fp32 {e.max():.4f}, mean {e.mean():.5f}, min token cos {cos.min():.5f}, mean {cos.mean():.6f}"
         )
@@ -73,8 +83,8 @@ try:
             ts[v].append(run(v)[0])
     p, q = statistics.median(ts[False]), statistics.median(ts[True])
     print(
-        f"bf16 32x128 forward: sdpa {p * 1e3:.1f} ms, bmm {q * 1e3:.1f} ms, sdpa/bmm {p / q:.3f}; per round",
+        f"bf16 {'skewed 32 x 8..256' if 'skewed' in sys.argv else '32x128'} forward: sdpa {p * 1e3:.1f} ms, bmm {q * 1e3:.1f} ms, sdpa/bmm {p / q:.3f}; per round",
         " ".join(f"{x / y:.3f}" for x, y in zip(ts[False], ts[True])),
     )
 finally:
-    attention_ref.F = RF
+    attention_ref.F = ops.F = RF
