@@ -4,6 +4,7 @@ MiniLM with its linears on the prepacked copies and on the plain weights, interl
 CPUs: MKL does) both sides are the same.
 
     python3 benchmarks/bench_cpu_prepack.py [--dtype fp32|bf16] [--rounds 12] 32x128 8x128 1x16
+    python3 benchmarks/bench_cpu_prepack.py --model bert-base 8x128    # BERT-base's shapes, random weights
 """
 
 from __future__ import annotations
@@ -26,16 +27,26 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--model",
+        choices=("minilm", "bert-base"),
+        default="minilm",
+        help="the embedded MiniLM or BERT-base (random)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    model = fastbert.BertModel.from_pretrained(embedded_model_path(), torch_dtype=dtype).eval()
+    if args.model == "minilm":
+        model = fastbert.BertModel.from_pretrained(embedded_model_path(), torch_dtype=dtype).eval()
+    else:  # BERT-base's config (BertConfig's defaults), random weights
+        torch.manual_seed(0)
+        model = fastbert.BertModel(fastbert.BertConfig()).to(dtype).eval()
     flags = sorted(
         cpu.cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"}
     )
     print(
         f"{platform.processor() or platform.machine()}; flags {' '.join(flags)}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {args.dtype}; oneDNN linears: {ops._ONEDNN_LINEAR is not None}"
+        f"{torch.get_num_threads()} threads; {args.model}, {args.dtype}; oneDNN linears: {ops._ONEDNN_LINEAR is not None}"
     )
     for shape in args.shapes:
         b, length = (int(v) for v in shape.split("x"))
