@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["WeightCopy", "weight_sample"]
+__all__ = ["DTYPE_NAMES", "WeightCopy", "weight_sample"]
+
+#: the short names of the weights' dtypes, in the reprs of what computes a linear (a copy, or the weight's dtype)
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 #: the integer dtype of each element size: samples are compared bit for bit (NaN equals itself)

@@ -24,7 +24,7 @@ from torch import nn
 from .. import outputs
 from ..adapters import AdapterAPI
 from ..config import BertConfig, check_attn_implementation
-from ..core import prepack, workspace
+from ..core import workspace
 from ..core.kv_cache import as_legacy_cache, cache_capacity, is_cache_object, update_cache
 from ..core.ops import AttentionSpec, OpTable, default_attn_implementation, resolve
 from ..core.padding import (
@@ -336,7 +336,6 @@ class BertPreTrainedModel(PreTrainedMixin, TransformersModelAPI, AdapterAPI, _Mo
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
         self.weights_version = getattr(self, "weights_version", 0) + 1
-        prepack.forget(self.parameters())  # moved or cast: the CPU copies of the old weights go now
         release = getattr(self.__dict__.get("encode"), "release_if_moved", None)
         if release is not None:  # a CUDA-graph runner: its graphs go when the model leaves their GPU
             release()

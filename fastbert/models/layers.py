@@ -20,6 +20,7 @@ from ..config import BertConfig
 from ..core import prepack
 from ..core.ops import AttentionSpec, OpTable, activation, fusable_linear
 from ..core.tracing import traced
+from ..core.weight_watch import DTYPE_NAMES as _DTYPE_NAMES
 
 # --------------------------------------------------------------------------------------------- per forward
 
@@ -66,9 +67,9 @@ class _Module(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
-        # a part of a model moved or cast by itself (``model.encoder.half()``): the prepacked CPU copies of
-        # its old weights go now, as the whole model's do (fastbert.core.prepack.forget), not when the model
-        # is deleted (they hold the old weights' memory through their sampled view)
+        # a model, or a part of it moved or cast by itself (``model.encoder.half()``): the prepacked CPU copies
+        # of its old weights go now (fastbert.core.prepack.forget), not when the model is deleted (they hold the
+        # old weights' memory through their sampled view)
         prepack.forget(self.parameters())
         return out
 
@@ -126,10 +127,6 @@ def _adjacent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor
     if a.dtype != b.dtype or a.dtype != c.dtype or not same_storage:
         return None
     return a.detach().as_strided((3 * a.shape[0], *a.shape[1:]), a.stride())
-
-
-#: the repr's names of the weights' dtypes (as fastbert.quant's)
-_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def _plain_linear_params(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:

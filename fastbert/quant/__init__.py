@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.ops import fusable_linear
-from .int8 import DTYPE_NAMES as _DTYPE_NAMES
+from ..core.weight_watch import DTYPE_NAMES as _DTYPE_NAMES
 from .int8 import Int8Linear, int8_available, int8_schemes, reference_int8_linear
 from .notes import Notes, warn_at_caller
 

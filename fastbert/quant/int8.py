@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.tracing import traced
-from ..core.weight_watch import WeightCopy
+from ..core.weight_watch import DTYPE_NAMES, WeightCopy
 from .notes import Notes, note_compile
 
 __all__ = [
@@ -80,10 +80,6 @@ def _onednn_qlinear():
 
 
 _QLINEAR = _onednn_qlinear()
-
-
-#: the short names of the models' dtypes, in reprs and reports
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def int8_available() -> bool:
