@@ -1,6 +1,6 @@
 """What prepacked oneDNN weights (:mod:`fastbert.core.prepack`) give fastbert's CPU forward: the embedded
 MiniLM with its linears on the prepacked copies and on the plain weights, interleaved in one process
-(the order alternating), the copies made before timing. Where oneDNN does not run the linears (AVX2-only
+(a fresh random order each round: ``fastbert.benchmark.timing.interleave``, as ``fastbert bench``), the copies made before timing. Where oneDNN does not run the linears (AVX2-only
 CPUs: MKL does) both sides are the same.
 
     python3 benchmarks/bench_cpu_prepack.py [--dtype fp32|bf16] [--rounds 12] 32x128 8x128 1x16
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
 
 import fastbert
+from fastbert.benchmark.timing import interleave, warm_up
 from fastbert.core import cpu, ops, prepack
 from fastbert.hub import embedded_model_path
 
@@ -53,31 +52,23 @@ def main() -> None:
         ids = torch.randint(1000, 20000, (b, length), generator=torch.Generator().manual_seed(0))
         mask = torch.ones(b, length, dtype=torch.long)
 
-        def run(on: bool, ids=ids, mask=mask) -> tuple[float, torch.Tensor]:
+        def run(on: bool, ids=ids, mask=mask) -> torch.Tensor:
             prepack._ENABLED = on  # the copies stay: switched without release()
             with torch.inference_mode():
-                t = time.perf_counter()
-                out = model(input_ids=ids, attention_mask=mask).last_hidden_state
-                return time.perf_counter() - t, out
+                return model(input_ids=ids, attention_mask=mask).last_hidden_state
 
+        calls = {"plain": lambda _i=0: run(False), "prepacked": lambda _i=0: run(True)}
         try:
-            _, plain = run(False)
-            _, packed = run(True)
-            same = torch.equal(plain, packed)
-            for _ in range(2):
-                run(False)
-                run(True)
-            times: dict[bool, list[float]] = {False: [], True: []}
-            for r in range(args.rounds):
-                for on in (False, True) if r % 2 == 0 else (True, False):
-                    times[on].append(run(on)[0])
+            same = torch.equal(run(False), run(True))
+            warm_up(calls, "cpu", rounds=2, budget=None)
+            rows = interleave(calls, "cpu", rounds=args.rounds, min_rounds=args.rounds)
         finally:
             prepack._ENABLED = prepack._enabled_from_env()
         count, nbytes = prepack.stats()
-        a, c = statistics.median(times[False]), statistics.median(times[True])
+        a, c = rows.median_ms("plain"), rows.median_ms("prepacked")
         print(
-            f"{shape}: plain {a * 1e3:.1f} ms, prepacked {c * 1e3:.1f} ms, plain/prepacked {a / c:.3f} "
-            f"(per round {' '.join(f'{x / y:.3f}' for x, y in zip(times[False], times[True]))}); "
+            f"{shape}: plain {a:.1f} ms, prepacked {c:.1f} ms, plain/prepacked {a / c:.3f} "
+            f"(per round {' '.join(f'{r:.3f}' for r in rows.ratios('prepacked', 'plain'))}); "
             f"bit-identical {same}; {count} copies, {nbytes / 2**20:.1f} MiB"
         )
 
