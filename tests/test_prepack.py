@@ -75,6 +75,11 @@ def _copies(model) -> int:
     return sum(c is not None for p in model.parameters() for c in (prepack._COPIES.get(p) or ()))
 
 
+def _held(model) -> set[int]:
+    """The ids of the copies held for this model's parameters."""
+    return {id(c) for p in model.parameters() for c in (prepack._COPIES.get(p) or ()) if c is not None}
+
+
 def test_forward_runs_on_packed_copies_with_the_same_numbers(onednn):
     model, inputs = _model(), _inputs()
     plain = _forward(model, inputs, packed=False)
@@ -201,7 +206,7 @@ def test_copies_go_with_their_model(onednn):
     assert len(prepack._COPIES) <= held - 8  # their entries went with them
 
 
-@pytest.mark.parametrize("move", ["half", "double", "to_bf16", "float_again"])
+@pytest.mark.parametrize("move", ["half", "double", "to_bf16"])
 def test_a_moved_or_cast_model_drops_its_copies_at_once(onednn, move):
     """A cast (as a move to another device) gives the parameters new memory: the copies of the old weights,
     which hold that old memory through their sampled view, go at the cast, not when the model is deleted."""
@@ -210,14 +215,38 @@ def test_a_moved_or_cast_model_drops_its_copies_at_once(onednn, move):
     gone = torch.utils.weak.WeakIdRef(
         prepack._COPIES.get(model.encoder.layer[0].intermediate.dense.weight)[0]
     )
-    {"half": model.half, "double": model.double, "to_bf16": lambda: model.to(torch.bfloat16),
-     "float_again": lambda: model.float()}[move]()  # fmt: skip
+    {"half": model.half, "double": model.double, "to_bf16": lambda: model.to(torch.bfloat16)}[move]()
     assert _copies(model) == 0
     gc.collect()
     assert gone() is None
-    if move == "float_again":  # fp32 to fp32 is the same memory: the next call packs the weights again
-        assert torch.equal(_forward(model, inputs, packed=True), _forward(model, inputs, packed=False))
-        assert _copies(model) == 8
+
+
+@pytest.mark.parametrize("move", ["float", "to_cpu", "to_fp32"])
+def test_a_move_that_changes_nothing_keeps_the_copies(onednn, move, monkeypatch):
+    """``model.to("cpu")`` on the CPU or ``.float()`` of an fp32 model leaves every parameter the same tensor:
+    the copies stay (a server that moves its model at each request does not pack it again each time), and
+    the next forward runs on them with the same numbers."""
+    model, inputs = _model(), _inputs()
+    ref = _forward(model, inputs, packed=False)
+    _forward(model, inputs, packed=True)
+    held = _held(model)
+    assert len(held) == 8
+    moves = {
+        "float": model.float,
+        "to_cpu": lambda: model.to("cpu"),
+        "to_fp32": lambda: model.to(torch.float32),
+    }
+    moves[move]()
+    made = []
+    real = prepack._Packed.__init__
+    monkeypatch.setattr(prepack._Packed, "__init__", lambda self, w: (made.append(w), real(self, w))[1])
+    assert torch.equal(_forward(model, inputs, packed=True), ref)
+    assert made == []  # nothing packed again
+    assert _held(model) == held
+    # a part cast after that still drops its own (and only its own) copies
+    model.encoder.layer[1].half()
+    assert all(prepack._COPIES.get(p) is None for p in model.encoder.layer[1].parameters())
+    assert _copies(model) == 4
 
 
 @pytest.mark.parametrize("part", ["encoder", "layer", "attention"])

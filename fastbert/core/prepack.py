@@ -13,7 +13,7 @@ MiB of fp32 parameters; BERT-base about 324 MiB beside 418). A copy is made at a
 call (inference: no autograd, not traced by torch.compile), so a model that only trains never holds one;
 it follows its weight (:class:`fastbert.core.weight_watch.WeightCopy`: made again when the weight is
 another tensor or was edited) and goes with it (the copies are held by weak reference to the weight: a
-model deleted frees them; a model moved or cast drops them at once, :func:`forget`). ``FASTBERT_CPU_PREPACK=0`` (read at import) or :func:`set_enabled` (False)
+model deleted frees them; a model moved or cast into other memory drops them at once, :func:`forget_moved`). ``FASTBERT_CPU_PREPACK=0`` (read at import) or :func:`set_enabled` (False)
 turn it off; :func:`release` drops every copy (they are made again at the next call).
 """
 
@@ -27,7 +27,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from .weight_watch import WeightCopy
 
-__all__ = ["ENV", "enabled", "forget", "packed", "release", "set_enabled", "stats"]
+__all__ = ["ENV", "enabled", "forget", "forget_moved", "packed", "release", "set_enabled", "stats"]
 
 ENV = "FASTBERT_CPU_PREPACK"
 
@@ -84,13 +84,36 @@ def release() -> None:
 
 
 def forget(weights) -> None:
-    """Drop the copies made for ``weights`` (a model's parameters): called when the model (or a fastbert
-    part of it, ``model.encoder``) is moved or cast (``.to()``, ``.half()``, ``.cuda()``), which gives its
-    parameters new memory and would otherwise leave the old copies, and the old weights' memory they look
-    at, held until the model is deleted."""
+    """Drop the copies made for ``weights`` (a model's parameters): :func:`fastbert.quant.refresh`, for an
+    edit the copies' checks cannot see."""
     with _LOCK:
         for w in weights:
             _COPIES.pop(w, None)
+
+
+def forget_moved(weights) -> None:
+    """Drop the copies made for ``weights`` (a model's parameters) whose weight now lives in other memory or
+    has another dtype: called when the model (or a fastbert part of it, ``model.encoder``) is moved or cast
+    (``.to()``, ``.half()``, ``.cuda()``), which gives its parameters new memory and would otherwise leave the
+    old copies, and the old weights' memory they look at, held until the model is deleted. A call that
+    changes nothing (``model.to("cpu")`` on the CPU, ``.float()`` of an fp32 model: the same tensors) keeps
+    them, so a server that moves its model at every request does not pack it again each time (whether a
+    copy is current is checked at each call anyway: :meth:`WeightCopy.current`)."""
+    with _LOCK:
+        for w in weights:
+            pair = _COPIES.get(w)
+            if pair is not None and not all(c is None or _made_from(c, w) for c in pair):
+                del _COPIES[w]
+
+
+def _made_from(copy: _Packed, weight: torch.Tensor) -> bool:
+    """Whether ``copy`` was made from ``weight``'s memory and dtype (for a fused query/key/value copy, keyed
+    by its query parameter: from the query's memory, which the first of its three parts records)."""
+    key = copy._key
+    if key is None:
+        return False
+    address = key[1][0][0] if isinstance(key[1], tuple) else key[0]
+    return address == weight.data_ptr() and key[4] == weight.dtype and key[5] == weight.device
 
 
 def stats() -> tuple[int, int]:
