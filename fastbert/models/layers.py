@@ -68,8 +68,8 @@ class _Module(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
         # a model, or a part of it moved or cast by itself (``model.encoder.half()``): the prepacked CPU copies
-        # of its old weights go now (fastbert.core.prepack.forget_moved), not when the model is deleted (they hold the
-        # old weights' memory through their sampled view)
+        # of its old weights go now (fastbert.core.prepack.forget_moved), not when the model is deleted (they
+        # hold the old weights' memory through their sampled view); a move that changed nothing keeps them
         prepack.forget_moved(self.parameters())
         return out
 
