@@ -639,6 +639,10 @@ class BertModel(BertPreTrainedModel):
     #: only within themselves (transformers 5's reading of ``DataCollatorWithFlattening``'s rows, in the
     #: families whose masks it builds from position_ids; transformers 4 attended across the row)
     splits_restarting_positions: bool = True
+    #: ``config.is_decoder`` makes the self-attention causal (and turns the cache on): BERT's families; False
+    #: for an encoder-only family whose transformers model attends both ways whatever the config says
+    #: (DistilBERT, MPNet)
+    honours_is_decoder: bool = True
     #: where the op table's linears are, for load-time transforms (``fastbert.quant``): the layer list (a
     #: path from this model), the self-attention module whose fused query/key/value projection is one
     #: linear (a path from a layer; None where that projection is a plain linear of the list), and the
@@ -1011,7 +1015,9 @@ class BertModel(BertPreTrainedModel):
             cfg.output_hidden_states if inputs.output_hidden_states is None else inputs.output_hidden_states
         )
         use_cache = (
-            (cfg.use_cache if inputs.use_cache is None else inputs.use_cache) if cfg.is_decoder else False
+            (cfg.use_cache if inputs.use_cache is None else inputs.use_cache)
+            if cfg.is_decoder and self.honours_is_decoder
+            else False
         )
         past = as_legacy_cache(inputs.past_key_values)
         if past is not None:
@@ -1235,7 +1241,7 @@ class BertModel(BertPreTrainedModel):
             inputs.encoder_hidden_states,
             inputs.encoder_attention_mask,
         )
-        causal = cfg.is_decoder
+        causal = cfg.is_decoder and self.honours_is_decoder
         attn = AttentionSpec(causal=causal)
         if can_pack and inputs.static_packing is not None:  # a CUDA graph's, packed on the device
             packing = inputs.static_packing

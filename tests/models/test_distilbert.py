@@ -306,3 +306,13 @@ def test_bad_head_dropouts_are_refused_by_their_names(value):
         with pytest.raises(ValueError, match=f"config field {field} is a dropout probability"):
             fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**electra, **{field: value}))
     fastbert.ElectraForMultipleChoice(fastbert.ElectraConfig(**electra, summary_first_dropout=None))
+
+
+def test_is_decoder_in_the_config_leaves_attention_bidirectional(saved):
+    """transformers' DistilBERT attends both ways whatever ``is_decoder`` says (it has no decoder); fastbert's
+    engine made a config with ``is_decoder: true`` causal."""
+    folder, hf = saved("masked-lm", is_decoder=True)
+    for backend in ("eager", "sdpa"):
+        model = fastbert.DistilBertForMaskedLM.from_pretrained(folder, attn_implementation=backend)
+        assert model.config.is_decoder
+        judge_all(model, hf, batch("masked-lm"), "masked-lm", backend)

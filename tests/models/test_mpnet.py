@@ -181,3 +181,16 @@ def test_heads_drop_out_with_hidden_dropout_not_classifier_dropout(task):
         train = model.train()(input_ids=ids).logits
         evaluated = model.eval()(input_ids=ids).logits
     torch.testing.assert_close(train, evaluated, rtol=0, atol=0)
+
+
+def test_is_decoder_in_the_config_leaves_attention_bidirectional(tmp_path):
+    """transformers 5's MPNet attends both ways whatever ``is_decoder`` says (it has no decoder); fastbert's
+    engine made a config with ``is_decoder: true`` causal."""
+    torch.manual_seed(0)
+    hf = transformers.MPNetForMaskedLM(transformers.MPNetConfig(**TINY, is_decoder=True)).eval()
+    perturb_norms_and_biases(hf)
+    hf.save_pretrained(tmp_path)
+    for backend in ("eager", "sdpa"):
+        model = fastbert.MPNetForMaskedLM.from_pretrained(tmp_path, attn_implementation=backend)
+        assert model.config.is_decoder
+        judge_all(model, hf, batch("masked-lm"), "masked-lm", backend)

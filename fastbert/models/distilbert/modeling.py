@@ -226,6 +226,7 @@ class DistilBertModel(DistilBertPreTrainedModel, BertModel):
     """The bare DistilBERT encoder (transformers' ``DistilBertModel``): no pooler, no token types."""
 
     splits_restarting_positions = False  # transformers 5 builds this family's mask without position_ids
+    honours_is_decoder = False  # an encoder only: transformers' attends both ways, is_decoder or not
     linear_layout = ("transformer.layer", "attention", ("attention.out_lin", "ffn.lin1", "ffn.lin2"))
 
     def __init__(self, config: DistilBertConfig, add_pooling_layer: bool = False):

@@ -169,6 +169,7 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
 
     always_pack = True  # packed also without padding: the relative bias runs in the varlen attention
     splits_restarting_positions = False  # transformers 5 builds this family's mask without position_ids
+    honours_is_decoder = False  # an encoder only: transformers' attends both ways, is_decoder or not
     linear_layout = (
         "encoder.layer",
         "attention.attn",
