@@ -605,7 +605,9 @@ class PreTrainedMixin:
         # as transformers: a keyword that is not a config field but an argument of the class
         # (``BertModel.from_pretrained(path, add_pooling_layer=False)``) goes to the model, the rest to the config
         model_args = _model_args(cls, config, model_args, kwargs)
-        labels_in_file = None if "num_labels" in kwargs else config.__dict__.get("_labels_in_file")
+        # the labels the caller gives (num_labels, id2label) are the ones asked for: no retry with the file's
+        asked = "num_labels" in kwargs or "id2label" in kwargs
+        labels_in_file = None if asked else config.__dict__.get("_labels_in_file")
         # config overrides, as transformers (the config's rule: DistilBERT's takes no unmapped BERT name)
         for key in config._apply_overrides(kwargs):
             # transformers passes it to the class, which refuses it: a typo never reaches the config

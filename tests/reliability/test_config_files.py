@@ -122,6 +122,26 @@ def test_id2label_that_fits_the_head_wins_over_num_labels(tmp_path):
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
 
 
+def test_id2label_given_to_from_pretrained_is_not_replaced_by_the_files_labels(tmp_path):
+    """config.json: num_labels 5, id2label of 3, a 3-row classifier (DistilBERT). The caller's id2label of 2
+    labels is what is asked, as its num_labels is: a size mismatch, as transformers (and as with a consistent
+    config.json); it loaded the file's 3 labels instead, dropping the caller's names."""
+    config = fastbert.DistilBertConfig(
+        vocab_size=30, dim=16, n_layers=1, n_heads=2, hidden_dim=20, num_labels=3
+    )
+    fastbert.DistilBertForSequenceClassification(config).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["num_labels"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    mine = {0: "no", 1: "yes"}
+    with pytest.raises(ValueError, match="size mismatch for classifier.weight"):
+        fastbert.DistilBertForSequenceClassification.from_pretrained(tmp_path, id2label=mine)
+    again = fastbert.DistilBertForSequenceClassification.from_pretrained(
+        tmp_path, id2label=mine, ignore_mismatched_sizes=True
+    )
+    assert again.config.id2label == mine and again.classifier.weight.shape == (2, 16)
+
+
 def test_a_head_that_fits_neither_num_labels_nor_id2label_is_a_mismatch_without_a_label_warning(tmp_path):
     """config.json: num_labels 5, id2label of 1, a 3-row classifier: the size mismatch, and no warning that
     the head has id2label's 1 output (it was said before the retry it described had failed)."""
