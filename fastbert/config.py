@@ -556,6 +556,9 @@ class BertConfig:
                 key == "num_labels" or hasattr(self, key) or key in _BERT_DEFAULTS or key in _COMMON_DEFAULTS
             ):
                 setattr(self, key, value)
+                # the labels asked for: config.json's are no longer the ones to fall back on
+                if key in ("num_labels", "id2label"):
+                    self.__dict__.pop("_labels_in_file", None)
             else:
                 unused[key] = value
         return unused

@@ -142,6 +142,29 @@ def test_id2label_given_to_from_pretrained_is_not_replaced_by_the_files_labels(t
     assert again.config.id2label == mine and again.classifier.weight.shape == (2, 16)
 
 
+def test_id2label_given_to_the_config_is_not_replaced_by_the_files_labels(tmp_path):
+    """The same, with the labels given to AutoConfig.from_pretrained and the config passed on: the model
+    kept config.json's 3 labels (the config still carried them as the fallback), not the caller's 2."""
+    config = fastbert.MPNetConfig(
+        vocab_size=30,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=20,
+        num_labels=3,
+    )
+    fastbert.MPNetForSequenceClassification(config).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["num_labels"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    for asked in (dict(id2label={0: "no", 1: "yes"}), dict(num_labels=2)):
+        config = fastbert.AutoConfig.from_pretrained(tmp_path, **asked)
+        assert config.num_labels == 2
+        for load in (fastbert.MPNetForSequenceClassification, fastbert.AutoModelForSequenceClassification):
+            with pytest.raises(ValueError, match="size mismatch for classifier.out_proj.weight"):
+                load.from_pretrained(tmp_path, config=config)
+
+
 def test_a_head_that_fits_neither_num_labels_nor_id2label_is_a_mismatch_without_a_label_warning(tmp_path):
     """config.json: num_labels 5, id2label of 1, a 3-row classifier: the size mismatch, and no warning that
     the head has id2label's 1 output (it was said before the retry it described had failed)."""
