@@ -253,6 +253,9 @@ class BertConfig:
                 self._labels_in_file = {_label_id("id2label", k): v for k, v in id2label.items()}
                 label2id = None
             self.id2label = {i: f"LABEL_{i}" for i in range(num_labels if num_labels is not None else 2)}
+            if id2label is not None:
+                # the labels that replaced the file's: labels set later are the ones asked, not the file's
+                self._labels_in_file_replaced_by = dict(self.id2label)
         if label2id is not None:
             if not isinstance(label2id, dict):
                 raise _field_type_error("label2id", "a mapping of label names to ids", label2id)

@@ -600,8 +600,11 @@ class PreTrainedMixin:
             own = type(config) if isinstance(config, config_class) else config_class
             given = config
             config = own.from_dict(config.to_dict(), _attn_implementation=config._attn_implementation)
-            if "_labels_in_file" in given.__dict__:  # read by AutoModel* from the folder's config.json
+            # read by AutoModel* from the folder's config.json; labels set on the config since are the ones asked
+            said = given.__dict__
+            if "_labels_in_file" in said and given.id2label == said.get("_labels_in_file_replaced_by"):
                 config._labels_in_file = given._labels_in_file
+                config._labels_in_file_replaced_by = dict(config.id2label)
         # as transformers: a keyword that is not a config field but an argument of the class
         # (``BertModel.from_pretrained(path, add_pooling_layer=False)``) goes to the model, the rest to the config
         model_args = _model_args(cls, config, model_args, kwargs)

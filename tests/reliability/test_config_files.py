@@ -165,6 +165,27 @@ def test_id2label_given_to_the_config_is_not_replaced_by_the_files_labels(tmp_pa
                 load.from_pretrained(tmp_path, config=config)
 
 
+def test_labels_set_on_the_config_are_not_replaced_by_the_files_labels(tmp_path):
+    """The same, with the labels set on the config's attributes (``config.num_labels = 2``, or a new
+    ``id2label``) before passing it on: the model kept config.json's 3 labels."""
+    config = fastbert.DistilBertConfig(
+        vocab_size=30, dim=16, n_layers=1, n_heads=2, hidden_dim=20, num_labels=3
+    )
+    fastbert.DistilBertForSequenceClassification(config).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["num_labels"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    for name, value in (("num_labels", 2), ("id2label", {0: "no", 1: "yes"})):
+        config = fastbert.AutoConfig.from_pretrained(tmp_path)
+        setattr(config, name, value)
+        with pytest.raises(ValueError, match="size mismatch for classifier.weight"):
+            fastbert.AutoModelForSequenceClassification.from_pretrained(tmp_path, config=config)
+    config = fastbert.AutoConfig.from_pretrained(tmp_path)  # untouched: the file's labels, as before
+    with pytest.warns(UserWarning, match="head has 3 outputs, as config.json's id2label"):
+        again = fastbert.AutoModelForSequenceClassification.from_pretrained(tmp_path, config=config)
+    assert again.config.num_labels == 3
+
+
 def test_a_head_that_fits_neither_num_labels_nor_id2label_is_a_mismatch_without_a_label_warning(tmp_path):
     """config.json: num_labels 5, id2label of 1, a 3-row classifier: the size mismatch, and no warning that
     the head has id2label's 1 output (it was said before the retry it described had failed)."""
