@@ -359,6 +359,20 @@ def test_fp32_parity_with_transformers(saved, task, form):
         judge_all(model, hf, batch(task, lengths), task, backend)
 
 
+def test_is_decoder_in_the_config_leaves_attention_bidirectional(tmp_path):
+    """transformers' ModernBERT attends both ways whatever ``is_decoder`` says (it has no decoder); fastbert's
+    engine made a config with ``is_decoder: true`` causal (0.017 off transformers)."""
+    torch.manual_seed(0)
+    config = transformers.ModernBertConfig(**TINY, **HUB, is_decoder=True)
+    config._attn_implementation = "sdpa"
+    hf = perturb(transformers.ModernBertForMaskedLM(config).eval())
+    hf.save_pretrained(tmp_path)
+    for backend in ("eager", "sdpa"):
+        model = fastbert.ModernBertForMaskedLM.from_pretrained(tmp_path, attn_implementation=backend)
+        assert model.config.is_decoder
+        judge_all(model, hf, batch("masked-lm"), "masked-lm", backend)
+
+
 @pytest.mark.parametrize("backend", ["eager", "sdpa"])
 def test_hidden_states_attentions_and_a_batch_without_padding(saved, backend):
     """Every hidden state (the last one after final_norm, as transformers), a batch without padding (packed

@@ -314,6 +314,7 @@ class ModernBertModel(ModernBertPreTrainedModel, BertModel):
     always_pack = True  # the window and RoPE run in the packed attention, also without padding
     position_table = False  # RoPE: any length, any position, as transformers' ModernBERT
     splits_restarting_positions = False  # transformers 5 builds this family's mask without position_ids
+    honours_is_decoder = False  # an encoder only: transformers' attends both ways, is_decoder or not
     #: query/key/value are one plain linear (``Wqkv``), and so are the GLU's input and gate (``Wi``)
     linear_layout = ("layers", None, ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo"))
 
