@@ -813,6 +813,17 @@ class BertModel(BertPreTrainedModel):
                 f"encoder_hidden_states has shape {tuple(enc.shape)}, expected ({shape[0]}, encoder_length, "
                 f"{cfg.hidden_size}): a row of encoder states per input row (or one row for all) of hidden_size"
             )
+        if crossing:
+            # else "mat1 and mat2 must have the same dtype" from the cross-attention's key projection, naming
+            # nothing (transformers fails alike); autocast casts float states to its dtype there
+            weights = next(self._layers()[0].crossattention.parameters()).dtype
+            if not enc.is_floating_point() or (
+                enc.dtype != weights and not torch.is_autocast_enabled(device.type)
+            ):
+                raise ValueError(
+                    f"encoder_hidden_states is {enc.dtype}, the cross-attention weights {weights}: cast it "
+                    "(encoder_hidden_states.to(model.dtype))"
+                )
         if enc is not None and enc_mask is not None and tuple(enc_mask.shape) != tuple(enc.shape[:2]):
             raise ValueError(
                 f"encoder_attention_mask has shape {tuple(enc_mask.shape)}, expected {tuple(enc.shape[:2])}"

@@ -218,3 +218,25 @@ def test_inputs_embeds_wider_than_the_model_are_named(impl):
             assert model(inputs_embeds=embeds.to(dtype)).last_hidden_state.dtype == torch.float32
         wide = model.double()(inputs_embeds=embeds.double()).last_hidden_state
     assert wide.dtype == torch.float64
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "triton"])
+def test_encoder_states_of_another_dtype_are_named(impl):
+    """A decoder's ``encoder_hidden_states`` of another dtype than its cross-attention weights (float64,
+    bfloat16 or integer states into a float32 model) failed in the key projection with torch's "mat1 and mat2
+    must have the same dtype", naming nothing (transformers fails alike); a ValueError names them and the cast.
+    Under autocast the float states run, as in transformers, and a bfloat16 model takes bfloat16 states."""
+    config = fastbert.BertConfig(**{**CFG.to_dict(), "is_decoder": True, "add_cross_attention": True})
+    m = fastbert.BertLMHeadModel(config).eval()
+    m.set_attn_implementation(impl)
+    ids = torch.ones(2, 5, dtype=torch.long)
+    enc = torch.randn(2, 4, 24)
+    with torch.no_grad():
+        for dtype in (torch.float64, torch.bfloat16, torch.int64):
+            with pytest.raises(ValueError, match=f"encoder_hidden_states is {dtype}, the cross-attention"):
+                m(input_ids=ids, encoder_hidden_states=enc.to(dtype))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert m(input_ids=ids, encoder_hidden_states=enc.bfloat16()).logits.shape == (2, 5, 50)
+        assert (
+            m.bfloat16()(input_ids=ids, encoder_hidden_states=enc.bfloat16()).logits.dtype == torch.bfloat16
+        )
