@@ -792,9 +792,10 @@ class GenerationMixin:
             if pad is not None and (eos is None or pad not in eos) and bool((input_ids == pad).any()):
                 attention_mask = input_ids.ne(pad).long()
         attention_mask = attention_mask.to(device)
-        if bool((attention_mask[:, -1] == 0).any()):
+        right_padded = bool((attention_mask[:, -1] == 0).any())
+        if right_padded:
             # transformers' warning (it looks for pad_token_id at the end of a row); the token a right-padded
-            # row continues from is a padded position, whose hidden states the packed forward leaves zero
+            # row continues from is a padded position, whose logits the first step computes as transformers
             logger.warning(
                 "A decoder-only architecture is being used, but right-padding was detected! For correct "
                 "generation results, please set `padding_side='left'` when initializing the tokenizer."
@@ -830,7 +831,12 @@ class GenerationMixin:
                 position_ids=position_ids,
                 **({"token_type_ids": token_type_ids} if token_type_ids is not None else {}),
             )
-            out = self(**step, **extra, use_cache=with_cache, logits_to_keep=1, return_dict=True)
+            # the first step of a right-padded prompt reads a padded position's logits: without the cache the
+            # forward packs and leaves that position's hidden state zero (transformers computes it), so that
+            # step runs padded as with the cache, and the tokens do not depend on use_cache
+            keeps = with_cache or right_padded
+            right_padded = False
+            out = self(**step, **extra, use_cache=keeps, logits_to_keep=1, return_dict=True)
             cache = out.past_key_values if with_cache else None
             logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
             next_scores = process_logits(logits, temperature, top_k, top_p) if do_sample else logits

@@ -159,6 +159,27 @@ def test_right_padding_is_warned_about_as_transformers(lm_pair, caplog):
         assert any(said in x for x in logged) == warned, (m, logged)
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_right_padded_prompt_gives_transformers_tokens_with_and_without_the_cache(use_cache):
+    """The first step of a right-padded row reads the logits of a padded position. Without the cache the
+    forward packed and left that position's hidden state zero (transformers computes it), so use_cache=False
+    gave other tokens than use_cache=True and transformers; warned about by both, the same tokens now."""
+    hf, fb = _pair()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.mul_(4)  # sharper logits: a zero hidden state picks another token
+    fb.load_state_dict(hf.state_dict(), strict=False)
+    ids = torch.randint(3, TINY["vocab_size"], (3, 6), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0  # right padding
+    mask[2, :] = 0  # no real token
+    kw = dict(attention_mask=mask, max_new_tokens=4, use_cache=use_cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = hf.generate(ids, **kw)
+    assert torch.equal(fb.generate(ids, **kw), theirs)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
