@@ -814,9 +814,17 @@ class BertModel(BertPreTrainedModel):
                 f"{cfg.hidden_size}): a row of encoder states per input row (or one row for all) of hidden_size"
             )
         if crossing:
+            cross = getattr(self._layers()[0], "crossattention", None)
+            if cross is None:  # else an AttributeError naming BertLayer's crossattention, in the first layer
+                raise ValueError(
+                    "encoder_hidden_states were given and the config says add_cross_attention=True, but the "
+                    "model was built without cross-attention layers (transformers' EncoderDecoderModel sets it "
+                    "on its decoder's config): build the decoder with add_cross_attention=True, e.g. "
+                    "from_pretrained(..., is_decoder=True, add_cross_attention=True)"
+                )
             # else "mat1 and mat2 must have the same dtype" from the cross-attention's key projection, naming
             # nothing (transformers fails alike); autocast casts float states to its dtype there
-            weights = next(self._layers()[0].crossattention.parameters()).dtype
+            weights = next(cross.parameters()).dtype
             if not enc.is_floating_point() or (
                 enc.dtype != weights and not torch.is_autocast_enabled(device.type)
             ):

@@ -367,6 +367,24 @@ def test_encoder_decoder_model_with_fastbert_models(how):
     assert_rule(ours, ref, call, what=f"EncoderDecoderModel logits ({how})")
 
 
+def test_a_decoder_built_without_cross_attention_is_named_in_an_encoder_decoder_model():
+    """transformers' EncoderDecoderModel sets add_cross_attention=True on its decoder's config, also for a
+    decoder built without those layers (a common slip: from_pretrained(..., is_decoder=True) only): its forward
+    then failed with an AttributeError naming BertLayer's crossattention; a ValueError says what to build now,
+    as transformers' own decoder does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enc = fastbert.BertModel(fastbert.BertConfig(**TINY), add_pooling_layer=False)
+        dec = fastbert.BertLMHeadModel(fastbert.BertConfig(**TINY, is_decoder=True))
+        model = transformers.EncoderDecoderModel(encoder=enc, decoder=dec).eval()
+    assert model.decoder.config.add_cross_attention and not hasattr(
+        dec.bert.encoder.layer[0], "crossattention"
+    )
+    src = torch.randint(3, TINY["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), pytest.raises(ValueError, match="built without cross-attention layers"):
+        model(input_ids=src, decoder_input_ids=src[:, :3])
+
+
 def test_a_config_of_another_family_is_refused():
     _, fb = _pair()
     with pytest.raises(TypeError, match="model_type 'roberta'"):
