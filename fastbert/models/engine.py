@@ -722,9 +722,12 @@ class BertModel(BertPreTrainedModel):
                 )
             # another model's past (other heads or head size), or keys and values that disagree: a torch.cat
             # size error in the attention before
+            # the cross-attention keys of one row of encoder states for all rows (the forward broadcasts it) keep
+            # that one row
+            cross_batch = 1 if len(layer) == 4 and layer[2].shape[0] == 1 else layer[0].shape[0]
             for j, t in enumerate(layer):
                 positions = past[0][0].shape[2] if j < 2 else layer[2].shape[2]
-                want = (layer[0].shape[0], heads, positions, head_dim)
+                want = (layer[0].shape[0] if j < 2 else cross_batch, heads, positions, head_dim)
                 if tuple(t.shape) != want:
                     what = ("key", "value", "cross_key", "cross_value")[j]
                     raise ValueError(

@@ -367,6 +367,31 @@ def test_encoder_decoder_model_with_fastbert_models(how):
     assert_rule(ours, ref, call, what=f"EncoderDecoderModel logits ({how})")
 
 
+@pytest.mark.parametrize("cache", ["legacy", "EncoderDecoderCache"])
+def test_one_row_of_encoder_states_for_all_rows_runs_on_a_cache(cache):
+    """The forward takes one row of encoder states for all input rows (it broadcasts it): its cached
+    cross-attention keys keep that one row, and the next step refused them as "cross_key has shape (1, ...),
+    expected (2, ...)"; they are read as the first call computed them now."""
+    hf, fb = _pair(add_cross_attention=True)
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=g)
+    one = torch.randn(1, 4, TINY["hidden_size"], generator=g)
+    with torch.no_grad():
+        if cache == "legacy":
+            past = fb(ids[:, :4], encoder_hidden_states=one, use_cache=True).past_key_values
+            assert past[0][2].shape[0] == 1
+        else:
+            past = _new_cache(True)
+            fb(ids[:, :4], encoder_hidden_states=one, past_key_values=past, use_cache=True)
+        step = fb(ids[:, 4:], encoder_hidden_states=one, past_key_values=past).logits
+    assert_rule(
+        step,
+        hf,
+        lambda m: m(ids, encoder_hidden_states=one.expand(2, -1, -1).to(m.dtype)).logits[:, 4:],
+        what=f"a step on the cross keys of one row of encoder states ({cache})",
+    )
+
+
 def test_a_decoder_built_without_cross_attention_is_named_in_an_encoder_decoder_model():
     """transformers' EncoderDecoderModel sets add_cross_attention=True on its decoder's config, also for a
     decoder built without those layers (a common slip: from_pretrained(..., is_decoder=True) only): its forward
