@@ -805,10 +805,11 @@ class GenerationMixin:
             attention_mask = attention_mask.repeat_interleave(n_return, dim=0)
             if token_type_ids is not None:
                 token_type_ids = token_type_ids.repeat_interleave(n_return, dim=0)
-            if encoder_hidden_states is not None:
+            # one row of encoder states for all rows (the forward broadcasts it) stays one row
+            if encoder_hidden_states is not None and encoder_hidden_states.shape[0] != 1:
                 encoder_hidden_states = encoder_hidden_states.repeat_interleave(n_return, dim=0)
-            if encoder_attention_mask is not None:
-                encoder_attention_mask = encoder_attention_mask.repeat_interleave(n_return, dim=0)
+                if encoder_attention_mask is not None:
+                    encoder_attention_mask = encoder_attention_mask.repeat_interleave(n_return, dim=0)
         position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
         self._check_positions_fit(position_ids, max_total, s, max_length is not None)
         extra = {}

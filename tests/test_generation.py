@@ -540,3 +540,23 @@ def test_the_dict_output_has_transformers_fields(lm_pair):
     assert theirs.attentions is None and theirs.hidden_states is None
     assert [k for k in ours.keys() if k != "past_key_values"] == [k for k in theirs.keys() if k != "cache"]
     assert torch.equal(ours.sequences, theirs.sequences)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_one_row_of_encoder_states_for_all_rows_with_num_return_sequences(use_cache):
+    """The forward takes one row of encoder states for all input rows; generate repeated it with each row's
+    copies, so num_return_sequences=2 gave it 2 rows for 4 and the first forward refused it ("expected (4,
+    encoder_length, ...)", a shape the caller never passed). transformers fails there too; the tokens are those of
+    the states given per row (transformers' with use_cache=False: its cached cross-attention decoder fails)."""
+    hf, fb = _pair(add_cross_attention=True)
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 4), generator=g)
+    one = torch.randn(1, 5, TINY["hidden_size"], generator=g)
+    kw = dict(max_new_tokens=3, do_sample=True, num_return_sequences=2)
+    torch.manual_seed(0)
+    ours = fb.generate(ids, encoder_hidden_states=one, use_cache=use_cache, **kw)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = hf.generate(ids, encoder_hidden_states=one.expand(2, -1, -1), use_cache=False, **kw)
+    assert torch.equal(ours, theirs)
