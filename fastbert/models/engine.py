@@ -708,6 +708,7 @@ class BertModel(BertPreTrainedModel):
             raise ValueError(f"past_key_values holds {len(past)} layers, the model has {layers}")
         heads = self.config.num_attention_heads
         head_dim = self.config.hidden_size // heads
+        dtype, autocast = self.dtype, torch.is_autocast_enabled(self.device.type)
         for i, layer in enumerate(past):
             if len(layer) not in (2, 4) or not all(
                 isinstance(t, torch.Tensor) and t.dim() == 4 for t in layer
@@ -720,20 +721,32 @@ class BertModel(BertPreTrainedModel):
                 raise ValueError(
                     f"past_key_values[{i}] has batch size {layer[0].shape[0]}, the input {batch}"
                 )
-            # another model's past (other heads or head size), or keys and values that disagree: a torch.cat
-            # size error in the attention before
             # the cross-attention keys of one row of encoder states for all rows (the forward broadcasts it) keep
             # that one row
             cross_batch = 1 if len(layer) == 4 and layer[2].shape[0] == 1 else layer[0].shape[0]
             for j, t in enumerate(layer):
+                what = ("key", "value", "cross_key", "cross_value")[j]
+                # another model's past (other heads or head size), or keys and values that disagree: a torch.cat
+                # size error in the attention before
                 positions = past[0][0].shape[2] if j < 2 else layer[2].shape[2]
                 want = (layer[0].shape[0] if j < 2 else cross_batch, heads, positions, head_dim)
                 if tuple(t.shape) != want:
-                    what = ("key", "value", "cross_key", "cross_value")[j]
                     raise ValueError(
                         f"past_key_values[{i}] {what} has shape {tuple(t.shape)}, expected {want} (batch, heads, "
                         f"positions, head_dim): num_attention_heads={heads} and head_dim={head_dim} of this "
                         "model, and as many positions in every layer's keys and values"
+                    )
+                # a wider past than the model (float32 into bfloat16, float64 into float32; a cross-attention
+                # past of any other dtype) failed in the attention with torch's "Expected query, key, and value
+                # to have the same dtype", naming nothing (transformers fails alike); a narrower self-attention
+                # past is widened by the concatenation and runs, as in transformers; autocast casts them there
+                fits = t.is_floating_point() and (
+                    autocast or (t.dtype == dtype if j >= 2 else torch.promote_types(t.dtype, dtype) == dtype)
+                )
+                if not fits:
+                    raise ValueError(
+                        f"past_key_values[{i}] {what} is {t.dtype}, the model {dtype}: the attention cannot take "
+                        "them together; cast the cache to the model's dtype (or fill it with the model as it runs)"
                     )
 
     def validate(self, inputs: BertInputs, past_length: int = 0, read_lengths: bool = True) -> _Checked:

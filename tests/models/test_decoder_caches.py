@@ -502,6 +502,36 @@ def test_a_past_of_another_shape_is_refused_naming_it():
     assert_rule(fits, hf, lambda m: m(ids).logits[:, 3], what="the past that fits still runs")
 
 
+def test_a_past_of_a_dtype_the_attention_cannot_take_is_refused_naming_it():
+    """A past wider than the model (float32 keys into a bfloat16 model, float64 into float32) or a
+    cross-attention past of another dtype failed in the attention with torch's "Expected query, key, and value
+    to have the same dtype", naming nothing (transformers fails alike): a ValueError naming past_key_values. A
+    narrower self-attention past is widened by the concatenation and runs, as in transformers."""
+    hf, fb = _pair(add_cross_attention=True)
+    g = torch.Generator().manual_seed(8)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=g)
+    enc = torch.randn(2, 4, TINY["hidden_size"], generator=g)
+    with torch.no_grad():
+        past = fb(ids[:, :4], encoder_hidden_states=enc, use_cache=True).past_key_values
+        wide = tuple(tuple(t.double() for t in layer) for layer in past)
+        with pytest.raises(
+            ValueError, match=r"past_key_values\[0\] key is torch.float64, the model torch.float32"
+        ):
+            fb(ids[:, 4:], encoder_hidden_states=enc, past_key_values=wide)
+        cross = tuple((k, v, ck.bfloat16(), cv.bfloat16()) for k, v, ck, cv in past)
+        with pytest.raises(ValueError, match=r"past_key_values\[0\] cross_key is torch.bfloat16"):
+            fb(ids[:, 4:], encoder_hidden_states=enc, past_key_values=cross)
+        narrow = tuple((k.bfloat16(), v.bfloat16(), ck, cv) for k, v, ck, cv in past)
+        assert fb(ids[:, 4:], encoder_hidden_states=enc, past_key_values=narrow).logits.dtype == torch.float32
+        cache = _new_cache(True)
+        fb(ids[:, :4], encoder_hidden_states=enc, past_key_values=cache, use_cache=True)
+        fb.bfloat16()
+        with pytest.raises(
+            ValueError, match=r"past_key_values\[0\] key is torch.float32, the model torch.bfloat16"
+        ):
+            fb(ids[:, 4:], encoder_hidden_states=enc.bfloat16(), past_key_values=cache)
+
+
 def test_prepare_inputs_for_generation_takes_transformers_5_arguments():
     """transformers 5.25 calls it with ``cache=`` (its name of past_key_values), ``next_sequence_length`` (1 on
     a cache) and ``is_first_iteration``: fastbert passed the last two on to forward (a TypeError) and did not
