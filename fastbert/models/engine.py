@@ -708,7 +708,8 @@ class BertModel(BertPreTrainedModel):
             raise ValueError(f"past_key_values holds {len(past)} layers, the model has {layers}")
         heads = self.config.num_attention_heads
         head_dim = self.config.hidden_size // heads
-        dtype, autocast = self.dtype, torch.is_autocast_enabled(self.device.type)
+        dtype, device = self.dtype, self.device
+        autocast = torch.is_autocast_enabled(device.type)
         for i, layer in enumerate(past):
             if len(layer) not in (2, 4) or not all(
                 isinstance(t, torch.Tensor) and t.dim() == 4 for t in layer
@@ -735,6 +736,11 @@ class BertModel(BertPreTrainedModel):
                         f"past_key_values[{i}] {what} has shape {tuple(t.shape)}, expected {want} (batch, heads, "
                         f"positions, head_dim): num_attention_heads={heads} and head_dim={head_dim} of this "
                         "model, and as many positions in every layer's keys and values"
+                    )
+                if t.device != device:  # else torch.cat's or the attention's device error, naming nothing
+                    raise ValueError(
+                        f"past_key_values[{i}] {what} is on {t.device}, the model on {device}: move the cache to "
+                        "the model's device"
                     )
                 # a wider past than the model (float32 into bfloat16, float64 into float32; a cross-attention
                 # past of any other dtype) failed in the attention with torch's "Expected query, key, and value

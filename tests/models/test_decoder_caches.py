@@ -532,6 +532,26 @@ def test_a_past_of_a_dtype_the_attention_cannot_take_is_refused_naming_it():
             fb(ids[:, 4:], encoder_hidden_states=enc.bfloat16(), past_key_values=cache)
 
 
+def test_a_past_on_another_device_is_refused_naming_it():
+    """A past on another device than the model (a cache left on the CPU beside a CUDA model) failed in
+    torch.cat or the attention with torch's device error, naming no argument: a ValueError naming
+    past_key_values and the devices. The meta device stands in for another one on a CPU-only run."""
+    _, fb = _pair(add_cross_attention=True)
+    g = torch.Generator().manual_seed(9)
+    ids = torch.randint(3, TINY["vocab_size"], (2, 5), generator=g)
+    enc = torch.randn(2, 4, TINY["hidden_size"], generator=g)
+    with torch.no_grad():
+        past = fb(ids[:, :4], encoder_hidden_states=enc, use_cache=True).past_key_values
+        for moved, what in (
+            (tuple(tuple(t.to("meta") for t in layer) for layer in past), "key"),
+            (tuple((k, v, ck.to("meta"), cv.to("meta")) for k, v, ck, cv in past), "cross_key"),
+        ):
+            with pytest.raises(
+                ValueError, match=rf"past_key_values\[0\] {what} is on meta, the model on cpu"
+            ):
+                fb(ids[:, 4:], encoder_hidden_states=enc, past_key_values=moved)
+
+
 def test_prepare_inputs_for_generation_takes_transformers_5_arguments():
     """transformers 5.25 calls it with ``cache=`` (its name of past_key_values), ``next_sequence_length`` (1 on
     a cache) and ``is_first_iteration``: fastbert passed the last two on to forward (a TypeError) and did not
