@@ -835,6 +835,11 @@ class BertModel(BertPreTrainedModel):
                 f"encoder_hidden_states has shape {tuple(enc.shape)}, expected ({shape[0]}, encoder_length, "
                 f"{cfg.hidden_size}): a row of encoder states per input row (or one row for all) of hidden_size"
             )
+        if crossing and enc.shape[1] == 0:  # else attention over no key: zeros, where transformers fails
+            raise ValueError(
+                f"encoder_hidden_states has shape {tuple(enc.shape)}: no encoder position to attend to "
+                "(encoder_length 0); give at least one"
+            )
         if crossing:
             cross = getattr(self._layers()[0], "crossattention", None)
             if cross is None:  # else an AttributeError naming BertLayer's crossattention, in the first layer

@@ -142,6 +142,11 @@ def test_encoder_states_of_another_batch_or_width(impl):
             ValueError, match=r"encoder_hidden_states has shape .*expected \(3, encoder_length, 24\)"
         ):
             m(input_ids=ids, encoder_hidden_states=enc)
+    # no encoder position: the cross-attention attended to nothing and gave zeros, where transformers fails
+    with pytest.raises(
+        ValueError, match=r"encoder_hidden_states has shape \(3, 0, 24\): no encoder position"
+    ):
+        m(input_ids=ids, encoder_hidden_states=torch.randn(3, 0, 24))
     one = torch.randn(1, 4, 24)
     with torch.no_grad():
         torch.testing.assert_close(
