@@ -296,3 +296,17 @@ def test_untied_head_resized_saves_a_decoder_bias_transformers_loads(tmp_path):
     torch.testing.assert_close(hf.lm_head.decoder.bias, model.lm_head.decoder.bias, rtol=0, atol=0)
     again = fastbert.RobertaForMaskedLM.from_pretrained(tmp_path)
     torch.testing.assert_close(again.lm_head.decoder.bias, model.lm_head.decoder.bias, rtol=0, atol=0)
+
+
+def test_null_pad_token_id_needs_position_ids_said_in_a_value_error():
+    """RoBERTa's positions start after ``pad_token_id``: without one, transformers runs only with explicit
+    ``position_ids`` (a TypeError otherwise); fastbert raised a TypeError from its length limit even then."""
+    config = fastbert.RobertaConfig(**{**TINY, "pad_token_id": None})
+    model = fastbert.RobertaModel(config).eval()
+    ids = torch.tensor([[0, 5, 6, 2]])
+    with torch.no_grad():
+        out = model(input_ids=ids, position_ids=torch.tensor([[2, 3, 4, 5]])).last_hidden_state
+        assert out.shape == (1, 4, 36)
+        for inputs in ({"input_ids": ids}, {"inputs_embeds": torch.randn(1, 4, 36)}):
+            with pytest.raises(ValueError, match="config.pad_token_id is null: .* or pass position_ids"):
+                model(**inputs)

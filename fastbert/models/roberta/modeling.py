@@ -96,6 +96,9 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
 
     @classmethod
     def length_limit(cls, cfg) -> tuple[int, str]:
+        if cfg.pad_token_id is None:  # no positions of its own (see _default_position_ids): the table's size
+            n = cfg.max_position_embeddings
+            return n, f"max_position_embeddings ({n})"
         n = cfg.max_position_embeddings - cfg.pad_token_id - 1
         return n, (
             f"the model's limit of {n} tokens (max_position_embeddings {cfg.max_position_embeddings} - "
@@ -106,6 +109,12 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
         self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
     ) -> torch.Tensor:
         pad = self.config.pad_token_id
+        if pad is None:  # transformers fails too (a TypeError): its positions start after the padding id
+            raise ValueError(
+                f"{type(self).__name__} computes its positions from pad_token_id (padding_idx + 1 + ...), but "
+                "config.pad_token_id is null: set pad_token_id in the config (1 in RoBERTa, XLM-RoBERTa and "
+                "CamemBERT) or pass position_ids"
+            )
         if inputs.input_ids is not None:
             return position_ids_from_input_ids(inputs.input_ids, pad, past_length)
         # inputs_embeds: every position is taken as real (transformers cannot tell padding there)
