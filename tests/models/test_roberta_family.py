@@ -310,3 +310,12 @@ def test_null_pad_token_id_needs_position_ids_said_in_a_value_error():
         for inputs in ({"input_ids": ids}, {"inputs_embeds": torch.randn(1, 4, 36)}):
             with pytest.raises(ValueError, match="config.pad_token_id is null: .* or pass position_ids"):
                 model(**inputs)
+
+
+@pytest.mark.parametrize("positions,pad", [(1, 1), (4, 5)])
+def test_pad_token_id_outside_the_position_table_is_a_value_error(positions, pad):
+    """The position table's padding row is ``pad_token_id``: one past its end was torch's bare AssertionError
+    ("Padding_idx must be within num_embeddings", transformers' too), naming no config field."""
+    config = fastbert.XLMRobertaConfig(**{**TINY, "max_position_embeddings": positions, "pad_token_id": pad})
+    with pytest.raises(ValueError, match=rf"pad_token_id \({pad}\) must be below max_position_embeddings"):
+        fastbert.XLMRobertaModel(config)

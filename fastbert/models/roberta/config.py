@@ -28,3 +28,13 @@ class RobertaConfig(BertConfig):
     compatible_model_types = ROBERTA_MODEL_TYPES
     family_name = "RoBERTa"
     _family_defaults = ROBERTA_DEFAULTS
+
+    def validate(self) -> None:
+        super().validate()
+        pad, positions = self.pad_token_id, self.max_position_embeddings
+        if pad is not None and pad >= positions:  # torch's bare AssertionError from nn.Embedding otherwise
+            where = f"{self._config_file}: " if getattr(self, "_config_file", None) else ""
+            raise ValueError(
+                f"{where}config field pad_token_id ({pad}) must be below max_position_embeddings ({positions}): "
+                "the position table's padding row is pad_token_id (positions start after it)"
+            )
