@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 
 import pytest
 
@@ -442,6 +443,19 @@ def test_vocab_json_and_merges_only(loaded, folders):
         merges_file=os.path.join(folders["roberta-slow"], "merges.txt"),
     )
     assert direct(TEXTS[:40])["input_ids"] == ours(TEXTS[:40])["input_ids"]
+
+
+def test_merges_of_tokens_the_vocabulary_lacks_are_a_value_error(folders, tmp_path):
+    """A merges.txt that does not belong to the vocab.json beside it (a merge of tokens the vocabulary lacks):
+    the tokenizers library raises a bare Exception (transformers passes it on); fastbert says ValueError,
+    naming both files."""
+    shutil.copy(os.path.join(folders["roberta-slow"], "vocab.json"), tmp_path / "vocab.json")
+    shutil.copy(os.path.join(folders["roberta-slow"], "config.json"), tmp_path / "config.json")
+    (tmp_path / "merges.txt").write_text("#version: 0.2\nzzqx wvyk\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"merges\.txt do not make a BPE: .*out of vocabulary"):
+        fastbert.AutoTokenizer.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"vocab= and merges= do not make a BPE"):
+        RobertaTokenizer(vocab={"a": 0, "b": 1}, merges=["a c"])
 
 
 def test_slow_files_with_special_tokens_map_keep_mask_lstrip(folders, tmp_path):

@@ -452,7 +452,11 @@ class RobertaTokenizer(_RobertaStyleTokenizer):
                 "RobertaTokenizer.from_pretrained(folder_or_hub_id)"
             )
         merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in (merges or [])]
-        backend = Tokenizer(BPE(vocab=dict(vocab), merges=merges, **options))
+        try:
+            backend = Tokenizer(BPE(vocab=dict(vocab), merges=merges, **options))
+        except Exception as e:  # a bare Exception: a merge of tokens the vocabulary lacks (files that differ)
+            source = f"{vocab_file} + {merges_file}" if vocab_file is not None else "vocab= and merges="
+            raise ValueError(f"{source} do not make a BPE: {e}") from None
         self._set_pipeline(backend)
         return backend
 
