@@ -659,6 +659,17 @@ def test_direct_construction(loaded, folders):
         XLMRobertaTokenizer()
 
 
+def test_unigram_vocab_without_the_unk_token_is_a_value_error():
+    """vocab= [(piece, score)] without ``<unk>``: text no piece spells was read as piece 0 (``<s>`` here), silently;
+    transformers' Unigram raises (its unk_id past the vocabulary)."""
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("\u2581a", -1.0)]
+    for cls in (XLMRobertaTokenizer, CamembertTokenizer):
+        with pytest.raises(ValueError, match="the vocabulary has no unk_token '<unk>'"):
+            cls(vocab=pieces)
+    spelled = XLMRobertaTokenizer(vocab=[*pieces, ("<unk>", 0.0)])
+    assert spelled("a b")["input_ids"] == [0, 3, 4, 2]  # b: <unk> (4)
+
+
 @pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "camembert"])
 def test_tokenizer_object_keeps_its_added_tokens(loaded, family):
     """``tokenizer_object=``: the object's added tokens keep their flags, as transformers keeps them (fastbert

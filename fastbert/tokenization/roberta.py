@@ -562,6 +562,11 @@ class XLMRobertaTokenizer(_RobertaStyleTokenizer):
                 f"(a SentencePiece model) or vocab= (a list of (piece, score)), or use "
                 f"{type(self).__name__}.from_pretrained(folder_or_hub_id)"
             )
+        if not any(str(piece) == self.unk_token for piece, _ in vocab):  # else unknown text read as piece 0
+            raise ValueError(
+                f"{type(self).__name__}: the vocabulary has no unk_token {self.unk_token!r}, the id of the text "
+                "no piece spells (transformers' Unigram raises too): add it to vocab= (fairseq's order puts it 4th)"
+            )
         model = {"type": "Unigram", "unk_id": 0, "vocab": [[str(p), float(score)] for p, score in vocab]}
         normalizer = {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(charsmap).decode()}
         backend = _backend_from_sections(
