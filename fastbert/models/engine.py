@@ -870,9 +870,11 @@ class BertModel(BertPreTrainedModel):
             and self.position_table
             and inputs.position_ids is None
             and shape[1] + past_length > limit
+            and self._positions_needed(inputs, past_length) > limit  # a host read on this path only
         ):
             raise ValueError(
-                f"sequence length {shape[1] + past_length} is longer than {why}: truncate the input"
+                f"sequence length {self._positions_needed(inputs, past_length)} is longer than {why}: truncate "
+                "the input"
             )
         kind = cfg.position_embedding_type
         if (
@@ -947,6 +949,11 @@ class BertModel(BertPreTrainedModel):
     def _length_limit(self) -> tuple[int, str]:
         """The longest input the position embeddings cover (without explicit position_ids), and why."""
         return self.length_limit(self.config)
+
+    def _positions_needed(self, inputs: BertInputs, past_length: int) -> int:
+        """How many positions of the table the default position ids take (compared with :meth:`_length_limit`):
+        past + input length here; a family whose positions skip the padding counts its longest real row."""
+        return inputs.reference.shape[1] + past_length
 
     @classmethod
     def length_limit(cls, config: BertConfig) -> tuple[int, str]:

@@ -105,6 +105,14 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
             f"padding_idx {cfg.pad_token_id} - 1)"
         )
 
+    def _positions_needed(self, inputs: BertInputs, past_length: int) -> int:
+        # padding takes position padding_idx, not one of its own: a batch padded past the limit runs (as in
+        # transformers) when its longest row of real tokens fits
+        pad = self.config.pad_token_id
+        if inputs.input_ids is None or pad is None:
+            return super()._positions_needed(inputs, past_length)
+        return int(inputs.input_ids.ne(pad).sum(-1).max()) + past_length
+
     def _default_position_ids(
         self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
     ) -> torch.Tensor:
