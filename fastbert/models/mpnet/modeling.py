@@ -212,6 +212,13 @@ class MPNetModel(MPNetPreTrainedModel, BertModel):
             f"padding_idx {_PADDING_IDX} - 1)"
         )
 
+    def _positions_needed(self, inputs: BertInputs, past_length: int) -> int:
+        # as RoBERTa's: padding takes position padding_idx, so a batch padded past the limit runs when its
+        # real rows fit (transformers' MPNet runs it)
+        if inputs.input_ids is None:
+            return super()._positions_needed(inputs, past_length)
+        return roberta.positions_needed(inputs.input_ids, _PADDING_IDX, past_length)
+
     def _default_position_ids(
         self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
     ) -> torch.Tensor:

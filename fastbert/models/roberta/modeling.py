@@ -48,6 +48,13 @@ def position_ids_from_input_ids(
     return ((torch.cumsum(mask, dim=1).type_as(mask) + past_length) * mask).long() + padding_idx
 
 
+def positions_needed(input_ids: torch.Tensor, padding_idx: int, past_length: int = 0) -> int:
+    """How many positions after ``padding_idx`` :func:`position_ids_from_input_ids` takes: the longest row of
+    real tokens plus ``past_length`` (padding takes position ``padding_idx``, not one of its own, so a batch
+    padded past the length limit runs, as in transformers, when its real rows fit). A host read."""
+    return int(input_ids.ne(padding_idx).sum(-1).max()) + past_length
+
+
 class RobertaLMHead(_Module):
     """transformers' ``RobertaLMHead``: dense + GELU (erf) + ``layer_norm`` + ``decoder`` (tied)."""
 
@@ -111,7 +118,7 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
         pad = self.config.pad_token_id
         if inputs.input_ids is None or pad is None:
             return super()._positions_needed(inputs, past_length)
-        return int(inputs.input_ids.ne(pad).sum(-1).max()) + past_length
+        return positions_needed(inputs.input_ids, pad, past_length)
 
     def _default_position_ids(
         self, inputs: BertInputs, batch: int, seqlen: int, past_length: int
