@@ -7,6 +7,7 @@ file and name); the heads present (and the config's ``architectures``) say which
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -313,7 +314,10 @@ def convert_checkpoint(
     except OSError as e:
         raise OSError(f"cannot create the output folder {dst}: {e.strerror or e}") from None
     # the weights last: an interrupted conversion leaves no model.safetensors without its config.json (which
-    # a rerun would refuse to replace without --overwrite)
+    # a rerun would refuse to replace without --overwrite); the earlier weights go before the new config and
+    # tokenizer files are written, so an interrupted --overwrite leaves no earlier weights beside them
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(out_model)
     config.save_pretrained(dst)
     _copy_tokenizer_files(config_src, dst, config_hub, overwrite, log)
     with output_name(out_model) as name:  # beside it, renamed over it once complete

@@ -155,6 +155,33 @@ def test_overwrite_replaces_the_tokenizer_files_too(google_copy, tmp_path):
     assert any("kept" in line and "tokenizer.json" in line for line in logged), logged
 
 
+def test_interrupted_overwrite_leaves_no_earlier_weights_beside_the_new_files(
+    google_copy, tmp_path, monkeypatch
+):
+    """--overwrite stopped before the new weights are written: the folder held the earlier model.safetensors
+    beside the new config.json and vocab.txt, which load without a word (another model's weights with this
+    vocabulary). The earlier weights are gone once the new files are written: the folder says it holds no
+    weights, and a rerun needs no --overwrite."""
+    import safetensors.torch
+
+    dst = tmp_path / "out"
+    (google_copy / "vocab.txt").write_text("".join(f"old{i}\n" for i in range(99)))
+    convert(google_copy, dst)
+    new = "".join(f"new{i}\n" for i in range(99))
+    (google_copy / "vocab.txt").write_text(new)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(safetensors.torch, "save_file", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            convert(google_copy, dst, overwrite=True)
+    assert (dst / "vocab.txt").read_text() == new
+    assert not (dst / "model.safetensors").exists()
+    assert convert(google_copy, dst) == "BertForPreTraining"
+
+
 @pytest.mark.parametrize(
     "fields", [{"model_type": "roberta"}, {"model_type": None, "architectures": ["DistilBertForMaskedLM"]}]
 )
