@@ -95,6 +95,9 @@ def _flax_tensor(leaf, source: str) -> torch.Tensor:
         try:
             shape = [leaf["shape"][str(i)] for i in range(len(leaf["shape"]))]
             chunks = [leaf["chunks"][str(i)] for i in range(len(leaf["chunks"]))]
+            # flax chunks only arrays over 2 GiB: no chunk is a damaged map (torch.cat's bare error)
+            if not chunks:
+                raise ValueError(f"{source}: damaged chunked array (it holds no chunks)")
             flat = torch.cat([_flax_tensor(c, source).reshape(-1) for c in chunks])
             return flat.reshape(shape)
         except (KeyError, TypeError, RuntimeError) as e:

@@ -138,3 +138,32 @@ def test_flax_base_layout_of_another_family_loads(tmp_path):
         tmp_path, from_flax=True, output_loading_info=True
     )
     assert not [k for k in info["missing_keys"] if k.startswith("roberta.")]
+
+
+def _flax_array(t: torch.Tensor) -> msgpack.ExtType:
+    return msgpack.ExtType(
+        1, msgpack.packb((list(t.shape), "float32", t.numpy().tobytes()), use_bin_type=True)
+    )
+
+
+def test_chunked_arrays(tmp_path):
+    """flax.serialization's layout of an array over 2 GiB ({"__msgpack_chunked_array__", "shape", "chunks"},
+    each map keyed "0", "1", ...) reads as the array; one that holds no chunks (a damaged map: flax chunks no
+    empty array) raised torch.cat's bare "expected a non-empty list of Tensors", naming no file or tensor."""
+    t = torch.randn(10, 4)
+    flat = t.reshape(-1)
+    chunked = {
+        "__msgpack_chunked_array__": True,
+        "shape": {"0": 10, "1": 4},
+        "chunks": {"0": _flax_array(flat[:24]), "1": _flax_array(flat[24:])},
+    }
+    path = tmp_path / "flax_model.msgpack"
+    path.write_bytes(msgpack.packb({"bert": {"embeddings": {"word_embeddings": {"embedding": chunked}}}}))
+    state = legacy.load_legacy_checkpoint("flax", [str(path)])
+    assert torch.equal(state["bert.embeddings.word_embeddings.weight"], t)
+
+    empty = {"__msgpack_chunked_array__": True, "shape": {"0": 10, "1": 4}, "chunks": {}}
+    path.write_bytes(msgpack.packb({"bert": {"embeddings": {"word_embeddings": {"embedding": empty}}}}))
+    said = f"{re.escape(str(path))}: bert/embeddings/word_embeddings/embedding: damaged chunked array"
+    with pytest.raises(ValueError, match=said):
+        legacy.load_legacy_checkpoint("flax", [str(path)])
