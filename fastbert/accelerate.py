@@ -18,11 +18,13 @@ The caller's padding is removed once inside fastbert's forward (the ``sdpa`` and
 the real tokens once per forward). Per-token outputs are zero at padded positions; every pooling of
 sentence-transformers (mean, max, cls, weighted mean, last token) weights or masks them by the attention
 mask, and ``encode(output_value="token_embeddings")`` cuts them off, so sentence embeddings are the
-transformers ones up to float rounding. The one reader of those positions is a sentence-transformers
+transformers ones up to float rounding. Two readers of those positions exist: a sentence-transformers
 ``Transformer`` with ColBERT query expansion that leaves the expansion tokens unattended
-(``query_expansion={..., "attend": False}``, a ``MultiVectorEncoder``'s default): MaxSim scores the
-encoder's outputs at positions whose attention mask is 0. Its backbone runs fastbert's ``eager`` backend,
-padded as transformers computes it (an explicit packing backend is refused for it, with the reason).
+(``query_expansion={..., "attend": False}``, a ``MultiVectorEncoder``'s default), where MaxSim scores the
+encoder's outputs at positions whose attention mask is 0, and a tokenizer that pads on the left in front of
+a head that classifies position 0 (a ``CrossEncoder``'s), which is padding in the shorter rows. Such a
+backbone runs fastbert's ``eager`` backend, padded as transformers computes it (an explicit packing backend
+is refused for it, with the reason).
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def _accelerate(obj, attn_implementation, dtype, cuda_graphs, strict):
     swaps, refused = [], []
     converted: dict[int, tuple] = {}  # one transformers model held by two parents (a tied encoder): once
     for parent, name, child in slots:
-        backend, reason = _backend_for(parent, attn_implementation)
+        backend, reason = _backend_for(parent, attn_implementation, child)
         fast = None
         if reason is None:
             if (id(child), backend) not in converted:
@@ -520,26 +522,55 @@ def _refuse(reason: str, strict: bool) -> None:
     warnings.warn(f"fastbert.accelerate: {reason}", AccelerateWarning, stacklevel=level)
 
 
-def _reads_masked_positions(holder: nn.Module) -> str | None:
+#: heads that classify the state at position 0 (transformers' ``[:, 0]``): a padding position in the shorter rows
+#: of a left-padded batch
+_FIRST_TOKEN_HEADS = ("ForSequenceClassification", "ForMultipleChoice", "ForNextSentencePrediction")
+
+
+def _reads_position_zero(holder: nn.Module, model: nn.Module) -> bool:
+    """Whether what ``holder`` reads of ``model`` is computed from the state at position 0: a classification
+    head on the first token (ModernBERT's ``classifier_pooling="mean"`` masks instead), or the pooler's output
+    (a sentence-transformers ``Transformer`` whose ``modality_config`` reads ``pooler_output``)."""
+    if type(model).__name__.endswith(_FIRST_TOKEN_HEADS):
+        return getattr(getattr(model, "config", None), "classifier_pooling", "cls") != "mean"
+    return "pooler_output" in repr(getattr(holder, "modality_config", None))
+
+
+def _reads_masked_positions(holder: nn.Module, model: nn.Module | None = None) -> str | None:
     """Why the module holding a backbone reads the backbone's outputs where the attention mask is 0 (None when
     it does not). sentence-transformers >= 6.3's ``Transformer`` with ColBERT query expansion and
     ``attend=False`` swaps the pad positions of a query for the expansion token, leaves their attention mask
     at 0, and ``MultiVectorMask`` makes MaxSim score the encoder's outputs there: transformers computes them
-    (those queries attend to the real tokens), fastbert's packing backends leave them zero."""
+    (those queries attend to the real tokens), fastbert's packing backends leave them zero. A tokenizer that
+    pads on the left (``padding_side="left"``) in front of a head that classifies position 0 (a
+    ``CrossEncoder``'s): transformers classifies the pad token's state in the shorter rows, fastbert's packing
+    backends a zero state."""
     expansion = getattr(holder, "query_expansion", None)
     if isinstance(expansion, dict) and not expansion.get("attend", False):
         return (
             "its query_expansion (attend=False) scores the encoder's outputs at the expansion positions, "
             "whose attention_mask is 0"
         )
+    tokenizer = getattr(holder, "tokenizer", None)
+    if (
+        model is not None
+        and getattr(tokenizer, "padding_side", "right") == "left"
+        and _reads_position_zero(holder, model)
+    ):
+        return (
+            f"its tokenizer pads on the left (padding_side='left') and {type(model).__name__} reads the state at "
+            "position 0, a padding position (attention_mask 0) in the shorter rows of a batch"
+        )
     return None
 
 
-def _backend_for(holder: nn.Module, attn_implementation: str | None) -> tuple[str | None, str | None]:
-    """(the backend of the backbone held by ``holder``, None), or (None, why it cannot be accelerated):
+def _backend_for(
+    holder: nn.Module, attn_implementation: str | None, model: nn.Module | None = None
+) -> tuple[str | None, str | None]:
+    """(the backend of the backbone ``model`` held by ``holder``, None), or (None, why it cannot be accelerated):
     ``eager`` (padded, as transformers) where the holder reads the outputs at positions with attention mask 0,
     which the packing backends (sdpa, triton) leave zero."""
-    why = _reads_masked_positions(holder)
+    why = _reads_masked_positions(holder, model)
     if why is None:
         return attn_implementation, None
     if attn_implementation not in (None, "eager"):
@@ -557,7 +588,7 @@ def _reconfigure(obj, accelerated, attn_implementation, cuda_graphs, strict) -> 
         _check_cuda_graphs_device(model, cuda_graphs)
     backends, refused = [], []
     for parent, name, model in accelerated:
-        backend, reason = _backend_for(parent, attn_implementation)
+        backend, reason = _backend_for(parent, attn_implementation, model)
         if reason is not None:
             refused.append(f"{_path(obj, parent, name)} ({type(model).__name__}): {reason}")
             backend = "eager"

@@ -310,6 +310,34 @@ def test_cross_encoder_rank(cross_folders):
         compare(ours, theirs, [ref[r["corpus_id"]] for r in ours], f"rank {kwargs}")
 
 
+def test_cross_encoder_left_padding(cross_folders):
+    """A tokenizer that pads on the left: the classification head reads position 0, a padding position in
+    the shorter rows, where transformers classifies the pad token's state and fastbert's packing backends a
+    zero state (silently other scores, before): that backbone runs fastbert's eager backend (padded, as
+    transformers); a packing backend is refused with the reason; a padding side set after accelerate is seen
+    by accelerating again."""
+
+    def left_padded():
+        ce = CrossEncoder(cross_folders[3], device="cpu", max_length=48)
+        ce.tokenizer.padding_side = "left"
+        return ce
+
+    objs = three(left_padded)
+    batch = pairs(5, 6)
+    ours, theirs, ref = run3(objs, "predict", batch, batch_size=3, convert_to_tensor=True)
+    compare(ours, theirs, ref, "left-padded predict")
+    assert objs[0].model.attn_implementation == "eager"
+    model = left_padded()
+    with pytest.raises(ValueError, match="padding_side='left'"):
+        fastbert.accelerate(model, attn_implementation="sdpa", strict=True)
+    assert type(model.model).__module__.startswith("transformers.")
+    later = accelerate_quietly(CrossEncoder(cross_folders[3], device="cpu", max_length=48))
+    assert later.model.attn_implementation == "sdpa"
+    later.tokenizer.padding_side = "left"
+    assert accelerate_quietly(later).model.attn_implementation == "eager"
+    compare(later.predict(batch, batch_size=3, convert_to_tensor=True), theirs, ref, "padding side set later")
+
+
 def test_sparse_encoder_splade(tmp_path):
     backbone, SpladePooling = splade_modules()
     path = save_tiny(tmp_path, "BertForMaskedLM", seed=8)
