@@ -9,13 +9,28 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 
 
 class ModelOutput(OrderedDict):
     """Base class of every output: attribute, key and index access to the fields that are set."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each output class is a pytree node (its fields that are set, in order), as transformers registers
+        its outputs: ``DistributedDataParallel(static_graph=True)`` finds an output's tensors through pytree,
+        and saw an unregistered output as one opaque leaf (the ranks' gradients were never averaged)."""
+        super().__init_subclass__(**kwargs)
+        pytree.register_pytree_node(
+            cls,
+            _flatten,
+            partial(_unflatten, output_type=cls),
+            serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+            flatten_with_keys_fn=_flatten_with_keys,
+        )
 
     def __post_init__(self) -> None:
         class_fields = fields(self)
@@ -66,6 +81,18 @@ class ModelOutput(OrderedDict):
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(self[k] for k in self.keys())
+
+
+def _flatten(output: ModelOutput) -> tuple[list[Any], list[str]]:
+    return list(output.values()), list(output.keys())
+
+
+def _flatten_with_keys(output: ModelOutput) -> tuple[list[tuple[Any, Any]], list[str]]:
+    return [(pytree.MappingKey(k), v) for k, v in output.items()], list(output.keys())
+
+
+def _unflatten(values: list[Any], context: list[str], output_type: type) -> ModelOutput:
+    return output_type(**dict(zip(context, values)))
 
 
 class _WithCache:

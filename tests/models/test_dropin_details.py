@@ -3,6 +3,8 @@ loading-info types, the size-mismatch exception, when a config is validated, ``d
 ``attn_implementation`` config fields, and an EncoderDecoderCache whose cross-attention part is empty."""
 
 import copy
+import dataclasses
+import os
 
 import pytest
 import torch
@@ -343,3 +345,99 @@ def test_outputs_rebuilt_from_a_mapping_or_pairs_as_transformers():
         assert rebuilt.loss is out.loss and rebuilt[1] is out.logits and rebuilt.hidden_states is None
     plain = fastbert.outputs.BaseModelOutput(iter([out.logits]))  # an iterator of values: its items
     assert plain.last_hidden_state == [out.logits]
+
+
+def test_outputs_are_pytree_nodes_as_transformers():
+    """Every output class is a pytree node whose leaves are its set fields, as transformers registers its
+    ModelOutputs (DistributedDataParallel(static_graph=True) reads outputs through pytree; an
+    unregistered output was one opaque leaf)."""
+    import torch.utils._pytree as pytree
+
+    torch.manual_seed(0)
+    ours = fastbert.BertForSequenceClassification(fastbert.BertConfig(**TINY)).eval()
+    out = ours(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([1]), output_hidden_states=True)
+    theirs = transformers.modeling_outputs.SequenceClassifierOutput(**out)
+    leaves, spec = pytree.tree_flatten(out)
+    assert len(leaves) == len(pytree.tree_leaves(theirs)) == 2 + len(out.hidden_states)
+    assert all(a is b for a, b in zip(leaves, pytree.tree_leaves(theirs)))
+    rebuilt = pytree.tree_unflatten(leaves, spec)
+    assert type(rebuilt) is type(out) and list(rebuilt.keys()) == ["loss", "logits", "hidden_states"]
+    assert [str(path[0]) for path, _ in pytree.tree_flatten_with_path(out)[0]][:2] == [
+        "['loss']",
+        "['logits']",
+    ]
+    # every output class, the cache ones (past_key_values a field of their own) and a user's subclass too
+    classes = [c for c in vars(fastbert.outputs).values() if isinstance(c, type)]
+    classes = [
+        c
+        for c in classes
+        if issubclass(c, fastbert.outputs.ModelOutput) and c is not fastbert.outputs.ModelOutput
+    ]
+    assert len(classes) > 10
+    for cls in classes:
+        first = fields_of(cls)[0]
+        leaves, spec = pytree.tree_flatten(cls(**{first: torch.ones(1)}))
+        assert len(leaves) == 1 and type(pytree.tree_unflatten(leaves, spec)) is cls, cls
+
+    @dataclasses.dataclass
+    class Mine(fastbert.outputs.MaskedLMOutput):
+        extra: torch.Tensor | None = None
+
+    assert len(pytree.tree_leaves(Mine(logits=torch.ones(1), extra=torch.ones(2)))) == 2
+
+
+def fields_of(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+_DDP_CHILD = """
+import sys, torch, torch.distributed as dist
+import fastbert
+rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=2)
+torch.manual_seed(0)
+config = fastbert.BertConfig(vocab_size=99, hidden_size=36, num_hidden_layers=2, num_attention_heads=3,
+                             intermediate_size=37, max_position_embeddings=64, attn_implementation="sdpa")
+model = fastbert.BertForSequenceClassification(config)
+ddp = torch.nn.parallel.DistributedDataParallel(model, static_graph=True)
+torch.manual_seed(rank + 1)  # each rank its own batch
+ddp(input_ids=torch.randint(3, 90, (2, 7)), labels=torch.tensor([0, 1])).loss.backward()
+torch.save(model.classifier.weight.grad, out)
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_static_graph_averages_the_gradients_of_the_ranks(tmp_path):
+    """DistributedDataParallel(static_graph=True) over two CPU (gloo) processes, each with its own batch: both
+    ranks end the step with the same (averaged) gradient, as with transformers' model. With the output not a
+    pytree node, DDP never averaged them: each rank kept its own gradient and the replicas drifted apart."""
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available():
+        pytest.skip("this torch build has no torch.distributed")
+    script = tmp_path / "child.py"
+    script.write_text(_DDP_CHILD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(rank),
+                str(tmp_path / "store"),
+                str(tmp_path / f"grad{rank}.pt"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank in range(2)
+    ]
+    for child in children:
+        output, _ = child.communicate(timeout=300)
+        assert child.returncode == 0, output.decode()[-3000:]
+    grads = [torch.load(tmp_path / f"grad{rank}.pt") for rank in range(2)]
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])
