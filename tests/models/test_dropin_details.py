@@ -420,6 +420,8 @@ def test_ddp_static_graph_averages_the_gradients_of_the_ranks(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(_DDP_CHILD)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    if sys.platform.startswith("linux"):  # gloo's sockets on the loopback interface only
+        env["GLOO_SOCKET_IFNAME"] = "lo"
     children = [
         subprocess.Popen(
             [
@@ -435,9 +437,15 @@ def test_ddp_static_graph_averages_the_gradients_of_the_ranks(tmp_path):
         )
         for rank in range(2)
     ]
-    for child in children:
-        output, _ = child.communicate(timeout=300)
-        assert child.returncode == 0, output.decode()[-3000:]
+    try:
+        for child in children:
+            output, _ = child.communicate(timeout=300)
+            assert child.returncode == 0, output.decode()[-3000:]
+    finally:  # a rank that failed or hung leaves no process behind (the other waits for it forever)
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     grads = [torch.load(tmp_path / f"grad{rank}.pt") for rank in range(2)]
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1])
