@@ -439,3 +439,29 @@ def old_layout(folder) -> str:
     modules[0]["path"] = "0_Transformer"
     (folder / "modules.json").write_text(json.dumps(modules))
     return str(folder)
+
+
+def assert_padding_past_the_limit_runs(cls, folder, hf, limit: int, pad: int, side: str) -> None:
+    """A family whose padding takes position ``pad`` (RoBERTa's, MPNet's) runs a token-classification batch
+    padded past its length ``limit`` when the real rows fit, as transformers' ``hf`` does (a fixed
+    padding="max_length", pad_to_multiple_of), on eager and sdpa; a real row over the limit is still refused."""
+    from fastbert.core.tolerances import assert_close
+
+    g = torch.Generator().manual_seed(5)
+    real = torch.randint(3, 99, (2, limit), generator=g)
+    real[1, 20:] = pad  # a shorter row too
+    padding = torch.full((2, 7), pad)
+    ids = torch.cat([real, padding] if side == "right" else [padding, real], dim=1)
+    inputs = {"input_ids": ids, "attention_mask": ids.ne(pad).long()}
+    with torch.no_grad():
+        theirs = hf(**inputs).logits
+        ref = hf.to(torch.float64)(**inputs).logits
+        hf.to(torch.float32)
+    for backend in ("eager", "sdpa"):
+        model = cls.from_pretrained(folder, attn_implementation=backend)
+        with torch.no_grad():
+            ours = model(**inputs).logits
+        assert_close(ours, theirs, ref, torch.float32, inputs["attention_mask"].bool(), what=backend)
+    too_long = torch.cat([torch.randint(3, 99, (1, limit + 1), generator=g), torch.full((1, 3), pad)], dim=1)
+    with pytest.raises(ValueError, match=rf"sequence length {limit + 1} is longer than the model's limit"):
+        model(input_ids=too_long)

@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 import torch
-from model_helpers import require_interpreter, require_transformers
+from model_helpers import assert_padding_past_the_limit_runs, require_interpreter, require_transformers
 
 import fastbert
 from fastbert import registry
@@ -187,24 +187,7 @@ def test_padding_past_the_length_limit_runs_as_transformers(saved, side):
     length. The limit still holds for the real tokens."""
     folder, hf = saved("roberta", "token-classification")
     limit = TINY["max_position_embeddings"] - PAD - 1
-    g = torch.Generator().manual_seed(5)
-    real = torch.randint(3, 99, (2, limit), generator=g)
-    real[1, 20:] = PAD  # a shorter row too
-    padding = torch.full((2, 7), PAD)
-    ids = torch.cat([real, padding] if side == "right" else [padding, real], dim=1)
-    inputs = {"input_ids": ids, "attention_mask": ids.ne(PAD).long()}
-    with torch.no_grad():
-        theirs = hf(**inputs).logits
-        ref = hf.to(torch.float64)(**inputs).logits
-        hf.to(torch.float32)
-    for backend in ("eager", "sdpa"):
-        model = fastbert.RobertaForTokenClassification.from_pretrained(folder, attn_implementation=backend)
-        with torch.no_grad():
-            ours = model(**inputs).logits
-        assert_close(ours, theirs, ref, torch.float32, inputs["attention_mask"].bool(), what=backend)
-    too_long = torch.cat([torch.randint(3, 99, (1, limit + 1), generator=g), torch.full((1, 3), PAD)], dim=1)
-    with pytest.raises(ValueError, match=rf"sequence length {limit + 1} is longer than the model's limit"):
-        model(input_ids=too_long)
+    assert_padding_past_the_limit_runs(fastbert.RobertaForTokenClassification, folder, hf, limit, PAD, side)
 
 
 def test_triton_backend_under_the_interpreter(saved):

@@ -122,17 +122,28 @@ def test_id2label_that_fits_the_head_wins_over_num_labels(tmp_path):
         fastbert.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
 
 
+def _saved_with_five_labels_said(folder, cls) -> None:
+    """A tiny ``cls`` model with a 3-row classifier saved to ``folder``, its config.json then saying
+    num_labels 5 beside the 3 labels of its id2label (a checkpoint in the wild)."""
+    config = cls.config_class(
+        vocab_size=30,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=20,
+        num_labels=3,
+    )
+    cls(config).save_pretrained(folder)
+    data = json.loads((folder / "config.json").read_text())
+    data["num_labels"] = 5
+    (folder / "config.json").write_text(json.dumps(data))
+
+
 def test_id2label_given_to_from_pretrained_is_not_replaced_by_the_files_labels(tmp_path):
     """config.json: num_labels 5, id2label of 3, a 3-row classifier (DistilBERT). The caller's id2label of 2
     labels is what is asked, as its num_labels is: a size mismatch, as transformers (and as with a consistent
     config.json); it loaded the file's 3 labels instead, dropping the caller's names."""
-    config = fastbert.DistilBertConfig(
-        vocab_size=30, dim=16, n_layers=1, n_heads=2, hidden_dim=20, num_labels=3
-    )
-    fastbert.DistilBertForSequenceClassification(config).save_pretrained(tmp_path)
-    data = json.loads((tmp_path / "config.json").read_text())
-    data["num_labels"] = 5
-    (tmp_path / "config.json").write_text(json.dumps(data))
+    _saved_with_five_labels_said(tmp_path, fastbert.DistilBertForSequenceClassification)
     mine = {0: "no", 1: "yes"}
     with pytest.raises(ValueError, match="size mismatch for classifier.weight"):
         fastbert.DistilBertForSequenceClassification.from_pretrained(tmp_path, id2label=mine)
@@ -145,18 +156,7 @@ def test_id2label_given_to_from_pretrained_is_not_replaced_by_the_files_labels(t
 def test_id2label_given_to_the_config_is_not_replaced_by_the_files_labels(tmp_path):
     """The same, with the labels given to AutoConfig.from_pretrained and the config passed on: the model
     kept config.json's 3 labels (the config still carried them as the fallback), not the caller's 2."""
-    config = fastbert.MPNetConfig(
-        vocab_size=30,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=20,
-        num_labels=3,
-    )
-    fastbert.MPNetForSequenceClassification(config).save_pretrained(tmp_path)
-    data = json.loads((tmp_path / "config.json").read_text())
-    data["num_labels"] = 5
-    (tmp_path / "config.json").write_text(json.dumps(data))
+    _saved_with_five_labels_said(tmp_path, fastbert.MPNetForSequenceClassification)
     for asked in (dict(id2label={0: "no", 1: "yes"}), dict(num_labels=2)):
         config = fastbert.AutoConfig.from_pretrained(tmp_path, **asked)
         assert config.num_labels == 2
@@ -168,13 +168,7 @@ def test_id2label_given_to_the_config_is_not_replaced_by_the_files_labels(tmp_pa
 def test_labels_set_on_the_config_are_not_replaced_by_the_files_labels(tmp_path):
     """The same, with the labels set on the config's attributes (``config.num_labels = 2``, or a new
     ``id2label``) before passing it on: the model kept config.json's 3 labels."""
-    config = fastbert.DistilBertConfig(
-        vocab_size=30, dim=16, n_layers=1, n_heads=2, hidden_dim=20, num_labels=3
-    )
-    fastbert.DistilBertForSequenceClassification(config).save_pretrained(tmp_path)
-    data = json.loads((tmp_path / "config.json").read_text())
-    data["num_labels"] = 5
-    (tmp_path / "config.json").write_text(json.dumps(data))
+    _saved_with_five_labels_said(tmp_path, fastbert.DistilBertForSequenceClassification)
     for name, value in (("num_labels", 2), ("id2label", {0: "no", 1: "yes"})):
         config = fastbert.AutoConfig.from_pretrained(tmp_path)
         setattr(config, name, value)
