@@ -315,7 +315,17 @@ def test_threads_calling_at_once_share_one_copy(onednn, monkeypatch):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("", True), ("1", True), ("on", True), ("0", False), ("OFF", False), ("no", False)],
+    [
+        ("", True),
+        ("1", True),
+        ("on", True),
+        ("true", True),
+        (" Yes ", True),
+        ("0", False),
+        ("OFF", False),
+        ("false", False),
+        ("no", False),
+    ],
 )
 def test_env_switch(monkeypatch, value, expected):
     monkeypatch.setenv(prepack.ENV, value)
