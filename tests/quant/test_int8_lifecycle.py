@@ -211,6 +211,16 @@ def test_a_data_edit_of_a_non_contiguous_weight_is_seen():
     )  # rows 0..3, column 0
 
 
+def test_the_sample_of_a_contiguous_weight_spreads_over_its_rows_and_columns():
+    """A contiguous weight whose sample spacing is a multiple of its row length (64 x 63: every 63rd
+    element) would sample one column of every row, and an edit through ``.data`` of any other column (a
+    pruned input feature) would go unseen: the spacing is moved off the row length."""
+    w = torch.arange(64 * 63, dtype=torch.float32).view(64, 63)
+    positions = weight_sample(w).view(torch.float32).long()
+    assert len(set((positions // 63).tolist())) > 32  # rows
+    assert len(set((positions % 63).tolist())) > 32  # columns, not column 0 of each row
+
+
 @pytest.mark.parametrize(
     "how", ["p.data = t", "module.weight = Parameter(t)", "load_state_dict(assign=True)"]
 )
