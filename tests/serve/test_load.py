@@ -20,6 +20,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import torch
 from serve_helpers import WORDS, httpx, requests_held, serving
 
@@ -220,3 +221,54 @@ def test_two_workers_share_the_queue(tiny):
         assert r.status_code == 200
         g, w = np.asarray(r.json()), np.asarray(w)
         assert np.abs(g - w).max() <= bound(0.0, torch.float32, float(np.abs(w).max()))
+
+
+class _RecordedModel:
+    """A stand-in for a ServedModel: records each forward's row lengths; the first forward waits for
+    ``gate`` (``entered`` set when it starts); a forward with a row of 7 tokens fails."""
+
+    def __init__(self) -> None:
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.batches: list[list[int]] = []
+
+    def run(self, rows, ops):
+        self.entered.set()
+        self.gate.wait(60)
+        lengths = [len(r[0]) for r in rows]
+        self.batches.append(lengths)
+        if 7 in lengths:
+            raise RuntimeError("simulated device failure")
+        return lengths
+
+
+def test_a_forward_takes_the_queue_within_the_token_budget_and_the_input_cap():
+    """Inputs that queued while the worker was busy run in arrival order, as many as fit --max-batch-tokens
+    real tokens (an input over the budget runs alone) and at most --max-batch-requests of them; a failed
+    forward fails its requests, whose inputs still queued are dropped, not run."""
+    from fastbert.serve.batcher import Batcher, InferenceError
+
+    def rows(*lengths):
+        return [(list(range(n)), [1] * n) for n in lengths]
+
+    async def scenario() -> list[list[int]]:
+        model = _RecordedModel()
+        batcher = Batcher([model], max_batch_tokens=10, max_batch_requests=3)
+        batcher.start()
+        try:
+            first = batcher.enqueue(rows(2), ["pooled"])
+            assert await asyncio.to_thread(model.entered.wait, 30)  # the worker is busy: the rest queue
+            many = batcher.enqueue(rows(4, 4, 4, 1, 1, 1, 1, 20), ["pooled"] * 8)
+            failing = batcher.enqueue(rows(7, 5, 5), ["pooled"] * 3)
+            last = batcher.enqueue(rows(3), ["pooled"])
+            model.gate.set()
+            assert await asyncio.wait_for(first.future, 30) == [2]
+            assert await asyncio.wait_for(many.future, 30) == [4, 4, 4, 1, 1, 1, 1, 20]
+            with pytest.raises(InferenceError, match="simulated device failure"):
+                await asyncio.wait_for(failing.future, 30)
+            assert await asyncio.wait_for(last.future, 30) == [3]
+        finally:
+            model.gate.set()
+            await asyncio.to_thread(batcher.stop)
+        return model.batches
+
+    assert asyncio.run(scenario()) == [[2], [4, 4], [4, 1, 1], [1, 1], [20], [7], [3]]
