@@ -542,6 +542,12 @@ def test_resume_of_another_fastbert_builds_run_refused(tmp_path, models):
     (out / MANIFEST).write_text(json.dumps({**manifest, "status": "running"}))
     m = embed([str(path)], str(out), **kw)
     assert m["status"] == "complete" and m["total_rows"] == 3 and (out / "part-00002.parquet").exists()
+    # a manifest that names neither a version nor a build (written by hand) resumes too
+    os.remove(out / "part-00002.parquet")
+    by_hand = {k: v for k, v in manifest.items() if k not in ("fastbert_version", "fastbert_build")}
+    (out / MANIFEST).write_text(json.dumps({**by_hand, "status": "running"}))
+    m = embed([str(path)], str(out), **kw)
+    assert m["status"] == "complete" and m["total_rows"] == 3 and (out / "part-00002.parquet").exists()
 
 
 def test_fastbert_build_follows_the_code_and_not_the_install(tmp_path):
