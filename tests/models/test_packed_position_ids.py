@@ -127,6 +127,24 @@ def test_restarting_positions_without_a_mask_attend_within_each_sequence(tmp_pat
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_positions_that_jump_forward_start_a_sequence_too(tmp_path, backend):
+    """transformers 5 starts a sequence wherever a position is not the one before plus 1, forward jumps too
+    (a chunk of a document packed at its own offset: 0..4, then 20..23): not only where positions restart."""
+    _needs_transformers_reading()
+    _save(tmp_path, "BertModel")
+    theirs, ours = _load(tmp_path, "BertModel", backend)
+    pos = torch.tensor([[0, 1, 2, 3, 4, 20, 21, 22, 23, 0, 1, 2], [5, 6, 7, 8, 9, 10, 0, 1, 2, 30, 31, 32]])
+    torch.manual_seed(1)
+    ids = torch.randint(3, TINY["vocab_size"], pos.shape)
+    got = _compare(
+        ours, theirs, dict(input_ids=ids, position_ids=pos), torch.ones(pos.shape, dtype=torch.bool)
+    )
+    with torch.no_grad():
+        across = ours(input_ids=ids, position_ids=pos, attention_mask=torch.ones_like(ids))
+    assert (got.last_hidden_state - across.last_hidden_state).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_causal_lm_splits_the_row_only_without_a_cache(tmp_path, backend, use_cache):
     """transformers 5 reads the packed sequences only when no cache is kept: with ``use_cache=True`` its decoder
