@@ -320,6 +320,7 @@ _CHANGES_OUTPUT = [
     dict(min_new_tokens=2, eos_token_id=5),
     dict(do_sample=True, min_p=0.1),
     dict(return_dict_in_generate=True, output_attentions=True),
+    dict(guidance_scale=1.5),
 ]
 
 
@@ -376,6 +377,7 @@ _NO_CHANGE = [
     dict(decoder_start_token_id=3),
     dict(output_attentions=True),  # without return_dict_in_generate
     dict(min_new_tokens=2),  # no eos id to hold back
+    dict(guidance_scale=1.0),  # classifier-free guidance of scale 1: transformers adds no processor
     dict(num_beams=1, repetition_penalty=1.0),
 ]
 
