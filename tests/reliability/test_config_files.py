@@ -198,10 +198,18 @@ def test_a_head_that_fits_neither_num_labels_nor_id2label_is_a_mismatch_without_
     ]
 
 
-def test_not_json_and_not_an_object(tmp_path):
+@pytest.mark.parametrize(
+    "read", [fastbert.BertConfig.from_pretrained, fastbert.AutoConfig.from_pretrained], ids=["Bert", "Auto"]
+)
+def test_not_json_and_not_an_object(tmp_path, read):
+    """A config.json that is no JSON object is an OSError naming the file, read by the family's class or by
+    AutoConfig (which reads the file itself to find the class): not a bare UnicodeDecodeError."""
     (tmp_path / "config.json").write_text("[1, 2]")
-    with pytest.raises(OSError, match="does not hold a JSON object"):
-        fastbert.BertConfig.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match="config.json does not hold a JSON object"):
+        read(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(OSError, match="config.json is not valid JSON"):
+        read(tmp_path)
     (tmp_path / "config.json").write_bytes(b"\xff\xfe{")
-    with pytest.raises((OSError, ValueError), match="config.json"):
-        fastbert.BertConfig.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match="config.json"):
+        read(tmp_path)
