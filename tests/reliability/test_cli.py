@@ -107,6 +107,23 @@ def test_invalid_numeric_option_is_an_argparse_error(option, value):
     assert f"argument {option}" in err and "OverflowError" not in err
 
 
+@pytest.mark.parametrize(
+    "option, value",
+    [("--doc-stride", "0"), ("--batch-size", "1"), ("--top-k", "1"), ("--max-answer-len", "1")],
+)
+def test_the_smallest_valid_numeric_option_is_taken(option, value):
+    """The other side of each bound: ``--doc-stride 0`` (no overlap, which transformers takes) and 1 for the
+    options that count something parse, as the whole number given."""
+    import argparse
+
+    from fastbert.pipelines.cli import add_cli_arguments
+
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    args = parser.parse_args(["--task", "question-answering", option, value])
+    assert getattr(args, option[2:].replace("-", "_")) == int(value)
+
+
 def test_unusable_output_is_refused_before_the_model_loads(tmp_path):
     # the model does not exist: an error about --output shows the output was checked first
     for output, needle in [
