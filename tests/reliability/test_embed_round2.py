@@ -118,9 +118,13 @@ def test_overwrite_removes_the_manifests_files_and_leaves_the_rest(tmp_path, mod
     (out / "notes.txt").write_text("my notes")
     (out / "_sub").mkdir()  # readers skip it (a Parquet file in a subfolder they read is refused)
     (out / "_sub" / "x.parquet").write_bytes(b"not looked at")
+    # temporary files by open_output's naming: a killed run's shard is fastbert's, an editor's is not
+    (out / ".part-00002.parquet.0a1b2c3d.tmp").write_bytes(b"half a shard")
+    (out / ".notes.txt.0a1b2c3d.tmp").write_text("another program's")
     m = embed([docs], str(out), model=model, shard_rows=2, overwrite=True, progress=False)  # 2 shards
     assert m["total_rows"] == 3 and len(m["shards"]) == 2
     assert sorted(os.listdir(out)) == [
+        ".notes.txt.0a1b2c3d.tmp",
         MANIFEST,
         "_sub",
         "notes.txt",
