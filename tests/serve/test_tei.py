@@ -260,6 +260,12 @@ def test_cli_takes_tei_forms_and_environment(capsys):
         ({"threads": 1.5}, TypeError, "threads (--threads) must be a whole number"),
         ({"port": 70000}, ValueError, "port (--port) must be 0..65535"),
         ({"graceful_shutdown_timeout": -1}, ValueError, "--graceful-shutdown-timeout"),
+        ({"graceful_shutdown_timeout": float("inf")}, ValueError, "--graceful-shutdown-timeout) must be 0"),
+        (
+            {"max_batch_requests": 0},
+            ValueError,
+            "max_batch_requests (--max-batch-requests) must be at least 1",
+        ),
         ({"max_concurrent_requests": True}, TypeError, "max_concurrent_requests"),
     ],
 )
