@@ -919,6 +919,10 @@ def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
         (["--task", "text-classification", "--model", None], "pass --model a BertForSequenceClassification"),
         (["--task", "text-classification", "--pooling", "mean"], "--pooling and --normalize are options"),
         (["--function-to-apply", "softmax"], "--function-to-apply is a text-classification option"),
+        (
+            ["--task", "feature-extraction", "--pooling", "mean,lasttoken"],
+            "feature-extraction pools by mean, cls, max, not 'lasttoken'",
+        ),
         # both were taken and one silently ignored (--device; --ray-actors without --ray)
         (["--device", "cpu", "--devices", "cpu,cpu"], "--device and --devices: pass one, not both"),
         (["--ray-actors", "2"], "--ray-actors is an option of --ray, not of"),
