@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -232,7 +233,7 @@ def torch_attention_varlen(
     scale,
     causal=False,
     validate: bool = True,
-    host_cu_seqlens: tuple[list[int], list[int]] | None = None,
+    host_cu_seqlens: tuple[Sequence[int], Sequence[int]] | None = None,
 ):
     out = q.new_zeros(q.shape[:2] + (v.shape[-1],))
     # the bounds as Python ints where the caller has them (no device read: under torch.compile a graph break
@@ -375,7 +376,7 @@ def attention_varlen(
     rotary_sin: torch.Tensor | None = None,
     validate: bool = True,
     chunk: int = CHUNK,
-    host_cu_seqlens: tuple[list[int], list[int]] | None = None,
+    host_cu_seqlens: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> torch.Tensor:
     """Packed attention with the kernel's options (see the module docstring) -> (Tq, heads, D) in q's dtype."""
     if not isinstance(window, int) or window < 0:

@@ -10,6 +10,7 @@ validation of the ids.
 from __future__ import annotations
 
 import contextvars
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,14 +86,17 @@ class Packing:
     static_rows: int | None = None
 
     @property
-    def cu_seqlens_host(self) -> list[int] | None:
-        """``cu_seqlens`` as Python ints, from ``seqlens_host`` (no device read); None where those are."""
+    def cu_seqlens_host(self) -> tuple[int, ...] | None:
+        """``cu_seqlens`` as Python ints, from ``seqlens_host`` (no device read; computed once, shared by every
+        layer, cached by hand as :attr:`mask`); None where those are."""
         if self.seqlens_host is None:
             return None
-        out = [0]
-        for n in self.seqlens_host:
-            out.append(out[-1] + n)
-        return out
+        bounds = self.__dict__.get("_cu_seqlens_host")
+        if bounds is None:
+            bounds = self.__dict__["_cu_seqlens_host"] = tuple(
+                itertools.accumulate(self.seqlens_host, initial=0)
+            )
+        return bounds
 
     @property
     def total(self) -> int:

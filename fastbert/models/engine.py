@@ -870,12 +870,10 @@ class BertModel(BertPreTrainedModel):
             and self.position_table
             and inputs.position_ids is None
             and shape[1] + past_length > limit
-            and self._positions_needed(inputs, past_length) > limit  # a host read on this path only
         ):
-            raise ValueError(
-                f"sequence length {self._positions_needed(inputs, past_length)} is longer than {why}: truncate "
-                "the input"
-            )
+            needed = self._positions_needed(inputs, past_length)  # a host read on this path only
+            if needed > limit:
+                raise ValueError(f"sequence length {needed} is longer than {why}: truncate the input")
         kind = cfg.position_embedding_type
         if (
             kind in ("relative_key", "relative_key_query")
@@ -949,6 +947,11 @@ class BertModel(BertPreTrainedModel):
     def _length_limit(self) -> tuple[int, str]:
         """The longest input the position embeddings cover (without explicit position_ids), and why."""
         return self.length_limit(self.config)
+
+    @property
+    def _causal(self) -> bool:
+        """Whether the self-attention is causal, with a cache: ``config.is_decoder`` where the family honours it."""
+        return self.config.is_decoder and self.honours_is_decoder
 
     def _positions_needed(self, inputs: BertInputs, past_length: int) -> int:
         """How many positions of the table the default position ids take (compared with :meth:`_length_limit`):
@@ -1068,9 +1071,7 @@ class BertModel(BertPreTrainedModel):
             cfg.output_hidden_states if inputs.output_hidden_states is None else inputs.output_hidden_states
         )
         use_cache = (
-            (cfg.use_cache if inputs.use_cache is None else inputs.use_cache)
-            if cfg.is_decoder and self.honours_is_decoder
-            else False
+            (cfg.use_cache if inputs.use_cache is None else inputs.use_cache) if self._causal else False
         )
         past = as_legacy_cache(inputs.past_key_values)
         if past is not None:
@@ -1294,7 +1295,7 @@ class BertModel(BertPreTrainedModel):
             inputs.encoder_hidden_states,
             inputs.encoder_attention_mask,
         )
-        causal = cfg.is_decoder and self.honours_is_decoder
+        causal = self._causal
         attn = AttentionSpec(causal=causal)
         if can_pack and inputs.static_packing is not None:  # a CUDA graph's, packed on the device
             packing = inputs.static_packing
